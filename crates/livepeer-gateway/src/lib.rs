@@ -1,1 +1,182 @@
-//! x
+//! A Livepeer Gateway: takes jobs from applications and routes them to Livepeer orchestrators.
+//!
+//! [`Gateway::start`] binds the listeners of a validated [`Config`], discovers orchestrators
+//! and keeps the pool current in the background; [`Gateway::shutdown`] stops it gracefully.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod orchestrator;
+pub mod task;
+
+// Used by the binary only.
+use anyhow as _;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use livepeer_pm::LocalSigner;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+use config::OrchSource;
+use metrics::Metrics;
+use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Requirements, Timeouts};
+use task::Tasks;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A configured key or source was unusable.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// State shared by every handler; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The orchestrator pool.
+    pub pool: Pool,
+    /// Metric families.
+    pub metrics: Metrics,
+    /// What orchestrators must satisfy.
+    pub requirements: Arc<Requirements>,
+    /// Configuration summary for `/status` (no secrets).
+    pub summary: Arc<serde_json::Value>,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Where the public API listens.
+    pub http_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// Shared state (pool, metrics).
+    pub state: AppState,
+    tasks: Tasks,
+}
+
+impl Gateway {
+    /// Binds both listeners, runs the first discovery round and starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let http = bind(config.http_addr).await?;
+        let admin = bind(config.cli_addr).await?;
+        let http_addr = http.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+        let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+
+        let identity = match &config.eth_key {
+            Some(key) => {
+                let signer = LocalSigner::from_hex(key.expose_secret())
+                    .map_err(|e| StartError::Setup(format!("LP_ETH_KEY: {e}")))?;
+                let text = signer.address().to_checksum(None);
+                let sig = signer
+                    .eth_sign(text.as_bytes())
+                    .map_err(|e| StartError::Setup(format!("signing: {e}")))?;
+                tracing::info!(address = %text, "gateway identity");
+                Some(Identity { address: signer.address(), sig })
+            }
+            None => None,
+        };
+        let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
+        let client = OrchClient::new(timeouts, config.orch_tls, identity);
+        let discovery = match &config.orchestrators {
+            OrchSource::Static(urls) => {
+                if urls.is_empty() {
+                    tracing::warn!("no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503");
+                }
+                Discovery::Static(urls.clone())
+            }
+            OrchSource::Webhook(url) => {
+                Discovery::webhook(url.clone(), config.webhook_refresh_interval, std::time::Duration::from_secs(3))
+                    .map_err(StartError::Setup)?
+            }
+        };
+        let metrics = Metrics::new();
+        let tasks = Tasks::new();
+        let pool_config = PoolConfig {
+            refresh_interval: config.refresh_interval,
+            probe_interval: config.probe_interval,
+            eject: config.eject,
+            weights: config.weights,
+            requirements: config.requirements.clone(),
+            max_concurrent_calls: config.discovery_concurrency,
+        };
+        let pool = Pool::start(pool_config, client, discovery, metrics.clone(), &tasks).await;
+        let state = AppState {
+            pool,
+            metrics,
+            requirements: Arc::new(config.requirements.clone()),
+            summary: Arc::new(summary(&config)),
+        };
+
+        serve(&tasks, "admin-api", admin, admin::router(state.clone()));
+        serve(&tasks, "public-api", http, public_router(state.clone()));
+        tracing::info!(%http_addr, %admin_addr, "gateway listening");
+        Ok(Self { http_addr, admin_addr, state, tasks })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for every task.
+    pub async fn shutdown(self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// The public API. Batch AI, live and BYOC routes join it in later work.
+pub fn public_router(_state: AppState) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+fn serve(tasks: &Tasks, name: &'static str, listener: TcpListener, router: Router) {
+    tasks.spawn(name, move |cancel| async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(listener = name, error = %e, "listener failed");
+        }
+    });
+}
+
+fn summary(c: &Config) -> serde_json::Value {
+    let source = match &c.orchestrators {
+        OrchSource::Static(urls) => json!({ "static": urls.iter().map(|u| u.as_str()).collect::<Vec<_>>() }),
+        OrchSource::Webhook(url) => json!({ "webhook": url.as_str() }),
+    };
+    json!({
+        "http_addr": c.http_addr.to_string(),
+        "cli_addr": c.cli_addr.to_string(),
+        "network": "offchain",
+        "orchestrators": source,
+        "discovery_timeout_ms": c.discovery_timeout.as_millis() as u64,
+        "refresh_interval_ms": c.refresh_interval.as_millis() as u64,
+        "eject_base_ms": c.eject.base.as_millis() as u64,
+        "eject_max_ms": c.eject.max.as_millis() as u64,
+        "weights": c.weights,
+        "max_price_per_unit": c.requirements.max_price.map(|p| p.to_string()),
+        "max_price_per_model": c.requirements.max_price_per_model.len(),
+        "min_orchestrator_version": c.requirements.min_version,
+        "blocklist": c.requirements.blocklist.len(),
+        "orch_tls": c.orch_tls,
+        "signing": c.eth_key.is_some(),
+    })
+}

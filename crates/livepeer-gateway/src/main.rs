@@ -1,1 +1,117 @@
-fn main() {}
+//! The `livepeer-gateway` binary: parse and validate configuration (exit 64 if bad), set up
+//! logging, run until SIGINT or SIGTERM, then shut down gracefully.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use livepeer_gateway::config::{Flags, LogFormat};
+use livepeer_gateway::{Config, Gateway, demo};
+
+/// A Livepeer Gateway: routes AI and video jobs to Livepeer orchestrators.
+#[derive(Debug, Parser)]
+#[command(name = "livepeer-gateway", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run with three local simulated orchestrators and print what to try.
+    Demo,
+}
+
+/// Exit code for bad configuration (EX_USAGE), as linkerd and sysexits use.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let config = match Config::load(cli.flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("livepeer-gateway: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("livepeer-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "livepeer-gateway failed");
+            eprintln!("livepeer-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
+    let demo_orchs = match command {
+        Some(Command::Demo) => {
+            let orchs = demo::start_orchestrators().await?;
+            demo::use_orchestrators(&mut config, &orchs);
+            Some(orchs)
+        }
+        None => None,
+    };
+    let gateway = Gateway::start(config).await?;
+    if let Some(orchs) = &demo_orchs {
+        let text = demo::instructions(gateway.admin_addr, gateway.http_addr, orchs);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    // Like go-livepeer, give in-flight work up to 10 s.
+    if tokio::time::timeout(Duration::from_secs(10), gateway.shutdown()).await.is_err() {
+        anyhow::bail!("shutdown did not finish within 10 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,1 +1,261 @@
-//! x
+//! A simulated Livepeer orchestrator that speaks the real wire protocol over real sockets.
+//!
+//! Tests, the demo and the benchmarks start it on port 0 with [`Sim::start`]; the
+//! `livepeer-sim` binary runs one from the command line. Like go-livepeer's orchestrator it
+//! serves gRPC (`net.Orchestrator`) and plain HTTP on one port, over TLS with a self-signed
+//! certificate or over cleartext HTTP/1.1 + h2c. Its behaviour can be changed while it runs
+//! (latency, error rate, hanging, garbage answers) and it can be stopped and restarted on the
+//! same port, so failure handling is tested against real connection errors.
+//!
+//! Later work adds the AI worker, trickle, payment-checking, BYOC and transcoding endpoints
+//! beside the gRPC service in [`server::router`].
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod grpc;
+mod server;
+
+// Used by the `livepeer-sim` binary only.
+use anyhow as _;
+use clap as _;
+use tracing_subscriber as _;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use livepeer_pm::Address;
+use livepeer_proto::net;
+use tokio_util::sync::CancellationToken;
+
+pub use server::SimError;
+
+/// One model the simulator serves.
+#[derive(Debug, Clone)]
+pub struct SimModel {
+    /// Pipeline name, e.g. `text-to-image`.
+    pub pipeline: String,
+    /// Model id, e.g. `stabilityai/sd-turbo`.
+    pub model: String,
+    /// Whether it is loaded (warm).
+    pub warm: bool,
+    /// Concurrent requests it can take.
+    pub capacity: u32,
+    /// Price: wei per unit = `price.0 / price.1`.
+    pub price: (i64, i64),
+    /// ai-runner version it reports.
+    pub runner_version: String,
+}
+
+impl SimModel {
+    /// A warm model with capacity 1, price 0 and runner 0.14.1.
+    pub fn new(pipeline: &str, model: &str) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            model: model.to_owned(),
+            warm: true,
+            capacity: 1,
+            price: (0, 1),
+            runner_version: "0.14.1".to_owned(),
+        }
+    }
+
+    /// Sets the price per unit (numerator, denominator).
+    #[must_use]
+    pub fn price(mut self, per_unit: i64, pixels_per_unit: i64) -> Self {
+        self.price = (per_unit, pixels_per_unit);
+        self
+    }
+
+    /// Sets warm (true) or cold (false).
+    #[must_use]
+    pub fn warm(mut self, warm: bool) -> Self {
+        self.warm = warm;
+        self
+    }
+
+    /// Sets the capacity.
+    #[must_use]
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+}
+
+/// What the simulator does with incoming calls; changeable at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Answer normally (after the configured latency, failing at the configured error rate).
+    #[default]
+    Normal,
+    /// Accept the connection and the request, then never answer.
+    Hang,
+    /// Answer with a gRPC frame that is not a valid protobuf message.
+    Garbage,
+    /// Answer every call with this error, as a go-livepeer orchestrator would.
+    Fail(String),
+}
+
+/// Static configuration of a simulated orchestrator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Name used in logs.
+    pub name: String,
+    /// Listen address; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// Serve TLS with a self-signed certificate (like go-livepeer) instead of cleartext h2c.
+    pub tls: bool,
+    /// Ethereum address; `None` behaves as an off-chain orchestrator (no ticket params).
+    pub eth_address: Option<Address>,
+    /// Node version it reports.
+    pub version: String,
+    /// Base (transcoding) price.
+    pub base_price: (i64, i64),
+    /// AI models it serves.
+    pub models: Vec<SimModel>,
+    /// Fixed delay before each answer.
+    pub latency: Duration,
+    /// Extra uniformly random delay, 0..jitter.
+    pub jitter: Duration,
+    /// Fraction of calls, in parts per million, answered with `OrchestratorCapped`.
+    pub error_rate_ppm: u32,
+    /// Ticket face value, wei.
+    pub face_value: u128,
+    /// Ticket win probability numerator over 2^256 − 1, as big-endian bytes.
+    pub win_prob: Vec<u8>,
+    /// Seed of its random choices (session ids, secrets, jitter, errors).
+    pub seed: u64,
+    /// URI it advertises as `transcoder`; `None` advertises its own listen URL.
+    pub service_uri: Option<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            name: "sim".to_owned(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            eth_address: None,
+            version: "0.9.1".to_owned(),
+            base_price: (0, 1),
+            models: Vec::new(),
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            error_rate_ppm: 0,
+            face_value: 1_000_000_000_000,
+            // About 1/1000.
+            win_prob: vec![0x41; 30],
+            seed: 1,
+            service_uri: None,
+        }
+    }
+}
+
+/// Shared state of a running simulator.
+#[derive(Debug)]
+struct Shared {
+    config: SimConfig,
+    mode: Mutex<Mode>,
+    latency_us: AtomicU64,
+    error_rate_ppm: AtomicU64,
+    calls: AtomicU64,
+    last_request: Mutex<Option<net::OrchestratorRequest>>,
+    url: String,
+}
+
+/// A running simulated orchestrator. Dropping it stops it.
+#[derive(Debug)]
+pub struct Sim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: Mutex<CancellationToken>,
+}
+
+// === impl Sim ===
+
+impl Sim {
+    /// Binds and starts serving.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let listener = tokio::net::TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        let tls = if config.tls { Some(server::self_signed()?) } else { None };
+        let scheme = if config.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Normal),
+            latency_us: AtomicU64::new(config.latency.as_micros() as u64),
+            error_rate_ppm: AtomicU64::new(u64::from(config.error_rate_ppm)),
+            calls: AtomicU64::new(0),
+            last_request: Mutex::new(None),
+            url,
+            config,
+        });
+        let cancel = CancellationToken::new();
+        server::spawn(listener, tls.clone(), server::router(shared.clone()), cancel.clone());
+        tracing::info!(sim = %shared.config.name, url = %shared.url, "simulated orchestrator up");
+        Ok(Self { shared, addr, tls, cancel: Mutex::new(cancel) })
+    }
+
+    /// Its URL, `https://127.0.0.1:port` or `http://…`.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// Its listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes what it does with calls.
+    pub fn set_mode(&self, mode: Mode) {
+        if let Ok(mut m) = self.shared.mode.lock() {
+            *m = mode;
+        }
+    }
+
+    /// Changes the fixed latency.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.latency_us.store(latency.as_micros() as u64, Relaxed);
+    }
+
+    /// Changes the error rate (parts per million).
+    pub fn set_error_rate_ppm(&self, ppm: u32) {
+        self.shared.error_rate_ppm.store(u64::from(ppm), Relaxed);
+    }
+
+    /// GetOrchestrator calls received so far.
+    pub fn calls(&self) -> u64 {
+        self.shared.calls.load(Relaxed)
+    }
+
+    /// The last OrchestratorRequest received.
+    pub fn last_request(&self) -> Option<net::OrchestratorRequest> {
+        self.shared.last_request.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Stops listening and drops every open connection: clients then see refused connections.
+    pub fn stop(&self) {
+        if let Ok(c) = self.cancel.lock() {
+            c.cancel();
+        }
+    }
+
+    /// Listens again on the same port (after [`Sim::stop`]), with the same certificate.
+    pub async fn restart(&self) -> Result<(), SimError> {
+        self.stop();
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let cancel = CancellationToken::new();
+        server::spawn(listener, self.tls.clone(), server::router(self.shared.clone()), cancel.clone());
+        if let Ok(mut c) = self.cancel.lock() {
+            *c = cancel;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

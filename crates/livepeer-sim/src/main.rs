@@ -1,1 +1,85 @@
-fn main() {}
+//! `livepeer-sim`: run a simulated orchestrator from the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use livepeer_sim::{Sim, SimConfig, SimModel};
+
+/// A simulated Livepeer orchestrator speaking the real wire protocol.
+#[derive(Debug, Parser)]
+#[command(name = "livepeer-sim", version)]
+struct Args {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    bind: SocketAddr,
+    /// Serve cleartext HTTP/1.1 + h2c instead of TLS with a self-signed certificate.
+    #[arg(long)]
+    plain: bool,
+    /// Ethereum address to advertise (makes it behave as an on-chain orchestrator).
+    #[arg(long)]
+    eth_address: Option<livepeer_pm::Address>,
+    /// Base price as `per_unit/pixels_per_unit` wei.
+    #[arg(long, default_value = "0/1")]
+    price: String,
+    /// A model to serve: `pipeline/model[:warm|:cold][:capacity=N][:price=P/Q]`; repeatable.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Fixed answer latency in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Random extra latency, 0..N milliseconds.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Parts per million of calls answered with `OrchestratorCapped`.
+    #[arg(long, default_value_t = 0)]
+    error_rate_ppm: u32,
+}
+
+fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
+    let (n, d) = text.split_once('/').unwrap_or((text, "1"));
+    Ok((n.trim().parse().context("price numerator")?, d.trim().parse().context("price denominator")?))
+}
+
+fn parse_model(text: &str) -> anyhow::Result<SimModel> {
+    let mut parts = text.split(':');
+    let id = parts.next().unwrap_or_default();
+    let (pipeline, model) = id.split_once('/').context("model must be pipeline/model")?;
+    let mut m = SimModel::new(pipeline, model);
+    for opt in parts {
+        match opt.split_once('=') {
+            None if opt == "warm" => m.warm = true,
+            None if opt == "cold" => m.warm = false,
+            Some(("capacity", n)) => m.capacity = n.parse().context("capacity")?,
+            Some(("price", p)) => m.price = parse_price(p)?,
+            _ => anyhow::bail!("unknown model option {opt:?}"),
+        }
+    }
+    Ok(m)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    ).init();
+    let args = Args::parse();
+    let config = SimConfig {
+        name: args.bind.to_string(),
+        bind: args.bind,
+        tls: !args.plain,
+        eth_address: args.eth_address,
+        base_price: parse_price(&args.price)?,
+        models: args.models.iter().map(|m| parse_model(m)).collect::<anyhow::Result<_>>()?,
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        error_rate_ppm: args.error_rate_ppm,
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config).await?;
+    tracing::info!(url = sim.url(), "serving; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    sim.stop();
+    Ok(())
+}

@@ -1,0 +1,561 @@
+//! Configuration: command-line flags, `LP_*` environment variables and an optional TOML file,
+//! merged (flag over environment over file over default) into one validated [`Config`] before
+//! any port is bound. A bad setting is reported by name and `main` exits with 64.
+//!
+//! Flag names are the kebab-case forms of go-livepeer's (`-orchAddr` → `--orch-addr`), and each
+//! flag's variable is go-livepeer's too: `LP_` plus the name in capitals without dashes
+//! (`LP_ORCHADDR`), so an operator's existing environment keeps working.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use livepeer_pm::{Address, LocalSigner};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::orchestrator::health::EjectPolicy;
+use crate::orchestrator::price::Price;
+use crate::orchestrator::selection::Weights;
+use crate::orchestrator::{Requirements, TlsTrust, caps, normalize_orch_addr};
+
+/// A setting that failed validation.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {message}")]
+pub struct ConfigError {
+    /// The flag (or file key) at fault, e.g. `--orch-addr`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.to_owned(), message: message.into() }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags. Every one is optional here so that the file and the defaults can fill the gaps.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Flags {
+    /// TOML config file; keys are the flag names without dashes in front (`orch-addr = "..."`).
+    #[arg(long, env = "LP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Public API listen address [default: 127.0.0.1:9935].
+    #[arg(long, env = "LP_HTTPADDR")]
+    pub http_addr: Option<String>,
+    /// Admin API and metrics listen address [default: 127.0.0.1:5935].
+    #[arg(long, env = "LP_CLIADDR")]
+    pub cli_addr: Option<String>,
+    /// Network: only `offchain` is supported so far [default: offchain].
+    #[arg(long, env = "LP_NETWORK")]
+    pub network: Option<String>,
+    /// Comma-separated orchestrator addresses (`host`, `host:port`, `:port` or a URL).
+    #[arg(long, env = "LP_ORCHADDR")]
+    pub orch_addr: Option<String>,
+    /// Discovery webhook returning `[{"address": "...", "score": n}]`; takes precedence over --orch-addr.
+    #[arg(long, env = "LP_ORCHWEBHOOKURL")]
+    pub orch_webhook_url: Option<String>,
+    /// Comma-separated orchestrator Ethereum addresses never to use.
+    #[arg(long, env = "LP_ORCHBLOCKLIST")]
+    pub orch_blocklist: Option<String>,
+    /// Minimum orchestrator node version (semver; prerelease ignored).
+    #[arg(long, env = "LP_ORCHMINLIVEPEERVERSION")]
+    pub orch_min_livepeer_version: Option<String>,
+    /// Deadline of each GetOrchestrator call, e.g. `2s` or `500ms` [default: 3s].
+    #[arg(long, env = "LP_DISCOVERYTIMEOUT")]
+    pub discovery_timeout: Option<String>,
+    /// TCP + TLS connect deadline for orchestrators [default: 2s].
+    #[arg(long, env = "LP_ORCHCONNECTTIMEOUT")]
+    pub orch_connect_timeout: Option<String>,
+    /// How often every orchestrator's info is refreshed [default: 60s].
+    #[arg(long, env = "LP_ORCHREFRESHINTERVAL")]
+    pub orch_refresh_interval: Option<String>,
+    /// How often the discovery webhook is fetched again [default: 60s].
+    #[arg(long, env = "LP_WEBHOOKREFRESHINTERVAL")]
+    pub webhook_refresh_interval: Option<String>,
+    /// Max price per unit, in wei; 0 accepts any price [default: 0].
+    #[arg(long, env = "LP_MAXPRICEPERUNIT")]
+    pub max_price_per_unit: Option<i64>,
+    /// Units per price, the denominator of --max-price-per-unit [default: 1].
+    #[arg(long, env = "LP_PIXELSPERUNIT")]
+    pub pixels_per_unit: Option<i64>,
+    /// JSON (or a path to it): `{"capabilities_prices": [{"pipeline", "model_id", "price_per_unit", "pixels_per_unit"}]}`.
+    #[arg(long, env = "LP_MAXPRICEPERCAPABILITY")]
+    pub max_price_per_capability: Option<String>,
+    /// JSON (or a path to it): `[{"pipeline", "model_id", "minVersion"}]`, minimum ai-runner versions.
+    #[arg(long, env = "LP_AIMINRUNNERVERSION")]
+    pub ai_min_runner_version: Option<String>,
+    /// First ejection cooldown of a failing orchestrator [default: 2s].
+    #[arg(long, env = "LP_EJECTBASE")]
+    pub eject_base: Option<String>,
+    /// Longest ejection cooldown [default: 60s].
+    #[arg(long, env = "LP_EJECTMAX")]
+    pub eject_max: Option<String>,
+    /// How often due probes of ejected orchestrators run [default: 250ms].
+    #[arg(long, env = "LP_PROBEINTERVAL")]
+    pub probe_interval: Option<String>,
+    /// Selection cost per millisecond of latency [default: 1.0].
+    #[arg(long, env = "LP_SELECTLATENCYWEIGHT")]
+    pub select_latency_weight: Option<f64>,
+    /// Selection cost per multiple of the cheapest price [default: 50.0].
+    #[arg(long, env = "LP_SELECTPRICEWEIGHT")]
+    pub select_price_weight: Option<f64>,
+    /// Orchestrator TLS certificates: `accept-any` (as go-livepeer) or `pin-first` [default: accept-any].
+    #[arg(long, env = "LP_ORCHTLS")]
+    pub orch_tls: Option<String>,
+    /// Most GetOrchestrator calls in flight at once [default: 256].
+    #[arg(long, env = "LP_DISCOVERYCONCURRENCY")]
+    pub discovery_concurrency: Option<usize>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "LP_LOGFORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` or `livepeer_gateway=debug` [default: info].
+    #[arg(long, env = "LP_LOGLEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file: the same settings as [`Flags`], kebab-case keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    http_addr: Option<String>,
+    cli_addr: Option<String>,
+    network: Option<String>,
+    orch_addr: Option<StringOrList>,
+    orch_webhook_url: Option<String>,
+    orch_blocklist: Option<StringOrList>,
+    orch_min_livepeer_version: Option<String>,
+    discovery_timeout: Option<String>,
+    orch_connect_timeout: Option<String>,
+    orch_refresh_interval: Option<String>,
+    webhook_refresh_interval: Option<String>,
+    max_price_per_unit: Option<i64>,
+    pixels_per_unit: Option<i64>,
+    max_price_per_capability: Option<String>,
+    ai_min_runner_version: Option<String>,
+    eject_base: Option<String>,
+    eject_max: Option<String>,
+    probe_interval: Option<String>,
+    select_latency_weight: Option<f64>,
+    select_price_weight: Option<f64>,
+    orch_tls: Option<String>,
+    discovery_concurrency: Option<usize>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn joined(self) -> String {
+        match self {
+            Self::One(s) => s,
+            Self::Many(v) => v.join(","),
+        }
+    }
+}
+
+/// Where orchestrators come from.
+#[derive(Debug, Clone)]
+pub enum OrchSource {
+    /// A fixed list.
+    Static(Vec<Url>),
+    /// A webhook.
+    Webhook(Url),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public API listener.
+    pub http_addr: SocketAddr,
+    /// Admin listener (`/status`, `/orchestrators`, `/metrics`, `/healthz`).
+    pub cli_addr: SocketAddr,
+    /// Orchestrator source.
+    pub orchestrators: OrchSource,
+    /// Per-call GetOrchestrator deadline.
+    pub discovery_timeout: Duration,
+    /// Connect deadline.
+    pub connect_timeout: Duration,
+    /// Pool refresh interval.
+    pub refresh_interval: Duration,
+    /// Webhook refresh interval.
+    pub webhook_refresh_interval: Duration,
+    /// Probe check interval.
+    pub probe_interval: Duration,
+    /// Ejection cooldowns.
+    pub eject: EjectPolicy,
+    /// Selection weights.
+    pub weights: Weights,
+    /// Orchestrator requirements (versions, price caps, blocklist).
+    pub requirements: Requirements,
+    /// TLS trust mode.
+    pub orch_tls: TlsTrust,
+    /// Concurrent discovery calls.
+    pub discovery_concurrency: usize,
+    /// Signing key for GetOrchestrator (`LP_ETH_KEY`, hex; development use).
+    pub eth_key: Option<SecretString>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+impl Config {
+    /// Merges flags (which clap already merged with the environment) over the file named by
+    /// `--config`, over the defaults, and validates the result.
+    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let eth_key = std::env::var("LP_ETH_KEY").ok().map(SecretString::from);
+        Self::merge(flags, file, eth_key)
+    }
+
+    fn merge(f: Flags, file: FileConfig, eth_key: Option<SecretString>) -> Result<Self, ConfigError> {
+        let network = f.network.or(file.network).unwrap_or_else(|| "offchain".into());
+        if network != "offchain" {
+            return Err(bad("--network", format!("{network:?}: only offchain is supported so far (on-chain payments are not built yet)")));
+        }
+        let http_addr = listen_addr("--http-addr", f.http_addr.or(file.http_addr), 9935)?;
+        let cli_addr = listen_addr("--cli-addr", f.cli_addr.or(file.cli_addr), 5935)?;
+        let webhook = f.orch_webhook_url.or(file.orch_webhook_url).filter(|s| !s.trim().is_empty());
+        let orchestrators = match webhook {
+            Some(w) => OrchSource::Webhook(
+                Url::parse(w.trim()).map_err(|e| bad("--orch-webhook-url", format!("{w:?}: {e}")))?,
+            ),
+            None => {
+                let list = f.orch_addr.or(file.orch_addr.map(StringOrList::joined)).unwrap_or_default();
+                let mut urls = Vec::new();
+                for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+                    let url = normalize_orch_addr(part).map_err(|e| bad("--orch-addr", e))?;
+                    if !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+                OrchSource::Static(urls)
+            }
+        };
+        let blocklist = f
+            .orch_blocklist
+            .or(file.orch_blocklist.map(StringOrList::joined))
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let hex = if s.starts_with("0x") || s.starts_with("0X") { s[2..].to_owned() } else { s.to_owned() };
+                format!("0x{hex}").parse::<Address>().map_err(|e| bad("--orch-blocklist", format!("{s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let min_version = f.orch_min_livepeer_version.or(file.orch_min_livepeer_version).unwrap_or_default();
+        let pixels = f.pixels_per_unit.or(file.pixels_per_unit).unwrap_or(1);
+        if pixels <= 0 {
+            return Err(bad("--pixels-per-unit", "must be at least 1"));
+        }
+        let max = f.max_price_per_unit.or(file.max_price_per_unit).unwrap_or(0);
+        let max_price = Price::new(max, pixels).map_err(|e| bad("--max-price-per-unit", e.to_string()))?;
+        let per_model = match f.max_price_per_capability.or(file.max_price_per_capability) {
+            Some(text) => parse_max_prices(&text, pixels)?,
+            None => HashMap::new(),
+        };
+        let min_runner = match f.ai_min_runner_version.or(file.ai_min_runner_version) {
+            Some(text) => parse_min_runner(&text)?,
+            None => HashMap::new(),
+        };
+        let eject = EjectPolicy {
+            base: duration("--eject-base", f.eject_base.or(file.eject_base), "2s")?,
+            max: duration("--eject-max", f.eject_max.or(file.eject_max), "60s")?,
+        };
+        if eject.base.is_zero() || eject.max < eject.base {
+            return Err(bad("--eject-max", "need 0 < --eject-base <= --eject-max"));
+        }
+        let weights = Weights {
+            latency: f.select_latency_weight.or(file.select_latency_weight).unwrap_or(1.0),
+            price: f.select_price_weight.or(file.select_price_weight).unwrap_or(50.0),
+        };
+        for (name, w) in [("--select-latency-weight", weights.latency), ("--select-price-weight", weights.price)] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(bad(name, "must be a non-negative number"));
+            }
+        }
+        let orch_tls = match f.orch_tls.or(file.orch_tls).as_deref() {
+            None | Some("accept-any") => TlsTrust::AcceptAny,
+            Some("pin-first") => TlsTrust::PinFirst,
+            Some(other) => return Err(bad("--orch-tls", format!("{other:?}: expected accept-any or pin-first"))),
+        };
+        let log_format = match f.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("--log-format", format!("{other:?}: expected text or json"))),
+        };
+        let log_level = f.log_level.or(file.log_level).unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(bad("--log-level", format!("{log_level:?} is not a log filter")));
+        }
+        if let Some(key) = &eth_key {
+            // Checked now so a bad key fails before any port is bound; the key is not echoed.
+            LocalSigner::from_hex(key.expose_secret()).map_err(|e| bad("LP_ETH_KEY", e.to_string()))?;
+        }
+        let discovery_concurrency = f.discovery_concurrency.or(file.discovery_concurrency).unwrap_or(256);
+        if discovery_concurrency == 0 {
+            return Err(bad("--discovery-concurrency", "must be at least 1"));
+        }
+        let config = Self {
+            http_addr,
+            cli_addr,
+            orchestrators,
+            discovery_timeout: duration("--discovery-timeout", f.discovery_timeout.or(file.discovery_timeout), "3s")?,
+            connect_timeout: duration("--orch-connect-timeout", f.orch_connect_timeout.or(file.orch_connect_timeout), "2s")?,
+            refresh_interval: duration("--orch-refresh-interval", f.orch_refresh_interval.or(file.orch_refresh_interval), "60s")?,
+            webhook_refresh_interval: duration("--webhook-refresh-interval", f.webhook_refresh_interval.or(file.webhook_refresh_interval), "60s")?,
+            probe_interval: duration("--probe-interval", f.probe_interval.or(file.probe_interval), "250ms")?,
+            eject,
+            weights,
+            requirements: Requirements {
+                min_version,
+                min_runner,
+                max_price: (!max_price.is_zero()).then_some(max_price),
+                max_price_per_model: per_model,
+                blocklist,
+            },
+            orch_tls,
+            discovery_concurrency,
+            eth_key,
+            log_format,
+            log_level,
+        };
+        for (name, d) in [
+            ("--discovery-timeout", config.discovery_timeout),
+            ("--orch-connect-timeout", config.connect_timeout),
+            ("--orch-refresh-interval", config.refresh_interval),
+            ("--probe-interval", config.probe_interval),
+        ] {
+            if d.is_zero() {
+                return Err(bad(name, "must be longer than zero"));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// go-livepeer's address defaulting: empty → `127.0.0.1:<port>`, `:port` → `127.0.0.1:port`,
+/// a bare host gets the default port.
+fn listen_addr(setting: &str, value: Option<String>, port: u16) -> Result<SocketAddr, ConfigError> {
+    let value = value.unwrap_or_default();
+    let value = value.trim();
+    let text = if value.is_empty() {
+        format!("127.0.0.1:{port}")
+    } else if let Some(p) = value.strip_prefix(':') {
+        format!("127.0.0.1:{p}")
+    } else if value.parse::<std::net::IpAddr>().is_ok() {
+        format!("{value}:{port}")
+    } else if value == "localhost" {
+        format!("127.0.0.1:{port}")
+    } else {
+        value.replace("localhost:", "127.0.0.1:")
+    };
+    text.parse().map_err(|_| bad(setting, format!("{value:?} is not an IP address and port")))
+}
+
+/// Parses `500ms`, `3s`, `2m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 500ms or 3s"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86400.0 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn duration(setting: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| bad(setting, e))
+}
+
+/// Reads inline JSON, or the file it names.
+fn json_or_file(setting: &str, text: &str) -> Result<serde_json::Value, ConfigError> {
+    let trimmed = text.trim();
+    let body = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        trimmed.to_owned()
+    } else {
+        std::fs::read_to_string(trimmed).map_err(|e| bad(setting, format!("{trimmed}: {e}")))?
+    };
+    serde_json::from_str(&body).map_err(|e| bad(setting, format!("not valid JSON: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct CapPrice {
+    pipeline: String,
+    #[serde(default = "default_model")]
+    model_id: String,
+    price_per_unit: serde_json::Value,
+    #[serde(default)]
+    pixels_per_unit: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+fn default_model() -> String {
+    "default".into()
+}
+
+fn parse_max_prices(text: &str, default_pixels: i64) -> Result<HashMap<(u32, String), Price>, ConfigError> {
+    const S: &str = "--max-price-per-capability";
+    #[derive(Deserialize)]
+    struct Doc {
+        capabilities_prices: Vec<CapPrice>,
+    }
+    let doc: Doc = serde_json::from_value(json_or_file(S, text)?)
+        .map_err(|e| bad(S, format!("expected {{\"capabilities_prices\": [...]}}: {e}")))?;
+    let mut out = HashMap::new();
+    for (i, p) in doc.capabilities_prices.into_iter().enumerate() {
+        let cap = caps::pipeline_capability(&p.pipeline)
+            .ok_or_else(|| bad(S, format!("entry {i}: unknown pipeline {:?}", p.pipeline)))?;
+        match p.currency.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("") | Some("WEI") => {}
+            Some(other) => return Err(bad(S, format!("entry {i}: currency {other:?} needs a price feed, which is not supported yet; give wei"))),
+        }
+        let per_unit = match &p.price_per_unit {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| bad(S, format!("entry {i}: price_per_unit must be a whole number of wei")))?;
+        let pixels = p.pixels_per_unit.filter(|p| *p > 0).unwrap_or(default_pixels);
+        let price = Price::new(per_unit, pixels).map_err(|e| bad(S, format!("entry {i}: {e}")))?;
+        if !price.is_zero() {
+            out.insert((cap, p.model_id), price);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_min_runner(text: &str) -> Result<HashMap<(u32, String), String>, ConfigError> {
+    const S: &str = "--ai-min-runner-version";
+    #[derive(Deserialize)]
+    struct Entry {
+        pipeline: String,
+        model_id: String,
+        #[serde(rename = "minVersion")]
+        min_version: String,
+    }
+    let list: Vec<Entry> = serde_json::from_value(json_or_file(S, text)?)
+        .map_err(|e| bad(S, format!("expected [{{\"pipeline\", \"model_id\", \"minVersion\"}}]: {e}")))?;
+    let mut out = HashMap::new();
+    for (i, e) in list.into_iter().enumerate() {
+        let cap = caps::pipeline_capability(&e.pipeline)
+            .ok_or_else(|| bad(S, format!("entry {i}: unknown pipeline {:?}", e.pipeline)))?;
+        out.insert((cap, e.model_id), e.min_version);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(f: Flags, file: &str) -> Result<Config, ConfigError> {
+        Config::merge(f, toml::from_str(file).map_err(|e| bad("--config", e.to_string()))?, None)
+    }
+
+    #[test]
+    fn defaults_follow_go_livepeer() {
+        let c = load(Flags::default(), "").unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:9935");
+        assert_eq!(c.cli_addr.to_string(), "127.0.0.1:5935");
+        assert!(c.requirements.max_price.is_none());
+        assert!(matches!(c.orchestrators, OrchSource::Static(ref v) if v.is_empty()));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let flags = Flags { orch_addr: Some("a.example,:9000".into()), ..Flags::default() };
+        let c = load(flags, "orch-addr = [\"b.example\"]\ncli-addr = \":6000\"\nmax-price-per-unit = 5\npixels-per-unit = 2").unwrap();
+        let OrchSource::Static(urls) = &c.orchestrators else { panic!() };
+        assert_eq!(urls[0].as_str(), "https://a.example:8935/");
+        assert_eq!(urls[1].as_str(), "https://127.0.0.1:9000/");
+        assert_eq!(c.cli_addr.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.requirements.max_price, Some(Price::new(5, 2).unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: Vec<(Flags, &str, &str)> = vec![
+            (Flags { http_addr: Some("nonsense:port".into()), ..Flags::default() }, "", "--http-addr"),
+            (Flags { orch_addr: Some("ftp://x".into()), ..Flags::default() }, "", "--orch-addr"),
+            (Flags { discovery_timeout: Some("3 parsecs".into()), ..Flags::default() }, "", "--discovery-timeout"),
+            (Flags { pixels_per_unit: Some(0), ..Flags::default() }, "", "--pixels-per-unit"),
+            (Flags { max_price_per_capability: Some(r#"{"capabilities_prices":[{"pipeline":"text-to-imag","price_per_unit":1}]}"#.into()), ..Flags::default() }, "", "--max-price-per-capability"),
+            (Flags { orch_blocklist: Some("0x1234".into()), ..Flags::default() }, "", "--orch-blocklist"),
+            (Flags { network: Some("arbitrum-one-mainnet".into()), ..Flags::default() }, "", "--network"),
+            (Flags::default(), "no-such-key = 1", "--config"),
+        ];
+        for (flags, file, setting) in cases {
+            let err = load(flags, file).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+        }
+    }
+
+    #[test]
+    fn per_model_prices_and_runner_versions() {
+        let flags = Flags {
+            max_price_per_capability: Some(r#"{"capabilities_prices":[
+                {"pipeline":"text-to-image","model_id":"sd-turbo","price_per_unit":"10","pixels_per_unit":3},
+                {"pipeline":"llm","price_per_unit":7}]}"#.into()),
+            ai_min_runner_version: Some(r#"[{"pipeline":"llm","model_id":"m","minVersion":"0.14.0"}]"#.into()),
+            max_price_per_unit: Some(100),
+            ..Flags::default()
+        };
+        let c = load(flags, "").unwrap();
+        let r = &c.requirements;
+        let t2i = crate::orchestrator::JobKey::ai("text-to-image", "sd-turbo").unwrap();
+        let other = crate::orchestrator::JobKey::ai("text-to-image", "x").unwrap();
+        let llm = crate::orchestrator::JobKey::ai("llm", "anything").unwrap();
+        assert_eq!(r.max_price(&t2i), Some(Price::new(10, 3).unwrap()));
+        assert_eq!(r.max_price(&other), Some(Price::new(100, 1).unwrap()));
+        assert_eq!(r.max_price(&llm), Some(Price::new(7, 1).unwrap()));
+        assert_eq!(r.min_runner.get(&(33, "m".to_owned())).map(String::as_str), Some("0.14.0"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1 week").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! `livepeer-gateway demo`: three local simulated orchestrators of different price and latency,
+//! and a gateway in front of them, on the usual ports.
+
+use std::time::Duration;
+
+use livepeer_sim::{Sim, SimConfig, SimModel};
+
+use crate::config::{Config, OrchSource};
+
+/// The simulators of the demo, kept alive while it runs.
+#[derive(Debug)]
+pub struct DemoOrchestrators {
+    /// The running simulators.
+    pub sims: Vec<Sim>,
+}
+
+/// Starts three simulators: cheap and slow, mid, and expensive and fast; the first one over TLS
+/// like a real orchestrator, the others over h2c.
+pub async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::SimError> {
+    let specs = [
+        ("budget", true, 40u64, 3i64, false),
+        ("standard", false, 15, 6, true),
+        ("premium", false, 5, 12, true),
+    ];
+    let mut sims = Vec::new();
+    for (name, tls, latency_ms, price, sdxl_warm) in specs {
+        let models = vec![
+            SimModel::new("text-to-image", "stabilityai/sd-turbo").price(price, 1).capacity(4),
+            SimModel::new("text-to-image", "ByteDance/SDXL-Lightning").price(price * 2, 1).warm(sdxl_warm),
+            SimModel::new("llm", "meta-llama/Meta-Llama-3.1-8B-Instruct").price(price, 1000).capacity(8),
+            SimModel::new("audio-to-text", "openai/whisper-large-v3").price(price, 100),
+        ];
+        let config = SimConfig {
+            name: name.to_owned(),
+            tls,
+            latency: Duration::from_millis(latency_ms),
+            jitter: Duration::from_millis(latency_ms / 4 + 1),
+            base_price: (price, 1),
+            models,
+            ..SimConfig::default()
+        };
+        sims.push(Sim::start(config).await?);
+    }
+    Ok(DemoOrchestrators { sims })
+}
+
+/// Points `config` at the demo orchestrators.
+pub fn use_orchestrators(config: &mut Config, demo: &DemoOrchestrators) {
+    let urls = demo.sims.iter().filter_map(|s| url::Url::parse(s.url()).ok()).collect();
+    config.orchestrators = OrchSource::Static(urls);
+}
+
+/// What to try, printed once the demo is up.
+pub fn instructions(admin: std::net::SocketAddr, http: std::net::SocketAddr, demo: &DemoOrchestrators) -> String {
+    let sims: Vec<&str> = demo.sims.iter().map(Sim::url).collect();
+    format!(
+        "\nlivepeer-gateway demo is running.\n\
+         \n  simulated orchestrators: {}\n  public API:  http://{http}\n  admin API:   http://{admin}\n\
+         \nTry:\n  curl -s http://{admin}/orchestrators | python3 -m json.tool\n\
+         \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=stabilityai/sd-turbo'\n\
+         \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\
+         \x20 curl -s http://{admin}/status\n  curl -s http://{admin}/metrics | grep livepeer_\n\
+         \nPress Ctrl-C to stop.\n",
+        sims.join(", ")
+    )
+}

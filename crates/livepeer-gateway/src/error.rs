@@ -1,0 +1,29 @@
+//! The one place that turns errors into HTTP responses: a JSON body with the status, a stable
+//! `type`, a human message and, where one field is at fault, its name.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use serde_json::json;
+
+use crate::orchestrator::SelectError;
+
+/// A JSON error response: `{"error": {"status", "type", "message", "field"?}}`.
+pub fn json_error(status: StatusCode, kind: &str, message: String, field: Option<&str>) -> Response {
+    let mut error = json!({ "status": status.as_u16(), "type": kind, "message": message });
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// No orchestrator could be selected: 503 with `Retry-After`, naming the job and the reason.
+pub fn select_error(e: &SelectError) -> Response {
+    let (kind, retry_after) = match e {
+        SelectError::NotOffered(_) => ("no_orchestrator", "30"),
+        SelectError::OverPrice { .. } => ("over_max_price", "60"),
+        SelectError::Unavailable { .. } => ("orchestrators_unavailable", "2"),
+    };
+    let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, kind, e.to_string(), None);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    resp
+}

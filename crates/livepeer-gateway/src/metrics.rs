@@ -1,0 +1,176 @@
+//! Prometheus metrics: one struct of typed families, registered on an explicit registry.
+//!
+//! Names follow go-livepeer's (`livepeer_` prefix, GATEWAY.md §8.1) where an equivalent exists,
+//! so existing dashboards keep working: `livepeer_discovery_errors_total` with `error_code` and
+//! `orchestrator_uri`. The rest are ours, under `livepeer_gateway_`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::orchestrator::health::HealthState;
+use crate::orchestrator::snapshot::{JobKey, Snapshot};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrchLabel {
+    orchestrator_uri: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabel {
+    orchestrator_uri: String,
+    error_code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SelectLabel {
+    orchestrator_uri: String,
+    pipeline: String,
+    model_name: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    pipeline: String,
+    model_name: String,
+}
+
+/// All metric families; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    discovery_errors: Family<ErrorLabel, Counter>,
+    discovery_latency: Family<OrchLabel, Histogram>,
+    selections: Family<SelectLabel, Counter>,
+    ejections: Family<OrchLabel, Counter>,
+    pool_size: Family<StateLabel, Gauge>,
+    available: Family<ModelLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the families on a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("livepeer");
+        let discovery_errors = Family::<ErrorLabel, Counter>::default();
+        registry.register(
+            "discovery_errors",
+            "GetOrchestrator failures by orchestrator and error code",
+            discovery_errors.clone(),
+        );
+        let discovery_latency = Family::<OrchLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        });
+        registry.register(
+            "gateway_discovery_latency_seconds",
+            "GetOrchestrator round trip of successful calls",
+            discovery_latency.clone(),
+        );
+        let selections = Family::<SelectLabel, Counter>::default();
+        registry.register(
+            "gateway_selections",
+            "Orchestrator selections by orchestrator, pipeline and model",
+            selections.clone(),
+        );
+        let ejections = Family::<OrchLabel, Counter>::default();
+        registry.register(
+            "gateway_orchestrator_ejections",
+            "Times an orchestrator was ejected after failing",
+            ejections.clone(),
+        );
+        let pool_size = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "gateway_orchestrators",
+            "Known orchestrators by state (healthy, ejected, probe_due, unreachable, blocked)",
+            pool_size.clone(),
+        );
+        let available = Family::<ModelLabel, Gauge>::default();
+        registry.register(
+            "ai_orchestrators_available_total",
+            "Orchestrators offering each pipeline and model within the price cap",
+            available.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            discovery_errors,
+            discovery_latency,
+            selections,
+            ejections,
+            pool_size,
+            available,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub(crate) fn discovery_error(&self, url: &str, code: &str) {
+        let label = ErrorLabel { orchestrator_uri: url.to_owned(), error_code: code.to_owned() };
+        self.discovery_errors.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn discovered(&self, url: &str, rtt: Duration) {
+        let label = OrchLabel { orchestrator_uri: url.to_owned() };
+        self.discovery_latency.get_or_create(&label).observe(rtt.as_secs_f64());
+    }
+
+    pub(crate) fn selected(&self, url: &str, job: &JobKey) {
+        let label = SelectLabel {
+            orchestrator_uri: url.to_owned(),
+            pipeline: job.pipeline().to_owned(),
+            model_name: job.model.clone(),
+        };
+        self.selections.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn ejected(&self, url: &str) {
+        self.ejections.get_or_create(&OrchLabel { orchestrator_uri: url.to_owned() }).inc();
+    }
+
+    pub(crate) fn pool(&self, snap: &Snapshot, now_ms: u64) {
+        let mut counts = [0i64; 5];
+        for s in &snap.slots {
+            let i = match (s.blocked, s.info.is_some(), s.stats.state(now_ms)) {
+                (true, _, _) => 4,
+                (_, false, _) => 3,
+                (_, _, HealthState::Healthy) => 0,
+                (_, _, HealthState::Ejected) => 1,
+                (_, _, HealthState::ProbeDue) => 2,
+            };
+            counts[i] += 1;
+        }
+        for (state, n) in ["healthy", "ejected", "probe_due", "unreachable", "blocked"].iter().zip(counts) {
+            self.pool_size.get_or_create(&StateLabel { state: (*state).to_owned() }).set(n);
+        }
+        self.available.clear();
+        for (key, tiers) in &snap.index {
+            if key.model.is_empty() {
+                continue;
+            }
+            let label = ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
+            self.available.get_or_create(&label).set((tiers.warm.len() + tiers.cold.len()) as i64);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The gRPC client for `net.Orchestrator`, over TLS (the orchestrator's self-signed certificate)
+//! or plain h2c for `http://` addresses.
+//!
+//! go-livepeer skips certificate verification entirely (GATEWAY.md §4.7). We do the same by
+//! default so real orchestrators work, and offer trust-on-first-use pinning: the first
+//! certificate seen for an address is remembered and any other one is refused. Every call has a
+//! connect deadline and an overall deadline, and every failure is classified.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use livepeer_pm::{Address, Signature};
+use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use url::Url;
+
+use super::caps::Capabilities;
+use super::info::OrchInfo;
+
+/// Why a GetOrchestrator call failed. Every variant is the orchestrator's (or the network's)
+/// doing, so each one counts against the orchestrator, and a retry elsewhere is always safe:
+/// discovery sends no job and no payment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect (refused, unreachable, TLS handshake failed).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within the deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The orchestrator answered with an error, e.g. `OrchestratorCapped`.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The answer could not be decoded or failed validation.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The address cannot be dialled at all (configuration problem, not the orchestrator's).
+    #[error("bad address: {0}")]
+    BadAddress(String),
+}
+
+impl ClientError {
+    /// A short stable code for metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "DeadlineExceeded",
+            Self::Refused(m) if m.contains("OrchestratorCapped") => "OrchestratorCapped",
+            Self::Refused(_) => "refused",
+            Self::Malformed(_) => "malformed",
+            Self::BadAddress(_) => "bad_address",
+        }
+    }
+}
+
+/// How to treat orchestrators' TLS certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsTrust {
+    /// Accept any certificate, as go-livepeer does.
+    #[default]
+    AcceptAny,
+    /// Remember the first certificate of each address and refuse a different one later.
+    PinFirst,
+}
+
+/// The gateway's identity in `OrchestratorRequest`: its address and `eth_sign` of its
+/// checksummed hex string (PROTOCOL.md §2.3), computed once.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The gateway's address.
+    pub address: Address,
+    /// The signature over its checksummed hex string.
+    pub sig: Signature,
+}
+
+/// Deadlines of one client.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP plus TLS handshake.
+    pub connect: Duration,
+    /// The whole call, connect included.
+    pub call: Duration,
+}
+
+/// A GetOrchestrator client shared by all discovery tasks; connections are reused per address.
+#[derive(Debug, Clone)]
+pub struct OrchClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    timeouts: Timeouts,
+    trust: TlsTrust,
+    identity: Option<Identity>,
+    provider: Arc<CryptoProvider>,
+    pins: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+// === impl OrchClient ===
+
+impl OrchClient {
+    /// A client with the given deadlines, trust mode and (optional) signing identity.
+    pub fn new(timeouts: Timeouts, trust: TlsTrust, identity: Option<Identity>) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Self {
+            inner: Arc::new(Inner {
+                timeouts,
+                trust,
+                identity,
+                provider,
+                pins: Arc::default(),
+                channels: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Calls GetOrchestrator on `url`, asking for `caps` (None = "all prices" mode).
+    pub async fn get_orchestrator(
+        &self,
+        url: &Url,
+        caps: Option<&Capabilities>,
+        ignore_capacity_check: bool,
+    ) -> Result<OrchInfo, ClientError> {
+        let deadline = self.inner.timeouts.call;
+        let started = Instant::now();
+        let request = net::OrchestratorRequest {
+            address: self.inner.identity.as_ref().map(|i| i.address.to_vec()).unwrap_or_default(),
+            sig: self.inner.identity.as_ref().map(|i| i.sig.0.to_vec()).unwrap_or_default(),
+            capabilities: caps.map(net::Capabilities::from),
+            ignore_capacity_check,
+        };
+        let channel = self.channel(url)?;
+        let mut client = OrchestratorClient::new(channel);
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(deadline);
+        let result = tokio::time::timeout(deadline, client.get_orchestrator(req)).await;
+        let answer = match result {
+            Err(_) => Err(ClientError::Timeout(deadline)),
+            Ok(Err(status)) => Err(classify(&status, deadline)),
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+        };
+        let answer = answer.inspect_err(|_| self.forget(url))?;
+        OrchInfo::from_wire(answer, started.elapsed()).map_err(|e| ClientError::Malformed(e.0))
+    }
+
+    fn forget(&self, url: &Url) {
+        if let Ok(mut map) = self.inner.channels.lock() {
+            map.remove(url.as_str());
+        }
+    }
+
+    fn channel(&self, url: &Url) -> Result<Channel, ClientError> {
+        let key = url.as_str().to_owned();
+        let mut map =
+            self.inner.channels.lock().map_err(|_| ClientError::BadAddress("lock".into()))?;
+        if let Some(ch) = map.get(&key) {
+            return Ok(ch.clone());
+        }
+        let host = url.host_str().ok_or_else(|| ClientError::BadAddress(key.clone()))?;
+        let port = url.port_or_known_default().ok_or_else(|| ClientError::BadAddress(key.clone()))?;
+        let authority = match url.host() {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        // The endpoint URI is always `http://`: TLS, when wanted, happens in our connector.
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| ClientError::BadAddress(format!("{key}: {e}")))?
+            .connect_timeout(self.inner.timeouts.connect)
+            .tcp_nodelay(true);
+        let channel = match url.scheme() {
+            "http" => endpoint.connect_lazy(),
+            "https" => {
+                let tls = self.tls_config(&key)?;
+                let connector = TlsConnector {
+                    tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+                    authority: authority.clone(),
+                    host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    timeout: self.inner.timeouts.connect,
+                };
+                endpoint.connect_with_connector_lazy(connector)
+            }
+            other => return Err(ClientError::BadAddress(format!("unsupported scheme {other}"))),
+        };
+        map.insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    fn tls_config(&self, key: &str) -> Result<rustls::ClientConfig, ClientError> {
+        let verifier = Verifier {
+            provider: self.inner.provider.clone(),
+            pin: match self.inner.trust {
+                TlsTrust::AcceptAny => None,
+                TlsTrust::PinFirst => Some((self.inner.pins.clone(), key.to_owned())),
+            },
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(self.inner.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::BadAddress(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
+fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
+    use tonic::Code;
+    let msg = status.message().to_owned();
+    match status.code() {
+        Code::DeadlineExceeded | Code::Cancelled => ClientError::Timeout(deadline),
+        Code::Unavailable => ClientError::Unreachable(msg),
+        // tonic reports undecodable bodies and protocol violations as Internal/Unimplemented/
+        // Unknown with its own wording; an orchestrator's own errors arrive as Unknown.
+        Code::Internal if msg.contains("decode") || msg.contains("protocol") => {
+            ClientError::Malformed(msg)
+        }
+        Code::Unknown if msg.is_empty() || msg.contains("h2 protocol error") => {
+            ClientError::Malformed(format!("{status}"))
+        }
+        _ => ClientError::Refused(msg),
+    }
+}
+
+/// Dials TCP, then TLS with ALPN h2, within one deadline.
+#[derive(Clone)]
+struct TlsConnector {
+    tls: tokio_rustls::TlsConnector,
+    authority: String,
+    host: String,
+    timeout: Duration,
+}
+
+impl tower::Service<http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let dial = async {
+                let tcp = tokio::net::TcpStream::connect(&this.authority).await?;
+                tcp.set_nodelay(true)?;
+                let name = ServerName::try_from(this.host.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let tls = this.tls.connect(name, tcp).await?;
+                Ok(hyper_util::rt::TokioIo::new(tls))
+            };
+            tokio::time::timeout(this.timeout, dial).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })?
+        })
+    }
+}
+
+/// Accepts the orchestrator's self-signed certificate, optionally pinning the first one seen.
+/// Handshake signatures are still verified, so the peer must hold the certificate's key.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    pin: Option<(Arc<Mutex<HashMap<String, Vec<u8>>>>, String)>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some((pins, key)) = &self.pin {
+            let mut pins = pins.lock().map_err(|_| rustls::Error::General("pin lock".into()))?;
+            let seen = pins.entry(key.clone()).or_insert_with(|| end_entity.to_vec());
+            if seen.as_slice() != end_entity.as_ref() {
+                return Err(rustls::Error::General(format!(
+                    "certificate of {key} differs from the one pinned on first contact"
+                )));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

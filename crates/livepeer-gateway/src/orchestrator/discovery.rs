@@ -1,0 +1,197 @@
+//! Where orchestrator addresses come from: a static list (`--orch-addr`) or a webhook
+//! (`--orch-webhook-url`, GATEWAY.md §4.3). On-chain and remote-signer discovery come later.
+//!
+//! A webhook fetch that fails or answers garbage keeps the last good list; before the first
+//! good fetch the error is returned, since there is nothing to keep.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use url::Url;
+
+/// Why a list of orchestrators could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The webhook could not be reached or answered non-2xx.
+    #[error("webhook {url}: {message}")]
+    Webhook {
+        /// The webhook URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Normalises an orchestrator address as go-livepeer does (GATEWAY.md §3.4): a bare `host`
+/// becomes `https://host:8935`, `:port` becomes `https://127.0.0.1:port`, and an address that
+/// has a scheme gets no default port.
+pub fn normalize_orch_addr(text: &str) -> Result<Url, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty address".into());
+    }
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        let hostport = if let Some(port) = text.strip_prefix(':') {
+            format!("127.0.0.1:{port}")
+        } else if has_port(text) {
+            text.to_owned()
+        } else {
+            format!("{text}:8935")
+        };
+        format!("https://{hostport}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| format!("{text:?}: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        s => return Err(format!("{text:?}: scheme {s} is not http or https")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?}: no host"));
+    }
+    Ok(url)
+}
+
+fn has_port(hostport: &str) -> bool {
+    match hostport.rsplit_once(':') {
+        // `[::1]:8935` has a port; `::1` alone does not (and is not valid without brackets).
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.chars().all(|c| c.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
+/// One entry of a discovery webhook's answer.
+#[derive(Debug, serde::Deserialize)]
+struct WebhookEntry {
+    #[serde(default)]
+    address: String,
+    /// Trust score; accepted for compatibility, not used by our selection.
+    #[serde(default)]
+    #[allow(dead_code)]
+    score: Option<f64>,
+}
+
+/// Largest webhook answer accepted.
+const WEBHOOK_MAX_BYTES: usize = 1 << 20;
+
+/// A source of orchestrator URLs.
+#[derive(Debug)]
+pub enum Discovery {
+    /// A fixed list.
+    Static(Vec<Url>),
+    /// A webhook polled at most every `refresh`.
+    Webhook(Webhook),
+}
+
+/// Webhook discovery state.
+#[derive(Debug)]
+pub struct Webhook {
+    url: Url,
+    refresh: Duration,
+    http: reqwest::Client,
+    last_good: Mutex<Option<(Instant, Vec<Url>)>>,
+}
+
+// === impl Discovery ===
+
+impl Discovery {
+    /// A webhook source with the given refresh interval and request timeout.
+    pub fn webhook(url: Url, refresh: Duration, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self::Webhook(Webhook { url, refresh, http, last_good: Mutex::new(None) }))
+    }
+
+    /// The current list. For a webhook, refetches when the last good list is older than the
+    /// refresh interval, and falls back to that list when a fetch fails.
+    pub async fn urls(&self) -> Result<Vec<Url>, DiscoveryError> {
+        match self {
+            Self::Static(list) => Ok(list.clone()),
+            Self::Webhook(w) => w.urls().await,
+        }
+    }
+}
+
+// === impl Webhook ===
+
+impl Webhook {
+    async fn urls(&self) -> Result<Vec<Url>, DiscoveryError> {
+        let cached = self.last_good.lock().ok().and_then(|g| g.clone());
+        if let Some((at, list)) = &cached {
+            if at.elapsed() < self.refresh {
+                return Ok(list.clone());
+            }
+        }
+        match self.fetch().await {
+            Ok(list) => {
+                if let Ok(mut g) = self.last_good.lock() {
+                    *g = Some((Instant::now(), list.clone()));
+                }
+                Ok(list)
+            }
+            Err(message) => {
+                let err = DiscoveryError::Webhook { url: self.url.to_string(), message };
+                match cached {
+                    Some((_, list)) => {
+                        tracing::warn!(error = %err, kept = list.len(), "discovery webhook failed; keeping the last good list");
+                        Ok(list)
+                    }
+                    None => Err(err),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<Url>, String> {
+        let mut resp = self.http.get(self.url.clone()).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > WEBHOOK_MAX_BYTES {
+                return Err(format!("answer larger than {WEBHOOK_MAX_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let entries: Vec<WebhookEntry> =
+            serde_json::from_slice(&body).map_err(|e| format!("not a JSON list of {{address, score}}: {e}"))?;
+        let mut urls = Vec::with_capacity(entries.len());
+        for e in entries {
+            match normalize_orch_addr(&e.address) {
+                Ok(u) if !urls.contains(&u) => urls.push(u),
+                Ok(_) => {}
+                Err(why) => tracing::debug!(%why, "skipping webhook entry"),
+            }
+        }
+        Ok(urls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_go_livepeer() {
+        let n = |s| normalize_orch_addr(s).map(|u| u.to_string());
+        assert_eq!(n("orch.example.com").unwrap(), "https://orch.example.com:8935/");
+        assert_eq!(n(":9000").unwrap(), "https://127.0.0.1:9000/");
+        assert_eq!(n("1.2.3.4:8936").unwrap(), "https://1.2.3.4:8936/");
+        assert_eq!(n("http://127.0.0.1:7000").unwrap(), "http://127.0.0.1:7000/");
+        assert_eq!(n("https://o.example").unwrap(), "https://o.example/");
+        assert_eq!(n("[::1]:8935").unwrap(), "https://[::1]:8935/");
+        assert!(n("").is_err());
+        assert!(n("ftp://x").is_err());
+        assert!(n("http://").is_err());
+    }
+}

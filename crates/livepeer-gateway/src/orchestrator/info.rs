@@ -1,0 +1,190 @@
+//! `OrchestratorInfo` as the rest of the gateway sees it: validated, typed, free of prost.
+
+use std::time::Duration;
+
+use livepeer_pm::{Address, B256, U256};
+use livepeer_proto::net;
+
+use super::caps::Capabilities;
+use super::price::Price;
+
+/// What one orchestrator told us in its last GetOrchestrator answer.
+#[derive(Debug, Clone)]
+pub struct OrchInfo {
+    /// Service URI for every HTTP call (`OrchestratorInfo.transcoder`).
+    pub transcoder: String,
+    /// Its Ethereum address, if on-chain.
+    pub address: Option<Address>,
+    /// Its base price for this gateway.
+    pub price: Price,
+    /// Prices per (capability, model); BYOC entries use capability 37.
+    pub capability_prices: Vec<CapabilityPrice>,
+    /// Its capabilities, `None` if it sent none (a legacy transcoder).
+    pub capabilities: Option<Capabilities>,
+    /// Ticket parameters, absent off-chain.
+    pub ticket_params: Option<TicketParams>,
+    /// Auth token for paid calls.
+    pub auth_token: Option<AuthToken>,
+    /// Other service URIs of the same operator.
+    pub nodes: Vec<String>,
+    /// How long the GetOrchestrator call took.
+    pub rtt: Duration,
+}
+
+/// A price for one capability and model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CapabilityPrice {
+    /// Capability id.
+    pub capability: u32,
+    /// Model id (or BYOC capability name); empty or `default` for the capability's default.
+    pub constraint: String,
+    /// The price.
+    pub price: Price,
+}
+
+/// Probabilistic micropayment parameters chosen by the orchestrator (PROTOCOL.md §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketParams {
+    /// Ticket recipient.
+    pub recipient: Address,
+    /// Payout of a winning ticket, wei.
+    pub face_value: U256,
+    /// Win probability × (2^256 − 1).
+    pub win_prob: U256,
+    /// Commitment to the orchestrator's secret.
+    pub recipient_rand_hash: B256,
+    /// Orchestrator's seed, echoed back in payments.
+    pub seed: U256,
+    /// Block after which these parameters expire.
+    pub expiration_block: U256,
+    /// Round the recipient rand was derived for.
+    pub creation_round: i64,
+    /// Block hash of that round.
+    pub creation_round_block_hash: B256,
+}
+
+/// The orchestrator's session credential (opaque to us).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthToken {
+    /// HMAC bytes; never logged.
+    pub token: Vec<u8>,
+    /// Session id.
+    pub session_id: String,
+    /// Expiry, unix seconds.
+    pub expiration: i64,
+}
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthToken")
+            .field("session_id", &self.session_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an answer was not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+// === impl OrchInfo ===
+
+impl OrchInfo {
+    /// Validates and converts a GetOrchestrator answer.
+    pub fn from_wire(info: net::OrchestratorInfo, rtt: Duration) -> Result<Self, Malformed> {
+        if info.transcoder.trim().is_empty() {
+            return Err(Malformed("answer has no transcoder URI".into()));
+        }
+        let address = match info.address.len() {
+            0 => None,
+            20 => Some(Address::from_slice(&info.address)),
+            n => return Err(Malformed(format!("address is {n} bytes, not 20"))),
+        };
+        let price = match &info.price_info {
+            Some(p) => Price::try_from(p).map_err(|e| Malformed(e.to_string()))?,
+            None => Price::ZERO,
+        };
+        let capability_prices = info
+            .capabilities_prices
+            .iter()
+            .map(|p| {
+                let price = Price::try_from(p).map_err(|e| Malformed(e.to_string()))?;
+                Ok(CapabilityPrice {
+                    capability: p.capability,
+                    constraint: p.constraint.clone(),
+                    price,
+                })
+            })
+            .collect::<Result<_, Malformed>>()?;
+        let ticket_params = info.ticket_params.as_ref().map(TicketParams::from_wire).transpose()?;
+        let auth_token = info.auth_token.map(|t| AuthToken {
+            token: t.token,
+            session_id: t.session_id,
+            expiration: t.expiration,
+        });
+        Ok(Self {
+            transcoder: info.transcoder.trim_end_matches('/').to_owned(),
+            address,
+            price,
+            capability_prices,
+            capabilities: info.capabilities.as_ref().map(Capabilities::from),
+            ticket_params,
+            auth_token,
+            nodes: info.nodes,
+            rtt,
+        })
+    }
+
+    /// This orchestrator's price for `model` of `capability`: the model's own entry, else the
+    /// capability's `default` entry, else the base price (what the orchestrator charges when
+    /// asked with capabilities, PROTOCOL.md §2.4).
+    pub fn price_for(&self, capability: u32, model: &str) -> Price {
+        let find = |name: &str| {
+            self.capability_prices
+                .iter()
+                .find(|p| p.capability == capability && p.constraint == name)
+                .map(|p| p.price)
+        };
+        find(model).or_else(|| find("default")).unwrap_or(self.price)
+    }
+}
+
+fn big(bytes: &[u8], what: &str) -> Result<U256, Malformed> {
+    U256::try_from_be_slice(bytes).ok_or_else(|| Malformed(format!("{what} exceeds 256 bits")))
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<B256, Malformed> {
+    match bytes.len() {
+        0 => Ok(B256::ZERO),
+        32 => Ok(B256::from_slice(bytes)),
+        n => Err(Malformed(format!("{what} is {n} bytes, not 32"))),
+    }
+}
+
+// === impl TicketParams ===
+
+impl TicketParams {
+    fn from_wire(t: &net::TicketParams) -> Result<Self, Malformed> {
+        if t.recipient.len() != 20 {
+            return Err(Malformed(format!(
+                "ticket recipient is {} bytes, not 20",
+                t.recipient.len()
+            )));
+        }
+        let exp = t.expiration_params.clone().unwrap_or_default();
+        Ok(Self {
+            recipient: Address::from_slice(&t.recipient),
+            face_value: big(&t.face_value, "face value")?,
+            win_prob: big(&t.win_prob, "win probability")?,
+            recipient_rand_hash: hash32(&t.recipient_rand_hash, "recipient rand hash")?,
+            seed: big(&t.seed, "seed")?,
+            expiration_block: big(&t.expiration_block, "expiration block")?,
+            creation_round: exp.creation_round,
+            creation_round_block_hash: hash32(
+                &exp.creation_round_block_hash,
+                "creation round block hash",
+            )?,
+        })
+    }
+}

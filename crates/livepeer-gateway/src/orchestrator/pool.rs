@@ -1,0 +1,433 @@
+//! The orchestrator pool: a background task keeps every orchestrator's `OrchestratorInfo`
+//! current and publishes immutable [`Snapshot`]s through `ArcSwap`; requests load the current
+//! snapshot and select without locks and without ever waiting on discovery.
+//!
+//! The task refreshes all orchestrators in parallel every `refresh_interval` (and on demand),
+//! each call with its own deadline. Every `probe_interval` it also probes orchestrators whose
+//! ejection cooldown has ended, so a recovered orchestrator is back within seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::client::{ClientError, OrchClient};
+use super::discovery::Discovery;
+use super::health::{EjectPolicy, HealthState, OrchStats};
+use super::info::OrchInfo;
+use super::price::Price;
+use super::selection::{self, Limits, Live, Weights};
+use super::snapshot::{JobKey, Requirements, Slot, Snapshot};
+use crate::metrics::Metrics;
+use crate::task::Tasks;
+
+/// Pool settings, from the validated config.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// How often every orchestrator is asked for fresh info.
+    pub refresh_interval: Duration,
+    /// How often ejected orchestrators are checked for a due probe.
+    pub probe_interval: Duration,
+    /// Ejection cooldowns.
+    pub eject: EjectPolicy,
+    /// Selection cost weights.
+    pub weights: Weights,
+    /// What orchestrators must satisfy.
+    pub requirements: Requirements,
+    /// Most GetOrchestrator calls in flight at once during a refresh.
+    pub max_concurrent_calls: usize,
+}
+
+/// Why no orchestrator could be selected. Each says whether waiting could help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// No known orchestrator offers this job at all.
+    #[error("no orchestrator offers {0}")]
+    NotOffered(JobKey),
+    /// Some offer it, but every one is above the price cap.
+    #[error("every orchestrator offering {job} is above the max price {max}; cheapest is {cheapest}")]
+    OverPrice {
+        /// The job.
+        job: JobKey,
+        /// The configured cap.
+        max: Price,
+        /// The cheapest offer.
+        cheapest: Price,
+    },
+    /// Every one is ejected, at capacity, or already tried by this request.
+    #[error("all {candidates} orchestrators offering {job} are ejected, busy or already tried")]
+    Unavailable {
+        /// The job.
+        job: JobKey,
+        /// How many offer it within the price cap.
+        candidates: usize,
+    },
+}
+
+/// The pool handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: PoolConfig,
+    client: OrchClient,
+    discovery: Discovery,
+    snapshot: ArcSwap<Snapshot>,
+    /// What discovery last learned, per URL; the master copy snapshots are built from.
+    known: Mutex<Vec<Slot>>,
+    epoch: Instant,
+    refresh_now: Notify,
+    metrics: Metrics,
+    last_refresh: Mutex<Option<RefreshReport>>,
+}
+
+/// Summary of the last refresh round.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefreshReport {
+    /// Orchestrators asked.
+    pub asked: usize,
+    /// Good answers.
+    pub ok: usize,
+    /// How long the round took, milliseconds.
+    pub took_ms: u64,
+    /// When it ended, milliseconds since start.
+    pub at_ms: u64,
+    /// Discovery source error, if the list itself could not be had.
+    pub source_error: Option<String>,
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// Builds the pool, runs the first refresh (bounded by the call deadline), and starts the
+    /// background task on `tasks`.
+    pub async fn start(
+        config: PoolConfig,
+        client: OrchClient,
+        discovery: Discovery,
+        metrics: Metrics,
+        tasks: &Tasks,
+    ) -> Self {
+        let pool = Self {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                discovery,
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                known: Mutex::new(Vec::new()),
+                epoch: Instant::now(),
+                refresh_now: Notify::new(),
+                metrics,
+                last_refresh: Mutex::new(None),
+            }),
+        };
+        pool.refresh().await;
+        let this = pool.clone();
+        tasks.spawn("orchestrator-pool", move |cancel| this.run(cancel));
+        pool
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.load_full()
+    }
+
+    /// Milliseconds since the pool started (the clock of health state).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The last refresh round's summary.
+    pub fn last_refresh(&self) -> Option<RefreshReport> {
+        self.inner.last_refresh.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Asks the background task to refresh now.
+    pub fn refresh_soon(&self) {
+        self.inner.refresh_now.notify_one();
+    }
+
+    /// Selects an orchestrator for `job`, skipping the URLs in `exclude` (those this request
+    /// already tried). The returned lease counts the request in flight until it is dropped.
+    pub fn select(&self, job: &JobKey, exclude: &[&str]) -> Result<Lease, SelectError> {
+        let snap = self.inner.snapshot.load_full();
+        let Some(tiers) = snap.index.get(job) else {
+            return Err(SelectError::NotOffered(job.clone()));
+        };
+        let excluded: Vec<u32> = exclude.iter().filter_map(|u| snap.by_url.get(*u).copied()).collect();
+        let now = self.now_ms();
+        let live = |i: u32| {
+            let s = &snap.slots[i as usize].stats;
+            Live { state: s.state(now), in_flight: s.in_flight(), latency_us: s.latency_us() }
+        };
+        let limits = Limits { max_price: tiers.max_price, exclude: &excluded };
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let weights = &self.inner.config.weights;
+        // A due probe may be claimed by another request between choosing and claiming; then
+        // choose again without it. Bounded: each round excludes one more orchestrator.
+        let mut excluded = excluded.clone();
+        loop {
+            let limits = Limits { exclude: &excluded, ..limits };
+            let picked = selection::choose(&[&tiers.warm, &tiers.cold], live, &limits, weights, &mut rng);
+            let Some(entry) = picked else {
+                return Err(self.why_none(job, tiers));
+            };
+            let slot = &snap.slots[entry.orch as usize];
+            let probe = slot.stats.state(now) == HealthState::ProbeDue;
+            if probe && !slot.stats.try_begin_probe(now) {
+                excluded.push(entry.orch);
+                continue;
+            }
+            slot.stats.begin_request();
+            self.inner.metrics.selected(slot.url.as_str(), job);
+            return Ok(Lease {
+                pool: self.clone(),
+                slot: slot.clone(),
+                price: entry.price,
+                started: Instant::now(),
+                probe,
+                done: false,
+            });
+        }
+    }
+
+    fn why_none(&self, job: &JobKey, tiers: &super::snapshot::Tiers) -> SelectError {
+        let candidates = tiers.warm.len() + tiers.cold.len();
+        match (candidates, tiers.max_price, tiers.over_price.first()) {
+            (0, Some(max), Some(cheapest)) => {
+                SelectError::OverPrice { job: job.clone(), max, cheapest: cheapest.price }
+            }
+            (0, _, _) => SelectError::NotOffered(job.clone()),
+            _ => SelectError::Unavailable { job: job.clone(), candidates },
+        }
+    }
+
+    async fn run(self, cancel: CancellationToken) {
+        let mut refresh = tokio::time::interval(self.inner.config.refresh_interval);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
+        let mut probe = tokio::time::interval(self.inner.config.probe_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = refresh.tick() => self.refresh().await,
+                _ = self.inner.refresh_now.notified() => {
+                    self.refresh().await;
+                    refresh.reset();
+                }
+                _ = probe.tick() => self.probe_due().await,
+            }
+        }
+    }
+
+    /// One refresh round: fetch the list, ask every orchestrator in parallel, publish.
+    pub async fn refresh(&self) {
+        let started = Instant::now();
+        let (urls, source_error) = match self.inner.discovery.urls().await {
+            Ok(urls) => (urls, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "orchestrator list unavailable; keeping the current one");
+                let known = self.inner.known.lock().map(|k| k.iter().map(|s| s.url.clone()).collect());
+                (known.unwrap_or_default(), Some(e.to_string()))
+            }
+        };
+        let results = self.fetch_all(&urls).await;
+        let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
+        {
+            let Ok(mut known) = self.inner.known.lock() else { return };
+            let mut previous: HashMap<String, Slot> =
+                known.drain(..).map(|s| (s.url.to_string(), s)).collect();
+            for (url, result) in results {
+                let mut slot = previous.remove(url.as_str()).unwrap_or_else(|| Slot {
+                    url: url.clone(),
+                    info: None,
+                    stats: Arc::new(OrchStats::default()),
+                    blocked: false,
+                });
+                self.apply(&mut slot, result);
+                known.push(slot);
+            }
+        }
+        self.publish();
+        let report = RefreshReport {
+            asked: urls.len(),
+            ok,
+            took_ms: started.elapsed().as_millis() as u64,
+            at_ms: self.now_ms(),
+            source_error,
+        };
+        tracing::info!(asked = report.asked, ok = report.ok, took_ms = report.took_ms, "refreshed orchestrator pool");
+        if let Ok(mut r) = self.inner.last_refresh.lock() {
+            *r = Some(report);
+        }
+    }
+
+    async fn fetch_all(&self, urls: &[Url]) -> Vec<(Url, Result<OrchInfo, ClientError>)> {
+        let limit = Arc::new(Semaphore::new(self.inner.config.max_concurrent_calls.max(1)));
+        let mut set = JoinSet::new();
+        for (i, url) in urls.iter().enumerate() {
+            let (client, url, limit) = (self.inner.client.clone(), url.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let result = client.get_orchestrator(&url, None, false).await;
+                (i, url, result)
+            });
+        }
+        let mut out: Vec<Option<(Url, Result<OrchInfo, ClientError>)>> = vec![None; 0];
+        out.resize_with(urls.len(), || None);
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, url, result)) = joined {
+                out[i] = Some((url, result));
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// Folds one GetOrchestrator result into a slot: stats, metrics, and the info itself.
+    fn apply(&self, slot: &mut Slot, result: Result<OrchInfo, ClientError>) {
+        let url = slot.url.to_string();
+        let now = self.now_ms();
+        match result {
+            Ok(info) => {
+                self.inner.metrics.discovered(&url, info.rtt);
+                if slot.stats.latency_us() == 0 {
+                    // Seed the EWMA with the discovery round trip until jobs measure it.
+                    slot.stats.observe_latency(info.rtt);
+                }
+                if slot.stats.state(now) != HealthState::Healthy {
+                    tracing::info!(orchestrator = %url, "orchestrator answered again; back in the pool");
+                }
+                slot.stats.record_success();
+                let blocklist = &self.inner.config.requirements.blocklist;
+                slot.blocked = info.address.is_some_and(|a| blocklist.contains(&a));
+                slot.info = Some(Arc::new(info));
+            }
+            Err(e) => {
+                self.inner.metrics.discovery_error(&url, e.code());
+                let was = slot.stats.state(now);
+                slot.stats.record_failure(now, &self.inner.config.eject, e.to_string());
+                if was == HealthState::Healthy {
+                    self.inner.metrics.ejected(&url);
+                }
+                tracing::warn!(orchestrator = %url, error = %e, cooldown_ms = slot.stats.cooldown_left_ms(now), "orchestrator ejected");
+            }
+        }
+    }
+
+    /// Probes every orchestrator whose cooldown has ended (half-open), in parallel.
+    async fn probe_due(&self) {
+        let now = self.now_ms();
+        let due: Vec<Slot> = match self.inner.known.lock() {
+            Ok(known) => known.iter().filter(|s| s.stats.try_begin_probe(now)).cloned().collect(),
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            return;
+        }
+        let urls: Vec<Url> = due.iter().map(|s| s.url.clone()).collect();
+        let results = self.fetch_all(&urls).await;
+        if let Ok(mut known) = self.inner.known.lock() {
+            for (url, result) in results {
+                if let Some(slot) = known.iter_mut().find(|s| s.url == url) {
+                    self.apply(slot, result);
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let slots = match self.inner.known.lock() {
+            Ok(k) => k.clone(),
+            Err(_) => return,
+        };
+        let generation = self.inner.snapshot.load().generation + 1;
+        let snap = Snapshot::build(slots, &self.inner.config.requirements, generation);
+        self.inner.metrics.pool(&snap, self.now_ms());
+        self.inner.snapshot.store(Arc::new(snap));
+    }
+}
+
+/// One selected orchestrator for one attempt. Report the outcome with [`Lease::succeeded`],
+/// [`Lease::failed`] or [`Lease::client_error`]; dropping it unreported only releases it.
+#[derive(Debug)]
+pub struct Lease {
+    pool: Pool,
+    slot: Slot,
+    price: Price,
+    started: Instant,
+    probe: bool,
+    done: bool,
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// The orchestrator's discovery URL.
+    pub fn url(&self) -> &Url {
+        &self.slot.url
+    }
+
+    /// Its last GetOrchestrator answer.
+    pub fn info(&self) -> Option<&Arc<OrchInfo>> {
+        self.slot.info.as_ref()
+    }
+
+    /// Its price for this job.
+    pub fn price(&self) -> Price {
+        self.price
+    }
+
+    /// Whether this attempt is the half-open probe of an ejected orchestrator.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The orchestrator served the request: record its latency, close its breaker.
+    pub fn succeeded(mut self) {
+        self.slot.stats.observe_latency(self.started.elapsed());
+        self.slot.stats.record_success();
+        self.done = true;
+    }
+
+    /// The orchestrator failed (connection, timeout, 5xx, refusal): eject it.
+    pub fn failed(mut self, message: String) {
+        let now = self.pool.now_ms();
+        let was = self.slot.stats.state(now);
+        self.slot.stats.record_failure(now, &self.pool.inner.config.eject, message);
+        if was == HealthState::Healthy {
+            self.pool.inner.metrics.ejected(self.slot.url.as_str());
+        }
+        self.done = true;
+    }
+
+    /// The request failed because of the user's own input: no penalty for the orchestrator.
+    pub fn client_error(mut self) {
+        if self.probe {
+            self.slot.stats.end_probe();
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.slot.stats.end_request();
+        if !self.done && self.probe {
+            // Abandoned (e.g. the client went away): let someone else probe.
+            self.slot.stats.end_probe();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The immutable pool snapshot that requests read without locks, and how it is built.
+//!
+//! Building is pure: from what discovery last learned about each orchestrator and the
+//! gateway's requirements, it indexes, for every (capability, model) on offer, the compatible
+//! orchestrators in a warm tier and a cold tier, each sorted by price. Selection then needs no
+//! per-request filtering for capabilities, and the price cap is a binary search.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use livepeer_pm::Address;
+use url::Url;
+
+use super::caps::{self, Capabilities, Mismatch};
+use super::health::OrchStats;
+use super::info::OrchInfo;
+use super::price::Price;
+use super::selection::Entry;
+
+/// A kind of job: a capability and, for AI, a model. Transcoding is capability 0, model "".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct JobKey {
+    /// Capability id.
+    pub capability: u32,
+    /// Model id; empty for transcoding.
+    pub model: String,
+}
+
+impl JobKey {
+    /// An AI job for `model` of `pipeline`, or `None` for an unknown pipeline.
+    pub fn ai(pipeline: &str, model: &str) -> Option<Self> {
+        Some(Self { capability: caps::pipeline_capability(pipeline)?, model: model.to_owned() })
+    }
+
+    /// A transcoding job.
+    pub fn transcode() -> Self {
+        Self { capability: caps::H264, model: String::new() }
+    }
+
+    /// The pipeline name, or `transcode`.
+    pub fn pipeline(&self) -> &'static str {
+        caps::capability_pipeline(self.capability).unwrap_or("transcode")
+    }
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.model.is_empty() {
+            f.write_str(self.pipeline())
+        } else {
+            write!(f, "{}/{}", self.pipeline(), self.model)
+        }
+    }
+}
+
+/// What the gateway requires of orchestrators, fixed by configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Requirements {
+    /// Minimum orchestrator node version (`--orch-min-livepeer-version`), empty for none.
+    pub min_version: String,
+    /// Minimum ai-runner version per (pipeline capability, model) (`--ai-min-runner-version`).
+    pub min_runner: HashMap<(u32, String), String>,
+    /// Highest price accepted for any job (`--max-price-per-unit` / `--pixels-per-unit`).
+    pub max_price: Option<Price>,
+    /// Highest price per (capability, model); model `default` covers the whole pipeline.
+    pub max_price_per_model: HashMap<(u32, String), Price>,
+    /// Orchestrator addresses never to use (`--orch-blocklist`).
+    pub blocklist: Vec<Address>,
+}
+
+impl Requirements {
+    /// The capability set the gateway requires for `key`.
+    pub fn capabilities(&self, key: &JobKey) -> Capabilities {
+        if key.model.is_empty() {
+            return Capabilities::transcode_job(&self.min_version);
+        }
+        let runner =
+            self.min_runner.get(&(key.capability, key.model.clone())).map_or("", String::as_str);
+        Capabilities::ai_job(key.capability, &key.model, runner, &self.min_version)
+    }
+
+    /// The price cap for `key`: the model's own, else the pipeline's `default`, else global.
+    pub fn max_price(&self, key: &JobKey) -> Option<Price> {
+        let find = |m: &str| self.max_price_per_model.get(&(key.capability, m.to_owned()));
+        find(&key.model).or_else(|| find("default")).copied().or(self.max_price)
+    }
+}
+
+/// One orchestrator as the snapshot knows it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// The address it was discovered under.
+    pub url: Url,
+    /// Its last good GetOrchestrator answer, if any.
+    pub info: Option<Arc<OrchInfo>>,
+    /// Live statistics, shared with the request path and kept across snapshots.
+    pub stats: Arc<OrchStats>,
+    /// Its address is on the blocklist.
+    pub blocked: bool,
+}
+
+/// Candidates for one job key.
+#[derive(Debug, Clone, Default)]
+pub struct Tiers {
+    /// Orchestrators with the model warm, cheapest first.
+    pub warm: Vec<Entry>,
+    /// Orchestrators with the model cold, cheapest first.
+    pub cold: Vec<Entry>,
+    /// Compatible orchestrators above the configured price cap (kept out of the tiers).
+    pub over_price: Vec<Entry>,
+    /// The configured price cap.
+    pub max_price: Option<Price>,
+}
+
+/// An immutable view of the pool.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every known orchestrator, in discovery order.
+    pub slots: Vec<Slot>,
+    /// Candidates per job key.
+    pub index: HashMap<JobKey, Tiers>,
+    /// Slot index by URL.
+    pub by_url: HashMap<String, u32>,
+    /// Incremented on every rebuild.
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// Builds the index over `slots`.
+    pub fn build(slots: Vec<Slot>, req: &Requirements, generation: u64) -> Self {
+        let mut index: HashMap<JobKey, Tiers> = HashMap::new();
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(info) = slot.info.as_deref() else { continue };
+            if slot.blocked {
+                continue;
+            }
+            for (key, warm, capacity) in offers(info) {
+                if compatible(info, &key, req).is_err() {
+                    continue;
+                }
+                let tiers = index.entry(key.clone()).or_insert_with(|| Tiers {
+                    max_price: req.max_price(&key),
+                    ..Tiers::default()
+                });
+                let entry = Entry { orch: i as u32, price: info.price_for(key.capability, &key.model), capacity };
+                if tiers.max_price.is_some_and(|max| entry.price > max) {
+                    tiers.over_price.push(entry);
+                } else if warm {
+                    tiers.warm.push(entry);
+                } else {
+                    tiers.cold.push(entry);
+                }
+            }
+        }
+        for t in index.values_mut() {
+            t.warm.sort_by_key(|e| e.price);
+            t.cold.sort_by_key(|e| e.price);
+            t.over_price.sort_by_key(|e| e.price);
+        }
+        let by_url = slots.iter().enumerate().map(|(i, s)| (s.url.to_string(), i as u32)).collect();
+        Self { slots, index, by_url, generation }
+    }
+}
+
+/// Every (job, warm, capacity) an orchestrator offers: each advertised model, and transcoding.
+fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
+    let mut out = vec![(JobKey::transcode(), true, 0)];
+    if let Some(c) = &info.capabilities {
+        for (cap, models) in &c.per_capability {
+            for (model, mc) in models {
+                let key = JobKey { capability: *cap, model: model.clone() };
+                out.push((key, mc.warm, mc.capacity));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5).
+pub fn compatible(info: &OrchInfo, key: &JobKey, req: &Requirements) -> Result<(), Mismatch> {
+    caps::compatible(&req.capabilities(key), info.capabilities.as_ref())
+}

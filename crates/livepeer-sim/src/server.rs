@@ -1,0 +1,174 @@
+//! Listener, TLS and routing: one port serving gRPC and HTTP, as go-livepeer's orchestrator does.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use livepeer_proto::net::orchestrator_server::OrchestratorServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::Service;
+use crate::{Mode, Shared};
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding or reading the socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// Making the self-signed certificate failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// Building the TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A self-signed ECDSA P-256 certificate for `localhost` and `127.0.0.1`, like go-livepeer's
+/// server/cert.go makes at startup.
+pub(crate) fn self_signed() -> Result<Arc<rustls::ServerConfig>, SimError> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names)?;
+    let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        certified.signing_key.serialize_der().into(),
+    );
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Every route of the simulator. gRPC requests are recognised by path, which is unambiguous
+/// because gRPC paths start with the package name (`/net.Orchestrator/...`).
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let grpc = tonic::service::Routes::new(OrchestratorServer::new(Service(shared.clone())))
+        .into_axum_router();
+    grpc.route("/healthz", axum::routing::get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(shared, misbehave))
+}
+
+/// Applies the run-time failure modes that live below the gRPC service: hanging and garbage.
+async fn misbehave(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let mode = shared.mode.lock().map(|m| m.clone()).unwrap_or_default();
+    match mode {
+        Mode::Hang => {
+            shared.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::future::pending::<()>().await;
+            unreachable_response()
+        }
+        Mode::Garbage => {
+            shared.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            garbage()
+        }
+        Mode::Normal | Mode::Fail(_) => next.run(req).await,
+    }
+}
+
+fn unreachable_response() -> Response {
+    Response::new(Body::empty())
+}
+
+/// A well-framed gRPC answer whose message is not valid protobuf (field 1 with wire type 7).
+fn garbage() -> Response {
+    let payload: &[u8] = &[0x0f, 0xff, 0xff, 0xff, 0xff];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let body = FrameThenTrailers { data: Some(Bytes::from(frame)), trailers: Some(trailers) };
+    let mut resp = Response::new(Body::new(body));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    resp
+}
+
+/// A body of one data frame followed by trailers.
+struct FrameThenTrailers {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl http_body::Body for FrameThenTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+}
+
+/// Accepts connections until `cancel` fires, then drops the listener and every connection.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    cancel: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let acceptor = acceptor.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let service = TowerToHyperService::new(app);
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let served = async {
+                    match acceptor {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => builder
+                                .serve_connection(TokioIo::new(tls), service)
+                                .await
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        None => builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    result = served => if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended");
+                    },
+                }
+            });
+        }
+    });
+}
