@@ -236,20 +236,31 @@ impl Config {
         Self::merge(flags, file, eth_key)
     }
 
-    fn merge(f: Flags, file: FileConfig, eth_key: Option<SecretString>) -> Result<Self, ConfigError> {
+    fn merge(
+        f: Flags,
+        file: FileConfig,
+        eth_key: Option<SecretString>,
+    ) -> Result<Self, ConfigError> {
         let network = f.network.or(file.network).unwrap_or_else(|| "offchain".into());
         if network != "offchain" {
-            return Err(bad("--network", format!("{network:?}: only offchain is supported so far (on-chain payments are not built yet)")));
+            return Err(bad(
+                "--network",
+                format!(
+                    "{network:?}: only offchain is supported so far (on-chain payments are not built yet)"
+                ),
+            ));
         }
         let http_addr = listen_addr("--http-addr", f.http_addr.or(file.http_addr), 9935)?;
         let cli_addr = listen_addr("--cli-addr", f.cli_addr.or(file.cli_addr), 5935)?;
         let webhook = f.orch_webhook_url.or(file.orch_webhook_url).filter(|s| !s.trim().is_empty());
         let orchestrators = match webhook {
             Some(w) => OrchSource::Webhook(
-                Url::parse(w.trim()).map_err(|e| bad("--orch-webhook-url", format!("{w:?}: {e}")))?,
+                Url::parse(w.trim())
+                    .map_err(|e| bad("--orch-webhook-url", format!("{w:?}: {e}")))?,
             ),
             None => {
-                let list = f.orch_addr.or(file.orch_addr.map(StringOrList::joined)).unwrap_or_default();
+                let list =
+                    f.orch_addr.or(file.orch_addr.map(StringOrList::joined)).unwrap_or_default();
                 let mut urls = Vec::new();
                 for part in list.split(',').filter(|p| !p.trim().is_empty()) {
                     let url = normalize_orch_addr(part).map_err(|e| bad("--orch-addr", e))?;
@@ -268,17 +279,25 @@ impl Config {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                let hex = if s.starts_with("0x") || s.starts_with("0X") { s[2..].to_owned() } else { s.to_owned() };
-                format!("0x{hex}").parse::<Address>().map_err(|e| bad("--orch-blocklist", format!("{s:?}: {e}")))
+                let hex = if s.starts_with("0x") || s.starts_with("0X") {
+                    s[2..].to_owned()
+                } else {
+                    s.to_owned()
+                };
+                format!("0x{hex}")
+                    .parse::<Address>()
+                    .map_err(|e| bad("--orch-blocklist", format!("{s:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let min_version = f.orch_min_livepeer_version.or(file.orch_min_livepeer_version).unwrap_or_default();
+        let min_version =
+            f.orch_min_livepeer_version.or(file.orch_min_livepeer_version).unwrap_or_default();
         let pixels = f.pixels_per_unit.or(file.pixels_per_unit).unwrap_or(1);
         if pixels <= 0 {
             return Err(bad("--pixels-per-unit", "must be at least 1"));
         }
         let max = f.max_price_per_unit.or(file.max_price_per_unit).unwrap_or(0);
-        let max_price = Price::new(max, pixels).map_err(|e| bad("--max-price-per-unit", e.to_string()))?;
+        let max_price =
+            Price::new(max, pixels).map_err(|e| bad("--max-price-per-unit", e.to_string()))?;
         let per_model = match f.max_price_per_capability.or(file.max_price_per_capability) {
             Some(text) => parse_max_prices(&text, pixels)?,
             None => HashMap::new(),
@@ -298,7 +317,9 @@ impl Config {
             latency: f.select_latency_weight.or(file.select_latency_weight).unwrap_or(1.0),
             price: f.select_price_weight.or(file.select_price_weight).unwrap_or(50.0),
         };
-        for (name, w) in [("--select-latency-weight", weights.latency), ("--select-price-weight", weights.price)] {
+        for (name, w) in
+            [("--select-latency-weight", weights.latency), ("--select-price-weight", weights.price)]
+        {
             if !w.is_finite() || w < 0.0 {
                 return Err(bad(name, "must be a non-negative number"));
             }
@@ -306,12 +327,19 @@ impl Config {
         let orch_tls = match f.orch_tls.or(file.orch_tls).as_deref() {
             None | Some("accept-any") => TlsTrust::AcceptAny,
             Some("pin-first") => TlsTrust::PinFirst,
-            Some(other) => return Err(bad("--orch-tls", format!("{other:?}: expected accept-any or pin-first"))),
+            Some(other) => {
+                return Err(bad(
+                    "--orch-tls",
+                    format!("{other:?}: expected accept-any or pin-first"),
+                ));
+            }
         };
         let log_format = match f.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(bad("--log-format", format!("{other:?}: expected text or json"))),
+            Some(other) => {
+                return Err(bad("--log-format", format!("{other:?}: expected text or json")));
+            }
         };
         let log_level = f.log_level.or(file.log_level).unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -319,9 +347,11 @@ impl Config {
         }
         if let Some(key) = &eth_key {
             // Checked now so a bad key fails before any port is bound; the key is not echoed.
-            LocalSigner::from_hex(key.expose_secret()).map_err(|e| bad("LP_ETH_KEY", e.to_string()))?;
+            LocalSigner::from_hex(key.expose_secret())
+                .map_err(|e| bad("LP_ETH_KEY", e.to_string()))?;
         }
-        let discovery_concurrency = f.discovery_concurrency.or(file.discovery_concurrency).unwrap_or(256);
+        let discovery_concurrency =
+            f.discovery_concurrency.or(file.discovery_concurrency).unwrap_or(256);
         if discovery_concurrency == 0 {
             return Err(bad("--discovery-concurrency", "must be at least 1"));
         }
@@ -329,11 +359,31 @@ impl Config {
             http_addr,
             cli_addr,
             orchestrators,
-            discovery_timeout: duration("--discovery-timeout", f.discovery_timeout.or(file.discovery_timeout), "3s")?,
-            connect_timeout: duration("--orch-connect-timeout", f.orch_connect_timeout.or(file.orch_connect_timeout), "2s")?,
-            refresh_interval: duration("--orch-refresh-interval", f.orch_refresh_interval.or(file.orch_refresh_interval), "60s")?,
-            webhook_refresh_interval: duration("--webhook-refresh-interval", f.webhook_refresh_interval.or(file.webhook_refresh_interval), "60s")?,
-            probe_interval: duration("--probe-interval", f.probe_interval.or(file.probe_interval), "250ms")?,
+            discovery_timeout: duration(
+                "--discovery-timeout",
+                f.discovery_timeout.or(file.discovery_timeout),
+                "3s",
+            )?,
+            connect_timeout: duration(
+                "--orch-connect-timeout",
+                f.orch_connect_timeout.or(file.orch_connect_timeout),
+                "2s",
+            )?,
+            refresh_interval: duration(
+                "--orch-refresh-interval",
+                f.orch_refresh_interval.or(file.orch_refresh_interval),
+                "60s",
+            )?,
+            webhook_refresh_interval: duration(
+                "--webhook-refresh-interval",
+                f.webhook_refresh_interval.or(file.webhook_refresh_interval),
+                "60s",
+            )?,
+            probe_interval: duration(
+                "--probe-interval",
+                f.probe_interval.or(file.probe_interval),
+                "250ms",
+            )?,
             eject,
             weights,
             requirements: Requirements {
@@ -395,7 +445,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         other => return Err(format!("unknown unit {other:?} in {text:?}; use ms, s, m or h")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=7.0 * 86400.0).contains(&secs) {
         return Err(format!("{text:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -432,7 +482,10 @@ fn default_model() -> String {
     "default".into()
 }
 
-fn parse_max_prices(text: &str, default_pixels: i64) -> Result<HashMap<(u32, String), Price>, ConfigError> {
+fn parse_max_prices(
+    text: &str,
+    default_pixels: i64,
+) -> Result<HashMap<(u32, String), Price>, ConfigError> {
     const S: &str = "--max-price-per-capability";
     #[derive(Deserialize)]
     struct Doc {
@@ -446,14 +499,23 @@ fn parse_max_prices(text: &str, default_pixels: i64) -> Result<HashMap<(u32, Str
             .ok_or_else(|| bad(S, format!("entry {i}: unknown pipeline {:?}", p.pipeline)))?;
         match p.currency.as_deref().map(str::to_ascii_uppercase).as_deref() {
             None | Some("") | Some("WEI") => {}
-            Some(other) => return Err(bad(S, format!("entry {i}: currency {other:?} needs a price feed, which is not supported yet; give wei"))),
+            Some(other) => {
+                return Err(bad(
+                    S,
+                    format!(
+                        "entry {i}: currency {other:?} needs a price feed, which is not supported yet; give wei"
+                    ),
+                ));
+            }
         }
         let per_unit = match &p.price_per_unit {
             serde_json::Value::Number(n) => n.as_i64(),
             serde_json::Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
-        .ok_or_else(|| bad(S, format!("entry {i}: price_per_unit must be a whole number of wei")))?;
+        .ok_or_else(|| {
+            bad(S, format!("entry {i}: price_per_unit must be a whole number of wei"))
+        })?;
         let pixels = p.pixels_per_unit.filter(|p| *p > 0).unwrap_or(default_pixels);
         let price = Price::new(per_unit, pixels).map_err(|e| bad(S, format!("entry {i}: {e}")))?;
         if !price.is_zero() {
@@ -472,8 +534,9 @@ fn parse_min_runner(text: &str) -> Result<HashMap<(u32, String), String>, Config
         #[serde(rename = "minVersion")]
         min_version: String,
     }
-    let list: Vec<Entry> = serde_json::from_value(json_or_file(S, text)?)
-        .map_err(|e| bad(S, format!("expected [{{\"pipeline\", \"model_id\", \"minVersion\"}}]: {e}")))?;
+    let list: Vec<Entry> = serde_json::from_value(json_or_file(S, text)?).map_err(|e| {
+        bad(S, format!("expected [{{\"pipeline\", \"model_id\", \"minVersion\"}}]: {e}"))
+    })?;
     let mut out = HashMap::new();
     for (i, e) in list.into_iter().enumerate() {
         let cap = caps::pipeline_capability(&e.pipeline)

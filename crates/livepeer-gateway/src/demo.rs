@@ -26,8 +26,12 @@ pub async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::Si
     for (name, tls, latency_ms, price, sdxl_warm) in specs {
         let models = vec![
             SimModel::new("text-to-image", "stabilityai/sd-turbo").price(price, 1).capacity(4),
-            SimModel::new("text-to-image", "ByteDance/SDXL-Lightning").price(price * 2, 1).warm(sdxl_warm),
-            SimModel::new("llm", "meta-llama/Meta-Llama-3.1-8B-Instruct").price(price, 1000).capacity(8),
+            SimModel::new("text-to-image", "ByteDance/SDXL-Lightning")
+                .price(price * 2, 1)
+                .warm(sdxl_warm),
+            SimModel::new("llm", "meta-llama/Meta-Llama-3.1-8B-Instruct")
+                .price(price, 1000)
+                .capacity(8),
             SimModel::new("audio-to-text", "openai/whisper-large-v3").price(price, 100),
         ];
         let config = SimConfig {
@@ -51,7 +55,11 @@ pub fn use_orchestrators(config: &mut Config, demo: &DemoOrchestrators) {
 }
 
 /// What to try, printed once the demo is up.
-pub fn instructions(admin: std::net::SocketAddr, http: std::net::SocketAddr, demo: &DemoOrchestrators) -> String {
+pub fn instructions(
+    admin: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    demo: &DemoOrchestrators,
+) -> String {
     let sims: Vec<&str> = demo.sims.iter().map(Sim::url).collect();
     format!(
         "\nlivepeer-gateway demo is running.\n\

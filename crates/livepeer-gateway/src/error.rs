@@ -8,7 +8,12 @@ use serde_json::json;
 use crate::orchestrator::SelectError;
 
 /// A JSON error response: `{"error": {"status", "type", "message", "field"?}}`.
-pub fn json_error(status: StatusCode, kind: &str, message: String, field: Option<&str>) -> Response {
+pub fn json_error(
+    status: StatusCode,
+    kind: &str,
+    message: String,
+    field: Option<&str>,
+) -> Response {
     let mut error = json!({ "status": status.as_u16(), "type": kind, "message": message });
     if let Some(field) = field {
         error["field"] = json!(field);

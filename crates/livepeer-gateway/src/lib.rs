@@ -25,8 +25,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError};
 use config::OrchSource;
+pub use config::{Config, ConfigError};
 use metrics::Metrics;
 use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Requirements, Timeouts};
 use task::Tasks;
@@ -98,14 +98,18 @@ impl Gateway {
         let discovery = match &config.orchestrators {
             OrchSource::Static(urls) => {
                 if urls.is_empty() {
-                    tracing::warn!("no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503");
+                    tracing::warn!(
+                        "no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503"
+                    );
                 }
                 Discovery::Static(urls.clone())
             }
-            OrchSource::Webhook(url) => {
-                Discovery::webhook(url.clone(), config.webhook_refresh_interval, std::time::Duration::from_secs(3))
-                    .map_err(StartError::Setup)?
-            }
+            OrchSource::Webhook(url) => Discovery::webhook(
+                url.clone(),
+                config.webhook_refresh_interval,
+                std::time::Duration::from_secs(3),
+            )
+            .map_err(StartError::Setup)?,
         };
         let metrics = Metrics::new();
         let tasks = Tasks::new();
@@ -159,7 +163,9 @@ fn serve(tasks: &Tasks, name: &'static str, listener: TcpListener, router: Route
 
 fn summary(c: &Config) -> serde_json::Value {
     let source = match &c.orchestrators {
-        OrchSource::Static(urls) => json!({ "static": urls.iter().map(|u| u.as_str()).collect::<Vec<_>>() }),
+        OrchSource::Static(urls) => {
+            json!({ "static": urls.iter().map(|u| u.as_str()).collect::<Vec<_>>() })
+        }
         OrchSource::Webhook(url) => json!({ "webhook": url.as_str() }),
     };
     json!({

@@ -161,7 +161,9 @@ impl Metrics {
             };
             counts[i] += 1;
         }
-        for (state, n) in ["healthy", "ejected", "probe_due", "unreachable", "blocked"].iter().zip(counts) {
+        for (state, n) in
+            ["healthy", "ejected", "probe_due", "unreachable", "blocked"].iter().zip(counts)
+        {
             self.pool_size.get_or_create(&StateLabel { state: (*state).to_owned() }).set(n);
         }
         self.available.clear();
@@ -169,7 +171,8 @@ impl Metrics {
             if key.model.is_empty() {
                 continue;
             }
-            let label = ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
+            let label =
+                ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
             self.available.get_or_create(&label).set((tiers.warm.len() + tiers.cold.len()) as i64);
         }
     }

@@ -7,5 +7,5 @@
 
 mod signer;
 
-pub use signer::{Error, LocalSigner, Signature, eth_sign_hash, recover_eth_signer};
 pub use alloy_primitives::{Address, B256, U256, keccak256};
+pub use signer::{Error, LocalSigner, Signature, eth_sign_hash, recover_eth_signer};

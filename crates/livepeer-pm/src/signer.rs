@@ -112,8 +112,7 @@ pub fn recover_eth_signer(message: &[u8], sig: &[u8]) -> Result<Address, Error> 
     if ecdsa.normalize_s().is_some() {
         return Err(Error::InvalidSignature("s is in the upper half of the curve order"));
     }
-    let recid =
-        RecoveryId::from_byte(v - 27).ok_or(Error::InvalidSignature("bad recovery id"))?;
+    let recid = RecoveryId::from_byte(v - 27).ok_or(Error::InvalidSignature("bad recovery id"))?;
     let digest = eth_sign_hash(message);
     let key = VerifyingKey::recover_from_prehash(digest.as_slice(), &ecdsa, recid)?;
     Ok(address_of(&key))

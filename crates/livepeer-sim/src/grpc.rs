@@ -81,7 +81,10 @@ impl Orchestrator for Service {
         Ok(Response::new(net::EndTranscodingSessionResponse {}))
     }
 
-    async fn ping(&self, request: Request<net::PingPong>) -> Result<Response<net::PingPong>, Status> {
+    async fn ping(
+        &self,
+        request: Request<net::PingPong>,
+    ) -> Result<Response<net::PingPong>, Status> {
         // A real orchestrator signs the value; without a key we echo its hash.
         let value = keccak256(request.into_inner().value).to_vec();
         Ok(Response::new(net::PingPong { value }))
@@ -90,7 +93,8 @@ impl Orchestrator for Service {
 
 /// The check an on-chain orchestrator makes: `sig` is `eth_sign` of the checksummed address.
 fn check_sig(req: &net::OrchestratorRequest) -> Result<(), Status> {
-    let refused = || Status::unknown("Invalid orchestrator request: orchestrator req sig check failed");
+    let refused =
+        || Status::unknown("Invalid orchestrator request: orchestrator req sig check failed");
     if req.address.len() != 20 {
         return Err(refused());
     }

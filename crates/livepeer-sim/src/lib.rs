@@ -168,7 +168,7 @@ struct Shared {
 pub struct Sim {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
     cancel: Mutex<CancellationToken>,
 }
 
@@ -194,7 +194,7 @@ impl Sim {
         let cancel = CancellationToken::new();
         server::spawn(listener, tls.clone(), server::router(shared.clone()), cancel.clone());
         tracing::info!(sim = %shared.config.name, url = %shared.url, "simulated orchestrator up");
-        Ok(Self { shared, addr, tls, cancel: Mutex::new(cancel) })
+        Ok(Self { shared, addr, tls: Mutex::new(tls), cancel: Mutex::new(cancel) })
     }
 
     /// Its URL, `https://127.0.0.1:port` or `http://…`.
@@ -241,12 +241,41 @@ impl Sim {
         }
     }
 
-    /// Listens again on the same port (after [`Sim::stop`]), with the same certificate.
+    /// Listens again on the same port (stopping first if running), with the same certificate.
     pub async fn restart(&self) -> Result<(), SimError> {
+        self.relisten(false).await
+    }
+
+    /// Like [`Sim::restart`], but with a freshly generated certificate (as a reinstalled
+    /// orchestrator would have): clients that pinned the old one must refuse it.
+    pub async fn restart_with_new_certificate(&self) -> Result<(), SimError> {
+        self.relisten(true).await
+    }
+
+    async fn relisten(&self, new_cert: bool) -> Result<(), SimError> {
         self.stop();
-        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let tls = {
+            let mut tls =
+                self.tls.lock().map_err(|_| SimError::Io(std::io::Error::other("lock")))?;
+            if new_cert && tls.is_some() {
+                *tls = Some(server::self_signed()?);
+            }
+            tls.clone()
+        };
+        // The old accept loop drops its listener asynchronously after `stop`; retry briefly.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let cancel = CancellationToken::new();
-        server::spawn(listener, self.tls.clone(), server::router(self.shared.clone()), cancel.clone());
+        server::spawn(listener, tls, server::router(self.shared.clone()), cancel.clone());
         if let Ok(mut c) = self.cancel.lock() {
             *c = cancel;
         }

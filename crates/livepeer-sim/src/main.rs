@@ -39,7 +39,10 @@ struct Args {
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
     let (n, d) = text.split_once('/').unwrap_or((text, "1"));
-    Ok((n.trim().parse().context("price numerator")?, d.trim().parse().context("price denominator")?))
+    Ok((
+        n.trim().parse().context("price numerator")?,
+        d.trim().parse().context("price denominator")?,
+    ))
 }
 
 fn parse_model(text: &str) -> anyhow::Result<SimModel> {
@@ -61,9 +64,11 @@ fn parse_model(text: &str) -> anyhow::Result<SimModel> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let args = Args::parse();
     let config = SimConfig {
         name: args.bind.to_string(),

@@ -248,7 +248,10 @@ pub fn compatible(job: &Capabilities, orch: Option<&Capabilities>) -> Result<(),
     };
     // 1. Node version.
     if !job.min_version.is_empty() && !version_at_least(&orch.version, &job.min_version) {
-        return Err(Mismatch::Version { found: orch.version.clone(), min: job.min_version.clone() });
+        return Err(Mismatch::Version {
+            found: orch.version.clone(),
+            min: job.min_version.clone(),
+        });
     }
     // 2. The orchestrator's mandatory bits must all be requested.
     for (i, m) in orch.mandatories.iter().enumerate() {
@@ -326,9 +329,17 @@ mod tests {
         let mut models = BTreeMap::new();
         models.insert(
             "sd-turbo".to_owned(),
-            ModelConstraint { warm: true, capacity: 2, runner_version: "0.14.1".into(), ..Default::default() },
+            ModelConstraint {
+                warm: true,
+                capacity: 2,
+                runner_version: "0.14.1".into(),
+                ..Default::default()
+            },
         );
-        models.insert("sdxl".to_owned(), ModelConstraint { warm: false, capacity: 1, ..Default::default() });
+        models.insert(
+            "sdxl".to_owned(),
+            ModelConstraint { warm: false, capacity: 1, ..Default::default() },
+        );
         o.per_capability.insert(27, models);
         o
     }
@@ -357,13 +368,19 @@ mod tests {
         warm.per_capability.get_mut(&27).unwrap().get_mut("sdxl").unwrap().warm = true;
         assert_eq!(compatible(&warm, Some(&o)), Err(Mismatch::Cold("sdxl".into())));
         // Capability bit missing on the orchestrator.
-        assert_eq!(compatible(&Capabilities::ai_job(33, "llm", "", ""), Some(&o)), Err(Mismatch::Bits));
+        assert_eq!(
+            compatible(&Capabilities::ai_job(33, "llm", "", ""), Some(&o)),
+            Err(Mismatch::Bits)
+        );
     }
 
     #[test]
     fn versions_follow_go_semver_rules() {
         let o = orch();
-        assert_eq!(compatible(&Capabilities::ai_job(27, "sd-turbo", "0.14.0", "0.9.0"), Some(&o)), Ok(()));
+        assert_eq!(
+            compatible(&Capabilities::ai_job(27, "sd-turbo", "0.14.0", "0.9.0"), Some(&o)),
+            Ok(())
+        );
         assert!(matches!(
             compatible(&Capabilities::ai_job(27, "sd-turbo", "0.15", ""), Some(&o)),
             Err(Mismatch::RunnerVersion { .. })
@@ -385,12 +402,18 @@ mod tests {
     fn mandatories_and_legacy_orchestrators() {
         let mut o = orch();
         o.mandatories = vec![1 << 13];
-        assert_eq!(compatible(&Capabilities::transcode_job(""), Some(&o)), Err(Mismatch::Mandatory));
+        assert_eq!(
+            compatible(&Capabilities::transcode_job(""), Some(&o)),
+            Err(Mismatch::Mandatory)
+        );
         let mut legacy_job = Capabilities::default();
         legacy_job.set(0);
         legacy_job.set(11);
         assert_eq!(compatible(&legacy_job, None), Ok(()));
-        assert_eq!(compatible(&Capabilities::transcode_job(""), None), Err(Mismatch::NoCapabilities));
+        assert_eq!(
+            compatible(&Capabilities::transcode_job(""), None),
+            Err(Mismatch::NoCapabilities)
+        );
     }
 
     #[test]

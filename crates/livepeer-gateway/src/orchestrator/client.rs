@@ -101,7 +101,7 @@ struct Inner {
     trust: TlsTrust,
     identity: Option<Identity>,
     provider: Arc<CryptoProvider>,
-    pins: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pins: Pins,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -166,7 +166,8 @@ impl OrchClient {
             return Ok(ch.clone());
         }
         let host = url.host_str().ok_or_else(|| ClientError::BadAddress(key.clone()))?;
-        let port = url.port_or_known_default().ok_or_else(|| ClientError::BadAddress(key.clone()))?;
+        let port =
+            url.port_or_known_default().ok_or_else(|| ClientError::BadAddress(key.clone()))?;
         let authority = match url.host() {
             Some(url::Host::Ipv6(ip)) => format!("[{ip}]:{port}"),
             _ => format!("{host}:{port}"),
@@ -216,6 +217,23 @@ impl OrchClient {
 fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
     use tonic::Code;
     let msg = status.message().to_owned();
+    // Connection failures surface as a status wrapping tonic's transport error; keep the
+    // underlying cause (refused, reset, TLS) in the message.
+    if msg == "transport error"
+        || std::error::Error::source(status).is_some_and(|s| s.is::<tonic::transport::Error>())
+    {
+        let mut detail = msg.clone();
+        let mut source = std::error::Error::source(status);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        if detail.contains("timed out") || detail.contains("Timeout expired") {
+            return ClientError::Timeout(deadline);
+        }
+        return ClientError::Unreachable(detail);
+    }
     match status.code() {
         Code::DeadlineExceeded | Code::Cancelled => ClientError::Timeout(deadline),
         Code::Unavailable => ClientError::Unreachable(msg),
@@ -230,6 +248,9 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
         _ => ClientError::Refused(msg),
     }
 }
+
+/// First certificate (DER) seen per orchestrator address.
+type Pins = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 /// Dials TCP, then TLS with ALPN h2, within one deadline.
 #[derive(Clone)]
@@ -277,7 +298,7 @@ impl tower::Service<http::Uri> for TlsConnector {
 #[derive(Debug)]
 struct Verifier {
     provider: Arc<CryptoProvider>,
-    pin: Option<(Arc<Mutex<HashMap<String, Vec<u8>>>>, String)>,
+    pin: Option<(Pins, String)>,
 }
 
 impl ServerCertVerifier for Verifier {

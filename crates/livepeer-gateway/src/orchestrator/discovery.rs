@@ -126,10 +126,10 @@ impl Discovery {
 impl Webhook {
     async fn urls(&self) -> Result<Vec<Url>, DiscoveryError> {
         let cached = self.last_good.lock().ok().and_then(|g| g.clone());
-        if let Some((at, list)) = &cached {
-            if at.elapsed() < self.refresh {
-                return Ok(list.clone());
-            }
+        if let Some((at, list)) = &cached
+            && at.elapsed() < self.refresh
+        {
+            return Ok(list.clone());
         }
         match self.fetch().await {
             Ok(list) => {
@@ -163,8 +163,8 @@ impl Webhook {
             }
             body.extend_from_slice(&chunk);
         }
-        let entries: Vec<WebhookEntry> =
-            serde_json::from_slice(&body).map_err(|e| format!("not a JSON list of {{address, score}}: {e}"))?;
+        let entries: Vec<WebhookEntry> = serde_json::from_slice(&body)
+            .map_err(|e| format!("not a JSON list of {{address, score}}: {e}"))?;
         let mut urls = Vec::with_capacity(entries.len());
         for e in entries {
             match normalize_orch_addr(&e.address) {

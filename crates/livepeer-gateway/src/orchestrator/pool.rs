@@ -53,7 +53,9 @@ pub enum SelectError {
     #[error("no orchestrator offers {0}")]
     NotOffered(JobKey),
     /// Some offer it, but every one is above the price cap.
-    #[error("every orchestrator offering {job} is above the max price {max}; cheapest is {cheapest}")]
+    #[error(
+        "every orchestrator offering {job} is above the max price {max}; cheapest is {cheapest}"
+    )]
     OverPrice {
         /// The job.
         job: JobKey,
@@ -138,6 +140,43 @@ impl Pool {
         pool
     }
 
+    /// A pool over fixed answers, with no discovery and no background task: for benchmarks and
+    /// tests of the request path. Every orchestrator starts healthy.
+    pub fn fixed(config: PoolConfig, infos: Vec<(Url, OrchInfo)>, metrics: Metrics) -> Self {
+        let client = OrchClient::new(
+            super::client::Timeouts {
+                connect: Duration::from_secs(1),
+                call: Duration::from_secs(1),
+            },
+            super::client::TlsTrust::AcceptAny,
+            None,
+        );
+        let slots = infos
+            .into_iter()
+            .map(|(url, info)| Slot {
+                url,
+                info: Some(Arc::new(info)),
+                stats: Arc::new(OrchStats::default()),
+                blocked: false,
+            })
+            .collect();
+        let pool = Self {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                discovery: Discovery::Static(Vec::new()),
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                known: Mutex::new(slots),
+                epoch: Instant::now(),
+                refresh_now: Notify::new(),
+                metrics,
+                last_refresh: Mutex::new(None),
+            }),
+        };
+        pool.publish();
+        pool
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshot.load_full()
@@ -165,7 +204,8 @@ impl Pool {
         let Some(tiers) = snap.index.get(job) else {
             return Err(SelectError::NotOffered(job.clone()));
         };
-        let excluded: Vec<u32> = exclude.iter().filter_map(|u| snap.by_url.get(*u).copied()).collect();
+        let excluded: Vec<u32> =
+            exclude.iter().filter_map(|u| snap.by_url.get(*u).copied()).collect();
         let now = self.now_ms();
         let live = |i: u32| {
             let s = &snap.slots[i as usize].stats;
@@ -179,7 +219,8 @@ impl Pool {
         let mut excluded = excluded.clone();
         loop {
             let limits = Limits { exclude: &excluded, ..limits };
-            let picked = selection::choose(&[&tiers.warm, &tiers.cold], live, &limits, weights, &mut rng);
+            let picked =
+                selection::choose(&[&tiers.warm, &tiers.cold], live, &limits, weights, &mut rng);
             let Some(entry) = picked else {
                 return Err(self.why_none(job, tiers));
             };
@@ -239,7 +280,8 @@ impl Pool {
             Ok(urls) => (urls, None),
             Err(e) => {
                 tracing::warn!(error = %e, "orchestrator list unavailable; keeping the current one");
-                let known = self.inner.known.lock().map(|k| k.iter().map(|s| s.url.clone()).collect());
+                let known =
+                    self.inner.known.lock().map(|k| k.iter().map(|s| s.url.clone()).collect());
                 (known.unwrap_or_default(), Some(e.to_string()))
             }
         };
@@ -268,7 +310,12 @@ impl Pool {
             at_ms: self.now_ms(),
             source_error,
         };
-        tracing::info!(asked = report.asked, ok = report.ok, took_ms = report.took_ms, "refreshed orchestrator pool");
+        tracing::info!(
+            asked = report.asked,
+            ok = report.ok,
+            took_ms = report.took_ms,
+            "refreshed orchestrator pool"
+        );
         if let Ok(mut r) = self.inner.last_refresh.lock() {
             *r = Some(report);
         }
@@ -302,10 +349,9 @@ impl Pool {
         match result {
             Ok(info) => {
                 self.inner.metrics.discovered(&url, info.rtt);
-                if slot.stats.latency_us() == 0 {
-                    // Seed the EWMA with the discovery round trip until jobs measure it.
-                    slot.stats.observe_latency(info.rtt);
-                }
+                // The discovery round trip is not fed into the job-latency EWMA: the first call
+                // includes the TLS handshake and would penalise TLS orchestrators for a one-off
+                // cost. Unmeasured orchestrators count as fast, so jobs try them and measure.
                 if slot.stats.state(now) != HealthState::Healthy {
                     tracing::info!(orchestrator = %url, "orchestrator answered again; back in the pool");
                 }

@@ -18,7 +18,9 @@ pub struct Price {
 
 /// A price that cannot be used: negative, or a zero or negative denominator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("invalid price {per_unit}/{pixels_per_unit}: need a non-negative numerator and a positive denominator")]
+#[error(
+    "invalid price {per_unit}/{pixels_per_unit}: need a non-negative numerator and a positive denominator"
+)]
 pub struct InvalidPrice {
     /// The numerator given.
     pub per_unit: i64,

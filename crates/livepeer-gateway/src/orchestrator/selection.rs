@@ -275,8 +275,9 @@ mod tests {
             let mut hits = vec![0u32; n];
             let rounds = 200 * n;
             for _ in 0..rounds {
-                let e = choose(&[&t], live(&cands), &Limits::default(), &Weights::default(), &mut rng)
-                    .unwrap();
+                let e =
+                    choose(&[&t], live(&cands), &Limits::default(), &Weights::default(), &mut rng)
+                        .unwrap();
                 hits[e.orch as usize] += 1;
             }
             let (min, max) = (hits.iter().min().unwrap(), hits.iter().max().unwrap());
@@ -310,15 +311,21 @@ mod tests {
         let e = choose(&[&t], live(&pricey), &Limits::default(), &Weights::default(), &mut rng);
         assert_eq!(e.unwrap().orch, 1, "price counts");
         // Warm tier fully ejected: the cold tier serves.
-        let mixed = vec![
-            Cand { state: HealthState::Ejected, ..healthy(1, 0, 1) },
-            healthy(50, 0, 1_000),
-        ];
+        let mixed =
+            vec![Cand { state: HealthState::Ejected, ..healthy(1, 0, 1) }, healthy(50, 0, 1_000)];
         let warm = [Entry { orch: 0, price: p(1), capacity: 0 }];
         let cold = [Entry { orch: 1, price: p(50), capacity: 0 }];
-        let e = choose(&[&warm, &cold], live(&mixed), &Limits::default(), &Weights::default(), &mut rng);
+        let e = choose(
+            &[&warm, &cold],
+            live(&mixed),
+            &Limits::default(),
+            &Weights::default(),
+            &mut rng,
+        );
         assert_eq!(e.unwrap().orch, 1);
         let capped = Limits { max_price: Some(p(49)), exclude: &[] };
-        assert!(choose(&[&warm, &cold], live(&mixed), &capped, &Weights::default(), &mut rng).is_none());
+        assert!(
+            choose(&[&warm, &cold], live(&mixed), &capped, &Weights::default(), &mut rng).is_none()
+        );
     }
 }

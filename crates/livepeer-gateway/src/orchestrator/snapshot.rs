@@ -142,7 +142,11 @@ impl Snapshot {
                     max_price: req.max_price(&key),
                     ..Tiers::default()
                 });
-                let entry = Entry { orch: i as u32, price: info.price_for(key.capability, &key.model), capacity };
+                let entry = Entry {
+                    orch: i as u32,
+                    price: info.price_for(key.capability, &key.model),
+                    capacity,
+                };
                 if tiers.max_price.is_some_and(|max| entry.price > max) {
                     tiers.over_price.push(entry);
                 } else if warm {

@@ -1,0 +1,89 @@
+//! The real binary: bad configuration exits 64 naming the setting; startup and graceful
+//! shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_livepeer-gateway");
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("LP_ETH_KEY")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A config that wrongly validates would start serving: never wait on it for ever.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if tokio::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?} {envs:?}: still running after 10 s; the config was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_config_exits_64_and_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_file = dir.path().join("gw.toml");
+    std::fs::write(&bad_file, "orch-addr = \"a\"\nmystery = 1\n").unwrap();
+    let bad_file = bad_file.to_str().unwrap().to_owned();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (vec!["--http-addr", "not-an-address"], vec![], "--http-addr"),
+        (vec!["--orch-addr", "ftp://o"], vec![], "--orch-addr"),
+        (vec!["--discovery-timeout", "soon"], vec![], "--discovery-timeout"),
+        (vec!["--max-price-per-unit=-5"], vec![], "--max-price-per-unit"),
+        (vec!["--config", &bad_file], vec![], "mystery"),
+        (vec![], vec![("LP_ORCHADDR", "gopher://x")], "--orch-addr"),
+        (vec![], vec![("LP_ETH_KEY", "0x1234")], "LP_ETH_KEY"),
+        (vec!["--no-such-flag"], vec![], "--no-such-flag"),
+    ];
+    for (args, envs, needle) in cases {
+        let (code, stderr) = run(&args, &envs);
+        assert_eq!(code, 64, "{args:?} {envs:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle}");
+        assert!(!stderr.contains("0x1234") || needle != "LP_ETH_KEY", "the key is never echoed");
+    }
+}
+
+#[test]
+fn starts_serves_and_stops_gracefully_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("LP_ETH_KEY")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let admin = loop {
+        let line = lines.next().expect("gateway exited before listening").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if v["fields"]["message"] == "gateway listening" {
+            break v["fields"]["admin_addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let body = reqwest::blocking::get(format!("http://{admin}/healthz")).unwrap().text().unwrap();
+    assert_eq!(body, "ok");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "did not stop within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}

@@ -1,0 +1,89 @@
+//! Builders shared by the tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_gateway::config::{Config, Flags, OrchSource};
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use serde_json::Value;
+
+pub const SD: &str = "stabilityai/sd-turbo";
+pub const SDXL: &str = "ByteDance/SDXL-Lightning";
+
+/// A config on ephemeral ports with quick timers, pointing at `urls`.
+pub fn config(urls: &[&str]) -> Config {
+    let flags = Flags {
+        http_addr: Some("127.0.0.1:0".into()),
+        cli_addr: Some("127.0.0.1:0".into()),
+        orch_addr: Some(urls.join(",")),
+        discovery_timeout: Some("700ms".into()),
+        orch_connect_timeout: Some("500ms".into()),
+        orch_refresh_interval: Some("30s".into()),
+        eject_base: Some("300ms".into()),
+        eject_max: Some("2s".into()),
+        probe_interval: Some("50ms".into()),
+        ..Flags::default()
+    };
+    Config::load(flags).unwrap()
+}
+
+pub fn with_source(mut c: Config, source: OrchSource) -> Config {
+    c.orchestrators = source;
+    c
+}
+
+/// A simulator with text-to-image models.
+pub async fn sim(name: &str, tls: bool, sd_price: i64, sdxl_warm: bool) -> Sim {
+    Sim::start(SimConfig {
+        name: name.into(),
+        tls,
+        models: vec![
+            SimModel::new("text-to-image", SD).price(sd_price, 1).capacity(4),
+            SimModel::new("text-to-image", SDXL).price(sd_price * 2, 1).warm(sdxl_warm),
+        ],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+pub async fn start(config: Config) -> Gateway {
+    Gateway::start(config).await.unwrap()
+}
+
+pub async fn admin_get(gw: &Gateway, path: &str) -> (u16, Value) {
+    let resp = reqwest::get(format!("http://{}{path}", gw.admin_addr)).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+pub async fn admin_text(gw: &Gateway, path: &str) -> String {
+    reqwest::get(format!("http://{}{path}", gw.admin_addr)).await.unwrap().text().await.unwrap()
+}
+
+/// Waits until `check` holds, polling; fails the test after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The state of the orchestrator at `url` as `/orchestrators` reports it.
+pub async fn orch_state(gw: &Gateway, url: &str) -> Value {
+    let (_, body) = admin_get(gw, "/orchestrators").await;
+    body["orchestrators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["url"].as_str().unwrap().trim_end_matches('/') == url)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
