@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use livepeer_gateway::metrics::Metrics;
 use livepeer_gateway::orchestrator::caps::{Capabilities, ModelConstraint};
-use livepeer_gateway::orchestrator::health::EjectPolicy;
+use livepeer_gateway::orchestrator::health::{EjectPolicy, HealthState};
 use livepeer_gateway::orchestrator::info::{CapabilityPrice, OrchInfo};
 use livepeer_gateway::orchestrator::price::Price;
 use livepeer_gateway::orchestrator::selection::Weights;
@@ -98,6 +98,28 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let lease = p.select(black_box(&key), &[]).unwrap();
                 lease.succeeded();
+            })
+        });
+        // Baseline in the same run: the straightforward way, a scan of every orchestrator for
+        // the model, the price cap and health, keeping the lowest latency.
+        let max = Price::new(500, 1).unwrap();
+        group.bench_with_input(BenchmarkId::new("baseline_linear_scan", n), &p, |b, p| {
+            b.iter(|| {
+                let snap = p.snapshot();
+                let now = p.now_ms();
+                let best = snap
+                    .slots
+                    .iter()
+                    .filter(|s| s.stats.state(now) != HealthState::Ejected)
+                    .filter_map(|s| {
+                        let info = s.info.as_deref()?;
+                        let caps = info.capabilities.as_ref()?;
+                        caps.per_capability.get(&key.capability)?.get(&key.model)?;
+                        let price = info.price_for(key.capability, &key.model);
+                        (price <= max).then_some((s.stats.latency_us(), s))
+                    })
+                    .min_by_key(|(latency, _)| *latency);
+                black_box(best.map(|(_, s)| s.url.as_str().len()))
             })
         });
     }

@@ -8,7 +8,7 @@
 //! same port, so failure handling is tested against real connection errors.
 //!
 //! Later work adds the AI worker, trickle, payment-checking, BYOC and transcoding endpoints
-//! beside the gRPC service in [`server::router`].
+//! beside the gRPC service in the private `server::router`.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod grpc;

@@ -4,4 +4,5 @@
 mod binary;
 mod discovery;
 mod health;
+mod props;
 mod support;
