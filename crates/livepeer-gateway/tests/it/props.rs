@@ -2,7 +2,6 @@
 //! returns an incompatible or over-price orchestrator, prefers warm models, and finds one
 //! whenever one is eligible.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use livepeer_gateway::metrics::Metrics;
@@ -51,7 +50,7 @@ fn info(i: usize, o: &Orch) -> OrchInfo {
             runner_version: RUNNERS[*runner].into(),
             capacity_in_use: 0,
         };
-        caps.per_capability.entry(cap).or_insert_with(BTreeMap::new).insert(model.into(), mc);
+        caps.per_capability.entry(cap).or_default().insert(model.into(), mc);
         prices.push(CapabilityPrice {
             capability: cap,
             constraint: model.into(),
