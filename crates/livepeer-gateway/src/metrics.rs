@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::orchestrator::health::HealthState;
-use crate::orchestrator::snapshot::{JobKey, Snapshot};
+use crate::orchestrator::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OrchLabel {
@@ -26,13 +26,6 @@ struct OrchLabel {
 struct ErrorLabel {
     orchestrator_uri: String,
     error_code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SelectLabel {
-    orchestrator_uri: String,
-    pipeline: String,
-    model_name: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,7 +45,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     discovery_errors: Family<ErrorLabel, Counter>,
     discovery_latency: Family<OrchLabel, Histogram>,
-    selections: Family<SelectLabel, Counter>,
+    selections: Family<OrchLabel, Counter>,
     ejections: Family<OrchLabel, Counter>,
     pool_size: Family<StateLabel, Gauge>,
     available: Family<ModelLabel, Gauge>,
@@ -82,10 +75,10 @@ impl Metrics {
             "GetOrchestrator round trip of successful calls",
             discovery_latency.clone(),
         );
-        let selections = Family::<SelectLabel, Counter>::default();
+        let selections = Family::<OrchLabel, Counter>::default();
         registry.register(
             "gateway_selections",
-            "Orchestrator selections by orchestrator, pipeline and model",
+            "Times each orchestrator was selected for a job",
             selections.clone(),
         );
         let ejections = Family::<OrchLabel, Counter>::default();
@@ -136,13 +129,10 @@ impl Metrics {
         self.discovery_latency.get_or_create(&label).observe(rtt.as_secs_f64());
     }
 
-    pub(crate) fn selected(&self, url: &str, job: &JobKey) {
-        let label = SelectLabel {
-            orchestrator_uri: url.to_owned(),
-            pipeline: job.pipeline().to_owned(),
-            model_name: job.model.clone(),
-        };
-        self.selections.get_or_create(&label).inc();
+    /// The selection counter of one orchestrator. The pool keeps it in the orchestrator's
+    /// stats, so that selecting costs one atomic increment and no label allocation.
+    pub(crate) fn selection_counter(&self, url: &str) -> Counter {
+        self.selections.get_or_create(&OrchLabel { orchestrator_uri: url.to_owned() }).clone()
     }
 
     pub(crate) fn ejected(&self, url: &str) {

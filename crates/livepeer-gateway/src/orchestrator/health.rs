@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+
 /// How long ejections last.
 #[derive(Debug, Clone, Copy)]
 pub struct EjectPolicy {
@@ -47,7 +49,8 @@ pub struct OrchStats {
     in_flight: AtomicU32,
     /// Latency EWMA in microseconds; 0 = never measured.
     latency_us: AtomicU64,
-    selections: AtomicU64,
+    /// Times selected; the same counter is exported as a Prometheus series.
+    selections: Counter,
     last_error: Mutex<Option<LastError>>,
 }
 
@@ -66,6 +69,11 @@ const EWMA_NEW_EIGHTHS: u64 = 3;
 // === impl OrchStats ===
 
 impl OrchStats {
+    /// Fresh statistics whose selection count is `selections` (a registered metric).
+    pub fn with_selection_counter(selections: Counter) -> Self {
+        Self { selections, ..Self::default() }
+    }
+
     /// The breaker state at `now_ms`.
     pub fn state(&self, now_ms: u64) -> HealthState {
         let until = self.eject_until_ms.load(Relaxed);
@@ -147,7 +155,7 @@ impl OrchStats {
     /// Marks one more request in flight.
     pub fn begin_request(&self) {
         self.in_flight.fetch_add(1, Relaxed);
-        self.selections.fetch_add(1, Relaxed);
+        self.selections.inc();
     }
 
     /// Marks one request finished.
@@ -158,7 +166,7 @@ impl OrchStats {
 
     /// How many times it has been selected.
     pub fn selections(&self) -> u64 {
-        self.selections.load(Relaxed)
+        self.selections.get()
     }
 
     /// The last failure recorded, if any.

@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -154,9 +152,11 @@ impl Pool {
         let slots = infos
             .into_iter()
             .map(|(url, info)| Slot {
+                stats: Arc::new(OrchStats::with_selection_counter(
+                    metrics.selection_counter(url.as_str()),
+                )),
                 url,
                 info: Some(Arc::new(info)),
-                stats: Arc::new(OrchStats::default()),
                 blocked: false,
             })
             .collect();
@@ -212,7 +212,7 @@ impl Pool {
             Live { state: s.state(now), in_flight: s.in_flight(), latency_us: s.latency_us() }
         };
         let limits = Limits { max_price: tiers.max_price, exclude: &excluded };
-        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let mut rng = rand::rng();
         let weights = &self.inner.config.weights;
         // A due probe may be claimed by another request between choosing and claiming; then
         // choose again without it. Bounded: each round excludes one more orchestrator.
@@ -231,10 +231,11 @@ impl Pool {
                 continue;
             }
             slot.stats.begin_request();
-            self.inner.metrics.selected(slot.url.as_str(), job);
             return Ok(Lease {
                 pool: self.clone(),
-                slot: slot.clone(),
+                stats: slot.stats.clone(),
+                snapshot: snap.clone(),
+                index: entry.orch,
                 price: entry.price,
                 started: Instant::now(),
                 probe,
@@ -293,9 +294,11 @@ impl Pool {
                 known.drain(..).map(|s| (s.url.to_string(), s)).collect();
             for (url, result) in results {
                 let mut slot = previous.remove(url.as_str()).unwrap_or_else(|| Slot {
+                    stats: Arc::new(OrchStats::with_selection_counter(
+                        self.inner.metrics.selection_counter(url.as_str()),
+                    )),
                     url: url.clone(),
                     info: None,
-                    stats: Arc::new(OrchStats::default()),
                     blocked: false,
                 });
                 self.apply(&mut slot, result);
@@ -411,7 +414,10 @@ impl Pool {
 #[derive(Debug)]
 pub struct Lease {
     pool: Pool,
-    slot: Slot,
+    /// The snapshot it was chosen from, which keeps `index` valid.
+    snapshot: Arc<Snapshot>,
+    index: u32,
+    stats: Arc<OrchStats>,
     price: Price,
     started: Instant,
     probe: bool,
@@ -423,12 +429,16 @@ pub struct Lease {
 impl Lease {
     /// The orchestrator's discovery URL.
     pub fn url(&self) -> &Url {
-        &self.slot.url
+        &self.slot().url
+    }
+
+    fn slot(&self) -> &Slot {
+        &self.snapshot.slots[self.index as usize]
     }
 
     /// Its last GetOrchestrator answer.
     pub fn info(&self) -> Option<&Arc<OrchInfo>> {
-        self.slot.info.as_ref()
+        self.slot().info.as_ref()
     }
 
     /// Its price for this job.
@@ -443,18 +453,18 @@ impl Lease {
 
     /// The orchestrator served the request: record its latency, close its breaker.
     pub fn succeeded(mut self) {
-        self.slot.stats.observe_latency(self.started.elapsed());
-        self.slot.stats.record_success();
+        self.stats.observe_latency(self.started.elapsed());
+        self.stats.record_success();
         self.done = true;
     }
 
     /// The orchestrator failed (connection, timeout, 5xx, refusal): eject it.
     pub fn failed(mut self, message: String) {
         let now = self.pool.now_ms();
-        let was = self.slot.stats.state(now);
-        self.slot.stats.record_failure(now, &self.pool.inner.config.eject, message);
+        let was = self.stats.state(now);
+        self.stats.record_failure(now, &self.pool.inner.config.eject, message);
         if was == HealthState::Healthy {
-            self.pool.inner.metrics.ejected(self.slot.url.as_str());
+            self.pool.inner.metrics.ejected(self.slot().url.as_str());
         }
         self.done = true;
     }
@@ -462,7 +472,7 @@ impl Lease {
     /// The request failed because of the user's own input: no penalty for the orchestrator.
     pub fn client_error(mut self) {
         if self.probe {
-            self.slot.stats.end_probe();
+            self.stats.end_probe();
         }
         self.done = true;
     }
@@ -470,10 +480,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.slot.stats.end_request();
+        self.stats.end_request();
         if !self.done && self.probe {
             // Abandoned (e.g. the client went away): let someone else probe.
-            self.slot.stats.end_probe();
+            self.stats.end_probe();
         }
     }
 }
