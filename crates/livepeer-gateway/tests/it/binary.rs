@@ -54,36 +54,66 @@ fn bad_config_exits_64_and_names_the_setting() {
     }
 }
 
-#[test]
-fn starts_serves_and_stops_gracefully_on_sigterm() {
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts the binary with JSON logs on ephemeral ports; returns it with its admin address.
+fn spawn_listening(extra: &[&str]) -> (std::process::Child, String, Lines) {
     let mut child = Command::new(BIN)
         .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
         .env_remove("LP_ETH_KEY")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let admin = loop {
         let line = lines.next().expect("gateway exited before listening").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if v["fields"]["message"] == "gateway listening" {
             break v["fields"]["admin_addr"].as_str().unwrap().to_owned();
         }
     };
-    let body = reqwest::blocking::get(format!("http://{admin}/healthz")).unwrap().text().unwrap();
-    assert_eq!(body, "ok");
+    (child, admin, lines)
+}
+
+fn stop(child: &mut std::process::Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
-            break;
+            return;
         }
         assert!(tokio::time::Instant::now() < deadline, "did not stop within 10 s");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn starts_serves_and_stops_gracefully_on_sigterm() {
+    let (mut child, admin, lines) = spawn_listening(&[]);
+    let body = reqwest::blocking::get(format!("http://{admin}/healthz")).unwrap().text().unwrap();
+    assert_eq!(body, "ok");
+    stop(&mut child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+#[test]
+fn demo_runs_three_simulated_orchestrators_and_selects_among_them() {
+    let (mut child, admin, _lines) = spawn_listening(&["demo"]);
+    let orchs: serde_json::Value =
+        reqwest::blocking::get(format!("http://{admin}/orchestrators")).unwrap().json().unwrap();
+    let list = orchs["orchestrators"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|o| o["state"] == "healthy"), "{orchs}");
+    assert!(
+        list.iter().any(|o| o["url"].as_str().unwrap().starts_with("https://")),
+        "one over TLS"
+    );
+    let url = format!("http://{admin}/select?pipeline=text-to-image&model=stabilityai/sd-turbo");
+    let pick: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
+    assert!(list.iter().any(|o| o["url"] == pick["orchestrator"]), "{pick}");
+    stop(&mut child);
 }

@@ -6,3 +6,4 @@ mod discovery;
 mod health;
 mod props;
 mod support;
+mod wire;
