@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod admin;
+pub mod ai;
 pub mod config;
 pub mod demo;
 pub mod error;

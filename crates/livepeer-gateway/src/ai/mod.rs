@@ -1,0 +1,3 @@
+//! Batch AI: the public AI API (`ai-gateway.openapi.yaml`) routed to orchestrators.
+
+pub mod validate;
