@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use crate::ai::AiConfig;
 use crate::orchestrator::health::EjectPolicy;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::selection::Weights;
@@ -119,6 +120,34 @@ pub struct Flags {
     /// Most GetOrchestrator calls in flight at once [default: 256].
     #[arg(long, env = "LP_DISCOVERYCONCURRENCY")]
     pub discovery_concurrency: Option<usize>,
+    /// Most orchestrators tried per AI request [default: 3].
+    #[arg(long, env = "LP_AIMAXATTEMPTS")]
+    pub ai_max_attempts: Option<u32>,
+    /// Deadline of one AI attempt, until the answer (or a stream's first byte) [default: 60s].
+    #[arg(long, env = "LP_AIATTEMPTTIMEOUT")]
+    pub ai_attempt_timeout: Option<String>,
+    /// Deadline of a whole AI request, failovers included [default: 120s].
+    #[arg(long, env = "LP_AIREQUESTTIMEOUT")]
+    pub ai_request_timeout: Option<String>,
+    /// Largest AI request body in bytes; larger ones get 413 [default: 52428800].
+    #[arg(long, env = "LP_AIMAXBODYBYTES")]
+    pub ai_max_body_bytes: Option<usize>,
+    /// How long AI result files are served [default: 10m].
+    #[arg(long, env = "LP_AIRESULTTTL")]
+    pub ai_result_ttl: Option<String>,
+    /// Most bytes of AI result files kept in memory [default: 536870912].
+    #[arg(long, env = "LP_AIRESULTSTOREBYTES")]
+    pub ai_result_store_bytes: Option<usize>,
+    /// Deadline for downloading one result file from an orchestrator [default: 10s].
+    #[arg(long, env = "LP_AIRESULTFETCHTIMEOUT")]
+    pub ai_result_fetch_timeout: Option<String>,
+    /// Return AI media results as data: URLs instead of gateway URLs.
+    #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
+    pub ai_result_data_urls: Option<bool>,
+    /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
+    /// [default: http:// + the request's Host].
+    #[arg(long, env = "LP_PUBLICURL")]
+    pub public_url: Option<String>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LP_LOGFORMAT")]
     pub log_format: Option<String>,
@@ -155,6 +184,15 @@ struct FileConfig {
     discovery_concurrency: Option<usize>,
     log_format: Option<String>,
     log_level: Option<String>,
+    ai_max_attempts: Option<u32>,
+    ai_attempt_timeout: Option<String>,
+    ai_request_timeout: Option<String>,
+    ai_max_body_bytes: Option<usize>,
+    ai_result_ttl: Option<String>,
+    ai_result_store_bytes: Option<usize>,
+    ai_result_fetch_timeout: Option<String>,
+    ai_result_data_urls: Option<bool>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +251,8 @@ pub struct Config {
     pub discovery_concurrency: usize,
     /// Signing key for GetOrchestrator (`LP_ETH_KEY`, hex; development use).
     pub eth_key: Option<SecretString>,
+    /// Batch AI settings.
+    pub ai: AiConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -355,7 +395,46 @@ impl Config {
         if discovery_concurrency == 0 {
             return Err(bad("--discovery-concurrency", "must be at least 1"));
         }
+        let ai = AiConfig {
+            max_attempts: f.ai_max_attempts.or(file.ai_max_attempts).unwrap_or(3),
+            attempt_timeout: duration(
+                "--ai-attempt-timeout",
+                f.ai_attempt_timeout.or(file.ai_attempt_timeout),
+                "60s",
+            )?,
+            request_timeout: duration(
+                "--ai-request-timeout",
+                f.ai_request_timeout.or(file.ai_request_timeout),
+                "120s",
+            )?,
+            max_body_bytes: f.ai_max_body_bytes.or(file.ai_max_body_bytes).unwrap_or(50 << 20),
+            data_urls: f.ai_result_data_urls.or(file.ai_result_data_urls).unwrap_or(false),
+            public_url: f.public_url.or(file.public_url).filter(|u| !u.trim().is_empty()),
+            result_ttl: duration("--ai-result-ttl", f.ai_result_ttl.or(file.ai_result_ttl), "10m")?,
+            result_store_bytes: f
+                .ai_result_store_bytes
+                .or(file.ai_result_store_bytes)
+                .unwrap_or(512 << 20),
+            fetch_timeout: duration(
+                "--ai-result-fetch-timeout",
+                f.ai_result_fetch_timeout.or(file.ai_result_fetch_timeout),
+                "10s",
+            )?,
+        };
+        if ai.max_attempts == 0 {
+            return Err(bad("--ai-max-attempts", "must be at least 1"));
+        }
+        if ai.max_body_bytes == 0 || ai.result_store_bytes == 0 {
+            return Err(bad("--ai-max-body-bytes", "byte limits must be at least 1"));
+        }
+        if let Some(u) = &ai.public_url {
+            let parsed = Url::parse(u).map_err(|e| bad("--public-url", format!("{u:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad("--public-url", format!("{u:?}: must be http or https")));
+            }
+        }
         let config = Self {
+            ai,
             http_addr,
             cli_addr,
             orchestrators,
@@ -404,6 +483,10 @@ impl Config {
             ("--orch-connect-timeout", config.connect_timeout),
             ("--orch-refresh-interval", config.refresh_interval),
             ("--probe-interval", config.probe_interval),
+            ("--ai-attempt-timeout", config.ai.attempt_timeout),
+            ("--ai-request-timeout", config.ai.request_timeout),
+            ("--ai-result-ttl", config.ai.result_ttl),
+            ("--ai-result-fetch-timeout", config.ai.fetch_timeout),
         ] {
             if d.is_zero() {
                 return Err(bad(name, "must be longer than zero"));

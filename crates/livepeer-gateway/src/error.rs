@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::orchestrator::SelectError;
 
-/// A JSON error response: `{"error": {"status", "type", "message", "field"?}}`.
+/// A JSON error response. It carries the AI API spec's `HTTPError` shape (`{"detail": {"msg"}}`)
+/// so existing clients parse it, plus `{"error": {"status", "type", "message", "field"?}}`.
 pub fn json_error(
     status: StatusCode,
     kind: &str,
@@ -18,7 +19,24 @@ pub fn json_error(
     if let Some(field) = field {
         error["field"] = json!(field);
     }
-    (status, Json(json!({ "error": error }))).into_response()
+    (status, Json(json!({ "detail": { "msg": message }, "error": error }))).into_response()
+}
+
+/// 422 with the spec's `HTTPValidationError` (`{"detail": [{"loc", "msg", "type"}]}`), plus
+/// the `error` summary naming the first offending field.
+pub fn validation_error(errors: &[crate::ai::validate::FieldError]) -> Response {
+    let field = errors.first().map(|e| e.loc.iter().skip(1).cloned().collect::<Vec<_>>().join("."));
+    let message = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let body = json!({
+        "detail": errors,
+        "error": { "status": status.as_u16(), "type": "validation_error", "message": message, "field": field },
+    });
+    (status, Json(body)).into_response()
 }
 
 /// No orchestrator could be selected: 503 with `Retry-After`, naming the job and the reason.

@@ -81,10 +81,15 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
         let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
 
-        let identity = match &config.eth_key {
-            Some(key) => {
-                let signer = LocalSigner::from_hex(key.expose_secret())
-                    .map_err(|e| StartError::Setup(format!("LP_ETH_KEY: {e}")))?;
+        let signer = match &config.eth_key {
+            Some(key) => Some(Arc::new(
+                LocalSigner::from_hex(key.expose_secret())
+                    .map_err(|e| StartError::Setup(format!("LP_ETH_KEY: {e}")))?,
+            )),
+            None => None,
+        };
+        let identity = match &signer {
+            Some(signer) => {
                 let text = signer.address().to_checksum(None);
                 let sig = signer
                     .eth_sign(text.as_bytes())
@@ -130,8 +135,22 @@ impl Gateway {
             summary: Arc::new(summary(&config)),
         };
 
+        let ai_client =
+            ai::call::AiClient::new(signer, config.connect_timeout, config.ai.fetch_timeout)
+                .map_err(StartError::Setup)?;
+        let ai_state = ai::AiState {
+            pool: state.pool.clone(),
+            client: ai_client,
+            store: Arc::new(ai::results::ResultStore::new(
+                config.ai.result_store_bytes,
+                config.ai.result_ttl,
+            )),
+            limits: Arc::new(ai::validate::Limits::default()),
+            config: Arc::new(config.ai.clone()),
+            metrics: state.metrics.clone(),
+        };
         serve(&tasks, "admin-api", admin, admin::router(state.clone()));
-        serve(&tasks, "public-api", http, public_router(state.clone()));
+        serve(&tasks, "public-api", http, public_router(ai_state));
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         Ok(Self { http_addr, admin_addr, state, tasks })
     }
@@ -142,9 +161,9 @@ impl Gateway {
     }
 }
 
-/// The public API. Batch AI, live and BYOC routes join it in later work.
-pub fn public_router(_state: AppState) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+/// The public API: batch AI (and, in later work, live, BYOC and transcoding) plus `/healthz`.
+pub fn public_router(ai: ai::AiState) -> Router {
+    ai::router(ai).route("/healthz", get(|| async { "ok" }))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -1,6 +1,8 @@
 //! The `livepeer-gateway` binary: parse and validate configuration (exit 64 if bad), set up
 //! logging, run until SIGINT or SIGTERM, then shut down gracefully.
 
+mod loadtest;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run with three local simulated orchestrators and print what to try.
     Demo,
+    /// Measure the gateway's added latency and throughput against a local simulated
+    /// orchestrator, versus calling it directly; prints a Markdown table.
+    Bench(loadtest::BenchArgs),
 }
 
 /// Exit code for bad configuration (EX_USAGE), as linkerd and sysexits use.
@@ -64,6 +69,11 @@ fn main() -> ExitCode {
 
 async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
     let demo_orchs = match command {
+        Some(Command::Bench(args)) => {
+            let report = loadtest::run(args).await?;
+            std::io::stdout().write_all(report.as_bytes())?;
+            return Ok(());
+        }
         Some(Command::Demo) => {
             let orchs = demo::start_orchestrators().await?;
             demo::use_orchestrators(&mut config, &orchs);

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::orchestrator::health::HealthState;
-use crate::orchestrator::snapshot::Snapshot;
+use crate::orchestrator::snapshot::{JobKey, Snapshot};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OrchLabel {
@@ -26,6 +26,22 @@ struct OrchLabel {
 struct ErrorLabel {
     orchestrator_uri: String,
     error_code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AiErrorLabel {
+    error_code: String,
+    pipeline: String,
+    model_name: String,
+    orchestrator_uri: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AiLatencyLabel {
+    pipeline: String,
+    model_name: String,
+    orchestrator_uri: String,
+    outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +65,9 @@ pub struct Metrics {
     ejections: Family<OrchLabel, Counter>,
     pool_size: Family<StateLabel, Gauge>,
     available: Family<ModelLabel, Gauge>,
+    ai_requested: Family<ModelLabel, Counter>,
+    ai_errors: Family<AiErrorLabel, Counter>,
+    ai_latency: Family<AiLatencyLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -99,8 +118,31 @@ impl Metrics {
             "Orchestrators offering each pipeline and model within the price cap",
             available.clone(),
         );
+        let ai_requested = Family::<ModelLabel, Counter>::default();
+        registry.register(
+            "ai_models_requested",
+            "Batch AI requests received, by pipeline and model",
+            ai_requested.clone(),
+        );
+        let ai_errors = Family::<AiErrorLabel, Counter>::default();
+        registry.register(
+            "ai_request_errors",
+            "Failed batch AI attempts by bounded error code, pipeline, model and orchestrator",
+            ai_errors.clone(),
+        );
+        let ai_latency = Family::<AiLatencyLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        });
+        registry.register(
+            "gateway_ai_request_duration_seconds",
+            "Batch AI request latency (failovers included) by pipeline, model, serving orchestrator and outcome",
+            ai_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            ai_requested,
+            ai_errors,
+            ai_latency,
             discovery_errors,
             discovery_latency,
             selections,
@@ -127,6 +169,32 @@ impl Metrics {
     pub(crate) fn discovered(&self, url: &str, rtt: Duration) {
         let label = OrchLabel { orchestrator_uri: url.to_owned() };
         self.discovery_latency.get_or_create(&label).observe(rtt.as_secs_f64());
+    }
+
+    pub(crate) fn ai_requested(&self, job: &JobKey) {
+        let label =
+            ModelLabel { pipeline: job.pipeline().to_owned(), model_name: job.model.clone() };
+        self.ai_requested.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn ai_error(&self, job: &JobKey, orch: &str, code: &str) {
+        let label = AiErrorLabel {
+            error_code: code.to_owned(),
+            pipeline: job.pipeline().to_owned(),
+            model_name: job.model.clone(),
+            orchestrator_uri: orch.to_owned(),
+        };
+        self.ai_errors.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn ai_latency(&self, job: &JobKey, orch: &str, outcome: &str, took: Duration) {
+        let label = AiLatencyLabel {
+            pipeline: job.pipeline().to_owned(),
+            model_name: job.model.clone(),
+            orchestrator_uri: orch.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     /// The selection counter of one orchestrator. The pool keeps it in the orchestrator's

@@ -5,7 +5,9 @@
 //! bookkeeping arrive with the payments issue.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod segment;
 mod signer;
 
 pub use alloy_primitives::{Address, B256, U256, keccak256};
+pub use segment::{empty_segment_hash, flatten_segment};
 pub use signer::{Error, LocalSigner, Signature, eth_sign_hash, recover_eth_signer};

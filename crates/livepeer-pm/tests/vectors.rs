@@ -53,6 +53,17 @@ fn segment_credential_signatures_are_byte_identical() {
     for c in cases {
         let signer = LocalSigner::from_hex(c["private_key"].as_str().unwrap()).unwrap();
         let flat = unhex(c["flatten"].as_str().unwrap());
+        let hash = livepeer_pm::B256::from_slice(&unhex(c["segment_data_hash"].as_str().unwrap()));
+        let profiles_hex = c["profiles_hex"].as_str().unwrap();
+        if profiles_hex.is_empty() {
+            let ours = livepeer_pm::flatten_segment(
+                c["manifest_id"].as_str().unwrap(),
+                c["seq"].as_u64().unwrap(),
+                &hash,
+                &[],
+            );
+            assert_eq!(ours, flat, "flatten of {}", c["manifest_id"]);
+        }
         let sig = signer.eth_sign(&flat).unwrap();
         assert_eq!(sig.0.to_vec(), unhex(c["expected_sig"].as_str().unwrap()));
     }

@@ -125,7 +125,7 @@ fn info(shared: &Shared, req: &net::OrchestratorRequest) -> net::OrchestratorInf
     let mut rng = rand::rng();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let session_id = format!("{:08x}", rng.random::<u32>());
-    let token: [u8; 32] = rng.random();
+    let expiration = (now + 30 * 60) as i64;
     net::OrchestratorInfo {
         transcoder: config.service_uri.clone().unwrap_or_else(|| shared.url.clone()),
         ticket_params: config.eth_address.map(|addr| {
@@ -148,9 +148,9 @@ fn info(shared: &Shared, req: &net::OrchestratorRequest) -> net::OrchestratorInf
         address: config.eth_address.map(|a| a.to_vec()).unwrap_or_default(),
         capabilities: Some(caps),
         auth_token: Some(net::AuthToken {
-            token: token.to_vec(),
+            token: auth_token(&shared.auth_secret, &session_id, expiration),
             session_id,
-            expiration: (now + 30 * 60) as i64,
+            expiration,
         }),
         hardware: Vec::new(),
         storage: Vec::new(),
@@ -199,7 +199,17 @@ fn price((per_unit, pixels): (i64, i64), capability: u32, constraint: &str) -> n
     }
 }
 
-fn advertised(shared: &Shared) -> net::Capabilities {
+/// The token for a (session id, expiration) pair: a MAC under the simulator's secret, as
+/// go-livepeer's `AuthToken` is an HMAC of the same two values. Keccak-256 of key ‖ message is
+/// a sound MAC (no length extension), and checking a token is recomputing it.
+pub(crate) fn auth_token(secret: &[u8; 32], session_id: &str, expiration: i64) -> Vec<u8> {
+    let mut message = secret.to_vec();
+    message.extend_from_slice(&expiration.to_be_bytes());
+    message.extend_from_slice(session_id.as_bytes());
+    keccak256(message).to_vec()
+}
+
+pub(crate) fn advertised(shared: &Shared) -> net::Capabilities {
     let config = &shared.config;
     let mut bits = vec![0u64];
     let mut set = |id: u32| {

@@ -7,11 +7,20 @@
 //! (latency, error rate, hanging, garbage answers) and it can be stopped and restarted on the
 //! same port, so failure handling is tested against real connection errors.
 //!
-//! Later work adds the AI worker, trickle, payment-checking, BYOC and transcoding endpoints
-//! beside the gRPC service in the private `server::router`.
+//! It also serves the batch AI worker endpoints (`/text-to-image`, `/llm`, … and the
+//! `/stream/<request>/<file>` result downloads) with deterministic outputs derived from each
+//! request, the header checks an orchestrator makes, and its own run-time failure modes
+//! ([`AiMode`]), so AI requests can fail while GetOrchestrator keeps answering.
+//!
+//! Later work adds the trickle, payment-checking, BYOC and transcoding endpoints beside them in
+//! the private `server::router`.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod ai;
 mod grpc;
+mod jobs;
+mod llm;
+mod media;
 mod server;
 
 // Used by the `livepeer-sim` binary only.
@@ -28,6 +37,7 @@ use livepeer_pm::Address;
 use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
+pub use ai::{AiFile, AiMode, AiRequestRecord};
 pub use server::SimError;
 
 /// One model the simulator serves.
@@ -125,8 +135,14 @@ pub struct SimConfig {
     pub win_prob: Vec<u8>,
     /// Seed of its random choices (session ids, secrets, jitter, errors).
     pub seed: u64,
-    /// URI it advertises as `transcoder`; `None` advertises its own listen URL.
+    /// URI it advertises as `transcoder`; `None` advertises its own listen URL. AI result URLs
+    /// (`{uri}/stream/...`) start with it too, as go-livepeer's do.
     pub service_uri: Option<String>,
+    /// Delay before each LLM token (streamed or not), to make generation take time.
+    pub token_delay: Duration,
+    /// Processing time of every AI job before its output is produced (LLM: before the first
+    /// token), to keep requests in flight, e.g. to reach a model's capacity.
+    pub ai_latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -147,6 +163,8 @@ impl Default for SimConfig {
             win_prob: vec![0x41; 30],
             seed: 1,
             service_uri: None,
+            token_delay: Duration::ZERO,
+            ai_latency: Duration::ZERO,
         }
     }
 }
@@ -161,6 +179,10 @@ struct Shared {
     calls: AtomicU64,
     last_request: Mutex<Option<net::OrchestratorRequest>>,
     url: String,
+    /// Key of the auth-token MAC, like go-livepeer's in-memory HMAC secret: tokens are checked
+    /// by recomputing them, so no list of issued tokens has to be kept (or bounded).
+    auth_secret: [u8; 32],
+    ai: ai::AiState,
 }
 
 /// A running simulated orchestrator. Dropping it stops it.
@@ -189,6 +211,8 @@ impl Sim {
             calls: AtomicU64::new(0),
             last_request: Mutex::new(None),
             url,
+            auth_secret: rand::random(),
+            ai: ai::AiState::default(),
             config,
         });
         let cancel = CancellationToken::new();
@@ -232,6 +256,27 @@ impl Sim {
     /// The last OrchestratorRequest received.
     pub fn last_request(&self) -> Option<net::OrchestratorRequest> {
         self.shared.last_request.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Changes what it does with AI requests (the gRPC service keeps its own [`Mode`]).
+    pub fn set_ai_mode(&self, mode: AiMode) {
+        self.shared.ai.set_mode(mode);
+    }
+
+    /// AI requests received so far (every request to an AI route, rejected ones included).
+    pub fn ai_requests(&self) -> u64 {
+        self.shared.ai.requests()
+    }
+
+    /// What the last AI request carried.
+    pub fn last_ai_request(&self) -> Option<AiRequestRecord> {
+        self.shared.ai.last_request()
+    }
+
+    /// AI requests being processed now. A request stops counting when its handler (or, for a
+    /// streamed answer, its body) is dropped, so a client's disconnect shows here.
+    pub fn ai_in_flight(&self) -> u64 {
+        self.shared.ai.in_flight()
     }
 
     /// Stops listening and drops every open connection: clients then see refused connections.

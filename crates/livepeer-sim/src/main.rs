@@ -35,6 +35,12 @@ struct Args {
     /// Parts per million of calls answered with `OrchestratorCapped`.
     #[arg(long, default_value_t = 0)]
     error_rate_ppm: u32,
+    /// Delay before each LLM token, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    token_delay_ms: u64,
+    /// Processing time of every AI job, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    ai_latency_ms: u64,
 }
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
@@ -80,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         jitter: Duration::from_millis(args.jitter_ms),
         error_rate_ppm: args.error_rate_ppm,
+        token_delay: Duration::from_millis(args.token_delay_ms),
+        ai_latency: Duration::from_millis(args.ai_latency_ms),
         ..SimConfig::default()
     };
     let sim = Sim::start(config).await?;

@@ -53,12 +53,15 @@ pub(crate) fn self_signed() -> Result<Arc<rustls::ServerConfig>, SimError> {
 }
 
 /// Every route of the simulator. gRPC requests are recognised by path, which is unambiguous
-/// because gRPC paths start with the package name (`/net.Orchestrator/...`).
+/// because gRPC paths start with the package name (`/net.Orchestrator/...`). The AI routes are
+/// merged after the gRPC failure-mode layer: they have their own ([`crate::AiMode`]), so a test
+/// can break one side while the other keeps answering.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let grpc = tonic::service::Routes::new(OrchestratorServer::new(Service(shared.clone())))
         .into_axum_router();
     grpc.route("/healthz", axum::routing::get(|| async { "ok" }))
-        .layer(middleware::from_fn_with_state(shared, misbehave))
+        .layer(middleware::from_fn_with_state(shared.clone(), misbehave))
+        .merge(crate::ai::routes(shared))
 }
 
 /// Applies the run-time failure modes that live below the gRPC service: hanging and garbage.

@@ -1,3 +1,239 @@
 //! Batch AI: the public AI API (`ai-gateway.openapi.yaml`) routed to orchestrators.
+//!
+//! Each request is read within a size limit, validated against the spec (422 naming every bad
+//! field), priced in its pipeline's units, and run by [`job::run`] with failover. Media results
+//! are served from the gateway's own [`results::ResultStore`].
 
+pub mod call;
+pub mod job;
+pub mod openai;
+pub mod probe;
+pub mod results;
 pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use rand::Rng;
+
+use self::call::{AiClient, ResultUrls};
+use self::results::ResultStore;
+use self::validate::{FormPart, Input, Limits, Pipeline, ValidRequest};
+use crate::error::{json_error, validation_error};
+use crate::metrics::Metrics;
+use crate::orchestrator::Pool;
+
+/// Batch AI settings.
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    /// Most orchestrators tried per request.
+    pub max_attempts: u32,
+    /// Deadline of one attempt (until the complete answer, or the first byte of a stream).
+    pub attempt_timeout: Duration,
+    /// Deadline of the whole request, failovers included.
+    pub request_timeout: Duration,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Return results as `data:` URLs instead of the gateway's own URLs.
+    pub data_urls: bool,
+    /// Base of result URLs, e.g. `https://gw.example.com`; default: from the request's Host.
+    pub public_url: Option<String>,
+    /// How long result files are kept.
+    pub result_ttl: Duration,
+    /// Most bytes of result files kept (oldest evicted first).
+    pub result_store_bytes: usize,
+    /// Deadline for downloading one result file from an orchestrator.
+    pub fetch_timeout: Duration,
+}
+
+/// State of the AI routes.
+#[derive(Debug, Clone)]
+pub struct AiState {
+    /// Orchestrators.
+    pub pool: Pool,
+    /// Orchestrator calls.
+    pub client: AiClient,
+    /// Result files.
+    pub store: Arc<ResultStore>,
+    /// Validation limits.
+    pub limits: Arc<Limits>,
+    /// Settings.
+    pub config: Arc<AiConfig>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// The AI routes: the nine pipelines, the OpenAI-compatible chat route, and result files.
+pub fn router(state: AiState) -> Router {
+    let mut router = Router::new();
+    for pipeline in Pipeline::ALL {
+        let path = format!("/{}", pipeline.name());
+        router = router.route(
+            &path,
+            post(move |State(ai): State<AiState>, req: Request| async move {
+                handle(ai, pipeline, req).await
+            }),
+        );
+    }
+    router
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/results/{id}/{file}", get(result_file))
+        .with_state(state)
+}
+
+async fn handle(ai: AiState, pipeline: Pipeline, req: Request) -> Response {
+    let id = request_id();
+    let urls = result_urls(&ai, &req);
+    let input = match read_input(&ai, pipeline, req).await {
+        Ok(input) => input,
+        Err(resp) => return resp,
+    };
+    let valid = match validate::validate(pipeline, input, &ai.limits).await {
+        Ok(v) => v,
+        Err(errors) => return validation_error(&errors),
+    };
+    job::run(&ai, valid, id, urls).await
+}
+
+/// Validates and runs an already-read body (used by the OpenAI-compatible route).
+pub(crate) async fn run_json(
+    ai: &AiState,
+    pipeline: Pipeline,
+    body: Bytes,
+    urls: ResultUrls,
+) -> Result<Response, Response> {
+    let valid: ValidRequest = validate::validate(pipeline, Input::Json(body), &ai.limits)
+        .await
+        .map_err(|errors| validation_error(&errors))?;
+    Ok(job::run(ai, valid, request_id(), urls).await)
+}
+
+fn request_id() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+pub(crate) fn result_urls(ai: &AiState, req: &Request) -> ResultUrls {
+    if ai.config.data_urls {
+        return ResultUrls::Data;
+    }
+    let base = match &ai.config.public_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+                .unwrap_or("127.0.0.1:9935");
+            format!("http://{host}")
+        }
+    };
+    ResultUrls::Gateway(base)
+}
+
+/// Reads the body as JSON bytes or multipart parts, within the size limit.
+async fn read_input(ai: &AiState, pipeline: Pipeline, req: Request) -> Result<Input, Response> {
+    let limit = ai.config.max_body_bytes;
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+            Some("body"),
+        )
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    if content_type.starts_with("multipart/form-data") {
+        let (parts, body) = req.into_parts();
+        let limited = Request::from_parts(parts, Body::new(http_body_util_limited(body, limit)));
+        let mut multipart = Multipart::from_request(limited, &()).await.map_err(|e| {
+            json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some("body"))
+        })?;
+        let mut parts = Vec::new();
+        let mut total = 0usize;
+        loop {
+            let field = match multipart.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => {
+                    return Err(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_multipart",
+                        e.body_text(),
+                        Some("body"),
+                    ));
+                }
+            };
+            let name = field.name().unwrap_or_default().to_owned();
+            let filename = field.file_name().map(str::to_owned);
+            let content_type = field.content_type().map(str::to_owned);
+            let bytes = match field.bytes().await {
+                Ok(b) => b,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => {
+                    return Err(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_multipart",
+                        e.body_text(),
+                        Some(&name),
+                    ));
+                }
+            };
+            total += bytes.len();
+            if total > limit {
+                return Err(too_large());
+            }
+            parts.push(FormPart { name, filename, content_type, bytes });
+        }
+        Ok(Input::Multipart(parts))
+    } else {
+        // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
+        // then reports the wrong body kind.
+        let _ = pipeline;
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        Ok(Input::Json(bytes))
+    }
+}
+
+/// Caps a body stream at `limit` bytes (multer's own limits apply per field only).
+fn http_body_util_limited(body: Body, limit: usize) -> http_body_util::Limited<Body> {
+    http_body_util::Limited::new(body, limit)
+}
+
+async fn result_file(
+    State(ai): State<AiState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    match ai.store.get(&format!("{id}/{file}")) {
+        Some(stored) => {
+            ([(header::CONTENT_TYPE, stored.content_type)], stored.bytes).into_response()
+        }
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such result (results expire; see --ai-result-ttl)".to_owned(),
+            None,
+        ),
+    }
+}

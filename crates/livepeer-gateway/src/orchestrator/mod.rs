@@ -2,6 +2,7 @@
 
 pub mod caps;
 pub mod client;
+pub mod creds;
 pub mod discovery;
 pub mod health;
 pub mod info;

@@ -1,0 +1,349 @@
+//! One attempt at an AI job on one orchestrator: `POST {transcoder}/{pipeline}` with the
+//! payment and segment headers (PROTOCOL.md §7.1), then the answer read, classified and, for
+//! media results, fetched into the gateway's result store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use livepeer_pm::LocalSigner;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+
+use super::results::ResultStore;
+use super::validate::{Payload, Pipeline, ValidRequest};
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
+use crate::orchestrator::info::OrchInfo;
+
+/// The `Authorization` value that makes orchestrators answer download URLs (§7.1).
+const AI_WORKER_PROTOCOL: &str = "Livepeer-AI-Worker-1.0";
+/// Largest JSON answer read from an orchestrator.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Largest result file fetched from an orchestrator.
+const MAX_RESULT_BYTES: usize = 512 << 20;
+
+/// Who is to blame for a failed attempt, which decides what happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The user's own input: return the error, no penalty, no retry.
+    Client,
+    /// The orchestrator is busy or its session needs refreshing: retry elsewhere, no ejection.
+    Busy,
+    /// The orchestrator failed: eject it and retry elsewhere.
+    Orchestrator,
+}
+
+/// Why an attempt failed. Nothing has been sent to the client when one of these is returned,
+/// so a retry on another orchestrator is always safe.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Could not connect or the connection broke before a complete answer.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// No complete answer within the attempt deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The orchestrator answered an error status.
+    #[error("orchestrator answered {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Its message (text body, trimmed).
+        message: String,
+    },
+    /// The answer was not the JSON the pipeline returns.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// A result file could not be fetched from the orchestrator.
+    #[error("result download failed: {0}")]
+    Download(String),
+}
+
+impl CallError {
+    /// Who failed (PROTOCOL.md §7.4's retry rules, minus the penalties for user errors).
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::Status { status, message } => {
+                let lower = message.to_ascii_lowercase();
+                if lower.contains("returned 400") || lower.contains("unable to calculate duration")
+                {
+                    Blame::Client
+                } else if *status == 503
+                    || lower.contains("insufficient capacity")
+                    || lower.contains("ticketparams expired")
+                    || lower.contains("invalid ticket sendernonce")
+                {
+                    Blame::Busy
+                } else {
+                    Blame::Orchestrator
+                }
+            }
+            _ => Blame::Orchestrator,
+        }
+    }
+
+    /// A short stable code for metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::Timeout(_) => "timeout",
+            Self::Status { .. } if self.blame() == Blame::Client => "client_input",
+            Self::Status { .. } if self.blame() == Blame::Busy => "busy",
+            Self::Status { status, .. } if *status >= 500 => "status_5xx",
+            Self::Status { .. } => "status_4xx",
+            Self::Malformed(_) => "malformed",
+            Self::Download(_) => "download",
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// A complete JSON answer, media URLs already rewritten to the gateway's.
+    Json(Value),
+    /// LLM server-sent events, to be passed through as they arrive.
+    Stream(reqwest::Response),
+}
+
+/// Where rewritten result URLs point.
+#[derive(Debug, Clone)]
+pub enum ResultUrls {
+    /// `{base}/results/{key}`, e.g. `http://127.0.0.1:9935`.
+    Gateway(String),
+    /// Inline `data:` URLs.
+    Data,
+}
+
+/// Shared HTTP clients and identity for AI calls.
+#[derive(Debug, Clone)]
+pub struct AiClient {
+    http: reqwest::Client,
+    signer: Option<Arc<LocalSigner>>,
+    fetch_timeout: Duration,
+}
+
+impl AiClient {
+    /// Clients that accept orchestrators' self-signed certificates, as go-livepeer does.
+    pub fn new(
+        signer: Option<Arc<LocalSigner>>,
+        connect_timeout: Duration,
+        fetch_timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { http, signer, fetch_timeout })
+    }
+
+    /// Runs one attempt. The caller bounds it with the attempt deadline.
+    pub async fn call(
+        &self,
+        orch: &OrchInfo,
+        req: &ValidRequest,
+        store: &ResultStore,
+        urls: &ResultUrls,
+    ) -> Result<Answer, CallError> {
+        let cap = req.pipeline.capability();
+        let caps = Capabilities::ai_job(cap, &req.model, "", "");
+        let segment = segment_header(
+            &ai_manifest_id(cap, &req.model),
+            &caps,
+            orch.auth_token.as_ref(),
+            self.signer.as_deref(),
+        );
+        let url = format!("{}/{}", orch.transcoder, req.pipeline.name());
+        let builder = self
+            .http
+            .post(&url)
+            .header("Livepeer-Segment", segment)
+            .header("Livepeer-Payment", OFFCHAIN_PAYMENT)
+            .header(AUTHORIZATION, AI_WORKER_PROTOCOL);
+        let builder = match &req.payload {
+            Payload::Json(map) => builder.json(map),
+            Payload::Multipart { fields, file } => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in fields {
+                    form = form.text(name.clone(), value.clone());
+                }
+                let mut part = reqwest::multipart::Part::stream(file.bytes.clone())
+                    .file_name(file.filename.clone());
+                if let Some(ct) = &file.content_type {
+                    part = part.mime_str(ct).map_err(|e| CallError::Malformed(e.to_string()))?;
+                }
+                builder.multipart(form.part(file.field, part))
+            }
+        };
+        let resp = builder.send().await.map_err(|e| CallError::Connect(chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
+            let message = String::from_utf8_lossy(&body).trim().to_owned();
+            return Err(CallError::Status { status: status.as_u16(), message });
+        }
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_sse {
+            return Ok(Answer::Stream(resp));
+        }
+        let body = read_limited(resp, MAX_ANSWER_BYTES).await?;
+        let mut json: Value =
+            serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
+        self.rewrite_media(req.pipeline, &mut json, store, urls).await?;
+        Ok(Answer::Json(json))
+    }
+
+    /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4).
+    async fn rewrite_media(
+        &self,
+        pipeline: Pipeline,
+        json: &mut Value,
+        store: &ResultStore,
+        urls: &ResultUrls,
+    ) -> Result<(), CallError> {
+        let slots: Vec<&mut Value> = match pipeline {
+            Pipeline::TextToImage
+            | Pipeline::ImageToImage
+            | Pipeline::Upscale
+            | Pipeline::ImageToVideo => {
+                let Some(images) = json.get_mut("images").and_then(Value::as_array_mut) else {
+                    return Err(CallError::Malformed("answer has no images list".into()));
+                };
+                images.iter_mut().filter_map(|m| m.get_mut("url")).collect()
+            }
+            Pipeline::TextToSpeech => match json.pointer_mut("/audio/url") {
+                Some(url) => vec![url],
+                None => return Err(CallError::Malformed("answer has no audio url".into())),
+            },
+            _ => return Ok(()),
+        };
+        for slot in slots {
+            let Some(src) = slot.as_str() else {
+                return Err(CallError::Malformed("media url is not a string".into()));
+            };
+            let (content_type, bytes) = self.fetch(src).await?;
+            let ext = extension(&content_type, src);
+            let new = match urls {
+                ResultUrls::Data => {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                    format!("data:{content_type};base64,{b64}")
+                }
+                ResultUrls::Gateway(base) => {
+                    let key = store
+                        .put(&content_type, ext, bytes)
+                        .map_err(|e| CallError::Download(e.to_string()))?;
+                    format!("{base}/results/{key}")
+                }
+            };
+            *slot = Value::String(new);
+        }
+        Ok(())
+    }
+
+    /// The bytes behind a result URL: decoded in place for `data:`, else downloaded.
+    async fn fetch(&self, src: &str) -> Result<(String, Bytes), CallError> {
+        if let Some(rest) = src.strip_prefix("data:") {
+            let (meta, data) = rest
+                .split_once(',')
+                .ok_or_else(|| CallError::Malformed("data: URL without a comma".into()))?;
+            let content_type = meta.trim_end_matches(";base64").to_owned();
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| CallError::Malformed(format!("data: URL: {e}")))?;
+            return Ok((content_type, Bytes::from(bytes)));
+        }
+        let get = async {
+            let resp =
+                self.http.get(src).send().await.map_err(|e| CallError::Download(chain(&e)))?;
+            if !resp.status().is_success() {
+                return Err(CallError::Download(format!("{src}: status {}", resp.status())));
+            }
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = read_limited(resp, MAX_RESULT_BYTES)
+                .await
+                .map_err(|e| CallError::Download(e.to_string()))?;
+            Ok((content_type, bytes))
+        };
+        tokio::time::timeout(self.fetch_timeout, get).await.map_err(|_| {
+            CallError::Download(format!("{src}: no answer within {:?}", self.fetch_timeout))
+        })?
+    }
+}
+
+/// Reads a body up to `limit` bytes.
+async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| CallError::Connect(chain(&e)))?;
+        if body.len() + chunk.len() > limit {
+            return Err(CallError::Malformed(format!("answer larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+fn extension(content_type: &str, url: &str) -> &'static str {
+    match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "video/mp4" => "mp4",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        "audio/mpeg" => "mp3",
+        _ if url.ends_with(".mp4") => "mp4",
+        _ if url.ends_with(".wav") => "wav",
+        _ if url.ends_with(".png") => "png",
+        _ => "bin",
+    }
+}
+
+/// An error with its sources, for messages that say what really happened.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blame_follows_go_livepeer_retry_rules() {
+        let s = |status, m: &str| CallError::Status { status, message: m.into() };
+        assert_eq!(
+            s(500, "text-to-image container returned 400: bad prompt").blame(),
+            Blame::Client
+        );
+        assert_eq!(s(400, "Unable to calculate duration").blame(), Blame::Client);
+        assert_eq!(s(503, "insufficient capacity").blame(), Blame::Busy);
+        assert_eq!(s(400, "TicketParams expired").blame(), Blame::Busy);
+        assert_eq!(s(500, "boom").blame(), Blame::Orchestrator);
+        assert_eq!(s(403, "invalid auth token").blame(), Blame::Orchestrator);
+        assert_eq!(CallError::Timeout(Duration::from_secs(1)).blame(), Blame::Orchestrator);
+        assert_eq!(s(500, "boom").code(), "status_5xx");
+    }
+}

@@ -1,0 +1,267 @@
+//! The job lifecycle of one batch AI request: select, call, and fail over to another
+//! orchestrator while nothing has reached the client, within an attempt limit and an overall
+//! deadline. Each request leaves a record (log line and metrics) of every attempt.
+//!
+//! Failover rules (PROTOCOL.md §7.4, with go-livepeer's user-error quirk fixed): connection
+//! errors, timeouts, 5xx and garbage eject the orchestrator and try another; "busy" answers
+//! (insufficient capacity, expired ticket params) try another without ejecting; the user's own
+//! input errors are returned as they are and penalise nobody. A streamed answer is never
+//! retried once its first byte has been sent.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use futures_util::StreamExt as _;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::AiState;
+use super::call::{Answer, Blame, CallError};
+use super::validate::ValidRequest;
+use crate::error::json_error;
+use crate::orchestrator::price::Price;
+use crate::orchestrator::{JobKey, Lease, SelectError};
+
+/// One attempt, for the record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRecord {
+    /// Orchestrator URL.
+    pub orchestrator: String,
+    /// Milliseconds it took.
+    pub latency_ms: u64,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+}
+
+/// How a request ended, for the record and the response headers.
+#[derive(Debug)]
+pub struct Record {
+    /// Request id (also the `X-Request-Id` header).
+    pub id: String,
+    /// The job.
+    pub key: JobKey,
+    /// Pricing units.
+    pub units: u64,
+    /// Every attempt in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// When the request started.
+    pub started: Instant,
+}
+
+/// Runs the request to completion and builds the client's response.
+pub async fn run(
+    ai: &AiState,
+    req: ValidRequest,
+    id: String,
+    urls: super::call::ResultUrls,
+) -> Response {
+    let key = JobKey { capability: req.pipeline.capability(), model: req.model.clone() };
+    let mut record =
+        Record { id, key, units: req.units, attempts: Vec::new(), started: Instant::now() };
+    ai.metrics.ai_requested(&record.key);
+    let deadline = record.started + ai.config.request_timeout;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<CallError> = None;
+
+    while (record.attempts.len() as u32) < ai.config.max_attempts && Instant::now() < deadline {
+        let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
+        let lease = match ai.pool.select(&record.key, &exclude) {
+            Ok(lease) => lease,
+            Err(e) if record.attempts.is_empty() => return finish_select_error(ai, &record, &e),
+            Err(_) => break,
+        };
+        tried.push(lease.url().to_string());
+        let Some(info) = lease.info().cloned() else { continue };
+        let attempt_started = Instant::now();
+        let attempt_deadline = deadline.min(attempt_started + ai.config.attempt_timeout);
+        let timeout = attempt_deadline - attempt_started;
+        let result = tokio::time::timeout_at(
+            attempt_deadline,
+            ai.client.call(&info, &req, &ai.store, &urls),
+        )
+        .await
+        .unwrap_or(Err(CallError::Timeout(timeout)));
+        let orch = lease.url().to_string();
+        let price = Some(lease.price());
+        let latency_ms = attempt_started.elapsed().as_millis() as u64;
+        match result {
+            Ok(Answer::Json(body)) => {
+                lease.succeeded();
+                record.attempts.push(AttemptRecord {
+                    orchestrator: orch.clone(),
+                    latency_ms,
+                    error: None,
+                });
+                finish(ai, &record, &info.transcoder, price, &req, "ok");
+                let mut resp = Json(body).into_response();
+                headers(&mut resp, &record, &info.transcoder);
+                return resp;
+            }
+            Ok(Answer::Stream(upstream)) => {
+                record.attempts.push(AttemptRecord {
+                    orchestrator: orch.clone(),
+                    latency_ms,
+                    error: None,
+                });
+                finish(ai, &record, &info.transcoder, price, &req, "stream");
+                return stream_response(
+                    upstream,
+                    lease,
+                    &record,
+                    &info.transcoder,
+                    ai.config.attempt_timeout,
+                );
+            }
+            Err(e) => {
+                ai.metrics.ai_error(&record.key, &orch, e.code());
+                record.attempts.push(AttemptRecord {
+                    orchestrator: orch,
+                    latency_ms,
+                    error: Some(e.to_string()),
+                });
+                match e.blame() {
+                    Blame::Client => {
+                        lease.client_error();
+                        finish(ai, &record, &info.transcoder, price, &req, "client_error");
+                        let message = match &e {
+                            CallError::Status { message, .. } => message.clone(),
+                            other => other.to_string(),
+                        };
+                        let mut resp =
+                            json_error(StatusCode::BAD_REQUEST, "invalid_request", message, None);
+                        headers(&mut resp, &record, &info.transcoder);
+                        return resp;
+                    }
+                    Blame::Busy => drop(lease),
+                    Blame::Orchestrator => lease.failed(e.to_string()),
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    finish(ai, &record, "", None, &req, "failed");
+    let (status, kind) = match &last_error {
+        Some(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "orchestrator_timeout"),
+        _ => (StatusCode::BAD_GATEWAY, "orchestrator_failed"),
+    };
+    let tries: Vec<String> = record
+        .attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.orchestrator, a.error.as_deref().unwrap_or("ok")))
+        .collect();
+    let message = format!(
+        "{} failed after {} attempt(s) within {:?}: {}",
+        record.key,
+        record.attempts.len(),
+        record.started.elapsed(),
+        tries.join("; ")
+    );
+    let mut resp = json_error(status, kind, message, None);
+    headers(&mut resp, &record, "");
+    resp
+}
+
+fn finish_select_error(ai: &AiState, record: &Record, e: &SelectError) -> Response {
+    ai.metrics.ai_error(&record.key, "", "no_orchestrator");
+    tracing::info!(request_id = %record.id, job = %record.key, error = %e, "ai request refused: no orchestrator");
+    let mut resp = crate::error::select_error(e);
+    headers(&mut resp, record, "");
+    resp
+}
+
+/// Logs the per-request record and observes its latency.
+fn finish(
+    ai: &AiState,
+    record: &Record,
+    orch: &str,
+    price: Option<Price>,
+    req: &ValidRequest,
+    outcome: &str,
+) {
+    let elapsed = record.started.elapsed();
+    ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
+    tracing::info!(
+        request_id = %record.id,
+        pipeline = record.key.pipeline(),
+        model = %record.key.model,
+        orchestrator = orch,
+        outcome,
+        units = record.units,
+        price = price.map(|p| p.to_string()).unwrap_or_default(),
+        fee_wei = price.map(|p| fee(record.units, p)).unwrap_or_default(),
+        latency_ms = elapsed.as_millis() as u64,
+        attempts = %serde_json::to_string(&record.attempts).unwrap_or_default(),
+        stream = req.stream,
+        "ai request"
+    );
+}
+
+/// `units × price` as an exact decimal when whole, else `num/den` (never rounded).
+fn fee(units: u64, price: Price) -> String {
+    let num = u128::from(units) * price.per_unit as u128;
+    let den = price.pixels_per_unit as u128;
+    if num.is_multiple_of(den) { (num / den).to_string() } else { format!("{num}/{den}") }
+}
+
+fn headers(resp: &mut Response, record: &Record, orch: &str) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&record.id) {
+        h.insert("x-request-id", v);
+    }
+    if !orch.is_empty()
+        && let Ok(v) = HeaderValue::from_str(orch)
+    {
+        h.insert("x-orchestrator-url", v);
+    }
+}
+
+/// Passes an orchestrator's server-sent events through chunk by chunk. The lease lives until the
+/// stream ends: a clean end counts as success, a broken one as the orchestrator's failure, and
+/// the client then gets an error event (no failover: bytes have already gone out).
+fn stream_response(
+    upstream: reqwest::Response,
+    lease: Lease,
+    record: &Record,
+    orch: &str,
+    idle: Duration,
+) -> Response {
+    struct State {
+        upstream: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+        lease: Option<Lease>,
+    }
+    let state = State { upstream: upstream.bytes_stream().boxed(), lease: Some(lease) };
+    let body = futures_util::stream::unfold(state, move |mut st| async move {
+        let lease = st.lease.take()?;
+        match tokio::time::timeout(idle, st.upstream.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                st.lease = Some(lease);
+                Some((Ok::<_, std::io::Error>(chunk), st))
+            }
+            Ok(None) => {
+                lease.succeeded();
+                None
+            }
+            Ok(Some(Err(e))) => {
+                lease.failed(format!("stream broke: {e}"));
+                Some((Ok(error_event("orchestrator stream ended early")), st))
+            }
+            Err(_) => {
+                lease.failed(format!("stream idle for {idle:?}"));
+                Some((Ok(error_event("orchestrator stream stalled")), st))
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers(&mut resp, record, orch);
+    resp
+}
+
+fn error_event(message: &str) -> bytes::Bytes {
+    let body = json!({ "error": { "message": message } });
+    bytes::Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}

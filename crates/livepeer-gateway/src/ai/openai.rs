@@ -1,0 +1,158 @@
+//! `POST /v1/chat/completions`: an OpenAI-compatible front on the LLM pipeline, so OpenAI SDKs
+//! and tools such as LiteLLM can use the gateway unchanged. The request maps onto the `/llm`
+//! body; answers gain OpenAI's `object` field, and streams end with `data: [DONE]`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value};
+
+use super::validate::Pipeline;
+use super::{AiState, result_urls, run_json};
+use crate::error::json_error;
+
+/// The OpenAI fields the LLM pipeline understands.
+const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
+
+/// Handles an OpenAI chat completion request.
+pub async fn chat_completions(State(ai): State<AiState>, req: Request) -> Response {
+    let urls = result_urls(&ai, &req);
+    let limit = ai.config.max_body_bytes;
+    let Ok(body) = axum::body::to_bytes(req.into_body(), limit).await else {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+            Some("body"),
+        );
+    };
+    let mut llm = Map::new();
+    if let Ok(Value::Object(openai)) = serde_json::from_slice::<Value>(&body) {
+        for key in FIELDS {
+            if let Some(v) = openai.get(key) {
+                llm.insert(key.to_owned(), v.clone());
+            }
+        }
+        // Newer OpenAI clients send max_completion_tokens instead.
+        if let (None, Some(v)) = (llm.get("max_tokens"), openai.get("max_completion_tokens")) {
+            llm.insert("max_tokens".to_owned(), v.clone());
+        }
+    } else {
+        // Not an object: let validation report it in the usual shape.
+        return match run_json(&ai, Pipeline::Llm, body, urls).await {
+            Ok(r) | Err(r) => r,
+        };
+    }
+    let body = Bytes::from(Value::Object(llm).to_string());
+    let resp = match run_json(&ai, Pipeline::Llm, body, urls).await {
+        Ok(r) | Err(r) => r,
+    };
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (parts, body) = resp.into_parts();
+    if is_sse {
+        return Response::from_parts(parts, Body::from_stream(reframe(body)));
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return json_error(
+            StatusCode::BAD_GATEWAY,
+            "orchestrator_failed",
+            "answer unreadable".into(),
+            None,
+        );
+    };
+    let mut json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("object".into(), Value::String("chat.completion".into()));
+    }
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(json.to_string()))
+}
+
+/// Re-frames the LLM event stream as OpenAI's: each `data:` JSON gains
+/// `"object": "chat.completion.chunk"`, and `data: [DONE]` closes the stream.
+fn reframe(body: Body) -> impl futures_util::Stream<Item = Result<Bytes, axum::Error>> {
+    let upstream = body.into_data_stream();
+    futures_util::stream::unfold(
+        (upstream, BytesMut::new(), false),
+        |(mut upstream, mut buf, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(end) = find_event_end(&buf) {
+                    let event = buf.split_to(end + 2);
+                    return Some((Ok(convert_event(&event)), (upstream, buf, false)));
+                }
+                match upstream.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(e), (upstream, buf, true))),
+                    None => {
+                        let mut tail = convert_event(&buf).to_vec();
+                        tail.extend_from_slice(b"data: [DONE]\n\n");
+                        return Some((Ok(Bytes::from(tail)), (upstream, BytesMut::new(), true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\n\n")
+}
+
+fn convert_event(event: &[u8]) -> Bytes {
+    let text = String::from_utf8_lossy(event);
+    let text = text.trim();
+    if text.is_empty() {
+        return Bytes::new();
+    }
+    let mut out = String::new();
+    for line in text.lines() {
+        match line.strip_prefix("data:").map(str::trim) {
+            Some(data) => match serde_json::from_str::<Value>(data) {
+                Ok(Value::Object(mut obj)) => {
+                    obj.insert("object".into(), Value::String("chat.completion.chunk".into()));
+                    out.push_str(&format!("data: {}\n", Value::Object(obj)));
+                }
+                _ => out.push_str(&format!("{line}\n")),
+            },
+            None => out.push_str(&format!("{line}\n")),
+        }
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reframes_events_and_appends_done() {
+        let chunks = vec![
+            Ok::<_, std::io::Error>(Bytes::from_static(b"data: {\"id\":\"1\"}\n\nda")),
+            Ok(Bytes::from_static(b"ta: {\"id\":\"2\"}\n\n")),
+        ];
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let out: Vec<Bytes> = reframe(body).map(|r| r.unwrap()).collect().await;
+        let text: String = out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+        assert_eq!(
+            text,
+            "data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\"}\n\n\
+             data: {\"id\":\"2\",\"object\":\"chat.completion.chunk\"}\n\n\
+             data: [DONE]\n\n"
+        );
+    }
+}

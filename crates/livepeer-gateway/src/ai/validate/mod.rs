@@ -1,0 +1,835 @@
+//! Validation of public AI API requests against `ai-gateway.openapi.yaml`, before anything is
+//! sent anywhere: required fields, types, ranges, defaults, and each pipeline's pricing units.
+//!
+//! Errors follow FastAPI's `ValidationError` shape (`loc`, `msg`, `type`), and every offending
+//! field is reported at once. Only fields the spec knows are forwarded; unknown ones are ignored,
+//! as FastAPI ignores them. JSON `null` counts as "not set". The fields an orchestrator needs to
+//! price a request are filled with the spec's defaults (not go-livepeer's 512×512 for
+//! text-to-image, GATEWAY.md §10 item 6), so the gateway and the orchestrator compute the same
+//! units from the same body.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Number, Value};
+
+use super::probe::{self, ImageInfo, ProbeError};
+
+/// The nine batch AI pipelines of the public API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pipeline {
+    /// `/text-to-image` (JSON).
+    TextToImage,
+    /// `/image-to-image` (multipart, file `image`).
+    ImageToImage,
+    /// `/image-to-video` (multipart, file `image`).
+    ImageToVideo,
+    /// `/upscale` (multipart, file `image`).
+    Upscale,
+    /// `/audio-to-text` (multipart, file `audio`).
+    AudioToText,
+    /// `/segment-anything-2` (multipart, file `image`).
+    SegmentAnything2,
+    /// `/llm` (JSON).
+    Llm,
+    /// `/image-to-text` (multipart, file `image`).
+    ImageToText,
+    /// `/text-to-speech` (JSON).
+    TextToSpeech,
+}
+
+/// An uploaded file.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Form field name: `image` or `audio`.
+    pub field: &'static str,
+    /// The client's file name.
+    pub filename: String,
+    /// The client's content type, if given.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+/// What is forwarded to the orchestrator, defaults filled in.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A JSON object (text-to-image, llm, text-to-speech).
+    Json(Map<String, Value>),
+    /// Multipart text fields (name, value as go-livepeer formats it) and the one file.
+    Multipart {
+        /// Scalar fields in a stable order.
+        fields: Vec<(String, String)>,
+        /// The file part.
+        file: Upload,
+    },
+}
+
+/// A validated request.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    /// Which pipeline.
+    pub pipeline: Pipeline,
+    /// The model id (the client's, or the pipeline's default).
+    pub model: String,
+    /// The body to send.
+    pub payload: Payload,
+    /// Pricing units of this request (PROTOCOL.md §7.3).
+    pub units: u64,
+    /// LLM only: whether the client asked for server-sent events.
+    pub stream: bool,
+}
+
+/// One offending field, as the spec's `ValidationError`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldError {
+    /// Location, e.g. `["body", "prompt"]`.
+    pub loc: Vec<String>,
+    /// Human message.
+    pub msg: String,
+    /// Error type, e.g. `missing`, `int_parsing`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One part of a multipart body as received.
+#[derive(Debug, Clone)]
+pub struct FormPart {
+    /// Field name.
+    pub name: String,
+    /// File name, for file parts.
+    pub filename: Option<String>,
+    /// Content type of the part, if given.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+/// A request body as received.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// `application/json`.
+    Json(Bytes),
+    /// `multipart/form-data`.
+    Multipart(Vec<FormPart>),
+}
+
+/// Operator-tunable bounds applied during validation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted input image, in pixels (width × height).
+    pub max_image_pixels: u64,
+    /// Longest accepted free-text field (prompts, TTS text, each LLM message), in characters.
+    pub max_prompt_chars: usize,
+    /// Largest `height` or `width` a client may ask a model to generate.
+    pub max_output_dimension: u32,
+    /// Largest `num_images_per_prompt`.
+    pub max_images_per_prompt: u32,
+    /// Largest LLM `max_tokens` (it is also the request's price in units).
+    pub max_llm_tokens: u32,
+    /// The `ffprobe` program used to measure audio; `None` makes audio-to-text unavailable.
+    pub ffprobe: Option<PathBuf>,
+    /// How long one `ffprobe` run may take before it is killed.
+    pub probe_timeout: Duration,
+    /// Most `ffprobe` runs at once; further uploads wait for a slot (within their deadline).
+    pub probe_slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_image_pixels: 4096 * 4096,
+            max_prompt_chars: 100_000,
+            max_output_dimension: 4096,
+            max_images_per_prompt: 10,
+            max_llm_tokens: 32_768,
+            ffprobe: Some(PathBuf::from("ffprobe")),
+            probe_timeout: Duration::from_secs(10),
+            probe_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Every pipeline, in capability order.
+    pub const ALL: [Pipeline; 9] = [
+        Pipeline::TextToImage,
+        Pipeline::ImageToImage,
+        Pipeline::ImageToVideo,
+        Pipeline::Upscale,
+        Pipeline::AudioToText,
+        Pipeline::SegmentAnything2,
+        Pipeline::Llm,
+        Pipeline::ImageToText,
+        Pipeline::TextToSpeech,
+    ];
+
+    /// The route and pipeline name without the leading slash, e.g. `text-to-image`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::TextToImage => "text-to-image",
+            Pipeline::ImageToImage => "image-to-image",
+            Pipeline::ImageToVideo => "image-to-video",
+            Pipeline::Upscale => "upscale",
+            Pipeline::AudioToText => "audio-to-text",
+            Pipeline::SegmentAnything2 => "segment-anything-2",
+            Pipeline::Llm => "llm",
+            Pipeline::ImageToText => "image-to-text",
+            Pipeline::TextToSpeech => "text-to-speech",
+        }
+    }
+
+    /// The pipeline called `name` (exactly as [`Pipeline::name`] spells it, no slash).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The capability id (PROTOCOL.md §3.1); 35 is live video-to-video, not listed here.
+    pub fn capability(self) -> u32 {
+        match self {
+            Pipeline::TextToImage => 27,
+            Pipeline::ImageToImage => 28,
+            Pipeline::ImageToVideo => 29,
+            Pipeline::Upscale => 30,
+            Pipeline::AudioToText => 31,
+            Pipeline::SegmentAnything2 => 32,
+            Pipeline::Llm => 33,
+            Pipeline::ImageToText => 34,
+            Pipeline::TextToSpeech => 36,
+        }
+    }
+
+    /// The model go-livepeer substitutes when a client names none (PROTOCOL.md §7.3).
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Pipeline::TextToImage | Pipeline::ImageToImage => "stabilityai/sdxl-turbo",
+            Pipeline::ImageToVideo => "stabilityai/stable-video-diffusion-img2vid-xt",
+            Pipeline::Upscale => "stabilityai/stable-diffusion-x4-upscaler",
+            Pipeline::AudioToText => "openai/whisper-large-v3",
+            Pipeline::SegmentAnything2 => "facebook/sam2-hiera-large",
+            Pipeline::Llm => "meta-llama/llama-3.1-8B-Instruct",
+            Pipeline::ImageToText => "Salesforce/blip-image-captioning-large",
+            Pipeline::TextToSpeech => "parler-tts/parler-tts-large-v1",
+        }
+    }
+
+    /// The file part of a multipart pipeline (`image` or `audio`); `None` for JSON pipelines.
+    pub fn file_field(self) -> Option<&'static str> {
+        match self {
+            Pipeline::TextToImage | Pipeline::Llm | Pipeline::TextToSpeech => None,
+            Pipeline::AudioToText => Some("audio"),
+            _ => Some("image"),
+        }
+    }
+
+    /// The field naming the model: `model` for the OpenAI-shaped LLM body, else `model_id`.
+    fn model_field(self) -> &'static str {
+        if self == Pipeline::Llm { "model" } else { "model_id" }
+    }
+}
+
+// === validation ===
+
+/// Checks `input` against `pipeline`'s schema and returns what to forward and what it costs, or
+/// every field error found. Audio is probed with `limits.ffprobe` only when nothing else is
+/// wrong, since spawning a process for a request that is rejected anyway is wasted work.
+pub async fn validate(
+    pipeline: Pipeline,
+    input: Input,
+    limits: &Limits,
+) -> Result<ValidRequest, Vec<FieldError>> {
+    match (pipeline.file_field(), input) {
+        (None, Input::Json(body)) => from_json(pipeline, &body, limits),
+        (Some(file), Input::Multipart(parts)) => {
+            from_multipart(pipeline, file, parts, limits).await
+        }
+        (None, Input::Multipart(_)) => {
+            Err(vec![error(&["body"], "Expected an application/json body", "value_error")])
+        }
+        (Some(file), Input::Json(_)) => Err(vec![error(
+            &["body"],
+            format!("Expected a multipart/form-data body with a `{file}` file part"),
+            "value_error",
+        )]),
+    }
+}
+
+/// Frames go-livepeer bills for image-to-video (SVD-XT always renders 25).
+const VIDEO_FRAMES: u64 = 25;
+/// Diffusion schedulers are trained on 1000 timesteps; more steps than that are meaningless.
+const MAX_STEPS: f64 = 1000.0;
+/// Hugging Face ids are far shorter; this only stops abuse.
+const MAX_MODEL_CHARS: f64 = 256.0;
+/// Latent diffusion models (SDXL, SVD) need sizes divisible by their VAE factor, 8; anything else
+/// fails in the runner after the gateway has paid.
+const SIZE_MULTIPLE: i64 = 8;
+
+/// A schema type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ty {
+    Str,
+    Int,
+    Num,
+    Bool,
+}
+
+/// One scalar field of a request schema.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    ty: Ty,
+    required: bool,
+    /// Inclusive bounds: the value for numbers, the length in characters for strings.
+    min: Option<f64>,
+    max: Option<f64>,
+    multiple_of: Option<i64>,
+}
+
+impl Spec {
+    fn new(name: &'static str, ty: Ty) -> Self {
+        Self { name, ty, required: false, min: None, max: None, multiple_of: None }
+    }
+    fn required(self) -> Self {
+        Self { required: true, ..self }
+    }
+    fn min(self, min: f64) -> Self {
+        Self { min: Some(min), ..self }
+    }
+    fn max(self, max: f64) -> Self {
+        Self { max: Some(max), ..self }
+    }
+}
+
+/// The scalar fields of each request schema, in spec order (which is also the forwarding order).
+/// LLM `messages` and the file parts are handled apart.
+#[rustfmt::skip] // a table: one line per group of fields reads better than one per field
+fn schema(p: Pipeline, l: &Limits) -> Vec<Spec> {
+    use Pipeline::*;
+    let (int, num, boolean) = (|n| Spec::new(n, Ty::Int), |n| Spec::new(n, Ty::Num), |n| Spec::new(n, Ty::Bool));
+    let text = |n| Spec::new(n, Ty::Str).max(l.max_prompt_chars as f64);
+    let model = Spec::new(p.model_field(), Ty::Str).max(MAX_MODEL_CHARS);
+    let size = |n| Spec {
+        multiple_of: Some(SIZE_MULTIPLE),
+        ..int(n).min(1.0).max(f64::from(l.max_output_dimension))
+    };
+    let images = int("num_images_per_prompt").min(1.0).max(f64::from(l.max_images_per_prompt));
+    let steps = int("num_inference_steps").min(1.0).max(MAX_STEPS);
+    let (seed, safety, guidance) = (int("seed"), boolean("safety_check"), num("guidance_scale").min(0.0));
+    match p {
+        TextToImage => vec![
+            model, text("loras"), text("prompt").required(), size("height"), size("width"),
+            guidance, text("negative_prompt"), safety, seed, steps, images,
+        ],
+        ImageToImage => vec![
+            text("prompt").required(), model, text("loras"), num("strength").min(0.0).max(1.0),
+            guidance, num("image_guidance_scale").min(0.0), text("negative_prompt"), safety, seed,
+            steps, images,
+        ],
+        ImageToVideo => vec![
+            model, size("height"), size("width"), int("fps").min(1.0), int("motion_bucket_id").min(0.0),
+            num("noise_aug_strength").min(0.0), safety, seed, steps,
+        ],
+        Upscale => vec![text("prompt").required(), model, safety, seed, steps],
+        AudioToText => vec![model, text("return_timestamps")],
+        SegmentAnything2 => vec![
+            model, text("point_coords"), text("point_labels"), text("box"), text("mask_input"),
+            boolean("multimask_output"), boolean("return_logits"), boolean("normalize_coords"),
+        ],
+        Llm => vec![
+            model, num("temperature").min(0.0).max(2.0),
+            int("max_tokens").min(1.0).max(f64::from(l.max_llm_tokens)),
+            num("top_p").min(0.0).max(1.0), int("top_k").min(-1.0), boolean("stream"),
+        ],
+        ImageToText => vec![text("prompt"), model],
+        // The spec does not mark `text` required (it defaults to ""), but go-livepeer answers 400
+        // without it and an empty text would be a zero-unit, unpaid job: require one character.
+        TextToSpeech => vec![model, text("text").required().min(1.0), text("description")],
+    }
+}
+
+/// A parsed scalar value.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(String),
+    Int(i64),
+    Num(f64),
+    Bool(bool),
+}
+
+impl Val {
+    fn to_json(&self) -> Value {
+        match self {
+            Val::Str(s) => Value::String(s.clone()),
+            Val::Int(i) => Value::from(*i),
+            Val::Num(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Val::Bool(b) => Value::Bool(*b),
+        }
+    }
+
+    /// As go-livepeer's multipart writer formats it: `%f` floats, `true`/`false`, decimal ints.
+    fn to_form(&self) -> String {
+        match self {
+            Val::Str(s) => s.clone(),
+            Val::Int(i) => i.to_string(),
+            Val::Num(f) => format!("{f:.6}"),
+            Val::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A field problem before it is located: (`type`, `msg`).
+type Fault = (&'static str, String);
+
+fn fault(kind: &'static str, msg: &str) -> Fault {
+    (kind, msg.to_owned())
+}
+
+fn error(loc: &[&str], msg: impl Into<String>, kind: &str) -> FieldError {
+    FieldError {
+        loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+        msg: msg.into(),
+        kind: kind.to_owned(),
+    }
+}
+
+fn missing(loc: &[&str]) -> FieldError {
+    error(loc, "Field required", "missing")
+}
+
+/// A JSON value as `ty`. Strict about kinds (no "5" for an integer), but accepts whole floats
+/// such as `512.0` for integers, as pydantic does.
+fn json_val(ty: Ty, v: &Value) -> Result<Val, Fault> {
+    match (ty, v) {
+        (Ty::Str, Value::String(s)) => Ok(Val::Str(s.clone())),
+        (Ty::Str, _) => Err(fault("string_type", "Input should be a valid string")),
+        (Ty::Int, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Val::Int(i)),
+            (None, Some(f)) if f.fract() != 0.0 => Err(fault(
+                "int_from_float",
+                "Input should be a valid integer, got a number with a fractional part",
+            )),
+            (None, Some(f)) if f.abs() < 9.0e18 => Ok(Val::Int(f as i64)),
+            _ => Err(fault("int_parsing_size", "Input integer is too large")),
+        },
+        (Ty::Int, _) => Err(fault("int_type", "Input should be a valid integer")),
+        (Ty::Num, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => Ok(Val::Num(f)),
+            _ => Err(fault("finite_number", "Input should be a finite number")),
+        },
+        (Ty::Num, _) => Err(fault("float_type", "Input should be a valid number")),
+        (Ty::Bool, Value::Bool(b)) => Ok(Val::Bool(*b)),
+        (Ty::Bool, _) => Err(fault("bool_type", "Input should be a valid boolean")),
+    }
+}
+
+/// A multipart text value as `ty`, with pydantic's spellings of booleans.
+fn text_val(ty: Ty, s: &str) -> Result<Val, Fault> {
+    let t = s.trim();
+    match ty {
+        Ty::Str => Ok(Val::Str(s.to_owned())),
+        Ty::Int => t.parse().map(Val::Int).map_err(|_| {
+            fault(
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer",
+            )
+        }),
+        Ty::Num => match t.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Val::Num(f)),
+            Ok(_) => Err(fault("finite_number", "Input should be a finite number")),
+            Err(_) => Err(fault(
+                "float_parsing",
+                "Input should be a valid number, unable to parse string as a number",
+            )),
+        },
+        Ty::Bool => match t.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" | "yes" | "y" | "on" => Ok(Val::Bool(true)),
+            "false" | "0" | "f" | "no" | "n" | "off" => Ok(Val::Bool(false)),
+            _ => Err(fault(
+                "bool_parsing",
+                "Input should be a valid boolean, unable to interpret input",
+            )),
+        },
+    }
+}
+
+/// Bounds and step of a parsed value.
+fn check(spec: &Spec, val: &Val) -> Result<(), Fault> {
+    let (x, is_str) = match val {
+        Val::Str(s) => (s.chars().count() as f64, true),
+        Val::Int(i) => (*i as f64, false),
+        Val::Num(f) => (*f, false),
+        Val::Bool(_) => return Ok(()),
+    };
+    let plural = |n: f64| if n == 1.0 { "" } else { "s" };
+    if let Some(min) = spec.min.filter(|min| x < *min) {
+        return Err(if is_str {
+            (
+                "string_too_short",
+                format!("String should have at least {min} character{}", plural(min)),
+            )
+        } else {
+            ("greater_than_equal", format!("Input should be greater than or equal to {min}"))
+        });
+    }
+    if let Some(max) = spec.max.filter(|max| x > *max) {
+        return Err(if is_str {
+            (
+                "string_too_long",
+                format!("String should have at most {max} character{}", plural(max)),
+            )
+        } else {
+            ("less_than_equal", format!("Input should be less than or equal to {max}"))
+        });
+    }
+    match (spec.multiple_of, val) {
+        (Some(m), Val::Int(i)) if i % m != 0 => {
+            Err(("multiple_of", format!("Input should be a multiple of {m}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The scalar fields of a request, parsed and checked, parallel to their specs.
+#[derive(Debug)]
+struct Fields {
+    specs: Vec<Spec>,
+    vals: Vec<Option<Val>>,
+}
+
+impl Fields {
+    /// Parses every spec with `read`, which returns `None` when the field is not set.
+    fn read(
+        specs: Vec<Spec>,
+        errors: &mut Vec<FieldError>,
+        mut read: impl FnMut(&Spec) -> Option<Result<Val, Fault>>,
+    ) -> Self {
+        let mut vals = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let parsed = read(spec).map(|r| r.and_then(|v| check(spec, &v).map(|()| v)));
+            vals.push(match parsed {
+                None if spec.required => {
+                    errors.push(missing(&["body", spec.name]));
+                    None
+                }
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err((kind, msg))) => {
+                    errors.push(error(&["body", spec.name], msg, kind));
+                    None
+                }
+            });
+        }
+        Self { specs, vals }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Val>> {
+        let i = self.specs.iter().position(|s| s.name == name)?;
+        self.vals.get_mut(i)
+    }
+
+    fn get(&self, name: &str) -> Option<&Val> {
+        let i = self.specs.iter().position(|s| s.name == name)?;
+        self.vals.get(i)?.as_ref()
+    }
+
+    /// A set, non-negative integer as `u64`; 0 otherwise (validation has ruled that out).
+    fn uint(&self, name: &str) -> u64 {
+        match self.get(name) {
+            Some(Val::Int(i)) => u64::try_from(*i).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn or_default(&mut self, name: &str, val: Val) {
+        if let Some(slot @ None) = self.slot(name) {
+            *slot = Some(val);
+        }
+    }
+
+    fn set(&mut self, name: &str, val: Val) {
+        if let Some(slot) = self.slot(name) {
+            *slot = Some(val);
+        }
+    }
+
+    /// `(name, value)` of every set field, in spec order.
+    fn set_fields(&self) -> impl Iterator<Item = (&'static str, &Val)> {
+        self.specs.iter().zip(&self.vals).filter_map(|(s, v)| Some((s.name, v.as_ref()?)))
+    }
+}
+
+/// What the body carried besides scalar fields.
+#[derive(Debug)]
+enum Extra {
+    None,
+    Messages(Vec<Value>),
+    Image(Upload, ImageInfo),
+    /// Whole seconds of audio.
+    Audio(Upload, u64),
+}
+
+fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, Vec<FieldError>> {
+    if body.trim_ascii().is_empty() {
+        return Err(vec![missing(&["body"])]);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| vec![error(&["body"], format!("JSON decode error: {e}"), "json_invalid")])?;
+    let Value::Object(obj) = value else {
+        return Err(vec![error(
+            &["body"],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )]);
+    };
+    let mut errors = Vec::new();
+    let messages =
+        (p == Pipeline::Llm).then(|| llm_messages(obj.get("messages"), limits, &mut errors));
+    let fields = Fields::read(schema(p, limits), &mut errors, |spec| match obj.get(spec.name) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(json_val(spec.ty, v)),
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(finish(p, fields, messages.map_or(Extra::None, Extra::Messages)))
+}
+
+/// LLM `messages`: a non-empty list of `{role, content}` strings, re-built with only those keys.
+fn llm_messages(v: Option<&Value>, limits: &Limits, errors: &mut Vec<FieldError>) -> Vec<Value> {
+    let loc = ["body", "messages"];
+    let items = match v {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        other => {
+            errors.push(match other {
+                None | Some(Value::Null) => missing(&loc),
+                Some(Value::Array(_)) => error(
+                    &loc,
+                    "List should have at least 1 item after validation, not 0",
+                    "too_short",
+                ),
+                Some(_) => error(&loc, "Input should be a valid list", "list_type"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let idx = i.to_string();
+        let Some(obj) = item.as_object() else {
+            let msg = "Input should be a valid dictionary or object";
+            errors.push(error(&["body", "messages", &idx], msg, "model_type"));
+            continue;
+        };
+        let mut message = Map::new();
+        for key in ["role", "content"] {
+            let loc = ["body", "messages", idx.as_str(), key];
+            match obj.get(key) {
+                None | Some(Value::Null) => errors.push(missing(&loc)),
+                Some(Value::String(s)) if s.chars().count() > limits.max_prompt_chars => {
+                    let msg = format!(
+                        "String should have at most {} characters",
+                        limits.max_prompt_chars
+                    );
+                    errors.push(error(&loc, msg, "string_too_long"));
+                }
+                Some(s @ Value::String(_)) => {
+                    message.insert(key.to_owned(), s.clone());
+                }
+                Some(_) => {
+                    errors.push(error(&loc, "Input should be a valid string", "string_type"))
+                }
+            }
+        }
+        out.push(Value::Object(message));
+    }
+    out
+}
+
+async fn from_multipart(
+    p: Pipeline,
+    file_field: &'static str,
+    parts: Vec<FormPart>,
+    limits: &Limits,
+) -> Result<ValidRequest, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let fields = Fields::read(schema(p, limits), &mut errors, |spec| {
+        // The orchestrator's form binding reads the first of repeated values; so do we.
+        let part = parts.iter().find(|part| part.name == spec.name)?;
+        match std::str::from_utf8(&part.bytes) {
+            // FastAPI treats an empty form field as not sent.
+            Ok("") => None,
+            Ok(s) => Some(text_val(spec.ty, s)),
+            Err(_) => Some(Err(fault(
+                "string_unicode",
+                "Input should be a valid string, unable to parse raw data as a unicode string",
+            ))),
+        }
+    });
+    let Some(part) = parts.into_iter().find(|part| part.name == file_field) else {
+        errors.insert(0, missing(&["body", file_field]));
+        return Err(errors);
+    };
+    let upload = Upload {
+        field: file_field,
+        // Go's multipart reader files a part without a file name as a plain value, so the
+        // orchestrator would not find the file: always forward one.
+        filename: part.filename.filter(|f| !f.is_empty()).unwrap_or_else(|| file_field.to_owned()),
+        content_type: part.content_type,
+        bytes: part.bytes,
+    };
+    let extra = if p == Pipeline::AudioToText {
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        audio_seconds(&upload, limits).await.map(|secs| Extra::Audio(upload, secs))
+    } else {
+        image(&upload, limits).map(|info| Extra::Image(upload, info))
+    };
+    match extra {
+        Ok(extra) if errors.is_empty() => Ok(finish(p, fields, extra)),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.insert(0, e);
+            Err(errors)
+        }
+    }
+}
+
+/// The dimensions of an uploaded image, which must be one the orchestrator can decode.
+fn image(upload: &Upload, limits: &Limits) -> Result<ImageInfo, FieldError> {
+    let loc = ["body", upload.field];
+    let info = probe::image_info(&upload.bytes)
+        .map_err(|e| error(&loc, format!("Invalid image: {e}"), "value_error"))?;
+    if info.pixels() > limits.max_image_pixels {
+        let msg = format!(
+            "The image is {}x{} = {} pixels; at most {} are accepted",
+            info.width,
+            info.height,
+            info.pixels(),
+            limits.max_image_pixels
+        );
+        return Err(error(&loc, msg, "value_error"));
+    }
+    Ok(info)
+}
+
+/// Whole seconds of uploaded audio, as the orchestrator will bill them.
+async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldError> {
+    let fail = |why: &str| {
+        let msg = format!("Unable to calculate duration: {why}");
+        error(&["body", upload.field], msg, "value_error")
+    };
+    if upload.bytes.is_empty() {
+        return Err(fail("the uploaded file is empty"));
+    }
+    let Some(ffprobe) = &limits.ffprobe else {
+        return Err(fail("audio probing is not configured on this gateway"));
+    };
+    // Bound concurrent ffprobe processes: each is a fork and a decoder.
+    let Ok(_slot) = limits.probe_slots.acquire().await else {
+        return Err(fail("audio probing is unavailable"));
+    };
+    let secs =
+        match probe::audio_duration(ffprobe, upload.bytes.clone(), limits.probe_timeout).await {
+            Ok(secs) => secs,
+            Err(e @ ProbeError::Spawn { .. }) => {
+                // The gateway's fault, not the client's: tell the operator, keep paths private.
+                tracing::warn!(error = %e, "cannot probe audio duration");
+                return Err(fail("audio probing is unavailable"));
+            }
+            Err(ProbeError::Failed { stderr, .. }) => {
+                tracing::debug!(%stderr, "ffprobe rejected an upload");
+                return Err(fail("the file is not audio that can be read"));
+            }
+            Err(e) => return Err(fail(&e.to_string())),
+        };
+    // Orchestrators bill whole seconds and refuse zero (go-livepeer `CalculateAudioDuration`).
+    let whole = secs.trunc();
+    if whole < 1.0 {
+        return Err(fail(&format!("the audio lasts {secs:.3} s; at least 1 s is required")));
+    }
+    // Saturates for absurd durations; the price cap then rejects the job.
+    Ok(whole as u64)
+}
+
+/// Spec defaults the orchestrator needs to compute units (PROTOCOL.md §7.3).
+const DEFAULT_HEIGHT: i64 = 576;
+const DEFAULT_WIDTH: i64 = 1024;
+const DEFAULT_IMAGES: i64 = 1;
+const DEFAULT_MAX_TOKENS: i64 = 256;
+
+/// Fills defaults and the model, prices the request and builds the body to forward.
+fn finish(p: Pipeline, mut fields: Fields, extra: Extra) -> ValidRequest {
+    if matches!(p, Pipeline::TextToImage | Pipeline::ImageToVideo) {
+        fields.or_default("height", Val::Int(DEFAULT_HEIGHT));
+        fields.or_default("width", Val::Int(DEFAULT_WIDTH));
+    }
+    if matches!(p, Pipeline::TextToImage | Pipeline::ImageToImage) {
+        fields.or_default("num_images_per_prompt", Val::Int(DEFAULT_IMAGES));
+    }
+    if p == Pipeline::Llm {
+        fields.or_default("max_tokens", Val::Int(DEFAULT_MAX_TOKENS));
+        fields.or_default("stream", Val::Bool(false));
+    }
+    // Orchestrators dereference the model id without a check (PROTOCOL.md §7.1): always send one.
+    let model = match fields.get(p.model_field()) {
+        Some(Val::Str(m)) if !m.trim().is_empty() => m.clone(),
+        _ => p.default_model().to_owned(),
+    };
+    fields.set(p.model_field(), Val::Str(model.clone()));
+    let stream = fields.get("stream") == Some(&Val::Bool(true));
+    let units = units(p, &fields, &extra);
+    let json = || fields.set_fields().map(|(k, v)| (k.to_owned(), v.to_json()));
+    let form = || fields.set_fields().map(|(k, v)| (k.to_owned(), v.to_form()));
+    let payload = match extra {
+        Extra::None => Payload::Json(json().collect()),
+        Extra::Messages(messages) => Payload::Json(
+            std::iter::once(("messages".to_owned(), Value::Array(messages)))
+                .chain(json())
+                .collect(),
+        ),
+        Extra::Image(file, _) => Payload::Multipart { fields: form().collect(), file },
+        Extra::Audio(file, secs) => {
+            // go-livepeer passes the duration it billed for; the value is a string of seconds.
+            let metadata = serde_json::json!({ "duration": secs.to_string() }).to_string();
+            let fields = form().chain(std::iter::once(("metadata".to_owned(), metadata))).collect();
+            Payload::Multipart { fields, file }
+        }
+    };
+    ValidRequest { pipeline: p, model, payload, units, stream }
+}
+
+/// The pricing units of PROTOCOL.md §7.3, saturating instead of overflowing.
+fn units(p: Pipeline, f: &Fields, extra: &Extra) -> u64 {
+    let product = |xs: &[u64]| xs.iter().fold(1u64, |acc, x| acc.saturating_mul(*x));
+    let (pixels, secs) = match extra {
+        Extra::Image(_, info) => (info.pixels(), 0),
+        Extra::Audio(_, secs) => (0, *secs),
+        Extra::None | Extra::Messages(_) => (0, 0),
+    };
+    match p {
+        Pipeline::TextToImage => {
+            product(&[f.uint("height"), f.uint("width"), f.uint("num_images_per_prompt")])
+        }
+        Pipeline::ImageToImage => product(&[pixels, f.uint("num_images_per_prompt")]),
+        Pipeline::ImageToVideo => product(&[f.uint("height"), f.uint("width"), VIDEO_FRAMES]),
+        Pipeline::Upscale | Pipeline::SegmentAnything2 | Pipeline::ImageToText => pixels,
+        Pipeline::AudioToText => secs.saturating_mul(1000),
+        Pipeline::Llm => f.uint("max_tokens"),
+        // 1000 per character (Unicode scalar value): what the orchestrator debits
+        // (PROTOCOL.md §13 item 10). go-livepeer pays per byte instead and so underpays, which
+        // drains the balance until the orchestrator refuses service; we pay what is charged.
+        Pipeline::TextToSpeech => match f.get("text") {
+            Some(Val::Str(t)) => {
+                u64::try_from(t.chars().count()).unwrap_or(u64::MAX).saturating_mul(1000)
+            }
+            _ => 0,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! `livepeer-gateway bench`: measures what the gateway adds to a request, against calling the
+//! orchestrator directly, in the same run and on the same machine.
+//!
+//! It starts a zero-delay simulated orchestrator and a gateway in front of it (on loopback,
+//! ephemeral ports), then for text-to-image and for LLM:
+//! - latency: `n` sequential requests direct and through the gateway (p50, p99);
+//! - throughput: `concurrency` clients for `seconds`, direct and through the gateway.
+//!
+//! "Direct" sends exactly what the gateway sends (the same headers, body and auth token) and,
+//! for text-to-image, also downloads the result image, as a client must; "through the gateway"
+//! downloads the image from the gateway's result store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use livepeer_gateway::Gateway;
+use livepeer_gateway::config::{Config, Flags, OrchSource};
+use livepeer_gateway::orchestrator::caps::Capabilities;
+use livepeer_gateway::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
+use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
+
+/// Load test settings.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Sequential requests per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) requests: usize,
+    /// Concurrent clients for the throughput measurement.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) seconds: u64,
+}
+
+const T2I_MODEL: &str = "stabilityai/sd-turbo";
+const LLM_MODEL: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+#[derive(Clone)]
+struct Target {
+    http: reqwest::Client,
+    url: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Runs the load test and returns the report as Markdown.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
+    let sim = Sim::start(SimConfig {
+        name: "bench".into(),
+        models: vec![
+            SimModel::new("text-to-image", T2I_MODEL).capacity(100_000),
+            SimModel::new("llm", LLM_MODEL).capacity(100_000),
+        ],
+        ..SimConfig::default()
+    })
+    .await?;
+    let flags = Flags {
+        http_addr: Some("127.0.0.1:0".into()),
+        cli_addr: Some("127.0.0.1:0".into()),
+        log_level: Some("warn".into()),
+        ..Flags::default()
+    };
+    let mut config = Config::load(flags)?;
+    config.orchestrators = OrchSource::Static(vec![sim.url().parse()?]);
+    let gw = Gateway::start(config).await?;
+
+    // Direct calls carry what the gateway would send, with a fresh auth token.
+    let client = OrchClient::new(
+        Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(5) },
+        TlsTrust::AcceptAny,
+        None,
+    );
+    let info = client.get_orchestrator(&sim.url().parse()?, None, false).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let direct = |cap: u32, model: &str, path: &str| Target {
+        http: http.clone(),
+        url: format!("{}/{path}", sim.url()),
+        headers: vec![
+            (
+                "Livepeer-Segment",
+                segment_header(
+                    &ai_manifest_id(cap, model),
+                    &Capabilities::ai_job(cap, model, "", ""),
+                    info.auth_token.as_ref(),
+                    None,
+                ),
+            ),
+            ("Livepeer-Payment", OFFCHAIN_PAYMENT.to_owned()),
+            ("Authorization", "Livepeer-AI-Worker-1.0".to_owned()),
+        ],
+    };
+    let via = |path: &str| Target {
+        http: http.clone(),
+        url: format!("http://{}/{path}", gw.http_addr),
+        headers: vec![],
+    };
+    let t2i_body = json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1});
+    let llm_body = json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]});
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
+        args.concurrency
+    ));
+    for (name, body, d, g) in [
+        ("text-to-image", &t2i_body, direct(27, T2I_MODEL, "text-to-image"), via("text-to-image")),
+        ("llm", &llm_body, direct(33, LLM_MODEL, "llm"), via("llm")),
+    ] {
+        // Warm up connections and caches.
+        for _ in 0..50 {
+            request(&d, body).await?;
+            request(&g, body).await?;
+        }
+        let (dp50, dp99) = latency(&d, body, args.requests).await?;
+        let (gp50, gp99) = latency(&g, body, args.requests).await?;
+        let drps = throughput(&d, body, args.concurrency, args.seconds).await;
+        let grps = throughput(&g, body, args.concurrency, args.seconds).await;
+        out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
+        out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
+        out.push_str(&format!(
+            "| {name} | **added / ratio** | **+{}** | **+{}** | **{:.2}×** |\n",
+            us(gp50.saturating_sub(dp50)),
+            us(gp99.saturating_sub(dp99)),
+            grps / drps.max(1.0)
+        ));
+    }
+    gw.shutdown().await;
+    sim.stop();
+    Ok(out)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One request, plus the download of a returned image URL (as a real client would).
+async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
+    let mut req = t.http.post(&t.url).json(body);
+    for (k, v) in &t.headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await?;
+    anyhow::ensure!(resp.status().is_success(), "{}: {}", t.url, resp.status());
+    let json: Value = resp.json().await?;
+    if let Some(url) = json.pointer("/images/0/url").and_then(Value::as_str) {
+        let img = t.http.get(url).send().await?;
+        anyhow::ensure!(img.status().is_success(), "{url}: {}", img.status());
+        img.bytes().await?;
+    }
+    Ok(())
+}
+
+async fn latency(t: &Target, body: &Value, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        request(t, body).await?;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Ok((pick(0.50), pick(0.99)))
+}
+
+async fn throughput(t: &Target, body: &Value, clients: usize, seconds: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (t, body, done) = (t.clone(), body.clone(), done.clone());
+        set.spawn(async move {
+            while Instant::now() < end {
+                if request(&t, &body).await.is_ok() {
+                    done.fetch_add(1, Relaxed);
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    done.load(Relaxed) as f64 / seconds as f64
+}

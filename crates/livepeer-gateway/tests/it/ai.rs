@@ -1,0 +1,422 @@
+//! Batch AI end to end: client → gateway → simulated orchestrators, over real sockets.
+
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_sim::{AiMode, Sim, SimConfig, SimModel};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+fn all_models(price: i64) -> Vec<SimModel> {
+    [
+        ("text-to-image", SD),
+        ("image-to-image", SD),
+        ("image-to-video", "stabilityai/stable-video-diffusion-img2vid-xt"),
+        ("upscale", "stabilityai/stable-diffusion-x4-upscaler"),
+        ("audio-to-text", "openai/whisper-large-v3"),
+        ("segment-anything-2", "facebook/sam2-hiera-large"),
+        ("llm", LLM),
+        ("image-to-text", "Salesforce/blip-image-captioning-large"),
+        ("text-to-speech", "parler-tts/parler-tts-large-v1"),
+    ]
+    .into_iter()
+    .map(|(p, m)| SimModel::new(p, m).price(price, 1).capacity(8))
+    .collect()
+}
+
+async fn ai_sim(name: &str, price: i64, token_delay: Duration) -> Sim {
+    Sim::start(SimConfig {
+        name: name.into(),
+        models: all_models(price),
+        token_delay,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn gateway(sims: &[&Sim]) -> Gateway {
+    let urls: Vec<&str> = sims.iter().map(|s| s.url()).collect();
+    let mut c = config(&urls);
+    c.ai.attempt_timeout = Duration::from_millis(1500);
+    c.ai.request_timeout = Duration::from_secs(8);
+    c.ai.max_body_bytes = 4 << 20;
+    start(c).await
+}
+
+fn api(gw: &Gateway, path: &str) -> String {
+    format!("http://{}{path}", gw.http_addr)
+}
+
+/// A real 64×48 PNG.
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&vec![128u8; (w * h * 3) as usize]).unwrap();
+    }
+    out
+}
+
+/// A real WAV: `secs` seconds of a quiet tone, 8 kHz mono 16-bit.
+fn wav(secs: f64) -> Vec<u8> {
+    let rate = 8000u32;
+    let n = (secs * f64::from(rate)) as u32;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(n * 2).to_le_bytes());
+    for i in 0..n {
+        let v = ((i as f64 * 0.05).sin() * 1000.0) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+async fn fetch(url: &str) -> (String, Vec<u8>) {
+    let resp = reqwest::get(url).await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    (ct, resp.bytes().await.unwrap().to_vec())
+}
+
+async fn check_png_url(gw: &Gateway, url: &str) {
+    assert!(url.starts_with(&format!("http://{}/results/", gw.http_addr)), "gateway-served: {url}");
+    let (ct, bytes) = fetch(url).await;
+    assert_eq!(ct, "image/png");
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.read_info().expect("a real PNG");
+}
+
+#[tokio::test]
+async fn every_pipeline_end_to_end() {
+    let sim = ai_sim("all", 1, Duration::ZERO).await;
+    let gw = gateway(&[&sim]).await;
+    let http = reqwest::Client::new();
+
+    // text-to-image (JSON): spec defaults filled, the gateway's own result URL.
+    let resp = http
+        .post(api(&gw, "/text-to-image"))
+        .json(&json!({"prompt": "a red fox", "model_id": SD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.headers()["x-orchestrator-url"], sim.url());
+    let body: Value = resp.json().await.unwrap();
+    check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await;
+    let seen = sim.last_ai_request().unwrap();
+    assert_eq!(seen.path, "/text-to-image");
+    assert_eq!(seen.authorization.as_deref(), Some("Livepeer-AI-Worker-1.0"));
+    assert_eq!(seen.manifest_id.as_deref(), Some(&*format!("27_{SD}")));
+
+    // Multipart pipelines with an image.
+    for (path, model) in [
+        ("/image-to-image", SD),
+        ("/upscale", "stabilityai/stable-diffusion-x4-upscaler"),
+        ("/image-to-video", "stabilityai/stable-video-diffusion-img2vid-xt"),
+        ("/segment-anything-2", "facebook/sam2-hiera-large"),
+        ("/image-to-text", "Salesforce/blip-image-captioning-large"),
+    ] {
+        let form = Form::new().text("prompt", "make it blue").text("model_id", model).part(
+            "image",
+            Part::bytes(png(64, 48)).file_name("in.png").mime_str("image/png").unwrap(),
+        );
+        let resp = http.post(api(&gw, path)).multipart(form).send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        match path {
+            "/image-to-image" | "/upscale" => {
+                check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await
+            }
+            "/image-to-video" => {
+                let (ct, bytes) = fetch(body["images"][0]["url"].as_str().unwrap()).await;
+                assert_eq!(ct, "video/mp4");
+                assert_eq!(&bytes[4..8], b"ftyp", "a real MP4");
+            }
+            "/segment-anything-2" => {
+                assert!(body["masks"].is_string() && body["scores"].is_string(), "{body}")
+            }
+            _ => assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}"),
+        }
+    }
+
+    // audio-to-text: the duration (2 s) is probed and priced.
+    let form = Form::new()
+        .text("model_id", "openai/whisper-large-v3")
+        .part("audio", Part::bytes(wav(2.2)).file_name("a.wav").mime_str("audio/wav").unwrap());
+    let resp = http.post(api(&gw, "/audio-to-text")).multipart(form).send().await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["text"].is_string() && body["chunks"].is_array(), "{body}");
+
+    // text-to-speech: a WAV served by the gateway.
+    let resp = http
+        .post(api(&gw, "/text-to-speech"))
+        .json(&json!({"text": "hello there", "model_id": "parler-tts/parler-tts-large-v1"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let (ct, bytes) = fetch(body["audio"]["url"].as_str().unwrap()).await;
+    assert!(ct.starts_with("audio/"), "{ct}");
+    assert_eq!(&bytes[..4], b"RIFF");
+
+    // llm, not streamed; the default model is substituted when none is given.
+    let resp = http
+        .post(api(&gw, "/llm"))
+        .json(&json!({"model": LLM, "messages": [{"role": "user", "content": "say hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+
+    // The OpenAI-compatible route.
+    let resp = http
+        .post(api(&gw, "/v1/chat/completions"))
+        .json(&json!({"model": LLM, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion", "{body}");
+
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(
+        metrics.contains(
+            "livepeer_gateway_ai_request_duration_seconds_count{pipeline=\"text-to-image\""
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("livepeer_ai_models_requested_total{pipeline=\"llm\""));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn llm_streams_chunk_by_chunk_and_openai_streams_end_with_done() {
+    let sim = ai_sim("llm", 1, Duration::from_millis(150)).await;
+    let gw = gateway(&[&sim]).await;
+    let http = reqwest::Client::new();
+    let mut resp = http
+        .post(api(&gw, "/llm"))
+        .json(&json!({"model": LLM, "stream": true, "max_tokens": 8, "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "), "{first:?}");
+    // The first token is here while the simulator is still producing the rest.
+    assert_eq!(sim.ai_in_flight(), 1, "simulator still streaming when the first chunk arrived");
+    let mut rest = Vec::new();
+    while let Some(c) = resp.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("finish_reason\":\"stop") || text.contains("\"finish_reason\":\"length"),
+        "{text}"
+    );
+
+    let resp = http
+        .post(api(&gw, "/v1/chat/completions"))
+        .json(&json!({"model": LLM, "stream": true, "max_tokens": 3, "messages": [{"role": "user", "content": "a b c"}]}))
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_422_naming_the_field_and_reaches_no_orchestrator() {
+    let sim = ai_sim("v", 1, Duration::ZERO).await;
+    let gw = gateway(&[&sim]).await;
+    let http = reqwest::Client::new();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/text-to-image", json!({"model_id": SD}), "prompt"),
+        ("/text-to-image", json!({"prompt": "x", "height": "tall"}), "height"),
+        ("/llm", json!({"messages": "hi"}), "messages"),
+        ("/text-to-speech", json!({"model_id": "m"}), "text"),
+    ];
+    for (path, body, field) in cases {
+        let resp = http.post(api(&gw, path)).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 422, "{path} {body}");
+        let err: Value = resp.json().await.unwrap();
+        let locs: Vec<String> =
+            err["detail"].as_array().unwrap().iter().map(|d| d["loc"].to_string()).collect();
+        assert!(locs.iter().any(|l| l.contains(field)), "{path}: {err}");
+        assert!(err["detail"][0]["msg"].is_string() && err["detail"][0]["type"].is_string());
+    }
+    // Multipart routes: missing file, or JSON where a form is expected.
+    for path in [
+        "/image-to-image",
+        "/image-to-video",
+        "/upscale",
+        "/audio-to-text",
+        "/segment-anything-2",
+        "/image-to-text",
+    ] {
+        let resp = http
+            .post(api(&gw, path))
+            .multipart(Form::new().text("prompt", "p"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{path}");
+        let err: Value = resp.json().await.unwrap();
+        let loc = err["detail"][0]["loc"].to_string();
+        assert!(loc.contains("image") || loc.contains("audio"), "{path}: {err}");
+        let resp = http.post(api(&gw, path)).json(&json!({"prompt": "p"})).send().await.unwrap();
+        assert_eq!(resp.status(), 422, "{path} with JSON");
+    }
+    // Not an image.
+    let form = Form::new()
+        .text("prompt", "p")
+        .part("image", Part::bytes(b"hello".to_vec()).file_name("x.txt"));
+    let resp = http.post(api(&gw, "/image-to-image")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    // Too large.
+    let resp = http
+        .post(api(&gw, "/text-to-image"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 5 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "body_too_large");
+    assert_eq!(sim.ai_requests(), 0, "nothing invalid was forwarded");
+    // A model nobody offers: 503 with Retry-After naming it.
+    let resp = http
+        .post(api(&gw, "/text-to-image"))
+        .json(&json!({"prompt": "x", "model_id": "nobody/has-this"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("nobody/has-this"), "{err}");
+    gw.shutdown().await;
+}
+
+async fn t2i(gw: &Gateway) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(api(gw, "/text-to-image"))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fails_over_on_500_hang_and_broken_answers() {
+    // `bad` is far cheaper, so selection always tries it first.
+    let bad = ai_sim("bad", 1, Duration::ZERO).await;
+    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    for mode in [AiMode::Status(500, "boom".into()), AiMode::Hang, AiMode::CloseMidAnswer] {
+        let gw = gateway(&[&bad, &good]).await;
+        bad.set_ai_mode(mode.clone());
+        let before = (bad.ai_requests(), good.ai_requests());
+        let resp = t2i(&gw).await;
+        assert_eq!(resp.status(), 200, "{mode:?}");
+        assert_eq!(resp.headers()["x-orchestrator-url"], good.url(), "{mode:?}");
+        assert_eq!(
+            (bad.ai_requests(), good.ai_requests()),
+            (before.0 + 1, before.1 + 1),
+            "{mode:?}"
+        );
+        assert_eq!(orch_state(&gw, bad.url()).await["state"], "ejected", "{mode:?}");
+        bad.set_ai_mode(AiMode::Normal);
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn user_errors_pass_through_without_penalty_or_failover() {
+    let bad = ai_sim("bad", 1, Duration::ZERO).await;
+    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    let gw = gateway(&[&bad, &good]).await;
+    bad.set_ai_mode(AiMode::Status(
+        500,
+        "text-to-image container returned 400: prompt too long".into(),
+    ));
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["detail"]["msg"].as_str().unwrap().contains("prompt too long"), "{err}");
+    assert_eq!(good.ai_requests(), 0, "no failover for the user's own error");
+    assert_eq!(orch_state(&gw, bad.url()).await["state"], "healthy");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_failover_once_streaming_started() {
+    let bad = ai_sim("bad", 1, Duration::from_millis(20)).await;
+    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    let gw = gateway(&[&bad, &good]).await;
+    bad.set_ai_mode(AiMode::CloseMidAnswer);
+    let resp = reqwest::Client::new()
+        .post(api(&gw, "/llm"))
+        .json(&json!({"model": LLM, "stream": true, "max_tokens": 20, "messages": [{"role": "user", "content": "a b c d e f"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap_or_default();
+    assert!(text.starts_with("data: "), "some tokens arrived: {text}");
+    assert!(text.contains("event: error"), "the break is reported in-stream: {text}");
+    assert_eq!(good.ai_requests(), 0, "never fails over after the first byte");
+    eventually(Duration::from_secs(3), "bad ejected", || async {
+        orch_state(&gw, bad.url()).await["state"] == "ejected"
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_leaves_nothing_behind() {
+    let sim = ai_sim("slow", 1, Duration::ZERO).await;
+    let gw = gateway(&[&sim]).await;
+    sim.set_ai_mode(AiMode::Hang);
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let err = client
+        .post(api(&gw, "/text-to-image"))
+        .json(&json!({"prompt": "x", "model_id": SD}))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    eventually(Duration::from_secs(3), "request released everywhere", || async {
+        sim.ai_in_flight() == 0 && orch_state(&gw, sim.url()).await["in_flight"] == 0
+    })
+    .await;
+    assert_eq!(
+        orch_state(&gw, sim.url()).await["state"],
+        "healthy",
+        "a client leaving is nobody's fault"
+    );
+    gw.shutdown().await;
+}
