@@ -15,6 +15,7 @@ pub mod task;
 
 // Used by the binary only.
 use anyhow as _;
+use mimalloc as _;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -112,7 +112,10 @@ pub(crate) async fn run(job: LlmJob, ctx: Ctx, busy: Busy, close: bool) -> Outpu
     let delay = ctx.shared.config.token_delay;
     if !job.stream {
         let count = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        tokio::time::sleep(delay.saturating_mul(count)).await;
+        // Even a zero sleep waits for the timer wheel (about 1 ms): skip it when there is none.
+        if !delay.is_zero() {
+            tokio::time::sleep(delay.saturating_mul(count)).await;
+        }
         drop(busy);
         let message = json!({ "role": "assistant", "content": tokens.concat() });
         let choice = json!({ "index": 0, "finish_reason": finish, "message": message });

@@ -102,8 +102,9 @@ impl CallError {
 /// A successful answer.
 #[derive(Debug)]
 pub enum Answer {
-    /// A complete JSON answer, media URLs already rewritten to the gateway's.
-    Json(Value),
+    /// A complete JSON answer: media URLs rewritten to the gateway's, text answers passed
+    /// through byte for byte.
+    Body(Bytes),
     /// LLM server-sent events, to be passed through as they arrive.
     Stream(reqwest::Response),
 }
@@ -196,10 +197,16 @@ impl AiClient {
             return Ok(Answer::Stream(resp));
         }
         let body = read_limited(resp, MAX_ANSWER_BYTES).await?;
+        if !has_media(req.pipeline) {
+            // Text answers go back as they came: check they are JSON, skip re-encoding.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| CallError::Malformed(e.to_string()))?;
+            return Ok(Answer::Body(body));
+        }
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         self.rewrite_media(req.pipeline, &mut json, store, urls).await?;
-        Ok(Answer::Json(json))
+        Ok(Answer::Body(Bytes::from(json.to_string())))
     }
 
     /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4).
@@ -284,6 +291,18 @@ impl AiClient {
             CallError::Download(format!("{src}: no answer within {:?}", self.fetch_timeout))
         })?
     }
+}
+
+/// Whether the pipeline's answer carries media URLs to rewrite.
+fn has_media(pipeline: Pipeline) -> bool {
+    matches!(
+        pipeline,
+        Pipeline::TextToImage
+            | Pipeline::ImageToImage
+            | Pipeline::Upscale
+            | Pipeline::ImageToVideo
+            | Pipeline::TextToSpeech
+    )
 }
 
 /// Reads a body up to `limit` bytes.

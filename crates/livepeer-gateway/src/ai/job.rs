@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde_json::json;
 use tokio::time::Instant;
@@ -87,7 +87,7 @@ pub async fn run(
         let price = Some(lease.price());
         let latency_ms = attempt_started.elapsed().as_millis() as u64;
         match result {
-            Ok(Answer::Json(body)) => {
+            Ok(Answer::Body(body)) => {
                 lease.succeeded();
                 record.attempts.push(AttemptRecord {
                     orchestrator: orch.clone(),
@@ -95,7 +95,7 @@ pub async fn run(
                     error: None,
                 });
                 finish(ai, &record, &info.transcoder, price, &req, "ok");
-                let mut resp = Json(body).into_response();
+                let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
                 headers(&mut resp, &record, &info.transcoder);
                 return resp;
             }

@@ -91,7 +91,7 @@ pub fn router(state: AiState) -> Router {
 async fn handle(ai: AiState, pipeline: Pipeline, req: Request) -> Response {
     let id = request_id();
     let urls = result_urls(&ai, &req);
-    let input = match read_input(&ai, pipeline, req).await {
+    let input = match read_input(&ai, req).await {
         Ok(input) => input,
         Err(resp) => return resp,
     };
@@ -139,7 +139,7 @@ pub(crate) fn result_urls(ai: &AiState, req: &Request) -> ResultUrls {
 }
 
 /// Reads the body as JSON bytes or multipart parts, within the size limit.
-async fn read_input(ai: &AiState, pipeline: Pipeline, req: Request) -> Result<Input, Response> {
+async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
     let limit = ai.config.max_body_bytes;
     let too_large = || {
         json_error(
@@ -165,7 +165,8 @@ async fn read_input(ai: &AiState, pipeline: Pipeline, req: Request) -> Result<In
     }
     if content_type.starts_with("multipart/form-data") {
         let (parts, body) = req.into_parts();
-        let limited = Request::from_parts(parts, Body::new(http_body_util_limited(body, limit)));
+        let limited =
+            Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
         let mut multipart = Multipart::from_request(limited, &()).await.map_err(|e| {
             json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some("body"))
         })?;
@@ -210,15 +211,9 @@ async fn read_input(ai: &AiState, pipeline: Pipeline, req: Request) -> Result<In
     } else {
         // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
         // then reports the wrong body kind.
-        let _ = pipeline;
         let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
         Ok(Input::Json(bytes))
     }
-}
-
-/// Caps a body stream at `limit` bytes (multer's own limits apply per field only).
-fn http_body_util_limited(body: Body, limit: usize) -> http_body_util::Limited<Body> {
-    http_body_util::Limited::new(body, limit)
 }
 
 async fn result_file(
