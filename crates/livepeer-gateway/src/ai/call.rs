@@ -2,6 +2,7 @@
 //! payment and segment headers (PROTOCOL.md §7.1), then the answer read, classified and, for
 //! media results, fetched into the gateway's result store.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,7 +125,23 @@ pub struct AiClient {
     http: reqwest::Client,
     signer: Option<Arc<LocalSigner>>,
     fetch_timeout: Duration,
+    /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
+    /// they only change with the auth token, and building one (capabilities, protobuf,
+    /// base64, maybe a signature) is most of the gateway's own work per request.
+    segments: Arc<std::sync::Mutex<HashMap<SegmentKey, Arc<str>>>>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SegmentKey {
+    transcoder: String,
+    session: String,
+    expiration: i64,
+    capability: u32,
+    model: String,
+}
+
+/// Cached segment headers kept at most; the cache is cleared when full (tokens rotate anyway).
+const SEGMENT_CACHE_MAX: usize = 4096;
 
 impl AiClient {
     /// Clients that accept orchestrators' self-signed certificates, as go-livepeer does.
@@ -140,7 +157,7 @@ impl AiClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { http, signer, fetch_timeout })
+        Ok(Self { http, signer, fetch_timeout, segments: Arc::default() })
     }
 
     /// Runs one attempt. The caller bounds it with the attempt deadline.
@@ -151,19 +168,12 @@ impl AiClient {
         store: &ResultStore,
         urls: &ResultUrls,
     ) -> Result<Answer, CallError> {
-        let cap = req.pipeline.capability();
-        let caps = Capabilities::ai_job(cap, &req.model, "", "");
-        let segment = segment_header(
-            &ai_manifest_id(cap, &req.model),
-            &caps,
-            orch.auth_token.as_ref(),
-            self.signer.as_deref(),
-        );
+        let segment = self.segment(orch, req.pipeline.capability(), &req.model);
         let url = format!("{}/{}", orch.transcoder, req.pipeline.name());
         let builder = self
             .http
             .post(&url)
-            .header("Livepeer-Segment", segment)
+            .header("Livepeer-Segment", &*segment)
             .header("Livepeer-Payment", OFFCHAIN_PAYMENT)
             .header(AUTHORIZATION, AI_WORKER_PROTOCOL);
         let builder = match &req.payload {
@@ -207,6 +217,35 @@ impl AiClient {
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         self.rewrite_media(req.pipeline, &mut json, store, urls).await?;
         Ok(Answer::Body(Bytes::from(json.to_string())))
+    }
+
+    /// The `Livepeer-Segment` header for this orchestrator's current auth token and the job.
+    fn segment(&self, orch: &OrchInfo, capability: u32, model: &str) -> Arc<str> {
+        let key = SegmentKey {
+            transcoder: orch.transcoder.clone(),
+            session: orch.auth_token.as_ref().map(|t| t.session_id.clone()).unwrap_or_default(),
+            expiration: orch.auth_token.as_ref().map_or(0, |t| t.expiration),
+            capability,
+            model: model.to_owned(),
+        };
+        if let Some(hit) = self.segments.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return hit;
+        }
+        let caps = Capabilities::ai_job(capability, model, "", "");
+        let header: Arc<str> = segment_header(
+            &ai_manifest_id(capability, model),
+            &caps,
+            orch.auth_token.as_ref(),
+            self.signer.as_deref(),
+        )
+        .into();
+        if let Ok(mut map) = self.segments.lock() {
+            if map.len() >= SEGMENT_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(key, header.clone());
+        }
+        header
     }
 
     /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4).
