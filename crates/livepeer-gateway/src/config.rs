@@ -144,6 +144,9 @@ pub struct Flags {
     /// Return AI media results as data: URLs instead of gateway URLs.
     #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
     pub ai_result_data_urls: Option<bool>,
+    /// Talk HTTP/1.1 to orchestrators instead of HTTP/2 (h2c for `http://` orchestrators).
+    #[arg(long, env = "LP_ORCHHTTP1", num_args = 0..=1, default_missing_value = "true")]
+    pub orch_http1: Option<bool>,
     /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
     /// [default: http:// + the request's Host].
     #[arg(long, env = "LP_PUBLICURL")]
@@ -192,6 +195,7 @@ struct FileConfig {
     ai_result_store_bytes: Option<usize>,
     ai_result_fetch_timeout: Option<String>,
     ai_result_data_urls: Option<bool>,
+    orch_http1: Option<bool>,
     public_url: Option<String>,
 }
 
@@ -409,6 +413,7 @@ impl Config {
             )?,
             max_body_bytes: f.ai_max_body_bytes.or(file.ai_max_body_bytes).unwrap_or(50 << 20),
             data_urls: f.ai_result_data_urls.or(file.ai_result_data_urls).unwrap_or(false),
+            orch_http2: !f.orch_http1.or(file.orch_http1).unwrap_or(false),
             public_url: f.public_url.or(file.public_url).filter(|u| !u.trim().is_empty()),
             result_ttl: duration("--ai-result-ttl", f.ai_result_ttl.or(file.ai_result_ttl), "10m")?,
             result_store_bytes: f

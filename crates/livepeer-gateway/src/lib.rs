@@ -136,9 +136,13 @@ impl Gateway {
             summary: Arc::new(summary(&config)),
         };
 
-        let ai_client =
-            ai::call::AiClient::new(signer, config.connect_timeout, config.ai.fetch_timeout)
-                .map_err(StartError::Setup)?;
+        let ai_client = ai::call::AiClient::new(
+            signer,
+            config.connect_timeout,
+            config.ai.fetch_timeout,
+            config.ai.orch_http2,
+        )
+        .map_err(StartError::Setup)?;
         let ai_state = ai::AiState {
             pool: state.pool.clone(),
             client: ai_client,
