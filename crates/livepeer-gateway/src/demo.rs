@@ -64,10 +64,14 @@ pub fn instructions(
     format!(
         "\nlivepeer-gateway demo is running.\n\
          \n  simulated orchestrators: {}\n  public API:  http://{http}\n  admin API:   http://{admin}\n\
-         \nTry:\n  curl -s http://{admin}/orchestrators | python3 -m json.tool\n\
-         \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=stabilityai/sd-turbo'\n\
+         \nTry:\n\
+         \x20 curl -s http://{http}/text-to-image -H 'content-type: application/json' \\\n\
+         \x20   -d '{{\"prompt\": \"a lighthouse at dusk\", \"model_id\": \"stabilityai/sd-turbo\"}}'\n\
+         \x20 curl -sN http://{http}/llm -H 'content-type: application/json' \\\n\
+         \x20   -d '{{\"model\": \"meta-llama/Meta-Llama-3.1-8B-Instruct\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hello there\"}}]}}'\n\
+         \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\
-         \x20 curl -s http://{admin}/status\n  curl -s http://{admin}/metrics | grep livepeer_\n\
+         \x20 curl -s http://{admin}/metrics | grep livepeer_\n\
          \nPress Ctrl-C to stop.\n",
         sims.join(", ")
     )

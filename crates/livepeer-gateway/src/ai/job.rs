@@ -202,7 +202,13 @@ fn finish(
 fn fee(units: u64, price: Price) -> String {
     let num = u128::from(units) * price.per_unit as u128;
     let den = price.pixels_per_unit as u128;
-    if num.is_multiple_of(den) { (num / den).to_string() } else { format!("{num}/{den}") }
+    let (mut a, mut b) = (num, den);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let g = a.max(1);
+    let (num, den) = (num / g, den / g);
+    if den == 1 { num.to_string() } else { format!("{num}/{den}") }
 }
 
 fn headers(resp: &mut Response, record: &Record, orch: &str) {
@@ -264,4 +270,20 @@ fn stream_response(
 fn error_event(message: &str) -> bytes::Bytes {
     let body = json!({ "error": { "message": message } });
     bytes::Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_are_exact_and_reduced() {
+        assert_eq!(fee(256, Price::new(3, 1000).unwrap()), "96/125");
+        assert_eq!(fee(589_824, Price::new(6, 1).unwrap()), "3538944");
+        assert_eq!(
+            fee(u64::MAX, Price::new(i64::MAX, 1).unwrap()),
+            (u128::from(u64::MAX) * i64::MAX as u128).to_string()
+        );
+        assert_eq!(fee(0, Price::new(5, 7).unwrap()), "0");
+    }
 }
