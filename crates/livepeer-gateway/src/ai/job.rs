@@ -86,41 +86,23 @@ pub async fn run(
         let orch = lease.url().to_string();
         let price = Some(lease.price());
         let latency_ms = attempt_started.elapsed().as_millis() as u64;
+        let error = result.as_ref().err().map(ToString::to_string);
+        record.attempts.push(AttemptRecord { orchestrator: orch.clone(), latency_ms, error });
         match result {
             Ok(Answer::Body(body)) => {
                 lease.succeeded();
-                record.attempts.push(AttemptRecord {
-                    orchestrator: orch.clone(),
-                    latency_ms,
-                    error: None,
-                });
                 finish(ai, &record, &info.transcoder, price, &req, "ok");
                 let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
                 headers(&mut resp, &record, &info.transcoder);
                 return resp;
             }
             Ok(Answer::Stream(upstream)) => {
-                record.attempts.push(AttemptRecord {
-                    orchestrator: orch.clone(),
-                    latency_ms,
-                    error: None,
-                });
                 finish(ai, &record, &info.transcoder, price, &req, "stream");
-                return stream_response(
-                    upstream,
-                    lease,
-                    &record,
-                    &info.transcoder,
-                    ai.config.attempt_timeout,
-                );
+                let idle = ai.config.attempt_timeout;
+                return stream_response(upstream, lease, &record, &info.transcoder, idle);
             }
             Err(e) => {
                 ai.metrics.ai_error(&record.key, &orch, e.code());
-                record.attempts.push(AttemptRecord {
-                    orchestrator: orch,
-                    latency_ms,
-                    error: Some(e.to_string()),
-                });
                 match e.blame() {
                     Blame::Client => {
                         lease.client_error();
@@ -144,6 +126,10 @@ pub async fn run(
     finish(ai, &record, "", None, &req, "failed");
     let (status, kind) = match &last_error {
         Some(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "orchestrator_timeout"),
+        // Everyone tried was busy: a later retry can succeed.
+        Some(e) if e.blame() == Blame::Busy => {
+            (StatusCode::SERVICE_UNAVAILABLE, "orchestrators_busy")
+        }
         _ => (StatusCode::BAD_GATEWAY, "orchestrator_failed"),
     };
     let tries: Vec<String> = record
@@ -159,6 +145,9 @@ pub async fn run(
         tries.join("; ")
     );
     let mut resp = json_error(status, kind, message, None);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     headers(&mut resp, &record, "");
     resp
 }

@@ -420,3 +420,24 @@ async fn a_client_that_disconnects_leaves_nothing_behind() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn busy_orchestrators_are_skipped_not_ejected() {
+    let a = ai_sim("a", 1, Duration::ZERO).await;
+    let b = ai_sim("b", 1000, Duration::ZERO).await;
+    let gw = gateway(&[&a, &b]).await;
+    a.set_ai_mode(AiMode::Status(503, "insufficient capacity".into()));
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-orchestrator-url"], b.url());
+    assert_eq!(orch_state(&gw, a.url()).await["state"], "healthy", "busy is not a failure");
+    // Everyone busy: 503 with Retry-After, still nobody ejected.
+    b.set_ai_mode(AiMode::Status(503, "insufficient capacity".into()));
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "orchestrators_busy", "{err}");
+    assert_eq!(orch_state(&gw, b.url()).await["state"], "healthy");
+    gw.shutdown().await;
+}
