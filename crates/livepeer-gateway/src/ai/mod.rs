@@ -128,10 +128,12 @@ pub(crate) fn result_urls(ai: &AiState, req: &Request) -> ResultUrls {
     let base = match &ai.config.public_url {
         Some(base) => base.trim_end_matches('/').to_owned(),
         None => {
+            // HTTP/1.1 carries the host in `Host`; HTTP/2 in the URI's authority.
             let host = req
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
                 .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
                 .unwrap_or("127.0.0.1:9935");
             format!("http://{host}")
@@ -174,35 +176,19 @@ async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
         })?;
         let mut parts = Vec::new();
         let mut total = 0usize;
-        loop {
-            let field = match multipart.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => {
-                    return Err(json_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_multipart",
-                        e.body_text(),
-                        Some("body"),
-                    ));
-                }
-            };
+        // One mapping for both places multer can fail: too large is 413, anything else 400.
+        let failed = |e: axum::extract::multipart::MultipartError, field: &str| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some(field))
+            }
+        };
+        while let Some(field) = multipart.next_field().await.map_err(|e| failed(e, "body"))? {
             let name = field.name().unwrap_or_default().to_owned();
             let filename = field.file_name().map(str::to_owned);
             let content_type = field.content_type().map(str::to_owned);
-            let bytes = match field.bytes().await {
-                Ok(b) => b,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => {
-                    return Err(json_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_multipart",
-                        e.body_text(),
-                        Some(&name),
-                    ));
-                }
-            };
+            let bytes = field.bytes().await.map_err(|e| failed(e, &name))?;
             total += bytes.len();
             if total > limit {
                 return Err(too_large());

@@ -307,6 +307,11 @@ async fn bad_input_gets_422_naming_the_field_and_reaches_no_orchestrator() {
     assert_eq!(resp.status(), 413);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["type"], "body_too_large");
+    let form = Form::new()
+        .text("prompt", "p")
+        .part("image", Part::bytes(vec![0u8; 5 << 20]).file_name("big.png"));
+    let resp = http.post(api(&gw, "/image-to-image")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 413, "multipart over the limit");
     assert_eq!(sim.ai_requests(), 0, "nothing invalid was forwarded");
     // A model nobody offers: 503 with Retry-After naming it.
     let resp = http
