@@ -4,7 +4,8 @@
 //! It starts a zero-delay simulated orchestrator and a gateway in front of it (on loopback,
 //! ephemeral ports), then for text-to-image and for LLM:
 //! - latency: `n` sequential requests direct and through the gateway (p50, p99);
-//! - throughput: `concurrency` clients for `seconds`, direct and through the gateway.
+//! - throughput: `concurrency` clients for `seconds`, direct and through the gateway, in
+//!   alternating rounds; the median of each is reported.
 //!
 //! "Direct" sends exactly what the gateway sends (the same headers, body and auth token) and,
 //! for text-to-image, also downloads the result image, as a client must; "through the gateway"
@@ -34,8 +35,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub(crate) concurrency: usize,
     /// Seconds per throughput measurement.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     pub(crate) seconds: u64,
+    /// Throughput rounds, alternating direct and gateway; the medians are reported, so that
+    /// drift on a shared machine hits both paths alike.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) rounds: usize,
 }
 
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
@@ -118,8 +123,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         }
         let (dp50, dp99) = latency(&d, body, args.requests).await?;
         let (gp50, gp99) = latency(&g, body, args.requests).await?;
-        let drps = throughput(&d, body, args.concurrency, args.seconds).await;
-        let grps = throughput(&g, body, args.concurrency, args.seconds).await;
+        let (mut ds, mut gs) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds.max(1) {
+            ds.push(throughput(&d, body, args.concurrency, args.seconds).await);
+            gs.push(throughput(&g, body, args.concurrency, args.seconds).await);
+        }
+        let (drps, grps) = (median(&mut ds), median(&mut gs));
         out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
         out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
         out.push_str(&format!(
@@ -132,6 +141,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     gw.shutdown().await;
     sim.stop();
     Ok(out)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn us(d: Duration) -> String {

@@ -97,11 +97,24 @@ impl LocalSigner {
     pub fn eth_sign(&self, message: &[u8]) -> Result<Signature, Error> {
         self.sign_prehash(&eth_sign_hash(message))
     }
+
+    /// Signs the EIP-191 hash of `message` as is, without hashing it first: go-ethereum's
+    /// `accounts.TextHash(message)`, which go-livepeer signs for a ticket hash.
+    pub fn sign_message(&self, message: &[u8]) -> Result<Signature, Error> {
+        self.sign_prehash(&eip191_hash_message(message))
+    }
 }
 
 /// Recovers the address that produced `sig` over `eth_sign(message)`, with go-livepeer's checks:
 /// 65 bytes, low `s`, `v ∈ {27, 28}`.
 pub fn recover_eth_signer(message: &[u8], sig: &[u8]) -> Result<Address, Error> {
+    recover_message_signer(keccak256(message).as_slice(), sig)
+}
+
+/// Recovers the address that produced `sig` over the EIP-191 hash of `message` taken as is
+/// (go-livepeer crypto/verify.go `VerifySig(addr, msg, sig)`), with the same checks as
+/// [`recover_eth_signer`]. For a ticket, `message` is the 32-byte ticket hash.
+pub fn recover_message_signer(message: &[u8], sig: &[u8]) -> Result<Address, Error> {
     let sig: &[u8; 65] =
         sig.try_into().map_err(|_| Error::InvalidSignature("signature must be 65 bytes"))?;
     let v = sig[64];
@@ -113,7 +126,7 @@ pub fn recover_eth_signer(message: &[u8], sig: &[u8]) -> Result<Address, Error> 
         return Err(Error::InvalidSignature("s is in the upper half of the curve order"));
     }
     let recid = RecoveryId::from_byte(v - 27).ok_or(Error::InvalidSignature("bad recovery id"))?;
-    let digest = eth_sign_hash(message);
+    let digest = eip191_hash_message(message);
     let key = VerifyingKey::recover_from_prehash(digest.as_slice(), &ecdsa, recid)?;
     Ok(address_of(&key))
 }
