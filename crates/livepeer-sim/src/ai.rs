@@ -1,7 +1,8 @@
 //! The batch AI worker endpoints as a go-livepeer orchestrator serves them (server/ai_http.go
 //! `handleAIRequest`; PROTOCOL.md §4.6 and §7): body decoding, the `Livepeer-Payment` and
-//! `Livepeer-Segment` checks, per-model capacity, the run-time failure modes ([`AiMode`]), the
-//! record tests read, and the `/stream/<request>/<file>` result downloads.
+//! `Livepeer-Segment` checks, per-model capacity, payment and balance (`payment.rs`), the
+//! run-time failure modes ([`AiMode`]), the record tests read, and the
+//! `/stream/<request>/<file>` result downloads.
 //!
 //! What each pipeline computes lives in `jobs.rs` (and `llm.rs`); media in `media.rs`.
 
@@ -19,11 +20,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use livepeer_pm::Address;
 use livepeer_proto::{Message as _, net};
 use serde_json::Value;
 
 use crate::jobs::{Job, Output, Pipeline};
-use crate::{Shared, grpc, media};
+use crate::payment::{self, Refused};
+use crate::{PaymentRejection, Shared, grpc, media};
 
 /// Request bodies larger than this are refused with 413.
 const MAX_BODY: usize = 50 << 20;
@@ -192,6 +195,12 @@ impl Rejection {
 
     fn no_capacity() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient capacity")
+    }
+}
+
+impl From<Refused> for Rejection {
+    fn from(refused: Refused) -> Self {
+        Self::new(refused.status, refused.message)
     }
 }
 
@@ -370,8 +379,8 @@ async fn answer(
     in_flight: InFlight,
     close: bool,
 ) -> Result<Output, Rejection> {
-    check_payment(headers)?;
-    check_segment(shared, headers)?;
+    let payment = check_payment(shared, headers)?;
+    check_segment(shared, headers, payment::bytes_to_address(&payment.sender))?;
     // go-livepeer dereferences the model id without a nil check and drops the connection; a
     // clear 400 is more useful to whoever is debugging a gateway.
     let model = input
@@ -379,7 +388,11 @@ async fn answer(
         .filter(|m| !m.is_empty())
         .ok_or_else(|| Rejection::bad_request(format!("missing {}", pipeline.model_field())))?;
     let job = Job::prepare(pipeline, &input)?;
+    let units = job.billed_units(pipeline, &input)?;
     let slot = acquire(shared, pipeline, &model)?;
+    // Every pipeline has a capability id; the balance is per "<capability>_<model>".
+    let capability = grpc::pipeline_capability(pipeline.name()).unwrap_or_default();
+    let charge = shared.payments.admit(&payment, &format!("{capability}_{model}"))?;
     let latency = shared.config.ai_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -391,7 +404,11 @@ async fn answer(
         legacy,
         model,
     };
-    job.run(ctx, Busy { _in_flight: in_flight, _slot: slot }, close).await
+    let output = job.run(ctx, Busy { _in_flight: in_flight, _slot: slot }, close).await?;
+    // Only work that was done is paid for: go-livepeer debits after the job succeeded (for a
+    // streamed LLM answer, once the stream has started).
+    shared.payments.debit(&charge, units)?;
+    Ok(output)
 }
 
 /// Takes one unit of the model's capacity. A model this simulator does not serve has no
@@ -416,8 +433,11 @@ fn acquire(shared: &Arc<Shared>, pipeline: Pipeline, model: &str) -> Result<Slot
 
 /// `Livepeer-Payment` must be there (empty is an off-chain gateway) and decode. go-livepeer
 /// reads a missing header as empty; requiring it catches gateways that forget it.
-fn check_payment(headers: &HeaderMap) -> Result<(), Rejection> {
-    let refuse = |m: String| Rejection::new(StatusCode::PAYMENT_REQUIRED, m);
+fn check_payment(shared: &Shared, headers: &HeaderMap) -> Result<net::Payment, Rejection> {
+    let refuse = |m: String| {
+        shared.payments.record_rejection(PaymentRejection::Undecodable);
+        Rejection::new(StatusCode::PAYMENT_REQUIRED, m)
+    };
     let value = headers
         .get("livepeer-payment")
         .ok_or_else(|| refuse("missing Livepeer-Payment header".to_owned()))?;
@@ -425,13 +445,13 @@ fn check_payment(headers: &HeaderMap) -> Result<(), Rejection> {
         .decode(value.as_bytes())
         .map_err(|e| refuse(format!("base64 decode error: {e}")))?;
     net::Payment::decode(bytes.as_slice())
-        .map_err(|e| refuse(format!("protobuf unmarshal error: {e}")))?;
-    Ok(())
+        .map_err(|e| refuse(format!("protobuf unmarshal error: {e}")))
 }
 
-/// go-livepeer's `verifySegCreds` for an off-chain orchestrator (no signature check):
-/// encoding, duration, capabilities, auth token. A missing header reads as empty, as in Go.
-fn check_segment(shared: &Shared, headers: &HeaderMap) -> Result<(), Rejection> {
+/// go-livepeer's `verifySegCreds`: encoding, duration, the signature by the payment's
+/// `sender` (on chain only), capabilities, auth token. A missing header reads as empty, as in
+/// Go.
+fn check_segment(shared: &Shared, headers: &HeaderMap, sender: Address) -> Result<(), Rejection> {
     let raw = headers.get("livepeer-segment").map(|v| v.as_bytes()).unwrap_or_default();
     let bytes = STANDARD.decode(raw).map_err(|_| Rejection::forbidden("ErrorSegEncoding"))?;
     let seg = net::SegData::decode(bytes.as_slice())
@@ -439,6 +459,7 @@ fn check_segment(shared: &Shared, headers: &HeaderMap) -> Result<(), Rejection> 
     if !(0..=300_000).contains(&seg.duration) {
         return Err(Rejection::forbidden("invalid duration"));
     }
+    shared.payments.check_segment(sender, &seg)?;
     if let Some(asked) = &seg.capabilities
         && !compatible(asked, &grpc::advertised(shared))
     {

@@ -11,7 +11,7 @@ use livepeer_proto::net::{self, capabilities, orchestrator_server::Orchestrator}
 use rand::Rng;
 use tonic::{Request, Response, Status};
 
-use crate::{Mode, Shared};
+use crate::{Mode, Shared, payment};
 
 /// Capability ids of the AI pipelines (PROTOCOL.md §3.1).
 pub(crate) fn pipeline_capability(pipeline: &str) -> Option<u32> {
@@ -71,7 +71,7 @@ impl Orchestrator for Service {
         if shared.config.eth_address.is_some() && !req.address.is_empty() {
             check_sig(&req)?;
         }
-        Ok(Response::new(info(shared, &req)))
+        info(shared, &req).map(Response::new)
     }
 
     async fn end_transcoding_session(
@@ -106,7 +106,10 @@ fn check_sig(req: &net::OrchestratorRequest) -> Result<(), Status> {
     }
 }
 
-fn info(shared: &Shared, req: &net::OrchestratorRequest) -> net::OrchestratorInfo {
+/// The answer to one GetOrchestrator call. On chain, its ticket params are issued for the
+/// address in the request and for the `price_info` of this very answer, which is what the
+/// gateway must echo as `expected_price` (go-livepeer `orchestratorInfoWithCaps`).
+fn info(shared: &Shared, req: &net::OrchestratorRequest) -> Result<net::OrchestratorInfo, Status> {
     let config = &shared.config;
     let caps = advertised(shared);
     let base = price(config.base_price, 0, "");
@@ -122,28 +125,17 @@ fn info(shared: &Shared, req: &net::OrchestratorRequest) -> net::OrchestratorInf
         }
         Some(asked) => (priced_for(shared, asked).unwrap_or(base), Vec::new()),
     };
-    let mut rng = rand::rng();
+    // go-livepeer reads the address with `BytesToAddress`: an off-chain gateway's empty (or
+    // all-zero) address gets params for the zero address, which no ticket can use.
+    let sender = payment::bytes_to_address(&req.address);
+    let ticket_params =
+        shared.payments.ticket_params(sender, &price_info).map_err(Status::unknown)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let session_id = format!("{:08x}", rng.random::<u32>());
+    let session_id = format!("{:08x}", rand::rng().random::<u32>());
     let expiration = (now + 30 * 60) as i64;
-    net::OrchestratorInfo {
+    Ok(net::OrchestratorInfo {
         transcoder: config.service_uri.clone().unwrap_or_else(|| shared.url.clone()),
-        ticket_params: config.eth_address.map(|addr| {
-            let secret: [u8; 32] = rng.random();
-            let seed: [u8; 16] = rng.random();
-            net::TicketParams {
-                recipient: addr.to_vec(),
-                face_value: minimal_be(config.face_value),
-                win_prob: config.win_prob.clone(),
-                recipient_rand_hash: keccak256(secret).to_vec(),
-                seed: seed.to_vec(),
-                expiration_block: minimal_be(1_000),
-                expiration_params: Some(net::TicketExpirationParams {
-                    creation_round: 1,
-                    creation_round_block_hash: keccak256(b"round 1").to_vec(),
-                }),
-            }
-        }),
+        ticket_params,
         price_info: Some(price_info),
         address: config.eth_address.map(|a| a.to_vec()).unwrap_or_default(),
         capabilities: Some(caps),
@@ -156,7 +148,7 @@ fn info(shared: &Shared, req: &net::OrchestratorRequest) -> net::OrchestratorInf
         storage: Vec::new(),
         capabilities_prices,
         nodes: Vec::new(),
-    }
+    })
 }
 
 /// With capabilities in the request, go-livepeer charges the sum of the prices of the requested
@@ -251,21 +243,13 @@ pub(crate) fn advertised(shared: &Shared) -> net::Capabilities {
     }
 }
 
-/// Unsigned big-endian, minimal length (Go's `big.Int.Bytes()`; zero is empty).
-fn minimal_be(v: u128) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    bytes[first..].to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn big_endian_is_minimal() {
-        assert_eq!(minimal_be(0), Vec::<u8>::new());
-        assert_eq!(minimal_be(0x0102), vec![1, 2]);
+    fn fractions_are_reduced() {
         assert_eq!(reduce(6, 4), (3, 2));
+        assert_eq!(reduce(5, 1), (5, 1));
     }
 }

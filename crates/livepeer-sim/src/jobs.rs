@@ -197,6 +197,54 @@ impl Job {
         })
     }
 
+    /// The units the orchestrator debits for this request (PROTOCOL.md §7.3, "units O";
+    /// go-livepeer `handleAIRequest`), which are not always what the job computes: text-to-image
+    /// bills 512×512 when no size is given although the runner makes 1024×576, and the image
+    /// count is billed as asked, not as clamped.
+    ///
+    /// go-livepeer multiplies in int64, so a negative count would make a negative debit (a
+    /// credit); the simulator bills 0 instead, and saturates rather than wrapping.
+    pub(crate) fn billed_units(&self, pipeline: Pipeline, input: &Input) -> Result<u64, Rejection> {
+        let product = |factors: &[i64]| -> u64 {
+            let mut total: i128 = 1;
+            for f in factors {
+                total = total.saturating_mul(i128::from(*f));
+            }
+            u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+        };
+        let count = || input.int("num_images_per_prompt").map(|n| n.unwrap_or(1));
+        let decoded = || image_size(input).map(|(w, h, _)| [i64::from(w), i64::from(h)]);
+        Ok(match pipeline {
+            Pipeline::TextToImage => {
+                let height = input.int("height")?.unwrap_or(512);
+                let width = input.int("width")?.unwrap_or(512);
+                product(&[height, width, count()?])
+            }
+            Pipeline::ImageToImage => {
+                let [w, h] = decoded()?;
+                product(&[h, w, count()?])
+            }
+            Pipeline::ImageToVideo => {
+                let height = input.int("height")?.unwrap_or(576);
+                let width = input.int("width")?.unwrap_or(1024);
+                // The 25 frames stable-video-diffusion-img2vid-xt makes.
+                product(&[height, width, 25])
+            }
+            Pipeline::Upscale | Pipeline::SegmentAnything2 | Pipeline::ImageToText => {
+                product(&decoded()?)
+            }
+            Pipeline::AudioToText => match self {
+                Job::Transcribe { seconds, .. } => seconds.saturating_mul(1000),
+                _ => 0,
+            },
+            Pipeline::Llm => product(&[input.int("max_tokens")?.unwrap_or(0)]),
+            Pipeline::TextToSpeech => {
+                let chars = input.text("text").unwrap_or_default().chars().count() as u64;
+                chars.saturating_mul(1000)
+            }
+        })
+    }
+
     /// Produces the outputs (storing media for download) and the answer.
     pub(crate) async fn run(self, ctx: Ctx, busy: Busy, close: bool) -> Result<Output, Rejection> {
         let answer = match self {

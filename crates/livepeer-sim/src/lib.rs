@@ -12,8 +12,12 @@
 //! request, the header checks an orchestrator makes, and its own run-time failure modes
 //! ([`AiMode`]), so AI requests can fail while GetOrchestrator keeps answering.
 //!
-//! Later work adds the trickle, payment-checking, BYOC and transcoding endpoints beside them in
-//! the private `server::router`.
+//! Configured with an ETH address it is an on-chain orchestrator: GetOrchestrator issues ticket
+//! params bound to the requesting gateway and the quoted price, and every AI request's payment
+//! is checked, credited and debited as go-livepeer does; [`Sim::payments`] shows the result.
+//!
+//! Later work adds the trickle, BYOC and transcoding endpoints beside them in the private
+//! `server::router`.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
@@ -21,6 +25,7 @@ mod grpc;
 mod jobs;
 mod llm;
 mod media;
+mod payment;
 mod server;
 
 // Used by the `livepeer-sim` binary only.
@@ -38,6 +43,7 @@ use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
+pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
 pub use server::SimError;
 
 /// One model the simulator serves.
@@ -115,7 +121,8 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     /// Serve TLS with a self-signed certificate (like go-livepeer) instead of cleartext h2c.
     pub tls: bool,
-    /// Ethereum address; `None` behaves as an off-chain orchestrator (no ticket params).
+    /// Ethereum address; `None` behaves as an off-chain orchestrator (no ticket params, no
+    /// payment checks). With an address, payments are checked as an on-chain one checks them.
     pub eth_address: Option<Address>,
     /// Node version it reports.
     pub version: String,
@@ -129,10 +136,13 @@ pub struct SimConfig {
     pub jitter: Duration,
     /// Fraction of calls, in parts per million, answered with `OrchestratorCapped`.
     pub error_rate_ppm: u32,
-    /// Ticket face value, wei.
+    /// Ticket face value, wei, advertised when the quoted price is above 0 (go-livepeer's
+    /// face value before the sender's reserve caps it). Must be at least `ticket_ev`.
     pub face_value: u128,
-    /// Ticket win probability numerator over 2^256 − 1, as big-endian bytes.
-    pub win_prob: Vec<u8>,
+    /// The EV each ticket should carry, wei (`-ticketEV`): it sets the win probability
+    /// (`ticket_ev × ceil((2^256 − 1) / face_value)`), and a paid request needs a balance of at
+    /// least this much. `face_value == ticket_ev` makes every ticket win.
+    pub ticket_ev: u128,
     /// Seed of its random choices (session ids, secrets, jitter, errors).
     pub seed: u64,
     /// URI it advertises as `transcoder`; `None` advertises its own listen URL. AI result URLs
@@ -159,8 +169,8 @@ impl Default for SimConfig {
             jitter: Duration::ZERO,
             error_rate_ppm: 0,
             face_value: 1_000_000_000_000,
-            // About 1/1000.
-            win_prob: vec![0x41; 30],
+            // go-livepeer's default `-ticketEV`; with the face value above, 1 ticket in 125 wins.
+            ticket_ev: 8_000_000_000,
             seed: 1,
             service_uri: None,
             token_delay: Duration::ZERO,
@@ -183,6 +193,7 @@ struct Shared {
     /// by recomputing them, so no list of issued tokens has to be kept (or bounded).
     auth_secret: [u8; 32],
     ai: ai::AiState,
+    payments: payment::Payments,
 }
 
 /// A running simulated orchestrator. Dropping it stops it.
@@ -213,6 +224,11 @@ impl Sim {
             url,
             auth_secret: rand::random(),
             ai: ai::AiState::default(),
+            payments: payment::Payments::new(
+                config.eth_address,
+                config.face_value,
+                config.ticket_ev,
+            ),
             config,
         });
         let cancel = CancellationToken::new();
@@ -277,6 +293,17 @@ impl Sim {
     /// streamed answer, its body) is dropped, so a client's disconnect shows here.
     pub fn ai_in_flight(&self) -> u64 {
         self.shared.ai.in_flight()
+    }
+
+    /// What it received and charged: tickets, EV, winners, fees, balances, refusals.
+    pub fn payments(&self) -> PaymentStats {
+        self.shared.payments.stats()
+    }
+
+    /// Moves the simulated L1 chain on by `n` blocks. Params are issued valid for
+    /// [`PARAMS_EXPIRATION_BLOCKS`] blocks, so advancing that far expires every issued set.
+    pub fn advance_blocks(&self, n: u64) {
+        self.shared.payments.advance_blocks(n);
     }
 
     /// Stops listening and drops every open connection: clients then see refused connections.

@@ -20,6 +20,12 @@ struct Args {
     /// Ethereum address to advertise (makes it behave as an on-chain orchestrator).
     #[arg(long)]
     eth_address: Option<livepeer_pm::Address>,
+    /// Ticket face value in wei (on chain only).
+    #[arg(long, default_value_t = SimConfig::default().face_value)]
+    face_value: u128,
+    /// Expected value of each ticket in wei, and the balance a paid request needs (on chain only).
+    #[arg(long, default_value_t = SimConfig::default().ticket_ev)]
+    ticket_ev: u128,
     /// Base price as `per_unit/pixels_per_unit` wei.
     #[arg(long, default_value = "0/1")]
     price: String,
@@ -81,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
         bind: args.bind,
         tls: !args.plain,
         eth_address: args.eth_address,
+        face_value: args.face_value,
+        ticket_ev: args.ticket_ev,
         base_price: parse_price(&args.price)?,
         models: args.models.iter().map(|m| parse_model(m)).collect::<anyhow::Result<_>>()?,
         latency: Duration::from_millis(args.latency_ms),
