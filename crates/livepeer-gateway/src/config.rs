@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use livepeer_pm::{Address, LocalSigner};
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
@@ -151,6 +153,16 @@ pub struct Flags {
     /// [default: http:// + the request's Host].
     #[arg(long, env = "LP_PUBLICURL")]
     pub public_url: Option<String>,
+    /// Ethereum V3 keystore file, or a directory of them (see --eth-acct-addr).
+    #[arg(long, env = "LP_ETHKEYSTOREPATH")]
+    pub eth_keystore_path: Option<PathBuf>,
+    /// Keystore password, or the path of a file holding it (go-livepeer's rule: a readable
+    /// file's trimmed content; an empty file means the path itself).
+    #[arg(long, env = "LP_ETHPASSWORD", hide_env_values = true)]
+    pub eth_password: Option<String>,
+    /// Which account of a keystore directory to use.
+    #[arg(long, env = "LP_ETHACCTADDR")]
+    pub eth_acct_addr: Option<String>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LP_LOGFORMAT")]
     pub log_format: Option<String>,
@@ -197,6 +209,9 @@ struct FileConfig {
     ai_result_data_urls: Option<bool>,
     orch_http1: Option<bool>,
     public_url: Option<String>,
+    eth_keystore_path: Option<PathBuf>,
+    eth_password: Option<String>,
+    eth_acct_addr: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,8 +268,9 @@ pub struct Config {
     pub orch_tls: TlsTrust,
     /// Concurrent discovery calls.
     pub discovery_concurrency: usize,
-    /// Signing key for GetOrchestrator (`LP_ETH_KEY`, hex; development use).
-    pub eth_key: Option<SecretString>,
+    /// The gateway's key: from `--eth-keystore-path` (with `--eth-password`), or from the
+    /// `LP_ETH_KEY` variable (hex; development use). Its `Debug` shows only the address.
+    pub signer: Option<Arc<LocalSigner>>,
     /// Batch AI settings.
     pub ai: AiConfig,
     /// Log format.
@@ -389,11 +405,12 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(bad("--log-level", format!("{log_level:?} is not a log filter")));
         }
-        if let Some(key) = &eth_key {
-            // Checked now so a bad key fails before any port is bound; the key is not echoed.
-            LocalSigner::from_hex(key.expose_secret())
-                .map_err(|e| bad("LP_ETH_KEY", e.to_string()))?;
-        }
+        let signer = resolve_signer(
+            f.eth_keystore_path.or(file.eth_keystore_path),
+            f.eth_password.or(file.eth_password),
+            f.eth_acct_addr.or(file.eth_acct_addr),
+            eth_key,
+        )?;
         let discovery_concurrency =
             f.discovery_concurrency.or(file.discovery_concurrency).unwrap_or(256);
         if discovery_concurrency == 0 {
@@ -479,7 +496,7 @@ impl Config {
             },
             orch_tls,
             discovery_concurrency,
-            eth_key,
+            signer,
             log_format,
             log_level,
         };
@@ -498,6 +515,82 @@ impl Config {
             }
         }
         Ok(config)
+    }
+}
+
+/// The gateway's key, checked (and a keystore decrypted) before any port is bound. Neither
+/// keys nor passwords appear in errors.
+fn resolve_signer(
+    keystore: Option<PathBuf>,
+    password: Option<String>,
+    account: Option<String>,
+    raw: Option<SecretString>,
+) -> Result<Option<Arc<LocalSigner>>, ConfigError> {
+    const S: &str = "--eth-keystore-path";
+    let Some(path) = keystore else {
+        return match raw {
+            Some(key) => LocalSigner::from_hex(key.expose_secret())
+                .map(|s| Some(Arc::new(s)))
+                .map_err(|e| bad("LP_ETH_KEY", e.to_string())),
+            None => Ok(None),
+        };
+    };
+    let password = match password {
+        // go-livepeer: a readable file's trimmed content, else the value itself.
+        Some(p) => match std::fs::read_to_string(&p) {
+            Ok(text) if !text.trim().is_empty() => livepeer_pm::keystore::normalize_password(&text),
+            Ok(_) => SecretString::from(p),
+            Err(_) => SecretString::from(p),
+        },
+        None => return Err(bad("--eth-password", "required with --eth-keystore-path")),
+    };
+    let want = match account {
+        Some(a) => Some(
+            format!("0x{}", a.trim().trim_start_matches("0x"))
+                .parse::<livepeer_pm::Address>()
+                .map_err(|e| bad("--eth-acct-addr", format!("{a:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let json = keystore_json(&path, want).map_err(|m| bad(S, m))?;
+    let signer = livepeer_pm::keystore::load_keystore(&json, &password)
+        .map_err(|e| bad(S, format!("{}: {e}", path.display())))?;
+    if want.is_some_and(|w| w != signer.address()) {
+        return Err(bad("--eth-acct-addr", "the keystore holds a different account"));
+    }
+    Ok(Some(Arc::new(signer)))
+}
+
+/// The keystore JSON at `path`: the file itself, or the one file of a directory whose `address`
+/// matches `want` (or the only keystore there).
+fn keystore_json(
+    path: &std::path::Path,
+    want: Option<livepeer_pm::Address>,
+) -> Result<String, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if meta.is_file() {
+        return std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"));
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| format!("{shown}: {e}"))?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        let address = doc["address"].as_str().and_then(|a| {
+            format!("0x{}", a.trim_start_matches("0x")).parse::<livepeer_pm::Address>().ok()
+        });
+        found.push((address, text));
+    }
+    let mut matching: Vec<String> = found
+        .into_iter()
+        .filter(|(a, _)| want.is_none_or(|w| *a == Some(w)))
+        .map(|(_, t)| t)
+        .collect();
+    match (matching.len(), want) {
+        (1, _) => Ok(matching.remove(0)),
+        (0, Some(w)) => Err(format!("{shown}: no keystore for account {}", w.to_checksum(None))),
+        (0, None) => Err(format!("{shown}: no keystore files")),
+        (n, _) => Err(format!("{shown}: {n} keystores; choose one with --eth-acct-addr")),
     }
 }
 

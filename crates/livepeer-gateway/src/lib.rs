@@ -22,8 +22,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use livepeer_pm::LocalSigner;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -82,13 +80,7 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
         let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
 
-        let signer = match &config.eth_key {
-            Some(key) => Some(Arc::new(
-                LocalSigner::from_hex(key.expose_secret())
-                    .map_err(|e| StartError::Setup(format!("LP_ETH_KEY: {e}")))?,
-            )),
-            None => None,
-        };
+        let signer = config.signer.clone();
         let identity = match &signer {
             Some(signer) => {
                 let text = signer.address().to_checksum(None);
@@ -208,6 +200,6 @@ fn summary(c: &Config) -> serde_json::Value {
         "min_orchestrator_version": c.requirements.min_version,
         "blocklist": c.requirements.blocklist.len(),
         "orch_tls": c.orch_tls,
-        "signing": c.eth_key.is_some(),
+        "signing_address": c.signer.as_ref().map(|s| s.address().to_checksum(None)),
     })
 }

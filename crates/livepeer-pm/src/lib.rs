@@ -16,6 +16,7 @@
 mod balance;
 mod ev;
 mod fee;
+pub mod keystore;
 mod payment;
 mod segment;
 mod signer;
@@ -32,6 +33,7 @@ pub use fee::{
     PASSTHROUGH_FPS, PIXEL_ESTIMATE_MULTIPLIER, estimated_out_pixels, price_per_unit,
     transcode_fee_estimate, unit_fee,
 };
+pub use keystore::{KeystoreError, load_keystore, normalize_password};
 pub use payment::{
     MAX_SENDER_NONCES, OFFCHAIN_PAYMENT_HEADER, PAYMENT_HEADER, PaymentError, SenderSession,
     TicketBatch, TicketParams, TicketSenderParams, build_payment, decode_payment_header,

@@ -58,6 +58,12 @@ type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
 
 /// Starts the binary with JSON logs on ephemeral ports; returns it with its admin address.
 fn spawn_listening(extra: &[&str]) -> (std::process::Child, String, Lines) {
+    let (child, admin, lines, _) = spawn_listening_with_log(extra);
+    (child, admin, lines)
+}
+
+/// As [`spawn_listening`], also returning the log lines printed before it listened.
+fn spawn_listening_with_log(extra: &[&str]) -> (std::process::Child, String, Lines, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
         .args(extra)
@@ -66,14 +72,16 @@ fn spawn_listening(extra: &[&str]) -> (std::process::Child, String, Lines) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
     let admin = loop {
         let line = lines.next().expect("gateway exited before listening").unwrap();
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if v["fields"]["message"] == "gateway listening" {
             break v["fields"]["admin_addr"].as_str().unwrap().to_owned();
         }
+        before.push(line);
     };
-    (child, admin, lines)
+    (child, admin, lines, before)
 }
 
 fn stop(child: &mut std::process::Child) {
@@ -116,4 +124,45 @@ fn demo_runs_three_simulated_orchestrators_and_selects_among_them() {
     let pick: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
     assert!(list.iter().any(|o| o["url"] == pick["orchestrator"]), "{pick}");
     stop(&mut child);
+}
+
+const KEYSTORE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../livepeer-pm/tests/fixtures/light-scrypt-hardhat-1.json"
+);
+const KEYSTORE_PASSWORD: &str = "livepeer gateway keystore ✓";
+
+#[test]
+fn unlocks_a_keystore_with_a_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password.txt");
+    std::fs::write(&pw, format!("{KEYSTORE_PASSWORD}\n")).unwrap();
+    let pw = pw.to_str().unwrap();
+    let (mut child, _admin, _lines, log) =
+        spawn_listening_with_log(&["--eth-keystore-path", KEYSTORE, "--eth-password", pw]);
+    stop(&mut child);
+    let identity = log.iter().find(|l| l.contains("gateway identity")).expect("identity logged");
+    assert!(identity.contains("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"), "{identity}");
+    assert!(!log.iter().any(|l| l.contains(KEYSTORE_PASSWORD)), "the password is never logged");
+    // A directory of keystores: the account picks one, and a missing one is named.
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::copy(KEYSTORE, keys.path().join("UTC--key-a")).unwrap();
+    let dir_arg = keys.path().to_str().unwrap();
+    let other = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let args = ["--eth-keystore-path", dir_arg, "--eth-password", pw, "--eth-acct-addr", other];
+    let (code, stderr) = run(&args, &[]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("no keystore for account"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_keystore_password_exits_64_without_echoing_it() {
+    let (code, stderr) =
+        run(&["--eth-keystore-path", KEYSTORE, "--eth-password", "hunter2-not-it"], &[]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--eth-keystore-path"), "{stderr}");
+    assert!(!stderr.contains("hunter2-not-it"), "the password is never echoed: {stderr}");
+    let (code, stderr) = run(&["--eth-keystore-path", KEYSTORE], &[]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("--eth-password"), "{stderr}");
 }

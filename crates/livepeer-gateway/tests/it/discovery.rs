@@ -174,7 +174,7 @@ async fn signs_requests_when_a_key_is_configured() {
     .await
     .unwrap();
     let mut c = config(&[s.url()]);
-    c.eth_key = Some(key.to_owned().into());
+    c.signer = Some(std::sync::Arc::new(livepeer_pm::LocalSigner::from_hex(key).unwrap()));
     let gw = start(c).await;
     let req = s.last_request().unwrap();
     let signer = livepeer_pm::LocalSigner::from_hex(key).unwrap();
