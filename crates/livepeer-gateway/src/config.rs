@@ -153,6 +153,12 @@ pub struct Flags {
     /// [default: http:// + the request's Host].
     #[arg(long, env = "LP_PUBLICURL")]
     pub public_url: Option<String>,
+    /// Refuse orchestrators whose ticket EV exceeds this many wei [default: 3000000000000].
+    #[arg(long, env = "LP_MAXTICKETEV")]
+    pub max_ticket_ev: Option<u128>,
+    /// Refuse payments whose total EV exceeds this many wei [default: 20000000000000].
+    #[arg(long, env = "LP_MAXTOTALEV")]
+    pub max_total_ev: Option<u128>,
     /// Ethereum V3 keystore file, or a directory of them (see --eth-acct-addr).
     #[arg(long, env = "LP_ETHKEYSTOREPATH")]
     pub eth_keystore_path: Option<PathBuf>,
@@ -212,6 +218,8 @@ struct FileConfig {
     eth_keystore_path: Option<PathBuf>,
     eth_password: Option<String>,
     eth_acct_addr: Option<String>,
+    max_ticket_ev: Option<u128>,
+    max_total_ev: Option<u128>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +281,8 @@ pub struct Config {
     pub signer: Option<Arc<LocalSigner>>,
     /// Batch AI settings.
     pub ai: AiConfig,
+    /// Ticket sender limits.
+    pub payment: crate::payment::PaymentLimits,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -455,7 +465,22 @@ impl Config {
                 return Err(bad("--public-url", format!("{u:?}: must be http or https")));
             }
         }
+        let defaults = crate::payment::PaymentLimits::default();
+        let payment = crate::payment::PaymentLimits {
+            max_ticket_ev: f
+                .max_ticket_ev
+                .or(file.max_ticket_ev)
+                .map_or(defaults.max_ticket_ev, livepeer_pm::U256::from),
+            max_total_ev: f
+                .max_total_ev
+                .or(file.max_total_ev)
+                .map_or(defaults.max_total_ev, livepeer_pm::U256::from),
+        };
+        if payment.max_total_ev < payment.max_ticket_ev {
+            return Err(bad("--max-total-ev", "must be at least --max-ticket-ev"));
+        }
         let config = Self {
+            payment,
             ai,
             http_addr,
             cli_addr,

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod orchestrator;
+pub mod payment;
 pub mod task;
 
 // Used by the binary only.
@@ -93,7 +94,7 @@ impl Gateway {
             None => None,
         };
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
-        let client = OrchClient::new(timeouts, config.orch_tls, identity);
+        let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let discovery = match &config.orchestrators {
             OrchSource::Static(urls) => {
                 if urls.is_empty() {
@@ -145,6 +146,11 @@ impl Gateway {
             limits: Arc::new(ai::validate::Limits::default()),
             config: Arc::new(config.ai.clone()),
             metrics: state.metrics.clone(),
+            payer: config.signer.clone().map(|signer| {
+                // Job-priced ticket params come from their own GetOrchestrator calls.
+                let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
+                payment::Payer::new(signer, client, config.payment)
+            }),
         };
         serve(&tasks, "admin-api", admin, admin::router(state.clone()));
         serve(&tasks, "public-api", http, public_router(ai_state));

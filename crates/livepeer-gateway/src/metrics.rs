@@ -68,6 +68,14 @@ pub struct Metrics {
     ai_requested: Family<ModelLabel, Counter>,
     ai_errors: Family<AiErrorLabel, Counter>,
     ai_latency: Family<AiLatencyLabel, Histogram>,
+    tickets_sent: Family<PayLabel, Counter>,
+    ticket_value_sent: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PayLabel {
+    orchestrator_uri: String,
+    pipeline: String,
 }
 
 impl Default for Metrics {
@@ -138,8 +146,23 @@ impl Metrics {
             "Batch AI request latency (failovers included) by pipeline, model, serving orchestrator and outcome",
             ai_latency.clone(),
         );
+        let tickets_sent = Family::<PayLabel, Counter>::default();
+        registry.register(
+            "tickets_sent",
+            "Probabilistic micropayment tickets sent, by orchestrator and pipeline",
+            tickets_sent.clone(),
+        );
+        let ticket_value_sent =
+            Family::<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "ticket_value_sent",
+            "Expected value of the tickets sent, in gwei (go-livepeer's unit), by orchestrator and pipeline",
+            ticket_value_sent.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            tickets_sent,
+            ticket_value_sent,
             ai_requested,
             ai_errors,
             ai_latency,
@@ -195,6 +218,18 @@ impl Metrics {
             outcome: outcome.to_owned(),
         };
         self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn paid(&self, orch: &str, job: &JobKey, tickets: u32, ev_wei: &livepeer_pm::Ratio) {
+        if tickets == 0 {
+            return;
+        }
+        let label =
+            PayLabel { orchestrator_uri: orch.to_owned(), pipeline: job.pipeline().to_owned() };
+        self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
+        // Metrics only: the exact amount is in the request record.
+        let gwei = ev_wei.to_decimal_string(0).parse::<f64>().unwrap_or(0.0) / 1e9;
+        self.ticket_value_sent.get_or_create(&label).inc_by(gwei);
     }
 
     /// The selection counter of one orchestrator. The pool keeps it in the orchestrator's

@@ -75,6 +75,7 @@ impl CallError {
                     || lower.contains("insufficient capacity")
                     || lower.contains("ticketparams expired")
                     || lower.contains("invalid ticket sendernonce")
+                    || lower.contains("insufficient balance")
                 {
                     Blame::Busy
                 } else {
@@ -82,6 +83,21 @@ impl CallError {
                 }
             }
             _ => Blame::Orchestrator,
+        }
+    }
+
+    /// Whether the orchestrator objected to the payment or its session (params, nonce,
+    /// balance, auth token): the payment session must then be fetched anew.
+    pub fn is_payment_problem(&self) -> bool {
+        match self {
+            Self::Status { status, message } => {
+                let lower = message.to_ascii_lowercase();
+                matches!(status, 402 | 403)
+                    || lower.contains("ticket")
+                    || lower.contains("insufficient balance")
+                    || lower.contains("auth token")
+            }
+            _ => false,
         }
     }
 
@@ -169,9 +185,12 @@ impl AiClient {
     }
 
     /// Runs one attempt. The caller bounds it with the attempt deadline.
+    /// `payment` is the `Livepeer-Payment` value (`None`: the off-chain empty header); `orch`
+    /// must be the info whose auth token goes with that payment.
     pub async fn call(
         &self,
         orch: &OrchInfo,
+        payment: Option<&str>,
         req: &ValidRequest,
         store: &ResultStore,
         urls: &ResultUrls,
@@ -182,7 +201,7 @@ impl AiClient {
             .http
             .post(&url)
             .header("Livepeer-Segment", &*segment)
-            .header("Livepeer-Payment", OFFCHAIN_PAYMENT)
+            .header("Livepeer-Payment", payment.unwrap_or(OFFCHAIN_PAYMENT))
             .header(AUTHORIZATION, AI_WORKER_PROTOCOL);
         let builder = match &req.payload {
             Payload::Json(map) => builder.json(map),

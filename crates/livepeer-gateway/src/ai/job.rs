@@ -23,6 +23,7 @@ use super::validate::ValidRequest;
 use crate::error::json_error;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{JobKey, Lease, SelectError};
+use crate::payment::{PayError, Settlement};
 
 /// One attempt, for the record.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,6 +49,19 @@ pub struct Record {
     pub attempts: Vec<AttemptRecord>,
     /// When the request started.
     pub started: Instant,
+    /// What each paid attempt sent.
+    pub spend: Vec<Spend>,
+}
+
+/// The payment of one attempt, for the record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Spend {
+    /// Tickets sent.
+    pub tickets: u32,
+    /// Their expected value, wei (exact, `num/den` when not whole).
+    pub ev_wei: String,
+    /// The fee of the request at the orchestrator's price, wei (exact).
+    pub fee_wei: String,
 }
 
 /// Runs the request to completion and builds the client's response.
@@ -58,8 +72,14 @@ pub async fn run(
     urls: super::call::ResultUrls,
 ) -> Response {
     let key = JobKey { capability: req.pipeline.capability(), model: req.model.clone() };
-    let mut record =
-        Record { id, key, units: req.units, attempts: Vec::new(), started: Instant::now() };
+    let mut record = Record {
+        id,
+        key,
+        units: req.units,
+        attempts: Vec::new(),
+        started: Instant::now(),
+        spend: Vec::new(),
+    };
     ai.metrics.ai_requested(&record.key);
     let deadline = record.started + ai.config.request_timeout;
     let mut tried: Vec<String> = Vec::new();
@@ -77,12 +97,60 @@ pub async fn run(
         let attempt_started = Instant::now();
         let attempt_deadline = deadline.min(attempt_started + ai.config.attempt_timeout);
         let timeout = attempt_deadline - attempt_started;
+        // Pay (on-chain orchestrators, when the gateway has a key) before the call.
+        let prepared = match &ai.payer {
+            Some(payer) => match payer.prepare(lease.url(), &info, &record.key, req.units).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let orch = lease.url().to_string();
+                    ai.metrics.ai_error(&record.key, &orch, "payment");
+                    let latency_ms = attempt_started.elapsed().as_millis() as u64;
+                    let error = Some(e.to_string());
+                    record.attempts.push(AttemptRecord { orchestrator: orch, latency_ms, error });
+                    match e {
+                        // Unreachable for job-priced params: the orchestrator's failure.
+                        PayError::Discovery(_) => lease.failed(e.to_string()),
+                        // Its terms are unacceptable (price, EV): skip it, eject nobody.
+                        _ => drop(lease),
+                    }
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let call_info = prepared.as_ref().map_or(info.clone(), |p| p.info.clone());
+        let header = prepared.as_ref().map(|p| p.header.as_str());
         let result = tokio::time::timeout_at(
             attempt_deadline,
-            ai.client.call(&info, &req, &ai.store, &urls),
+            ai.client.call(&call_info, header, &req, &ai.store, &urls),
         )
         .await
         .unwrap_or(Err(CallError::Timeout(timeout)));
+        let spend = prepared.as_ref().map(|p| (p.tickets, p.ev_sent, p.fee));
+        if let (Some(payer), Some(p)) = (&ai.payer, prepared) {
+            let outcome = match &result {
+                Ok(_) => Settlement::Paid,
+                Err(e) if e.blame() == Blame::Client => Settlement::NotCharged,
+                Err(e) if e.blame() == Blame::Busy && !e.is_payment_problem() => {
+                    Settlement::Refused
+                }
+                Err(_) => Settlement::CreditSpent,
+            };
+            payer.settle(p, outcome);
+            if let Err(e) = &result
+                && e.is_payment_problem()
+            {
+                payer.reset(lease.url(), &record.key);
+            }
+        }
+        if let Some((tickets, ev, fee)) = &spend {
+            ai.metrics.paid(lease.url().as_str(), &record.key, *tickets, ev);
+            record.spend.push(Spend {
+                tickets: *tickets,
+                ev_wei: ev.to_string(),
+                fee_wei: fee.to_string(),
+            });
+        }
         let orch = lease.url().to_string();
         let price = Some(lease.price());
         let latency_ms = attempt_started.elapsed().as_millis() as u64;
@@ -182,6 +250,7 @@ fn finish(
         fee_wei = price.map(|p| fee(record.units, p)).unwrap_or_default(),
         latency_ms = elapsed.as_millis() as u64,
         attempts = %serde_json::to_string(&record.attempts).unwrap_or_default(),
+        spend = %serde_json::to_string(&record.spend).unwrap_or_default(),
         stream = req.stream,
         "ai request"
     );

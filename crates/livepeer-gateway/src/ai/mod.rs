@@ -70,6 +70,8 @@ pub struct AiState {
     pub config: Arc<AiConfig>,
     /// Metrics.
     pub metrics: Metrics,
+    /// The ticket sender, when the gateway has a key; `None` pays nothing (off-chain).
+    pub payer: Option<crate::payment::Payer>,
 }
 
 /// The AI routes: the nine pipelines, the OpenAI-compatible chat route, and result files.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use livepeer_pm::{Address, B256, U256};
+use livepeer_pm::Address;
 use livepeer_proto::net;
 
 use super::caps::Capabilities;
@@ -22,7 +22,7 @@ pub struct OrchInfo {
     /// Its capabilities, `None` if it sent none (a legacy transcoder).
     pub capabilities: Option<Capabilities>,
     /// Ticket parameters, absent off-chain.
-    pub ticket_params: Option<TicketParams>,
+    pub ticket_params: Option<livepeer_pm::TicketParams>,
     /// Auth token for paid calls.
     pub auth_token: Option<AuthToken>,
     /// Other service URIs of the same operator.
@@ -40,27 +40,6 @@ pub struct CapabilityPrice {
     pub constraint: String,
     /// The price.
     pub price: Price,
-}
-
-/// Probabilistic micropayment parameters chosen by the orchestrator (PROTOCOL.md §2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TicketParams {
-    /// Ticket recipient.
-    pub recipient: Address,
-    /// Payout of a winning ticket, wei.
-    pub face_value: U256,
-    /// Win probability × (2^256 − 1).
-    pub win_prob: U256,
-    /// Commitment to the orchestrator's secret.
-    pub recipient_rand_hash: B256,
-    /// Orchestrator's seed, echoed back in payments.
-    pub seed: U256,
-    /// Block after which these parameters expire.
-    pub expiration_block: U256,
-    /// Round the recipient rand was derived for.
-    pub creation_round: i64,
-    /// Block hash of that round.
-    pub creation_round_block_hash: B256,
 }
 
 /// The orchestrator's session credential (opaque to us).
@@ -117,7 +96,12 @@ impl OrchInfo {
                 })
             })
             .collect::<Result<_, Malformed>>()?;
-        let ticket_params = info.ticket_params.as_ref().map(TicketParams::from_wire).transpose()?;
+        let ticket_params = info
+            .ticket_params
+            .as_ref()
+            .map(livepeer_pm::TicketParams::from_proto)
+            .transpose()
+            .map_err(|e| Malformed(format!("ticket params: {e}")))?;
         let auth_token = info.auth_token.map(|t| AuthToken {
             token: t.token,
             session_id: t.session_id,
@@ -147,44 +131,5 @@ impl OrchInfo {
                 .map(|p| p.price)
         };
         find(model).or_else(|| find("default")).unwrap_or(self.price)
-    }
-}
-
-fn big(bytes: &[u8], what: &str) -> Result<U256, Malformed> {
-    U256::try_from_be_slice(bytes).ok_or_else(|| Malformed(format!("{what} exceeds 256 bits")))
-}
-
-fn hash32(bytes: &[u8], what: &str) -> Result<B256, Malformed> {
-    match bytes.len() {
-        0 => Ok(B256::ZERO),
-        32 => Ok(B256::from_slice(bytes)),
-        n => Err(Malformed(format!("{what} is {n} bytes, not 32"))),
-    }
-}
-
-// === impl TicketParams ===
-
-impl TicketParams {
-    fn from_wire(t: &net::TicketParams) -> Result<Self, Malformed> {
-        if t.recipient.len() != 20 {
-            return Err(Malformed(format!(
-                "ticket recipient is {} bytes, not 20",
-                t.recipient.len()
-            )));
-        }
-        let exp = t.expiration_params.clone().unwrap_or_default();
-        Ok(Self {
-            recipient: Address::from_slice(&t.recipient),
-            face_value: big(&t.face_value, "face value")?,
-            win_prob: big(&t.win_prob, "win probability")?,
-            recipient_rand_hash: hash32(&t.recipient_rand_hash, "recipient rand hash")?,
-            seed: big(&t.seed, "seed")?,
-            expiration_block: big(&t.expiration_block, "expiration block")?,
-            creation_round: exp.creation_round,
-            creation_round_block_hash: hash32(
-                &exp.creation_round_block_hash,
-                "creation round block hash",
-            )?,
-        })
     }
 }

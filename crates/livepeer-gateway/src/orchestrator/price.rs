@@ -47,6 +47,13 @@ impl Price {
         self.per_unit == 0
     }
 
+    /// Whether this is more than twice `initial` (go-livepeer's mid-session price guard).
+    pub fn more_than_double(&self, initial: &Price) -> bool {
+        let left = i128::from(self.per_unit) * i128::from(initial.pixels_per_unit);
+        let right = 2 * i128::from(initial.per_unit) * i128::from(self.pixels_per_unit);
+        left > right
+    }
+
     /// `self / other` as a float, for ranking only (never for money). `other` zero gives 1.
     pub fn ratio_to(&self, other: &Self) -> f64 {
         if other.per_unit == 0 {

@@ -1,0 +1,296 @@
+//! Paying orchestrators for batch AI jobs with probabilistic micropayment tickets
+//! (PAYMENTS.md §3–§5): one payment session per (orchestrator, job), holding ticket params
+//! priced for that job, the nonce counter and the credit balance.
+//!
+//! Per attempt: fee = units × price; tickets = ceil((max(fee, EV) − credit) / EV); the sender
+//! checks run before anything is signed; after the answer the balance is settled according to
+//! what the orchestrator did with the payment. Money is exact (`livepeer_pm::Ratio`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use livepeer_pm::{
+    Balance, BalanceUpdate, ExpirationParams, LocalSigner, Ratio, SenderSession, SignedRatio, U256,
+    UpdateStatus, build_payment, min_credit, payment_header_value, unit_fee,
+};
+use livepeer_proto::net;
+use url::Url;
+
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::price::Price;
+use crate::orchestrator::{ClientError, JobKey, OrchClient};
+
+/// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentLimits {
+    /// Refuse orchestrators whose ticket EV exceeds this (`-maxTicketEV`, 3000 gwei).
+    pub max_ticket_ev: U256,
+    /// Refuse payments whose total EV exceeds this (`-maxTotalEV`, 20000 gwei).
+    pub max_total_ev: U256,
+}
+
+impl Default for PaymentLimits {
+    fn default() -> Self {
+        Self {
+            max_ticket_ev: U256::from(3_000_000_000_000u64),
+            max_total_ev: U256::from(20_000_000_000_000u64),
+        }
+    }
+}
+
+/// Why a payment could not be made. Each is the orchestrator's terms, not the user's fault.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayError {
+    /// Fetching job-priced ticket params failed.
+    #[error("fetching ticket params: {0}")]
+    Discovery(#[from] ClientError),
+    /// The orchestrator's answer carried no ticket params or auth token.
+    #[error("orchestrator offers no ticket params for this job")]
+    NoTicketParams,
+    /// A sender check refused the orchestrator's terms (PAYMENTS.md §5.3).
+    #[error("refusing to pay: {0}")]
+    Refused(String),
+    /// Exact arithmetic or signing failed.
+    #[error("payment: {0}")]
+    Internal(String),
+}
+
+/// One payment session: ticket params and price for one (orchestrator, job).
+#[derive(Debug)]
+struct Session {
+    info: Arc<OrchInfo>,
+    sender: SenderSession,
+    balance: Balance,
+    /// The price when the session started: a price more than twice this is refused.
+    initial_price: Price,
+}
+
+/// A session shared by the requests to one (orchestrator, job).
+type SharedSession = Arc<Mutex<Session>>;
+
+/// A prepared payment for one attempt.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `Livepeer-Payment` header value.
+    pub header: String,
+    /// The job-priced orchestrator info whose auth token the segment header must carry.
+    pub info: Arc<OrchInfo>,
+    /// Tickets in this payment.
+    pub tickets: u32,
+    /// Expected value sent, wei (exact).
+    pub ev_sent: Ratio,
+    /// The fee of this request, wei (exact).
+    pub fee: Ratio,
+    update: BalanceUpdate,
+    session: Arc<Mutex<Session>>,
+}
+
+/// What became of a prepared payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The job was done: the fee is debited.
+    Paid,
+    /// The orchestrator processed the payment but did not charge (e.g. it rejected the input).
+    NotCharged,
+    /// Sent, outcome unknown or failed after processing: the credit counts as spent.
+    CreditSpent,
+    /// The orchestrator refused before processing tickets (busy): credit returns, new tickets
+    /// are lost to nobody (their nonces were never seen).
+    Refused,
+}
+
+/// The gateway's ticket sender; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Payer {
+    signer: Arc<LocalSigner>,
+    client: OrchClient,
+    limits: PaymentLimits,
+    sessions: Arc<Mutex<HashMap<(String, JobKey), SharedSession>>>,
+}
+
+impl Payer {
+    /// A payer signing with `signer`, fetching job-priced params with `client`.
+    pub fn new(signer: Arc<LocalSigner>, client: OrchClient, limits: PaymentLimits) -> Self {
+        Self { signer, client, limits, sessions: Arc::default() }
+    }
+
+    /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`.
+    /// Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it gets the empty
+    /// header, as go-livepeer sends it.
+    pub async fn prepare(
+        &self,
+        url: &Url,
+        discovered: &OrchInfo,
+        key: &JobKey,
+        units: u64,
+    ) -> Result<Option<Prepared>, PayError> {
+        if discovered.ticket_params.is_none() {
+            return Ok(None);
+        }
+        let session = self.session(url, key).await?;
+        let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
+        let info = s.info.clone();
+        let price = info.price;
+        if price.is_zero() {
+            // Price 0: sender and expected price only (PAYMENTS.md §4.4).
+            let expected = price_info(price);
+            let payment = build_payment(self.signer.address(), &expected, None)
+                .map_err(|e| PayError::Internal(e.to_string()))?;
+            drop(s);
+            return Ok(Some(Prepared {
+                header: payment_header_value(&payment),
+                info,
+                tickets: 0,
+                ev_sent: Ratio::default(),
+                fee: Ratio::default(),
+                update: BalanceUpdate::empty(),
+                session,
+            }));
+        }
+        if price.more_than_double(&s.initial_price) {
+            return Err(PayError::Refused(format!(
+                "Orchestrator price has more than doubled, Orchestrator price: {price}, Orchestrator initial price: {}",
+                s.initial_price
+            )));
+        }
+        let params = *s.sender.params();
+        let ev = params.ev();
+        if Ratio::from_u256(params.face_value) <= ev {
+            return Err(PayError::Refused("ticket EV is not below its face value".into()));
+        }
+        if ev > Ratio::from_u256(self.limits.max_ticket_ev) {
+            return Err(PayError::Refused(format!(
+                "ticket EV {} above the max ticket EV {}",
+                ev.floor(),
+                self.limits.max_ticket_ev
+            )));
+        }
+        let per_unit = Ratio::new(
+            livepeer_pm::U512::from(price.per_unit as u64),
+            livepeer_pm::U512::from(price.pixels_per_unit as u64),
+        )
+        .map_err(|e| PayError::Internal(e.to_string()))?;
+        let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
+        let update = stage(&mut s.balance, &fee, &ev)?;
+        let ev_sent = update.new_credit;
+        if ev_sent > Ratio::from_u256(self.limits.max_total_ev) {
+            // Give the reserved credit back before refusing.
+            let mut back = update;
+            back.status = UpdateStatus::Staged;
+            let _ = s.balance.complete_update(&back);
+            return Err(PayError::Refused(format!(
+                "payment of {} tickets exceeds the max total EV {}",
+                back.num_tickets, self.limits.max_total_ev
+            )));
+        }
+        let batch = s
+            .sender
+            .create_batch(&self.signer, update.num_tickets)
+            .map_err(|e| PayError::Internal(e.to_string()))?;
+        let payment = build_payment(self.signer.address(), &price_info(price), Some(&batch))
+            .map_err(|e| PayError::Internal(e.to_string()))?;
+        drop(s);
+        Ok(Some(Prepared {
+            header: payment_header_value(&payment),
+            info,
+            tickets: update.num_tickets,
+            ev_sent,
+            fee,
+            update,
+            session,
+        }))
+    }
+
+    /// Settles a prepared payment after the attempt.
+    pub fn settle(&self, prepared: Prepared, outcome: Settlement) {
+        let Prepared { mut update, session, fee, .. } = prepared;
+        match outcome {
+            Settlement::Paid => {
+                update.status = UpdateStatus::ReceivedChange;
+                update.debit = fee;
+            }
+            Settlement::NotCharged => update.status = UpdateStatus::ReceivedChange,
+            Settlement::CreditSpent => update.status = UpdateStatus::CreditSpent,
+            Settlement::Refused => update.status = UpdateStatus::Staged,
+        }
+        if let Ok(mut s) = session.lock()
+            && let Err(e) = s.balance.complete_update(&update)
+        {
+            tracing::error!(error = %e, "balance settlement overflowed");
+        }
+    }
+
+    /// Forgets the session so the next attempt fetches fresh params (after the orchestrator
+    /// said they expired, or refused a nonce).
+    pub fn reset(&self, url: &Url, key: &JobKey) {
+        if let Ok(mut map) = self.sessions.lock() {
+            map.remove(&(url.to_string(), key.clone()));
+        }
+    }
+
+    async fn session(&self, url: &Url, key: &JobKey) -> Result<Arc<Mutex<Session>>, PayError> {
+        let map_key = (url.to_string(), key.clone());
+        let expired = |s: &Session| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            // Refresh in the last 10% of the auth token's 30 minutes, as go-livepeer does.
+            s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration - 180)
+        };
+        if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned())
+            && found.lock().is_ok_and(|s| !expired(&s))
+        {
+            return Ok(found);
+        }
+        // Ticket params must be priced for this job: ask with the job's capabilities.
+        let caps = if key.model.is_empty() {
+            Capabilities::transcode_job("")
+        } else {
+            Capabilities::ai_job(key.capability, &key.model, "", "")
+        };
+        let info = self.client.get_orchestrator(url, Some(&caps), true).await?;
+        let params = info.ticket_params.ok_or(PayError::NoTicketParams)?;
+        if info.auth_token.is_none() {
+            return Err(PayError::NoTicketParams);
+        }
+        let expiration = params.expiration_or(ExpirationParams::default());
+        let session = Arc::new(Mutex::new(Session {
+            initial_price: info.price,
+            sender: SenderSession::new(params, expiration),
+            balance: Balance::default(),
+            info: Arc::new(info),
+        }));
+        if let Ok(mut map) = self.sessions.lock() {
+            // Concurrent first requests may race here; the first stored session wins so that
+            // all of them share one nonce counter.
+            let stored = map.entry(map_key).or_insert_with(|| session.clone()).clone();
+            return Ok(stored);
+        }
+        Ok(session)
+    }
+}
+
+/// Stages the payment of one request. Unlike go-livepeer, which reserves the whole balance for
+/// each request, this takes only the minimum credit (max(fee, EV)) when the balance holds it:
+/// concurrent requests to one orchestrator then share the credit instead of each sending
+/// tickets because another one holds the whole balance.
+fn stage(balance: &mut Balance, fee: &Ratio, ev: &Ratio) -> Result<BalanceUpdate, PayError> {
+    let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+    let min = min_credit(fee, ev);
+    let needed = SignedRatio::from(min);
+    if balance.amount() >= needed {
+        balance.credit(&needed.neg()).map_err(|e| internal(&e))?;
+        return Ok(BalanceUpdate { existing_credit: needed, ..BalanceUpdate::empty() });
+    }
+    balance.stage_payment(Some(fee), ev).map_err(|e| internal(&e))
+}
+
+fn price_info(price: Price) -> net::PriceInfo {
+    net::PriceInfo {
+        price_per_unit: price.per_unit,
+        pixels_per_unit: price.pixels_per_unit,
+        capability: 0,
+        constraint: String::new(),
+    }
+}

@@ -1,0 +1,149 @@
+//! Paid AI requests: the gateway pays on-chain simulators with real tickets, which check them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_pm::{LocalSigner, Ratio};
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use serde_json::json;
+
+use crate::support::*;
+
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+async fn onchain_sim(n: u8, price: i64) -> Sim {
+    let mut addr = [0u8; 20];
+    addr[19] = n;
+    Sim::start(SimConfig {
+        name: format!("onchain-{n}"),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        models: vec![SimModel::new("text-to-image", SD).price(price, 1).capacity(64)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn paying_gateway(sims: &[&Sim]) -> (Gateway, LocalSigner) {
+    let urls: Vec<&str> = sims.iter().map(|s| s.url()).collect();
+    let mut c = config(&urls);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.ai.attempt_timeout = Duration::from_secs(5);
+    (start(c).await, LocalSigner::from_hex(KEY).unwrap())
+}
+
+async fn t2i(http: &reqwest::Client, gw: &Gateway) -> reqwest::Response {
+    http.post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Checks every simulator: nothing refused, EV received covers the fees charged, and the
+/// excess stays below `slack` tickets' EV plus one request's fee. Returns the tickets credited.
+fn check_books(sims: &[Sim], signer: &LocalSigner, slack: u64) -> u64 {
+    let fee = Ratio::from_u64(64 * 64 * 1_000_000);
+    let ticket_ev = Ratio::from_u64(8_000_000_000);
+    let mut tickets = 0;
+    for sim in sims {
+        let stats = sim.payments();
+        assert!(
+            stats.rejections.is_empty(),
+            "no payment refused (no nonce reuse): {:?}",
+            stats.rejections
+        );
+        let ev = stats.ev_received.get(&signer.address()).cloned().unwrap_or_default();
+        assert!(
+            ev >= stats.fees_debited,
+            "{}: EV {ev} covers fees {}",
+            sim.url(),
+            stats.fees_debited
+        );
+        let excess = ev.checked_sub(&stats.fees_debited).unwrap();
+        let bound = ticket_ev.checked_mul_u64(slack).unwrap().checked_add(&fee).unwrap();
+        assert!(
+            excess < bound,
+            "{}: excess {} ≥ {} ticket EV(s) plus one fee",
+            sim.url(),
+            excess.floor(),
+            slack
+        );
+        assert!(stats.fees_debited > Ratio::default(), "{} served paid work", sim.url());
+        tickets += stats.tickets_credited;
+    }
+    tickets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_paid_requests_are_covered_within_one_ticket() {
+    // 64×64 pixels at 1,000,000 wei each: a fee of about half a ticket's EV (8e9 wei), so
+    // roughly every other request carries a ticket.
+    let sims = [
+        onchain_sim(1, 1_000_000).await,
+        onchain_sim(2, 1_000_000).await,
+        onchain_sim(3, 1_000_000).await,
+    ];
+    let (gw, signer) = paying_gateway(&[&sims[0], &sims[1], &sims[2]]).await;
+    let http = reqwest::Client::new();
+    for _ in 0..1000 {
+        let resp = t2i(&http, &gw).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    let tickets = check_books(&sims, &signer, 1);
+    assert!((450..=560).contains(&tickets), "about one ticket per two requests: {tickets}");
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(metrics.contains("livepeer_tickets_sent_total{"), "{metrics}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_paid_requests_never_reuse_a_nonce() {
+    let sims = [onchain_sim(1, 1_000_000).await, onchain_sim(2, 1_000_000).await];
+    let (gw, signer) = paying_gateway(&[&sims[0], &sims[1]]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (http, gw_addr) = (reqwest::Client::new(), gw.http_addr);
+        tasks.spawn(async move {
+            for _ in 0..40 {
+                let resp = http
+                    .post(format!("http://{gw_addr}/text-to-image"))
+                    .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // Up to one ticket per concurrent request may be in excess at the end.
+    check_books(&sims, &signer, 16);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_payment_fails_over_and_the_session_is_renewed() {
+    // `a` is cheaper, so selection tries it first.
+    let a = onchain_sim(1, 1_000_000).await;
+    let b = onchain_sim(2, 9_000_000).await;
+    let (gw, _signer) = paying_gateway(&[&a, &b]).await;
+    let http = reqwest::Client::new();
+    let resp = t2i(&http, &gw).await;
+    assert_eq!(resp.headers()["x-orchestrator-url"], a.url());
+    // `a`'s ticket params expire: it refuses the gateway's (real) tickets.
+    a.advance_blocks(100);
+    let resp = t2i(&http, &gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-orchestrator-url"], b.url(), "failed over");
+    assert!(a.payments().rejections.values().sum::<u64>() >= 1, "a refused the payment");
+    assert_eq!(orch_state(&gw, a.url()).await["state"], "healthy", "an expiry is not a failure");
+    // The next request to `a` fetches fresh params and is accepted.
+    let resp = t2i(&http, &gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-orchestrator-url"], a.url());
+    gw.shutdown().await;
+}
