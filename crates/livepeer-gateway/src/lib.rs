@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod ai;
+pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod error;

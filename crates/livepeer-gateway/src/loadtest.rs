@@ -99,11 +99,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
             ("Authorization", "Livepeer-AI-Worker-1.0".to_owned()),
         ],
     };
-    let via = |path: &str| Target {
-        http: http.clone(),
-        url: format!("http://{}/{path}", gw.http_addr),
-        headers: vec![],
-    };
+    let via = |path: &str| via_gateway(&http, &gw, path);
     let t2i_body = json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1});
     let llm_body = json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]});
 
@@ -138,9 +134,68 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
             grps / drps.max(1.0)
         ));
     }
+    // Paid versus unpaid: the same text-to-image request through a gateway that pays an
+    // on-chain simulator with tickets (which checks every one) and through the unpaid one.
+    let mut addr = [0u8; 20];
+    addr[19] = 0x42;
+    let paid_sim = Sim::start(SimConfig {
+        name: "bench-paid".into(),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        models: vec![
+            SimModel::new("text-to-image", T2I_MODEL).price(1_000_000, 1).capacity(100_000),
+        ],
+        ..SimConfig::default()
+    })
+    .await?;
+    let mut paid_config = Config::load(Flags {
+        http_addr: Some("127.0.0.1:0".into()),
+        cli_addr: Some("127.0.0.1:0".into()),
+        ..Flags::default()
+    })?;
+    paid_config.orchestrators = OrchSource::Static(vec![paid_sim.url().parse()?]);
+    // A well-known development key (hardhat account #1); never a real one.
+    let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    paid_config.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(key)?));
+    let paid_gw = Gateway::start(paid_config).await?;
+    let paid = via_gateway(&http, &paid_gw, "text-to-image");
+    let unpaid = via_gateway(&http, &gw, "text-to-image");
+    for _ in 0..50 {
+        request(&paid, &t2i_body).await?;
+    }
+    let (pp50, pp99) = latency(&paid, &t2i_body, args.requests).await?;
+    let (up50, up99) = latency(&unpaid, &t2i_body, args.requests).await?;
+    let (mut ps, mut us_) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds).await);
+        ps.push(throughput(&paid, &t2i_body, args.concurrency, args.seconds).await);
+    }
+    let (prps, urps) = (median(&mut ps), median(&mut us_));
+    let tickets = paid_sim.payments().tickets_credited;
+    out.push_str(&format!(
+        "\n| text-to-image through the gateway | p50 | p99 | req/s ({} clients) |\n|---|---:|---:|---:|\n",
+        args.concurrency
+    ));
+    out.push_str(&format!(
+        "| unpaid (off-chain orchestrator) | {} | {} | {urps:.0} |\n",
+        us(up50),
+        us(up99)
+    ));
+    out.push_str(&format!(
+        "| paid (tickets, checked by the simulator) | {} | {} | {prps:.0} |\n",
+        us(pp50),
+        us(pp99)
+    ));
+    out.push_str(&format!("| **paid / unpaid** | | | **{:.2}×** |\n", prps / urps.max(1.0)));
+    out.push_str(&format!("\n{tickets} tickets were sent and accepted during the paid runs.\n"));
+    paid_gw.shutdown().await;
     gw.shutdown().await;
+    paid_sim.stop();
     sim.stop();
     Ok(out)
+}
+
+fn via_gateway(http: &reqwest::Client, gw: &Gateway, path: &str) -> Target {
+    Target { http: http.clone(), url: format!("http://{}/{path}", gw.http_addr), headers: vec![] }
 }
 
 fn median(xs: &mut [f64]) -> f64 {

@@ -66,6 +66,9 @@ struct Session {
     initial_price: Price,
 }
 
+/// Nonces used before fresh params are fetched; below the orchestrators' limit of 600.
+const NONCE_ROTATION: u32 = 500;
+
 /// A session shared by the requests to one (orchestrator, job).
 type SharedSession = Arc<Mutex<Session>>;
 
@@ -237,6 +240,9 @@ impl Payer {
                 .map_or(0, |d| d.as_secs() as i64);
             // Refresh in the last 10% of the auth token's 30 minutes, as go-livepeer does.
             s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration - 180)
+                // Orchestrators accept at most 600 nonces per set of params (go-livepeer
+                // `maxSenderNonces`): rotate before reaching it.
+                || s.sender.last_nonce() >= NONCE_ROTATION
         };
         if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned())
             && found.lock().is_ok_and(|s| !expired(&s))

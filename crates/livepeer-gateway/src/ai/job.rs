@@ -83,6 +83,8 @@ pub async fn run(
     ai.metrics.ai_requested(&record.key);
     let deadline = record.started + ai.config.request_timeout;
     let mut tried: Vec<String> = Vec::new();
+    // Orchestrators already retried once after a payment refusal.
+    let mut renewed: Vec<String> = Vec::new();
     let mut last_error: Option<CallError> = None;
 
     while (record.attempts.len() as u32) < ai.config.max_attempts && Instant::now() < deadline {
@@ -141,6 +143,13 @@ pub async fn run(
                 && e.is_payment_problem()
             {
                 payer.reset(lease.url(), &record.key);
+                // One more try on the same orchestrator with fresh params (go-livepeer retries
+                // expired params on the same session up to 3 times).
+                let url = lease.url().to_string();
+                if !renewed.contains(&url) {
+                    tried.retain(|t| *t != url);
+                    renewed.push(url);
+                }
             }
         }
         if let Some((tickets, ev, fee)) = &spend {

@@ -126,7 +126,7 @@ async fn concurrent_paid_requests_never_reuse_a_nonce() {
 }
 
 #[tokio::test]
-async fn a_rejected_payment_fails_over_and_the_session_is_renewed() {
+async fn a_refused_payment_renews_the_session_or_fails_over() {
     // `a` is cheaper, so selection tries it first.
     let a = onchain_sim(1, 1_000_000).await;
     let b = onchain_sim(2, 9_000_000).await;
@@ -134,16 +134,29 @@ async fn a_rejected_payment_fails_over_and_the_session_is_renewed() {
     let http = reqwest::Client::new();
     let resp = t2i(&http, &gw).await;
     assert_eq!(resp.headers()["x-orchestrator-url"], a.url());
-    // `a`'s ticket params expire: it refuses the gateway's (real) tickets.
+    // `a`'s ticket params expire: it refuses the gateway's real tickets once, the gateway
+    // fetches fresh params and pays again on `a`, as go-livepeer retries expired params.
     a.advance_blocks(100);
     let resp = t2i(&http, &gw).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-orchestrator-url"], b.url(), "failed over");
-    assert!(a.payments().rejections.values().sum::<u64>() >= 1, "a refused the payment");
+    assert_eq!(resp.headers()["x-orchestrator-url"], a.url(), "same orchestrator, fresh params");
+    assert_eq!(
+        a.payments().rejections.values().sum::<u64>(),
+        1,
+        "a refused the stale payment once"
+    );
     assert_eq!(orch_state(&gw, a.url()).await["state"], "healthy", "an expiry is not a failure");
-    // The next request to `a` fetches fresh params and is accepted.
+    // An orchestrator that keeps refusing the payment: the gateway fails over to `b` and the
+    // refusal is counted against `a`.
+    a.set_ai_mode(livepeer_sim::AiMode::Status(400, "invalid ticket signature".into()));
     let resp = t2i(&http, &gw).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-orchestrator-url"], a.url());
+    assert_eq!(resp.headers()["x-orchestrator-url"], b.url(), "failed over");
+    let metrics = admin_text(&gw, "/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("livepeer_ai_request_errors_total") && l.contains(a.url()))
+        .unwrap_or_default();
+    assert!(!line.is_empty(), "the refusal is reported: {metrics}");
     gw.shutdown().await;
 }
