@@ -153,6 +153,18 @@ pub struct Flags {
     /// [default: http:// + the request's Host].
     #[arg(long, env = "LP_PUBLICURL")]
     pub public_url: Option<String>,
+    /// The largest ticket face value accepted is deposit / this [default: 1].
+    #[arg(long, env = "LP_DEPOSITMULTIPLIER")]
+    pub deposit_multiplier: Option<u64>,
+    /// Ethereum JSON-RPC URL, to read the gateway's TicketBroker deposit and reserve.
+    #[arg(long, env = "LP_ETHURL")]
+    pub eth_url: Option<String>,
+    /// The Livepeer Controller contract address (required with --eth-url).
+    #[arg(long, env = "LP_ETHCONTROLLER")]
+    pub eth_controller: Option<String>,
+    /// How often the deposit and reserve are read again [default: 30s].
+    #[arg(long, env = "LP_SENDERINFOREFRESHINTERVAL")]
+    pub sender_info_refresh_interval: Option<String>,
     /// Refuse orchestrators whose ticket EV exceeds this many wei [default: 3000000000000].
     #[arg(long, env = "LP_MAXTICKETEV")]
     pub max_ticket_ev: Option<u128>,
@@ -220,6 +232,10 @@ struct FileConfig {
     eth_acct_addr: Option<String>,
     max_ticket_ev: Option<u128>,
     max_total_ev: Option<u128>,
+    deposit_multiplier: Option<u64>,
+    eth_url: Option<String>,
+    eth_controller: Option<String>,
+    sender_info_refresh_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +252,17 @@ impl StringOrList {
             Self::Many(v) => v.join(","),
         }
     }
+}
+
+/// The Ethereum connection used to read the gateway's TicketBroker funds.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// JSON-RPC URL.
+    pub url: Url,
+    /// The Controller contract, which names the TicketBroker.
+    pub controller: livepeer_pm::Address,
+    /// How often the funds are read again.
+    pub refresh: Duration,
 }
 
 /// Where orchestrators come from.
@@ -283,6 +310,8 @@ pub struct Config {
     pub ai: AiConfig,
     /// Ticket sender limits.
     pub payment: crate::payment::PaymentLimits,
+    /// Where to read the sender's deposit and reserve, if anywhere.
+    pub chain: Option<ChainConfig>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -466,7 +495,36 @@ impl Config {
             }
         }
         let defaults = crate::payment::PaymentLimits::default();
+        let deposit_multiplier = f.deposit_multiplier.or(file.deposit_multiplier).unwrap_or(1);
+        if deposit_multiplier == 0 {
+            return Err(bad("--deposit-multiplier", "must be at least 1"));
+        }
+        let chain = match f.eth_url.or(file.eth_url).filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(u) => {
+                let url =
+                    Url::parse(u.trim()).map_err(|e| bad("--eth-url", format!("{u:?}: {e}")))?;
+                let controller = f
+                    .eth_controller
+                    .or(file.eth_controller)
+                    .ok_or_else(|| bad("--eth-controller", "required with --eth-url"))?;
+                let controller = controller
+                    .trim()
+                    .parse::<livepeer_pm::Address>()
+                    .map_err(|e| bad("--eth-controller", format!("{controller:?}: {e}")))?;
+                let refresh = duration(
+                    "--sender-info-refresh-interval",
+                    f.sender_info_refresh_interval.or(file.sender_info_refresh_interval),
+                    "30s",
+                )?;
+                if refresh.is_zero() {
+                    return Err(bad("--sender-info-refresh-interval", "must be longer than zero"));
+                }
+                Some(ChainConfig { url, controller, refresh })
+            }
+        };
         let payment = crate::payment::PaymentLimits {
+            deposit_multiplier,
             max_ticket_ev: f
                 .max_ticket_ev
                 .or(file.max_ticket_ev)
@@ -479,7 +537,11 @@ impl Config {
         if payment.max_total_ev < payment.max_ticket_ev {
             return Err(bad("--max-total-ev", "must be at least --max-ticket-ev"));
         }
+        if chain.is_some() && signer.is_none() {
+            return Err(bad("--eth-url", "needs the gateway's key (--eth-keystore-path)"));
+        }
         let config = Self {
+            chain,
             payment,
             ai,
             http_addr,

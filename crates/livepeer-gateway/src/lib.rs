@@ -153,6 +153,9 @@ impl Gateway {
                 payment::Payer::new(signer, client, config.payment)
             }),
         };
+        if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
+            watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;
+        }
         serve(&tasks, "admin-api", admin, admin::router(state.clone()));
         serve(&tasks, "public-api", http, public_router(ai_state));
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
@@ -168,6 +171,40 @@ impl Gateway {
 /// The public API: batch AI (and, in later work, live, BYOC and transcoding) plus `/healthz`.
 pub fn public_router(ai: ai::AiState) -> Router {
     ai::router(ai).route("/healthz", get(|| async { "ok" }))
+}
+
+/// Reads the sender's TicketBroker funds once (startup fails if it cannot, as go-livepeer's
+/// does on-chain), then again every `chain.refresh`, keeping the last good value on errors.
+async fn watch_funds(
+    tasks: &Tasks,
+    chain: &config::ChainConfig,
+    payer: payment::Payer,
+    signer: Option<&Arc<livepeer_pm::LocalSigner>>,
+) -> Result<(), StartError> {
+    let Some(sender) = signer.map(|s| s.address()) else { return Ok(()) };
+    let client = chain::ChainClient::new(chain.url.clone())
+        .map_err(|e| StartError::Setup(format!("--eth-url: {e}")))?;
+    let controller = chain.controller;
+    let info = client.sender_info(controller, sender).await.map_err(|e| {
+        StartError::Setup(format!("reading the TicketBroker deposit and reserve: {e}"))
+    })?;
+    tracing::info!(deposit = %info.deposit, reserve = %info.reserve, unlocking = info.is_unlocking(), "sender funds");
+    payer.set_funds(info);
+    let every = chain.refresh;
+    tasks.spawn("sender-funds", move |cancel| async move {
+        let mut tick = tokio::time::interval(every);
+        tick.reset();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => match client.sender_info(controller, sender).await {
+                    Ok(info) => payer.set_funds(info),
+                    Err(e) => tracing::warn!(error = %e, "could not refresh sender funds; keeping the last"),
+                },
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -16,6 +16,7 @@ use livepeer_pm::{
 use livepeer_proto::net;
 use url::Url;
 
+use crate::chain::SenderInfo;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
@@ -24,6 +25,8 @@ use crate::orchestrator::{ClientError, JobKey, OrchClient};
 /// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentLimits {
+    /// The largest face value accepted is deposit / this (`-depositMultiplier`, at least 1).
+    pub deposit_multiplier: u64,
     /// Refuse orchestrators whose ticket EV exceeds this (`-maxTicketEV`, 3000 gwei).
     pub max_ticket_ev: U256,
     /// Refuse payments whose total EV exceeds this (`-maxTotalEV`, 20000 gwei).
@@ -33,6 +36,7 @@ pub struct PaymentLimits {
 impl Default for PaymentLimits {
     fn default() -> Self {
         Self {
+            deposit_multiplier: 1,
             max_ticket_ev: U256::from(3_000_000_000_000u64),
             max_total_ev: U256::from(20_000_000_000_000u64),
         }
@@ -106,6 +110,9 @@ pub enum Settlement {
 /// The gateway's ticket sender; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Payer {
+    /// The sender's deposit and reserve as last read from the TicketBroker; `None` when the
+    /// gateway has no chain connection (those checks are then skipped, as off-chain).
+    funds: Arc<Mutex<Option<SenderInfo>>>,
     signer: Arc<LocalSigner>,
     client: OrchClient,
     limits: PaymentLimits,
@@ -115,7 +122,41 @@ pub struct Payer {
 impl Payer {
     /// A payer signing with `signer`, fetching job-priced params with `client`.
     pub fn new(signer: Arc<LocalSigner>, client: OrchClient, limits: PaymentLimits) -> Self {
-        Self { signer, client, limits, sessions: Arc::default() }
+        Self { funds: Arc::default(), signer, client, limits, sessions: Arc::default() }
+    }
+
+    /// Records the sender's funds as just read from the chain.
+    pub fn set_funds(&self, info: SenderInfo) {
+        if let Ok(mut f) = self.funds.lock() {
+            *f = Some(info);
+        }
+    }
+
+    /// The sender's funds as last read, if a chain is configured.
+    pub fn funds(&self) -> Option<SenderInfo> {
+        self.funds.lock().ok().and_then(|f| *f)
+    }
+
+    /// go-livepeer's `validateSender` and the face value bound (PAYMENTS.md §5.3, checks 7 and
+    /// 9), with its error strings.
+    fn check_funds(&self, face_value: U256) -> Result<(), PayError> {
+        let Some(funds) = self.funds() else { return Ok(()) };
+        if funds.is_unlocking() {
+            return Err(PayError::Refused("deposit and reserve is set to unlock soon".into()));
+        }
+        if funds.reserve.is_zero() {
+            return Err(PayError::Refused("no sender reserve".into()));
+        }
+        if funds.deposit.is_zero() {
+            return Err(PayError::Refused("no sender deposit".into()));
+        }
+        let max = funds.max_face_value(self.limits.deposit_multiplier).unwrap_or(U256::ZERO);
+        if face_value > max {
+            return Err(PayError::Refused(format!(
+                "ticket faceValue {face_value} > max faceValue {max}"
+            )));
+        }
+        Ok(())
     }
 
     /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`.
@@ -169,6 +210,7 @@ impl Payer {
                 self.limits.max_ticket_ev
             )));
         }
+        self.check_funds(params.face_value)?;
         let per_unit = Ratio::new(
             livepeer_pm::U512::from(price.per_unit as u64),
             livepeer_pm::U512::from(price.pixels_per_unit as u64),
@@ -298,5 +340,50 @@ fn price_info(price: Price) -> net::PriceInfo {
         pixels_per_unit: price.pixels_per_unit,
         capability: 0,
         constraint: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::{Timeouts, TlsTrust};
+    use std::time::Duration;
+
+    fn payer(multiplier: u64) -> Payer {
+        let client = OrchClient::new(
+            Timeouts { connect: Duration::from_secs(1), call: Duration::from_secs(1) },
+            TlsTrust::AcceptAny,
+            None,
+        );
+        let limits = PaymentLimits { deposit_multiplier: multiplier, ..PaymentLimits::default() };
+        Payer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
+    }
+
+    fn funds(deposit: u64, reserve: u64, withdraw_round: u64) -> SenderInfo {
+        SenderInfo {
+            deposit: U256::from(deposit),
+            withdraw_round: U256::from(withdraw_round),
+            reserve: U256::from(reserve),
+            claimed_in_current_round: U256::ZERO,
+        }
+    }
+
+    #[test]
+    fn funds_checks_follow_go_livepeer() {
+        let p = payer(2);
+        assert!(p.check_funds(U256::from(1u64 << 40)).is_ok(), "no chain: not checked");
+        let refused = |p: &Payer, face: u64| match p.check_funds(U256::from(face)) {
+            Err(PayError::Refused(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        p.set_funds(funds(1000, 10, 7));
+        assert!(refused(&p, 1).contains("unlock soon"));
+        p.set_funds(funds(1000, 0, 0));
+        assert_eq!(refused(&p, 1), "no sender reserve");
+        p.set_funds(funds(0, 10, 0));
+        assert_eq!(refused(&p, 1), "no sender deposit");
+        p.set_funds(funds(1000, 10, 0));
+        assert!(p.check_funds(U256::from(500u64)).is_ok(), "500 ≤ 1000 / 2");
+        assert_eq!(refused(&p, 501), "ticket faceValue 501 > max faceValue 500");
     }
 }

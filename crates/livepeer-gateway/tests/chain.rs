@@ -83,6 +83,12 @@ fn free_port() -> u16 {
 
 /// Starts ganache on a free port and waits until it answers `eth_chainId`.
 async fn start_ganache(cli: &Path) -> (NodeGuard, ChainClient) {
+    let (guard, client, _) = start_ganache_at(cli).await;
+    (guard, client)
+}
+
+/// Starts ganache and also returns its URL.
+async fn start_ganache_at(cli: &Path) -> (NodeGuard, ChainClient, Url) {
     let port = free_port();
     let child = Command::new("node")
         .arg(cli)
@@ -103,7 +109,7 @@ async fn start_ganache(cli: &Path) -> (NodeGuard, ChainClient) {
         .expect("spawn ganache");
     let mut guard = NodeGuard(child);
     let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    let client = ChainClient::with_timeout(url, Duration::from_secs(5)).unwrap();
+    let client = ChainClient::with_timeout(url.clone(), Duration::from_secs(5)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match client.chain_id().await {
@@ -120,7 +126,7 @@ async fn start_ganache(cli: &Path) -> (NodeGuard, ChainClient) {
             }
         }
     }
-    (guard, client)
+    (guard, client, url)
 }
 
 /// Deploys creation bytecode from `from` and returns the new contract's address.
@@ -284,4 +290,53 @@ async fn malformed_answers_are_reported() {
         Err(ChainError::Malformed { method, .. }) => assert_eq!(method, "getSenderInfo"),
         other => panic!("expected Malformed, got {other:?}"),
     }
+}
+
+/// A paying gateway reads its funds from the chain at start and refuses to pay with none:
+/// clients get a clear 503 rather than orchestrators getting worthless tickets.
+#[tokio::test]
+async fn a_gateway_without_a_deposit_refuses_to_pay() {
+    let Some(cli) = ganache_cli() else { return };
+    let (_guard, client, url) = start_ganache_at(&cli).await;
+    let accounts = client.request("eth_accounts", json!([])).await.unwrap();
+    let from = accounts[0].as_str().unwrap().to_owned();
+    let broker = deploy(&client, &from, &creation_code(BROKER_BIN, &[])).await;
+    let controller =
+        deploy(&client, &from, &creation_code(CONTROLLER_BIN, broker.into_word().as_slice())).await;
+
+    let sim = livepeer_sim::Sim::start(livepeer_sim::SimConfig {
+        eth_address: Some(sender(0x0F)),
+        models: vec![livepeer_sim::SimModel::new("text-to-image", "m").price(1_000_000, 1)],
+        ..livepeer_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let flags = livepeer_gateway::config::Flags {
+        http_addr: Some("127.0.0.1:0".into()),
+        cli_addr: Some("127.0.0.1:0".into()),
+        orch_addr: Some(sim.url().to_owned()),
+        ..Default::default()
+    };
+    let mut config = livepeer_gateway::Config::load(flags).unwrap();
+    // A key without a deposit: the test broker answers zeros for unknown senders.
+    let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    config.signer = Some(std::sync::Arc::new(livepeer_pm::LocalSigner::from_hex(key).unwrap()));
+    config.chain = Some(livepeer_gateway::config::ChainConfig {
+        url,
+        controller,
+        refresh: Duration::from_secs(60),
+    });
+    let gw = livepeer_gateway::Gateway::start(config).await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"prompt": "x", "model_id": "m", "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no sender reserve"), "{body}");
+    assert_eq!(sim.ai_requests(), 0, "nothing was sent unpaid");
+    gw.shutdown().await;
 }

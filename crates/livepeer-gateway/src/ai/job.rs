@@ -86,6 +86,8 @@ pub async fn run(
     // Orchestrators already retried once after a payment refusal.
     let mut renewed: Vec<String> = Vec::new();
     let mut last_error: Option<CallError> = None;
+    // Whether some orchestrator was skipped because the gateway would not or could not pay it.
+    let mut pay_refused = false;
 
     while (record.attempts.len() as u32) < ai.config.max_attempts && Instant::now() < deadline {
         let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
@@ -112,8 +114,11 @@ pub async fn run(
                     match e {
                         // Unreachable for job-priced params: the orchestrator's failure.
                         PayError::Discovery(_) => lease.failed(e.to_string()),
-                        // Its terms are unacceptable (price, EV): skip it, eject nobody.
-                        _ => drop(lease),
+                        // Its terms, or our funds, rule out paying it: skip it, eject nobody.
+                        _ => {
+                            drop(lease);
+                            pay_refused = true;
+                        }
                     }
                     continue;
                 }
@@ -202,6 +207,7 @@ pub async fn run(
     }
     finish(ai, &record, "", None, &req, "failed");
     let (status, kind) = match &last_error {
+        None if pay_refused => (StatusCode::SERVICE_UNAVAILABLE, "payment_refused"),
         Some(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "orchestrator_timeout"),
         // Everyone tried was busy: a later retry can succeed.
         Some(e) if e.blame() == Blame::Busy => {
@@ -223,7 +229,8 @@ pub async fn run(
     );
     let mut resp = json_error(status, kind, message, None);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let after = if pay_refused { "60" } else { "1" };
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(after));
     }
     headers(&mut resp, &record, "");
     resp
