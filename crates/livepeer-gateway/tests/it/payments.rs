@@ -160,3 +160,18 @@ async fn a_refused_payment_renews_the_session_or_fails_over() {
     assert!(!line.is_empty(), "the refusal is reported: {metrics}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_free_orchestrator_gets_sender_and_price_only() {
+    let free = onchain_sim(7, 0).await;
+    let (gw, signer) = paying_gateway(&[&free]).await;
+    let resp = t2i(&reqwest::Client::new(), &gw).await;
+    assert_eq!(resp.status(), 200);
+    let seen = free.last_ai_request().unwrap();
+    let payment = seen.payment.expect("a Livepeer-Payment protobuf");
+    assert_eq!(payment.sender, signer.address().to_vec());
+    assert_eq!(payment.expected_price.unwrap().price_per_unit, 0);
+    assert!(payment.ticket_params.is_none() && payment.ticket_sender_params.is_empty());
+    assert_eq!(free.payments().tickets_received, 0);
+    gw.shutdown().await;
+}
