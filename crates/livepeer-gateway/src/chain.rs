@@ -12,6 +12,7 @@
 //!
 //! Amounts stay [`U256`] throughout: nothing is rounded or converted to floating point.
 
+use crate::error::error_chain;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -315,18 +316,6 @@ impl ChainClient {
         let broker = self.ticket_broker(controller).await?;
         self.sender_info_at(broker, sender).await
     }
-}
-
-/// The `Display` of an error and of its sources, so that "error sending request" says why.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Parses a JSON-RPC quantity (`"0x"` followed by at most 16 hex digits) as a `u64`.

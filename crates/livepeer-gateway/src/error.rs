@@ -50,3 +50,16 @@ pub fn select_error(e: &SelectError) -> Response {
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
     resp
 }
+
+/// The `Display` of an error followed by those of its sources, so that a message such as
+/// "error sending request" also says why.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

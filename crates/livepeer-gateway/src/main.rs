@@ -73,6 +73,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::register()?;
     let demo_orchs = match command {
         Some(Command::Bench(args)) => {
             let report = loadtest::run(args).await?;
@@ -91,7 +92,7 @@ async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()>
         let text = demo::instructions(gateway.admin_addr, gateway.http_addr, orchs);
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
-    wait_for_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down");
     // Like go-livepeer, give in-flight work up to 10 s.
     if tokio::time::timeout(Duration::from_secs(10), gateway.shutdown()).await.is_err() {
@@ -101,25 +102,38 @@ async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered when created: `run` creates this before it starts anything,
+/// so a signal that arrives while the gateway is starting is not lost (nor fatal).
+struct Shutdown {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn init_tracing(config: &Config) {

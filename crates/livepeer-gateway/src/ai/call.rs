@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
+use crate::error::error_chain;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
 use crate::orchestrator::info::OrchInfo;
@@ -218,7 +219,7 @@ impl AiClient {
                 builder.multipart(form.part(file.field, part))
             }
         };
-        let resp = builder.send().await.map_err(|e| CallError::Connect(chain(&e)))?;
+        let resp = builder.send().await.map_err(|e| CallError::Connect(error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
@@ -337,8 +338,12 @@ impl AiClient {
             return Ok((content_type, Bytes::from(bytes)));
         }
         let get = async {
-            let resp =
-                self.http.get(src).send().await.map_err(|e| CallError::Download(chain(&e)))?;
+            let resp = self
+                .http
+                .get(src)
+                .send()
+                .await
+                .map_err(|e| CallError::Download(error_chain(&e)))?;
             if !resp.status().is_success() {
                 return Err(CallError::Download(format!("{src}: status {}", resp.status())));
             }
@@ -376,7 +381,7 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, Ca
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::Connect(chain(&e)))?;
+        let chunk = chunk.map_err(|e| CallError::Connect(error_chain(&e)))?;
         if body.len() + chunk.len() > limit {
             return Err(CallError::Malformed(format!("answer larger than {limit} bytes")));
         }
@@ -398,18 +403,6 @@ fn extension(content_type: &str, url: &str) -> &'static str {
         _ if url.ends_with(".png") => "png",
         _ => "bin",
     }
-}
-
-/// An error with its sources, for messages that say what really happened.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -222,13 +222,11 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
     if msg == "transport error"
         || std::error::Error::source(status).is_some_and(|s| s.is::<tonic::transport::Error>())
     {
-        let mut detail = msg.clone();
-        let mut source = std::error::Error::source(status);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
+        // The status's own Display is verbose; its message plus the sources say it all.
+        let detail = match std::error::Error::source(status) {
+            Some(source) => format!("{msg}: {}", crate::error::error_chain(source)),
+            None => msg.clone(),
+        };
         if detail.contains("timed out") || detail.contains("Timeout expired") {
             return ClientError::Timeout(deadline);
         }
