@@ -68,8 +68,20 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     offers.sort_by(|a, b| a["job"].as_str().cmp(&b["job"].as_str()));
+    let payments = state.payer.as_ref().map(|p| {
+        json!({
+            "sender": p.sender().to_checksum(None),
+            "funds": p.funds().map(|f| json!({
+                "deposit_wei": f.deposit.to_string(),
+                "reserve_wei": f.reserve.to_string(),
+                "unlocking": f.is_unlocking(),
+            })),
+            "sessions": p.sessions(),
+        })
+    });
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "payments": payments,
         "uptime_ms": now,
         "config": &*state.summary,
         "pool": {

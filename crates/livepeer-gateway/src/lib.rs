@@ -60,6 +60,8 @@ pub struct AppState {
     pub requirements: Arc<Requirements>,
     /// Configuration summary for `/status` (no secrets).
     pub summary: Arc<serde_json::Value>,
+    /// The ticket sender, when the gateway has a key.
+    pub payer: Option<payment::Payer>,
 }
 
 /// A running gateway.
@@ -123,11 +125,17 @@ impl Gateway {
             max_concurrent_calls: config.discovery_concurrency,
         };
         let pool = Pool::start(pool_config, client, discovery, metrics.clone(), &tasks).await;
+        let payer = config.signer.clone().map(|signer| {
+            // Job-priced ticket params come from their own GetOrchestrator calls.
+            let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
+            payment::Payer::new(signer, client, config.payment)
+        });
         let state = AppState {
             pool,
             metrics,
             requirements: Arc::new(config.requirements.clone()),
             summary: Arc::new(summary(&config)),
+            payer: payer.clone(),
         };
 
         let ai_client = ai::call::AiClient::new(
@@ -147,11 +155,7 @@ impl Gateway {
             limits: Arc::new(ai::validate::Limits::default()),
             config: Arc::new(config.ai.clone()),
             metrics: state.metrics.clone(),
-            payer: config.signer.clone().map(|signer| {
-                // Job-priced ticket params come from their own GetOrchestrator calls.
-                let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
-                payment::Payer::new(signer, client, config.payment)
-            }),
+            payer,
         };
         if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
             watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;

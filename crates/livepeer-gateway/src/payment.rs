@@ -125,6 +125,29 @@ impl Payer {
         Self { funds: Arc::default(), signer, client, limits, sessions: Arc::default() }
     }
 
+    /// The sender (ticket signer) address.
+    pub fn sender(&self) -> livepeer_pm::Address {
+        self.signer.address()
+    }
+
+    /// Open payment sessions: (orchestrator, job) → nonces used and credit held, for operators.
+    pub fn sessions(&self) -> Vec<serde_json::Value> {
+        let Ok(map) = self.sessions.lock() else { return Vec::new() };
+        map.iter()
+            .filter_map(|((url, job), session)| {
+                let s = session.lock().ok()?;
+                Some(serde_json::json!({
+                    "orchestrator": url,
+                    "job": job.to_string(),
+                    "price": s.info.price.to_string(),
+                    "ticket_ev_wei": s.sender.params().ev().to_string(),
+                    "nonces_used": s.sender.last_nonce(),
+                    "credit_wei": s.balance.amount().to_string(),
+                }))
+            })
+            .collect()
+    }
+
     /// Records the sender's funds as just read from the chain.
     pub fn set_funds(&self, info: SenderInfo) {
         if let Ok(mut f) = self.funds.lock() {

@@ -92,6 +92,12 @@ async fn a_thousand_paid_requests_are_covered_within_one_ticket() {
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
     let tickets = check_books(&sims, &signer, 1);
+    // Operators see the sender and one payment session per orchestrator.
+    let (_, status) = admin_get(&gw, "/status").await;
+    assert_eq!(status["payments"]["sender"], signer.address().to_checksum(None));
+    let sessions = status["payments"]["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{status}");
+    assert!(sessions.iter().all(|s| s["nonces_used"].as_u64().unwrap() > 0));
     assert!((450..=560).contains(&tickets), "about one ticket per two requests: {tickets}");
     let metrics = admin_text(&gw, "/metrics").await;
     assert!(metrics.contains("livepeer_tickets_sent_total{"), "{metrics}");
