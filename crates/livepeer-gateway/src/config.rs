@@ -165,6 +165,20 @@ pub struct Flags {
     /// How often the deposit and reserve are read again [default: 30s].
     #[arg(long, env = "LP_SENDERINFOREFRESHINTERVAL")]
     pub sender_info_refresh_interval: Option<String>,
+    /// Serve the remote-signer routes (`/sign-orchestrator-info`, `/discover-orchestrators`)
+    /// for other gateways; needs the key and --remote-signer-api-key.
+    #[arg(long, env = "LP_REMOTESIGNER", num_args = 0..=1, default_missing_value = "true")]
+    pub remote_signer: Option<bool>,
+    /// API key clients of the signer routes must present (`Authorization: Bearer <key>`).
+    #[arg(long, env = "LP_REMOTESIGNERAPIKEY", hide_env_values = true)]
+    pub remote_signer_api_key: Option<String>,
+    /// Use a remote signer for this gateway's identity (and, with no orchestrators configured,
+    /// its discovery) instead of a local key.
+    #[arg(long, env = "LP_REMOTESIGNERURL")]
+    pub remote_signer_url: Option<String>,
+    /// Headers sent to the remote signer, `name:value,name2:value2`.
+    #[arg(long, env = "LP_REMOTESIGNERHEADERS", hide_env_values = true)]
+    pub remote_signer_headers: Option<String>,
     /// Refuse orchestrators whose ticket EV exceeds this many wei [default: 3000000000000].
     #[arg(long, env = "LP_MAXTICKETEV")]
     pub max_ticket_ev: Option<u128>,
@@ -233,6 +247,10 @@ struct FileConfig {
     max_ticket_ev: Option<u128>,
     max_total_ev: Option<u128>,
     deposit_multiplier: Option<u64>,
+    remote_signer: Option<bool>,
+    remote_signer_api_key: Option<String>,
+    remote_signer_url: Option<String>,
+    remote_signer_headers: Option<String>,
     eth_url: Option<String>,
     eth_controller: Option<String>,
     sender_info_refresh_interval: Option<String>,
@@ -312,6 +330,10 @@ pub struct Config {
     pub payment: crate::payment::PaymentLimits,
     /// Where to read the sender's deposit and reserve, if anywhere.
     pub chain: Option<ChainConfig>,
+    /// Serve the signer routes, with this API key.
+    pub serve_signer: Option<SecretString>,
+    /// A remote signer to take the identity from, and its headers (as `name:value,…`).
+    pub remote_signer: Option<(Url, String)>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -537,10 +559,62 @@ impl Config {
         if payment.max_total_ev < payment.max_ticket_ev {
             return Err(bad("--max-total-ev", "must be at least --max-ticket-ev"));
         }
+        let serve_signer = if f.remote_signer.or(file.remote_signer).unwrap_or(false) {
+            if signer.is_none() {
+                return Err(bad(
+                    "--remote-signer",
+                    "needs the gateway's key (--eth-keystore-path)",
+                ));
+            }
+            // go-livepeer refuses a signer without auth on a public address; we never serve one
+            // without an API key.
+            let key = f
+                .remote_signer_api_key
+                .or(file.remote_signer_api_key)
+                .filter(|k| k.trim().len() >= 16)
+                .ok_or_else(|| {
+                    bad(
+                        "--remote-signer-api-key",
+                        "required with --remote-signer (16 characters or more)",
+                    )
+                })?;
+            Some(SecretString::from(key))
+        } else {
+            None
+        };
+        let remote_signer =
+            match f.remote_signer_url.or(file.remote_signer_url).filter(|u| !u.trim().is_empty()) {
+                None => None,
+                Some(u) => {
+                    if signer.is_some() {
+                        return Err(bad(
+                            "--remote-signer-url",
+                            "use either a remote signer or a local key, not both",
+                        ));
+                    }
+                    let u = u.trim();
+                    // A scheme-less signer URL means https, as in go-livepeer.
+                    let text =
+                        if u.contains("://") { u.to_owned() } else { format!("https://{u}") };
+                    let mut url = Url::parse(&text)
+                        .map_err(|e| bad("--remote-signer-url", format!("{u:?}: {e}")))?;
+                    if !url.path().ends_with('/') {
+                        let path = format!("{}/", url.path());
+                        url.set_path(&path);
+                    }
+                    let headers =
+                        f.remote_signer_headers.or(file.remote_signer_headers).unwrap_or_default();
+                    crate::signer::parse_headers(&headers)
+                        .map_err(|e| bad("--remote-signer-headers", e))?;
+                    Some((url, headers))
+                }
+            };
         if chain.is_some() && signer.is_none() {
             return Err(bad("--eth-url", "needs the gateway's key (--eth-keystore-path)"));
         }
         let config = Self {
+            serve_signer,
+            remote_signer,
             chain,
             payment,
             ai,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+pub mod signer;
 pub mod task;
 
 // Used by the binary only.
@@ -85,6 +86,17 @@ impl Gateway {
         let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
 
         let signer = config.signer.clone();
+        let remote_identity = match &config.remote_signer {
+            Some((url, headers)) => {
+                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                let id = signer::fetch_identity(url, headers)
+                    .await
+                    .map_err(|e| StartError::Setup(e.to_string()))?;
+                tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
+                Some(id)
+            }
+            None => None,
+        };
         let identity = match &signer {
             Some(signer) => {
                 let text = signer.address().to_checksum(None);
@@ -94,12 +106,27 @@ impl Gateway {
                 tracing::info!(address = %text, "gateway identity");
                 Some(Identity { address: signer.address(), sig })
             }
-            None => None,
+            None => remote_identity,
         };
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
-        let discovery = match &config.orchestrators {
-            OrchSource::Static(urls) => {
+        let discovery = match (&config.orchestrators, &config.remote_signer) {
+            // No orchestrators configured: discover them through the remote signer.
+            (OrchSource::Static(urls), Some((url, headers))) if urls.is_empty() => {
+                let endpoint = url
+                    .join("discover-orchestrators")
+                    .map_err(|e| StartError::Setup(e.to_string()))?;
+                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                let timeout = std::time::Duration::from_secs(3);
+                Discovery::webhook_with_headers(
+                    endpoint,
+                    config.webhook_refresh_interval,
+                    timeout,
+                    headers,
+                )
+                .map_err(StartError::Setup)?
+            }
+            (OrchSource::Static(urls), _) => {
                 if urls.is_empty() {
                     tracing::warn!(
                         "no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503"
@@ -107,7 +134,7 @@ impl Gateway {
                 }
                 Discovery::Static(urls.clone())
             }
-            OrchSource::Webhook(url) => Discovery::webhook(
+            (OrchSource::Webhook(url), _) => Discovery::webhook(
                 url.clone(),
                 config.webhook_refresh_interval,
                 std::time::Duration::from_secs(3),
@@ -161,7 +188,14 @@ impl Gateway {
             watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;
         }
         serve(&tasks, "admin-api", admin, admin::router(state.clone()));
-        serve(&tasks, "public-api", http, public_router(ai_state));
+        let mut public = public_router(ai_state);
+        if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
+            let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
+                .map_err(StartError::Setup)?;
+            public = public.merge(routes);
+            tracing::info!("serving remote-signer routes (API key required)");
+        }
+        serve(&tasks, "public-api", http, public);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         Ok(Self { http_addr, admin_addr, state, tasks })
     }

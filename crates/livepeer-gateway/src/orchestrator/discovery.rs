@@ -103,9 +103,21 @@ pub struct Webhook {
 impl Discovery {
     /// A webhook source with the given refresh interval and request timeout.
     pub fn webhook(url: Url, refresh: Duration, timeout: Duration) -> Result<Self, String> {
+        Self::webhook_with_headers(url, refresh, timeout, reqwest::header::HeaderMap::new())
+    }
+
+    /// A webhook source that sends `headers` with every fetch (a remote signer's
+    /// `/discover-orchestrators`, which wants the signer's auth headers).
+    pub fn webhook_with_headers(
+        url: Url,
+        refresh: Duration,
+        timeout: Duration,
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .default_headers(headers)
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self::Webhook(Webhook { url, refresh, http, last_good: Mutex::new(None) }))

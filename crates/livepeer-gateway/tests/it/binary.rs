@@ -166,3 +166,15 @@ fn a_wrong_keystore_password_exits_64_without_echoing_it() {
     assert_eq!(code, 64);
     assert!(stderr.contains("--eth-password"), "{stderr}");
 }
+
+#[test]
+fn signer_routes_need_an_api_key_and_a_key() {
+    let (code, stderr) = run(&["--remote-signer"], &[]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("--remote-signer"), "{stderr}");
+    let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let (code, stderr) = run(&["--remote-signer"], &[("LP_ETH_KEY", key)]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("--remote-signer-api-key"), "{stderr}");
+    assert!(!stderr.contains(&key[2..]), "the key is never echoed");
+}

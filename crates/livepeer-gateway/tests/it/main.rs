@@ -7,5 +7,6 @@ mod discovery;
 mod health;
 mod payments;
 mod props;
+mod signer;
 mod support;
 mod wire;
