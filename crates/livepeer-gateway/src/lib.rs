@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+mod remote_payment;
 pub mod signer;
 pub mod task;
 

@@ -7,7 +7,7 @@
 //! - as a client, a gateway without a key takes its identity from a signer at start and, when
 //!   no orchestrators are configured, discovers them through the signer.
 //!
-//! `POST /generate-live-payment` (live payments through a signer) is not built yet.
+//! `POST /generate-live-payment` (paying through a signer) lives in `remote_payment.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,18 @@ pub struct SignerState {
     signature: Signature,
     api_key: Arc<SecretString>,
     pool: Pool,
+}
+
+impl SignerState {
+    /// The signing key.
+    pub(crate) fn key(&self) -> &LocalSigner {
+        &self.signer
+    }
+
+    /// Its address.
+    pub(crate) fn address(&self) -> Address {
+        self.signer.address()
+    }
 }
 
 /// Why a signer could not be used.
@@ -64,11 +76,12 @@ pub fn router(
     Ok(Router::new()
         .route("/sign-orchestrator-info", post(sign_orchestrator_info))
         .route("/discover-orchestrators", get(discover_orchestrators))
+        .route("/generate-live-payment", post(crate::remote_payment::generate_live_payment))
         .with_state(state))
 }
 
 /// `Some(401 response)` unless the request carries the API key.
-fn unauthorized(state: &SignerState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn unauthorized(state: &SignerState, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

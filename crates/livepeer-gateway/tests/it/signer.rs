@@ -75,3 +75,102 @@ async fn one_gateway_signs_for_another() {
     client_gw.shutdown().await;
     signer_gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_signer_pays_for_a_keyless_client() {
+    use base64::Engine as _;
+    use livepeer_gateway::orchestrator::caps::Capabilities;
+    use livepeer_proto::{Message, net};
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    let orch = Sim::start(SimConfig {
+        eth_address: Some(livepeer_pm::Address::from([8u8; 20])),
+        models: vec![SimModel::new("text-to-image", "m").price(1_000_000, 1)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let key = LocalSigner::from_hex(KEY).unwrap();
+    let mut c = config(&[orch.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer_gw = start(c).await;
+    let signer_url = format!("http://{}", signer_gw.http_addr);
+
+    // The keyless client asks the orchestrator with the signer's identity, as SDK clients do.
+    let caps = Capabilities::ai_job(27, "m", "", "");
+    let mut grpc =
+        net::orchestrator_client::OrchestratorClient::connect(orch.url().to_owned()).await.unwrap();
+    let text = key.address().to_checksum(None);
+    let info = grpc
+        .get_orchestrator(net::OrchestratorRequest {
+            address: key.address().to_vec(),
+            sig: key.eth_sign(text.as_bytes()).unwrap().0.to_vec(),
+            capabilities: Some((&caps).into()),
+            ignore_capacity_check: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let orchestrator = b64.encode(info.encode_to_vec());
+    let caps_b64 = b64.encode(net::Capabilities::from(&caps).encode_to_vec());
+    let http = reqwest::Client::new();
+    let ask = |body: serde_json::Value| {
+        http.post(format!("{signer_url}/generate-live-payment"))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+    };
+    let use_payment = |answer: serde_json::Value| {
+        http.post(format!("{}/text-to-image", orch.url()))
+            .header("Livepeer-Payment", answer["payment"].as_str().unwrap().to_owned())
+            .header("Livepeer-Segment", answer["segCreds"].as_str().unwrap().to_owned())
+            .header("Authorization", "Livepeer-AI-Worker-1.0")
+            .json(&serde_json::json!({"prompt": "x", "model_id": "m", "width": 64, "height": 64}))
+            .send()
+    };
+
+    let first = ask(serde_json::json!({"orchestrator": orchestrator, "inPixels": 4096, "ManifestID": "27_m", "capabilities": caps_b64}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(
+        use_payment(first.clone()).await.unwrap().status(),
+        200,
+        "the orchestrator accepts the signer's payment"
+    );
+    // The next payment continues from the echoed state: nonces go on, nothing is reused.
+    let second = ask(
+        serde_json::json!({"orchestrator": orchestrator, "inPixels": 4096, "ManifestID": "27_m",
+        "capabilities": caps_b64, "state": first["state"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.status(), 200);
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(use_payment(second.clone()).await.unwrap().status(), 200);
+    let stats = orch.payments();
+    assert!(stats.rejections.is_empty(), "{:?}", stats.rejections);
+    assert!(stats.tickets_credited >= 2);
+
+    // A forged state, a price above the client's ceiling, and no API key are refused.
+    let mut forged = second["state"].clone();
+    forged["Sig"] = serde_json::Value::String(b64.encode([7u8; 65]));
+    let resp = ask(serde_json::json!({"orchestrator": orchestrator, "inPixels": 1, "ManifestID": "27_m", "state": forged})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = ask(
+        serde_json::json!({"orchestrator": orchestrator, "inPixels": 1, "maxPrice": {"price": 1}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 481);
+    let resp = http
+        .post(format!("{signer_url}/generate-live-payment"))
+        .json(&serde_json::json!({"orchestrator": orchestrator, "inPixels": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    signer_gw.shutdown().await;
+}
