@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+pub mod remote_payer;
 mod remote_payment;
 pub mod signer;
 pub mod task;
@@ -184,6 +185,17 @@ impl Gateway {
             config: Arc::new(config.ai.clone()),
             metrics: state.metrics.clone(),
             payer,
+            remote_payer: match &config.remote_signer {
+                Some((url, headers)) => {
+                    let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                    let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
+                    Some(
+                        remote_payer::RemotePayer::new(url, headers, client)
+                            .map_err(StartError::Setup)?,
+                    )
+                }
+                None => None,
+            },
         };
         if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
             watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;

@@ -186,17 +186,23 @@ impl AiClient {
     }
 
     /// Runs one attempt. The caller bounds it with the attempt deadline.
-    /// `payment` is the `Livepeer-Payment` value (`None`: the off-chain empty header); `orch`
-    /// must be the info whose auth token goes with that payment.
+    /// `payment` is the `Livepeer-Payment` value (`None`: the off-chain empty header) and
+    /// `segment` the `Livepeer-Segment` value when a remote signer made it (`None`: build it
+    /// here); `orch` must be the info whose auth token goes with that payment.
     pub async fn call(
         &self,
         orch: &OrchInfo,
         payment: Option<&str>,
+        segment: Option<&str>,
         req: &ValidRequest,
         store: &ResultStore,
         urls: &ResultUrls,
     ) -> Result<Answer, CallError> {
-        let segment = self.segment(orch, req.pipeline.capability(), &req.model);
+        // A remote signer supplies the segment credentials with its payment.
+        let segment: Arc<str> = match segment {
+            Some(s) => s.into(),
+            None => self.segment(orch, req.pipeline.capability(), &req.model),
+        };
         let url = format!("{}/{}", orch.transcoder, req.pipeline.name());
         let builder = self
             .http

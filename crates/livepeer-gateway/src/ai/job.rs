@@ -102,34 +102,50 @@ pub async fn run(
         let attempt_deadline = deadline.min(attempt_started + ai.config.attempt_timeout);
         let timeout = attempt_deadline - attempt_started;
         // Pay (on-chain orchestrators, when the gateway has a key) before the call.
-        let prepared = match &ai.payer {
-            Some(payer) => match payer.prepare(lease.url(), &info, &record.key, req.units).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let orch = lease.url().to_string();
-                    ai.metrics.ai_error(&record.key, &orch, "payment");
-                    let latency_ms = attempt_started.elapsed().as_millis() as u64;
-                    let error = Some(e.to_string());
-                    record.attempts.push(AttemptRecord { orchestrator: orch, latency_ms, error });
-                    match e {
-                        // Unreachable for job-priced params: the orchestrator's failure.
-                        PayError::Discovery(_) => lease.failed(e.to_string()),
-                        // Its terms, or our funds, rule out paying it: skip it, eject nobody.
-                        _ => {
-                            drop(lease);
-                            pay_refused = true;
-                        }
-                    }
-                    continue;
-                }
-            },
-            None => None,
+        // Pay (on-chain orchestrators) before the call: with the local key, or through the
+        // remote signer when the gateway has none.
+        let plan = match (&ai.payer, &ai.remote_payer) {
+            (Some(payer), _) => {
+                payer.prepare(lease.url(), &info, &record.key, req.units).await.map(|p| (p, None))
+            }
+            (None, Some(remote)) => {
+                remote.prepare(lease.url(), &info, &record.key, req.units).await.map(|r| (None, r))
+            }
+            (None, None) => Ok((None, None)),
         };
-        let call_info = prepared.as_ref().map_or(info.clone(), |p| p.info.clone());
-        let header = prepared.as_ref().map(|p| p.header.as_str());
+        let (prepared, remote) = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                let orch = lease.url().to_string();
+                ai.metrics.ai_error(&record.key, &orch, "payment");
+                let latency_ms = attempt_started.elapsed().as_millis() as u64;
+                let error = Some(e.to_string());
+                record.attempts.push(AttemptRecord { orchestrator: orch, latency_ms, error });
+                match e {
+                    // Unreachable for job-priced params: the orchestrator's failure.
+                    PayError::Discovery(_) => lease.failed(e.to_string()),
+                    // Its terms, or our funds, rule out paying it: skip it, eject nobody.
+                    _ => {
+                        drop(lease);
+                        pay_refused = true;
+                    }
+                }
+                continue;
+            }
+        };
+        let call_info = match (&prepared, &remote) {
+            (Some(p), _) => p.info.clone(),
+            (None, Some(r)) => r.info.clone(),
+            (None, None) => info.clone(),
+        };
+        let header = prepared
+            .as_ref()
+            .map(|p| p.header.as_str())
+            .or(remote.as_ref().map(|r| r.payment.as_str()));
+        let segment = remote.as_ref().map(|r| r.segment.as_str());
         let result = tokio::time::timeout_at(
             attempt_deadline,
-            ai.client.call(&call_info, header, &req, &ai.store, &urls),
+            ai.client.call(&call_info, header, segment, &req, &ai.store, &urls),
         )
         .await
         .unwrap_or(Err(CallError::Timeout(timeout)));
@@ -156,6 +172,11 @@ pub async fn run(
                     renewed.push(url);
                 }
             }
+        }
+        if let (Some(remote), Err(e)) = (&ai.remote_payer, &result)
+            && e.is_payment_problem()
+        {
+            remote.reset(lease.url(), &record.key);
         }
         if let Some((tickets, ev, fee)) = &spend {
             ai.metrics.paid(lease.url().as_str(), &record.key, *tickets, ev);

@@ -72,6 +72,8 @@ pub struct AiState {
     pub metrics: Metrics,
     /// The ticket sender, when the gateway has a key; `None` pays nothing (off-chain).
     pub payer: Option<crate::payment::Payer>,
+    /// Payments through a remote signer, when the gateway has no key but a signer.
+    pub remote_payer: Option<crate::remote_payer::RemotePayer>,
 }
 
 /// The AI routes: the nine pipelines, the OpenAI-compatible chat route, and result files.

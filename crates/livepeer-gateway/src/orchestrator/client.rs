@@ -130,8 +130,19 @@ impl OrchClient {
         caps: Option<&Capabilities>,
         ignore_capacity_check: bool,
     ) -> Result<OrchInfo, ClientError> {
-        let deadline = self.inner.timeouts.call;
         let started = Instant::now();
+        let answer = self.call(url, caps, ignore_capacity_check).await?;
+        OrchInfo::from_wire(answer, started.elapsed()).map_err(|e| ClientError::Malformed(e.0))
+    }
+
+    /// The GetOrchestrator call itself, with its deadline and error classification.
+    async fn call(
+        &self,
+        url: &Url,
+        caps: Option<&Capabilities>,
+        ignore_capacity_check: bool,
+    ) -> Result<net::OrchestratorInfo, ClientError> {
+        let deadline = self.inner.timeouts.call;
         let request = net::OrchestratorRequest {
             address: self.inner.identity.as_ref().map(|i| i.address.to_vec()).unwrap_or_default(),
             sig: self.inner.identity.as_ref().map(|i| i.sig.0.to_vec()).unwrap_or_default(),
@@ -148,8 +159,23 @@ impl OrchClient {
             Ok(Err(status)) => Err(classify(&status, deadline)),
             Ok(Ok(resp)) => Ok(resp.into_inner()),
         };
-        let answer = answer.inspect_err(|_| self.forget(url))?;
-        OrchInfo::from_wire(answer, started.elapsed()).map_err(|e| ClientError::Malformed(e.0))
+        answer.inspect_err(|_| self.forget(url))
+    }
+
+    /// Like [`OrchClient::get_orchestrator`], also returning the answer's protobuf bytes, which
+    /// a remote signer needs verbatim (`/generate-live-payment`).
+    pub async fn get_orchestrator_with_bytes(
+        &self,
+        url: &Url,
+        caps: Option<&Capabilities>,
+        ignore_capacity_check: bool,
+    ) -> Result<(OrchInfo, Vec<u8>), ClientError> {
+        let started = Instant::now();
+        let answer = self.call(url, caps, ignore_capacity_check).await?;
+        let bytes = livepeer_proto::Message::encode_to_vec(&answer);
+        let info = OrchInfo::from_wire(answer, started.elapsed())
+            .map_err(|e| ClientError::Malformed(e.0))?;
+        Ok((info, bytes))
     }
 
     fn forget(&self, url: &Url) {

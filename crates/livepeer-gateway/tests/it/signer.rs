@@ -16,7 +16,10 @@ async fn one_gateway_signs_for_another() {
     // An on-chain orchestrator: it checks the signature on every GetOrchestrator.
     let orch = Sim::start(SimConfig {
         eth_address: Some(livepeer_pm::Address::from([9u8; 20])),
-        models: vec![SimModel::new("text-to-image", SD), SimModel::new("llm", "m")],
+        models: vec![
+            SimModel::new("text-to-image", SD).price(1_000_000, 1),
+            SimModel::new("llm", "m"),
+        ],
         ..SimConfig::default()
     })
     .await
@@ -72,6 +75,20 @@ async fn one_gateway_signs_for_another() {
     );
     let key = JobKey::ai("text-to-image", SD).unwrap();
     assert!(client_gw.state.pool.select(&key, &[]).is_ok());
+    // And it pays through the signer: the orchestrator credits tickets from the signer's key.
+    for _ in 0..3 {
+        let resp = http
+            .post(format!("http://{}/text-to-image", client_gw.http_addr))
+            .json(&serde_json::json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    let stats = orch.payments();
+    assert!(stats.rejections.is_empty(), "{:?}", stats.rejections);
+    assert!(stats.tickets_credited >= 1);
+    assert!(stats.ev_received.contains_key(&signer_key.address()), "paid by the signer's key");
     client_gw.shutdown().await;
     signer_gw.shutdown().await;
 }

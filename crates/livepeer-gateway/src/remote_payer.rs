@@ -1,0 +1,163 @@
+//! Paying through a remote signer (`--remote-signer-url`) instead of a local key: for each
+//! (orchestrator, job) the gateway keeps the job-priced OrchestratorInfo and the signer's opaque
+//! state, and asks `POST {signer}/generate-live-payment` for every attempt's `Livepeer-Payment`
+//! and `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use livepeer_proto::{Message, net};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::{JobKey, OrchClient};
+use crate::payment::PayError;
+
+/// How many times a 480 ("refresh the session") is followed before giving up, as go-livepeer.
+const MAX_REFRESHES: usize = 3;
+
+#[derive(Debug)]
+struct Session {
+    info: Arc<OrchInfo>,
+    bytes: Vec<u8>,
+    state: Option<Value>,
+}
+
+/// A session; its async lock keeps the signer's state echoed in order across awaits.
+type SharedSession = Arc<tokio::sync::Mutex<Session>>;
+
+/// What the signer produced for one attempt.
+#[derive(Debug)]
+pub struct RemotePayment {
+    /// `Livepeer-Payment`.
+    pub payment: String,
+    /// `Livepeer-Segment`, signed by the signer.
+    pub segment: String,
+    /// The info whose auth token the payment goes with.
+    pub info: Arc<OrchInfo>,
+}
+
+/// A client of a remote signer's payment endpoint; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RemotePayer {
+    http: reqwest::Client,
+    endpoint: Url,
+    client: OrchClient,
+    sessions: Arc<Mutex<HashMap<(String, JobKey), SharedSession>>>,
+}
+
+impl RemotePayer {
+    /// A payer for the signer at `base` (ending in `/`), sending `headers` with every call.
+    pub fn new(
+        base: &Url,
+        headers: reqwest::header::HeaderMap,
+        client: OrchClient,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let endpoint = base.join("generate-live-payment").map_err(|e| e.to_string())?;
+        Ok(Self { http, endpoint, client, sessions: Arc::default() })
+    }
+
+    /// The payment for one attempt of `key` on `url` for `units`; `None` for an off-chain
+    /// orchestrator (no ticket params), which gets the empty header.
+    pub async fn prepare(
+        &self,
+        url: &Url,
+        discovered: &OrchInfo,
+        key: &JobKey,
+        units: u64,
+    ) -> Result<Option<RemotePayment>, PayError> {
+        if discovered.ticket_params.is_none() {
+            return Ok(None);
+        }
+        let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
+        let session = self.session(url, key, &caps).await?;
+        // One payment at a time per session: the signer's state must be echoed in order.
+        let mut s = session.lock().await;
+        for _ in 0..=MAX_REFRESHES {
+            let body = json!({
+                "orchestrator": STANDARD.encode(&s.bytes),
+                "inPixels": units,
+                "ManifestID": format!("{}_{}", key.capability, key.model),
+                "capabilities": STANDARD.encode(net::Capabilities::from(&caps).encode_to_vec()),
+                "state": s.state,
+            });
+            let resp = self
+                .http
+                .post(self.endpoint.clone())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| PayError::Refused(format!("remote signer: {e}")))?;
+            match resp.status().as_u16() {
+                200 => {
+                    let answer: Value = resp
+                        .json()
+                        .await
+                        .map_err(|e| PayError::Refused(format!("remote signer answer: {e}")))?;
+                    let (Some(payment), Some(segment)) =
+                        (answer["payment"].as_str(), answer["segCreds"].as_str())
+                    else {
+                        return Err(PayError::Refused("remote signer answer lacks payment".into()));
+                    };
+                    let out = RemotePayment {
+                        payment: payment.to_owned(),
+                        segment: segment.to_owned(),
+                        info: s.info.clone(),
+                    };
+                    s.state = Some(answer["state"].clone());
+                    return Ok(Some(out));
+                }
+                480 => {
+                    // Fresh OrchestratorInfo, same state.
+                    let (info, bytes) =
+                        self.client.get_orchestrator_with_bytes(url, Some(&caps), true).await?;
+                    s.info = Arc::new(info);
+                    s.bytes = bytes;
+                }
+                status => {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(PayError::Refused(format!(
+                        "remote signer answered {status}: {}",
+                        text.trim()
+                    )));
+                }
+            }
+        }
+        Err(PayError::Refused("remote signer kept asking for a session refresh".into()))
+    }
+
+    /// Forgets the session (after the orchestrator refused a payment).
+    pub fn reset(&self, url: &Url, key: &JobKey) {
+        if let Ok(mut map) = self.sessions.lock() {
+            map.remove(&(url.to_string(), key.clone()));
+        }
+    }
+
+    async fn session(
+        &self,
+        url: &Url,
+        key: &JobKey,
+        caps: &Capabilities,
+    ) -> Result<SharedSession, PayError> {
+        let map_key = (url.to_string(), key.clone());
+        if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned()) {
+            return Ok(found);
+        }
+        let (info, bytes) = self.client.get_orchestrator_with_bytes(url, Some(caps), true).await?;
+        let session =
+            Arc::new(tokio::sync::Mutex::new(Session { info: Arc::new(info), bytes, state: None }));
+        let mut map =
+            self.sessions.lock().map_err(|_| PayError::Internal("sessions lock".into()))?;
+        Ok(map.entry(map_key).or_insert(session).clone())
+    }
+}
