@@ -241,6 +241,11 @@ async fn watch_funds(
     })?;
     tracing::info!(deposit = %info.deposit, reserve = %info.reserve, unlocking = info.is_unlocking(), "sender funds");
     payer.set_funds(info);
+    // The block number that ticket expiry is counted in. On Arbitrum, orchestrators count L1
+    // blocks, which `eth_blockNumber` of an L2 node does not give: see the README.
+    if let Ok(block) = client.block_number().await {
+        payer.set_block(block);
+    }
     let every = chain.refresh;
     tasks.spawn("sender-funds", move |cancel| async move {
         let mut tick = tokio::time::interval(every);
@@ -248,10 +253,15 @@ async fn watch_funds(
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => match client.sender_info(controller, sender).await {
-                    Ok(info) => payer.set_funds(info),
-                    Err(e) => tracing::warn!(error = %e, "could not refresh sender funds; keeping the last"),
-                },
+                _ = tick.tick() => {
+                    match client.sender_info(controller, sender).await {
+                        Ok(info) => payer.set_funds(info),
+                        Err(e) => tracing::warn!(error = %e, "could not refresh sender funds; keeping the last"),
+                    }
+                    if let Ok(block) = client.block_number().await {
+                        payer.set_block(block);
+                    }
+                }
             }
         }
     });

@@ -110,6 +110,8 @@ pub enum Settlement {
 /// The gateway's ticket sender; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Payer {
+    /// The latest block of the chain the orchestrators count expiry in; 0 when unknown.
+    block: Arc<std::sync::atomic::AtomicU64>,
     /// The sender's deposit and reserve as last read from the TicketBroker; `None` when the
     /// gateway has no chain connection (those checks are then skipped, as off-chain).
     funds: Arc<Mutex<Option<SenderInfo>>>,
@@ -122,7 +124,14 @@ pub struct Payer {
 impl Payer {
     /// A payer signing with `signer`, fetching job-priced params with `client`.
     pub fn new(signer: Arc<LocalSigner>, client: OrchClient, limits: PaymentLimits) -> Self {
-        Self { funds: Arc::default(), signer, client, limits, sessions: Arc::default() }
+        Self {
+            block: Arc::default(),
+            funds: Arc::default(),
+            signer,
+            client,
+            limits,
+            sessions: Arc::default(),
+        }
     }
 
     /// The sender (ticket signer) address.
@@ -146,6 +155,18 @@ impl Payer {
                 }))
             })
             .collect()
+    }
+
+    /// Records the latest block number (from `--eth-url`), which ticket expiry is counted in.
+    pub fn set_block(&self, block: u64) {
+        self.block.store(block, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// go-livepeer's expiry rule (PAYMENTS.md §5.3 check 3): params whose expiration block is at
+    /// most one block ahead are expired. Unknown when no block has been read.
+    fn expired(&self, params: &livepeer_pm::TicketParams) -> bool {
+        let block = self.block.load(std::sync::atomic::Ordering::Relaxed);
+        block != 0 && params.expiration_block <= U256::from(block) + U256::from(1u64)
     }
 
     /// Records the sender's funds as just read from the chain.
@@ -310,7 +331,7 @@ impl Payer {
                 || s.sender.last_nonce() >= NONCE_ROTATION
         };
         if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned())
-            && found.lock().is_ok_and(|s| !expired(&s))
+            && found.lock().is_ok_and(|s| !expired(&s) && !self.expired(s.sender.params()))
         {
             return Ok(found);
         }
@@ -322,6 +343,9 @@ impl Payer {
         };
         let info = self.client.get_orchestrator(url, Some(&caps), true).await?;
         let params = info.ticket_params.ok_or(PayError::NoTicketParams)?;
+        if self.expired(&params) {
+            return Err(PayError::Refused("TicketParams expired".into()));
+        }
         if info.auth_token.is_none() {
             return Err(PayError::NoTicketParams);
         }
@@ -335,8 +359,14 @@ impl Payer {
         if let Ok(mut map) = self.sessions.lock() {
             // Concurrent first requests may race here; the first stored session wins so that
             // all of them share one nonce counter.
-            let stored = map.entry(map_key).or_insert_with(|| session.clone()).clone();
-            return Ok(stored);
+            // A concurrent request may have stored fresh params already: keep those; replace a
+            // stale session.
+            let stored = map.entry(map_key).or_insert_with(|| session.clone());
+            let stale = stored.lock().is_ok_and(|s| expired(&s) || self.expired(s.sender.params()));
+            if stale {
+                *stored = session.clone();
+            }
+            return Ok(stored.clone());
         }
         Ok(session)
     }

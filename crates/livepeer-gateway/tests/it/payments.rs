@@ -181,3 +181,27 @@ async fn a_free_orchestrator_gets_sender_and_price_only() {
     assert_eq!(free.payments().tickets_received, 0);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn expired_ticket_params_are_never_signed() {
+    let sim = onchain_sim(5, 1_000_000).await; // its params expire at block 1040
+    let (gw, _signer) = paying_gateway(&[&sim]).await;
+    let payer = gw.state.payer.clone().unwrap();
+    let http = reqwest::Client::new();
+    payer.set_block(1_000);
+    assert_eq!(t2i(&http, &gw).await.status(), 200);
+    // The chain moved past the params' expiration: the gateway fetches fresh params, and when
+    // even those are expired (the orchestrator's chain lags) it refuses to sign.
+    payer.set_block(5_000);
+    let resp = t2i(&http, &gw).await;
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("TicketParams expired"), "{body}");
+    let before = sim.payments().tickets_received;
+    // The orchestrator catches up: fresh params work again.
+    sim.advance_blocks(4_500);
+    assert_eq!(t2i(&http, &gw).await.status(), 200);
+    assert!(sim.payments().tickets_received >= before);
+    assert!(sim.payments().rejections.is_empty(), "{:?}", sim.payments().rejections);
+    gw.shutdown().await;
+}
