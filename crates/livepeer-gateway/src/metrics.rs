@@ -70,6 +70,7 @@ pub struct Metrics {
     ai_latency: Family<AiLatencyLabel, Histogram>,
     tickets_sent: Family<PayLabel, Counter>,
     ticket_value_sent: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    fees: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,8 +160,15 @@ impl Metrics {
             "Expected value of the tickets sent, in gwei (go-livepeer's unit), by orchestrator and pipeline",
             ticket_value_sent.clone(),
         );
+        let fees = Family::<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "gateway_fees",
+            "Fees of paid requests at the orchestrators' prices, in gwei, by orchestrator and pipeline",
+            fees.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            fees,
             tickets_sent,
             ticket_value_sent,
             ai_requested,
@@ -220,16 +228,24 @@ impl Metrics {
         self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
     }
 
-    pub(crate) fn paid(&self, orch: &str, job: &JobKey, tickets: u32, ev_wei: &livepeer_pm::Ratio) {
-        if tickets == 0 {
-            return;
-        }
+    pub(crate) fn paid(
+        &self,
+        orch: &str,
+        job: &JobKey,
+        tickets: u32,
+        ev_wei: &livepeer_pm::Ratio,
+        fee_wei: &livepeer_pm::Ratio,
+    ) {
+        // Metrics only (floats): the exact amounts are in the request record.
+        let gwei =
+            |r: &livepeer_pm::Ratio| r.to_decimal_string(0).parse::<f64>().unwrap_or(0.0) / 1e9;
         let label =
             PayLabel { orchestrator_uri: orch.to_owned(), pipeline: job.pipeline().to_owned() };
-        self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
-        // Metrics only: the exact amount is in the request record.
-        let gwei = ev_wei.to_decimal_string(0).parse::<f64>().unwrap_or(0.0) / 1e9;
-        self.ticket_value_sent.get_or_create(&label).inc_by(gwei);
+        self.fees.get_or_create(&label).inc_by(gwei(fee_wei));
+        if tickets > 0 {
+            self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
+            self.ticket_value_sent.get_or_create(&label).inc_by(gwei(ev_wei));
+        }
     }
 
     /// The selection counter of one orchestrator. The pool keeps it in the orchestrator's

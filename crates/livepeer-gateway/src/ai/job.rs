@@ -179,7 +179,7 @@ pub async fn run(
             remote.reset(lease.url(), &record.key);
         }
         if let Some((tickets, ev, fee)) = &spend {
-            ai.metrics.paid(lease.url().as_str(), &record.key, *tickets, ev);
+            ai.metrics.paid(lease.url().as_str(), &record.key, *tickets, ev, fee);
             record.spend.push(Spend {
                 tickets: *tickets,
                 ev_wei: ev.to_string(),

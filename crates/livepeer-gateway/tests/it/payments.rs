@@ -101,6 +101,8 @@ async fn a_thousand_paid_requests_are_covered_within_one_ticket() {
     assert!((450..=560).contains(&tickets), "about one ticket per two requests: {tickets}");
     let metrics = admin_text(&gw, "/metrics").await;
     assert!(metrics.contains("livepeer_tickets_sent_total{"), "{metrics}");
+    assert!(metrics.contains("livepeer_ticket_value_sent_total{"), "{metrics}");
+    assert!(metrics.contains("livepeer_gateway_fees_total{"), "{metrics}");
     gw.shutdown().await;
 }
 
