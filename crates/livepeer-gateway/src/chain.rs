@@ -236,6 +236,21 @@ impl ChainClient {
         parse_quantity("eth_blockNumber", &result)
     }
 
+    /// The latest block number in the chain that ticket expiry is counted in: on Arbitrum, the
+    /// L1 block number carried in the latest L2 block (`l1BlockNumber`, what go-livepeer's
+    /// time watcher reads); elsewhere the block number itself.
+    ///
+    /// # Errors
+    /// See [`ChainClient::request`]; [`ChainError::Malformed`] for an answer without a number.
+    pub async fn expiry_block_number(&self) -> Result<u64, ChainError> {
+        const METHOD: &str = "eth_getBlockByNumber";
+        let block = self.request(METHOD, json!(["latest", false])).await?;
+        match block.get("l1BlockNumber") {
+            Some(l1) => parse_quantity(METHOD, l1),
+            None => parse_quantity(METHOD, block.get("number").unwrap_or(&Value::Null)),
+        }
+    }
+
     /// Calls a view function at `to` with ABI-encoded `data` against the latest block and
     /// returns the raw return data (`eth_call`).
     ///

@@ -241,9 +241,8 @@ async fn watch_funds(
     })?;
     tracing::info!(deposit = %info.deposit, reserve = %info.reserve, unlocking = info.is_unlocking(), "sender funds");
     payer.set_funds(info);
-    // The block number that ticket expiry is counted in. On Arbitrum, orchestrators count L1
-    // blocks, which `eth_blockNumber` of an L2 node does not give: see the README.
-    if let Ok(block) = client.block_number().await {
+    // The block number that ticket expiry is counted in (L1 on Arbitrum).
+    if let Ok(block) = client.expiry_block_number().await {
         payer.set_block(block);
     }
     let every = chain.refresh;
@@ -258,7 +257,7 @@ async fn watch_funds(
                         Ok(info) => payer.set_funds(info),
                         Err(e) => tracing::warn!(error = %e, "could not refresh sender funds; keeping the last"),
                     }
-                    if let Ok(block) = client.block_number().await {
+                    if let Ok(block) = client.expiry_block_number().await {
                         payer.set_block(block);
                     }
                 }

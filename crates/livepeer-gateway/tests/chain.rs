@@ -340,3 +340,24 @@ async fn a_gateway_without_a_deposit_refuses_to_pay() {
     assert_eq!(sim.ai_requests(), 0, "nothing was sent unpaid");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn expiry_is_counted_in_l1_blocks_on_arbitrum() {
+    // An Arbitrum node's latest block: L2 number 0x1000000, carrying L1 block 0x1234.
+    let arb = canned_server(
+        "200 OK",
+        r#"{"jsonrpc":"2.0","id":1,"result":{"number":"0x1000000","l1BlockNumber":"0x1234"}}"#,
+    )
+    .await;
+    let client = ChainClient::new(arb).unwrap();
+    assert_eq!(client.expiry_block_number().await.unwrap(), 0x1234);
+    // Any other chain: the block's own number.
+    let l1 =
+        canned_server("200 OK", r#"{"jsonrpc":"2.0","id":1,"result":{"number":"0x2a"}}"#).await;
+    assert_eq!(ChainClient::new(l1).unwrap().expiry_block_number().await.unwrap(), 42);
+    let bad = canned_server("200 OK", r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).await;
+    assert!(matches!(
+        ChainClient::new(bad).unwrap().expiry_block_number().await,
+        Err(ChainError::Malformed { .. })
+    ));
+}
