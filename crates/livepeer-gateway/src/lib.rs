@@ -153,11 +153,12 @@ impl Gateway {
             requirements: config.requirements.clone(),
             max_concurrent_calls: config.discovery_concurrency,
         };
-        let pool = Pool::start(pool_config, client, discovery, metrics.clone(), &tasks).await;
+        // One client (and one connection per orchestrator) for discovery and payment sessions.
+        let pool =
+            Pool::start(pool_config, client.clone(), discovery, metrics.clone(), &tasks).await;
         let payer = config.signer.clone().map(|signer| {
             // Job-priced ticket params come from their own GetOrchestrator calls.
-            let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
-            payment::Payer::new(signer, client, config.payment)
+            payment::Payer::new(signer, client.clone(), config.payment)
         });
         let state = AppState {
             pool,
@@ -188,9 +189,8 @@ impl Gateway {
             remote_payer: match &config.remote_signer {
                 Some((url, headers)) => {
                     let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
-                    let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
                     Some(
-                        remote_payer::RemotePayer::new(url, headers, client)
+                        remote_payer::RemotePayer::new(url, headers, client.clone())
                             .map_err(StartError::Setup)?,
                     )
                 }

@@ -255,11 +255,7 @@ impl Payer {
             )));
         }
         self.check_funds(params.face_value)?;
-        let per_unit = Ratio::new(
-            livepeer_pm::U512::from(price.per_unit as u64),
-            livepeer_pm::U512::from(price.pixels_per_unit as u64),
-        )
-        .map_err(|e| PayError::Internal(e.to_string()))?;
+        let per_unit = price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
         let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
         let update = stage(&mut s.balance, &fee, &ev)?;
         let ev_sent = update.new_credit;

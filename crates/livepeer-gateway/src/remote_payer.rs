@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::creds::ai_manifest_id;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::{JobKey, OrchClient};
 use crate::payment::PayError;
@@ -87,7 +88,7 @@ impl RemotePayer {
             let body = json!({
                 "orchestrator": STANDARD.encode(&s.bytes),
                 "inPixels": units,
-                "ManifestID": format!("{}_{}", key.capability, key.model),
+                "ManifestID": ai_manifest_id(key.capability, &key.model),
                 "capabilities": STANDARD.encode(net::Capabilities::from(&caps).encode_to_vec()),
                 "state": s.state,
             });

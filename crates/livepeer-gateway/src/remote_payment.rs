@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::segment_header;
 use crate::orchestrator::info::AuthToken;
+use crate::orchestrator::price::Price;
 use crate::signer::SignerState;
 
 /// Most tickets one payment may carry (go-livepeer refuses more).
@@ -250,11 +251,10 @@ fn pay(signer: &SignerState, req: PaymentRequest) -> Result<Response, Refusal> {
 
     // 8. fee = units × initial price; stage the balance.
     let internal = |e: &dyn std::fmt::Display| error(500, format!("Internal Server Error: {e}"));
-    let initial_price = Ratio::new(
-        livepeer_pm::U512::from(st.InitialPricePerUnit as u64),
-        livepeer_pm::U512::from(st.InitialPixelsPerUnit as u64),
-    )
-    .map_err(|e| internal(&e))?;
+    let initial_price = Price::new(st.InitialPricePerUnit, st.InitialPixelsPerUnit)
+        .map_err(|_| bad("invalid state"))?
+        .to_ratio()
+        .map_err(|e| internal(&e))?;
     let fee = unit_fee(units, &initial_price).map_err(|e| internal(&e))?;
     let held: Ratio = st.Balance.parse().map_err(|_| bad("invalid state"))?;
     let mut balance = Balance::new(SignedRatio::from(held));

@@ -292,7 +292,11 @@ impl Pool {
             let Ok(mut known) = self.inner.known.lock() else { return };
             let mut previous: HashMap<String, Slot> =
                 known.drain(..).map(|s| (s.url.to_string(), s)).collect();
-            for (url, result) in results {
+            let mut results: HashMap<String, Result<OrchInfo, ClientError>> =
+                results.into_iter().map(|(u, r)| (u.to_string(), r)).collect();
+            // Walk the list, not the results: an orchestrator whose call task died keeps its
+            // last state instead of silently leaving the pool.
+            for url in &urls {
                 let mut slot = previous.remove(url.as_str()).unwrap_or_else(|| Slot {
                     stats: Arc::new(OrchStats::with_selection_counter(
                         self.inner.metrics.selection_counter(url.as_str()),
@@ -301,7 +305,9 @@ impl Pool {
                     info: None,
                     blocked: false,
                 });
-                self.apply(&mut slot, result);
+                if let Some(result) = results.remove(url.as_str()) {
+                    self.apply(&mut slot, result);
+                }
                 known.push(slot);
             }
         }

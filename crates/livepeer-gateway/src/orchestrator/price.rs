@@ -47,6 +47,15 @@ impl Price {
         self.per_unit == 0
     }
 
+    /// The exact rational, for money arithmetic.
+    pub fn to_ratio(&self) -> Result<livepeer_pm::Ratio, livepeer_pm::ArithmeticError> {
+        // Both parts are non-negative and the denominator at least 1, by construction.
+        livepeer_pm::Ratio::new(
+            livepeer_pm::U512::from(self.per_unit.unsigned_abs()),
+            livepeer_pm::U512::from(self.pixels_per_unit.unsigned_abs()),
+        )
+    }
+
     /// Whether this is more than twice `initial` (go-livepeer's mid-session price guard).
     pub fn more_than_double(&self, initial: &Price) -> bool {
         let left = i128::from(self.per_unit) * i128::from(initial.pixels_per_unit);
