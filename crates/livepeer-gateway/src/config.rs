@@ -195,6 +195,21 @@ pub struct Flags {
     /// Which account of a keystore directory to use.
     #[arg(long, env = "LP_ETHACCTADDR")]
     pub eth_acct_addr: Option<String>,
+    /// How often a live stream's orchestrator is paid [default: 5s].
+    #[arg(long, env = "LP_LIVEPAYMENTINTERVAL")]
+    pub live_payment_interval: Option<String>,
+    /// Replace a live orchestrator whose output stalls this long while input flows [default: 5s].
+    #[arg(long, env = "LP_LIVEOUTSEGMENTTIMEOUT")]
+    pub live_out_segment_timeout: Option<String>,
+    /// Replace a live orchestrator that sends no event for this long [default: 30s].
+    #[arg(long, env = "LP_LIVEEVENTSTIMEOUT")]
+    pub live_events_timeout: Option<String>,
+    /// Most orchestrator replacements per live stream within 3 minutes [default: 3].
+    #[arg(long, env = "LP_LIVEMAXSWAPS")]
+    pub live_max_swaps: Option<u32>,
+    /// Most live streams at once [default: 1000].
+    #[arg(long, env = "LP_LIVEMAXSTREAMS")]
+    pub live_max_streams: Option<usize>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LP_LOGFORMAT")]
     pub log_format: Option<String>,
@@ -254,6 +269,11 @@ struct FileConfig {
     eth_url: Option<String>,
     eth_controller: Option<String>,
     sender_info_refresh_interval: Option<String>,
+    live_payment_interval: Option<String>,
+    live_out_segment_timeout: Option<String>,
+    live_events_timeout: Option<String>,
+    live_max_swaps: Option<u32>,
+    live_max_streams: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +346,8 @@ pub struct Config {
     pub signer: Option<Arc<LocalSigner>>,
     /// Batch AI settings.
     pub ai: AiConfig,
+    /// Live video settings.
+    pub live: crate::live::LiveConfig,
     /// Ticket sender limits.
     pub payment: crate::payment::PaymentLimits,
     /// Where to read the sender's deposit and reserve, if anywhere.
@@ -516,6 +538,39 @@ impl Config {
                 return Err(bad("--public-url", format!("{u:?}: must be http or https")));
             }
         }
+        let live = crate::live::LiveConfig {
+            payment_interval: duration(
+                "--live-payment-interval",
+                f.live_payment_interval.or(file.live_payment_interval),
+                "5s",
+            )?,
+            out_segment_timeout: duration(
+                "--live-out-segment-timeout",
+                f.live_out_segment_timeout.or(file.live_out_segment_timeout),
+                "5s",
+            )?,
+            events_timeout: duration(
+                "--live-events-timeout",
+                f.live_events_timeout.or(file.live_events_timeout),
+                "30s",
+            )?,
+            max_swaps: f.live_max_swaps.or(file.live_max_swaps).unwrap_or(3),
+            max_streams: f.live_max_streams.or(file.live_max_streams).unwrap_or(1000),
+            public_url: ai.public_url.clone(),
+            ..crate::live::LiveConfig::default()
+        };
+        for (flag, d) in [
+            ("--live-payment-interval", live.payment_interval),
+            ("--live-out-segment-timeout", live.out_segment_timeout),
+            ("--live-events-timeout", live.events_timeout),
+        ] {
+            if d < std::time::Duration::from_millis(100) {
+                return Err(bad(flag, "must be at least 100ms"));
+            }
+        }
+        if live.max_streams == 0 {
+            return Err(bad("--live-max-streams", "must be at least 1"));
+        }
         let defaults = crate::payment::PaymentLimits::default();
         let deposit_multiplier = f.deposit_multiplier.or(file.deposit_multiplier).unwrap_or(1);
         if deposit_multiplier == 0 {
@@ -618,6 +673,7 @@ impl Config {
             chain,
             payment,
             ai,
+            live,
             http_addr,
             cli_addr,
             orchestrators,

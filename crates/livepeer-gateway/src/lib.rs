@@ -10,6 +10,7 @@ pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
@@ -200,8 +201,18 @@ impl Gateway {
         if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
             watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;
         }
+        let live_state = live::LiveState::new(
+            config.live.clone(),
+            state.pool.clone(),
+            state.metrics.clone(),
+            ai_state.payer.clone(),
+            ai_state.remote_payer.clone(),
+            config.signer.clone(),
+            &tasks,
+        )
+        .map_err(StartError::Setup)?;
         serve(&tasks, "admin-api", admin, admin::router(state.clone()));
-        let mut public = public_router(ai_state);
+        let mut public = public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
             let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
                 .map_err(StartError::Setup)?;
@@ -219,9 +230,10 @@ impl Gateway {
     }
 }
 
-/// The public API: batch AI (and, in later work, live, BYOC and transcoding) plus `/healthz`.
-pub fn public_router(ai: ai::AiState) -> Router {
-    ai::router(ai).route("/healthz", get(|| async { "ok" }))
+/// The public API: batch AI, live video (and, in later work, BYOC and transcoding) plus
+/// `/healthz`.
+pub fn public_router(ai: ai::AiState, live: live::LiveState) -> Router {
+    ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }))
 }
 
 /// Reads the sender's TicketBroker funds once (startup fails if it cannot, as go-livepeer's

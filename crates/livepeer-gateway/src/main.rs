@@ -2,6 +2,7 @@
 //! logging, run until SIGINT or SIGTERM, then shut down gracefully.
 
 mod loadtest;
+mod loadtest_live;
 
 /// mimalloc: the gateway allocates small, short-lived buffers on many threads, where glibc's
 /// allocator showed up at about 12% of CPU in the load test's profile.
@@ -33,6 +34,9 @@ enum Command {
     /// Measure the gateway's added latency and throughput against a local simulated
     /// orchestrator, versus calling it directly; prints a Markdown table.
     Bench(loadtest::BenchArgs),
+    /// Measure what the gateway adds to live video streams (latency per segment, CPU and
+    /// memory per 2 Mbit/s stream), against publishing to a simulated orchestrator directly.
+    BenchLive(loadtest_live::LiveBenchArgs),
 }
 
 /// Exit code for bad configuration (EX_USAGE), as linkerd and sysexits use.
@@ -77,6 +81,11 @@ async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()>
     let demo_orchs = match command {
         Some(Command::Bench(args)) => {
             let report = loadtest::run(args).await?;
+            std::io::stdout().write_all(report.as_bytes())?;
+            return Ok(());
+        }
+        Some(Command::BenchLive(args)) => {
+            let report = loadtest_live::run(args).await?;
             std::io::stdout().write_all(report.as_bytes())?;
             return Ok(());
         }

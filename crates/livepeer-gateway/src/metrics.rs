@@ -71,6 +71,18 @@ pub struct Metrics {
     tickets_sent: Family<PayLabel, Counter>,
     ticket_value_sent: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     fees: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    live_streams: Family<PipelineLabel, Gauge>,
+    live_swaps: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabel {
+    pipeline: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -166,8 +178,22 @@ impl Metrics {
             "Fees of paid requests at the orchestrators' prices, in gwei, by orchestrator and pipeline",
             fees.clone(),
         );
+        let live_streams = Family::<PipelineLabel, Gauge>::default();
+        registry.register(
+            "gateway_live_streams",
+            "Live video streams running, by pipeline",
+            live_streams.clone(),
+        );
+        let live_swaps = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "gateway_live_swaps",
+            "Live orchestrator replacements, by kind of fault",
+            live_swaps.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            live_streams,
+            live_swaps,
             fees,
             tickets_sent,
             ticket_value_sent,
@@ -246,6 +272,34 @@ impl Metrics {
             self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
             self.ticket_value_sent.get_or_create(&label).inc_by(gwei(ev_wei));
         }
+    }
+
+    pub(crate) fn live_stream_started(&self, pipeline: &str) {
+        self.live_streams.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc();
+    }
+
+    pub(crate) fn live_stream_ended(&self, pipeline: &str) {
+        self.live_streams.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).dec();
+    }
+
+    /// A swap; the reason is reduced to a bounded kind for the label.
+    pub(crate) fn live_swap(&self, reason: &str) {
+        let kind = if reason.starts_with("no output") {
+            "output_stalled"
+        } else if reason.starts_with("no event") {
+            "events_stopped"
+        } else if reason.contains("output") {
+            "output_failed"
+        } else if reason.contains("input") {
+            "input_failed"
+        } else if reason.contains("events") {
+            "events_failed"
+        } else if reason.contains("control") {
+            "control_failed"
+        } else {
+            "other"
+        };
+        self.live_swaps.get_or_create(&ReasonLabel { reason: kind.to_owned() }).inc();
     }
 
     /// The selection counter of one orchestrator. The pool keeps it in the orchestrator's

@@ -77,6 +77,19 @@ impl RemotePayer {
         key: &JobKey,
         units: u64,
     ) -> Result<Option<RemotePayment>, PayError> {
+        let manifest = ai_manifest_id(key.capability, &key.model);
+        self.prepare_for(url, discovered, key, units, &manifest).await
+    }
+
+    /// Like [`RemotePayer::prepare`], booked on `manifest` (a live stream's manifest id).
+    pub async fn prepare_for(
+        &self,
+        url: &Url,
+        discovered: &OrchInfo,
+        key: &JobKey,
+        units: u64,
+        manifest: &str,
+    ) -> Result<Option<RemotePayment>, PayError> {
         if discovered.ticket_params.is_none() {
             return Ok(None);
         }
@@ -88,7 +101,7 @@ impl RemotePayer {
             let body = json!({
                 "orchestrator": STANDARD.encode(&s.bytes),
                 "inPixels": units,
-                "ManifestID": ai_manifest_id(key.capability, &key.model),
+                "ManifestID": manifest,
                 "capabilities": STANDARD.encode(net::Capabilities::from(&caps).encode_to_vec()),
                 "state": s.state,
             });

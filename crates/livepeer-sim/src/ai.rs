@@ -211,7 +211,7 @@ impl IntoResponse for Rejection {
 }
 
 /// What Go's `http.Error` writes: the message and a newline, as `text/plain`.
-fn go_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn go_error(status: StatusCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(format!("{message}\n")));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -433,7 +433,10 @@ fn acquire(shared: &Arc<Shared>, pipeline: Pipeline, model: &str) -> Result<Slot
 
 /// `Livepeer-Payment` must be there (empty is an off-chain gateway) and decode. go-livepeer
 /// reads a missing header as empty; requiring it catches gateways that forget it.
-fn check_payment(shared: &Shared, headers: &HeaderMap) -> Result<net::Payment, Rejection> {
+pub(crate) fn check_payment(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<net::Payment, Rejection> {
     let refuse = |m: String| {
         shared.payments.record_rejection(PaymentRejection::Undecodable);
         Rejection::new(StatusCode::PAYMENT_REQUIRED, m)
@@ -451,7 +454,11 @@ fn check_payment(shared: &Shared, headers: &HeaderMap) -> Result<net::Payment, R
 /// go-livepeer's `verifySegCreds`: encoding, duration, the signature by the payment's
 /// `sender` (on chain only), capabilities, auth token. A missing header reads as empty, as in
 /// Go.
-fn check_segment(shared: &Shared, headers: &HeaderMap, sender: Address) -> Result<(), Rejection> {
+pub(crate) fn check_segment(
+    shared: &Shared,
+    headers: &HeaderMap,
+    sender: Address,
+) -> Result<net::SegData, Rejection> {
     let raw = headers.get("livepeer-segment").map(|v| v.as_bytes()).unwrap_or_default();
     let bytes = STANDARD.decode(raw).map_err(|_| Rejection::forbidden("ErrorSegEncoding"))?;
     let seg = net::SegData::decode(bytes.as_slice())
@@ -465,7 +472,8 @@ fn check_segment(shared: &Shared, headers: &HeaderMap, sender: Address) -> Resul
     {
         return Err(Rejection::forbidden("incompatible capabilities"));
     }
-    let token = seg.auth_token.ok_or_else(|| Rejection::forbidden("missing auth token"))?;
+    let token =
+        seg.auth_token.as_ref().ok_or_else(|| Rejection::forbidden("missing auth token"))?;
     if token.token != grpc::auth_token(&shared.auth_secret, &token.session_id, token.expiration) {
         return Err(Rejection::forbidden("invalid auth token"));
     }
@@ -473,7 +481,7 @@ fn check_segment(shared: &Shared, headers: &HeaderMap, sender: Address) -> Resul
     if i64::try_from(now).unwrap_or(i64::MAX) > token.expiration {
         return Err(Rejection::forbidden("expired auth token"));
     }
-    Ok(())
+    Ok(seg)
 }
 
 /// Steps 2–4 of go-livepeer's `CompatibleWith` (PROTOCOL.md §3.5): mandatories, models (and

@@ -109,7 +109,10 @@ fn check_sig(req: &net::OrchestratorRequest) -> Result<(), Status> {
 /// The answer to one GetOrchestrator call. On chain, its ticket params are issued for the
 /// address in the request and for the `price_info` of this very answer, which is what the
 /// gateway must echo as `expected_price` (go-livepeer `orchestratorInfoWithCaps`).
-fn info(shared: &Shared, req: &net::OrchestratorRequest) -> Result<net::OrchestratorInfo, Status> {
+pub(crate) fn info(
+    shared: &Shared,
+    req: &net::OrchestratorRequest,
+) -> Result<net::OrchestratorInfo, Status> {
     let config = &shared.config;
     let caps = advertised(shared);
     let base = price(config.base_price, 0, "");

@@ -16,13 +16,15 @@
 //! params bound to the requesting gateway and the quoted price, and every AI request's payment
 //! is checked, credited and debited as go-livepeer does; [`Sim::payments`] shows the result.
 //!
-//! Later work adds the trickle, BYOC and transcoding endpoints beside them in the private
-//! `server::router`.
+//! Live video-to-video runs as an orchestrator runs it: the start call, four trickle channels
+//! under `/ai/trickle/`, a runner per stream ([`LiveMode`]) and `/payment`. Later work adds the
+//! BYOC and transcoding endpoints beside them in the private `server::router`.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
 mod grpc;
 mod jobs;
+mod live;
 mod llm;
 mod media;
 mod payment;
@@ -43,6 +45,7 @@ use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
+pub use live::{LiveMode, LiveStats};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
 pub use server::SimError;
 
@@ -153,6 +156,14 @@ pub struct SimConfig {
     /// Processing time of every AI job before its output is produced (LLM: before the first
     /// token), to keep requests in flight, e.g. to reach a model's capacity.
     pub ai_latency: Duration,
+    /// Live video: an ffmpeg video filter (e.g. `hflip`) each segment is re-encoded through;
+    /// `None` passes segments through byte for byte, as they arrive.
+    pub live_filter: Option<String>,
+    /// Live video: how often each stream's runner publishes a status event.
+    pub live_event_interval: Duration,
+    /// Live video: how often the payment processor bills a stream's time (go-livepeer's
+    /// `-livePaymentInterval`, 5 s).
+    pub live_payment_interval: Duration,
 }
 
 impl Default for SimConfig {
@@ -175,6 +186,9 @@ impl Default for SimConfig {
             service_uri: None,
             token_delay: Duration::ZERO,
             ai_latency: Duration::ZERO,
+            live_filter: None,
+            live_event_interval: Duration::from_secs(1),
+            live_payment_interval: Duration::from_secs(5),
         }
     }
 }
@@ -193,6 +207,7 @@ struct Shared {
     /// by recomputing them, so no list of issued tokens has to be kept (or bounded).
     auth_secret: [u8; 32],
     ai: ai::AiState,
+    live: live::LiveState,
     payments: payment::Payments,
 }
 
@@ -224,6 +239,7 @@ impl Sim {
             url,
             auth_secret: rand::random(),
             ai: ai::AiState::default(),
+            live: live::LiveState::default(),
             payments: payment::Payments::new(
                 config.eth_address,
                 config.face_value,
@@ -306,11 +322,23 @@ impl Sim {
         self.shared.payments.advance_blocks(n);
     }
 
+    /// Changes what the live runner does with its streams.
+    pub fn set_live_mode(&self, mode: LiveMode) {
+        self.shared.live.set_mode(mode);
+    }
+
+    /// What the live side has received and done.
+    pub fn live(&self) -> LiveStats {
+        self.shared.live.stats()
+    }
+
     /// Stops listening and drops every open connection: clients then see refused connections.
+    /// Live streams die with it, as they would with the orchestrator's process.
     pub fn stop(&self) {
         if let Ok(c) = self.cancel.lock() {
             c.cancel();
         }
+        self.shared.live.kill_all();
     }
 
     /// Listens again on the same port (stopping first if running), with the same certificate.

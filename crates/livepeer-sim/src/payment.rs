@@ -345,6 +345,47 @@ impl Payments {
         Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price })
     }
 
+    /// `ProcessPayment` alone, as the `/payment` route runs it: tickets are checked and
+    /// credited to (sender, `manifest_id`); no balance is required (PROTOCOL.md §8.5).
+    pub(crate) fn receive(
+        &self,
+        payment: &net::Payment,
+        manifest_id: &str,
+    ) -> Result<Charge, Refused> {
+        let sender = bytes_to_address(&payment.sender);
+        let Some(recipient) = self.recipient else {
+            return Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price: None });
+        };
+        let mut ledger = self.ledger();
+        ledger.stats.payments += 1;
+        if let Err(refused) = self.process(&mut ledger, recipient, sender, payment, manifest_id) {
+            return Err(ledger.refuse(refused));
+        }
+        let price = payment.expected_price.as_ref().and_then(|p| price_per_unit(p).ok());
+        Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price })
+    }
+
+    /// The live payment processor's step (go-livepeer `LV2VPaymentProcessor` on the
+    /// orchestrator): `units × price` must be covered by the stream's balance, and is then
+    /// debited. A refusal means the stream must stop.
+    pub(crate) fn debit_covered(&self, charge: &Charge, units: u64) -> Result<(), Refused> {
+        let Some(price) = &charge.price else { return Ok(()) };
+        let fee = unit_fee(units, price).map_err(|_| Refused::arithmetic())?;
+        {
+            let mut ledger = self.ledger();
+            let key = (charge.sender, charge.manifest_id.clone());
+            let balance = ledger.stats.balances.get(&key).copied().unwrap_or_default();
+            if balance < SignedRatio::from(fee) {
+                let refused = Refused::bad_request(
+                    PaymentRejection::InsufficientBalance,
+                    format!("insufficient balance, mid={}", charge.manifest_id),
+                );
+                return Err(ledger.refuse(refused));
+            }
+        }
+        self.debit(charge, units)
+    }
+
     /// Debits `units × price` of an admitted payment, as go-livepeer's `DebitFees` does once
     /// the job has succeeded. Off-chain, nothing is kept.
     pub(crate) fn debit(&self, charge: &Charge, units: u64) -> Result<(), Refused> {

@@ -61,7 +61,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .into_axum_router();
     grpc.route("/healthz", axum::routing::get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(shared.clone(), misbehave))
-        .merge(crate::ai::routes(shared))
+        .merge(crate::ai::routes(shared.clone()))
+        .merge(crate::live::routes(shared))
 }
 
 /// Applies the run-time failure modes that live below the gRPC service: hanging and garbage.

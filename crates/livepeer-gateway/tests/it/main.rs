@@ -5,6 +5,7 @@ mod ai;
 mod binary;
 mod discovery;
 mod health;
+mod live;
 mod payments;
 mod props;
 mod signer;

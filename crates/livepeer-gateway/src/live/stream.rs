@@ -1,0 +1,610 @@
+//! One live stream: its client channels, its state for `/status`, and the supervisor that
+//! attaches an orchestrator, runs the relays and swaps the orchestrator when it fails.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use livepeer_trickle::{Subscribe, read_segment};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::relay::{self, Outcome, Session};
+use super::{Inner, JSON_MIME, LiveState, MEDIA_MIME};
+use crate::error::json_error;
+use crate::orchestrator::JobKey;
+
+/// What the client asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSpec {
+    /// Stream name: the base of its channel names and routes.
+    pub(crate) name: String,
+    /// Stream id reported in events (defaults to the name).
+    pub(crate) id: String,
+    /// The gateway's id for this stream, sent to orchestrators as `gateway_request_id`.
+    pub(crate) request_id: String,
+    /// Pipeline (the model id of capability 35).
+    pub(crate) pipeline: String,
+    /// Only orchestrators whose URL contains this.
+    pub(crate) pin: Option<String>,
+}
+
+/// One orchestrator replacement, for `/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SwapRecord {
+    /// The orchestrator that failed.
+    pub from: String,
+    /// Its replacement (empty when none could be found).
+    pub to: String,
+    /// What failed.
+    pub reason: String,
+    /// Milliseconds after the stream started.
+    pub at_ms: u64,
+    /// Milliseconds from the fault to the first output byte from the replacement.
+    pub recovery_ms: Option<u64>,
+}
+
+/// Segment flow in one direction, for `/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FlowStatus {
+    /// Segments relayed.
+    pub segments: u64,
+    /// Bytes relayed.
+    pub bytes: u64,
+    /// Video frames relayed (counted from the MPEG-TS packets).
+    pub frames: u64,
+    /// Frames per second over the last segments.
+    pub fps: f64,
+    /// Segments per second over the last segments.
+    pub segments_per_second: f64,
+}
+
+/// What `/status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStatus {
+    /// Stream name.
+    pub stream: String,
+    /// Stream id.
+    pub stream_id: String,
+    /// The gateway's request id.
+    pub request_id: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// `starting`, `running`, `swapping`, `stopped` or `failed`.
+    pub state: String,
+    /// The serving orchestrator.
+    pub orchestrator: Option<String>,
+    /// The orchestrator's id of this stream (payments are booked on it).
+    pub manifest_id: Option<String>,
+    /// Unix milliseconds when the stream started.
+    pub started_at_ms: u64,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Why it stopped.
+    pub stop_reason: Option<String>,
+    /// Client → orchestrator.
+    pub input: FlowStatus,
+    /// Orchestrator → client.
+    pub output: FlowStatus,
+    /// Time from an input segment's first byte to the matching output segment's first byte,
+    /// milliseconds: the last one and the average.
+    pub latency_ms: Value,
+    /// Orchestrator replacements.
+    pub swaps: Vec<SwapRecord>,
+    /// Payments to the serving orchestrators.
+    pub payments: Value,
+    /// Version of the current params (1 = the start call's).
+    pub params_version: u64,
+    /// The current params.
+    pub params: Value,
+    /// The orchestrator's last event.
+    pub last_event: Option<Value>,
+    /// Its last `status` event.
+    pub last_status: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// (when a segment ended, its frames), newest last.
+    marks: VecDeque<(Instant, u64)>,
+}
+
+impl Window {
+    fn push(&mut self, frames: u64) {
+        self.marks.push_back((Instant::now(), frames));
+        if self.marks.len() > 16 {
+            self.marks.pop_front();
+        }
+    }
+
+    fn rates(&self) -> (f64, f64) {
+        let (Some(first), Some(last)) = (self.marks.front(), self.marks.back()) else {
+            return (0.0, 0.0);
+        };
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        if self.marks.len() < 2 || span <= 0.0 {
+            return (0.0, 0.0);
+        }
+        // Frames of the segments after the first mark, over the time they took.
+        let frames: u64 = self.marks.iter().skip(1).map(|m| m.1).sum();
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        (round(frames as f64 / span), round((self.marks.len() - 1) as f64 / span))
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    phase: &'static str,
+    orchestrator: Option<String>,
+    manifest_id: Option<String>,
+    stop_reason: Option<String>,
+    swaps: Vec<SwapRecord>,
+    last_event: Option<Value>,
+    last_status: Option<Value>,
+    params_version: u64,
+    params: Value,
+    input: Window,
+    output: Window,
+    /// First-byte instants of input segments whose output has not started.
+    pending: VecDeque<Instant>,
+    latency_last_ms: Option<f64>,
+    latency_sum_ms: f64,
+    latency_count: u64,
+    /// When the current fault happened, until output resumes.
+    fault_at: Option<Instant>,
+    payments_sent: u64,
+    payments_failed: u64,
+    tickets: u64,
+    ev_wei: livepeer_pm::Ratio,
+    fee_wei: livepeer_pm::Ratio,
+}
+
+/// Counters updated on every chunk: atomics, so the relays take no lock per chunk.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) in_segments: AtomicU64,
+    pub(crate) in_bytes: AtomicU64,
+    pub(crate) in_frames: AtomicU64,
+    pub(crate) out_segments: AtomicU64,
+    pub(crate) out_bytes: AtomicU64,
+    pub(crate) out_frames: AtomicU64,
+    /// Milliseconds after the stream's start of the last input chunk, output chunk, event.
+    pub(crate) last_in_ms: AtomicU64,
+    pub(crate) last_out_ms: AtomicU64,
+    pub(crate) last_event_ms: AtomicU64,
+    /// When input reached the orchestrator with no output since (0: not waiting); the
+    /// output-stall watchdog counts from here.
+    pub(crate) waiting_since_ms: AtomicU64,
+}
+
+/// One live stream.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) spec: StreamSpec,
+    pub(crate) key: JobKey,
+    pub(crate) counters: Counters,
+    started: Instant,
+    started_unix_ms: u64,
+    state: Mutex<State>,
+    params_tx: watch::Sender<u64>,
+    /// Fires to stop the stream.
+    pub(crate) stop: CancellationToken,
+    /// Fires once it has stopped and released everything.
+    done: CancellationToken,
+}
+
+impl Stream {
+    fn new(spec: StreamSpec, key: JobKey, params: Value) -> Self {
+        let state = State { phase: "starting", params_version: 1, params, ..State::default() };
+        Self {
+            spec,
+            key,
+            counters: Counters::default(),
+            started: Instant::now(),
+            started_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            state: Mutex::new(state),
+            params_tx: watch::Sender::new(1),
+            stop: CancellationToken::new(),
+            done: CancellationToken::new(),
+        }
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    /// Milliseconds since the stream started: the clock of [`Counters`].
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Asks the stream to stop; the first reason given is kept.
+    pub(crate) fn stop(&self, reason: &str) {
+        self.with_state(|s| {
+            s.stop_reason.get_or_insert_with(|| reason.to_owned());
+        });
+        self.stop.cancel();
+    }
+
+    pub(crate) async fn wait_stopped(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.done.cancelled()).await;
+    }
+
+    /// Replaces the params; returns their new version.
+    pub(crate) fn set_params(&self, params: Value) -> u64 {
+        let version = self
+            .with_state(|s| {
+                s.params = params;
+                s.params_version += 1;
+                s.params_version
+            })
+            .unwrap_or(0);
+        self.params_tx.send_replace(version);
+        version
+    }
+
+    /// The current params and their version.
+    pub(crate) fn params(&self) -> (u64, Value) {
+        self.with_state(|s| (s.params_version, s.params.clone())).unwrap_or((0, Value::Null))
+    }
+
+    pub(crate) fn params_watch(&self) -> watch::Receiver<u64> {
+        self.params_tx.subscribe()
+    }
+
+    /// An input segment's first byte went to the orchestrator.
+    pub(crate) fn input_started(&self) {
+        self.with_state(|s| {
+            s.pending.push_back(Instant::now());
+            if s.pending.len() > 32 {
+                s.pending.pop_front();
+            }
+        });
+    }
+
+    pub(crate) fn input_done(&self, frames: u64) {
+        self.counters.in_segments.fetch_add(1, Relaxed);
+        self.with_state(|s| s.input.push(frames));
+    }
+
+    /// An output segment's first byte arrived: latency, and recovery after a fault.
+    pub(crate) fn output_started(&self) {
+        let now = Instant::now();
+        self.with_state(|s| {
+            if let Some(started) = s.pending.pop_front() {
+                let ms = now.duration_since(started).as_secs_f64() * 1000.0;
+                s.latency_last_ms = Some(ms);
+                s.latency_sum_ms += ms;
+                s.latency_count += 1;
+            }
+            if let Some(fault) = s.fault_at.take()
+                && let Some(swap) = s.swaps.last_mut()
+            {
+                swap.recovery_ms = Some(now.duration_since(fault).as_millis() as u64);
+            }
+        });
+    }
+
+    pub(crate) fn output_done(&self, frames: u64) {
+        self.counters.out_segments.fetch_add(1, Relaxed);
+        self.with_state(|s| s.output.push(frames));
+    }
+
+    /// An event from the orchestrator.
+    pub(crate) fn record_event(&self, event: &Value) {
+        self.counters.last_event_ms.store(self.now_ms(), Relaxed);
+        self.with_state(|s| {
+            if event.get("type").and_then(Value::as_str) == Some("status") {
+                s.last_status = Some(event.clone());
+            }
+            s.last_event = Some(event.clone());
+        });
+    }
+
+    /// A payment to the serving orchestrator.
+    pub(crate) fn record_payment(
+        &self,
+        ok: bool,
+        tickets: u32,
+        ev: &livepeer_pm::Ratio,
+        fee: &livepeer_pm::Ratio,
+    ) {
+        self.with_state(|s| {
+            if ok {
+                s.payments_sent += 1;
+            } else {
+                s.payments_failed += 1;
+            }
+            s.tickets += u64::from(tickets);
+            if let Ok(sum) = s.ev_wei.checked_add(ev) {
+                s.ev_wei = sum;
+            }
+            if let Ok(sum) = s.fee_wei.checked_add(fee) {
+                s.fee_wei = sum;
+            }
+        });
+    }
+
+    fn attached(&self, session: &Session) {
+        self.with_state(|s| {
+            s.phase = "running";
+            s.orchestrator = Some(session.orchestrator.clone());
+            s.manifest_id = Some(session.manifest_id.clone());
+            // Latency pairs input and output segments of one orchestrator only.
+            s.pending.clear();
+        });
+    }
+
+    /// The status document.
+    pub(crate) fn status(&self) -> StreamStatus {
+        let c = &self.counters;
+        let s = self.state.lock();
+        let s = match &s {
+            Ok(s) => s,
+            Err(_) => return self.empty_status(),
+        };
+        let (in_fps, in_sps) = s.input.rates();
+        let (out_fps, out_sps) = s.output.rates();
+        let average = (s.latency_count > 0).then(|| s.latency_sum_ms / s.latency_count as f64);
+        let round = |x: Option<f64>| x.map(|v| (v * 100.0).round() / 100.0);
+        StreamStatus {
+            stream: self.spec.name.clone(),
+            stream_id: self.spec.id.clone(),
+            request_id: self.spec.request_id.clone(),
+            pipeline: self.spec.pipeline.clone(),
+            state: s.phase.to_owned(),
+            orchestrator: s.orchestrator.clone(),
+            manifest_id: s.manifest_id.clone(),
+            started_at_ms: self.started_unix_ms,
+            uptime_ms: self.now_ms(),
+            stop_reason: s.stop_reason.clone(),
+            input: FlowStatus {
+                segments: c.in_segments.load(Relaxed),
+                bytes: c.in_bytes.load(Relaxed),
+                frames: c.in_frames.load(Relaxed),
+                fps: in_fps,
+                segments_per_second: in_sps,
+            },
+            output: FlowStatus {
+                segments: c.out_segments.load(Relaxed),
+                bytes: c.out_bytes.load(Relaxed),
+                frames: c.out_frames.load(Relaxed),
+                fps: out_fps,
+                segments_per_second: out_sps,
+            },
+            latency_ms: json!({ "last": round(s.latency_last_ms), "average": round(average) }),
+            swaps: s.swaps.clone(),
+            payments: json!({
+                "sent": s.payments_sent,
+                "failed": s.payments_failed,
+                "tickets": s.tickets,
+                "ev_wei": s.ev_wei.to_decimal_string(0),
+                "fee_wei": s.fee_wei.to_decimal_string(0),
+            }),
+            params_version: s.params_version,
+            params: s.params.clone(),
+            last_event: s.last_event.clone(),
+            last_status: s.last_status.clone(),
+        }
+    }
+
+    fn empty_status(&self) -> StreamStatus {
+        StreamStatus {
+            stream: self.spec.name.clone(),
+            stream_id: self.spec.id.clone(),
+            request_id: self.spec.request_id.clone(),
+            pipeline: self.spec.pipeline.clone(),
+            state: "unknown".into(),
+            orchestrator: None,
+            manifest_id: None,
+            started_at_ms: self.started_unix_ms,
+            uptime_ms: self.now_ms(),
+            stop_reason: None,
+            input: FlowStatus::default(),
+            output: FlowStatus::default(),
+            latency_ms: Value::Null,
+            swaps: Vec::new(),
+            payments: Value::Null,
+            params_version: 0,
+            params: Value::Null,
+            last_event: None,
+            last_status: None,
+        }
+    }
+}
+
+/// The four client channels of stream `name`.
+pub(crate) fn channel_names(name: &str) -> [(String, &'static str); 4] {
+    [
+        (name.to_owned(), MEDIA_MIME),
+        (format!("{name}-out"), MEDIA_MIME),
+        (format!("{name}-control"), JSON_MIME),
+        (format!("{name}-events"), JSON_MIME),
+    ]
+}
+
+/// Starts a stream: replaces a running one of the same name, creates the client channels,
+/// attaches the first orchestrator (so the answer can name it) and starts the supervisor.
+pub(crate) async fn open(
+    live: &LiveState,
+    spec: StreamSpec,
+    params: Value,
+) -> Result<Arc<Stream>, Response> {
+    let inner = &live.inner;
+    let Some(key) = JobKey::ai("live-video-to-video", &spec.pipeline) else {
+        return Err(json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "live-video-to-video has no capability id".into(),
+            None,
+        ));
+    };
+    if let Some(old) = live.find(&spec.name)
+        && !old.done.is_cancelled()
+    {
+        // go-livepeer "stomps" an older session of the same name.
+        old.stop("replaced by a new stream of the same name");
+        old.wait_stopped(Duration::from_secs(5)).await;
+    }
+    let stream = Arc::new(Stream::new(spec, key, params));
+    if !inner.register(stream.clone()) {
+        return Err(inner.too_many_streams());
+    }
+    for (name, mime) in channel_names(&stream.spec.name) {
+        if let Err(e) = inner.hub.create(&name, mime) {
+            stream.stop("channels could not be created");
+            close_client_channels(inner, &stream);
+            stream.done.cancel();
+            inner.forget_later(&stream);
+            return Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "trickle_unavailable",
+                format!("cannot create channel {name}: {e}"),
+                None,
+            ));
+        }
+    }
+    inner.metrics.live_stream_started(&stream.spec.pipeline);
+    let session = match relay::attach(inner, &stream, &[]).await {
+        Ok(session) => session,
+        Err(e) => {
+            stream.stop(&e.message);
+            stream.with_state(|s| s.phase = "failed");
+            close_client_channels(inner, &stream);
+            stream.done.cancel();
+            inner.metrics.live_stream_ended(&stream.spec.pipeline);
+            inner.forget_later(&stream);
+            let mut r = json_error(e.status, e.kind, e.message, None);
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            return Err(r);
+        }
+    };
+    stream.attached(&session);
+    tracing::info!(
+        stream = stream.spec.name,
+        request_id = stream.spec.request_id,
+        pipeline = stream.spec.pipeline,
+        orchestrator = session.orchestrator,
+        "live stream started"
+    );
+    inner.spawn("live-control-in", client_control(inner.clone(), stream.clone()));
+    inner.spawn("live-stream", supervise(inner.clone(), stream.clone(), session));
+    Ok(stream)
+}
+
+/// Params the client publishes into its own control channel are updates too.
+async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
+    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.name), 0);
+    loop {
+        let next = tokio::select! {
+            _ = stream.stop.cancelled() => return,
+            next = control.segment() => next,
+        };
+        let Ok(Some(mut reader)) = next else { return };
+        let Ok(data) = read_segment(&mut reader, super::MAX_CONTROL_BODY).await else { continue };
+        match serde_json::from_slice::<Value>(&data) {
+            Ok(params @ Value::Object(_)) if params != json!({"keep": "alive"}) => {
+                stream.set_params(params);
+            }
+            _ => tracing::debug!(stream = stream.spec.name, "ignored a control message"),
+        }
+    }
+}
+
+/// Runs sessions until the stream ends, swapping orchestrators on faults.
+async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
+    let mut session = first;
+    let mut resume = 0u64;
+    let mut failed: Vec<String> = Vec::new();
+    let mut recent_swaps: VecDeque<Instant> = VecDeque::new();
+    let final_phase = loop {
+        let (outcome, next) = relay::run(&inner, &stream, &session, resume).await;
+        resume = next;
+        let Session { lease, orchestrator, .. } = session.finish(&inner);
+        match outcome {
+            Outcome::Ended(reason) => {
+                stream.stop(&reason);
+                // A stream's whole duration is not a latency sample: release unreported.
+                drop(lease);
+                break "stopped";
+            }
+            Outcome::Fault(reason) => {
+                tracing::warn!(
+                    stream = stream.spec.name,
+                    orchestrator,
+                    reason,
+                    "live orchestrator failed; swapping"
+                );
+                lease.failed(reason.clone());
+                inner.metrics.live_swap(&reason);
+                failed.push(orchestrator.clone());
+                let fault_at = Instant::now();
+                while recent_swaps.front().is_some_and(|t| t.elapsed() > inner.config.swap_window) {
+                    recent_swaps.pop_front();
+                }
+                let mut record = SwapRecord {
+                    from: orchestrator,
+                    to: String::new(),
+                    reason: reason.clone(),
+                    at_ms: stream.now_ms(),
+                    recovery_ms: None,
+                };
+                if recent_swaps.len() as u32 >= inner.config.max_swaps {
+                    stream.with_state(|s| s.swaps.push(record));
+                    stream.stop(&format!("too many orchestrator failures; last: {reason}"));
+                    break "failed";
+                }
+                recent_swaps.push_back(fault_at);
+                stream.with_state(|s| {
+                    s.phase = "swapping";
+                    s.fault_at = Some(fault_at);
+                });
+                let exclude: Vec<&str> = failed.iter().map(String::as_str).collect();
+                match relay::attach(&inner, &stream, &exclude).await {
+                    Ok(next) => {
+                        record.to = next.orchestrator.clone();
+                        stream.with_state(|s| s.swaps.push(record));
+                        stream.attached(&next);
+                        session = next;
+                    }
+                    Err(e) => {
+                        stream.with_state(|s| s.swaps.push(record));
+                        stream.stop(&format!("no replacement orchestrator: {}", e.message));
+                        break "failed";
+                    }
+                }
+            }
+        }
+    };
+    stream.with_state(|s| s.phase = final_phase);
+    close_client_channels(&inner, &stream);
+    inner.metrics.live_stream_ended(&stream.spec.pipeline);
+    tracing::info!(
+        stream = stream.spec.name,
+        request_id = stream.spec.request_id,
+        reason = stream.status().stop_reason.unwrap_or_default(),
+        "live stream ended"
+    );
+    stream.done.cancel();
+    inner.forget_later(&stream);
+}
+
+/// Closes the client channels: subscribers see the end of the stream.
+fn close_client_channels(inner: &Inner, stream: &Stream) {
+    for (name, _) in channel_names(&stream.spec.name) {
+        inner.hub.close(&name);
+    }
+}

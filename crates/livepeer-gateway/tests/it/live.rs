@@ -1,0 +1,551 @@
+//! Live video-to-video through the gateway: a client publishes ffmpeg-made MPEG-TS segments
+//! into the gateway's trickle channel and reads the processed ones back, while the gateway
+//! relays them to simulated orchestrators over real sockets.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use livepeer_gateway::Gateway;
+use livepeer_gateway::config::Config;
+use livepeer_pm::LocalSigner;
+use livepeer_sim::{LiveMode, Sim, SimConfig, SimModel};
+use livepeer_trickle::{
+    ClientConfig, HttpPublisher, HttpSubscriber, Publish, ReadSegment, Subscribe, WriteSegment,
+    read_segment,
+};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::support::*;
+
+/// Frames per generated segment (0.48 s at 25 fps).
+const FRAMES: usize = 12;
+const SEGMENT_TIME: Duration = Duration::from_millis(480);
+
+/// Six MPEG-TS segments of a 320×240 H.264 test pattern, each starting on a keyframe.
+fn segments() -> &'static [Bytes] {
+    static SEGMENTS: OnceLock<Vec<Bytes>> = OnceLock::new();
+    SEGMENTS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("seg%03d.ts");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=320x240:rate=25")
+            .args(["-t", "2.88", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+            .args(["-g", "12", "-keyint_min", "12", "-sc_threshold", "0"])
+            .args(["-f", "segment", "-segment_time", "0.48", "-segment_format", "mpegts"])
+            .arg(&pattern)
+            .status()
+            .expect("ffmpeg must be installed for the live tests");
+        assert!(status.success());
+        let mut out = Vec::new();
+        for i in 0.. {
+            let path = dir.path().join(format!("seg{i:03}.ts"));
+            let Ok(data) = std::fs::read(&path) else { break };
+            out.push(Bytes::from(data));
+        }
+        assert_eq!(out.len(), 6, "ffmpeg made {} segments", out.len());
+        out
+    })
+}
+
+/// Codec and frame count of one MPEG-TS segment, by ffprobe.
+fn probe(data: &[u8]) -> (String, usize) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames", "-of", "json"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    let frames = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (s["codec_name"].as_str().unwrap_or_default().to_owned(), frames)
+}
+
+async fn live_sim(name: &str, tls: bool, capacity: u32, eth: Option<u8>, price: i64) -> Sim {
+    Sim::start(SimConfig {
+        name: name.into(),
+        tls,
+        eth_address: eth.map(|n| {
+            let mut a = [0u8; 20];
+            a[19] = n;
+            livepeer_pm::Address::from(a)
+        }),
+        models: vec![
+            SimModel::new("live-video-to-video", "noop").price(price, 1).capacity(capacity),
+        ],
+        live_event_interval: Duration::from_millis(200),
+        live_payment_interval: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn live_config(sims: &[&Sim]) -> Config {
+    let urls: Vec<&str> = sims.iter().map(|s| s.url()).collect();
+    let mut c = config(&urls);
+    c.live.out_segment_timeout = Duration::from_millis(1500);
+    c.live.events_timeout = Duration::from_secs(2);
+    c.live.status_linger = Duration::from_secs(5);
+    c
+}
+
+fn trickle() -> (reqwest::Client, ClientConfig) {
+    let config = ClientConfig::default();
+    (config.client().unwrap(), config)
+}
+
+async fn start_stream(gw: &Gateway, name: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/live/video-to-video/{name}/start", gw.http_addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn status(gw: &Gateway, name: &str) -> Value {
+    reqwest::get(format!("http://{}/live/video-to-video/{name}/status", gw.http_addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Publishes one segment as a live source would: in four chunks over its duration.
+async fn publish_live(publisher: &mut HttpPublisher, data: &Bytes, duration: Duration) {
+    let mut writer = publisher.segment().await.unwrap();
+    let step = data.len().div_ceil(4);
+    for chunk in data.chunks(step) {
+        writer.write(data.slice_ref(chunk)).await.unwrap();
+        tokio::time::sleep(duration / 4).await;
+    }
+    writer.finish().await.unwrap();
+}
+
+/// Output segments as the client sees them: (arrival of the first byte, bytes).
+type Received = Arc<Mutex<Vec<(Instant, Bytes)>>>;
+
+fn read_output(url: &str) -> (Received, tokio::task::JoinHandle<()>) {
+    let (client, config) = trickle();
+    let mut sub = HttpSubscriber::new(client, url, 0, config).unwrap();
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let task = tokio::spawn(async move {
+        while let Ok(Some(mut reader)) = sub.segment().await {
+            let mut first = None;
+            let mut data = Vec::new();
+            while let Ok(Some(chunk)) = reader.chunk().await {
+                first.get_or_insert_with(Instant::now);
+                data.extend_from_slice(&chunk);
+            }
+            if let Some(first) = first {
+                sink.lock().unwrap().push((first, Bytes::from(data)));
+            }
+        }
+    });
+    (received, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_runs_end_to_end_and_its_segments_probe_as_video() {
+    let sim = live_sim("live-a", false, 4, None, 0).await;
+    let gw = start(live_config(&[&sim])).await;
+    let started =
+        start_stream(&gw, "cam1", json!({"pipeline": "noop", "params": {"prompt": "a"}})).await;
+    assert_eq!(started["orchestrator"].as_str().unwrap().trim_end_matches('/'), sim.url());
+    for field in ["publish_url", "subscribe_url", "control_url", "events_url", "status_url"] {
+        assert!(started[field].as_str().unwrap().starts_with("http://"), "{field}");
+    }
+    let (outputs, reader) = read_output(started["subscribe_url"].as_str().unwrap());
+    let (client, config) = trickle();
+    let mut publisher =
+        HttpPublisher::new(client, started["publish_url"].as_str().unwrap(), "video/MP2T", config)
+            .unwrap();
+    for seg in segments() {
+        publish_live(&mut publisher, seg, SEGMENT_TIME).await;
+    }
+    eventually(Duration::from_secs(5), "six output segments", || async {
+        outputs.lock().unwrap().len() == 6
+    })
+    .await;
+    let out = outputs.lock().unwrap().clone();
+    for (i, (_, data)) in out.iter().enumerate() {
+        assert_eq!(data, &segments()[i], "segment {i} passes through unchanged");
+        assert_eq!(probe(data), ("h264".to_owned(), FRAMES), "segment {i}");
+    }
+    let s = status(&gw, "cam1").await;
+    assert_eq!(s["state"], "running", "{s}");
+    assert_eq!(s["input"]["segments"], 6, "{s}");
+    assert_eq!(s["output"]["segments"], 6, "{s}");
+    assert_eq!(s["input"]["frames"], 6 * FRAMES, "{s}");
+    assert!(s["input"]["fps"].as_f64().unwrap() > 10.0, "{s}");
+    assert!(s["output"]["segments_per_second"].as_f64().unwrap() > 1.0, "{s}");
+    assert!(s["latency_ms"]["average"].as_f64().is_some(), "{s}");
+    assert_eq!(s["last_status"]["type"], "status", "{s}");
+    assert_eq!(sim.live().segments_in, 6);
+
+    // The client closes its input: the stream ends, the orchestrator's stream too.
+    publisher.close().await.unwrap();
+    eventually(Duration::from_secs(5), "the stream to stop", || async {
+        status(&gw, "cam1").await["state"] == "stopped"
+    })
+    .await;
+    eventually(Duration::from_secs(5), "the orchestrator to end its stream", || async {
+        sim.live().active == 0
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_reach_the_orchestrator_and_events_reach_the_client() {
+    let sim = live_sim("live-ctl", false, 4, None, 0).await;
+    let gw = start(live_config(&[&sim])).await;
+    let started = start_stream(&gw, "ctl", json!({"params": {"prompt": "first"}})).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(started["update_url"].as_str().unwrap())
+        .json(&json!({"prompt": "second"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually(Duration::from_secs(5), "the update to reach the runner", || async {
+        sim.live().control.contains(&json!({"prompt": "second"}))
+    })
+    .await;
+    // Publishing into the client's own control channel is an update too.
+    let (client, config) = trickle();
+    let mut control = HttpPublisher::new(
+        client.clone(),
+        started["control_url"].as_str().unwrap(),
+        "application/json",
+        config.clone(),
+    )
+    .unwrap();
+    livepeer_trickle::publish_segment(&mut control, Bytes::from(r#"{"prompt":"third"}"#))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the channel update to reach the runner", || async {
+        sim.live().control.contains(&json!({"prompt": "third"}))
+    })
+    .await;
+    // Events: the runner's status events arrive tagged with the stream and the orchestrator,
+    // and the params update shows in the status.
+    let mut events =
+        HttpSubscriber::new(client, started["events_url"].as_str().unwrap(), 0, config).unwrap();
+    let mut reader = events.segment().await.unwrap().unwrap();
+    let event: Value =
+        serde_json::from_slice(&read_segment(&mut reader, 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(event["stream_id"], "ctl");
+    assert_eq!(event["orchestrator"].as_str().unwrap().trim_end_matches('/'), sim.url());
+    assert!(event["event"]["type"].is_string(), "{event}");
+    eventually(Duration::from_secs(5), "the status to show the last params", || async {
+        status(&gw, "ctl").await["last_status"]["inference_status"]["last_params"]
+            == json!({"prompt": "third"})
+    })
+    .await;
+    assert_eq!(status(&gw, "ctl").await["params_version"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_clear_errors() {
+    let sim = live_sim("live-bad", false, 1, None, 0).await;
+    let gw = start(live_config(&[&sim])).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}/live/video-to-video/{p}", gw.http_addr);
+    let cases = [
+        ("bad%20name/start", json!({}), 422, "stream"),
+        ("x-out/start", json!({}), 422, "stream"),
+        ("ok/start", json!({"params": [1]}), 422, "params"),
+        ("ok/start", json!({"pipeline": ""}), 422, "pipeline"),
+        ("ok/start", json!({"nonsense": 1}), 422, "body"),
+    ];
+    for (path, body, code, field) in cases {
+        let resp = http.post(url(path)).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), code, "{path} {body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["field"], field, "{path} {v}");
+    }
+    let resp = http.post(url("nope/update")).json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = http.get(url("nope/status")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = http
+        .post(url("mtx/start"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("source_id=1&source_type=rtmpconn&query=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    // A pipeline nobody offers: 503 with Retry-After, naming it.
+    let resp =
+        http.post(url("ok/start")).json(&json!({"pipeline": "comfyui"})).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("comfyui"), "{v}");
+    // Capacity 1: a second stream is refused by the orchestrator and gets 503, the first runs.
+    start_stream(&gw, "one", json!({})).await;
+    let resp = http.post(url("two/start")).json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let resp = http.post(url("one/update")).body("not json").send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    // Stop: the stream ends and its orchestrator is released.
+    let resp = http.post(url("one/stop")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["state"], "stopped", "{v}");
+    eventually(Duration::from_secs(5), "the runner to stop", || async { sim.live().active == 0 })
+        .await;
+}
+
+/// Publishes the test segments over and over until the flag is cleared.
+fn pump(url: &str, running: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let (client, config) = trickle();
+    let mut publisher = HttpPublisher::new(client, url, "video/MP2T", config).unwrap();
+    tokio::spawn(async move {
+        let mut sent = 0u64;
+        while running.load(std::sync::atomic::Ordering::Relaxed) {
+            let seg = &segments()[(sent % 6) as usize];
+            publish_live(&mut publisher, seg, SEGMENT_TIME).await;
+            sent += 1;
+        }
+        publisher.close().await.unwrap();
+        sent
+    })
+}
+
+fn serving<'a>(s: &Value, sims: &[&'a Sim]) -> &'a Sim {
+    let url = s["orchestrator"].as_str().unwrap().trim_end_matches('/').to_owned();
+    sims.iter().find(|sim| sim.url() == url).copied().unwrap()
+}
+
+/// How long after `fault` the client received the first byte of a segment that began after it.
+async fn recovery_after(outputs: &Received, fault: Instant) -> Duration {
+    eventually(Duration::from_secs(10), "output to resume", || async {
+        outputs.lock().unwrap().iter().any(|(t, _)| *t > fault)
+    })
+    .await;
+    let out = outputs.lock().unwrap();
+    out.iter().find(|(t, _)| *t > fault).map(|(t, _)| *t - fault).unwrap()
+}
+
+async fn swap_test(fault: impl FnOnce(&Sim)) -> (Value, Duration) {
+    let a = live_sim("live-1", false, 4, None, 0).await;
+    let b = live_sim("live-2", false, 4, None, 0).await;
+    let gw = start(live_config(&[&a, &b])).await;
+    let started = start_stream(&gw, "swap", json!({})).await;
+    let (outputs, _reader) = read_output(started["subscribe_url"].as_str().unwrap());
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pumping = pump(started["publish_url"].as_str().unwrap(), running.clone());
+    eventually(Duration::from_secs(5), "two output segments", || async {
+        outputs.lock().unwrap().len() >= 2
+    })
+    .await;
+    let first = status(&gw, "swap").await;
+    let victim = serving(&first, &[&a, &b]);
+    let at = Instant::now();
+    fault(victim);
+    eventually(Duration::from_secs(10), "a swap", || async {
+        status(&gw, "swap").await["swaps"].as_array().is_some_and(|s| !s.is_empty())
+    })
+    .await;
+    let recovery = recovery_after(&outputs, at).await;
+    // Output keeps coming from the replacement.
+    recovery_after(&outputs, Instant::now()).await;
+    let after = status(&gw, "swap").await;
+    assert_ne!(after["orchestrator"], first["orchestrator"], "{after}");
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    pumping.await.unwrap();
+    // Every segment after the swap is whole video.
+    let out = outputs.lock().unwrap().clone();
+    let (_, last) = out.last().unwrap();
+    assert_eq!(probe(last), ("h264".to_owned(), FRAMES));
+    (after, recovery)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_serving_orchestrator_swaps_within_two_seconds() {
+    let (status, recovery) = swap_test(|sim| sim.stop()).await;
+    assert!(recovery < Duration::from_secs(2), "output resumed after {recovery:?}");
+    let swap = &status["swaps"][0];
+    assert!(swap["recovery_ms"].as_u64().unwrap() < 2000, "{status}");
+    assert!(!swap["to"].as_str().unwrap().is_empty(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_output_is_replaced() {
+    let (status, recovery) = swap_test(|sim| sim.set_live_mode(LiveMode::StallOutput)).await;
+    // Detection takes the configured 1.5 s of silence; the swap itself is quick.
+    assert!(recovery < Duration::from_millis(1500 + 2000), "output resumed after {recovery:?}");
+    assert!(status["swaps"][0]["reason"].as_str().unwrap().contains("no output"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_events_are_replaced() {
+    let (status, _) = swap_test(|sim| sim.set_live_mode(LiveMode::MuteEvents)).await;
+    assert!(status["swaps"][0]["reason"].as_str().unwrap().contains("no event"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_arrive_on_schedule_and_stop_with_the_stream() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let sim = live_sim("live-paid", false, 4, Some(9), 1).await;
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.live.payment_interval = Duration::from_millis(500);
+    let gw = start(c).await;
+    let started = start_stream(&gw, "paid", json!({})).await;
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pumping = pump(started["publish_url"].as_str().unwrap(), running.clone());
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let during = sim.live().payments;
+    // 3.2 s at one payment per 0.5 s while input flows: about six.
+    assert!((4..=8).contains(&during), "{during} payments");
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    pumping.await.unwrap();
+    eventually(Duration::from_secs(5), "the stream to stop", || async {
+        status(&gw, "paid").await["state"] == "stopped"
+    })
+    .await;
+    let at_stop = sim.live().payments;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.live().payments, at_stop, "payments continued after the stream stopped");
+    let stats = sim.payments();
+    assert!(stats.rejections.is_empty(), "{:?}", stats.rejections);
+    assert_eq!(sim.live().stopped_for_balance, 0);
+    // The orchestrator was paid at least for the time it billed.
+    assert!(stats.ev_received.values().next().unwrap() >= &stats.fees_debited);
+    let s = status(&gw, "paid").await;
+    assert!(s["payments"]["sent"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["payments"]["tickets"].as_u64().unwrap() >= 1, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_streams() {
+    const STREAMS: usize = 100;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_default())
+        .with_test_writer()
+        .try_init();
+    let a = live_sim("live-many-1", true, 60, None, 0).await;
+    let b = live_sim("live-many-2", true, 60, None, 0).await;
+    let mut c = live_config(&[&a, &b]);
+    c.live.out_segment_timeout = Duration::from_secs(10);
+    c.live.events_timeout = Duration::from_secs(30);
+    let gw = Arc::new(start(c).await);
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("many{i}");
+            let started = start_stream(&gw, &name, json!({})).await;
+            let (outputs, reader) = read_output(started["subscribe_url"].as_str().unwrap());
+            let (client, config) = trickle();
+            let mut publisher = HttpPublisher::new(
+                client,
+                started["publish_url"].as_str().unwrap(),
+                "video/MP2T",
+                config,
+            )
+            .unwrap();
+            for seg in &segments()[..3] {
+                publish_live(&mut publisher, seg, SEGMENT_TIME).await;
+            }
+            eventually(Duration::from_secs(20), "three outputs", || async {
+                outputs.lock().unwrap().len() == 3
+            })
+            .await;
+            publisher.close().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+            let out = outputs.lock().unwrap().clone();
+            for (k, (_, data)) in out.iter().enumerate() {
+                assert_eq!(data, &segments()[k], "stream {i} segment {k}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(a.live().starts + b.live().starts, STREAMS as u64);
+    assert_eq!(a.live().segments_in + b.live().segments_in, 3 * STREAMS as u64);
+    eventually(Duration::from_secs(10), "every runner to stop", || async {
+        a.live().active + b.live().active == 0
+    })
+    .await;
+}
+
+/// The PyTrickle venv's python (made by `scripts/pytrickle-venv`), if there is one.
+fn pytrickle_python() -> Option<std::path::PathBuf> {
+    if let Some(python) = std::env::var_os("PYTRICKLE_PYTHON") {
+        return Some(python.into());
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = std::env::var_os("PYTRICKLE_VENV")
+        .map_or_else(|| root.join("target/pytrickle-venv"), |v| root.join(v));
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pytrickle_publishes_and_subscribes_through_the_gateway() {
+    let Some(python) = pytrickle_python() else {
+        assert!(
+            std::env::var("LIVEPEER_REQUIRE_PYTRICKLE").as_deref() != Ok("1"),
+            "LIVEPEER_REQUIRE_PYTRICKLE=1 but no PyTrickle venv; run scripts/pytrickle-venv"
+        );
+        eprintln!("skipping: no PyTrickle venv (run scripts/pytrickle-venv)");
+        return;
+    };
+    let sim = live_sim("live-py", false, 4, None, 0).await;
+    let gw = start(live_config(&[&sim])).await;
+    let started = start_stream(&gw, "py", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, seg) in segments()[..4].iter().enumerate() {
+        let path = dir.path().join(format!("in{i}.ts"));
+        std::fs::write(&path, seg).unwrap();
+        files.push(path);
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/py/pytrickle_live.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python)
+            .arg(script)
+            .arg(started["publish_url"].as_str().unwrap())
+            .arg(started["subscribe_url"].as_str().unwrap())
+            .arg(dir.path())
+            .args(&files)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "pytrickle client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, seg) in segments()[..4].iter().enumerate() {
+        let got = std::fs::read(dir.path().join(format!("out{i}.ts"))).unwrap();
+        assert_eq!(&got[..], &seg[..], "segment {i}");
+        assert_eq!(probe(&got), ("h264".to_owned(), FRAMES));
+    }
+    assert_eq!(sim.live().segments_in, 4);
+}

@@ -1,0 +1,133 @@
+//! Publisher and subscriber for any trickle server, over HTTP.
+
+mod publisher;
+mod subscriber;
+
+use std::time::Duration;
+
+pub use publisher::{HttpPublisher, HttpSegmentWriter};
+pub use subscriber::{HttpSegmentReader, HttpSubscriber};
+
+use crate::TrickleError;
+
+/// Timeouts and retry policy of the HTTP clients.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Connection set-up limit.
+    pub connect_timeout: Duration,
+    /// A subscribe GET that has produced no headers for this long is re-issued
+    /// (go-livepeer: 20 s).
+    pub first_byte_timeout: Duration,
+    /// Longest gap between two chunks of one segment before the read fails.
+    pub chunk_timeout: Duration,
+    /// Consecutive failures tolerated before an operation gives up.
+    pub max_retries: u32,
+    /// Pause between retries.
+    pub retry_pause: Duration,
+    /// Accept any TLS certificate (orchestrators use self-signed ones).
+    pub accept_invalid_certs: bool,
+    /// Largest segment a subscriber reads, in bytes.
+    pub max_segment_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            first_byte_timeout: Duration::from_secs(20),
+            chunk_timeout: Duration::from_secs(10),
+            max_retries: 5,
+            retry_pause: Duration::from_millis(250),
+            accept_invalid_certs: true,
+            max_segment_bytes: 16 << 20,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// An HTTP client with these settings, to share between publishers and subscribers.
+    ///
+    /// It speaks HTTP/1.1 to plain `http` servers and negotiates HTTP/2 over TLS where the
+    /// server offers it. It has no overall request timeout: a segment stays open as long as its
+    /// publisher streams it; the per-chunk and first-byte limits bound the waits instead.
+    pub fn client(&self) -> Result<reqwest::Client, TrickleError> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .danger_accept_invalid_certs(self.accept_invalid_certs)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| TrickleError::Invalid(format!("HTTP client: {}", chain(&error))))
+    }
+}
+
+/// `url` without trailing slashes, checked to be an absolute http(s) URL.
+fn channel_url(url: &str) -> Result<String, TrickleError> {
+    let trimmed = url.trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed)
+        .map_err(|error| TrickleError::Invalid(format!("trickle URL {url:?}: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(TrickleError::Invalid(format!("trickle URL {url:?} is not http(s)")));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        // Segment URLs are built by appending `/{seq}`, which a query would swallow.
+        return Err(TrickleError::Invalid(format!("trickle URL {url:?} has a query or fragment")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An error and its sources, on one line: reqwest's own message alone rarely says what failed.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn transport(error: &reqwest::Error) -> TrickleError {
+    TrickleError::Transport(chain(error))
+}
+
+/// An integer response header.
+fn header_i64(response: &reqwest::Response, name: &str) -> Option<i64> {
+    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Longest error body kept in [`TrickleError::Status`].
+const ERROR_BODY_LIMIT: usize = 256;
+
+/// The error for a failed status, with the start of its body.
+async fn status_error(response: reqwest::Response) -> TrickleError {
+    let status = response.status().as_u16();
+    let mut body = response.text().await.unwrap_or_default();
+    if body.len() > ERROR_BODY_LIMIT {
+        let mut end = ERROR_BODY_LIMIT;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.truncate(end);
+    }
+    TrickleError::Status { status, body: body.trim().to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(channel_url("http://h:1/ai/trickle/x/").unwrap(), "http://h:1/ai/trickle/x");
+        assert!(channel_url("ftp://h/x").is_err());
+        assert!(channel_url("not a url").is_err());
+        assert!(channel_url("http://h/x?a=b").is_err());
+    }
+
+    #[test]
+    fn client_builds() {
+        ClientConfig::default().client().unwrap();
+    }
+}

@@ -1,0 +1,297 @@
+//! The channels of one trickle server, and their HTTP routes.
+
+mod channel;
+mod http;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::TrickleError;
+use crate::local::{LocalPublisher, LocalSubscriber};
+
+use channel::lock;
+pub(crate) use channel::{AppendError, Channel, Cursor, ReadSlot, Segment};
+
+/// Longest channel name accepted.
+pub const MAX_CHANNEL_NAME: usize = 256;
+
+/// Limits and behaviour of a [`Hub`].
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Segments kept per channel (go-livepeer: 5); older ones are evicted.
+    pub window: usize,
+    /// Largest segment accepted, in bytes; a publisher that sends more gets 413.
+    pub max_segment_bytes: usize,
+    /// Most channels at once; creating more fails.
+    pub max_channels: usize,
+    /// A channel with no new segment for this long is closed and removed (go-livepeer: 5 min).
+    pub idle_timeout: Duration,
+    /// Whether a POST to an unknown channel creates it (go-livepeer orchestrators: no).
+    pub autocreate: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            window: 5,
+            max_segment_bytes: 16 << 20,
+            max_channels: 10_000,
+            idle_timeout: Duration::from_secs(300),
+            autocreate: false,
+        }
+    }
+}
+
+/// What a channel holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Its mime type.
+    pub mime: String,
+    /// The next sequence number a publisher writes.
+    pub next_write: u64,
+    /// Bytes held in its window.
+    pub bytes: usize,
+    /// Whether it was closed.
+    pub closed: bool,
+}
+
+/// Why a channel could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateError {
+    /// The name is empty, too long, or has a `/` or control character.
+    BadName,
+    /// The hub already holds `max_channels` channels.
+    Full,
+}
+
+impl From<CreateError> for TrickleError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::BadName => TrickleError::Invalid(format!(
+                "channel names must be 1 to {MAX_CHANNEL_NAME} bytes without '/' or control characters"
+            )),
+            CreateError::Full => TrickleError::Invalid("too many trickle channels".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: HubConfig,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+}
+
+/// The channels of one server. Cheap to clone; clones share the channels.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(mut config: HubConfig) -> Self {
+        // A ring needs at least one slot; a zero window would make every read a miss.
+        config.window = config.window.max(1);
+        Self { inner: Arc::new(HubInner { config, channels: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// Its limits.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Creates channel `name` with a mime type; creating an existing channel is not an error.
+    pub fn create(&self, name: &str, mime: &str) -> Result<(), TrickleError> {
+        self.create_channel(name, mime).map(|_| ()).map_err(TrickleError::from)
+    }
+
+    /// The channel `name`, created if missing.
+    pub(crate) fn create_channel(
+        &self,
+        name: &str,
+        mime: &str,
+    ) -> Result<Arc<Channel>, CreateError> {
+        if !valid_name(name) {
+            return Err(CreateError::BadName);
+        }
+        let config = &self.inner.config;
+        let mut channels = lock(&self.inner.channels);
+        if let Some(channel) = channels.get(name) {
+            return Ok(Arc::clone(channel));
+        }
+        if channels.len() >= config.max_channels {
+            return Err(CreateError::Full);
+        }
+        let channel = Arc::new(Channel::new(name, mime, config.window, config.max_segment_bytes));
+        channels.insert(name.to_owned(), Arc::clone(&channel));
+        tracing::debug!(channel = name, mime, "trickle channel created");
+        Ok(channel)
+    }
+
+    /// The channel `name`, if it exists.
+    pub(crate) fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        lock(&self.inner.channels).get(name).cloned()
+    }
+
+    /// Closes and removes channel `name`: its subscribers see the end of stream. Returns
+    /// whether it existed.
+    pub fn close(&self, name: &str) -> bool {
+        let removed = lock(&self.inner.channels).remove(name);
+        match removed {
+            Some(channel) => {
+                // Closed outside the map lock: waking readers must not stall other channels.
+                channel.close();
+                tracing::debug!(channel = name, "trickle channel closed");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether channel `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        lock(&self.inner.channels).contains_key(name)
+    }
+
+    /// How many channels exist.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.channels).len()
+    }
+
+    /// Whether no channel exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names of all channels, in no particular order.
+    pub fn names(&self) -> Vec<String> {
+        lock(&self.inner.channels).keys().cloned().collect()
+    }
+
+    /// What channel `name` holds, if it exists.
+    pub fn stats(&self, name: &str) -> Option<ChannelStats> {
+        let channel = self.channel(name)?;
+        let snapshot = channel.snapshot();
+        Some(ChannelStats {
+            mime: channel.mime().to_owned(),
+            next_write: snapshot.next_write,
+            bytes: snapshot.bytes,
+            closed: snapshot.closed,
+        })
+    }
+
+    /// A publisher into channel `name` of this hub, without sockets.
+    pub fn publisher(&self, name: &str) -> LocalPublisher {
+        LocalPublisher::new(self.clone(), name)
+    }
+
+    /// A subscriber to channel `name` of this hub starting at `start` (a sequence number, or
+    /// [`crate::SEQ_NEXT`] / [`crate::SEQ_CURRENT`]), without sockets.
+    pub fn subscriber(&self, name: &str, start: i64) -> LocalSubscriber {
+        LocalSubscriber::new(self.clone(), name, start)
+    }
+
+    /// The HTTP routes (`/{channel}`, `/{channel}/next`, `/{channel}/{seq}`), to be nested
+    /// under a prefix such as `/ai/trickle`: `Router::new().nest("/ai/trickle", hub.router())`.
+    /// The routes carry their own state; to nest them in a router with state `S`, use
+    /// `hub.router().with_state::<S>(())`.
+    ///
+    /// One difference from go-livepeer: a preconnected POST that waits for its first byte gets
+    /// no `100 Continue` keepalives (hyper cannot send unsolicited informational responses), so
+    /// a client must not put a read timeout on such a POST's response.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Closes and removes channels idle past the limit; returns how many.
+    pub fn sweep(&self) -> usize {
+        let idle_timeout = self.inner.config.idle_timeout;
+        let idle: Vec<String> = lock(&self.inner.channels)
+            .values()
+            .filter(|channel| channel.snapshot().last_activity.elapsed() > idle_timeout)
+            .map(|channel| channel.name().to_owned())
+            .collect();
+        let mut swept = 0;
+        for name in idle {
+            if self.close(&name) {
+                tracing::info!(channel = name, "closed idle trickle channel");
+                swept += 1;
+            }
+        }
+        swept
+    }
+
+    /// Sweeps every minute (or every half idle timeout, if that is shorter) until `cancel`
+    /// fires, then closes every channel so that their clients are released.
+    pub async fn run_sweeper(self, cancel: CancellationToken) {
+        let period = (self.inner.config.idle_timeout / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(60));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = ticker.tick() => {
+                    self.sweep();
+                }
+            }
+        }
+        for name in self.names() {
+            self.close(&name);
+        }
+    }
+}
+
+/// Whether `name` can be a channel name (and so a single URL path segment).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_NAME
+        && !name.chars().any(|c| c == '/' || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        let hub = Hub::new(HubConfig { max_channels: 2, ..HubConfig::default() });
+        assert!(hub.create("", "x").is_err());
+        assert!(hub.create("a/b", "x").is_err());
+        assert!(hub.create(&"a".repeat(MAX_CHANNEL_NAME + 1), "x").is_err());
+        assert!(hub.create("bad\nname", "x").is_err());
+        hub.create("a", "x").unwrap();
+        hub.create("a", "other").unwrap();
+        assert_eq!(hub.stats("a").unwrap().mime, "x", "creating again keeps the first mime");
+        hub.create("b", "x").unwrap();
+        assert!(matches!(hub.create("c", "x"), Err(TrickleError::Invalid(_))));
+        assert!(hub.close("a"));
+        assert!(!hub.close("a"));
+        hub.create("c", "x").unwrap();
+        assert_eq!(hub.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_removes_idle_channels() {
+        let hub =
+            Hub::new(HubConfig { idle_timeout: Duration::from_secs(10), ..HubConfig::default() });
+        hub.create("idle", "x").unwrap();
+        hub.create("busy", "x").unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        hub.channel("busy").unwrap().mark_written(0);
+        assert_eq!(hub.sweep(), 0);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(hub.sweep(), 1);
+        assert!(!hub.contains("idle") && hub.contains("busy"));
+
+        let cancel = CancellationToken::new();
+        let sweeper = tokio::spawn(hub.clone().run_sweeper(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(hub.is_empty());
+        cancel.cancel();
+        sweeper.await.unwrap();
+    }
+}
