@@ -31,7 +31,7 @@ use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LiveBenchArgs {
     /// Segments per latency measurement (one per second).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     pub(crate) segments: usize,
     /// Concurrent streams of each capacity round; repeatable.
     #[arg(long = "streams", default_values_t = [25usize, 50, 100])]
@@ -279,15 +279,17 @@ async fn latency(
         let data = segment(i);
         let mut writer = publisher.segment().await?;
         let mut first = None;
-        for chunk in data.chunks(SEGMENT_BYTES / CHUNKS) {
+        for (k, chunk) in data.chunks(SEGMENT_BYTES / CHUNKS).enumerate() {
+            if k > 0 {
+                tokio::time::sleep(CHUNK_GAP).await;
+            }
             first.get_or_insert_with(Instant::now);
             writer.write(data.slice_ref(chunk)).await?;
-            tokio::time::sleep(CHUNK_GAP).await;
         }
-        // The last chunk was written before the pause; time the end from there.
-        let last = Instant::now() - CHUNK_GAP;
+        let last = Instant::now();
         writer.finish().await?;
         sent.push((first.unwrap_or(last), last));
+        tokio::time::sleep(CHUNK_GAP).await;
     }
     publisher.close().await?;
     let received = tokio::time::timeout(Duration::from_secs(10), reading).await??;

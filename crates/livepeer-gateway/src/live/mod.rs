@@ -149,7 +149,10 @@ impl LiveState {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| e.to_string())?;
-        let hub = Hub::new(HubConfig { autocreate: false, ..HubConfig::default() });
+        // Three segments per client channel rather than go-livepeer's five: a live client more
+        // than a few seconds behind wants the live edge anyway, and at 2 Mbit/s each segment
+        // held costs 250 kB per channel.
+        let hub = Hub::new(HubConfig { autocreate: false, window: 3, ..HubConfig::default() });
         let sweeper = hub.clone();
         tasks.spawn("trickle-sweeper", move |cancel| sweeper.run_sweeper(cancel));
         let inner = Inner {
