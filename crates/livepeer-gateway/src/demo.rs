@@ -33,6 +33,7 @@ pub async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::Si
                 .price(price, 1000)
                 .capacity(8),
             SimModel::new("audio-to-text", "openai/whisper-large-v3").price(price, 100),
+            SimModel::new("live-video-to-video", "noop").price(price, 1_000_000).capacity(8),
         ];
         let config = SimConfig {
             name: name.to_owned(),
@@ -69,6 +70,10 @@ pub fn instructions(
          \x20   -d '{{\"prompt\": \"a lighthouse at dusk\", \"model_id\": \"stabilityai/sd-turbo\"}}'\n\
          \x20 curl -sN http://{http}/llm -H 'content-type: application/json' \\\n\
          \x20   -d '{{\"model\": \"meta-llama/Meta-Llama-3.1-8B-Instruct\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hello there\"}}]}}'\n\
+         \x20 curl -s http://{http}/live/video-to-video/cam1/start -H 'content-type: application/json' \\\n\
+         \x20   -d '{{\"pipeline\": \"noop\", \"params\": {{\"prompt\": \"hello\"}}}}'\n\
+         \x20   then publish MPEG-TS segments to its publish_url with a trickle client (e.g. PyTrickle),\n\
+         \x20   read them back from its subscribe_url and watch its status_url\n\
          \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\
          \x20 curl -s http://{admin}/metrics | grep livepeer_\n\

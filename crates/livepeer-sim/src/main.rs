@@ -47,6 +47,10 @@ struct Args {
     /// Processing time of every AI job, in milliseconds.
     #[arg(long, default_value_t = 0)]
     ai_latency_ms: u64,
+    /// Live video: re-encode each segment through this ffmpeg video filter (e.g. `hflip`)
+    /// instead of passing it through.
+    #[arg(long)]
+    live_filter: Option<String>,
 }
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         error_rate_ppm: args.error_rate_ppm,
         token_delay: Duration::from_millis(args.token_delay_ms),
         ai_latency: Duration::from_millis(args.ai_latency_ms),
+        live_filter: args.live_filter,
         ..SimConfig::default()
     };
     let sim = Sim::start(config).await?;

@@ -381,6 +381,7 @@ async fn swap_test(fault: impl FnOnce(&Sim)) -> (Value, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_serving_orchestrator_swaps_within_two_seconds() {
     let (status, recovery) = swap_test(|sim| sim.stop()).await;
+    eprintln!("output resumed {recovery:?} after the kill; swap: {}", status["swaps"][0]);
     assert!(recovery < Duration::from_secs(2), "output resumed after {recovery:?}");
     let swap = &status["swaps"][0];
     assert!(swap["recovery_ms"].as_u64().unwrap() < 2000, "{status}");
@@ -548,4 +549,35 @@ async fn pytrickle_publishes_and_subscribes_through_the_gateway() {
         assert_eq!(probe(&got), ("h264".to_owned(), FRAMES));
     }
     assert_eq!(sim.live().segments_in, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ffmpeg_filter_on_the_orchestrator_changes_the_video() {
+    let sim = Sim::start(SimConfig {
+        name: "live-filter".into(),
+        models: vec![SimModel::new("live-video-to-video", "noop").capacity(2)],
+        live_filter: Some("hflip".into()),
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let gw = start(live_config(&[&sim])).await;
+    let started = start_stream(&gw, "flip", json!({})).await;
+    let (outputs, _reader) = read_output(started["subscribe_url"].as_str().unwrap());
+    let (client, config) = trickle();
+    let mut publisher =
+        HttpPublisher::new(client, started["publish_url"].as_str().unwrap(), "video/MP2T", config)
+            .unwrap();
+    for seg in &segments()[..2] {
+        publish_live(&mut publisher, seg, SEGMENT_TIME).await;
+    }
+    eventually(Duration::from_secs(10), "two filtered segments", || async {
+        outputs.lock().unwrap().len() == 2
+    })
+    .await;
+    for (i, (_, data)) in outputs.lock().unwrap().iter().enumerate() {
+        assert_ne!(data, &segments()[i], "segment {i} was re-encoded");
+        assert_eq!(probe(data), ("h264".to_owned(), FRAMES), "segment {i}");
+    }
 }
