@@ -211,7 +211,9 @@ impl Gateway {
             &tasks,
         )
         .map_err(StartError::Setup)?;
-        serve(&tasks, "admin-api", admin, admin::router(state.clone()));
+        let admin_routes =
+            admin::router(state.clone()).merge(live::admin_router(live_state.clone()));
+        serve(&tasks, "admin-api", admin, admin_routes);
         let mut public = public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
             let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())

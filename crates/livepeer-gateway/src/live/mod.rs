@@ -202,6 +202,20 @@ pub fn router(live: LiveState) -> Router {
         .nest("/ai/trickle", trickle)
 }
 
+/// The admin listener's live route: `GET /live/streams`, the status of every stream, running
+/// or recently stopped.
+pub fn admin_router(live: LiveState) -> Router {
+    Router::new()
+        .route(
+            "/live/streams",
+            get(|State(live): State<LiveState>| async move {
+                let streams = live.streams();
+                axum::Json(json!({ "count": streams.len(), "streams": streams }))
+            }),
+        )
+        .with_state(live)
+}
+
 /// The body of `/start`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

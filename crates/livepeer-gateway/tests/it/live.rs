@@ -195,6 +195,9 @@ async fn a_stream_runs_end_to_end_and_its_segments_probe_as_video() {
     assert!(s["latency_ms"]["average"].as_f64().is_some(), "{s}");
     assert_eq!(s["last_status"]["type"], "status", "{s}");
     assert_eq!(sim.live().segments_in, 6);
+    let (code, admin) = admin_get(&gw, "/live/streams").await;
+    assert_eq!(code, 200);
+    assert_eq!(admin["streams"][0]["stream"], "cam1", "{admin}");
 
     // The client closes its input: the stream ends, the orchestrator's stream too.
     publisher.close().await.unwrap();
