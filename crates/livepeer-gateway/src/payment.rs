@@ -58,6 +58,10 @@ pub enum PayError {
     /// Exact arithmetic or signing failed.
     #[error("payment: {0}")]
     Internal(String),
+    /// The remote signer holds enough credit for this payment already (its 482): nothing is
+    /// to be sent this time.
+    #[error("the balance already covers this payment")]
+    NotNeeded,
 }
 
 /// One payment session: ticket params and price for one (orchestrator, job).

@@ -29,6 +29,9 @@ struct Session {
     state: Option<Value>,
 }
 
+/// (orchestrator URL, job, manifest id).
+type SessionKey = (String, JobKey, String);
+
 /// A session; its async lock keeps the signer's state echoed in order across awaits.
 type SharedSession = Arc<tokio::sync::Mutex<Session>>;
 
@@ -49,7 +52,9 @@ pub struct RemotePayer {
     http: reqwest::Client,
     endpoint: Url,
     client: OrchClient,
-    sessions: Arc<Mutex<HashMap<(String, JobKey), SharedSession>>>,
+    /// Sessions by (orchestrator, job, manifest id): the signer's state tracks one balance, and the
+    /// orchestrator books each manifest id (each live stream) on its own.
+    sessions: Arc<Mutex<HashMap<SessionKey, SharedSession>>>,
 }
 
 impl RemotePayer {
@@ -94,7 +99,7 @@ impl RemotePayer {
             return Ok(None);
         }
         let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
-        let session = self.session(url, key, &caps).await?;
+        let session = self.session(url, key, manifest, &caps).await?;
         // One payment at a time per session: the signer's state must be echoed in order.
         let mut s = session.lock().await;
         for _ in 0..=MAX_REFRESHES {
@@ -138,6 +143,8 @@ impl RemotePayer {
                     s.info = Arc::new(info);
                     s.bytes = bytes;
                 }
+                // Live payers skip the cycle (PROTOCOL.md §11.2, as the Python SDK does).
+                482 => return Err(PayError::NotNeeded),
                 status => {
                     let text = resp.text().await.unwrap_or_default();
                     return Err(PayError::Refused(format!(
@@ -152,8 +159,13 @@ impl RemotePayer {
 
     /// Forgets the session (after the orchestrator refused a payment).
     pub fn reset(&self, url: &Url, key: &JobKey) {
+        self.forget(url, key, &ai_manifest_id(key.capability, &key.model));
+    }
+
+    /// Forgets the session of one manifest id (a live stream that ended).
+    pub fn forget(&self, url: &Url, key: &JobKey, manifest: &str) {
         if let Ok(mut map) = self.sessions.lock() {
-            map.remove(&(url.to_string(), key.clone()));
+            map.remove(&(url.to_string(), key.clone(), manifest.to_owned()));
         }
     }
 
@@ -161,9 +173,10 @@ impl RemotePayer {
         &self,
         url: &Url,
         key: &JobKey,
+        manifest: &str,
         caps: &Capabilities,
     ) -> Result<SharedSession, PayError> {
-        let map_key = (url.to_string(), key.clone());
+        let map_key = (url.to_string(), key.clone(), manifest.to_owned());
         if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned()) {
             return Ok(found);
         }

@@ -211,7 +211,7 @@ impl IntoResponse for Rejection {
 }
 
 /// What Go's `http.Error` writes: the message and a newline, as `text/plain`.
-pub(crate) fn go_error(status: StatusCode, message: &str) -> Response {
+fn go_error(status: StatusCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(format!("{message}\n")));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -65,12 +65,21 @@ pub(crate) struct Session {
     events_url: String,
     /// The params version the start call carried.
     params_version: u64,
+    /// The job, for forgetting its payment sessions.
+    key: JobKey,
+    /// What the start call's payment was booked on.
+    start_manifest: String,
 }
 
 impl Session {
     /// Tears the session down on the orchestrator's side, in the background: the input and
     /// control channels are deleted, which ends the orchestrator's stream (§8.3 Teardown).
     pub(crate) fn finish(self, inner: &Arc<Inner>) -> Self {
+        if let Some(remote) = &inner.remote_payer {
+            let key = &self.key;
+            remote.forget(self.lease.url(), key, &self.manifest_id);
+            remote.forget(self.lease.url(), key, &self.start_manifest);
+        }
         let http = inner.trickle.clone();
         let urls = [self.publish_url.clone(), self.control_url.clone()];
         inner.spawn("live-teardown", async move {
@@ -136,6 +145,8 @@ pub(crate) async fn attach(
                     control_url: started.urls[2].clone(),
                     events_url: started.urls[3].clone(),
                     params_version: started.params_version,
+                    key: stream.key.clone(),
+                    start_manifest: stream.spec.request_id.clone(),
                 });
             }
             Err(failure) => {
@@ -695,6 +706,10 @@ async fn pay_once(
 ) {
     let paid = match pay(inner, url, info, &stream.key, units, manifest).await {
         Ok(paid) => paid,
+        Err(PayError::NotNeeded) => {
+            tracing::debug!(stream = stream.spec.name, "live payment not needed this cycle");
+            return;
+        }
         Err(e) => {
             tracing::warn!(stream = stream.spec.name, orchestrator = orch, error = %e, "live payment not made");
             stream.record_payment(false, 0, &Default::default(), &Default::default());

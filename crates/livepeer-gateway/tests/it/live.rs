@@ -584,3 +584,39 @@ async fn an_ffmpeg_filter_on_the_orchestrator_changes_the_video() {
         assert_eq!(probe(data), ("h264".to_owned(), FRAMES), "segment {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyless_gateway_pays_a_live_stream_through_a_remote_signer() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    const API_KEY: &str = "test-api-key-0123456789";
+    let sim = live_sim("live-remote", false, 4, Some(7), 400).await;
+    // The signer: a gateway with the key, serving the signer routes.
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer = start(c).await;
+    // The client gateway: no key, pays through the signer.
+    let mut c = live_config(&[&sim]);
+    c.remote_signer = Some((
+        format!("http://{}/", signer.http_addr).parse().unwrap(),
+        format!("Authorization:Bearer {API_KEY}"),
+    ));
+    c.live.payment_interval = Duration::from_millis(500);
+    let gw = start(c).await;
+    let started = start_stream(&gw, "remote", json!({})).await;
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pumping = pump(started["publish_url"].as_str().unwrap(), running.clone());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    pumping.await.unwrap();
+    let live = sim.live();
+    assert!(live.payments >= 2, "{live:?}");
+    let stats = sim.payments();
+    assert!(stats.rejections.is_empty(), "{:?}", stats.rejections);
+    // Booked on the stream's manifest id, where the orchestrator's live processor debits.
+    let mid = status(&gw, "remote").await["manifest_id"].as_str().unwrap().to_owned();
+    let signer_address = LocalSigner::from_hex(KEY).unwrap().address();
+    let balance = stats.balance(signer_address, &mid).unwrap();
+    assert!(balance > livepeer_pm::SignedRatio::default(), "{balance:?}");
+    assert_eq!(live.stopped_for_balance, 0);
+}
