@@ -41,6 +41,12 @@ pub(crate) struct BenchArgs {
     /// drift on a shared machine hits both paths alike.
     #[arg(long, default_value_t = 5)]
     pub(crate) rounds: usize,
+    /// The gateway talks HTTP/1.1 to the orchestrator instead of HTTP/2 (h2c).
+    #[arg(long)]
+    pub(crate) orch_http1: bool,
+    /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "paid".to_owned()])]
+    pub(crate) only: Vec<String>,
 }
 
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
@@ -68,6 +74,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         http_addr: Some("127.0.0.1:0".into()),
         cli_addr: Some("127.0.0.1:0".into()),
         log_level: Some("warn".into()),
+        orch_http1: Some(args.orch_http1),
         ..Flags::default()
     };
     let mut config = Config::load(flags)?;
@@ -108,10 +115,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
         args.concurrency
     ));
-    for (name, body, d, g) in [
-        ("text-to-image", &t2i_body, direct(27, T2I_MODEL, "text-to-image"), via("text-to-image")),
-        ("llm", &llm_body, direct(33, LLM_MODEL, "llm"), via("llm")),
+    for (short, name, body, d, g) in [
+        (
+            "t2i",
+            "text-to-image",
+            &t2i_body,
+            direct(27, T2I_MODEL, "text-to-image"),
+            via("text-to-image"),
+        ),
+        ("llm", "llm", &llm_body, direct(33, LLM_MODEL, "llm"), via("llm")),
     ] {
+        if !args.only.iter().any(|o| o == short) {
+            continue;
+        }
         // Warm up connections and caches.
         for _ in 0..50 {
             request(&d, body).await?;
@@ -133,6 +149,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
             us(gp99.saturating_sub(dp99)),
             grps / drps.max(1.0)
         ));
+    }
+    if !args.only.iter().any(|o| o == "paid") {
+        return Ok(out);
     }
     // Paid versus unpaid: the same text-to-image request through a gateway that pays an
     // on-chain simulator with tickets (which checks every one) and through the unpaid one.
