@@ -1,6 +1,7 @@
 //! The `livepeer-gateway` binary: parse and validate configuration (exit 64 if bad), set up
 //! logging, run until SIGINT or SIGTERM, then shut down gracefully.
 
+mod live_client;
 mod loadtest;
 mod loadtest_live;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Measure what the gateway adds to live video streams (latency per segment, CPU and
     /// memory per 2 Mbit/s stream), against publishing to a simulated orchestrator directly.
     BenchLive(loadtest_live::LiveBenchArgs),
+    /// Send a live video stream through a running gateway (an ffmpeg test pattern or a file),
+    /// save the processed segments and print the stream's status.
+    LiveClient(live_client::LiveClientArgs),
 }
 
 /// Exit code for bad configuration (EX_USAGE), as linkerd and sysexits use.
@@ -86,6 +90,11 @@ async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()>
         }
         Some(Command::BenchLive(args)) => {
             let report = loadtest_live::run(args).await?;
+            std::io::stdout().write_all(report.as_bytes())?;
+            return Ok(());
+        }
+        Some(Command::LiveClient(args)) => {
+            let report = live_client::run(args).await?;
             std::io::stdout().write_all(report.as_bytes())?;
             return Ok(());
         }

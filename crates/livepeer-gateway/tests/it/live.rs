@@ -620,3 +620,24 @@ async fn a_keyless_gateway_pays_a_live_stream_through_a_remote_signer() {
     assert!(balance > livepeer_pm::SignedRatio::default(), "{balance:?}");
     assert_eq!(live.stopped_for_balance, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_client_subcommand_streams_through_a_gateway() {
+    let sim = live_sim("live-cli", false, 2, None, 0).await;
+    let gw = start(live_config(&[&sim])).await;
+    let out = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_livepeer-gateway"))
+        .args(["live-client", "--gateway", &format!("http://{}", gw.http_addr)])
+        .args(["--stream", "cli", "--seconds", "2", "--output"])
+        .arg(out.path())
+        .output();
+    let run = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let status: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert_eq!(status["output"]["segments"], 2, "{status}");
+    for i in 0..2 {
+        let data = std::fs::read(out.path().join(format!("out-{i:05}.ts"))).unwrap();
+        assert_eq!(probe(&data), ("h264".to_owned(), 30), "segment {i}");
+    }
+}
