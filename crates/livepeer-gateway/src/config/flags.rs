@@ -166,6 +166,12 @@ pub struct Flags {
     /// Most live streams at once [default: 1000].
     #[arg(long, env = "LP_LIVEMAXSTREAMS")]
     pub live_max_streams: Option<usize>,
+    /// Service asked to accept or refuse each new live stream (POST JSON; non-2xx refuses).
+    #[arg(long, env = "LP_LIVEAIAUTHWEBHOOKURL")]
+    pub live_ai_auth_webhook_url: Option<String>,
+    /// Key sent to the live auth webhook as `x-api-key` and `Authorization`.
+    #[arg(long, env = "LP_LIVEAIAUTHAPIKEY", hide_env_values = true)]
+    pub live_ai_auth_api_key: Option<String>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LP_LOGFORMAT")]
     pub log_format: Option<String>,
@@ -230,6 +236,8 @@ pub(super) struct FileConfig {
     pub(super) live_events_timeout: Option<String>,
     pub(super) live_max_swaps: Option<u32>,
     pub(super) live_max_streams: Option<usize>,
+    pub(super) live_ai_auth_webhook_url: Option<String>,
+    pub(super) live_ai_auth_api_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

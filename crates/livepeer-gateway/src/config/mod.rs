@@ -319,6 +319,22 @@ impl Config {
             max_swaps: f.live_max_swaps.or(file.live_max_swaps).unwrap_or(3),
             max_streams: f.live_max_streams.or(file.live_max_streams).unwrap_or(1000),
             public_url: ai.public_url.clone(),
+            auth_webhook: match f
+                .live_ai_auth_webhook_url
+                .or(file.live_ai_auth_webhook_url)
+                .filter(|u| !u.trim().is_empty())
+            {
+                Some(u) => Some(crate::live::AuthWebhook {
+                    url: Url::parse(u.trim())
+                        .map_err(|e| bad("--live-ai-auth-webhook-url", format!("{u:?}: {e}")))?,
+                    api_key: f
+                        .live_ai_auth_api_key
+                        .or(file.live_ai_auth_api_key)
+                        .filter(|k| !k.is_empty())
+                        .map(SecretString::from),
+                }),
+                None => None,
+            },
             ..crate::live::LiveConfig::default()
         };
         for (flag, d) in [

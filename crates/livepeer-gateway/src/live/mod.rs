@@ -11,12 +11,18 @@
 //! - `GET /live/video-to-video/{stream}/status`: rates, latency, serving orchestrator, swaps,
 //!   payments and the orchestrator's last events.
 //! - `POST` or `DELETE /live/video-to-video/{stream}/stop`.
-//! - `/ai/trickle/{channel}…`: the client's channels `{stream}`, `{stream}-out`,
-//!   `{stream}-control` and `{stream}-events`.
+//! - `/ai/trickle/{channel}…`: the client's channels `{stream}-{random}` and its `-out`,
+//!   `-control` and `-events` siblings.
+//!
+//! With an auth webhook configured, each new stream is accepted or refused by the operator's
+//! service first ([`AuthWebhook`]).
 
+mod auth;
 mod relay;
 mod stream;
 pub mod ts;
+
+pub use auth::AuthWebhook;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,6 +72,9 @@ pub struct LiveConfig {
     /// Base of the URLs handed to clients, e.g. `https://gw.example.com`; default: from the
     /// request's Host.
     pub public_url: Option<String>,
+    /// The operator's service that accepts or refuses each new stream (go-livepeer
+    /// `-liveAIAuthWebhookUrl`).
+    pub auth_webhook: Option<AuthWebhook>,
 }
 
 impl Default for LiveConfig {
@@ -81,6 +90,7 @@ impl Default for LiveConfig {
             max_attempts: 3,
             status_linger: Duration::from_secs(60),
             public_url: None,
+            auth_webhook: None,
         }
     }
 }
@@ -279,6 +289,9 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         );
     }
     let base = public_base(&live.inner.config, req.headers(), req.uri());
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match read_body(req).await {
         Ok(body) => body,
         Err(r) => return r,
@@ -291,19 +304,42 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
             Err(e) => return field_error("body", format!("invalid JSON: {e}")),
         }
     };
-    let pipeline = parsed.pipeline.unwrap_or_else(|| "noop".to_owned());
+    let mut pipeline = parsed.pipeline.unwrap_or_else(|| "noop".to_owned());
     if pipeline.is_empty() || pipeline.len() > 128 {
         return field_error("pipeline", "pipeline must be 1-128 characters");
     }
-    let params = parsed.params.unwrap_or_else(|| json!({}));
+    let mut params = parsed.params.unwrap_or_else(|| json!({}));
     if !params.is_object() {
         return field_error("params", "params must be a JSON object");
     }
-    let stream_id = parsed.stream_id.filter(|s| !s.is_empty()).unwrap_or_else(|| name.clone());
+    let mut stream_id = parsed.stream_id.filter(|s| !s.is_empty()).unwrap_or_else(|| name.clone());
     if stream_id.len() > 128 {
         return field_error("stream_id", "stream_id is at most 128 characters");
     }
+    let route = |action: &str| format!("{base}/live/video-to-video/{name}/{action}");
+    if let Some(hook) = &live.inner.config.auth_webhook {
+        let ask = auth::AuthRequest {
+            stream: &name,
+            pipeline: &pipeline,
+            stream_id: &stream_id,
+            params: &params,
+            query: &query,
+            authorization: authorization.as_deref(),
+            gateway_host: base.trim_start_matches("http://").trim_start_matches("https://"),
+            status_url: route("status"),
+            update_url: route("update"),
+        };
+        match auth::check(&live.inner.http, hook, &ask).await {
+            Ok(overrides) => {
+                pipeline = overrides.pipeline.unwrap_or(pipeline);
+                params = overrides.params.unwrap_or(params);
+                stream_id = overrides.stream_id.unwrap_or(stream_id);
+            }
+            Err(refused) => return refused,
+        }
+    }
     let spec = StreamSpec {
+        channel: format!("{name}-{:016x}", rand::random::<u64>()),
         name: name.clone(),
         id: stream_id,
         request_id: format!("{:016x}", rand::random::<u64>()),
@@ -313,8 +349,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
     match stream::open(&live, spec, params).await {
         Ok(stream) => {
             let s = &stream.spec;
-            let channel = |suffix: &str| format!("{base}/ai/trickle/{}{suffix}", s.name);
-            let route = |action: &str| format!("{base}/live/video-to-video/{}/{action}", s.name);
+            let channel = |suffix: &str| format!("{base}/ai/trickle/{}{suffix}", s.channel);
             axum::Json(json!({
                 "stream": s.name,
                 "stream_id": s.id,

@@ -432,7 +432,7 @@ async fn input(
     start: u64,
     progress: Arc<AtomicU64>,
 ) -> Outcome {
-    let mut source = inner.hub.subscriber(&stream.spec.name, start as i64);
+    let mut source = inner.hub.subscriber(&stream.spec.channel, start as i64);
     let mut sink = match HttpPublisher::new(
         inner.trickle.clone(),
         &url,
@@ -509,7 +509,7 @@ async fn output(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome 
             Ok(s) => s,
             Err(e) => return fault("orchestrator output", &e),
         };
-    let mut sink = inner.hub.publisher(&format!("{}-out", stream.spec.name));
+    let mut sink = inner.hub.publisher(&format!("{}-out", stream.spec.channel));
     loop {
         let mut reader = match source.segment().await {
             Ok(Some(reader)) => reader,
@@ -573,7 +573,7 @@ fn events(
             Ok(s) => s,
             Err(e) => return fault("orchestrator events", &e),
         };
-        let mut sink = inner.hub.publisher(&format!("{}-events", stream.spec.name));
+        let mut sink = inner.hub.publisher(&format!("{}-events", stream.spec.channel));
         loop {
             let mut reader = match source.segment().await {
                 Ok(Some(reader)) => reader,

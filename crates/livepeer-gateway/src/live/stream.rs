@@ -22,8 +22,11 @@ use crate::orchestrator::JobKey;
 /// What the client asked for.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamSpec {
-    /// Stream name: the base of its channel names and routes.
+    /// Stream name: the key of its routes.
     pub(crate) name: String,
+    /// The base of its channel names: the name and a random suffix, so that only a client
+    /// given the URLs can publish into or read the stream's channels.
+    pub(crate) channel: String,
     /// Stream id reported in events (defaults to the name).
     pub(crate) id: String,
     /// The gateway's id for this stream, sent to orchestrators as `gateway_request_id`.
@@ -461,7 +464,7 @@ pub(crate) async fn open(
     if !inner.register(stream.clone()) {
         return Err(inner.too_many_streams());
     }
-    for (name, mime) in channel_names(&stream.spec.name) {
+    for (name, mime) in channel_names(&stream.spec.channel) {
         if let Err(e) = inner.hub.create(&name, mime) {
             stream.stop("channels could not be created");
             close_client_channels(inner, &stream);
@@ -507,7 +510,7 @@ pub(crate) async fn open(
 
 /// Params the client publishes into its own control channel are updates too.
 async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
-    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.name), 0);
+    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.channel), 0);
     loop {
         let next = tokio::select! {
             _ = stream.stop.cancelled() => return,
@@ -604,7 +607,7 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
 
 /// Closes the client channels: subscribers see the end of the stream.
 fn close_client_channels(inner: &Inner, stream: &Stream) {
-    for (name, _) in channel_names(&stream.spec.name) {
+    for (name, _) in channel_names(&stream.spec.channel) {
         inner.hub.close(&name);
     }
 }

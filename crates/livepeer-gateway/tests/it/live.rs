@@ -641,3 +641,82 @@ async fn the_live_client_subcommand_streams_through_a_gateway() {
         assert_eq!(probe(&data), ("h264".to_owned(), 30), "segment {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_auth_webhook_accepts_refuses_and_overrides() {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let log = seen.clone();
+    let hook = axum::Router::new().route(
+        "/auth",
+        axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(body.clone());
+                let key_ok = headers.get("x-api-key").is_some_and(|v| v == "hook-key");
+                if !key_ok || body["authorization"] != "Bearer good" {
+                    return (StatusCode::UNAUTHORIZED, "no").into_response();
+                }
+                axum::Json(json!({
+                    "pipeline": "noop",
+                    "pipeline_parameters": {"prompt": "from-hook"},
+                    "stream_id": "hooked",
+                }))
+                .into_response()
+            }
+        }),
+    );
+    use axum::response::IntoResponse as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/auth", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let sim = live_sim("live-auth", false, 2, None, 0).await;
+    let mut c = live_config(&[&sim]);
+    c.live.auth_webhook = Some(livepeer_gateway::live::AuthWebhook {
+        url: hook_url.parse().unwrap(),
+        api_key: Some("hook-key".to_owned().into()),
+    });
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    let url =
+        |name: &str| format!("http://{}/live/video-to-video/{name}/start?key=abc", gw.http_addr);
+    let refused = http
+        .post(url("nope"))
+        .bearer_auth("bad")
+        .json(&json!({"params": {"prompt": "mine"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "stream_refused", "{v}");
+    assert_eq!(sim.live().starts, 0, "a refused stream reaches no orchestrator");
+
+    let ok = http.post(url("yes")).bearer_auth("good").json(&json!({})).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let started: Value = ok.json().await.unwrap();
+    assert_eq!(started["stream_id"], "hooked", "{started}");
+    let publish = started["publish_url"].as_str().unwrap();
+    assert!(publish.contains("/ai/trickle/yes-") && publish.len() > 30, "unguessable: {publish}");
+    let s = status(&gw, "yes").await;
+    assert_eq!(s["params"], json!({"prompt": "from-hook"}), "{s}");
+    let asked = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(asked["stream"], "yes");
+    assert_eq!(asked["query_params"], "key=abc");
+
+    // An unreachable webhook refuses rather than letting streams in unchecked.
+    let mut c = live_config(&[&sim]);
+    c.live.auth_webhook = Some(livepeer_gateway::live::AuthWebhook {
+        url: "http://127.0.0.1:9/auth".parse().unwrap(),
+        api_key: None,
+    });
+    let gw2 = start(c).await;
+    let resp = http
+        .post(format!("http://{}/live/video-to-video/x/start", gw2.http_addr))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+}

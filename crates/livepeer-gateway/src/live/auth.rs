@@ -1,0 +1,107 @@
+//! The live-AI auth webhook (go-livepeer `-liveAIAuthWebhookUrl`, GATEWAY.md §6.6): before a
+//! stream starts, the gateway asks the operator's service whether to accept it, and may be
+//! told which pipeline, params and stream id to use.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::error::json_error;
+
+/// The webhook's endpoint and key.
+#[derive(Debug, Clone)]
+pub struct AuthWebhook {
+    /// Where to POST.
+    pub url: Url,
+    /// Sent as both `x-api-key` and `Authorization`, as go-livepeer sends it.
+    pub api_key: Option<SecretString>,
+}
+
+/// What the client asked for, as the webhook sees it.
+#[derive(Debug)]
+pub(crate) struct AuthRequest<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) pipeline: &'a str,
+    pub(crate) stream_id: &'a str,
+    pub(crate) params: &'a Value,
+    /// The start request's query string (go-livepeer passes the ingest URL's).
+    pub(crate) query: &'a str,
+    /// The client's `Authorization` header, for services that check a token.
+    pub(crate) authorization: Option<&'a str>,
+    pub(crate) gateway_host: &'a str,
+    pub(crate) status_url: String,
+    pub(crate) update_url: String,
+}
+
+/// What an accepting webhook may change.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    pub(crate) pipeline: Option<String>,
+    pub(crate) params: Option<Value>,
+    pub(crate) stream_id: Option<String>,
+}
+
+/// Largest webhook answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Asks the webhook. A non-2xx answer refuses the stream (403); an unreachable webhook refuses
+/// it too (503), since accepting unchecked streams would defeat the point of having one.
+pub(crate) async fn check(
+    http: &reqwest::Client,
+    hook: &AuthWebhook,
+    req: &AuthRequest<'_>,
+) -> Result<Overrides, Response> {
+    let body = json!({
+        "stream": req.stream,
+        "stream_key": req.stream,
+        "type": "trickle",
+        "query_params": req.query,
+        "gateway_host": req.gateway_host,
+        "status_url": req.status_url,
+        "update_url": req.update_url,
+        "pipeline": req.pipeline,
+        "stream_id": req.stream_id,
+        "params": req.params,
+        "authorization": req.authorization,
+    });
+    let mut call = http.post(hook.url.clone()).json(&body).timeout(Duration::from_secs(5));
+    if let Some(key) = &hook.api_key {
+        call = call
+            .header("x-api-key", key.expose_secret())
+            .header(reqwest::header::AUTHORIZATION, key.expose_secret());
+    }
+    let resp = call.send().await.map_err(|e| {
+        tracing::warn!(error = %crate::error::error_chain(&e), "live auth webhook unreachable");
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_webhook_unavailable",
+            "the live-AI auth webhook could not be reached".into(),
+            None,
+        )
+    })?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if !status.is_success() {
+        let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().into();
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "stream_refused",
+            format!("the live-AI auth webhook refused this stream ({status}): {text}"),
+            None,
+        ));
+    }
+    if bytes.is_empty() || bytes.len() > MAX_ANSWER {
+        return Ok(Overrides::default());
+    }
+    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = |k: &str| answer.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    Ok(Overrides {
+        pipeline: text("pipeline").map(str::to_owned),
+        params: answer.get("pipeline_parameters").filter(|p| p.is_object()).cloned(),
+        stream_id: text("stream_id").map(str::to_owned),
+    })
+}
