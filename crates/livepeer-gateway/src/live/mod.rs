@@ -162,7 +162,13 @@ impl LiveState {
         // Three segments per client channel rather than go-livepeer's five: a live client more
         // than a few seconds behind wants the live edge anyway, and at 2 Mbit/s each segment
         // held costs 250 kB per channel.
-        let hub = Hub::new(HubConfig { autocreate: false, window: 3, ..HubConfig::default() });
+        let hub = Hub::new(HubConfig {
+            autocreate: false,
+            window: 3,
+            // Four channels per stream.
+            max_channels: config.max_streams.saturating_mul(4),
+            ..HubConfig::default()
+        });
         let sweeper = hub.clone();
         tasks.spawn("trickle-sweeper", move |cancel| sweeper.run_sweeper(cancel));
         let inner = Inner {
