@@ -164,6 +164,10 @@ pub struct SimConfig {
     /// Live video: how often the payment processor bills a stream's time (go-livepeer's
     /// `-livePaymentInterval`, 5 s).
     pub live_payment_interval: Duration,
+    /// Live video: the payment processor bills this many seconds per second of stream (1 =
+    /// real time, as go-livepeer). Above 1 it runs a stream's prepaid credit down faster, to
+    /// exercise the "insufficient balance" stop.
+    pub live_billing_speedup: u64,
 }
 
 impl Default for SimConfig {
@@ -189,6 +193,7 @@ impl Default for SimConfig {
             live_filter: None,
             live_event_interval: Duration::from_secs(1),
             live_payment_interval: Duration::from_secs(5),
+            live_billing_speedup: 1,
         }
     }
 }

@@ -350,14 +350,19 @@ impl Runner {
             // passed, the time since the last billed instant must be paid for.
             let elapsed = billed_until.elapsed();
             if elapsed >= interval {
-                let units = (UNITS_PER_SECOND as u128 * elapsed.as_micros() / 1_000_000) as u64;
+                // A simulator told to bill faster than real time runs a stream's credit down
+                // sooner, which is how a test reaches the "insufficient balance" stop.
+                let rate = u128::from(UNITS_PER_SECOND)
+                    * u128::from(self.shared.config.live_billing_speedup.max(1));
+                let units = (rate * elapsed.as_micros() / 1_000_000) as u64;
                 if let Err(refused) = self.shared.payments.debit_covered(&self.charge, units) {
                     tracing::info!(mid = self.mid, error = refused.message, "stopping live stream");
                     self.shared.live.update(|s| s.stopped_for_balance += 1);
                     break;
                 }
                 // Advance by the billed time only, so truncated fractions are billed later.
-                billed_until += Duration::from_micros(units * 1_000_000 / UNITS_PER_SECOND);
+                billed_until +=
+                    Duration::from_micros((u128::from(units) * 1_000_000 / rate) as u64);
             }
             let processed = tokio::select! {
                 _ = cancel.cancelled() => break,

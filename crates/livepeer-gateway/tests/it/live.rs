@@ -720,3 +720,47 @@ async fn the_auth_webhook_accepts_refuses_and_overrides() {
         .unwrap();
     assert_eq!(resp.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_orchestrator_that_runs_out_of_credit_stops_the_stream() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let greedy = Sim::start(SimConfig {
+        name: "live-greedy".into(),
+        eth_address: Some(livepeer_pm::Address::from([0x31; 20])),
+        models: vec![SimModel::new("live-video-to-video", "noop").price(1, 1).capacity(2)],
+        live_event_interval: Duration::from_millis(200),
+        live_payment_interval: Duration::from_millis(200),
+        // Bills 120 s per second: the prepaid minute lasts half a second.
+        live_billing_speedup: 120,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = live_config(&[&greedy]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let gw = start(c).await;
+    let started = start_stream(&gw, "credit", json!({})).await;
+    let (client, config) = trickle();
+    let mut publisher =
+        HttpPublisher::new(client, started["publish_url"].as_str().unwrap(), "video/MP2T", config)
+            .unwrap();
+    // Publish until the gateway closes the client's channels.
+    let mut sent = 0;
+    for seg in segments().iter().cycle().take(20) {
+        let Ok(mut writer) = publisher.segment().await else { break };
+        if writer.write(seg.clone()).await.is_err() || writer.finish().await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(SEGMENT_TIME).await;
+    }
+    assert!(sent < 20, "the stream should have been stopped");
+    assert!(greedy.live().stopped_for_balance > 0);
+    assert!(greedy.payments().rejected(livepeer_sim::PaymentRejection::InsufficientBalance) > 0);
+    // The gateway saw the orchestrator close the stream's channels; with no other
+    // orchestrator it ends the stream and says why.
+    let s = status(&gw, "credit").await;
+    assert_eq!(s["state"], "failed", "{s}");
+    assert!(s["swaps"][0]["reason"].as_str().unwrap().contains("closed"), "{s}");
+    assert!(s["stop_reason"].as_str().unwrap().contains("no replacement"), "{s}");
+}
