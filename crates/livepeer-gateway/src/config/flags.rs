@@ -172,6 +172,15 @@ pub struct Flags {
     /// Key sent to the live auth webhook as `x-api-key` and `Authorization`.
     #[arg(long, env = "LP_LIVEAIAUTHAPIKEY", hide_env_values = true)]
     pub live_ai_auth_api_key: Option<String>,
+    /// Service told the running stream ids every interval; it answers which to stop.
+    #[arg(long, env = "LP_LIVEAIHEARTBEATURL")]
+    pub live_ai_heartbeat_url: Option<String>,
+    /// Headers of the heartbeat, `name:value,name2:value2`.
+    #[arg(long, env = "LP_LIVEAIHEARTBEATHEADERS", hide_env_values = true)]
+    pub live_ai_heartbeat_headers: Option<String>,
+    /// How often the heartbeat is sent [default: 5s].
+    #[arg(long, env = "LP_LIVEAIHEARTBEATINTERVAL")]
+    pub live_ai_heartbeat_interval: Option<String>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LP_LOGFORMAT")]
     pub log_format: Option<String>,
@@ -238,6 +247,9 @@ pub(super) struct FileConfig {
     pub(super) live_max_streams: Option<usize>,
     pub(super) live_ai_auth_webhook_url: Option<String>,
     pub(super) live_ai_auth_api_key: Option<String>,
+    pub(super) live_ai_heartbeat_url: Option<String>,
+    pub(super) live_ai_heartbeat_headers: Option<String>,
+    pub(super) live_ai_heartbeat_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -335,6 +335,28 @@ impl Config {
                 }),
                 None => None,
             },
+            heartbeat: match f
+                .live_ai_heartbeat_url
+                .or(file.live_ai_heartbeat_url)
+                .filter(|u| !u.trim().is_empty())
+            {
+                Some(u) => Some(crate::live::Heartbeat {
+                    url: Url::parse(u.trim())
+                        .map_err(|e| bad("--live-ai-heartbeat-url", format!("{u:?}: {e}")))?,
+                    headers: crate::signer::parse_headers(
+                        &f.live_ai_heartbeat_headers
+                            .or(file.live_ai_heartbeat_headers)
+                            .unwrap_or_default(),
+                    )
+                    .map_err(|e| bad("--live-ai-heartbeat-headers", e))?,
+                    interval: duration(
+                        "--live-ai-heartbeat-interval",
+                        f.live_ai_heartbeat_interval.or(file.live_ai_heartbeat_interval),
+                        "5s",
+                    )?,
+                }),
+                None => None,
+            },
             ..crate::live::LiveConfig::default()
         };
         for (flag, d) in [
@@ -345,6 +367,13 @@ impl Config {
             if d < std::time::Duration::from_millis(100) {
                 return Err(bad(flag, "must be at least 100ms"));
             }
+        }
+        if live
+            .heartbeat
+            .as_ref()
+            .is_some_and(|h| h.interval < std::time::Duration::from_millis(100))
+        {
+            return Err(bad("--live-ai-heartbeat-interval", "must be at least 100ms"));
         }
         if live.max_streams == 0 {
             return Err(bad("--live-max-streams", "must be at least 1"));

@@ -105,3 +105,45 @@ pub(crate) async fn check(
         stream_id: text("stream_id").map(str::to_owned),
     })
 }
+
+/// The heartbeat (go-livepeer `-liveAIHeartbeatURL`, v0.9.1): every interval the gateway posts
+/// the ids of its running streams, and stops those the answer lists as terminated (for
+/// example, a customer whose credit ran out).
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    /// Where to POST `{"ids": [...]}`.
+    pub url: Url,
+    /// Headers sent with every call (`name:value,…`, as `--live-ai-heartbeat-headers`).
+    pub headers: reqwest::header::HeaderMap,
+    /// How often.
+    pub interval: Duration,
+}
+
+/// One heartbeat: the stream ids to stop, from `{"terminatedStreamIds": [...]}`.
+pub(crate) async fn heartbeat(
+    http: &reqwest::Client,
+    beat: &Heartbeat,
+    ids: &[String],
+) -> Result<Vec<String>, String> {
+    let resp = http
+        .post(beat.url.clone())
+        .headers(beat.headers.clone())
+        .json(&json!({ "ids": ids }))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| crate::error::error_chain(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("heartbeat answered {}", resp.status()));
+    }
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.is_empty() || bytes.len() > MAX_ANSWER {
+        return Ok(Vec::new());
+    }
+    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(answer
+        .get("terminatedStreamIds")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default())
+}

@@ -22,7 +22,7 @@ mod relay;
 mod stream;
 pub mod ts;
 
-pub use auth::AuthWebhook;
+pub use auth::{AuthWebhook, Heartbeat};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +75,8 @@ pub struct LiveConfig {
     /// The operator's service that accepts or refuses each new stream (go-livepeer
     /// `-liveAIAuthWebhookUrl`).
     pub auth_webhook: Option<AuthWebhook>,
+    /// The heartbeat that can terminate running streams (go-livepeer `-liveAIHeartbeatURL`).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 impl Default for LiveConfig {
@@ -91,6 +93,7 @@ impl Default for LiveConfig {
             status_linger: Duration::from_secs(60),
             public_url: None,
             auth_webhook: None,
+            heartbeat: None,
         }
     }
 }
@@ -185,7 +188,45 @@ impl LiveState {
             streams: Mutex::default(),
             tasks: tasks.clone(),
         };
-        Ok(Self { inner: Arc::new(inner) })
+        let live = Self { inner: Arc::new(inner) };
+        if let Some(beat) = live.inner.config.heartbeat.clone() {
+            let live = live.clone();
+            tasks.spawn("live-heartbeat", move |cancel| async move {
+                let mut tick = tokio::time::interval(beat.interval);
+                tick.reset();
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tick.tick() => live.beat(&beat).await,
+                    }
+                }
+            });
+        }
+        Ok(live)
+    }
+
+    /// One heartbeat: report the running streams, stop those the service terminated.
+    async fn beat(&self, beat: &Heartbeat) {
+        let running: Vec<Arc<Stream>> = self
+            .inner
+            .streams
+            .lock()
+            .map(|s| s.values().filter(|s| !s.is_stopped()).cloned().collect())
+            .unwrap_or_default();
+        if running.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = running.iter().map(|s| s.spec.id.clone()).collect();
+        match auth::heartbeat(&self.inner.http, beat, &ids).await {
+            Ok(terminated) => {
+                for stream in running.iter().filter(|s| terminated.contains(&s.spec.id)) {
+                    tracing::info!(stream = stream.spec.name, "heartbeat terminated the stream");
+                    stream.stop("credit_exhaustion");
+                }
+            }
+            // Streams keep running when the service is down, as go-livepeer's do.
+            Err(e) => tracing::warn!(error = e, "live heartbeat failed"),
+        }
     }
 
     /// The trickle hub holding the client channels.

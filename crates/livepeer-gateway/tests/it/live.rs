@@ -764,3 +764,52 @@ async fn an_orchestrator_that_runs_out_of_credit_stops_the_stream() {
     assert!(s["swaps"][0]["reason"].as_str().unwrap().contains("closed"), "{s}");
     assert!(s["stop_reason"].as_str().unwrap().contains("no replacement"), "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_heartbeat_terminates_the_streams_it_names() {
+    use axum::http::HeaderMap;
+    type Beats = Arc<Mutex<Vec<(Value, Option<String>)>>>;
+    let seen: Beats = Arc::default();
+    let log = seen.clone();
+    let service = axum::Router::new().route(
+        "/beat",
+        axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let log = log.clone();
+            async move {
+                let token = headers.get("x-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                log.lock().unwrap().push((body, token));
+                axum::Json(json!({"terminatedStreamIds": ["broke"]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/beat", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let sim = live_sim("live-beat", false, 4, None, 0).await;
+    let mut c = live_config(&[&sim]);
+    c.live.heartbeat = Some(livepeer_gateway::live::Heartbeat {
+        url: url.parse().unwrap(),
+        headers: livepeer_gateway::signer::parse_headers("x-token:secret").unwrap(),
+        interval: Duration::from_millis(200),
+    });
+    let gw = start(c).await;
+    start_stream(&gw, "paying", json!({"stream_id": "paid-up"})).await;
+    start_stream(&gw, "other", json!({"stream_id": "broke"})).await;
+    eventually(Duration::from_secs(5), "the terminated stream to stop", || async {
+        status(&gw, "other").await["state"] == "stopped"
+    })
+    .await;
+    let s = status(&gw, "other").await;
+    assert_eq!(s["stop_reason"], "credit_exhaustion", "{s}");
+    assert_eq!(status(&gw, "paying").await["state"], "running");
+    let beats = seen.lock().unwrap().clone();
+    let both = beats.iter().any(|(body, _)| {
+        let mut ids: Vec<&str> =
+            body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        ids.sort();
+        ids == ["broke", "paid-up"]
+    });
+    assert!(both, "{beats:?}");
+    assert!(beats.iter().all(|(_, token)| token.as_deref() == Some("secret")));
+}
