@@ -141,7 +141,8 @@ impl LiveState {
         tasks: &Tasks,
     ) -> Result<Self, String> {
         let trickle_config = ClientConfig {
-            // Faults must be noticed quickly enough to swap within the 2 s target.
+            // A read or write that stalls mid-segment fails after the same limit the output
+            // watchdog applies; broken connections fail at once regardless.
             chunk_timeout: config.out_segment_timeout,
             max_retries: 2,
             ..ClientConfig::default()
