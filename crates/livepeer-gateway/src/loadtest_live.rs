@@ -124,7 +124,7 @@ pub(crate) async fn run(args: LiveBenchArgs) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// The four URLs a client uses.
+/// The two channel URLs the load test uses.
 #[derive(Debug, Clone)]
 struct StreamUrls {
     publish: String,
@@ -140,10 +140,10 @@ struct Child {
 
 impl Child {
     fn spawn(orchestrator: &str) -> anyhow::Result<Self> {
-        let port = |_: ()| -> anyhow::Result<u16> {
+        let port = || -> anyhow::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
         };
-        let (http, cli) = (port(())?, port(())?);
+        let (http, cli) = (port()?, port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
             .args(["--cli-addr", &format!("127.0.0.1:{cli}")])

@@ -320,6 +320,27 @@ impl Payments {
         payment: &net::Payment,
         manifest_id: &str,
     ) -> Result<Charge, Refused> {
+        self.process_payment(payment, manifest_id, true)
+    }
+
+    /// `ProcessPayment` alone, as the `/payment` route runs it: tickets are checked and
+    /// credited to (sender, `manifest_id`); no balance is required (PROTOCOL.md §8.5).
+    pub(crate) fn receive(
+        &self,
+        payment: &net::Payment,
+        manifest_id: &str,
+    ) -> Result<Charge, Refused> {
+        self.process_payment(payment, manifest_id, false)
+    }
+
+    /// [`Payments::admit`] and [`Payments::receive`]: the same steps under one lock, with the
+    /// balance check only when `require_balance`.
+    fn process_payment(
+        &self,
+        payment: &net::Payment,
+        manifest_id: &str,
+        require_balance: bool,
+    ) -> Result<Charge, Refused> {
         let sender = bytes_to_address(&payment.sender);
         let Some(recipient) = self.recipient else {
             return Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price: None });
@@ -330,7 +351,7 @@ impl Payments {
             return Err(ledger.refuse(refused));
         }
         let price = payment.expected_price.as_ref();
-        if price.is_some_and(|p| p.price_per_unit > 0) {
+        if require_balance && price.is_some_and(|p| p.price_per_unit > 0) {
             let balance = ledger.stats.balances.get(&(sender, manifest_id.to_owned()));
             let ev = SignedRatio::from(Ratio::from_u256(self.ticket_ev));
             if balance.is_none_or(|b| *b < ev) {
@@ -342,26 +363,6 @@ impl Payments {
             }
         }
         let price = price.and_then(|p| price_per_unit(p).ok());
-        Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price })
-    }
-
-    /// `ProcessPayment` alone, as the `/payment` route runs it: tickets are checked and
-    /// credited to (sender, `manifest_id`); no balance is required (PROTOCOL.md §8.5).
-    pub(crate) fn receive(
-        &self,
-        payment: &net::Payment,
-        manifest_id: &str,
-    ) -> Result<Charge, Refused> {
-        let sender = bytes_to_address(&payment.sender);
-        let Some(recipient) = self.recipient else {
-            return Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price: None });
-        };
-        let mut ledger = self.ledger();
-        ledger.stats.payments += 1;
-        if let Err(refused) = self.process(&mut ledger, recipient, sender, payment, manifest_id) {
-            return Err(ledger.refuse(refused));
-        }
-        let price = payment.expected_price.as_ref().and_then(|p| price_per_unit(p).ok());
         Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price })
     }
 

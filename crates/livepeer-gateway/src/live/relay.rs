@@ -403,6 +403,19 @@ pub(crate) async fn run(
     (outcome, progress.load(Relaxed))
 }
 
+impl Inner {
+    /// A publisher into one of an orchestrator's channels.
+    fn orch_publisher(&self, url: &str, mime: &str) -> Result<HttpPublisher, TrickleError> {
+        HttpPublisher::new(self.trickle.clone(), url, mime, self.trickle_config.clone())
+    }
+
+    /// A subscriber to one of an orchestrator's channels, from its first segment (the
+    /// orchestrator creates them for this stream).
+    fn orch_subscriber(&self, url: &str) -> Result<HttpSubscriber, TrickleError> {
+        HttpSubscriber::new(self.trickle.clone(), url, 0, self.trickle_config.clone())
+    }
+}
+
 /// Output stalled while input flows, or events stopped.
 fn watchdog(inner: &Inner, stream: &Stream, started_ms: u64) -> Option<String> {
     let now = stream.now_ms();
@@ -433,12 +446,7 @@ async fn input(
     progress: Arc<AtomicU64>,
 ) -> Outcome {
     let mut source = inner.hub.subscriber(&stream.spec.channel, start as i64);
-    let mut sink = match HttpPublisher::new(
-        inner.trickle.clone(),
-        &url,
-        MEDIA_MIME,
-        inner.trickle_config.clone(),
-    ) {
+    let mut sink = match inner.orch_publisher(&url, MEDIA_MIME) {
         Ok(p) => p,
         Err(e) => return fault("orchestrator input", &e),
     };
@@ -504,11 +512,10 @@ async fn input(
 /// Orchestrator output → client output channel. Output sequence numbers continue across
 /// swaps, so the client's subscriber never notices the change of orchestrator.
 async fn output(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome {
-    let mut source =
-        match HttpSubscriber::new(inner.trickle.clone(), &url, 0, inner.trickle_config.clone()) {
-            Ok(s) => s,
-            Err(e) => return fault("orchestrator output", &e),
-        };
+    let mut source = match inner.orch_subscriber(&url) {
+        Ok(s) => s,
+        Err(e) => return fault("orchestrator output", &e),
+    };
     let mut sink = inner.hub.publisher(&format!("{}-out", stream.spec.channel));
     loop {
         let mut reader = match source.segment().await {
@@ -562,12 +569,7 @@ fn events(
     session: &Session,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     let orchestrator = session.orchestrator.clone();
-    let source = HttpSubscriber::new(
-        inner.trickle.clone(),
-        &session.events_url,
-        0,
-        inner.trickle_config.clone(),
-    );
+    let source = inner.orch_subscriber(&session.events_url);
     async move {
         let mut source = match source {
             Ok(s) => s,
@@ -582,10 +584,20 @@ fn events(
             };
             let data = match read_segment(&mut reader, MAX_EVENT).await {
                 Ok(data) => data,
-                Err(TrickleError::TooLarge { .. }) => continue,
+                Err(TrickleError::TooLarge { limit }) => {
+                    tracing::debug!(
+                        stream = stream.spec.name,
+                        limit,
+                        "event over the size limit dropped"
+                    );
+                    continue;
+                }
                 Err(e) => return fault("orchestrator events", &e),
             };
-            let Ok(doc) = serde_json::from_slice::<Value>(&data) else { continue };
+            let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
+                tracing::debug!(stream = stream.spec.name, "event that is not JSON dropped");
+                continue;
+            };
             // ai-runner's envelope, or a bare event (topic `ai_stream_events`), §8.3.
             let (topic, event) = match (doc.get("queue_event_type"), doc.get("event")) {
                 (Some(Value::String(topic)), Some(event)) => (topic.clone(), event.clone()),
@@ -611,12 +623,7 @@ fn events(
 
 /// Params updates and keepalives → the orchestrator's control channel (§8.3).
 async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String, sent: u64) -> Outcome {
-    let mut sink = match HttpPublisher::new(
-        inner.trickle.clone(),
-        &url,
-        JSON_MIME,
-        inner.trickle_config.clone(),
-    ) {
+    let mut sink = match inner.orch_publisher(&url, JSON_MIME) {
         Ok(p) => p,
         Err(e) => return fault("orchestrator control", &e),
     };
