@@ -90,6 +90,8 @@ pub struct AiRequestRecord {
     pub fields: Vec<(String, String)>,
     /// The file parts of a multipart body, in order.
     pub files: Vec<AiFile>,
+    /// The HTTP version the request came over, e.g. `HTTP/2.0`.
+    pub http_version: String,
 }
 
 /// AI state of a running simulator.
@@ -345,6 +347,7 @@ async fn handle(shared: Arc<Shared>, pipeline: Pipeline, req: Request) -> Respon
     let in_flight = InFlight::enter(&shared);
     let headers = req.headers().clone();
     let mut record = record_of(pipeline.path(), &headers);
+    record.http_version = format!("{:?}", req.version());
     let input = read_input(pipeline, req, &mut record).await;
     if let Ok(mut last) = shared.ai.last.lock() {
         *last = Some(record);

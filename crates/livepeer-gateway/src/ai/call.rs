@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use livepeer_pm::LocalSigner;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
-use crate::error::error_chain;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
+use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
 
 /// The `Authorization` value that makes orchestrators answer download URLs (§7.1).
@@ -124,7 +125,7 @@ pub enum Answer {
     /// through byte for byte.
     Body(Bytes),
     /// LLM server-sent events, to be passed through as they arrive.
-    Stream(reqwest::Response),
+    Stream(http::Response<Incoming>),
 }
 
 /// Where rewritten result URLs point.
@@ -139,7 +140,7 @@ pub enum ResultUrls {
 /// Shared HTTP clients and identity for AI calls.
 #[derive(Debug, Clone)]
 pub struct AiClient {
-    http: reqwest::Client,
+    http: OrchHttp,
     signer: Option<Arc<LocalSigner>>,
     fetch_timeout: Duration,
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
@@ -173,15 +174,7 @@ impl AiClient {
         fetch_timeout: Duration,
         http2: bool,
     ) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
-        if http2 {
-            builder = builder.http2_prior_knowledge();
-        }
-        let http = builder.build().map_err(|e| e.to_string())?;
+        let http = OrchHttp::new(connect_timeout, http2)?;
         Ok(Self { http, signer, fetch_timeout, segments: Arc::default() })
     }
 
@@ -203,29 +196,22 @@ impl AiClient {
             Some(s) => s.into(),
             None => self.segment(orch, req.pipeline.capability(), &req.model),
         };
-        let url = format!("{}/{}", orch.transcoder, req.pipeline.name());
-        let builder = self
-            .http
-            .post(&url)
+        let url = format!("{}/{}", orch.transcoder.trim_end_matches('/'), req.pipeline.name());
+        let (content_type, body) = match &req.payload {
+            Payload::Json(map) => (
+                "application/json".to_owned(),
+                serde_json::to_vec(map).map_err(|e| CallError::Malformed(e.to_string()))?,
+            ),
+            Payload::Multipart { fields, file } => super::multipart::encode(fields, file),
+        };
+        let request = http::Request::post(&url)
             .header("Livepeer-Segment", &*segment)
             .header("Livepeer-Payment", payment.unwrap_or(OFFCHAIN_PAYMENT))
-            .header(AUTHORIZATION, AI_WORKER_PROTOCOL);
-        let builder = match &req.payload {
-            Payload::Json(map) => builder.json(map),
-            Payload::Multipart { fields, file } => {
-                let mut form = reqwest::multipart::Form::new();
-                for (name, value) in fields {
-                    form = form.text(name.clone(), value.clone());
-                }
-                let mut part = reqwest::multipart::Part::stream(file.bytes.clone())
-                    .file_name(file.filename.clone());
-                if let Some(ct) = &file.content_type {
-                    part = part.mime_str(ct).map_err(|e| CallError::Malformed(e.to_string()))?;
-                }
-                builder.multipart(form.part(file.field, part))
-            }
-        };
-        let resp = builder.send().await.map_err(|e| CallError::Connect(error_chain(&e)))?;
+            .header(AUTHORIZATION, AI_WORKER_PROTOCOL)
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CallError::Connect(format!("bad request to {url}: {e}")))?;
+        let resp = self.http.send(request).await.map_err(|e| CallError::Connect(e.to_string()))?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
@@ -344,12 +330,8 @@ impl AiClient {
             return Ok((content_type, Bytes::from(bytes)));
         }
         let get = async {
-            let resp = self
-                .http
-                .get(src)
-                .send()
-                .await
-                .map_err(|e| CallError::Download(error_chain(&e)))?;
+            let resp =
+                self.http.get(src).await.map_err(|e| CallError::Download(format!("{src}: {e}")))?;
             if !resp.status().is_success() {
                 return Err(CallError::Download(format!("{src}: status {}", resp.status())));
             }
@@ -382,18 +364,13 @@ fn has_media(pipeline: Pipeline) -> bool {
     )
 }
 
-/// Reads a body up to `limit` bytes.
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::Connect(error_chain(&e)))?;
-        if body.len() + chunk.len() > limit {
-            return Err(CallError::Malformed(format!("answer larger than {limit} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
+/// Reads a body up to `limit` bytes: a broken transfer is a connection failure, too much is
+/// a malformed answer.
+async fn read_limited(resp: http::Response<Incoming>, limit: usize) -> Result<Bytes, CallError> {
+    read_body(resp.into_body(), limit).await.map_err(|e| match e {
+        HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
+        HttpError::BadUrl(_) | HttpError::Transport(_) => CallError::Connect(e.to_string()),
+    })
 }
 
 fn extension(content_type: &str, url: &str) -> &'static str {

@@ -322,17 +322,18 @@ fn headers(resp: &mut Response, record: &Record, orch: &str) {
 /// stream ends: a clean end counts as success, a broken one as the orchestrator's failure, and
 /// the client then gets an error event (no failover: bytes have already gone out).
 fn stream_response(
-    upstream: reqwest::Response,
+    upstream: http::Response<hyper::body::Incoming>,
     lease: Lease,
     record: &Record,
     orch: &str,
     idle: Duration,
 ) -> Response {
     struct State {
-        upstream: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+        upstream: http_body_util::BodyDataStream<hyper::body::Incoming>,
         lease: Option<Lease>,
     }
-    let state = State { upstream: upstream.bytes_stream().boxed(), lease: Some(lease) };
+    let upstream = http_body_util::BodyDataStream::new(upstream.into_body());
+    let state = State { upstream, lease: Some(lease) };
     let body = futures_util::stream::unfold(state, move |mut st| async move {
         let lease = st.lease.take()?;
         match tokio::time::timeout(idle, st.upstream.next()).await {

@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod job;
+mod multipart;
 pub mod openai;
 pub mod probe;
 pub mod results;

@@ -277,6 +277,20 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
 type Pins = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 /// Dials TCP, then TLS with ALPN h2, within one deadline.
+/// A TLS configuration that accepts any server certificate (still checking handshake
+/// signatures), as go-livepeer does for orchestrators, offering `alpn` protocols.
+pub(crate) fn accept_any_tls(alpn: Vec<Vec<u8>>) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Verifier { provider: provider.clone(), pin: None };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    Ok(config)
+}
+
 #[derive(Clone)]
 struct TlsConnector {
     tls: tokio_rustls::TlsConnector,

@@ -5,6 +5,7 @@ pub mod client;
 pub mod creds;
 pub mod discovery;
 pub mod health;
+pub mod http;
 pub mod info;
 pub mod pool;
 pub mod price;

@@ -446,3 +446,66 @@ async fn busy_orchestrators_are_skipped_not_ejected() {
     assert_eq!(orch_state(&gw, b.url()).await["state"], "healthy");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_orchestrators_work_over_http2_and_http1() {
+    for http2 in [true, false] {
+        let sim = Sim::start(SimConfig {
+            name: "tls".into(),
+            tls: true,
+            models: all_models(1),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        assert!(sim.url().starts_with("https://"));
+        let mut c = config(&[sim.url()]);
+        c.ai.orch_http2 = http2;
+        let gw = start(c).await;
+        let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
+        let http = reqwest::Client::new();
+
+        // JSON in, and a result file the gateway downloads over TLS.
+        let resp = http
+            .post(api(&gw, "/text-to-image"))
+            .json(&json!({"prompt": "a red fox", "model_id": SD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await;
+        assert_eq!(sim.last_ai_request().unwrap().http_version, version);
+
+        // Multipart in: the sim parses the gateway's encoding back into the same parts.
+        let image = png(64, 48);
+        let form = Form::new().text("prompt", "make it \"blue\"").text("model_id", SD).part(
+            "image",
+            Part::bytes(image.clone()).file_name("in.png").mime_str("image/png").unwrap(),
+        );
+        let resp = http.post(api(&gw, "/image-to-image")).multipart(form).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let seen = sim.last_ai_request().unwrap();
+        assert_eq!(seen.http_version, version);
+        assert!(seen.fields.contains(&("prompt".into(), "make it \"blue\"".into())));
+        assert_eq!(seen.files.len(), 1);
+        assert_eq!(seen.files[0].field, "image");
+        assert_eq!(seen.files[0].file_name.as_deref(), Some("in.png"));
+        assert_eq!(seen.files[0].content_type.as_deref(), Some("image/png"));
+        assert_eq!(seen.files[0].size, image.len());
+
+        // A streamed answer.
+        let resp = http
+            .post(api(&gw, "/llm"))
+            .json(&json!({"model": LLM, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("data: ") && text.contains(r#""finish_reason":"stop""#), "{text}");
+        gw.shutdown().await;
+        sim.stop();
+    }
+}
