@@ -22,6 +22,7 @@ pub mod task;
 // Used by the binary only.
 use anyhow as _;
 use mimalloc as _;
+use tracing_appender as _;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

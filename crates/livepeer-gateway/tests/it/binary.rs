@@ -62,7 +62,8 @@ fn spawn_listening(extra: &[&str]) -> (std::process::Child, String, Lines) {
     (child, admin, lines)
 }
 
-/// As [`spawn_listening`], also returning the log lines printed before it listened.
+/// As [`spawn_listening`], also returning the log lines printed until it listened (that one
+/// last).
 fn spawn_listening_with_log(extra: &[&str]) -> (std::process::Child, String, Lines, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
@@ -77,11 +78,18 @@ fn spawn_listening_with_log(extra: &[&str]) -> (std::process::Child, String, Lin
         let line = lines.next().expect("gateway exited before listening").unwrap();
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if v["fields"]["message"] == "gateway listening" {
+            before.push(line);
             break v["fields"]["admin_addr"].as_str().unwrap().to_owned();
         }
         before.push(line);
     };
     (child, admin, lines, before)
+}
+
+/// The public API address from the "gateway listening" line.
+fn public_addr(log: &[String]) -> String {
+    let last: serde_json::Value = serde_json::from_str(log.last().unwrap()).unwrap();
+    last["fields"]["http_addr"].as_str().unwrap().to_owned()
 }
 
 fn stop(child: &mut std::process::Child) {
@@ -110,7 +118,7 @@ fn starts_serves_and_stops_gracefully_on_sigterm() {
 
 #[test]
 fn demo_runs_three_simulated_orchestrators_and_selects_among_them() {
-    let (mut child, admin, _lines) = spawn_listening(&["demo"]);
+    let (mut child, admin, lines, before) = spawn_listening_with_log(&["demo"]);
     let orchs: serde_json::Value =
         reqwest::blocking::get(format!("http://{admin}/orchestrators")).unwrap().json().unwrap();
     let list = orchs["orchestrators"].as_array().unwrap();
@@ -123,7 +131,27 @@ fn demo_runs_three_simulated_orchestrators_and_selects_among_them() {
     let url = format!("http://{admin}/select?pipeline=text-to-image&model=stabilityai/sd-turbo");
     let pick: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
     assert!(list.iter().any(|o| o["url"] == pick["orchestrator"]), "{pick}");
+
+    // A job through the public API leaves its record in the log (written by the log thread),
+    // with the request id the client got.
+    let http_addr = public_addr(&before);
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("http://{http_addr}/text-to-image"))
+        .json(&serde_json::json!({"prompt": "a lighthouse", "model_id": "stabilityai/sd-turbo"}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     stop(&mut child);
+    let records: Vec<serde_json::Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter(|v| v["fields"]["message"] == "ai request")
+        .collect();
+    let record = records.iter().find(|v| v["fields"]["request_id"] == id.as_str());
+    let record = record.unwrap_or_else(|| panic!("no record of {id} in {records:?}"));
+    assert_eq!(record["fields"]["outcome"], "ok");
+    assert_eq!(record["fields"]["pipeline"], "text-to-image");
 }
 
 const KEYSTORE: &str = concat!(
