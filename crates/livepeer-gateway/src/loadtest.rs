@@ -5,7 +5,8 @@
 //! ephemeral ports), then for text-to-image and for LLM:
 //! - latency: `n` sequential requests direct and through the gateway (p50, p99);
 //! - throughput: `concurrency` clients for `seconds`, direct and through the gateway, in
-//!   alternating rounds; the median of each is reported.
+//!   alternating rounds; the median of each, and the median of the rounds' ratios, are
+//!   reported.
 //!
 //! "Direct" sends exactly what the gateway sends (the same headers, body and auth token) and,
 //! for text-to-image, also downloads the result image, as a client must; "through the gateway"
@@ -37,8 +38,8 @@ pub(crate) struct BenchArgs {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 3)]
     pub(crate) seconds: u64,
-    /// Throughput rounds, alternating direct and gateway; the medians are reported, so that
-    /// drift on a shared machine hits both paths alike.
+    /// Throughput rounds, each a direct run then a gateway run; the ratio reported is the
+    /// median of the rounds' ratios, so that drift on a shared machine hits both paths alike.
     #[arg(long, default_value_t = 5)]
     pub(crate) rounds: usize,
     /// The gateway talks HTTP/1.1 to the orchestrator instead of HTTP/2 (h2c).
@@ -135,19 +136,25 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         }
         let (dp50, dp99) = latency(&d, body, args.requests).await?;
         let (gp50, gp99) = latency(&g, body, args.requests).await?;
-        let (mut ds, mut gs) = (Vec::new(), Vec::new());
+        let (mut ds, mut gs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds.max(1) {
-            ds.push(throughput(&d, body, args.concurrency, args.seconds).await);
-            gs.push(throughput(&g, body, args.concurrency, args.seconds).await);
+            let direct = throughput(&d, body, args.concurrency, args.seconds).await;
+            let gateway = throughput(&g, body, args.concurrency, args.seconds).await;
+            ds.push(direct);
+            gs.push(gateway);
+            ratios.push(gateway / direct.max(1.0));
         }
         let (drps, grps) = (median(&mut ds), median(&mut gs));
+        // The ratio is the median of each round's pair (a direct round and the gateway round
+        // right after it), so that drift on a shared machine cancels within a pair.
+        let ratio = median(&mut ratios);
+        let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
         out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
         out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
         out.push_str(&format!(
-            "| {name} | **added / ratio** | **+{}** | **+{}** | **{:.2}×** |\n",
+            "| {name} | **added / ratio** | **+{}** | **+{}** | **{ratio:.2}×** (rounds {spread}) |\n",
             us(gp50.saturating_sub(dp50)),
             us(gp99.saturating_sub(dp99)),
-            grps / drps.max(1.0)
         ));
     }
     if !args.only.iter().any(|o| o == "paid") {

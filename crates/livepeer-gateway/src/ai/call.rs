@@ -235,7 +235,8 @@ impl AiClient {
         }
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
-        self.rewrite_media(req.pipeline, &mut json, store, urls).await?;
+        // Boxed: downloading results makes a large future that text answers need not carry.
+        Box::pin(self.rewrite_media(req.pipeline, &mut json, store, urls)).await?;
         Ok(Answer::Body(Bytes::from(json.to_string())))
     }
 

@@ -101,20 +101,25 @@ pub async fn run(
         let attempt_started = Instant::now();
         let attempt_deadline = deadline.min(attempt_started + ai.config.attempt_timeout);
         let timeout = attempt_deadline - attempt_started;
-        // Pay (on-chain orchestrators, when the gateway has a key) before the call.
         // Pay (on-chain orchestrators) before the call: with the local key, or through the
-        // remote signer when the gateway has none.
+        // remote signer when the gateway has none. Both futures are boxed: they are large
+        // and would otherwise make every request's future (copied as it is set up) several
+        // kilobytes bigger, unpaid ones included.
         let plan = match (&ai.payer, &ai.remote_payer) {
-            (Some(payer), _) => {
-                payer.prepare(lease.url(), &info, &record.key, req.units).await.map(|p| (p, None))
-            }
+            (Some(payer), _) => Box::pin(payer.prepare(lease.url(), &info, &record.key, req.units))
+                .await
+                .map(|p| (p, None)),
             (None, Some(remote)) => {
-                remote.prepare(lease.url(), &info, &record.key, req.units).await.map(|r| (None, r))
+                Box::pin(remote.prepare(lease.url(), &info, &record.key, req.units))
+                    .await
+                    .map(|r| (None, r))
             }
             (None, None) => Ok((None, None)),
         };
+        // Boxed: a prepared payment is some 700 bytes that would otherwise sit in the
+        // request's future across the call.
         let (prepared, remote) = match plan {
-            Ok(plan) => plan,
+            Ok((prepared, remote)) => (prepared.map(Box::new), remote),
             Err(e) => {
                 let orch = lease.url().to_string();
                 ai.metrics.ai_error(&record.key, &orch, "payment");
@@ -159,7 +164,7 @@ pub async fn run(
                 }
                 Err(_) => Settlement::CreditSpent,
             };
-            payer.settle(p, outcome);
+            payer.settle(*p, outcome);
             if let Err(e) = &result
                 && e.is_payment_problem()
             {

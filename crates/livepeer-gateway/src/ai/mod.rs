@@ -79,12 +79,15 @@ pub struct AiState {
 
 /// The AI routes: the nine pipelines, the OpenAI-compatible chat route, and result files.
 pub fn router(state: AiState) -> Router {
+    // Shared behind one `Arc`: axum hands every request its own copy of the state, and the
+    // state is some 800 bytes of handles.
+    let state = Arc::new(state);
     let mut router = Router::new();
     for pipeline in Pipeline::ALL {
         let path = format!("/{}", pipeline.name());
         router = router.route(
             &path,
-            post(move |State(ai): State<AiState>, req: Request| async move {
+            post(move |State(ai): State<Arc<AiState>>, req: Request| async move {
                 handle(ai, pipeline, req).await
             }),
         );
@@ -95,7 +98,7 @@ pub fn router(state: AiState) -> Router {
         .with_state(state)
 }
 
-async fn handle(ai: AiState, pipeline: Pipeline, req: Request) -> Response {
+async fn handle(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
     let id = request_id();
     let urls = result_urls(&ai, &req);
     let input = match read_input(&ai, req).await {
@@ -150,14 +153,6 @@ pub(crate) fn result_urls(ai: &AiState, req: &Request) -> ResultUrls {
 /// Reads the body as JSON bytes or multipart parts, within the size limit.
 async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
     let limit = ai.config.max_body_bytes;
-    let too_large = || {
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds {limit} bytes"),
-            Some("body"),
-        )
-    };
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -170,47 +165,63 @@ async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     if content_type.starts_with("multipart/form-data") {
-        let (parts, body) = req.into_parts();
-        let limited =
-            Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
-        let mut multipart = Multipart::from_request(limited, &()).await.map_err(|e| {
-            json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some("body"))
-        })?;
-        let mut parts = Vec::new();
-        let mut total = 0usize;
-        // One mapping for both places multer can fail: too large is 413, anything else 400.
-        let failed = |e: axum::extract::multipart::MultipartError, field: &str| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some(field))
-            }
-        };
-        while let Some(field) = multipart.next_field().await.map_err(|e| failed(e, "body"))? {
-            let name = field.name().unwrap_or_default().to_owned();
-            let filename = field.file_name().map(str::to_owned);
-            let content_type = field.content_type().map(str::to_owned);
-            let bytes = field.bytes().await.map_err(|e| failed(e, &name))?;
-            total += bytes.len();
-            if total > limit {
-                return Err(too_large());
-            }
-            parts.push(FormPart { name, filename, content_type, bytes });
-        }
-        Ok(Input::Multipart(parts))
+        // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
+        Box::pin(read_multipart(req, limit)).await
     } else {
         // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
         // then reports the wrong body kind.
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        let bytes =
+            axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large(limit))?;
         Ok(Input::Json(bytes))
     }
 }
 
+fn too_large(limit: usize) -> Response {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds {limit} bytes"),
+        Some("body"),
+    )
+}
+
+/// Reads a `multipart/form-data` body's parts within `limit` bytes in all.
+async fn read_multipart(req: Request, limit: usize) -> Result<Input, Response> {
+    let too_large = || too_large(limit);
+    let (parts, body) = req.into_parts();
+    let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+    let mut multipart = Multipart::from_request(limited, &()).await.map_err(|e| {
+        json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some("body"))
+    })?;
+    let mut parts = Vec::new();
+    let mut total = 0usize;
+    // One mapping for both places multer can fail: too large is 413, anything else 400.
+    let failed = |e: axum::extract::multipart::MultipartError, field: &str| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some(field))
+        }
+    };
+    while let Some(field) = multipart.next_field().await.map_err(|e| failed(e, "body"))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| failed(e, &name))?;
+        total += bytes.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        parts.push(FormPart { name, filename, content_type, bytes });
+    }
+    Ok(Input::Multipart(parts))
+}
+
 async fn result_file(
-    State(ai): State<AiState>,
+    State(ai): State<Arc<AiState>>,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
     match ai.store.get(&format!("{id}/{file}")) {

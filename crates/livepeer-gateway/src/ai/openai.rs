@@ -18,7 +18,7 @@ use crate::error::json_error;
 const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
 
 /// Handles an OpenAI chat completion request.
-pub async fn chat_completions(State(ai): State<AiState>, req: Request) -> Response {
+pub async fn chat_completions(State(ai): State<std::sync::Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai, &req);
     let limit = ai.config.max_body_bytes;
     let Ok(body) = axum::body::to_bytes(req.into_body(), limit).await else {

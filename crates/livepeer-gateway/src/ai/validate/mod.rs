@@ -243,8 +243,9 @@ pub async fn validate(
 ) -> Result<ValidRequest, Vec<FieldError>> {
     match (pipeline.file_field(), input) {
         (None, Input::Json(body)) => from_json(pipeline, &body, limits),
+        // Boxed: media probing makes this future large, and JSON requests should not carry it.
         (Some(file), Input::Multipart(parts)) => {
-            from_multipart(pipeline, file, parts, limits).await
+            Box::pin(from_multipart(pipeline, file, parts, limits)).await
         }
         (None, Input::Multipart(_)) => {
             Err(vec![error(&["body"], "Expected an application/json body", "value_error")])
