@@ -281,6 +281,29 @@ fn finish(
 ) {
     let elapsed = record.started.elapsed();
     ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
+    log_record(record, orch, price, req.stream, outcome, elapsed);
+}
+
+/// The request's log line.
+fn log_record(
+    record: &Record,
+    orch: &str,
+    price: Option<Price>,
+    stream: bool,
+    outcome: &str,
+    elapsed: Duration,
+) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    // One successful attempt says nothing the line does not already say (orchestrator,
+    // latency), and unpaid requests spend nothing: both are left out then, which keeps the
+    // line, written for every request, short.
+    let single_success = record.attempts.len() == 1 && record.attempts[0].error.is_none();
+    let attempts =
+        (!single_success).then(|| serde_json::to_string(&record.attempts).unwrap_or_default());
+    let spend = (!record.spend.is_empty())
+        .then(|| serde_json::to_string(&record.spend).unwrap_or_default());
     tracing::info!(
         request_id = %record.id,
         pipeline = record.key.pipeline(),
@@ -291,9 +314,9 @@ fn finish(
         price = price.map(|p| p.to_string()).unwrap_or_default(),
         fee_wei = price.map(|p| fee(record.units, p)).unwrap_or_default(),
         latency_ms = elapsed.as_millis() as u64,
-        attempts = %serde_json::to_string(&record.attempts).unwrap_or_default(),
-        spend = %serde_json::to_string(&record.spend).unwrap_or_default(),
-        stream = req.stream,
+        attempts = attempts.as_deref().map(tracing::field::display),
+        spend = spend.as_deref().map(tracing::field::display),
+        stream,
         "ai request"
     );
 }
@@ -376,6 +399,78 @@ fn error_event(message: &str) -> bytes::Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` with a JSON log subscriber and returns the lines it wrote.
+    fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || buf.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn record(attempts: Vec<AttemptRecord>, spend: Vec<Spend>) -> Record {
+        Record {
+            id: "abc".into(),
+            key: JobKey { capability: 33, model: "m".into() },
+            units: 16,
+            attempts,
+            started: Instant::now(),
+            spend,
+        }
+    }
+
+    #[test]
+    fn the_record_lists_attempts_only_when_there_was_a_failover_or_an_error() {
+        let ok = |o: &str| AttemptRecord { orchestrator: o.into(), latency_ms: 3, error: None };
+        let failed = AttemptRecord {
+            orchestrator: "https://a:1/".into(),
+            latency_ms: 1500,
+            error: Some("no answer within 1.5s".into()),
+        };
+        let price = Price::new(3, 1000).ok();
+        let lines = logged(|| {
+            let one = record(vec![ok("https://b:2/")], vec![]);
+            log_record(&one, "https://b:2", price, false, "ok", Duration::from_millis(3));
+            let two = record(
+                vec![failed.clone(), ok("https://b:2/")],
+                vec![Spend { tickets: 2, ev_wei: "10".into(), fee_wei: "48/1000".into() }],
+            );
+            log_record(&two, "https://b:2", price, true, "ok", Duration::from_millis(1503));
+        });
+        assert_eq!(lines.len(), 2);
+        let (one, two) = (&lines[0]["fields"], &lines[1]["fields"]);
+        assert_eq!(one["request_id"], "abc");
+        assert_eq!(one["orchestrator"], "https://b:2");
+        assert_eq!(one["units"], 16);
+        assert_eq!(one["price"], "3/1000");
+        assert_eq!(one["fee_wei"], "6/125");
+        assert!(one.get("attempts").is_none() && one.get("spend").is_none(), "{one}");
+        let attempts: serde_json::Value =
+            serde_json::from_str(two["attempts"].as_str().unwrap()).unwrap();
+        assert_eq!(attempts[0]["error"], "no answer within 1.5s");
+        assert_eq!(attempts[1]["orchestrator"], "https://b:2/");
+        let spend: serde_json::Value =
+            serde_json::from_str(two["spend"].as_str().unwrap()).unwrap();
+        assert_eq!(spend[0]["tickets"], 2);
+        assert_eq!(two["stream"], true);
+    }
 
     #[test]
     fn fees_are_exact_and_reduced() {
