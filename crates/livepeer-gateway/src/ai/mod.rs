@@ -167,16 +167,54 @@ async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
+    // A client that stops sending its body must not hold the request forever: the body has
+    // the whole request's deadline too.
+    let timeout = ai.config.request_timeout;
     if content_type.starts_with("multipart/form-data") {
         // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
-        Box::pin(read_multipart(req, limit)).await
+        tokio::time::timeout(timeout, Box::pin(read_multipart(req, limit)))
+            .await
+            .unwrap_or_else(|_| Err(body_timeout(timeout)))
     } else {
         // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
         // then reports the wrong body kind.
-        let bytes =
-            axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large(limit))?;
-        Ok(Input::Json(bytes))
+        read_body(req, limit, timeout).await.map(Input::Json)
     }
+}
+
+/// Reads a whole body within `limit` bytes and `timeout`: 413 beyond the limit, 408 when the
+/// client stops sending, 400 when the body breaks off.
+pub(crate) async fn read_body(
+    req: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(too_large(limit))
+            } else {
+                Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("request body could not be read: {e}"),
+                    Some("body"),
+                ))
+            }
+        }
+        Err(_) => Err(body_timeout(timeout)),
+    }
+}
+
+fn body_timeout(timeout: Duration) -> Response {
+    json_error(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!("request body not received within {timeout:?}"),
+        Some("body"),
+    )
 }
 
 fn too_large(limit: usize) -> Response {

@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use super::validate::Pipeline;
-use super::{AiState, result_urls, run_json};
+use super::{AiState, read_body, result_urls, run_json};
 use crate::error::json_error;
 
 /// The OpenAI fields the LLM pipeline understands.
@@ -20,14 +20,9 @@ const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "to
 /// Handles an OpenAI chat completion request.
 pub async fn chat_completions(State(ai): State<std::sync::Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai, &req);
-    let limit = ai.config.max_body_bytes;
-    let Ok(body) = axum::body::to_bytes(req.into_body(), limit).await else {
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds {limit} bytes"),
-            Some("body"),
-        );
+    let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     let mut llm = Map::new();
     if let Ok(Value::Object(openai)) = serde_json::from_slice::<Value>(&body) {

@@ -509,3 +509,67 @@ async fn https_orchestrators_work_over_http2_and_http1() {
         sim.stop();
     }
 }
+
+#[tokio::test]
+async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or_400() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sim = ai_sim("slow-body", 1, Duration::ZERO).await;
+    let mut c = config(&[sim.url()]);
+    c.ai.request_timeout = Duration::from_millis(500);
+    c.ai.max_body_bytes = 1024;
+    let gw = start(c).await;
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"prompt\":",
+            gw.http_addr
+        )
+    };
+    for path in ["/text-to-image", "/v1/chat/completions"] {
+        // Promises 100 bytes, sends 10, then waits.
+        let mut conn = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+        conn.write_all(head(path).as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                answer.extend_from_slice(&buf[..n]);
+                if n == 0 || String::from_utf8_lossy(&answer).contains("}") {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "{path}: no answer to a stalled body");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains("\"body_timeout\"") && text.contains("\"body\""), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+    // Sends part of the body, then closes its side: nothing reaches the orchestrator.
+    let mut conn = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+    conn.write_all(head("/text-to-image").as_bytes()).await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("body_unreadable"), "{answer}");
+    // A chunked body (no Content-Length to refuse it up front) that outgrows the limit.
+    let mut conn = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+    let chunk = format!("800\r\n{}\r\n", " ".repeat(0x800));
+    conn.write_all(
+        format!(
+            "POST /text-to-image HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}0\r\n\r\n",
+            gw.http_addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    assert_eq!(sim.ai_requests(), 0, "no request reached the orchestrator");
+}
