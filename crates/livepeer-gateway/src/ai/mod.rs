@@ -172,9 +172,10 @@ async fn read_input(ai: &AiState, req: Request) -> Result<Input, Response> {
     let timeout = ai.config.request_timeout;
     if content_type.starts_with("multipart/form-data") {
         // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
-        tokio::time::timeout(timeout, Box::pin(read_multipart(req, limit)))
-            .await
-            .unwrap_or_else(|_| Err(body_timeout(timeout)))
+        match tokio::time::timeout(timeout, Box::pin(read_multipart(req, limit))).await {
+            Ok(read) => read,
+            Err(_) => Err(body_timeout(timeout)),
+        }
     } else {
         // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
         // then reports the wrong body kind.
