@@ -528,7 +528,7 @@ async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or
         // Promises 100 bytes, sends 10, then waits.
         let mut conn = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
         conn.write_all(head(path).as_bytes()).await.unwrap();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut answer = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), async {
             let mut buf = [0u8; 4096];
