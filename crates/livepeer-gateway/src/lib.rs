@@ -16,6 +16,7 @@ pub mod orchestrator;
 pub mod payment;
 pub mod remote_payer;
 mod remote_payment;
+mod server;
 pub mod signer;
 pub mod task;
 
@@ -214,7 +215,7 @@ impl Gateway {
         .map_err(StartError::Setup)?;
         let admin_routes =
             admin::router(state.clone()).merge(live::admin_router(live_state.clone()));
-        serve(&tasks, "admin-api", admin, admin_routes);
+        serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
         let mut public = public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
             let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
@@ -222,7 +223,7 @@ impl Gateway {
             public = public.merge(routes);
             tracing::info!("serving remote-signer routes (API key required)");
         }
-        serve(&tasks, "public-api", http, public);
+        serve(&tasks, "public-api", http, public, config.header_timeout);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         Ok(Self { http_addr, admin_addr, state, tasks })
     }
@@ -286,15 +287,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
-fn serve(tasks: &Tasks, name: &'static str, listener: TcpListener, router: Router) {
-    tasks.spawn(name, move |cancel| async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(listener = name, error = %e, "listener failed");
-        }
-    });
+fn serve(
+    tasks: &Tasks,
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    header_timeout: std::time::Duration,
+) {
+    tasks.spawn(name, move |cancel| server::serve(name, listener, router, header_timeout, cancel));
 }
 
 fn summary(c: &Config) -> serde_json::Value {

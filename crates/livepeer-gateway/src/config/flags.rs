@@ -36,6 +36,10 @@ pub struct Flags {
     /// Deadline of each GetOrchestrator call, e.g. `2s` or `500ms` [default: 3s].
     #[arg(long, env = "LP_DISCOVERYTIMEOUT")]
     pub discovery_timeout: Option<String>,
+    /// Deadline for a client to send a request's headers on the public and admin ports; slower
+    /// connections are closed [default: 30s].
+    #[arg(long, env = "LP_HTTPHEADERTIMEOUT")]
+    pub http_header_timeout: Option<String>,
     /// TCP + TLS connect deadline for orchestrators [default: 2s].
     #[arg(long, env = "LP_ORCHCONNECTTIMEOUT")]
     pub orch_connect_timeout: Option<String>,
@@ -201,6 +205,7 @@ pub(super) struct FileConfig {
     pub(super) orch_blocklist: Option<StringOrList>,
     pub(super) orch_min_livepeer_version: Option<String>,
     pub(super) discovery_timeout: Option<String>,
+    pub(super) http_header_timeout: Option<String>,
     pub(super) orch_connect_timeout: Option<String>,
     pub(super) orch_refresh_interval: Option<String>,
     pub(super) webhook_refresh_interval: Option<String>,

@@ -573,3 +573,31 @@ async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or
     assert!(answer.contains("body_too_large"), "{answer}");
     assert_eq!(sim.ai_requests(), 0, "no request reached the orchestrator");
 }
+
+#[tokio::test]
+async fn clients_that_send_headers_too_slowly_are_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sim = ai_sim("slow-headers", 1, Duration::ZERO).await;
+    let mut c = config(&[sim.url()]);
+    c.header_timeout = Duration::from_millis(300);
+    let gw = start(c).await;
+    for addr in [gw.http_addr, gw.admin_addr] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Headers begun, never finished.
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{addr}: connection still open after 5 s");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        // A prompt client on the same listener is served.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 "), "{addr}: {answer}");
+    }
+}
