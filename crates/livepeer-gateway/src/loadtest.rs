@@ -3,7 +3,7 @@
 //!
 //! It starts a zero-delay simulated orchestrator and a gateway in front of it (on loopback,
 //! ephemeral ports), then for text-to-image and for LLM:
-//! - latency: `n` sequential requests direct and through the gateway (p50, p99);
+//! - latency: `n` sequential requests direct and through the gateway, alternating (p50, p99);
 //! - throughput: `concurrency` clients for `seconds`, direct and through the gateway, in
 //!   alternating rounds; the median of each, and the median of the rounds' ratios, are
 //!   reported.
@@ -134,8 +134,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
             request(&d, body).await?;
             request(&g, body).await?;
         }
-        let (dp50, dp99) = latency(&d, body, args.requests).await?;
-        let (gp50, gp99) = latency(&g, body, args.requests).await?;
+        let ((dp50, dp99), (gp50, gp99)) = latency(&d, &g, body, args.requests).await?;
         let (mut ds, mut gs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds.max(1) {
             let direct = throughput(&d, body, args.concurrency, args.seconds).await;
@@ -188,8 +187,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     for _ in 0..50 {
         request(&paid, &t2i_body).await?;
     }
-    let (pp50, pp99) = latency(&paid, &t2i_body, args.requests).await?;
-    let (up50, up99) = latency(&unpaid, &t2i_body, args.requests).await?;
+    let ((pp50, pp99), (up50, up99)) = latency(&paid, &unpaid, &t2i_body, args.requests).await?;
     let (mut ps, mut us_) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
         us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds).await);
@@ -250,16 +248,32 @@ async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn latency(t: &Target, body: &Value, n: usize) -> anyhow::Result<(Duration, Duration)> {
-    let mut samples = Vec::with_capacity(n);
+/// `n` sequential requests to each target, alternating between them, so that a stall of the
+/// machine lands on both paths alike; returns each target's (p50, p99).
+async fn latency(
+    a: &Target,
+    b: &Target,
+    body: &Value,
+    n: usize,
+) -> anyhow::Result<((Duration, Duration), (Duration, Duration))> {
+    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        let start = Instant::now();
-        request(t, body).await?;
-        samples.push(start.elapsed());
+        for (t, samples) in [(a, &mut xs), (b, &mut ys)] {
+            let start = Instant::now();
+            request(t, body).await?;
+            samples.push(start.elapsed());
+        }
+    }
+    Ok((percentiles(&mut xs), percentiles(&mut ys)))
+}
+
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    if samples.is_empty() {
+        return (Duration::ZERO, Duration::ZERO);
     }
     samples.sort();
     let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    Ok((pick(0.50), pick(0.99)))
+    (pick(0.50), pick(0.99))
 }
 
 async fn throughput(t: &Target, body: &Value, clients: usize, seconds: u64) -> f64 {
