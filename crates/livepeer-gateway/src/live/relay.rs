@@ -399,8 +399,42 @@ pub(crate) async fn run(
             },
         }
     };
+    // The client closed its input: what the orchestrator is still working on comes out first.
+    if matches!(&outcome, Outcome::Ended(r) if r == INPUT_CLOSED) {
+        drain(stream, &mut rx, inner.config.out_segment_timeout).await;
+    }
     set.abort_all();
     (outcome, progress.load(Relaxed))
+}
+
+/// Why a stream ends when its client closes the input channel.
+const INPUT_CLOSED: &str = "the client closed its input";
+
+/// Keeps relaying output after the input ended, until every input segment has come back, the
+/// orchestrator's side ends, the stream is stopped, or no output segment completes for
+/// `quiet` (an orchestrator need not answer every segment).
+async fn drain(stream: &Stream, rx: &mut mpsc::Receiver<Outcome>, quiet: Duration) {
+    let c = &stream.counters;
+    let mut last = c.out_segments.load(Relaxed);
+    let mut last_change = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stream.stop.cancelled() => return,
+            _ = rx.recv() => return,
+            _ = tick.tick() => {
+                let out = c.out_segments.load(Relaxed);
+                if out >= c.in_segments.load(Relaxed) {
+                    return;
+                }
+                if out != last {
+                    (last, last_change) = (out, Instant::now());
+                } else if last_change.elapsed() >= quiet {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -454,7 +488,7 @@ async fn input(
     loop {
         let mut reader = match source.segment().await {
             Ok(Some(reader)) => reader,
-            Ok(None) => return Outcome::Ended("the client closed its input".into()),
+            Ok(None) => return Outcome::Ended(INPUT_CLOSED.into()),
             Err(e) => return Outcome::Ended(format!("client input: {e}")),
         };
         let seq = reader.seq();

@@ -575,6 +575,9 @@ async fn an_ffmpeg_filter_on_the_orchestrator_changes_the_video() {
     for seg in &segments()[..2] {
         publish_live(&mut publisher, seg, SEGMENT_TIME).await;
     }
+    // The client closes its input at once: the orchestrator is still re-encoding the last
+    // segment, and its output must still come through before the stream ends.
+    publisher.close().await.unwrap();
     eventually(Duration::from_secs(10), "two filtered segments", || async {
         outputs.lock().unwrap().len() == 2
     })
@@ -583,6 +586,13 @@ async fn an_ffmpeg_filter_on_the_orchestrator_changes_the_video() {
         assert_ne!(data, &segments()[i], "segment {i} was re-encoded");
         assert_eq!(probe(data), ("h264".to_owned(), FRAMES), "segment {i}");
     }
+    eventually(Duration::from_secs(10), "the stream ends", || async {
+        status(&gw, "flip").await["state"] == "stopped"
+    })
+    .await;
+    let st = status(&gw, "flip").await;
+    assert_eq!(st["stop_reason"], "the client closed its input", "{st}");
+    assert_eq!(st["output"]["segments"], 2, "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
