@@ -99,15 +99,15 @@ pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, HttpEr
         if have + data.len() > limit {
             return Err(HttpError::TooLarge(limit));
         }
-        // Small answers arrive in one frame: keep it as is rather than copying it.
-        match &first {
-            None => first = Some(data),
-            Some(f) => {
-                if rest.is_empty() {
-                    rest.extend_from_slice(f);
-                }
-                rest.extend_from_slice(&data);
+        // Small answers arrive in one frame: keep it as is rather than copying it. From the
+        // second frame on, everything is gathered in `rest`.
+        if first.is_none() && rest.is_empty() {
+            first = Some(data);
+        } else {
+            if let Some(f) = first.take() {
+                rest.extend_from_slice(&f);
             }
+            rest.extend_from_slice(&data);
         }
     }
     Ok(if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) })
@@ -248,5 +248,35 @@ impl hyper::rt::Write for Conn {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of three chunks, from a real server: the limit counts each byte once.
+    #[tokio::test]
+    async fn bodies_are_gathered_across_frames_within_the_limit() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                let chunks = ["abc", "defg", "hi"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}/");
+        for http2 in [true, false] {
+            let client = OrchHttp::new(Duration::from_secs(2), http2).unwrap();
+            let body = client.get(&url).await.unwrap().into_body();
+            assert_eq!(read_body(body, 9).await.unwrap(), Bytes::from_static(b"abcdefghi"));
+            let body = client.get(&url).await.unwrap().into_body();
+            assert!(matches!(read_body(body, 8).await, Err(HttpError::TooLarge(8))));
+        }
+        let client = OrchHttp::new(Duration::from_secs(2), true).unwrap();
+        assert!(matches!(client.get("ftp://x/").await, Err(HttpError::Transport(_))));
     }
 }
