@@ -1,10 +1,9 @@
 //! The gateway's own HTTP listeners (public API and admin), HTTP/1.1 and h2c on one port.
 //!
 //! `axum::serve` would do, except that it sets no deadline on reading a request's headers, so a
-//! client that opens connections and sends headers a byte at a time holds them forever
-//! (go-livepeer's servers have the same gap). Here each connection gets hyper's header-read
-//! deadline, and shutdown is graceful: the listener stops accepting, in-flight requests finish,
-//! idle connections close.
+//! client that opens connections and sends headers a byte at a time holds them forever. Here
+//! each connection gets hyper's header-read deadline, and shutdown is graceful: the listener
+//! stops accepting, in-flight requests finish, idle connections close.
 
 use std::time::Duration;
 
