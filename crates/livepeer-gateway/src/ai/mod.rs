@@ -229,7 +229,6 @@ fn too_large(limit: usize) -> Response {
 
 /// Reads a `multipart/form-data` body's parts within `limit` bytes in all.
 async fn read_multipart(req: Request, limit: usize) -> Result<Input, Response> {
-    let too_large = || too_large(limit);
     let (parts, body) = req.into_parts();
     let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
     let mut multipart = Multipart::from_request(limited, &()).await.map_err(|e| {
@@ -240,7 +239,7 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Response> {
     // One mapping for both places multer can fail: too large is 413, anything else 400.
     let failed = |e: axum::extract::multipart::MultipartError, field: &str| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
+            too_large(limit)
         } else {
             json_error(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text(), Some(field))
         }
@@ -252,7 +251,7 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Response> {
         let bytes = field.bytes().await.map_err(|e| failed(e, &name))?;
         total += bytes.len();
         if total > limit {
-            return Err(too_large());
+            return Err(too_large(limit));
         }
         parts.push(FormPart { name, filename, content_type, bytes });
     }

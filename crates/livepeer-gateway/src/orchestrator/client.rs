@@ -229,14 +229,7 @@ impl OrchClient {
                 TlsTrust::PinFirst => Some((self.inner.pins.clone(), key.to_owned())),
             },
         };
-        let mut config = rustls::ClientConfig::builder_with_provider(self.inner.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::BadAddress(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(config)
+        tls_with(verifier, vec![b"h2".to_vec()]).map_err(|e| ClientError::BadAddress(e.to_string()))
     }
 }
 
@@ -281,8 +274,12 @@ type Pins = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 /// signatures), as go-livepeer does for orchestrators, offering `alpn` protocols.
 pub(crate) fn accept_any_tls(alpn: Vec<Vec<u8>>) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Verifier { provider: provider.clone(), pin: None };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    tls_with(Verifier { provider, pin: None }, alpn)
+}
+
+/// A client TLS configuration checking certificates with `verifier`, offering `alpn`.
+fn tls_with(verifier: Verifier, alpn: Vec<Vec<u8>>) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
