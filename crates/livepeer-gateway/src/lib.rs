@@ -8,7 +8,6 @@ pub mod admin;
 pub mod ai;
 pub mod chain;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod live;
 pub mod metrics;
@@ -22,6 +21,8 @@ pub mod task;
 
 // Used by the binary only.
 use anyhow as _;
+#[cfg(feature = "cli")]
+use livepeer_sim as _;
 use mimalloc as _;
 use tracing_appender as _;
 

@@ -1,9 +1,8 @@
 //! The `livepeer-gateway` binary: parse and validate configuration (exit 64 if bad), set up
-//! logging, run until SIGINT or SIGTERM, then shut down gracefully.
+//! logging, run a subcommand from `cli/` or the gateway until SIGINT or SIGTERM, then shut
+//! down gracefully.
 
-mod live_client;
-mod loadtest;
-mod loadtest_live;
+mod cli;
 
 /// mimalloc: the gateway allocates small, short-lived buffers on many threads, where glibc's
 /// allocator showed up at about 12% of CPU in the load test's profile.
@@ -14,9 +13,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use livepeer_gateway::config::{Flags, LogFormat};
-use livepeer_gateway::{Config, Gateway, demo};
+use livepeer_gateway::{Config, Gateway};
+
+use cli::{Command, Next};
 
 /// A Livepeer Gateway: routes AI and video jobs to Livepeer orchestrators.
 #[derive(Debug, Parser)]
@@ -26,21 +27,6 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     flags: Flags,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run with three local simulated orchestrators and print what to try.
-    Demo,
-    /// Measure the gateway's added latency and throughput against a local simulated
-    /// orchestrator, versus calling it directly; prints a Markdown table.
-    Bench(loadtest::BenchArgs),
-    /// Measure what the gateway adds to live video streams (latency per segment, CPU and
-    /// memory per 2 Mbit/s stream), against publishing to a simulated orchestrator directly.
-    BenchLive(loadtest_live::LiveBenchArgs),
-    /// Send a live video stream through a running gateway (an ffmpeg test pattern or a file),
-    /// save the processed segments and print the stream's status.
-    LiveClient(live_client::LiveClientArgs),
 }
 
 /// Exit code for bad configuration (EX_USAGE), as linkerd and sysexits use.
@@ -83,32 +69,16 @@ fn main() -> ExitCode {
 
 async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::register()?;
-    let demo_orchs = match command {
-        Some(Command::Bench(args)) => {
-            let report = loadtest::run(args).await?;
+    let demo_orchs = match cli::run(command, &mut config).await? {
+        Next::Report(report) => {
             std::io::stdout().write_all(report.as_bytes())?;
             return Ok(());
         }
-        Some(Command::BenchLive(args)) => {
-            let report = loadtest_live::run(args).await?;
-            std::io::stdout().write_all(report.as_bytes())?;
-            return Ok(());
-        }
-        Some(Command::LiveClient(args)) => {
-            let report = live_client::run(args).await?;
-            std::io::stdout().write_all(report.as_bytes())?;
-            return Ok(());
-        }
-        Some(Command::Demo) => {
-            let orchs = demo::start_orchestrators().await?;
-            demo::use_orchestrators(&mut config, &orchs);
-            Some(orchs)
-        }
-        None => None,
+        Next::Serve(demo_orchs) => demo_orchs,
     };
     let gateway = Gateway::start(config).await?;
     if let Some(orchs) = &demo_orchs {
-        let text = demo::instructions(gateway.admin_addr, gateway.http_addr, orchs);
+        let text = cli::demo::instructions(gateway.admin_addr, gateway.http_addr, orchs);
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
     shutdown.wait().await;

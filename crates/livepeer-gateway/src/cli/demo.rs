@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use livepeer_sim::{Sim, SimConfig, SimModel};
 
-use crate::config::{Config, OrchSource};
+use livepeer_gateway::config::{Config, OrchSource};
 
 /// The simulators of the demo, kept alive while it runs.
 #[derive(Debug)]
-pub struct DemoOrchestrators {
+pub(crate) struct DemoOrchestrators {
     /// The running simulators.
-    pub sims: Vec<Sim>,
+    pub(crate) sims: Vec<Sim>,
 }
 
 /// Starts three simulators: cheap and slow, mid, and expensive and fast; the first one over TLS
 /// like a real orchestrator, the others over h2c.
-pub async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::SimError> {
+pub(crate) async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::SimError> {
     let specs = [
         ("budget", true, 40u64, 3i64, false),
         ("standard", false, 15, 6, true),
@@ -50,13 +50,13 @@ pub async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_sim::Si
 }
 
 /// Points `config` at the demo orchestrators.
-pub fn use_orchestrators(config: &mut Config, demo: &DemoOrchestrators) {
+pub(crate) fn use_orchestrators(config: &mut Config, demo: &DemoOrchestrators) {
     let urls = demo.sims.iter().filter_map(|s| url::Url::parse(s.url()).ok()).collect();
     config.orchestrators = OrchSource::Static(urls);
 }
 
 /// What to try, printed once the demo is up.
-pub fn instructions(
+pub(crate) fn instructions(
     admin: std::net::SocketAddr,
     http: std::net::SocketAddr,
     demo: &DemoOrchestrators,

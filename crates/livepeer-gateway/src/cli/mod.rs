@@ -1,0 +1,52 @@
+//! The binary's subcommands: tools that run beside the gateway rather than inside it (the
+//! demo's simulated orchestrators, the load tests, a live video client). Anything here may use
+//! the simulator and print to the terminal; the library never depends on this tree, so code
+//! the gateway itself runs does not belong here.
+
+pub(crate) mod bench;
+pub(crate) mod bench_live;
+pub(crate) mod demo;
+pub(crate) mod live_client;
+
+use livepeer_gateway::Config;
+
+/// The subcommands; without one, the binary runs the gateway.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Run with three local simulated orchestrators and print what to try.
+    Demo,
+    /// Measure the gateway's added latency and throughput against a local simulated
+    /// orchestrator, versus calling it directly; prints a Markdown table.
+    Bench(bench::BenchArgs),
+    /// Measure what the gateway adds to live video streams (latency per segment, CPU and
+    /// memory per 2 Mbit/s stream), against publishing to a simulated orchestrator directly.
+    BenchLive(bench_live::LiveBenchArgs),
+    /// Send a live video stream through a running gateway (an ffmpeg test pattern or a file),
+    /// save the processed segments and print the stream's status.
+    LiveClient(live_client::LiveClientArgs),
+}
+
+/// What `main` does once a subcommand has run.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Print this report to stdout and exit.
+    Report(String),
+    /// Run the gateway; with the demo's orchestrators, which must live as long as it does.
+    Serve(Option<demo::DemoOrchestrators>),
+}
+
+/// Runs `command`: a tool to completion, or, for the demo, starts its orchestrators and
+/// points `config` at them.
+pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow::Result<Next> {
+    Ok(match command {
+        None => Next::Serve(None),
+        Some(Command::Demo) => {
+            let orchs = demo::start_orchestrators().await?;
+            demo::use_orchestrators(config, &orchs);
+            Next::Serve(Some(orchs))
+        }
+        Some(Command::Bench(args)) => Next::Report(bench::run(args).await?),
+        Some(Command::BenchLive(args)) => Next::Report(bench_live::run(args).await?),
+        Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
+    })
+}
