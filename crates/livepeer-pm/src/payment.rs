@@ -18,11 +18,11 @@ use crate::signer::{self, LocalSigner, Signature};
 use crate::ticket::{ExpirationParams, Ticket};
 
 /// The HTTP header that carries the base64 payment.
-pub const PAYMENT_HEADER: &str = "Livepeer-Payment";
+pub const PAYMENT_HEADER: &str = livepeer_proto::headers::PAYMENT;
 
 /// The `Livepeer-Payment` value of a gateway without an ETH account: present but empty, which
 /// the orchestrator decodes as an empty `Payment`.
-pub const OFFCHAIN_PAYMENT_HEADER: &str = "";
+pub const OFFCHAIN_PAYMENT_HEADER: &str = livepeer_proto::headers::OFFCHAIN_PAYMENT;
 
 /// How many distinct nonces an orchestrator accepts for one `recipientRandHash`
 /// (`maxSenderNonces`); a gateway should have fresh params before reaching it.

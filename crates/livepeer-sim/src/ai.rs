@@ -21,7 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use livepeer_pm::Address;
-use livepeer_proto::{Message as _, net};
+use livepeer_proto::{Message as _, headers, net};
 use serde_json::Value;
 
 use crate::jobs::{Job, Output, Pipeline};
@@ -30,9 +30,6 @@ use crate::{PaymentRejection, Shared, grpc, media};
 
 /// Request bodies larger than this are refused with 413.
 const MAX_BODY: usize = 50 << 20;
-/// The `Authorization` value of current gateways (`protoVerAIWorker`). Without it the
-/// orchestrator inlines image results as `data:` URIs for gateways ≤ v0.7.9-ai.3.
-const AI_WORKER_AUTH: &str = "Livepeer-AI-Worker-1.0";
 /// How long a [`AiMode::CloseMidAnswer`] body waits after its partial data before failing, so
 /// the server has written that data to the socket before it drops the connection.
 pub(crate) const FLUSH_PAUSE: Duration = Duration::from_millis(50);
@@ -400,7 +397,9 @@ async fn answer(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let legacy = headers.get(header::AUTHORIZATION).is_none_or(|v| v != AI_WORKER_AUTH);
+    // Gateways up to v0.7.9-ai.3 send no protocol version and get image results inline.
+    let legacy =
+        headers.get(header::AUTHORIZATION).is_none_or(|v| v != headers::AI_WORKER_PROTOCOL);
     let ctx = Ctx {
         shared: shared.clone(),
         request_id: format!("{:016x}", rand::random::<u64>()),
@@ -445,7 +444,7 @@ pub(crate) fn check_payment(
         Rejection::new(StatusCode::PAYMENT_REQUIRED, m)
     };
     let value = headers
-        .get("livepeer-payment")
+        .get(headers::PAYMENT)
         .ok_or_else(|| refuse("missing Livepeer-Payment header".to_owned()))?;
     let bytes = STANDARD
         .decode(value.as_bytes())
@@ -462,7 +461,7 @@ pub(crate) fn check_segment(
     headers: &HeaderMap,
     sender: Address,
 ) -> Result<net::SegData, Rejection> {
-    let raw = headers.get("livepeer-segment").map(|v| v.as_bytes()).unwrap_or_default();
+    let raw = headers.get(headers::SEGMENT).map(|v| v.as_bytes()).unwrap_or_default();
     let bytes = STANDARD.decode(raw).map_err(|_| Rejection::forbidden("ErrorSegEncoding"))?;
     let seg = net::SegData::decode(bytes.as_slice())
         .map_err(|_| Rejection::forbidden("proto: cannot parse invalid wire-format data"))?;
@@ -513,12 +512,12 @@ fn compatible(asked: &net::Capabilities, ours: &net::Capabilities) -> bool {
 
 fn record_of(path: &str, headers: &HeaderMap) -> AiRequestRecord {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let payment_header = text("livepeer-payment");
+    let payment_header = text(headers::PAYMENT);
     let payment = payment_header
         .as_deref()
         .and_then(|s| STANDARD.decode(s).ok())
         .and_then(|b| net::Payment::decode(b.as_slice()).ok());
-    let segment = text("livepeer-segment")
+    let segment = text(headers::SEGMENT)
         .and_then(|s| STANDARD.decode(s).ok())
         .and_then(|b| net::SegData::decode(b.as_slice()).ok());
     AiRequestRecord {

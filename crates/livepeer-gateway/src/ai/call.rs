@@ -11,6 +11,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use livepeer_pm::LocalSigner;
+use livepeer_proto::headers;
 use serde_json::Value;
 
 use super::results::ResultStore;
@@ -20,8 +21,6 @@ use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_heade
 use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
 
-/// The `Authorization` value that makes orchestrators answer download URLs (§7.1).
-const AI_WORKER_PROTOCOL: &str = "Livepeer-AI-Worker-1.0";
 /// Largest JSON answer read from an orchestrator.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Largest result file fetched from an orchestrator.
@@ -205,9 +204,10 @@ impl AiClient {
             Payload::Multipart { fields, file } => super::multipart::encode(fields, file),
         };
         let request = http::Request::post(&url)
-            .header("Livepeer-Segment", &*segment)
-            .header("Livepeer-Payment", payment.unwrap_or(OFFCHAIN_PAYMENT))
-            .header(AUTHORIZATION, AI_WORKER_PROTOCOL)
+            .header(headers::SEGMENT, &*segment)
+            .header(headers::PAYMENT, payment.unwrap_or(OFFCHAIN_PAYMENT))
+            // Makes orchestrators answer download URLs rather than inline images (§7.1).
+            .header(AUTHORIZATION, headers::AI_WORKER_PROTOCOL)
             .header(CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Connect(format!("bad request to {url}: {e}")))?;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use livepeer_proto::headers;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use livepeer_gateway::Gateway;
 use livepeer_gateway::config::{Config, Flags, OrchSource};
 use livepeer_gateway::orchestrator::caps::Capabilities;
-use livepeer_gateway::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
+use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 
 /// Load test settings.
@@ -95,7 +96,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         url: format!("{}/{path}", sim.url()),
         headers: vec![
             (
-                "Livepeer-Segment",
+                headers::SEGMENT,
                 segment_header(
                     &ai_manifest_id(cap, model),
                     &Capabilities::ai_job(cap, model, "", ""),
@@ -103,8 +104,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
                     None,
                 ),
             ),
-            ("Livepeer-Payment", OFFCHAIN_PAYMENT.to_owned()),
-            ("Authorization", "Livepeer-AI-Worker-1.0".to_owned()),
+            (headers::PAYMENT, headers::OFFCHAIN_PAYMENT.to_owned()),
+            ("Authorization", headers::AI_WORKER_PROTOCOL.to_owned()),
         ],
     };
     let via = |path: &str| via_gateway(&http, &gw, path);

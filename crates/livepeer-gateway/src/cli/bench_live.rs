@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use livepeer_proto::headers;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use livepeer_trickle::{
     ClientConfig, HttpPublisher, HttpSubscriber, Publish, ReadSegment, Subscribe, WriteSegment,
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use livepeer_gateway::orchestrator::caps::Capabilities;
-use livepeer_gateway::orchestrator::creds::{OFFCHAIN_PAYMENT, segment_header};
+use livepeer_gateway::orchestrator::creds::segment_header;
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 
 /// Live load test settings.
@@ -228,8 +229,8 @@ async fn direct_stream(sim: &Sim) -> anyhow::Result<StreamUrls> {
     let caps = Capabilities::ai_job(35, "noop", "", "");
     let resp = reqwest::Client::new()
         .post(format!("{}/live-video-to-video", sim.url()))
-        .header("Livepeer-Payment", OFFCHAIN_PAYMENT)
-        .header("Livepeer-Segment", segment_header("direct", &caps, info.auth_token.as_ref(), None))
+        .header(headers::PAYMENT, headers::OFFCHAIN_PAYMENT)
+        .header(headers::SEGMENT, segment_header("direct", &caps, info.auth_token.as_ref(), None))
         .json(&json!({"model_id": "noop", "params": {}}))
         .send()
         .await?;

@@ -42,7 +42,7 @@ pub fn segment_header(
 }
 
 /// The `Livepeer-Payment` header of an off-chain gateway: empty, as go-livepeer sends it.
-pub const OFFCHAIN_PAYMENT: &str = "";
+pub const OFFCHAIN_PAYMENT: &str = livepeer_proto::headers::OFFCHAIN_PAYMENT;
 
 /// The AI manifest id: `"<capability>_<model>"` (PROTOCOL.md §4.7).
 pub fn ai_manifest_id(capability: u32, model: &str) -> String {
