@@ -1,4 +1,5 @@
-//! Orchestrators: the gRPC client, discovery, capability matching, the pool and selection.
+//! Orchestrators: the gRPC client, discovery, capability matching, the pool and selection,
+//! and the verdict on a failed answer.
 
 pub mod caps;
 pub mod client;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod price;
 pub mod selection;
 pub mod snapshot;
+pub mod verdict;
 
 pub use client::{ClientError, Identity, OrchClient, Timeouts, TlsTrust};
 pub use discovery::{Discovery, normalize_orch_addr};
