@@ -1,55 +1,260 @@
-//! The one place that turns errors into HTTP responses: a JSON body with the status, a stable
-//! `type`, a human message and, where one field is at fault, its name.
+//! The gateway's error model: what a job path reports when it cannot give the client what it
+//! asked for. An [`Error`] says who failed ([`Party`]), in a stable `type` string clients and
+//! metrics can rely on, and whether the client may retry the same request later.
+//!
+//! Nothing here knows HTTP: `http::error` alone turns an [`Error`] into a status, a JSON body and
+//! `Retry-After`. Whether to try another *orchestrator* within one request is a different
+//! question, answered by `orchestrator::verdict`.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
-use serde_json::json;
+use std::fmt;
 
+use crate::ai::validate::FieldError;
 use crate::orchestrator::SelectError;
 
-/// A JSON error response. It carries the AI API spec's `HTTPError` shape (`{"detail": {"msg"}}`)
-/// so existing clients parse it, plus `{"error": {"status", "type", "message", "field"?}}`.
-pub fn json_error(
-    status: StatusCode,
-    kind: &str,
-    message: String,
-    field: Option<&str>,
-) -> Response {
-    let mut error = json!({ "status": status.as_u16(), "type": kind, "message": message });
-    if let Some(field) = field {
-        error["field"] = json!(field);
+/// Who is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The client's request is wrong; the same request will fail again.
+    Client,
+    /// The orchestrators tried failed or refused.
+    Orchestrator,
+    /// The gateway itself (a bug, or a resource it depends on).
+    Gateway,
+    /// The gateway would not or could not pay.
+    Payment,
+}
+
+/// What went wrong. Each kind has one stable `type` string, one party and one HTTP mapping
+/// (in `http::error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request failed validation (fields listed).
+    Validation,
+    /// An orchestrator refused the request's input as the user's mistake.
+    InvalidRequest,
+    /// The request body broke off.
+    BodyUnreadable,
+    /// The multipart body is malformed.
+    InvalidMultipart,
+    /// The request body did not arrive in time.
+    BodyTimeout,
+    /// The request body is over the limit.
+    BodyTooLarge,
+    /// The ingest form is not supported.
+    UnsupportedIngest,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// The auth webhook refused the stream.
+    StreamRefused,
+    /// No such resource.
+    NotFound,
+    /// The stream has ended.
+    StreamStopped,
+    /// No orchestrator offers the job.
+    NoOrchestrator,
+    /// Every orchestrator offering the job is above the price cap.
+    OverMaxPrice,
+    /// Every orchestrator offering the job is ejected or full.
+    OrchestratorsUnavailable,
+    /// Every orchestrator tried was busy.
+    OrchestratorsBusy,
+    /// The gateway would not or could not pay any orchestrator.
+    PaymentRefused,
+    /// The orchestrators tried did not answer in time.
+    OrchestratorTimeout,
+    /// The orchestrators tried failed.
+    OrchestratorFailed,
+    /// The gateway holds as many streams as it may.
+    TooManyStreams,
+    /// No trickle channel could be created.
+    TrickleUnavailable,
+    /// The auth webhook could not be reached.
+    AuthWebhookUnavailable,
+    /// A fault of the gateway's own.
+    Internal,
+}
+
+impl Kind {
+    /// The stable `type` string of the JSON error body.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Validation => "validation_error",
+            Kind::InvalidRequest => "invalid_request",
+            Kind::BodyUnreadable => "body_unreadable",
+            Kind::InvalidMultipart => "invalid_multipart",
+            Kind::BodyTimeout => "body_timeout",
+            Kind::BodyTooLarge => "body_too_large",
+            Kind::UnsupportedIngest => "unsupported_ingest",
+            Kind::Unauthorized => "unauthorized",
+            Kind::StreamRefused => "stream_refused",
+            Kind::NotFound => "not_found",
+            Kind::StreamStopped => "stream_stopped",
+            Kind::NoOrchestrator => "no_orchestrator",
+            Kind::OverMaxPrice => "over_max_price",
+            Kind::OrchestratorsUnavailable => "orchestrators_unavailable",
+            Kind::OrchestratorsBusy => "orchestrators_busy",
+            Kind::PaymentRefused => "payment_refused",
+            Kind::OrchestratorTimeout => "orchestrator_timeout",
+            Kind::OrchestratorFailed => "orchestrator_failed",
+            Kind::TooManyStreams => "too_many_streams",
+            Kind::TrickleUnavailable => "trickle_unavailable",
+            Kind::AuthWebhookUnavailable => "auth_webhook_unavailable",
+            Kind::Internal => "internal",
+        }
     }
-    (status, Json(json!({ "detail": { "msg": message }, "error": error }))).into_response()
+
+    /// Who is at fault.
+    pub fn party(self) -> Party {
+        match self {
+            Kind::Validation
+            | Kind::InvalidRequest
+            | Kind::BodyUnreadable
+            | Kind::InvalidMultipart
+            | Kind::BodyTimeout
+            | Kind::BodyTooLarge
+            | Kind::UnsupportedIngest
+            | Kind::Unauthorized
+            | Kind::StreamRefused
+            | Kind::NotFound
+            | Kind::StreamStopped => Party::Client,
+            Kind::NoOrchestrator
+            | Kind::OverMaxPrice
+            | Kind::OrchestratorsUnavailable
+            | Kind::OrchestratorsBusy
+            | Kind::OrchestratorTimeout
+            | Kind::OrchestratorFailed => Party::Orchestrator,
+            Kind::PaymentRefused => Party::Payment,
+            Kind::TooManyStreams
+            | Kind::TrickleUnavailable
+            | Kind::AuthWebhookUnavailable
+            | Kind::Internal => Party::Gateway,
+        }
+    }
+
+    /// The `Retry-After` seconds a client is told when a later retry can succeed.
+    fn default_retry_after(self) -> Option<u32> {
+        match self {
+            Kind::NoOrchestrator => Some(30),
+            Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
+            Kind::OrchestratorsUnavailable => Some(2),
+            Kind::OrchestratorsBusy => Some(1),
+            Kind::TooManyStreams => Some(5),
+            _ => None,
+        }
+    }
 }
 
-/// 422 with the spec's `HTTPValidationError` (`{"detail": [{"loc", "msg", "type"}]}`), plus
-/// the `error` summary naming the first offending field.
-pub fn validation_error(errors: &[crate::ai::validate::FieldError]) -> Response {
-    let field = errors.first().map(|e| e.loc.iter().skip(1).cloned().collect::<Vec<_>>().join("."));
-    let message = errors
-        .iter()
-        .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
-    let body = json!({
-        "detail": errors,
-        "error": { "status": status.as_u16(), "type": "validation_error", "message": message, "field": field },
-    });
-    (status, Json(body)).into_response()
+/// A failed request, as the client is told about it.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: Kind,
+    message: String,
+    field: Option<String>,
+    retry_after: Option<u32>,
+    fields: Vec<FieldError>,
 }
 
-/// No orchestrator could be selected: 503 with `Retry-After`, naming the job and the reason.
-pub fn select_error(e: &SelectError) -> Response {
-    let (kind, retry_after) = match e {
-        SelectError::NotOffered(_) => ("no_orchestrator", "30"),
-        SelectError::OverPrice { .. } => ("over_max_price", "60"),
-        SelectError::Unavailable { .. } => ("orchestrators_unavailable", "2"),
-    };
-    let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, kind, e.to_string(), None);
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
-    resp
+impl Error {
+    /// An error of `kind` with a human message.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            field: None,
+            retry_after: kind.default_retry_after(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Names the one request field at fault.
+    #[must_use]
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Tells the client to retry after `seconds` (overrides the kind's default).
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A validation failure listing every bad field; the first names the `field`.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let field =
+            errors.first().map(|e| e.loc.iter().skip(1).cloned().collect::<Vec<_>>().join("."));
+        let message = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self { kind: Kind::Validation, message, field, retry_after: None, fields: errors }
+    }
+
+    /// One invalid field: a validation error with a message of its own.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(Kind::Validation, message).field(field)
+    }
+
+    /// The request body is over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(Kind::BodyTooLarge, format!("request body exceeds {limit} bytes")).field("body")
+    }
+
+    /// No orchestrator could be selected for the job.
+    pub fn select(e: &SelectError) -> Self {
+        let kind = match e {
+            SelectError::NotOffered(_) => Kind::NoOrchestrator,
+            SelectError::OverPrice { .. } => Kind::OverMaxPrice,
+            SelectError::Unavailable { .. } => Kind::OrchestratorsUnavailable,
+        };
+        Self::new(kind, e.to_string())
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Who is at fault.
+    pub fn party(&self) -> Party {
+        self.kind.party()
+    }
+
+    /// Whether the same request may succeed if the client sends it again later.
+    pub fn retry_safe(&self) -> bool {
+        self.retry_after.is_some()
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The request field at fault, if one is.
+    pub fn field_name(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// Seconds after which a retry may succeed.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        self.retry_after
+    }
+
+    /// Every bad field of a validation failure (empty otherwise).
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.fields
+    }
 }
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// The `Display` of an error followed by those of its sources, so that a message such as
 /// "error sending request" also says why.
@@ -62,4 +267,27 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_say_who_failed_and_when_to_retry() {
+        let busy = Error::new(Kind::OrchestratorsBusy, "all busy");
+        assert_eq!(busy.party(), Party::Orchestrator);
+        assert_eq!(busy.retry_after_secs(), Some(1));
+        assert!(busy.retry_safe());
+        let bad = Error::invalid("prompt", "field required");
+        assert_eq!(bad.party(), Party::Client);
+        assert!(!bad.retry_safe());
+        assert_eq!(bad.field_name(), Some("prompt"));
+        assert_eq!(Error::new(Kind::PaymentRefused, "x").party(), Party::Payment);
+        assert_eq!(Error::new(Kind::Internal, "x").party(), Party::Gateway);
+        assert_eq!(
+            Error::new(Kind::TooManyStreams, "x").retry_after(5).retry_after_secs(),
+            Some(5)
+        );
+    }
 }

@@ -4,18 +4,17 @@
 //! and keeps the pool current in the background; [`Gateway::shutdown`] stops it gracefully.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-pub mod admin;
 pub mod ai;
 pub mod chain;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
 pub mod remote_payer;
 mod remote_payment;
-mod server;
 pub mod signer;
 pub mod task;
 
@@ -30,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -215,9 +213,9 @@ impl Gateway {
         )
         .map_err(StartError::Setup)?;
         let admin_routes =
-            admin::router(state.clone()).merge(live::admin_router(live_state.clone()));
+            http::admin::router(state.clone()).merge(live::admin_router(live_state.clone()));
         serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
-        let mut public = public_router(ai_state, live_state);
+        let mut public = http::public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
             let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
                 .map_err(StartError::Setup)?;
@@ -233,12 +231,6 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.tasks.shutdown().await;
     }
-}
-
-/// The public API: batch AI, live video (and, in later work, BYOC and transcoding) plus
-/// `/healthz`.
-pub fn public_router(ai: ai::AiState, live: live::LiveState) -> Router {
-    ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }))
 }
 
 /// Reads the sender's TicketBroker funds once (startup fails if it cannot, as go-livepeer's
@@ -295,7 +287,9 @@ fn serve(
     router: Router,
     header_timeout: std::time::Duration,
 ) {
-    tasks.spawn(name, move |cancel| server::serve(name, listener, router, header_timeout, cancel));
+    tasks.spawn(name, move |cancel| {
+        http::server::serve(name, listener, router, header_timeout, cancel)
+    });
 }
 
 fn summary(c: &Config) -> serde_json::Value {

@@ -69,8 +69,8 @@ pub struct Metrics {
     ai_errors: Family<AiErrorLabel, Counter>,
     ai_latency: Family<AiLatencyLabel, Histogram>,
     tickets_sent: Family<PayLabel, Counter>,
-    ticket_value_sent: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
-    fees: Family<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    ticket_value_sent: Family<PayLabel, GweiCounter>,
+    fees: Family<PayLabel, GweiCounter>,
     live_streams: Family<PipelineLabel, Gauge>,
     live_swaps: Family<ReasonLabel, Counter>,
 }
@@ -91,6 +91,67 @@ struct PayLabel {
     pipeline: String,
 }
 
+/// Seconds: GetOrchestrator round trips.
+const DISCOVERY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Seconds: whole batch AI requests, failovers included.
+const AI_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Registers `metric` under `name` and hands it back, so each family is declared once.
+fn add<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+type GweiCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// The payment families: tickets, their expected value and the fees, by orchestrator and
+/// pipeline.
+fn payment_families(
+    r: &mut Registry,
+) -> (Family<PayLabel, Counter>, Family<PayLabel, GweiCounter>, Family<PayLabel, GweiCounter>) {
+    let tickets = add(
+        r,
+        "tickets_sent",
+        "Probabilistic micropayment tickets sent, by orchestrator and pipeline",
+        Family::default(),
+    );
+    let value = add(
+        r,
+        "ticket_value_sent",
+        "Expected value of the tickets sent, in gwei (go-livepeer's unit), by orchestrator and pipeline",
+        Family::default(),
+    );
+    let fees = add(
+        r,
+        "gateway_fees",
+        "Fees of paid requests at the orchestrators' prices, in gwei, by orchestrator and pipeline",
+        Family::default(),
+    );
+    (tickets, value, fees)
+}
+
+/// The live-video families: streams running and orchestrator swaps.
+fn live_families(r: &mut Registry) -> (Family<PipelineLabel, Gauge>, Family<ReasonLabel, Counter>) {
+    let live_streams = add(
+        r,
+        "gateway_live_streams",
+        "Live video streams running, by pipeline",
+        Family::default(),
+    );
+    let live_swaps = add(
+        r,
+        "gateway_live_swaps",
+        "Live orchestrator replacements, by kind of fault",
+        Family::default(),
+    );
+    (live_streams, live_swaps)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -100,98 +161,70 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates the families on a fresh registry.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("livepeer");
-        let discovery_errors = Family::<ErrorLabel, Counter>::default();
-        registry.register(
+        let mut r = Registry::with_prefix("livepeer");
+        let r = &mut r;
+        let discovery_errors = add(
+            r,
             "discovery_errors",
             "GetOrchestrator failures by orchestrator and error code",
-            discovery_errors.clone(),
+            Family::default(),
         );
-        let discovery_latency = Family::<OrchLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
-        });
-        registry.register(
+        let discovery_latency = add(
+            r,
             "gateway_discovery_latency_seconds",
             "GetOrchestrator round trip of successful calls",
-            discovery_latency.clone(),
+            Family::<OrchLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(DISCOVERY_BUCKETS)
+            }),
         );
-        let selections = Family::<OrchLabel, Counter>::default();
-        registry.register(
+        let selections = add(
+            r,
             "gateway_selections",
             "Times each orchestrator was selected for a job",
-            selections.clone(),
+            Family::default(),
         );
-        let ejections = Family::<OrchLabel, Counter>::default();
-        registry.register(
+        let ejections = add(
+            r,
             "gateway_orchestrator_ejections",
             "Times an orchestrator was ejected after failing",
-            ejections.clone(),
+            Family::default(),
         );
-        let pool_size = Family::<StateLabel, Gauge>::default();
-        registry.register(
+        let pool_size = add(
+            r,
             "gateway_orchestrators",
             "Known orchestrators by state (healthy, ejected, probe_due, unreachable, blocked)",
-            pool_size.clone(),
+            Family::default(),
         );
-        let available = Family::<ModelLabel, Gauge>::default();
-        registry.register(
+        let available = add(
+            r,
             "ai_orchestrators_available_total",
             "Orchestrators offering each pipeline and model within the price cap",
-            available.clone(),
+            Family::default(),
         );
-        let ai_requested = Family::<ModelLabel, Counter>::default();
-        registry.register(
+        let ai_requested = add(
+            r,
             "ai_models_requested",
             "Batch AI requests received, by pipeline and model",
-            ai_requested.clone(),
+            Family::default(),
         );
-        let ai_errors = Family::<AiErrorLabel, Counter>::default();
-        registry.register(
+        let ai_errors = add(
+            r,
             "ai_request_errors",
             "Failed batch AI attempts by bounded error code, pipeline, model and orchestrator",
-            ai_errors.clone(),
+            Family::default(),
         );
-        let ai_latency = Family::<AiLatencyLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
-        });
-        registry.register(
+        let ai_latency = add(
+            r,
             "gateway_ai_request_duration_seconds",
             "Batch AI request latency (failovers included) by pipeline, model, serving orchestrator and outcome",
-            ai_latency.clone(),
+            Family::<AiLatencyLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(AI_BUCKETS)
+            }),
         );
-        let tickets_sent = Family::<PayLabel, Counter>::default();
-        registry.register(
-            "tickets_sent",
-            "Probabilistic micropayment tickets sent, by orchestrator and pipeline",
-            tickets_sent.clone(),
-        );
-        let ticket_value_sent =
-            Family::<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
-        registry.register(
-            "ticket_value_sent",
-            "Expected value of the tickets sent, in gwei (go-livepeer's unit), by orchestrator and pipeline",
-            ticket_value_sent.clone(),
-        );
-        let fees = Family::<PayLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
-        registry.register(
-            "gateway_fees",
-            "Fees of paid requests at the orchestrators' prices, in gwei, by orchestrator and pipeline",
-            fees.clone(),
-        );
-        let live_streams = Family::<PipelineLabel, Gauge>::default();
-        registry.register(
-            "gateway_live_streams",
-            "Live video streams running, by pipeline",
-            live_streams.clone(),
-        );
-        let live_swaps = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "gateway_live_swaps",
-            "Live orchestrator replacements, by kind of fault",
-            live_swaps.clone(),
-        );
+        let (tickets_sent, ticket_value_sent, fees) = payment_families(r);
+        let (live_streams, live_swaps) = live_families(r);
         Self {
-            registry: Arc::new(registry),
+            registry: Arc::new(std::mem::take(r)),
             live_streams,
             live_swaps,
             fees,

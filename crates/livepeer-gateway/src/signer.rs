@@ -23,7 +23,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use crate::error::json_error;
+use crate::http::error::json_error;
 use crate::orchestrator::{Identity, JobKey, Pool};
 
 /// State of the signer routes.

@@ -8,22 +8,59 @@
 //! input errors are returned as they are and penalise nobody. A streamed answer is never
 //! retried once its first byte has been sent.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt as _;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::AiState;
 use super::call::{Answer, Blame, CallError};
 use super::validate::ValidRequest;
-use crate::error::json_error;
+use crate::error::{Error, Kind};
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{JobKey, Lease, SelectError};
 use crate::payment::{PayError, Settlement};
+
+/// What a batch AI request produced, for the HTTP edge to answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The request id (`X-Request-Id`).
+    pub request_id: String,
+    /// The orchestrator that answered, or whose refusal is reported (`X-Orchestrator-Url`).
+    pub orchestrator: Option<String>,
+    /// The answer, or why there is none.
+    pub outcome: Result<Output, Error>,
+}
+
+/// A successful answer's body.
+pub enum Output {
+    /// A complete JSON answer.
+    Json(Bytes),
+    /// Server-sent events, passed on as they arrive; a broken upstream ends with an error event.
+    Events(EventStream),
+}
+
+/// The chunks of a server-sent event stream.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Json(body) => f.debug_tuple("Json").field(&body.len()).finish(),
+            Output::Events(_) => f.write_str("Events"),
+        }
+    }
+}
+
+impl Reply {
+    fn new(record: &Record, orchestrator: &str, outcome: Result<Output, Error>) -> Self {
+        let orchestrator = (!orchestrator.is_empty()).then(|| orchestrator.to_owned());
+        Self { request_id: record.id.clone(), orchestrator, outcome }
+    }
+}
 
 /// One attempt, for the record.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,13 +101,13 @@ pub struct Spend {
     pub fee_wei: String,
 }
 
-/// Runs the request to completion and builds the client's response.
+/// Runs the request to completion: the answer, or why there is none.
 pub async fn run(
     ai: &AiState,
     req: ValidRequest,
     id: String,
     urls: super::call::ResultUrls,
-) -> Response {
+) -> Reply {
     let key = JobKey { capability: req.pipeline.capability(), model: req.model.clone() };
     let mut record = Record {
         id,
@@ -200,14 +237,12 @@ pub async fn run(
             Ok(Answer::Body(body)) => {
                 lease.succeeded();
                 finish(ai, &record, &info.transcoder, price, &req, "ok");
-                let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-                headers(&mut resp, &record, &info.transcoder);
-                return resp;
+                return Reply::new(&record, &info.transcoder, Ok(Output::Json(body)));
             }
             Ok(Answer::Stream(upstream)) => {
                 finish(ai, &record, &info.transcoder, price, &req, "stream");
-                let idle = ai.config.attempt_timeout;
-                return stream_response(upstream, lease, &record, &info.transcoder, idle);
+                let events = relay_events(upstream, lease, ai.config.attempt_timeout);
+                return Reply::new(&record, &info.transcoder, Ok(Output::Events(events)));
             }
             Err(e) => {
                 ai.metrics.ai_error(&record.key, &orch, e.code());
@@ -219,10 +254,8 @@ pub async fn run(
                             CallError::Status { message, .. } => message.clone(),
                             other => other.to_string(),
                         };
-                        let mut resp =
-                            json_error(StatusCode::BAD_REQUEST, "invalid_request", message, None);
-                        headers(&mut resp, &record, &info.transcoder);
-                        return resp;
+                        let error = Error::new(Kind::InvalidRequest, message);
+                        return Reply::new(&record, &info.transcoder, Err(error));
                     }
                     Blame::Busy => drop(lease),
                     Blame::Orchestrator => lease.failed(e.to_string()),
@@ -232,14 +265,12 @@ pub async fn run(
         }
     }
     finish(ai, &record, "", None, &req, "failed");
-    let (status, kind) = match &last_error {
-        None if pay_refused => (StatusCode::SERVICE_UNAVAILABLE, "payment_refused"),
-        Some(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "orchestrator_timeout"),
+    let kind = match &last_error {
+        None if pay_refused => Kind::PaymentRefused,
+        Some(CallError::Timeout(_)) => Kind::OrchestratorTimeout,
         // Everyone tried was busy: a later retry can succeed.
-        Some(e) if e.blame() == Blame::Busy => {
-            (StatusCode::SERVICE_UNAVAILABLE, "orchestrators_busy")
-        }
-        _ => (StatusCode::BAD_GATEWAY, "orchestrator_failed"),
+        Some(e) if e.blame() == Blame::Busy => Kind::OrchestratorsBusy,
+        _ => Kind::OrchestratorFailed,
     };
     let tries: Vec<String> = record
         .attempts
@@ -253,21 +284,13 @@ pub async fn run(
         record.started.elapsed(),
         tries.join("; ")
     );
-    let mut resp = json_error(status, kind, message, None);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        let after = if pay_refused { "60" } else { "1" };
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(after));
-    }
-    headers(&mut resp, &record, "");
-    resp
+    Reply::new(&record, "", Err(Error::new(kind, message)))
 }
 
-fn finish_select_error(ai: &AiState, record: &Record, e: &SelectError) -> Response {
+fn finish_select_error(ai: &AiState, record: &Record, e: &SelectError) -> Reply {
     ai.metrics.ai_error(&record.key, "", "no_orchestrator");
     tracing::info!(request_id = %record.id, job = %record.key, error = %e, "ai request refused: no orchestrator");
-    let mut resp = crate::error::select_error(e);
-    headers(&mut resp, record, "");
-    resp
+    Reply::new(record, "", Err(Error::select(e)))
 }
 
 /// Logs the per-request record and observes its latency.
@@ -334,28 +357,14 @@ fn fee(units: u64, price: Price) -> String {
     if den == 1 { num.to_string() } else { format!("{num}/{den}") }
 }
 
-fn headers(resp: &mut Response, record: &Record, orch: &str) {
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&record.id) {
-        h.insert("x-request-id", v);
-    }
-    if !orch.is_empty()
-        && let Ok(v) = HeaderValue::from_str(orch)
-    {
-        h.insert("x-orchestrator-url", v);
-    }
-}
-
 /// Passes an orchestrator's server-sent events through chunk by chunk. The lease lives until the
 /// stream ends: a clean end counts as success, a broken one as the orchestrator's failure, and
 /// the client then gets an error event (no failover: bytes have already gone out).
-fn stream_response(
+fn relay_events(
     upstream: http::Response<hyper::body::Incoming>,
     lease: Lease,
-    record: &Record,
-    orch: &str,
     idle: Duration,
-) -> Response {
+) -> EventStream {
     struct State {
         upstream: http_body_util::BodyDataStream<hyper::body::Incoming>,
         lease: Option<Lease>,
@@ -383,17 +392,12 @@ fn stream_response(
             }
         }
     });
-    let mut resp = Response::new(Body::from_stream(body));
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers(&mut resp, record, orch);
-    resp
+    Box::pin(body)
 }
 
-fn error_event(message: &str) -> bytes::Bytes {
+fn error_event(message: &str) -> Bytes {
     let body = json!({ "error": { "message": message } });
-    bytes::Bytes::from(format!("event: error\ndata: {body}\n\n"))
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
 #[cfg(test)]

@@ -1,83 +1,55 @@
-//! `POST /v1/chat/completions`: an OpenAI-compatible front on the LLM pipeline, so OpenAI SDKs
+//! An OpenAI-compatible front on the LLM pipeline (`POST /v1/chat/completions`), so OpenAI SDKs
 //! and tools such as LiteLLM can use the gateway unchanged. The request maps onto the `/llm`
 //! body; answers gain OpenAI's `object` field, and streams end with `data: [DONE]`.
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
-use super::validate::Pipeline;
-use super::{AiState, read_body, result_urls, run_json};
-use crate::error::json_error;
+use super::job::{EventStream, Output, Reply};
 
 /// The OpenAI fields the LLM pipeline understands.
 const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
 
-/// Handles an OpenAI chat completion request.
-pub async fn chat_completions(State(ai): State<std::sync::Arc<AiState>>, req: Request) -> Response {
-    let urls = result_urls(&ai, &req);
-    let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
+/// The `/llm` body for an OpenAI chat request: the fields the pipeline understands. A body
+/// that is not a JSON object is passed on as it is, for validation to report in the usual
+/// shape.
+pub fn llm_body(body: Bytes) -> Bytes {
+    let Ok(Value::Object(openai)) = serde_json::from_slice::<Value>(&body) else { return body };
     let mut llm = Map::new();
-    if let Ok(Value::Object(openai)) = serde_json::from_slice::<Value>(&body) {
-        for key in FIELDS {
-            if let Some(v) = openai.get(key) {
-                llm.insert(key.to_owned(), v.clone());
+    for key in FIELDS {
+        if let Some(v) = openai.get(key) {
+            llm.insert(key.to_owned(), v.clone());
+        }
+    }
+    // Newer OpenAI clients send max_completion_tokens instead.
+    if let (None, Some(v)) = (llm.get("max_tokens"), openai.get("max_completion_tokens")) {
+        llm.insert("max_tokens".to_owned(), v.clone());
+    }
+    Bytes::from(Value::Object(llm).to_string())
+}
+
+/// The LLM pipeline's answer in OpenAI's shape: `object` added to the completion, or to every
+/// event of a stream, which then ends with `data: [DONE]`.
+pub fn completion(mut reply: Reply) -> Reply {
+    reply.outcome = reply.outcome.map(|output| match output {
+        Output::Json(bytes) => {
+            let mut json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if let Some(obj) = json.as_object_mut() {
+                obj.insert("object".into(), Value::String("chat.completion".into()));
             }
+            Output::Json(Bytes::from(json.to_string()))
         }
-        // Newer OpenAI clients send max_completion_tokens instead.
-        if let (None, Some(v)) = (llm.get("max_tokens"), openai.get("max_completion_tokens")) {
-            llm.insert("max_tokens".to_owned(), v.clone());
-        }
-    } else {
-        // Not an object: let validation report it in the usual shape.
-        return match run_json(&ai, Pipeline::Llm, body, urls).await {
-            Ok(r) | Err(r) => r,
-        };
-    }
-    let body = Bytes::from(Value::Object(llm).to_string());
-    let resp = match run_json(&ai, Pipeline::Llm, body, urls).await {
-        Ok(r) | Err(r) => r,
-    };
-    if !resp.status().is_success() {
-        return resp;
-    }
-    let is_sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let (parts, body) = resp.into_parts();
-    if is_sse {
-        return Response::from_parts(parts, Body::from_stream(reframe(body)));
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
-        return json_error(
-            StatusCode::BAD_GATEWAY,
-            "orchestrator_failed",
-            "answer unreadable".into(),
-            None,
-        );
-    };
-    let mut json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if let Some(obj) = json.as_object_mut() {
-        obj.insert("object".into(), Value::String("chat.completion".into()));
-    }
-    let mut parts = parts;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(json.to_string()))
+        Output::Events(events) => Output::Events(Box::pin(reframe(events))),
+    });
+    reply
 }
 
 /// Re-frames the LLM event stream as OpenAI's: each `data:` JSON gains
 /// `"object": "chat.completion.chunk"`, and `data: [DONE]` closes the stream.
-fn reframe(body: Body) -> impl futures_util::Stream<Item = Result<Bytes, axum::Error>> {
-    let upstream = body.into_data_stream();
+fn reframe(
+    upstream: EventStream,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     futures_util::stream::unfold(
         (upstream, BytesMut::new(), false),
         |(mut upstream, mut buf, done)| async move {
@@ -140,8 +112,8 @@ mod tests {
             Ok::<_, std::io::Error>(Bytes::from_static(b"data: {\"id\":\"1\"}\n\nda")),
             Ok(Bytes::from_static(b"ta: {\"id\":\"2\"}\n\n")),
         ];
-        let body = Body::from_stream(futures_util::stream::iter(chunks));
-        let out: Vec<Bytes> = reframe(body).map(|r| r.unwrap()).collect().await;
+        let events: EventStream = Box::pin(futures_util::stream::iter(chunks));
+        let out: Vec<Bytes> = reframe(events).map(|r| r.unwrap()).collect().await;
         let text: String = out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
         assert_eq!(
             text,

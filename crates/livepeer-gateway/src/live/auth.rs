@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::error::json_error;
+use crate::http::error::json_error;
 
 /// The webhook's endpoint and key.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 use livepeer_trickle::{ClientConfig, Hub, HubConfig};
 use serde_json::{Value, json};
 
-use crate::error::json_error;
+use crate::http::error::json_error;
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
 use crate::payment::Payer;

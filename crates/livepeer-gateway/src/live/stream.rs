@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::relay::{self, Outcome, Session};
 use super::{Inner, JSON_MIME, LiveState, MEDIA_MIME};
-use crate::error::json_error;
+use crate::http::error::json_error;
 use crate::orchestrator::JobKey;
 
 /// What the client asked for.

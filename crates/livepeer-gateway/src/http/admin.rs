@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::error::Error;
 use crate::orchestrator::health::HealthState;
 use crate::orchestrator::snapshot::{self, JobKey};
 
@@ -174,12 +175,8 @@ async fn select(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> 
         JobKey::ai(&q.pipeline, &q.model)
     };
     let Some(key) = key else {
-        return crate::error::json_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            format!("unknown pipeline {:?}", q.pipeline),
-            Some("pipeline"),
-        );
+        return Error::invalid("pipeline", format!("unknown pipeline {:?}", q.pipeline))
+            .into_response();
     };
     match state.pool.select(&key, &[]) {
         Ok(lease) => {
@@ -193,6 +190,6 @@ async fn select(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> 
             lease.client_error(); // a dry run: release without a verdict
             Json(body).into_response()
         }
-        Err(e) => crate::error::select_error(&e),
+        Err(e) => Error::select(&e).into_response(),
     }
 }

@@ -1,0 +1,128 @@
+//! The batch AI routes: the nine pipelines, the OpenAI-compatible chat route and result files.
+//! Each handler reads the request, hands it to [`crate::ai`], and turns the [`Reply`] into an
+//! answer with `X-Request-Id` and `X-Orchestrator-Url`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::body::{read_body, read_input};
+use crate::ai::call::ResultUrls;
+use crate::ai::job::{Output, Reply};
+use crate::ai::validate::{Input, Pipeline};
+use crate::ai::{AiState, openai};
+use crate::error::{Error, Kind};
+
+/// The AI routes.
+pub(crate) fn router(state: AiState) -> Router {
+    // Shared behind one `Arc`: axum hands every request its own copy of the state, and the
+    // state is some 800 bytes of handles.
+    let state = Arc::new(state);
+    let mut router = Router::new();
+    for pipeline in Pipeline::ALL {
+        let path = format!("/{}", pipeline.name());
+        router = router.route(
+            &path,
+            post(move |State(ai): State<Arc<AiState>>, req: Request| async move {
+                pipeline_job(ai, pipeline, req).await
+            }),
+        );
+    }
+    router
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/results/{id}/{file}", get(result_file))
+        .with_state(state)
+}
+
+async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
+    let urls = result_urls(&ai, req.headers(), req.uri());
+    let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
+    let input = match read_input(req, limit, timeout).await {
+        Ok(input) => input,
+        Err(e) => return e.into_response(),
+    };
+    match crate::ai::submit(&ai, pipeline, input, urls).await {
+        Ok(reply) => answer(reply),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
+async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
+    let urls = result_urls(&ai, req.headers(), req.uri());
+    let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let input = Input::Json(openai::llm_body(body));
+    match crate::ai::submit(&ai, Pipeline::Llm, input, urls).await {
+        Ok(reply) => answer(openai::completion(reply)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The client's answer to a job: its body or error, with the request's headers.
+fn answer(reply: Reply) -> Response {
+    let mut resp = match reply.outcome {
+        Ok(Output::Json(body)) => {
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Ok(Output::Events(events)) => {
+            let mut resp = Response::new(Body::from_stream(events));
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Some(Ok(v)) = reply.orchestrator.as_deref().map(HeaderValue::from_str) {
+        h.insert("x-orchestrator-url", v);
+    }
+    resp
+}
+
+/// Where result URLs point: `data:` URLs, the configured public URL, or the request's host.
+fn result_urls(ai: &AiState, headers: &HeaderMap, uri: &Uri) -> ResultUrls {
+    if ai.config.data_urls {
+        return ResultUrls::Data;
+    }
+    let base = match &ai.config.public_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => {
+            // HTTP/1.1 carries the host in `Host`; HTTP/2 in the URI's authority.
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| uri.authority().map(|a| a.as_str()))
+                .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+                .unwrap_or("127.0.0.1:9935");
+            format!("http://{host}")
+        }
+    };
+    ResultUrls::Gateway(base)
+}
+
+async fn result_file(
+    State(ai): State<Arc<AiState>>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    match ai.store.get(&format!("{id}/{file}")) {
+        Some(stored) => {
+            ([(header::CONTENT_TYPE, stored.content_type)], stored.bytes).into_response()
+        }
+        None => {
+            let message = "no such result (results expire; see --ai-result-ttl)";
+            Error::new(Kind::NotFound, message).into_response()
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Reading request bodies within a size limit and a deadline: 413 beyond the limit (also when
+//! the declared length is already over it), 408 when the client stops sending, 400 when the
+//! body breaks off or a multipart body is malformed.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+
+use crate::ai::validate::{FormPart, Input};
+use crate::error::{Error, Kind};
+
+/// Reads the body as JSON bytes or multipart parts, within `limit` bytes and `timeout`.
+pub(crate) async fn read_input(
+    req: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Input, Error> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if declared_length(&req).is_some_and(|n| n > limit) {
+        return Err(Error::too_large(limit));
+    }
+    if content_type.starts_with("multipart/form-data") {
+        // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
+        // A client that stops sending must not hold the request: the body has a deadline too.
+        match tokio::time::timeout(timeout, Box::pin(read_multipart(req, limit))).await {
+            Ok(read) => read,
+            Err(_) => Err(body_timeout(timeout)),
+        }
+    } else {
+        // Anything that is not multipart is read as JSON; for a multipart pipeline, validation
+        // then reports the wrong body kind.
+        read_body(req, limit, timeout).await.map(Input::Json)
+    }
+}
+
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Reads a whole body within `limit` bytes and `timeout`.
+pub(crate) async fn read_body(
+    req: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Error> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(Error::too_large(limit))
+            } else {
+                let message = format!("request body could not be read: {e}");
+                Err(Error::new(Kind::BodyUnreadable, message).field("body"))
+            }
+        }
+        Err(_) => Err(body_timeout(timeout)),
+    }
+}
+
+fn body_timeout(timeout: Duration) -> Error {
+    let message = format!("request body not received within {timeout:?}");
+    Error::new(Kind::BodyTimeout, message).field("body")
+}
+
+/// Reads a `multipart/form-data` body's parts within `limit` bytes in all.
+async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
+    let (parts, body) = req.into_parts();
+    let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+    let mut multipart = Multipart::from_request(limited, &())
+        .await
+        .map_err(|e| Error::new(Kind::InvalidMultipart, e.body_text()).field("body"))?;
+    let mut parts = Vec::new();
+    let mut total = 0usize;
+    // One mapping for both places multer can fail: too large is 413, anything else 400.
+    let failed = |e: MultipartError, field: &str| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::too_large(limit)
+        } else {
+            Error::new(Kind::InvalidMultipart, e.body_text()).field(field)
+        }
+    };
+    while let Some(field) = multipart.next_field().await.map_err(|e| failed(e, "body"))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| failed(e, &name))?;
+        total += bytes.len();
+        if total > limit {
+            return Err(Error::too_large(limit));
+        }
+        parts.push(FormPart { name, filename, content_type, bytes });
+    }
+    Ok(Input::Multipart(parts))
+}

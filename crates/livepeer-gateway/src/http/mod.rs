@@ -1,0 +1,19 @@
+//! The HTTP edge: every route of both listeners, the listener loop itself, and the one mapping
+//! from the gateway's typed errors to statuses, JSON bodies and `Retry-After`
+//! ([`error`]). Below this module nothing knows axum or HTTP statuses: job paths return
+//! domain values and [`crate::error::Error`]s, and the handlers here turn them into answers.
+
+pub mod admin;
+mod ai;
+mod body;
+pub(crate) mod error;
+pub(crate) mod server;
+
+use axum::Router;
+use axum::routing::get;
+
+/// The public API: batch AI, live video (and, in later work, BYOC and transcoding) plus
+/// `/healthz`.
+pub fn public_router(ai: crate::ai::AiState, live: crate::live::LiveState) -> Router {
+    ai::router(ai).merge(crate::live::router(live)).route("/healthz", get(|| async { "ok" }))
+}
