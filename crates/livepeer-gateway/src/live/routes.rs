@@ -1,0 +1,157 @@
+//! The live routes: the axum handlers, the client trickle channels' mount, and the one mapping
+//! from [`LiveError`] to a status, a JSON error body and `Retry-After`. The only live module
+//! that knows HTTP; the handlers read the request, call [`super::api`] and write its answer.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::LiveConfig;
+use super::api::{self, StartRequest};
+use super::context::LiveState;
+use super::error::LiveError;
+use super::supervisor::MAX_CONTROL_BODY;
+use crate::error::json_error;
+
+/// The live routes and the client trickle channels.
+pub fn router(live: LiveState) -> Router {
+    let trickle = live.inner.hub.router();
+    Router::new()
+        .route("/live/video-to-video/{stream}/start", post(start))
+        .route("/live/video-to-video/{stream}/update", post(update))
+        .route("/live/video-to-video/{stream}/status", get(status))
+        .route("/live/video-to-video/{stream}/stop", post(stop).delete(stop))
+        .with_state(live)
+        .nest("/ai/trickle", trickle)
+}
+
+/// The admin listener's live route: `GET /live/streams`, the status of every stream, running
+/// or recently stopped.
+pub fn admin_router(live: LiveState) -> Router {
+    Router::new()
+        .route(
+            "/live/streams",
+            get(|State(live): State<LiveState>| async move {
+                let streams = live.streams();
+                axum::Json(json!({ "count": streams.len(), "streams": streams }))
+            }),
+        )
+        .with_state(live)
+}
+
+/// The HTTP answer to a failed live request.
+fn error_response(e: &LiveError) -> Response {
+    let (status, kind, field, retry) = match e {
+        LiveError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", Some("stream"), false),
+        LiveError::Validation { field, .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_error", Some(*field), false)
+        }
+        LiveError::BodyTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", Some("body"), false)
+        }
+        LiveError::UnsupportedIngest => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_ingest", Some("body"), false)
+        }
+        LiveError::Stopped => (StatusCode::GONE, "stream_stopped", None, false),
+        LiveError::TooManyStreams { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", None, true)
+        }
+        LiveError::ChannelUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "trickle_unavailable", None, false)
+        }
+        LiveError::NoOrchestrator(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no_orchestrator", None, true)
+        }
+        LiveError::AuthRefused(_) => (StatusCode::FORBIDDEN, "stream_refused", None, false),
+        LiveError::AuthUnreachable => {
+            (StatusCode::SERVICE_UNAVAILABLE, "auth_webhook_unavailable", None, false)
+        }
+        LiveError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None, false),
+    };
+    let mut r = json_error(status, kind, e.to_string(), field);
+    if retry {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+fn answer<T: serde::Serialize>(result: Result<T, LiveError>) -> Response {
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn read_body(req: Request) -> Result<Bytes, LiveError> {
+    axum::body::to_bytes(req.into_body(), MAX_CONTROL_BODY)
+        .await
+        .map_err(|_| LiveError::BodyTooLarge { limit: MAX_CONTROL_BODY })
+}
+
+async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+    if let Err(e) = api::check_name(&name) {
+        return error_response(&e);
+    }
+    let is_form =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.starts_with("multipart/") || v.starts_with("application/x-www-form")
+        });
+    if is_form {
+        // MediaMTX's form hook means "pull RTMP from me", which this gateway does not do.
+        return error_response(&LiveError::UnsupportedIngest);
+    }
+    let base = public_base(&live.inner.config, req.headers(), req.uri());
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
+    let start = StartRequest {
+        name: &name,
+        base: &base,
+        query: &query,
+        authorization: authorization.as_deref(),
+        body: &body,
+    };
+    answer(api::start(&live, &start).await)
+}
+
+async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+    let stream = match api::find(&live, &name) {
+        Ok(stream) => stream,
+        Err(e) => return error_response(&e),
+    };
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
+    answer(api::update(&stream, &body))
+}
+
+async fn status(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
+    answer(api::status(&live, &name))
+}
+
+async fn stop(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
+    answer(api::stop(&live, &name).await)
+}
+
+/// The base URL clients reach this gateway at.
+fn public_base(config: &LiveConfig, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(base) = &config.public_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("127.0.0.1:9935");
+    format!("http://{host}")
+}
