@@ -174,7 +174,7 @@ async fn start_call(
         }
     };
     let status = resp.status();
-    if status != reqwest::StatusCode::OK {
+    if status.as_u16() != 200 {
         let text = resp.text().await.unwrap_or_default();
         let text = text.trim().chars().take(300).collect::<String>();
         let (outcome, code, blame) = match status.as_u16() {
@@ -193,6 +193,20 @@ async fn start_call(
         }
     };
     settle(inner, stream, &orch, paid.prepared, Settlement::Paid);
+    let Some(urls) = channel_urls(&answer, &base) else {
+        return Err(fail("start answer lacks a channel URL".into(), "garbage", true));
+    };
+    let manifest_id = answer
+        .get("manifest_id")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(&stream.spec.request_id)
+        .to_owned();
+    Ok(Started { info: paid.info, manifest_id, urls, params_version })
+}
+
+/// The four channel URLs of a start answer: publish, subscribe, control, events.
+fn channel_urls(answer: &Value, base: &str) -> Option<[String; 4]> {
     let url_of = |field: &str| -> Option<String> {
         let raw = answer.get(field)?.as_str()?.trim();
         if raw.is_empty() {
@@ -205,24 +219,10 @@ async fn start_call(
             Some(format!("{base}/{}", raw.trim_start_matches('/')))
         }
     };
-    let (Some(publish), Some(subscribe), Some(control), Some(events)) = (
-        url_of("publish_url"),
-        url_of("subscribe_url"),
-        url_of("control_url"),
-        url_of("events_url"),
-    ) else {
-        return Err(fail("start answer lacks a channel URL".into(), "garbage", true));
-    };
-    let manifest_id = answer
-        .get("manifest_id")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .unwrap_or(&stream.spec.request_id)
-        .to_owned();
-    Ok(Started {
-        info: paid.info,
-        manifest_id,
-        urls: [publish, subscribe, control, events],
-        params_version,
-    })
+    Some([
+        url_of("publish_url")?,
+        url_of("subscribe_url")?,
+        url_of("control_url")?,
+        url_of("events_url")?,
+    ])
 }

@@ -26,7 +26,7 @@
 //! - `supervisor.rs`: opening, supervising and swapping; `api.rs`: the client's requests;
 //! - `routes.rs`: the only HTTP-aware module (handlers, `LiveError` → response).
 //!
-//! This module keeps [`LiveConfig`] and the re-exports.
+//! This module keeps [`LiveConfig`] (read by `context.rs` only) and the re-exports.
 
 mod api;
 mod attach;

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::LiveConfig;
 use super::api::{self, StartRequest};
 use super::context::LiveState;
 use super::error::LiveError;
@@ -104,7 +103,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         // MediaMTX's form hook means "pull RTMP from me", which this gateway does not do.
         return error_response(&LiveError::UnsupportedIngest);
     }
-    let base = public_base(&live.inner.config, req.headers(), req.uri());
+    let base = public_base(live.inner.config.public_url.as_deref(), req.headers(), req.uri());
     let query = req.uri().query().unwrap_or_default().to_owned();
     let authorization =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -143,8 +142,8 @@ async fn stop(State(live): State<LiveState>, Path(name): Path<String>) -> Respon
 }
 
 /// The base URL clients reach this gateway at.
-fn public_base(config: &LiveConfig, headers: &HeaderMap, uri: &Uri) -> String {
-    if let Some(base) = &config.public_url {
+fn public_base(public_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(base) = public_url {
         return base.trim_end_matches('/').to_owned();
     }
     let host = headers
@@ -154,4 +153,49 @@ fn public_base(config: &LiveConfig, headers: &HeaderMap, uri: &Uri) -> String {
         .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
         .unwrap_or("127.0.0.1:9935");
     format!("http://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error's status, `type`, field and `Retry-After`, as the live routes have always
+    /// answered them.
+    #[tokio::test]
+    async fn errors_map_to_the_same_answers_as_before() {
+        let table: [(LiveError, u16, &str, Option<&str>, bool); 11] = [
+            (LiveError::NotFound { stream: "s".into() }, 404, "not_found", Some("stream"), false),
+            (LiveError::field("params", "bad"), 422, "validation_error", Some("params"), false),
+            (LiveError::BodyTooLarge { limit: 1 }, 413, "body_too_large", Some("body"), false),
+            (LiveError::UnsupportedIngest, 415, "unsupported_ingest", Some("body"), false),
+            (LiveError::Stopped, 410, "stream_stopped", None, false),
+            (LiveError::TooManyStreams { max: 2 }, 503, "too_many_streams", None, true),
+            (LiveError::ChannelUnavailable("x".into()), 503, "trickle_unavailable", None, false),
+            (LiveError::NoOrchestrator("x".into()), 503, "no_orchestrator", None, true),
+            (LiveError::AuthRefused("x".into()), 403, "stream_refused", None, false),
+            (LiveError::AuthUnreachable, 503, "auth_webhook_unavailable", None, false),
+            (LiveError::Internal("x".into()), 500, "internal", None, false),
+        ];
+        for (error, status, kind, field, retry) in table {
+            let r = error_response(&error);
+            assert_eq!(r.status().as_u16(), status, "{error:?}");
+            let retry_after = r.headers().get(header::RETRY_AFTER).cloned();
+            assert_eq!(retry_after.is_some_and(|v| v == "5"), retry, "{error:?}");
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["type"], kind, "{error:?}");
+            assert_eq!(body["error"]["field"].as_str(), field, "{error:?}");
+            assert_eq!(body["error"]["message"], error.to_string(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn messages_are_the_ones_clients_have_always_read() {
+        let not_found = LiveError::NotFound { stream: "cam".into() };
+        assert_eq!(not_found.to_string(), r#"stream "cam" not found"#);
+        let too_many = LiveError::TooManyStreams { max: 3 };
+        assert_eq!(too_many.to_string(), "this gateway runs at most 3 live streams");
+        let too_large = LiveError::BodyTooLarge { limit: 65536 };
+        assert_eq!(too_large.to_string(), "request body exceeds 65536 bytes");
+    }
 }
