@@ -484,3 +484,23 @@ pub(crate) fn channel_names(name: &str) -> [(String, &'static str); 4] {
         (format!("{name}-events"), JSON_MIME),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_show_as_the_status_strings_clients_read() {
+        let shown = [
+            (Phase::Unknown, "unknown"),
+            (Phase::Starting, "starting"),
+            (Phase::Running, "running"),
+            (Phase::Swapping, "swapping"),
+            (Phase::Stopped, "stopped"),
+            (Phase::Failed, "failed"),
+        ];
+        for (phase, text) in shown {
+            assert_eq!(serde_json::to_value(phase).unwrap(), json!(text));
+        }
+    }
+}
