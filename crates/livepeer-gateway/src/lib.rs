@@ -212,8 +212,7 @@ impl Gateway {
             &tasks,
         )
         .map_err(StartError::Setup)?;
-        let admin_routes =
-            http::admin::router(state.clone()).merge(live::admin_router(live_state.clone()));
+        let admin_routes = http::admin_router(state.clone(), live_state.clone());
         serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
         let mut public = http::public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {

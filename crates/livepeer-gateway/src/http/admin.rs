@@ -16,7 +16,7 @@ use crate::orchestrator::health::HealthState;
 use crate::orchestrator::snapshot::{self, JobKey};
 
 /// Routes of the admin listener.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/status", get(status))

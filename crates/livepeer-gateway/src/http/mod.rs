@@ -3,10 +3,11 @@
 //! ([`error`]). Below this module nothing knows axum or HTTP statuses: job paths return
 //! domain values and [`crate::error::Error`]s, and the handlers here turn them into answers.
 
-pub mod admin;
+mod admin;
 mod ai;
 mod body;
 pub(crate) mod error;
+mod live;
 pub(crate) mod server;
 
 use axum::Router;
@@ -15,5 +16,10 @@ use axum::routing::get;
 /// The public API: batch AI, live video (and, in later work, BYOC and transcoding) plus
 /// `/healthz`.
 pub fn public_router(ai: crate::ai::AiState, live: crate::live::LiveState) -> Router {
-    ai::router(ai).merge(crate::live::router(live)).route("/healthz", get(|| async { "ok" }))
+    ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }))
+}
+
+/// The admin API: status, orchestrators, metrics and live streams.
+pub fn admin_router(state: crate::AppState, live: crate::live::LiveState) -> Router {
+    admin::router(state).merge(live::admin_router(live))
 }

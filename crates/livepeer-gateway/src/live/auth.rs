@@ -1,16 +1,15 @@
 //! The live-AI auth webhook (go-livepeer `-liveAIAuthWebhookUrl`, GATEWAY.md §6.6): before a
 //! stream starts, the gateway asks the operator's service whether to accept it, and may be
-//! told which pipeline, params and stream id to use.
+//! told which pipeline, params and stream id to use. Its decisions are typed values
+//! ([`Overrides`] or a [`LiveError`]); the routes choose the status.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::http::error::json_error;
+use super::error::LiveError;
 
 /// The webhook's endpoint and key.
 #[derive(Debug, Clone)]
@@ -48,13 +47,14 @@ pub(crate) struct Overrides {
 /// Largest webhook answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Asks the webhook. A non-2xx answer refuses the stream (403); an unreachable webhook refuses
-/// it too (503), since accepting unchecked streams would defeat the point of having one.
+/// Asks the webhook. A non-2xx answer refuses the stream ([`LiveError::AuthRefused`]); an
+/// unreachable webhook refuses it too ([`LiveError::AuthUnreachable`]), since accepting
+/// unchecked streams would defeat the point of having one.
 pub(crate) async fn check(
     http: &reqwest::Client,
     hook: &AuthWebhook,
     req: &AuthRequest<'_>,
-) -> Result<Overrides, Response> {
+) -> Result<Overrides, LiveError> {
     let body = json!({
         "stream": req.stream,
         "stream_key": req.stream,
@@ -76,23 +76,15 @@ pub(crate) async fn check(
     }
     let resp = call.send().await.map_err(|e| {
         tracing::warn!(error = %crate::error::error_chain(&e), "live auth webhook unreachable");
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "auth_webhook_unavailable",
-            "the live-AI auth webhook could not be reached".into(),
-            None,
-        )
+        LiveError::AuthUnreachable
     })?;
     let status = resp.status();
     let bytes = resp.bytes().await.unwrap_or_default();
     if !status.is_success() {
         let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().into();
-        return Err(json_error(
-            StatusCode::FORBIDDEN,
-            "stream_refused",
-            format!("the live-AI auth webhook refused this stream ({status}): {text}"),
-            None,
-        ));
+        return Err(LiveError::AuthRefused(format!(
+            "the live-AI auth webhook refused this stream ({status}): {text}"
+        )));
     }
     if bytes.is_empty() || bytes.len() > MAX_ANSWER {
         return Ok(Overrides::default());

@@ -1,40 +1,29 @@
-//! The gateway ⇄ orchestrator side of a live stream: the start call (PROTOCOL.md §8.2), and
-//! while an orchestrator serves the stream, five tasks (§8.3, §8.5): input segments to its
-//! `publish_url`, its `subscribe_url` back to the client, control messages and keepalives, its
-//! events, and payments every interval. A watchdog turns a stalled output or silent events into
-//! a fault; any fault ends the session so the supervisor can swap orchestrators.
+//! The relays of one orchestrator session (PROTOCOL.md §8.3): client input segments to the
+//! orchestrator's `publish_url`, its output and its events back to the client's channels
+//! (one pump, told what to do with each segment), params and keepalives on its control
+//! channel, and billing beside them. A watchdog turns a stalled output or silent events into a
+//! fault; any fault ends the session so the supervisor can swap orchestrators.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use bytes::Bytes;
 use livepeer_trickle::{
-    HttpPublisher, HttpSubscriber, Publish, ReadSegment, Subscribe, TrickleError, WriteSegment,
-    publish_segment, read_segment,
+    HttpPublisher, HttpSegmentReader, HttpSubscriber, LocalPublisher, Publish, ReadSegment,
+    Subscribe, TrickleError, WriteSegment, publish_segment, read_segment,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use url::Url;
 
-use super::stream::Stream;
+use super::billing::payments;
+use super::context::Inner;
+use super::session::Session;
+use super::stream::{JSON_MIME, MEDIA_MIME, Stream};
 use super::ts::FrameCounter;
-use super::{Inner, JSON_MIME, MEDIA_MIME};
-use crate::orchestrator::caps::Capabilities;
-use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, segment_header};
-use crate::orchestrator::info::OrchInfo;
-use crate::orchestrator::{JobKey, Lease};
-use crate::payment::{PayError, Prepared, Settlement};
 
-/// Units of one second of live video: 1280×720 pixels × 30 frames (PAYMENTS.md §8).
-pub(crate) const UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
-/// The start call prepays 60 s (go-livepeer `initPixelsToPay`).
-pub(crate) const START_UNITS: u64 = 60 * UNITS_PER_SECOND;
-/// The `Authorization` value of calls to AI endpoints.
-const AI_WORKER_PROTOCOL: &str = "Livepeer-AI-Worker-1.0";
 /// Largest event document read.
 const MAX_EVENT: usize = 1 << 20;
 /// How often the control channel carries a keepalive (go-livepeer: 10 s).
@@ -47,298 +36,6 @@ pub(crate) enum Outcome {
     Ended(String),
     /// The orchestrator failed: swap.
     Fault(String),
-}
-
-/// An orchestrator serving the stream.
-#[derive(Debug)]
-pub(crate) struct Session {
-    /// Its discovery URL.
-    pub(crate) orchestrator: String,
-    pub(crate) lease: Lease,
-    /// The info its payments are made with.
-    info: Arc<OrchInfo>,
-    /// Its id of the stream.
-    pub(crate) manifest_id: String,
-    publish_url: String,
-    subscribe_url: String,
-    control_url: String,
-    events_url: String,
-    /// The params version the start call carried.
-    params_version: u64,
-    /// The job, for forgetting its payment sessions.
-    key: JobKey,
-    /// What the start call's payment was booked on.
-    start_manifest: String,
-}
-
-impl Session {
-    /// Tears the session down on the orchestrator's side, in the background: the input and
-    /// control channels are deleted, which ends the orchestrator's stream (§8.3 Teardown).
-    pub(crate) fn finish(self, inner: &Arc<Inner>) -> Self {
-        if let Some(remote) = &inner.remote_payer {
-            let key = &self.key;
-            remote.forget(self.lease.url(), key, &self.manifest_id);
-            remote.forget(self.lease.url(), key, &self.start_manifest);
-        }
-        let http = inner.trickle.clone();
-        let urls = [self.publish_url.clone(), self.control_url.clone()];
-        inner.spawn("live-teardown", async move {
-            for url in urls {
-                let _ = http.delete(&url).timeout(Duration::from_secs(2)).send().await;
-            }
-        });
-        self
-    }
-}
-
-/// Why no orchestrator could be attached.
-#[derive(Debug)]
-pub(crate) struct AttachError {
-    pub(crate) status: StatusCode,
-    pub(crate) kind: &'static str,
-    pub(crate) message: String,
-}
-
-/// Selects an orchestrator and starts the stream on it, trying others (not in `exclude`)
-/// when the call fails.
-pub(crate) async fn attach(
-    inner: &Arc<Inner>,
-    stream: &Stream,
-    exclude: &[&str],
-) -> Result<Session, AttachError> {
-    let mut tried: Vec<String> = exclude.iter().map(|s| (*s).to_owned()).collect();
-    let mut attempts = 0;
-    let mut last_error: Option<String> = None;
-    while attempts < inner.config.max_attempts {
-        let skip: Vec<&str> = tried.iter().map(String::as_str).collect();
-        let lease = match inner.pool.select(&stream.key, &skip) {
-            Ok(lease) => lease,
-            Err(e) => {
-                let message = match &last_error {
-                    Some(last) => format!("{e}; last error: {last}"),
-                    None => e.to_string(),
-                };
-                return Err(AttachError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    kind: "no_orchestrator",
-                    message,
-                });
-            }
-        };
-        let url = lease.url().to_string();
-        tried.push(url.clone());
-        if let Some(pin) = &stream.spec.pin
-            && !url.contains(pin.as_str())
-        {
-            continue;
-        }
-        attempts += 1;
-        match start_call(inner, stream, &lease).await {
-            Ok(started) => {
-                return Ok(Session {
-                    orchestrator: url,
-                    lease,
-                    info: started.info,
-                    manifest_id: started.manifest_id,
-                    publish_url: started.urls[0].clone(),
-                    subscribe_url: started.urls[1].clone(),
-                    control_url: started.urls[2].clone(),
-                    events_url: started.urls[3].clone(),
-                    params_version: started.params_version,
-                    key: stream.key.clone(),
-                    start_manifest: stream.spec.request_id.clone(),
-                });
-            }
-            Err(failure) => {
-                tracing::info!(
-                    stream = stream.spec.name,
-                    orchestrator = url,
-                    error = failure.message,
-                    "live start failed"
-                );
-                inner.metrics.ai_error(&stream.key, &url, failure.code);
-                last_error = Some(format!("{url}: {}", failure.message));
-                if failure.blame {
-                    lease.failed(failure.message);
-                }
-            }
-        }
-    }
-    Err(AttachError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        kind: "no_orchestrator",
-        message: format!(
-            "no orchestrator started the stream after {attempts} attempts; last error: {}",
-            last_error.unwrap_or_default()
-        ),
-    })
-}
-
-struct Started {
-    info: Arc<OrchInfo>,
-    manifest_id: String,
-    urls: [String; 4],
-    params_version: u64,
-}
-
-struct StartFailure {
-    message: String,
-    code: &'static str,
-    /// Whether the orchestrator is at fault (ejected) rather than busy or unpaid.
-    blame: bool,
-}
-
-/// The payment headers of one call, and what to settle afterwards.
-struct Paid {
-    payment: String,
-    segment: String,
-    info: Arc<OrchInfo>,
-    prepared: Option<Prepared>,
-}
-
-/// `Livepeer-Payment` and `Livepeer-Segment` for `units` at the orchestrator, booked on
-/// `manifest`: local key, remote signer, or the off-chain empty payment.
-async fn pay(
-    inner: &Inner,
-    url: &Url,
-    info: &Arc<OrchInfo>,
-    key: &JobKey,
-    units: u64,
-    manifest: &str,
-) -> Result<Paid, PayError> {
-    let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
-    if let Some(payer) = &inner.payer
-        && let Some(p) = payer.prepare(url, info, key, units).await?
-    {
-        let segment =
-            segment_header(manifest, &caps, p.info.auth_token.as_ref(), inner.signer.as_deref());
-        return Ok(Paid {
-            payment: p.header.clone(),
-            segment,
-            info: p.info.clone(),
-            prepared: Some(p),
-        });
-    }
-    if inner.payer.is_none()
-        && let Some(remote) = &inner.remote_payer
-        && let Some(r) = remote.prepare_for(url, info, key, units, manifest).await?
-    {
-        return Ok(Paid { payment: r.payment, segment: r.segment, info: r.info, prepared: None });
-    }
-    let segment = segment_header(manifest, &caps, info.auth_token.as_ref(), None);
-    Ok(Paid { payment: OFFCHAIN_PAYMENT.to_owned(), segment, info: info.clone(), prepared: None })
-}
-
-fn settle(
-    inner: &Inner,
-    stream: &Stream,
-    orch: &str,
-    prepared: Option<Prepared>,
-    outcome: Settlement,
-) {
-    let (Some(payer), Some(p)) = (&inner.payer, prepared) else { return };
-    if outcome == Settlement::Paid {
-        inner.metrics.paid(orch, &stream.key, p.tickets, &p.ev_sent, &p.fee);
-    }
-    stream.record_payment(outcome == Settlement::Paid, p.tickets, &p.ev_sent, &p.fee);
-    payer.settle(p, outcome);
-}
-
-/// `POST {transcoder}/live-video-to-video` with the prepaid minute (§8.2).
-async fn start_call(
-    inner: &Inner,
-    stream: &Stream,
-    lease: &Lease,
-) -> Result<Started, StartFailure> {
-    let fail = |message: String, code, blame| StartFailure { message, code, blame };
-    let Some(info) = lease.info().cloned() else {
-        return Err(fail("no orchestrator info".into(), "discovery", true));
-    };
-    let orch = lease.url().to_string();
-    let paid = pay(inner, lease.url(), &info, &stream.key, START_UNITS, &stream.spec.request_id)
-        .await
-        .map_err(|e| {
-            let blame = matches!(e, PayError::Discovery(_));
-            fail(e.to_string(), "payment", blame)
-        })?;
-    let (params_version, params) = stream.params();
-    let body = json!({
-        "model_id": stream.spec.pipeline,
-        "params": params,
-        "gateway_request_id": stream.spec.request_id,
-        "stream_id": stream.spec.id,
-    });
-    let base = paid.info.transcoder.clone();
-    let sent = inner
-        .http
-        .post(format!("{base}/live-video-to-video"))
-        .header("Livepeer-Payment", &paid.payment)
-        .header("Livepeer-Segment", &paid.segment)
-        .header(reqwest::header::AUTHORIZATION, AI_WORKER_PROTOCOL)
-        .json(&body)
-        .timeout(inner.config.start_timeout)
-        .send()
-        .await;
-    let resp = match sent {
-        Ok(resp) => resp,
-        Err(e) => {
-            settle(inner, stream, &orch, paid.prepared, Settlement::CreditSpent);
-            let code = if e.is_timeout() { "timeout" } else { "connection" };
-            return Err(fail(crate::error::error_chain(&e), code, true));
-        }
-    };
-    let status = resp.status();
-    if status != reqwest::StatusCode::OK {
-        let text = resp.text().await.unwrap_or_default();
-        let text = text.trim().chars().take(300).collect::<String>();
-        let (outcome, code, blame) = match status.as_u16() {
-            503 => (Settlement::Refused, "busy", false),
-            400..=499 => (Settlement::CreditSpent, "refused", false),
-            _ => (Settlement::CreditSpent, "server_error", true),
-        };
-        settle(inner, stream, &orch, paid.prepared, outcome);
-        return Err(fail(format!("start answered {status}: {text}"), code, blame));
-    }
-    let answer: Value = match resp.json().await {
-        Ok(v) => v,
-        Err(e) => {
-            settle(inner, stream, &orch, paid.prepared, Settlement::CreditSpent);
-            return Err(fail(format!("start answer is not JSON: {e}"), "garbage", true));
-        }
-    };
-    settle(inner, stream, &orch, paid.prepared, Settlement::Paid);
-    let url_of = |field: &str| -> Option<String> {
-        let raw = answer.get(field)?.as_str()?.trim();
-        if raw.is_empty() {
-            return None;
-        }
-        // go-livepeer `AppendHostname`: a bare path is on the orchestrator's host.
-        if raw.starts_with("http://") || raw.starts_with("https://") {
-            Some(raw.to_owned())
-        } else {
-            Some(format!("{base}/{}", raw.trim_start_matches('/')))
-        }
-    };
-    let (Some(publish), Some(subscribe), Some(control), Some(events)) = (
-        url_of("publish_url"),
-        url_of("subscribe_url"),
-        url_of("control_url"),
-        url_of("events_url"),
-    ) else {
-        return Err(fail("start answer lacks a channel URL".into(), "garbage", true));
-    };
-    let manifest_id = answer
-        .get("manifest_id")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .unwrap_or(&stream.spec.request_id)
-        .to_owned();
-    Ok(Started {
-        info: paid.info,
-        manifest_id,
-        urls: [publish, subscribe, control, events],
-        params_version,
-    })
 }
 
 /// Runs one session until the stream ends or the orchestrator fails. Returns how it ended and
@@ -373,10 +70,14 @@ pub(crate) async fn run(
         );
         set.spawn(async move { done(fut.await).await });
         let done = report(&tx);
-        let fut = output(inner.clone(), stream.clone(), session.subscribe_url.clone());
+        let output = Output { stream: stream.clone() };
+        let url = session.subscribe_url.clone();
+        let fut = pump(inner.clone(), stream.clone(), url, "output", "-out", output);
         set.spawn(async move { done(fut.await).await });
         let done = report(&tx);
-        let fut = events(inner.clone(), stream.clone(), session);
+        let events = Events { stream: stream.clone(), orchestrator: session.orchestrator.clone() };
+        let url = session.events_url.clone();
+        let fut = pump(inner.clone(), stream.clone(), url, "events", "-events", events);
         set.spawn(async move { done(fut.await).await });
         let done = report(&tx);
         let fut = control(
@@ -543,20 +244,58 @@ async fn input(
     }
 }
 
-/// Orchestrator output → client output channel. Output sequence numbers continue across
-/// swaps, so the client's subscriber never notices the change of orchestrator.
-async fn output(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome {
+/// What a pump does with each segment of an orchestrator channel, relaying it into the
+/// client's sibling channel. `Err` ends the session with that outcome.
+trait Relay: Send {
+    /// Handles one segment of the orchestrator's channel.
+    fn segment(
+        &mut self,
+        reader: &mut HttpSegmentReader,
+        sink: &mut LocalPublisher,
+    ) -> impl Future<Output = Result<(), Outcome>> + Send;
+}
+
+/// One orchestrator channel → the client channel `{channel}{suffix}`, segment by segment,
+/// until either side ends. `what` names the channel in faults.
+async fn pump(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    url: String,
+    what: &'static str,
+    suffix: &'static str,
+    mut relay: impl Relay,
+) -> Outcome {
     let mut source = match inner.orch_subscriber(&url) {
         Ok(s) => s,
-        Err(e) => return fault("orchestrator output", &e),
+        Err(e) => return fault(&format!("orchestrator {what}"), &e),
     };
-    let mut sink = inner.hub.publisher(&format!("{}-out", stream.spec.channel));
+    let mut sink = inner.hub.publisher(&format!("{}{suffix}", stream.spec.channel));
     loop {
         let mut reader = match source.segment().await {
             Ok(Some(reader)) => reader,
-            Ok(None) => return Outcome::Fault("the orchestrator closed its output".into()),
-            Err(e) => return fault("orchestrator output", &e),
+            Ok(None) => return Outcome::Fault(format!("the orchestrator closed its {what}")),
+            Err(e) => return fault(&format!("orchestrator {what}"), &e),
         };
+        if let Err(outcome) = relay.segment(&mut reader, &mut sink).await {
+            return outcome;
+        }
+    }
+}
+
+/// Orchestrator output → client output channel, chunk by chunk. Output sequence numbers
+/// continue across swaps, so the client's subscriber never notices the change of orchestrator.
+struct Output {
+    stream: Arc<Stream>,
+}
+
+impl Relay for Output {
+    async fn segment(
+        &mut self,
+        reader: &mut HttpSegmentReader,
+        sink: &mut LocalPublisher,
+    ) -> Result<(), Outcome> {
+        let stream = &self.stream;
+        let client = |e: TrickleError| Outcome::Ended(format!("client output: {e}"));
         let mut writer = None;
         let mut frames = FrameCounter::default();
         loop {
@@ -564,16 +303,13 @@ async fn output(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome 
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 // Dropping the writer abandons the client's segment where it is.
-                Err(e) => return fault("orchestrator output", &e),
+                Err(e) => return Err(fault("orchestrator output", &e)),
             };
             let w = match &mut writer {
                 Some(w) => w,
                 None => {
                     stream.output_started();
-                    match sink.segment().await {
-                        Ok(w) => writer.insert(w),
-                        Err(e) => return Outcome::Ended(format!("client output: {e}")),
-                    }
+                    writer.insert(sink.segment().await.map_err(client)?)
                 }
             };
             let c = &stream.counters;
@@ -581,77 +317,67 @@ async fn output(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome 
             c.last_out_ms.store(stream.now_ms(), Relaxed);
             c.waiting_since_ms.store(0, Relaxed);
             frames.feed(&chunk);
-            if let Err(e) = w.write(chunk).await {
-                return Outcome::Ended(format!("client output: {e}"));
-            }
+            w.write(chunk).await.map_err(client)?;
         }
         if let Some(w) = writer {
-            if let Err(e) = w.finish().await {
-                return Outcome::Ended(format!("client output: {e}"));
-            }
+            w.finish().await.map_err(client)?;
             stream.counters.out_frames.fetch_add(frames.frames(), Relaxed);
             stream.output_done(frames.frames());
         }
+        Ok(())
     }
 }
 
 /// Orchestrator events → the stream's status and the client's events channel, tagged with the
 /// stream and the orchestrator.
-fn events(
-    inner: Arc<Inner>,
+struct Events {
     stream: Arc<Stream>,
-    session: &Session,
-) -> impl Future<Output = Outcome> + Send + 'static {
-    let orchestrator = session.orchestrator.clone();
-    let source = inner.orch_subscriber(&session.events_url);
-    async move {
-        let mut source = match source {
-            Ok(s) => s,
-            Err(e) => return fault("orchestrator events", &e),
-        };
-        let mut sink = inner.hub.publisher(&format!("{}-events", stream.spec.channel));
-        loop {
-            let mut reader = match source.segment().await {
-                Ok(Some(reader)) => reader,
-                Ok(None) => return Outcome::Fault("the orchestrator closed its events".into()),
-                Err(e) => return fault("orchestrator events", &e),
-            };
-            let data = match read_segment(&mut reader, MAX_EVENT).await {
-                Ok(data) => data,
-                Err(TrickleError::TooLarge { limit }) => {
-                    tracing::debug!(
-                        stream = stream.spec.name,
-                        limit,
-                        "event over the size limit dropped"
-                    );
-                    continue;
-                }
-                Err(e) => return fault("orchestrator events", &e),
-            };
-            let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
-                tracing::debug!(stream = stream.spec.name, "event that is not JSON dropped");
-                continue;
-            };
-            // ai-runner's envelope, or a bare event (topic `ai_stream_events`), §8.3.
-            let (topic, event) = match (doc.get("queue_event_type"), doc.get("event")) {
-                (Some(Value::String(topic)), Some(event)) => (topic.clone(), event.clone()),
-                _ => ("ai_stream_events".to_owned(), doc),
-            };
-            stream.record_event(&event);
-            let tagged = json!({
-                "queue_event_type": topic,
-                "stream_id": stream.spec.id,
-                "request_id": stream.spec.request_id,
-                "pipeline": stream.spec.pipeline,
-                "orchestrator": orchestrator,
-                "event": event,
-            });
-            if let Err(e) = publish_segment(&mut sink, Bytes::from(tagged.to_string())).await
-                && e.is_end()
-            {
-                return Outcome::Ended("the client events channel closed".into());
+    orchestrator: String,
+}
+
+impl Relay for Events {
+    async fn segment(
+        &mut self,
+        reader: &mut HttpSegmentReader,
+        sink: &mut LocalPublisher,
+    ) -> Result<(), Outcome> {
+        let stream = &self.stream;
+        let data = match read_segment(reader, MAX_EVENT).await {
+            Ok(data) => data,
+            Err(TrickleError::TooLarge { limit }) => {
+                tracing::debug!(
+                    stream = stream.spec.name,
+                    limit,
+                    "event over the size limit dropped"
+                );
+                return Ok(());
             }
+            Err(e) => return Err(fault("orchestrator events", &e)),
+        };
+        let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
+            tracing::debug!(stream = stream.spec.name, "event that is not JSON dropped");
+            return Ok(());
+        };
+        // ai-runner's envelope, or a bare event (topic `ai_stream_events`), §8.3.
+        let (topic, event) = match (doc.get("queue_event_type"), doc.get("event")) {
+            (Some(Value::String(topic)), Some(event)) => (topic.clone(), event.clone()),
+            _ => ("ai_stream_events".to_owned(), doc),
+        };
+        stream.record_event(&event);
+        let tagged = json!({
+            "queue_event_type": topic,
+            "stream_id": stream.spec.id,
+            "request_id": stream.spec.request_id,
+            "pipeline": stream.spec.pipeline,
+            "orchestrator": self.orchestrator,
+            "event": event,
+        });
+        if let Err(e) = publish_segment(sink, Bytes::from(tagged.to_string())).await
+            && e.is_end()
+        {
+            return Err(Outcome::Ended("the client events channel closed".into()));
         }
+        Ok(())
     }
 }
 
@@ -694,94 +420,4 @@ async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String, sent: u64)
             }
         }
     }
-}
-
-/// Pays the serving orchestrator for the time used, every interval while input flows (§8.5).
-/// Nothing is paid off-chain or at price 0, as go-livepeer does.
-fn payments(
-    inner: Arc<Inner>,
-    stream: Arc<Stream>,
-    session: &Session,
-) -> impl Future<Output = ()> + Send + 'static {
-    let unpaid = session.info.ticket_params.is_none()
-        || session.lease.price().is_zero()
-        || (inner.payer.is_none() && inner.remote_payer.is_none());
-    let url = session.lease.url().clone();
-    let orch = session.orchestrator.clone();
-    let info = session.info.clone();
-    let manifest = session.manifest_id.clone();
-    let interval = inner.config.payment_interval;
-    async move {
-        if unpaid {
-            return;
-        }
-        // The start call prepaid the first minute from here.
-        let mut billed = Instant::now();
-        let mut seen = stream.counters.in_segments.load(Relaxed);
-        let mut tick = tokio::time::interval(interval);
-        tick.reset();
-        loop {
-            tick.tick().await;
-            let segments = stream.counters.in_segments.load(Relaxed);
-            if segments == seen {
-                continue;
-            }
-            seen = segments;
-            let elapsed = billed.elapsed();
-            let units = (u128::from(UNITS_PER_SECOND) * elapsed.as_micros() / 1_000_000) as u64;
-            // Advance by the billed time only: truncated fractions are billed next time.
-            billed += Duration::from_micros(units * 1_000_000 / UNITS_PER_SECOND);
-            pay_once(&inner, &stream, &url, &orch, &info, &manifest, units).await;
-        }
-    }
-}
-
-async fn pay_once(
-    inner: &Inner,
-    stream: &Stream,
-    url: &Url,
-    orch: &str,
-    info: &Arc<OrchInfo>,
-    manifest: &str,
-    units: u64,
-) {
-    let paid = match pay(inner, url, info, &stream.key, units, manifest).await {
-        Ok(paid) => paid,
-        Err(PayError::NotNeeded) => {
-            tracing::debug!(stream = stream.spec.name, "live payment not needed this cycle");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(stream = stream.spec.name, orchestrator = orch, error = %e, "live payment not made");
-            stream.record_payment(false, 0, &Default::default(), &Default::default());
-            return;
-        }
-    };
-    let sent = inner
-        .http
-        .post(format!("{}/payment", paid.info.transcoder))
-        .header("Livepeer-Payment", &paid.payment)
-        .header("Livepeer-Segment", &paid.segment)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    let ok = matches!(&sent, Ok(resp) if resp.status() == reqwest::StatusCode::OK);
-    if !ok {
-        let error = match sent {
-            Ok(resp) => format!("status {}", resp.status()),
-            Err(e) => crate::error::error_chain(&e),
-        };
-        // The orchestrator enforces payment; a lost one shows as its balance running out.
-        tracing::warn!(
-            stream = stream.spec.name,
-            orchestrator = orch,
-            error,
-            "live payment failed"
-        );
-    }
-    let outcome = if ok { Settlement::Paid } else { Settlement::CreditSpent };
-    if paid.prepared.is_none() {
-        stream.record_payment(ok, 0, &Default::default(), &Default::default());
-    }
-    settle(inner, stream, orch, paid.prepared, outcome);
 }

@@ -1,23 +1,42 @@
-//! One live stream: its client channels, its state for `/status`, and the supervisor that
-//! attaches an orchestrator, runs the relays and swaps the orchestrator when it fails.
+//! One live stream's state and its status model: what the client asked for, the counters the
+//! relays bump on every chunk, the rate windows, swap records and payments that `/status`
+//! shows, and the stream's phase. It imports nothing from the other live modules, so the
+//! supervisor, the relays and the routes all depend on it and it on none of them.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
-use livepeer_trickle::{Subscribe, read_segment};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::relay::{self, Outcome, Session};
-use super::{Inner, JSON_MIME, LiveState, MEDIA_MIME};
-use crate::http::error::json_error;
 use crate::orchestrator::JobKey;
+
+/// Client channel mime types: media in and out, JSON control and events.
+pub(crate) const MEDIA_MIME: &str = "video/MP2T";
+pub(crate) const JSON_MIME: &str = "application/json";
+
+/// Where a stream is in its life, shown as `state` in `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Its state could not be read (a relay panicked while holding it).
+    #[default]
+    Unknown,
+    /// The first orchestrator is being attached.
+    Starting,
+    /// An orchestrator serves it.
+    Running,
+    /// Its orchestrator failed and a replacement is being attached.
+    Swapping,
+    /// It ended normally.
+    Stopped,
+    /// It ended because no orchestrator could serve it.
+    Failed,
+}
 
 /// What the client asked for.
 #[derive(Debug, Clone)]
@@ -79,7 +98,7 @@ pub struct StreamStatus {
     /// Pipeline.
     pub pipeline: String,
     /// `starting`, `running`, `swapping`, `stopped` or `failed`.
-    pub state: String,
+    pub state: Phase,
     /// The serving orchestrator.
     pub orchestrator: Option<String>,
     /// The orchestrator's id of this stream (payments are booked on it).
@@ -142,7 +161,7 @@ impl Window {
 
 #[derive(Debug, Default)]
 struct State {
-    phase: &'static str,
+    phase: Phase,
     orchestrator: Option<String>,
     manifest_id: Option<String>,
     stop_reason: Option<String>,
@@ -202,8 +221,8 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    fn new(spec: StreamSpec, key: JobKey, params: Value) -> Self {
-        let state = State { phase: "starting", params_version: 1, params, ..State::default() };
+    pub(crate) fn new(spec: StreamSpec, key: JobKey, params: Value) -> Self {
+        let state = State { phase: Phase::Starting, params_version: 1, params, ..State::default() };
         Self {
             spec,
             key,
@@ -242,6 +261,34 @@ impl Stream {
 
     pub(crate) async fn wait_stopped(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.done.cancelled()).await;
+    }
+
+    /// Whether the stream has stopped and released everything.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.is_cancelled()
+    }
+
+    /// The stream has stopped and released everything: [`Stream::wait_stopped`] returns.
+    pub(crate) fn mark_done(&self) {
+        self.done.cancel();
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.with_state(|s| s.phase = phase);
+    }
+
+    /// An orchestrator replacement, kept for `/status`.
+    pub(crate) fn push_swap(&self, record: SwapRecord) {
+        self.with_state(|s| s.swaps.push(record));
+    }
+
+    /// The serving orchestrator failed at `fault_at`; the recovery time of the next swap
+    /// record counts from there.
+    pub(crate) fn swapping(&self, fault_at: Instant) {
+        self.with_state(|s| {
+            s.phase = Phase::Swapping;
+            s.fault_at = Some(fault_at);
+        });
     }
 
     /// Replaces the params; returns their new version.
@@ -339,11 +386,12 @@ impl Stream {
         });
     }
 
-    fn attached(&self, session: &Session) {
+    /// An orchestrator now serves the stream.
+    pub(crate) fn attached(&self, orchestrator: &str, manifest_id: &str) {
         self.with_state(|s| {
-            s.phase = "running";
-            s.orchestrator = Some(session.orchestrator.clone());
-            s.manifest_id = Some(session.manifest_id.clone());
+            s.phase = Phase::Running;
+            s.orchestrator = Some(orchestrator.to_owned());
+            s.manifest_id = Some(manifest_id.to_owned());
             // Latency pairs input and output segments of one orchestrator only.
             s.pending.clear();
         });
@@ -366,7 +414,7 @@ impl Stream {
             stream_id: self.spec.id.clone(),
             request_id: self.spec.request_id.clone(),
             pipeline: self.spec.pipeline.clone(),
-            state: s.phase.to_owned(),
+            state: s.phase,
             orchestrator: s.orchestrator.clone(),
             manifest_id: s.manifest_id.clone(),
             started_at_ms: self.started_unix_ms,
@@ -408,7 +456,7 @@ impl Stream {
             stream_id: self.spec.id.clone(),
             request_id: self.spec.request_id.clone(),
             pipeline: self.spec.pipeline.clone(),
-            state: "unknown".into(),
+            state: Phase::Unknown,
             orchestrator: None,
             manifest_id: None,
             started_at_ms: self.started_unix_ms,
@@ -437,177 +485,22 @@ pub(crate) fn channel_names(name: &str) -> [(String, &'static str); 4] {
     ]
 }
 
-/// Starts a stream: replaces a running one of the same name, creates the client channels,
-/// attaches the first orchestrator (so the answer can name it) and starts the supervisor.
-pub(crate) async fn open(
-    live: &LiveState,
-    spec: StreamSpec,
-    params: Value,
-) -> Result<Arc<Stream>, Response> {
-    let inner = &live.inner;
-    let Some(key) = JobKey::ai("live-video-to-video", &spec.pipeline) else {
-        return Err(json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "live-video-to-video has no capability id".into(),
-            None,
-        ));
-    };
-    if let Some(old) = live.find(&spec.name)
-        && !old.done.is_cancelled()
-    {
-        // go-livepeer "stomps" an older session of the same name.
-        old.stop("replaced by a new stream of the same name");
-        old.wait_stopped(Duration::from_secs(5)).await;
-    }
-    let stream = Arc::new(Stream::new(spec, key, params));
-    if !inner.register(stream.clone()) {
-        return Err(inner.too_many_streams());
-    }
-    for (name, mime) in channel_names(&stream.spec.channel) {
-        if let Err(e) = inner.hub.create(&name, mime) {
-            stream.stop("channels could not be created");
-            close_client_channels(inner, &stream);
-            stream.done.cancel();
-            inner.forget_later(&stream);
-            return Err(json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "trickle_unavailable",
-                format!("cannot create channel {name}: {e}"),
-                None,
-            ));
-        }
-    }
-    inner.metrics.live_stream_started(&stream.spec.pipeline);
-    let session = match relay::attach(inner, &stream, &[]).await {
-        Ok(session) => session,
-        Err(e) => {
-            stream.stop(&e.message);
-            stream.with_state(|s| s.phase = "failed");
-            close_client_channels(inner, &stream);
-            stream.done.cancel();
-            inner.metrics.live_stream_ended(&stream.spec.pipeline);
-            inner.forget_later(&stream);
-            let mut r = json_error(e.status, e.kind, e.message, None);
-            if e.status == StatusCode::SERVICE_UNAVAILABLE {
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            return Err(r);
-        }
-    };
-    stream.attached(&session);
-    tracing::info!(
-        stream = stream.spec.name,
-        request_id = stream.spec.request_id,
-        pipeline = stream.spec.pipeline,
-        orchestrator = session.orchestrator,
-        "live stream started"
-    );
-    inner.spawn("live-control-in", client_control(inner.clone(), stream.clone()));
-    inner.spawn("live-stream", supervise(inner.clone(), stream.clone(), session));
-    Ok(stream)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Params the client publishes into its own control channel are updates too.
-async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
-    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.channel), 0);
-    loop {
-        let next = tokio::select! {
-            _ = stream.stop.cancelled() => return,
-            next = control.segment() => next,
-        };
-        let Ok(Some(mut reader)) = next else { return };
-        let Ok(data) = read_segment(&mut reader, super::MAX_CONTROL_BODY).await else { continue };
-        match serde_json::from_slice::<Value>(&data) {
-            Ok(params @ Value::Object(_)) if params != json!({"keep": "alive"}) => {
-                stream.set_params(params);
-            }
-            _ => tracing::debug!(stream = stream.spec.name, "ignored a control message"),
+    #[test]
+    fn phases_show_as_the_status_strings_clients_read() {
+        let shown = [
+            (Phase::Unknown, "unknown"),
+            (Phase::Starting, "starting"),
+            (Phase::Running, "running"),
+            (Phase::Swapping, "swapping"),
+            (Phase::Stopped, "stopped"),
+            (Phase::Failed, "failed"),
+        ];
+        for (phase, text) in shown {
+            assert_eq!(serde_json::to_value(phase).unwrap(), json!(text));
         }
-    }
-}
-
-/// Runs sessions until the stream ends, swapping orchestrators on faults.
-async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
-    let mut session = first;
-    let mut resume = 0u64;
-    let mut failed: Vec<String> = Vec::new();
-    let mut recent_swaps: VecDeque<Instant> = VecDeque::new();
-    let final_phase = loop {
-        let (outcome, next) = relay::run(&inner, &stream, &session, resume).await;
-        resume = next;
-        let Session { lease, orchestrator, .. } = session.finish(&inner);
-        match outcome {
-            Outcome::Ended(reason) => {
-                stream.stop(&reason);
-                // A stream's whole duration is not a latency sample: release unreported.
-                drop(lease);
-                break "stopped";
-            }
-            Outcome::Fault(reason) => {
-                tracing::warn!(
-                    stream = stream.spec.name,
-                    orchestrator,
-                    reason,
-                    "live orchestrator failed; swapping"
-                );
-                lease.failed(reason.clone());
-                inner.metrics.live_swap(&reason);
-                failed.push(orchestrator.clone());
-                let fault_at = Instant::now();
-                while recent_swaps.front().is_some_and(|t| t.elapsed() > inner.config.swap_window) {
-                    recent_swaps.pop_front();
-                }
-                let mut record = SwapRecord {
-                    from: orchestrator,
-                    to: String::new(),
-                    reason: reason.clone(),
-                    at_ms: stream.now_ms(),
-                    recovery_ms: None,
-                };
-                if recent_swaps.len() as u32 >= inner.config.max_swaps {
-                    stream.with_state(|s| s.swaps.push(record));
-                    stream.stop(&format!("too many orchestrator failures; last: {reason}"));
-                    break "failed";
-                }
-                recent_swaps.push_back(fault_at);
-                stream.with_state(|s| {
-                    s.phase = "swapping";
-                    s.fault_at = Some(fault_at);
-                });
-                let exclude: Vec<&str> = failed.iter().map(String::as_str).collect();
-                match relay::attach(&inner, &stream, &exclude).await {
-                    Ok(next) => {
-                        record.to = next.orchestrator.clone();
-                        stream.with_state(|s| s.swaps.push(record));
-                        stream.attached(&next);
-                        session = next;
-                    }
-                    Err(e) => {
-                        stream.with_state(|s| s.swaps.push(record));
-                        stream.stop(&format!("no replacement orchestrator: {}", e.message));
-                        break "failed";
-                    }
-                }
-            }
-        }
-    };
-    stream.with_state(|s| s.phase = final_phase);
-    close_client_channels(&inner, &stream);
-    inner.metrics.live_stream_ended(&stream.spec.pipeline);
-    tracing::info!(
-        stream = stream.spec.name,
-        request_id = stream.spec.request_id,
-        reason = stream.status().stop_reason.unwrap_or_default(),
-        "live stream ended"
-    );
-    stream.done.cancel();
-    inner.forget_later(&stream);
-}
-
-/// Closes the client channels: subscribers see the end of the stream.
-fn close_client_channels(inner: &Inner, stream: &Stream) {
-    for (name, _) in channel_names(&stream.spec.channel) {
-        inner.hub.close(&name);
     }
 }

@@ -1,0 +1,168 @@
+//! The live routes: the axum handlers and the client trickle channels' mount. The handlers read
+//! the request, call [`crate::live::api`] and write its answer; a [`LiveError`] becomes the
+//! gateway's [`Error`], answered by [`super::error`].
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::live::api::{self, StartRequest};
+use crate::live::{LiveError, LiveState, MAX_CONTROL_BODY};
+
+/// The live routes and the client trickle channels.
+pub(crate) fn router(live: LiveState) -> Router {
+    let trickle = live.hub().router();
+    Router::new()
+        .route("/live/video-to-video/{stream}/start", post(start))
+        .route("/live/video-to-video/{stream}/update", post(update))
+        .route("/live/video-to-video/{stream}/status", get(status))
+        .route("/live/video-to-video/{stream}/stop", post(stop).delete(stop))
+        .with_state(live)
+        .nest("/ai/trickle", trickle)
+}
+
+/// The admin listener's live route: `GET /live/streams`, the status of every stream, running
+/// or recently stopped.
+pub(crate) fn admin_router(live: LiveState) -> Router {
+    Router::new()
+        .route(
+            "/live/streams",
+            get(|State(live): State<LiveState>| async move {
+                let streams = live.streams();
+                axum::Json(json!({ "count": streams.len(), "streams": streams }))
+            }),
+        )
+        .with_state(live)
+}
+
+/// The HTTP answer to a failed live request.
+fn error_response(e: &LiveError) -> Response {
+    Error::from(e.clone()).into_response()
+}
+
+fn answer<T: serde::Serialize>(result: Result<T, LiveError>) -> Response {
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn read_body(req: Request) -> Result<Bytes, LiveError> {
+    axum::body::to_bytes(req.into_body(), MAX_CONTROL_BODY)
+        .await
+        .map_err(|_| LiveError::BodyTooLarge { limit: MAX_CONTROL_BODY })
+}
+
+async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+    if let Err(e) = api::check_name(&name) {
+        return error_response(&e);
+    }
+    let is_form =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.starts_with("multipart/") || v.starts_with("application/x-www-form")
+        });
+    if is_form {
+        // MediaMTX's form hook means "pull RTMP from me", which this gateway does not do.
+        return error_response(&LiveError::UnsupportedIngest);
+    }
+    let base = public_base(live.public_url(), req.headers(), req.uri());
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
+    let start = StartRequest {
+        name: &name,
+        base: &base,
+        query: &query,
+        authorization: authorization.as_deref(),
+        body: &body,
+    };
+    answer(api::start(&live, &start).await)
+}
+
+async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+    let stream = match api::find(&live, &name) {
+        Ok(stream) => stream,
+        Err(e) => return error_response(&e),
+    };
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
+    answer(api::update(&stream, &body))
+}
+
+async fn status(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
+    answer(api::status(&live, &name))
+}
+
+async fn stop(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
+    answer(api::stop(&live, &name).await)
+}
+
+/// The base URL clients reach this gateway at.
+fn public_base(public_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(base) = public_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("127.0.0.1:9935");
+    format!("http://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error's status, `type`, field and `Retry-After`, as the live routes have always
+    /// answered them.
+    #[tokio::test]
+    async fn errors_map_to_the_same_answers_as_before() {
+        let table: [(LiveError, u16, &str, Option<&str>, bool); 11] = [
+            (LiveError::NotFound { stream: "s".into() }, 404, "not_found", Some("stream"), false),
+            (LiveError::field("params", "bad"), 422, "validation_error", Some("params"), false),
+            (LiveError::BodyTooLarge { limit: 1 }, 413, "body_too_large", Some("body"), false),
+            (LiveError::UnsupportedIngest, 415, "unsupported_ingest", Some("body"), false),
+            (LiveError::Stopped, 410, "stream_stopped", None, false),
+            (LiveError::TooManyStreams { max: 2 }, 503, "too_many_streams", None, true),
+            (LiveError::ChannelUnavailable("x".into()), 503, "trickle_unavailable", None, false),
+            (LiveError::NoOrchestrator("x".into()), 503, "no_orchestrator", None, true),
+            (LiveError::AuthRefused("x".into()), 403, "stream_refused", None, false),
+            (LiveError::AuthUnreachable, 503, "auth_webhook_unavailable", None, false),
+            (LiveError::Internal("x".into()), 500, "internal", None, false),
+        ];
+        for (error, status, kind, field, retry) in table {
+            let r = error_response(&error);
+            assert_eq!(r.status().as_u16(), status, "{error:?}");
+            let retry_after = r.headers().get(header::RETRY_AFTER).cloned();
+            assert_eq!(retry_after.is_some_and(|v| v == "5"), retry, "{error:?}");
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["type"], kind, "{error:?}");
+            assert_eq!(body["error"]["field"].as_str(), field, "{error:?}");
+            assert_eq!(body["error"]["message"], error.to_string(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn messages_are_the_ones_clients_have_always_read() {
+        let not_found = LiveError::NotFound { stream: "cam".into() };
+        assert_eq!(not_found.to_string(), r#"stream "cam" not found"#);
+        let too_many = LiveError::TooManyStreams { max: 3 };
+        assert_eq!(too_many.to_string(), "this gateway runs at most 3 live streams");
+        let too_large = LiveError::BodyTooLarge { limit: 65536 };
+        assert_eq!(too_large.to_string(), "request body exceeds 65536 bytes");
+    }
+}

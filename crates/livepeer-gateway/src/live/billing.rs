@@ -1,0 +1,180 @@
+//! Paying orchestrators for a live stream: the payment headers of the start call and of each
+//! interval's `/payment` (local key, remote signer or off-chain), settling them, and the
+//! payment loop that runs beside a session's relays (PROTOCOL.md §8.5, PAYMENTS.md §8). Kept in
+//! one module so the payment interface can be swapped here without touching the relays.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use url::Url;
+
+use super::context::Inner;
+use super::session::Session;
+use super::stream::Stream;
+use crate::orchestrator::JobKey;
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, segment_header};
+use crate::orchestrator::info::OrchInfo;
+use crate::payment::{PayError, Prepared, Settlement};
+
+/// Units of one second of live video: 1280×720 pixels × 30 frames (PAYMENTS.md §8).
+pub(crate) const UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
+/// The start call prepays 60 s (go-livepeer `initPixelsToPay`).
+pub(crate) const START_UNITS: u64 = 60 * UNITS_PER_SECOND;
+/// The payment headers of one call, and what to settle afterwards.
+pub(crate) struct Paid {
+    pub(crate) payment: String,
+    pub(crate) segment: String,
+    pub(crate) info: Arc<OrchInfo>,
+    pub(crate) prepared: Option<Prepared>,
+}
+
+/// `Livepeer-Payment` and `Livepeer-Segment` for `units` at the orchestrator, booked on
+/// `manifest`: local key, remote signer, or the off-chain empty payment.
+pub(crate) async fn pay(
+    inner: &Inner,
+    url: &Url,
+    info: &Arc<OrchInfo>,
+    key: &JobKey,
+    units: u64,
+    manifest: &str,
+) -> Result<Paid, PayError> {
+    let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
+    if let Some(payer) = &inner.payer
+        && let Some(p) = payer.prepare(url, info, key, units).await?
+    {
+        let segment =
+            segment_header(manifest, &caps, p.info.auth_token.as_ref(), inner.signer.as_deref());
+        return Ok(Paid {
+            payment: p.header.clone(),
+            segment,
+            info: p.info.clone(),
+            prepared: Some(p),
+        });
+    }
+    if inner.payer.is_none()
+        && let Some(remote) = &inner.remote_payer
+        && let Some(r) = remote.prepare_for(url, info, key, units, manifest).await?
+    {
+        return Ok(Paid { payment: r.payment, segment: r.segment, info: r.info, prepared: None });
+    }
+    let segment = segment_header(manifest, &caps, info.auth_token.as_ref(), None);
+    Ok(Paid { payment: OFFCHAIN_PAYMENT.to_owned(), segment, info: info.clone(), prepared: None })
+}
+
+pub(crate) fn settle(
+    inner: &Inner,
+    stream: &Stream,
+    orch: &str,
+    prepared: Option<Prepared>,
+    outcome: Settlement,
+) {
+    let (Some(payer), Some(p)) = (&inner.payer, prepared) else { return };
+    if outcome == Settlement::Paid {
+        inner.metrics.paid(orch, &stream.key, p.tickets, &p.ev_sent, &p.fee);
+    }
+    stream.record_payment(outcome == Settlement::Paid, p.tickets, &p.ev_sent, &p.fee);
+    payer.settle(p, outcome);
+}
+
+/// Pays the serving orchestrator for the time used, every interval while input flows (§8.5).
+/// Nothing is paid off-chain or at price 0, as go-livepeer does.
+pub(crate) fn payments(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    session: &Session,
+) -> impl Future<Output = ()> + Send + 'static {
+    let unpaid = session.info.ticket_params.is_none()
+        || session.lease.price().is_zero()
+        || (inner.payer.is_none() && inner.remote_payer.is_none());
+    let url = session.lease.url().clone();
+    let orch = session.orchestrator.clone();
+    let info = session.info.clone();
+    let manifest = session.manifest_id.clone();
+    let interval = inner.config.payment_interval;
+    async move {
+        if unpaid {
+            return;
+        }
+        // The start call prepaid the first minute from here.
+        let mut billed = Instant::now();
+        let mut seen = stream.counters.in_segments.load(Relaxed);
+        let mut tick = tokio::time::interval(interval);
+        tick.reset();
+        loop {
+            tick.tick().await;
+            let segments = stream.counters.in_segments.load(Relaxed);
+            if segments == seen {
+                continue;
+            }
+            seen = segments;
+            let elapsed = billed.elapsed();
+            let units = (u128::from(UNITS_PER_SECOND) * elapsed.as_micros() / 1_000_000) as u64;
+            // Advance by the billed time only: truncated fractions are billed next time.
+            billed += Duration::from_micros(units * 1_000_000 / UNITS_PER_SECOND);
+            pay_once(&inner, &stream, &url, &orch, &info, &manifest, units).await;
+        }
+    }
+}
+
+async fn pay_once(
+    inner: &Inner,
+    stream: &Stream,
+    url: &Url,
+    orch: &str,
+    info: &Arc<OrchInfo>,
+    manifest: &str,
+    units: u64,
+) {
+    let paid = match pay(inner, url, info, &stream.key, units, manifest).await {
+        Ok(paid) => paid,
+        Err(PayError::NotNeeded) => {
+            tracing::debug!(stream = stream.spec.name, "live payment not needed this cycle");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(stream = stream.spec.name, orchestrator = orch, error = %e, "live payment not made");
+            stream.record_payment(false, 0, &Default::default(), &Default::default());
+            return;
+        }
+    };
+    let sent = inner
+        .http
+        .post(format!("{}/payment", paid.info.transcoder))
+        .header("Livepeer-Payment", &paid.payment)
+        .header("Livepeer-Segment", &paid.segment)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    let ok = matches!(&sent, Ok(resp) if resp.status() == reqwest::StatusCode::OK);
+    if !ok {
+        let error = match sent {
+            Ok(resp) => format!("status {}", resp.status()),
+            Err(e) => crate::error::error_chain(&e),
+        };
+        // The orchestrator enforces payment; a lost one shows as its balance running out.
+        tracing::warn!(
+            stream = stream.spec.name,
+            orchestrator = orch,
+            error,
+            "live payment failed"
+        );
+    }
+    let outcome = if ok { Settlement::Paid } else { Settlement::CreditSpent };
+    if paid.prepared.is_none() {
+        stream.record_payment(ok, 0, &Default::default(), &Default::default());
+    }
+    settle(inner, stream, orch, paid.prepared, outcome);
+}
+
+/// Forgets the remote signer's payment sessions of an orchestrator session that ended: the
+/// one of its stream and the one its start call was booked on.
+pub(crate) fn forget_remote(inner: &Inner, session: &Session) {
+    if let Some(remote) = &inner.remote_payer {
+        let key = &session.key;
+        remote.forget(session.lease.url(), key, &session.manifest_id);
+        remote.forget(session.lease.url(), key, &session.start_manifest);
+    }
+}

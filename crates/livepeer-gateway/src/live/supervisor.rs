@@ -1,0 +1,274 @@
+//! The life of a live stream: [`open`] creates its client channels and attaches a first
+//! orchestrator, then the supervisor runs sessions until the stream ends, replacing a failed
+//! orchestrator within the swap budget ([`SwapBudget`], `--live-max-swaps` per
+//! `--live-swap-window`), and finally closes the client channels.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_trickle::{Subscribe, read_segment};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::attach::attach;
+use super::context::{Inner, LiveState};
+use super::error::LiveError;
+use super::relay::{self, Outcome};
+use super::session::Session;
+use super::stream::{Phase, Stream, StreamSpec, SwapRecord, channel_names};
+use crate::orchestrator::JobKey;
+
+/// Largest params message the client may publish into its control channel (as `/update`).
+pub(crate) const MAX_CONTROL_BODY: usize = 64 * 1024;
+
+/// At most `max` orchestrator replacements within any `window`: a stream whose orchestrators
+/// keep failing ends instead of working through the whole pool.
+#[derive(Debug)]
+pub(crate) struct SwapBudget {
+    max: u32,
+    window: Duration,
+    /// When the swaps still inside the window happened, oldest first.
+    recent: VecDeque<Instant>,
+}
+
+impl SwapBudget {
+    pub(crate) fn new(max: u32, window: Duration) -> Self {
+        Self { max, window, recent: VecDeque::new() }
+    }
+
+    /// Spends one swap at `now`; `false` when the window's swaps are used up (nothing is
+    /// spent then).
+    pub(crate) fn try_spend(&mut self, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() as u32 >= self.max {
+            return false;
+        }
+        self.recent.push_back(now);
+        true
+    }
+}
+
+/// Starts a stream: replaces a running one of the same name, creates the client channels,
+/// attaches the first orchestrator (so the answer can name it) and starts the supervisor.
+pub(crate) async fn open(
+    live: &LiveState,
+    spec: StreamSpec,
+    params: Value,
+) -> Result<Arc<Stream>, LiveError> {
+    let inner = &live.inner;
+    let Some(key) = JobKey::ai("live-video-to-video", &spec.pipeline) else {
+        return Err(LiveError::Internal("live-video-to-video has no capability id".into()));
+    };
+    if let Some(old) = live.find(&spec.name)
+        && !old.is_done()
+    {
+        // go-livepeer "stomps" an older session of the same name.
+        old.stop("replaced by a new stream of the same name");
+        old.wait_stopped(Duration::from_secs(5)).await;
+    }
+    let stream = Arc::new(Stream::new(spec, key, params));
+    if !inner.register(stream.clone()) {
+        return Err(LiveError::TooManyStreams { max: inner.config.max_streams });
+    }
+    for (name, mime) in channel_names(&stream.spec.channel) {
+        if let Err(e) = inner.hub.create(&name, mime) {
+            stream.stop("channels could not be created");
+            close_client_channels(inner, &stream);
+            stream.mark_done();
+            inner.forget_later(&stream);
+            return Err(LiveError::ChannelUnavailable(format!(
+                "cannot create channel {name}: {e}"
+            )));
+        }
+    }
+    inner.metrics.live_stream_started(&stream.spec.pipeline);
+    let session = match attach(inner, &stream, &[]).await {
+        Ok(session) => session,
+        Err(e) => {
+            stream.stop(&e.message);
+            stream.set_phase(Phase::Failed);
+            close_client_channels(inner, &stream);
+            stream.mark_done();
+            inner.metrics.live_stream_ended(&stream.spec.pipeline);
+            inner.forget_later(&stream);
+            return Err(e.into());
+        }
+    };
+    stream.attached(&session.orchestrator, &session.manifest_id);
+    tracing::info!(
+        stream = stream.spec.name,
+        request_id = stream.spec.request_id,
+        pipeline = stream.spec.pipeline,
+        orchestrator = session.orchestrator,
+        "live stream started"
+    );
+    inner.spawn("live-control-in", client_control(inner.clone(), stream.clone()));
+    inner.spawn("live-stream", supervise(inner.clone(), stream.clone(), session));
+    Ok(stream)
+}
+
+/// Params the client publishes into its own control channel are updates too.
+async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
+    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.channel), 0);
+    loop {
+        let next = tokio::select! {
+            _ = stream.stop.cancelled() => return,
+            next = control.segment() => next,
+        };
+        let Ok(Some(mut reader)) = next else { return };
+        let Ok(data) = read_segment(&mut reader, MAX_CONTROL_BODY).await else { continue };
+        match serde_json::from_slice::<Value>(&data) {
+            Ok(params @ Value::Object(_)) if params != json!({"keep": "alive"}) => {
+                stream.set_params(params);
+            }
+            _ => tracing::debug!(stream = stream.spec.name, "ignored a control message"),
+        }
+    }
+}
+
+/// What a supervisor carries from one session to the next.
+struct Swaps {
+    budget: SwapBudget,
+    /// Orchestrators that failed this stream: never attached again.
+    failed: Vec<String>,
+}
+
+/// Runs sessions until the stream ends, swapping orchestrators on faults.
+async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
+    let mut session = first;
+    let mut resume = 0u64;
+    let mut swaps = Swaps {
+        budget: SwapBudget::new(inner.config.max_swaps, inner.config.swap_window),
+        failed: Vec::new(),
+    };
+    let final_phase = loop {
+        let (outcome, next) = relay::run(&inner, &stream, &session, resume).await;
+        resume = next;
+        let Session { lease, orchestrator, .. } = session.finish(&inner);
+        match outcome {
+            Outcome::Ended(reason) => {
+                stream.stop(&reason);
+                // A stream's whole duration is not a latency sample: release unreported.
+                drop(lease);
+                break Phase::Stopped;
+            }
+            Outcome::Fault(reason) => {
+                tracing::warn!(
+                    stream = stream.spec.name,
+                    orchestrator,
+                    reason,
+                    "live orchestrator failed; swapping"
+                );
+                lease.failed(reason.clone());
+                inner.metrics.live_swap(&reason);
+                match swap(&inner, &stream, &mut swaps, orchestrator, reason).await {
+                    ControlFlow::Continue(next) => session = next,
+                    ControlFlow::Break(phase) => break phase,
+                }
+            }
+        }
+    };
+    stream.set_phase(final_phase);
+    close_client_channels(&inner, &stream);
+    inner.metrics.live_stream_ended(&stream.spec.pipeline);
+    tracing::info!(
+        stream = stream.spec.name,
+        request_id = stream.spec.request_id,
+        reason = stream.status().stop_reason.unwrap_or_default(),
+        "live stream ended"
+    );
+    stream.mark_done();
+    inner.forget_later(&stream);
+}
+
+/// Replaces the orchestrator that failed with `reason`: the next session, or the phase the
+/// stream ends in when the budget is spent or no replacement starts.
+async fn swap(
+    inner: &Arc<Inner>,
+    stream: &Stream,
+    swaps: &mut Swaps,
+    failed: String,
+    reason: String,
+) -> ControlFlow<Phase, Session> {
+    swaps.failed.push(failed.clone());
+    let fault_at = Instant::now();
+    let mut record = SwapRecord {
+        from: failed,
+        to: String::new(),
+        reason,
+        at_ms: stream.now_ms(),
+        recovery_ms: None,
+    };
+    if !swaps.budget.try_spend(fault_at) {
+        let reason = record.reason.clone();
+        stream.push_swap(record);
+        stream.stop(&format!("too many orchestrator failures; last: {reason}"));
+        return ControlFlow::Break(Phase::Failed);
+    }
+    stream.swapping(fault_at);
+    let exclude: Vec<&str> = swaps.failed.iter().map(String::as_str).collect();
+    match attach(inner, stream, &exclude).await {
+        Ok(next) => {
+            record.to = next.orchestrator.clone();
+            stream.push_swap(record);
+            stream.attached(&next.orchestrator, &next.manifest_id);
+            ControlFlow::Continue(next)
+        }
+        Err(e) => {
+            stream.push_swap(record);
+            stream.stop(&format!("no replacement orchestrator: {}", e.message));
+            ControlFlow::Break(Phase::Failed)
+        }
+    }
+}
+
+/// Closes the client channels: subscribers see the end of the stream.
+fn close_client_channels(inner: &Inner, stream: &Stream) {
+    for (name, _) in channel_names(&stream.spec.channel) {
+        inner.hub.close(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(180);
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_allows_max_swaps_per_window() {
+        let mut budget = SwapBudget::new(3, WINDOW);
+        for _ in 0..3 {
+            assert!(budget.try_spend(Instant::now()));
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        assert!(!budget.try_spend(Instant::now()), "a fourth swap within the window");
+        // A refused swap spends nothing: the window still starts at the first swap.
+        tokio::time::advance(WINDOW - Duration::from_secs(30)).await;
+        assert!(!budget.try_spend(Instant::now()), "the first swap is exactly a window old");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(budget.try_spend(Instant::now()), "the first swap left the window");
+        assert!(!budget.try_spend(Instant::now()), "the second is still inside it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn swaps_spread_out_are_never_refused() {
+        let mut budget = SwapBudget::new(2, WINDOW);
+        for _ in 0..10 {
+            assert!(budget.try_spend(Instant::now()));
+            tokio::time::advance(WINDOW / 2 + Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_budget_refuses_the_first_swap() {
+        let mut budget = SwapBudget::new(0, WINDOW);
+        assert!(!budget.try_spend(Instant::now()));
+        tokio::time::advance(WINDOW * 2).await;
+        assert!(!budget.try_spend(Instant::now()));
+    }
+}
