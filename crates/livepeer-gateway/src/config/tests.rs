@@ -1,9 +1,12 @@
 //! Config loading and validation.
 
+use std::path::Path;
+
 use super::*;
+use crate::orchestrator::price::Price;
 
 fn load(f: Flags, file: &str) -> Result<Config, ConfigError> {
-    Config::merge(f, toml::from_str(file).map_err(|e| bad("--config", e.to_string()))?, None)
+    Config::validate(f.or(Flags::from_text(file, Path::new("test.toml"))?), None)
 }
 
 #[test]
@@ -17,7 +20,10 @@ fn defaults_follow_go_livepeer() {
 
 #[test]
 fn flags_override_file() {
-    let flags = Flags { orch_addr: Some("a.example,:9000".into()), ..Flags::default() };
+    let flags = Flags {
+        discovery: Discovery { orch_addr: Some("a.example,:9000".into()), ..Default::default() },
+        ..Flags::default()
+    };
     let c = load(flags, "orch-addr = [\"b.example\"]\ncli-addr = \":6000\"\nmax-price-per-unit = 5\npixels-per-unit = 2").unwrap();
     let OrchSource::Static(urls) = &c.orchestrators else { panic!() };
     assert_eq!(urls[0].as_str(), "https://a.example:8935/");
@@ -29,38 +35,68 @@ fn flags_override_file() {
 #[test]
 fn errors_name_the_setting() {
     let cases: Vec<(Flags, &str, &str)> = vec![
-        (Flags { http_addr: Some("nonsense:port".into()), ..Flags::default() }, "", "--http-addr"),
-        (Flags { orch_addr: Some("ftp://x".into()), ..Flags::default() }, "", "--orch-addr"),
+        (Flags {
+                listen: Listen { http_addr: Some("nonsense:port".into()), ..Default::default() },
+                ..Flags::default()
+            }, "", "--http-addr"),
+        (Flags {
+                discovery: Discovery { orch_addr: Some("ftp://x".into()), ..Default::default() },
+                ..Flags::default()
+            }, "", "--orch-addr"),
         (
-            Flags { discovery_timeout: Some("3 parsecs".into()), ..Flags::default() },
+            Flags {
+                discovery: Discovery {
+                    discovery_timeout: Some("3 parsecs".into()),
+                    ..Default::default()
+                },
+                ..Flags::default()
+            },
             "",
             "--discovery-timeout",
         ),
         (
-            Flags { http_header_timeout: Some("0s".into()), ..Flags::default() },
+            Flags {
+                listen: Listen { http_header_timeout: Some("0s".into()), ..Default::default() },
+                ..Flags::default()
+            },
             "",
             "--http-header-timeout",
         ),
         (Flags::default(), "http-header-timeout = \"soon\"", "--http-header-timeout"),
-        (Flags { pixels_per_unit: Some(0), ..Flags::default() }, "", "--pixels-per-unit"),
+        (Flags {
+                prices: Prices { pixels_per_unit: Some(0), ..Default::default() },
+                ..Flags::default()
+            }, "", "--pixels-per-unit"),
         (
             Flags {
-                max_price_per_capability: Some(
-                    r#"{"capabilities_prices":[{"pipeline":"text-to-imag","price_per_unit":1}]}"#
-                        .into(),
-                ),
+                prices: Prices {
+                    max_price_per_capability: Some(
+                        r#"{"capabilities_prices":[{"pipeline":"text-to-imag","price_per_unit":1}]}"#
+                            .into(),
+                    ),
+                    ..Default::default()
+                },
                 ..Flags::default()
             },
             "",
             "--max-price-per-capability",
         ),
         (
-            Flags { orch_blocklist: Some("0x1234".into()), ..Flags::default() },
+            Flags {
+                prices: Prices { orch_blocklist: Some("0x1234".into()), ..Default::default() },
+                ..Flags::default()
+            },
             "",
             "--orch-blocklist",
         ),
         (
-            Flags { network: Some("arbitrum-one-mainnet".into()), ..Flags::default() },
+            Flags {
+                discovery: Discovery {
+                    network: Some("arbitrum-one-mainnet".into()),
+                    ..Default::default()
+                },
+                ..Flags::default()
+            },
             "",
             "--network",
         ),
@@ -75,11 +111,14 @@ fn errors_name_the_setting() {
 #[test]
 fn per_model_prices_and_runner_versions() {
     let flags = Flags {
-        max_price_per_capability: Some(r#"{"capabilities_prices":[
+        prices: Prices {
+            max_price_per_capability: Some(r#"{"capabilities_prices":[
             {"pipeline":"text-to-image","model_id":"sd-turbo","price_per_unit":"10","pixels_per_unit":3},
             {"pipeline":"llm","price_per_unit":7}]}"#.into()),
-        ai_min_runner_version: Some(r#"[{"pipeline":"llm","model_id":"m","minVersion":"0.14.0"}]"#.into()),
-        max_price_per_unit: Some(100),
+            ai_min_runner_version: Some(r#"[{"pipeline":"llm","model_id":"m","minVersion":"0.14.0"}]"#.into()),
+            max_price_per_unit: Some(100),
+            ..Default::default()
+        },
         ..Flags::default()
     };
     let c = load(flags, "").unwrap();
