@@ -17,6 +17,11 @@
 //! empty section (`Payment::default().limits()`). The `[default: …]` in a help text is checked
 //! against the real default by a test.
 //!
+//! Files: `section` (the declaring macro and the file's keys), `values` (parsers shared by the
+//! sections), then one file per group: `listen` (listeners, logging), `discovery` (discovery,
+//! selection), `price`, `ai`, `live`, `payment` (limits, chain, remote signer) and `key` (the
+//! gateway's key).
+//!
 //! [`LiveConfig`]: crate::live::LiveConfig
 //! [`PaymentLimits`]: crate::payment::PaymentLimits
 

@@ -3,9 +3,9 @@
 //! Every setting is one `Option` field of one section struct. The same struct is the clap
 //! `Args` (its flag and `LP_*` variable) and the serde shape of the file (its key, the flag's
 //! name), so a setting is written down once; its default is applied where the section is
-//! validated. Sections are read from the one flat file table, each ignoring the others' keys;
-//! [`read_file`] rejects keys no section knows, since serde's `deny_unknown_fields` does not
-//! work across sections.
+//! validated. Each section reads the whole flat file and ignores the other sections' keys;
+//! [`check_keys`] rejects keys no section knows (serde's `deny_unknown_fields` cannot see
+//! across sections).
 
 use std::path::Path;
 

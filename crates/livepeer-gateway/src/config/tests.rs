@@ -101,6 +101,13 @@ fn errors_name_the_setting() {
             "--network",
         ),
         (Flags::default(), "no-such-key = 1", "--config"),
+        (Flags::default(), "config = \"other.toml\"", "--config"),
+        (Flags::default(), "help = true", "--config"),
+        (
+            Flags::default(),
+            "remote-signer-url = \"s.example\"\nremote-signer-headers = \"nocolon\"",
+            "--remote-signer-headers",
+        ),
     ];
     for (flags, file, setting) in cases {
         let err = load(flags, file).unwrap_err();
