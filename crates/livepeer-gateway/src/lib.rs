@@ -91,8 +91,8 @@ impl Gateway {
 
         let signer = config.signer.clone();
         let remote_identity = match &config.remote_signer {
-            Some((url, headers)) => {
-                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+            Some(config::RemoteSigner { url, headers }) => {
+                let headers = headers.clone();
                 let id = signer::fetch_identity(url, headers)
                     .await
                     .map_err(|e| StartError::Setup(e.to_string()))?;
@@ -116,11 +116,13 @@ impl Gateway {
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let discovery = match (&config.orchestrators, &config.remote_signer) {
             // No orchestrators configured: discover them through the remote signer.
-            (OrchSource::Static(urls), Some((url, headers))) if urls.is_empty() => {
+            (OrchSource::Static(urls), Some(config::RemoteSigner { url, headers }))
+                if urls.is_empty() =>
+            {
                 let endpoint = url
                     .join("discover-orchestrators")
                     .map_err(|e| StartError::Setup(e.to_string()))?;
-                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                let headers = headers.clone();
                 let timeout = std::time::Duration::from_secs(3);
                 Discovery::webhook_with_headers(
                     endpoint,
@@ -189,8 +191,8 @@ impl Gateway {
             metrics: state.metrics.clone(),
             payer,
             remote_payer: match &config.remote_signer {
-                Some((url, headers)) => {
-                    let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                Some(config::RemoteSigner { url, headers }) => {
+                    let headers = headers.clone();
                     Some(
                         remote_payer::RemotePayer::new(url, headers, client.clone())
                             .map_err(StartError::Setup)?,

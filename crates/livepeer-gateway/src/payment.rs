@@ -33,16 +33,6 @@ pub struct PaymentLimits {
     pub max_total_ev: U256,
 }
 
-impl Default for PaymentLimits {
-    fn default() -> Self {
-        Self {
-            deposit_multiplier: 1,
-            max_ticket_ev: U256::from(3_000_000_000_000u64),
-            max_total_ev: U256::from(20_000_000_000_000u64),
-        }
-    }
-}
-
 /// Why a payment could not be made. Each is the orchestrator's terms, not the user's fault.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PayError {
@@ -408,7 +398,10 @@ mod tests {
             TlsTrust::AcceptAny,
             None,
         );
-        let limits = PaymentLimits { deposit_multiplier: multiplier, ..PaymentLimits::default() };
+        let limits = PaymentLimits {
+            deposit_multiplier: multiplier,
+            ..crate::config::Payment::default().limits().unwrap()
+        };
         Payer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
     }
 

@@ -312,9 +312,15 @@ async fn a_gateway_without_a_deposit_refuses_to_pay() {
     .await
     .unwrap();
     let flags = livepeer_gateway::config::Flags {
-        http_addr: Some("127.0.0.1:0".into()),
-        cli_addr: Some("127.0.0.1:0".into()),
-        orch_addr: Some(sim.url().to_owned()),
+        listen: livepeer_gateway::config::Listen {
+            http_addr: Some("127.0.0.1:0".into()),
+            cli_addr: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        },
+        discovery: livepeer_gateway::config::Discovery {
+            orch_addr: Some(sim.url().to_owned()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut config = livepeer_gateway::Config::load(flags).unwrap();

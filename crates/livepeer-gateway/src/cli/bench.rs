@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::{Config, Flags, OrchSource};
+use livepeer_gateway::config::{Ai, Config, Flags, Listen, Logging, OrchSource};
 use livepeer_gateway::orchestrator::caps::Capabilities;
 use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
@@ -73,10 +73,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     })
     .await?;
     let flags = Flags {
-        http_addr: Some("127.0.0.1:0".into()),
-        cli_addr: Some("127.0.0.1:0".into()),
-        log_level: Some("warn".into()),
-        orch_http1: Some(args.orch_http1),
+        listen: ephemeral_ports(),
+        logging: Logging { log_level: Some("warn".into()), ..Logging::default() },
+        ai: Ai { orch_http1: Some(args.orch_http1), ..Ai::default() },
         ..Flags::default()
     };
     let mut config = Config::load(flags)?;
@@ -173,11 +172,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         ..SimConfig::default()
     })
     .await?;
-    let mut paid_config = Config::load(Flags {
-        http_addr: Some("127.0.0.1:0".into()),
-        cli_addr: Some("127.0.0.1:0".into()),
-        ..Flags::default()
-    })?;
+    let mut paid_config = Config::load(Flags { listen: ephemeral_ports(), ..Flags::default() })?;
     paid_config.orchestrators = OrchSource::Static(vec![paid_sim.url().parse()?]);
     // A well-known development key (hardhat account #1); never a real one.
     let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -293,4 +288,13 @@ async fn throughput(t: &Target, body: &Value, clients: usize, seconds: u64) -> f
     }
     while set.join_next().await.is_some() {}
     done.load(Relaxed) as f64 / seconds as f64
+}
+
+/// Both listeners on ephemeral ports.
+fn ephemeral_ports() -> Listen {
+    Listen {
+        http_addr: Some("127.0.0.1:0".into()),
+        cli_addr: Some("127.0.0.1:0".into()),
+        ..Listen::default()
+    }
 }

@@ -82,22 +82,3 @@ pub struct LiveConfig {
     /// The heartbeat that can terminate running streams (go-livepeer `-liveAIHeartbeatURL`).
     pub heartbeat: Option<Heartbeat>,
 }
-
-impl Default for LiveConfig {
-    fn default() -> Self {
-        Self {
-            payment_interval: Duration::from_secs(5),
-            out_segment_timeout: Duration::from_secs(5),
-            events_timeout: Duration::from_secs(30),
-            start_timeout: Duration::from_secs(5),
-            max_swaps: 3,
-            swap_window: Duration::from_secs(180),
-            max_streams: 1000,
-            max_attempts: 3,
-            status_linger: Duration::from_secs(60),
-            public_url: None,
-            auth_webhook: None,
-            heartbeat: None,
-        }
-    }
-}

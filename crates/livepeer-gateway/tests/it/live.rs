@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::Config;
+use livepeer_gateway::config::{Config, RemoteSigner};
 use livepeer_pm::LocalSigner;
 use livepeer_sim::{LiveMode, Sim, SimConfig, SimModel};
 use livepeer_trickle::{
@@ -607,10 +607,13 @@ async fn a_keyless_gateway_pays_a_live_stream_through_a_remote_signer() {
     let signer = start(c).await;
     // The client gateway: no key, pays through the signer.
     let mut c = live_config(&[&sim]);
-    c.remote_signer = Some((
-        format!("http://{}/", signer.http_addr).parse().unwrap(),
-        format!("Authorization:Bearer {API_KEY}"),
-    ));
+    c.remote_signer = Some(
+        RemoteSigner::parse(
+            &format!("http://{}/", signer.http_addr),
+            &format!("Authorization:Bearer {API_KEY}"),
+        )
+        .unwrap(),
+    );
     c.live.payment_interval = Duration::from_millis(500);
     let gw = start(c).await;
     let started = start_stream(&gw, "remote", json!({})).await;

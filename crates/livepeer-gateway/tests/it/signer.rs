@@ -59,10 +59,13 @@ async fn one_gateway_signs_for_another() {
 
     // A keyless gateway, no orchestrators configured: identity and discovery from the signer.
     let mut c = config(&[]);
-    c.remote_signer = Some((
-        format!("{signer_url}/").parse().unwrap(),
-        format!("Authorization:Bearer {API_KEY}"),
-    ));
+    c.remote_signer = Some(
+        livepeer_gateway::config::RemoteSigner::parse(
+            &format!("{signer_url}/"),
+            &format!("Authorization:Bearer {API_KEY}"),
+        )
+        .unwrap(),
+    );
     let client_gw = start(c).await;
     let snap = client_gw.state.pool.snapshot();
     assert_eq!(snap.slots.len(), 1, "discovered through the signer");

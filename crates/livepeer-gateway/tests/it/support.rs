@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::{Config, Flags, OrchSource};
+use livepeer_gateway::config::{Config, Discovery, Flags, Listen, OrchSource, Selection};
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::Value;
 
@@ -14,15 +14,24 @@ pub const SDXL: &str = "ByteDance/SDXL-Lightning";
 /// A config on ephemeral ports with quick timers, pointing at `urls`.
 pub fn config(urls: &[&str]) -> Config {
     let flags = Flags {
-        http_addr: Some("127.0.0.1:0".into()),
-        cli_addr: Some("127.0.0.1:0".into()),
-        orch_addr: Some(urls.join(",")),
-        discovery_timeout: Some("700ms".into()),
-        orch_connect_timeout: Some("500ms".into()),
-        orch_refresh_interval: Some("30s".into()),
-        eject_base: Some("300ms".into()),
-        eject_max: Some("2s".into()),
-        probe_interval: Some("50ms".into()),
+        listen: Listen {
+            http_addr: Some("127.0.0.1:0".into()),
+            cli_addr: Some("127.0.0.1:0".into()),
+            ..Listen::default()
+        },
+        discovery: Discovery {
+            orch_addr: Some(urls.join(",")),
+            discovery_timeout: Some("700ms".into()),
+            orch_connect_timeout: Some("500ms".into()),
+            orch_refresh_interval: Some("30s".into()),
+            ..Discovery::default()
+        },
+        selection: Selection {
+            eject_base: Some("300ms".into()),
+            eject_max: Some("2s".into()),
+            probe_interval: Some("50ms".into()),
+            ..Selection::default()
+        },
         ..Flags::default()
     };
     Config::load(flags).unwrap()

@@ -1,0 +1,94 @@
+//! Batch AI settings: attempts and deadlines, body and result-store limits, how results are
+//! handed back, and the HTTP version spoken to orchestrators.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::section::section;
+use super::values::positive_duration;
+use super::{ConfigError, bad};
+use crate::ai::AiConfig;
+
+section! {
+    /// Batch AI settings.
+    pub struct Ai {
+        /// Most orchestrators tried per AI request [default: 3].
+        #[arg(long, env = "LP_AIMAXATTEMPTS")]
+        pub ai_max_attempts: Option<u32>,
+        /// Deadline of one AI attempt, until the answer (or a stream's first byte) [default: 60s].
+        #[arg(long, env = "LP_AIATTEMPTTIMEOUT")]
+        pub ai_attempt_timeout: Option<String>,
+        /// Deadline of a whole AI request, failovers included [default: 120s].
+        #[arg(long, env = "LP_AIREQUESTTIMEOUT")]
+        pub ai_request_timeout: Option<String>,
+        /// Largest AI request body in bytes; larger ones get 413 [default: 52428800].
+        #[arg(long, env = "LP_AIMAXBODYBYTES")]
+        pub ai_max_body_bytes: Option<usize>,
+        /// How long AI result files are served [default: 10m].
+        #[arg(long, env = "LP_AIRESULTTTL")]
+        pub ai_result_ttl: Option<String>,
+        /// Most bytes of AI result files kept in memory [default: 536870912].
+        #[arg(long, env = "LP_AIRESULTSTOREBYTES")]
+        pub ai_result_store_bytes: Option<usize>,
+        /// Deadline for downloading one result file from an orchestrator [default: 10s].
+        #[arg(long, env = "LP_AIRESULTFETCHTIMEOUT")]
+        pub ai_result_fetch_timeout: Option<String>,
+        /// Return AI media results as data: URLs instead of gateway URLs.
+        #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
+        pub ai_result_data_urls: Option<bool>,
+        /// Talk HTTP/1.1 to orchestrators instead of HTTP/2 (h2c for `http://` orchestrators).
+        #[arg(long, env = "LP_ORCHHTTP1", num_args = 0..=1, default_missing_value = "true")]
+        pub orch_http1: Option<bool>,
+        /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
+        /// [default: http:// + the request's Host].
+        #[arg(long, env = "LP_PUBLICURL")]
+        pub public_url: Option<String>,
+    }
+}
+
+impl Ai {
+    pub(super) fn validate(self) -> Result<AiConfig, ConfigError> {
+        let ai = AiConfig {
+            max_attempts: self.ai_max_attempts.unwrap_or(3),
+            attempt_timeout: positive_duration(
+                "--ai-attempt-timeout",
+                self.ai_attempt_timeout,
+                Duration::from_secs(60),
+            )?,
+            request_timeout: positive_duration(
+                "--ai-request-timeout",
+                self.ai_request_timeout,
+                Duration::from_secs(120),
+            )?,
+            max_body_bytes: self.ai_max_body_bytes.unwrap_or(50 << 20),
+            data_urls: self.ai_result_data_urls.unwrap_or(false),
+            orch_http2: !self.orch_http1.unwrap_or(false),
+            public_url: self.public_url.filter(|u| !u.trim().is_empty()),
+            result_ttl: positive_duration(
+                "--ai-result-ttl",
+                self.ai_result_ttl,
+                Duration::from_secs(600),
+            )?,
+            result_store_bytes: self.ai_result_store_bytes.unwrap_or(512 << 20),
+            fetch_timeout: positive_duration(
+                "--ai-result-fetch-timeout",
+                self.ai_result_fetch_timeout,
+                Duration::from_secs(10),
+            )?,
+        };
+        if ai.max_attempts == 0 {
+            return Err(bad("--ai-max-attempts", "must be at least 1"));
+        }
+        if ai.max_body_bytes == 0 || ai.result_store_bytes == 0 {
+            return Err(bad("--ai-max-body-bytes", "byte limits must be at least 1"));
+        }
+        if let Some(u) = &ai.public_url {
+            let parsed = Url::parse(u).map_err(|e| bad("--public-url", format!("{u:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad("--public-url", format!("{u:?}: must be http or https")));
+            }
+        }
+        Ok(ai)
+    }
+}

@@ -1,0 +1,74 @@
+//! The gateway's own edges: its two listeners and its log output.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::section::section;
+use super::values::{listen_addr, positive_duration};
+use super::{ConfigError, LogFormat, bad};
+
+section! {
+    /// Listener settings.
+    pub struct Listen {
+        /// Public API listen address [default: 127.0.0.1:9935].
+        #[arg(long, env = "LP_HTTPADDR")]
+        pub http_addr: Option<String>,
+        /// Admin API and metrics listen address [default: 127.0.0.1:5935].
+        #[arg(long, env = "LP_CLIADDR")]
+        pub cli_addr: Option<String>,
+        /// Deadline for a client to send a request's headers on the public and admin ports; slower
+        /// connections are closed [default: 30s].
+        #[arg(long, env = "LP_HTTPHEADERTIMEOUT")]
+        pub http_header_timeout: Option<String>,
+    }
+}
+
+/// The validated listener settings.
+pub(super) struct Listeners {
+    pub(super) http_addr: SocketAddr,
+    pub(super) cli_addr: SocketAddr,
+    pub(super) header_timeout: Duration,
+}
+
+impl Listen {
+    pub(super) fn validate(self) -> Result<Listeners, ConfigError> {
+        Ok(Listeners {
+            http_addr: listen_addr("--http-addr", self.http_addr, 9935)?,
+            cli_addr: listen_addr("--cli-addr", self.cli_addr, 5935)?,
+            header_timeout: positive_duration(
+                "--http-header-timeout",
+                self.http_header_timeout,
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+}
+
+section! {
+    /// Log settings.
+    pub struct Logging {
+        /// Log format: `text` or `json` [default: text].
+        #[arg(long, env = "LP_LOGFORMAT")]
+        pub log_format: Option<String>,
+        /// Log filter, e.g. `info` or `livepeer_gateway=debug` [default: info].
+        #[arg(long, env = "LP_LOGLEVEL")]
+        pub log_level: Option<String>,
+    }
+}
+
+impl Logging {
+    pub(super) fn validate(self) -> Result<(LogFormat, String), ConfigError> {
+        let format = match self.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad("--log-format", format!("{other:?}: expected text or json")));
+            }
+        };
+        let level = self.log_level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            return Err(bad("--log-level", format!("{level:?} is not a log filter")));
+        }
+        Ok((format, level))
+    }
+}
