@@ -6,18 +6,15 @@
 
 pub mod admin;
 pub mod ai;
-pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod error;
+mod http;
 pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
-pub mod remote_payer;
-mod remote_payment;
 mod server;
-pub mod signer;
 pub mod task;
 
 // Used by the binary only.
@@ -67,7 +64,7 @@ pub struct AppState {
     /// Configuration summary for `/status` (no secrets).
     pub summary: Arc<serde_json::Value>,
     /// The ticket sender, when the gateway has a key.
-    pub payer: Option<payment::Payer>,
+    pub payer: Option<payment::LocalPayer>,
 }
 
 /// A running gateway.
@@ -93,8 +90,8 @@ impl Gateway {
         let signer = config.signer.clone();
         let remote_identity = match &config.remote_signer {
             Some((url, headers)) => {
-                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
-                let id = signer::fetch_identity(url, headers)
+                let headers = payment::parse_headers(headers).map_err(StartError::Setup)?;
+                let id = payment::fetch_identity(url, headers)
                     .await
                     .map_err(|e| StartError::Setup(e.to_string()))?;
                 tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
@@ -121,7 +118,7 @@ impl Gateway {
                 let endpoint = url
                     .join("discover-orchestrators")
                     .map_err(|e| StartError::Setup(e.to_string()))?;
-                let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
+                let headers = payment::parse_headers(headers).map_err(StartError::Setup)?;
                 let timeout = std::time::Duration::from_secs(3);
                 Discovery::webhook_with_headers(
                     endpoint,
@@ -161,8 +158,16 @@ impl Gateway {
             Pool::start(pool_config, client.clone(), discovery, metrics.clone(), &tasks).await;
         let payer = config.signer.clone().map(|signer| {
             // Job-priced ticket params come from their own GetOrchestrator calls.
-            payment::Payer::new(signer, client.clone(), config.payment)
+            payment::LocalPayer::new(signer, client.clone(), config.payment)
         });
+        let remote_signer = match &config.remote_signer {
+            Some((url, headers)) => {
+                Some((url, payment::parse_headers(headers).map_err(StartError::Setup)?))
+            }
+            None => None,
+        };
+        let payments = payment::Payments::new(payer.clone(), remote_signer, &client)
+            .map_err(StartError::Setup)?;
         let state = AppState {
             pool,
             metrics,
@@ -188,28 +193,16 @@ impl Gateway {
             limits: Arc::new(ai::validate::Limits::default()),
             config: Arc::new(config.ai.clone()),
             metrics: state.metrics.clone(),
-            payer,
-            remote_payer: match &config.remote_signer {
-                Some((url, headers)) => {
-                    let headers = signer::parse_headers(headers).map_err(StartError::Setup)?;
-                    Some(
-                        remote_payer::RemotePayer::new(url, headers, client.clone())
-                            .map_err(StartError::Setup)?,
-                    )
-                }
-                None => None,
-            },
+            payments: payments.clone(),
         };
-        if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
-            watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;
+        if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
+            watch_funds(&tasks, chain, payer.clone()).await?;
         }
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
             state.metrics.clone(),
-            ai_state.payer.clone(),
-            ai_state.remote_payer.clone(),
-            config.signer.clone(),
+            payments,
             &tasks,
         )
         .map_err(StartError::Setup)?;
@@ -218,9 +211,10 @@ impl Gateway {
         serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
         let mut public = public_router(ai_state, live_state);
         if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
-            let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
-                .map_err(StartError::Setup)?;
-            public = public.merge(routes);
+            let signer =
+                payment::signer::SignerState::new(signer.clone(), key.clone(), state.pool.clone())
+                    .map_err(StartError::Setup)?;
+            public = public.merge(crate::http::signer::router(signer));
             tracing::info!("serving remote-signer routes (API key required)");
         }
         serve(&tasks, "public-api", http, public, config.header_timeout);
@@ -245,11 +239,10 @@ pub fn public_router(ai: ai::AiState, live: live::LiveState) -> Router {
 async fn watch_funds(
     tasks: &Tasks,
     chain: &config::ChainConfig,
-    payer: payment::Payer,
-    signer: Option<&Arc<livepeer_pm::LocalSigner>>,
+    payer: payment::LocalPayer,
 ) -> Result<(), StartError> {
-    let Some(sender) = signer.map(|s| s.address()) else { return Ok(()) };
-    let client = chain::ChainClient::new(chain.url.clone())
+    let sender = payer.sender();
+    let client = payment::chain::ChainClient::new(chain.url.clone())
         .map_err(|e| StartError::Setup(format!("--eth-url: {e}")))?;
     let controller = chain.controller;
     let info = client.sender_info(controller, sender).await.map_err(|e| {

@@ -345,7 +345,7 @@ impl Config {
                 Some(u) => Some(crate::live::Heartbeat {
                     url: Url::parse(u.trim())
                         .map_err(|e| bad("--live-ai-heartbeat-url", format!("{u:?}: {e}")))?,
-                    headers: crate::signer::parse_headers(
+                    headers: crate::payment::parse_headers(
                         &f.live_ai_heartbeat_headers
                             .or(file.live_ai_heartbeat_headers)
                             .unwrap_or_default(),
@@ -468,7 +468,7 @@ impl Config {
                     }
                     let headers =
                         f.remote_signer_headers.or(file.remote_signer_headers).unwrap_or_default();
-                    crate::signer::parse_headers(&headers)
+                    crate::payment::parse_headers(&headers)
                         .map_err(|e| bad("--remote-signer-headers", e))?;
                     Some((url, headers))
                 }

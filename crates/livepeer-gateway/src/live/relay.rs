@@ -23,16 +23,14 @@ use url::Url;
 use super::stream::Stream;
 use super::ts::FrameCounter;
 use super::{Inner, JSON_MIME, MEDIA_MIME};
-use crate::orchestrator::caps::Capabilities;
-use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, segment_header};
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::{JobKey, Lease};
-use crate::payment::{PayError, Prepared, Settlement};
+use crate::payment::{Booking, PayError, Prepared, Settlement};
 
-/// Units of one second of live video: 1280×720 pixels × 30 frames (PAYMENTS.md §8).
-pub(crate) const UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
-/// The start call prepays 60 s (go-livepeer `initPixelsToPay`).
-pub(crate) const START_UNITS: u64 = 60 * UNITS_PER_SECOND;
+/// Units of one second of live video (PAYMENTS.md §8).
+pub(crate) const UNITS_PER_SECOND: u64 = livepeer_pm::LIVE_VIDEO_UNITS_PER_SECOND;
+/// The start call prepays a minute (go-livepeer `initPixelsToPay`).
+pub(crate) const START_UNITS: u64 = livepeer_pm::LIVE_VIDEO_INITIAL_UNITS;
 /// The `Authorization` value of calls to AI endpoints.
 const AI_WORKER_PROTOCOL: &str = "Livepeer-AI-Worker-1.0";
 /// Largest event document read.
@@ -75,11 +73,9 @@ impl Session {
     /// Tears the session down on the orchestrator's side, in the background: the input and
     /// control channels are deleted, which ends the orchestrator's stream (§8.3 Teardown).
     pub(crate) fn finish(self, inner: &Arc<Inner>) -> Self {
-        if let Some(remote) = &inner.remote_payer {
-            let key = &self.key;
-            remote.forget(self.lease.url(), key, &self.manifest_id);
-            remote.forget(self.lease.url(), key, &self.start_manifest);
-        }
+        let (url, key) = (self.lease.url(), &self.key);
+        inner.payments.forget(url, key, &self.manifest_id);
+        inner.payments.forget(url, key, &self.start_manifest);
         let http = inner.trickle.clone();
         let urls = [self.publish_url.clone(), self.control_url.clone()];
         inner.spawn("live-teardown", async move {
@@ -193,7 +189,7 @@ struct Paid {
     payment: String,
     segment: String,
     info: Arc<OrchInfo>,
-    prepared: Option<Prepared>,
+    prepared: Prepared,
 }
 
 /// `Livepeer-Payment` and `Livepeer-Segment` for `units` at the orchestrator, booked on
@@ -206,42 +202,29 @@ async fn pay(
     units: u64,
     manifest: &str,
 ) -> Result<Paid, PayError> {
-    let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
-    if let Some(payer) = &inner.payer
-        && let Some(p) = payer.prepare(url, info, key, units).await?
-    {
-        let segment =
-            segment_header(manifest, &caps, p.info.auth_token.as_ref(), inner.signer.as_deref());
-        return Ok(Paid {
-            payment: p.header.clone(),
-            segment,
-            info: p.info.clone(),
-            prepared: Some(p),
-        });
-    }
-    if inner.payer.is_none()
-        && let Some(remote) = &inner.remote_payer
-        && let Some(r) = remote.prepare_for(url, info, key, units, manifest).await?
-    {
-        return Ok(Paid { payment: r.payment, segment: r.segment, info: r.info, prepared: None });
-    }
-    let segment = segment_header(manifest, &caps, info.auth_token.as_ref(), None);
-    Ok(Paid { payment: OFFCHAIN_PAYMENT.to_owned(), segment, info: info.clone(), prepared: None })
+    let prepared = inner.payments.prepare(url, info, key, units, Booking::Stream(manifest)).await?;
+    Ok(Paid {
+        payment: prepared.payment().to_owned(),
+        // A stream's payment always carries its segment credentials.
+        segment: prepared.segment().unwrap_or_default().to_owned(),
+        info: prepared.info().clone(),
+        prepared,
+    })
 }
 
-fn settle(
-    inner: &Inner,
-    stream: &Stream,
-    orch: &str,
-    prepared: Option<Prepared>,
-    outcome: Settlement,
-) {
-    let (Some(payer), Some(p)) = (&inner.payer, prepared) else { return };
-    if outcome == Settlement::Paid {
-        inner.metrics.paid(orch, &stream.key, p.tickets, &p.ev_sent, &p.fee);
+fn settle(inner: &Inner, stream: &Stream, orch: &str, prepared: Prepared, outcome: Settlement) {
+    if let Some(spend) = prepared.spend() {
+        if outcome == Settlement::Paid {
+            inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
+        }
+        stream.record_payment(
+            outcome == Settlement::Paid,
+            spend.tickets,
+            &spend.ev_sent,
+            &spend.fee,
+        );
     }
-    stream.record_payment(outcome == Settlement::Paid, p.tickets, &p.ev_sent, &p.fee);
-    payer.settle(p, outcome);
+    inner.payments.settle(prepared, outcome);
 }
 
 /// `POST {transcoder}/live-video-to-video` with the prepaid minute (§8.2).
@@ -705,7 +688,7 @@ fn payments(
 ) -> impl Future<Output = ()> + Send + 'static {
     let unpaid = session.info.ticket_params.is_none()
         || session.lease.price().is_zero()
-        || (inner.payer.is_none() && inner.remote_payer.is_none());
+        || inner.payments.is_off_chain();
     let url = session.lease.url().clone();
     let orch = session.orchestrator.clone();
     let info = session.info.clone();
@@ -760,7 +743,7 @@ async fn pay_once(
     let sent = inner
         .http
         .post(format!("{}/payment", paid.info.transcoder))
-        .header("Livepeer-Payment", &paid.payment)
+        .header(livepeer_pm::PAYMENT_HEADER, &paid.payment)
         .header("Livepeer-Segment", &paid.segment)
         .timeout(Duration::from_secs(10))
         .send()
@@ -780,7 +763,7 @@ async fn pay_once(
         );
     }
     let outcome = if ok { Settlement::Paid } else { Settlement::CreditSpent };
-    if paid.prepared.is_none() {
+    if paid.prepared.spend().is_none() {
         stream.record_payment(ok, 0, &Default::default(), &Default::default());
     }
     settle(inner, stream, orch, paid.prepared, outcome);
