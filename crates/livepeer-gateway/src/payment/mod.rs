@@ -243,3 +243,90 @@ fn stream_segment(
     let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
     Some(segment_header(manifest, &caps, info.auth_token.as_ref(), local.map(LocalPayer::key)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use livepeer_pm::LocalSigner;
+    use livepeer_proto::{Message, net};
+
+    use super::*;
+    use crate::orchestrator::info::AuthToken;
+    use crate::orchestrator::price::Price;
+    use crate::orchestrator::{Timeouts, TlsTrust};
+
+    fn client() -> OrchClient {
+        let second = Duration::from_secs(1);
+        OrchClient::new(Timeouts { connect: second, call: second }, TlsTrust::AcceptAny, None)
+    }
+
+    /// An orchestrator without ticket params: off-chain whatever the gateway holds.
+    fn off_chain_orch() -> Arc<OrchInfo> {
+        Arc::new(OrchInfo {
+            transcoder: "https://o.example:8935".into(),
+            address: None,
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: None,
+            ticket_params: None,
+            auth_token: Some(AuthToken { token: vec![1], session_id: "s".into(), expiration: 9 }),
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        })
+    }
+
+    fn segment(prepared: &Prepared) -> net::SegData {
+        let raw = STANDARD.decode(prepared.segment().unwrap()).unwrap();
+        net::SegData::decode(raw.as_slice()).unwrap()
+    }
+
+    async fn prepare(payments: &Payments, booking: Booking<'_>) -> Prepared {
+        let url: Url = "https://o.example:8935".parse().unwrap();
+        let key = JobKey::ai("text-to-image", "m").unwrap();
+        payments.prepare(&url, &off_chain_orch(), &key, 100, booking).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn off_chain_pays_the_empty_payment() {
+        let payments = Payments::off_chain();
+        assert!(payments.is_off_chain() && payments.local().is_none());
+        let job = prepare(&payments, Booking::Job).await;
+        assert_eq!(job.payment(), "");
+        assert!(job.segment().is_none(), "a batch job's caller credentials itself");
+        assert!(job.spend().is_none() && !job.renewable());
+        assert_eq!(job.info().transcoder, "https://o.example:8935");
+        let stream = prepare(&payments, Booking::Stream("stream-1")).await;
+        let seg = segment(&stream);
+        assert_eq!(seg.manifest_id, b"stream-1");
+        assert!(seg.sig.is_empty(), "unsigned off-chain");
+        assert_eq!(seg.auth_token.unwrap().session_id, "s");
+        payments.settle(stream, Settlement::Paid);
+    }
+
+    #[tokio::test]
+    async fn the_local_key_pays_nothing_to_an_off_chain_orchestrator() {
+        let key = Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap());
+        let local = LocalPayer::new(key, client(), PaymentLimits::default());
+        let remote: Url = "http://signer.example/".parse().unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let payments = Payments::new(Some(local), Some((&remote, headers)), &client()).unwrap();
+        assert!(payments.local().is_some(), "the local key wins over a remote signer");
+        assert!(!payments.is_off_chain());
+        let stream = prepare(&payments, Booking::Stream("m")).await;
+        assert_eq!(stream.payment(), "");
+        assert!(segment(&stream).sig.is_empty(), "no tickets, so unsigned as off-chain");
+        assert!(stream.spend().is_none() && !stream.renewable());
+    }
+
+    #[test]
+    fn a_remote_signer_alone_pays_through_it() {
+        let remote: Url = "http://signer.example/".parse().unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let payments = Payments::new(None, Some((&remote, headers)), &client()).unwrap();
+        assert!(payments.local().is_none() && !payments.is_off_chain());
+        assert!(Payments::new(None, None, &client()).unwrap().is_off_chain());
+    }
+}
