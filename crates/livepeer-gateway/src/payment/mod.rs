@@ -2,13 +2,13 @@
 //! later job type) call [`Payments::prepare`] before a call, [`Payments::settle`] after it and
 //! [`Payments::reset`] when the orchestrator refused the payment; they never ask how the
 //! gateway pays. Behind it, one of three ways, chosen once at start:
-//! - with the gateway's own key ([`local`]: tickets signed here, balances kept here);
-//! - through a remote signer ([`remote`]: a keyless gateway asks the signer for each payment);
+//! - with the gateway's own key (`local`, [`LocalPayer`]: tickets signed here, balances kept here);
+//! - through a remote signer (`remote`: a keyless gateway asks the signer for each payment);
 //! - off-chain: the empty payment, and unsigned segment credentials.
 //!
 //! Beside them: [`chain`], the TicketBroker reader that feeds the local sender's funds checks,
 //! and [`signer`], the server side of remote signing for other gateways. Imports go one way:
-//! this facade uses the payers, the payers use [`terms`] and [`chain`], and [`signer`] uses
+//! this facade uses the payers, the payers use `terms` and [`chain`], and [`signer`] uses
 //! none of them.
 
 pub mod chain;

@@ -4,7 +4,7 @@
 //! - `POST /sign-orchestrator-info`: its address and `eth_sign` of it ([`SignerState::identity`]);
 //! - `GET /discover-orchestrators`: its pool, webhook-compatible ([`SignerState::discover`]);
 //! - `POST /generate-live-payment`: a payment on the client's behalf ([`SignerState::pay`]),
-//!   in pure steps: [`request`] decodes, [`state`] verifies, [`bill`] charges, [`pay`] signs.
+//!   in pure steps: `request` decodes, `state` verifies, `bill` charges, `pay` signs.
 //!
 //! Nothing here knows HTTP: refusals are [`Refusal`]s, which `crate::http::signer` turns into
 //! statuses and bodies.
