@@ -5,7 +5,6 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ai;
-pub mod chain;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -13,9 +12,6 @@ pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
-pub mod remote_payer;
-mod remote_payment;
-pub mod signer;
 pub mod task;
 
 // Used by the binary only.
@@ -66,7 +62,7 @@ pub struct AppState {
     /// Configuration summary for `/status` (no secrets).
     pub summary: Arc<serde_json::Value>,
     /// The ticket sender, when the gateway has a key.
-    pub payer: Option<payment::Payer>,
+    pub payer: Option<payment::LocalPayer>,
 }
 
 /// A running gateway.
@@ -89,140 +85,49 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
         let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
 
-        let signer = config.signer.clone();
-        let remote_identity = match &config.remote_signer {
-            Some(config::RemoteSigner { url, headers }) => {
-                let headers = headers.clone();
-                let id = signer::fetch_identity(url, headers)
-                    .await
-                    .map_err(|e| StartError::Setup(e.to_string()))?;
-                tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
-                Some(id)
-            }
-            None => None,
-        };
-        let identity = match &signer {
-            Some(signer) => {
-                let text = signer.address().to_checksum(None);
-                let sig = signer
-                    .eth_sign(text.as_bytes())
-                    .map_err(|e| StartError::Setup(format!("signing: {e}")))?;
-                tracing::info!(address = %text, "gateway identity");
-                Some(Identity { address: signer.address(), sig })
-            }
-            None => remote_identity,
-        };
+        let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
-        let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
-        let discovery = match (&config.orchestrators, &config.remote_signer) {
-            // No orchestrators configured: discover them through the remote signer.
-            (OrchSource::Static(urls), Some(config::RemoteSigner { url, headers }))
-                if urls.is_empty() =>
-            {
-                let endpoint = url
-                    .join("discover-orchestrators")
-                    .map_err(|e| StartError::Setup(e.to_string()))?;
-                let headers = headers.clone();
-                let timeout = std::time::Duration::from_secs(3);
-                Discovery::webhook_with_headers(
-                    endpoint,
-                    config.webhook_refresh_interval,
-                    timeout,
-                    headers,
-                )
-                .map_err(StartError::Setup)?
-            }
-            (OrchSource::Static(urls), _) => {
-                if urls.is_empty() {
-                    tracing::warn!(
-                        "no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503"
-                    );
-                }
-                Discovery::Static(urls.clone())
-            }
-            (OrchSource::Webhook(url), _) => Discovery::webhook(
-                url.clone(),
-                config.webhook_refresh_interval,
-                std::time::Duration::from_secs(3),
-            )
-            .map_err(StartError::Setup)?,
-        };
+        let client = OrchClient::new(timeouts, config.orch_tls, identity);
         let metrics = Metrics::new();
         let tasks = Tasks::new();
-        let pool_config = PoolConfig {
-            refresh_interval: config.refresh_interval,
-            probe_interval: config.probe_interval,
-            eject: config.eject,
-            weights: config.weights,
-            requirements: config.requirements.clone(),
-            max_concurrent_calls: config.discovery_concurrency,
-        };
         // One client (and one connection per orchestrator) for discovery and payment sessions.
-        let pool =
-            Pool::start(pool_config, client.clone(), discovery, metrics.clone(), &tasks).await;
+        let pool = Pool::start(
+            pool_config(&config),
+            client.clone(),
+            discovery(&config)?,
+            metrics.clone(),
+            &tasks,
+        )
+        .await;
         let payer = config.signer.clone().map(|signer| {
             // Job-priced ticket params come from their own GetOrchestrator calls.
-            payment::Payer::new(signer, client.clone(), config.payment)
+            payment::LocalPayer::new(signer, client.clone(), config.payment)
         });
+        let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
+        let payments =
+            payment::Payments::new(payer.clone(), remote, &client).map_err(StartError::Setup)?;
+        if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
+            watch_funds(&tasks, chain, payer.clone()).await?;
+        }
         let state = AppState {
             pool,
             metrics,
             requirements: Arc::new(config.requirements.clone()),
             summary: Arc::new(summary(&config)),
-            payer: payer.clone(),
-        };
-
-        let ai_client = ai::call::AiClient::new(
-            signer,
-            config.connect_timeout,
-            config.ai.fetch_timeout,
-            config.ai.orch_http2,
-        )
-        .map_err(StartError::Setup)?;
-        let ai_state = ai::AiState {
-            pool: state.pool.clone(),
-            client: ai_client,
-            store: Arc::new(ai::results::ResultStore::new(
-                config.ai.result_store_bytes,
-                config.ai.result_ttl,
-            )),
-            limits: Arc::new(ai::validate::Limits::default()),
-            config: Arc::new(config.ai.clone()),
-            metrics: state.metrics.clone(),
             payer,
-            remote_payer: match &config.remote_signer {
-                Some(config::RemoteSigner { url, headers }) => {
-                    let headers = headers.clone();
-                    Some(
-                        remote_payer::RemotePayer::new(url, headers, client.clone())
-                            .map_err(StartError::Setup)?,
-                    )
-                }
-                None => None,
-            },
         };
-        if let (Some(chain), Some(payer)) = (&config.chain, &ai_state.payer) {
-            watch_funds(&tasks, chain, payer.clone(), config.signer.as_ref()).await?;
-        }
+        let ai_state = ai_state(&config, &state, payments.clone())?;
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
             state.metrics.clone(),
-            ai_state.payer.clone(),
-            ai_state.remote_payer.clone(),
-            config.signer.clone(),
+            payments,
             &tasks,
         )
         .map_err(StartError::Setup)?;
         let admin_routes = http::admin_router(state.clone(), live_state.clone());
         serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
-        let mut public = http::public_router(ai_state, live_state);
-        if let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) {
-            let routes = signer::router(signer.clone(), key.clone(), state.pool.clone())
-                .map_err(StartError::Setup)?;
-            public = public.merge(routes);
-            tracing::info!("serving remote-signer routes (API key required)");
-        }
+        let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
         serve(&tasks, "public-api", http, public, config.header_timeout);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         Ok(Self { http_addr, admin_addr, state, tasks })
@@ -234,16 +139,111 @@ impl Gateway {
     }
 }
 
+/// The identity the gateway shows orchestrators: its own key's, or the remote signer's
+/// (fetched, and its signature checked, at start).
+async fn identity(config: &Config) -> Result<Option<Identity>, StartError> {
+    if let Some(signer) = &config.signer {
+        let text = signer.address().to_checksum(None);
+        let sig = signer
+            .eth_sign(text.as_bytes())
+            .map_err(|e| StartError::Setup(format!("signing: {e}")))?;
+        tracing::info!(address = %text, "gateway identity");
+        return Ok(Some(Identity { address: signer.address(), sig }));
+    }
+    let Some(config::RemoteSigner { url, headers }) = &config.remote_signer else {
+        return Ok(None);
+    };
+    let id = payment::fetch_identity(url, headers.clone())
+        .await
+        .map_err(|e| StartError::Setup(e.to_string()))?;
+    tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
+    Ok(Some(id))
+}
+
+/// Where orchestrators come from: the static list, the webhook, or (with no orchestrators
+/// configured) the remote signer's `/discover-orchestrators`.
+fn discovery(config: &Config) -> Result<Discovery, StartError> {
+    let timeout = std::time::Duration::from_secs(3);
+    let refresh = config.webhook_refresh_interval;
+    match (&config.orchestrators, &config.remote_signer) {
+        (OrchSource::Static(urls), Some(config::RemoteSigner { url, headers }))
+            if urls.is_empty() =>
+        {
+            let endpoint =
+                url.join("discover-orchestrators").map_err(|e| StartError::Setup(e.to_string()))?;
+            Discovery::webhook_with_headers(endpoint, refresh, timeout, headers.clone())
+                .map_err(StartError::Setup)
+        }
+        (OrchSource::Static(urls), _) => {
+            if urls.is_empty() {
+                tracing::warn!(
+                    "no orchestrators configured (--orch-addr or --orch-webhook-url); jobs will get 503"
+                );
+            }
+            Ok(Discovery::Static(urls.clone()))
+        }
+        (OrchSource::Webhook(url), _) => {
+            Discovery::webhook(url.clone(), refresh, timeout).map_err(StartError::Setup)
+        }
+    }
+}
+
+fn pool_config(config: &Config) -> PoolConfig {
+    PoolConfig {
+        refresh_interval: config.refresh_interval,
+        probe_interval: config.probe_interval,
+        eject: config.eject,
+        weights: config.weights,
+        requirements: config.requirements.clone(),
+        max_concurrent_calls: config.discovery_concurrency,
+    }
+}
+
+fn ai_state(
+    config: &Config,
+    state: &AppState,
+    payments: payment::Payments,
+) -> Result<ai::AiState, StartError> {
+    let client = ai::call::AiClient::new(
+        config.signer.clone(),
+        config.connect_timeout,
+        config.ai.fetch_timeout,
+        config.ai.orch_http2,
+    )
+    .map_err(StartError::Setup)?;
+    let store = ai::results::ResultStore::new(config.ai.result_store_bytes, config.ai.result_ttl);
+    Ok(ai::AiState {
+        pool: state.pool.clone(),
+        client,
+        store: Arc::new(store),
+        limits: Arc::new(ai::validate::Limits::default()),
+        config: Arc::new(config.ai.clone()),
+        metrics: state.metrics.clone(),
+        payments,
+    })
+}
+
+/// The remote-signer routes' state, when this gateway serves them (`--remote-signer`).
+fn signer_state(
+    config: &Config,
+    state: &AppState,
+) -> Result<Option<payment::signer::SignerState>, StartError> {
+    let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) else { return Ok(None) };
+    let signer = payment::signer::SignerState::new(signer.clone(), key.clone(), state.pool.clone())
+        .map_err(StartError::Setup)?;
+    tracing::info!("serving remote-signer routes (API key required)");
+    Ok(Some(signer))
+}
+
 /// Reads the sender's TicketBroker funds once (startup fails if it cannot, as go-livepeer's
 /// does on-chain), then again every `chain.refresh`, keeping the last good value on errors.
 async fn watch_funds(
     tasks: &Tasks,
     chain: &config::ChainConfig,
-    payer: payment::Payer,
-    signer: Option<&Arc<livepeer_pm::LocalSigner>>,
+    payer: payment::LocalPayer,
 ) -> Result<(), StartError> {
-    let Some(sender) = signer.map(|s| s.address()) else { return Ok(()) };
-    let client = chain::ChainClient::new(chain.url.clone())
+    let sender = payer.sender();
+    let client = payment::chain::ChainClient::new(chain.url.clone())
         .map_err(|e| StartError::Setup(format!("--eth-url: {e}")))?;
     let controller = chain.controller;
     let info = client.sender_info(controller, sender).await.map_err(|e| {

@@ -1,4 +1,4 @@
-//! `chain::ChainClient` against a real local Ethereum node (ganache 7).
+//! `payment::chain::ChainClient` against a real local Ethereum node (ganache 7).
 //!
 //! The test installs ganache with npm into `target/ganache` on first run (override the prefix
 //! with `GANACHE_PREFIX`). Without `npm` it prints a note and passes, unless
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use livepeer_gateway::chain::{ChainClient, ChainError, SenderInfo};
+use livepeer_gateway::payment::chain::{ChainClient, ChainError, SenderInfo};
 use livepeer_pm::{Address, U256};
 use serde_json::json;
 use tokio::time::Instant;

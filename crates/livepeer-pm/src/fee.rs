@@ -20,11 +20,21 @@ pub const PIXEL_ESTIMATE_MULTIPLIER: Ratio = Ratio::from_reduced_parts(
 /// gateway does not know before transcoding.
 pub const PASSTHROUGH_FPS: u64 = 60;
 
-/// Units per second of live video-to-video: one 1280×720 frame at 30 fps.
+/// Units per second of live video-to-video: 1280×720 pixels × 30 frames (27 648 000), the
+/// rate go-livepeer bills a live stream at whatever its real resolution (PAYMENTS.md §8).
 pub const LIVE_VIDEO_UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
 
-/// Seconds of live video-to-video the gateway prepays when a stream starts.
+/// Seconds of live video-to-video the gateway prepays when a stream starts (go-livepeer's
+/// `initPixelsToPay`).
 pub const LIVE_VIDEO_INITIAL_SECONDS: u64 = 60;
+
+/// Units of the start call's prepayment: [`LIVE_VIDEO_INITIAL_SECONDS`] at
+/// [`LIVE_VIDEO_UNITS_PER_SECOND`].
+pub const LIVE_VIDEO_INITIAL_UNITS: u64 = LIVE_VIDEO_INITIAL_SECONDS * LIVE_VIDEO_UNITS_PER_SECOND;
+
+/// Units a remote signer bills for the first payment of a per-second (`live`) job: one unit
+/// per second, ten seconds ahead.
+pub const PER_SECOND_INITIAL_UNITS: u64 = 10;
 
 /// Why a price or fee could not be computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -29,15 +29,15 @@ pub use balance::{
 };
 pub use ev::{ArithmeticError, MAX_WIN_PROB, Ratio, SignedRatio, ticket_ev};
 pub use fee::{
-    FeeError, LIVE_VIDEO_INITIAL_SECONDS, LIVE_VIDEO_UNITS_PER_SECOND, OutputProfile,
-    PASSTHROUGH_FPS, PIXEL_ESTIMATE_MULTIPLIER, estimated_out_pixels, price_per_unit,
-    transcode_fee_estimate, unit_fee,
+    FeeError, LIVE_VIDEO_INITIAL_SECONDS, LIVE_VIDEO_INITIAL_UNITS, LIVE_VIDEO_UNITS_PER_SECOND,
+    OutputProfile, PASSTHROUGH_FPS, PER_SECOND_INITIAL_UNITS, PIXEL_ESTIMATE_MULTIPLIER,
+    estimated_out_pixels, price_per_unit, transcode_fee_estimate, unit_fee,
 };
 pub use keystore::{KeystoreError, load_keystore, normalize_password};
 pub use payment::{
-    MAX_SENDER_NONCES, OFFCHAIN_PAYMENT_HEADER, PAYMENT_HEADER, PaymentError, SenderSession,
-    TicketBatch, TicketParams, TicketSenderParams, build_payment, decode_payment_header,
-    encode_payment, payment_header_value, tickets_in_payment,
+    MAX_SENDER_NONCES, MAX_TICKETS_PER_PAYMENT, OFFCHAIN_PAYMENT_HEADER, PAYMENT_HEADER,
+    PaymentError, SenderSession, TicketBatch, TicketParams, TicketSenderParams, build_payment,
+    decode_payment_header, encode_payment, payment_header_value, tickets_in_payment,
 };
 pub use segment::{empty_segment_hash, flatten_segment};
 pub use signer::{

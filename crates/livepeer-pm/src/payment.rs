@@ -28,6 +28,10 @@ pub const OFFCHAIN_PAYMENT_HEADER: &str = livepeer_proto::headers::OFFCHAIN_PAYM
 /// (`maxSenderNonces`); a gateway should have fresh params before reaching it.
 pub const MAX_SENDER_NONCES: u32 = 600;
 
+/// The most tickets one payment may carry: go-livepeer's orchestrators refuse a larger batch,
+/// so a signer refuses to make one.
+pub const MAX_TICKETS_PER_PAYMENT: u32 = 100;
+
 /// Why ticket parameters or a payment could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {

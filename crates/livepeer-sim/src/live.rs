@@ -33,8 +33,8 @@ use crate::Shared;
 use crate::ai::{Rejection, check_payment, check_segment};
 use crate::payment::{self, Charge};
 
-/// Units of one second of live video: 1280×720 pixels × 30 frames (PAYMENTS.md §8).
-pub(crate) const UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
+/// Units of one second of live video (PAYMENTS.md §8), as the gateway pays them.
+pub(crate) const UNITS_PER_SECOND: u64 = livepeer_pm::LIVE_VIDEO_UNITS_PER_SECOND;
 /// The pipeline name of live video-to-video models.
 const PIPELINE: &str = "live-video-to-video";
 /// Largest control or event message read.

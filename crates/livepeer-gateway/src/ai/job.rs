@@ -22,7 +22,7 @@ use super::validate::ValidRequest;
 use crate::error::{Error, Kind};
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{JobKey, Lease, SelectError};
-use crate::payment::{PayError, Settlement};
+use crate::payment::{Booking, PayError, Settlement};
 
 /// What a batch AI request produced, for the HTTP edge to answer.
 #[derive(Debug)]
@@ -138,25 +138,14 @@ pub async fn run(
         let attempt_started = Instant::now();
         let attempt_deadline = deadline.min(attempt_started + ai.config.attempt_timeout);
         let timeout = attempt_deadline - attempt_started;
-        // Pay (on-chain orchestrators) before the call: with the local key, or through the
-        // remote signer when the gateway has none. Both futures are boxed: they are large
-        // and would otherwise make every request's future (copied as it is set up) several
-        // kilobytes bigger, unpaid ones included.
-        let plan = match (&ai.payer, &ai.remote_payer) {
-            (Some(payer), _) => Box::pin(payer.prepare(lease.url(), &info, &record.key, req.units))
-                .await
-                .map(|p| (p, None)),
-            (None, Some(remote)) => {
-                Box::pin(remote.prepare(lease.url(), &info, &record.key, req.units))
-                    .await
-                    .map(|r| (None, r))
-            }
-            (None, None) => Ok((None, None)),
-        };
-        // Boxed: a prepared payment is some 700 bytes that would otherwise sit in the
-        // request's future across the call.
-        let (prepared, remote) = match plan {
-            Ok((prepared, remote)) => (prepared.map(Box::new), remote),
+        // Pay (on-chain orchestrators) before the call. Boxed: the future and the prepared
+        // payment are large and would otherwise make every request's future (copied as it is
+        // set up) several kilobytes bigger, unpaid ones included.
+        let booked =
+            Box::pin(ai.payments.prepare(lease.url(), &info, &record.key, req.units, Booking::Job))
+                .await;
+        let prepared = match booked {
+            Ok(prepared) => Box::new(prepared),
             Err(e) => {
                 let orch = lease.url().to_string();
                 ai.metrics.ai_error(&record.key, &orch, "payment");
@@ -175,57 +164,52 @@ pub async fn run(
                 continue;
             }
         };
-        let call_info = match (&prepared, &remote) {
-            (Some(p), _) => p.info.clone(),
-            (None, Some(r)) => r.info.clone(),
-            (None, None) => info.clone(),
-        };
-        let header = prepared
-            .as_ref()
-            .map(|p| p.header.as_str())
-            .or(remote.as_ref().map(|r| r.payment.as_str()));
-        let segment = remote.as_ref().map(|r| r.segment.as_str());
         let result = tokio::time::timeout_at(
             attempt_deadline,
-            ai.client.call(&call_info, header, segment, &req, &ai.store, &urls),
+            ai.client.call(
+                prepared.info(),
+                Some(prepared.payment()),
+                prepared.segment(),
+                &req,
+                &ai.store,
+                &urls,
+            ),
         )
         .await
         .unwrap_or(Err(CallError::Timeout(timeout)));
-        let spend = prepared.as_ref().map(|p| (p.tickets, p.ev_sent, p.fee));
-        if let (Some(payer), Some(p)) = (&ai.payer, prepared) {
-            let outcome = match &result {
-                Ok(_) => Settlement::Paid,
-                Err(e) if e.blame() == Blame::Client => Settlement::NotCharged,
-                Err(e) if e.blame() == Blame::Busy && !e.is_payment_problem() => {
-                    Settlement::Refused
-                }
-                Err(_) => Settlement::CreditSpent,
-            };
-            payer.settle(*p, outcome);
-            if let Err(e) = &result
-                && e.is_payment_problem()
-            {
-                payer.reset(lease.url(), &record.key);
-                // One more try on the same orchestrator with fresh params (go-livepeer retries
-                // expired params on the same session up to 3 times).
-                let url = lease.url().to_string();
-                if !renewed.contains(&url) {
-                    tried.retain(|t| *t != url);
-                    renewed.push(url);
-                }
-            }
-        }
-        if let (Some(remote), Err(e)) = (&ai.remote_payer, &result)
+        let spend = prepared.spend();
+        let renewable = prepared.renewable();
+        let outcome = match &result {
+            Ok(_) => Settlement::Paid,
+            Err(e) if e.blame() == Blame::Client => Settlement::NotCharged,
+            Err(e) if e.blame() == Blame::Busy && !e.is_payment_problem() => Settlement::Refused,
+            Err(_) => Settlement::CreditSpent,
+        };
+        ai.payments.settle(*prepared, outcome);
+        if let Err(e) = &result
             && e.is_payment_problem()
         {
-            remote.reset(lease.url(), &record.key);
+            ai.payments.reset(lease.url(), &record.key);
+            // One more try on the same orchestrator with fresh params (go-livepeer retries
+            // expired params on the same session up to 3 times).
+            let url = lease.url().to_string();
+            if renewable && !renewed.contains(&url) {
+                tried.retain(|t| *t != url);
+                renewed.push(url);
+            }
         }
-        if let Some((tickets, ev, fee)) = &spend {
-            ai.metrics.paid(lease.url().as_str(), &record.key, *tickets, ev, fee);
+        if let Some(spend) = &spend {
+            ai.metrics.paid(
+                lease.url().as_str(),
+                &record.key,
+                spend.tickets,
+                &spend.ev_sent,
+                &spend.fee,
+            );
             record.spend.push(Spend {
-                tickets: *tickets,
-                ev_wei: ev.to_string(),
-                fee_wei: fee.to_string(),
+                tickets: spend.tickets,
+                ev_wei: spend.ev_sent.to_string(),
+                fee_wei: spend.fee.to_string(),
             });
         }
         let orch = lease.url().to_string();

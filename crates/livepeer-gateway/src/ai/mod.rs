@@ -66,10 +66,8 @@ pub struct AiState {
     pub config: Arc<AiConfig>,
     /// Metrics.
     pub metrics: Metrics,
-    /// The ticket sender, when the gateway has a key; `None` pays nothing (off-chain).
-    pub payer: Option<crate::payment::Payer>,
-    /// Payments through a remote signer, when the gateway has no key but a signer.
-    pub remote_payer: Option<crate::remote_payer::RemotePayer>,
+    /// How orchestrators are paid: local key, remote signer or off-chain.
+    pub payments: crate::payment::Payments,
 }
 
 /// Validates a request's input and runs it: `Err` when validation fails (nothing was tried).

@@ -9,14 +9,23 @@ mod body;
 pub(crate) mod error;
 mod live;
 pub(crate) mod server;
+pub(crate) mod signer;
 
 use axum::Router;
 use axum::routing::get;
 
-/// The public API: batch AI, live video (and, in later work, BYOC and transcoding) plus
-/// `/healthz`.
-pub fn public_router(ai: crate::ai::AiState, live: crate::live::LiveState) -> Router {
-    ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }))
+/// The public API: batch AI, live video (and, in later work, BYOC and transcoding), the
+/// remote-signer routes when this gateway serves them, and `/healthz`.
+pub fn public_router(
+    ai: crate::ai::AiState,
+    live: crate::live::LiveState,
+    signer: Option<crate::payment::signer::SignerState>,
+) -> Router {
+    let router = ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }));
+    match signer {
+        Some(state) => router.merge(signer::router(state)),
+        None => router,
+    }
 }
 
 /// The admin API: status, orchestrators, metrics and live streams.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use livepeer_proto::headers;
 use serde_json::{Value, json};
 
 use super::billing::{self, START_UNITS, pay, settle};
@@ -15,9 +16,6 @@ use super::stream::Stream;
 use crate::orchestrator::Lease;
 use crate::orchestrator::info::OrchInfo;
 use crate::payment::{PayError, Settlement};
-
-/// The `Authorization` value of calls to AI endpoints.
-const AI_WORKER_PROTOCOL: &str = "Livepeer-AI-Worker-1.0";
 
 impl Session {
     /// Tears the session down on the orchestrator's side, in the background: the input and
@@ -158,9 +156,9 @@ async fn start_call(
     let sent = inner
         .http
         .post(format!("{base}/live-video-to-video"))
-        .header("Livepeer-Payment", &paid.payment)
-        .header("Livepeer-Segment", &paid.segment)
-        .header(reqwest::header::AUTHORIZATION, AI_WORKER_PROTOCOL)
+        .header(headers::PAYMENT, &paid.payment)
+        .header(headers::SEGMENT, &paid.segment)
+        .header(reqwest::header::AUTHORIZATION, headers::AI_WORKER_PROTOCOL)
         .json(&body)
         .timeout(inner.config.start_timeout)
         .send()

@@ -13,22 +13,23 @@ use url::Url;
 use super::context::Inner;
 use super::session::Session;
 use super::stream::Stream;
-use crate::orchestrator::JobKey;
-use crate::orchestrator::caps::Capabilities;
-use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, segment_header};
-use crate::orchestrator::info::OrchInfo;
-use crate::payment::{PayError, Prepared, Settlement};
+use livepeer_proto::headers;
 
-/// Units of one second of live video: 1280×720 pixels × 30 frames (PAYMENTS.md §8).
-pub(crate) const UNITS_PER_SECOND: u64 = 1280 * 720 * 30;
-/// The start call prepays 60 s (go-livepeer `initPixelsToPay`).
-pub(crate) const START_UNITS: u64 = 60 * UNITS_PER_SECOND;
+use crate::orchestrator::JobKey;
+use crate::orchestrator::info::OrchInfo;
+use crate::payment::{Booking, PayError, Prepared, Settlement};
+
+/// Units of one second of live video (PAYMENTS.md §8).
+pub(crate) const UNITS_PER_SECOND: u64 = livepeer_pm::LIVE_VIDEO_UNITS_PER_SECOND;
+/// The start call prepays a minute (go-livepeer `initPixelsToPay`).
+pub(crate) const START_UNITS: u64 = livepeer_pm::LIVE_VIDEO_INITIAL_UNITS;
+
 /// The payment headers of one call, and what to settle afterwards.
 pub(crate) struct Paid {
     pub(crate) payment: String,
     pub(crate) segment: String,
     pub(crate) info: Arc<OrchInfo>,
-    pub(crate) prepared: Option<Prepared>,
+    pub(crate) prepared: Prepared,
 }
 
 /// `Livepeer-Payment` and `Livepeer-Segment` for `units` at the orchestrator, booked on
@@ -41,42 +42,32 @@ pub(crate) async fn pay(
     units: u64,
     manifest: &str,
 ) -> Result<Paid, PayError> {
-    let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
-    if let Some(payer) = &inner.payer
-        && let Some(p) = payer.prepare(url, info, key, units).await?
-    {
-        let segment =
-            segment_header(manifest, &caps, p.info.auth_token.as_ref(), inner.signer.as_deref());
-        return Ok(Paid {
-            payment: p.header.clone(),
-            segment,
-            info: p.info.clone(),
-            prepared: Some(p),
-        });
-    }
-    if inner.payer.is_none()
-        && let Some(remote) = &inner.remote_payer
-        && let Some(r) = remote.prepare_for(url, info, key, units, manifest).await?
-    {
-        return Ok(Paid { payment: r.payment, segment: r.segment, info: r.info, prepared: None });
-    }
-    let segment = segment_header(manifest, &caps, info.auth_token.as_ref(), None);
-    Ok(Paid { payment: OFFCHAIN_PAYMENT.to_owned(), segment, info: info.clone(), prepared: None })
+    let prepared = inner.payments.prepare(url, info, key, units, Booking::Stream(manifest)).await?;
+    Ok(Paid {
+        payment: prepared.payment().to_owned(),
+        // A stream's payment always carries its segment credentials.
+        segment: prepared.segment().unwrap_or_default().to_owned(),
+        info: prepared.info().clone(),
+        prepared,
+    })
 }
 
+/// Books what became of a payment, and records the tickets it sent on the stream.
 pub(crate) fn settle(
     inner: &Inner,
     stream: &Stream,
     orch: &str,
-    prepared: Option<Prepared>,
+    prepared: Prepared,
     outcome: Settlement,
 ) {
-    let (Some(payer), Some(p)) = (&inner.payer, prepared) else { return };
-    if outcome == Settlement::Paid {
-        inner.metrics.paid(orch, &stream.key, p.tickets, &p.ev_sent, &p.fee);
+    if let Some(spend) = prepared.spend() {
+        let paid = outcome == Settlement::Paid;
+        if paid {
+            inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
+        }
+        stream.record_payment(paid, spend.tickets, &spend.ev_sent, &spend.fee);
     }
-    stream.record_payment(outcome == Settlement::Paid, p.tickets, &p.ev_sent, &p.fee);
-    payer.settle(p, outcome);
+    inner.payments.settle(prepared, outcome);
 }
 
 /// Pays the serving orchestrator for the time used, every interval while input flows (§8.5).
@@ -88,7 +79,7 @@ pub(crate) fn payments(
 ) -> impl Future<Output = ()> + Send + 'static {
     let unpaid = session.info.ticket_params.is_none()
         || session.lease.price().is_zero()
-        || (inner.payer.is_none() && inner.remote_payer.is_none());
+        || inner.payments.is_off_chain();
     let url = session.lease.url().clone();
     let orch = session.orchestrator.clone();
     let info = session.info.clone();
@@ -143,12 +134,12 @@ async fn pay_once(
     let sent = inner
         .http
         .post(format!("{}/payment", paid.info.transcoder))
-        .header("Livepeer-Payment", &paid.payment)
-        .header("Livepeer-Segment", &paid.segment)
+        .header(headers::PAYMENT, &paid.payment)
+        .header(headers::SEGMENT, &paid.segment)
         .timeout(Duration::from_secs(10))
         .send()
         .await;
-    let ok = matches!(&sent, Ok(resp) if resp.status() == reqwest::StatusCode::OK);
+    let ok = matches!(&sent, Ok(resp) if resp.status().as_u16() == 200);
     if !ok {
         let error = match sent {
             Ok(resp) => format!("status {}", resp.status()),
@@ -163,7 +154,7 @@ async fn pay_once(
         );
     }
     let outcome = if ok { Settlement::Paid } else { Settlement::CreditSpent };
-    if paid.prepared.is_none() {
+    if paid.prepared.spend().is_none() {
         stream.record_payment(ok, 0, &Default::default(), &Default::default());
     }
     settle(inner, stream, orch, paid.prepared, outcome);
@@ -172,9 +163,7 @@ async fn pay_once(
 /// Forgets the remote signer's payment sessions of an orchestrator session that ended: the
 /// one of its stream and the one its start call was booked on.
 pub(crate) fn forget_remote(inner: &Inner, session: &Session) {
-    if let Some(remote) = &inner.remote_payer {
-        let key = &session.key;
-        remote.forget(session.lease.url(), key, &session.manifest_id);
-        remote.forget(session.lease.url(), key, &session.start_manifest);
-    }
+    let (url, key) = (session.lease.url(), &session.key);
+    inner.payments.forget(url, key, &session.manifest_id);
+    inner.payments.forget(url, key, &session.start_manifest);
 }

@@ -14,8 +14,7 @@ use super::auth::{self, Heartbeat};
 use super::stream::{Stream, StreamStatus};
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
-use crate::payment::Payer;
-use crate::remote_payer::RemotePayer;
+use crate::payment::Payments;
 use crate::task::Tasks;
 
 /// State of the live routes; cheap to clone.
@@ -31,10 +30,8 @@ pub(crate) struct Inner {
     pub(crate) hub: Hub,
     pub(crate) pool: Pool,
     pub(crate) metrics: Metrics,
-    pub(crate) payer: Option<Payer>,
-    pub(crate) remote_payer: Option<RemotePayer>,
-    /// The signer for `Livepeer-Segment` headers (with `payer`).
-    pub(crate) signer: Option<Arc<livepeer_pm::LocalSigner>>,
+    /// How orchestrators are paid (and `Livepeer-Segment` headers signed).
+    pub(crate) payments: Payments,
     /// Start calls and payments.
     pub(crate) http: reqwest::Client,
     /// Trickle clients toward orchestrators.
@@ -50,9 +47,7 @@ impl LiveState {
         config: LiveConfig,
         pool: Pool,
         metrics: Metrics,
-        payer: Option<Payer>,
-        remote_payer: Option<RemotePayer>,
-        signer: Option<Arc<livepeer_pm::LocalSigner>>,
+        payments: Payments,
         tasks: &Tasks,
     ) -> Result<Self, String> {
         let trickle_config = ClientConfig {
@@ -95,9 +90,7 @@ impl LiveState {
             hub,
             pool,
             metrics,
-            payer,
-            remote_payer,
-            signer,
+            payments,
             http,
             trickle,
             trickle_config,

@@ -803,7 +803,12 @@ async fn the_heartbeat_terminates_the_streams_it_names() {
     let mut c = live_config(&[&sim]);
     c.live.heartbeat = Some(livepeer_gateway::live::Heartbeat {
         url: url.parse().unwrap(),
-        headers: livepeer_gateway::signer::parse_headers("x-token:secret").unwrap(),
+        headers: [(
+            http::header::HeaderName::from_static("x-token"),
+            http::HeaderValue::from_static("secret"),
+        )]
+        .into_iter()
+        .collect(),
         interval: Duration::from_millis(200),
     });
     let gw = start(c).await;

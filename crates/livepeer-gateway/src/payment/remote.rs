@@ -1,7 +1,9 @@
-//! Paying through a remote signer (`--remote-signer-url`) instead of a local key: for each
-//! (orchestrator, job) the gateway keeps the job-priced OrchestratorInfo and the signer's opaque
-//! state, and asks `POST {signer}/generate-live-payment` for every attempt's `Livepeer-Payment`
-//! and `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units).
+//! The client side of a remote signer (`--remote-signer-url`), for a gateway without a key:
+//! - its identity, fetched once at start ([`fetch_identity`]);
+//! - payments: for each (orchestrator, job, manifest id) the gateway keeps the job-priced
+//!   OrchestratorInfo and the signer's opaque state, and asks
+//!   `POST {signer}/generate-live-payment` for every attempt's `Livepeer-Payment` and
+//!   `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,15 +11,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use livepeer_pm::{Address, Signature, recover_eth_signer};
 use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
 
+use super::terms::PayError;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::ai_manifest_id;
 use crate::orchestrator::info::OrchInfo;
-use crate::orchestrator::{JobKey, OrchClient};
-use crate::payment::PayError;
+use crate::orchestrator::{Identity, JobKey, OrchClient};
 
 /// How many times a 480 ("refresh the session") is followed before giving up, as go-livepeer.
 const MAX_REFRESHES: usize = 3;
@@ -37,18 +40,18 @@ type SharedSession = Arc<tokio::sync::Mutex<Session>>;
 
 /// What the signer produced for one attempt.
 #[derive(Debug)]
-pub struct RemotePayment {
+pub(super) struct RemotePayment {
     /// `Livepeer-Payment`.
-    pub payment: String,
+    pub(super) payment: String,
     /// `Livepeer-Segment`, signed by the signer.
-    pub segment: String,
+    pub(super) segment: String,
     /// The info whose auth token the payment goes with.
-    pub info: Arc<OrchInfo>,
+    pub(super) info: Arc<OrchInfo>,
 }
 
 /// A client of a remote signer's payment endpoint; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct RemotePayer {
+pub(super) struct RemotePayer {
     http: reqwest::Client,
     endpoint: Url,
     client: OrchClient,
@@ -59,7 +62,7 @@ pub struct RemotePayer {
 
 impl RemotePayer {
     /// A payer for the signer at `base` (ending in `/`), sending `headers` with every call.
-    pub fn new(
+    pub(super) fn new(
         base: &Url,
         headers: reqwest::header::HeaderMap,
         client: OrchClient,
@@ -73,21 +76,9 @@ impl RemotePayer {
         Ok(Self { http, endpoint, client, sessions: Arc::default() })
     }
 
-    /// The payment for one attempt of `key` on `url` for `units`; `None` for an off-chain
-    /// orchestrator (no ticket params), which gets the empty header.
-    pub async fn prepare(
-        &self,
-        url: &Url,
-        discovered: &OrchInfo,
-        key: &JobKey,
-        units: u64,
-    ) -> Result<Option<RemotePayment>, PayError> {
-        let manifest = ai_manifest_id(key.capability, &key.model);
-        self.prepare_for(url, discovered, key, units, &manifest).await
-    }
-
-    /// Like [`RemotePayer::prepare`], booked on `manifest` (a live stream's manifest id).
-    pub async fn prepare_for(
+    /// The payment for one attempt of `key` on `url` for `units`, booked on `manifest`; `None`
+    /// for an off-chain orchestrator (no ticket params), which gets the empty header.
+    pub(super) async fn prepare(
         &self,
         url: &Url,
         discovered: &OrchInfo,
@@ -158,12 +149,12 @@ impl RemotePayer {
     }
 
     /// Forgets the session (after the orchestrator refused a payment).
-    pub fn reset(&self, url: &Url, key: &JobKey) {
+    pub(super) fn reset(&self, url: &Url, key: &JobKey) {
         self.forget(url, key, &ai_manifest_id(key.capability, &key.model));
     }
 
     /// Forgets the session of one manifest id (a live stream that ended).
-    pub fn forget(&self, url: &Url, key: &JobKey, manifest: &str) {
+    pub(super) fn forget(&self, url: &Url, key: &JobKey, manifest: &str) {
         if let Ok(mut map) = self.sessions.lock() {
             map.remove(&(url.to_string(), key.clone(), manifest.to_owned()));
         }
@@ -186,5 +177,62 @@ impl RemotePayer {
         let mut map =
             self.sessions.lock().map_err(|_| PayError::Internal("sessions lock".into()))?;
         Ok(map.entry(map_key).or_insert(session).clone())
+    }
+}
+
+/// Why a signer could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    /// The signer could not be reached or answered an error.
+    #[error("remote signer {url}: {message}")]
+    Unreachable {
+        /// Signer URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The answer was not an address and a valid signature of it.
+    #[error("remote signer answered an invalid identity: {0}")]
+    Invalid(String),
+}
+
+/// Fetches the gateway's identity from a remote signer and checks that the signature really
+/// is the address's (so a misconfigured signer fails at start, not at every orchestrator).
+pub async fn fetch_identity(
+    url: &Url,
+    headers: reqwest::header::HeaderMap,
+) -> Result<Identity, SignerError> {
+    let unreachable = |message: String| SignerError::Unreachable { url: url.to_string(), message };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let endpoint = url.join("sign-orchestrator-info").map_err(|e| unreachable(e.to_string()))?;
+    let resp = http
+        .post(endpoint)
+        .json(&json!({}))
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!("status {}", resp.status())));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        address: String,
+        signature: String,
+    }
+    let answer: Answer = resp.json().await.map_err(|e| SignerError::Invalid(e.to_string()))?;
+    let address: Address =
+        answer.address.parse().map_err(|e| SignerError::Invalid(format!("address: {e}")))?;
+    let bytes = hex::decode(answer.signature.trim_start_matches("0x"))
+        .map_err(|e| SignerError::Invalid(format!("signature: {e}")))?;
+    let sig: [u8; 65] =
+        bytes.try_into().map_err(|_| SignerError::Invalid("signature is not 65 bytes".into()))?;
+    let text = address.to_checksum(None);
+    match recover_eth_signer(text.as_bytes(), &sig) {
+        Ok(who) if who == address => Ok(Identity { address, sig: Signature(sig) }),
+        _ => Err(SignerError::Invalid("the signature is not the address's".into())),
     }
 }

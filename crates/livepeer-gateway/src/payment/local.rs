@@ -1,4 +1,4 @@
-//! Paying orchestrators for batch AI jobs with probabilistic micropayment tickets
+//! Paying orchestrators with the gateway's own key, with probabilistic micropayment tickets
 //! (PAYMENTS.md §3–§5): one payment session per (orchestrator, job), holding ticket params
 //! priced for that job, the nonce counter and the credit balance.
 //!
@@ -16,43 +16,12 @@ use livepeer_pm::{
 use livepeer_proto::net;
 use url::Url;
 
-use crate::chain::SenderInfo;
+use super::chain::SenderInfo;
+use super::terms::{PayError, PaymentLimits, Settlement};
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
-use crate::orchestrator::{ClientError, JobKey, OrchClient};
-
-/// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
-#[derive(Debug, Clone, Copy)]
-pub struct PaymentLimits {
-    /// The largest face value accepted is deposit / this (`-depositMultiplier`, at least 1).
-    pub deposit_multiplier: u64,
-    /// Refuse orchestrators whose ticket EV exceeds this (`-maxTicketEV`, 3000 gwei).
-    pub max_ticket_ev: U256,
-    /// Refuse payments whose total EV exceeds this (`-maxTotalEV`, 20000 gwei).
-    pub max_total_ev: U256,
-}
-
-/// Why a payment could not be made. Each is the orchestrator's terms, not the user's fault.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PayError {
-    /// Fetching job-priced ticket params failed.
-    #[error("fetching ticket params: {0}")]
-    Discovery(#[from] ClientError),
-    /// The orchestrator's answer carried no ticket params or auth token.
-    #[error("orchestrator offers no ticket params for this job")]
-    NoTicketParams,
-    /// A sender check refused the orchestrator's terms (PAYMENTS.md §5.3).
-    #[error("refusing to pay: {0}")]
-    Refused(String),
-    /// Exact arithmetic or signing failed.
-    #[error("payment: {0}")]
-    Internal(String),
-    /// The remote signer holds enough credit for this payment already (its 482): nothing is
-    /// to be sent this time.
-    #[error("the balance already covers this payment")]
-    NotNeeded,
-}
+use crate::orchestrator::{JobKey, OrchClient};
 
 /// One payment session: ticket params and price for one (orchestrator, job).
 #[derive(Debug)]
@@ -70,40 +39,26 @@ const NONCE_ROTATION: u32 = 500;
 /// A session shared by the requests to one (orchestrator, job).
 type SharedSession = Arc<Mutex<Session>>;
 
-/// A prepared payment for one attempt.
+/// A payment staged for one attempt, to be settled after it.
 #[derive(Debug)]
-pub struct Prepared {
+pub(super) struct Staged {
     /// `Livepeer-Payment` header value.
-    pub header: String,
+    pub(super) header: String,
     /// The job-priced orchestrator info whose auth token the segment header must carry.
-    pub info: Arc<OrchInfo>,
+    pub(super) info: Arc<OrchInfo>,
     /// Tickets in this payment.
-    pub tickets: u32,
+    pub(super) tickets: u32,
     /// Expected value sent, wei (exact).
-    pub ev_sent: Ratio,
+    pub(super) ev_sent: Ratio,
     /// The fee of this request, wei (exact).
-    pub fee: Ratio,
+    pub(super) fee: Ratio,
     update: BalanceUpdate,
     session: Arc<Mutex<Session>>,
 }
 
-/// What became of a prepared payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// The job was done: the fee is debited.
-    Paid,
-    /// The orchestrator processed the payment but did not charge (e.g. it rejected the input).
-    NotCharged,
-    /// Sent, outcome unknown or failed after processing: the credit counts as spent.
-    CreditSpent,
-    /// The orchestrator refused before processing tickets (busy): credit returns, new tickets
-    /// are lost to nobody (their nonces were never seen).
-    Refused,
-}
-
-/// The gateway's ticket sender; cheap to clone.
+/// The gateway's ticket sender, signing with its own key; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Payer {
+pub struct LocalPayer {
     /// The latest block of the chain the orchestrators count expiry in; 0 when unknown.
     block: Arc<std::sync::atomic::AtomicU64>,
     /// The sender's deposit and reserve as last read from the TicketBroker; `None` when the
@@ -115,7 +70,7 @@ pub struct Payer {
     sessions: Arc<Mutex<HashMap<(String, JobKey), SharedSession>>>,
 }
 
-impl Payer {
+impl LocalPayer {
     /// A payer signing with `signer`, fetching job-priced params with `client`.
     pub fn new(signer: Arc<LocalSigner>, client: OrchClient, limits: PaymentLimits) -> Self {
         Self {
@@ -131,6 +86,11 @@ impl Payer {
     /// The sender (ticket signer) address.
     pub fn sender(&self) -> livepeer_pm::Address {
         self.signer.address()
+    }
+
+    /// The key that signs tickets, and the segment credentials that go with them.
+    pub(super) fn key(&self) -> &LocalSigner {
+        &self.signer
     }
 
     /// Open payment sessions: (orchestrator, job) → nonces used and credit held, for operators.
@@ -200,13 +160,13 @@ impl Payer {
     /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`.
     /// Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it gets the empty
     /// header, as go-livepeer sends it.
-    pub async fn prepare(
+    pub(super) async fn prepare(
         &self,
         url: &Url,
         discovered: &OrchInfo,
         key: &JobKey,
         units: u64,
-    ) -> Result<Option<Prepared>, PayError> {
+    ) -> Result<Option<Staged>, PayError> {
         if discovered.ticket_params.is_none() {
             return Ok(None);
         }
@@ -220,7 +180,7 @@ impl Payer {
             let payment = build_payment(self.signer.address(), &expected, None)
                 .map_err(|e| PayError::Internal(e.to_string()))?;
             drop(s);
-            return Ok(Some(Prepared {
+            return Ok(Some(Staged {
                 header: payment_header_value(&payment),
                 info,
                 tickets: 0,
@@ -270,7 +230,7 @@ impl Payer {
         let payment = build_payment(self.signer.address(), &price_info(price), Some(&batch))
             .map_err(|e| PayError::Internal(e.to_string()))?;
         drop(s);
-        Ok(Some(Prepared {
+        Ok(Some(Staged {
             header: payment_header_value(&payment),
             info,
             tickets: update.num_tickets,
@@ -282,8 +242,8 @@ impl Payer {
     }
 
     /// Settles a prepared payment after the attempt.
-    pub fn settle(&self, prepared: Prepared, outcome: Settlement) {
-        let Prepared { mut update, session, fee, .. } = prepared;
+    pub(super) fn settle(&self, prepared: Staged, outcome: Settlement) {
+        let Staged { mut update, session, fee, .. } = prepared;
         match outcome {
             Settlement::Paid => {
                 update.status = UpdateStatus::ReceivedChange;
@@ -302,7 +262,7 @@ impl Payer {
 
     /// Forgets the session so the next attempt fetches fresh params (after the orchestrator
     /// said they expired, or refused a nonce).
-    pub fn reset(&self, url: &Url, key: &JobKey) {
+    pub(super) fn reset(&self, url: &Url, key: &JobKey) {
         if let Ok(mut map) = self.sessions.lock() {
             map.remove(&(url.to_string(), key.clone()));
         }
@@ -392,7 +352,7 @@ mod tests {
     use crate::orchestrator::{Timeouts, TlsTrust};
     use std::time::Duration;
 
-    fn payer(multiplier: u64) -> Payer {
+    fn payer(multiplier: u64) -> LocalPayer {
         let client = OrchClient::new(
             Timeouts { connect: Duration::from_secs(1), call: Duration::from_secs(1) },
             TlsTrust::AcceptAny,
@@ -402,7 +362,7 @@ mod tests {
             deposit_multiplier: multiplier,
             ..crate::config::Payment::default().limits().unwrap()
         };
-        Payer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
+        LocalPayer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
     }
 
     fn funds(deposit: u64, reserve: u64, withdraw_round: u64) -> SenderInfo {
@@ -418,7 +378,7 @@ mod tests {
     fn funds_checks_follow_go_livepeer() {
         let p = payer(2);
         assert!(p.check_funds(U256::from(1u64 << 40)).is_ok(), "no chain: not checked");
-        let refused = |p: &Payer, face: u64| match p.check_funds(U256::from(face)) {
+        let refused = |p: &LocalPayer, face: u64| match p.check_funds(U256::from(face)) {
             Err(PayError::Refused(m)) => m,
             other => panic!("{other:?}"),
         };

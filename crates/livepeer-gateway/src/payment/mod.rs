@@ -1,0 +1,333 @@
+//! Paying orchestrators, behind one type: [`Payments`]. Job paths (batch AI, live, and every
+//! later job type) call [`Payments::prepare`] before a call, [`Payments::settle`] after it and
+//! [`Payments::reset`] when the orchestrator refused the payment; they never ask how the
+//! gateway pays. Behind it, one of three ways, chosen once at start:
+//! - with the gateway's own key (`local`, [`LocalPayer`]: tickets signed here, balances kept here);
+//! - through a remote signer (`remote`: a keyless gateway asks the signer for each payment);
+//! - off-chain: the empty payment, and unsigned segment credentials.
+//!
+//! Beside them: [`chain`], the TicketBroker reader that feeds the local sender's funds checks,
+//! and [`signer`], the server side of remote signing for other gateways. Imports go one way:
+//! this facade uses the payers, the payers use `terms` and [`chain`], and [`signer`] uses
+//! none of them.
+
+pub mod chain;
+mod local;
+mod remote;
+pub mod signer;
+mod terms;
+
+use std::sync::Arc;
+
+use livepeer_pm::{OFFCHAIN_PAYMENT_HEADER, Ratio};
+use url::Url;
+
+pub use chain::SenderInfo;
+pub use local::LocalPayer;
+pub use remote::{SignerError, fetch_identity};
+pub use terms::{PayError, PaymentLimits, Settlement};
+
+use local::Staged;
+use remote::RemotePayer;
+
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::creds::segment_header;
+use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::{JobKey, OrchClient};
+
+/// What a payment is booked on; it decides where the segment credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Booking<'a> {
+    /// One batch AI request, booked on the job's AI manifest id. Unless a remote signer made
+    /// them, the caller builds the segment credentials itself (it caches them per auth token).
+    Job,
+    /// A call of the live stream with this manifest id: the segment credentials come with the
+    /// payment, signed when the gateway's own key pays.
+    Stream(&'a str),
+}
+
+/// What one payment spent, when the gateway's own key made tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    /// Tickets in the payment.
+    pub tickets: u32,
+    /// Expected value sent, wei (exact).
+    pub ev_sent: Ratio,
+    /// The fee of the call, wei (exact).
+    pub fee: Ratio,
+}
+
+/// A payment prepared for one call; hand it back to [`Payments::settle`] afterwards.
+#[derive(Debug)]
+pub struct Prepared {
+    info: Arc<OrchInfo>,
+    payment: String,
+    segment: Option<String>,
+    staged: Option<Staged>,
+}
+
+impl Prepared {
+    /// The orchestrator info to call with: the job-priced one whose auth token the payment
+    /// goes with, or the discovered one when nothing was paid.
+    pub fn info(&self) -> &Arc<OrchInfo> {
+        &self.info
+    }
+
+    /// The `Livepeer-Payment` value (empty off-chain).
+    pub fn payment(&self) -> &str {
+        &self.payment
+    }
+
+    /// The `Livepeer-Segment` value, when the payment fixes it (a remote signer's, or any for
+    /// [`Booking::Stream`]); `None` for a [`Booking::Job`] the caller credentials itself.
+    pub fn segment(&self) -> Option<&str> {
+        self.segment.as_deref()
+    }
+
+    /// What the gateway's own key spent on it; `None` when it made no tickets.
+    pub fn spend(&self) -> Option<Spend> {
+        self.staged.as_ref().map(|s| Spend { tickets: s.tickets, ev_sent: s.ev_sent, fee: s.fee })
+    }
+
+    /// Whether fresh ticket params may cure a payment refusal, so that one more try on the
+    /// same orchestrator is worth it: the gateway's own key paid.
+    pub fn renewable(&self) -> bool {
+        self.staged.is_some()
+    }
+}
+
+/// How the gateway pays. An enum rather than a trait object: the three ways are fixed and
+/// chosen once at start, `prepare` stays a plain async fn (no boxed futures or async-trait
+/// in the hot path), and `settle` hands a staged payment back to the local payer that made it
+/// without downcasting.
+#[derive(Debug, Clone)]
+enum Way {
+    OffChain,
+    Local(LocalPayer),
+    Remote(RemotePayer),
+}
+
+/// The gateway's payments, whichever way it pays; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Payments {
+    way: Way,
+}
+
+impl Payments {
+    /// Off-chain: nothing is paid.
+    pub fn off_chain() -> Self {
+        Self { way: Way::OffChain }
+    }
+
+    /// Payments with the gateway's own key, or else through the remote signer at
+    /// `remote_signer` (its base URL, ending in `/`, and the headers of every call), or else
+    /// off-chain. `client` fetches job-priced orchestrator info for the signer's payments.
+    pub fn new(
+        local: Option<LocalPayer>,
+        remote_signer: Option<(&Url, reqwest::header::HeaderMap)>,
+        client: &OrchClient,
+    ) -> Result<Self, String> {
+        let remote = match remote_signer {
+            Some((url, headers)) => Some(RemotePayer::new(url, headers, client.clone())?),
+            None => None,
+        };
+        let way = match (local, remote) {
+            (Some(local), _) => Way::Local(local),
+            (None, Some(remote)) => Way::Remote(remote),
+            (None, None) => Way::OffChain,
+        };
+        Ok(Self { way })
+    }
+
+    /// The local-key sender, when the gateway pays with its own key.
+    pub fn local(&self) -> Option<&LocalPayer> {
+        match &self.way {
+            Way::Local(local) => Some(local),
+            _ => None,
+        }
+    }
+
+    /// Whether the gateway pays nobody (no key, no remote signer).
+    pub fn is_off_chain(&self) -> bool {
+        matches!(self.way, Way::OffChain)
+    }
+
+    /// Prepares the payment of one call of `key` on the orchestrator at `url` (as
+    /// `discovered`) for `units`, booked on `booking`. An orchestrator without ticket params
+    /// is off-chain whichever way the gateway pays: it gets the empty payment, the discovered
+    /// info and, for a stream, unsigned segment credentials.
+    pub async fn prepare(
+        &self,
+        url: &Url,
+        discovered: &Arc<OrchInfo>,
+        key: &JobKey,
+        units: u64,
+        booking: Booking<'_>,
+    ) -> Result<Prepared, PayError> {
+        match &self.way {
+            Way::Local(local) => {
+                if let Some(staged) = local.prepare(url, discovered, key, units).await? {
+                    let segment = stream_segment(booking, key, &staged.info, Some(local));
+                    return Ok(Prepared {
+                        info: staged.info.clone(),
+                        payment: staged.header.clone(),
+                        segment,
+                        staged: Some(staged),
+                    });
+                }
+            }
+            Way::Remote(remote) => {
+                let manifest = match booking {
+                    Booking::Job => job_manifest(key),
+                    Booking::Stream(manifest) => manifest.to_owned(),
+                };
+                if let Some(paid) = remote.prepare(url, discovered, key, units, &manifest).await? {
+                    return Ok(Prepared {
+                        info: paid.info,
+                        payment: paid.payment,
+                        segment: Some(paid.segment),
+                        staged: None,
+                    });
+                }
+            }
+            Way::OffChain => {}
+        }
+        Ok(Prepared {
+            info: discovered.clone(),
+            payment: OFFCHAIN_PAYMENT_HEADER.to_owned(),
+            segment: stream_segment(booking, key, discovered, None),
+            staged: None,
+        })
+    }
+
+    /// Settles a prepared payment after its call; only the local key keeps balances.
+    pub fn settle(&self, prepared: Prepared, outcome: Settlement) {
+        if let (Way::Local(local), Some(staged)) = (&self.way, prepared.staged) {
+            local.settle(staged, outcome);
+        }
+    }
+
+    /// Forgets the payment session of `key` on `url` after the orchestrator refused a payment,
+    /// so that the next one starts from fresh ticket params.
+    pub fn reset(&self, url: &Url, key: &JobKey) {
+        match &self.way {
+            Way::Local(local) => local.reset(url, key),
+            Way::Remote(remote) => remote.reset(url, key),
+            Way::OffChain => {}
+        }
+    }
+
+    /// Forgets the remote signer's session of a live stream booked on `manifest` (the stream
+    /// ended or left the orchestrator). Local sessions are per job and stay.
+    pub fn forget(&self, url: &Url, key: &JobKey, manifest: &str) {
+        if let Way::Remote(remote) = &self.way {
+            remote.forget(url, key, manifest);
+        }
+    }
+}
+
+/// The AI manifest id a batch job's payments are booked on.
+fn job_manifest(key: &JobKey) -> String {
+    crate::orchestrator::creds::ai_manifest_id(key.capability, &key.model)
+}
+
+/// The segment credentials of a stream's call with `info`'s auth token, signed by `local`'s
+/// key when it paid; `None` for a batch job, whose caller builds them.
+fn stream_segment(
+    booking: Booking<'_>,
+    key: &JobKey,
+    info: &OrchInfo,
+    local: Option<&LocalPayer>,
+) -> Option<String> {
+    let Booking::Stream(manifest) = booking else { return None };
+    let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
+    Some(segment_header(manifest, &caps, info.auth_token.as_ref(), local.map(LocalPayer::key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use livepeer_pm::LocalSigner;
+    use livepeer_proto::{Message, net};
+
+    use super::*;
+    use crate::orchestrator::info::AuthToken;
+    use crate::orchestrator::price::Price;
+    use crate::orchestrator::{Timeouts, TlsTrust};
+
+    fn client() -> OrchClient {
+        let second = Duration::from_secs(1);
+        OrchClient::new(Timeouts { connect: second, call: second }, TlsTrust::AcceptAny, None)
+    }
+
+    /// An orchestrator without ticket params: off-chain whatever the gateway holds.
+    fn off_chain_orch() -> Arc<OrchInfo> {
+        Arc::new(OrchInfo {
+            transcoder: "https://o.example:8935".into(),
+            address: None,
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: None,
+            ticket_params: None,
+            auth_token: Some(AuthToken { token: vec![1], session_id: "s".into(), expiration: 9 }),
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        })
+    }
+
+    fn segment(prepared: &Prepared) -> net::SegData {
+        let raw = STANDARD.decode(prepared.segment().unwrap()).unwrap();
+        net::SegData::decode(raw.as_slice()).unwrap()
+    }
+
+    async fn prepare(payments: &Payments, booking: Booking<'_>) -> Prepared {
+        let url: Url = "https://o.example:8935".parse().unwrap();
+        let key = JobKey::ai("text-to-image", "m").unwrap();
+        payments.prepare(&url, &off_chain_orch(), &key, 100, booking).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn off_chain_pays_the_empty_payment() {
+        let payments = Payments::off_chain();
+        assert!(payments.is_off_chain() && payments.local().is_none());
+        let job = prepare(&payments, Booking::Job).await;
+        assert_eq!(job.payment(), "");
+        assert!(job.segment().is_none(), "a batch job's caller credentials itself");
+        assert!(job.spend().is_none() && !job.renewable());
+        assert_eq!(job.info().transcoder, "https://o.example:8935");
+        let stream = prepare(&payments, Booking::Stream("stream-1")).await;
+        let seg = segment(&stream);
+        assert_eq!(seg.manifest_id, b"stream-1");
+        assert!(seg.sig.is_empty(), "unsigned off-chain");
+        assert_eq!(seg.auth_token.unwrap().session_id, "s");
+        payments.settle(stream, Settlement::Paid);
+    }
+
+    #[tokio::test]
+    async fn the_local_key_pays_nothing_to_an_off_chain_orchestrator() {
+        let key = Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap());
+        let local =
+            LocalPayer::new(key, client(), crate::config::Payment::default().limits().unwrap());
+        let remote: Url = "http://signer.example/".parse().unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let payments = Payments::new(Some(local), Some((&remote, headers)), &client()).unwrap();
+        assert!(payments.local().is_some(), "the local key wins over a remote signer");
+        assert!(!payments.is_off_chain());
+        let stream = prepare(&payments, Booking::Stream("m")).await;
+        assert_eq!(stream.payment(), "");
+        assert!(segment(&stream).sig.is_empty(), "no tickets, so unsigned as off-chain");
+        assert!(stream.spend().is_none() && !stream.renewable());
+    }
+
+    #[test]
+    fn a_remote_signer_alone_pays_through_it() {
+        let remote: Url = "http://signer.example/".parse().unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let payments = Payments::new(None, Some((&remote, headers)), &client()).unwrap();
+        assert!(payments.local().is_none() && !payments.is_off_chain());
+        assert!(Payments::new(None, None, &client()).unwrap().is_off_chain());
+    }
+}

@@ -1,0 +1,167 @@
+//! The remote-signer server (PROTOCOL.md §11): a gateway holding a key signs for keyless
+//! gateways and SDK clients. It answers three calls, each only with the API key configured
+//! and presented (`Authorization: Bearer <key>`):
+//! - `POST /sign-orchestrator-info`: its address and `eth_sign` of it ([`SignerState::identity`]);
+//! - `GET /discover-orchestrators`: its pool, webhook-compatible ([`SignerState::discover`]);
+//! - `POST /generate-live-payment`: a payment on the client's behalf ([`SignerState::pay`]),
+//!   in pure steps: `request` decodes, `state` verifies, `bill` charges, `pay` signs.
+//!
+//! Nothing here knows HTTP: refusals are [`Refusal`]s, which `crate::http::signer` turns into
+//! statuses and bodies.
+
+mod bill;
+mod pay;
+mod refusal;
+mod request;
+mod state;
+
+use std::sync::Arc;
+
+use livepeer_pm::{LocalSigner, Signature};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+pub use pay::PaymentAnswer;
+pub use refusal::Refusal;
+pub use request::PaymentRequest;
+
+use crate::orchestrator::snapshot::Tiers;
+use crate::orchestrator::{JobKey, Pool};
+
+/// State of the signer routes; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SignerState {
+    signer: Arc<LocalSigner>,
+    /// `eth_sign` of the checksummed address, computed once.
+    signature: Signature,
+    api_key: Arc<SecretString>,
+    pool: Pool,
+}
+
+impl SignerState {
+    /// A signer with `signer`'s key, answering callers that present `api_key`, listing `pool`.
+    pub fn new(
+        signer: Arc<LocalSigner>,
+        api_key: SecretString,
+        pool: Pool,
+    ) -> Result<Self, String> {
+        let text = signer.address().to_checksum(None);
+        let signature = signer.eth_sign(text.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Self { signer, signature, api_key: Arc::new(api_key), pool })
+    }
+
+    /// Admits a caller whose `Authorization` value is `authorization`: the API key, as a bearer
+    /// token, compared in constant time. An empty key admits nobody.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<(), Refusal> {
+        let presented = authorization.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let expected = self.api_key.expose_secret().as_bytes();
+        if bool::from(presented.as_bytes().ct_eq(expected)) && !expected.is_empty() {
+            return Ok(());
+        }
+        Err(Refusal::Unauthorized)
+    }
+
+    /// The signer's identity: `{"address", "signature"}` (checksummed, `0x` hex).
+    pub fn identity(&self) -> Value {
+        json!({
+            "address": self.signer.address().to_checksum(None),
+            "signature": format!("0x{}", hex::encode(self.signature.0)),
+        })
+    }
+
+    /// `[{"address", "score": 1, "capabilities": ["pipeline/model", …]}]`: orchestrators the
+    /// pool can use, each with the (pipeline, model) pairs it offers within the price caps.
+    /// `query`'s `caps` filter (any of them); none matching is [`Refusal::NoOrchestrators`].
+    pub fn discover(&self, query: Option<&str>) -> Result<Vec<Value>, Refusal> {
+        // `caps` may repeat (and clients leave its `/` unescaped), so read the query by hand.
+        let wanted: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .filter(|(k, _)| k == "caps")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        let snap = self.pool.snapshot();
+        let mut per_orch: Vec<(String, Vec<String>)> = Vec::new();
+        let mut keys: Vec<(&JobKey, &Tiers)> = snap.index.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, tiers) in keys {
+            let name = key.to_string();
+            if key.model.is_empty() || (!wanted.is_empty() && !wanted.contains(&name)) {
+                continue;
+            }
+            for entry in tiers.warm.iter().chain(&tiers.cold) {
+                let Some(slot) = snap.slots.get(entry.orch as usize) else { continue };
+                let url = slot.url.as_str().trim_end_matches('/').to_owned();
+                match per_orch.iter_mut().find(|(u, _)| *u == url) {
+                    Some((_, caps)) => caps.push(name.clone()),
+                    None => per_orch.push((url, vec![name.clone()])),
+                }
+            }
+        }
+        if per_orch.is_empty() {
+            return Err(Refusal::NoOrchestrators);
+        }
+        Ok(per_orch
+            .into_iter()
+            .map(|(address, capabilities)| json!({"address": address, "score": 1, "capabilities": capabilities}))
+            .collect())
+    }
+
+    /// Pays an orchestrator for a keyless client (`/generate-live-payment`).
+    pub fn pay(&self, req: &PaymentRequest) -> Result<PaymentAnswer, Refusal> {
+        pay::generate(&self.signer, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::orchestrator::health::EjectPolicy;
+    use crate::orchestrator::selection::Weights;
+    use crate::orchestrator::{
+        Discovery, OrchClient, PoolConfig, Requirements, Timeouts, TlsTrust,
+    };
+    use crate::task::Tasks;
+    use std::time::Duration;
+
+    async fn signer(api_key: &str) -> SignerState {
+        let timeouts = Timeouts { connect: Duration::from_secs(1), call: Duration::from_secs(1) };
+        let client = OrchClient::new(timeouts, TlsTrust::AcceptAny, None);
+        let config = PoolConfig {
+            refresh_interval: Duration::from_secs(60),
+            probe_interval: Duration::from_secs(60),
+            eject: EjectPolicy::default(),
+            weights: Weights::default(),
+            requirements: Requirements::default(),
+            max_concurrent_calls: 1,
+        };
+        let pool =
+            Pool::start(config, client, Discovery::Static(vec![]), Metrics::new(), &Tasks::new())
+                .await;
+        let key = Arc::new(LocalSigner::from_bytes(&[6; 32]).unwrap());
+        SignerState::new(key, api_key.to_owned().into(), pool).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_api_key_is_admitted() {
+        let s = signer("k3y").await;
+        assert_eq!(s.authorize(Some("Bearer k3y")), Ok(()));
+        for wrong in [None, Some("k3y"), Some("Bearer k3"), Some("Bearer k3yy"), Some("Basic k3y")]
+        {
+            assert_eq!(s.authorize(wrong), Err(Refusal::Unauthorized), "{wrong:?}");
+        }
+        let empty = signer("").await;
+        assert_eq!(empty.authorize(Some("Bearer ")), Err(Refusal::Unauthorized));
+    }
+
+    #[tokio::test]
+    async fn identity_is_the_signed_address() {
+        let s = signer("k").await;
+        let id = s.identity();
+        let address: livepeer_pm::Address = id["address"].as_str().unwrap().parse().unwrap();
+        let sig = hex::decode(id["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+        let text = address.to_checksum(None);
+        assert_eq!(livepeer_pm::recover_eth_signer(text.as_bytes(), &sig).unwrap(), address);
+        assert_eq!(s.discover(Some("caps=llm/m")), Err(Refusal::NoOrchestrators), "empty pool");
+    }
+}

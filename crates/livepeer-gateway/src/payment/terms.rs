@@ -1,0 +1,53 @@
+//! The vocabulary every way of paying shares: the sender's limits, why a payment could not be
+//! made, and what became of one. A leaf module, so that the payers beside it and the facade
+//! above them import it without importing each other.
+
+use livepeer_pm::U256;
+
+use crate::orchestrator::ClientError;
+
+/// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentLimits {
+    /// The largest face value accepted is deposit / this (`-depositMultiplier`, at least 1).
+    pub deposit_multiplier: u64,
+    /// Refuse orchestrators whose ticket EV exceeds this (`-maxTicketEV`, 3000 gwei).
+    pub max_ticket_ev: U256,
+    /// Refuse payments whose total EV exceeds this (`-maxTotalEV`, 20000 gwei).
+    pub max_total_ev: U256,
+}
+
+/// Why a payment could not be made. Each is the orchestrator's terms, not the user's fault.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayError {
+    /// Fetching job-priced ticket params failed.
+    #[error("fetching ticket params: {0}")]
+    Discovery(#[from] ClientError),
+    /// The orchestrator's answer carried no ticket params or auth token.
+    #[error("orchestrator offers no ticket params for this job")]
+    NoTicketParams,
+    /// A sender check refused the orchestrator's terms (PAYMENTS.md §5.3).
+    #[error("refusing to pay: {0}")]
+    Refused(String),
+    /// Exact arithmetic or signing failed.
+    #[error("payment: {0}")]
+    Internal(String),
+    /// The remote signer holds enough credit for this payment already (its 482): nothing is
+    /// to be sent this time.
+    #[error("the balance already covers this payment")]
+    NotNeeded,
+}
+
+/// What became of a prepared payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The job was done: the fee is debited.
+    Paid,
+    /// The orchestrator processed the payment but did not charge (e.g. it rejected the input).
+    NotCharged,
+    /// Sent, outcome unknown or failed after processing: the credit counts as spent.
+    CreditSpent,
+    /// The orchestrator refused before processing tickets (busy): credit returns, new tickets
+    /// are lost to nobody (their nonces were never seen).
+    Refused,
+}
