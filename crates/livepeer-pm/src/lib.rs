@@ -9,7 +9,7 @@
 //! - [`transcode_fee_estimate`], [`unit_fee`]: what a request is expected to cost.
 //! - [`SenderSession`], [`build_payment`]: numbered, signed tickets in a `Livepeer-Payment`.
 //!
-//! Every value is checked byte for byte against `shared/vectors/tickets.json`, which
+//! Every value is checked byte for byte against `testdata/tickets.json`, which
 //! go-livepeer's own code reproduces (PAYMENTS.md §11).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 

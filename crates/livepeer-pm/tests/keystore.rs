@@ -13,7 +13,7 @@
 //!   `Account.encrypt(key, password, kdf="scrypt", iterations=4096)` with
 //!   `eth_keyfile.keyfile.SCRYPT_P` set to 6 (eth-keyfile hard-codes r = 8, p = 1), i.e.
 //!   go-ethereum's light parameters n = 4096, r = 8, p = 6; key `hardhat_account_1` of
-//!   `shared/vectors/tickets.json`, a non-ASCII password, a checksummed `address` field.
+//!   `testdata/tickets.json`, a non-ASCII password, a checksummed `address` field.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -88,9 +88,8 @@ fn encrypt_bytes(secret: &[u8], password: &str) -> String {
 }
 
 fn tickets_keys() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/tickets.json");
-    let text =
-        std::fs::read_to_string(path).expect("../shared/vectors/tickets.json beside the checkout");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tickets.json");
+    let text = std::fs::read_to_string(path).expect("testdata/tickets.json at the workspace root");
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["keys"]
         .as_array()

@@ -1,4 +1,4 @@
-//! Every case of every section of `shared/vectors/tickets.json`, byte for byte.
+//! Every case of every section of `testdata/tickets.json`, byte for byte.
 //!
 //! The vectors were computed independently in Python and re-checked against go-livepeer's own
 //! ticket and signature code (PAYMENTS.md §11), so a pass here means the Rust sender produces
@@ -27,9 +27,8 @@ use serde_json::Value;
 // === helpers ===
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/tickets.json");
-    let text =
-        std::fs::read_to_string(path).expect("../shared/vectors/tickets.json beside the checkout");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tickets.json");
+    let text = std::fs::read_to_string(path).expect("testdata/tickets.json at the workspace root");
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,13 +1,12 @@
-//! Checks signing against `shared/vectors/tickets.json`, produced by go-livepeer 176aa415's code.
+//! Checks signing against `testdata/tickets.json`, produced by go-livepeer 176aa415's code.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers may panic")]
 
 use livepeer_pm::{LocalSigner, recover_eth_signer};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/tickets.json");
-    let text =
-        std::fs::read_to_string(path).expect("../shared/vectors/tickets.json beside the checkout");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tickets.json");
+    let text = std::fs::read_to_string(path).expect("testdata/tickets.json at the workspace root");
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,6 +1,6 @@
 //! Wire types of Livepeer's `lp_rpc` protocol (protobuf package `net`).
 //!
-//! The `.proto` is our own, written from the field table in `shared/vectors/lp_rpc_fields.tsv`;
+//! The `.proto` is our own, written from the field table in `testdata/lp_rpc_fields.tsv`;
 //! `tests/vectors.rs` checks it against messages encoded by the official SDK. These are raw
 //! prost structs: the gateway wraps them at its client boundary so that selection and payment
 //! logic never depend on generated code. [`headers`] holds the protocol's HTTP header names and

@@ -1,4 +1,4 @@
-//! Checks our own `proto/lp_rpc.proto` against `shared/vectors/protobuf.json`: messages encoded
+//! Checks our own `proto/lp_rpc.proto` against `testdata/protobuf.json`: messages encoded
 //! by the official Python gateway SDK (`lp_rpc_pb2`, deterministic serialization).
 //!
 //! Three layers of evidence:
@@ -31,7 +31,7 @@ use livepeer_proto::{Message, net};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions, Value as ReflectValue};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/protobuf.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/protobuf.json");
 
 /// One entry of the vector file's `cases`.
 struct Case {

@@ -130,9 +130,14 @@ async fn subscriber_reissues_get_after_first_byte_timeout() {
     let mut subscriber =
         HttpSubscriber::new(fx.client.clone(), &fx.server.url("quiet"), SEQ_NEXT, config).unwrap();
     let reading = tokio::spawn(async move { next_whole(&mut subscriber).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let gets = fx.server.gets.load(Ordering::SeqCst);
-    assert!(gets >= 3, "expected re-issued GETs, saw {gets}");
+    // Each silent 150 ms ends a GET and starts another; nothing is published meanwhile.
+    within("re-issued GETs", async {
+        while fx.server.gets.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(!reading.is_finished(), "the subscriber kept waiting through its re-issues");
     let mut publisher = fx.publisher_for("quiet");
     publish_segment(&mut publisher, payload(0, 100)).await.unwrap();
     let (seq, bytes) = within("read", reading).await.unwrap();

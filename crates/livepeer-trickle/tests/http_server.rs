@@ -366,21 +366,21 @@ async fn body_error_is_500_and_releases_readers() {
 
 #[tokio::test]
 async fn idle_channels_are_swept() {
-    let (server, client) =
-        server(HubConfig { idle_timeout: Duration::from_millis(300), ..HubConfig::default() })
-            .await;
+    let idle_timeout = Duration::from_millis(300);
+    let (server, client) = server(HubConfig { idle_timeout, ..HubConfig::default() }).await;
     server.hub.create("idle", "video/mp2t").unwrap();
     server.hub.create("busy", "video/mp2t").unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let sweeper = tokio::spawn(server.hub.clone().run_sweeper(cancel.clone()));
-    for i in 0..12 {
-        post(&client, format!("{}/{i}", server.url("busy")), b"x").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Both channels outlive the timeout untouched; then an HTTP write makes one active again
+    // just before the sweep. Waiting longer than this on a slow machine changes nothing.
+    tokio::time::sleep(idle_timeout + Duration::from_millis(100)).await;
+    post(&client, format!("{}/0", server.url("busy")), b"x").await;
+    assert_eq!(server.hub.sweep(), 1);
     assert!(!server.hub.contains("idle"));
     assert!(server.hub.contains("busy"));
     let response = client.get(format!("{}/0", server.url("idle"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sweeper = tokio::spawn(server.hub.clone().run_sweeper(cancel.clone()));
     cancel.cancel();
     within("sweeper", sweeper).await.unwrap();
     assert!(server.hub.is_empty(), "stopping the sweeper closes everything");

@@ -28,15 +28,41 @@ fn all_models(price: i64) -> Vec<SimModel> {
     .collect()
 }
 
-async fn ai_sim(name: &str, price: i64, token_delay: Duration) -> Sim {
-    Sim::start(SimConfig {
-        name: name.into(),
-        models: all_models(price),
-        token_delay,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap()
+/// A simulated orchestrator with every AI model at one price (capacity 8 each); unset
+/// settings keep the defaults most tests want (1 wei per unit, no pause between tokens).
+struct AiSim {
+    name: String,
+    price: i64,
+    token_delay: Duration,
+}
+
+impl AiSim {
+    fn new(name: &str) -> Self {
+        Self { name: name.into(), price: 1, token_delay: Duration::ZERO }
+    }
+
+    /// Wei per unit of every model.
+    fn price(mut self, wei: i64) -> Self {
+        self.price = wei;
+        self
+    }
+
+    /// Pause between streamed LLM tokens.
+    fn token_delay(mut self, delay: Duration) -> Self {
+        self.token_delay = delay;
+        self
+    }
+
+    async fn start(self) -> Sim {
+        Sim::start(SimConfig {
+            name: self.name,
+            models: all_models(self.price),
+            token_delay: self.token_delay,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap()
+    }
 }
 
 async fn gateway(sims: &[&Sim]) -> Gateway {
@@ -105,7 +131,7 @@ async fn check_png_url(gw: &Gateway, url: &str) {
 
 #[tokio::test]
 async fn every_pipeline_end_to_end() {
-    let sim = ai_sim("all", 1, Duration::ZERO).await;
+    let sim = AiSim::new("all").start().await;
     let gw = gateway(&[&sim]).await;
     let http = reqwest::Client::new();
 
@@ -211,7 +237,7 @@ async fn every_pipeline_end_to_end() {
 
 #[tokio::test]
 async fn llm_streams_chunk_by_chunk_and_openai_streams_end_with_done() {
-    let sim = ai_sim("llm", 1, Duration::from_millis(150)).await;
+    let sim = AiSim::new("llm").token_delay(Duration::from_millis(150)).start().await;
     let gw = gateway(&[&sim]).await;
     let http = reqwest::Client::new();
     let mut resp = http
@@ -250,7 +276,7 @@ async fn llm_streams_chunk_by_chunk_and_openai_streams_end_with_done() {
 
 #[tokio::test]
 async fn bad_input_gets_422_naming_the_field_and_reaches_no_orchestrator() {
-    let sim = ai_sim("v", 1, Duration::ZERO).await;
+    let sim = AiSim::new("v").start().await;
     let gw = gateway(&[&sim]).await;
     let http = reqwest::Client::new();
     let cases: Vec<(&str, Value, &str)> = vec![
@@ -339,8 +365,8 @@ async fn t2i(gw: &Gateway) -> reqwest::Response {
 #[tokio::test]
 async fn fails_over_on_500_hang_and_broken_answers() {
     // `bad` is far cheaper, so selection always tries it first.
-    let bad = ai_sim("bad", 1, Duration::ZERO).await;
-    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    let bad = AiSim::new("bad").start().await;
+    let good = AiSim::new("good").price(1000).start().await;
     for mode in [AiMode::Status(500, "boom".into()), AiMode::Hang, AiMode::CloseMidAnswer] {
         let gw = gateway(&[&bad, &good]).await;
         bad.set_ai_mode(mode.clone());
@@ -361,8 +387,8 @@ async fn fails_over_on_500_hang_and_broken_answers() {
 
 #[tokio::test]
 async fn user_errors_pass_through_without_penalty_or_failover() {
-    let bad = ai_sim("bad", 1, Duration::ZERO).await;
-    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    let bad = AiSim::new("bad").start().await;
+    let good = AiSim::new("good").price(1000).start().await;
     let gw = gateway(&[&bad, &good]).await;
     bad.set_ai_mode(AiMode::Status(
         500,
@@ -379,8 +405,8 @@ async fn user_errors_pass_through_without_penalty_or_failover() {
 
 #[tokio::test]
 async fn no_failover_once_streaming_started() {
-    let bad = ai_sim("bad", 1, Duration::from_millis(20)).await;
-    let good = ai_sim("good", 1000, Duration::ZERO).await;
+    let bad = AiSim::new("bad").token_delay(Duration::from_millis(20)).start().await;
+    let good = AiSim::new("good").price(1000).start().await;
     let gw = gateway(&[&bad, &good]).await;
     bad.set_ai_mode(AiMode::CloseMidAnswer);
     let resp = reqwest::Client::new()
@@ -403,7 +429,7 @@ async fn no_failover_once_streaming_started() {
 
 #[tokio::test]
 async fn a_client_that_disconnects_leaves_nothing_behind() {
-    let sim = ai_sim("slow", 1, Duration::ZERO).await;
+    let sim = AiSim::new("slow").start().await;
     let gw = gateway(&[&sim]).await;
     sim.set_ai_mode(AiMode::Hang);
     let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
@@ -428,8 +454,8 @@ async fn a_client_that_disconnects_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn busy_orchestrators_are_skipped_not_ejected() {
-    let a = ai_sim("a", 1, Duration::ZERO).await;
-    let b = ai_sim("b", 1000, Duration::ZERO).await;
+    let a = AiSim::new("a").start().await;
+    let b = AiSim::new("b").price(1000).start().await;
     let gw = gateway(&[&a, &b]).await;
     a.set_ai_mode(AiMode::Status(503, "insufficient capacity".into()));
     let resp = t2i(&gw).await;
@@ -513,7 +539,7 @@ async fn https_orchestrators_work_over_http2_and_http1() {
 #[tokio::test]
 async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or_400() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let sim = ai_sim("slow-body", 1, Duration::ZERO).await;
+    let sim = AiSim::new("slow-body").start().await;
     let mut c = config(&[sim.url()]);
     c.ai.request_timeout = Duration::from_millis(500);
     c.ai.max_body_bytes = 1024;
@@ -577,7 +603,7 @@ async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or
 #[tokio::test]
 async fn clients_that_send_headers_too_slowly_are_disconnected() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let sim = ai_sim("slow-headers", 1, Duration::ZERO).await;
+    let sim = AiSim::new("slow-headers").start().await;
     let mut c = config(&[sim.url()]);
     c.header_timeout = Duration::from_millis(300);
     let gw = start(c).await;

@@ -14,9 +14,9 @@ use crate::support::*;
 #[tokio::test]
 async fn discovers_matches_and_selects_over_tls_and_h2c() {
     // Same price everywhere; SDXL is warm on b only.
-    let a = sim("a", true, 10, false).await;
-    let b = sim("b", false, 10, true).await;
-    let c = sim("c", false, 10, false).await;
+    let a = TextSim::new("a").price(10).tls().cold_sdxl().start().await;
+    let b = TextSim::new("b").price(10).start().await;
+    let c = TextSim::new("c").price(10).cold_sdxl().start().await;
     let gw = start(config(&[a.url(), b.url(), c.url()])).await;
 
     let (status, body) = admin_get(&gw, "/status").await;
@@ -86,8 +86,8 @@ async fn discovers_matches_and_selects_over_tls_and_h2c() {
 
 #[tokio::test]
 async fn price_caps_versions_and_blocklist_filter_candidates() {
-    let cheap = sim("cheap", false, 5, true).await;
-    let pricey = sim("pricey", false, 50, true).await;
+    let cheap = TextSim::new("cheap").price(5).start().await;
+    let pricey = TextSim::new("pricey").price(50).start().await;
     let old = Sim::start(SimConfig {
         name: "old".into(),
         version: "0.8.0".into(),
@@ -150,7 +150,7 @@ async fn price_caps_versions_and_blocklist_filter_candidates() {
 
 #[tokio::test]
 async fn runner_version_minimum_excludes_old_runners() {
-    let a = sim("a", false, 5, true).await; // runner 0.14.1
+    let a = TextSim::new("a").price(5).start().await; // runner 0.14.1
     let mut c = config(&[a.url()]);
     c.requirements.min_runner.insert((27, SD.to_owned()), "0.15.0".into());
     let gw = start(c).await;
@@ -230,8 +230,8 @@ async fn serve_hook(hook: Hook) -> String {
 
 #[tokio::test]
 async fn webhook_discovery_refreshes_and_keeps_the_last_good_list() {
-    let a = sim("a", false, 5, true).await;
-    let b = sim("b", true, 5, true).await;
+    let a = TextSim::new("a").price(5).start().await;
+    let b = TextSim::new("b").price(5).tls().start().await;
     let hook = Hook::default();
     *hook.body.lock().unwrap() =
         (200, format!(r#"[{{"address":"{}","score":1}}, {{"address":""}}]"#, a.url()));

@@ -31,8 +31,8 @@ async fn wait_healthy(gw: &livepeer_gateway::Gateway, url: &str) {
 
 #[tokio::test]
 async fn hanging_refusing_and_garbage_orchestrators_are_ejected_then_probed_back() {
-    let good = sim("good", false, 5, true).await;
-    let flaky = sim("flaky", true, 5, true).await;
+    let good = TextSim::new("good").price(5).start().await;
+    let flaky = TextSim::new("flaky").price(5).tls().start().await;
     let gw = start(config(&[good.url(), flaky.url()])).await;
     assert_eq!(orch_state(&gw, flaky.url()).await["state"], "healthy");
 
@@ -80,7 +80,7 @@ async fn hanging_refusing_and_garbage_orchestrators_are_ejected_then_probed_back
 
 #[tokio::test]
 async fn request_outcomes_drive_the_breaker_and_user_errors_do_not() {
-    let a = sim("a", false, 5, true).await;
+    let a = TextSim::new("a").price(5).start().await;
     let mut c = config(&[a.url()]);
     // Keep the pool's own probe out of the way, so that a request gets the half-open probe.
     c.probe_interval = Duration::from_secs(3600);
@@ -111,7 +111,7 @@ async fn request_outcomes_drive_the_breaker_and_user_errors_do_not() {
 
 #[tokio::test]
 async fn pinned_certificates_refuse_a_changed_certificate() {
-    let a = sim("a", true, 5, true).await;
+    let a = TextSim::new("a").price(5).tls().start().await;
     let mut c = config(&[a.url()]);
     c.orch_tls = TlsTrust::PinFirst;
     let gw = start(c).await;

@@ -6,6 +6,7 @@ mod binary;
 mod discovery;
 mod health;
 mod live;
+mod oneshot;
 mod payments;
 mod props;
 mod signer;

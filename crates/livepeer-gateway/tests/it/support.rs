@@ -42,19 +42,51 @@ pub fn with_source(mut c: Config, source: OrchSource) -> Config {
     c
 }
 
-/// A simulator with text-to-image models.
-pub async fn sim(name: &str, tls: bool, sd_price: i64, sdxl_warm: bool) -> Sim {
-    Sim::start(SimConfig {
-        name: name.into(),
-        tls,
-        models: vec![
-            SimModel::new("text-to-image", SD).price(sd_price, 1).capacity(4),
-            SimModel::new("text-to-image", SDXL).price(sd_price * 2, 1).warm(sdxl_warm),
-        ],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap()
+/// A simulated orchestrator with two text-to-image models: `SD` (capacity 4) at the price
+/// set, and `SDXL` at twice that price, warm unless `cold_sdxl` is called; cleartext unless `tls`.
+pub struct TextSim {
+    name: String,
+    tls: bool,
+    sd_price: i64,
+    sdxl_warm: bool,
+}
+
+impl TextSim {
+    pub fn new(name: &str) -> Self {
+        Self { name: name.into(), tls: false, sd_price: 5, sdxl_warm: true }
+    }
+
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Wei per pixel of `SD`.
+    pub fn price(mut self, wei: i64) -> Self {
+        self.sd_price = wei;
+        self
+    }
+
+    pub fn cold_sdxl(mut self) -> Self {
+        self.sdxl_warm = false;
+        self
+    }
+
+    pub async fn start(self) -> Sim {
+        Sim::start(SimConfig {
+            name: self.name,
+            tls: self.tls,
+            models: vec![
+                SimModel::new("text-to-image", SD).price(self.sd_price, 1).capacity(4),
+                SimModel::new("text-to-image", SDXL)
+                    .price(self.sd_price * 2, 1)
+                    .warm(self.sdxl_warm),
+            ],
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap()
+    }
 }
 
 pub async fn start(config: Config) -> Gateway {

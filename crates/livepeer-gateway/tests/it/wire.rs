@@ -8,7 +8,7 @@ use livepeer_proto::{Message, net};
 use livepeer_sim::{Sim, SimConfig, SimModel};
 
 fn vector(name: &str) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/protobuf.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/protobuf.json");
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let case = doc["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
