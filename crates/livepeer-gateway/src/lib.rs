@@ -74,6 +74,8 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     /// Shared state (pool, metrics).
     pub state: AppState,
+    public: Router,
+    admin: Router,
     tasks: Tasks,
 }
 
@@ -126,11 +128,21 @@ impl Gateway {
         )
         .map_err(StartError::Setup)?;
         let admin_routes = http::admin_router(state.clone(), live_state.clone());
-        serve(&tasks, "admin-api", admin, admin_routes, config.header_timeout);
+        serve(&tasks, "admin-api", admin, admin_routes.clone(), config.header_timeout);
         let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
-        serve(&tasks, "public-api", http, public, config.header_timeout);
+        serve(&tasks, "public-api", http, public.clone(), config.header_timeout);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
-        Ok(Self { http_addr, admin_addr, state, tasks })
+        Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks })
+    }
+
+    /// The public API's routes, to call in-process (`tower::ServiceExt::oneshot`).
+    pub fn public_router(&self) -> Router {
+        self.public.clone()
+    }
+
+    /// The admin API's routes, to call in-process.
+    pub fn admin_router(&self) -> Router {
+        self.admin.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for every task.

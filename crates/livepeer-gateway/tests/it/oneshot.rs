@@ -4,8 +4,6 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use livepeer_gateway::live::{LiveConfig, LiveState};
-use livepeer_gateway::task::Tasks;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -19,25 +17,10 @@ async fn call(router: axum::Router, request: Request<Body>) -> (StatusCode, Vec<
     (status, body)
 }
 
-fn live_router(gw: &livepeer_gateway::Gateway, tasks: &Tasks) -> axum::Router {
-    let state = &gw.state;
-    let live = LiveState::new(
-        LiveConfig::default(),
-        state.pool.clone(),
-        state.metrics.clone(),
-        None,
-        None,
-        None,
-        tasks,
-    )
-    .unwrap();
-    livepeer_gateway::live::router(live)
-}
-
 #[tokio::test]
 async fn admin_healthz_answers_ok() {
     let gw = start(config(&[])).await;
-    let router = livepeer_gateway::admin::router(gw.state.clone());
+    let router = gw.admin_router();
     let (status, body) = call(router, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, b"ok");
@@ -46,7 +29,7 @@ async fn admin_healthz_answers_ok() {
 #[tokio::test]
 async fn admin_lists_no_orchestrators_when_none_are_configured() {
     let gw = start(config(&[])).await;
-    let router = livepeer_gateway::admin::router(gw.state.clone());
+    let router = gw.admin_router();
     let request = Request::get("/orchestrators").body(Body::empty()).unwrap();
     let (status, body) = call(router, request).await;
     assert_eq!(status, StatusCode::OK);
@@ -57,22 +40,48 @@ async fn admin_lists_no_orchestrators_when_none_are_configured() {
 #[tokio::test]
 async fn live_status_of_an_unknown_stream_is_404() {
     let gw = start(config(&[])).await;
-    let tasks = Tasks::new();
     let request = Request::get("/live/video-to-video/nope/status").body(Body::empty()).unwrap();
-    let (status, _) = call(live_router(&gw, &tasks), request).await;
+    let (status, _) = call(gw.public_router(), request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn live_start_with_a_bad_stream_name_is_422_naming_the_field() {
     let gw = start(config(&[])).await;
-    let tasks = Tasks::new();
     let request = Request::post("/live/video-to-video/x-out/start")
         .header("content-type", "application/json")
         .body(Body::from("{}"))
         .unwrap();
-    let (status, body) = call(live_router(&gw, &tasks), request).await;
+    let (status, body) = call(gw.public_router(), request).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["field"], "stream", "{v}");
+}
+
+#[tokio::test]
+async fn an_ai_request_missing_its_prompt_is_422_in_the_spec_shape() {
+    let gw = start(config(&[])).await;
+    let request = Request::post("/text-to-image")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"model_id": "m"}"#))
+        .unwrap();
+    let (status, body) = call(gw.public_router(), request).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "validation_error", "{v}");
+    assert_eq!(v["error"]["field"], "prompt", "{v}");
+    assert_eq!(v["detail"][0]["loc"], serde_json::json!(["body", "prompt"]), "{v}");
+}
+
+#[tokio::test]
+async fn an_ai_request_with_no_orchestrator_is_503_with_retry_after() {
+    let gw = start(config(&[])).await;
+    let request = Request::post("/text-to-image")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"prompt": "a cat", "model_id": "m"}"#))
+        .unwrap();
+    let response = gw.public_router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert!(response.headers().contains_key("x-request-id"));
 }
