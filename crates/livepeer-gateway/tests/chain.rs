@@ -64,14 +64,20 @@ fn ganache_cli() -> Option<PathBuf> {
         eprintln!("note: npm not found; skipping the ganache chain test");
         return None;
     }
-    eprintln!("installing {GANACHE_PACKAGE} into {}", prefix.display());
+    // Tests run in parallel processes: each installs into a folder of its own, then renames it
+    // into place. A rename that loses the race leaves the winner's copy, which is as good.
+    let staging = prefix.with_extension(format!("staging-{}", std::process::id()));
+    eprintln!("installing {GANACHE_PACKAGE} into {}", staging.display());
     let status = Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&prefix)
+        .arg(&staging)
         .arg(GANACHE_PACKAGE)
         .status()
         .expect("run npm install");
     assert!(status.success(), "npm install {GANACHE_PACKAGE} failed");
+    if std::fs::rename(&staging, &prefix).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
     assert!(cli.is_file(), "{} missing after npm install", cli.display());
     Some(cli)
 }
