@@ -258,7 +258,7 @@ impl<'a> Job<'a> {
         let error = Some(e.to_string());
         self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error });
         match e {
-            PayError::Discovery(_) => LeaseEnd::after(Failure::Transport).apply(lease, e),
+            PayError::Discovery(_) => Failure::Transport.verdict().end_lease(lease, e),
             _ => {
                 drop(lease);
                 self.pay_refused = true;
@@ -319,7 +319,7 @@ impl<'a> Job<'a> {
         let failure = e.failure();
         let verdict = failure.verdict();
         let price = Some(lease.price());
-        LeaseEnd::after(failure).apply(lease, e);
+        verdict.end_lease(lease, e);
         if verdict.fail_over {
             self.last = Some(failure);
             return Step::Next;
@@ -351,38 +351,6 @@ impl<'a> Job<'a> {
         );
         let kind = final_kind(self.last, self.pay_refused);
         Reply::new(record, "", Err(Error::new(kind, message)))
-    }
-}
-
-/// How a lease ends after a failure, as its verdict says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeaseEnd {
-    /// The orchestrator is penalised: ejected for a while.
-    Eject,
-    /// The user's input was at fault: no verdict on the orchestrator at all.
-    ClientError,
-    /// Released without a penalty (busy, stale payment terms).
-    Release,
-}
-
-impl LeaseEnd {
-    fn after(failure: Failure) -> Self {
-        let verdict = failure.verdict();
-        if verdict.penalise {
-            Self::Eject
-        } else if verdict.client_sees == ClientOutcome::BadRequest {
-            Self::ClientError
-        } else {
-            Self::Release
-        }
-    }
-
-    fn apply(self, lease: Lease, why: &dyn std::fmt::Display) {
-        match self {
-            Self::Eject => lease.failed(why.to_string()),
-            Self::ClientError => lease.client_error(),
-            Self::Release => drop(lease),
-        }
     }
 }
 
@@ -503,12 +471,12 @@ fn relay_events(
             }
             Ok(Some(Err(e))) => {
                 let why = format!("stream broke: {e}");
-                LeaseEnd::after(Failure::ClosedMidStream).apply(lease, &why);
+                Failure::ClosedMidStream.verdict().end_lease(lease, why);
                 Some((Ok(error_event("orchestrator stream ended early")), st))
             }
             Err(_) => {
                 let why = format!("stream idle for {idle:?}");
-                LeaseEnd::after(Failure::Timeout).apply(lease, &why);
+                Failure::Timeout.verdict().end_lease(lease, why);
                 Some((Ok(error_event("orchestrator stream stalled")), st))
             }
         }
@@ -601,7 +569,7 @@ mod tests {
     /// the lease, the payment and the request.
     #[test]
     fn each_failure_ends_the_attempt_as_the_ai_rules_say() {
-        use LeaseEnd::{ClientError, Eject, Release};
+        use crate::orchestrator::verdict::LeaseEnd::{self, ClientError, Eject, Release};
         use Settlement::{CreditSpent, NotCharged, Refused};
         #[rustfmt::skip]
         let rows: &[(Failure, LeaseEnd, Settlement, bool, bool, Kind)] = &[
@@ -618,7 +586,7 @@ mod tests {
         ];
         for &(failure, lease, settled, renew, fail_over, sees) in rows {
             let verdict = failure.verdict();
-            assert_eq!(LeaseEnd::after(failure), lease, "{failure:?}");
+            assert_eq!(verdict.lease_end(), lease, "{failure:?}");
             assert_eq!(Settlement::after(failure), settled, "{failure:?}");
             assert_eq!(verdict.renew_payment, renew, "{failure:?}");
             assert_eq!(verdict.fail_over, fail_over, "{failure:?}");
