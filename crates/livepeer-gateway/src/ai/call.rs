@@ -20,22 +20,12 @@ use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
 use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::verdict::Failure;
 
 /// Largest JSON answer read from an orchestrator.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Largest result file fetched from an orchestrator.
 const MAX_RESULT_BYTES: usize = 512 << 20;
-
-/// Who is to blame for a failed attempt, which decides what happens next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    /// The user's own input: return the error, no penalty, no retry.
-    Client,
-    /// The orchestrator is busy or its session needs refreshing: retry elsewhere, no ejection.
-    Busy,
-    /// The orchestrator failed: eject it and retry elsewhere.
-    Orchestrator,
-}
 
 /// Why an attempt failed. Nothing has been sent to the client when one of these is returned,
 /// so a retry on another orchestrator is always safe.
@@ -64,41 +54,16 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Who failed (PROTOCOL.md §7.4's retry rules, minus the penalties for user errors).
-    pub fn blame(&self) -> Blame {
+    /// What the orchestrator did, for [`Failure::verdict`] to decide what happens next: an
+    /// error answer is classified from its status and text (PROTOCOL.md §7.4), a broken
+    /// connection is a transport failure, and an answer the gateway cannot use (not the JSON
+    /// of the pipeline, a result file that cannot be fetched) is the orchestrator's fault.
+    pub fn failure(&self) -> Failure {
         match self {
-            Self::Status { status, message } => {
-                let lower = message.to_ascii_lowercase();
-                if lower.contains("returned 400") || lower.contains("unable to calculate duration")
-                {
-                    Blame::Client
-                } else if *status == 503
-                    || lower.contains("insufficient capacity")
-                    || lower.contains("ticketparams expired")
-                    || lower.contains("invalid ticket sendernonce")
-                    || lower.contains("insufficient balance")
-                {
-                    Blame::Busy
-                } else {
-                    Blame::Orchestrator
-                }
-            }
-            _ => Blame::Orchestrator,
-        }
-    }
-
-    /// Whether the orchestrator objected to the payment or its session (params, nonce,
-    /// balance, auth token): the payment session must then be fetched anew.
-    pub fn is_payment_problem(&self) -> bool {
-        match self {
-            Self::Status { status, message } => {
-                let lower = message.to_ascii_lowercase();
-                matches!(status, 402 | 403)
-                    || lower.contains("ticket")
-                    || lower.contains("insufficient balance")
-                    || lower.contains("auth token")
-            }
-            _ => false,
+            Self::Connect(_) => Failure::Transport,
+            Self::Timeout(_) => Failure::Timeout,
+            Self::Status { status, message } => Failure::from_answer(*status, message),
+            Self::Malformed(_) | Self::Download(_) => Failure::Server,
         }
     }
 
@@ -107,10 +72,12 @@ impl CallError {
         match self {
             Self::Connect(_) => "connect",
             Self::Timeout(_) => "timeout",
-            Self::Status { .. } if self.blame() == Blame::Client => "client_input",
-            Self::Status { .. } if self.blame() == Blame::Busy => "busy",
-            Self::Status { status, .. } if *status >= 500 => "status_5xx",
-            Self::Status { .. } => "status_4xx",
+            Self::Status { status, .. } => match self.failure() {
+                Failure::ClientInput => "client_input",
+                Failure::Busy | Failure::PaymentStale => "busy",
+                _ if *status >= 500 => "status_5xx",
+                _ => "status_4xx",
+            },
             Self::Malformed(_) => "malformed",
             Self::Download(_) => "download",
         }
@@ -394,18 +361,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blame_follows_go_livepeer_retry_rules() {
+    fn failures_follow_go_livepeer_retry_rules() {
         let s = |status, m: &str| CallError::Status { status, message: m.into() };
-        assert_eq!(
-            s(500, "text-to-image container returned 400: bad prompt").blame(),
-            Blame::Client
-        );
-        assert_eq!(s(400, "Unable to calculate duration").blame(), Blame::Client);
-        assert_eq!(s(503, "insufficient capacity").blame(), Blame::Busy);
-        assert_eq!(s(400, "TicketParams expired").blame(), Blame::Busy);
-        assert_eq!(s(500, "boom").blame(), Blame::Orchestrator);
-        assert_eq!(s(403, "invalid auth token").blame(), Blame::Orchestrator);
-        assert_eq!(CallError::Timeout(Duration::from_secs(1)).blame(), Blame::Orchestrator);
+        let rows = [
+            (s(500, "text-to-image container returned 400: bad prompt"), Failure::ClientInput),
+            (s(400, "Unable to calculate duration"), Failure::ClientInput),
+            (s(503, "insufficient capacity"), Failure::Busy),
+            (s(400, "TicketParams expired"), Failure::PaymentStale),
+            (s(500, "boom"), Failure::Server),
+            (s(403, "invalid auth token"), Failure::PaymentInvalid),
+            (s(404, "404 page not found"), Failure::Refused),
+            (CallError::Timeout(Duration::from_secs(1)), Failure::Timeout),
+            (CallError::Connect("reset".into()), Failure::Transport),
+            (CallError::Malformed("not JSON".into()), Failure::Server),
+            (CallError::Download("gone".into()), Failure::Server),
+        ];
+        for (error, want) in rows {
+            assert_eq!(error.failure(), want, "{error}");
+        }
+    }
+
+    #[test]
+    fn metric_codes_are_unchanged() {
+        let s = |status, m: &str| CallError::Status { status, message: m.into() };
         assert_eq!(s(500, "boom").code(), "status_5xx");
+        assert_eq!(s(403, "invalid auth token").code(), "status_4xx");
+        assert_eq!(s(404, "").code(), "status_4xx");
+        assert_eq!(s(500, "x returned 400: y").code(), "client_input");
+        assert_eq!(s(503, "").code(), "busy");
+        assert_eq!(s(400, "TicketParams expired").code(), "busy");
+        assert_eq!(CallError::Timeout(Duration::from_secs(1)).code(), "timeout");
+        assert_eq!(CallError::Connect("x".into()).code(), "connect");
     }
 }

@@ -1,6 +1,11 @@
 //! Attaching an orchestrator to a live stream: selecting one from the pool, the start call
 //! with its prepaid minute (PROTOCOL.md §8.2), trying others when it fails, and tearing a
 //! session down on the orchestrator's side when it ends (§8.3 Teardown).
+//!
+//! A failed start call is judged by `orchestrator::verdict`, as batch AI calls are: the
+//! orchestrator is ejected only when penalised, its payment session is renewed when the verdict
+//! says so, and an answer that blames the stream's own input ends the start with a client
+//! error instead of trying other orchestrators.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use super::session::Session;
 use super::stream::Stream;
 use crate::orchestrator::Lease;
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Settlement};
 
 impl Session {
@@ -37,11 +43,23 @@ impl Session {
 #[derive(Debug)]
 pub(crate) struct AttachError {
     pub(crate) message: String,
+    /// An orchestrator rejected the stream's own input, which any other would reject too.
+    pub(crate) input_rejected: bool,
+}
+
+impl AttachError {
+    fn none_started(message: String) -> Self {
+        Self { message, input_rejected: false }
+    }
 }
 
 impl From<AttachError> for LiveError {
     fn from(e: AttachError) -> Self {
-        Self::NoOrchestrator(e.message)
+        if e.input_rejected {
+            Self::InputRejected(e.message)
+        } else {
+            Self::NoOrchestrator(e.message)
+        }
     }
 }
 
@@ -64,7 +82,7 @@ pub(crate) async fn attach(
                     Some(last) => format!("{e}; last error: {last}"),
                     None => e.to_string(),
                 };
-                return Err(AttachError { message });
+                return Err(AttachError::none_started(message));
             }
         };
         let url = lease.url().to_string();
@@ -100,18 +118,35 @@ pub(crate) async fn attach(
                 );
                 inner.metrics.ai_error(&stream.key, &url, failure.code);
                 last_error = Some(format!("{url}: {}", failure.message));
-                if failure.blame {
-                    lease.failed(failure.message);
-                }
+                act_on(inner, stream, lease, failure)?;
             }
         }
     }
-    Err(AttachError {
-        message: format!(
-            "no orchestrator started the stream after {attempts} attempts; last error: {}",
-            last_error.unwrap_or_default()
-        ),
-    })
+    Err(AttachError::none_started(format!(
+        "no orchestrator started the stream after {attempts} attempts; last error: {}",
+        last_error.unwrap_or_default()
+    )))
+}
+
+/// Acts on the verdict of a failed start: ends the lease, renews the payment session, and
+/// `Err` when the stream's own input is at fault, so that no other orchestrator is tried.
+fn act_on(
+    inner: &Inner,
+    stream: &Stream,
+    lease: Lease,
+    failure: StartFailure,
+) -> Result<(), AttachError> {
+    // The gateway did not pay this orchestrator: nobody is to blame, try another.
+    let Some(failed) = failure.failure else { return Ok(()) };
+    let verdict = failed.verdict();
+    if verdict.renew_payment {
+        billing::renew(inner, lease.url(), &stream.key, &stream.spec.request_id);
+    }
+    verdict.end_lease(lease, &failure.message);
+    if verdict.fail_over {
+        return Ok(());
+    }
+    Err(AttachError { message: failure.message, input_rejected: true })
 }
 
 struct Started {
@@ -123,9 +158,17 @@ struct Started {
 
 struct StartFailure {
     message: String,
+    /// The metrics label.
     code: &'static str,
-    /// Whether the orchestrator is at fault (ejected) rather than busy or unpaid.
-    blame: bool,
+    /// What the orchestrator did, for its verdict; `None` when the gateway did not pay it
+    /// (its terms or the gateway's funds ruled it out), which is nobody's failure.
+    failure: Option<Failure>,
+}
+
+impl StartFailure {
+    fn new(message: String, code: &'static str, failure: Failure) -> Self {
+        Self { message, code, failure: Some(failure) }
+    }
 }
 
 /// `POST {transcoder}/live-video-to-video` with the prepaid minute (§8.2).
@@ -134,16 +177,18 @@ async fn start_call(
     stream: &Stream,
     lease: &Lease,
 ) -> Result<Started, StartFailure> {
-    let fail = |message: String, code, blame| StartFailure { message, code, blame };
+    let fail = StartFailure::new;
     let Some(info) = lease.info().cloned() else {
-        return Err(fail("no orchestrator info".into(), "discovery", true));
+        return Err(fail("no orchestrator info".into(), "discovery", Failure::Transport));
     };
     let orch = lease.url().to_string();
     let paid = pay(inner, lease.url(), &info, &stream.key, START_UNITS, &stream.spec.request_id)
         .await
-        .map_err(|e| {
-            let blame = matches!(e, PayError::Discovery(_));
-            fail(e.to_string(), "payment", blame)
+        .map_err(|e| StartFailure {
+            message: e.to_string(),
+            code: "payment",
+            // Unreachable for its job-priced params: the orchestrator's transport failure.
+            failure: matches!(e, PayError::Discovery(_)).then_some(Failure::Transport),
         })?;
     let (params_version, params) = stream.params();
     let body = json!({
@@ -166,33 +211,35 @@ async fn start_call(
     let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
-            settle(inner, stream, &orch, paid.prepared, Settlement::CreditSpent);
-            let code = if e.is_timeout() { "timeout" } else { "connection" };
-            return Err(fail(crate::error::error_chain(&e), code, true));
+            let (code, failure) = if e.is_timeout() {
+                ("timeout", Failure::Timeout)
+            } else {
+                ("connection", Failure::Transport)
+            };
+            settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
+            return Err(fail(crate::error::error_chain(&e), code, failure));
         }
     };
     let status = resp.status();
     if status.as_u16() != 200 {
         let text = resp.text().await.unwrap_or_default();
         let text = text.trim().chars().take(300).collect::<String>();
-        let (outcome, code, blame) = match status.as_u16() {
-            503 => (Settlement::Refused, "busy", false),
-            400..=499 => (Settlement::CreditSpent, "refused", false),
-            _ => (Settlement::CreditSpent, "server_error", true),
-        };
-        settle(inner, stream, &orch, paid.prepared, outcome);
-        return Err(fail(format!("start answered {status}: {text}"), code, blame));
+        let (code, failure) = answer_failure(status.as_u16(), &text);
+        settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
+        return Err(fail(format!("start answered {status}: {text}"), code, failure));
     }
     let answer: Value = match resp.json().await {
         Ok(v) => v,
         Err(e) => {
-            settle(inner, stream, &orch, paid.prepared, Settlement::CreditSpent);
-            return Err(fail(format!("start answer is not JSON: {e}"), "garbage", true));
+            let failure = Failure::Server;
+            settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
+            return Err(fail(format!("start answer is not JSON: {e}"), "garbage", failure));
         }
     };
     settle(inner, stream, &orch, paid.prepared, Settlement::Paid);
     let Some(urls) = channel_urls(&answer, &base) else {
-        return Err(fail("start answer lacks a channel URL".into(), "garbage", true));
+        let message = "start answer lacks a channel URL".into();
+        return Err(fail(message, "garbage", Failure::Server));
     };
     let manifest_id = answer
         .get("manifest_id")
@@ -201,6 +248,17 @@ async fn start_call(
         .unwrap_or(&stream.spec.request_id)
         .to_owned();
     Ok(Started { info: paid.info, manifest_id, urls, params_version })
+}
+
+/// The metrics label and the failure of a start call's error answer. The labels are by
+/// status, as before the verdict table judged live answers.
+fn answer_failure(status: u16, text: &str) -> (&'static str, Failure) {
+    let code = match status {
+        503 => "busy",
+        400..=499 => "refused",
+        _ => "server_error",
+    };
+    (code, Failure::from_answer(status, text))
 }
 
 /// The four channel URLs of a start answer: publish, subscribe, control, events.
@@ -223,4 +281,51 @@ fn channel_urls(answer: &Value, base: &str) -> Option<[String; 4]> {
         url_of("control_url")?,
         url_of("events_url")?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, Kind};
+    use crate::orchestrator::verdict::LeaseEnd;
+
+    /// What a start answer leads to: (label, ejected, renewed, other orchestrators tried).
+    #[test]
+    fn start_answers_are_judged_by_the_verdict_table() {
+        #[rustfmt::skip]
+        let rows: &[(u16, &str, &str, bool, bool, bool)] = &[
+            (503, "insufficient capacity",            "busy",         false, false, true),
+            (500, "boom",                             "server_error", true,  false, true),
+            (204, "",                                 "server_error", true,  false, true),
+            // Any other 4xx ejects now (live counted it as a refusal without ejection).
+            (400, "missing model_id",                 "refused",      true,  false, true),
+            (404, "404 page not found",               "refused",      true,  false, true),
+            // Payment refusals renew the session; stale terms penalise nobody.
+            (400, "TicketParams expired",             "refused",      false, true,  true),
+            (400, "Insufficient balance",             "refused",      false, true,  true),
+            (403, "ErrSegSig",                        "refused",      true,  true,  true),
+            (402, "invalid ticket",                   "refused",      true,  true,  true),
+            // The stream's own input: a client error, nobody else is tried.
+            (500, "live container returned 400: bad", "server_error", false, false, false),
+        ];
+        for &(status, text, label, ejected, renewed, fail_over) in rows {
+            let (code, failure) = answer_failure(status, text);
+            let verdict = failure.verdict();
+            assert_eq!(code, label, "{status} {text}");
+            assert_eq!(verdict.lease_end() == LeaseEnd::Eject, ejected, "{status} {text}");
+            assert_eq!(verdict.renew_payment, renewed, "{status} {text}");
+            assert_eq!(verdict.fail_over, fail_over, "{status} {text}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_input_is_the_clients_error_and_no_orchestrator_a_retry_later() {
+        let rejected = AttachError { message: "bad params".into(), input_rejected: true };
+        let error = Error::from(LiveError::from(rejected));
+        assert_eq!(error.kind(), Kind::InvalidRequest);
+        assert_eq!(error.message(), "bad params");
+        let none = Error::from(LiveError::from(AttachError::none_started("none".into())));
+        assert_eq!(none.kind(), Kind::NoOrchestrator);
+        assert!(none.retry_after_secs().is_some());
+    }
 }

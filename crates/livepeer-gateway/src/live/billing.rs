@@ -167,3 +167,11 @@ pub(crate) fn forget_remote(inner: &Inner, session: &Session) {
     inner.payments.forget(url, key, &session.manifest_id);
     inner.payments.forget(url, key, &session.start_manifest);
 }
+
+/// Renews the payment session of a start call on `url` that the orchestrator refused for its
+/// payment: the local key fetches fresh ticket params, the remote signer starts the session
+/// booked on `manifest` anew.
+pub(crate) fn renew(inner: &Inner, url: &Url, key: &JobKey, manifest: &str) {
+    inner.payments.reset(url, key);
+    inner.payments.forget(url, key, manifest);
+}

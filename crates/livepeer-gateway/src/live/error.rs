@@ -38,6 +38,9 @@ pub enum LiveError {
     ChannelUnavailable(String),
     /// No orchestrator could start the stream; the client may retry later.
     NoOrchestrator(String),
+    /// An orchestrator rejected the stream's own input (e.g. its params), which any other
+    /// would reject too: the same request fails again.
+    InputRejected(String),
     /// The operator's auth webhook refused the stream (the message says with what answer).
     AuthRefused(String),
     /// The operator's auth webhook could not be reached.
@@ -68,6 +71,7 @@ impl std::fmt::Display for LiveError {
             }
             Self::ChannelUnavailable(message)
             | Self::NoOrchestrator(message)
+            | Self::InputRejected(message)
             | Self::AuthRefused(message)
             | Self::Internal(message) => f.write_str(message),
             Self::AuthUnreachable => f.write_str("the live-AI auth webhook could not be reached"),
@@ -99,6 +103,7 @@ impl From<LiveError> for Error {
             LiveError::NoOrchestrator(_) => {
                 Error::new(Kind::NoOrchestrator, message).retry_after(RETRY_AFTER_SECS)
             }
+            LiveError::InputRejected(_) => Error::new(Kind::InvalidRequest, message),
             LiveError::AuthRefused(_) => Error::new(Kind::StreamRefused, message),
             LiveError::AuthUnreachable => Error::new(Kind::AuthWebhookUnavailable, message),
             LiveError::Internal(_) => Error::new(Kind::Internal, message),

@@ -23,6 +23,7 @@ use super::context::Inner;
 use super::session::Session;
 use super::stream::{JSON_MIME, MEDIA_MIME, Stream};
 use super::ts::FrameCounter;
+use crate::orchestrator::verdict::Failure;
 
 /// Largest event document read.
 const MAX_EVENT: usize = 1 << 20;
@@ -34,8 +35,8 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 pub(crate) enum Outcome {
     /// The stream is over (the client closed its input or asked to stop).
     Ended(String),
-    /// The orchestrator failed: swap.
-    Fault(String),
+    /// The orchestrator failed (what it did, and how): swap.
+    Fault(Failure, String),
 }
 
 /// Runs one session until the stream ends or the orchestrator fails. Returns how it ended and
@@ -96,7 +97,7 @@ pub(crate) async fn run(
             _ = stream.stop.cancelled() => break Outcome::Ended("stopped".into()),
             got = rx.recv() => if let Some(outcome) = got { break outcome },
             _ = tick.tick() => if let Some(reason) = watchdog(inner, stream, started_ms) {
-                break Outcome::Fault(reason);
+                break Outcome::Fault(Failure::Timeout, reason);
             },
         }
     };
@@ -169,7 +170,22 @@ fn watchdog(inner: &Inner, stream: &Stream, started_ms: u64) -> Option<String> {
 }
 
 fn fault(what: &str, e: &TrickleError) -> Outcome {
-    Outcome::Fault(format!("{what}: {e}"))
+    Outcome::Fault(failure(e), format!("{what}: {e}"))
+}
+
+/// What a trickle error on an orchestrator's channel says the orchestrator did: the stream
+/// broke off unless the connection failed or a wait ran out.
+fn failure(e: &TrickleError) -> Failure {
+    match e {
+        TrickleError::Transport(_) => Failure::Transport,
+        TrickleError::Timeout(_) => Failure::Timeout,
+        TrickleError::NotFound
+        | TrickleError::Closed
+        | TrickleError::Missed { .. }
+        | TrickleError::Status { .. }
+        | TrickleError::TooLarge { .. }
+        | TrickleError::Invalid(_) => Failure::ClosedMidStream,
+    }
 }
 
 /// Client input channel → orchestrator input, segment by segment, chunk by chunk.
@@ -227,7 +243,8 @@ async fn input(
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return fault("orchestrator input", &e),
                 Err(_) => {
-                    return Outcome::Fault("orchestrator input stopped accepting bytes".into());
+                    let reason = "orchestrator input stopped accepting bytes".into();
+                    return Outcome::Fault(Failure::Timeout, reason);
                 }
             }
         }
@@ -273,7 +290,10 @@ async fn pump(
     loop {
         let mut reader = match source.segment().await {
             Ok(Some(reader)) => reader,
-            Ok(None) => return Outcome::Fault(format!("the orchestrator closed its {what}")),
+            Ok(None) => {
+                let reason = format!("the orchestrator closed its {what}");
+                return Outcome::Fault(Failure::ClosedMidStream, reason);
+            }
             Err(e) => return fault(&format!("orchestrator {what}"), &e),
         };
         if let Err(outcome) = relay.segment(&mut reader, &mut sink).await {
@@ -418,6 +438,31 @@ async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String, sent: u64)
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trickle_errors_are_mid_stream_failures_that_penalise() {
+        let status = TrickleError::Status { status: 500, body: "boom".into() };
+        let rows = [
+            (TrickleError::Transport("reset".into()), Failure::Transport),
+            (TrickleError::Timeout("segment"), Failure::Timeout),
+            (TrickleError::NotFound, Failure::ClosedMidStream),
+            (TrickleError::Closed, Failure::ClosedMidStream),
+            (TrickleError::Missed { seq: 1, latest: 9 }, Failure::ClosedMidStream),
+            (status, Failure::ClosedMidStream),
+            (TrickleError::TooLarge { limit: 1 }, Failure::ClosedMidStream),
+            (TrickleError::Invalid("url".into()), Failure::ClosedMidStream),
+        ];
+        for (e, want) in rows {
+            assert_eq!(failure(&e), want, "{e}");
+            let verdict = want.verdict();
+            assert!(verdict.penalise && verdict.fail_over, "{e}: eject and swap, as before");
         }
     }
 }

@@ -156,14 +156,15 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
                 drop(lease);
                 break Phase::Stopped;
             }
-            Outcome::Fault(reason) => {
+            Outcome::Fault(failure, reason) => {
                 tracing::warn!(
                     stream = stream.spec.name,
                     orchestrator,
                     reason,
                     "live orchestrator failed; swapping"
                 );
-                lease.failed(reason.clone());
+                // Ejected when penalised, which every mid-stream failure is.
+                failure.verdict().end_lease(lease, &reason);
                 inner.metrics.live_swap(&reason);
                 match swap(&inner, &stream, &mut swaps, orchestrator, reason).await {
                     ControlFlow::Continue(next) => session = next,

@@ -1,17 +1,21 @@
-//! One verdict for what an orchestrator did with a job, shared by batch AI, live video and
-//! every later job type: whether the client gets an error (and which), whether to try another
+//! One verdict for what an orchestrator did with a job, shared by batch AI (`ai::job`), live
+//! video (`live::attach` for start calls, the live supervisor for mid-stream faults) and every
+//! later job type: whether the client gets an error (and which), whether to try another
 //! orchestrator, whether to eject this one, and whether its payment session must be renewed.
+//! Callers classify what happened as a [`Failure`] and act on its [`Verdict`] only.
 //!
 //! The rules are the AI path's, which follow go-livepeer's retry loop (PROTOCOL.md §7.4): an
 //! answer that blames the user's input stops the request with 400; "busy" answers and stale
 //! payment terms move on without a penalty; anything else ejects the orchestrator and moves on.
 //! When every orchestrator tried has failed, the client sees the verdict of the last failure.
 //!
-//! Live video does not use this table yet. Adopting it changes live in three places, on
-//! purpose: a 4xx that is neither busy nor about payment ejects the orchestrator (live counts
-//! any 4xx as a refusal without ejection today); a 4xx that blames the user's input ends the
-//! start with 400 instead of trying other orchestrators; and payment refusals renew the payment
-//! session, as AI calls already do.
+//! Live start calls used their own rules before; adopting the table changed them in three
+//! places, on purpose: a 4xx that is neither busy nor about payment ejects the orchestrator
+//! (live counted any 4xx as a refusal without ejection); a 4xx that blames the user's input
+//! ends the start with 400 instead of trying other orchestrators; and payment refusals renew
+//! the payment session, as AI calls already did.
+
+use super::Lease;
 
 /// What went wrong with one orchestrator's handling of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +86,41 @@ pub struct Verdict {
     pub renew_payment: bool,
 }
 
+/// How the lease of the orchestrator a verdict is about ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseEnd {
+    /// Penalised: ejected from selection for a while.
+    Eject,
+    /// The user's input was at fault: released with no verdict on the orchestrator's health
+    /// (a half-open probe ends without a result).
+    ClientError,
+    /// Released without a penalty (busy, stale payment terms).
+    Release,
+}
+
+impl Verdict {
+    /// How the orchestrator's lease ends.
+    pub fn lease_end(self) -> LeaseEnd {
+        if self.penalise {
+            LeaseEnd::Eject
+        } else if self.client_sees == ClientOutcome::BadRequest {
+            LeaseEnd::ClientError
+        } else {
+            LeaseEnd::Release
+        }
+    }
+
+    /// Ends `lease` as [`lease_end`](Self::lease_end) says; `why` is the reason an ejection
+    /// records.
+    pub fn end_lease(self, lease: Lease, why: impl std::fmt::Display) {
+        match self.lease_end() {
+            LeaseEnd::Eject => lease.failed(why.to_string()),
+            LeaseEnd::ClientError => lease.client_error(),
+            LeaseEnd::Release => drop(lease),
+        }
+    }
+}
+
 impl Failure {
     /// The one table of verdicts.
     pub fn verdict(self) -> Verdict {
@@ -108,12 +147,14 @@ impl Failure {
 
     /// Classifies an orchestrator's error answer from its status and body text (go-livepeer
     /// writes most errors as plain text, and its gateway matches substrings of them, so these
-    /// texts are part of the protocol: PROTOCOL.md §1.5, §7.4). The rules are those of
-    /// `ai::call::CallError::blame` and `is_payment_problem`; a status below 400 that is not a
-    /// success is an answer the gateway cannot use.
+    /// texts are part of the protocol: PROTOCOL.md §1.5, §7.4). The rules are those the AI
+    /// path had before this table; a status below 400 that is not a success is an answer the
+    /// gateway cannot use.
     ///
-    /// One difference: a user-input answer whose text also mentions a ticket renewed the
-    /// payment session on the AI path; here the user's input decides, without a renewal.
+    /// One difference: a user-input answer whose text also mentions a ticket, an auth token
+    /// or a balance (or comes with 402/403) reset the payment session on the AI path; here
+    /// the user's input decides, without a renewal. That text is partly the user's own (a
+    /// runner echoes the bad input), so it must not reset the gateway's payment session.
     pub fn from_answer(status: u16, body: &str) -> Self {
         let text = body.to_ascii_lowercase();
         let has = |needle: &str| text.contains(needle);
@@ -200,6 +241,25 @@ mod tests {
         for &(failure, client_sees, fail_over, penalise, renew_payment) in rows {
             let want = Verdict { client_sees, fail_over, penalise, renew_payment };
             assert_eq!(failure.verdict(), want, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn leases_end_as_their_verdicts_say() {
+        use LeaseEnd::{ClientError, Eject, Release};
+        let rows = [
+            (Failure::Transport, Eject),
+            (Failure::Timeout, Eject),
+            (Failure::Busy, Release),
+            (Failure::PaymentStale, Release),
+            (Failure::PaymentInvalid, Eject),
+            (Failure::ClientInput, ClientError),
+            (Failure::Refused, Eject),
+            (Failure::Server, Eject),
+            (Failure::ClosedMidStream, Eject),
+        ];
+        for (failure, end) in rows {
+            assert_eq!(failure.verdict().lease_end(), end, "{failure:?}");
         }
     }
 

@@ -5,6 +5,7 @@
 use livepeer_pm::U256;
 
 use crate::orchestrator::ClientError;
+use crate::orchestrator::verdict::Failure;
 
 /// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
 #[derive(Debug, Clone, Copy)]
@@ -50,4 +51,17 @@ pub enum Settlement {
     /// The orchestrator refused before processing tickets (busy): credit returns, new tickets
     /// are lost to nobody (their nonces were never seen).
     Refused,
+}
+
+impl Settlement {
+    /// What became of the payment of a call that failed with `failure`: a busy orchestrator
+    /// refuses before it processes tickets, one that rejects the user's input processed them
+    /// without charging, and any other failure may have spent the credit.
+    pub fn after(failure: Failure) -> Self {
+        match failure {
+            Failure::Busy => Self::Refused,
+            Failure::ClientInput => Self::NotCharged,
+            _ => Self::CreditSpent,
+        }
+    }
 }
