@@ -8,9 +8,6 @@
 
 use std::fmt;
 
-use crate::ai::validate::FieldError;
-use crate::orchestrator::SelectError;
-
 /// Who is at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party {
@@ -144,6 +141,19 @@ impl Kind {
     }
 }
 
+/// One offending field of a request that failed validation, as the AI spec's
+/// `ValidationError`; a validation [`Error`] lists every one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldError {
+    /// Location, e.g. `["body", "prompt"]`.
+    pub loc: Vec<String>,
+    /// Human message.
+    pub msg: String,
+    /// Error type, e.g. `missing`, `int_parsing`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 /// A failed request, as the client is told about it.
 #[derive(Debug, Clone)]
 pub struct Error {
@@ -200,16 +210,6 @@ impl Error {
     /// The request body is over `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::new(Kind::BodyTooLarge, format!("request body exceeds {limit} bytes")).field("body")
-    }
-
-    /// No orchestrator could be selected for the job.
-    pub fn select(e: &SelectError) -> Self {
-        let kind = match e {
-            SelectError::NotOffered(_) => Kind::NoOrchestrator,
-            SelectError::OverPrice { .. } => Kind::OverMaxPrice,
-            SelectError::Unavailable { .. } => Kind::OrchestratorsUnavailable,
-        };
-        Self::new(kind, e.to_string())
     }
 
     /// What went wrong.

@@ -8,10 +8,12 @@ pub mod ai;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod job;
 pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+pub mod state;
 pub mod task;
 
 // Used by the binary only.
@@ -31,7 +33,8 @@ use tokio::net::TcpListener;
 use config::OrchSource;
 pub use config::{Config, ConfigError};
 use metrics::Metrics;
-use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Requirements, Timeouts};
+use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Timeouts};
+pub use state::AppState;
 use task::Tasks;
 
 /// Why the gateway could not start.
@@ -48,21 +51,6 @@ pub enum StartError {
     /// A configured key or source was unusable.
     #[error("{0}")]
     Setup(String),
-}
-
-/// State shared by every handler; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The orchestrator pool.
-    pub pool: Pool,
-    /// Metric families.
-    pub metrics: Metrics,
-    /// What orchestrators must satisfy.
-    pub requirements: Arc<Requirements>,
-    /// Configuration summary for `/status` (no secrets).
-    pub summary: Arc<serde_json::Value>,
-    /// The ticket sender, when the gateway has a key.
-    pub payer: Option<payment::LocalPayer>,
 }
 
 /// A running gateway.

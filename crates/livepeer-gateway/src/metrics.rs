@@ -14,8 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::orchestrator::health::HealthState;
-use crate::orchestrator::snapshot::{JobKey, Snapshot};
+use crate::job::JobKey;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OrchLabel {
@@ -345,31 +344,21 @@ impl Metrics {
         self.ejections.get_or_create(&OrchLabel { orchestrator_uri: url.to_owned() }).inc();
     }
 
-    pub(crate) fn pool(&self, snap: &Snapshot, now_ms: u64) {
-        let mut counts = [0i64; 5];
-        for s in &snap.slots {
-            let i = match (s.blocked, s.info.is_some(), s.stats.state(now_ms)) {
-                (true, _, _) => 4,
-                (_, false, _) => 3,
-                (_, _, HealthState::Healthy) => 0,
-                (_, _, HealthState::Ejected) => 1,
-                (_, _, HealthState::ProbeDue) => 2,
-            };
-            counts[i] += 1;
+    /// The orchestrators known, counted by state (`healthy`, `ejected`, ...).
+    pub(crate) fn pool_states(&self, states: impl IntoIterator<Item = (&'static str, i64)>) {
+        for (state, n) in states {
+            self.pool_size.get_or_create(&StateLabel { state: state.to_owned() }).set(n);
         }
-        for (state, n) in
-            ["healthy", "ejected", "probe_due", "unreachable", "blocked"].iter().zip(counts)
-        {
-            self.pool_size.get_or_create(&StateLabel { state: (*state).to_owned() }).set(n);
-        }
+    }
+
+    /// How many orchestrators offer each AI model within its price cap; models left out of
+    /// `offers` are no longer on offer.
+    pub(crate) fn available<'a>(&self, offers: impl IntoIterator<Item = (&'a JobKey, i64)>) {
         self.available.clear();
-        for (key, tiers) in &snap.index {
-            if key.model.is_empty() {
-                continue;
-            }
+        for (key, n) in offers {
             let label =
                 ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
-            self.available.get_or_create(&label).set((tiers.warm.len() + tiers.cold.len()) as i64);
+            self.available.get_or_create(&label).set(n);
         }
     }
 }

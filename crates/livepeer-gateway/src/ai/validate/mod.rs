@@ -15,6 +15,8 @@ use bytes::Bytes;
 use serde_json::{Map, Number, Value};
 
 use super::probe::{self, ImageInfo, ProbeError};
+/// Field errors are part of the gateway's error model; named here too, where they are made.
+pub use crate::error::FieldError;
 
 /// The nine batch AI pipelines of the public API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,18 +81,6 @@ pub struct ValidRequest {
     pub units: u64,
     /// LLM only: whether the client asked for server-sent events.
     pub stream: bool,
-}
-
-/// One offending field, as the spec's `ValidationError`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FieldError {
-    /// Location, e.g. `["body", "prompt"]`.
-    pub loc: Vec<String>,
-    /// Human message.
-    pub msg: String,
-    /// Error type, e.g. `missing`, `int_parsing`.
-    #[serde(rename = "type")]
-    pub kind: String,
 }
 
 /// One part of a multipart body as received.
