@@ -494,10 +494,11 @@ fn reexports(root: &Source, children: &BTreeSet<String>) -> BTreeMap<String, Str
             } else if path.first().is_some_and(|p| p == "self") {
                 path.remove(0);
             }
-            if let (Some(child), Some(bound)) = (path.first(), bound) {
-                if children.contains(child) && path.len() > 1 {
-                    map.insert(bound, child.clone());
-                }
+            if let (Some(child), Some(bound)) = (path.first(), bound)
+                && children.contains(child)
+                && path.len() > 1
+            {
+                map.insert(bound, child.clone());
             }
         }
     }
