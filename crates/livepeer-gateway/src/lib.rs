@@ -2,6 +2,24 @@
 //!
 //! [`Gateway::start`] binds the listeners of a validated [`Config`], discovers orchestrators
 //! and keeps the pool current in the background; [`Gateway::shutdown`] stops it gracefully.
+//!
+//! # Layout
+//!
+//! Imports go one way, down this list; `tests/layout.rs` checks that no two modules import
+//! each other, directly or in a ring, and that axum and HTTP statuses stay in [`http`].
+//! - this crate root composes the rest: it builds the pool, the payers and the states from a
+//!   [`Config`] and hands them to the routers;
+//! - [`http`], on top: every route, the listener, and the one mapping from typed errors to
+//!   statuses and bodies;
+//! - [`config`]: flags, `LP_*` variables and the file, validated into the typed settings of
+//!   the modules below; [`state`]: what the admin routes share;
+//! - the job paths: [`ai`] (batch AI) and [`live`] (live video), which select, pay and call;
+//! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
+//!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
+//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job) and [`task`].
+//!
+//! The binary's tools (`demo`, `bench`, `bench-live`, `live-client`) live under `src/cli/`,
+//! beside `main.rs`, and are not part of this library.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ai;

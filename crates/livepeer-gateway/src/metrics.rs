@@ -3,6 +3,9 @@
 //! Names follow go-livepeer's (`livepeer_` prefix, GATEWAY.md §8.1) where an equivalent exists,
 //! so existing dashboards keep working: `livepeer_discovery_errors_total` with `error_code` and
 //! `orchestrator_uri`. The rest are ours, under `livepeer_gateway_`.
+//!
+//! Callers hand in plain values (labels, counts, durations, a [`JobKey`]), so that this module
+//! imports nothing but `job` and every other module may record metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
