@@ -1,4 +1,5 @@
-//! Capabilities: ids, the bitstring encoding and the compatibility rules of PROTOCOL.md §3.
+//! Capabilities: the bitstring encoding and the compatibility rules of PROTOCOL.md §3. The ids
+//! and pipeline names are in [`crate::job`], re-exported here.
 //!
 //! These are our own types, converted from and to the prost structs at the client boundary.
 //! [`compatible`] follows go-livepeer core/capabilities.go `CompatibleWith` rule by rule,
