@@ -5,6 +5,10 @@
 //! Nothing here knows HTTP: `http::error` alone turns an [`Error`] into a status, a JSON body and
 //! `Retry-After`. Whether to try another *orchestrator* within one request is a different
 //! question, answered by `orchestrator::verdict`.
+//!
+//! This module imports nothing of the crate, so that every module can report errors: a
+//! constructor from another module's error is written beside that error (`Error::select`, in
+//! `orchestrator::pool`).
 
 use std::fmt;
 

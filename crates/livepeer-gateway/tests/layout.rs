@@ -148,87 +148,75 @@ fn module_path(rel: &str) -> Vec<String> {
 fn blank_comments_and_literals(raw: &str) -> String {
     let c: Vec<char> = raw.chars().collect();
     let mut out = c.clone();
-    let blank = |out: &mut Vec<char>, from: usize, to: usize| {
-        for ch in &mut out[from..to.min(c.len())] {
-            if *ch != '\n' {
-                *ch = ' ';
-            }
-        }
-    };
-    let ident_char = |ch: char| ch.is_alphanumeric() || ch == '_';
     let mut i = 0;
     while i < c.len() {
-        let at = |k: usize| c.get(k).copied().unwrap_or('\0');
-        let after_ident = i > 0 && ident_char(c[i - 1]);
-        if at(i) == '/' && at(i + 1) == '/' {
-            let end = c[i..].iter().position(|&ch| ch == '\n').map_or(c.len(), |p| i + p);
-            blank(&mut out, i, end);
-            i = end;
-        } else if at(i) == '/' && at(i + 1) == '*' {
-            let mut depth = 0;
-            let mut j = i;
-            while j < c.len() {
-                if at(j) == '/' && at(j + 1) == '*' {
-                    depth += 1;
-                    j += 2;
-                } else if at(j) == '*' && at(j + 1) == '/' {
-                    depth -= 1;
-                    j += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    j += 1;
-                }
-            }
-            blank(&mut out, i, j);
-            i = j;
-        } else if !after_ident && (at(i) == 'r' || (at(i) == 'b' && at(i + 1) == 'r')) && {
-            let start = if at(i) == 'r' { i + 1 } else { i + 2 };
-            let hashes = c[start..].iter().take_while(|&&ch| ch == '#').count();
-            at(start + hashes) == '"'
-        } {
-            // A raw string: r"..", r#".."#, br"..".
-            let start = if at(i) == 'r' { i + 1 } else { i + 2 };
-            let hashes = c[start..].iter().take_while(|&&ch| ch == '#').count();
-            let mut j = start + hashes + 1;
-            while j < c.len() {
-                if c[j] == '"' && (0..hashes).all(|h| at(j + 1 + h) == '#') {
-                    j += 1 + hashes;
-                    break;
-                }
-                j += 1;
-            }
-            blank(&mut out, i, j);
-            i = j;
-        } else if at(i) == '"' {
+        let Some(end) = skipped_end(&c, i) else {
+            i += 1;
+            continue;
+        };
+        let end = end.min(c.len());
+        for ch in out[i..end].iter_mut().filter(|ch| **ch != '\n') {
+            *ch = ' ';
+        }
+        i = end.max(i + 1);
+    }
+    out.into_iter().collect()
+}
+
+/// Where the comment or literal starting at `i` ends (exclusive), if one starts there. A `'`
+/// that does not close within a character starts a lifetime or a label, which is code.
+fn skipped_end(c: &[char], i: usize) -> Option<usize> {
+    let at = |k: usize| c.get(k).copied().unwrap_or('\0');
+    let after_ident = i > 0 && (c[i - 1].is_alphanumeric() || c[i - 1] == '_');
+    match (at(i), at(i + 1)) {
+        ('/', '/') => Some(c[i..].iter().position(|&ch| ch == '\n').map_or(c.len(), |p| i + p)),
+        ('/', '*') => Some(block_comment_end(c, i)),
+        ('"', _) => {
             let mut j = i + 1;
             while j < c.len() && c[j] != '"' {
                 j += if c[j] == '\\' { 2 } else { 1 };
             }
-            blank(&mut out, i, j + 1);
-            i = j + 1;
-        } else if at(i) == '\'' {
-            // A character literal ('x', '\n', '\u{1F600}'), or else a lifetime or label.
-            let end = if at(i + 1) == '\\' {
-                c.iter().skip(i + 3).position(|&ch| ch == '\'').map(|p| i + 3 + p + 1)
-            } else if at(i + 2) == '\'' {
-                Some(i + 3)
-            } else {
-                None
-            };
-            match end {
-                Some(end) => {
-                    blank(&mut out, i, end);
-                    i = end;
-                }
-                None => i += 1,
+            Some(j + 1)
+        }
+        ('\'', '\\') => c.iter().skip(i + 3).position(|&ch| ch == '\'').map(|p| i + 4 + p),
+        ('\'', _) if at(i + 2) == '\'' => Some(i + 3),
+        ('r', _) | ('b', 'r') if !after_ident => {
+            raw_string_end(c, if at(i) == 'r' { i + 1 } else { i + 2 })
+        }
+        _ => None,
+    }
+}
+
+/// The end of a (nested) block comment opening at `i`.
+fn block_comment_end(c: &[char], i: usize) -> usize {
+    let mut depth = 0;
+    let mut j = i;
+    while j + 1 < c.len() {
+        match (c[j], c[j + 1]) {
+            ('/', '*') => depth += 1,
+            ('*', '/') => depth -= 1,
+            _ => {
+                j += 1;
+                continue;
             }
-        } else {
-            i += 1;
+        }
+        j += 2;
+        if depth == 0 {
+            return j;
         }
     }
-    out.into_iter().collect()
+    c.len()
+}
+
+/// The end of a raw string (`r".."`, `r#".."#`) whose hashes start at `start`, if one does.
+fn raw_string_end(c: &[char], start: usize) -> Option<usize> {
+    let hashes = c.iter().skip(start).take_while(|&&ch| ch == '#').count();
+    if c.get(start + hashes) != Some(&'"') {
+        return None;
+    }
+    let closes = |j: usize| c[j] == '"' && (1..=hashes).all(|h| c.get(j + h) == Some(&'#'));
+    let close = (start + hashes + 1..c.len()).find(|&j| closes(j))?;
+    Some(close + 1 + hashes)
 }
 
 /// The code with every `#[cfg(test)]` item blanked (line breaks kept); also the names of the
@@ -770,7 +758,7 @@ fn the_scanner_ignores_comments_literals_and_tests() {
 /* crate::b /* nested */ crate::c */
 const S: &str = "crate::d \" crate::e";
 const R: &str = r#"crate::f "# ;
-const C: char = '"'; fn f<'a>(x: &'a str) {}
+const C: char = '"'; fn f<'a>(x: &'a str) {} const Q: (char, &[u8]) = ('\'', b"crate::q");
 use crate::{g::{self, h}, i as j};
 use super::k;
 mod inner { fn f() { super::super::z(); } }
