@@ -111,6 +111,25 @@ fn add<M: prometheus_client::registry::Metric + Clone>(
 
 type GweiCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 
+/// The discovery families: GetOrchestrator failures and round trips.
+fn discovery_families(
+    r: &mut Registry,
+) -> (Family<ErrorLabel, Counter>, Family<OrchLabel, Histogram>) {
+    let errors = add(
+        r,
+        "discovery_errors",
+        "GetOrchestrator failures by orchestrator and error code",
+        Family::default(),
+    );
+    let latency = add(
+        r,
+        "gateway_discovery_latency_seconds",
+        "GetOrchestrator round trip of successful calls",
+        Family::<OrchLabel, Histogram>::new_with_constructor(|| Histogram::new(DISCOVERY_BUCKETS)),
+    );
+    (errors, latency)
+}
+
 /// The payment families: tickets, their expected value and the fees, by orchestrator and
 /// pipeline.
 fn payment_families(
@@ -165,20 +184,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("livepeer");
         let r = &mut r;
-        let discovery_errors = add(
-            r,
-            "discovery_errors",
-            "GetOrchestrator failures by orchestrator and error code",
-            Family::default(),
-        );
-        let discovery_latency = add(
-            r,
-            "gateway_discovery_latency_seconds",
-            "GetOrchestrator round trip of successful calls",
-            Family::<OrchLabel, Histogram>::new_with_constructor(|| {
-                Histogram::new(DISCOVERY_BUCKETS)
-            }),
-        );
+        let (discovery_errors, discovery_latency) = discovery_families(r);
         let selections = add(
             r,
             "gateway_selections",
