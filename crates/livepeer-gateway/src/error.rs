@@ -5,11 +5,12 @@
 //! Nothing here knows HTTP: `http::error` alone turns an [`Error`] into a status, a JSON body and
 //! `Retry-After`. Whether to try another *orchestrator* within one request is a different
 //! question, answered by `orchestrator::verdict`.
+//!
+//! This module imports nothing of the crate, so that every module can report errors: a
+//! constructor from another module's error is written beside that error (`Error::select`, in
+//! `orchestrator::pool`).
 
 use std::fmt;
-
-use crate::ai::validate::FieldError;
-use crate::orchestrator::SelectError;
 
 /// Who is at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +145,19 @@ impl Kind {
     }
 }
 
+/// One offending field of a request that failed validation, as the AI spec's
+/// `ValidationError`; a validation [`Error`] lists every one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldError {
+    /// Location, e.g. `["body", "prompt"]`.
+    pub loc: Vec<String>,
+    /// Human message.
+    pub msg: String,
+    /// Error type, e.g. `missing`, `int_parsing`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 /// A failed request, as the client is told about it.
 #[derive(Debug, Clone)]
 pub struct Error {
@@ -200,16 +214,6 @@ impl Error {
     /// The request body is over `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::new(Kind::BodyTooLarge, format!("request body exceeds {limit} bytes")).field("body")
-    }
-
-    /// No orchestrator could be selected for the job.
-    pub fn select(e: &SelectError) -> Self {
-        let kind = match e {
-            SelectError::NotOffered(_) => Kind::NoOrchestrator,
-            SelectError::OverPrice { .. } => Kind::OverMaxPrice,
-            SelectError::Unavailable { .. } => Kind::OrchestratorsUnavailable,
-        };
-        Self::new(kind, e.to_string())
     }
 
     /// What went wrong.

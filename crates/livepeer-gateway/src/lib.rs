@@ -2,16 +2,36 @@
 //!
 //! [`Gateway::start`] binds the listeners of a validated [`Config`], discovers orchestrators
 //! and keeps the pool current in the background; [`Gateway::shutdown`] stops it gracefully.
+//!
+//! # Layout
+//!
+//! Imports go one way, down this list; `tests/layout.rs` checks that no two modules import
+//! each other, directly or in a ring, and that axum and HTTP statuses stay in [`http`].
+//! - this crate root composes the rest: it builds the pool, the payers and the states from a
+//!   [`Config`] and hands them to the routers;
+//! - [`http`], on top: every route, the listener, and the one mapping from typed errors to
+//!   statuses and bodies;
+//! - [`config`]: flags, `LP_*` variables and the file, validated into the typed settings of
+//!   the modules below; [`state`]: what the admin routes share;
+//! - the job paths: [`ai`] (batch AI) and [`live`] (live video), which select, pay and call;
+//! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
+//!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
+//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job) and [`task`].
+//!
+//! The binary's tools (`demo`, `bench`, `bench-live`, `live-client`) live under `src/cli/`,
+//! beside `main.rs`, and are not part of this library.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ai;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod job;
 pub mod live;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+pub mod state;
 pub mod task;
 
 // Used by the binary only.
@@ -31,7 +51,8 @@ use tokio::net::TcpListener;
 use config::OrchSource;
 pub use config::{Config, ConfigError};
 use metrics::Metrics;
-use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Requirements, Timeouts};
+use orchestrator::{Discovery, Identity, OrchClient, Pool, PoolConfig, Timeouts};
+pub use state::AppState;
 use task::Tasks;
 
 /// Why the gateway could not start.
@@ -48,21 +69,6 @@ pub enum StartError {
     /// A configured key or source was unusable.
     #[error("{0}")]
     Setup(String),
-}
-
-/// State shared by every handler; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The orchestrator pool.
-    pub pool: Pool,
-    /// Metric families.
-    pub metrics: Metrics,
-    /// What orchestrators must satisfy.
-    pub requirements: Arc<Requirements>,
-    /// Configuration summary for `/status` (no secrets).
-    pub summary: Arc<serde_json::Value>,
-    /// The ticket sender, when the gateway has a key.
-    pub payer: Option<payment::LocalPayer>,
 }
 
 /// A running gateway.

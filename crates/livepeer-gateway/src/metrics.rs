@@ -3,6 +3,9 @@
 //! Names follow go-livepeer's (`livepeer_` prefix, GATEWAY.md §8.1) where an equivalent exists,
 //! so existing dashboards keep working: `livepeer_discovery_errors_total` with `error_code` and
 //! `orchestrator_uri`. The rest are ours, under `livepeer_gateway_`.
+//!
+//! Callers hand in plain values (labels, counts, durations, a [`JobKey`]), so that this module
+//! imports nothing but `job` and every other module may record metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::orchestrator::health::HealthState;
-use crate::orchestrator::snapshot::{JobKey, Snapshot};
+use crate::job::JobKey;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OrchLabel {
@@ -109,6 +111,25 @@ fn add<M: prometheus_client::registry::Metric + Clone>(
 
 type GweiCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 
+/// The discovery families: GetOrchestrator failures and round trips.
+fn discovery_families(
+    r: &mut Registry,
+) -> (Family<ErrorLabel, Counter>, Family<OrchLabel, Histogram>) {
+    let errors = add(
+        r,
+        "discovery_errors",
+        "GetOrchestrator failures by orchestrator and error code",
+        Family::default(),
+    );
+    let latency = add(
+        r,
+        "gateway_discovery_latency_seconds",
+        "GetOrchestrator round trip of successful calls",
+        Family::<OrchLabel, Histogram>::new_with_constructor(|| Histogram::new(DISCOVERY_BUCKETS)),
+    );
+    (errors, latency)
+}
+
 /// The payment families: tickets, their expected value and the fees, by orchestrator and
 /// pipeline.
 fn payment_families(
@@ -163,20 +184,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("livepeer");
         let r = &mut r;
-        let discovery_errors = add(
-            r,
-            "discovery_errors",
-            "GetOrchestrator failures by orchestrator and error code",
-            Family::default(),
-        );
-        let discovery_latency = add(
-            r,
-            "gateway_discovery_latency_seconds",
-            "GetOrchestrator round trip of successful calls",
-            Family::<OrchLabel, Histogram>::new_with_constructor(|| {
-                Histogram::new(DISCOVERY_BUCKETS)
-            }),
-        );
+        let (discovery_errors, discovery_latency) = discovery_families(r);
         let selections = add(
             r,
             "gateway_selections",
@@ -345,31 +353,21 @@ impl Metrics {
         self.ejections.get_or_create(&OrchLabel { orchestrator_uri: url.to_owned() }).inc();
     }
 
-    pub(crate) fn pool(&self, snap: &Snapshot, now_ms: u64) {
-        let mut counts = [0i64; 5];
-        for s in &snap.slots {
-            let i = match (s.blocked, s.info.is_some(), s.stats.state(now_ms)) {
-                (true, _, _) => 4,
-                (_, false, _) => 3,
-                (_, _, HealthState::Healthy) => 0,
-                (_, _, HealthState::Ejected) => 1,
-                (_, _, HealthState::ProbeDue) => 2,
-            };
-            counts[i] += 1;
+    /// The orchestrators known, counted by state (`healthy`, `ejected`, ...).
+    pub(crate) fn pool_states(&self, states: impl IntoIterator<Item = (&'static str, i64)>) {
+        for (state, n) in states {
+            self.pool_size.get_or_create(&StateLabel { state: state.to_owned() }).set(n);
         }
-        for (state, n) in
-            ["healthy", "ejected", "probe_due", "unreachable", "blocked"].iter().zip(counts)
-        {
-            self.pool_size.get_or_create(&StateLabel { state: (*state).to_owned() }).set(n);
-        }
+    }
+
+    /// How many orchestrators offer each AI model within its price cap; models left out of
+    /// `offers` are no longer on offer.
+    pub(crate) fn available<'a>(&self, offers: impl IntoIterator<Item = (&'a JobKey, i64)>) {
         self.available.clear();
-        for (key, tiers) in &snap.index {
-            if key.model.is_empty() {
-                continue;
-            }
+        for (key, n) in offers {
             let label =
                 ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
-            self.available.get_or_create(&label).set((tiers.warm.len() + tiers.cold.len()) as i64);
+            self.available.get_or_create(&label).set(n);
         }
     }
 }

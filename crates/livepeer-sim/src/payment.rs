@@ -16,8 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 use http::StatusCode;
 use livepeer_pm::{
     Address, ExpirationParams, MAX_SENDER_NONCES, PaymentError, Ratio, RecipientRandInputs,
-    SignedRatio, TicketParams, U256, flatten_segment, is_winning, keccak256, orchestrator_win_prob,
-    price_per_unit, recipient_rand_hash, recover_eth_signer, unit_fee,
+    SignedRatio, Ticket, TicketParams, U256, flatten_segment, is_winning, keccak256,
+    orchestrator_win_prob, price_per_unit, recipient_rand_hash, recover_eth_signer, unit_fee,
 };
 use livepeer_proto::net;
 
@@ -430,19 +430,7 @@ impl Payments {
             ledger.stats.fixed_prices.entry(key).or_insert(Ratio::ZERO);
             return Ok(());
         };
-        let price = match &payment.expected_price {
-            None => Err("expected price is nil".to_owned()),
-            Some(p) => price_per_unit(p).map_err(|e| match e {
-                livepeer_pm::FeeError::ZeroPixelsPerUnit => "pixels per unit is 0".to_owned(),
-                other => other.to_string(),
-            }),
-        }
-        .map_err(|e| {
-            Refused::bad_request(
-                PaymentRejection::InvalidExpectedPrice,
-                format!("invalid expected price sent with payment err={e:?}"),
-            )
-        })?;
+        let price = expected_price(payment)?;
         ledger.stats.fixed_prices.entry(key).or_insert(price);
         // go-livepeer reads these leniently (`BytesToAddress`, `SetBytes`); a value no real
         // orchestrator issues then fails the recipient or recipientRand check, so the same
@@ -473,34 +461,8 @@ impl Payments {
         for tsp in &payment.ticket_sender_params {
             ledger.stats.tickets_received += 1;
             let ticket = params.ticket(sender, tsp.sender_nonce, &expiration);
-            // `ValidateTicket`, in its order; only the signature failure is non-fatal.
-            if ticket.recipient != recipient {
-                return Err(invalid_recipient());
-            }
-            if sender.is_zero() {
-                return Err(Refused::bad_request(
-                    PaymentRejection::InvalidSender,
-                    "invalid ticket sender",
-                ));
-            }
-            if recipient_rand_hash(&rand) != ticket.recipient_rand_hash {
-                return Err(Refused::recipient_rand());
-            }
-            let err = if ticket.verify_signature(&tsp.sig) {
-                if is_winning(&tsp.sig, &rand, &ticket.win_prob) {
-                    ledger.stats.winning_tickets += 1;
-                }
-                record_nonce(ledger, &params, sender, tsp.sender_nonce).err().or_else(|| {
-                    (params.expiration_block <= block).then(|| {
-                        Refused::bad_request(PaymentRejection::Expired, "TicketParams expired")
-                    })
-                })
-            } else {
-                Some(Refused::bad_request(
-                    PaymentRejection::InvalidSignature,
-                    "invalid ticket signature",
-                ))
-            };
+            check_ticket(&ticket, recipient, &rand)?;
+            let err = receive_error(ledger, &params, &ticket, &tsp.sig, &rand, block);
             if err.is_some() {
                 receive_err = err;
             }
@@ -510,6 +472,64 @@ impl Payments {
         }
         receive_err.map_or(Ok(()), Err)
     }
+}
+
+/// The payment's `expected_price`, which fixes the session price; tickets priced otherwise fail
+/// the recipientRand check.
+fn expected_price(payment: &net::Payment) -> Result<Ratio, Refused> {
+    match &payment.expected_price {
+        None => Err("expected price is nil".to_owned()),
+        Some(p) => price_per_unit(p).map_err(|e| match e {
+            livepeer_pm::FeeError::ZeroPixelsPerUnit => "pixels per unit is 0".to_owned(),
+            other => other.to_string(),
+        }),
+    }
+    .map_err(|e| {
+        Refused::bad_request(
+            PaymentRejection::InvalidExpectedPrice,
+            format!("invalid expected price sent with payment err={e:?}"),
+        )
+    })
+}
+
+/// `ValidateTicket`'s fatal checks, in its order: the recipient, the sender, recipientRand.
+fn check_ticket(ticket: &Ticket, recipient: Address, rand: &U256) -> Result<(), Refused> {
+    if ticket.recipient != recipient {
+        return Err(invalid_recipient());
+    }
+    if ticket.sender.is_zero() {
+        return Err(Refused::bad_request(PaymentRejection::InvalidSender, "invalid ticket sender"));
+    }
+    if recipient_rand_hash(rand) != ticket.recipient_rand_hash {
+        return Err(Refused::recipient_rand());
+    }
+    Ok(())
+}
+
+/// The non-fatal error of one ticket that passed [`check_ticket`], if any: its signature, else
+/// its nonce (recorded either way), else its expiry. A winning ticket with a good signature is
+/// counted even if it fails later.
+fn receive_error(
+    ledger: &mut Ledger,
+    params: &TicketParams,
+    ticket: &Ticket,
+    sig: &[u8],
+    rand: &U256,
+    block: U256,
+) -> Option<Refused> {
+    if !ticket.verify_signature(sig) {
+        return Some(Refused::bad_request(
+            PaymentRejection::InvalidSignature,
+            "invalid ticket signature",
+        ));
+    }
+    if is_winning(sig, rand, &ticket.win_prob) {
+        ledger.stats.winning_tickets += 1;
+    }
+    record_nonce(ledger, params, ticket.sender, ticket.sender_nonce).err().or_else(|| {
+        (params.expiration_block <= block)
+            .then(|| Refused::bad_request(PaymentRejection::Expired, "TicketParams expired"))
+    })
 }
 
 fn invalid_recipient() -> Refused {

@@ -81,15 +81,55 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let mut config = Config::load(flags)?;
     config.orchestrators = OrchSource::Static(vec![sim.url().parse()?]);
     let gw = Gateway::start(config).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
 
-    // Direct calls carry what the gateway would send, with a fresh auth token.
+    let mut out = String::new();
+    out.push_str(&format!(
+        "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
+        args.concurrency
+    ));
+    for w in workloads(&http, &sim, &gw).await? {
+        if args.only.iter().any(|o| o == w.short) {
+            out.push_str(&compare(&w, &args).await?);
+        }
+    }
+    if !args.only.iter().any(|o| o == "paid") {
+        return Ok(out);
+    }
+    out.push_str(&paid_vs_unpaid(&http, &gw, &args).await?);
+    gw.shutdown().await;
+    sim.stop();
+    Ok(out)
+}
+
+/// One workload, sent to the orchestrator directly and through the gateway.
+struct Workload {
+    /// Its name in `--only`.
+    short: &'static str,
+    /// Its name in the report.
+    name: &'static str,
+    body: Value,
+    direct: Target,
+    gateway: Target,
+}
+
+fn t2i_body() -> Value {
+    json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1})
+}
+
+/// Text-to-image and LLM. Direct calls carry what the gateway would send, with a fresh auth
+/// token.
+async fn workloads(
+    http: &reqwest::Client,
+    sim: &Sim,
+    gw: &Gateway,
+) -> anyhow::Result<Vec<Workload>> {
     let client = OrchClient::new(
         Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(5) },
         TlsTrust::AcceptAny,
         None,
     );
     let info = client.get_orchestrator(&sim.url().parse()?, None, false).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
     let direct = |cap: u32, model: &str, path: &str| Target {
         http: http.clone(),
         url: format!("{}/{path}", sim.url()),
@@ -107,60 +147,65 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
             ("Authorization", headers::AI_WORKER_PROTOCOL.to_owned()),
         ],
     };
-    let via = |path: &str| via_gateway(&http, &gw, path);
-    let t2i_body = json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1});
     let llm_body = json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]});
+    Ok(vec![
+        Workload {
+            short: "t2i",
+            name: "text-to-image",
+            body: t2i_body(),
+            direct: direct(27, T2I_MODEL, "text-to-image"),
+            gateway: via_gateway(http, gw, "text-to-image"),
+        },
+        Workload {
+            short: "llm",
+            name: "llm",
+            body: llm_body,
+            direct: direct(33, LLM_MODEL, "llm"),
+            gateway: via_gateway(http, gw, "llm"),
+        },
+    ])
+}
 
+/// The report's rows for one workload: direct, through the gateway, and what the gateway adds.
+async fn compare(w: &Workload, args: &BenchArgs) -> anyhow::Result<String> {
+    let (d, g, body, name) = (&w.direct, &w.gateway, &w.body, w.name);
+    // Warm up connections and caches.
+    for _ in 0..50 {
+        request(d, body).await?;
+        request(g, body).await?;
+    }
+    let ((dp50, dp99), (gp50, gp99)) = latency(d, g, body, args.requests).await?;
+    let (mut ds, mut gs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        let direct = throughput(d, body, args.concurrency, args.seconds).await;
+        let gateway = throughput(g, body, args.concurrency, args.seconds).await;
+        ds.push(direct);
+        gs.push(gateway);
+        ratios.push(gateway / direct.max(1.0));
+    }
+    let (drps, grps) = (median(&mut ds), median(&mut gs));
+    // The ratio is the median of each round's pair (a direct round and the gateway round
+    // right after it), so that drift on a shared machine cancels within a pair.
+    let ratio = median(&mut ratios);
+    let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
     let mut out = String::new();
+    out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
+    out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
     out.push_str(&format!(
-        "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
-        args.concurrency
+        "| {name} | **added / ratio** | **+{}** | **+{}** | **{ratio:.2}×** (rounds {spread}) |\n",
+        us(gp50.saturating_sub(dp50)),
+        us(gp99.saturating_sub(dp99)),
     ));
-    for (short, name, body, d, g) in [
-        (
-            "t2i",
-            "text-to-image",
-            &t2i_body,
-            direct(27, T2I_MODEL, "text-to-image"),
-            via("text-to-image"),
-        ),
-        ("llm", "llm", &llm_body, direct(33, LLM_MODEL, "llm"), via("llm")),
-    ] {
-        if !args.only.iter().any(|o| o == short) {
-            continue;
-        }
-        // Warm up connections and caches.
-        for _ in 0..50 {
-            request(&d, body).await?;
-            request(&g, body).await?;
-        }
-        let ((dp50, dp99), (gp50, gp99)) = latency(&d, &g, body, args.requests).await?;
-        let (mut ds, mut gs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..args.rounds.max(1) {
-            let direct = throughput(&d, body, args.concurrency, args.seconds).await;
-            let gateway = throughput(&g, body, args.concurrency, args.seconds).await;
-            ds.push(direct);
-            gs.push(gateway);
-            ratios.push(gateway / direct.max(1.0));
-        }
-        let (drps, grps) = (median(&mut ds), median(&mut gs));
-        // The ratio is the median of each round's pair (a direct round and the gateway round
-        // right after it), so that drift on a shared machine cancels within a pair.
-        let ratio = median(&mut ratios);
-        let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
-        out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
-        out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
-        out.push_str(&format!(
-            "| {name} | **added / ratio** | **+{}** | **+{}** | **{ratio:.2}×** (rounds {spread}) |\n",
-            us(gp50.saturating_sub(dp50)),
-            us(gp99.saturating_sub(dp99)),
-        ));
-    }
-    if !args.only.iter().any(|o| o == "paid") {
-        return Ok(out);
-    }
-    // Paid versus unpaid: the same text-to-image request through a gateway that pays an
-    // on-chain simulator with tickets (which checks every one) and through the unpaid one.
+    Ok(out)
+}
+
+/// Paid versus unpaid: the same text-to-image request through a gateway that pays an
+/// on-chain simulator with tickets (which checks every one) and through the unpaid `gw`.
+async fn paid_vs_unpaid(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    args: &BenchArgs,
+) -> anyhow::Result<String> {
     let mut addr = [0u8; 20];
     addr[19] = 0x42;
     let paid_sim = Sim::start(SimConfig {
@@ -178,8 +223,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     paid_config.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(key)?));
     let paid_gw = Gateway::start(paid_config).await?;
-    let paid = via_gateway(&http, &paid_gw, "text-to-image");
-    let unpaid = via_gateway(&http, &gw, "text-to-image");
+    let paid = via_gateway(http, &paid_gw, "text-to-image");
+    let unpaid = via_gateway(http, gw, "text-to-image");
+    let t2i_body = t2i_body();
     for _ in 0..50 {
         request(&paid, &t2i_body).await?;
     }
@@ -191,6 +237,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     }
     let (prps, urps) = (median(&mut ps), median(&mut us_));
     let tickets = paid_sim.payments().tickets_credited;
+    let mut out = String::new();
     out.push_str(&format!(
         "\n| text-to-image through the gateway | p50 | p99 | req/s ({} clients) |\n|---|---:|---:|---:|\n",
         args.concurrency
@@ -208,9 +255,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     out.push_str(&format!("| **paid / unpaid** | | | **{:.2}×** |\n", prps / urps.max(1.0)));
     out.push_str(&format!("\n{tickets} tickets were sent and accepted during the paid runs.\n"));
     paid_gw.shutdown().await;
-    gw.shutdown().await;
     paid_sim.stop();
-    sim.stop();
     Ok(out)
 }
 

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::Error;
 use crate::orchestrator::health::HealthState;
 use crate::orchestrator::snapshot::{self, JobKey};
+use crate::state::AppState;
 
 /// Routes of the admin listener.
 pub(crate) fn router(state: AppState) -> Router {

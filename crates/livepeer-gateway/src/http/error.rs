@@ -82,7 +82,7 @@ impl IntoResponse for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ai::validate::FieldError;
+    use crate::error::FieldError;
 
     async fn body(resp: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();

@@ -1,7 +1,8 @@
 //! The HTTP edge: every route of both listeners, the listener loop itself, and the one mapping
 //! from the gateway's typed errors to statuses, JSON bodies and `Retry-After`
-//! ([`error`]). Below this module nothing knows axum or HTTP statuses: job paths return
-//! domain values and [`crate::error::Error`]s, and the handlers here turn them into answers.
+//! (`error`). Below this module nothing knows axum or HTTP statuses (`tests/layout.rs`
+//! checks it): job paths return domain values and [`crate::error::Error`]s, and the handlers
+//! here turn them into answers.
 
 mod admin;
 mod ai;
@@ -29,6 +30,6 @@ pub fn public_router(
 }
 
 /// The admin API: status, orchestrators, metrics and live streams.
-pub fn admin_router(state: crate::AppState, live: crate::live::LiveState) -> Router {
+pub fn admin_router(state: crate::state::AppState, live: crate::live::LiveState) -> Router {
     admin::router(state).merge(live::admin_router(live))
 }

@@ -1,4 +1,5 @@
-//! Capabilities: ids, the bitstring encoding and the compatibility rules of PROTOCOL.md §3.
+//! Capabilities: the bitstring encoding and the compatibility rules of PROTOCOL.md §3. The ids
+//! and pipeline names are in [`crate::job`], re-exported here.
 //!
 //! These are our own types, converted from and to the prost structs at the client boundary.
 //! [`compatible`] follows go-livepeer core/capabilities.go `CompatibleWith` rule by rule,
@@ -8,24 +9,9 @@ use std::collections::BTreeMap;
 
 use livepeer_proto::net;
 
-/// Capability id of H.264 transcoding, the first of the defaults.
-pub const H264: u32 = 0;
-/// Capability id of live video-to-video (PROTOCOL.md §3.1).
-pub const LIVE_VIDEO_TO_VIDEO: u32 = 35;
-
-/// The nine batch AI pipelines and live-video-to-video, with their capability ids.
-pub const AI_PIPELINES: [(&str, u32); 10] = [
-    ("text-to-image", 27),
-    ("image-to-image", 28),
-    ("image-to-video", 29),
-    ("upscale", 30),
-    ("audio-to-text", 31),
-    ("segment-anything-2", 32),
-    ("llm", 33),
-    ("image-to-text", 34),
-    ("live-video-to-video", 35),
-    ("text-to-speech", 36),
-];
+pub use crate::job::{
+    AI_PIPELINES, H264, LIVE_VIDEO_TO_VIDEO, capability_pipeline, pipeline_capability,
+};
 
 /// go-livepeer's `DefaultCapabilities()`: {0–12, 14, 26}. Every orchestrator advertises them,
 /// and go-livepeer's gateway includes them in AI requests, so we do too.
@@ -33,16 +19,6 @@ pub const DEFAULT_CAPABILITIES: [u32; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1
 
 /// Capabilities an orchestrator may lack entirely and still serve ("legacy only", 0–11).
 const LEGACY_MAX: u32 = 11;
-
-/// The capability id of an AI pipeline name such as `text-to-image`.
-pub fn pipeline_capability(pipeline: &str) -> Option<u32> {
-    AI_PIPELINES.iter().find(|(name, _)| *name == pipeline).map(|(_, id)| *id)
-}
-
-/// The pipeline name of a capability id, if it is an AI pipeline.
-pub fn capability_pipeline(id: u32) -> Option<&'static str> {
-    AI_PIPELINES.iter().find(|(_, cap)| *cap == id).map(|(name, _)| *name)
-}
 
 /// What an orchestrator says about one model of one capability (or what a gateway requires).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

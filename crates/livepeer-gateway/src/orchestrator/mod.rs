@@ -1,5 +1,7 @@
-//! Orchestrators: the gRPC client, discovery, capability matching, the pool and selection,
-//! and the verdict on a failed answer.
+//! Orchestrators: the gRPC client (`client`, `info`, `creds`) and the HTTP client of their
+//! job routes (`http`), discovery, capability matching (`caps`) and prices, the pool with its
+//! snapshots, health and selection, and the verdict on a failed answer. Below the job paths and
+//! payment; it uses only the leaves (`error`, `job`, `metrics`, `task`).
 
 pub mod caps;
 pub mod client;

@@ -24,6 +24,7 @@ use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::{self, Limits, Live, Weights};
 use super::snapshot::{JobKey, Requirements, Slot, Snapshot};
+use crate::error::Kind;
 use crate::metrics::Metrics;
 use crate::task::Tasks;
 
@@ -70,6 +71,20 @@ pub enum SelectError {
         /// How many offer it within the price cap.
         candidates: usize,
     },
+}
+
+// The error model sits below the orchestrators, so the client's view of a failed selection
+// is written here, beside the cases it maps.
+impl crate::error::Error {
+    /// No orchestrator could be selected for the job.
+    pub fn select(e: &SelectError) -> Self {
+        let kind = match e {
+            SelectError::NotOffered(_) => Kind::NoOrchestrator,
+            SelectError::OverPrice { .. } => Kind::OverMaxPrice,
+            SelectError::Unavailable { .. } => Kind::OrchestratorsUnavailable,
+        };
+        Self::new(kind, e.to_string())
+    }
 }
 
 /// The pool handle; cheap to clone.
@@ -410,9 +425,33 @@ impl Pool {
         };
         let generation = self.inner.snapshot.load().generation + 1;
         let snap = Snapshot::build(slots, &self.inner.config.requirements, generation);
-        self.inner.metrics.pool(&snap, self.now_ms());
+        census(&snap, self.now_ms(), &self.inner.metrics);
         self.inner.snapshot.store(Arc::new(snap));
     }
+}
+
+/// Hands the metrics what a new snapshot holds: the orchestrators by state, and how many offer
+/// each AI model within its price cap.
+fn census(snap: &Snapshot, now_ms: u64, metrics: &Metrics) {
+    let mut counts = [0i64; 5];
+    for s in &snap.slots {
+        let i = match (s.blocked, s.info.is_some(), s.stats.state(now_ms)) {
+            (true, _, _) => 4,
+            (_, false, _) => 3,
+            (_, _, HealthState::Healthy) => 0,
+            (_, _, HealthState::Ejected) => 1,
+            (_, _, HealthState::ProbeDue) => 2,
+        };
+        counts[i] += 1;
+    }
+    let states = ["healthy", "ejected", "probe_due", "unreachable", "blocked"];
+    metrics.pool_states(states.into_iter().zip(counts));
+    metrics.available(
+        snap.index
+            .iter()
+            .filter(|(key, _)| !key.model.is_empty())
+            .map(|(key, tiers)| (key, (tiers.warm.len() + tiers.cold.len()) as i64)),
+    );
 }
 
 /// One selected orchestrator for one attempt. Report the outcome with [`Lease::succeeded`],

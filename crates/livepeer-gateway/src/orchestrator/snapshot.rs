@@ -16,42 +16,7 @@ use super::health::OrchStats;
 use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::Entry;
-
-/// A kind of job: a capability and, for AI, a model. Transcoding is capability 0, model "".
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct JobKey {
-    /// Capability id.
-    pub capability: u32,
-    /// Model id; empty for transcoding.
-    pub model: String,
-}
-
-impl JobKey {
-    /// An AI job for `model` of `pipeline`, or `None` for an unknown pipeline.
-    pub fn ai(pipeline: &str, model: &str) -> Option<Self> {
-        Some(Self { capability: caps::pipeline_capability(pipeline)?, model: model.to_owned() })
-    }
-
-    /// A transcoding job.
-    pub fn transcode() -> Self {
-        Self { capability: caps::H264, model: String::new() }
-    }
-
-    /// The pipeline name, or `transcode`.
-    pub fn pipeline(&self) -> &'static str {
-        caps::capability_pipeline(self.capability).unwrap_or("transcode")
-    }
-}
-
-impl std::fmt::Display for JobKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.model.is_empty() {
-            f.write_str(self.pipeline())
-        } else {
-            write!(f, "{}/{}", self.pipeline(), self.model)
-        }
-    }
-}
+pub use crate::job::JobKey;
 
 /// What the gateway requires of orchestrators, fixed by configuration.
 #[derive(Debug, Clone, Default)]

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use livepeer_pm::{
-    Balance, BalanceUpdate, ExpirationParams, LocalSigner, Ratio, SenderSession, SignedRatio, U256,
-    UpdateStatus, build_payment, min_credit, payment_header_value, unit_fee,
+    Balance, BalanceUpdate, ExpirationParams, LocalSigner, Ratio, SenderSession, SignedRatio,
+    TicketParams, U256, UpdateStatus, build_payment, min_credit, payment_header_value, unit_fee,
 };
 use livepeer_proto::net;
 use url::Url;
@@ -197,17 +197,7 @@ impl LocalPayer {
             )));
         }
         let params = *s.sender.params();
-        let ev = params.ev();
-        if Ratio::from_u256(params.face_value) <= ev {
-            return Err(PayError::Refused("ticket EV is not below its face value".into()));
-        }
-        if ev > Ratio::from_u256(self.limits.max_ticket_ev) {
-            return Err(PayError::Refused(format!(
-                "ticket EV {} above the max ticket EV {}",
-                ev.floor(),
-                self.limits.max_ticket_ev
-            )));
-        }
+        let ev = self.ticket_ev(&params)?;
         self.check_funds(params.face_value)?;
         let per_unit = price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
         let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
@@ -239,6 +229,23 @@ impl LocalPayer {
             update,
             session,
         }))
+    }
+
+    /// The expected value of one ticket of `params`, refused when it is not below the face
+    /// value (the orchestrator's win probability would be 1 or more) or above the sender's limit.
+    fn ticket_ev(&self, params: &TicketParams) -> Result<Ratio, PayError> {
+        let ev = params.ev();
+        if Ratio::from_u256(params.face_value) <= ev {
+            return Err(PayError::Refused("ticket EV is not below its face value".into()));
+        }
+        if ev > Ratio::from_u256(self.limits.max_ticket_ev) {
+            return Err(PayError::Refused(format!(
+                "ticket EV {} above the max ticket EV {}",
+                ev.floor(),
+                self.limits.max_ticket_ev
+            )));
+        }
+        Ok(ev)
     }
 
     /// Settles a prepared payment after the attempt.

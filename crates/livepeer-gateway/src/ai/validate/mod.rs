@@ -6,15 +6,22 @@
 //! as FastAPI ignores them. JSON `null` counts as "not set". The fields an orchestrator needs to
 //! price a request are filled with the spec's defaults (not go-livepeer's 512×512 for
 //! text-to-image, GATEWAY.md §10 item 6), so the gateway and the orchestrator compute the same
-//! units from the same body.
+//! units from the same body. The schemas themselves, one table, and the parsing of one scalar
+//! value are in `schema`; this file reads bodies, files and messages around them.
+
+mod schema;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::probe::{self, ImageInfo, ProbeError};
+use schema::{Fault, Spec, Val, check, fault, json_val, schema, text_val};
+
+/// Field errors are part of the gateway's error model; named here too, where they are made.
+pub use crate::error::FieldError;
 
 /// The nine batch AI pipelines of the public API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,18 +86,6 @@ pub struct ValidRequest {
     pub units: u64,
     /// LLM only: whether the client asked for server-sent events.
     pub stream: bool,
-}
-
-/// One offending field, as the spec's `ValidationError`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FieldError {
-    /// Location, e.g. `["body", "prompt"]`.
-    pub loc: Vec<String>,
-    /// Human message.
-    pub msg: String,
-    /// Error type, e.g. `missing`, `int_parsing`.
-    #[serde(rename = "type")]
-    pub kind: String,
 }
 
 /// One part of a multipart body as received.
@@ -260,134 +255,6 @@ pub async fn validate(
 
 /// Frames go-livepeer bills for image-to-video (SVD-XT always renders 25).
 const VIDEO_FRAMES: u64 = 25;
-/// Diffusion schedulers are trained on 1000 timesteps; more steps than that are meaningless.
-const MAX_STEPS: f64 = 1000.0;
-/// Hugging Face ids are far shorter; this only stops abuse.
-const MAX_MODEL_CHARS: f64 = 256.0;
-/// Latent diffusion models (SDXL, SVD) need sizes divisible by their VAE factor, 8; anything else
-/// fails in the runner after the gateway has paid.
-const SIZE_MULTIPLE: i64 = 8;
-
-/// A schema type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ty {
-    Str,
-    Int,
-    Num,
-    Bool,
-}
-
-/// One scalar field of a request schema.
-#[derive(Debug, Clone, Copy)]
-struct Spec {
-    name: &'static str,
-    ty: Ty,
-    required: bool,
-    /// Inclusive bounds: the value for numbers, the length in characters for strings.
-    min: Option<f64>,
-    max: Option<f64>,
-    multiple_of: Option<i64>,
-}
-
-impl Spec {
-    fn new(name: &'static str, ty: Ty) -> Self {
-        Self { name, ty, required: false, min: None, max: None, multiple_of: None }
-    }
-    fn required(self) -> Self {
-        Self { required: true, ..self }
-    }
-    fn min(self, min: f64) -> Self {
-        Self { min: Some(min), ..self }
-    }
-    fn max(self, max: f64) -> Self {
-        Self { max: Some(max), ..self }
-    }
-}
-
-/// The scalar fields of each request schema, in spec order (which is also the forwarding order).
-/// LLM `messages` and the file parts are handled apart.
-#[rustfmt::skip] // a table: one line per group of fields reads better than one per field
-fn schema(p: Pipeline, l: &Limits) -> Vec<Spec> {
-    use Pipeline::*;
-    let (int, num, boolean) = (|n| Spec::new(n, Ty::Int), |n| Spec::new(n, Ty::Num), |n| Spec::new(n, Ty::Bool));
-    let text = |n| Spec::new(n, Ty::Str).max(l.max_prompt_chars as f64);
-    let model = Spec::new(p.model_field(), Ty::Str).max(MAX_MODEL_CHARS);
-    let size = |n| Spec {
-        multiple_of: Some(SIZE_MULTIPLE),
-        ..int(n).min(1.0).max(f64::from(l.max_output_dimension))
-    };
-    let images = int("num_images_per_prompt").min(1.0).max(f64::from(l.max_images_per_prompt));
-    let steps = int("num_inference_steps").min(1.0).max(MAX_STEPS);
-    let (seed, safety, guidance) = (int("seed"), boolean("safety_check"), num("guidance_scale").min(0.0));
-    match p {
-        TextToImage => vec![
-            model, text("loras"), text("prompt").required(), size("height"), size("width"),
-            guidance, text("negative_prompt"), safety, seed, steps, images,
-        ],
-        ImageToImage => vec![
-            text("prompt").required(), model, text("loras"), num("strength").min(0.0).max(1.0),
-            guidance, num("image_guidance_scale").min(0.0), text("negative_prompt"), safety, seed,
-            steps, images,
-        ],
-        ImageToVideo => vec![
-            model, size("height"), size("width"), int("fps").min(1.0), int("motion_bucket_id").min(0.0),
-            num("noise_aug_strength").min(0.0), safety, seed, steps,
-        ],
-        Upscale => vec![text("prompt").required(), model, safety, seed, steps],
-        AudioToText => vec![model, text("return_timestamps")],
-        SegmentAnything2 => vec![
-            model, text("point_coords"), text("point_labels"), text("box"), text("mask_input"),
-            boolean("multimask_output"), boolean("return_logits"), boolean("normalize_coords"),
-        ],
-        Llm => vec![
-            model, num("temperature").min(0.0).max(2.0),
-            int("max_tokens").min(1.0).max(f64::from(l.max_llm_tokens)),
-            num("top_p").min(0.0).max(1.0), int("top_k").min(-1.0), boolean("stream"),
-        ],
-        ImageToText => vec![text("prompt"), model],
-        // The spec does not mark `text` required (it defaults to ""), but go-livepeer answers 400
-        // without it and an empty text would be a zero-unit, unpaid job: require one character.
-        TextToSpeech => vec![model, text("text").required().min(1.0), text("description")],
-    }
-}
-
-/// A parsed scalar value.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Str(String),
-    Int(i64),
-    Num(f64),
-    Bool(bool),
-}
-
-impl Val {
-    fn to_json(&self) -> Value {
-        match self {
-            Val::Str(s) => Value::String(s.clone()),
-            Val::Int(i) => Value::from(*i),
-            Val::Num(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Val::Bool(b) => Value::Bool(*b),
-        }
-    }
-
-    /// As go-livepeer's multipart writer formats it: `%f` floats, `true`/`false`, decimal ints.
-    fn to_form(&self) -> String {
-        match self {
-            Val::Str(s) => s.clone(),
-            Val::Int(i) => i.to_string(),
-            Val::Num(f) => format!("{f:.6}"),
-            Val::Bool(b) => b.to_string(),
-        }
-    }
-}
-
-/// A field problem before it is located: (`type`, `msg`).
-type Fault = (&'static str, String);
-
-fn fault(kind: &'static str, msg: &str) -> Fault {
-    (kind, msg.to_owned())
-}
-
 fn error(loc: &[&str], msg: impl Into<String>, kind: &str) -> FieldError {
     FieldError {
         loc: loc.iter().map(|s| (*s).to_owned()).collect(),
@@ -398,99 +265,6 @@ fn error(loc: &[&str], msg: impl Into<String>, kind: &str) -> FieldError {
 
 fn missing(loc: &[&str]) -> FieldError {
     error(loc, "Field required", "missing")
-}
-
-/// A JSON value as `ty`. Strict about kinds (no "5" for an integer), but accepts whole floats
-/// such as `512.0` for integers, as pydantic does.
-fn json_val(ty: Ty, v: &Value) -> Result<Val, Fault> {
-    match (ty, v) {
-        (Ty::Str, Value::String(s)) => Ok(Val::Str(s.clone())),
-        (Ty::Str, _) => Err(fault("string_type", "Input should be a valid string")),
-        (Ty::Int, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Ok(Val::Int(i)),
-            (None, Some(f)) if f.fract() != 0.0 => Err(fault(
-                "int_from_float",
-                "Input should be a valid integer, got a number with a fractional part",
-            )),
-            (None, Some(f)) if f.abs() < 9.0e18 => Ok(Val::Int(f as i64)),
-            _ => Err(fault("int_parsing_size", "Input integer is too large")),
-        },
-        (Ty::Int, _) => Err(fault("int_type", "Input should be a valid integer")),
-        (Ty::Num, Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.is_finite() => Ok(Val::Num(f)),
-            _ => Err(fault("finite_number", "Input should be a finite number")),
-        },
-        (Ty::Num, _) => Err(fault("float_type", "Input should be a valid number")),
-        (Ty::Bool, Value::Bool(b)) => Ok(Val::Bool(*b)),
-        (Ty::Bool, _) => Err(fault("bool_type", "Input should be a valid boolean")),
-    }
-}
-
-/// A multipart text value as `ty`, with pydantic's spellings of booleans.
-fn text_val(ty: Ty, s: &str) -> Result<Val, Fault> {
-    let t = s.trim();
-    match ty {
-        Ty::Str => Ok(Val::Str(s.to_owned())),
-        Ty::Int => t.parse().map(Val::Int).map_err(|_| {
-            fault(
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer",
-            )
-        }),
-        Ty::Num => match t.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Val::Num(f)),
-            Ok(_) => Err(fault("finite_number", "Input should be a finite number")),
-            Err(_) => Err(fault(
-                "float_parsing",
-                "Input should be a valid number, unable to parse string as a number",
-            )),
-        },
-        Ty::Bool => match t.to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" | "yes" | "y" | "on" => Ok(Val::Bool(true)),
-            "false" | "0" | "f" | "no" | "n" | "off" => Ok(Val::Bool(false)),
-            _ => Err(fault(
-                "bool_parsing",
-                "Input should be a valid boolean, unable to interpret input",
-            )),
-        },
-    }
-}
-
-/// Bounds and step of a parsed value.
-fn check(spec: &Spec, val: &Val) -> Result<(), Fault> {
-    let (x, is_str) = match val {
-        Val::Str(s) => (s.chars().count() as f64, true),
-        Val::Int(i) => (*i as f64, false),
-        Val::Num(f) => (*f, false),
-        Val::Bool(_) => return Ok(()),
-    };
-    let plural = |n: f64| if n == 1.0 { "" } else { "s" };
-    if let Some(min) = spec.min.filter(|min| x < *min) {
-        return Err(if is_str {
-            (
-                "string_too_short",
-                format!("String should have at least {min} character{}", plural(min)),
-            )
-        } else {
-            ("greater_than_equal", format!("Input should be greater than or equal to {min}"))
-        });
-    }
-    if let Some(max) = spec.max.filter(|max| x > *max) {
-        return Err(if is_str {
-            (
-                "string_too_long",
-                format!("String should have at most {max} character{}", plural(max)),
-            )
-        } else {
-            ("less_than_equal", format!("Input should be less than or equal to {max}"))
-        });
-    }
-    match (spec.multiple_of, val) {
-        (Some(m), Val::Int(i)) if i % m != 0 => {
-            Err(("multiple_of", format!("Input should be a multiple of {m}")))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The scalar fields of a request, parsed and checked, parallel to their specs.

@@ -6,8 +6,8 @@
 //! - `POST /generate-live-payment`: a payment on the client's behalf ([`SignerState::pay`]),
 //!   in pure steps: `request` decodes, `state` verifies, `bill` charges, `pay` signs.
 //!
-//! Nothing here knows HTTP: refusals are [`Refusal`]s, which `crate::http::signer` turns into
-//! statuses and bodies.
+//! Nothing here knows HTTP: refusals are [`Refusal`]s, which the HTTP edge's signer routes
+//! turn into statuses and bodies.
 
 mod bill;
 mod pay;

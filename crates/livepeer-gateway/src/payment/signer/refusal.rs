@@ -1,5 +1,5 @@
 //! Why a signer route refused a request, typed so that the domain steps know nothing of HTTP:
-//! `crate::http::signer` maps each case to its status and body.
+//! the HTTP edge's signer routes map each case to its status and body.
 
 /// A refused signer request: who failed, and what the caller may do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
