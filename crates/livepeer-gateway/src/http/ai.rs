@@ -10,6 +10,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use livepeer_proto::headers;
 
 use super::body::{read_body, read_input};
 use crate::ai::call::ResultUrls;
@@ -86,7 +87,7 @@ fn answer(reply: Reply) -> Response {
         h.insert("x-request-id", v);
     }
     if let Some(Ok(v)) = reply.orchestrator.as_deref().map(HeaderValue::from_str) {
-        h.insert("x-orchestrator-url", v);
+        h.insert(headers::SERVED_BY_ORCHESTRATOR, v);
     }
     resp
 }

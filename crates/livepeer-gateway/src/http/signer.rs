@@ -15,7 +15,7 @@ use super::error::json_error;
 use crate::payment::signer::{PaymentRequest, Refusal, SignerState};
 
 /// Where a 480 tells the client to refresh the orchestrator's info.
-const REFRESH_URL_HEADER: &str = "Livepeer-Orchestrator-URL";
+const REFRESH_URL_HEADER: &str = livepeer_proto::headers::ORCHESTRATOR_URL;
 
 /// The signer routes, to merge into the public router.
 pub(crate) fn router(state: SignerState) -> Router {
