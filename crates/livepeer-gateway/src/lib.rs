@@ -66,9 +66,55 @@ pub enum StartError {
         /// The socket error.
         source: std::io::Error,
     },
-    /// A configured key or source was unusable.
-    #[error("{0}")]
-    Setup(String),
+    /// A part of the gateway could not be set up from its configuration.
+    #[error("{part}: {message}")]
+    Setup {
+        /// Which part.
+        part: Part,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The parts of the gateway whose setup can fail at start, named in [`StartError::Setup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The listeners, once bound.
+    Listener,
+    /// The gateway's identity (its key, or the remote signer's).
+    Identity,
+    /// The orchestrator source (webhook, or the remote signer's discovery).
+    Discovery,
+    /// The payers (local key or remote signer).
+    Payments,
+    /// The chain connection that reads the sender's funds (`--eth-url`).
+    Chain,
+    /// The HTTP client of AI calls.
+    AiClient,
+    /// The live-video state (its HTTP clients).
+    Live,
+    /// The remote-signer routes this gateway serves.
+    Signer,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Listener => "listener",
+            Part::Identity => "identity",
+            Part::Discovery => "discovery",
+            Part::Payments => "payments",
+            Part::Chain => "chain",
+            Part::AiClient => "AI client",
+            Part::Live => "live video",
+            Part::Signer => "remote-signer routes",
+        })
+    }
+}
+
+/// Turns an error of `part`'s setup into a [`StartError`].
+fn setup<E: std::fmt::Display>(part: Part) -> impl FnOnce(E) -> StartError {
+    move |e| StartError::Setup { part, message: e.to_string() }
 }
 
 /// A running gateway.
@@ -90,8 +136,8 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let http = bind(config.http_addr).await?;
         let admin = bind(config.cli_addr).await?;
-        let http_addr = http.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
-        let admin_addr = admin.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+        let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
+        let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
@@ -112,8 +158,8 @@ impl Gateway {
             payment::LocalPayer::new(signer, client.clone(), config.payment)
         });
         let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
-        let payments =
-            payment::Payments::new(payer.clone(), remote, &client).map_err(StartError::Setup)?;
+        let payments = payment::Payments::new(payer.clone(), remote, &client)
+            .map_err(setup(Part::Payments))?;
         if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
             watch_funds(&tasks, chain, payer.clone()).await?;
         }
@@ -132,7 +178,7 @@ impl Gateway {
             payments,
             &tasks,
         )
-        .map_err(StartError::Setup)?;
+        .map_err(setup(Part::Live))?;
         let admin_routes = http::admin_router(state.clone(), live_state.clone());
         serve(&tasks, "admin-api", admin, admin_routes.clone(), config.header_timeout);
         let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
@@ -162,18 +208,14 @@ impl Gateway {
 async fn identity(config: &Config) -> Result<Option<Identity>, StartError> {
     if let Some(signer) = &config.signer {
         let text = signer.address().to_checksum(None);
-        let sig = signer
-            .eth_sign(text.as_bytes())
-            .map_err(|e| StartError::Setup(format!("signing: {e}")))?;
+        let sig = signer.eth_sign(text.as_bytes()).map_err(setup(Part::Identity))?;
         tracing::info!(address = %text, "gateway identity");
         return Ok(Some(Identity { address: signer.address(), sig }));
     }
     let Some(config::RemoteSigner { url, headers }) = &config.remote_signer else {
         return Ok(None);
     };
-    let id = payment::fetch_identity(url, headers.clone())
-        .await
-        .map_err(|e| StartError::Setup(e.to_string()))?;
+    let id = payment::fetch_identity(url, headers.clone()).await.map_err(setup(Part::Identity))?;
     tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
     Ok(Some(id))
 }
@@ -187,10 +229,9 @@ fn discovery(config: &Config) -> Result<Discovery, StartError> {
         (OrchSource::Static(urls), Some(config::RemoteSigner { url, headers }))
             if urls.is_empty() =>
         {
-            let endpoint =
-                url.join("discover-orchestrators").map_err(|e| StartError::Setup(e.to_string()))?;
+            let endpoint = url.join("discover-orchestrators").map_err(setup(Part::Discovery))?;
             Discovery::webhook_with_headers(endpoint, refresh, timeout, headers.clone())
-                .map_err(StartError::Setup)
+                .map_err(setup(Part::Discovery))
         }
         (OrchSource::Static(urls), _) => {
             if urls.is_empty() {
@@ -201,7 +242,7 @@ fn discovery(config: &Config) -> Result<Discovery, StartError> {
             Ok(Discovery::Static(urls.clone()))
         }
         (OrchSource::Webhook(url), _) => {
-            Discovery::webhook(url.clone(), refresh, timeout).map_err(StartError::Setup)
+            Discovery::webhook(url.clone(), refresh, timeout).map_err(setup(Part::Discovery))
         }
     }
 }
@@ -228,7 +269,7 @@ fn ai_state(
         config.ai.fetch_timeout,
         config.ai.orch_http2,
     )
-    .map_err(StartError::Setup)?;
+    .map_err(setup(Part::AiClient))?;
     let store = ai::results::ResultStore::new(config.ai.result_store_bytes, config.ai.result_ttl);
     Ok(ai::AiState {
         pool: state.pool.clone(),
@@ -248,7 +289,7 @@ fn signer_state(
 ) -> Result<Option<payment::signer::SignerState>, StartError> {
     let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) else { return Ok(None) };
     let signer = payment::signer::SignerState::new(signer.clone(), key.clone(), state.pool.clone())
-        .map_err(StartError::Setup)?;
+        .map_err(setup(Part::Signer))?;
     tracing::info!("serving remote-signer routes (API key required)");
     Ok(Some(signer))
 }
@@ -262,10 +303,10 @@ async fn watch_funds(
 ) -> Result<(), StartError> {
     let sender = payer.sender();
     let client = payment::chain::ChainClient::new(chain.url.clone())
-        .map_err(|e| StartError::Setup(format!("--eth-url: {e}")))?;
+        .map_err(|e| setup(Part::Chain)(format!("--eth-url: {e}")))?;
     let controller = chain.controller;
     let info = client.sender_info(controller, sender).await.map_err(|e| {
-        StartError::Setup(format!("reading the TicketBroker deposit and reserve: {e}"))
+        setup(Part::Chain)(format!("reading the TicketBroker deposit and reserve: {e}"))
     })?;
     tracing::info!(deposit = %info.deposit, reserve = %info.reserve, unlocking = info.is_unlocking(), "sender funds");
     payer.set_funds(info);
