@@ -27,7 +27,7 @@ impl Session {
     /// Tears the session down on the orchestrator's side, in the background: the input and
     /// control channels are deleted, which ends the orchestrator's stream (§8.3 Teardown).
     pub(crate) fn finish(self, inner: &Arc<Inner>) -> Self {
-        billing::forget_remote(inner, &self);
+        billing::forget(inner, &self);
         let http = inner.trickle.clone();
         let urls = [self.publish_url.clone(), self.control_url.clone()];
         inner.spawn("live-teardown", async move {
@@ -93,7 +93,11 @@ pub(crate) async fn attach(
             continue;
         }
         attempts += 1;
-        match start_call(inner, stream, &lease).await {
+        let started = start_call(inner, stream, &lease).await;
+        // The start's credit is the orchestrator's balance of the stream it started, if any.
+        let manifest = started.as_ref().ok().map(|s| s.manifest_id.as_str());
+        inner.payments.rebook(lease.url(), &stream.spec.request_id, manifest);
+        match started {
             Ok(started) => {
                 return Ok(Session {
                     orchestrator: url,

@@ -160,9 +160,9 @@ async fn pay_once(
     settle(inner, stream, orch, paid.prepared, outcome);
 }
 
-/// Forgets the remote signer's payment sessions of an orchestrator session that ended: the
-/// one of its stream and the one its start call was booked on.
-pub(crate) fn forget_remote(inner: &Inner, session: &Session) {
+/// Forgets the payment sessions (remote signer) or credit (local key) of an orchestrator
+/// session that ended: the one of its stream and the one its start call was booked on.
+pub(crate) fn forget(inner: &Inner, session: &Session) {
     let (url, key) = (session.lease.url(), &session.key);
     inner.payments.forget(url, key, &session.manifest_id);
     inner.payments.forget(url, key, &session.start_manifest);

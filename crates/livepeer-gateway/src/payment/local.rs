@@ -1,6 +1,9 @@
 //! Paying orchestrators with the gateway's own key, with probabilistic micropayment tickets
 //! (PAYMENTS.md §3–§5): one payment session per (orchestrator, job), holding ticket params
-//! priced for that job, the nonce counter and the credit balance.
+//! priced for that job and the nonce counter, and a credit balance kept as the orchestrator
+//! keeps it, per (sender, manifest id): a batch job's in its session, each live stream's on its
+//! own manifest id (PROTOCOL.md §4.7). The orchestrator books every live stream on a manifest
+//! id of its own, so credit left from one stream is worth nothing to another.
 //!
 //! Per attempt: fee = units × price; tickets = ceil((max(fee, EV) − credit) / EV); the sender
 //! checks run before anything is signed; after the answer the balance is settled according to
@@ -28,7 +31,8 @@ use crate::orchestrator::{JobKey, OrchClient};
 struct Session {
     info: Arc<OrchInfo>,
     sender: SenderSession,
-    balance: Balance,
+    /// The credit of batch requests, booked on the job's manifest id.
+    balance: SharedCredit,
     /// The price when the session started: a price more than twice this is refused.
     initial_price: Price,
 }
@@ -38,6 +42,12 @@ const NONCE_ROTATION: u32 = 500;
 
 /// A session shared by the requests to one (orchestrator, job).
 type SharedSession = Arc<Mutex<Session>>;
+
+/// The credit held on one orchestrator-side balance, shared by the payments booked on it.
+type SharedCredit = Arc<Mutex<Balance>>;
+
+/// A live stream's credit: (orchestrator URL, manifest id).
+type StreamKey = (String, String);
 
 /// A payment staged for one attempt, to be settled after it.
 #[derive(Debug)]
@@ -53,7 +63,8 @@ pub(super) struct Staged {
     /// The fee of this request, wei (exact).
     pub(super) fee: Ratio,
     update: BalanceUpdate,
-    session: Arc<Mutex<Session>>,
+    /// The balance the payment was staged on, to settle.
+    credit: SharedCredit,
 }
 
 /// The gateway's ticket sender, signing with its own key; cheap to clone.
@@ -68,6 +79,9 @@ pub struct LocalPayer {
     client: OrchClient,
     limits: PaymentLimits,
     sessions: Arc<Mutex<HashMap<(String, JobKey), SharedSession>>>,
+    /// Live streams' credit, apart from the sessions: fresh ticket params (a session renewed)
+    /// leave the orchestrator's balance of a stream as it was.
+    streams: Arc<Mutex<HashMap<StreamKey, SharedCredit>>>,
 }
 
 impl LocalPayer {
@@ -80,6 +94,7 @@ impl LocalPayer {
             client,
             limits,
             sessions: Arc::default(),
+            streams: Arc::default(),
         }
     }
 
@@ -105,7 +120,7 @@ impl LocalPayer {
                     "price": s.info.price.to_string(),
                     "ticket_ev_wei": s.sender.params().ev().to_string(),
                     "nonces_used": s.sender.last_nonce(),
-                    "credit_wei": s.balance.amount().to_string(),
+                    "credit_wei": s.balance.lock().ok()?.amount().to_string(),
                 }))
             })
             .collect()
@@ -157,21 +172,28 @@ impl LocalPayer {
         Ok(())
     }
 
-    /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`.
-    /// Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it gets the empty
-    /// header, as go-livepeer sends it.
+    /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`,
+    /// paid from the credit of the live stream booked on `stream` (its manifest id), or else
+    /// from the job's. Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it
+    /// gets the empty header, as go-livepeer sends it.
     pub(super) async fn prepare(
         &self,
         url: &Url,
         discovered: &OrchInfo,
         key: &JobKey,
         units: u64,
+        stream: Option<&str>,
     ) -> Result<Option<Staged>, PayError> {
         if discovered.ticket_params.is_none() {
             return Ok(None);
         }
         let session = self.session(url, key).await?;
         let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
+        let credit = match stream {
+            Some(manifest) => self.stream_credit(url, manifest)?,
+            None => s.balance.clone(),
+        };
+        let mut balance = credit.lock().map_err(|_| PayError::Internal("credit lock".into()))?;
         let info = s.info.clone();
         let price = info.price;
         if price.is_zero() {
@@ -179,7 +201,7 @@ impl LocalPayer {
             let expected = price_info(price);
             let payment = build_payment(self.signer.address(), &expected, None)
                 .map_err(|e| PayError::Internal(e.to_string()))?;
-            drop(s);
+            drop((balance, s));
             return Ok(Some(Staged {
                 header: payment_header_value(&payment),
                 info,
@@ -187,7 +209,7 @@ impl LocalPayer {
                 ev_sent: Ratio::default(),
                 fee: Ratio::default(),
                 update: BalanceUpdate::empty(),
-                session,
+                credit,
             }));
         }
         if price.more_than_double(&s.initial_price) {
@@ -201,18 +223,19 @@ impl LocalPayer {
         self.check_funds(params.face_value)?;
         let per_unit = price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
         let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
-        let update = stage(&mut s.balance, &fee, &ev)?;
+        let update = stage(&mut balance, &fee, &ev)?;
         let ev_sent = update.new_credit;
         if ev_sent > Ratio::from_u256(self.limits.max_total_ev) {
             // Give the reserved credit back before refusing.
             let mut back = update;
             back.status = UpdateStatus::Staged;
-            let _ = s.balance.complete_update(&back);
+            let _ = balance.complete_update(&back);
             return Err(PayError::Refused(format!(
                 "payment of {} tickets exceeds the max total EV {}",
                 back.num_tickets, self.limits.max_total_ev
             )));
         }
+        drop(balance);
         let batch = s
             .sender
             .create_batch(&self.signer, update.num_tickets)
@@ -227,8 +250,43 @@ impl LocalPayer {
             ev_sent,
             fee,
             update,
-            session,
+            credit,
         }))
+    }
+
+    /// The credit of the live stream booked on `manifest` at `url`, new and empty the first
+    /// time.
+    fn stream_credit(&self, url: &Url, manifest: &str) -> Result<SharedCredit, PayError> {
+        let mut map = self.streams.lock().map_err(|_| PayError::Internal("credit lock".into()))?;
+        Ok(map.entry((url.to_string(), manifest.to_owned())).or_default().clone())
+    }
+
+    /// Forgets the credit of the live stream booked on `manifest` at `url`: the stream ended
+    /// there, and the orchestrator's balance for it with it.
+    pub(super) fn forget(&self, url: &Url, manifest: &str) {
+        if let Ok(mut map) = self.streams.lock() {
+            map.remove(&(url.to_string(), manifest.to_owned()));
+        }
+    }
+
+    /// Moves the credit booked on `from` at `url` to `to`, or drops it when `to` is `None`.
+    pub(super) fn rebook(&self, url: &Url, from: &str, to: Option<&str>) {
+        if to == Some(from) {
+            return;
+        }
+        let Ok(mut map) = self.streams.lock() else { return };
+        let Some(moved) = map.remove(&(url.to_string(), from.to_owned())) else { return };
+        let Some(to) = to else { return };
+        let amount = match moved.lock() {
+            Ok(b) => b.amount(),
+            Err(_) => return,
+        };
+        let target = map.entry((url.to_string(), to.to_owned())).or_default();
+        if let Ok(mut b) = target.lock()
+            && let Err(e) = b.credit(&amount)
+        {
+            tracing::error!(error = %e, "stream credit overflowed");
+        }
     }
 
     /// The expected value of one ticket of `params`, refused when it is not below the face
@@ -250,7 +308,7 @@ impl LocalPayer {
 
     /// Settles a prepared payment after the attempt.
     pub(super) fn settle(&self, prepared: Staged, outcome: Settlement) {
-        let Staged { mut update, session, fee, .. } = prepared;
+        let Staged { mut update, credit, fee, .. } = prepared;
         match outcome {
             Settlement::Paid => {
                 update.status = UpdateStatus::ReceivedChange;
@@ -260,8 +318,8 @@ impl LocalPayer {
             Settlement::CreditSpent => update.status = UpdateStatus::CreditSpent,
             Settlement::Refused => update.status = UpdateStatus::Staged,
         }
-        if let Ok(mut s) = session.lock()
-            && let Err(e) = s.balance.complete_update(&update)
+        if let Ok(mut balance) = credit.lock()
+            && let Err(e) = balance.complete_update(&update)
         {
             tracing::error!(error = %e, "balance settlement overflowed");
         }
@@ -310,7 +368,7 @@ impl LocalPayer {
         let session = Arc::new(Mutex::new(Session {
             initial_price: info.price,
             sender: SenderSession::new(params, expiration),
-            balance: Balance::default(),
+            balance: SharedCredit::default(),
             info: Arc::new(info),
         }));
         if let Ok(mut map) = self.sessions.lock() {
@@ -398,5 +456,39 @@ mod tests {
         p.set_funds(funds(1000, 10, 0));
         assert!(p.check_funds(U256::from(500u64)).is_ok(), "500 ≤ 1000 / 2");
         assert_eq!(refused(&p, 501), "ticket faceValue 501 > max faceValue 500");
+    }
+
+    fn credit_of(p: &LocalPayer, url: &Url, manifest: &str) -> Option<SignedRatio> {
+        let map = p.streams.lock().unwrap();
+        map.get(&(url.to_string(), manifest.to_owned())).map(|c| c.lock().unwrap().amount())
+    }
+
+    /// Each stream's credit is its own, on each orchestrator: a start's moves to the stream's
+    /// manifest, a failed start's and an ended stream's are dropped.
+    #[test]
+    fn stream_credit_follows_the_orchestrators_manifest() {
+        let p = payer(2);
+        let (a, b): (Url, Url) =
+            ("https://a.example/".parse().unwrap(), "https://b.example/".parse().unwrap());
+        let seven = SignedRatio::from(Ratio::from_u256(U256::from(7u64)));
+        for url in [&a, &b] {
+            p.stream_credit(url, "request").unwrap().lock().unwrap().credit(&seven).unwrap();
+        }
+        p.stream_credit(&a, "mid").unwrap().lock().unwrap().credit(&seven).unwrap();
+        p.rebook(&a, "request", Some("mid"));
+        assert_eq!(credit_of(&p, &a, "request"), None);
+        assert_eq!(credit_of(&p, &a, "mid"), Some(seven.checked_add(&seven).unwrap()));
+        assert_eq!(credit_of(&p, &b, "mid"), None, "another orchestrator's stream");
+        p.rebook(&b, "request", Some("request"));
+        assert_eq!(credit_of(&p, &b, "request"), Some(seven), "the same manifest: kept");
+        p.rebook(&b, "request", None);
+        assert_eq!(credit_of(&p, &b, "request"), None, "a failed start's credit is dropped");
+        p.forget(&a, "mid");
+        assert!(p.streams.lock().unwrap().is_empty());
+        assert_eq!(credit_of(&p, &a, "fresh"), None);
+        assert_eq!(
+            p.stream_credit(&a, "fresh").unwrap().lock().unwrap().amount(),
+            SignedRatio::default()
+        );
     }
 }

@@ -166,7 +166,11 @@ impl Payments {
     ) -> Result<Prepared, PayError> {
         match &self.way {
             Way::Local(local) => {
-                if let Some(staged) = local.prepare(url, discovered, key, units).await? {
+                let stream = match booking {
+                    Booking::Job => None,
+                    Booking::Stream(manifest) => Some(manifest),
+                };
+                if let Some(staged) = local.prepare(url, discovered, key, units, stream).await? {
                     let segment = stream_segment(booking, key, &staged.info, Some(local));
                     return Ok(Prepared {
                         info: staged.info.clone(),
@@ -217,11 +221,26 @@ impl Payments {
         }
     }
 
-    /// Forgets the remote signer's session of a live stream booked on `manifest` (the stream
-    /// ended or left the orchestrator). Local sessions are per job and stay.
+    /// Forgets what is booked on the live stream's `manifest` at `url` (the stream ended or
+    /// left the orchestrator): the remote signer's session, or the credit the gateway's own key
+    /// holds there. The local key's ticket params and nonces are per job and stay.
     pub fn forget(&self, url: &Url, key: &JobKey, manifest: &str) {
-        if let Way::Remote(remote) = &self.way {
-            remote.forget(url, key, manifest);
+        match &self.way {
+            Way::Local(local) => local.forget(url, manifest),
+            Way::Remote(remote) => remote.forget(url, key, manifest),
+            Way::OffChain => {}
+        }
+    }
+
+    /// Books the gateway's own credit left from a live stream's start call, booked on `start`
+    /// at `url`, on the manifest id the orchestrator answered (`stream`), which credited the
+    /// start's tickets and is debited for the stream's time; `None` (the start failed) drops
+    /// it, since that balance is abandoned. go-livepeer likewise starts each stream on a fresh
+    /// balance and pays the stream's intervals from what is left of it. Only the local key
+    /// keeps balances; a remote signer's sessions stay as they are.
+    pub fn rebook(&self, url: &Url, start: &str, stream: Option<&str>) {
+        if let Way::Local(local) = &self.way {
+            local.rebook(url, start, stream);
         }
     }
 }

@@ -521,6 +521,54 @@ async fn payments_arrive_on_schedule_and_stop_with_the_stream() {
     assert!(first["payments"]["tickets"].as_u64().unwrap() >= 1, "{first}");
 }
 
+/// The orchestrator keeps a balance per (sender, stream manifest): credit the gateway holds from
+/// one stream's payments is worth nothing to the next stream, which must prepay its own minute.
+/// With a ticket EV above the prepaid minute's fee, the first stream ends holding credit of a
+/// ticket or more; a second stream on the same gateway and orchestrator must still be started
+/// with tickets, or the orchestrator answers "Insufficient balance".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_stream_after_the_first_stopped_prepays_its_own_minute() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let sim = LiveSim::new("live-again").eth(11).price(1).start().await;
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.live.payment_interval = Duration::from_millis(500);
+    c.live.status_linger = Duration::from_secs(60);
+    let gw = start(c).await;
+    let sender = LocalSigner::from_hex(KEY).unwrap().address();
+    for (n, name) in ["first", "second"].into_iter().enumerate() {
+        let started = start_stream(&gw, name, json!({})).await;
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pumping = pump(started["publish_url"].as_str().unwrap(), running.clone());
+        eventually(Duration::from_secs(30), "the stream's interval payments", || async {
+            status(&gw, name).await["payments"]["sent"].as_u64().unwrap_or(0) >= 3
+        })
+        .await;
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        pumping.await.unwrap();
+        eventually(Duration::from_secs(5), "the stream to stop", || async {
+            status(&gw, name).await["state"] == "stopped"
+        })
+        .await;
+        eventually(Duration::from_secs(5), "the orchestrator to end its stream", || async {
+            sim.live().active == 0
+        })
+        .await;
+        let s = status(&gw, name).await;
+        assert!(s["payments"]["tickets"].as_u64().unwrap() >= 1, "{s}");
+        assert_eq!(sim.live().starts, n as u64 + 1);
+    }
+    let stats = sim.payments();
+    assert!(stats.rejections.is_empty(), "{:?}", stats.rejections);
+    assert_eq!(sim.live().stopped_for_balance, 0);
+    // One orchestrator balance per stream (start call and interval payments alike), and neither
+    // ran short of the time it was billed.
+    let balances: Vec<_> =
+        stats.balances.iter().filter(|((s, _), _)| *s == sender).map(|(_, b)| *b).collect();
+    assert_eq!(balances.len(), 2, "{:?}", stats.balances);
+    assert!(balances.iter().all(|b| *b >= livepeer_pm::SignedRatio::default()), "{balances:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_streams() {
     const STREAMS: usize = 100;
