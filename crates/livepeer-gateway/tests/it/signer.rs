@@ -213,7 +213,6 @@ async fn discover(gw: &Gateway, query: &str) -> (u16, serde_json::Value) {
 /// `discover_orchestrators` reads it as "none for that capability"), 503 only when the pool
 /// has no orchestrator at all, and empty `caps` values filter nothing.
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn discovery_filters_that_match_nothing_are_an_empty_list() {
     let orch = Sim::start(SimConfig {
         models: vec![SimModel::new("llm", "m"), SimModel::new("text-to-image", SD)],

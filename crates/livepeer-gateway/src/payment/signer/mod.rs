@@ -72,24 +72,33 @@ impl SignerState {
 
     /// `[{"address", "score": 1, "capabilities": ["pipeline/model", …]}]`: orchestrators the
     /// pool can use, each with the (pipeline, model) pairs it offers within the price caps.
-    /// `query`'s `caps` filter (any of them); none matching is [`Refusal::NoOrchestrators`].
+    /// `query`'s `caps` filter keeps those offering any of them (empty values filter nothing).
+    /// As go-livepeer's: a filter matching nothing is an empty list (clients such as the
+    /// Python SDK read it as "none for that capability"); only a pool with no usable
+    /// orchestrator at all is [`Refusal::NoOrchestrators`].
     pub fn discover(&self, query: Option<&str>) -> Result<Vec<Value>, Refusal> {
         // `caps` may repeat (and clients leave its `/` unescaped), so read the query by hand.
         let wanted: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .filter(|(k, _)| k == "caps")
+            .filter(|(k, v)| k == "caps" && !v.is_empty())
             .map(|(_, v)| v.into_owned())
             .collect();
         let snap = self.pool.snapshot();
         let mut per_orch: Vec<(String, Vec<String>)> = Vec::new();
         let mut keys: Vec<(&JobKey, &Tiers)> = snap.index.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut pool_empty = true;
         for (key, tiers) in keys {
-            let name = key.to_string();
-            if key.model.is_empty() || (!wanted.is_empty() && !wanted.contains(&name)) {
+            if key.model.is_empty() {
                 continue;
             }
+            let name = key.to_string();
+            let listed = wanted.is_empty() || wanted.contains(&name);
             for entry in tiers.warm.iter().chain(&tiers.cold) {
                 let Some(slot) = snap.slots.get(entry.orch as usize) else { continue };
+                pool_empty = false;
+                if !listed {
+                    break;
+                }
                 let url = slot.url.as_str().trim_end_matches('/').to_owned();
                 match per_orch.iter_mut().find(|(u, _)| *u == url) {
                     Some((_, caps)) => caps.push(name.clone()),
@@ -97,7 +106,7 @@ impl SignerState {
                 }
             }
         }
-        if per_orch.is_empty() {
+        if pool_empty {
             return Err(Refusal::NoOrchestrators);
         }
         Ok(per_orch

@@ -7,7 +7,8 @@ pub enum Refusal {
     /// The caller did not present the API key.
     #[error("missing or wrong API key (Authorization: Bearer <key>)")]
     Unauthorized,
-    /// No orchestrator in the pool matches the discovery query.
+    /// The pool has no usable orchestrator to list (a filter matching none of them is an
+    /// empty list, not this).
     #[error("no orchestrator matches")]
     NoOrchestrators,
     /// The request is malformed, or its state is not this signer's (the client's fault).
