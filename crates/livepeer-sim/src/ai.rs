@@ -301,8 +301,7 @@ impl Ctx {
         let file = format!("{:016x}.{ext}", rand::random::<u64>());
         let key = format!("{}/{file}", self.request_id);
         self.shared.ai.store.put(key, Bytes::from(data), content_type);
-        let config = &self.shared.config;
-        let base = config.service_uri.as_deref().unwrap_or(&self.shared.url);
+        let base = self.shared.service_url();
         format!("{}/stream/{}/{file}", base.trim_end_matches('/'), self.request_id)
     }
 }

@@ -137,7 +137,7 @@ pub(crate) fn info(
     let session_id = format!("{:08x}", rand::rng().random::<u32>());
     let expiration = (now + 30 * 60) as i64;
     Ok(net::OrchestratorInfo {
-        transcoder: config.service_uri.clone().unwrap_or_else(|| shared.url.clone()),
+        transcoder: shared.service_url().to_owned(),
         ticket_params,
         price_info: Some(price_info),
         address: config.eth_address.map(|a| a.to_vec()).unwrap_or_default(),

@@ -3,7 +3,9 @@
 //! Tests, the demo and the benchmarks start it on port 0 with [`Sim::start`]; the
 //! `livepeer-sim` binary runs one from the command line. Like go-livepeer's orchestrator it
 //! serves gRPC (`net.Orchestrator`) and plain HTTP on one port, over TLS with a self-signed
-//! certificate or over cleartext HTTP/1.1 + h2c. Its behaviour can be changed while it runs
+//! certificate or over cleartext HTTP/1.1 + h2c; or, like an orchestrator whose AI worker is
+//! a plain HTTP server, with its AI API on a second, HTTP/1.1-only port
+//! ([`SimConfig::ai_http1_only`]). Its behaviour can be changed while it runs
 //! (latency, error rate, hanging, garbage answers) and it can be stopped and restarted on the
 //! same port, so failure handling is tested against real connection errors.
 //!
@@ -168,6 +170,11 @@ pub struct SimConfig {
     /// real time, as go-livepeer). Above 1 it runs a stream's prepaid credit down faster, to
     /// exercise the "insufficient balance" stop.
     pub live_billing_speedup: u64,
+    /// Serve the AI and live HTTP API on a second port of the same address that speaks
+    /// HTTP/1.1 only (over TLS with ALPN `http/1.1` only, when `tls`), and advertise that
+    /// port as the transcoder URI (unless `service_uri` says otherwise): an orchestrator whose
+    /// AI worker is any plain HTTP server. gRPC stays on the main port.
+    pub ai_http1_only: bool,
 }
 
 impl Default for SimConfig {
@@ -194,6 +201,7 @@ impl Default for SimConfig {
             live_event_interval: Duration::from_secs(1),
             live_payment_interval: Duration::from_secs(5),
             live_billing_speedup: 1,
+            ai_http1_only: false,
         }
     }
 }
@@ -208,6 +216,8 @@ struct Shared {
     calls: AtomicU64,
     last_request: Mutex<Option<net::OrchestratorRequest>>,
     url: String,
+    /// URL of the HTTP/1.1-only AI port, with [`SimConfig::ai_http1_only`].
+    ai_url: Option<String>,
     /// Key of the auth-token MAC, like go-livepeer's in-memory HMAC secret: tokens are checked
     /// by recomputing them, so no list of issued tokens has to be kept (or bounded).
     auth_secret: [u8; 32],
@@ -216,11 +226,22 @@ struct Shared {
     payments: payment::Payments,
 }
 
+impl Shared {
+    /// Where its AI and live API is reached: the transcoder URI it advertises, and the base of
+    /// its result and trickle URLs.
+    fn service_url(&self) -> &str {
+        let own = self.ai_url.as_deref().unwrap_or(&self.url);
+        self.config.service_uri.as_deref().unwrap_or(own)
+    }
+}
+
 /// A running simulated orchestrator. Dropping it stops it.
 #[derive(Debug)]
 pub struct Sim {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// The HTTP/1.1-only AI port, with [`SimConfig::ai_http1_only`].
+    ai_addr: Option<SocketAddr>,
     tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
     cancel: Mutex<CancellationToken>,
 }
@@ -232,9 +253,15 @@ impl Sim {
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
+        let ai_listener = match config.ai_http1_only {
+            true => Some(tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?),
+            false => None,
+        };
+        let ai_addr = ai_listener.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
         let tls = if config.tls { Some(server::self_signed()?) } else { None };
         let scheme = if config.tls { "https" } else { "http" };
         let url = format!("{scheme}://{addr}");
+        let ai_url = ai_addr.map(|a| format!("{scheme}://{a}"));
         let shared = Arc::new(Shared {
             mode: Mutex::new(Mode::Normal),
             latency_us: AtomicU64::new(config.latency.as_micros() as u64),
@@ -242,6 +269,7 @@ impl Sim {
             calls: AtomicU64::new(0),
             last_request: Mutex::new(None),
             url,
+            ai_url,
             auth_secret: rand::random(),
             ai: ai::AiState::default(),
             live: live::LiveState::default(),
@@ -253,9 +281,10 @@ impl Sim {
             config,
         });
         let cancel = CancellationToken::new();
-        server::spawn(listener, tls.clone(), server::router(shared.clone()), cancel.clone());
+        serve(&shared, listener, ai_listener, tls.clone(), &cancel);
         tracing::info!(sim = %shared.config.name, url = %shared.url, "simulated orchestrator up");
-        Ok(Self { shared, addr, tls: Mutex::new(tls), cancel: Mutex::new(cancel) })
+        let tls = Mutex::new(tls);
+        Ok(Self { shared, addr, ai_addr, tls, cancel: Mutex::new(cancel) })
     }
 
     /// Its URL, `https://127.0.0.1:port` or `http://…`.
@@ -266,6 +295,12 @@ impl Sim {
     /// Its listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The URL its AI API is reached at (the transcoder URI it advertises): its own URL, or
+    /// the HTTP/1.1-only port's with [`SimConfig::ai_http1_only`], or `service_uri`.
+    pub fn service_url(&self) -> &str {
+        self.shared.service_url()
     }
 
     /// Changes what it does with calls.
@@ -367,25 +402,51 @@ impl Sim {
             }
             tls.clone()
         };
-        // The old accept loop drops its listener asynchronously after `stop`; retry briefly.
-        let mut tries = 0;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let listener = rebind(self.addr).await?;
+        let ai_listener = match self.ai_addr {
+            Some(addr) => Some(rebind(addr).await?),
+            None => None,
         };
         let cancel = CancellationToken::new();
-        server::spawn(listener, tls, server::router(self.shared.clone()), cancel.clone());
+        serve(&self.shared, listener, ai_listener, tls, &cancel);
         if let Ok(mut c) = self.cancel.lock() {
             *c = cancel;
         }
         Ok(())
     }
+}
+
+/// Binds `addr` again after a stop. The old accept loop drops its listener asynchronously
+/// after `stop`, so the port may still be taken for a moment: retry briefly.
+async fn rebind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SimError> {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Serves the main port (every protocol) and, when there is one, the HTTP/1.1-only AI port,
+/// until `cancel` fires.
+fn serve(
+    shared: &Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    ai_listener: Option<tokio::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: &CancellationToken,
+) {
+    let router = server::router(shared.clone());
+    if let Some(ai_listener) = ai_listener {
+        let ai_tls = tls.as_deref().map(server::http1_only_alpn);
+        server::spawn(ai_listener, ai_tls, true, router.clone(), cancel.clone());
+    }
+    server::spawn(listener, tls, false, router, cancel.clone());
 }
 
 impl Drop for Sim {

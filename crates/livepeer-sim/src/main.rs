@@ -51,6 +51,10 @@ struct Args {
     /// instead of passing it through.
     #[arg(long)]
     live_filter: Option<String>,
+    /// Serve the AI API on a second, HTTP/1.1-only port (advertised as the transcoder URI),
+    /// like an orchestrator whose AI worker is a plain HTTP server.
+    #[arg(long)]
+    ai_http1_only: bool,
 }
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
@@ -101,10 +105,11 @@ async fn main() -> anyhow::Result<()> {
         token_delay: Duration::from_millis(args.token_delay_ms),
         ai_latency: Duration::from_millis(args.ai_latency_ms),
         live_filter: args.live_filter,
+        ai_http1_only: args.ai_http1_only,
         ..SimConfig::default()
     };
     let sim = Sim::start(config).await?;
-    tracing::info!(url = sim.url(), "serving; Ctrl-C to stop");
+    tracing::info!(url = sim.url(), ai = sim.service_url(), "serving; Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
     sim.stop();
     Ok(())

@@ -52,6 +52,14 @@ pub(crate) fn self_signed() -> Result<Arc<rustls::ServerConfig>, SimError> {
     Ok(Arc::new(config))
 }
 
+/// The same certificate, offering only `http/1.1` by ALPN, as a TLS server without HTTP/2
+/// does: a client that insists on `h2` fails the handshake.
+pub(crate) fn http1_only_alpn(config: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// Every route of the simulator. gRPC requests are recognised by path, which is unambiguous
 /// because gRPC paths start with the package name (`/net.Orchestrator/...`). The AI routes are
 /// merged after the gRPC failure-mode layer: they have their own ([`crate::AiMode`]), so a test
@@ -123,9 +131,12 @@ impl http_body::Body for FrameThenTrailers {
 }
 
 /// Accepts connections until `cancel` fires, then drops the listener and every connection.
+/// With `http1_only`, connections speak HTTP/1.1 and nothing else (an h2c preface is a
+/// malformed HTTP/1.1 request); otherwise HTTP/1.1 or HTTP/2, whichever the client speaks.
 pub(crate) fn spawn(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    http1_only: bool,
     app: Router,
     cancel: CancellationToken,
 ) {
@@ -149,6 +160,7 @@ pub(crate) fn spawn(
             tokio::spawn(async move {
                 let service = TowerToHyperService::new(app);
                 let builder = auto::Builder::new(TokioExecutor::new());
+                let builder = if http1_only { builder.http1_only() } else { builder };
                 let served = async {
                     match acceptor {
                         Some(acceptor) => match acceptor.accept(stream).await {

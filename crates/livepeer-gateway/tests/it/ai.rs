@@ -536,6 +536,59 @@ async fn https_orchestrators_work_over_http2_and_http1() {
     }
 }
 
+/// An orchestrator whose AI worker speaks HTTP/1.1 only (any plain HTTP server), in clear and
+/// over TLS (ALPN `http/1.1` only): with the gateway's defaults, JSON, multipart and streamed
+/// calls and the result download succeed over HTTP/1.1, and the orchestrator stays healthy.
+#[tokio::test]
+#[ignore = "fails before the fix"]
+async fn http1_only_orchestrators_work_with_the_defaults_in_clear_and_over_tls() {
+    for tls in [false, true] {
+        let sim = Sim::start(SimConfig {
+            name: "h1-only".into(),
+            tls,
+            ai_http1_only: true,
+            models: all_models(1),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        assert_ne!(sim.service_url(), sim.url(), "the AI API is on its own port");
+        let gw = start(config(&[sim.url()])).await;
+        let http = reqwest::Client::new();
+
+        let resp = http
+            .post(api(&gw, "/text-to-image"))
+            .json(&json!({"prompt": "a red fox", "model_id": SD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "tls: {tls}");
+        let body: Value = resp.json().await.unwrap();
+        check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await;
+        assert_eq!(sim.last_ai_request().unwrap().http_version, "HTTP/1.1");
+
+        let form = Form::new().text("prompt", "blue").text("model_id", SD).part(
+            "image",
+            Part::bytes(png(64, 48)).file_name("in.png").mime_str("image/png").unwrap(),
+        );
+        let resp = http.post(api(&gw, "/image-to-image")).multipart(form).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "tls: {tls}");
+
+        let resp = http
+            .post(api(&gw, "/llm"))
+            .json(&json!({"model": LLM, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "tls: {tls}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
+        assert_eq!(orch_state(&gw, sim.url()).await["state"], "healthy", "tls: {tls}");
+        gw.shutdown().await;
+        sim.stop();
+    }
+}
+
 #[tokio::test]
 async fn request_bodies_that_stall_outgrow_the_limit_or_break_off_get_408_413_or_400() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
