@@ -267,7 +267,7 @@ fn ai_state(
         config.signer.clone(),
         config.connect_timeout,
         config.ai.fetch_timeout,
-        config.ai.orch_http2,
+        config.ai.orch_http,
     )
     .map_err(setup(Part::AiClient))?;
     let store = ai::results::ResultStore::new(config.ai.result_store_bytes, config.ai.result_ttl);

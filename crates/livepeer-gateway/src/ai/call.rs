@@ -18,7 +18,7 @@ use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
-use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
+use crate::orchestrator::http::{HttpError, OrchHttp, OrchHttpVersion, read_body};
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 
@@ -130,17 +130,17 @@ const SEGMENT_CACHE_MAX: usize = 4096;
 impl AiClient {
     /// Clients that accept orchestrators' self-signed certificates, as go-livepeer does.
     ///
-    /// With `http2`, every call uses HTTP/2 (h2c for `http://` orchestrators), which
-    /// go-livepeer orchestrators serve on their one port; it multiplexes concurrent jobs over
-    /// one connection per orchestrator, and measured about 10% more requests per second in the
-    /// load test than HTTP/1.1.
+    /// `version` says which HTTP versions are spoken ([`OrchHttpVersion`]). HTTP/2, where the
+    /// orchestrator speaks it, multiplexes concurrent jobs over one connection per
+    /// orchestrator, and measured about 10% more requests per second in the load test than
+    /// HTTP/1.1.
     pub fn new(
         signer: Option<Arc<LocalSigner>>,
         connect_timeout: Duration,
         fetch_timeout: Duration,
-        http2: bool,
+        version: OrchHttpVersion,
     ) -> Result<Self, String> {
-        let http = OrchHttp::new(connect_timeout, http2)?;
+        let http = OrchHttp::new(connect_timeout, version)?;
         Ok(Self { http, signer, fetch_timeout, segments: Arc::default() })
     }
 

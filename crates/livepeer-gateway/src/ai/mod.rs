@@ -47,8 +47,8 @@ pub struct AiConfig {
     pub result_store_bytes: usize,
     /// Deadline for downloading one result file from an orchestrator.
     pub fetch_timeout: Duration,
-    /// Talk HTTP/2 to orchestrators (h2c for `http://` ones); off means HTTP/1.1.
-    pub orch_http2: bool,
+    /// The HTTP versions spoken to orchestrators.
+    pub orch_http: crate::orchestrator::http::OrchHttpVersion,
 }
 
 /// State of the AI routes.

@@ -43,7 +43,9 @@ pub(crate) struct BenchArgs {
     /// median of the rounds' ratios, so that drift on a shared machine hits both paths alike.
     #[arg(long, default_value_t = 5)]
     pub(crate) rounds: usize,
-    /// The gateway talks HTTP/1.1 to the orchestrator instead of HTTP/2 (h2c).
+    /// The gateway talks HTTP/1.1 to the orchestrator instead of HTTP/2 (h2c). The bench
+    /// asks for h2c explicitly (the gateway's default toward `http://` orchestrators is
+    /// HTTP/1.1), so that its figures stay comparable with the earlier runs.
     #[arg(long)]
     pub(crate) orch_http1: bool,
     /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
@@ -75,7 +77,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let flags = Flags {
         listen: ephemeral_ports(),
         logging: Logging { log_level: Some("warn".into()), ..Logging::default() },
-        ai: Ai { orch_http1: Some(args.orch_http1), ..Ai::default() },
+        ai: Ai {
+            orch_http1: Some(args.orch_http1),
+            orch_h2c: Some(!args.orch_http1),
+            ..Ai::default()
+        },
         ..Flags::default()
     };
     let mut config = Config::load(flags)?;

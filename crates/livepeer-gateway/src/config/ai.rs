@@ -9,6 +9,7 @@ use super::section::section;
 use super::values::positive_duration;
 use super::{ConfigError, bad};
 use crate::ai::AiConfig;
+use crate::orchestrator::http::OrchHttpVersion;
 
 section! {
     /// Batch AI settings.
@@ -37,9 +38,15 @@ section! {
         /// Return AI media results as data: URLs instead of gateway URLs.
         #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
         pub ai_result_data_urls: Option<bool>,
-        /// Talk HTTP/1.1 to orchestrators instead of HTTP/2 (h2c for `http://` orchestrators).
+        /// Talk HTTP/1.1 to every orchestrator, `https://` ones included (by default those
+        /// pick HTTP/2 or HTTP/1.1 by ALPN, and `http://` ones get HTTP/1.1).
         #[arg(long, env = "LP_ORCHHTTP1", num_args = 0..=1, default_missing_value = "true")]
         pub orch_http1: Option<bool>,
+        /// Talk HTTP/2 with prior knowledge (h2c) to `http://` orchestrators instead of
+        /// HTTP/1.1; only for orchestrators known to serve h2c (go-livepeer's AI workers
+        /// behind an HTTP/1.1-only server do not).
+        #[arg(long, env = "LP_ORCHH2C", num_args = 0..=1, default_missing_value = "true")]
+        pub orch_h2c: Option<bool>,
         /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
         /// [default: http:// + the request's Host].
         #[arg(long, env = "LP_PUBLICURL")]
@@ -63,7 +70,7 @@ impl Ai {
             )?,
             max_body_bytes: self.ai_max_body_bytes.unwrap_or(50 << 20),
             data_urls: self.ai_result_data_urls.unwrap_or(false),
-            orch_http2: !self.orch_http1.unwrap_or(false),
+            orch_http: orch_http_version(self.orch_http1, self.orch_h2c)?,
             public_url: self.public_url.filter(|u| !u.trim().is_empty()),
             result_ttl: positive_duration(
                 "--ai-result-ttl",
@@ -90,5 +97,36 @@ impl Ai {
             }
         }
         Ok(ai)
+    }
+}
+
+/// `--orch-http1` and `--orch-h2c` as one setting; both at once contradict each other.
+fn orch_http_version(
+    http1: Option<bool>,
+    h2c: Option<bool>,
+) -> Result<OrchHttpVersion, ConfigError> {
+    match (http1.unwrap_or(false), h2c.unwrap_or(false)) {
+        (false, false) => Ok(OrchHttpVersion::Negotiate),
+        (true, false) => Ok(OrchHttpVersion::Http1),
+        (false, true) => Ok(OrchHttpVersion::H2c),
+        (true, true) => Err(bad("--orch-h2c", "contradicts --orch-http1; give one of them")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orch_http_flags_pick_the_version_and_contradictions_are_refused() {
+        let version = |orch_http1, orch_h2c| {
+            Ai { orch_http1, orch_h2c, ..Ai::default() }.validate().map(|ai| ai.orch_http)
+        };
+        assert_eq!(version(None, None).unwrap(), OrchHttpVersion::Negotiate);
+        assert_eq!(version(Some(false), Some(false)).unwrap(), OrchHttpVersion::Negotiate);
+        assert_eq!(version(Some(true), None).unwrap(), OrchHttpVersion::Http1);
+        assert_eq!(version(None, Some(true)).unwrap(), OrchHttpVersion::H2c);
+        let err = version(Some(true), Some(true)).unwrap_err().to_string();
+        assert!(err.contains("--orch-h2c") && err.contains("--orch-http1"), "{err}");
     }
 }

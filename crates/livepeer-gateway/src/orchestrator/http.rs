@@ -5,8 +5,15 @@
 //! profile put a third of the gateway's CPU in reqwest's layers: URL parsing, redirect and
 //! retry policy, its body wrapper), and an orchestrator call needs none of that. Orchestrators
 //! serve self-signed certificates, which are accepted as go-livepeer accepts them (handshake
-//! signatures are still checked). With HTTP/2 on, every orchestrator gets one multiplexed
-//! connection (h2c for `http://`, ALPN `h2` for `https://`); off, a pool of HTTP/1.1 ones.
+//! signatures are still checked).
+//!
+//! The HTTP version follows what the orchestrator speaks, as Go's `http.Client` (which
+//! go-livepeer's gateway uses) does: `https://` orchestrators are offered `h2` and
+//! `http/1.1` by ALPN and spoken to in whichever they pick (HTTP/2: one multiplexed
+//! connection; HTTP/1.1: a pool), and `http://` ones get HTTP/1.1, which any HTTP server
+//! speaks. HTTP/2 with prior knowledge (h2c) to `http://` orchestrators is the operator's
+//! choice ([`OrchHttpVersion::H2c`]): an HTTP/1.1-only server answers its preface with
+//! something that is not an HTTP/2 frame, and every call would fail.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,34 +47,45 @@ pub enum HttpError {
     TooLarge(usize),
 }
 
+/// Which HTTP versions are spoken to orchestrators (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrchHttpVersion {
+    /// HTTP/1.1 to `http://` orchestrators; `https://` ones pick HTTP/2 or HTTP/1.1 by ALPN.
+    #[default]
+    Negotiate,
+    /// As [`Self::Negotiate`], but HTTP/2 with prior knowledge (h2c) to `http://` ones.
+    H2c,
+    /// HTTP/1.1 to every orchestrator; ALPN offers `http/1.1` only.
+    Http1,
+}
+
 /// The client. Cheap to clone; clones share connections.
 #[derive(Debug, Clone)]
 pub struct OrchHttp {
+    /// Every call, except `http://` ones when `h2c` is set.
     client: Client<Connector, Full<Bytes>>,
+    /// `http://` calls with [`OrchHttpVersion::H2c`]. A client of its own because hyper's
+    /// HTTP/2-only mode is per client, and it is that mode which makes concurrent first calls
+    /// wait for one connection instead of each dialling its own.
+    h2c: Option<Client<Connector, Full<Bytes>>>,
 }
 
 impl OrchHttp {
-    /// A client with a connect deadline; `http2` selects HTTP/2 for every call (see the module
-    /// docs), otherwise HTTP/1.1.
-    pub fn new(connect_timeout: Duration, http2: bool) -> Result<Self, String> {
-        let alpn: Vec<Vec<u8>> =
-            if http2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    /// A client with a connect deadline, speaking `version` to orchestrators.
+    pub fn new(connect_timeout: Duration, version: OrchHttpVersion) -> Result<Self, String> {
+        let alpn: Vec<Vec<u8>> = match version {
+            OrchHttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+            OrchHttpVersion::Negotiate | OrchHttpVersion::H2c => {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            }
+        };
         let tls = super::client::accept_any_tls(alpn).map_err(|e| e.to_string())?;
         let connector = Connector {
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             timeout: connect_timeout,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .http2_only(http2)
-            // Without pings a dead orchestrator's h2 connection would be found only by the
-            // next job's timeout.
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10))
-            .build(connector);
-        Ok(Self { client })
+        let h2c = (version == OrchHttpVersion::H2c).then(|| pooled(connector.clone(), true));
+        Ok(Self { client: pooled(connector, false), h2c })
     }
 
     /// Sends one request and returns the answer's head; the body streams as it is read.
@@ -75,7 +93,11 @@ impl OrchHttp {
         &self,
         req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, HttpError> {
-        self.client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
+        let client = match &self.h2c {
+            Some(h2c) if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) => h2c,
+            _ => &self.client,
+        };
+        client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
     }
 
     /// `GET url`.
@@ -86,6 +108,21 @@ impl OrchHttp {
             .map_err(|e| HttpError::BadUrl(format!("{url}: {e}")))?;
         self.send(req).await
     }
+}
+
+/// A pooling client over `connector`: HTTP/2 only with `http2_only`, otherwise HTTP/1.1 unless
+/// the connection negotiated `h2` by ALPN.
+fn pooled(connector: Connector, http2_only: bool) -> Client<Connector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(http2_only)
+        // Without pings a dead orchestrator's h2 connection would be found only by the next
+        // job's timeout.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .build(connector)
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
@@ -181,6 +218,8 @@ enum Conn {
 }
 
 impl Connection for Conn {
+    /// Reports ALPN `h2`, which is how the client knows to speak HTTP/2 on a TLS connection
+    /// (anything else, or no ALPN, is HTTP/1.1).
     fn connected(&self) -> Connected {
         match self {
             Self::Plain(_) => Connected::new(),
@@ -254,6 +293,11 @@ impl hyper::rt::Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Version;
+    use livepeer_sim::{Sim, SimConfig};
+
+    const ALL: [OrchHttpVersion; 3] =
+        [OrchHttpVersion::Negotiate, OrchHttpVersion::H2c, OrchHttpVersion::Http1];
 
     /// A body of three chunks, from a real server: the limit counts each byte once.
     #[tokio::test]
@@ -269,14 +313,83 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         let url = format!("http://{addr}/");
-        for http2 in [true, false] {
-            let client = OrchHttp::new(Duration::from_secs(2), http2).unwrap();
+        for version in ALL {
+            let client = OrchHttp::new(Duration::from_secs(2), version).unwrap();
             let body = client.get(&url).await.unwrap().into_body();
             assert_eq!(read_body(body, 9).await.unwrap(), Bytes::from_static(b"abcdefghi"));
             let body = client.get(&url).await.unwrap().into_body();
             assert!(matches!(read_body(body, 8).await, Err(HttpError::TooLarge(8))));
         }
-        let client = OrchHttp::new(Duration::from_secs(2), true).unwrap();
+        let client = OrchHttp::new(Duration::from_secs(2), OrchHttpVersion::default()).unwrap();
         assert!(matches!(client.get("ftp://x/").await, Err(HttpError::Transport(_))));
+    }
+
+    /// The version each setting speaks, to `url`.
+    async fn spoken(version: OrchHttpVersion, url: &str) -> Result<Version, HttpError> {
+        let client = OrchHttp::new(Duration::from_secs(2), version).unwrap();
+        let resp = client.get(url).await?;
+        assert_eq!(resp.status(), 200, "{version:?} {url}");
+        Ok(resp.version())
+    }
+
+    /// Servers that speak both versions: in clear, the setting decides; over TLS, ALPN picks
+    /// HTTP/2 unless HTTP/1.1 is all that is offered.
+    #[tokio::test]
+    async fn servers_that_speak_both_get_what_the_setting_and_alpn_choose() {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let sim = Sim::start(SimConfig { tls: true, ..SimConfig::default() }).await.unwrap();
+        let tls = format!("{}/healthz", sim.url());
+        let expected = [
+            (OrchHttpVersion::Negotiate, &plain, Version::HTTP_11),
+            (OrchHttpVersion::H2c, &plain, Version::HTTP_2),
+            (OrchHttpVersion::Http1, &plain, Version::HTTP_11),
+            (OrchHttpVersion::Negotiate, &tls, Version::HTTP_2),
+            (OrchHttpVersion::H2c, &tls, Version::HTTP_2),
+            (OrchHttpVersion::Http1, &tls, Version::HTTP_11),
+        ];
+        for (version, url, want) in expected {
+            assert_eq!(spoken(version, url).await.unwrap(), want, "{version:?} {url}");
+        }
+    }
+
+    /// A bare HTTP/1.1 server (hyper's HTTP/1 server; it answers nothing else).
+    async fn http1_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let answer = hyper::service::service_fn(|_| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), answer);
+                tokio::spawn(conn);
+            }
+        });
+        url
+    }
+
+    /// HTTP/1.1-only servers, in clear and over TLS (ALPN `http/1.1` only): the default and
+    /// `Http1` speak HTTP/1.1 to both; h2c, asked for, fails in clear (which is why it is not
+    /// the default) and changes nothing over TLS.
+    #[tokio::test]
+    async fn http1_only_servers_get_http1_unless_h2c_is_forced_on_them() {
+        let plain = http1_server().await;
+        let config = SimConfig { tls: true, ai_http1_only: true, ..SimConfig::default() };
+        let sim = Sim::start(config).await.unwrap();
+        let tls = format!("{}/healthz", sim.service_url());
+        for url in [&plain, &tls] {
+            for version in [OrchHttpVersion::Negotiate, OrchHttpVersion::Http1] {
+                assert_eq!(spoken(version, url).await.unwrap(), Version::HTTP_11, "{version:?}");
+            }
+        }
+        assert_eq!(spoken(OrchHttpVersion::H2c, &tls).await.unwrap(), Version::HTTP_11);
+        let forced = spoken(OrchHttpVersion::H2c, &plain).await;
+        assert!(matches!(forced, Err(HttpError::Transport(_))), "{forced:?}");
     }
 }

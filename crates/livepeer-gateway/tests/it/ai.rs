@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
+use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_sim::{AiMode, Sim, SimConfig, SimModel};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -475,7 +476,14 @@ async fn busy_orchestrators_are_skipped_not_ejected() {
 
 #[tokio::test]
 async fn https_orchestrators_work_over_http2_and_http1() {
-    for http2 in [true, false] {
+    // ALPN picks HTTP/2 by default and with h2c (which concerns `http://` only); HTTP/1.1
+    // when asked for.
+    let cases = [
+        (OrchHttpVersion::Negotiate, "HTTP/2.0"),
+        (OrchHttpVersion::H2c, "HTTP/2.0"),
+        (OrchHttpVersion::Http1, "HTTP/1.1"),
+    ];
+    for (orch_http, version) in cases {
         let sim = Sim::start(SimConfig {
             name: "tls".into(),
             tls: true,
@@ -486,9 +494,8 @@ async fn https_orchestrators_work_over_http2_and_http1() {
         .unwrap();
         assert!(sim.url().starts_with("https://"));
         let mut c = config(&[sim.url()]);
-        c.ai.orch_http2 = http2;
+        c.ai.orch_http = orch_http;
         let gw = start(c).await;
-        let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
         let http = reqwest::Client::new();
 
         // JSON in, and a result file the gateway downloads over TLS.
@@ -540,7 +547,6 @@ async fn https_orchestrators_work_over_http2_and_http1() {
 /// over TLS (ALPN `http/1.1` only): with the gateway's defaults, JSON, multipart and streamed
 /// calls and the result download succeed over HTTP/1.1, and the orchestrator stays healthy.
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn http1_only_orchestrators_work_with_the_defaults_in_clear_and_over_tls() {
     for tls in [false, true] {
         let sim = Sim::start(SimConfig {
@@ -586,6 +592,25 @@ async fn http1_only_orchestrators_work_with_the_defaults_in_clear_and_over_tls()
         assert_eq!(orch_state(&gw, sim.url()).await["state"], "healthy", "tls: {tls}");
         gw.shutdown().await;
         sim.stop();
+    }
+}
+
+/// `http://` orchestrators get HTTP/1.1 by default, and h2c only when the operator asks.
+#[tokio::test]
+async fn cleartext_orchestrators_get_http1_by_default_and_h2c_when_asked() {
+    let sim = AiSim::new("clear").start().await;
+    let cases = [
+        (OrchHttpVersion::Negotiate, "HTTP/1.1"),
+        (OrchHttpVersion::H2c, "HTTP/2.0"),
+        (OrchHttpVersion::Http1, "HTTP/1.1"),
+    ];
+    for (orch_http, version) in cases {
+        let mut c = config(&[sim.url()]);
+        c.ai.orch_http = orch_http;
+        let gw = start(c).await;
+        assert_eq!(t2i(&gw).await.status(), 200, "{orch_http:?}");
+        assert_eq!(sim.last_ai_request().unwrap().http_version, version, "{orch_http:?}");
+        gw.shutdown().await;
     }
 }
 
