@@ -43,8 +43,8 @@ section! {
         #[arg(long, env = "LP_ORCHHTTP1", num_args = 0..=1, default_missing_value = "true")]
         pub orch_http1: Option<bool>,
         /// Talk HTTP/2 with prior knowledge (h2c) to `http://` orchestrators instead of
-        /// HTTP/1.1; only for orchestrators known to serve h2c (go-livepeer's AI workers
-        /// behind an HTTP/1.1-only server do not).
+        /// HTTP/1.1; only for orchestrators known to serve h2c (an HTTP/1.1-only server fails
+        /// every h2c call).
         #[arg(long, env = "LP_ORCHH2C", num_args = 0..=1, default_missing_value = "true")]
         pub orch_h2c: Option<bool>,
         /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
