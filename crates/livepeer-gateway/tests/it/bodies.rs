@@ -63,7 +63,6 @@ fn noise_png(w: u32, h: u32) -> Vec<u8> {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn a_3_mib_upload_reaches_the_orchestrator() {
     let sim = sim().await;
     let gw = gateway(&sim).await;
@@ -110,7 +109,6 @@ async fn status_without_body(gw: &Gateway, head: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
     let sim = sim().await;
     let gw = gateway(&sim).await;
@@ -138,7 +136,6 @@ async fn signer_gateway(sim: &Sim) -> Gateway {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn the_signer_checks_the_key_before_the_body() {
     let sim = sim().await;
     let gw = signer_gateway(&sim).await;
