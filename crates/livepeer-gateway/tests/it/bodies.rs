@@ -182,7 +182,6 @@ fn model_series(metrics: &str) -> usize {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn random_model_ids_leave_metrics_bounded() {
     let sim = sim().await;
     let gw = gateway(&sim).await;
