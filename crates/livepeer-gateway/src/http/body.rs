@@ -27,7 +27,6 @@ pub(crate) async fn read_input(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    admit(&req, limit)?;
     if content_type.starts_with("multipart/form-data") {
         // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
         // A client that stops sending must not hold the request: the body has a deadline too.
@@ -88,6 +87,7 @@ fn body_timeout(timeout: Duration) -> Error {
 /// would also apply axum's default body limit (2 MiB) unless the router disables it, which
 /// the AI router does: `limit` is the only bound.
 async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
+    admit(&req, limit)?;
     let (parts, body) = req.into_parts();
     let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
     let mut multipart = Multipart::from_request(limited, &())
@@ -115,4 +115,32 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
         parts.push(FormPart { name, filename, content_type, bytes });
     }
     Ok(Input::Multipart(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaring(length: Option<&str>) -> Request {
+        let mut req = Request::new(Body::empty());
+        if let Some(length) = length {
+            req.headers_mut().insert(header::CONTENT_LENGTH, length.parse().unwrap());
+        }
+        req
+    }
+
+    // Paused time: were the body awaited, the deadline would pass at once and the test fail.
+    #[tokio::test(start_paused = true)]
+    async fn a_declared_length_over_the_limit_is_refused_unread() {
+        assert!(admit(&declaring(None), 10).is_ok());
+        assert!(admit(&declaring(Some("10")), 10).is_ok());
+        let over = admit(&declaring(Some("11")), 10).unwrap_err();
+        assert_eq!(over.kind(), Kind::BodyTooLarge);
+        // The readers refuse before reading: this body would never end.
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let mut req = Request::new(Body::from_stream(never));
+        req.headers_mut().insert(header::CONTENT_LENGTH, "1073741824".parse().unwrap());
+        let refused = read_body(req, 10, Duration::from_secs(3600)).await.unwrap_err();
+        assert_eq!(refused.kind(), Kind::BodyTooLarge);
+    }
 }
