@@ -6,9 +6,18 @@
 //!
 //! Callers hand in plain values (labels, counts, durations, a [`JobKey`]), so that this module
 //! imports nothing but `job` and every other module may record metrics.
+//!
+//! Label values that clients or orchestrators choose are bounded here, in one place: a model
+//! is its own label only while some orchestrator in the pool offers it, and an orchestrator
+//! URI only while it names a member of the pool (its discovery address or its transcoder
+//! URI). Anything else is counted under [`OTHER`], so that the number of series follows the
+//! pool, not what clients send (issue 11: 50,000 made-up models made 100k series).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +27,19 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::job::JobKey;
+
+/// The label of a model no orchestrator in the pool offers, or of an orchestrator URI that
+/// names no member of the pool.
+pub const OTHER: &str = "other";
+
+/// The label values the pool vouches for, replaced whole at each pool census.
+#[derive(Debug, Default)]
+struct Known {
+    /// (capability, model) pairs some orchestrator offers.
+    models: HashSet<JobKey>,
+    /// Discovery addresses and transcoder URIs of the pool's orchestrators.
+    orchestrators: HashSet<String>,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OrchLabel {
@@ -61,6 +83,7 @@ struct ModelLabel {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    known: Arc<ArcSwap<Known>>,
     discovery_errors: Family<ErrorLabel, Counter>,
     discovery_latency: Family<OrchLabel, Histogram>,
     selections: Family<OrchLabel, Counter>,
@@ -233,6 +256,7 @@ impl Metrics {
         let (live_streams, live_swaps) = live_families(r);
         Self {
             registry: Arc::new(std::mem::take(r)),
+            known: Arc::default(),
             live_streams,
             live_swaps,
             fees,
@@ -269,9 +293,28 @@ impl Metrics {
         self.discovery_latency.get_or_create(&label).observe(rtt.as_secs_f64());
     }
 
+    /// The model's label: its name while the pool offers it (or it is empty), else [`OTHER`].
+    fn model_label(&self, job: &JobKey) -> String {
+        if job.model.is_empty() || self.known.load().models.contains(job) {
+            job.model.clone()
+        } else {
+            OTHER.to_owned()
+        }
+    }
+
+    /// The orchestrator's label: its URI while it names a member of the pool (or it is empty,
+    /// as for a request no orchestrator was selected for), else [`OTHER`].
+    fn orch_label(&self, uri: &str) -> String {
+        if uri.is_empty() || self.known.load().orchestrators.contains(uri) {
+            uri.to_owned()
+        } else {
+            OTHER.to_owned()
+        }
+    }
+
     pub(crate) fn ai_requested(&self, job: &JobKey) {
         let label =
-            ModelLabel { pipeline: job.pipeline().to_owned(), model_name: job.model.clone() };
+            ModelLabel { pipeline: job.pipeline().to_owned(), model_name: self.model_label(job) };
         self.ai_requested.get_or_create(&label).inc();
     }
 
@@ -279,8 +322,8 @@ impl Metrics {
         let label = AiErrorLabel {
             error_code: code.to_owned(),
             pipeline: job.pipeline().to_owned(),
-            model_name: job.model.clone(),
-            orchestrator_uri: orch.to_owned(),
+            model_name: self.model_label(job),
+            orchestrator_uri: self.orch_label(orch),
         };
         self.ai_errors.get_or_create(&label).inc();
     }
@@ -288,8 +331,8 @@ impl Metrics {
     pub(crate) fn ai_latency(&self, job: &JobKey, orch: &str, outcome: &str, took: Duration) {
         let label = AiLatencyLabel {
             pipeline: job.pipeline().to_owned(),
-            model_name: job.model.clone(),
-            orchestrator_uri: orch.to_owned(),
+            model_name: self.model_label(job),
+            orchestrator_uri: self.orch_label(orch),
             outcome: outcome.to_owned(),
         };
         self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
@@ -306,8 +349,10 @@ impl Metrics {
         // Metrics only (floats): the exact amounts are in the request record.
         let gwei =
             |r: &livepeer_pm::Ratio| r.to_decimal_string(0).parse::<f64>().unwrap_or(0.0) / 1e9;
-        let label =
-            PayLabel { orchestrator_uri: orch.to_owned(), pipeline: job.pipeline().to_owned() };
+        let label = PayLabel {
+            orchestrator_uri: self.orch_label(orch),
+            pipeline: job.pipeline().to_owned(),
+        };
         self.fees.get_or_create(&label).inc_by(gwei(fee_wei));
         if tickets > 0 {
             self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
@@ -315,12 +360,29 @@ impl Metrics {
         }
     }
 
+    /// A live stream of `pipeline` (the client's model of live-video-to-video) started. A
+    /// pipeline the pool does not offer counts under [`OTHER`], unless streams of it already
+    /// run under its own name.
     pub(crate) fn live_stream_started(&self, pipeline: &str) {
-        self.live_streams.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc();
+        let running = self.live_running(pipeline);
+        let offered = JobKey::ai("live-video-to-video", pipeline)
+            .is_some_and(|key| self.known.load().models.contains(&key));
+        let label = if running || offered { pipeline } else { OTHER };
+        self.live_streams.get_or_create(&PipelineLabel { pipeline: label.to_owned() }).inc();
     }
 
+    /// A live stream of `pipeline` ended: it is taken off the series its start counted it in
+    /// (its own name while streams of it run there, else [`OTHER`]), whatever the pool offers
+    /// by now.
     pub(crate) fn live_stream_ended(&self, pipeline: &str) {
-        self.live_streams.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).dec();
+        let label = if self.live_running(pipeline) { pipeline } else { OTHER };
+        self.live_streams.get_or_create(&PipelineLabel { pipeline: label.to_owned() }).dec();
+    }
+
+    /// Whether streams of `pipeline` are counted under its own name.
+    fn live_running(&self, pipeline: &str) -> bool {
+        let label = PipelineLabel { pipeline: pipeline.to_owned() };
+        self.live_streams.get(&label).is_some_and(|g| g.get() > 0)
     }
 
     /// A swap; the reason is reduced to a bounded kind for the label.
@@ -361,13 +423,78 @@ impl Metrics {
     }
 
     /// How many orchestrators offer each AI model within its price cap; models left out of
-    /// `offers` are no longer on offer.
+    /// `offers` are no longer on offer, and from now on are labelled [`OTHER`].
     pub(crate) fn available<'a>(&self, offers: impl IntoIterator<Item = (&'a JobKey, i64)>) {
         self.available.clear();
+        let mut models = HashSet::new();
         for (key, n) in offers {
             let label =
                 ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
             self.available.get_or_create(&label).set(n);
+            models.insert(key.clone());
         }
+        let orchestrators = self.known.load().orchestrators.clone();
+        self.known.store(Arc::new(Known { models, orchestrators }));
+    }
+
+    /// The pool's members: the URIs (discovery addresses and transcoder URIs) that may be
+    /// `orchestrator_uri` labels; any other is labelled [`OTHER`].
+    pub(crate) fn pool_members<'a>(&self, uris: impl IntoIterator<Item = &'a str>) {
+        let orchestrators = uris.into_iter().map(str::to_owned).collect();
+        let models = self.known.load().models.clone();
+        self.known.store(Arc::new(Known { models, orchestrators }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, family: &str) -> Vec<String> {
+        m.encode().lines().filter(|l| l.starts_with(family)).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn labels_are_bounded_by_the_pool() {
+        let m = Metrics::new();
+        let sd = JobKey::ai("text-to-image", "sd").unwrap();
+        m.available([(&sd, 1)]);
+        m.pool_members(["http://o:1/", "https://t:2"]);
+        let made_up = JobKey::ai("text-to-image", "made/up").unwrap();
+        m.ai_requested(&sd);
+        m.ai_requested(&made_up);
+        m.ai_error(&made_up, "https://t:2", "x");
+        m.ai_error(&sd, "https://elsewhere:3", "x");
+        m.ai_error(&sd, "", "no_orchestrator");
+        let requested = series(&m, "livepeer_ai_models_requested_total");
+        assert!(requested.iter().any(|l| l.contains("model_name=\"sd\"} 1")), "{requested:?}");
+        assert!(requested.iter().any(|l| l.contains("model_name=\"other\"} 1")), "{requested:?}");
+        let errors = series(&m, "livepeer_ai_request_errors_total").join("\n");
+        assert!(errors.contains("model_name=\"other\",orchestrator_uri=\"https://t:2\""));
+        assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"other\""));
+        assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"\""));
+        assert!(!errors.contains("made/up") && !errors.contains("elsewhere"), "{errors}");
+        // No longer offered: from now on, `other`.
+        m.available([]);
+        m.ai_requested(&sd);
+        let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+        assert!(requested.contains("model_name=\"other\"} 2"), "{requested}");
+    }
+
+    #[test]
+    fn a_live_stream_ends_on_the_series_it_started_on() {
+        let m = Metrics::new();
+        let comfy = JobKey::ai("live-video-to-video", "comfy").unwrap();
+        m.available([(&comfy, 1)]);
+        m.live_stream_started("comfy");
+        m.live_stream_started("made-up");
+        // The offer goes away while the stream runs: it still ends where it started.
+        m.available([]);
+        m.live_stream_ended("comfy");
+        m.live_stream_ended("made-up");
+        let streams = series(&m, "livepeer_gateway_live_streams").join("\n");
+        assert!(streams.contains("pipeline=\"comfy\"} 0"), "{streams}");
+        assert!(streams.contains("pipeline=\"other\"} 0"), "{streams}");
+        assert!(!streams.contains("made-up"), "{streams}");
     }
 }

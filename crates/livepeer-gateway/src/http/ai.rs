@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,9 @@ pub(crate) fn router(state: AiState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/results/{id}/{file}", get(result_file))
         .with_state(state)
+        // The body readers bound every body by `--ai-max-body-bytes`; axum's default limit
+        // (2 MiB) would otherwise cap multipart uploads below it.
+        .layer(DefaultBodyLimit::disable())
 }
 
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {

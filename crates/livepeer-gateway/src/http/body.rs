@@ -1,6 +1,8 @@
-//! Reading request bodies within a size limit and a deadline: 413 beyond the limit (also when
-//! the declared length is already over it), 408 when the client stops sending, 400 when the
-//! body breaks off or a multipart body is malformed.
+//! Reading request bodies within a size limit and a deadline: 413 beyond the limit (at once,
+//! before any body byte is read, when the declared `Content-Length` is already over it), 408
+//! when the client stops sending, 400 when the body breaks off or a multipart body is
+//! malformed. Every route that reads a body reads it here, so the limit a route is given is
+//! the only one: axum's default body limit is disabled on the routers that use these readers.
 
 use std::time::Duration;
 
@@ -25,9 +27,6 @@ pub(crate) async fn read_input(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if declared_length(&req).is_some_and(|n| n > limit) {
-        return Err(Error::too_large(limit));
-    }
     if content_type.starts_with("multipart/form-data") {
         // Boxed: multipart parsing's future is large, and JSON requests should not carry it.
         // A client that stops sending must not hold the request: the body has a deadline too.
@@ -42,11 +41,19 @@ pub(crate) async fn read_input(
     }
 }
 
-fn declared_length(req: &Request) -> Option<usize> {
-    req.headers()
+/// Refuses a body whose declared length is over `limit` before reading any of it, so that a
+/// client announcing a gigabyte is answered at once instead of after the body deadline.
+/// (hyper has already refused a `Content-Length` that is not a number.)
+fn admit(req: &Request, limit: usize) -> Result<(), Error> {
+    let declared = req
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(Error::too_large(limit)),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a whole body within `limit` bytes and `timeout`.
@@ -55,6 +62,7 @@ pub(crate) async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, Error> {
+    admit(&req, limit)?;
     match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
@@ -75,8 +83,11 @@ fn body_timeout(timeout: Duration) -> Error {
     Error::new(Kind::BodyTimeout, message).field("body")
 }
 
-/// Reads a `multipart/form-data` body's parts within `limit` bytes in all.
+/// Reads a `multipart/form-data` body's parts within `limit` bytes in all. The extractor
+/// would also apply axum's default body limit (2 MiB) unless the router disables it, which
+/// the AI router does: `limit` is the only bound.
 async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
+    admit(&req, limit)?;
     let (parts, body) = req.into_parts();
     let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
     let mut multipart = Multipart::from_request(limited, &())
@@ -104,4 +115,32 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
         parts.push(FormPart { name, filename, content_type, bytes });
     }
     Ok(Input::Multipart(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaring(length: Option<&str>) -> Request {
+        let mut req = Request::new(Body::empty());
+        if let Some(length) = length {
+            req.headers_mut().insert(header::CONTENT_LENGTH, length.parse().unwrap());
+        }
+        req
+    }
+
+    // Paused time: were the body awaited, the deadline would pass at once and the test fail.
+    #[tokio::test(start_paused = true)]
+    async fn a_declared_length_over_the_limit_is_refused_unread() {
+        assert!(admit(&declaring(None), 10).is_ok());
+        assert!(admit(&declaring(Some("10")), 10).is_ok());
+        let over = admit(&declaring(Some("11")), 10).unwrap_err();
+        assert_eq!(over.kind(), Kind::BodyTooLarge);
+        // The readers refuse before reading: this body would never end.
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let mut req = Request::new(Body::from_stream(never));
+        req.headers_mut().insert(header::CONTENT_LENGTH, "1073741824".parse().unwrap());
+        let refused = read_body(req, 10, Duration::from_secs(3600)).await.unwrap_err();
+        assert_eq!(refused.kind(), Kind::BodyTooLarge);
+    }
 }

@@ -4,15 +4,24 @@
 //! `Livepeer-Orchestrator-URL`), 481 (price above a ceiling), 482 (the balance covers it),
 //! 500. Payment error bodies are `{"error": {"message"}}`, as go-livepeer's.
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use super::body::read_body;
 use super::error::json_error;
 use crate::payment::signer::{PaymentRequest, Refusal, SignerState};
+
+/// The largest `/generate-live-payment` body: an OrchestratorInfo, a state and capabilities
+/// are a few kilobytes.
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// How long a client may take to send that body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a 480 tells the client to refresh the orchestrator's info.
 const REFRESH_URL_HEADER: &str = livepeer_proto::headers::ORCHESTRATOR_URL;
@@ -48,12 +57,17 @@ async fn discover_orchestrators(
     }
 }
 
-async fn generate_live_payment(
-    State(state): State<SignerState>,
-    headers: HeaderMap,
-    Json(req): Json<PaymentRequest>,
-) -> Response {
-    match state.authorize(authorization(&headers)).and_then(|()| state.pay(&req)) {
+/// `POST /generate-live-payment`: the API key first, so that a caller without it learns
+/// nothing about the body and costs no read of it; then the body, within its limits.
+async fn generate_live_payment(State(state): State<SignerState>, req: Request) -> Response {
+    if let Err(refusal) = state.authorize(authorization(req.headers())) {
+        return refused(refusal);
+    }
+    let body = match read_body(req, MAX_BODY_BYTES, BODY_TIMEOUT).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    match PaymentRequest::parse(&body).and_then(|req| state.pay(&req)) {
         Ok(answer) => Json(json!({
             "payment": answer.payment,
             "segCreds": answer.seg_creds,

@@ -446,6 +446,9 @@ fn census(snap: &Snapshot, now_ms: u64, metrics: &Metrics) {
     }
     let states = ["healthy", "ejected", "probe_due", "unreachable", "blocked"];
     metrics.pool_states(states.into_iter().zip(counts));
+    let transcoders =
+        snap.slots.iter().filter_map(|s| s.info.as_deref()).map(|i| i.transcoder.as_str());
+    metrics.pool_members(snap.slots.iter().map(|s| s.url.as_str()).chain(transcoders));
     metrics.available(
         snap.index
             .iter()

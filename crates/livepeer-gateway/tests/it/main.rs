@@ -3,6 +3,7 @@
 
 mod ai;
 mod binary;
+mod bodies;
 mod discovery;
 mod health;
 mod live;

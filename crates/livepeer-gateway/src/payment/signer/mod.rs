@@ -52,9 +52,10 @@ impl SignerState {
     }
 
     /// Admits a caller whose `Authorization` value is `authorization`: the API key, as a bearer
-    /// token, compared in constant time. An empty key admits nobody.
+    /// token, compared in constant time. An empty key admits nobody. The scheme's case does
+    /// not matter (RFC 7235 §2.1: `bearer` is `Bearer`).
     pub fn authorize(&self, authorization: Option<&str>) -> Result<(), Refusal> {
-        let presented = authorization.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let presented = authorization.and_then(bearer_token).unwrap_or("");
         let expected = self.api_key.expose_secret().as_bytes();
         if bool::from(presented.as_bytes().ct_eq(expected)) && !expected.is_empty() {
             return Ok(());
@@ -121,6 +122,12 @@ impl SignerState {
     }
 }
 
+/// The token of a `Bearer` credential: the scheme in any case, then one or more spaces.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +161,19 @@ mod tests {
     #[tokio::test]
     async fn only_the_api_key_is_admitted() {
         let s = signer("k3y").await;
-        assert_eq!(s.authorize(Some("Bearer k3y")), Ok(()));
-        for wrong in [None, Some("k3y"), Some("Bearer k3"), Some("Bearer k3yy"), Some("Basic k3y")]
-        {
+        for right in ["Bearer k3y", "bearer k3y", "BEARER  k3y"] {
+            assert_eq!(s.authorize(Some(right)), Ok(()), "{right}");
+        }
+        let wrong = [
+            None,
+            Some("k3y"),
+            Some("Bearer k3"),
+            Some("Bearer k3yy"),
+            Some("Basic k3y"),
+            Some("Bearerk3y"),
+            Some("Bearer\tk3y"),
+        ];
+        for wrong in wrong {
             assert_eq!(s.authorize(wrong), Err(Refusal::Unauthorized), "{wrong:?}");
         }
         let empty = signer("").await;

@@ -32,6 +32,13 @@ pub struct PaymentRequest {
 }
 
 impl PaymentRequest {
+    /// Parses a request body; anything but the request's JSON is malformed (400, as
+    /// go-livepeer answers a body it cannot decode).
+    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
+        serde_json::from_slice(body)
+            .map_err(|e| Refusal::Malformed(format!("invalid payment request: {e}")))
+    }
+
     /// The manifest id the client names, if any (an empty one counts as none).
     pub(super) fn manifest(&self) -> Option<&str> {
         self.manifest_id.as_deref().filter(|m| !m.is_empty())

@@ -1,0 +1,216 @@
+//! Request bodies and metric labels under hostile clients (issue 11, items 5 and 7): uploads
+//! are bounded by `--ai-max-body-bytes` alone, a declared length over the limit is refused
+//! before any body byte is read, the signer checks the API key before it reads the body, and
+//! client-chosen models do not become metric series.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_pm::LocalSigner;
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const API_KEY: &str = "bodies-api-key";
+
+async fn sim() -> Sim {
+    Sim::start(SimConfig {
+        models: vec![
+            SimModel::new("text-to-image", SD).capacity(8),
+            SimModel::new("image-to-image", SD).capacity(8),
+            SimModel::new("llm", LLM).capacity(8),
+        ],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A gateway on `sim` whose body deadline is far beyond any bound the tests wait for, so that
+/// an answer within the bound cannot be the deadline's.
+async fn gateway(sim: &Sim) -> Gateway {
+    let mut c = config(&[sim.url()]);
+    c.ai.request_timeout = Duration::from_secs(300);
+    start(c).await
+}
+
+/// A PNG of noise, `w`×`h`: it does not compress, so its size is about `3·w·h` bytes.
+fn noise_png(w: u32, h: u32) -> Vec<u8> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let pixels: Vec<u8> = (0..w * h * 3)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&pixels).unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_3_mib_upload_reaches_the_orchestrator() {
+    let sim = sim().await;
+    let gw = gateway(&sim).await;
+    let image = noise_png(1100, 1000);
+    assert!(image.len() > 3 << 20, "{} bytes", image.len());
+    let form = Form::new().text("prompt", "p").text("model_id", SD).part(
+        "image",
+        Part::bytes(image.clone()).file_name("in.png").mime_str("image/png").unwrap(),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/image-to-image", gw.http_addr))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let seen = sim.last_ai_request().unwrap();
+    assert_eq!(seen.files.len(), 1);
+    assert_eq!(seen.files[0].size, image.len(), "the whole upload reached the orchestrator");
+    gw.shutdown().await;
+}
+
+/// Sends `head` (request line and headers, no body) on a raw connection and reads the answer's
+/// status line within a bound far below the gateway's body deadline.
+async fn status_without_body(gw: &Gateway, head: &str) -> String {
+    let mut conn = TcpStream::connect(gw.http_addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        while !got.windows(2).any(|w| w == b"\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer before the body: {head}");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
+    let sim = sim().await;
+    let gw = gateway(&sim).await;
+    for (path, content_type) in [
+        ("/v1/chat/completions", "application/json"),
+        ("/llm", "application/json"),
+        ("/image-to-image", "multipart/form-data; boundary=b"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: {content_type}\r\n\
+             Content-Length: 1073741824\r\n\r\n"
+        );
+        let status = status_without_body(&gw, &head).await;
+        assert!(status.starts_with("HTTP/1.1 413"), "{path}: {status}");
+    }
+    assert_eq!(sim.ai_requests(), 0);
+    gw.shutdown().await;
+}
+
+async fn signer_gateway(sim: &Sim) -> Gateway {
+    let mut c = config(&[sim.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    start(c).await
+}
+
+#[tokio::test]
+async fn the_signer_checks_the_key_before_the_body() {
+    let sim = sim().await;
+    let gw = signer_gateway(&sim).await;
+    let url = format!("http://{}/generate-live-payment", gw.http_addr);
+    let http = reqwest::Client::new();
+    // Without the key, whatever the body: 401, never a verdict on the body.
+    let no_type = http.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(no_type.status(), 401, "no content type, no key");
+    let wrong_shape = http.post(&url).json(&json!({"orchestrator": 7})).send().await.unwrap();
+    assert_eq!(wrong_shape.status(), 401, "wrong shape, no key");
+    let wrong_key = http.post(&url).bearer_auth("nope").body("{").send().await.unwrap();
+    assert_eq!(wrong_key.status(), 401, "wrong key");
+    // With the key, in any case of the scheme, the body is read and judged: malformed is 400.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = http
+            .post(&url)
+            .header("authorization", format!("{scheme} {API_KEY}"))
+            .json(&json!({"orchestrator": "%%"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{scheme}");
+        let info = http
+            .post(format!("http://{}/sign-orchestrator-info", gw.http_addr))
+            .header("authorization", format!("{scheme} {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(info.status(), 200, "{scheme}");
+    }
+    // A declared length over the limit is refused before the body, once authenticated.
+    let head = format!(
+        "POST /generate-live-payment HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n"
+    );
+    let status = status_without_body(&gw, &head).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    gw.shutdown().await;
+}
+
+/// The metric lines (not comments) of the families labelled by model.
+fn model_series(metrics: &str) -> usize {
+    metrics.lines().filter(|l| !l.starts_with('#') && l.contains("model_name=")).count()
+}
+
+#[tokio::test]
+async fn random_model_ids_leave_metrics_bounded() {
+    let sim = sim().await;
+    let gw = gateway(&sim).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/text-to-image", gw.http_addr);
+    let resp = http.post(&url).json(&json!({"prompt": "x", "model_id": SD})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let before = model_series(&admin_text(&gw, "/metrics").await);
+    for i in 0..2000u32 {
+        let model = format!("random/model-{i}-{:x}", i.wrapping_mul(2_654_435_761));
+        let resp =
+            http.post(&url).json(&json!({"prompt": "x", "model_id": model})).send().await.unwrap();
+        assert_eq!(resp.status(), 503, "{model}");
+    }
+    let metrics = admin_text(&gw, "/metrics").await;
+    let after = model_series(&metrics);
+    assert!(after <= before + 4, "{before} series before, {after} after");
+    assert!(!metrics.contains("random/model-"), "no client-chosen model is a label");
+    assert!(
+        metrics.contains(
+            "livepeer_ai_models_requested_total{pipeline=\"text-to-image\",model_name=\"other\"} 2000"
+        ),
+        "the requests are still counted"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "livepeer_ai_models_requested_total{{pipeline=\"text-to-image\",model_name=\"{SD}\"}} 1"
+        )),
+        "an offered model keeps its name"
+    );
+    gw.shutdown().await;
+}
