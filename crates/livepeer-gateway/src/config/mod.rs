@@ -154,6 +154,10 @@ pub struct Config {
     pub discovery_timeout: Duration,
     /// Deadline for a request's headers on the gateway's own listeners (slow-header clients).
     pub header_timeout: Duration,
+    /// How long a connection to those listeners may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Connections open at once on each listener.
+    pub max_connections: usize,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Pool refresh interval.
@@ -220,6 +224,8 @@ impl Config {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
             header_timeout: listen.header_timeout,
+            idle_timeout: listen.idle_timeout,
+            max_connections: listen.max_connections,
             orchestrators: discovery.orchestrators,
             discovery_timeout: discovery.discovery_timeout,
             connect_timeout: discovery.connect_timeout,

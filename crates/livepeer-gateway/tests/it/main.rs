@@ -5,6 +5,7 @@ mod ai;
 mod binary;
 mod discovery;
 mod health;
+mod listen;
 mod live;
 mod oneshot;
 mod payments;
