@@ -152,7 +152,8 @@ pub struct Config {
     pub orchestrators: OrchSource,
     /// Per-call GetOrchestrator deadline.
     pub discovery_timeout: Duration,
-    /// Deadline for a request's headers on the gateway's own listeners (slow-header clients).
+    /// Deadline for a request's headers on the gateway's own listeners (slow-header and silent
+    /// clients), from the connection's opening.
     pub header_timeout: Duration,
     /// How long a connection to those listeners may stay open with no request in flight.
     pub idle_timeout: Duration,

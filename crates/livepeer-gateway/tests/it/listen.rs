@@ -85,7 +85,6 @@ async fn read_until_stream_end(conn: &mut TcpStream, stream: u32) {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn connections_that_send_nothing_are_closed_while_prompt_clients_are_served() {
     let mut c = config(&[]);
     c.header_timeout = Duration::from_millis(300);
@@ -100,7 +99,6 @@ async fn connections_that_send_nothing_are_closed_while_prompt_clients_are_serve
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn idle_keep_alive_connections_are_closed() {
     let mut c = config(&[]);
     c.header_timeout = Duration::from_secs(30);
@@ -124,7 +122,6 @@ async fn idle_keep_alive_connections_are_closed() {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn idle_h2c_connections_are_closed() {
     let mut c = config(&[]);
     c.header_timeout = Duration::from_secs(30);
@@ -144,7 +141,6 @@ async fn idle_h2c_connections_are_closed() {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn h2c_connections_that_stop_after_the_preface_are_closed() {
     let mut c = config(&[]);
     c.header_timeout = Duration::from_millis(300);
@@ -196,7 +192,6 @@ fn accepted_fds(addr: SocketAddr) -> usize {
 }
 
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn the_connection_cap_bounds_descriptors_and_clients_are_served_after_silent_ones_close() {
     const CAP: usize = 8;
     let mut c = config(&[]);
