@@ -180,9 +180,14 @@ impl Gateway {
         )
         .map_err(setup(Part::Live))?;
         let admin_routes = http::admin_router(state.clone(), live_state.clone());
-        serve(&tasks, "admin-api", admin, admin_routes.clone(), config.header_timeout);
+        let limits = http::server::ConnLimits {
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        };
+        serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
-        serve(&tasks, "public-api", http, public.clone(), config.header_timeout);
+        serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks })
     }
@@ -345,11 +350,9 @@ fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
-    header_timeout: std::time::Duration,
+    limits: http::server::ConnLimits,
 ) {
-    tasks.spawn(name, move |cancel| {
-        http::server::serve(name, listener, router, header_timeout, cancel)
-    });
+    tasks.spawn(name, move |cancel| http::server::serve(name, listener, router, limits, cancel));
 }
 
 fn summary(c: &Config) -> serde_json::Value {

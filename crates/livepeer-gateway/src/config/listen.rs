@@ -16,10 +16,24 @@ section! {
         /// Admin API and metrics listen address [default: 127.0.0.1:5935].
         #[arg(long, env = "LP_CLIADDR")]
         pub cli_addr: Option<String>,
-        /// Deadline for a client to send a request's headers on the public and admin ports; slower
-        /// connections are closed [default: 30s].
+        /// Deadline for a client to send a request's headers on the public and admin ports,
+        /// counted from the connection's opening (a connection that sends nothing is closed
+        /// after it) and, on a kept-alive HTTP/1.1 connection, from the previous response
+        /// [default: 30s].
         #[arg(long, env = "LP_HTTPHEADERTIMEOUT")]
         pub http_header_timeout: Option<String>,
+        /// A connection with no request in flight (HTTP/1.1 keep-alive, HTTP/2 with no open
+        /// stream) is closed after this, or on HTTP/1.1 after `--http-header-timeout` if shorter;
+        /// HTTP/2 connections are pinged this often and closed when a ping goes unanswered as
+        /// long [default: 60s].
+        #[arg(long, env = "LP_HTTPIDLETIMEOUT")]
+        pub http_idle_timeout: Option<String>,
+        /// Connections open at once on each of the two listeners; at the cap, new connections
+        /// wait in the kernel's accept queue until one closes. Both listeners full use 768
+        /// descriptors, leaving room for orchestrator connections under the common limit of
+        /// 1024: raise it with `ulimit -n` [default: 384].
+        #[arg(long, env = "LP_MAXCONNECTIONS")]
+        pub max_connections: Option<usize>,
     }
 }
 
@@ -28,6 +42,8 @@ pub(super) struct Listeners {
     pub(super) http_addr: SocketAddr,
     pub(super) cli_addr: SocketAddr,
     pub(super) header_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_connections: usize,
 }
 
 impl Listen {
@@ -40,6 +56,15 @@ impl Listen {
                 self.http_header_timeout,
                 Duration::from_secs(30),
             )?,
+            idle_timeout: positive_duration(
+                "--http-idle-timeout",
+                self.http_idle_timeout,
+                Duration::from_secs(60),
+            )?,
+            max_connections: match self.max_connections.unwrap_or(384) {
+                0 => return Err(bad("--max-connections", "must be at least 1")),
+                n => n,
+            },
         })
     }
 }

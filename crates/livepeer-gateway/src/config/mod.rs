@@ -152,8 +152,13 @@ pub struct Config {
     pub orchestrators: OrchSource,
     /// Per-call GetOrchestrator deadline.
     pub discovery_timeout: Duration,
-    /// Deadline for a request's headers on the gateway's own listeners (slow-header clients).
+    /// Deadline for a request's headers on the gateway's own listeners (slow-header and silent
+    /// clients), from the connection's opening.
     pub header_timeout: Duration,
+    /// How long a connection to those listeners may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Connections open at once on each listener.
+    pub max_connections: usize,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Pool refresh interval.
@@ -220,6 +225,8 @@ impl Config {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
             header_timeout: listen.header_timeout,
+            idle_timeout: listen.idle_timeout,
+            max_connections: listen.max_connections,
             orchestrators: discovery.orchestrators,
             discovery_timeout: discovery.discovery_timeout,
             connect_timeout: discovery.connect_timeout,

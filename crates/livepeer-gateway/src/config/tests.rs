@@ -63,6 +63,8 @@ fn errors_name_the_setting() {
             "--http-header-timeout",
         ),
         (Flags::default(), "http-header-timeout = \"soon\"", "--http-header-timeout"),
+        (Flags::default(), "http-idle-timeout = \"0s\"", "--http-idle-timeout"),
+        (Flags::default(), "max-connections = 0", "--max-connections"),
         (Flags {
                 prices: Prices { pixels_per_unit: Some(0), ..Default::default() },
                 ..Flags::default()

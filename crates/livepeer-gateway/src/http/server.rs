@@ -1,32 +1,99 @@
 //! The gateway's own HTTP listeners (public API and admin), HTTP/1.1 and h2c on one port.
 //!
-//! `axum::serve` would do, except that it sets no deadline on reading a request's headers, so a
-//! client that opens connections and sends headers a byte at a time holds them forever. Here
-//! each connection gets hyper's header-read deadline, and shutdown is graceful: the listener
-//! stops accepting, in-flight requests finish, idle connections close.
+//! `axum::serve` would do, except that it bounds nothing a client can hold: the connections
+//! it accepts, the time before a first byte, an idle keep-alive or HTTP/2 connection. Here every
+//! listener has:
+//! - a cap on open connections ([`ConnLimits::max_connections`]): at the cap the loop stops
+//!   accepting until one closes, so further clients wait in the kernel's accept queue, which
+//!   costs the process no file descriptor (as nginx, HAProxy and Go's `LimitListener` do),
+//!   rather than being accepted and reset;
+//! - a deadline for the first request ([`ConnLimits::header_timeout`], from the moment the
+//!   connection is accepted): hyper's own header deadline only starts once the protocol is
+//!   known, that is after a first byte, so a connection that sends nothing would be held;
+//! - an idle deadline ([`ConnLimits::idle_timeout`]) once no request is in flight, for HTTP/1.1
+//!   keep-alive and HTTP/2 alike, plus HTTP/2 pings that drop a peer that stopped answering;
+//! - a graceful end: at shutdown or at a deadline the connection is asked to close (HTTP/2
+//!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
+//!   a moment later.
+//!
+//! A request counts as in flight from its headers until hyper drops its response body (fully
+//! sent or abandoned), so a long answer (an SSE stream, a trickle segment) is never idle.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
-/// Serves `router` on `listener` until `cancel` fires, then waits for open requests.
+/// How long a connection asked to close may stay open once idle before it is dropped: enough
+/// to flush a `GOAWAY` or the last response, and to let a polite client close first.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often, at most, the "connection cap reached" warning is logged per listener.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// What a client may hold on one listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Deadline for the first request's headers, from the connection's acceptance (and for
+    /// later HTTP/1.1 requests, from the previous response: hyper's header deadline).
+    pub(crate) header_timeout: Duration,
+    /// How long a connection may stay open with no request in flight; also the HTTP/2 ping
+    /// interval and ping timeout.
+    pub(crate) idle_timeout: Duration,
+    /// Connections open at once.
+    pub(crate) max_connections: usize,
+}
+
+type Conn = auto::UpgradeableConnection<'static, TokioIo<TcpStream>, Tracked, TokioExecutor>;
+
+/// Serves `router` on `listener` until `cancel` fires, then waits for open connections to end.
 pub(crate) async fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: ConnLimits,
     cancel: CancellationToken,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = GracefulShutdown::new();
+    let builder = builder(limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let mut warned: Option<Instant> = None;
     loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+                    warned = Some(Instant::now());
+                    tracing::warn!(
+                        listener = name,
+                        max = limits.max_connections,
+                        "connection cap reached; new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                }
+            }
+        };
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -40,17 +107,278 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let activity = Arc::new(Activity::new());
+        let service = Tracked { router: router.clone(), activity: activity.clone() };
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            // Errors here are the client's (reset, bad request line, header deadline):
-            // nothing to do but drop the connection.
-            if let Err(e) = conn.await {
-                tracing::debug!(listener = name, error = %e, "connection ended with an error");
-            }
+        let conn = conn.into_owned();
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            drive(name, conn, &activity, limits, cancel).await;
+            // The connection (and its socket) is gone: only now may another take its place.
+            drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
+}
+
+/// The per-connection protocol settings shared by every connection of a listener.
+fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.idle_timeout);
+    builder
+}
+
+/// Runs one connection to its end, closing it at shutdown or when it has been quiet too long.
+async fn drive(
+    name: &'static str,
+    conn: Conn,
+    activity: &Activity,
+    limits: ConnLimits,
+    cancel: CancellationToken,
+) {
+    let mut conn = std::pin::pin!(conn);
+    let mut closing: Option<Instant> = None;
+    // A first request that comes and goes early makes the idle deadline the earlier one.
+    let mut check = activity.opened + limits.header_timeout.min(limits.idle_timeout);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                // Errors here are the client's (reset, bad request line, header deadline):
+                // nothing to do but drop the connection.
+                if let Err(e) = result {
+                    tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = cancel.cancelled(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
+                check = Instant::now() + CLOSE_GRACE;
+            }
+            _ = tokio::time::sleep_until(check) => {
+                let now = Instant::now();
+                match activity.quiet_until(&limits, closing) {
+                    // Busy: nothing is due before the requests end, and then a full spell later.
+                    None if closing.is_some() => check = now + CLOSE_GRACE,
+                    None => check = now + limits.idle_timeout,
+                    // Before any request, one may yet come and go, and be idle sooner.
+                    Some(due) if due > now && activity.requests.load(Ordering::Acquire) == 0 => {
+                        check = due.min(now + limits.idle_timeout);
+                    }
+                    Some(due) if due > now => check = due,
+                    Some(_) if closing.is_some() => {
+                        tracing::debug!(listener = name, "dropping a connection that did not close");
+                        return;
+                    }
+                    Some(_) => {
+                        tracing::debug!(listener = name, "closing a quiet connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                        check = now + CLOSE_GRACE;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one connection is doing, as its requests report it.
+#[derive(Debug)]
+struct Activity {
+    /// When the connection was accepted.
+    opened: Instant,
+    /// Requests whose response body hyper still holds.
+    in_flight: AtomicUsize,
+    /// Requests seen so far.
+    requests: AtomicU64,
+    /// When `in_flight` last fell to zero, in milliseconds after `opened`.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection's allowed quiet spell ends, or `None` while a request is in flight:
+    /// `header_timeout` after acceptance for the first request, `idle_timeout` after the last
+    /// response, and [`CLOSE_GRACE`] once it was asked to close (at `closing`).
+    fn quiet_until(&self, limits: &ConnLimits, closing: Option<Instant>) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let idle_since =
+            self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(match closing {
+            Some(at) => at.max(idle_since) + CLOSE_GRACE,
+            None if self.requests.load(Ordering::Acquire) == 0 => {
+                self.opened + limits.header_timeout
+            }
+            None => idle_since + limits.idle_timeout,
+        })
+    }
+}
+
+/// One request in flight on a connection; counted until dropped with the response body.
+#[derive(Debug)]
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.requests.fetch_add(1, Ordering::AcqRel);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let since = self.0.opened.elapsed().as_millis();
+        self.0.idle_since_ms.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The router as hyper calls it, counting each request in flight on its connection.
+#[derive(Debug, Clone)]
+struct Tracked {
+    router: Router,
+    activity: Arc<Activity>,
+}
+
+type TrackedFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Tracked {
+    type Response = http::Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = TrackedFuture;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let busy = Busy::start(self.activity.clone());
+        let router = self.router.clone();
+        Box::pin(async move {
+            let response = router.oneshot(req).await?;
+            Ok(response.map(|body| TrackedBody { body, _busy: busy }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted in flight until hyper drops it.
+#[derive(Debug)]
+struct TrackedBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    const LIMITS: ConnLimits = ConnLimits {
+        header_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(200),
+        max_connections: 4,
+    };
+
+    /// A listener serving `/slow` (answers after several idle spells) and `/stream` (a body
+    /// whose parts are several idle spells apart).
+    async fn slow_server(cancel: CancellationToken) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        // Longer than every deadline and the close grace together, so a request not counted
+        // in flight would be cut.
+        let spell = CLOSE_GRACE + LIMITS.idle_timeout * 4;
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(move || async move {
+                    tokio::time::sleep(spell).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/stream",
+                get(move || async move {
+                    let parts = futures_util::stream::unfold(0u8, move |n| async move {
+                        if n == 2 {
+                            return None;
+                        }
+                        if n == 1 {
+                            tokio::time::sleep(spell).await;
+                        }
+                        Some((Ok::<_, Infallible>(Bytes::from_static(b"part;")), n + 1))
+                    });
+                    axum::body::Body::from_stream(parts)
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve("test", listener, router, LIMITS, cancel));
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_outlast_the_idle_deadline() {
+        let cancel = CancellationToken::new();
+        let (addr, task) = slow_server(cancel.clone()).await;
+        for (path, part, count) in [("/slow", "late", 1), ("/stream", "part;", 2)] {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            conn.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+            assert_eq!(answer.matches(part).count(), count, "{path}: {answer}");
+        }
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_and_ends() {
+        let cancel = CancellationToken::new();
+        let (addr, task) = slow_server(cancel.clone()).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest));
+        assert!(closed.await.is_ok(), "the silent connection outlived the server");
+    }
 }

@@ -6,6 +6,7 @@ mod binary;
 mod bodies;
 mod discovery;
 mod health;
+mod listen;
 mod live;
 mod oneshot;
 mod payments;
