@@ -10,5 +10,6 @@ mod oneshot;
 mod payments;
 mod props;
 mod signer;
+mod streams;
 mod support;
 mod wire;
