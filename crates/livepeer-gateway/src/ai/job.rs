@@ -7,12 +7,10 @@
 //! session (and try it once more), and what the client sees. This module only acts on it. A
 //! streamed answer is never retried once its first byte has been sent.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use tokio::time::Instant;
 
 use super::call::{Answer, CallError, ResultUrls};
@@ -24,6 +22,9 @@ use crate::orchestrator::price::Price;
 use crate::orchestrator::verdict::{ClientOutcome, Failure};
 use crate::orchestrator::{JobKey, Lease, SelectError};
 use crate::payment::{Booking, PayError, Prepared, Settlement};
+
+/// The chunks of a server-sent event stream (relayed by `relay`).
+pub use super::relay::EventStream;
 
 /// What a batch AI request produced, for the HTTP edge to answer.
 #[derive(Debug)]
@@ -43,9 +44,6 @@ pub enum Output {
     /// Server-sent events, passed on as they arrive; a broken upstream ends with an error event.
     Events(EventStream),
 }
-
-/// The chunks of a server-sent event stream.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -7,21 +7,24 @@
 //! over, and the client then gets a final error event. Whole events are relayed, so a final
 //! error event never lands in the middle of one.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use futures_util::{Stream, StreamExt as _};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::job::EventStream;
 use crate::orchestrator::Lease;
 use crate::orchestrator::verdict::Failure;
+
+/// The chunks of a server-sent event stream.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// Events buffered between the orchestrator and the client: the rest of the back-pressure is
 /// the sockets', and a client that stops reading fills them quickly.
