@@ -56,8 +56,8 @@ pub(crate) fn relay_events(
 ) -> EventStream {
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     let stalled = Arc::new(AtomicBool::new(false));
-    let pump = Pump { upstream: BodyDataStream::new(upstream.into_body()), tx, limits };
-    tokio::spawn(pump.run(lease, stalled.clone()));
+    let client = Client { tx, limits, stalled: stalled.clone() };
+    tokio::spawn(pump(BodyDataStream::new(upstream.into_body()), lease, client));
     let body = futures_util::stream::unfold(Some((rx, stalled)), |state| async move {
         let (mut rx, stalled) = state?;
         match rx.recv().await {
@@ -75,92 +75,119 @@ pub(crate) fn relay_events(
 }
 
 /// How handing an event to the client went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
     Delivered,
     /// The client went away (its body was dropped).
     Gone,
-    /// The client took nothing for the client limit.
+    /// The client took nothing for the client limit, or until the drain time ran out.
     Stalled,
-    /// The drain time ran out while the client was not reading.
-    Drained,
 }
 
-/// The task that reads the orchestrator's stream and feeds the client's body.
-struct Pump {
-    upstream: BodyDataStream<Incoming>,
+/// How the relay of the orchestrator's events ended.
+enum End {
+    /// The orchestrator finished; what is left of its last event.
+    Finished(Option<Bytes>),
+    /// The orchestrator's stream broke, for this reason.
+    Broke(String),
+    /// The orchestrator sent nothing for the idle limit.
+    Idle,
+    /// Shutdown's drain time ran out.
+    Drained,
+    /// The client went away or stopped reading.
+    Client,
+}
+
+/// The client's side of a stream: the channel to its body, and the limits.
+struct Client {
     tx: mpsc::Sender<Bytes>,
     limits: Limits,
+    /// Set when the stream is given up on a client that stopped reading.
+    stalled: Arc<AtomicBool>,
 }
 
-impl Pump {
-    async fn run(mut self, lease: Lease, stalled: Arc<AtomicBool>) {
+/// Relays `upstream` to the client until either side ends it, then settles the lease: only
+/// an orchestrator that broke or went idle is penalised.
+async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Client) {
+    let end = client.relay(&mut upstream).await;
+    // The orchestrator's stream is closed before the client's last event is waited on.
+    drop(upstream);
+    let last = match end {
+        End::Finished(rest) => {
+            lease.succeeded();
+            // A last event without its blank line is passed on as it came.
+            rest
+        }
+        End::Broke(why) => {
+            Failure::ClosedMidStream.verdict().end_lease(lease, why);
+            Some(error_event("orchestrator stream ended early"))
+        }
+        End::Idle => {
+            let why = format!("stream idle for {:?}", client.limits.idle);
+            Failure::Timeout.verdict().end_lease(lease, why);
+            Some(error_event("orchestrator stream stalled"))
+        }
+        // Neither is the orchestrator's doing: it is released unpenalised.
+        End::Drained => {
+            drop(lease);
+            Some(error_event("gateway shutting down"))
+        }
+        End::Client => {
+            drop(lease);
+            None
+        }
+    };
+    if let Some(last) = last {
+        client.deliver(last).await;
+    }
+}
+
+impl Client {
+    /// Passes the orchestrator's events on until one side ends the stream.
+    async fn relay(&self, upstream: &mut BodyDataStream<Incoming>) -> End {
         let mut events = Events::default();
-        let delivery = loop {
+        loop {
             let next = tokio::select! {
                 biased;
-                _ = self.limits.drained.cancelled() => {
-                    // The orchestrator did nothing wrong: release it.
-                    drop(lease);
-                    self.deliver(error_event("gateway shutting down")).await;
-                    return;
-                }
+                _ = self.limits.drained.cancelled() => return End::Drained,
                 // The client went away: stop waiting for the orchestrator on its behalf.
-                _ = self.tx.closed() => break Delivery::Gone,
-                next = tokio::time::timeout(self.limits.idle, self.upstream.next()) => next,
+                _ = self.tx.closed() => return End::Client,
+                next = tokio::time::timeout(self.limits.idle, upstream.next()) => next,
             };
             let chunk = match next {
                 Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => {
-                    lease.succeeded();
-                    // A last event without its blank line is passed on as it came.
-                    if let Some(rest) = events.rest() {
-                        self.deliver(rest).await;
-                    }
-                    return;
-                }
-                Ok(Some(Err(e))) => {
-                    let why = format!("stream broke: {e}");
-                    Failure::ClosedMidStream.verdict().end_lease(lease, why);
-                    self.deliver(error_event("orchestrator stream ended early")).await;
-                    return;
-                }
-                Err(_) => {
-                    let why = format!("stream idle for {:?}", self.limits.idle);
-                    Failure::Timeout.verdict().end_lease(lease, why);
-                    self.deliver(error_event("orchestrator stream stalled")).await;
-                    return;
-                }
+                Ok(None) => return End::Finished(events.rest()),
+                Ok(Some(Err(e))) => return End::Broke(format!("stream broke: {e}")),
+                Err(_) => return End::Idle,
             };
             let Some(whole) = events.push(chunk) else { continue };
-            match self.deliver(whole).await {
-                Delivery::Delivered => {}
-                other => break other,
+            if self.deliver(whole).await != Delivery::Delivered {
+                return End::Client;
             }
-        };
-        // The client went away or stopped reading: nobody else's fault.
-        drop(lease);
-        if matches!(delivery, Delivery::Stalled | Delivery::Drained) {
-            stalled.store(true, Ordering::Release);
-            tracing::info!(
-                client_timeout = ?self.limits.client,
-                "ai stream ended: the client stopped reading"
-            );
         }
     }
 
     /// Hands `chunk` to the client's body, waiting at most the client limit for room, and no
-    /// longer than the drain time.
+    /// longer than the drain time (once it has run out, the client limit alone bounds the
+    /// wait for the final event).
     async fn deliver(&self, chunk: Bytes) -> Delivery {
-        tokio::select! {
+        let drained = &self.limits.drained;
+        let delivery = tokio::select! {
             sent = tokio::time::timeout(self.limits.client, self.tx.send(chunk)) => match sent {
                 Ok(Ok(())) => Delivery::Delivered,
                 Ok(Err(_)) => Delivery::Gone,
                 Err(_) => Delivery::Stalled,
             },
-            _ = self.limits.drained.cancelled(), if !self.limits.drained.is_cancelled() => {
-                Delivery::Drained
-            }
+            _ = drained.cancelled(), if !drained.is_cancelled() => Delivery::Stalled,
+        };
+        if delivery == Delivery::Stalled {
+            self.stalled.store(true, Ordering::Release);
+            tracing::info!(
+                client_timeout = ?self.limits.client,
+                "ai stream given up: the client stopped reading"
+            );
         }
+        delivery
     }
 }
 

@@ -113,6 +113,38 @@ async fn a_client_that_stops_reading_does_not_get_the_orchestrator_ejected() {
     gw.shutdown().await;
 }
 
+/// The same over HTTP/2 (h2c): a response body the client does not read is held by flow
+/// control instead of socket buffers; the orchestrator is still released unpenalised.
+#[tokio::test]
+async fn an_http2_client_that_stops_reading_does_not_get_the_orchestrator_ejected() {
+    let sim = llm_sim("stalled-h2-client", Duration::ZERO).await;
+    let mut c = config(&[sim.url()]);
+    c.ai.attempt_timeout = Duration::from_millis(300);
+    c.ai.stream_client_timeout = Duration::from_secs(1);
+    let gw = start(c).await;
+    let words = vec!["w"; 32_768].join(" ");
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    // The response is held and its body never read.
+    let resp = h2
+        .post(format!("http://{}/llm", gw.http_addr))
+        .json(&json!({"model": LLM, "stream": true, "max_tokens": 32_768, "messages": [{"role": "user", "content": words}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    eventually(Duration::from_secs(10), "the orchestrator released", || async {
+        orch_state(&gw, sim.url()).await["in_flight"] == 0
+    })
+    .await;
+    let state = orch_state(&gw, sim.url()).await;
+    assert_eq!(state["state"], "healthy", "a stalled client is nobody else's fault: {state}");
+    // Reading now gets what was buffered, then an error: the answer was not completed.
+    let text = resp.text().await;
+    assert!(text.is_err(), "a given-up stream must not look complete");
+    gw.shutdown().await;
+}
+
 /// Item 14 of issue 11: at shutdown a running stream gets the drain time
 /// (`--shutdown-drain-timeout`), then ends with a final error event and a clean end, instead of
 /// being cut when the process exits.
