@@ -129,6 +129,8 @@ pub struct Gateway {
     public: Router,
     admin: Router,
     tasks: Tasks,
+    /// How long in-flight requests get at shutdown.
+    drain: std::time::Duration,
 }
 
 impl Gateway {
@@ -170,7 +172,7 @@ impl Gateway {
             summary: Arc::new(summary(&config)),
             payer,
         };
-        let ai_state = ai_state(&config, &state, payments.clone())?;
+        let ai_state = ai_state(&config, &state, payments.clone(), tasks.drained())?;
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
@@ -189,7 +191,8 @@ impl Gateway {
         let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
-        Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks })
+        let drain = config.ai.shutdown_drain_timeout;
+        Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks, drain })
     }
 
     /// The public API's routes, to call in-process (`tower::ServiceExt::oneshot`).
@@ -202,9 +205,11 @@ impl Gateway {
         self.admin.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for every task.
+    /// Stops accepting and lets in-flight requests finish within the drain time
+    /// (`--shutdown-drain-timeout`); running streams then end with a final error event. Bounded:
+    /// returns soon after the drain time even if some request is still running.
     pub async fn shutdown(self) {
-        self.tasks.shutdown().await;
+        self.tasks.shutdown(self.drain).await;
     }
 }
 
@@ -267,6 +272,7 @@ fn ai_state(
     config: &Config,
     state: &AppState,
     payments: payment::Payments,
+    drained: tokio_util::sync::CancellationToken,
 ) -> Result<ai::AiState, StartError> {
     let client = ai::call::AiClient::new(
         config.signer.clone(),
@@ -284,6 +290,7 @@ fn ai_state(
         config: Arc::new(config.ai.clone()),
         metrics: state.metrics.clone(),
         payments,
+        drained,
     })
 }
 

@@ -1,15 +1,25 @@
 //! Background tasks: every one is tracked and cancellable, so shutdown can wait for them.
+//!
+//! Shutdown has two steps: every task is cancelled (listeners stop accepting and let their
+//! in-flight requests finish) and gets the drain time to end; then the `drained` token fires,
+//! so running streams end with a final event, which they get a short time to write.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long streams get to write their final event once the drain time is over: enough for a
+/// reading client, while a client that does not read cannot hold shutdown any longer.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
 
 /// The gateway's task set.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
+    drained: CancellationToken,
 }
 
 impl Tasks {
@@ -36,10 +46,64 @@ impl Tasks {
         self.cancel.clone()
     }
 
-    /// Cancels every task and waits for them all to end.
-    pub async fn shutdown(&self) {
+    /// The token that fires when shutdown's drain time is over, for work that would otherwise
+    /// run on (streams) to end cleanly.
+    pub fn drained(&self) -> CancellationToken {
+        self.drained.clone()
+    }
+
+    /// Cancels every task and waits for them to end: `drain` for all of them, then
+    /// [`Tasks::drained`] fires and they get a short time more. Whatever is still running after
+    /// that is left behind (and ends with the runtime). Returns whether every task ended.
+    pub async fn shutdown(&self, drain: Duration) -> bool {
         self.cancel.cancel();
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout(drain, self.tracker.wait()).await.is_ok() {
+            return true;
+        }
+        tracing::info!(?drain, "drain time over: ending running streams");
+        self.drained.cancel();
+        let ended = tokio::time::timeout(FINAL_WRITE, self.tracker.wait()).await.is_ok();
+        if !ended {
+            tracing::warn!("some requests were still running after the drain time; cut");
+        }
+        ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_the_drain_time_then_fires_drained() {
+        let tasks = Tasks::new();
+        let drained = tasks.drained();
+        let started = tokio::time::Instant::now();
+        // A task that ignores cancellation and ends only when the drain is over.
+        let seen = drained.clone();
+        tasks.spawn("stream", move |_| async move { seen.cancelled().await });
+        assert!(tasks.shutdown(Duration::from_secs(3)).await);
+        assert!(drained.is_cancelled());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(4), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_that_end_on_cancel_need_no_drain() {
+        let tasks = Tasks::new();
+        tasks.spawn("loop", |cancel| async move { cancel.cancelled().await });
+        assert!(tasks.shutdown(Duration::from_secs(3)).await);
+        assert!(!tasks.drained().is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_never_ends_is_left_behind_after_the_final_write_time() {
+        let tasks = Tasks::new();
+        tasks.spawn("stuck", |_| std::future::pending());
+        let started = tokio::time::Instant::now();
+        assert!(!tasks.shutdown(Duration::from_secs(1)).await);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1) + FINAL_WRITE, "{took:?}");
     }
 }

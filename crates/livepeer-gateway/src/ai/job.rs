@@ -7,24 +7,24 @@
 //! session (and try it once more), and what the client sees. This module only acts on it. A
 //! streamed answer is never retried once its first byte has been sent.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
-use serde_json::json;
 use tokio::time::Instant;
 
-use super::AiState;
 use super::call::{Answer, CallError, ResultUrls};
 use super::validate::ValidRequest;
+use super::{AiState, relay};
 use crate::error::{Error, Kind};
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::verdict::{ClientOutcome, Failure};
 use crate::orchestrator::{JobKey, Lease, SelectError};
 use crate::payment::{Booking, PayError, Prepared, Settlement};
+
+/// The chunks of a server-sent event stream (relayed by `relay`).
+pub use super::relay::EventStream;
 
 /// What a batch AI request produced, for the HTTP edge to answer.
 #[derive(Debug)]
@@ -44,9 +44,6 @@ pub enum Output {
     /// Server-sent events, passed on as they arrive; a broken upstream ends with an error event.
     Events(EventStream),
 }
-
-/// The chunks of a server-sent event stream.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,7 +302,12 @@ impl<'a> Job<'a> {
             }
             Answer::Stream(upstream) => {
                 finish(ai, record, transcoder, price, self.req, "stream");
-                let events = relay_events(upstream, lease, ai.config.attempt_timeout);
+                let limits = relay::Limits {
+                    idle: ai.config.attempt_timeout,
+                    client: ai.config.stream_client_timeout,
+                    drained: ai.drained.clone(),
+                };
+                let events = relay::relay_events(upstream, lease, limits);
                 Reply::new(record, transcoder, Ok(Output::Events(events)))
             }
         }
@@ -442,51 +444,6 @@ fn fee(units: u64, price: Price) -> String {
     let g = a.max(1);
     let (num, den) = (num / g, den / g);
     if den == 1 { num.to_string() } else { format!("{num}/{den}") }
-}
-
-/// Passes an orchestrator's server-sent events through chunk by chunk. The lease lives until the
-/// stream ends: a clean end counts as success, a broken one as the orchestrator's failure, and
-/// the client then gets an error event (no failover: bytes have already gone out).
-fn relay_events(
-    upstream: http::Response<hyper::body::Incoming>,
-    lease: Lease,
-    idle: Duration,
-) -> EventStream {
-    struct State {
-        upstream: http_body_util::BodyDataStream<hyper::body::Incoming>,
-        lease: Option<Lease>,
-    }
-    let upstream = http_body_util::BodyDataStream::new(upstream.into_body());
-    let state = State { upstream, lease: Some(lease) };
-    let body = futures_util::stream::unfold(state, move |mut st| async move {
-        let lease = st.lease.take()?;
-        match tokio::time::timeout(idle, st.upstream.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                st.lease = Some(lease);
-                Some((Ok::<_, std::io::Error>(chunk), st))
-            }
-            Ok(None) => {
-                lease.succeeded();
-                None
-            }
-            Ok(Some(Err(e))) => {
-                let why = format!("stream broke: {e}");
-                Failure::ClosedMidStream.verdict().end_lease(lease, why);
-                Some((Ok(error_event("orchestrator stream ended early")), st))
-            }
-            Err(_) => {
-                let why = format!("stream idle for {idle:?}");
-                Failure::Timeout.verdict().end_lease(lease, why);
-                Some((Ok(error_event("orchestrator stream stalled")), st))
-            }
-        }
-    });
-    Box::pin(body)
-}
-
-fn error_event(message: &str) -> Bytes {
-    let body = json!({ "error": { "message": message } });
-    Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod job;
 mod multipart;
 pub mod openai;
 pub mod probe;
+mod relay;
 pub mod results;
 pub mod validate;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 use self::call::{AiClient, ResultUrls};
 use self::job::Reply;
@@ -35,6 +37,11 @@ pub struct AiConfig {
     pub attempt_timeout: Duration,
     /// Deadline of the whole request, failovers included.
     pub request_timeout: Duration,
+    /// How long a stream waits for a client that stopped reading before it ends, releasing
+    /// the orchestrator without penalty.
+    pub stream_client_timeout: Duration,
+    /// At shutdown, how long in-flight requests get before running streams are ended.
+    pub shutdown_drain_timeout: Duration,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// Return results as `data:` URLs instead of the gateway's own URLs.
@@ -68,6 +75,8 @@ pub struct AiState {
     pub metrics: Metrics,
     /// How orchestrators are paid: local key, remote signer or off-chain.
     pub payments: crate::payment::Payments,
+    /// Fires when shutdown's drain time is over: running streams then end with an error event.
+    pub drained: CancellationToken,
 }
 
 /// Validates a request's input and runs it: `Err` when validation fails (nothing was tried).

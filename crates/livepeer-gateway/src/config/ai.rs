@@ -1,5 +1,6 @@
-//! Batch AI settings: attempts and deadlines, body and result-store limits, how results are
-//! handed back, and the HTTP version spoken to orchestrators.
+//! Batch AI settings: attempts and deadlines (streams' and shutdown's included), body and
+//! result-store limits, how results are handed back, and the HTTP version spoken to
+//! orchestrators.
 
 use std::time::Duration;
 
@@ -23,6 +24,14 @@ section! {
         /// Deadline of a whole AI request, failovers included [default: 120s].
         #[arg(long, env = "LP_AIREQUESTTIMEOUT")]
         pub ai_request_timeout: Option<String>,
+        /// How long a streamed AI answer waits for a client that stopped reading before it
+        /// ends the stream and releases the orchestrator, unpenalised [default: 60s].
+        #[arg(long, env = "LP_AISTREAMCLIENTTIMEOUT")]
+        pub ai_stream_client_timeout: Option<String>,
+        /// At shutdown, how long in-flight requests get to finish; running streams then end
+        /// with a final error event [default: 10s].
+        #[arg(long, env = "LP_SHUTDOWNDRAINTIMEOUT")]
+        pub shutdown_drain_timeout: Option<String>,
         /// Largest AI request body in bytes; larger ones get 413 [default: 52428800].
         #[arg(long, env = "LP_AIMAXBODYBYTES")]
         pub ai_max_body_bytes: Option<usize>,
@@ -67,6 +76,16 @@ impl Ai {
                 "--ai-request-timeout",
                 self.ai_request_timeout,
                 Duration::from_secs(120),
+            )?,
+            stream_client_timeout: positive_duration(
+                "--ai-stream-client-timeout",
+                self.ai_stream_client_timeout,
+                Duration::from_secs(60),
+            )?,
+            shutdown_drain_timeout: positive_duration(
+                "--shutdown-drain-timeout",
+                self.shutdown_drain_timeout,
+                Duration::from_secs(10),
             )?,
             max_body_bytes: self.ai_max_body_bytes.unwrap_or(50 << 20),
             data_urls: self.ai_result_data_urls.unwrap_or(false),

@@ -12,5 +12,6 @@ mod oneshot;
 mod payments;
 mod props;
 mod signer;
+mod streams;
 mod support;
 mod wire;

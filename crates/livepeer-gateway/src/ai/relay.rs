@@ -1,0 +1,298 @@
+//! Relays an orchestrator's server-sent events to the client, keeping apart who stalls.
+//!
+//! A task reads the orchestrator's stream and hands whole events to the client's body through
+//! a small channel. The orchestrator's idle limit runs only while that task waits for the
+//! orchestrator; waiting for a client that does not read is bounded separately, and ends the
+//! stream without penalising the orchestrator. Both waits stop when shutdown's drain time is
+//! over, and the client then gets a final error event. Whole events are relayed, so a final
+//! error event never lands in the middle of one.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use http_body_util::BodyDataStream;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::Lease;
+use crate::orchestrator::verdict::Failure;
+
+/// The chunks of a server-sent event stream.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Events buffered between the orchestrator and the client: the rest of the back-pressure is
+/// the sockets', and a client that stops reading fills them quickly.
+const BUFFERED_EVENTS: usize = 16;
+
+/// Longest incomplete event kept while waiting for its end; beyond it, what arrived is passed
+/// on as it is (a stream that is not made of events is still relayed).
+const MAX_PARTIAL_EVENT: usize = 1 << 20;
+
+/// The bounds of one relayed stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Longest wait for the orchestrator's next bytes.
+    pub idle: Duration,
+    /// Longest wait for the client to take more.
+    pub client: Duration,
+    /// Fires when shutdown's drain time is over.
+    pub drained: CancellationToken,
+}
+
+/// Passes an orchestrator's server-sent events on as they arrive. The lease lives until the
+/// stream ends: a clean end counts as success, a broken or idle upstream as the orchestrator's
+/// failure (the client then gets an error event; no failover, bytes have already gone out). A
+/// client that goes away or stops reading releases the orchestrator unpenalised.
+pub(crate) fn relay_events(
+    upstream: http::Response<Incoming>,
+    lease: Lease,
+    limits: Limits,
+) -> EventStream {
+    let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let client = Client { tx, limits, stalled: stalled.clone() };
+    tokio::spawn(pump(BodyDataStream::new(upstream.into_body()), lease, client));
+    let body = futures_util::stream::unfold(Some((rx, stalled)), |state| async move {
+        let (mut rx, stalled) = state?;
+        match rx.recv().await {
+            Some(chunk) => Some((Ok(chunk), Some((rx, stalled)))),
+            // The client stalled and the stream was given up: what reached it is not a
+            // complete answer, so its connection is broken off rather than ended cleanly.
+            None if stalled.load(Ordering::Acquire) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading");
+                Some((Err(e), None))
+            }
+            None => None,
+        }
+    });
+    Box::pin(body)
+}
+
+/// How handing an event to the client went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Delivered,
+    /// The client went away (its body was dropped).
+    Gone,
+    /// The client took nothing for the client limit, or until the drain time ran out.
+    Stalled,
+}
+
+/// How the relay of the orchestrator's events ended.
+enum End {
+    /// The orchestrator finished; what is left of its last event.
+    Finished(Option<Bytes>),
+    /// The orchestrator's stream broke, for this reason.
+    Broke(String),
+    /// The orchestrator sent nothing for the idle limit.
+    Idle,
+    /// Shutdown's drain time ran out.
+    Drained,
+    /// The client went away or stopped reading.
+    Client,
+}
+
+/// The client's side of a stream: the channel to its body, and the limits.
+struct Client {
+    tx: mpsc::Sender<Bytes>,
+    limits: Limits,
+    /// Set when the stream is given up on a client that stopped reading.
+    stalled: Arc<AtomicBool>,
+}
+
+/// Relays `upstream` to the client until either side ends it, then settles the lease: only
+/// an orchestrator that broke or went idle is penalised.
+async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Client) {
+    let end = client.relay(&mut upstream).await;
+    // The orchestrator's stream is closed before the client's last event is waited on.
+    drop(upstream);
+    let last = match end {
+        End::Finished(rest) => {
+            lease.succeeded();
+            // A last event without its blank line is passed on as it came.
+            rest
+        }
+        End::Broke(why) => {
+            Failure::ClosedMidStream.verdict().end_lease(lease, why);
+            Some(error_event("orchestrator stream ended early"))
+        }
+        End::Idle => {
+            let why = format!("stream idle for {:?}", client.limits.idle);
+            Failure::Timeout.verdict().end_lease(lease, why);
+            Some(error_event("orchestrator stream stalled"))
+        }
+        // Neither is the orchestrator's doing: it is released unpenalised.
+        End::Drained => {
+            drop(lease);
+            Some(error_event("gateway shutting down"))
+        }
+        End::Client => {
+            drop(lease);
+            None
+        }
+    };
+    if let Some(last) = last {
+        client.deliver(last).await;
+    }
+}
+
+impl Client {
+    /// Passes the orchestrator's events on until one side ends the stream.
+    async fn relay(&self, upstream: &mut BodyDataStream<Incoming>) -> End {
+        let mut events = Events::default();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.limits.drained.cancelled() => return End::Drained,
+                // The client went away: stop waiting for the orchestrator on its behalf.
+                _ = self.tx.closed() => return End::Client,
+                next = tokio::time::timeout(self.limits.idle, upstream.next()) => next,
+            };
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => return End::Finished(events.rest()),
+                Ok(Some(Err(e))) => return End::Broke(format!("stream broke: {e}")),
+                Err(_) => return End::Idle,
+            };
+            let Some(whole) = events.push(chunk) else { continue };
+            if self.deliver(whole).await != Delivery::Delivered {
+                return End::Client;
+            }
+        }
+    }
+
+    /// Hands `chunk` to the client's body, waiting at most the client limit for room, and no
+    /// longer than the drain time (once it has run out, the client limit alone bounds the
+    /// wait for the final event).
+    async fn deliver(&self, chunk: Bytes) -> Delivery {
+        let drained = &self.limits.drained;
+        let delivery = tokio::select! {
+            sent = tokio::time::timeout(self.limits.client, self.tx.send(chunk)) => match sent {
+                Ok(Ok(())) => Delivery::Delivered,
+                Ok(Err(_)) => Delivery::Gone,
+                Err(_) => Delivery::Stalled,
+            },
+            _ = drained.cancelled(), if !drained.is_cancelled() => Delivery::Stalled,
+        };
+        if delivery == Delivery::Stalled {
+            self.stalled.store(true, Ordering::Release);
+            tracing::info!(
+                client_timeout = ?self.limits.client,
+                "ai stream given up: the client stopped reading"
+            );
+        }
+        delivery
+    }
+}
+
+/// Cuts a byte stream into whole events: the bytes up to the last blank line are ready, the
+/// rest waits for more.
+#[derive(Debug, Default)]
+struct Events {
+    partial: BytesMut,
+}
+
+impl Events {
+    /// Takes `chunk`; returns the whole events now complete, if any.
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.partial.is_empty() {
+            // The usual case: the orchestrator writes whole events, passed on without a copy.
+            return match event_end(&chunk, 0) {
+                Some(end) if end == chunk.len() => Some(chunk),
+                Some(end) => {
+                    self.partial.extend_from_slice(&chunk[end..]);
+                    Some(chunk.slice(..end))
+                }
+                None => self.keep(&chunk),
+            };
+        }
+        // A blank line may straddle the chunks: look from just before the new bytes.
+        let from = self.partial.len().saturating_sub(2);
+        self.partial.extend_from_slice(&chunk);
+        match event_end(&self.partial, from) {
+            Some(end) => Some(self.partial.split_to(end).freeze()),
+            None if self.partial.len() > MAX_PARTIAL_EVENT => Some(self.partial.split().freeze()),
+            None => None,
+        }
+    }
+
+    fn keep(&mut self, chunk: &[u8]) -> Option<Bytes> {
+        if chunk.len() > MAX_PARTIAL_EVENT {
+            return Some(Bytes::copy_from_slice(chunk));
+        }
+        self.partial.extend_from_slice(chunk);
+        None
+    }
+
+    /// What is left when the stream ends.
+    fn rest(&mut self) -> Option<Bytes> {
+        (!self.partial.is_empty()).then(|| self.partial.split().freeze())
+    }
+}
+
+/// Where the last complete event in `buf` ends (just after its blank line: `\n\n`, or
+/// `\r\n\r\n`), looking at blank lines that end after `from`.
+fn event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let tail = buf.get(from..)?;
+    tail.windows(2)
+        .rposition(|w| w == b"\n\n")
+        .map(|i| from + i + 2)
+        .or_else(|| tail.windows(3).rposition(|w| w == b"\n\r\n").map(|i| from + i + 3))
+}
+
+/// An SSE error event carrying `message`.
+pub(crate) fn error_event(message: &str) -> Bytes {
+    let body = json!({ "error": { "message": message } });
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushed(chunks: &[&str]) -> Vec<String> {
+        let mut events = Events::default();
+        let mut out: Vec<String> = chunks
+            .iter()
+            .filter_map(|c| events.push(Bytes::copy_from_slice(c.as_bytes())))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        out.extend(events.rest().map(|b| String::from_utf8_lossy(&b).into_owned()));
+        out
+    }
+
+    #[test]
+    fn whole_events_pass_as_they_are_and_split_ones_are_joined() {
+        assert_eq!(pushed(&["data: 1\n\n", "data: 2\n\n"]), ["data: 1\n\n", "data: 2\n\n"]);
+        assert_eq!(pushed(&["data: 1\n\nda", "ta: 2\n", "\n"]), ["data: 1\n\n", "data: 2\n\n"]);
+        assert_eq!(
+            pushed(&["data: 1\r\n\r\nda", "ta: 2\r\n\r", "\n"]),
+            ["data: 1\r\n\r\n", "data: 2\r\n\r\n"]
+        );
+        // A last event without its blank line still reaches the client.
+        assert_eq!(pushed(&["data: 1\n\ndata: 2"]), ["data: 1\n\n", "data: 2"]);
+    }
+
+    #[test]
+    fn a_stream_without_events_is_passed_on_in_bounded_pieces() {
+        let big = "x".repeat(MAX_PARTIAL_EVENT + 1);
+        let out = pushed(&["x", &big]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].len(), MAX_PARTIAL_EVENT + 2);
+    }
+
+    #[test]
+    fn error_events_are_complete_sse_events() {
+        let event = error_event("gateway shutting down");
+        assert_eq!(
+            &event[..],
+            b"event: error\ndata: {\"error\":{\"message\":\"gateway shutting down\"}}\n\n"
+        );
+    }
+}
