@@ -172,23 +172,26 @@ fn own_socket_inodes() -> HashSet<u64> {
 
 /// How many file descriptors of this process are connections the gateway accepted on `addr`
 /// (local address `addr`, not the listening socket). Connections still waiting in the
-/// kernel's accept queue have no descriptor and are not counted.
+/// kernel's accept queue have no descriptor and are not counted. Distinct inodes are counted:
+/// `/proc/net/tcp` is read in chunks, and while other tests open and close sockets a row can
+/// appear twice.
 fn accepted_fds(addr: SocketAddr) -> usize {
     let own = own_socket_inodes();
     let local = format!("0100007F:{:04X}", addr.port());
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
+    let accepted: HashSet<u64> = table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // cols: sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode
-            cols.len() > 9
-                && cols[1] == local
-                && cols[3] != "0A"
-                && cols[9].parse().is_ok_and(|inode: u64| own.contains(&inode))
+            if cols.len() <= 9 || cols[1] != local || cols[3] == "0A" {
+                return None;
+            }
+            cols[9].parse().ok().filter(|inode: &u64| own.contains(inode))
         })
-        .count()
+        .collect();
+    accepted.len()
 }
 
 #[tokio::test]
