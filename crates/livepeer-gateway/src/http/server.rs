@@ -258,8 +258,28 @@ struct Tracked {
     activity: Arc<Activity>,
 }
 
-type TrackedFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
+/// The router's answer to one request, with the request's count in flight. A named future
+/// rather than a boxed `async` block: this runs for every request, and the box was one more
+/// allocation on the hot path.
+struct TrackedFuture {
+    inner: tower::util::Oneshot<Router, http::Request<Incoming>>,
+    busy: Option<Busy>,
+}
+
+impl Future for TrackedFuture {
+    type Output = Result<http::Response<TrackedBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let response = match Pin::new(&mut this.inner).poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => return Poll::Pending,
+        };
+        let busy = this.busy.take();
+        Poll::Ready(Ok(response.map(|body| TrackedBody { body, _busy: busy })))
+    }
+}
 
 impl hyper::service::Service<http::Request<Incoming>> for Tracked {
     type Response = http::Response<TrackedBody>;
@@ -267,12 +287,8 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
     type Future = TrackedFuture;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let busy = Busy::start(self.activity.clone());
-        let router = self.router.clone();
-        Box::pin(async move {
-            let response = router.oneshot(req).await?;
-            Ok(response.map(|body| TrackedBody { body, _busy: busy }))
-        })
+        let busy = Some(Busy::start(self.activity.clone()));
+        TrackedFuture { inner: self.router.clone().oneshot(req), busy }
     }
 }
 
@@ -280,7 +296,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
 #[derive(Debug)]
 struct TrackedBody {
     body: axum::body::Body,
-    _busy: Busy,
+    _busy: Option<Busy>,
 }
 
 impl hyper::body::Body for TrackedBody {
