@@ -2,6 +2,8 @@
 //! the request, call [`crate::live::api`] and write its answer; a [`LiveError`] becomes the
 //! gateway's [`Error`], answered by [`super::error`].
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -52,10 +54,14 @@ fn answer<T: serde::Serialize>(result: Result<T, LiveError>) -> Response {
     }
 }
 
-async fn read_body(req: Request) -> Result<Bytes, LiveError> {
-    axum::body::to_bytes(req.into_body(), MAX_CONTROL_BODY)
-        .await
-        .map_err(|_| LiveError::BodyTooLarge { limit: MAX_CONTROL_BODY })
+/// Longest wait for a `/start` or `/update` body: a client that stops sending one must not hold
+/// the request.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A control body, through the gateway's one body reader: a declared length over the limit is
+/// refused before anything is read, and the body has a deadline.
+async fn read_body(req: Request) -> Result<Bytes, Error> {
+    super::body::read_body(req, MAX_CONTROL_BODY, BODY_TIMEOUT).await
 }
 
 async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
@@ -76,7 +82,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match read_body(req).await {
         Ok(body) => body,
-        Err(e) => return error_response(&e),
+        Err(e) => return e.into_response(),
     };
     let start = StartRequest {
         name: &name,
@@ -95,7 +101,7 @@ async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Re
     };
     let body = match read_body(req).await {
         Ok(body) => body,
-        Err(e) => return error_response(&e),
+        Err(e) => return e.into_response(),
     };
     answer(api::update(&stream, &body))
 }

@@ -116,6 +116,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
         ("/v1/chat/completions", "application/json"),
         ("/llm", "application/json"),
         ("/image-to-image", "multipart/form-data; boundary=b"),
+        ("/live/video-to-video/cam/start", "application/json"),
     ] {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: {content_type}\r\n\
