@@ -100,20 +100,7 @@ fn result_urls(ai: &AiState, headers: &HeaderMap, uri: &Uri) -> ResultUrls {
     if ai.config.data_urls {
         return ResultUrls::Data;
     }
-    let base = match &ai.config.public_url {
-        Some(base) => base.trim_end_matches('/').to_owned(),
-        None => {
-            // HTTP/1.1 carries the host in `Host`; HTTP/2 in the URI's authority.
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| uri.authority().map(|a| a.as_str()))
-                .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-                .unwrap_or("127.0.0.1:9935");
-            format!("http://{host}")
-        }
-    };
-    ResultUrls::Gateway(base)
+    ResultUrls::Gateway(super::public_base(ai.config.public_url.as_deref(), headers, uri))
 }
 
 async fn result_file(

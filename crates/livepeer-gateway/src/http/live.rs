@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -76,7 +76,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         // MediaMTX's form hook means "pull RTMP from me", which this gateway does not do.
         return error_response(&LiveError::UnsupportedIngest);
     }
-    let base = public_base(live.public_url(), req.headers(), req.uri());
+    let base = super::public_base(live.public_url(), req.headers(), req.uri());
     let query = req.uri().query().unwrap_or_default().to_owned();
     let authorization =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -112,20 +112,6 @@ async fn status(State(live): State<LiveState>, Path(name): Path<String>) -> Resp
 
 async fn stop(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
     answer(api::stop(&live, &name).await)
-}
-
-/// The base URL clients reach this gateway at.
-fn public_base(public_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
-    if let Some(base) = public_url {
-        return base.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-        .unwrap_or("127.0.0.1:9935");
-    format!("http://{host}")
 }
 
 #[cfg(test)]

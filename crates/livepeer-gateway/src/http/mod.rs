@@ -33,3 +33,23 @@ pub fn public_router(
 pub fn admin_router(state: crate::state::AppState, live: crate::live::LiveState) -> Router {
     admin::router(state).merge(live::admin_router(live))
 }
+
+/// The base URL clients reach this gateway at: `public_url` when configured, else `http://`
+/// and the request's host (HTTP/1.1 carries it in `Host`, HTTP/2 in the URI's authority), kept
+/// only when it is made of host characters.
+fn public_base(
+    public_url: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> String {
+    if let Some(base) = public_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("127.0.0.1:9935");
+    format!("http://{host}")
+}
