@@ -16,7 +16,8 @@
 //! - the job paths: [`ai`] (batch AI) and [`live`] (live video), which select, pay and call;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
-//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job) and [`task`].
+//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
+//!   [`log_sink`].
 //!
 //! The binary's tools (`demo`, `bench`, `bench-live`, `live-client`) live under `src/cli/`,
 //! beside `main.rs`, and are not part of this library.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod http;
 pub mod job;
 pub mod live;
+pub mod log_sink;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
@@ -39,7 +41,6 @@ use anyhow as _;
 #[cfg(feature = "cli")]
 use livepeer_sim as _;
 use mimalloc as _;
-use tracing_appender as _;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

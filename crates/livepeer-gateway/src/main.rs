@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use livepeer_gateway::config::{Flags, LogFormat};
+use livepeer_gateway::log_sink::{LogGuard, LogSink};
 use livepeer_gateway::{Config, Gateway};
 
 use cli::{Command, Next};
@@ -48,7 +49,13 @@ fn main() -> ExitCode {
         }
     };
     // Held until `main` returns, so that buffered log lines are written before exit.
-    let _log_writer = init_tracing(&config);
+    let _log_writer = match init_tracing(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("livepeer-gateway: cannot start the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -123,17 +130,12 @@ impl Shutdown {
     }
 }
 
-/// Logs go to stderr through a writer thread that batches lines into few `write(2)` calls:
-/// writing each request's record straight to unbuffered stderr cost a syscall per request on
-/// the request path. Lines are never dropped (`lossy(false)`): if stderr stalls, logging
-/// waits, as it did when it wrote directly.
-fn init_tracing(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through [`LogSink`], which batches lines into few `write(2)` calls and
+/// wakes its writer thread on a timer rather than per line (see its module for the figures).
+fn init_tracing(config: &Config) -> anyhow::Result<LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+    let (writer, guard) = LogSink::stderr()?;
     // Colours only for a terminal, not for files and log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder =
@@ -142,5 +144,5 @@ fn init_tracing(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    guard
+    Ok(guard)
 }

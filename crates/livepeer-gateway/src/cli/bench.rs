@@ -1,16 +1,17 @@
 //! `livepeer-gateway bench`: measures what the gateway adds to a request, against calling the
 //! orchestrator directly, in the same run and on the same machine.
 //!
-//! It starts a zero-delay simulated orchestrator and a gateway in front of it (on loopback,
-//! ephemeral ports), then for text-to-image and for LLM:
-//! - latency: `n` sequential requests direct and through the gateway, alternating (p50, p99);
-//! - throughput: `concurrency` clients for `seconds`, direct and through the gateway, in
-//!   alternating rounds; the median of each, and the median of the rounds' ratios, are
-//!   reported.
+//! It starts a zero-delay simulated orchestrator, a gateway in front of it and an nginx
+//! `proxy_pass` in front of it (on loopback, ephemeral ports), then for text-to-image and for
+//! LLM:
+//! - latency: `n` sequential requests on each path, interleaved (p50, p99);
+//! - throughput: `concurrency` clients for `seconds` on each path, in rounds (direct, nginx,
+//!   gateway); the median of each, and the median of the rounds' ratios, are reported.
 //!
 //! "Direct" sends exactly what the gateway sends (the same headers, body and auth token) and,
-//! for text-to-image, also downloads the result image, as a client must; "through the gateway"
-//! downloads the image from the gateway's result store.
+//! for text-to-image, also downloads the result image, as a client must; nginx carries the
+//! same request and the image download; "through the gateway" downloads the image from the
+//! gateway's result store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -22,10 +23,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::{Ai, Config, Flags, Listen, Logging, OrchSource};
+use livepeer_gateway::config::{Ai, Config, Flags, Listen, OrchSource};
 use livepeer_gateway::orchestrator::caps::Capabilities;
 use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
+
+use super::nginx::Nginx;
 
 /// Load test settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +54,10 @@ pub(crate) struct BenchArgs {
     /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "paid".to_owned()])]
     pub(crate) only: Vec<String>,
+    /// Leave out the nginx `proxy_pass` baseline (which needs nginx, installed with apt-get
+    /// if missing).
+    #[arg(long)]
+    pub(crate) no_nginx: bool,
 }
 
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
@@ -61,6 +68,9 @@ struct Target {
     http: reqwest::Client,
     url: String,
     headers: Vec<(&'static str, String)>,
+    /// Result URLs starting with `.0` are fetched from `.1` instead (nginx carries the
+    /// download that the orchestrator's own URL would send around it).
+    rewrite: Option<(String, String)>,
 }
 
 /// Runs the load test and returns the report as Markdown.
@@ -76,7 +86,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     .await?;
     let flags = Flags {
         listen: ephemeral_ports(),
-        logging: Logging { log_level: Some("warn".into()), ..Logging::default() },
+        // The default `info` level: operators run with it, so the figures must hold with it.
         ai: Ai {
             orch_http1: Some(args.orch_http1),
             orch_h2c: Some(!args.orch_http1),
@@ -88,13 +98,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     config.orchestrators = OrchSource::Static(vec![sim.url().parse()?]);
     let gw = Gateway::start(config).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let nginx = match args.no_nginx {
+        true => None,
+        false => Some(Nginx::start(sim.addr()).await?),
+    };
 
     let mut out = String::new();
     out.push_str(&format!(
         "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
         args.concurrency
     ));
-    for w in workloads(&http, &sim, &gw).await? {
+    for w in workloads(&http, &sim, &gw, nginx.as_ref()).await? {
         if args.only.iter().any(|o| o == w.short) {
             out.push_str(&compare(&w, &args).await?);
         }
@@ -116,6 +130,7 @@ struct Workload {
     name: &'static str,
     body: Value,
     direct: Target,
+    nginx: Option<Target>,
     gateway: Target,
 }
 
@@ -129,6 +144,7 @@ async fn workloads(
     http: &reqwest::Client,
     sim: &Sim,
     gw: &Gateway,
+    nginx: Option<&Nginx>,
 ) -> anyhow::Result<Vec<Workload>> {
     let client = OrchClient::new(
         Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(5) },
@@ -152,6 +168,14 @@ async fn workloads(
             (headers::PAYMENT, headers::OFFCHAIN_PAYMENT.to_owned()),
             ("Authorization", headers::AI_WORKER_PROTOCOL.to_owned()),
         ],
+        rewrite: None,
+    };
+    let proxied = |t: Target| {
+        nginx.map(|n| Target {
+            url: t.url.replacen(sim.url(), &n.url(), 1),
+            rewrite: Some((sim.url().to_owned(), n.url())),
+            ..t
+        })
     };
     let llm_body = json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]});
     Ok(vec![
@@ -160,6 +184,7 @@ async fn workloads(
             name: "text-to-image",
             body: t2i_body(),
             direct: direct(27, T2I_MODEL, "text-to-image"),
+            nginx: proxied(direct(27, T2I_MODEL, "text-to-image")),
             gateway: via_gateway(http, gw, "text-to-image"),
         },
         Workload {
@@ -167,42 +192,65 @@ async fn workloads(
             name: "llm",
             body: llm_body,
             direct: direct(33, LLM_MODEL, "llm"),
+            nginx: proxied(direct(33, LLM_MODEL, "llm")),
             gateway: via_gateway(http, gw, "llm"),
         },
     ])
 }
 
-/// The report's rows for one workload: direct, through the gateway, and what the gateway adds.
+/// The report's rows for one workload: direct, through nginx, through the gateway, and what
+/// the gateway adds.
 async fn compare(w: &Workload, args: &BenchArgs) -> anyhow::Result<String> {
-    let (d, g, body, name) = (&w.direct, &w.gateway, &w.body, w.name);
+    let (body, name) = (&w.body, w.name);
+    let mut paths = vec![("direct", &w.direct)];
+    paths.extend(w.nginx.as_ref().map(|n| ("nginx", n)));
+    paths.push(("gateway", &w.gateway));
     // Warm up connections and caches.
     for _ in 0..50 {
-        request(d, body).await?;
-        request(g, body).await?;
+        for (_, t) in &paths {
+            request(t, body).await?;
+        }
     }
-    let ((dp50, dp99), (gp50, gp99)) = latency(d, g, body, args.requests).await?;
-    let (mut ds, mut gs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let targets: Vec<&Target> = paths.iter().map(|(_, t)| *t).collect();
+    let lat = latency(&targets, body, args.requests).await?;
+    let mut rps = vec![Vec::new(); paths.len()];
     for _ in 0..args.rounds.max(1) {
-        let direct = throughput(d, body, args.concurrency, args.seconds).await;
-        let gateway = throughput(g, body, args.concurrency, args.seconds).await;
-        ds.push(direct);
-        gs.push(gateway);
-        ratios.push(gateway / direct.max(1.0));
+        for (i, (_, t)) in paths.iter().enumerate() {
+            rps[i].push(throughput(t, body, args.concurrency, args.seconds).await);
+        }
     }
-    let (drps, grps) = (median(&mut ds), median(&mut gs));
-    // The ratio is the median of each round's pair (a direct round and the gateway round
-    // right after it), so that drift on a shared machine cancels within a pair.
-    let ratio = median(&mut ratios);
-    let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
     let mut out = String::new();
-    out.push_str(&format!("| {name} | direct | {} | {} | {drps:.0} |\n", us(dp50), us(dp99)));
-    out.push_str(&format!("| {name} | gateway | {} | {} | {grps:.0} |\n", us(gp50), us(gp99)));
-    out.push_str(&format!(
-        "| {name} | **added / ratio** | **+{}** | **+{}** | **{ratio:.2}×** (rounds {spread}) |\n",
-        us(gp50.saturating_sub(dp50)),
-        us(gp99.saturating_sub(dp99)),
-    ));
+    let medians: Vec<f64> = rps.iter().map(|r| median(&mut r.clone())).collect();
+    for (i, (path, _)) in paths.iter().enumerate() {
+        let (p50, p99) = lat[i];
+        out.push_str(&format!(
+            "| {name} | {path} | {} | {} | {:.0} |\n",
+            us(p50),
+            us(p99),
+            medians[i]
+        ));
+    }
+    let gw = paths.len() - 1;
+    for (i, (path, _)) in paths.iter().enumerate().take(gw) {
+        // The ratio is the median of each round's pair (the baseline's round and the gateway
+        // round soon after it), so that drift on a shared machine cancels within a pair.
+        let mut ratios: Vec<f64> =
+            rps[gw].iter().zip(&rps[i]).map(|(g, b)| g / b.max(1.0)).collect();
+        let ratio = median(&mut ratios);
+        let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
+        out.push_str(&format!(
+            "| {name} | **gateway vs {path}** | **{}** | **{}** | **{ratio:.2}×** (rounds {spread}) |\n",
+            signed_us(lat[gw].0, lat[i].0),
+            signed_us(lat[gw].1, lat[i].1),
+        ));
+    }
     Ok(out)
+}
+
+/// `a - b` in microseconds, negative when the gateway was faster.
+fn signed_us(a: Duration, b: Duration) -> String {
+    let micros = a.as_micros() as i128 - b.as_micros() as i128;
+    format!("{micros:+} µs")
 }
 
 /// Paid versus unpaid: the same text-to-image request through a gateway that pays an
@@ -235,7 +283,8 @@ async fn paid_vs_unpaid(
     for _ in 0..50 {
         request(&paid, &t2i_body).await?;
     }
-    let ((pp50, pp99), (up50, up99)) = latency(&paid, &unpaid, &t2i_body, args.requests).await?;
+    let lat = latency(&[&paid, &unpaid], &t2i_body, args.requests).await?;
+    let ((pp50, pp99), (up50, up99)) = (lat[0], lat[1]);
     let (mut ps, mut us_) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
         us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds).await);
@@ -266,7 +315,12 @@ async fn paid_vs_unpaid(
 }
 
 fn via_gateway(http: &reqwest::Client, gw: &Gateway, path: &str) -> Target {
-    Target { http: http.clone(), url: format!("http://{}/{path}", gw.http_addr), headers: vec![] }
+    Target {
+        http: http.clone(),
+        url: format!("http://{}/{path}", gw.http_addr),
+        headers: vec![],
+        rewrite: None,
+    }
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -288,30 +342,33 @@ async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
     anyhow::ensure!(resp.status().is_success(), "{}: {}", t.url, resp.status());
     let json: Value = resp.json().await?;
     if let Some(url) = json.pointer("/images/0/url").and_then(Value::as_str) {
-        let img = t.http.get(url).send().await?;
+        let url = match &t.rewrite {
+            Some((from, to)) if url.starts_with(from.as_str()) => url.replacen(from, to, 1),
+            _ => url.to_owned(),
+        };
+        let img = t.http.get(&url).send().await?;
         anyhow::ensure!(img.status().is_success(), "{url}: {}", img.status());
         img.bytes().await?;
     }
     Ok(())
 }
 
-/// `n` sequential requests to each target, alternating between them, so that a stall of the
-/// machine lands on both paths alike; returns each target's (p50, p99).
+/// `n` sequential requests to each target, interleaved, so that a stall of the machine lands
+/// on every path alike; returns each target's (p50, p99).
 async fn latency(
-    a: &Target,
-    b: &Target,
+    targets: &[&Target],
     body: &Value,
     n: usize,
-) -> anyhow::Result<((Duration, Duration), (Duration, Duration))> {
-    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+) -> anyhow::Result<Vec<(Duration, Duration)>> {
+    let mut samples = vec![Vec::with_capacity(n); targets.len()];
     for _ in 0..n {
-        for (t, samples) in [(a, &mut xs), (b, &mut ys)] {
+        for (t, xs) in targets.iter().zip(samples.iter_mut()) {
             let start = Instant::now();
             request(t, body).await?;
-            samples.push(start.elapsed());
+            xs.push(start.elapsed());
         }
     }
-    Ok((percentiles(&mut xs), percentiles(&mut ys)))
+    Ok(samples.iter_mut().map(|xs| percentiles(xs)).collect())
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {

@@ -7,6 +7,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_live;
 pub(crate) mod demo;
 pub(crate) mod live_client;
+pub(crate) mod nginx;
 
 use livepeer_gateway::Config;
 
