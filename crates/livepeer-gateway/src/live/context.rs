@@ -3,14 +3,16 @@
 //! streams). It sits in its own module, below everything that uses it, so that no live module
 //! imports its parent back.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use livepeer_trickle::{ClientConfig, Hub, HubConfig};
+use tokio::time::Instant;
 
 use super::LiveConfig;
 use super::auth::{self, Heartbeat};
+use super::error::LiveError;
 use super::stream::{Stream, StreamStatus};
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
@@ -37,8 +39,34 @@ pub(crate) struct Inner {
     /// Trickle clients toward orchestrators.
     pub(crate) trickle: reqwest::Client,
     pub(crate) trickle_config: ClientConfig,
-    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    streams: Mutex<Table>,
     tasks: Tasks,
+}
+
+/// The streams by name: running ones, and stopped ones kept a while for their status.
+#[derive(Debug, Default)]
+struct Table {
+    streams: HashMap<String, Arc<Stream>>,
+    /// The stopped streams still in `streams`, oldest first, each with when it is forgotten.
+    /// Bounded by `--live-max-stopped-streams`: start/stop cycles cannot pile them up.
+    retired: VecDeque<(Instant, Arc<Stream>)>,
+}
+
+impl Table {
+    /// Forgets the stopped streams whose status has lingered long enough.
+    fn purge(&mut self, now: Instant) {
+        while self.retired.front().is_some_and(|(until, _)| *until <= now) {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some((_, stream)) = self.retired.pop_front() else { return };
+        // A new stream may have taken the name since: that one stays.
+        if self.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, &stream)) {
+            self.streams.remove(&stream.spec.name);
+        }
+    }
 }
 
 impl LiveState {
@@ -118,9 +146,8 @@ impl LiveState {
     async fn beat(&self, beat: &Heartbeat) {
         let running: Vec<Arc<Stream>> = self
             .inner
-            .streams
-            .lock()
-            .map(|s| s.values().filter(|s| !s.is_stopped()).cloned().collect())
+            .table()
+            .map(|t| t.streams.values().filter(|s| !s.is_stopped()).cloned().collect())
             .unwrap_or_default();
         if running.is_empty() {
             return;
@@ -151,47 +178,69 @@ impl LiveState {
     /// Status of every stream, running or recently stopped.
     pub fn streams(&self) -> Vec<StreamStatus> {
         let streams: Vec<Arc<Stream>> =
-            self.inner.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+            self.inner.table().map(|t| t.streams.values().cloned().collect()).unwrap_or_default();
         streams.iter().map(|s| s.status()).collect()
     }
 
     /// The stream named `key`, or else the one whose stream id is `key`.
     pub(crate) fn find(&self, key: &str) -> Option<Arc<Stream>> {
-        let streams = self.inner.streams.lock().ok()?;
+        let table = self.inner.table()?;
+        let streams = &table.streams;
         streams.get(key).cloned().or_else(|| streams.values().find(|s| s.spec.id == key).cloned())
+    }
+
+    /// The stream named `name` (not by stream id), running or stopped.
+    pub(crate) fn named(&self, name: &str) -> Option<Arc<Stream>> {
+        self.inner.table()?.streams.get(name).cloned()
     }
 }
 
 impl Inner {
-    /// Adds a stream (replacing a stopped one of the same name); `false` when the gateway
-    /// already runs its maximum.
-    pub(crate) fn register(&self, stream: Arc<Stream>) -> bool {
-        let Ok(mut streams) = self.streams.lock() else { return false };
-        let running = streams.values().filter(|s| !s.is_stopped()).count();
-        if running >= self.config.max_streams && !streams.contains_key(&stream.spec.name) {
-            return false;
-        }
-        streams.insert(stream.spec.name.clone(), stream);
-        true
+    /// The table, with the stopped streams whose time is up forgotten; `None` when a panic
+    /// poisoned it.
+    fn table(&self) -> Option<MutexGuard<'_, Table>> {
+        let mut table = self.streams.lock().ok()?;
+        table.purge(Instant::now());
+        Some(table)
     }
 
-    /// Forgets a stopped stream after its status has lingered, unless a new stream took the
+    /// Reserves the stream's name, atomically: one of any number of concurrent starts of a
+    /// name wins, before any of them contacts or pays an orchestrator. A stopped stream of the
+    /// name is replaced; a running or starting one is not ([`LiveError::Exists`]).
+    pub(crate) fn register(&self, stream: Arc<Stream>) -> Result<(), LiveError> {
+        let name = stream.spec.name.clone();
+        let Some(mut table) = self.table() else {
+            return Err(LiveError::Internal("the table of live streams is unusable".into()));
+        };
+        if table.streams.get(&name).is_some_and(|s| !s.is_stopped()) {
+            return Err(LiveError::Exists { stream: name });
+        }
+        let running = table.streams.values().filter(|s| !s.is_stopped()).count();
+        if running >= self.config.max_streams {
+            return Err(LiveError::TooManyStreams { max: self.config.max_streams });
+        }
+        if let Some(old) = table.streams.insert(name, stream) {
+            table.retired.retain(|(_, s)| !Arc::ptr_eq(s, &old));
+        }
+        Ok(())
+    }
+
+    /// Keeps a stopped stream's status readable for `status_linger`, or until
+    /// `max_stopped_streams` newer stopped streams push it out, unless a new stream took the
     /// name meanwhile.
-    pub(crate) fn forget_later(self: &Arc<Self>, stream: &Arc<Stream>) {
-        let inner = self.clone();
-        let stream = stream.clone();
-        let linger = self.config.status_linger;
-        self.tasks.spawn("live-status-linger", move |cancel| async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(linger) => {}
-            }
-            if let Ok(mut streams) = inner.streams.lock()
-                && streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, &stream))
-            {
-                streams.remove(&stream.spec.name);
-            }
-        });
+    pub(crate) fn forget_later(&self, stream: &Arc<Stream>) {
+        let Some(mut table) = self.table() else { return };
+        if !table.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            return;
+        }
+        if table.retired.iter().any(|(_, s)| Arc::ptr_eq(s, stream)) {
+            return;
+        }
+        let until = Instant::now() + self.config.status_linger;
+        table.retired.push_back((until, stream.clone()));
+        while table.retired.len() > self.config.max_stopped_streams {
+            table.evict_oldest();
+        }
     }
 
     pub(crate) fn spawn(&self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
