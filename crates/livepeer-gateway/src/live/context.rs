@@ -60,6 +60,35 @@ impl Table {
         }
     }
 
+    /// See [`Inner::register`].
+    fn reserve(&mut self, stream: Arc<Stream>, max_streams: usize) -> Result<(), LiveError> {
+        let name = stream.spec.name.clone();
+        if self.streams.get(&name).is_some_and(|s| !s.is_stopped()) {
+            return Err(LiveError::Exists { stream: name });
+        }
+        let running = self.streams.values().filter(|s| !s.is_stopped()).count();
+        if running >= max_streams {
+            return Err(LiveError::TooManyStreams { max: max_streams });
+        }
+        if let Some(old) = self.streams.insert(name, stream) {
+            self.retired.retain(|(_, s)| !Arc::ptr_eq(s, &old));
+        }
+        Ok(())
+    }
+
+    /// Keeps the stopped `stream` until `until`, evicting the oldest beyond `cap`; nothing
+    /// when a new stream took its name meanwhile.
+    fn retire(&mut self, stream: &Arc<Stream>, until: Instant, cap: usize) {
+        let current = self.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, stream));
+        if !current || self.retired.iter().any(|(_, s)| Arc::ptr_eq(s, stream)) {
+            return;
+        }
+        self.retired.push_back((until, stream.clone()));
+        while self.retired.len() > cap {
+            self.evict_oldest();
+        }
+    }
+
     fn evict_oldest(&mut self) {
         let Some((_, stream)) = self.retired.pop_front() else { return };
         // A new stream may have taken the name since: that one stays.
@@ -208,42 +237,107 @@ impl Inner {
     /// name wins, before any of them contacts or pays an orchestrator. A stopped stream of the
     /// name is replaced; a running or starting one is not ([`LiveError::Exists`]).
     pub(crate) fn register(&self, stream: Arc<Stream>) -> Result<(), LiveError> {
-        let name = stream.spec.name.clone();
         let Some(mut table) = self.table() else {
             return Err(LiveError::Internal("the table of live streams is unusable".into()));
         };
-        if table.streams.get(&name).is_some_and(|s| !s.is_stopped()) {
-            return Err(LiveError::Exists { stream: name });
-        }
-        let running = table.streams.values().filter(|s| !s.is_stopped()).count();
-        if running >= self.config.max_streams {
-            return Err(LiveError::TooManyStreams { max: self.config.max_streams });
-        }
-        if let Some(old) = table.streams.insert(name, stream) {
-            table.retired.retain(|(_, s)| !Arc::ptr_eq(s, &old));
-        }
-        Ok(())
+        table.reserve(stream, self.config.max_streams)
     }
 
     /// Keeps a stopped stream's status readable for `status_linger`, or until
-    /// `max_stopped_streams` newer stopped streams push it out, unless a new stream took the
-    /// name meanwhile.
+    /// `max_stopped_streams` newer stopped streams push it out.
     pub(crate) fn forget_later(&self, stream: &Arc<Stream>) {
         let Some(mut table) = self.table() else { return };
-        if !table.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, stream)) {
-            return;
-        }
-        if table.retired.iter().any(|(_, s)| Arc::ptr_eq(s, stream)) {
-            return;
-        }
         let until = Instant::now() + self.config.status_linger;
-        table.retired.push_back((until, stream.clone()));
-        while table.retired.len() > self.config.max_stopped_streams {
-            table.evict_oldest();
-        }
+        table.retire(stream, until, self.config.max_stopped_streams);
     }
 
     pub(crate) fn spawn(&self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(name, move |_| fut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::owner::Owner;
+    use super::super::stream::StreamSpec;
+    use super::*;
+    use crate::orchestrator::JobKey;
+
+    fn stream(name: &str) -> Arc<Stream> {
+        let spec = StreamSpec {
+            name: name.into(),
+            channel: format!("{name}-0"),
+            id: name.into(),
+            request_id: "r".into(),
+            pipeline: "noop".into(),
+            pin: None,
+            owner: Owner::new(None).0,
+        };
+        let key = JobKey::ai("live-video-to-video", "noop").unwrap();
+        Arc::new(Stream::new(spec, key, json!({})))
+    }
+
+    fn names(table: &Table) -> Vec<String> {
+        let mut names: Vec<String> = table.streams.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_running_name_is_never_taken_and_a_stopped_one_is_freed() {
+        let mut table = Table::default();
+        let first = stream("cam");
+        table.reserve(first.clone(), 10).unwrap();
+        let err = table.reserve(stream("cam"), 10).unwrap_err();
+        assert_eq!(err, LiveError::Exists { stream: "cam".into() });
+        assert!(Arc::ptr_eq(&table.streams["cam"], &first));
+        first.stop("done");
+        table.retire(&first, Instant::now() + Duration::from_secs(60), 10);
+        let second = stream("cam");
+        table.reserve(second.clone(), 10).unwrap();
+        assert!(table.retired.is_empty(), "the replaced stream still counts as retained");
+        // The old stream's retirement cannot evict the new one.
+        table.retire(&first, Instant::now(), 10);
+        table.purge(Instant::now());
+        assert!(Arc::ptr_eq(&table.streams["cam"], &second));
+    }
+
+    #[test]
+    fn running_streams_are_capped_and_stopped_ones_do_not_count() {
+        let mut table = Table::default();
+        let a = stream("a");
+        table.reserve(a.clone(), 1).unwrap();
+        let err = table.reserve(stream("b"), 1).unwrap_err();
+        assert_eq!(err, LiveError::TooManyStreams { max: 1 });
+        a.stop("done");
+        table.reserve(stream("b"), 1).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_streams_go_oldest_first_beyond_the_cap_or_after_their_linger() {
+        let mut table = Table::default();
+        let linger = Duration::from_secs(60);
+        for i in 0..5 {
+            let s = stream(&format!("s{i}"));
+            table.reserve(s.clone(), 10).unwrap();
+            s.stop("done");
+            table.retire(&s, Instant::now() + linger, 3);
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        assert_eq!(names(&table), ["s2", "s3", "s4"]);
+        let running = stream("live");
+        table.reserve(running, 10).unwrap();
+        // s2 stopped 30 s ago: 30 s more and it is gone, then s3 and s4.
+        tokio::time::advance(Duration::from_secs(29)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live", "s2", "s3", "s4"]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live", "s3", "s4"]);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live"], "a running stream never lingers out");
     }
 }
