@@ -242,3 +242,64 @@ async fn start_stop_cycles_keep_at_most_the_cap_of_stopped_streams() {
     names.sort_unstable();
     assert_eq!(names, ["cycle10", "cycle11", "cycle9"], "the newest stopped streams stay");
 }
+
+/// A remote signer front that passes the gateway's identity through from `signer` and never
+/// answers a payment: a start then waits on its payment for as long as the client does.
+async fn stalling_signer(signer: &Gateway, api_key: &'static str) -> String {
+    let identity = format!("http://{}/sign-orchestrator-info", signer.http_addr);
+    let front = axum::Router::new()
+        .route(
+            "/sign-orchestrator-info",
+            axum::routing::post(move || {
+                let identity = identity.clone();
+                async move {
+                    let resp = reqwest::Client::new().post(identity).bearer_auth(api_key);
+                    resp.json(&json!({})).send().await.unwrap().text().await.unwrap()
+                }
+            }),
+        )
+        .route("/generate-live-payment", axum::routing::post(|| std::future::pending::<String>()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, front).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_mid_start_releases_the_name() {
+    const API_KEY: &str = "test-api-key-0123456789";
+    let sim = live_sim("own-gone", Some(41)).await;
+    let mut c = live_config(&sim);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer = start(c).await;
+    let front = stalling_signer(&signer, API_KEY).await;
+    let mut c = live_config(&sim);
+    let header = format!("Authorization:Bearer {API_KEY}");
+    c.remote_signer = Some(livepeer_gateway::config::RemoteSigner::parse(&front, &header).unwrap());
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    let gone = http
+        .post(url(&gw, "gone/start"))
+        .json(&json!({}))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gone.unwrap_err().is_timeout());
+    // The start is abandoned at once (the signer would have kept it 10 s): the stream failed,
+    // its name is free and no orchestrator was started.
+    eventually(Duration::from_secs(5), "the abandoned start to be released", || async {
+        let (_, streams) = admin_get(&gw, "/live/streams").await;
+        let s = &streams["streams"][0];
+        s["state"] == "failed" && s["stop_reason"].as_str().unwrap_or("").contains("went away")
+    })
+    .await;
+    assert_eq!(sim.live().starts, 0);
+    let again = http
+        .post(url(&gw, "gone/start"))
+        .json(&json!({}))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(again.unwrap_err().is_timeout(), "the name is still taken");
+}
