@@ -258,7 +258,7 @@ async fn stalling_signer(signer: &Gateway, api_key: &'static str) -> String {
                 }
             }),
         )
-        .route("/generate-live-payment", axum::routing::post(|| std::future::pending::<String>()));
+        .route("/generate-live-payment", axum::routing::post(std::future::pending::<String>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, front).await.unwrap() });
