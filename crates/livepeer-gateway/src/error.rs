@@ -47,6 +47,10 @@ pub enum Kind {
     Unauthorized,
     /// The auth webhook refused the stream.
     StreamRefused,
+    /// The request's credentials are not those of the stream's owner (the client that started it).
+    NotStreamOwner,
+    /// The stream name is taken by a running stream.
+    StreamExists,
     /// No such resource.
     NotFound,
     /// The stream has ended.
@@ -88,6 +92,8 @@ impl Kind {
             Kind::UnsupportedIngest => "unsupported_ingest",
             Kind::Unauthorized => "unauthorized",
             Kind::StreamRefused => "stream_refused",
+            Kind::NotStreamOwner => "not_stream_owner",
+            Kind::StreamExists => "stream_exists",
             Kind::NotFound => "not_found",
             Kind::StreamStopped => "stream_stopped",
             Kind::NoOrchestrator => "no_orchestrator",
@@ -116,6 +122,8 @@ impl Kind {
             | Kind::UnsupportedIngest
             | Kind::Unauthorized
             | Kind::StreamRefused
+            | Kind::NotStreamOwner
+            | Kind::StreamExists
             | Kind::NotFound
             | Kind::StreamStopped => Party::Client,
             Kind::NoOrchestrator

@@ -74,6 +74,7 @@ pub(crate) fn instructions(
          \x20   -d '{{\"pipeline\": \"noop\", \"params\": {{\"prompt\": \"hello\"}}}}'\n\
          \x20   then publish MPEG-TS segments to its publish_url with a trickle client (e.g. PyTrickle),\n\
          \x20   read them back from its subscribe_url and watch its status_url\n\
+         \x20   (sending its stream_secret as the Livepeer-Stream-Secret header)\n\
          \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\
          \x20 curl -s http://{admin}/metrics | grep livepeer_\n\

@@ -96,8 +96,15 @@ pub(crate) async fn run(args: LiveClientArgs) -> anyhow::Result<String> {
     }
     publisher.close().await?;
     let saved = tokio::time::timeout(Duration::from_secs(10), reader).await??;
-    let final_status: Value =
-        http.get(url("status_url")).send().await?.json().await.unwrap_or(Value::Null);
+    // Only the client that started a stream may read it: its secret proves that.
+    let final_status: Value = http
+        .get(url("status_url"))
+        .header(livepeer_gateway::live::SECRET_HEADER, url("stream_secret"))
+        .send()
+        .await?
+        .json()
+        .await
+        .unwrap_or(Value::Null);
     eprintln!("{saved} processed segments saved in {}", args.output.display());
     Ok(serde_json::to_string_pretty(&final_status)? + "\n")
 }

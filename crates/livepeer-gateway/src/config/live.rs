@@ -29,6 +29,9 @@ section! {
         /// Most live streams at once [default: 1000].
         #[arg(long, env = "LP_LIVEMAXSTREAMS")]
         pub live_max_streams: Option<usize>,
+        /// Most stopped live streams whose status stays readable (for 60s); the oldest is forgotten first [default: 100].
+        #[arg(long, env = "LP_LIVEMAXSTOPPEDSTREAMS")]
+        pub live_max_stopped_streams: Option<usize>,
         /// Service asked to accept or refuse each new live stream (POST JSON; non-2xx refuses).
         #[arg(long, env = "LP_LIVEAIAUTHWEBHOOKURL")]
         pub live_ai_auth_webhook_url: Option<String>,
@@ -101,6 +104,7 @@ impl Live {
             events_timeout,
             max_swaps: self.live_max_swaps.unwrap_or(3),
             max_streams,
+            max_stopped_streams: self.live_max_stopped_streams.unwrap_or(100),
             public_url,
             auth_webhook,
             heartbeat,

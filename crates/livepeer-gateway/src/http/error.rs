@@ -34,7 +34,8 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         Kind::Unauthorized => StatusCode::UNAUTHORIZED,
-        Kind::StreamRefused => StatusCode::FORBIDDEN,
+        Kind::StreamRefused | Kind::NotStreamOwner => StatusCode::FORBIDDEN,
+        Kind::StreamExists => StatusCode::CONFLICT,
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         Kind::StreamStopped => StatusCode::GONE,

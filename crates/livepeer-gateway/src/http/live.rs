@@ -7,14 +7,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::error::Error;
 use crate::live::api::{self, StartRequest};
-use crate::live::{LiveError, LiveState, MAX_CONTROL_BODY};
+use crate::live::{Credentials, LiveError, LiveState, MAX_CONTROL_BODY, SECRET_HEADER};
 
 /// The live routes and the client trickle channels.
 pub(crate) fn router(live: LiveState) -> Router {
@@ -91,11 +91,25 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         authorization: authorization.as_deref(),
         body: &body,
     };
-    answer(api::start(&live, &start).await)
+    let started = match api::start(&live, &start).await {
+        Ok(started) => started,
+        Err(e) => return error_response(&e),
+    };
+    let mut resp = axum::Json(started.body).into_response();
+    if let Ok(secret) = HeaderValue::from_str(&started.secret) {
+        resp.headers_mut().insert(SECRET_HEADER, secret);
+    }
+    resp
+}
+
+/// The credentials a control request presents: its `Authorization` and stream secret.
+fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    Credentials { authorization: text(header::AUTHORIZATION.as_str()), secret: text(SECRET_HEADER) }
 }
 
 async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
-    let stream = match api::find(&live, &name) {
+    let stream = match api::owned(&live, &name, credentials(req.headers())) {
         Ok(stream) => stream,
         Err(e) => return error_response(&e),
     };
@@ -106,12 +120,20 @@ async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Re
     answer(api::update(&stream, &body))
 }
 
-async fn status(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
-    answer(api::status(&live, &name))
+async fn status(
+    State(live): State<LiveState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(api::status(&live, &name, credentials(&headers)))
 }
 
-async fn stop(State(live): State<LiveState>, Path(name): Path<String>) -> Response {
-    answer(api::stop(&live, &name).await)
+async fn stop(
+    State(live): State<LiveState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(api::stop(&live, &name, credentials(&headers)).await)
 }
 
 #[cfg(test)]
@@ -122,8 +144,11 @@ mod tests {
     /// answered them.
     #[tokio::test]
     async fn errors_map_to_the_same_answers_as_before() {
-        let table: [(LiveError, u16, &str, Option<&str>, bool); 11] = [
+        let table: [(LiveError, u16, &str, Option<&str>, bool); 14] = [
             (LiveError::NotFound { stream: "s".into() }, 404, "not_found", Some("stream"), false),
+            (LiveError::Exists { stream: "s".into() }, 409, "stream_exists", Some("stream"), false),
+            (LiveError::Unauthorized { stream: "s".into() }, 401, "unauthorized", None, false),
+            (LiveError::NotOwner { stream: "s".into() }, 403, "not_stream_owner", None, false),
             (LiveError::field("params", "bad"), 422, "validation_error", Some("params"), false),
             (LiveError::BodyTooLarge { limit: 1 }, 413, "body_too_large", Some("body"), false),
             (LiveError::UnsupportedIngest, 415, "unsupported_ingest", Some("body"), false),

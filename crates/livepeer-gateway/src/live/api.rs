@@ -1,6 +1,7 @@
 //! The client's requests as domain operations, free of HTTP: start a stream (validate, ask the
 //! auth webhook, open it), update its params, read its status, stop it. Each answers a value
-//! or a [`LiveError`]; the routes read the request and write the answer.
+//! or a [`LiveError`]; the routes read the request and write the answer. Only the client that
+//! started a stream may update, stop or read it ([`owned`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use super::auth::{self, AuthRequest};
 use super::context::LiveState;
 use super::error::LiveError;
+use super::owner::{Credentials, Denied, Owner};
 use super::stream::{Stream, StreamSpec, StreamStatus};
 use super::supervisor;
 
@@ -52,18 +54,21 @@ struct Asked {
     pin: Option<String>,
 }
 
-/// A stream name is one path segment, used as the base of four channel names.
+/// A stream name is one path segment, used as the base of four channel names and of the URLs
+/// handed back: `.` and `..` would be path steps in them.
 pub(crate) fn check_name(name: &str) -> Result<(), LiveError> {
     let valid = !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && name != "."
+        && name != ".."
         && !["-out", "-control", "-events"].iter().any(|s| name.ends_with(s));
     if valid {
         return Ok(());
     }
     Err(LiveError::field(
         "stream",
-        "stream names are 1-128 characters of A-Z a-z 0-9 . _ - and do not end in -out, -control or -events",
+        "stream names are 1-128 characters of A-Z a-z 0-9 . _ -, are not . or .., and do not end in -out, -control or -events",
     ))
 }
 
@@ -120,10 +125,23 @@ async fn authorize(
     Ok(asked)
 }
 
-/// Starts a stream; answers its four client channel URLs and its control routes.
-pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<Value, LiveError> {
+/// A started stream: the answer's JSON and the secret that controls the stream.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) body: Value,
+    pub(crate) secret: String,
+}
+
+/// Starts a stream; answers its four client channel URLs, its control routes and its secret.
+/// A name in use is refused before the auth webhook is asked, and reserved before any
+/// orchestrator is paid.
+pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<Started, LiveError> {
     let asked = parse_start(req.name, req.body)?;
+    if live.named(req.name).is_some_and(|s| !s.is_stopped()) {
+        return Err(LiveError::Exists { stream: req.name.to_owned() });
+    }
     let asked = authorize(live, req, asked).await?;
+    let (owner, secret) = Owner::new(req.authorization);
     let spec = StreamSpec {
         channel: format!("{}-{:016x}", req.name, rand::random::<u64>()),
         name: req.name.to_owned(),
@@ -131,11 +149,12 @@ pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<Va
         request_id: format!("{:016x}", rand::random::<u64>()),
         pipeline: asked.pipeline,
         pin: asked.pin,
+        owner,
     };
     let stream = supervisor::open(live, spec, asked.params).await?;
     let s = &stream.spec;
     let channel = |suffix: &str| format!("{}/ai/trickle/{}{suffix}", req.base, s.channel);
-    Ok(json!({
+    let body = json!({
         "stream": s.name,
         "stream_id": s.id,
         "request_id": s.request_id,
@@ -148,12 +167,24 @@ pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<Va
         "update_url": route(req, "update"),
         "status_url": route(req, "status"),
         "stop_url": route(req, "stop"),
-    }))
+        "stream_secret": secret,
+    });
+    Ok(Started { body, secret })
 }
 
-/// The stream named `name` (or with stream id `name`).
-pub(crate) fn find(live: &LiveState, name: &str) -> Result<Arc<Stream>, LiveError> {
-    live.find(name).ok_or_else(|| LiveError::NotFound { stream: name.to_owned() })
+/// The stream named `name` (or with stream id `name`), when `presented` are the credentials
+/// it was started with.
+pub(crate) fn owned(
+    live: &LiveState,
+    name: &str,
+    presented: Credentials<'_>,
+) -> Result<Arc<Stream>, LiveError> {
+    let stream = live.find(name).ok_or_else(|| LiveError::NotFound { stream: name.to_owned() })?;
+    match stream.spec.owner.check(presented) {
+        Ok(()) => Ok(stream),
+        Err(Denied::Missing) => Err(LiveError::Unauthorized { stream: name.to_owned() }),
+        Err(Denied::Wrong) => Err(LiveError::NotOwner { stream: name.to_owned() }),
+    }
 }
 
 /// New params for a running stream; answers their version.
@@ -170,15 +201,23 @@ pub(crate) fn update(stream: &Stream, body: &[u8]) -> Result<Value, LiveError> {
     Ok(json!({ "stream": stream.spec.name, "params_version": version }))
 }
 
-/// The stream's status.
-pub(crate) fn status(live: &LiveState, name: &str) -> Result<StreamStatus, LiveError> {
-    Ok(find(live, name)?.status())
+/// The stream's status, for its owner.
+pub(crate) fn status(
+    live: &LiveState,
+    name: &str,
+    presented: Credentials<'_>,
+) -> Result<StreamStatus, LiveError> {
+    Ok(owned(live, name, presented)?.status())
 }
 
 /// Stops the stream and waits (a while) until it has released everything; answers its final
 /// status.
-pub(crate) async fn stop(live: &LiveState, name: &str) -> Result<StreamStatus, LiveError> {
-    let stream = find(live, name)?;
+pub(crate) async fn stop(
+    live: &LiveState,
+    name: &str,
+    presented: Credentials<'_>,
+) -> Result<StreamStatus, LiveError> {
+    let stream = owned(live, name, presented)?;
     stream.stop("stopped by request");
     stream.wait_stopped(Duration::from_secs(5)).await;
     Ok(stream.status())

@@ -122,6 +122,9 @@ pub(crate) async fn attach(
                 );
                 inner.metrics.ai_error(&stream.key, &url, failure.code);
                 last_error = Some(format!("{url}: {}", failure.message));
+                // The payment session of a start that failed serves nothing any more (a remote
+                // signer's would otherwise stay for the life of the process).
+                inner.payments.forget(lease.url(), &stream.key, &stream.spec.request_id);
                 act_on(inner, stream, lease, failure)?;
             }
         }

@@ -3,14 +3,16 @@
 //! streams). It sits in its own module, below everything that uses it, so that no live module
 //! imports its parent back.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use livepeer_trickle::{ClientConfig, Hub, HubConfig};
+use tokio::time::Instant;
 
 use super::LiveConfig;
 use super::auth::{self, Heartbeat};
+use super::error::LiveError;
 use super::stream::{Stream, StreamStatus};
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
@@ -37,8 +39,63 @@ pub(crate) struct Inner {
     /// Trickle clients toward orchestrators.
     pub(crate) trickle: reqwest::Client,
     pub(crate) trickle_config: ClientConfig,
-    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    streams: Mutex<Table>,
     tasks: Tasks,
+}
+
+/// The streams by name: running ones, and stopped ones kept a while for their status.
+#[derive(Debug, Default)]
+struct Table {
+    streams: HashMap<String, Arc<Stream>>,
+    /// The stopped streams still in `streams`, oldest first, each with when it is forgotten.
+    /// Bounded by `--live-max-stopped-streams`: start/stop cycles cannot pile them up.
+    retired: VecDeque<(Instant, Arc<Stream>)>,
+}
+
+impl Table {
+    /// Forgets the stopped streams whose status has lingered long enough.
+    fn purge(&mut self, now: Instant) {
+        while self.retired.front().is_some_and(|(until, _)| *until <= now) {
+            self.evict_oldest();
+        }
+    }
+
+    /// See [`Inner::register`].
+    fn reserve(&mut self, stream: Arc<Stream>, max_streams: usize) -> Result<(), LiveError> {
+        let name = stream.spec.name.clone();
+        if self.streams.get(&name).is_some_and(|s| !s.is_stopped()) {
+            return Err(LiveError::Exists { stream: name });
+        }
+        let running = self.streams.values().filter(|s| !s.is_stopped()).count();
+        if running >= max_streams {
+            return Err(LiveError::TooManyStreams { max: max_streams });
+        }
+        if let Some(old) = self.streams.insert(name, stream) {
+            self.retired.retain(|(_, s)| !Arc::ptr_eq(s, &old));
+        }
+        Ok(())
+    }
+
+    /// Keeps the stopped `stream` until `until`, evicting the oldest beyond `cap`; nothing
+    /// when a new stream took its name meanwhile.
+    fn retire(&mut self, stream: &Arc<Stream>, until: Instant, cap: usize) {
+        let current = self.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, stream));
+        if !current || self.retired.iter().any(|(_, s)| Arc::ptr_eq(s, stream)) {
+            return;
+        }
+        self.retired.push_back((until, stream.clone()));
+        while self.retired.len() > cap {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some((_, stream)) = self.retired.pop_front() else { return };
+        // A new stream may have taken the name since: that one stays.
+        if self.streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, &stream)) {
+            self.streams.remove(&stream.spec.name);
+        }
+    }
 }
 
 impl LiveState {
@@ -118,9 +175,8 @@ impl LiveState {
     async fn beat(&self, beat: &Heartbeat) {
         let running: Vec<Arc<Stream>> = self
             .inner
-            .streams
-            .lock()
-            .map(|s| s.values().filter(|s| !s.is_stopped()).cloned().collect())
+            .table()
+            .map(|t| t.streams.values().filter(|s| !s.is_stopped()).cloned().collect())
             .unwrap_or_default();
         if running.is_empty() {
             return;
@@ -151,50 +207,137 @@ impl LiveState {
     /// Status of every stream, running or recently stopped.
     pub fn streams(&self) -> Vec<StreamStatus> {
         let streams: Vec<Arc<Stream>> =
-            self.inner.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+            self.inner.table().map(|t| t.streams.values().cloned().collect()).unwrap_or_default();
         streams.iter().map(|s| s.status()).collect()
     }
 
     /// The stream named `key`, or else the one whose stream id is `key`.
     pub(crate) fn find(&self, key: &str) -> Option<Arc<Stream>> {
-        let streams = self.inner.streams.lock().ok()?;
+        let table = self.inner.table()?;
+        let streams = &table.streams;
         streams.get(key).cloned().or_else(|| streams.values().find(|s| s.spec.id == key).cloned())
+    }
+
+    /// The stream named `name` (not by stream id), running or stopped.
+    pub(crate) fn named(&self, name: &str) -> Option<Arc<Stream>> {
+        self.inner.table()?.streams.get(name).cloned()
     }
 }
 
 impl Inner {
-    /// Adds a stream (replacing a stopped one of the same name); `false` when the gateway
-    /// already runs its maximum.
-    pub(crate) fn register(&self, stream: Arc<Stream>) -> bool {
-        let Ok(mut streams) = self.streams.lock() else { return false };
-        let running = streams.values().filter(|s| !s.is_stopped()).count();
-        if running >= self.config.max_streams && !streams.contains_key(&stream.spec.name) {
-            return false;
-        }
-        streams.insert(stream.spec.name.clone(), stream);
-        true
+    /// The table, with the stopped streams whose time is up forgotten; `None` when a panic
+    /// poisoned it.
+    fn table(&self) -> Option<MutexGuard<'_, Table>> {
+        let mut table = self.streams.lock().ok()?;
+        table.purge(Instant::now());
+        Some(table)
     }
 
-    /// Forgets a stopped stream after its status has lingered, unless a new stream took the
-    /// name meanwhile.
-    pub(crate) fn forget_later(self: &Arc<Self>, stream: &Arc<Stream>) {
-        let inner = self.clone();
-        let stream = stream.clone();
-        let linger = self.config.status_linger;
-        self.tasks.spawn("live-status-linger", move |cancel| async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(linger) => {}
-            }
-            if let Ok(mut streams) = inner.streams.lock()
-                && streams.get(&stream.spec.name).is_some_and(|s| Arc::ptr_eq(s, &stream))
-            {
-                streams.remove(&stream.spec.name);
-            }
-        });
+    /// Reserves the stream's name, atomically: one of any number of concurrent starts of a
+    /// name wins, before any of them contacts or pays an orchestrator. A stopped stream of the
+    /// name is replaced; a running or starting one is not ([`LiveError::Exists`]).
+    pub(crate) fn register(&self, stream: Arc<Stream>) -> Result<(), LiveError> {
+        let Some(mut table) = self.table() else {
+            return Err(LiveError::Internal("the table of live streams is unusable".into()));
+        };
+        table.reserve(stream, self.config.max_streams)
+    }
+
+    /// Keeps a stopped stream's status readable for `status_linger`, or until
+    /// `max_stopped_streams` newer stopped streams push it out.
+    pub(crate) fn forget_later(&self, stream: &Arc<Stream>) {
+        let Some(mut table) = self.table() else { return };
+        let until = Instant::now() + self.config.status_linger;
+        table.retire(stream, until, self.config.max_stopped_streams);
     }
 
     pub(crate) fn spawn(&self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(name, move |_| fut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::owner::Owner;
+    use super::super::stream::StreamSpec;
+    use super::*;
+    use crate::orchestrator::JobKey;
+
+    fn stream(name: &str) -> Arc<Stream> {
+        let spec = StreamSpec {
+            name: name.into(),
+            channel: format!("{name}-0"),
+            id: name.into(),
+            request_id: "r".into(),
+            pipeline: "noop".into(),
+            pin: None,
+            owner: Owner::new(None).0,
+        };
+        let key = JobKey::ai("live-video-to-video", "noop").unwrap();
+        Arc::new(Stream::new(spec, key, json!({})))
+    }
+
+    fn names(table: &Table) -> Vec<String> {
+        let mut names: Vec<String> = table.streams.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_running_name_is_never_taken_and_a_stopped_one_is_freed() {
+        let mut table = Table::default();
+        let first = stream("cam");
+        table.reserve(first.clone(), 10).unwrap();
+        let err = table.reserve(stream("cam"), 10).unwrap_err();
+        assert_eq!(err, LiveError::Exists { stream: "cam".into() });
+        assert!(Arc::ptr_eq(&table.streams["cam"], &first));
+        first.stop("done");
+        table.retire(&first, Instant::now() + Duration::from_secs(60), 10);
+        let second = stream("cam");
+        table.reserve(second.clone(), 10).unwrap();
+        assert!(table.retired.is_empty(), "the replaced stream still counts as retained");
+        // The old stream's retirement cannot evict the new one.
+        table.retire(&first, Instant::now(), 10);
+        table.purge(Instant::now());
+        assert!(Arc::ptr_eq(&table.streams["cam"], &second));
+    }
+
+    #[test]
+    fn running_streams_are_capped_and_stopped_ones_do_not_count() {
+        let mut table = Table::default();
+        let a = stream("a");
+        table.reserve(a.clone(), 1).unwrap();
+        let err = table.reserve(stream("b"), 1).unwrap_err();
+        assert_eq!(err, LiveError::TooManyStreams { max: 1 });
+        a.stop("done");
+        table.reserve(stream("b"), 1).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_streams_go_oldest_first_beyond_the_cap_or_after_their_linger() {
+        let mut table = Table::default();
+        let linger = Duration::from_secs(60);
+        for i in 0..5 {
+            let s = stream(&format!("s{i}"));
+            table.reserve(s.clone(), 10).unwrap();
+            s.stop("done");
+            table.retire(&s, Instant::now() + linger, 3);
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        assert_eq!(names(&table), ["s2", "s3", "s4"]);
+        let running = stream("live");
+        table.reserve(running, 10).unwrap();
+        // s2 stopped 30 s ago: 30 s more and it is gone, then s3 and s4.
+        tokio::time::advance(Duration::from_secs(29)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live", "s2", "s3", "s4"]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live", "s3", "s4"]);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        table.purge(Instant::now());
+        assert_eq!(names(&table), ["live"], "a running stream never lingers out");
     }
 }

@@ -13,6 +13,22 @@ pub enum LiveError {
         /// The name asked for.
         stream: String,
     },
+    /// A running (or starting) stream already has the name: nobody replaces it with a new
+    /// `/start`, its owner included, until it is stopped.
+    Exists {
+        /// The name asked for.
+        stream: String,
+    },
+    /// The request presented no credentials for the stream.
+    Unauthorized {
+        /// The stream's name.
+        stream: String,
+    },
+    /// The request's credentials are not those the stream was started with.
+    NotOwner {
+        /// The stream's name.
+        stream: String,
+    },
     /// A field of the request is invalid.
     Validation {
         /// The field at fault.
@@ -60,6 +76,18 @@ impl std::fmt::Display for LiveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotFound { stream } => write!(f, "stream {stream:?} not found"),
+            Self::Exists { stream } => write!(
+                f,
+                "stream {stream:?} is already running; stop it (with the credentials of its start) before starting it again, or choose another name"
+            ),
+            Self::Unauthorized { stream } => write!(
+                f,
+                "stream {stream:?} needs the credentials of its start: the same Authorization header, or its stream secret in the Livepeer-Stream-Secret header"
+            ),
+            Self::NotOwner { stream } => write!(
+                f,
+                "these credentials are not those stream {stream:?} was started with"
+            ),
             Self::Validation { message, .. } => f.write_str(message),
             Self::BodyTooLarge { limit } => write!(f, "request body exceeds {limit} bytes"),
             Self::UnsupportedIngest => f.write_str(
@@ -90,6 +118,9 @@ impl From<LiveError> for Error {
         let message = e.to_string();
         match e {
             LiveError::NotFound { .. } => Error::new(Kind::NotFound, message).field("stream"),
+            LiveError::Exists { .. } => Error::new(Kind::StreamExists, message).field("stream"),
+            LiveError::Unauthorized { .. } => Error::new(Kind::Unauthorized, message),
+            LiveError::NotOwner { .. } => Error::new(Kind::NotStreamOwner, message),
             LiveError::Validation { field, .. } => Error::invalid(field, message),
             LiveError::BodyTooLarge { .. } => Error::new(Kind::BodyTooLarge, message).field("body"),
             LiveError::UnsupportedIngest => {

@@ -15,9 +15,12 @@
 //!   `-control` and `-events` siblings.
 //!
 //! With an auth webhook configured, each new stream is accepted or refused by the operator's
-//! service first ([`AuthWebhook`]).
+//! service first ([`AuthWebhook`]). A stream is owned by the client that started it: its name
+//! is reserved before any orchestrator is paid, a second `/start` of a running name is refused,
+//! and update, stop and status need the start's credentials (`owner.rs`).
 //!
 //! Layout, imports going one way (each module uses only those listed before it):
+//! - `owner.rs`: who may control a stream (its start's credentials, hashed);
 //! - `stream.rs`: one stream's state, counters and status model;
 //! - `error.rs`: [`LiveError`]; `auth.rs`: the auth webhook and heartbeat; `ts.rs`;
 //! - `context.rs`: [`LiveState`] and the shared `Inner`;
@@ -36,6 +39,7 @@ mod auth;
 mod billing;
 mod context;
 mod error;
+mod owner;
 mod relay;
 mod session;
 mod stream;
@@ -45,6 +49,8 @@ pub mod ts;
 pub use auth::{AuthWebhook, Heartbeat};
 pub use context::LiveState;
 pub use error::LiveError;
+pub(crate) use owner::Credentials;
+pub use owner::SECRET_HEADER;
 pub use stream::{FlowStatus, Phase, StreamStatus, SwapRecord};
 pub(crate) use supervisor::MAX_CONTROL_BODY;
 
@@ -71,6 +77,8 @@ pub struct LiveConfig {
     pub max_streams: usize,
     /// Orchestrators tried per start or swap.
     pub max_attempts: u32,
+    /// Most stopped streams whose status stays readable; the oldest is forgotten first.
+    pub max_stopped_streams: usize,
     /// How long the status of a stopped stream stays readable.
     pub status_linger: Duration,
     /// Base of the URLs handed to clients, e.g. `https://gw.example.com`; default: from the

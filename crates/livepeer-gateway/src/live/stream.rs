@@ -1,7 +1,7 @@
 //! One live stream's state and its status model: what the client asked for, the counters the
 //! relays bump on every chunk, the rate windows, swap records and payments that `/status`
 //! shows, and the stream's phase. It imports nothing from the other live modules, so the
-//! supervisor, the relays and the routes all depend on it and it on none of them.
+//! supervisor, the relays and the routes all depend on it and it on none of them but `owner`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::owner::Owner;
 use crate::orchestrator::JobKey;
 
 /// Client channel mime types: media in and out, JSON control and events.
@@ -54,6 +55,8 @@ pub(crate) struct StreamSpec {
     pub(crate) pipeline: String,
     /// Only orchestrators whose URL contains this.
     pub(crate) pin: Option<String>,
+    /// The client that started it: the only one that may update, stop or read it.
+    pub(crate) owner: Owner,
 }
 
 /// One orchestrator replacement, for `/status`.

@@ -52,8 +52,10 @@ impl SwapBudget {
     }
 }
 
-/// Starts a stream: replaces a running one of the same name, creates the client channels,
-/// attaches the first orchestrator (so the answer can name it) and starts the supervisor.
+/// Starts a stream: reserves its name (refused while a stream of that name runs), creates
+/// the client channels, attaches the first orchestrator (so the answer can name it) and starts
+/// the supervisor. A start that fails, or whose caller goes away before it is done, releases
+/// everything it took.
 pub(crate) async fn open(
     live: &LiveState,
     spec: StreamSpec,
@@ -63,41 +65,34 @@ pub(crate) async fn open(
     let Some(key) = JobKey::ai("live-video-to-video", &spec.pipeline) else {
         return Err(LiveError::Internal("live-video-to-video has no capability id".into()));
     };
-    if let Some(old) = live.find(&spec.name)
+    if let Some(old) = live.named(&spec.name)
+        && old.is_stopped()
         && !old.is_done()
     {
-        // go-livepeer "stomps" an older session of the same name.
-        old.stop("replaced by a new stream of the same name");
+        // A stream of the name is ending: let it release its orchestrator first.
         old.wait_stopped(Duration::from_secs(5)).await;
     }
     let stream = Arc::new(Stream::new(spec, key, params));
-    if !inner.register(stream.clone()) {
-        return Err(LiveError::TooManyStreams { max: inner.config.max_streams });
-    }
+    inner.register(stream.clone())?;
+    let mut opening = Opening { inner, stream: stream.clone(), started: false, done: false };
     for (name, mime) in channel_names(&stream.spec.channel) {
         if let Err(e) = inner.hub.create(&name, mime) {
-            stream.stop("channels could not be created");
-            close_client_channels(inner, &stream);
-            stream.mark_done();
-            inner.forget_later(&stream);
+            opening.fail("channels could not be created");
             return Err(LiveError::ChannelUnavailable(format!(
                 "cannot create channel {name}: {e}"
             )));
         }
     }
     inner.metrics.live_stream_started(&stream.spec.pipeline);
+    opening.started = true;
     let session = match attach(inner, &stream, &[]).await {
         Ok(session) => session,
         Err(e) => {
-            stream.stop(&e.message);
-            stream.set_phase(Phase::Failed);
-            close_client_channels(inner, &stream);
-            stream.mark_done();
-            inner.metrics.live_stream_ended(&stream.spec.pipeline);
-            inner.forget_later(&stream);
+            opening.fail(&e.message);
             return Err(e.into());
         }
     };
+    opening.done = true;
     stream.attached(&session.orchestrator, &session.manifest_id);
     tracing::info!(
         stream = stream.spec.name,
@@ -109,6 +104,41 @@ pub(crate) async fn open(
     inner.spawn("live-control-in", client_control(inner.clone(), stream.clone()));
     inner.spawn("live-stream", supervise(inner.clone(), stream.clone(), session));
     Ok(stream)
+}
+
+/// A stream being opened: until it is handed to its supervisor, ending it (a failure, or the
+/// start's future dropped when its client disconnects) stops it, closes its channels and
+/// frees its name, so no reservation outlives its start.
+struct Opening<'a> {
+    inner: &'a Arc<Inner>,
+    stream: Arc<Stream>,
+    /// Its channels exist and it is counted as started.
+    started: bool,
+    /// Handed to the supervisor, or already released.
+    done: bool,
+}
+
+impl Opening<'_> {
+    fn fail(&mut self, reason: &str) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let (inner, stream) = (self.inner, &self.stream);
+        stream.stop(reason);
+        if self.started {
+            stream.set_phase(Phase::Failed);
+            inner.metrics.live_stream_ended(&stream.spec.pipeline);
+        }
+        close_client_channels(inner, stream);
+        inner.forget_later(stream);
+        stream.mark_done();
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.fail("the client went away before the stream started");
+    }
 }
 
 /// Params the client publishes into its own control channel are updates too.
@@ -182,8 +212,9 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
         reason = stream.status().stop_reason.unwrap_or_default(),
         "live stream ended"
     );
-    stream.mark_done();
+    // Retired before it is done, so that whoever waits for it to stop finds the table bounded.
     inner.forget_later(&stream);
+    stream.mark_done();
 }
 
 /// Replaces the orchestrator that failed with `reason`: the next session, or the phase the

@@ -141,8 +141,19 @@ fn trickle() -> (reqwest::Client, ClientConfig) {
     (config.client().unwrap(), config)
 }
 
+/// The `Authorization` these tests' client sends on every request, `/start` and the control
+/// routes alike, as a go-livepeer-style client does: it owns the streams it starts.
+const OWNER: &str = "Bearer live-test-client";
+
+/// A client that sends [`OWNER`].
+fn owner() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, OWNER.parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 async fn start_stream(gw: &Gateway, name: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
+    let resp = owner()
         .post(format!("http://{}/live/video-to-video/{name}/start", gw.http_addr))
         .json(&body)
         .send()
@@ -155,7 +166,9 @@ async fn start_stream(gw: &Gateway, name: &str, body: Value) -> Value {
 }
 
 async fn status(gw: &Gateway, name: &str) -> Value {
-    reqwest::get(format!("http://{}/live/video-to-video/{name}/status", gw.http_addr))
+    owner()
+        .get(format!("http://{}/live/video-to-video/{name}/status", gw.http_addr))
+        .send()
         .await
         .unwrap()
         .json()
@@ -258,7 +271,7 @@ async fn updates_reach_the_orchestrator_and_events_reach_the_client() {
     let sim = LiveSim::new("live-ctl").start().await;
     let gw = start(live_config(&[&sim])).await;
     let started = start_stream(&gw, "ctl", json!({"params": {"prompt": "first"}})).await;
-    let http = reqwest::Client::new();
+    let http = owner();
     let resp = http
         .post(started["update_url"].as_str().unwrap())
         .json(&json!({"prompt": "second"}))
@@ -308,7 +321,7 @@ async fn updates_reach_the_orchestrator_and_events_reach_the_client() {
 async fn bad_requests_get_clear_errors() {
     let sim = LiveSim::new("live-bad").capacity(1).start().await;
     let gw = start(live_config(&[&sim])).await;
-    let http = reqwest::Client::new();
+    let http = owner();
     let url = |p: &str| format!("http://{}/live/video-to-video/{p}", gw.http_addr);
     let cases = [
         ("bad%20name/start", json!({}), 422, "stream"),
@@ -845,7 +858,10 @@ async fn the_auth_webhook_accepts_refuses_and_overrides() {
     assert_eq!(started["stream_id"], "hooked", "{started}");
     let publish = started["publish_url"].as_str().unwrap();
     assert!(publish.contains("/ai/trickle/yes-") && publish.len() > 30, "unguessable: {publish}");
-    let s = status(&gw, "yes").await;
+    // The stream is the client's that sent the Authorization the webhook saw.
+    let status_url = started["status_url"].as_str().unwrap();
+    let s: Value =
+        http.get(status_url).bearer_auth("good").send().await.unwrap().json().await.unwrap();
     assert_eq!(s["params"], json!({"prompt": "from-hook"}), "{s}");
     let asked = seen.lock().unwrap().last().cloned().unwrap();
     assert_eq!(asked["stream"], "yes");

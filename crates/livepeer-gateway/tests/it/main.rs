@@ -8,6 +8,7 @@ mod discovery;
 mod health;
 mod listen;
 mod live;
+mod live_owner;
 mod oneshot;
 mod payments;
 mod props;
