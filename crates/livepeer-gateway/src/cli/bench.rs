@@ -46,11 +46,11 @@ pub(crate) struct BenchArgs {
     /// median of the rounds' ratios, so that drift on a shared machine hits both paths alike.
     #[arg(long, default_value_t = 5)]
     pub(crate) rounds: usize,
-    /// The gateway talks HTTP/1.1 to the orchestrator instead of HTTP/2 (h2c). The bench
-    /// asks for h2c explicitly (the gateway's default toward `http://` orchestrators is
-    /// HTTP/1.1), so that its figures stay comparable with the earlier runs.
+    /// The gateway talks HTTP/2 with prior knowledge (h2c) to the orchestrator instead of its
+    /// default toward `http://` orchestrators, HTTP/1.1 (before issue 11 the bench measured
+    /// h2c, then the default).
     #[arg(long)]
-    pub(crate) orch_http1: bool,
+    pub(crate) orch_h2c: bool,
     /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "paid".to_owned()])]
     pub(crate) only: Vec<String>,
@@ -87,11 +87,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let flags = Flags {
         listen: ephemeral_ports(),
         // The default `info` level: operators run with it, so the figures must hold with it.
-        ai: Ai {
-            orch_http1: Some(args.orch_http1),
-            orch_h2c: Some(!args.orch_http1),
-            ..Ai::default()
-        },
+        ai: Ai { orch_h2c: Some(args.orch_h2c), ..Ai::default() },
         ..Flags::default()
     };
     let mut config = Config::load(flags)?;
