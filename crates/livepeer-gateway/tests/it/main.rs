@@ -11,6 +11,7 @@ mod live;
 mod oneshot;
 mod payments;
 mod props;
+mod results;
 mod signer;
 mod streams;
 mod support;
