@@ -344,12 +344,16 @@ async fn download(
 
 /// `GET /blob/<bytes>`: `bytes` zero bytes, generated as they are sent (never held), with a
 /// `Content-Length` unless `?chunked=1`, as `?type=` (default `image/png`): the huge or
-/// mistyped result files of [`AiMode::ResultUrls`].
+/// mistyped result files of [`AiMode::ResultUrls`]. `?redirect=<url>` answers a 302 to it
+/// instead.
 async fn blob(
     Path(bytes): Path<u64>,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     const CHUNK: u64 = 64 << 10;
+    if let Some(to) = query.get("redirect") {
+        return (StatusCode::FOUND, [(header::LOCATION, to.clone())]).into_response();
+    }
     let chunk = Bytes::from(vec![0u8; CHUNK as usize]);
     let chunks = futures_util::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
         let len = CHUNK.min(bytes - i * CHUNK) as usize;

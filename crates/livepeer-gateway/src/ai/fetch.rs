@@ -115,7 +115,7 @@ impl Fetcher {
                 })??
             }
         };
-        budget.left -= fetched.bytes.len();
+        budget.left = budget.left.saturating_sub(fetched.bytes.len());
         Ok(fetched)
     }
 

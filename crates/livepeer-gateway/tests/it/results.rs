@@ -81,6 +81,7 @@ async fn result_urls_outside_the_orchestrator_are_refused_and_it_is_penalised() 
         "{sim}/blob/100?type=text/html".to_owned(),
         "{sim}/blob/100?type=image/svg%2Bxml".to_owned(),
         "file:///etc/passwd".to_owned(),
+        "{sim}/blob/100?redirect=http://{admin}/status".to_owned(),
     ] {
         let gw = start(quick(&[&bad, &good])).await;
         let url = forged.replace("{admin}", &gw.admin_addr.to_string());
@@ -249,7 +250,21 @@ async fn oversized_results_and_answers_are_refused() {
     orch.set_ai_mode(AiMode::ResultUrls(vec!["{sim}/blob/900000?chunked=1".into(); 3]));
     let mut body = one_image();
     body["num_images_per_prompt"] = json!(3);
-    assert_eq!(t2i(&gw, body).await.status(), 200);
+    assert_eq!(t2i(&gw, body.clone()).await.status(), 200);
+    gw.shutdown().await;
+
+    // Results handed back inline are bounded by the same per-request cap.
+    let mut c = quick(&[&orch]);
+    c.ai.data_urls = true;
+    c.ai.job_result_max_bytes = 3 << 20;
+    let gw = start(c).await;
+    let resp = t2i(&gw, body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(answer["images"][2]["url"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    orch.set_ai_mode(AiMode::ResultUrls(vec!["{sim}/blob/900000?chunked=1".into(); 4]));
+    body["num_images_per_prompt"] = json!(4);
+    assert_generic_502(t2i(&gw, body).await, &[]).await;
     gw.shutdown().await;
 }
 
@@ -299,5 +314,54 @@ async fn concurrent_huge_results_stay_within_memory() {
         gw.shutdown().await;
     }
     let grown = proc_status("VmHWM:").saturating_sub(before);
+    println!("peak RSS grew by {} MiB", grown >> 20);
     assert!(grown < 200 << 20, "peak RSS grew by {} MiB", grown >> 20);
+}
+
+/// Downloads reserve their bytes in the result store before reading them: with a 40 MiB
+/// store, eight concurrent 15 MiB results (each under the per-result cap) never hold more
+/// than the store's cap. Those that find it full are refused as busy (503, the orchestrator
+/// unpenalised), the others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_downloads_reserve_the_store_before_reading() {
+    let before = proc_status("VmRSS:");
+    let orch = Sim::start(SimConfig {
+        models: vec![SimModel::new("text-to-image", SD).price(1, 1).capacity(64)],
+        ai_latency: Duration::from_millis(1500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    orch.set_ai_mode(AiMode::ResultUrls(vec![format!("{{sim}}/blob/{}?chunked=1", 15 << 20)]));
+    let mut c = quick(&[&orch]);
+    c.ai.result_max_bytes = 16 << 20;
+    c.ai.result_store_bytes = 40 << 20;
+    c.ai.max_attempts = 1;
+    let gw = start(c).await;
+    let requests = (0..8).map(|_| {
+        let addr = gw.http_addr;
+        tokio::spawn(async move {
+            let url = format!("http://{addr}/text-to-image");
+            let resp = reqwest::Client::new().post(url).json(&one_image()).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            (status, body)
+        })
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut served = 0;
+    for answer in answers {
+        let (status, body) = answer.unwrap();
+        match status {
+            200 => served += 1,
+            503 => assert_eq!(body["error"]["type"], "orchestrators_busy", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(served >= 1);
+    assert_eq!(orch_state(&gw, orch.url()).await["state"], "healthy");
+    let grown = proc_status("VmHWM:").saturating_sub(before);
+    println!("{served} of 8 served; peak RSS grew by {} MiB", grown >> 20);
+    assert!(grown < 150 << 20, "peak RSS grew by {} MiB", grown >> 20);
+    gw.shutdown().await;
 }
