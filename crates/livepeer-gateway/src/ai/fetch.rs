@@ -20,6 +20,10 @@
 //!
 //! Refusals carry their details for the logs; the client is only told the result was
 //! unusable (`ai::call`).
+//!
+//! Connections are HTTP/1.1 and kept for the next file from the same checked address and
+//! host ([`Idle`]): a connection per file would cost a handshake on every media request and
+//! leave a socket in `TIME_WAIT` per result under load.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use url::{Host, Url};
 
 use super::results::{Full, Reservation, ResultStore};
@@ -77,12 +82,49 @@ pub(crate) struct Fetched<'a> {
     pub reservation: Reservation<'a>,
 }
 
-/// Downloads result files; one connection per file, to the address that was checked.
+/// Downloads result files over connections to the addresses that were checked.
 #[derive(Clone)]
 pub(crate) struct Fetcher {
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
     fetch_timeout: Duration,
+    idle: Arc<Idle>,
+}
+
+/// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
+type ConnKey = (SocketAddr, String, bool);
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// Connections whose last answer was read to its end, by [`ConnKey`], with when they went
+/// idle. Bounded per key and in idle time; a connection the server closed is skipped.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<std::collections::HashMap<ConnKey, Vec<(Sender, Instant)>>>);
+
+/// Idle connections kept per key, and how long each is kept.
+const IDLE_PER_KEY: usize = 16;
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
+impl Idle {
+    fn take(&self, key: &ConnKey) -> Option<Sender> {
+        let mut map = self.0.lock().ok()?;
+        let list = map.get_mut(key)?;
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_FOR {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: ConnKey, sender: Sender) {
+        if let Ok(mut map) = self.0.lock() {
+            let list = map.entry(key).or_default();
+            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
+            if list.len() < IDLE_PER_KEY {
+                list.push((sender, Instant::now()));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -97,7 +139,7 @@ impl Fetcher {
         let tls = crate::orchestrator::client::accept_any_tls(vec![b"http/1.1".to_vec()])
             .map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
-        Ok(Self { tls, connect_timeout, fetch_timeout })
+        Ok(Self { tls, connect_timeout, fetch_timeout, idle: Arc::default() })
     }
 
     /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up).
@@ -132,7 +174,8 @@ impl Fetcher {
             return Err(unusable(format!("{url}: neither the orchestrator's origin nor allowed")));
         }
         let addr = checked_address(&url, &budget.orch).await?;
-        let resp = self.get(&url, addr).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+        let (resp, conn) =
+            self.get(&url, addr).await.map_err(|e| unusable(format!("{url}: {e}")))?;
         if resp.status().as_u16() != 200 {
             return Err(unusable(format!("{url}: status {}", resp.status())));
         }
@@ -151,52 +194,69 @@ impl Fetcher {
                 FetchError::Unusable(why) => unusable(format!("{url}: {why}")),
                 full => full,
             })?;
+        // Read to its end: the connection can carry the next file.
+        self.idle.put(conn.0, conn.1);
         Ok(Fetched { content_type, bytes, reservation })
     }
 
-    /// `GET url` over a new connection to `addr`, with `url`'s host as `Host` and TLS name.
+    /// `GET url` to `addr`, with `url`'s host as `Host` and TLS name: over an idle
+    /// connection to the same address and host when there is one (a new one if that fails:
+    /// the server may have closed it meanwhile, and a GET can be sent again), else a new one.
+    /// Returns the answer's head and its connection, which may be kept once the body is read.
     async fn get(
         &self,
         url: &Url,
         addr: SocketAddr,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
-        let connect = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr));
-        let tcp = connect.await.map_err(|_| "connect timed out".to_owned())?;
-        let tcp = tcp.map_err(|e| e.to_string())?;
+    ) -> Result<(http::Response<hyper::body::Incoming>, (ConnKey, Sender)), String> {
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-        let req = http::Request::get(path)
-            .header(HOST, authority)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let request = || {
+            http::Request::get(path)
+                .header(HOST, authority.as_str())
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())
+        };
+        let key: ConnKey = (addr, authority.clone(), url.scheme() == "https");
+        if let Some(mut sender) = self.idle.take(&key)
+            && sender.ready().await.is_ok()
+            && let Ok(resp) = sender.send_request(request()?).await
+        {
+            return Ok((resp, (key, sender)));
+        }
+        let mut sender = self.connect(url, addr).await?;
+        let resp = sender.send_request(request()?).await.map_err(|e| e.to_string())?;
+        Ok((resp, (key, sender)))
+    }
+
+    /// A new HTTP/1.1 connection to `addr`, in TLS for `https` URLs.
+    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Sender, String> {
+        let connect = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr));
+        let tcp = connect.await.map_err(|_| "connect timed out".to_owned())?;
+        let tcp = tcp.map_err(|e| e.to_string())?;
         if url.scheme() == "http" {
-            return exchange(tcp, req).await;
+            return handshake(tcp).await;
         }
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
         let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
         let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp));
         let tls = tls.await.map_err(|_| "TLS handshake timed out".to_owned())?;
-        exchange(tls.map_err(|e| e.to_string())?, req).await
+        handshake(tls.map_err(|e| e.to_string())?).await
     }
 }
 
-/// Sends `req` over `io` in HTTP/1.1 and returns the answer's head; the connection lives
-/// until its body has been read or dropped.
-async fn exchange<S>(
-    io: S,
-    req: http::Request<Empty<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
+/// Starts HTTP/1.1 on `io`. The connection's task ends when the server closes it, when its
+/// sender is dropped while idle, or when an answer's body is dropped before its end.
+async fn handshake<S>(io: S) -> Result<Sender, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
-    // The connection ends by itself once the body is read or dropped (hyper closes it).
     tokio::spawn(conn);
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    Ok(sender)
 }
 
 /// Reads `body` up to `limit` bytes, growing `reservation` as it arrives: more is refused
@@ -374,6 +434,51 @@ async fn resolve(url: &Url) -> Result<Vec<IpAddr>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server answering every GET with `abc` as a PNG; counts the connections it accepts.
+    async fn server() -> (Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = hyper::service::service_fn(|_| async {
+                    let body = http_body_util::Full::new(Bytes::from_static(b"abc"));
+                    let resp = http::Response::builder().header(CONTENT_TYPE, "image/png");
+                    Ok::<_, std::convert::Infallible>(resp.body(body).unwrap())
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), answer);
+                tokio::spawn(conn);
+            }
+        });
+        (url, accepted)
+    }
+
+    /// Files come over one kept connection; one over the cap is refused by its length.
+    #[tokio::test]
+    async fn files_share_a_connection_and_lengths_over_the_cap_are_refused() {
+        let (orch, accepted) = server().await;
+        let store = ResultStore::new(1000, Duration::from_secs(60));
+        let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let mut budget = Budget { orch, allowed: &[], per_result: 3, left: 100, store: &store };
+        for _ in 0..3 {
+            let fetched = fetcher.fetch("/a.png", &mut budget).await.unwrap();
+            assert_eq!(
+                (fetched.content_type.as_str(), &fetched.bytes[..]),
+                ("image/png", &b"abc"[..])
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(budget.left, 91);
+        budget.per_result = 2;
+        let refused = fetcher.fetch("/a.png", &mut budget).await.unwrap_err();
+        assert!(refused.to_string().contains("3 bytes, more than the 2 allowed"), "{refused}");
+        assert_eq!(store.reserved(), 0, "nothing stays reserved");
+    }
 
     #[test]
     fn addresses_are_classed_and_inward_ones_need_an_orchestrator_of_the_same_kind() {
