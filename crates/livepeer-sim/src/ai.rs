@@ -52,7 +52,9 @@ pub enum AiMode {
     /// Check, process and charge normally, then answer these result URLs instead of the real
     /// ones (`images[].url`, or `audio.url` for text-to-speech), as a misbehaving orchestrator
     /// would. `{sim}` in a URL stands for the simulator's service URL, e.g.
-    /// `{sim}/blob/1000000?chunked=1` (see [`blob`]).
+    /// `{sim}/blob/1000000?chunked=1`: `GET /blob/<bytes>` serves that many zero bytes, made
+    /// as they are sent, with a `Content-Length` unless `?chunked=1`, typed `?type=` (default
+    /// `image/png`), or a 302 to `?redirect=<url>`.
     ResultUrls(Vec<String>),
 }
 

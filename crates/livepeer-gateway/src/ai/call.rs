@@ -231,7 +231,14 @@ impl AiClient {
         if is_sse {
             return Ok(Answer::Stream(resp));
         }
-        let body = read_limited(resp, sink.config.answer_max_bytes).await.map_err(|e| match e {
+        let cap = sink.config.answer_max_bytes;
+        if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact()
+            && n > cap as u64
+        {
+            let why = format!("answer of {n} bytes, more than the {cap} allowed");
+            return Err(CallError::Download(why));
+        }
+        let body = read_limited(resp, cap).await.map_err(|e| match e {
             // Inline results live in the answer: too large an answer is an unusable result.
             CallError::Malformed(why) => CallError::Download(why),
             other => other,
