@@ -198,6 +198,20 @@ mod tests {
         assert!(err.contains("--orch-h2c") && err.contains("--orch-http1"), "{err}");
     }
 
+    /// Result URLs start with `--public-url`, else the listener's address (loopback for an
+    /// address that listens everywhere); never anything from a request.
+    #[test]
+    fn the_result_base_is_the_public_url_or_the_listeners_address() {
+        let base = |public: Option<&str>, listen: &str| {
+            let ai = Ai { public_url: public.map(str::to_owned), ..Ai::default() };
+            ai.validate().unwrap().with_listen_addr(listen.parse().unwrap()).public_url.unwrap()
+        };
+        assert_eq!(base(Some("https://gw.example"), "10.0.0.1:9935"), "https://gw.example");
+        assert_eq!(base(None, "10.0.0.1:9935"), "http://10.0.0.1:9935");
+        assert_eq!(base(None, "0.0.0.0:9935"), "http://127.0.0.1:9935");
+        assert_eq!(base(None, "[::]:80"), "http://[::1]:80");
+    }
+
     #[test]
     fn result_allowed_hosts_are_host_or_host_port() {
         let hosts = |list: &str| allowed_hosts(Some(list));
