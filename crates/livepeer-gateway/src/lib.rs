@@ -173,7 +173,7 @@ impl Gateway {
             summary: Arc::new(summary(&config)),
             payer,
         };
-        let ai_state = ai_state(&config, &state, payments.clone(), tasks.drained())?;
+        let ai_state = ai_state(&config, http_addr, &state, payments.clone(), tasks.drained())?;
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
@@ -271,6 +271,7 @@ fn pool_config(config: &Config) -> PoolConfig {
 
 fn ai_state(
     config: &Config,
+    http_addr: SocketAddr,
     state: &AppState,
     payments: payment::Payments,
     drained: tokio_util::sync::CancellationToken,
@@ -288,7 +289,7 @@ fn ai_state(
         client,
         store: Arc::new(store),
         limits: Arc::new(ai::validate::Limits::default()),
-        config: Arc::new(config.ai.clone()),
+        config: Arc::new(config.ai.clone().with_listen_addr(http_addr)),
         metrics: state.metrics.clone(),
         payments,
         drained,

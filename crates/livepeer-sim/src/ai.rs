@@ -49,6 +49,13 @@ pub enum AiMode {
     /// Check and process normally, send the 200 headers and part of the body (half of a JSON
     /// answer; two events of an LLM stream), then drop the connection.
     CloseMidAnswer,
+    /// Check, process and charge normally, then answer these result URLs instead of the real
+    /// ones (`images[].url`, or `audio.url` for text-to-speech), as a misbehaving orchestrator
+    /// would. `{sim}` in a URL stands for the simulator's service URL, e.g.
+    /// `{sim}/blob/1000000?chunked=1`: `GET /blob/<bytes>` serves that many zero bytes, made
+    /// as they are sent, with a `Content-Length` unless `?chunked=1`, typed `?type=` (default
+    /// `image/png`), or a 302 to `?redirect=<url>`.
+    ResultUrls(Vec<String>),
 }
 
 /// One uploaded file of a multipart AI request.
@@ -319,6 +326,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
     }
     router
         .route("/stream/{request}/{file}", get(download))
+        .route("/blob/{bytes}", get(blob))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
@@ -334,6 +342,47 @@ async fn download(
         }
         None => go_error(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+/// `GET /blob/<bytes>`: `bytes` zero bytes, generated as they are sent (never held), with a
+/// `Content-Length` unless `?chunked=1`, as `?type=` (default `image/png`): the huge or
+/// mistyped result files of [`AiMode::ResultUrls`]. `?redirect=<url>` answers a 302 to it
+/// instead.
+async fn blob(
+    Path(bytes): Path<u64>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    const CHUNK: u64 = 64 << 10;
+    if let Some(to) = query.get("redirect") {
+        return (StatusCode::FOUND, [(header::LOCATION, to.clone())]).into_response();
+    }
+    let chunk = Bytes::from(vec![0u8; CHUNK as usize]);
+    let chunks = futures_util::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(bytes - i * CHUNK) as usize;
+        Ok::<_, std::io::Error>(chunk.slice(..len))
+    }));
+    let content_type = query.get("type").map_or("image/png", String::as_str);
+    let mut resp = Response::new(Body::from_stream(chunks));
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    if query.get("chunked").is_none_or(|c| c != "1") {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    resp
+}
+
+/// The answer of [`AiMode::ResultUrls`]: the pipeline's JSON shape around `urls`.
+fn forged_answer(shared: &Shared, pipeline: Pipeline, urls: &[String]) -> Value {
+    let base = shared.service_url().trim_end_matches('/');
+    let urls: Vec<String> = urls.iter().map(|u| u.replace("{sim}", base)).collect();
+    if pipeline == Pipeline::TextToSpeech {
+        let url = urls.first().cloned().unwrap_or_default();
+        return serde_json::json!({ "audio": { "url": url } });
+    }
+    let images: Vec<Value> =
+        urls.iter().map(|u| serde_json::json!({ "url": u, "seed": 1, "nsfw": false })).collect();
+    serde_json::json!({ "images": images })
 }
 
 /// One AI request, in go-livepeer's order: decode the body, check the headers, the model and
@@ -359,12 +408,17 @@ async fn handle(shared: Arc<Shared>, pipeline: Pipeline, req: Request) -> Respon
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return go_error(status, message);
         }
-        AiMode::Normal | AiMode::CloseMidAnswer => {}
+        AiMode::Normal | AiMode::CloseMidAnswer | AiMode::ResultUrls(_) => {}
     }
     let close = mode == AiMode::CloseMidAnswer;
     match answer(&shared, pipeline, &headers, input, in_flight, close).await {
         Ok(Output::Json(value)) if close => cut_short(value.to_string().into_bytes()),
-        Ok(Output::Json(value)) => axum::Json(value).into_response(),
+        Ok(Output::Json(value)) => match &mode {
+            AiMode::ResultUrls(urls) => {
+                axum::Json(forged_answer(&shared, pipeline, urls)).into_response()
+            }
+            _ => axum::Json(value).into_response(),
+        },
         Ok(Output::Response(response)) => response,
         Err(rejection) => rejection.into_response(),
     }

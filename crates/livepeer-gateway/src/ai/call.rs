@@ -1,6 +1,8 @@
 //! One attempt at an AI job on one orchestrator: `POST {transcoder}/{pipeline}` with the
 //! payment and segment headers (PROTOCOL.md §7.1), then the answer read, classified and, for
-//! media results, fetched into the gateway's result store.
+//! media results, fetched into the gateway's result store (under the rules of `fetch`: only
+//! from the orchestrator itself or allowed hosts, never scriptable, within byte caps) after the
+//! number of outputs is checked against what was asked.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use livepeer_pm::LocalSigner;
 use livepeer_proto::headers;
 use serde_json::Value;
 
+use super::AiConfig;
+use super::fetch::{Budget, FetchError, Fetcher};
 use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
 use crate::orchestrator::caps::Capabilities;
@@ -22,10 +26,9 @@ use crate::orchestrator::http::{HttpError, OrchHttp, OrchHttpVersion, read_body}
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 
-/// Largest JSON answer read from an orchestrator.
-const MAX_ANSWER_BYTES: usize = 64 << 20;
-/// Largest result file fetched from an orchestrator.
-const MAX_RESULT_BYTES: usize = 512 << 20;
+/// What the client is told about any result it cannot have because of the orchestrator:
+/// where the URL pointed, what answered there and how large it was stay in the logs.
+pub const UNUSABLE_RESULT: &str = "orchestrator returned an unusable result";
 
 /// Why an attempt failed. Nothing has been sent to the client when one of these is returned,
 /// so a retry on another orchestrator is always safe.
@@ -48,9 +51,23 @@ pub enum CallError {
     /// The answer was not the JSON the pipeline returns.
     #[error("malformed answer: {0}")]
     Malformed(String),
-    /// A result file could not be fetched from the orchestrator.
-    #[error("result download failed: {0}")]
+    /// The answer's results cannot be used: a result URL pointing elsewhere than the
+    /// orchestrator, a refused type, too large or too many results, a failed download.
+    #[error("unusable result: {0}")]
     Download(String),
+    /// Downloads in progress hold the whole result store: the gateway's limit, not the
+    /// orchestrator's fault.
+    #[error("{0}")]
+    StoreFull(String),
+}
+
+impl From<FetchError> for CallError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Unusable(why) => Self::Download(why),
+            FetchError::StoreFull(full) => Self::StoreFull(full.to_string()),
+        }
+    }
 }
 
 impl CallError {
@@ -64,6 +81,15 @@ impl CallError {
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
+            Self::StoreFull(_) => Failure::Busy,
+        }
+    }
+
+    /// What the client may be told: result problems only as [`UNUSABLE_RESULT`].
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Download(_) => UNUSABLE_RESULT.to_owned(),
+            other => other.to_string(),
         }
     }
 
@@ -80,6 +106,7 @@ impl CallError {
             },
             Self::Malformed(_) => "malformed",
             Self::Download(_) => "download",
+            Self::StoreFull(_) => "results_full",
         }
     }
 }
@@ -103,12 +130,23 @@ pub enum ResultUrls {
     Data,
 }
 
+/// Where an attempt's media results go, and the settings that bound them.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultSink<'a> {
+    /// The gateway's result store (also the budget of downloads in progress).
+    pub store: &'a ResultStore,
+    /// How result URLs are handed back.
+    pub urls: &'a ResultUrls,
+    /// Caps and allowed hosts.
+    pub config: &'a AiConfig,
+}
+
 /// Shared HTTP clients and identity for AI calls.
 #[derive(Debug, Clone)]
 pub struct AiClient {
     http: OrchHttp,
     signer: Option<Arc<LocalSigner>>,
-    fetch_timeout: Duration,
+    fetcher: Fetcher,
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
     /// they only change with the auth token, and building one (capabilities, protobuf,
     /// base64, maybe a signature) is most of the gateway's own work per request.
@@ -141,7 +179,8 @@ impl AiClient {
         version: OrchHttpVersion,
     ) -> Result<Self, String> {
         let http = OrchHttp::new(connect_timeout, version)?;
-        Ok(Self { http, signer, fetch_timeout, segments: Arc::default() })
+        let fetcher = Fetcher::new(connect_timeout, fetch_timeout)?;
+        Ok(Self { http, signer, fetcher, segments: Arc::default() })
     }
 
     /// Runs one attempt. The caller bounds it with the attempt deadline.
@@ -154,8 +193,7 @@ impl AiClient {
         payment: Option<&str>,
         segment: Option<&str>,
         req: &ValidRequest,
-        store: &ResultStore,
-        urls: &ResultUrls,
+        sink: ResultSink<'_>,
     ) -> Result<Answer, CallError> {
         // A remote signer supplies the segment credentials with its payment.
         let segment: Arc<str> = match segment {
@@ -193,7 +231,18 @@ impl AiClient {
         if is_sse {
             return Ok(Answer::Stream(resp));
         }
-        let body = read_limited(resp, MAX_ANSWER_BYTES).await?;
+        let cap = sink.config.answer_max_bytes;
+        if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact()
+            && n > cap as u64
+        {
+            let why = format!("answer of {n} bytes, more than the {cap} allowed");
+            return Err(CallError::Download(why));
+        }
+        let body = read_limited(resp, cap).await.map_err(|e| match e {
+            // Inline results live in the answer: too large an answer is an unusable result.
+            CallError::Malformed(why) => CallError::Download(why),
+            other => other,
+        })?;
         if !has_media(req.pipeline) {
             // Text answers go back as they came: check they are JSON, skip re-encoding.
             serde_json::from_slice::<serde::de::IgnoredAny>(&body)
@@ -203,7 +252,7 @@ impl AiClient {
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         // Boxed: downloading results makes a large future that text answers need not carry.
-        Box::pin(self.rewrite_media(req.pipeline, &mut json, store, urls)).await?;
+        Box::pin(self.rewrite_media(orch, req, &mut json, sink)).await?;
         Ok(Answer::Body(Bytes::from(json.to_string())))
     }
 
@@ -236,46 +285,49 @@ impl AiClient {
         header
     }
 
-    /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4).
+    /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4),
+    /// after checking there are no more of them than `req` asked for.
     async fn rewrite_media(
         &self,
-        pipeline: Pipeline,
+        orch: &OrchInfo,
+        req: &ValidRequest,
         json: &mut Value,
-        store: &ResultStore,
-        urls: &ResultUrls,
+        sink: ResultSink<'_>,
     ) -> Result<(), CallError> {
-        let slots: Vec<&mut Value> = match pipeline {
-            Pipeline::TextToImage
-            | Pipeline::ImageToImage
-            | Pipeline::Upscale
-            | Pipeline::ImageToVideo => {
-                let Some(images) = json.get_mut("images").and_then(Value::as_array_mut) else {
-                    return Err(CallError::Malformed("answer has no images list".into()));
-                };
-                images.iter_mut().filter_map(|m| m.get_mut("url")).collect()
-            }
-            Pipeline::TextToSpeech => match json.pointer_mut("/audio/url") {
-                Some(url) => vec![url],
-                None => return Err(CallError::Malformed("answer has no audio url".into())),
-            },
-            _ => return Ok(()),
+        let slots = media_slots(req.pipeline, json)?;
+        let asked = outputs_asked(req);
+        if slots.is_empty() || slots.len() as u64 > asked {
+            let n = slots.len();
+            return Err(CallError::Download(format!("{n} outputs where {asked} were asked for")));
+        }
+        let orch_url = url::Url::parse(&orch.transcoder)
+            .map_err(|e| CallError::Malformed(format!("transcoder URL: {e}")))?;
+        let config = sink.config;
+        let mut budget = Budget {
+            orch: orch_url,
+            allowed: &config.result_allowed_hosts,
+            per_result: config.result_max_bytes,
+            left: config.job_result_max_bytes,
+            store: sink.store,
         };
         for slot in slots {
             let Some(src) = slot.as_str() else {
                 return Err(CallError::Malformed("media url is not a string".into()));
             };
-            let (content_type, bytes) = self.fetch(src).await?;
-            let ext = extension(&content_type, src);
-            let new = match urls {
+            let fetched = self.fetcher.fetch(src, &mut budget).await?;
+            let ext = extension(&fetched.content_type, src);
+            let new = match sink.urls {
                 ResultUrls::Data => {
                     use base64::Engine as _;
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                    format!("data:{content_type};base64,{b64}")
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&fetched.bytes);
+                    format!("data:{};base64,{b64}", fetched.content_type)
                 }
                 ResultUrls::Gateway(base) => {
-                    let key = store
-                        .put(&content_type, ext, bytes)
-                        .map_err(|e| CallError::Download(e.to_string()))?;
+                    let (ct, bytes) = (&fetched.content_type, fetched.bytes);
+                    let key = sink
+                        .store
+                        .put(fetched.reservation, ct, ext, bytes)
+                        .map_err(|e| CallError::StoreFull(e.to_string()))?;
                     format!("{base}/results/{key}")
                 }
             };
@@ -283,41 +335,43 @@ impl AiClient {
         }
         Ok(())
     }
+}
 
-    /// The bytes behind a result URL: decoded in place for `data:`, else downloaded.
-    async fn fetch(&self, src: &str) -> Result<(String, Bytes), CallError> {
-        if let Some(rest) = src.strip_prefix("data:") {
-            let (meta, data) = rest
-                .split_once(',')
-                .ok_or_else(|| CallError::Malformed("data: URL without a comma".into()))?;
-            let content_type = meta.trim_end_matches(";base64").to_owned();
-            use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .map_err(|e| CallError::Malformed(format!("data: URL: {e}")))?;
-            return Ok((content_type, Bytes::from(bytes)));
+/// The answer's media URL slots: `images[].url`, or `audio.url` for text-to-speech.
+fn media_slots(pipeline: Pipeline, json: &mut Value) -> Result<Vec<&mut Value>, CallError> {
+    match pipeline {
+        Pipeline::TextToImage
+        | Pipeline::ImageToImage
+        | Pipeline::Upscale
+        | Pipeline::ImageToVideo => {
+            let Some(images) = json.get_mut("images").and_then(Value::as_array_mut) else {
+                return Err(CallError::Malformed("answer has no images list".into()));
+            };
+            Ok(images.iter_mut().filter_map(|m| m.get_mut("url")).collect())
         }
-        let get = async {
-            let resp =
-                self.http.get(src).await.map_err(|e| CallError::Download(format!("{src}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(CallError::Download(format!("{src}: status {}", resp.status())));
-            }
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/octet-stream")
-                .to_owned();
-            let bytes = read_limited(resp, MAX_RESULT_BYTES)
-                .await
-                .map_err(|e| CallError::Download(e.to_string()))?;
-            Ok((content_type, bytes))
-        };
-        tokio::time::timeout(self.fetch_timeout, get).await.map_err(|_| {
-            CallError::Download(format!("{src}: no answer within {:?}", self.fetch_timeout))
-        })?
+        Pipeline::TextToSpeech => match json.pointer_mut("/audio/url") {
+            Some(url) => Ok(vec![url]),
+            None => Err(CallError::Malformed("answer has no audio url".into())),
+        },
+        _ => Ok(Vec::new()),
     }
+}
+
+/// How many media outputs the request asked for: `num_images_per_prompt` (validation fills
+/// in its default) for text-to-image and image-to-image, one for every other media pipeline
+/// (an upscaled image, a video, a speech file).
+fn outputs_asked(req: &ValidRequest) -> u64 {
+    const FIELD: &str = "num_images_per_prompt";
+    if !matches!(req.pipeline, Pipeline::TextToImage | Pipeline::ImageToImage) {
+        return 1;
+    }
+    let asked = match &req.payload {
+        Payload::Json(map) => map.get(FIELD).and_then(Value::as_u64),
+        Payload::Multipart { fields, .. } => {
+            fields.iter().find(|(name, _)| name == FIELD).and_then(|(_, v)| v.parse().ok())
+        }
+    };
+    asked.unwrap_or(1).max(1)
 }
 
 /// Whether the pipeline's answer carries media URLs to rewrite.
@@ -375,6 +429,7 @@ mod tests {
             (CallError::Connect("reset".into()), Failure::Transport),
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
+            (CallError::StoreFull("full".into()), Failure::Busy),
         ];
         for (error, want) in rows {
             assert_eq!(error.failure(), want, "{error}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::call::{Answer, CallError, ResultUrls};
+use super::call::{Answer, CallError, ResultSink, ResultUrls};
 use super::validate::ValidRequest;
 use super::{AiState, relay};
 use crate::error::{Error, Kind};
@@ -70,6 +70,9 @@ pub struct AttemptRecord {
     pub latency_ms: u64,
     /// Its error, if it failed.
     pub error: Option<String>,
+    /// What the client may be told of that error (the record keeps the details).
+    #[serde(skip)]
+    pub shown: Option<String>,
 }
 
 /// How a request ended, for the record and the response headers.
@@ -214,8 +217,7 @@ impl<'a> Job<'a> {
                 Some(prepared.payment()),
                 prepared.segment(),
                 req,
-                &ai.store,
-                self.urls,
+                ResultSink { store: &ai.store, urls: self.urls, config: &ai.config },
             ),
         )
         .await
@@ -237,8 +239,9 @@ impl<'a> Job<'a> {
         self.settle(&lease, prepared, failure);
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
+        let shown = result.as_ref().err().map(CallError::shown);
         let orchestrator = lease.url().to_string();
-        self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error });
+        self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match result {
             Ok(answer) => Step::Done(self.answered(lease, &info.transcoder, answer)),
             Err(e) => self.failed(lease, &info.transcoder, &e),
@@ -253,7 +256,8 @@ impl<'a> Job<'a> {
         self.ai.metrics.ai_error(&self.record.key, &orchestrator, "payment");
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = Some(e.to_string());
-        self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error });
+        let shown = error.clone();
+        self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match e {
             PayError::Discovery(_) => Failure::Transport.verdict().end_lease(lease, e),
             _ => {
@@ -329,7 +333,7 @@ impl<'a> Job<'a> {
         finish(self.ai, &self.record, transcoder, price, self.req, "client_error");
         let message = match e {
             CallError::Status { message, .. } => message.clone(),
-            other => other.to_string(),
+            other => other.shown(),
         };
         let error = Error::new(kind(verdict.client_sees), message);
         Step::Done(Reply::new(&self.record, transcoder, Err(error)))
@@ -342,7 +346,7 @@ impl<'a> Job<'a> {
         let tries: Vec<String> = record
             .attempts
             .iter()
-            .map(|a| format!("{}: {}", a.orchestrator, a.error.as_deref().unwrap_or("ok")))
+            .map(|a| format!("{}: {}", a.orchestrator, a.shown.as_deref().unwrap_or("ok")))
             .collect();
         let message = format!(
             "{} failed after {} attempt(s) within {:?}: {}",
@@ -488,11 +492,17 @@ mod tests {
 
     #[test]
     fn the_record_lists_attempts_only_when_there_was_a_failover_or_an_error() {
-        let ok = |o: &str| AttemptRecord { orchestrator: o.into(), latency_ms: 3, error: None };
+        let ok = |o: &str| AttemptRecord {
+            orchestrator: o.into(),
+            latency_ms: 3,
+            error: None,
+            shown: None,
+        };
         let failed = AttemptRecord {
             orchestrator: "https://a:1/".into(),
             latency_ms: 1500,
             error: Some("no answer within 1.5s".into()),
+            shown: Some("no answer within 1.5s".into()),
         };
         let price = Price::new(3, 1000).ok();
         let lines = logged(|| {

@@ -6,6 +6,7 @@
 //! [`results::ResultStore`], which the edge serves.
 
 pub mod call;
+pub(crate) mod fetch;
 pub mod job;
 mod multipart;
 pub mod openai;
@@ -46,7 +47,9 @@ pub struct AiConfig {
     pub max_body_bytes: usize,
     /// Return results as `data:` URLs instead of the gateway's own URLs.
     pub data_urls: bool,
-    /// Base of result URLs, e.g. `https://gw.example.com`; default: from the request's Host.
+    /// Base of result URLs, e.g. `https://gw.example.com`: `--public-url`, else (set at start
+    /// by [`AiConfig::with_listen_addr`]) the public listener's address. Never the request's
+    /// `Host`, which the client chooses.
     pub public_url: Option<String>,
     /// How long result files are kept.
     pub result_ttl: Duration,
@@ -54,8 +57,36 @@ pub struct AiConfig {
     pub result_store_bytes: usize,
     /// Deadline for downloading one result file from an orchestrator.
     pub fetch_timeout: Duration,
+    /// Largest result file fetched.
+    pub result_max_bytes: usize,
+    /// Most result bytes fetched for one request, all outputs together.
+    pub job_result_max_bytes: usize,
+    /// Largest JSON answer read from an orchestrator (inline `data:` results included).
+    pub answer_max_bytes: usize,
+    /// Hosts besides each orchestrator's own that results may come from: `host` (any port)
+    /// or `host:port`, lower case.
+    pub result_allowed_hosts: Vec<String>,
     /// The HTTP versions spoken to orchestrators.
     pub orch_http: crate::orchestrator::http::OrchHttpVersion,
+}
+
+impl AiConfig {
+    /// The settings with the result URLs' base defaulted to the public listener's address,
+    /// `listen` (loopback when it listens on every interface: set `--public-url` then).
+    pub fn with_listen_addr(mut self, listen: std::net::SocketAddr) -> Self {
+        if self.public_url.is_none() {
+            let mut addr = listen;
+            if addr.ip().is_unspecified() {
+                tracing::warn!(%listen, "result URLs point at loopback: set --public-url");
+                addr.set_ip(match addr.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            self.public_url = Some(format!("http://{addr}"));
+        }
+        self
+    }
 }
 
 /// State of the AI routes.

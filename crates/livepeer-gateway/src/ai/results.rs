@@ -2,6 +2,12 @@
 //! need to reach an orchestrator: results are fetched once from the orchestrator and served by
 //! the gateway under `/results/{id}/{file}`. In memory, capped in total bytes, each file expiring
 //! after a TTL; the oldest files go first when the cap is reached.
+//!
+//! The same cap bounds the bytes being downloaded: a fetch reserves its bytes here before it
+//! reads them ([`ResultStore::reserve`], grown as a body without a length arrives), so
+//! concurrent downloads and stored files together never hold more than the cap. Stored files
+//! make room for reservations (oldest first); reservations never make room for each other, and
+//! one that does not fit is refused at once rather than waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -30,6 +36,43 @@ pub struct TooLarge {
     pub max: usize,
 }
 
+/// The bytes in flight are already the store's whole capacity.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("downloads in progress hold the result store's whole capacity of {max} bytes")]
+pub struct Full {
+    /// The store's cap.
+    pub max: usize,
+}
+
+/// Bytes of the store's capacity held for a download until it is stored or dropped.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    store: &'a ResultStore,
+    bytes: usize,
+}
+
+impl Reservation<'_> {
+    /// Holds `more` bytes in addition, making room by evicting stored files if needed.
+    pub fn grow(&mut self, more: usize) -> Result<(), Full> {
+        self.store.hold(more)?;
+        self.bytes += more;
+        Ok(())
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.store.inner.lock() {
+            inner.reserved -= self.bytes;
+        }
+    }
+}
+
 /// In-memory, size-capped, expiring result store.
 #[derive(Debug)]
 pub struct ResultStore {
@@ -44,6 +87,8 @@ struct Inner {
     /// Keys in insertion order, which is also expiry order (one TTL for all).
     order: VecDeque<String>,
     bytes: usize,
+    /// Bytes held by [`Reservation`]s.
+    reserved: usize,
 }
 
 impl ResultStore {
@@ -52,21 +97,48 @@ impl ResultStore {
         Self { max_bytes, ttl, inner: Mutex::default() }
     }
 
-    /// Stores `bytes` and returns its key, `<random id>/<name>.<ext>`.
-    pub fn put(&self, content_type: &str, ext: &str, bytes: Bytes) -> Result<String, TooLarge> {
+    /// Holds `bytes` of the capacity for a download (see the module docs).
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, Full> {
+        self.hold(bytes)?;
+        Ok(Reservation { store: self, bytes })
+    }
+
+    /// Adds `bytes` to the reserved total, evicting stored files to make room.
+    fn hold(&self, bytes: usize) -> Result<(), Full> {
+        let full = Full { max: self.max_bytes };
+        let mut inner = self.inner.lock().map_err(|_| full)?;
+        if inner.reserved + bytes > self.max_bytes {
+            return Err(full);
+        }
+        inner.expire(Instant::now());
+        while inner.bytes + inner.reserved + bytes > self.max_bytes && inner.evict_oldest() {}
+        inner.reserved += bytes;
+        Ok(())
+    }
+
+    /// Stores `bytes`, downloaded under `reservation`, and returns its key,
+    /// `<random id>/<name>.<ext>`.
+    pub fn put(
+        &self,
+        mut reservation: Reservation<'_>,
+        content_type: &str,
+        ext: &str,
+        bytes: Bytes,
+    ) -> Result<String, TooLarge> {
+        let too_large = TooLarge { size: bytes.len(), max: self.max_bytes };
         if bytes.len() > self.max_bytes {
-            return Err(TooLarge { size: bytes.len(), max: self.max_bytes });
+            return Err(too_large);
+        }
+        if let Some(more) = bytes.len().checked_sub(reservation.bytes) {
+            reservation.grow(more).map_err(|_| too_large)?;
         }
         let id: u128 = rand::rng().random();
         let key = format!("{id:032x}/{}.{ext}", &format!("{:08x}", rand::rng().random::<u32>()));
         let now = Instant::now();
         let Ok(mut inner) = self.inner.lock() else { return Ok(key) };
         inner.expire(now);
-        while inner.bytes + bytes.len() > self.max_bytes {
-            if !inner.evict_oldest() {
-                break;
-            }
-        }
+        // The reservation's bytes become the file's: the total held does not change.
+        inner.reserved -= std::mem::take(&mut reservation.bytes);
         inner.bytes += bytes.len();
         let stored = Stored { content_type: content_type.to_owned(), bytes };
         inner.items.insert(key.clone(), (stored, now + self.ttl));
@@ -81,9 +153,14 @@ impl ResultStore {
         inner.items.get(key).map(|(s, _)| s.clone())
     }
 
-    /// Bytes currently held.
+    /// Bytes currently stored.
     pub fn bytes(&self) -> usize {
         self.inner.lock().map(|i| i.bytes).unwrap_or(0)
+    }
+
+    /// Bytes currently reserved by downloads.
+    pub fn reserved(&self) -> usize {
+        self.inner.lock().map(|i| i.reserved).unwrap_or(0)
     }
 }
 
@@ -115,18 +192,45 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn caps_size_and_expires() {
         let store = ResultStore::new(10, Duration::from_secs(60));
-        let a = store.put("image/png", "png", Bytes::from_static(b"aaaa")).unwrap();
-        let b = store.put("image/png", "png", Bytes::from_static(b"bbbb")).unwrap();
+        let put = |t: &str, ext: &str, b: &'static [u8]| {
+            store.put(store.reserve(b.len()).unwrap(), t, ext, Bytes::from_static(b))
+        };
+        let a = put("image/png", "png", b"aaaa").unwrap();
+        let b = put("image/png", "png", b"bbbb").unwrap();
         assert!(a.ends_with(".png") && a != b);
         assert_eq!(store.get(&a).unwrap().bytes, "aaaa");
         // A third file pushes the oldest out.
-        let c = store.put("audio/wav", "wav", Bytes::from_static(b"cccc")).unwrap();
+        let c = put("audio/wav", "wav", b"cccc").unwrap();
         assert!(store.get(&a).is_none());
         assert_eq!(store.get(&c).unwrap().content_type, "audio/wav");
         assert_eq!(store.bytes(), 8);
-        assert!(store.put("x", "bin", Bytes::from(vec![0; 11])).is_err());
+        assert_eq!(store.reserved(), 0);
+        let none = store.reserve(0).unwrap();
+        assert!(store.put(none, "x", "bin", Bytes::from(vec![0; 11])).is_err());
+        assert_eq!(store.reserved(), 0);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(store.get(&b).is_none() && store.get(&c).is_none());
         assert_eq!(store.bytes(), 0);
+    }
+
+    /// Downloads reserve before they read: stored files make room for them, other downloads
+    /// do not, and what a dropped download held is given back.
+    #[tokio::test(start_paused = true)]
+    async fn downloads_reserve_the_capacity_before_they_read() {
+        let store = ResultStore::new(10, Duration::from_secs(60));
+        let old = store.put(store.reserve(6).unwrap(), "a", "bin", Bytes::from(vec![1; 6]));
+        let mut first = store.reserve(4).unwrap();
+        assert!(store.get(old.as_ref().unwrap()).is_some(), "6 stored + 4 reserved fit");
+        first.grow(3).unwrap();
+        assert!(store.get(old.as_ref().unwrap()).is_none(), "evicted to make room");
+        assert_eq!((store.bytes(), store.reserved()), (0, 7));
+        assert!(store.reserve(4).is_err(), "other downloads are not evicted");
+        let second = store.reserve(3).unwrap();
+        assert!(first.grow(1).is_err());
+        drop(second);
+        first.grow(1).unwrap();
+        let key = store.put(first, "b", "bin", Bytes::from(vec![2; 8])).unwrap();
+        assert_eq!((store.bytes(), store.reserved()), (8, 0));
+        assert_eq!(store.get(&key).unwrap().bytes.len(), 8);
     }
 }

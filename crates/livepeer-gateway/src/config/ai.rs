@@ -44,6 +44,23 @@ section! {
         /// Deadline for downloading one result file from an orchestrator [default: 10s].
         #[arg(long, env = "LP_AIRESULTFETCHTIMEOUT")]
         pub ai_result_fetch_timeout: Option<String>,
+        /// Largest AI result file fetched from an orchestrator, in bytes; checked against its
+        /// Content-Length before reading and while it arrives [default: 104857600].
+        #[arg(long, env = "LP_AIRESULTMAXBYTES")]
+        pub ai_result_max_bytes: Option<usize>,
+        /// Most bytes of result files one AI request may fetch, all its outputs together
+        /// [default: 268435456].
+        #[arg(long, env = "LP_AIJOBRESULTMAXBYTES")]
+        pub ai_job_result_max_bytes: Option<usize>,
+        /// Largest JSON answer read from an orchestrator, in bytes (inline data: results
+        /// included) [default: 67108864].
+        #[arg(long, env = "LP_AIANSWERMAXBYTES")]
+        pub ai_answer_max_bytes: Option<usize>,
+        /// Hosts, besides the orchestrator's own, that AI result files may be fetched from
+        /// (object stores), comma-separated: `host` (any port) or `host:port`; none by default.
+        #[arg(long, env = "LP_AIRESULTALLOWEDHOSTS")]
+        #[serde(default, deserialize_with = "super::section::string_or_list")]
+        pub ai_result_allowed_hosts: Option<String>,
         /// Return AI media results as data: URLs instead of gateway URLs.
         #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
         pub ai_result_data_urls: Option<bool>,
@@ -57,7 +74,7 @@ section! {
         #[arg(long, env = "LP_ORCHH2C", num_args = 0..=1, default_missing_value = "true")]
         pub orch_h2c: Option<bool>,
         /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
-        /// [default: http:// + the request's Host].
+        /// [default: http:// + the public listener's address].
         #[arg(long, env = "LP_PUBLICURL")]
         pub public_url: Option<String>,
     }
@@ -97,6 +114,10 @@ impl Ai {
                 Duration::from_secs(600),
             )?,
             result_store_bytes: self.ai_result_store_bytes.unwrap_or(512 << 20),
+            result_max_bytes: self.ai_result_max_bytes.unwrap_or(100 << 20),
+            job_result_max_bytes: self.ai_job_result_max_bytes.unwrap_or(256 << 20),
+            answer_max_bytes: self.ai_answer_max_bytes.unwrap_or(64 << 20),
+            result_allowed_hosts: allowed_hosts(self.ai_result_allowed_hosts.as_deref())?,
             fetch_timeout: positive_duration(
                 "--ai-result-fetch-timeout",
                 self.ai_result_fetch_timeout,
@@ -109,6 +130,15 @@ impl Ai {
         if ai.max_body_bytes == 0 || ai.result_store_bytes == 0 {
             return Err(bad("--ai-max-body-bytes", "byte limits must be at least 1"));
         }
+        for (flag, value) in [
+            ("--ai-result-max-bytes", ai.result_max_bytes),
+            ("--ai-job-result-max-bytes", ai.job_result_max_bytes),
+            ("--ai-answer-max-bytes", ai.answer_max_bytes),
+        ] {
+            if value == 0 {
+                return Err(bad(flag, "must be at least 1"));
+            }
+        }
         if let Some(u) = &ai.public_url {
             let parsed = Url::parse(u).map_err(|e| bad("--public-url", format!("{u:?}: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
@@ -117,6 +147,25 @@ impl Ai {
         }
         Ok(ai)
     }
+}
+
+/// `--ai-result-allowed-hosts`: lower-case `host` or `host:port` entries, no schemes or paths.
+fn allowed_hosts(list: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let entries = list.unwrap_or_default().split(',').map(str::trim).filter(|h| !h.is_empty());
+    entries
+        .map(|entry| {
+            let parsed = Url::parse(&format!("http://{entry}/"))
+                .ok()
+                .filter(|u| u.host_str().is_some() && u.username().is_empty())
+                .filter(|_| !entry.contains(['/', '@', '?', '#']));
+            match parsed {
+                Some(_) => Ok(entry.to_ascii_lowercase()),
+                None => {
+                    Err(bad("--ai-result-allowed-hosts", format!("{entry:?}: not host[:port]")))
+                }
+            }
+        })
+        .collect()
 }
 
 /// `--orch-http1` and `--orch-h2c` as one setting; both at once contradict each other.
@@ -147,5 +196,32 @@ mod tests {
         assert_eq!(version(None, Some(true)).unwrap(), OrchHttpVersion::H2c);
         let err = version(Some(true), Some(true)).unwrap_err().to_string();
         assert!(err.contains("--orch-h2c") && err.contains("--orch-http1"), "{err}");
+    }
+
+    /// Result URLs start with `--public-url`, else the listener's address (loopback for an
+    /// address that listens everywhere); never anything from a request.
+    #[test]
+    fn the_result_base_is_the_public_url_or_the_listeners_address() {
+        let base = |public: Option<&str>, listen: &str| {
+            let ai = Ai { public_url: public.map(str::to_owned), ..Ai::default() };
+            ai.validate().unwrap().with_listen_addr(listen.parse().unwrap()).public_url.unwrap()
+        };
+        assert_eq!(base(Some("https://gw.example"), "10.0.0.1:9935"), "https://gw.example");
+        assert_eq!(base(None, "10.0.0.1:9935"), "http://10.0.0.1:9935");
+        assert_eq!(base(None, "0.0.0.0:9935"), "http://127.0.0.1:9935");
+        assert_eq!(base(None, "[::]:80"), "http://[::1]:80");
+    }
+
+    #[test]
+    fn result_allowed_hosts_are_host_or_host_port() {
+        let hosts = |list: &str| allowed_hosts(Some(list));
+        assert_eq!(
+            hosts(" S3.example.com, store:9000 ,").unwrap(),
+            ["s3.example.com", "store:9000"]
+        );
+        assert!(hosts("").unwrap().is_empty() && allowed_hosts(None).unwrap().is_empty());
+        for bad in ["http://x", "x/y", "u@x", "x:port", ":80"] {
+            assert!(hosts(bad).is_err(), "{bad}");
+        }
     }
 }

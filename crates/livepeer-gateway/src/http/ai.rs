@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use livepeer_proto::headers;
@@ -44,7 +44,7 @@ pub(crate) fn router(state: AiState) -> Router {
 }
 
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
-    let urls = result_urls(&ai, req.headers(), req.uri());
+    let urls = result_urls(&ai);
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
     let input = match read_input(req, limit, timeout).await {
         Ok(input) => input,
@@ -58,7 +58,7 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
-    let urls = result_urls(&ai, req.headers(), req.uri());
+    let urls = result_urls(&ai);
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
@@ -95,21 +95,40 @@ fn answer(reply: Reply) -> Response {
     resp
 }
 
-/// Where result URLs point: `data:` URLs, the configured public URL, or the request's host.
-fn result_urls(ai: &AiState, headers: &HeaderMap, uri: &Uri) -> ResultUrls {
+/// Where result URLs point: `data:` URLs, or the configured public URL (which defaults to the
+/// listener's address). Never the request's `Host`: the client chooses it, and a URL built
+/// from it would send whoever follows the link wherever that client wanted.
+fn result_urls(ai: &AiState) -> ResultUrls {
     if ai.config.data_urls {
         return ResultUrls::Data;
     }
-    ResultUrls::Gateway(super::public_base(ai.config.public_url.as_deref(), headers, uri))
+    let base = ai.config.public_url.as_deref().unwrap_or("http://127.0.0.1:9935");
+    ResultUrls::Gateway(base.trim_end_matches('/').to_owned())
 }
 
+/// `GET /results/{id}/{file}`. Served from the gateway's own origin, so never as anything a
+/// browser would run: the stored type (checked when the result was fetched) is checked again,
+/// anything but image, video and audio goes out as an `application/octet-stream` attachment,
+/// and `nosniff` and a sandboxing CSP keep browsers from guessing otherwise.
 async fn result_file(
     State(ai): State<Arc<AiState>>,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
     match ai.store.get(&format!("{id}/{file}")) {
         Some(stored) => {
-            ([(header::CONTENT_TYPE, stored.content_type)], stored.bytes).into_response()
+            let media = crate::ai::fetch::served_type(&stored.content_type)
+                .filter(|t| *t != "application/octet-stream");
+            let (content_type, disposition) = match media {
+                Some(t) => (t.to_owned(), "inline"),
+                None => ("application/octet-stream".to_owned(), "attachment"),
+            };
+            let headers = [
+                (header::CONTENT_TYPE, content_type),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{file}\"")),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".to_owned()),
+            ];
+            (headers, stored.bytes).into_response()
         }
         None => {
             let message = "no such result (results expire; see --ai-result-ttl)";

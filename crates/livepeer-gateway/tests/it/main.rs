@@ -12,6 +12,7 @@ mod live_owner;
 mod oneshot;
 mod payments;
 mod props;
+mod results;
 mod signer;
 mod streams;
 mod support;

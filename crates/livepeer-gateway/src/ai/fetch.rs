@@ -1,0 +1,559 @@
+//! Fetching an orchestrator's result files, under the rules that keep an orchestrator from
+//! using the gateway as its proxy into the gateway's own network, from serving scripts from
+//! the gateway's origin, or from filling its memory (issue 11, items 8 and 9).
+//!
+//! - Where from: a result URL is `data:`, or `http(s)` to the orchestrator's own origin (its
+//!   transcoder URL's host and port; relative URLs resolve against it) or to a host the
+//!   operator allows (`--ai-result-allowed-hosts`, object stores).
+//! - Which addresses: the host is resolved here, and every address it resolves to must be
+//!   public, or loopback, link-local or private only when the orchestrator's own address is of
+//!   the same kind (a simulator on 127.0.0.1 serves from 127.0.0.1). Unspecified, multicast and
+//!   broadcast addresses never pass. The connection goes to an address that was checked, not
+//!   to a second resolution of the name, and redirects are not followed.
+//! - What: image, video and audio types are kept; HTML, XML, SVG and scripts are refused (they
+//!   would run in the gateway's origin if a browser ever rendered them); any other type is
+//!   kept as `application/octet-stream`.
+//! - How much: each result is checked against the per-result cap and what the request may
+//!   still fetch, by its `Content-Length` before a byte is read and again as it arrives; its
+//!   bytes are reserved in the result store first, so concurrent downloads never hold more
+//!   than the store's cap.
+//!
+//! Refusals carry their details for the logs; the client is only told the result was
+//! unusable (`ai::call`).
+//!
+//! Connections are HTTP/1.1 and kept for the next file from the same checked address and
+//! host ([`Idle`]): a connection per file would cost a handshake on every media request and
+//! leave a socket in `TIME_WAIT` per result under load.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use url::{Host, Url};
+
+use super::results::{Full, Reservation, ResultStore};
+
+/// Why a result could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// The orchestrator's doing: where the URL points, its type, its size, a failed download.
+    #[error("{0}")]
+    Unusable(String),
+    /// The gateway's doing: downloads in progress hold the whole result store.
+    #[error(transparent)]
+    StoreFull(#[from] Full),
+}
+
+fn unusable(why: impl Into<String>) -> FetchError {
+    FetchError::Unusable(why.into())
+}
+
+/// What one request may fetch: where from, how much, and the store that holds it.
+#[derive(Debug)]
+pub(crate) struct Budget<'a> {
+    /// The orchestrator's transcoder URL: its origin, and the base of relative URLs.
+    pub orch: Url,
+    /// Extra hosts allowed (`host` or `host:port`, lower case).
+    pub allowed: &'a [String],
+    /// Largest single result.
+    pub per_result: usize,
+    /// Bytes the request may still fetch.
+    pub left: usize,
+    /// Where downloads reserve their bytes.
+    pub store: &'a ResultStore,
+}
+
+/// One result file, with the store capacity its bytes hold.
+#[derive(Debug)]
+pub(crate) struct Fetched<'a> {
+    /// The type to serve it as (a media type, or `application/octet-stream`).
+    pub content_type: String,
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// The capacity held for them, handed to the store with them.
+    pub reservation: Reservation<'a>,
+}
+
+/// Downloads result files over connections to the addresses that were checked.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    tls: tokio_rustls::TlsConnector,
+    connect_timeout: Duration,
+    fetch_timeout: Duration,
+    idle: Arc<Idle>,
+}
+
+/// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
+type ConnKey = (SocketAddr, String, bool);
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// Connections whose last answer was read to its end, by [`ConnKey`], with when they went
+/// idle. Bounded per key and in idle time; a connection the server closed is skipped.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<std::collections::HashMap<ConnKey, Vec<(Sender, Instant)>>>);
+
+/// Idle connections kept per key, and how long each is kept.
+const IDLE_PER_KEY: usize = 16;
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
+impl Idle {
+    fn take(&self, key: &ConnKey) -> Option<Sender> {
+        let mut map = self.0.lock().ok()?;
+        let list = map.get_mut(key)?;
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_FOR {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: ConnKey, sender: Sender) {
+        if let Ok(mut map) = self.0.lock() {
+            let list = map.entry(key).or_default();
+            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
+            if list.len() < IDLE_PER_KEY {
+                list.push((sender, Instant::now()));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher").field("fetch_timeout", &self.fetch_timeout).finish()
+    }
+}
+
+impl Fetcher {
+    /// A fetcher accepting self-signed certificates, as calls to orchestrators do.
+    pub(crate) fn new(connect_timeout: Duration, fetch_timeout: Duration) -> Result<Self, String> {
+        let tls = crate::orchestrator::client::accept_any_tls(vec![b"http/1.1".to_vec()])
+            .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        Ok(Self { tls, connect_timeout, fetch_timeout, idle: Arc::default() })
+    }
+
+    /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up).
+    pub(crate) async fn fetch<'a>(
+        &self,
+        src: &str,
+        budget: &mut Budget<'a>,
+    ) -> Result<Fetched<'a>, FetchError> {
+        let fetched = match src.get(..5) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("data:") => inline(&src[5..], budget)?,
+            _ => {
+                let download = self.download(src, budget);
+                tokio::time::timeout(self.fetch_timeout, download).await.map_err(|_| {
+                    unusable(format!("{src}: no answer within {:?}", self.fetch_timeout))
+                })??
+            }
+        };
+        budget.left = budget.left.saturating_sub(fetched.bytes.len());
+        Ok(fetched)
+    }
+
+    async fn download<'a>(
+        &self,
+        src: &str,
+        budget: &Budget<'a>,
+    ) -> Result<Fetched<'a>, FetchError> {
+        let url = budget.orch.join(src).map_err(|e| unusable(format!("{src}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(unusable(format!("{src}: not http(s)")));
+        }
+        if !origin_allowed(&url, &budget.orch, budget.allowed) {
+            return Err(unusable(format!("{url}: neither the orchestrator's origin nor allowed")));
+        }
+        let addr = checked_address(&url, &budget.orch).await?;
+        let (resp, conn) =
+            self.get(&url, addr).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unusable(format!("{url}: status {}", resp.status())));
+        }
+        let declared = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let content_type = served_type(declared.unwrap_or("application/octet-stream"))
+            .ok_or_else(|| unusable(format!("{url}: refused type {declared:?}")))?
+            .to_owned();
+        let limit = budget.per_result.min(budget.left);
+        let length = hyper::body::Body::size_hint(resp.body()).exact();
+        if let Some(length) = length.filter(|&n| n > limit as u64) {
+            return Err(unusable(format!("{url}: {length} bytes, more than the {limit} allowed")));
+        }
+        let reservation = budget.store.reserve(length.unwrap_or(0) as usize)?;
+        let (bytes, reservation) =
+            read_capped(resp.into_body(), limit, reservation).await.map_err(|e| match e {
+                FetchError::Unusable(why) => unusable(format!("{url}: {why}")),
+                full => full,
+            })?;
+        // Read to its end: the connection can carry the next file.
+        self.idle.put(conn.0, conn.1);
+        Ok(Fetched { content_type, bytes, reservation })
+    }
+
+    /// `GET url` to `addr`, with `url`'s host as `Host` and TLS name: over an idle
+    /// connection to the same address and host when there is one (a new one if that fails:
+    /// the server may have closed it meanwhile, and a GET can be sent again), else a new one.
+    /// Returns the answer's head and its connection, which may be kept once the body is read.
+    async fn get(
+        &self,
+        url: &Url,
+        addr: SocketAddr,
+    ) -> Result<(http::Response<hyper::body::Incoming>, (ConnKey, Sender)), String> {
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let request = || {
+            http::Request::get(path)
+                .header(HOST, authority.as_str())
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())
+        };
+        let key: ConnKey = (addr, authority.clone(), url.scheme() == "https");
+        if let Some(mut sender) = self.idle.take(&key)
+            && sender.ready().await.is_ok()
+            && let Ok(resp) = sender.send_request(request()?).await
+        {
+            return Ok((resp, (key, sender)));
+        }
+        let mut sender = self.connect(url, addr).await?;
+        let resp = sender.send_request(request()?).await.map_err(|e| e.to_string())?;
+        Ok((resp, (key, sender)))
+    }
+
+    /// A new HTTP/1.1 connection to `addr`, in TLS for `https` URLs.
+    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Sender, String> {
+        let connect = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr));
+        let tcp = connect.await.map_err(|_| "connect timed out".to_owned())?;
+        let tcp = tcp.map_err(|e| e.to_string())?;
+        if url.scheme() == "http" {
+            return handshake(tcp).await;
+        }
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp));
+        let tls = tls.await.map_err(|_| "TLS handshake timed out".to_owned())?;
+        handshake(tls.map_err(|e| e.to_string())?).await
+    }
+}
+
+/// Starts HTTP/1.1 on `io`. The connection's task ends when the server closes it, when its
+/// sender is dropped while idle, or when an answer's body is dropped before its end.
+async fn handshake<S>(io: S) -> Result<Sender, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Reads `body` up to `limit` bytes, growing `reservation` as it arrives: more is refused
+/// at the first byte past the limit, without reading on.
+async fn read_capped(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    mut reservation: Reservation<'_>,
+) -> Result<(Bytes, Reservation<'_>), FetchError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut have = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unusable(crate::error::error_chain(&e)))?;
+        let Ok(data) = frame.into_data() else { continue };
+        have += data.len();
+        if have > limit {
+            return Err(unusable(format!("more than the {limit} bytes allowed")));
+        }
+        if let Some(more) = have.checked_sub(reservation.bytes()).filter(|&n| n > 0) {
+            reservation.grow(more)?;
+        }
+        chunks.push(data);
+    }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut all = Vec::with_capacity(have);
+            for chunk in chunks.drain(..) {
+                all.extend_from_slice(&chunk);
+            }
+            Bytes::from(all)
+        }
+    };
+    Ok((bytes, reservation))
+}
+
+/// A `data:` URL's file (`rest` follows `data:`): its type checked, its size within the
+/// budget and reserved.
+fn inline<'a>(rest: &str, budget: &Budget<'a>) -> Result<Fetched<'a>, FetchError> {
+    let (meta, data) = rest.split_once(',').ok_or_else(|| unusable("data: URL without a comma"))?;
+    let declared = meta.split(';').next().unwrap_or_default();
+    let declared = if declared.is_empty() { "text/plain" } else { declared };
+    let content_type =
+        served_type(declared).ok_or_else(|| unusable(format!("data: URL of type {declared:?}")))?;
+    let limit = budget.per_result.min(budget.left);
+    let size = data.len() / 4 * 3;
+    if size > limit {
+        return Err(unusable(format!("data: URL of {size} bytes, more than the {limit} allowed")));
+    }
+    let reservation = budget.store.reserve(size)?;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| unusable(format!("data: URL: {e}")))?;
+    Ok(Fetched { content_type: content_type.to_owned(), bytes: Bytes::from(bytes), reservation })
+}
+
+/// The type a result of `declared` type is kept and served as: its media type (image, video,
+/// audio), `application/octet-stream` for anything else harmless, or `None` for a type a
+/// browser would run (HTML, XML, SVG, scripts).
+pub(crate) fn served_type(declared: &str) -> Option<&str> {
+    let essence = declared.split(';').next().unwrap_or_default().trim();
+    let lower = essence.to_ascii_lowercase();
+    if ["html", "xml", "svg", "script"].iter().any(|s| lower.contains(s)) {
+        return None;
+    }
+    let media = ["image/", "video/", "audio/"].iter().any(|p| lower.starts_with(p));
+    let token = |c: char| c.is_ascii_alphanumeric() || "/.+-_".contains(c);
+    if media && lower.matches('/').count() == 1 && lower.chars().all(token) {
+        Some(essence)
+    } else {
+        Some("application/octet-stream")
+    }
+}
+
+/// Whether `url` is on the orchestrator's origin (host and port) or an allowed host.
+fn origin_allowed(url: &Url, orch: &Url, allowed: &[String]) -> bool {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let port = url.port_or_known_default();
+    let orch_host = orch.host_str().unwrap_or_default().to_ascii_lowercase();
+    if host == orch_host && port == orch.port_or_known_default() {
+        return true;
+    }
+    let with_port = port.map(|p| format!("{host}:{p}"));
+    allowed.iter().any(|a| *a == host || Some(a) == with_port.as_ref())
+}
+
+/// Where an address is, for the rule that a result may be fetched from a non-public address
+/// only when the orchestrator itself is at one of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Public,
+    Loopback,
+    LinkLocal,
+    Private,
+    /// Unspecified, multicast, broadcast, "this network": never fetched from.
+    Never,
+}
+
+fn reach(ip: IpAddr) -> Reach {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if a == 0 || v4.is_multicast() || v4.is_broadcast() {
+                Reach::Never
+            } else if v4.is_loopback() {
+                Reach::Loopback
+            } else if v4.is_link_local() {
+                Reach::LinkLocal
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Reach::Private
+            } else {
+                Reach::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if v6.is_unspecified() || v6.is_multicast() {
+                Reach::Never
+            } else if v6.is_loopback() {
+                Reach::Loopback
+            } else if first & 0xffc0 == 0xfe80 {
+                Reach::LinkLocal
+            } else if first & 0xfe00 == 0xfc00 {
+                Reach::Private
+            } else {
+                Reach::Public
+            }
+        }
+    }
+}
+
+/// Whether a result may come from `ip` when the orchestrator's addresses are `orch`.
+fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
+    match reach(ip) {
+        Reach::Public => true,
+        Reach::Never => false,
+        kind => orch.iter().any(|&o| reach(o) == kind),
+    }
+}
+
+/// The address of `url` to connect to: every address its host resolves to must pass
+/// [`reachable`] (a name that also resolves inward is refused as a whole).
+async fn checked_address(url: &Url, orch: &Url) -> Result<SocketAddr, FetchError> {
+    let port = url.port_or_known_default().ok_or_else(|| unusable(format!("{url}: no port")))?;
+    let addrs = resolve(url).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+    let orch_addrs = resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
+    match addrs.iter().find(|&&ip| !reachable(ip, &orch_addrs)) {
+        Some(ip) => Err(unusable(format!("{url}: address {ip} is not the orchestrator's kind"))),
+        None => addrs
+            .first()
+            .map(|&ip| SocketAddr::new(ip, port))
+            .ok_or_else(|| unusable(format!("{url}: no address"))),
+    }
+}
+
+async fn resolve(url: &Url) -> Result<Vec<IpAddr>, String> {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
+        Some(Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
+        Some(Host::Domain(name)) => {
+            let port = url.port_or_known_default().unwrap_or(80);
+            let found = tokio::net::lookup_host((name, port)).await.map_err(|e| e.to_string())?;
+            Ok(found.map(|a| a.ip()).collect())
+        }
+        None => Err("no host".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server answering every GET with `abc` as a PNG; counts the connections it accepts.
+    async fn server() -> (Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = hyper::service::service_fn(|_| async {
+                    let body = http_body_util::Full::new(Bytes::from_static(b"abc"));
+                    let resp = http::Response::builder().header(CONTENT_TYPE, "image/png");
+                    Ok::<_, std::convert::Infallible>(resp.body(body).unwrap())
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), answer);
+                tokio::spawn(conn);
+            }
+        });
+        (url, accepted)
+    }
+
+    /// Files come over one kept connection; one over the cap is refused by its length.
+    #[tokio::test]
+    async fn files_share_a_connection_and_lengths_over_the_cap_are_refused() {
+        let (orch, accepted) = server().await;
+        let store = ResultStore::new(1000, Duration::from_secs(60));
+        let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let mut budget = Budget { orch, allowed: &[], per_result: 3, left: 100, store: &store };
+        for _ in 0..3 {
+            let fetched = fetcher.fetch("/a.png", &mut budget).await.unwrap();
+            assert_eq!(
+                (fetched.content_type.as_str(), &fetched.bytes[..]),
+                ("image/png", &b"abc"[..])
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(budget.left, 91);
+        budget.per_result = 2;
+        let refused = fetcher.fetch("/a.png", &mut budget).await.unwrap_err();
+        assert!(refused.to_string().contains("3 bytes, more than the 2 allowed"), "{refused}");
+        assert_eq!(store.reserved(), 0, "nothing stays reserved");
+    }
+
+    #[test]
+    fn addresses_are_classed_and_inward_ones_need_an_orchestrator_of_the_same_kind() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let rows = [
+            ("8.8.8.8", Reach::Public),
+            ("127.0.0.1", Reach::Loopback),
+            ("::1", Reach::Loopback),
+            ("::ffff:127.0.0.1", Reach::Loopback),
+            ("169.254.169.254", Reach::LinkLocal),
+            ("fe80::1", Reach::LinkLocal),
+            ("10.1.2.3", Reach::Private),
+            ("172.16.0.1", Reach::Private),
+            ("192.168.1.1", Reach::Private),
+            ("100.64.0.1", Reach::Private),
+            ("fd00::1", Reach::Private),
+            ("0.0.0.0", Reach::Never),
+            ("0.1.2.3", Reach::Never),
+            ("::", Reach::Never),
+            ("224.0.0.1", Reach::Never),
+            ("ff02::1", Reach::Never),
+            ("255.255.255.255", Reach::Never),
+            ("2001:db8::1", Reach::Public),
+        ];
+        for (addr, want) in rows {
+            assert_eq!(reach(ip(addr)), want, "{addr}");
+        }
+        let public_orch = [ip("203.0.113.9")];
+        let local_orch = [ip("127.0.0.1")];
+        assert!(reachable(ip("8.8.8.8"), &local_orch));
+        assert!(!reachable(ip("127.0.0.1"), &public_orch));
+        assert!(reachable(ip("127.0.0.2"), &local_orch));
+        assert!(!reachable(ip("169.254.169.254"), &local_orch));
+        assert!(!reachable(ip("10.0.0.1"), &local_orch));
+        assert!(!reachable(ip("0.0.0.0"), &[ip("0.0.0.0")]));
+    }
+
+    #[test]
+    fn only_the_orchestrators_origin_and_allowed_hosts_pass() {
+        let orch = Url::parse("https://orch.example.com:8935/").unwrap();
+        let allowed = ["store.example".to_owned(), "cdn.example:9000".to_owned()];
+        let ok = |u: &str| origin_allowed(&Url::parse(u).unwrap(), &orch, &allowed);
+        assert!(ok("https://ORCH.example.com:8935/stream/a.png"));
+        assert!(ok("http://orch.example.com:8935/a.png"));
+        assert!(!ok("https://orch.example.com/a.png"), "another port");
+        assert!(!ok("https://orch.example.com:8936/a.png"));
+        assert!(!ok("https://evil.example/a.png"));
+        assert!(ok("https://store.example/a.png") && ok("http://store.example:1234/a.png"));
+        assert!(ok("http://cdn.example:9000/a") && !ok("http://cdn.example:9001/a"));
+        assert_eq!(
+            orch.join("/stream/x.png").unwrap().as_str(),
+            "https://orch.example.com:8935/stream/x.png"
+        );
+    }
+
+    #[test]
+    fn scriptable_types_are_refused_and_other_non_media_ones_made_opaque() {
+        let rows = [
+            ("image/png", Some("image/png")),
+            ("video/mp4; codecs=avc1", Some("video/mp4")),
+            ("audio/wav", Some("audio/wav")),
+            ("text/html; charset=utf-8", None),
+            ("TEXT/HTML", None),
+            ("application/xhtml+xml", None),
+            ("image/svg+xml", None),
+            ("text/xml", None),
+            ("application/javascript", None),
+            ("text/ecmascript", None),
+            ("text/plain", Some("application/octet-stream")),
+            ("application/json", Some("application/octet-stream")),
+            ("image/png\"<x>", Some("application/octet-stream")),
+            ("", Some("application/octet-stream")),
+        ];
+        for (declared, want) in rows {
+            assert_eq!(served_type(declared), want, "{declared}");
+        }
+    }
+}
