@@ -73,8 +73,9 @@ section! {
         /// every h2c call).
         #[arg(long, env = "LP_ORCHH2C", num_args = 0..=1, default_missing_value = "true")]
         pub orch_h2c: Option<bool>,
-        /// Public base URL of this gateway for result links, e.g. `https://gw.example.com`
-        /// [default: http:// + the public listener's address].
+        /// Public base URL of this gateway, e.g. `https://gw.example.com`: the start of AI
+        /// result links and of live channel URLs [default: http:// + the public listener's
+        /// address for result links; the request's Host for live channel URLs].
         #[arg(long, env = "LP_PUBLICURL")]
         pub public_url: Option<String>,
     }

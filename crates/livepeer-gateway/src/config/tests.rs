@@ -299,7 +299,7 @@ fn help_text_defaults_are_the_applied_defaults() {
         };
         let long = arg.get_long().unwrap();
         if long == "public-url" {
-            continue; // "http:// + the request's Host": not a value
+            continue; // "http:// + the listener's address": not a value
         }
         let given = format!("--{long}={value}");
         let config = Config::load(parse(&[&given], false)).unwrap();

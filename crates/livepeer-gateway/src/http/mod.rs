@@ -34,9 +34,12 @@ pub fn admin_router(state: crate::state::AppState, live: crate::live::LiveState)
     admin::router(state).merge(live::admin_router(live))
 }
 
-/// The base URL clients reach this gateway at: `public_url` when configured, else `http://`
-/// and the request's host (HTTP/1.1 carries it in `Host`, HTTP/2 in the URI's authority), kept
-/// only when it is made of host characters.
+/// The base of the live channel URLs a `/start` answers: `public_url` when configured, else
+/// `http://` and the request's host (HTTP/1.1 carries it in `Host`, HTTP/2 in the URI's
+/// authority), kept only when it is made of host characters. The Host is acceptable here,
+/// unlike in AI result links (`http/ai.rs`): these URLs go back only to the client that sent
+/// it, for its own stream, so it can point nobody else anywhere; and a gateway bound to
+/// `0.0.0.0` then hands remote clients an address they can reach.
 fn public_base(
     public_url: Option<&str>,
     headers: &axum::http::HeaderMap,
