@@ -1,6 +1,7 @@
 //! Live streams are owned (issue 11, items 3 and 6): one of many concurrent starts of a name
 //! wins and only it reaches (and pays) an orchestrator; only the client that started a stream
-//! may read, update, stop or replace it; names that are path steps are refused; and start/stop
+//! may read, update, stop or replace it (a restart by its owner stops the old stream, as
+//! go-livepeer does); names that are path steps are refused; and start/stop
 //! cycles keep a bounded number of stopped streams.
 
 use std::sync::Arc;
@@ -333,7 +334,6 @@ async fn live_streams(gw: &Gateway) -> Vec<Value> {
 /// reconnects and starts again with its own credentials gets a fresh stream, and the old one
 /// releases its orchestrator and its channels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails before the fix"]
 async fn the_owner_restarts_its_running_stream_and_the_old_one_is_released() {
     let sim = live_sim("own-restart", None).await;
     let gw = start(live_config(&sim)).await;
@@ -382,7 +382,6 @@ async fn the_owner_restarts_its_running_stream_and_the_old_one_is_released() {
 /// A stream started without `Authorization` can be replaced only with its secret: a bearer
 /// token, which it never saw, proves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails before the fix"]
 async fn an_anonymous_stream_is_restarted_only_with_its_secret() {
     let sim = live_sim("own-anon", None).await;
     let gw = start(live_config(&sim)).await;
@@ -400,7 +399,6 @@ async fn an_anonymous_stream_is_restarted_only_with_its_secret() {
 /// Ten concurrent restarts by the owner: while one replacement is starting the others are
 /// refused (409), so exactly one stream runs afterwards and holds one lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails before the fix"]
 async fn concurrent_restarts_by_the_owner_leave_exactly_one_stream() {
     let sim = live_sim("own-restarts", None).await;
     let gw = start(live_config(&sim)).await;
