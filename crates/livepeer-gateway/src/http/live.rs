@@ -78,8 +78,9 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
     }
     let base = super::public_base(live.public_url(), req.headers(), req.uri());
     let query = req.uri().query().unwrap_or_default().to_owned();
-    let authorization =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let presented = credentials(req.headers());
+    let authorization = presented.authorization.map(str::to_owned);
+    let secret = presented.secret.map(str::to_owned);
     let body = match read_body(req).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
@@ -89,6 +90,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         base: &base,
         query: &query,
         authorization: authorization.as_deref(),
+        secret: secret.as_deref(),
         body: &body,
     };
     let started = match api::start(&live, &start).await {

@@ -24,8 +24,11 @@ pub(crate) struct StartRequest<'a> {
     pub(crate) base: &'a str,
     /// The request's query string (for the auth webhook).
     pub(crate) query: &'a str,
-    /// The client's `Authorization` header (for the auth webhook).
+    /// The client's `Authorization` header (for the auth webhook, and to prove it owns a
+    /// running stream of the name).
     pub(crate) authorization: Option<&'a str>,
+    /// The stream secret it presented, if any (to replace the running stream it controls).
+    pub(crate) secret: Option<&'a str>,
     /// The JSON body.
     pub(crate) body: &'a [u8],
 }
@@ -134,10 +137,13 @@ pub(crate) struct Started {
 
 /// Starts a stream; answers its four client channel URLs, its control routes and its secret.
 /// A name in use is refused before the auth webhook is asked, and reserved before any
-/// orchestrator is paid.
+/// orchestrator is paid. The client that started a running stream may start it again (as
+/// go-livepeer's clients do when they reconnect): the old stream is stopped and released, and
+/// a new one, with a new secret, takes the name.
 pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<Started, LiveError> {
     let asked = parse_start(req.name, req.body)?;
-    if live.named(req.name).is_some_and(|s| !s.is_stopped()) {
+    let presented = Credentials { authorization: req.authorization, secret: req.secret };
+    if live.named(req.name).is_some_and(|s| !s.is_stopped() && !s.replaceable_by(presented)) {
         return Err(LiveError::Exists { stream: req.name.to_owned() });
     }
     let asked = authorize(live, req, asked).await?;
@@ -151,7 +157,7 @@ pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<St
         pin: asked.pin,
         owner,
     };
-    let stream = supervisor::open(live, spec, asked.params).await?;
+    let stream = supervisor::open(live, spec, asked.params, presented).await?;
     let s = &stream.spec;
     let channel = |suffix: &str| format!("{}/ai/trickle/{}{suffix}", req.base, s.channel);
     let body = json!({

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::LiveConfig;
 use super::auth::{self, Heartbeat};
 use super::error::LiveError;
+use super::owner::Credentials;
 use super::stream::{Stream, StreamStatus};
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
@@ -43,6 +44,9 @@ pub(crate) struct Inner {
     tasks: Tasks,
 }
 
+/// Why a stream replaced by its owner's new `/start` stopped.
+const REPLACED: &str = "replaced by a new start";
+
 /// The streams by name: running ones, and stopped ones kept a while for their status.
 #[derive(Debug, Default)]
 struct Table {
@@ -61,19 +65,33 @@ impl Table {
     }
 
     /// See [`Inner::register`].
-    fn reserve(&mut self, stream: Arc<Stream>, max_streams: usize) -> Result<(), LiveError> {
+    fn reserve(
+        &mut self,
+        stream: Arc<Stream>,
+        presented: Credentials<'_>,
+        max_streams: usize,
+    ) -> Result<Option<Arc<Stream>>, LiveError> {
         let name = stream.spec.name.clone();
-        if self.streams.get(&name).is_some_and(|s| !s.is_stopped()) {
-            return Err(LiveError::Exists { stream: name });
-        }
+        let replaced = match self.streams.get(&name) {
+            Some(old) if !old.is_stopped() => {
+                if !old.replaceable_by(presented) {
+                    return Err(LiveError::Exists { stream: name });
+                }
+                Some(old.clone())
+            }
+            _ => None,
+        };
         let running = self.streams.values().filter(|s| !s.is_stopped()).count();
-        if running >= max_streams {
+        if running - usize::from(replaced.is_some()) >= max_streams {
             return Err(LiveError::TooManyStreams { max: max_streams });
+        }
+        if let Some(old) = &replaced {
+            old.stop(REPLACED);
         }
         if let Some(old) = self.streams.insert(name, stream) {
             self.retired.retain(|(_, s)| !Arc::ptr_eq(s, &old));
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// Keeps the stopped `stream` until `until`, evicting the oldest beyond `cap`; nothing
@@ -235,12 +253,21 @@ impl Inner {
 
     /// Reserves the stream's name, atomically: one of any number of concurrent starts of a
     /// name wins, before any of them contacts or pays an orchestrator. A stopped stream of the
-    /// name is replaced; a running or starting one is not ([`LiveError::Exists`]).
-    pub(crate) fn register(&self, stream: Arc<Stream>) -> Result<(), LiveError> {
+    /// name is replaced, and so is a running one when `presented` are its owner's credentials
+    /// (it is stopped here, under the table's lock, and answered so that its release can be
+    /// awaited). A stream still starting, which a replacement is until it has attached, is
+    /// never replaced, nor one of another owner ([`LiveError::Exists`]): while a start of a
+    /// name is in flight, every other start of it is refused, so concurrent restarts by the
+    /// owner end with one stream.
+    pub(crate) fn register(
+        &self,
+        stream: Arc<Stream>,
+        presented: Credentials<'_>,
+    ) -> Result<Option<Arc<Stream>>, LiveError> {
         let Some(mut table) = self.table() else {
             return Err(LiveError::Internal("the table of live streams is unusable".into()));
         };
-        table.reserve(stream, self.config.max_streams)
+        table.reserve(stream, presented, self.config.max_streams)
     }
 
     /// Keeps a stopped stream's status readable for `status_linger`, or until
@@ -265,7 +292,15 @@ mod tests {
     use super::*;
     use crate::orchestrator::JobKey;
 
+    const NOBODY: Credentials<'static> = Credentials { authorization: None, secret: None };
+
     fn stream(name: &str) -> Arc<Stream> {
+        owned(name, None).0
+    }
+
+    /// A stream started with `authorization`, and its secret.
+    fn owned(name: &str, authorization: Option<&str>) -> (Arc<Stream>, String) {
+        let (owner, secret) = Owner::new(authorization);
         let spec = StreamSpec {
             name: name.into(),
             channel: format!("{name}-0"),
@@ -273,10 +308,10 @@ mod tests {
             request_id: "r".into(),
             pipeline: "noop".into(),
             pin: None,
-            owner: Owner::new(None).0,
+            owner,
         };
         let key = JobKey::ai("live-video-to-video", "noop").unwrap();
-        Arc::new(Stream::new(spec, key, json!({})))
+        (Arc::new(Stream::new(spec, key, json!({}))), secret)
     }
 
     fn names(table: &Table) -> Vec<String> {
@@ -289,16 +324,46 @@ mod tests {
     fn a_running_name_is_never_taken_and_a_stopped_one_is_freed() {
         let mut table = Table::default();
         let first = stream("cam");
-        table.reserve(first.clone(), 10).unwrap();
-        let err = table.reserve(stream("cam"), 10).unwrap_err();
+        table.reserve(first.clone(), NOBODY, 10).unwrap();
+        let err = table.reserve(stream("cam"), NOBODY, 10).unwrap_err();
         assert_eq!(err, LiveError::Exists { stream: "cam".into() });
         assert!(Arc::ptr_eq(&table.streams["cam"], &first));
         first.stop("done");
         table.retire(&first, Instant::now() + Duration::from_secs(60), 10);
         let second = stream("cam");
-        table.reserve(second.clone(), 10).unwrap();
+        table.reserve(second.clone(), NOBODY, 10).unwrap();
         assert!(table.retired.is_empty(), "the replaced stream still counts as retained");
         // The old stream's retirement cannot evict the new one.
+        table.retire(&first, Instant::now(), 10);
+        table.purge(Instant::now());
+        assert!(Arc::ptr_eq(&table.streams["cam"], &second));
+    }
+
+    #[test]
+    fn only_the_owner_replaces_a_running_stream_and_never_one_still_starting() {
+        let mut table = Table::default();
+        let alice = Credentials { authorization: Some("Bearer alice"), secret: None };
+        let (first, secret) = owned("cam", Some("Bearer alice"));
+        table.reserve(first.clone(), alice, 1).unwrap();
+        // Starting: not even its owner replaces it.
+        let err = table.reserve(stream("cam"), alice, 1).unwrap_err();
+        assert_eq!(err, LiveError::Exists { stream: "cam".into() });
+        first.attached("o", "m");
+        let eve = Credentials { authorization: Some("Bearer eve"), secret: None };
+        for other in [eve, NOBODY] {
+            let err = table.reserve(stream("cam"), other, 1).unwrap_err();
+            assert_eq!(err, LiveError::Exists { stream: "cam".into() });
+            assert!(!first.is_stopped());
+        }
+        // Its owner replaces it (within the cap it held itself): it is stopped and handed back.
+        let second = stream("cam");
+        let replaced = table.reserve(second.clone(), alice, 1).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&replaced, &first) && first.is_stopped());
+        assert!(Arc::ptr_eq(&table.streams["cam"], &second));
+        // The replacement is starting: a concurrent restart with the old secret is refused too.
+        let by_secret = Credentials { authorization: None, secret: Some(&secret) };
+        assert!(table.reserve(stream("cam"), by_secret, 1).is_err());
+        // The replaced stream's retirement leaves its successor alone.
         table.retire(&first, Instant::now(), 10);
         table.purge(Instant::now());
         assert!(Arc::ptr_eq(&table.streams["cam"], &second));
@@ -308,11 +373,11 @@ mod tests {
     fn running_streams_are_capped_and_stopped_ones_do_not_count() {
         let mut table = Table::default();
         let a = stream("a");
-        table.reserve(a.clone(), 1).unwrap();
-        let err = table.reserve(stream("b"), 1).unwrap_err();
+        table.reserve(a.clone(), NOBODY, 1).unwrap();
+        let err = table.reserve(stream("b"), NOBODY, 1).unwrap_err();
         assert_eq!(err, LiveError::TooManyStreams { max: 1 });
         a.stop("done");
-        table.reserve(stream("b"), 1).unwrap();
+        table.reserve(stream("b"), NOBODY, 1).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -321,14 +386,14 @@ mod tests {
         let linger = Duration::from_secs(60);
         for i in 0..5 {
             let s = stream(&format!("s{i}"));
-            table.reserve(s.clone(), 10).unwrap();
+            table.reserve(s.clone(), NOBODY, 10).unwrap();
             s.stop("done");
             table.retire(&s, Instant::now() + linger, 3);
             tokio::time::advance(Duration::from_secs(10)).await;
         }
         assert_eq!(names(&table), ["s2", "s3", "s4"]);
         let running = stream("live");
-        table.reserve(running, 10).unwrap();
+        table.reserve(running, NOBODY, 10).unwrap();
         // s2 stopped 30 s ago: 30 s more and it is gone, then s3 and s4.
         tokio::time::advance(Duration::from_secs(29)).await;
         table.purge(Instant::now());

@@ -13,8 +13,8 @@ pub enum LiveError {
         /// The name asked for.
         stream: String,
     },
-    /// A running (or starting) stream already has the name: nobody replaces it with a new
-    /// `/start`, its owner included, until it is stopped.
+    /// A running (or starting) stream already has the name, and the new `/start` may not
+    /// replace it: it is not its owner's, or a start of the name is still in flight.
     Exists {
         /// The name asked for.
         stream: String,
@@ -78,7 +78,7 @@ impl std::fmt::Display for LiveError {
             Self::NotFound { stream } => write!(f, "stream {stream:?} not found"),
             Self::Exists { stream } => write!(
                 f,
-                "stream {stream:?} is already running; stop it (with the credentials of its start) before starting it again, or choose another name"
+                "stream {stream:?} is already running or starting; only the client that started it can start it again (with the same Authorization header or its stream secret, once it has started), or choose another name"
             ),
             Self::Unauthorized { stream } => write!(
                 f,

@@ -16,8 +16,9 @@
 //!
 //! With an auth webhook configured, each new stream is accepted or refused by the operator's
 //! service first ([`AuthWebhook`]). A stream is owned by the client that started it: its name
-//! is reserved before any orchestrator is paid, a second `/start` of a running name is refused,
-//! and update, stop and status need the start's credentials (`owner.rs`).
+//! is reserved before any orchestrator is paid, a second `/start` of a running name is refused
+//! unless its owner sends it (then, as in go-livepeer, the old stream is stopped and a new one
+//! takes the name), and update, stop and status need the start's credentials (`owner.rs`).
 //!
 //! Layout, imports going one way (each module uses only those listed before it):
 //! - `owner.rs`: who may control a stream (its start's credentials, hashed);

@@ -1,6 +1,7 @@
 //! Who may control a live stream: the client that started it. A stream keeps a hash of the
 //! `Authorization` header its `/start` carried (the one the auth webhook saw) and of a random
-//! secret handed back by `/start`; `/update`, `/stop` and `/status` must present either, so
+//! secret handed back by `/start`; `/update`, `/stop`, `/status` and a `/start` that replaces
+//! the running stream must present either, so
 //! a client that knows only a stream's name can neither read its params nor steer it, while a
 //! go-livepeer-style client that repeats its own header keeps working unchanged.
 //!

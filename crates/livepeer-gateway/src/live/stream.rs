@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::owner::Owner;
+use super::owner::{Credentials, Owner};
 use crate::orchestrator::JobKey;
 
 /// Client channel mime types: media in and out, JSON control and events.
@@ -252,6 +252,18 @@ impl Stream {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stop.is_cancelled()
+    }
+
+    /// Whether its first orchestrator is still being attached (its `/start` has not answered).
+    pub(crate) fn is_starting(&self) -> bool {
+        self.with_state(|s| s.phase == Phase::Starting).unwrap_or(false)
+    }
+
+    /// Whether a new `/start` presenting `presented` may replace this running stream, as
+    /// go-livepeer replaces a stream started again: only its owner may, and only once it has
+    /// started, so that at most one start of a name is ever in flight.
+    pub(crate) fn replaceable_by(&self, presented: Credentials<'_>) -> bool {
+        !self.is_starting() && self.spec.owner.check(presented).is_ok()
     }
 
     /// Asks the stream to stop; the first reason given is kept.

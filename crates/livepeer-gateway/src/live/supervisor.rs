@@ -15,10 +15,15 @@ use tokio::time::Instant;
 use super::attach::attach;
 use super::context::{Inner, LiveState};
 use super::error::LiveError;
+use super::owner::Credentials;
 use super::relay::{self, Outcome};
 use super::session::Session;
 use super::stream::{Phase, Stream, StreamSpec, SwapRecord, channel_names};
 use crate::orchestrator::JobKey;
+
+/// Longest a start waits for the stream it follows (a stopped or replaced stream of its name)
+/// to release its orchestrator: past it, the start goes on regardless.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest params message the client may publish into its control channel (as `/update`).
 pub(crate) const MAX_CONTROL_BODY: usize = 64 * 1024;
@@ -52,14 +57,16 @@ impl SwapBudget {
     }
 }
 
-/// Starts a stream: reserves its name (refused while a stream of that name runs), creates
-/// the client channels, attaches the first orchestrator (so the answer can name it) and starts
-/// the supervisor. A start that fails, or whose caller goes away before it is done, releases
-/// everything it took.
+/// Starts a stream: reserves its name (refused while a stream of that name runs, unless
+/// `presented` are its owner's credentials: then that stream is stopped and this one waits a
+/// while for it to release its orchestrator and channels), creates the client channels,
+/// attaches the first orchestrator (so the answer can name it) and starts the supervisor. A
+/// start that fails, or whose caller goes away before it is done, releases everything it took.
 pub(crate) async fn open(
     live: &LiveState,
     spec: StreamSpec,
     params: Value,
+    presented: Credentials<'_>,
 ) -> Result<Arc<Stream>, LiveError> {
     let inner = &live.inner;
     let Some(key) = JobKey::ai("live-video-to-video", &spec.pipeline) else {
@@ -70,11 +77,20 @@ pub(crate) async fn open(
         && !old.is_done()
     {
         // A stream of the name is ending: let it release its orchestrator first.
-        old.wait_stopped(Duration::from_secs(5)).await;
+        old.wait_stopped(RELEASE_WAIT).await;
     }
     let stream = Arc::new(Stream::new(spec, key, params));
-    inner.register(stream.clone())?;
+    let replaced = inner.register(stream.clone(), presented)?;
     let mut opening = Opening { inner, stream: stream.clone(), started: false, done: false };
+    if let Some(old) = replaced {
+        tracing::info!(
+            stream = old.spec.name,
+            request_id = old.spec.request_id,
+            "live stream replaced by its owner's new start"
+        );
+        // Its lease, trickle channels and payment session go before this stream takes its own.
+        old.wait_stopped(RELEASE_WAIT).await;
+    }
     for (name, mime) in channel_names(&stream.spec.channel) {
         if let Err(e) = inner.hub.create(&name, mime) {
             opening.fail("channels could not be created");

@@ -1,6 +1,7 @@
 //! Live streams are owned (issue 11, items 3 and 6): one of many concurrent starts of a name
 //! wins and only it reaches (and pays) an orchestrator; only the client that started a stream
-//! may read, update, stop or replace it; names that are path steps are refused; and start/stop
+//! may read, update, stop or replace it (a restart by its owner stops the old stream, as
+//! go-livepeer does); names that are path steps are refused; and start/stop
 //! cycles keep a bounded number of stopped streams.
 
 use std::sync::Arc;
@@ -302,4 +303,128 @@ async fn a_client_that_goes_away_mid_start_releases_the_name() {
         .send()
         .await;
     assert!(again.unwrap_err().is_timeout(), "the name is still taken");
+}
+
+/// A `/start` of stream `name` with `auth` (a bearer token) and `secret` (its header).
+async fn start_as(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    name: &str,
+    auth: Option<&str>,
+    secret: Option<&str>,
+) -> (u16, Value) {
+    let mut req = http.post(url(gw, &format!("{name}/start"))).json(&json!({}));
+    if let Some(token) = auth {
+        req = req.bearer_auth(token);
+    }
+    if let Some(secret) = secret {
+        req = req.header("livepeer-stream-secret", secret);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+/// The streams `/live/streams` shows as not ended (starting, running or swapping).
+async fn live_streams(gw: &Gateway) -> Vec<Value> {
+    let (_, streams) = admin_get(gw, "/live/streams").await;
+    let all = streams["streams"].as_array().cloned().unwrap_or_default();
+    all.into_iter().filter(|s| s["state"] != "stopped" && s["state"] != "failed").collect()
+}
+
+/// go-livepeer "stomps" a running stream when its name is started again; a client that
+/// reconnects and starts again with its own credentials gets a fresh stream, and the old one
+/// releases its orchestrator and its channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_restarts_its_running_stream_and_the_old_one_is_released() {
+    let sim = live_sim("own-restart", None).await;
+    let gw = start(live_config(&sim)).await;
+    let http = reqwest::Client::new();
+    let (status, first) = start_as(&http, &gw, "cam", Some("alice"), None).await;
+    assert_eq!(status, 200, "{first}");
+
+    let (status, second) = start_as(&http, &gw, "cam", Some("alice"), None).await;
+    assert_eq!(status, 200, "the owner's restart was refused: {second}");
+    assert_ne!(second["stream_secret"], first["stream_secret"]);
+    assert_ne!(second["request_id"], first["request_id"]);
+    assert_eq!(sim.live().starts, 2, "the restart did not reach the orchestrator");
+    let old_publish = first["publish_url"].as_str().unwrap();
+    let resp = http.post(format!("{old_publish}/0")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), 404, "the replaced stream's channel still takes segments");
+    eventually(Duration::from_secs(5), "the replaced stream to release its lease", || async {
+        sim.live().active == 1 && orch_state(&gw, sim.url()).await["in_flight"] == 1
+    })
+    .await;
+    let running = live_streams(&gw).await;
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0]["request_id"], second["request_id"], "{running:?}");
+    // The old secret controls nothing any more; the owner's header controls the new stream.
+    let old_secret = first["stream_secret"].as_str().unwrap();
+    let old = http.get(url(&gw, "cam/status")).header("livepeer-stream-secret", old_secret);
+    assert_eq!(old.send().await.unwrap().status(), 403);
+
+    // Restarting with the stream secret (and no Authorization) works too.
+    let secret = second["stream_secret"].as_str().unwrap();
+    let (status, third) = start_as(&http, &gw, "cam", None, Some(secret)).await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(sim.live().starts, 3);
+
+    // Anyone else, with or without credentials, is refused as before.
+    for auth in [Some("mallory"), None] {
+        let (status, v) = start_as(&http, &gw, "cam", auth, None).await;
+        assert_eq!((status, &v["error"]["type"]), (409, &json!("stream_exists")), "{v}");
+    }
+    assert_eq!(sim.live().starts, 3, "a refused start reached the orchestrator");
+    eventually(Duration::from_secs(5), "one stream on the orchestrator", || async {
+        sim.live().active == 1 && orch_state(&gw, sim.url()).await["in_flight"] == 1
+    })
+    .await;
+}
+
+/// A stream started without `Authorization` can be replaced only with its secret: a bearer
+/// token, which it never saw, proves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_anonymous_stream_is_restarted_only_with_its_secret() {
+    let sim = live_sim("own-anon", None).await;
+    let gw = start(live_config(&sim)).await;
+    let http = reqwest::Client::new();
+    let (status, first) = start_as(&http, &gw, "anon", None, None).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, v) = start_as(&http, &gw, "anon", Some("alice"), None).await;
+    assert_eq!(status, 409, "{v}");
+    let secret = first["stream_secret"].as_str().unwrap();
+    let (status, v) = start_as(&http, &gw, "anon", Some(secret), None).await;
+    assert_eq!(status, 200, "the secret as a bearer token: {v}");
+    assert_eq!(sim.live().starts, 2);
+}
+
+/// Ten concurrent restarts by the owner: while one replacement is starting the others are
+/// refused (409), so exactly one stream runs afterwards and holds one lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_restarts_by_the_owner_leave_exactly_one_stream() {
+    let sim = live_sim("own-restarts", None).await;
+    let gw = start(live_config(&sim)).await;
+    let http = reqwest::Client::new();
+    let (status, first) = start_as(&http, &gw, "cam", Some("alice"), None).await;
+    assert_eq!(status, 200, "{first}");
+    let restarts = (0..10).map(|_| start_as(&http, &gw, "cam", Some("alice"), None));
+    let answers = futures_util::future::join_all(restarts).await;
+    let won: Vec<&Value> = answers.iter().filter(|(s, _)| *s == 200).map(|(_, v)| v).collect();
+    assert!(!won.is_empty(), "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!((*status, &body["error"]["type"]), (409, &json!("stream_exists")), "{body}");
+    }
+    assert_eq!(
+        sim.live().starts,
+        1 + won.len() as u64,
+        "a refused restart reached the orchestrator"
+    );
+    eventually(Duration::from_secs(10), "one stream holding one lease", || async {
+        sim.live().active == 1 && orch_state(&gw, sim.url()).await["in_flight"] == 1
+    })
+    .await;
+    let running = live_streams(&gw).await;
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert!(won.iter().any(|w| w["request_id"] == running[0]["request_id"]), "{running:?}");
+    let (status, s) =
+        read(http.get(url(&gw, "cam/status")).bearer_auth("alice").send().await.unwrap()).await;
+    assert_eq!((status, &s["state"]), (200, &json!("running")), "{s}");
 }
