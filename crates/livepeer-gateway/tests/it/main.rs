@@ -12,6 +12,7 @@ mod oneshot;
 mod payments;
 mod props;
 mod signer;
+mod stalled_trickle;
 mod streams;
 mod support;
 mod wire;
