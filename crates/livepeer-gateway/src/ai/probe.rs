@@ -1,16 +1,11 @@
 //! Media probes for request validation: image dimensions read from the file header, and audio
-//! duration measured by `ffprobe`.
+//! duration read in-process from the container or its packets (symphonia's demuxers, no decoding,
+//! no external program).
 //!
 //! Orchestrators price the image pipelines by input pixels and audio-to-text by whole seconds of
 //! audio (PROTOCOL.md §7.3), so the gateway measures the same things before it pays.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
-
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
 /// The image formats an orchestrator can decode: go-livepeer registers only these decoders, and
 /// answers 400 to anything else after the gateway has already paid.
@@ -92,118 +87,119 @@ pub fn image_info(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
     Ok(ImageInfo { format, width, height })
 }
 
-/// Why the duration of an upload could not be measured.
-#[derive(Debug, thiserror::Error)]
+/// Why the duration of an upload could not be measured. Every case is the upload's: the probe
+/// runs in-process and needs nothing from the machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    /// `ffprobe` could not be started (not installed, not executable, ...).
-    #[error("cannot run {path}: {source}")]
-    Spawn {
-        /// The program that was run.
-        path: String,
-        /// Why it failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `ffprobe` did not finish in time; it has been killed.
-    #[error("ffprobe did not finish within {0:?}")]
-    Timeout(Duration),
-    /// `ffprobe` exited with an error, typically because the input is not media it can read.
-    #[error("ffprobe failed ({status}): {stderr}")]
-    Failed {
-        /// Exit status.
-        status: String,
-        /// The start of its standard error.
-        stderr: String,
-    },
-    /// `ffprobe` read the input but found no audio with a duration.
+    /// Not a container or stream any demuxer recognises.
+    #[error("the file is not audio in a known format (wav, mp3, flac, ogg, m4a/aac, webm)")]
+    Unrecognised,
+    /// A recognised container without an audio track.
+    #[error("the file has no audio track")]
+    NoAudio,
+    /// The container is malformed (the demuxer failed or gave up).
+    #[error("the audio cannot be read: {0}")]
+    Corrupt(String),
+    /// Neither the container nor its packets tell how long the audio lasts.
     #[error("no audio duration found")]
     NoDuration,
 }
 
-/// How much of ffprobe's standard error is kept for the error message.
-const STDERR_KEEP: usize = 512;
+/// Most packets read when the container does not state its duration: far more than any upload
+/// under the size cap holds in a real file, and a bound on the work a crafted one can cause.
+const MAX_PACKETS: u64 = 1 << 22;
 
-/// Measures the duration in seconds of the audio in `audio`, piping it to `ffprobe` on stdin.
+/// Measures the duration in seconds of the first audio track of `audio`, in-process.
 ///
-/// Over a pipe the container's duration field is often absent (WAV and MP3 report `N/A`), so
-/// ffprobe also lists the audio packets and the duration falls back to the end of the last
-/// packet. The output is read line by line, never buffered whole. On timeout the process is
-/// killed. Does not limit how many probes run at once: callers do that.
-pub async fn audio_duration(
-    ffprobe: &Path,
-    audio: Bytes,
-    timeout: Duration,
-) -> Result<f64, ProbeError> {
-    let spawn_error = |source| ProbeError::Spawn { path: ffprobe.display().to_string(), source };
-    let run = async {
-        let mut child = Command::new(ffprobe)
-            .args(["-v", "error", "-select_streams", "a:0"])
-            .args(["-show_entries", "packet=pts_time,duration_time:format=duration"])
-            .args(["-of", "compact=nk=1", "pipe:0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let feed = async move {
-            if let Some(mut stdin) = stdin {
-                // ffprobe may stop reading once it has an answer or gives up; the broken pipe
-                // that follows is expected, and its verdict comes from its output and status.
-                let _ = stdin.write_all(&audio).await;
-            }
-        };
-        let ((), parsed, stderr, status) =
-            tokio::join!(feed, parse_output(stdout), read_capped(stderr), child.wait());
-        Ok::<_, ProbeError>((parsed, stderr, status.map_err(spawn_error)?))
-    };
-    let (parsed, stderr, status) =
-        tokio::time::timeout(timeout, run).await.map_err(|_| ProbeError::Timeout(timeout))??;
-    if !status.success() {
-        return Err(ProbeError::Failed { status: status.to_string(), stderr });
-    }
-    parsed.ok_or(ProbeError::NoDuration)
-}
+/// The duration comes from the container when it states one (WAV, FLAC and Ogg headers, the MP4
+/// `mdhd`, the Matroska/WebM segment duration, an MP3 Xing/Info frame), as go-livepeer's probe
+/// (avformat on the whole buffer) does; otherwise from the packets, demuxed without decoding, as
+/// the end of the last one minus the start of the first. Nothing is decoded, so formats whose
+/// codec has no decoder here (Opus) are measured all the same. CPU-bound: run it on a blocking
+/// thread. The work is bounded by the upload's size and a cap on the packets read.
+pub fn audio_duration(audio: Bytes) -> Result<f64, ProbeError> {
+    use symphonia::core::errors::Error;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
 
-/// Reads ffprobe's `compact=nk=1` output: `packet|<pts>|<duration>[|side_data...]` lines, then
-/// `format|<duration>`. Prefers the container's duration, as go-livepeer's probe (avformat on a
-/// seekable buffer) does; otherwise last packet end minus first packet start.
-async fn parse_output(stdout: Option<impl AsyncRead + Unpin>) -> Option<f64> {
-    let mut lines = BufReader::new(stdout?).lines();
-    let (mut first, mut end, mut format) = (None::<f64>, None::<f64>, None);
-    let num =
-        |s: Option<&str>| s.and_then(|s| s.trim().parse::<f64>().ok()).filter(|v| v.is_finite());
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut cols = line.split('|');
-        match cols.next() {
-            Some("packet") => {
-                let Some(pts) = num(cols.next()) else { continue };
-                let stop = pts + num(cols.next()).unwrap_or(0.0);
-                first = Some(first.map_or(pts, |f| f.min(pts)));
-                end = Some(end.map_or(stop, |e| e.max(stop)));
-            }
-            Some("format") => format = num(cols.next()),
-            _ => {}
+    let source = MediaSourceStream::new(Box::new(std::io::Cursor::new(audio)), Default::default());
+    let probed = symphonia::default::get_probe()
+        .format(&Hint::new(), source, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| match e {
+            Error::Unsupported(_) => ProbeError::Unrecognised,
+            other => ProbeError::Corrupt(other.to_string()),
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| {
+            let params = &t.codec_params;
+            params.codec != symphonia::core::codecs::CODEC_TYPE_NULL
+                && (params.sample_rate.is_some() || params.time_base.is_some())
+        })
+        .ok_or(ProbeError::NoAudio)?;
+    let (id, params) = (track.id, track.codec_params.clone());
+    let base = params.time_base.map(|b| (b.numer, b.denom)).or(params.sample_rate.map(|r| (1, r)));
+    let seconds =
+        |ticks: u64| base.and_then(|(numer, denom)| ticks_to_seconds(ticks, numer, denom));
+    if let Some(secs) = params.n_frames.and_then(seconds).filter(|s| *s > 0.0) {
+        return Ok(secs);
+    }
+    let mut span = PacketSpan::default();
+    for _ in 0..MAX_PACKETS {
+        match format.next_packet() {
+            Ok(packet) if packet.track_id() == id => span.add(packet.ts(), packet.dur()),
+            Ok(_) => {}
+            // The end of the data, or damage after some audio: what was read counts.
+            Err(_) if span.first.is_some() => break,
+            Err(Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(ProbeError::Corrupt(e.to_string())),
         }
     }
-    // Encoder priming gives AAC a negative first timestamp; it is not audio the client sent.
-    let from_packets = end.map(|e| e - first.unwrap_or(0.0).max(0.0));
-    format.or(from_packets).filter(|d| *d >= 0.0)
+    span.ticks().and_then(seconds).filter(|s| *s > 0.0).ok_or(ProbeError::NoDuration)
 }
 
-/// Reads a stream to the end, keeping only its first [`STDERR_KEEP`] bytes. Reading on is what
-/// stops a chatty ffprobe from blocking on a full pipe.
-async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> String {
-    let (mut kept, mut buf) = (Vec::new(), [0u8; 1024]);
-    if let Some(mut stream) = stream {
-        while let Ok(n @ 1..) = stream.read(&mut buf).await {
-            let room = STDERR_KEEP.saturating_sub(kept.len());
-            kept.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
-        }
+/// `ticks × numer / denom` seconds; `None` for a zero denominator (a crafted time base).
+fn ticks_to_seconds(ticks: u64, numer: u32, denom: u32) -> Option<f64> {
+    if denom == 0 {
+        return None;
     }
-    String::from_utf8_lossy(&kept).trim().to_owned()
+    let scaled = u128::from(ticks) * u128::from(numer);
+    let (whole, rest) = (scaled / u128::from(denom), scaled % u128::from(denom));
+    // Whole seconds exactly (they decide the price); the fraction only for messages.
+    Some(whole as f64 + rest as f64 / f64::from(denom))
+}
+
+/// The time the packets of one track cover, in the track's time base.
+#[derive(Debug, Default)]
+struct PacketSpan {
+    first: Option<u64>,
+    /// The latest end seen, and the start of the latest packet with no duration of its own.
+    end: u64,
+    last_start: u64,
+    /// The gap between the two latest packet starts: the length of a packet without one.
+    step: u64,
+}
+
+impl PacketSpan {
+    fn add(&mut self, ts: u64, dur: u64) {
+        let first = *self.first.get_or_insert(ts);
+        if ts > self.last_start && ts > first {
+            self.step = ts - self.last_start.max(first);
+        }
+        self.last_start = self.last_start.max(ts);
+        // Matroska blocks often carry no duration: the last one then lasts as long as the gap
+        // before it, so that a track of N equal packets measures N packets, not N - 1.
+        let dur = if dur == 0 { self.step } else { dur };
+        self.end = self.end.max(ts.saturating_add(dur));
+    }
+
+    fn ticks(&self) -> Option<u64> {
+        self.first.map(|first| self.end.saturating_sub(first))
+    }
 }
 
 /// Hand-made media headers for tests. Each carries just enough for the probes to read.
@@ -253,16 +249,10 @@ pub(crate) mod samples {
         b
     }
 
-    /// Whether `ffprobe` runs on this machine; tests that need it print a note and pass if not.
-    pub(crate) fn have_ffprobe() -> bool {
-        let ok = std::process::Command::new("ffprobe")
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            println!("note: ffprobe not found; skipping a test that needs it");
-        }
-        ok
+    /// A committed audio fixture from `testdata/audio/`.
+    pub(crate) fn fixture(name: &str) -> Vec<u8> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/audio");
+        std::fs::read(root.join(name)).unwrap()
     }
 }
 
@@ -291,36 +281,58 @@ mod tests {
         assert!(matches!(image_info(&png(1, 1)[..18]), Err(ImageError::Corrupt(_))));
     }
 
-    #[tokio::test]
-    async fn measures_wav_over_a_pipe() {
-        if !have_ffprobe() {
-            return;
+    /// Each format a client may send, made by ffmpeg from a tone of a known length: the whole
+    /// seconds measured are the ones orchestrators bill (PROTOCOL.md §7.3: truncated).
+    #[test]
+    fn measures_every_format_in_process() {
+        for (name, whole) in [
+            ("tone-2.5s.wav", 2),
+            ("tone-3.5s.mp3", 3),
+            ("tone-4.5s.flac", 4),
+            ("tone-5.5s.ogg", 5),
+            ("tone-2.5s.m4a", 2),
+            ("tone-1.5s.aac", 1),
+            ("tone-3.5s.webm", 3),
+            // Written live: no duration in the header, so measured from its packets.
+            ("tone-4.5s-live.webm", 4),
+        ] {
+            let secs = audio_duration(fixture(name).into()).unwrap();
+            assert_eq!(secs.trunc() as u64, whole, "{name}: {secs}");
+            let half = name.contains(".5s");
+            assert!(!half || (secs.fract() - 0.5).abs() < 0.2, "{name}: {secs}");
         }
-        let secs =
-            audio_duration(Path::new("ffprobe"), wav(8000, 12_000).into(), Duration::from_secs(10))
-                .await
-                .unwrap();
+        let secs = audio_duration(wav(8000, 12_000).into()).unwrap();
         assert!((secs - 1.5).abs() < 1e-3, "{secs}");
-        let err = audio_duration(
-            Path::new("ffprobe"),
-            Bytes::from_static(b"not audio"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
-        assert!(matches!(err, ProbeError::Failed { .. } | ProbeError::NoDuration), "{err}");
     }
 
-    #[tokio::test]
-    async fn missing_program_and_timeout() {
-        let missing = Path::new("/nonexistent/ffprobe");
-        let err = audio_duration(missing, wav(8000, 8000).into(), Duration::from_secs(1)).await;
-        assert!(matches!(err, Err(ProbeError::Spawn { .. })));
-        if have_ffprobe() {
-            // A zero timeout elapses before a real ffprobe can possibly answer.
-            let err =
-                audio_duration(Path::new("ffprobe"), wav(8000, 8000).into(), Duration::ZERO).await;
-            assert!(matches!(err, Err(ProbeError::Timeout(_))));
+    #[test]
+    fn garbage_and_damage_are_the_uploads_fault() {
+        assert_eq!(audio_duration(Bytes::from_static(b"not audio")), Err(ProbeError::Unrecognised));
+        assert_eq!(audio_duration(Bytes::new()), Err(ProbeError::Unrecognised));
+        // Only the header of a file whose container states no duration: nothing to measure.
+        let webm = fixture("tone-3.5s.webm");
+        for cut in [8, 64, 300] {
+            let result = audio_duration(Bytes::copy_from_slice(&webm[..cut]));
+            assert!(result.is_err(), "{cut} bytes: {result:?}");
         }
+        // Random bytes after a valid magic number: an error, never a panic.
+        let mut riff = b"RIFF\xff\xff\xff\xffWAVEfmt ".to_vec();
+        riff.extend((0u8..200).map(|i| i.wrapping_mul(37)));
+        assert!(audio_duration(riff.into()).is_err());
+    }
+
+    #[test]
+    fn packet_spans_count_the_last_packet() {
+        let mut span = PacketSpan::default();
+        for ts in [0, 20, 40, 60] {
+            span.add(ts, 0);
+        }
+        assert_eq!(span.ticks(), Some(80));
+        let mut span = PacketSpan::default();
+        span.add(1024, 1024);
+        span.add(2048, 1024);
+        assert_eq!(span.ticks(), Some(2048));
+        assert_eq!(ticks_to_seconds(12_000, 1, 8000), Some(1.5));
+        assert_eq!(ticks_to_seconds(5, 1, 0), None);
     }
 }
