@@ -35,9 +35,10 @@ pub struct HubConfig {
     /// Most subscribers (segment GETs, waiting or streaming) served at once per channel; more
     /// get 503 `Too many subscribers` (go-livepeer has no cap). Each may pin one segment.
     pub max_readers: usize,
-    /// A subscriber that takes no bytes of its segment for this long is let go: its segment
-    /// and its place are released, and its response ends in an error so its connection is
-    /// closed. Waiting for a publisher is not stalling.
+    /// A subscriber that has not taken the bytes already handed to its connection (hyper's
+    /// buffer: a few hundred kB at most) within this long is let go: its segment and its place
+    /// are released, and its response ends in an error so that its connection is closed.
+    /// Waiting for a publisher is not stalling.
     pub reader_stall_timeout: Duration,
 }
 

@@ -48,8 +48,9 @@ section! {
         /// streaming); more get 503. Each may hold one segment in memory [default: 16].
         #[arg(long, env = "LP_LIVETRICKLEMAXREADERS")]
         pub live_trickle_max_readers: Option<usize>,
-        /// A trickle subscriber that takes no bytes of its segment for this long is let go and
-        /// the segment released (waiting for the publisher does not count) [default: 10s].
+        /// A trickle subscriber that has not taken the bytes handed to its connection (a few
+        /// hundred kB at most) within this long is let go and its segment released (waiting for
+        /// the publisher does not count) [default: 10s].
         #[arg(long, env = "LP_LIVETRICKLESTALLTIMEOUT")]
         pub live_trickle_stall_timeout: Option<String>,
     }

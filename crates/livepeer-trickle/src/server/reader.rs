@@ -4,8 +4,9 @@
 //! A reader that never reads would otherwise hold its segment (up to the segment limit, even
 //! after the window evicts it) and its place among the channel's readers for as long as its
 //! connection lasts. The server cannot see the socket, but it can see hyper: hyper asks the
-//! body for more only once it could hand the previous bytes on, so a body that handed over
-//! bytes and is not asked again for `stall` is stalled. Waiting for the publisher is not
+//! body for more only once its write buffer (a few hundred kB at most) has gone to the socket,
+//! so a body that handed over bytes and is not asked again for `stall` has a reader that
+//! took none of them, or fewer than a live stream needs. Waiting for the publisher is not
 //! stalling: only the reader can be blamed.
 //!
 //! On a stall the watchdog takes the cursor and the reader's place away, releasing the
