@@ -118,6 +118,14 @@ const MAX_PACKETS: u64 = 1 << 22;
 /// codec has no decoder here (Opus) are measured all the same. CPU-bound: run it on a blocking
 /// thread. The work is bounded by the upload's size and a cap on the packets read.
 pub fn audio_duration(audio: Bytes) -> Result<f64, ProbeError> {
+    // symphonia asserts on some malformed headers (a zero Matroska timestamp scale): a crafted
+    // upload must cost its sender a 422, not the gateway a thread.
+    std::panic::catch_unwind(move || measure(audio))
+        .unwrap_or_else(|_| Err(ProbeError::Corrupt("the demuxer gave up".to_owned())))
+}
+
+/// [`audio_duration`], which may panic on malformed input.
+fn measure(audio: Bytes) -> Result<f64, ProbeError> {
     use symphonia::core::errors::Error;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
@@ -315,6 +323,11 @@ mod tests {
             let result = audio_duration(Bytes::copy_from_slice(&webm[..cut]));
             assert!(result.is_err(), "{cut} bytes: {result:?}");
         }
+        // A zero TimestampScale, on which symphonia's Matroska demuxer panics.
+        let mut zero_scale = webm.clone();
+        let at = zero_scale.windows(4).position(|w| w == [0x2A, 0xD7, 0xB1, 0x83]).unwrap() + 4;
+        zero_scale[at..at + 3].fill(0);
+        assert!(matches!(audio_duration(zero_scale.into()), Err(ProbeError::Corrupt(_))));
         // Random bytes after a valid magic number: an error, never a panic.
         let mut riff = b"RIFF\xff\xff\xff\xffWAVEfmt ".to_vec();
         riff.extend((0u8..200).map(|i| i.wrapping_mul(37)));

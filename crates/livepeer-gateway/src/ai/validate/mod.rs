@@ -504,10 +504,9 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
         }
         Ok(Err(e)) => return Err(fail(&e.to_string())),
         Err(e) => {
-            // A demuxer panicked on this file (symphonia asserts on some malformed headers):
-            // the file is what is wrong, and the gateway is unharmed.
-            tracing::warn!(error = %e, "the audio probe failed on an upload");
-            return Err(fail("the file is not audio that can be read"));
+            // The probe catches its demuxers' panics, so this is a cancelled runtime at most.
+            tracing::warn!(error = %e, "the audio probe did not finish");
+            return Err(fail("audio probing is unavailable"));
         }
     };
     // Orchestrators bill whole seconds and refuse zero (go-livepeer `CalculateAudioDuration`).

@@ -382,7 +382,13 @@ async fn audio_to_text_bills_whole_seconds() {
     let r = check(Pipeline::AudioToText, input).await.unwrap();
     assert_eq!(r.units, 3000);
 
-    for bad in [wav(8000, 4000), b"definitely not audio".to_vec()] {
+    // A WebM whose TimestampScale is 0: symphonia's demuxer panics on it, the probe catches
+    // that, and the upload gets the client's error like any unreadable file.
+    let mut zero_scale = fixture("tone-3.5s.webm");
+    let at = zero_scale.windows(4).position(|w| w == [0x2A, 0xD7, 0xB1, 0x83]).unwrap() + 4;
+    zero_scale[at..at + 3].fill(0);
+
+    for bad in [wav(8000, 4000), b"definitely not audio".to_vec(), zero_scale] {
         let errors =
             check(Pipeline::AudioToText, form(Some(("audio", bad)), &[])).await.unwrap_err();
         assert_eq!(kinds(&errors), want(&[("body.audio", "value_error")]));
