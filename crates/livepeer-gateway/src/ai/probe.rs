@@ -127,6 +127,8 @@ pub fn audio_duration(audio: Bytes) -> Result<f64, ProbeError> {
 /// [`audio_duration`], which may panic on malformed input.
 fn measure(audio: Bytes) -> Result<f64, ProbeError> {
     use symphonia::core::errors::Error;
+
+    check_declared_sizes(&audio)?;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
@@ -168,6 +170,112 @@ fn measure(audio: Bytes) -> Result<f64, ProbeError> {
         }
     }
     span.ticks().and_then(seconds).filter(|s| *s > 0.0).ok_or(ProbeError::NoDuration)
+}
+
+/// Why a container was refused before demuxing.
+const OVERSIZED: &str = "a part of the file claims more bytes than the file holds";
+/// MP4 boxes whose contents are boxes, as far as the demuxer reads them.
+const MP4_CONTAINERS: [&[u8; 4]; 12] = [
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"edts", b"udta", b"mvex", b"moof",
+    b"traf", b"mfra",
+];
+/// Audio sample entries whose child boxes the demuxer reads.
+const MP4_AUDIO_ENTRIES: [&[u8; 4]; 4] = [b"mp4a", b"Opus", b"fLaC", b"alac"];
+/// How deep MP4 boxes may nest.
+const MP4_MAX_DEPTH: usize = 12;
+
+/// Refuses an MP4 or WAV whose declared sizes exceed the bytes present. symphonia allocates a
+/// buffer of a box's or chunk's declared size before reading it, and an allocation that fails
+/// aborts the process: a 2 kB upload claiming a 2^50-byte `hdlr` box would take the gateway
+/// down. Matroska checks sizes against the parent element itself; the other formats' sizes are
+/// small by construction.
+fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
+    let oversized = || ProbeError::Corrupt(OVERSIZED.to_owned());
+    if data.starts_with(b"RIFF") {
+        return riff_chunks(data.get(12..).unwrap_or_default()).ok_or_else(oversized);
+    }
+    let mp4 = data
+        .get(4..8)
+        .is_some_and(|t| [b"ftyp", b"moov", b"styp", b"free"].iter().any(|m| t == *m));
+    if mp4 {
+        return mp4_boxes(data, data.len(), 0, false).ok_or_else(oversized);
+    }
+    Ok(())
+}
+
+/// `Some` if every chunk (but `data`, which is streamed) fits in `chunks`, `LIST` contents too.
+fn riff_chunks(mut chunks: &[u8]) -> Option<()> {
+    while chunks.len() >= 8 {
+        let id = chunks.get(..4)?;
+        let size = usize::try_from(u32::from_le_bytes(chunks.get(4..8)?.try_into().ok()?)).ok()?;
+        if id == b"data" {
+            return Some(());
+        }
+        let body = chunks.get(8..8usize.checked_add(size)?)?;
+        if id == b"LIST" {
+            riff_chunks(body.get(4..).unwrap_or_default())?;
+        }
+        chunks = chunks.get((8 + size + size % 2).min(chunks.len())..)?;
+    }
+    Some(())
+}
+
+/// `Some` if every box in `boxes` fits in its parent, recursively, and no sample claims more
+/// than `total` bytes. `items`: the children are `ilst` items, whose contents are boxes.
+fn mp4_boxes(mut boxes: &[u8], total: usize, depth: usize, items: bool) -> Option<()> {
+    if depth > MP4_MAX_DEPTH {
+        return None;
+    }
+    while boxes.len() >= 8 {
+        let small = u32::from_be_bytes(boxes.get(..4)?.try_into().ok()?);
+        let kind: &[u8; 4] = boxes.get(4..8)?.try_into().ok()?;
+        let (header, size) = match small {
+            0 => (8, boxes.len()),
+            1 => {
+                (16, usize::try_from(u64::from_be_bytes(boxes.get(8..16)?.try_into().ok()?)).ok()?)
+            }
+            n => (8, usize::try_from(n).ok()?),
+        };
+        let body = boxes.get(header..size)?;
+        let inner = |at: usize, items| {
+            mp4_boxes(body.get(at..).unwrap_or_default(), total, depth + 1, items)
+        };
+        if items || MP4_CONTAINERS.contains(&kind) {
+            inner(0, false)?;
+        } else if kind == b"meta" {
+            inner(4, false)?;
+        } else if kind == b"ilst" {
+            inner(0, true)?;
+        } else if kind == b"stsd" {
+            inner(8, false)?;
+        } else if MP4_AUDIO_ENTRIES.contains(&kind) {
+            // Sound sample entry: 28 bytes, plus 16 (version 1) or 36 (version 2).
+            let version = body.get(8..10).map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
+            inner(28 + [0, 16, 36].get(usize::from(version)).copied().unwrap_or(0), false)?;
+        } else if kind == b"stsz" {
+            stsz_fits(body, total)?;
+        }
+        boxes = boxes.get(size..)?;
+    }
+    Some(())
+}
+
+/// `Some` if no sample size in an `stsz` body exceeds `total`.
+fn stsz_fits(body: &[u8], total: usize) -> Option<()> {
+    let word = |at: usize| {
+        body.get(at..at + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
+    };
+    if word(4)? > total {
+        return None;
+    }
+    let mut at = 12;
+    while let Some(size) = word(at) {
+        if size > total {
+            return None;
+        }
+        at += 4;
+    }
+    Some(())
 }
 
 /// `ticks × numer / denom` seconds; `None` for a zero denominator (a crafted time base).
@@ -328,6 +436,29 @@ mod tests {
         let at = zero_scale.windows(4).position(|w| w == [0x2A, 0xD7, 0xB1, 0x83]).unwrap() + 4;
         zero_scale[at..at + 3].fill(0);
         assert!(matches!(audio_duration(zero_scale.into()), Err(ProbeError::Corrupt(_))));
+        // Declared sizes far beyond the file: refused before the demuxer allocates them (an
+        // allocation that fails aborts the process).
+        let m4a = fixture("tone-2.5s.m4a");
+        for atom in [b"hdlr", b"stsd", b"esds", b"mdhd", b"stsz", b"ilst", b"moov"] {
+            let t = m4a.windows(4).position(|w| w == atom).unwrap();
+            let mut large = m4a[..t - 4].to_vec();
+            large.extend_from_slice(&1u32.to_be_bytes());
+            large.extend_from_slice(atom);
+            large.extend_from_slice(&(1u64 << 50).to_be_bytes());
+            large.extend_from_slice(&m4a[t + 4..]);
+            let result = audio_duration(large.into());
+            assert!(matches!(result, Err(ProbeError::Corrupt(_))), "{atom:?}: {result:?}");
+            let mut wide = m4a.clone();
+            wide[t - 4..t].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+            assert!(audio_duration(wide.into()).is_err(), "{atom:?}");
+        }
+        let stsz = m4a.windows(4).position(|w| w == b"stsz").unwrap();
+        let mut sample = m4a.clone();
+        sample[stsz + 16..stsz + 20].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+        assert!(matches!(audio_duration(sample.into()), Err(ProbeError::Corrupt(_))));
+        let mut wav_list = wav(8000, 8000);
+        wav_list.splice(12..12, *b"LIST\xf0\xff\xff\xffINFO");
+        assert!(matches!(audio_duration(wav_list.into()), Err(ProbeError::Corrupt(_))));
         // Random bytes after a valid magic number: an error, never a panic.
         let mut riff = b"RIFF\xff\xff\xff\xffWAVEfmt ".to_vec();
         riff.extend((0u8..200).map(|i| i.wrapping_mul(37)));
