@@ -465,6 +465,43 @@ mod tests {
         assert!(audio_duration(riff.into()).is_err());
     }
 
+    const FIXTURES: [&str; 8] = [
+        "tone-2.5s.wav",
+        "tone-3.5s.mp3",
+        "tone-4.5s.flac",
+        "tone-5.5s.ogg",
+        "tone-2.5s.m4a",
+        "tone-1.5s.aac",
+        "tone-3.5s.webm",
+        "tone-4.5s-live.webm",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Damaged uploads of every format (runs of bytes overwritten anywhere, sizes included,
+        /// and the file cut short) give a duration or an error, never a panic or an abort.
+        #[test]
+        fn damaged_uploads_never_take_the_process_down(
+            which in 0..FIXTURES.len(),
+            edits in proptest::collection::vec(
+                (0.0..1.0f64, proptest::prelude::any::<u8>(), 1..9usize),
+                1..6,
+            ),
+            keep in 0.05..1.0f64,
+        ) {
+            let mut data = fixture(FIXTURES[which]);
+            let len = data.len();
+            // Runs of one byte, up to a size field's width: 0xFF runs make huge sizes.
+            for (at, byte, run) in edits {
+                let start = ((len as f64 * at) as usize).min(len - 1);
+                data[start..(start + run).min(len)].fill(byte);
+            }
+            data.truncate(((data.len() as f64) * keep) as usize + 1);
+            let _ = audio_duration(data.into());
+        }
+    }
+
     #[test]
     fn packet_spans_count_the_last_packet() {
         let mut span = PacketSpan::default();
