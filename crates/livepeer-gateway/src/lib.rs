@@ -187,6 +187,7 @@ impl Gateway {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections,
+            write_timeout: config.write_timeout,
         };
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);

@@ -2,6 +2,7 @@
 
 mod channel;
 mod http;
+mod reader;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use crate::TrickleError;
 use crate::local::{LocalPublisher, LocalSubscriber};
 
 use channel::lock;
-pub(crate) use channel::{AppendError, Channel, Cursor, ReadSlot, Segment};
+pub(crate) use channel::{AppendError, Channel, Cursor, ReadSlot, ReaderSlot, Segment};
 
 /// Longest channel name accepted.
 pub const MAX_CHANNEL_NAME: usize = 256;
@@ -31,6 +32,14 @@ pub struct HubConfig {
     pub idle_timeout: Duration,
     /// Whether a POST to an unknown channel creates it (go-livepeer orchestrators: no).
     pub autocreate: bool,
+    /// Most subscribers (segment GETs, waiting or streaming) served at once per channel; more
+    /// get 503 `Too many subscribers` (go-livepeer has no cap). Each may pin one segment.
+    pub max_readers: usize,
+    /// A subscriber that has not taken the bytes already handed to its connection (hyper's
+    /// buffer: a few hundred kB at most) within this long is let go: its segment and its place
+    /// are released, and its response ends in an error so that its connection is closed.
+    /// Waiting for a publisher is not stalling.
+    pub reader_stall_timeout: Duration,
 }
 
 impl Default for HubConfig {
@@ -41,6 +50,8 @@ impl Default for HubConfig {
             max_channels: 10_000,
             idle_timeout: Duration::from_secs(300),
             autocreate: false,
+            max_readers: 64,
+            reader_stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -56,6 +67,8 @@ pub struct ChannelStats {
     pub bytes: usize,
     /// Whether it was closed.
     pub closed: bool,
+    /// Subscribers being served now.
+    pub readers: usize,
 }
 
 /// Why a channel could not be created.
@@ -125,7 +138,9 @@ impl Hub {
         if channels.len() >= config.max_channels {
             return Err(CreateError::Full);
         }
-        let channel = Arc::new(Channel::new(name, mime, config.window, config.max_segment_bytes));
+        let channel = Channel::new(name, mime, config.window, config.max_segment_bytes)
+            .with_max_readers(config.max_readers);
+        let channel = Arc::new(channel);
         channels.insert(name.to_owned(), Arc::clone(&channel));
         tracing::debug!(channel = name, mime, "trickle channel created");
         Ok(channel)
@@ -180,6 +195,7 @@ impl Hub {
             next_write: snapshot.next_write,
             bytes: snapshot.bytes,
             closed: snapshot.closed,
+            readers: channel.readers(),
         })
     }
 

@@ -34,6 +34,10 @@ section! {
         /// 1024: raise it with `ulimit -n` [default: 384].
         #[arg(long, env = "LP_MAXCONNECTIONS")]
         pub max_connections: Option<usize>,
+        /// A connection whose client takes no bytes of a response for this long while some are
+        /// waiting to be sent (a client that stopped reading) is closed [default: 30s].
+        #[arg(long, env = "LP_HTTPWRITETIMEOUT")]
+        pub http_write_timeout: Option<String>,
     }
 }
 
@@ -44,6 +48,7 @@ pub(super) struct Listeners {
     pub(super) header_timeout: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) max_connections: usize,
+    pub(super) write_timeout: Duration,
 }
 
 impl Listen {
@@ -65,6 +70,11 @@ impl Listen {
                 0 => return Err(bad("--max-connections", "must be at least 1")),
                 n => n,
             },
+            write_timeout: positive_duration(
+                "--http-write-timeout",
+                self.http_write_timeout,
+                Duration::from_secs(30),
+            )?,
         })
     }
 }

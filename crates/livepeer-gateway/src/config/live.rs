@@ -47,6 +47,15 @@ section! {
         /// How often the heartbeat is sent [default: 5s].
         #[arg(long, env = "LP_LIVEAIHEARTBEATINTERVAL")]
         pub live_ai_heartbeat_interval: Option<String>,
+        /// Most subscribers served at once per live trickle channel (segment reads, waiting or
+        /// streaming); more get 503. Each may hold one segment in memory [default: 16].
+        #[arg(long, env = "LP_LIVETRICKLEMAXREADERS")]
+        pub live_trickle_max_readers: Option<usize>,
+        /// A trickle subscriber that has not taken the bytes handed to its connection (a few
+        /// hundred kB at most) within this long is let go and its segment released (waiting for
+        /// the publisher does not count) [default: 10s].
+        #[arg(long, env = "LP_LIVETRICKLESTALLTIMEOUT")]
+        pub live_trickle_stall_timeout: Option<String>,
     }
 }
 
@@ -98,6 +107,15 @@ impl Live {
         if max_streams == 0 {
             return Err(bad("--live-max-streams", "must be at least 1"));
         }
+        let trickle_max_readers = self.live_trickle_max_readers.unwrap_or(16);
+        if trickle_max_readers == 0 {
+            return Err(bad("--live-trickle-max-readers", "must be at least 1"));
+        }
+        let trickle_stall_timeout = timer(
+            "--live-trickle-stall-timeout",
+            self.live_trickle_stall_timeout,
+            Duration::from_secs(10),
+        )?;
         Ok(LiveConfig {
             payment_interval,
             out_segment_timeout,
@@ -105,6 +123,8 @@ impl Live {
             max_swaps: self.live_max_swaps.unwrap_or(3),
             max_streams,
             max_stopped_streams: self.live_max_stopped_streams.unwrap_or(100),
+            trickle_max_readers,
+            trickle_stall_timeout,
             public_url,
             auth_webhook,
             heartbeat,

@@ -159,6 +159,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections open at once on each listener.
     pub max_connections: usize,
+    /// A connection to those listeners whose client takes no bytes of a response for this
+    /// long is closed.
+    pub write_timeout: Duration,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Pool refresh interval.
@@ -227,6 +230,7 @@ impl Config {
             header_timeout: listen.header_timeout,
             idle_timeout: listen.idle_timeout,
             max_connections: listen.max_connections,
+            write_timeout: listen.write_timeout,
             orchestrators: discovery.orchestrators,
             discovery_timeout: discovery.discovery_timeout,
             connect_timeout: discovery.connect_timeout,

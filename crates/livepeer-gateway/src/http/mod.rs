@@ -11,6 +11,7 @@ pub(crate) mod error;
 mod live;
 pub(crate) mod server;
 pub(crate) mod signer;
+mod write_deadline;
 
 use axum::Router;
 use axum::routing::get;

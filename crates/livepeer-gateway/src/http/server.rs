@@ -12,6 +12,8 @@
 //!   known, that is after a first byte, so a connection that sends nothing would be held;
 //! - an idle deadline ([`ConnLimits::idle_timeout`]) once no request is in flight, for HTTP/1.1
 //!   keep-alive and HTTP/2 alike, plus HTTP/2 pings that drop a peer that stopped answering;
+//! - a write deadline ([`ConnLimits::write_timeout`]): a client that takes no bytes of a
+//!   response for that long while some wait to be sent is dropped ([`WriteDeadline`]);
 //! - a graceful end: at shutdown or at a deadline the connection is asked to close (HTTP/2
 //!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
 //!   a moment later.
@@ -39,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+use super::write_deadline::WriteDeadline;
+
 /// How long a connection asked to close may stay open once idle before it is dropped: enough
 /// to flush a `GOAWAY` or the last response, and to let a polite client close first.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -57,9 +61,12 @@ pub(crate) struct ConnLimits {
     pub(crate) idle_timeout: Duration,
     /// Connections open at once.
     pub(crate) max_connections: usize,
+    /// How long a write may wait for the client to take bytes.
+    pub(crate) write_timeout: Duration,
 }
 
-type Conn = auto::UpgradeableConnection<'static, TokioIo<TcpStream>, Tracked, TokioExecutor>;
+type Conn =
+    auto::UpgradeableConnection<'static, TokioIo<WriteDeadline<TcpStream>>, Tracked, TokioExecutor>;
 
 /// Serves `router` on `listener` until `cancel` fires, then waits for open connections to end.
 pub(crate) async fn serve(
@@ -109,7 +116,8 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         let service = Tracked { router: router.clone(), activity: activity.clone() };
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+        let conn = builder.serve_connection_with_upgrades(io, service);
         let conn = conn.into_owned();
         let cancel = cancel.clone();
         connections.spawn(async move {
@@ -332,6 +340,7 @@ mod tests {
         header_timeout: Duration::from_millis(200),
         idle_timeout: Duration::from_millis(200),
         max_connections: 4,
+        write_timeout: Duration::from_secs(5),
     };
 
     /// A listener serving `/slow` (answers after several idle spells) and `/stream` (a body

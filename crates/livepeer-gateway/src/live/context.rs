@@ -156,6 +156,8 @@ impl LiveState {
             window: 3,
             // Four channels per stream.
             max_channels: config.max_streams.saturating_mul(4),
+            max_readers: config.trickle_max_readers,
+            reader_stall_timeout: config.trickle_stall_timeout,
             ..HubConfig::default()
         });
         let sweeper = hub.clone();

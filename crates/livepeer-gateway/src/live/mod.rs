@@ -76,6 +76,10 @@ pub struct LiveConfig {
     pub swap_window: Duration,
     /// Most streams at once.
     pub max_streams: usize,
+    /// Most subscribers served at once per trickle channel.
+    pub trickle_max_readers: usize,
+    /// A trickle subscriber that takes no bytes for this long is let go.
+    pub trickle_stall_timeout: Duration,
     /// Orchestrators tried per start or swap.
     pub max_attempts: u32,
     /// Most stopped streams whose status stays readable; the oldest is forgotten first.

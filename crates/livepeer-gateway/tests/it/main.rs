@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
 
 mod ai;
+mod audio_probe;
 mod binary;
 mod bodies;
 mod discovery;
@@ -14,6 +15,7 @@ mod payments;
 mod props;
 mod results;
 mod signer;
+mod stalled_trickle;
 mod streams;
 mod support;
 mod wire;

@@ -4,6 +4,7 @@
 //! writer without a per-reader queue: a reader remembers how far it got and waits for the next
 //! change. Chunks are `Bytes`, so fan-out to many readers copies nothing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -257,7 +258,21 @@ pub(crate) struct Channel {
     name: String,
     mime: String,
     max_segment_bytes: usize,
+    /// Subscribers served at once, at most.
+    max_readers: usize,
+    /// Subscribers being served now (each holds a [`ReaderSlot`]).
+    readers: AtomicUsize,
     state: Mutex<ChannelState>,
+}
+
+/// One subscriber's place among a channel's readers, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ReaderSlot(Arc<Channel>);
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A snapshot of a channel, for [`crate::ChannelStats`].
@@ -275,6 +290,8 @@ impl Channel {
             name: name.to_owned(),
             mime: mime.to_owned(),
             max_segment_bytes,
+            max_readers: usize::MAX,
+            readers: AtomicUsize::new(0),
             state: Mutex::new(ChannelState {
                 slots: vec![None; window.max(1)],
                 next_write: 0,
@@ -282,6 +299,26 @@ impl Channel {
                 last_activity: Instant::now(),
             }),
         }
+    }
+
+    /// The same channel serving at most `max_readers` subscribers at once.
+    pub(crate) fn with_max_readers(mut self, max_readers: usize) -> Self {
+        self.max_readers = max_readers;
+        self
+    }
+
+    /// A place for one more subscriber, or `None` if `max_readers` are being served.
+    pub(crate) fn reader_slot(self: &Arc<Self>) -> Option<ReaderSlot> {
+        let max = self.max_readers;
+        self.readers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| ReaderSlot(Arc::clone(self)))
+    }
+
+    /// Subscribers being served now.
+    pub(crate) fn readers(&self) -> usize {
+        self.readers.load(Ordering::Acquire)
     }
 
     /// Its name.

@@ -1,6 +1,5 @@
 //! The HTTP face of a [`Hub`], with go-livepeer's `trickle_server.go` statuses and headers.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
@@ -8,12 +7,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{AppendError, Channel, CreateError, Cursor, Hub, ReadSlot, Segment};
+use super::reader::segment_body;
+use super::{AppendError, Channel, CreateError, Hub, ReadSlot, Segment};
 
 // `HeaderName::from_static` wants lower case; HTTP header names are case-insensitive.
 const SEQ: HeaderName = HeaderName::from_static("lp-trickle-seq");
@@ -149,6 +148,10 @@ async fn get_segment(
     let Some(seq) = parse_seq(&seq, crate::SEQ_CURRENT) else {
         return invalid_idx();
     };
+    // Taken before the segment, so that refused readers pre-create nothing.
+    let Some(slot) = channel.reader_slot() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Too many subscribers");
+    };
     let (segment, latest) = match channel.read_slot(seq) {
         ReadSlot::Found { segment, latest } => (segment, latest),
         ReadSlot::Missing { seq, latest, closed } => {
@@ -168,7 +171,8 @@ async fn get_segment(
     let Some(first) = cursor.next().await else {
         return ended_empty(&channel, &segment);
     };
-    let mut response = Response::new(Body::from_stream(segment_body(first, cursor)));
+    let stall = hub.config().reader_stall_timeout;
+    let mut response = Response::new(segment_body(first, cursor, slot, stall));
     set(&mut response, SEQ, segment.seq());
     if segment.seq() != latest {
         set(&mut response, LATEST, latest);
@@ -191,20 +195,6 @@ fn ended_empty(channel: &Channel, segment: &Segment) -> Response {
         set(&mut response, CLOSED, TERMINATED);
     }
     response
-}
-
-/// The response body: `first`, then whatever the publisher writes until the segment ends.
-fn segment_body(
-    first: Bytes,
-    cursor: Cursor,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    futures_util::stream::unfold((Some(first), cursor), |(first, mut cursor)| async move {
-        let bytes = match first {
-            Some(first) => first,
-            None => cursor.next().await?,
-        };
-        Some((Ok(bytes), (None, cursor)))
-    })
 }
 
 /// `POST /{channel}/{seq}`: the body, streamed, becomes segment `seq` (`-1`: next write).

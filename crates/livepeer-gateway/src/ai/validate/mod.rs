@@ -11,9 +11,6 @@
 
 mod schema;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -123,11 +120,7 @@ pub struct Limits {
     pub max_images_per_prompt: u32,
     /// Largest LLM `max_tokens` (it is also the request's price in units).
     pub max_llm_tokens: u32,
-    /// The `ffprobe` program used to measure audio; `None` makes audio-to-text unavailable.
-    pub ffprobe: Option<PathBuf>,
-    /// How long one `ffprobe` run may take before it is killed.
-    pub probe_timeout: Duration,
-    /// Most `ffprobe` runs at once; further uploads wait for a slot (within their deadline).
+    /// Most audio probes at once; further uploads wait for a slot (within their deadline).
     pub probe_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -139,8 +132,6 @@ impl Default for Limits {
             max_output_dimension: 4096,
             max_images_per_prompt: 10,
             max_llm_tokens: 32_768,
-            ffprobe: Some(PathBuf::from("ffprobe")),
-            probe_timeout: Duration::from_secs(10),
             probe_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
@@ -229,8 +220,8 @@ impl Pipeline {
 // === validation ===
 
 /// Checks `input` against `pipeline`'s schema and returns what to forward and what it costs, or
-/// every field error found. Audio is probed with `limits.ffprobe` only when nothing else is
-/// wrong, since spawning a process for a request that is rejected anyway is wasted work.
+/// every field error found. Audio is probed only when nothing else is wrong, since demuxing an
+/// upload for a request that is rejected anyway is wasted work.
 pub async fn validate(
     pipeline: Pipeline,
     input: Input,
@@ -500,27 +491,24 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
     if upload.bytes.is_empty() {
         return Err(fail("the uploaded file is empty"));
     }
-    let Some(ffprobe) = &limits.ffprobe else {
-        return Err(fail("audio probing is not configured on this gateway"));
-    };
-    // Bound concurrent ffprobe processes: each is a fork and a decoder.
+    // Bound concurrent probes: each holds a blocking thread and a core while it demuxes.
     let Ok(_slot) = limits.probe_slots.acquire().await else {
         return Err(fail("audio probing is unavailable"));
     };
-    let secs =
-        match probe::audio_duration(ffprobe, upload.bytes.clone(), limits.probe_timeout).await {
-            Ok(secs) => secs,
-            Err(e @ ProbeError::Spawn { .. }) => {
-                // The gateway's fault, not the client's: tell the operator, keep paths private.
-                tracing::warn!(error = %e, "cannot probe audio duration");
-                return Err(fail("audio probing is unavailable"));
-            }
-            Err(ProbeError::Failed { stderr, .. }) => {
-                tracing::debug!(%stderr, "ffprobe rejected an upload");
-                return Err(fail("the file is not audio that can be read"));
-            }
-            Err(e) => return Err(fail(&e.to_string())),
-        };
+    let audio = upload.bytes.clone();
+    let secs = match tokio::task::spawn_blocking(move || probe::audio_duration(audio)).await {
+        Ok(Ok(secs)) => secs,
+        Ok(Err(e @ (ProbeError::Unrecognised | ProbeError::Corrupt(_)))) => {
+            tracing::debug!(error = %e, "an upload is not readable audio");
+            return Err(fail("the file is not audio that can be read"));
+        }
+        Ok(Err(e)) => return Err(fail(&e.to_string())),
+        Err(e) => {
+            // The probe catches its demuxers' panics, so this is a cancelled runtime at most.
+            tracing::warn!(error = %e, "the audio probe did not finish");
+            return Err(fail("audio probing is unavailable"));
+        }
+    };
     // Orchestrators bill whole seconds and refuse zero (go-livepeer `CalculateAudioDuration`).
     let whole = secs.trunc();
     if whole < 1.0 {

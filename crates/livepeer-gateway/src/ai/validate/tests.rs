@@ -1,6 +1,6 @@
 //! Tests of request validation and pricing units, for every pipeline.
 
-use super::super::probe::samples::{gif, have_ffprobe, jpeg, png, wav};
+use super::super::probe::samples::{fixture, gif, jpeg, png, wav};
 use super::*;
 use serde_json::json;
 
@@ -355,25 +355,17 @@ async fn units_saturate() {
 }
 
 #[tokio::test]
-async fn audio_to_text_errors_without_probe() {
+async fn audio_to_text_errors_before_probing() {
     let errors = check(Pipeline::AudioToText, form(None, &[])).await.unwrap_err();
     assert_eq!(kinds(&errors), want(&[("body.audio", "missing")]));
-    let no_probe = Limits { ffprobe: None, ..Limits::default() };
-    let input = form(Some(("audio", wav(8000, 12_000))), &[]);
-    let errors = validate(Pipeline::AudioToText, input, &no_probe).await.unwrap_err();
-    assert_eq!(kinds(&errors), want(&[("body.audio", "value_error")]));
-    assert!(errors[0].msg.starts_with("Unable to calculate duration"), "{}", errors[0].msg);
-    // Other errors are reported without probing.
-    let input = form(Some(("audio", wav(8000, 12_000))), &[("model_id", &"m".repeat(300))]);
-    let errors = validate(Pipeline::AudioToText, input, &no_probe).await.unwrap_err();
+    // Other errors are reported without probing (here the audio is not even audio).
+    let input = form(Some(("audio", b"junk".to_vec())), &[("model_id", &"m".repeat(300))]);
+    let errors = check(Pipeline::AudioToText, input).await.unwrap_err();
     assert_eq!(kinds(&errors), want(&[("body.model_id", "string_too_long")]));
 }
 
 #[tokio::test]
 async fn audio_to_text_bills_whole_seconds() {
-    if !have_ffprobe() {
-        return;
-    }
     // 1.5 s at 8 kHz: billed as 1 whole second.
     let input = form(Some(("audio", wav(8000, 12_000))), &[("return_timestamps", "word")]);
     let r = check(Pipeline::AudioToText, input).await.unwrap();
@@ -385,7 +377,18 @@ async fn audio_to_text_bills_whole_seconds() {
     ];
     assert_eq!(form_payload(&r).0, expected);
 
-    for bad in [wav(8000, 4000), b"definitely not audio".to_vec()] {
+    // A WebM/Opus upload: measured from its container, with no Opus decoder.
+    let input = form(Some(("audio", fixture("tone-3.5s.webm"))), &[]);
+    let r = check(Pipeline::AudioToText, input).await.unwrap();
+    assert_eq!(r.units, 3000);
+
+    // A WebM whose TimestampScale is 0: symphonia's demuxer panics on it, the probe catches
+    // that, and the upload gets the client's error like any unreadable file.
+    let mut zero_scale = fixture("tone-3.5s.webm");
+    let at = zero_scale.windows(4).position(|w| w == [0x2A, 0xD7, 0xB1, 0x83]).unwrap() + 4;
+    zero_scale[at..at + 3].fill(0);
+
+    for bad in [wav(8000, 4000), b"definitely not audio".to_vec(), zero_scale] {
         let errors =
             check(Pipeline::AudioToText, form(Some(("audio", bad)), &[])).await.unwrap_err();
         assert_eq!(kinds(&errors), want(&[("body.audio", "value_error")]));
