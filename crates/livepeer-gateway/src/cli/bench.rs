@@ -101,12 +101,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
 
     let mut out = String::new();
     out.push_str(&format!(
-        "| workload | path | p50 | p99 | req/s ({} clients) |\n|---|---|---:|---:|---:|\n",
+        "| workload | path | p50 | p99 | req/s ({} clients) | CPU µs/req |\n|---|---|---:|---:|---:|---:|\n",
         args.concurrency
     ));
+    let nginx_pids = nginx.as_ref().map(Nginx::pids).unwrap_or_default();
     for w in workloads(&http, &sim, &gw, nginx.as_ref()).await? {
         if args.only.iter().any(|o| o == w.short) {
-            out.push_str(&compare(&w, &args).await?);
+            out.push_str(&compare(&w, &args, &nginx_pids).await?);
         }
     }
     if !args.only.iter().any(|o| o == "paid") {
@@ -196,38 +197,42 @@ async fn workloads(
 
 /// The report's rows for one workload: direct, through nginx, through the gateway, and what
 /// the gateway adds.
-async fn compare(w: &Workload, args: &BenchArgs) -> anyhow::Result<String> {
+async fn compare(w: &Workload, args: &BenchArgs, nginx_pids: &[u32]) -> anyhow::Result<String> {
     let (body, name) = (&w.body, w.name);
-    let mut paths = vec![("direct", &w.direct)];
-    paths.extend(w.nginx.as_ref().map(|n| ("nginx", n)));
-    paths.push(("gateway", &w.gateway));
+    let mut paths = vec![("direct", &w.direct, vec![])];
+    paths.extend(w.nginx.as_ref().map(|n| ("nginx", n, nginx_pids.to_vec())));
+    paths.push(("gateway", &w.gateway, vec![]));
     // Warm up connections and caches.
     for _ in 0..50 {
-        for (_, t) in &paths {
+        for (_, t, _) in &paths {
             request(t, body).await?;
         }
     }
-    let targets: Vec<&Target> = paths.iter().map(|(_, t)| *t).collect();
+    let targets: Vec<&Target> = paths.iter().map(|(_, t, _)| *t).collect();
     let lat = latency(&targets, body, args.requests).await?;
-    let mut rps = vec![Vec::new(); paths.len()];
+    let (mut rps, mut cpu) = (vec![Vec::new(); paths.len()], vec![Vec::new(); paths.len()]);
     for _ in 0..args.rounds.max(1) {
-        for (i, (_, t)) in paths.iter().enumerate() {
-            rps[i].push(throughput(t, body, args.concurrency, args.seconds).await);
+        for (i, (_, t, extra)) in paths.iter().enumerate() {
+            let (r, c) = throughput(t, body, args.concurrency, args.seconds, extra).await;
+            rps[i].push(r);
+            cpu[i].push(c);
         }
     }
     let mut out = String::new();
     let medians: Vec<f64> = rps.iter().map(|r| median(&mut r.clone())).collect();
-    for (i, (path, _)) in paths.iter().enumerate() {
+    let cpus: Vec<f64> = cpu.iter().map(|r| median(&mut r.clone())).collect();
+    for (i, (path, _, _)) in paths.iter().enumerate() {
         let (p50, p99) = lat[i];
         out.push_str(&format!(
-            "| {name} | {path} | {} | {} | {:.0} |\n",
+            "| {name} | {path} | {} | {} | {:.0} | {:.1} |\n",
             us(p50),
             us(p99),
-            medians[i]
+            medians[i],
+            cpus[i],
         ));
     }
     let gw = paths.len() - 1;
-    for (i, (path, _)) in paths.iter().enumerate().take(gw) {
+    for (i, (path, _, _)) in paths.iter().enumerate().take(gw) {
         // The ratio is the median of each round's pair (the baseline's round and the gateway
         // round soon after it), so that drift on a shared machine cancels within a pair.
         let mut ratios: Vec<f64> =
@@ -235,9 +240,10 @@ async fn compare(w: &Workload, args: &BenchArgs) -> anyhow::Result<String> {
         let ratio = median(&mut ratios);
         let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
         out.push_str(&format!(
-            "| {name} | **gateway vs {path}** | **{}** | **{}** | **{ratio:.2}×** (rounds {spread}) |\n",
+            "| {name} | **gateway vs {path}** | **{}** | **{}** | **{ratio:.2}×** (rounds {spread}) | **{:+.1}** |\n",
             signed_us(lat[gw].0, lat[i].0),
             signed_us(lat[gw].1, lat[i].1),
+            cpus[gw] - cpus[i],
         ));
     }
     Ok(out)
@@ -283,8 +289,8 @@ async fn paid_vs_unpaid(
     let ((pp50, pp99), (up50, up99)) = (lat[0], lat[1]);
     let (mut ps, mut us_) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
-        us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds).await);
-        ps.push(throughput(&paid, &t2i_body, args.concurrency, args.seconds).await);
+        us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds, &[]).await.0);
+        ps.push(throughput(&paid, &t2i_body, args.concurrency, args.seconds, &[]).await.0);
     }
     let (prps, urps) = (median(&mut ps), median(&mut us_));
     let tickets = paid_sim.payments().tickets_credited;
@@ -376,8 +382,17 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     (pick(0.50), pick(0.99))
 }
 
-async fn throughput(t: &Target, body: &Value, clients: usize, seconds: u64) -> f64 {
+/// One throughput run: requests per second, and the CPU time spent per request by this
+/// process (client, simulator and gateway) plus the processes in `extra` (nginx).
+async fn throughput(
+    t: &Target,
+    body: &Value,
+    clients: usize,
+    seconds: u64,
+    extra: &[u32],
+) -> (f64, f64) {
     let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_micros(extra);
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..clients {
@@ -391,7 +406,27 @@ async fn throughput(t: &Target, body: &Value, clients: usize, seconds: u64) -> f
         });
     }
     while set.join_next().await.is_some() {}
-    done.load(Relaxed) as f64 / seconds as f64
+    let n = done.load(Relaxed);
+    let cpu = cpu_micros(extra).saturating_sub(cpu_before);
+    (n as f64 / seconds as f64, cpu as f64 / n.max(1) as f64)
+}
+
+/// CPU time (user and system, all threads) of this process and of `extra`, in microseconds,
+/// from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per second on Linux); 0 where unreadable.
+fn cpu_micros(extra: &[u32]) -> u64 {
+    let ticks = |pid: &str| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+    };
+    let mut total = ticks("self");
+    for pid in extra {
+        total += ticks(&pid.to_string());
+    }
+    total * 10_000
 }
 
 /// Both listeners on ephemeral ports.

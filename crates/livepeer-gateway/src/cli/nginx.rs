@@ -54,6 +54,25 @@ impl Nginx {
         Ok(nginx)
     }
 
+    /// The master's and the workers' process ids (for their CPU time).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let mut pids = vec![master];
+        let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent id is the second field after the parenthesised command name.
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1));
+            if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(master) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// The base URL clients use.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
