@@ -4,15 +4,19 @@
 //! gateway's requirements, it indexes, for every (capability, model) on offer, the compatible
 //! orchestrators in a warm tier and a cold tier, each sorted by price. Selection then needs no
 //! per-request filtering for capabilities, and the price cap is a binary search.
+//!
+//! Building also hands every (orchestrator, job key) on offer its live per-key state (breaker,
+//! requests in flight, latency) from the orchestrator's statistics, which outlive snapshots,
+//! and lets those statistics forget keys the orchestrator no longer advertises.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use livepeer_pm::Address;
 use url::Url;
 
 use super::caps::{self, Capabilities, Mismatch};
-use super::health::OrchStats;
+use super::health::{JobStats, OrchStats};
 use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::Entry;
@@ -86,6 +90,8 @@ pub struct Snapshot {
     pub index: HashMap<JobKey, Tiers>,
     /// Slot index by URL.
     pub by_url: HashMap<String, u32>,
+    /// Live state per (orchestrator, job key), indexed by [`Entry::job`].
+    pub jobs: Vec<Arc<JobStats>>,
     /// Incremented on every rebuild.
     pub generation: u64,
 }
@@ -94,12 +100,18 @@ impl Snapshot {
     /// Builds the index over `slots`.
     pub fn build(slots: Vec<Slot>, req: &Requirements, generation: u64) -> Self {
         let mut index: HashMap<JobKey, Tiers> = HashMap::new();
+        let mut jobs = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             let Some(info) = slot.info.as_deref() else { continue };
+            let offers = offers(info);
+            {
+                let offered: HashSet<&JobKey> = offers.iter().map(|(k, _, _)| k).collect();
+                slot.stats.retain_jobs(|k| offered.contains(k));
+            }
             if slot.blocked {
                 continue;
             }
-            for (key, warm, capacity) in offers(info) {
+            for (key, warm, capacity) in offers {
                 if compatible(info, &key, req).is_err() {
                     continue;
                 }
@@ -111,7 +123,9 @@ impl Snapshot {
                     orch: i as u32,
                     price: info.price_for(key.capability, &key.model),
                     capacity,
+                    job: jobs.len() as u32,
                 };
+                jobs.push(slot.stats.job(&key));
                 if tiers.max_price.is_some_and(|max| entry.price > max) {
                     tiers.over_price.push(entry);
                 } else if warm {
@@ -127,7 +141,7 @@ impl Snapshot {
             t.over_price.sort_by_key(|e| e.price);
         }
         let by_url = slots.iter().enumerate().map(|(i, s)| (s.url.to_string(), i as u32)).collect();
-        Self { slots, index, by_url, generation }
+        Self { slots, index, by_url, jobs, generation }
     }
 }
 

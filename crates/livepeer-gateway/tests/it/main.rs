@@ -10,6 +10,7 @@ mod listen;
 mod live;
 mod oneshot;
 mod payments;
+mod per_model;
 mod props;
 mod signer;
 mod streams;
