@@ -21,6 +21,7 @@ use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::Entry;
 pub use crate::job::JobKey;
+use crate::job::capability_pipeline;
 
 /// What the gateway requires of orchestrators, fixed by configuration.
 #[derive(Debug, Clone, Default)]
@@ -145,11 +146,13 @@ impl Snapshot {
     }
 }
 
-/// Every (job, warm, capacity) an orchestrator offers: each advertised model, and transcoding.
+/// Every (job, warm, capacity) an orchestrator offers: each advertised model of an AI pipeline
+/// the gateway knows, and transcoding. Models under other capability ids are never asked for.
 fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
     let mut out = vec![(JobKey::transcode(), true, 0)];
     if let Some(c) = &info.capabilities {
-        for (cap, models) in &c.per_capability {
+        let known = c.per_capability.iter().filter(|(cap, _)| capability_pipeline(**cap).is_some());
+        for (cap, models) in known {
             for (model, mc) in models {
                 let key = JobKey { capability: *cap, model: model.clone() };
                 out.push((key, mc.warm, mc.capacity));
@@ -159,7 +162,57 @@ fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
     out
 }
 
-/// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5).
+/// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5). A model under a capability
+/// id that is no AI pipeline is never served: the requirement for it would set that bit, and a
+/// bitstring reaching an id near `u32::MAX` (an orchestrator chooses the ids it advertises)
+/// takes half a gigabyte.
 pub fn compatible(info: &OrchInfo, key: &JobKey, req: &Requirements) -> Result<(), Mismatch> {
+    if !key.model.is_empty() && capability_pipeline(key.capability).is_none() {
+        return Err(Mismatch::Model { capability: key.capability, model: key.model.clone() });
+    }
     caps::compatible(&req.capabilities(key), info.capabilities.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::orchestrator::caps::ModelConstraint;
+
+    #[test]
+    fn models_under_unknown_capability_ids_are_not_indexed() {
+        let mut caps = Capabilities::transcode_job("");
+        caps.version = "0.9.1".into();
+        for cap in [27, u32::MAX - 1] {
+            let mc = ModelConstraint { warm: true, ..ModelConstraint::default() };
+            caps.per_capability.entry(cap).or_default().insert("m".into(), mc);
+        }
+        caps.set(27);
+        let info = OrchInfo {
+            transcoder: "https://o.example:8935".into(),
+            address: None,
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: Some(caps),
+            ticket_params: None,
+            auth_token: None,
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        };
+        let req = Requirements::default();
+        let hostile = JobKey { capability: u32::MAX - 1, model: "m".into() };
+        assert!(matches!(compatible(&info, &hostile, &req), Err(Mismatch::Model { .. })));
+        let slot = Slot {
+            url: "https://o.example:8935".parse().unwrap(),
+            info: Some(Arc::new(info)),
+            stats: Arc::default(),
+            blocked: false,
+        };
+        let snap = Snapshot::build(vec![slot], &req, 1);
+        let mut keys: Vec<String> = snap.index.keys().map(ToString::to_string).collect();
+        keys.sort();
+        assert_eq!(keys, ["text-to-image/m", "transcode"]);
+        assert_eq!(snap.jobs.len(), 2);
+    }
 }
