@@ -284,6 +284,23 @@ impl AiClient {
         Ok(())
     }
 
+    /// Fuzzing entry (`benches/fuzz`): what [`call`](Self::call) does with a complete 200
+    /// JSON answer of `pipeline`. Fuzz only answers whose media URLs are `data:`; others are
+    /// downloaded.
+    #[doc(hidden)]
+    pub async fn answer_for_fuzz(
+        &self,
+        pipeline: Pipeline,
+        body: &[u8],
+        store: &ResultStore,
+        urls: &ResultUrls,
+    ) -> Result<Bytes, CallError> {
+        let mut json: Value =
+            serde_json::from_slice(body).map_err(|e| CallError::Malformed(e.to_string()))?;
+        self.rewrite_media(pipeline, &mut json, store, urls).await?;
+        Ok(Bytes::from(json.to_string()))
+    }
+
     /// The bytes behind a result URL: decoded in place for `data:`, else downloaded.
     async fn fetch(&self, src: &str) -> Result<(String, Bytes), CallError> {
         if let Some(rest) = src.strip_prefix("data:") {

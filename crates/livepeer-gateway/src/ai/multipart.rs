@@ -8,7 +8,7 @@ use rand::Rng as _;
 use super::validate::Upload;
 
 /// The body of `fields` (in order) followed by the file part, and its `Content-Type` value.
-pub(crate) fn encode(fields: &[(String, String)], file: &Upload) -> (String, Vec<u8>) {
+pub fn encode(fields: &[(String, String)], file: &Upload) -> (String, Vec<u8>) {
     // 128 random bits: a collision with the file's bytes is not a practical concern, and
     // scanning a large upload for the boundary would cost more than it protects.
     let boundary = format!("{:032x}", rand::rng().random::<u128>());

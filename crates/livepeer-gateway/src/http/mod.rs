@@ -12,6 +12,9 @@ mod live;
 pub(crate) mod server;
 pub(crate) mod signer;
 
+#[doc(hidden)]
+pub use body::read_input_for_fuzz;
+
 use axum::Router;
 use axum::routing::get;
 

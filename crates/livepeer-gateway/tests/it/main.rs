@@ -5,6 +5,7 @@ mod ai;
 mod binary;
 mod bodies;
 mod discovery;
+mod fuzz;
 mod health;
 mod listen;
 mod live;
