@@ -261,7 +261,9 @@ fn multipart_encode(rng: &mut SmallRng, env: &Env) {
         Bytes::from(body),
         1 << 20,
     );
-    env.accepted_if(matches!(env.rt.block_on(read), Some(Ok(_))));
+    let read = matches!(env.rt.block_on(read), Some(Ok(_)));
+    assert!(read, "the gateway's reader refuses what its encoder wrote");
+    env.accepted_if(read);
 }
 
 // === orchestrator answers ===
