@@ -110,7 +110,7 @@ fn bench(c: &mut Criterion) {
                 let best = snap
                     .slots
                     .iter()
-                    .filter(|s| s.stats.state(now) != HealthState::Ejected)
+                    .filter(|s| s.stats.breaker.state(now) != HealthState::Ejected)
                     .filter_map(|s| {
                         let info = s.info.as_deref()?;
                         let caps = info.capabilities.as_ref()?;

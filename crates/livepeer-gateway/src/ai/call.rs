@@ -252,7 +252,7 @@ impl AiClient {
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         // Boxed: downloading results makes a large future that text answers need not carry.
-        Box::pin(self.rewrite_media(orch, req, &mut json, sink)).await?;
+        Box::pin(self.rewrite_media(&orch.transcoder, req, &mut json, sink)).await?;
         Ok(Answer::Body(Bytes::from(json.to_string())))
     }
 
@@ -285,11 +285,28 @@ impl AiClient {
         header
     }
 
+    /// Fuzzing entry (`benches/fuzz`): what [`call`](Self::call) does with a complete 200
+    /// JSON answer to `req`, from an orchestrator at `transcoder`. The harness feeds only
+    /// answers whose media URLs are `data:`, so nothing is downloaded.
+    #[doc(hidden)]
+    pub async fn answer_for_fuzz(
+        &self,
+        transcoder: &str,
+        req: &ValidRequest,
+        body: &[u8],
+        sink: ResultSink<'_>,
+    ) -> Result<Bytes, CallError> {
+        let mut json: Value =
+            serde_json::from_slice(body).map_err(|e| CallError::Malformed(e.to_string()))?;
+        self.rewrite_media(transcoder, req, &mut json, sink).await?;
+        Ok(Bytes::from(json.to_string()))
+    }
+
     /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4),
     /// after checking there are no more of them than `req` asked for.
     async fn rewrite_media(
         &self,
-        orch: &OrchInfo,
+        transcoder: &str,
         req: &ValidRequest,
         json: &mut Value,
         sink: ResultSink<'_>,
@@ -300,7 +317,7 @@ impl AiClient {
             let n = slots.len();
             return Err(CallError::Download(format!("{n} outputs where {asked} were asked for")));
         }
-        let orch_url = url::Url::parse(&orch.transcoder)
+        let orch_url = url::Url::parse(transcoder)
             .map_err(|e| CallError::Malformed(format!("transcoder URL: {e}")))?;
         let config = sink.config;
         let mut budget = Budget {

@@ -15,6 +15,10 @@ mod relay;
 pub mod results;
 pub mod validate;
 
+/// The multipart encoder, for the fuzz harness (`benches/fuzz`).
+#[doc(hidden)]
+pub use multipart::encode as encode_multipart;
+
 use std::sync::Arc;
 use std::time::Duration;
 

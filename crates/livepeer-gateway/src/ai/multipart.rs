@@ -8,7 +8,7 @@ use rand::Rng as _;
 use super::validate::Upload;
 
 /// The body of `fields` (in order) followed by the file part, and its `Content-Type` value.
-pub(crate) fn encode(fields: &[(String, String)], file: &Upload) -> (String, Vec<u8>) {
+pub fn encode(fields: &[(String, String)], file: &Upload) -> (String, Vec<u8>) {
     // 128 random bits: a collision with the file's bytes is not a practical concern, and
     // scanning a large upload for the boundary would cost more than it protects.
     let boundary = format!("{:032x}", rand::rng().random::<u128>());
@@ -45,9 +45,19 @@ pub(crate) fn encode(fields: &[(String, String)], file: &Upload) -> (String, Vec
 }
 
 /// Escapes a name for a quoted header parameter as browsers do (WHATWG HTML, form
-/// submission): `"`, CR and LF become percent escapes.
+/// submission): `"`, CR and LF become percent escapes. So does every other ASCII control
+/// character, which no header line may carry: a client's file name can hold them (decoded
+/// from a `filename*` parameter), and the orchestrator would refuse the whole body.
 fn escape(name: &str) -> String {
-    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c == '"' || c.is_ascii_control() {
+            out.push_str(&format!("%{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -59,7 +69,7 @@ mod tests {
     fn parts_round_trip_through_a_multipart_parser() {
         let file = Upload {
             field: "image",
-            filename: "a \"b\".png".into(),
+            filename: "a \"b\"\u{1}\t\r\n.png".into(),
             content_type: Some("image/png".into()),
             bytes: Bytes::from_static(b"\x89PNG\r\n--not-a-boundary\r\n"),
         };
@@ -86,7 +96,7 @@ mod tests {
         assert_eq!(parts[0].0.as_deref(), Some("prompt"));
         assert_eq!(&parts[0].3[..], b"a cat\r\non a mat");
         assert_eq!(parts[1].0.as_deref(), Some("image"));
-        assert_eq!(parts[1].1.as_deref(), Some("a %22b%22.png"));
+        assert_eq!(parts[1].1.as_deref(), Some("a %22b%22%01%09%0D%0A.png"));
         assert_eq!(parts[1].2.as_deref(), Some("image/png"));
         assert_eq!(parts[1].3, file.bytes);
     }

@@ -48,6 +48,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     let mut healthy = 0;
     let mut ejected = 0;
     let mut unreachable = 0;
+    let jobs_ejected = snap.jobs.iter().filter(|j| j.breaker.state(now) != HealthState::Healthy);
+    let jobs_ejected = jobs_ejected.count();
     for s in &snap.slots {
         match (s.info.is_some(), s.stats.state(now)) {
             (false, _) => unreachable += 1,
@@ -91,6 +93,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "healthy": healthy,
             "ejected": ejected,
             "unreachable": unreachable,
+            "jobs_ejected": jobs_ejected,
             "last_refresh": state.pool.last_refresh(),
             "offers": offers,
         },
@@ -153,6 +156,7 @@ async fn orchestrators(State(state): State<AppState>) -> Json<Value> {
                 "cooldown_left_ms": s.stats.cooldown_left_ms(now),
                 "blocked": s.blocked,
                 "last_error": s.stats.last_error(),
+                "jobs": s.stats.jobs(now),
             })
         })
         .collect();

@@ -117,6 +117,24 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     Ok(Input::Multipart(parts))
 }
 
+/// Fuzzing entry (`benches/fuzz`): [`read_input`] over a request with this `Content-Type`,
+/// `Content-Length` (when given and a valid header value) and body. `None` when a header value
+/// is not one HTTP can carry (hyper would have refused it before any handler).
+#[doc(hidden)]
+pub async fn read_input_for_fuzz(
+    content_type: &str,
+    content_length: Option<&str>,
+    body: Bytes,
+    limit: usize,
+) -> Option<Result<Input, Error>> {
+    let mut req = Request::new(Body::from(body));
+    req.headers_mut().insert(header::CONTENT_TYPE, content_type.parse().ok()?);
+    if let Some(length) = content_length {
+        req.headers_mut().insert(header::CONTENT_LENGTH, length.parse().ok()?);
+    }
+    Some(read_input(req, limit, Duration::from_secs(5)).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,9 @@ pub(crate) mod server;
 pub(crate) mod signer;
 mod write_deadline;
 
+#[doc(hidden)]
+pub use body::read_input_for_fuzz;
+
 use axum::Router;
 use axum::routing::get;
 

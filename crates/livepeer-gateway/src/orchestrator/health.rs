@@ -1,17 +1,29 @@
 //! Live per-orchestrator state that the request path reads and writes without locks: ejection
 //! (a circuit breaker with growing cooldowns and a half-open probe), requests in flight and a
-//! latency EWMA.
+//! latency EWMA, each kept twice: once for the orchestrator as a whole and once per job key
+//! (pipeline capability and model) it advertises.
 //!
 //! go-livepeer suspends a failing orchestrator for about three session refreshes (18–30 minutes
 //! in practice, GATEWAY.md §4.9 and §9.4). Here the first failure ejects it for `base`, each
 //! further consecutive failure doubles that up to `max`, and when the cooldown ends exactly one
 //! caller gets to probe it. A success closes the breaker at once.
+//!
+//! An orchestrator is penalised only where it failed: a 5xx, a timeout or a refusal opens the
+//! breaker of that job key alone, and only failures that concern the whole orchestrator (it
+//! cannot be reached, its TLS fails, GetOrchestrator fails) open its own breaker; the split is
+//! [`Scope`](super::verdict::Scope). Capacity is per model too: requests in flight are counted
+//! per job key and compared with that model's advertised capacity, so a thousand live streams
+//! do not make an idle text-to-image model look full. The per-key state is created only for
+//! keys the orchestrator advertises, at most [`MAX_JOBS`] of them; the rest share one entry.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+
+use crate::job::JobKey;
 
 /// How long ejections last.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +40,9 @@ impl Default for EjectPolicy {
     }
 }
 
-/// The breaker state at one instant, as selection sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// The breaker state at one instant, as selection sees it. Ordered from best to worst, so the
+/// state of a candidate is the `max` of its orchestrator's and its job key's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Usable.
@@ -38,20 +51,6 @@ pub enum HealthState {
     ProbeDue,
     /// Cooling down, or a probe is in flight.
     Ejected,
-}
-
-/// Mutable, shared statistics of one orchestrator. Survives pool refreshes (keyed by URL).
-#[derive(Debug, Default)]
-pub struct OrchStats {
-    failures: AtomicU32,
-    eject_until_ms: AtomicU64,
-    probing: AtomicBool,
-    in_flight: AtomicU32,
-    /// Latency EWMA in microseconds; 0 = never measured.
-    latency_us: AtomicU64,
-    /// Times selected; the same counter is exported as a Prometheus series.
-    selections: Counter,
-    last_error: Mutex<Option<LastError>>,
 }
 
 /// The most recent failure, for operators.
@@ -63,17 +62,25 @@ pub struct LastError {
     pub at_ms: u64,
 }
 
+/// Most job keys tracked per orchestrator; further keys share one entry. Far above what real
+/// orchestrators advertise (tens of models), so only a hostile one reaches it.
+pub const MAX_JOBS: usize = 256;
+
 /// Weight of a new latency sample in the EWMA, in 1/8ths (3/8 ≈ 0.375).
 const EWMA_NEW_EIGHTHS: u64 = 3;
 
-// === impl OrchStats ===
+/// One circuit breaker: consecutive failures, the end of the cooldown, and the probe claim.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: AtomicU32,
+    eject_until_ms: AtomicU64,
+    probing: AtomicBool,
+    last_error: Mutex<Option<LastError>>,
+}
 
-impl OrchStats {
-    /// Fresh statistics whose selection count is `selections` (a registered metric).
-    pub fn with_selection_counter(selections: Counter) -> Self {
-        Self { selections, ..Self::default() }
-    }
+// === impl Breaker ===
 
+impl Breaker {
     /// The breaker state at `now_ms`.
     pub fn state(&self, now_ms: u64) -> HealthState {
         let until = self.eject_until_ms.load(Relaxed);
@@ -104,7 +111,7 @@ impl OrchStats {
             && self.probing.compare_exchange(false, true, Relaxed, Relaxed).is_ok()
     }
 
-    /// Records an orchestrator-caused failure and (re-)ejects it.
+    /// Records a failure and (re-)opens the breaker.
     pub fn record_failure(&self, now_ms: u64, policy: &EjectPolicy, message: String) {
         let failures = self.failures.fetch_add(1, Relaxed).saturating_add(1);
         let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
@@ -112,6 +119,11 @@ impl OrchStats {
         let until = now_ms.saturating_add(cooldown.as_millis() as u64).max(1);
         self.eject_until_ms.store(until, Relaxed);
         self.probing.store(false, Relaxed);
+        self.note_error(now_ms, message);
+    }
+
+    /// Keeps `message` as the last error without changing the state.
+    fn note_error(&self, now_ms: u64, message: String) {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(LastError { message, at_ms: now_ms });
         }
@@ -129,6 +141,23 @@ impl OrchStats {
         self.probing.store(false, Relaxed);
     }
 
+    /// The last failure recorded, if any.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+/// Load of one orchestrator or job key: requests in flight and a latency EWMA.
+#[derive(Debug, Default)]
+pub struct Load {
+    in_flight: AtomicU32,
+    /// Latency EWMA in microseconds; 0 = never measured.
+    latency_us: AtomicU64,
+}
+
+// === impl Load ===
+
+impl Load {
     /// Adds a latency sample to the EWMA.
     pub fn observe_latency(&self, latency: Duration) {
         let sample = (latency.as_micros() as u64).max(1);
@@ -155,7 +184,6 @@ impl OrchStats {
     /// Marks one more request in flight.
     pub fn begin_request(&self) {
         self.in_flight.fetch_add(1, Relaxed);
-        self.selections.inc();
     }
 
     /// Marks one request finished.
@@ -163,57 +191,162 @@ impl OrchStats {
         // Never wraps below zero even if a caller ends twice.
         let _ = self.in_flight.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
     }
+}
+
+/// Live state of one job key at one orchestrator: its own breaker and load.
+#[derive(Debug, Default)]
+pub struct JobStats {
+    /// What it counts, for operators: the job key, or `other` for the shared overflow entry.
+    pub label: String,
+    /// Ejection for this job key only.
+    pub breaker: Breaker,
+    /// Requests of this job key in flight, and their latency.
+    pub load: Load,
+}
+
+/// What `/orchestrators` shows of one job key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobReport {
+    /// The job key (`pipeline/model`), or `other`.
+    pub job: String,
+    /// Its breaker state.
+    pub state: HealthState,
+    /// Its requests in flight.
+    pub in_flight: u32,
+    /// Its latency EWMA, milliseconds.
+    pub latency_ewma_ms: f64,
+    /// Its consecutive failures.
+    pub consecutive_failures: u32,
+    /// Milliseconds of its cooldown left.
+    pub cooldown_left_ms: u64,
+    /// Its last failure.
+    pub last_error: Option<LastError>,
+}
+
+/// The per-key entries of one orchestrator, bounded by [`MAX_JOBS`].
+#[derive(Debug, Default)]
+struct Jobs {
+    map: HashMap<JobKey, Arc<JobStats>>,
+    /// Shared by every key beyond the bound; created when first needed.
+    overflow: Option<Arc<JobStats>>,
+}
+
+/// Mutable, shared statistics of one orchestrator. Survives pool refreshes (keyed by URL).
+#[derive(Debug, Default)]
+pub struct OrchStats {
+    /// Ejection of the whole orchestrator: failures that concern every job.
+    pub breaker: Breaker,
+    /// Every request in flight at it, and their latency.
+    pub load: Load,
+    /// Times selected; the same counter is exported as a Prometheus series.
+    selections: Counter,
+    jobs: Mutex<Jobs>,
+}
+
+// === impl OrchStats ===
+
+impl OrchStats {
+    /// Fresh statistics whose selection count is `selections` (a registered metric).
+    pub fn with_selection_counter(selections: Counter) -> Self {
+        Self { selections, ..Self::default() }
+    }
+
+    /// The state operators see: the worst of its own breaker and its job keys' ("ejected"
+    /// if it is ejected for anything; [`jobs`](Self::jobs) tells for what).
+    pub fn state(&self, now_ms: u64) -> HealthState {
+        let own = self.breaker.state(now_ms);
+        let Ok(jobs) = self.jobs.lock() else { return own };
+        jobs.map.values().chain(&jobs.overflow).map(|j| j.breaker.state(now_ms)).fold(own, Ord::max)
+    }
+
+    /// Milliseconds of its own cooldown left at `now_ms` (0 when not cooling down).
+    pub fn cooldown_left_ms(&self, now_ms: u64) -> u64 {
+        self.breaker.cooldown_left_ms(now_ms)
+    }
+
+    /// Its own consecutive failures.
+    pub fn failures(&self) -> u32 {
+        self.breaker.failures()
+    }
+
+    /// The last failure recorded, its own or a job key's.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.breaker.last_error()
+    }
+
+    /// Latency EWMA over all its jobs in microseconds, 0 if never measured.
+    pub fn latency_us(&self) -> u64 {
+        self.load.latency_us()
+    }
+
+    /// Requests currently in flight, all jobs together.
+    pub fn in_flight(&self) -> u32 {
+        self.load.in_flight()
+    }
+
+    /// Counts one more selection (the request is counted in flight by [`Load`]).
+    pub fn selected(&self) {
+        self.selections.inc();
+    }
 
     /// How many times it has been selected.
     pub fn selections(&self) -> u64 {
         self.selections.get()
     }
 
-    /// The last failure recorded, if any.
-    pub fn last_error(&self) -> Option<LastError> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+    /// Keeps `message` about one of its job keys as its last error, for operators.
+    pub fn note_job_error(&self, now_ms: u64, message: String) {
+        self.breaker.note_error(now_ms, message);
+    }
+
+    /// The state of job `key`, created on first use. Call it only for keys the orchestrator
+    /// advertises: beyond [`MAX_JOBS`] keys, every further one shares a single entry.
+    pub fn job(&self, key: &JobKey) -> Arc<JobStats> {
+        let Ok(mut jobs) = self.jobs.lock() else {
+            return Arc::new(JobStats { label: key.to_string(), ..JobStats::default() });
+        };
+        if let Some(j) = jobs.map.get(key) {
+            return j.clone();
+        }
+        if jobs.map.len() < MAX_JOBS {
+            let j = Arc::new(JobStats { label: key.to_string(), ..JobStats::default() });
+            jobs.map.insert(key.clone(), j.clone());
+            return j;
+        }
+        jobs.overflow
+            .get_or_insert_with(|| {
+                Arc::new(JobStats { label: "other".into(), ..JobStats::default() })
+            })
+            .clone()
+    }
+
+    /// Forgets the job keys it no longer advertises (per `offered`) that have nothing in
+    /// flight, so that the table follows the orchestrator's current offer.
+    pub fn retain_jobs(&self, offered: impl Fn(&JobKey) -> bool) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.map.retain(|k, j| offered(k) || j.load.in_flight() > 0);
+        }
+    }
+
+    /// Every job key's state, in key order, for operators.
+    pub fn jobs(&self, now_ms: u64) -> Vec<JobReport> {
+        let Ok(jobs) = self.jobs.lock() else { return Vec::new() };
+        let mut keys: Vec<&JobKey> = jobs.map.keys().collect();
+        keys.sort();
+        let entries = keys.into_iter().filter_map(|k| jobs.map.get(k)).chain(&jobs.overflow);
+        entries
+            .map(|j| JobReport {
+                job: j.label.clone(),
+                state: j.breaker.state(now_ms),
+                in_flight: j.load.in_flight(),
+                latency_ewma_ms: j.load.latency_us() as f64 / 1000.0,
+                consecutive_failures: j.breaker.failures(),
+                cooldown_left_ms: j.breaker.cooldown_left_ms(now_ms),
+                last_error: j.breaker.last_error(),
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cooldown_grows_then_probe_closes_the_breaker() {
-        let s = OrchStats::default();
-        let p = EjectPolicy { base: Duration::from_secs(1), max: Duration::from_secs(5) };
-        assert_eq!(s.state(0), HealthState::Healthy);
-        s.record_failure(1000, &p, "boom".into());
-        assert_eq!(s.state(1999), HealthState::Ejected);
-        assert_eq!(s.state(2000), HealthState::ProbeDue);
-        assert!(s.try_begin_probe(2000));
-        assert!(!s.try_begin_probe(2000), "only one probe at a time");
-        assert_eq!(s.state(2000), HealthState::Ejected);
-        s.record_failure(2000, &p, "again".into());
-        assert_eq!(s.cooldown_left_ms(2000), 2000, "second failure doubles the cooldown");
-        for _ in 0..10 {
-            s.record_failure(10_000, &p, "x".into());
-        }
-        assert_eq!(s.cooldown_left_ms(10_000), 5000, "capped at max");
-        assert!(s.try_begin_probe(15_000));
-        s.record_success();
-        assert_eq!(s.state(15_000), HealthState::Healthy);
-        assert_eq!(s.failures(), 0);
-        assert_eq!(s.last_error().unwrap().message, "x");
-    }
-
-    #[test]
-    fn ewma_and_in_flight() {
-        let s = OrchStats::default();
-        s.observe_latency(Duration::from_millis(8));
-        assert_eq!(s.latency_us(), 8000);
-        s.observe_latency(Duration::from_millis(16));
-        assert_eq!(s.latency_us(), 11_000);
-        s.begin_request();
-        s.end_request();
-        s.end_request();
-        assert_eq!(s.in_flight(), 0);
-        assert_eq!(s.selections(), 1);
-    }
-}
+mod tests;

@@ -19,10 +19,10 @@ use url::Url;
 
 use super::client::{ClientError, OrchClient};
 use super::discovery::Discovery;
-use super::health::{EjectPolicy, HealthState, OrchStats};
+use super::health::{EjectPolicy, HealthState, JobStats, OrchStats};
 use super::info::OrchInfo;
 use super::price::Price;
-use super::selection::{self, Limits, Live, Weights};
+use super::selection::{self, Entry, Limits, Live, Weights};
 use super::snapshot::{JobKey, Requirements, Slot, Snapshot};
 use crate::error::Kind;
 use crate::metrics::Metrics;
@@ -222,9 +222,13 @@ impl Pool {
         let excluded: Vec<u32> =
             exclude.iter().filter_map(|u| snap.by_url.get(*u).copied()).collect();
         let now = self.now_ms();
-        let live = |i: u32| {
-            let s = &snap.slots[i as usize].stats;
-            Live { state: s.state(now), in_flight: s.in_flight(), latency_us: s.latency_us() }
+        let live = |e: &Entry| {
+            let (orch, job) = (&snap.slots[e.orch as usize].stats, &snap.jobs[e.job as usize]);
+            Live {
+                state: orch.breaker.state(now).max(job.breaker.state(now)),
+                in_flight: job.load.in_flight(),
+                latency_us: job.load.latency_us(),
+            }
         };
         let limits = Limits { max_price: tiers.max_price, exclude: &excluded };
         let mut rng = rand::rng();
@@ -240,15 +244,18 @@ impl Pool {
                 return Err(self.why_none(job, tiers));
             };
             let slot = &snap.slots[entry.orch as usize];
-            let probe = slot.stats.state(now) == HealthState::ProbeDue;
-            if probe && !slot.stats.try_begin_probe(now) {
+            let job = snap.jobs[entry.job as usize].clone();
+            let Some(probe) = claim_probes(&slot.stats, &job, now) else {
                 excluded.push(entry.orch);
                 continue;
-            }
-            slot.stats.begin_request();
+            };
+            slot.stats.selected();
+            slot.stats.load.begin_request();
+            job.load.begin_request();
             return Ok(Lease {
                 pool: self.clone(),
                 stats: slot.stats.clone(),
+                job,
                 snapshot: snap.clone(),
                 index: entry.orch,
                 price: entry.price,
@@ -376,18 +383,18 @@ impl Pool {
                 // The discovery round trip is not fed into the job-latency EWMA: the first call
                 // includes the TLS handshake and would penalise TLS orchestrators for a one-off
                 // cost. Unmeasured orchestrators count as fast, so jobs try them and measure.
-                if slot.stats.state(now) != HealthState::Healthy {
+                if slot.stats.breaker.state(now) != HealthState::Healthy {
                     tracing::info!(orchestrator = %url, "orchestrator answered again; back in the pool");
                 }
-                slot.stats.record_success();
+                slot.stats.breaker.record_success();
                 let blocklist = &self.inner.config.requirements.blocklist;
                 slot.blocked = info.address.is_some_and(|a| blocklist.contains(&a));
                 slot.info = Some(Arc::new(info));
             }
             Err(e) => {
                 self.inner.metrics.discovery_error(&url, e.code());
-                let was = slot.stats.state(now);
-                slot.stats.record_failure(now, &self.inner.config.eject, e.to_string());
+                let was = slot.stats.breaker.state(now);
+                slot.stats.breaker.record_failure(now, &self.inner.config.eject, e.to_string());
                 if was == HealthState::Healthy {
                     self.inner.metrics.ejected(&url);
                 }
@@ -400,7 +407,9 @@ impl Pool {
     async fn probe_due(&self) {
         let now = self.now_ms();
         let due: Vec<Slot> = match self.inner.known.lock() {
-            Ok(known) => known.iter().filter(|s| s.stats.try_begin_probe(now)).cloned().collect(),
+            Ok(known) => {
+                known.iter().filter(|s| s.stats.breaker.try_begin_probe(now)).cloned().collect()
+            }
             Err(_) => return,
         };
         if due.is_empty() {
@@ -457,8 +466,50 @@ fn census(snap: &Snapshot, now_ms: u64, metrics: &Metrics) {
     );
 }
 
-/// One selected orchestrator for one attempt. Report the outcome with [`Lease::succeeded`],
-/// [`Lease::failed`] or [`Lease::client_error`]; dropping it unreported only releases it.
+/// Claims the half-open probes a selection needs: the orchestrator's own when it is due, and
+/// the job key's when that is due. `None` when another request got one first (any claim made
+/// here is given back); otherwise whether this attempt probes.
+fn claim_probes(orch: &OrchStats, job: &JobStats, now: u64) -> Option<Probe> {
+    let own_due = orch.breaker.state(now) == HealthState::ProbeDue;
+    let job_due = job.breaker.state(now) == HealthState::ProbeDue;
+    if own_due && !orch.breaker.try_begin_probe(now) {
+        return None;
+    }
+    if job_due && !job.breaker.try_begin_probe(now) {
+        if own_due {
+            orch.breaker.end_probe();
+        }
+        return None;
+    }
+    Some(Probe { orch: own_due, job: job_due })
+}
+
+/// Which half-open probes one attempt holds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Probe {
+    /// The orchestrator's own breaker.
+    orch: bool,
+    /// The job key's breaker.
+    job: bool,
+}
+
+// === impl Probe ===
+
+impl Probe {
+    /// Gives back the claims without a verdict.
+    fn end(self, orch: &OrchStats, job: &JobStats) {
+        if self.orch {
+            orch.breaker.end_probe();
+        }
+        if self.job {
+            job.breaker.end_probe();
+        }
+    }
+}
+
+/// One selected orchestrator for one attempt at one job key. Report the outcome with
+/// [`Lease::succeeded`], [`Lease::failed`], [`Lease::failed_job`] or [`Lease::client_error`];
+/// dropping it unreported only releases it.
 #[derive(Debug)]
 pub struct Lease {
     pool: Pool,
@@ -466,9 +517,11 @@ pub struct Lease {
     snapshot: Arc<Snapshot>,
     index: u32,
     stats: Arc<OrchStats>,
+    /// The job key's state at this orchestrator.
+    job: Arc<JobStats>,
     price: Price,
     started: Instant,
-    probe: bool,
+    probe: Probe,
     done: bool,
 }
 
@@ -494,23 +547,46 @@ impl Lease {
         self.price
     }
 
-    /// Whether this attempt is the half-open probe of an ejected orchestrator.
+    /// Whether this attempt is the half-open probe of an ejected orchestrator or job key.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.probe.orch || self.probe.job
     }
 
-    /// The orchestrator served the request: record its latency, close its breaker.
+    /// The orchestrator served the request: record its latency, close its breakers (its own
+    /// and this job key's).
     pub fn succeeded(mut self) {
-        self.stats.observe_latency(self.started.elapsed());
-        self.stats.record_success();
+        let took = self.started.elapsed();
+        self.stats.load.observe_latency(took);
+        self.job.load.observe_latency(took);
+        self.stats.breaker.record_success();
+        self.job.breaker.record_success();
         self.done = true;
     }
 
-    /// The orchestrator failed (connection, timeout, 5xx, refusal): eject it.
+    /// The orchestrator failed as a whole (it cannot be reached): eject it for every job.
     pub fn failed(mut self, message: String) {
         let now = self.pool.now_ms();
-        let was = self.stats.state(now);
-        self.stats.record_failure(now, &self.pool.inner.config.eject, message);
+        let was = self.stats.breaker.state(now);
+        self.stats.breaker.record_failure(now, &self.pool.inner.config.eject, message);
+        if self.probe.job {
+            self.job.breaker.end_probe();
+        }
+        if was == HealthState::Healthy {
+            self.pool.inner.metrics.ejected(self.slot().url.as_str());
+        }
+        self.done = true;
+    }
+
+    /// The orchestrator failed at this job (a 5xx, a timeout, a refusal): eject it for this
+    /// job key only; other pipelines and models keep using it.
+    pub fn failed_job(mut self, message: String) {
+        let now = self.pool.now_ms();
+        let was = self.job.breaker.state(now);
+        self.stats.note_job_error(now, format!("{}: {message}", self.job.label));
+        self.job.breaker.record_failure(now, &self.pool.inner.config.eject, message);
+        if self.probe.orch {
+            self.stats.breaker.end_probe();
+        }
         if was == HealthState::Healthy {
             self.pool.inner.metrics.ejected(self.slot().url.as_str());
         }
@@ -519,19 +595,21 @@ impl Lease {
 
     /// The request failed because of the user's own input: no penalty for the orchestrator.
     pub fn client_error(mut self) {
-        if self.probe {
-            self.stats.end_probe();
-        }
+        self.probe.end(&self.stats, &self.job);
         self.done = true;
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.stats.end_request();
-        if !self.done && self.probe {
+        self.stats.load.end_request();
+        self.job.load.end_request();
+        if !self.done {
             // Abandoned (e.g. the client went away): let someone else probe.
-            self.stats.end_probe();
+            self.probe.end(&self.stats, &self.job);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,16 +25,20 @@ pub struct Entry {
     pub price: Price,
     /// How many requests it takes at once for this job; 0 = not reported (no limit).
     pub capacity: u32,
+    /// Index of this job key's live state in the snapshot (`Snapshot::jobs`).
+    pub job: u32,
 }
 
-/// The live facts about a candidate at the moment of choosing.
+/// The live facts about a candidate (an orchestrator for one job key) at the moment of
+/// choosing: the worse of its own and the job key's breaker, and the job key's load.
 #[derive(Debug, Clone, Copy)]
 pub struct Live {
     /// Breaker state.
     pub state: HealthState,
-    /// Requests in flight.
+    /// Requests of this job key in flight, compared with the entry's capacity.
     pub in_flight: u32,
-    /// Latency EWMA in microseconds (0 = unknown, treated as fast so it gets tried).
+    /// Latency EWMA of this job key in microseconds (0 = unknown, treated as fast so it gets
+    /// tried).
     pub latency_us: u64,
 }
 
@@ -74,7 +78,7 @@ const MAX_DRAWS: usize = 16;
 /// and below its capacity. Never returns anything else.
 pub fn choose<R: Rng + ?Sized>(
     tiers: &[&[Entry]],
-    live: impl Fn(u32) -> Live,
+    live: impl Fn(&Entry) -> Live,
     limits: &Limits<'_>,
     weights: &Weights,
     rng: &mut R,
@@ -90,7 +94,7 @@ pub fn choose<R: Rng + ?Sized>(
             if limits.exclude.contains(&e.orch) {
                 return None;
             }
-            let l = live(e.orch);
+            let l = live(e);
             let open = l.state != HealthState::Ejected;
             let room = e.capacity == 0 || l.in_flight < e.capacity;
             (open && room).then_some(l)
@@ -207,15 +211,20 @@ mod tests {
         let mut t: Vec<Entry> = cands
             .iter()
             .enumerate()
-            .map(|(i, c)| Entry { orch: i as u32, price: p(c.price), capacity: c.capacity })
+            .map(|(i, c)| Entry {
+                orch: i as u32,
+                price: p(c.price),
+                capacity: c.capacity,
+                job: i as u32,
+            })
             .collect();
         t.sort_by_key(|e| e.price);
         t
     }
 
-    fn live(cands: &[Cand]) -> impl Fn(u32) -> Live + '_ {
-        move |i| {
-            let c = &cands[i as usize];
+    fn live(cands: &[Cand]) -> impl Fn(&Entry) -> Live + '_ {
+        move |e| {
+            let c = &cands[e.job as usize];
             Live { state: c.state, in_flight: c.in_flight, latency_us: c.latency_us }
         }
     }
@@ -313,8 +322,8 @@ mod tests {
         // Warm tier fully ejected: the cold tier serves.
         let mixed =
             vec![Cand { state: HealthState::Ejected, ..healthy(1, 0, 1) }, healthy(50, 0, 1_000)];
-        let warm = [Entry { orch: 0, price: p(1), capacity: 0 }];
-        let cold = [Entry { orch: 1, price: p(50), capacity: 0 }];
+        let warm = [Entry { orch: 0, price: p(1), capacity: 0, job: 0 }];
+        let cold = [Entry { orch: 1, price: p(50), capacity: 0, job: 1 }];
         let e = choose(
             &[&warm, &cold],
             live(&mixed),

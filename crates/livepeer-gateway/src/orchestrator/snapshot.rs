@@ -4,19 +4,24 @@
 //! gateway's requirements, it indexes, for every (capability, model) on offer, the compatible
 //! orchestrators in a warm tier and a cold tier, each sorted by price. Selection then needs no
 //! per-request filtering for capabilities, and the price cap is a binary search.
+//!
+//! Building also hands every (orchestrator, job key) on offer its live per-key state (breaker,
+//! requests in flight, latency) from the orchestrator's statistics, which outlive snapshots,
+//! and lets those statistics forget keys the orchestrator no longer advertises.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use livepeer_pm::Address;
 use url::Url;
 
 use super::caps::{self, Capabilities, Mismatch};
-use super::health::OrchStats;
+use super::health::{JobStats, OrchStats};
 use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::Entry;
 pub use crate::job::JobKey;
+use crate::job::capability_pipeline;
 
 /// What the gateway requires of orchestrators, fixed by configuration.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +91,8 @@ pub struct Snapshot {
     pub index: HashMap<JobKey, Tiers>,
     /// Slot index by URL.
     pub by_url: HashMap<String, u32>,
+    /// Live state per (orchestrator, job key), indexed by [`Entry::job`].
+    pub jobs: Vec<Arc<JobStats>>,
     /// Incremented on every rebuild.
     pub generation: u64,
 }
@@ -94,12 +101,18 @@ impl Snapshot {
     /// Builds the index over `slots`.
     pub fn build(slots: Vec<Slot>, req: &Requirements, generation: u64) -> Self {
         let mut index: HashMap<JobKey, Tiers> = HashMap::new();
+        let mut jobs = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             let Some(info) = slot.info.as_deref() else { continue };
+            let offers = offers(info);
+            {
+                let offered: HashSet<&JobKey> = offers.iter().map(|(k, _, _)| k).collect();
+                slot.stats.retain_jobs(|k| offered.contains(k));
+            }
             if slot.blocked {
                 continue;
             }
-            for (key, warm, capacity) in offers(info) {
+            for (key, warm, capacity) in offers {
                 if compatible(info, &key, req).is_err() {
                     continue;
                 }
@@ -111,7 +124,9 @@ impl Snapshot {
                     orch: i as u32,
                     price: info.price_for(key.capability, &key.model),
                     capacity,
+                    job: jobs.len() as u32,
                 };
+                jobs.push(slot.stats.job(&key));
                 if tiers.max_price.is_some_and(|max| entry.price > max) {
                     tiers.over_price.push(entry);
                 } else if warm {
@@ -127,15 +142,17 @@ impl Snapshot {
             t.over_price.sort_by_key(|e| e.price);
         }
         let by_url = slots.iter().enumerate().map(|(i, s)| (s.url.to_string(), i as u32)).collect();
-        Self { slots, index, by_url, generation }
+        Self { slots, index, by_url, jobs, generation }
     }
 }
 
-/// Every (job, warm, capacity) an orchestrator offers: each advertised model, and transcoding.
+/// Every (job, warm, capacity) an orchestrator offers: each advertised model of an AI pipeline
+/// the gateway knows, and transcoding. Models under other capability ids are never asked for.
 fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
     let mut out = vec![(JobKey::transcode(), true, 0)];
     if let Some(c) = &info.capabilities {
-        for (cap, models) in &c.per_capability {
+        let known = c.per_capability.iter().filter(|(cap, _)| capability_pipeline(**cap).is_some());
+        for (cap, models) in known {
             for (model, mc) in models {
                 let key = JobKey { capability: *cap, model: model.clone() };
                 out.push((key, mc.warm, mc.capacity));
@@ -145,7 +162,57 @@ fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
     out
 }
 
-/// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5).
+/// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5). A model under a capability
+/// id that is no AI pipeline is never served: the requirement for it would set that bit, and a
+/// bitstring reaching an id near `u32::MAX` (an orchestrator chooses the ids it advertises)
+/// takes half a gigabyte.
 pub fn compatible(info: &OrchInfo, key: &JobKey, req: &Requirements) -> Result<(), Mismatch> {
+    if !key.model.is_empty() && capability_pipeline(key.capability).is_none() {
+        return Err(Mismatch::Model { capability: key.capability, model: key.model.clone() });
+    }
     caps::compatible(&req.capabilities(key), info.capabilities.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::orchestrator::caps::ModelConstraint;
+
+    #[test]
+    fn models_under_unknown_capability_ids_are_not_indexed() {
+        let mut caps = Capabilities::transcode_job("");
+        caps.version = "0.9.1".into();
+        for cap in [27, u32::MAX - 1] {
+            let mc = ModelConstraint { warm: true, ..ModelConstraint::default() };
+            caps.per_capability.entry(cap).or_default().insert("m".into(), mc);
+        }
+        caps.set(27);
+        let info = OrchInfo {
+            transcoder: "https://o.example:8935".into(),
+            address: None,
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: Some(caps),
+            ticket_params: None,
+            auth_token: None,
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        };
+        let req = Requirements::default();
+        let hostile = JobKey { capability: u32::MAX - 1, model: "m".into() };
+        assert!(matches!(compatible(&info, &hostile, &req), Err(Mismatch::Model { .. })));
+        let slot = Slot {
+            url: "https://o.example:8935".parse().unwrap(),
+            info: Some(Arc::new(info)),
+            stats: Arc::default(),
+            blocked: false,
+        };
+        let snap = Snapshot::build(vec![slot], &req, 1);
+        let mut keys: Vec<String> = snap.index.keys().map(ToString::to_string).collect();
+        keys.sort();
+        assert_eq!(keys, ["text-to-image/m", "transcode"]);
+        assert_eq!(snap.jobs.len(), 2);
+    }
 }

@@ -14,6 +14,21 @@
 //! (live counted any 4xx as a refusal without ejection); a 4xx that blames the user's input
 //! ends the start with 400 instead of trying other orchestrators; and payment refusals renew
 //! the payment session, as AI calls already did.
+//!
+//! A penalty has a [`Scope`]: the orchestrator is ejected only for the job key (pipeline and
+//! model) where it failed, unless the failure concerns it as a whole. Only a transport failure
+//! does (connection refused, TLS refused, the connection broken), besides a failed
+//! GetOrchestrator in the pool's refresh: every pipeline is served from the same address.
+//!
+//! | failure          | scope        | why                                                     |
+//! |------------------|--------------|---------------------------------------------------------|
+//! | Transport        | orchestrator | its address does not work, whatever the pipeline        |
+//! | Timeout          | job          | one model can be slow or stuck while others answer      |
+//! | PaymentInvalid   | job          | the payment session is renewed anyway (`renew_payment`) |
+//! | Refused          | job          | the refusal is of this route or model                   |
+//! | Server           | job          | a runner's 5xx or unusable answer is its pipeline's     |
+//! | ClosedMidStream  | job          | the stream of this pipeline broke                       |
+//! | others           | —            | not penalised                                           |
 
 use super::Lease;
 
@@ -69,6 +84,15 @@ impl ClientOutcome {
     }
 }
 
+/// What a penalty covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The whole orchestrator: it is ejected for every job.
+    Orchestrator,
+    /// Only the job key (pipeline and model) the failure happened on.
+    Job,
+}
+
 /// What to do about one [`Failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Verdict {
@@ -84,6 +108,8 @@ pub struct Verdict {
     /// fetched anew before it is paid again. Batch AI also retries the same orchestrator once
     /// with the fresh session.
     pub renew_payment: bool,
+    /// What a penalty covers (meaningful only when [`penalise`](Self::penalise) is set).
+    pub scope: Scope,
 }
 
 /// How the lease of the orchestrator a verdict is about ends.
@@ -114,7 +140,8 @@ impl Verdict {
     /// records.
     pub fn end_lease(self, lease: Lease, why: impl std::fmt::Display) {
         match self.lease_end() {
-            LeaseEnd::Eject => lease.failed(why.to_string()),
+            LeaseEnd::Eject if self.scope == Scope::Orchestrator => lease.failed(why.to_string()),
+            LeaseEnd::Eject => lease.failed_job(why.to_string()),
             LeaseEnd::ClientError => lease.client_error(),
             LeaseEnd::Release => drop(lease),
         }
@@ -130,6 +157,7 @@ impl Failure {
             fail_over,
             penalise,
             renew_payment,
+            scope: self.scope(),
         };
         match self {
             // Columns: client sees, fail over, penalise, renew payment.
@@ -142,6 +170,21 @@ impl Failure {
             Self::Refused => v(BadGateway, true, true, false),
             Self::Server => v(BadGateway, true, true, false),
             Self::ClosedMidStream => v(BadGateway, true, true, false),
+        }
+    }
+
+    /// What a penalty for this failure covers (the table in the module docs).
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::Transport => Scope::Orchestrator,
+            Self::Timeout
+            | Self::Busy
+            | Self::PaymentStale
+            | Self::PaymentInvalid
+            | Self::ClientInput
+            | Self::Refused
+            | Self::Server
+            | Self::ClosedMidStream => Scope::Job,
         }
     }
 
@@ -239,8 +282,28 @@ mod tests {
             (Failure::ClosedMidStream, BadGateway,          true,      true,     false),
         ];
         for &(failure, client_sees, fail_over, penalise, renew_payment) in rows {
-            let want = Verdict { client_sees, fail_over, penalise, renew_payment };
+            let scope = failure.scope();
+            let want = Verdict { client_sees, fail_over, penalise, renew_payment, scope };
             assert_eq!(failure.verdict(), want, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn only_transport_failures_eject_the_whole_orchestrator() {
+        let all = [
+            Failure::Transport,
+            Failure::Timeout,
+            Failure::Busy,
+            Failure::PaymentStale,
+            Failure::PaymentInvalid,
+            Failure::ClientInput,
+            Failure::Refused,
+            Failure::Server,
+            Failure::ClosedMidStream,
+        ];
+        for failure in all {
+            let want = if failure == Failure::Transport { Scope::Orchestrator } else { Scope::Job };
+            assert_eq!(failure.verdict().scope, want, "{failure:?}");
         }
     }
 

@@ -33,7 +33,8 @@ pub(super) fn bill(
     req: &PaymentRequest,
     now: u64,
 ) -> Result<Bill, Refusal> {
-    if offer.token.expiration - (now / 1000) as i64 <= REFRESH_MARGIN_SECS {
+    // Saturating: the expiry is the orchestrator's number, and i64::MIN must not wrap to "valid".
+    if offer.token.expiration.saturating_sub((now / 1000) as i64) <= REFRESH_MARGIN_SECS {
         return Err(Refusal::RefreshSession { orchestrator: offer.transcoder.clone() });
     }
     let units = units(&req.job_type, req.in_pixels, st.LastUpdate, now)?;
@@ -143,6 +144,16 @@ mod tests {
     ) -> Result<Bill, Refusal> {
         let req = request(&info(price.0, price.1, NOW_S + 1800), fields);
         bill(st, &decode(&req).unwrap(), &req, NOW)
+    }
+
+    /// Found by `benches/fuzz`: this subtraction overflowed (a panic in debug builds, and in
+    /// release a wrap that took the token for a valid one).
+    #[test]
+    fn an_expiry_at_the_bottom_of_the_range_asks_for_a_refresh() {
+        let st = state(1, 1, "0", 0);
+        let req = request(&info(1, 1, i64::MIN), json!({"type": "lv2v"}));
+        let refused = bill(&st, &decode(&req).unwrap(), &req, NOW).unwrap_err();
+        assert!(matches!(refused, Refusal::RefreshSession { .. }), "{refused:?}");
     }
 
     #[test]
