@@ -14,6 +14,7 @@ mod oneshot;
 mod payments;
 mod props;
 mod results;
+mod settle;
 mod signer;
 mod stalled_trickle;
 mod streams;
