@@ -94,7 +94,6 @@ async fn assert_books_agree(gw: &Gateway, sim: &Sim, when: &str) {
 /// keep), and the fee it debited is booked as paid, so every later request pays exactly
 /// enough and succeeds.
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn a_result_the_full_store_cannot_keep_is_booked_as_paid_and_not_failed_over() {
     let orch = onchain_sim(1, 1).await;
     // Dearer, so selected only if the gateway failed over.
@@ -137,7 +136,6 @@ async fn a_result_the_full_store_cannot_keep_is_booked_as_paid_and_not_failed_ov
 /// it did the job and debited its fee: that is booked as paid too, so once it is back the next
 /// request pays exactly enough and succeeds.
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn an_unusable_result_url_is_penalised_but_booked_as_paid() {
     let orch = onchain_sim(3, 1).await;
     let gw = start(paying_config(&[&orch])).await;
