@@ -38,6 +38,10 @@ pub enum CallError {
     /// Could not connect or the connection broke before a complete answer.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// The connection broke while the body of a 2xx answer was read: the orchestrator did
+    /// the job (and debited its fee) before it answered.
+    #[error("connection failed: {0}")]
+    BrokenAnswer(String),
     /// No complete answer within the attempt deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -79,7 +83,7 @@ impl CallError {
     /// result the gateway's full store cannot keep is the gateway's.
     pub fn failure(&self) -> Failure {
         match self {
-            Self::Connect(_) => Failure::Transport,
+            Self::Connect(_) | Self::BrokenAnswer(_) => Failure::Transport,
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
@@ -89,9 +93,14 @@ impl CallError {
 
     /// Whether the orchestrator answered 2xx before this failure: it then did the job and
     /// debited its fee (go-livepeer debits once the job succeeded, before it answers),
-    /// whatever the gateway makes of the answer afterwards.
+    /// whatever the gateway makes of the answer afterwards. (A deadline that passes while a
+    /// 2xx body is read is a [`Timeout`](Self::Timeout), booked as spent: that never
+    /// overstates the gateway's credit.)
     pub fn delivered(&self) -> bool {
-        matches!(self, Self::Malformed(_) | Self::Download(_) | Self::StoreFull(_))
+        matches!(
+            self,
+            Self::BrokenAnswer(_) | Self::Malformed(_) | Self::Download(_) | Self::StoreFull(_)
+        )
     }
 
     /// What became of the attempt's payment: the fee was charged when the orchestrator
@@ -114,7 +123,7 @@ impl CallError {
     /// A short stable code for metrics labels.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Connect(_) => "connect",
+            Self::Connect(_) | Self::BrokenAnswer(_) => "connect",
             Self::Timeout(_) => "timeout",
             Self::Status { status, .. } => match self.failure() {
                 Failure::ClientInput => "client_input",
@@ -260,6 +269,7 @@ impl AiClient {
         let body = read_limited(resp, cap).await.map_err(|e| match e {
             // Inline results live in the answer: too large an answer is an unusable result.
             CallError::Malformed(why) => CallError::Download(why),
+            CallError::Connect(why) => CallError::BrokenAnswer(why),
             other => other,
         })?;
         if !has_media(req.pipeline) {
@@ -446,6 +456,7 @@ mod tests {
             (s(404, "404 page not found"), Failure::Refused),
             (CallError::Timeout(Duration::from_secs(1)), Failure::Timeout),
             (CallError::Connect("reset".into()), Failure::Transport),
+            (CallError::BrokenAnswer("reset".into()), Failure::Transport),
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
             (CallError::StoreFull("full".into()), Failure::ResultNotKept),
@@ -465,6 +476,7 @@ mod tests {
             (CallError::StoreFull("full".into()), true, Paid),
             (CallError::Download("elsewhere".into()), true, Paid),
             (CallError::Malformed("not JSON".into()), true, Paid),
+            (CallError::BrokenAnswer("reset".into()), true, Paid),
             (CallError::Connect("reset".into()), false, CreditSpent),
             (CallError::Timeout(Duration::from_secs(1)), false, CreditSpent),
             (s(503, "insufficient capacity"), false, Refused),
@@ -490,5 +502,6 @@ mod tests {
         assert_eq!(s(400, "TicketParams expired").code(), "busy");
         assert_eq!(CallError::Timeout(Duration::from_secs(1)).code(), "timeout");
         assert_eq!(CallError::Connect("x".into()).code(), "connect");
+        assert_eq!(CallError::BrokenAnswer("x".into()).code(), "connect");
     }
 }

@@ -132,11 +132,12 @@ async fn a_result_the_full_store_cannot_keep_is_booked_as_paid_and_not_failed_ov
     gw.shutdown().await;
 }
 
-/// A result URL the gateway refuses is the orchestrator's fault (502, ejected, as before), but
-/// it did the job and debited its fee: that is booked as paid too, so once it is back the next
-/// request pays exactly enough and succeeds.
+/// A result URL the gateway refuses, or a 2xx answer whose body breaks off, is the
+/// orchestrator's fault (502, ejected, as before), but it did the job and debited its fee:
+/// that is booked as paid too, so once it is back the next request pays exactly enough and
+/// succeeds.
 #[tokio::test]
-async fn an_unusable_result_url_is_penalised_but_booked_as_paid() {
+async fn an_unusable_answer_is_penalised_but_booked_as_paid() {
     let orch = onchain_sim(3, 1).await;
     let gw = start(paying_config(&[&orch])).await;
     orch.set_ai_mode(AiMode::ResultUrls(vec![SMALL.into()]));
@@ -144,10 +145,13 @@ async fn an_unusable_result_url_is_penalised_but_booked_as_paid() {
         expect_ok(&gw, &orch).await;
         assert_books_agree(&gw, &orch, &format!("success {i}")).await;
     }
-    for (i, bad) in
-        ["http://169.254.169.254/x.png", "{sim}/blob/100?type=text/html"].into_iter().enumerate()
-    {
-        orch.set_ai_mode(AiMode::ResultUrls(vec![bad.into()]));
+    let unusable = [
+        AiMode::ResultUrls(vec!["http://169.254.169.254/x.png".into()]),
+        AiMode::ResultUrls(vec!["{sim}/blob/100?type=text/html".into()]),
+        AiMode::CloseMidAnswer,
+    ];
+    for (i, bad) in unusable.into_iter().enumerate() {
+        orch.set_ai_mode(bad);
         let resp = t2i(&gw).await;
         assert_eq!(resp.status(), 502);
         let body: Value = resp.json().await.unwrap();
