@@ -75,6 +75,9 @@ pub enum Kind {
     TrickleUnavailable,
     /// The auth webhook could not be reached.
     AuthWebhookUnavailable,
+    /// The gateway's result store is full (downloads in progress hold it): the orchestrator
+    /// delivered, the gateway could not keep the result.
+    ResultStoreFull,
     /// A fault of the gateway's own.
     Internal,
 }
@@ -106,6 +109,7 @@ impl Kind {
             Kind::TooManyStreams => "too_many_streams",
             Kind::TrickleUnavailable => "trickle_unavailable",
             Kind::AuthWebhookUnavailable => "auth_webhook_unavailable",
+            Kind::ResultStoreFull => "result_store_full",
             Kind::Internal => "internal",
         }
     }
@@ -136,6 +140,7 @@ impl Kind {
             Kind::TooManyStreams
             | Kind::TrickleUnavailable
             | Kind::AuthWebhookUnavailable
+            | Kind::ResultStoreFull
             | Kind::Internal => Party::Gateway,
         }
     }
@@ -146,7 +151,7 @@ impl Kind {
             Kind::NoOrchestrator => Some(30),
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
             Kind::OrchestratorsUnavailable => Some(2),
-            Kind::OrchestratorsBusy => Some(1),
+            Kind::OrchestratorsBusy | Kind::ResultStoreFull => Some(1),
             Kind::TooManyStreams => Some(5),
             _ => None,
         }

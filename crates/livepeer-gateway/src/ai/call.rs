@@ -25,6 +25,7 @@ use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_heade
 use crate::orchestrator::http::{HttpError, OrchHttp, OrchHttpVersion, read_body};
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
+use crate::payment::Settlement;
 
 /// What the client is told about any result it cannot have because of the orchestrator:
 /// where the URL pointed, what answered there and how large it was stay in the logs.
@@ -37,6 +38,10 @@ pub enum CallError {
     /// Could not connect or the connection broke before a complete answer.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// The connection broke while the body of a 2xx answer was read: the orchestrator did
+    /// the job (and debited its fee) before it answered.
+    #[error("connection failed: {0}")]
+    BrokenAnswer(String),
     /// No complete answer within the attempt deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -48,7 +53,7 @@ pub enum CallError {
         /// Its message (text body, trimmed).
         message: String,
     },
-    /// The answer was not the JSON the pipeline returns.
+    /// The 2xx answer was not the JSON the pipeline returns.
     #[error("malformed answer: {0}")]
     Malformed(String),
     /// The answer's results cannot be used: a result URL pointing elsewhere than the
@@ -73,16 +78,38 @@ impl From<FetchError> for CallError {
 impl CallError {
     /// What the orchestrator did, for [`Failure::verdict`] to decide what happens next: an
     /// error answer is classified from its status and text (PROTOCOL.md §7.4), a broken
-    /// connection is a transport failure, and an answer the gateway cannot use (not the JSON
-    /// of the pipeline, a result file that cannot be fetched) is the orchestrator's fault.
+    /// connection is a transport failure, an answer the gateway cannot use (not the JSON of
+    /// the pipeline, a result file that cannot be fetched) is the orchestrator's fault, and a
+    /// result the gateway's full store cannot keep is the gateway's.
     pub fn failure(&self) -> Failure {
         match self {
-            Self::Connect(_) => Failure::Transport,
+            Self::Connect(_) | Self::BrokenAnswer(_) => Failure::Transport,
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
-            Self::StoreFull(_) => Failure::Busy,
+            Self::StoreFull(_) => Failure::ResultNotKept,
         }
+    }
+
+    /// Whether the orchestrator answered 2xx before this failure: it then did the job and
+    /// debited its fee (go-livepeer debits once the job succeeded, before it answers),
+    /// whatever the gateway makes of the answer afterwards. (A deadline that passes while a
+    /// 2xx body is read is a [`Timeout`](Self::Timeout), booked as spent: that never
+    /// overstates the gateway's credit.)
+    pub fn delivered(&self) -> bool {
+        matches!(
+            self,
+            Self::BrokenAnswer(_) | Self::Malformed(_) | Self::Download(_) | Self::StoreFull(_)
+        )
+    }
+
+    /// What became of the attempt's payment: the fee was charged when the orchestrator
+    /// delivered, so the gateway's books must say so too. Settling such an attempt as refused
+    /// would make the gateway believe it holds credit the orchestrator has debited (and
+    /// underpay, until the orchestrator answers `Insufficient balance`); settling it as spent
+    /// would throw away the credit left over.
+    pub fn settlement(&self) -> Settlement {
+        if self.delivered() { Settlement::Paid } else { Settlement::after(self.failure()) }
     }
 
     /// What the client may be told: result problems only as [`UNUSABLE_RESULT`].
@@ -96,7 +123,7 @@ impl CallError {
     /// A short stable code for metrics labels.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Connect(_) => "connect",
+            Self::Connect(_) | Self::BrokenAnswer(_) => "connect",
             Self::Timeout(_) => "timeout",
             Self::Status { status, .. } => match self.failure() {
                 Failure::ClientInput => "client_input",
@@ -204,7 +231,8 @@ impl AiClient {
         let (content_type, body) = match &req.payload {
             Payload::Json(map) => (
                 "application/json".to_owned(),
-                serde_json::to_vec(map).map_err(|e| CallError::Malformed(e.to_string()))?,
+                // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
+                serde_json::to_vec(map).map_err(|e| CallError::Connect(e.to_string()))?,
             ),
             Payload::Multipart { fields, file } => super::multipart::encode(fields, file),
         };
@@ -241,6 +269,7 @@ impl AiClient {
         let body = read_limited(resp, cap).await.map_err(|e| match e {
             // Inline results live in the answer: too large an answer is an unusable result.
             CallError::Malformed(why) => CallError::Download(why),
+            CallError::Connect(why) => CallError::BrokenAnswer(why),
             other => other,
         })?;
         if !has_media(req.pipeline) {
@@ -444,13 +473,39 @@ mod tests {
             (s(404, "404 page not found"), Failure::Refused),
             (CallError::Timeout(Duration::from_secs(1)), Failure::Timeout),
             (CallError::Connect("reset".into()), Failure::Transport),
+            (CallError::BrokenAnswer("reset".into()), Failure::Transport),
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
-            (CallError::StoreFull("full".into()), Failure::Busy),
+            (CallError::StoreFull("full".into()), Failure::ResultNotKept),
         ];
         for (error, want) in rows {
             assert_eq!(error.failure(), want, "{error}");
         }
+    }
+
+    /// Once the orchestrator answered 2xx it has debited its fee, whatever the gateway makes
+    /// of the answer; before that, the verdict's failure decides.
+    #[test]
+    fn attempts_the_orchestrator_delivered_settle_as_paid() {
+        use Settlement::{CreditSpent, NotCharged, Paid, Refused};
+        let s = |status, m: &str| CallError::Status { status, message: m.into() };
+        let rows = [
+            (CallError::StoreFull("full".into()), true, Paid),
+            (CallError::Download("elsewhere".into()), true, Paid),
+            (CallError::Malformed("not JSON".into()), true, Paid),
+            (CallError::BrokenAnswer("reset".into()), true, Paid),
+            (CallError::Connect("reset".into()), false, CreditSpent),
+            (CallError::Timeout(Duration::from_secs(1)), false, CreditSpent),
+            (s(503, "insufficient capacity"), false, Refused),
+            (s(500, "x returned 400: y"), false, NotCharged),
+            (s(500, "boom"), false, CreditSpent),
+            (s(400, "Insufficient balance"), false, CreditSpent),
+        ];
+        for (error, delivered, settled) in rows {
+            assert_eq!(error.delivered(), delivered, "{error}");
+            assert_eq!(error.settlement(), settled, "{error}");
+        }
+        assert_eq!(CallError::StoreFull("full".into()).code(), "results_full");
     }
 
     #[test]
@@ -464,5 +519,6 @@ mod tests {
         assert_eq!(s(400, "TicketParams expired").code(), "busy");
         assert_eq!(CallError::Timeout(Duration::from_secs(1)).code(), "timeout");
         assert_eq!(CallError::Connect("x".into()).code(), "connect");
+        assert_eq!(CallError::BrokenAnswer("x".into()).code(), "connect");
     }
 }

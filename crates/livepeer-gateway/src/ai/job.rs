@@ -235,8 +235,7 @@ impl<'a> Job<'a> {
         started: Instant,
     ) -> Step {
         let Called { prepared, result } = called;
-        let failure = result.as_ref().err().map(CallError::failure);
-        self.settle(&lease, prepared, failure);
+        self.settle(&lease, prepared, result.as_ref().err());
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
         let shown = result.as_ref().err().map(CallError::shown);
@@ -268,14 +267,15 @@ impl<'a> Job<'a> {
         Step::Next
     }
 
-    /// Settles the call's payment, renews the payment session when the verdict says so, and
-    /// records what the payment spent.
-    fn settle(&mut self, lease: &Lease, prepared: Box<Prepared>, failure: Option<Failure>) {
+    /// Settles the call's payment (as paid whenever the orchestrator delivered, even when the
+    /// gateway could not use or keep the result), renews the payment session when the verdict
+    /// says so, and records what the payment spent.
+    fn settle(&mut self, lease: &Lease, prepared: Box<Prepared>, error: Option<&CallError>) {
         let (ai, url) = (self.ai, lease.url());
         let spend = prepared.spend();
         let renewable = prepared.renewable();
-        ai.payments.settle(*prepared, failure.map_or(Settlement::Paid, Settlement::after));
-        if failure.is_some_and(|f| f.verdict().renew_payment) {
+        ai.payments.settle(*prepared, error.map_or(Settlement::Paid, CallError::settlement));
+        if error.is_some_and(|e| e.failure().verdict().renew_payment) {
             ai.payments.reset(url, &self.record.key);
             // One more try on the same orchestrator with fresh params (go-livepeer retries
             // expired params on the same session up to 3 times).
@@ -330,12 +330,13 @@ impl<'a> Job<'a> {
             self.last = Some(failure);
             return Step::Next;
         }
-        finish(self.ai, &self.record, transcoder, price, self.req, "client_error");
+        let outcome = if failure == Failure::ClientInput { "client_error" } else { "failed" };
+        finish(self.ai, &self.record, transcoder, price, self.req, outcome);
         let message = match e {
             CallError::Status { message, .. } => message.clone(),
             other => other.shown(),
         };
-        let error = Error::new(kind(verdict.client_sees), message);
+        let error = Error::new(failure_kind(failure), message);
         Step::Done(Reply::new(&self.record, transcoder, Err(error)))
     }
 
@@ -370,11 +371,21 @@ fn kind(outcome: ClientOutcome) -> Kind {
     }
 }
 
+/// The error kind of what the client sees after `failure`: its verdict's, except that a
+/// result the gateway could not keep is told as the gateway's own fault, not the
+/// orchestrators' (the verdict's outcomes speak of orchestrators only).
+fn failure_kind(failure: Failure) -> Kind {
+    match failure {
+        Failure::ResultNotKept => Kind::ResultStoreFull,
+        other => kind(other.verdict().client_sees),
+    }
+}
+
 /// The error kind when no attempt is left: the last failure's verdict, or a payment refusal
 /// when the gateway paid nobody and no orchestrator failed.
 fn final_kind(last: Option<Failure>, pay_refused: bool) -> Kind {
     match last {
-        Some(failure) => kind(failure.verdict().client_sees),
+        Some(failure) => failure_kind(failure),
         None if pay_refused => Kind::PaymentRefused,
         None => Kind::OrchestratorFailed,
     }
@@ -537,7 +548,7 @@ mod tests {
     #[test]
     fn each_failure_ends_the_attempt_as_the_ai_rules_say() {
         use crate::orchestrator::verdict::LeaseEnd::{self, ClientError, Eject, Release};
-        use Settlement::{CreditSpent, NotCharged, Refused};
+        use Settlement::{CreditSpent, NotCharged, Paid, Refused};
         #[rustfmt::skip]
         let rows: &[(Failure, LeaseEnd, Settlement, bool, bool, Kind)] = &[
             //                          lease        settled      renew  fail over  client sees
@@ -550,6 +561,7 @@ mod tests {
             (Failure::Refused,         Eject,       CreditSpent, false, true,  Kind::OrchestratorFailed),
             (Failure::Server,          Eject,       CreditSpent, false, true,  Kind::OrchestratorFailed),
             (Failure::ClosedMidStream, Eject,       CreditSpent, false, true,  Kind::OrchestratorFailed),
+            (Failure::ResultNotKept,   Release,     Paid,        false, false, Kind::ResultStoreFull),
         ];
         for &(failure, lease, settled, renew, fail_over, sees) in rows {
             let verdict = failure.verdict();
@@ -557,7 +569,7 @@ mod tests {
             assert_eq!(Settlement::after(failure), settled, "{failure:?}");
             assert_eq!(verdict.renew_payment, renew, "{failure:?}");
             assert_eq!(verdict.fail_over, fail_over, "{failure:?}");
-            assert_eq!(kind(verdict.client_sees), sees, "{failure:?}");
+            assert_eq!(failure_kind(failure), sees, "{failure:?}");
             // When every attempt failed, the last failure decides.
             assert_eq!(final_kind(Some(failure), true), sees, "{failure:?}");
         }

@@ -51,7 +51,8 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::PaymentRefused
         | Kind::TooManyStreams
         | Kind::TrickleUnavailable
-        | Kind::AuthWebhookUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        | Kind::AuthWebhookUnavailable
+        | Kind::ResultStoreFull => StatusCode::SERVICE_UNAVAILABLE,
         Kind::OrchestratorTimeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }

@@ -56,6 +56,11 @@ pub enum Failure {
     Server,
     /// A streamed answer stopped before its end.
     ClosedMidStream,
+    /// The orchestrator delivered (answered 2xx, so it was paid and did the work) but the
+    /// gateway could not keep the result: its own result store is full. Nobody is penalised,
+    /// and no other orchestrator is tried: it would be paid for a result the gateway again
+    /// may not be able to keep. The client is told to retry later.
+    ResultNotKept,
 }
 
 /// What the client is told when a failure ends its request, as a domain value: the HTTP edge
@@ -170,6 +175,7 @@ impl Failure {
             Self::Refused => v(BadGateway, true, true, false),
             Self::Server => v(BadGateway, true, true, false),
             Self::ClosedMidStream => v(BadGateway, true, true, false),
+            Self::ResultNotKept => v(ServiceUnavailable, false, false, false),
         }
     }
 
@@ -280,6 +286,7 @@ mod tests {
             (Failure::Refused,         BadGateway,          true,      true,     false),
             (Failure::Server,          BadGateway,          true,      true,     false),
             (Failure::ClosedMidStream, BadGateway,          true,      true,     false),
+            (Failure::ResultNotKept,   ServiceUnavailable,  false,     false,    false),
         ];
         for &(failure, client_sees, fail_over, penalise, renew_payment) in rows {
             let scope = failure.scope();
@@ -320,6 +327,7 @@ mod tests {
             (Failure::Refused, Eject),
             (Failure::Server, Eject),
             (Failure::ClosedMidStream, Eject),
+            (Failure::ResultNotKept, Release),
         ];
         for (failure, end) in rows {
             assert_eq!(failure.verdict().lease_end(), end, "{failure:?}");

@@ -56,10 +56,12 @@ pub enum Settlement {
 impl Settlement {
     /// What became of the payment of a call that failed with `failure`: a busy orchestrator
     /// refuses before it processes tickets, one that rejects the user's input processed them
-    /// without charging, and any other failure may have spent the credit.
+    /// without charging, one whose result the gateway could not keep did the job and charged
+    /// its fee, and any other failure may have spent the credit.
     pub fn after(failure: Failure) -> Self {
         match failure {
             Failure::Busy => Self::Refused,
+            Failure::ResultNotKept => Self::Paid,
             Failure::ClientInput => Self::NotCharged,
             _ => Self::CreditSpent,
         }

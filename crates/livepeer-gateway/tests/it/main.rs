@@ -16,6 +16,7 @@ mod payments;
 mod per_model;
 mod props;
 mod results;
+mod settle;
 mod signer;
 mod stalled_trickle;
 mod streams;

@@ -322,8 +322,8 @@ async fn concurrent_huge_results_stay_within_memory() {
 
 /// Downloads reserve their bytes in the result store before reading them: with a 40 MiB
 /// store, eight concurrent 15 MiB results (each under the per-result cap) never hold more
-/// than the store's cap. Those that find it full are refused as busy (503, the orchestrator
-/// unpenalised), the others are served.
+/// than the store's cap. Those that find it full are refused as the gateway's own fault (503,
+/// `result_store_full`, the orchestrator unpenalised), the others are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_downloads_reserve_the_store_before_reading() {
     let before = proc_status("VmRSS:");
@@ -356,7 +356,7 @@ async fn concurrent_downloads_reserve_the_store_before_reading() {
         let (status, body) = answer.unwrap();
         match status {
             200 => served += 1,
-            503 => assert_eq!(body["error"]["type"], "orchestrators_busy", "{body}"),
+            503 => assert_eq!(body["error"]["type"], "result_store_full", "{body}"),
             other => panic!("{other}: {body}"),
         }
     }
