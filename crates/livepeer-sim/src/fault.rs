@@ -1,0 +1,220 @@
+//! Faults of the answer, for soak runs: an orchestrator that does the work (and is paid for
+//! it) but answers garbage, the wrong media type, a huge body, or a stream that stalls half
+//! way; and a ledger of which client request each orchestrator was paid for and delivered.
+//!
+//! Both wrap the batch AI routes from outside ([`wrap`]), so the handlers themselves are
+//! unchanged: the fault replaces a finished answer, and the ledger reads the request's body and
+//! payment header before the handler runs and its status after. The request-level modes of
+//! [`crate::AiMode`] (hang, a status, a connection cut) stay where they are.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderValue, StatusCode, header};
+use livepeer_proto::{Message as _, headers, net};
+use serde_json::Value;
+
+use crate::Shared;
+
+/// Largest request body the ledger reads to find its key; larger ones pass unledgered.
+const MAX_LEDGER_BODY: usize = 1 << 20;
+/// Chunk size of a huge answer, which is produced as it is sent, never held whole.
+const HUGE_CHUNK: usize = 64 << 10;
+
+/// How the simulator spoils its AI answers; changeable at run time with
+/// [`crate::Sim::set_ai_fault`]. The work is done and paid for first, as an orchestrator with
+/// a broken worker or proxy would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AiFault {
+    /// Answers as produced.
+    #[default]
+    None,
+    /// A 200 whose body is not what its content type says (bytes that are not JSON, or
+    /// server-sent events that are not JSON), ending normally.
+    Garbage,
+    /// The answer's bytes with `Content-Type: text/html`.
+    WrongContentType,
+    /// A 200 JSON (or event stream) body of [`crate::SimConfig::huge_body_bytes`] bytes.
+    HugeBody,
+    /// The first chunk of the answer, then nothing, with the connection held open.
+    StallMidStream,
+}
+
+/// What one simulator saw of one client request, by the key the ledger found in its body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Attempts that carried tickets and were not refused for payment (402).
+    pub paid_attempts: u32,
+    /// Attempts answered 200 as produced: work done, charged and delivered.
+    pub delivered: u32,
+    /// Attempts charged (answered 200) whose answer a fault then spoiled.
+    pub spoiled: u32,
+}
+
+/// Fault mode and ledger of a running simulator.
+#[derive(Debug, Default)]
+pub(crate) struct FaultState {
+    mode: Mutex<AiFault>,
+    ledger: Mutex<HashMap<String, LedgerEntry>>,
+    spoiled: AtomicU64,
+}
+
+impl FaultState {
+    pub(crate) fn set(&self, fault: AiFault) {
+        if let Ok(mut m) = self.mode.lock() {
+            *m = fault;
+        }
+    }
+
+    fn mode(&self) -> AiFault {
+        self.mode.lock().map(|m| *m).unwrap_or_default()
+    }
+
+    pub(crate) fn ledger(&self) -> HashMap<String, LedgerEntry> {
+        self.ledger.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn spoiled(&self) -> u64 {
+        self.spoiled.load(Relaxed)
+    }
+
+    fn record(&self, key: &str, update: impl FnOnce(&mut LedgerEntry)) {
+        if let Ok(mut l) = self.ledger.lock() {
+            update(l.entry(key.to_owned()).or_default());
+        }
+    }
+}
+
+/// `routes` with the fault layer (and, with [`crate::SimConfig::request_ledger`], the ledger)
+/// around them.
+pub(crate) fn wrap(shared: Arc<Shared>, routes: Router) -> Router {
+    routes.layer(middleware::from_fn_with_state(shared, apply))
+}
+
+async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // Result downloads are left alone: the answer that named them was already delivered.
+    if req.uri().path().starts_with("/stream/") {
+        return next.run(req).await;
+    }
+    let fault = shared.fault.mode();
+    let (req, key, tickets) = match shared.config.request_ledger {
+        true => ledger_key(req).await,
+        false => (req, None, 0),
+    };
+    let response = next.run(req).await;
+    let status = response.status();
+    if let Some(key) = &key {
+        shared.fault.record(key, |e| {
+            if tickets > 0 && status != StatusCode::PAYMENT_REQUIRED {
+                e.paid_attempts += 1;
+            }
+            match (status.is_success(), fault) {
+                (false, _) => {}
+                (true, AiFault::None) => e.delivered += 1,
+                (true, _) => e.spoiled += 1,
+            }
+        });
+    }
+    if !status.is_success() || fault == AiFault::None {
+        return response;
+    }
+    shared.fault.spoiled.fetch_add(1, Relaxed);
+    spoil(response, fault, shared.config.huge_body_bytes)
+}
+
+/// Reads a JSON body (up to [`MAX_LEDGER_BODY`]) for the request's key: its `prompt`, or the
+/// text of its last message; and counts the tickets of its payment header. The body is put
+/// back for the handler.
+async fn ledger_key(req: Request) -> (Request, Option<String>, usize) {
+    let tickets = req
+        .headers()
+        .get(headers::PAYMENT)
+        .and_then(|v| STANDARD.decode(v.as_bytes()).ok())
+        .and_then(|b| net::Payment::decode(b.as_slice()).ok())
+        .map_or(0, |p| p.ticket_sender_params.len());
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json {
+        return (req, None, tickets);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_LEDGER_BODY).await {
+        Ok(b) => b,
+        Err(_) => return (Request::from_parts(parts, Body::empty()), None, tickets),
+    };
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let last_message = || {
+        let messages = value.get("messages")?.as_array()?;
+        messages.last()?.get("content")?.as_str()
+    };
+    let key = value.get("prompt").and_then(Value::as_str).or_else(last_message).map(str::to_owned);
+    (Request::from_parts(parts, Body::from(bytes)), key, tickets)
+}
+
+/// The answer `response` would have been, spoiled by `fault`.
+fn spoil(response: Response, fault: AiFault, huge: usize) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let sse = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream");
+    let body = match fault {
+        AiFault::None => body,
+        AiFault::WrongContentType => {
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            body
+        }
+        AiFault::Garbage => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let junk: &'static [u8] = match sse {
+                true => b"data: {\"choices\": [{\"delta\": \xff\xfe\n\ndata: not json\n\n",
+                false => b"{\"images\": [{\"url\": \xff\xfe not json",
+            };
+            Body::from(Bytes::from_static(junk))
+        }
+        AiFault::HugeBody => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            huge_body(huge, sse)
+        }
+        AiFault::StallMidStream => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let first = body.into_data_stream().take(1);
+            let forever = futures_util::stream::pending();
+            Body::from_stream(first.chain(forever))
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// `size` bytes of a valid-looking answer whose one string field never ends in time: a JSON
+/// object, or one server-sent event.
+fn huge_body(size: usize, sse: bool) -> Body {
+    let head: &'static [u8] = match sse {
+        true => b"data: {\"choices\": [{\"delta\": {\"content\": \"",
+        false => b"{\"images\": [{\"url\": \"data:image/png;base64,",
+    };
+    let tail: &'static [u8] = match sse {
+        true => b"\"}, \"finish_reason\": \"\"}]}\n\n",
+        false => b"\"}]}",
+    };
+    let fill = size.saturating_sub(head.len() + tail.len());
+    let chunk = Bytes::from(vec![b'A'; HUGE_CHUNK]);
+    let full = fill / HUGE_CHUNK;
+    let rest = chunk.slice(..fill % HUGE_CHUNK);
+    let middle =
+        futures_util::stream::repeat(chunk).take(full).chain(futures_util::stream::iter([rest]));
+    let all = futures_util::stream::iter([Bytes::from_static(head)])
+        .chain(middle)
+        .chain(futures_util::stream::iter([Bytes::from_static(tail)]))
+        .map(Ok::<_, std::io::Error>);
+    Body::from_stream(all)
+}
