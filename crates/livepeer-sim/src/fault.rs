@@ -55,7 +55,8 @@ pub enum AiFault {
 pub struct LedgerEntry {
     /// Attempts that carried tickets and were not refused for payment (402).
     pub paid_attempts: u32,
-    /// Attempts answered 200 as produced: work done, charged and delivered.
+    /// Attempts answered 200 as produced, whose whole body was handed to the connection: work
+    /// done, charged and delivered.
     pub delivered: u32,
     /// Attempts charged (answered 200) whose answer a fault then spoiled.
     pub spoiled: u32,
@@ -107,6 +108,7 @@ async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let fault = shared.fault.mode();
+    let llm = req.uri().path() == "/llm";
     let (req, key, tickets) = match shared.config.request_ledger {
         true => ledger_key(req).await,
         false => (req, None, 0),
@@ -118,18 +120,33 @@ async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
             if tickets > 0 && status != StatusCode::PAYMENT_REQUIRED {
                 e.paid_attempts += 1;
             }
-            match (status.is_success(), fault) {
-                (false, _) => {}
-                (true, AiFault::None) => e.delivered += 1,
-                (true, _) => e.spoiled += 1,
+            if status.is_success() && fault != AiFault::None {
+                e.spoiled += 1;
             }
         });
     }
-    if !status.is_success() || fault == AiFault::None {
+    if !status.is_success() {
         return response;
     }
+    if fault == AiFault::None {
+        return match key {
+            Some(key) => delivered_at_end(response, shared, key),
+            None => response,
+        };
+    }
     shared.fault.spoiled.fetch_add(1, Relaxed);
-    spoil(response, fault, shared.config.huge_body_bytes)
+    spoil(response, fault, shared.config.huge_body_bytes, llm)
+}
+
+/// Counts the answer as delivered once its whole body has been handed to the connection, so
+/// an answer cut by the orchestrator's death is not counted.
+fn delivered_at_end(response: Response, shared: Arc<Shared>, key: String) -> Response {
+    let (parts, body) = response.into_parts();
+    let done = futures_util::stream::once(async move {
+        shared.fault.record(&key, |e| e.delivered += 1);
+    })
+    .filter_map(|()| async { None::<Result<Bytes, axum::Error>> });
+    Response::from_parts(parts, Body::from_stream(body.into_data_stream().chain(done)))
 }
 
 /// Reads a JSON body (up to [`MAX_LEDGER_BODY`]) for the request's key: its `prompt`, or the
@@ -164,7 +181,7 @@ async fn ledger_key(req: Request) -> (Request, Option<String>, usize) {
 }
 
 /// The answer `response` would have been, spoiled by `fault`.
-fn spoil(response: Response, fault: AiFault, huge: usize) -> Response {
+fn spoil(response: Response, fault: AiFault, huge: usize, llm: bool) -> Response {
     let (mut parts, body) = response.into_parts();
     let sse = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream");
     let body = match fault {
@@ -183,7 +200,7 @@ fn spoil(response: Response, fault: AiFault, huge: usize) -> Response {
         }
         AiFault::HugeBody => {
             parts.headers.remove(header::CONTENT_LENGTH);
-            huge_body(huge, sse)
+            huge_body(huge, sse, llm)
         }
         AiFault::StallMidStream => {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -195,16 +212,19 @@ fn spoil(response: Response, fault: AiFault, huge: usize) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// `size` bytes of a valid-looking answer whose one string field never ends in time: a JSON
-/// object, or one server-sent event.
-fn huge_body(size: usize, sse: bool) -> Body {
-    let head: &'static [u8] = match sse {
-        true => b"data: {\"choices\": [{\"delta\": {\"content\": \"",
-        false => b"{\"images\": [{\"url\": \"data:image/png;base64,",
-    };
-    let tail: &'static [u8] = match sse {
-        true => b"\"}, \"finish_reason\": \"\"}]}\n\n",
-        false => b"\"}]}",
+/// A well-formed answer of about `size` bytes, most of it one string: an image answer, an
+/// LLM answer, or one huge LLM event followed by the final one.
+fn huge_body(size: usize, sse: bool, llm: bool) -> Body {
+    let (head, tail): (&'static [u8], &'static [u8]) = match (sse, llm) {
+        (true, _) => (
+            b"data: {\"choices\": [{\"index\": 0, \"finish_reason\": \"\", \"delta\": {\"content\": \"",
+            b"\"}}]}\n\ndata: {\"choices\": [{\"index\": 0, \"finish_reason\": \"stop\", \"delta\": {\"content\": \"\"}}]}\n\n",
+        ),
+        (false, true) => (
+            b"{\"choices\": [{\"index\": 0, \"finish_reason\": \"stop\", \"message\": {\"role\": \"assistant\", \"content\": \"",
+            b"\"}}]}",
+        ),
+        (false, false) => (b"{\"images\": [{\"url\": \"data:image/png;base64,", b"\"}]}"),
     };
     let fill = size.saturating_sub(head.len() + tail.len());
     let chunk = Bytes::from(vec![b'A'; HUGE_CHUNK]);
