@@ -66,6 +66,9 @@ const GATEWAY_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const CLIENT_MARGIN: Duration = Duration::from_secs(40);
 /// Per attempt (and a stream's idle limit): short, so hung orchestrators are left quickly.
 const GATEWAY_ATTEMPT_TIMEOUT: &str = "4s";
+/// Faults come every second or so, a hundred times more often than in production: with the
+/// default longest cooldown (60 s) every orchestrator would soon sit out most of the run.
+const GATEWAY_EJECT_MAX: &str = "5s";
 /// A well-known development key (hardhat account #1); never a real one.
 const DEV_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
@@ -150,6 +153,7 @@ impl GatewayChild {
             .args(["--orch-addr", &orchs.join(","), "--log-level", "error"])
             .args(["--ai-attempt-timeout", GATEWAY_ATTEMPT_TIMEOUT])
             .args(["--ai-request-timeout", &timeout])
+            .args(["--eject-max", GATEWAY_EJECT_MAX])
             .env("LP_ETH_KEY", DEV_KEY)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -12,6 +12,7 @@ mod oneshot;
 mod payments;
 mod props;
 mod signer;
+mod soak;
 mod streams;
 mod support;
 mod wire;

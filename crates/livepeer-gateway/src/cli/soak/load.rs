@@ -149,7 +149,13 @@ async fn batch_client(load: Arc<Load>, n: usize, mut rng: SmallRng) {
             _ => Kind::LlmStream,
         };
         let ended = load.bounded(one(&load, kind, &id)).await;
+        let failed = ended.0 != Class::Answered;
         load.record(&id, kind, ended);
+        if failed {
+            // As a real client backs off: a refusal is quick, and retrying at once would
+            // make the run mostly refusals.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
