@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -26,6 +27,8 @@ use serde_json::Value;
 
 use crate::Shared;
 
+/// How long deliveries are remembered for [`FaultState::void_since`].
+const RECENT: Duration = Duration::from_secs(30);
 /// Largest request body the ledger reads to find its key; larger ones pass unledgered.
 const MAX_LEDGER_BODY: usize = 1 << 20;
 /// Chunk size of a huge answer, which is produced as it is sent, never held whole.
@@ -55,11 +58,15 @@ pub enum AiFault {
 pub struct LedgerEntry {
     /// Attempts that carried tickets and were not refused for payment (402).
     pub paid_attempts: u32,
-    /// Attempts answered 200 as produced, whose whole body was handed to the connection: work
-    /// done, charged and delivered.
+    /// Attempts answered 200 as produced, whose whole body was handed to the connection (and,
+    /// for an answer naming result files, the first of them too): work done, charged and
+    /// delivered.
     pub delivered: u32,
     /// Attempts charged (answered 200) whose answer a fault then spoiled.
     pub spoiled: u32,
+    /// Deliveries taken back by [`crate::Sim::void_deliveries_since`]: the simulator was
+    /// killed just after, so the answer may still have been in its buffers.
+    pub voided: u32,
 }
 
 /// Fault mode and ledger of a running simulator.
@@ -67,6 +74,10 @@ pub struct LedgerEntry {
 pub(crate) struct FaultState {
     mode: Mutex<AiFault>,
     ledger: Mutex<HashMap<String, LedgerEntry>>,
+    /// Answers whose result files are not fetched yet: result request id → ledger key.
+    pending: Mutex<HashMap<String, String>>,
+    /// Deliveries of the last [`RECENT`], oldest first, for [`FaultState::void_since`].
+    recent: Mutex<std::collections::VecDeque<(Instant, String)>>,
     spoiled: AtomicU64,
 }
 
@@ -89,6 +100,34 @@ impl FaultState {
         self.spoiled.load(Relaxed)
     }
 
+    fn delivered(&self, key: &str) {
+        self.record(key, |e| e.delivered += 1);
+        if let Ok(mut recent) = self.recent.lock() {
+            let now = Instant::now();
+            while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > RECENT) {
+                recent.pop_front();
+            }
+            recent.push_back((now, key.to_owned()));
+        }
+    }
+
+    /// Takes back the deliveries made at or after `since`.
+    pub(crate) fn void_since(&self, since: Instant) {
+        let voided: Vec<String> = match self.recent.lock() {
+            Ok(mut recent) => {
+                let keep = recent.iter().take_while(|(t, _)| *t < since).count();
+                recent.drain(keep..).map(|(_, k)| k).collect()
+            }
+            Err(_) => return,
+        };
+        for key in voided {
+            self.record(&key, |e| {
+                e.delivered = e.delivered.saturating_sub(1);
+                e.voided += 1;
+            });
+        }
+    }
+
     fn record(&self, key: &str, update: impl FnOnce(&mut LedgerEntry)) {
         if let Ok(mut l) = self.ledger.lock() {
             update(l.entry(key.to_owned()).or_default());
@@ -103,9 +142,16 @@ pub(crate) fn wrap(shared: Arc<Shared>, routes: Router) -> Router {
 }
 
 async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    // Result downloads are left alone: the answer that named them was already delivered.
-    if req.uri().path().starts_with("/stream/") {
-        return next.run(req).await;
+    // Result downloads are never spoiled; the first one fetched completes its answer's
+    // delivery.
+    if let Some(rest) = req.uri().path().strip_prefix("/stream/") {
+        let rid = rest.split('/').next().unwrap_or_default().to_owned();
+        let response = next.run(req).await;
+        let key = shared.fault.pending.lock().ok().and_then(|mut p| p.remove(&rid));
+        return match key {
+            Some(key) if response.status().is_success() => delivered_at_end(response, shared, key),
+            _ => response,
+        };
     }
     let fault = shared.fault.mode();
     let llm = req.uri().path() == "/llm";
@@ -130,7 +176,7 @@ async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     }
     if fault == AiFault::None {
         return match key {
-            Some(key) => delivered_at_end(response, shared, key),
+            Some(key) => delivered_or_pending(response, shared, key).await,
             None => response,
         };
     }
@@ -138,12 +184,40 @@ async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     spoil(response, fault, shared.config.huge_body_bytes, llm)
 }
 
+/// An answer that names result files (`/stream/<request>/…`) is delivered when the first of
+/// them has been fetched; any other when its body has been sent.
+async fn delivered_or_pending(response: Response, shared: Arc<Shared>, key: String) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json {
+        return delivered_at_end(response, shared, key);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let rid = text.split("/stream/").nth(1).and_then(|r| r.split('/').next());
+    let response = Response::from_parts(parts, Body::from(bytes.clone()));
+    match rid {
+        Some(rid) => {
+            if let Ok(mut p) = shared.fault.pending.lock() {
+                p.insert(rid.to_owned(), key);
+            }
+            response
+        }
+        None => delivered_at_end(response, shared, key),
+    }
+}
+
 /// Counts the answer as delivered once its whole body has been handed to the connection, so
 /// an answer cut by the orchestrator's death is not counted.
 fn delivered_at_end(response: Response, shared: Arc<Shared>, key: String) -> Response {
     let (parts, body) = response.into_parts();
     let done = futures_util::stream::once(async move {
-        shared.fault.record(&key, |e| e.delivered += 1);
+        shared.fault.delivered(&key);
     })
     .filter_map(|()| async { None::<Result<Bytes, axum::Error>> });
     Response::from_parts(parts, Body::from_stream(body.into_data_stream().chain(done)))

@@ -363,6 +363,13 @@ impl Sim {
         self.shared.fault.ledger()
     }
 
+    /// Takes back the ledger's deliveries made at or after `since` (counted as
+    /// [`LedgerEntry::voided`]): a soak run calls it when it kills the simulator, since an
+    /// answer handed to the connection just before may never have left the process.
+    pub fn void_deliveries_since(&self, since: std::time::Instant) {
+        self.shared.fault.void_since(since);
+    }
+
     /// AI requests received so far (every request to an AI route, rejected ones included).
     pub fn ai_requests(&self) -> u64 {
         self.shared.ai.requests()

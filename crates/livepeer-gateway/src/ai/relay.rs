@@ -56,7 +56,8 @@ pub(crate) fn relay_events(
 ) -> EventStream {
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     let stalled = Arc::new(AtomicBool::new(false));
-    let client = Client { tx, limits, stalled: stalled.clone() };
+    let open_event = AtomicBool::new(false);
+    let client = Client { tx, limits, stalled: stalled.clone(), open_event };
     tokio::spawn(pump(BodyDataStream::new(upstream.into_body()), lease, client));
     let body = futures_util::stream::unfold(Some((rx, stalled)), |state| async move {
         let (mut rx, stalled) = state?;
@@ -105,6 +106,9 @@ struct Client {
     limits: Limits,
     /// Set when the stream is given up on a client that stopped reading.
     stalled: Arc<AtomicBool>,
+    /// Set while what the client has ends inside an event: a piece of one larger than
+    /// [`MAX_PARTIAL_EVENT`], passed on before its end arrived.
+    open_event: AtomicBool,
 }
 
 /// Relays `upstream` to the client until either side ends it, then settles the lease: only
@@ -127,21 +131,21 @@ async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Clie
             if let Some(rest) = rest {
                 client.deliver(rest).await;
             }
-            Some(error_event("orchestrator stream ended early"))
+            Some(client.after_open_event(error_event("orchestrator stream ended early")))
         }
         End::Broke(why) => {
             Failure::ClosedMidStream.verdict().end_lease(lease, why);
-            Some(error_event("orchestrator stream ended early"))
+            Some(client.after_open_event(error_event("orchestrator stream ended early")))
         }
         End::Idle => {
             let why = format!("stream idle for {:?}", client.limits.idle);
             Failure::Timeout.verdict().end_lease(lease, why);
-            Some(error_event("orchestrator stream stalled"))
+            Some(client.after_open_event(error_event("orchestrator stream stalled")))
         }
         // Neither is the orchestrator's doing: it is released unpenalised.
         End::Drained => {
             drop(lease);
-            Some(error_event("gateway shutting down"))
+            Some(client.after_open_event(error_event("gateway shutting down")))
         }
         End::Client => {
             drop(lease);
@@ -184,11 +188,24 @@ impl Client {
         }
     }
 
+    /// `event`, after a blank line when the client's bytes end inside an event, so that it
+    /// is never read as the end of that event's data.
+    fn after_open_event(&self, event: Bytes) -> Bytes {
+        if !self.open_event.load(Ordering::Relaxed) {
+            return event;
+        }
+        let mut out = BytesMut::with_capacity(event.len() + 2);
+        out.extend_from_slice(b"\n\n");
+        out.extend_from_slice(&event);
+        out.freeze()
+    }
+
     /// Hands `chunk` to the client's body, waiting at most the client limit for room, and no
     /// longer than the drain time (once it has run out, the client limit alone bounds the
     /// wait for the final event).
     async fn deliver(&self, chunk: Bytes) -> Delivery {
         let drained = &self.limits.drained;
+        let open = !ends_event(&chunk);
         let delivery = tokio::select! {
             sent = tokio::time::timeout(self.limits.client, self.tx.send(chunk)) => match sent {
                 Ok(Ok(())) => Delivery::Delivered,
@@ -197,6 +214,9 @@ impl Client {
             },
             _ = drained.cancelled(), if !drained.is_cancelled() => Delivery::Stalled,
         };
+        if delivery == Delivery::Delivered {
+            self.open_event.store(open, Ordering::Relaxed);
+        }
         if delivery == Delivery::Stalled {
             self.stalled.store(true, Ordering::Release);
             tracing::info!(
@@ -261,6 +281,11 @@ fn event_end(buf: &[u8], from: usize) -> Option<usize> {
         .rposition(|w| w == b"\n\n")
         .map(|i| from + i + 2)
         .or_else(|| tail.windows(3).rposition(|w| w == b"\n\r\n").map(|i| from + i + 3))
+}
+
+/// Whether `bytes` end at the end of an event (a blank line), or are empty.
+fn ends_event(bytes: &[u8]) -> bool {
+    bytes.is_empty() || bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
 }
 
 /// Whether `events` (the last bytes the orchestrator sent) end with an event that ends a
@@ -345,6 +370,24 @@ mod tests {
         assert!(is_final(b"data: {\"error\": \"runner failed\"}\n\n"));
         assert!(!is_final(b"data: not json\n\n"));
         assert!(!is_final(b""));
+    }
+
+    #[test]
+    fn an_error_event_after_a_piece_of_a_huge_event_starts_after_a_blank_line() {
+        assert!(ends_event(b"data: 1\n\n") && ends_event(b"data: 1\r\n\r\n") && ends_event(b""));
+        assert!(!ends_event(b"data: xxxx"));
+        let (tx, _rx) = mpsc::channel(1);
+        let limits = Limits {
+            idle: Duration::from_secs(1),
+            client: Duration::from_secs(1),
+            drained: CancellationToken::new(),
+        };
+        let client =
+            Client { tx, limits, stalled: Arc::default(), open_event: AtomicBool::new(true) };
+        let event = client.after_open_event(error_event("x"));
+        assert!(event.starts_with(b"\n\nevent: error\n"), "{event:?}");
+        client.open_event.store(false, Ordering::Relaxed);
+        assert!(client.after_open_event(error_event("x")).starts_with(b"event: error\n"));
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub(crate) struct SoakArgs {
     /// Most open file descriptors the gateway may reach.
     #[arg(long, default_value_t = 1024)]
     pub(crate) fd_ceiling: u64,
+    /// The gateway's log level; its log goes to a file named at the end of the report.
+    #[arg(long, default_value = "warn")]
+    pub(crate) gateway_log_level: String,
 }
 
 /// The gateway's own request deadline during the soak; a client waits this plus
@@ -69,13 +72,16 @@ const GATEWAY_ATTEMPT_TIMEOUT: &str = "4s";
 /// Faults come every second or so, a hundred times more often than in production: with the
 /// default longest cooldown (60 s) every orchestrator would soon sit out most of the run.
 const GATEWAY_EJECT_MAX: &str = "5s";
+/// Deliveries this close before a kill are not counted (see [`Fault::inject`]).
+const KILL_FLUSH_WINDOW: Duration = Duration::from_secs(2);
 /// A well-known development key (hardhat account #1); never a real one.
 const DEV_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 /// Runs the soak; prints the report and fails when a bound is broken.
 pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<String> {
     let sims = Arc::new(start_sims(&args).await?);
-    let mut gateway = GatewayChild::spawn(&sims)?;
+    let log = std::env::temp_dir().join(format!("livepeer-soak-{}.log", std::process::id()));
+    let mut gateway = GatewayChild::spawn(&sims, &log, &args.gateway_log_level)?;
     gateway.wait_ready().await?;
     let started = Instant::now();
     let end = started + args.duration;
@@ -96,7 +102,8 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<String> {
     let published = load.published.lock().map(|p| *p).unwrap_or_default();
     let verdict = Verdict::of(&args, &outcomes, &paid, peaks, alive);
     let facts = Facts { elapsed, outcomes, injected, paid, peaks, published, leaked, alive };
-    let report = report(&args, &facts, &verdict);
+    let mut report = report(&args, &facts, &verdict);
+    report.push_str(&format!("gateway log: {}\n", log.display()));
     if verdict.failures.is_empty() {
         return Ok(report);
     }
@@ -140,7 +147,8 @@ struct GatewayChild {
 }
 
 impl GatewayChild {
-    fn spawn(sims: &[Sim]) -> anyhow::Result<Self> {
+    /// Starts it, its log (warnings and errors) going to `log`.
+    fn spawn(sims: &[Sim], log: &std::path::Path, level: &str) -> anyhow::Result<Self> {
         let port = || -> anyhow::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
         };
@@ -150,13 +158,14 @@ impl GatewayChild {
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
             .args(["--cli-addr", &format!("127.0.0.1:{cli}")])
-            .args(["--orch-addr", &orchs.join(","), "--log-level", "error"])
+            .args(["--orch-addr", &orchs.join(","), "--log-level", level])
             .args(["--ai-attempt-timeout", GATEWAY_ATTEMPT_TIMEOUT])
             .args(["--ai-request-timeout", &timeout])
             .args(["--eject-max", GATEWAY_EJECT_MAX])
             .env("LP_ETH_KEY", DEV_KEY)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log)?)
             .spawn()?;
         Ok(Self { child, base: format!("http://127.0.0.1:{http}") })
     }
@@ -264,7 +273,13 @@ impl Fault {
 
     fn inject(self, sim: &Sim) {
         match self {
-            Self::Kill => sim.stop(),
+            Self::Kill => {
+                sim.stop();
+                // Answers written just before the kill may not have left the process: their
+                // orchestrator is paid for a failed attempt, which is legitimate.
+                let window = std::time::Instant::now().checked_sub(KILL_FLUSH_WINDOW);
+                sim.void_deliveries_since(window.unwrap_or_else(std::time::Instant::now));
+            }
             Self::Hang => {
                 sim.set_mode(Mode::Hang);
                 sim.set_ai_mode(AiMode::Hang);
@@ -279,8 +294,11 @@ impl Fault {
         }
     }
 
-    async fn heal(self, sim: &Sim) -> anyhow::Result<()> {
+    /// Ends the fault injected at `injected`.
+    async fn heal(self, sim: &Sim, injected: std::time::Instant) -> anyhow::Result<()> {
         if self == Self::Kill {
+            // A delivery recorded as the kill landed was cut by it too.
+            sim.void_deliveries_since(injected);
             sim.restart().await?;
         }
         sim.set_mode(Mode::Normal);
@@ -298,15 +316,15 @@ async fn drive_faults(
     end: Instant,
 ) -> anyhow::Result<BTreeMap<&'static str, u64>> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut faulty: Vec<(Instant, usize, Fault)> = Vec::new();
+    let mut faulty: Vec<(Instant, usize, Fault, std::time::Instant)> = Vec::new();
     let mut injected = BTreeMap::new();
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
         let now = Instant::now();
         let (due, rest): (Vec<_>, Vec<_>) = faulty.into_iter().partition(|(at, ..)| *at <= now);
         faulty = rest;
-        for (_, i, fault) in due {
-            fault.heal(&sims[i]).await?;
+        for (_, i, fault, injected) in due {
+            fault.heal(&sims[i], injected).await?;
         }
         if (faulty.len() + 1) * 2 > sims.len().max(2) {
             continue;
@@ -315,13 +333,14 @@ async fn drive_faults(
             (0..sims.len()).filter(|i| faulty.iter().all(|f| f.1 != *i)).collect();
         let i = healthy[rng.random_range(0..healthy.len())];
         let fault = FAULTS[rng.random_range(0..FAULTS.len())];
+        let at = std::time::Instant::now();
         fault.inject(&sims[i]);
         *injected.entry(fault.name()).or_insert(0) += 1;
         let heal_at = now + Duration::from_millis(rng.random_range(300..2500));
-        faulty.push((heal_at, i, fault));
+        faulty.push((heal_at, i, fault, at));
     }
-    for (_, i, fault) in faulty {
-        fault.heal(&sims[i]).await?;
+    for (_, i, fault, injected) in faulty {
+        fault.heal(&sims[i], injected).await?;
     }
     Ok(injected)
 }
@@ -348,8 +367,11 @@ struct Payments {
     delivered: u64,
     /// Answers charged and then spoiled by a fault.
     spoiled: u64,
-    /// Client requests delivered by more than one attempt: (id, deliveries).
-    twice: Vec<(String, u32)>,
+    /// Deliveries taken back because the simulator was killed just after.
+    voided: u64,
+    /// Client requests delivered by more than one attempt: id, then each delivering
+    /// simulator's URL and entry.
+    twice: Vec<(String, Vec<(String, LedgerEntry)>)>,
     /// Client requests that ended clean or lost although an orchestrator delivered them.
     charged_not_answered: u64,
 }
@@ -357,13 +379,16 @@ struct Payments {
 impl Payments {
     fn of(sims: &[Sim], outcomes: &[Outcome]) -> Self {
         let mut by_id: HashMap<String, LedgerEntry> = HashMap::new();
+        let mut by_sim: HashMap<String, Vec<(String, LedgerEntry)>> = HashMap::new();
         for sim in sims {
             for (key, e) in sim.ledger() {
                 let id = key.split_whitespace().next().unwrap_or_default().to_owned();
+                by_sim.entry(id.clone()).or_default().push((sim.url().to_owned(), e));
                 let t = by_id.entry(id).or_default();
                 t.paid_attempts += e.paid_attempts;
                 t.delivered += e.delivered;
                 t.spoiled += e.spoiled;
+                t.voided += e.voided;
             }
         }
         let mut p = Self::default();
@@ -371,11 +396,12 @@ impl Payments {
             p.paid_attempts += u64::from(e.paid_attempts);
             p.delivered += u64::from(e.delivered);
             p.spoiled += u64::from(e.spoiled);
+            p.voided += u64::from(e.voided);
             if e.delivered > 1 {
-                p.twice.push((id.clone(), e.delivered));
+                p.twice.push((id.clone(), by_sim.remove(id).unwrap_or_default()));
             }
         }
-        p.twice.sort();
+        p.twice.sort_by(|a, b| a.0.cmp(&b.0));
         let answered = |o: &&Outcome| o.class == Class::Answered;
         p.charged_not_answered = outcomes
             .iter()
@@ -467,6 +493,7 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
          | measure | value |\n|---|---:|\n\
          | paid attempts (tickets taken) | {} |\n| answers delivered (charged) | {} |\n\
          | answers charged, then spoiled by a fault | {} |\n\
+         | answers written just before a kill (not counted as delivered) | {} |\n\
          | requests charged but not answered to the client | {} |\n\
          | **requests paid twice** | **{}** |\n| **requests lost** | **{}** |\n\
          | live segments published / streams whose publishing failed | {} / {} |\n\
@@ -477,6 +504,7 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
         p.paid_attempts,
         p.delivered,
         p.spoiled,
+        p.voided,
         p.charged_not_answered,
         p.twice.len(),
         v.lost,
@@ -517,7 +545,15 @@ fn details(out: &mut String, f: &Facts) {
             out.push_str(&format!("| {class} | {} | {n} |\n", why.replace('|', "/")));
         }
     }
-    for (id, n) in f.paid.twice.iter().take(20) {
-        out.push_str(&format!("- paid twice: `{id}` delivered {n} times\n"));
+    for (id, sims) in f.paid.twice.iter().take(20) {
+        let client = f.outcomes.iter().find(|o| &o.id == id);
+        let (kind, class) = client
+            .map_or(("?", "?".to_owned()), |o| (o.kind.name(), format!("{:?} {}", o.class, o.why)));
+        out.push_str(&format!("- paid twice: `{id}` ({kind}; the client saw: {class}):"));
+        for (url, e) in sims {
+            let (p, d, s) = (e.paid_attempts, e.delivered, e.spoiled);
+            out.push_str(&format!(" {url} paid {p}, delivered {d}, spoiled {s};"));
+        }
+        out.push('\n');
     }
 }

@@ -84,3 +84,37 @@ async fn a_stream_that_ends_without_its_final_event_ends_with_an_error_event() {
     .await;
     gw.shutdown().await;
 }
+
+/// A streamed event larger than the relay's partial-event bound (1 MiB) is passed on in
+/// pieces, in order: the client gets it whole, then the final event.
+#[tokio::test]
+async fn a_huge_streamed_event_reaches_the_client_whole() {
+    let sim = Sim::start(SimConfig {
+        name: "huge-event".into(),
+        models: vec![SimModel::new("llm", LLM).price(1, 1).capacity(8)],
+        huge_body_bytes: 8 << 20,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_ai_fault(AiFault::HugeBody);
+    let gw = start(config(&[sim.url()])).await;
+    let body = json!({"model": LLM, "stream": true, "max_tokens": 4,
+                      "messages": [{"role": "user", "content": "one two three"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/llm", gw.http_addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(60), resp.text()).await.unwrap().unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 2, "{} bytes: {:?}…", text.len(), &text[..200.min(text.len())]);
+    for e in &events {
+        let data = e.strip_prefix("data: ").unwrap();
+        let parsed = serde_json::from_str::<serde_json::Value>(data);
+        assert!(parsed.is_ok(), "{} bytes, not JSON: …{:?}", data.len(), &data[data.len() - 100..]);
+    }
+    gw.shutdown().await;
+}

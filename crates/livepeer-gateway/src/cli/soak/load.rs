@@ -277,7 +277,7 @@ async fn stream(load: &Load, body: Value) -> (Class, String) {
         };
     }
     let (mut chunks, mut buf, mut scanned) = (resp.bytes_stream(), Vec::<u8>::new(), 0usize);
-    let (mut finished, mut garbled, mut error) = (false, false, false);
+    let (mut finished, mut garbled, mut error) = (false, None, false);
     loop {
         match chunks.next().await {
             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
@@ -295,17 +295,28 @@ async fn stream(load: &Load, body: Value) -> (Class, String) {
                 Event::Token => {}
                 Event::Final => finished = true,
                 Event::Error => error = true,
-                Event::Garbled => garbled = true,
+                Event::Garbled => {
+                    garbled.get_or_insert_with(|| snippet(&event));
+                }
             }
         }
         scanned = buf.len();
     }
     match (error, finished, garbled) {
         (true, _, _) => (Class::Clean, "error event".to_owned()),
-        (false, true, false) => (Class::Answered, String::new()),
-        (false, _, true) => (Class::Lost, "an event that is not JSON, and no error event".into()),
-        (false, false, false) => (Class::Lost, "stream ended without a final event".to_owned()),
+        (false, true, None) => (Class::Answered, String::new()),
+        (false, _, Some(what)) => {
+            (Class::Lost, format!("an event that is not JSON ({what}), and no error event"))
+        }
+        (false, false, None) => (Class::Lost, "stream ended without a final event".to_owned()),
     }
+}
+
+/// The start of `event`, for the report.
+fn snippet(event: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&event[..event.len().min(48)]);
+    let tail = String::from_utf8_lossy(&event[event.len().saturating_sub(24)..]);
+    format!("{} bytes: {:?}…{:?}", event.len(), head.trim_end(), tail)
 }
 
 /// Starts, feeds and stops streams until `load.end`.
