@@ -366,7 +366,7 @@ impl Sim {
     /// Takes back the ledger's deliveries made at or after `since` (counted as
     /// [`LedgerEntry::voided`]): a soak run calls it when it kills the simulator, since an
     /// answer handed to the connection just before may never have left the process.
-    pub fn void_deliveries_since(&self, since: std::time::Instant) {
+    pub fn void_deliveries_since(&self, since: tokio::time::Instant) {
         self.shared.fault.void_since(since);
     }
 

@@ -277,8 +277,8 @@ impl Fault {
                 sim.stop();
                 // Answers written just before the kill may not have left the process: their
                 // orchestrator is paid for a failed attempt, which is legitimate.
-                let window = std::time::Instant::now().checked_sub(KILL_FLUSH_WINDOW);
-                sim.void_deliveries_since(window.unwrap_or_else(std::time::Instant::now));
+                let window = Instant::now().checked_sub(KILL_FLUSH_WINDOW);
+                sim.void_deliveries_since(window.unwrap_or_else(Instant::now));
             }
             Self::Hang => {
                 sim.set_mode(Mode::Hang);
@@ -295,7 +295,7 @@ impl Fault {
     }
 
     /// Ends the fault injected at `injected`.
-    async fn heal(self, sim: &Sim, injected: std::time::Instant) -> anyhow::Result<()> {
+    async fn heal(self, sim: &Sim, injected: Instant) -> anyhow::Result<()> {
         if self == Self::Kill {
             // A delivery recorded as the kill landed was cut by it too.
             sim.void_deliveries_since(injected);
@@ -316,7 +316,7 @@ async fn drive_faults(
     end: Instant,
 ) -> anyhow::Result<BTreeMap<&'static str, u64>> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut faulty: Vec<(Instant, usize, Fault, std::time::Instant)> = Vec::new();
+    let mut faulty: Vec<(Instant, usize, Fault, Instant)> = Vec::new();
     let mut injected = BTreeMap::new();
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
@@ -333,7 +333,7 @@ async fn drive_faults(
             (0..sims.len()).filter(|i| faulty.iter().all(|f| f.1 != *i)).collect();
         let i = healthy[rng.random_range(0..healthy.len())];
         let fault = FAULTS[rng.random_range(0..FAULTS.len())];
-        let at = std::time::Instant::now();
+        let at = Instant::now();
         fault.inject(&sims[i]);
         *injected.entry(fault.name()).or_insert(0) += 1;
         let heal_at = now + Duration::from_millis(rng.random_range(300..2500));
