@@ -58,8 +58,10 @@ pub(crate) struct SoakArgs {
     /// Most open file descriptors the gateway may reach.
     #[arg(long, default_value_t = 1024)]
     pub(crate) fd_ceiling: u64,
-    /// The gateway's log level; its log goes to a file named at the end of the report.
-    #[arg(long, default_value = "warn")]
+    /// The gateway's log level; its log goes to a file named at the end of the report. At
+    /// `info` or below it lists each request's failed attempts, which the paid-twice check
+    /// reads.
+    #[arg(long, default_value = "info")]
     pub(crate) gateway_log_level: String,
 }
 
@@ -98,7 +100,8 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<String> {
     let peaks = sampler.await?;
     let alive = gateway.alive();
     let outcomes = load.outcomes();
-    let paid = Payments::of(&sims, &outcomes);
+    let failed_attempts = failed_attempts(&log);
+    let paid = Payments::of(&sims, &outcomes, &load.gateway_ids(), &failed_attempts);
     let published = load.published.lock().map(|p| *p).unwrap_or_default();
     let verdict = Verdict::of(&args, &outcomes, &paid, peaks, alive);
     let facts = Facts { elapsed, outcomes, injected, paid, peaks, published, leaked, alive };
@@ -374,10 +377,18 @@ struct Payments {
     twice: Vec<(String, Vec<(String, LedgerEntry)>)>,
     /// Client requests that ended clean or lost although an orchestrator delivered them.
     charged_not_answered: u64,
+    /// Deliveries by an orchestrator whose attempt the gateway had already given up on (it
+    /// logged the attempt as failed: too slow, cut): a failed attempt's legitimate payment.
+    abandoned: u64,
 }
 
 impl Payments {
-    fn of(sims: &[Sim], outcomes: &[Outcome]) -> Self {
+    fn of(
+        sims: &[Sim],
+        outcomes: &[Outcome],
+        gateway_ids: &HashMap<String, String>,
+        failed: &HashMap<String, Vec<String>>,
+    ) -> Self {
         let mut by_id: HashMap<String, LedgerEntry> = HashMap::new();
         let mut by_sim: HashMap<String, Vec<(String, LedgerEntry)>> = HashMap::new();
         for sim in sims {
@@ -397,8 +408,16 @@ impl Payments {
             p.delivered += u64::from(e.delivered);
             p.spoiled += u64::from(e.spoiled);
             p.voided += u64::from(e.voided);
-            if e.delivered > 1 {
-                p.twice.push((id.clone(), by_sim.remove(id).unwrap_or_default()));
+            if e.delivered < 2 {
+                continue;
+            }
+            let sims = by_sim.remove(id).unwrap_or_default();
+            let gave_up = gateway_ids.get(id).and_then(|g| failed.get(g));
+            let abandoned = |url: &str| gave_up.is_some_and(|f| f.iter().any(|u| u == url));
+            let (kept, dropped): (Vec<_>, Vec<_>) = sims.iter().partition(|(u, _)| !abandoned(u));
+            p.abandoned += dropped.iter().map(|(_, e)| u64::from(e.delivered)).sum::<u64>();
+            if kept.iter().map(|(_, e)| e.delivered).sum::<u32>() > 1 {
+                p.twice.push((id.clone(), sims));
             }
         }
         p.twice.sort_by(|a, b| a.0.cmp(&b.0));
@@ -410,6 +429,31 @@ impl Payments {
             .count() as u64;
         p
     }
+}
+
+/// From the gateway's log: for each of its request ids, the orchestrators (URL without a
+/// trailing slash) of the attempts it logged as failed.
+fn failed_attempts(log: &std::path::Path) -> HashMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let field = |name: &str| line.split_once(name).map(|(_, rest)| rest);
+        let (Some(id), Some(attempts)) = (field(" request_id="), field(" attempts=")) else {
+            continue;
+        };
+        let id = id.split_whitespace().next().unwrap_or_default().trim_matches('"');
+        let json = attempts.split_once("] ").map_or(attempts, |(a, _)| a);
+        let parsed: Vec<serde_json::Value> =
+            serde_json::from_str(&format!("{json}]")).unwrap_or_default();
+        let failed = parsed
+            .iter()
+            .filter(|a| !a["error"].is_null())
+            .filter_map(|a| a["orchestrator"].as_str())
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+        out.insert(id.to_owned(), failed);
+    }
+    out
 }
 
 /// What the run measured.
@@ -494,6 +538,7 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
          | paid attempts (tickets taken) | {} |\n| answers delivered (charged) | {} |\n\
          | answers charged, then spoiled by a fault | {} |\n\
          | answers written just before a kill (not counted as delivered) | {} |\n\
+         | answers delivered after the gateway gave up on the attempt (not counted) | {} |\n\
          | requests charged but not answered to the client | {} |\n\
          | **requests paid twice** | **{}** |\n| **requests lost** | **{}** |\n\
          | live segments published / streams whose publishing failed | {} / {} |\n\
@@ -505,6 +550,7 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
         p.delivered,
         p.spoiled,
         p.voided,
+        p.abandoned,
         p.charged_not_answered,
         p.twice.len(),
         v.lost,
@@ -555,5 +601,23 @@ fn details(out: &mut String, f: &Facts) {
             out.push_str(&format!(" {url} paid {p}, delivered {d}, spoiled {s};"));
         }
         out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_attempts_are_read_from_the_gateways_request_lines() {
+        let dir = std::env::temp_dir().join(format!("soak-log-test-{}", std::process::id()));
+        let line = r#"2026-12-03T10:51:12Z  INFO livepeer_gateway::ai::job: ai request request_id=975dd7488a97be44 pipeline="llm" outcome="stream" attempts=[{"orchestrator":"http://127.0.0.1:43153/","latency_ms":1536,"error":"timed out"},{"orchestrator":"http://127.0.0.1:43633/","latency_ms":606,"error":null}] spend=[{"tickets":1}] stream=true"#;
+        let plain =
+            "2026-12-03T10:51:12Z  INFO ai request request_id=aa pipeline=\"llm\" outcome=\"ok\"";
+        std::fs::write(&dir, format!("{line}\n{plain}\n")).unwrap();
+        let failed = failed_attempts(&dir);
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(failed["975dd7488a97be44"], vec!["http://127.0.0.1:43153".to_owned()]);
+        assert!(!failed.contains_key("aa"), "a request without retries lists no attempts");
     }
 }

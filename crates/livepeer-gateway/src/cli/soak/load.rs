@@ -6,6 +6,7 @@
 //! answered, failed cleanly, or lost (see [`Class`]). A deadline well past the gateway's own
 //! request timeout turns a hang into "lost" instead of a stuck run.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,8 @@ pub(crate) struct Load {
     /// belongs to a stream that may be failing over).
     pub(crate) published: Mutex<(u64, u64)>,
     outcomes: Mutex<Vec<Outcome>>,
+    /// The gateway's request id (`X-Request-Id`) of each client request that got one.
+    gateway_ids: Mutex<HashMap<String, String>>,
 }
 
 impl Load {
@@ -102,12 +105,27 @@ impl Load {
         // request handling, and be counted as lost.
         let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
         let (outcomes, published) = (Mutex::new(Vec::new()), Mutex::new((0, 0)));
-        Ok(Self { base, http, end, deadline, published, outcomes })
+        let gateway_ids = Mutex::default();
+        Ok(Self { base, http, end, deadline, published, outcomes, gateway_ids })
     }
 
     /// Every outcome so far.
     pub(crate) fn outcomes(&self) -> Vec<Outcome> {
         self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Client request id → the gateway's request id.
+    pub(crate) fn gateway_ids(&self) -> HashMap<String, String> {
+        self.gateway_ids.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    fn note_gateway_id(&self, id: &str, resp: &reqwest::Response) {
+        let Some(gw) = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        if let Ok(mut ids) = self.gateway_ids.lock() {
+            ids.insert(id.to_owned(), gw.to_owned());
+        }
     }
 
     fn record(&self, id: &str, kind: Kind, (class, why): (Class, String)) {
@@ -169,10 +187,10 @@ async fn one(load: &Load, kind: Kind, id: &str) -> (Class, String) {
         Kind::Image => {
             let body = json!({"prompt": format!("{id} a lighthouse"), "model_id": T2I_MODEL,
                               "width": 64, "height": 64});
-            batch(load, "text-to-image", body, image_answer).await
+            batch(load, id, "text-to-image", body, image_answer).await
         }
-        Kind::Llm => batch(load, "llm", llm(false), llm_answer).await,
-        Kind::LlmStream => stream(load, llm(true)).await,
+        Kind::Llm => batch(load, id, "llm", llm(false), llm_answer).await,
+        Kind::LlmStream => stream(load, id, llm(true)).await,
         Kind::LiveStart | Kind::LiveStop => (Class::Lost, "not a batch request".to_owned()),
     }
 }
@@ -186,7 +204,7 @@ fn error_answer(status: reqwest::StatusCode, body: &[u8]) -> (Class, String) {
 }
 
 /// Sends `body` to `path`; a 2xx JSON body is judged by `check`.
-async fn batch<F>(load: &Load, path: &str, body: Value, check: F) -> (Class, String)
+async fn batch<F>(load: &Load, id: &str, path: &str, body: Value, check: F) -> (Class, String)
 where
     F: AsyncFnOnce(&Load, &Value) -> (Class, String),
 {
@@ -195,6 +213,7 @@ where
         Ok(r) => r,
         Err(e) => return (Class::Lost, format!("no status: {e:#}")),
     };
+    load.note_gateway_id(id, &resp);
     let status = resp.status();
     let bytes = match resp.bytes().await {
         Ok(b) => b,
@@ -263,12 +282,13 @@ fn parse_event(raw: &[u8]) -> Event {
 }
 
 /// A streamed LLM request, read to its end.
-async fn stream(load: &Load, body: Value) -> (Class, String) {
+async fn stream(load: &Load, id: &str, body: Value) -> (Class, String) {
     let sent = load.http.post(format!("{}/llm", load.base)).json(&body).send().await;
     let resp = match sent {
         Ok(r) => r,
         Err(e) => return (Class::Lost, format!("no status: {e:#}")),
     };
+    load.note_gateway_id(id, &resp);
     let status = resp.status();
     if !status.is_success() {
         return match resp.bytes().await {
