@@ -103,9 +103,12 @@ impl FaultState {
     }
 
     fn delivered(&self, key: &str) {
+        self.delivered_at(key, Instant::now());
+    }
+
+    fn delivered_at(&self, key: &str, now: Instant) {
         self.record(key, |e| e.delivered += 1);
         if let Ok(mut recent) = self.recent.lock() {
-            let now = Instant::now();
             while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > RECENT) {
                 recent.pop_front();
             }
@@ -313,4 +316,59 @@ fn huge_body(size: usize, sse: bool, llm: bool) -> Body {
         .chain(futures_util::stream::iter([Bytes::from_static(tail)]))
         .map(Ok::<_, std::io::Error>);
     Body::from_stream(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn text(body: Body) -> Vec<u8> {
+        axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn huge_answers_are_well_formed_and_of_the_asked_size() {
+        let size = 3 * HUGE_CHUNK + 17;
+        let json = text(huge_body(size, false, true)).await;
+        assert_eq!(json.len(), size);
+        let value: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["choices"][0]["finish_reason"], "stop");
+        let sse = String::from_utf8(text(huge_body(size, true, true)).await).unwrap();
+        let events: Vec<&str> = sse.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2, "one huge event, then the final one");
+        for e in events {
+            serde_json::from_str::<Value>(e.strip_prefix("data: ").unwrap()).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ledger_key_is_the_prompt_or_the_last_message_and_the_body_is_kept() {
+        let request = |body: Value| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        let body = serde_json::json!({"prompt": "soak-1-2 a lighthouse"});
+        let (req, key, tickets) = ledger_key(request(body.clone())).await;
+        assert_eq!((key.as_deref(), tickets), (Some("soak-1-2 a lighthouse"), 0));
+        let kept: Value = serde_json::from_slice(&text(req.into_body()).await).unwrap();
+        assert_eq!(kept, body);
+        let llm = serde_json::json!({"messages": [{"role": "system", "content": "x"},
+                                                  {"role": "user", "content": "soak-3-4 hi"}]});
+        assert_eq!(ledger_key(request(llm)).await.1.as_deref(), Some("soak-3-4 hi"));
+    }
+
+    #[test]
+    fn deliveries_since_a_kill_are_taken_back() {
+        let state = FaultState::default();
+        let before = Instant::now();
+        let kill = before + Duration::from_millis(1);
+        state.delivered_at("a", before);
+        state.delivered_at("b", kill);
+        state.void_since(kill);
+        let ledger = state.ledger();
+        assert_eq!(ledger["a"], LedgerEntry { delivered: 1, ..LedgerEntry::default() });
+        assert_eq!(ledger["b"], LedgerEntry { voided: 1, ..LedgerEntry::default() });
+    }
 }
