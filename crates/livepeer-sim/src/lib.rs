@@ -24,6 +24,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
+mod fault;
 mod grpc;
 mod jobs;
 mod live;
@@ -47,6 +48,7 @@ use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
+pub use fault::{AiFault, LedgerEntry};
 pub use live::{LiveMode, LiveStats};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
 pub use server::SimError;
@@ -175,6 +177,13 @@ pub struct SimConfig {
     /// port as the transcoder URI (unless `service_uri` says otherwise): an orchestrator whose
     /// AI worker is any plain HTTP server. gRPC stays on the main port.
     pub ai_http1_only: bool,
+    // --- Soak-run knobs (`livepeer-gateway soak`); see `fault.rs`. ---
+    /// Size in bytes of the answer [`AiFault::HugeBody`] sends.
+    pub huge_body_bytes: usize,
+    /// Keep a ledger of AI requests by the key in their body (a `prompt`, or the last
+    /// message's text): paid attempts, delivered and spoiled answers ([`Sim::ledger`]). Off by
+    /// default, as it grows with every distinct key.
+    pub request_ledger: bool,
 }
 
 impl Default for SimConfig {
@@ -202,6 +211,8 @@ impl Default for SimConfig {
             live_payment_interval: Duration::from_secs(5),
             live_billing_speedup: 1,
             ai_http1_only: false,
+            huge_body_bytes: 64 << 20,
+            request_ledger: false,
         }
     }
 }
@@ -224,6 +235,7 @@ struct Shared {
     ai: ai::AiState,
     live: live::LiveState,
     payments: payment::Payments,
+    fault: fault::FaultState,
 }
 
 impl Shared {
@@ -278,6 +290,7 @@ impl Sim {
                 config.face_value,
                 config.ticket_ev,
             ),
+            fault: fault::FaultState::default(),
             config,
         });
         let cancel = CancellationToken::new();
@@ -333,6 +346,28 @@ impl Sim {
     /// Changes what it does with AI requests (the gRPC service keeps its own [`Mode`]).
     pub fn set_ai_mode(&self, mode: AiMode) {
         self.shared.ai.set_mode(mode);
+    }
+
+    /// Changes how it spoils its AI answers (after doing, and charging for, the work).
+    pub fn set_ai_fault(&self, fault: AiFault) {
+        self.shared.fault.set(fault);
+    }
+
+    /// AI answers spoiled by an [`AiFault`] so far.
+    pub fn ai_spoiled(&self) -> u64 {
+        self.shared.fault.spoiled()
+    }
+
+    /// With [`SimConfig::request_ledger`]: what it saw of each client request, by key.
+    pub fn ledger(&self) -> std::collections::HashMap<String, LedgerEntry> {
+        self.shared.fault.ledger()
+    }
+
+    /// Takes back the ledger's deliveries made at or after `since` (counted as
+    /// [`LedgerEntry::voided`]): a soak run calls it when it kills the simulator, since an
+    /// answer handed to the connection just before may never have left the process.
+    pub fn void_deliveries_since(&self, since: tokio::time::Instant) {
+        self.shared.fault.void_since(since);
     }
 
     /// AI requests received so far (every request to an AI route, rejected ones included).

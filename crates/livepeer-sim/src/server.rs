@@ -69,7 +69,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .into_axum_router();
     grpc.route("/healthz", axum::routing::get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(shared.clone(), misbehave))
-        .merge(crate::ai::routes(shared.clone()))
+        .merge(crate::fault::wrap(shared.clone(), crate::ai::routes(shared.clone())))
         .merge(crate::live::routes(shared))
 }
 

@@ -56,7 +56,8 @@ pub(crate) fn relay_events(
 ) -> EventStream {
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     let stalled = Arc::new(AtomicBool::new(false));
-    let client = Client { tx, limits, stalled: stalled.clone() };
+    let open_event = AtomicBool::new(false);
+    let client = Client { tx, limits, stalled: stalled.clone(), open_event };
     tokio::spawn(pump(BodyDataStream::new(upstream.into_body()), lease, client));
     let body = futures_util::stream::unfold(Some((rx, stalled)), |state| async move {
         let (mut rx, stalled) = state?;
@@ -86,8 +87,9 @@ enum Delivery {
 
 /// How the relay of the orchestrator's events ended.
 enum End {
-    /// The orchestrator finished; what is left of its last event.
-    Finished(Option<Bytes>),
+    /// The orchestrator finished: what is left of its last event, and whether its stream
+    /// ended as the protocol says a stream ends ([`is_final`]).
+    Finished(Option<Bytes>, bool),
     /// The orchestrator's stream broke, for this reason.
     Broke(String),
     /// The orchestrator sent nothing for the idle limit.
@@ -104,6 +106,9 @@ struct Client {
     limits: Limits,
     /// Set when the stream is given up on a client that stopped reading.
     stalled: Arc<AtomicBool>,
+    /// Set while what the client has ends inside an event: a piece of one larger than
+    /// [`MAX_PARTIAL_EVENT`], passed on before its end arrived.
+    open_event: AtomicBool,
 }
 
 /// Relays `upstream` to the client until either side ends it, then settles the lease: only
@@ -113,24 +118,34 @@ async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Clie
     // The orchestrator's stream is closed before the client's last event is waited on.
     drop(upstream);
     let last = match end {
-        End::Finished(rest) => {
+        End::Finished(rest, true) => {
             lease.succeeded();
             // A last event without its blank line is passed on as it came.
             rest
         }
+        // Closed cleanly but early (or after events that are not the answer's): to the
+        // client, without an error event, it would look like a complete answer.
+        End::Finished(rest, false) => {
+            let why = "stream ended without its final event".to_owned();
+            Failure::ClosedMidStream.verdict().end_lease(lease, why);
+            if let Some(rest) = rest {
+                client.deliver(rest).await;
+            }
+            Some(client.after_open_event(error_event("orchestrator stream ended early")))
+        }
         End::Broke(why) => {
             Failure::ClosedMidStream.verdict().end_lease(lease, why);
-            Some(error_event("orchestrator stream ended early"))
+            Some(client.after_open_event(error_event("orchestrator stream ended early")))
         }
         End::Idle => {
             let why = format!("stream idle for {:?}", client.limits.idle);
             Failure::Timeout.verdict().end_lease(lease, why);
-            Some(error_event("orchestrator stream stalled"))
+            Some(client.after_open_event(error_event("orchestrator stream stalled")))
         }
         // Neither is the orchestrator's doing: it is released unpenalised.
         End::Drained => {
             drop(lease);
-            Some(error_event("gateway shutting down"))
+            Some(client.after_open_event(error_event("gateway shutting down")))
         }
         End::Client => {
             drop(lease);
@@ -146,6 +161,7 @@ impl Client {
     /// Passes the orchestrator's events on until one side ends the stream.
     async fn relay(&self, upstream: &mut BodyDataStream<Incoming>) -> End {
         let mut events = Events::default();
+        let mut last = Bytes::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -156,15 +172,32 @@ impl Client {
             };
             let chunk = match next {
                 Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => return End::Finished(events.rest()),
+                Ok(None) => {
+                    let rest = events.rest();
+                    let complete = is_final(rest.as_deref().unwrap_or(&last));
+                    return End::Finished(rest, complete);
+                }
                 Ok(Some(Err(e))) => return End::Broke(format!("stream broke: {e}")),
                 Err(_) => return End::Idle,
             };
             let Some(whole) = events.push(chunk) else { continue };
+            last = whole.clone();
             if self.deliver(whole).await != Delivery::Delivered {
                 return End::Client;
             }
         }
+    }
+
+    /// `event`, after a blank line when the client's bytes end inside an event, so that it
+    /// is never read as the end of that event's data.
+    fn after_open_event(&self, event: Bytes) -> Bytes {
+        if !self.open_event.load(Ordering::Relaxed) {
+            return event;
+        }
+        let mut out = BytesMut::with_capacity(event.len() + 2);
+        out.extend_from_slice(b"\n\n");
+        out.extend_from_slice(&event);
+        out.freeze()
     }
 
     /// Hands `chunk` to the client's body, waiting at most the client limit for room, and no
@@ -172,6 +205,7 @@ impl Client {
     /// wait for the final event).
     async fn deliver(&self, chunk: Bytes) -> Delivery {
         let drained = &self.limits.drained;
+        let open = !ends_event(&chunk);
         let delivery = tokio::select! {
             sent = tokio::time::timeout(self.limits.client, self.tx.send(chunk)) => match sent {
                 Ok(Ok(())) => Delivery::Delivered,
@@ -180,6 +214,9 @@ impl Client {
             },
             _ = drained.cancelled(), if !drained.is_cancelled() => Delivery::Stalled,
         };
+        if delivery == Delivery::Delivered {
+            self.open_event.store(open, Ordering::Relaxed);
+        }
         if delivery == Delivery::Stalled {
             self.stalled.store(true, Ordering::Release);
             tracing::info!(
@@ -246,6 +283,39 @@ fn event_end(buf: &[u8], from: usize) -> Option<usize> {
         .or_else(|| tail.windows(3).rposition(|w| w == b"\n\r\n").map(|i| from + i + 3))
 }
 
+/// Whether `bytes` end at the end of an event (a blank line), or are empty.
+fn ends_event(bytes: &[u8]) -> bool {
+    bytes.is_empty() || bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
+}
+
+/// Whether `events` (the last bytes the orchestrator sent) end with an event that ends a
+/// stream (PROTOCOL.md §7.3): a chunk with a non-empty `finish_reason`, or an error (an `error`
+/// event, or data with an `error` field); a `data: [DONE]` line is taken as an end too. Only
+/// the last event is parsed, once per stream.
+fn is_final(events: &[u8]) -> bool {
+    let trimmed = events.trim_ascii_end();
+    let lf = trimmed.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = trimmed.windows(3).rposition(|w| w == b"\n\r\n").map(|i| i + 3);
+    let start = lf.max(crlf).unwrap_or(0);
+    let event = String::from_utf8_lossy(&trimmed[start..]);
+    let mut data = Vec::new();
+    for line in event.lines() {
+        if line.trim() == "event: error" {
+            return true;
+        }
+        if let Some(d) = line.strip_prefix("data:") {
+            data.push(d.trim());
+        }
+    }
+    let data = data.join("\n");
+    if data == "[DONE]" {
+        return true;
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else { return false };
+    let finish = value.pointer("/choices/0/finish_reason").and_then(serde_json::Value::as_str);
+    value.get("error").is_some() || finish.is_some_and(|r| !r.is_empty())
+}
+
 /// An SSE error event carrying `message`.
 pub(crate) fn error_event(message: &str) -> Bytes {
     let body = json!({ "error": { "message": message } });
@@ -285,6 +355,39 @@ mod tests {
         let out = pushed(&["x", &big]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].len(), MAX_PARTIAL_EVENT + 2);
+    }
+
+    #[test]
+    fn a_stream_is_final_only_after_its_finishing_chunk_or_an_error() {
+        let token =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"\"}]}\n\n";
+        let last = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        assert!(!is_final(token.as_bytes()));
+        assert!(is_final(format!("{token}{last}").as_bytes()));
+        assert!(is_final(last.trim_end().as_bytes()), "without its blank line");
+        assert!(is_final(b"data: 1\r\n\r\ndata: [DONE]\r\n\r\n"));
+        assert!(is_final(&error_event("x")));
+        assert!(is_final(b"data: {\"error\": \"runner failed\"}\n\n"));
+        assert!(!is_final(b"data: not json\n\n"));
+        assert!(!is_final(b""));
+    }
+
+    #[test]
+    fn an_error_event_after_a_piece_of_a_huge_event_starts_after_a_blank_line() {
+        assert!(ends_event(b"data: 1\n\n") && ends_event(b"data: 1\r\n\r\n") && ends_event(b""));
+        assert!(!ends_event(b"data: xxxx"));
+        let (tx, _rx) = mpsc::channel(1);
+        let limits = Limits {
+            idle: Duration::from_secs(1),
+            client: Duration::from_secs(1),
+            drained: CancellationToken::new(),
+        };
+        let client =
+            Client { tx, limits, stalled: Arc::default(), open_event: AtomicBool::new(true) };
+        let event = client.after_open_event(error_event("x"));
+        assert!(event.starts_with(b"\n\nevent: error\n"), "{event:?}");
+        client.open_event.store(false, Ordering::Relaxed);
+        assert!(client.after_open_event(error_event("x")).starts_with(b"event: error\n"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub(crate) mod bench_live;
 pub(crate) mod demo;
 pub(crate) mod live_client;
 pub(crate) mod nginx;
+pub(crate) mod soak;
 
 use livepeer_gateway::Config;
 
@@ -25,6 +26,11 @@ pub(crate) enum Command {
     /// Send a live video stream through a running gateway (an ffmpeg test pattern or a file),
     /// save the processed segments and print the stream's status.
     LiveClient(live_client::LiveClientArgs),
+    /// Mixed batch AI, LLM and live load through the gateway while its simulated
+    /// orchestrators are killed, hung and made to answer garbage or huge bodies; reports
+    /// requests lost, requests paid twice, peak memory and descriptors (exit 1 when out of
+    /// bounds).
+    Soak(soak::SoakArgs),
 }
 
 /// What `main` does once a subcommand has run.
@@ -49,5 +55,6 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         Some(Command::Bench(args)) => Next::Report(bench::run(args).await?),
         Some(Command::BenchLive(args)) => Next::Report(bench_live::run(args).await?),
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
+        Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
     })
 }

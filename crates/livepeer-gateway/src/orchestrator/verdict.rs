@@ -190,7 +190,8 @@ impl Failure {
             | Self::ClientInput
             | Self::Refused
             | Self::Server
-            | Self::ClosedMidStream => Scope::Job,
+            | Self::ClosedMidStream
+            | Self::ResultNotKept => Scope::Job,
         }
     }
 

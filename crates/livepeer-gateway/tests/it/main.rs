@@ -18,6 +18,7 @@ mod props;
 mod results;
 mod settle;
 mod signer;
+mod soak;
 mod stalled_trickle;
 mod streams;
 mod support;

@@ -1,0 +1,120 @@
+//! The soak (`livepeer-gateway soak`): a short run against real simulators that are killed,
+//! hung and made to answer garbage, asserting no request lost, none paid twice and the
+//! gateway's memory and descriptors under their ceilings; and the gateway bugs it found, each
+//! pinned by its own test.
+
+use std::time::Duration;
+
+use livepeer_sim::{AiFault, Sim, SimConfig, SimModel};
+use serde_json::json;
+
+use crate::support::*;
+
+const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+/// A short soak, as `RELIABILITY.md` describes. The deadlines are the tool's own (a request
+/// counts as lost only after a minute); on a loaded machine the run gets fewer requests done,
+/// not a different verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_loses_nothing_and_pays_nothing_twice() {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_livepeer-gateway"))
+        .args(["soak", "--duration", "8s", "--orchestrators", "3", "--seed", "5"])
+        .args(["--concurrency", "6", "--live", "1", "--huge-body-mb", "8"])
+        .args(["--rss-ceiling-mb", "400", "--fd-ceiling", "512"])
+        .env_remove("LP_ETH_KEY")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the soak ends: its run time plus the requests' deadlines")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout.lines().find(|l| l.starts_with("soak: ")).unwrap_or_else(|| {
+        panic!("no summary line: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    let field = |name: &str| -> String {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {summary}"))
+            .to_owned()
+    };
+    assert_eq!(field("lost"), "0", "{stdout}");
+    assert_eq!(field("double_paid"), "0", "{stdout}");
+    assert_eq!(field("gateway_alive"), "true", "{stdout}");
+    assert!(field("answered").parse::<u64>().unwrap() > 0, "{stdout}");
+    assert!(field("peak_rss_mb").parse::<u64>().unwrap() <= 400, "{stdout}");
+    assert!(field("peak_fds").parse::<u64>().unwrap() <= 512, "{stdout}");
+    assert_eq!(field("result"), "pass", "{stdout}");
+    assert!(out.status.success(), "{stdout}");
+}
+
+/// Found by the soak: an orchestrator whose event stream ends without its final event (junk
+/// events, then a clean close) was relayed as a complete answer: the client could not tell it
+/// from one, and the orchestrator was counted a success. The stream must end with an error
+/// event, and the orchestrator must be penalised.
+#[tokio::test]
+async fn a_stream_that_ends_without_its_final_event_ends_with_an_error_event() {
+    let sim = Sim::start(SimConfig {
+        name: "junk-stream".into(),
+        models: vec![SimModel::new("llm", LLM).price(1, 1).capacity(8)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_ai_fault(AiFault::Garbage);
+    let gw = start(config(&[sim.url()])).await;
+    let body = json!({"model": LLM, "stream": true, "max_tokens": 4,
+                      "messages": [{"role": "user", "content": "one two three"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/llm", gw.http_addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(30), resp.text()).await.unwrap().unwrap();
+    assert!(
+        text.trim_end().ends_with("}") && text.contains("event: error\ndata: {\"error\""),
+        "the stream must end with an error event: {text:?}"
+    );
+    eventually(Duration::from_secs(10), "the orchestrator is penalised", || async {
+        orch_state(&gw, sim.url()).await["state"] != "healthy"
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+/// A streamed event larger than the relay's partial-event bound (1 MiB) is passed on in
+/// pieces, in order: the client gets it whole, then the final event.
+#[tokio::test]
+async fn a_huge_streamed_event_reaches_the_client_whole() {
+    let sim = Sim::start(SimConfig {
+        name: "huge-event".into(),
+        models: vec![SimModel::new("llm", LLM).price(1, 1).capacity(8)],
+        huge_body_bytes: 8 << 20,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_ai_fault(AiFault::HugeBody);
+    let gw = start(config(&[sim.url()])).await;
+    let body = json!({"model": LLM, "stream": true, "max_tokens": 4,
+                      "messages": [{"role": "user", "content": "one two three"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/llm", gw.http_addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(60), resp.text()).await.unwrap().unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 2, "{} bytes: {:?}…", text.len(), &text[..200.min(text.len())]);
+    for e in &events {
+        let data = e.strip_prefix("data: ").unwrap();
+        let parsed = serde_json::from_str::<serde_json::Value>(data);
+        assert!(parsed.is_ok(), "{} bytes, not JSON: …{:?}", data.len(), &data[data.len() - 100..]);
+    }
+    gw.shutdown().await;
+}
