@@ -1,7 +1,8 @@
 //! `livepeer-gateway bench`: measures what the gateway adds to a request, against calling the
 //! orchestrator directly, in the same run and on the same machine.
 //!
-//! It starts a zero-delay simulated orchestrator, a gateway in front of it and an nginx
+//! It starts a zero-delay simulated orchestrator, then a gateway (this binary as a child
+//! process with default settings, `--in-process` to run it inside the bench) and an nginx
 //! `proxy_pass` in front of it (on loopback, ephemeral ports), then for text-to-image and for
 //! LLM:
 //! - latency: `n` sequential requests on each path, interleaved (p50, p99);
@@ -13,6 +14,7 @@
 //! same request and the image download; "through the gateway" downloads the image from the
 //! gateway's result store.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use livepeer_gateway::orchestrator::caps::Capabilities;
 use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 
-use super::nginx::Nginx;
+use super::nginx::{GatewayChild, Nginx};
 
 /// Load test settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +56,11 @@ pub(crate) struct BenchArgs {
     /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "paid".to_owned()])]
     pub(crate) only: Vec<String>,
+    /// Run the compared gateway inside the bench's own process (beside the client and the
+    /// simulator) instead of as a child process of its own, as operators run it and as
+    /// nginx runs.
+    #[arg(long)]
+    pub(crate) in_process: bool,
     /// Leave out the nginx `proxy_pass` baseline (which needs nginx, installed with apt-get
     /// if missing).
     #[arg(long)]
@@ -104,10 +111,18 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         "| workload | path | p50 | p99 | req/s ({} clients) | CPU µs/req |\n|---|---|---:|---:|---:|---:|\n",
         args.concurrency
     ));
-    let nginx_pids = nginx.as_ref().map(Nginx::pids).unwrap_or_default();
-    for w in workloads(&http, &sim, &gw, nginx.as_ref()).await? {
+    let child = match args.in_process {
+        true => None,
+        false => Some(GatewayChild::start(sim.url(), args.orch_h2c, "llm", &llm_body()).await?),
+    };
+    let gw_addr = child.as_ref().map_or(gw.http_addr, |c| c.addr);
+    let pids = Pids {
+        nginx: nginx.as_ref().map(Nginx::pids).unwrap_or_default(),
+        gateway: child.as_ref().map(|c| vec![c.pid()]).unwrap_or_default(),
+    };
+    for w in workloads(&http, &sim, gw_addr, nginx.as_ref()).await? {
         if args.only.iter().any(|o| o == w.short) {
-            out.push_str(&compare(&w, &args, &nginx_pids).await?);
+            out.push_str(&compare(&w, &args, &pids).await?);
         }
     }
     if !args.only.iter().any(|o| o == "paid") {
@@ -117,6 +132,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     gw.shutdown().await;
     sim.stop();
     Ok(out)
+}
+
+/// The processes whose CPU time counts on each proxied path, besides this one.
+struct Pids {
+    nginx: Vec<u32>,
+    gateway: Vec<u32>,
 }
 
 /// One workload, sent to the orchestrator directly and through the gateway.
@@ -131,6 +152,10 @@ struct Workload {
     gateway: Target,
 }
 
+fn llm_body() -> Value {
+    json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]})
+}
+
 fn t2i_body() -> Value {
     json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1})
 }
@@ -140,7 +165,7 @@ fn t2i_body() -> Value {
 async fn workloads(
     http: &reqwest::Client,
     sim: &Sim,
-    gw: &Gateway,
+    gw: SocketAddr,
     nginx: Option<&Nginx>,
 ) -> anyhow::Result<Vec<Workload>> {
     let client = OrchClient::new(
@@ -174,7 +199,6 @@ async fn workloads(
             ..t
         })
     };
-    let llm_body = json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]});
     Ok(vec![
         Workload {
             short: "t2i",
@@ -187,7 +211,7 @@ async fn workloads(
         Workload {
             short: "llm",
             name: "llm",
-            body: llm_body,
+            body: llm_body(),
             direct: direct(33, LLM_MODEL, "llm"),
             nginx: proxied(direct(33, LLM_MODEL, "llm")),
             gateway: via_gateway(http, gw, "llm"),
@@ -197,11 +221,11 @@ async fn workloads(
 
 /// The report's rows for one workload: direct, through nginx, through the gateway, and what
 /// the gateway adds.
-async fn compare(w: &Workload, args: &BenchArgs, nginx_pids: &[u32]) -> anyhow::Result<String> {
+async fn compare(w: &Workload, args: &BenchArgs, pids: &Pids) -> anyhow::Result<String> {
     let (body, name) = (&w.body, w.name);
     let mut paths = vec![("direct", &w.direct, vec![])];
-    paths.extend(w.nginx.as_ref().map(|n| ("nginx", n, nginx_pids.to_vec())));
-    paths.push(("gateway", &w.gateway, vec![]));
+    paths.extend(w.nginx.as_ref().map(|n| ("nginx", n, pids.nginx.clone())));
+    paths.push(("gateway", &w.gateway, pids.gateway.clone()));
     // Warm up connections and caches.
     for _ in 0..50 {
         for (_, t, _) in &paths {
@@ -279,8 +303,8 @@ async fn paid_vs_unpaid(
     let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     paid_config.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(key)?));
     let paid_gw = Gateway::start(paid_config).await?;
-    let paid = via_gateway(http, &paid_gw, "text-to-image");
-    let unpaid = via_gateway(http, gw, "text-to-image");
+    let paid = via_gateway(http, paid_gw.http_addr, "text-to-image");
+    let unpaid = via_gateway(http, gw.http_addr, "text-to-image");
     let t2i_body = t2i_body();
     for _ in 0..50 {
         request(&paid, &t2i_body).await?;
@@ -316,10 +340,10 @@ async fn paid_vs_unpaid(
     Ok(out)
 }
 
-fn via_gateway(http: &reqwest::Client, gw: &Gateway, path: &str) -> Target {
+fn via_gateway(http: &reqwest::Client, gw: SocketAddr, path: &str) -> Target {
     Target {
         http: http.clone(),
-        url: format!("http://{}/{path}", gw.http_addr),
+        url: format!("http://{gw}/{path}"),
         headers: vec![],
         rewrite: None,
     }

@@ -1,4 +1,7 @@
-//! A throwaway nginx `proxy_pass` in front of a simulated orchestrator: the plain-proxy
+//! The proxies `bench` measures as their own processes, as operators run them: this binary
+//! as a gateway child process, and nginx.
+//!
+//! A throwaway nginx `proxy_pass` in front of a simulated orchestrator is the plain-proxy
 //! baseline of `livepeer-gateway bench`. The gateway does more than nginx does (validation,
 //! selection, payment, result storage), but nginx is what an operator would otherwise put in
 //! front of an orchestrator, so it is the bar for what a proxy in the path may cost.
@@ -173,4 +176,59 @@ fn find() -> Option<PathBuf> {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .chain([PathBuf::from("/usr/sbin")]);
     on_path.map(|d| d.join("nginx")).find(|p| p.is_file())
+}
+
+/// This binary running as a gateway in front of `orchestrator`, killed on drop.
+pub(crate) struct GatewayChild {
+    child: Child,
+    /// Its public API.
+    pub(crate) addr: SocketAddr,
+}
+
+impl GatewayChild {
+    /// Starts it with default settings (its stderr, the `info` log, goes to ours) and waits
+    /// until `ready_path` answers 200 to `ready_body`, i.e. the orchestrator is in its pool.
+    pub(crate) async fn start(
+        orchestrator: &str,
+        h2c: bool,
+        ready_path: &str,
+        ready_body: &serde_json::Value,
+    ) -> anyhow::Result<Self> {
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let admin = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["--http-addr", &addr.to_string(), "--cli-addr", &admin.to_string()])
+            .args(["--orch-addr", orchestrator, "--orch-h2c", if h2c { "true" } else { "false" }])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the gateway")?;
+        let mut gw = Self { child, addr };
+        let http = reqwest::Client::new();
+        let url = format!("http://{addr}/{ready_path}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = gw.child.try_wait()? {
+                anyhow::bail!("the gateway exited with {status}");
+            }
+            let resp = http.post(&url).json(ready_body).send().await;
+            if resp.is_ok_and(|r| r.status().is_success()) {
+                return Ok(gw);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the gateway at {addr} never served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its process id (for its CPU time).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for GatewayChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
