@@ -158,12 +158,15 @@ async fn an_unusable_answer_is_penalised_but_booked_as_paid() {
         assert_eq!(body["error"]["type"], "orchestrator_failed", "{body}");
         assert_eq!(orch_state(&gw, orch.url()).await["state"], "ejected");
         assert_books_agree(&gw, &orch, &format!("unusable {i}")).await;
-        // Wait out the ejection (300 ms base in tests) until the health probe re-admits it.
-        eventually(Duration::from_secs(10), "re-admitted", || async {
-            orch_state(&gw, orch.url()).await["state"] == "healthy"
+        // Wait out the ejection (300 ms base in tests): an orchestrator-wide one ends with the
+        // health probe, a job key's with a request that is its probe. Until then requests are
+        // refused before any payment (503), which leaves the books alone.
+        orch.set_ai_mode(AiMode::ResultUrls(vec![SMALL.into()]));
+        eventually(Duration::from_secs(10), "served again", || async {
+            t2i(&gw).await.status() == 200
         })
         .await;
-        orch.set_ai_mode(AiMode::ResultUrls(vec![SMALL.into()]));
+        assert_books_agree(&gw, &orch, &format!("first success after unusable {i}")).await;
         for j in 0..3 {
             expect_ok(&gw, &orch).await;
             assert_books_agree(&gw, &orch, &format!("success {j} after unusable {i}")).await;
