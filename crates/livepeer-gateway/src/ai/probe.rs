@@ -365,9 +365,9 @@ pub(crate) mod samples {
         b
     }
 
-    /// A committed audio fixture from `testdata/audio/`.
+    /// A committed audio fixture from `crates/livepeer-gateway/testdata/audio/`.
     pub(crate) fn fixture(name: &str) -> Vec<u8> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/audio");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/audio");
         std::fs::read(root.join(name)).unwrap()
     }
 }

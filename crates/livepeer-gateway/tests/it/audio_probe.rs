@@ -13,9 +13,9 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_livepeer-gateway");
 const WHISPER: &str = "openai/whisper-large-v3";
 
-/// A committed fixture from `testdata/audio/`.
+/// A committed fixture from `crates/livepeer-gateway/testdata/audio/`.
 fn fixture(name: &str) -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/audio");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/audio");
     std::fs::read(root.join(name)).unwrap()
 }
 
