@@ -83,6 +83,10 @@ async fn a_stop_while_the_orchestrator_is_hung_releases_everything() {
     let (status, body) = call(&gw, "hung", "start").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(holds(&gw).await, (1, 1, 1), "a running stream holds one lease");
+    // The simulator names the gateway request of each stream it runs (the soak's leftovers).
+    let running = sim.live().running;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].gateway_request_id, body["request_id"].as_str().unwrap());
     // Everything the soak's hang fault stops answering.
     sim.set_mode(Mode::Hang);
     sim.set_ai_mode(AiMode::Hang);
