@@ -52,6 +52,11 @@ pub enum LiveMode {
     StallOutput,
     /// Keep processing but publish no events, as a runner whose monitor died would.
     MuteEvents,
+    /// Start each stream but never answer its start call, as an orchestrator whose answer is
+    /// lost on the way: the caller never learns the stream's channels, and the stream runs
+    /// until its input channel is closed or the simulator stops (a real orchestrator would
+    /// time it out once its input stays idle).
+    StartUnanswered,
 }
 
 /// What the simulator's live side has done, from [`crate::Sim::live`].
@@ -190,6 +195,9 @@ struct StartRequest {
 /// runner, answer.
 async fn start(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     match start_stream(&shared, &headers, &body) {
+        Ok(_) if shared.live.mode() == LiveMode::StartUnanswered => {
+            std::future::pending::<Response>().await
+        }
         Ok(answer) => axum::Json(answer).into_response(),
         Err(rejection) => rejection.into_response(),
     }

@@ -127,3 +127,37 @@ async fn a_start_racing_a_kill_leaves_nothing_in_the_gateway() {
     })
     .await;
 }
+
+/// The soak's "live streams left on orchestrators": an orchestrator that started a stream but
+/// whose answer the gateway never read keeps it (the gateway never learned its channels), and
+/// the gateway, which moved on to another orchestrator, holds only the stream it answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_whose_answer_is_lost_leaves_the_stream_on_the_orchestrator_only() {
+    let (lost, good) = (live_sim("leak-lost-answer").await, live_sim("leak-good").await);
+    lost.set_live_mode(LiveMode::StartUnanswered);
+    let mut c = live_config(&[&lost, &good]);
+    c.live.start_timeout = Duration::from_millis(500);
+    let gw = start(c).await;
+    let mut requests = Vec::new();
+    // Selection may try either first; the lost answer is met once the first start that goes
+    // to it times out and the stream fails over.
+    for i in 0..20 {
+        let name = format!("lost{i}");
+        let (status, body) = call(&gw, &name, "start").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["orchestrator"].as_str().unwrap().trim_end_matches('/'), good.url());
+        requests.push(body["request_id"].as_str().unwrap().to_owned());
+        assert_eq!(call(&gw, &name, "stop").await.0, 200);
+        if lost.live().active > 0 {
+            break;
+        }
+    }
+    holds_nothing(&gw, "the gateway to hold nothing once its client stopped").await;
+    eventually(Duration::from_secs(10), "the serving orchestrator's stream to end", || async {
+        good.live().active == 0
+    })
+    .await;
+    let left = lost.live().running;
+    assert_eq!(left.len(), 1, "the unanswered start's stream stays on its orchestrator");
+    assert!(requests.contains(&left[0].gateway_request_id), "{left:?} {requests:?}");
+}
