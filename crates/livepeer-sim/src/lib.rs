@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
 pub use fault::{AiFault, LedgerEntry};
-pub use live::{LiveMode, LiveStats};
+pub use live::{LiveMode, LiveStats, RunningStream};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
 pub use server::SimError;
 

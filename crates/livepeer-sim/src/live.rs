@@ -52,6 +52,11 @@ pub enum LiveMode {
     StallOutput,
     /// Keep processing but publish no events, as a runner whose monitor died would.
     MuteEvents,
+    /// Start each stream but never answer its start call, as an orchestrator whose answer is
+    /// lost on the way: the caller never learns the stream's channels, and the stream runs
+    /// until its input channel is closed or the simulator stops (a real orchestrator would
+    /// time it out once its input stays idle).
+    StartUnanswered,
 }
 
 /// What the simulator's live side has done, from [`crate::Sim::live`].
@@ -61,6 +66,9 @@ pub struct LiveStats {
     pub starts: u64,
     /// Streams running now.
     pub active: usize,
+    /// The streams running now, by manifest id (sorted), so that a soak can tell which
+    /// gateway request left one behind.
+    pub running: Vec<RunningStream>,
     /// Input segments received, all streams.
     pub segments_in: u64,
     /// Output segments published, all streams.
@@ -79,14 +87,31 @@ pub struct LiveStats {
     pub payment_times_ms: Vec<u64>,
 }
 
+/// A stream the simulator is running, from [`LiveStats::running`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningStream {
+    /// The simulator's id of the stream.
+    pub manifest_id: String,
+    /// The `gateway_request_id` of its start call.
+    pub gateway_request_id: String,
+}
+
+/// One running stream's entry: its model, its start's gateway request id and what stops it.
+#[derive(Debug)]
+struct Entry {
+    model: String,
+    request: String,
+    cancel: CancellationToken,
+}
+
 /// Live state of a running simulator.
 #[derive(Debug)]
 pub(crate) struct LiveState {
     pub(crate) hub: Hub,
     mode: Mutex<LiveMode>,
     stats: Mutex<LiveStats>,
-    /// Running streams by manifest id: the model and what stops the runner.
-    streams: Mutex<HashMap<String, (String, CancellationToken)>>,
+    /// Running streams by manifest id.
+    streams: Mutex<HashMap<String, Entry>>,
 }
 
 impl Default for LiveState {
@@ -110,7 +135,17 @@ impl LiveState {
 
     pub(crate) fn stats(&self) -> LiveStats {
         let mut stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
-        stats.active = self.streams.lock().map(|s| s.len()).unwrap_or(0);
+        if let Ok(streams) = self.streams.lock() {
+            stats.active = streams.len();
+            stats.running = streams
+                .iter()
+                .map(|(mid, e)| RunningStream {
+                    manifest_id: mid.clone(),
+                    gateway_request_id: e.request.clone(),
+                })
+                .collect();
+            stats.running.sort_by(|a, b| a.manifest_id.cmp(&b.manifest_id));
+        }
         stats
     }
 
@@ -126,8 +161,8 @@ impl LiveState {
             Ok(mut s) => s.drain().collect(),
             Err(_) => return,
         };
-        for (mid, (_, cancel)) in streams {
-            cancel.cancel();
+        for (mid, entry) in streams {
+            entry.cancel.cancel();
             close_channels(&self.hub, &mid);
         }
     }
@@ -160,6 +195,9 @@ struct StartRequest {
 /// runner, answer.
 async fn start(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     match start_stream(&shared, &headers, &body) {
+        Ok(_) if shared.live.mode() == LiveMode::StartUnanswered => {
+            std::future::pending::<Response>().await
+        }
         Ok(answer) => axum::Json(answer).into_response(),
         Err(rejection) => rejection.into_response(),
     }
@@ -179,7 +217,7 @@ fn start_stream(
     let payment = check_payment(shared, headers)?;
     check_segment(shared, headers, payment::bytes_to_address(&payment.sender))?;
     let cancel = CancellationToken::new();
-    reserve(shared, &req.model_id, &mid, &cancel)?;
+    reserve(shared, &req, &mid, &cancel)?;
     let charge = match shared.payments.admit(&payment, &mid) {
         Ok(charge) => charge,
         Err(refused) => {
@@ -230,10 +268,11 @@ fn close_channels(hub: &Hub, mid: &str) {
 /// Takes one of the model's containers (go-livepeer: 503 `insufficient capacity`).
 fn reserve(
     shared: &Shared,
-    model: &str,
+    req: &StartRequest,
     mid: &str,
     cancel: &CancellationToken,
 ) -> Result<(), Rejection> {
+    let model = req.model_id.as_str();
     let capacity = shared
         .config
         .models
@@ -242,10 +281,15 @@ fn reserve(
         .map_or(0, |m| m.capacity as usize);
     let no_capacity = || Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient capacity");
     let mut streams = shared.live.streams.lock().map_err(|_| no_capacity())?;
-    if streams.values().filter(|(m, _)| m == model).count() >= capacity {
+    if streams.values().filter(|e| e.model == model).count() >= capacity {
         return Err(no_capacity());
     }
-    streams.insert(mid.to_owned(), (model.to_owned(), cancel.clone()));
+    let entry = Entry {
+        model: model.to_owned(),
+        request: req.gateway_request_id.clone(),
+        cancel: cancel.clone(),
+    };
+    streams.insert(mid.to_owned(), entry);
     Ok(())
 }
 

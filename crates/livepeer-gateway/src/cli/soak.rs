@@ -13,6 +13,7 @@
 //!   a random while. At most half of them are faulty at once.
 //! - Load: `load.rs`. Definitions of lost and paid twice: RELIABILITY.md.
 
+mod leftovers;
 mod load;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 use livepeer_gateway::config::parse_duration;
 
+use leftovers::{GatewayHolds, SimLeftover};
 use load::{Class, Kind, LLM_MODEL, Load, Outcome, T2I_MODEL};
 
 /// Soak settings.
@@ -95,16 +97,18 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<String> {
     load::run(load.clone(), args.concurrency, args.live, args.seed).await;
     let injected = faults.await??;
     let elapsed = started.elapsed();
-    let leaked = wait_live_idle(&sims).await;
+    let leftovers = leftovers::wait_sims_idle(&sims, &log).await;
+    let outcomes = load.outcomes();
+    let holds = leftovers::gateway_holds(&load.http, &gateway.admin).await;
     finished.store(true, Relaxed);
     let peaks = sampler.await?;
     let alive = gateway.alive();
-    let outcomes = load.outcomes();
     let failed_attempts = failed_attempts(&log);
     let paid = Payments::of(&sims, &outcomes, &load.gateway_ids(), &failed_attempts);
     let published = load.published.lock().map(|p| *p).unwrap_or_default();
-    let verdict = Verdict::of(&args, &outcomes, &paid, peaks, alive);
-    let facts = Facts { elapsed, outcomes, injected, paid, peaks, published, leaked, alive };
+    let verdict = Verdict::of(&args, &outcomes, &paid, peaks, alive, &holds);
+    let live = LiveLeft { holds, leftovers };
+    let facts = Facts { elapsed, outcomes, injected, paid, peaks, published, live, alive };
     let mut report = report(&args, &facts, &verdict);
     report.push_str(&format!("gateway log: {}\n", log.display()));
     if verdict.failures.is_empty() {
@@ -147,6 +151,8 @@ async fn start_sims(args: &SoakArgs) -> anyhow::Result<Vec<Sim>> {
 struct GatewayChild {
     child: std::process::Child,
     base: String,
+    /// Its admin (CLI) API.
+    admin: String,
 }
 
 impl GatewayChild {
@@ -170,7 +176,8 @@ impl GatewayChild {
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(log)?)
             .spawn()?;
-        Ok(Self { child, base: format!("http://127.0.0.1:{http}") })
+        let (base, admin) = (format!("http://127.0.0.1:{http}"), format!("http://127.0.0.1:{cli}"));
+        Ok(Self { child, base, admin })
     }
 
     fn pid(&self) -> u32 {
@@ -348,19 +355,6 @@ async fn drive_faults(
     Ok(injected)
 }
 
-/// Waits (up to 20 s) for the simulators to have no live stream running, as every client
-/// stopped its own; how many are still running then.
-async fn wait_live_idle(sims: &[Sim]) -> usize {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let active: usize = sims.iter().map(|s| s.live().active).sum();
-        if active == 0 || Instant::now() >= until {
-            return active;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The simulators' ledgers, joined by client request.
 #[derive(Debug, Default)]
 struct Payments {
@@ -376,7 +370,7 @@ struct Payments {
     /// simulator's URL and entry.
     twice: Vec<(String, Vec<(String, LedgerEntry)>)>,
     /// Client requests that ended clean or lost although an orchestrator delivered them.
-    charged_not_answered: u64,
+    charged_not_answered: Vec<Unanswered>,
     /// Deliveries by an orchestrator whose attempt the gateway had already given up on (it
     /// logged the attempt as failed: too slow, cut): a failed attempt's legitimate payment.
     abandoned: u64,
@@ -403,6 +397,13 @@ impl Payments {
             }
         }
         let mut p = Self::default();
+        let answered = |o: &&Outcome| o.class == Class::Answered;
+        p.charged_not_answered = outcomes
+            .iter()
+            .filter(|o| !answered(o))
+            .filter(|o| by_id.get(&o.id).is_some_and(|e| e.delivered > 0))
+            .map(|o| Unanswered::of(o, &by_sim, gateway_ids, failed))
+            .collect();
         for (id, e) in &by_id {
             p.paid_attempts += u64::from(e.paid_attempts);
             p.delivered += u64::from(e.delivered);
@@ -421,13 +422,45 @@ impl Payments {
             }
         }
         p.twice.sort_by(|a, b| a.0.cmp(&b.0));
-        let answered = |o: &&Outcome| o.class == Class::Answered;
-        p.charged_not_answered = outcomes
-            .iter()
-            .filter(|o| !answered(o))
-            .filter(|o| by_id.get(&o.id).is_some_and(|e| e.delivered > 0))
-            .count() as u64;
         p
+    }
+}
+
+/// A client request an orchestrator delivered (and charged for) that the client did not get
+/// as an answer, with what the gateway logged of it, so that the report can say why.
+#[derive(Debug)]
+struct Unanswered {
+    id: String,
+    /// The client's outcome: kind, class and why.
+    client: String,
+    /// The gateway's request id, when the client got one.
+    gateway_id: Option<String>,
+    /// The simulators that delivered it.
+    delivered_by: Vec<String>,
+    /// The orchestrators of the attempts the gateway logged as failed.
+    gateway_failed: Vec<String>,
+}
+
+impl Unanswered {
+    fn of(
+        o: &Outcome,
+        by_sim: &HashMap<String, Vec<(String, LedgerEntry)>>,
+        gateway_ids: &HashMap<String, String>,
+        failed: &HashMap<String, Vec<String>>,
+    ) -> Self {
+        let gateway_id = gateway_ids.get(&o.id).cloned();
+        let delivered_by = by_sim.get(&o.id).map_or_else(Vec::new, |sims| {
+            sims.iter().filter(|(_, e)| e.delivered > 0).map(|(u, _)| u.clone()).collect()
+        });
+        let gateway_failed =
+            gateway_id.as_ref().and_then(|g| failed.get(g)).cloned().unwrap_or_default();
+        Self {
+            id: o.id.clone(),
+            client: format!("{} {:?} {}", o.kind.name(), o.class, o.why),
+            gateway_id,
+            delivered_by,
+            gateway_failed,
+        }
     }
 }
 
@@ -465,9 +498,16 @@ struct Facts {
     peaks: Peaks,
     /// Live segments published, and streams whose publishing failed.
     published: (u64, u64),
-    /// Live streams still running on a simulator after every client stopped its own.
-    leaked: usize,
+    live: LiveLeft,
     alive: bool,
+}
+
+/// Live streams left after every client stopped its own, on each side.
+struct LiveLeft {
+    /// What the gateway still holds: fails the run.
+    holds: GatewayHolds,
+    /// Streams still running on a simulator the gateway let go of: informational.
+    leftovers: Vec<SimLeftover>,
 }
 
 /// Which bounds were broken.
@@ -483,6 +523,7 @@ impl Verdict {
         paid: &Payments,
         peaks: Peaks,
         alive: bool,
+        holds: &GatewayHolds,
     ) -> Self {
         let lost = outcomes.iter().filter(|o| o.class == Class::Lost).count();
         let mut failures = Vec::new();
@@ -504,6 +545,9 @@ impl Verdict {
         }
         if !alive {
             failures.push("the gateway exited".to_owned());
+        }
+        if holds.any() {
+            failures.push(format!("the gateway still holds live streams: {holds:?}"));
         }
         if !outcomes.iter().any(|o| o.class == Class::Answered) {
             failures.push("no request was answered".to_owned());
@@ -542,7 +586,8 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
          | requests charged but not answered to the client | {} |\n\
          | **requests paid twice** | **{}** |\n| **requests lost** | **{}** |\n\
          | live segments published / streams whose publishing failed | {} / {} |\n\
-         | live streams left running on orchestrators | {} |\n\
+         | **live streams the gateway still holds (streams / leases)** | **{} / {}** |\n\
+         | live streams left on orchestrators the gateway let go of (informational) | {} |\n\
          | **gateway peak RSS** | **{:.1} MB** (ceiling {} MB) |\n\
          | **gateway peak fds** | **{}** (ceiling {}) |\n| samples (every 100 ms) | {} |\n",
         faults.join(", "),
@@ -551,12 +596,14 @@ fn report(args: &SoakArgs, f: &Facts, v: &Verdict) -> String {
         p.spoiled,
         p.voided,
         p.abandoned,
-        p.charged_not_answered,
+        p.charged_not_answered.len(),
         p.twice.len(),
         v.lost,
         f.published.0,
         f.published.1,
-        f.leaked,
+        f.live.holds.streams_gauge.max(i64::try_from(f.live.holds.running.len()).unwrap_or(0)),
+        f.live.holds.leases,
+        f.live.leftovers.len(),
         f.peaks.rss as f64 / 1e6,
         args.rss_ceiling_mb,
         f.peaks.fds,
@@ -590,6 +637,25 @@ fn details(out: &mut String, f: &Facts) {
             let class = if *class == Class::Lost { "**lost**" } else { "failed cleanly" };
             out.push_str(&format!("| {class} | {} | {n} |\n", why.replace('|', "/")));
         }
+    }
+    for u in f.paid.charged_not_answered.iter().take(10) {
+        out.push_str(&format!(
+            "- charged, not answered: `{}` (gateway request {}; the client saw: {}): delivered by {}; attempts the gateway logged as failed: {}\n",
+            u.id,
+            u.gateway_id.as_deref().unwrap_or("none"),
+            u.client,
+            u.delivered_by.join(", "),
+            if u.gateway_failed.is_empty() { "none".to_owned() } else { u.gateway_failed.join(", ") },
+        ));
+    }
+    for l in f.live.leftovers.iter().take(10) {
+        out.push_str(&format!(
+            "- left on an orchestrator: {} stream {} (gateway request {}); the gateway logged: {}\n",
+            l.sim,
+            l.manifest_id,
+            l.request_id,
+            if l.gateway_log.is_empty() { "nothing".to_owned() } else { l.gateway_log.join(" / ") },
+        ));
     }
     for (id, sims) in f.paid.twice.iter().take(20) {
         let client = f.outcomes.iter().find(|o| &o.id == id);

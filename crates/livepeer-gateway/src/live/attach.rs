@@ -116,6 +116,7 @@ pub(crate) async fn attach(
             Err(failure) => {
                 tracing::info!(
                     stream = stream.spec.name,
+                    request_id = stream.spec.request_id,
                     orchestrator = url,
                     error = failure.message,
                     "live start failed"

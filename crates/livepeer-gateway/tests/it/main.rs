@@ -10,6 +10,7 @@ mod fuzz;
 mod health;
 mod listen;
 mod live;
+mod live_leak;
 mod live_owner;
 mod oneshot;
 mod payments;

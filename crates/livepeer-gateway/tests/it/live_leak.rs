@@ -1,0 +1,163 @@
+//! A live stream whose client stopped, or whose start failed, leaves nothing in the gateway:
+//! no stream running in its table, no lease, a zero `livepeer_gateway_live_streams` gauge,
+//! even when its orchestrator is hung or killed at that moment (the soak's "live streams the
+//! gateway still holds", RELIABILITY.md). What an orchestrator the gateway could not reach
+//! keeps is the orchestrator's to time out, as go-livepeer's do.
+
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_gateway::config::Config;
+use livepeer_sim::{AiMode, LiveMode, Mode, Sim, SimConfig, SimModel};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const OWNER: &str = "Bearer live-leak-client";
+
+async fn live_sim(name: &str) -> Sim {
+    Sim::start(SimConfig {
+        name: name.into(),
+        models: vec![SimModel::new("live-video-to-video", "noop").capacity(8)],
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn live_config(sims: &[&Sim]) -> Config {
+    let urls: Vec<&str> = sims.iter().map(|s| s.url()).collect();
+    let mut c = config(&urls);
+    c.live.events_timeout = Duration::from_secs(5);
+    c.live.status_linger = Duration::from_secs(60);
+    c
+}
+
+async fn call(gw: &Gateway, name: &str, action: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/live/video-to-video/{name}/{action}", gw.http_addr))
+        .header(reqwest::header::AUTHORIZATION, OWNER)
+        .json(&json!({"pipeline": "noop"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// What the gateway holds of live streams: streams listed as starting, running or swapping,
+/// the streams gauge, and leases in flight.
+async fn holds(gw: &Gateway) -> (usize, i64, u64) {
+    let (_, streams) = admin_get(gw, "/live/streams").await;
+    let running = streams["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| matches!(s["state"].as_str(), Some("starting" | "running" | "swapping")))
+        .count();
+    let gauge = admin_text(gw, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("livepeer_gateway_live_streams"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as i64;
+    let (_, orchs) = admin_get(gw, "/orchestrators").await;
+    let leases = orchs["orchestrators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["in_flight"].as_u64())
+        .sum();
+    (running, gauge, leases)
+}
+
+async fn holds_nothing(gw: &Gateway, what: &str) {
+    eventually(Duration::from_secs(10), what, || async { holds(gw).await == (0, 0, 0) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_while_the_orchestrator_is_hung_releases_everything() {
+    let sim = live_sim("leak-hung").await;
+    let gw = start(live_config(&[&sim])).await;
+    let (status, body) = call(&gw, "hung", "start").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(holds(&gw).await, (1, 1, 1), "a running stream holds one lease");
+    // The simulator names the gateway request of each stream it runs (the soak's leftovers).
+    let running = sim.live().running;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].gateway_request_id, body["request_id"].as_str().unwrap());
+    // Everything the soak's hang fault stops answering.
+    sim.set_mode(Mode::Hang);
+    sim.set_ai_mode(AiMode::Hang);
+    sim.set_live_mode(LiveMode::StallOutput);
+    let (status, body) = call(&gw, "hung", "stop").await;
+    assert_eq!(status, 200, "{body}");
+    holds_nothing(&gw, "the gateway to let go of the stopped stream").await;
+    // Its trickle routes still answer, so the teardown reached it too.
+    eventually(Duration::from_secs(10), "the orchestrator's stream to end", || async {
+        sim.live().active == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_racing_a_kill_leaves_nothing_in_the_gateway() {
+    let (a, b) = (live_sim("leak-kill-a").await, live_sim("leak-kill-b").await);
+    let gw = start(live_config(&[&a, &b])).await;
+    for i in 0..6 {
+        let name = format!("race{i}");
+        // The kill lands before, during or after the start call, whichever orchestrator it
+        // went to; whatever the start's answer, the gateway must hold only what it answered.
+        let (started, ()) = tokio::join!(call(&gw, &name, "start"), async {
+            tokio::time::sleep(Duration::from_millis(2 * i)).await;
+            a.stop();
+        });
+        if started.0 == 200 {
+            let (status, body) = call(&gw, &name, "stop").await;
+            assert_eq!(status, 200, "{body}");
+        }
+        holds_nothing(&gw, "the gateway to hold nothing after a start that raced a kill").await;
+        a.restart().await.unwrap();
+    }
+    // Nothing on the orchestrators either, once the gateway's teardowns arrived (a stream a
+    // killed orchestrator held died with it).
+    eventually(Duration::from_secs(10), "the orchestrators' streams to end", || async {
+        a.live().active + b.live().active == 0
+    })
+    .await;
+}
+
+/// The soak's "live streams left on orchestrators": an orchestrator that started a stream but
+/// whose answer the gateway never read keeps it (the gateway never learned its channels), and
+/// the gateway, which moved on to another orchestrator, holds only the stream it answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_whose_answer_is_lost_leaves_the_stream_on_the_orchestrator_only() {
+    let (lost, good) = (live_sim("leak-lost-answer").await, live_sim("leak-good").await);
+    lost.set_live_mode(LiveMode::StartUnanswered);
+    let mut c = live_config(&[&lost, &good]);
+    c.live.start_timeout = Duration::from_millis(500);
+    let gw = start(c).await;
+    let mut requests = Vec::new();
+    // Selection may try either first; the lost answer is met once the first start that goes
+    // to it times out and the stream fails over.
+    for i in 0..20 {
+        let name = format!("lost{i}");
+        let (status, body) = call(&gw, &name, "start").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["orchestrator"].as_str().unwrap().trim_end_matches('/'), good.url());
+        requests.push(body["request_id"].as_str().unwrap().to_owned());
+        assert_eq!(call(&gw, &name, "stop").await.0, 200);
+        if lost.live().active > 0 {
+            break;
+        }
+    }
+    holds_nothing(&gw, "the gateway to hold nothing once its client stopped").await;
+    eventually(Duration::from_secs(10), "the serving orchestrator's stream to end", || async {
+        good.live().active == 0
+    })
+    .await;
+    let left = lost.live().running;
+    assert_eq!(left.len(), 1, "the unanswered start's stream stays on its orchestrator");
+    assert!(requests.contains(&left[0].gateway_request_id), "{left:?} {requests:?}");
+}
