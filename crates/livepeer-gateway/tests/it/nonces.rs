@@ -23,7 +23,6 @@ const EV: u128 = 10_000_000;
 /// Each 64×64 request costs 2.095e9 wei = 209.5 tickets: three payments on one set of params
 /// would reach nonce 629, past the orchestrator's 600 while the first two stay below 500.
 #[tokio::test]
-#[ignore = "fails before the fix"]
 async fn many_tickets_per_payment_never_pass_600_nonces_per_params() {
     let sim = Sim::start(SimConfig {
         name: "nonces".into(),
