@@ -45,15 +45,6 @@ struct Session {
 /// nonces of the previous ones, before it gives up.
 const ROTATIONS: usize = 3;
 
-/// What staging a payment on one session came to.
-enum Step {
-    /// Staged: ready to send.
-    Staged(Staged),
-    /// Its tickets would pass the orchestrator's nonce limit for these params: the session is
-    /// marked exhausted, and the payment must be staged again on fresh params.
-    Rotate,
-}
-
 /// A session shared by the requests to one (orchestrator, job).
 type SharedSession = Arc<Mutex<Session>>;
 
@@ -203,7 +194,7 @@ impl LocalPayer {
         }
         for _ in 0..=ROTATIONS {
             let session = self.session(url, key).await?;
-            if let Step::Staged(staged) = self.stage_on(&session, url, units, stream)? {
+            if let Some(staged) = self.stage_on(&session, url, units, stream)? {
                 return Ok(Some(staged));
             }
         }
@@ -214,14 +205,15 @@ impl LocalPayer {
 
     /// Stages the payment of `units` on `session`, unless its tickets would take the nonces
     /// past what the orchestrator accepts for the session's params (PAYMENTS.md §3.5): it
-    /// would refuse the payment with `too many values`, so the session is rotated first.
+    /// would refuse the payment with `too many values`, so the session is marked exhausted and
+    /// `None` returned: the payment must be staged again on fresh params.
     fn stage_on(
         &self,
         session: &SharedSession,
         url: &Url,
         units: u64,
         stream: Option<&str>,
-    ) -> Result<Step, PayError> {
+    ) -> Result<Option<Staged>, PayError> {
         let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
         let credit = match stream {
             Some(manifest) => self.stream_credit(url, manifest)?,
@@ -236,7 +228,7 @@ impl LocalPayer {
             let payment = build_payment(self.signer.address(), &expected, None)
                 .map_err(|e| PayError::Internal(e.to_string()))?;
             drop((balance, s));
-            return Ok(Step::Staged(Staged {
+            return Ok(Some(Staged {
                 header: payment_header_value(&payment),
                 info,
                 tickets: 0,
@@ -278,7 +270,7 @@ impl LocalPayer {
             give_back(&mut balance, update);
             s.exhausted = true;
             tracing::debug!(orchestrator = %url, nonces = s.sender.last_nonce(), "ticket params rotated before the nonce limit");
-            return Ok(Step::Rotate);
+            return Ok(None);
         }
         drop(balance);
         let batch = s
@@ -288,7 +280,7 @@ impl LocalPayer {
         let payment = build_payment(self.signer.address(), &price_info(price), Some(&batch))
             .map_err(|e| PayError::Internal(e.to_string()))?;
         drop(s);
-        Ok(Step::Staged(Staged {
+        Ok(Some(Staged {
             header: payment_header_value(&payment),
             info,
             tickets: update.num_tickets,

@@ -59,7 +59,8 @@ async fn many_tickets_per_payment_never_pass_600_nonces_per_params() {
     let sessions = status["payments"]["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{status}");
     let used = sessions[0]["nonces_used"].as_u64().unwrap();
-    assert!(used <= 600 && used < 1676, "the session's params were renewed: {used}");
+    // 1,676 nonces at most 600 per set of params: at least three sets were fetched.
+    assert!(used <= 600, "nonces on the current params: {used}");
     // Exact money: the credit the gateway books is the orchestrator's balance for it.
     let sender = LocalSigner::from_hex(KEY).unwrap().address();
     let held: Vec<_> =
