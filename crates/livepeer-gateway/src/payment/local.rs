@@ -251,20 +251,9 @@ impl LocalPayer {
         let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
         let update = stage(&mut balance, &fee, &ev)?;
         let ev_sent = update.new_credit;
-        let too_many = update.num_tickets > MAX_SENDER_NONCES;
-        if too_many || ev_sent > Ratio::from_u256(self.limits.max_total_ev) {
+        if let Some(refusal) = self.over_limits(&update) {
             give_back(&mut balance, update);
-            return Err(PayError::Refused(if too_many {
-                format!(
-                    "payment of {} tickets exceeds the {MAX_SENDER_NONCES} nonces an orchestrator accepts per ticket params",
-                    update.num_tickets
-                )
-            } else {
-                format!(
-                    "payment of {} tickets exceeds the max total EV {}",
-                    update.num_tickets, self.limits.max_total_ev
-                )
-            }));
+            return Err(PayError::Refused(refusal));
         }
         if s.sender.last_nonce().saturating_add(update.num_tickets) > MAX_SENDER_NONCES {
             give_back(&mut balance, update);
@@ -289,6 +278,23 @@ impl LocalPayer {
             update,
             credit,
         }))
+    }
+
+    /// Why a staged payment may not be sent at all: more tickets than an orchestrator accepts
+    /// nonces for one set of params, or more EV than the sender allows.
+    fn over_limits(&self, update: &BalanceUpdate) -> Option<String> {
+        let tickets = update.num_tickets;
+        if tickets > MAX_SENDER_NONCES {
+            return Some(format!(
+                "payment of {tickets} tickets exceeds the {MAX_SENDER_NONCES} nonces an orchestrator accepts per ticket params"
+            ));
+        }
+        (update.new_credit > Ratio::from_u256(self.limits.max_total_ev)).then(|| {
+            format!(
+                "payment of {tickets} tickets exceeds the max total EV {}",
+                self.limits.max_total_ev
+            )
+        })
     }
 
     /// The credit of the live stream booked on `manifest` at `url`, new and empty the first
