@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use livepeer_pm::{
-    Balance, BalanceUpdate, ExpirationParams, LocalSigner, Ratio, SenderSession, SignedRatio,
-    TicketParams, U256, UpdateStatus, build_payment, min_credit, payment_header_value, unit_fee,
+    Balance, BalanceUpdate, ExpirationParams, LocalSigner, MAX_SENDER_NONCES, Ratio, SenderSession,
+    SignedRatio, TicketParams, U256, UpdateStatus, build_payment, min_credit, payment_header_value,
+    unit_fee,
 };
 use livepeer_proto::net;
 use url::Url;
@@ -35,10 +36,14 @@ struct Session {
     balance: SharedCredit,
     /// The price when the session started: a price more than twice this is refused.
     initial_price: Price,
+    /// The next payment would carry more nonces than the orchestrator accepts for these params:
+    /// the next request fetches fresh ones, keeping the credit.
+    exhausted: bool,
 }
 
-/// Nonces used before fresh params are fetched; below the orchestrators' limit of 600.
-const NONCE_ROTATION: u32 = 500;
+/// How many times one payment fetches fresh params because concurrent payments used up the
+/// nonces of the previous ones, before it gives up.
+const ROTATIONS: usize = 3;
 
 /// A session shared by the requests to one (orchestrator, job).
 type SharedSession = Arc<Mutex<Session>>;
@@ -187,7 +192,28 @@ impl LocalPayer {
         if discovered.ticket_params.is_none() {
             return Ok(None);
         }
-        let session = self.session(url, key).await?;
+        for _ in 0..=ROTATIONS {
+            let session = self.session(url, key).await?;
+            if let Some(staged) = self.stage_on(&session, url, units, stream)? {
+                return Ok(Some(staged));
+            }
+        }
+        Err(PayError::Refused(format!(
+            "sender nonces of {url} used up by concurrent payments {ROTATIONS} times over"
+        )))
+    }
+
+    /// Stages the payment of `units` on `session`, unless its tickets would take the nonces
+    /// past what the orchestrator accepts for the session's params (PAYMENTS.md §3.5): it
+    /// would refuse the payment with `too many values`, so the session is marked exhausted and
+    /// `None` returned: the payment must be staged again on fresh params.
+    fn stage_on(
+        &self,
+        session: &SharedSession,
+        url: &Url,
+        units: u64,
+        stream: Option<&str>,
+    ) -> Result<Option<Staged>, PayError> {
         let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
         let credit = match stream {
             Some(manifest) => self.stream_credit(url, manifest)?,
@@ -225,15 +251,15 @@ impl LocalPayer {
         let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
         let update = stage(&mut balance, &fee, &ev)?;
         let ev_sent = update.new_credit;
-        if ev_sent > Ratio::from_u256(self.limits.max_total_ev) {
-            // Give the reserved credit back before refusing.
-            let mut back = update;
-            back.status = UpdateStatus::Staged;
-            let _ = balance.complete_update(&back);
-            return Err(PayError::Refused(format!(
-                "payment of {} tickets exceeds the max total EV {}",
-                back.num_tickets, self.limits.max_total_ev
-            )));
+        if let Some(refusal) = self.over_limits(&update) {
+            give_back(&mut balance, update);
+            return Err(PayError::Refused(refusal));
+        }
+        if s.sender.last_nonce().saturating_add(update.num_tickets) > MAX_SENDER_NONCES {
+            give_back(&mut balance, update);
+            s.exhausted = true;
+            tracing::debug!(orchestrator = %url, nonces = s.sender.last_nonce(), "ticket params rotated before the nonce limit");
+            return Ok(None);
         }
         drop(balance);
         let batch = s
@@ -252,6 +278,23 @@ impl LocalPayer {
             update,
             credit,
         }))
+    }
+
+    /// Why a staged payment may not be sent at all: more tickets than an orchestrator accepts
+    /// nonces for one set of params, or more EV than the sender allows.
+    fn over_limits(&self, update: &BalanceUpdate) -> Option<String> {
+        let tickets = update.num_tickets;
+        if tickets > MAX_SENDER_NONCES {
+            return Some(format!(
+                "payment of {tickets} tickets exceeds the {MAX_SENDER_NONCES} nonces an orchestrator accepts per ticket params"
+            ));
+        }
+        (update.new_credit > Ratio::from_u256(self.limits.max_total_ev)).then(|| {
+            format!(
+                "payment of {tickets} tickets exceeds the max total EV {}",
+                self.limits.max_total_ev
+            )
+        })
     }
 
     /// The credit of the live stream booked on `manifest` at `url`, new and empty the first
@@ -341,14 +384,20 @@ impl LocalPayer {
                 .map_or(0, |d| d.as_secs() as i64);
             // Refresh in the last 10% of the auth token's 30 minutes, as go-livepeer does.
             s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration - 180)
-                // Orchestrators accept at most 600 nonces per set of params (go-livepeer
-                // `maxSenderNonces`): rotate before reaching it.
-                || s.sender.last_nonce() >= NONCE_ROTATION
+                || s.exhausted
+                || self.expired(s.sender.params())
         };
-        if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned())
-            && found.lock().is_ok_and(|s| !expired(&s) && !self.expired(s.sender.params()))
-        {
-            return Ok(found);
+        let found = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned());
+        // The orchestrator keeps the job's balance on its manifest id whatever the params:
+        // fresh params carry the credit on.
+        let mut carried = None;
+        if let Some(found) = found {
+            let s = found.lock().map_err(|_| PayError::Internal("session lock".into()))?;
+            if !expired(&s) {
+                drop(s);
+                return Ok(found);
+            }
+            carried = Some(s.balance.clone());
         }
         // Ticket params must be priced for this job: ask with the job's capabilities.
         let caps = if key.model.is_empty() {
@@ -368,8 +417,9 @@ impl LocalPayer {
         let session = Arc::new(Mutex::new(Session {
             initial_price: info.price,
             sender: SenderSession::new(params, expiration),
-            balance: SharedCredit::default(),
+            balance: carried.unwrap_or_default(),
             info: Arc::new(info),
+            exhausted: false,
         }));
         if let Ok(mut map) = self.sessions.lock() {
             // Concurrent first requests may race here; the first stored session wins so that
@@ -377,7 +427,7 @@ impl LocalPayer {
             // A concurrent request may have stored fresh params already: keep those; replace a
             // stale session.
             let stored = map.entry(map_key).or_insert_with(|| session.clone());
-            let stale = stored.lock().is_ok_and(|s| expired(&s) || self.expired(s.sender.params()));
+            let stale = stored.lock().is_ok_and(|s| expired(&s));
             if stale {
                 *stored = session.clone();
             }
@@ -400,6 +450,14 @@ fn stage(balance: &mut Balance, fee: &Ratio, ev: &Ratio) -> Result<BalanceUpdate
         return Ok(BalanceUpdate { existing_credit: needed, ..BalanceUpdate::empty() });
     }
     balance.stage_payment(Some(fee), ev).map_err(|e| internal(&e))
+}
+
+/// Returns the credit a staged payment reserved, for a payment that will not be sent.
+fn give_back(balance: &mut Balance, update: BalanceUpdate) {
+    let back = BalanceUpdate { status: UpdateStatus::Staged, ..update };
+    if let Err(e) = balance.complete_update(&back) {
+        tracing::error!(error = %e, "balance give-back overflowed");
+    }
 }
 
 fn price_info(price: Price) -> net::PriceInfo {

@@ -12,6 +12,7 @@ mod listen;
 mod live;
 mod live_leak;
 mod live_owner;
+mod nonces;
 mod oneshot;
 mod payments;
 mod per_model;
