@@ -52,6 +52,18 @@ pub(crate) enum FetchError {
     StoreFull(#[from] Full),
 }
 
+/// A result URL as errors and logs show it: without its query or fragment (an object store's
+/// presigned URL carries its signature there), and at most 200 characters (the answer that
+/// carried it may be megabytes long).
+fn shown(url: &str) -> String {
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    let mut out: String = base.chars().take(200).collect();
+    if out.len() < base.len() {
+        out.push('…');
+    }
+    out
+}
+
 fn unusable(why: impl Into<String>) -> FetchError {
     FetchError::Unusable(why.into())
 }
@@ -106,6 +118,9 @@ struct Idle(std::sync::Mutex<std::collections::HashMap<ConnKey, Vec<(Sender, Ins
 /// each). The keys are orchestrators and allowed hosts, never a client's choice.
 const IDLE_PER_KEY: usize = 128;
 const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Addresses with idle connections kept at most (each key is an orchestrator's or an allowed
+/// host's address, so this bounds them when the pool changes over time).
+const IDLE_KEYS: usize = 256;
 
 impl Idle {
     fn take(&self, key: &ConnKey) -> Option<Sender> {
@@ -121,6 +136,17 @@ impl Idle {
 
     fn put(&self, key: ConnKey, sender: Sender) {
         if let Ok(mut map) = self.0.lock() {
+            if map.len() >= IDLE_KEYS && !map.contains_key(&key) {
+                // Orchestrators come and go and change addresses: forget keys with nothing
+                // usable left, and keep no more connections if they are all still in use.
+                map.retain(|_, list| {
+                    list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
+                    !list.is_empty()
+                });
+                if map.len() >= IDLE_KEYS {
+                    return;
+                }
+            }
             let list = map.entry(key).or_default();
             list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
             if list.len() < IDLE_PER_KEY {
@@ -156,6 +182,7 @@ impl Fetcher {
             _ => {
                 let download = self.download(src, budget);
                 tokio::time::timeout(self.fetch_timeout, download).await.map_err(|_| {
+                    let src = shown(src);
                     unusable(format!("{src}: no answer within {:?}", self.fetch_timeout))
                 })??
             }
@@ -169,32 +196,38 @@ impl Fetcher {
         src: &str,
         budget: &Budget<'a>,
     ) -> Result<Fetched<'a>, FetchError> {
-        let url = budget.orch.join(src).map_err(|e| unusable(format!("{src}: {e}")))?;
+        let url = budget.orch.join(src).map_err(|e| unusable(format!("{}: {e}", shown(src))))?;
+        // Errors name the URL without its query: never a presigned URL's signature.
+        let url_s = shown(url.as_str());
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(unusable(format!("{src}: not http(s)")));
+            return Err(unusable(format!("{url_s}: not http(s)")));
         }
         if !origin_allowed(&url, &budget.orch, budget.allowed) {
-            return Err(unusable(format!("{url}: neither the orchestrator's origin nor allowed")));
+            return Err(unusable(format!(
+                "{url_s}: neither the orchestrator's origin nor allowed"
+            )));
         }
         let addr = checked_address(&url, &budget.orch).await?;
         let (resp, conn) =
-            self.get(&url, addr).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+            self.get(&url, addr).await.map_err(|e| unusable(format!("{url_s}: {e}")))?;
         if resp.status().as_u16() != 200 {
-            return Err(unusable(format!("{url}: status {}", resp.status())));
+            return Err(unusable(format!("{url_s}: status {}", resp.status())));
         }
         let declared = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let content_type = served_type(declared.unwrap_or("application/octet-stream"))
-            .ok_or_else(|| unusable(format!("{url}: refused type {declared:?}")))?
+            .ok_or_else(|| unusable(format!("{url_s}: refused type {declared:?}")))?
             .to_owned();
         let limit = budget.per_result.min(budget.left);
         let length = hyper::body::Body::size_hint(resp.body()).exact();
         if let Some(length) = length.filter(|&n| n > limit as u64) {
-            return Err(unusable(format!("{url}: {length} bytes, more than the {limit} allowed")));
+            return Err(unusable(format!(
+                "{url_s}: {length} bytes, more than the {limit} allowed"
+            )));
         }
         let reservation = budget.store.reserve(length.unwrap_or(0) as usize)?;
         let (bytes, reservation) =
             read_capped(resp.into_body(), limit, reservation).await.map_err(|e| match e {
-                FetchError::Unusable(why) => unusable(format!("{url}: {why}")),
+                FetchError::Unusable(why) => unusable(format!("{url_s}: {why}")),
                 full => full,
             })?;
         // Read to its end: the connection can carry the next file.
@@ -409,8 +442,9 @@ fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
 /// The address of `url` to connect to: every address its host resolves to must pass
 /// [`reachable`] (a name that also resolves inward is refused as a whole).
 async fn checked_address(url: &Url, orch: &Url) -> Result<SocketAddr, FetchError> {
-    let port = url.port_or_known_default().ok_or_else(|| unusable(format!("{url}: no port")))?;
-    let addrs = resolve(url).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+    let (full, url) = (url, shown(url.as_str()));
+    let port = full.port_or_known_default().ok_or_else(|| unusable(format!("{url}: no port")))?;
+    let addrs = resolve(full).await.map_err(|e| unusable(format!("{url}: {e}")))?;
     let orch_addrs = resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
     match addrs.iter().find(|&&ip| !reachable(ip, &orch_addrs)) {
         Some(ip) => Err(unusable(format!("{url}: address {ip} is not the orchestrator's kind"))),
@@ -438,6 +472,17 @@ async fn resolve(url: &Url) -> Result<Vec<IpAddr>, String> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn errors_show_urls_without_their_query_and_short() {
+        let signed = "https://bucket.example/r/1.png?X-Amz-Signature=secret#frag";
+        assert_eq!(shown(signed), "https://bucket.example/r/1.png");
+        let long = format!("http://o.example/{}", "a".repeat(1000));
+        let s = shown(&long);
+        assert_eq!(s.chars().count(), 201);
+        assert!(s.ends_with('…') && !s.contains("secret"));
+        assert_eq!(shown("http://o.example/x.png"), "http://o.example/x.png");
+    }
 
     /// A server answering every GET with `abc` as a PNG; counts the connections it accepts.
     async fn server() -> (Url, Arc<AtomicUsize>) {

@@ -383,7 +383,7 @@ impl LocalPayer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             // Refresh in the last 10% of the auth token's 30 minutes, as go-livepeer does.
-            s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration - 180)
+            s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration.saturating_sub(180))
                 || s.exhausted
                 || self.expired(s.sender.params())
         };

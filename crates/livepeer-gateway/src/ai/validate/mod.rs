@@ -492,11 +492,18 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
         return Err(fail("the uploaded file is empty"));
     }
     // Bound concurrent probes: each holds a blocking thread and a core while it demuxes.
-    let Ok(_slot) = limits.probe_slots.acquire().await else {
+    // The permit moves into the blocking task: that task runs on when the request is dropped
+    // (a client hanging up), and must keep its slot until it ends.
+    let Ok(slot) = limits.probe_slots.clone().acquire_owned().await else {
         return Err(fail("audio probing is unavailable"));
     };
     let audio = upload.bytes.clone();
-    let secs = match tokio::task::spawn_blocking(move || probe::audio_duration(audio)).await {
+    let probe = move || {
+        let secs = probe::audio_duration(audio);
+        drop(slot);
+        secs
+    };
+    let secs = match tokio::task::spawn_blocking(probe).await {
         Ok(Ok(secs)) => secs,
         Ok(Err(e @ (ProbeError::Unrecognised | ProbeError::Corrupt(_)))) => {
             tracing::debug!(error = %e, "an upload is not readable audio");
