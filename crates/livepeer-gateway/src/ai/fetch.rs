@@ -316,18 +316,15 @@ async fn read_capped(
         }
         chunks.push(data);
     }
-    let bytes = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => {
-            let mut all = Vec::with_capacity(have);
-            for chunk in chunks.drain(..) {
-                all.extend_from_slice(&chunk);
-            }
-            Bytes::from(all)
-        }
-    };
-    Ok((bytes, reservation))
+    // Always copied into an allocation of exactly its size, even when it came in one chunk:
+    // a chunk is a slice of the connection's read buffer, and keeping it would keep that
+    // whole buffer (up to hundreds of KiB) alive for as long as the result is stored, past
+    // what the store counts (measured: the store's 100 MiB held over 200 MiB of memory).
+    let mut all = Vec::with_capacity(have);
+    for chunk in chunks.drain(..) {
+        all.extend_from_slice(&chunk);
+    }
+    Ok((Bytes::from(all), reservation))
 }
 
 /// A `data:` URL's file (`rest` follows `data:`): its type checked, its size within the

@@ -8,6 +8,9 @@
 //! concurrent downloads and stored files together never hold more than the cap. Stored files
 //! make room for reservations (oldest first); reservations never make room for each other, and
 //! one that does not fit is refused at once rather than waiting.
+//!
+//! Each stored file also counts [`ENTRY_OVERHEAD`] bytes for its key, type and index entries,
+//! so that a flood of tiny results is bounded in memory too, not only in payload bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -73,17 +76,24 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Bytes counted per stored file beyond its payload: its key twice (index and expiry order),
+/// its type, and the map entry, rounded up. Without it a million 1-byte results would count
+/// as 1 MB while holding hundreds of MB.
+pub const ENTRY_OVERHEAD: usize = 256;
+
 /// In-memory, size-capped, expiring result store.
 #[derive(Debug)]
 pub struct ResultStore {
     max_bytes: usize,
+    entry_overhead: usize,
     ttl: Duration,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    items: HashMap<String, (Stored, Instant)>,
+    /// Each file with its expiry and the bytes it counts for (payload and overhead).
+    items: HashMap<String, (Stored, Instant, usize)>,
     /// Keys in insertion order, which is also expiry order (one TTL for all).
     order: VecDeque<String>,
     bytes: usize,
@@ -94,7 +104,7 @@ struct Inner {
 impl ResultStore {
     /// A store holding at most `max_bytes`, each file for `ttl`.
     pub fn new(max_bytes: usize, ttl: Duration) -> Self {
-        Self { max_bytes, ttl, inner: Mutex::default() }
+        Self { max_bytes, entry_overhead: ENTRY_OVERHEAD, ttl, inner: Mutex::default() }
     }
 
     /// Holds `bytes` of the capacity for a download (see the module docs).
@@ -126,10 +136,11 @@ impl ResultStore {
         bytes: Bytes,
     ) -> Result<String, TooLarge> {
         let too_large = TooLarge { size: bytes.len(), max: self.max_bytes };
-        if bytes.len() > self.max_bytes {
+        let held = bytes.len().saturating_add(self.entry_overhead);
+        if held > self.max_bytes {
             return Err(too_large);
         }
-        if let Some(more) = bytes.len().checked_sub(reservation.bytes) {
+        if let Some(more) = held.checked_sub(reservation.bytes) {
             reservation.grow(more).map_err(|_| too_large)?;
         }
         let id: u128 = rand::rng().random();
@@ -139,9 +150,9 @@ impl ResultStore {
         inner.expire(now);
         // The reservation's bytes become the file's: the total held does not change.
         inner.reserved -= std::mem::take(&mut reservation.bytes);
-        inner.bytes += bytes.len();
+        inner.bytes += held;
         let stored = Stored { content_type: content_type.to_owned(), bytes };
-        inner.items.insert(key.clone(), (stored, now + self.ttl));
+        inner.items.insert(key.clone(), (stored, now + self.ttl, held));
         inner.order.push_back(key.clone());
         Ok(key)
     }
@@ -150,10 +161,10 @@ impl ResultStore {
     pub fn get(&self, key: &str) -> Option<Stored> {
         let mut inner = self.inner.lock().ok()?;
         inner.expire(Instant::now());
-        inner.items.get(key).map(|(s, _)| s.clone())
+        inner.items.get(key).map(|(s, _, _)| s.clone())
     }
 
-    /// Bytes currently stored.
+    /// Bytes currently stored, each file's overhead included.
     pub fn bytes(&self) -> usize {
         self.inner.lock().map(|i| i.bytes).unwrap_or(0)
     }
@@ -168,7 +179,7 @@ impl Inner {
     fn expire(&mut self, now: Instant) {
         while let Some(key) = self.order.front() {
             match self.items.get(key) {
-                Some((_, expires)) if *expires > now => break,
+                Some((_, expires, _)) if *expires > now => break,
                 _ => {
                     self.evict_oldest();
                 }
@@ -178,8 +189,8 @@ impl Inner {
 
     fn evict_oldest(&mut self) -> bool {
         let Some(key) = self.order.pop_front() else { return false };
-        if let Some((stored, _)) = self.items.remove(&key) {
-            self.bytes -= stored.bytes.len();
+        if let Some((_, _, held)) = self.items.remove(&key) {
+            self.bytes -= held;
         }
         true
     }
@@ -189,9 +200,14 @@ impl Inner {
 mod tests {
     use super::*;
 
+    /// A store counting payload bytes only, so that the tests below count in small numbers.
+    fn payload_only(max_bytes: usize) -> ResultStore {
+        ResultStore { entry_overhead: 0, ..ResultStore::new(max_bytes, Duration::from_secs(60)) }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn caps_size_and_expires() {
-        let store = ResultStore::new(10, Duration::from_secs(60));
+        let store = payload_only(10);
         let put = |t: &str, ext: &str, b: &'static [u8]| {
             store.put(store.reserve(b.len()).unwrap(), t, ext, Bytes::from_static(b))
         };
@@ -217,7 +233,7 @@ mod tests {
     /// do not, and what a dropped download held is given back.
     #[tokio::test(start_paused = true)]
     async fn downloads_reserve_the_capacity_before_they_read() {
-        let store = ResultStore::new(10, Duration::from_secs(60));
+        let store = payload_only(10);
         let old = store.put(store.reserve(6).unwrap(), "a", "bin", Bytes::from(vec![1; 6]));
         let mut first = store.reserve(4).unwrap();
         assert!(store.get(old.as_ref().unwrap()).is_some(), "6 stored + 4 reserved fit");
@@ -232,5 +248,22 @@ mod tests {
         let key = store.put(first, "b", "bin", Bytes::from(vec![2; 8])).unwrap();
         assert_eq!((store.bytes(), store.reserved()), (8, 0));
         assert_eq!(store.get(&key).unwrap().bytes.len(), 8);
+    }
+
+    /// Tiny results count their overhead: 1-byte files fill a 10,000-byte store after
+    /// 10,000 / 257 of them, not 10,000.
+    #[tokio::test(start_paused = true)]
+    async fn tiny_results_count_their_overhead() {
+        let store = ResultStore::new(10_000, Duration::from_secs(60));
+        let keys: Vec<String> = (0..100)
+            .map(|_| store.put(store.reserve(1).unwrap(), "a", "bin", Bytes::from_static(b"x")))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kept = keys.iter().filter(|k| store.get(k).is_some()).count();
+        assert_eq!(kept, 10_000 / (1 + ENTRY_OVERHEAD));
+        assert!(store.bytes() <= 10_000);
+        assert_eq!(store.reserved(), 0);
+        let whole = store.reserve(0).unwrap();
+        assert!(store.put(whole, "a", "bin", Bytes::from(vec![0; 10_000])).is_err(), "overhead");
     }
 }
