@@ -19,6 +19,7 @@ mod per_model;
 mod props;
 mod results;
 mod settle;
+mod sign_byoc;
 mod signer;
 mod soak;
 mod stalled_trickle;
