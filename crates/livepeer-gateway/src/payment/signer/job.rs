@@ -51,7 +51,7 @@ impl JobSignRequest {
             return Err(invalid("id", "id must be a string".into()));
         }
         if let Some(timeout) = fields.get("timeout_seconds")
-            && !timeout.as_u64().is_some_and(|t| t > 0)
+            && timeout.as_u64().is_none_or(|t| t == 0)
         {
             // The orchestrator refuses a zero timeout; a job it would refuse is not signed.
             let message = "timeout_seconds must be a positive integer".into();
