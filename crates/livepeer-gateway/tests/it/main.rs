@@ -17,6 +17,7 @@ mod oneshot;
 mod payments;
 mod per_model;
 mod props;
+mod py_byoc;
 mod results;
 mod settle;
 mod sign_byoc;
