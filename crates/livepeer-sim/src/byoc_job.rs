@@ -157,7 +157,6 @@ impl IntoResponse for AdmitError {
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Details {
     #[serde(default)]
-    #[expect(dead_code, reason = "read by the stream calls (phase 2)")]
     pub(crate) stream_id: Option<String>,
 }
 
