@@ -129,7 +129,8 @@ pub enum ByocFault {
     /// The worker fails: after the checks and the payment, the orchestrator answers 500 with the
     /// worker's error text and charges the time, as go-livepeer does for a worker status ≥ 400.
     Status500,
-    /// The connection is dropped without an answer.
+    /// The connection is dropped without an answer (over HTTP/2, with every other request in
+    /// flight on it, as a crashing orchestrator would drop them).
     Close,
     /// Every job is refused with 503 `No capacity available for capability`.
     NoCapacity,
@@ -154,6 +155,8 @@ pub struct ByocStats {
     pub load: BTreeMap<String, u32>,
     /// The worker path of the last job (what followed `/process/request/`).
     pub last_path: Option<String>,
+    /// What the last job handed to a worker carried.
+    pub last_job: Option<ByocJobRecord>,
     /// Streams started.
     pub stream_starts: u64,
     /// Streams running now.
@@ -172,6 +175,29 @@ pub struct ByocStats {
     pub stream_updates: Vec<serde_json::Value>,
     /// Streams stopped because their balance stayed negative.
     pub streams_stopped_for_balance: u64,
+}
+
+/// What the simulator saw of one admitted BYOC job, for tests: [`ByocStats::last_job`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ByocJobRecord {
+    /// The JobRequest's `id`.
+    pub id: String,
+    /// Its `capability`.
+    pub capability: String,
+    /// Its `sender`, as go-livepeer reads the address.
+    pub sender: Address,
+    /// Its `request` (a JSON document as a string).
+    pub request: String,
+    /// Its `parameters`.
+    pub parameters: String,
+    /// Its `timeout_seconds`.
+    pub timeout_seconds: i64,
+    /// The worker path (what followed `/process/request/`).
+    pub path: String,
+    /// The request's `Content-Type`.
+    pub content_type: Option<String>,
+    /// Whether a non-empty `Livepeer-Payment` came with it.
+    pub paid: bool,
 }
 
 /// A gate [`ByocKind::Lines`] jobs wait at after their first event, from
