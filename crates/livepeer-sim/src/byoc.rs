@@ -338,7 +338,8 @@ pub(crate) fn capability_prices(shared: &Shared) -> Vec<net::PriceInfo> {
         .config
         .byoc
         .iter()
-        .filter(|c| c.price.0 >= 0 && c.price.1 > 0)
+        // go-livepeer leaves out negative prices.
+        .filter(|c| c.price.0 == 0 || (c.price.0 > 0) == (c.price.1 > 0))
         .map(|c| net::PriceInfo {
             price_per_unit: c.wei_per_second(),
             pixels_per_unit: 1,
@@ -439,13 +440,20 @@ pub(crate) fn verify_job(shared: &Shared, headers: &HeaderMap) -> Result<Job, Cr
     Ok(Job { req, sender, capability })
 }
 
-/// A JobSender (`Livepeer-Eth-Address`), as received and echoed in the token.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A JobSender (`Livepeer-Eth-Address`) as received.
+#[derive(Debug, Clone, Default, Deserialize)]
 struct JobSender {
     #[serde(default)]
     addr: Option<String>,
     #[serde(default)]
     sig: Option<String>,
+}
+
+/// A JobSender as the token echoes it (Go writes absent or null strings as `""`).
+#[derive(Debug, Serialize)]
+struct JobSenderOut {
+    addr: String,
+    sig: String,
 }
 
 /// go-livepeer's `verifyTokenCreds`: base64 JSON `{addr, sig}` with (on chain)
@@ -504,7 +512,7 @@ pub(crate) fn hex_to_address(text: &str) -> Address {
 /// `LastNonce`, in field order.
 #[derive(Debug, Serialize)]
 struct JobToken<'a> {
-    sender_address: JobSender,
+    sender_address: JobSenderOut,
     #[serde(skip_serializing_if = "Option::is_none")]
     ticket_params: Option<GoTicketParams>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -615,7 +623,10 @@ fn job_token(shared: &Shared, method: &Method, headers: &HeaderMap) -> Result<Re
         .ticket_params(addr, &price)
         .map_err(|e| Rejection::bad_request(format!("Could not get ticket params err={e}")))?;
     let token = JobToken {
-        sender_address: sender,
+        sender_address: JobSenderOut {
+            addr: sender.addr.unwrap_or_default(),
+            sig: sender.sig.unwrap_or_default(),
+        },
         ticket_params: params.as_ref().map(GoTicketParams::from),
         balance: token_balance(&shared.payments.balance(addr, name)),
         price: GoPrice { price_per_unit: price.price_per_unit, pixels_per_unit: 1 },
