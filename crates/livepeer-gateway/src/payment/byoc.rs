@@ -1,0 +1,224 @@
+//! BYOC job payments with the gateway's own key (PROTOCOL.md §10.7, go-livepeer
+//! byoc/payment.go `createPayment`), from a `JobToken`'s ticket params and price.
+//!
+//! One account per (orchestrator, capability): the balance view the orchestrator keeps for
+//! (sender, capability), and the ticket session of the token's params. The view is set from
+//! the token's `balance` whenever a newer token is seen and no payment to the account is in
+//! flight (a payment in flight would be counted twice, or not at all, by a token fetched
+//! before the orchestrator processed it); in between it is credited by the EV of the tickets
+//! sent and debited by `ceil(seconds) × price` per job, as the orchestrator debits it.
+//!
+//! A job pays nothing while the view holds two minutes of the price (`120 × price`);
+//! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
+//! most 600 (the nonces one set of params takes). The view is credited when the payment is
+//! made, not when the job ends, so that concurrent jobs see it and do not all pay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use livepeer_pm::{
+    ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, build_payment,
+    payment_header_value,
+};
+
+use super::local::LocalPayer;
+use super::terms::PayError;
+use crate::orchestrator::byoc::JobToken;
+
+/// How many seconds of the price the view must hold for a job to go unpaid (go-livepeer).
+const MIN_BALANCE_SECONDS: u64 = 120;
+
+/// The BYOC accounts; cheap to clone. Bounded by the (orchestrator, capability) pairs the pool
+/// offers: [`ByocBooks::retain`] drops the rest.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ByocBooks {
+    accounts: Arc<Mutex<HashMap<(String, String), Account>>>,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    /// What the orchestrator holds for (sender, capability), as this gateway sees it.
+    balance: SignedRatio,
+    /// The sequence number of the token the view was last set from.
+    synced: u64,
+    /// Payments with tickets not settled yet.
+    pending: u32,
+    /// The ticket session of the current token's params.
+    session: Option<SenderSession>,
+}
+
+/// A BYOC payment made for one attempt; settle it with [`super::Payments::byoc_settle`].
+#[derive(Debug)]
+pub struct ByocPayment {
+    account: (String, String),
+    /// The `Livepeer-Payment` value, `None` when nothing is sent.
+    header: Option<String>,
+    /// Tickets sent.
+    pub tickets: u32,
+    /// Their expected value, wei (exact).
+    pub ev_sent: Ratio,
+    /// Wei per second (exact).
+    pub price: Ratio,
+}
+
+impl ByocPayment {
+    /// An attempt that pays nothing: an off-chain gateway or orchestrator.
+    pub(super) fn none(orch: &str, capability: &str) -> Self {
+        Self {
+            account: (orch.to_owned(), capability.to_owned()),
+            header: None,
+            tickets: 0,
+            ev_sent: Ratio::ZERO,
+            price: Ratio::ZERO,
+        }
+    }
+
+    /// The `Livepeer-Payment` value to send, if any.
+    pub fn header(&self) -> Option<&str> {
+        self.header.as_deref()
+    }
+
+    /// The fee of `seconds` of work at this payment's price, wei (exact).
+    pub fn fee(&self, seconds: u64) -> Ratio {
+        self.price.checked_mul_u64(seconds).unwrap_or(Ratio::ZERO)
+    }
+}
+
+/// What became of a BYOC payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByocOutcome {
+    /// The orchestrator ran the job for this many seconds (rounded up) and charged them.
+    Charged(u64),
+    /// It processed the payment, or may have, and charged nothing the gateway knows of.
+    Uncharged,
+    /// It refused before processing the payment (no capacity): the tickets count for nothing.
+    Refused,
+}
+
+// === impl ByocBooks ===
+
+impl ByocBooks {
+    /// Pays (or not) for one job of `capability` at `orch` per `token` (the `seq`-th token
+    /// fetched), covering `timeout_seconds`.
+    pub(super) fn prepare(
+        &self,
+        local: &LocalPayer,
+        orch: &str,
+        capability: &str,
+        token: (&JobToken, u64),
+        timeout_seconds: u64,
+    ) -> Result<ByocPayment, PayError> {
+        let (token, seq) = token;
+        let Some(params) = token.ticket_params.filter(|_| !token.price.is_zero()) else {
+            return Ok(ByocPayment::none(orch, capability));
+        };
+        let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+        let price = token.price.to_ratio().map_err(|e| internal(&e))?;
+        let ev = local.ticket_ev(&params)?;
+        let key = (orch.to_owned(), capability.to_owned());
+        let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
+        let account = accounts.entry(key.clone()).or_default();
+        if seq > account.synced && account.pending == 0 {
+            account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
+            if token.balance < 0 {
+                account.balance = account.balance.neg();
+            }
+            account.synced = seq;
+        }
+        let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
+        let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
+        if account.balance >= SignedRatio::from(floor) {
+            return Ok(payment);
+        }
+        let cost = price.checked_mul_u64(timeout_seconds).map_err(|e| internal(&e))?;
+        let tickets = ticket_count(&cost, &ev, timeout_seconds);
+        local.check_funds(params.face_value)?;
+        let total = ev.checked_mul_u64(u64::from(tickets)).map_err(|e| internal(&e))?;
+        if let Some(refusal) = local.over_total_ev(&total) {
+            return Err(PayError::Refused(refusal));
+        }
+        let session = match account.session.take() {
+            Some(s) if s.params().recipient_rand_hash == params.recipient_rand_hash => s,
+            _ => SenderSession::new(params, params.expiration_or(ExpirationParams::default())),
+        };
+        if session.last_nonce().saturating_add(tickets) > MAX_SENDER_NONCES {
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {orch} have no nonces left; a fresh token is needed"
+            )));
+        }
+        let mut session = session;
+        let batch = session.create_batch(local.key(), tickets).map_err(|e| internal(&e))?;
+        account.session = Some(session);
+        let mut proto = build_payment(local.sender(), &token.price_info, Some(&batch))
+            .map_err(|e| internal(&e))?;
+        // The token's params are echoed whole, field 7 included (PROTOCOL.md §10.7).
+        if let (Some(tp), Some(exp)) = (proto.ticket_params.as_mut(), params.expiration_params) {
+            tp.expiration_params = Some(exp.to_proto());
+        }
+        account.balance =
+            account.balance.checked_add(&SignedRatio::from(total)).map_err(|e| internal(&e))?;
+        account.pending += 1;
+        payment.header = Some(payment_header_value(&proto));
+        payment.tickets = tickets;
+        payment.ev_sent = total;
+        Ok(payment)
+    }
+
+    /// Settles a payment after its attempt.
+    pub(super) fn settle(&self, payment: ByocPayment, outcome: ByocOutcome) {
+        let Ok(mut accounts) = self.accounts.lock() else { return };
+        let Some(account) = accounts.get_mut(&payment.account) else { return };
+        if payment.tickets > 0 {
+            account.pending = account.pending.saturating_sub(1);
+        }
+        let debit = match outcome {
+            ByocOutcome::Charged(seconds) => payment.fee(seconds),
+            ByocOutcome::Uncharged => Ratio::ZERO,
+            ByocOutcome::Refused => payment.ev_sent,
+        };
+        match account.balance.checked_sub(&SignedRatio::from(debit)) {
+            Ok(b) => account.balance = b,
+            Err(e) => tracing::error!(error = %e, "BYOC balance settlement overflowed"),
+        }
+    }
+
+    /// Keeps only the accounts `keep` holds to: the pairs the pool still offers.
+    pub(super) fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.retain(|(o, c), a| a.pending > 0 || keep(o, c));
+        }
+    }
+
+    /// Every account, for operators: orchestrator, capability and balance view (wei, exact).
+    pub(super) fn report(&self) -> Vec<(String, String, String)> {
+        let Ok(accounts) = self.accounts.lock() else { return Vec::new() };
+        accounts.iter().map(|((o, c), a)| (o.clone(), c.clone(), a.balance.to_string())).collect()
+    }
+}
+
+/// `ceil(cost / ev)` tickets, at most the 600 nonces one set of params takes; with EV 0,
+/// go-livepeer sends `timeout_seconds` tickets.
+fn ticket_count(cost: &Ratio, ev: &Ratio, timeout_seconds: u64) -> u32 {
+    let n = if ev.is_zero() {
+        livepeer_pm::U512::from(timeout_seconds)
+    } else {
+        cost.checked_div(ev).map(|r| r.ceil()).unwrap_or(livepeer_pm::U512::ZERO)
+    };
+    let max = livepeer_pm::U512::from(MAX_SENDER_NONCES);
+    u32::try_from(n.min(max)).unwrap_or(MAX_SENDER_NONCES).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_cover_the_timeout_and_are_capped() {
+        let ev = Ratio::from_u64(1000);
+        assert_eq!(ticket_count(&Ratio::from_u64(10), &ev, 10), 1);
+        assert_eq!(ticket_count(&Ratio::from_u64(1000), &ev, 10), 1);
+        assert_eq!(ticket_count(&Ratio::from_u64(1001), &ev, 10), 2);
+        assert_eq!(ticket_count(&Ratio::from_u64(10_000_000), &ev, 10), 600);
+        assert_eq!(ticket_count(&Ratio::from_u64(5), &Ratio::ZERO, 30), 30);
+    }
+}
