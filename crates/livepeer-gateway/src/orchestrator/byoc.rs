@@ -109,7 +109,10 @@ impl JobToken {
         let wire: WireToken = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
         let service_addr = wire.service_addr.trim().trim_end_matches('/').to_owned();
         if !(service_addr.starts_with("http://") || service_addr.starts_with("https://")) {
-            return Err(bad(format!("service_addr {:?} is not an http(s) URL", cut(&service_addr))));
+            return Err(bad(format!(
+                "service_addr {:?} is not an http(s) URL",
+                cut(&service_addr)
+            )));
         }
         let p = wire.price.unwrap_or_default();
         // An off-chain orchestrator answers 0/1; a missing denominator is read as 1.

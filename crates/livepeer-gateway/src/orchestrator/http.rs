@@ -74,7 +74,7 @@ pub struct OrchHttp {
 
 /// A request body that streams: its chunks as they come, or the error that ends it.
 pub type StreamBody =
-    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 impl OrchHttp {
     /// A client with a connect deadline, speaking `version` to orchestrators.

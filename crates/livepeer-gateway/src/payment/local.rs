@@ -300,7 +300,11 @@ impl LocalPayer {
     /// Why a payment worth `total` EV may not be sent: more than the sender allows.
     pub(super) fn over_total_ev(&self, total: &Ratio) -> Option<String> {
         (*total > Ratio::from_u256(self.limits.max_total_ev)).then(|| {
-            format!("payment EV {} exceeds the max total EV {}", total.floor(), self.limits.max_total_ev)
+            format!(
+                "payment EV {} exceeds the max total EV {}",
+                total.floor(),
+                self.limits.max_total_ev
+            )
         })
     }
 
