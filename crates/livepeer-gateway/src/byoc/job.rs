@@ -97,15 +97,24 @@ enum Step {
     Next,
 }
 
-/// Runs the job to its answer. `path` is what follows `/process/request/`, as the client sent
-/// it (percent-encoded).
-pub async fn run(
-    state: &ByocState,
-    req: &JobRequest,
-    path: &str,
-    content_type: Option<&str>,
-    upload: &Upload,
-) -> Reply {
+/// What goes to the orchestrator besides the job: the path after `/process/request/` as the
+/// client sent it (percent-encoded), the client's `Content-Type` and `Content-Length`, and
+/// the body.
+#[derive(Debug)]
+pub struct Sending<'a> {
+    /// The path after `/process/request/`.
+    pub path: &'a str,
+    /// The client's `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// The client's `Content-Length`.
+    pub content_length: Option<u64>,
+    /// The body.
+    pub upload: &'a Upload,
+}
+
+/// Runs the job to its answer.
+pub async fn run(state: &ByocState, req: &JobRequest, sending: &Sending<'_>) -> Reply {
+    let upload = sending.upload;
     let mut job = Job::new(state, req);
     let mut attempts = 0;
     while attempts < state.config.max_attempts {
@@ -115,8 +124,7 @@ pub async fn run(
             Err(_) => break,
         };
         attempts += 1;
-        let sending = Sending { path, content_type, upload };
-        if let Step::Done(reply) = job.attempt(lease, &sending).await {
+        if let Step::Done(reply) = job.attempt(lease, sending).await {
             return reply;
         }
         if !upload.replayable() {
@@ -125,13 +133,6 @@ pub async fn run(
         }
     }
     job.give_up(None)
-}
-
-/// What an attempt sends besides the job.
-struct Sending<'a> {
-    path: &'a str,
-    content_type: Option<&'a str>,
-    upload: &'a Upload,
 }
 
 impl<'a> Job<'a> {
@@ -197,6 +198,9 @@ impl<'a> Job<'a> {
         }
         if let Some(ct) = sending.content_type {
             builder = builder.header(http::header::CONTENT_TYPE, ct);
+        }
+        if let Some(n) = sending.content_length {
+            builder = builder.header(http::header::CONTENT_LENGTH, n);
         }
         let body = StreamBody::new(body.map_ok(Frame::data).map_err(Into::into)).boxed_unsync();
         let request = match builder.body(body) {

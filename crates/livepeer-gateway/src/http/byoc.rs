@@ -19,6 +19,7 @@ use livepeer_proto::headers;
 use rand::Rng as _;
 use serde_json::{Value, json};
 
+use crate::byoc::job::Sending;
 use crate::byoc::request::JOB_HEADER;
 use crate::byoc::{ByocState, JobRequest, Reply, Upload};
 use crate::error::{Error, Kind};
@@ -121,7 +122,13 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
                 )
                 .field("body")
             })??;
-    Ok(crate::byoc::job::run(state, &job, &path, content_type.as_deref(), &upload).await)
+    let sending = Sending {
+        path: &path,
+        content_type: content_type.as_deref(),
+        content_length: declared,
+        upload: &upload,
+    };
+    Ok(crate::byoc::job::run(state, &job, &sending).await)
 }
 
 /// The client's answer: the orchestrator's, or the gateway's JSON error.
