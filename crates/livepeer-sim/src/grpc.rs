@@ -119,11 +119,12 @@ pub(crate) fn info(
     let (price_info, capabilities_prices) = match &req.capabilities {
         // "All prices" mode: base price plus one entry per (capability, model).
         None => {
-            let list = config
+            let mut list: Vec<_> = config
                 .models
                 .iter()
                 .filter_map(|m| Some(price(m.price, pipeline_capability(&m.pipeline)?, &m.model)))
                 .collect();
+            list.extend(crate::byoc::capability_prices(shared));
             (base, list)
         }
         Some(asked) => (priced_for(shared, asked).unwrap_or(base), Vec::new()),

@@ -19,11 +19,19 @@
 //! is checked, credited and debited as go-livepeer does; [`Sim::payments`] shows the result.
 //!
 //! Live video-to-video runs as an orchestrator runs it: the start call, four trickle channels
-//! under `/ai/trickle/`, a runner per stream ([`LiveMode`]) and `/payment`. Later work adds the
-//! BYOC and transcoding endpoints beside them in the private `server::router`.
+//! under `/ai/trickle/`, a runner per stream ([`LiveMode`]) and `/payment`.
+//!
+//! BYOC capabilities ([`SimByoc`], [`SimConfig::byoc`]) are served as go-livepeer serves
+//! registered external capabilities: `GET /process/token`, `POST /process/request/<path>` with a
+//! simulated worker per capability ([`ByocKind`]), the `/ai/stream/*` calls with their trickle
+//! channels, and their prices in GetOrchestrator (capability 37). [`ByocFault`] breaks them at
+//! run time and [`Sim::byoc_stats`] shows what they did.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
+mod byoc;
+mod byoc_job;
+mod byoc_stream;
 mod fault;
 mod grpc;
 mod jobs;
@@ -48,6 +56,7 @@ use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
+pub use byoc::{BYOC_CAPABILITY_ID, ByocFault, ByocGate, ByocKind, ByocStats, MAX_LINES, SimByoc};
 pub use fault::{AiFault, LedgerEntry};
 pub use live::{LiveMode, LiveStats, RunningStream};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
@@ -184,6 +193,10 @@ pub struct SimConfig {
     /// message's text): paid attempts, delivered and spoiled answers ([`Sim::ledger`]). Off by
     /// default, as it grows with every distinct key.
     pub request_ledger: bool,
+    /// BYOC capabilities it has registered (none by default).
+    pub byoc: Vec<SimByoc>,
+    /// BYOC streams: how often their time is debited (go-livepeer: every 23 s, 23 × price).
+    pub byoc_stream_billing: Duration,
 }
 
 impl Default for SimConfig {
@@ -213,6 +226,8 @@ impl Default for SimConfig {
             ai_http1_only: false,
             huge_body_bytes: 64 << 20,
             request_ledger: false,
+            byoc: Vec::new(),
+            byoc_stream_billing: Duration::from_secs(23),
         }
     }
 }
@@ -236,6 +251,7 @@ struct Shared {
     live: live::LiveState,
     payments: payment::Payments,
     fault: fault::FaultState,
+    byoc: byoc::ByocState,
 }
 
 impl Shared {
@@ -291,6 +307,7 @@ impl Sim {
                 config.ticket_ev,
             ),
             fault: fault::FaultState::default(),
+            byoc: byoc::ByocState::default(),
             config,
         });
         let cancel = CancellationToken::new();
@@ -407,6 +424,26 @@ impl Sim {
         self.shared.live.stats()
     }
 
+    /// Changes how its BYOC jobs (`/process/request/…`) fail.
+    pub fn set_byoc_fault(&self, fault: ByocFault) {
+        self.shared.byoc.set_fault(fault);
+    }
+
+    /// Arms a gate that [`ByocKind::Lines`] jobs wait at after their first event, and returns
+    /// it: a test reads the first event, then calls [`ByocGate::release`] for the rest. A job
+    /// still waiting at `timeout_seconds` ends there, as its orchestrator would end it. Each
+    /// call replaces the gate for the jobs that start after it.
+    pub fn byoc_sse_gate(&self) -> ByocGate {
+        self.shared.byoc.arm_gate()
+    }
+
+    /// What its BYOC side has received, charged and run.
+    pub fn byoc_stats(&self) -> ByocStats {
+        let mut stats = self.shared.byoc.stats();
+        stats.streams_active = byoc_stream::active(&self.shared);
+        stats
+    }
+
     /// Stops listening and drops every open connection: clients then see refused connections.
     /// Live streams die with it, as they would with the orchestrator's process.
     pub fn stop(&self) {
@@ -414,6 +451,7 @@ impl Sim {
             c.cancel();
         }
         self.shared.live.kill_all();
+        byoc_stream::kill_all(&self.shared);
     }
 
     /// Listens again on the same port (stopping first if running), with the same certificate.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use livepeer_sim::{Sim, SimConfig, SimModel};
+use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig, SimModel};
 
 /// A simulated Livepeer orchestrator speaking the real wire protocol.
 #[derive(Debug, Parser)]
@@ -55,6 +55,10 @@ struct Args {
     /// like an orchestrator whose AI worker is a plain HTTP server.
     #[arg(long)]
     ai_http1_only: bool,
+    /// A BYOC capability: `name:reverse|echo|lines[:capacity=N][:price=P/Q]` (price in wei per
+    /// second, per unit / scaling); repeatable.
+    #[arg(long = "byoc")]
+    byoc: Vec<String>,
 }
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
@@ -82,6 +86,29 @@ fn parse_model(text: &str) -> anyhow::Result<SimModel> {
     Ok(m)
 }
 
+fn parse_byoc(text: &str) -> anyhow::Result<SimByoc> {
+    let mut parts = text.split(':');
+    let name = parts.next().filter(|n| !n.is_empty()).context("BYOC capability needs a name")?;
+    let kind = match parts.next() {
+        Some("reverse") => ByocKind::Reverse,
+        Some("echo") => ByocKind::Echo,
+        Some("lines") => ByocKind::Lines,
+        other => anyhow::bail!("BYOC kind must be reverse, echo or lines, not {other:?}"),
+    };
+    let mut cap = SimByoc::new(name, kind);
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("capacity", n)) => cap = cap.capacity(n.parse().context("capacity")?),
+            Some(("price", p)) => {
+                let (n, d) = parse_price(p)?;
+                cap = cap.price(n, d);
+            }
+            _ => anyhow::bail!("unknown BYOC option {opt:?}"),
+        }
+    }
+    Ok(cap)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -106,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         ai_latency: Duration::from_millis(args.ai_latency_ms),
         live_filter: args.live_filter,
         ai_http1_only: args.ai_http1_only,
+        byoc: args.byoc.iter().map(|c| parse_byoc(c)).collect::<anyhow::Result<_>>()?,
         ..SimConfig::default()
     };
     let sim = Sim::start(config).await?;

@@ -149,6 +149,22 @@ pub(crate) struct Charge {
     price: Option<Ratio>,
 }
 
+impl Charge {
+    /// A charge at a price the orchestrator sets itself rather than one taken from a payment:
+    /// BYOC debits the job price of (sender, capability), whatever the tickets said.
+    pub(crate) fn new(sender: Address, manifest_id: &str, price: Option<Ratio>) -> Self {
+        Self { sender, manifest_id: manifest_id.to_owned(), price }
+    }
+
+    /// `units × price`, the fee a debit of `units` takes (zero without a price).
+    pub(crate) fn fee(&self, units: u64) -> Result<Ratio, Refused> {
+        match &self.price {
+            Some(price) => unit_fee(units, price).map_err(|_| Refused::arithmetic()),
+            None => Ok(Ratio::ZERO),
+        }
+    }
+}
+
 /// The nonces seen with one set of params (go-livepeer keys them by `recipientRand`, which
 /// matches `recipientRandHash` one to one once the hash has been checked).
 #[derive(Debug)]
@@ -161,6 +177,9 @@ struct Nonces {
 struct Ledger {
     stats: PaymentStats,
     nonces: HashMap<livepeer_pm::B256, Nonces>,
+    /// EV credited by the payment being processed (reset at its start), so a route can tell
+    /// what one payment brought in.
+    credited_now: Ratio,
 }
 
 impl Ledger {
@@ -176,9 +195,11 @@ impl Ledger {
             balance.checked_add(&SignedRatio::from(*ev)).map_err(|_| Refused::arithmetic())?;
         let total = self.stats.ev_received.get(&sender).copied().unwrap_or_default();
         let total = total.checked_add(ev).map_err(|_| Refused::arithmetic())?;
+        let now = self.credited_now.checked_add(ev).map_err(|_| Refused::arithmetic())?;
         self.stats.balances.insert(key, balance);
         self.stats.ev_received.insert(sender, total);
         self.stats.tickets_credited += 1;
+        self.credited_now = now;
         Ok(())
     }
 }
@@ -223,6 +244,32 @@ impl Payments {
 
     pub(crate) fn stats(&self) -> PaymentStats {
         self.ledger().stats.clone()
+    }
+
+    /// Whether it checks payments (an on-chain orchestrator, with a ticket recipient).
+    pub(crate) fn on_chain(&self) -> bool {
+        self.recipient.is_some()
+    }
+
+    /// The credit of (sender, `manifest_id`), zero when it has none (go-livepeer's `Balance`
+    /// returning nil, which every caller reads as zero).
+    pub(crate) fn balance(&self, sender: Address, manifest_id: &str) -> SignedRatio {
+        self.ledger()
+            .stats
+            .balances
+            .get(&(sender, manifest_id.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// [`Payments::receive`], also saying how much EV this payment credited (zero when it was
+    /// refused before any ticket was credited).
+    pub(crate) fn receive_counted(
+        &self,
+        payment: &net::Payment,
+        manifest_id: &str,
+    ) -> (Result<Charge, Refused>, Ratio) {
+        self.process_payment_counted(payment, manifest_id, false)
     }
 
     /// Moves the simulated chain on; nonces of params that expired are forgotten, as
@@ -341,13 +388,35 @@ impl Payments {
         manifest_id: &str,
         require_balance: bool,
     ) -> Result<Charge, Refused> {
+        self.process_payment_counted(payment, manifest_id, require_balance).0
+    }
+
+    /// [`Payments::process_payment`] and the EV it credited, read under the same lock.
+    fn process_payment_counted(
+        &self,
+        payment: &net::Payment,
+        manifest_id: &str,
+        require_balance: bool,
+    ) -> (Result<Charge, Refused>, Ratio) {
+        let mut ledger = self.ledger();
+        ledger.credited_now = Ratio::ZERO;
+        let result = self.process_locked(&mut ledger, payment, manifest_id, require_balance);
+        (result, ledger.credited_now)
+    }
+
+    fn process_locked(
+        &self,
+        ledger: &mut Ledger,
+        payment: &net::Payment,
+        manifest_id: &str,
+        require_balance: bool,
+    ) -> Result<Charge, Refused> {
         let sender = bytes_to_address(&payment.sender);
         let Some(recipient) = self.recipient else {
             return Ok(Charge { sender, manifest_id: manifest_id.to_owned(), price: None });
         };
-        let mut ledger = self.ledger();
         ledger.stats.payments += 1;
-        if let Err(refused) = self.process(&mut ledger, recipient, sender, payment, manifest_id) {
+        if let Err(refused) = self.process(ledger, recipient, sender, payment, manifest_id) {
             return Err(ledger.refuse(refused));
         }
         let price = payment.expected_price.as_ref();

@@ -70,7 +70,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     grpc.route("/healthz", axum::routing::get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(shared.clone(), misbehave))
         .merge(crate::fault::wrap(shared.clone(), crate::ai::routes(shared.clone())))
-        .merge(crate::live::routes(shared))
+        .merge(crate::live::routes(shared.clone()))
+        .merge(crate::byoc::routes(shared))
 }
 
 /// Applies the run-time failure modes that live below the gRPC service: hanging and garbage.
@@ -130,6 +131,12 @@ impl http_body::Body for FrameThenTrailers {
     }
 }
 
+/// The kill switch of the connection a request came over, in its extensions: cancelling it
+/// drops the connection at once, without an answer to anything in flight on it (a fault
+/// mode: an orchestrator that dies mid-request).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnKill(pub(crate) CancellationToken);
+
 /// Accepts connections until `cancel` fires, then drops the listener and every connection.
 /// With `http1_only`, connections speak HTTP/1.1 and nothing else (an h2c preface is a
 /// malformed HTTP/1.1 request); otherwise HTTP/1.1 or HTTP/2, whichever the client speaks.
@@ -158,6 +165,13 @@ pub(crate) fn spawn(
             let acceptor = acceptor.clone();
             let cancel = cancel.clone();
             tokio::spawn(async move {
+                // Each request can reach its connection's kill switch (see `ConnKill`).
+                let kill = ConnKill(CancellationToken::new());
+                let kill_here = kill.0.clone();
+                let app = tower::ServiceExt::map_request(app, move |mut req: http::Request<_>| {
+                    req.extensions_mut().insert(kill.clone());
+                    req
+                });
                 let service = TowerToHyperService::new(app);
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let builder = if http1_only { builder.http1_only() } else { builder };
@@ -178,6 +192,7 @@ pub(crate) fn spawn(
                 };
                 tokio::select! {
                     _ = cancel.cancelled() => {}
+                    _ = kill_here.cancelled() => tracing::debug!("connection dropped on purpose"),
                     result = served => if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended");
                     },

@@ -1,0 +1,435 @@
+//! `POST /process/request/<path>` as go-livepeer's orchestrator runs it (byoc/job_orchestrator.go
+//! `processJob`, `setupOrchJob`, `confirmPayment`; PROTOCOL.md §10.4): verify the signed
+//! JobRequest, take capacity, take the payment and require a minute of balance, run the
+//! worker, charge `ceil(seconds) × price`, answer with the balance.
+//!
+//! Deviations, all where go-livepeer's code does something no gateway can rely on:
+//! - Echo answers as the upload arrives (go-livepeer reads the whole body, then the whole
+//!   worker answer); the bytes are the same, and the time is charged when it starts answering.
+//! - An SSE answer ends after `[DONE]` (go-livepeer keeps writing empty lines from its closed
+//!   channel until `timeout_seconds` is over).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use livepeer_pm::Ratio;
+use livepeer_proto::{Message as _, headers, net};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::ai::Rejection;
+use crate::byoc::{
+    BALANCE, ByocFault, ByocKind, INSUFFICIENT_BALANCE, Job, MAX_LINES, NO_CAPACITY, Slot,
+    balance_string, capability, job_price, min_balance, reserve, verify_job,
+};
+use crate::payment::Charge;
+use crate::server::ConnKill;
+use crate::{PaymentRejection, Shared};
+
+/// Largest body a job may upload (an Echo of a large file); more is refused or cut.
+pub(crate) const MAX_BODY: u64 = 64 << 20;
+/// Largest JSON body the Reverse and Lines workers read.
+const MAX_JSON: usize = 1 << 20;
+/// How often an SSE answer debits its time (go-livepeer: every 5 s, 5 × price).
+const SSE_BILLING: Duration = Duration::from_secs(5);
+/// Events a Lines job writes when its body does not say.
+const DEFAULT_LINES: u64 = 3;
+
+/// An admitted job: verified, holding capacity, paid for.
+pub(crate) struct Admitted {
+    pub(crate) job: Job,
+    pub(crate) slot: Slot,
+    pub(crate) charge: Charge,
+}
+
+/// `POST /process/request/<path>`.
+pub(crate) async fn process(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    shared.byoc.update(|s| s.requests += 1);
+    if req.method() != Method::POST {
+        return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            .into_response();
+    }
+    match shared.byoc.fault() {
+        ByocFault::Hang => return std::future::pending().await,
+        ByocFault::Close => {
+            if let Some(kill) = req.extensions().get::<ConnKill>() {
+                kill.0.cancel();
+            }
+            return std::future::pending().await;
+        }
+        ByocFault::NoCapacity => {
+            return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, NO_CAPACITY).into_response();
+        }
+        ByocFault::None | ByocFault::Status500 => {}
+    }
+    let admitted = match admit(&shared, req.headers(), true) {
+        Ok(admitted) => admitted,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let path = req.uri().path().strip_prefix("/process/request/").unwrap_or_default().to_owned();
+    shared.byoc.update(|s| {
+        *s.jobs.entry(admitted.job.capability.clone()).or_insert(0) += 1;
+        s.last_path = Some(path);
+    });
+    run(shared, admitted, req).await
+}
+
+/// go-livepeer's `setupOrchJob`: the JobRequest, capacity, price, payment and balance, and the
+/// `request` field as JSON. Its error answers: 400 for the creds, 503 without capacity, 400
+/// `Insufficient balance for request` below a minute of balance.
+pub(crate) fn admit(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    take_capacity: bool,
+) -> Result<Admitted, AdmitError> {
+    let job = verify_job(shared, headers).map_err(|e| AdmitError::Creds(e.message()))?;
+    // Without `take_capacity` (the stream calls other than start) go-livepeer checks nothing
+    // about the capability; the slot is then a placeholder released at once.
+    let slot = match take_capacity {
+        true => reserve(shared, &job.capability).ok_or(AdmitError::NoCapacity)?,
+        false => Slot::none(shared),
+    };
+    let price = job_price(shared, &job.capability);
+    let charge = Charge::new(
+        job.sender,
+        &job.capability,
+        (price > 0).then(|| Ratio::from_u64(price.unsigned_abs())),
+    );
+    if price > 0 {
+        take_payment(shared, headers, &job.capability);
+        if shared.payments.balance(job.sender, &job.capability) < min_balance(price) {
+            return Err(AdmitError::InsufficientBalance);
+        }
+    }
+    let details: Result<Option<Details>, _> = serde_json::from_str(job.request());
+    if let Err(e) = details {
+        return Err(AdmitError::Details(format!(
+            "Unable to unmarshal job request details err={e}"
+        )));
+    }
+    Ok(Admitted { job, slot, charge })
+}
+
+/// Why [`admit`] refused a request; each call site maps it to go-livepeer's status.
+#[derive(Debug)]
+pub(crate) enum AdmitError {
+    /// `Could not verify job creds` or the timeout error.
+    Creds(&'static str),
+    /// The capability is unknown or at capacity.
+    NoCapacity,
+    /// Below one minute of balance.
+    InsufficientBalance,
+    /// `request` is not a JobRequestDetails JSON document.
+    Details(String),
+}
+
+impl AdmitError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Self::Creds(m) => (*m).to_owned(),
+            Self::NoCapacity => NO_CAPACITY.to_owned(),
+            Self::InsufficientBalance => INSUFFICIENT_BALANCE.to_owned(),
+            Self::Details(m) => m.clone(),
+        }
+    }
+}
+
+impl IntoResponse for AdmitError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Rejection::new(status, self.message()).into_response()
+    }
+}
+
+/// `JobRequestDetails`: any JSON object (or null) whose `stream_id`, if there, is a string.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Details {
+    #[serde(default)]
+    #[expect(dead_code, reason = "read by the stream calls (phase 2)")]
+    pub(crate) stream_id: Option<String>,
+}
+
+/// go-livepeer's `processPayment`: a `Livepeer-Payment` header, when there is one, is checked
+/// and credited under the capability name. Failures are counted (as the AI path counts them)
+/// and otherwise only logged: the balance check that follows decides.
+pub(crate) fn take_payment(shared: &Shared, headers: &HeaderMap, capability: &str) {
+    let raw = headers.get(headers::PAYMENT).map(HeaderValue::as_bytes).unwrap_or_default();
+    if raw.is_empty() {
+        return;
+    }
+    let payment =
+        STANDARD.decode(raw).ok().and_then(|bytes| net::Payment::decode(bytes.as_slice()).ok());
+    let Some(payment) = payment else {
+        shared.payments.record_rejection(PaymentRejection::Undecodable);
+        tracing::info!(capability, "job payment invalid: Could not parse payment");
+        return;
+    };
+    let (result, credited) = shared.payments.receive_counted(&payment, capability);
+    if let Err(refused) = result {
+        tracing::info!(capability, error = refused.message, "job payment error");
+    }
+    if !credited.is_zero() {
+        shared.byoc.update(|s| {
+            s.ev_credited = s.ev_credited.checked_add(&credited).unwrap_or(s.ev_credited)
+        });
+    }
+}
+
+/// Debits `units` seconds of the job price (go-livepeer `DebitFees`) and counts the fee.
+pub(crate) fn debit(shared: &Shared, charge: &Charge, units: u64) {
+    let fee = charge.fee(units).unwrap_or(Ratio::ZERO);
+    if let Err(e) = shared.payments.debit(charge, units) {
+        tracing::warn!(error = e.message, "BYOC debit failed");
+        return;
+    }
+    shared.byoc.update(|s| s.fees = s.fees.checked_add(&fee).unwrap_or(s.fees));
+}
+
+/// The balance of the job's (sender, capability), as `Livepeer-Balance` carries it.
+pub(crate) fn balance_header(shared: &Shared, job: &Job) -> HeaderValue {
+    let balance = shared.payments.balance(job.sender, &job.capability);
+    HeaderValue::from_str(&balance_string(&balance, 0)).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Whole seconds since `start`, rounded up: go-livepeer's `math.Ceil(took.Seconds())`, which
+/// is at least 1 for any real request.
+pub(crate) fn seconds_since(start: Instant) -> u64 {
+    start.elapsed().as_nanos().div_ceil(1_000_000_000).max(1) as u64
+}
+
+/// Runs the job on its simulated worker and answers as the orchestrator forwards it.
+async fn run(shared: Arc<Shared>, admitted: Admitted, req: Request) -> Response {
+    let start = Instant::now();
+    let kind = capability(&shared, &admitted.job.capability).map_or(ByocKind::Echo, |c| c.kind);
+    if shared.byoc.fault() == ByocFault::Status500 {
+        let _ = read_json_body(&shared, req).await;
+        let worker = json!({ "error": "simulated worker failure" }).to_string();
+        return worker_error(&shared, &admitted, start, StatusCode::INTERNAL_SERVER_ERROR, &worker);
+    }
+    match kind {
+        ByocKind::Reverse => reverse(shared, admitted, start, req).await,
+        ByocKind::Echo => echo(shared, admitted, start, req),
+        ByocKind::Lines => lines(shared, admitted, start, req).await,
+    }
+}
+
+/// A worker status ≥ 400: charged, passed through as Go's `http.Error` writes it, with the
+/// balance.
+fn worker_error(
+    shared: &Shared,
+    admitted: &Admitted,
+    start: Instant,
+    status: StatusCode,
+    body: &str,
+) -> Response {
+    debit(shared, &admitted.charge, seconds_since(start));
+    let mut response = Rejection::new(status, body).into_response();
+    let balance = balance_header(shared, &admitted.job);
+    response.headers_mut().insert(BALANCE, balance);
+    response
+}
+
+/// The body of a JSON worker, at most [`MAX_JSON`] bytes; `Err` carries the worker's status.
+async fn read_json_body(shared: &Shared, req: Request) -> Result<Bytes, (StatusCode, String)> {
+    let body = axum::body::to_bytes(req.into_body(), MAX_JSON).await.map_err(|e| {
+        let text = e.to_string();
+        match text.contains("length limit") {
+            true => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned()),
+            false => (StatusCode::BAD_REQUEST, text),
+        }
+    })?;
+    shared.byoc.update(|s| s.bytes_received += body.len() as u64);
+    Ok(body)
+}
+
+/// The Reverse worker: `{"text": s}` → `{"text": reversed}`, with `X-Metadata`.
+async fn reverse(
+    shared: Arc<Shared>,
+    admitted: Admitted,
+    start: Instant,
+    req: Request,
+) -> Response {
+    let text = match read_json_body(&shared, req).await {
+        Ok(body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_owned))
+            .ok_or((
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"body must be {\"text\": string}"}"#.to_owned(),
+            )),
+        Err(e) => Err(e),
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err((status, body)) => return worker_error(&shared, &admitted, start, status, &body),
+    };
+    let reversed: String = text.chars().rev().collect();
+    let metadata = json!({ "worker": "reverse", "chars": text.chars().count() }).to_string();
+    debit(&shared, &admitted.charge, seconds_since(start));
+    let mut response = Response::new(Body::from(json!({ "text": reversed }).to_string()));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&metadata) {
+        h.insert("X-Metadata", v);
+    }
+    h.insert(BALANCE, balance_header(&shared, &admitted.job));
+    drop(admitted.slot);
+    response
+}
+
+/// The Echo worker: the upload streamed back as it arrives, same `Content-Type`, bounded by
+/// [`MAX_BODY`] (a larger `Content-Length` is refused with 413; a longer chunked upload is cut).
+fn echo(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -> Response {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > MAX_BODY) {
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
+        return worker_error(&shared, &admitted, start, status, "request body too large");
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+    debit(&shared, &admitted.charge, seconds_since(start));
+    let balance = balance_header(&shared, &admitted.job);
+    let Admitted { slot, .. } = admitted;
+    let counter = shared.clone();
+    let mut seen = 0u64;
+    let stream = req.into_body().into_data_stream().map(move |chunk| {
+        // The slot lives as long as the answer: capacity is released when it ends or the
+        // client goes away.
+        let _held = &slot;
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len() as u64;
+        if seen > MAX_BODY {
+            return Err(std::io::Error::other("request body too large"));
+        }
+        counter.byoc.update(|s| s.bytes_received += chunk.len() as u64);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    if let Some(ct) = content_type {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    if let Some(n) = length {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    h.insert("X-Metadata", HeaderValue::from_static(""));
+    h.insert(BALANCE, balance);
+    response
+}
+
+/// The Lines worker behind go-livepeer's SSE proxy: the worker task writes its lines into a
+/// channel (go-livepeer's scanner goroutine), the proxy task forwards them, debits 5 × price
+/// every 5 s, injects the balance before `[DONE]`, and ends at `timeout_seconds`.
+async fn lines(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -> Response {
+    let count = match read_json_body(&shared, req).await {
+        Ok(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(DEFAULT_LINES),
+        Ok(body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .map(|v| v.get("lines").map_or(Some(DEFAULT_LINES), Value::as_u64))
+            .and_then(|n| n.filter(|n| *n <= MAX_LINES))
+            .ok_or((
+                StatusCode::BAD_REQUEST,
+                format!(r#"{{"error":"body must be {{\"lines\": 0..{MAX_LINES}}}"}}"#),
+            )),
+        Err(e) => Err(e),
+    };
+    let count = match count {
+        Ok(n) => n,
+        Err((status, body)) => return worker_error(&shared, &admitted, start, status, &body),
+    };
+    let (line_tx, line_rx) = mpsc::channel::<String>(16);
+    tokio::spawn(lines_worker(line_tx, count, shared.byoc.gate()));
+    let balance = balance_header(&shared, &admitted.job);
+    let timeout = Duration::from_secs(admitted.job.req.timeout_seconds.max(0).unsigned_abs());
+    let (body_tx, body_rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(sse_proxy(shared, admitted, line_rx, body_tx, start + timeout));
+    let stream = futures_util::stream::unfold(body_rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("X-Metadata", HeaderValue::from_static(""));
+    h.insert("Livepeer-Payment-Balance", balance);
+    response
+}
+
+/// The simulated SSE worker: `count` events, waiting at the gate (if armed) after the first,
+/// then `[DONE]`. Lines are sent without their newline, as Go's scanner yields them.
+async fn lines_worker(tx: mpsc::Sender<String>, count: u64, gate: Option<crate::ByocGate>) {
+    for i in 0..count {
+        for line in [format!("data: {{\"n\":{i}}}"), String::new()] {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        if i == 0
+            && let Some(gate) = &gate
+        {
+            tokio::select! {
+                _ = gate.passed() => {}
+                _ = tx.closed() => return,
+            }
+        }
+    }
+    for line in ["data: [DONE]".to_owned(), String::new()] {
+        if tx.send(line).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// go-livepeer's SSE forwarding loop (`processJob`, streaming branch).
+async fn sse_proxy(
+    shared: Arc<Shared>,
+    admitted: Admitted,
+    mut lines: mpsc::Receiver<String>,
+    body: mpsc::Sender<Bytes>,
+    deadline: Instant,
+) {
+    let mut billing = tokio::time::interval_at(Instant::now() + SSE_BILLING, SSE_BILLING);
+    let price_positive = admitted.charge.fee(1).is_ok_and(|f| !f.is_zero());
+    let balance_line = |shared: &Shared| {
+        let balance = shared.payments.balance(admitted.job.sender, &admitted.job.capability);
+        format!("data: {{\"balance\": {}}}\n\n\n", balance_string(&balance, 3))
+    };
+    loop {
+        let out = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = billing.tick(), if price_positive => {
+                debit(&shared, &admitted.charge, SSE_BILLING.as_secs());
+                let balance = shared.payments.balance(admitted.job.sender, &admitted.job.capability);
+                if !balance.is_negative() {
+                    continue;
+                }
+                "event: insufficient balance\ndata: {\"balance\": 0}\n\ndata: [DONE]\n\n".to_owned()
+            }
+            line = lines.recv() => match line {
+                None => break,
+                Some(line) if line.contains("[DONE]") => format!("{}{line}\n", balance_line(&shared)),
+                Some(line) => format!("{line}\n"),
+            },
+        };
+        let last = out.starts_with("event: insufficient balance");
+        if body.send(Bytes::from(out)).await.is_err() || last {
+            break;
+        }
+    }
+    drop(admitted.slot);
+}

@@ -1,0 +1,456 @@
+//! BYOC on the simulator, over real sockets, as a go-livepeer gateway drives an orchestrator:
+//! job tokens, signed job requests, payments under the capability name, the simulated workers
+//! (Reverse, Echo, Lines), the fault modes, capacity, and the GetOrchestrator price entries.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests fail by panicking"
+)]
+
+#[path = "byoc_support/mod.rs"]
+mod support;
+
+use futures_util::StreamExt as _;
+use livepeer_pm::{Ratio, SignedRatio};
+use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient};
+use livepeer_sim::{ByocFault, ByocKind, PaymentRejection, Sim, SimByoc, SimConfig};
+use serde_json::{Value, json};
+use support::{Client, EV, key, onchain, orchestrator};
+
+const PRICE: i64 = 10;
+
+fn caps() -> Vec<SimByoc> {
+    vec![
+        SimByoc::new("text-reversal", ByocKind::Reverse).price(PRICE, 1),
+        SimByoc::new("free-reversal", ByocKind::Reverse),
+        SimByoc::new("echo", ByocKind::Echo),
+        SimByoc::new("lines", ByocKind::Lines).capacity(1),
+        SimByoc::new("paid-lines", ByocKind::Lines).price(PRICE, 1),
+    ]
+}
+
+#[tokio::test]
+async fn token_answers_signed_senders_only() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let (status, token) = gw.token("text-reversal").await;
+    assert_eq!(status, 200, "{token}");
+    let token: Value = serde_json::from_str(&token).unwrap();
+    let addr = gw.address().to_checksum(None);
+    assert_eq!(token["sender_address"]["addr"], addr);
+    assert_eq!(token["price"], json!({"pricePerUnit": PRICE, "pixelsPerUnit": 1}));
+    assert_eq!(token["service_addr"], sim.service_url());
+    assert_eq!(token["available_capacity"], 4);
+    assert_eq!(token["LastNonce"], 0);
+    assert!(token.get("balance").is_none(), "a zero balance is left out, as Go's omitempty does");
+    let params = &token["ticket_params"];
+    assert_eq!(params["recipient"], support::b64(orchestrator().as_slice()));
+    assert!(params["expiration_params"]["creation_round"].is_i64());
+    assert!(params["face_value"].is_string() && params["recipient_rand_hash"].is_string());
+
+    // Signed by another key: refused with go-livepeer's text (and its trailing space).
+    let forged = gw.sender_header_signed_by(&key(8));
+    let (status, body) = gw.token_with(Some(&forged), Some("text-reversal")).await;
+    assert_eq!((status, body.as_str()), (400, "Invalid eth address header \n"));
+    let (status, body) = gw.token_with(None, Some("text-reversal")).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("Must have eth address and signature"), "{body}");
+    let good = gw.sender_header();
+    let (status, body) = gw.token_with(Some(&good), None).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("Job capabilities not provided"), "{body}");
+    let (status, body) = gw.token_with(Some("not base64!"), Some("echo")).await;
+    assert_eq!((status, body.as_str()), (400, "Invalid eth address header \n"));
+
+    // An unknown capability has no capacity, which is how a gateway skips it.
+    let (status, token) = gw.token("nope").await;
+    assert_eq!(status, 200);
+    let token: Value = serde_json::from_str(&token).unwrap();
+    assert!(token.get("available_capacity").is_none());
+    assert_eq!(sim.byoc_stats().tokens, 2);
+}
+
+#[tokio::test]
+async fn a_paid_reverse_job_is_credited_charged_and_reports_the_balance() {
+    let sim = onchain(caps()).await;
+    let mut gw = Client::new(&sim, key(7));
+    let payment = gw.payment_from_token("text-reversal", 1).await;
+    let job = gw.job("text-reversal", r#"{"run":1}"#, "", 30);
+    let resp = gw
+        .post(
+            "/process/request/reverse",
+            &job,
+            Some(&payment),
+            "application/json",
+            r#"{"text":"héllo"}"#.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let balance = support::header(&resp, "Livepeer-Balance").unwrap();
+    let metadata: Value =
+        serde_json::from_str(&support::header(&resp, "X-Metadata").unwrap()).unwrap();
+    assert_eq!(metadata["chars"], 5);
+    assert_eq!(support::header(&resp, "Content-Type").unwrap(), "application/json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({"text": "olléh"}));
+
+    let stats = sim.byoc_stats();
+    assert_eq!(stats.jobs.get("text-reversal"), Some(&1));
+    assert_eq!(stats.last_path.as_deref(), Some("reverse"));
+    assert_eq!(stats.fees, Ratio::from_u64(PRICE as u64), "one second of compute");
+    assert!(stats.ev_credited >= Ratio::from_u64(EV as u64), "one ticket's EV");
+    assert!(stats.ev_credited >= stats.fees, "EV received covers the fees");
+    let left = sim.payments().balance(gw.address(), "text-reversal").unwrap();
+    let expected =
+        SignedRatio::from(stats.ev_credited).checked_sub(&SignedRatio::from(stats.fees)).unwrap();
+    assert_eq!(left, expected);
+    assert_eq!(balance, expected.magnitude().to_decimal_string(0));
+    assert!(stats.load.is_empty(), "capacity released: {:?}", stats.load);
+
+    // The next token reports that balance (its integer part).
+    let (_, token) = gw.token("text-reversal").await;
+    let token: Value = serde_json::from_str(&token).unwrap();
+    assert_eq!(
+        token["balance"].as_u64().unwrap().to_string(),
+        expected.magnitude().floor().to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_free_job_needs_no_payment_and_a_paid_one_needs_a_minute_of_balance() {
+    let sim = onchain(caps()).await;
+    let mut gw = Client::new(&sim, key(7));
+    let job = gw.job("free-reversal", "{}", "", 30);
+    let resp = gw
+        .post("/process/request/", &job, None, "application/json", br#"{"text":"ab"}"#.to_vec())
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(support::header(&resp, "Livepeer-Balance").as_deref(), Some("0"));
+    assert_eq!(resp.text().await.unwrap(), r#"{"text":"ba"}"#);
+
+    let job = gw.job("text-reversal", "{}", "", 30);
+    let resp = gw
+        .post("/process/request/r", &job, None, "application/json", br#"{"text":"ab"}"#.to_vec())
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.text().await.unwrap(), "Insufficient balance for request\n");
+
+    // A payment that is not base64 protobuf is counted and leaves the balance short.
+    let resp =
+        gw.post("/process/request/r", &job, Some("%%%"), "application/json", b"{}".to_vec()).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(sim.payments().rejected(PaymentRejection::Undecodable), 1);
+    // Tickets signed by someone else are refused by the ticket checks and credit nothing.
+    let forged = gw.forged_payment("text-reversal").await;
+    let resp = gw
+        .post("/process/request/r", &job, Some(&forged), "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(sim.payments().rejected(PaymentRejection::InvalidSignature), 1);
+    let stats = sim.byoc_stats();
+    assert_eq!(stats.fees, Ratio::ZERO);
+    assert_eq!(stats.ev_credited, Ratio::ZERO);
+    assert!(stats.load.is_empty(), "refused jobs give their capacity back");
+    assert_eq!(stats.jobs.get("text-reversal"), None);
+    let _ = &mut gw;
+}
+
+#[tokio::test]
+async fn job_requests_are_verified_as_go_livepeer_does() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let send = |job: String| {
+        let gw = &gw;
+        async move {
+            let body = br#"{"text":"a"}"#.to_vec();
+            let resp = gw.post("/process/request/x", &job, None, "application/json", body).await;
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let creds = (400, "Could not verify job creds\n".to_owned());
+    // Signed by a key other than the sender's.
+    let mut forged: Value = gw.job_value("free-reversal", "{}", "", 30);
+    forged["sig"] = json!(gw.sig_by(&key(9), "{}"));
+    assert_eq!(send(support::b64(forged.to_string().as_bytes())).await, creds);
+    // The signature covers request ‖ parameters.
+    let mut tampered = gw.job_value("free-reversal", "{}", "", 30);
+    tampered["parameters"] = json!("{\"x\":1}");
+    assert_eq!(send(support::b64(tampered.to_string().as_bytes())).await, creds);
+    assert_eq!(send("%%%".to_owned()).await, creds);
+    assert_eq!(send(String::new()).await, creds);
+    let no_timeout = gw.job("free-reversal", "{}", "", 0);
+    assert_eq!(
+        send(no_timeout).await,
+        (400, "no timeout_seconds set with request, timeout_seconds is required\n".to_owned())
+    );
+    let (status, body) = send(gw.job("free-reversal", "not json", "", 30)).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("Unable to unmarshal job request details err="), "{body}");
+    assert_eq!(
+        send(gw.job("unknown", "{}", "", 30)).await,
+        (503, "No capacity available for capability\n".to_owned())
+    );
+    // A signature without `0x` (130 hex digits) is read as it is.
+    let mut bare = gw.job_value("free-reversal", "{}", "", 30);
+    let sig = bare["sig"].as_str().unwrap().trim_start_matches("0x").to_owned();
+    bare["sig"] = json!(sig);
+    assert_eq!(send(support::b64(bare.to_string().as_bytes())).await.0, 200);
+    assert!(sim.byoc_stats().load.is_empty());
+}
+
+#[tokio::test]
+async fn echo_streams_twenty_megabytes_back_byte_for_byte() {
+    const TOTAL: usize = 20 << 20;
+    const CHUNK: usize = 256 << 10;
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let job = gw.job("echo", "{}", "", 60);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (Ok::<_, std::io::Error>(c), rx))
+    }));
+    let chunk =
+        |i: usize| -> Vec<u8> { (0..CHUNK).map(|j| ((i * 31 + j * 7) % 251) as u8).collect() };
+    tx.send(chunk(0)).await.unwrap();
+    let resp = gw
+        .http
+        .post(format!("{}/process/request/echo", sim.url()))
+        .header("Livepeer", &job)
+        .header("Content-Type", "application/x-test-blob")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    // The answer has started while most of the upload has not been sent: it is streamed.
+    assert_eq!(resp.status(), 200);
+    assert_eq!(support::header(&resp, "Content-Type").unwrap(), "application/x-test-blob");
+    assert!(support::header(&resp, "Livepeer-Balance").is_some());
+    let mut stream = resp.bytes_stream();
+    let mut got = Vec::new();
+    while got.len() < CHUNK {
+        got.extend_from_slice(&stream.next().await.unwrap().unwrap());
+    }
+    assert_eq!(&got[..CHUNK], chunk(0).as_slice());
+    let sender = tokio::spawn(async move {
+        for i in 1..TOTAL / CHUNK {
+            tx.send(chunk(i)).await.unwrap();
+        }
+    });
+    let mut received = got.len();
+    let mut expected_pos = CHUNK;
+    let mut pending = got.split_off(CHUNK);
+    while let Some(next) = stream.next().await {
+        let next = next.unwrap();
+        received += next.len();
+        pending.extend_from_slice(&next);
+        while pending.len() >= CHUNK {
+            let rest = pending.split_off(CHUNK);
+            assert_eq!(pending, chunk(expected_pos / CHUNK), "chunk at {expected_pos}");
+            expected_pos += CHUNK;
+            pending = rest;
+        }
+    }
+    sender.await.unwrap();
+    assert_eq!(received, TOTAL);
+    assert!(pending.is_empty());
+    let stats = sim.byoc_stats();
+    assert_eq!(stats.bytes_received, TOTAL as u64);
+    assert!(stats.load.is_empty());
+}
+
+#[tokio::test]
+async fn lines_stream_event_by_event_and_end_with_the_balance() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let gate = sim.byoc_sse_gate();
+    let job = gw.job("lines", "{}", "", 60);
+    let resp = gw
+        .post("/process/request/lines", &job, None, "application/json", br#"{"lines":4}"#.to_vec())
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(support::header(&resp, "Content-Type").unwrap(), "text/event-stream");
+    assert_eq!(support::header(&resp, "Livepeer-Payment-Balance").as_deref(), Some("0"));
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(std::str::from_utf8(&stream.next().await.unwrap().unwrap()).unwrap());
+    }
+    // The first event reached us while the worker waits at the gate: nothing more was written.
+    assert_eq!(text, "data: {\"n\":0}\n\n");
+    assert_eq!(sim.byoc_stats().load.get("lines"), Some(&1));
+    gate.release();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let expected = "data: {\"n\":0}\n\ndata: {\"n\":1}\n\ndata: {\"n\":2}\n\ndata: {\"n\":3}\n\n\
+                    data: {\"balance\": 0.000}\n\n\ndata: [DONE]\n\n";
+    assert_eq!(text, expected);
+    assert!(sim.byoc_stats().load.is_empty());
+
+    // Too many lines is the worker's 400, passed through.
+    let resp = gw
+        .post(
+            "/process/request/lines",
+            &job,
+            None,
+            "application/json",
+            br#"{"lines":100000}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn a_paid_sse_job_reports_the_balance_it_started_with() {
+    let sim = onchain(caps()).await;
+    let mut gw = Client::new(&sim, key(7));
+    let payment = gw.payment_from_token("paid-lines", 1).await;
+    let job = gw.job("paid-lines", "{}", "", 60);
+    let resp =
+        gw.post("/process/request/", &job, Some(&payment), "application/json", Vec::new()).await;
+    assert_eq!(resp.status(), 200);
+    let before = support::header(&resp, "Livepeer-Payment-Balance").unwrap();
+    let text = resp.text().await.unwrap();
+    let credited = sim.byoc_stats().ev_credited;
+    assert_eq!(before, credited.to_decimal_string(0));
+    assert!(
+        text.contains(&format!("data: {{\"balance\": {}}}", credited.to_decimal_string(3))),
+        "{text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn byoc_faults_fail_as_configured() {
+    let sim = onchain(caps()).await;
+    let mut gw = Client::new(&sim, key(7));
+    let job = gw.job("free-reversal", "{}", "", 30);
+    let body = br#"{"text":"x"}"#.to_vec();
+
+    sim.set_byoc_fault(ByocFault::NoCapacity);
+    let resp = gw.post("/process/request/", &job, None, "application/json", body.clone()).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.text().await.unwrap(), "No capacity available for capability\n");
+
+    sim.set_byoc_fault(ByocFault::Status500);
+    let payment = gw.payment_from_token("text-reversal", 1).await;
+    let paid = gw.job("text-reversal", "{}", "", 30);
+    let resp =
+        gw.post("/process/request/", &paid, Some(&payment), "application/json", body.clone()).await;
+    assert_eq!(resp.status(), 500);
+    assert!(support::header(&resp, "Livepeer-Balance").is_some());
+    assert_eq!(resp.text().await.unwrap(), "{\"error\":\"simulated worker failure\"}\n");
+    assert_eq!(
+        sim.byoc_stats().fees,
+        Ratio::from_u64(PRICE as u64),
+        "the worker's time is charged"
+    );
+
+    sim.set_byoc_fault(ByocFault::Close);
+    let err = gw
+        .http
+        .post(format!("{}/process/request/", sim.url()))
+        .header("Livepeer", &job)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!err.is_status() && !err.is_timeout(), "{err:?}");
+
+    sim.set_byoc_fault(ByocFault::Hang);
+    let before = sim.byoc_stats().requests;
+    let hung = gw
+        .http
+        .post(format!("{}/process/request/", sim.url()))
+        .header("Livepeer", &job)
+        .body(body.clone())
+        .send();
+    let hung = tokio::spawn(hung);
+    while sim.byoc_stats().requests == before {
+        tokio::task::yield_now().await;
+    }
+    assert!(!hung.is_finished(), "a hanging orchestrator does not answer");
+    hung.abort();
+
+    sim.set_byoc_fault(ByocFault::None);
+    let resp = gw.post("/process/request/", &job, None, "application/json", body).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn capacity_is_held_by_running_jobs_and_refused_beyond_it() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let gate = sim.byoc_sse_gate();
+    let job = gw.job("lines", "{}", "", 60);
+    let first = gw
+        .post("/process/request/", &job, None, "application/json", br#"{"lines":2}"#.to_vec())
+        .await;
+    assert_eq!(first.status(), 200);
+    let (_, token) = gw.token("lines").await;
+    let token: Value = serde_json::from_str(&token).unwrap();
+    assert!(token.get("available_capacity").is_none(), "capacity 1, in use: {token}");
+    let second = gw.post("/process/request/", &job, None, "application/json", Vec::new()).await;
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.text().await.unwrap(), "No capacity available for capability\n");
+    gate.release();
+    let text = first.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    // The slot is given back when the proxy task ends, just after the last bytes.
+    while !sim.byoc_stats().load.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let (_, token) = gw.token("lines").await;
+    let token: Value = serde_json::from_str(&token).unwrap();
+    assert_eq!(token["available_capacity"], 1);
+}
+
+#[tokio::test]
+async fn get_orchestrator_lists_byoc_prices_under_capability_37() {
+    let mut caps = caps();
+    caps.push(SimByoc::new("fractional", ByocKind::Echo).price(3, 2));
+    let sim = onchain(caps).await;
+    let signer = key(7);
+    let address = signer.address();
+    let sig = signer.eth_sign(address.to_checksum(None).as_bytes()).unwrap();
+    let req = net::OrchestratorRequest {
+        address: address.to_vec(),
+        sig: sig.0.to_vec(),
+        capabilities: None,
+        ignore_capacity_check: false,
+    };
+    let mut client = OrchestratorClient::connect(sim.url().to_owned()).await.unwrap();
+    let info = client.get_orchestrator(req).await.unwrap().into_inner();
+    let byoc: Vec<_> = info.capabilities_prices.iter().filter(|p| p.capability == 37).collect();
+    assert_eq!(byoc.len(), 6);
+    let reversal = byoc.iter().find(|p| p.constraint == "text-reversal").unwrap();
+    assert_eq!((reversal.price_per_unit, reversal.pixels_per_unit), (PRICE, 1));
+    let fractional = byoc.iter().find(|p| p.constraint == "fractional").unwrap();
+    assert_eq!(
+        (fractional.price_per_unit, fractional.pixels_per_unit),
+        (1, 1),
+        "integer part, as Go"
+    );
+}
+
+#[tokio::test]
+async fn an_off_chain_orchestrator_neither_checks_signatures_nor_charges() {
+    let sim = Sim::start(SimConfig { byoc: caps(), ..SimConfig::default() }).await.unwrap();
+    let gw = Client::new(&sim, key(7));
+    let forged = gw.sender_header_signed_by(&key(8));
+    let (status, token) = gw.token_with(Some(&forged), Some("text-reversal")).await;
+    assert_eq!(status, 200);
+    let token: Value = serde_json::from_str(&token).unwrap();
+    assert_eq!(token["price"], json!({"pixelsPerUnit": 1}));
+    assert!(token.get("ticket_params").is_none());
+    let mut job = gw.job_value("text-reversal", "{}", "", 30);
+    job["sig"] = json!(gw.sig_by(&key(9), "{}"));
+    let job = support::b64(job.to_string().as_bytes());
+    let resp = gw
+        .post("/process/request/", &job, None, "application/json", br#"{"text":"ab"}"#.to_vec())
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sim.byoc_stats().fees, Ratio::ZERO);
+}
