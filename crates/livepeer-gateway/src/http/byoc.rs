@@ -61,25 +61,33 @@ async fn capabilities(State(state): State<Arc<ByocState>>) -> Json<Value> {
                 let token = tokens.get(&pair).map(|t| {
                     json!({
                         "service_addr": t.service_addr,
-                        "price_wei_per_second": t.price.to_string(),
+                        "price_wei_per_second": wei(t.price),
                         "available_capacity": t.available_capacity,
                         "balance_wei": t.balance,
                     })
                 });
                 json!({
                     "url": url,
-                    "price_wei_per_second": e.price.to_string(),
+                    "price_wei_per_second": wei(e.price),
                     "within_max_price": ok,
                     "token": token,
                     "balance_view_wei": balances.get(&pair),
                 })
             })
             .collect();
-        let max = tiers.max_price.map(|p| p.to_string());
+        let max = tiers.max_price.map(wei);
         out.push(json!({ "capability": key.model, "max_price_wei_per_second": max, "orchestrators": orchestrators }));
     }
     out.sort_by(|a, b| a["capability"].as_str().cmp(&b["capability"].as_str()));
     Json(json!({ "capabilities": out }))
+}
+
+/// A price in wei per second, exact: whole when it is, else `num/den`.
+fn wei(p: crate::orchestrator::price::Price) -> String {
+    match p.pixels_per_unit {
+        d if d != 0 && p.per_unit % d == 0 => (p.per_unit / d).to_string(),
+        _ => p.to_string(),
+    }
 }
 
 async fn job(State(state): State<Arc<ByocState>>, req: Request) -> Response {

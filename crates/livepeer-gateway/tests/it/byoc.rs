@@ -182,9 +182,9 @@ async fn fails_over(fault: ByocFault, timeout: u64) -> (Sim, Sim, Gateway) {
 /// The state of the text-reversal job key at `sim`, and of the orchestrator as a whole.
 async fn job_state(gw: &Gateway, sim: &Sim) -> (Value, Value) {
     let orch = orch_state(gw, &base(sim.url())).await;
-    let job = orch["jobs"].as_array().and_then(|jobs| {
-        jobs.iter().find(|j| j["job"] == format!("byoc/{REVERSAL}")).cloned()
-    });
+    let job = orch["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job"] == format!("byoc/{REVERSAL}")).cloned());
     (orch["state"].clone(), job.unwrap_or(Value::Null))
 }
 
@@ -192,9 +192,23 @@ async fn job_state(gw: &Gateway, sim: &Sim) -> (Value, Value) {
 async fn a_failing_orchestrator_is_left_for_the_next_and_penalised_for_that_capability_only() {
     for fault in [ByocFault::Status500, ByocFault::Close] {
         let (a, _b, gw) = fails_over(fault, 10).await;
-        let (orch, job) = job_state(&gw, &a).await;
-        assert_eq!(orch, "healthy", "{fault:?}: the orchestrator itself is not ejected");
+        let (_, job) = job_state(&gw, &a).await;
         assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "{fault:?}: {job}");
+        let orch = orch_state(&gw, &base(a.url())).await;
+        assert_eq!(orch["consecutive_failures"], 0, "{fault:?}: not penalised as a whole");
+        // Its other capabilities are still used while text-reversal cools down.
+        a.set_byoc_fault(ByocFault::None);
+        let only_a = json!({"orchestrators": {"include": [base(a.url())]}});
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/process/request/echo", gw.http_addr))
+            .header("Livepeer", header("echo", 10, only_a))
+            .body("ping")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{fault:?}");
+        assert_eq!(served_by(&resp), base(a.service_url()));
+        assert_eq!(resp.text().await.unwrap(), "ping");
     }
 }
 
@@ -209,7 +223,7 @@ async fn a_hanging_orchestrator_is_left_after_the_timeout() {
 async fn no_capacity_skips_the_orchestrator_without_penalty() {
     let (a, _b, gw) = fails_over(ByocFault::NoCapacity, 10).await;
     let (orch, job) = job_state(&gw, &a).await;
-    assert_eq!(orch, "healthy");
+    assert_eq!(orch, "healthy", "not ejected for anything");
     assert_eq!(job["consecutive_failures"], 0, "{job}");
     // With every orchestrator out of capacity the client gets a JSON 503, not an empty 200.
     let gw2 = gateway(&[&a]).await;
@@ -376,9 +390,18 @@ async fn five_hundred_paid_jobs_are_covered_within_one_ticket() {
         let stats = sim.byoc_stats();
         assert!(sim.payments().rejections.is_empty(), "{:?}", sim.payments().rejections);
         assert!(stats.fees > Ratio::ZERO, "{} served paid jobs", sim.url());
-        assert!(stats.ev_credited >= stats.fees, "EV {} covers fees {}", stats.ev_credited, stats.fees);
+        assert!(
+            stats.ev_credited >= stats.fees,
+            "EV {} covers fees {}",
+            stats.ev_credited,
+            stats.fees
+        );
         let excess = stats.ev_credited.checked_sub(&stats.fees).unwrap();
         let bound = ticket_ev.checked_add(&job_fee).unwrap();
-        assert!(excess < bound, "{}: excess {excess} ≥ one ticket EV plus one job's fee", sim.url());
+        assert!(
+            excess < bound,
+            "{}: excess {excess} ≥ one ticket EV plus one job's fee",
+            sim.url()
+        );
     }
 }
