@@ -250,9 +250,9 @@ impl<'a> Job<'a> {
     ) -> Result<ByocPayment, PayError> {
         let (cap, timeout) = (&self.req.capability, self.req.timeout_seconds);
         loop {
-            let pay = (&*token.token, token.seq);
+            let pay = (&*token.token, token.fetched);
             match self.state.payments.byoc_prepare(orch, cap, pay, timeout)? {
-                ByocPrepared::Ready(payment) => return Ok(payment),
+                ByocPrepared::Ready(payment) => return Ok(*payment),
                 ByocPrepared::Wait(mut confirmed) => {
                     let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;
                     if !matches!(waited, Ok(Ok(()))) {
