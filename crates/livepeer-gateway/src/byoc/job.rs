@@ -228,9 +228,16 @@ impl<'a> Job<'a> {
             }
             Ok(Err(e)) => {
                 self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                // The client's body, not the orchestrator, ended the attempt: no penalty.
                 if sending.upload.too_large() {
                     drop(lease);
                     let e = sending.upload.too_large_error();
+                    return Step::Done(self.finish(Err(e), None, "client_error"));
+                }
+                if sending.upload.broken() {
+                    drop(lease);
+                    let e = Error::new(Kind::BodyUnreadable, "the request body broke off")
+                        .field("body");
                     return Step::Done(self.finish(Err(e), None, "client_error"));
                 }
                 return self.failed(lease, e.to_string());
