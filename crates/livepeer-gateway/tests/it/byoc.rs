@@ -131,6 +131,18 @@ async fn every_bad_header_is_refused_naming_its_field() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["field"], field, "{value:?}: {body}");
     }
+    // (Plain dot segments never leave an HTTP client; encoded slashes do.)
+    for path in ["..%2Fadmin", "a%2F..%2Fb", "a/.%2E%2fb"] {
+        let resp = http
+            .post(format!("http://{}/process/request/{path}", gw.http_addr))
+            .header("Livepeer", job("capability", json!(REVERSAL)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "path", "{path}");
+    }
     let e = http.post(&url).header("Livepeer", job("timeout_seconds", Value::Null)).send().await;
     let body: Value = e.unwrap().json().await.unwrap();
     assert_eq!(
