@@ -6,6 +6,10 @@
 pub const H264: u32 = 0;
 /// Capability id of live video-to-video (PROTOCOL.md §3.1).
 pub const LIVE_VIDEO_TO_VIDEO: u32 = 35;
+/// Capability id under which BYOC capabilities appear in `capabilities_prices`, with the
+/// capability's name as the constraint (PROTOCOL.md §10.1). A BYOC job's [`JobKey`] is this
+/// id and the name as its model.
+pub const BYOC: u32 = 37;
 
 /// The nine batch AI pipelines and live-video-to-video, with their capability ids.
 pub const AI_PIPELINES: [(&str, u32); 10] = [
@@ -51,8 +55,21 @@ impl JobKey {
         Self { capability: H264, model: String::new() }
     }
 
-    /// The pipeline name, or `transcode`.
+    /// A BYOC job of the capability `name`.
+    pub fn byoc(name: &str) -> Self {
+        Self { capability: BYOC, model: name.to_owned() }
+    }
+
+    /// Whether this is a BYOC job.
+    pub fn is_byoc(&self) -> bool {
+        self.capability == BYOC
+    }
+
+    /// The pipeline name, `byoc`, or `transcode`.
     pub fn pipeline(&self) -> &'static str {
+        if self.is_byoc() {
+            return "byoc";
+        }
         capability_pipeline(self.capability).unwrap_or("transcode")
     }
 }

@@ -24,6 +24,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ai;
+pub mod byoc;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -96,6 +97,8 @@ pub enum Part {
     Live,
     /// The remote-signer routes this gateway serves.
     Signer,
+    /// The BYOC job state (its HTTP client, its signing key).
+    Byoc,
 }
 
 impl std::fmt::Display for Part {
@@ -109,6 +112,7 @@ impl std::fmt::Display for Part {
             Part::AiClient => "AI client",
             Part::Live => "live video",
             Part::Signer => "remote-signer routes",
+            Part::Byoc => "BYOC jobs",
         })
     }
 }
@@ -144,7 +148,7 @@ impl Gateway {
 
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
-        let client = OrchClient::new(timeouts, config.orch_tls, identity);
+        let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
         let tasks = Tasks::new();
         // One client (and one connection per orchestrator) for discovery and payment sessions.
@@ -174,6 +178,7 @@ impl Gateway {
             payer,
         };
         let ai_state = ai_state(&config, http_addr, &state, payments.clone(), tasks.drained())?;
+        let payments_for_byoc = payments.clone();
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
@@ -182,7 +187,13 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Live))?;
-        let admin_routes = http::admin_router(state.clone(), live_state.clone());
+        let byoc_state = byoc_state(&config, &state, payments_for_byoc, identity)?;
+        tasks.spawn("byoc-tokens", {
+            let byoc = byoc_state.clone();
+            move |cancel| byoc.run_tokens(cancel)
+        });
+        let admin_routes =
+            http::admin_router(state.clone(), live_state.clone(), byoc_state.clone());
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
@@ -190,7 +201,8 @@ impl Gateway {
             write_timeout: config.write_timeout,
         };
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
-        let public = http::public_router(ai_state, live_state, signer_state(&config, &state)?);
+        let signer = signer_state(&config, &state)?;
+        let public = http::public_router(ai_state, live_state, byoc_state, signer);
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;
@@ -295,6 +307,33 @@ fn ai_state(
         payments,
         drained,
     })
+}
+
+/// The BYOC state. Jobs are signed with the gateway's key; a keyless off-chain gateway makes
+/// one at start (orchestrators verify every job's signature, charging or not, and
+/// go-livepeer's off-chain gateway signs with the account it always has); with a remote
+/// signer, the signer signs them (see [`byoc::JobSigner::Remote`]).
+fn byoc_state(
+    config: &Config,
+    state: &AppState,
+    payments: payment::Payments,
+    identity: Option<Identity>,
+) -> Result<byoc::ByocState, StartError> {
+    let signer = match (&config.signer, identity) {
+        (Some(key), _) => byoc::JobSigner::Key(key.clone()),
+        (None, Some(id)) => byoc::JobSigner::Remote(id),
+        (None, None) => {
+            let key = livepeer_pm::LocalSigner::from_bytes(&rand::random::<[u8; 32]>())
+                .map_err(setup(Part::Byoc))?;
+            tracing::info!(address = %key.address().to_checksum(None), "BYOC jobs signed with a key made at start (off-chain)");
+            byoc::JobSigner::Key(Arc::new(key))
+        }
+    };
+    let http = orchestrator::http::OrchHttp::new(config.connect_timeout, config.ai.orch_http)
+        .map_err(setup(Part::Byoc))?;
+    let (pool, metrics) = (state.pool.clone(), state.metrics.clone());
+    byoc::ByocState::new(config.byoc.clone(), pool, http, payments, metrics, signer)
+        .map_err(setup(Part::Byoc))
 }
 
 /// The remote-signer routes' state, when this gateway serves them (`--remote-signer`).

@@ -98,6 +98,16 @@ pub struct Metrics {
     fees: Family<PayLabel, GweiCounter>,
     live_streams: Family<PipelineLabel, Gauge>,
     live_swaps: Family<ReasonLabel, Counter>,
+    byoc_latency: Family<ByocLabel, Histogram>,
+    byoc_errors: Family<ByocLabel, Counter>,
+}
+
+/// A BYOC capability (bounded as models are: its name only while the pool offers it) and a
+/// fixed outcome or error code.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByocLabel {
+    capability: String,
+    outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -254,7 +264,21 @@ impl Metrics {
         );
         let (tickets_sent, ticket_value_sent, fees) = payment_families(r);
         let (live_streams, live_swaps) = live_families(r);
+        let byoc_latency = add(
+            r,
+            "gateway_byoc_request_duration_seconds",
+            "BYOC jobs (failovers included, until the answer's head) by capability and outcome",
+            Family::<ByocLabel, Histogram>::new_with_constructor(|| Histogram::new(AI_BUCKETS)),
+        );
+        let byoc_errors = add(
+            r,
+            "gateway_byoc_attempt_errors",
+            "Failed BYOC attempts by capability and kind (failed, busy, payment)",
+            Family::default(),
+        );
         Self {
+            byoc_latency,
+            byoc_errors,
             registry: Arc::new(std::mem::take(r)),
             known: Arc::default(),
             live_streams,
@@ -358,6 +382,18 @@ impl Metrics {
             self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
             self.ticket_value_sent.get_or_create(&label).inc_by(gwei(ev_wei));
         }
+    }
+
+    /// A BYOC job ended with `outcome` (a fixed word) after `took`.
+    pub(crate) fn byoc_request(&self, job: &JobKey, outcome: &str, took: Duration) {
+        let label = ByocLabel { capability: self.model_label(job), outcome: outcome.to_owned() };
+        self.byoc_latency.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    /// A BYOC attempt failed with `code` (a fixed word).
+    pub(crate) fn byoc_error(&self, job: &JobKey, code: &str) {
+        let label = ByocLabel { capability: self.model_label(job), outcome: code.to_owned() };
+        self.byoc_errors.get_or_create(&label).inc();
     }
 
     /// A live stream of `pipeline` (the client's model of live-video-to-video) started. A

@@ -42,6 +42,7 @@ use crate::orchestrator::selection::Weights;
 use crate::orchestrator::{Requirements, TlsTrust};
 
 mod ai;
+mod byoc;
 mod discovery;
 mod key;
 mod listen;
@@ -52,6 +53,7 @@ mod section;
 mod values;
 
 pub use ai::Ai;
+pub use byoc::Byoc;
 pub use discovery::{Discovery, Selection};
 pub use listen::{Listen, Logging};
 pub use live::Live;
@@ -91,6 +93,9 @@ pub struct Flags {
     /// Live video.
     #[command(flatten)]
     pub live: Live,
+    /// BYOC jobs.
+    #[command(flatten)]
+    pub byoc: Byoc,
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
@@ -187,6 +192,8 @@ pub struct Config {
     pub ai: AiConfig,
     /// Live video settings.
     pub live: crate::live::LiveConfig,
+    /// BYOC job settings.
+    pub byoc: crate::byoc::ByocConfig,
     /// Ticket sender limits.
     pub payment: crate::payment::PaymentLimits,
     /// Where to read the sender's deposit and reserve, if anywhere.
@@ -217,7 +224,12 @@ impl Config {
     fn validate(f: Flags, eth_key: Option<SecretString>) -> Result<Self, ConfigError> {
         let discovery = f.discovery.validate()?;
         let listen = f.listen.validate()?;
-        let requirements = f.prices.validate()?;
+        let mut requirements = f.prices.validate()?;
+        let (byoc, byoc_caps) = f.byoc.validate()?;
+        // BYOC caps are wei per second under capability 37, beside the per-model caps.
+        for (name, price) in byoc_caps {
+            requirements.max_price_per_model.insert((crate::job::BYOC, name), price);
+        }
         let (eject, probe_interval, weights) = f.selection.validate()?;
         let (log_format, log_level) = f.logging.validate()?;
         let payment = f.payment.validate(eth_key)?;
@@ -247,6 +259,7 @@ impl Config {
             chain: payment.chain,
             ai,
             live,
+            byoc,
             serve_signer,
             remote_signer,
             log_format,
@@ -268,6 +281,7 @@ impl Flags {
             payment: self.payment.or(file.payment),
             signer: self.signer.or(file.signer),
             live: self.live.or(file.live),
+            byoc: self.byoc.or(file.byoc),
             logging: self.logging.or(file.logging),
         }
     }
@@ -299,6 +313,7 @@ impl Flags {
             payment: from_file(text, path)?,
             signer: from_file(text, path)?,
             live: from_file(text, path)?,
+            byoc: from_file(text, path)?,
             logging: from_file(text, path)?,
         })
     }

@@ -7,6 +7,7 @@
 mod admin;
 mod ai;
 mod body;
+mod byoc;
 pub(crate) mod error;
 mod live;
 pub(crate) mod server;
@@ -24,9 +25,13 @@ use axum::routing::get;
 pub fn public_router(
     ai: crate::ai::AiState,
     live: crate::live::LiveState,
+    byoc: crate::byoc::ByocState,
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
-    let router = ai::router(ai).merge(live::router(live)).route("/healthz", get(|| async { "ok" }));
+    let router = ai::router(ai)
+        .merge(live::router(live))
+        .merge(byoc::router(byoc))
+        .route("/healthz", get(|| async { "ok" }));
     match signer {
         Some(state) => router.merge(signer::router(state)),
         None => router,
@@ -34,8 +39,12 @@ pub fn public_router(
 }
 
 /// The admin API: status, orchestrators, metrics and live streams.
-pub fn admin_router(state: crate::state::AppState, live: crate::live::LiveState) -> Router {
-    admin::router(state).merge(live::admin_router(live))
+pub fn admin_router(
+    state: crate::state::AppState,
+    live: crate::live::LiveState,
+    byoc: crate::byoc::ByocState,
+) -> Router {
+    admin::router(state).merge(live::admin_router(live)).merge(byoc::admin_router(byoc))
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else

@@ -68,7 +68,13 @@ pub struct OrchHttp {
     /// HTTP/2-only mode is per client, and it is that mode which makes concurrent first calls
     /// wait for one connection instead of each dialling its own.
     h2c: Option<Client<Connector, Full<Bytes>>>,
+    /// Calls whose request body streams (BYOC uploads), over connections of their own.
+    streaming: Client<Connector, StreamBody>,
 }
+
+/// A request body that streams: its chunks as they come, or the error that ends it.
+pub type StreamBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 impl OrchHttp {
     /// A client with a connect deadline, speaking `version` to orchestrators.
@@ -85,7 +91,8 @@ impl OrchHttp {
             timeout: connect_timeout,
         };
         let h2c = (version == OrchHttpVersion::H2c).then(|| pooled(connector.clone(), true));
-        Ok(Self { client: pooled(connector, false), h2c })
+        let streaming = pooled(connector.clone(), version == OrchHttpVersion::H2c);
+        Ok(Self { client: pooled(connector, false), h2c, streaming })
     }
 
     /// Sends one request and returns the answer's head; the body streams as it is read.
@@ -100,6 +107,14 @@ impl OrchHttp {
         client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
     }
 
+    /// Sends one request whose body streams, and returns the answer's head.
+    pub async fn send_stream(
+        &self,
+        req: http::Request<StreamBody>,
+    ) -> Result<http::Response<Incoming>, HttpError> {
+        self.streaming.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
+    }
+
     /// `GET url`.
     pub async fn get(&self, url: &str) -> Result<http::Response<Incoming>, HttpError> {
         let uri: http::Uri = url.parse().map_err(|_| HttpError::BadUrl(url.to_owned()))?;
@@ -112,7 +127,12 @@ impl OrchHttp {
 
 /// A pooling client over `connector`: HTTP/2 only with `http2_only`, otherwise HTTP/1.1 unless
 /// the connection negotiated `h2` by ALPN.
-fn pooled(connector: Connector, http2_only: bool) -> Client<Connector, Full<Bytes>> {
+fn pooled<B>(connector: Connector, http2_only: bool) -> Client<Connector, B>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())

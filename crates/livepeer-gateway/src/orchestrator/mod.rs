@@ -3,6 +3,7 @@
 //! snapshots, health and selection, and the verdict on a failed answer. Below the job paths and
 //! payment; it uses only the leaves (`error`, `job`, `metrics`, `task`).
 
+pub mod byoc;
 pub mod caps;
 pub mod client;
 pub mod creds;

@@ -21,7 +21,14 @@ use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::Entry;
 pub use crate::job::JobKey;
-use crate::job::capability_pipeline;
+use crate::job::{BYOC, capability_pipeline};
+
+/// Most BYOC capabilities taken from one orchestrator's answer, and the longest name kept:
+/// the names are the orchestrator's to choose, and each becomes a job key with its own
+/// statistics, breaker and (bounded again by the metrics) label.
+pub const MAX_BYOC_CAPABILITIES: usize = 64;
+/// The longest BYOC capability name indexed.
+pub const MAX_BYOC_NAME: usize = 128;
 
 /// What the gateway requires of orchestrators, fixed by configuration.
 #[derive(Debug, Clone, Default)]
@@ -50,8 +57,13 @@ impl Requirements {
     }
 
     /// The price cap for `key`: the model's own, else the pipeline's `default`, else global.
+    /// A BYOC capability has its own cap (`--byoc-max-price`, wei per second) or none: the
+    /// global cap is a price per pixel, which says nothing of a price per second.
     pub fn max_price(&self, key: &JobKey) -> Option<Price> {
         let find = |m: &str| self.max_price_per_model.get(&(key.capability, m.to_owned()));
+        if key.is_byoc() {
+            return find(&key.model).copied();
+        }
         find(&key.model).or_else(|| find("default")).copied().or(self.max_price)
     }
 }
@@ -159,7 +171,22 @@ fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
             }
         }
     }
+    out.extend(byoc_offers(info).map(|name| (JobKey::byoc(name), true, 0)));
     out
+}
+
+/// The BYOC capability names an orchestrator prices (`capabilities_prices` entries with
+/// capability 37, PROTOCOL.md §10.1), first ones first, at most [`MAX_BYOC_CAPABILITIES`] and
+/// each at most [`MAX_BYOC_NAME`] bytes; duplicates once.
+pub fn byoc_offers(info: &OrchInfo) -> impl Iterator<Item = &str> {
+    let mut seen = HashSet::new();
+    info.capability_prices
+        .iter()
+        .filter(|p| p.capability == BYOC && !p.constraint.is_empty())
+        .map(|p| p.constraint.as_str())
+        .filter(|name| name.len() <= MAX_BYOC_NAME)
+        .filter(move |name| seen.insert(*name))
+        .take(MAX_BYOC_CAPABILITIES)
 }
 
 /// Whether `info` can serve `key` under `req` (PROTOCOL.md §3.5). A model under a capability
@@ -167,6 +194,16 @@ fn offers(info: &OrchInfo) -> Vec<(JobKey, bool, u32)> {
 /// bitstring reaching an id near `u32::MAX` (an orchestrator chooses the ids it advertises)
 /// takes half a gigabyte.
 pub fn compatible(info: &OrchInfo, key: &JobKey, req: &Requirements) -> Result<(), Mismatch> {
+    // BYOC capabilities are not in the bitstring (PROTOCOL.md §10.1): a price entry is the
+    // offer, and only the node version applies.
+    if key.is_byoc() {
+        let found = info.capabilities.as_ref().map_or("", |c| c.version.as_str());
+        if !req.min_version.is_empty() && !caps::version_at_least(found, &req.min_version) {
+            let (found, min) = (found.to_owned(), req.min_version.clone());
+            return Err(Mismatch::Version { found, min });
+        }
+        return Ok(());
+    }
     if !key.model.is_empty() && capability_pipeline(key.capability).is_none() {
         return Err(Mismatch::Model { capability: key.capability, model: key.model.clone() });
     }

@@ -157,7 +157,7 @@ impl LocalPayer {
 
     /// go-livepeer's `validateSender` and the face value bound (PAYMENTS.md §5.3, checks 7 and
     /// 9), with its error strings.
-    fn check_funds(&self, face_value: U256) -> Result<(), PayError> {
+    pub(super) fn check_funds(&self, face_value: U256) -> Result<(), PayError> {
         let Some(funds) = self.funds() else { return Ok(()) };
         if funds.is_unlocking() {
             return Err(PayError::Refused("deposit and reserve is set to unlock soon".into()));
@@ -297,6 +297,17 @@ impl LocalPayer {
         })
     }
 
+    /// Why a payment worth `total` EV may not be sent: more than the sender allows.
+    pub(super) fn over_total_ev(&self, total: &Ratio) -> Option<String> {
+        (*total > Ratio::from_u256(self.limits.max_total_ev)).then(|| {
+            format!(
+                "payment EV {} exceeds the max total EV {}",
+                total.floor(),
+                self.limits.max_total_ev
+            )
+        })
+    }
+
     /// The credit of the live stream booked on `manifest` at `url`, new and empty the first
     /// time.
     fn stream_credit(&self, url: &Url, manifest: &str) -> Result<SharedCredit, PayError> {
@@ -334,7 +345,7 @@ impl LocalPayer {
 
     /// The expected value of one ticket of `params`, refused when it is not below the face
     /// value (the orchestrator's win probability would be 1 or more) or above the sender's limit.
-    fn ticket_ev(&self, params: &TicketParams) -> Result<Ratio, PayError> {
+    pub(super) fn ticket_ev(&self, params: &TicketParams) -> Result<Ratio, PayError> {
         let ev = params.ev();
         if Ratio::from_u256(params.face_value) <= ev {
             return Err(PayError::Refused("ticket EV is not below its face value".into()));

@@ -11,6 +11,7 @@
 //! this facade uses the payers, the payers use `terms` and [`chain`], and [`signer`] uses
 //! none of them.
 
+mod byoc;
 pub mod chain;
 mod local;
 mod remote;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use livepeer_pm::{OFFCHAIN_PAYMENT_HEADER, Ratio};
 use url::Url;
 
+pub use byoc::{ByocOutcome, ByocPayment, ByocPrepared};
 pub use chain::SenderInfo;
 pub use local::LocalPayer;
 pub use remote::{SignerError, fetch_identity};
@@ -111,12 +113,14 @@ enum Way {
 #[derive(Debug, Clone)]
 pub struct Payments {
     way: Way,
+    /// BYOC accounts per (orchestrator, capability), kept for the local key.
+    byoc: byoc::ByocBooks,
 }
 
 impl Payments {
     /// Off-chain: nothing is paid.
     pub fn off_chain() -> Self {
-        Self { way: Way::OffChain }
+        Self { way: Way::OffChain, byoc: byoc::ByocBooks::default() }
     }
 
     /// Payments with the gateway's own key, or else through the remote signer at
@@ -136,7 +140,7 @@ impl Payments {
             (None, Some(remote)) => Way::Remote(remote),
             (None, None) => Way::OffChain,
         };
-        Ok(Self { way })
+        Ok(Self { way, byoc: byoc::ByocBooks::default() })
     }
 
     /// The local-key sender, when the gateway pays with its own key.
@@ -242,6 +246,79 @@ impl Payments {
         if let Way::Local(local) = &self.way {
             local.rebook(url, start, stream);
         }
+    }
+}
+
+/// The fields of a BYOC job a remote signer signs.
+#[derive(Debug, Clone, Copy)]
+pub struct ByocJobFields<'a> {
+    /// Job id.
+    pub id: &'a str,
+    /// Capability name.
+    pub capability: &'a str,
+    /// The `request` string.
+    pub request: &'a str,
+    /// The `parameters` string.
+    pub parameters: &'a str,
+    /// Seconds the worker may take.
+    pub timeout_seconds: u64,
+}
+
+/// BYOC jobs (PROTOCOL.md §10.7).
+impl Payments {
+    /// Has the remote signer sign a BYOC job: `(sender, sig)`. Refused when the gateway
+    /// does not pay through a remote signer.
+    pub async fn byoc_sign_remote(
+        &self,
+        job: &ByocJobFields<'_>,
+    ) -> Result<(String, String), PayError> {
+        match &self.way {
+            Way::Remote(remote) => remote.sign_byoc_job(job).await,
+            _ => Err(PayError::Refused("no remote signer to sign the job".into())),
+        }
+    }
+
+    /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
+    /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`. An off-chain
+    /// gateway or orchestrator (no ticket params, price 0) pays nothing. Through a remote
+    /// signer: refused, since no signer route pays a BYOC job from a token (go-livepeer has
+    /// none; the caller reports it before getting here).
+    pub fn byoc_prepare(
+        &self,
+        orch: &str,
+        capability: &str,
+        token: (&crate::orchestrator::byoc::JobToken, tokio::time::Instant),
+        timeout_seconds: u64,
+    ) -> Result<ByocPrepared, PayError> {
+        let none = || Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
+        match &self.way {
+            Way::Local(local) => self.byoc.prepare(local, orch, capability, token, timeout_seconds),
+            Way::OffChain => none(),
+            Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => none(),
+            Way::Remote(_) => Err(PayError::Refused(
+                "paying BYOC jobs through a remote signer is not supported".into(),
+            )),
+        }
+    }
+
+    /// The orchestrator answered the job `payment` went with: its credit is confirmed.
+    pub fn byoc_confirm(&self, payment: &mut ByocPayment) {
+        self.byoc.confirm(payment);
+    }
+
+    /// Settles a BYOC payment after its attempt.
+    pub fn byoc_settle(&self, payment: ByocPayment, outcome: ByocOutcome) {
+        self.byoc.settle(payment, outcome);
+    }
+
+    /// Forgets BYOC accounts of (orchestrator, capability) pairs `keep` refuses.
+    pub fn byoc_retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.byoc.retain(keep);
+    }
+
+    /// The BYOC balance views: (orchestrator, capability, wei).
+    pub fn byoc_balances(&self) -> Vec<(String, String, String)> {
+        self.byoc.report()
     }
 }
 

@@ -5,6 +5,7 @@ mod ai;
 mod audio_probe;
 mod binary;
 mod bodies;
+mod byoc;
 mod discovery;
 mod fuzz;
 mod health;

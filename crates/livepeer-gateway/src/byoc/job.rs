@@ -1,0 +1,476 @@
+//! One BYOC job across its attempts (PROTOCOL.md §10.5, with go-livepeer's rules and two of
+//! its quirks fixed):
+//! - each attempt selects an orchestrator not tried yet that `parameters.orchestrators`
+//!   allows, takes its job token (fetching one if none is fresh), signs the job afresh, pays
+//!   and sends it with the body, within `timeout_seconds + 5 s` (go-livepeer's);
+//! - a transport error, a timeout or a 5xx before the answer's first byte: the next
+//!   orchestrator, this one penalised for this capability only; a 503 `No capacity…`: the
+//!   next one, this one not penalised; a 4xx: the client's, relayed as it is; after the first
+//!   byte nothing is retried;
+//! - another orchestrator is tried only while the body can be sent again (see `upload`);
+//! - when every attempt failed the client gets a JSON 503 listing them (go-livepeer's gateway
+//!   writes nothing then: an empty 200).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::{Frame, Incoming};
+use tokio::time::Instant;
+
+use super::answer::{Relay, Settle, ceil_seconds};
+use super::request::{JOB_HEADER, JobRequest};
+use super::tokens::{Stored, orch_key};
+use super::upload::Upload;
+use super::{ByocState, JobSigner};
+use crate::error::{Error, Kind};
+use crate::job::JobKey;
+use crate::orchestrator::Lease;
+use crate::orchestrator::http::read_body;
+use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
+
+/// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
+const ATTEMPT_GRACE: Duration = Duration::from_secs(5);
+/// Added to `timeout_seconds` for a stream of events (go-livepeer's gateway).
+const EVENTS_GRACE: Duration = Duration::from_secs(10);
+/// The most of a failed answer's body read for its message.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// The answer's body, as it streams.
+pub type AnswerBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// What a job produced, for the HTTP edge.
+#[derive(Debug)]
+pub struct Reply {
+    /// The service URI of the orchestrator that answered (`X-Orchestrator-Url`).
+    pub orchestrator: Option<String>,
+    /// The answer, or why there is none.
+    pub outcome: Result<Answer, Error>,
+}
+
+/// An orchestrator's answer, relayed as it is.
+pub struct Answer {
+    /// Its status (2xx, or a 4xx the client caused).
+    pub status: u16,
+    /// Its headers that go to the client: `Content-Type`, `X-Metadata`, `Livepeer-Balance`.
+    pub headers: Vec<(&'static str, String)>,
+    /// Its body.
+    pub body: AnswerBody,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// One attempt, for the record.
+#[derive(Debug, serde::Serialize)]
+struct Tried {
+    orchestrator: String,
+    error: Option<String>,
+}
+
+/// The request across its attempts.
+struct Job<'a> {
+    state: &'a ByocState,
+    req: &'a JobRequest,
+    key: JobKey,
+    /// Discovery URLs excluded: tried, or not allowed by the request.
+    excluded: Vec<String>,
+    tried: Vec<Tried>,
+    started: Instant,
+    /// Attempts that failed, found no capacity, or were not paid.
+    failed: u32,
+    busy: u32,
+    unpaid: u32,
+    tickets: u32,
+    ev_sent: livepeer_pm::Ratio,
+}
+
+/// How an attempt ended.
+enum Step {
+    Done(Reply),
+    Next,
+}
+
+/// What goes to the orchestrator besides the job: the path after `/process/request/` as the
+/// client sent it (percent-encoded), the client's `Content-Type` and `Content-Length`, and
+/// the body.
+#[derive(Debug)]
+pub struct Sending<'a> {
+    /// The path after `/process/request/`.
+    pub path: &'a str,
+    /// The client's `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// The client's `Content-Length`.
+    pub content_length: Option<u64>,
+    /// The body.
+    pub upload: &'a Upload,
+}
+
+/// Runs the job to its answer.
+pub async fn run(state: &ByocState, req: &JobRequest, sending: &Sending<'_>) -> Reply {
+    let upload = sending.upload;
+    let mut job = Job::new(state, req);
+    let mut attempts = 0;
+    while attempts < state.config.max_attempts {
+        let lease = match job.select() {
+            Ok(lease) => lease,
+            Err(e) if job.tried.is_empty() => return job.refused(e),
+            Err(_) => break,
+        };
+        attempts += 1;
+        if let Step::Done(reply) = job.attempt(lease, sending).await {
+            return reply;
+        }
+        if !upload.replayable() {
+            let message = "the request body was streamed to an orchestrator that failed; it cannot be sent again";
+            return job.give_up(Some(message));
+        }
+    }
+    job.give_up(None)
+}
+
+impl<'a> Job<'a> {
+    fn new(state: &'a ByocState, req: &'a JobRequest) -> Self {
+        let key = JobKey::byoc(&req.capability);
+        let snap = state.pool.snapshot();
+        let excluded = snap
+            .slots
+            .iter()
+            .filter(|s| !req.allows(&orch_key(&s.url)))
+            .map(|s| s.url.to_string())
+            .collect();
+        Self {
+            state,
+            req,
+            key,
+            excluded,
+            tried: Vec::new(),
+            started: Instant::now(),
+            failed: 0,
+            busy: 0,
+            unpaid: 0,
+            tickets: 0,
+            ev_sent: livepeer_pm::Ratio::ZERO,
+        }
+    }
+
+    fn select(&mut self) -> Result<Lease, crate::orchestrator::SelectError> {
+        let exclude: Vec<&str> = self.excluded.iter().map(String::as_str).collect();
+        let lease = self.state.pool.select(&self.key, &exclude)?;
+        self.excluded.push(lease.url().to_string());
+        Ok(lease)
+    }
+
+    /// One attempt on `lease`'s orchestrator.
+    async fn attempt(&mut self, lease: Lease, sending: &Sending<'_>) -> Step {
+        let orch = orch_key(lease.url());
+        let token = match self.token(&orch).await {
+            Ok(token) => token,
+            Err(TokenProblem::Busy) => return self.busy(lease, "no capacity (job token)"),
+            Err(TokenProblem::Failed(e)) => return self.failed(lease, e),
+        };
+        let header = match self.sign().await {
+            Ok(header) => header,
+            Err(e) => return Step::Done(self.finish(Err(e), None, "failed")),
+        };
+        let timeout = self.req.timeout_seconds;
+        let deadline = Instant::now() + Duration::from_secs(timeout) + ATTEMPT_GRACE;
+        let mut payment = match self.pay(&orch, &token, deadline).await {
+            Ok(p) => p,
+            Err(e) => return self.unpaid(lease, &orch, &e),
+        };
+        if payment.tickets > 0 {
+            let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
+            self.state.metrics.paid(url, &self.key, payment.tickets, ev, &livepeer_pm::Ratio::ZERO);
+        }
+        self.tickets += payment.tickets;
+        self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
+        let Some(body) = sending.upload.body() else {
+            self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            drop(lease);
+            return Step::Next;
+        };
+        let url = format!("{}/process/request/{}", token.token.service_addr, sending.path);
+        let mut builder = http::Request::post(url.as_str()).header(JOB_HEADER, header);
+        if let Some(p) = payment.header() {
+            builder = builder.header(livepeer_pm::PAYMENT_HEADER, p);
+        }
+        if let Some(ct) = sending.content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, ct);
+        }
+        if let Some(n) = sending.content_length {
+            builder = builder.header(http::header::CONTENT_LENGTH, n);
+        }
+        let body = StreamBody::new(body.map_ok(Frame::data).map_err(Into::into)).boxed_unsync();
+        let request = match builder.body(body) {
+            Ok(r) => r,
+            Err(e) => {
+                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                return self.failed(lease, format!("bad service address {url}: {e}"));
+            }
+        };
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(timeout) + ATTEMPT_GRACE;
+        let answer = tokio::time::timeout_at(deadline, self.state.http.send_stream(request)).await;
+        let resp = match answer {
+            Ok(Ok(resp)) => {
+                // Answered: the orchestrator has processed the payment.
+                self.state.payments.byoc_confirm(&mut payment);
+                resp
+            }
+            Ok(Err(e)) => {
+                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                // The client's body, not the orchestrator, ended the attempt: no penalty.
+                if sending.upload.too_large() {
+                    drop(lease);
+                    let e = sending.upload.too_large_error();
+                    return Step::Done(self.finish(Err(e), None, "client_error"));
+                }
+                if sending.upload.broken() {
+                    drop(lease);
+                    let e = Error::new(Kind::BodyUnreadable, "the request body broke off")
+                        .field("body");
+                    return Step::Done(self.finish(Err(e), None, "client_error"));
+                }
+                return self.failed(lease, e.to_string());
+            }
+            Err(_) => {
+                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                return self.failed(lease, format!("no answer within {:?}", deadline - sent));
+            }
+        };
+        let service = token.token.service_addr.clone();
+        self.answered(lease, payment, resp, (sent, deadline), service).await
+    }
+
+    /// The payment of an attempt, waiting (until `deadline`) while the credit it would rely on
+    /// is not confirmed yet; past it the job goes as it is.
+    async fn pay(
+        &self,
+        orch: &str,
+        token: &Stored,
+        deadline: Instant,
+    ) -> Result<ByocPayment, PayError> {
+        let (cap, timeout) = (&self.req.capability, self.req.timeout_seconds);
+        loop {
+            let pay = (&*token.token, token.fetched);
+            match self.state.payments.byoc_prepare(orch, cap, pay, timeout)? {
+                ByocPrepared::Ready(payment) => return Ok(*payment),
+                ByocPrepared::Wait(mut confirmed) => {
+                    let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;
+                    if !matches!(waited, Ok(Ok(()))) {
+                        return Ok(ByocPayment::none(orch, cap));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job token of `orch`: the stored one, else a fresh one; a stored one reporting no
+    /// capacity is fetched again once (it may be old news).
+    async fn token(&self, orch: &str) -> Result<Stored, TokenProblem> {
+        let tokens = &self.state.tokens;
+        let stored = match tokens.get(orch, &self.req.capability) {
+            Some(t) if t.token.available_capacity > 0 => return Ok(t),
+            _ => tokens.fetch(orch, &self.req.capability).await,
+        };
+        match stored {
+            Ok(t) if t.token.available_capacity > 0 => Ok(t),
+            Ok(_) => Err(TokenProblem::Busy),
+            Err(e) => Err(TokenProblem::Failed(format!("job token: {e}"))),
+        }
+    }
+
+    /// The signed `Livepeer` header, signed afresh for each attempt.
+    async fn sign(&self) -> Result<String, Error> {
+        let req = self.req;
+        let internal = |e: String| Error::new(Kind::Internal, format!("signing the job: {e}"));
+        match &self.state.signer {
+            JobSigner::Key(key) => req.signed_header(key).map_err(internal),
+            JobSigner::Remote(_) => {
+                let fields = crate::payment::ByocJobFields {
+                    id: &req.id,
+                    capability: &req.capability,
+                    request: &req.request,
+                    parameters: &req.parameters,
+                    timeout_seconds: req.timeout_seconds,
+                };
+                let (sender, sig) = self
+                    .state
+                    .payments
+                    .byoc_sign_remote(&fields)
+                    .await
+                    .map_err(|e| Error::new(Kind::PaymentRefused, e.to_string()))?;
+                req.encode(&sender, &sig).map_err(internal)
+            }
+        }
+    }
+
+    /// The orchestrator answered: relay a success or the client's 4xx; fail over on a 5xx.
+    async fn answered(
+        &mut self,
+        lease: Lease,
+        payment: ByocPayment,
+        resp: http::Response<Incoming>,
+        (sent, deadline): (Instant, Instant),
+        service: String,
+    ) -> Step {
+        let status = resp.status().as_u16();
+        let payments = self.state.payments.clone();
+        if status >= 500 {
+            let body = read_body(resp.into_body(), ERROR_BODY_BYTES).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&body).trim().to_owned();
+            if status == 503 && text.starts_with("No capacity") {
+                payments.byoc_settle(payment, ByocOutcome::Refused);
+                return self.busy(lease, &text);
+            }
+            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            return self.failed(lease, format!("{status} {}", cut(&text)));
+        }
+        let headers = pass_headers(resp.headers());
+        let events =
+            headers.iter().any(|(k, v)| *k == "content-type" && v.contains("text/event-stream"));
+        let client_error = status >= 400;
+        // A plain answer comes when the worker is done: its seconds are known now.
+        let charged = (!events).then(|| ceil_seconds(sent.elapsed()));
+        let deadline = if events { deadline - ATTEMPT_GRACE + EVENTS_GRACE } else { deadline };
+        let outcome = if client_error {
+            lease.client_error();
+            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            // The lease is given back; the relay only bounds the body in time.
+            (status, Relay::new(resp.into_body(), deadline, None).boxed(), "client_error")
+        } else {
+            let (metrics, key) = (self.state.metrics.clone(), self.key.clone());
+            let (orch, request_id) = (lease.url().to_string(), self.req.id.clone());
+            let settle =
+                Settle { lease, payment, payments, sent, charged, metrics, key, orch, request_id };
+            let relay = Relay::new(resp.into_body(), deadline, Some(settle));
+            (status, relay.boxed(), if events { "stream" } else { "ok" })
+        };
+        let (status, body, label) = outcome;
+        self.tried.push(Tried { orchestrator: service.clone(), error: None });
+        let answer = Answer { status, headers, body };
+        Step::Done(self.finish(Ok(answer), Some(service), label))
+    }
+
+    /// A failure of the orchestrator at this capability: penalised for it alone.
+    fn failed(&mut self, lease: Lease, error: String) -> Step {
+        self.failed += 1;
+        self.state.metrics.byoc_error(&self.key, "failed");
+        self.tried.push(Tried { orchestrator: orch_key(lease.url()), error: Some(error.clone()) });
+        lease.failed_job(error);
+        Step::Next
+    }
+
+    /// The orchestrator has no capacity for this capability: skipped, not penalised.
+    fn busy(&mut self, lease: Lease, why: &str) -> Step {
+        self.busy += 1;
+        self.state.metrics.byoc_error(&self.key, "busy");
+        let error = Some(format!("busy: {}", cut(why)));
+        self.tried.push(Tried { orchestrator: orch_key(lease.url()), error });
+        drop(lease);
+        Step::Next
+    }
+
+    /// The gateway would not pay the orchestrator: skipped, not penalised. Params whose
+    /// nonces are used up are forgotten with their token.
+    fn unpaid(&mut self, lease: Lease, orch: &str, e: &PayError) -> Step {
+        self.unpaid += 1;
+        self.state.metrics.byoc_error(&self.key, "payment");
+        if matches!(e, PayError::Refused(m) if m.contains("no nonces left")) {
+            self.state.tokens.forget(orch, &self.req.capability);
+        }
+        self.tried.push(Tried { orchestrator: orch.to_owned(), error: Some(e.to_string()) });
+        drop(lease);
+        Step::Next
+    }
+
+    /// No orchestrator could be selected at all.
+    fn refused(self, e: crate::orchestrator::SelectError) -> Reply {
+        let error = Error::select(&e).field("capability");
+        self.finish(Err(error), None, "no_orchestrator")
+    }
+
+    /// No attempt is left: a JSON 503 naming every attempt.
+    fn give_up(self, why: Option<&str>) -> Reply {
+        let tries: Vec<String> = self
+            .tried
+            .iter()
+            .map(|t| format!("{}: {}", t.orchestrator, t.error.as_deref().unwrap_or("ok")))
+            .collect();
+        let mut message = format!(
+            "BYOC job {:?} failed on {} orchestrator(s): {}",
+            self.req.capability,
+            self.tried.len(),
+            tries.join("; ")
+        );
+        if let Some(why) = why {
+            message = format!("{message}; {why}");
+        }
+        // Busy or unpaid alone say so; any failure makes it the orchestrators'.
+        let kind = match (self.failed, self.busy, self.unpaid) {
+            (0, 0, n) if n > 0 => Kind::PaymentRefused,
+            (0, _, _) => Kind::OrchestratorsBusy,
+            _ => Kind::OrchestratorsUnavailable,
+        };
+        self.finish(Err(Error::new(kind, message)), None, "failed")
+    }
+
+    /// The reply, after the record: metrics and the request's log line.
+    fn finish(&self, outcome: Result<Answer, Error>, orch: Option<String>, label: &str) -> Reply {
+        let took = self.started.elapsed();
+        self.state.metrics.byoc_request(&self.key, label, took);
+        let attempts = serde_json::to_string(&self.tried).unwrap_or_default();
+        tracing::info!(
+            request_id = %self.req.id,
+            capability = %self.req.capability,
+            orchestrator = orch.as_deref().unwrap_or(""),
+            outcome = label,
+            status = outcome.as_ref().map(|a| a.status).unwrap_or(0),
+            error = outcome.as_ref().err().map(|e| e.message().to_owned()).unwrap_or_default(),
+            tickets = self.tickets,
+            ev_wei = %self.ev_sent,
+            timeout_seconds = self.req.timeout_seconds,
+            latency_ms = took.as_millis() as u64,
+            attempts = %attempts,
+            "byoc request"
+        );
+        Reply { orchestrator: orch, outcome }
+    }
+}
+
+/// Why no token could be had.
+enum TokenProblem {
+    Busy,
+    Failed(String),
+}
+
+/// The orchestrator's headers that go to the client: its content type, the worker's
+/// metadata and its balance for us (`Livepeer-Payment-Balance` on events, PROTOCOL.md §10.4).
+fn pass_headers(h: &http::HeaderMap) -> Vec<(&'static str, String)> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut out = Vec::new();
+    if let Some(v) = get("content-type") {
+        out.push(("content-type", v));
+    }
+    if let Some(v) = get("x-metadata") {
+        out.push(("x-metadata", v));
+    }
+    if let Some(v) = get("livepeer-balance").or_else(|| get("livepeer-payment-balance")) {
+        out.push(("livepeer-balance", v));
+    }
+    out
+}
+
+/// At most 200 characters of an orchestrator's text.
+fn cut(s: &str) -> &str {
+    s.char_indices().nth(200).map_or(s, |(i, _)| &s[..i])
+}

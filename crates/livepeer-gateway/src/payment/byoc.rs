@@ -1,0 +1,397 @@
+//! BYOC job payments with the gateway's own key (PROTOCOL.md §10.7, go-livepeer
+//! byoc/payment.go `createPayment`), from a `JobToken`'s ticket params and price.
+//!
+//! One account per (orchestrator, capability): the balance view the orchestrator keeps for
+//! (sender, capability), and the ticket session of the token's params. The view is set from
+//! a token's `balance` when the token was fetched after the view last changed and no payment
+//! to the account is in flight (a token fetched before a credit or debit the view already
+//! holds, or before the orchestrator processed a payment in flight, would undo it); in
+//! between it is credited by the EV of the tickets sent and debited by `ceil(seconds) ×
+//! price` per job, as the orchestrator debits it.
+//!
+//! A job pays nothing while the view holds two minutes of the price (`120 × price`);
+//! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
+//! most 600 (the nonces one set of params takes). The view is credited when the payment is
+//! made, not when the job ends, so that concurrent jobs see it and do not all pay.
+//!
+//! Credit sent is unconfirmed until the orchestrator answers the job that carried it: a job
+//! sent meanwhile may reach it first, and it refuses a job without a minute of the price
+//! (`60 × price`). So a job that needs no payment of its own, but would find less than that
+//! without the unconfirmed credit, waits (within its deadline) for that credit to be
+//! confirmed rather than be refused, or pay again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use livepeer_pm::{
+    ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, build_payment,
+    payment_header_value,
+};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::local::LocalPayer;
+use super::terms::PayError;
+use crate::orchestrator::byoc::JobToken;
+
+/// How many seconds of the price the view must hold for a job to go unpaid (go-livepeer).
+const MIN_BALANCE_SECONDS: u64 = 120;
+/// How many seconds of the price the orchestrator requires to find (PROTOCOL.md §10.4).
+const ORCH_MIN_SECONDS: u64 = 60;
+
+/// The BYOC accounts; cheap to clone. Bounded by the (orchestrator, capability) pairs the pool
+/// offers: [`ByocBooks::retain`] drops the rest.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ByocBooks {
+    accounts: Arc<Mutex<HashMap<(String, String), Account>>>,
+}
+
+#[derive(Debug)]
+struct Account {
+    /// What the orchestrator holds for (sender, capability), as this gateway sees it.
+    balance: SignedRatio,
+    /// When the view last changed (a token applied, a payment, a job settled).
+    changed: Option<Instant>,
+    /// Payments with tickets not settled yet.
+    pending: u32,
+    /// The ticket session of the current token's params.
+    session: Option<SenderSession>,
+    /// EV sent in payments whose job the orchestrator has not answered yet.
+    unconfirmed: Ratio,
+    /// Bumped whenever credit is confirmed, for jobs waiting on it.
+    confirmed: watch::Sender<u64>,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Self {
+            balance: SignedRatio::ZERO,
+            changed: None,
+            pending: 0,
+            session: None,
+            unconfirmed: Ratio::ZERO,
+            confirmed: watch::Sender::new(0),
+        }
+    }
+}
+
+/// What [`ByocBooks::prepare`] decided.
+#[derive(Debug)]
+pub enum ByocPrepared {
+    /// Send the job with this payment (which may be none).
+    Ready(Box<ByocPayment>),
+    /// Wait for credit in flight to be confirmed (the receiver changes), then prepare again.
+    Wait(watch::Receiver<u64>),
+}
+
+/// A BYOC payment made for one attempt; settle it with [`super::Payments::byoc_settle`].
+#[derive(Debug)]
+pub struct ByocPayment {
+    account: (String, String),
+    /// The `Livepeer-Payment` value, `None` when nothing is sent.
+    header: Option<String>,
+    /// Tickets sent.
+    pub tickets: u32,
+    /// Their expected value, wei (exact).
+    pub ev_sent: Ratio,
+    /// Wei per second (exact).
+    pub price: Ratio,
+    /// The orchestrator has answered the job that carried it.
+    confirmed: bool,
+}
+
+impl ByocPayment {
+    /// An attempt that pays nothing: an off-chain gateway or orchestrator.
+    pub fn none(orch: &str, capability: &str) -> Self {
+        Self {
+            account: (orch.to_owned(), capability.to_owned()),
+            header: None,
+            tickets: 0,
+            ev_sent: Ratio::ZERO,
+            price: Ratio::ZERO,
+            confirmed: false,
+        }
+    }
+
+    /// The `Livepeer-Payment` value to send, if any.
+    pub fn header(&self) -> Option<&str> {
+        self.header.as_deref()
+    }
+
+    /// The fee of `seconds` of work at this payment's price, wei (exact).
+    pub fn fee(&self, seconds: u64) -> Ratio {
+        self.price.checked_mul_u64(seconds).unwrap_or(Ratio::ZERO)
+    }
+}
+
+/// What became of a BYOC payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByocOutcome {
+    /// The orchestrator ran the job for this many seconds (rounded up) and charged them.
+    Charged(u64),
+    /// It processed the payment, or may have, and charged nothing the gateway knows of.
+    Uncharged,
+    /// It refused before processing the payment (no capacity): the tickets count for nothing.
+    Refused,
+}
+
+// === impl ByocBooks ===
+
+impl ByocBooks {
+    /// Pays (or not) for one job of `capability` at `orch` per `token` (fetched at the
+    /// instant given), covering `timeout_seconds`.
+    pub(super) fn prepare(
+        &self,
+        local: &LocalPayer,
+        orch: &str,
+        capability: &str,
+        token: (&JobToken, Instant),
+        timeout_seconds: u64,
+    ) -> Result<ByocPrepared, PayError> {
+        let (token, fetched) = token;
+        let Some(params) = token.ticket_params.filter(|_| !token.price.is_zero()) else {
+            return Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
+        };
+        let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+        let price = token.price.to_ratio().map_err(|e| internal(&e))?;
+        let ev = local.ticket_ev(&params)?;
+        let key = (orch.to_owned(), capability.to_owned());
+        let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
+        let account = accounts.entry(key.clone()).or_default();
+        if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
+            account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
+            if token.balance < 0 {
+                account.balance = account.balance.neg();
+            }
+            account.changed = Some(fetched);
+        }
+        let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
+        let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
+        if account.balance >= SignedRatio::from(floor) {
+            let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
+            let sure = account.balance.checked_sub(&SignedRatio::from(account.unconfirmed));
+            if sure.is_ok_and(|sure| sure < SignedRatio::from(minute)) {
+                return Ok(ByocPrepared::Wait(account.confirmed.subscribe()));
+            }
+            return Ok(ByocPrepared::Ready(Box::new(payment)));
+        }
+        let cost = price.checked_mul_u64(timeout_seconds).map_err(|e| internal(&e))?;
+        let tickets = ticket_count(&cost, &ev, timeout_seconds);
+        local.check_funds(params.face_value)?;
+        let total = ev.checked_mul_u64(u64::from(tickets)).map_err(|e| internal(&e))?;
+        if let Some(refusal) = local.over_total_ev(&total) {
+            return Err(PayError::Refused(refusal));
+        }
+        let session = match account.session.take() {
+            Some(s) if s.params().recipient_rand_hash == params.recipient_rand_hash => s,
+            _ => SenderSession::new(params, params.expiration_or(ExpirationParams::default())),
+        };
+        if session.last_nonce().saturating_add(tickets) > MAX_SENDER_NONCES {
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {orch} have no nonces left; a fresh token is needed"
+            )));
+        }
+        let mut session = session;
+        let batch = session.create_batch(local.key(), tickets).map_err(|e| internal(&e))?;
+        account.session = Some(session);
+        let mut proto = build_payment(local.sender(), &token.price_info, Some(&batch))
+            .map_err(|e| internal(&e))?;
+        // The token's params are echoed whole, field 7 included (PROTOCOL.md §10.7).
+        if let (Some(tp), Some(exp)) = (proto.ticket_params.as_mut(), params.expiration_params) {
+            tp.expiration_params = Some(exp.to_proto());
+        }
+        account.balance =
+            account.balance.checked_add(&SignedRatio::from(total)).map_err(|e| internal(&e))?;
+        account.pending += 1;
+        account.changed = Some(Instant::now());
+        account.unconfirmed = account.unconfirmed.checked_add(&total).map_err(|e| internal(&e))?;
+        payment.header = Some(payment_header_value(&proto));
+        payment.tickets = tickets;
+        payment.ev_sent = total;
+        Ok(ByocPrepared::Ready(Box::new(payment)))
+    }
+
+    /// The orchestrator answered the job that carried `payment`: its credit is confirmed, and
+    /// jobs waiting on it go on.
+    pub(super) fn confirm(&self, payment: &mut ByocPayment) {
+        if payment.tickets == 0 || payment.confirmed {
+            return;
+        }
+        payment.confirmed = true;
+        let Ok(mut accounts) = self.accounts.lock() else { return };
+        let Some(account) = accounts.get_mut(&payment.account) else { return };
+        account.unconfirmed =
+            account.unconfirmed.saturating_sub(&payment.ev_sent).unwrap_or(Ratio::ZERO);
+        account.confirmed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Settles a payment after its attempt.
+    pub(super) fn settle(&self, mut payment: ByocPayment, outcome: ByocOutcome) {
+        self.confirm(&mut payment);
+        let Ok(mut accounts) = self.accounts.lock() else { return };
+        let Some(account) = accounts.get_mut(&payment.account) else { return };
+        if payment.tickets > 0 {
+            account.pending = account.pending.saturating_sub(1);
+        }
+        let debit = match outcome {
+            ByocOutcome::Charged(seconds) => payment.fee(seconds),
+            ByocOutcome::Uncharged => Ratio::ZERO,
+            ByocOutcome::Refused => payment.ev_sent,
+        };
+        match account.balance.checked_sub(&SignedRatio::from(debit)) {
+            Ok(b) => {
+                account.balance = b;
+                account.changed = Some(Instant::now());
+            }
+            Err(e) => tracing::error!(error = %e, "BYOC balance settlement overflowed"),
+        }
+    }
+
+    /// Keeps only the accounts `keep` holds to: the pairs the pool still offers.
+    pub(super) fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.retain(|(o, c), a| a.pending > 0 || keep(o, c));
+        }
+    }
+
+    /// Every account, for operators: orchestrator, capability and balance view (wei, exact).
+    pub(super) fn report(&self) -> Vec<(String, String, String)> {
+        let Ok(accounts) = self.accounts.lock() else { return Vec::new() };
+        accounts.iter().map(|((o, c), a)| (o.clone(), c.clone(), a.balance.to_string())).collect()
+    }
+}
+
+/// `ceil(cost / ev)` tickets, at most the 600 nonces one set of params takes; with EV 0,
+/// go-livepeer sends `timeout_seconds` tickets.
+fn ticket_count(cost: &Ratio, ev: &Ratio, timeout_seconds: u64) -> u32 {
+    let n = if ev.is_zero() {
+        livepeer_pm::U512::from(timeout_seconds)
+    } else {
+        cost.checked_div(ev).map(|r| r.ceil()).unwrap_or(livepeer_pm::U512::ZERO)
+    };
+    let max = livepeer_pm::U512::from(MAX_SENDER_NONCES);
+    u32::try_from(n.min(max)).unwrap_or(MAX_SENDER_NONCES).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livepeer_pm::{Address, B256, LocalSigner, U256, decode_payment_header};
+
+    use super::*;
+    use crate::orchestrator::price::Price;
+    use crate::orchestrator::{OrchClient, Timeouts, TlsTrust};
+
+    fn payer() -> LocalPayer {
+        let second = Duration::from_secs(1);
+        let client =
+            OrchClient::new(Timeouts { connect: second, call: second }, TlsTrust::AcceptAny, None);
+        let limits = crate::config::Payment::default().limits().unwrap();
+        LocalPayer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
+    }
+
+    /// A token at `price` wei per second with tickets of EV 1000 wei, reporting `balance`.
+    fn token(price: i64, balance: i64) -> JobToken {
+        let params = livepeer_pm::TicketParams {
+            recipient: Address::from([7u8; 20]),
+            face_value: U256::from(1_000_000u64),
+            // EV = face × p / (2^256 − 1): one in a thousand.
+            win_prob: U256::MAX / U256::from(1000u64),
+            recipient_rand_hash: B256::from([9u8; 32]),
+            seed: U256::from(1u64),
+            expiration_block: U256::from(1_000_000u64),
+            expiration_params: None,
+        };
+        JobToken {
+            service_addr: "http://o:1".into(),
+            price: Price::new(price, 1).unwrap(),
+            price_info: livepeer_proto::net::PriceInfo {
+                price_per_unit: price,
+                pixels_per_unit: 1,
+                ..Default::default()
+            },
+            ticket_params: Some(params),
+            balance,
+            available_capacity: 1,
+        }
+    }
+
+    fn ready(p: ByocPrepared) -> ByocPayment {
+        match p {
+            ByocPrepared::Ready(p) => *p,
+            ByocPrepared::Wait(_) => panic!("expected a payment"),
+        }
+    }
+
+    #[test]
+    fn a_job_pays_for_its_timeout_until_two_minutes_are_held() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let t = token(2, 0);
+        let at = Instant::now();
+        // 2 wei/s × 30 s = 60 wei: one ticket of EV ~1000.
+        let mut first = ready(books.prepare(&local, "o", "c", (&t, at), 30).unwrap());
+        assert_eq!(first.tickets, 1);
+        let payment = decode_payment_header(first.header().unwrap()).unwrap();
+        assert_eq!(payment.ticket_sender_params.len(), 1);
+        assert_eq!(payment.ticket_sender_params[0].sender_nonce, 1);
+        assert_eq!(payment.expected_price.unwrap().price_per_unit, 2);
+        // The credit is not confirmed yet: a job that would rely on it waits.
+        assert!(matches!(
+            books.prepare(&local, "o", "c", (&t, at), 30).unwrap(),
+            ByocPrepared::Wait(_)
+        ));
+        books.confirm(&mut first);
+        // Confirmed, it holds more than 120 × 2 wei: no payment.
+        let second = ready(books.prepare(&local, "o", "c", (&t, at), 30).unwrap());
+        assert!(second.header().is_none() && second.tickets == 0);
+        books.settle(second, ByocOutcome::Charged(1));
+        books.settle(first, ByocOutcome::Charged(3));
+        let view = &books.report()[0].2;
+        let ev = t.ticket_params.unwrap().ev();
+        let expected = ev.saturating_sub(&Ratio::from_u64(8)).unwrap();
+        assert_eq!(*view, SignedRatio::from(expected).to_string(), "EV − 4 s × 2 wei");
+    }
+
+    #[test]
+    fn a_newer_token_sets_the_view_and_an_older_one_does_not() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let old = Instant::now();
+        let mut p = ready(books.prepare(&local, "o", "c", (&token(2, 0), old), 30).unwrap());
+        books.confirm(&mut p);
+        books.settle(p, ByocOutcome::Charged(1));
+        // A token asked for before the view changed is old news: ignored, no payment.
+        let q = ready(books.prepare(&local, "o", "c", (&token(2, 0), old), 30).unwrap());
+        assert_eq!(q.tickets, 0);
+        books.settle(q, ByocOutcome::Uncharged);
+        // A newer one saying the balance is gone: pay again, on a new nonce.
+        let later = Instant::now() + Duration::from_millis(1);
+        let r = ready(books.prepare(&local, "o", "c", (&token(2, 0), later), 30).unwrap());
+        assert_eq!(r.tickets, 1);
+        let payment = decode_payment_header(r.header().unwrap()).unwrap();
+        assert_eq!(payment.ticket_sender_params[0].sender_nonce, 2, "same params, next nonce");
+    }
+
+    #[test]
+    fn free_and_off_chain_orchestrators_are_not_paid() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        let free = ready(books.prepare(&local, "o", "c", (&token(0, 0), at), 30).unwrap());
+        assert!(free.header().is_none());
+        let mut off = token(5, 0);
+        off.ticket_params = None;
+        assert!(ready(books.prepare(&local, "o", "c", (&off, at), 30).unwrap()).header().is_none());
+    }
+
+    #[test]
+    fn tickets_cover_the_timeout_and_are_capped() {
+        let ev = Ratio::from_u64(1000);
+        assert_eq!(ticket_count(&Ratio::from_u64(10), &ev, 10), 1);
+        assert_eq!(ticket_count(&Ratio::from_u64(1000), &ev, 10), 1);
+        assert_eq!(ticket_count(&Ratio::from_u64(1001), &ev, 10), 2);
+        assert_eq!(ticket_count(&Ratio::from_u64(10_000_000), &ev, 10), 600);
+        assert_eq!(ticket_count(&Ratio::from_u64(5), &Ratio::ZERO, 30), 30);
+    }
+}
