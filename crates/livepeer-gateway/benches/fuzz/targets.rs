@@ -16,7 +16,7 @@ use livepeer_gateway::ai::validate::{
 };
 use livepeer_gateway::live::ts::FrameCounter;
 use livepeer_gateway::orchestrator::http::OrchHttpVersion;
-use livepeer_gateway::payment::signer::{PaymentRequest, SignerState};
+use livepeer_gateway::payment::signer::{JobSignRequest, PaymentRequest, SignerState};
 use livepeer_pm::LocalSigner;
 use livepeer_proto::Message;
 use rand::Rng;
@@ -35,6 +35,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "orch-answer-json", run: orch_answer },
     Target { name: "orch-protobuf", run: proto::orch_info },
     Target { name: "signer-body", run: signer_body },
+    Target { name: "signer-byoc-job", run: signer_byoc_job },
     Target { name: "trickle-http", run: super::trickle::request },
     Target { name: "ts-frame-counter", run: ts_frames },
 ];
@@ -338,6 +339,20 @@ fn media_urls(v: &Value) -> impl Iterator<Item = &str> {
 }
 
 // === remote signer ===
+
+/// `/sign-byoc-job` bodies, from the one the Python SDK sends.
+fn signer_byoc_job(rng: &mut SmallRng, env: &Env) {
+    let seeds = [
+        json!({"id": "j", "capability": "text-reversal", "request": "{\"text\": \"hi\"}",
+            "parameters": "", "timeout_seconds": 300}),
+        json!({"capability": "c", "request": "{}", "parameters": "{\"orchestrators\": {}}"}),
+    ];
+    let seed = pick(rng, &seeds).clone();
+    let body = mutated_json(rng, &seed);
+    if let Ok(req) = JobSignRequest::parse(&body) {
+        env.accepted_if(env.signer.sign_job(&req).is_ok());
+    }
+}
 
 fn signer_body(rng: &mut SmallRng, env: &Env) {
     let seed = pick(rng, &env.signer_seeds).clone();

@@ -115,8 +115,9 @@ impl Payment {
 section! {
     /// Remote signer settings.
     pub struct Signer {
-        /// Serve the remote-signer routes (`/sign-orchestrator-info`, `/discover-orchestrators`)
-        /// for other gateways; needs the key and --remote-signer-api-key.
+        /// Serve the remote-signer routes (`/sign-orchestrator-info`, `/discover-orchestrators`,
+        /// `/generate-live-payment`, `/sign-byoc-job`) for other gateways and SDK clients; needs
+        /// the key and --remote-signer-api-key.
         #[arg(long, env = "LP_REMOTESIGNER", num_args = 0..=1, default_missing_value = "true")]
         pub remote_signer: Option<bool>,
         /// API key clients of the signer routes must present (`Authorization: Bearer <key>`).

@@ -2,7 +2,9 @@
 //! refusals: 401 without the API key, 503 when no orchestrator matches, and for payments 400
 //! (malformed, or a state that is not ours), 480 (refresh the OrchestratorInfo, with
 //! `Livepeer-Orchestrator-URL`), 481 (price above a ceiling), 482 (the balance covers it),
-//! 500. Payment error bodies are `{"error": {"message"}}`, as go-livepeer's.
+//! 500. Payment error bodies are `{"error": {"message"}}`, as go-livepeer's; `/sign-byoc-job`
+//! (not a go-livepeer route) answers a bad body 400 with the gateway's error body, which
+//! names the field.
 
 use std::time::Duration;
 
@@ -15,12 +17,16 @@ use serde_json::json;
 
 use super::body::read_body;
 use super::error::json_error;
-use crate::payment::signer::{PaymentRequest, Refusal, SignerState};
+use crate::payment::signer::{JobSignRequest, PaymentRequest, Refusal, SignerState};
 
 /// The largest `/generate-live-payment` body: an OrchestratorInfo, a state and capabilities
 /// are a few kilobytes.
 const MAX_BODY_BYTES: usize = 1 << 20;
-/// How long a client may take to send that body.
+/// The largest `/sign-byoc-job` body. Its `request` travels again in the `Livepeer` header,
+/// which go-livepeer's server takes only within 1 MiB of headers (Go's `DefaultMaxHeaderBytes`),
+/// so a larger job could not be sent anyway.
+const MAX_JOB_BODY_BYTES: usize = 1 << 20;
+/// How long a client may take to send either body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a 480 tells the client to refresh the orchestrator's info.
@@ -32,6 +38,7 @@ pub(crate) fn router(state: SignerState) -> Router {
         .route("/sign-orchestrator-info", post(sign_orchestrator_info))
         .route("/discover-orchestrators", get(discover_orchestrators))
         .route("/generate-live-payment", post(generate_live_payment))
+        .route("/sign-byoc-job", post(sign_byoc_job))
         .with_state(state)
 }
 
@@ -78,6 +85,21 @@ async fn generate_live_payment(State(state): State<SignerState>, req: Request) -
     }
 }
 
+/// `POST /sign-byoc-job`: like `/generate-live-payment`, the API key before the body.
+async fn sign_byoc_job(State(state): State<SignerState>, req: Request) -> Response {
+    if let Err(refusal) = state.authorize(authorization(req.headers())) {
+        return refused(refusal);
+    }
+    let body = match read_body(req, MAX_JOB_BODY_BYTES, BODY_TIMEOUT).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    match JobSignRequest::parse(&body).and_then(|req| state.sign_job(&req)) {
+        Ok(answer) => Json(answer).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
 /// The one mapping from a signer refusal to its answer.
 fn refused(refusal: Refusal) -> Response {
     let message = refusal.to_string();
@@ -92,6 +114,9 @@ fn refused(refusal: Refusal) -> Response {
         }
         Refusal::NoOrchestrators => {
             return json_error(StatusCode::SERVICE_UNAVAILABLE, "no_orchestrators", message, None);
+        }
+        Refusal::InvalidField { field, .. } => {
+            return json_error(StatusCode::BAD_REQUEST, "invalid_request", message, Some(field));
         }
         Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
         Refusal::RefreshSession { .. } => payment_status(480),
@@ -145,6 +170,12 @@ mod tests {
         let (status, _, body) = answer(Refusal::Unauthorized).await;
         assert_eq!((status, body["error"]["type"].as_str()), (401, Some("unauthorized")));
         assert_eq!(body["error"]["field"], "Authorization");
+        let bad = Refusal::InvalidField { field: "request", message: "request is required".into() };
+        let (status, _, body) = answer(bad).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["type"], "invalid_request");
+        assert_eq!(body["error"]["field"], "request");
+        assert_eq!(body["error"]["message"], "request is required");
         let (status, _, body) = answer(Refusal::NoOrchestrators).await;
         assert_eq!(
             (status, body["error"]["message"].as_str()),

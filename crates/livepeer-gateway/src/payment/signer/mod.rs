@@ -1,15 +1,18 @@
 //! The remote-signer server (PROTOCOL.md §11): a gateway holding a key signs for keyless
-//! gateways and SDK clients. It answers three calls, each only with the API key configured
+//! gateways and SDK clients. It answers four calls, each only with the API key configured
 //! and presented (`Authorization: Bearer <key>`):
 //! - `POST /sign-orchestrator-info`: its address and `eth_sign` of it ([`SignerState::identity`]);
 //! - `GET /discover-orchestrators`: its pool, webhook-compatible ([`SignerState::discover`]);
 //! - `POST /generate-live-payment`: a payment on the client's behalf ([`SignerState::pay`]),
-//!   in pure steps: `request` decodes, `state` verifies, `bill` charges, `pay` signs.
+//!   in pure steps: `request` decodes, `state` verifies, `bill` charges, `pay` signs;
+//! - `POST /sign-byoc-job`: its address and `eth_sign` of a BYOC job request, for the Python
+//!   SDK's `Livepeer` header ([`SignerState::sign_job`], `job` checks the body).
 //!
 //! Nothing here knows HTTP: refusals are [`Refusal`]s, which the HTTP edge's signer routes
 //! turn into statuses and bodies.
 
 mod bill;
+mod job;
 mod pay;
 mod refusal;
 mod request;
@@ -22,6 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+pub use job::JobSignRequest;
 pub use pay::PaymentAnswer;
 pub use refusal::Refusal;
 pub use request::PaymentRequest;
@@ -116,6 +120,16 @@ impl SignerState {
             .collect())
     }
 
+    /// `{"sender", "signature"}` for a BYOC job (`/sign-byoc-job`): the checksummed address and
+    /// `0x` hex of `eth_sign(request ‖ parameters)`, which the orchestrator verifies.
+    pub fn sign_job(&self, req: &JobSignRequest) -> Result<Value, Refusal> {
+        let sig = self.signer.eth_sign(&req.message()).map_err(|e| Refusal::internal(&e))?;
+        Ok(json!({
+            "sender": self.signer.address().to_checksum(None),
+            "signature": format!("0x{}", hex::encode(sig.0)),
+        }))
+    }
+
     /// Pays an orchestrator for a keyless client (`/generate-live-payment`).
     pub fn pay(&self, req: &PaymentRequest) -> Result<PaymentAnswer, Refusal> {
         pay::generate(&self.signer, req)
@@ -189,5 +203,21 @@ mod tests {
         let text = address.to_checksum(None);
         assert_eq!(livepeer_pm::recover_eth_signer(text.as_bytes(), &sig).unwrap(), address);
         assert_eq!(s.discover(Some("caps=llm/m")), Err(Refusal::NoOrchestrators), "empty pool");
+    }
+
+    #[tokio::test]
+    async fn a_job_signature_recovers_to_the_sender() {
+        let s = signer("k").await;
+        let body = br#"{"capability": "c", "request": "{\"a\": 1}", "parameters": "{}"}"#;
+        let answer = s.sign_job(&JobSignRequest::parse(body).unwrap()).unwrap();
+        let sender: livepeer_pm::Address = answer["sender"].as_str().unwrap().parse().unwrap();
+        assert_eq!(sender, s.signer.address());
+        assert_eq!(answer["sender"], sender.to_checksum(None), "checksummed");
+        let text = answer["signature"].as_str().unwrap();
+        assert_eq!(text.len(), 2 + 130, "0x and 65 bytes: {text}");
+        let sig = hex::decode(text.strip_prefix("0x").unwrap()).unwrap();
+        // What go-livepeer's orchestrator verifies: eth_sign of request ‖ parameters.
+        assert_eq!(livepeer_pm::recover_eth_signer(br#"{"a": 1}{}"#, &sig).unwrap(), sender);
+        assert_ne!(livepeer_pm::recover_eth_signer(br#"{"a": 1}"#, &sig).ok(), Some(sender));
     }
 }

@@ -14,6 +14,15 @@ pub enum Refusal {
     /// The request is malformed, or its state is not this signer's (the client's fault).
     #[error("{0}")]
     Malformed(String),
+    /// A field of the request is missing or invalid (a route of this gateway's own, which
+    /// names the field; go-livepeer's routes answer [`Refusal::Malformed`]).
+    #[error("{message}")]
+    InvalidField {
+        /// The offending field (`body` for the body as a whole).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The orchestrator's auth token is about to expire: the client must fetch fresh info
     /// from `orchestrator` and ask again with the same state (480).
     #[error("refresh session")]

@@ -162,6 +162,22 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_python_sdk_byoc_body_is_a_first_lv2v_payment() {
+        // livepeer_gateway.byoc `_create_byoc_payment`: no state, no ManifestID, and a
+        // `capability` key that go-livepeer's RemotePaymentRequest has no field for (ignored).
+        let orchestrator = STANDARD.encode(info(3, 2, 9).encode_to_vec());
+        let body = serde_json::json!({
+            "orchestrator": orchestrator, "type": "lv2v", "capability": "text-reversal",
+        });
+        let req = PaymentRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (req.job_type.as_str(), req.manifest(), req.state.is_none()),
+            ("lv2v", None, true)
+        );
+        assert_eq!(decode(&req).unwrap().price.price_per_unit, 3);
+    }
+
+    #[test]
     fn refuses_what_cannot_be_paid() {
         let refused = |info: &net::OrchestratorInfo| {
             decode(&request(info, serde_json::json!({}))).unwrap_err().to_string()
