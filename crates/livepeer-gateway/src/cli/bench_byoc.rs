@@ -60,10 +60,6 @@ fn signed_header() -> anyhow::Result<String> {
     let client = client_header();
     let id = format!("{:016x}", rand::random::<u64>());
     let job = JobRequest::parse(Some(client.as_bytes()), &id, TIMEOUT_SECONDS)
-        .map(|mut j| {
-            j.timeout_seconds = 7;
-            j
-        })
         .map_err(|e| anyhow::anyhow!("the bench's job header: {}", e.message()))?;
     let key = LocalSigner::from_bytes(&rand::random::<[u8; 32]>())?;
     job.signed_header(&key).map_err(|e| anyhow::anyhow!("signing the bench's job: {e}"))
