@@ -23,7 +23,7 @@ use std::sync::Arc;
 use livepeer_pm::{OFFCHAIN_PAYMENT_HEADER, Ratio};
 use url::Url;
 
-pub use byoc::{ByocOutcome, ByocPayment};
+pub use byoc::{ByocOutcome, ByocPayment, ByocPrepared};
 pub use chain::SenderInfo;
 pub use local::LocalPayer;
 pub use remote::{SignerError, fetch_identity};
@@ -289,17 +289,21 @@ impl Payments {
         capability: &str,
         token: (&crate::orchestrator::byoc::JobToken, u64),
         timeout_seconds: u64,
-    ) -> Result<ByocPayment, PayError> {
+    ) -> Result<ByocPrepared, PayError> {
+        let none = || Ok(ByocPrepared::Ready(ByocPayment::none(orch, capability)));
         match &self.way {
             Way::Local(local) => self.byoc.prepare(local, orch, capability, token, timeout_seconds),
-            Way::OffChain => Ok(ByocPayment::none(orch, capability)),
-            Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => {
-                Ok(ByocPayment::none(orch, capability))
-            }
+            Way::OffChain => none(),
+            Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => none(),
             Way::Remote(_) => Err(PayError::Refused(
                 "paying BYOC jobs through a remote signer is not supported".into(),
             )),
         }
+    }
+
+    /// The orchestrator answered the job `payment` went with: its credit is confirmed.
+    pub fn byoc_confirm(&self, payment: &mut ByocPayment) {
+        self.byoc.confirm(payment);
     }
 
     /// Settles a BYOC payment after its attempt.
