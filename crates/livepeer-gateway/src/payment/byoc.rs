@@ -3,10 +3,11 @@
 //!
 //! One account per (orchestrator, capability): the balance view the orchestrator keeps for
 //! (sender, capability), and the ticket session of the token's params. The view is set from
-//! the token's `balance` whenever a newer token is seen and no payment to the account is in
-//! flight (a payment in flight would be counted twice, or not at all, by a token fetched
-//! before the orchestrator processed it); in between it is credited by the EV of the tickets
-//! sent and debited by `ceil(seconds) × price` per job, as the orchestrator debits it.
+//! a token's `balance` when the token was fetched after the view last changed and no payment
+//! to the account is in flight (a token fetched before a credit or debit the view already
+//! holds, or before the orchestrator processed a payment in flight, would undo it); in
+//! between it is credited by the EV of the tickets sent and debited by `ceil(seconds) ×
+//! price` per job, as the orchestrator debits it.
 //!
 //! A job pays nothing while the view holds two minutes of the price (`120 × price`);
 //! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
@@ -28,6 +29,7 @@ use livepeer_pm::{
 };
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::local::LocalPayer;
 use super::terms::PayError;
@@ -49,8 +51,8 @@ pub(super) struct ByocBooks {
 struct Account {
     /// What the orchestrator holds for (sender, capability), as this gateway sees it.
     balance: SignedRatio,
-    /// The sequence number of the token the view was last set from.
-    synced: u64,
+    /// When the view last changed (a token applied, a payment, a job settled).
+    changed: Option<Instant>,
     /// Payments with tickets not settled yet.
     pending: u32,
     /// The ticket session of the current token's params.
@@ -65,7 +67,7 @@ impl Default for Account {
     fn default() -> Self {
         Self {
             balance: SignedRatio::ZERO,
-            synced: 0,
+            changed: None,
             pending: 0,
             session: None,
             unconfirmed: Ratio::ZERO,
@@ -78,7 +80,7 @@ impl Default for Account {
 #[derive(Debug)]
 pub enum ByocPrepared {
     /// Send the job with this payment (which may be none).
-    Ready(ByocPayment),
+    Ready(Box<ByocPayment>),
     /// Wait for credit in flight to be confirmed (the receiver changes), then prepare again.
     Wait(watch::Receiver<u64>),
 }
@@ -137,19 +139,19 @@ pub enum ByocOutcome {
 // === impl ByocBooks ===
 
 impl ByocBooks {
-    /// Pays (or not) for one job of `capability` at `orch` per `token` (the `seq`-th token
-    /// fetched), covering `timeout_seconds`.
+    /// Pays (or not) for one job of `capability` at `orch` per `token` (fetched at the
+    /// instant given), covering `timeout_seconds`.
     pub(super) fn prepare(
         &self,
         local: &LocalPayer,
         orch: &str,
         capability: &str,
-        token: (&JobToken, u64),
+        token: (&JobToken, Instant),
         timeout_seconds: u64,
     ) -> Result<ByocPrepared, PayError> {
-        let (token, seq) = token;
+        let (token, fetched) = token;
         let Some(params) = token.ticket_params.filter(|_| !token.price.is_zero()) else {
-            return Ok(ByocPrepared::Ready(ByocPayment::none(orch, capability)));
+            return Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
         };
         let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
         let price = token.price.to_ratio().map_err(|e| internal(&e))?;
@@ -157,12 +159,12 @@ impl ByocBooks {
         let key = (orch.to_owned(), capability.to_owned());
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
         let account = accounts.entry(key.clone()).or_default();
-        if seq > account.synced && account.pending == 0 {
+        if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
             account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
             if token.balance < 0 {
                 account.balance = account.balance.neg();
             }
-            account.synced = seq;
+            account.changed = Some(fetched);
         }
         let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
         let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
@@ -172,7 +174,7 @@ impl ByocBooks {
             if sure.is_ok_and(|sure| sure < SignedRatio::from(minute)) {
                 return Ok(ByocPrepared::Wait(account.confirmed.subscribe()));
             }
-            return Ok(ByocPrepared::Ready(payment));
+            return Ok(ByocPrepared::Ready(Box::new(payment)));
         }
         let cost = price.checked_mul_u64(timeout_seconds).map_err(|e| internal(&e))?;
         let tickets = ticket_count(&cost, &ev, timeout_seconds);
@@ -202,11 +204,12 @@ impl ByocBooks {
         account.balance =
             account.balance.checked_add(&SignedRatio::from(total)).map_err(|e| internal(&e))?;
         account.pending += 1;
+        account.changed = Some(Instant::now());
         account.unconfirmed = account.unconfirmed.checked_add(&total).map_err(|e| internal(&e))?;
         payment.header = Some(payment_header_value(&proto));
         payment.tickets = tickets;
         payment.ev_sent = total;
-        Ok(ByocPrepared::Ready(payment))
+        Ok(ByocPrepared::Ready(Box::new(payment)))
     }
 
     /// The orchestrator answered the job that carried `payment`: its credit is confirmed, and
@@ -218,7 +221,8 @@ impl ByocBooks {
         payment.confirmed = true;
         let Ok(mut accounts) = self.accounts.lock() else { return };
         let Some(account) = accounts.get_mut(&payment.account) else { return };
-        account.unconfirmed = account.unconfirmed.saturating_sub(&payment.ev_sent).unwrap_or(Ratio::ZERO);
+        account.unconfirmed =
+            account.unconfirmed.saturating_sub(&payment.ev_sent).unwrap_or(Ratio::ZERO);
         account.confirmed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -236,7 +240,10 @@ impl ByocBooks {
             ByocOutcome::Refused => payment.ev_sent,
         };
         match account.balance.checked_sub(&SignedRatio::from(debit)) {
-            Ok(b) => account.balance = b,
+            Ok(b) => {
+                account.balance = b;
+                account.changed = Some(Instant::now());
+            }
             Err(e) => tracing::error!(error = %e, "BYOC balance settlement overflowed"),
         }
     }

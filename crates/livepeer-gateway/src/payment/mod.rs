@@ -279,7 +279,7 @@ impl Payments {
     }
 
     /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
-    /// URL) per `token`, the `seq`-th token fetched, covering `timeout_seconds`. An off-chain
+    /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`. An off-chain
     /// gateway or orchestrator (no ticket params, price 0) pays nothing. Through a remote
     /// signer: refused, since no signer route pays a BYOC job from a token (go-livepeer has
     /// none; the caller reports it before getting here).
@@ -287,10 +287,10 @@ impl Payments {
         &self,
         orch: &str,
         capability: &str,
-        token: (&crate::orchestrator::byoc::JobToken, u64),
+        token: (&crate::orchestrator::byoc::JobToken, tokio::time::Instant),
         timeout_seconds: u64,
     ) -> Result<ByocPrepared, PayError> {
-        let none = || Ok(ByocPrepared::Ready(ByocPayment::none(orch, capability)));
+        let none = || Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
         match &self.way {
             Way::Local(local) => self.byoc.prepare(local, orch, capability, token, timeout_seconds),
             Way::OffChain => none(),
