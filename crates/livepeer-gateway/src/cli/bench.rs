@@ -3,8 +3,8 @@
 //!
 //! It starts a zero-delay simulated orchestrator, then a gateway (this binary as a child
 //! process with default settings, `--in-process` to run it inside the bench) and an nginx
-//! `proxy_pass` in front of it (on loopback, ephemeral ports), then for text-to-image and for
-//! LLM:
+//! `proxy_pass` in front of it (on loopback, ephemeral ports), then for text-to-image, LLM and
+//! a BYOC job (`bench_byoc`):
 //! - latency: `n` sequential requests on each path, interleaved (p50, p99);
 //! - throughput: `concurrency` clients for `seconds` on each path, in rounds (direct, nginx,
 //!   gateway); the median of each, and the median of the rounds' ratios, are reported.
@@ -30,6 +30,7 @@ use livepeer_gateway::orchestrator::caps::Capabilities;
 use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 
+use super::bench_byoc;
 use super::nginx::{GatewayChild, Nginx};
 
 /// Load test settings.
@@ -53,8 +54,8 @@ pub(crate) struct BenchArgs {
     /// h2c, then the default).
     #[arg(long)]
     pub(crate) orch_h2c: bool,
-    /// Which workloads to run: `t2i`, `llm`, `paid` (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "paid".to_owned()])]
+    /// Which workloads to run: `t2i`, `llm`, `byoc`, `paid` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "byoc".to_owned(), "paid".to_owned()])]
     pub(crate) only: Vec<String>,
     /// Run the compared gateway inside the bench's own process (beside the client and the
     /// simulator) instead of as a child process of its own, as operators run it and as
@@ -70,14 +71,15 @@ pub(crate) struct BenchArgs {
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
 const LLM_MODEL: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 
+/// Where one path's requests go, and what they carry besides the body.
 #[derive(Clone)]
-struct Target {
-    http: reqwest::Client,
-    url: String,
-    headers: Vec<(&'static str, String)>,
+pub(super) struct Target {
+    pub(super) http: reqwest::Client,
+    pub(super) url: String,
+    pub(super) headers: Vec<(&'static str, String)>,
     /// Result URLs starting with `.0` are fetched from `.1` instead (nginx carries the
     /// download that the orchestrator's own URL would send around it).
-    rewrite: Option<(String, String)>,
+    pub(super) rewrite: Option<(String, String)>,
 }
 
 /// Runs the load test and returns the report as Markdown.
@@ -97,6 +99,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
                 SimModel::new("text-to-image", T2I_MODEL).capacity(100_000),
                 SimModel::new("llm", LLM_MODEL).capacity(100_000),
             ],
+            byoc: vec![bench_byoc::capability()],
             ..SimConfig::default()
         }))
         .await??;
@@ -140,6 +143,9 @@ async fn measure(args: &BenchArgs, sim: &Sim) -> anyhow::Result<String> {
     };
     for w in workloads(&http, sim, gw_addr, nginx.as_ref()).await? {
         if args.only.iter().any(|o| o == w.short) {
+            if w.short == "byoc" {
+                bench_byoc::check_same_job(&w, sim).await?;
+            }
             out.push_str(&compare(&w, args, &pids).await?);
         }
     }
@@ -157,15 +163,15 @@ struct Pids {
 }
 
 /// One workload, sent to the orchestrator directly and through the gateway.
-struct Workload {
+pub(super) struct Workload {
     /// Its name in `--only`.
-    short: &'static str,
+    pub(super) short: &'static str,
     /// Its name in the report.
-    name: &'static str,
-    body: Value,
-    direct: Target,
-    nginx: Option<Target>,
-    gateway: Target,
+    pub(super) name: &'static str,
+    pub(super) body: Value,
+    pub(super) direct: Target,
+    pub(super) nginx: Option<Target>,
+    pub(super) gateway: Target,
 }
 
 fn llm_body() -> Value {
@@ -176,8 +182,8 @@ fn t2i_body() -> Value {
     json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1})
 }
 
-/// Text-to-image and LLM. Direct calls carry what the gateway would send, with a fresh auth
-/// token.
+/// Text-to-image, LLM and BYOC. Direct calls carry what the gateway would send, with a fresh
+/// auth token (BYOC: a signed job request).
 async fn workloads(
     http: &reqwest::Client,
     sim: &Sim,
@@ -232,6 +238,7 @@ async fn workloads(
             nginx: proxied(direct(33, LLM_MODEL, "llm")),
             gateway: via_gateway(http, gw, "llm"),
         },
+        bench_byoc::workload(http, sim, gw, nginx)?,
     ])
 }
 
@@ -375,7 +382,7 @@ fn us(d: Duration) -> String {
 }
 
 /// One request, plus the download of a returned image URL (as a real client would).
-async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
+pub(super) async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
     let mut req = t.http.post(&t.url).json(body);
     for (k, v) in &t.headers {
         req = req.header(*k, v);

@@ -4,6 +4,7 @@
 //! the gateway itself runs does not belong here.
 
 pub(crate) mod bench;
+mod bench_byoc;
 pub(crate) mod bench_live;
 pub(crate) mod demo;
 pub(crate) mod live_client;

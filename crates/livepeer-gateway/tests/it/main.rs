@@ -3,6 +3,7 @@
 
 mod ai;
 mod audio_probe;
+mod bench;
 mod binary;
 mod bodies;
 mod byoc;
