@@ -289,12 +289,15 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// The signed `Livepeer` header, signed afresh for each attempt.
+    /// The signed `Livepeer` header for each attempt (a repeated request ‖ parameters reuses
+    /// its signature: see [`super::request::SigCache`]).
     async fn sign(&self) -> Result<String, Error> {
         let req = self.req;
         let internal = |e: String| Error::new(Kind::Internal, format!("signing the job: {e}"));
         match &self.state.signer {
-            JobSigner::Key(key) => req.signed_header(key).map_err(internal),
+            JobSigner::Key(key) => {
+                req.signed_header_cached(key, &self.state.sigs).map_err(internal)
+            }
             JobSigner::Remote(_) => {
                 let fields = crate::payment::ByocJobFields {
                     id: &req.id,

@@ -79,6 +79,8 @@ pub struct ByocState {
     pub config: Arc<ByocConfig>,
     /// Who signs jobs.
     pub signer: JobSigner,
+    /// Signatures the local key already made.
+    pub sigs: Arc<request::SigCache>,
 }
 
 impl ByocState {
@@ -107,7 +109,9 @@ impl ByocState {
             concurrency: config.token_concurrency,
         };
         let tokens = Tokens::new(http.clone(), sender, settings);
-        Ok(Self { pool, http, tokens, payments, metrics, config: Arc::new(config), signer })
+        let config = Arc::new(config);
+        let sigs = Arc::default();
+        Ok(Self { pool, http, tokens, payments, metrics, config, signer, sigs })
     }
 
     /// Keeps job tokens fresh until `cancel`, and drops the payment accounts of pairs no
