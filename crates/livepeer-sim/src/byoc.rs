@@ -205,6 +205,8 @@ pub(crate) struct ByocState {
     stats: Mutex<ByocStats>,
     /// Jobs and streams holding capacity, per capability.
     load: Mutex<HashMap<String, u32>>,
+    /// The running streams.
+    pub(crate) streams: crate::byoc_stream::Streams,
 }
 
 impl ByocState {
@@ -357,7 +359,6 @@ pub(crate) struct Job {
     pub(crate) capability: String,
 }
 
-#[expect(dead_code, reason = "read by the stream calls (phase 2)")]
 impl Job {
     pub(crate) fn id(&self) -> &str {
         self.req.id.as_deref().unwrap_or_default()
@@ -617,6 +618,18 @@ fn token_balance(balance: &SignedRatio) -> i64 {
     let Ok(whole) = i64::try_from(whole) else { return 0 };
     let whole = if balance.is_negative() { -whole } else { whole };
     if whole.checked_mul(1000).is_none() { 0 } else { whole }
+}
+
+/// `PriceToInt64(balance).FloatString(0)`: the balance's integer part, rounded down, or 0 when it
+/// does not fit in an int64 (the stream payment answer).
+pub(crate) fn floor_balance_string(balance: &SignedRatio) -> String {
+    let m = balance.magnitude();
+    let whole = if balance.is_negative() { m.ceil() } else { m.floor() };
+    match i64::try_from(whole) {
+        Ok(w) if balance.is_negative() => (-w).to_string(),
+        Ok(w) => w.to_string(),
+        Err(_) => "0".to_owned(),
+    }
 }
 
 /// A balance as Go's `FloatString(places)` writes it (rounded half away from zero, `-` for a

@@ -157,7 +157,6 @@ impl IntoResponse for AdmitError {
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Details {
     #[serde(default)]
-    #[expect(dead_code, reason = "read by the stream calls (phase 2)")]
     pub(crate) stream_id: Option<String>,
 }
 
@@ -214,7 +213,7 @@ async fn run(shared: Arc<Shared>, admitted: Admitted, req: Request) -> Response 
     let start = Instant::now();
     let kind = capability(&shared, &admitted.job.capability).map_or(ByocKind::Echo, |c| c.kind);
     if shared.byoc.fault() == ByocFault::Status500 {
-        let _ = read_json_body(&shared, req).await;
+        let _ = read_json_body(&shared, req, deadline(&admitted.job, start)).await;
         let worker = json!({ "error": "simulated worker failure" }).to_string();
         return worker_error(&shared, &admitted, start, StatusCode::INTERNAL_SERVER_ERROR, &worker);
     }
@@ -242,8 +241,17 @@ fn worker_error(
 }
 
 /// The body of a JSON worker, at most [`MAX_JSON`] bytes; `Err` carries the worker's status.
-async fn read_json_body(shared: &Shared, req: Request) -> Result<Bytes, (StatusCode, String)> {
-    let body = axum::body::to_bytes(req.into_body(), MAX_JSON).await.map_err(|e| {
+async fn read_json_body(
+    shared: &Shared,
+    req: Request,
+    deadline: Instant,
+) -> Result<Bytes, (StatusCode, String)> {
+    let read = axum::body::to_bytes(req.into_body(), MAX_JSON);
+    let Ok(body) = tokio::time::timeout_at(deadline, read).await else {
+        let message = format!("job not able to be processed, removing capability err={TIMED_OUT}");
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, message));
+    };
+    let body = body.map_err(|e| {
         let text = e.to_string();
         match text.contains("length limit") {
             true => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned()),
@@ -261,7 +269,7 @@ async fn reverse(
     start: Instant,
     req: Request,
 ) -> Response {
-    let text = match read_json_body(&shared, req).await {
+    let text = match read_json_body(&shared, req, deadline(&admitted.job, start)).await {
         Ok(body) => serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_owned))
@@ -304,21 +312,15 @@ fn echo(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     debit(&shared, &admitted.charge, seconds_since(start));
     let balance = balance_header(&shared, &admitted.job);
-    let Admitted { slot, .. } = admitted;
-    let counter = shared.clone();
-    let mut seen = 0u64;
-    let stream = req.into_body().into_data_stream().map(move |chunk| {
-        // The slot lives as long as the answer: capacity is released when it ends or the
-        // client goes away.
-        let _held = &slot;
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        seen += chunk.len() as u64;
-        if seen > MAX_BODY {
-            return Err(std::io::Error::other("request body too large"));
-        }
-        counter.byoc.update(|s| s.bytes_received += chunk.len() as u64);
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let upload = Upload {
+        body: req.into_body().into_data_stream(),
+        deadline: deadline(&admitted.job, start),
+        _slot: admitted.slot,
+        shared,
+        seen: 0,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(upload, Upload::next);
     let mut response = Response::new(Body::from_stream(stream));
     let h = response.headers_mut();
     if let Some(ct) = content_type {
@@ -332,11 +334,55 @@ fn echo(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -
     response
 }
 
+/// An Echo upload being sent back: the answer's body. It holds the job's capacity until it
+/// ends or the client goes away, and fails (cutting the answer) past [`MAX_BODY`] bytes or past
+/// the job's deadline, so a slow upload cannot hold the capacity for ever.
+struct Upload {
+    body: axum::body::BodyDataStream,
+    deadline: Instant,
+    _slot: Slot,
+    shared: Arc<Shared>,
+    seen: u64,
+    done: bool,
+}
+
+impl Upload {
+    async fn next(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
+        if self.done {
+            return None;
+        }
+        let next = tokio::select! {
+            next = self.body.next() => next,
+            _ = tokio::time::sleep_until(self.deadline) => Some(Err(axum::Error::new(TIMED_OUT))),
+        };
+        let item = match next? {
+            Ok(chunk) if self.seen + chunk.len() as u64 <= MAX_BODY => {
+                self.seen += chunk.len() as u64;
+                self.shared.byoc.update(|s| s.bytes_received += chunk.len() as u64);
+                Ok(chunk)
+            }
+            Ok(_) => Err(std::io::Error::other("request body too large")),
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        self.done = item.is_err();
+        Some((item, self))
+    }
+}
+
+/// When a job must be done: `timeout_seconds` after it started (the worker call's timeout in
+/// go-livepeer), at most a day.
+fn deadline(job: &Job, start: Instant) -> Instant {
+    start + Duration::from_secs(job.req.timeout_seconds.clamp(0, 86_400).unsigned_abs())
+}
+
+/// The error of a job past its deadline.
+const TIMED_OUT: &str = "context deadline exceeded";
+
 /// The Lines worker behind go-livepeer's SSE proxy: the worker task writes its lines into a
 /// channel (go-livepeer's scanner goroutine), the proxy task forwards them, debits 5 × price
 /// every 5 s, injects the balance before `[DONE]`, and ends at `timeout_seconds`.
 async fn lines(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -> Response {
-    let count = match read_json_body(&shared, req).await {
+    let count = match read_json_body(&shared, req, deadline(&admitted.job, start)).await {
         Ok(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(DEFAULT_LINES),
         Ok(body) => serde_json::from_slice::<Value>(&body)
             .ok()
@@ -355,9 +401,9 @@ async fn lines(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Req
     let (line_tx, line_rx) = mpsc::channel::<String>(16);
     tokio::spawn(lines_worker(line_tx, count, shared.byoc.gate()));
     let balance = balance_header(&shared, &admitted.job);
-    let timeout = Duration::from_secs(admitted.job.req.timeout_seconds.max(0).unsigned_abs());
     let (body_tx, body_rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(sse_proxy(shared, admitted, line_rx, body_tx, start + timeout));
+    let deadline = deadline(&admitted.job, start);
+    tokio::spawn(sse_proxy(shared, admitted, line_rx, body_tx, deadline));
     let stream = futures_util::stream::unfold(body_rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });

@@ -454,3 +454,66 @@ async fn an_off_chain_orchestrator_neither_checks_signatures_nor_charges() {
     assert_eq!(resp.status(), 200);
     assert_eq!(sim.byoc_stats().fees, Ratio::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_past_its_timeout_is_cut_and_gives_its_capacity_back() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    // An upload that stops half way: the echo is cut at `timeout_seconds`.
+    let job = gw.job("echo", "{}", "", 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    tx.send(vec![7u8; 1000]).await.unwrap();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (Ok::<_, std::io::Error>(c), rx))
+    }));
+    let resp = gw
+        .http
+        .post(format!("{}/process/request/", sim.url()))
+        .header("Livepeer", &job)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.len(), 1000);
+    assert!(stream.next().await.unwrap().is_err(), "cut, not ended cleanly");
+    while !sim.byoc_stats().load.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    drop(tx);
+
+    // An SSE job whose worker never gets past the gate ends at its timeout, without [DONE].
+    let _gate = sim.byoc_sse_gate();
+    let job = gw.job("lines", "{}", "", 2);
+    let resp = gw.post("/process/request/", &job, None, "application/json", Vec::new()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "data: {\"n\":0}\n\n");
+    while !sim.byoc_stats().load.is_empty() {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_sse_job_is_billed_every_five_seconds_and_ended_when_the_balance_runs_out() {
+    let sim = onchain(caps()).await;
+    let mut gw = Client::new(&sim, key(7));
+    let _gate = sim.byoc_sse_gate();
+    let payment = gw.payment_from_token("paid-lines", 1).await;
+    let job = gw.job("paid-lines", "{}", "", 3600);
+    let resp =
+        gw.post("/process/request/", &job, Some(&payment), "application/json", Vec::new()).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        text,
+        "data: {\"n\":0}\n\nevent: insufficient balance\ndata: {\"balance\": 0}\n\ndata: [DONE]\n\n"
+    );
+    let stats = sim.byoc_stats();
+    // Debited 5 × price at a time until the balance went below zero.
+    let five_seconds = Ratio::from_u64(5 * PRICE as u64);
+    assert!(stats.fees > stats.ev_credited, "ran out: {stats:?}");
+    assert!(stats.fees.checked_sub(&five_seconds).unwrap() <= stats.ev_credited);
+    assert!(sim.payments().balance(gw.address(), "paid-lines").unwrap().is_negative());
+}
