@@ -11,6 +11,9 @@
 mod answer;
 pub mod job;
 pub mod request;
+pub mod stream;
+mod stream_orch;
+mod stream_relay;
 pub mod tokens;
 pub mod upload;
 
@@ -48,6 +51,10 @@ pub struct ByocConfig {
     pub token_timeout: Duration,
     /// Token calls in flight at once in a refresh round.
     pub token_concurrency: usize,
+    /// How often a stream's orchestrator is paid (`--byoc-payment-interval`).
+    pub payment_interval: Duration,
+    /// Most streams at once (`--byoc-max-streams`).
+    pub max_streams: usize,
 }
 
 /// Who signs job requests.

@@ -6,6 +6,7 @@ mod audio_probe;
 mod binary;
 mod bodies;
 mod byoc;
+mod byoc_stream;
 mod discovery;
 mod fuzz;
 mod health;
