@@ -410,7 +410,11 @@ impl ByocStreams {
 
     /// New params for `stream`, sent to its orchestrator's `/ai/stream/update`: its status
     /// and body.
-    pub(crate) async fn update(&self, stream: &Arc<Stream>, body: bytes::Bytes) -> Result<(u16, bytes::Bytes), Error> {
+    pub(crate) async fn update(
+        &self,
+        stream: &Arc<Stream>,
+        body: bytes::Bytes,
+    ) -> Result<(u16, bytes::Bytes), Error> {
         if stream.stop.is_cancelled() {
             return Err(Error::new(Kind::StreamStopped, "the stream has stopped"));
         }

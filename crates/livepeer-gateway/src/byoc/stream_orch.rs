@@ -147,7 +147,12 @@ pub(crate) async fn attach(
             Ok(session) => return Ok(session),
             Err(Failed::Client(e)) => return Err(e),
             Err(Failed::Next(why)) => {
-                tracing::info!(stream = stream.id, orchestrator = orch, error = why, "BYOC stream start failed");
+                tracing::info!(
+                    stream = stream.id,
+                    orchestrator = orch,
+                    error = why,
+                    "BYOC stream start failed"
+                );
                 tried.push(format!("{orch}: {why}"));
             }
         }
@@ -267,7 +272,12 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, session: &Session, reas
             body = %String::from_utf8_lossy(&body),
             "BYOC stream stop refused"
         ),
-        Err(e) => tracing::info!(stream = stream.id, orchestrator = session.orchestrator, error = e, "BYOC stream stop failed"),
+        Err(e) => tracing::info!(
+            stream = stream.id,
+            orchestrator = session.orchestrator,
+            error = e,
+            "BYOC stream stop failed"
+        ),
     }
 }
 
@@ -310,7 +320,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
         return Ok(false);
     };
-    let (tickets, ev) = (payment.tickets, payment.ev_sent.clone());
+    let (tickets, ev) = (payment.tickets, payment.ev_sent);
     let url = format!("{}/ai/stream/payment", token.token.service_addr);
     let request = http::Request::post(url.as_str())
         .header(JOB_HEADER, header)
@@ -334,7 +344,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     }
     stream.with_state(|s| {
         s.tickets += u64::from(tickets);
-        s.ev_wei = s.ev_wei.checked_add(&ev).unwrap_or_else(|_| s.ev_wei.clone());
+        s.ev_wei = s.ev_wei.checked_add(&ev).unwrap_or(s.ev_wei);
     });
     Ok(true)
 }

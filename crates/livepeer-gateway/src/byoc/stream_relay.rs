@@ -59,7 +59,12 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
             drop(session.lease);
             break;
         };
-        tracing::warn!(stream = stream.id, orchestrator = session.orchestrator, reason, "BYOC orchestrator failed; swapping");
+        tracing::warn!(
+            stream = stream.id,
+            orchestrator = session.orchestrator,
+            reason,
+            "BYOC orchestrator failed; swapping"
+        );
         failed.push(session.lease_url());
         session.lease.failed_job(reason.clone());
         let mut swap = Swap { from: session.orchestrator.clone(), to: String::new(), reason };
@@ -102,7 +107,12 @@ impl Session {
 }
 
 /// Runs one session until the stream ends or the orchestrator fails.
-async fn run(inner: &Arc<Inner>, stream: &Arc<Stream>, session: &Session, progress: &Arc<AtomicU64>) -> Outcome {
+async fn run(
+    inner: &Arc<Inner>,
+    stream: &Arc<Stream>,
+    session: &Session,
+    progress: &Arc<AtomicU64>,
+) -> Outcome {
     let (tx, mut rx) = mpsc::channel::<Outcome>(8);
     let mut set = JoinSet::new();
     let ch = &stream.channel;
@@ -127,7 +137,12 @@ async fn run(inner: &Arc<Inner>, stream: &Arc<Stream>, session: &Session, progre
     let url = session.events_url.clone();
     go(Box::pin(pump(inner.clone(), stream.clone(), url, sink, Kind::Events)));
     go(Box::pin(control(inner.clone(), stream.clone(), session.control_url.clone())));
-    set.spawn(payments(inner.clone(), stream.clone(), session.orchestrator.clone(), session.service.clone()));
+    set.spawn(payments(
+        inner.clone(),
+        stream.clone(),
+        session.orchestrator.clone(),
+        session.service.clone(),
+    ));
     drop(tx);
     let outcome = tokio::select! {
         _ = stream.stop.cancelled() => Outcome::Ended("stopped".into()),
@@ -143,7 +158,12 @@ fn fault(what: &str, e: &TrickleError) -> Outcome {
 
 /// Client input channel → orchestrator input, chunk by chunk, from the segment `progress`
 /// names: a segment not completely delivered to a failed orchestrator goes to the next one.
-async fn input(inner: Arc<Inner>, stream: Arc<Stream>, url: String, progress: Arc<AtomicU64>) -> Outcome {
+async fn input(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    url: String,
+    progress: Arc<AtomicU64>,
+) -> Outcome {
     let start = progress.load(Relaxed);
     let mut source = inner.hub.subscriber(&stream.channel, start as i64);
     let config = inner.trickle_config.clone();
@@ -175,7 +195,9 @@ async fn input(inner: Arc<Inner>, stream: Arc<Stream>, url: String, progress: Ar
             match tokio::time::timeout(WRITE_LIMIT, w.write(chunk)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return fault("input", &e),
-                Err(_) => return Outcome::Fault("orchestrator input stopped accepting bytes".into()),
+                Err(_) => {
+                    return Outcome::Fault("orchestrator input stopped accepting bytes".into());
+                }
             }
         }
         if let Some(w) = writer {
@@ -209,7 +231,13 @@ impl Kind {
 /// An orchestrator channel → the client's channel `sink`, segment by segment; the output
 /// chunk by chunk, data and events whole (bounded). Sequence numbers of the client's channel
 /// continue across swaps.
-async fn pump(inner: Arc<Inner>, stream: Arc<Stream>, url: String, sink: String, kind: Kind) -> Outcome {
+async fn pump(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    url: String,
+    sink: String,
+    kind: Kind,
+) -> Outcome {
     let what = kind.name();
     let config = inner.trickle_config.clone();
     let mut source = match HttpSubscriber::new(inner.trickle.clone(), &url, 0, config) {
@@ -273,11 +301,13 @@ async fn pump(inner: Arc<Inner>, stream: Arc<Stream>, url: String, sink: String,
 /// The client's control channel → the orchestrator's, with a keepalive every 10 s.
 async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome {
     let config = inner.trickle_config.clone();
-    let mut sink = match HttpPublisher::new(inner.trickle.clone(), &url, "application/json", config) {
+    let mut sink = match HttpPublisher::new(inner.trickle.clone(), &url, "application/json", config)
+    {
         Ok(p) => p,
         Err(e) => return fault("control", &e),
     };
-    let mut source = inner.hub.subscriber(&format!("{}-control", stream.channel), livepeer_trickle::SEQ_NEXT);
+    let mut source =
+        inner.hub.subscriber(&format!("{}-control", stream.channel), livepeer_trickle::SEQ_NEXT);
     let mut tick = tokio::time::interval(KEEPALIVE);
     loop {
         let message = tokio::select! {
@@ -316,7 +346,12 @@ async fn payments(inner: Arc<Inner>, stream: Arc<Stream>, orchestrator: String, 
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(stream = stream.id, orchestrator = service, error = e, "BYOC stream payment failed");
+                tracing::warn!(
+                    stream = stream.id,
+                    orchestrator = service,
+                    error = e,
+                    "BYOC stream payment failed"
+                );
                 stream.with_state(|s| s.payments_failed += 1);
             }
         }

@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use livepeer_trickle::{ReadSegment as _, Subscribe as _};
 use serde_json::json;
 
+use crate::byoc::JobRequest;
 use crate::byoc::request::JOB_HEADER;
 use crate::byoc::stream::{ByocStreams, MAX_BODY, StartRequest};
-use crate::byoc::JobRequest;
 use crate::error::{Error, Kind};
 use crate::live::{Credentials, SECRET_HEADER};
 
@@ -90,7 +90,11 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
     Ok(resp)
 }
 
-async fn update(State(streams): State<ByocStreams>, Path(id): Path<String>, req: Request) -> Response {
+async fn update(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
     let stream = match streams.owned(&id, credentials(req.headers())) {
         Ok(stream) => stream,
         Err(e) => return e.into_response(),
@@ -108,14 +112,22 @@ async fn update(State(streams): State<ByocStreams>, Path(id): Path<String>, req:
     }
 }
 
-async fn status(State(streams): State<ByocStreams>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn status(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match streams.owned(&id, credentials(&headers)) {
         Ok(stream) => axum::Json(stream.status()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn stop(State(streams): State<ByocStreams>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn stop(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match streams.owned(&id, credentials(&headers)) {
         Ok(stream) => axum::Json(streams.stop(&stream).await).into_response(),
         Err(e) => e.into_response(),
@@ -124,17 +136,23 @@ async fn stop(State(streams): State<ByocStreams>, Path(id): Path<String>, header
 
 /// The data lines as server-sent events, one `data:` per line; `event: end` when the stream
 /// ends (go-livepeer's ending).
-async fn data(State(streams): State<ByocStreams>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn data(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let stream = match streams.owned(&id, credentials(&headers)) {
         Ok(stream) => stream,
         Err(e) => return e.into_response(),
     };
     if !stream.flags.enable_data_output {
-        let e = Error::new(Kind::TrickleUnavailable, "Stream data not available").field("enable_data_output");
+        let e = Error::new(Kind::TrickleUnavailable, "Stream data not available")
+            .field("enable_data_output");
         return e.into_response();
     }
     let Ok(permit) = stream.data_readers.clone().try_acquire_owned() else {
-        let m = format!("at most {} data readers per stream", crate::byoc::stream::MAX_DATA_READERS);
+        let m =
+            format!("at most {} data readers per stream", crate::byoc::stream::MAX_DATA_READERS);
         return Error::new(Kind::TooManyStreams, m).into_response();
     };
     let source = streams.hub().subscriber(&format!("{}-data", stream.channel), 0);
@@ -146,7 +164,9 @@ async fn data(State(streams): State<ByocStreams>, Path(id): Path<String>, header
                 let mut ok = true;
                 loop {
                     match reader.chunk().await {
-                        Ok(Some(c)) if data.len() + c.len() <= MAX_DATA => data.extend_from_slice(&c),
+                        Ok(Some(c)) if data.len() + c.len() <= MAX_DATA => {
+                            data.extend_from_slice(&c)
+                        }
                         Ok(Some(_)) | Err(_) => {
                             ok = false;
                             break;
@@ -154,7 +174,8 @@ async fn data(State(streams): State<ByocStreams>, Path(id): Path<String>, header
                         Ok(None) => break,
                     }
                 }
-                let text = if ok { String::from_utf8_lossy(&data).into_owned() } else { String::new() };
+                let text =
+                    if ok { String::from_utf8_lossy(&data).into_owned() } else { String::new() };
                 let mut out = String::new();
                 for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
                     out.push_str("data: ");

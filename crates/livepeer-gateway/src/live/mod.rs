@@ -51,8 +51,8 @@ pub use auth::{AuthWebhook, Heartbeat};
 pub use context::LiveState;
 pub use error::LiveError;
 pub(crate) use owner::Credentials;
-pub(crate) use owner::{Denied, Owner};
 pub use owner::SECRET_HEADER;
+pub(crate) use owner::{Denied, Owner};
 pub use stream::{FlowStatus, Phase, StreamStatus, SwapRecord};
 pub(crate) use supervisor::{MAX_CONTROL_BODY, SwapBudget};
 

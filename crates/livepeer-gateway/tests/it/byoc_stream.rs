@@ -49,10 +49,14 @@ async fn gateway(sims: &[&Sim], payment_interval: Option<Duration>) -> Gateway {
 
 /// The client's `Livepeer` header.
 fn header(timeout: u64, parameters: &str) -> String {
+    job_header(CAP, timeout, parameters)
+}
+
+fn job_header(capability: &str, timeout: u64, parameters: &str) -> String {
     let job = json!({
         "request": "{}",
         "parameters": parameters,
-        "capability": CAP,
+        "capability": capability,
         "timeout_seconds": timeout,
     });
     STANDARD.encode(job.to_string())
@@ -61,7 +65,7 @@ fn header(timeout: u64, parameters: &str) -> String {
 async fn start_stream(gw: &Gateway, parameters: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("http://{}/process/stream/start", gw.http_addr))
-        .header("Livepeer", header(120, parameters))
+        .header("Livepeer", header(60, parameters))
         .header("Authorization", OWNER)
         .json(&body)
         .send()
@@ -77,7 +81,12 @@ async fn started(gw: &Gateway, name: &str) -> Value {
 }
 
 /// A request to one of the stream's routes, with `auth` as its `Authorization`.
-async fn call(method: reqwest::Method, url: &str, auth: Option<&str>, body: &str) -> reqwest::Response {
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new().request(method, url).body(body.to_owned());
     if let Some(auth) = auth {
         req = req.header("Authorization", auth);
@@ -136,9 +145,15 @@ async fn a_stream_relays_video_and_data_then_updates_and_stops() {
     assert_eq!(url(&s, "subscribe_url"), format!("{publish_url}-out"));
 
     let (client, config) = trickle();
-    let mut input = HttpPublisher::new(client.clone(), &publish_url, "video/MP2T", config.clone()).unwrap();
+    let mut input =
+        HttpPublisher::new(client.clone(), &publish_url, "video/MP2T", config.clone()).unwrap();
     let mut output = HttpSubscriber::new(client, &url(&s, "subscribe_url"), 0, config).unwrap();
-    let data = reqwest::Client::new().get(url(&s, "data_url")).header("Authorization", OWNER).send().await.unwrap();
+    let data = reqwest::Client::new()
+        .get(url(&s, "data_url"))
+        .header("Authorization", OWNER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(data.status(), 200);
     assert_eq!(data.headers()["content-type"], "text/event-stream");
     let mut events = data.bytes_stream();
@@ -159,10 +174,15 @@ async fn a_stream_relays_video_and_data_then_updates_and_stops() {
     let sizes: Vec<u64> = lines.iter().map(|l| l["bytes"].as_u64().unwrap()).collect();
     assert_eq!(sizes, [20 * 188, 21 * 188, 22 * 188]);
 
-    let update = call(reqwest::Method::POST, &url(&s, "update_url"), Some(OWNER), r#"{"prompt":"b"}"#).await;
+    let update =
+        call(reqwest::Method::POST, &url(&s, "update_url"), Some(OWNER), r#"{"prompt":"b"}"#).await;
     assert_eq!(update.status(), 200, "{:?}", update.text().await);
     assert_eq!(a.byoc_stats().stream_updates, [json!({"prompt": "b"})]);
-    let status: Value = call(reqwest::Method::GET, &url(&s, "status_url"), Some(OWNER), "").await.json().await.unwrap();
+    let status: Value = call(reqwest::Method::GET, &url(&s, "status_url"), Some(OWNER), "")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["state"], "running");
     assert_eq!(status["orchestrator_url"], a.service_url().trim_end_matches('/'));
     assert_eq!(status["input_segments"], 3);
@@ -234,7 +254,7 @@ async fn bad_starts_are_refused_with_the_field_named() {
     assert_eq!(bad_id.status(), 400);
     let unknown = http
         .post(&to)
-        .header("Livepeer", STANDARD.encode(json!({"capability": "nope", "timeout_seconds": 5}).to_string()))
+        .header("Livepeer", job_header("nope", 5, "{}"))
         .json(&json!({}))
         .send()
         .await
@@ -259,7 +279,11 @@ async fn payments_go_to_the_stream_endpoint_on_the_interval() {
     })
     .await;
     assert!(a.payments().rejections.is_empty(), "{:?}", a.payments().rejections);
-    let status: Value = call(reqwest::Method::GET, &url(&s, "status_url"), Some(OWNER), "").await.json().await.unwrap();
+    let status: Value = call(reqwest::Method::GET, &url(&s, "status_url"), Some(OWNER), "")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(status["payments"]["sent"].as_u64().unwrap() >= 1, "{status}");
     assert!(status["payments"]["tickets"].as_u64().unwrap() >= 1, "{status}");
     let stats = a.byoc_stats();
@@ -272,14 +296,21 @@ async fn a_failed_orchestrator_is_swapped_and_every_segment_arrives_once() {
     let gw = gateway(&[&a, &b], None).await;
     let s = started(&gw, "swap").await;
     let (client, config) = trickle();
-    let mut input = HttpPublisher::new(client.clone(), &url(&s, "publish_url"), "video/MP2T", config.clone()).unwrap();
+    let mut input =
+        HttpPublisher::new(client.clone(), &url(&s, "publish_url"), "video/MP2T", config.clone())
+            .unwrap();
     let mut output = HttpSubscriber::new(client, &url(&s, "subscribe_url"), 0, config).unwrap();
     let status_url = url(&s, "status_url");
     let status = || async {
-        call(reqwest::Method::GET, &status_url, Some(OWNER), "").await.json::<Value>().await.unwrap()
+        call(reqwest::Method::GET, &status_url, Some(OWNER), "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
     };
     let first = status().await["orchestrator_url"].as_str().unwrap().to_owned();
-    let (serving, other) = if first == a.service_url().trim_end_matches('/') { (&a, &b) } else { (&b, &a) };
+    let (serving, other) =
+        if first == a.service_url().trim_end_matches('/') { (&a, &b) } else { (&b, &a) };
     let segs: Vec<Bytes> = (0..4u8).map(|i| segment(i * 7, 10 + usize::from(i))).collect();
     publish(&mut input, &segs[0]).await;
     assert_eq!(next_segment(&mut output).await.unwrap(), segs[0]);
