@@ -148,7 +148,7 @@ impl Gateway {
 
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
-        let client = OrchClient::new(timeouts, config.orch_tls, identity);
+        let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
         let tasks = Tasks::new();
         // One client (and one connection per orchestrator) for discovery and payment sessions.
@@ -187,7 +187,7 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Live))?;
-        let byoc_state = byoc_state(&config, &state, payments_for_byoc)?;
+        let byoc_state = byoc_state(&config, &state, payments_for_byoc, identity)?;
         tasks.spawn("byoc-tokens", {
             let byoc = byoc_state.clone();
             move |cancel| byoc.run_tokens(cancel)
@@ -318,15 +318,16 @@ fn ai_state(
 /// The BYOC state. Jobs are signed with the gateway's key; a keyless off-chain gateway makes
 /// one at start (orchestrators verify every job's signature, charging or not, and
 /// go-livepeer's off-chain gateway signs with the account it always has); with a remote
-/// signer, jobs are refused (see [`byoc::JobSigner::Remote`]).
+/// signer, the signer signs them (see [`byoc::JobSigner::Remote`]).
 fn byoc_state(
     config: &Config,
     state: &AppState,
     payments: payment::Payments,
+    identity: Option<Identity>,
 ) -> Result<byoc::ByocState, StartError> {
-    let signer = match (&config.signer, &config.remote_signer) {
+    let signer = match (&config.signer, identity) {
         (Some(key), _) => byoc::JobSigner::Key(key.clone()),
-        (None, Some(_)) => byoc::JobSigner::Remote,
+        (None, Some(id)) => byoc::JobSigner::Remote(id),
         (None, None) => {
             let key = livepeer_pm::LocalSigner::from_bytes(&rand::random::<[u8; 32]>())
                 .map_err(setup(Part::Byoc))?;

@@ -85,8 +85,10 @@ struct Job<'a> {
     excluded: Vec<String>,
     tried: Vec<Tried>,
     started: Instant,
-    /// Whether every failure was a busy orchestrator.
-    all_busy: bool,
+    /// Attempts that failed, found no capacity, or were not paid.
+    failed: u32,
+    busy: u32,
+    unpaid: u32,
     tickets: u32,
     ev_sent: livepeer_pm::Ratio,
 }
@@ -152,7 +154,9 @@ impl<'a> Job<'a> {
             excluded,
             tried: Vec::new(),
             started: Instant::now(),
-            all_busy: true,
+            failed: 0,
+            busy: 0,
+            unpaid: 0,
             tickets: 0,
             ev_sent: livepeer_pm::Ratio::ZERO,
         }
@@ -173,7 +177,7 @@ impl<'a> Job<'a> {
             Err(TokenProblem::Busy) => return self.busy(lease, "no capacity (job token)"),
             Err(TokenProblem::Failed(e)) => return self.failed(lease, e),
         };
-        let header = match self.sign() {
+        let header = match self.sign().await {
             Ok(header) => header,
             Err(e) => return Step::Done(self.finish(Err(e), None, "failed")),
         };
@@ -248,13 +252,29 @@ impl<'a> Job<'a> {
         }
     }
 
-    fn sign(&self) -> Result<String, Error> {
-        let JobSigner::Key(key) = &self.state.signer else {
-            return Err(Error::new(Kind::PaymentRefused, "no key to sign the job"));
-        };
-        self.req
-            .signed_header(key)
-            .map_err(|e| Error::new(Kind::Internal, format!("signing the job: {e}")))
+    /// The signed `Livepeer` header, signed afresh for each attempt.
+    async fn sign(&self) -> Result<String, Error> {
+        let req = self.req;
+        let internal = |e: String| Error::new(Kind::Internal, format!("signing the job: {e}"));
+        match &self.state.signer {
+            JobSigner::Key(key) => req.signed_header(key).map_err(internal),
+            JobSigner::Remote(_) => {
+                let fields = crate::payment::ByocJobFields {
+                    id: &req.id,
+                    capability: &req.capability,
+                    request: &req.request,
+                    parameters: &req.parameters,
+                    timeout_seconds: req.timeout_seconds,
+                };
+                let (sender, sig) = self
+                    .state
+                    .payments
+                    .byoc_sign_remote(&fields)
+                    .await
+                    .map_err(|e| Error::new(Kind::PaymentRefused, e.to_string()))?;
+                req.encode(&sender, &sig).map_err(internal)
+            }
+        }
     }
 
     /// The orchestrator answered: relay a success or the client's 4xx; fail over on a 5xx.
@@ -303,7 +323,7 @@ impl<'a> Job<'a> {
 
     /// A failure of the orchestrator at this capability: penalised for it alone.
     fn failed(&mut self, lease: Lease, error: String) -> Step {
-        self.all_busy = false;
+        self.failed += 1;
         self.state.metrics.byoc_error(&self.key, "failed");
         self.tried.push(Tried { orchestrator: orch_key(lease.url()), error: Some(error.clone()) });
         lease.failed_job(error);
@@ -312,6 +332,7 @@ impl<'a> Job<'a> {
 
     /// The orchestrator has no capacity for this capability: skipped, not penalised.
     fn busy(&mut self, lease: Lease, why: &str) -> Step {
+        self.busy += 1;
         self.state.metrics.byoc_error(&self.key, "busy");
         let error = Some(format!("busy: {}", cut(why)));
         self.tried.push(Tried { orchestrator: orch_key(lease.url()), error });
@@ -322,7 +343,7 @@ impl<'a> Job<'a> {
     /// The gateway would not pay the orchestrator: skipped, not penalised. Params whose
     /// nonces are used up are forgotten with their token.
     fn unpaid(&mut self, lease: Lease, orch: &str, e: &PayError) -> Step {
-        self.all_busy = false;
+        self.unpaid += 1;
         self.state.metrics.byoc_error(&self.key, "payment");
         if matches!(e, PayError::Refused(m) if m.contains("no nonces left")) {
             self.state.tokens.forget(orch, &self.req.capability);
@@ -354,8 +375,12 @@ impl<'a> Job<'a> {
         if let Some(why) = why {
             message = format!("{message}; {why}");
         }
-        let kind =
-            if self.all_busy { Kind::OrchestratorsBusy } else { Kind::OrchestratorsUnavailable };
+        // Busy or unpaid alone say so; any failure makes it the orchestrators'.
+        let kind = match (self.failed, self.busy, self.unpaid) {
+            (0, 0, n) if n > 0 => Kind::PaymentRefused,
+            (0, _, _) => Kind::OrchestratorsBusy,
+            _ => Kind::OrchestratorsUnavailable,
+        };
         self.finish(Err(Error::new(kind, message)), None, "failed")
     }
 

@@ -29,8 +29,8 @@ pub use upload::{ClientBody, Upload};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::metrics::Metrics;
-use crate::orchestrator::Pool;
 use crate::orchestrator::http::OrchHttp;
+use crate::orchestrator::{Identity, Pool};
 use crate::payment::Payments;
 use tokens::Tokens;
 
@@ -63,9 +63,10 @@ pub enum JobSigner {
     /// This key: the gateway's own, or (off-chain, with no key) one made at start, since
     /// orchestrators verify every job's signature whether they charge or not.
     Key(Arc<LocalSigner>),
-    /// A remote signer, which has no route to sign BYOC jobs (go-livepeer's has none): jobs
-    /// are refused with 503 until it has.
-    Remote,
+    /// A remote signer, named to orchestrators by its identity. It signs each job at
+    /// `/sign-byoc-job` (the Python SDK's route; go-livepeer's signer has none); it cannot pay
+    /// a BYOC job from a token, so only orchestrators that charge nothing are used.
+    Remote(Identity),
 }
 
 /// What the BYOC route shares; cheap to clone.
@@ -103,7 +104,9 @@ impl ByocState {
                 let sig = key.eth_sign(addr.as_bytes()).map_err(|e| e.to_string())?;
                 request::sender_header(&addr, &sig.0)
             }
-            JobSigner::Remote => String::new(),
+            JobSigner::Remote(id) => {
+                request::sender_header(&id.address.to_checksum(None), &id.sig.0)
+            }
         };
         let settings = tokens::TokenSettings {
             refresh: config.token_refresh,
@@ -114,12 +117,9 @@ impl ByocState {
         Ok(Self { pool, http, tokens, payments, metrics, config: Arc::new(config), signer })
     }
 
-    /// Keeps job tokens fresh until `cancel` (not with a remote signer, whose jobs are
-    /// refused), and drops the payment accounts of pairs no longer on offer.
+    /// Keeps job tokens fresh until `cancel`, and drops the payment accounts of pairs no
+    /// longer on offer.
     pub async fn run_tokens(self, cancel: tokio_util::sync::CancellationToken) {
-        if matches!(self.signer, JobSigner::Remote) {
-            return;
-        }
         let payments = self.payments.clone();
         let after = move |offered: &std::collections::HashSet<(String, String)>| {
             payments.byoc_retain(|o, c| offered.contains(&(o.to_owned(), c.to_owned())));
@@ -134,10 +134,6 @@ impl ByocState {
     /// capabilities are registered by workers at run time and come and go, so the same request
     /// may succeed a moment later; the client did nothing wrong by naming one.
     pub fn check(&self, job: &JobRequest) -> Result<(), Error> {
-        if matches!(self.signer, JobSigner::Remote) {
-            let message = "BYOC jobs are not available with a remote signer: it has no route to sign a job request (go-livepeer's signer has none); run the gateway with its own key";
-            return Err(Error::new(Kind::PaymentRefused, message).field("Livepeer"));
-        }
         let key = JobKey::byoc(&job.capability);
         let snap = self.pool.snapshot();
         let Some(tiers) = snap.index.get(&key) else {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use livepeer_sim::{Sim, SimConfig, SimModel};
+use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig, SimModel};
 
 use livepeer_gateway::config::{Config, OrchSource};
 
@@ -42,6 +42,8 @@ pub(crate) async fn start_orchestrators() -> Result<DemoOrchestrators, livepeer_
             jitter: Duration::from_millis(latency_ms / 4 + 1),
             base_price: (price, 1),
             models,
+            // A free BYOC capability (the demo orchestrators are off-chain).
+            byoc: vec![SimByoc::new("text-reversal", ByocKind::Reverse).capacity(8)],
             ..SimConfig::default()
         };
         sims.push(Sim::start(config).await?);
@@ -62,6 +64,13 @@ pub(crate) fn instructions(
     demo: &DemoOrchestrators,
 ) -> String {
     let sims: Vec<&str> = demo.sims.iter().map(Sim::url).collect();
+    let job = serde_json::json!({
+        "request": "{}",
+        "parameters": "{}",
+        "capability": "text-reversal",
+        "timeout_seconds": 30,
+    });
+    let job = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, job.to_string());
     format!(
         "\nlivepeer-gateway demo is running.\n\
          \n  simulated orchestrators: {}\n  public API:  http://{http}\n  admin API:   http://{admin}\n\
@@ -75,6 +84,10 @@ pub(crate) fn instructions(
          \x20   then publish MPEG-TS segments to its publish_url with a trickle client (e.g. PyTrickle),\n\
          \x20   read them back from its subscribe_url and watch its status_url\n\
          \x20   (sending its stream_secret as the Livepeer-Stream-Secret header)\n\
+         \x20 curl -s http://{http}/process/request/reverse -H 'content-type: application/json' \\\n\
+         \x20   -H 'Livepeer: {job}' -d '{{\"text\": \"hello\"}}'\n\
+         \x20   (BYOC; the header is base64 of {{\"request\",\"parameters\",\"capability\",\"timeout_seconds\"}})\n\
+         \x20 curl -s http://{admin}/byoc/capabilities\n\
          \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\
          \x20 curl -s http://{admin}/metrics | grep livepeer_\n\

@@ -249,8 +249,35 @@ impl Payments {
     }
 }
 
+/// The fields of a BYOC job a remote signer signs.
+#[derive(Debug, Clone, Copy)]
+pub struct ByocJobFields<'a> {
+    /// Job id.
+    pub id: &'a str,
+    /// Capability name.
+    pub capability: &'a str,
+    /// The `request` string.
+    pub request: &'a str,
+    /// The `parameters` string.
+    pub parameters: &'a str,
+    /// Seconds the worker may take.
+    pub timeout_seconds: u64,
+}
+
 /// BYOC jobs (PROTOCOL.md §10.7).
 impl Payments {
+    /// Has the remote signer sign a BYOC job: `(sender, sig)`. Refused when the gateway
+    /// does not pay through a remote signer.
+    pub async fn byoc_sign_remote(
+        &self,
+        job: &ByocJobFields<'_>,
+    ) -> Result<(String, String), PayError> {
+        match &self.way {
+            Way::Remote(remote) => remote.sign_byoc_job(job).await,
+            _ => Err(PayError::Refused("no remote signer to sign the job".into())),
+        }
+    }
+
     /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
     /// URL) per `token`, the `seq`-th token fetched, covering `timeout_seconds`. An off-chain
     /// gateway or orchestrator (no ticket params, price 0) pays nothing. Through a remote

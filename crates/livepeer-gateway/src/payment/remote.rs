@@ -54,6 +54,8 @@ pub(super) struct RemotePayment {
 pub(super) struct RemotePayer {
     http: reqwest::Client,
     endpoint: Url,
+    /// `POST {signer}/sign-byoc-job`.
+    sign_job: Url,
     client: OrchClient,
     /// Sessions by (orchestrator, job, manifest id): the signer's state tracks one balance, and the
     /// orchestrator books each manifest id (each live stream) on its own.
@@ -73,7 +75,8 @@ impl RemotePayer {
             .build()
             .map_err(|e| e.to_string())?;
         let endpoint = base.join("generate-live-payment").map_err(|e| e.to_string())?;
-        Ok(Self { http, endpoint, client, sessions: Arc::default() })
+        let sign_job = base.join("sign-byoc-job").map_err(|e| e.to_string())?;
+        Ok(Self { http, endpoint, sign_job, client, sessions: Arc::default() })
     }
 
     /// The payment for one attempt of `key` on `url` for `units`, booked on `manifest`; `None`
@@ -146,6 +149,57 @@ impl RemotePayer {
             }
         }
         Err(PayError::Refused("remote signer kept asking for a session refresh".into()))
+    }
+
+    /// Has the signer sign a BYOC job (`POST {signer}/sign-byoc-job`, the Python SDK's route;
+    /// go-livepeer's signer has none): `(sender, sig)` for the job request, the signature
+    /// checked to be the sender's over `request ‖ parameters`, as the orchestrator checks it.
+    pub(super) async fn sign_byoc_job(
+        &self,
+        job: &super::ByocJobFields<'_>,
+    ) -> Result<(String, String), PayError> {
+        let body = json!({
+            "id": job.id,
+            "capability": job.capability,
+            "request": job.request,
+            "parameters": job.parameters,
+            "timeout_seconds": job.timeout_seconds,
+        });
+        let refused = |m: String| PayError::Refused(format!("remote signer, BYOC job: {m}"));
+        let resp = self
+            .http
+            .post(self.sign_job.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Err(refused("the signer has no /sign-byoc-job route".into())),
+            status => {
+                let text = resp.text().await.unwrap_or_default();
+                let text: String = text.trim().chars().take(200).collect();
+                return Err(refused(format!("answered {status}: {text}")));
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            sender: String,
+            signature: String,
+        }
+        let answer: Answer = resp.json().await.map_err(|e| refused(e.to_string()))?;
+        let sender: Address = answer.sender.parse().map_err(|e| refused(format!("sender: {e}")))?;
+        let sig = hex::decode(answer.signature.trim_start_matches("0x"))
+            .map_err(|e| refused(format!("signature: {e}")))?;
+        let message = [job.request.as_bytes(), job.parameters.as_bytes()].concat();
+        match recover_eth_signer(&message, &sig) {
+            Ok(who) if who == sender => {
+                Ok((sender.to_checksum(None), format!("0x{}", hex::encode(&sig))))
+            }
+            _ => {
+                Err(refused("the signature is not the sender's over request and parameters".into()))
+            }
+        }
     }
 
     /// Forgets the session (after the orchestrator refused a payment).

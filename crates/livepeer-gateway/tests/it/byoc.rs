@@ -405,3 +405,46 @@ async fn five_hundred_paid_jobs_are_covered_within_one_ticket() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_gateway_has_its_remote_signer_sign_jobs() {
+    const API_KEY: &str = "test-api-key-0123456789";
+    let a = sim("a", free_caps(), None).await;
+    let mut c = config(&[a.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer_gw = start(c).await;
+    let signer_url = format!("http://{}/", signer_gw.http_addr);
+    let mut c = config(&[a.url()]);
+    c.remote_signer = Some(
+        livepeer_gateway::config::RemoteSigner::parse(
+            &signer_url,
+            &format!("Authorization:Bearer {API_KEY}"),
+        )
+        .unwrap(),
+    );
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    // Whether the signer serves `/sign-byoc-job` (another part of the project adds it).
+    let probe = http
+        .post(format!("{signer_url}sign-byoc-job"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"id": "p", "capability": REVERSAL, "request": "{}", "parameters": "{}", "timeout_seconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    let resp = reverse(&http, &gw, &header(REVERSAL, 10, json!({}))).await;
+    if probe.status() == 404 {
+        // Without it the job is refused, naming the limitation, and nothing reaches the
+        // orchestrator unsigned.
+        assert_eq!(resp.status(), 503);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("/sign-byoc-job"), "{body}");
+        assert_eq!(a.byoc_stats().requests, 0);
+    } else {
+        // With it, the signer's signature is accepted by the orchestrator.
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        assert_eq!(a.byoc_stats().jobs.get(REVERSAL), Some(&1));
+    }
+}
