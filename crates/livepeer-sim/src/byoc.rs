@@ -129,7 +129,8 @@ pub enum ByocFault {
     /// The worker fails: after the checks and the payment, the orchestrator answers 500 with the
     /// worker's error text and charges the time, as go-livepeer does for a worker status ≥ 400.
     Status500,
-    /// The connection is dropped without an answer.
+    /// The connection is dropped without an answer (over HTTP/2, with every other request in
+    /// flight on it, as a crashing orchestrator would drop them).
     Close,
     /// Every job is refused with 503 `No capacity available for capability`.
     NoCapacity,
@@ -154,6 +155,8 @@ pub struct ByocStats {
     pub load: BTreeMap<String, u32>,
     /// The worker path of the last job (what followed `/process/request/`).
     pub last_path: Option<String>,
+    /// What the last job handed to a worker carried.
+    pub last_job: Option<ByocJobRecord>,
     /// Streams started.
     pub stream_starts: u64,
     /// Streams running now.
@@ -172,6 +175,29 @@ pub struct ByocStats {
     pub stream_updates: Vec<serde_json::Value>,
     /// Streams stopped because their balance stayed negative.
     pub streams_stopped_for_balance: u64,
+}
+
+/// What the simulator saw of one admitted BYOC job, for tests: [`ByocStats::last_job`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ByocJobRecord {
+    /// The JobRequest's `id`.
+    pub id: String,
+    /// Its `capability`.
+    pub capability: String,
+    /// Its `sender`, as go-livepeer reads the address.
+    pub sender: Address,
+    /// Its `request` (a JSON document as a string).
+    pub request: String,
+    /// Its `parameters`.
+    pub parameters: String,
+    /// Its `timeout_seconds`.
+    pub timeout_seconds: i64,
+    /// The worker path (what followed `/process/request/`).
+    pub path: String,
+    /// The request's `Content-Type`.
+    pub content_type: Option<String>,
+    /// Whether a non-empty `Livepeer-Payment` came with it.
+    pub paid: bool,
 }
 
 /// A gate [`ByocKind::Lines`] jobs wait at after their first event, from
@@ -312,7 +338,8 @@ pub(crate) fn capability_prices(shared: &Shared) -> Vec<net::PriceInfo> {
         .config
         .byoc
         .iter()
-        .filter(|c| c.price.0 >= 0 && c.price.1 > 0)
+        // go-livepeer leaves out negative prices.
+        .filter(|c| c.price.0 == 0 || (c.price.0 > 0) == (c.price.1 > 0))
         .map(|c| net::PriceInfo {
             price_per_unit: c.wei_per_second(),
             pixels_per_unit: 1,
@@ -413,13 +440,20 @@ pub(crate) fn verify_job(shared: &Shared, headers: &HeaderMap) -> Result<Job, Cr
     Ok(Job { req, sender, capability })
 }
 
-/// A JobSender (`Livepeer-Eth-Address`), as received and echoed in the token.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A JobSender (`Livepeer-Eth-Address`) as received.
+#[derive(Debug, Clone, Default, Deserialize)]
 struct JobSender {
     #[serde(default)]
     addr: Option<String>,
     #[serde(default)]
     sig: Option<String>,
+}
+
+/// A JobSender as the token echoes it (Go writes absent or null strings as `""`).
+#[derive(Debug, Serialize)]
+struct JobSenderOut {
+    addr: String,
+    sig: String,
 }
 
 /// go-livepeer's `verifyTokenCreds`: base64 JSON `{addr, sig}` with (on chain)
@@ -478,7 +512,7 @@ pub(crate) fn hex_to_address(text: &str) -> Address {
 /// `LastNonce`, in field order.
 #[derive(Debug, Serialize)]
 struct JobToken<'a> {
-    sender_address: JobSender,
+    sender_address: JobSenderOut,
     #[serde(skip_serializing_if = "Option::is_none")]
     ticket_params: Option<GoTicketParams>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -589,7 +623,10 @@ fn job_token(shared: &Shared, method: &Method, headers: &HeaderMap) -> Result<Re
         .ticket_params(addr, &price)
         .map_err(|e| Rejection::bad_request(format!("Could not get ticket params err={e}")))?;
     let token = JobToken {
-        sender_address: sender,
+        sender_address: JobSenderOut {
+            addr: sender.addr.unwrap_or_default(),
+            sig: sender.sig.unwrap_or_default(),
+        },
         ticket_params: params.as_ref().map(GoTicketParams::from),
         balance: token_balance(&shared.payments.balance(addr, name)),
         price: GoPrice { price_per_unit: price.price_per_unit, pixels_per_unit: 1 },

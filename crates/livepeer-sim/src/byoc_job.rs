@@ -33,7 +33,7 @@ use crate::byoc::{
 };
 use crate::payment::Charge;
 use crate::server::ConnKill;
-use crate::{PaymentRejection, Shared};
+use crate::{ByocJobRecord, PaymentRejection, Shared};
 
 /// Largest body a job may upload (an Echo of a large file); more is refused or cut.
 pub(crate) const MAX_BODY: u64 = 64 << 20;
@@ -76,11 +76,29 @@ pub(crate) async fn process(State(shared): State<Arc<Shared>>, req: Request) -> 
         Err(rejection) => return rejection.into_response(),
     };
     let path = req.uri().path().strip_prefix("/process/request/").unwrap_or_default().to_owned();
+    let record = record_of(&admitted.job, &path, req.headers());
     shared.byoc.update(|s| {
-        *s.jobs.entry(admitted.job.capability.clone()).or_insert(0) += 1;
+        *s.jobs.entry(record.capability.clone()).or_insert(0) += 1;
         s.last_path = Some(path);
+        s.last_job = Some(record);
     });
     run(shared, admitted, req).await
+}
+
+/// What tests see of an admitted job.
+fn record_of(job: &Job, path: &str, headers: &HeaderMap) -> ByocJobRecord {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ByocJobRecord {
+        id: job.id().to_owned(),
+        capability: job.capability.clone(),
+        sender: job.sender,
+        request: job.request().to_owned(),
+        parameters: job.parameters().to_owned(),
+        timeout_seconds: job.req.timeout_seconds,
+        path: path.to_owned(),
+        content_type: text("content-type"),
+        paid: text(headers::PAYMENT).is_some_and(|p| !p.is_empty()),
+    }
 }
 
 /// go-livepeer's `setupOrchJob`: the JobRequest, capacity, price, payment and balance, and the

@@ -8,8 +8,8 @@
 //! The simulated worker copies each input segment to the output channel and writes one JSON
 //! line per input segment to the data channel; parameter updates (from `/ai/stream/update` or
 //! the control channel) come back as events. A stream holds one unit of its capability's
-//! capacity until it ends: stopped, out of balance, its control channel closed, or the
-//! simulator stopped.
+//! capacity until it ends: stopped, out of balance, its control channel closed or idle for
+//! 5 minutes, or the simulator stopped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -312,14 +312,17 @@ impl Stream {
     }
 
     /// Applies each control message (keepalives aside) as the worker would and reports it as
-    /// an event. The control channel going away ends the stream, as go-livepeer's monitor does.
+    /// an event. The control channel going away ends the stream, as go-livepeer's monitor does;
+    /// so does a control channel idle for the trickle server's idle timeout (5 min), which
+    /// go-livepeer's trickle server would sweep: gateways keep it alive with `{"keep":"alive"}`.
     async fn control_loop<S: Subscribe>(self, mut control: S) {
+        let idle = self.shared.live.hub.config().idle_timeout;
         loop {
             let mut reader = tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                next = control.segment() => match next {
-                    Ok(Some(reader)) => reader,
-                    Ok(None) | Err(_) => break,
+                next = tokio::time::timeout(idle, control.segment()) => match next {
+                    Ok(Ok(Some(reader))) => reader,
+                    Ok(Ok(None) | Err(_)) | Err(_) => break,
                 },
             };
             let Ok(data) = read_segment(&mut reader, MAX_JSON).await else { continue };

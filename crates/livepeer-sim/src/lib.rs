@@ -56,7 +56,9 @@ use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
-pub use byoc::{BYOC_CAPABILITY_ID, ByocFault, ByocGate, ByocKind, ByocStats, MAX_LINES, SimByoc};
+pub use byoc::{
+    BYOC_CAPABILITY_ID, ByocFault, ByocGate, ByocJobRecord, ByocKind, ByocStats, MAX_LINES, SimByoc,
+};
 pub use fault::{AiFault, LedgerEntry};
 pub use live::{LiveMode, LiveStats, RunningStream};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};

@@ -56,7 +56,8 @@ struct Args {
     #[arg(long)]
     ai_http1_only: bool,
     /// A BYOC capability: `name:reverse|echo|lines[:capacity=N][:price=P/Q]` (price in wei per
-    /// second, per unit / scaling); repeatable.
+    /// second, per unit / scaling; quoted and charged only with `--eth-address`, since an
+    /// off-chain go-livepeer orchestrator quotes BYOC jobs at 0); repeatable.
     #[arg(long = "byoc")]
     byoc: Vec<String>,
 }

@@ -99,6 +99,10 @@ async fn a_paid_reverse_job_is_credited_charged_and_reports_the_balance() {
     let stats = sim.byoc_stats();
     assert_eq!(stats.jobs.get("text-reversal"), Some(&1));
     assert_eq!(stats.last_path.as_deref(), Some("reverse"));
+    let record = stats.last_job.clone().unwrap();
+    assert_eq!((record.sender, record.request.as_str()), (gw.address(), r#"{"run":1}"#));
+    assert_eq!((record.timeout_seconds, record.paid), (30, true));
+    assert_eq!(record.content_type.as_deref(), Some("application/json"));
     assert_eq!(stats.fees, Ratio::from_u64(PRICE as u64), "one second of compute");
     assert!(stats.ev_credited >= Ratio::from_u64(EV as u64), "one ticket's EV");
     assert!(stats.ev_credited >= stats.fees, "EV received covers the fees");

@@ -230,3 +230,20 @@ async fn a_stream_whose_balance_stays_negative_is_stopped() {
     let balance = sim.payments().balance(gw.address(), "live-echo").unwrap();
     assert!(balance.is_negative(), "stopped on the second negative check: {balance}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_whose_control_channel_stays_idle_is_ended() {
+    let sim = sim(Duration::from_secs(23), PRICE).await;
+    let gw = Client::new(&sim, key(7));
+    let resp = call(&gw, "start", "free-echo", "idle", "{}", None, json!({})).await;
+    assert_eq!(resp.status(), 200);
+    let events = header(&resp, "X-Events-Url").unwrap();
+    let config = ClientConfig::default();
+    let mut events = HttpSubscriber::new(config.client().unwrap(), &events, 0, config).unwrap();
+    assert_eq!(next_json(&mut events).await["type"], "stream_started");
+    // Nobody publishes on the control channel: after the idle timeout the stream ends.
+    while sim.byoc_stats().streams_active != 0 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    assert!(sim.byoc_stats().load.is_empty());
+}
