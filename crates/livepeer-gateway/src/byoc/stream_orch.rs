@@ -68,10 +68,7 @@ async fn call(
     route: &str,
     body: Bytes,
 ) -> Result<Answer, String> {
-    let JobSigner::Key(key) = &inner.byoc.signer else {
-        return Err("no key to sign the job".into());
-    };
-    let header = job.signed_header(key)?;
+    let header = sign(inner, job).await?;
     let pay = (&*token.token, token.seq);
     let payments = &inner.byoc.payments;
     let payment = payments
@@ -110,6 +107,26 @@ async fn call(
     let outcome = if answer.0 == 503 { ByocOutcome::Refused } else { ByocOutcome::Uncharged };
     payments.byoc_settle(payment, outcome);
     Ok(answer)
+}
+
+/// The signed `Livepeer` header of `job`: by the gateway's key, or by its remote signer.
+async fn sign(inner: &Inner, job: &JobRequest) -> Result<String, String> {
+    match &inner.byoc.signer {
+        JobSigner::Key(key) => job.signed_header(key),
+        JobSigner::Remote(_) => {
+            let fields = crate::payment::ByocJobFields {
+                id: &job.id,
+                capability: &job.capability,
+                request: &job.request,
+                parameters: &job.parameters,
+                timeout_seconds: job.timeout_seconds,
+            };
+            let payments = &inner.byoc.payments;
+            let (sender, sig) =
+                payments.byoc_sign_remote(&fields).await.map_err(|e| e.to_string())?;
+            job.encode(&sender, &sig)
+        }
+    }
 }
 
 /// A fresh job token of the stream's capability at `orch`.
@@ -308,10 +325,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         return Ok(false);
     }
     let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");
-    let JobSigner::Key(key) = &inner.byoc.signer else {
-        return Err("no key to sign the payment".into());
-    };
-    let header = job.signed_header(key)?;
+    let header = sign(inner, &job).await?;
     let payments = &inner.byoc.payments;
     let payment = payments
         .byoc_prepare(orch, capability, (&*token.token, token.seq), job.timeout_seconds)
