@@ -467,3 +467,51 @@ impl Drop for Opening<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> JobRequest {
+        JobRequest {
+            id: String::new(),
+            request: "{}".into(),
+            parameters: r#"{"enable_video_ingress":true}"#.into(),
+            capability: "c".into(),
+            timeout_seconds: 60,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_stream_id_is_the_name_and_the_id_as_go_livepeer_joins_them() {
+        let body = br#"{"stream_name":"cam","stream_id":"7","params":"{\"a\":1}"}"#;
+        let r = StartRequest::parse(job(), body).unwrap();
+        assert_eq!(r.stream_id, "cam-7");
+        assert_eq!(r.job.id, "cam-7");
+        assert_eq!(r.params, json!({"a": 1}));
+        assert!(r.flags.enable_video_ingress && !r.flags.enable_data_output);
+        let random = StartRequest::parse(job(), b"{}").unwrap();
+        assert_eq!(random.stream_id.len(), 16);
+        let object = StartRequest::parse(job(), br#"{"params":{"b":2}}"#).unwrap();
+        assert_eq!(object.params, json!({"b": 2}));
+    }
+
+    #[test]
+    fn bad_bodies_name_their_field() {
+        let field = |body: &[u8]| {
+            let e = StartRequest::parse(job(), body).unwrap_err();
+            assert_eq!(e.kind(), Kind::InvalidRequest);
+            e.field_name().unwrap().to_owned()
+        };
+        assert_eq!(field(b"nope"), "body");
+        assert_eq!(field(br#"{"params":"[1]"}"#), "params");
+        assert_eq!(field(br#"{"params":3}"#), "params");
+        assert_eq!(field(br#"{"stream_name":"x-out"}"#), "stream_name");
+        assert_eq!(field(br#"{"stream_id":"a/b"}"#), "stream_id");
+        let mut bad = job();
+        bad.parameters = "3".into();
+        assert_eq!(StartRequest::parse(bad, b"{}").unwrap_err().field_name(), Some("parameters"));
+    }
+}

@@ -331,3 +331,34 @@ async fn a_failed_orchestrator_is_swapped_and_every_segment_arrives_once() {
     assert_eq!(st["output_segments"], 4);
     assert_eq!(st["input_segments"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_failure_within_the_window_ends_the_stream() {
+    let sims = [sim("a", 0, None).await, sim("b", 0, None).await, sim("c", 0, None).await];
+    let gw = gateway(&sims.iter().collect::<Vec<_>>(), None).await;
+    let s = started(&gw, "budget").await;
+    let (client, config) = trickle();
+    let mut output = HttpSubscriber::new(client, &url(&s, "subscribe_url"), 0, config).unwrap();
+    let status_url = url(&s, "status_url");
+    let status = || async { call(reqwest::Method::GET, &status_url, Some(OWNER), "").await };
+    for swaps in 1..=3usize {
+        let st: Value = status().await.json().await.unwrap();
+        let serving = st["orchestrator_url"].as_str().unwrap().to_owned();
+        let sim = sims.iter().find(|s| s.service_url().trim_end_matches('/') == serving).unwrap();
+        sim.stop();
+        if swaps == 3 {
+            break;
+        }
+        eventually(Duration::from_secs(10), "the swap", || async {
+            let st: Value = status().await.json().await.unwrap();
+            st["state"] == "running" && st["swaps"].as_array().is_some_and(|s| s.len() == swaps)
+        })
+        .await;
+    }
+    // The third failure is beyond the budget: the stream ends and its channels close.
+    assert!(next_segment(&mut output).await.is_none());
+    eventually(Duration::from_secs(10), "the stream forgotten", || async {
+        status().await.status() == 404
+    })
+    .await;
+}
