@@ -38,6 +38,8 @@ pub const MAX_BODY: usize = 10 << 20;
 pub(crate) const MAX_SWAPS: u32 = 2;
 /// See [`MAX_SWAPS`].
 pub(crate) const SWAP_WINDOW: Duration = Duration::from_secs(60);
+/// Longest `/stop` waits for the orchestrator to be told and the channels closed.
+const STOP_WAIT: Duration = Duration::from_secs(20);
 /// Most data event readers (`GET …/data`) per stream at once.
 pub(crate) const MAX_DATA_READERS: usize = 8;
 
@@ -177,6 +179,9 @@ pub(crate) struct Counters {
     pub(crate) out_segments: AtomicU64,
     pub(crate) data_segments: AtomicU64,
     pub(crate) events: AtomicU64,
+    /// Milliseconds after the start when an input segment reached the orchestrator with no
+    /// output segment since (0: not waiting); the output watchdog counts from here.
+    pub(crate) waiting_since_ms: AtomicU64,
 }
 
 /// One stream.
@@ -192,12 +197,19 @@ pub(crate) struct Stream {
     pub(crate) counters: Counters,
     pub(crate) started: Instant,
     pub(crate) stop: CancellationToken,
+    /// Fires once the stream has released its channels and id.
+    pub(crate) done: CancellationToken,
     pub(crate) data_readers: Arc<Semaphore>,
 }
 
 impl Stream {
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
         self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    /// Milliseconds since the stream started, at least 1.
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.started.elapsed().as_millis() as u64).max(1)
     }
 
     /// Stops the stream for `reason` (the first reason sticks).
@@ -345,6 +357,7 @@ impl ByocStreams {
             counters: Counters::default(),
             started: Instant::now(),
             stop: CancellationToken::new(),
+            done: CancellationToken::new(),
             data_readers: Arc::new(Semaphore::new(MAX_DATA_READERS)),
         });
         self.reserve(&stream)?;
@@ -399,12 +412,8 @@ impl ByocStreams {
     /// Stops `stream` and waits (bounded) for its supervisor to tell the orchestrator.
     pub(crate) async fn stop(&self, stream: &Arc<Stream>) -> Value {
         stream.end("stopped by the client");
-        let gone = async {
-            while self.inner.table.lock().is_ok_and(|t| t.contains_key(&stream.id)) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(15), gone).await;
+        // The stop call's deadline and a little more.
+        let _ = tokio::time::timeout(STOP_WAIT, stream.done.cancelled()).await;
         json!({ "stream_id": stream.id, "stopped": true })
     }
 
@@ -444,6 +453,7 @@ impl Inner {
         if let Ok(mut table) = self.table.lock() {
             table.remove(&stream.id);
         }
+        stream.done.cancel();
     }
 }
 

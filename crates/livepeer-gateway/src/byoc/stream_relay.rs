@@ -27,6 +27,12 @@ const MAX_MESSAGE: usize = 1 << 20;
 const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Longest a segment write toward the orchestrator may stall.
 const WRITE_LIMIT: Duration = Duration::from_secs(30);
+/// An orchestrator whose output stalls this long while input reached it is replaced
+/// (go-livepeer `-liveOutSegmentTimeout`: 30 s); also how long output is awaited after the
+/// client closed its input.
+const OUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Why a stream ends when its client closes the input channel.
+const INPUT_CLOSED: &str = "the client closed its input";
 
 /// How a session ended.
 enum Outcome {
@@ -144,12 +150,49 @@ async fn run(
         session.service.clone(),
     ));
     drop(tx);
-    let outcome = tokio::select! {
-        _ = stream.stop.cancelled() => Outcome::Ended("stopped".into()),
-        got = rx.recv() => got.unwrap_or(Outcome::Ended("stopped".into())),
+    stream.counters.waiting_since_ms.store(0, Relaxed);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let outcome = loop {
+        tokio::select! {
+            _ = stream.stop.cancelled() => break Outcome::Ended("stopped".into()),
+            got = rx.recv() => break got.unwrap_or(Outcome::Ended("stopped".into())),
+            _ = tick.tick() => if let Some(why) = stalled(stream) {
+                break Outcome::Fault(why);
+            },
+        }
     };
+    if matches!(&outcome, Outcome::Ended(r) if r == INPUT_CLOSED) && session.subscribe_url.is_some()
+    {
+        drain(stream, &mut rx).await;
+    }
     set.abort_all();
     outcome
+}
+
+/// Output stalled while input reached the orchestrator.
+fn stalled(stream: &Stream) -> Option<String> {
+    let waiting = stream.counters.waiting_since_ms.load(Relaxed);
+    let limit = OUT_TIMEOUT.as_millis() as u64;
+    (waiting != 0 && stream.now_ms().saturating_sub(waiting) > limit)
+        .then(|| format!("no output for {limit} ms while input flowed"))
+}
+
+/// After the client closed its input, keeps relaying until every input segment has come
+/// back, the orchestrator's side ends, the stream is stopped, or output stalls.
+async fn drain(stream: &Stream, rx: &mut mpsc::Receiver<Outcome>) {
+    let c = &stream.counters;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stream.stop.cancelled() => return,
+            _ = rx.recv() => return,
+            _ = tick.tick() => {
+                if c.out_segments.load(Relaxed) >= c.in_segments.load(Relaxed) || stalled(stream).is_some() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn fault(what: &str, e: &TrickleError) -> Outcome {
@@ -174,7 +217,7 @@ async fn input(
     loop {
         let mut reader = match source.segment().await {
             Ok(Some(reader)) => reader,
-            Ok(None) => return Outcome::Ended("the client closed its input".into()),
+            Ok(None) => return Outcome::Ended(INPUT_CLOSED.into()),
             Err(e) => return Outcome::Ended(format!("client input: {e}")),
         };
         let seq = reader.seq();
@@ -204,7 +247,12 @@ async fn input(
             if let Err(e) = w.finish().await {
                 return fault("input", &e);
             }
-            stream.counters.in_segments.fetch_add(1, Relaxed);
+            let c = &stream.counters;
+            c.in_segments.fetch_add(1, Relaxed);
+            if stream.flags.enable_video_egress {
+                let now = stream.now_ms();
+                let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
+            }
         }
         progress.store(seq + 1, Relaxed);
     }
@@ -276,6 +324,7 @@ async fn pump(
                     return Outcome::Ended(format!("client output: {e}"));
                 }
                 c.out_segments.fetch_add(1, Relaxed);
+                c.waiting_since_ms.store(0, Relaxed);
             }
             continue;
         }

@@ -362,3 +362,24 @@ async fn a_third_failure_within_the_window_ends_the_stream() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_input_ends_the_stream_after_its_last_output() {
+    let a = sim("a", 0, None).await;
+    let gw = gateway(&[&a], None).await;
+    let s = started(&gw, "close").await;
+    let (client, config) = trickle();
+    let mut input =
+        HttpPublisher::new(client.clone(), &url(&s, "publish_url"), "video/MP2T", config.clone())
+            .unwrap();
+    let mut output = HttpSubscriber::new(client, &url(&s, "subscribe_url"), 0, config).unwrap();
+    let seg = segment(3, 40);
+    publish(&mut input, &seg).await;
+    input.close().await.unwrap();
+    assert_eq!(next_segment(&mut output).await.unwrap(), seg, "the last output still arrives");
+    assert!(next_segment(&mut output).await.is_none(), "then the stream ends");
+    eventually(Duration::from_secs(10), "the orchestrator told", || async {
+        a.byoc_stats().streams_active == 0
+    })
+    .await;
+}
