@@ -198,8 +198,12 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Byoc))?;
-        let admin_routes =
-            http::admin_router(state.clone(), live_state.clone(), byoc_state.clone());
+        let admin_routes = http::admin_router(
+            state.clone(),
+            live_state.clone(),
+            byoc_state.clone(),
+            byoc_streams.clone(),
+        );
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,

@@ -433,6 +433,15 @@ impl ByocStreams {
         super::stream_orch::update(&self.inner, stream, body).await
     }
 
+    /// The status of every running stream, by id.
+    pub fn statuses(&self) -> Vec<Value> {
+        let streams: Vec<Arc<Stream>> =
+            self.inner.table.lock().map(|t| t.values().cloned().collect()).unwrap_or_default();
+        let mut out: Vec<Value> = streams.iter().map(|s| s.status()).collect();
+        out.sort_by(|a, b| a["stream_id"].as_str().cmp(&b["stream_id"].as_str()));
+        out
+    }
+
     /// Running streams.
     pub fn len(&self) -> usize {
         self.inner.table.lock().map(|t| t.len()).unwrap_or(0)

@@ -41,6 +41,18 @@ pub(crate) fn router(streams: ByocStreams) -> Router {
         .nest(TRICKLE_PREFIX, trickle)
 }
 
+/// The admin route: `GET /byoc/streams`, the status of every running stream.
+pub(crate) fn admin_router(streams: ByocStreams) -> Router {
+    Router::new()
+        .route(
+            "/byoc/streams",
+            get(|State(streams): State<ByocStreams>| async move {
+                axum::Json(json!({ "streams": streams.statuses() }))
+            }),
+        )
+        .with_state(streams)
+}
+
 fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     Credentials { authorization: text(header::AUTHORIZATION.as_str()), secret: text(SECRET_HEADER) }

@@ -46,8 +46,12 @@ pub fn admin_router(
     state: crate::state::AppState,
     live: crate::live::LiveState,
     byoc: crate::byoc::ByocState,
+    byoc_streams: crate::byoc::stream::ByocStreams,
 ) -> Router {
-    admin::router(state).merge(live::admin_router(live)).merge(byoc::admin_router(byoc))
+    admin::router(state)
+        .merge(live::admin_router(live))
+        .merge(byoc::admin_router(byoc))
+        .merge(byoc_stream::admin_router(byoc_streams))
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else

@@ -188,6 +188,9 @@ async fn a_stream_relays_video_and_data_then_updates_and_stops() {
     assert_eq!(status["input_segments"], 3);
     assert_eq!(status["output_segments"], 3);
     assert_eq!(status["params"], json!({"prompt": "b"}));
+    let (code, listed) = admin_get(&gw, "/byoc/streams").await;
+    assert_eq!(code, 200);
+    assert_eq!(listed["streams"][0]["stream_id"], "cam-1", "{listed}");
 
     let stop = call(reqwest::Method::POST, &url(&s, "stop_url"), Some(OWNER), "").await;
     assert_eq!(stop.status(), 200);
