@@ -29,7 +29,7 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::http::read_body;
-use crate::payment::{ByocOutcome, ByocPayment, PayError};
+use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
 const ATTEMPT_GRACE: Duration = Duration::from_secs(5);
@@ -181,13 +181,12 @@ impl<'a> Job<'a> {
             Ok(header) => header,
             Err(e) => return Step::Done(self.finish(Err(e), None, "failed")),
         };
-        let pay = (&*token.token, token.seq);
         let timeout = self.req.timeout_seconds;
-        let payment =
-            match self.state.payments.byoc_prepare(&orch, &self.req.capability, pay, timeout) {
-                Ok(p) => p,
-                Err(e) => return self.unpaid(lease, &orch, &e),
-            };
+        let deadline = Instant::now() + Duration::from_secs(timeout) + ATTEMPT_GRACE;
+        let mut payment = match self.pay(&orch, &token, deadline).await {
+            Ok(p) => p,
+            Err(e) => return self.unpaid(lease, &orch, &e),
+        };
         self.tickets += payment.tickets;
         self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
         let Some(body) = sending.upload.body() else {
@@ -218,7 +217,11 @@ impl<'a> Job<'a> {
         let deadline = sent + Duration::from_secs(timeout) + ATTEMPT_GRACE;
         let answer = tokio::time::timeout_at(deadline, self.state.http.send_stream(request)).await;
         let resp = match answer {
-            Ok(Ok(resp)) => resp,
+            Ok(Ok(resp)) => {
+                // Answered: the orchestrator has processed the payment.
+                self.state.payments.byoc_confirm(&mut payment);
+                resp
+            }
             Ok(Err(e)) => {
                 self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
                 if sending.upload.too_large() {
@@ -235,6 +238,29 @@ impl<'a> Job<'a> {
         };
         let service = token.token.service_addr.clone();
         self.answered(lease, payment, resp, (sent, deadline), service).await
+    }
+
+    /// The payment of an attempt, waiting (until `deadline`) while the credit it would rely on
+    /// is not confirmed yet; past it the job goes as it is.
+    async fn pay(
+        &self,
+        orch: &str,
+        token: &Stored,
+        deadline: Instant,
+    ) -> Result<ByocPayment, PayError> {
+        let (cap, timeout) = (&self.req.capability, self.req.timeout_seconds);
+        loop {
+            let pay = (&*token.token, token.fetched);
+            match self.state.payments.byoc_prepare(orch, cap, pay, timeout)? {
+                ByocPrepared::Ready(payment) => return Ok(*payment),
+                ByocPrepared::Wait(mut confirmed) => {
+                    let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;
+                    if !matches!(waited, Ok(Ok(()))) {
+                        return Ok(ByocPayment::none(orch, cap));
+                    }
+                }
+            }
+        }
     }
 
     /// The job token of `orch`: the stored one, else a fresh one; a stored one reporting no

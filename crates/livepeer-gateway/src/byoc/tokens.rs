@@ -9,7 +9,6 @@
 //! The store holds only pairs the pool offers: each round drops the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,15 +22,14 @@ use crate::orchestrator::byoc::{JobToken, TokenError, fetch_token};
 use crate::orchestrator::http::OrchHttp;
 use crate::orchestrator::snapshot::byoc_offers;
 
-/// A stored token: the token, its sequence number (for the payment's balance view) and when
-/// it was fetched.
+/// A stored token and when it was fetched (which tells the payment's balance view whether
+/// the token's balance is news).
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// The token.
     pub token: Arc<JobToken>,
-    /// Increases with every token fetched.
-    pub seq: u64,
-    fetched: Instant,
+    /// When it was asked for.
+    pub fetched: Instant,
 }
 
 /// Token store settings.
@@ -58,13 +56,12 @@ struct Inner {
     sender: String,
     settings: TokenSettings,
     map: Mutex<HashMap<(String, String), Stored>>,
-    seq: AtomicU64,
 }
 
 impl Tokens {
     /// A store fetching with `http`, naming the gateway by `sender`.
     pub fn new(http: OrchHttp, sender: String, settings: TokenSettings) -> Self {
-        let inner = Inner { http, sender, settings, map: Mutex::default(), seq: AtomicU64::new(0) };
+        let inner = Inner { http, sender, settings, map: Mutex::default() };
         Self { inner: Arc::new(inner) }
     }
 
@@ -86,12 +83,10 @@ impl Tokens {
     /// Fetches a token of `capability` at `orch` now and stores it.
     pub async fn fetch(&self, orch: &str, capability: &str) -> Result<Stored, TokenError> {
         let i = &self.inner;
+        // When it was asked for: the balance it carries is no newer than that.
+        let asked = Instant::now();
         let token = fetch_token(&i.http, orch, &i.sender, capability, i.settings.timeout).await?;
-        let stored = Stored {
-            token: Arc::new(token),
-            seq: i.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            fetched: Instant::now(),
-        };
+        let stored = Stored { token: Arc::new(token), fetched: asked };
         if let Ok(mut map) = i.map.lock() {
             map.insert((orch.to_owned(), capability.to_owned()), stored.clone());
         }

@@ -3,15 +3,22 @@
 //!
 //! One account per (orchestrator, capability): the balance view the orchestrator keeps for
 //! (sender, capability), and the ticket session of the token's params. The view is set from
-//! the token's `balance` whenever a newer token is seen and no payment to the account is in
-//! flight (a payment in flight would be counted twice, or not at all, by a token fetched
-//! before the orchestrator processed it); in between it is credited by the EV of the tickets
-//! sent and debited by `ceil(seconds) × price` per job, as the orchestrator debits it.
+//! a token's `balance` when the token was fetched after the view last changed and no payment
+//! to the account is in flight (a token fetched before a credit or debit the view already
+//! holds, or before the orchestrator processed a payment in flight, would undo it); in
+//! between it is credited by the EV of the tickets sent and debited by `ceil(seconds) ×
+//! price` per job, as the orchestrator debits it.
 //!
 //! A job pays nothing while the view holds two minutes of the price (`120 × price`);
 //! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
 //! most 600 (the nonces one set of params takes). The view is credited when the payment is
 //! made, not when the job ends, so that concurrent jobs see it and do not all pay.
+//!
+//! Credit sent is unconfirmed until the orchestrator answers the job that carried it: a job
+//! sent meanwhile may reach it first, and it refuses a job without a minute of the price
+//! (`60 × price`). So a job that needs no payment of its own, but would find less than that
+//! without the unconfirmed credit, waits (within its deadline) for that credit to be
+//! confirmed rather than be refused, or pay again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +28,17 @@ use livepeer_pm::{
     payment_header_value,
 };
 
+use tokio::sync::watch;
+use tokio::time::Instant;
+
 use super::local::LocalPayer;
 use super::terms::PayError;
 use crate::orchestrator::byoc::JobToken;
 
 /// How many seconds of the price the view must hold for a job to go unpaid (go-livepeer).
 const MIN_BALANCE_SECONDS: u64 = 120;
+/// How many seconds of the price the orchestrator requires to find (PROTOCOL.md §10.4).
+const ORCH_MIN_SECONDS: u64 = 60;
 
 /// The BYOC accounts; cheap to clone. Bounded by the (orchestrator, capability) pairs the pool
 /// offers: [`ByocBooks::retain`] drops the rest.
@@ -35,16 +47,42 @@ pub(super) struct ByocBooks {
     accounts: Arc<Mutex<HashMap<(String, String), Account>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Account {
     /// What the orchestrator holds for (sender, capability), as this gateway sees it.
     balance: SignedRatio,
-    /// The sequence number of the token the view was last set from.
-    synced: u64,
+    /// When the view last changed (a token applied, a payment, a job settled).
+    changed: Option<Instant>,
     /// Payments with tickets not settled yet.
     pending: u32,
     /// The ticket session of the current token's params.
     session: Option<SenderSession>,
+    /// EV sent in payments whose job the orchestrator has not answered yet.
+    unconfirmed: Ratio,
+    /// Bumped whenever credit is confirmed, for jobs waiting on it.
+    confirmed: watch::Sender<u64>,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Self {
+            balance: SignedRatio::ZERO,
+            changed: None,
+            pending: 0,
+            session: None,
+            unconfirmed: Ratio::ZERO,
+            confirmed: watch::Sender::new(0),
+        }
+    }
+}
+
+/// What [`ByocBooks::prepare`] decided.
+#[derive(Debug)]
+pub enum ByocPrepared {
+    /// Send the job with this payment (which may be none).
+    Ready(Box<ByocPayment>),
+    /// Wait for credit in flight to be confirmed (the receiver changes), then prepare again.
+    Wait(watch::Receiver<u64>),
 }
 
 /// A BYOC payment made for one attempt; settle it with [`super::Payments::byoc_settle`].
@@ -59,17 +97,20 @@ pub struct ByocPayment {
     pub ev_sent: Ratio,
     /// Wei per second (exact).
     pub price: Ratio,
+    /// The orchestrator has answered the job that carried it.
+    confirmed: bool,
 }
 
 impl ByocPayment {
     /// An attempt that pays nothing: an off-chain gateway or orchestrator.
-    pub(super) fn none(orch: &str, capability: &str) -> Self {
+    pub fn none(orch: &str, capability: &str) -> Self {
         Self {
             account: (orch.to_owned(), capability.to_owned()),
             header: None,
             tickets: 0,
             ev_sent: Ratio::ZERO,
             price: Ratio::ZERO,
+            confirmed: false,
         }
     }
 
@@ -98,19 +139,19 @@ pub enum ByocOutcome {
 // === impl ByocBooks ===
 
 impl ByocBooks {
-    /// Pays (or not) for one job of `capability` at `orch` per `token` (the `seq`-th token
-    /// fetched), covering `timeout_seconds`.
+    /// Pays (or not) for one job of `capability` at `orch` per `token` (fetched at the
+    /// instant given), covering `timeout_seconds`.
     pub(super) fn prepare(
         &self,
         local: &LocalPayer,
         orch: &str,
         capability: &str,
-        token: (&JobToken, u64),
+        token: (&JobToken, Instant),
         timeout_seconds: u64,
-    ) -> Result<ByocPayment, PayError> {
-        let (token, seq) = token;
+    ) -> Result<ByocPrepared, PayError> {
+        let (token, fetched) = token;
         let Some(params) = token.ticket_params.filter(|_| !token.price.is_zero()) else {
-            return Ok(ByocPayment::none(orch, capability));
+            return Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
         };
         let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
         let price = token.price.to_ratio().map_err(|e| internal(&e))?;
@@ -118,17 +159,22 @@ impl ByocBooks {
         let key = (orch.to_owned(), capability.to_owned());
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
         let account = accounts.entry(key.clone()).or_default();
-        if seq > account.synced && account.pending == 0 {
+        if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
             account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
             if token.balance < 0 {
                 account.balance = account.balance.neg();
             }
-            account.synced = seq;
+            account.changed = Some(fetched);
         }
         let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
         let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
         if account.balance >= SignedRatio::from(floor) {
-            return Ok(payment);
+            let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
+            let sure = account.balance.checked_sub(&SignedRatio::from(account.unconfirmed));
+            if sure.is_ok_and(|sure| sure < SignedRatio::from(minute)) {
+                return Ok(ByocPrepared::Wait(account.confirmed.subscribe()));
+            }
+            return Ok(ByocPrepared::Ready(Box::new(payment)));
         }
         let cost = price.checked_mul_u64(timeout_seconds).map_err(|e| internal(&e))?;
         let tickets = ticket_count(&cost, &ev, timeout_seconds);
@@ -158,14 +204,31 @@ impl ByocBooks {
         account.balance =
             account.balance.checked_add(&SignedRatio::from(total)).map_err(|e| internal(&e))?;
         account.pending += 1;
+        account.changed = Some(Instant::now());
+        account.unconfirmed = account.unconfirmed.checked_add(&total).map_err(|e| internal(&e))?;
         payment.header = Some(payment_header_value(&proto));
         payment.tickets = tickets;
         payment.ev_sent = total;
-        Ok(payment)
+        Ok(ByocPrepared::Ready(Box::new(payment)))
+    }
+
+    /// The orchestrator answered the job that carried `payment`: its credit is confirmed, and
+    /// jobs waiting on it go on.
+    pub(super) fn confirm(&self, payment: &mut ByocPayment) {
+        if payment.tickets == 0 || payment.confirmed {
+            return;
+        }
+        payment.confirmed = true;
+        let Ok(mut accounts) = self.accounts.lock() else { return };
+        let Some(account) = accounts.get_mut(&payment.account) else { return };
+        account.unconfirmed =
+            account.unconfirmed.saturating_sub(&payment.ev_sent).unwrap_or(Ratio::ZERO);
+        account.confirmed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Settles a payment after its attempt.
-    pub(super) fn settle(&self, payment: ByocPayment, outcome: ByocOutcome) {
+    pub(super) fn settle(&self, mut payment: ByocPayment, outcome: ByocOutcome) {
+        self.confirm(&mut payment);
         let Ok(mut accounts) = self.accounts.lock() else { return };
         let Some(account) = accounts.get_mut(&payment.account) else { return };
         if payment.tickets > 0 {
@@ -177,7 +240,10 @@ impl ByocBooks {
             ByocOutcome::Refused => payment.ev_sent,
         };
         match account.balance.checked_sub(&SignedRatio::from(debit)) {
-            Ok(b) => account.balance = b,
+            Ok(b) => {
+                account.balance = b;
+                account.changed = Some(Instant::now());
+            }
             Err(e) => tracing::error!(error = %e, "BYOC balance settlement overflowed"),
         }
     }

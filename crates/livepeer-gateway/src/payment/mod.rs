@@ -23,7 +23,7 @@ use std::sync::Arc;
 use livepeer_pm::{OFFCHAIN_PAYMENT_HEADER, Ratio};
 use url::Url;
 
-pub use byoc::{ByocOutcome, ByocPayment};
+pub use byoc::{ByocOutcome, ByocPayment, ByocPrepared};
 pub use chain::SenderInfo;
 pub use local::LocalPayer;
 pub use remote::{SignerError, fetch_identity};
@@ -279,7 +279,7 @@ impl Payments {
     }
 
     /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
-    /// URL) per `token`, the `seq`-th token fetched, covering `timeout_seconds`. An off-chain
+    /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`. An off-chain
     /// gateway or orchestrator (no ticket params, price 0) pays nothing. Through a remote
     /// signer: refused, since no signer route pays a BYOC job from a token (go-livepeer has
     /// none; the caller reports it before getting here).
@@ -287,19 +287,23 @@ impl Payments {
         &self,
         orch: &str,
         capability: &str,
-        token: (&crate::orchestrator::byoc::JobToken, u64),
+        token: (&crate::orchestrator::byoc::JobToken, tokio::time::Instant),
         timeout_seconds: u64,
-    ) -> Result<ByocPayment, PayError> {
+    ) -> Result<ByocPrepared, PayError> {
+        let none = || Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
         match &self.way {
             Way::Local(local) => self.byoc.prepare(local, orch, capability, token, timeout_seconds),
-            Way::OffChain => Ok(ByocPayment::none(orch, capability)),
-            Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => {
-                Ok(ByocPayment::none(orch, capability))
-            }
+            Way::OffChain => none(),
+            Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => none(),
             Way::Remote(_) => Err(PayError::Refused(
                 "paying BYOC jobs through a remote signer is not supported".into(),
             )),
         }
+    }
+
+    /// The orchestrator answered the job `payment` went with: its credit is confirmed.
+    pub fn byoc_confirm(&self, payment: &mut ByocPayment) {
+        self.byoc.confirm(payment);
     }
 
     /// Settles a BYOC payment after its attempt.

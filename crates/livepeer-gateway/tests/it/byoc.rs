@@ -379,7 +379,7 @@ async fn five_hundred_paid_jobs_are_covered_within_one_ticket() {
                 (status, text)
             }
         })
-        .buffer_unordered(4);
+        .buffer_unordered(16);
     let results: Vec<_> = jobs.collect().await;
     for (status, text) in &results {
         assert_eq!(*status, 200, "{text}");
