@@ -17,7 +17,8 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::http::read_body;
-use crate::payment::ByocOutcome;
+use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
+use tokio::time::Instant;
 
 /// Deadline of a stop call's job (go-livepeer: `timeout_seconds` 10, plus its 5 s).
 const STOP_TIMEOUT_SECONDS: u64 = 10;
@@ -69,11 +70,9 @@ async fn call(
     body: Bytes,
 ) -> Result<Answer, String> {
     let header = sign(inner, job).await?;
-    let pay = (&*token.token, token.seq);
     let payments = &inner.byoc.payments;
-    let payment = payments
-        .byoc_prepare(orch, &job.capability, pay, job.timeout_seconds)
-        .map_err(|e| format!("payment: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
+    let mut payment = prepare(inner, orch, token, job, deadline).await?;
     let url = format!("{}{route}", token.token.service_addr);
     let mut builder = http::Request::post(url.as_str())
         .header(JOB_HEADER, header)
@@ -85,9 +84,9 @@ async fn call(
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
         return Err(format!("bad service address {url}"));
     };
-    let deadline = Duration::from_secs(job.timeout_seconds) + GRACE;
-    let sent = tokio::time::timeout(deadline, async {
+    let sent = tokio::time::timeout_at(deadline, async {
         let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
+        payments.byoc_confirm(&mut payment);
         let (parts, body) = resp.into_parts();
         let body = read_body(body, ANSWER_BYTES).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
@@ -101,7 +100,7 @@ async fn call(
         }
         Err(_) => {
             payments.byoc_settle(payment, ByocOutcome::Uncharged);
-            return Err(format!("no answer within {deadline:?}"));
+            return Err(format!("no answer within {}s", job.timeout_seconds + GRACE.as_secs()));
         }
     };
     let outcome = if answer.0 == 503 { ByocOutcome::Refused } else { ByocOutcome::Uncharged };
@@ -125,6 +124,33 @@ async fn sign(inner: &Inner, job: &JobRequest) -> Result<String, String> {
             let (sender, sig) =
                 payments.byoc_sign_remote(&fields).await.map_err(|e| e.to_string())?;
             job.encode(&sender, &sig)
+        }
+    }
+}
+
+/// The payment of a call, waiting (until `deadline`) while the credit it would rely on is
+/// not confirmed yet; past it the call goes unpaid, as a job's attempt does.
+async fn prepare(
+    inner: &Inner,
+    orch: &str,
+    token: &Stored,
+    job: &JobRequest,
+    deadline: Instant,
+) -> Result<ByocPayment, String> {
+    let payments = &inner.byoc.payments;
+    loop {
+        let pay = (&*token.token, token.fetched);
+        let prepared = payments
+            .byoc_prepare(orch, &job.capability, pay, job.timeout_seconds)
+            .map_err(|e| format!("payment: {e}"))?;
+        match prepared {
+            ByocPrepared::Ready(payment) => return Ok(*payment),
+            ByocPrepared::Wait(mut confirmed) => {
+                let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;
+                if !matches!(waited, Ok(Ok(()))) {
+                    return Ok(ByocPayment::none(orch, &job.capability));
+                }
+            }
         }
     }
 }
@@ -327,9 +353,8 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");
     let header = sign(inner, &job).await?;
     let payments = &inner.byoc.payments;
-    let payment = payments
-        .byoc_prepare(orch, capability, (&*token.token, token.seq), job.timeout_seconds)
-        .map_err(|e| format!("payment: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
+    let mut payment = prepare(inner, orch, &token, &job, deadline).await?;
     let Some(value) = payment.header().map(str::to_owned) else {
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
         return Ok(false);
@@ -345,13 +370,17 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
         return Err(format!("bad service address {url}"));
     };
-    let deadline = Duration::from_secs(job.timeout_seconds) + GRACE;
-    let sent = tokio::time::timeout(deadline, inner.byoc.http.send(request)).await;
+    let sent = tokio::time::timeout_at(deadline, inner.byoc.http.send(request)).await;
+    if matches!(sent, Ok(Ok(_))) {
+        payments.byoc_confirm(&mut payment);
+    }
     payments.byoc_settle(payment, ByocOutcome::Uncharged);
     let status = match sent {
         Ok(Ok(resp)) => resp.status().as_u16(),
         Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("no answer within {deadline:?}")),
+        Err(_) => {
+            return Err(format!("no answer within {}s", job.timeout_seconds + GRACE.as_secs()));
+        }
     };
     if status != 200 {
         return Err(format!("payment answered {status}"));
