@@ -386,3 +386,26 @@ async fn closing_the_input_ends_the_stream_after_its_last_output() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_first_payment_goes_after_fifty_seconds_in_paused_time() {
+    let a = sim("a", 100_000_000, Some(1)).await;
+    let gw = gateway(&[&a], None).await;
+    let s = started(&gw, "paused").await;
+    let t0 = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(49)).await;
+    assert_eq!(a.byoc_stats().stream_payments, 0, "nothing before the interval");
+    eventually(Duration::from_secs(5), "the payment at 50 s", || async {
+        a.byoc_stats().stream_payments >= 1
+    })
+    .await;
+    let at = t0.elapsed();
+    assert!(at >= Duration::from_secs(50) && at < Duration::from_secs(52), "paid at {at:?}");
+    let status: Value = call(reqwest::Method::GET, &url(&s, "status_url"), Some(OWNER), "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["payments"]["sent"], 1, "{status}");
+    assert!(a.payments().rejections.is_empty(), "{:?}", a.payments().rejections);
+}
