@@ -423,7 +423,7 @@ impl ByocStreams {
         &self,
         stream: &Arc<Stream>,
         body: bytes::Bytes,
-    ) -> Result<(u16, bytes::Bytes), Error> {
+    ) -> Result<super::stream_orch::Answer, Error> {
         if stream.stop.is_cancelled() {
             return Err(Error::new(Kind::StreamStopped, "the stream has stopped"));
         }

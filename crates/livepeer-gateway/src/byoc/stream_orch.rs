@@ -57,8 +57,8 @@ fn call_job(stream: &Stream, timeout_seconds: u64, parameters: &str) -> JobReque
     }
 }
 
-/// A call's answer: status and (bounded) body.
-type Answer = (u16, Bytes, http::HeaderMap);
+/// A call's answer: status, (bounded) body and headers.
+pub(crate) type Answer = (u16, Bytes, http::HeaderMap);
 
 /// `POST {service}{route}` with `job` signed and paid from `token`.
 async fn call(
@@ -325,11 +325,7 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, session: &Session, reas
 }
 
 /// `/ai/stream/update` on the serving orchestrator: its status and body, relayed.
-pub(crate) async fn update(
-    inner: &Inner,
-    stream: &Stream,
-    body: Bytes,
-) -> Result<(u16, Bytes), Error> {
+pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Result<Answer, Error> {
     let serving = stream.with_state(|s| s.orchestrator.clone()).flatten();
     let Some((orch, _)) = serving else {
         return Err(Error::new(Kind::StreamStopped, "no orchestrator serves the stream now"));
@@ -337,9 +333,9 @@ pub(crate) async fn update(
     let failed = |e: String| Error::new(Kind::OrchestratorFailed, format!("update: {e}"));
     let token = fresh_token(inner, &orch, &stream.job.capability).await.map_err(failed)?;
     let job = call_job(stream, STOP_TIMEOUT_SECONDS, "{}");
-    let (status, body, _) =
+    let answer =
         call(inner, &orch, &token, &job, "/ai/stream/update", body).await.map_err(failed)?;
-    Ok((status, body))
+    Ok(answer)
 }
 
 /// One payment (§10.6): a fresh token, then `/ai/stream/payment` when the price is above zero

@@ -116,9 +116,13 @@ async fn update(
         Err(e) => return e.into_response(),
     };
     match streams.update(&stream, body).await {
-        Ok((status, body)) => {
+        Ok((status, body, headers)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (status, body).into_response()
+            let mut resp = (status, body).into_response();
+            if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+            }
+            resp
         }
         Err(e) => e.into_response(),
     }

@@ -409,3 +409,28 @@ async fn the_first_payment_goes_after_fifty_seconds_in_paused_time() {
     assert_eq!(status["payments"]["sent"], 1, "{status}");
     assert!(a.payments().rejections.is_empty(), "{:?}", a.payments().rejections);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_bounded_in_count_and_bodies_in_bytes() {
+    let a = sim("a", 0, None).await;
+    let urls = [a.url()];
+    let mut c = config(&urls);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.byoc.max_streams = 1;
+    let gw = start(c).await;
+    let first = start_stream(&gw, ALL, json!({"stream_id": "one"})).await;
+    assert_eq!(first.status(), 200);
+    let second = start_stream(&gw, ALL, json!({"stream_id": "two"})).await;
+    assert_eq!(second.status(), 503);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "too_many_streams", "{body}");
+    assert_eq!(a.byoc_stats().stream_starts, 1, "refused before any orchestrator is asked");
+    let huge = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .header("Livepeer", header(60, ALL))
+        .body(vec![b' '; (10 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+}
