@@ -162,6 +162,8 @@ pub(crate) struct State {
     pub(crate) phase: Phase,
     /// Discovery URL and service address of the serving orchestrator.
     pub(crate) orchestrator: Option<(String, String)>,
+    /// The orchestrator a start call went to last (discovery URL).
+    pub(crate) attempting: Option<String>,
     pub(crate) swaps: Vec<Swap>,
     pub(crate) stop_reason: Option<String>,
     pub(crate) params: Value,
@@ -345,6 +347,7 @@ impl ByocStreams {
             state: Mutex::new(State {
                 phase: Phase::Starting,
                 orchestrator: None,
+                attempting: None,
                 swaps: Vec::new(),
                 stop_reason: None,
                 params: req.params,
@@ -361,14 +364,21 @@ impl ByocStreams {
             data_readers: Arc::new(Semaphore::new(MAX_DATA_READERS)),
         });
         self.reserve(&stream)?;
-        let mut guard = Opening { inner: &self.inner, stream: &stream, done: false };
+        let mut guard = Opening { inner: self.inner.clone(), stream: &stream, done: false };
         for (name, mime, wanted) in stream.channels() {
             if wanted && let Err(e) = self.inner.hub.create(&name, mime) {
                 let m = format!("cannot create channel {name}: {e}");
                 return Err(Error::new(Kind::TrickleUnavailable, m));
             }
         }
-        let session = super::stream_orch::attach(&self.inner, &stream, &[]).await?;
+        let session = match super::stream_orch::attach(&self.inner, &stream, &[]).await {
+            Ok(session) => session,
+            Err(e) => {
+                // Every start call was answered: nothing runs anywhere to be stopped.
+                stream.with_state(|s| s.attempting = None);
+                return Err(e);
+            }
+        };
         guard.done = true;
         drop(guard);
         super::stream_relay::spawn(self.inner.clone(), stream.clone(), session);
@@ -473,16 +483,27 @@ fn internal() -> Error {
 /// A start in progress: dropped before it is done (a failure, or the client gone), it
 /// releases the stream's channels and id.
 struct Opening<'a> {
-    inner: &'a Inner,
+    inner: Arc<Inner>,
     stream: &'a Arc<Stream>,
     done: bool,
 }
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.stream.end("the start failed");
-            self.inner.release(self.stream);
+        if self.done {
+            return;
+        }
+        let stream = self.stream;
+        stream.end("the start failed");
+        self.inner.release(stream);
+        // A start call cut off by the client going away may have started the stream on the
+        // orchestrator: stop it there rather than leave it running unpaid-for.
+        let attempted = stream.with_state(|s| (s.orchestrator.is_none(), s.attempting.take()));
+        if let Some((true, Some(orch))) = attempted {
+            let (inner, stream) = (self.inner.clone(), stream.clone());
+            self.inner.tasks.spawn("byoc-stream-abandoned", move |_| async move {
+                super::stream_orch::stop(&inner, &stream, &orch, "the start was abandoned").await;
+            });
         }
     }
 }

@@ -227,7 +227,13 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
             return Err(Failed::Next(e));
         }
     };
-    let params = stream.with_state(|s| s.params.clone()).unwrap_or_default();
+    // Known before the call: a start abandoned mid-call stops it there (`Opening`).
+    let params = stream
+        .with_state(|s| {
+            s.attempting = Some(orch.clone());
+            s.params.clone()
+        })
+        .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
     let (status, text, headers) =
         match call(inner, &orch, &token, &stream.job, "/ai/stream/start", body).await {
@@ -285,7 +291,7 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
         || (f.enable_data_output && session.data_url.is_none());
     if missing {
         let why = "start answer lacks a channel the stream enabled";
-        stop(inner, stream, &session, why).await;
+        stop(inner, stream, &session.orchestrator, why).await;
         session.lease.failed_job(why.into());
         return Err(Failed::Next(why.into()));
     }
@@ -297,27 +303,27 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
 }
 
 /// `/ai/stream/stop` on the session's orchestrator, the reason as the body; failures logged.
-pub(crate) async fn stop(inner: &Inner, stream: &Stream, session: &Session, reason: &str) {
+pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &str) {
     let capability = &stream.job.capability;
     let result = async {
-        let token = fresh_token(inner, &session.orchestrator, capability).await?;
+        let token = fresh_token(inner, orch, capability).await?;
         let job = call_job(stream, STOP_TIMEOUT_SECONDS, "");
         let body = Bytes::copy_from_slice(reason.as_bytes());
-        call(inner, &session.orchestrator, &token, &job, "/ai/stream/stop", body).await
+        call(inner, orch, &token, &job, "/ai/stream/stop", body).await
     }
     .await;
     match result {
         Ok((200, _, _)) => {}
         Ok((status, body, _)) => tracing::info!(
             stream = stream.id,
-            orchestrator = session.orchestrator,
+            orchestrator = orch,
             status,
             body = %String::from_utf8_lossy(&body),
             "BYOC stream stop refused"
         ),
         Err(e) => tracing::info!(
             stream = stream.id,
-            orchestrator = session.orchestrator,
+            orchestrator = orch,
             error = e,
             "BYOC stream stop failed"
         ),

@@ -59,7 +59,7 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
         let reason = match &outcome {
             Outcome::Ended(r) | Outcome::Fault(r) => r.clone(),
         };
-        stream_orch::stop(&inner, &stream, &session, &reason).await;
+        stream_orch::stop(&inner, &stream, &session.orchestrator, &reason).await;
         let Outcome::Fault(reason) = outcome else {
             stream.end(&reason);
             drop(session.lease);
