@@ -188,6 +188,25 @@ async fn a_stream_relays_video_and_data_then_updates_and_stops() {
     assert_eq!(status["input_segments"], 3);
     assert_eq!(status["output_segments"], 3);
     assert_eq!(status["params"], json!({"prompt": "b"}));
+    // Events come back on the client's events channel; control messages reach the worker.
+    let (client, config) = trickle();
+    let mut events_in =
+        HttpSubscriber::new(client.clone(), &url(&s, "events_url"), 0, config.clone()).unwrap();
+    let mut control =
+        HttpPublisher::new(client, &url(&s, "control_url"), "application/json", config).unwrap();
+    livepeer_trickle::publish_segment(&mut control, Bytes::from(r#"{"prompt":"c"}"#))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.contains(&json!({"type": "params_update", "params": {"prompt": "c"}})) {
+        let event = next_segment(&mut events_in).await.expect("an event");
+        seen.push(serde_json::from_slice::<Value>(&event).unwrap());
+    }
+    assert_eq!(seen[0]["type"], "stream_started", "{seen:?}");
+    assert!(
+        seen.contains(&json!({"type": "params_update", "params": {"prompt": "b"}})),
+        "{seen:?}"
+    );
     let (code, listed) = admin_get(&gw, "/byoc/streams").await;
     assert_eq!(code, 200);
     assert_eq!(listed["streams"][0]["stream_id"], "cam-1", "{listed}");
