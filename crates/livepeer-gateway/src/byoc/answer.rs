@@ -13,6 +13,10 @@ use futures_util::Stream;
 use hyper::body::{Body as _, Incoming};
 use tokio::time::{Instant, Sleep};
 
+use livepeer_pm::Ratio;
+
+use crate::job::JobKey;
+use crate::metrics::Metrics;
 use crate::orchestrator::Lease;
 use crate::payment::{ByocOutcome, ByocPayment, Payments};
 
@@ -26,6 +30,23 @@ pub(super) struct Settle {
     /// The seconds charged, when known at the answer's head (a plain answer: the worker is
     /// done); `None` for events, charged until their end.
     pub(super) charged: Option<u64>,
+    /// Where the fee is counted: metrics, the job key, the orchestrator and the request id.
+    pub(super) metrics: Metrics,
+    pub(super) key: JobKey,
+    pub(super) orch: String,
+    pub(super) request_id: String,
+}
+
+impl Settle {
+    /// Settles the payment for the seconds worked, and counts the fee.
+    fn charge(self) -> Lease {
+        let seconds = self.charged.unwrap_or_else(|| ceil_seconds(self.sent.elapsed()));
+        let fee = self.payment.fee(seconds);
+        self.metrics.paid(&self.orch, &self.key, 0, &Ratio::ZERO, &fee);
+        tracing::debug!(request_id = %self.request_id, seconds, fee_wei = %fee, "byoc job charged");
+        self.payments.byoc_settle(self.payment, ByocOutcome::Charged(seconds));
+        self.lease
+    }
 }
 
 /// The relayed body.
@@ -47,11 +68,10 @@ impl Relay {
     fn finish(&mut self, error: Option<String>) {
         self.done = true;
         let Some(s) = self.settle.take() else { return };
-        let seconds = s.charged.unwrap_or_else(|| ceil_seconds(s.sent.elapsed()));
-        s.payments.byoc_settle(s.payment, ByocOutcome::Charged(seconds));
+        let lease = s.charge();
         match error {
-            None => s.lease.succeeded(),
-            Some(e) => s.lease.failed_job(e),
+            None => lease.succeeded(),
+            Some(e) => lease.failed_job(e),
         }
     }
 }
@@ -98,9 +118,7 @@ impl Drop for Relay {
         // The client went away mid-answer: the orchestrator is not at fault, and charged for
         // its time all the same.
         if let Some(s) = self.settle.take() {
-            let seconds = s.charged.unwrap_or_else(|| ceil_seconds(s.sent.elapsed()));
-            s.payments.byoc_settle(s.payment, ByocOutcome::Charged(seconds));
-            drop(s.lease);
+            drop(s.charge());
         }
     }
 }

@@ -187,6 +187,10 @@ impl<'a> Job<'a> {
             Ok(p) => p,
             Err(e) => return self.unpaid(lease, &orch, &e),
         };
+        if payment.tickets > 0 {
+            let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
+            self.state.metrics.paid(url, &self.key, payment.tickets, ev, &livepeer_pm::Ratio::ZERO);
+        }
         self.tickets += payment.tickets;
         self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
         let Some(body) = sending.upload.body() else {
@@ -224,9 +228,16 @@ impl<'a> Job<'a> {
             }
             Ok(Err(e)) => {
                 self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                // The client's body, not the orchestrator, ended the attempt: no penalty.
                 if sending.upload.too_large() {
                     drop(lease);
                     let e = sending.upload.too_large_error();
+                    return Step::Done(self.finish(Err(e), None, "client_error"));
+                }
+                if sending.upload.broken() {
+                    drop(lease);
+                    let e = Error::new(Kind::BodyUnreadable, "the request body broke off")
+                        .field("body");
                     return Step::Done(self.finish(Err(e), None, "client_error"));
                 }
                 return self.failed(lease, e.to_string());
@@ -337,7 +348,10 @@ impl<'a> Job<'a> {
             // The lease is given back; the relay only bounds the body in time.
             (status, Relay::new(resp.into_body(), deadline, None).boxed(), "client_error")
         } else {
-            let settle = Settle { lease, payment, payments, sent, charged };
+            let (metrics, key) = (self.state.metrics.clone(), self.key.clone());
+            let (orch, request_id) = (lease.url().to_string(), self.req.id.clone());
+            let settle =
+                Settle { lease, payment, payments, sent, charged, metrics, key, orch, request_id };
             let relay = Relay::new(resp.into_body(), deadline, Some(settle));
             (status, relay.boxed(), if events { "stream" } else { "ok" })
         };

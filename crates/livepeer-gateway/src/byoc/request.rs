@@ -113,7 +113,12 @@ impl JobRequest {
             bad("parameters", format!("parameters must be a JSON object in a string: {e}"))
         })?;
         let filter = params.orchestrators.unwrap_or_default();
-        let id = wire.id.filter(|id| !id.is_empty()).unwrap_or_else(|| request_id.to_owned());
+        // The client's id goes to the orchestrator and into log lines: kept only when short
+        // and printable.
+        let printable = |id: &String| {
+            !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+        };
+        let id = wire.id.filter(printable).unwrap_or_else(|| request_id.to_owned());
         Ok(Self {
             id,
             request,

@@ -37,6 +37,8 @@ pub struct Upload {
     taken: Arc<AtomicBool>,
     /// The client sent more than `limit` bytes.
     too_large: Arc<AtomicBool>,
+    /// The client's body broke off while an attempt sent it.
+    broken: Arc<AtomicBool>,
     limit: u64,
 }
 
@@ -79,6 +81,7 @@ impl Upload {
             rest: Arc::new(Mutex::new(rest)),
             taken: Arc::default(),
             too_large: Arc::default(),
+            broken: Arc::default(),
             limit,
         })
     }
@@ -91,6 +94,12 @@ impl Upload {
     /// Whether the client sent more than the limit (the attempt failed because of it).
     pub fn too_large(&self) -> bool {
         self.too_large.load(Ordering::Acquire)
+    }
+
+    /// Whether the client's body broke off (the attempt failed because of it, not the
+    /// orchestrator).
+    pub fn broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// The error of a body over the limit.
@@ -110,6 +119,7 @@ impl Upload {
             sent: self.head.len() as u64,
             taken: self.taken.clone(),
             too_large: self.too_large.clone(),
+            broken: self.broken.clone(),
             limit: self.limit,
         })
     }
@@ -132,6 +142,7 @@ pub struct AttemptBody {
     sent: u64,
     taken: Arc<AtomicBool>,
     too_large: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
     limit: u64,
 }
 
@@ -173,6 +184,10 @@ impl Stream for AttemptBody {
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.broken.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(e)))
             }
             other => other,
         }

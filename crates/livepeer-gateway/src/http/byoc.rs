@@ -116,6 +116,11 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
         return Err(crate::byoc::upload::too_large(config.max_body_bytes));
     }
     let path = req.uri().path().strip_prefix(PREFIX).unwrap_or_default().to_owned();
+    // The path goes to the orchestrator as it is: no step may leave `/process/request/`.
+    if has_dot_segment(&path) {
+        let message = "the path after /process/request/ may not contain . or .. segments";
+        return Err(Error::new(Kind::InvalidRequest, message).field("path"));
+    }
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other).boxed();
@@ -137,6 +142,13 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
         upload: &upload,
     };
     Ok(crate::byoc::job::run(state, &job, &sending).await)
+}
+
+/// Whether a path has a `.` or `..` segment once `%2e` and `%2f` are decoded (as the
+/// orchestrator's router decodes them before cleaning the path).
+fn has_dot_segment(path: &str) -> bool {
+    let decoded = path.to_ascii_lowercase().replace("%2e", ".").replace("%2f", "/");
+    decoded.split('/').any(|s| s == "." || s == "..")
 }
 
 /// The client's answer: the orchestrator's, or the gateway's JSON error.

@@ -276,7 +276,114 @@ fn ticket_count(cost: &Ratio, ev: &Ratio, timeout_seconds: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livepeer_pm::{Address, B256, LocalSigner, U256, decode_payment_header};
+
     use super::*;
+    use crate::orchestrator::price::Price;
+    use crate::orchestrator::{OrchClient, Timeouts, TlsTrust};
+
+    fn payer() -> LocalPayer {
+        let second = Duration::from_secs(1);
+        let client =
+            OrchClient::new(Timeouts { connect: second, call: second }, TlsTrust::AcceptAny, None);
+        let limits = crate::config::Payment::default().limits().unwrap();
+        LocalPayer::new(Arc::new(LocalSigner::from_bytes(&[5; 32]).unwrap()), client, limits)
+    }
+
+    /// A token at `price` wei per second with tickets of EV 1000 wei, reporting `balance`.
+    fn token(price: i64, balance: i64) -> JobToken {
+        let params = livepeer_pm::TicketParams {
+            recipient: Address::from([7u8; 20]),
+            face_value: U256::from(1_000_000u64),
+            // EV = face × p / (2^256 − 1): one in a thousand.
+            win_prob: U256::MAX / U256::from(1000u64),
+            recipient_rand_hash: B256::from([9u8; 32]),
+            seed: U256::from(1u64),
+            expiration_block: U256::from(1_000_000u64),
+            expiration_params: None,
+        };
+        JobToken {
+            service_addr: "http://o:1".into(),
+            price: Price::new(price, 1).unwrap(),
+            price_info: livepeer_proto::net::PriceInfo {
+                price_per_unit: price,
+                pixels_per_unit: 1,
+                ..Default::default()
+            },
+            ticket_params: Some(params),
+            balance,
+            available_capacity: 1,
+        }
+    }
+
+    fn ready(p: ByocPrepared) -> ByocPayment {
+        match p {
+            ByocPrepared::Ready(p) => *p,
+            ByocPrepared::Wait(_) => panic!("expected a payment"),
+        }
+    }
+
+    #[test]
+    fn a_job_pays_for_its_timeout_until_two_minutes_are_held() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let t = token(2, 0);
+        let at = Instant::now();
+        // 2 wei/s × 30 s = 60 wei: one ticket of EV ~1000.
+        let mut first = ready(books.prepare(&local, "o", "c", (&t, at), 30).unwrap());
+        assert_eq!(first.tickets, 1);
+        let payment = decode_payment_header(first.header().unwrap()).unwrap();
+        assert_eq!(payment.ticket_sender_params.len(), 1);
+        assert_eq!(payment.ticket_sender_params[0].sender_nonce, 1);
+        assert_eq!(payment.expected_price.unwrap().price_per_unit, 2);
+        // The credit is not confirmed yet: a job that would rely on it waits.
+        assert!(matches!(
+            books.prepare(&local, "o", "c", (&t, at), 30).unwrap(),
+            ByocPrepared::Wait(_)
+        ));
+        books.confirm(&mut first);
+        // Confirmed, it holds more than 120 × 2 wei: no payment.
+        let second = ready(books.prepare(&local, "o", "c", (&t, at), 30).unwrap());
+        assert!(second.header().is_none() && second.tickets == 0);
+        books.settle(second, ByocOutcome::Charged(1));
+        books.settle(first, ByocOutcome::Charged(3));
+        let view = &books.report()[0].2;
+        let ev = t.ticket_params.unwrap().ev();
+        let expected = ev.saturating_sub(&Ratio::from_u64(8)).unwrap();
+        assert_eq!(*view, SignedRatio::from(expected).to_string(), "EV − 4 s × 2 wei");
+    }
+
+    #[test]
+    fn a_newer_token_sets_the_view_and_an_older_one_does_not() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let old = Instant::now();
+        let mut p = ready(books.prepare(&local, "o", "c", (&token(2, 0), old), 30).unwrap());
+        books.confirm(&mut p);
+        books.settle(p, ByocOutcome::Charged(1));
+        // A token asked for before the view changed is old news: ignored, no payment.
+        let q = ready(books.prepare(&local, "o", "c", (&token(2, 0), old), 30).unwrap());
+        assert_eq!(q.tickets, 0);
+        books.settle(q, ByocOutcome::Uncharged);
+        // A newer one saying the balance is gone: pay again, on a new nonce.
+        let later = Instant::now() + Duration::from_millis(1);
+        let r = ready(books.prepare(&local, "o", "c", (&token(2, 0), later), 30).unwrap());
+        assert_eq!(r.tickets, 1);
+        let payment = decode_payment_header(r.header().unwrap()).unwrap();
+        assert_eq!(payment.ticket_sender_params[0].sender_nonce, 2, "same params, next nonce");
+    }
+
+    #[test]
+    fn free_and_off_chain_orchestrators_are_not_paid() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        let free = ready(books.prepare(&local, "o", "c", (&token(0, 0), at), 30).unwrap());
+        assert!(free.header().is_none());
+        let mut off = token(5, 0);
+        off.ticket_params = None;
+        assert!(ready(books.prepare(&local, "o", "c", (&off, at), 30).unwrap()).header().is_none());
+    }
 
     #[test]
     fn tickets_cover_the_timeout_and_are_capped() {

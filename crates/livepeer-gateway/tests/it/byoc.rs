@@ -131,6 +131,18 @@ async fn every_bad_header_is_refused_naming_its_field() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["field"], field, "{value:?}: {body}");
     }
+    // (Plain dot segments never leave an HTTP client; encoded slashes do.)
+    for path in ["..%2Fadmin", "a%2F..%2Fb", "a/.%2E%2fb"] {
+        let resp = http
+            .post(format!("http://{}/process/request/{path}", gw.http_addr))
+            .header("Livepeer", job("capability", json!(REVERSAL)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "path", "{path}");
+    }
     let e = http.post(&url).header("Livepeer", job("timeout_seconds", Value::Null)).send().await;
     let body: Value = e.unwrap().json().await.unwrap();
     assert_eq!(
@@ -447,4 +459,50 @@ async fn a_keyless_gateway_has_its_remote_signer_sign_jobs() {
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
         assert_eq!(a.byoc_stats().jobs.get(REVERSAL), Some(&1));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_refused_or_cut_off_at_it() {
+    const LIMIT: u64 = 2 << 20;
+    let a = sim("a", free_caps(), None).await;
+    let mut c = config(&[a.url()]);
+    c.byoc.max_body_bytes = LIMIT;
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/process/request/echo", gw.http_addr);
+    // A declared length over the limit: 413 before anything is read or sent.
+    let resp = http
+        .post(&url)
+        .header("Livepeer", header("echo", 10, json!({})))
+        .body(vec![0u8; LIMIT as usize + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "body");
+    assert_eq!(a.byoc_stats().requests, 0);
+    // A chunked body that outgrows it: never more than the limit reaches the orchestrator.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..48).map(|_| Ok(vec![7u8; 64 << 10])).collect();
+    let upload = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let sent =
+        http.post(&url).header("Livepeer", header("echo", 10, json!({}))).body(upload).send().await;
+    let echoed = match sent {
+        Ok(resp) if resp.status() == 200 => {
+            let mut body = resp.bytes_stream();
+            let mut n = 0;
+            while let Some(Ok(c)) = body.next().await {
+                n += c.len();
+            }
+            n
+        }
+        Ok(resp) => {
+            assert_eq!(resp.status(), 413);
+            0
+        }
+        Err(_) => 0,
+    };
+    assert!(echoed < 3 << 20, "the answer is cut short: {echoed}");
+    assert!(a.byoc_stats().bytes_received <= LIMIT, "{}", a.byoc_stats().bytes_received);
 }
