@@ -7,6 +7,9 @@
 //! Files: `request` (the `Livepeer` header), `upload` (the streamed body and what may be
 //! retried), `tokens` (job tokens kept fresh in the background), `job` (attempts and
 //! failover) and `answer` (the answer's body, relayed and accounted).
+//! Streams (`/process/stream/…`, PROTOCOL.md §10.6): `stream` (the table, ownership, the
+//! client's requests), `stream_orch` (calls to orchestrators) and `stream_relay` (supervisor,
+//! relays, payments, swaps).
 
 mod answer;
 pub mod job;
