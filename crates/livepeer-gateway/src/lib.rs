@@ -192,8 +192,18 @@ impl Gateway {
             let byoc = byoc_state.clone();
             move |cancel| byoc.run_tokens(cancel)
         });
-        let admin_routes =
-            http::admin_router(state.clone(), live_state.clone(), byoc_state.clone());
+        let byoc_streams = byoc::stream::ByocStreams::new(
+            byoc_state.clone(),
+            config.live.public_url.clone(),
+            &tasks,
+        )
+        .map_err(setup(Part::Byoc))?;
+        let admin_routes = http::admin_router(
+            state.clone(),
+            live_state.clone(),
+            byoc_state.clone(),
+            byoc_streams.clone(),
+        );
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
@@ -202,7 +212,7 @@ impl Gateway {
         };
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let signer = signer_state(&config, &state)?;
-        let public = http::public_router(ai_state, live_state, byoc_state, signer);
+        let public = http::public_router(ai_state, live_state, byoc_state, byoc_streams, signer);
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;

@@ -7,10 +7,16 @@
 //! Files: `request` (the `Livepeer` header), `upload` (the streamed body and what may be
 //! retried), `tokens` (job tokens kept fresh in the background), `job` (attempts and
 //! failover) and `answer` (the answer's body, relayed and accounted).
+//! Streams (`/process/stream/…`, PROTOCOL.md §10.6): `stream` (the table, ownership, the
+//! client's requests), `stream_orch` (calls to orchestrators) and `stream_relay` (supervisor,
+//! relays, payments, swaps).
 
 mod answer;
 pub mod job;
 pub mod request;
+pub mod stream;
+mod stream_orch;
+mod stream_relay;
 pub mod tokens;
 pub mod upload;
 
@@ -48,6 +54,10 @@ pub struct ByocConfig {
     pub token_timeout: Duration,
     /// Token calls in flight at once in a refresh round.
     pub token_concurrency: usize,
+    /// How often a stream's orchestrator is paid (`--byoc-payment-interval`).
+    pub payment_interval: Duration,
+    /// Most streams at once (`--byoc-max-streams`).
+    pub max_streams: usize,
 }
 
 /// Who signs job requests.

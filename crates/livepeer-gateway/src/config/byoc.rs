@@ -33,6 +33,12 @@ section! {
         /// Deadline of one BYOC job-token call [default: 1s].
         #[arg(long, env = "LP_BYOCTOKENTIMEOUT")]
         pub byoc_token_timeout: Option<String>,
+        /// How often a BYOC stream's orchestrator is paid (go-livepeer: 50s) [default: 50s].
+        #[arg(long, env = "LP_BYOCPAYMENTINTERVAL")]
+        pub byoc_payment_interval: Option<String>,
+        /// Most BYOC streams at once [default: 100].
+        #[arg(long, env = "LP_BYOCMAXSTREAMS")]
+        pub byoc_max_streams: Option<usize>,
     }
 }
 
@@ -64,6 +70,15 @@ impl Byoc {
             self.byoc_token_timeout,
             Duration::from_secs(1),
         )?;
+        let payment_interval = positive_duration(
+            "--byoc-payment-interval",
+            self.byoc_payment_interval,
+            Duration::from_secs(50),
+        )?;
+        let max_streams = self.byoc_max_streams.unwrap_or(100);
+        if max_streams == 0 {
+            return Err(bad("--byoc-max-streams", "must be at least 1"));
+        }
         let caps = parse_caps(self.byoc_max_price.as_deref().unwrap_or(""))?;
         let config = ByocConfig {
             max_body_bytes,
@@ -73,6 +88,8 @@ impl Byoc {
             token_refresh: refresh,
             token_timeout,
             token_concurrency: 16,
+            payment_interval,
+            max_streams,
         };
         Ok((config, caps))
     }

@@ -8,6 +8,7 @@ mod admin;
 mod ai;
 mod body;
 mod byoc;
+mod byoc_stream;
 pub(crate) mod error;
 mod live;
 pub(crate) mod server;
@@ -26,11 +27,13 @@ pub fn public_router(
     ai: crate::ai::AiState,
     live: crate::live::LiveState,
     byoc: crate::byoc::ByocState,
+    byoc_streams: crate::byoc::stream::ByocStreams,
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
     let router = ai::router(ai)
         .merge(live::router(live))
         .merge(byoc::router(byoc))
+        .merge(byoc_stream::router(byoc_streams))
         .route("/healthz", get(|| async { "ok" }));
     match signer {
         Some(state) => router.merge(signer::router(state)),
@@ -43,8 +46,12 @@ pub fn admin_router(
     state: crate::state::AppState,
     live: crate::live::LiveState,
     byoc: crate::byoc::ByocState,
+    byoc_streams: crate::byoc::stream::ByocStreams,
 ) -> Router {
-    admin::router(state).merge(live::admin_router(live)).merge(byoc::admin_router(byoc))
+    admin::router(state)
+        .merge(live::admin_router(live))
+        .merge(byoc::admin_router(byoc))
+        .merge(byoc_stream::admin_router(byoc_streams))
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else

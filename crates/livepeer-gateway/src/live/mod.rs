@@ -52,8 +52,9 @@ pub use context::LiveState;
 pub use error::LiveError;
 pub(crate) use owner::Credentials;
 pub use owner::SECRET_HEADER;
+pub(crate) use owner::{Denied, Owner};
 pub use stream::{FlowStatus, Phase, StreamStatus, SwapRecord};
-pub(crate) use supervisor::MAX_CONTROL_BODY;
+pub(crate) use supervisor::{MAX_CONTROL_BODY, SwapBudget};
 
 use std::time::Duration;
 

@@ -1,0 +1,395 @@
+//! A BYOC stream's calls to orchestrators (PROTOCOL.md §10.6): `/ai/stream/start` on one
+//! selected as jobs are (with a fresh token, the job signed with id = stream id, paid per
+//! §10.7), and `/ai/stream/stop`, `/ai/stream/update` and `/ai/stream/payment` on the one
+//! serving the stream, each with a fresh token as go-livepeer's gateway fetches one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::json;
+
+use super::JobSigner;
+use super::request::{JOB_HEADER, JobRequest};
+use super::stream::{Inner, Phase, Stream};
+use super::tokens::{Stored, orch_key};
+use crate::error::{Error, Kind};
+use crate::job::JobKey;
+use crate::orchestrator::Lease;
+use crate::orchestrator::http::read_body;
+use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
+use tokio::time::Instant;
+
+/// Deadline of a stop call's job (go-livepeer: `timeout_seconds` 10, plus its 5 s).
+const STOP_TIMEOUT_SECONDS: u64 = 10;
+/// `timeout_seconds` of a payment's job (go-livepeer: 70).
+const PAYMENT_TIMEOUT_SECONDS: u64 = 70;
+/// Added to `timeout_seconds` for a call's deadline (go-livepeer).
+const GRACE: Duration = Duration::from_secs(5);
+/// The most of an answer's body read.
+const ANSWER_BYTES: usize = 64 * 1024;
+
+/// An orchestrator serving the stream.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Its discovery URL (as `parameters.orchestrators` names it).
+    pub(crate) orchestrator: String,
+    /// Where its calls go.
+    pub(crate) service: String,
+    pub(crate) lease: Lease,
+    pub(crate) publish_url: Option<String>,
+    pub(crate) subscribe_url: Option<String>,
+    pub(crate) data_url: Option<String>,
+    pub(crate) control_url: String,
+    pub(crate) events_url: String,
+}
+
+/// A job of the stream's capability naming the stream in `request` (stop, update, payment).
+fn call_job(stream: &Stream, timeout_seconds: u64, parameters: &str) -> JobRequest {
+    JobRequest {
+        id: stream.id.clone(),
+        request: json!({ "stream_id": stream.id }).to_string(),
+        parameters: parameters.to_owned(),
+        capability: stream.job.capability.clone(),
+        timeout_seconds,
+        include: Vec::new(),
+        exclude: Vec::new(),
+    }
+}
+
+/// A call's answer: status, (bounded) body and headers.
+pub(crate) type Answer = (u16, Bytes, http::HeaderMap);
+
+/// `POST {service}{route}` with `job` signed and paid from `token`.
+async fn call(
+    inner: &Inner,
+    orch: &str,
+    token: &Stored,
+    job: &JobRequest,
+    route: &str,
+    body: Bytes,
+) -> Result<Answer, String> {
+    let header = sign(inner, job).await?;
+    let payments = &inner.byoc.payments;
+    let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
+    let mut payment = prepare(inner, orch, token, job, deadline).await?;
+    let url = format!("{}{route}", token.token.service_addr);
+    let mut builder = http::Request::post(url.as_str())
+        .header(JOB_HEADER, header)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(p) = payment.header() {
+        builder = builder.header(livepeer_pm::PAYMENT_HEADER, p);
+    }
+    let Ok(request) = builder.body(Full::new(body)) else {
+        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        return Err(format!("bad service address {url}"));
+    };
+    let sent = tokio::time::timeout_at(deadline, async {
+        let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
+        payments.byoc_confirm(&mut payment);
+        let (parts, body) = resp.into_parts();
+        let body = read_body(body, ANSWER_BYTES).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
+    })
+    .await;
+    let answer = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            return Err(e);
+        }
+        Err(_) => {
+            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            return Err(format!("no answer within {}s", job.timeout_seconds + GRACE.as_secs()));
+        }
+    };
+    let outcome = if answer.0 == 503 { ByocOutcome::Refused } else { ByocOutcome::Uncharged };
+    payments.byoc_settle(payment, outcome);
+    Ok(answer)
+}
+
+/// The signed `Livepeer` header of `job`: by the gateway's key, or by its remote signer.
+async fn sign(inner: &Inner, job: &JobRequest) -> Result<String, String> {
+    match &inner.byoc.signer {
+        JobSigner::Key(key) => job.signed_header(key),
+        JobSigner::Remote(_) => {
+            let fields = crate::payment::ByocJobFields {
+                id: &job.id,
+                capability: &job.capability,
+                request: &job.request,
+                parameters: &job.parameters,
+                timeout_seconds: job.timeout_seconds,
+            };
+            let payments = &inner.byoc.payments;
+            let (sender, sig) =
+                payments.byoc_sign_remote(&fields).await.map_err(|e| e.to_string())?;
+            job.encode(&sender, &sig)
+        }
+    }
+}
+
+/// The payment of a call, waiting (until `deadline`) while the credit it would rely on is
+/// not confirmed yet; past it the call goes unpaid, as a job's attempt does.
+async fn prepare(
+    inner: &Inner,
+    orch: &str,
+    token: &Stored,
+    job: &JobRequest,
+    deadline: Instant,
+) -> Result<ByocPayment, String> {
+    let payments = &inner.byoc.payments;
+    loop {
+        let pay = (&*token.token, token.fetched);
+        let prepared = payments
+            .byoc_prepare(orch, &job.capability, pay, job.timeout_seconds)
+            .map_err(|e| format!("payment: {e}"))?;
+        match prepared {
+            ByocPrepared::Ready(payment) => return Ok(*payment),
+            ByocPrepared::Wait(mut confirmed) => {
+                let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;
+                if !matches!(waited, Ok(Ok(()))) {
+                    return Ok(ByocPayment::none(orch, &job.capability));
+                }
+            }
+        }
+    }
+}
+
+/// A fresh job token of the stream's capability at `orch`.
+async fn fresh_token(inner: &Inner, orch: &str, capability: &str) -> Result<Stored, String> {
+    inner.byoc.tokens.fetch(orch, capability).await.map_err(|e| format!("job token: {e}"))
+}
+
+/// Selects an orchestrator (not in `exclude`, allowed by the job's filter) and starts the
+/// stream on it, trying up to `--byoc-max-attempts`.
+pub(crate) async fn attach(
+    inner: &Inner,
+    stream: &Stream,
+    exclude: &[String],
+) -> Result<Session, Error> {
+    let key = JobKey::byoc(&stream.job.capability);
+    let snap = inner.byoc.pool.snapshot();
+    let mut skip: Vec<String> = snap
+        .slots
+        .iter()
+        .filter(|s| !stream.job.allows(&orch_key(&s.url)))
+        .map(|s| s.url.to_string())
+        .collect();
+    skip.extend(exclude.iter().cloned());
+    let mut tried: Vec<String> = Vec::new();
+    for _ in 0..inner.byoc.config.max_attempts {
+        let names: Vec<&str> = skip.iter().map(String::as_str).collect();
+        let lease = match inner.byoc.pool.select(&key, &names) {
+            Ok(lease) => lease,
+            Err(e) if tried.is_empty() => return Err(Error::select(&e).field("capability")),
+            Err(_) => break,
+        };
+        skip.push(lease.url().to_string());
+        let orch = orch_key(lease.url());
+        match start_on(inner, stream, lease).await {
+            Ok(session) => return Ok(session),
+            Err(Failed::Client(e)) => return Err(e),
+            Err(Failed::Next(why)) => {
+                tracing::info!(
+                    stream = stream.id,
+                    orchestrator = orch,
+                    error = why,
+                    "BYOC stream start failed"
+                );
+                tried.push(format!("{orch}: {why}"));
+            }
+        }
+    }
+    let m = format!(
+        "BYOC stream {:?} could not start on {} orchestrator(s): {}",
+        stream.job.capability,
+        tried.len(),
+        tried.join("; ")
+    );
+    Err(Error::new(Kind::OrchestratorsUnavailable, m))
+}
+
+enum Failed {
+    /// The orchestrator refused the client's request: the client's error.
+    Client(Error),
+    /// Try the next orchestrator.
+    Next(String),
+}
+
+/// `/ai/stream/start` on `lease`'s orchestrator.
+async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Session, Failed> {
+    let orch = orch_key(lease.url());
+    let token = match fresh_token(inner, &orch, &stream.job.capability).await {
+        Ok(t) if t.token.available_capacity > 0 => t,
+        Ok(_) => return Err(Failed::Next("no capacity (job token)".into())),
+        Err(e) => {
+            lease.failed_job(e.clone());
+            return Err(Failed::Next(e));
+        }
+    };
+    // Known before the call: a start abandoned mid-call stops it there (`Opening`).
+    let params = stream
+        .with_state(|s| {
+            s.attempting = Some(orch.clone());
+            s.params.clone()
+        })
+        .unwrap_or_default();
+    let body = Bytes::from(json!({ "params": params }).to_string());
+    let (status, text, headers) =
+        match call(inner, &orch, &token, &stream.job, "/ai/stream/start", body).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                lease.failed_job(e.clone());
+                return Err(Failed::Next(e));
+            }
+        };
+    let text = String::from_utf8_lossy(&text).trim().chars().take(300).collect::<String>();
+    match status {
+        200 => {}
+        400 => {
+            lease.client_error();
+            let m = format!("the orchestrator refused the stream: {text}");
+            return Err(Failed::Client(Error::new(Kind::InvalidRequest, m)));
+        }
+        402 | 503 => return Err(Failed::Next(format!("{status} {text}"))),
+        _ => {
+            lease.failed_job(format!("{status} {text}"));
+            return Err(Failed::Next(format!("{status} {text}")));
+        }
+    }
+    let service = token.token.service_addr.clone();
+    let base = service.clone();
+    let url = |name: &str| {
+        let raw = headers.get(name)?.to_str().ok()?.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        // go-livepeer `AppendHostname`: a bare path is on the orchestrator's host.
+        if raw.starts_with("http://") || raw.starts_with("https://") {
+            Some(raw.to_owned())
+        } else {
+            Some(format!("{base}/{}", raw.trim_start_matches('/')))
+        }
+    };
+    let (Some(control_url), Some(events_url)) = (url("X-Control-Url"), url("X-Events-Url")) else {
+        lease.failed_job("start answer lacks X-Control-Url or X-Events-Url".into());
+        return Err(Failed::Next("start answer lacks X-Control-Url or X-Events-Url".into()));
+    };
+    let f = stream.flags;
+    let session = Session {
+        orchestrator: orch,
+        service,
+        publish_url: url("X-Publish-Url").filter(|_| f.enable_video_ingress),
+        subscribe_url: url("X-Subscribe-Url").filter(|_| f.enable_video_egress),
+        data_url: url("X-Data-Url").filter(|_| f.enable_data_output),
+        control_url,
+        events_url,
+        lease,
+    };
+    let missing = (f.enable_video_ingress && session.publish_url.is_none())
+        || (f.enable_video_egress && session.subscribe_url.is_none())
+        || (f.enable_data_output && session.data_url.is_none());
+    if missing {
+        let why = "start answer lacks a channel the stream enabled";
+        stop(inner, stream, &session.orchestrator, why).await;
+        session.lease.failed_job(why.into());
+        return Err(Failed::Next(why.into()));
+    }
+    stream.with_state(|s| {
+        s.phase = Phase::Running;
+        s.orchestrator = Some((session.orchestrator.clone(), session.service.clone()));
+    });
+    Ok(session)
+}
+
+/// `/ai/stream/stop` on the session's orchestrator, the reason as the body; failures logged.
+pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &str) {
+    let capability = &stream.job.capability;
+    let result = async {
+        let token = fresh_token(inner, orch, capability).await?;
+        let job = call_job(stream, STOP_TIMEOUT_SECONDS, "");
+        let body = Bytes::copy_from_slice(reason.as_bytes());
+        call(inner, orch, &token, &job, "/ai/stream/stop", body).await
+    }
+    .await;
+    match result {
+        Ok((200, _, _)) => {}
+        Ok((status, body, _)) => tracing::info!(
+            stream = stream.id,
+            orchestrator = orch,
+            status,
+            body = %String::from_utf8_lossy(&body),
+            "BYOC stream stop refused"
+        ),
+        Err(e) => tracing::info!(
+            stream = stream.id,
+            orchestrator = orch,
+            error = e,
+            "BYOC stream stop failed"
+        ),
+    }
+}
+
+/// `/ai/stream/update` on the serving orchestrator: its status and body, relayed.
+pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Result<Answer, Error> {
+    let serving = stream.with_state(|s| s.orchestrator.clone()).flatten();
+    let Some((orch, _)) = serving else {
+        return Err(Error::new(Kind::StreamStopped, "no orchestrator serves the stream now"));
+    };
+    let failed = |e: String| Error::new(Kind::OrchestratorFailed, format!("update: {e}"));
+    let token = fresh_token(inner, &orch, &stream.job.capability).await.map_err(failed)?;
+    let job = call_job(stream, STOP_TIMEOUT_SECONDS, "{}");
+    let answer =
+        call(inner, &orch, &token, &job, "/ai/stream/update", body).await.map_err(failed)?;
+    Ok(answer)
+}
+
+/// One payment (§10.6): a fresh token, then `/ai/stream/payment` when the price is above zero
+/// and the balance calls for tickets. `Ok(false)`: nothing was due.
+pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bool, String> {
+    let capability = &stream.job.capability;
+    let token = fresh_token(inner, orch, capability).await?;
+    if token.token.price.is_zero() {
+        return Ok(false);
+    }
+    let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");
+    let header = sign(inner, &job).await?;
+    let payments = &inner.byoc.payments;
+    let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
+    let mut payment = prepare(inner, orch, &token, &job, deadline).await?;
+    let Some(value) = payment.header().map(str::to_owned) else {
+        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        return Ok(false);
+    };
+    let (tickets, ev) = (payment.tickets, payment.ev_sent);
+    let url = format!("{}/ai/stream/payment", token.token.service_addr);
+    let request = http::Request::post(url.as_str())
+        .header(JOB_HEADER, header)
+        .header(livepeer_pm::PAYMENT_HEADER, value)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::default());
+    let Ok(request) = request else {
+        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        return Err(format!("bad service address {url}"));
+    };
+    let sent = tokio::time::timeout_at(deadline, inner.byoc.http.send(request)).await;
+    if matches!(sent, Ok(Ok(_))) {
+        payments.byoc_confirm(&mut payment);
+    }
+    payments.byoc_settle(payment, ByocOutcome::Uncharged);
+    let status = match sent {
+        Ok(Ok(resp)) => resp.status().as_u16(),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {
+            return Err(format!("no answer within {}s", job.timeout_seconds + GRACE.as_secs()));
+        }
+    };
+    if status != 200 {
+        return Err(format!("payment answered {status}"));
+    }
+    stream.with_state(|s| {
+        s.tickets += u64::from(tickets);
+        s.ev_wei = s.ev_wei.checked_add(&ev).unwrap_or(s.ev_wei);
+    });
+    Ok(true)
+}

@@ -1,0 +1,214 @@
+//! The BYOC stream routes (`crate::byoc::stream`): `POST /process/stream/start`,
+//! `POST /process/stream/{id}/update`, `GET /process/stream/{id}/status`,
+//! `POST /process/stream/{id}/stop`, the data events `GET /process/stream/{id}/data`, and the
+//! client's trickle channels under `/process/trickle/`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use livepeer_trickle::{ReadSegment as _, Subscribe as _};
+use serde_json::json;
+
+use crate::byoc::JobRequest;
+use crate::byoc::request::JOB_HEADER;
+use crate::byoc::stream::{ByocStreams, MAX_BODY, StartRequest};
+use crate::error::{Error, Kind};
+use crate::live::{Credentials, SECRET_HEADER};
+
+/// Deadline of a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where the client channels are served.
+const TRICKLE_PREFIX: &str = "/process/trickle";
+/// Largest data segment turned into events.
+const MAX_DATA: usize = 1 << 20;
+
+/// The routes.
+pub(crate) fn router(streams: ByocStreams) -> Router {
+    let trickle = streams.hub().router();
+    Router::new()
+        .route("/process/stream/start", post(start))
+        .route("/process/stream/{id}/update", post(update))
+        .route("/process/stream/{id}/status", get(status))
+        .route("/process/stream/{id}/stop", post(stop))
+        .route("/process/stream/{id}/data", get(data))
+        .with_state(streams)
+        .layer(DefaultBodyLimit::disable())
+        .nest(TRICKLE_PREFIX, trickle)
+}
+
+/// The admin route: `GET /byoc/streams`, the status of every running stream.
+pub(crate) fn admin_router(streams: ByocStreams) -> Router {
+    Router::new()
+        .route(
+            "/byoc/streams",
+            get(|State(streams): State<ByocStreams>| async move {
+                axum::Json(json!({ "streams": streams.statuses() }))
+            }),
+        )
+        .with_state(streams)
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    Credentials { authorization: text(header::AUTHORIZATION.as_str()), secret: text(SECRET_HEADER) }
+}
+
+async fn start(State(streams): State<ByocStreams>, req: Request) -> Response {
+    match start_inner(&streams, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Error> {
+    let max_timeout = streams.inner.byoc.config.max_timeout_seconds;
+    let header_value = req.headers().get(JOB_HEADER).map(HeaderValue::as_bytes);
+    let job = JobRequest::parse(header_value, "", max_timeout)?;
+    let base = super::public_base(streams.public_url(), req.headers(), req.uri());
+    let authorization = credentials(req.headers()).authorization.map(str::to_owned);
+    let body = super::body::read_body(req, MAX_BODY, BODY_TIMEOUT).await?;
+    let start = StartRequest::parse(job, &body)?;
+    let (stream, secret) = streams.start(start, authorization.as_deref()).await?;
+    let id = &stream.id;
+    let route = |what: &str| format!("{base}/process/stream/{id}/{what}");
+    let channel = |suffix: &str| format!("{base}{TRICKLE_PREFIX}/{}{suffix}", stream.channel);
+    let f = stream.flags;
+    let when = |on: bool, url: String| if on { url } else { String::new() };
+    let answer = json!({
+        "stream_id": id,
+        "whip_url": "",
+        "whep_url": "",
+        "rtmp_url": "",
+        "rtmp_output_url": "",
+        "update_url": route("update"),
+        "status_url": route("status"),
+        "data_url": when(f.enable_data_output, route("data")),
+        "stop_url": route("stop"),
+        "publish_url": when(f.enable_video_ingress, channel("")),
+        "subscribe_url": when(f.enable_video_egress, channel("-out")),
+        "data_channel_url": when(f.enable_data_output, channel("-data")),
+        "control_url": channel("-control"),
+        "events_url": channel("-events"),
+    });
+    let mut resp = axum::Json(answer).into_response();
+    if let Ok(secret) = HeaderValue::from_str(&secret) {
+        resp.headers_mut().insert(SECRET_HEADER, secret);
+    }
+    Ok(resp)
+}
+
+async fn update(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let stream = match streams.owned(&id, credentials(req.headers())) {
+        Ok(stream) => stream,
+        Err(e) => return e.into_response(),
+    };
+    let body = match super::body::read_body(req, MAX_BODY, BODY_TIMEOUT).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    match streams.update(&stream, body).await {
+        Ok((status, body, headers)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut resp = (status, body).into_response();
+            if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn status(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match streams.owned(&id, credentials(&headers)) {
+        Ok(stream) => axum::Json(stream.status()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stop(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match streams.owned(&id, credentials(&headers)) {
+        Ok(stream) => axum::Json(streams.stop(&stream).await).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The data lines as server-sent events, one `data:` per line; `event: end` when the stream
+/// ends (go-livepeer's ending).
+async fn data(
+    State(streams): State<ByocStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let stream = match streams.owned(&id, credentials(&headers)) {
+        Ok(stream) => stream,
+        Err(e) => return e.into_response(),
+    };
+    if !stream.flags.enable_data_output {
+        let e = Error::new(Kind::TrickleUnavailable, "Stream data not available")
+            .field("enable_data_output");
+        return e.into_response();
+    }
+    let Ok(permit) = stream.data_readers.clone().try_acquire_owned() else {
+        let m =
+            format!("at most {} data readers per stream", crate::byoc::stream::MAX_DATA_READERS);
+        return Error::new(Kind::TooManyStreams, m).into_response();
+    };
+    let source = streams.hub().subscriber(&format!("{}-data", stream.channel), 0);
+    let events = futures_util::stream::unfold(Some((source, permit)), |state| async move {
+        let (mut source, permit) = state?;
+        let next = match source.segment().await {
+            Ok(Some(mut reader)) => {
+                let mut data = Vec::new();
+                let mut ok = true;
+                loop {
+                    match reader.chunk().await {
+                        Ok(Some(c)) if data.len() + c.len() <= MAX_DATA => {
+                            data.extend_from_slice(&c)
+                        }
+                        Ok(Some(_)) | Err(_) => {
+                            ok = false;
+                            break;
+                        }
+                        Ok(None) => break,
+                    }
+                }
+                let text =
+                    if ok { String::from_utf8_lossy(&data).into_owned() } else { String::new() };
+                let mut out = String::new();
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    out.push_str("data: ");
+                    out.push_str(line);
+                    out.push_str("\n\n");
+                }
+                Some((out, Some((source, permit))))
+            }
+            Ok(None) | Err(_) => {
+                Some(("event: end\ndata: {\"type\":\"stream_ended\"}\n\n".to_owned(), None))
+            }
+        };
+        next.map(|(text, state)| (Ok::<_, std::io::Error>(bytes::Bytes::from(text)), state))
+    });
+    let mut resp = Response::new(Body::from_stream(events));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
