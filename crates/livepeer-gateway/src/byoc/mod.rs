@@ -17,6 +17,7 @@ pub mod request;
 pub mod stream;
 mod stream_orch;
 mod stream_relay;
+pub mod stream_state;
 pub mod tokens;
 pub mod upload;
 

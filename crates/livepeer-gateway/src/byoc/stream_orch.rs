@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::JobSigner;
 use super::request::{JOB_HEADER, JobRequest};
-use super::stream::{Inner, Phase, Stream};
+use super::stream_state::{Inner, Phase, Stream};
 use super::tokens::{Stored, orch_key};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::stream::{Inner, MAX_SWAPS, Phase, SWAP_WINDOW, Stream, Swap};
 use super::stream_orch::{self, Session};
+use super::stream_state::{Inner, MAX_SWAPS, Phase, SWAP_WINDOW, Stream, Swap};
 use crate::live::SwapBudget;
 
 /// Largest event, data or control segment relayed.
