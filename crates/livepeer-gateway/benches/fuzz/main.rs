@@ -4,7 +4,7 @@
 //! Prints cases and panics per parser and in total; exits 1 on any panic, printing what
 //! reproduces it.
 //!
-//! Run: `cargo bench -p livepeer-gateway --bench fuzz` (1,008,000 cases: 100,800 per parser).
+//! Run: `cargo bench -p livepeer-gateway --bench fuzz` (1,008,000 cases, split evenly among the parsers).
 //! `FUZZ_CASES` sets the total, `FUZZ_SEED` the seed, `FUZZ_ONLY` one parser and `FUZZ_CASE`
 //! one case of it. `tests/it/fuzz.rs` runs a small share of the same cases in the test suite.
 #![allow(
