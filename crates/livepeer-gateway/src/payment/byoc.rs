@@ -76,7 +76,7 @@ impl Default for Account {
     }
 }
 
-/// What [`ByocBooks::prepare`] decided.
+/// What `ByocBooks::prepare` decided.
 #[derive(Debug)]
 pub enum ByocPrepared {
     /// Send the job with this payment (which may be none).
