@@ -233,11 +233,19 @@ pub(crate) struct ByocState {
     load: Mutex<HashMap<String, u32>>,
     /// The running streams.
     pub(crate) streams: crate::byoc_stream::Streams,
+    /// A job price (wei per second) quoted and charged instead of the registered ones, while
+    /// GetOrchestrator keeps advertising those: an orchestrator whose price moved after the
+    /// gateway discovered it, or that quotes one price and charges another.
+    price_override: Mutex<Option<i64>>,
 }
 
 impl ByocState {
     pub(crate) fn set_fault(&self, fault: ByocFault) {
         *lock(&self.fault) = fault;
+    }
+
+    pub(crate) fn set_price_override(&self, price: Option<i64>) {
+        *lock(&self.price_override) = price;
     }
 
     pub(crate) fn fault(&self) -> ByocFault {
@@ -328,7 +336,9 @@ pub(crate) fn job_price(shared: &Shared, name: &str) -> i64 {
     if !shared.payments.on_chain() {
         return 0;
     }
-    capability(shared, name).map_or(0, SimByoc::wei_per_second)
+    let registered = capability(shared, name).map(SimByoc::wei_per_second);
+    let quoted = *lock(&shared.byoc.price_override);
+    registered.map_or(0, |price| quoted.unwrap_or(price))
 }
 
 /// The `capabilities_prices` entries of the BYOC capabilities: capability 37, the name as the

@@ -431,6 +431,13 @@ impl Sim {
         self.shared.byoc.set_fault(fault);
     }
 
+    /// Quotes and charges `price` wei per second for every BYOC capability (job tokens, job
+    /// and stream charges), while GetOrchestrator keeps advertising the registered prices;
+    /// `None` goes back to those.
+    pub fn set_byoc_job_price(&self, price: Option<i64>) {
+        self.shared.byoc.set_price_override(price);
+    }
+
     /// Arms a gate that [`ByocKind::Lines`] jobs wait at after their first event, and returns
     /// it: a test reads the first event, then calls [`ByocGate::release`] for the rest. A job
     /// still waiting at `timeout_seconds` ends there, as its orchestrator would end it. Each

@@ -38,6 +38,11 @@ const EVENTS_GRACE: Duration = Duration::from_secs(10);
 /// The most of a failed answer's body read for its message.
 const ERROR_BODY_BYTES: usize = 4096;
 
+/// How a go-livepeer orchestrator answers (400) a job whose payment does not cover a minute of
+/// its price, or whose signature it cannot verify (byoc/job_orchestrator.go): the gateway's
+/// doing, never the client's.
+const PAYMENT_REFUSALS: [&str; 2] = ["Insufficient balance", "Could not verify job creds"];
+
 /// The answer's body, as it streams.
 pub type AnswerBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
@@ -177,6 +182,10 @@ impl<'a> Job<'a> {
             Err(TokenProblem::Busy) => return self.busy(lease, "no capacity (job token)"),
             Err(TokenProblem::Failed(e)) => return self.failed(lease, e),
         };
+        if let Some(why) = self.state.over_cap(&self.req.capability, &token.token) {
+            // Its price, not a fault: moved on from without a penalty, as a refused payment.
+            return self.skipped(lease, &orch, why);
+        }
         let header = match self.sign().await {
             Ok(header) => header,
             Err(e) => return Step::Done(self.finish(Err(e), None, "failed")),
@@ -329,7 +338,11 @@ impl<'a> Job<'a> {
         let status = resp.status().as_u16();
         let payments = self.state.payments.clone();
         if status >= 500 {
-            let body = read_body(resp.into_body(), ERROR_BODY_BYTES).await.unwrap_or_default();
+            // Bounded in time too: an orchestrator that sends the head of a 5xx and never its
+            // body must not hold the job (and the client) past the attempt's deadline.
+            let read =
+                tokio::time::timeout_at(deadline, read_body(resp.into_body(), ERROR_BODY_BYTES));
+            let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
             let text = String::from_utf8_lossy(&body).trim().to_owned();
             if status == 503 && text.starts_with("No capacity") {
                 payments.byoc_settle(payment, ByocOutcome::Refused);
@@ -337,6 +350,12 @@ impl<'a> Job<'a> {
             }
             payments.byoc_settle(payment, ByocOutcome::Uncharged);
             return self.failed(lease, format!("{status} {}", cut(&text)));
+        }
+        let small = hyper::body::Body::size_hint(resp.body())
+            .exact()
+            .is_some_and(|n| n <= ERROR_BODY_BYTES as u64);
+        if status == 400 && small {
+            return self.bad_request(lease, payment, resp, deadline, service).await;
         }
         let headers = pass_headers(resp.headers());
         let events =
@@ -364,6 +383,43 @@ impl<'a> Job<'a> {
         Step::Done(self.finish(Ok(answer), Some(service), label))
     }
 
+    /// A short 400: the orchestrator's refusal of the gateway's payment or signature (its
+    /// texts, PROTOCOL.md §10.4), or the worker's refusal of the client's request. The
+    /// first is the gateway's problem, not the client's: the token (and with it the balance
+    /// view) is fetched afresh next time, and the job moves on, the orchestrator unpenalised.
+    /// The second goes to the client as it came.
+    async fn bad_request(
+        &mut self,
+        lease: Lease,
+        payment: ByocPayment,
+        resp: http::Response<Incoming>,
+        deadline: Instant,
+        service: String,
+    ) -> Step {
+        let payments = self.state.payments.clone();
+        // The orchestrator has processed the payment before refusing: its credit stays.
+        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        let headers = pass_headers(resp.headers());
+        let read = tokio::time::timeout_at(deadline, read_body(resp.into_body(), ERROR_BODY_BYTES));
+        let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).trim().to_owned();
+        if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
+            let orch = orch_key(lease.url());
+            self.state.tokens.forget(&orch, &self.req.capability);
+            self.unpaid += 1;
+            self.state.metrics.byoc_error(&self.key, "payment");
+            let error = Some(format!("400 {}", cut(&text)));
+            self.tried.push(Tried { orchestrator: orch, error });
+            drop(lease);
+            return Step::Next;
+        }
+        lease.client_error();
+        let once = futures_util::stream::once(async move { Ok(body) }).boxed();
+        self.tried.push(Tried { orchestrator: service.clone(), error: None });
+        let answer = Answer { status: 400, headers, body: once };
+        Step::Done(self.finish(Ok(answer), Some(service), "client_error"))
+    }
+
     /// A failure of the orchestrator at this capability: penalised for it alone.
     fn failed(&mut self, lease: Lease, error: String) -> Step {
         self.failed += 1;
@@ -385,6 +441,14 @@ impl<'a> Job<'a> {
 
     /// The gateway would not pay the orchestrator: skipped, not penalised. Params whose
     /// nonces are used up are forgotten with their token.
+    /// `lease`'s orchestrator is not used for this job, through no fault of its own.
+    fn skipped(&mut self, lease: Lease, orch: &str, why: String) -> Step {
+        self.state.metrics.byoc_error(&self.key, "price");
+        self.tried.push(Tried { orchestrator: orch.to_owned(), error: Some(why) });
+        drop(lease);
+        Step::Next
+    }
+
     fn unpaid(&mut self, lease: Lease, orch: &str, e: &PayError) -> Step {
         self.unpaid += 1;
         self.state.metrics.byoc_error(&self.key, "payment");

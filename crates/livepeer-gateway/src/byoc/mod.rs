@@ -33,6 +33,7 @@ pub use upload::{ClientBody, Upload};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::metrics::Metrics;
+use crate::orchestrator::byoc::JobToken;
 use crate::orchestrator::http::OrchHttp;
 use crate::orchestrator::{Identity, Pool};
 use crate::payment::Payments;
@@ -133,6 +134,23 @@ impl ByocState {
             payments.byoc_retain(|o, c| offered.contains(&(o.to_owned(), c.to_owned())));
         };
         self.tokens.clone().run(self.pool.clone(), after, cancel).await;
+    }
+
+    /// Why `token`'s price may not be paid for `capability`: over `--byoc-max-price`. The
+    /// selection checked the price GetOrchestrator advertised, but the token's price is the one
+    /// tickets are made for, and it may differ (a price set in USD moves, the advertised one is
+    /// truncated to whole wei, and an orchestrator may quote one and charge another).
+    pub fn over_cap(&self, capability: &str, token: &JobToken) -> Option<String> {
+        let max = self.pool.max_price(&JobKey::byoc(capability))?;
+        (token.price > max).then(|| {
+            format!(
+                "job token price {}/{} wei per second is over the cap of {}/{}",
+                token.price.per_unit,
+                token.price.pixels_per_unit,
+                max.per_unit,
+                max.pixels_per_unit
+            )
+        })
     }
 
     /// Refuses a job that cannot go anywhere, before its body is read: a gateway that cannot

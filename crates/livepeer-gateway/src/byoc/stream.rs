@@ -37,8 +37,7 @@ use crate::task::Tasks;
 pub const MAX_BODY: usize = 10 << 20;
 
 const STOP_WAIT: Duration = Duration::from_secs(20);
-/// Most data event readers (`GET …/data`) per stream at once.
-pub(crate) const MAX_DATA_READERS: usize = 8;
+pub(crate) use super::stream_state::MAX_DATA_READERS;
 
 /// The start body (go-livepeer `StartRequest`).
 #[derive(Debug, Default, Deserialize)]

@@ -60,19 +60,46 @@ fn call_job(stream: &Stream, timeout_seconds: u64, parameters: &str) -> JobReque
 /// A call's answer: status, (bounded) body and headers.
 pub(crate) type Answer = (u16, Bytes, http::HeaderMap);
 
-/// `POST {service}{route}` with `job` signed and paid from `token`.
+/// Why a call got no answer, and whose doing it was.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The gateway's: signing, paying, or a price over the cap. The orchestrator is not
+    /// penalised for it.
+    Gateway(String),
+    /// The orchestrator's: its address, the transport, or no answer in time.
+    Orchestrator(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gateway(e) | Self::Orchestrator(e) => f.write_str(e),
+        }
+    }
+}
+
+/// `POST {service}{route}` with `job` signed and, when `paid`, paid from `token`. Stop and
+/// update are not paid: the orchestrator does not process a payment there (PROTOCOL.md
+/// §10.3), so tickets sent with them would be credited here and never there.
 async fn call(
     inner: &Inner,
-    orch: &str,
-    token: &Stored,
+    (orch, token): (&str, &Stored),
     job: &JobRequest,
-    route: &str,
+    (route, paid): (&str, bool),
     body: Bytes,
-) -> Result<Answer, String> {
-    let header = sign(inner, job).await?;
+) -> Result<Answer, CallError> {
+    let gateway = CallError::Gateway;
+    if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token) {
+        return Err(gateway(why));
+    }
+    let header = sign(inner, job).await.map_err(gateway)?;
     let payments = &inner.byoc.payments;
     let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
-    let mut payment = prepare(inner, orch, token, job, deadline).await?;
+    let mut payment = if paid {
+        prepare(inner, orch, token, job, deadline).await.map_err(gateway)?
+    } else {
+        ByocPayment::none(orch, &job.capability)
+    };
     let url = format!("{}{route}", token.token.service_addr);
     let mut builder = http::Request::post(url.as_str())
         .header(JOB_HEADER, header)
@@ -82,7 +109,7 @@ async fn call(
     }
     let Ok(request) = builder.body(Full::new(body)) else {
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
-        return Err(format!("bad service address {url}"));
+        return Err(CallError::Orchestrator(format!("bad service address {url}")));
     };
     let sent = tokio::time::timeout_at(deadline, async {
         let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
@@ -96,11 +123,12 @@ async fn call(
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             payments.byoc_settle(payment, ByocOutcome::Uncharged);
-            return Err(e);
+            return Err(CallError::Orchestrator(e));
         }
         Err(_) => {
             payments.byoc_settle(payment, ByocOutcome::Uncharged);
-            return Err(format!("no answer within {}s", job.timeout_seconds + GRACE.as_secs()));
+            let waited = job.timeout_seconds + GRACE.as_secs();
+            return Err(CallError::Orchestrator(format!("no answer within {waited}s")));
         }
     };
     let outcome = if answer.0 == 503 { ByocOutcome::Refused } else { ByocOutcome::Uncharged };
@@ -236,9 +264,13 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
         .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
     let (status, text, headers) =
-        match call(inner, &orch, &token, &stream.job, "/ai/stream/start", body).await {
+        match call(inner, (&orch, &token), &stream.job, ("/ai/stream/start", true), body).await {
             Ok(answer) => answer,
-            Err(e) => {
+            Err(CallError::Gateway(e)) => {
+                drop(lease);
+                return Err(Failed::Next(e));
+            }
+            Err(CallError::Orchestrator(e)) => {
                 lease.failed_job(e.clone());
                 return Err(Failed::Next(e));
             }
@@ -309,7 +341,8 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &st
         let token = fresh_token(inner, orch, capability).await?;
         let job = call_job(stream, STOP_TIMEOUT_SECONDS, "");
         let body = Bytes::copy_from_slice(reason.as_bytes());
-        call(inner, orch, &token, &job, "/ai/stream/stop", body).await
+        let answer = call(inner, (orch, &token), &job, ("/ai/stream/stop", false), body).await;
+        answer.map_err(|e| e.to_string())
     }
     .await;
     match result {
@@ -339,9 +372,11 @@ pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Resul
     let failed = |e: String| Error::new(Kind::OrchestratorFailed, format!("update: {e}"));
     let token = fresh_token(inner, &orch, &stream.job.capability).await.map_err(failed)?;
     let job = call_job(stream, STOP_TIMEOUT_SECONDS, "{}");
-    let answer =
-        call(inner, &orch, &token, &job, "/ai/stream/update", body).await.map_err(failed)?;
-    Ok(answer)
+    match call(inner, (&orch, &token), &job, ("/ai/stream/update", false), body).await {
+        Ok(answer) => Ok(answer),
+        Err(CallError::Gateway(e)) => Err(Error::new(Kind::PaymentRefused, format!("update: {e}"))),
+        Err(CallError::Orchestrator(e)) => Err(failed(e)),
+    }
 }
 
 /// One payment (§10.6): a fresh token, then `/ai/stream/payment` when the price is above zero
@@ -351,6 +386,9 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     let token = fresh_token(inner, orch, capability).await?;
     if token.token.price.is_zero() {
         return Ok(false);
+    }
+    if let Some(why) = inner.byoc.over_cap(capability, &token.token) {
+        return Err(why);
     }
     let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");
     let header = sign(inner, &job).await?;

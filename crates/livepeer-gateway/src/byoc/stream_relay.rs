@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::stream_orch::{self, Session};
-use super::stream_state::{Inner, MAX_SWAPS, Phase, SWAP_WINDOW, Stream, Swap};
+use super::stream_state::{Inner, MAX_DATA_READERS, MAX_SWAPS, Phase, SWAP_WINDOW, Stream, Swap};
 use crate::live::SwapBudget;
 
 /// Largest event, data or control segment relayed.
@@ -366,8 +366,17 @@ async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome
                     Ok(data) => data,
                     Err(_) => continue,
                 },
-                // The channel closes when the stream ends; the stop decides the outcome.
-                Ok(None) | Err(_) => std::future::pending().await,
+                // The channel closes when the stream ends (the stop decides the outcome) or
+                // when the hub sweeps it after the client left it idle. A stream without
+                // video input has no other sign of its client: with no data reader either,
+                // it ends here rather than be paid for with nobody there.
+                Ok(None) | Err(_) => {
+                    let readers = stream.data_readers.available_permits();
+                    if !stream.flags.enable_video_ingress && readers == MAX_DATA_READERS {
+                        stream.end("the client's control channel went idle");
+                    }
+                    std::future::pending().await
+                }
             },
         };
         if let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(&message)

@@ -23,6 +23,9 @@ use crate::task::Tasks;
 /// (go-livepeer: more than 2 swaps within a minute).
 pub(crate) const MAX_SWAPS: u32 = 2;
 
+/// Most data event readers (`GET …/data`) per stream at once.
+pub(crate) const MAX_DATA_READERS: usize = 8;
+
 /// See [`MAX_SWAPS`].
 pub(crate) const SWAP_WINDOW: Duration = Duration::from_secs(60);
 

@@ -192,6 +192,11 @@ impl Pool {
         pool
     }
 
+    /// The operator's price cap for `key`, if any (see [`Requirements::max_price`]).
+    pub fn max_price(&self, key: &JobKey) -> Option<Price> {
+        self.inner.config.requirements.max_price(key)
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshot.load_full()

@@ -88,7 +88,7 @@ async fn a_3_mib_upload_reaches_the_orchestrator() {
 
 /// Sends `head` (request line and headers, no body) on a raw connection and reads the answer's
 /// status line within a bound far below the gateway's body deadline.
-async fn status_without_body(gw: &Gateway, head: &str) -> String {
+pub(crate) async fn status_without_body(gw: &Gateway, head: &str) -> String {
     let mut conn = TcpStream::connect(gw.http_addr).await.unwrap();
     conn.write_all(head.as_bytes()).await.unwrap();
     let mut got = Vec::new();

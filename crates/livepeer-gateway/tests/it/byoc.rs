@@ -506,3 +506,52 @@ async fn bodies_over_the_limit_are_refused_or_cut_off_at_it() {
     assert!(echoed < 3 << 20, "the answer is cut short: {echoed}");
     assert!(a.byoc_stats().bytes_received <= LIMIT, "{}", a.byoc_stats().bytes_received);
 }
+
+/// `--byoc-max-price` holds against the price a job would be paid at (the job token's), not
+/// only against the one GetOrchestrator advertised: an orchestrator advertising 5e7 wei per
+/// second under a cap of 1e8 that quotes 1e12 in its token gets neither the job nor a ticket,
+/// and is not penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_price_over_the_cap_is_neither_paid_nor_penalised() {
+    let caps = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(50_000_000, 1).capacity(8)];
+    let a = sim("a", caps, Some(1)).await;
+    let mut c = config(&[a.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let cap = livepeer_gateway::orchestrator::price::Price::new(100_000_000, 1).unwrap();
+    c.requirements.max_price_per_model.insert((37, REVERSAL.to_owned()), cap);
+    c.byoc.token_refresh = Duration::from_millis(300);
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    let header = header(REVERSAL, 10, json!({}));
+    assert_eq!(reverse(&http, &gw, &header).await.status(), 200, "within the cap");
+    let served = a.byoc_stats().requests;
+    a.set_byoc_job_price(Some(1_000_000_000_000));
+    // The stored token still says 5e7: the job goes with its payment, and the orchestrator
+    // refuses it (400 Insufficient balance). That is the gateway's problem, not the client's:
+    // a JSON 503, and the token is fetched afresh for the next job.
+    let resp = reverse(&http, &gw, &header).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("Insufficient balance"), "{body}");
+    let served = a.byoc_stats().requests.max(served);
+    let tickets = a.payments().tickets_received;
+    let resp = reverse(&http, &gw, &header).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("over the cap"), "{body}");
+    assert_eq!(a.byoc_stats().requests, served, "no job reached the orchestrator");
+    assert_eq!(a.payments().tickets_received, tickets, "no ticket at the new price");
+    let (orch, job) = job_state(&gw, &a).await;
+    assert_eq!(orch, "healthy", "not ejected for its price");
+    assert_eq!(job["consecutive_failures"], 0, "not penalised for its price: {job}");
+    // Its token keeps the price it quoted until the next background refresh (shortened
+    // here), after which its price is within the cap again.
+    a.set_byoc_job_price(None);
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while reverse(&http, &gw, &header).await.status() != 200 {
+        assert!(tokio::time::Instant::now() < until, "usable again after a token refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
