@@ -134,6 +134,8 @@ pub enum ByocFault {
     Close,
     /// Every job is refused with 503 `No capacity available for capability`.
     NoCapacity,
+    /// The head of a 500 answer is sent with a `Content-Length`, and then never its body.
+    Stalled500,
 }
 
 /// What the BYOC side has received, charged and run, from [`crate::Sim::byoc_stats`].

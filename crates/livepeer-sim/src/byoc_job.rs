@@ -69,6 +69,13 @@ pub(crate) async fn process(State(shared): State<Arc<Shared>>, req: Request) -> 
         ByocFault::NoCapacity => {
             return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, NO_CAPACITY).into_response();
         }
+        ByocFault::Stalled500 => {
+            let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            let mut resp = Response::new(Body::from_stream(never));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+            return resp;
+        }
         ByocFault::None | ByocFault::Status500 => {}
     }
     let admitted = match admit(&shared, req.headers(), true) {

@@ -231,6 +231,15 @@ async fn a_hanging_orchestrator_is_left_after_the_timeout() {
     assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "{job}");
 }
 
+/// An orchestrator that sends the head of a 500 and never its body holds the job no longer
+/// than the attempt's deadline (timeout_seconds + 5 s), then the next one serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_error_body_is_left_at_the_attempt_deadline() {
+    let (a, _b, gw) = fails_over(ByocFault::Stalled500, 1).await;
+    let (_, job) = job_state(&gw, &a).await;
+    assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "{job}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_skips_the_orchestrator_without_penalty() {
     let (a, _b, gw) = fails_over(ByocFault::NoCapacity, 10).await;
