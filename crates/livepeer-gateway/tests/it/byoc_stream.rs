@@ -455,3 +455,30 @@ async fn streams_are_bounded_in_count_and_bodies_in_bytes() {
     let status = crate::bodies::status_without_body(&gw, &head).await;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 }
+
+/// A start that fails on the gateway's side (here: a keyless gateway whose remote signer
+/// cannot pay a priced BYOC orchestrator) is a 503 that penalises no orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
+    const API_KEY: &str = "test-api-key-0123456789";
+    let a = sim("a", 100_000_000, Some(1)).await;
+    let mut c = config(&[a.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer_gw = start(c).await;
+    let mut c = config(&[a.url()]);
+    let signer_url = format!("http://{}/", signer_gw.http_addr);
+    let headers = format!("Authorization:Bearer {API_KEY}");
+    c.remote_signer =
+        Some(livepeer_gateway::config::RemoteSigner::parse(&signer_url, &headers).unwrap());
+    let gw = start(c).await;
+    let body = json!({"stream_name": "unpaid", "stream_id": "1", "params": "{}"});
+    let resp = start_stream(&gw, ALL, body).await;
+    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    assert_eq!(a.byoc_stats().stream_starts, 0, "nothing reached the orchestrator");
+    let orch = orch_state(&gw, a.url().trim_end_matches('/')).await;
+    assert_eq!(orch["state"], "healthy", "{orch}");
+    let jobs = orch["jobs"].as_array().cloned().unwrap_or_default();
+    let job = jobs.iter().find(|j| j["job"] == format!("byoc/{CAP}"));
+    assert!(job.is_none_or(|j| j["consecutive_failures"] == 0), "not penalised: {job:?}");
+}
