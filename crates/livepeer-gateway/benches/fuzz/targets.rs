@@ -14,7 +14,9 @@ use livepeer_gateway::ai::results::ResultStore;
 use livepeer_gateway::ai::validate::{
     self, FormPart, Input, Limits, Payload, Pipeline, Upload, ValidRequest,
 };
+use livepeer_gateway::byoc::request::{JobRequest, SigCache};
 use livepeer_gateway::live::ts::FrameCounter;
+use livepeer_gateway::orchestrator::byoc::JobToken;
 use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_gateway::payment::signer::{JobSignRequest, PaymentRequest, SignerState};
 use livepeer_pm::LocalSigner;
@@ -30,6 +32,8 @@ use super::{mutate, proto};
 pub const TARGETS: &[Target] = &[
     Target { name: "ai-json", run: ai_json },
     Target { name: "ai-multipart-validate", run: ai_multipart },
+    Target { name: "byoc-job-header", run: byoc_job_header },
+    Target { name: "byoc-job-token", run: byoc_job_token },
     Target { name: "http-body-reader", run: body_reader },
     Target { name: "multipart-encode", run: multipart_encode },
     Target { name: "orch-answer-json", run: orch_answer },
@@ -52,6 +56,9 @@ pub struct Env {
     signer: SignerState,
     /// Valid `/generate-live-payment` bodies: a first one and one carrying the signer's state.
     signer_seeds: Vec<Value>,
+    /// The key BYOC job headers are signed with, and its signature cache.
+    byoc_key: LocalSigner,
+    byoc_sigs: SigCache,
     /// Cases whose input the parser accepted (so the run shows how deep cases get).
     accepted: std::cell::Cell<u64>,
 }
@@ -90,7 +97,11 @@ impl Env {
         .unwrap();
         let accepted = std::cell::Cell::new(0);
         let ai_config = livepeer_gateway::Config::load(Default::default()).unwrap().ai;
-        Self { rt, limits: Limits::default(), ai, ai_config, signer, signer_seeds: seeds, accepted }
+        let byoc_key = LocalSigner::from_bytes(&[7; 32]).unwrap();
+        let byoc_sigs = SigCache::default();
+        let limits = Limits::default();
+        let signer_seeds = seeds;
+        Self { rt, limits, ai, ai_config, signer, signer_seeds, byoc_key, byoc_sigs, accepted }
     }
 
     /// Counts one case whose input was accepted when `ok`.
@@ -336,6 +347,42 @@ fn media_urls(v: &Value) -> impl Iterator<Item = &str> {
     let images = v.get("images").and_then(Value::as_array).into_iter().flatten();
     let image_urls = images.filter_map(|m| m.get("url")).filter_map(Value::as_str);
     image_urls.chain(v.pointer("/audio/url").and_then(Value::as_str))
+}
+
+// === BYOC ===
+
+/// The client's `Livepeer` header of a BYOC job: base64 of mutated job requests, or raw
+/// mutated bytes; what parses is also signed (as every attempt signs it).
+fn byoc_job_header(rng: &mut SmallRng, env: &Env) {
+    let seeds = [
+        json!({"request": "{\"text\": \"hi\"}", "parameters": "{}", "capability": "text-reversal",
+            "timeout_seconds": 30}),
+        json!({"id": "j", "request": "{}", "capability": "c", "timeout_seconds": 1,
+            "parameters": "{\"orchestrators\": {\"include\": [\"https://o:8935\"], \"exclude\": []}, \"enable_video_ingress\": true}"}),
+    ];
+    let seed = pick(rng, &seeds).clone();
+    let json = mutated_json(rng, &seed);
+    let header =
+        if rng.random_range(0..4) == 0 { json } else { STANDARD.encode(&json).into_bytes() };
+    if let Ok(job) = JobRequest::parse(Some(&header), "fuzz", 3600) {
+        let signed = job.signed_header_cached(&env.byoc_key, &env.byoc_sigs);
+        env.accepted_if(signed.is_ok());
+    }
+}
+
+/// An orchestrator's `/process/token` answer (Go JSON: snake case, base64 bytes).
+fn byoc_job_token(rng: &mut SmallRng, env: &Env) {
+    let seed = json!({
+        "sender_address": {"addr": "0x0000000000000000000000000000000000000001", "sig": "0x00"},
+        "ticket_params": {"recipient": "AAAAAAAAAAAAAAAAAAAAAAAAAAE=", "face_value": "AQ==",
+            "win_prob": "AQ==", "recipient_rand_hash": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "seed": "AQ==", "expiration_block": "AQ==",
+            "expiration_params": {"creation_round": 1, "creation_round_block_hash": "AA=="}},
+        "balance": 1000, "price": {"pricePerUnit": 5, "pixelsPerUnit": 1},
+        "service_addr": "https://o:8935", "available_capacity": 3, "LastNonce": 0
+    });
+    let body = mutated_json(rng, &seed);
+    env.accepted_if(JobToken::from_json(&body).is_ok());
 }
 
 // === remote signer ===
