@@ -428,6 +428,14 @@ fn stream_id(job: &Job) -> Result<String, String> {
 
 /// The checks of a stop, update or payment call (no capacity taken), with go-livepeer's
 /// prefix on the error.
+/// Counts a `Livepeer-Payment` sent with a stop or an update, where go-livepeer does not
+/// process it.
+fn count_payment(shared: &Shared, headers: &HeaderMap) {
+    if headers.contains_key(livepeer_pm::PAYMENT_HEADER) {
+        shared.byoc.update(|s| s.payments_on_stop_or_update += 1);
+    }
+}
+
 fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<Job, Rejection> {
     let admitted = admit(shared, headers, false).map_err(|e| {
         Rejection::bad_request(format!("Failed to {what}, request not valid err={}", e.message()))
@@ -437,6 +445,7 @@ fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<J
 
 /// `POST /ai/stream/stop`: the worker's stop, then the stream is removed whatever it said.
 async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    count_payment(&shared, req.headers());
     let job = match admit_call(&shared, req.headers(), "stop stream") {
         Ok(job) => job,
         Err(rejection) => return rejection.into_response(),
@@ -465,6 +474,7 @@ async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 /// `POST /ai/stream/update`: the body goes to the worker's `/stream/params`, which applies it
 /// and reports it as an event; 404 from the worker for a stream it does not run.
 async fn update(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    count_payment(&shared, req.headers());
     // go-livepeer's update handler says "stop" in its errors.
     let job = match admit_call(&shared, req.headers(), "stop stream") {
         Ok(job) => job,
