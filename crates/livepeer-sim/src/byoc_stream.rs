@@ -428,6 +428,18 @@ fn stream_id(job: &Job) -> Result<String, String> {
 
 /// The checks of a stop, update or payment call (no capacity taken), with go-livepeer's
 /// prefix on the error.
+/// The stream a stop or an update names, its job admitted. go-livepeer's update handler says
+/// "stop" in its errors too.
+fn stream_of_call(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<String, Rejection> {
+    count_payment(shared, headers);
+    let job = admit_call(shared, headers, "stop stream")?;
+    stream_id(&job).map_err(|e| {
+        Rejection::bad_request(format!(
+            "Failed to stop stream, request not valid, failed to parse stream id err={e}"
+        ))
+    })
+}
+
 /// Counts a `Livepeer-Payment` sent with a stop or an update, where go-livepeer does not
 /// process it.
 fn count_payment(shared: &Shared, headers: &HeaderMap) {
@@ -445,19 +457,9 @@ fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<J
 
 /// `POST /ai/stream/stop`: the worker's stop, then the stream is removed whatever it said.
 async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    count_payment(&shared, req.headers());
-    let job = match admit_call(&shared, req.headers(), "stop stream") {
-        Ok(job) => job,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let id = match stream_id(&job) {
+    let id = match stream_of_call(&shared, req.headers()) {
         Ok(id) => id,
-        Err(e) => {
-            return Rejection::bad_request(format!(
-                "Failed to stop stream, request not valid, failed to parse stream id err={e}"
-            ))
-            .into_response();
-        }
+        Err(rejection) => return rejection.into_response(),
     };
     let tokens =
         shared.byoc.streams.lock().get(&id).map(|e| (e.cancel.clone(), e.finished.clone()));
@@ -474,20 +476,9 @@ async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 /// `POST /ai/stream/update`: the body goes to the worker's `/stream/params`, which applies it
 /// and reports it as an event; 404 from the worker for a stream it does not run.
 async fn update(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    count_payment(&shared, req.headers());
-    // go-livepeer's update handler says "stop" in its errors.
-    let job = match admit_call(&shared, req.headers(), "stop stream") {
-        Ok(job) => job,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let id = match stream_id(&job) {
+    let id = match stream_of_call(&shared, req.headers()) {
         Ok(id) => id,
-        Err(e) => {
-            return Rejection::bad_request(format!(
-                "Failed to stop stream, request not valid, failed to parse stream id err={e}"
-            ))
-            .into_response();
-        }
+        Err(rejection) => return rejection.into_response(),
     };
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_JSON).await else {
         return Rejection::bad_request("Error reading request body").into_response();

@@ -184,7 +184,7 @@ impl<'a> Job<'a> {
         };
         if let Some(why) = self.state.over_cap(&self.req.capability, &token.token) {
             // Its price, not a fault: moved on from without a penalty, as a refused payment.
-            return self.skipped(lease, &orch, why);
+            return self.skipped(lease, &orch, "price", why);
         }
         let header = match self.sign().await {
             Ok(header) => header,
@@ -407,11 +407,7 @@ impl<'a> Job<'a> {
             let orch = orch_key(lease.url());
             self.state.tokens.forget(&orch, &self.req.capability);
             self.unpaid += 1;
-            self.state.metrics.byoc_error(&self.key, "payment");
-            let error = Some(format!("400 {}", cut(&text)));
-            self.tried.push(Tried { orchestrator: orch, error });
-            drop(lease);
-            return Step::Next;
+            return self.skipped(lease, &orch, "payment", format!("400 {}", cut(&text)));
         }
         lease.client_error();
         let once = futures_util::stream::once(async move { Ok(body) }).boxed();
@@ -432,32 +428,27 @@ impl<'a> Job<'a> {
     /// The orchestrator has no capacity for this capability: skipped, not penalised.
     fn busy(&mut self, lease: Lease, why: &str) -> Step {
         self.busy += 1;
-        self.state.metrics.byoc_error(&self.key, "busy");
-        let error = Some(format!("busy: {}", cut(why)));
-        self.tried.push(Tried { orchestrator: orch_key(lease.url()), error });
+        let orch = orch_key(lease.url());
+        self.skipped(lease, &orch, "busy", format!("busy: {}", cut(why)))
+    }
+
+    /// `lease`'s orchestrator is not used for this job, through no fault of its own (its
+    /// price, or the gateway's payment): counted under `code`, not penalised.
+    fn skipped(&mut self, lease: Lease, orch: &str, code: &str, why: String) -> Step {
+        self.state.metrics.byoc_error(&self.key, code);
+        self.tried.push(Tried { orchestrator: orch.to_owned(), error: Some(why) });
         drop(lease);
         Step::Next
     }
 
     /// The gateway would not pay the orchestrator: skipped, not penalised. Params whose
     /// nonces are used up are forgotten with their token.
-    /// `lease`'s orchestrator is not used for this job, through no fault of its own.
-    fn skipped(&mut self, lease: Lease, orch: &str, why: String) -> Step {
-        self.state.metrics.byoc_error(&self.key, "price");
-        self.tried.push(Tried { orchestrator: orch.to_owned(), error: Some(why) });
-        drop(lease);
-        Step::Next
-    }
-
     fn unpaid(&mut self, lease: Lease, orch: &str, e: &PayError) -> Step {
         self.unpaid += 1;
-        self.state.metrics.byoc_error(&self.key, "payment");
         if matches!(e, PayError::Refused(m) if m.contains("no nonces left")) {
             self.state.tokens.forget(orch, &self.req.capability);
         }
-        self.tried.push(Tried { orchestrator: orch.to_owned(), error: Some(e.to_string()) });
-        drop(lease);
-        Step::Next
+        self.skipped(lease, orch, "payment", e.to_string())
     }
 
     /// No orchestrator could be selected at all.

@@ -16,7 +16,7 @@ use super::tokens::{Stored, orch_key};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::read_body;
+use crate::orchestrator::http::{append_hostname, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
 
@@ -291,18 +291,7 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
     }
     let service = token.token.service_addr.clone();
     let base = service.clone();
-    let url = |name: &str| {
-        let raw = headers.get(name)?.to_str().ok()?.trim();
-        if raw.is_empty() {
-            return None;
-        }
-        // go-livepeer `AppendHostname`: a bare path is on the orchestrator's host.
-        if raw.starts_with("http://") || raw.starts_with("https://") {
-            Some(raw.to_owned())
-        } else {
-            Some(format!("{base}/{}", raw.trim_start_matches('/')))
-        }
-    };
+    let url = |name: &str| append_hostname(headers.get(name)?.to_str().ok()?, &base);
     let (Some(control_url), Some(events_url)) = (url("X-Control-Url"), url("X-Events-Url")) else {
         lease.failed_job("start answer lacks X-Control-Url or X-Events-Url".into());
         return Err(Failed::Next("start answer lacks X-Control-Url or X-Events-Url".into()));

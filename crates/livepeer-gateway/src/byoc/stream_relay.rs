@@ -119,30 +119,31 @@ async fn run(
     session: &Session,
     progress: &Arc<AtomicU64>,
 ) -> Outcome {
-    let (tx, mut rx) = mpsc::channel::<Outcome>(8);
+    // Each relay's end, with whether it was the output relay (see `drain`).
+    let (tx, mut rx) = mpsc::channel::<(bool, Outcome)>(8);
     let mut set = JoinSet::new();
     let ch = &stream.channel;
-    let mut go = |fut: std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>| {
+    let mut go = |output: bool, fut: std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>| {
         let tx = tx.clone();
         set.spawn(async move {
-            let _ = tx.send(fut.await).await;
+            let _ = tx.send((output, fut.await)).await;
         });
     };
     if let Some(url) = &session.publish_url {
-        go(Box::pin(input(inner.clone(), stream.clone(), url.clone(), progress.clone())));
+        go(false, Box::pin(input(inner.clone(), stream.clone(), url.clone(), progress.clone())));
     }
     if let Some(url) = &session.subscribe_url {
         let sink = format!("{ch}-out");
-        go(Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Output)));
+        go(true, Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Output)));
     }
     if let Some(url) = &session.data_url {
         let sink = format!("{ch}-data");
-        go(Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Data)));
+        go(false, Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Data)));
     }
     let sink = format!("{ch}-events");
     let url = session.events_url.clone();
-    go(Box::pin(pump(inner.clone(), stream.clone(), url, sink, Kind::Events)));
-    go(Box::pin(control(inner.clone(), stream.clone(), session.control_url.clone())));
+    go(false, Box::pin(pump(inner.clone(), stream.clone(), url, sink, Kind::Events)));
+    go(false, Box::pin(control(inner.clone(), stream.clone(), session.control_url.clone())));
     set.spawn(payments(
         inner.clone(),
         stream.clone(),
@@ -155,7 +156,7 @@ async fn run(
     let outcome = loop {
         tokio::select! {
             _ = stream.stop.cancelled() => break Outcome::Ended("stopped".into()),
-            got = rx.recv() => break got.unwrap_or(Outcome::Ended("stopped".into())),
+            got = rx.recv() => break got.map_or(Outcome::Ended("stopped".into()), |(_, o)| o),
             _ = tick.tick() => if let Some(why) = stalled(stream) {
                 break Outcome::Fault(why);
             },
@@ -178,14 +179,18 @@ fn stalled(stream: &Stream) -> Option<String> {
 }
 
 /// After the client closed its input, keeps relaying until every input segment has come
-/// back, the orchestrator's side ends, the stream is stopped, or output stalls.
-async fn drain(stream: &Stream, rx: &mut mpsc::Receiver<Outcome>) {
+/// back, the orchestrator's output ends, the stream is stopped, or output stalls. The end of
+/// another relay does not end the drain: an orchestrator closing its events channel as its
+/// input ends may do so before the last output segment has been relayed.
+async fn drain(stream: &Stream, rx: &mut mpsc::Receiver<(bool, Outcome)>) {
     let c = &stream.counters;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = stream.stop.cancelled() => return,
-            _ = rx.recv() => return,
+            got = rx.recv() => if got.is_none_or(|(output, _)| output) {
+                return;
+            },
             _ = tick.tick() => {
                 if c.out_segments.load(Relaxed) >= c.in_segments.load(Relaxed) || stalled(stream).is_some() {
                     return;

@@ -19,6 +19,7 @@ use super::error::LiveError;
 use super::session::Session;
 use super::stream::Stream;
 use crate::orchestrator::Lease;
+use crate::orchestrator::http::append_hostname;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Settlement};
@@ -271,18 +272,7 @@ fn answer_failure(status: u16, text: &str) -> (&'static str, Failure) {
 
 /// The four channel URLs of a start answer: publish, subscribe, control, events.
 fn channel_urls(answer: &Value, base: &str) -> Option<[String; 4]> {
-    let url_of = |field: &str| -> Option<String> {
-        let raw = answer.get(field)?.as_str()?.trim();
-        if raw.is_empty() {
-            return None;
-        }
-        // go-livepeer `AppendHostname`: a bare path is on the orchestrator's host.
-        if raw.starts_with("http://") || raw.starts_with("https://") {
-            Some(raw.to_owned())
-        } else {
-            Some(format!("{base}/{}", raw.trim_start_matches('/')))
-        }
-    };
+    let url_of = |field: &str| append_hostname(answer.get(field)?.as_str()?, base);
     Some([
         url_of("publish_url")?,
         url_of("subscribe_url")?,

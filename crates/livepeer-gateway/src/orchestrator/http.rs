@@ -145,6 +145,21 @@ where
         .build(connector)
 }
 
+/// A channel URL an orchestrator answered, resolved as go-livepeer's `AppendHostname` does:
+/// a URL with a scheme is used as it is, a bare path is on `base` (the orchestrator's
+/// address). `None` for an empty value.
+pub fn append_hostname(raw: &str, base: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        Some(raw.to_owned())
+    } else {
+        Some(format!("{base}/{}", raw.trim_start_matches('/')))
+    }
+}
+
 /// Reads a whole body, refusing more than `limit` bytes.
 pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, HttpError> {
     let mut first: Option<Bytes> = None;

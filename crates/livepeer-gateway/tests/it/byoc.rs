@@ -255,18 +255,23 @@ async fn no_capacity_skips_the_orchestrator_without_penalty() {
     assert!(body["error"]["message"].as_str().unwrap().contains("No capacity"), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_reach_the_client_as_the_worker_writes_them() {
-    let a = sim("a", free_caps(), None).await;
-    let gate = a.byoc_sse_gate();
-    let gw = gateway(&[&a]).await;
-    let resp = reqwest::Client::new()
+/// A job of the `lines` capability asking for three events.
+async fn lines_job(gw: &Gateway) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("http://{}/process/request/lines", gw.http_addr))
         .header("Livepeer", header("lines", 10, json!({})))
         .json(&json!({"lines": 3}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_the_client_as_the_worker_writes_them() {
+    let a = sim("a", free_caps(), None).await;
+    let gate = a.byoc_sse_gate();
+    let gw = gateway(&[&a]).await;
+    let resp = lines_job(&gw).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mut body = resp.bytes_stream();
@@ -290,13 +295,7 @@ async fn nothing_is_retried_after_the_first_byte() {
     let (a, b) = (sim("a", free_caps(), None).await, sim("b", free_caps(), None).await);
     let (gate_a, gate_b) = (a.byoc_sse_gate(), b.byoc_sse_gate());
     let gw = gateway(&[&a, &b]).await;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/process/request/lines", gw.http_addr))
-        .header("Livepeer", header("lines", 10, json!({})))
-        .json(&json!({"lines": 3}))
-        .send()
-        .await
-        .unwrap();
+    let resp = lines_job(&gw).await;
     assert_eq!(resp.status(), 200);
     let serving = served_by(&resp);
     let (served, other) = if serving == base(a.service_url()) { (&a, &b) } else { (&b, &a) };
