@@ -110,9 +110,8 @@ impl Cutter {
             if self.carry.len() < PACKET {
                 return Ok(out);
             }
-            let packet: [u8; PACKET] = std::mem::take(&mut self.carry)
-                .try_into()
-                .map_err(|_| CutError::Sync)?;
+            let packet: [u8; PACKET] =
+                std::mem::take(&mut self.carry).try_into().map_err(|_| CutError::Sync)?;
             self.packet(&packet, &mut out)?;
         }
         let mut packets = rest.chunks_exact(PACKET);

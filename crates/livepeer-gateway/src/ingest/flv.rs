@@ -61,10 +61,7 @@ mod tests {
     fn a_tag_is_framed_with_its_sizes_and_extended_timestamp() {
         let mut out = Vec::new();
         write_tag(&mut out, TagKind::Video, 0x0102_0304, &[0xAA, 0xBB]).unwrap();
-        assert_eq!(
-            out,
-            [9, 0, 0, 2, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0xAA, 0xBB, 0, 0, 0, 13]
-        );
+        assert_eq!(out, [9, 0, 0, 2, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0xAA, 0xBB, 0, 0, 0, 13]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `segmenter`: ffmpeg remuxing the published FLV to MPEG-TS without re-encoding;
 //! - `cutter`: the keyframe cuts; `flv`: the framing ffmpeg reads.
 
+pub mod auth;
 pub mod cutter;
 pub mod flv;
 pub mod rtmp;
@@ -57,7 +58,8 @@ pub trait IngestSink: Send + Sync + 'static {
     fn segment(&self, stream: &Self::Stream, segment: Segment) -> impl Future<Output = ()> + Send;
 
     /// The stream ended: the publisher left, or its media could not be cut (`error`).
-    fn close(&self, stream: Self::Stream, error: Option<String>) -> impl Future<Output = ()> + Send;
+    fn close(&self, stream: Self::Stream, error: Option<String>)
+    -> impl Future<Output = ()> + Send;
 }
 
 /// Longest manifest id or key accepted; they become URL path segments.

@@ -164,10 +164,18 @@ impl<S: IngestSink> SessionHandler for Publisher<S> {
         Ok(())
     }
 
-    async fn on_data(&mut self, _stream_id: u32, data: SessionData) -> Result<(), ServerSessionError> {
+    async fn on_data(
+        &mut self,
+        _stream_id: u32,
+        data: SessionData,
+    ) -> Result<(), ServerSessionError> {
         match data {
-            SessionData::Video { timestamp, data } => self.media(TagKind::Video, timestamp, &data).await,
-            SessionData::Audio { timestamp, data } => self.media(TagKind::Audio, timestamp, &data).await,
+            SessionData::Video { timestamp, data } => {
+                self.media(TagKind::Video, timestamp, &data).await
+            }
+            SessionData::Audio { timestamp, data } => {
+                self.media(TagKind::Audio, timestamp, &data).await
+            }
             // Metadata (onMetaData) is not needed: ffmpeg reads the codecs from the sequence
             // headers.
             SessionData::Amf0 { .. } => {}

@@ -49,7 +49,12 @@ pub struct SegmenterInput {
 
 impl SegmenterInput {
     /// Sends one media message to the remux; waits while ffmpeg is behind.
-    pub async fn write(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> std::io::Result<()> {
+    pub async fn write(
+        &mut self,
+        kind: TagKind,
+        timestamp_ms: u32,
+        body: &[u8],
+    ) -> std::io::Result<()> {
         self.buf.clear();
         if flv::write_tag(&mut self.buf, kind, timestamp_ms, body).is_none() {
             // A message FLV cannot frame; no encoder sends one, so it is dropped.

@@ -50,7 +50,8 @@ async fn listen(refuse: &[&str]) -> (String, mpsc::UnboundedReceiver<Event>, Can
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
-    let sink = Collect { events: tx, refuse: Mutex::new(refuse.iter().map(|s| s.to_string()).collect()) };
+    let sink =
+        Collect { events: tx, refuse: Mutex::new(refuse.iter().map(|s| s.to_string()).collect()) };
     let config = RtmpConfig {
         max_connections: 8,
         limits: CutLimits {
