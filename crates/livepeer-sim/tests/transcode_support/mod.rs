@@ -196,7 +196,9 @@ pub fn probe(data: &[u8]) -> (u32, u32, u64) {
         .expect("ffprobe is installed");
     let _ = std::fs::remove_file(&path);
     let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<u64> = text.trim().split(',').map(|f| f.parse().unwrap()).collect();
+    // MPEG-TS lists the stream under its program too: the first line is enough.
+    let line = text.lines().find(|l| !l.trim().is_empty()).expect("a video stream");
+    let fields: Vec<u64> = line.trim().split(',').map(|f| f.parse().unwrap()).collect();
     (fields[0] as u32, fields[1] as u32, fields[2])
 }
 
