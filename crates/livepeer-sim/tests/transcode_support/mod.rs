@@ -17,24 +17,24 @@ use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient};
 use livepeer_sim::{Sim, SimConfig};
 
 /// Face value and ticket EV: one ticket in 100 wins.
-pub const FACE: u128 = 100_000_000;
-pub const EV: u128 = 1_000_000;
+pub(crate) const FACE: u128 = 100_000_000;
+pub(crate) const EV: u128 = 1_000_000;
 
-pub fn key(byte: u8) -> LocalSigner {
+pub(crate) fn key(byte: u8) -> LocalSigner {
     LocalSigner::from_bytes(&[byte; 32]).unwrap()
 }
 
 /// The orchestrator's key.
-pub fn orchestrator_key() -> LocalSigner {
+pub(crate) fn orchestrator_key() -> LocalSigner {
     key(0x42)
 }
 
 /// An on-chain simulator with the orchestrator's key, transcoding at `price` wei per pixel.
-pub async fn onchain(fast: bool, price: (i64, i64)) -> Sim {
+pub(crate) async fn onchain(fast: bool, price: (i64, i64)) -> Sim {
     Sim::start(config(fast, price)).await.unwrap()
 }
 
-pub fn config(fast: bool, price: (i64, i64)) -> SimConfig {
+pub(crate) fn config(fast: bool, price: (i64, i64)) -> SimConfig {
     SimConfig {
         face_value: FACE,
         ticket_ev: EV,
@@ -47,7 +47,7 @@ pub fn config(fast: bool, price: (i64, i64)) -> SimConfig {
 
 /// A two-second 320×240 30 fps MPEG-TS segment (H.264 and AAC) of ffmpeg's test pattern, made
 /// once per test binary.
-pub fn test_segment() -> &'static [u8] {
+pub(crate) fn test_segment() -> &'static [u8] {
     static SEGMENT: OnceLock<Vec<u8>> = OnceLock::new();
     SEGMENT.get_or_init(|| {
         let out = Command::new("ffmpeg")
@@ -64,7 +64,7 @@ pub fn test_segment() -> &'static [u8] {
 }
 
 /// A profile as a gateway sends it in `fullProfiles3`.
-pub fn profile(name: &str, width: i32, height: i32, fps: u32) -> net::VideoProfile {
+pub(crate) fn profile(name: &str, width: i32, height: i32, fps: u32) -> net::VideoProfile {
     net::VideoProfile {
         name: name.to_owned(),
         width,
@@ -77,15 +77,15 @@ pub fn profile(name: &str, width: i32, height: i32, fps: u32) -> net::VideoProfi
 }
 
 /// A gateway with a key and one OrchestratorInfo.
-pub struct Gateway {
-    pub signer: LocalSigner,
-    pub info: net::OrchestratorInfo,
-    pub session: Option<SenderSession>,
-    pub http: reqwest::Client,
+pub(crate) struct Gateway {
+    pub(crate) signer: LocalSigner,
+    pub(crate) info: net::OrchestratorInfo,
+    pub(crate) session: Option<SenderSession>,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Gateway {
-    pub async fn new(sim: &Sim, signer: LocalSigner) -> Self {
+    pub(crate) async fn new(sim: &Sim, signer: LocalSigner) -> Self {
         let address = signer.address();
         let sig = signer.eth_sign(address.to_checksum(None).as_bytes()).unwrap();
         let req = net::OrchestratorRequest {
@@ -103,16 +103,16 @@ impl Gateway {
         Self { signer, info, session, http: reqwest::Client::new() }
     }
 
-    pub fn address(&self) -> Address {
+    pub(crate) fn address(&self) -> Address {
         self.signer.address()
     }
 
-    pub fn session_id(&self) -> String {
+    pub(crate) fn session_id(&self) -> String {
         self.info.auth_token.as_ref().unwrap().session_id.clone()
     }
 
     /// `Livepeer-Payment` with `n` new tickets (none: sender and price only).
-    pub fn pay(&mut self, n: u32) -> String {
+    pub(crate) fn pay(&mut self, n: u32) -> String {
         let price = self.info.price_info.clone().unwrap();
         let session = self.session.as_mut().expect("on-chain params");
         let batch = (n > 0).then(|| session.create_batch(&self.signer, n).unwrap());
@@ -120,7 +120,7 @@ impl Gateway {
     }
 
     /// `Livepeer-Segment` for `data` as segment `seq` of 2 s with `profiles`, signed.
-    pub fn segment(&self, seq: i64, data: &[u8], profiles: &[net::VideoProfile]) -> String {
+    pub(crate) fn segment(&self, seq: i64, data: &[u8], profiles: &[net::VideoProfile]) -> String {
         let hash = keccak256(data);
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         let manifest = "manifest-1";
@@ -141,7 +141,12 @@ impl Gateway {
     }
 
     /// `POST {transcoder}/segment` with these header values and body.
-    pub async fn post(&self, payment: &str, segment: &str, body: Vec<u8>) -> reqwest::Response {
+    pub(crate) async fn post(
+        &self,
+        payment: &str,
+        segment: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}/segment", self.info.transcoder))
             .header("Livepeer-Payment", payment)
@@ -154,7 +159,7 @@ impl Gateway {
     }
 
     /// Pays `tickets` and posts `data` as segment `seq`; the status and the body.
-    pub async fn transcode(
+    pub(crate) async fn transcode(
         &mut self,
         seq: i64,
         data: &[u8],
@@ -171,7 +176,7 @@ impl Gateway {
 
 /// The capabilities go-livepeer's gateway sends for an H.264 MPEG-TS job: auth token, H.264,
 /// MPEG-TS.
-pub fn segment_caps() -> net::Capabilities {
+pub(crate) fn segment_caps() -> net::Capabilities {
     let mut word = 0u64;
     for id in [0, 1, 12] {
         word |= 1 << id;
@@ -180,12 +185,12 @@ pub fn segment_caps() -> net::Capabilities {
 }
 
 /// A 200 answer's `TranscodeResult`.
-pub fn decode(body: &[u8]) -> net::TranscodeResult {
+pub(crate) fn decode(body: &[u8]) -> net::TranscodeResult {
     net::TranscodeResult::decode(body).expect("a protobuf TranscodeResult")
 }
 
 /// The width, height and frame count of a media file, by ffprobe.
-pub fn probe(data: &[u8]) -> (u32, u32, u64) {
+pub(crate) fn probe(data: &[u8]) -> (u32, u32, u64) {
     let path = std::env::temp_dir().join(format!("sim-probe-{:016x}", rand_name(data)));
     std::fs::write(&path, data).unwrap();
     let out = Command::new("ffprobe")
