@@ -173,6 +173,15 @@ async fn new_sessions_beyond_the_cap_are_refused_as_capped() {
 
 #[tokio::test]
 async fn a_body_above_the_cap_is_a_server_error() {
+    // Bodies larger than the usual 2 MB request limit are read.
+    let sim = onchain(true, (1, 1000)).await;
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, body) = gw.transcode(0, &big, &[profile("p", 160, 120, 30)], 1).await;
+    assert_eq!(status, 200);
+    let result = decode(&body);
+    assert_eq!(fetch(&gw, &data(&result).segments[0].url).await, big);
+
     let sim =
         Sim::start(SimConfig { max_segment_bytes: 1000, ..config(true, (1, 1000)) }).await.unwrap();
     let mut gw = Gateway::new(&sim, key(7)).await;
