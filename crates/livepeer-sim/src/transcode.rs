@@ -41,6 +41,9 @@ const SESSION_IDLE: Duration = Duration::from_secs(70);
 /// go first.
 const MAX_STORED_BYTES: usize = 512 << 20;
 
+/// A rendition shorter than this is no segment: the result is the error `ZeroSegments`.
+const MIN_RENDITION_BYTES: usize = 25;
+
 /// How the simulator breaks its transcoding, at run time ([`crate::Sim::set_transcode_fault`]).
 /// The header, payment and hash checks run first in every mode, as they would in front of a
 /// broken transcoder.
@@ -304,6 +307,12 @@ async fn result(shared: &Shared, a: Admitted, data: Bytes, fault: TranscodeFault
         TranscodeFault::Capped => Err("OrchestratorCapped".to_owned()),
         _ => renditions(shared, &a, data).await,
     };
+    // go-livepeer refuses outputs too short to be a segment (`transcodeSeg`).
+    let outcome =
+        outcome.and_then(|r| match r.iter().any(|r| r.data.len() < MIN_RENDITION_BYTES) {
+            true => Err("ZeroSegments".to_owned()),
+            false => Ok(r),
+        });
     let result = match outcome {
         Ok(renditions) => Ok(publish(shared, &a, renditions)),
         Err(e) => Err(e),
@@ -321,6 +330,9 @@ async fn result(shared: &Shared, a: Admitted, data: Bytes, fault: TranscodeFault
 
 /// The renditions of every profile, made at once (fast mode: without encoding).
 async fn renditions(shared: &Shared, a: &Admitted, data: Bytes) -> Result<Vec<Rendition>, String> {
+    if let Some(p) = a.profiles.iter().find(|p| !p.h264) {
+        return Err(format!("unsupported video codec for profile {}", p.name));
+    }
     if shared.config.transcode_fast {
         return Ok(a
             .profiles

@@ -37,6 +37,9 @@ pub(crate) struct Profile {
     pub(crate) h264_profile: Option<&'static str>,
     /// Keyframe interval in milliseconds; 0 or less leaves the encoder's.
     pub(crate) gop_ms: i32,
+    /// Whether it asks for H.264, the only codec encoded here; another one fails the
+    /// segment (in `TranscodeResult.error`) as on an orchestrator without that encoder.
+    pub(crate) h264: bool,
 }
 
 impl Profile {
@@ -78,6 +81,13 @@ fn profile(p: &net::VideoProfile) -> Result<Profile, &'static str> {
         }
         Err(_) => return Err("unrecognized encoder profile"),
     };
+    // Only H.264 is encoded here; the other codecs are known but fail as an orchestrator
+    // without their encoder would (a gateway asks for them only if the capability bits say so,
+    // and the simulator does not advertise them).
+    let h264 = match video_profile::VideoCodec::try_from(p.encoder) {
+        Ok(codec) => codec == video_profile::VideoCodec::H264,
+        Err(_) => return Err("unrecognized video codec"),
+    };
     let name = match p.name.is_empty() {
         false => p.name.clone(),
         true => format!("net_{}x{}_{}", p.width, p.height, p.bitrate),
@@ -91,6 +101,7 @@ fn profile(p: &net::VideoProfile) -> Result<Profile, &'static str> {
         mp4,
         h264_profile,
         gop_ms: p.gop,
+        h264,
     })
 }
 
@@ -247,6 +258,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(profiles(&bad), Err("unrecognized encoder profile"));
+        let bad = net::SegData {
+            full_profiles: vec![net::VideoProfile { encoder: 9, ..vp("x", 0, 0) }],
+            ..Default::default()
+        };
+        assert_eq!(profiles(&bad), Err("unrecognized video codec"));
     }
 
     #[test]

@@ -297,3 +297,18 @@ async fn an_undecodable_segment_fails_in_the_result_and_is_not_charged() {
     assert_eq!(sim.payments().fees_debited, Ratio::ZERO);
     assert_eq!(sim.transcode_stats().failed, 1);
 }
+
+#[tokio::test]
+async fn tiny_outputs_and_codecs_it_cannot_encode_fail_in_the_result() {
+    let sim = onchain(true, (1, 1000)).await;
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let (status, body) = gw.transcode(0, b"0123456789", &[profile("p", 160, 120, 30)], 1).await;
+    assert_eq!(status, 200);
+    assert_eq!(error(&decode(&body)), "ZeroSegments");
+    let vp9 = net::VideoProfile { encoder: 3, ..profile("v", 160, 120, 30) };
+    let (status, body) = gw.transcode(1, test_segment(), &[vp9], 1).await;
+    assert_eq!(status, 200);
+    assert_eq!(error(&decode(&body)), "unsupported video codec for profile v");
+    assert_eq!(sim.payments().fees_debited, Ratio::ZERO);
+    assert_eq!(sim.transcode_stats().failed, 2);
+}
