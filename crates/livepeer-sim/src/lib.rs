@@ -26,6 +26,18 @@
 //! simulated worker per capability ([`ByocKind`]), the `/ai/stream/*` calls with their trickle
 //! channels, and their prices in GetOrchestrator (capability 37). [`ByocFault`] breaks them at
 //! run time and [`Sim::byoc_stats`] shows what they did.
+//!
+//! Video transcoding is served as a go-livepeer orchestrator serves it: GetOrchestrator
+//! advertises the transcoder URI ([`Sim::service_url`]), the base price
+//! ([`SimConfig::base_price`], wei per pixel) in `price_info` and the default capabilities;
+//! `POST {transcoder}/segment` takes `Livepeer-Segment` (with `fullProfiles*`),
+//! `Livepeer-Payment` and the raw segment, checks them in go-livepeer's order and with its
+//! statuses and texts, sends `200 OK` and then a protobuf `TranscodeResult` whose rendition
+//! URLs are `{transcoder}/stream/<auth session id>/<profile name>/<seq>.ts` (`.mp4` for MP4
+//! profiles). Renditions are encoded by ffmpeg, or not at all with
+//! [`SimConfig::transcode_fast`]; Σ pixels × `expected_price` is debited from (sender, auth
+//! session id), and `TranscodeData.sig` is signed with [`SimConfig::eth_signer`].
+//! [`TranscodeFault`] breaks it at run time and [`Sim::transcode_stats`] shows what it did.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
