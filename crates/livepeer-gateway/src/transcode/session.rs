@@ -99,7 +99,11 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
             ctx.metrics.transcode_failed("MaxAttempts");
             Err(Failed::Error { message: format!("hit max transcode attempts: {e}"), final_: true })
         }
-        Some(e) => Err(Failed::Error { message: e.to_string(), final_: false }),
+        // Every orchestrator that could be had failed: as final as running out of attempts.
+        Some(e) => Err(Failed::Error {
+            message: format!("no orchestrator left after {} attempts: {e}", tried.len()),
+            final_: true,
+        }),
     }
 }
 
@@ -111,12 +115,13 @@ fn end_lease(lease: Lease, e: &AttemptError) {
     }
 }
 
-/// A failed orchestrator is kept no longer.
+/// A failed orchestrator is kept no longer (it stays named, so that moving to another counts
+/// as a swap).
 fn forget_sticky(stream: &Stream, url: &str) {
     if let Ok(mut s) = stream.sticky.lock()
-        && s.as_ref().is_some_and(|k| k.url == url)
+        && let Some(kept) = s.as_mut().filter(|k| k.url == url)
     {
-        *s = None;
+        kept.score_milli = u64::MAX;
     }
 }
 

@@ -29,4 +29,5 @@ mod soak;
 mod stalled_trickle;
 mod streams;
 mod support;
+mod transcode;
 mod wire;
