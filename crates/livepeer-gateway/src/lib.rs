@@ -13,7 +13,8 @@
 //!   statuses and bodies;
 //! - [`config`]: flags, `LP_*` variables and the file, validated into the typed settings of
 //!   the modules below; [`state`]: what the admin routes share;
-//! - the job paths: [`ai`] (batch AI) and [`live`] (live video), which select, pay and call;
+//! - the job paths: [`ai`] (batch AI), [`live`] (live video), [`byoc`] and [`transcode`]
+//!   (video transcoding), which select, pay and call;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
 //! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
@@ -37,6 +38,7 @@ pub mod orchestrator;
 pub mod payment;
 pub mod state;
 pub mod task;
+pub mod transcode;
 
 // Used by the binary only.
 use anyhow as _;
@@ -100,6 +102,8 @@ pub enum Part {
     Signer,
     /// The BYOC job state (its HTTP client, its signing key).
     Byoc,
+    /// The transcoding state (its HTTP clients).
+    Transcode,
 }
 
 impl std::fmt::Display for Part {
@@ -114,6 +118,7 @@ impl std::fmt::Display for Part {
             Part::Live => "live video",
             Part::Signer => "remote-signer routes",
             Part::Byoc => "BYOC jobs",
+            Part::Transcode => "transcoding",
         })
     }
 }
@@ -180,6 +185,14 @@ impl Gateway {
         };
         let ai_state = ai_state(&config, http_addr, &state, payments.clone(), tasks.drained())?;
         let payments_for_byoc = payments.clone();
+        let transcode = transcode::TranscodeState::new(
+            config.transcode.clone(),
+            state.pool.clone(),
+            payments.clone(),
+            state.metrics.clone(),
+            &tasks,
+        )
+        .map_err(setup(Part::Transcode))?;
         let live_state = live::LiveState::new(
             config.live.clone(),
             state.pool.clone(),
@@ -204,6 +217,7 @@ impl Gateway {
             live_state.clone(),
             byoc_state.clone(),
             byoc_streams.clone(),
+            transcode.clone(),
         );
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
@@ -213,7 +227,16 @@ impl Gateway {
         };
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let signer = signer_state(&config, &state)?;
-        let public = http::public_router(ai_state, live_state, byoc_state, byoc_streams, signer);
+        let public = http::public_router(
+            http::Services {
+                ai: ai_state,
+                live: live_state,
+                byoc: byoc_state,
+                byoc_streams,
+                transcode,
+            },
+            signer,
+        );
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;

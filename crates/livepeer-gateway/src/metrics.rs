@@ -100,6 +100,80 @@ pub struct Metrics {
     live_swaps: Family<ReasonLabel, Counter>,
     byoc_latency: Family<ByocLabel, Histogram>,
     byoc_errors: Family<ByocLabel, Counter>,
+    transcode: TranscodeFamilies,
+}
+
+/// go-livepeer's transcoding series (GATEWAY.md §8.1), under its names.
+#[derive(Debug, Clone)]
+struct TranscodeFamilies {
+    source_appeared: Counter,
+    transcoded: Counter,
+    failed: Family<CodeLabel, Counter>,
+    retried: Family<TryLabel, Counter>,
+    latency: Histogram,
+    created: Counter,
+    ended: Counter,
+    current: Gauge,
+    max: Gauge,
+    swaps: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    error_code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TryLabel {
+    r#try: String,
+}
+
+/// Seconds: a segment's transcode, fetches included.
+const TRANSCODE_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 15.0];
+
+fn transcode_families(r: &mut Registry) -> TranscodeFamilies {
+    TranscodeFamilies {
+        source_appeared: add(
+            r,
+            "segment_source_appeared",
+            "Segments received for transcoding",
+            Counter::default(),
+        ),
+        transcoded: add(
+            r,
+            "segment_transcoded",
+            "Segments transcoded into every rendition",
+            Counter::default(),
+        ),
+        failed: add(
+            r,
+            "segment_transcode_failed",
+            "Failed transcode attempts by go-livepeer error code",
+            Family::default(),
+        ),
+        retried: add(
+            r,
+            "transcode_retried",
+            "Segment attempts after the first, by try",
+            Family::default(),
+        ),
+        latency: add(
+            r,
+            "transcode_overall_latency_seconds",
+            "Time to transcode a segment and fetch its renditions",
+            Histogram::new(TRANSCODE_BUCKETS),
+        ),
+        created: add(r, "stream_created", "Transcoding streams created", Counter::default()),
+        ended: add(r, "stream_ended", "Transcoding streams ended", Counter::default()),
+        current: add(r, "current_sessions_total", "Transcoding streams running", Gauge::default()),
+        max: add(r, "max_sessions_total", "Transcoding streams allowed at once", Gauge::default()),
+        swaps: add(
+            r,
+            "orchestrator_swaps",
+            "Transcoding streams moved to another orchestrator",
+            Counter::default(),
+        ),
+    }
 }
 
 /// A BYOC capability (bounded as models are: its name only while the pool offers it) and a
@@ -276,7 +350,9 @@ impl Metrics {
             "Failed BYOC attempts by capability and kind (failed, busy, payment)",
             Family::default(),
         );
+        let transcode = transcode_families(r);
         Self {
+            transcode,
             byoc_latency,
             byoc_errors,
             registry: Arc::new(std::mem::take(r)),
@@ -382,6 +458,44 @@ impl Metrics {
             self.tickets_sent.get_or_create(&label).inc_by(u64::from(tickets));
             self.ticket_value_sent.get_or_create(&label).inc_by(gwei(ev_wei));
         }
+    }
+
+    pub(crate) fn segment_source_appeared(&self) {
+        self.transcode.source_appeared.inc();
+    }
+
+    pub(crate) fn segment_transcoded(&self, took: Duration) {
+        self.transcode.transcoded.inc();
+        self.transcode.latency.observe(took.as_secs_f64());
+    }
+
+    /// A transcode attempt failed with go-livepeer's `code` (a fixed word).
+    pub(crate) fn transcode_failed(&self, code: &str) {
+        self.transcode.failed.get_or_create(&CodeLabel { error_code: code.to_owned() }).inc();
+    }
+
+    pub(crate) fn transcode_retried(&self, attempt: u32) {
+        self.transcode.retried.get_or_create(&TryLabel { r#try: attempt.to_string() }).inc();
+    }
+
+    pub(crate) fn transcode_stream_created(&self) {
+        self.transcode.created.inc();
+    }
+
+    pub(crate) fn transcode_stream_ended(&self) {
+        self.transcode.ended.inc();
+    }
+
+    pub(crate) fn transcode_sessions(&self, running: usize) {
+        self.transcode.current.set(running as i64);
+    }
+
+    pub(crate) fn transcode_max_sessions(&self, max: usize) {
+        self.transcode.max.set(max as i64);
+    }
+
+    pub(crate) fn orchestrator_swap(&self) {
+        self.transcode.swaps.inc();
     }
 
     /// A BYOC job ended with `outcome` (a fixed word) after `took`.

@@ -26,6 +26,18 @@
 //! simulated worker per capability ([`ByocKind`]), the `/ai/stream/*` calls with their trickle
 //! channels, and their prices in GetOrchestrator (capability 37). [`ByocFault`] breaks them at
 //! run time and [`Sim::byoc_stats`] shows what they did.
+//!
+//! Video transcoding is served as a go-livepeer orchestrator serves it: GetOrchestrator
+//! advertises the transcoder URI ([`Sim::service_url`]), the base price
+//! ([`SimConfig::base_price`], wei per pixel) in `price_info` and the default capabilities;
+//! `POST {transcoder}/segment` takes `Livepeer-Segment` (with `fullProfiles*`),
+//! `Livepeer-Payment` and the raw segment, checks them in go-livepeer's order and with its
+//! statuses and texts, sends `200 OK` and then a protobuf `TranscodeResult` whose rendition
+//! URLs are `{transcoder}/stream/<auth session id>/<profile name>/<seq>.ts` (`.mp4` for MP4
+//! profiles). Renditions are encoded by ffmpeg, or not at all with
+//! [`SimConfig::transcode_fast`]; Σ pixels × `expected_price` is debited from (sender, auth
+//! session id), and `TranscodeData.sig` is signed with [`SimConfig::eth_signer`].
+//! [`TranscodeFault`] breaks it at run time and [`Sim::transcode_stats`] shows what it did.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod ai;
@@ -40,6 +52,8 @@ mod llm;
 mod media;
 mod payment;
 mod server;
+mod transcode;
+mod transcode_media;
 
 // Used by the `livepeer-sim` binary only.
 use anyhow as _;
@@ -51,7 +65,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use livepeer_pm::Address;
+use livepeer_pm::{Address, LocalSigner};
 use livepeer_proto::net;
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +77,7 @@ pub use fault::{AiFault, LedgerEntry};
 pub use live::{LiveMode, LiveStats, RunningStream};
 pub use payment::{PARAMS_EXPIRATION_BLOCKS, PaymentRejection, PaymentStats};
 pub use server::SimError;
+pub use transcode::{MAX_SEGMENT_BYTES, TranscodeFault, TranscodeStats};
 
 /// One model the simulator serves.
 #[derive(Debug, Clone)]
@@ -199,6 +214,26 @@ pub struct SimConfig {
     pub byoc: Vec<SimByoc>,
     /// BYOC streams: how often their time is debited (go-livepeer: every 23 s, 23 × price).
     pub byoc_stream_billing: Duration,
+    // --- Transcoding (`POST /segment`); see `transcode.rs`. ---
+    /// The key of `eth_address`: with both, `TranscodeData.sig` is
+    /// `eth_sign(concat keccak256(rendition))` by it (PROTOCOL.md §6.4); without, it is empty.
+    /// [`SimConfig::with_signer`] sets both.
+    pub eth_signer: Option<Arc<LocalSigner>>,
+    /// Fast mode, for load tests: no encoding; each rendition is the input segment's bytes,
+    /// billed as `width × height × round(duration × fps)` (30 fps for a profile that keeps the
+    /// source's rate). Off: every rendition is encoded by ffmpeg (libx264).
+    pub transcode_fast: bool,
+    /// Largest segment body read; a larger one is answered 500 `Internal Server Error`, as
+    /// go-livepeer answers one above its 300 MB `MaxSegSize` ([`MAX_SEGMENT_BYTES`]).
+    pub max_segment_bytes: usize,
+    /// Transcoding sessions (auth token session ids) it holds at once (go-livepeer's
+    /// `-maxSessions`, 10): a segment of a new session beyond it gets 403
+    /// `OrchestratorCapped`. A session ends 70 s after its last segment. It is also how many
+    /// segments are encoded at once.
+    pub transcode_max_sessions: usize,
+    /// Segments whose renditions are kept per session (the oldest are dropped); their URLs
+    /// 404 afterwards.
+    pub transcode_window: usize,
 }
 
 impl Default for SimConfig {
@@ -230,7 +265,23 @@ impl Default for SimConfig {
             request_ledger: false,
             byoc: Vec::new(),
             byoc_stream_billing: Duration::from_secs(23),
+            eth_signer: None,
+            transcode_fast: false,
+            max_segment_bytes: MAX_SEGMENT_BYTES,
+            transcode_max_sessions: 10,
+            transcode_window: 8,
         }
+    }
+}
+
+impl SimConfig {
+    /// An on-chain orchestrator with this key: `eth_address` is its address, and transcoding
+    /// results are signed with it.
+    #[must_use]
+    pub fn with_signer(mut self, signer: LocalSigner) -> Self {
+        self.eth_address = Some(signer.address());
+        self.eth_signer = Some(Arc::new(signer));
+        self
     }
 }
 
@@ -254,6 +305,9 @@ struct Shared {
     payments: payment::Payments,
     fault: fault::FaultState,
     byoc: byoc::ByocState,
+    transcode: transcode::TranscodeState,
+    /// Segments being encoded at once ([`SimConfig::transcode_max_sessions`]).
+    transcode_slots: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -310,6 +364,8 @@ impl Sim {
             ),
             fault: fault::FaultState::default(),
             byoc: byoc::ByocState::default(),
+            transcode: transcode::TranscodeState::default(),
+            transcode_slots: tokio::sync::Semaphore::new(config.transcode_max_sessions.max(1)),
             config,
         });
         let cancel = CancellationToken::new();
@@ -451,6 +507,16 @@ impl Sim {
         let mut stats = self.shared.byoc.stats();
         stats.streams_active = byoc_stream::active(&self.shared);
         stats
+    }
+
+    /// Changes how its transcoding (`POST /segment`) fails.
+    pub fn set_transcode_fault(&self, fault: TranscodeFault) {
+        self.shared.transcode.set_fault(fault);
+    }
+
+    /// What its transcoding side has received and done.
+    pub fn transcode_stats(&self) -> TranscodeStats {
+        self.shared.transcode.stats()
     }
 
     /// Stops listening and drops every open connection: clients then see refused connections.

@@ -60,6 +60,16 @@ struct Args {
     /// off-chain go-livepeer orchestrator quotes BYOC jobs at 0); repeatable.
     #[arg(long = "byoc")]
     byoc: Vec<String>,
+    /// Transcoding: answer `/segment` without encoding (renditions are the input bytes), for
+    /// load tests.
+    #[arg(long)]
+    transcode_fast: bool,
+    /// Transcoding sessions held at once (go-livepeer's `-maxSessions`).
+    #[arg(long, default_value_t = SimConfig::default().transcode_max_sessions)]
+    transcode_max_sessions: usize,
+    /// Largest `/segment` body read, in bytes.
+    #[arg(long, default_value_t = SimConfig::default().max_segment_bytes)]
+    max_segment_bytes: usize,
 }
 
 fn parse_price(text: &str) -> anyhow::Result<(i64, i64)> {
@@ -135,6 +145,9 @@ async fn main() -> anyhow::Result<()> {
         live_filter: args.live_filter,
         ai_http1_only: args.ai_http1_only,
         byoc: args.byoc.iter().map(|c| parse_byoc(c)).collect::<anyhow::Result<_>>()?,
+        transcode_fast: args.transcode_fast,
+        transcode_max_sessions: args.transcode_max_sessions,
+        max_segment_bytes: args.max_segment_bytes,
         ..SimConfig::default()
     };
     let sim = Sim::start(config).await?;

@@ -71,7 +71,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(shared.clone(), misbehave))
         .merge(crate::fault::wrap(shared.clone(), crate::ai::routes(shared.clone())))
         .merge(crate::live::routes(shared.clone()))
-        .merge(crate::byoc::routes(shared))
+        .merge(crate::byoc::routes(shared.clone()))
+        .merge(crate::transcode::routes(shared))
 }
 
 /// Applies the run-time failure modes that live below the gRPC service: hanging and garbage.

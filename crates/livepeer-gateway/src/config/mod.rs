@@ -50,6 +50,7 @@ mod live;
 mod payment;
 mod price;
 mod section;
+mod transcode;
 mod values;
 
 pub use ai::Ai;
@@ -59,6 +60,7 @@ pub use listen::{Listen, Logging};
 pub use live::Live;
 pub use payment::{Payment, RemoteSigner, Signer};
 pub use price::Prices;
+pub use transcode::Transcode;
 pub use values::parse_duration;
 
 /// Every setting as it arrives from the command line and `LP_*` variables (clap merges the
@@ -96,6 +98,9 @@ pub struct Flags {
     /// BYOC jobs.
     #[command(flatten)]
     pub byoc: Byoc,
+    /// Transcoding.
+    #[command(flatten)]
+    pub transcode: Transcode,
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
@@ -194,6 +199,8 @@ pub struct Config {
     pub live: crate::live::LiveConfig,
     /// BYOC job settings.
     pub byoc: crate::byoc::ByocConfig,
+    /// Transcoding settings.
+    pub transcode: crate::transcode::TranscodeConfig,
     /// Ticket sender limits.
     pub payment: crate::payment::PaymentLimits,
     /// Where to read the sender's deposit and reserve, if anywhere.
@@ -236,6 +243,7 @@ impl Config {
         let ai = f.ai.validate()?;
         let live = f.live.validate(ai.public_url.clone())?;
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;
+        let transcode = f.transcode.validate(discovery.connect_timeout)?;
         Ok(Self {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
@@ -260,6 +268,7 @@ impl Config {
             ai,
             live,
             byoc,
+            transcode,
             serve_signer,
             remote_signer,
             log_format,
@@ -282,6 +291,7 @@ impl Flags {
             signer: self.signer.or(file.signer),
             live: self.live.or(file.live),
             byoc: self.byoc.or(file.byoc),
+            transcode: self.transcode.or(file.transcode),
             logging: self.logging.or(file.logging),
         }
     }
@@ -314,6 +324,7 @@ impl Flags {
             signer: from_file(text, path)?,
             live: from_file(text, path)?,
             byoc: from_file(text, path)?,
+            transcode: from_file(text, path)?,
             logging: from_file(text, path)?,
         })
     }

@@ -13,6 +13,7 @@ pub(crate) mod error;
 mod live;
 pub(crate) mod server;
 pub(crate) mod signer;
+mod transcode;
 mod write_deadline;
 
 #[doc(hidden)]
@@ -21,19 +22,33 @@ pub use body::read_input_for_fuzz;
 use axum::Router;
 use axum::routing::get;
 
-/// The public API: batch AI, live video (and, in later work, BYOC and transcoding), the
-/// remote-signer routes when this gateway serves them, and `/healthz`.
+/// The job paths' states the public API serves.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Batch AI.
+    pub ai: crate::ai::AiState,
+    /// Live video-to-video.
+    pub live: crate::live::LiveState,
+    /// BYOC jobs.
+    pub byoc: crate::byoc::ByocState,
+    /// BYOC streams.
+    pub byoc_streams: crate::byoc::stream::ByocStreams,
+    /// Video transcoding (HTTP push and HLS playback).
+    pub transcode: crate::transcode::TranscodeState,
+}
+
+/// The public API: batch AI, live video, BYOC, transcoding (push and HLS), the remote-signer
+/// routes when this gateway serves them, and `/healthz`.
 pub fn public_router(
-    ai: crate::ai::AiState,
-    live: crate::live::LiveState,
-    byoc: crate::byoc::ByocState,
-    byoc_streams: crate::byoc::stream::ByocStreams,
+    services: Services,
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
+    let Services { ai, live, byoc, byoc_streams, transcode } = services;
     let router = ai::router(ai)
         .merge(live::router(live))
         .merge(byoc::router(byoc))
         .merge(byoc_stream::router(byoc_streams))
+        .merge(transcode::router(transcode))
         .route("/healthz", get(|| async { "ok" }));
     match signer {
         Some(state) => router.merge(signer::router(state)),
@@ -47,11 +62,13 @@ pub fn admin_router(
     live: crate::live::LiveState,
     byoc: crate::byoc::ByocState,
     byoc_streams: crate::byoc::stream::ByocStreams,
+    transcode: crate::transcode::TranscodeState,
 ) -> Router {
     admin::router(state)
         .merge(live::admin_router(live))
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))
+        .merge(transcode::admin_router(transcode))
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else

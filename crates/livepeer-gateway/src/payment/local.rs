@@ -15,13 +15,12 @@ use std::sync::{Arc, Mutex};
 use livepeer_pm::{
     Balance, BalanceUpdate, ExpirationParams, LocalSigner, MAX_SENDER_NONCES, Ratio, SenderSession,
     SignedRatio, TicketParams, U256, UpdateStatus, build_payment, min_credit, payment_header_value,
-    unit_fee,
 };
 use livepeer_proto::net;
 use url::Url;
 
 use super::chain::SenderInfo;
-use super::terms::{PayError, PaymentLimits, Settlement};
+use super::terms::{Cost, PayError, PaymentLimits, Settlement};
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
@@ -186,7 +185,7 @@ impl LocalPayer {
         url: &Url,
         discovered: &OrchInfo,
         key: &JobKey,
-        units: u64,
+        cost: Cost,
         stream: Option<&str>,
     ) -> Result<Option<Staged>, PayError> {
         if discovered.ticket_params.is_none() {
@@ -194,7 +193,7 @@ impl LocalPayer {
         }
         for _ in 0..=ROTATIONS {
             let session = self.session(url, key).await?;
-            if let Some(staged) = self.stage_on(&session, url, units, stream)? {
+            if let Some(staged) = self.stage_on(&session, url, cost, stream)? {
                 return Ok(Some(staged));
             }
         }
@@ -211,7 +210,7 @@ impl LocalPayer {
         &self,
         session: &SharedSession,
         url: &Url,
-        units: u64,
+        cost: Cost,
         stream: Option<&str>,
     ) -> Result<Option<Staged>, PayError> {
         let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
@@ -248,7 +247,7 @@ impl LocalPayer {
         let ev = self.ticket_ev(&params)?;
         self.check_funds(params.face_value)?;
         let per_unit = price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
-        let fee = unit_fee(units, &per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
+        let fee = cost.fee(&per_unit).map_err(|e| PayError::Internal(e.to_string()))?;
         let update = stage(&mut balance, &fee, &ev)?;
         let ev_sent = update.new_credit;
         if let Some(refusal) = self.over_limits(&update) {
@@ -362,11 +361,22 @@ impl LocalPayer {
 
     /// Settles a prepared payment after the attempt.
     pub(super) fn settle(&self, prepared: Staged, outcome: Settlement) {
-        let Staged { mut update, credit, fee, .. } = prepared;
+        let fee = prepared.fee;
+        self.settle_with(prepared, outcome, fee);
+    }
+
+    /// Settles a prepared payment whose call was done and charged `debit` (a transcoded
+    /// segment's pixels × price, which the estimate only approached).
+    pub(super) fn settle_debit(&self, prepared: Staged, debit: Ratio) {
+        self.settle_with(prepared, Settlement::Paid, debit);
+    }
+
+    fn settle_with(&self, prepared: Staged, outcome: Settlement, debit: Ratio) {
+        let Staged { mut update, credit, .. } = prepared;
         match outcome {
             Settlement::Paid => {
                 update.status = UpdateStatus::ReceivedChange;
-                update.debit = fee;
+                update.debit = debit;
             }
             Settlement::NotCharged => update.status = UpdateStatus::ReceivedChange,
             Settlement::CreditSpent => update.status = UpdateStatus::CreditSpent,

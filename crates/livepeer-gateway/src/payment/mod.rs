@@ -27,7 +27,7 @@ pub use byoc::{ByocOutcome, ByocPayment, ByocPrepared};
 pub use chain::SenderInfo;
 pub use local::LocalPayer;
 pub use remote::{SignerError, fetch_identity};
-pub use terms::{PayError, PaymentLimits, Settlement};
+pub use terms::{Cost, PayError, PaymentLimits, Settlement};
 
 use local::Staged;
 use remote::RemotePayer;
@@ -174,7 +174,8 @@ impl Payments {
                     Booking::Job => None,
                     Booking::Stream(manifest) => Some(manifest),
                 };
-                if let Some(staged) = local.prepare(url, discovered, key, units, stream).await? {
+                let cost = Cost::Units(units);
+                if let Some(staged) = local.prepare(url, discovered, key, cost, stream).await? {
                     let segment = stream_segment(booking, key, &staged.info, Some(local));
                     return Ok(Prepared {
                         info: staged.info.clone(),
@@ -206,6 +207,61 @@ impl Payments {
             segment: stream_segment(booking, key, discovered, None),
             staged: None,
         })
+    }
+
+    /// Prepares the payment of one segment's transcoding at the orchestrator at `url` (as
+    /// `discovered`), sized by go-livepeer's fee estimate (`estimated_pixels` × 1.02 × price,
+    /// PROTOCOL.md §6.5) and booked on the transcoding balance of that orchestrator (which
+    /// keys it by the auth token's session, shared by the streams the gateway sends there).
+    /// The caller builds the segment credentials (they carry the segment). Through a remote
+    /// signer an orchestrator with ticket params is refused: go-livepeer's signer has no
+    /// route that pays a segment.
+    pub async fn prepare_transcode(
+        &self,
+        url: &Url,
+        discovered: &Arc<OrchInfo>,
+        estimated_pixels: u64,
+    ) -> Result<Prepared, PayError> {
+        let key = JobKey::transcode();
+        match &self.way {
+            Way::Local(local) => {
+                let cost = Cost::EstimatedPixels(estimated_pixels);
+                if let Some(staged) = local.prepare(url, discovered, &key, cost, None).await? {
+                    return Ok(Prepared {
+                        info: staged.info.clone(),
+                        payment: staged.header.clone(),
+                        segment: None,
+                        staged: Some(staged),
+                    });
+                }
+            }
+            Way::Remote(_) if discovered.ticket_params.is_some() => {
+                return Err(PayError::Refused(
+                    "paying transcoding through a remote signer is not supported".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(Prepared {
+            info: discovered.clone(),
+            payment: OFFCHAIN_PAYMENT_HEADER.to_owned(),
+            segment: None,
+            staged: None,
+        })
+    }
+
+    /// Settles a transcoding payment whose segment came back: the orchestrator charged
+    /// `debit` (Σ pixels × price), and the credit left over stays (go-livepeer's
+    /// `balance += credit − debit`).
+    pub fn settle_debit(&self, prepared: Prepared, debit: Ratio) {
+        if let (Way::Local(local), Some(staged)) = (&self.way, prepared.staged) {
+            local.settle_debit(staged, debit);
+        }
+    }
+
+    /// The key that signs segment credentials, when the gateway's own key pays.
+    pub fn signing_key(&self) -> Option<&livepeer_pm::LocalSigner> {
+        self.local().map(LocalPayer::key)
     }
 
     /// Settles a prepared payment after its call; only the local key keeps balances.

@@ -39,6 +39,31 @@ pub enum PayError {
     NotNeeded,
 }
 
+/// What one call is paid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Units (pixels, seconds) at the orchestrator's price: AI, live, BYOC.
+    Units(u64),
+    /// A transcoded segment's estimated output pixels, which go-livepeer pays for with its
+    /// 1.02 margin (PROTOCOL.md §6.5).
+    EstimatedPixels(u64),
+}
+
+impl Cost {
+    /// The fee at `per_unit` wei, exact.
+    pub fn fee(
+        self,
+        per_unit: &livepeer_pm::Ratio,
+    ) -> Result<livepeer_pm::Ratio, livepeer_pm::FeeError> {
+        match self {
+            Self::Units(units) => livepeer_pm::unit_fee(units, per_unit),
+            Self::EstimatedPixels(pixels) => Ok(livepeer_pm::Ratio::from_u64(pixels)
+                .checked_mul(&livepeer_pm::PIXEL_ESTIMATE_MULTIPLIER)?
+                .checked_mul(per_unit)?),
+        }
+    }
+}
+
 /// What became of a prepared payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {

@@ -30,4 +30,5 @@ mod soak;
 mod stalled_trickle;
 mod streams;
 mod support;
+mod transcode;
 mod wire;

@@ -1,0 +1,222 @@
+//! Transcoding routes (GATEWAY.md §6.2): HTTP push `POST|PUT /live/{manifestID}/{seq}.ts|.mp4`
+//! with go-livepeer's statuses (its text in a JSON error naming the field), answering every
+//! rendition as `multipart/mixed` parts when asked; HLS playback under `/stream/`; and the
+//! admin API's stream list and status.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, get};
+use bytes::{BufMut as _, Bytes, BytesMut};
+use serde_json::Value;
+
+use super::error::json_error;
+use crate::transcode::request::{self, CONFIGURATION_HEADER};
+use crate::transcode::{SegmentIn, TranscodeError, TranscodeState, Transcoded};
+
+/// How long a push may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The public routes: push and playback.
+pub(crate) fn router(state: TranscodeState) -> Router {
+    Router::new()
+        .route("/live/{manifest}/{file}", any(push))
+        .route("/stream/{file}", get(master))
+        .route("/stream/{manifest}/{file}", get(media))
+        .route("/stream/{manifest}/{rendition}/{file}", get(segment))
+        .with_state(state)
+        // The body is read here within `--max-segment-bytes`.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// The admin routes: `GET /transcode/streams` and `GET /transcode/streams/{manifest}`.
+pub(crate) fn admin_router(state: TranscodeState) -> Router {
+    Router::new()
+        .route("/transcode/streams", get(streams))
+        .route("/transcode/streams/{manifest}", get(stream))
+        .with_state(state)
+}
+
+/// go-livepeer's status of each error.
+fn status(e: &TranscodeError) -> StatusCode {
+    match e {
+        TranscodeError::BadExtension(_)
+        | TranscodeError::BadUrl(_)
+        | TranscodeError::BadConfig(_)
+        | TranscodeError::BadHeader { .. } => StatusCode::BAD_REQUEST,
+        TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        TranscodeError::BadMedia(_) | TranscodeError::Failed { final_: true, .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        TranscodeError::TooManyStreams | TranscodeError::NoSessions => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
+        TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn error(e: TranscodeError) -> Response {
+    json_error(status(&e), e.kind(), e.to_string(), e.field().as_deref())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST|PUT /live/{manifestID}/{seq}.ts|.mp4`.
+async fn push(
+    State(state): State<TranscodeState>,
+    Path((manifest, file)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    if req.method() != Method::POST && req.method() != Method::PUT {
+        let message = format!("http push request wrong method={} url={path}", req.method());
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message, None);
+    }
+    match read_push(&state, &manifest, &file, req).await {
+        Ok((segment, multipart)) => {
+            let answer = state.transcode_segment(segment).await;
+            match answer {
+                Ok(done) if multipart => multipart_answer(&done),
+                Ok(_) => StatusCode::OK.into_response(),
+                Err(e) => error(e),
+            }
+        }
+        Err(e) => error(e),
+    }
+}
+
+/// Reads and checks a push: what go-livepeer checks, in its order, then the size cap and a
+/// look at the body.
+async fn read_push(
+    state: &TranscodeState,
+    manifest: &str,
+    file: &str,
+    req: Request,
+) -> Result<(SegmentIn, bool), TranscodeError> {
+    let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
+    let settings = match header_str(&headers, CONFIGURATION_HEADER) {
+        Some(text) => request::parse_settings(text)?,
+        None => request::StreamSettings { profiles: None, timeout_multiplier: 1 },
+    };
+    let (seq, format) = request::file_name(file)?;
+    let manifest = request::manifest_id(manifest, &path)?;
+    let duration_ms = request::duration_ms(header_str(&headers, "Content-Duration"))?;
+    let limit = state.config().max_segment_bytes;
+    let data = super::body::read_body(req, limit, BODY_TIMEOUT).await.map_err(|e| {
+        if e.kind() == crate::error::Kind::BodyTooLarge {
+            TranscodeError::TooLarge(limit)
+        } else {
+            TranscodeError::BadHeader { header: "body", message: e.message().to_owned() }
+        }
+    })?;
+    if !request::looks_like(&data, format) {
+        return Err(TranscodeError::BadMedia(path));
+    }
+    let multipart = header_str(&headers, header::ACCEPT.as_str())
+        .is_some_and(|a| a.contains("multipart/mixed"));
+    let segment = SegmentIn {
+        manifest,
+        seq,
+        data,
+        duration_ms,
+        format,
+        profiles: settings.profiles,
+        resolution: request::resolution(header_str(&headers, "Content-Resolution")),
+        timeout_multiplier: settings.timeout_multiplier,
+    };
+    Ok((segment, multipart))
+}
+
+/// Every rendition as a part, with go-livepeer's part headers.
+fn multipart_answer(done: &Transcoded) -> Response {
+    let boundary = hex::encode(rand::random::<[u8; 12]>());
+    let mut body = BytesMut::new();
+    let ext = done.format.ext();
+    for (profile, bytes) in done.profiles.iter().zip(&done.outputs) {
+        let name = format!("\"{}_{}{ext}\"", profile.name, done.seq);
+        body.put_slice(format!("--{boundary}\r\n").as_bytes());
+        body.put_slice(format!("Content-Type: {}; name={name}\r\n", done.format.mime()).as_bytes());
+        body.put_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
+        body.put_slice(format!("Content-Disposition: attachment; filename={name}\r\n").as_bytes());
+        body.put_slice(format!("Rendition-Name: {}\r\n\r\n", profile.name).as_bytes());
+        body.put_slice(bytes);
+        body.put_slice(b"\r\n");
+    }
+    body.put_slice(format!("--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/mixed; boundary={boundary}");
+    let mut resp = Response::new(Body::from(body.freeze()));
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// An HLS answer: CORS open and a short cache, as lpms serves it.
+fn hls(content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let mut resp = Response::new(Body::from(body.into()));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+    resp
+}
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+
+fn not_found(what: &str) -> Response {
+    error(TranscodeError::NotFound(format!("{what}: ErrNotFound")))
+}
+
+/// `GET /stream/{manifestID}.m3u8`.
+async fn master(State(state): State<TranscodeState>, Path(file): Path<String>) -> Response {
+    let Some(manifest) = file.strip_suffix(".m3u8") else { return not_found(&file) };
+    match state.master_playlist(manifest) {
+        Ok(text) => hls(M3U8, text),
+        Err(e) => error(e),
+    }
+}
+
+/// `GET /stream/{manifestID}/{rendition}.m3u8`.
+async fn media(
+    State(state): State<TranscodeState>,
+    Path((manifest, file)): Path<(String, String)>,
+) -> Response {
+    let Some(rendition) = file.strip_suffix(".m3u8") else { return not_found(&file) };
+    match state.media_playlist(&manifest, rendition) {
+        Ok(text) => hls(M3U8, text),
+        Err(e) => error(e),
+    }
+}
+
+/// `GET /stream/{manifestID}/{rendition}/{seq}.ts|.mp4`.
+async fn segment(
+    State(state): State<TranscodeState>,
+    Path((manifest, rendition, file)): Path<(String, String, String)>,
+) -> Response {
+    let Ok((seq, _)) = request::file_name(&file) else { return not_found(&file) };
+    match state.segment(&manifest, &rendition, seq) {
+        Ok((bytes, mime)) => hls(mime, bytes),
+        Err(e) => error(e),
+    }
+}
+
+async fn streams(State(state): State<TranscodeState>) -> Json<Value> {
+    Json(state.streams_status())
+}
+
+async fn stream(State(state): State<TranscodeState>, Path(manifest): Path<String>) -> Response {
+    match state.stream_status(&manifest) {
+        Some(status) => Json(status).into_response(),
+        None => not_found(&manifest),
+    }
+}

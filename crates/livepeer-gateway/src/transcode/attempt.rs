@@ -1,0 +1,376 @@
+//! One attempt at one segment on one orchestrator (PROTOCOL.md §6): pay through the shared
+//! [`Payments`] (sized by the fee estimate), `POST {transcoder}/segment` with the raw bytes and
+//! signed `SegData`, within go-livepeer's two deadlines; read the `TranscodeResult`; fetch
+//! every rendition under the same-host rule of `ai::fetch`, within the rendition cap; verify
+//! `TranscodeData.sig` when the orchestrator is paid on chain; settle the balance with what the
+//! orchestrator charged (Σ pixels × price).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http_body_util::Full;
+use livepeer_pm::{B256, Ratio, flatten_segment, keccak256, recover_eth_signer};
+use livepeer_proto::{Message, headers, net};
+use tokio::time::Instant;
+use url::Url;
+
+use super::profiles::{Format, Profile};
+use crate::ai::fetch::{Budget, FetchError, Fetcher};
+use crate::ai::results::ResultStore;
+use crate::orchestrator::caps::Capabilities;
+use crate::orchestrator::http::{OrchHttp, read_body};
+use crate::orchestrator::info::OrchInfo;
+use crate::payment::{PayError, Payments, Prepared, Settlement};
+
+/// The most a `TranscodeResult` may take: URLs and an `OrchestratorInfo`, never media.
+const RESULT_MAX: usize = 1 << 20;
+
+/// The texts of errors no retry cures: the input itself is at fault (lpms
+/// `NonRetryableErrs`: ffmpeg's and the transcoder's own).
+const NON_RETRYABLE: [&str; 12] = [
+    "Decoder not found",
+    "Demuxer not found",
+    "Encoder not found",
+    "Muxer not found",
+    "Option not found",
+    "Invalid argument",
+    "TranscoderInvalidResolution",
+    "TranscoderInvalidVideo",
+    "TranscoderInvalidFormat",
+    "TranscoderInvalidProfile",
+    "TranscoderInvalidGOP",
+    "TranscoderIncompatibleDevices",
+];
+
+/// One segment to transcode.
+#[derive(Debug, Clone)]
+pub(super) struct Job {
+    /// The stream's manifest id.
+    pub(super) manifest: String,
+    /// Sequence number.
+    pub(super) seq: u64,
+    /// The segment.
+    pub(super) data: Bytes,
+    /// keccak256 of `data`.
+    pub(super) hash: B256,
+    /// Duration, milliseconds.
+    pub(super) duration_ms: u32,
+    /// Renditions to make.
+    pub(super) profiles: Arc<Vec<Profile>>,
+    /// Their container.
+    pub(super) format: Format,
+    /// Estimated output pixels (the fee estimate's count).
+    pub(super) estimated_pixels: u64,
+    /// Until the answer's head (go-livepeer's upload timeout).
+    pub(super) upload_timeout: Duration,
+    /// The whole exchange, renditions fetched.
+    pub(super) total_timeout: Duration,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum AttemptError {
+    /// The gateway would not or could not pay.
+    #[error("payment: {0}")]
+    Pay(String),
+    /// Connecting or the exchange failed (dial errors, unexpected EOF).
+    #[error("{0}")]
+    Transport(String),
+    /// No answer within a deadline.
+    #[error("{0}")]
+    Timeout(String),
+    /// A status other than 200, with the orchestrator's text.
+    #[error("status {status}: {message}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// The body, trimmed.
+        message: String,
+    },
+    /// `TranscodeResult.error` (`OrchestratorBusy`, `OrchestratorCapped`, ffmpeg's texts).
+    #[error("{0}")]
+    Orchestrator(String),
+    /// An answer that cannot be used: not a `TranscodeResult`, the wrong number of renditions,
+    /// a rendition that cannot be fetched, a signature that does not verify.
+    #[error("{0}")]
+    Unusable(String),
+    /// The gateway's own limit: downloads in progress hold the whole download budget.
+    #[error("{0}")]
+    Gateway(String),
+}
+
+impl AttemptError {
+    /// Whether another orchestrator may do better: everything but input errors lpms calls
+    /// non-retryable and the gateway's own faults.
+    pub(super) fn retryable(&self) -> bool {
+        match self {
+            Self::Orchestrator(m) | Self::Status { message: m, .. } => {
+                !NON_RETRYABLE.iter().any(|e| m.contains(e))
+            }
+            Self::Gateway(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the orchestrator is to blame (its transcoding breaker opens).
+    pub(super) fn penalise(&self) -> bool {
+        self.retryable() && !matches!(self, Self::Pay(_))
+    }
+
+    /// go-livepeer's `segment_transcode_failed_total` error code.
+    pub(super) fn code(&self) -> &'static str {
+        match self {
+            Self::Orchestrator(m) if m.contains("OrchestratorBusy") => "OrchestratorBusy",
+            Self::Orchestrator(m) if m.contains("OrchestratorCapped") => "OrchestratorCapped",
+            Self::Status { message, .. } if message.contains("OrchestratorCapped") => {
+                "OrchestratorCapped"
+            }
+            _ if !self.retryable() => "NonRetryable",
+            Self::Orchestrator(_) => "Transcode",
+            Self::Unusable(m) if m.starts_with("rendition") => "Download",
+            Self::Unusable(_) => "ParseResponse",
+            Self::Pay(_) => "Payment",
+            Self::Transport(_) | Self::Timeout(_) | Self::Status { .. } => "UnknownResponse",
+            Self::Gateway(_) => "SaveData",
+        }
+    }
+}
+
+/// What a successful attempt brought back.
+#[derive(Debug)]
+pub(super) struct Done {
+    /// Each profile's rendition, in profile order.
+    pub(super) outputs: Vec<Bytes>,
+    /// Pixels the orchestrator reports it made.
+    pub(super) pixels: u64,
+}
+
+/// What an attempt cost, whatever its outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Cost {
+    /// Tickets sent.
+    pub(super) tickets: u32,
+    /// Their expected value, wei.
+    pub(super) ev_sent: Ratio,
+    /// The fee charged (Σ pixels × price), wei; zero on failure.
+    pub(super) fee: Ratio,
+}
+
+/// The clients and settings every attempt shares.
+#[derive(Debug, Clone)]
+pub(super) struct Attempter {
+    /// Calls to orchestrators.
+    pub(super) http: OrchHttp,
+    /// Rendition downloads.
+    pub(super) fetcher: Fetcher,
+    /// The budget of rendition downloads in progress (nothing is kept there).
+    pub(super) downloads: Arc<ResultStore>,
+    /// How the gateway pays.
+    pub(super) payments: Payments,
+    /// The largest rendition accepted.
+    pub(super) max_rendition: usize,
+}
+
+impl Attempter {
+    /// Runs one attempt of `job` at the orchestrator `url` (as discovered: `info`).
+    pub(super) async fn run(
+        &self,
+        url: &Url,
+        info: &Arc<OrchInfo>,
+        job: &Job,
+    ) -> (Result<Done, AttemptError>, Cost) {
+        let prepared = match self.payments.prepare_transcode(url, info, job.estimated_pixels).await
+        {
+            Ok(p) => p,
+            Err(e) => return (Err(pay_error(&e)), Cost::default()),
+        };
+        let mut cost = Cost::default();
+        if let Some(spend) = prepared.spend() {
+            cost.tickets = spend.tickets;
+            cost.ev_sent = spend.ev_sent;
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(job.total_timeout, self.exchange(&prepared, job)).await;
+        let outcome = outcome.unwrap_or_else(|_| {
+            Err((AttemptError::Timeout(format!("no result within {:?}", job.total_timeout)), false))
+        });
+        match outcome {
+            Ok(done) => {
+                let debit = prepared
+                    .info()
+                    .price
+                    .to_ratio()
+                    .ok()
+                    .and_then(|p| p.checked_mul_u64(done.pixels).ok())
+                    .unwrap_or_default();
+                cost.fee = debit;
+                self.payments.settle_debit(prepared, debit);
+                tracing::debug!(orchestrator = %url, seq = job.seq, took = ?started.elapsed(), "segment transcoded");
+                (Ok(done), cost)
+            }
+            Err((e, answered)) => {
+                let stale = matches!(&e, AttemptError::Status { message, .. }
+                    if message.contains("Insufficient balance") || message.contains("ticket")
+                        || message.contains("auth token") || message.contains("TicketParams"));
+                // An orchestrator that answered 200 with an error did not debit.
+                let outcome =
+                    if answered { Settlement::NotCharged } else { Settlement::CreditSpent };
+                self.payments.settle(prepared, outcome);
+                if stale {
+                    self.payments.reset(url, &crate::job::JobKey::transcode());
+                }
+                (Err(e), cost)
+            }
+        }
+    }
+
+    /// The exchange proper; the flag says whether the orchestrator answered 200 (it then
+    /// reports later errors in the body and has not charged).
+    async fn exchange(&self, prepared: &Prepared, job: &Job) -> Result<Done, (AttemptError, bool)> {
+        let info = prepared.info();
+        let segment = segment_header(
+            job,
+            info,
+            self.payments.signing_key().filter(|_| prepared.spend().is_some()),
+        );
+        let transcoder = info.transcoder.trim_end_matches('/');
+        let request = http::Request::post(format!("{transcoder}/segment"))
+            .header(headers::SEGMENT, segment)
+            .header(headers::PAYMENT, prepared.payment())
+            .header(CONTENT_TYPE, "video/MP2T")
+            .body(Full::new(job.data.clone()))
+            .map_err(|e| {
+                (AttemptError::Unusable(format!("bad transcoder URL {transcoder}: {e}")), false)
+            })?;
+        let head = tokio::time::timeout(job.upload_timeout, self.http.send(request)).await;
+        let resp = match head {
+            Err(_) => {
+                let why = format!("no answer within the upload timeout {:?}", job.upload_timeout);
+                return Err((AttemptError::Timeout(why), false));
+            }
+            Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), false)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        let body = read_body(resp.into_body(), RESULT_MAX).await;
+        if status != 200 {
+            let text =
+                body.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+            return Err((AttemptError::Status { status, message: text }, false));
+        }
+        let body = body.map_err(|e| (AttemptError::Transport(e.to_string()), true))?;
+        let result = net::TranscodeResult::decode(body.as_ref())
+            .map_err(|e| (AttemptError::Unusable(format!("not a TranscodeResult: {e}")), true))?;
+        let data = match result.result {
+            Some(net::transcode_result::Result::Data(data)) => data,
+            Some(net::transcode_result::Result::Error(e)) => {
+                return Err((AttemptError::Orchestrator(e), true));
+            }
+            None => return Err((AttemptError::Unusable("empty TranscodeResult".into()), true)),
+        };
+        let done = self.renditions(info, job, &data).await.map_err(|e| (e, true))?;
+        Ok(done)
+    }
+
+    /// Fetches and checks the renditions `data` lists.
+    async fn renditions(
+        &self,
+        info: &OrchInfo,
+        job: &Job,
+        data: &net::TranscodeData,
+    ) -> Result<Done, AttemptError> {
+        if data.segments.len() != job.profiles.len() {
+            return Err(AttemptError::Unusable(format!(
+                "{} renditions for {} profiles",
+                data.segments.len(),
+                job.profiles.len()
+            )));
+        }
+        let orch: Url = info
+            .transcoder
+            .parse()
+            .map_err(|e| AttemptError::Unusable(format!("transcoder URL: {e}")))?;
+        let mut budget = Budget {
+            orch,
+            allowed: &[],
+            per_result: self.max_rendition,
+            left: self.max_rendition.saturating_mul(job.profiles.len()),
+            store: &self.downloads,
+        };
+        let mut outputs = Vec::with_capacity(data.segments.len());
+        let mut pixels: u64 = 0;
+        for (seg, profile) in data.segments.iter().zip(job.profiles.iter()) {
+            let fetched = self.fetcher.fetch(&seg.url, &mut budget).await.map_err(|e| match e {
+                FetchError::Unusable(why) => {
+                    AttemptError::Unusable(format!("rendition {}: {why}", profile.name))
+                }
+                FetchError::StoreFull(full) => AttemptError::Gateway(full.to_string()),
+            })?;
+            outputs.push(fetched.bytes);
+            pixels = pixels.saturating_add(u64::try_from(seg.pixels).unwrap_or(0));
+        }
+        if info.ticket_params.is_some() && self.payments.local().is_some() {
+            verify_sig(info, &outputs, &data.sig)?;
+        }
+        Ok(Done { outputs, pixels })
+    }
+}
+
+/// `TranscodeData.sig` must be the orchestrator's `eth_sign(concat keccak256(rendition_i))`.
+fn verify_sig(info: &OrchInfo, outputs: &[Bytes], sig: &[u8]) -> Result<(), AttemptError> {
+    let expected = info.address.or_else(|| info.ticket_params.as_ref().map(|t| t.recipient));
+    let Some(expected) = expected else { return Ok(()) };
+    let mut hashes = Vec::with_capacity(outputs.len() * 32);
+    for out in outputs {
+        hashes.extend_from_slice(keccak256(out).as_slice());
+    }
+    match recover_eth_signer(&hashes, sig) {
+        Ok(addr) if addr == expected => Ok(()),
+        Ok(addr) => Err(AttemptError::Unusable(format!(
+            "renditions signed by {addr}, not the orchestrator {expected}"
+        ))),
+        Err(e) => Err(AttemptError::Unusable(format!("renditions' signature: {e}"))),
+    }
+}
+
+fn pay_error(e: &PayError) -> AttemptError {
+    match e {
+        PayError::Discovery(c) => AttemptError::Transport(format!("fetching ticket params: {c}")),
+        other => AttemptError::Pay(other.to_string()),
+    }
+}
+
+/// The `Livepeer-Segment` of `job` with `info`'s auth token, signed by `key` when it paid.
+fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSigner>) -> String {
+    let names: Vec<&str> = job.profiles.iter().map(|p| p.name.as_str()).collect();
+    let sig = key
+        .and_then(|k| k.eth_sign(&flatten_segment(&job.manifest, job.seq, &job.hash, &names)).ok())
+        .map(|s| s.0.to_vec())
+        .unwrap_or_default();
+    let mut caps = Capabilities::transcode_job("");
+    for id in job.profiles.iter().flat_map(Profile::extra_capabilities) {
+        caps.set(id);
+    }
+    let seg = net::SegData {
+        manifest_id: job.manifest.as_bytes().to_vec(),
+        seq: job.seq as i64,
+        hash: job.hash.to_vec(),
+        // go-livepeer's literal, which breaks orchestrators too old to read full profiles.
+        profiles: b"invalid".to_vec(),
+        sig,
+        duration: i32::try_from(job.duration_ms).unwrap_or(i32::MAX),
+        capabilities: Some((&caps).into()),
+        auth_token: info.auth_token.as_ref().map(|t| net::AuthToken {
+            token: t.token.clone(),
+            session_id: t.session_id.clone(),
+            expiration: t.expiration,
+        }),
+        full_profiles3: job.profiles.iter().map(|p| p.to_wire(job.format)).collect(),
+        ..net::SegData::default()
+    };
+    STANDARD.encode(seg.encode_to_vec())
+}

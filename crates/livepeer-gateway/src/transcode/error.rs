@@ -1,0 +1,88 @@
+//! [`TranscodeError`]: why a pushed segment or a playback request got no answer it wanted. A
+//! domain value: `http::transcode` gives each variant go-livepeer's status (GATEWAY.md §6.2)
+//! and a JSON body naming the offending field.
+
+use super::profiles::ProfileError;
+
+/// Why a push or playback request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranscodeError {
+    /// The URL's extension is not `.ts` or `.mp4` (go-livepeer: 400).
+    #[error("ignoring file extension: {0}")]
+    BadExtension(String),
+    /// The URL names no manifest id or a malformed one (400).
+    #[error("Bad URL url={0}")]
+    BadUrl(String),
+    /// `Livepeer-Transcode-Configuration` is not valid (400).
+    #[error("failed to parse transcode config header: {0}")]
+    BadConfig(ProfileError),
+    /// A request header is out of range (400).
+    #[error("{header}: {message}")]
+    BadHeader {
+        /// The header.
+        header: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The segment is over the size cap (413).
+    #[error("segment larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body is not media of the format its extension says (go-livepeer: 422).
+    #[error("Error getting codec info url={0}")]
+    BadMedia(String),
+    /// The gateway holds `--max-sessions` streams already (503).
+    #[error("Too many connections")]
+    TooManyStreams,
+    /// No orchestrator could be had for the segment (go-livepeer: 503).
+    #[error("No sessions available")]
+    NoSessions,
+    /// Transcoding failed on every attempt, or with an error no retry cures (422), or for
+    /// another reason (500). The source was published in its place.
+    #[error("http push error processing segment url={url} manifestID={manifest} err={message:?}")]
+    Failed {
+        /// The push URL's path.
+        url: String,
+        /// The stream.
+        manifest: String,
+        /// The last error.
+        message: String,
+        /// Whether retrying cannot help (go-livepeer's 422: non-retryable, max attempts).
+        final_: bool,
+    },
+    /// The stream, rendition or segment is not known (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A fault of the gateway's own (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TranscodeError {
+    /// The request field the error is about, for the JSON body.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Self::BadExtension(_) => Some("extension".into()),
+            Self::BadUrl(_) => Some("manifestID".into()),
+            Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
+            Self::BadHeader { header, .. } => Some((*header).into()),
+            Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
+            _ => None,
+        }
+    }
+
+    /// The stable `type` of the JSON body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadExtension(_) | Self::BadUrl(_) | Self::BadHeader { .. } => "invalid_request",
+            Self::BadConfig(_) => "validation_error",
+            Self::TooLarge(_) => "body_too_large",
+            Self::BadMedia(_) => "unsupported_media",
+            Self::TooManyStreams => "too_many_streams",
+            Self::NoSessions => "no_orchestrator",
+            Self::Failed { final_: true, .. } => "transcode_failed",
+            Self::Failed { .. } => "transcode_error",
+            Self::NotFound(_) => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Video transcoding (PROTOCOL.md §6, GATEWAY.md §5.7, §6.2, §7): segments of a stream come
+//! in (HTTP push today; RTMP ingest hands its segments to the same entry point), each is
+//! transcoded by an orchestrator into the stream's renditions, paid per pixel, and published
+//! as HLS.
+//!
+//! The entry point is [`TranscodeState::transcode_segment`]: one segment of a stream
+//! ([`SegmentIn`]: manifest id, sequence number, bytes, duration, profiles). It creates the
+//! stream on its first segment (within `--max-sessions`), waits for one of the stream's
+//! `--segment-concurrency` slots, and runs in a task of its own, so that a client leaving does
+//! not leave a hole in the playlists: the segment is published with its renditions, or with
+//! the source in their place when no orchestrator could make them.
+//!
+//! Layout, imports going one way (each file uses only those listed before it):
+//! - `profiles.rs`: presets, the JSON rendition format, their wire form;
+//! - `error.rs`: [`TranscodeError`]; `request.rs`: reading a push's parts;
+//! - `store.rs`: a stream's window of segments and its playlists;
+//! - `attempt.rs`: one attempt on one orchestrator (pay, `/segment`, fetch, verify, settle);
+//! - `streams.rs`: the streams, their limits and counters;
+//! - `session.rs`: the kept orchestrator and retries on others.
+//!
+//! Nothing here knows HTTP: `http::transcode` holds the routes.
+
+mod attempt;
+mod error;
+pub mod profiles;
+pub mod request;
+mod session;
+mod store;
+mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use livepeer_pm::{OutputProfile, estimated_out_pixels, keccak256};
+use serde_json::Value;
+
+pub use error::TranscodeError;
+pub use profiles::{Format, Profile};
+pub use store::PLAYLIST_WINDOW;
+
+use attempt::{Attempter, Job};
+use session::{Ctx, Failed};
+use store::Published;
+use streams::{NewStream, Stream, Streams};
+
+use crate::metrics::Metrics;
+use crate::orchestrator::Pool;
+use crate::orchestrator::http::{OrchHttp, OrchHttpVersion};
+use crate::payment::Payments;
+use crate::task::Tasks;
+
+/// Transcoding settings (`config::transcode` validates them).
+#[derive(Debug, Clone)]
+pub struct TranscodeConfig {
+    /// Renditions of a stream that names none (`--transcoding-options`).
+    pub default_profiles: Vec<Profile>,
+    /// Streams at once (`--max-sessions`).
+    pub max_sessions: usize,
+    /// Segments in flight per stream (`--segment-concurrency`).
+    pub segment_concurrency: usize,
+    /// Orchestrators tried per segment (`--max-attempts`).
+    pub max_attempts: u32,
+    /// Largest segment accepted, and largest rendition fetched (`--max-segment-bytes`).
+    pub max_segment_bytes: usize,
+    /// A stream without pushes this long is closed (`--transcode-idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Published segments kept per stream.
+    pub window_segments: usize,
+    /// Bytes of published segments kept per stream.
+    pub window_bytes: usize,
+    /// Bytes of rendition downloads in progress, gateway-wide.
+    pub download_bytes: usize,
+    /// Connect timeout to orchestrators.
+    pub connect_timeout: Duration,
+}
+
+/// One segment of a stream, as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct SegmentIn {
+    /// The stream's manifest id (checked by the caller: `request::manifest_id`).
+    pub manifest: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// The segment, MPEG-TS or MP4.
+    pub data: Bytes,
+    /// Duration, milliseconds (at most `request::MAX_DURATION_MS`).
+    pub duration_ms: u32,
+    /// Container of the segment and its renditions.
+    pub format: Format,
+    /// The stream's renditions, taken when this segment creates it; `None` for the defaults.
+    pub profiles: Option<Vec<Profile>>,
+    /// The source's resolution, when known.
+    pub resolution: Option<(u32, u32)>,
+    /// Stretches the attempt deadlines when above 1.
+    pub timeout_multiplier: u32,
+}
+
+/// A transcoded segment: each rendition, in profile order.
+#[derive(Debug, Clone)]
+pub struct Transcoded {
+    /// Sequence number.
+    pub seq: u64,
+    /// The stream's profiles.
+    pub profiles: Arc<Vec<Profile>>,
+    /// The renditions' container.
+    pub format: Format,
+    /// The renditions.
+    pub outputs: Vec<Bytes>,
+}
+
+/// The transcoding state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TranscodeState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: TranscodeConfig,
+    pool: Pool,
+    attempter: Attempter,
+    metrics: Metrics,
+    streams: Streams,
+}
+
+impl TranscodeState {
+    /// The state, with a task on `tasks` that closes idle streams.
+    pub fn new(
+        config: TranscodeConfig,
+        pool: Pool,
+        payments: Payments,
+        metrics: Metrics,
+        tasks: &Tasks,
+    ) -> Result<Self, String> {
+        let http = OrchHttp::new(config.connect_timeout, OrchHttpVersion::Http1)?;
+        let fetcher =
+            crate::ai::fetch::Fetcher::new(config.connect_timeout, Duration::from_secs(4))?;
+        let downloads =
+            crate::ai::results::ResultStore::new(config.download_bytes, Duration::from_secs(1));
+        let attempter = Attempter {
+            http,
+            fetcher,
+            downloads: Arc::new(downloads),
+            payments,
+            max_rendition: config.max_segment_bytes,
+        };
+        metrics.transcode_max_sessions(config.max_sessions);
+        let streams = Streams::new(config.max_sessions);
+        let state = Self { inner: Arc::new(Inner { config, pool, attempter, metrics, streams }) };
+        let reaper = state.clone();
+        tasks.spawn("transcode-idle", move |cancel| async move {
+            let every = (reaper.inner.config.idle_timeout / 4).max(Duration::from_millis(100));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => reaper.close_idle(),
+                }
+            }
+        });
+        Ok(state)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TranscodeConfig {
+        &self.inner.config
+    }
+
+    fn close_idle(&self) {
+        let closed = self.inner.streams.close_idle(self.inner.config.idle_timeout);
+        for _ in 0..closed {
+            self.inner.metrics.transcode_stream_ended();
+        }
+        if closed > 0 {
+            tracing::info!(closed, "idle transcoding streams closed");
+            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        }
+    }
+
+    /// Ends the stream `manifest` now (its ingest closed); whether it existed.
+    pub fn end_stream(&self, manifest: &str) -> bool {
+        let ended = self.inner.streams.remove(manifest);
+        if ended {
+            self.inner.metrics.transcode_stream_ended();
+            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        }
+        ended
+    }
+
+    /// Transcodes one segment of a stream and publishes it (see the module docs). On error
+    /// after the stream took the segment, the source was published in the renditions' place.
+    pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+        let config = &self.inner.config;
+        if seg.data.len() > config.max_segment_bytes {
+            return Err(TranscodeError::TooLarge(config.max_segment_bytes));
+        }
+        let stream = self.stream(&seg)?;
+        let busy = stream.busy();
+        let state = self.clone();
+        // A task of its own: the segment is published even if the caller goes away.
+        let task = tokio::spawn(async move {
+            let _busy = busy;
+            state.run(&stream, seg).await
+        });
+        task.await.map_err(|e| TranscodeError::Internal(format!("segment task: {e}")))?
+    }
+
+    fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
+        let c = &self.inner.config;
+        let (stream, created) = self.inner.streams.get_or_create(&seg.manifest, || NewStream {
+            profiles: seg.profiles.clone().unwrap_or_else(|| c.default_profiles.clone()),
+            format: seg.format,
+            concurrency: c.segment_concurrency,
+            window_segments: c.window_segments,
+            window_bytes: c.window_bytes,
+        })?;
+        if created {
+            tracing::info!(manifest = %seg.manifest, profiles = stream.profiles.len(), "transcoding stream created");
+            self.inner.metrics.transcode_stream_created();
+            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        }
+        Ok(stream)
+    }
+
+    async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+        let _slot = stream
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| TranscodeError::Internal("stream closed".into()))?;
+        let profiles = stream.profiles.clone();
+        let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
+        if let Ok(mut w) = stream.window.lock() {
+            w.set_source_resolution(seg.resolution);
+            w.begin(seg.seq);
+        }
+        stream.count(|c| c.segments_in += 1);
+        self.inner.metrics.segment_source_appeared();
+        let done = if let Some(job) = job {
+            let ctx = Ctx {
+                pool: &self.inner.pool,
+                attempter: &self.inner.attempter,
+                metrics: &self.inner.metrics,
+                max_attempts: self.inner.config.max_attempts,
+            };
+            session::transcode(ctx, stream, &job).await.map(|d| d.outputs)
+        } else {
+            Ok(Vec::new())
+        };
+        let outputs: Vec<Option<Bytes>> = match &done {
+            Ok(out) => out.iter().cloned().map(Some).collect(),
+            Err(_) => vec![None; profiles.len()],
+        };
+        stream.count(|c| match &done {
+            Ok(out) => {
+                c.transcoded += 1;
+                c.outputs.iter_mut().zip(out).for_each(|(n, _)| *n += 1);
+            }
+            Err(_) => c.source_only += 1,
+        });
+        let published = Published {
+            seq: seg.seq,
+            duration_ms: seg.duration_ms,
+            source: seg.data.clone(),
+            outputs,
+        };
+        if let Ok(mut w) = stream.window.lock() {
+            w.finish(published);
+        }
+        match done {
+            Ok(outputs) => {
+                Ok(Transcoded { seq: seg.seq, profiles, format: stream.format, outputs })
+            }
+            Err(Failed::NoSessions) => Err(TranscodeError::NoSessions),
+            Err(Failed::Error { message, final_ }) => Err(TranscodeError::Failed {
+                url: format!("/live/{}/{}{}", seg.manifest, seg.seq, seg.format.ext()),
+                manifest: seg.manifest,
+                message,
+                final_,
+            }),
+        }
+    }
+
+    /// The attempt's job: hash, fee estimate's pixels and go-livepeer's deadlines.
+    fn job(&self, stream: &Stream, seg: &SegmentIn) -> Result<Job, TranscodeError> {
+        let outputs: Vec<OutputProfile> = stream.profiles.iter().map(Profile::output).collect();
+        let duration = Duration::from_millis(u64::from(seg.duration_ms));
+        let estimated_pixels = estimated_out_pixels(&outputs, duration)
+            .map_err(|e| TranscodeError::Internal(format!("fee estimate: {e}")))?;
+        let multiplier = seg.timeout_multiplier.max(1);
+        // go-livepeer: max(2 s, ½ segment) for the upload, max(8 s, 4 × segment) in all.
+        let upload_timeout = (duration / 2).max(Duration::from_secs(2)) * multiplier;
+        let total_timeout = (duration * 4).max(Duration::from_secs(8)) * multiplier;
+        Ok(Job {
+            manifest: seg.manifest.clone(),
+            seq: seg.seq,
+            data: seg.data.clone(),
+            hash: keccak256(&seg.data),
+            duration_ms: seg.duration_ms,
+            profiles: stream.profiles.clone(),
+            format: stream.format,
+            estimated_pixels,
+            upload_timeout,
+            total_timeout,
+        })
+    }
+
+    fn window<T>(
+        &self,
+        manifest: &str,
+        f: impl FnOnce(&store::Window) -> Option<T>,
+    ) -> Result<T, TranscodeError> {
+        let not_found = || TranscodeError::NotFound(format!("no stream {manifest:?}"));
+        let stream = self.inner.streams.get(manifest).ok_or_else(not_found)?;
+        let w = stream.window.lock().map_err(|_| TranscodeError::Internal("window lock".into()))?;
+        f(&w).ok_or_else(|| TranscodeError::NotFound("ErrNotFound".into()))
+    }
+
+    /// The master playlist of `manifest`.
+    pub fn master_playlist(&self, manifest: &str) -> Result<String, TranscodeError> {
+        self.window(manifest, |w| w.master(manifest))
+    }
+
+    /// The media playlist of `rendition` (a profile's name or `source`) of `manifest`.
+    pub fn media_playlist(
+        &self,
+        manifest: &str,
+        rendition: &str,
+    ) -> Result<String, TranscodeError> {
+        self.window(manifest, |w| w.media(rendition))
+    }
+
+    /// Segment `seq` of `rendition` of `manifest`, while the window holds it.
+    pub fn segment(
+        &self,
+        manifest: &str,
+        rendition: &str,
+        seq: u64,
+    ) -> Result<(Bytes, &'static str), TranscodeError> {
+        self.window(manifest, |w| w.segment(rendition, seq))
+    }
+
+    /// Every stream's status.
+    pub fn streams_status(&self) -> Value {
+        serde_json::json!({
+            "max_sessions": self.inner.config.max_sessions,
+            "streams": self.inner.streams.status(),
+        })
+    }
+
+    /// One stream's status.
+    pub fn stream_status(&self, manifest: &str) -> Option<Value> {
+        self.inner.streams.get(manifest).map(|s| s.status())
+    }
+}

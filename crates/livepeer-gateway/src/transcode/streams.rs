@@ -1,0 +1,274 @@
+//! The transcoding streams the gateway holds: at most `--max-sessions` of them, each with its
+//! profiles, its window of segments, its in-flight limit, the orchestrator it keeps while that
+//! one performs, and its counters; a stream idle for `--transcode-idle-timeout` with nothing in
+//! flight is closed (go-livepeer closes a push stream after 60 s without pushes).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use livepeer_pm::Ratio;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::attempt::Cost;
+use super::error::TranscodeError;
+use super::profiles::{Format, Profile};
+use super::store::Window;
+
+/// The orchestrator a stream keeps while it performs.
+#[derive(Debug, Clone)]
+pub(super) struct Sticky {
+    /// Its discovery URL.
+    pub(super) url: String,
+    /// Its last latency score × 1000 (transcode time / segment time; ≤ 1000 keeps up).
+    pub(super) score_milli: u64,
+}
+
+/// What a stream counts, for its status.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Segments pushed.
+    pub(super) segments_in: u64,
+    /// Segments transcoded into every rendition.
+    pub(super) transcoded: u64,
+    /// Segments published as source only (no orchestrator could transcode them).
+    pub(super) source_only: u64,
+    /// Attempts after a segment's first.
+    pub(super) retries: u64,
+    /// Failed attempts.
+    pub(super) failed_attempts: u64,
+    /// Renditions made, per profile.
+    pub(super) outputs: Vec<u64>,
+    /// Tickets sent.
+    pub(super) tickets: u64,
+    /// Their expected value, wei.
+    pub(super) ev_sent: Ratio,
+    /// Fees charged (Σ pixels × price), wei.
+    pub(super) fees: Ratio,
+    /// Orchestrator changes.
+    pub(super) swaps: u64,
+    /// The last failure.
+    pub(super) last_error: Option<String>,
+}
+
+/// One stream.
+#[derive(Debug)]
+pub(super) struct Stream {
+    /// Its manifest id.
+    pub(super) manifest: String,
+    /// Its renditions.
+    pub(super) profiles: Arc<Vec<Profile>>,
+    /// Its container.
+    pub(super) format: Format,
+    /// Published segments and playlists.
+    pub(super) window: Mutex<Window>,
+    /// Segments in flight at most (`--segment-concurrency`).
+    pub(super) slots: Semaphore,
+    /// The orchestrator it keeps.
+    pub(super) sticky: Mutex<Option<Sticky>>,
+    /// Its counters.
+    pub(super) counters: Mutex<Counters>,
+    last_used: Mutex<Instant>,
+    busy: AtomicUsize,
+    created_ms: u64,
+}
+
+/// Counts a request on a stream while it lives: an idle stream is one with none.
+#[derive(Debug)]
+pub(super) struct Busy(Arc<Stream>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+impl Stream {
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    /// Marks a request in progress on the stream until the guard drops.
+    pub(super) fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Busy(self.clone())
+    }
+
+    /// Runs `f` on the counters.
+    pub(super) fn count(&self, f: impl FnOnce(&mut Counters)) {
+        if let Ok(mut c) = self.counters.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// Adds what an attempt cost.
+    pub(super) fn spend(&self, cost: &Cost) {
+        self.count(|c| {
+            c.tickets += u64::from(cost.tickets);
+            c.ev_sent = c.ev_sent.checked_add(&cost.ev_sent).unwrap_or(c.ev_sent);
+            c.fees = c.fees.checked_add(&cost.fee).unwrap_or(c.fees);
+        });
+    }
+
+    /// The orchestrator kept, if any.
+    pub(super) fn sticky(&self) -> Option<Sticky> {
+        self.sticky.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Keeps `url` (whose last score was `score_milli`); counts a swap when it changed.
+    pub(super) fn keep(&self, url: &str, score_milli: u64) -> bool {
+        let Ok(mut s) = self.sticky.lock() else { return false };
+        let swapped = s.as_ref().is_some_and(|old| old.url != url);
+        *s = Some(Sticky { url: url.to_owned(), score_milli });
+        drop(s);
+        if swapped {
+            self.count(|c| c.swaps += 1);
+        }
+        swapped
+    }
+
+    /// The stream's status for the admin API.
+    pub(super) fn status(&self) -> Value {
+        let (held, bytes, late) = self.window.lock().map(|w| w.stats()).unwrap_or_default();
+        let last_seq = self.window.lock().ok().and_then(|w| w.last_seq());
+        let c = self.counters.lock();
+        let Ok(c) = c else { return json!({ "manifest_id": self.manifest }) };
+        let renditions: Vec<Value> = self
+            .profiles
+            .iter()
+            .zip(c.outputs.iter().chain(std::iter::repeat(&0)))
+            .map(|(p, n)| json!({ "name": p.name, "resolution": format!("{}x{}", p.width, p.height), "bitrate": p.bitrate, "segments_out": n }))
+            .collect();
+        json!({
+            "manifest_id": self.manifest,
+            "format": self.format.ext(),
+            "created_ms": self.created_ms,
+            "in_flight": self.busy.load(Ordering::Acquire),
+            "segments_in": c.segments_in,
+            "segments_transcoded": c.transcoded,
+            "segments_source_only": c.source_only,
+            "segments_late": late,
+            "last_seq": last_seq,
+            "retries": c.retries,
+            "failed_attempts": c.failed_attempts,
+            "orchestrator": self.sticky().map(|s| s.url),
+            "orchestrator_swaps": c.swaps,
+            "renditions": renditions,
+            "window": { "segments": held, "bytes": bytes },
+            "spend": {
+                "tickets": c.tickets,
+                "ev_sent_wei": c.ev_sent.to_decimal_string(0),
+                "fees_wei": c.fees.to_decimal_string(0),
+            },
+            "last_error": c.last_error,
+        })
+    }
+}
+
+/// What a new stream is made of.
+#[derive(Debug, Clone)]
+pub(super) struct NewStream {
+    /// Its renditions.
+    pub(super) profiles: Vec<Profile>,
+    /// Its container.
+    pub(super) format: Format,
+    /// Segments in flight at most.
+    pub(super) concurrency: usize,
+    /// Published segments kept at most.
+    pub(super) window_segments: usize,
+    /// Bytes of published segments kept at most.
+    pub(super) window_bytes: usize,
+}
+
+/// Every stream, by manifest id.
+#[derive(Debug)]
+pub(super) struct Streams {
+    map: Mutex<HashMap<String, Arc<Stream>>>,
+    max: usize,
+    epoch: Instant,
+}
+
+impl Streams {
+    /// No streams yet; at most `max` at once.
+    pub(super) fn new(max: usize) -> Self {
+        Self { map: Mutex::default(), max, epoch: Instant::now() }
+    }
+
+    /// The stream `manifest`.
+    pub(super) fn get(&self, manifest: &str) -> Option<Arc<Stream>> {
+        self.map.lock().ok()?.get(manifest).cloned()
+    }
+
+    /// The stream `manifest`, made from `new()` when it does not exist (and the limit allows);
+    /// the flag says whether it was made.
+    pub(super) fn get_or_create(
+        &self,
+        manifest: &str,
+        new: impl FnOnce() -> NewStream,
+    ) -> Result<(Arc<Stream>, bool), TranscodeError> {
+        let mut map =
+            self.map.lock().map_err(|_| TranscodeError::Internal("streams lock".into()))?;
+        if let Some(s) = map.get(manifest) {
+            return Ok((s.clone(), false));
+        }
+        if map.len() >= self.max {
+            return Err(TranscodeError::TooManyStreams);
+        }
+        let n = new();
+        let window = Window::new(n.profiles.clone(), n.format, n.window_segments, n.window_bytes);
+        let stream = Arc::new(Stream {
+            manifest: manifest.to_owned(),
+            counters: Mutex::new(Counters {
+                outputs: vec![0; n.profiles.len()],
+                ..Counters::default()
+            }),
+            profiles: Arc::new(n.profiles),
+            format: n.format,
+            window: Mutex::new(window),
+            slots: Semaphore::new(n.concurrency.max(1)),
+            sticky: Mutex::default(),
+            last_used: Mutex::new(Instant::now()),
+            busy: AtomicUsize::new(0),
+            created_ms: self.epoch.elapsed().as_millis() as u64,
+        });
+        map.insert(manifest.to_owned(), stream.clone());
+        Ok((stream, true))
+    }
+
+    /// Ends the stream `manifest` (its ingest closed); whether it existed.
+    pub(super) fn remove(&self, manifest: &str) -> bool {
+        self.map.lock().is_ok_and(|mut m| m.remove(manifest).is_some())
+    }
+
+    /// Closes streams idle for `idle` with nothing in flight; returns how many.
+    pub(super) fn close_idle(&self, idle: Duration) -> usize {
+        let Ok(mut map) = self.map.lock() else { return 0 };
+        let before = map.len();
+        map.retain(|_, s| {
+            s.busy.load(Ordering::Acquire) > 0
+                || s.last_used.lock().map(|t| t.elapsed() < idle).unwrap_or(true)
+        });
+        before - map.len()
+    }
+
+    /// How many streams there are.
+    pub(super) fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Every stream's status, by manifest id.
+    pub(super) fn status(&self) -> Vec<Value> {
+        let streams: Vec<Arc<Stream>> =
+            self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let mut out: Vec<Value> = streams.iter().map(|s| s.status()).collect();
+        out.sort_by(|a, b| a["manifest_id"].as_str().cmp(&b["manifest_id"].as_str()));
+        out
+    }
+}
