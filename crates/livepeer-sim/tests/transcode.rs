@@ -17,7 +17,8 @@ use livepeer_pm::{Ratio, SignedRatio, keccak256, recover_eth_signer};
 use livepeer_proto::net::{self, transcode_result};
 use livepeer_sim::{PaymentRejection, Sim, SimConfig, TranscodeFault};
 use transcode_support::{
-    Gateway, config, decode, key, onchain, orchestrator_key, probe, profile, test_segment,
+    Gateway, SEGMENT_START, config, decode, key, onchain, orchestrator_key, probe, profile,
+    start_time, test_segment,
 };
 
 fn data(result: &net::TranscodeResult) -> &net::TranscodeData {
@@ -279,6 +280,8 @@ async fn renditions_are_encoded_at_the_asked_size_and_billed_by_frames_encoded()
     }
     let (_, _, frames) = probe(&renditions[0]);
     assert!((29..=31).contains(&frames), "2 s at 15 fps, got {frames}");
+    let start = start_time(&renditions[0]);
+    assert!((start - SEGMENT_START).abs() < 0.1, "the source's timestamps are kept: {start}");
     let (_, _, frames) = probe(&renditions[1]);
     assert!((59..=61).contains(&frames), "the source's 30 fps kept, got {frames}");
     check_sig(&data.sig, &renditions);
