@@ -83,7 +83,7 @@ pub struct TranscodeStats {
     pub pixels: u64,
     /// Sessions holding renditions now.
     pub sessions: usize,
-    /// The last `SegData` received, decoded (whatever the outcome).
+    /// The last `SegData` that passed the header checks (whatever happened next).
     pub last_segment: Option<net::SegData>,
 }
 
@@ -302,6 +302,10 @@ fn admit(shared: &Shared, headers: &HeaderMap) -> Result<Admitted, Rejection> {
 /// Transcodes (or fails as `fault` says), stores the renditions, debits their pixels and
 /// encodes the `TranscodeResult`.
 async fn result(shared: &Shared, a: Admitted, data: Bytes, fault: TranscodeFault) -> Bytes {
+    let latency = shared.config.transcode_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let outcome = match fault {
         TranscodeFault::Busy => Err("OrchestratorBusy".to_owned()),
         TranscodeFault::Capped => Err("OrchestratorCapped".to_owned()),

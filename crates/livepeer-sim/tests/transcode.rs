@@ -315,3 +315,21 @@ async fn tiny_outputs_and_codecs_it_cannot_encode_fail_in_the_result() {
     assert_eq!(sim.payments().fees_debited, Ratio::ZERO);
     assert_eq!(sim.transcode_stats().failed, 2);
 }
+
+#[tokio::test]
+async fn the_upload_is_acknowledged_before_a_slow_transcode_ends() {
+    let slow = SimConfig {
+        transcode_latency: std::time::Duration::from_secs(3600),
+        ..config(true, (1, 1000))
+    };
+    let sim = Sim::start(slow).await.unwrap();
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let payment = gw.pay(1);
+    let profiles = [profile("p", 160, 120, 30)];
+    let header = gw.segment(0, test_segment(), &profiles);
+    let resp = gw.post(&payment, &header, test_segment().to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let stats = sim.transcode_stats();
+    assert_eq!((stats.accepted, stats.transcoded), (1, 0), "still transcoding");
+    assert_eq!(sim.payments().fees_debited, Ratio::ZERO, "nothing charged yet");
+}
