@@ -22,6 +22,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use livepeer_pm::keccak256;
 use livepeer_proto::{Message as _, net};
@@ -62,6 +63,10 @@ pub enum TranscodeFault {
     HangAfterOk,
     /// 200 with a body that is not a protobuf `TranscodeResult`.
     Garbage,
+    /// Sends `200 OK` and the first half of the result, then drops the connection (HTTP/1.1)
+    /// or resets the stream (HTTP/2): the gateway reads an unexpected EOF. The work is done
+    /// and charged first.
+    CloseMidBody,
     /// 500 `Internal Server Error`.
     InternalError,
 }
@@ -260,12 +265,24 @@ async fn segment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     // the result follows as the body. A client that goes away drops the body, and with it
     // the encoders (killed on drop).
     let body = futures_util::stream::once(async move {
-        let bytes = match fault {
+        match fault {
             TranscodeFault::HangAfterOk => std::future::pending().await,
-            TranscodeFault::Garbage => Bytes::from_static(&[0x0f, 0xff, 0xff, 0xff, 0xff]),
-            _ => result(&shared, admitted, data, fault).await,
-        };
-        Ok::<_, std::io::Error>(bytes)
+            TranscodeFault::Garbage => vec![Ok(Bytes::from_static(&[0x0f, 0xff, 0xff, 0xff]))],
+            TranscodeFault::CloseMidBody => {
+                let mut all = result(&shared, admitted, data, fault).await;
+                vec![Ok(all.split_to(all.len() / 2)), Err(ai::simulated_drop())]
+            }
+            _ => vec![Ok(result(&shared, admitted, data, fault).await)],
+        }
+    });
+    // Each piece is flushed before the next is polled, so a cut comes after what precedes it.
+    let body = body.flat_map(|pieces| {
+        futures_util::stream::iter(pieces).then(|piece| async move {
+            if piece.is_err() {
+                tokio::time::sleep(ai::FLUSH_PAUSE).await;
+            }
+            piece
+        })
     });
     Response::new(Body::from_stream(body))
 }

@@ -217,6 +217,13 @@ async fn faults_fail_as_a_broken_orchestrator_does() {
     assert_eq!(status, 200);
     assert!(<net::TranscodeResult as livepeer_proto::Message>::decode(body.as_slice()).is_err());
 
+    sim.set_transcode_fault(TranscodeFault::CloseMidBody);
+    let payment = gw.pay(1);
+    let header = gw.segment(0, test_segment(), &profiles);
+    let resp = gw.post(&payment, &header, test_segment().to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "the body was cut");
+
     sim.set_transcode_fault(TranscodeFault::HangAfterOk);
     let payment = gw.pay(1);
     let header = gw.segment(0, test_segment(), &profiles);
