@@ -340,3 +340,23 @@ async fn the_upload_is_acknowledged_before_a_slow_transcode_ends() {
     assert_eq!((stats.accepted, stats.transcoded), (1, 0), "still transcoding");
     assert_eq!(sim.payments().fees_debited, Ratio::ZERO, "nothing charged yet");
 }
+
+#[tokio::test]
+async fn get_orchestrator_advertises_transcoding_at_the_base_price() {
+    let sim = onchain(true, (3, 7)).await;
+    let gw = Gateway::new(&sim, key(7)).await;
+    assert_eq!(gw.info.transcoder, sim.service_url());
+    let price = gw.info.price_info.clone().unwrap();
+    assert_eq!((price.price_per_unit, price.pixels_per_unit), (3, 7));
+    assert_eq!(gw.info.address, orchestrator_key().address().to_vec());
+    let caps = gw.info.capabilities.clone().unwrap();
+    // go-livepeer's default (transcoding) capabilities: H.264, MPEG-TS, MP4, fractional fps,
+    // storage, H.264 profiles, GOP, auth token, MPEG-7, segment slicing.
+    for id in [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 26] {
+        assert!(caps.bitstring[0] & (1 << id) != 0, "capability {id}");
+    }
+    let token = gw.info.auth_token.clone().unwrap();
+    assert_eq!(token.session_id.len(), 8);
+    // The ticket params are for this price: a payment at it is accepted (the other tests).
+    assert!(gw.info.ticket_params.is_some());
+}
