@@ -191,6 +191,14 @@ impl TranscodeState {
         f(&mut lock(&self.stats));
     }
 
+    /// Ends a session (`EndTranscodingSession`): its renditions are dropped.
+    pub(crate) fn end_session(&self, session: &str) {
+        let mut store = lock(&self.store);
+        if let Some(s) = store.sessions.remove(session) {
+            store.bytes -= s.segments.iter().map(|x| x.bytes).sum::<usize>();
+        }
+    }
+
     /// go-livepeer's `CheckCapacity(session id)`: a known session always passes; a new one only
     /// while fewer than `max` sessions exist.
     fn check_capacity(&self, session: &str, max: usize) -> Result<(), Rejection> {

@@ -14,7 +14,7 @@
 mod transcode_support;
 
 use livepeer_pm::{Ratio, SignedRatio, keccak256, recover_eth_signer};
-use livepeer_proto::net::{self, transcode_result};
+use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient, transcode_result};
 use livepeer_sim::{PaymentRejection, Sim, SimConfig, TranscodeFault};
 use transcode_support::{
     Gateway, SEGMENT_START, config, decode, key, onchain, orchestrator_key, probe, profile,
@@ -170,6 +170,18 @@ async fn new_sessions_beyond_the_cap_are_refused_as_capped() {
     // The session already held goes on.
     assert_eq!(first.transcode(1, test_segment(), &profiles, 1).await.0, 200);
     assert_eq!(sim.transcode_stats().sessions, 1);
+
+    // Ending it (with its own token only) frees its place.
+    let mut client = OrchestratorClient::connect(sim.url().to_owned()).await.unwrap();
+    let mut forged = first.info.auth_token.clone().unwrap();
+    forged.token[0] ^= 1;
+    let req = net::EndTranscodingSessionRequest { auth_token: Some(forged) };
+    let refused = client.end_transcoding_session(req).await.unwrap_err();
+    assert_eq!(refused.message(), "Invalid auth token");
+    let req = net::EndTranscodingSessionRequest { auth_token: first.info.auth_token.clone() };
+    client.end_transcoding_session(req).await.unwrap();
+    assert_eq!(sim.transcode_stats().sessions, 0);
+    assert_eq!(second.transcode(1, test_segment(), &profiles, 1).await.0, 200);
 }
 
 #[tokio::test]
