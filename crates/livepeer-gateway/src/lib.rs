@@ -135,6 +135,8 @@ pub struct Gateway {
     pub http_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where RTMP ingest listens, unless `--rtmp-addr off`.
+    pub rtmp_addr: Option<SocketAddr>,
     /// Shared state (pool, metrics).
     pub state: AppState,
     public: Router,
@@ -149,6 +151,10 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let http = bind(config.http_addr).await?;
         let admin = bind(config.cli_addr).await?;
+        let rtmp = match config.ingest.rtmp_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
@@ -212,6 +218,8 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Byoc))?;
+        let rtmp_sink = transcode::RtmpSink::new(transcode.clone(), config.ingest.auth.clone())
+            .map_err(setup(Part::Transcode))?;
         let admin_routes = http::admin_router(
             state.clone(),
             live_state.clone(),
@@ -238,9 +246,22 @@ impl Gateway {
             signer,
         );
         serve(&tasks, "public-api", http, public.clone(), limits);
-        tracing::info!(%http_addr, %admin_addr, "gateway listening");
+        let rtmp_addr = match rtmp {
+            Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
+            None => None,
+        };
+        tracing::info!(%http_addr, %admin_addr, ?rtmp_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;
-        Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks, drain })
+        Ok(Self {
+            http_addr,
+            admin_addr,
+            rtmp_addr,
+            state,
+            public,
+            admin: admin_routes,
+            tasks,
+            drain,
+        })
     }
 
     /// The public API's routes, to call in-process (`tower::ServiceExt::oneshot`).
@@ -259,6 +280,25 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.tasks.shutdown(self.drain).await;
     }
+}
+
+/// Starts RTMP ingest on `listener` into transcoding; its address.
+fn serve_rtmp(
+    config: &Config,
+    tasks: &Tasks,
+    listener: TcpListener,
+    sink: transcode::RtmpSink,
+) -> Result<SocketAddr, StartError> {
+    let addr = listener.local_addr().map_err(setup(Part::Listener))?;
+    let rtmp = ingest::RtmpConfig {
+        // Publishers beyond the stream cap are refused after their handshake; a few more
+        // connections than streams leave room for those handshakes.
+        max_connections: config.transcode.max_sessions + 16,
+        limits: config.ingest.cut,
+    };
+    let sink = Arc::new(sink);
+    tasks.spawn("rtmp-ingest", move |cancel| ingest::serve(listener, rtmp, sink, cancel));
+    Ok(addr)
 }
 
 /// The identity the gateway shows orchestrators: its own key's, or the remote signer's

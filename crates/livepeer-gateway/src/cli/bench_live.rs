@@ -147,7 +147,7 @@ impl Child {
         let (http, cli) = (port()?, port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--cli-addr", &format!("127.0.0.1:{cli}")])
+            .args(["--cli-addr", &format!("127.0.0.1:{cli}"), "--rtmp-addr", "off"])
             .args(["--orch-addr", orchestrator, "--log-level", "warn"])
             .args(["--live-max-streams", "100000", "--live-out-segment-timeout", "30s"])
             .stdin(std::process::Stdio::null())

@@ -31,4 +31,5 @@ mod stalled_trickle;
 mod streams;
 mod support;
 mod transcode;
+mod transcode_rtmp;
 mod wire;
