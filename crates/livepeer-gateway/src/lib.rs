@@ -172,16 +172,7 @@ impl Gateway {
             &tasks,
         )
         .await;
-        let payer = config.signer.clone().map(|signer| {
-            // Job-priced ticket params come from their own GetOrchestrator calls.
-            payment::LocalPayer::new(signer, client.clone(), config.payment)
-        });
-        let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
-        let payments = payment::Payments::new(payer.clone(), remote, &client)
-            .map_err(setup(Part::Payments))?;
-        if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
-            watch_funds(&tasks, chain, payer.clone()).await?;
-        }
+        let (payer, payments) = payments(&config, &client, &tasks).await?;
         let state = AppState {
             pool,
             metrics,
@@ -207,17 +198,8 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Live))?;
-        let byoc_state = byoc_state(&config, &state, payments_for_byoc, identity)?;
-        tasks.spawn("byoc-tokens", {
-            let byoc = byoc_state.clone();
-            move |cancel| byoc.run_tokens(cancel)
-        });
-        let byoc_streams = byoc::stream::ByocStreams::new(
-            byoc_state.clone(),
-            config.live.public_url.clone(),
-            &tasks,
-        )
-        .map_err(setup(Part::Byoc))?;
+        let (byoc_state, byoc_streams) =
+            byoc_services(&config, &state, payments_for_byoc, identity, &tasks)?;
         let rtmp_sink = transcode::RtmpSink::new(transcode.clone(), config.ingest.auth.clone())
             .map_err(setup(Part::Transcode))?;
         let admin_routes = http::admin_router(
@@ -280,6 +262,45 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.tasks.shutdown(self.drain).await;
     }
+}
+
+/// The local payer (with a key) and the one payment interface over it or the remote signer;
+/// with a chain, the sender's funds are watched on `tasks`.
+async fn payments(
+    config: &Config,
+    client: &OrchClient,
+    tasks: &Tasks,
+) -> Result<(Option<payment::LocalPayer>, payment::Payments), StartError> {
+    let payer = config.signer.clone().map(|signer| {
+        // Job-priced ticket params come from their own GetOrchestrator calls.
+        payment::LocalPayer::new(signer, client.clone(), config.payment)
+    });
+    let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
+    let payments =
+        payment::Payments::new(payer.clone(), remote, client).map_err(setup(Part::Payments))?;
+    if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
+        watch_funds(tasks, chain, payer.clone()).await?;
+    }
+    Ok((payer, payments))
+}
+
+/// BYOC jobs (with their token refresh running on `tasks`) and BYOC streams.
+fn byoc_services(
+    config: &Config,
+    state: &AppState,
+    payments: payment::Payments,
+    identity: Option<Identity>,
+    tasks: &Tasks,
+) -> Result<(byoc::ByocState, byoc::stream::ByocStreams), StartError> {
+    let byoc_state = byoc_state(config, state, payments, identity)?;
+    tasks.spawn("byoc-tokens", {
+        let byoc = byoc_state.clone();
+        move |cancel| byoc.run_tokens(cancel)
+    });
+    let streams =
+        byoc::stream::ByocStreams::new(byoc_state.clone(), config.live.public_url.clone(), tasks)
+            .map_err(setup(Part::Byoc))?;
+    Ok((byoc_state, streams))
 }
 
 /// Starts RTMP ingest on `listener` into transcoding; its address.
