@@ -457,11 +457,13 @@ async fn streams_are_bounded_in_count_and_bodies_in_bytes() {
 }
 
 /// A start that fails on the gateway's side (here: a keyless gateway whose remote signer
-/// cannot pay a priced BYOC orchestrator) is a 503 that penalises no orchestrator.
+/// refuses the payment, one second of the price taking more than the 100 tickets a signer
+/// makes at most) is a 503 that penalises no orchestrator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
     const API_KEY: &str = "test-api-key-0123456789";
-    let a = sim("a", 100_000_000, Some(1)).await;
+    // 1e12 wei per second against tickets of 8e9: 125 tickets for one second.
+    let a = sim("a", 1_000_000_000_000, Some(1)).await;
     let mut c = config(&[a.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
     c.serve_signer = Some(API_KEY.to_owned().into());
@@ -474,7 +476,10 @@ async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
     let gw = start(c).await;
     let body = json!({"stream_name": "unpaid", "stream_id": "1", "params": "{}"});
     let resp = start_stream(&gw, ALL, body).await;
-    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too many tickets"), "{body}");
     assert_eq!(a.byoc_stats().stream_starts, 0, "nothing reached the orchestrator");
     let orch = orch_state(&gw, a.url().trim_end_matches('/')).await;
     assert_eq!(orch["state"], "healthy", "{orch}");
