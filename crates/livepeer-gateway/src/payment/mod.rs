@@ -113,7 +113,8 @@ enum Way {
 #[derive(Debug, Clone)]
 pub struct Payments {
     way: Way,
-    /// BYOC accounts per (orchestrator, capability), kept for the local key.
+    /// BYOC accounts per (orchestrator, capability), kept whether the gateway's own key or a
+    /// remote signer makes the tickets.
     byoc: byoc::ByocBooks,
 }
 

@@ -3,7 +3,10 @@
 //! - payments: for each (orchestrator, job, manifest id) the gateway keeps the job-priced
 //!   OrchestratorInfo and the signer's opaque state, and asks
 //!   `POST {signer}/generate-live-payment` for every attempt's `Livepeer-Payment` and
-//!   `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units).
+//!   `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units);
+//! - BYOC: jobs signed at `POST {signer}/sign-byoc-job`, and their tickets made at
+//!   `/generate-live-payment` from the job token's price and params, the signer's state kept
+//!   per (orchestrator, capability) ([`RemotePayer::byoc_tickets`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -454,5 +457,80 @@ pub async fn fetch_identity(
     match recover_eth_signer(text.as_bytes(), &sig) {
         Ok(who) if who == address => Ok(Identity { address, sig: Signature(sig) }),
         _ => Err(SignerError::Invalid("the signature is not the address's".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use livepeer_pm::{B256, U256, payment_header_value};
+
+    use super::*;
+
+    fn params(hash: u8) -> TicketParams {
+        TicketParams {
+            recipient: Address::from([7u8; 20]),
+            face_value: U256::from(1000u64),
+            win_prob: U256::MAX,
+            recipient_rand_hash: B256::from([hash; 32]),
+            seed: U256::from(1u64),
+            expiration_block: U256::from(99u64),
+            expiration_params: None,
+        }
+    }
+
+    /// A signer's payment of `tickets` tickets of `params`.
+    fn header(params: &TicketParams, tickets: usize) -> String {
+        let ticket = net::TicketSenderParams { sender_nonce: 1, sig: vec![1; 65] };
+        payment_header_value(&net::Payment {
+            ticket_params: Some(params.to_payment_proto()),
+            sender: vec![3; 20],
+            ticket_sender_params: vec![ticket; tickets],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_signer_payment_is_sent_only_as_asked_for() {
+        let ours = params(1);
+        assert_eq!(check_byoc_payment(&header(&ours, 3), &ours, 3).unwrap(), 3);
+        assert_eq!(check_byoc_payment(&header(&ours, 0), &ours, 3).unwrap(), 0);
+        let more = check_byoc_payment(&header(&ours, 4), &ours, 3).unwrap_err();
+        assert!(more.to_string().contains("4 tickets, over the 3 asked for"), "{more}");
+        let other = check_byoc_payment(&header(&params(2), 1), &ours, 3).unwrap_err();
+        assert!(other.to_string().contains("other ticket params"), "{other}");
+        assert!(check_byoc_payment("%%", &ours, 3).is_err());
+    }
+
+    #[test]
+    fn the_info_carries_the_token_price_and_params() {
+        let base = net::OrchestratorInfo {
+            address: vec![7; 20],
+            price_info: Some(net::PriceInfo {
+                price_per_unit: 1,
+                pixels_per_unit: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut p = params(1);
+        p.expiration_params = Some(livepeer_pm::ExpirationParams::new(5, B256::from([4u8; 32])));
+        let token = JobToken {
+            service_addr: "http://o:1".into(),
+            price: crate::orchestrator::price::Price::new(9, 2).unwrap(),
+            price_info: net::PriceInfo {
+                price_per_unit: 9,
+                pixels_per_unit: 2,
+                ..Default::default()
+            },
+            ticket_params: Some(p),
+            balance: 0,
+            available_capacity: 1,
+        };
+        let bytes = byoc_info(&base.encode_to_vec(), &token, &p).unwrap();
+        let info = net::OrchestratorInfo::decode(bytes.as_slice()).unwrap();
+        assert_eq!(info.address, vec![7; 20], "GetOrchestrator's address stays");
+        assert_eq!(info.price_info.unwrap().price_per_unit, 9);
+        let tp = TicketParams::from_proto(&info.ticket_params.unwrap()).unwrap();
+        assert_eq!(tp, p, "the token's params, field 7 included");
     }
 }
