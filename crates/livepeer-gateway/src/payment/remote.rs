@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use livepeer_pm::{Address, Signature, TicketParams, decode_payment_header, recover_eth_signer};
+use livepeer_pm::{
+    Address, B256, MAX_SENDER_NONCES, Signature, TicketParams, decode_payment_header,
+    recover_eth_signer,
+};
 use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
@@ -36,6 +39,8 @@ struct Session {
     state: Option<Value>,
     /// A BYOC session's price (the job token's), at which its state was started.
     price: Option<(i64, i64)>,
+    /// A BYOC session's nonces: the params they were made for, and how many the signer made.
+    nonces: Option<(B256, u32)>,
 }
 
 /// A `/generate-live-payment` answer.
@@ -212,6 +217,19 @@ impl RemotePayer {
             // afresh. Another price comes with other params, so the nonces start afresh too.
             s.state = None;
             s.price = Some(price);
+            // Its nonces start again with the state: params already paid with are done.
+            let rand_hash = params.recipient_rand_hash;
+            if s.nonces.is_some_and(|(h, _)| h == rand_hash) {
+                s.nonces = Some((rand_hash, MAX_SENDER_NONCES));
+            }
+        }
+        let hash = params.recipient_rand_hash;
+        let used = s.nonces.filter(|(h, _)| *h == hash).map_or(0, |(_, n)| n);
+        if used.saturating_add(max_tickets) > MAX_SENDER_NONCES {
+            // The orchestrator takes 600 nonces per set of params (PROTOCOL.md §4.3).
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {url} have no nonces left; a fresh token is needed"
+            )));
         }
         let mut units = units;
         let mut widened = false;
@@ -228,6 +246,8 @@ impl RemotePayer {
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);
+                    s.nonces =
+                        Some((hash, checked.as_ref().map_or(MAX_SENDER_NONCES, |t| used + t)));
                     return checked.map(|tickets| Some((payment, tickets)));
                 }
                 Generated::Refresh => {
@@ -253,6 +273,9 @@ impl RemotePayer {
                     // nonces the orchestrator has not seen.
                     if (400..500).contains(&status) {
                         s.state = None;
+                        // A new state starts these params' nonces again, which the
+                        // orchestrator has seen: they are not used again.
+                        s.nonces = Some((hash, MAX_SENDER_NONCES));
                     }
                     return Err(Generated::refusal(status, &text));
                 }
@@ -346,7 +369,7 @@ impl RemotePayer {
         }
         let (info, bytes) = self.client.get_orchestrator_with_bytes(url, caps, true).await?;
         let info = Arc::new(info);
-        let session = Session { info, bytes, state: None, price: None };
+        let session = Session { info, bytes, state: None, price: None, nonces: None };
         let session = Arc::new(tokio::sync::Mutex::new(session));
         let mut map =
             self.sessions.lock().map_err(|_| PayError::Internal("sessions lock".into()))?;
