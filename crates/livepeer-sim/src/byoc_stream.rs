@@ -23,7 +23,8 @@ use axum::routing::any;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use livepeer_trickle::{
-    Hub, Publish, ReadSegment, Subscribe, TrickleError, WriteSegment, publish_segment, read_segment,
+    CopyError, Hub, OnCut, Publish, ReadSegment, Subscribe, TrickleError, publish_segment,
+    read_segment,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -382,19 +383,12 @@ async fn copy_segment<R: ReadSegment, P: Publish>(
         }
         return Ok(bytes);
     };
-    let mut writer = None;
-    while let Some(chunk) = reader.chunk().await? {
-        bytes += chunk.len() as u64;
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(out.segment().await?),
-        };
-        w.write(chunk).await?;
+    let limits = (OnCut::Abandon, None);
+    match livepeer_trickle::copy_segment(&mut reader, out, limits, |_, _| {}).await {
+        Ok(copied) => Ok(copied.unwrap_or(0)),
+        Err(CopyError::Source(e) | CopyError::Sink(e)) => Err(e),
+        Err(CopyError::Stalled) => Err(TrickleError::Timeout("segment write")),
     }
-    if let Some(w) = writer {
-        w.finish().await?;
-    }
-    Ok(bytes)
 }
 
 /// Publishes each event as one JSON segment on the events channel.

@@ -107,6 +107,71 @@ pub async fn publish_segment<P: Publish>(
     writer.finish().await
 }
 
+/// What [`copy_segment`] does when its source segment breaks off part-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCut {
+    /// Finish the copy as far as it got: its readers get a shorter segment (a client's input,
+    /// which is all there is of that segment).
+    Finish,
+    /// Abandon the copy, so that its readers see it cut too (an orchestrator's output).
+    Abandon,
+}
+
+/// Why [`copy_segment`] stopped short.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The source failed (with [`OnCut::Abandon`]).
+    Source(TrickleError),
+    /// The sink failed.
+    Sink(TrickleError),
+    /// A write to the sink took longer than the limit.
+    Stalled,
+}
+
+/// Copies the segment `reader` reads into a new segment of `sink`, chunk by chunk, so that
+/// the copy's readers get each chunk as it comes. The copy opens at the first byte: an empty
+/// source segment (an abandoned preconnect) is not copied, `Ok(None)`. `on_chunk` sees every
+/// chunk before it is written, told whether it is the first (before the copy opens); each
+/// write may take at most `write_limit`. Returns the bytes copied.
+pub async fn copy_segment<R: ReadSegment, P: Publish>(
+    reader: &mut R,
+    sink: &mut P,
+    (cut, write_limit): (OnCut, Option<std::time::Duration>),
+    mut on_chunk: impl FnMut(bool, &Bytes) + Send,
+) -> Result<Option<u64>, CopyError> {
+    let mut writer = None;
+    let mut copied = 0u64;
+    loop {
+        let chunk = match reader.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if cut == OnCut::Abandon => return Err(CopyError::Source(e)),
+            Err(e) => {
+                tracing::debug!(error = %e, copied, "source segment cut short; copy finished");
+                break;
+            }
+        };
+        on_chunk(writer.is_none(), &chunk);
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(sink.segment().await.map_err(CopyError::Sink)?),
+        };
+        copied += chunk.len() as u64;
+        let written = match write_limit {
+            Some(limit) => tokio::time::timeout(limit, w.write(chunk)).await,
+            None => Ok(w.write(chunk).await),
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CopyError::Sink(e)),
+            Err(_) => return Err(CopyError::Stalled),
+        }
+    }
+    let Some(w) = writer else { return Ok(None) };
+    w.finish().await.map_err(CopyError::Sink)?;
+    Ok(Some(copied))
+}
+
 /// Reads a whole segment, refusing more than `limit` bytes.
 pub async fn read_segment<R: ReadSegment>(
     reader: &mut R,

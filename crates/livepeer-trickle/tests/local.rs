@@ -124,3 +124,56 @@ async fn subscriber_ends_when_channel_deleted_mid_read() {
     assert!(matches!(writer.write(Bytes::from_static(b"b")).await, Err(TrickleError::Closed)));
     assert!(subscriber.segment().await.unwrap().is_none());
 }
+
+/// A source segment of scripted chunks that may break off at the end.
+struct Scripted {
+    chunks: Vec<Bytes>,
+    cut: bool,
+}
+
+impl ReadSegment for Scripted {
+    fn seq(&self) -> u64 {
+        0
+    }
+
+    async fn chunk(&mut self) -> Result<Option<Bytes>, TrickleError> {
+        if !self.chunks.is_empty() {
+            return Ok(Some(self.chunks.remove(0)));
+        }
+        if self.cut { Err(TrickleError::Transport("reset".into())) } else { Ok(None) }
+    }
+}
+
+#[tokio::test]
+async fn a_copy_is_finished_or_abandoned_when_its_source_breaks_off() {
+    use livepeer_trickle::{CopyError, OnCut, copy_segment, read_segment};
+    let hub = Hub::new(HubConfig::default());
+    hub.create("copy", "video/MP2T").unwrap();
+    let mut sink = hub.publisher("copy");
+    let mut sub = hub.subscriber("copy", 0);
+    let script =
+        |cut| Scripted { chunks: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")], cut };
+    let mut seen = Vec::new();
+    let mut reader = script(false);
+    let copied = copy_segment(&mut reader, &mut sink, (OnCut::Abandon, None), |first, c| {
+        seen.push((first, c.len()));
+    });
+    assert_eq!(copied.await.unwrap(), Some(4));
+    assert_eq!(seen, [(true, 2), (false, 2)]);
+    let mut got = within("the copy", sub.segment()).await.unwrap().unwrap();
+    assert_eq!(read_segment(&mut got, 16).await.unwrap(), Bytes::from_static(b"abcd"));
+    // Cut short and finished: the copy is what came.
+    let mut cut = script(true);
+    let copied = copy_segment(&mut cut, &mut sink, (OnCut::Finish, None), |_, _| {});
+    assert_eq!(copied.await.unwrap(), Some(4));
+    let mut got = within("the copy", sub.segment()).await.unwrap().unwrap();
+    assert_eq!(read_segment(&mut got, 16).await.unwrap(), Bytes::from_static(b"abcd"));
+    // Cut short and abandoned: its readers see it cut, not whole.
+    let mut cut = script(true);
+    let copied = copy_segment(&mut cut, &mut sink, (OnCut::Abandon, None), |_, _| {});
+    assert!(matches!(copied.await, Err(CopyError::Source(TrickleError::Transport(_)))));
+    // An empty source is not copied.
+    let mut empty = Scripted { chunks: Vec::new(), cut: false };
+    let copied = copy_segment(&mut empty, &mut sink, (OnCut::Abandon, None), |_, _| {});
+    assert_eq!(copied.await.unwrap(), None);
+}

@@ -271,7 +271,7 @@ impl<'a> Job<'a> {
         let (cap, timeout) = (&self.req.capability, self.req.timeout_seconds);
         loop {
             let pay = (&*token.token, token.fetched);
-            match self.state.payments.byoc_prepare(orch, cap, pay, timeout)? {
+            match self.state.payments.byoc_prepare(orch, cap, pay, timeout).await? {
                 ByocPrepared::Ready(payment) => return Ok(*payment),
                 ByocPrepared::Wait(mut confirmed) => {
                     let waited = tokio::time::timeout_at(deadline, confirmed.changed()).await;

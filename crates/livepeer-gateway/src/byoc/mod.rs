@@ -69,8 +69,8 @@ pub enum JobSigner {
     /// orchestrators verify every job's signature whether they charge or not.
     Key(Arc<LocalSigner>),
     /// A remote signer, named to orchestrators by its identity. It signs each job at
-    /// `/sign-byoc-job` (the Python SDK's route; go-livepeer's signer has none); it cannot pay
-    /// a BYOC job from a token, so only orchestrators that charge nothing are used.
+    /// `/sign-byoc-job` (the Python SDK's route; go-livepeer's signer has none), and makes the
+    /// tickets of priced ones at `/generate-live-payment` (see [`Payments::byoc_prepare`]).
     Remote(Identity),
 }
 

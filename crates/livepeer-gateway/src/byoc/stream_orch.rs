@@ -170,6 +170,7 @@ async fn prepare(
         let pay = (&*token.token, token.fetched);
         let prepared = payments
             .byoc_prepare(orch, &job.capability, pay, job.timeout_seconds)
+            .await
             .map_err(|e| format!("payment: {e}"))?;
         match prepared {
             ByocPrepared::Ready(payment) => return Ok(*payment),

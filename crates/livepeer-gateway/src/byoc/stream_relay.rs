@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livepeer_trickle::{
-    HttpPublisher, HttpSubscriber, Publish, ReadSegment, Subscribe, TrickleError, WriteSegment,
-    publish_segment, read_segment,
+    CopyError, HttpPublisher, HttpSubscriber, OnCut, ReadSegment, Subscribe, TrickleError,
+    copy_segment, publish_segment, read_segment,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -227,37 +227,22 @@ async fn input(
         };
         let seq = reader.seq();
         progress.store(seq, Relaxed);
-        let mut writer = None;
-        loop {
-            let chunk = match reader.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) | Err(_) => break,
-            };
-            let w = match &mut writer {
-                Some(w) => w,
-                None => match sink.segment().await {
-                    Ok(w) => writer.insert(w),
-                    Err(e) => return fault("input", &e),
-                },
-            };
-            match tokio::time::timeout(WRITE_LIMIT, w.write(chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return fault("input", &e),
-                Err(_) => {
-                    return Outcome::Fault("orchestrator input stopped accepting bytes".into());
+        // A client segment cut short is finished as far as it got: it is all there is of it.
+        let limits = (OnCut::Finish, Some(WRITE_LIMIT));
+        match copy_segment(&mut reader, &mut sink, limits, |_, _| {}).await {
+            Ok(Some(_)) => {
+                let c = &stream.counters;
+                c.in_segments.fetch_add(1, Relaxed);
+                if stream.flags.enable_video_egress {
+                    let now = stream.now_ms();
+                    let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
                 }
             }
-        }
-        if let Some(w) = writer {
-            if let Err(e) = w.finish().await {
-                return fault("input", &e);
+            Ok(None) => {}
+            Err(CopyError::Stalled) => {
+                return Outcome::Fault("orchestrator input stopped accepting bytes".into());
             }
-            let c = &stream.counters;
-            c.in_segments.fetch_add(1, Relaxed);
-            if stream.flags.enable_video_egress {
-                let now = stream.now_ms();
-                let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
-            }
+            Err(CopyError::Sink(e) | CopyError::Source(e)) => return fault("input", &e),
         }
         progress.store(seq + 1, Relaxed);
     }
@@ -306,30 +291,16 @@ async fn pump(
         };
         let c = &stream.counters;
         if let Kind::Output = kind {
-            let mut writer = None;
-            loop {
-                let chunk = match reader.chunk().await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => break,
-                    Err(e) => return fault(what, &e),
-                };
-                let w = match &mut writer {
-                    Some(w) => w,
-                    None => match sink.segment().await {
-                        Ok(w) => writer.insert(w),
-                        Err(e) => return Outcome::Ended(format!("client output: {e}")),
-                    },
-                };
-                if let Err(e) = w.write(chunk).await {
-                    return Outcome::Ended(format!("client output: {e}"));
+            // An orchestrator segment cut short is abandoned: the client sees it cut too.
+            match copy_segment(&mut reader, &mut sink, (OnCut::Abandon, None), |_, _| {}).await {
+                Ok(Some(_)) => {
+                    c.out_segments.fetch_add(1, Relaxed);
+                    c.waiting_since_ms.store(0, Relaxed);
                 }
-            }
-            if let Some(w) = writer {
-                if let Err(e) = w.finish().await {
-                    return Outcome::Ended(format!("client output: {e}"));
-                }
-                c.out_segments.fetch_add(1, Relaxed);
-                c.waiting_since_ms.store(0, Relaxed);
+                Ok(None) => {}
+                Err(CopyError::Source(e)) => return fault(what, &e),
+                Err(CopyError::Sink(e)) => return Outcome::Ended(format!("client output: {e}")),
+                Err(CopyError::Stalled) => return Outcome::Ended("client output stalled".into()),
             }
             continue;
         }

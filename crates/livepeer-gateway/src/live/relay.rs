@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livepeer_trickle::{
-    HttpPublisher, HttpSegmentReader, HttpSubscriber, LocalPublisher, Publish, ReadSegment,
-    Subscribe, TrickleError, WriteSegment, publish_segment, read_segment,
+    CopyError, HttpPublisher, HttpSegmentReader, HttpSubscriber, LocalPublisher, OnCut,
+    ReadSegment, Subscribe, TrickleError, copy_segment, publish_segment, read_segment,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -210,54 +210,36 @@ async fn input(
         };
         let seq = reader.seq();
         progress.store(seq, Relaxed);
-        // Opened at the first byte: an empty client segment (an abandoned preconnect) is not
-        // relayed.
-        let mut writer = None;
         let mut frames = FrameCounter::default();
-        loop {
-            let chunk = match reader.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(stream = stream.spec.name, error = %e, "client segment cut short");
-                    break;
-                }
-            };
-            let writer = match &mut writer {
-                Some(w) => w,
-                None => {
-                    stream.input_started();
-                    match sink.segment().await {
-                        Ok(w) => writer.insert(w),
-                        Err(e) => return fault("orchestrator input", &e),
-                    }
-                }
-            };
+        let counted = |first: bool, chunk: &Bytes| {
+            if first {
+                stream.input_started();
+            }
             let c = &stream.counters;
             let now = stream.now_ms().max(1);
             c.in_bytes.fetch_add(chunk.len() as u64, Relaxed);
             c.last_in_ms.store(now, Relaxed);
             let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
-            frames.feed(&chunk);
-            match tokio::time::timeout(write_limit, writer.write(chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return fault("orchestrator input", &e),
-                Err(_) => {
-                    let reason = "orchestrator input stopped accepting bytes".into();
-                    return Outcome::Fault(Failure::Timeout, reason);
-                }
+            frames.feed(chunk);
+        };
+        // A client segment cut short is finished as far as it got: it is all there is of it.
+        let limits = (OnCut::Finish, Some(write_limit));
+        match copy_segment(&mut reader, &mut sink, limits, counted).await {
+            Ok(Some(_)) => {
+                progress.store(seq + 1, Relaxed);
+                stream.counters.in_frames.fetch_add(frames.frames(), Relaxed);
+                stream.input_done(frames.frames());
+            }
+            // An empty client segment (an abandoned preconnect) is not relayed.
+            Ok(None) => progress.store(seq + 1, Relaxed),
+            Err(CopyError::Stalled) => {
+                let reason = "orchestrator input stopped accepting bytes".into();
+                return Outcome::Fault(Failure::Timeout, reason);
+            }
+            Err(CopyError::Sink(e) | CopyError::Source(e)) => {
+                return fault("orchestrator input", &e);
             }
         }
-        let Some(writer) = writer else {
-            progress.store(seq + 1, Relaxed);
-            continue;
-        };
-        if let Err(e) = writer.finish().await {
-            return fault("orchestrator input", &e);
-        }
-        progress.store(seq + 1, Relaxed);
-        stream.counters.in_frames.fetch_add(frames.frames(), Relaxed);
-        stream.input_done(frames.frames());
     }
 }
 
@@ -315,36 +297,29 @@ impl Relay for Output {
         sink: &mut LocalPublisher,
     ) -> Result<(), Outcome> {
         let stream = &self.stream;
-        let client = |e: TrickleError| Outcome::Ended(format!("client output: {e}"));
-        let mut writer = None;
         let mut frames = FrameCounter::default();
-        loop {
-            let chunk = match reader.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                // Dropping the writer abandons the client's segment where it is.
-                Err(e) => return Err(fault("orchestrator output", &e)),
-            };
-            let w = match &mut writer {
-                Some(w) => w,
-                None => {
-                    stream.output_started();
-                    writer.insert(sink.segment().await.map_err(client)?)
-                }
-            };
+        let counted = |first: bool, chunk: &Bytes| {
+            if first {
+                stream.output_started();
+            }
             let c = &stream.counters;
             c.out_bytes.fetch_add(chunk.len() as u64, Relaxed);
             c.last_out_ms.store(stream.now_ms(), Relaxed);
             c.waiting_since_ms.store(0, Relaxed);
-            frames.feed(&chunk);
-            w.write(chunk).await.map_err(client)?;
+            frames.feed(chunk);
+        };
+        // An orchestrator segment cut short is abandoned: the client sees it cut too.
+        match copy_segment(reader, sink, (OnCut::Abandon, None), counted).await {
+            Ok(Some(_)) => {
+                stream.counters.out_frames.fetch_add(frames.frames(), Relaxed);
+                stream.output_done(frames.frames());
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(CopyError::Source(e)) => Err(fault("orchestrator output", &e)),
+            Err(CopyError::Sink(e)) => Err(Outcome::Ended(format!("client output: {e}"))),
+            Err(CopyError::Stalled) => Err(Outcome::Ended("client output stalled".into())),
         }
-        if let Some(w) = writer {
-            w.finish().await.map_err(client)?;
-            stream.counters.out_frames.fetch_add(frames.frames(), Relaxed);
-            stream.output_done(frames.frames());
-        }
-        Ok(())
     }
 }
 

@@ -140,7 +140,7 @@ pub enum ByocOutcome {
 
 impl ByocBooks {
     /// Pays (or not) for one job of `capability` at `orch` per `token` (fetched at the
-    /// instant given), covering `timeout_seconds`.
+    /// instant given), covering `timeout_seconds`, with tickets the gateway's own key signs.
     pub(super) fn prepare(
         &self,
         local: &LocalPayer,
@@ -149,67 +149,97 @@ impl ByocBooks {
         token: (&JobToken, Instant),
         timeout_seconds: u64,
     ) -> Result<ByocPrepared, PayError> {
-        let (token, fetched) = token;
-        let Some(params) = token.ticket_params.filter(|_| !token.price.is_zero()) else {
+        let job_token = token.0;
+        let Some(params) = job_token.ticket_params.filter(|_| !job_token.price.is_zero()) else {
             return Ok(ByocPrepared::Ready(Box::new(ByocPayment::none(orch, capability))));
         };
-        let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
-        let price = token.price.to_ratio().map_err(|e| internal(&e))?;
         let ev = local.ticket_ev(&params)?;
-        let key = (orch.to_owned(), capability.to_owned());
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
-        let account = accounts.entry(key.clone()).or_default();
-        if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
-            account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
-            if token.balance < 0 {
-                account.balance = account.balance.neg();
-            }
-            account.changed = Some(fetched);
-        }
-        let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
-        let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
-        if account.balance >= SignedRatio::from(floor) {
-            let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
-            let sure = account.balance.checked_sub(&SignedRatio::from(account.unconfirmed));
-            if sure.is_ok_and(|sure| sure < SignedRatio::from(minute)) {
-                return Ok(ByocPrepared::Wait(account.confirmed.subscribe()));
-            }
-            return Ok(ByocPrepared::Ready(Box::new(payment)));
-        }
-        let cost = price.checked_mul_u64(timeout_seconds).map_err(|e| internal(&e))?;
-        let tickets = ticket_count(&cost, &ev, timeout_seconds);
+        let key = (orch.to_owned(), capability.to_owned());
+        let account = accounts.entry(key).or_default();
+        let mut payment = match decide(account, (orch, capability), token, timeout_seconds, &ev)? {
+            Plan::Done(prepared) => return Ok(prepared),
+            Plan::Pay(payment) => *payment,
+        };
         local.check_funds(params.face_value)?;
-        let total = ev.checked_mul_u64(u64::from(tickets)).map_err(|e| internal(&e))?;
-        if let Some(refusal) = local.over_total_ev(&total) {
+        if let Some(refusal) = local.over_total_ev(&payment.ev_sent) {
             return Err(PayError::Refused(refusal));
         }
         let session = match account.session.take() {
             Some(s) if s.params().recipient_rand_hash == params.recipient_rand_hash => s,
             _ => SenderSession::new(params, params.expiration_or(ExpirationParams::default())),
         };
-        if session.last_nonce().saturating_add(tickets) > MAX_SENDER_NONCES {
+        if session.last_nonce().saturating_add(payment.tickets) > MAX_SENDER_NONCES {
             return Err(PayError::Refused(format!(
                 "the token's ticket params of {orch} have no nonces left; a fresh token is needed"
             )));
         }
         let mut session = session;
-        let batch = session.create_batch(local.key(), tickets).map_err(|e| internal(&e))?;
+        let batch = session.create_batch(local.key(), payment.tickets).map_err(|e| internal(&e))?;
         account.session = Some(session);
-        let mut proto = build_payment(local.sender(), &token.price_info, Some(&batch))
+        let mut proto = build_payment(local.sender(), &job_token.price_info, Some(&batch))
             .map_err(|e| internal(&e))?;
         // The token's params are echoed whole, field 7 included (PROTOCOL.md §10.7).
         if let (Some(tp), Some(exp)) = (proto.ticket_params.as_mut(), params.expiration_params) {
             tp.expiration_params = Some(exp.to_proto());
         }
-        account.balance =
-            account.balance.checked_add(&SignedRatio::from(total)).map_err(|e| internal(&e))?;
-        account.pending += 1;
-        account.changed = Some(Instant::now());
-        account.unconfirmed = account.unconfirmed.checked_add(&total).map_err(|e| internal(&e))?;
+        book(account, &payment.ev_sent)?;
         payment.header = Some(payment_header_value(&proto));
-        payment.tickets = tickets;
-        payment.ev_sent = total;
         Ok(ByocPrepared::Ready(Box::new(payment)))
+    }
+
+    /// Decides (or not) on a payment of `units` seconds of `capability` at `orch` per
+    /// `token`, as [`Self::prepare`] does, for tickets made elsewhere (a remote signer's):
+    /// when tickets are due, their credit is booked at once, so that concurrent jobs see it,
+    /// and the payment comes back without its header; [`Self::made`] then records what was
+    /// really made, or [`Self::settle`] with [`ByocOutcome::Refused`] undoes it.
+    pub(super) fn reserve(
+        &self,
+        (orch, capability): (&str, &str),
+        token: (&JobToken, Instant),
+        units: u64,
+        ev: &Ratio,
+    ) -> Result<Plan, PayError> {
+        let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
+        let key = (orch.to_owned(), capability.to_owned());
+        let account = accounts.entry(key).or_default();
+        let plan = decide(account, (orch, capability), token, units, ev)?;
+        if let Plan::Pay(payment) = &plan {
+            book(account, &payment.ev_sent)?;
+        }
+        Ok(plan)
+    }
+
+    /// Records what was made for a reserved `payment`: `header` with `tickets` of EV `ev`,
+    /// at most the tickets reserved; the credit reserved beyond them is given back. With no
+    /// tickets the reservation is undone and the job goes without a payment header.
+    pub(super) fn made(
+        &self,
+        payment: &mut ByocPayment,
+        header: Option<String>,
+        tickets: u32,
+        ev: &Ratio,
+    ) {
+        let kept = tickets.min(payment.tickets);
+        let ev_kept = ev.checked_mul_u64(u64::from(kept)).unwrap_or(payment.ev_sent);
+        let returned = payment.ev_sent.saturating_sub(&ev_kept).unwrap_or(Ratio::ZERO);
+        if let Ok(mut accounts) = self.accounts.lock()
+            && let Some(account) = accounts.get_mut(&payment.account)
+        {
+            account.balance = account
+                .balance
+                .checked_sub(&SignedRatio::from(returned))
+                .unwrap_or(account.balance);
+            account.unconfirmed =
+                account.unconfirmed.saturating_sub(&returned).unwrap_or(Ratio::ZERO);
+            if kept == 0 {
+                account.pending = account.pending.saturating_sub(1);
+                account.confirmed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        payment.tickets = kept;
+        payment.ev_sent = ev_kept;
+        payment.header = if kept == 0 { None } else { header };
     }
 
     /// The orchestrator answered the job that carried `payment`: its credit is confirmed, and
@@ -260,6 +290,63 @@ impl ByocBooks {
         let Ok(accounts) = self.accounts.lock() else { return Vec::new() };
         accounts.iter().map(|((o, c), a)| (o.clone(), c.clone(), a.balance.to_string())).collect()
     }
+}
+
+/// What the books decided for one job.
+#[derive(Debug)]
+pub(super) enum Plan {
+    /// Nothing to make: go (with or without a payment) or wait.
+    Done(ByocPrepared),
+    /// Tickets are due: this many, of this EV in all (header not made yet).
+    Pay(Box<ByocPayment>),
+}
+
+fn internal(e: &dyn std::fmt::Display) -> PayError {
+    PayError::Internal(e.to_string())
+}
+
+/// The rule of one job, under the accounts lock: the token's balance applied to the view
+/// when it is news; no tickets while two minutes of the price are held (waiting when that
+/// relies on credit not confirmed yet); otherwise `ceil(price × units / ev)` tickets.
+fn decide(
+    account: &mut Account,
+    (orch, capability): (&str, &str),
+    (token, fetched): (&JobToken, Instant),
+    units: u64,
+    ev: &Ratio,
+) -> Result<Plan, PayError> {
+    let price = token.price.to_ratio().map_err(|e| internal(&e))?;
+    if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
+        account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
+        if token.balance < 0 {
+            account.balance = account.balance.neg();
+        }
+        account.changed = Some(fetched);
+    }
+    let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
+    let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
+    if account.balance >= SignedRatio::from(floor) {
+        let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
+        let sure = account.balance.checked_sub(&SignedRatio::from(account.unconfirmed));
+        if sure.is_ok_and(|sure| sure < SignedRatio::from(minute)) {
+            return Ok(Plan::Done(ByocPrepared::Wait(account.confirmed.subscribe())));
+        }
+        return Ok(Plan::Done(ByocPrepared::Ready(Box::new(payment))));
+    }
+    let cost = price.checked_mul_u64(units).map_err(|e| internal(&e))?;
+    payment.tickets = ticket_count(&cost, ev, units);
+    payment.ev_sent = ev.checked_mul_u64(u64::from(payment.tickets)).map_err(|e| internal(&e))?;
+    Ok(Plan::Pay(Box::new(payment)))
+}
+
+/// Books `total` sent to the account: credited, pending, and unconfirmed until answered.
+fn book(account: &mut Account, total: &Ratio) -> Result<(), PayError> {
+    account.balance =
+        account.balance.checked_add(&SignedRatio::from(*total)).map_err(|e| internal(&e))?;
+    account.pending += 1;
+    account.changed = Some(Instant::now());
+    account.unconfirmed = account.unconfirmed.checked_add(total).map_err(|e| internal(&e))?;
+    Ok(())
 }
 
 /// `ceil(cost / ev)` tickets, at most the 600 nonces one set of params takes; with EV 0,
@@ -383,6 +470,41 @@ mod tests {
         let mut off = token(5, 0);
         off.ticket_params = None;
         assert!(ready(books.prepare(&local, "o", "c", (&off, at), 30).unwrap()).header().is_none());
+    }
+
+    #[test]
+    fn a_reservation_is_booked_at_once_and_shrinks_to_what_was_made() {
+        let books = ByocBooks::default();
+        let t = token(2, 0);
+        let ev = t.ticket_params.unwrap().ev();
+        let at = Instant::now();
+        // 2 wei/s × 3990 s = 7980 wei: 8 tickets of EV ~1000 are reserved and booked at once.
+        let Plan::Pay(mut p) = books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap() else {
+            panic!("expected tickets to be due")
+        };
+        assert_eq!((p.tickets, p.header()), (8, None));
+        let booked = ev.checked_mul_u64(8).unwrap();
+        assert_eq!(books.report()[0].2, SignedRatio::from(booked).to_string());
+        assert!(matches!(
+            books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap(),
+            Plan::Done(ByocPrepared::Wait(_))
+        ));
+        // The signer made 5 (its state held credit): the rest is given back.
+        books.made(&mut p, Some("h".into()), 5, &ev);
+        assert_eq!((p.tickets, p.header()), (5, Some("h")));
+        let made = ev.checked_mul_u64(5).unwrap();
+        assert_eq!(books.report()[0].2, SignedRatio::from(made).to_string());
+        // Undone (the signer failed): the view is as before.
+        books.settle(*p, ByocOutcome::Refused);
+        assert_eq!(books.report()[0].2, SignedRatio::ZERO.to_string());
+        // None made: no header, nothing pending, nothing booked.
+        let Plan::Pay(mut q) = books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap() else {
+            panic!("expected tickets to be due")
+        };
+        books.made(&mut q, Some("h".into()), 0, &ev);
+        assert_eq!((q.tickets, q.header()), (0, None));
+        assert_eq!(books.report()[0].2, SignedRatio::ZERO.to_string());
+        books.settle(*q, ByocOutcome::Charged(1));
     }
 
     #[test]

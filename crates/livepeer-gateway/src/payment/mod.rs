@@ -113,7 +113,8 @@ enum Way {
 #[derive(Debug, Clone)]
 pub struct Payments {
     way: Way,
-    /// BYOC accounts per (orchestrator, capability), kept for the local key.
+    /// BYOC accounts per (orchestrator, capability), kept whether the gateway's own key or a
+    /// remote signer makes the tickets.
     byoc: byoc::ByocBooks,
 }
 
@@ -335,11 +336,11 @@ impl Payments {
     }
 
     /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
-    /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`. An off-chain
-    /// gateway or orchestrator (no ticket params, price 0) pays nothing. Through a remote
-    /// signer: refused, since no signer route pays a BYOC job from a token (go-livepeer has
-    /// none; the caller reports it before getting here).
-    pub fn byoc_prepare(
+    /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`, by the
+    /// same rule whichever way the gateway pays (see [`byoc`]). An off-chain gateway or
+    /// orchestrator (no ticket params, price 0) pays nothing. Through a remote signer, the
+    /// signer makes the tickets (see [`Payments::byoc_remote`]).
+    pub async fn byoc_prepare(
         &self,
         orch: &str,
         capability: &str,
@@ -351,10 +352,48 @@ impl Payments {
             Way::Local(local) => self.byoc.prepare(local, orch, capability, token, timeout_seconds),
             Way::OffChain => none(),
             Way::Remote(_) if token.0.price.is_zero() || token.0.ticket_params.is_none() => none(),
-            Way::Remote(_) => Err(PayError::Refused(
-                "paying BYOC jobs through a remote signer is not supported".into(),
-            )),
+            Way::Remote(remote) => {
+                self.byoc_remote(remote, (orch, capability), token, timeout_seconds).await
+            }
         }
+    }
+
+    /// A BYOC payment through the remote signer. The books decide as for the local key and
+    /// reserve the credit; the signer is asked for `price × seconds` (PROTOCOL.md §10.7), the
+    /// seconds being `timeout_seconds` unless more than the 100 tickets a signer makes at
+    /// most (its limit, PAYMENTS.md §7.3) would be needed, then fewer; the payment is sent
+    /// only with no more tickets than reserved, of the token's params.
+    async fn byoc_remote(
+        &self,
+        remote: &RemotePayer,
+        (orch, capability): (&str, &str),
+        token: (&crate::orchestrator::byoc::JobToken, tokio::time::Instant),
+        timeout_seconds: u64,
+    ) -> Result<ByocPrepared, PayError> {
+        let job_token = token.0;
+        let params = job_token.ticket_params.ok_or(PayError::NoTicketParams)?;
+        let price = job_token.price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
+        let ev = params.ev();
+        let units = signer_seconds(&price, &ev, timeout_seconds);
+        let mut payment = match self.byoc.reserve((orch, capability), token, units, &ev)? {
+            byoc::Plan::Done(prepared) => return Ok(prepared),
+            byoc::Plan::Pay(payment) => *payment,
+        };
+        let made = match Url::parse(orch) {
+            Ok(url) => {
+                remote.byoc_tickets((&url, capability), job_token, units, payment.tickets).await
+            }
+            Err(e) => Err(PayError::Internal(format!("orchestrator URL {orch}: {e}"))),
+        };
+        match made {
+            Ok(Some((header, tickets))) => self.byoc.made(&mut payment, Some(header), tickets, &ev),
+            Ok(None) => self.byoc.made(&mut payment, None, 0, &ev),
+            Err(e) => {
+                self.byoc.settle(payment, ByocOutcome::Refused);
+                return Err(e);
+            }
+        }
+        Ok(ByocPrepared::Ready(Box::new(payment)))
     }
 
     /// The orchestrator answered the job `payment` went with: its credit is confirmed.
@@ -369,6 +408,9 @@ impl Payments {
 
     /// Forgets BYOC accounts of (orchestrator, capability) pairs `keep` refuses.
     pub fn byoc_retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Way::Remote(remote) = &self.way {
+            remote.retain_byoc(&keep);
+        }
         self.byoc.retain(keep);
     }
 
@@ -376,6 +418,19 @@ impl Payments {
     pub fn byoc_balances(&self) -> Vec<(String, String, String)> {
         self.byoc.report()
     }
+}
+
+/// The seconds of a BYOC payment through a remote signer: `timeout_seconds`, or fewer when
+/// `price × timeout_seconds` would take more than the signer's 100 tickets of EV `ev` (at
+/// least one second: a signer that cannot pay even that refuses).
+fn signer_seconds(price: &Ratio, ev: &Ratio, timeout_seconds: u64) -> u64 {
+    let most = ev
+        .checked_mul_u64(u64::from(livepeer_pm::MAX_TICKETS_PER_PAYMENT))
+        .and_then(|total| total.checked_div(price))
+        .map(|r| r.floor())
+        .ok();
+    let most = most.map_or(timeout_seconds, |n| u64::try_from(n).unwrap_or(u64::MAX));
+    timeout_seconds.min(most).max(1)
 }
 
 /// The AI manifest id a batch job's payments are booked on.
@@ -472,6 +527,14 @@ mod tests {
         assert_eq!(stream.payment(), "");
         assert!(segment(&stream).sig.is_empty(), "no tickets, so unsigned as off-chain");
         assert!(stream.spend().is_none() && !stream.renewable());
+    }
+
+    #[test]
+    fn a_signer_is_asked_for_at_most_a_hundred_tickets() {
+        let ev = Ratio::from_u64(1000);
+        assert_eq!(signer_seconds(&Ratio::from_u64(10), &ev, 120), 120, "1200 wei: 2 tickets");
+        assert_eq!(signer_seconds(&Ratio::from_u64(10), &ev, 50_000), 10_000, "100 tickets");
+        assert_eq!(signer_seconds(&Ratio::from_u64(1_000_000), &ev, 30), 1, "at least 1 s");
     }
 
     #[test]

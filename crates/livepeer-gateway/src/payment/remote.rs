@@ -3,7 +3,10 @@
 //! - payments: for each (orchestrator, job, manifest id) the gateway keeps the job-priced
 //!   OrchestratorInfo and the signer's opaque state, and asks
 //!   `POST {signer}/generate-live-payment` for every attempt's `Livepeer-Payment` and
-//!   `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units).
+//!   `Livepeer-Segment` (PROTOCOL.md §11.2, with `inPixels` = the request's units);
+//! - BYOC: jobs signed at `POST {signer}/sign-byoc-job`, and their tickets made at
+//!   `/generate-live-payment` from the job token's price and params, the signer's state kept
+//!   per (orchestrator, capability) ([`RemotePayer::byoc_tickets`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,12 +14,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use livepeer_pm::{Address, Signature, recover_eth_signer};
+use livepeer_pm::{
+    Address, B256, MAX_SENDER_NONCES, Signature, TicketParams, decode_payment_header,
+    recover_eth_signer,
+};
 use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
 
 use super::terms::PayError;
+use crate::orchestrator::byoc::JobToken;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::ai_manifest_id;
 use crate::orchestrator::info::OrchInfo;
@@ -30,6 +37,32 @@ struct Session {
     info: Arc<OrchInfo>,
     bytes: Vec<u8>,
     state: Option<Value>,
+    /// A BYOC session's price (the job token's), at which its state was started.
+    price: Option<(i64, i64)>,
+    /// A BYOC session's nonces: the params they were made for, and how many the signer made.
+    nonces: Option<(B256, u32)>,
+}
+
+/// A `/generate-live-payment` answer.
+enum Generated {
+    Paid {
+        payment: String,
+        segment: String,
+        state: Value,
+    },
+    /// 480: fetch fresh OrchestratorInfo and ask again with the same state.
+    Refresh,
+    /// 482: the state's credit covers the payment.
+    Covered,
+    /// Another status, with the start of its body.
+    Refused(u16, String),
+}
+
+impl Generated {
+    /// The refusal of a status the caller has no use for.
+    fn refusal(status: u16, text: &str) -> PayError {
+        PayError::Refused(format!("remote signer answered {status}: {text}"))
+    }
 }
 
 /// (orchestrator URL, job, manifest id).
@@ -93,7 +126,7 @@ impl RemotePayer {
             return Ok(None);
         }
         let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
-        let session = self.session(url, key, manifest, &caps).await?;
+        let session = self.session(url, key, manifest, Some(&caps)).await?;
         // One payment at a time per session: the signer's state must be echoed in order.
         let mut s = session.lock().await;
         for _ in 0..=MAX_REFRESHES {
@@ -104,33 +137,13 @@ impl RemotePayer {
                 "capabilities": STANDARD.encode(net::Capabilities::from(&caps).encode_to_vec()),
                 "state": s.state,
             });
-            let resp = self
-                .http
-                .post(self.endpoint.clone())
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| PayError::Refused(format!("remote signer: {e}")))?;
-            match resp.status().as_u16() {
-                200 => {
-                    let answer: Value = resp
-                        .json()
-                        .await
-                        .map_err(|e| PayError::Refused(format!("remote signer answer: {e}")))?;
-                    let (Some(payment), Some(segment)) =
-                        (answer["payment"].as_str(), answer["segCreds"].as_str())
-                    else {
-                        return Err(PayError::Refused("remote signer answer lacks payment".into()));
-                    };
-                    let out = RemotePayment {
-                        payment: payment.to_owned(),
-                        segment: segment.to_owned(),
-                        info: s.info.clone(),
-                    };
-                    s.state = Some(answer["state"].clone());
+            match self.generate(&body).await? {
+                Generated::Paid { payment, segment, state } => {
+                    let out = RemotePayment { payment, segment, info: s.info.clone() };
+                    s.state = Some(state);
                     return Ok(Some(out));
                 }
-                480 => {
+                Generated::Refresh => {
                     // Fresh OrchestratorInfo, same state.
                     let (info, bytes) =
                         self.client.get_orchestrator_with_bytes(url, Some(&caps), true).await?;
@@ -138,17 +151,146 @@ impl RemotePayer {
                     s.bytes = bytes;
                 }
                 // Live payers skip the cycle (PROTOCOL.md §11.2, as the Python SDK does).
-                482 => return Err(PayError::NotNeeded),
-                status => {
-                    let text = resp.text().await.unwrap_or_default();
-                    return Err(PayError::Refused(format!(
-                        "remote signer answered {status}: {}",
-                        text.trim()
-                    )));
+                Generated::Covered => return Err(PayError::NotNeeded),
+                Generated::Refused(status, text) => {
+                    return Err(Generated::refusal(status, &text));
                 }
             }
         }
         Err(PayError::Refused("remote signer kept asking for a session refresh".into()))
+    }
+
+    /// One `POST {signer}/generate-live-payment` with `body`, its answer sorted.
+    async fn generate(&self, body: &Value) -> Result<Generated, PayError> {
+        let resp = self
+            .http
+            .post(self.endpoint.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| PayError::Refused(format!("remote signer: {e}")))?;
+        match resp.status().as_u16() {
+            200 => {
+                let mut answer: Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| PayError::Refused(format!("remote signer answer: {e}")))?;
+                let (Some(payment), Some(segment)) =
+                    (answer["payment"].as_str(), answer["segCreds"].as_str())
+                else {
+                    return Err(PayError::Refused("remote signer answer lacks payment".into()));
+                };
+                let (payment, segment) = (payment.to_owned(), segment.to_owned());
+                Ok(Generated::Paid { payment, segment, state: answer["state"].take() })
+            }
+            480 => Ok(Generated::Refresh),
+            482 => Ok(Generated::Covered),
+            status => {
+                let text = resp.text().await.unwrap_or_default();
+                Ok(Generated::Refused(status, text.trim().chars().take(200).collect()))
+            }
+        }
+    }
+
+    /// The tickets of a BYOC payment (PROTOCOL.md §10.7) made by the signer: `units` seconds
+    /// of `token`'s price to the orchestrator at `url`, for `capability`, in at most
+    /// `max_tickets` tickets of `token`'s params. The signer is asked as the Python SDK asks
+    /// it (GetOrchestrator's info, `/generate-live-payment`), but with the token's price and
+    /// params in that info, since the orchestrator checks the tickets against the job price
+    /// they were issued for, and with `inPixels` = the seconds at that price. The signer's
+    /// state is kept per (orchestrator, capability), as a live stream's is per stream: its
+    /// nonces go on within one set of params. `None`: the state's credit covers it (482).
+    pub(super) async fn byoc_tickets(
+        &self,
+        (url, capability): (&Url, &str),
+        token: &JobToken,
+        units: u64,
+        max_tickets: u32,
+    ) -> Result<Option<(String, u32)>, PayError> {
+        let params = token.ticket_params.ok_or(PayError::NoTicketParams)?;
+        let key = JobKey::byoc(capability);
+        let session = self.session(url, &key, capability, None).await?;
+        let mut s = session.lock().await;
+        let price = (token.price_info.price_per_unit, token.price_info.pixels_per_unit);
+        if s.price != Some(price) {
+            // A state started at another price bills at that one (its initial price): start
+            // afresh. Another price comes with other params, so the nonces start afresh too.
+            s.state = None;
+            s.price = Some(price);
+            // Its nonces start again with the state: params already paid with are done.
+            let rand_hash = params.recipient_rand_hash;
+            if s.nonces.is_some_and(|(h, _)| h == rand_hash) {
+                s.nonces = Some((rand_hash, MAX_SENDER_NONCES));
+            }
+        }
+        let hash = params.recipient_rand_hash;
+        let used = s.nonces.filter(|(h, _)| *h == hash).map_or(0, |(_, n)| n);
+        if used.saturating_add(max_tickets) > MAX_SENDER_NONCES {
+            // The orchestrator takes 600 nonces per set of params (PROTOCOL.md §4.3).
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {url} have no nonces left; a fresh token is needed"
+            )));
+        }
+        let mut units = units;
+        let mut widened = false;
+        for _ in 0..=MAX_REFRESHES + 1 {
+            let body = json!({
+                "orchestrator": STANDARD.encode(byoc_info(&s.bytes, token, &params)?),
+                "inPixels": units,
+                "ManifestID": capability,
+                "state": s.state,
+            });
+            match self.generate(&body).await? {
+                Generated::Paid { payment, state, .. } => {
+                    let checked = check_byoc_payment(&payment, &params, max_tickets);
+                    // A payment that is not what was asked for is not sent, and its state is
+                    // not trusted.
+                    s.state = checked.is_ok().then_some(state);
+                    s.nonces =
+                        Some((hash, checked.as_ref().map_or(MAX_SENDER_NONCES, |t| used + t)));
+                    return checked.map(|tickets| Some((payment, tickets)));
+                }
+                Generated::Refresh => {
+                    let (info, bytes) =
+                        self.client.get_orchestrator_with_bytes(url, None, true).await?;
+                    s.info = Arc::new(info);
+                    s.bytes = bytes;
+                }
+                Generated::Covered if widened => return Ok(None),
+                Generated::Covered => {
+                    // The state holds credit left from earlier payments: each one billed its
+                    // whole `inPixels` seconds, the orchestrator only the seconds worked. Each
+                    // paid call leaves it under one EV, or under two EVs less the fee when the
+                    // fee was below one EV: under `2·EV − price` either way. So a fee just
+                    // under two EVs (whole seconds) exceeds it by at most one EV: exactly one
+                    // ticket, which spends that much of it.
+                    widened = true;
+                    units = two_tickets_of_seconds(token, &params)?;
+                }
+                Generated::Refused(status, text) => {
+                    // The signer refused the request (a state it no longer takes, say): the
+                    // next payment starts afresh. A failed call keeps the state, whose
+                    // nonces the orchestrator has not seen.
+                    if (400..500).contains(&status) {
+                        s.state = None;
+                        // A new state starts these params' nonces again, which the
+                        // orchestrator has seen: they are not used again.
+                        s.nonces = Some((hash, MAX_SENDER_NONCES));
+                    }
+                    return Err(Generated::refusal(status, &text));
+                }
+            }
+        }
+        Err(PayError::Refused("remote signer kept asking for a session refresh".into()))
+    }
+
+    /// Forgets the BYOC sessions of (orchestrator, capability) pairs `keep` refuses.
+    pub(super) fn retain_byoc(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut map) = self.sessions.lock() {
+            map.retain(|(url, key, _), _| {
+                !key.is_byoc() || keep(url.trim_end_matches('/'), &key.model)
+            });
+        }
     }
 
     /// Has the signer sign a BYOC job (`POST {signer}/sign-byoc-job`, the Python SDK's route;
@@ -219,19 +361,69 @@ impl RemotePayer {
         url: &Url,
         key: &JobKey,
         manifest: &str,
-        caps: &Capabilities,
+        caps: Option<&Capabilities>,
     ) -> Result<SharedSession, PayError> {
         let map_key = (url.to_string(), key.clone(), manifest.to_owned());
         if let Some(found) = self.sessions.lock().ok().and_then(|m| m.get(&map_key).cloned()) {
             return Ok(found);
         }
-        let (info, bytes) = self.client.get_orchestrator_with_bytes(url, Some(caps), true).await?;
-        let session =
-            Arc::new(tokio::sync::Mutex::new(Session { info: Arc::new(info), bytes, state: None }));
+        let (info, bytes) = self.client.get_orchestrator_with_bytes(url, caps, true).await?;
+        let info = Arc::new(info);
+        let session = Session { info, bytes, state: None, price: None, nonces: None };
+        let session = Arc::new(tokio::sync::Mutex::new(session));
         let mut map =
             self.sessions.lock().map_err(|_| PayError::Internal("sessions lock".into()))?;
         Ok(map.entry(map_key).or_insert(session).clone())
     }
+}
+
+/// The OrchestratorInfo a BYOC payment is asked for with: GetOrchestrator's (`bytes`: its
+/// address, auth token and transcoder), carrying the job token's price and ticket params
+/// (field 7 included), which the tickets must be made for.
+fn byoc_info(bytes: &[u8], token: &JobToken, params: &TicketParams) -> Result<Vec<u8>, PayError> {
+    let mut info = net::OrchestratorInfo::decode(bytes)
+        .map_err(|e| PayError::Internal(format!("stored OrchestratorInfo: {e}")))?;
+    info.price_info = Some(token.price_info.clone());
+    let mut wire = params.to_payment_proto();
+    wire.expiration_params = params.expiration_params.map(|p| p.to_proto());
+    info.ticket_params = Some(wire);
+    Ok(info.encode_to_vec())
+}
+
+/// The most seconds at `token`'s price that cost no more than two tickets of `params` (at
+/// least one).
+fn two_tickets_of_seconds(token: &JobToken, params: &TicketParams) -> Result<u64, PayError> {
+    let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+    let price = token.price.to_ratio().map_err(|e| internal(&e))?;
+    let two = params.ev().checked_mul_u64(2).map_err(|e| internal(&e))?;
+    let seconds = two.checked_div(&price).map_err(|e| internal(&e))?.floor();
+    // `inPixels` is an int64 on the wire.
+    u64::try_from(seconds).ok().map(|s| s.max(1)).filter(|s| i64::try_from(*s).is_ok()).ok_or_else(
+        || PayError::Refused("two tickets cost more seconds than a payment holds".into()),
+    )
+}
+
+/// The tickets of a signer's BYOC payment, checked to be what was asked for: at most
+/// `max_tickets`, of `params`.
+fn check_byoc_payment(
+    header: &str,
+    params: &TicketParams,
+    max_tickets: u32,
+) -> Result<u32, PayError> {
+    let refused = |m: &str| PayError::Refused(format!("remote signer, BYOC payment: {m}"));
+    let payment = decode_payment_header(header).map_err(|e| refused(&e.to_string()))?;
+    let tickets = u32::try_from(payment.ticket_sender_params.len()).unwrap_or(u32::MAX);
+    if tickets > max_tickets {
+        return Err(refused(&format!("{tickets} tickets, over the {max_tickets} asked for")));
+    }
+    let ours = payment
+        .ticket_params
+        .as_ref()
+        .is_some_and(|tp| tp.recipient_rand_hash == params.recipient_rand_hash.as_slice());
+    if tickets > 0 && !ours {
+        return Err(refused("tickets of other ticket params than the job token's"));
+    }
+    Ok(tickets)
 }
 
 /// Why a signer could not be used.
@@ -288,5 +480,80 @@ pub async fn fetch_identity(
     match recover_eth_signer(text.as_bytes(), &sig) {
         Ok(who) if who == address => Ok(Identity { address, sig: Signature(sig) }),
         _ => Err(SignerError::Invalid("the signature is not the address's".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use livepeer_pm::{B256, U256, payment_header_value};
+
+    use super::*;
+
+    fn params(hash: u8) -> TicketParams {
+        TicketParams {
+            recipient: Address::from([7u8; 20]),
+            face_value: U256::from(1000u64),
+            win_prob: U256::MAX,
+            recipient_rand_hash: B256::from([hash; 32]),
+            seed: U256::from(1u64),
+            expiration_block: U256::from(99u64),
+            expiration_params: None,
+        }
+    }
+
+    /// A signer's payment of `tickets` tickets of `params`.
+    fn header(params: &TicketParams, tickets: usize) -> String {
+        let ticket = net::TicketSenderParams { sender_nonce: 1, sig: vec![1; 65] };
+        payment_header_value(&net::Payment {
+            ticket_params: Some(params.to_payment_proto()),
+            sender: vec![3; 20],
+            ticket_sender_params: vec![ticket; tickets],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_signer_payment_is_sent_only_as_asked_for() {
+        let ours = params(1);
+        assert_eq!(check_byoc_payment(&header(&ours, 3), &ours, 3).unwrap(), 3);
+        assert_eq!(check_byoc_payment(&header(&ours, 0), &ours, 3).unwrap(), 0);
+        let more = check_byoc_payment(&header(&ours, 4), &ours, 3).unwrap_err();
+        assert!(more.to_string().contains("4 tickets, over the 3 asked for"), "{more}");
+        let other = check_byoc_payment(&header(&params(2), 1), &ours, 3).unwrap_err();
+        assert!(other.to_string().contains("other ticket params"), "{other}");
+        assert!(check_byoc_payment("%%", &ours, 3).is_err());
+    }
+
+    #[test]
+    fn the_info_carries_the_token_price_and_params() {
+        let base = net::OrchestratorInfo {
+            address: vec![7; 20],
+            price_info: Some(net::PriceInfo {
+                price_per_unit: 1,
+                pixels_per_unit: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut p = params(1);
+        p.expiration_params = Some(livepeer_pm::ExpirationParams::new(5, B256::from([4u8; 32])));
+        let token = JobToken {
+            service_addr: "http://o:1".into(),
+            price: crate::orchestrator::price::Price::new(9, 2).unwrap(),
+            price_info: net::PriceInfo {
+                price_per_unit: 9,
+                pixels_per_unit: 2,
+                ..Default::default()
+            },
+            ticket_params: Some(p),
+            balance: 0,
+            available_capacity: 1,
+        };
+        let bytes = byoc_info(&base.encode_to_vec(), &token, &p).unwrap();
+        let info = net::OrchestratorInfo::decode(bytes.as_slice()).unwrap();
+        assert_eq!(info.address, vec![7; 20], "GetOrchestrator's address stays");
+        assert_eq!(info.price_info.unwrap().price_per_unit, 9);
+        let tp = TicketParams::from_proto(&info.ticket_params.unwrap()).unwrap();
+        assert_eq!(tp, p, "the token's params, field 7 included");
     }
 }

@@ -395,10 +395,19 @@ async fn closing_the_input_ends_the_stream_after_its_last_output() {
         HttpPublisher::new(client.clone(), &url(&s, "publish_url"), "video/MP2T", config.clone())
             .unwrap();
     let mut output = HttpSubscriber::new(client, &url(&s, "subscribe_url"), 0, config).unwrap();
-    let seg = segment(3, 40);
-    publish(&mut input, &seg).await;
+    let first = segment(3, 40);
+    publish(&mut input, &first).await;
+    assert_eq!(next_segment(&mut output).await.unwrap(), first);
+    // The client now waits on the next output segment, as a trickle subscriber does between
+    // segments (it asks for the next one as it takes one, like go-livepeer's and the SDK's).
+    // The stream ends after the last output came back, and its channels close; as on
+    // go-livepeer's trickle server, a reader waiting on a segment still gets it whole, while a
+    // channel closed before anyone asked is gone (404): a client that subscribes only after
+    // the end has nothing to read.
+    let last = segment(9, 40);
+    publish(&mut input, &last).await;
     input.close().await.unwrap();
-    assert_eq!(next_segment(&mut output).await.unwrap(), seg, "the last output still arrives");
+    assert_eq!(next_segment(&mut output).await.unwrap(), last, "the last output still arrives");
     assert!(next_segment(&mut output).await.is_none(), "then the stream ends");
     eventually(Duration::from_secs(10), "the orchestrator told", || async {
         a.byoc_stats().streams_active == 0
@@ -457,11 +466,13 @@ async fn streams_are_bounded_in_count_and_bodies_in_bytes() {
 }
 
 /// A start that fails on the gateway's side (here: a keyless gateway whose remote signer
-/// cannot pay a priced BYOC orchestrator) is a 503 that penalises no orchestrator.
+/// refuses the payment, one second of the price taking more than the 100 tickets a signer
+/// makes at most) is a 503 that penalises no orchestrator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
     const API_KEY: &str = "test-api-key-0123456789";
-    let a = sim("a", 100_000_000, Some(1)).await;
+    // 1e12 wei per second against tickets of 8e9: 125 tickets for one second.
+    let a = sim("a", 1_000_000_000_000, Some(1)).await;
     let mut c = config(&[a.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
     c.serve_signer = Some(API_KEY.to_owned().into());
@@ -474,7 +485,10 @@ async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
     let gw = start(c).await;
     let body = json!({"stream_name": "unpaid", "stream_id": "1", "params": "{}"});
     let resp = start_stream(&gw, ALL, body).await;
-    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too many tickets"), "{body}");
     assert_eq!(a.byoc_stats().stream_starts, 0, "nothing reached the orchestrator");
     let orch = orch_state(&gw, a.url().trim_end_matches('/')).await;
     assert_eq!(orch["state"], "healthy", "{orch}");

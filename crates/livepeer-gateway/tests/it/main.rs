@@ -7,6 +7,7 @@ mod bench;
 mod binary;
 mod bodies;
 mod byoc;
+mod byoc_remote;
 mod byoc_stream;
 mod discovery;
 mod fuzz;
