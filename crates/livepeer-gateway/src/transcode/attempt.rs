@@ -374,3 +374,54 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
     };
     STANDARD.encode(seg.encode_to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::price::Price;
+
+    fn info(address: livepeer_pm::Address) -> OrchInfo {
+        OrchInfo {
+            transcoder: "http://o.example".into(),
+            address: Some(address),
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: None,
+            ticket_params: None,
+            auth_token: None,
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn renditions_must_be_signed_by_the_orchestrator() {
+        let key = livepeer_pm::LocalSigner::from_bytes(&[9; 32]).unwrap();
+        let outputs = vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        let mut concat = Vec::new();
+        for o in &outputs {
+            concat.extend_from_slice(keccak256(o).as_slice());
+        }
+        let sig = key.eth_sign(&concat).unwrap().0.to_vec();
+        assert!(verify_sig(&info(key.address()), &outputs, &sig).is_ok());
+        let other = livepeer_pm::LocalSigner::from_bytes(&[8; 32]).unwrap();
+        assert!(verify_sig(&info(other.address()), &outputs, &sig).is_err());
+        let swapped = vec![outputs[1].clone(), outputs[0].clone()];
+        assert!(verify_sig(&info(key.address()), &swapped, &sig).is_err());
+        assert!(verify_sig(&info(key.address()), &outputs, &[]).is_err());
+    }
+
+    #[test]
+    fn errors_classify_as_go_livepeer_retries_them() {
+        assert!(AttemptError::Orchestrator("OrchestratorBusy".into()).retryable());
+        assert_eq!(
+            AttemptError::Orchestrator("OrchestratorCapped".into()).code(),
+            "OrchestratorCapped"
+        );
+        let input = AttemptError::Orchestrator("Invalid argument".into());
+        assert!(!input.retryable() && !input.penalise());
+        assert_eq!(input.code(), "NonRetryable");
+        assert!(AttemptError::Transport("unexpected EOF".into()).penalise());
+        assert!(!AttemptError::Pay("refused".into()).penalise());
+    }
+}

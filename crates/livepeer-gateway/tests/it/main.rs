@@ -30,4 +30,5 @@ mod stalled_trickle;
 mod streams;
 mod support;
 mod transcode;
+mod transcode_paid;
 mod wire;
