@@ -288,3 +288,39 @@ async fn bad_pushes_get_go_livepeers_client_errors_naming_the_field() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_that_never_answers_is_left_at_the_upload_deadline() {
+    let sims = [sim("a", true).await, sim("b", true).await];
+    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
+    assert_eq!(push(&gw, "hang", 0, None).await.status(), 200);
+    let first = serving(&gw, "hang").await;
+    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
+    sims[bad].set_transcode_fault(TranscodeFault::Hang);
+    let resp = push(&gw, "hang", 1, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(serving(&gw, "hang").await, sims[good].url().trim_end_matches('/'));
+    let (_, status) = admin_get(&gw, "/transcode/streams/hang").await;
+    assert!(status["last_error"].as_str().unwrap().contains("upload timeout"), "{status}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_is_closed_and_its_place_freed() {
+    let sim = sim("fast", true).await;
+    let mut c = gateway_config(&[&sim]);
+    c.transcode.idle_timeout = Duration::from_millis(300);
+    c.transcode.max_sessions = 1;
+    let gw = start(c).await;
+    assert_eq!(push(&gw, "idle", 0, None).await.status(), 200);
+    assert_eq!(push(&gw, "other", 0, None).await.status(), 503, "one stream at most");
+    eventually(Duration::from_secs(5), "the idle stream is closed", || async {
+        admin_get(&gw, "/transcode/streams").await.1["streams"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(get_text(&gw, "/stream/idle.m3u8").await.0, 404);
+    assert_eq!(push(&gw, "other", 0, None).await.status(), 200);
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(metrics.contains("livepeer_stream_ended_total 1"), "{metrics}");
+    gw.shutdown().await;
+}
