@@ -29,6 +29,7 @@ pub mod byoc;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod job;
 pub mod live;
 pub mod log_sink;

@@ -74,10 +74,19 @@ impl Orchestrator for Service {
         info(shared, &req).map(Response::new)
     }
 
+    /// Ends the transcoding session of a valid auth token, as go-livepeer does when a
+    /// gateway discards a session: its renditions go and its place under the session cap is
+    /// freed.
     async fn end_transcoding_session(
         &self,
-        _request: Request<net::EndTranscodingSessionRequest>,
+        request: Request<net::EndTranscodingSessionRequest>,
     ) -> Result<Response<net::EndTranscodingSessionResponse>, Status> {
+        let shared = &self.0;
+        let token = request.into_inner().auth_token.unwrap_or_default();
+        if token.token != auth_token(&shared.auth_secret, &token.session_id, token.expiration) {
+            return Err(Status::unknown("Invalid auth token"));
+        }
+        shared.transcode.end_session(&token.session_id);
         Ok(Response::new(net::EndTranscodingSessionResponse {}))
     }
 

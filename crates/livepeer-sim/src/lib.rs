@@ -231,6 +231,9 @@ pub struct SimConfig {
     /// `OrchestratorCapped`. A session ends 70 s after its last segment. It is also how many
     /// segments are encoded at once.
     pub transcode_max_sessions: usize,
+    /// Extra time each segment's transcoding takes, after `200 OK` and before the result (fast
+    /// mode included): a slow orchestrator, for a gateway's timeouts and selection.
+    pub transcode_latency: Duration,
     /// Segments whose renditions are kept per session (the oldest are dropped); their URLs
     /// 404 afterwards.
     pub transcode_window: usize,
@@ -270,6 +273,7 @@ impl Default for SimConfig {
             max_segment_bytes: MAX_SEGMENT_BYTES,
             transcode_max_sessions: 10,
             transcode_window: 8,
+            transcode_latency: Duration::ZERO,
         }
     }
 }

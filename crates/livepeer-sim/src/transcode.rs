@@ -22,6 +22,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use livepeer_pm::keccak256;
 use livepeer_proto::{Message as _, net};
@@ -62,6 +63,10 @@ pub enum TranscodeFault {
     HangAfterOk,
     /// 200 with a body that is not a protobuf `TranscodeResult`.
     Garbage,
+    /// Sends `200 OK` and the first half of the result, then drops the connection (HTTP/1.1)
+    /// or resets the stream (HTTP/2): the gateway reads an unexpected EOF. The work is done
+    /// and charged first.
+    CloseMidBody,
     /// 500 `Internal Server Error`.
     InternalError,
 }
@@ -83,7 +88,7 @@ pub struct TranscodeStats {
     pub pixels: u64,
     /// Sessions holding renditions now.
     pub sessions: usize,
-    /// The last `SegData` received, decoded (whatever the outcome).
+    /// The last `SegData` that passed the header checks (whatever happened next).
     pub last_segment: Option<net::SegData>,
 }
 
@@ -186,6 +191,14 @@ impl TranscodeState {
         f(&mut lock(&self.stats));
     }
 
+    /// Ends a session (`EndTranscodingSession`): its renditions are dropped.
+    pub(crate) fn end_session(&self, session: &str) {
+        let mut store = lock(&self.store);
+        if let Some(s) = store.sessions.remove(session) {
+            store.bytes -= s.segments.iter().map(|x| x.bytes).sum::<usize>();
+        }
+    }
+
     /// go-livepeer's `CheckCapacity(session id)`: a known session always passes; a new one only
     /// while fewer than `max` sessions exist.
     fn check_capacity(&self, session: &str, max: usize) -> Result<(), Rejection> {
@@ -260,12 +273,24 @@ async fn segment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     // the result follows as the body. A client that goes away drops the body, and with it
     // the encoders (killed on drop).
     let body = futures_util::stream::once(async move {
-        let bytes = match fault {
+        match fault {
             TranscodeFault::HangAfterOk => std::future::pending().await,
-            TranscodeFault::Garbage => Bytes::from_static(&[0x0f, 0xff, 0xff, 0xff, 0xff]),
-            _ => result(&shared, admitted, data, fault).await,
-        };
-        Ok::<_, std::io::Error>(bytes)
+            TranscodeFault::Garbage => vec![Ok(Bytes::from_static(&[0x0f, 0xff, 0xff, 0xff]))],
+            TranscodeFault::CloseMidBody => {
+                let mut all = result(&shared, admitted, data, fault).await;
+                vec![Ok(all.split_to(all.len() / 2)), Err(ai::simulated_drop())]
+            }
+            _ => vec![Ok(result(&shared, admitted, data, fault).await)],
+        }
+    });
+    // Each piece is flushed before the next is polled, so a cut comes after what precedes it.
+    let body = body.flat_map(|pieces| {
+        futures_util::stream::iter(pieces).then(|piece| async move {
+            if piece.is_err() {
+                tokio::time::sleep(ai::FLUSH_PAUSE).await;
+            }
+            piece
+        })
     });
     Response::new(Body::from_stream(body))
 }
@@ -302,6 +327,10 @@ fn admit(shared: &Shared, headers: &HeaderMap) -> Result<Admitted, Rejection> {
 /// Transcodes (or fails as `fault` says), stores the renditions, debits their pixels and
 /// encodes the `TranscodeResult`.
 async fn result(shared: &Shared, a: Admitted, data: Bytes, fault: TranscodeFault) -> Bytes {
+    let latency = shared.config.transcode_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let outcome = match fault {
         TranscodeFault::Busy => Err("OrchestratorBusy".to_owned()),
         TranscodeFault::Capped => Err("OrchestratorCapped".to_owned()),

@@ -133,6 +133,11 @@ pub(crate) fn fast(input: &Bytes, p: &Profile, duration_ms: i64) -> Rendition {
 pub(crate) async fn encode(input: Bytes, p: &Profile) -> Result<Rendition, String> {
     let mut command = tokio::process::Command::new("ffmpeg");
     command.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-nostats"]);
+    if !p.mp4 {
+        // MPEG-TS renditions keep the source's timestamps, as LPMS's do, so that consecutive
+        // segments play on in one HLS rendition (and the muxer adds no delay of its own, below).
+        command.arg("-copyts");
+    }
     command.args(["-progress", "pipe:2", "-f", "mpegts", "-i", "pipe:0"]);
     command.args(["-map", "0:v:0", "-map", "0:a?", "-sn", "-dn"]);
     command.arg("-vf").arg(format!("scale={}:{}", p.width, p.height));
@@ -156,7 +161,9 @@ pub(crate) async fn encode(input: Bytes, p: &Profile) -> Result<Rendition, Strin
         true => command
             .args(["-c:a", "aac", "-movflags", "frag_keyframe+empty_moov"])
             .args(["-f", "mp4", "pipe:1"]),
-        false => command.args(["-c:a", "copy", "-f", "mpegts", "pipe:1"]),
+        false => command
+            .args(["-c:a", "copy", "-muxdelay", "0", "-muxpreload", "0"])
+            .args(["-f", "mpegts", "pipe:1"]),
     };
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.kill_on_drop(true);

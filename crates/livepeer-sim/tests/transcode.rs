@@ -14,10 +14,11 @@
 mod transcode_support;
 
 use livepeer_pm::{Ratio, SignedRatio, keccak256, recover_eth_signer};
-use livepeer_proto::net::{self, transcode_result};
+use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient, transcode_result};
 use livepeer_sim::{PaymentRejection, Sim, SimConfig, TranscodeFault};
 use transcode_support::{
-    Gateway, config, decode, key, onchain, orchestrator_key, probe, profile, test_segment,
+    Gateway, SEGMENT_START, config, decode, key, onchain, orchestrator_key, probe, profile,
+    start_time, test_segment,
 };
 
 fn data(result: &net::TranscodeResult) -> &net::TranscodeData {
@@ -169,6 +170,18 @@ async fn new_sessions_beyond_the_cap_are_refused_as_capped() {
     // The session already held goes on.
     assert_eq!(first.transcode(1, test_segment(), &profiles, 1).await.0, 200);
     assert_eq!(sim.transcode_stats().sessions, 1);
+
+    // Ending it (with its own token only) frees its place.
+    let mut client = OrchestratorClient::connect(sim.url().to_owned()).await.unwrap();
+    let mut forged = first.info.auth_token.clone().unwrap();
+    forged.token[0] ^= 1;
+    let req = net::EndTranscodingSessionRequest { auth_token: Some(forged) };
+    let refused = client.end_transcoding_session(req).await.unwrap_err();
+    assert_eq!(refused.message(), "Invalid auth token");
+    let req = net::EndTranscodingSessionRequest { auth_token: first.info.auth_token.clone() };
+    client.end_transcoding_session(req).await.unwrap();
+    assert_eq!(sim.transcode_stats().sessions, 0);
+    assert_eq!(second.transcode(1, test_segment(), &profiles, 1).await.0, 200);
 }
 
 #[tokio::test]
@@ -215,6 +228,13 @@ async fn faults_fail_as_a_broken_orchestrator_does() {
     let (status, body) = gw.transcode(0, test_segment(), &profiles, 1).await;
     assert_eq!(status, 200);
     assert!(<net::TranscodeResult as livepeer_proto::Message>::decode(body.as_slice()).is_err());
+
+    sim.set_transcode_fault(TranscodeFault::CloseMidBody);
+    let payment = gw.pay(1);
+    let header = gw.segment(0, test_segment(), &profiles);
+    let resp = gw.post(&payment, &header, test_segment().to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "the body was cut");
 
     sim.set_transcode_fault(TranscodeFault::HangAfterOk);
     let payment = gw.pay(1);
@@ -279,6 +299,8 @@ async fn renditions_are_encoded_at_the_asked_size_and_billed_by_frames_encoded()
     }
     let (_, _, frames) = probe(&renditions[0]);
     assert!((29..=31).contains(&frames), "2 s at 15 fps, got {frames}");
+    let start = start_time(&renditions[0]);
+    assert!((start - SEGMENT_START).abs() < 0.1, "the source's timestamps are kept: {start}");
     let (_, _, frames) = probe(&renditions[1]);
     assert!((59..=61).contains(&frames), "the source's 30 fps kept, got {frames}");
     check_sig(&data.sig, &renditions);
@@ -311,4 +333,42 @@ async fn tiny_outputs_and_codecs_it_cannot_encode_fail_in_the_result() {
     assert_eq!(error(&decode(&body)), "unsupported video codec for profile v");
     assert_eq!(sim.payments().fees_debited, Ratio::ZERO);
     assert_eq!(sim.transcode_stats().failed, 2);
+}
+
+#[tokio::test]
+async fn the_upload_is_acknowledged_before_a_slow_transcode_ends() {
+    let slow = SimConfig {
+        transcode_latency: std::time::Duration::from_secs(3600),
+        ..config(true, (1, 1000))
+    };
+    let sim = Sim::start(slow).await.unwrap();
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let payment = gw.pay(1);
+    let profiles = [profile("p", 160, 120, 30)];
+    let header = gw.segment(0, test_segment(), &profiles);
+    let resp = gw.post(&payment, &header, test_segment().to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let stats = sim.transcode_stats();
+    assert_eq!((stats.accepted, stats.transcoded), (1, 0), "still transcoding");
+    assert_eq!(sim.payments().fees_debited, Ratio::ZERO, "nothing charged yet");
+}
+
+#[tokio::test]
+async fn get_orchestrator_advertises_transcoding_at_the_base_price() {
+    let sim = onchain(true, (3, 7)).await;
+    let gw = Gateway::new(&sim, key(7)).await;
+    assert_eq!(gw.info.transcoder, sim.service_url());
+    let price = gw.info.price_info.clone().unwrap();
+    assert_eq!((price.price_per_unit, price.pixels_per_unit), (3, 7));
+    assert_eq!(gw.info.address, orchestrator_key().address().to_vec());
+    let caps = gw.info.capabilities.clone().unwrap();
+    // go-livepeer's default (transcoding) capabilities: H.264, MPEG-TS, MP4, fractional fps,
+    // storage, H.264 profiles, GOP, auth token, MPEG-7, segment slicing.
+    for id in [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 26] {
+        assert!(caps.bitstring[0] & (1 << id) != 0, "capability {id}");
+    }
+    let token = gw.info.auth_token.clone().unwrap();
+    assert_eq!(token.session_id.len(), 8);
+    // The ticket params are for this price: a payment at it is accepted (the other tests).
+    assert!(gw.info.ticket_params.is_some());
 }

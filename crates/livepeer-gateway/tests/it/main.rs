@@ -22,6 +22,7 @@ mod per_model;
 mod props;
 mod py_byoc;
 mod results;
+mod rtmp_ingest;
 mod settle;
 mod sign_byoc;
 mod signer;

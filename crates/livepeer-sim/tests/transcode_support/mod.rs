@@ -46,7 +46,8 @@ pub(crate) fn config(fast: bool, price: (i64, i64)) -> SimConfig {
 }
 
 /// A two-second 320×240 30 fps MPEG-TS segment (H.264 and AAC) of ffmpeg's test pattern, made
-/// once per test binary.
+/// once per test binary. It starts 10 s into its stream ([`SEGMENT_START`]), as a segment past
+/// the first one does.
 pub(crate) fn test_segment() -> &'static [u8] {
     static SEGMENT: OnceLock<Vec<u8>> = OnceLock::new();
     SEGMENT.get_or_init(|| {
@@ -55,13 +56,17 @@ pub(crate) fn test_segment() -> &'static [u8] {
             .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30:duration=2"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=2"])
             .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"])
-            .args(["-c:a", "aac", "-f", "mpegts", "pipe:1"])
+            .args(["-c:a", "aac", "-output_ts_offset", "10", "-f", "mpegts", "pipe:1"])
             .output()
             .expect("ffmpeg is installed (scripts/test installs it)");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     })
 }
+
+/// Where [`test_segment`] starts in its stream, in seconds, as ffprobe reads it (the offset
+/// plus the MPEG-TS muxer's 1.4 s delay).
+pub(crate) const SEGMENT_START: f64 = 11.4;
 
 /// A profile as a gateway sends it in `fullProfiles3`.
 pub(crate) fn profile(name: &str, width: i32, height: i32, fps: u32) -> net::VideoProfile {
@@ -189,22 +194,37 @@ pub(crate) fn decode(body: &[u8]) -> net::TranscodeResult {
     net::TranscodeResult::decode(body).expect("a protobuf TranscodeResult")
 }
 
+/// The start time of a media file in seconds, by ffprobe.
+pub(crate) fn start_time(data: &[u8]) -> f64 {
+    let text = ffprobe(data, &["-show_entries", "format=start_time", "-of", "csv=p=0"]);
+    text.trim().parse().unwrap()
+}
+
 /// The width, height and frame count of a media file, by ffprobe.
 pub(crate) fn probe(data: &[u8]) -> (u32, u32, u64) {
-    let path = std::env::temp_dir().join(format!("sim-probe-{:016x}", rand_name(data)));
-    std::fs::write(&path, data).unwrap();
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
-        .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
-        .arg(&path)
-        .output()
-        .expect("ffprobe is installed");
-    let _ = std::fs::remove_file(&path);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let args = ["-select_streams", "v:0", "-count_frames", "-show_entries"];
+    let text = ffprobe(
+        data,
+        &[&args[..], &["stream=width,height,nb_read_frames", "-of", "csv=p=0"]].concat(),
+    );
     // MPEG-TS lists the stream under its program too: the first line is enough.
     let line = text.lines().find(|l| !l.trim().is_empty()).expect("a video stream");
     let fields: Vec<u64> = line.trim().split(',').map(|f| f.parse().unwrap()).collect();
     (fields[0] as u32, fields[1] as u32, fields[2])
+}
+
+/// ffprobe's output for `data` with `args`.
+fn ffprobe(data: &[u8], args: &[&str]) -> String {
+    let path = std::env::temp_dir().join(format!("sim-probe-{:016x}", rand_name(data)));
+    std::fs::write(&path, data).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffprobe is installed");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn rand_name(data: &[u8]) -> u64 {

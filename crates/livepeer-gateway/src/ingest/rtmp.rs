@@ -1,0 +1,185 @@
+//! The RTMP listener (`--rtmp-addr`, default 127.0.0.1:1935): one session per connection,
+//! spoken by the scuffle-rtmp crate; each published stream is remuxed and cut by the
+//! segmenter and handed to the [`IngestSink`] segment by segment.
+//!
+//! Bounds: at most `max_connections` connections at once (the rest are closed on accept);
+//! the crate closes a connection whose handshake takes over 2 s or that sends nothing for
+//! 2.5 s, so a silent publisher is closed; one stream per connection; segments are capped in
+//! bytes and in media time without a keyframe.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use scuffle_rtmp::ServerSession;
+use scuffle_rtmp::session::server::{ServerSessionError, SessionData, SessionHandler};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::cutter::CutLimits;
+use super::flv::TagKind;
+use super::segmenter::{self, SegmenterInput};
+use super::{IngestSink, OpenRequest, Segment, parse_names};
+
+/// RTMP ingest settings.
+#[derive(Debug, Clone)]
+pub struct RtmpConfig {
+    /// Most connections at once, publishing or not.
+    pub max_connections: usize,
+    /// How streams are cut.
+    pub limits: CutLimits,
+}
+
+/// Accepts RTMP connections on `listener` until `cancel`.
+pub async fn serve<S: IngestSink>(
+    listener: TcpListener,
+    config: RtmpConfig,
+    sink: Arc<S>,
+    cancel: CancellationToken,
+) {
+    if !segmenter::ffmpeg_available().await {
+        tracing::error!("RTMP ingest needs ffmpeg on the PATH; every publish will be refused");
+    }
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let (socket, peer) = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "RTMP accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "RTMP connection refused: too many connections");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let host = listener.local_addr().map_or_else(|_| "localhost".into(), |a| a.to_string());
+        let handler = Publisher::new(sink.clone(), config.limits, host, peer);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let kill = handler.kill.clone();
+            let session = ServerSession::new(socket, handler);
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = kill.cancelled() => {}
+                ended = session.run() => {
+                    if let Err(e) = ended.map_err(|e| e.to_string()) {
+                        tracing::debug!(%peer, error = %e, "RTMP session ended");
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// One connection's handler: it publishes at most one stream.
+struct Publisher<S: IngestSink> {
+    sink: Arc<S>,
+    limits: CutLimits,
+    host: String,
+    peer: SocketAddr,
+    /// Cancelled to close the connection (a refused or failed stream).
+    kill: CancellationToken,
+    input: Option<SegmenterInput>,
+}
+
+impl<S: IngestSink> Publisher<S> {
+    fn new(sink: Arc<S>, limits: CutLimits, host: String, peer: SocketAddr) -> Self {
+        let kill = CancellationToken::new();
+        Self { sink, limits, host, peer, kill, input: None }
+    }
+
+    /// Admits the stream and starts its remux and its pump of segments to the sink.
+    async fn start(&mut self, app: &str, name: &str) -> Result<(), String> {
+        if self.input.is_some() {
+            return Err("one stream per connection".into());
+        }
+        let path = format!("{app}/{name}");
+        let (manifest_id, key) =
+            parse_names(&path).ok_or_else(|| format!("bad stream name {path:?}"))?;
+        let url = format!("rtmp://{}/{path}", self.host);
+        let stream = self.sink.open(OpenRequest { url, manifest_id, key }).await?;
+        let (input, mut segments) = match segmenter::spawn(self.limits).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.sink.close(stream, Some(e.to_string())).await;
+                return Err(e.to_string());
+            }
+        };
+        self.input = Some(input);
+        let sink = self.sink.clone();
+        let kill = self.kill.clone();
+        tokio::spawn(async move {
+            let mut error = None;
+            while let Some(next) = segments.recv().await {
+                match next {
+                    Ok(cut) => {
+                        let seg = Segment { seq: cut.seq, data: cut.data, duration: cut.duration };
+                        sink.segment(&stream, seg).await;
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        kill.cancel();
+                        break;
+                    }
+                }
+            }
+            sink.close(stream, error).await;
+        });
+        Ok(())
+    }
+
+    async fn media(&mut self, kind: TagKind, timestamp: u32, data: &[u8]) {
+        let Some(input) = self.input.as_mut() else { return };
+        if let Err(e) = input.write(kind, timestamp, data).await {
+            tracing::warn!(peer = %self.peer, error = %e, "RTMP stream's remux ended");
+            self.input = None;
+            self.kill.cancel();
+        }
+    }
+}
+
+impl<S: IngestSink> SessionHandler for Publisher<S> {
+    async fn on_publish(
+        &mut self,
+        _stream_id: u32,
+        app_name: &str,
+        stream_name: &str,
+    ) -> Result<(), ServerSessionError> {
+        if let Err(why) = self.start(app_name, stream_name).await {
+            tracing::info!(peer = %self.peer, app = app_name, reason = %why, "RTMP publish refused");
+            self.kill.cancel();
+        }
+        Ok(())
+    }
+
+    async fn on_unpublish(&mut self, _stream_id: u32) -> Result<(), ServerSessionError> {
+        // Closing ffmpeg's input ends the stream after its last segment.
+        self.input = None;
+        Ok(())
+    }
+
+    async fn on_data(
+        &mut self,
+        _stream_id: u32,
+        data: SessionData,
+    ) -> Result<(), ServerSessionError> {
+        match data {
+            SessionData::Video { timestamp, data } => {
+                self.media(TagKind::Video, timestamp, &data).await
+            }
+            SessionData::Audio { timestamp, data } => {
+                self.media(TagKind::Audio, timestamp, &data).await
+            }
+            // Metadata (onMetaData) is not needed: ffmpeg reads the codecs from the sequence
+            // headers.
+            SessionData::Amf0 { .. } => {}
+        }
+        Ok(())
+    }
+}

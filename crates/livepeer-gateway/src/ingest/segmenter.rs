@@ -1,0 +1,164 @@
+//! The supervised ffmpeg child that remuxes a published FLV stream into MPEG-TS without
+//! re-encoding (`-c copy`), and the cutter that turns its output into segments.
+//!
+//! Why ffmpeg: it remuxes every codec RTMP encoders send (H.264 and HEVC, AAC and MP3) into
+//! MPEG-TS correctly (PES framing, AVCC to Annex B, ADTS, PCR), and no maintained Rust crate
+//! does that whole job. It runs as one child per stream, killed with the stream; its input is
+//! the FLV the RTMP session feeds it, and its output is read by [`super::cutter::Cutter`].
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use super::cutter::{Cut, CutError, CutLimits, Cutter};
+use super::flv::{self, TagKind};
+
+/// Segments handed over before the stream's consumer must take one: the remux waits (and
+/// with it the publisher's connection) rather than holding more.
+const QUEUED_SEGMENTS: usize = 2;
+/// The tail of ffmpeg's error output kept for the log.
+const STDERR_TAIL: usize = 2048;
+
+/// Why a stream's segmenting ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// ffmpeg could not be started.
+    #[error("cannot run ffmpeg: {0}")]
+    Spawn(std::io::Error),
+    /// The remuxed stream could not be cut.
+    #[error(transparent)]
+    Cut(#[from] CutError),
+    /// ffmpeg failed.
+    #[error("ffmpeg failed ({status}): {stderr}")]
+    Ffmpeg {
+        /// Its exit status.
+        status: String,
+        /// The end of what it printed.
+        stderr: String,
+    },
+}
+
+/// The writing end: FLV tags in.
+#[derive(Debug)]
+pub struct SegmenterInput {
+    stdin: ChildStdin,
+    buf: Vec<u8>,
+}
+
+impl SegmenterInput {
+    /// Sends one media message to the remux; waits while ffmpeg is behind.
+    pub async fn write(
+        &mut self,
+        kind: TagKind,
+        timestamp_ms: u32,
+        body: &[u8],
+    ) -> std::io::Result<()> {
+        self.buf.clear();
+        if flv::write_tag(&mut self.buf, kind, timestamp_ms, body).is_none() {
+            // A message FLV cannot frame; no encoder sends one, so it is dropped.
+            tracing::debug!(bytes = body.len(), "RTMP message too large for FLV, dropped");
+            return Ok(());
+        }
+        self.stdin.write_all(&self.buf).await
+    }
+}
+
+/// Starts the remux of one stream: the input to feed, and the segments (or the error that
+/// ended them) in order. Closing or dropping the input ends the stream: its last segment
+/// follows, then the channel closes.
+pub async fn spawn(
+    limits: CutLimits,
+) -> Result<(SegmenterInput, mpsc::Receiver<Result<Cut, SegmentError>>), SegmentError> {
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-f", "flv", "-i", "pipe:0"])
+        .args(["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-f", "mpegts", "pipe:1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(SegmentError::Spawn)?;
+    let mut stdin = child.stdin.take().ok_or_else(|| no_pipe("stdin"))?;
+    stdin.write_all(&flv::file_header()).await.map_err(SegmentError::Spawn)?;
+    let (tx, rx) = mpsc::channel(QUEUED_SEGMENTS);
+    tokio::spawn(pump(child, limits, tx));
+    Ok((SegmenterInput { stdin, buf: Vec::new() }, rx))
+}
+
+fn no_pipe(which: &str) -> SegmentError {
+    SegmentError::Spawn(std::io::Error::other(format!("ffmpeg's {which} is not piped")))
+}
+
+/// Reads ffmpeg's output into the cutter until it ends, then reports how it ended.
+async fn pump(mut child: Child, limits: CutLimits, tx: mpsc::Sender<Result<Cut, SegmentError>>) {
+    let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = tx.send(Err(no_pipe("output"))).await;
+        return;
+    };
+    let tail = tokio::spawn(stderr_tail(stderr));
+    let mut cutter = Cutter::new(limits);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        match cutter.feed(&buf[..n]) {
+            Ok(cuts) => {
+                for cut in cuts {
+                    if tx.send(Ok(cut)).await.is_err() {
+                        return; // the stream is gone; dropping the child kills ffmpeg
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        }
+    }
+    if let Some(cut) = cutter.finish() {
+        let _ = tx.send(Ok(cut)).await;
+    }
+    let status = child.wait().await;
+    let stderr = tail.await.unwrap_or_default();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            let _ = tx.send(Err(SegmentError::Ffmpeg { status: s.to_string(), stderr })).await;
+        }
+        Err(e) => {
+            let _ = tx.send(Err(SegmentError::Ffmpeg { status: e.to_string(), stderr })).await;
+        }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes ffmpeg printed.
+async fn stderr_tail(mut stderr: tokio::process::ChildStderr) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    String::from_utf8_lossy(&tail).trim().to_owned()
+}
+
+/// Whether ffmpeg can be run: checked once when RTMP ingest starts, so that an operator
+/// learns at start rather than at the first publish.
+pub async fn ffmpeg_available() -> bool {
+    Command::new("ffmpeg")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
