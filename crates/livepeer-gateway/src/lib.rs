@@ -137,6 +137,8 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     /// Shared state (pool, metrics).
     pub state: AppState,
+    /// Video transcoding: where ingest hands its segments ([`transcode::TranscodeState::submit`]).
+    pub transcode: transcode::TranscodeState,
     public: Router,
     admin: Router,
     tasks: Tasks,
@@ -233,14 +235,15 @@ impl Gateway {
                 live: live_state,
                 byoc: byoc_state,
                 byoc_streams,
-                transcode,
+                transcode: transcode.clone(),
             },
             signer,
         );
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;
-        Ok(Self { http_addr, admin_addr, state, public, admin: admin_routes, tasks, drain })
+        let admin = admin_routes;
+        Ok(Self { http_addr, admin_addr, state, transcode, public, admin, tasks, drain })
     }
 
     /// The public API's routes, to call in-process (`tower::ServiceExt::oneshot`).

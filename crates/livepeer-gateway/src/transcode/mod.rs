@@ -3,12 +3,15 @@
 //! transcoded by an orchestrator into the stream's renditions, paid per pixel, and published
 //! as HLS.
 //!
-//! The entry point is [`TranscodeState::transcode_segment`]: one segment of a stream
-//! ([`SegmentIn`]: manifest id, sequence number, bytes, duration, profiles). It creates the
-//! stream on its first segment (within `--max-sessions`), waits for one of the stream's
-//! `--segment-concurrency` slots, and runs in a task of its own, so that a client leaving does
-//! not leave a hole in the playlists: the segment is published with its renditions, or with
-//! the source in their place when no orchestrator could make them.
+//! The entry points take one segment of a stream ([`SegmentIn`]: manifest id, sequence number,
+//! bytes, duration, profiles): [`TranscodeState::transcode_segment`] answers its renditions
+//! (HTTP push), [`TranscodeState::submit`] returns once the segment has one of the stream's
+//! `--segment-concurrency` slots (RTMP ingest, whose next segment should wait for that, not
+//! for the transcode). The first segment creates the stream (within `--max-sessions`), unless
+//! [`TranscodeState::open_stream`] did; [`TranscodeState::end_stream`] ends it. Each segment
+//! runs in a task of its own, so that a client leaving does not leave a hole in the
+//! playlists: it is published with its renditions, or with the source in their place when no
+//! orchestrator could make them.
 //!
 //! Layout, imports going one way (each file uses only those listed before it):
 //! - `profiles.rs`: presets, the JSON rendition format, their wire form;
@@ -109,6 +112,17 @@ pub struct Transcoded {
     pub outputs: Vec<Bytes>,
 }
 
+/// A segment handed over, being transcoded.
+#[derive(Debug)]
+pub struct Pending(tokio::task::JoinHandle<Result<Transcoded, TranscodeError>>);
+
+impl Pending {
+    /// Waits for the segment's renditions (or why there are none).
+    pub async fn finished(self) -> Result<Transcoded, TranscodeError> {
+        self.0.await.map_err(|e| TranscodeError::Internal(format!("segment task: {e}")))?
+    }
+}
+
 /// The transcoding state; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TranscodeState {
@@ -188,22 +202,63 @@ impl TranscodeState {
         ended
     }
 
-    /// Transcodes one segment of a stream and publishes it (see the module docs). On error
-    /// after the stream took the segment, the source was published in the renditions' place.
-    pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+    /// Opens the stream `manifest` for an ingest that publishes it (RTMP), with `profiles`
+    /// (`None`: the defaults) in `format`: refused when `--max-sessions` streams run or the
+    /// name is live already. HTTP push needs no call: its first segment opens the stream.
+    pub fn open_stream(
+        &self,
+        manifest: &str,
+        profiles: Option<Vec<Profile>>,
+        format: Format,
+    ) -> Result<(), TranscodeError> {
+        if self.inner.streams.get(manifest).is_some() {
+            return Err(TranscodeError::StreamExists);
+        }
+        let seg = SegmentIn {
+            manifest: manifest.to_owned(),
+            seq: 0,
+            data: Bytes::new(),
+            duration_ms: 0,
+            format,
+            profiles,
+            resolution: None,
+            timeout_multiplier: 1,
+        };
+        self.stream(&seg).map(|_| ())
+    }
+
+    /// Hands one segment of a stream over (see the module docs) and returns once the stream
+    /// has a slot for it, so that an ingest feeding segments in order is held back while
+    /// `--segment-concurrency` of its segments are in flight. The segment is then transcoded
+    /// and published in a task of its own; [`Pending::finished`] waits for its outcome.
+    pub async fn submit(&self, seg: SegmentIn) -> Result<Pending, TranscodeError> {
         let config = &self.inner.config;
         if seg.data.len() > config.max_segment_bytes {
             return Err(TranscodeError::TooLarge(config.max_segment_bytes));
         }
         let stream = self.stream(&seg)?;
         let busy = stream.busy();
+        let slot = stream
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| TranscodeError::Internal("stream closed".into()))?;
         let state = self.clone();
         // A task of its own: the segment is published even if the caller goes away.
         let task = tokio::spawn(async move {
             let _busy = busy;
+            let _slot = slot;
             state.run(&stream, seg).await
         });
-        task.await.map_err(|e| TranscodeError::Internal(format!("segment task: {e}")))?
+        Ok(Pending(task))
+    }
+
+    /// Transcodes one segment of a stream and publishes it: [`submit`](Self::submit), then
+    /// [`Pending::finished`]. On error after the stream took the segment, the source was
+    /// published in the renditions' place.
+    pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+        self.submit(seg).await?.finished().await
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
@@ -224,11 +279,6 @@ impl TranscodeState {
     }
 
     async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
-        let _slot = stream
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| TranscodeError::Internal("stream closed".into()))?;
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {

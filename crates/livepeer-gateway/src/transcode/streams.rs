@@ -66,7 +66,7 @@ pub(super) struct Stream {
     /// Published segments and playlists.
     pub(super) window: Mutex<Window>,
     /// Segments in flight at most (`--segment-concurrency`).
-    pub(super) slots: Semaphore,
+    pub(super) slots: Arc<Semaphore>,
     /// The orchestrator it keeps.
     pub(super) sticky: Mutex<Option<Sticky>>,
     /// Its counters.
@@ -232,7 +232,7 @@ impl Streams {
             profiles: Arc::new(n.profiles),
             format: n.format,
             window: Mutex::new(window),
-            slots: Semaphore::new(n.concurrency.max(1)),
+            slots: Arc::new(Semaphore::new(n.concurrency.max(1))),
             sticky: Mutex::default(),
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),

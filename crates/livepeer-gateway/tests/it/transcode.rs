@@ -324,3 +324,42 @@ async fn an_idle_stream_is_closed_and_its_place_freed() {
     assert!(metrics.contains("livepeer_stream_ended_total 1"), "{metrics}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
+    use livepeer_gateway::transcode::{Format, SegmentIn, TranscodeError};
+    let sim = sim("fast", true).await;
+    let mut c = gateway_config(&[&sim]);
+    c.transcode.segment_concurrency = 1;
+    let gw = start(c).await;
+    let state = gw.transcode.clone();
+    state.open_stream("rtmp", None, Format::MpegTs).unwrap();
+    assert_eq!(state.open_stream("rtmp", None, Format::MpegTs), Err(TranscodeError::StreamExists));
+    let seg = |seq| SegmentIn {
+        manifest: "rtmp".into(),
+        seq,
+        data: bytes::Bytes::from_static(segment()),
+        duration_ms: 2000,
+        format: Format::MpegTs,
+        profiles: None,
+        resolution: None,
+        timeout_multiplier: 1,
+    };
+    sim.set_transcode_fault(TranscodeFault::Hang);
+    let first = state.submit(seg(0)).await.unwrap();
+    let second = state.submit(seg(1));
+    tokio::pin!(second);
+    assert!(futures_util::poll!(second.as_mut()).is_pending(), "the only slot is taken");
+    // The hung attempt ends at its upload deadline; with no other orchestrator the source is
+    // published, and the slot passes on.
+    assert!(first.finished().await.is_err());
+    sim.set_transcode_fault(TranscodeFault::None);
+    // Its outcome depends on whether the orchestrator's breaker let it be probed yet; either
+    // way the segment is published.
+    let _ = second.await.unwrap().finished().await;
+    let (_, media) = get_text(&gw, "/stream/rtmp/source.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0, 1], "{media}");
+    assert!(state.end_stream("rtmp"));
+    assert_eq!(get_text(&gw, "/stream/rtmp.m3u8").await.0, 404);
+    gw.shutdown().await;
+}
