@@ -21,6 +21,7 @@ use url::Url;
 use super::profiles::{Format, Profile};
 use crate::ai::fetch::{Budget, FetchError, Fetcher};
 use crate::ai::results::ResultStore;
+use crate::job::JobKey;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::http::{OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
@@ -183,11 +184,12 @@ impl Attempter {
         info: &Arc<OrchInfo>,
         job: &Job,
     ) -> (Result<Done, AttemptError>, Cost) {
-        let prepared = match self.payments.prepare_transcode(url, info, job.estimated_pixels).await
-        {
-            Ok(p) => p,
-            Err(e) => return (Err(pay_error(&e)), Cost::default()),
-        };
+        let key = JobKey::transcode_stream(&job.manifest);
+        let prepared =
+            match self.payments.prepare_transcode(url, info, &key, job.estimated_pixels).await {
+                Ok(p) => p,
+                Err(e) => return (Err(pay_error(&e)), Cost::default()),
+            };
         let mut cost = Cost::default();
         if let Some(spend) = prepared.spend() {
             cost.tickets = spend.tickets;
@@ -221,7 +223,7 @@ impl Attempter {
                     if answered { Settlement::NotCharged } else { Settlement::CreditSpent };
                 self.payments.settle(prepared, outcome);
                 if stale {
-                    self.payments.reset(url, &crate::job::JobKey::transcode());
+                    self.payments.reset(url, &key);
                 }
                 (Err(e), cost)
             }

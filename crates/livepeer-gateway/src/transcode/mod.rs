@@ -182,24 +182,32 @@ impl TranscodeState {
     }
 
     fn close_idle(&self) {
-        let closed = self.inner.streams.close_idle(self.inner.config.idle_timeout);
-        for _ in 0..closed {
-            self.inner.metrics.transcode_stream_ended();
-        }
-        if closed > 0 {
-            tracing::info!(closed, "idle transcoding streams closed");
-            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        for stream in self.inner.streams.close_idle(self.inner.config.idle_timeout) {
+            tracing::info!(manifest = %stream.manifest, "idle transcoding stream closed");
+            self.ended(&stream);
         }
     }
 
     /// Ends the stream `manifest` now (its ingest closed); whether it existed.
     pub fn end_stream(&self, manifest: &str) -> bool {
-        let ended = self.inner.streams.remove(manifest);
-        if ended {
-            self.inner.metrics.transcode_stream_ended();
-            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        let stream = self.inner.streams.remove(manifest);
+        if let Some(stream) = &stream {
+            self.ended(stream);
         }
-        ended
+        stream.is_some()
+    }
+
+    /// A stream ended: its payment sessions with orchestrators go (as go-livepeer's end with
+    /// the stream), and the gauges follow.
+    fn ended(&self, stream: &Stream) {
+        let key = crate::job::JobKey::transcode_stream(&stream.manifest);
+        for url in stream.orchestrators() {
+            if let Ok(url) = url.parse::<url::Url>() {
+                self.inner.attempter.payments.reset(&url, &key);
+            }
+        }
+        self.inner.metrics.transcode_stream_ended();
+        self.inner.metrics.transcode_sessions(self.inner.streams.len());
     }
 
     /// Opens the stream `manifest` for an ingest that publishes it (RTMP), with `profiles`

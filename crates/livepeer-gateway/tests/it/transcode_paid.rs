@@ -78,7 +78,17 @@ async fn paid_segments_over_two_onchain_orchestrators_are_covered_within_one_tic
     assert_eq!(status["segments_transcoded"], 10, "{status}");
     assert_eq!(status["spend"]["fees_wei"], fees_total.to_decimal_string(0), "{status}");
     assert_eq!(status["spend"]["ev_sent_wei"], ev_total.to_decimal_string(0), "{status}");
+    // Each stream pays on a payment session of its own with each orchestrator (go-livepeer's
+    // per-stream sessions): the orchestrators count it as one session each.
+    let (_, gw_status) = admin_get(&gw, "/status").await;
+    let sessions = gw_status["payments"]["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{gw_status}");
+    assert!(sessions.iter().all(|s| s["job"] == "transcode/paid"), "{gw_status}");
     let metrics = admin_text(&gw, "/metrics").await;
     assert!(metrics.contains("pipeline=\"transcode\""), "{metrics}");
+    // The stream ends: its sessions go with it.
+    assert!(gw.transcode.end_stream("paid"));
+    let (_, gw_status) = admin_get(&gw, "/status").await;
+    assert_eq!(gw_status["payments"]["sessions"], serde_json::json!([]), "{gw_status}");
     gw.shutdown().await;
 }
