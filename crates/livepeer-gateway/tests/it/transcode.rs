@@ -363,3 +363,21 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
     assert_eq!(get_text(&gw, "/stream/rtmp.m3u8").await.0, 404);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_profiles_publishes_its_source_untranscoded() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    let config = [("Livepeer-Transcode-Configuration", r#"{"profiles":[]}"#)];
+    for seq in 0..2 {
+        let (status, _) =
+            raw_push(&gw, &format!("/live/plain/{seq}.ts"), &config, segment().to_vec()).await;
+        assert_eq!(status, 200);
+    }
+    let (_, master) = get_text(&gw, "/stream/plain.m3u8").await;
+    assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 1, "{master}");
+    assert!(master.contains("plain/source.m3u8"), "{master}");
+    assert_eq!(listed(&get_text(&gw, "/stream/plain/source.m3u8").await.1).1, vec![0, 1]);
+    assert_eq!(sim.transcode_stats().requests, 0, "nothing to transcode");
+    gw.shutdown().await;
+}
