@@ -192,6 +192,7 @@ impl Gateway {
             state.pool.clone(),
             payments.clone(),
             state.metrics.clone(),
+            client.clone(),
             &tasks,
         )
         .map_err(setup(Part::Transcode))?;

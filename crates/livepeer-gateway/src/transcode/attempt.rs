@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::profiles::{Format, Profile};
+use super::tokens::StreamTokens;
 use crate::ai::fetch::{Budget, FetchError, Fetcher};
 use crate::ai::results::ResultStore;
 use crate::job::JobKey;
@@ -174,6 +175,8 @@ pub(super) struct Attempter {
     pub(super) payments: Payments,
     /// The largest rendition accepted.
     pub(super) max_rendition: usize,
+    /// Streams' own auth tokens where nothing is paid.
+    pub(super) tokens: Arc<StreamTokens>,
 }
 
 impl Attempter {
@@ -185,6 +188,16 @@ impl Attempter {
         job: &Job,
     ) -> (Result<Done, AttemptError>, Cost) {
         let key = JobKey::transcode_stream(&job.manifest);
+        // The key's payment sessions are the stream's own; unpaid, its tokens are.
+        let info = if self.payments.local().is_some() && info.ticket_params.is_some() {
+            info.clone()
+        } else {
+            match self.tokens.info(url, &job.manifest).await {
+                Ok(info) => info,
+                Err(e) => return (Err(AttemptError::Transport(e)), Cost::default()),
+            }
+        };
+        let info = &info;
         let prepared =
             match self.payments.prepare_transcode(url, info, &key, job.estimated_pixels).await {
                 Ok(p) => p,

@@ -17,6 +17,7 @@
 //! - `profiles.rs`: presets, the JSON rendition format, their wire form;
 //! - `error.rs`: [`TranscodeError`]; `request.rs`: reading a push's parts;
 //! - `store.rs`: a stream's window of segments and its playlists;
+//! - `tokens.rs`: streams' own auth tokens where nothing is paid;
 //! - `attempt.rs`: one attempt on one orchestrator (pay, `/segment`, fetch, verify, settle);
 //! - `streams.rs`: the streams, their limits and counters;
 //! - `session.rs`: the kept orchestrator and retries on others.
@@ -30,6 +31,7 @@ pub mod request;
 mod session;
 mod store;
 mod streams;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,12 +141,14 @@ struct Inner {
 }
 
 impl TranscodeState {
-    /// The state, with a task on `tasks` that closes idle streams.
+    /// The state, with a task on `tasks` that closes idle streams; `client` asks orchestrators
+    /// for streams' own auth tokens.
     pub fn new(
         config: TranscodeConfig,
         pool: Pool,
         payments: Payments,
         metrics: Metrics,
+        client: crate::orchestrator::OrchClient,
         tasks: &Tasks,
     ) -> Result<Self, String> {
         let http = OrchHttp::new(config.connect_timeout, OrchHttpVersion::Http1)?;
@@ -158,6 +162,7 @@ impl TranscodeState {
             downloads: Arc::new(downloads),
             payments,
             max_rendition: config.max_segment_bytes,
+            tokens: Arc::new(tokens::StreamTokens::new(client)),
         };
         metrics.transcode_max_sessions(config.max_sessions);
         let streams = Streams::new(config.max_sessions);
@@ -206,6 +211,7 @@ impl TranscodeState {
                 self.inner.attempter.payments.reset(&url, &key);
             }
         }
+        self.inner.attempter.tokens.forget(&stream.manifest);
         self.inner.metrics.transcode_stream_ended();
         self.inner.metrics.transcode_sessions(self.inner.streams.len());
     }

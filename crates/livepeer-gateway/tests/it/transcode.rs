@@ -381,3 +381,20 @@ async fn a_stream_without_profiles_publishes_its_source_untranscoded() {
     assert_eq!(sim.transcode_stats().requests, 0, "nothing to transcode");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stream_is_a_session_of_its_own_at_the_orchestrator() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    for manifest in ["one", "two"] {
+        for seq in 0..2 {
+            assert_eq!(push(&gw, manifest, seq, None).await.status(), 200);
+        }
+    }
+    let stats = sim.transcode_stats();
+    assert_eq!((stats.transcoded, stats.sessions), (4, 2), "{stats:?}");
+    let token =
+        |s: &livepeer_proto::net::SegData| s.auth_token.as_ref().unwrap().session_id.clone();
+    assert!(!token(stats.last_segment.as_ref().unwrap()).is_empty());
+    gw.shutdown().await;
+}
