@@ -135,6 +135,8 @@ pub struct Gateway {
     pub http_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where RTMP ingest listens, unless `--rtmp-addr off`.
+    pub rtmp_addr: Option<SocketAddr>,
     /// Shared state (pool, metrics).
     pub state: AppState,
     /// Video transcoding: where ingest hands its segments ([`transcode::TranscodeState::submit`]).
@@ -151,6 +153,10 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let http = bind(config.http_addr).await?;
         let admin = bind(config.cli_addr).await?;
+        let rtmp = match config.ingest.rtmp_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
@@ -168,16 +174,7 @@ impl Gateway {
             &tasks,
         )
         .await;
-        let payer = config.signer.clone().map(|signer| {
-            // Job-priced ticket params come from their own GetOrchestrator calls.
-            payment::LocalPayer::new(signer, client.clone(), config.payment)
-        });
-        let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
-        let payments = payment::Payments::new(payer.clone(), remote, &client)
-            .map_err(setup(Part::Payments))?;
-        if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
-            watch_funds(&tasks, chain, payer.clone()).await?;
-        }
+        let (payer, payments) = payments(&config, &client, &tasks).await?;
         let state = AppState {
             pool,
             metrics,
@@ -204,17 +201,10 @@ impl Gateway {
             &tasks,
         )
         .map_err(setup(Part::Live))?;
-        let byoc_state = byoc_state(&config, &state, payments_for_byoc, identity)?;
-        tasks.spawn("byoc-tokens", {
-            let byoc = byoc_state.clone();
-            move |cancel| byoc.run_tokens(cancel)
-        });
-        let byoc_streams = byoc::stream::ByocStreams::new(
-            byoc_state.clone(),
-            config.live.public_url.clone(),
-            &tasks,
-        )
-        .map_err(setup(Part::Byoc))?;
+        let (byoc_state, byoc_streams) =
+            byoc_services(&config, &state, payments_for_byoc, identity, &tasks)?;
+        let rtmp_sink = transcode::RtmpSink::new(transcode.clone(), config.ingest.auth.clone())
+            .map_err(setup(Part::Transcode))?;
         let admin_routes = http::admin_router(
             state.clone(),
             live_state.clone(),
@@ -241,10 +231,23 @@ impl Gateway {
             signer,
         );
         serve(&tasks, "public-api", http, public.clone(), limits);
-        tracing::info!(%http_addr, %admin_addr, "gateway listening");
+        let rtmp_addr = match rtmp {
+            Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
+            None => None,
+        };
+        tracing::info!(%http_addr, %admin_addr, ?rtmp_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;
-        let admin = admin_routes;
-        Ok(Self { http_addr, admin_addr, state, transcode, public, admin, tasks, drain })
+        Ok(Self {
+            http_addr,
+            admin_addr,
+            rtmp_addr,
+            state,
+            transcode,
+            public,
+            admin: admin_routes,
+            tasks,
+            drain,
+        })
     }
 
     /// The public API's routes, to call in-process (`tower::ServiceExt::oneshot`).
@@ -263,6 +266,64 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.tasks.shutdown(self.drain).await;
     }
+}
+
+/// The local payer (with a key) and the one payment interface over it or the remote signer;
+/// with a chain, the sender's funds are watched on `tasks`.
+async fn payments(
+    config: &Config,
+    client: &OrchClient,
+    tasks: &Tasks,
+) -> Result<(Option<payment::LocalPayer>, payment::Payments), StartError> {
+    let payer = config.signer.clone().map(|signer| {
+        // Job-priced ticket params come from their own GetOrchestrator calls.
+        payment::LocalPayer::new(signer, client.clone(), config.payment)
+    });
+    let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
+    let payments =
+        payment::Payments::new(payer.clone(), remote, client).map_err(setup(Part::Payments))?;
+    if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
+        watch_funds(tasks, chain, payer.clone()).await?;
+    }
+    Ok((payer, payments))
+}
+
+/// BYOC jobs (with their token refresh running on `tasks`) and BYOC streams.
+fn byoc_services(
+    config: &Config,
+    state: &AppState,
+    payments: payment::Payments,
+    identity: Option<Identity>,
+    tasks: &Tasks,
+) -> Result<(byoc::ByocState, byoc::stream::ByocStreams), StartError> {
+    let byoc_state = byoc_state(config, state, payments, identity)?;
+    tasks.spawn("byoc-tokens", {
+        let byoc = byoc_state.clone();
+        move |cancel| byoc.run_tokens(cancel)
+    });
+    let streams =
+        byoc::stream::ByocStreams::new(byoc_state.clone(), config.live.public_url.clone(), tasks)
+            .map_err(setup(Part::Byoc))?;
+    Ok((byoc_state, streams))
+}
+
+/// Starts RTMP ingest on `listener` into transcoding; its address.
+fn serve_rtmp(
+    config: &Config,
+    tasks: &Tasks,
+    listener: TcpListener,
+    sink: transcode::RtmpSink,
+) -> Result<SocketAddr, StartError> {
+    let addr = listener.local_addr().map_err(setup(Part::Listener))?;
+    let rtmp = ingest::RtmpConfig {
+        // Publishers beyond the stream cap are refused after their handshake; a few more
+        // connections than streams leave room for those handshakes.
+        max_connections: config.transcode.max_sessions + 16,
+        limits: config.ingest.cut,
+    };
+    let sink = Arc::new(sink);
+    tasks.spawn("rtmp-ingest", move |cancel| ingest::serve(listener, rtmp, sink, cancel));
+    Ok(addr)
 }
 
 /// The identity the gateway shows orchestrators: its own key's, or the remote signer's

@@ -327,6 +327,10 @@ async fn a_gateway_without_a_deposit_refuses_to_pay() {
             orch_addr: Some(sim.url().to_owned()),
             ..Default::default()
         },
+        ingest: livepeer_gateway::config::Ingest {
+            rtmp_addr: Some("off".into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut config = livepeer_gateway::Config::load(flags).unwrap();

@@ -114,6 +114,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
 async fn measure(args: &BenchArgs, sim: &Sim) -> anyhow::Result<String> {
     let flags = Flags {
         listen: ephemeral_ports(),
+        ingest: no_rtmp(),
         // The default `info` level: operators run with it, so the figures must hold with it.
         ai: Ai { orch_h2c: Some(args.orch_h2c), ..Ai::default() },
         ..Flags::default()
@@ -320,7 +321,8 @@ async fn paid_vs_unpaid(
         ..SimConfig::default()
     })
     .await?;
-    let mut paid_config = Config::load(Flags { listen: ephemeral_ports(), ..Flags::default() })?;
+    let mut paid_config =
+        Config::load(Flags { listen: ephemeral_ports(), ingest: no_rtmp(), ..Flags::default() })?;
     paid_config.orchestrators = OrchSource::Static(vec![paid_sim.url().parse()?]);
     // A well-known development key (hardhat account #1); never a real one.
     let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -474,6 +476,14 @@ fn cpu_micros(extra: &[u32]) -> u64 {
         total += ticks(&pid.to_string());
     }
     total * 10_000
+}
+
+/// No RTMP listener: the bench measures the HTTP routes, and its gateways run side by side.
+fn no_rtmp() -> livepeer_gateway::config::Ingest {
+    livepeer_gateway::config::Ingest {
+        rtmp_addr: Some("off".into()),
+        ..livepeer_gateway::config::Ingest::default()
+    }
 }
 
 /// Both listeners on ephemeral ports.

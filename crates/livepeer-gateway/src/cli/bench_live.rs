@@ -133,23 +133,29 @@ struct StreamUrls {
 }
 
 /// The gateway as a child process.
-struct Child {
+pub(crate) struct Child {
     child: std::process::Child,
-    http: String,
+    pub(crate) http: String,
     tick: f64,
 }
 
 impl Child {
     fn spawn(orchestrator: &str) -> anyhow::Result<Self> {
+        let live = ["--live-max-streams", "100000", "--live-out-segment-timeout", "30s"];
+        Self::spawn_with(orchestrator, &live)
+    }
+
+    /// This binary as a gateway on ephemeral ports, pointed at `orchestrator`, with `args`.
+    pub(crate) fn spawn_with(orchestrator: &str, args: &[&str]) -> anyhow::Result<Self> {
         let port = || -> anyhow::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
         };
         let (http, cli) = (port()?, port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--cli-addr", &format!("127.0.0.1:{cli}")])
+            .args(["--cli-addr", &format!("127.0.0.1:{cli}"), "--rtmp-addr", "off"])
             .args(["--orch-addr", orchestrator, "--log-level", "warn"])
-            .args(["--live-max-streams", "100000", "--live-out-segment-timeout", "30s"])
+            .args(args)
             .stdin(std::process::Stdio::null())
             .spawn()?;
         let tick = std::process::Command::new("getconf")
@@ -162,7 +168,7 @@ impl Child {
         Ok(Self { child, http: format!("http://127.0.0.1:{http}"), tick })
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    pub(crate) async fn wait_ready(&self) -> anyhow::Result<()> {
         for _ in 0..200 {
             if let Ok(r) = reqwest::get(format!("{}/healthz", self.http)).await
                 && r.status().is_success()
@@ -189,7 +195,7 @@ impl Child {
     }
 
     /// User plus system CPU seconds so far.
-    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // Fields after the command name, which is in parentheses and may contain spaces.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
@@ -199,7 +205,7 @@ impl Child {
         Ok((ticks(11) + ticks(12)) / self.tick)
     }
 
-    fn rss_bytes(&self) -> anyhow::Result<u64> {
+    pub(crate) fn rss_bytes(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb = status
             .lines()
@@ -301,7 +307,7 @@ async fn latency(
     Ok(Latency { first: percentiles(&mut firsts), last: percentiles(&mut lasts) })
 }
 
-fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
+pub(crate) fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
     v.sort();
     let at =
         |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();

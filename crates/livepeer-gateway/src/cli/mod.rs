@@ -6,6 +6,7 @@
 pub(crate) mod bench;
 mod bench_byoc;
 pub(crate) mod bench_live;
+pub(crate) mod bench_transcode;
 pub(crate) mod demo;
 pub(crate) mod live_client;
 pub(crate) mod nginx;
@@ -24,6 +25,10 @@ pub(crate) enum Command {
     /// Measure what the gateway adds to live video streams (latency per segment, CPU and
     /// memory per 2 Mbit/s stream), against publishing to a simulated orchestrator directly.
     BenchLive(bench_live::LiveBenchArgs),
+    /// Measure what the gateway costs video transcoding (latency per segment, CPU and memory
+    /// per stream of 2 s 1080p segments with three renditions), against a simulated
+    /// orchestrator in fast mode, and against calling it directly.
+    BenchTranscode(bench_transcode::TranscodeBenchArgs),
     /// Send a live video stream through a running gateway (an ffmpeg test pattern or a file),
     /// save the processed segments and print the stream's status.
     LiveClient(live_client::LiveClientArgs),
@@ -55,6 +60,7 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         }
         Some(Command::Bench(args)) => Next::Report(bench::run(args).await?),
         Some(Command::BenchLive(args)) => Next::Report(bench_live::run(args).await?),
+        Some(Command::BenchTranscode(args)) => Next::Report(bench_transcode::run(args).await?),
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
         Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
     })

@@ -198,6 +198,7 @@ impl GatewayChild {
         let admin = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(std::env::current_exe()?)
             .args(["--http-addr", &addr.to_string(), "--cli-addr", &admin.to_string()])
+            .args(["--rtmp-addr", "off"])
             .args(["--orch-addr", orchestrator, "--orch-h2c", if h2c { "true" } else { "false" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -166,7 +166,7 @@ impl GatewayChild {
         let timeout = format!("{}s", GATEWAY_REQUEST_TIMEOUT.as_secs());
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--cli-addr", &format!("127.0.0.1:{cli}")])
+            .args(["--cli-addr", &format!("127.0.0.1:{cli}"), "--rtmp-addr", "off"])
             .args(["--orch-addr", &orchs.join(","), "--log-level", level])
             .args(["--ai-attempt-timeout", GATEWAY_ATTEMPT_TIMEOUT])
             .args(["--ai-request-timeout", &timeout])

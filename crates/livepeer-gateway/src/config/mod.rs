@@ -44,6 +44,7 @@ use crate::orchestrator::{Requirements, TlsTrust};
 mod ai;
 mod byoc;
 mod discovery;
+mod ingest;
 mod key;
 mod listen;
 mod live;
@@ -56,6 +57,7 @@ mod values;
 pub use ai::Ai;
 pub use byoc::Byoc;
 pub use discovery::{Discovery, Selection};
+pub use ingest::{Ingest, IngestConfig};
 pub use listen::{Listen, Logging};
 pub use live::Live;
 pub use payment::{Payment, RemoteSigner, Signer};
@@ -101,6 +103,9 @@ pub struct Flags {
     /// Transcoding.
     #[command(flatten)]
     pub transcode: Transcode,
+    /// Transcoding ingest: RTMP and the stream auth webhook.
+    #[command(flatten)]
+    pub ingest: Ingest,
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
@@ -201,6 +206,8 @@ pub struct Config {
     pub byoc: crate::byoc::ByocConfig,
     /// Transcoding settings.
     pub transcode: crate::transcode::TranscodeConfig,
+    /// Transcoding ingest settings.
+    pub ingest: IngestConfig,
     /// Ticket sender limits.
     pub payment: crate::payment::PaymentLimits,
     /// Where to read the sender's deposit and reserve, if anywhere.
@@ -244,6 +251,7 @@ impl Config {
         let live = f.live.validate(ai.public_url.clone())?;
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;
         let transcode = f.transcode.validate(discovery.connect_timeout)?;
+        let ingest = f.ingest.validate(transcode.max_segment_bytes)?;
         Ok(Self {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
@@ -269,6 +277,7 @@ impl Config {
             live,
             byoc,
             transcode,
+            ingest,
             serve_signer,
             remote_signer,
             log_format,
@@ -292,6 +301,7 @@ impl Flags {
             live: self.live.or(file.live),
             byoc: self.byoc.or(file.byoc),
             transcode: self.transcode.or(file.transcode),
+            ingest: self.ingest.or(file.ingest),
             logging: self.logging.or(file.logging),
         }
     }
@@ -325,6 +335,7 @@ impl Flags {
             live: from_file(text, path)?,
             byoc: from_file(text, path)?,
             transcode: from_file(text, path)?,
+            ingest: from_file(text, path)?,
             logging: from_file(text, path)?,
         })
     }

@@ -56,7 +56,7 @@ fn status(e: &TranscodeError) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
-        TranscodeError::StreamExists => StatusCode::CONFLICT,
+        TranscodeError::StreamExists(_) => StatusCode::CONFLICT,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

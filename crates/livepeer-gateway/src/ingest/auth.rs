@@ -82,7 +82,7 @@ impl StreamAuth {
             }
             body.extend_from_slice(&chunk);
         }
-        if status != reqwest::StatusCode::OK {
+        if status.as_u16() != 200 {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
             return Err(AuthRefusal::Denied(format!("status={} error={text}", status.as_u16())));
         }

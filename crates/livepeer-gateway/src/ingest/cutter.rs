@@ -267,5 +267,4 @@ fn video_pes_pts(payload: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[path = "cutter_tests.rs"]
 mod tests;

@@ -33,10 +33,9 @@ pub enum TranscodeError {
     /// The gateway holds `--max-sessions` streams already (503).
     #[error("Too many connections")]
     TooManyStreams,
-    /// The stream is live already (an RTMP publisher on a taken name: go-livepeer's
-    /// `StreamAlreadyExists`).
-    #[error("StreamAlreadyExists")]
-    StreamExists,
+    /// A stream of this name is live already (go-livepeer's `StreamAlreadyExists`: 409).
+    #[error("stream already exists: {0}")]
+    StreamExists(String),
     /// No orchestrator could be had for the segment (go-livepeer: 503).
     #[error("No sessions available")]
     NoSessions,
@@ -82,7 +81,7 @@ impl TranscodeError {
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
-            Self::StreamExists => "stream_exists",
+            Self::StreamExists(_) => "stream_exists",
             Self::NoSessions => "no_orchestrator",
             Self::Failed { final_: true, .. } => "transcode_failed",
             Self::Failed { .. } => "transcode_error",

@@ -26,6 +26,7 @@
 
 mod attempt;
 mod error;
+mod ingest;
 pub mod profiles;
 pub mod request;
 mod session;
@@ -41,6 +42,7 @@ use livepeer_pm::{OutputProfile, estimated_out_pixels, keccak256};
 use serde_json::Value;
 
 pub use error::TranscodeError;
+pub use ingest::RtmpSink;
 pub use profiles::{Format, Profile};
 pub use store::PLAYLIST_WINDOW;
 
@@ -216,31 +218,6 @@ impl TranscodeState {
         self.inner.metrics.transcode_sessions(self.inner.streams.len());
     }
 
-    /// Opens the stream `manifest` for an ingest that publishes it (RTMP), with `profiles`
-    /// (`None`: the defaults) in `format`: refused when `--max-sessions` streams run or the
-    /// name is live already. HTTP push needs no call: its first segment opens the stream.
-    pub fn open_stream(
-        &self,
-        manifest: &str,
-        profiles: Option<Vec<Profile>>,
-        format: Format,
-    ) -> Result<(), TranscodeError> {
-        if self.inner.streams.get(manifest).is_some() {
-            return Err(TranscodeError::StreamExists);
-        }
-        let seg = SegmentIn {
-            manifest: manifest.to_owned(),
-            seq: 0,
-            data: Bytes::new(),
-            duration_ms: 0,
-            format,
-            profiles,
-            resolution: None,
-            timeout_multiplier: 1,
-        };
-        self.stream(&seg).map(|_| ())
-    }
-
     /// Hands one segment of a stream over (see the module docs) and returns once the stream
     /// has a slot for it, so that an ingest feeding segments in order is held back while
     /// `--segment-concurrency` of its segments are in flight. The segment is then transcoded
@@ -276,20 +253,44 @@ impl TranscodeState {
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
+        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format).map(|(s, _)| s)
+    }
+
+    /// Creates the stream `manifest` before its first segment, for an ingest that announces
+    /// its streams (RTMP): refused when a stream of that name is live (go-livepeer's
+    /// `StreamAlreadyExists`) or `--max-sessions` are. `None` profiles take the defaults.
+    pub fn open_stream(
+        &self,
+        manifest: &str,
+        profiles: Option<Vec<Profile>>,
+        format: Format,
+    ) -> Result<(), TranscodeError> {
+        match self.get_or_create(manifest, profiles, format)? {
+            (_, true) => Ok(()),
+            (_, false) => Err(TranscodeError::StreamExists(manifest.to_owned())),
+        }
+    }
+
+    fn get_or_create(
+        &self,
+        manifest: &str,
+        profiles: Option<Vec<Profile>>,
+        format: Format,
+    ) -> Result<(Arc<Stream>, bool), TranscodeError> {
         let c = &self.inner.config;
-        let (stream, created) = self.inner.streams.get_or_create(&seg.manifest, || NewStream {
-            profiles: seg.profiles.clone().unwrap_or_else(|| c.default_profiles.clone()),
-            format: seg.format,
+        let (stream, created) = self.inner.streams.get_or_create(manifest, || NewStream {
+            profiles: profiles.unwrap_or_else(|| c.default_profiles.clone()),
+            format,
             concurrency: c.segment_concurrency,
             window_segments: c.window_segments,
             window_bytes: c.window_bytes,
         })?;
         if created {
-            tracing::info!(manifest = %seg.manifest, profiles = stream.profiles.len(), "transcoding stream created");
+            tracing::info!(%manifest, profiles = stream.profiles.len(), "transcoding stream created");
             self.inner.metrics.transcode_stream_created();
             self.inner.metrics.transcode_sessions(self.inner.streams.len());
         }
-        Ok(stream)
+        Ok((stream, created))
     }
 
     async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {

@@ -23,6 +23,7 @@ fn fixture(name: &str) -> Vec<u8> {
 fn spawn_without_programs(orch: &str, empty: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--rtmp-addr", "127.0.0.1:0"])
         .args(["--orch-addr", orch])
         .env_clear()
         .env("PATH", empty)

@@ -67,6 +67,7 @@ fn spawn_listening(extra: &[&str]) -> (std::process::Child, String, Lines) {
 fn spawn_listening_with_log(extra: &[&str]) -> (std::process::Child, String, Lines, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--http-addr", "127.0.0.1:0", "--cli-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--rtmp-addr", "127.0.0.1:0"])
         .args(extra)
         .env_remove("LP_ETH_KEY")
         .stderr(Stdio::piped())

@@ -32,4 +32,5 @@ mod streams;
 mod support;
 mod transcode;
 mod transcode_paid;
+mod transcode_rtmp;
 mod wire;

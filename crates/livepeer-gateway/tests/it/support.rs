@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::{Config, Discovery, Flags, Listen, OrchSource, Selection};
+use livepeer_gateway::config::{Config, Discovery, Flags, Ingest, Listen, OrchSource, Selection};
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::Value;
 
@@ -32,6 +32,8 @@ pub fn config(urls: &[&str]) -> Config {
             probe_interval: Some("50ms".into()),
             ..Selection::default()
         },
+        // Tests run side by side: RTMP on an ephemeral port too, never 1935.
+        ingest: Ingest { rtmp_addr: Some("127.0.0.1:0".into()), ..Ingest::default() },
         ..Flags::default()
     };
     Config::load(flags).unwrap()

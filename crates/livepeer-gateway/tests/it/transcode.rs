@@ -334,7 +334,10 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
     let gw = start(c).await;
     let state = gw.transcode.clone();
     state.open_stream("rtmp", None, Format::MpegTs).unwrap();
-    assert_eq!(state.open_stream("rtmp", None, Format::MpegTs), Err(TranscodeError::StreamExists));
+    assert_eq!(
+        state.open_stream("rtmp", None, Format::MpegTs),
+        Err(TranscodeError::StreamExists("rtmp".into()))
+    );
     let seg = |seq| SegmentIn {
         manifest: "rtmp".into(),
         seq,
