@@ -55,6 +55,13 @@ impl JobKey {
         Self { capability: H264, model: String::new() }
     }
 
+    /// The transcoding of the stream `manifest`: its payment session (auth token, ticket
+    /// params, balance) with each orchestrator is its own, as go-livepeer's gateway keeps one
+    /// per stream; the orchestrator then counts the stream as one session of its own.
+    pub fn transcode_stream(manifest: &str) -> Self {
+        Self { capability: H264, model: manifest.to_owned() }
+    }
+
     /// A BYOC job of the capability `name`.
     pub fn byoc(name: &str) -> Self {
         Self { capability: BYOC, model: name.to_owned() }

@@ -139,6 +139,8 @@ pub struct Gateway {
     pub rtmp_addr: Option<SocketAddr>,
     /// Shared state (pool, metrics).
     pub state: AppState,
+    /// Video transcoding: where ingest hands its segments ([`transcode::TranscodeState::submit`]).
+    pub transcode: transcode::TranscodeState,
     public: Router,
     admin: Router,
     tasks: Tasks,
@@ -187,6 +189,7 @@ impl Gateway {
             state.pool.clone(),
             payments.clone(),
             state.metrics.clone(),
+            client.clone(),
             &tasks,
         )
         .map_err(setup(Part::Transcode))?;
@@ -223,7 +226,7 @@ impl Gateway {
                 live: live_state,
                 byoc: byoc_state,
                 byoc_streams,
-                transcode,
+                transcode: transcode.clone(),
             },
             signer,
         );
@@ -239,6 +242,7 @@ impl Gateway {
             admin_addr,
             rtmp_addr,
             state,
+            transcode,
             public,
             admin: admin_routes,
             tasks,

@@ -19,6 +19,7 @@ use livepeer_gateway::live::ts::FrameCounter;
 use livepeer_gateway::orchestrator::byoc::JobToken;
 use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_gateway::payment::signer::{JobSignRequest, PaymentRequest, SignerState};
+use livepeer_gateway::transcode::request::parse_settings;
 use livepeer_pm::LocalSigner;
 use livepeer_proto::Message;
 use rand::Rng;
@@ -40,6 +41,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "orch-protobuf", run: proto::orch_info },
     Target { name: "signer-body", run: signer_body },
     Target { name: "signer-byoc-job", run: signer_byoc_job },
+    Target { name: "transcode-config", run: transcode_config },
     Target { name: "trickle-http", run: super::trickle::request },
     Target { name: "ts-frame-counter", run: ts_frames },
 ];
@@ -383,6 +385,21 @@ fn byoc_job_token(rng: &mut SmallRng, env: &Env) {
     });
     let body = mutated_json(rng, &seed);
     env.accepted_if(JobToken::from_json(&body).is_ok());
+}
+
+// === transcoding ===
+
+/// `Livepeer-Transcode-Configuration` values (presets, JSON renditions, the multiplier).
+fn transcode_config(rng: &mut SmallRng, env: &Env) {
+    let seed = json!({
+        "manifestID": "m", "presets": ["P240p30fps16x9", "P144p30fps16x9"],
+        "profiles": [{"name": "low", "width": 256, "height": 144, "bitrate": 200000, "fps": 30,
+            "fpsDen": 1, "profile": "H264High", "gop": "2.5", "encoder": "H.264",
+            "colorDepth": 8, "chromaFormat": 0}],
+        "timeoutMultiplier": 2, "forceSessionReinit": false
+    });
+    let body = mutated_json(rng, &seed);
+    env.accepted_if(parse_settings(&String::from_utf8_lossy(&body)).is_ok());
 }
 
 // === remote signer ===

@@ -146,7 +146,11 @@ async fn push_latency(
     for seq in 0..n {
         let started = Instant::now();
         let (status, body) = push(http, base, "latency", seq as u64, source).await?;
-        anyhow::ensure!(status == 200, "push answered {status}: {}", String::from_utf8_lossy(&body));
+        anyhow::ensure!(
+            status == 200,
+            "push answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
         times.push(started.elapsed());
     }
     Ok(times)
@@ -210,12 +214,13 @@ async fn direct_latency(
 }
 
 /// An unsigned (off-chain) `Livepeer-Segment` for the three presets.
-fn segment_header(info: &livepeer_gateway::orchestrator::info::OrchInfo, seq: i64, data: &[u8]) -> String {
-    let profiles: Vec<net::VideoProfile> = PRESETS
-        .iter()
-        .filter_map(|name| preset(name))
-        .map(|p| p.to_wire(Format::MpegTs))
-        .collect();
+fn segment_header(
+    info: &livepeer_gateway::orchestrator::info::OrchInfo,
+    seq: i64,
+    data: &[u8],
+) -> String {
+    let profiles: Vec<net::VideoProfile> =
+        PRESETS.iter().filter_map(|name| preset(name)).map(|p| p.to_wire(Format::MpegTs)).collect();
     let seg = net::SegData {
         manifest_id: b"direct".to_vec(),
         seq,

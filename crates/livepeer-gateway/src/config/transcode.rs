@@ -38,6 +38,11 @@ section! {
 /// that are behind.
 const WINDOW_SEGMENTS: usize = 10;
 
+/// Bytes of published segments kept per stream (sources and renditions): ten segments of a
+/// 6 Mbit/s source at 2 s with three renditions take about 30 MB. The newest segment is kept
+/// whatever its size.
+const WINDOW_BYTES: usize = 128 << 20;
+
 impl Transcode {
     /// The validated settings; `connect_timeout` is the orchestrators' (`--connect-timeout`).
     pub(super) fn validate(
@@ -61,7 +66,6 @@ impl Transcode {
             self.transcode_idle_timeout,
             Duration::from_secs(60),
         )?;
-        let per_segment = max_segment_bytes.saturating_mul(1 + default_profiles.len().max(2));
         Ok(TranscodeConfig {
             default_profiles,
             max_sessions,
@@ -70,7 +74,7 @@ impl Transcode {
             max_segment_bytes,
             idle_timeout,
             window_segments: WINDOW_SEGMENTS,
-            window_bytes: per_segment.saturating_mul(WINDOW_SEGMENTS).min(1 << 30),
+            window_bytes: WINDOW_BYTES,
             download_bytes: max_segment_bytes.saturating_mul(8).max(256 << 20),
             connect_timeout,
         })

@@ -421,7 +421,8 @@ impl LocalPayer {
             carried = Some(s.balance.clone());
         }
         // Ticket params must be priced for this job: ask with the job's capabilities.
-        let caps = if key.model.is_empty() {
+        // A transcoding stream's key names the stream, not a model.
+        let caps = if key.model.is_empty() || key.capability == crate::job::H264 {
             Capabilities::transcode_job("")
         } else {
             Capabilities::ai_job(key.capability, &key.model, "", "")

@@ -212,8 +212,8 @@ impl Payments {
 
     /// Prepares the payment of one segment's transcoding at the orchestrator at `url` (as
     /// `discovered`), sized by go-livepeer's fee estimate (`estimated_pixels` × 1.02 × price,
-    /// PROTOCOL.md §6.5) and booked on the transcoding balance of that orchestrator (which
-    /// keys it by the auth token's session, shared by the streams the gateway sends there).
+    /// PROTOCOL.md §6.5) and booked on the payment session of `key` (a stream's:
+    /// [`JobKey::transcode_stream`]), whose auth token the orchestrator keys the balance by.
     /// The caller builds the segment credentials (they carry the segment). Through a remote
     /// signer an orchestrator with ticket params is refused: go-livepeer's signer has no
     /// route that pays a segment.
@@ -221,13 +221,13 @@ impl Payments {
         &self,
         url: &Url,
         discovered: &Arc<OrchInfo>,
+        key: &JobKey,
         estimated_pixels: u64,
     ) -> Result<Prepared, PayError> {
-        let key = JobKey::transcode();
         match &self.way {
             Way::Local(local) => {
                 let cost = Cost::EstimatedPixels(estimated_pixels);
-                if let Some(staged) = local.prepare(url, discovered, &key, cost, None).await? {
+                if let Some(staged) = local.prepare(url, discovered, key, cost, None).await? {
                     return Ok(Prepared {
                         info: staged.info.clone(),
                         payment: staged.header.clone(),

@@ -19,8 +19,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::profiles::{Format, Profile};
+use super::tokens::StreamTokens;
 use crate::ai::fetch::{Budget, FetchError, Fetcher};
 use crate::ai::results::ResultStore;
+use crate::job::JobKey;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::http::{OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
@@ -173,6 +175,8 @@ pub(super) struct Attempter {
     pub(super) payments: Payments,
     /// The largest rendition accepted.
     pub(super) max_rendition: usize,
+    /// Streams' own auth tokens where nothing is paid.
+    pub(super) tokens: Arc<StreamTokens>,
 }
 
 impl Attempter {
@@ -183,11 +187,22 @@ impl Attempter {
         info: &Arc<OrchInfo>,
         job: &Job,
     ) -> (Result<Done, AttemptError>, Cost) {
-        let prepared = match self.payments.prepare_transcode(url, info, job.estimated_pixels).await
-        {
-            Ok(p) => p,
-            Err(e) => return (Err(pay_error(&e)), Cost::default()),
+        let key = JobKey::transcode_stream(&job.manifest);
+        // The key's payment sessions are the stream's own; unpaid, its tokens are.
+        let info = if self.payments.local().is_some() && info.ticket_params.is_some() {
+            info.clone()
+        } else {
+            match self.tokens.info(url, &job.manifest).await {
+                Ok(info) => info,
+                Err(e) => return (Err(AttemptError::Transport(e)), Cost::default()),
+            }
         };
+        let info = &info;
+        let prepared =
+            match self.payments.prepare_transcode(url, info, &key, job.estimated_pixels).await {
+                Ok(p) => p,
+                Err(e) => return (Err(pay_error(&e)), Cost::default()),
+            };
         let mut cost = Cost::default();
         if let Some(spend) = prepared.spend() {
             cost.tickets = spend.tickets;
@@ -221,7 +236,7 @@ impl Attempter {
                     if answered { Settlement::NotCharged } else { Settlement::CreditSpent };
                 self.payments.settle(prepared, outcome);
                 if stale {
-                    self.payments.reset(url, &crate::job::JobKey::transcode());
+                    self.payments.reset(url, &key);
                 }
                 (Err(e), cost)
             }
@@ -373,4 +388,55 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
         ..net::SegData::default()
     };
     STANDARD.encode(seg.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::price::Price;
+
+    fn info(address: livepeer_pm::Address) -> OrchInfo {
+        OrchInfo {
+            transcoder: "http://o.example".into(),
+            address: Some(address),
+            price: Price::ZERO,
+            capability_prices: Vec::new(),
+            capabilities: None,
+            ticket_params: None,
+            auth_token: None,
+            nodes: Vec::new(),
+            rtt: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn renditions_must_be_signed_by_the_orchestrator() {
+        let key = livepeer_pm::LocalSigner::from_bytes(&[9; 32]).unwrap();
+        let outputs = vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        let mut concat = Vec::new();
+        for o in &outputs {
+            concat.extend_from_slice(keccak256(o).as_slice());
+        }
+        let sig = key.eth_sign(&concat).unwrap().0.to_vec();
+        assert!(verify_sig(&info(key.address()), &outputs, &sig).is_ok());
+        let other = livepeer_pm::LocalSigner::from_bytes(&[8; 32]).unwrap();
+        assert!(verify_sig(&info(other.address()), &outputs, &sig).is_err());
+        let swapped = vec![outputs[1].clone(), outputs[0].clone()];
+        assert!(verify_sig(&info(key.address()), &swapped, &sig).is_err());
+        assert!(verify_sig(&info(key.address()), &outputs, &[]).is_err());
+    }
+
+    #[test]
+    fn errors_classify_as_go_livepeer_retries_them() {
+        assert!(AttemptError::Orchestrator("OrchestratorBusy".into()).retryable());
+        assert_eq!(
+            AttemptError::Orchestrator("OrchestratorCapped".into()).code(),
+            "OrchestratorCapped"
+        );
+        let input = AttemptError::Orchestrator("Invalid argument".into());
+        assert!(!input.retryable() && !input.penalise());
+        assert_eq!(input.code(), "NonRetryable");
+        assert!(AttemptError::Transport("unexpected EOF".into()).penalise());
+        assert!(!AttemptError::Pay("refused".into()).penalise());
+    }
 }

@@ -3,17 +3,21 @@
 //! transcoded by an orchestrator into the stream's renditions, paid per pixel, and published
 //! as HLS.
 //!
-//! The entry point is [`TranscodeState::transcode_segment`]: one segment of a stream
-//! ([`SegmentIn`]: manifest id, sequence number, bytes, duration, profiles). It creates the
-//! stream on its first segment (within `--max-sessions`), waits for one of the stream's
-//! `--segment-concurrency` slots, and runs in a task of its own, so that a client leaving does
-//! not leave a hole in the playlists: the segment is published with its renditions, or with
-//! the source in their place when no orchestrator could make them.
+//! The entry points take one segment of a stream ([`SegmentIn`]: manifest id, sequence number,
+//! bytes, duration, profiles): [`TranscodeState::transcode_segment`] answers its renditions
+//! (HTTP push), [`TranscodeState::submit`] returns once the segment has one of the stream's
+//! `--segment-concurrency` slots (RTMP ingest, whose next segment should wait for that, not
+//! for the transcode). The first segment creates the stream (within `--max-sessions`), unless
+//! [`TranscodeState::open_stream`] did; [`TranscodeState::end_stream`] ends it. Each segment
+//! runs in a task of its own, so that a client leaving does not leave a hole in the
+//! playlists: it is published with its renditions, or with the source in their place when no
+//! orchestrator could make them.
 //!
 //! Layout, imports going one way (each file uses only those listed before it):
 //! - `profiles.rs`: presets, the JSON rendition format, their wire form;
 //! - `error.rs`: [`TranscodeError`]; `request.rs`: reading a push's parts;
 //! - `store.rs`: a stream's window of segments and its playlists;
+//! - `tokens.rs`: streams' own auth tokens where nothing is paid;
 //! - `attempt.rs`: one attempt on one orchestrator (pay, `/segment`, fetch, verify, settle);
 //! - `streams.rs`: the streams, their limits and counters;
 //! - `session.rs`: the kept orchestrator and retries on others.
@@ -28,6 +32,7 @@ pub mod request;
 mod session;
 mod store;
 mod streams;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +116,17 @@ pub struct Transcoded {
     pub outputs: Vec<Bytes>,
 }
 
+/// A segment handed over, being transcoded.
+#[derive(Debug)]
+pub struct Pending(tokio::task::JoinHandle<Result<Transcoded, TranscodeError>>);
+
+impl Pending {
+    /// Waits for the segment's renditions (or why there are none).
+    pub async fn finished(self) -> Result<Transcoded, TranscodeError> {
+        self.0.await.map_err(|e| TranscodeError::Internal(format!("segment task: {e}")))?
+    }
+}
+
 /// The transcoding state; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TranscodeState {
@@ -127,12 +143,14 @@ struct Inner {
 }
 
 impl TranscodeState {
-    /// The state, with a task on `tasks` that closes idle streams.
+    /// The state, with a task on `tasks` that closes idle streams; `client` asks orchestrators
+    /// for streams' own auth tokens.
     pub fn new(
         config: TranscodeConfig,
         pool: Pool,
         payments: Payments,
         metrics: Metrics,
+        client: crate::orchestrator::OrchClient,
         tasks: &Tasks,
     ) -> Result<Self, String> {
         let http = OrchHttp::new(config.connect_timeout, OrchHttpVersion::Http1)?;
@@ -146,6 +164,7 @@ impl TranscodeState {
             downloads: Arc::new(downloads),
             payments,
             max_rendition: config.max_segment_bytes,
+            tokens: Arc::new(tokens::StreamTokens::new(client)),
         };
         metrics.transcode_max_sessions(config.max_sessions);
         let streams = Streams::new(config.max_sessions);
@@ -170,42 +189,67 @@ impl TranscodeState {
     }
 
     fn close_idle(&self) {
-        let closed = self.inner.streams.close_idle(self.inner.config.idle_timeout);
-        for _ in 0..closed {
-            self.inner.metrics.transcode_stream_ended();
-        }
-        if closed > 0 {
-            tracing::info!(closed, "idle transcoding streams closed");
-            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        for stream in self.inner.streams.close_idle(self.inner.config.idle_timeout) {
+            tracing::info!(manifest = %stream.manifest, "idle transcoding stream closed");
+            self.ended(&stream);
         }
     }
 
     /// Ends the stream `manifest` now (its ingest closed); whether it existed.
     pub fn end_stream(&self, manifest: &str) -> bool {
-        let ended = self.inner.streams.remove(manifest);
-        if ended {
-            self.inner.metrics.transcode_stream_ended();
-            self.inner.metrics.transcode_sessions(self.inner.streams.len());
+        let stream = self.inner.streams.remove(manifest);
+        if let Some(stream) = &stream {
+            self.ended(stream);
         }
-        ended
+        stream.is_some()
     }
 
-    /// Transcodes one segment of a stream and publishes it (see the module docs). On error
-    /// after the stream took the segment, the source was published in the renditions' place.
-    pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+    /// A stream ended: its payment sessions with orchestrators go (as go-livepeer's end with
+    /// the stream), and the gauges follow.
+    fn ended(&self, stream: &Stream) {
+        let key = crate::job::JobKey::transcode_stream(&stream.manifest);
+        for url in stream.orchestrators() {
+            if let Ok(url) = url.parse::<url::Url>() {
+                self.inner.attempter.payments.reset(&url, &key);
+            }
+        }
+        self.inner.attempter.tokens.forget(&stream.manifest);
+        self.inner.metrics.transcode_stream_ended();
+        self.inner.metrics.transcode_sessions(self.inner.streams.len());
+    }
+
+    /// Hands one segment of a stream over (see the module docs) and returns once the stream
+    /// has a slot for it, so that an ingest feeding segments in order is held back while
+    /// `--segment-concurrency` of its segments are in flight. The segment is then transcoded
+    /// and published in a task of its own; [`Pending::finished`] waits for its outcome.
+    pub async fn submit(&self, seg: SegmentIn) -> Result<Pending, TranscodeError> {
         let config = &self.inner.config;
         if seg.data.len() > config.max_segment_bytes {
             return Err(TranscodeError::TooLarge(config.max_segment_bytes));
         }
         let stream = self.stream(&seg)?;
         let busy = stream.busy();
+        let slot = stream
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| TranscodeError::Internal("stream closed".into()))?;
         let state = self.clone();
         // A task of its own: the segment is published even if the caller goes away.
         let task = tokio::spawn(async move {
             let _busy = busy;
+            let _slot = slot;
             state.run(&stream, seg).await
         });
-        task.await.map_err(|e| TranscodeError::Internal(format!("segment task: {e}")))?
+        Ok(Pending(task))
+    }
+
+    /// Transcodes one segment of a stream and publishes it: [`submit`](Self::submit), then
+    /// [`Pending::finished`]. On error after the stream took the segment, the source was
+    /// published in the renditions' place.
+    pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+        self.submit(seg).await?.finished().await
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
@@ -250,11 +294,6 @@ impl TranscodeState {
     }
 
     async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
-        let _slot = stream
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| TranscodeError::Internal("stream closed".into()))?;
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {

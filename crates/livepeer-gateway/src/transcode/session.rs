@@ -61,6 +61,7 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
         tried.push(url.to_string());
         let Some(info) = lease.info().cloned() else { continue };
         let started = Instant::now();
+        stream.used(url.as_str());
         let (result, cost) = ctx.attempter.run(&url, &info, job).await;
         stream.spend(&cost);
         ctx.metrics.paid(url.as_str(), &key, cost.tickets, &cost.ev_sent, &cost.fee);

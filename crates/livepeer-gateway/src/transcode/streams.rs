@@ -66,15 +66,21 @@ pub(super) struct Stream {
     /// Published segments and playlists.
     pub(super) window: Mutex<Window>,
     /// Segments in flight at most (`--segment-concurrency`).
-    pub(super) slots: Semaphore,
+    pub(super) slots: Arc<Semaphore>,
     /// The orchestrator it keeps.
     pub(super) sticky: Mutex<Option<Sticky>>,
     /// Its counters.
     pub(super) counters: Mutex<Counters>,
+    /// Orchestrators it paid (each holds a payment session of the stream's), at most
+    /// [`MAX_USED`] of them.
+    used: Mutex<Vec<String>>,
     last_used: Mutex<Instant>,
     busy: AtomicUsize,
     created_ms: u64,
 }
+
+/// Orchestrators remembered per stream; older ones are forgotten (their sessions expire).
+const MAX_USED: usize = 64;
 
 /// Counts a request on a stream while it lives: an idle stream is one with none.
 #[derive(Debug)]
@@ -99,6 +105,23 @@ impl Stream {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+
+    /// Notes that the stream was sent to the orchestrator at `url`.
+    pub(super) fn used(&self, url: &str) {
+        if let Ok(mut used) = self.used.lock()
+            && !used.iter().any(|u| u == url)
+        {
+            if used.len() >= MAX_USED {
+                used.remove(0);
+            }
+            used.push(url.to_owned());
+        }
+    }
+
+    /// The orchestrators the stream was sent to.
+    pub(super) fn orchestrators(&self) -> Vec<String> {
+        self.used.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// Runs `f` on the counters.
@@ -232,8 +255,9 @@ impl Streams {
             profiles: Arc::new(n.profiles),
             format: n.format,
             window: Mutex::new(window),
-            slots: Semaphore::new(n.concurrency.max(1)),
+            slots: Arc::new(Semaphore::new(n.concurrency.max(1))),
             sticky: Mutex::default(),
+            used: Mutex::default(),
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
             created_ms: self.epoch.elapsed().as_millis() as u64,
@@ -242,20 +266,23 @@ impl Streams {
         Ok((stream, true))
     }
 
-    /// Ends the stream `manifest` (its ingest closed); whether it existed.
-    pub(super) fn remove(&self, manifest: &str) -> bool {
-        self.map.lock().is_ok_and(|mut m| m.remove(manifest).is_some())
+    /// Ends the stream `manifest` (its ingest closed), if it exists.
+    pub(super) fn remove(&self, manifest: &str) -> Option<Arc<Stream>> {
+        self.map.lock().ok()?.remove(manifest)
     }
 
-    /// Closes streams idle for `idle` with nothing in flight; returns how many.
-    pub(super) fn close_idle(&self, idle: Duration) -> usize {
-        let Ok(mut map) = self.map.lock() else { return 0 };
-        let before = map.len();
-        map.retain(|_, s| {
-            s.busy.load(Ordering::Acquire) > 0
-                || s.last_used.lock().map(|t| t.elapsed() < idle).unwrap_or(true)
-        });
-        before - map.len()
+    /// Closes streams idle for `idle` with nothing in flight, and returns them.
+    pub(super) fn close_idle(&self, idle: Duration) -> Vec<Arc<Stream>> {
+        let Ok(mut map) = self.map.lock() else { return Vec::new() };
+        let idle_ones: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| {
+                s.busy.load(Ordering::Acquire) == 0
+                    && s.last_used.lock().map(|t| t.elapsed() >= idle).unwrap_or(false)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle_ones.iter().filter_map(|k| map.remove(k)).collect()
     }
 
     /// How many streams there are.

@@ -32,5 +32,6 @@ mod stalled_trickle;
 mod streams;
 mod support;
 mod transcode;
+mod transcode_paid;
 mod transcode_rtmp;
 mod wire;

@@ -288,3 +288,116 @@ async fn bad_pushes_get_go_livepeers_client_errors_naming_the_field() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_that_never_answers_is_left_at_the_upload_deadline() {
+    let sims = [sim("a", true).await, sim("b", true).await];
+    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
+    assert_eq!(push(&gw, "hang", 0, None).await.status(), 200);
+    let first = serving(&gw, "hang").await;
+    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
+    sims[bad].set_transcode_fault(TranscodeFault::Hang);
+    let resp = push(&gw, "hang", 1, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(serving(&gw, "hang").await, sims[good].url().trim_end_matches('/'));
+    let (_, status) = admin_get(&gw, "/transcode/streams/hang").await;
+    assert!(status["last_error"].as_str().unwrap().contains("upload timeout"), "{status}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_is_closed_and_its_place_freed() {
+    let sim = sim("fast", true).await;
+    let mut c = gateway_config(&[&sim]);
+    c.transcode.idle_timeout = Duration::from_millis(300);
+    c.transcode.max_sessions = 1;
+    let gw = start(c).await;
+    assert_eq!(push(&gw, "idle", 0, None).await.status(), 200);
+    assert_eq!(push(&gw, "other", 0, None).await.status(), 503, "one stream at most");
+    eventually(Duration::from_secs(5), "the idle stream is closed", || async {
+        admin_get(&gw, "/transcode/streams").await.1["streams"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(get_text(&gw, "/stream/idle.m3u8").await.0, 404);
+    assert_eq!(push(&gw, "other", 0, None).await.status(), 200);
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(metrics.contains("livepeer_stream_ended_total 1"), "{metrics}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
+    use livepeer_gateway::transcode::{Format, SegmentIn, TranscodeError};
+    let sim = sim("fast", true).await;
+    let mut c = gateway_config(&[&sim]);
+    c.transcode.segment_concurrency = 1;
+    let gw = start(c).await;
+    let state = gw.transcode.clone();
+    state.open_stream("rtmp", None, Format::MpegTs).unwrap();
+    assert_eq!(
+        state.open_stream("rtmp", None, Format::MpegTs),
+        Err(TranscodeError::StreamExists("rtmp".into()))
+    );
+    let seg = |seq| SegmentIn {
+        manifest: "rtmp".into(),
+        seq,
+        data: bytes::Bytes::from_static(segment()),
+        duration_ms: 2000,
+        format: Format::MpegTs,
+        profiles: None,
+        resolution: None,
+        timeout_multiplier: 1,
+    };
+    sim.set_transcode_fault(TranscodeFault::Hang);
+    let first = state.submit(seg(0)).await.unwrap();
+    let second = state.submit(seg(1));
+    tokio::pin!(second);
+    assert!(futures_util::poll!(second.as_mut()).is_pending(), "the only slot is taken");
+    // The hung attempt ends at its upload deadline; with no other orchestrator the source is
+    // published, and the slot passes on.
+    assert!(first.finished().await.is_err());
+    sim.set_transcode_fault(TranscodeFault::None);
+    // Its outcome depends on whether the orchestrator's breaker let it be probed yet; either
+    // way the segment is published.
+    let _ = second.await.unwrap().finished().await;
+    let (_, media) = get_text(&gw, "/stream/rtmp/source.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0, 1], "{media}");
+    assert!(state.end_stream("rtmp"));
+    assert_eq!(get_text(&gw, "/stream/rtmp.m3u8").await.0, 404);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_profiles_publishes_its_source_untranscoded() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    let config = [("Livepeer-Transcode-Configuration", r#"{"profiles":[]}"#)];
+    for seq in 0..2 {
+        let (status, _) =
+            raw_push(&gw, &format!("/live/plain/{seq}.ts"), &config, segment().to_vec()).await;
+        assert_eq!(status, 200);
+    }
+    let (_, master) = get_text(&gw, "/stream/plain.m3u8").await;
+    assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 1, "{master}");
+    assert!(master.contains("plain/source.m3u8"), "{master}");
+    assert_eq!(listed(&get_text(&gw, "/stream/plain/source.m3u8").await.1).1, vec![0, 1]);
+    assert_eq!(sim.transcode_stats().requests, 0, "nothing to transcode");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stream_is_a_session_of_its_own_at_the_orchestrator() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    for manifest in ["one", "two"] {
+        for seq in 0..2 {
+            assert_eq!(push(&gw, manifest, seq, None).await.status(), 200);
+        }
+    }
+    let stats = sim.transcode_stats();
+    assert_eq!((stats.transcoded, stats.sessions), (4, 2), "{stats:?}");
+    let token =
+        |s: &livepeer_proto::net::SegData| s.auth_token.as_ref().unwrap().session_id.clone();
+    assert!(!token(stats.last_segment.as_ref().unwrap()).is_empty());
+    gw.shutdown().await;
+}
