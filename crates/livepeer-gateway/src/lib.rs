@@ -190,6 +190,7 @@ impl Gateway {
             payments.clone(),
             state.metrics.clone(),
             client.clone(),
+            config.ingest.auth.clone(),
             &tasks,
         )
         .map_err(setup(Part::Transcode))?;
@@ -203,8 +204,7 @@ impl Gateway {
         .map_err(setup(Part::Live))?;
         let (byoc_state, byoc_streams) =
             byoc_services(&config, &state, payments_for_byoc, identity, &tasks)?;
-        let rtmp_sink = transcode::RtmpSink::new(transcode.clone(), config.ingest.auth.clone())
-            .map_err(setup(Part::Transcode))?;
+        let rtmp_sink = transcode::RtmpSink::new(transcode.clone());
         let admin_routes = http::admin_router(
             state.clone(),
             live_state.clone(),

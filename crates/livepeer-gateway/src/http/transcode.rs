@@ -57,6 +57,8 @@ fn status(e: &TranscodeError) -> StatusCode {
         }
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
         TranscodeError::StreamExists(_) => StatusCode::CONFLICT,
+        TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
+        TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -82,8 +84,22 @@ async fn push(
         let message = format!("http push request wrong method={} url={path}", req.method());
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message, None);
     }
+    // The webhook is asked before the body is read: a refused client uploads nothing.
+    let host = header_str(req.headers(), header::HOST.as_str()).unwrap_or_default();
+    let url = format!("http://{host}{path}");
+    let admitted = match crate::transcode::request::manifest_id(&manifest, &path) {
+        Ok(name) => state.admit_push(&name, &url).await,
+        Err(e) => Err(e),
+    };
+    let (stream, hook_profiles) = match admitted {
+        Ok(a) => a,
+        Err(e) => return error(e),
+    };
     match read_push(&state, &manifest, &file, req).await {
-        Ok((segment, multipart)) => {
+        Ok((mut segment, multipart)) => {
+            // The push's own configuration wins over the webhook's, as in go-livepeer.
+            segment.manifest = stream;
+            segment.profiles = segment.profiles.or(hook_profiles);
             let answer = state.transcode_segment(segment).await;
             match answer {
                 Ok(done) if multipart => multipart_answer(&done),

@@ -33,6 +33,12 @@ pub enum TranscodeError {
     /// The gateway holds `--max-sessions` streams already (503).
     #[error("Too many connections")]
     TooManyStreams,
+    /// The stream auth webhook refused the stream (go-livepeer: 403 `authentication denied`).
+    #[error("authentication denied: {0}")]
+    AuthDenied(String),
+    /// The stream auth webhook could not be asked: the operator's fault, not the client's (503).
+    #[error("the stream auth webhook is unavailable: {0}")]
+    AuthUnavailable(String),
     /// A stream of this name is live already (go-livepeer's `StreamAlreadyExists`: 409).
     #[error("stream already exists: {0}")]
     StreamExists(String),
@@ -82,6 +88,8 @@ impl TranscodeError {
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
             Self::StreamExists(_) => "stream_exists",
+            Self::AuthDenied(_) => "authentication_denied",
+            Self::AuthUnavailable(_) => "auth_webhook_unavailable",
             Self::NoSessions => "no_orchestrator",
             Self::Failed { final_: true, .. } => "transcode_failed",
             Self::Failed { .. } => "transcode_error",

@@ -1,28 +1,128 @@
-//! RTMP ingest into transcoding: [`RtmpSink`] admits a published stream (the stream auth
-//! webhook, one publisher per manifest id, `--max-sessions`) and hands each cut segment to
-//! [`TranscodeState::transcode_segment`] without waiting for its renditions, so that the
-//! publisher's next segment is not held behind the orchestrator.
+//! Admission of new transcoding streams, for both ingest paths: the stream auth webhook
+//! (go-livepeer `-authWebhookUrl`), which may refuse a stream, rename it and choose its
+//! renditions; and [`RtmpSink`], through which RTMP ingest opens streams (one publisher per
+//! manifest id, `--max-sessions`) and hands each cut segment to
+//! [`TranscodeState::submit`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
 use super::profiles::{Profile, parse_json_profiles, preset};
-use super::{Format, SegmentIn, TranscodeState, request};
-use crate::ingest::auth::{AuthAnswer, StreamAuth};
+use super::{Format, SegmentIn, TranscodeError, TranscodeState, request};
+use crate::ingest::auth::{AuthAnswer, AuthRefusal, StreamAuth};
 use crate::ingest::{IngestSink, OpenRequest, Segment};
 
 /// Segments of one RTMP stream handed over but not yet published, beyond the stream's
-/// `--segment-concurrency` in flight: a bound on what a publisher faster than its
-/// orchestrators makes the gateway hold. Past it, the publisher waits.
-const QUEUED: usize = 2;
+/// `--segment-concurrency` in flight (`submit` already holds the publisher back at that
+/// many); the permits let the stream's end wait for them all.
+const QUEUED: usize = 1;
+
+/// The webhook and what it decided for pushed streams.
+#[derive(Debug)]
+pub(super) struct Gate {
+    auth: Option<StreamAuth>,
+    http: reqwest::Client,
+    /// Push names the webhook renamed, to the stream they feed: later pushes of the name
+    /// go there without asking again. Bounded by the live streams (see [`Gate::remember`]).
+    aliases: Mutex<HashMap<String, String>>,
+}
+
+/// What the webhook decided for a new stream.
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    /// The stream's manifest id, when the webhook renamed it.
+    pub(super) manifest: Option<String>,
+    /// Its renditions, when the webhook chose them.
+    pub(super) profiles: Option<Vec<Profile>>,
+}
+
+impl Gate {
+    pub(super) fn new(auth: Option<StreamAuth>) -> Result<Self, String> {
+        let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
+        Ok(Self { auth, http, aliases: Mutex::default() })
+    }
+
+    /// Asks the webhook about the stream published at `url` (accepts all without one).
+    async fn admit(&self, url: &str) -> Result<Admission, TranscodeError> {
+        let Some(auth) = &self.auth else { return Ok(Admission::default()) };
+        let answer = auth.check(&self.http, url).await.map_err(|e| match e {
+            AuthRefusal::Denied(why) => TranscodeError::AuthDenied(why),
+            AuthRefusal::Unavailable(why) => TranscodeError::AuthUnavailable(why),
+        })?;
+        let profiles = answer_profiles(&answer)
+            .map_err(|why| TranscodeError::AuthDenied(format!("webhook profiles: {why}")))?;
+        let manifest = match answer.manifest_id {
+            Some(m) => Some(request::manifest_id(&m, url).map_err(|_| {
+                TranscodeError::AuthDenied(format!("webhook manifestID {m:?} is not usable"))
+            })?),
+            None => None,
+        };
+        Ok(Admission { manifest, profiles })
+    }
+
+    /// Remembers that pushes of `name` feed `manifest`, forgetting names whose stream ended
+    /// once the map holds more than `max` of them.
+    fn remember(&self, name: &str, manifest: &str, max: usize, live: impl Fn(&str) -> bool) {
+        let Ok(mut aliases) = self.aliases.lock() else { return };
+        if aliases.len() >= max {
+            aliases.retain(|_, m| live(m));
+        }
+        if aliases.len() < max {
+            aliases.insert(name.to_owned(), manifest.to_owned());
+        }
+    }
+
+    fn alias(&self, name: &str) -> Option<String> {
+        self.aliases.lock().ok()?.get(name).cloned()
+    }
+}
+
+impl TranscodeState {
+    /// The stream a push of `name` at `url` feeds, and the renditions the webhook chose for
+    /// it: the webhook is asked on a stream's first push only (go-livepeer asks on each new
+    /// stream). A refusal is 403; a webhook that cannot be reached, 503.
+    pub async fn admit_push(
+        &self,
+        name: &str,
+        url: &str,
+    ) -> Result<(String, Option<Vec<Profile>>), TranscodeError> {
+        let gate = &self.inner.gate;
+        if gate.auth.is_none() {
+            return Ok((name.to_owned(), None));
+        }
+        let streams = &self.inner.streams;
+        if let Some(manifest) = gate.alias(name).filter(|m| streams.get(m).is_some()) {
+            return Ok((manifest, None));
+        }
+        if streams.get(name).is_some() {
+            return Ok((name.to_owned(), None));
+        }
+        let admission = gate.admit(url).await?;
+        let manifest = admission.manifest.unwrap_or_else(|| name.to_owned());
+        let max = self.inner.config.max_sessions.saturating_mul(2);
+        gate.remember(name, &manifest, max, |m| streams.get(m).is_some());
+        Ok((manifest, admission.profiles))
+    }
+}
+
+/// The renditions an accepting webhook chose: its presets (unknown names ignored, as
+/// go-livepeer ignores them), then its JSON profiles; `None` when it named neither.
+fn answer_profiles(answer: &AuthAnswer) -> Result<Option<Vec<Profile>>, String> {
+    let mut out: Vec<Profile> =
+        answer.presets.iter().flatten().filter_map(|name| preset(name)).collect();
+    if let Some(json) = &answer.profiles {
+        out.extend(parse_json_profiles(json, "profiles").map_err(|e| e.to_string())?);
+    }
+    let named = answer.presets.as_ref().is_some_and(|p| !p.is_empty()) || answer.profiles.is_some();
+    Ok(named.then_some(out))
+}
 
 /// The transcoding side of RTMP ingest.
 #[derive(Debug, Clone)]
 pub struct RtmpSink {
     state: TranscodeState,
-    auth: Option<StreamAuth>,
-    http: reqwest::Client,
 }
 
 /// An admitted RTMP stream.
@@ -35,39 +135,21 @@ pub struct RtmpStream {
 }
 
 impl RtmpSink {
-    /// Streams go to `state`, after `auth` when set.
-    pub fn new(state: TranscodeState, auth: Option<StreamAuth>) -> Result<Self, String> {
-        let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
-        Ok(Self { state, auth, http })
+    /// Streams go to `state`, after its webhook.
+    pub fn new(state: TranscodeState) -> Self {
+        Self { state }
     }
-}
-
-/// The renditions an accepting webhook chose: its presets (unknown names ignored, as
-/// go-livepeer ignores them), then its JSON profiles; `None` when it named neither.
-pub(super) fn answer_profiles(answer: &AuthAnswer) -> Result<Option<Vec<Profile>>, String> {
-    let mut out: Vec<Profile> =
-        answer.presets.iter().flatten().filter_map(|name| preset(name)).collect();
-    if let Some(json) = &answer.profiles {
-        out.extend(parse_json_profiles(json, "profiles").map_err(|e| e.to_string())?);
-    }
-    let named = answer.presets.as_ref().is_some_and(|p| !p.is_empty()) || answer.profiles.is_some();
-    Ok(named.then_some(out))
 }
 
 impl IngestSink for RtmpSink {
     type Stream = RtmpStream;
 
     async fn open(&self, req: OpenRequest) -> Result<RtmpStream, String> {
-        let mut manifest = req.manifest_id;
-        let mut profiles = None;
-        if let Some(auth) = &self.auth {
-            let answer = auth.check(&self.http, &req.url).await.map_err(|e| e.to_string())?;
-            profiles = answer_profiles(&answer)?;
-            if let Some(m) = answer.manifest_id {
-                manifest = request::manifest_id(&m, &req.url).map_err(|e| e.to_string())?;
-            }
-        }
-        self.state.open_stream(&manifest, profiles, Format::MpegTs).map_err(|e| e.to_string())?;
+        let admission = self.state.inner.gate.admit(&req.url).await.map_err(|e| e.to_string())?;
+        let manifest = admission.manifest.unwrap_or(req.manifest_id);
+        self.state
+            .open_stream(&manifest, admission.profiles, Format::MpegTs)
+            .map_err(|e| e.to_string())?;
         tracing::info!(%manifest, "RTMP stream started");
         let permits = self.state.config().segment_concurrency + QUEUED;
         let permits = u32::try_from(permits).unwrap_or(u32::MAX >> 3);
@@ -86,14 +168,19 @@ impl IngestSink for RtmpSink {
             resolution: None,
             timeout_multiplier: 1,
         };
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let (manifest, seq) = (seg.manifest.clone(), seg.seq);
-            if let Err(e) = state.transcode_segment(seg).await {
-                tracing::warn!(%manifest, seq, error = %e, "RTMP segment not transcoded");
+        let (manifest, seq) = (seg.manifest.clone(), seg.seq);
+        // Returns once the stream has a slot: a publisher ahead of its orchestrators waits.
+        match self.state.submit(seg).await {
+            Ok(pending) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = pending.finished().await {
+                        tracing::warn!(%manifest, seq, error = %e, "RTMP segment not transcoded");
+                    }
+                });
             }
-        });
+            Err(e) => tracing::warn!(%manifest, seq, error = %e, "RTMP segment refused"),
+        }
     }
 
     async fn close(&self, stream: RtmpStream, error: Option<String>) {

@@ -140,19 +140,22 @@ struct Inner {
     attempter: Attempter,
     metrics: Metrics,
     streams: Streams,
+    gate: ingest::Gate,
 }
 
 impl TranscodeState {
     /// The state, with a task on `tasks` that closes idle streams; `client` asks orchestrators
-    /// for streams' own auth tokens.
+    /// for streams' own auth tokens; new streams are checked with `auth` when set.
     pub fn new(
         config: TranscodeConfig,
         pool: Pool,
         payments: Payments,
         metrics: Metrics,
         client: crate::orchestrator::OrchClient,
+        auth: Option<crate::ingest::auth::StreamAuth>,
         tasks: &Tasks,
     ) -> Result<Self, String> {
+        let gate = ingest::Gate::new(auth)?;
         let http = OrchHttp::new(config.connect_timeout, OrchHttpVersion::Http1)?;
         let fetcher =
             crate::ai::fetch::Fetcher::new(config.connect_timeout, Duration::from_secs(4))?;
@@ -168,7 +171,8 @@ impl TranscodeState {
         };
         metrics.transcode_max_sessions(config.max_sessions);
         let streams = Streams::new(config.max_sessions);
-        let state = Self { inner: Arc::new(Inner { config, pool, attempter, metrics, streams }) };
+        let inner = Inner { config, pool, attempter, metrics, streams, gate };
+        let state = Self { inner: Arc::new(inner) };
         let reaper = state.clone();
         tasks.spawn("transcode-idle", move |cancel| async move {
             let every = (reaper.inner.config.idle_timeout / 4).max(Duration::from_millis(100));

@@ -4,6 +4,7 @@
 //! renames a stream and picks its renditions, or refuses it.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
@@ -99,12 +100,15 @@ async fn an_rtmp_stream_is_transcoded_and_played_as_hls_while_it_runs() {
 }
 
 /// A stream auth webhook: refuses URLs containing `/deny`; renames others to `renamed` with
-/// one small rendition.
-async fn webhook() -> String {
+/// one small rendition. Its URL, and the URLs it was asked about.
+async fn webhook() -> (String, Arc<Mutex<Vec<String>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
     let app = axum::Router::new().route(
         "/auth",
-        post(|Json(body): Json<Value>| async move {
+        post(move |Json(body): Json<Value>| async move {
             let url = body["url"].as_str().unwrap_or_default();
+            seen.lock().unwrap().push(url.to_owned());
             if url.contains("/deny") {
                 return (StatusCode::FORBIDDEN, Json(json!({"error": "no"})));
             }
@@ -115,18 +119,25 @@ async fn webhook() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/auth")
+    (format!("http://{addr}/auth"), asked)
+}
+
+/// A gateway transcoding through `sim` whose streams are checked by [`webhook`].
+async fn hooked_gateway(sim: &livepeer_sim::Sim) -> (Gateway, Arc<Mutex<Vec<String>>>) {
+    let mut config = gateway_config(&[sim]);
+    let (url, asked) = webhook().await;
+    config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
+        url: url.parse().unwrap(),
+        timeout: Duration::from_secs(5),
+    });
+    let gw = start(config).await;
+    (gw, asked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth_webhook_renames_a_stream_picks_its_renditions_or_refuses_it() {
     let sim = sim("rtmp-hook", false).await;
-    let mut config = gateway_config(&[&sim]);
-    config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
-        url: webhook().await.parse().unwrap(),
-        timeout: Duration::from_secs(5),
-    });
-    let gw = start(config).await;
+    let (gw, asked) = hooked_gateway(&sim).await;
     let refused = publish(&gw, "deny/key", 4).wait_with_output().await.unwrap();
     assert!(!refused.status.success(), "a refused publisher fails");
     assert_eq!(get_text(&gw, "/stream/deny.m3u8").await.0, 404);
@@ -147,5 +158,66 @@ async fn the_auth_webhook_renames_a_stream_picks_its_renditions_or_refuses_it() 
     // Two seconds at 15 fps; ffmpeg's rate conversion may keep the frame on the boundary.
     assert!((30..=31).contains(&frames), "{frames} frames");
     let _ = ffmpeg.kill().await;
+    let rtmp = gw.rtmp_addr.unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [format!("rtmp://{rtmp}/deny/key"), format!("rtmp://{rtmp}/original/key")]
+    );
+    gw.shutdown().await;
+}
+
+/// Pushes segment `seq` of `name` with no configuration of its own.
+async fn bare_push(gw: &Gateway, name: &str, seq: u64) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/live/{name}/{seq}.ts", gw.http_addr))
+        .header("Content-Duration", "2000")
+        .body(crate::transcode::segment().to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_webhook_checks_the_first_push_of_each_stream() {
+    let sim = sim("push-hook", true).await;
+    let (gw, asked) = hooked_gateway(&sim).await;
+    let refused = bare_push(&gw, "deny", 0).await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "authentication_denied", "{body}");
+    assert_eq!(sim.transcode_stats().requests, 0, "nothing sent for a refused stream");
+    for seq in 0..2 {
+        let resp = bare_push(&gw, "original", seq).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    let (_, master) = get_text(&gw, "/stream/renamed.m3u8").await;
+    assert!(master.contains("RESOLUTION=256x144\nrenamed/tiny.m3u8"), "{master}");
+    assert_eq!(get_text(&gw, "/stream/original.m3u8").await.0, 404);
+    let (_, media) = get_text(&gw, "/stream/renamed/tiny.m3u8").await;
+    assert_eq!(listed(&media).1, [0, 1], "{media}");
+    let http = gw.http_addr;
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [format!("http://{http}/live/deny/0.ts"), format!("http://{http}/live/original/0.ts")],
+        "asked once per stream"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
+    let sim = sim("push-nohook", true).await;
+    let mut config = gateway_config(&[&sim]);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
+        url: format!("http://127.0.0.1:{port}/auth").parse().unwrap(),
+        timeout: Duration::from_secs(5),
+    });
+    let gw = start(config).await;
+    let resp = bare_push(&gw, "any", 0).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
     gw.shutdown().await;
 }
