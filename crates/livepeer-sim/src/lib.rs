@@ -219,8 +219,9 @@ pub struct SimConfig {
     /// `eth_sign(concat keccak256(rendition))` by it (PROTOCOL.md §6.4); without, it is empty.
     /// [`SimConfig::with_signer`] sets both.
     pub eth_signer: Option<Arc<LocalSigner>>,
-    /// Fast mode, for load tests: no encoding; each rendition is the input segment's bytes,
-    /// billed as `width × height × round(duration × fps)` (30 fps for a profile that keeps the
+    /// Fast mode, for load tests: no encoding; each rendition is a scaled-down copy of the
+    /// input (its first whole TS packets, as many as the profile's bitrate gives the
+    /// segment's duration), billed as `width × height × round(duration × fps)` (30 fps for a profile that keeps the
     /// source's rate). Off: every rendition is encoded by ffmpeg (libx264).
     pub transcode_fast: bool,
     /// Largest segment body read; a larger one is answered 500 `Internal Server Error`, as

@@ -113,9 +113,11 @@ pub(crate) struct Rendition {
     pub(crate) pixels: u64,
 }
 
-/// Fast mode: the input bytes as they are, billed as if `duration_ms` of video had been
-/// encoded at the profile's size and frame rate ([`FAST_PASSTHROUGH_FPS`] when it keeps the
-/// source's).
+/// Fast mode: a scaled-down copy of the input (its first whole TS packets, as many bytes as
+/// the profile's bitrate gives `duration_ms`, so that a load test's renditions weigh what real
+/// ones would; all of it when the profile sets no bitrate), billed as if `duration_ms` of
+/// video had been encoded at the profile's size and frame rate ([`FAST_PASSTHROUGH_FPS`] when
+/// it keeps the source's).
 pub(crate) fn fast(input: &Bytes, p: &Profile, duration_ms: i64) -> Rendition {
     let (num, den) = match p.fps.0 {
         0 => (FAST_PASSTHROUGH_FPS, 1),
@@ -125,7 +127,14 @@ pub(crate) fn fast(input: &Bytes, p: &Profile, duration_ms: i64) -> Rendition {
     // Rounded to the nearest frame: 2000 ms at 30000/1001 fps is 60 frames.
     let frames = (ms * num + 500 * den) / (1000 * den);
     let pixels = u64::from(p.width) * u64::from(p.height) * frames;
-    Rendition { data: input.clone(), pixels }
+    let data = match u64::from(p.bitrate) * ms / 8000 {
+        0 => input.clone(),
+        budget => {
+            let packets = usize::try_from(budget / 188).unwrap_or(usize::MAX).max(1);
+            input.slice(..input.len().min(packets * 188))
+        }
+    };
+    Rendition { data, pixels }
 }
 
 /// Encodes `input` (MPEG-TS) to `p` with ffmpeg; the error is ffmpeg's message, which goes to
@@ -279,7 +288,10 @@ mod tests {
         assert_eq!(fast(&input, &p, 2000).pixels, 320 * 240 * 60);
         let p = profile(&vp("a", 0, 0)).unwrap();
         assert_eq!(fast(&input, &p, 1000).pixels, 320 * 240 * 30);
-        assert_eq!(fast(&input, &p, 1000).data, input);
+        assert_eq!(fast(&input, &p, 1000).data, input, "shorter than the bitrate's budget");
+        let big = Bytes::from(vec![0x47u8; 188 * 1000]);
+        // 400 kbit/s for 1 s: 50,000 bytes, 265 whole packets.
+        assert_eq!(fast(&big, &p, 1000).data, big.slice(..265 * 188));
     }
 
     #[test]

@@ -73,7 +73,9 @@ async fn fast_mode_answers_renditions_signs_them_and_debits_their_pixels() {
     let mut renditions = Vec::new();
     for s in &data.segments {
         let bytes = fetch(&gw, &s.url).await;
-        assert_eq!(bytes, segment, "fast mode returns the input");
+        // A scaled-down copy: the first 300 kbit/s × 2 s of the input, in whole packets.
+        let len = segment.len().min(75_000 / 188 * 188);
+        assert_eq!(bytes, segment[..len], "fast mode returns a prefix of the input");
         renditions.push(bytes);
     }
     check_sig(&data.sig, &renditions);
@@ -273,7 +275,8 @@ async fn an_off_chain_orchestrator_transcodes_without_payment_or_signature() {
     let result = decode(&resp.bytes().await.unwrap());
     let data = data(&result);
     assert!(data.sig.is_empty());
-    assert_eq!(fetch(&gw, &data.segments[0].url).await, test_segment());
+    let rendition = fetch(&gw, &data.segments[0].url).await;
+    assert!(test_segment().starts_with(&rendition) && !rendition.is_empty());
 }
 
 #[tokio::test]
