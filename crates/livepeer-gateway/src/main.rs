@@ -86,7 +86,12 @@ async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()>
     };
     let gateway = Gateway::start(config).await?;
     if let Some(orchs) = &demo_orchs {
-        let text = cli::demo::instructions(gateway.admin_addr, gateway.http_addr, orchs);
+        let text = cli::demo::instructions(
+            gateway.admin_addr,
+            gateway.http_addr,
+            gateway.rtmp_addr,
+            orchs,
+        );
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
     shutdown.wait().await;

@@ -61,8 +61,10 @@ pub(crate) fn use_orchestrators(config: &mut Config, demo: &DemoOrchestrators) {
 pub(crate) fn instructions(
     admin: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    rtmp: Option<std::net::SocketAddr>,
     demo: &DemoOrchestrators,
 ) -> String {
+    let rtmp = rtmp.map_or_else(|| "(RTMP is off)".to_owned(), |a| a.to_string());
     let sims: Vec<&str> = demo.sims.iter().map(Sim::url).collect();
     let job = serde_json::json!({
         "request": "{}",
@@ -87,6 +89,9 @@ pub(crate) fn instructions(
          \x20 curl -s http://{http}/process/request/reverse -H 'content-type: application/json' \\\n\
          \x20   -H 'Livepeer: {job}' -d '{{\"text\": \"hello\"}}'\n\
          \x20   (BYOC; the header is base64 of {{\"request\",\"parameters\",\"capability\",\"timeout_seconds\"}})\n\
+         \x20 ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -c:v libx264 -g 60 -f flv \\\n\
+         \x20   rtmp://{rtmp}/stream/demo    (transcoding; then play it:)\n\
+         \x20 ffplay http://{http}/stream/demo.m3u8\n\
          \x20 curl -s http://{admin}/byoc/capabilities\n\
          \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\

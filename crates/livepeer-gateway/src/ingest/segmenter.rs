@@ -72,7 +72,10 @@ pub async fn spawn(
     limits: CutLimits,
 ) -> Result<(SegmenterInput, mpsc::Receiver<Result<Cut, SegmentError>>), SegmentError> {
     let mut child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-f", "flv", "-i", "pipe:0"])
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        // The FLV header announces audio and video before either is seen; a stream without
+        // audio would otherwise be probed for ffmpeg's default 5 s before any output.
+        .args(["-analyzeduration", "1000000", "-f", "flv", "-i", "pipe:0"])
         .args(["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-f", "mpegts", "pipe:1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
