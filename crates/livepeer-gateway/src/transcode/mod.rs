@@ -298,6 +298,7 @@ impl TranscodeState {
     }
 
     async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+        let started = std::time::Instant::now();
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {
@@ -321,6 +322,17 @@ impl TranscodeState {
             Ok(out) => out.iter().cloned().map(Some).collect(),
             Err(_) => vec![None; profiles.len()],
         };
+        // The segment's line of the per-request record (debug: one per segment).
+        tracing::debug!(
+            manifest = %seg.manifest,
+            seq = seg.seq,
+            duration_ms = seg.duration_ms,
+            bytes = seg.data.len(),
+            renditions = outputs.iter().filter(|o| o.is_some()).count(),
+            outcome = if done.is_ok() { "transcoded" } else { "source_only" },
+            took_ms = started.elapsed().as_millis() as u64,
+            "transcode segment"
+        );
         stream.count(|c| match &done {
             Ok(out) => {
                 c.transcoded += 1;

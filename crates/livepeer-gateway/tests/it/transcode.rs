@@ -401,3 +401,30 @@ async fn each_stream_is_a_session_of_its_own_at_the_orchestrator() {
     assert!(!token(stats.last_segment.as_ref().unwrap()).is_empty());
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_orchestrator_mid_stream_leaves_no_gap_and_its_retries_are_counted() {
+    let sims = [sim("kill-a", true).await, sim("kill-b", true).await];
+    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
+    assert_eq!(push(&gw, "killed", 0, None).await.status(), 200);
+    let first = serving(&gw, "killed").await;
+    let (dead, alive) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
+    sims[dead].stop();
+    for seq in 1..5 {
+        let resp = push(&gw, "killed", seq, None).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    assert_eq!(serving(&gw, "killed").await, sims[alive].url().trim_end_matches('/'));
+    for name in ["low", "mid"] {
+        let (_, media) = get_text(&gw, &format!("/stream/killed/{name}.m3u8")).await;
+        assert_eq!(listed(&media), (0, vec![0, 1, 2, 3, 4]), "{media}");
+        assert!(!media.contains("DISCONTINUITY"), "every segment transcoded: {media}");
+    }
+    let (_, status) = admin_get(&gw, "/transcode/streams/killed").await;
+    assert_eq!(status["segments_transcoded"], 5, "{status}");
+    assert_eq!(status["segments_source_only"], 0, "{status}");
+    assert!(status["retries"].as_u64().unwrap() >= 1, "the retry is counted: {status}");
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(metrics.contains("livepeer_transcode_retried"), "{metrics}");
+    gw.shutdown().await;
+}
