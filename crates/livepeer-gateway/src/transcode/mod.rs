@@ -298,7 +298,7 @@ impl TranscodeState {
     }
 
     async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {
