@@ -31,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod job;
+pub mod keys;
 pub mod live;
 pub mod log_sink;
 pub mod metrics;
@@ -104,6 +105,8 @@ pub enum Part {
     Byoc,
     /// The transcoding state (its HTTP clients).
     Transcode,
+    /// The customer key database (`--auth keys`).
+    Keys,
 }
 
 impl std::fmt::Display for Part {
@@ -119,6 +122,7 @@ impl std::fmt::Display for Part {
             Part::Signer => "remote-signer routes",
             Part::Byoc => "BYOC jobs",
             Part::Transcode => "transcoding",
+            Part::Keys => "customer keys",
         })
     }
 }
@@ -152,6 +156,12 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
+        let keys = match config.keys.auth {
+            keys::AuthMode::Keys => {
+                Some(Arc::new(keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?))
+            }
+            keys::AuthMode::None => None,
+        };
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
@@ -219,6 +229,8 @@ impl Gateway {
             byoc_streams.clone(),
             transcode.clone(),
         );
+        let admin_routes =
+            http::keys::admin(admin_routes, keys.clone(), config.keys.admin_token.clone());
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
@@ -237,6 +249,7 @@ impl Gateway {
             },
             signer,
         );
+        let public = http::keys::enforce(public, keys);
         serve(&tasks, "public-api", http, public.clone(), limits);
         tracing::info!(%http_addr, %admin_addr, "gateway listening");
         let drain = config.ai.shutdown_drain_timeout;

@@ -19,8 +19,8 @@
 //!
 //! Files: `section` (the declaring macro and the file's keys), `values` (parsers shared by the
 //! sections), then one file per group: `listen` (listeners, logging), `discovery` (discovery,
-//! selection), `price`, `ai`, `live`, `payment` (limits, chain, remote signer) and `key` (the
-//! gateway's key).
+//! selection), `price`, `ai`, `live`, `payment` (limits, chain, remote signer), `key` (the
+//! gateway's key) and `keys` (customer keys, their database, the admin token).
 //!
 //! [`LiveConfig`]: crate::live::LiveConfig
 //! [`PaymentLimits`]: crate::payment::PaymentLimits
@@ -45,6 +45,7 @@ mod ai;
 mod byoc;
 mod discovery;
 mod key;
+mod keys;
 mod listen;
 mod live;
 mod payment;
@@ -56,6 +57,7 @@ mod values;
 pub use ai::Ai;
 pub use byoc::Byoc;
 pub use discovery::{Discovery, Selection};
+pub use keys::Keys;
 pub use listen::{Listen, Logging};
 pub use live::Live;
 pub use payment::{Payment, RemoteSigner, Signer};
@@ -101,6 +103,9 @@ pub struct Flags {
     /// Transcoding.
     #[command(flatten)]
     pub transcode: Transcode,
+    /// Customer keys and the admin token.
+    #[command(flatten)]
+    pub keys: Keys,
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
@@ -209,6 +214,8 @@ pub struct Config {
     pub serve_signer: Option<SecretString>,
     /// A remote signer to take the identity from, with its headers.
     pub remote_signer: Option<RemoteSigner>,
+    /// Customer keys: enforcement, storage, the admin token.
+    pub keys: crate::keys::KeysConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -244,6 +251,7 @@ impl Config {
         let live = f.live.validate(ai.public_url.clone())?;
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;
         let transcode = f.transcode.validate(discovery.connect_timeout)?;
+        let keys = f.keys.validate(listen.cli_addr)?;
         Ok(Self {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
@@ -271,6 +279,7 @@ impl Config {
             transcode,
             serve_signer,
             remote_signer,
+            keys,
             log_format,
             log_level,
         })
@@ -292,6 +301,7 @@ impl Flags {
             live: self.live.or(file.live),
             byoc: self.byoc.or(file.byoc),
             transcode: self.transcode.or(file.transcode),
+            keys: self.keys.or(file.keys),
             logging: self.logging.or(file.logging),
         }
     }
@@ -325,6 +335,7 @@ impl Flags {
             live: from_file(text, path)?,
             byoc: from_file(text, path)?,
             transcode: from_file(text, path)?,
+            keys: from_file(text, path)?,
             logging: from_file(text, path)?,
         })
     }

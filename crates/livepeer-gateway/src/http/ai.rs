@@ -18,6 +18,7 @@ use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Input, Pipeline};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
+use crate::keys::Customer;
 
 /// The AI routes.
 pub(crate) fn router(state: AiState) -> Router {
@@ -45,12 +46,14 @@ pub(crate) fn router(state: AiState) -> Router {
 
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
     let urls = result_urls(&ai);
+    let customer = req.extensions().get::<Customer>().cloned();
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
     let input = match read_input(req, limit, timeout).await {
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
-    match crate::ai::submit(&ai, pipeline, input, urls).await {
+    let check = |valid: &_| super::keys::allow_model(customer.as_ref(), valid, "model_id");
+    match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
     }
@@ -59,12 +62,14 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai);
+    let customer = req.extensions().get::<Customer>().cloned();
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
     let input = Input::Json(openai::llm_body(body));
-    match crate::ai::submit(&ai, Pipeline::Llm, input, urls).await {
+    let check = |valid: &_| super::keys::allow_model(customer.as_ref(), valid, "model");
+    match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
     }

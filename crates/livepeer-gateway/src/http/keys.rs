@@ -1,0 +1,213 @@
+//! Customer keys at the HTTP edge: their admin routes (`/keys`), the admin token that guards
+//! the admin API, and the check of `Authorization: Bearer <key>` on the public job routes
+//! (`--auth keys`).
+//!
+//! The check is one layer over the whole public router that finds the job routes by their
+//! matched path, so that the routes themselves stay as they are; it puts the verified key in
+//! the request's extensions, where the batch AI routes read it to check the model once the
+//! body is parsed. The live and BYOC stream routes already compare `Authorization` with the
+//! stream owner's: with keys on, the owner's credentials are its key, so the header serves
+//! both.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::ai::validate::{Pipeline, ValidRequest};
+use crate::error::{Error, Kind};
+use crate::keys::{Customer, KeyPatch, KeyStore, NewKey};
+
+/// Bytes of an admin request body, at most.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The admin router with the `/keys` routes (answering 404 with a reason when keys are off)
+/// and, when `token` is set, the admin token required on every route but `/healthz`.
+pub(crate) fn admin(
+    router: Router,
+    keys: Option<Arc<KeyStore>>,
+    token: Option<SecretString>,
+) -> Router {
+    let keys_routes = match keys {
+        Some(store) => Router::new()
+            .route("/keys", post(create).get(list))
+            .route("/keys/{id}", get(show).patch(update).delete(delete))
+            .route("/keys/{id}/disable", post(disable))
+            .with_state(store),
+        None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
+    };
+    let router = router.merge(keys_routes);
+    match token {
+        Some(token) => router.layer(from_fn_with_state(Arc::new(token), require_token)),
+        None => router,
+    }
+}
+
+/// The public router with customer keys required on its job routes, when `keys` is set.
+pub(crate) fn enforce(router: Router, keys: Option<Arc<KeyStore>>) -> Router {
+    match keys {
+        Some(store) => router.layer(from_fn_with_state(store, check_key)),
+        None => router,
+    }
+}
+
+/// The pipeline a public route's job belongs to, for the routes that need a key; `None` for
+/// the others (results, playback, stream control, health).
+fn job_pipeline(matched: &str) -> Option<&'static str> {
+    Some(match matched {
+        "/v1/chat/completions" => Pipeline::Llm.name(),
+        "/live/video-to-video/{stream}/start" => "live-video-to-video",
+        "/process/request/{*path}" | "/process/stream/start" => "byoc",
+        "/live/{manifest}/{file}" => "transcode",
+        path => {
+            let name = path.strip_prefix('/')?;
+            Pipeline::ALL.iter().find(|p| p.name() == name)?.name()
+        }
+    })
+}
+
+/// The secret of `Authorization: Bearer <secret>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, secret) = value.split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    let Some(pipeline) = matched.and_then(job_pipeline) else { return next.run(req).await };
+    let Some(secret) = bearer(req.headers()) else {
+        let message = "missing API key: send Authorization: Bearer <key>";
+        return Error::new(Kind::InvalidApiKey, message).into_response();
+    };
+    let key = match store.authenticate(secret).await {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    if !key.allows(pipeline, None) {
+        let message = format!("this API key may not use {pipeline}");
+        return Error::new(Kind::KeyNotAllowed, message).into_response();
+    }
+    if let Err(e) = store.admit(&key) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Customer(key));
+    next.run(req).await
+}
+
+/// The model check of a batch AI request whose route knows its customer (`field`: the body's
+/// name for the model).
+pub(crate) fn allow_model(
+    customer: Option<&Customer>,
+    valid: &ValidRequest,
+    field: &str,
+) -> Result<(), Error> {
+    let Some(Customer(key)) = customer else { return Ok(()) };
+    let (pipeline, model) = (valid.pipeline.name(), valid.model.as_str());
+    if key.allows(pipeline, Some(model)) {
+        return Ok(());
+    }
+    Err(Error::new(Kind::KeyNotAllowed, format!("this API key may not use {pipeline}/{model}"))
+        .field(field))
+}
+
+async fn require_token(
+    State(token): State<Arc<SecretString>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let open = req.extensions().get::<MatchedPath>().is_some_and(|p| p.as_str() == "/healthz");
+    let given = bearer(req.headers()).unwrap_or_default();
+    let ok = bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()));
+    if open || ok {
+        return next.run(req).await;
+    }
+    let message = "the admin API needs Authorization: Bearer <--admin-token>";
+    Error::new(Kind::Unauthorized, message).into_response()
+}
+
+async fn keys_off() -> Response {
+    let message = "customer keys are off: start the gateway with --auth keys";
+    Error::new(Kind::NotFound, message).into_response()
+}
+
+/// A JSON body of type `T`; serde's message names the field at fault.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    if body.len() > MAX_ADMIN_BODY {
+        return Err(Error::too_large(MAX_ADMIN_BODY));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        let field = message.split('`').nth(1).unwrap_or("body").to_owned();
+        Error::invalid("body", format!("invalid JSON body: {message}")).field(field)
+    })
+}
+
+async fn create(State(store): State<Arc<KeyStore>>, body: Bytes) -> Response {
+    let new: NewKey = match parse(&body) {
+        Ok(new) => new,
+        Err(e) => return e.into_response(),
+    };
+    match store.create(new).await {
+        // The only answer that carries the secret.
+        Ok((key, secret)) => {
+            let body = json!({ "key": key, "secret": secret.expose_secret() });
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn list(State(store): State<Arc<KeyStore>>) -> Response {
+    match store.list().await {
+        Ok(keys) => Json(json!({ "keys": keys })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn show(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    match store.get(&id).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn update(
+    State(store): State<Arc<KeyStore>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let patch: KeyPatch = match parse(&body) {
+        Ok(patch) => patch,
+        Err(e) => return e.into_response(),
+    };
+    match store.update(&id, patch).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    let patch = KeyPatch { enabled: Some(false), ..KeyPatch::default() };
+    match store.update(&id, patch).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn delete(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    match store.delete(&id).await {
+        Ok(()) => Json(json!({ "deleted": id })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
