@@ -7,6 +7,7 @@ pub(crate) mod bench;
 mod bench_byoc;
 pub(crate) mod bench_live;
 pub(crate) mod demo;
+pub(crate) mod keys;
 pub(crate) mod live_client;
 pub(crate) mod nginx;
 pub(crate) mod soak;
@@ -32,6 +33,9 @@ pub(crate) enum Command {
     /// requests lost, requests paid twice, peak memory and descriptors (exit 1 when out of
     /// bounds).
     Soak(soak::SoakArgs),
+    /// Manage customer keys (`--auth keys`) through a running gateway's admin API: create,
+    /// list, show, disable, delete.
+    Keys(keys::KeysArgs),
 }
 
 /// What `main` does once a subcommand has run.
@@ -57,5 +61,6 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         Some(Command::BenchLive(args)) => Next::Report(bench_live::run(args).await?),
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
         Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
+        Some(Command::Keys(args)) => Next::Report(keys::run(args).await?),
     })
 }

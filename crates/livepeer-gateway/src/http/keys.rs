@@ -146,9 +146,15 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     if body.len() > MAX_ADMIN_BODY {
         return Err(Error::too_large(MAX_ADMIN_BODY));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let message = e.to_string();
-        let field = message.split('`').nth(1).unwrap_or("body").to_owned();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // A missing or unknown field is not on the path; serde's message quotes it.
+        let field = match path.as_str() {
+            "." => message.split('`').nth(1).unwrap_or("body").to_owned(),
+            _ => path,
+        };
         Error::invalid("body", format!("invalid JSON body: {message}")).field(field)
     })
 }

@@ -10,6 +10,7 @@ mod byoc;
 mod byoc_stream;
 mod discovery;
 mod fuzz;
+mod keys;
 mod health;
 mod listen;
 mod live;
