@@ -11,6 +11,7 @@ mod byoc_stream;
 mod discovery;
 mod fuzz;
 mod keys;
+mod keys_cli;
 mod health;
 mod listen;
 mod live;
