@@ -12,6 +12,7 @@ mod discovery;
 mod fuzz;
 mod keys;
 mod keys_cli;
+mod keys_pg;
 mod health;
 mod listen;
 mod live;
