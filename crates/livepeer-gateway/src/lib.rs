@@ -15,6 +15,8 @@
 //!   the modules below; [`state`]: what the admin routes share;
 //! - the job paths: [`ai`] (batch AI), [`live`] (live video), [`byoc`] and [`transcode`]
 //!   (video transcoding), which select, pay and call;
+//! - [`keys`]: customer keys (`--auth keys`), their database (SQLite or PostgreSQL) and
+//!   limits;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
 //! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
@@ -156,12 +158,7 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
-        let keys = match config.keys.auth {
-            keys::AuthMode::Keys => {
-                Some(Arc::new(keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?))
-            }
-            keys::AuthMode::None => None,
-        };
+        let keys = key_store(&config).await?;
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
@@ -229,8 +226,7 @@ impl Gateway {
             byoc_streams.clone(),
             transcode.clone(),
         );
-        let admin_routes =
-            http::keys::admin(admin_routes, keys.clone(), config.keys.admin_token.clone());
+        let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys);
         let limits = http::server::ConnLimits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
@@ -271,6 +267,17 @@ impl Gateway {
     /// returns soon after the drain time even if some request is still running.
     pub async fn shutdown(self) {
         self.tasks.shutdown(self.drain).await;
+    }
+}
+
+/// The customer key store, opened (and migrated) when keys are on (`--auth keys`).
+async fn key_store(config: &Config) -> Result<Option<Arc<keys::KeyStore>>, StartError> {
+    match config.keys.auth {
+        keys::AuthMode::None => Ok(None),
+        keys::AuthMode::Keys => {
+            let store = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
+            Ok(Some(Arc::new(store)))
+        }
     }
 }
 

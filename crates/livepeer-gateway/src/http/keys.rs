@@ -25,18 +25,14 @@ use subtle::ConstantTimeEq;
 
 use crate::ai::validate::{Pipeline, ValidRequest};
 use crate::error::{Error, Kind};
-use crate::keys::{Customer, KeyPatch, KeyStore, NewKey};
+use crate::keys::{Customer, KeyPatch, KeyStore, KeysConfig, NewKey};
 
 /// Bytes of an admin request body, at most.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// The admin router with the `/keys` routes (answering 404 with a reason when keys are off)
-/// and, when `token` is set, the admin token required on every route but `/healthz`.
-pub(crate) fn admin(
-    router: Router,
-    keys: Option<Arc<KeyStore>>,
-    token: Option<SecretString>,
-) -> Router {
+/// and, when `--admin-token` is set, the admin token required on every route but `/healthz`.
+pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysConfig) -> Router {
     let keys_routes = match keys {
         Some(store) => Router::new()
             .route("/keys", post(create).get(list))
@@ -46,7 +42,7 @@ pub(crate) fn admin(
         None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
     };
     let router = router.merge(keys_routes);
-    match token {
+    match config.admin_token.clone() {
         Some(token) => router.layer(from_fn_with_state(Arc::new(token), require_token)),
         None => router,
     }

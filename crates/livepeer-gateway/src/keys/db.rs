@@ -155,10 +155,8 @@ pub(super) async fn by_hash(db: &AnyPool, hash: &str) -> Result<Option<KeyInfo>,
 
 /// Deletes key `id`: whether there was one.
 pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(db)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(db).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -173,8 +171,8 @@ fn row(r: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
     let big = |col: &str| -> Result<Option<u64>, sqlx::Error> {
         Ok(r.try_get::<Option<i64>, _>(col)?.and_then(|v| u64::try_from(v).ok()))
     };
-    let allowed = serde_json::from_value(json("allowed")?)
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let allowed =
+        serde_json::from_value(json("allowed")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     Ok(KeyInfo {
         id: r.try_get("id")?,
         prefix: r.try_get("prefix")?,

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// Keys tracked before the ones that are back to a full minute are forgotten.

@@ -21,7 +21,9 @@ mod record;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};

@@ -13,7 +13,11 @@ use crate::support::*;
 pub const TOKEN: &str = "admin-token-0123456789";
 
 /// A config with keys on, stored under `dir`, for the orchestrators at `urls`.
-pub fn keys_config(urls: &[&str], dir: &Path, database_url: Option<String>) -> livepeer_gateway::Config {
+pub fn keys_config(
+    urls: &[&str],
+    dir: &Path,
+    database_url: Option<String>,
+) -> livepeer_gateway::Config {
     let mut c = config(urls);
     c.keys = KeysConfig {
         auth: AuthMode::Keys,
@@ -25,7 +29,12 @@ pub fn keys_config(urls: &[&str], dir: &Path, database_url: Option<String>) -> l
 }
 
 /// Calls the admin API with the token.
-pub async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub async fn admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let url = format!("http://{}{path}", gw.admin_addr);
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = reqwest::Client::new().request(method, url).bearer_auth(TOKEN);
@@ -158,7 +167,9 @@ async fn the_admin_api_needs_its_token_but_health_does_not() {
     let gw = start(keys_config(&[], dir.path(), None)).await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{}{path}", gw.admin_addr);
-    for (token, path) in [(None, "/keys"), (Some("wrong-token-0123456789"), "/keys"), (None, "/status")] {
+    for (token, path) in
+        [(None, "/keys"), (Some("wrong-token-0123456789"), "/keys"), (None, "/status")]
+    {
         let mut req = http.get(url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -209,7 +220,8 @@ async fn job_routes_answer_401_403_and_429_with_retry_after() {
     assert_error(status, &body, unauthorized, "invalid_api_key");
 
     // A key for one model: that model works, another model and another pipeline do not.
-    let (_, sd_only) = create(&gw, json!({"name": "sd", "allowed": [format!("text-to-image/{SD}")]})).await;
+    let (_, sd_only) =
+        create(&gw, json!({"name": "sd", "allowed": [format!("text-to-image/{SD}")]})).await;
     let resp = t2i_as(&gw, Some(&sd_only), SD).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let (status, body) = answer(t2i_as(&gw, Some(&sd_only), SDXL).await).await;

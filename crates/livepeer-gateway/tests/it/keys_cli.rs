@@ -21,9 +21,9 @@ fn run(args: &[&str]) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline {
             child.kill().unwrap();
             panic!("{args:?}: still running after 20 s");
         }
@@ -102,7 +102,8 @@ fn keys_subcommand_lifecycle_and_no_secret_in_the_log() {
     assert_eq!(call(&public, Some(&secret)), 401);
     keys(&admin, &["delete", &id]);
     let url = format!("http://{admin}");
-    let (code, _, stderr) = run(&["keys", "--admin-url", &url, "--admin-token", TOKEN, "show", &id]);
+    let (code, _, stderr) =
+        run(&["keys", "--admin-url", &url, "--admin-token", TOKEN, "show", &id]);
     assert_eq!(code, 1);
     assert!(stderr.contains("404"), "{stderr}");
 

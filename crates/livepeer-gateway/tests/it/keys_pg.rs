@@ -72,7 +72,7 @@ impl Postgres {
             .spawn()
             .unwrap();
         let pg = Self { child, data, port, _dir: dir };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(bin.join("pg_isready"))
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
@@ -81,7 +81,7 @@ impl Postgres {
             if ready.success() {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not start in 30 s");
+            assert!(tokio::time::Instant::now() < deadline, "PostgreSQL did not start in 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         pg
