@@ -158,12 +158,12 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
-        let keys = key_store(&config).await?;
+        let tasks = Tasks::new();
+        let keys = key_store(&config, &tasks).await?;
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
-        let tasks = Tasks::new();
         // One client (and one connection per orchestrator) for discovery and payment sessions.
         let pool = Pool::start(
             pool_config(&config),
@@ -266,19 +266,27 @@ impl Gateway {
     /// (`--shutdown-drain-timeout`); running streams then end with a final error event. Bounded:
     /// returns soon after the drain time even if some request is still running.
     pub async fn shutdown(self) {
-        self.tasks.shutdown(self.drain).await;
+        // The routers go first: the usage ledger's writer ends when the last handle on the
+        // key store (held by the routes) is gone, after the last request's row.
+        let Self { tasks, drain, public, admin, .. } = self;
+        drop((public, admin));
+        tasks.shutdown(drain).await;
     }
 }
 
 /// The customer key store, opened (and migrated) when keys are on (`--auth keys`).
-async fn key_store(config: &Config) -> Result<Option<Arc<keys::KeyStore>>, StartError> {
-    match config.keys.auth {
-        keys::AuthMode::None => Ok(None),
-        keys::AuthMode::Keys => {
-            let store = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
-            Ok(Some(Arc::new(store)))
-        }
+/// Its usage ledger's writer runs as a task, which ends after the last request's row.
+async fn key_store(
+    config: &Config,
+    tasks: &Tasks,
+) -> Result<Option<Arc<keys::KeyStore>>, StartError> {
+    if config.keys.auth == keys::AuthMode::None {
+        return Ok(None);
     }
+    let (store, writer) = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
+    let drained = tasks.drained();
+    tasks.spawn("usage-ledger", move |_| writer.run(drained));
+    Ok(Some(Arc::new(store)))
 }
 
 /// The identity the gateway shows orchestrators: its own key's, or the remote signer's

@@ -15,7 +15,7 @@ use livepeer_proto::headers;
 use super::body::{read_body, read_input};
 use crate::ai::call::ResultUrls;
 use crate::ai::job::{Output, Reply};
-use crate::ai::validate::{Input, Pipeline};
+use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
 use crate::keys::Customer;
@@ -52,11 +52,16 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
-    let check = |valid: &_| super::keys::allow_model(customer.as_ref(), valid, "model_id");
-    match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
+    let mut model = None;
+    let check = |valid: &ValidRequest| {
+        model = customer.is_some().then(|| valid.model.clone());
+        super::keys::allow_model(customer.as_ref(), valid, "model_id")
+    };
+    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
-    }
+    };
+    with_model(resp, model)
 }
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
@@ -68,11 +73,24 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
         Err(e) => return e.into_response(),
     };
     let input = Input::Json(openai::llm_body(body));
-    let check = |valid: &_| super::keys::allow_model(customer.as_ref(), valid, "model");
-    match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
+    let mut model = None;
+    let check = |valid: &ValidRequest| {
+        model = customer.is_some().then(|| valid.model.clone());
+        super::keys::allow_model(customer.as_ref(), valid, "model")
+    };
+    let resp = match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
+    };
+    with_model(resp, model)
+}
+
+/// Leaves the job's model in the answer for the usage ledger (keys on only).
+fn with_model(mut resp: Response, model: Option<String>) -> Response {
+    if let Some(model) = model {
+        resp.extensions_mut().insert(super::keys::UsedModel(model));
     }
+    resp
 }
 
 /// The client's answer to a job: its body or error, with the request's headers.

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
@@ -25,7 +26,7 @@ use subtle::ConstantTimeEq;
 
 use crate::ai::validate::{Pipeline, ValidRequest};
 use crate::error::{Error, Kind};
-use crate::keys::{Customer, KeyPatch, KeyStore, KeysConfig, NewKey};
+use crate::keys::{Customer, KeyPatch, KeyStore, KeysConfig, NewKey, UsageRow};
 
 /// Bytes of an admin request body, at most.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -38,6 +39,7 @@ pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysCo
             .route("/keys", post(create).get(list))
             .route("/keys/{id}", get(show).patch(update).delete(delete))
             .route("/keys/{id}/disable", post(disable))
+            .route("/keys/{id}/usage", get(key_usage))
             .with_state(store),
         None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
     };
@@ -48,13 +50,22 @@ pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysCo
     }
 }
 
-/// The public router with customer keys required on its job routes, when `keys` is set.
+/// The public router with customer keys required on its job routes, and `GET /v1/usage`,
+/// when `keys` is set.
 pub(crate) fn enforce(router: Router, keys: Option<Arc<KeyStore>>) -> Router {
     match keys {
-        Some(store) => router.layer(from_fn_with_state(store, check_key)),
+        Some(store) => {
+            let usage = Router::new().route("/v1/usage", get(own_usage)).with_state(store.clone());
+            router.merge(usage).layer(from_fn_with_state(store, check_key))
+        }
         None => router,
     }
 }
+
+/// The model a batch AI job ran, which its route leaves in the answer's extensions for the
+/// usage ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct UsedModel(pub(crate) String);
 
 /// The pipeline a public route's job belongs to, for the routes that need a key; `None` for
 /// the others (results, playback, stream control, health).
@@ -81,7 +92,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: Next) -> Response {
     let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
-    let Some(pipeline) = matched.and_then(job_pipeline) else { return next.run(req).await };
+    let usage = matched == Some("/v1/usage");
+    let Some(pipeline) = matched.and_then(job_pipeline).or(usage.then_some("usage")) else {
+        return next.run(req).await;
+    };
     let Some(secret) = bearer(req.headers()) else {
         let message = "missing API key: send Authorization: Bearer <key>";
         return Error::new(Kind::InvalidApiKey, message).into_response();
@@ -90,15 +104,95 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
         Ok(key) => key,
         Err(e) => return e.into_response(),
     };
-    if !key.allows(pipeline, None) {
+    if usage {
+        req.extensions_mut().insert(Customer(key));
+        return next.run(req).await;
+    }
+    let (started, at_ms) = (tokio::time::Instant::now(), crate::keys::now_ms());
+    let resp = if !key.allows(pipeline, None) {
         let message = format!("this API key may not use {pipeline}");
-        return Error::new(Kind::KeyNotAllowed, message).into_response();
+        Error::new(Kind::KeyNotAllowed, message).into_response()
+    } else if let Err(e) = store.admit(&key) {
+        e.into_response()
+    } else {
+        req.extensions_mut().insert(Customer(key.clone()));
+        next.run(req).await
+    };
+    let header = resp.headers().get("x-request-id");
+    store.record(UsageRow {
+        at_ms,
+        key_id: key.id.clone(),
+        request_id: header.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        pipeline,
+        model: resp.extensions().get::<UsedModel>().map(|m| m.0.clone()).unwrap_or_default(),
+        status: resp.status().as_u16(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    });
+    resp
+}
+
+/// `GET /v1/usage?from=&to=` (unix seconds; the last 30 days by default): the calling key's
+/// own usage by pipeline and model.
+async fn own_usage(
+    State(store): State<Arc<KeyStore>>,
+    customer: Option<Extension<Customer>>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    let Some(Extension(Customer(key))) = customer else {
+        return Error::new(Kind::InvalidApiKey, "missing API key").into_response();
+    };
+    usage_answer(&store, &key.id, range).await
+}
+
+/// The admin's `GET /keys/{id}/usage?from=&to=`.
+async fn key_usage(
+    State(store): State<Arc<KeyStore>>,
+    Path(id): Path<String>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    if let Err(e) = store.get(&id).await {
+        return Error::from(e).into_response();
     }
-    if let Err(e) = store.admit(&key) {
-        return e.into_response();
+    usage_answer(&store, &id, range).await
+}
+
+/// A usage range in unix seconds.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Range {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+async fn usage_answer(
+    store: &KeyStore,
+    id: &str,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    let Query(range) = match range {
+        Ok(range) => range,
+        Err(e) => {
+            let message = format!("expected ?from=&to= in unix seconds: {}", e.body_text());
+            return Error::invalid("query", message).into_response();
+        }
+    };
+    let to = range.to.unwrap_or_else(|| crate::keys::now() + 1);
+    let from = range.from.unwrap_or(to.saturating_sub(30 * 86_400));
+    if from > to {
+        return Error::invalid("from", "must not be after `to`").into_response();
     }
-    req.extensions_mut().insert(Customer(key));
-    next.run(req).await
+    match store.usage(id, from, to).await {
+        Ok(lines) => {
+            let requests: u64 = lines.iter().map(|l| l.requests).sum();
+            let errors: u64 = lines.iter().map(|l| l.errors).sum();
+            let body = json!({
+                "key_id": id, "from": from, "to": to,
+                "requests": requests, "errors": errors, "by_model": lines,
+            });
+            Json(body).into_response()
+        }
+        Err(e) => Error::from(e).into_response(),
+    }
 }
 
 /// The model check of a batch AI request whose route knows its customer (`field`: the body's

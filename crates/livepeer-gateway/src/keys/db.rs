@@ -13,9 +13,10 @@ use sqlx::{AnyPool, Row};
 use super::record::KeyInfo;
 
 /// The schema's versions, in order; a released version is never edited, only followed.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &["CREATE TABLE api_keys (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &["CREATE TABLE api_keys (
         id TEXT PRIMARY KEY,
         secret_hash TEXT NOT NULL UNIQUE,
         prefix TEXT NOT NULL,
@@ -31,7 +32,23 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )"],
-)];
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE usage_events (
+            at_ms BIGINT NOT NULL,
+            key_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status BIGINT NOT NULL,
+            latency_us BIGINT NOT NULL
+        )",
+            "CREATE INDEX usage_events_key_at ON usage_events (key_id, at_ms)",
+        ],
+    ),
+];
 
 /// Connections to the database at most: SQLite writes one at a time anyway, and PostgreSQL
 /// servers are shared by several instances.

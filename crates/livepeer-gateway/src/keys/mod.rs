@@ -15,6 +15,7 @@
 //! Nothing here logs a secret or a key's hash.
 
 mod db;
+mod ledger;
 mod limit;
 mod record;
 
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+pub use ledger::{UsageLine, UsageRow};
 pub use record::{KeyInfo, KeyPatch, NewKey};
 
 use crate::error::{Error, Kind};
@@ -110,6 +112,22 @@ pub struct KeyStore {
     db: sqlx::AnyPool,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     limiter: limit::Limiter,
+    ledger: tokio::sync::mpsc::Sender<UsageRow>,
+}
+
+/// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
+#[derive(Debug)]
+pub struct LedgerWriter {
+    db: sqlx::AnyPool,
+    rx: tokio::sync::mpsc::Receiver<UsageRow>,
+}
+
+impl LedgerWriter {
+    /// Writes the ledger until every [`KeyStore`] handle is gone (after the last request), or
+    /// `drained` fires; then writes what it holds.
+    pub async fn run(self, drained: tokio_util::sync::CancellationToken) {
+        ledger::run(self.db, self.rx, drained).await;
+    }
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -120,8 +138,8 @@ impl std::fmt::Debug for KeyStore {
 
 impl KeyStore {
     /// Opens the database named by `config` (creating the data directory and the SQLite file
-    /// if missing) and brings its schema up to date.
-    pub async fn open(config: &KeysConfig) -> Result<Self, String> {
+    /// if missing) and brings its schema up to date; answers the store and its ledger's writer.
+    pub async fn open(config: &KeysConfig) -> Result<(Self, LedgerWriter), String> {
         let db = match &config.database_url {
             Some(url) => db::open(url.expose_secret()).await,
             None => {
@@ -134,7 +152,24 @@ impl KeyStore {
         }
         .map_err(|e| format!("cannot open the key database: {e}"))?;
         db::migrate(&db).await.map_err(|e| format!("cannot migrate the key database: {e}"))?;
-        Ok(Self { db, cache: Mutex::new(HashMap::new()), limiter: limit::Limiter::default() })
+        let (ledger, rx) = tokio::sync::mpsc::channel(ledger::MAX_PENDING);
+        let writer = LedgerWriter { db: db.clone(), rx };
+        let cache = Mutex::new(HashMap::new());
+        Ok((Self { db, cache, limiter: limit::Limiter::default(), ledger }, writer))
+    }
+
+    /// Queues one row of the usage ledger; never waits (a full queue drops it, warning).
+    pub fn record(&self, row: UsageRow) {
+        if self.ledger.try_send(row).is_err() {
+            tracing::warn!("usage ledger queue full (database down?); a row was dropped");
+        }
+    }
+
+    /// Key `id`'s usage by pipeline and model, from `from` to `to` (unix seconds, `to`
+    /// excluded).
+    pub async fn usage(&self, id: &str, from: i64, to: i64) -> Result<Vec<UsageLine>, KeyError> {
+        let ms = |s: i64| s.saturating_mul(1000);
+        Ok(ledger::usage(&self.db, id, ms(from), ms(to)).await?)
     }
 
     /// Creates a key; answers it with its secret, which is not kept.
@@ -240,8 +275,14 @@ fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix seconds now.
-fn now() -> i64 {
+pub fn now() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -295,3 +295,57 @@ async fn live_byoc_and_transcoding_routes_need_a_key() {
     }
     gw.shutdown().await;
 }
+
+/// `GET /v1/usage` with `secret`.
+async fn own_usage(gw: &Gateway, secret: Option<&str>, query: &str) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().get(format!("http://{}/v1/usage{query}", gw.http_addr));
+    if let Some(secret) = secret {
+        req = req.bearer_auth(secret);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn the_usage_ledger_keeps_every_request_across_a_shutdown_and_each_key_sees_its_own() {
+    let sim = TextSim::new("ledger").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
+    let allowed = json!({"name": "a", "allowed": [format!("text-to-image/{SD}")]});
+    let (a_id, a) = create(&gw, allowed).await;
+    let (b_id, b) = create(&gw, json!({"name": "b"})).await;
+    for _ in 0..3 {
+        assert_eq!(t2i_as(&gw, Some(&a), SD).await.status(), StatusCode::OK);
+    }
+    assert_eq!(t2i_as(&gw, Some(&a), SDXL).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(t2i_as(&gw, Some(&b), SD).await.status(), StatusCode::OK);
+    // Shut down at once: the rows still queued are written before the gateway stops.
+    gw.shutdown().await;
+
+    let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
+    let (status, usage) = own_usage(&gw, Some(&a), "").await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["key_id"], a_id.as_str());
+    assert_eq!(usage["requests"], 4, "{usage}");
+    assert_eq!(usage["errors"], 1, "{usage}");
+    let lines = usage["by_model"].as_array().unwrap();
+    let line = |model: &str| lines.iter().find(|l| l["model"] == model).unwrap().clone();
+    assert_eq!(line(SD)["requests"], 3);
+    assert_eq!(line(SD)["pipeline"], "text-to-image");
+    assert_eq!(line(SDXL)["errors"], 1);
+    // Another key sees only its own; the admin sees any key's.
+    let (_, usage) = own_usage(&gw, Some(&b), "").await;
+    assert_eq!(usage["key_id"], b_id.as_str());
+    assert_eq!(usage["requests"], 1, "{usage}");
+    let (status, admin_view) = admin(&gw, "GET", &format!("/keys/{a_id}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(admin_view["requests"], 4);
+    // A range before the requests is empty; bad ranges and missing keys are refused.
+    let (_, usage) = own_usage(&gw, Some(&a), "?from=0&to=1").await;
+    assert_eq!(usage["requests"], 0, "{usage}");
+    let (status, body) = own_usage(&gw, Some(&a), "?from=soon").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "query");
+    let (status, body) = own_usage(&gw, None, "").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_api_key");
+    gw.shutdown().await;
+}

@@ -129,8 +129,13 @@ async fn keys_on_postgresql_are_shared_by_two_gateways() {
     let (_, other) = create(&b, json!({"name": "b", "allowed": ["llm"]})).await;
     assert_eq!(t2i_as(&a, Some(&other), SD).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(t2i_as(&a, Some("lpk_nope"), SD).await.status(), StatusCode::UNAUTHORIZED);
+    // The usage ledger on PostgreSQL: b's row, written by the time b has stopped, read on a.
+    b.shutdown().await;
+    let (status, usage) = admin(&a, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["requests"], 1, "{usage}");
+    assert_eq!(usage["by_model"][0]["model"], SD, "{usage}");
     disable_and_delete(&a, &id).await;
     a.shutdown().await;
-    b.shutdown().await;
     drop(pg);
 }
