@@ -13,6 +13,7 @@ mod fuzz;
 mod health;
 mod keys;
 mod keys_cli;
+mod keys_live;
 mod keys_pg;
 mod listen;
 mod live;
