@@ -286,3 +286,56 @@ pub fn now() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &std::path::Path) -> KeyStore {
+        let config = KeysConfig {
+            auth: AuthMode::Keys,
+            data_dir: dir.join("nested/data"),
+            database_url: None,
+            admin_token: None,
+        };
+        KeyStore::open(&config).await.unwrap().0
+    }
+
+    fn new_key(name: &str) -> NewKey {
+        serde_json::from_value(serde_json::json!({ "name": name })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn verified_keys_are_served_from_the_cache_and_a_database_fault_is_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        assert!(dir.path().join("nested/data/gateway.sqlite").exists());
+        let (info, secret) = store.create(new_key("a")).await.unwrap();
+        let key = store.authenticate(secret.expose_secret()).await.unwrap();
+        assert_eq!(key.id, info.id);
+        let unknown = store.authenticate("lpk_unknown").await.unwrap_err();
+        assert_eq!(unknown.kind(), Kind::InvalidApiKey);
+
+        // With the database gone, cached answers stand; a new secret is the gateway's fault.
+        store.db.close().await;
+        assert_eq!(store.authenticate(secret.expose_secret()).await.unwrap().id, info.id);
+        let cached = store.authenticate("lpk_unknown").await.unwrap_err();
+        assert_eq!(cached.kind(), Kind::InvalidApiKey);
+        let fault = store.authenticate("lpk_other").await.unwrap_err();
+        assert_eq!(fault.kind(), Kind::KeyStoreUnavailable);
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_and_a_reopened_database_keeps_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, secret) = {
+            let store = store(dir.path()).await;
+            let (info, secret) = store.create(new_key("kept")).await.unwrap();
+            (info.id, secret)
+        };
+        let store = store(dir.path()).await;
+        assert_eq!(store.authenticate(secret.expose_secret()).await.unwrap().id, id);
+        let versions = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&store.db);
+        assert_eq!(versions.await.unwrap().len(), 2);
+    }
+}
