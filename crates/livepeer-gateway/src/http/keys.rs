@@ -211,6 +211,17 @@ pub(crate) fn allow_model(
         .field(field))
 }
 
+/// The capability check of a BYOC job whose route knows its customer: an allowed entry
+/// `byoc/<capability>` names one capability, `byoc` all.
+pub(crate) fn allow_capability(customer: Option<&Customer>, capability: &str) -> Result<(), Error> {
+    let Some(Customer(key)) = customer else { return Ok(()) };
+    if key.allows("byoc", Some(capability)) {
+        return Ok(());
+    }
+    Err(Error::new(Kind::KeyNotAllowed, format!("this API key may not use byoc/{capability}"))
+        .field("capability"))
+}
+
 async fn require_token(
     State(token): State<Arc<SecretString>>,
     req: Request,

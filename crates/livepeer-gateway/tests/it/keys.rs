@@ -293,6 +293,22 @@ async fn live_byoc_and_transcoding_routes_need_a_key() {
         let (status, body) = answer(resp).await;
         assert_error(status, &body, StatusCode::FORBIDDEN, "model_not_allowed");
     }
+    // BYOC: `byoc/<capability>` allows that capability only, checked from the job header.
+    use base64::Engine as _;
+    let (_, reverse_only) = create(&gw, json!({"name": "b", "allowed": ["byoc/reverse"]})).await;
+    let job =
+        json!({"request": "{}", "parameters": "{}", "capability": "other", "timeout_seconds": 30});
+    let header = base64::engine::general_purpose::STANDARD.encode(job.to_string());
+    let resp = http
+        .post(format!("http://{}/process/request/x", gw.http_addr))
+        .bearer_auth(&reverse_only)
+        .header("Livepeer", header)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(resp).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "model_not_allowed");
+    assert_eq!(body["error"]["field"], "capability");
     gw.shutdown().await;
 }
 
