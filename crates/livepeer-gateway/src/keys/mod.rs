@@ -146,8 +146,14 @@ impl KeyStore {
                 let dir = &config.data_dir;
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create --data-dir {}: {e}", dir.display()))?;
-                let path = dir.join("gateway.sqlite");
-                db::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+                let path = dir.join("gateway.sqlite").display().to_string();
+                // sqlx percent-decodes the file name: its `%`, `?`, `#` and spaces are encoded.
+                let path = path
+                    .replace('%', "%25")
+                    .replace('?', "%3F")
+                    .replace('#', "%23")
+                    .replace(' ', "%20");
+                db::open(&format!("sqlite://{path}?mode=rwc")).await
             }
         }
         .map_err(|e| format!("cannot open the key database: {e}"))?;
@@ -294,7 +300,7 @@ mod tests {
     async fn store(dir: &std::path::Path) -> KeyStore {
         let config = KeysConfig {
             auth: AuthMode::Keys,
-            data_dir: dir.join("nested/data"),
+            data_dir: dir.join("nested/da ta#1?%20"),
             database_url: None,
             admin_token: None,
         };
@@ -309,7 +315,7 @@ mod tests {
     async fn verified_keys_are_served_from_the_cache_and_a_database_fault_is_ours() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        assert!(dir.path().join("nested/data/gateway.sqlite").exists());
+        assert!(dir.path().join("nested/da ta#1?%20/gateway.sqlite").exists());
         let (info, secret) = store.create(new_key("a")).await.unwrap();
         let key = store.authenticate(secret.expose_secret()).await.unwrap();
         assert_eq!(key.id, info.id);
