@@ -1,4 +1,4 @@
-//! `livepeer-gateway keys …`: customer keys managed from a terminal, through a running
+//! `livepeer-gateway keys …`: customer keys (and their usage) managed from a terminal, through a running
 //! gateway's admin API (`/keys`). Prints the API's JSON answer; `create`'s is the only one
 //! that carries the key's secret.
 
@@ -39,6 +39,17 @@ enum Action {
     Delete {
         /// The key's id.
         id: String,
+    },
+    /// A key's usage by pipeline and model (the last 30 days unless `--from`/`--to`).
+    Usage {
+        /// The key's id.
+        id: String,
+        /// From this unix second.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Up to this unix second (excluded).
+        #[arg(long)]
+        to: Option<i64>,
     },
 }
 
@@ -103,6 +114,12 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<String> {
         Action::Show { id } => (reqwest::Method::GET, format!("keys/{id}"), None),
         Action::Disable { id } => (reqwest::Method::POST, format!("keys/{id}/disable"), None),
         Action::Delete { id } => (reqwest::Method::DELETE, format!("keys/{id}"), None),
+        Action::Usage { id, from, to } => {
+            let mut query: Vec<String> = Vec::new();
+            query.extend(from.map(|f| format!("from={f}")));
+            query.extend(to.map(|t| format!("to={t}")));
+            (reqwest::Method::GET, format!("keys/{id}/usage?{}", query.join("&")), None)
+        }
     };
     let url = args.admin_url.join(&path).context("--admin-url")?;
     let mut req = client.request(method, url.clone());

@@ -34,7 +34,7 @@ pub(crate) enum Command {
     /// bounds).
     Soak(soak::SoakArgs),
     /// Manage customer keys (`--auth keys`) through a running gateway's admin API: create,
-    /// list, show, disable, delete.
+    /// list, show, disable, delete, usage.
     Keys(keys::KeysArgs),
 }
 

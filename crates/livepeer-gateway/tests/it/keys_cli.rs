@@ -98,6 +98,16 @@ fn keys_subcommand_lifecycle_and_no_secret_in_the_log() {
     // No orchestrator: with the key, the job passes the check and finds none (503).
     assert_eq!(call(&public, None), 401);
     assert_eq!(call(&public, Some(&secret)), 503);
+    // The ledger is written off the request path: its row shows up soon after the answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let usage = keys(&admin, &["usage", &id, "--from", "0"]);
+        if usage["requests"] == 1 || tokio::time::Instant::now() > deadline {
+            break usage;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((&usage["requests"], &usage["from"]), (&Value::from(1), &Value::from(0)), "{usage}");
     assert_eq!(keys(&admin, &["disable", &id])["key"]["enabled"], false);
     assert_eq!(call(&public, Some(&secret)), 401);
     keys(&admin, &["delete", &id]);
