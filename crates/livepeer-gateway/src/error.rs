@@ -45,6 +45,14 @@ pub enum Kind {
     UnsupportedIngest,
     /// Missing or wrong credentials.
     Unauthorized,
+    /// The customer key (`--auth keys`) is missing, unknown, disabled or expired.
+    InvalidApiKey,
+    /// The customer key may not use this pipeline or model.
+    KeyNotAllowed,
+    /// The customer key is over its requests-per-minute limit.
+    RateLimited,
+    /// The customer key store (its database) failed.
+    KeyStoreUnavailable,
     /// The auth webhook refused the stream.
     StreamRefused,
     /// The request's credentials are not those of the stream's owner (the client that started it).
@@ -94,6 +102,10 @@ impl Kind {
             Kind::BodyTooLarge => "body_too_large",
             Kind::UnsupportedIngest => "unsupported_ingest",
             Kind::Unauthorized => "unauthorized",
+            Kind::InvalidApiKey => "invalid_api_key",
+            Kind::KeyNotAllowed => "model_not_allowed",
+            Kind::RateLimited => "rate_limit_exceeded",
+            Kind::KeyStoreUnavailable => "key_store_unavailable",
             Kind::StreamRefused => "stream_refused",
             Kind::NotStreamOwner => "not_stream_owner",
             Kind::StreamExists => "stream_exists",
@@ -125,6 +137,9 @@ impl Kind {
             | Kind::BodyTooLarge
             | Kind::UnsupportedIngest
             | Kind::Unauthorized
+            | Kind::InvalidApiKey
+            | Kind::KeyNotAllowed
+            | Kind::RateLimited
             | Kind::StreamRefused
             | Kind::NotStreamOwner
             | Kind::StreamExists
@@ -141,6 +156,7 @@ impl Kind {
             | Kind::TrickleUnavailable
             | Kind::AuthWebhookUnavailable
             | Kind::ResultStoreFull
+            | Kind::KeyStoreUnavailable
             | Kind::Internal => Party::Gateway,
         }
     }
@@ -152,7 +168,7 @@ impl Kind {
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
             Kind::OrchestratorsUnavailable => Some(2),
             Kind::OrchestratorsBusy | Kind::ResultStoreFull => Some(1),
-            Kind::TooManyStreams => Some(5),
+            Kind::TooManyStreams | Kind::KeyStoreUnavailable => Some(5),
             _ => None,
         }
     }

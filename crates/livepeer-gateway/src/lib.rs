@@ -15,6 +15,8 @@
 //!   the modules below; [`state`]: what the admin routes share;
 //! - the job paths: [`ai`] (batch AI), [`live`] (live video), [`byoc`] and [`transcode`]
 //!   (video transcoding), which select, pay and call;
+//! - [`keys`]: customer keys (`--auth keys`), their database (SQLite or PostgreSQL) and
+//!   limits;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
 //! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
@@ -31,6 +33,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod job;
+pub mod keys;
 pub mod live;
 pub mod log_sink;
 pub mod metrics;
@@ -104,6 +107,8 @@ pub enum Part {
     Byoc,
     /// The transcoding state (its HTTP clients).
     Transcode,
+    /// The customer key database (`--auth keys`).
+    Keys,
 }
 
 impl std::fmt::Display for Part {
@@ -119,6 +124,7 @@ impl std::fmt::Display for Part {
             Part::Signer => "remote-signer routes",
             Part::Byoc => "BYOC jobs",
             Part::Transcode => "transcoding",
+            Part::Keys => "customer keys",
         })
     }
 }
@@ -160,11 +166,12 @@ impl Gateway {
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
+        let tasks = Tasks::new();
+        let keys = key_store(&config, &tasks).await?;
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
-        let tasks = Tasks::new();
         // One client (and one connection per orchestrator) for discovery and payment sessions.
         let pool = Pool::start(
             pool_config(&config),
@@ -212,12 +219,8 @@ impl Gateway {
             byoc_streams.clone(),
             transcode.clone(),
         );
-        let limits = http::server::ConnLimits {
-            header_timeout: config.header_timeout,
-            idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections,
-            write_timeout: config.write_timeout,
-        };
+        let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys);
+        let limits = conn_limits(&config);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let signer = signer_state(&config, &state)?;
         let public = http::public_router(
@@ -230,6 +233,7 @@ impl Gateway {
             },
             signer,
         );
+        let public = http::keys::enforce(public, keys);
         serve(&tasks, "public-api", http, public.clone(), limits);
         let rtmp_addr = match rtmp {
             Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
@@ -264,7 +268,11 @@ impl Gateway {
     /// (`--shutdown-drain-timeout`); running streams then end with a final error event. Bounded:
     /// returns soon after the drain time even if some request is still running.
     pub async fn shutdown(self) {
-        self.tasks.shutdown(self.drain).await;
+        // The routers go first: the usage ledger's writer ends when the last handle on the
+        // key store (held by the routes) is gone, after the last request's row.
+        let Self { tasks, drain, public, admin, .. } = self;
+        drop((public, admin));
+        tasks.shutdown(drain).await;
     }
 }
 
@@ -307,6 +315,16 @@ fn byoc_services(
     Ok((byoc_state, streams))
 }
 
+/// The bounds of every connection to the public and admin listeners.
+fn conn_limits(config: &Config) -> http::server::ConnLimits {
+    http::server::ConnLimits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+        write_timeout: config.write_timeout,
+    }
+}
+
 /// Starts RTMP ingest on `listener` into transcoding; its address.
 fn serve_rtmp(
     config: &Config,
@@ -324,6 +342,21 @@ fn serve_rtmp(
     let sink = Arc::new(sink);
     tasks.spawn("rtmp-ingest", move |cancel| ingest::serve(listener, rtmp, sink, cancel));
     Ok(addr)
+}
+
+/// The customer key store, opened (and migrated) when keys are on (`--auth keys`).
+/// Its usage ledger's writer runs as a task, which ends after the last request's row.
+async fn key_store(
+    config: &Config,
+    tasks: &Tasks,
+) -> Result<Option<Arc<keys::KeyStore>>, StartError> {
+    if config.keys.auth == keys::AuthMode::None {
+        return Ok(None);
+    }
+    let (store, writer) = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
+    let drained = tasks.drained();
+    tasks.spawn("usage-ledger", move |_| writer.run(drained));
+    Ok(Some(Arc::new(store)))
 }
 
 /// The identity the gateway shows orchestrators: its own key's, or the remote signer's

@@ -121,7 +121,20 @@ pub async fn submit(
     input: Input,
     urls: ResultUrls,
 ) -> Result<Reply, Error> {
+    submit_checked(ai, pipeline, input, urls, |_| Ok(())).await
+}
+
+/// [`submit`], with `check` run on the validated request before anything is tried (the
+/// customer key's model check): its `Err` is the answer.
+pub async fn submit_checked(
+    ai: &AiState,
+    pipeline: Pipeline,
+    input: Input,
+    urls: ResultUrls,
+    check: impl FnOnce(&validate::ValidRequest) -> Result<(), Error>,
+) -> Result<Reply, Error> {
     let valid = validate::validate(pipeline, input, &ai.limits).await.map_err(Error::validation)?;
+    check(&valid)?;
     Ok(job::run(ai, valid, request_id(), urls).await)
 }
 

@@ -8,6 +8,7 @@ mod bench_byoc;
 pub(crate) mod bench_live;
 pub(crate) mod bench_transcode;
 pub(crate) mod demo;
+pub(crate) mod keys;
 pub(crate) mod live_client;
 pub(crate) mod nginx;
 pub(crate) mod soak;
@@ -37,6 +38,9 @@ pub(crate) enum Command {
     /// requests lost, requests paid twice, peak memory and descriptors (exit 1 when out of
     /// bounds).
     Soak(soak::SoakArgs),
+    /// Manage customer keys (`--auth keys`) through a running gateway's admin API: create,
+    /// list, show, disable, delete, usage.
+    Keys(keys::KeysArgs),
 }
 
 /// What `main` does once a subcommand has run.
@@ -63,5 +67,6 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         Some(Command::BenchTranscode(args)) => Next::Report(bench_transcode::run(args).await?),
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
         Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
+        Some(Command::Keys(args)) => Next::Report(keys::run(args).await?),
     })
 }

@@ -19,8 +19,8 @@
 //!
 //! Files: `section` (the declaring macro and the file's keys), `values` (parsers shared by the
 //! sections), then one file per group: `listen` (listeners, logging), `discovery` (discovery,
-//! selection), `price`, `ai`, `live`, `payment` (limits, chain, remote signer) and `key` (the
-//! gateway's key).
+//! selection), `price`, `ai`, `live`, `payment` (limits, chain, remote signer), `key` (the
+//! gateway's key) and `keys` (customer keys, their database, the admin token).
 //!
 //! [`LiveConfig`]: crate::live::LiveConfig
 //! [`PaymentLimits`]: crate::payment::PaymentLimits
@@ -46,6 +46,7 @@ mod byoc;
 mod discovery;
 mod ingest;
 mod key;
+mod keys;
 mod listen;
 mod live;
 mod payment;
@@ -58,6 +59,7 @@ pub use ai::Ai;
 pub use byoc::Byoc;
 pub use discovery::{Discovery, Selection};
 pub use ingest::{Ingest, IngestConfig};
+pub use keys::Keys;
 pub use listen::{Listen, Logging};
 pub use live::Live;
 pub use payment::{Payment, RemoteSigner, Signer};
@@ -106,6 +108,9 @@ pub struct Flags {
     /// Transcoding ingest: RTMP and the stream auth webhook.
     #[command(flatten)]
     pub ingest: Ingest,
+    /// Customer keys and the admin token.
+    #[command(flatten)]
+    pub keys: Keys,
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
@@ -216,6 +221,8 @@ pub struct Config {
     pub serve_signer: Option<SecretString>,
     /// A remote signer to take the identity from, with its headers.
     pub remote_signer: Option<RemoteSigner>,
+    /// Customer keys: enforcement, storage, the admin token.
+    pub keys: crate::keys::KeysConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -252,6 +259,7 @@ impl Config {
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;
         let transcode = f.transcode.validate(discovery.connect_timeout)?;
         let ingest = f.ingest.validate(transcode.max_segment_bytes)?;
+        let keys = f.keys.validate(listen.cli_addr)?;
         Ok(Self {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
@@ -280,6 +288,7 @@ impl Config {
             ingest,
             serve_signer,
             remote_signer,
+            keys,
             log_format,
             log_level,
         })
@@ -302,6 +311,7 @@ impl Flags {
             byoc: self.byoc.or(file.byoc),
             transcode: self.transcode.or(file.transcode),
             ingest: self.ingest.or(file.ingest),
+            keys: self.keys.or(file.keys),
             logging: self.logging.or(file.logging),
         }
     }
@@ -336,6 +346,7 @@ impl Flags {
             byoc: from_file(text, path)?,
             transcode: from_file(text, path)?,
             ingest: from_file(text, path)?,
+            keys: from_file(text, path)?,
             logging: from_file(text, path)?,
         })
     }

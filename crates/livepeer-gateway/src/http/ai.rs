@@ -15,9 +15,10 @@ use livepeer_proto::headers;
 use super::body::{read_body, read_input};
 use crate::ai::call::ResultUrls;
 use crate::ai::job::{Output, Reply};
-use crate::ai::validate::{Input, Pipeline};
+use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
+use crate::keys::Customer;
 
 /// The AI routes.
 pub(crate) fn router(state: AiState) -> Router {
@@ -45,29 +46,51 @@ pub(crate) fn router(state: AiState) -> Router {
 
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
     let urls = result_urls(&ai);
+    let customer = req.extensions().get::<Customer>().cloned();
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
     let input = match read_input(req, limit, timeout).await {
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
-    match crate::ai::submit(&ai, pipeline, input, urls).await {
+    let mut model = None;
+    let check = |valid: &ValidRequest| {
+        model = customer.is_some().then(|| valid.model.clone());
+        super::keys::allow_model(customer.as_ref(), valid, "model_id")
+    };
+    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
-    }
+    };
+    with_model(resp, model)
 }
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai);
+    let customer = req.extensions().get::<Customer>().cloned();
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
     let input = Input::Json(openai::llm_body(body));
-    match crate::ai::submit(&ai, Pipeline::Llm, input, urls).await {
+    let mut model = None;
+    let check = |valid: &ValidRequest| {
+        model = customer.is_some().then(|| valid.model.clone());
+        super::keys::allow_model(customer.as_ref(), valid, "model")
+    };
+    let resp = match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
+    };
+    with_model(resp, model)
+}
+
+/// Leaves the job's model in the answer for the usage ledger (keys on only).
+fn with_model(mut resp: Response, model: Option<String>) -> Response {
+    if let Some(model) = model {
+        resp.extensions_mut().insert(super::keys::UsedModel(model));
     }
+    resp
 }
 
 /// The client's answer to a job: its body or error, with the request's headers.

@@ -106,6 +106,7 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
     let config = &state.config;
     let header = req.headers().get(JOB_HEADER).map(HeaderValue::as_bytes);
     let job = JobRequest::parse(header, request_id, config.max_timeout_seconds)?;
+    super::keys::allow_capability(req.extensions().get(), &job.capability)?;
     state.check(&job)?;
     let declared = req
         .headers()

@@ -33,8 +33,9 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         Kind::InvalidRequest | Kind::BodyUnreadable | Kind::InvalidMultipart => {
             StatusCode::BAD_REQUEST
         }
-        Kind::Unauthorized => StatusCode::UNAUTHORIZED,
-        Kind::StreamRefused | Kind::NotStreamOwner => StatusCode::FORBIDDEN,
+        Kind::Unauthorized | Kind::InvalidApiKey => StatusCode::UNAUTHORIZED,
+        Kind::StreamRefused | Kind::NotStreamOwner | Kind::KeyNotAllowed => StatusCode::FORBIDDEN,
+        Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Kind::StreamExists => StatusCode::CONFLICT,
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -52,6 +53,7 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::TooManyStreams
         | Kind::TrickleUnavailable
         | Kind::AuthWebhookUnavailable
+        | Kind::KeyStoreUnavailable
         | Kind::ResultStoreFull => StatusCode::SERVICE_UNAVAILABLE,
         Kind::OrchestratorTimeout => StatusCode::GATEWAY_TIMEOUT,
     }

@@ -10,6 +10,7 @@ mod body;
 mod byoc;
 mod byoc_stream;
 pub(crate) mod error;
+pub(crate) mod keys;
 mod live;
 pub(crate) mod server;
 pub(crate) mod signer;

@@ -1,0 +1,89 @@
+//! Customer keys: whether public job routes need one, where they are stored, and the admin
+//! token that guards their management.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use super::section::section;
+use super::{ConfigError, bad};
+use crate::keys::{AuthMode, KeysConfig};
+
+section! {
+    /// Customer keys and the admin API's token.
+    pub struct Keys {
+        /// Who may call the public job routes: `none` (anyone, as go-livepeer) or `keys` (a
+        /// customer key in `Authorization: Bearer`, managed on the admin API's `/keys`)
+        /// [default: none].
+        #[arg(long, env = "LP_AUTH")]
+        pub auth: Option<String>,
+        /// Directory of the gateway's own data: the SQLite database of customer keys, created
+        /// if missing. Without it: `livepeer-gateway` under the platform's data directory
+        /// (`$XDG_DATA_HOME` or `~/.local/share` on Linux), or `./data` with no home directory.
+        #[arg(long, env = "LP_DATADIR")]
+        pub data_dir: Option<String>,
+        /// A PostgreSQL database for customer keys (`postgres://user:pass@host/db`), shared by
+        /// several gateway instances, instead of SQLite under `--data-dir`.
+        #[arg(long, env = "LP_DATABASEURL")]
+        pub database_url: Option<String>,
+        /// Bearer token the admin API requires (`Authorization: Bearer <token>`); required
+        /// when `--cli-addr` is not a loopback address.
+        #[arg(long, env = "LP_ADMINTOKEN")]
+        pub admin_token: Option<String>,
+    }
+}
+
+impl Keys {
+    /// The validated settings; `cli_addr` is the admin listener's address.
+    pub(super) fn validate(self, cli_addr: SocketAddr) -> Result<KeysConfig, ConfigError> {
+        let auth = match self.auth.as_deref().map(str::trim) {
+            None | Some("" | "none") => AuthMode::None,
+            Some("keys") => AuthMode::Keys,
+            Some(other) => return Err(bad("--auth", format!("{other:?}: expected none or keys"))),
+        };
+        let admin_token = self.admin_token.filter(|t| !t.is_empty());
+        if let Some(token) = &admin_token
+            && token.len() < 16
+        {
+            return Err(bad("--admin-token", "must be at least 16 characters"));
+        }
+        if admin_token.is_none() && !cli_addr.ip().is_loopback() {
+            return Err(bad(
+                "--admin-token",
+                format!("required: the admin listener (--cli-addr {cli_addr}) is not on loopback"),
+            ));
+        }
+        let database_url = self.database_url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(bad("--database-url", "expected a postgres:// or postgresql:// URL"));
+        }
+        let data_dir = match self.data_dir.filter(|d| !d.trim().is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => default_data_dir(),
+        };
+        Ok(KeysConfig {
+            auth,
+            data_dir,
+            database_url: database_url.map(SecretString::from),
+            admin_token: admin_token.map(SecretString::from),
+        })
+    }
+}
+
+/// `livepeer-gateway` under the platform's data directory (`$XDG_DATA_HOME`, else
+/// `~/.local/share` on Unix, `~/Library/Application Support` on macOS, `%APPDATA%` on
+/// Windows), or `./data` when there is no home to put it in.
+fn default_data_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Application Support"))
+    } else if cfg!(windows) {
+        var("APPDATA")
+    } else {
+        var("XDG_DATA_HOME").or_else(|| var("HOME").map(|h| h.join(".local/share")))
+    };
+    base.map_or_else(|| PathBuf::from("data"), |b| b.join("livepeer-gateway"))
+}

@@ -1,0 +1,320 @@
+//! Customer keys at the HTTP edge: their admin routes (`/keys`), the admin token that guards
+//! the admin API, and the check of `Authorization: Bearer <key>` on the public job routes
+//! (`--auth keys`).
+//!
+//! The check is one layer over the whole public router that finds the job routes by their
+//! matched path, so that the routes themselves stay as they are; it puts the verified key in
+//! the request's extensions, where the batch AI routes read it to check the model once the
+//! body is parsed. The live and BYOC stream routes already compare `Authorization` with the
+//! stream owner's: with keys on, the owner's credentials are its key, so the header serves
+//! both.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::ai::validate::{Pipeline, ValidRequest};
+use crate::error::{Error, Kind};
+use crate::keys::{Customer, KeyPatch, KeyStore, KeysConfig, NewKey, UsageRow};
+
+/// Bytes of an admin request body, at most.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The admin router with the `/keys` routes (answering 404 with a reason when keys are off)
+/// and, when `--admin-token` is set, the admin token required on every route but `/healthz`.
+pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysConfig) -> Router {
+    let keys_routes = match keys {
+        Some(store) => Router::new()
+            .route("/keys", post(create).get(list))
+            .route("/keys/{id}", get(show).patch(update).delete(delete))
+            .route("/keys/{id}/disable", post(disable))
+            .route("/keys/{id}/usage", get(key_usage))
+            .with_state(store),
+        None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
+    };
+    let router = router.merge(keys_routes);
+    match config.admin_token.clone() {
+        Some(token) => router.layer(from_fn_with_state(Arc::new(token), require_token)),
+        None => router,
+    }
+}
+
+/// The public router with customer keys required on its job routes, and `GET /v1/usage`,
+/// when `keys` is set.
+pub(crate) fn enforce(router: Router, keys: Option<Arc<KeyStore>>) -> Router {
+    match keys {
+        Some(store) => {
+            let usage = Router::new().route("/v1/usage", get(own_usage)).with_state(store.clone());
+            router.merge(usage).layer(from_fn_with_state(store, check_key))
+        }
+        None => router,
+    }
+}
+
+/// The model a batch AI job ran, which its route leaves in the answer's extensions for the
+/// usage ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct UsedModel(pub(crate) String);
+
+/// The pipeline a public route's job belongs to, for the routes that need a key; `None` for
+/// the others (results, playback, stream control, health).
+fn job_pipeline(matched: &str) -> Option<&'static str> {
+    Some(match matched {
+        "/v1/chat/completions" => Pipeline::Llm.name(),
+        "/live/video-to-video/{stream}/start" => "live-video-to-video",
+        "/process/request/{*path}" | "/process/stream/start" => "byoc",
+        "/live/{manifest}/{file}" => "transcode",
+        path => {
+            let name = path.strip_prefix('/')?;
+            Pipeline::ALL.iter().find(|p| p.name() == name)?.name()
+        }
+    })
+}
+
+/// The secret of `Authorization: Bearer <secret>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, secret) = value.split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    let usage = matched == Some("/v1/usage");
+    let Some(pipeline) = matched.and_then(job_pipeline).or(usage.then_some("usage")) else {
+        return next.run(req).await;
+    };
+    let Some(secret) = bearer(req.headers()) else {
+        let message = "missing API key: send Authorization: Bearer <key>";
+        return Error::new(Kind::InvalidApiKey, message).into_response();
+    };
+    let key = match store.authenticate(secret).await {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    if usage {
+        req.extensions_mut().insert(Customer(key));
+        return next.run(req).await;
+    }
+    let (started, at_ms) = (tokio::time::Instant::now(), crate::keys::now_ms());
+    let resp = if !key.allows(pipeline, None) {
+        let message = format!("this API key may not use {pipeline}");
+        Error::new(Kind::KeyNotAllowed, message).into_response()
+    } else if let Err(e) = store.admit(&key) {
+        e.into_response()
+    } else {
+        req.extensions_mut().insert(Customer(key.clone()));
+        next.run(req).await
+    };
+    let header = resp.headers().get("x-request-id");
+    store.record(UsageRow {
+        at_ms,
+        key_id: key.id.clone(),
+        request_id: header.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        pipeline,
+        model: resp.extensions().get::<UsedModel>().map(|m| m.0.clone()).unwrap_or_default(),
+        status: resp.status().as_u16(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    });
+    resp
+}
+
+/// `GET /v1/usage?from=&to=` (unix seconds; the last 30 days by default): the calling key's
+/// own usage by pipeline and model.
+async fn own_usage(
+    State(store): State<Arc<KeyStore>>,
+    customer: Option<Extension<Customer>>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    let Some(Extension(Customer(key))) = customer else {
+        return Error::new(Kind::InvalidApiKey, "missing API key").into_response();
+    };
+    usage_answer(&store, &key.id, range).await
+}
+
+/// The admin's `GET /keys/{id}/usage?from=&to=`.
+async fn key_usage(
+    State(store): State<Arc<KeyStore>>,
+    Path(id): Path<String>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    if let Err(e) = store.get(&id).await {
+        return Error::from(e).into_response();
+    }
+    usage_answer(&store, &id, range).await
+}
+
+/// A usage range in unix seconds.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Range {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+async fn usage_answer(
+    store: &KeyStore,
+    id: &str,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Response {
+    let Query(range) = match range {
+        Ok(range) => range,
+        Err(e) => {
+            let message = format!("expected ?from=&to= in unix seconds: {}", e.body_text());
+            return Error::invalid("query", message).into_response();
+        }
+    };
+    let to = range.to.unwrap_or_else(|| crate::keys::now() + 1);
+    let from = range.from.unwrap_or(to.saturating_sub(30 * 86_400));
+    if from > to {
+        return Error::invalid("from", "must not be after `to`").into_response();
+    }
+    match store.usage(id, from, to).await {
+        Ok(lines) => {
+            let requests: u64 = lines.iter().map(|l| l.requests).sum();
+            let errors: u64 = lines.iter().map(|l| l.errors).sum();
+            let body = json!({
+                "key_id": id, "from": from, "to": to,
+                "requests": requests, "errors": errors, "by_model": lines,
+            });
+            Json(body).into_response()
+        }
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+/// The model check of a batch AI request whose route knows its customer (`field`: the body's
+/// name for the model).
+pub(crate) fn allow_model(
+    customer: Option<&Customer>,
+    valid: &ValidRequest,
+    field: &str,
+) -> Result<(), Error> {
+    let Some(Customer(key)) = customer else { return Ok(()) };
+    let (pipeline, model) = (valid.pipeline.name(), valid.model.as_str());
+    if key.allows(pipeline, Some(model)) {
+        return Ok(());
+    }
+    Err(Error::new(Kind::KeyNotAllowed, format!("this API key may not use {pipeline}/{model}"))
+        .field(field))
+}
+
+/// The capability check of a BYOC job whose route knows its customer: an allowed entry
+/// `byoc/<capability>` names one capability, `byoc` all.
+pub(crate) fn allow_capability(customer: Option<&Customer>, capability: &str) -> Result<(), Error> {
+    let Some(Customer(key)) = customer else { return Ok(()) };
+    if key.allows("byoc", Some(capability)) {
+        return Ok(());
+    }
+    Err(Error::new(Kind::KeyNotAllowed, format!("this API key may not use byoc/{capability}"))
+        .field("capability"))
+}
+
+async fn require_token(
+    State(token): State<Arc<SecretString>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let open = req.extensions().get::<MatchedPath>().is_some_and(|p| p.as_str() == "/healthz");
+    let given = bearer(req.headers()).unwrap_or_default();
+    let ok = bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()));
+    if open || ok {
+        return next.run(req).await;
+    }
+    let message = "the admin API needs Authorization: Bearer <--admin-token>";
+    Error::new(Kind::Unauthorized, message).into_response()
+}
+
+async fn keys_off() -> Response {
+    let message = "customer keys are off: start the gateway with --auth keys";
+    Error::new(Kind::NotFound, message).into_response()
+}
+
+/// A JSON body of type `T`; serde's message names the field at fault.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    if body.len() > MAX_ADMIN_BODY {
+        return Err(Error::too_large(MAX_ADMIN_BODY));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // A missing or unknown field is not on the path; serde's message quotes it.
+        let field = match path.as_str() {
+            "." => message.split('`').nth(1).unwrap_or("body").to_owned(),
+            _ => path,
+        };
+        Error::invalid("body", format!("invalid JSON body: {message}")).field(field)
+    })
+}
+
+async fn create(State(store): State<Arc<KeyStore>>, body: Bytes) -> Response {
+    let new: NewKey = match parse(&body) {
+        Ok(new) => new,
+        Err(e) => return e.into_response(),
+    };
+    match store.create(new).await {
+        // The only answer that carries the secret.
+        Ok((key, secret)) => {
+            let body = json!({ "key": key, "secret": secret.expose_secret() });
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn list(State(store): State<Arc<KeyStore>>) -> Response {
+    match store.list().await {
+        Ok(keys) => Json(json!({ "keys": keys })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn show(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    match store.get(&id).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn update(
+    State(store): State<Arc<KeyStore>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let patch: KeyPatch = match parse(&body) {
+        Ok(patch) => patch,
+        Err(e) => return e.into_response(),
+    };
+    match store.update(&id, patch).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    let patch = KeyPatch { enabled: Some(false), ..KeyPatch::default() };
+    match store.update(&id, patch).await {
+        Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+async fn delete(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    match store.delete(&id).await {
+        Ok(()) => Json(json!({ "deleted": id })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}

@@ -1,0 +1,208 @@
+//! The key database through sqlx's `Any` driver: one set of queries for SQLite and
+//! PostgreSQL. Only types both speak alike are used (TEXT, BIGINT; JSON kept as TEXT, flags as
+//! 0/1), with `$n` placeholders, which sqlx's SQLite driver reads as positions too.
+//!
+//! Migrations: our own small runner over [`MIGRATIONS`] rather than sqlx's migrator, which
+//! needs its `migrate` feature and, to embed the files, its macros; a list of statements per
+//! version, each version applied once in a transaction and recorded in `schema_migrations`,
+//! is all this needs and is the same on both databases.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::record::KeyInfo;
+
+/// The schema's versions, in order; a released version is never edited, only followed.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &["CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        name TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        allowed TEXT NOT NULL,
+        requests_per_minute BIGINT,
+        max_streams BIGINT,
+        budget_micro_usd BIGINT,
+        budget_period_seconds BIGINT,
+        expires_at BIGINT,
+        enabled BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )"],
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE usage_events (
+            at_ms BIGINT NOT NULL,
+            key_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status BIGINT NOT NULL,
+            latency_us BIGINT NOT NULL
+        )",
+            "CREATE INDEX usage_events_key_at ON usage_events (key_id, at_ms)",
+        ],
+    ),
+];
+
+/// Connections to the database at most: SQLite writes one at a time anyway, and PostgreSQL
+/// servers are shared by several instances.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Connects to `url` (`sqlite://…` or `postgres://…`).
+pub(super) async fn open(url: &str) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+/// Applies the migrations the database has not seen. Two instances starting together on one
+/// PostgreSQL database may both try a version: the loser's transaction fails on the
+/// version's primary key (or on the table it creates) and it checks again.
+pub(super) async fn migrate(db: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .execute(db)
+    .await?;
+    for attempt in 0..3 {
+        match apply(db).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 2 => tracing::info!(error = %e, "migration raced; checking again"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn apply(db: &AnyPool) -> Result<(), sqlx::Error> {
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        let mut tx = db.begin().await?;
+        for statement in *statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(super::now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "key database migrated");
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, prefix, name, metadata, allowed, requests_per_minute, max_streams, \
+    budget_micro_usd, budget_period_seconds, expires_at, enabled, created_at, updated_at";
+
+/// Stores a new key under its secret's hash.
+pub(super) async fn insert(db: &AnyPool, k: &KeyInfo, hash: &str) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO api_keys ({COLUMNS}, secret_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    );
+    bind_all(sqlx::query(&sql), k).bind(hash.to_owned()).execute(db).await?;
+    Ok(())
+}
+
+/// Writes every field of a key but its id, prefix, creation time and hash.
+pub(super) async fn update(db: &AnyPool, k: &KeyInfo) -> Result<(), sqlx::Error> {
+    // The same binding order as `insert`; $1 is the id, $2 and $12 are not changed.
+    let sql = "UPDATE api_keys SET name = $3, metadata = $4, allowed = $5, \
+        requests_per_minute = $6, max_streams = $7, budget_micro_usd = $8, \
+        budget_period_seconds = $9, expires_at = $10, enabled = $11, updated_at = $13 \
+        WHERE id = $1 AND prefix = $2 AND created_at = $12";
+    bind_all(sqlx::query(sql), k).execute(db).await?;
+    Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_all<'q>(q: Query<'q>, k: &KeyInfo) -> Query<'q> {
+    let int = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+    q.bind(k.id.clone())
+        .bind(k.prefix.clone())
+        .bind(k.name.clone())
+        .bind(k.metadata.to_string())
+        .bind(serde_json::Value::from(k.allowed.clone()).to_string())
+        .bind(k.requests_per_minute.map(i64::from))
+        .bind(k.max_streams.map(i64::from))
+        .bind(int(k.budget_micro_usd))
+        .bind(int(k.budget_period_seconds))
+        .bind(k.expires_at)
+        .bind(i64::from(k.enabled))
+        .bind(k.created_at)
+        .bind(k.updated_at)
+}
+
+/// Every key, oldest first.
+pub(super) async fn list(db: &AnyPool) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
+    sqlx::query(&sql).fetch_all(db).await?.iter().map(row).collect()
+}
+
+/// The key `id`.
+pub(super) async fn by_id(db: &AnyPool, id: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
+    sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db).await?.as_ref().map(row).transpose()
+}
+
+/// The key whose secret hashes to `hash` (hex).
+pub(super) async fn by_hash(db: &AnyPool, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
+    sqlx::query(&sql).bind(hash.to_owned()).fetch_optional(db).await?.as_ref().map(row).transpose()
+}
+
+/// Deletes key `id`: whether there was one.
+pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(db).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn row(r: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
+    let json = |col: &str| -> Result<serde_json::Value, sqlx::Error> {
+        let text: String = r.try_get(col)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    let small = |col: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(r.try_get::<Option<i64>, _>(col)?.and_then(|v| u32::try_from(v).ok()))
+    };
+    let big = |col: &str| -> Result<Option<u64>, sqlx::Error> {
+        Ok(r.try_get::<Option<i64>, _>(col)?.and_then(|v| u64::try_from(v).ok()))
+    };
+    let allowed =
+        serde_json::from_value(json("allowed")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(KeyInfo {
+        id: r.try_get("id")?,
+        prefix: r.try_get("prefix")?,
+        name: r.try_get("name")?,
+        metadata: json("metadata")?,
+        allowed,
+        requests_per_minute: small("requests_per_minute")?,
+        max_streams: small("max_streams")?,
+        budget_micro_usd: big("budget_micro_usd")?,
+        budget_period_seconds: big("budget_period_seconds")?,
+        expires_at: r.try_get("expires_at")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,141 @@
+//! Customer keys on a real PostgreSQL server, started in a temporary directory (Debian's
+//! `postgresql` package: `/usr/lib/postgresql/<version>/bin`). As root, the server runs as
+//! `nobody` (initdb refuses root). Without the package the test says so and passes.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::keys::{admin, create, disable_and_delete, keys_config, lifecycle, t2i_as};
+use crate::support::*;
+
+/// A PostgreSQL server of its own, stopped on drop.
+struct Postgres {
+    child: Child,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// The newest installed PostgreSQL's `bin` directory.
+fn pg_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+/// `program` with `args`, as `nobody` when we are root.
+fn as_server_user(program: &Path, root: bool) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    fn start(bin: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        if root {
+            std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let out = as_server_user(&bin.join("initdb"), root)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let child = as_server_user(&bin.join("postgres"), root)
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pg = Self { child, data, port, _dir: dir };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .unwrap();
+            if ready.success() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "PostgreSQL did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The postmaster's own pid (the child may be `runuser`): a fast shutdown.
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        if let Some(pid) = pid.lines().next().filter(|p| !p.is_empty()) {
+            let _ = Command::new("kill").args(["-INT", pid]).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn keys_on_postgresql_are_shared_by_two_gateways() {
+    let Some(bin) = pg_bin() else {
+        eprintln!(
+            "SKIPPED: no PostgreSQL server (/usr/lib/postgresql/*/bin/initdb); \
+             install Debian's `postgresql` package to run this test"
+        );
+        return;
+    };
+    let pg = tokio::task::spawn_blocking(move || Postgres::start(&bin)).await.unwrap();
+    let sim = TextSim::new("pg").start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(keys_config(&[sim.url()], dir_a.path(), Some(pg.url()))).await;
+    // The second instance finds the schema migrated and leaves it.
+    let b = start(keys_config(&[sim.url()], dir_b.path(), Some(pg.url()))).await;
+    assert!(!dir_a.path().join("gateway.sqlite").exists(), "PostgreSQL, not SQLite");
+
+    let (id, secret) = lifecycle(&a).await;
+    // Made on one instance, the key is seen and accepted by the other.
+    let (status, shown) = admin(&b, "GET", &format!("/keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["key"]["name"], "alice2");
+    assert_eq!(t2i_as(&b, Some(&secret), SD).await.status(), StatusCode::OK);
+    let (_, other) = create(&b, json!({"name": "b", "allowed": ["llm"]})).await;
+    assert_eq!(t2i_as(&a, Some(&other), SD).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(t2i_as(&a, Some("lpk_nope"), SD).await.status(), StatusCode::UNAUTHORIZED);
+    // The usage ledger on PostgreSQL: b's row, written by the time b has stopped, read on a.
+    b.shutdown().await;
+    let (status, usage) = admin(&a, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["requests"], 1, "{usage}");
+    assert_eq!(usage["by_model"][0]["model"], SD, "{usage}");
+    disable_and_delete(&a, &id).await;
+    a.shutdown().await;
+    drop(pg);
+}
