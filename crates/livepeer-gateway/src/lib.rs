@@ -211,7 +211,7 @@ impl Gateway {
         .map_err(setup(Part::Live))?;
         let (byoc_state, byoc_streams) =
             byoc_services(&config, &state, payments_for_byoc, identity, &tasks)?;
-        let rtmp_sink = transcode::RtmpSink::new(transcode.clone());
+        let rtmp_sink = transcode::RtmpSink::new(transcode.clone(), keys.clone());
         let admin_routes = http::admin_router(
             state.clone(),
             live_state.clone(),

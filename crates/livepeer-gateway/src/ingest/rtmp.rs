@@ -100,8 +100,9 @@ impl<S: IngestSink> Publisher<S> {
             return Err("one stream per connection".into());
         }
         let path = format!("{app}/{name}");
-        let (manifest_id, key) =
-            parse_names(&path).ok_or_else(|| format!("bad stream name {path:?}"))?;
+        // The name's key part may be a customer's API key: it is never written to the log.
+        let (manifest_id, key) = parse_names(&path)
+            .ok_or_else(|| "the stream name is not a usable manifest id and key".to_owned())?;
         let url = format!("rtmp://{}/{path}", self.host);
         let stream = self.sink.open(OpenRequest { url, manifest_id, key }).await?;
         let (input, mut segments) = match segmenter::spawn(self.limits).await {

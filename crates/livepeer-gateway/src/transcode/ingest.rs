@@ -123,6 +123,9 @@ fn answer_profiles(answer: &AuthAnswer) -> Result<Option<Vec<Profile>>, String> 
 #[derive(Debug, Clone)]
 pub struct RtmpSink {
     state: TranscodeState,
+    /// With `--auth keys`: the stream key of the URL must be a customer key allowed to
+    /// transcode.
+    keys: Option<Arc<crate::keys::KeyStore>>,
 }
 
 /// An admitted RTMP stream.
@@ -135,9 +138,20 @@ pub struct RtmpStream {
 }
 
 impl RtmpSink {
-    /// Streams go to `state`, after its webhook.
-    pub fn new(state: TranscodeState) -> Self {
-        Self { state }
+    /// Streams go to `state`, after its webhook and, when `keys` is set, a customer key.
+    pub fn new(state: TranscodeState, keys: Option<Arc<crate::keys::KeyStore>>) -> Self {
+        Self { state, keys }
+    }
+
+    /// With customer keys on, the URL's stream key (`rtmp://host/{manifestID}/{key}`) must be
+    /// a key that may transcode and is within its per-minute limit.
+    async fn check_key(&self, key: &str) -> Result<(), String> {
+        let Some(store) = &self.keys else { return Ok(()) };
+        let customer = store.authenticate(key).await.map_err(|e| e.message().to_owned())?;
+        if !customer.allows("transcode", None) {
+            return Err("this API key may not use transcode".into());
+        }
+        store.admit(&customer).map_err(|e| e.message().to_owned())
     }
 }
 
@@ -145,6 +159,7 @@ impl IngestSink for RtmpSink {
     type Stream = RtmpStream;
 
     async fn open(&self, req: OpenRequest) -> Result<RtmpStream, String> {
+        self.check_key(&req.key).await?;
         let admission = self.state.inner.gate.admit(&req.url).await.map_err(|e| e.to_string())?;
         let manifest = admission.manifest.unwrap_or(req.manifest_id);
         self.state

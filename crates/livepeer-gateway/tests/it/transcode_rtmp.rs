@@ -221,3 +221,27 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_customer_keys_the_rtmp_stream_key_is_a_key_that_may_transcode() {
+    let sim = sim("rtmp-keys", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let urls = [sim.url()];
+    let gw = start(crate::keys::keys_config(&urls, dir.path(), None)).await;
+    let (_, llm_only) = crate::keys::create(&gw, json!({"name": "llm", "allowed": ["llm"]})).await;
+    let (_, video) =
+        crate::keys::create(&gw, json!({"name": "video", "allowed": ["transcode"]})).await;
+    for bad in ["not-a-key", llm_only.as_str()] {
+        let refused = publish(&gw, &format!("stream/cam/{bad}"), 3).wait_with_output().await;
+        assert!(!refused.unwrap().status.success(), "a stream key that may not transcode");
+        assert_eq!(get_text(&gw, "/stream/cam.m3u8").await.0, 404);
+    }
+    let mut ffmpeg = publish(&gw, &format!("stream/cam/{video}"), 6);
+    eventually(Duration::from_secs(60), "a segment of the keyed stream", || async {
+        let (status, media) = get_text(&gw, "/stream/cam/P240p30fps16x9.m3u8").await;
+        status == 200 && !listed(&media).1.is_empty()
+    })
+    .await;
+    let _ = ffmpeg.kill().await;
+    gw.shutdown().await;
+}
