@@ -337,9 +337,9 @@ impl Payments {
 
     /// Pays (or not) for one BYOC job of `capability` at `orch` (the orchestrator's discovery
     /// URL) per `token` (fetched at the instant given), covering `timeout_seconds`, by the
-    /// same rule whichever way the gateway pays (see [`byoc`]). An off-chain gateway or
+    /// same rule whichever way the gateway pays (see the `byoc` module). An off-chain gateway or
     /// orchestrator (no ticket params, price 0) pays nothing. Through a remote signer, the
-    /// signer makes the tickets (see [`Payments::byoc_remote`]).
+    /// signer makes the tickets (see `Payments::byoc_remote`).
     pub async fn byoc_prepare(
         &self,
         orch: &str,
