@@ -305,7 +305,11 @@ impl TranscodeState {
             w.set_source_resolution(seg.resolution);
             w.begin(seg.seq);
         }
-        stream.count(|c| c.segments_in += 1);
+        stream.count(|c| {
+            c.segments_in += 1;
+            c.bytes_in += seg.data.len() as u64;
+            c.media_ms_in += u64::from(seg.duration_ms);
+        });
         self.inner.metrics.segment_source_appeared();
         let done = if let Some(job) = job {
             let ctx = Ctx {

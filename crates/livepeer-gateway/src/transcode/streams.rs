@@ -32,6 +32,10 @@ pub(super) struct Sticky {
 pub(super) struct Counters {
     /// Segments pushed.
     pub(super) segments_in: u64,
+    /// Their bytes.
+    pub(super) bytes_in: u64,
+    /// Their media duration, milliseconds.
+    pub(super) media_ms_in: u64,
     /// Segments transcoded into every rendition.
     pub(super) transcoded: u64,
     /// Segments published as source only (no orchestrator could transcode them).
@@ -175,6 +179,12 @@ impl Stream {
             "created_ms": self.created_ms,
             "in_flight": self.busy.load(Ordering::Acquire),
             "segments_in": c.segments_in,
+            // The ingest rate: the source's bitrate over the media it has sent.
+            "ingest": {
+                "bytes": c.bytes_in,
+                "media_seconds": c.media_ms_in / 1000,
+                "bitrate_bps": (c.bytes_in * 8 * 1000).checked_div(c.media_ms_in).unwrap_or(0),
+            },
             "segments_transcoded": c.transcoded,
             "segments_source_only": c.source_only,
             "segments_late": late,

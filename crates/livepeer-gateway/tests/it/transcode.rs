@@ -132,6 +132,10 @@ async fn pushed_segments_are_transcoded_and_played_back_as_hls() {
     let stream = &streams["streams"][0];
     assert_eq!(stream["manifest_id"], "demo");
     assert_eq!(stream["segments_in"], 3);
+    let bytes = 3 * segment().len() as u64;
+    assert_eq!(stream["ingest"]["bytes"], bytes, "{stream}");
+    assert_eq!(stream["ingest"]["media_seconds"], 6, "{stream}");
+    assert_eq!(stream["ingest"]["bitrate_bps"], bytes * 8 / 6, "{stream}");
     assert_eq!(stream["segments_transcoded"], 3);
     assert_eq!(stream["renditions"][1]["segments_out"], 3, "{stream}");
     assert_eq!(
