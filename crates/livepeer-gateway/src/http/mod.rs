@@ -9,6 +9,7 @@ mod ai;
 mod body;
 mod byoc;
 mod byoc_stream;
+mod catalog;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod live;
@@ -45,7 +46,9 @@ pub fn public_router(
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
     let Services { ai, live, byoc, byoc_streams, transcode } = services;
+    let catalog = catalog::router(ai.pool.clone());
     let router = ai::router(ai)
+        .merge(catalog)
         .merge(live::router(live))
         .merge(byoc::router(byoc))
         .merge(byoc_stream::router(byoc_streams))

@@ -9,6 +9,7 @@ mod bodies;
 mod byoc;
 mod byoc_remote;
 mod byoc_stream;
+mod catalog;
 mod discovery;
 mod fuzz;
 mod health;
