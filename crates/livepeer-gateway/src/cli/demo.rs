@@ -92,6 +92,7 @@ pub(crate) fn instructions(
          \x20 ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -c:v libx264 -g 60 -f flv \\\n\
          \x20   rtmp://{rtmp}/stream/demo    (transcoding; then play it:)\n\
          \x20 ffplay http://{http}/stream/demo.m3u8\n\
+         \x20 curl -s http://{http}/v1/catalog    (what the gateway offers; /v1/models for OpenAI clients)\n\
          \x20 curl -s http://{admin}/byoc/capabilities\n\
          \x20 curl -s http://{admin}/orchestrators\n\
          \x20 curl -s 'http://{admin}/select?pipeline=text-to-image&model=ByteDance/SDXL-Lightning'\n\

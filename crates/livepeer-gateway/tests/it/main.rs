@@ -27,6 +27,7 @@ mod payments;
 mod per_model;
 mod props;
 mod py_byoc;
+mod py_openai;
 mod results;
 mod rtmp_ingest;
 mod settle;

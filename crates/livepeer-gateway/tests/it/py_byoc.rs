@@ -30,7 +30,7 @@ const SDK_GRPC_PORT: u16 = 8935;
 const TICKET_EV: u64 = 8_000_000_000;
 
 /// The SDK venv's python (made by `scripts/sdk-venv`), if there is one.
-fn sdk_python() -> Option<PathBuf> {
+pub fn sdk_python() -> Option<PathBuf> {
     if let Some(python) = std::env::var_os("LIVEPEER_SDK_PYTHON") {
         return Some(python.into());
     }
