@@ -221,7 +221,9 @@ async fn a_failing_orchestrator_is_left_for_another_without_a_playlist_gap() {
     assert_eq!(stand_in.bytes().await.unwrap().as_ref(), segment(), "the source stands in");
     let (_, status) = admin_get(&gw, "/transcode/streams/fo").await;
     assert_eq!(status["segments_source_only"], 1, "{status}");
-    assert!(status["retries"].as_u64().unwrap() >= 2, "{status}");
+    // Segment 1's move from the busy orchestrator is a retry; whether segment 4 had a second
+    // orchestrator to try depends on whether the busy one's breaker had closed again by then.
+    assert!(status["retries"].as_u64().unwrap() >= 1, "{status}");
     assert!(status["orchestrator_swaps"].as_u64().unwrap() >= 1, "{status}");
     let metrics = admin_text(&gw, "/metrics").await;
     assert!(
