@@ -52,19 +52,10 @@ fn offered(pool: &Pool) -> Vec<(JobKey, Tiers)> {
     out
 }
 
-/// The cheapest and dearest price among `tiers`' orchestrators, compared exactly.
+/// The cheapest and dearest price among `tiers`' orchestrators (`Price` compares exactly).
 fn price_range(tiers: &Tiers) -> Option<(Price, Price)> {
-    let mut prices = tiers.warm.iter().chain(&tiers.cold).map(|e| e.price);
-    let first = prices.next()?;
-    Some(prices.fold((first, first), |(lo, hi), p| {
-        (if cheaper(&p, &lo) { p } else { lo }, if cheaper(&hi, &p) { p } else { hi })
-    }))
-}
-
-/// `a < b` as fractions, without rounding (the parts are non-negative `i64`s).
-fn cheaper(a: &Price, b: &Price) -> bool {
-    i128::from(a.per_unit) * i128::from(b.pixels_per_unit)
-        < i128::from(b.per_unit) * i128::from(a.pixels_per_unit)
+    let prices = || tiers.warm.iter().chain(&tiers.cold).map(|e| e.price);
+    Some((prices().min()?, prices().max()?))
 }
 
 async fn catalog(State(pool): State<Pool>) -> Json<Value> {

@@ -166,8 +166,8 @@ impl IngestSink for RtmpSink {
             .open_stream(&manifest, admission.profiles, Format::MpegTs)
             .map_err(|e| e.to_string())?;
         tracing::info!(%manifest, "RTMP stream started");
-        let permits = self.state.config().segment_concurrency + QUEUED;
-        let permits = u32::try_from(permits).unwrap_or(u32::MAX >> 3);
+        // A cap far above any useful concurrency keeps the cast exact.
+        let permits = (self.state.config().segment_concurrency + QUEUED).min(1 << 16) as u32;
         Ok(RtmpStream { manifest, pending: Arc::new(Semaphore::new(permits as usize)), permits })
     }
 
