@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt as _;
 use livepeer_gateway::Gateway;
 use livepeer_pm::{LocalSigner, Ratio};
 use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig};
 use serde_json::{Value, json};
 
+use crate::byoc_stream::job_header as header;
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -50,16 +49,6 @@ async fn gateways(sim: &Sim, interval: Duration) -> (Gateway, Gateway) {
     c.remote_signer = Some(livepeer_gateway::config::RemoteSigner::parse(&url, &headers).unwrap());
     c.byoc.payment_interval = interval;
     (signer, start(c).await)
-}
-
-fn header(capability: &str, timeout: u64, parameters: &str) -> String {
-    let job = json!({
-        "request": "{}",
-        "parameters": parameters,
-        "capability": capability,
-        "timeout_seconds": timeout,
-    });
-    STANDARD.encode(job.to_string())
 }
 
 /// Only the signer's key paid, and the simulator refused nothing.

@@ -52,7 +52,7 @@ fn header(timeout: u64, parameters: &str) -> String {
     job_header(CAP, timeout, parameters)
 }
 
-fn job_header(capability: &str, timeout: u64, parameters: &str) -> String {
+pub fn job_header(capability: &str, timeout: u64, parameters: &str) -> String {
     let job = json!({
         "request": "{}",
         "parameters": parameters,
