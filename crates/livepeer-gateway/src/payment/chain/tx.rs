@@ -1,0 +1,1 @@
+//! TicketBroker transactions (deposit management): filled in by the deposit subcommands.
