@@ -37,6 +37,7 @@ pub mod keys;
 pub mod live;
 pub mod log_sink;
 pub mod metrics;
+pub mod onchain;
 pub mod orchestrator;
 pub mod payment;
 pub mod state;
@@ -82,6 +83,10 @@ pub enum StartError {
         /// What went wrong.
         message: String,
     },
+    /// `--eth-url` serves another chain than `--network` names: a configuration mistake (the
+    /// binary exits 64, as for any bad setting).
+    #[error("{0}")]
+    WrongChain(String),
 }
 
 /// The parts of the gateway whose setup can fail at start, named in [`StartError::Setup`].
@@ -172,22 +177,28 @@ impl Gateway {
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
+        let chain = connect_chain(&config).await?;
+        let chain_pool = chain_discovery(&config, chain.as_ref()).await?;
         // One client (and one connection per orchestrator) for discovery and payment sessions.
         let pool = Pool::start(
             pool_config(&config),
             client.clone(),
-            discovery(&config)?,
+            discovery(&config, chain_pool.as_ref())?,
             metrics.clone(),
             &tasks,
         )
         .await;
-        let (payer, payments) = payments(&config, &client, &tasks).await?;
+        if let (Some(d), Some(c), Some(cc)) = (chain_pool, &chain, &config.chain) {
+            d.spawn(&tasks, c, cc.pool_refresh, pool.clone());
+        }
+        let (payer, payments) = payments(&config, &client, &tasks, chain.as_ref()).await?;
         let state = AppState {
             pool,
             metrics,
             requirements: Arc::new(config.requirements.clone()),
             summary: Arc::new(summary(&config)),
             payer,
+            chain: chain.map(|c| c.status),
         };
         let ai_state = ai_state(&config, http_addr, &state, payments.clone(), tasks.drained())?;
         let payments_for_byoc = payments.clone();
@@ -282,6 +293,7 @@ async fn payments(
     config: &Config,
     client: &OrchClient,
     tasks: &Tasks,
+    chain: Option<&onchain::Chain>,
 ) -> Result<(Option<payment::LocalPayer>, payment::Payments), StartError> {
     let payer = config.signer.clone().map(|signer| {
         // Job-priced ticket params come from their own GetOrchestrator calls.
@@ -290,8 +302,8 @@ async fn payments(
     let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
     let payments =
         payment::Payments::new(payer.clone(), remote, client).map_err(setup(Part::Payments))?;
-    if let (Some(chain), Some(payer)) = (&config.chain, payments.local()) {
-        watch_funds(tasks, chain, payer.clone()).await?;
+    if let (Some(chain), Some(cc), Some(payer)) = (chain, &config.chain, payments.local()) {
+        chain.watch_funds(tasks, cc.refresh, payer.clone()).await.map_err(setup(Part::Chain))?;
     }
     Ok((payer, payments))
 }
@@ -378,9 +390,15 @@ async fn identity(config: &Config) -> Result<Option<Identity>, StartError> {
 
 /// Where orchestrators come from: the static list, the webhook, or (with no orchestrators
 /// configured) the remote signer's `/discover-orchestrators`.
-fn discovery(config: &Config) -> Result<Discovery, StartError> {
+fn discovery(
+    config: &Config,
+    chain: Option<&onchain::discovery::ChainDiscovery>,
+) -> Result<Discovery, StartError> {
     let timeout = std::time::Duration::from_secs(3);
     let refresh = config.webhook_refresh_interval;
+    if let Some(chain) = chain {
+        return Ok(Discovery::Shared(chain.list.clone()));
+    }
     match (&config.orchestrators, &config.remote_signer) {
         (OrchSource::Static(urls), Some(config::RemoteSigner { url, headers }))
             if urls.is_empty() =>
@@ -480,46 +498,41 @@ fn signer_state(
     Ok(Some(signer))
 }
 
-/// Reads the sender's TicketBroker funds once (startup fails if it cannot, as go-livepeer's
-/// does on-chain), then again every `chain.refresh`, keeping the last good value on errors.
-async fn watch_funds(
-    tasks: &Tasks,
-    chain: &config::ChainConfig,
-    payer: payment::LocalPayer,
-) -> Result<(), StartError> {
-    let sender = payer.sender();
-    let client = payment::chain::ChainClient::new(chain.url.clone())
-        .map_err(|e| setup(Part::Chain)(format!("--eth-url: {e}")))?;
-    let controller = chain.controller;
-    let info = client.sender_info(controller, sender).await.map_err(|e| {
-        setup(Part::Chain)(format!("reading the TicketBroker deposit and reserve: {e}"))
-    })?;
-    tracing::info!(deposit = %info.deposit, reserve = %info.reserve, unlocking = info.is_unlocking(), "sender funds");
-    payer.set_funds(info);
-    // The block number that ticket expiry is counted in (L1 on Arbitrum).
-    if let Ok(block) = client.expiry_block_number().await {
-        payer.set_block(block);
-    }
-    let every = chain.refresh;
-    tasks.spawn("sender-funds", move |cancel| async move {
-        let mut tick = tokio::time::interval(every);
-        tick.reset();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tick.tick() => {
-                    match client.sender_info(controller, sender).await {
-                        Ok(info) => payer.set_funds(info),
-                        Err(e) => tracing::warn!(error = %e, "could not refresh sender funds; keeping the last"),
-                    }
-                    if let Ok(block) = client.expiry_block_number().await {
-                        payer.set_block(block);
-                    }
-                }
-            }
+/// The chain connection (`--eth-url`), checked: a wrong chain id is a configuration error.
+async fn connect_chain(config: &Config) -> Result<Option<onchain::Chain>, StartError> {
+    let Some(cc) = &config.chain else { return Ok(None) };
+    match onchain::connect(cc).await {
+        Ok(chain) => Ok(Some(chain)),
+        Err(e @ onchain::ConnectError::WrongChain { .. }) => {
+            Err(StartError::WrongChain(e.to_string()))
         }
-    });
-    Ok(())
+        Err(e) => Err(setup(Part::Chain)(e)),
+    }
+}
+
+/// On-chain discovery, when the network is on-chain and no other source is configured
+/// (GATEWAY.md §4.1): the stored pool, served at once.
+async fn chain_discovery(
+    config: &Config,
+    chain: Option<&onchain::Chain>,
+) -> Result<Option<onchain::discovery::ChainDiscovery>, StartError> {
+    let no_other = matches!(&config.orchestrators, OrchSource::Static(urls) if urls.is_empty())
+        && config.remote_signer.is_none();
+    let (Some(chain), Some(cc)) = (chain, &config.chain) else { return Ok(None) };
+    if !no_other || !cc.network.is_onchain() {
+        return Ok(None);
+    }
+    let database_url = config
+        .keys
+        .database_url
+        .as_ref()
+        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned());
+    let url = onchain::db::url(database_url.as_deref(), &config.keys.data_dir)
+        .map_err(setup(Part::Discovery))?;
+    onchain::discovery::ChainDiscovery::open(chain, &url)
+        .await
+        .map(Some)
+        .map_err(setup(Part::Discovery))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -546,7 +559,7 @@ fn summary(c: &Config) -> serde_json::Value {
     json!({
         "http_addr": c.http_addr.to_string(),
         "cli_addr": c.cli_addr.to_string(),
-        "network": "offchain",
+        "network": c.chain.as_ref().map_or("offchain", |cc| cc.network.name()),
         "orchestrators": source,
         "discovery_timeout_ms": c.discovery_timeout.as_millis() as u64,
         "refresh_interval_ms": c.refresh_interval.as_millis() as u64,

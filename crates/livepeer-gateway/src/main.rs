@@ -70,6 +70,10 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "livepeer-gateway failed");
             eprintln!("livepeer-gateway: {e:#}");
+            // A node of another chain than --network names is a configuration mistake.
+            if matches!(e.downcast_ref(), Some(livepeer_gateway::StartError::WrongChain(_))) {
+                return ExitCode::from(EXIT_CONFIG);
+            }
             ExitCode::FAILURE
         }
     }

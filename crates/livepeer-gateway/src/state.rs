@@ -21,4 +21,6 @@ pub struct AppState {
     pub summary: Arc<serde_json::Value>,
     /// The ticket sender, when the gateway has a key.
     pub payer: Option<LocalPayer>,
+    /// The chain connection's state (network, contracts, rounds, on-chain discovery).
+    pub chain: Option<Arc<crate::onchain::ChainStatus>>,
 }

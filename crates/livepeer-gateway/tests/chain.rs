@@ -341,6 +341,10 @@ async fn a_gateway_without_a_deposit_refuses_to_pay() {
         url,
         controller,
         refresh: Duration::from_secs(60),
+        network: livepeer_gateway::config::Network::Offchain,
+        ai_service_registry: None,
+        pool_refresh: Duration::from_secs(600),
+        reserve_warning_hours: 24,
     });
     let gw = livepeer_gateway::Gateway::start(config).await.unwrap();
     let resp = reqwest::Client::new()

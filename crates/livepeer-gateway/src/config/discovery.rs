@@ -15,7 +15,8 @@ use crate::orchestrator::{TlsTrust, normalize_orch_addr};
 section! {
     /// Discovery settings.
     pub struct Discovery {
-        /// Network: only `offchain` is supported so far [default: offchain].
+        /// Network: `offchain`, `arbitrum-one-mainnet`, `mainnet`, or a custom name with
+        /// --eth-controller [default: offchain].
         #[arg(long, env = "LP_NETWORK")]
         pub network: Option<String>,
         /// Comma-separated orchestrator addresses (`host`, `host:port`, `:port` or a URL).
@@ -59,15 +60,7 @@ pub(super) struct DiscoveryConfig {
 
 impl Discovery {
     pub(super) fn validate(self) -> Result<DiscoveryConfig, ConfigError> {
-        let network = self.network.unwrap_or_else(|| "offchain".into());
-        if network != "offchain" {
-            return Err(bad(
-                "--network",
-                format!(
-                    "{network:?}: only offchain is supported so far (on-chain payments are not built yet)"
-                ),
-            ));
-        }
+        // `--network` is validated with the chain settings (config/network.rs).
         let orchestrators = match optional_url("--orch-webhook-url", self.orch_webhook_url)? {
             Some(url) => OrchSource::Webhook(url),
             None => OrchSource::Static(orch_list(&self.orch_addr.unwrap_or_default())?),

@@ -49,6 +49,8 @@ mod key;
 mod keys;
 mod listen;
 mod live;
+/// `--network` and its presets.
+pub mod network;
 mod payment;
 mod price;
 mod section;
@@ -62,6 +64,7 @@ pub use ingest::{Ingest, IngestConfig};
 pub use keys::Keys;
 pub use listen::{Listen, Logging};
 pub use live::Live;
+pub use network::Network;
 pub use payment::{Payment, RemoteSigner, Signer};
 pub use price::Prices;
 pub use transcode::Transcode;
@@ -141,7 +144,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The Ethereum connection used to read the gateway's TicketBroker funds.
+/// The Ethereum connection used to read the gateway's TicketBroker funds (and, on an
+/// on-chain network, to discover orchestrators).
 #[derive(Debug, Clone)]
 pub struct ChainConfig {
     /// JSON-RPC URL.
@@ -150,6 +154,14 @@ pub struct ChainConfig {
     pub controller: livepeer_pm::Address,
     /// How often the funds are read again.
     pub refresh: Duration,
+    /// `--network`: a known network's chain id is checked at start.
+    pub network: Network,
+    /// The ServiceRegistry to read service URIs from instead of the Controller's.
+    pub ai_service_registry: Option<livepeer_pm::Address>,
+    /// How often on-chain discovery walks the transcoder pool again.
+    pub pool_refresh: Duration,
+    /// Admin status warns when the reserve lasts fewer hours than this at the current spend.
+    pub reserve_warning_hours: u64,
 }
 
 /// Where orchestrators come from.
@@ -243,6 +255,7 @@ impl Config {
 
     /// Validates merged settings; `eth_key` is `LP_ETH_KEY`.
     fn validate(f: Flags, eth_key: Option<SecretString>) -> Result<Self, ConfigError> {
+        let network = f.discovery.network.clone();
         let discovery = f.discovery.validate()?;
         let listen = f.listen.validate()?;
         let mut requirements = f.prices.validate()?;
@@ -253,7 +266,7 @@ impl Config {
         }
         let (eject, probe_interval, weights) = f.selection.validate()?;
         let (log_format, log_level) = f.logging.validate()?;
-        let payment = f.payment.validate(eth_key)?;
+        let payment = f.payment.validate(eth_key, network)?;
         let ai = f.ai.validate()?;
         let live = f.live.validate(ai.public_url.clone())?;
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;

@@ -10,6 +10,7 @@ use livepeer_pm::{LocalSigner, U256};
 use secrecy::SecretString;
 use url::Url;
 
+use super::network::{Network, ai_service_registry};
 use super::section::section;
 use super::values::{headers, optional_url, positive_duration};
 use super::{ChainConfig, ConfigError, bad, key};
@@ -46,6 +47,17 @@ section! {
         /// Which account of a keystore directory to use.
         #[arg(long, env = "LP_ETHACCTADDR")]
         pub eth_acct_addr: Option<String>,
+        /// Read service URIs from the AI subnet's ServiceRegistry (`true`, go-livepeer's
+        /// `-aiServiceRegistry`), or from the registry at this address.
+        #[arg(long, env = "LP_AISERVICEREGISTRY", num_args = 0..=1, default_missing_value = "true")]
+        pub ai_service_registry: Option<String>,
+        /// How often on-chain discovery walks the transcoder pool again [default: 10m].
+        #[arg(long, env = "LP_CHAINPOOLREFRESHINTERVAL")]
+        pub chain_pool_refresh_interval: Option<String>,
+        /// Warn (admin status) when the reserve covers fewer hours than this at the current
+        /// spend [default: 24].
+        #[arg(long, env = "LP_RESERVEWARNINGHOURS")]
+        pub reserve_warning_hours: Option<u64>,
     }
 }
 
@@ -76,9 +88,11 @@ impl Payment {
     }
 
     /// `eth_key` is `LP_ETH_KEY`, read by the caller so that tests need no environment.
+    /// `network` is `--network`, parsed here because a custom network needs `--eth-controller`.
     pub(super) fn validate(
         self,
         eth_key: Option<SecretString>,
+        network: Option<String>,
     ) -> Result<PaymentConfig, ConfigError> {
         let signer = key::resolve_signer(
             self.eth_keystore_path.clone(),
@@ -87,28 +101,51 @@ impl Payment {
             eth_key,
         )?;
         let limits = self.limits()?;
-        let chain = self.chain()?;
+        let network = Network::parse(network.as_deref(), self.eth_controller.is_some())?;
+        let chain = self.chain(network)?;
         if chain.is_some() && signer.is_none() {
             return Err(bad("--eth-url", "needs the gateway's key (--eth-keystore-path)"));
         }
         Ok(PaymentConfig { signer, limits, chain })
     }
 
-    fn chain(self) -> Result<Option<ChainConfig>, ConfigError> {
-        let Some(url) = optional_url("--eth-url", self.eth_url)? else { return Ok(None) };
-        let controller = self
-            .eth_controller
-            .ok_or_else(|| bad("--eth-controller", "required with --eth-url"))?;
-        let controller = controller
-            .trim()
-            .parse::<livepeer_pm::Address>()
-            .map_err(|e| bad("--eth-controller", format!("{controller:?}: {e}")))?;
+    /// The chain connection: `--eth-url` with the preset or given Controller. An on-chain
+    /// network needs `--eth-url`; off-chain, `--eth-url` alone only reads the sender's funds.
+    fn chain(self, network: Network) -> Result<Option<ChainConfig>, ConfigError> {
+        let Some(url) = optional_url("--eth-url", self.eth_url)? else {
+            if network.is_onchain() {
+                let message = format!("{} needs --eth-url", network.name());
+                return Err(bad("--network", message));
+            }
+            return Ok(None);
+        };
+        let controller = match (self.eth_controller, network.controller()) {
+            (Some(text), _) => text
+                .trim()
+                .parse::<livepeer_pm::Address>()
+                .map_err(|e| bad("--eth-controller", format!("{text:?}: {e}")))?,
+            (None, Some(preset)) => preset,
+            (None, None) => return Err(bad("--eth-controller", "required with --eth-url")),
+        };
         let refresh = positive_duration(
             "--sender-info-refresh-interval",
             self.sender_info_refresh_interval,
             Duration::from_secs(30),
         )?;
-        Ok(Some(ChainConfig { url, controller, refresh }))
+        let pool_refresh = positive_duration(
+            "--chain-pool-refresh-interval",
+            self.chain_pool_refresh_interval,
+            Duration::from_secs(600),
+        )?;
+        Ok(Some(ChainConfig {
+            url,
+            controller,
+            refresh,
+            ai_service_registry: ai_service_registry(self.ai_service_registry.as_deref())?,
+            pool_refresh,
+            reserve_warning_hours: self.reserve_warning_hours.unwrap_or(24),
+            network,
+        }))
     }
 }
 

@@ -78,6 +78,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "deposit_wei": f.deposit.to_string(),
                 "reserve_wei": f.reserve.to_string(),
                 "unlocking": f.is_unlocking(),
+                "withdraw_round": f.withdraw_round.to_string(),
+                "unlocks_soon": p.unlocks_soon(&f),
             })),
             "sessions": p.sessions(),
         })
@@ -85,6 +87,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "payments": payments,
+        "chain": state.chain.as_ref().map(|c| c.to_json()),
         "uptime_ms": now,
         "config": &*state.summary,
         "pool": {

@@ -1,5 +1,6 @@
-//! Where orchestrator addresses come from: a static list (`--orch-addr`) or a webhook
-//! (`--orch-webhook-url`, GATEWAY.md §4.3). On-chain and remote-signer discovery come later.
+//! Where orchestrator addresses come from: a static list (`--orch-addr`), a webhook
+//! (`--orch-webhook-url`, GATEWAY.md §4.3), or a list another part keeps current (on-chain
+//! discovery, [`SharedList`]).
 //!
 //! A webhook fetch that fails or answers garbage keeps the last good list; before the first
 //! good fetch the error is returned, since there is nothing to keep.
@@ -87,6 +88,27 @@ pub enum Discovery {
     Static(Vec<Url>),
     /// A webhook polled at most every `refresh`.
     Webhook(Webhook),
+    /// A list kept current by its owner (the on-chain pool walk).
+    Shared(std::sync::Arc<SharedList>),
+}
+
+/// A list of orchestrator URLs that its owner replaces whole (on-chain discovery), read by the
+/// pool at each refresh.
+#[derive(Debug, Default)]
+pub struct SharedList(Mutex<Vec<Url>>);
+
+impl SharedList {
+    /// Replaces the list.
+    pub fn set(&self, urls: Vec<Url>) {
+        if let Ok(mut list) = self.0.lock() {
+            *list = urls;
+        }
+    }
+
+    /// The current list.
+    pub fn get(&self) -> Vec<Url> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 /// Webhook discovery state.
@@ -129,6 +151,7 @@ impl Discovery {
         match self {
             Self::Static(list) => Ok(list.clone()),
             Self::Webhook(w) => w.urls().await,
+            Self::Shared(list) => Ok(list.get()),
         }
     }
 }

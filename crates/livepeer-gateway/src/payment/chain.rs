@@ -443,12 +443,22 @@ impl ChainClient {
     /// # Errors
     /// As [`ChainClient::call`]; [`ChainError::NoContract`] without a contract there.
     pub async fn rounds(&self, rounds_manager: Address) -> Result<Rounds, ChainError> {
-        let latest = BlockId::latest();
+        self.rounds_at(rounds_manager, BlockId::latest()).await
+    }
+
+    /// The rounds as of block `at`.
+    ///
+    /// # Errors
+    /// As [`ChainClient::rounds`].
+    pub async fn rounds_at(
+        &self,
+        rounds_manager: Address,
+        at: BlockId,
+    ) -> Result<Rounds, ChainError> {
         let current =
-            self.view(rounds_manager, &abi::RoundsManager::currentRoundCall {}, latest).await?;
-        let last_initialized = self
-            .view(rounds_manager, &abi::RoundsManager::lastInitializedRoundCall {}, latest)
-            .await?;
+            self.view(rounds_manager, &abi::RoundsManager::currentRoundCall {}, at).await?;
+        let last_initialized =
+            self.view(rounds_manager, &abi::RoundsManager::lastInitializedRoundCall {}, at).await?;
         Ok(Rounds { current, last_initialized })
     }
 }

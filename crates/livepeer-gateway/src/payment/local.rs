@@ -79,6 +79,9 @@ pub struct LocalPayer {
     /// The sender's deposit and reserve as last read from the TicketBroker; `None` when the
     /// gateway has no chain connection (those checks are then skipped, as off-chain).
     funds: Arc<Mutex<Option<SenderInfo>>>,
+    /// The RoundsManager's last initialized round, for the unlock check; `None` until read
+    /// (an unlock then counts as imminent).
+    round: Arc<Mutex<Option<U256>>>,
     signer: Arc<LocalSigner>,
     client: OrchClient,
     limits: PaymentLimits,
@@ -94,6 +97,7 @@ impl LocalPayer {
         Self {
             block: Arc::default(),
             funds: Arc::default(),
+            round: Arc::default(),
             signer,
             client,
             limits,
@@ -149,6 +153,22 @@ impl LocalPayer {
         }
     }
 
+    /// Records the last initialized round as just read from the RoundsManager.
+    pub fn set_round(&self, round: U256) {
+        if let Ok(mut r) = self.round.lock() {
+            *r = Some(round);
+        }
+    }
+
+    /// Whether `funds` "unlock soon" in go-livepeer's sense (`validateSender`): against the
+    /// last initialized round when known, else any unlock counts.
+    pub fn unlocks_soon(&self, funds: &SenderInfo) -> bool {
+        match self.round.lock().ok().and_then(|r| *r) {
+            Some(round) => funds.unlocks_soon(round),
+            None => funds.is_unlocking(),
+        }
+    }
+
     /// The sender's funds as last read, if a chain is configured.
     pub fn funds(&self) -> Option<SenderInfo> {
         self.funds.lock().ok().and_then(|f| *f)
@@ -158,7 +178,7 @@ impl LocalPayer {
     /// 9), with its error strings.
     pub(super) fn check_funds(&self, face_value: U256) -> Result<(), PayError> {
         let Some(funds) = self.funds() else { return Ok(()) };
-        if funds.is_unlocking() {
+        if self.unlocks_soon(&funds) {
             return Err(PayError::Refused("deposit and reserve is set to unlock soon".into()));
         }
         if funds.reserve.is_zero() {
@@ -528,7 +548,11 @@ mod tests {
             other => panic!("{other:?}"),
         };
         p.set_funds(funds(1000, 10, 7));
-        assert!(refused(&p, 1).contains("unlock soon"));
+        assert!(refused(&p, 1).contains("unlock soon"), "round unknown: any unlock counts");
+        p.set_round(U256::from(5));
+        assert!(p.check_funds(U256::from(1)).is_ok(), "withdrawRound 7 > round 5 + 1");
+        p.set_round(U256::from(6));
+        assert!(refused(&p, 1).contains("unlock soon"), "withdrawRound 7 <= round 6 + 1");
         p.set_funds(funds(1000, 0, 0));
         assert_eq!(refused(&p, 1), "no sender reserve");
         p.set_funds(funds(0, 10, 0));
