@@ -3,8 +3,9 @@
 //! other (about 113 s for ~100, GATEWAY.md §9 item 9). Here only the linked list itself is
 //! followed one call at a time (`getFirstTranscoderInPool`, then `getNextTranscoderInPool`);
 //! every orchestrator's details (`getTranscoder`, the service URI, the stake of the round) are
-//! then read in JSON-RPC batches, the three kinds at once. Every call reads the same block, so
-//! the result is one consistent picture of the pool.
+//! then read in JSON-RPC batches, the three kinds at once. Calls read the latest block (a
+//! pinned historical block costs some nodes, ganache among them, far more per call); a
+//! registration that lands mid-walk shows on the next walk.
 
 use alloy::eips::BlockId;
 use futures_util::future::try_join3;
@@ -53,7 +54,7 @@ pub fn is_active(activation: U256, deactivation: U256, round: U256) -> bool {
 /// What one walk found.
 #[derive(Debug, Clone)]
 pub struct Walk {
-    /// The block every call read.
+    /// The latest block when the walk started.
     pub block: u64,
     /// The rounds at that block.
     pub rounds: Rounds,
@@ -67,7 +68,7 @@ pub struct Walk {
 /// Any failed call: a partial walk is not a picture of the pool.
 pub async fn walk(client: &ChainClient, contracts: &Contracts) -> Result<Walk, ChainError> {
     let block = client.block_number().await?;
-    let at = BlockId::number(block);
+    let at = BlockId::latest();
     let rounds = client.rounds_at(contracts.rounds_manager, at).await?;
     let round = rounds.last_initialized;
     let addresses = list(client, contracts.bonding_manager, at).await?;

@@ -1,0 +1,231 @@
+//! On a real local chain (ganache) with the protocol's test doubles: on-chain discovery (the
+//! pool walked, stored, served from the database at a restart, refreshed), the unlock check at
+//! the round boundary, the chain id check, and the preset Controller of `--network`.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use alloy::sol_types::SolCall;
+use livepeer_gateway::config::{ChainConfig, Config, Network};
+use livepeer_pm::{Address, LocalSigner, U256};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use url::Url;
+
+use super::ganache::{self, GATEWAY_KEY, Node, Protocol, compile, free_port, orch_address};
+use super::support::{TextSim, admin_get, config, eventually, orch_state};
+
+/// The Controller of `--network arbitrum-one-mainnet` (GATEWAY.md §2.3).
+const ARBITRUM_CONTROLLER: &str = "0xD8E8328501E9645d16Cf49539efC04f734606ee4";
+
+/// A gateway config on `node`'s chain: the gateway's key (ganache account 1), data under
+/// `data_dir`, funds read every 100 ms, the pool walked every `walk_every`.
+fn chain_config(
+    urls: &[&str],
+    rpc: &Url,
+    controller: Address,
+    data_dir: &Path,
+    walk_every: Duration,
+) -> Config {
+    let mut c = config(urls);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(GATEWAY_KEY).unwrap()));
+    c.keys.data_dir = data_dir.to_path_buf();
+    c.chain = Some(ChainConfig {
+        url: rpc.clone(),
+        controller,
+        refresh: Duration::from_millis(100),
+        network: Network::Custom("devchain".into()),
+        ai_service_registry: None,
+        pool_refresh: walk_every,
+        reserve_warning_hours: 24,
+    });
+    c
+}
+
+async fn chain_status(gw: &livepeer_gateway::Gateway) -> Value {
+    admin_get(gw, "/status").await.1["chain"].clone()
+}
+
+/// A made-up orchestrator nobody listens for: a port just closed.
+fn dead_uri(n: u64) -> String {
+    format!("http://127.0.0.1:{}/o{n}", free_port())
+}
+
+const FOREVER: u64 = u64::MAX;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovers_the_active_orchestrators_of_a_hundred() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(1337).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let sims = [
+        TextSim::new("a").start().await,
+        TextSim::new("b").start().await,
+        TextSim::new("gone").start().await,
+    ];
+    // 100 orchestrators: two live simulators; a third simulator whose deactivation round has
+    // come (10 is not < 10); three more not active before round 11; the rest unreachable.
+    let mut orchs = Vec::new();
+    for i in 0..100u64 {
+        let uri = match i {
+            0..=2 => sims[i as usize].url().to_owned(),
+            _ => dead_uri(i),
+        };
+        let (activation, deactivation) = match i {
+            2 => (1, 10),
+            3..=5 => (11, FOREVER),
+            _ => (1, FOREVER),
+        };
+        orchs.push((orch_address(i), uri, 1_000 + i, activation, deactivation));
+    }
+    p.register(&node, &orchs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let gw = livepeer_gateway::Gateway::start(chain_config(
+        &[],
+        &node.url,
+        p.controller,
+        dir.path(),
+        Duration::from_millis(500),
+    ))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "the first walk", || async {
+        chain_status(&gw).await["discovery"]["source"] == "chain"
+    })
+    .await;
+    let status = chain_status(&gw).await;
+    let walk = &status["discovery"]["last_walk"];
+    eprintln!("walk: {walk}");
+    assert_eq!(walk["pool_size"], 100, "{walk}");
+    assert_eq!(walk["active"], 96, "{walk}");
+    assert_eq!(walk["round"], "10");
+    let took = walk["duration_ms"].as_u64().unwrap();
+    assert!(took < 5_000, "the walk of 100 took {took} ms");
+    let listed = status["discovery"]["orchestrators"].as_array().unwrap();
+    assert_eq!(listed.len(), 100);
+    let first = &listed[0];
+    assert_eq!(first["address"], json!(orch_address(0)));
+    assert_eq!(first["stake"], "1000");
+    assert_eq!(first["activation_round"], "1");
+    assert_eq!(first["deactivation_round"], U256::from(FOREVER).to_string());
+    assert_eq!(listed[2]["active"], false);
+    assert_eq!(listed[3]["active"], false);
+    assert_eq!(status["rounds"]["last_initialized"], "10");
+
+    for sim in &sims[..2] {
+        eventually(Duration::from_secs(10), "the simulators in the pool", || async {
+            orch_state(&gw, sim.url().trim_end_matches('/')).await != Value::Null
+        })
+        .await;
+    }
+    assert_eq!(orch_state(&gw, sims[2].url().trim_end_matches('/')).await, Value::Null, "inactive");
+
+    // A new registration is picked up by the next walk.
+    let late = TextSim::new("late").start().await;
+    p.register(&node, &[(orch_address(100), late.url().to_owned(), 5, 1, FOREVER)]).await;
+    eventually(Duration::from_secs(10), "the new orchestrator in the pool", || async {
+        orch_state(&gw, late.url().trim_end_matches('/')).await != Value::Null
+    })
+    .await;
+    let status = chain_status(&gw).await;
+    assert_eq!(status["discovery"]["last_walk"]["pool_size"], 101);
+    gw.shutdown().await;
+}
+
+/// A JSON-RPC proxy to `target` that holds every request walking the pool
+/// (`getFirstTranscoderInPool`) until `release` is notified.
+async fn holding_proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Notify>) -> Url {
+    let selector = hex::encode(ganache::getFirstTranscoderInPoolCall::SELECTOR);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let (http, target, selector) = (http.clone(), target.clone(), selector.clone());
+        let (released, release) = (released.clone(), release.clone());
+        async move {
+            while body.contains(&selector) && !released.load(Ordering::SeqCst) {
+                let notified = release.notified();
+                if released.load(Ordering::SeqCst) {
+                    break;
+                }
+                notified.await;
+            }
+            let resp = http
+                .post(target)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let text = resp.text().await.unwrap();
+            Ok::<_, Infallible>(([("content-type", "application/json")], text))
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_the_stored_pool_before_the_walk_ends() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(1337).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let sim = TextSim::new("stored").start().await;
+    let orchs = [
+        (orch_address(0), sim.url().to_owned(), 10, 1, FOREVER),
+        (orch_address(1), dead_uri(1), 20, 1, FOREVER),
+    ];
+    p.register(&node, &orchs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let walk_every = Duration::from_secs(3600);
+
+    let first = livepeer_gateway::Gateway::start(chain_config(
+        &[],
+        &node.url,
+        p.controller,
+        dir.path(),
+        walk_every,
+    ))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "the first walk", || async {
+        chain_status(&first).await["discovery"]["source"] == "chain"
+    })
+    .await;
+    first.shutdown().await;
+
+    // The second start reads the chain through a proxy that holds the walk.
+    let released = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(Notify::new());
+    let proxy = holding_proxy(node.url.clone(), released.clone(), release.clone()).await;
+    let second = livepeer_gateway::Gateway::start(chain_config(
+        &[],
+        &proxy,
+        p.controller,
+        dir.path(),
+        walk_every,
+    ))
+    .await
+    .unwrap();
+    let status = chain_status(&second).await;
+    assert_eq!(status["discovery"]["source"], "database", "{status}");
+    assert_eq!(status["discovery"]["orchestrators"].as_array().unwrap().len(), 2);
+    eventually(Duration::from_secs(10), "the stored simulator in the pool", || async {
+        orch_state(&second, sim.url().trim_end_matches('/')).await != Value::Null
+    })
+    .await;
+    let status = chain_status(&second).await;
+    assert_eq!(status["discovery"]["source"], "database", "the walk is still held");
+
+    released.store(true, Ordering::SeqCst);
+    release.notify_waiters();
+    eventually(Duration::from_secs(30), "the walk after release", || async {
+        chain_status(&second).await["discovery"]["source"] == "chain"
+    })
+    .await;
+    second.shutdown().await;
+}
