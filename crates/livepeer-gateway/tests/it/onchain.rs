@@ -229,3 +229,143 @@ async fn a_restart_serves_the_stored_pool_before_the_walk_ends() {
     .await;
     second.shutdown().await;
 }
+
+/// A paid text-to-image request through `gw`: its status and error body.
+async fn paid_request(gw: &livepeer_gateway::Gateway) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"prompt": "x", "model_id": super::support::SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// go-livepeer refuses to pay when `withdrawRound <= lastInitializedRound + 1`: an unlock that
+/// completes two rounds ahead still pays; one round ahead does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlock_stops_payments_one_round_before_it_completes() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(1337).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let key = LocalSigner::from_hex(GATEWAY_KEY).unwrap();
+    let gateway_account = node.accounts[1];
+    assert_eq!(key.address(), gateway_account, "the gateway signs as ganache account 1");
+    let eth = U256::from(10u64).pow(U256::from(18));
+    let fund = ganache::fundDepositAndReserveCall { _depositAmount: eth, _reserveAmount: eth };
+    node.send(gateway_account, Some(p.broker), &fund.abi_encode(), eth * U256::from(2)).await;
+    node.send(gateway_account, Some(p.broker), &ganache::unlockCall {}.abi_encode(), U256::ZERO)
+        .await;
+
+    let sim = livepeer_sim::Sim::start(livepeer_sim::SimConfig {
+        eth_address: Some(orch_address(7)),
+        models: vec![
+            livepeer_sim::SimModel::new("text-to-image", super::support::SD).price(1_000, 1),
+        ],
+        ..livepeer_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = livepeer_gateway::Gateway::start(chain_config(
+        &[sim.url()],
+        &node.url,
+        p.controller,
+        dir.path(),
+        Duration::from_secs(3600),
+    ))
+    .await
+    .unwrap();
+    let funds = admin_get(&gw, "/status").await.1["payments"]["funds"].clone();
+    assert_eq!(funds["withdraw_round"], "12", "{funds}");
+    assert_eq!(funds["unlocking"], true);
+    assert_eq!(funds["unlocks_soon"], false, "round 10: 12 > 10 + 1");
+    let (status, body) = paid_request(&gw).await;
+    assert_eq!(status, 200, "{body}");
+
+    p.set_round(&node, 11).await;
+    eventually(Duration::from_secs(10), "round 11 read", || async {
+        admin_get(&gw, "/status").await.1["payments"]["funds"]["unlocks_soon"] == true
+    })
+    .await;
+    let (status, body) = paid_request(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("unlock soon"), "{body}");
+    gw.shutdown().await;
+}
+
+/// Kills the binary when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gateway_binary(args: &[&str], data_dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_livepeer-gateway"));
+    cmd.args(args)
+        .args(["--http-addr", "127.0.0.1:0", "--rtmp-addr", "off"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LP_ETH_KEY", GATEWAY_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_chain_exits_64() {
+    let Some(node) = Node::start(1337).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--network", "arbitrum-one-mainnet", "--eth-url", node.url.as_str()];
+    let mut cmd = gateway_binary(&args, dir.path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("chain id 1337"), "{stderr}");
+    assert!(stderr.contains("arbitrum-one-mainnet is chain id 42161"), "{stderr}");
+}
+
+/// `--network arbitrum-one-mainnet` with no `--eth-controller` reads the protocol through the
+/// preset Controller address: the test chain (chain id 42161) has a Controller's code placed
+/// at that address (`evm_setAccountCode`), naming the contracts deployed by the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preset_controller_resolves_the_contracts() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(42161).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let code = node.client.request("eth_getCode", json!([p.controller, "latest"])).await.unwrap();
+    let preset: Address = ARBITRUM_CONTROLLER.parse().unwrap();
+    node.client.request("evm_setAccountCode", json!([preset, code])).await.unwrap();
+    p.register_in(&node, preset).await;
+    let sim = TextSim::new("arb").start().await;
+    p.register(&node, &[(orch_address(0), sim.url().to_owned(), 1, 1, FOREVER)]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let args =
+        ["--network", "arbitrum-one-mainnet", "--eth-url", node.url.as_str(), "--cli-addr", &admin];
+    let _gw = Running(gateway_binary(&args, dir.path()).spawn().unwrap());
+    let http = reqwest::Client::new();
+    let status_url = format!("http://{admin}/status");
+    eventually(Duration::from_secs(30), "the preset network walked", || async {
+        let Ok(resp) = http.get(&status_url).send().await else { return false };
+        let status: Value = resp.json().await.unwrap_or(Value::Null);
+        status["chain"]["discovery"]["source"] == "chain"
+    })
+    .await;
+    let status: Value = http.get(&status_url).send().await.unwrap().json().await.unwrap();
+    let chain = &status["chain"];
+    assert_eq!(chain["network"], "arbitrum-one-mainnet");
+    assert_eq!(chain["chain_id"], 42161);
+    assert_eq!(chain["controller"], ARBITRUM_CONTROLLER);
+    assert_eq!(chain["contracts"]["bonding_manager"], p.bonding.to_checksum(None));
+    assert_eq!(chain["contracts"]["ticket_broker"], p.broker.to_checksum(None));
+    assert_eq!(chain["discovery"]["active"], 1, "{chain}");
+    assert_eq!(status["config"]["network"], "arbitrum-one-mainnet");
+}
