@@ -8,12 +8,14 @@ mod bench_byoc;
 pub(crate) mod bench_live;
 pub(crate) mod bench_transcode;
 pub(crate) mod demo;
+pub(crate) mod deposit;
 pub(crate) mod keys;
 pub(crate) mod live_client;
 pub(crate) mod nginx;
 pub(crate) mod soak;
 
 use livepeer_gateway::Config;
+use livepeer_gateway::payment::chain::tx::BrokerCall;
 
 /// The subcommands; without one, the binary runs the gateway.
 #[derive(Debug, clap::Subcommand)]
@@ -41,6 +43,14 @@ pub(crate) enum Command {
     /// Manage customer keys (`--auth keys`) through a running gateway's admin API: create,
     /// list, show, disable, delete, usage.
     Keys(keys::KeysArgs),
+    /// Add to the TicketBroker deposit and reserve (`--deposit 0.1ETH --reserve 0.05ETH`).
+    Deposit(deposit::DepositArgs),
+    /// Start unlocking the deposit and reserve (withdrawable after the unlock period).
+    Unlock(deposit::TxArgs),
+    /// Cancel an unlock in progress.
+    CancelUnlock(deposit::TxArgs),
+    /// Withdraw the unlocked deposit and reserve.
+    Withdraw(deposit::TxArgs),
 }
 
 /// What `main` does once a subcommand has run.
@@ -68,5 +78,17 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),
         Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
         Some(Command::Keys(args)) => Next::Report(keys::run(args).await?),
+        Some(Command::Deposit(args)) => {
+            Next::Report(deposit::run(config, deposit::fund(&args)?, &args.tx).await?)
+        }
+        Some(Command::Unlock(args)) => {
+            Next::Report(deposit::run(config, BrokerCall::Unlock, &args).await?)
+        }
+        Some(Command::CancelUnlock(args)) => {
+            Next::Report(deposit::run(config, BrokerCall::CancelUnlock, &args).await?)
+        }
+        Some(Command::Withdraw(args)) => {
+            Next::Report(deposit::run(config, BrokerCall::Withdraw, &args).await?)
+        }
     })
 }

@@ -369,3 +369,87 @@ async fn the_preset_controller_resolves_the_contracts() {
     assert_eq!(chain["discovery"]["active"], 1, "{chain}");
     assert_eq!(status["config"]["network"], "arbitrum-one-mainnet");
 }
+
+/// Runs a deposit subcommand of the binary against `node`: its exit code and stdout.
+async fn deposit_cli(node: &Node, p: &Protocol, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = p.controller.to_checksum(None);
+    let mut cmd = gateway_binary(
+        &["--network", "devchain", "--eth-controller", &controller, "--eth-url", node.url.as_str()],
+        dir.path(),
+    );
+    cmd.args(args).stdout(std::process::Stdio::piped()).stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+}
+
+/// Deposit, reserve, unlock, cancel and withdraw through the subcommands, each checked by
+/// reading the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_subcommands_round_trip() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(1337).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let me = node.accounts[1];
+    let info = || async { node.client.sender_info_at(p.broker, me).await.unwrap() };
+    let eth = U256::from(10u64).pow(U256::from(18));
+
+    let (code, out) = deposit_cli(
+        &node,
+        &p,
+        &["deposit", "--deposit", "1ETH", "--reserve", "0.5ETH", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("TicketBroker.fundDepositAndReserve(uint256,uint256)"), "{out}");
+    assert!(out.contains("value:                    1.5 ETH (1500000000000000000 wei)"), "{out}");
+    assert!(out.contains("dry run: nothing sent"), "{out}");
+    assert_eq!(info().await.deposit, U256::ZERO, "a dry run sends nothing");
+
+    // Without --yes it asks; stdin is empty, so nothing is sent.
+    let (code, out) =
+        deposit_cli(&node, &p, &["deposit", "--deposit", "1ETH", "--reserve", "0.5ETH"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("cancelled: nothing sent"), "{out}");
+    assert_eq!(info().await.deposit, U256::ZERO);
+
+    let (code, out) =
+        deposit_cli(&node, &p, &["deposit", "--deposit", "1ETH", "--reserve", "0.5ETH", "--yes"])
+            .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("deposit:     1 ETH (was 0 ETH)"), "{out}");
+    assert!(out.contains("reserve:     0.5 ETH (was 0 ETH)"), "{out}");
+    let funds = info().await;
+    assert_eq!((funds.deposit, funds.reserve), (eth, eth / U256::from(2)));
+
+    // Withdrawing while locked fails before anything is signed, with the contract's reason.
+    let (code, out) = deposit_cli(&node, &p, &["withdraw", "--yes"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("no unlock request in progress"), "{out}");
+
+    let (code, out) = deposit_cli(&node, &p, &["unlock", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("withdrawable from round 12"), "{out}");
+    assert_eq!(info().await.withdraw_round, U256::from(12));
+    let (code, out) = deposit_cli(&node, &p, &["cancel-unlock", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(info().await.withdraw_round, U256::ZERO);
+
+    let (code, out) = deposit_cli(&node, &p, &["unlock", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    p.set_round(&node, 12).await;
+    let client = &node.client;
+    let balance = |a: Address| async move {
+        let v = client.request("eth_getBalance", json!([a, "latest"])).await.unwrap();
+        U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let before = balance(me).await;
+    let (code, out) = deposit_cli(&node, &p, &["withdraw", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("deposit:     0 ETH (was 1 ETH)"), "{out}");
+    assert_eq!(info().await, livepeer_gateway::payment::SenderInfo::default());
+    let gained = balance(me).await - before;
+    assert!(gained > eth && gained < eth + eth / U256::from(2), "1.5 ETH back less gas: {gained}");
+}

@@ -64,3 +64,21 @@ fn decode_tells_no_contract_from_bad_data() {
         Err(ChainError::Malformed { method: "getContract", .. })
     ));
 }
+
+#[test]
+fn amounts_need_a_unit_and_stay_exact() {
+    use super::tx::{format_eth, parse_amount};
+    let eth = U256::from(10u64).pow(U256::from(18));
+    assert_eq!(parse_amount("1ETH").unwrap(), eth);
+    assert_eq!(parse_amount("0.5 eth").unwrap(), eth / U256::from(2));
+    assert_eq!(parse_amount("0.000000000000000001ETH").unwrap(), U256::from(1));
+    assert_eq!(parse_amount("2gwei").unwrap(), U256::from(2_000_000_000u64));
+    assert_eq!(parse_amount("1.5gwei").unwrap(), U256::from(1_500_000_000u64));
+    assert_eq!(parse_amount("123wei").unwrap(), U256::from(123));
+    for bad in ["1", "1.2wei", "0.0000000000000000001ETH", "eth", "-1ETH", "1e18wei", ".5ETH"] {
+        assert!(parse_amount(bad).is_err(), "{bad}");
+    }
+    assert_eq!(format_eth(eth * U256::from(3) / U256::from(2)), "1.5 ETH");
+    assert_eq!(format_eth(U256::from(1)), "0.000000000000000001 ETH");
+    assert_eq!(format_eth(U256::ZERO), "0 ETH");
+}
