@@ -303,6 +303,7 @@ async fn payments(
     let payments =
         payment::Payments::new(payer.clone(), remote, client).map_err(setup(Part::Payments))?;
     if let (Some(chain), Some(cc), Some(payer)) = (chain, &config.chain, payments.local()) {
+        payer.set_reserve_warning_hours(cc.reserve_warning_hours);
         chain.watch_funds(tasks, cc.refresh, payer.clone()).await.map_err(setup(Part::Chain))?;
     }
     Ok((payer, payments))

@@ -81,6 +81,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "withdraw_round": f.withdraw_round.to_string(),
                 "unlocks_soon": p.unlocks_soon(&f),
             })),
+            "reserve": p.reserve_report(),
             "sessions": p.sessions(),
         })
     });

@@ -82,6 +82,10 @@ pub struct LocalPayer {
     /// The RoundsManager's last initialized round, for the unlock check; `None` until read
     /// (an unlock then counts as imminent).
     round: Arc<Mutex<Option<U256>>>,
+    /// Ticket EV sent over the last hour, for the reserve's outlook.
+    spend: Arc<super::spend::SpendMeter>,
+    /// Admin status warns when the reserve lasts fewer hours than this.
+    warn_hours: Arc<std::sync::atomic::AtomicU64>,
     signer: Arc<LocalSigner>,
     client: OrchClient,
     limits: PaymentLimits,
@@ -98,6 +102,8 @@ impl LocalPayer {
             block: Arc::default(),
             funds: Arc::default(),
             round: Arc::default(),
+            spend: Arc::default(),
+            warn_hours: Arc::new(std::sync::atomic::AtomicU64::new(24)),
             signer,
             client,
             limits,
@@ -167,6 +173,18 @@ impl LocalPayer {
             Some(round) => funds.unlocks_soon(round),
             None => funds.is_unlocking(),
         }
+    }
+
+    /// Sets the hours below which admin status warns that the reserve runs short.
+    pub fn set_reserve_warning_hours(&self, hours: u64) {
+        self.warn_hours.store(hours, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The reserve's outlook at the current spend (admin status), when funds are known.
+    pub fn reserve_report(&self) -> Option<serde_json::Value> {
+        let funds = self.funds()?;
+        let hours = self.warn_hours.load(std::sync::atomic::Ordering::Relaxed);
+        Some(super::spend::reserve_report(funds.reserve, &self.spend.per_hour(), hours))
     }
 
     /// The sender's funds as last read, if a chain is configured.
@@ -288,6 +306,7 @@ impl LocalPayer {
         let payment = build_payment(self.signer.address(), &price_info(price), Some(&batch))
             .map_err(|e| PayError::Internal(e.to_string()))?;
         drop(s);
+        self.spend.record(&ev_sent);
         Ok(Some(Staged {
             header: payment_header_value(&payment),
             info,

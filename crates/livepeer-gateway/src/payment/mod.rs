@@ -16,6 +16,7 @@ pub mod chain;
 mod local;
 mod remote;
 pub mod signer;
+pub mod spend;
 mod terms;
 
 use std::sync::Arc;

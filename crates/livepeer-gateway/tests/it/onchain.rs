@@ -268,21 +268,24 @@ async fn an_unlock_stops_payments_one_round_before_it_completes() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let gw = livepeer_gateway::Gateway::start(chain_config(
-        &[sim.url()],
-        &node.url,
-        p.controller,
-        dir.path(),
-        Duration::from_secs(3600),
-    ))
-    .await
-    .unwrap();
+    let mut config =
+        chain_config(&[sim.url()], &node.url, p.controller, dir.path(), Duration::from_secs(3600));
+    // The reserve of 1 ETH lasts for ages at this spend: warn below 10^15 hours to see it.
+    config.chain.as_mut().unwrap().reserve_warning_hours = 1_000_000_000_000_000;
+    let gw = livepeer_gateway::Gateway::start(config).await.unwrap();
+    let reserve = admin_get(&gw, "/status").await.1["payments"]["reserve"].clone();
+    assert_eq!(reserve["spend_per_hour_wei"], "0", "{reserve}");
+    assert_eq!(reserve["warning"], Value::Null, "nothing spent: no warning");
     let funds = admin_get(&gw, "/status").await.1["payments"]["funds"].clone();
     assert_eq!(funds["withdraw_round"], "12", "{funds}");
     assert_eq!(funds["unlocking"], true);
     assert_eq!(funds["unlocks_soon"], false, "round 10: 12 > 10 + 1");
     let (status, body) = paid_request(&gw).await;
     assert_eq!(status, 200, "{body}");
+    let reserve = admin_get(&gw, "/status").await.1["payments"]["reserve"].clone();
+    assert_ne!(reserve["spend_per_hour_wei"], "0", "{reserve}");
+    assert!(reserve["reserve_hours"].is_string(), "{reserve}");
+    assert!(reserve["warning"].as_str().unwrap().contains("deposit"), "{reserve}");
 
     p.set_round(&node, 11).await;
     eventually(Duration::from_secs(10), "round 11 read", || async {
