@@ -177,20 +177,9 @@ impl Gateway {
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
         let metrics = Metrics::new();
-        let chain = connect_chain(&config).await?;
-        let chain_pool = chain_discovery(&config, chain.as_ref()).await?;
-        // One client (and one connection per orchestrator) for discovery and payment sessions.
-        let pool = Pool::start(
-            pool_config(&config),
-            client.clone(),
-            discovery(&config, chain_pool.as_ref())?,
-            metrics.clone(),
-            &tasks,
-        )
-        .await;
-        if let (Some(d), Some(c), Some(cc)) = (chain_pool, &chain, &config.chain) {
-            d.spawn(&tasks, c, cc.pool_refresh, pool.clone());
-        }
+        // Boxed: alloy's futures are large, and `start` is awaited inside other futures.
+        let chain = Box::pin(connect_chain(&config)).await?;
+        let pool = start_pool(&config, &client, &metrics, &tasks, chain.as_ref()).await?;
         let (payer, payments) = payments(&config, &client, &tasks, chain.as_ref()).await?;
         let state = AppState {
             pool,
@@ -497,6 +486,26 @@ fn signer_state(
         .map_err(setup(Part::Signer))?;
     tracing::info!("serving remote-signer routes (API key required)");
     Ok(Some(signer))
+}
+
+/// The orchestrator pool over its source; with on-chain discovery, the stored pool first and
+/// the chain walked in the background on `tasks`. One client (and one connection per
+/// orchestrator) serves discovery and payment sessions.
+async fn start_pool(
+    config: &Config,
+    client: &OrchClient,
+    metrics: &Metrics,
+    tasks: &Tasks,
+    chain: Option<&onchain::Chain>,
+) -> Result<Pool, StartError> {
+    let chain_pool = Box::pin(chain_discovery(config, chain)).await?;
+    let source = discovery(config, chain_pool.as_ref())?;
+    let pool =
+        Pool::start(pool_config(config), client.clone(), source, metrics.clone(), tasks).await;
+    if let (Some(d), Some(c), Some(cc)) = (chain_pool, chain, &config.chain) {
+        d.spawn(tasks, c, cc.pool_refresh, pool.clone());
+    }
+    Ok(pool)
 }
 
 /// The chain connection (`--eth-url`), checked: a wrong chain id is a configuration error.

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 
 async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::register()?;
-    let demo_orchs = match cli::run(command, &mut config).await? {
+    let demo_orchs = match Box::pin(cli::run(command, &mut config)).await? {
         Next::Report(report) => {
             std::io::stdout().write_all(report.as_bytes())?;
             return Ok(());

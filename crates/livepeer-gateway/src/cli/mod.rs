@@ -79,16 +79,16 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
         Some(Command::Soak(args)) => Next::Report(soak::run(args).await?),
         Some(Command::Keys(args)) => Next::Report(keys::run(args).await?),
         Some(Command::Deposit(args)) => {
-            Next::Report(deposit::run(config, deposit::fund(&args)?, &args.tx).await?)
+            Next::Report(Box::pin(deposit::run(config, deposit::fund(&args)?, &args.tx)).await?)
         }
         Some(Command::Unlock(args)) => {
-            Next::Report(deposit::run(config, BrokerCall::Unlock, &args).await?)
+            Next::Report(Box::pin(deposit::run(config, BrokerCall::Unlock, &args)).await?)
         }
         Some(Command::CancelUnlock(args)) => {
-            Next::Report(deposit::run(config, BrokerCall::CancelUnlock, &args).await?)
+            Next::Report(Box::pin(deposit::run(config, BrokerCall::CancelUnlock, &args)).await?)
         }
         Some(Command::Withdraw(args)) => {
-            Next::Report(deposit::run(config, BrokerCall::Withdraw, &args).await?)
+            Next::Report(Box::pin(deposit::run(config, BrokerCall::Withdraw, &args)).await?)
         }
     })
 }

@@ -39,7 +39,7 @@ impl SpendMeter {
                     *sum = total;
                 }
             }
-            _ => buckets.push_back((now, ev.clone())),
+            _ => buckets.push_back((now, *ev)),
         }
         while buckets.front().is_some_and(|(m, _)| m + WINDOW_MINUTES <= now) {
             buckets.pop_front();
