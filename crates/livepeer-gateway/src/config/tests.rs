@@ -339,3 +339,48 @@ fn the_remote_signer_is_validated_once() {
     let flags = parse(&["--remote-signer-url=s.example", "--remote-signer-headers=nocolon"], false);
     assert_eq!(Config::validate(flags, None).unwrap_err().setting, "--remote-signer-headers");
 }
+
+#[test]
+fn networks_have_go_livepeers_controllers_and_chain_ids() {
+    let key = "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d";
+    let chain = |network: &str, controller: Option<&str>, registry: Option<&str>| {
+        let flags = Flags {
+            discovery: Discovery { network: Some(network.into()), ..Default::default() },
+            payment: Payment {
+                eth_url: Some("http://127.0.0.1:8545".into()),
+                eth_controller: controller.map(Into::into),
+                ai_service_registry: registry.map(Into::into),
+                ..Default::default()
+            },
+            ..Flags::default()
+        };
+        Config::validate(flags, Some(SecretString::from(key))).map(|c| c.chain.unwrap())
+    };
+    let arb = chain("arbitrum-one-mainnet", None, None).unwrap();
+    assert_eq!(arb.network.chain_id(), Some(42161));
+    assert_eq!(arb.controller.to_checksum(None), "0xD8E8328501E9645d16Cf49539efC04f734606ee4");
+    assert_eq!(arb.ai_service_registry, None);
+    let l1 = chain("mainnet", None, Some("true")).unwrap();
+    assert_eq!(l1.network.chain_id(), Some(1));
+    assert_eq!(
+        l1.controller,
+        "0xf96d54e490317c557a967abfa5d6e33006be69b3".parse::<livepeer_pm::Address>().unwrap()
+    );
+    assert_eq!(
+        l1.ai_service_registry.unwrap().to_checksum(None),
+        "0x04C0b249740175999E5BF5c9ac1dA92431EF34C5"
+    );
+    // --eth-controller overrides the preset; the chain id is still checked.
+    let mine = "0x00000000000000000000000000000000000000c0";
+    let over = chain("arbitrum-one-mainnet", Some(mine), None).unwrap();
+    assert_eq!(over.controller, mine.parse::<livepeer_pm::Address>().unwrap());
+    assert_eq!(over.network.chain_id(), Some(42161));
+    // A custom network needs its Controller and has no chain id to check.
+    let dev = chain("devnet", Some(mine), None).unwrap();
+    assert!(dev.network.is_onchain() && dev.network.chain_id().is_none());
+    assert_eq!(chain("devnet", None, None).unwrap_err().setting, "--network");
+    assert_eq!(chain("mainnet", None, Some("0x12")).unwrap_err().setting, "--ai-service-registry");
+    // Off-chain with --eth-url reads the funds only: the Controller is required.
+    assert_eq!(chain("offchain", None, None).unwrap_err().setting, "--eth-controller");
+    assert!(!chain("offchain", Some(mine), None).unwrap().network.is_onchain());
+}
