@@ -19,6 +19,10 @@ use crate::payment::chain::{ChainClient, ChainError, Contracts, Rounds};
 /// malformed (cyclic) list.
 pub const MAX_POOL: usize = 1000;
 
+/// Longest service URI kept: anyone can register a long one on chain; a longer one is kept
+/// empty (unusable) rather than stored and shown.
+pub const MAX_SERVICE_URI: usize = 2048;
+
 /// An orchestrator of the pool, as read in one walk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainOrch {
@@ -100,9 +104,14 @@ pub async fn walk(client: &ChainClient, contracts: &Contracts) -> Result<Walk, C
     let mut orchestrators = Vec::with_capacity(addresses.len());
     for (((address, t), uri), pool) in addresses.into_iter().zip(transcoders).zip(uris).zip(pools) {
         let t = t?;
+        let mut service_uri = uri?;
+        if service_uri.len() > MAX_SERVICE_URI {
+            tracing::debug!(%address, bytes = service_uri.len(), "service URI too long; ignored");
+            service_uri.clear();
+        }
         orchestrators.push(ChainOrch {
             address,
-            service_uri: uri?,
+            service_uri,
             stake: pool?.totalStake,
             activation_round: t.activationRound,
             deactivation_round: t.deactivationRound,

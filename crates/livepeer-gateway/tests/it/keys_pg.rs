@@ -14,7 +14,7 @@ use crate::keys::{admin, create, disable_and_delete, keys_config, lifecycle, t2i
 use crate::support::*;
 
 /// A PostgreSQL server of its own, stopped on drop.
-struct Postgres {
+pub(crate) struct Postgres {
     child: Child,
     data: PathBuf,
     port: u16,
@@ -22,7 +22,7 @@ struct Postgres {
 }
 
 /// The newest installed PostgreSQL's `bin` directory.
-fn pg_bin() -> Option<PathBuf> {
+pub(crate) fn pg_bin() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
@@ -45,7 +45,7 @@ fn as_server_user(program: &Path, root: bool) -> Command {
 }
 
 impl Postgres {
-    fn start(bin: &Path) -> Self {
+    pub(crate) fn start(bin: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
         if root {
@@ -87,7 +87,7 @@ impl Postgres {
         pg
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }

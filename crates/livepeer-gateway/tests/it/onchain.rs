@@ -171,6 +171,26 @@ async fn holding_proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Noti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_serves_the_stored_pool_before_the_walk_ends() {
+    serves_the_stored_pool_before_the_walk(None).await;
+}
+
+/// Two gateways sharing one PostgreSQL database: the second, with a data directory of its own,
+/// serves the pool the first stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_serves_the_pool_stored_in_postgresql() {
+    let Some(bin) = super::keys_pg::pg_bin() else {
+        let required = std::env::var("LIVEPEER_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        assert!(!required, "LIVEPEER_REQUIRE_POSTGRES=1 but PostgreSQL is not installed");
+        eprintln!("note: PostgreSQL not installed; skipping");
+        return;
+    };
+    let pg = super::keys_pg::Postgres::start(&bin);
+    serves_the_stored_pool_before_the_walk(Some(pg.url())).await;
+}
+
+/// A first gateway walks and stores the pool (in `database_url`, else SQLite under its data
+/// directory); a second one, whose walk is held, serves the stored pool at once.
+async fn serves_the_stored_pool_before_the_walk(database_url: Option<String>) {
     let Some(bins) = compile() else { return };
     let Some(node) = Node::start(1337).await else { return };
     let p = Protocol::deploy(&node, &bins, 10, 2).await;
@@ -178,42 +198,52 @@ async fn a_restart_serves_the_stored_pool_before_the_walk_ends() {
     let orchs = [
         (orch_address(0), sim.url().to_owned(), 10, 1, FOREVER),
         (orch_address(1), dead_uri(1), 20, 1, FOREVER),
+        (orch_address(2), format!("http://{}", "x".repeat(3000)), 30, 1, FOREVER),
     ];
     p.register(&node, &orchs).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // SQLite: the same file; PostgreSQL: another data directory, the same database.
+    let second_dir = if database_url.is_some() { second_dir.path() } else { dir.path() };
     let walk_every = Duration::from_secs(3600);
+    let with_db = |mut c: Config| {
+        c.keys.database_url = database_url.clone().map(Into::into);
+        c
+    };
 
-    let first = livepeer_gateway::Gateway::start(chain_config(
+    let first = livepeer_gateway::Gateway::start(with_db(chain_config(
         &[],
         &node.url,
         p.controller,
         dir.path(),
         walk_every,
-    ))
+    )))
     .await
     .unwrap();
     eventually(Duration::from_secs(30), "the first walk", || async {
         chain_status(&first).await["discovery"]["source"] == "chain"
     })
     .await;
+    let listed = chain_status(&first).await["discovery"]["orchestrators"].clone();
+    assert_eq!(listed[2]["service_uri"], "", "a 3000-byte URI is not kept: {listed}");
     first.shutdown().await;
 
     // The second start reads the chain through a proxy that holds the walk.
     let released = Arc::new(AtomicBool::new(false));
     let release = Arc::new(Notify::new());
     let proxy = holding_proxy(node.url.clone(), released.clone(), release.clone()).await;
-    let second = livepeer_gateway::Gateway::start(chain_config(
+    let second = livepeer_gateway::Gateway::start(with_db(chain_config(
         &[],
         &proxy,
         p.controller,
-        dir.path(),
+        second_dir,
         walk_every,
-    ))
+    )))
     .await
     .unwrap();
     let status = chain_status(&second).await;
     assert_eq!(status["discovery"]["source"], "database", "{status}");
-    assert_eq!(status["discovery"]["orchestrators"].as_array().unwrap().len(), 2);
+    assert_eq!(status["discovery"]["orchestrators"].as_array().unwrap().len(), 3);
+    assert_eq!(status["discovery"]["active"], 2, "two usable URIs");
     eventually(Duration::from_secs(10), "the stored simulator in the pool", || async {
         orch_state(&second, sim.url().trim_end_matches('/')).await != Value::Null
     })
