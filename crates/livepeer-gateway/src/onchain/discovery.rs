@@ -19,6 +19,9 @@ use crate::orchestrator::discovery::SharedList;
 use crate::payment::chain::Contracts;
 use crate::task::Tasks;
 
+/// How soon a failed walk is tried again (at most; never later than the refresh interval).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
 /// On-chain discovery: the list the pool reads, and where walks are stored.
 #[derive(Debug, Clone)]
 pub struct ChainDiscovery {
@@ -87,29 +90,34 @@ impl ChainDiscovery {
         let status = chain.status.clone();
         tasks.spawn("chain-discovery", move |cancel| async move {
             loop {
-                self.refresh(&client, &status, &pool).await;
+                // A failed walk is tried again sooner: the stored list may be a day old.
+                let wait = if self.refresh(&client, &status, &pool).await {
+                    every
+                } else {
+                    every.min(RETRY_AFTER_FAILURE)
+                };
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         });
     }
 
-    /// One walk: stored, served, shown.
+    /// One walk: stored, served, shown; `false` if the chain could not be walked.
     async fn refresh(
         &self,
         client: &crate::payment::chain::ChainClient,
         status: &ChainStatus,
         pool: &Pool,
-    ) {
+    ) -> bool {
         let started = Instant::now();
         let found = match walk(client, &self.contracts).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "on-chain pool walk failed; serving the last list");
                 status.update_discovery(|d| d["last_error"] = json!(e.to_string()));
-                return;
+                return false;
             }
         };
         let took = started.elapsed();
@@ -141,5 +149,6 @@ impl ChainDiscovery {
             },
             "last_error": null,
         }));
+        true
     }
 }
