@@ -139,6 +139,12 @@ async fn discovers_the_active_orchestrators_of_a_hundred() {
 /// A JSON-RPC proxy to `target` that holds every request walking the pool
 /// (`getFirstTranscoderInPool`) until `release` is notified.
 async fn holding_proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Notify>) -> Url {
+    proxy(target, released, release, false).await
+}
+
+/// As [`holding_proxy`], but answering those requests `502 Bad Gateway` until released, when
+/// `fail` is set.
+async fn proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Notify>, fail: bool) -> Url {
     let selector = hex::encode(ganache::getFirstTranscoderInPoolCall::SELECTOR);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
@@ -147,6 +153,14 @@ async fn holding_proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Noti
         let (http, target, selector) = (http.clone(), target.clone(), selector.clone());
         let (released, release) = (released.clone(), release.clone());
         async move {
+            if fail && body.contains(&selector) && !released.load(Ordering::SeqCst) {
+                let text = "<html>bad gateway</html>".to_owned();
+                return Ok::<_, Infallible>((
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    [("content-type", "text/html")],
+                    text,
+                ));
+            }
             while body.contains(&selector) && !released.load(Ordering::SeqCst) {
                 let notified = release.notified();
                 if released.load(Ordering::SeqCst) {
@@ -162,7 +176,11 @@ async fn holding_proxy(target: Url, released: Arc<AtomicBool>, release: Arc<Noti
                 .await
                 .unwrap();
             let text = resp.text().await.unwrap();
-            Ok::<_, Infallible>(([("content-type", "application/json")], text))
+            Ok::<_, Infallible>((
+                axum::http::StatusCode::OK,
+                [("content-type", "application/json")],
+                text,
+            ))
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -485,4 +503,35 @@ async fn deposit_subcommands_round_trip() {
     assert_eq!(info().await, livepeer_gateway::payment::SenderInfo::default());
     let gained = balance(me).await - before;
     assert!(gained > eth && gained < eth + eth / U256::from(2), "1.5 ETH back less gas: {gained}");
+}
+
+/// A walk that fails (the node answers 502) is reported in `/status` and tried again soon;
+/// the pool comes once the node answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_walk_is_reported_and_tried_again() {
+    let Some(bins) = compile() else { return };
+    let Some(node) = Node::start(1337).await else { return };
+    let p = Protocol::deploy(&node, &bins, 10, 2).await;
+    let sim = TextSim::new("later").start().await;
+    p.register(&node, &[(orch_address(0), sim.url().to_owned(), 1, 1, FOREVER)]).await;
+    let released = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(Notify::new());
+    let rpc = proxy(node.url.clone(), released.clone(), release.clone(), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = chain_config(&[], &rpc, p.controller, dir.path(), Duration::from_millis(200));
+    let gw = livepeer_gateway::Gateway::start(config).await.unwrap();
+    eventually(Duration::from_secs(10), "the failure reported", || async {
+        chain_status(&gw).await["discovery"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("502"))
+    })
+    .await;
+    assert_eq!(chain_status(&gw).await["discovery"]["source"], "database", "nothing walked yet");
+    released.store(true, Ordering::SeqCst);
+    eventually(Duration::from_secs(10), "a later walk", || async {
+        orch_state(&gw, sim.url().trim_end_matches('/')).await != Value::Null
+    })
+    .await;
+    assert_eq!(chain_status(&gw).await["discovery"]["last_error"], Value::Null);
+    gw.shutdown().await;
 }
