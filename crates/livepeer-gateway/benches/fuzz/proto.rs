@@ -213,6 +213,7 @@ pub fn orch_info(rng: &mut SmallRng, env: &Env) {
         info: Some(Arc::new(info)),
         stats: Arc::new(OrchStats::default()),
         blocked: false,
+        stake: 0.0,
     };
     let snap = Snapshot::build(vec![slot], &req, 1);
     assert_eq!(

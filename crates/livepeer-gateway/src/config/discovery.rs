@@ -135,6 +135,10 @@ section! {
         /// Selection cost per multiple of the cheapest price [default: 50.0].
         #[arg(long, env = "LP_SELECTPRICEWEIGHT")]
         pub select_price_weight: Option<f64>,
+        /// Share of candidate draws weighted by on-chain stake, 0 to 1 (go-livepeer's stake
+        /// weight); the rest are uniform [default: 0].
+        #[arg(long, env = "LP_SELECTSTAKEWEIGHT")]
+        pub select_stake_weight: Option<f64>,
     }
 }
 
@@ -150,7 +154,11 @@ impl Selection {
         let weights = Weights {
             latency: self.select_latency_weight.unwrap_or(1.0),
             price: self.select_price_weight.unwrap_or(50.0),
+            stake: self.select_stake_weight.unwrap_or(0.0),
         };
+        if !(0.0..=1.0).contains(&weights.stake) {
+            return Err(bad("--select-stake-weight", "must be between 0 and 1"));
+        }
         for (name, w) in
             [("--select-latency-weight", weights.latency), ("--select-price-weight", weights.price)]
         {

@@ -41,12 +41,15 @@ pub fn service_url(uri: &str) -> Option<Url> {
     ok.then_some(url)
 }
 
-/// The URLs of the active orchestrators, duplicates dropped, list order kept.
-fn active_urls(orchestrators: &[ChainOrch]) -> Vec<Url> {
-    let mut urls = Vec::new();
+/// The URLs of the active orchestrators with their stake weights, duplicates dropped, list
+/// order kept. The weight is the stake as a float: a relative draw weight, never money.
+fn active_urls(orchestrators: &[ChainOrch]) -> Vec<(Url, f64)> {
+    let mut urls: Vec<(Url, f64)> = Vec::new();
     for o in orchestrators.iter().filter(|o| o.active) {
         match service_url(&o.service_uri) {
-            Some(url) if !urls.contains(&url) => urls.push(url),
+            Some(url) if !urls.iter().any(|(u, _)| *u == url) => {
+                urls.push((url, f64::from(o.stake)));
+            }
             Some(_) => {}
             None => {
                 tracing::debug!(address = %o.address, uri = %o.service_uri, "unusable service URI")

@@ -92,14 +92,14 @@ pub enum Discovery {
     Shared(std::sync::Arc<SharedList>),
 }
 
-/// A list of orchestrator URLs that its owner replaces whole (on-chain discovery), read by the
-/// pool at each refresh.
+/// A list of orchestrator URLs, each with a stake weight, that its owner replaces whole
+/// (on-chain discovery), read by the pool at each refresh.
 #[derive(Debug, Default)]
-pub struct SharedList(Mutex<Vec<Url>>);
+pub struct SharedList(Mutex<Vec<(Url, f64)>>);
 
 impl SharedList {
     /// Replaces the list.
-    pub fn set(&self, urls: Vec<Url>) {
+    pub fn set(&self, urls: Vec<(Url, f64)>) {
         if let Ok(mut list) = self.0.lock() {
             *list = urls;
         }
@@ -107,7 +107,13 @@ impl SharedList {
 
     /// The current list.
     pub fn get(&self) -> Vec<Url> {
-        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+        self.0.lock().map(|l| l.iter().map(|(u, _)| u.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The stake weight of `url`; 0 when not listed.
+    pub fn stake(&self, url: &Url) -> f64 {
+        let Ok(list) = self.0.lock() else { return 0.0 };
+        list.iter().find(|(u, _)| u == url).map_or(0.0, |(_, s)| *s)
     }
 }
 
@@ -152,6 +158,14 @@ impl Discovery {
             Self::Static(list) => Ok(list.clone()),
             Self::Webhook(w) => w.urls().await,
             Self::Shared(list) => Ok(list.get()),
+        }
+    }
+
+    /// The stake weight of `url` (on-chain discovery); 0 for other sources.
+    pub fn stake(&self, url: &Url) -> f64 {
+        match self {
+            Self::Shared(list) => list.stake(url),
+            _ => 0.0,
         }
     }
 }

@@ -173,6 +173,7 @@ impl Pool {
                 url,
                 info: Some(Arc::new(info)),
                 blocked: false,
+                stake: 0.0,
             })
             .collect();
         let pool = Self {
@@ -233,6 +234,7 @@ impl Pool {
                 state: orch.breaker.state(now).max(job.breaker.state(now)),
                 in_flight: job.load.in_flight(),
                 latency_us: job.load.latency_us(),
+                stake: snap.slots[e.orch as usize].stake,
             }
         };
         let limits = Limits { max_price: tiers.max_price, exclude: &excluded };
@@ -331,7 +333,9 @@ impl Pool {
                     url: url.clone(),
                     info: None,
                     blocked: false,
+                    stake: 0.0,
                 });
+                slot.stake = self.inner.discovery.stake(url);
                 if let Some(result) = results.remove(url.as_str()) {
                     self.apply(&mut slot, result);
                 }

@@ -40,6 +40,9 @@ pub struct Live {
     /// Latency EWMA of this job key in microseconds (0 = unknown, treated as fast so it gets
     /// tried).
     pub latency_us: u64,
+    /// The orchestrator's on-chain stake as a draw weight (0 when unknown); used only with a
+    /// stake weight.
+    pub stake: f64,
 }
 
 /// Per-request limits.
@@ -58,12 +61,15 @@ pub struct Weights {
     pub latency: f64,
     /// Per multiple of the cheapest price in the tier.
     pub price: f64,
+    /// Share of the candidates drawn in proportion to stake (0 to 1); the rest are drawn
+    /// uniformly, as go-livepeer mixes its stake and random probabilities.
+    pub stake: f64,
 }
 
 impl Default for Weights {
     fn default() -> Self {
         // Paying twice the cheapest price weighs like 50 ms more latency.
-        Self { latency: 1.0, price: 50.0 }
+        Self { latency: 1.0, price: 50.0, stake: 0.0 }
     }
 }
 
@@ -99,7 +105,12 @@ pub fn choose<R: Rng + ?Sized>(
             let room = e.capacity == 0 || l.in_flight < e.capacity;
             (open && room).then_some(l)
         };
-        if let Some((a, b)) = two_eligible(tier, &eligible, rng) {
+        let drawn = if weights.stake > 0.0 {
+            two_by_stake(tier, &eligible, weights.stake, rng)
+        } else {
+            two_eligible(tier, &eligible, rng)
+        };
+        if let Some((a, b)) = drawn {
             let cost = |(e, l): (Entry, Live)| {
                 weights.latency * (l.latency_us as f64 / 1000.0) * f64::from(l.in_flight + 1)
                     + weights.price * e.price.ratio_to(&cheapest)
@@ -114,6 +125,38 @@ pub fn choose<R: Rng + ?Sized>(
 }
 
 type Picked = (Entry, Live);
+
+/// Up to two distinct eligible candidates, each drawn with probability
+/// `share × stake / Σstake + (1 − share) / n` (go-livepeer's mix of stake and random
+/// probabilities; uniform when no candidate has stake). O(n): used only with a stake weight.
+fn two_by_stake<R: Rng + ?Sized>(
+    tier: &[Entry],
+    eligible: &impl Fn(&Entry) -> Option<Live>,
+    share: f64,
+    rng: &mut R,
+) -> Option<(Picked, Option<Picked>)> {
+    let mut pool: Vec<Picked> = tier.iter().filter_map(|e| Some((*e, eligible(e)?))).collect();
+    let mut draw = |pool: &mut Vec<Picked>| -> Option<Picked> {
+        let n = pool.len() as f64;
+        let total: f64 = pool.iter().map(|(_, l)| l.stake.max(0.0)).sum();
+        let weight = |l: &Live| {
+            let by_stake = if total > 0.0 { l.stake.max(0.0) / total } else { 1.0 / n };
+            share * by_stake + (1.0 - share) / n
+        };
+        let mut r = rng.random::<f64>();
+        let mut at = pool.len().checked_sub(1)?;
+        for (i, (_, l)) in pool.iter().enumerate() {
+            r -= weight(l);
+            if r < 0.0 {
+                at = i;
+                break;
+            }
+        }
+        Some(pool.swap_remove(at))
+    };
+    let a = draw(&mut pool)?;
+    Some((a, draw(&mut pool)))
+}
 
 /// Up to two distinct eligible candidates, chosen uniformly at random.
 fn two_eligible<R: Rng + ?Sized>(
@@ -225,7 +268,7 @@ mod tests {
     fn live(cands: &[Cand]) -> impl Fn(&Entry) -> Live + '_ {
         move |e| {
             let c = &cands[e.job as usize];
-            Live { state: c.state, in_flight: c.in_flight, latency_us: c.latency_us }
+            Live { state: c.state, in_flight: c.in_flight, latency_us: c.latency_us, stake: 0.0 }
         }
     }
 
@@ -336,5 +379,33 @@ mod tests {
         assert!(
             choose(&[&warm, &cold], live(&mixed), &capped, &Weights::default(), &mut rng).is_none()
         );
+    }
+
+    #[test]
+    fn a_stake_weight_draws_by_stake() {
+        let entries: Vec<Entry> =
+            (0..10).map(|i| Entry { orch: i, price: p(5), capacity: 0, job: i }).collect();
+        let live = |e: &Entry| Live {
+            state: HealthState::Healthy,
+            in_flight: 0,
+            latency_us: 0,
+            stake: if e.orch == 0 { 1000.0 } else { 1.0 },
+        };
+        let picks = |share: f64, exclude: &[u32]| {
+            let mut rng = SmallRng::seed_from_u64(7);
+            let weights = Weights { stake: share, ..Weights::default() };
+            let limits = Limits { max_price: None, exclude };
+            (0..2000)
+                .filter(|_| {
+                    choose(&[&entries], live, &limits, &weights, &mut rng).unwrap().orch == 0
+                })
+                .count()
+        };
+        let (uniform, by_stake) = (picks(0.0, &[]), picks(1.0, &[]));
+        assert!(uniform < 400, "uniform draws: {uniform} of 2000");
+        assert!(by_stake > 1800, "stake draws: {by_stake} of 2000");
+        let half = picks(0.5, &[]);
+        assert!(half > uniform && half < by_stake, "half and half: {half}");
+        assert_eq!(picks(1.0, &[0]), 0, "an excluded orchestrator is never drawn");
     }
 }

@@ -79,6 +79,8 @@ pub struct Slot {
     pub stats: Arc<OrchStats>,
     /// Its address is on the blocklist.
     pub blocked: bool,
+    /// Its on-chain stake as a selection weight (on-chain discovery; 0 otherwise).
+    pub stake: f64,
 }
 
 /// Candidates for one job key.
@@ -245,6 +247,7 @@ mod tests {
             info: Some(Arc::new(info)),
             stats: Arc::default(),
             blocked: false,
+            stake: 0.0,
         };
         let snap = Snapshot::build(vec![slot], &req, 1);
         let mut keys: Vec<String> = snap.index.keys().map(ToString::to_string).collect();
