@@ -39,6 +39,7 @@ pub mod log_sink;
 pub mod metrics;
 pub mod orchestrator;
 pub mod payment;
+pub mod recent;
 pub mod state;
 pub mod task;
 pub mod transcode;
@@ -220,6 +221,7 @@ impl Gateway {
             transcode.clone(),
         );
         let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys);
+        let admin_routes = admin_routes.merge(http::dashboard_router());
         let limits = conn_limits(&config);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let signer = signer_state(&config, &state)?;

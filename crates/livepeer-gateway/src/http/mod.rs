@@ -10,6 +10,7 @@ mod body;
 mod byoc;
 mod byoc_stream;
 mod catalog;
+mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod live;
@@ -68,11 +69,18 @@ pub fn admin_router(
     byoc_streams: crate::byoc::stream::ByocStreams,
     transcode: crate::transcode::TranscodeState,
 ) -> Router {
-    admin::router(state)
+    admin::router(state.clone())
+        .merge(dashboard::api_router(state))
         .merge(live::admin_router(live))
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))
         .merge(transcode::admin_router(transcode))
+}
+
+/// The operator's dashboard page and its assets on the admin port. They hold no data, so
+/// they are merged outside the admin token's layer; the JSON they read is inside it.
+pub fn dashboard_router() -> Router {
+    dashboard::page_router()
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else
