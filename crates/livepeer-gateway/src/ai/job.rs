@@ -415,7 +415,13 @@ fn finish(
 
 /// Keeps the request in the recent history: its latency when it answered (`ok`, or the first
 /// byte of a `stream`), else the whole record of a failure.
-fn remember(ai: &AiState, record: &Record, outcome: &str, elapsed: Duration, error: Option<String>) {
+fn remember(
+    ai: &AiState,
+    record: &Record,
+    outcome: &str,
+    elapsed: Duration,
+    error: Option<String>,
+) {
     let recent = ai.metrics.recent();
     let at_ms = crate::recent::Recent::now_ms();
     let latency_ms = elapsed.as_millis() as u64;

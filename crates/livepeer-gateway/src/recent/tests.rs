@@ -10,7 +10,11 @@ fn failure(id: &str, at_ms: i64) -> Failure {
         outcome: "failed".into(),
         latency_ms: 5,
         attempts: vec![
-            Attempt { orchestrator: "https://a".into(), latency_ms: 1, error: Some("x".repeat(5000)) };
+            Attempt {
+                orchestrator: "https://a".into(),
+                latency_ms: 1,
+                error: Some("x".repeat(5000))
+            };
             20
         ],
         error: None,

@@ -11,7 +11,7 @@ const POINTS = 300; // samples kept per orchestrator latency series (5 minutes)
 const ORCH_SERIES = 12;
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
   "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"];
-const HISTORY_SPAN_MS = 5 * 60 * 1000; // the charts of 10 s buckets show 5 minutes at least
+const HISTORY_SPAN_MS = 2 * 60 * 1000; // the charts of 10 s buckets show 2 minutes at least
 const SVG = "http://www.w3.org/2000/svg";
 
 const orchLatency = new Map(); // url -> [[t_ms, ms], ...]
@@ -111,6 +111,13 @@ function ejections(o) {
   return items.length ? el("ul", { class: "reasons" }, ...items) : "none";
 }
 
+// The distinct prices of its models (wei per unit, exact), else its base price.
+function prices(o) {
+  const distinct = [...new Set(o.models.map((m) => m.price).filter((p) => p !== null))];
+  if (distinct.length === 0) return o.price === null ? "—" : o.price;
+  return distinct.join(", ");
+}
+
 function renderPool(body) {
   const rows = body.orchestrators.map((o) => {
     const state = o.transcoder === null ? "unreachable" : o.state;
@@ -124,7 +131,7 @@ function renderPool(body) {
       el("td", { class: "url" }, short(o.url)),
       el("td", { class: "state" }, state),
       models,
-      el("td", { class: "price" }, o.price === null ? "—" : o.price),
+      el("td", { class: "price" }, prices(o)),
       el("td", { class: "latency" }, ms(o.latency_ewma_ms)),
       el("td", { class: "in-flight" }, o.in_flight),
       el("td", {}, o.selections),
@@ -144,7 +151,7 @@ function renderPool(body) {
   for (const url of orchLatency.keys()) if (!names.has(url)) orchLatency.delete(url);
   const series = [...orchLatency.entries()].map(([url, points], i) =>
     ({ name: short(url), color: COLORS[i % COLORS.length], points }));
-  drawChart("orch-latency-chart", series, "ms", 60 * 1000);
+  drawChart("orch-latency-chart", series, "ms", 30 * 1000);
 }
 
 // --- streams ----------------------------------------------------------------------------
@@ -184,7 +191,7 @@ function renderFailures(body) {
   setText("failures-max", body.max);
   const rows = body.failures.map((f) => {
     const attempts = f.attempts.map((a, i) => el("li", {},
-      (i + 1) + ". " + short(a.orchestrator) + " — " + a.latency_ms + " ms — " + (a.error || "ok")));
+      short(a.orchestrator) + " — " + a.latency_ms + " ms — " + (a.error || "ok")));
     const list = attempts.length ? el("ol", { class: "attempts" }, ...attempts)
       : el("span", { class: "small" }, f.error || "no attempt");
     return el("tr", { "data-request": f.id },
