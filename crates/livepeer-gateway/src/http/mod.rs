@@ -10,6 +10,7 @@ mod body;
 mod byoc;
 mod byoc_stream;
 mod catalog;
+mod catalog_page;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
@@ -47,7 +48,7 @@ pub fn public_router(
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
     let Services { ai, live, byoc, byoc_streams, transcode } = services;
-    let catalog = catalog::router(ai.pool.clone());
+    let catalog = catalog::router(ai.pool.clone(), ai.metrics.recent().clone());
     let router = ai::router(ai)
         .merge(catalog)
         .merge(live::router(live))

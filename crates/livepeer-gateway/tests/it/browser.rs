@@ -178,3 +178,90 @@ async fn the_dashboard_shows_the_pool_failures_and_an_ejection() {
     page.screenshot("dashboard-ejected").await;
     gw.shutdown().await;
 }
+
+/// Runs a page's example `code` (a curl command against `base`) with sh; its JSON answer.
+async fn run_example(base: &str, code: String) -> Value {
+    assert!(code.starts_with(&format!("curl -s {base}/")), "{code}");
+    let out = tokio::process::Command::new("sh").arg("-c").arg(&code).output().await.unwrap();
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("example {code:?} answered {out:?}: {e}"))
+}
+
+/// A model name written to break out of HTML and of a shell command.
+const HOSTILE: &str = "evil/<img src=x onerror=alert(1)>'; touch /tmp/pwned; '\"&amp;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_page_lists_the_catalogue_without_javascript() {
+    let Some(browser) = Browser::launch().await else { return };
+    let a = sim(
+        "pub-a",
+        vec![
+            SimModel::new("text-to-image", SD).price(5, 1).capacity(4),
+            SimModel::new("llm", LLM).price(3, 1),
+            SimModel::new("text-to-image", HOSTILE).price(1, 1),
+        ],
+        3,
+    )
+    .await;
+    let b = sim("pub-b", vec![SimModel::new("text-to-image", SD).price(7, 2).warm(false)], 3).await;
+    let gw = start(config(&[a.url(), b.url()])).await;
+    for _ in 0..4 {
+        assert_eq!(text_to_image(&gw, SD).await, 200);
+    }
+    let catalog: Value = reqwest::get(format!("http://{}/v1/catalog", gw.http_addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = catalog["data"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["model"] == HOSTILE),
+        "the hostile model is offered: {catalog}"
+    );
+
+    let base = format!("http://{}", gw.http_addr);
+    let page = browser.open_with(&format!("{base}/"), 1300, 1000, false).await;
+    assert_eq!(page.eval("document.scripts.length").await, 0, "no script on the page");
+    let rows = page.eval("document.querySelectorAll('#catalog-table tr[data-id]').length").await;
+    assert_eq!(rows, entries.len(), "a row per catalogue entry");
+    for e in entries {
+        let id = serde_json::to_string(e["id"].as_str().unwrap()).unwrap();
+        let row = format!(
+            "[...document.querySelectorAll('#catalog-table tr[data-id]')].find(r => r.dataset.id === {id})"
+        );
+        let price = page.eval(&format!("{row}.querySelector('td.price').textContent")).await;
+        let min = e["network_price"]["min_wei_per_unit"].as_str().unwrap();
+        assert!(price.as_str().unwrap().contains(min), "{price} shows {min}");
+        let avail = page.eval(&format!("{row}.querySelector('td.availability').textContent")).await;
+        assert!(
+            avail.as_str().unwrap().starts_with(e["availability"].as_str().unwrap()),
+            "{avail}"
+        );
+    }
+    // Exact prices: 7/2 below 5/1; the measured latency of the model just used.
+    let sd = format!("#catalog-table tr[data-id=\"text-to-image/{SD}\"]");
+    let price = page.text(&format!("{sd} td.price")).await.unwrap();
+    assert!(price.starts_with("7/2 – 5/1 wei per output pixel"), "{price}");
+    let latency = page.text(&format!("{sd} td.latency")).await.unwrap();
+    assert!(latency.contains("ms") && latency.contains("(4 requests)"), "{latency}");
+    // The hostile name is text, not markup, and its example stays one command.
+    assert_eq!(page.eval("document.querySelectorAll('img').length").await, 0);
+    let names =
+        page.eval("[...document.querySelectorAll('td.name code')].map(c => c.textContent)").await;
+    assert!(names.as_array().unwrap().iter().any(|n| n == HOSTILE), "{names}");
+
+    // The examples run as they are shown, through sh. The text-to-image one is the hostile
+    // model's (it sorts first): it reaches the orchestrator as one intact model id.
+    let code = page.text("#example-text-to-image pre code").await.unwrap();
+    assert!(code.contains("evil/<img"), "{code}");
+    let answer = run_example(&base, code).await;
+    assert!(answer.get("images").is_some(), "{answer}");
+    let sent = a.last_ai_request().unwrap().json.unwrap();
+    assert_eq!(sent["model_id"], HOSTILE, "{sent}");
+    let answer = run_example(&base, page.text("#example-llm pre code").await.unwrap()).await;
+    assert!(answer.get("choices").is_some(), "{answer}");
+    let shot = page.screenshot("public").await;
+    eprintln!("screenshot: {}", shot.display());
+    gw.shutdown().await;
+}

@@ -138,6 +138,11 @@ impl Browser {
 
     /// A new tab of `width`×`height` CSS pixels, showing `url` once loaded.
     pub async fn open(&self, url: &str, width: u32, height: u32) -> Page<'_> {
+        self.open_with(url, width, height, true).await
+    }
+
+    /// [`Browser::open`], with JavaScript off when `scripts` is false.
+    pub async fn open_with(&self, url: &str, width: u32, height: u32, scripts: bool) -> Page<'_> {
         let target = self.call(None, "Target.createTarget", json!({ "url": "about:blank" })).await;
         let params = json!({ "targetId": target["targetId"], "flatten": true });
         let attached = self.call(None, "Target.attachToTarget", params).await;
@@ -146,6 +151,9 @@ impl Browser {
         let metrics =
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false });
         page.call("Emulation.setDeviceMetricsOverride", metrics).await;
+        if !scripts {
+            page.call("Emulation.setScriptExecutionDisabled", json!({ "value": true })).await;
+        }
         page.navigate(url).await;
         page
     }
