@@ -30,13 +30,12 @@ pub(crate) struct CatalogState {
     pub(crate) recent: Recent,
 }
 
-/// The catalogue routes over `pool`, with latency from `recent`.
-pub(crate) fn router(pool: Pool, recent: Recent) -> Router {
+/// The catalogue's JSON routes.
+pub(crate) fn router(state: CatalogState) -> Router {
     Router::new()
         .route("/v1/catalog", get(catalog))
         .route("/v1/models", get(models))
-        .route("/", get(super::catalog_page::page))
-        .with_state(CatalogState { pool, recent })
+        .with_state(state)
 }
 
 /// What a pipeline is, for people and for the catalogue's fields.

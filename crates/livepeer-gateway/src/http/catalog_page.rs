@@ -218,12 +218,12 @@ pub(crate) fn render(base: &str, catalog: &[CatalogEntry]) -> String {
     out
 }
 
-/// `GET /`.
-pub(crate) async fn page(
-    State(state): State<CatalogState>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+/// The page's route, `GET /`.
+pub(crate) fn router(state: CatalogState) -> axum::Router {
+    axum::Router::new().route("/", axum::routing::get(page)).with_state(state)
+}
+
+async fn page(State(state): State<CatalogState>, headers: HeaderMap, uri: Uri) -> Response {
     let base = super::public_base(None, &headers, &uri);
     let body = render(&base, &entries(&state));
     (

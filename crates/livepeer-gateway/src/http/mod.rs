@@ -48,7 +48,9 @@ pub fn public_router(
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
     let Services { ai, live, byoc, byoc_streams, transcode } = services;
-    let catalog = catalog::router(ai.pool.clone(), ai.metrics.recent().clone());
+    let catalog_state =
+        catalog::CatalogState { pool: ai.pool.clone(), recent: ai.metrics.recent().clone() };
+    let catalog = catalog::router(catalog_state.clone()).merge(catalog_page::router(catalog_state));
     let router = ai::router(ai)
         .merge(catalog)
         .merge(live::router(live))
