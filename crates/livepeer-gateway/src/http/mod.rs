@@ -15,6 +15,8 @@ mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod live;
+mod openapi;
+mod openapi_schemas;
 pub(crate) mod server;
 pub(crate) mod signer;
 mod transcode;
@@ -51,8 +53,10 @@ pub fn public_router(
     let catalog_state =
         catalog::CatalogState { pool: ai.pool.clone(), recent: ai.metrics.recent().clone() };
     let catalog = catalog::router(catalog_state.clone()).merge(catalog_page::router(catalog_state));
+    let openapi = openapi::router(ai.limits.clone(), signer.is_some());
     let router = ai::router(ai)
         .merge(catalog)
+        .merge(openapi)
         .merge(live::router(live))
         .merge(byoc::router(byoc))
         .merge(byoc_stream::router(byoc_streams))

@@ -25,6 +25,7 @@ mod live_leak;
 mod live_owner;
 mod nonces;
 mod oneshot;
+mod openapi;
 mod payments;
 mod per_model;
 mod props;
