@@ -110,6 +110,8 @@ pub enum Part {
     Transcode,
     /// The customer key database (`--auth keys`).
     Keys,
+    /// The catalogue's publisher (`--marketplace-webhook-url`).
+    Marketplace,
 }
 
 impl std::fmt::Display for Part {
@@ -126,6 +128,7 @@ impl std::fmt::Display for Part {
             Part::Byoc => "BYOC jobs",
             Part::Transcode => "transcoding",
             Part::Keys => "customer keys",
+            Part::Marketplace => "marketplace publishing",
         })
     }
 }
@@ -237,6 +240,11 @@ impl Gateway {
         );
         let public = http::keys::enforce(public, keys);
         serve(&tasks, "public-api", http, public.clone(), limits);
+        if let Some(market) = config.marketplace.clone() {
+            let (pool, recent) = (state.pool.clone(), state.metrics.recent().clone());
+            http::publish_catalogue(market, pool, recent, config.signer.clone(), &tasks)
+                .map_err(setup(Part::Marketplace))?;
+        }
         let rtmp_addr = match rtmp {
             Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
             None => None,

@@ -15,6 +15,7 @@ mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod live;
+mod marketplace;
 mod openapi;
 mod openapi_schemas;
 pub(crate) mod server;
@@ -82,6 +83,21 @@ pub fn admin_router(
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))
         .merge(transcode::admin_router(transcode))
+}
+
+/// Publishes the catalogue of `pool` (latency from `recent`) to `config`'s webhook on
+/// `tasks`, signed with `signer` when there is one.
+pub fn publish_catalogue(
+    config: crate::config::MarketplaceConfig,
+    pool: crate::orchestrator::Pool,
+    recent: crate::recent::Recent,
+    signer: Option<std::sync::Arc<livepeer_pm::LocalSigner>>,
+    tasks: &crate::task::Tasks,
+) -> Result<(), reqwest::Error> {
+    let catalog = catalog::CatalogState { pool, recent };
+    let publisher = marketplace::Publisher::new(config, catalog, signer)?;
+    tasks.spawn("marketplace", |cancel| publisher.run(cancel));
+    Ok(())
 }
 
 /// The operator's dashboard page and its assets on the admin port. They hold no data, so

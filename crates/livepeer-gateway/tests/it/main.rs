@@ -23,6 +23,7 @@ mod listen;
 mod live;
 mod live_leak;
 mod live_owner;
+mod marketplace;
 mod nonces;
 mod oneshot;
 mod openapi;
