@@ -226,7 +226,9 @@ fn byoc_paths(paths: &mut Map<String, Value>) {
     let ok = content("the capability's answer", "*/*", json!({ "type": "string" }));
     let mut job =
         op(path, "byoc", "Run a BYOC job", Some(body), responses(ok, &[400, 401, 403, 503]));
-    job["parameters"].as_array_mut().map(|p| p.push(header.clone()));
+    if let Some(p) = job["parameters"].as_array_mut() {
+        p.push(header.clone());
+    }
     add(paths, path, "post", job);
     let path = "/process/stream/start";
     let ok = content("the stream's URLs", "application/json", any_object());
@@ -237,7 +239,9 @@ fn byoc_paths(paths: &mut Map<String, Value>) {
         Some(json_body(any_object())),
         responses(ok, &[400, 401, 403, 503]),
     );
-    start["parameters"].as_array_mut().map(|p| p.push(header));
+    if let Some(p) = start["parameters"].as_array_mut() {
+        p.push(header);
+    }
     add(paths, path, "post", start);
     for (verb, what, method) in [
         ("update", "Update it", "post"),
