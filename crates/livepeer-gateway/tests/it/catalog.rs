@@ -133,17 +133,52 @@ async fn the_catalogue_has_latency_cold_models_time_prices_byoc_names_and_price_
     assert_eq!(byoc["network_price"]["per_second"]["min_wei"], "3", "{byoc}");
     assert_eq!(byoc["network_price"]["per_minute"]["max_wei"], "180", "{byoc}");
     assert_eq!(byoc["customer_price"], Value::Null);
+    // A BYOC job's latency joins its entry; a job nobody can serve joins the failed requests.
+    let byoc_job = |capability: &str| {
+        let job = serde_json::json!({
+            "request": "{}", "parameters": "{}", "capability": capability, "timeout_seconds": 30,
+        });
+        let header =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, job.to_string());
+        reqwest::Client::new()
+            .post(format!("http://{}/process/request/reverse", gw.http_addr))
+            .header("Livepeer", header)
+            .json(&serde_json::json!({ "text": "hello" }))
+            .send()
+    };
+    assert_eq!(byoc_job("text-reversal").await.unwrap().status(), 200);
+    let byoc = entry(&get(&gw, "/v1/catalog").await, "byoc/text-reversal").cloned().unwrap();
+    assert_eq!(byoc["latency"]["samples"], 1, "{byoc}");
+    c.set_byoc_fault(livepeer_sim::ByocFault::Status500);
+    assert_ne!(byoc_job("text-reversal").await.unwrap().status(), 200);
+    let (_, failed) = admin_get(&gw, "/requests/failed").await;
+    let last = &failed["failures"][0];
+    assert_eq!(
+        (last["kind"].as_str(), last["model"].as_str()),
+        (Some("byoc"), Some("text-reversal")),
+        "{failed}"
+    );
+    let attempt = &last["attempts"][0];
+    assert!(attempt["orchestrator"].as_str().unwrap().starts_with(c.url()), "{failed}");
+    assert!(attempt["error"].is_string(), "{failed}");
 
     // A price change shows after a refresh: the orchestrator comes back dearer.
     a.stop();
-    let a2 = Sim::start(SimConfig {
-        name: "cat-lat".into(),
-        bind: a_addr,
-        models: a_models(9),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    // Its port is free once the stopped simulator's listener is gone: retried until then.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let a2 = loop {
+        let config = SimConfig {
+            name: "cat-lat".into(),
+            bind: a_addr,
+            models: a_models(9),
+            ..SimConfig::default()
+        };
+        match Sim::start(config).await {
+            Ok(sim) => break sim,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "{a_addr} stays taken: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let refresh = format!("http://{}/orchestrators/refresh", gw.admin_addr);
     eventually(Duration::from_secs(20), "the new price in the catalogue", || async {
         reqwest::Client::new().post(&refresh).send().await.unwrap();
