@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod onchain;
 pub mod orchestrator;
 pub mod payment;
+pub mod recent;
 pub mod state;
 pub mod task;
 pub mod transcode;
@@ -114,6 +115,8 @@ pub enum Part {
     Transcode,
     /// The customer key database (`--auth keys`).
     Keys,
+    /// The catalogue's publisher (`--marketplace-webhook-url`).
+    Marketplace,
 }
 
 impl std::fmt::Display for Part {
@@ -130,6 +133,7 @@ impl std::fmt::Display for Part {
             Part::Byoc => "BYOC jobs",
             Part::Transcode => "transcoding",
             Part::Keys => "customer keys",
+            Part::Marketplace => "marketplace publishing",
         })
     }
 }
@@ -219,7 +223,9 @@ impl Gateway {
             byoc_streams.clone(),
             transcode.clone(),
         );
-        let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys);
+        // The dashboard's page goes outside the admin token's layer (its data is inside).
+        let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys)
+            .merge(http::dashboard_router());
         let limits = conn_limits(&config);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
         let signer = signer_state(&config, &state)?;
@@ -235,6 +241,7 @@ impl Gateway {
         );
         let public = http::keys::enforce(public, keys);
         serve(&tasks, "public-api", http, public.clone(), limits);
+        marketplace(&config, &state, &tasks)?;
         let rtmp_addr = match rtmp {
             Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
             None => None,
@@ -274,6 +281,14 @@ impl Gateway {
         drop((public, admin));
         tasks.shutdown(drain).await;
     }
+}
+
+/// Starts publishing the catalogue when `--marketplace-webhook-url` is set.
+fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), StartError> {
+    let Some(market) = config.marketplace.clone() else { return Ok(()) };
+    let (pool, recent) = (state.pool.clone(), state.metrics.recent().clone());
+    http::publish_catalogue(market, pool, recent, config.signer.clone(), tasks)
+        .map_err(setup(Part::Marketplace))
 }
 
 /// The local payer (with a key) and the one payment interface over it or the remote signer;

@@ -101,6 +101,8 @@ pub struct Metrics {
     byoc_latency: Family<ByocLabel, Histogram>,
     byoc_errors: Family<ByocLabel, Counter>,
     transcode: TranscodeFamilies,
+    /// The last half hour at a glance (dashboard, catalogue latency), beside the families.
+    recent: crate::recent::Recent,
 }
 
 /// go-livepeer's transcoding series (GATEWAY.md §8.1), under its names.
@@ -371,7 +373,13 @@ impl Metrics {
             ejections,
             pool_size,
             available,
+            recent: crate::recent::Recent::default(),
         }
+    }
+
+    /// The recent history: failed requests, the time series and latency windows.
+    pub fn recent(&self) -> &crate::recent::Recent {
+        &self.recent
     }
 
     /// The Prometheus text exposition of every family.
@@ -446,6 +454,7 @@ impl Metrics {
         ev_wei: &livepeer_pm::Ratio,
         fee_wei: &livepeer_pm::Ratio,
     ) {
+        self.recent.paid(tickets, ev_wei, fee_wei, crate::recent::Recent::now_ms());
         // Metrics only (floats): the exact amounts are in the request record.
         let gwei =
             |r: &livepeer_pm::Ratio| r.to_decimal_string(0).parse::<f64>().unwrap_or(0.0) / 1e9;

@@ -393,6 +393,7 @@ fn final_kind(last: Option<Failure>, pay_refused: bool) -> Kind {
 
 fn finish_select_error(ai: &AiState, record: &Record, e: &SelectError) -> Reply {
     ai.metrics.ai_error(&record.key, "", "no_orchestrator");
+    remember(ai, record, "no_orchestrator", record.started.elapsed(), Some(e.to_string()));
     tracing::info!(request_id = %record.id, job = %record.key, error = %e, "ai request refused: no orchestrator");
     Reply::new(record, "", Err(Error::select(e)))
 }
@@ -408,7 +409,40 @@ fn finish(
 ) {
     let elapsed = record.started.elapsed();
     ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
+    remember(ai, record, outcome, elapsed, None);
     log_record(record, orch, price, req.stream, outcome, elapsed);
+}
+
+/// Keeps the request in the recent history: its latency when it answered (`ok`, or the first
+/// byte of a `stream`), else the whole record of a failure.
+fn remember(
+    ai: &AiState,
+    record: &Record,
+    outcome: &str,
+    elapsed: Duration,
+    error: Option<String>,
+) {
+    let recent = ai.metrics.recent();
+    let at_ms = crate::recent::Recent::now_ms();
+    let latency_ms = elapsed.as_millis() as u64;
+    if matches!(outcome, "ok" | "stream") {
+        return recent.succeeded(&record.key.to_string(), latency_ms, at_ms);
+    }
+    let attempts = record.attempts.iter().take(crate::recent::MAX_ATTEMPTS).map(|a| {
+        let (orchestrator, error) = (a.orchestrator.clone(), a.error.clone());
+        crate::recent::Attempt { orchestrator, latency_ms: a.latency_ms, error }
+    });
+    recent.failed(crate::recent::Failure {
+        id: record.id.clone(),
+        at_ms,
+        kind: "ai",
+        pipeline: record.key.pipeline().to_owned(),
+        model: record.key.model.clone(),
+        outcome: outcome.to_owned(),
+        latency_ms,
+        attempts: attempts.collect(),
+        error,
+    });
 }
 
 /// The request's log line.

@@ -501,7 +501,32 @@ impl<'a> Job<'a> {
             attempts = %attempts,
             "byoc request"
         );
+        self.remember(&outcome, label, took);
         Reply { orchestrator: orch, outcome }
+    }
+
+    /// Keeps the request in the recent history (the dashboard, the catalogue's latency).
+    fn remember(&self, outcome: &Result<Answer, Error>, label: &str, took: std::time::Duration) {
+        let recent = self.state.metrics.recent();
+        let (at_ms, latency_ms) = (crate::recent::Recent::now_ms(), took.as_millis() as u64);
+        if label == "ok" && outcome.is_ok() {
+            return recent.succeeded(&self.key.to_string(), latency_ms, at_ms);
+        }
+        let attempts = self.tried.iter().take(crate::recent::MAX_ATTEMPTS).map(|t| {
+            let (orchestrator, error) = (t.orchestrator.clone(), t.error.clone());
+            crate::recent::Attempt { orchestrator, latency_ms: 0, error }
+        });
+        recent.failed(crate::recent::Failure {
+            id: self.req.id.clone(),
+            at_ms,
+            kind: "byoc",
+            pipeline: "byoc".to_owned(),
+            model: self.req.capability.clone(),
+            outcome: label.to_owned(),
+            latency_ms,
+            attempts: attempts.collect(),
+            error: outcome.as_ref().err().map(|e| e.message().to_owned()),
+        });
     }
 }
 

@@ -76,6 +76,10 @@ pub(crate) fn instructions(
     format!(
         "\nlivepeer-gateway demo is running.\n\
          \n  simulated orchestrators: {}\n  public API:  http://{http}\n  admin API:   http://{admin}\n\
+         \nOpen in a browser:\n\
+         \x20 http://{http}/    what the gateway offers, its prices and a curl example per pipeline\n\
+         \x20 http://{admin}/    the operator dashboard (pool, streams, failures, payments, charts)\n\
+         \x20 http://{http}/openapi.json    every public route (OpenAPI 3.1)\n\
          \nTry:\n\
          \x20 curl -s http://{http}/text-to-image -H 'content-type: application/json' \\\n\
          \x20   -d '{{\"prompt\": \"a lighthouse at dusk\", \"model_id\": \"stabilityai/sd-turbo\"}}'\n\

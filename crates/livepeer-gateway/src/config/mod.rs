@@ -49,6 +49,7 @@ mod key;
 mod keys;
 mod listen;
 mod live;
+mod marketplace;
 /// `--network` and its presets.
 pub mod network;
 mod payment;
@@ -64,6 +65,7 @@ pub use ingest::{Ingest, IngestConfig};
 pub use keys::Keys;
 pub use listen::{Listen, Logging};
 pub use live::Live;
+pub use marketplace::{Marketplace, MarketplaceConfig};
 pub use network::Network;
 pub use payment::{Payment, RemoteSigner, Signer};
 pub use price::Prices;
@@ -117,6 +119,9 @@ pub struct Flags {
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
+    /// Catalogue publishing.
+    #[command(flatten)]
+    pub marketplace: Marketplace,
 }
 
 /// A setting that failed validation.
@@ -239,6 +244,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// Where the catalogue is published, if anywhere.
+    pub marketplace: Option<MarketplaceConfig>,
 }
 
 impl Config {
@@ -273,6 +280,7 @@ impl Config {
         let transcode = f.transcode.validate(discovery.connect_timeout)?;
         let ingest = f.ingest.validate(transcode.max_segment_bytes)?;
         let keys = f.keys.validate(listen.cli_addr)?;
+        let marketplace = f.marketplace.validate()?;
         Ok(Self {
             http_addr: listen.http_addr,
             cli_addr: listen.cli_addr,
@@ -304,6 +312,7 @@ impl Config {
             keys,
             log_format,
             log_level,
+            marketplace,
         })
     }
 }
@@ -326,6 +335,7 @@ impl Flags {
             ingest: self.ingest.or(file.ingest),
             keys: self.keys.or(file.keys),
             logging: self.logging.or(file.logging),
+            marketplace: self.marketplace.or(file.marketplace),
         }
     }
 
@@ -361,6 +371,7 @@ impl Flags {
             ingest: from_file(text, path)?,
             keys: from_file(text, path)?,
             logging: from_file(text, path)?,
+            marketplace: from_file(text, path)?,
         })
     }
 }

@@ -10,9 +10,14 @@ mod body;
 mod byoc;
 mod byoc_stream;
 mod catalog;
+mod catalog_page;
+mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod live;
+mod marketplace;
+mod openapi;
+mod openapi_schemas;
 pub(crate) mod server;
 pub(crate) mod signer;
 mod transcode;
@@ -46,9 +51,13 @@ pub fn public_router(
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
     let Services { ai, live, byoc, byoc_streams, transcode } = services;
-    let catalog = catalog::router(ai.pool.clone());
+    let catalog_state =
+        catalog::CatalogState { pool: ai.pool.clone(), recent: ai.metrics.recent().clone() };
+    let catalog = catalog::router(catalog_state.clone()).merge(catalog_page::router(catalog_state));
+    let openapi = openapi::router(ai.limits.clone(), signer.is_some());
     let router = ai::router(ai)
         .merge(catalog)
+        .merge(openapi)
         .merge(live::router(live))
         .merge(byoc::router(byoc))
         .merge(byoc_stream::router(byoc_streams))
@@ -68,11 +77,33 @@ pub fn admin_router(
     byoc_streams: crate::byoc::stream::ByocStreams,
     transcode: crate::transcode::TranscodeState,
 ) -> Router {
-    admin::router(state)
+    admin::router(state.clone())
+        .merge(dashboard::api_router(state))
         .merge(live::admin_router(live))
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))
         .merge(transcode::admin_router(transcode))
+}
+
+/// Publishes the catalogue of `pool` (latency from `recent`) to `config`'s webhook on
+/// `tasks`, signed with `signer` when there is one.
+pub fn publish_catalogue(
+    config: crate::config::MarketplaceConfig,
+    pool: crate::orchestrator::Pool,
+    recent: crate::recent::Recent,
+    signer: Option<std::sync::Arc<livepeer_pm::LocalSigner>>,
+    tasks: &crate::task::Tasks,
+) -> Result<(), reqwest::Error> {
+    let catalog = catalog::CatalogState { pool, recent };
+    let publisher = marketplace::Publisher::new(config, catalog, signer)?;
+    tasks.spawn("marketplace", |cancel| publisher.run(cancel));
+    Ok(())
+}
+
+/// The operator's dashboard page and its assets on the admin port. They hold no data, so
+/// they are merged outside the admin token's layer; the JSON they read is inside it.
+pub fn dashboard_router() -> Router {
+    dashboard::page_router()
 }
 
 /// The base of the live channel URLs a `/start` answers: `public_url` when configured, else

@@ -143,6 +143,11 @@ fn demo_runs_three_simulated_orchestrators_and_selects_among_them() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    // Both pages the demo names: the public catalogue and the operator dashboard.
+    let page = reqwest::blocking::get(format!("http://{http_addr}/")).unwrap().text().unwrap();
+    assert!(page.contains("id=\"catalog-table\"") && page.contains("sd-turbo"), "{page}");
+    let dash = reqwest::blocking::get(format!("http://{admin}/")).unwrap().text().unwrap();
+    assert!(dash.contains("id=\"pool-table\""), "{dash}");
     stop(&mut child);
     let records: Vec<serde_json::Value> = lines
         .map_while(Result::ok)

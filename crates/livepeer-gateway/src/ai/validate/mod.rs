@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::probe::{self, ImageInfo, ProbeError};
-use schema::{Fault, Spec, Val, check, fault, json_val, schema, text_val};
+use schema::{Fault, Spec, Val, check, fault, json_val, object_schema, schema, text_val};
 
 /// Field errors are part of the gateway's error model; named here too, where they are made.
 pub use crate::error::FieldError;
@@ -209,6 +209,35 @@ impl Pipeline {
             Pipeline::AudioToText => Some("audio"),
             _ => Some("image"),
         }
+    }
+
+    /// The JSON Schema of this pipeline's request body (OpenAPI 3.1), made from the table
+    /// requests are validated against: its scalar fields with their bounds, the file part of a
+    /// multipart pipeline, and the LLM's `messages`.
+    pub fn request_schema(self, limits: &Limits) -> Value {
+        let specs = schema(self, limits);
+        let mut body = object_schema(&specs, self.file_field().is_some());
+        if let Some(file) = self.file_field() {
+            let part = serde_json::json!({ "type": "string", "contentMediaType": "application/octet-stream" });
+            body["properties"][file] = part;
+            if let Some(required) = body["required"].as_array_mut() {
+                required.push(Value::from(file));
+            }
+        }
+        if self == Pipeline::Llm {
+            let chars = limits.max_prompt_chars;
+            body["properties"]["messages"] = serde_json::json!({
+                "type": "array", "minItems": 1,
+                "items": { "type": "object", "required": ["role", "content"], "properties": {
+                    "role": { "type": "string" },
+                    "content": { "type": "string", "maxLength": chars },
+                } },
+            });
+            if let Some(required) = body["required"].as_array_mut() {
+                required.push(Value::from("messages"));
+            }
+        }
+        body
     }
 
     /// The field naming the model: `model` for the OpenAI-shaped LLM body, else `model_id`.

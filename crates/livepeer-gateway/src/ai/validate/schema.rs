@@ -97,6 +97,52 @@ pub(super) fn schema(p: Pipeline, l: &Limits) -> Vec<Spec> {
     }
 }
 
+/// The JSON Schema (OpenAPI 3.1's dialect) of an object with `specs`' fields: the same table
+/// that validates requests, so the published schema cannot drift from what is accepted.
+/// `form` is for a multipart body, whose fields are all text: their JSON type is then kept
+/// as the format they must parse as.
+pub(super) fn object_schema(specs: &[Spec], form: bool) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for s in specs {
+        let mut field = serde_json::Map::new();
+        let ty = match s.ty {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Num => "number",
+            Ty::Bool => "boolean",
+        };
+        field.insert("type".into(), Value::from(if form { "string" } else { ty }));
+        if form && s.ty != Ty::Str {
+            field.insert("format".into(), Value::from(ty));
+        }
+        let bound = |v: f64| match s.ty {
+            Ty::Num => Number::from_f64(v).map_or(Value::Null, Value::Number),
+            _ => Value::from(v as i64),
+        };
+        let (lo, hi) = match s.ty {
+            Ty::Str => ("minLength", "maxLength"),
+            _ => ("minimum", "maximum"),
+        };
+        if !form || s.ty == Ty::Str {
+            if let Some(min) = s.min {
+                field.insert(lo.into(), bound(min));
+            }
+            if let Some(max) = s.max {
+                field.insert(hi.into(), bound(max));
+            }
+            if let Some(m) = s.multiple_of {
+                field.insert("multipleOf".into(), Value::from(m));
+            }
+        }
+        if s.required {
+            required.push(Value::from(s.name));
+        }
+        properties.insert(s.name.into(), Value::Object(field));
+    }
+    serde_json::json!({ "type": "object", "properties": properties, "required": required })
+}
+
 /// A parsed scalar value.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Val {
