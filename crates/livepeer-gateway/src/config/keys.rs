@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use super::section::section;
 use super::{ConfigError, bad};
+use crate::keys::price::CustomerPrices;
 use crate::keys::{AuthMode, KeysConfig};
 
 section! {
@@ -31,6 +32,15 @@ section! {
         /// when `--cli-addr` is not a loopback address.
         #[arg(long, env = "LP_ADMINTOKEN")]
         pub admin_token: Option<String>,
+        /// What customers pay: a price table, inline JSON or a JSON or TOML file,
+        /// `{"price": [{"pipeline", "model"?, "usd" | "wei" | "orchestrator_multiple"}]}`, each
+        /// amount per the pipeline's natural unit (megapixel, audio second, thousand
+        /// characters, million tokens, live minute, BYOC second, video minute).
+        #[arg(long, env = "LP_CUSTOMERPRICES")]
+        pub customer_prices: Option<String>,
+        /// USD per ETH (exact decimal), to turn prices in wei into USD for budgets.
+        #[arg(long, env = "LP_USDPERETH")]
+        pub usd_per_eth: Option<String>,
     }
 }
 
@@ -64,13 +74,34 @@ impl Keys {
             Some(dir) => PathBuf::from(dir),
             None => default_data_dir(),
         };
+        let prices = customer_prices(self.customer_prices.as_deref(), self.usd_per_eth.as_deref())?;
         Ok(KeysConfig {
+            prices: std::sync::Arc::new(prices),
             auth,
             data_dir,
             database_url: database_url.map(SecretString::from),
             admin_token: admin_token.map(SecretString::from),
         })
     }
+}
+
+/// `--customer-prices` (inline JSON, or a file of JSON or TOML) with `--usd-per-eth`.
+fn customer_prices(
+    table: Option<&str>,
+    usd_per_eth: Option<&str>,
+) -> Result<CustomerPrices, ConfigError> {
+    let text = match table.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with('{') => Some(t.to_owned()),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| bad("--customer-prices", format!("{path}: {e}")))?,
+        ),
+        None => None,
+    };
+    CustomerPrices::parse(text.as_deref(), usd_per_eth).map_err(|e| {
+        let setting = if e.0.starts_with("--usd-per-eth") { "--usd-per-eth" } else { "--customer-prices" };
+        bad(setting, e.0)
+    })
 }
 
 /// `livepeer-gateway` under the platform's data directory (`$XDG_DATA_HOME`, else

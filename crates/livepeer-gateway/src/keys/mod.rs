@@ -17,6 +17,7 @@
 mod db;
 mod ledger;
 mod limit;
+pub mod price;
 mod record;
 
 use std::collections::HashMap;
@@ -62,6 +63,8 @@ pub struct KeysConfig {
     pub database_url: Option<SecretString>,
     /// The admin API's bearer token.
     pub admin_token: Option<SecretString>,
+    /// What customers are charged.
+    pub prices: Arc<price::CustomerPrices>,
 }
 
 /// Why a key store operation failed.
@@ -303,6 +306,7 @@ mod tests {
             data_dir: dir.join("nested/da ta#1?%20"),
             database_url: None,
             admin_token: None,
+            prices: Default::default(),
         };
         KeyStore::open(&config).await.unwrap().0
     }
