@@ -99,7 +99,8 @@ fn customer_prices(
         None => None,
     };
     CustomerPrices::parse(text.as_deref(), usd_per_eth).map_err(|e| {
-        let setting = if e.0.starts_with("--usd-per-eth") { "--usd-per-eth" } else { "--customer-prices" };
+        let setting =
+            if e.0.starts_with("--usd-per-eth") { "--usd-per-eth" } else { "--customer-prices" };
         bad(setting, e.0)
     })
 }

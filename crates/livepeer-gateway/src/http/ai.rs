@@ -18,7 +18,7 @@ use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
-use crate::keys::Customer;
+use crate::keys::{Customer, Tab};
 
 /// The AI routes.
 pub(crate) fn router(state: AiState) -> Router {
@@ -47,6 +47,7 @@ pub(crate) fn router(state: AiState) -> Router {
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
     let urls = result_urls(&ai);
     let customer = req.extensions().get::<Customer>().cloned();
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
     let input = match read_input(req, limit, timeout).await {
         Ok(input) => input,
@@ -57,7 +58,7 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
         model = customer.is_some().then(|| valid.model.clone());
         super::keys::allow_model(customer.as_ref(), valid, "model_id")
     };
-    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
+    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check, tab).await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
     };
@@ -68,6 +69,7 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai);
     let customer = req.extensions().get::<Customer>().cloned();
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
@@ -78,7 +80,8 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
         model = customer.is_some().then(|| valid.model.clone());
         super::keys::allow_model(customer.as_ref(), valid, "model")
     };
-    let resp = match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
+    let submitted = crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check, tab);
+    let resp = match submitted.await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
     };

@@ -39,8 +39,8 @@ const MEGAPIXEL: NaturalUnit = NaturalUnit { name: "megapixel", gateway_units: 1
 pub fn natural_unit(pipeline: &str) -> Option<NaturalUnit> {
     let unit = |name, gateway_units| NaturalUnit { name, gateway_units };
     Some(match pipeline {
-        "text-to-image" | "image-to-image" | "image-to-video" | "upscale" | "segment-anything-2"
-        | "image-to-text" => MEGAPIXEL,
+        "text-to-image" | "image-to-image" | "image-to-video" | "upscale"
+        | "segment-anything-2" | "image-to-text" => MEGAPIXEL,
         "audio-to-text" => unit("audio_second", 1000),
         "text-to-speech" => unit("thousand_characters", 1_000_000),
         "llm" => unit("million_tokens", 1_000_000),

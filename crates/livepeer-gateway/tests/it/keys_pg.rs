@@ -14,7 +14,7 @@ use crate::keys::{admin, create, disable_and_delete, keys_config, lifecycle, t2i
 use crate::support::*;
 
 /// A PostgreSQL server of its own, stopped on drop.
-struct Postgres {
+pub struct Postgres {
     child: Child,
     data: PathBuf,
     port: u16,
@@ -22,7 +22,7 @@ struct Postgres {
 }
 
 /// The newest installed PostgreSQL's `bin` directory.
-fn pg_bin() -> Option<PathBuf> {
+pub fn pg_bin() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
@@ -45,7 +45,7 @@ fn as_server_user(program: &Path, root: bool) -> Command {
 }
 
 impl Postgres {
-    fn start(bin: &Path) -> Self {
+    pub fn start(bin: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
         if root {
@@ -87,7 +87,7 @@ impl Postgres {
         pg
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -103,8 +103,9 @@ impl Drop for Postgres {
     }
 }
 
-#[tokio::test]
-async fn keys_on_postgresql_are_shared_by_two_gateways() {
+/// A PostgreSQL server started for a test; `None` (the test then passes, saying so) when the
+/// server binaries are missing and `LIVEPEER_REQUIRE_POSTGRES` is not `1`.
+pub async fn postgres() -> Option<Postgres> {
     let Some(bin) = pg_bin() else {
         // `scripts/test` installs the server and requires it; run by hand, the test may skip.
         assert!(
@@ -115,9 +116,14 @@ async fn keys_on_postgresql_are_shared_by_two_gateways() {
             "SKIPPED: no PostgreSQL server (/usr/lib/postgresql/*/bin/initdb); \
              install Debian's `postgresql` package to run this test"
         );
-        return;
+        return None;
     };
-    let pg = tokio::task::spawn_blocking(move || Postgres::start(&bin)).await.unwrap();
+    Some(tokio::task::spawn_blocking(move || Postgres::start(&bin)).await.unwrap())
+}
+
+#[tokio::test]
+async fn keys_on_postgresql_are_shared_by_two_gateways() {
+    let Some(pg) = postgres().await else { return };
     let sim = TextSim::new("pg").start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(keys_config(&[sim.url()], dir_a.path(), Some(pg.url()))).await;

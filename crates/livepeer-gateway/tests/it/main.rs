@@ -14,6 +14,7 @@ mod discovery;
 mod fuzz;
 mod health;
 mod keys;
+mod keys_budget;
 mod keys_cli;
 mod keys_live;
 mod keys_pg;
