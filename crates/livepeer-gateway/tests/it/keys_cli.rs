@@ -108,6 +108,15 @@ fn keys_subcommand_lifecycle_and_no_secret_in_the_log() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!((&usage["requests"], &usage["from"]), (&Value::from(1), &Value::from(0)), "{usage}");
+    // The ledger as CSV: its header, then the request's row.
+    let admin_url = format!("http://{admin}");
+    let export = ["keys", "--admin-url", &admin_url, "--admin-token", TOKEN, "export", &id];
+    let (code, csv, stderr) = run(&[&export[..], &["--from", "0"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("at_ms,key_id,request_id,pipeline,model,status,outcome"), "{csv}");
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[1].contains(&format!(",{id},")) && rows[1].contains(",503,failed,"), "{csv}");
     assert_eq!(keys(&admin, &["disable", &id])["key"]["enabled"], false);
     assert_eq!(call(&public, Some(&secret)), 401);
     keys(&admin, &["delete", &id]);
