@@ -18,6 +18,9 @@ use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
+use futures_util::StreamExt as _;
+
+use crate::keys::meter::StreamPermit;
 use crate::keys::{Customer, Tab};
 
 /// The AI routes.
@@ -53,16 +56,19 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
-    let mut model = None;
+    let (mut model, mut permit) = (None, None);
     let check = |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
-        super::keys::allow_model(customer.as_ref(), valid, "model_id")
+        super::keys::allow_model(customer.as_ref(), valid, "model_id")?;
+        permit = stream_permit(tab.as_deref(), valid)?;
+        Ok(())
     };
-    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check, tab).await {
+    let submitted = crate::ai::submit_checked(&ai, pipeline, input, urls, check, tab.clone());
+    let resp = match submitted.await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
     };
-    with_model(resp, model)
+    holding(with_model(resp, model), permit)
 }
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
@@ -75,17 +81,38 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
         Err(e) => return e.into_response(),
     };
     let input = Input::Json(openai::llm_body(body));
-    let mut model = None;
+    let (mut model, mut permit) = (None, None);
     let check = |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
-        super::keys::allow_model(customer.as_ref(), valid, "model")
+        super::keys::allow_model(customer.as_ref(), valid, "model")?;
+        permit = stream_permit(tab.as_deref(), valid)?;
+        Ok(())
     };
-    let submitted = crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check, tab);
+    let submitted = crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check, tab.clone());
     let resp = match submitted.await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
     };
-    with_model(resp, model)
+    holding(with_model(resp, model), permit)
+}
+
+/// One of the customer key's concurrent streams, for a streamed request (`stream: true`).
+fn stream_permit(tab: Option<&Tab>, valid: &ValidRequest) -> Result<Option<StreamPermit>, Error> {
+    match tab {
+        Some(tab) if valid.stream => tab.stream_permit().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The answer, holding `permit` until its body has been sent (or dropped).
+fn holding(resp: Response, permit: Option<StreamPermit>) -> Response {
+    let Some(permit) = permit else { return resp };
+    let (parts, body) = resp.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Leaves the job's model in the answer for the usage ledger (keys on only).

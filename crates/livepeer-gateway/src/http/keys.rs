@@ -124,7 +124,7 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
         next.run(req).await
     };
     let header = resp.headers().get("x-request-id");
-    let request_id = header.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let request_id = header.and_then(|v| v.to_str().ok()).unwrap_or(tab.request_id()).to_owned();
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let mut row = tab.row(at_ms, request_id, resp.status().as_u16(), latency_us);
     if row.model.is_empty()

@@ -17,6 +17,7 @@
 mod db;
 mod ledger;
 mod limit;
+pub mod meter;
 pub mod price;
 mod record;
 mod tab;
@@ -140,6 +141,7 @@ pub struct KeyStore {
     limiter: limit::Limiter,
     ledger: tokio::sync::mpsc::Sender<UsageRow>,
     prices: Arc<price::CustomerPrices>,
+    streams: meter::StreamCounts,
 }
 
 /// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
@@ -197,7 +199,8 @@ impl KeyStore {
         let writer = LedgerWriter { db: db.clone(), rx };
         let cache = Mutex::new(HashMap::new());
         let prices = config.prices.clone();
-        Ok((Self { db, cache, limiter: limit::Limiter::default(), ledger, prices }, writer))
+        let (limiter, streams) = (limit::Limiter::default(), meter::StreamCounts::default());
+        Ok((Self { db, cache, limiter, ledger, prices, streams }, writer))
     }
 
     /// Queues one row of the usage ledger; never waits. The queue is checked before each job

@@ -22,9 +22,11 @@ use crate::error::{Error, Kind};
 /// What the job path reports of a request made with a customer key.
 #[derive(Debug)]
 pub struct Tab {
-    store: Arc<KeyStore>,
+    pub(super) store: Arc<KeyStore>,
     key: Arc<KeyInfo>,
     pipeline: &'static str,
+    /// The ledger's id of the request when its answer carries none (`X-Request-Id`).
+    request_id: String,
     state: Mutex<State>,
 }
 
@@ -47,7 +49,23 @@ struct State {
 
 impl Tab {
     pub(super) fn new(store: Arc<KeyStore>, key: Arc<KeyInfo>, pipeline: &'static str) -> Self {
-        Self { store, key, pipeline, state: Mutex::new(State::default()) }
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        Self { store, key, pipeline, request_id, state: Mutex::new(State::default()) }
+    }
+
+    /// A fresh tab for the same key and pipeline: the next interval of a stream.
+    pub fn next(&self) -> Tab {
+        Tab::new(self.store.clone(), self.key.clone(), self.pipeline)
+    }
+
+    /// The ledger's id of the request, when its answer has no `X-Request-Id`.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Records the tab's row now (a stream's interval, which no HTTP answer carries).
+    pub fn record(&self, request_id: String, status: u16) {
+        self.store.record(self.row(super::now_ms(), request_id, status, 0));
     }
 
     /// The key the request was made with.

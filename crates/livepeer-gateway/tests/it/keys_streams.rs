@@ -1,0 +1,129 @@
+//! Long jobs under customer keys: the concurrent-stream limit (`max_streams`) on LLM streams
+//! and live streams, and a live stream charged interval by interval and stopped when its
+//! key's budget cannot pay for the next one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_gateway::keys::price::CustomerPrices;
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::keys::{admin, create, keys_config};
+use crate::support::*;
+
+const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+async fn read(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_holds_at_most_its_max_streams_llm_streams() {
+    let sim = Sim::start(SimConfig {
+        name: "keys-llm".into(),
+        models: vec![SimModel::new("llm", LLM).price(0, 1).capacity(8)],
+        token_delay: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
+    let (_, secret) = create(&gw, json!({"name": "one-stream", "max_streams": 1})).await;
+    let http = reqwest::Client::new();
+    let llm = |stream: bool| {
+        // The simulator echoes the prompt a word a token: 40 tokens, 50 ms apart.
+        let words = vec!["word"; 40].join(" ");
+        let body = json!({"model": LLM, "stream": stream, "max_tokens": 100,
+            "messages": [{"role": "user", "content": words}]});
+        http.post(format!("http://{}/llm", gw.http_addr)).bearer_auth(&secret).json(&body)
+    };
+    // The first stream runs (its headers are in, its tokens still coming)...
+    let first = llm(true).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // ...so a second stream is refused, with a clear error; a request that is not a stream
+    // is not counted.
+    let (status, body) = read(llm(true)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["type"], "stream_limit_exceeded", "{body}");
+    let (status, body) = read(llm(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Once the first has ended, another may start.
+    let text = first.text().await.unwrap();
+    assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
+    eventually(Duration::from_secs(10), "the stream's place is released", || async {
+        llm(true).send().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_is_charged_as_it_runs_and_stopped_when_the_budget_runs_out() {
+    let sim = Sim::start(SimConfig {
+        name: "keys-live-budget".into(),
+        models: vec![SimModel::new("live-video-to-video", "noop").price(0, 1).capacity(4)],
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = keys_config(&[sim.url()], dir.path(), None);
+        c.live.payment_interval = Duration::from_secs(1);
+        // 0.6 USD a minute: 0.01 USD (10 000 000 nano-USD) a second.
+        let table = r#"{"price": [{"pipeline": "live-video-to-video", "usd": "0.6"}]}"#;
+        c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+        c
+    };
+    let gw = start(config()).await;
+    // 0.035 USD: three one-second intervals, not four.
+    let body = json!({"name": "live", "budget_micro_usd": 35_000, "max_streams": 1});
+    let (id, secret) = create(&gw, body).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}/live/video-to-video/{path}", gw.http_addr);
+    let (status, v) = read(http.post(url("cam/start")).bearer_auth(&secret).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // One stream at a time for this key.
+    let (status, v) =
+        read(http.post(url("cam2/start")).bearer_auth(&secret).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["type"], "stream_limit_exceeded", "{v}");
+
+    // The stream runs while its intervals are paid for, then stops, saying why.
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (_, status) = read(http.get(url("cam/status")).bearer_auth(&secret)).await;
+        if status["state"] == "stopped" {
+            last = status;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["state"], "stopped", "the stream was not stopped by its budget");
+    let reason = last["stop_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("budget_exceeded"), "{last}");
+    assert!(last["uptime_ms"].as_u64().unwrap() >= 2_000, "three intervals ran: {last}");
+    // Stopped, the stream no longer holds the key's place.
+    eventually(Duration::from_secs(10), "the stream's place is released", || async {
+        let req = http.post(url("cam3/start")).bearer_auth(&secret).json(&json!({}));
+        // Its place back, the budget refuses the new stream before any orchestrator is paid.
+        read(req).await.0 == StatusCode::PAYMENT_REQUIRED
+    })
+    .await;
+    gw.shutdown().await;
+
+    // The ledger: the start and two more intervals charged, the fourth refused.
+    let gw = start(config()).await;
+    let (status, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["charged_nusd"], 30_000_000, "{usage}");
+    assert_eq!(usage["budget"]["remaining_usd"], "0.005000000", "{usage}");
+    assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
+    gw.shutdown().await;
+}
