@@ -127,3 +127,47 @@ async fn a_live_stream_is_charged_as_it_runs_and_stopped_when_the_budget_runs_ou
     assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn byoc_jobs_are_charged_their_seconds_within_the_budget() {
+    use base64::Engine as _;
+    use livepeer_sim::{ByocKind, SimByoc};
+    let sim = Sim::start(SimConfig {
+        name: "keys-byoc".into(),
+        byoc: vec![SimByoc::new("text-reversal", ByocKind::Reverse).capacity(8)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    // 0.001 USD a second: a job with a 10 s timeout costs 0.01 USD.
+    let table = r#"{"price": [{"pipeline": "byoc", "usd": "0.001"}]}"#;
+    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "byoc", "budget_micro_usd": 25_000})).await;
+    let job = json!({"request": "{}", "parameters": "{}", "capability": "text-reversal",
+        "timeout_seconds": 10});
+    let header = base64::engine::general_purpose::STANDARD.encode(job.to_string());
+    let http = reqwest::Client::new();
+    let call = || {
+        http.post(format!("http://{}/process/request/reverse", gw.http_addr))
+            .bearer_auth(&secret)
+            .header("Livepeer", &header)
+            .json(&json!({"text": "hello"}))
+    };
+    for _ in 0..2 {
+        let resp = call().send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    }
+    let (status, body) = read(call()).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(body["error"]["remaining_usd"], "0.005000000", "{body}");
+    assert_eq!(sim.byoc_stats().requests, 2, "the refused job reached no orchestrator");
+    gw.shutdown().await;
+    let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
+    let (_, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["charged_nusd"], 20_000_000, "{usage}");
+    assert_eq!(usage["by_model"][0]["model"], "text-reversal", "{usage}");
+    gw.shutdown().await;
+}
