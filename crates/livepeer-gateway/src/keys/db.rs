@@ -219,24 +219,33 @@ pub(super) async fn reserve(
         .bind(amount)
         .bind(budget)
     };
-    for _ in 0..2 {
+    let mut used = 0;
+    for _ in 0..4 {
         if update().execute(db).await?.rows_affected() == 1 {
             return Ok(Ok(()));
         }
-        if let Some((spent, reserved)) = spend(db, key_id, period_start).await? {
-            return Ok(Err(spent.saturating_add(reserved)));
+        match spend(db, key_id, period_start).await? {
+            Some((spent, reserved)) => {
+                used = spent.saturating_add(reserved);
+                if used.saturating_add(amount) > budget {
+                    return Ok(Err(used));
+                }
+                // It fits now: the row was made, or a reservation released, since the update.
+            }
+            None => {
+                // The period's first job: its row, then the update again.
+                sqlx::query(
+                    "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
+                     VALUES ($1, $2, 0, 0) ON CONFLICT (key_id, period_start) DO NOTHING",
+                )
+                .bind(key_id.to_owned())
+                .bind(period_start)
+                .execute(db)
+                .await?;
+            }
         }
-        // The period's first job: its row, then the update again.
-        sqlx::query(
-            "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
-             VALUES ($1, $2, 0, 0) ON CONFLICT (key_id, period_start) DO NOTHING",
-        )
-        .bind(key_id.to_owned())
-        .bind(period_start)
-        .execute(db)
-        .await?;
     }
-    Ok(Err(0))
+    Ok(Err(used))
 }
 
 /// What key `key_id` has spent and has reserved in the period from `period_start`.

@@ -48,6 +48,8 @@ fn priced_config(
     let mut c = keys_config(&[sim.url()], dir, database_url);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
     c.ai.attempt_timeout = Duration::from_secs(10);
+    // 64 clients on a shared machine: job-priced ticket params may take a while to fetch.
+    c.discovery_timeout = Duration::from_secs(5);
     let table = r#"{"price": [{"pipeline": "text-to-image", "orchestrator_multiple": "2"}]}"#;
     c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), Some("3000")).unwrap());
     c
