@@ -18,6 +18,7 @@ mod keys_budget;
 mod keys_cli;
 mod keys_live;
 mod keys_pg;
+mod keys_sigterm;
 mod keys_streams;
 mod listen;
 mod live;
