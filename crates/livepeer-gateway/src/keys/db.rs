@@ -80,6 +80,19 @@ const MAX_CONNECTIONS: u32 = 8;
 pub(super) async fn open(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
+                // (a commit survives the gateway's crash, not the machine's power loss), so
+                // that a budget's reservation is not an fsync on every request and readers do
+                // not wait for the ledger's writer.
+                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
