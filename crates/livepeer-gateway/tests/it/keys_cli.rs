@@ -156,4 +156,18 @@ fn a_public_admin_listener_needs_an_admin_token() {
     let (code, _, stderr) = run(&["--database-url", "mysql://x"]);
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("--database-url"), "{stderr}");
+    // Customer prices: checked entry by entry before any port is bound.
+    let in_wei = r#"{"price": [{"pipeline": "llm", "wei": "1000"}]}"#;
+    let (code, _, stderr) = run(&["--customer-prices", in_wei]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--customer-prices") && stderr.contains("--usd-per-eth"), "{stderr}");
+    let (code, _, stderr) = run(&["--customer-prices", in_wei, "--usd-per-eth", "3k"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--usd-per-eth"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prices.toml");
+    std::fs::write(&file, "[[price]]\npipeline = \"upscaling\"\nusd = \"1\"\n").unwrap();
+    let (code, _, stderr) = run(&["--customer-prices", file.to_str().unwrap()]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("price[0] (upscaling): unknown pipeline"), "{stderr}");
 }
