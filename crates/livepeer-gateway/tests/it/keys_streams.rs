@@ -171,3 +171,55 @@ async fn byoc_jobs_are_charged_their_seconds_within_the_budget() {
     assert_eq!(usage["by_model"][0]["model"], "text-reversal", "{usage}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_stream_is_charged_as_it_runs_and_stopped_when_the_budget_runs_out() {
+    use livepeer_sim::{ByocKind, SimByoc};
+    const CAP: &str = "echo-stream";
+    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).capacity(4)];
+    let config = SimConfig { name: "keys-byoc-stream".into(), byoc: caps, ..SimConfig::default() };
+    let sim = Sim::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = keys_config(&[sim.url()], dir.path(), None);
+        c.byoc.payment_interval = Duration::from_secs(1);
+        // 0.01 USD a second of BYOC compute.
+        let table = r#"{"price": [{"pipeline": "byoc", "usd": "0.01"}]}"#;
+        c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+        c
+    };
+    let gw = start(config()).await;
+    // 0.025 USD: two one-second intervals, not three.
+    let body = json!({"name": "byoc-stream", "budget_micro_usd": 25_000, "max_streams": 1});
+    let (id, secret) = create(&gw, body).await;
+    let http = reqwest::Client::new();
+    let header = crate::byoc_stream::job_header(CAP, 60, r#"{"enable_data_output":true}"#);
+    let start_stream = |name: &str| {
+        let body = json!({"stream_name": name, "stream_id": "1", "params": "{}"});
+        http.post(format!("http://{}/process/stream/start", gw.http_addr))
+            .bearer_auth(&secret)
+            .header("Livepeer", &header)
+            .json(&body)
+    };
+    let (status, v) = read(start_stream("a")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = read(start_stream("b")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["type"], "stream_limit_exceeded", "{v}");
+    // Stopped by its budget, the stream gives its place back; the next is refused with 402.
+    eventually(Duration::from_secs(15), "the budget stops the stream", || async {
+        read(start_stream("c")).await.0 == StatusCode::PAYMENT_REQUIRED
+    })
+    .await;
+    gw.shutdown().await;
+
+    let gw = start(config()).await;
+    let (_, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["charged_nusd"], 20_000_000, "{usage}");
+    let url = format!("http://{}/keys/{id}/usage.csv?from=0", gw.admin_addr);
+    let csv = http.get(url).bearer_auth(crate::keys::TOKEN).send().await.unwrap();
+    let csv = csv.text().await.unwrap();
+    // The interval the budget could not pay for is in the ledger, refused, on the capability.
+    assert!(csv.lines().any(|l| l.contains(&format!(",byoc,{CAP},402,refused,"))), "{csv}");
+    gw.shutdown().await;
+}
