@@ -142,6 +142,15 @@ async fn check_ledger(gw: &Gateway, id: &str, served: i64, refused: i64, sim: &S
         assert_eq!((row[col("tickets")], row[col("paid_fee_wei")]), ("0", "0"), "{row:?}");
         assert_eq!(row[col("charged_usd")], "0.000000000");
     }
+    // Every key's export holds the same rows (there is one key), behind the admin token.
+    let url = format!("http://{}/usage.csv?from=0&limit=100000", gw.admin_addr);
+    let resp = reqwest::Client::new().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), csv);
+    let resp = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let bad = format!("http://{}/usage.csv?limit=0", gw.admin_addr);
+    let resp = reqwest::Client::new().get(&bad).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The orchestrator was paid for the images served, and for nothing else.
     let fees = sim.payments().fees_debited;
     assert_eq!(fees, livepeer_pm::Ratio::from_u64(FEE_WEI * served as u64));
