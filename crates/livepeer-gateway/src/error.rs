@@ -57,6 +57,8 @@ pub enum Kind {
     BudgetExceeded,
     /// The customer key holds as many streams as it may.
     StreamLimit,
+    /// A customer price in wei has no current ETH/USD rate to be charged in USD.
+    PriceUnavailable,
     /// The usage ledger cannot record more paid traffic (its database is down and its buffer
     /// full).
     LedgerUnavailable,
@@ -116,6 +118,7 @@ impl Kind {
             Kind::BudgetExceeded => "budget_exceeded",
             Kind::StreamLimit => "stream_limit_exceeded",
             Kind::LedgerUnavailable => "ledger_unavailable",
+            Kind::PriceUnavailable => "price_unavailable",
             Kind::StreamRefused => "stream_refused",
             Kind::NotStreamOwner => "not_stream_owner",
             Kind::StreamExists => "stream_exists",
@@ -170,6 +173,7 @@ impl Kind {
             | Kind::ResultStoreFull
             | Kind::KeyStoreUnavailable
             | Kind::LedgerUnavailable
+            | Kind::PriceUnavailable
             | Kind::Internal => Party::Gateway,
         }
     }
@@ -181,7 +185,10 @@ impl Kind {
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
             Kind::OrchestratorsUnavailable => Some(2),
             Kind::OrchestratorsBusy | Kind::ResultStoreFull => Some(1),
-            Kind::TooManyStreams | Kind::KeyStoreUnavailable | Kind::LedgerUnavailable => Some(5),
+            Kind::TooManyStreams
+            | Kind::KeyStoreUnavailable
+            | Kind::LedgerUnavailable
+            | Kind::PriceUnavailable => Some(5),
             _ => None,
         }
     }

@@ -56,6 +56,7 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::AuthWebhookUnavailable
         | Kind::KeyStoreUnavailable
         | Kind::LedgerUnavailable
+        | Kind::PriceUnavailable
         | Kind::ResultStoreFull => StatusCode::SERVICE_UNAVAILABLE,
         Kind::OrchestratorTimeout => StatusCode::GATEWAY_TIMEOUT,
     }

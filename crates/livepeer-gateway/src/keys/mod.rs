@@ -14,6 +14,7 @@
 //!
 //! Nothing here logs a secret or a key's hash.
 
+pub mod chainlink;
 mod db;
 mod ledger;
 mod limit;
@@ -199,6 +200,9 @@ impl KeyStore {
         let writer = LedgerWriter { db: db.clone(), rx };
         let cache = Mutex::new(HashMap::new());
         let prices = config.prices.clone();
+        if let Some(feed) = prices.feed() {
+            watch_feed(feed).await;
+        }
         let (limiter, streams) = (limit::Limiter::default(), meter::StreamCounts::default());
         Ok((Self { db, cache, limiter, ledger, prices, streams }, writer))
     }
@@ -368,6 +372,18 @@ impl KeyStore {
     fn invalidate(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
+}
+
+/// Reads the ETH/USD feed once (a failure is logged: prices in wei answer 503 until a read
+/// succeeds), then every [`chainlink::REFRESH`] while the feed is in use.
+async fn watch_feed(feed: &Arc<chainlink::Feed>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build();
+    let http = http.unwrap_or_default();
+    match feed.read(&http).await {
+        Ok(()) => tracing::info!(feed = %feed.address, "ETH/USD feed read"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the ETH/USD feed"),
+    }
+    tokio::spawn(chainlink::refresh(Arc::downgrade(feed), http));
 }
 
 fn hash(secret: &str) -> [u8; 32] {

@@ -12,9 +12,12 @@
 //! [`CustomerPrices::charge`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use livepeer_pm::{Ratio, U512};
 use serde::{Deserialize, Serialize};
+
+use super::chainlink::Feed;
 
 /// Nano-USD per USD.
 pub const NANO_PER_USD: u64 = 1_000_000_000;
@@ -107,10 +110,11 @@ struct Table {
 
 /// The operator's customer prices: rates by pipeline and model (a pipeline's own rate covers
 /// its models without one), and the ETH/USD rate that turns wei into USD.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct CustomerPrices {
     rates: HashMap<(String, Option<String>), Rate>,
     usd_per_eth: Option<Ratio>,
+    feed: Option<Arc<Feed>>,
 }
 
 impl CustomerPrices {
@@ -118,6 +122,16 @@ impl CustomerPrices {
     /// checking every entry: a known pipeline, exactly one of `usd`, `wei` and
     /// `orchestrator_multiple`, no duplicates, and a USD rate when anything is priced in wei.
     pub fn parse(table: Option<&str>, usd_per_eth: Option<&str>) -> Result<Self, PriceError> {
+        Self::parse_with_feed(table, usd_per_eth, None)
+    }
+
+    /// [`CustomerPrices::parse`], with the ETH/USD rate read from a Chainlink `feed` when no
+    /// fixed rate is given.
+    pub fn parse_with_feed(
+        table: Option<&str>,
+        usd_per_eth: Option<&str>,
+        feed: Option<Arc<Feed>>,
+    ) -> Result<Self, PriceError> {
         let usd_per_eth = usd_per_eth
             .map(|t| parse_amount(t).map_err(|e| PriceError(format!("--usd-per-eth: {e}"))))
             .transpose()?;
@@ -143,15 +157,21 @@ impl CustomerPrices {
                 (None, None, Some(t)) => Rate::OrchestratorMultiple(parse_amount(t).map_err(at)?),
                 _ => return Err(at("give exactly one of usd, wei, orchestrator_multiple".into())),
             };
-            if !matches!(rate, Rate::Usd(_)) && usd_per_eth.is_none() {
-                return Err(at("priced in wei: --usd-per-eth is required".into()));
+            if !matches!(rate, Rate::Usd(_)) && usd_per_eth.is_none() && feed.is_none() {
+                let message = "priced in wei: --usd-per-eth (or --usd-per-eth-feed) is required";
+                return Err(at(message.into()));
             }
             let model = e.model.clone().filter(|m| !m.is_empty() && m != "default");
             if rates.insert((e.pipeline.clone(), model), rate).is_some() {
                 return Err(at("listed twice".into()));
             }
         }
-        Ok(Self { rates, usd_per_eth })
+        Ok(Self { rates, usd_per_eth, feed })
+    }
+
+    /// The Chainlink feed the ETH/USD rate is read from, if one is configured.
+    pub fn feed(&self) -> Option<&Arc<Feed>> {
+        self.feed.as_ref()
     }
 
     /// Whether no price is set (every job is free to customers).
@@ -159,9 +179,10 @@ impl CustomerPrices {
         self.rates.is_empty()
     }
 
-    /// The USD value of one ETH, if configured.
+    /// The USD value of one ETH: the configured rate, else the feed's last answer while it is
+    /// within its maximum age.
     pub fn usd_per_eth(&self) -> Option<Ratio> {
-        self.usd_per_eth
+        self.usd_per_eth.or_else(|| self.feed.as_ref()?.rate(super::now()))
     }
 
     /// The rate of `pipeline` and `model`: the model's own, else the pipeline's.
@@ -201,23 +222,29 @@ impl CustomerPrices {
 
     /// What a job of `units` gateway units costs the customer, in nano-USD rounded up; 0 when
     /// the pipeline has no customer price. `orchestrator_fee_wei`: what the orchestrator
-    /// charges for the same job, which a multiple needs (none: 0).
+    /// charges for the same job, which a multiple needs (none: 0). `Err` when the price is in
+    /// wei and no current ETH/USD rate is known (the feed is unreadable or too old).
     pub fn charge(
         &self,
         pipeline: &str,
         model: &str,
         units: u64,
         orchestrator_fee_wei: Option<&Ratio>,
-    ) -> u64 {
+    ) -> Result<u64, PriceError> {
         let (Some(unit), Some(rate)) = (natural_unit(pipeline), self.rate(pipeline, model)) else {
-            return 0;
+            return Ok(0);
         };
+        if !matches!(rate, Rate::Usd(_)) && self.usd_per_eth().is_none() {
+            return Err(PriceError(
+                "no current ETH/USD rate (the price feed is unavailable)".into(),
+            ));
+        }
         let count = Ratio::new(U512::from(units), U512::from(unit.gateway_units));
         let fee = orchestrator_fee_wei.copied().unwrap_or(Ratio::ZERO);
-        count
+        Ok(count
             .ok()
             .and_then(|count| self.usd_of(rate, &count, &fee).ok())
-            .map_or(u64::MAX, |usd| to_nano_up(&usd))
+            .map_or(u64::MAX, |usd| to_nano_up(&usd)))
     }
 
     /// The USD of `count` natural units at `rate`, where the orchestrator's fee is `fee_wei`.
@@ -229,7 +256,7 @@ impl CustomerPrices {
     ) -> Result<Ratio, livepeer_pm::ArithmeticError> {
         let eth = Ratio::from_u64(WEI_PER_ETH);
         let usd_per_wei = |wei: Ratio| -> Result<Ratio, livepeer_pm::ArithmeticError> {
-            let usd_per_eth = self.usd_per_eth.unwrap_or(Ratio::ZERO);
+            let usd_per_eth = self.usd_per_eth().unwrap_or(Ratio::ZERO);
             wei.checked_mul(&usd_per_eth)?.checked_div(&eth)
         };
         match rate {

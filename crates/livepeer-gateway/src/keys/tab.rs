@@ -88,7 +88,11 @@ impl Tab {
         units: u64,
         orchestrator_fee_wei: Option<&Ratio>,
     ) -> Result<(), Error> {
-        let charge = self.store.prices.charge(self.pipeline, model, units, orchestrator_fee_wei);
+        let charge = self
+            .store
+            .prices
+            .charge(self.pipeline, model, units, orchestrator_fee_wei)
+            .map_err(|e| Error::new(Kind::PriceUnavailable, e.0))?;
         let (more, period_start) = {
             let mut s = self.state();
             s.model = Some(model.to_owned());

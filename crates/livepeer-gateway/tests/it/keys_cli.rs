@@ -164,6 +164,10 @@ fn a_public_admin_listener_needs_an_admin_token() {
     let (code, _, stderr) = run(&["--customer-prices", in_wei, "--usd-per-eth", "3k"]);
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("--usd-per-eth"), "{stderr}");
+    let feed = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419";
+    let (code, _, stderr) = run(&["--customer-prices", in_wei, "--usd-per-eth-feed", feed]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--usd-per-eth-feed") && stderr.contains("--eth-url"), "{stderr}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("prices.toml");
     std::fs::write(&file, "[[price]]\npipeline = \"upscaling\"\nusd = \"1\"\n").unwrap();

@@ -15,6 +15,7 @@ mod fuzz;
 mod health;
 mod keys;
 mod keys_budget;
+mod keys_chainlink;
 mod keys_cli;
 mod keys_live;
 mod keys_pg;

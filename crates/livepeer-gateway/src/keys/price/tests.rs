@@ -29,22 +29,22 @@ fn a_charge_is_the_rate_times_natural_units_rounded_up_once() {
         Some("2500.5"),
     );
     // 512 × 512 pixels: 0.262144 megapixel at 0.01 USD = 0.00262144 USD.
-    assert_eq!(p.charge("text-to-image", "any", 262_144, None), 2_621_440);
-    assert_eq!(p.charge("text-to-image", "special", 262_144, None), 7_864_320);
+    assert_eq!(p.charge("text-to-image", "any", 262_144, None).unwrap(), 2_621_440);
+    assert_eq!(p.charge("text-to-image", "special", 262_144, None).unwrap(), 7_864_320);
     // 256 tokens at 0.2 USD per million: 0.0000512 USD.
-    assert_eq!(p.charge("llm", "m", 256, None), 51_200);
+    assert_eq!(p.charge("llm", "m", 256, None).unwrap(), 51_200);
     // 1 token: 2e-7 USD = 200 nano-USD.
-    assert_eq!(p.charge("llm", "m", 1, None), 200);
+    assert_eq!(p.charge("llm", "m", 1, None).unwrap(), 200);
     // 1 pixel at 1e-7 USD per megapixel: 1e-13 USD, rounded up to 1 nano-USD; none is 0.
-    assert_eq!(p.charge("upscale", "m", 1, None), 1);
-    assert_eq!(p.charge("upscale", "m", 0, None), 0);
+    assert_eq!(p.charge("upscale", "m", 1, None).unwrap(), 1);
+    assert_eq!(p.charge("upscale", "m", 0, None).unwrap(), 0);
     // 3 s of audio (3000 units) at 1e12 wei/s and 2500.5 USD/ETH: 3e12 × 2500.5 / 1e18 USD.
-    assert_eq!(p.charge("audio-to-text", "w", 3000, None), 7_501_500);
+    assert_eq!(p.charge("audio-to-text", "w", 3000, None).unwrap(), 7_501_500);
     // 1.5 × an orchestrator fee of 1e15 wei: 1.5e15 wei = 3.75075 USD.
     let fee = Ratio::from_u64(1_000_000_000_000_000);
-    assert_eq!(p.charge("byoc", "cap", 10, Some(&fee)), 3_750_750_000);
+    assert_eq!(p.charge("byoc", "cap", 10, Some(&fee)).unwrap(), 3_750_750_000);
     // Unpriced pipelines are free.
-    assert_eq!(p.charge("image-to-text", "m", 1_000_000, None), 0);
+    assert_eq!(p.charge("image-to-text", "m", 1_000_000, None).unwrap(), 0);
 }
 
 #[test]
