@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
         data_dir: dir.path().to_owned(),
         database_url: None,
         admin_token: None,
+        prices: Default::default(),
     };
     let (store, _writer) = rt.block_on(KeyStore::open(&config)).unwrap();
     let new: NewKey = serde_json::from_value(serde_json::json!({

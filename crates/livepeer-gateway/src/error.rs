@@ -53,6 +53,15 @@ pub enum Kind {
     RateLimited,
     /// The customer key store (its database) failed.
     KeyStoreUnavailable,
+    /// The customer key's budget cannot pay for the job.
+    BudgetExceeded,
+    /// The customer key holds as many streams as it may.
+    StreamLimit,
+    /// A customer price in wei has no current ETH/USD rate to be charged in USD.
+    PriceUnavailable,
+    /// The usage ledger cannot record more paid traffic (its database is down and its buffer
+    /// full).
+    LedgerUnavailable,
     /// The auth webhook refused the stream.
     StreamRefused,
     /// The request's credentials are not those of the stream's owner (the client that started it).
@@ -106,6 +115,10 @@ impl Kind {
             Kind::KeyNotAllowed => "model_not_allowed",
             Kind::RateLimited => "rate_limit_exceeded",
             Kind::KeyStoreUnavailable => "key_store_unavailable",
+            Kind::BudgetExceeded => "budget_exceeded",
+            Kind::StreamLimit => "stream_limit_exceeded",
+            Kind::LedgerUnavailable => "ledger_unavailable",
+            Kind::PriceUnavailable => "price_unavailable",
             Kind::StreamRefused => "stream_refused",
             Kind::NotStreamOwner => "not_stream_owner",
             Kind::StreamExists => "stream_exists",
@@ -140,6 +153,8 @@ impl Kind {
             | Kind::InvalidApiKey
             | Kind::KeyNotAllowed
             | Kind::RateLimited
+            | Kind::BudgetExceeded
+            | Kind::StreamLimit
             | Kind::StreamRefused
             | Kind::NotStreamOwner
             | Kind::StreamExists
@@ -157,6 +172,8 @@ impl Kind {
             | Kind::AuthWebhookUnavailable
             | Kind::ResultStoreFull
             | Kind::KeyStoreUnavailable
+            | Kind::LedgerUnavailable
+            | Kind::PriceUnavailable
             | Kind::Internal => Party::Gateway,
         }
     }
@@ -168,7 +185,10 @@ impl Kind {
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
             Kind::OrchestratorsUnavailable => Some(2),
             Kind::OrchestratorsBusy | Kind::ResultStoreFull => Some(1),
-            Kind::TooManyStreams | Kind::KeyStoreUnavailable => Some(5),
+            Kind::TooManyStreams
+            | Kind::KeyStoreUnavailable
+            | Kind::LedgerUnavailable
+            | Kind::PriceUnavailable => Some(5),
             _ => None,
         }
     }
@@ -195,6 +215,7 @@ pub struct Error {
     field: Option<String>,
     retry_after: Option<u32>,
     fields: Vec<FieldError>,
+    details: Vec<(&'static str, String)>,
 }
 
 impl Error {
@@ -206,6 +227,7 @@ impl Error {
             field: None,
             retry_after: kind.default_retry_after(),
             fields: Vec::new(),
+            details: Vec::new(),
         }
     }
 
@@ -214,6 +236,18 @@ impl Error {
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
+    }
+
+    /// Adds a named value to the error's body (e.g. the budget left), beside its message.
+    #[must_use]
+    pub fn detail(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.details.push((name, value.into()));
+        self
+    }
+
+    /// The named values of [`Error::detail`].
+    pub fn details(&self) -> &[(&'static str, String)] {
+        &self.details
     }
 
     /// Tells the client to retry after `seconds` (overrides the kind's default).
@@ -232,7 +266,8 @@ impl Error {
             .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
             .collect::<Vec<_>>()
             .join("; ");
-        Self { kind: Kind::Validation, message, field, retry_after: None, fields: errors }
+        let details = Vec::new();
+        Self { kind: Kind::Validation, message, field, retry_after: None, fields: errors, details }
     }
 
     /// One invalid field: a validation error with a message of its own.

@@ -17,6 +17,7 @@ use super::call::{Answer, CallError, ResultSink, ResultUrls};
 use super::validate::ValidRequest;
 use super::{AiState, relay};
 use crate::error::{Error, Kind};
+use crate::keys::Tab;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::verdict::{ClientOutcome, Failure};
@@ -104,8 +105,15 @@ pub struct Spend {
 }
 
 /// Runs the request to completion: the answer, or why there is none.
-pub async fn run(ai: &AiState, req: ValidRequest, id: String, urls: ResultUrls) -> Reply {
+pub async fn run(
+    ai: &AiState,
+    req: ValidRequest,
+    id: String,
+    urls: ResultUrls,
+    tab: Option<Arc<Tab>>,
+) -> Reply {
     let mut job = Job::new(ai, &req, &urls, id);
+    job.tab = tab;
     ai.metrics.ai_requested(&job.record.key);
     while job.may_try() {
         let lease = match job.select() {
@@ -117,6 +125,11 @@ pub async fn run(ai: &AiState, req: ValidRequest, id: String, urls: ResultUrls) 
             Err(_) => break,
         };
         let Some(info) = lease.info().cloned() else { continue };
+        if let Err(e) = job.reserve(&lease).await {
+            drop(lease);
+            finish(ai, &job.record, "", None, &req, "refused");
+            return Reply::new(&job.record, "", Err(e));
+        }
         let started = Instant::now();
         let step = match job.call(&lease, &info, started).await {
             Ok(called) => job.conclude(lease, &info, called, started),
@@ -145,6 +158,8 @@ struct Job<'a> {
     last: Option<Failure>,
     /// Whether some orchestrator was skipped because the gateway would not or could not pay it.
     pay_refused: bool,
+    /// The customer key's tab: priced and reserved before each payment, told what was paid.
+    tab: Option<Arc<Tab>>,
 }
 
 /// A call made with its payment.
@@ -177,7 +192,19 @@ impl<'a> Job<'a> {
             renewed: Vec::new(),
             last: None,
             pay_refused: false,
+            tab: None,
         }
+    }
+
+    /// Prices the job for the customer at `lease`'s orchestrator and reserves it against the
+    /// key's budget, before that orchestrator is paid: `Err` (402, or 503 when the key
+    /// database fails) ends the request.
+    async fn reserve(&self, lease: &Lease) -> Result<(), Error> {
+        let Some(tab) = &self.tab else { return Ok(()) };
+        let units = self.req.units;
+        let fee = lease.price().to_ratio().ok().and_then(|p| p.checked_mul_u64(units).ok());
+        // Boxed: most requests have no tab, and the future would grow every request's.
+        Box::pin(tab.reserve(&self.req.model, units, fee.as_ref())).await
     }
 
     /// Whether the attempt limit and the deadline leave room for another attempt.
@@ -288,6 +315,9 @@ impl<'a> Job<'a> {
         if let Some(spend) = spend {
             let (tickets, ev, fee) = (spend.tickets, &spend.ev_sent, &spend.fee);
             ai.metrics.paid(url.as_str(), &self.record.key, tickets, ev, fee);
+            if let Some(tab) = &self.tab {
+                tab.paid(tickets, ev, fee);
+            }
             let (ev_wei, fee_wei) = (ev.to_string(), fee.to_string());
             self.record.spend.push(Spend { tickets, ev_wei, fee_wei });
         }
@@ -298,6 +328,9 @@ impl<'a> Job<'a> {
     fn answered(&self, lease: Lease, transcoder: &str, answer: Answer) -> Reply {
         let (ai, record) = (self.ai, &self.record);
         let price = Some(lease.price());
+        if let Some(tab) = &self.tab {
+            tab.served(lease.url().as_str());
+        }
         match answer {
             Answer::Body(body) => {
                 lease.succeeded();
@@ -631,7 +664,7 @@ mod tests {
         fn size<F: std::future::Future>(_: impl FnOnce() -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let bytes = size(|| run(panic!(), panic!(), panic!(), panic!()));
+        let bytes = size(|| run(panic!(), panic!(), panic!(), panic!(), panic!()));
         println!("request future: {bytes} bytes");
         assert!(bytes <= 2304, "the request future grew to {bytes} bytes");
     }

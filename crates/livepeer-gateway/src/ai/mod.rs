@@ -121,21 +121,23 @@ pub async fn submit(
     input: Input,
     urls: ResultUrls,
 ) -> Result<Reply, Error> {
-    submit_checked(ai, pipeline, input, urls, |_| Ok(())).await
+    submit_checked(ai, pipeline, input, urls, |_| Ok(()), None).await
 }
 
 /// [`submit`], with `check` run on the validated request before anything is tried (the
-/// customer key's model check): its `Err` is the answer.
+/// customer key's model check): its `Err` is the answer. `tab`: the customer key's tab, which
+/// the job prices and reserves against the key's budget before paying any orchestrator.
 pub async fn submit_checked(
     ai: &AiState,
     pipeline: Pipeline,
     input: Input,
     urls: ResultUrls,
     check: impl FnOnce(&validate::ValidRequest) -> Result<(), Error>,
+    tab: Option<Arc<crate::keys::Tab>>,
 ) -> Result<Reply, Error> {
     let valid = validate::validate(pipeline, input, &ai.limits).await.map_err(Error::validation)?;
     check(&valid)?;
-    Ok(job::run(ai, valid, request_id(), urls).await)
+    Ok(job::run(ai, valid, request_id(), urls, tab).await)
 }
 
 fn request_id() -> String {

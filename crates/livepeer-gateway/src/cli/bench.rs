@@ -54,7 +54,7 @@ pub(crate) struct BenchArgs {
     /// h2c, then the default).
     #[arg(long)]
     pub(crate) orch_h2c: bool,
-    /// Which workloads to run: `t2i`, `llm`, `byoc`, `paid` (comma-separated).
+    /// Which workloads to run: `t2i`, `llm`, `byoc`, `paid`, `keys` (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["t2i".to_owned(), "llm".to_owned(), "byoc".to_owned(), "paid".to_owned()])]
     pub(crate) only: Vec<String>,
     /// Run the compared gateway inside the bench's own process (beside the client and the
@@ -66,6 +66,10 @@ pub(crate) struct BenchArgs {
     /// if missing).
     #[arg(long)]
     pub(crate) no_nginx: bool,
+    /// A PostgreSQL database for the `keys` workload's PostgreSQL row (`postgres://…`); that
+    /// row is left out without it.
+    #[arg(long, env = "LP_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub(crate) keys_database_url: Option<String>,
 }
 
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
@@ -153,6 +157,9 @@ async fn measure(args: &BenchArgs, sim: &Sim) -> anyhow::Result<String> {
     if args.only.iter().any(|o| o == "paid") {
         out.push_str(&paid_vs_unpaid(&http, &gw, args).await?);
     }
+    if args.only.iter().any(|o| o == "keys") {
+        out.push_str(&super::bench_keys::keys_on_vs_off(&http, &gw, sim, args).await?);
+    }
     gw.shutdown().await;
     Ok(out)
 }
@@ -179,7 +186,7 @@ fn llm_body() -> Value {
     json!({"model": LLM_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark this please"}]})
 }
 
-fn t2i_body() -> Value {
+pub(super) fn t2i_body() -> Value {
     json!({"prompt": "a lighthouse", "model_id": T2I_MODEL, "width": 64, "height": 64, "num_images_per_prompt": 1})
 }
 
@@ -365,7 +372,7 @@ async fn paid_vs_unpaid(
     Ok(out)
 }
 
-fn via_gateway(http: &reqwest::Client, gw: SocketAddr, path: &str) -> Target {
+pub(super) fn via_gateway(http: &reqwest::Client, gw: SocketAddr, path: &str) -> Target {
     Target {
         http: http.clone(),
         url: format!("http://{gw}/{path}"),
@@ -374,12 +381,12 @@ fn via_gateway(http: &reqwest::Client, gw: SocketAddr, path: &str) -> Target {
     }
 }
 
-fn median(xs: &mut [f64]) -> f64 {
+pub(super) fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn us(d: Duration) -> String {
+pub(super) fn us(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -406,7 +413,7 @@ pub(super) async fn request(t: &Target, body: &Value) -> anyhow::Result<()> {
 
 /// `n` sequential requests to each target, interleaved, so that a stall of the machine lands
 /// on every path alike; returns each target's (p50, p99).
-async fn latency(
+pub(super) async fn latency(
     targets: &[&Target],
     body: &Value,
     n: usize,
@@ -433,7 +440,7 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
 
 /// One throughput run: requests per second, and the CPU time spent per request by this
 /// process (client, simulator and gateway) plus the processes in `extra` (nginx).
-async fn throughput(
+pub(super) async fn throughput(
     t: &Target,
     body: &Value,
     clients: usize,
@@ -479,7 +486,7 @@ fn cpu_micros(extra: &[u32]) -> u64 {
 }
 
 /// No RTMP listener: the bench measures the HTTP routes, and its gateways run side by side.
-fn no_rtmp() -> livepeer_gateway::config::Ingest {
+pub(super) fn no_rtmp() -> livepeer_gateway::config::Ingest {
     livepeer_gateway::config::Ingest {
         rtmp_addr: Some("off".into()),
         ..livepeer_gateway::config::Ingest::default()
@@ -487,7 +494,7 @@ fn no_rtmp() -> livepeer_gateway::config::Ingest {
 }
 
 /// Both listeners on ephemeral ports.
-fn ephemeral_ports() -> Listen {
+pub(super) fn ephemeral_ports() -> Listen {
     Listen {
         http_addr: Some("127.0.0.1:0".into()),
         cli_addr: Some("127.0.0.1:0".into()),

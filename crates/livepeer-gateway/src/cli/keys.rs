@@ -1,6 +1,6 @@
 //! `livepeer-gateway keys …`: customer keys (and their usage) managed from a terminal, through a running
-//! gateway's admin API (`/keys`). Prints the API's JSON answer; `create`'s is the only one
-//! that carries the key's secret.
+//! gateway's admin API (`/keys`). Prints the API's JSON answer (`export`: its CSV); `create`'s
+//! is the only one that carries the key's secret.
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -50,6 +50,22 @@ enum Action {
         /// Up to this unix second (excluded).
         #[arg(long)]
         to: Option<i64>,
+    },
+    /// The usage ledger as CSV, one row per request (a key's, or every key's without an
+    /// id): time, key, request id, pipeline, model, status, outcome, latency, units,
+    /// orchestrator, tickets, EV and fee paid (wei), the customer's charge (USD).
+    Export {
+        /// The key's id; every key's rows without it.
+        id: Option<String>,
+        /// From this unix second.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Up to this unix second (excluded).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Rows at most (up to 100000).
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -120,7 +136,19 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<String> {
             query.extend(to.map(|t| format!("to={t}")));
             (reqwest::Method::GET, format!("keys/{id}/usage?{}", query.join("&")), None)
         }
+        Action::Export { id, from, to, limit } => {
+            let mut query: Vec<String> = Vec::new();
+            query.extend(from.map(|f| format!("from={f}")));
+            query.extend(to.map(|t| format!("to={t}")));
+            query.extend(limit.map(|l| format!("limit={l}")));
+            let path = match id {
+                Some(id) => format!("keys/{id}/usage.csv"),
+                None => "usage.csv".to_owned(),
+            };
+            (reqwest::Method::GET, format!("{path}?{}", query.join("&")), None)
+        }
     };
+    let csv = path.contains("usage.csv");
     let url = args.admin_url.join(&path).context("--admin-url")?;
     let mut req = client.request(method, url.clone());
     if let Some(token) = &args.admin_token {
@@ -138,6 +166,9 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<String> {
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or(text);
         bail!("{url}: {status}: {message}");
+    }
+    if csv {
+        return Ok(text);
     }
     let value: Value = serde_json::from_str(&text).context("the admin API's answer")?;
     Ok(format!("{}\n", serde_json::to_string_pretty(&value)?))

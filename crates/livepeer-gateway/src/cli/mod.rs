@@ -5,6 +5,7 @@
 
 pub(crate) mod bench;
 mod bench_byoc;
+mod bench_keys;
 pub(crate) mod bench_live;
 pub(crate) mod bench_transcode;
 pub(crate) mod demo;

@@ -8,6 +8,10 @@ use secrecy::SecretString;
 
 use super::section::section;
 use super::{ConfigError, bad};
+use std::sync::Arc;
+
+use crate::keys::chainlink::Feed;
+use crate::keys::price::CustomerPrices;
 use crate::keys::{AuthMode, KeysConfig};
 
 section! {
@@ -31,12 +35,34 @@ section! {
         /// when `--cli-addr` is not a loopback address.
         #[arg(long, env = "LP_ADMINTOKEN")]
         pub admin_token: Option<String>,
+        /// What customers pay: a price table, inline JSON or a JSON or TOML file,
+        /// `{"price": [{"pipeline", "model"?, "usd" | "wei" | "orchestrator_multiple"}]}`, each
+        /// amount per the pipeline's natural unit (megapixel, audio second, thousand
+        /// characters, million tokens, live minute, BYOC second, video minute).
+        #[arg(long, env = "LP_CUSTOMERPRICES")]
+        pub customer_prices: Option<String>,
+        /// USD per ETH (exact decimal), to turn prices in wei into USD for budgets.
+        #[arg(long, env = "LP_USDPERETH")]
+        pub usd_per_eth: Option<String>,
+        /// A Chainlink ETH/USD price feed (its address), read through --eth-url every minute,
+        /// for the USD per ETH when --usd-per-eth is not set.
+        #[arg(long, env = "LP_USDPERETHFEED")]
+        pub usd_per_eth_feed: Option<String>,
+        /// The oldest feed answer used; prices in wei are refused with 503 beyond it
+        /// [default: 1h].
+        #[arg(long, env = "LP_USDPERETHMAXAGE")]
+        pub usd_per_eth_max_age: Option<String>,
     }
 }
 
 impl Keys {
-    /// The validated settings; `cli_addr` is the admin listener's address.
-    pub(super) fn validate(self, cli_addr: SocketAddr) -> Result<KeysConfig, ConfigError> {
+    /// The validated settings; `cli_addr` is the admin listener's address, `eth_url` the
+    /// `--eth-url` a price feed is read through.
+    pub(super) fn validate(
+        self,
+        cli_addr: SocketAddr,
+        eth_url: Option<&str>,
+    ) -> Result<KeysConfig, ConfigError> {
         let auth = match self.auth.as_deref().map(str::trim) {
             None | Some("" | "none") => AuthMode::None,
             Some("keys") => AuthMode::Keys,
@@ -64,13 +90,59 @@ impl Keys {
             Some(dir) => PathBuf::from(dir),
             None => default_data_dir(),
         };
+        let feed = feed(self.usd_per_eth_feed.as_deref(), self.usd_per_eth_max_age, eth_url)?;
+        let prices =
+            customer_prices(self.customer_prices.as_deref(), self.usd_per_eth.as_deref(), feed)?;
         Ok(KeysConfig {
+            prices: Arc::new(prices),
             auth,
             data_dir,
             database_url: database_url.map(SecretString::from),
             admin_token: admin_token.map(SecretString::from),
         })
     }
+}
+
+/// `--usd-per-eth-feed` (an address) with `--usd-per-eth-max-age`, read through `eth_url`.
+fn feed(
+    address: Option<&str>,
+    max_age: Option<String>,
+    eth_url: Option<&str>,
+) -> Result<Option<Arc<Feed>>, ConfigError> {
+    let Some(address) = address.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let address: livepeer_pm::Address =
+        address.parse().map_err(|e| bad("--usd-per-eth-feed", format!("{address:?}: {e}")))?;
+    let url = eth_url.ok_or_else(|| bad("--usd-per-eth-feed", "needs --eth-url to read it"))?;
+    let url = url::Url::parse(url).map_err(|e| bad("--eth-url", e.to_string()))?;
+    let max_age = super::values::positive_duration(
+        "--usd-per-eth-max-age",
+        max_age,
+        std::time::Duration::from_secs(3600),
+    )?;
+    Ok(Some(Arc::new(Feed::new(url, address, max_age))))
+}
+
+/// `--customer-prices` (inline JSON, or a file of JSON or TOML) with `--usd-per-eth`.
+fn customer_prices(
+    table: Option<&str>,
+    usd_per_eth: Option<&str>,
+    feed: Option<Arc<Feed>>,
+) -> Result<CustomerPrices, ConfigError> {
+    let text = match table.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with('{') => Some(t.to_owned()),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| bad("--customer-prices", format!("{path}: {e}")))?,
+        ),
+        None => None,
+    };
+    CustomerPrices::parse_with_feed(text.as_deref(), usd_per_eth, feed).map_err(|e| {
+        let setting =
+            if e.0.starts_with("--usd-per-eth") { "--usd-per-eth" } else { "--customer-prices" };
+        bad(setting, e.0)
+    })
 }
 
 /// `livepeer-gateway` under the platform's data directory (`$XDG_DATA_HOME`, else

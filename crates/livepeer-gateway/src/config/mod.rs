@@ -273,13 +273,14 @@ impl Config {
         }
         let (eject, probe_interval, weights) = f.selection.validate()?;
         let (log_format, log_level) = f.logging.validate()?;
+        let eth_url = f.payment.eth_url.clone();
         let payment = f.payment.validate(eth_key, network)?;
         let ai = f.ai.validate()?;
         let live = f.live.validate(ai.public_url.clone())?;
         let (serve_signer, remote_signer) = f.signer.validate(payment.signer.is_some())?;
         let transcode = f.transcode.validate(discovery.connect_timeout)?;
         let ingest = f.ingest.validate(transcode.max_segment_bytes)?;
-        let keys = f.keys.validate(listen.cli_addr)?;
+        let keys = f.keys.validate(listen.cli_addr, eth_url.as_deref())?;
         let marketplace = f.marketplace.validate()?;
         Ok(Self {
             http_addr: listen.http_addr,

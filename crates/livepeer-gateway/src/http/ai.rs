@@ -18,7 +18,10 @@ use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
 use crate::error::{Error, Kind};
-use crate::keys::Customer;
+use futures_util::StreamExt as _;
+
+use crate::keys::meter::StreamPermit;
+use crate::keys::{Customer, Tab};
 
 /// The AI routes.
 pub(crate) fn router(state: AiState) -> Router {
@@ -47,42 +50,69 @@ pub(crate) fn router(state: AiState) -> Router {
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
     let urls = result_urls(&ai);
     let customer = req.extensions().get::<Customer>().cloned();
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
     let input = match read_input(req, limit, timeout).await {
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
-    let mut model = None;
+    let (mut model, mut permit) = (None, None);
     let check = |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
-        super::keys::allow_model(customer.as_ref(), valid, "model_id")
+        super::keys::allow_model(customer.as_ref(), valid, "model_id")?;
+        permit = stream_permit(tab.as_deref(), valid)?;
+        Ok(())
     };
-    let resp = match crate::ai::submit_checked(&ai, pipeline, input, urls, check).await {
+    let submitted = crate::ai::submit_checked(&ai, pipeline, input, urls, check, tab.clone());
+    let resp = match submitted.await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
     };
-    with_model(resp, model)
+    holding(with_model(resp, model), permit)
 }
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
     let urls = result_urls(&ai);
     let customer = req.extensions().get::<Customer>().cloned();
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
     let input = Input::Json(openai::llm_body(body));
-    let mut model = None;
+    let (mut model, mut permit) = (None, None);
     let check = |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
-        super::keys::allow_model(customer.as_ref(), valid, "model")
+        super::keys::allow_model(customer.as_ref(), valid, "model")?;
+        permit = stream_permit(tab.as_deref(), valid)?;
+        Ok(())
     };
-    let resp = match crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check).await {
+    let submitted = crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check, tab.clone());
+    let resp = match submitted.await {
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
     };
-    with_model(resp, model)
+    holding(with_model(resp, model), permit)
+}
+
+/// One of the customer key's concurrent streams, for a streamed request (`stream: true`).
+fn stream_permit(tab: Option<&Tab>, valid: &ValidRequest) -> Result<Option<StreamPermit>, Error> {
+    match tab {
+        Some(tab) if valid.stream => tab.stream_permit().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The answer, holding `permit` until its body has been sent (or dropped).
+fn holding(resp: Response, permit: Option<StreamPermit>) -> Response {
+    let Some(permit) = permit else { return resp };
+    let (parts, body) = resp.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Leaves the job's model in the answer for the usage ledger (keys on only).

@@ -23,6 +23,7 @@ use crate::byoc::job::Sending;
 use crate::byoc::request::JOB_HEADER;
 use crate::byoc::{ByocState, JobRequest, Reply, Upload};
 use crate::error::{Error, Kind};
+use crate::keys::Tab;
 
 /// The route's prefix; what follows goes to the orchestrator as it is.
 const PREFIX: &str = "/process/request/";
@@ -108,6 +109,11 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
     let job = JobRequest::parse(header, request_id, config.max_timeout_seconds)?;
     super::keys::allow_capability(req.extensions().get(), &job.capability)?;
     state.check(&job)?;
+    // A customer key's budget pays for the job's seconds before any orchestrator is paid.
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
+    if let Some(tab) = &tab {
+        tab.reserve(&job.capability, job.timeout_seconds, None).await?;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -142,7 +148,13 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
         content_length: declared,
         upload: &upload,
     };
-    Ok(crate::byoc::job::run(state, &job, &sending).await)
+    let reply = crate::byoc::job::run(state, &job, &sending).await;
+    if let (Some(tab), Ok(answer)) = (&tab, &reply.outcome)
+        && answer.status < 400
+    {
+        tab.served(reply.orchestrator.as_deref().unwrap_or_default());
+    }
+    Ok(reply)
 }
 
 /// Whether a path has a `.` or `..` segment once `%2e` and `%2f` are decoded (as the

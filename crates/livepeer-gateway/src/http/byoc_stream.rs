@@ -3,6 +3,7 @@
 //! `POST /process/stream/{id}/stop`, the data events `GET /process/stream/{id}/data`, and the
 //! client's trickle channels under `/process/trickle/`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +19,8 @@ use crate::byoc::JobRequest;
 use crate::byoc::request::JOB_HEADER;
 use crate::byoc::stream::{ByocStreams, MAX_BODY, StartRequest};
 use crate::error::{Error, Kind};
+use crate::keys::Tab;
+use crate::keys::meter::Metered;
 use crate::live::{Credentials, SECRET_HEADER};
 
 /// Deadline of a request body.
@@ -69,11 +72,46 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
     let max_timeout = streams.inner.byoc.config.max_timeout_seconds;
     let header_value = req.headers().get(JOB_HEADER).map(HeaderValue::as_bytes);
     let job = JobRequest::parse(header_value, "", max_timeout)?;
+    super::keys::allow_capability(req.extensions().get(), &job.capability)?;
+    // With a customer key: a place among its streams, and its first interval paid for,
+    // before any orchestrator is.
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
+    let interval = streams.inner.byoc.config.payment_interval;
+    let units = interval.as_secs().max(1);
+    let permit = match &tab {
+        Some(tab) => {
+            let permit = tab.stream_permit()?;
+            tab.reserve(&job.capability, units, None).await?;
+            Some(permit)
+        }
+        None => None,
+    };
+    let capability = job.capability.clone();
     let base = super::public_base(streams.public_url(), req.headers(), req.uri());
     let authorization = credentials(req.headers()).authorization.map(str::to_owned);
     let body = super::body::read_body(req, MAX_BODY, BODY_TIMEOUT).await?;
     let start = StartRequest::parse(job, &body)?;
     let (stream, secret) = streams.start(start, authorization.as_deref()).await?;
+    if let Some(tab) = tab {
+        let served = stream.with_state(|s| s.orchestrator.as_ref().map(|o| o.0.clone()));
+        let orchestrator = served.flatten().unwrap_or_default();
+        tab.served(&orchestrator);
+        let weak = Arc::downgrade(&stream);
+        tokio::spawn(crate::keys::meter::meter(Metered {
+            first: tab,
+            model: capability,
+            units,
+            interval: Duration::from_secs(units),
+            orchestrator,
+            ended: stream.stop.clone(),
+            stop: Box::new(move |reason| {
+                if let Some(stream) = weak.upgrade() {
+                    stream.end(reason);
+                }
+            }),
+            permit,
+        }));
+    }
     let id = &stream.id;
     let route = |what: &str| format!("{base}/process/stream/{id}/{what}");
     let channel = |suffix: &str| format!("{base}{TRICKLE_PREFIX}/{}{suffix}", stream.channel);

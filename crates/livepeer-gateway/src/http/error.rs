@@ -35,7 +35,8 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         }
         Kind::Unauthorized | Kind::InvalidApiKey => StatusCode::UNAUTHORIZED,
         Kind::StreamRefused | Kind::NotStreamOwner | Kind::KeyNotAllowed => StatusCode::FORBIDDEN,
-        Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Kind::RateLimited | Kind::StreamLimit => StatusCode::TOO_MANY_REQUESTS,
+        Kind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
         Kind::StreamExists => StatusCode::CONFLICT,
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -54,6 +55,8 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::TrickleUnavailable
         | Kind::AuthWebhookUnavailable
         | Kind::KeyStoreUnavailable
+        | Kind::LedgerUnavailable
+        | Kind::PriceUnavailable
         | Kind::ResultStoreFull => StatusCode::SERVICE_UNAVAILABLE,
         Kind::OrchestratorTimeout => StatusCode::GATEWAY_TIMEOUT,
     }
@@ -69,6 +72,9 @@ impl IntoResponse for Error {
         });
         if let Some(field) = self.field_name() {
             error["field"] = json!(field);
+        }
+        for (name, value) in self.details() {
+            error[*name] = json!(value);
         }
         let body = if self.field_errors().is_empty() {
             json!({ "detail": { "msg": self.message() }, "error": error })

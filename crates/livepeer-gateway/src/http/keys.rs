@@ -26,7 +26,8 @@ use subtle::ConstantTimeEq;
 
 use crate::ai::validate::{Pipeline, ValidRequest};
 use crate::error::{Error, Kind};
-use crate::keys::{Customer, KeyPatch, KeyStore, KeysConfig, NewKey, UsageRow};
+use crate::keys::price::usd_text;
+use crate::keys::{Customer, KeyInfo, KeyPatch, KeyStore, KeysConfig, NewKey};
 
 /// Bytes of an admin request body, at most.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -40,6 +41,8 @@ pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysCo
             .route("/keys/{id}", get(show).patch(update).delete(delete))
             .route("/keys/{id}/disable", post(disable))
             .route("/keys/{id}/usage", get(key_usage))
+            .route("/keys/{id}/usage.csv", get(key_csv))
+            .route("/usage.csv", get(all_csv))
             .with_state(store),
         None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
     };
@@ -109,25 +112,27 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
         return next.run(req).await;
     }
     let (started, at_ms) = (tokio::time::Instant::now(), crate::keys::now_ms());
+    let tab = Arc::new(store.tab(key.clone(), pipeline));
     let resp = if !key.allows(pipeline, None) {
         let message = format!("this API key may not use {pipeline}");
         Error::new(Kind::KeyNotAllowed, message).into_response()
-    } else if let Err(e) = store.admit(&key) {
+    } else if let Err(e) = store.admit(&key).and_then(|()| store.ledger_ready()) {
         e.into_response()
     } else {
         req.extensions_mut().insert(Customer(key.clone()));
+        req.extensions_mut().insert(tab.clone());
         next.run(req).await
     };
     let header = resp.headers().get("x-request-id");
-    store.record(UsageRow {
-        at_ms,
-        key_id: key.id.clone(),
-        request_id: header.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
-        pipeline,
-        model: resp.extensions().get::<UsedModel>().map(|m| m.0.clone()).unwrap_or_default(),
-        status: resp.status().as_u16(),
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    });
+    let request_id = header.and_then(|v| v.to_str().ok()).unwrap_or(tab.request_id()).to_owned();
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let mut row = tab.row(at_ms, request_id, resp.status().as_u16(), latency_us);
+    if row.model.is_empty()
+        && let Some(used) = resp.extensions().get::<UsedModel>()
+    {
+        row.model = used.0.clone();
+    }
+    store.record(row);
     resp
 }
 
@@ -141,7 +146,7 @@ async fn own_usage(
     let Some(Extension(Customer(key))) = customer else {
         return Error::new(Kind::InvalidApiKey, "missing API key").into_response();
     };
-    usage_answer(&store, &key.id, range).await
+    usage_answer(&store, &key, range).await
 }
 
 /// The admin's `GET /keys/{id}/usage?from=&to=`.
@@ -150,10 +155,93 @@ async fn key_usage(
     Path(id): Path<String>,
     range: Result<Query<Range>, QueryRejection>,
 ) -> Response {
+    match store.get(&id).await {
+        Ok(key) => usage_answer(&store, &key, range).await,
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+/// Rows of a CSV export, at most.
+const MAX_CSV_ROWS: u32 = 100_000;
+
+/// A CSV export's range and row limit.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvRange {
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// The admin's `GET /keys/{id}/usage.csv?from=&to=&limit=`: key `id`'s ledger rows.
+async fn key_csv(
+    State(store): State<Arc<KeyStore>>,
+    Path(id): Path<String>,
+    range: Result<Query<CsvRange>, QueryRejection>,
+) -> Response {
     if let Err(e) = store.get(&id).await {
         return Error::from(e).into_response();
     }
-    usage_answer(&store, &id, range).await
+    csv_answer(&store, Some(&id), range).await
+}
+
+/// The admin's `GET /usage.csv?from=&to=&limit=`: every key's ledger rows.
+async fn all_csv(
+    State(store): State<Arc<KeyStore>>,
+    range: Result<Query<CsvRange>, QueryRejection>,
+) -> Response {
+    csv_answer(&store, None, range).await
+}
+
+/// The ledger rows as CSV, oldest first; `X-Ledger-Truncated: true` when `limit` (at most
+/// [`MAX_CSV_ROWS`]) cut them short: ask again from the last row's second.
+async fn csv_answer(
+    store: &KeyStore,
+    id: Option<&str>,
+    range: Result<Query<CsvRange>, QueryRejection>,
+) -> Response {
+    let Query(range) = match range {
+        Ok(range) => range,
+        Err(e) => {
+            let message = format!("expected ?from=&to=&limit=: {}", e.body_text());
+            return Error::invalid("query", message).into_response();
+        }
+    };
+    let limit = range.limit.unwrap_or(MAX_CSV_ROWS);
+    if limit == 0 || limit > MAX_CSV_ROWS {
+        let message = format!("must be 1 to {MAX_CSV_ROWS}");
+        return Error::invalid("limit", message).into_response();
+    }
+    let (from, to) = match range_of(range.from, range.to) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match store.rows(id, from, to, limit).await {
+        Ok(rows) => {
+            let mut body = String::from(crate::keys::CSV_HEADER);
+            for row in &rows {
+                body.push_str(&row.csv_line());
+            }
+            let truncated = if rows.len() as u64 == u64::from(limit) { "true" } else { "false" };
+            let headers = [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"usage.csv\""),
+                (header::HeaderName::from_static("x-ledger-truncated"), truncated),
+            ];
+            (headers, body).into_response()
+        }
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+/// `from` and `to` in unix seconds, defaulting to the last 30 days.
+fn range_of(from: Option<i64>, to: Option<i64>) -> Result<(i64, i64), Error> {
+    let to = to.unwrap_or_else(|| crate::keys::now() + 1);
+    let from = from.unwrap_or(to.saturating_sub(30 * 86_400));
+    if from > to {
+        return Err(Error::invalid("from", "must not be after `to`"));
+    }
+    Ok((from, to))
 }
 
 /// A usage range in unix seconds.
@@ -166,9 +254,10 @@ struct Range {
 
 async fn usage_answer(
     store: &KeyStore,
-    id: &str,
+    key: &KeyInfo,
     range: Result<Query<Range>, QueryRejection>,
 ) -> Response {
+    let id = key.id.as_str();
     let Query(range) = match range {
         Ok(range) => range,
         Err(e) => {
@@ -176,23 +265,32 @@ async fn usage_answer(
             return Error::invalid("query", message).into_response();
         }
     };
-    let to = range.to.unwrap_or_else(|| crate::keys::now() + 1);
-    let from = range.from.unwrap_or(to.saturating_sub(30 * 86_400));
-    if from > to {
-        return Error::invalid("from", "must not be after `to`").into_response();
-    }
-    match store.usage(id, from, to).await {
-        Ok(lines) => {
-            let requests: u64 = lines.iter().map(|l| l.requests).sum();
-            let errors: u64 = lines.iter().map(|l| l.errors).sum();
-            let body = json!({
-                "key_id": id, "from": from, "to": to,
-                "requests": requests, "errors": errors, "by_model": lines,
-            });
-            Json(body).into_response()
-        }
-        Err(e) => Error::from(e).into_response(),
-    }
+    let (from, to) = match range_of(range.from, range.to) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (lines, budget) = match tokio::try_join!(store.usage(id, from, to), store.budget(key)) {
+        Ok(found) => found,
+        Err(e) => return Error::from(e).into_response(),
+    };
+    let requests: u64 = lines.iter().map(|l| l.requests).sum();
+    let errors: u64 = lines.iter().map(|l| l.errors).sum();
+    let charged: i64 = lines.iter().map(|l| l.charged_nusd).fold(0, i64::saturating_add);
+    let by_model: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            let mut line = json!(l);
+            line["charged_usd"] = json!(usd_text(l.charged_nusd));
+            line
+        })
+        .collect();
+    let body = json!({
+        "key_id": id, "from": from, "to": to,
+        "requests": requests, "errors": errors,
+        "charged_usd": usd_text(charged), "charged_nusd": charged,
+        "budget": budget, "by_model": by_model,
+    });
+    Json(body).into_response()
 }
 
 /// The model check of a batch AI request whose route knows its customer (`field`: the body's

@@ -12,7 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::keys::Tab;
+use crate::keys::meter::{Metered, StreamPermit};
+use crate::live::Stream;
 use crate::live::api::{self, StartRequest};
 use crate::live::{Credentials, LiveError, LiveState, MAX_CONTROL_BODY, SECRET_HEADER};
 
@@ -58,6 +63,9 @@ fn answer<T: serde::Serialize>(result: Result<T, LiveError>) -> Response {
 /// the request.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The live pipeline's name, for customer prices.
+const LIVE: &str = "live-video-to-video";
+
 /// A control body, through the gateway's one body reader: a declared length over the limit is
 /// refused before anything is read, and the body has a deadline.
 async fn read_body(req: Request) -> Result<Bytes, Error> {
@@ -78,6 +86,7 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
     }
     let base = super::public_base(live.public_url(), req.headers(), req.uri());
     let query = req.uri().query().unwrap_or_default().to_owned();
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let presented = credentials(req.headers());
     let authorization = presented.authorization.map(str::to_owned);
     let secret = presented.secret.map(str::to_owned);
@@ -93,15 +102,63 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         secret: secret.as_deref(),
         body: &body,
     };
+    // With a customer key: a place among its streams, and its first interval paid for,
+    // before any orchestrator is.
+    let metered = match &tab {
+        Some(tab) => match meter_start(&live, tab).await {
+            Ok(permit) => Some((tab.clone(), permit)),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
     let started = match api::start(&live, &start).await {
         Ok(started) => started,
         Err(e) => return error_response(&e),
     };
+    if let (Some((tab, permit)), Some(stream)) = (metered, live.named(&name)) {
+        meter_stream(&live, tab, permit, &stream);
+    }
     let mut resp = axum::Json(started.body).into_response();
     if let Ok(secret) = HeaderValue::from_str(&started.secret) {
         resp.headers_mut().insert(SECRET_HEADER, secret);
     }
     resp
+}
+
+/// Seconds of live video in one charging interval (`--live-payment-interval`, at least 1).
+fn interval_units(live: &LiveState) -> u64 {
+    live.payment_interval().as_secs().max(1)
+}
+
+/// The customer key's checks before a stream starts: one of its streams, and its first
+/// interval reserved against its budget.
+async fn meter_start(live: &LiveState, tab: &Tab) -> Result<StreamPermit, Error> {
+    let permit = tab.stream_permit()?;
+    tab.reserve(LIVE, interval_units(live), None).await?;
+    Ok(permit)
+}
+
+/// Charges the started `stream` to its key as it runs (and counts it among the key's
+/// streams until it ends).
+fn meter_stream(live: &LiveState, tab: Arc<Tab>, permit: StreamPermit, stream: &Arc<Stream>) {
+    let orchestrator = stream.status().orchestrator.unwrap_or_default();
+    tab.served(&orchestrator);
+    let weak = Arc::downgrade(stream);
+    let metered = Metered {
+        first: tab,
+        model: LIVE.to_owned(),
+        units: interval_units(live),
+        interval: Duration::from_secs(interval_units(live)),
+        orchestrator,
+        ended: stream.stop.clone(),
+        stop: Box::new(move |reason| {
+            if let Some(stream) = weak.upgrade() {
+                stream.stop(reason);
+            }
+        }),
+        permit: Some(permit),
+    };
+    tokio::spawn(crate::keys::meter::meter(metered));
 }
 
 /// The credentials a control request presents: its `Authorization` and stream secret.

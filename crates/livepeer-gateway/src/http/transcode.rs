@@ -3,6 +3,7 @@
 //! rendition as `multipart/mixed` parts when asked; HLS playback under `/stream/`; and the
 //! admin API's stream list and status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +16,7 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::error::json_error;
+use crate::keys::Tab;
 use crate::transcode::request::{self, CONFIGURATION_HEADER};
 use crate::transcode::{SegmentIn, TranscodeError, TranscodeState, Transcoded};
 
@@ -95,12 +97,23 @@ async fn push(
         Ok(a) => a,
         Err(e) => return error(e),
     };
+    let tab = req.extensions().get::<Arc<Tab>>().cloned();
     match read_push(&state, &manifest, &file, req).await {
         Ok((mut segment, multipart)) => {
+            // A customer key's budget pays for the segment's video before any orchestrator
+            // is paid.
+            if let Some(tab) = &tab
+                && let Err(e) = tab.reserve("", u64::from(segment.duration_ms), None).await
+            {
+                return e.into_response();
+            }
             // The push's own configuration wins over the webhook's, as in go-livepeer.
             segment.manifest = stream;
             segment.profiles = segment.profiles.or(hook_profiles);
             let answer = state.transcode_segment(segment).await;
+            if let (Some(tab), Ok(_)) = (&tab, &answer) {
+                tab.served("");
+            }
             match answer {
                 Ok(done) if multipart => multipart_answer(&done),
                 Ok(_) => StatusCode::OK.into_response(),

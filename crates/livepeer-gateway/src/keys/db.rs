@@ -48,6 +48,28 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX usage_events_key_at ON usage_events (key_id, at_ms)",
         ],
     ),
+    (
+        3,
+        &[
+            // Money in the ledger: units, who served and what it was paid (exact wei as
+            // text: they outgrow 64 bits), what the customer is charged (nano-USD).
+            "ALTER TABLE usage_events ADD COLUMN units BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE usage_events ADD COLUMN orchestrator TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE usage_events ADD COLUMN tickets BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE usage_events ADD COLUMN paid_ev_wei TEXT NOT NULL DEFAULT '0'",
+            "ALTER TABLE usage_events ADD COLUMN paid_fee_wei TEXT NOT NULL DEFAULT '0'",
+            "ALTER TABLE usage_events ADD COLUMN charged_nusd BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE usage_events ADD COLUMN outcome TEXT NOT NULL DEFAULT ''",
+            // Each key's spend per budget period: settled, and reserved by jobs in flight.
+            "CREATE TABLE key_spend (
+            key_id TEXT NOT NULL,
+            period_start BIGINT NOT NULL,
+            spent_nusd BIGINT NOT NULL,
+            reserved_nusd BIGINT NOT NULL,
+            PRIMARY KEY (key_id, period_start)
+        )",
+        ],
+    ),
 ];
 
 /// Connections to the database at most: SQLite writes one at a time anyway, and PostgreSQL
@@ -58,6 +80,19 @@ const MAX_CONNECTIONS: u32 = 8;
 pub(super) async fn open(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
+                // (a commit survives the gateway's crash, not the machine's power loss), so
+                // that a budget's reservation is not an fsync on every request and readers do
+                // not wait for the ledger's writer.
+                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
@@ -175,6 +210,71 @@ pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> 
     let done =
         sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(db).await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Adds `amount` to the reservations of key `key_id` in the period from `period_start` if
+/// spent + reserved + `amount` stays within `budget` (one conditional `UPDATE`, atomic on both
+/// databases); else `Err` with what is spent and reserved now.
+pub(super) async fn reserve(
+    db: &AnyPool,
+    key_id: &str,
+    period_start: i64,
+    amount: i64,
+    budget: i64,
+) -> Result<Result<(), i64>, sqlx::Error> {
+    let update = || {
+        sqlx::query(
+            "UPDATE key_spend SET reserved_nusd = reserved_nusd + $3 \
+             WHERE key_id = $1 AND period_start = $2 AND spent_nusd + reserved_nusd + $3 <= $4",
+        )
+        .bind(key_id.to_owned())
+        .bind(period_start)
+        .bind(amount)
+        .bind(budget)
+    };
+    let mut used = 0;
+    for _ in 0..4 {
+        if update().execute(db).await?.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        match spend(db, key_id, period_start).await? {
+            Some((spent, reserved)) => {
+                used = spent.saturating_add(reserved);
+                if used.saturating_add(amount) > budget {
+                    return Ok(Err(used));
+                }
+                // It fits now: the row was made, or a reservation released, since the update.
+            }
+            None => {
+                // The period's first job: its row, then the update again.
+                sqlx::query(
+                    "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
+                     VALUES ($1, $2, 0, 0) ON CONFLICT (key_id, period_start) DO NOTHING",
+                )
+                .bind(key_id.to_owned())
+                .bind(period_start)
+                .execute(db)
+                .await?;
+            }
+        }
+    }
+    Ok(Err(used))
+}
+
+/// What key `key_id` has spent and has reserved in the period from `period_start`.
+pub(super) async fn spend(
+    db: &AnyPool,
+    key_id: &str,
+    period_start: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT spent_nusd, reserved_nusd FROM key_spend WHERE key_id = $1 AND period_start = $2",
+    )
+    .bind(key_id.to_owned())
+    .bind(period_start)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 fn row(r: &AnyRow) -> Result<KeyInfo, sqlx::Error> {

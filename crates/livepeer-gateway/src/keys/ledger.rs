@@ -8,9 +8,13 @@
 //! writing what it holds, when every sender is gone (the gateway's routers, after the last
 //! request) or when shutdown's drain time is over.
 //!
-//! Not yet: units, what the orchestrator was paid and what the customer is charged (issue
-//! 14's customer prices), and refusing traffic with 503 when the buffer is full (rows are
-//! dropped, with a warning, for now).
+//! Each row carries money: the job's units, the orchestrator that served it, what the gateway
+//! paid (tickets, their expected value and the fee, exact wei) and what the customer is
+//! charged (nano-USD). The transaction that writes a batch also settles the keys' spend
+//! (`key_spend`): each row's charge is added to its key's period and its reservation released,
+//! so the spend and the ledger never disagree. While the database is down, rows wait (at most
+//! [`MAX_PENDING`] in the writer and as many in the channel); when both are full the key check
+//! refuses paid traffic with 503 rather than serve what it could not record.
 
 use std::time::Duration;
 
@@ -19,8 +23,10 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Rows written by one statement, at most (8 parameters each, under both databases' limits).
+/// Rows written by one statement, at most (14 parameters each, under both databases' limits).
 const BATCH: usize = 256;
+/// Columns of a row.
+const COLUMNS: usize = 14;
 /// Rows waiting in the channel and the writer together, at most.
 pub(super) const MAX_PENDING: usize = 16_384;
 
@@ -41,6 +47,24 @@ pub struct UsageRow {
     pub status: u16,
     /// Microseconds until the answer's headers (a stream runs on after them).
     pub latency_us: u64,
+    /// The job's units (the pipeline's gateway units).
+    pub units: u64,
+    /// The orchestrator that served it.
+    pub orchestrator: String,
+    /// Tickets sent for it, every attempt together.
+    pub tickets: u64,
+    /// Their expected value, wei (exact; `num/den` when not whole).
+    pub paid_ev_wei: String,
+    /// The orchestrators' fees, wei (exact).
+    pub paid_fee_wei: String,
+    /// What the customer is charged, nano-USD.
+    pub charged_nusd: i64,
+    /// What was reserved against the key's budget for it, released now (nano-USD).
+    pub reserved_nusd: i64,
+    /// The budget period the charge belongs to (unix seconds; 0: the key's lifetime).
+    pub period_start: i64,
+    /// `ok`, `refused` (401, 402, 403, 429), `client_error` or `failed`.
+    pub outcome: &'static str,
 }
 
 /// The usage of one pipeline and model over a range.
@@ -54,6 +78,10 @@ pub struct UsageLine {
     pub requests: u64,
     /// Requests answered with a status of 400 or more.
     pub errors: u64,
+    /// Units served.
+    pub units: u64,
+    /// What the customer was charged, nano-USD.
+    pub charged_nusd: i64,
 }
 
 /// Writes rows from `rx` until it closes or `drained` fires, then what is left.
@@ -91,34 +119,84 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
     }
 }
 
-/// Inserts `rows` in statements of [`BATCH`], removing each batch once written.
+/// Inserts `rows` in statements of [`BATCH`], each with the settlement of its charges and
+/// reservations in one transaction, removing each batch once written.
 async fn write(db: &AnyPool, rows: &mut Vec<UsageRow>) -> Result<(), sqlx::Error> {
     while !rows.is_empty() {
         let n = rows.len().min(BATCH);
-        let values: Vec<String> = (0..n)
-            .map(|i| {
-                let p: Vec<String> = (1..=7).map(|c| format!("${}", i * 7 + c)).collect();
-                format!("({})", p.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO usage_events \
-             (at_ms, key_id, request_id, pipeline, model, status, latency_us) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for r in &rows[..n] {
-            query = query
-                .bind(r.at_ms)
-                .bind(r.key_id.clone())
-                .bind(r.request_id.clone())
-                .bind(r.pipeline)
-                .bind(r.model.clone())
-                .bind(i64::from(r.status))
-                .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
-        }
-        query.execute(db).await?;
+        let mut tx = db.begin().await?;
+        insert(&mut tx, &rows[..n]).await?;
+        settle(&mut tx, &rows[..n]).await?;
+        tx.commit().await?;
         rows.drain(..n);
+    }
+    Ok(())
+}
+
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[UsageRow],
+) -> Result<(), sqlx::Error> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO usage_events (at_ms, key_id, request_id, pipeline, model, status, \
+         latency_us, units, orchestrator, tickets, paid_ev_wei, paid_fee_wei, charged_nusd, \
+         outcome) VALUES {}",
+        values.join(", ")
+    );
+    let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut query = sqlx::query(&sql);
+    for r in rows {
+        query = query
+            .bind(r.at_ms)
+            .bind(r.key_id.clone())
+            .bind(r.request_id.clone())
+            .bind(r.pipeline)
+            .bind(r.model.clone())
+            .bind(i64::from(r.status))
+            .bind(big(r.latency_us))
+            .bind(big(r.units))
+            .bind(r.orchestrator.clone())
+            .bind(big(r.tickets))
+            .bind(r.paid_ev_wei.clone())
+            .bind(r.paid_fee_wei.clone())
+            .bind(r.charged_nusd)
+            .bind(r.outcome);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Adds the rows' charges to their keys' periods and releases their reservations, one
+/// statement per key and period.
+async fn settle(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[UsageRow],
+) -> Result<(), sqlx::Error> {
+    let mut sums: std::collections::BTreeMap<(&str, i64), (i64, i64)> = Default::default();
+    for r in rows.iter().filter(|r| r.charged_nusd > 0 || r.reserved_nusd > 0) {
+        let sum = sums.entry((r.key_id.as_str(), r.period_start)).or_default();
+        sum.0 = sum.0.saturating_add(r.charged_nusd);
+        sum.1 = sum.1.saturating_add(r.reserved_nusd);
+    }
+    for ((key_id, period_start), (charged, released)) in sums {
+        sqlx::query(
+            "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
+             VALUES ($1, $2, $3, 0) ON CONFLICT (key_id, period_start) DO UPDATE SET \
+             spent_nusd = key_spend.spent_nusd + $3, \
+             reserved_nusd = key_spend.reserved_nusd - $4",
+        )
+        .bind(key_id.to_owned())
+        .bind(period_start)
+        .bind(charged)
+        .bind(released)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -130,9 +208,12 @@ pub(super) async fn usage(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Vec<UsageLine>, sqlx::Error> {
-    // COUNT, not SUM: PostgreSQL's SUM of BIGINT is NUMERIC, which the Any driver cannot read.
+    // Sums cast to BIGINT: PostgreSQL's SUM of BIGINT is NUMERIC, which the Any driver cannot
+    // read.
     let sql = "SELECT pipeline, model, COUNT(*) AS requests, \
-        COUNT(CASE WHEN status >= 400 THEN 1 END) AS errors FROM usage_events \
+        COUNT(CASE WHEN status >= 400 THEN 1 END) AS errors, \
+        CAST(COALESCE(SUM(units), 0) AS BIGINT) AS units, \
+        CAST(COALESCE(SUM(charged_nusd), 0) AS BIGINT) AS charged FROM usage_events \
         WHERE key_id = $1 AND at_ms >= $2 AND at_ms < $3 \
         GROUP BY pipeline, model ORDER BY pipeline, model";
     let rows =
@@ -145,7 +226,125 @@ pub(super) async fn usage(
                 model: r.try_get("model")?,
                 requests: count("requests")?,
                 errors: count("errors")?,
+                units: count("units")?,
+                charged_nusd: r.try_get("charged")?,
             })
         })
         .collect()
+}
+
+/// One row of the ledger as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// The key.
+    pub key_id: String,
+    /// The request id.
+    pub request_id: String,
+    /// The pipeline.
+    pub pipeline: String,
+    /// The model.
+    pub model: String,
+    /// The HTTP status.
+    pub status: i64,
+    /// `ok`, `refused`, `client_error` or `failed`.
+    pub outcome: String,
+    /// Microseconds until the answer's headers.
+    pub latency_us: i64,
+    /// Units.
+    pub units: i64,
+    /// The orchestrator that served it.
+    pub orchestrator: String,
+    /// Tickets sent.
+    pub tickets: i64,
+    /// Their expected value, wei (exact).
+    pub paid_ev_wei: String,
+    /// The orchestrators' fees, wei (exact).
+    pub paid_fee_wei: String,
+    /// The customer's charge, nano-USD.
+    pub charged_nusd: i64,
+}
+
+/// The ledger's rows of `key_id` (every key's when `None`) from `from_ms` to `to_ms`, oldest
+/// first, at most `limit`.
+pub(super) async fn rows(
+    db: &AnyPool,
+    key_id: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+    limit: u32,
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    let sql = "SELECT at_ms, key_id, request_id, pipeline, model, status, outcome, latency_us, \
+        units, orchestrator, tickets, paid_ev_wei, paid_fee_wei, charged_nusd FROM usage_events \
+        WHERE ($1 = '' OR key_id = $1) AND at_ms >= $2 AND at_ms < $3 \
+        ORDER BY at_ms, key_id, request_id LIMIT $4";
+    let found = sqlx::query(sql)
+        .bind(key_id.unwrap_or_default().to_owned())
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(i64::from(limit))
+        .fetch_all(db)
+        .await?;
+    found
+        .iter()
+        .map(|r| {
+            Ok(LedgerRow {
+                at_ms: r.try_get("at_ms")?,
+                key_id: r.try_get("key_id")?,
+                request_id: r.try_get("request_id")?,
+                pipeline: r.try_get("pipeline")?,
+                model: r.try_get("model")?,
+                status: r.try_get("status")?,
+                outcome: r.try_get("outcome")?,
+                latency_us: r.try_get("latency_us")?,
+                units: r.try_get("units")?,
+                orchestrator: r.try_get("orchestrator")?,
+                tickets: r.try_get("tickets")?,
+                paid_ev_wei: r.try_get("paid_ev_wei")?,
+                paid_fee_wei: r.try_get("paid_fee_wei")?,
+                charged_nusd: r.try_get("charged_nusd")?,
+            })
+        })
+        .collect()
+}
+
+/// The CSV header of [`LedgerRow`]s.
+pub const CSV_HEADER: &str = "at_ms,key_id,request_id,pipeline,model,status,outcome,latency_us,\
+    units,orchestrator,tickets,paid_ev_wei,paid_fee_wei,charged_usd\n";
+
+impl LedgerRow {
+    /// The row as one CSV line (RFC 4180: text fields quoted when they hold a comma, a quote
+    /// or a line break; quotes doubled), the charge in USD with 9 decimals.
+    pub fn csv_line(&self) -> String {
+        let q = |s: &str| {
+            // A leading `=`, `+`, `-` or `@` is a formula to spreadsheets: quoted with a `'`.
+            let s = match s.chars().next() {
+                Some('=' | '+' | '-' | '@') => format!("'{s}"),
+                _ => s.to_owned(),
+            };
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s
+            }
+        };
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            self.at_ms,
+            q(&self.key_id),
+            q(&self.request_id),
+            q(&self.pipeline),
+            q(&self.model),
+            self.status,
+            q(&self.outcome),
+            self.latency_us,
+            self.units,
+            q(&self.orchestrator),
+            self.tickets,
+            q(&self.paid_ev_wei),
+            q(&self.paid_fee_wei),
+            super::price::usd_text(self.charged_nusd),
+        )
+    }
 }

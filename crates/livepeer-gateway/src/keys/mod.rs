@@ -14,10 +14,14 @@
 //!
 //! Nothing here logs a secret or a key's hash.
 
+pub mod chainlink;
 mod db;
 mod ledger;
 mod limit;
+pub mod meter;
+pub mod price;
 mod record;
+mod tab;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,8 +33,9 @@ use tokio::time::Instant;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-pub use ledger::{UsageLine, UsageRow};
+pub use ledger::{CSV_HEADER, LedgerRow, UsageLine, UsageRow};
 pub use record::{KeyInfo, KeyPatch, NewKey};
+pub use tab::Tab;
 
 use crate::error::{Error, Kind};
 
@@ -39,6 +44,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(10);
 /// Secrets cached at most (verified and unknown together); at the cap, stale entries go, and
 /// if none is stale, all do. Bounds what a client sending random secrets can make us hold.
 const CACHE_MAX: usize = 10_000;
+/// Ledger rows kept free for jobs in flight: new jobs are refused when fewer are left.
+const LEDGER_HEADROOM: usize = 1024;
 /// What every secret starts with, so that one found in a file or a log is recognisable.
 pub const SECRET_PREFIX: &str = "lpk_";
 
@@ -62,6 +69,8 @@ pub struct KeysConfig {
     pub database_url: Option<SecretString>,
     /// The admin API's bearer token.
     pub admin_token: Option<SecretString>,
+    /// What customers are charged.
+    pub prices: Arc<price::CustomerPrices>,
 }
 
 /// Why a key store operation failed.
@@ -98,6 +107,25 @@ impl From<KeyError> for Error {
     }
 }
 
+/// A key's budget in its current period; amounts are USD with 9 decimals.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetStatus {
+    /// The budget.
+    pub budget_usd: String,
+    /// What settled jobs have cost.
+    pub spent_usd: String,
+    /// What jobs in flight have reserved.
+    pub reserved_usd: String,
+    /// What is left.
+    pub remaining_usd: String,
+    /// What is left, nano-USD.
+    pub remaining_nusd: i64,
+    /// Unix seconds the period began (none: the key's lifetime).
+    pub period_start: Option<i64>,
+    /// Unix seconds it ends.
+    pub period_end: Option<i64>,
+}
+
 /// The verified key of a request, which the job routes read to check the model.
 #[derive(Debug, Clone)]
 pub struct Customer(pub Arc<KeyInfo>);
@@ -113,6 +141,8 @@ pub struct KeyStore {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     limiter: limit::Limiter,
     ledger: tokio::sync::mpsc::Sender<UsageRow>,
+    prices: Arc<price::CustomerPrices>,
+    streams: meter::StreamCounts,
 }
 
 /// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
@@ -140,6 +170,14 @@ impl KeyStore {
     /// Opens the database named by `config` (creating the data directory and the SQLite file
     /// if missing) and brings its schema up to date; answers the store and its ledger's writer.
     pub async fn open(config: &KeysConfig) -> Result<(Self, LedgerWriter), String> {
+        Self::open_sized(config, ledger::MAX_PENDING).await
+    }
+
+    /// [`KeyStore::open`] with a ledger buffer of `buffer` rows.
+    async fn open_sized(
+        config: &KeysConfig,
+        buffer: usize,
+    ) -> Result<(Self, LedgerWriter), String> {
         let db = match &config.database_url {
             Some(url) => db::open(url.expose_secret()).await,
             None => {
@@ -158,17 +196,45 @@ impl KeyStore {
         }
         .map_err(|e| format!("cannot open the key database: {e}"))?;
         db::migrate(&db).await.map_err(|e| format!("cannot migrate the key database: {e}"))?;
-        let (ledger, rx) = tokio::sync::mpsc::channel(ledger::MAX_PENDING);
+        let (ledger, rx) = tokio::sync::mpsc::channel(buffer);
         let writer = LedgerWriter { db: db.clone(), rx };
         let cache = Mutex::new(HashMap::new());
-        Ok((Self { db, cache, limiter: limit::Limiter::default(), ledger }, writer))
+        let prices = config.prices.clone();
+        if let Some(feed) = prices.feed() {
+            watch_feed(feed).await;
+        }
+        let (limiter, streams) = (limit::Limiter::default(), meter::StreamCounts::default());
+        Ok((Self { db, cache, limiter, ledger, prices, streams }, writer))
     }
 
-    /// Queues one row of the usage ledger; never waits (a full queue drops it, warning).
+    /// Queues one row of the usage ledger; never waits. The queue is checked before each job
+    /// ([`KeyStore::ledger_ready`]), so a row is dropped (with a warning) only when many jobs
+    /// that passed that check end together while the database is down.
     pub fn record(&self, row: UsageRow) {
         if self.ledger.try_send(row).is_err() {
             tracing::warn!("usage ledger queue full (database down?); a row was dropped");
         }
+    }
+
+    /// `Err` 503 when the usage ledger cannot take more rows (its database has been down long
+    /// enough to fill its buffer): paid traffic waits rather than go unrecorded.
+    pub fn ledger_ready(&self) -> Result<(), Error> {
+        // Room is kept for the jobs in flight, which record their rows when they end.
+        if self.ledger.capacity() > LEDGER_HEADROOM {
+            return Ok(());
+        }
+        let message = "the usage ledger's database is unavailable and its buffer is full";
+        Err(Error::new(Kind::LedgerUnavailable, message))
+    }
+
+    /// The customer prices.
+    pub fn prices(&self) -> &price::CustomerPrices {
+        &self.prices
+    }
+
+    /// A new tab for a request of `key` on `pipeline`.
+    pub fn tab(self: &Arc<Self>, key: Arc<KeyInfo>, pipeline: &'static str) -> Tab {
+        Tab::new(self.clone(), key, pipeline)
     }
 
     /// Key `id`'s usage by pipeline and model, from `from` to `to` (unix seconds, `to`
@@ -176,6 +242,37 @@ impl KeyStore {
     pub async fn usage(&self, id: &str, from: i64, to: i64) -> Result<Vec<UsageLine>, KeyError> {
         let ms = |s: i64| s.saturating_mul(1000);
         Ok(ledger::usage(&self.db, id, ms(from), ms(to)).await?)
+    }
+
+    /// Key `key`'s budget in its current period (none when it has no budget).
+    pub async fn budget(&self, key: &KeyInfo) -> Result<Option<BudgetStatus>, KeyError> {
+        let Some(budget) = key.budget_micro_usd else { return Ok(None) };
+        let budget = i64::try_from(budget.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let start = tab::period_start(key, now());
+        let (spent, reserved) = db::spend(&self.db, &key.id, start).await?.unwrap_or((0, 0));
+        let end = key.budget_period_seconds.and_then(|p| i64::try_from(p).ok()).map(|p| start + p);
+        Ok(Some(BudgetStatus {
+            budget_usd: price::usd_text(budget),
+            spent_usd: price::usd_text(spent),
+            reserved_usd: price::usd_text(reserved),
+            remaining_usd: price::usd_text((budget - spent - reserved).max(0)),
+            remaining_nusd: (budget - spent - reserved).max(0),
+            period_start: (start > 0).then_some(start),
+            period_end: end,
+        }))
+    }
+
+    /// Every ledger row of key `id` (every key's when `None`) from `from` to `to` (unix
+    /// seconds), oldest first, at most `limit`.
+    pub async fn rows(
+        &self,
+        id: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<LedgerRow>, KeyError> {
+        let ms = |s: i64| s.saturating_mul(1000);
+        Ok(ledger::rows(&self.db, id, ms(from), ms(to), limit).await?)
     }
 
     /// Creates a key; answers it with its secret, which is not kept.
@@ -277,6 +374,18 @@ impl KeyStore {
     }
 }
 
+/// Reads the ETH/USD feed once (a failure is logged: prices in wei answer 503 until a read
+/// succeeds), then every [`chainlink::REFRESH`] while the feed is in use.
+async fn watch_feed(feed: &Arc<chainlink::Feed>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build();
+    let http = http.unwrap_or_default();
+    match feed.read(&http).await {
+        Ok(()) => tracing::info!(feed = %feed.address, "ETH/USD feed read"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the ETH/USD feed"),
+    }
+    tokio::spawn(chainlink::refresh(Arc::downgrade(feed), http));
+}
+
 fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
@@ -303,6 +412,7 @@ mod tests {
             data_dir: dir.join("nested/da ta#1?%20"),
             database_url: None,
             admin_token: None,
+            prices: Default::default(),
         };
         KeyStore::open(&config).await.unwrap().0
     }
@@ -342,6 +452,42 @@ mod tests {
         let store = store(dir.path()).await;
         assert_eq!(store.authenticate(secret.expose_secret()).await.unwrap().id, id);
         let versions = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&store.db);
-        assert_eq!(versions.await.unwrap().len(), 2);
+        assert_eq!(versions.await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_ledger_refuses_new_jobs_with_503_until_it_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = KeysConfig {
+            auth: AuthMode::Keys,
+            data_dir: dir.path().to_owned(),
+            database_url: None,
+            admin_token: None,
+            prices: Default::default(),
+        };
+        // A writer that does not write (as while its database is down): the buffer fills.
+        let (store, writer) = KeyStore::open_sized(&config, LEDGER_HEADROOM + 2).await.unwrap();
+        let store = Arc::new(store);
+        let (info, _) = store.create(new_key("k")).await.unwrap();
+        let row = |i: usize| {
+            store.tab(Arc::new(info.clone()), "llm").row(i as i64, String::new(), 200, 1)
+        };
+        store.ledger_ready().unwrap();
+        store.record(row(0));
+        store.ledger_ready().unwrap();
+        store.record(row(1));
+        let refused = store.ledger_ready().unwrap_err();
+        assert_eq!(refused.kind(), Kind::LedgerUnavailable);
+        // The writer back: the rows are written, and jobs are taken again.
+        let drained = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(writer.run(drained.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.ledger_ready().is_err() {
+            assert!(Instant::now() < deadline, "the ledger never drained");
+            tokio::task::yield_now().await;
+        }
+        drained.cancel();
+        task.await.unwrap();
+        assert_eq!(store.rows(Some(&info.id), 0, i64::MAX / 1000, 10).await.unwrap().len(), 2);
     }
 }

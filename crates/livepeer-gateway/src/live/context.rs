@@ -219,6 +219,11 @@ impl LiveState {
         &self.inner.hub
     }
 
+    /// How often running streams are paid for (`--live-payment-interval`).
+    pub fn payment_interval(&self) -> std::time::Duration {
+        self.inner.config.payment_interval
+    }
+
     /// The configured base URL clients reach this gateway at, if one is set.
     pub fn public_url(&self) -> Option<&str> {
         self.inner.config.public_url.as_deref()

@@ -53,6 +53,7 @@ pub use error::LiveError;
 pub(crate) use owner::Credentials;
 pub use owner::SECRET_HEADER;
 pub(crate) use owner::{Denied, Owner};
+pub(crate) use stream::Stream;
 pub use stream::{FlowStatus, Phase, StreamStatus, SwapRecord};
 pub(crate) use supervisor::{MAX_CONTROL_BODY, SwapBudget};
 

@@ -24,6 +24,7 @@ pub fn keys_config(
         data_dir: dir.to_owned(),
         database_url: database_url.map(Into::into),
         admin_token: Some(TOKEN.to_owned().into()),
+        prices: Default::default(),
     };
     c
 }

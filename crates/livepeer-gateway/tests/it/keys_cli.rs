@@ -108,6 +108,15 @@ fn keys_subcommand_lifecycle_and_no_secret_in_the_log() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!((&usage["requests"], &usage["from"]), (&Value::from(1), &Value::from(0)), "{usage}");
+    // The ledger as CSV: its header, then the request's row.
+    let admin_url = format!("http://{admin}");
+    let export = ["keys", "--admin-url", &admin_url, "--admin-token", TOKEN, "export", &id];
+    let (code, csv, stderr) = run(&[&export[..], &["--from", "0"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("at_ms,key_id,request_id,pipeline,model,status,outcome"), "{csv}");
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[1].contains(&format!(",{id},")) && rows[1].contains(",503,failed,"), "{csv}");
     assert_eq!(keys(&admin, &["disable", &id])["key"]["enabled"], false);
     assert_eq!(call(&public, Some(&secret)), 401);
     keys(&admin, &["delete", &id]);
@@ -147,4 +156,22 @@ fn a_public_admin_listener_needs_an_admin_token() {
     let (code, _, stderr) = run(&["--database-url", "mysql://x"]);
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("--database-url"), "{stderr}");
+    // Customer prices: checked entry by entry before any port is bound.
+    let in_wei = r#"{"price": [{"pipeline": "llm", "wei": "1000"}]}"#;
+    let (code, _, stderr) = run(&["--customer-prices", in_wei]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--customer-prices") && stderr.contains("--usd-per-eth"), "{stderr}");
+    let (code, _, stderr) = run(&["--customer-prices", in_wei, "--usd-per-eth", "3k"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--usd-per-eth"), "{stderr}");
+    let feed = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419";
+    let (code, _, stderr) = run(&["--customer-prices", in_wei, "--usd-per-eth-feed", feed]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--usd-per-eth-feed") && stderr.contains("--eth-url"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prices.toml");
+    std::fs::write(&file, "[[price]]\npipeline = \"upscaling\"\nusd = \"1\"\n").unwrap();
+    let (code, _, stderr) = run(&["--customer-prices", file.to_str().unwrap()]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("price[0] (upscaling): unknown pipeline"), "{stderr}");
 }

@@ -14,15 +14,17 @@ use crate::keys::{admin, create, disable_and_delete, keys_config, lifecycle, t2i
 use crate::support::*;
 
 /// A PostgreSQL server of its own, stopped on drop.
-pub(crate) struct Postgres {
+pub struct Postgres {
     child: Child,
     data: PathBuf,
     port: u16,
+    bin: PathBuf,
+    root: bool,
     _dir: tempfile::TempDir,
 }
 
 /// The newest installed PostgreSQL's `bin` directory.
-pub(crate) fn pg_bin() -> Option<PathBuf> {
+pub fn pg_bin() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
@@ -45,7 +47,7 @@ fn as_server_user(program: &Path, root: bool) -> Command {
 }
 
 impl Postgres {
-    pub(crate) fn start(bin: &Path) -> Self {
+    pub fn start(bin: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
         if root {
@@ -60,18 +62,27 @@ impl Postgres {
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let child = Self::server(bin, dir.path(), &data, port, root);
+        Self { child, data, port, bin: bin.to_owned(), root, _dir: dir }
+    }
+
+    /// Runs the server on `data` and waits until it takes connections.
+    fn server(bin: &Path, dir: &Path, data: &Path, port: u16, root: bool) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("postgres.log"))
+            .unwrap();
         let child = as_server_user(&bin.join("postgres"), root)
             .arg("-D")
-            .arg(&data)
+            .arg(data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .arg("-k")
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let pg = Self { child, data, port, _dir: dir };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(bin.join("pg_isready"))
@@ -84,10 +95,25 @@ impl Postgres {
             assert!(tokio::time::Instant::now() < deadline, "PostgreSQL did not start in 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
-        pg
+        child
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// Stops the server (a fast shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        if let Some(pid) = pid.lines().next().filter(|p| !p.is_empty()) {
+            let _ = Command::new("kill").args(["-INT", pid]).status();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again, on the same data and port.
+    pub fn restart(&mut self) {
+        let dir = self.data.parent().unwrap().to_owned();
+        self.child = Self::server(&self.bin, &dir, &self.data, self.port, self.root);
+    }
+
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -103,8 +129,9 @@ impl Drop for Postgres {
     }
 }
 
-#[tokio::test]
-async fn keys_on_postgresql_are_shared_by_two_gateways() {
+/// A PostgreSQL server started for a test; `None` (the test then passes, saying so) when the
+/// server binaries are missing and `LIVEPEER_REQUIRE_POSTGRES` is not `1`.
+pub async fn postgres() -> Option<Postgres> {
     let Some(bin) = pg_bin() else {
         // `scripts/test` installs the server and requires it; run by hand, the test may skip.
         assert!(
@@ -115,9 +142,14 @@ async fn keys_on_postgresql_are_shared_by_two_gateways() {
             "SKIPPED: no PostgreSQL server (/usr/lib/postgresql/*/bin/initdb); \
              install Debian's `postgresql` package to run this test"
         );
-        return;
+        return None;
     };
-    let pg = tokio::task::spawn_blocking(move || Postgres::start(&bin)).await.unwrap();
+    Some(tokio::task::spawn_blocking(move || Postgres::start(&bin)).await.unwrap())
+}
+
+#[tokio::test]
+async fn keys_on_postgresql_are_shared_by_two_gateways() {
+    let Some(pg) = postgres().await else { return };
     let sim = TextSim::new("pg").start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(keys_config(&[sim.url()], dir_a.path(), Some(pg.url()))).await;
@@ -142,5 +174,42 @@ async fn keys_on_postgresql_are_shared_by_two_gateways() {
     assert_eq!(usage["by_model"][0]["model"], SD, "{usage}");
     disable_and_delete(&a, &id).await;
     a.shutdown().await;
+    drop(pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back() {
+    let Some(mut pg) = postgres().await else { return };
+    let sim = TextSim::new("pg-down").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), Some(pg.url()))).await;
+    let (id, secret) = create(&gw, json!({"name": "steady"})).await;
+    // Verified once, the key is cached: it keeps working while the database is away.
+    assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    let mut pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    }
+    // A key it has not seen cannot be checked: the gateway's fault, 503.
+    let resp = t2i_as(&gw, Some("lpk_never_seen"), SD).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .unwrap();
+    // The buffered rows reach the database once it is back.
+    eventually(Duration::from_secs(20), "the buffered rows are written", || async {
+        let (status, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+        status == StatusCode::OK && usage["requests"] == 11
+    })
+    .await;
+    gw.shutdown().await;
     drop(pg);
 }

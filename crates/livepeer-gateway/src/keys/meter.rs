@@ -1,0 +1,121 @@
+//! Long jobs under a customer key: the per-key limit of concurrent streams ([`StreamPermit`])
+//! and the charging of a running stream interval by interval ([`meter`]).
+//!
+//! A stream's first interval is priced and reserved by its start request's [`Tab`] before any
+//! orchestrator is paid. Then, at the start of each further interval, [`meter`] reserves that
+//! interval on a fresh tab and records it as one ledger row (charged in advance, as
+//! orchestrators are prepaid); when the budget cannot pay for the next interval the stream is
+//! stopped, with the reason, and the refusal recorded. A stream thus never runs an interval
+//! its key has not paid for.
+//!
+//! Streams are counted per gateway instance (as the per-minute limit is): a key with
+//! `max_streams` 2 may hold 2 on each instance sharing its database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{KeyStore, Tab};
+use crate::error::{Error, Kind};
+
+/// Streams held now, per key id, on this instance.
+#[derive(Debug, Default)]
+pub(super) struct StreamCounts(Mutex<HashMap<String, u32>>);
+
+/// One of a key's concurrent streams, released when dropped.
+#[derive(Debug)]
+pub struct StreamPermit {
+    store: Arc<KeyStore>,
+    key_id: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut counts = self.store.streams.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key_id);
+            }
+        }
+    }
+}
+
+impl Tab {
+    /// Takes one of the key's concurrent streams: `Err` 429 `stream_limit_exceeded` when it
+    /// holds `max_streams` already.
+    pub fn stream_permit(&self) -> Result<StreamPermit, Error> {
+        let key = self.key();
+        let mut counts = self.store.streams.0.lock().unwrap_or_else(|p| p.into_inner());
+        let held = counts.entry(key.id.clone()).or_default();
+        if let Some(max) = key.max_streams
+            && *held >= max
+        {
+            let message = format!("this API key holds {held} streams, its limit (max_streams)");
+            return Err(Error::new(Kind::StreamLimit, message).retry_after(5));
+        }
+        *held += 1;
+        Ok(StreamPermit { store: self.store.clone(), key_id: key.id.clone() })
+    }
+}
+
+/// What [`meter`] charges a running stream, and how it stops it.
+pub struct Metered {
+    /// The start request's tab (its first interval is reserved and charged there).
+    pub first: Arc<Tab>,
+    /// The model (or the stream's pipeline) the rate is looked up by.
+    pub model: String,
+    /// The pipeline's gateway units in one interval (seconds, for live video and BYOC).
+    pub units: u64,
+    /// How often the stream is charged.
+    pub interval: Duration,
+    /// The orchestrator serving it, for the ledger.
+    pub orchestrator: String,
+    /// Fires when the stream has ended for any reason.
+    pub ended: CancellationToken,
+    /// Stops the stream, with a reason.
+    pub stop: Box<dyn Fn(&str) + Send + Sync>,
+    /// The stream's place among the key's concurrent streams.
+    pub permit: Option<StreamPermit>,
+}
+
+impl std::fmt::Debug for Metered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metered")
+            .field("model", &self.model)
+            .field("units", &self.units)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Charges a running stream each `interval` until it ends; stops it when its key's budget
+/// cannot pay for the next interval (or the key database fails).
+pub async fn meter(m: Metered) {
+    let mut seq = 1u64;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(m.interval) => {}
+            () = m.ended.cancelled() => break,
+        }
+        let tab = m.first.next();
+        let request_id = format!("{}-{seq}", m.first.request_id());
+        seq += 1;
+        match tab.reserve(&m.model, m.units, None).await {
+            Ok(()) => {
+                tab.served(&m.orchestrator);
+                tab.record(request_id, 200);
+            }
+            Err(e) => {
+                tracing::info!(key_id = %tab.key().id, error = %e, "stream stopped: its key cannot pay for more");
+                (m.stop)(&format!("{}: {}", e.kind().name(), e.message()));
+                let status = if e.kind() == Kind::BudgetExceeded { 402 } else { 503 };
+                tab.record(request_id, status);
+                break;
+            }
+        }
+    }
+    drop(m.permit);
+}

@@ -1,0 +1,205 @@
+//! A request's tab: the per-request slot the key check puts in the request's extensions, which
+//! the job path fills (units, orchestrator, what it paid) and the key check reads back into the
+//! usage ledger's row once the answer is ready.
+//!
+//! Budgets are kept by reserve-then-settle. Before any orchestrator is paid, the job asks
+//! [`Tab::reserve`] for what the job will cost the customer; with a budget, that amount is
+//! added to the key's reservations for the current period by one conditional `UPDATE` that
+//! succeeds only while spent + reserved + amount stays within the budget. PostgreSQL re-checks
+//! the condition on the row it locked, so instances sharing the database cannot together go
+//! over it; SQLite writes one at a time. The ledger writer settles the reservation (moves it
+//! to the spent total, or releases it when the job failed) in the transaction that writes the
+//! request's row.
+
+use std::sync::{Arc, Mutex};
+
+use livepeer_pm::Ratio;
+
+use super::record::KeyInfo;
+use super::{KeyError, KeyStore, UsageRow, db, price};
+use crate::error::{Error, Kind};
+
+/// What the job path reports of a request made with a customer key.
+#[derive(Debug)]
+pub struct Tab {
+    pub(super) store: Arc<KeyStore>,
+    key: Arc<KeyInfo>,
+    pipeline: &'static str,
+    /// The ledger's id of the request when its answer carries none (`X-Request-Id`).
+    request_id: String,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    model: Option<String>,
+    units: u64,
+    orchestrator: String,
+    tickets: u64,
+    paid_ev: Ratio,
+    paid_fee: Ratio,
+    /// What the customer owes once the job is served (nano-USD).
+    charge: u64,
+    /// Whether the job was served (the customer is charged).
+    served: bool,
+    /// Reserved against the budget (nano-USD), and in which period.
+    reserved: u64,
+    period_start: i64,
+}
+
+impl Tab {
+    pub(super) fn new(store: Arc<KeyStore>, key: Arc<KeyInfo>, pipeline: &'static str) -> Self {
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        Self { store, key, pipeline, request_id, state: Mutex::new(State::default()) }
+    }
+
+    /// A fresh tab for the same key and pipeline: the next interval of a stream.
+    pub fn next(&self) -> Tab {
+        Tab::new(self.store.clone(), self.key.clone(), self.pipeline)
+    }
+
+    /// The ledger's id of the request, when its answer has no `X-Request-Id`.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Records the tab's row now (a stream's interval, which no HTTP answer carries).
+    pub fn record(&self, request_id: String, status: u16) {
+        self.store.record(self.row(super::now_ms(), request_id, status, 0));
+    }
+
+    /// The key the request was made with.
+    pub fn key(&self) -> &KeyInfo {
+        &self.key
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prices the job (`units` of the pipeline's gateway units on `model`; the orchestrator
+    /// would charge `orchestrator_fee_wei`) and, when the key has a budget, reserves its cost:
+    /// `Err` 402 `budget_exceeded` with what remains when it does not fit, 503 when the
+    /// database fails. Called again (on a failover to a dearer orchestrator), it reserves the
+    /// difference only.
+    pub async fn reserve(
+        &self,
+        model: &str,
+        units: u64,
+        orchestrator_fee_wei: Option<&Ratio>,
+    ) -> Result<(), Error> {
+        let charge = self
+            .store
+            .prices
+            .charge(self.pipeline, model, units, orchestrator_fee_wei)
+            .map_err(|e| Error::new(Kind::PriceUnavailable, e.0))?;
+        let (more, period_start) = {
+            let mut s = self.state();
+            s.model = Some(model.to_owned());
+            s.units = units;
+            s.charge = charge;
+            if s.reserved == 0 {
+                s.period_start = period_start(&self.key, super::now());
+            }
+            (charge.saturating_sub(s.reserved), s.period_start)
+        };
+        let Some(budget) = self.budget_nano() else { return Ok(()) };
+        if more == 0 {
+            return Ok(());
+        }
+        let amount = i64::try_from(more).unwrap_or(i64::MAX);
+        match db::reserve(&self.store.db, &self.key.id, period_start, amount, budget).await {
+            Ok(Ok(())) => {
+                self.state().reserved += more;
+                Ok(())
+            }
+            Ok(Err(used)) => Err(exceeded(budget, used, charge)),
+            Err(e) => Err(KeyError::Db(e).into()),
+        }
+    }
+
+    /// Counts a payment sent to an orchestrator (every attempt's, failed ones too).
+    pub fn paid(&self, tickets: u32, ev_wei: &Ratio, fee_wei: &Ratio) {
+        let mut s = self.state();
+        s.tickets += u64::from(tickets);
+        s.paid_ev = s.paid_ev.checked_add(ev_wei).unwrap_or(s.paid_ev);
+        s.paid_fee = s.paid_fee.checked_add(fee_wei).unwrap_or(s.paid_fee);
+    }
+
+    /// The job was served by `orchestrator`: the customer owes what was reserved for it.
+    pub fn served(&self, orchestrator: &str) {
+        let mut s = self.state();
+        s.orchestrator = orchestrator.to_owned();
+        s.served = true;
+    }
+
+    /// The ledger row of the request, answered `status` after `latency_us`; the charge stands
+    /// only when the job was served and the answer is a success.
+    pub(crate) fn row(
+        &self,
+        at_ms: i64,
+        request_id: String,
+        status: u16,
+        latency_us: u64,
+    ) -> UsageRow {
+        let s = self.state();
+        let charged = if s.served && status < 400 { s.charge } else { 0 };
+        let outcome = match status {
+            0..400 => "ok",
+            401 | 402 | 403 | 429 => "refused",
+            400..500 => "client_error",
+            _ => "failed",
+        };
+        UsageRow {
+            at_ms,
+            key_id: self.key.id.clone(),
+            request_id,
+            pipeline: self.pipeline,
+            model: s.model.clone().unwrap_or_default(),
+            status,
+            latency_us,
+            units: s.units,
+            orchestrator: s.orchestrator.clone(),
+            tickets: s.tickets,
+            paid_ev_wei: s.paid_ev.to_string(),
+            paid_fee_wei: s.paid_fee.to_string(),
+            charged_nusd: i64::try_from(charged).unwrap_or(i64::MAX),
+            reserved_nusd: i64::try_from(s.reserved).unwrap_or(i64::MAX),
+            period_start: if s.reserved > 0 {
+                s.period_start
+            } else {
+                period_start(&self.key, at_ms / 1000)
+            },
+            outcome,
+        }
+    }
+
+    fn budget_nano(&self) -> Option<i64> {
+        let budget = self.key.budget_micro_usd?;
+        Some(i64::try_from(budget.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+}
+
+/// The start (unix seconds) of `key`'s budget period holding `now`: periods follow one another
+/// from the key's creation; a budget without a period covers the key's lifetime (0).
+pub(crate) fn period_start(key: &KeyInfo, now: i64) -> i64 {
+    match key.budget_period_seconds.and_then(|p| i64::try_from(p).ok()).filter(|p| *p > 0) {
+        Some(p) => key.created_at + (now - key.created_at).max(0) / p * p,
+        None => 0,
+    }
+}
+
+/// 402 `budget_exceeded`, saying what is left of the budget and what the job costs.
+fn exceeded(budget: i64, used: i64, charge: u64) -> Error {
+    let left = (budget - used).max(0);
+    let message = format!(
+        "this API key's budget is spent: {} USD left of {} USD, this job costs {} USD",
+        price::usd_text(left),
+        price::usd_text(budget),
+        price::usd_text(i64::try_from(charge).unwrap_or(i64::MAX)),
+    );
+    Error::new(Kind::BudgetExceeded, message)
+        .detail("remaining_usd", price::usd_text(left))
+        .detail("budget_usd", price::usd_text(budget))
+        .detail("cost_usd", price::usd_text(i64::try_from(charge).unwrap_or(i64::MAX)))
+}
