@@ -176,11 +176,11 @@ impl Gateway {
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
         let tasks = Tasks::new();
-        let keys = key_store(&config, &tasks).await?;
+        let metrics = Metrics::new();
+        let keys = key_store(&config, &tasks, metrics.recent()).await?;
         let identity = identity(&config).await?;
         let timeouts = Timeouts { connect: config.connect_timeout, call: config.discovery_timeout };
         let client = OrchClient::new(timeouts, config.orch_tls, identity.clone());
-        let metrics = Metrics::new();
         // Boxed: alloy's futures are large, and `start` is awaited inside other futures.
         let chain = Box::pin(connect_chain(&config)).await?;
         let pool = start_pool(&config, &client, &metrics, &tasks, chain.as_ref()).await?;
@@ -236,6 +236,7 @@ impl Gateway {
                 byoc: byoc_state,
                 byoc_streams,
                 transcode: transcode.clone(),
+                prices: config.keys.prices.clone(),
             },
             signer,
         );
@@ -286,8 +287,9 @@ impl Gateway {
 /// Starts publishing the catalogue when `--marketplace-webhook-url` is set.
 fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), StartError> {
     let Some(market) = config.marketplace.clone() else { return Ok(()) };
-    let (pool, recent) = (state.pool.clone(), state.metrics.recent().clone());
-    http::publish_catalogue(market, pool, recent, config.signer.clone(), tasks)
+    let sources = (state.pool.clone(), state.metrics.recent().clone());
+    let prices = config.keys.prices.clone();
+    http::publish_catalogue(market, sources, prices, config.signer.clone(), tasks)
         .map_err(setup(Part::Marketplace))
 }
 
@@ -362,15 +364,18 @@ fn serve_rtmp(
 }
 
 /// The customer key store, opened (and migrated) when keys are on (`--auth keys`).
-/// Its usage ledger's writer runs as a task, which ends after the last request's row.
+/// Its usage ledger's writer runs as a task, which ends after the last request's row; what
+/// customers are charged goes to `recent` too, for the dashboard's revenue.
 async fn key_store(
     config: &Config,
     tasks: &Tasks,
+    recent: &recent::Recent,
 ) -> Result<Option<Arc<keys::KeyStore>>, StartError> {
     if config.keys.auth == keys::AuthMode::None {
         return Ok(None);
     }
     let (store, writer) = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
+    store.report_to(recent.clone());
     let drained = tasks.drained();
     tasks.spawn("usage-ledger", move |_| writer.run(drained));
     Ok(Some(Arc::new(store)))

@@ -4,9 +4,8 @@
 //! and minute for live video and BYOC), and the latency measured here over the last minutes;
 //! `GET /v1/models`, the LLMs in OpenAI's list shape, so that OpenAI clients and tools can
 //! list what they may ask for; and `GET /`, the same catalogue as a page for a person
-//! (`catalog_page`). All public, as OpenRouter's and OpenAI's model lists are. Customer
-//! prices join each entry (`customer_price`, `null` until then) when the customer-keys work
-//! prices requests.
+//! (`catalog_page`). All public, as OpenRouter's and OpenAI's model lists are. Each entry
+//! carries what a customer pays for it (`--customer-prices`), `null` when it has no price.
 
 use axum::Router;
 use axum::extract::State;
@@ -15,7 +14,10 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use crate::job::JobKey;
+use crate::keys::price::{CustomerPrices, Quote};
 use crate::orchestrator::Pool;
 use crate::orchestrator::health::HealthState;
 use crate::orchestrator::price::Price;
@@ -28,6 +30,7 @@ use crate::recent::{Latency, Recent};
 pub(crate) struct CatalogState {
     pub(crate) pool: Pool,
     pub(crate) recent: Recent,
+    pub(crate) prices: Arc<CustomerPrices>,
 }
 
 /// The catalogue's JSON routes.
@@ -150,8 +153,10 @@ pub(crate) struct CatalogEntry {
     /// The time to an answer (to the first byte of a stream) of its requests through this
     /// gateway over the last minutes, when there were some.
     pub(crate) latency: Option<Latency>,
-    /// What a customer pays; `null` until customer prices are configured (customer keys).
-    pub(crate) customer_price: Option<Value>,
+    /// What a customer pays per natural unit (`--customer-prices`); `null` when unpriced. A
+    /// multiple of the orchestrator's price is quoted at the dearest orchestrator offering
+    /// it, the most a customer pays.
+    pub(crate) customer_price: Option<Quote>,
 }
 
 /// The jobs someone could run now: each with its orchestrators that are healthy for it (a
@@ -184,6 +189,16 @@ fn offered(pool: &Pool) -> Vec<(JobKey, Tiers)> {
 fn price_range(tiers: &Tiers) -> Option<(Price, Price)> {
     let prices = || tiers.warm.iter().chain(&tiers.cold).map(|e| e.price);
     Some((prices().min()?, prices().max()?))
+}
+
+/// The network price a multiple of the orchestrator's price is quoted at: the dearest
+/// orchestrator's, in wei per gateway unit. Live video's orchestrators price pixels, not the
+/// seconds its customers pay by, so it has none (nor is a multiple charged for it yet).
+fn quote_basis(pipeline: &str, tiers: &Tiers) -> Option<livepeer_pm::Ratio> {
+    if matches!(pipeline, "live-video-to-video" | "transcode") {
+        return None;
+    }
+    price_range(tiers).and_then(|(_, dearest)| dearest.to_ratio().ok())
 }
 
 /// `price × n` wei, exact: a whole number, or `num/den` in lowest terms.
@@ -241,7 +256,11 @@ pub(crate) fn entries(state: &CatalogState) -> Vec<CatalogEntry> {
                 orchestrators: Orchestrators { warm: tiers.warm.len(), cold: tiers.cold.len() },
                 capacity: capacity.sum(),
                 network_price: network_price(&tiers, &info),
-                customer_price: None,
+                customer_price: state.prices.quote(
+                    key.pipeline(),
+                    &key.model,
+                    quote_basis(key.pipeline(), &tiers),
+                ),
                 model: key.model,
                 id,
             }

@@ -138,7 +138,11 @@ fn row(out: &mut String, e: &CatalogEntry) {
         )
     });
     let customer = match &e.customer_price {
-        Some(v) => esc(&v.to_string()),
+        Some(q) => match (&q.usd_per_unit, &q.orchestrator_multiple) {
+            (Some(usd), _) => format!("{} USD per {}", esc(usd), esc(q.unit.name)),
+            (None, Some(m)) => format!("{}× the orchestrator's price", esc(m)),
+            (None, None) => "<span class=\"small\">unavailable</span>".into(),
+        },
         None => "<span class=\"small\">not set</span>".into(),
     };
     let _ = write!(

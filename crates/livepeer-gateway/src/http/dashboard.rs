@@ -66,9 +66,7 @@ async fn history(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "bucket_ms": crate::recent::BUCKET_MS,
         "now_ms": crate::recent::Recent::now_ms(),
+        // Each bucket's `revenue_nusd` is what customers were charged (customer keys).
         "buckets": state.metrics.recent().series(),
-        // Revenue (what customers were charged) joins each bucket when customer prices exist
-        // (the customer-keys work); until then the dashboard shows spend alone.
-        "revenue": null,
     }))
 }

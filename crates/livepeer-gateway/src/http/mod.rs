@@ -42,6 +42,8 @@ pub struct Services {
     pub byoc_streams: crate::byoc::stream::ByocStreams,
     /// Video transcoding (HTTP push and HLS playback).
     pub transcode: crate::transcode::TranscodeState,
+    /// What customers pay, shown in the catalogue.
+    pub prices: std::sync::Arc<crate::keys::price::CustomerPrices>,
 }
 
 /// The public API: batch AI, live video, BYOC, transcoding (push and HLS), the remote-signer
@@ -50,9 +52,9 @@ pub fn public_router(
     services: Services,
     signer: Option<crate::payment::signer::SignerState>,
 ) -> Router {
-    let Services { ai, live, byoc, byoc_streams, transcode } = services;
-    let catalog_state =
-        catalog::CatalogState { pool: ai.pool.clone(), recent: ai.metrics.recent().clone() };
+    let Services { ai, live, byoc, byoc_streams, transcode, prices } = services;
+    let (pool, recent) = (ai.pool.clone(), ai.metrics.recent().clone());
+    let catalog_state = catalog::CatalogState { pool, recent, prices };
     let catalog = catalog::router(catalog_state.clone()).merge(catalog_page::router(catalog_state));
     let openapi = openapi::router(ai.limits.clone(), signer.is_some());
     let router = ai::router(ai)
@@ -85,16 +87,16 @@ pub fn admin_router(
         .merge(transcode::admin_router(transcode))
 }
 
-/// Publishes the catalogue of `pool` (latency from `recent`) to `config`'s webhook on
-/// `tasks`, signed with `signer` when there is one.
+/// Publishes the catalogue of `pool` (latency from `recent`, customer prices from `prices`)
+/// to `config`'s webhook on `tasks`, signed with `signer` when there is one.
 pub fn publish_catalogue(
     config: crate::config::MarketplaceConfig,
-    pool: crate::orchestrator::Pool,
-    recent: crate::recent::Recent,
+    (pool, recent): (crate::orchestrator::Pool, crate::recent::Recent),
+    prices: std::sync::Arc<crate::keys::price::CustomerPrices>,
     signer: Option<std::sync::Arc<livepeer_pm::LocalSigner>>,
     tasks: &crate::task::Tasks,
 ) -> Result<(), reqwest::Error> {
-    let catalog = catalog::CatalogState { pool, recent };
+    let catalog = catalog::CatalogState { pool, recent, prices };
     let publisher = marketplace::Publisher::new(config, catalog, signer)?;
     tasks.spawn("marketplace", |cancel| publisher.run(cancel));
     Ok(())

@@ -61,9 +61,18 @@ fn catalog_entry() -> Value {
             "capacity": count,
             "network_price": nullable(price),
             "latency": nullable(latency),
-            "customer_price": {
-                "description": "what a customer pays; null until customer prices are configured",
-            },
+            "customer_price": nullable(strict(
+                &["unit", "usd_per_unit", "usd_per_unit_exact", "wei_per_unit", "orchestrator_multiple"],
+                json!({
+                    "unit": strict(&["name", "gateway_units"], json!({
+                        "name": { "type": "string" }, "gateway_units": count,
+                    })),
+                    "usd_per_unit": nullable(json!({ "type": "string" })),
+                    "usd_per_unit_exact": nullable(json!({ "type": "string" })),
+                    "wei_per_unit": nullable(json!({ "type": "string" })),
+                    "orchestrator_multiple": nullable(json!({ "type": "string" })),
+                }),
+            )),
         }),
     )
 }

@@ -143,6 +143,8 @@ pub struct KeyStore {
     ledger: tokio::sync::mpsc::Sender<UsageRow>,
     prices: Arc<price::CustomerPrices>,
     streams: meter::StreamCounts,
+    /// Where what customers are charged is also reported (the dashboard's revenue).
+    recent: std::sync::OnceLock<crate::recent::Recent>,
 }
 
 /// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
@@ -204,13 +206,19 @@ impl KeyStore {
             watch_feed(feed).await;
         }
         let (limiter, streams) = (limit::Limiter::default(), meter::StreamCounts::default());
-        Ok((Self { db, cache, limiter, ledger, prices, streams }, writer))
+        let recent = std::sync::OnceLock::new();
+        Ok((Self { db, cache, limiter, ledger, prices, streams, recent }, writer))
     }
 
     /// Queues one row of the usage ledger; never waits. The queue is checked before each job
     /// ([`KeyStore::ledger_ready`]), so a row is dropped (with a warning) only when many jobs
     /// that passed that check end together while the database is down.
     pub fn record(&self, row: UsageRow) {
+        if let (Some(recent), Ok(charged)) = (self.recent.get(), u64::try_from(row.charged_nusd)) {
+            if charged > 0 {
+                recent.charged(charged, row.at_ms);
+            }
+        }
         if self.ledger.try_send(row).is_err() {
             tracing::warn!("usage ledger queue full (database down?); a row was dropped");
         }
@@ -225,6 +233,11 @@ impl KeyStore {
         }
         let message = "the usage ledger's database is unavailable and its buffer is full";
         Err(Error::new(Kind::LedgerUnavailable, message))
+    }
+
+    /// Reports what customers are charged to `recent` (the dashboard's revenue) from now on.
+    pub fn report_to(&self, recent: crate::recent::Recent) {
+        let _ = self.recent.set(recent);
     }
 
     /// The customer prices.

@@ -75,6 +75,9 @@ pub struct Quote {
     pub usd_per_unit: Option<String>,
     /// The exact USD per unit (`num/den` when not whole).
     pub usd_per_unit_exact: Option<String>,
+    /// The exact wei per unit (`num/den` when not whole); none when it needs an ETH/USD rate
+    /// or a network price that is not known.
+    pub wei_per_unit: Option<String>,
     /// The multiple of the orchestrator's price, when priced so.
     pub orchestrator_multiple: Option<String>,
 }
@@ -209,10 +212,20 @@ impl CustomerPrices {
             Rate::OrchestratorMultiple(_) if network_price.is_none() => None,
             _ => self.usd_of(rate, &Ratio::ONE, &per_unit_fee).ok(),
         };
+        let wei = match rate {
+            Rate::Wei(w) => Some(*w),
+            Rate::OrchestratorMultiple(m) => {
+                network_price.and_then(|_| per_unit_fee.checked_mul(m).ok())
+            }
+            Rate::Usd(u) => self.usd_per_eth().and_then(|rate| {
+                u.checked_mul(&Ratio::from_u64(WEI_PER_ETH)).and_then(|w| w.checked_div(&rate)).ok()
+            }),
+        };
         Some(Quote {
             unit,
             usd_per_unit: usd.map(|u| u.to_decimal_string(9)),
             usd_per_unit_exact: usd.map(|u| u.to_string()),
+            wei_per_unit: wei.map(|w| w.to_string()),
             orchestrator_multiple: match rate {
                 Rate::OrchestratorMultiple(m) => Some(m.to_string()),
                 _ => None,

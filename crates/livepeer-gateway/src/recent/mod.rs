@@ -76,6 +76,8 @@ struct Bucket {
     tickets: u64,
     ev_wei: Ratio,
     fee_wei: Ratio,
+    /// What customers were charged for requests that ended in it, nano-USD.
+    revenue_nusd: u64,
 }
 
 impl Bucket {
@@ -88,6 +90,7 @@ impl Bucket {
             tickets: 0,
             ev_wei: Ratio::ZERO,
             fee_wei: Ratio::ZERO,
+            revenue_nusd: 0,
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct BucketView {
     pub ev_wei: String,
     /// Fees of the work paid for in it at the orchestrators' prices, wei (exact).
     pub fee_wei: String,
+    /// What customers were charged in it (customer keys), nano-USD.
+    pub revenue_nusd: u64,
 }
 
 /// Latency percentiles over a window.
@@ -248,6 +253,13 @@ impl Recent {
         }
     }
 
+    /// A customer charged `nano_usd` for a request that ended at `at_ms`.
+    pub fn charged(&self, nano_usd: u64, at_ms: i64) {
+        let mut inner = self.lock();
+        let bucket = Self::bucket(&mut inner, at_ms);
+        bucket.revenue_nusd = bucket.revenue_nusd.saturating_add(nano_usd);
+    }
+
     /// The failed requests kept, newest first.
     pub fn failures(&self) -> Vec<Failure> {
         self.lock().failures.iter().rev().cloned().collect()
@@ -271,6 +283,7 @@ impl Recent {
                     tickets: b.tickets,
                     ev_wei: b.ev_wei.to_string(),
                     fee_wei: b.fee_wei.to_string(),
+                    revenue_nusd: b.revenue_nusd,
                 }
             })
             .collect()

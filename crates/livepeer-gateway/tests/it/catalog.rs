@@ -190,3 +190,66 @@ async fn the_catalogue_has_latency_cold_models_time_prices_byoc_names_and_price_
     drop(a2);
     gw.shutdown().await;
 }
+
+/// Customer prices join the catalogue exactly: in USD and wei per natural unit, a multiple of
+/// the orchestrator's price quoted at the dearest orchestrator, unpriced models `null`; the
+/// public page shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_prices_are_quoted_exactly_in_the_catalogue_and_on_the_page() {
+    use livepeer_gateway::keys::price::CustomerPrices;
+    use livepeer_sim::{ByocKind, SimByoc};
+    let a = Sim::start(SimConfig {
+        name: "cat-cust-a".into(),
+        models: vec![
+            SimModel::new("text-to-image", SD).price(10, 1),
+            SimModel::new("text-to-image", SDXL).price(10, 1),
+            SimModel::new("llm", LLM).price(2, 1),
+        ],
+        byoc: vec![SimByoc::new("text-reversal", ByocKind::Reverse).price(3, 1)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // The dearer LLM orchestrator sets the quote of a multiple.
+    let b = sim("cat-cust-b", vec![SimModel::new("llm", LLM).price(3, 1)]).await;
+    let table = format!(
+        r#"{{"price": [
+            {{"pipeline": "text-to-image", "model": "{SD}", "usd": "0.002"}},
+            {{"pipeline": "llm", "orchestrator_multiple": "1.5"}},
+            {{"pipeline": "byoc", "wei": "1000000"}}
+        ]}}"#
+    );
+    let mut cfg = config(&[a.url(), b.url()]);
+    cfg.keys.prices =
+        std::sync::Arc::new(CustomerPrices::parse(Some(&table), Some("3000")).unwrap());
+    let gw = start(cfg).await;
+
+    let catalog = get(&gw, "/v1/catalog").await;
+    let quote =
+        |id: &str| entry(&catalog, id).unwrap_or_else(|| panic!("{id}"))["customer_price"].clone();
+    let sd = quote(&format!("text-to-image/{SD}"));
+    assert_eq!(sd["unit"]["name"], "megapixel", "{sd}");
+    assert_eq!(sd["usd_per_unit"], "0.002000000", "{sd}");
+    assert_eq!(sd["usd_per_unit_exact"], "1/500", "{sd}");
+    // 0.002 USD at 3000 USD/ETH = 2e15/3000 wei.
+    assert_eq!(sd["wei_per_unit"], "2000000000000/3", "{sd}");
+    // A model of the pipeline without a price of its own, nor a pipeline-wide one: null.
+    assert_eq!(quote(&format!("text-to-image/{SDXL}")), Value::Null);
+    // 1.5 × 3 wei a token × 10^6 tokens = 4.5e6 wei = 4.5e6 × 3000 / 1e18 USD.
+    let llm = quote(&format!("llm/{LLM}"));
+    assert_eq!(llm["unit"]["name"], "million_tokens", "{llm}");
+    assert_eq!(llm["wei_per_unit"], "4500000", "{llm}");
+    assert_eq!(llm["usd_per_unit_exact"], "27/2000000000", "{llm}");
+    assert_eq!(llm["orchestrator_multiple"], "3/2", "{llm}");
+    let byoc = quote("byoc/text-reversal");
+    assert_eq!(
+        (byoc["unit"]["name"].as_str(), byoc["wei_per_unit"].as_str()),
+        (Some("second"), Some("1000000"))
+    );
+    assert_eq!(byoc["usd_per_unit_exact"], "3/1000000000", "{byoc}");
+
+    let page =
+        reqwest::get(format!("http://{}/", gw.http_addr)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("0.002000000 USD per megapixel"), "the page shows the customer price");
+    gw.shutdown().await;
+}

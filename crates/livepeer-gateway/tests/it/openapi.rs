@@ -42,6 +42,7 @@ const ADMIN_ONLY: &[&str] = &[
     "/byoc/capabilities",
     "/transcode/streams",
     "/transcode/streams/{manifest}",
+    "/usage.csv",
 ];
 
 /// Every `.route("…")` path of the public routers' files, in OpenAPI's spelling (the
@@ -88,7 +89,12 @@ async fn sim() -> Sim {
 async fn the_openapi_document_is_valid_complete_and_true() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
+    let mut cfg = keys_config(&[sim.url()], dir.path(), None);
+    // A customer price, so that the catalogue validated below carries one.
+    let table = r#"{"price": [{"pipeline": "text-to-image", "usd": "0.002"}]}"#;
+    let prices = livepeer_gateway::keys::price::CustomerPrices::parse(Some(table), Some("3000"));
+    cfg.keys.prices = std::sync::Arc::new(prices.unwrap());
+    let gw = start(cfg).await;
     let base = format!("http://{}", gw.http_addr);
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
@@ -158,6 +164,9 @@ async fn the_openapi_document_is_valid_complete_and_true() {
     };
     let catalog: Value = get("/v1/catalog").await.unwrap().json().await.unwrap();
     assert!(catalog["data"].as_array().unwrap().len() >= 2, "{catalog}");
+    let priced =
+        catalog["data"].as_array().unwrap().iter().filter(|e| e["customer_price"].is_object());
+    assert_eq!(priced.count(), 1, "{catalog}");
     let models: Value = get("/v1/models").await.unwrap().json().await.unwrap();
     let error: Value = get("/v1/usage").await.unwrap().json().await.unwrap();
     assert_eq!(error["error"]["status"], 401, "{error}");

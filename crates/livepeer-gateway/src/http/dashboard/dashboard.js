@@ -238,8 +238,8 @@ async function renderKeys() {
   const usages = await Promise.all(keys.map((k) => api("/keys/" + encodeURIComponent(k.id) + "/usage")));
   const rows = keys.map((k, i) => {
     const u = usages[i];
-    // The customer-keys work adds what each key was charged; shown here once it is there.
-    const spend = u.spend_micro_usd !== undefined ? (u.spend_micro_usd / 1e6).toFixed(6) + " USD" : "—";
+    // Exact text from the gateway (nine decimals), not recomputed here.
+    const spend = u.charged_usd !== undefined ? u.charged_usd + " USD" : "—";
     return el("tr", { "data-key": k.id }, el("td", { class: "mono" }, k.id), el("td", {}, k.name),
       el("td", {}, u.requests), el("td", {}, u.errors), el("td", { class: "customer-spend" }, spend));
   });
@@ -316,11 +316,10 @@ function renderHistory(body) {
   const spend = [
     { name: "fees", color: COLORS[3], points: b.map((x) => [x.start_ms, approx(x.fee_wei)]) },
     { name: "tickets' EV", color: COLORS[4], points: b.map((x) => [x.start_ms, approx(x.ev_wei)]) }];
-  // Revenue (charged to customers) is drawn beside spend when the gateway reports it.
-  if (Array.isArray(body.revenue)) {
-    spend.push({ name: "revenue", color: COLORS[2], points: body.revenue.map((x) => [x.start_ms, approx(x.wei)]) });
-  }
   drawChart("spend-chart", spend, "wei", HISTORY_SPAN_MS);
+  // Revenue: what customers were charged (customer keys), in USD.
+  drawChart("revenue-chart", [
+    { name: "revenue", color: COLORS[2], points: b.map((x) => [x.start_ms, x.revenue_nusd / 1e9]) }], "USD", HISTORY_SPAN_MS);
 }
 
 // --- the loop ---------------------------------------------------------------------------

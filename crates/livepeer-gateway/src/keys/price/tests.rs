@@ -56,12 +56,15 @@ fn quotes_show_usd_per_natural_unit() {
     let q = p.quote("llm", "m", None).unwrap();
     assert_eq!(q.unit.name, "million_tokens");
     assert_eq!(q.usd_per_unit.as_deref(), Some("0.200000000"));
+    // 0.2 USD at 3000 USD/ETH = 1/15000 ETH = 2e18/30000 wei, exactly.
+    assert_eq!(q.wei_per_unit.as_deref(), Some("200000000000000/3"));
     assert_eq!(p.quote("upscale", "m", None), None);
     assert_eq!(p.quote("byoc", "c", None).unwrap().usd_per_unit, None);
     // 1e12 wei per second × 2 = 2e12 wei = 0.006 USD at 3000 USD/ETH.
     let q = p.quote("byoc", "c", Some(Ratio::from_u64(1_000_000_000_000))).unwrap();
     assert_eq!(q.usd_per_unit.as_deref(), Some("0.006000000"));
     assert_eq!(q.orchestrator_multiple.as_deref(), Some("2"));
+    assert_eq!(q.wei_per_unit.as_deref(), Some("2000000000000"));
 }
 
 #[test]
