@@ -214,10 +214,10 @@ impl KeyStore {
     /// ([`KeyStore::ledger_ready`]), so a row is dropped (with a warning) only when many jobs
     /// that passed that check end together while the database is down.
     pub fn record(&self, row: UsageRow) {
-        if let (Some(recent), Ok(charged)) = (self.recent.get(), u64::try_from(row.charged_nusd)) {
-            if charged > 0 {
-                recent.charged(charged, row.at_ms);
-            }
+        if let (Some(recent), Ok(charged @ 1..)) =
+            (self.recent.get(), u64::try_from(row.charged_nusd))
+        {
+            recent.charged(charged, row.at_ms);
         }
         if self.ledger.try_send(row).is_err() {
             tracing::warn!("usage ledger queue full (database down?); a row was dropped");
