@@ -179,6 +179,15 @@ async fn a_budget_spent_by_64_clients_on_sqlite_is_never_exceeded_and_the_ledger
     let usage: Value = resp.json().await.unwrap();
     assert_eq!(usage["key_id"], id.as_str(), "{usage}");
     assert!(usage["budget"]["remaining_usd"].is_string(), "{usage}");
+    // The dashboard's revenue: what was charged, in the recent history's buckets.
+    let (_, history) = admin(&gw, "GET", "/history", None).await;
+    let revenue: i64 = history["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["revenue_nusd"].as_i64().unwrap())
+        .sum();
+    assert_eq!(revenue, served * COST_NUSD, "{history}");
     // Shut down: every row and every settlement is written; a restart reads them.
     gw.shutdown().await;
     let gw = start(priced_config(&sim, dir.path(), None)).await;
