@@ -217,12 +217,24 @@ function renderPayments(payments) {
     ...item("sender", payments.sender, "pay-sender"),
     ...item("deposit, wei", f ? f.deposit_wei : "not known (no chain)", "pay-deposit"),
     ...item("reserve, wei", f ? f.reserve_wei : "not known (no chain)", "pay-reserve"),
-    ...item("unlocking", f ? String(f.unlocking) : "—"));
+    ...item("unlocking", f ? (f.unlocking ? "yes, withdraw round " + f.withdraw_round
+      + (f.unlocks_soon ? " (payments stopped)" : "") : "no") : "—", "pay-unlocking"),
+    ...reserveOutlook(payments.reserve, item));
   const rows = (payments.sessions || []).map((s) => el("tr", {},
     el("td", {}, short(s.orchestrator)),
     el("td", {}, s.job + ": price " + s.price + ", ticket EV " + s.ticket_ev_wei + " wei, nonces "
       + s.nonces_used + ", credit " + s.credit_wei + " wei")));
   fillTable("sessions-table", rows, "no payment sessions yet");
+}
+
+// The reserve's hours at the spend of the last hour, and the gateway's warning when short.
+function reserveOutlook(r, item) {
+  if (!r) return item("reserve lasts", "not known (no chain)", "pay-hours");
+  const hours = r.reserve_hours === null ? "for ever (no spend in the last hour)"
+    : r.reserve_hours + " h at " + r.spend_per_hour_wei + " wei an hour";
+  const out = item("reserve lasts", hours, "pay-hours");
+  if (r.warning) out.push(...item("warning", r.warning, "pay-warning"));
+  return out;
 }
 
 async function renderKeys() {
