@@ -70,7 +70,7 @@ impl Publisher {
                         due = Instant::now() + self.config.interval;
                     }
                     Err(e) => {
-                        tracing::warn!(url = %self.config.url, error = %e, "catalogue not published");
+                        tracing::warn!(host = self.host(), error = %e, "catalogue not published");
                         // Retried after a pause, not every second, whatever changes meanwhile.
                         last = Some(print);
                         due = Instant::now() + RETRY.min(self.config.interval);
@@ -94,6 +94,12 @@ impl Publisher {
         })
     }
 
+    /// The webhook's host, which is all that is logged of its URL (its path or query may
+    /// carry a token).
+    fn host(&self) -> &str {
+        self.config.url.host_str().unwrap_or_default()
+    }
+
     async fn publish(&self, catalog: &[CatalogEntry]) -> Result<(), String> {
         let body = serde_json::to_vec(&self.body(catalog)).map_err(|e| e.to_string())?;
         let mut req = self
@@ -106,11 +112,12 @@ impl Publisher {
                 .header("X-Livepeer-Signature", format!("0x{}", hex::encode(sig.0)))
                 .header("X-Livepeer-Gateway", signer.address().to_checksum(None));
         }
-        let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
+        // Without the URL: a webhook URL often carries a token, and errors are logged.
+        let resp = req.body(body).send().await.map_err(|e| e.without_url().to_string())?;
         if !resp.status().is_success() {
             return Err(format!("the webhook answered {}", resp.status()));
         }
-        tracing::debug!(url = %self.config.url, entries = catalog.len(), "catalogue published");
+        tracing::debug!(host = self.host(), entries = catalog.len(), "catalogue published");
         Ok(())
     }
 }

@@ -121,6 +121,23 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
 
 /// Inserts `rows` in statements of [`BATCH`], each with the settlement of its charges and
 /// reservations in one transaction, removing each batch once written.
+/// Bytes of a text field (a model, a request id) kept in the ledger, at most.
+const MAX_TEXT: usize = 256;
+
+/// `text` as the ledger keeps it: without control characters (PostgreSQL refuses a NUL in
+/// TEXT, which would fail the whole batch and, retried, stall the ledger for every key) and
+/// cut to [`MAX_TEXT`] bytes on a character boundary. The model comes from the client.
+pub(super) fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 async fn write(db: &AnyPool, rows: &mut Vec<UsageRow>) -> Result<(), sqlx::Error> {
     while !rows.is_empty() {
         let n = rows.len().min(BATCH);
@@ -155,13 +172,13 @@ async fn insert(
         query = query
             .bind(r.at_ms)
             .bind(r.key_id.clone())
-            .bind(r.request_id.clone())
+            .bind(clean(&r.request_id))
             .bind(r.pipeline)
-            .bind(r.model.clone())
+            .bind(clean(&r.model))
             .bind(i64::from(r.status))
             .bind(big(r.latency_us))
             .bind(big(r.units))
-            .bind(r.orchestrator.clone())
+            .bind(clean(&r.orchestrator))
             .bind(big(r.tickets))
             .bind(r.paid_ev_wei.clone())
             .bind(r.paid_fee_wei.clone())

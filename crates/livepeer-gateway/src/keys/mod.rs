@@ -503,4 +503,55 @@ mod tests {
         task.await.unwrap();
         assert_eq!(store.rows(Some(&info.id), 0, i64::MAX / 1000, 10).await.unwrap().len(), 2);
     }
+
+    #[tokio::test]
+    async fn a_tab_dropped_before_its_answer_releases_its_reservation_in_a_row_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = r#"{"price": [{"pipeline": "text-to-image", "usd": "0.01"}]}"#;
+        let config = KeysConfig {
+            auth: AuthMode::Keys,
+            data_dir: dir.path().to_owned(),
+            database_url: None,
+            admin_token: None,
+            prices: Arc::new(price::CustomerPrices::parse(Some(table), None).unwrap()),
+        };
+        let (store, writer) = KeyStore::open(&config).await.unwrap();
+        let store = Arc::new(store);
+        let drained = tokio_util::sync::CancellationToken::new();
+        let writing = tokio::spawn(writer.run(drained.clone()));
+        let body = serde_json::json!({ "name": "b", "budget_micro_usd": 1_000_000 });
+        let (info, _) = store.create(serde_json::from_value(body).unwrap()).await.unwrap();
+        let key = Arc::new(info.clone());
+
+        // A megapixel at 0.01 USD is reserved, then the handler is dropped (client gone).
+        let tab = store.tab(key.clone(), "text-to-image");
+        tab.reserve("m\0odel", 1_000_000, None).await.unwrap();
+        assert_eq!(db::spend(&store.db, &info.id, 0).await.unwrap(), Some((0, 10_000_000)));
+        drop(tab);
+        // A tab that held no money leaves no row.
+        drop(store.tab(key, "text-to-image"));
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while db::spend(&store.db, &info.id, 0).await.unwrap() != Some((0, 0)) {
+            assert!(Instant::now() < deadline, "the reservation was never released");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let lines = store.usage(&info.id, 0, i64::MAX / 1000).await.unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!((line.requests, line.errors, line.charged_nusd), (1, 1, 0), "{lines:?}");
+        // The client's model reaches the ledger without its control characters.
+        assert_eq!(line.model, "model");
+        drained.cancel();
+        writing.await.unwrap();
+    }
+
+    #[test]
+    fn ledger_text_loses_control_characters_and_is_cut_on_a_character() {
+        assert_eq!(ledger::clean("a\0b\nc"), "abc");
+        let long = "é".repeat(200);
+        let cut = ledger::clean(&long);
+        assert_eq!(cut.len(), 256);
+        assert!(long.starts_with(&cut));
+    }
 }

@@ -45,6 +45,8 @@ struct State {
     /// Reserved against the budget (nano-USD), and in which period.
     reserved: u64,
     period_start: i64,
+    /// Whether its ledger row was made; a tab dropped without one makes it then (see `Drop`).
+    recorded: bool,
 }
 
 impl Tab {
@@ -107,7 +109,16 @@ impl Tab {
         if more == 0 {
             return Ok(());
         }
-        let amount = i64::try_from(more).unwrap_or(i64::MAX);
+        let amount = match i64::try_from(more) {
+            Ok(amount) if amount <= budget => amount,
+            // More than the whole budget: refused here, and `spent + reserved + amount`
+            // cannot overflow in the database.
+            _ => {
+                let spend = db::spend(&self.store.db, &self.key.id, period_start).await;
+                let used = spend.map_err(KeyError::Db)?.map_or(0, |(s, r)| s.saturating_add(r));
+                return Err(exceeded(budget, used, charge));
+            }
+        };
         match db::reserve(&self.store.db, &self.key.id, period_start, amount, budget).await {
             Ok(Ok(())) => {
                 self.state().reserved += more;
@@ -142,7 +153,8 @@ impl Tab {
         status: u16,
         latency_us: u64,
     ) -> UsageRow {
-        let s = self.state();
+        let mut s = self.state();
+        s.recorded = true;
         let charged = if s.served && status < 400 { s.charge } else { 0 };
         let outcome = match status {
             0..400 => "ok",
@@ -174,9 +186,30 @@ impl Tab {
         }
     }
 
+    /// 499 (nginx's "client closed request"): the status of a request whose handler was
+    /// dropped before it answered.
+    const DROPPED: u16 = 499;
+
     fn budget_nano(&self) -> Option<i64> {
         let budget = self.key.budget_micro_usd?;
         Some(i64::try_from(budget.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+}
+
+/// A request's handler can be dropped before the key check writes its row: the client went
+/// away, a write deadline closed the connection, or shutdown ended it. Its reservation must
+/// still be released and what was paid for it recorded, so the tab writes its row itself,
+/// uncharged, when it held money and no row was made.
+impl Drop for Tab {
+    fn drop(&mut self) {
+        let pending = {
+            let s = self.state();
+            !s.recorded && (s.reserved > 0 || s.tickets > 0)
+        };
+        if pending {
+            let row = self.row(super::now_ms(), self.request_id.clone(), Self::DROPPED, 0);
+            self.store.record(row);
+        }
     }
 }
 

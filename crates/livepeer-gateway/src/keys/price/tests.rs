@@ -23,7 +23,7 @@ fn a_charge_is_the_rate_times_natural_units_rounded_up_once() {
             {"pipeline": "text-to-image", "model": "special", "usd": "0.03"},
             {"pipeline": "llm", "usd": "0.2"},
             {"pipeline": "audio-to-text", "wei": "1000000000000"},
-            {"pipeline": "byoc", "orchestrator_multiple": "1.5"},
+            {"pipeline": "image-to-video", "orchestrator_multiple": "1.5"},
             {"pipeline": "upscale", "usd": "0.0000001"}
         ]}"#,
         Some("2500.5"),
@@ -42,7 +42,7 @@ fn a_charge_is_the_rate_times_natural_units_rounded_up_once() {
     assert_eq!(p.charge("audio-to-text", "w", 3000, None).unwrap(), 7_501_500);
     // 1.5 × an orchestrator fee of 1e15 wei: 1.5e15 wei = 3.75075 USD.
     let fee = Ratio::from_u64(1_000_000_000_000_000);
-    assert_eq!(p.charge("byoc", "cap", 10, Some(&fee)).unwrap(), 3_750_750_000);
+    assert_eq!(p.charge("image-to-video", "m", 10, Some(&fee)).unwrap(), 3_750_750_000);
     // Unpriced pipelines are free.
     assert_eq!(p.charge("image-to-text", "m", 1_000_000, None).unwrap(), 0);
 }
@@ -50,7 +50,7 @@ fn a_charge_is_the_rate_times_natural_units_rounded_up_once() {
 #[test]
 fn quotes_show_usd_per_natural_unit() {
     let p = prices(
-        "[[price]]\npipeline = \"llm\"\nusd = \"0.2\"\n[[price]]\npipeline = \"byoc\"\norchestrator_multiple = \"2\"\n",
+        "[[price]]\npipeline = \"llm\"\nusd = \"0.2\"\n[[price]]\npipeline = \"image-to-video\"\norchestrator_multiple = \"2\"\n",
         Some("3000"),
     );
     let q = p.quote("llm", "m", None).unwrap();
@@ -59,9 +59,9 @@ fn quotes_show_usd_per_natural_unit() {
     // 0.2 USD at 3000 USD/ETH = 1/15000 ETH = 2e18/30000 wei, exactly.
     assert_eq!(q.wei_per_unit.as_deref(), Some("200000000000000/3"));
     assert_eq!(p.quote("upscale", "m", None), None);
-    assert_eq!(p.quote("byoc", "c", None).unwrap().usd_per_unit, None);
-    // 1e12 wei per second × 2 = 2e12 wei = 0.006 USD at 3000 USD/ETH.
-    let q = p.quote("byoc", "c", Some(Ratio::from_u64(1_000_000_000_000))).unwrap();
+    assert_eq!(p.quote("image-to-video", "c", None).unwrap().usd_per_unit, None);
+    // 1e6 wei a pixel = 1e12 wei a megapixel, × 2 = 2e12 wei = 0.006 USD at 3000 USD/ETH.
+    let q = p.quote("image-to-video", "c", Some(Ratio::from_u64(1_000_000))).unwrap();
     assert_eq!(q.usd_per_unit.as_deref(), Some("0.006000000"));
     assert_eq!(q.orchestrator_multiple.as_deref(), Some("2"));
     assert_eq!(q.wei_per_unit.as_deref(), Some("2000000000000"));
@@ -70,6 +70,11 @@ fn quotes_show_usd_per_natural_unit() {
 #[test]
 fn bad_tables_are_refused_by_entry() {
     let bad = |t: &str, eth: Option<&str>| CustomerPrices::parse(Some(t), eth).unwrap_err().0;
+    // Streams and BYOC jobs are not charged by the orchestrator's fee yet: refused, not free.
+    for pipeline in ["live-video-to-video", "byoc", "transcode"] {
+        let t = format!(r#"{{"price":[{{"pipeline":"{pipeline}","orchestrator_multiple":"2"}}]}}"#);
+        assert!(bad(&t, Some("3000")).contains("not yet"), "{pipeline}");
+    }
     assert!(bad(r#"{"price":[{"pipeline":"nope","usd":"1"}]}"#, None).contains("unknown pipeline"));
     assert!(bad(r#"{"price":[{"pipeline":"llm"}]}"#, None).contains("exactly one"));
     assert!(bad(r#"{"price":[{"pipeline":"llm","wei":"1"}]}"#, None).contains("--usd-per-eth"));
