@@ -29,6 +29,7 @@
 pub mod ai;
 pub mod byoc;
 pub mod config;
+pub mod database;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -557,7 +558,7 @@ async fn chain_discovery(
         .database_url
         .as_ref()
         .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned());
-    let url = onchain::db::url(database_url.as_deref(), &config.keys.data_dir)
+    let url = database::url(database_url.as_deref(), &config.keys.data_dir)
         .map_err(setup(Part::Discovery))?;
     onchain::discovery::ChainDiscovery::open(chain, &url)
         .await

@@ -1,9 +1,10 @@
 //! `payment::chain::ChainClient` against a real local Ethereum node (ganache 7).
 //!
-//! The test installs ganache with npm into `target/ganache` on first run (override the prefix
-//! with `GANACHE_PREFIX`). Without `npm` it prints a note and passes, unless
-//! `LIVEPEER_REQUIRE_GANACHE=1` is set, in which case it fails. It deploys the two test doubles
-//! of `tests/chain/Mocks.sol`, precompiled to `tests/chain/*.bin` by `tests/chain/compile.js`.
+//! ganache is installed and started by the on-chain tests' module `it/ganache.rs`, shared here
+//! (into `target/ganache` with npm on first run; without `npm` the tests print a note and pass,
+//! unless `LIVEPEER_REQUIRE_GANACHE=1` is set, in which case they fail). These tests deploy the
+//! two test doubles of `tests/chain/Mocks.sol`, precompiled to `tests/chain/*.bin` by
+//! `tests/chain/compile.js`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,9 +12,6 @@
     reason = "test code: failing loudly is the point"
 )]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use livepeer_gateway::payment::chain::{ChainClient, ChainError, SenderInfo};
@@ -22,118 +20,17 @@ use serde_json::json;
 use tokio::time::Instant;
 use url::Url;
 
+#[path = "it/ganache.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the on-chain tests' module: these tests use its node only"
+)]
+mod ganache;
+
 /// Pinned so that CI and developers run the same node.
-const GANACHE_PACKAGE: &str = "ganache@7.9.2";
 const CONTROLLER_BIN: &str = include_str!("chain/TestController.bin");
 const BROKER_BIN: &str = include_str!("chain/TestTicketBroker.bin");
-
-/// Kills ganache when dropped, also when the test panics.
-struct NodeGuard(Child);
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ganache_prefix() -> PathBuf {
-    if let Some(prefix) = std::env::var_os("GANACHE_PREFIX") {
-        return PathBuf::from(prefix);
-    }
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("ganache")
-}
-
-/// The ganache CLI script, installing it with npm if needed; `None` if that is impossible.
-fn ganache_cli() -> Option<PathBuf> {
-    let prefix = ganache_prefix();
-    let cli = prefix.join("node_modules/ganache/dist/node/cli.js");
-    if cli.is_file() {
-        return Some(cli);
-    }
-    let required = std::env::var("LIVEPEER_REQUIRE_GANACHE").is_ok_and(|v| v == "1");
-    let npm_ok = Command::new("npm")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !npm_ok {
-        assert!(!required, "LIVEPEER_REQUIRE_GANACHE=1 but npm is missing");
-        eprintln!("note: npm not found; skipping the ganache chain test");
-        return None;
-    }
-    // Tests run in parallel processes: each installs into a folder of its own, then renames it
-    // into place. A rename that loses the race leaves the winner's copy, which is as good.
-    let staging = prefix.with_extension(format!("staging-{}", std::process::id()));
-    eprintln!("installing {GANACHE_PACKAGE} into {}", staging.display());
-    let status = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&staging)
-        .arg(GANACHE_PACKAGE)
-        .status()
-        .expect("run npm install");
-    assert!(status.success(), "npm install {GANACHE_PACKAGE} failed");
-    if std::fs::rename(&staging, &prefix).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    assert!(cli.is_file(), "{} missing after npm install", cli.display());
-    Some(cli)
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Starts ganache on a free port and waits until it answers `eth_chainId`.
-async fn start_ganache(cli: &Path) -> (NodeGuard, ChainClient) {
-    let (guard, client, _) = start_ganache_at(cli).await;
-    (guard, client)
-}
-
-/// Starts ganache and also returns its URL.
-async fn start_ganache_at(cli: &Path) -> (NodeGuard, ChainClient, Url) {
-    let port = free_port();
-    let child = Command::new("node")
-        .arg(cli)
-        .args([
-            "--server.host",
-            "127.0.0.1",
-            "--server.port",
-            &port.to_string(),
-            "--wallet.deterministic",
-            "--chain.chainId",
-            "1337",
-            "--logging.quiet",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn ganache");
-    let mut guard = NodeGuard(child);
-    let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    let client = ChainClient::with_timeout(url.clone(), Duration::from_secs(5)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client.chain_id().await {
-            Ok(id) => {
-                assert_eq!(id, 1337);
-                break;
-            }
-            Err(e) => {
-                if let Some(status) = guard.0.try_wait().unwrap() {
-                    panic!("ganache exited with {status}");
-                }
-                assert!(Instant::now() < deadline, "ganache never answered: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    (guard, client, url)
-}
 
 /// Deploys creation bytecode from `from` and returns the new contract's address.
 async fn deploy(client: &ChainClient, from: &str, code: &str) -> Address {
@@ -161,18 +58,18 @@ fn sender(n: u64) -> Address {
 
 #[tokio::test]
 async fn reads_sender_info_from_ganache() {
-    let Some(cli) = ganache_cli() else { return };
     let started = Instant::now();
-    let (_guard, client) = start_ganache(&cli).await;
+    let Some(node) = ganache::Node::start(1337).await else { return };
+    let client = &node.client;
     eprintln!("ganache up in {:?}", started.elapsed());
 
     let accounts = client.request("eth_accounts", json!([])).await.unwrap();
     let from = accounts[0].as_str().unwrap().to_owned();
 
-    let broker = deploy(&client, &from, &creation_code(BROKER_BIN, &[])).await;
+    let broker = deploy(client, &from, &creation_code(BROKER_BIN, &[])).await;
     let broker_word = broker.into_word();
     let controller =
-        deploy(&client, &from, &creation_code(CONTROLLER_BIN, broker_word.as_slice())).await;
+        deploy(client, &from, &creation_code(CONTROLLER_BIN, broker_word.as_slice())).await;
     assert!(client.block_number().await.unwrap() >= 2);
 
     assert_eq!(client.ticket_broker(controller).await.unwrap(), broker);
@@ -238,7 +135,7 @@ async fn reads_sender_info_from_ganache() {
 
 #[tokio::test]
 async fn unreachable_node_is_reported() {
-    let port = free_port();
+    let port = ganache::free_port();
     let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let client = ChainClient::with_timeout(url, Duration::from_secs(2)).unwrap();
     match client.block_number().await {
@@ -302,13 +199,13 @@ async fn malformed_answers_are_reported() {
 /// clients get a clear 503 rather than orchestrators getting worthless tickets.
 #[tokio::test]
 async fn a_gateway_without_a_deposit_refuses_to_pay() {
-    let Some(cli) = ganache_cli() else { return };
-    let (_guard, client, url) = start_ganache_at(&cli).await;
+    let Some(node) = ganache::Node::start(1337).await else { return };
+    let (client, url) = (&node.client, node.url.clone());
     let accounts = client.request("eth_accounts", json!([])).await.unwrap();
     let from = accounts[0].as_str().unwrap().to_owned();
-    let broker = deploy(&client, &from, &creation_code(BROKER_BIN, &[])).await;
+    let broker = deploy(client, &from, &creation_code(BROKER_BIN, &[])).await;
     let controller =
-        deploy(&client, &from, &creation_code(CONTROLLER_BIN, broker.into_word().as_slice())).await;
+        deploy(client, &from, &creation_code(CONTROLLER_BIN, broker.into_word().as_slice())).await;
 
     let sim = livepeer_sim::Sim::start(livepeer_sim::SimConfig {
         eth_address: Some(sender(0x0F)),

@@ -2,18 +2,16 @@
 //! PostgreSQL. Only types both speak alike are used (TEXT, BIGINT; JSON kept as TEXT, flags as
 //! 0/1), with `$n` placeholders, which sqlx's SQLite driver reads as positions too.
 //!
-//! Migrations: our own small runner over [`MIGRATIONS`] rather than sqlx's migrator, which
-//! needs its `migrate` feature and, to embed the files, its macros; a list of statements per
-//! version, each version applied once in a transaction and recorded in `schema_migrations`,
-//! is all this needs and is the same on both databases.
+//! Its migrations ([`MIGRATIONS`]) run through the shared runner of [`crate::database`],
+//! recorded in `schema_migrations`.
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::record::KeyInfo;
 
 /// The schema's versions, in order; a released version is never edited, only followed.
-const MIGRATIONS: &[(i64, &[&str])] = &[
+const MIGRATIONS: crate::database::Migrations = &[
     (
         1,
         &["CREATE TABLE api_keys (
@@ -78,70 +76,12 @@ const MAX_CONNECTIONS: u32 = 8;
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`).
 pub(super) async fn open(url: &str) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    AnyPoolOptions::new()
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
-                // (a commit survives the gateway's crash, not the machine's power loss), so
-                // that a budget's reservation is not an fsync on every request and readers do
-                // not wait for the ledger's writer.
-                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
-        })
-        .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
-        .await
+    crate::database::connect(url, MAX_CONNECTIONS).await
 }
 
-/// Applies the migrations the database has not seen. Two instances starting together on one
-/// PostgreSQL database may both try a version: the loser's transaction fails on the
-/// version's primary key (or on the table it creates) and it checks again.
+/// Applies the key store's migrations the database has not seen.
 pub(super) async fn migrate(db: &AnyPool) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version BIGINT PRIMARY KEY,
-            applied_at BIGINT NOT NULL
-        )",
-    )
-    .execute(db)
-    .await?;
-    for attempt in 0..3 {
-        match apply(db).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt < 2 => tracing::info!(error = %e, "migration raced; checking again"),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-async fn apply(db: &AnyPool) -> Result<(), sqlx::Error> {
-    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-        .fetch_all(db)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>(0))
-        .collect::<Result<_, _>>()?;
-    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
-        let mut tx = db.begin().await?;
-        for statement in *statements {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(*version)
-            .bind(super::now())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(version, "key database migrated");
-    }
-    Ok(())
+    crate::database::migrate(db, "schema_migrations", MIGRATIONS).await
 }
 
 const COLUMNS: &str = "id, prefix, name, metadata, allowed, requests_per_minute, max_streams, \

@@ -180,23 +180,9 @@ impl KeyStore {
         config: &KeysConfig,
         buffer: usize,
     ) -> Result<(Self, LedgerWriter), String> {
-        let db = match &config.database_url {
-            Some(url) => db::open(url.expose_secret()).await,
-            None => {
-                let dir = &config.data_dir;
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create --data-dir {}: {e}", dir.display()))?;
-                let path = dir.join("gateway.sqlite").display().to_string();
-                // sqlx percent-decodes the file name: its `%`, `?`, `#` and spaces are encoded.
-                let path = path
-                    .replace('%', "%25")
-                    .replace('?', "%3F")
-                    .replace('#', "%23")
-                    .replace(' ', "%20");
-                db::open(&format!("sqlite://{path}?mode=rwc")).await
-            }
-        }
-        .map_err(|e| format!("cannot open the key database: {e}"))?;
+        let url = config.database_url.as_ref().map(|u| u.expose_secret().to_owned());
+        let url = crate::database::url(url.as_deref(), &config.data_dir)?;
+        let db = db::open(&url).await.map_err(|e| format!("cannot open the key database: {e}"))?;
         db::migrate(&db).await.map_err(|e| format!("cannot migrate the key database: {e}"))?;
         let (ledger, rx) = tokio::sync::mpsc::channel(buffer);
         let writer = LedgerWriter { db: db.clone(), rx };
@@ -411,8 +397,7 @@ pub fn now_ms() -> i64 {
 
 /// Unix seconds now.
 pub fn now() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::database::now()
 }
 
 #[cfg(test)]

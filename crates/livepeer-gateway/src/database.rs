@@ -1,0 +1,107 @@
+//! The gateway's one SQL database, reached through sqlx's `Any` driver: SQLite in
+//! `gateway.sqlite` under `--data-dir` by default, PostgreSQL with `--database-url` (shared by
+//! several instances). The parts that keep data there (customer keys, the on-chain pool) each
+//! own their tables and their migrations ledger; this module holds what they share: the URL,
+//! the connection settings and the migration runner.
+//!
+//! Migrations: our own small runner rather than sqlx's migrator, which needs its `migrate`
+//! feature and, to embed the files, its macros. A list of statements per version, each version
+//! applied once in a transaction and recorded in the part's ledger table, is all this needs
+//! and is the same on both databases.
+
+use std::path::Path;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+/// A part's schema versions, in order; a released version is never edited, only followed.
+pub type Migrations = &'static [(i64, &'static [&'static str])];
+
+/// The database URL: `database_url` when given, else `gateway.sqlite` under `data_dir`
+/// (created if missing).
+pub fn url(database_url: Option<&str>, data_dir: &Path) -> Result<String, String> {
+    if let Some(url) = database_url {
+        return Ok(url.to_owned());
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create --data-dir {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("gateway.sqlite").display().to_string();
+    // sqlx percent-decodes the file name: its `%`, `?`, `#` and spaces are encoded.
+    let path = path.replace('%', "%25").replace('?', "%3F").replace('#', "%23").replace(' ', "%20");
+    Ok(format!("sqlite://{path}?mode=rwc"))
+}
+
+/// Connects to `url` (`sqlite://…` or `postgres://…`) with at most `max_connections`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
+                // (a commit survives the gateway's crash, not the machine's power loss), so
+                // that a budget's reservation is not an fsync on every request and readers do
+                // not wait for the ledger's writer.
+                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+/// Applies the `migrations` that the ledger table `ledger` (a constant of the calling part)
+/// has not recorded. Two instances starting together on one PostgreSQL database may both try
+/// a version: the loser's transaction fails on the version's primary key (or on the table it
+/// creates) and it checks again.
+pub async fn migrate(
+    db: &AnyPool,
+    ledger: &'static str,
+    migrations: Migrations,
+) -> Result<(), sqlx::Error> {
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {ledger} (
+            version BIGINT PRIMARY KEY,
+            applied_at BIGINT NOT NULL
+        )"
+    );
+    sqlx::query(&create).execute(db).await?;
+    for attempt in 0..3 {
+        match apply(db, ledger, migrations).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 2 => tracing::info!(error = %e, "migration raced; checking again"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn apply(db: &AnyPool, ledger: &str, migrations: Migrations) -> Result<(), sqlx::Error> {
+    let applied: Vec<i64> = sqlx::query(&format!("SELECT version FROM {ledger}"))
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    let record = format!("INSERT INTO {ledger} (version, applied_at) VALUES ($1, $2)");
+    for (version, statements) in migrations.iter().filter(|(v, _)| !applied.contains(v)) {
+        let mut tx = db.begin().await?;
+        for statement in *statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&record).bind(*version).bind(now()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        tracing::info!(ledger, version, "database migrated");
+    }
+    Ok(())
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
