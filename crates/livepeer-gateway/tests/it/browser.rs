@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::config::{Config, Discovery, Flags, Ingest, Listen, Selection};
+use livepeer_gateway::config::Config;
 use livepeer_sim::{AiMode, Sim, SimConfig, SimModel};
 use serde_json::Value;
 
@@ -20,29 +20,10 @@ const TOKEN: &str = "dashboard-test-admin-token-0123";
 /// A gateway config that notices a dead orchestrator by itself within a second (refresh every
 /// second) and keeps it ejected long enough to be seen (10 s), with an admin token.
 fn watchful_config(urls: &[&str]) -> Config {
-    let flags = Flags {
-        listen: Listen {
-            http_addr: Some("127.0.0.1:0".into()),
-            cli_addr: Some("127.0.0.1:0".into()),
-            ..Listen::default()
-        },
-        discovery: Discovery {
-            orch_addr: Some(urls.join(",")),
-            discovery_timeout: Some("700ms".into()),
-            orch_connect_timeout: Some("500ms".into()),
-            orch_refresh_interval: Some("1s".into()),
-            ..Discovery::default()
-        },
-        selection: Selection {
-            eject_base: Some("10s".into()),
-            eject_max: Some("20s".into()),
-            probe_interval: Some("50ms".into()),
-            ..Selection::default()
-        },
-        ingest: Ingest { rtmp_addr: Some("127.0.0.1:0".into()), ..Ingest::default() },
-        ..Flags::default()
-    };
-    let mut config = Config::load(flags).unwrap();
+    let mut config = config(urls);
+    config.refresh_interval = Duration::from_secs(1);
+    config.eject.base = Duration::from_secs(10);
+    config.eject.max = Duration::from_secs(20);
     config.keys.admin_token = Some(TOKEN.to_owned().into());
     config
 }

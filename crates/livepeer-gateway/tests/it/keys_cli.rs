@@ -46,14 +46,7 @@ fn spawn(dir: &str) -> (Child, String, String, impl Iterator<Item = String>) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
-    let (admin, public) = loop {
-        let line = lines.next().expect("gateway exited before listening");
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        if v["fields"]["message"] == "gateway listening" {
-            let addr = |k: &str| v["fields"][k].as_str().unwrap().to_owned();
-            break (addr("admin_addr"), addr("http_addr"));
-        }
-    };
+    let (public, admin) = crate::support::listening(&mut lines);
     (child, admin, public, lines)
 }
 

@@ -130,3 +130,16 @@ pub async fn orch_state(gw: &Gateway, url: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+/// Reads a gateway binary's JSON log `lines` (`--log-format json`) up to its "gateway
+/// listening" record: its public and admin addresses.
+pub fn listening(lines: &mut impl Iterator<Item = String>) -> (String, String) {
+    loop {
+        let line = lines.next().expect("gateway exited before listening");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if v["fields"]["message"] == "gateway listening" {
+            let addr = |k: &str| v["fields"][k].as_str().unwrap().to_owned();
+            return (addr("http_addr"), addr("admin_addr"));
+        }
+    }
+}
