@@ -1,0 +1,106 @@
+//! Customer keys charge what a job used: an LLM answer on the tokens it reports (prompt and
+//! completion), never beyond the request's bound, and the bound when a stream is cut before
+//! its usage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_gateway::keys::price::CustomerPrices;
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::keys::{TOKEN, create, keys_config};
+use crate::support::*;
+
+const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+/// Key `id`'s ledger rows (the admin's CSV export), each as column → text, once `count` are
+/// written.
+pub async fn ledger(gw: &Gateway, id: &str, count: usize) -> Vec<HashMap<String, String>> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/keys/{id}/usage.csv", gw.admin_addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http.get(&url).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+        let mut lines = text.lines();
+        let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_owned).collect();
+        let rows: Vec<HashMap<String, String>> = lines
+            .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_owned)).collect())
+            .collect();
+        if rows.len() >= count {
+            return rows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{count} ledger rows never came: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 1000 USD per million tokens: 1 000 000 nano-USD a token.
+fn llm_prices() -> Arc<CustomerPrices> {
+    let table = r#"{"price": [{"pipeline": "llm", "usd": "1000"}]}"#;
+    Arc::new(CustomerPrices::parse(Some(table), None).unwrap())
+}
+
+const NANO_PER_TOKEN: u64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_answers_are_charged_the_tokens_they_report_and_a_cut_stream_its_bound() {
+    let sim = Sim::start(SimConfig {
+        name: "keys-charge-llm".into(),
+        models: vec![SimModel::new("llm", LLM).price(0, 1).capacity(8)],
+        token_delay: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.keys.prices = llm_prices();
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "llm", "budget_micro_usd": 10_000_000})).await;
+    let http = reqwest::Client::new();
+    // The simulator echoes the last user message a word a token: a prompt of 5 words (the
+    // system message's 2 and the user's 3) and 3 completion tokens, 8 in all.
+    let messages = json!([{"role": "system", "content": "be brief"},
+        {"role": "user", "content": "one two three"}]);
+    let call = |path: &str, stream: bool| {
+        let body = json!({"model": LLM, "stream": stream, "max_tokens": 100, "messages": messages});
+        http.post(format!("http://{}{path}", gw.http_addr)).bearer_auth(&secret).json(&body)
+    };
+    // A JSON answer, then a stream read to its end, on both routes.
+    let answer: Value = call("/llm", false).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["usage"]["total_tokens"], 8, "{answer}");
+    let text = call("/v1/chat/completions", true).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    let rows = ledger(&gw, &id, 2).await;
+    for row in &rows {
+        assert_eq!(row["units"], "8", "{row:?}");
+        assert_eq!(row["charged_usd"], "0.008000000", "{row:?}");
+    }
+
+    // A stream the client leaves after its first event: its usage never came, so it pays
+    // its bound, max_tokens and its prompt's bytes (the reservation), and no more.
+    let long = json!([{"role": "user", "content": vec!["word"; 40].join(" ")}]);
+    let body = json!({"model": LLM, "stream": true, "max_tokens": 100, "messages": long});
+    let req = http.post(format!("http://{}/llm", gw.http_addr)).bearer_auth(&secret).json(&body);
+    let mut resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.chunk().await.unwrap().is_some());
+    drop(resp);
+    let bound = 100 + long.to_string().len() as u64;
+    let rows = ledger(&gw, &id, 3).await;
+    assert_eq!(rows[2]["units"], bound.to_string(), "{rows:?}");
+    let charged = bound * NANO_PER_TOKEN;
+    let usd = format!("{}.{:09}", charged / 1_000_000_000, charged % 1_000_000_000);
+    assert_eq!(rows[2]["charged_usd"], usd, "{rows:?}");
+
+    // The budget holds what was charged, nothing left reserved.
+    let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    let spent = 2 * 8 * NANO_PER_TOKEN + charged;
+    assert_eq!(usage["charged_nusd"], spent, "{usage}");
+    assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
+    gw.shutdown().await;
+}
