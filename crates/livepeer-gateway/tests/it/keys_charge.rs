@@ -104,3 +104,67 @@ async fn llm_answers_are_charged_the_tokens_they_report_and_a_cut_stream_its_bou
     assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
     gw.shutdown().await;
 }
+
+/// The gateway's signing key in the paid tests.
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// Twice what the orchestrator is paid, at 2000 USD an ETH: 4000 USD per ETH of fee, so
+/// 4 nano-USD per 10⁶ wei (rounded up).
+fn double_fee(pipeline: &str) -> Arc<CustomerPrices> {
+    let table =
+        format!(r#"{{"price": [{{"pipeline": "{pipeline}", "orchestrator_multiple": "2"}}]}}"#);
+    Arc::new(CustomerPrices::parse(Some(&table), Some("2000")).unwrap())
+}
+
+/// What `double_fee` charges for a fee of `fee_wei`, nano-USD.
+fn doubled(fee_wei: u64) -> u64 {
+    (fee_wei * 4).div_ceil(1_000_000)
+}
+
+fn usd(nano: u64) -> String {
+    format!("{}.{:09}", nano / 1_000_000_000, nano % 1_000_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byoc_jobs_priced_as_a_multiple_pay_that_multiple_of_the_fee_for_the_seconds_worked() {
+    use base64::Engine as _;
+    use livepeer_sim::{ByocKind, SimByoc};
+    // 5·10⁷ wei a second, paid with tickets to an on-chain simulator.
+    let price = 50_000_000;
+    let caps = vec![SimByoc::new("text-reversal", ByocKind::Reverse).price(price, 1).capacity(8)];
+    let mut addr = [0u8; 20];
+    addr[19] = 7;
+    let eth_address = Some(livepeer_pm::Address::from(addr));
+    let config =
+        SimConfig { name: "keys-byoc-x2".into(), eth_address, byoc: caps, ..SimConfig::default() };
+    let sim = Sim::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.keys.prices = double_fee("byoc");
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "byoc-x2", "budget_micro_usd": 1_000_000})).await;
+    let job = json!({"request": "{}", "parameters": "{}", "capability": "text-reversal",
+        "timeout_seconds": 10});
+    let header = base64::engine::general_purpose::STANDARD.encode(job.to_string());
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .bearer_auth(&secret)
+        .header("Livepeer", &header)
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), r#"{"text":"olleh"}"#);
+    let rows = ledger(&gw, &id, 1).await;
+    let row = &rows[0];
+    // The orchestrator's fee is its price times the seconds it worked, which the row counts.
+    let seconds: u64 = row["units"].parse().unwrap();
+    assert!((1..=10).contains(&seconds), "{row:?}");
+    let fee = price as u64 * seconds;
+    assert_eq!(row["paid_fee_wei"], fee.to_string(), "{row:?}");
+    assert_eq!(row["charged_usd"], usd(doubled(fee)), "{row:?}");
+    assert!(row["tickets"].parse::<u64>().unwrap() > 0, "{row:?}");
+    gw.shutdown().await;
+}
