@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use livepeer_pm::Ratio;
 use tokio_util::sync::CancellationToken;
 
 use super::{KeyStore, Tab};
@@ -79,6 +80,33 @@ pub struct Metered {
     pub stop: Box<dyn Fn(&str) + Send + Sync>,
     /// The stream's place among the key's concurrent streams.
     pub permit: Option<StreamPermit>,
+    /// What its orchestrators have been paid, which a multiple of the orchestrator's price is
+    /// taken of; none: not known (the fee of an interval is then 0).
+    pub paid: Option<Paid>,
+}
+
+/// What a stream's orchestrators have been paid so far, and how much of it was charged.
+pub struct Paid {
+    /// Wei paid since the stream started (ticket fees or EV, as the stream counts them).
+    pub read: Box<dyn Fn() -> Ratio + Send + Sync>,
+    /// Wei of it already charged (by the start request's tab).
+    pub charged: Ratio,
+}
+
+impl std::fmt::Debug for Paid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paid").field("charged", &self.charged).finish_non_exhaustive()
+    }
+}
+
+impl Paid {
+    /// What was paid since the last call, now counted as charged.
+    fn take(&mut self) -> Ratio {
+        let now = (self.read)();
+        let fee = now.checked_sub(&self.charged).unwrap_or(Ratio::ZERO);
+        self.charged = now;
+        fee
+    }
 }
 
 impl std::fmt::Debug for Metered {
@@ -93,17 +121,29 @@ impl std::fmt::Debug for Metered {
 
 /// Charges a running stream each `interval` until it ends; stops it when its key's budget
 /// cannot pay for the next interval (or the key database fails).
-pub async fn meter(m: Metered) {
+///
+/// Priced as a multiple of the orchestrator's price, an interval is charged that multiple of
+/// what was paid for the stream during it (so in arrears, as payments go out), and what was
+/// paid after the last interval is charged when the stream ends.
+pub async fn meter(mut m: Metered) {
     let mut seq = 1u64;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(m.interval) => {}
-            () = m.ended.cancelled() => break,
+        let ended = tokio::select! {
+            () = tokio::time::sleep(m.interval) => false,
+            () = m.ended.cancelled() => true,
+        };
+        let fee = m.paid.as_mut().map(Paid::take);
+        if ended {
+            charge_rest(&m, fee, seq).await;
+            break;
         }
         let tab = m.first.next();
         let request_id = format!("{}-{seq}", m.first.request_id());
         seq += 1;
-        match tab.reserve(&m.model, m.units, None).await {
+        if let Some(fee) = &fee {
+            tab.paid(0, &Ratio::ZERO, fee);
+        }
+        match tab.reserve(&m.model, m.units, fee.as_ref()).await {
             Ok(()) => {
                 tab.served(&m.orchestrator);
                 tab.record(request_id, 200);
@@ -118,4 +158,25 @@ pub async fn meter(m: Metered) {
         }
     }
     drop(m.permit);
+}
+
+/// Charges what was paid for an ended stream since its last interval (a multiple of the
+/// orchestrator's price only: other prices are charged in advance).
+async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
+    let Some(fee) = fee.filter(|f| !f.is_zero() && m.first.priced_by_fee(&m.model)) else {
+        return;
+    };
+    let tab = m.first.next();
+    tab.paid(0, &Ratio::ZERO, &fee);
+    let request_id = format!("{}-{seq}", m.first.request_id());
+    // No unit of time: only a multiple prices it; a refusal is recorded uncharged.
+    let status = match tab.reserve(&m.model, 0, Some(&fee)).await {
+        Ok(()) => {
+            tab.served(&m.orchestrator);
+            200
+        }
+        Err(e) if e.kind() == Kind::BudgetExceeded => 402,
+        Err(_) => 503,
+    };
+    tab.record(request_id, status);
 }

@@ -161,6 +161,12 @@ impl Tab {
         }
     }
 
+    /// Whether `model` is priced as a multiple of the orchestrator's price.
+    pub(super) fn priced_by_fee(&self, model: &str) -> bool {
+        let rate = self.store.prices.rate(self.pipeline, model);
+        matches!(rate, Some(price::Rate::OrchestratorMultiple(_)))
+    }
+
     /// Counts a payment sent to an orchestrator (every attempt's, failed ones too).
     pub fn paid(&self, tickets: u32, ev_wei: &Ratio, fee_wei: &Ratio) {
         let mut s = self.state();

@@ -168,3 +168,46 @@ async fn byoc_jobs_priced_as_a_multiple_pay_that_multiple_of_the_fee_for_the_sec
     assert!(row["tickets"].parse::<u64>().unwrap() > 0, "{row:?}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orchestrator_took() {
+    let mut addr = [0u8; 20];
+    addr[19] = 8;
+    let sim = Sim::start(SimConfig {
+        name: "keys-live-x2".into(),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        // 1 wei a pixel: the start call prepays a minute of 720p30 equivalents.
+        models: vec![SimModel::new("live-video-to-video", "noop").price(1, 1).capacity(4)],
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.live.payment_interval = Duration::from_secs(1);
+    c.keys.prices = double_fee("live-video-to-video");
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "live-x2", "budget_micro_usd": 1_000_000})).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}/live/video-to-video/{path}", gw.http_addr);
+    let resp = http.post(url("cam/start")).bearer_auth(&secret).json(&json!({})).send().await;
+    assert_eq!(resp.unwrap().status(), StatusCode::OK);
+    let status = http.get(url("cam/status")).bearer_auth(&secret).send().await.unwrap();
+    let status: Value = status.json().await.unwrap();
+    let fee: u64 = status["payments"]["fee_wei"].as_str().unwrap().parse().unwrap();
+    assert!(fee > 0, "the start call prepaid: {status}");
+    // A few intervals, during which nothing more is paid (no media flows): charged nothing.
+    let rows = ledger(&gw, &id, 3).await;
+    assert_eq!(rows[0]["paid_fee_wei"], fee.to_string(), "{rows:?}");
+    assert_eq!(rows[0]["charged_usd"], usd(doubled(fee)), "{rows:?}");
+    for row in &rows[1..] {
+        assert_eq!(row["charged_usd"], "0.000000000", "{row:?}");
+    }
+    let resp = http.post(url("cam/stop")).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["charged_nusd"], doubled(fee), "{usage}");
+    gw.shutdown().await;
+}
