@@ -211,3 +211,75 @@ async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orche
     assert_eq!(usage["charged_nusd"], doubled(fee), "{usage}");
     gw.shutdown().await;
 }
+
+/// Pushes the two-second test segment as segment `seq` of `manifest`, declaring `declared`.
+fn push_segment(
+    gw: &Gateway,
+    secret: &str,
+    manifest: &str,
+    seq: u64,
+    declared: &str,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(format!("http://{}/live/{manifest}/{seq}.ts", gw.http_addr))
+        .bearer_auth(secret)
+        .header("Livepeer-Transcode-Configuration", crate::transcode::PROFILES)
+        .header("Content-Duration", declared)
+        .body(crate::transcode::segment().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_segment_is_charged_the_video_it_holds_not_the_duration_it_declares() {
+    let sim = crate::transcode::sim("keys-charge-tc", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    // 0.06 USD a minute of video: the 2 s segment costs 0.002 USD.
+    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
+    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "tc", "budget_micro_usd": 1_000_000})).await;
+    // Declared 0.1 s: charged the 2 s its timestamps span. Declared 3 s: charged the claim.
+    for (seq, declared) in [(0, "100"), (1, "3000")] {
+        let resp = push_segment(&gw, &secret, "liar", seq, declared).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    }
+    let rows = ledger(&gw, &id, 2).await;
+    assert_eq!(
+        (rows[0]["units"].as_str(), rows[0]["charged_usd"].as_str()),
+        ("2000", "0.002000000")
+    );
+    assert_eq!(
+        (rows[1]["units"].as_str(), rows[1]["charged_usd"].as_str()),
+        ("3000", "0.003000000")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_segment_priced_as_a_multiple_pays_that_multiple_of_its_fee() {
+    let config = SimConfig {
+        name: "keys-charge-tc-x2".into(),
+        face_value: 100_000_000,
+        ticket_ev: 1_000_000,
+        base_price: (1, 1),
+        transcode_fast: true,
+        ..SimConfig::default()
+    };
+    let signer = livepeer_pm::LocalSigner::from_bytes(&[0x44; 32]).unwrap();
+    let sim = Sim::start(config.with_signer(signer)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.keys.prices = double_fee("transcode");
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "tc-x2", "budget_micro_usd": 1_000_000})).await;
+    let resp = push_segment(&gw, &secret, "paid", 0, "2000").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    let rows = ledger(&gw, &id, 1).await;
+    let fee: livepeer_pm::Ratio = rows[0]["paid_fee_wei"].parse().unwrap();
+    // The fee is Σ output pixels × 1 wei: a whole number of wei, above zero.
+    let fee = u64::try_from(fee.ceil()).unwrap();
+    assert!(fee > 0, "{rows:?}");
+    assert_eq!(rows[0]["charged_usd"], usd(doubled(fee)), "{rows:?}");
+    gw.shutdown().await;
+}
