@@ -283,3 +283,45 @@ async fn a_pushed_segment_priced_as_a_multiple_pays_that_multiple_of_its_fee() {
     assert_eq!(rows[0]["charged_usd"], usd(doubled(fee)), "{rows:?}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtmp_stream_is_charged_per_segment_counted_among_streams_and_stopped_by_its_budget() {
+    use crate::transcode_rtmp::publish;
+    let sim = crate::transcode::sim("keys-charge-rtmp", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    // 0.06 USD a minute of video: a 2 s segment costs 0.002 USD.
+    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
+    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+    let gw = start(c).await;
+    // 0.0091 USD: four segments, not five.
+    let body = json!({"name": "rtmp", "budget_micro_usd": 9_100, "max_streams": 1});
+    let (id, secret) = create(&gw, body).await;
+    let first = publish(&gw, &format!("stream/cam/{secret}"), 30);
+    eventually(Duration::from_secs(60), "a segment of the keyed stream", || async {
+        let (status, media) =
+            crate::transcode::get_text(&gw, "/stream/cam/P240p30fps16x9.m3u8").await;
+        status == 200 && !crate::transcode::listed(&media).1.is_empty()
+    })
+    .await;
+    // One stream at a time for this key: a second publisher is turned away.
+    let second = publish(&gw, &format!("stream/cam2/{secret}"), 3).wait_with_output().await;
+    assert!(!second.unwrap().status.success(), "a second stream of a one-stream key");
+    assert_eq!(crate::transcode::get_text(&gw, "/stream/cam2.m3u8").await.0, 404);
+    // The budget runs out well before the 30 s published: the connection is closed on the
+    // publisher, which fails.
+    let first = first.wait_with_output().await.unwrap();
+    assert!(!first.status.success(), "the stream was stopped by its budget");
+    let rows = ledger(&gw, &id, 5).await;
+    let charged: Vec<&str> = rows.iter().map(|r| r["charged_usd"].as_str()).collect();
+    assert_eq!(charged.iter().filter(|c| **c == "0.002000000").count(), 4, "{rows:?}");
+    assert!(rows.iter().any(|r| r["status"] == "402" && r["outcome"] == "refused"), "{rows:?}");
+    let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["charged_nusd"], 8_000_000, "{usage}");
+    assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
+    // Stopped, the stream no longer holds the key's place: a new one is admitted, and
+    // refused at its first segment by the budget.
+    let third = publish(&gw, &format!("stream/cam3/{secret}"), 4).wait_with_output().await;
+    assert!(!third.unwrap().status.success());
+    gw.shutdown().await;
+}
