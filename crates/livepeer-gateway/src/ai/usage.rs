@@ -57,11 +57,10 @@ fn event_tokens(chunk: &[u8]) -> Option<u64> {
         return None;
     }
     let text = std::str::from_utf8(chunk).ok()?;
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .filter_map(|v| tokens(v.get("usage")?))
-        .last()
+    text.lines().rev().filter_map(|line| line.strip_prefix("data:")).find_map(|data| {
+        let value = serde_json::from_str::<Value>(data.trim()).ok()?;
+        tokens(value.get("usage")?)
+    })
 }
 
 /// `events`, settling `tab` on the usage each event reports as it passes (the last report,

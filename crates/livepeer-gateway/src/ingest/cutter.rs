@@ -219,7 +219,7 @@ impl Cutter {
 /// that a client cannot understate it in `Content-Duration`. `None` when the bytes are not
 /// whole TS packets or hold no video frame with a timestamp.
 pub fn media_duration(data: &[u8]) -> Option<Duration> {
-    if data.len() % PACKET != 0 {
+    if !data.len().is_multiple_of(PACKET) {
         return None;
     }
     let mut first: Option<u64> = None;
