@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use super::job::EventStream;
+use super::relay::EventStream;
 use super::validate::{Payload, ValidRequest};
 use crate::keys::Tab;
 
