@@ -64,18 +64,29 @@ fn event_tokens(chunk: &[u8]) -> Option<u64> {
 }
 
 /// `events`, settling `tab` on the usage each event reports as it passes (the last report,
-/// from the final event, stands). A stream cut before its final event leaves the tab on its
-/// bound: the tokens generated so far are not known, and the orchestrator was paid for the
-/// bound.
+/// from the final event, stands). A stream the client leaves before its final event keeps
+/// the tab on its bound: the tokens generated so far are not known, and the orchestrator was
+/// paid for the bound. A stream that ends in an error event (the orchestrator broke or
+/// stalled, or the gateway shut down) is charged nothing, as a failed job is not: the fault is
+/// not the customer's.
 pub(crate) fn watch(events: EventStream, tab: Arc<Tab>) -> EventStream {
     Box::pin(events.map(move |chunk: Result<Bytes, std::io::Error>| {
-        if let Ok(bytes) = &chunk
-            && let Some(used) = event_tokens(bytes)
-        {
-            tab.settle_units(used);
+        if let Ok(bytes) = &chunk {
+            if let Some(used) = event_tokens(bytes) {
+                tab.settle_units(used);
+            }
+            if is_error_event(bytes) {
+                tab.settle_units(0);
+            }
         }
         chunk
     }))
+}
+
+/// Whether `chunk` holds an `event: error` line (the relay's error events, or an
+/// orchestrator's).
+fn is_error_event(chunk: &[u8]) -> bool {
+    chunk.split(|b| *b == b'\n').any(|line| line.trim_ascii() == b"event: error")
 }
 
 #[cfg(test)]
@@ -103,5 +114,7 @@ mod tests {
         assert_eq!(event_tokens(chunk), Some(9));
         assert_eq!(event_tokens(b"data: {\"choices\":[]}\n\n"), None);
         assert_eq!(event_tokens(b"event: error\ndata: {\"usage\": 1}\n\n"), None);
+        assert!(is_error_event(b"data: {}\n\nevent: error\r\ndata: {}\n\n"));
+        assert!(!is_error_event(b"data: {\"event: error\"}\n\n"));
     }
 }

@@ -97,6 +97,14 @@ async fn llm_answers_are_charged_the_tokens_they_report_and_a_cut_stream_its_bou
     let usd = format!("{}.{:09}", charged / 1_000_000_000, charged % 1_000_000_000);
     assert_eq!(rows[2]["charged_usd"], usd, "{rows:?}");
 
+    // A stream the orchestrator breaks off ends in an error event: not the customer's fault,
+    // charged nothing.
+    sim.set_ai_mode(livepeer_sim::AiMode::CloseMidAnswer);
+    let text = call("/llm", true).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("event: error"), "{text}");
+    let rows = ledger(&gw, &id, 4).await;
+    assert_eq!(rows[3]["charged_usd"], "0.000000000", "{rows:?}");
+
     // The budget holds what was charged, nothing left reserved.
     let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
     let spent = 2 * 8 * NANO_PER_TOKEN + charged;
