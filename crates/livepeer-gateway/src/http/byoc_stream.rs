@@ -125,6 +125,7 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
             paid: Some(Paid {
                 read: Box::new(move || read.upgrade().map_or(prepaid, |s| ev(&s))),
                 charged: prepaid,
+                ev: true,
             }),
         }));
     }

@@ -176,6 +176,7 @@ async fn meter_stream(
         paid: Some(Paid {
             read: Box::new(move || read.upgrade().map(|s| s.fee_paid()).unwrap_or(prepaid)),
             charged: prepaid,
+            ev: false,
         }),
     };
     tokio::spawn(crate::keys::meter::meter(metered));

@@ -91,6 +91,9 @@ pub struct Paid {
     pub read: Box<dyn Fn() -> Ratio + Send + Sync>,
     /// Wei of it already charged (by the start request's tab).
     pub charged: Ratio,
+    /// Whether `read` counts the EV of the tickets sent (a BYOC stream's, whose fees the
+    /// gateway does not see) rather than fees: the ledger's column for it.
+    pub ev: bool,
 }
 
 impl std::fmt::Debug for Paid {
@@ -100,6 +103,11 @@ impl std::fmt::Debug for Paid {
 }
 
 impl Paid {
+    /// Counts `wei` on `tab`, as EV or as fee.
+    pub fn record(&self, tab: &Tab, wei: &Ratio) {
+        if self.ev { tab.paid(0, wei, &Ratio::ZERO) } else { tab.paid(0, &Ratio::ZERO, wei) }
+    }
+
     /// What was paid since the last call, now counted as charged.
     fn take(&mut self) -> Ratio {
         let now = (self.read)();
@@ -140,8 +148,8 @@ pub async fn meter(mut m: Metered) {
         let tab = m.first.next();
         let request_id = format!("{}-{seq}", m.first.request_id());
         seq += 1;
-        if let Some(fee) = &fee {
-            tab.paid(0, &Ratio::ZERO, fee);
+        if let (Some(fee), Some(paid)) = (&fee, &m.paid) {
+            paid.record(&tab, fee);
         }
         match tab.reserve(&m.model, m.units, fee.as_ref()).await {
             Ok(()) => {
@@ -167,7 +175,9 @@ async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
         return;
     };
     let tab = m.first.next();
-    tab.paid(0, &Ratio::ZERO, &fee);
+    if let Some(paid) = &m.paid {
+        paid.record(&tab, &fee);
+    }
     let request_id = format!("{}-{seq}", m.first.request_id());
     // No unit of time: only a multiple prices it; a refusal is recorded uncharged.
     let status = match tab.reserve(&m.model, 0, Some(&fee)).await {
