@@ -333,3 +333,55 @@ async fn an_rtmp_stream_is_charged_per_segment_counted_among_streams_and_stopped
     assert!(!third.unwrap().status.success());
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_the_ev_it_sent() {
+    use livepeer_pm::Ratio;
+    use livepeer_sim::{ByocKind, SimByoc};
+    const CAP: &str = "echo-stream";
+    let mut addr = [0u8; 20];
+    addr[19] = 9;
+    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(50_000_000, 1).capacity(4)];
+    let config = SimConfig {
+        name: "keys-byoc-stream-x2".into(),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        byoc: caps,
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.byoc.payment_interval = Duration::from_secs(1);
+    c.keys.prices = double_fee("byoc");
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "bs-x2", "budget_micro_usd": 1_000_000})).await;
+    let header = crate::byoc_stream::job_header(CAP, 60, r#"{"enable_data_output":true}"#);
+    let body = json!({"stream_name": "s", "stream_id": "1", "params": "{}"});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .bearer_auth(&secret)
+        .header("Livepeer", &header)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    // Wait until an interval carried a payment: each row is charged twice its tickets' EV.
+    let mut count = 2;
+    let rows = loop {
+        let rows = ledger(&gw, &id, count).await;
+        if rows.iter().any(|r| r["paid_ev_wei"] != "0") {
+            break rows;
+        }
+        assert!(count < 60, "no payment in {count} intervals: {rows:?}");
+        count += 1;
+    };
+    for row in &rows {
+        let ev: Ratio = row["paid_ev_wei"].parse().unwrap();
+        let nano = ev.checked_mul_u64(4).unwrap().checked_div(&Ratio::from_u64(1_000_000)).unwrap();
+        let nano = u64::try_from(nano.ceil()).unwrap();
+        assert_eq!(row["charged_usd"], usd(nano), "{row:?}");
+    }
+    gw.shutdown().await;
+}
