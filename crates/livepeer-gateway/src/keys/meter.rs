@@ -6,7 +6,8 @@
 //! interval on a fresh tab and records it as one ledger row (charged in advance, as
 //! orchestrators are prepaid); when the budget cannot pay for the next interval the stream is
 //! stopped, with the reason, and the refusal recorded. A stream thus never runs an interval
-//! its key has not paid for.
+//! its key has not paid for. A stream priced as a multiple of the orchestrator's price is
+//! charged in arrears instead, on what was paid for it during each interval ([`Paid`]).
 //!
 //! Streams are counted per gateway instance (as the per-minute limit is): a key with
 //! `max_streams` 2 may hold 2 on each instance sharing its database.

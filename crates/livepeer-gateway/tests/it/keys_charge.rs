@@ -341,7 +341,8 @@ async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_the_ev_it_sent
     const CAP: &str = "echo-stream";
     let mut addr = [0u8; 20];
     addr[19] = 9;
-    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(50_000_000, 1).capacity(4)];
+    // 5·10⁹ wei a second: each interval's payment needs tickets.
+    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(5_000_000_000, 1).capacity(4)];
     let config = SimConfig {
         name: "keys-byoc-stream-x2".into(),
         eth_address: Some(livepeer_pm::Address::from(addr)),
