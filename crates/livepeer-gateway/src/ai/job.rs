@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::call::{Answer, CallError, ResultSink, ResultUrls};
-use super::validate::ValidRequest;
+use super::validate::{Pipeline, ValidRequest};
 use super::{AiState, relay};
 use crate::error::{Error, Kind};
 use crate::keys::Tab;
@@ -203,8 +203,14 @@ impl<'a> Job<'a> {
         let Some(tab) = &self.tab else { return Ok(()) };
         let units = self.req.units;
         let fee = lease.price().to_ratio().ok().and_then(|p| p.checked_mul_u64(units).ok());
+        // An LLM request is reserved on the most tokens it can use, prompt included, and
+        // settled on what its answer reports (`usage`).
+        let bound = match self.req.pipeline {
+            Pipeline::Llm => super::usage::bound_units(self.req),
+            _ => units,
+        };
         // Boxed: most requests have no tab, and the future would grow every request's.
-        Box::pin(tab.reserve(&self.req.model, units, fee.as_ref())).await
+        Box::pin(tab.reserve(&self.req.model, bound, fee.as_ref())).await
     }
 
     /// Whether the attempt limit and the deadline leave room for another attempt.
@@ -331,8 +337,14 @@ impl<'a> Job<'a> {
         if let Some(tab) = &self.tab {
             tab.served(lease.url().as_str());
         }
+        let llm_tab = self.tab.as_ref().filter(|_| self.req.pipeline == Pipeline::Llm);
         match answer {
             Answer::Body(body) => {
+                if let Some(tab) = llm_tab
+                    && let Some(used) = super::usage::answer_tokens(&body)
+                {
+                    tab.settle_units(used);
+                }
                 lease.succeeded();
                 finish(ai, record, transcoder, price, self.req, "ok");
                 Reply::new(record, transcoder, Ok(Output::Json(body)))
@@ -344,7 +356,10 @@ impl<'a> Job<'a> {
                     client: ai.config.stream_client_timeout,
                     drained: ai.drained.clone(),
                 };
-                let events = relay::relay_events(upstream, lease, limits);
+                let mut events = relay::relay_events(upstream, lease, limits);
+                if let Some(tab) = llm_tab {
+                    events = super::usage::watch(events, tab.clone());
+                }
                 Reply::new(record, transcoder, Ok(Output::Events(events)))
             }
         }

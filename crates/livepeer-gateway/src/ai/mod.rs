@@ -13,6 +13,7 @@ pub mod openai;
 pub mod probe;
 mod relay;
 pub mod results;
+mod usage;
 pub mod validate;
 
 /// The multipart encoder, for the fuzz harness (`benches/fuzz`).

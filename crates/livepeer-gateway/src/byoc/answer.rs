@@ -35,6 +35,8 @@ pub(super) struct Settle {
     pub(super) key: JobKey,
     pub(super) orch: String,
     pub(super) request_id: String,
+    /// The customer key's tab, settled on the seconds charged.
+    pub(super) tab: Option<std::sync::Arc<crate::keys::Tab>>,
 }
 
 impl Settle {
@@ -43,6 +45,11 @@ impl Settle {
         let seconds = self.charged.unwrap_or_else(|| ceil_seconds(self.sent.elapsed()));
         let fee = self.payment.fee(seconds);
         self.metrics.paid(&self.orch, &self.key, 0, &Ratio::ZERO, &fee);
+        if let Some(tab) = &self.tab {
+            // The customer owes the seconds worked (a multiple: of their fee), not the timeout.
+            tab.paid(0, &Ratio::ZERO, &fee);
+            tab.settle_units(seconds);
+        }
         tracing::debug!(request_id = %self.request_id, seconds, fee_wei = %fee, "byoc job charged");
         self.payments.byoc_settle(self.payment, ByocOutcome::Charged(seconds));
         self.lease

@@ -96,6 +96,8 @@ struct Job<'a> {
     unpaid: u32,
     tickets: u32,
     ev_sent: livepeer_pm::Ratio,
+    /// The customer key's tab (see [`Sending::tab`]).
+    tab: Option<std::sync::Arc<crate::keys::Tab>>,
 }
 
 /// How an attempt ended.
@@ -117,12 +119,16 @@ pub struct Sending<'a> {
     pub content_length: Option<u64>,
     /// The body.
     pub upload: &'a Upload,
+    /// The customer key's tab: reserved on the orchestrator's fee for the job's timeout
+    /// before the job is sent, settled on the seconds the orchestrator charged.
+    pub tab: Option<std::sync::Arc<crate::keys::Tab>>,
 }
 
 /// Runs the job to its answer.
 pub async fn run(state: &ByocState, req: &JobRequest, sending: &Sending<'_>) -> Reply {
     let upload = sending.upload;
     let mut job = Job::new(state, req);
+    job.tab = sending.tab.clone();
     let mut attempts = 0;
     while attempts < state.config.max_attempts {
         let lease = match job.select() {
@@ -164,6 +170,7 @@ impl<'a> Job<'a> {
             unpaid: 0,
             tickets: 0,
             ev_sent: livepeer_pm::Ratio::ZERO,
+            tab: None,
         }
     }
 
@@ -196,6 +203,19 @@ impl<'a> Job<'a> {
             Ok(p) => p,
             Err(e) => return self.unpaid(lease, &orch, &e),
         };
+        if let Some(tab) = &sending.tab {
+            // The fee is known once the orchestrator's price is: the most this job can cost
+            // (its timeout's), which a multiple of the orchestrator's price is reserved on.
+            let bound = payment.fee(timeout);
+            if let Err(e) = Box::pin(tab.reserve(&self.req.capability, timeout, Some(&bound))).await
+            {
+                // Its tickets were never sent: they count for nothing.
+                self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
+                drop(lease);
+                return Step::Done(self.finish(Err(e), None, "refused"));
+            }
+            tab.paid(payment.tickets, &payment.ev_sent, &livepeer_pm::Ratio::ZERO);
+        }
         if payment.tickets > 0 {
             let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
             self.state.metrics.paid(url, &self.key, payment.tickets, ev, &livepeer_pm::Ratio::ZERO);
@@ -372,8 +392,19 @@ impl<'a> Job<'a> {
         } else {
             let (metrics, key) = (self.state.metrics.clone(), self.key.clone());
             let (orch, request_id) = (lease.url().to_string(), self.req.id.clone());
-            let settle =
-                Settle { lease, payment, payments, sent, charged, metrics, key, orch, request_id };
+            let tab = self.tab.clone();
+            let settle = Settle {
+                lease,
+                payment,
+                payments,
+                sent,
+                charged,
+                metrics,
+                key,
+                orch,
+                request_id,
+                tab,
+            };
             let relay = Relay::new(resp.into_body(), deadline, Some(settle));
             (status, relay.boxed(), if events { "stream" } else { "ok" })
         };

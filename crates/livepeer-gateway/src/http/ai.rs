@@ -134,6 +134,8 @@ fn answer(reply: Reply) -> Response {
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            // Its usage is known at its end: the customer's ledger row is written then.
+            resp.extensions_mut().insert(super::keys::RecordAtEnd);
             resp
         }
         Err(e) => e.into_response(),

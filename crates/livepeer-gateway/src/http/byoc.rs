@@ -147,6 +147,7 @@ async fn handle(state: &ByocState, req: Request, request_id: &str) -> Result<Rep
         content_type: content_type.as_deref(),
         content_length: declared,
         upload: &upload,
+        tab: tab.clone(),
     };
     let reply = crate::byoc::job::run(state, &job, &sending).await;
     if let (Some(tab), Ok(answer)) = (&tab, &reply.outcome)
@@ -181,6 +182,8 @@ fn answer(reply: Reply) -> Response {
             {
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             }
+            // The seconds charged are settled as the body ends: the ledger row is written then.
+            resp.extensions_mut().insert(super::keys::RecordAtEnd);
             resp
         }
         Err(e) => e.into_response(),

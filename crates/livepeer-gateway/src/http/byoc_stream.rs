@@ -20,7 +20,7 @@ use crate::byoc::request::JOB_HEADER;
 use crate::byoc::stream::{ByocStreams, MAX_BODY, StartRequest};
 use crate::error::{Error, Kind};
 use crate::keys::Tab;
-use crate::keys::meter::Metered;
+use crate::keys::meter::{Metered, Paid};
 use crate::live::{Credentials, SECRET_HEADER};
 
 /// Deadline of a request body.
@@ -95,8 +95,20 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
     if let Some(tab) = tab {
         let served = stream.with_state(|s| s.orchestrator.as_ref().map(|o| o.0.clone()));
         let orchestrator = served.flatten().unwrap_or_default();
+        // A BYOC stream's orchestrator is paid in tickets: a multiple of its price is taken
+        // of their expected value, from what its start paid on.
+        let ev = |s: &crate::byoc::stream::Stream| {
+            s.with_state(|s| s.ev_wei).unwrap_or(livepeer_pm::Ratio::ZERO)
+        };
+        let prepaid = ev(&stream);
+        tab.paid(0, &prepaid, &livepeer_pm::Ratio::ZERO);
+        if let Err(e) = tab.reserve(&capability, units, Some(&prepaid)).await {
+            stream.end(&format!("{}: {}", e.kind().name(), e.message()));
+            return Err(e);
+        }
         tab.served(&orchestrator);
         let weak = Arc::downgrade(&stream);
+        let read = Arc::downgrade(&stream);
         tokio::spawn(crate::keys::meter::meter(Metered {
             first: tab,
             model: capability,
@@ -110,6 +122,11 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
                 }
             }),
             permit,
+            paid: Some(Paid {
+                read: Box::new(move || read.upgrade().map_or(prepaid, |s| ev(&s))),
+                charged: prepaid,
+                ev: true,
+            }),
         }));
     }
     let id = &stream.id;

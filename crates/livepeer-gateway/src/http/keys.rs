@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get, post};
+use futures_util::StreamExt as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -126,14 +127,45 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
     let header = resp.headers().get("x-request-id");
     let request_id = header.and_then(|v| v.to_str().ok()).unwrap_or(tab.request_id()).to_owned();
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let mut row = tab.row(at_ms, request_id, resp.status().as_u16(), latency_us);
-    if row.model.is_empty()
-        && let Some(used) = resp.extensions().get::<UsedModel>()
-    {
-        row.model = used.0.clone();
+    let status = resp.status().as_u16();
+    let used = resp.extensions().get::<UsedModel>().map(|u| u.0.clone());
+    let write = move || {
+        let mut row = tab.row(at_ms, request_id, status, latency_us);
+        if row.model.is_empty()
+            && let Some(used) = used
+        {
+            row.model = used;
+        }
+        store.record(row);
+    };
+    if resp.extensions().get::<RecordAtEnd>().is_none() {
+        write();
+        return resp;
     }
-    store.record(row);
-    resp
+    // Written when the body has been sent, or dropped (the client went away).
+    let guard = AtEnd(Some(Box::new(write)));
+    let (parts, body) = resp.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// Marks an answer whose charge is settled as its body is sent (an LLM stream, on the usage
+/// of its final event): its ledger row is written once the body has ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordAtEnd;
+
+/// Runs its function when dropped: with the body of an answer, once the body is done.
+struct AtEnd(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for AtEnd {
+    fn drop(&mut self) {
+        if let Some(write) = self.0.take() {
+            write();
+        }
+    }
 }
 
 /// `GET /v1/usage?from=&to=` (unix seconds; the last 30 days by default): the calling key's

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::keys::Tab;
-use crate::keys::meter::{Metered, StreamPermit};
+use crate::keys::meter::{Metered, Paid, StreamPermit};
 use crate::live::Stream;
 use crate::live::api::{self, StartRequest};
 use crate::live::{Credentials, LiveError, LiveState, MAX_CONTROL_BODY, SECRET_HEADER};
@@ -115,8 +115,10 @@ async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Req
         Ok(started) => started,
         Err(e) => return error_response(&e),
     };
-    if let (Some((tab, permit)), Some(stream)) = (metered, live.named(&name)) {
-        meter_stream(&live, tab, permit, &stream);
+    if let (Some((tab, permit)), Some(stream)) = (metered, live.named(&name))
+        && let Err(e) = meter_stream(&live, tab, permit, &stream).await
+    {
+        return e.into_response();
     }
     let mut resp = axum::Json(started.body).into_response();
     if let Ok(secret) = HeaderValue::from_str(&started.secret) {
@@ -139,11 +141,25 @@ async fn meter_start(live: &LiveState, tab: &Tab) -> Result<StreamPermit, Error>
 }
 
 /// Charges the started `stream` to its key as it runs (and counts it among the key's
-/// streams until it ends).
-fn meter_stream(live: &LiveState, tab: Arc<Tab>, permit: StreamPermit, stream: &Arc<Stream>) {
+/// streams until it ends). Priced as a multiple of the orchestrator's price, the start is
+/// charged on what its call prepaid: when the budget cannot pay it, the stream is stopped
+/// and the start refused.
+async fn meter_stream(
+    live: &LiveState,
+    tab: Arc<Tab>,
+    permit: StreamPermit,
+    stream: &Arc<Stream>,
+) -> Result<(), Error> {
     let orchestrator = stream.status().orchestrator.unwrap_or_default();
+    let prepaid = stream.fee_paid();
+    tab.paid(0, &livepeer_pm::Ratio::ZERO, &prepaid);
+    if let Err(e) = tab.reserve(LIVE, interval_units(live), Some(&prepaid)).await {
+        stream.stop(&format!("{}: {}", e.kind().name(), e.message()));
+        return Err(e);
+    }
     tab.served(&orchestrator);
     let weak = Arc::downgrade(stream);
+    let read = Arc::downgrade(stream);
     let metered = Metered {
         first: tab,
         model: LIVE.to_owned(),
@@ -157,8 +173,14 @@ fn meter_stream(live: &LiveState, tab: Arc<Tab>, permit: StreamPermit, stream: &
             }
         }),
         permit: Some(permit),
+        paid: Some(Paid {
+            read: Box::new(move || read.upgrade().map(|s| s.fee_paid()).unwrap_or(prepaid)),
+            charged: prepaid,
+            ev: false,
+        }),
     };
     tokio::spawn(crate::keys::meter::meter(metered));
+    Ok(())
 }
 
 /// The credentials a control request presents: its `Authorization` and stream secret.

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::error::json_error;
 use crate::keys::Tab;
+use crate::transcode::charge;
 use crate::transcode::request::{self, CONFIGURATION_HEADER};
 use crate::transcode::{SegmentIn, TranscodeError, TranscodeState, Transcoded};
 
@@ -101,9 +102,10 @@ async fn push(
     match read_push(&state, &manifest, &file, req).await {
         Ok((mut segment, multipart)) => {
             // A customer key's budget pays for the segment's video before any orchestrator
-            // is paid.
+            // is paid: as measured from the segment, not as the client declares it.
+            let ms = charge::charged_ms(&segment.data, segment.format, segment.duration_ms);
             if let Some(tab) = &tab
-                && let Err(e) = tab.reserve("", u64::from(segment.duration_ms), None).await
+                && let Err(e) = charge::reserve(tab, ms).await
             {
                 return e.into_response();
             }
@@ -111,8 +113,10 @@ async fn push(
             segment.manifest = stream;
             segment.profiles = segment.profiles.or(hook_profiles);
             let answer = state.transcode_segment(segment).await;
-            if let (Some(tab), Ok(_)) = (&tab, &answer) {
-                tab.served("");
+            if let (Some(tab), Ok(done)) = (&tab, &answer)
+                && let Err(e) = charge::settle(tab, ms, done).await
+            {
+                return e.into_response();
             }
             match answer {
                 Ok(done) if multipart => multipart_answer(&done),

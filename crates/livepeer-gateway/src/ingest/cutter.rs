@@ -213,6 +213,45 @@ impl Cutter {
     }
 }
 
+/// The media duration of an MPEG-TS segment, measured from its video frames' presentation
+/// timestamps: from the earliest to the latest, plus one frame's duration (the smallest step
+/// between them), on the wrapping 33-bit clock. What a customer's segment is charged on, so
+/// that a client cannot understate it in `Content-Duration`. `None` when the bytes are not
+/// whole TS packets or hold no video frame with a timestamp.
+pub fn media_duration(data: &[u8]) -> Option<Duration> {
+    if !data.len().is_multiple_of(PACKET) {
+        return None;
+    }
+    let mut first: Option<u64> = None;
+    // Offsets from the first frame, signed: B-frames may present before the frame sent first.
+    let mut offsets: Vec<i64> = Vec::new();
+    for p in data.chunks_exact(PACKET) {
+        let packet: &[u8; PACKET] = p.try_into().ok()?;
+        if packet[0] != 0x47 {
+            return None;
+        }
+        if packet[1] & 0x40 == 0 {
+            continue;
+        }
+        let Some(pts) = video_pes_pts(split_packet(packet).1) else { continue };
+        let start = *first.get_or_insert(pts);
+        let forward = pts_delta(start, pts);
+        // Half the clock's range either way: a frame before the first one wrapped round.
+        let offset = if forward <= PTS_MASK / 2 {
+            i64::try_from(forward).ok()?
+        } else {
+            -i64::try_from(pts_delta(pts, start)).ok()?
+        };
+        offsets.push(offset);
+    }
+    offsets.sort_unstable();
+    offsets.dedup();
+    let (lo, hi) = (*offsets.first()?, *offsets.last()?);
+    let frame = offsets.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(0);
+    let ticks = u64::try_from(hi - lo + frame).ok()?;
+    Some(Duration::from_micros(ticks.saturating_mul(1_000_000) / HZ))
+}
+
 /// Ticks of the 90 kHz clock in `d`.
 fn ticks(d: Duration) -> u64 {
     u64::try_from(d.as_micros() * u128::from(HZ) / 1_000_000).unwrap_or(u64::MAX)

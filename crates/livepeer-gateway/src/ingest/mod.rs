@@ -54,8 +54,13 @@ pub trait IngestSink: Send + Sync + 'static {
     fn open(&self, req: OpenRequest) -> impl Future<Output = Result<Self::Stream, String>> + Send;
 
     /// Takes one segment. It should return once the segment is admitted, not when it is
-    /// transcoded: the next segment waits for it, and with it the publisher.
-    fn segment(&self, stream: &Self::Stream, segment: Segment) -> impl Future<Output = ()> + Send;
+    /// transcoded: the next segment waits for it, and with it the publisher. `Err` ends the
+    /// stream, for this reason (its customer key cannot pay for the segment).
+    fn segment(
+        &self,
+        stream: &Self::Stream,
+        segment: Segment,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 
     /// The stream ended: the publisher left, or its media could not be cut (`error`).
     fn close(&self, stream: Self::Stream, error: Option<String>)

@@ -121,7 +121,11 @@ impl<S: IngestSink> Publisher<S> {
                 match next {
                     Ok(cut) => {
                         let seg = Segment { seq: cut.seq, data: cut.data, duration: cut.duration };
-                        sink.segment(&stream, seg).await;
+                        if let Err(why) = sink.segment(&stream, seg).await {
+                            error = Some(why);
+                            kill.cancel();
+                            break;
+                        }
                     }
                     Err(e) => {
                         error = Some(e.to_string());

@@ -6,7 +6,8 @@
 //! interval on a fresh tab and records it as one ledger row (charged in advance, as
 //! orchestrators are prepaid); when the budget cannot pay for the next interval the stream is
 //! stopped, with the reason, and the refusal recorded. A stream thus never runs an interval
-//! its key has not paid for.
+//! its key has not paid for. A stream priced as a multiple of the orchestrator's price is
+//! charged in arrears instead, on what was paid for it during each interval ([`Paid`]).
 //!
 //! Streams are counted per gateway instance (as the per-minute limit is): a key with
 //! `max_streams` 2 may hold 2 on each instance sharing its database.
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use livepeer_pm::Ratio;
 use tokio_util::sync::CancellationToken;
 
 use super::{KeyStore, Tab};
@@ -79,6 +81,41 @@ pub struct Metered {
     pub stop: Box<dyn Fn(&str) + Send + Sync>,
     /// The stream's place among the key's concurrent streams.
     pub permit: Option<StreamPermit>,
+    /// What its orchestrators have been paid, which a multiple of the orchestrator's price is
+    /// taken of; none: not known (the fee of an interval is then 0).
+    pub paid: Option<Paid>,
+}
+
+/// What a stream's orchestrators have been paid so far, and how much of it was charged.
+pub struct Paid {
+    /// Wei paid since the stream started (ticket fees or EV, as the stream counts them).
+    pub read: Box<dyn Fn() -> Ratio + Send + Sync>,
+    /// Wei of it already charged (by the start request's tab).
+    pub charged: Ratio,
+    /// Whether `read` counts the EV of the tickets sent (a BYOC stream's, whose fees the
+    /// gateway does not see) rather than fees: the ledger's column for it.
+    pub ev: bool,
+}
+
+impl std::fmt::Debug for Paid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paid").field("charged", &self.charged).finish_non_exhaustive()
+    }
+}
+
+impl Paid {
+    /// Counts `wei` on `tab`, as EV or as fee.
+    pub fn record(&self, tab: &Tab, wei: &Ratio) {
+        if self.ev { tab.paid(0, wei, &Ratio::ZERO) } else { tab.paid(0, &Ratio::ZERO, wei) }
+    }
+
+    /// What was paid since the last call, now counted as charged.
+    fn take(&mut self) -> Ratio {
+        let now = (self.read)();
+        let fee = now.checked_sub(&self.charged).unwrap_or(Ratio::ZERO);
+        self.charged = now;
+        fee
+    }
 }
 
 impl std::fmt::Debug for Metered {
@@ -93,17 +130,29 @@ impl std::fmt::Debug for Metered {
 
 /// Charges a running stream each `interval` until it ends; stops it when its key's budget
 /// cannot pay for the next interval (or the key database fails).
-pub async fn meter(m: Metered) {
+///
+/// Priced as a multiple of the orchestrator's price, an interval is charged that multiple of
+/// what was paid for the stream during it (so in arrears, as payments go out), and what was
+/// paid after the last interval is charged when the stream ends.
+pub async fn meter(mut m: Metered) {
     let mut seq = 1u64;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(m.interval) => {}
-            () = m.ended.cancelled() => break,
+        let ended = tokio::select! {
+            () = tokio::time::sleep(m.interval) => false,
+            () = m.ended.cancelled() => true,
+        };
+        let fee = m.paid.as_mut().map(Paid::take);
+        if ended {
+            charge_rest(&m, fee, seq).await;
+            break;
         }
         let tab = m.first.next();
         let request_id = format!("{}-{seq}", m.first.request_id());
         seq += 1;
-        match tab.reserve(&m.model, m.units, None).await {
+        if let (Some(fee), Some(paid)) = (&fee, &m.paid) {
+            paid.record(&tab, fee);
+        }
+        match tab.reserve(&m.model, m.units, fee.as_ref()).await {
             Ok(()) => {
                 tab.served(&m.orchestrator);
                 tab.record(request_id, 200);
@@ -118,4 +167,27 @@ pub async fn meter(m: Metered) {
         }
     }
     drop(m.permit);
+}
+
+/// Charges what was paid for an ended stream since its last interval (a multiple of the
+/// orchestrator's price only: other prices are charged in advance).
+async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
+    let Some(fee) = fee.filter(|f| !f.is_zero() && m.first.priced_by_fee(&m.model)) else {
+        return;
+    };
+    let tab = m.first.next();
+    if let Some(paid) = &m.paid {
+        paid.record(&tab, &fee);
+    }
+    let request_id = format!("{}-{seq}", m.first.request_id());
+    // No unit of time: only a multiple prices it; a refusal is recorded uncharged.
+    let status = match tab.reserve(&m.model, 0, Some(&fee)).await {
+        Ok(()) => {
+            tab.served(&m.orchestrator);
+            200
+        }
+        Err(e) if e.kind() == Kind::BudgetExceeded => 402,
+        Err(_) => 503,
+    };
+    tab.record(request_id, status);
 }

@@ -403,6 +403,7 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use livepeer_pm::Ratio;
 
     async fn store(dir: &std::path::Path) -> KeyStore {
         let config = KeysConfig {
@@ -529,6 +530,45 @@ mod tests {
         assert_eq!(line.model, "model");
         drained.cancel();
         writing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_settled_job_owes_what_it_used_and_never_more_than_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1000 USD per million tokens (1000 nano-USD a token); a multiple for one model.
+        let table = r#"{"price": [{"pipeline": "llm", "usd": "1000"},
+            {"pipeline": "llm", "model": "m2", "orchestrator_multiple": "3"}]}"#;
+        let prices = price::CustomerPrices::parse(Some(table), Some("2000")).unwrap();
+        let config = KeysConfig {
+            auth: AuthMode::Keys,
+            data_dir: dir.path().to_owned(),
+            database_url: None,
+            admin_token: None,
+            prices: Arc::new(prices),
+        };
+        let store = Arc::new(KeyStore::open(&config).await.unwrap().0);
+        let (info, _) = store.create(new_key("s")).await.unwrap();
+        let key = Arc::new(info);
+        let charged = |tab: &Tab| tab.row(0, String::new(), 200, 0).charged_nusd;
+        let tab = store.tab(key.clone(), "llm");
+        tab.reserve("m", 100, None).await.unwrap();
+        tab.served("o");
+        assert_eq!(charged(&tab), 100_000_000);
+        tab.settle_units(8);
+        assert_eq!(charged(&tab), 8_000_000);
+        // A later report stands, up to the bound and no further.
+        tab.settle_units(1_000);
+        assert_eq!(charged(&tab), 100_000_000);
+        assert_eq!(tab.row(0, String::new(), 200, 0).units, 100);
+        // A multiple: 3 × the fee scaled to the tokens used, at 2000 USD an ETH.
+        let tab = store.tab(key, "llm");
+        let fee = Ratio::from_u64(100_000_000_000_000);
+        tab.reserve("m2", 100, Some(&fee)).await.unwrap();
+        tab.served("o");
+        // 3 × 10^14 wei = 0.0003 ETH = 0.6 USD.
+        assert_eq!(charged(&tab), 600_000_000);
+        tab.settle_units(25);
+        assert_eq!(charged(&tab), 150_000_000);
     }
 
     #[test]

@@ -160,14 +160,6 @@ impl CustomerPrices {
                 (None, None, Some(t)) => Rate::OrchestratorMultiple(parse_amount(t).map_err(at)?),
                 _ => return Err(at("give exactly one of usd, wei, orchestrator_multiple".into())),
             };
-            // These jobs' charges are not given the orchestrator's fee yet: a multiple would
-            // charge nothing, so it is refused rather than silently free.
-            let fee_unknown =
-                matches!(e.pipeline.as_str(), "live-video-to-video" | "byoc" | "transcode");
-            if matches!(rate, Rate::OrchestratorMultiple(_)) && fee_unknown {
-                let message = "a multiple of the orchestrator's price is not yet supported for this pipeline: give usd or wei";
-                return Err(at(message.into()));
-            }
             if !matches!(rate, Rate::Usd(_)) && usd_per_eth.is_none() && feed.is_none() {
                 let message = "priced in wei: --usd-per-eth (or --usd-per-eth-feed) is required";
                 return Err(at(message.into()));

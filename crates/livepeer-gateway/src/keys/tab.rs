@@ -47,6 +47,16 @@ struct State {
     period_start: i64,
     /// Whether its ledger row was made; a tab dropped without one makes it then (see `Drop`).
     recorded: bool,
+    /// What the last reservation was priced on: the job's bound in units, the orchestrator's
+    /// fee for it, and the charge; a settlement on what was used never goes above it.
+    bound: Bound,
+}
+
+#[derive(Debug, Default)]
+struct Bound {
+    units: u64,
+    fee: Option<Ratio>,
+    charge: u64,
 }
 
 impl Tab {
@@ -100,6 +110,7 @@ impl Tab {
             s.model = Some(model.to_owned());
             s.units = units;
             s.charge = charge;
+            s.bound = Bound { units, fee: orchestrator_fee_wei.copied(), charge };
             if s.reserved == 0 {
                 s.period_start = period_start(&self.key, super::now());
             }
@@ -127,6 +138,33 @@ impl Tab {
             Ok(Err(used)) => Err(exceeded(budget, used, charge)),
             Err(e) => Err(KeyError::Db(e).into()),
         }
+    }
+
+    /// Settles the reserved job on the `used` units its answer reports (an LLM's tokens): the
+    /// customer owes the price of `used`, never more than the bound it was reserved on (an
+    /// orchestrator cannot make a customer pay beyond what the request allowed). A multiple of
+    /// the orchestrator's price is taken of its fee scaled to the units used. Before any
+    /// reservation, or when the price cannot be had now, the bound's charge stands.
+    pub fn settle_units(&self, used: u64) {
+        let mut s = self.state();
+        let Some(model) = s.model.clone() else { return };
+        let used = used.min(s.bound.units);
+        let fee = match (&s.bound.fee, s.bound.units) {
+            (Some(fee), units @ 1..) => {
+                fee.checked_mul_u64(used).and_then(|f| f.checked_div(&Ratio::from_u64(units))).ok()
+            }
+            _ => None,
+        };
+        if let Ok(charge) = self.store.prices.charge(self.pipeline, &model, used, fee.as_ref()) {
+            s.units = used;
+            s.charge = charge.min(s.bound.charge);
+        }
+    }
+
+    /// Whether `model` is priced as a multiple of the orchestrator's price.
+    pub(super) fn priced_by_fee(&self, model: &str) -> bool {
+        let rate = self.store.prices.rate(self.pipeline, model);
+        matches!(rate, Some(price::Rate::OrchestratorMultiple(_)))
     }
 
     /// Counts a payment sent to an orchestrator (every attempt's, failed ones too).

@@ -187,6 +187,8 @@ struct State {
     tickets: u64,
     ev_wei: livepeer_pm::Ratio,
     fee_wei: livepeer_pm::Ratio,
+    /// The fees of the payments the orchestrator took (a customer is charged on them).
+    fee_paid_wei: livepeer_pm::Ratio,
 }
 
 /// Counters updated on every chunk: atomics, so the relays take no lock per chunk.
@@ -388,6 +390,7 @@ impl Stream {
         self.with_state(|s| {
             if ok {
                 s.payments_sent += 1;
+                s.fee_paid_wei = s.fee_paid_wei.checked_add(fee).unwrap_or(s.fee_paid_wei);
             } else {
                 s.payments_failed += 1;
             }
@@ -399,6 +402,11 @@ impl Stream {
                 s.fee_wei = sum;
             }
         });
+    }
+
+    /// The fees of the payments the stream's orchestrators took, wei.
+    pub(crate) fn fee_paid(&self) -> livepeer_pm::Ratio {
+        self.with_state(|s| s.fee_paid_wei).unwrap_or(livepeer_pm::Ratio::ZERO)
     }
 
     /// An orchestrator now serves the stream.

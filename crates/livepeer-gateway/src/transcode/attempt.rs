@@ -149,6 +149,8 @@ pub(super) struct Done {
     pub(super) outputs: Vec<Bytes>,
     /// Pixels the orchestrator reports it made.
     pub(super) pixels: u64,
+    /// What the segment's attempts cost, all of them (filled in by the session).
+    pub(super) paid: Cost,
 }
 
 /// What an attempt cost, whatever its outcome.
@@ -160,6 +162,15 @@ pub(super) struct Cost {
     pub(super) ev_sent: Ratio,
     /// The fee charged (Σ pixels × price), wei; zero on failure.
     pub(super) fee: Ratio,
+}
+
+impl Cost {
+    /// Adds `other`'s tickets, EV and fee.
+    pub(super) fn add(&mut self, other: &Cost) {
+        self.tickets = self.tickets.saturating_add(other.tickets);
+        self.ev_sent = self.ev_sent.checked_add(&other.ev_sent).unwrap_or(self.ev_sent);
+        self.fee = self.fee.checked_add(&other.fee).unwrap_or(self.fee);
+    }
 }
 
 /// The clients and settings every attempt shares.
@@ -331,7 +342,7 @@ impl Attempter {
         if info.ticket_params.is_some() && self.payments.local().is_some() {
             verify_sig(info, &outputs, &data.sig)?;
         }
-        Ok(Done { outputs, pixels })
+        Ok(Done { outputs, pixels, paid: Cost::default() })
     }
 }
 

@@ -135,6 +135,19 @@ pub struct RtmpStream {
     /// Permits for segments handed over and not yet published.
     pending: Arc<Semaphore>,
     permits: u32,
+    /// With a customer key: the stream's tab (each segment is charged on one of its own) and
+    /// its place among the key's concurrent streams, held until the stream ends.
+    customer: Option<Customer>,
+}
+
+/// The customer key of an RTMP stream.
+#[derive(Debug)]
+struct Customer {
+    tab: Arc<crate::keys::Tab>,
+    _permit: crate::keys::meter::StreamPermit,
+    /// Set when a segment's charge was refused after it was transcoded (a multiple of the
+    /// orchestrator's price the budget could not pay): the stream ends at its next segment.
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RtmpSink {
@@ -144,14 +157,19 @@ impl RtmpSink {
     }
 
     /// With customer keys on, the URL's stream key (`rtmp://host/{manifestID}/{key}`) must be
-    /// a key that may transcode and is within its per-minute limit.
-    async fn check_key(&self, key: &str) -> Result<(), String> {
-        let Some(store) = &self.keys else { return Ok(()) };
+    /// a key that may transcode, is within its per-minute limit and holds fewer than its
+    /// `max_streams`: the stream's tab and its place among them.
+    async fn check_key(&self, key: &str) -> Result<Option<Customer>, String> {
+        let Some(store) = &self.keys else { return Ok(None) };
         let customer = store.authenticate(key).await.map_err(|e| e.message().to_owned())?;
         if !customer.allows("transcode", None) {
             return Err("this API key may not use transcode".into());
         }
-        store.admit(&customer).map_err(|e| e.message().to_owned())
+        store.admit(&customer).map_err(|e| e.message().to_owned())?;
+        store.ledger_ready().map_err(|e| e.message().to_owned())?;
+        let tab = Arc::new(store.tab(customer, "transcode"));
+        let permit = tab.stream_permit().map_err(|e| e.message().to_owned())?;
+        Ok(Some(Customer { tab, _permit: permit, refused: Arc::default() }))
     }
 }
 
@@ -159,7 +177,7 @@ impl IngestSink for RtmpSink {
     type Stream = RtmpStream;
 
     async fn open(&self, req: OpenRequest) -> Result<RtmpStream, String> {
-        self.check_key(&req.key).await?;
+        let customer = self.check_key(&req.key).await?;
         let admission = self.state.inner.gate.admit(&req.url).await.map_err(|e| e.to_string())?;
         let manifest = admission.manifest.unwrap_or(req.manifest_id);
         self.state
@@ -168,11 +186,18 @@ impl IngestSink for RtmpSink {
         tracing::info!(%manifest, "RTMP stream started");
         // A cap far above any useful concurrency keeps the cast exact.
         let permits = (self.state.config().segment_concurrency + QUEUED).min(1 << 16) as u32;
-        Ok(RtmpStream { manifest, pending: Arc::new(Semaphore::new(permits as usize)), permits })
+        let pending = Arc::new(Semaphore::new(permits as usize));
+        Ok(RtmpStream { manifest, pending, permits, customer })
     }
 
-    async fn segment(&self, stream: &RtmpStream, segment: Segment) {
-        let Ok(permit) = stream.pending.clone().acquire_owned().await else { return };
+    async fn segment(&self, stream: &RtmpStream, segment: Segment) -> Result<(), String> {
+        let Ok(permit) = stream.pending.clone().acquire_owned().await else { return Ok(()) };
+        // A customer key pays for each segment before any orchestrator is paid; when its
+        // budget cannot, the stream ends here.
+        let charged = match &stream.customer {
+            Some(customer) => Some(charge_start(customer, &stream.manifest, &segment).await?),
+            None => None,
+        };
         let seg = SegmentIn {
             manifest: stream.manifest.clone(),
             seq: segment.seq,
@@ -189,13 +214,23 @@ impl IngestSink for RtmpSink {
             Ok(pending) => {
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = pending.finished().await {
+                    let done = pending.finished().await;
+                    if let Err(e) = &done {
                         tracing::warn!(%manifest, seq, error = %e, "RTMP segment not transcoded");
+                    }
+                    if let Some(charged) = charged {
+                        charged.finish(done.as_ref().ok()).await;
                     }
                 });
             }
-            Err(e) => tracing::warn!(%manifest, seq, error = %e, "RTMP segment refused"),
+            Err(e) => {
+                tracing::warn!(%manifest, seq, error = %e, "RTMP segment refused");
+                if let Some(charged) = charged {
+                    charged.finish(None).await;
+                }
+            }
         }
+        Ok(())
     }
 
     async fn close(&self, stream: RtmpStream, error: Option<String>) {
@@ -208,5 +243,58 @@ impl IngestSink for RtmpSink {
             None => tracing::info!(manifest = %stream.manifest, "RTMP stream ended"),
         }
         self.state.end_stream(&stream.manifest);
+    }
+}
+
+/// A segment of a keyed RTMP stream, reserved and waiting for its outcome.
+struct Charged {
+    tab: crate::keys::Tab,
+    ms: u64,
+    request_id: String,
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Reserves `segment` on a fresh tab of the stream's key: `Err` (the reason the stream ends)
+/// when its budget cannot pay for it, the refusal recorded.
+async fn charge_start(
+    customer: &Customer,
+    manifest: &str,
+    segment: &Segment,
+) -> Result<Charged, String> {
+    if customer.refused.load(std::sync::atomic::Ordering::Acquire) {
+        return Err("budget_exceeded: this API key's budget cannot pay for more".into());
+    }
+    let tab = customer.tab.next();
+    let refused = customer.refused.clone();
+    let request_id = format!("{manifest}-{}", segment.seq);
+    // The cutter timed the segment by its timestamps; measured again as a pushed one is.
+    let declared = u32::try_from(segment.duration.as_millis()).unwrap_or(u32::MAX);
+    let ms = super::charge::charged_ms(&segment.data, Format::MpegTs, declared);
+    match super::charge::reserve(&tab, ms).await {
+        Ok(()) => Ok(Charged { tab, ms, request_id, refused }),
+        Err(e) => {
+            let status = if e.kind() == crate::error::Kind::BudgetExceeded { 402 } else { 503 };
+            tab.record(request_id, status);
+            tracing::info!(%manifest, error = %e, "RTMP stream stopped: its key cannot pay for more");
+            Err(format!("{}: {}", e.kind().name(), e.message()))
+        }
+    }
+}
+
+impl Charged {
+    /// Writes the segment's ledger row: charged when it was transcoded (and a multiple of the
+    /// orchestrator's price could be paid), else its reservation released.
+    async fn finish(self, done: Option<&super::Transcoded>) {
+        let status = match done {
+            Some(done) => match super::charge::settle(&self.tab, self.ms, done).await {
+                Ok(()) => 200,
+                Err(e) => {
+                    self.refused.store(true, std::sync::atomic::Ordering::Release);
+                    if e.kind() == crate::error::Kind::BudgetExceeded { 402 } else { 503 }
+                }
+            },
+            None => 500,
+        };
+        self.tab.record(self.request_id, status);
     }
 }

@@ -25,6 +25,7 @@
 //! Nothing here knows HTTP: `http::transcode` holds the routes.
 
 mod attempt;
+pub mod charge;
 mod error;
 mod ingest;
 pub mod profiles;
@@ -114,6 +115,9 @@ pub struct Transcoded {
     pub format: Format,
     /// The renditions.
     pub outputs: Vec<Bytes>,
+    /// What its orchestrators were paid: tickets, their EV and the fee, wei (a customer
+    /// priced as a multiple of the orchestrator's price pays that multiple of the fee).
+    pub paid: (u32, livepeer_pm::Ratio, livepeer_pm::Ratio),
 }
 
 /// A segment handed over, being transcoded.
@@ -311,6 +315,7 @@ impl TranscodeState {
             c.media_ms_in += u64::from(seg.duration_ms);
         });
         self.inner.metrics.segment_source_appeared();
+        let mut paid = (0, livepeer_pm::Ratio::ZERO, livepeer_pm::Ratio::ZERO);
         let done = if let Some(job) = job {
             let ctx = Ctx {
                 pool: &self.inner.pool,
@@ -318,7 +323,10 @@ impl TranscodeState {
                 metrics: &self.inner.metrics,
                 max_attempts: self.inner.config.max_attempts,
             };
-            session::transcode(ctx, stream, &job).await.map(|d| d.outputs)
+            session::transcode(ctx, stream, &job).await.map(|d| {
+                paid = (d.paid.tickets, d.paid.ev_sent, d.paid.fee);
+                d.outputs
+            })
         } else {
             Ok(Vec::new())
         };
@@ -355,7 +363,7 @@ impl TranscodeState {
         }
         match done {
             Ok(outputs) => {
-                Ok(Transcoded { seq: seg.seq, profiles, format: stream.format, outputs })
+                Ok(Transcoded { seq: seg.seq, profiles, format: stream.format, outputs, paid })
             }
             Err(Failed::NoSessions) => Err(TranscodeError::NoSessions),
             Err(Failed::Error { message, final_ }) => Err(TranscodeError::Failed {

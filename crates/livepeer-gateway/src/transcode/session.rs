@@ -49,6 +49,7 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
     let key = JobKey::transcode();
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<AttemptError> = None;
+    let mut paid = super::attempt::Cost::default();
     for attempt in 0..ctx.max_attempts.max(1) {
         let Some(lease) = pick(ctx.pool, stream, &key, &tried) else {
             break;
@@ -65,8 +66,10 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
         let (result, cost) = ctx.attempter.run(&url, &info, job).await;
         stream.spend(&cost);
         ctx.metrics.paid(url.as_str(), &key, cost.tickets, &cost.ev_sent, &cost.fee);
+        paid.add(&cost);
         match result {
-            Ok(done) => {
+            Ok(mut done) => {
+                done.paid = paid;
                 let took = started.elapsed();
                 let per = Duration::from_millis(u64::from(job.duration_ms)).max(SCORE_FLOOR);
                 let score = (took.as_millis() * 1000 / per.as_millis().max(1)) as u64;

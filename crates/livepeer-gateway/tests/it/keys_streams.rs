@@ -141,11 +141,13 @@ async fn byoc_jobs_are_charged_their_seconds_within_the_budget() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut c = keys_config(&[sim.url()], dir.path(), None);
-    // 0.001 USD a second: a job with a 10 s timeout costs 0.01 USD.
+    // 0.001 USD a second: a job with a 10 s timeout reserves 0.01 USD, and is charged the
+    // second the orchestrator worked (0.001 USD).
     let table = r#"{"price": [{"pipeline": "byoc", "usd": "0.001"}]}"#;
     c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
     let gw = start(c).await;
-    let (id, secret) = create(&gw, json!({"name": "byoc", "budget_micro_usd": 25_000})).await;
+    // 0.0115 USD: two jobs leave 0.0095 USD, under a third one's reservation.
+    let (id, secret) = create(&gw, json!({"name": "byoc", "budget_micro_usd": 11_500})).await;
     let job = json!({"request": "{}", "parameters": "{}", "capability": "text-reversal",
         "timeout_seconds": 10});
     let header = base64::engine::general_purpose::STANDARD.encode(job.to_string());
@@ -162,12 +164,12 @@ async fn byoc_jobs_are_charged_their_seconds_within_the_budget() {
     }
     let (status, body) = read(call()).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
-    assert_eq!(body["error"]["remaining_usd"], "0.005000000", "{body}");
+    assert_eq!(body["error"]["remaining_usd"], "0.009500000", "{body}");
     assert_eq!(sim.byoc_stats().requests, 2, "the refused job reached no orchestrator");
     gw.shutdown().await;
     let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
     let (_, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
-    assert_eq!(usage["charged_nusd"], 20_000_000, "{usage}");
+    assert_eq!(usage["charged_nusd"], 2_000_000, "{usage}");
     assert_eq!(usage["by_model"][0]["model"], "text-reversal", "{usage}");
     gw.shutdown().await;
 }

@@ -19,6 +19,7 @@ mod health;
 mod keys;
 mod keys_budget;
 mod keys_chainlink;
+mod keys_charge;
 mod keys_cli;
 mod keys_live;
 mod keys_pg;

@@ -36,8 +36,9 @@ impl IngestSink for Collect {
         Ok(id)
     }
 
-    async fn segment(&self, _stream: &String, segment: Segment) {
+    async fn segment(&self, _stream: &String, segment: Segment) -> Result<(), String> {
         let _ = self.events.send(Event::Segment(segment));
+        Ok(())
     }
 
     async fn close(&self, _stream: String, error: Option<String>) {

@@ -18,7 +18,7 @@ use crate::transcode::{gateway_config, get_text, listed, sim};
 
 /// ffmpeg publishing `seconds` of a 640×360 30 fps pattern with a tone, in real time, a
 /// keyframe a second, to `path` on the gateway's RTMP listener.
-fn publish(gw: &Gateway, path: &str, seconds: u32) -> tokio::process::Child {
+pub fn publish(gw: &Gateway, path: &str, seconds: u32) -> tokio::process::Child {
     let url = format!("rtmp://{}/{path}", gw.rtmp_addr.expect("RTMP is on"));
     tokio::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])

@@ -136,3 +136,24 @@ fn bytes_that_are_not_ts_lose_sync() {
     let mut c = Cutter::new(limits());
     assert_eq!(c.feed(&[0u8; PACKET]).unwrap_err(), CutError::Sync);
 }
+
+#[test]
+fn a_segment_lasts_from_its_earliest_frame_to_its_latest_plus_a_frame_across_the_wrap() {
+    // 2 s at 30 fps: 60 frames, the last 1/30 s after the 60th starts.
+    let measured = |bytes: &[u8]| media_duration(bytes).map(|d| d.as_millis());
+    assert_eq!(measured(&stream(1234, 2, 30)), Some(2000));
+    assert_eq!(measured(&stream(PTS_MASK - 3000 * 10, 2, 30)), Some(2000));
+    // Frames out of presentation order (B-frames): the span is the same.
+    let mut bytes = pat();
+    for pts in [3000u64, 12_000, 6000, 9000] {
+        bytes.extend(frame(pts, pts == 3000));
+    }
+    assert_eq!(measured(&bytes), Some(133));
+    // A frame presented before the first one sent, across the wrap.
+    let mut bytes = frame(1000, true);
+    bytes.extend(frame((1000 + PTS_MASK + 1 - 3000) & PTS_MASK, false));
+    assert_eq!(measured(&bytes), Some(66));
+    // No video timestamp, or not whole packets: not measured.
+    assert_eq!(measured(&pat()), None);
+    assert_eq!(measured(&stream(0, 1, 30)[..PACKET * 3 - 1]), None);
+}

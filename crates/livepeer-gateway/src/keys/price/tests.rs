@@ -70,10 +70,11 @@ fn quotes_show_usd_per_natural_unit() {
 #[test]
 fn bad_tables_are_refused_by_entry() {
     let bad = |t: &str, eth: Option<&str>| CustomerPrices::parse(Some(t), eth).unwrap_err().0;
-    // Streams and BYOC jobs are not charged by the orchestrator's fee yet: refused, not free.
+    // Streams, BYOC jobs and transcoding are charged a multiple of what was paid for them.
     for pipeline in ["live-video-to-video", "byoc", "transcode"] {
         let t = format!(r#"{{"price":[{{"pipeline":"{pipeline}","orchestrator_multiple":"2"}}]}}"#);
-        assert!(bad(&t, Some("3000")).contains("not yet"), "{pipeline}");
+        assert!(CustomerPrices::parse(Some(&t), Some("3000")).is_ok(), "{pipeline}");
+        assert!(bad(&t, None).contains("--usd-per-eth"), "{pipeline}");
     }
     assert!(bad(r#"{"price":[{"pipeline":"nope","usd":"1"}]}"#, None).contains("unknown pipeline"));
     assert!(bad(r#"{"price":[{"pipeline":"llm"}]}"#, None).contains("exactly one"));
