@@ -151,7 +151,7 @@ impl RtmpSink {
         if !customer.allows("transcode", None) {
             return Err("this API key may not use transcode".into());
         }
-        store.admit(&customer).map_err(|e| e.message().to_owned())
+        store.admit(&customer).await.map_err(|e| e.message().to_owned())
     }
 }
 
