@@ -13,7 +13,7 @@ use livepeer_sim::{Sim, SimConfig, SimModel};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::keys::{TOKEN, admin, create, keys_config, t2i_as};
+use crate::keys::{TOKEN, create, keys_config, t2i_as};
 use crate::keys_pg::postgres;
 use crate::support::*;
 
