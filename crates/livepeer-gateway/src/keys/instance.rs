@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::{AnyPool, Row};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -57,6 +58,8 @@ pub(super) struct Instance {
     closed: AtomicBool,
     /// Fires at shutdown: the heartbeat ends.
     pub(super) stop: CancellationToken,
+    /// When the last renewal that succeeded began.
+    renewed: Mutex<Instant>,
 }
 
 fn new_id() -> Arc<str> {
@@ -74,7 +77,8 @@ impl Instance {
         insert(db, &id, expiry).await?;
         tracing::debug!(instance = %id, "key database instance registered");
         let (closed, stop) = (AtomicBool::new(false), CancellationToken::new());
-        Ok(Self { id: Mutex::new(id), expiry, closed, stop })
+        let renewed = Mutex::new(Instant::now());
+        Ok(Self { id: Mutex::new(id), expiry, closed, stop, renewed })
     }
 
     /// The id holds are written under now.
@@ -95,7 +99,22 @@ impl Instance {
         insert(db, &id, self.expiry).await?;
         tracing::warn!(instance = %id, "this instance was reaped (heartbeat missed); registered again");
         *self.id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+        self.renewed(Instant::now());
         Ok(true)
+    }
+
+    /// Whether this instance's holds are surely still its own: it renewed its row less than
+    /// half its expiry ago (another instance reaps it only a whole expiry after). A lease is
+    /// served from memory only then; otherwise the next reservation goes to the database,
+    /// which renews the row or finds it reaped.
+    pub(super) fn fresh(&self) -> bool {
+        self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < self.expiry / 2
+    }
+
+    /// Records a renewal that began at `at` and was committed.
+    pub(super) fn renewed(&self, at: Instant) {
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        *renewed = (*renewed).max(at);
     }
 
     /// Renews this instance's row at the start of `tx` (locking it): `false` when it is gone.

@@ -57,6 +57,8 @@ struct Pool {
     /// The last request's charge: the least worth leasing.
     charge: i64,
     refilling: bool,
+    /// No top-up before this: the last one found too little free to lease.
+    dry_until: Instant,
     last_use: Instant,
     /// Spend in the current second, and in the last one.
     second: Instant,
@@ -67,8 +69,19 @@ struct Pool {
 impl Pool {
     fn new(holder: Arc<str>, period: i64, now: Instant) -> Self {
         let (available, charge, used, rate, refilling) = (0, 0, 0, 0, false);
-        let (last_use, second) = (now, now);
-        Self { holder, period, available, charge, refilling, last_use, second, used, rate }
+        let (last_use, second, dry_until) = (now, now, now);
+        Self {
+            holder,
+            period,
+            available,
+            charge,
+            refilling,
+            dry_until,
+            last_use,
+            second,
+            used,
+            rate,
+        }
     }
 
     /// The lease's target size (before the database's cap).
@@ -200,10 +213,11 @@ impl Leases {
             }
         }
         pool.count(amount, now);
-        if pool.available >= amount {
+        if pool.available >= amount && self.instance.fresh() {
             pool.available -= amount;
             let want = pool.want();
-            let refill = (!pool.refilling && pool.available < want / 2).then(|| {
+            let due = !pool.refilling && pool.dry_until <= now;
+            let refill = (due && pool.available < want / 2).then(|| {
                 pool.refilling = true;
                 (want - pool.available, amount)
             });
@@ -235,6 +249,9 @@ impl Leases {
         let mut pools = self.pools();
         if let Some(pool) = pools.get_mut(&key_id) {
             pool.refilling = false;
+            if granted == 0 {
+                pool.dry_until = Instant::now() + Duration::from_secs(1);
+            }
         }
         drop(pools);
         self.credit(&key_id, &holder, period, granted);
@@ -301,6 +318,15 @@ impl Leases {
     /// Asks the database for budget (see [`Ask`]), in one transaction that renews this
     /// instance's row and records what it holds.
     async fn acquire(&self, holder: &str, ask: &Ask<'_>) -> Result<Grant, sqlx::Error> {
+        let began = Instant::now();
+        let grant = self.acquire_in_tx(holder, ask).await;
+        if let Ok(Grant::Granted(_) | Grant::Exceeded(_)) = grant {
+            self.instance.renewed(began);
+        }
+        grant
+    }
+
+    async fn acquire_in_tx(&self, holder: &str, ask: &Ask<'_>) -> Result<Grant, sqlx::Error> {
         let mut tx = self.db.begin().await?;
         if !self.instance.renew(&mut tx, holder).await? {
             return Ok(Grant::Reaped);
@@ -441,11 +467,13 @@ pub(super) async fn heartbeat(leases: Arc<Leases>) {
 }
 
 async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
-    let id = leases.instance.id();
+    let (id, began) = (leases.instance.id(), Instant::now());
     let mut tx = leases.db.begin().await?;
     let alive = leases.instance.renew(&mut tx, &id).await?;
     tx.commit().await?;
-    if !alive {
+    if alive {
+        leases.instance.renewed(began);
+    } else {
         leases.forget();
         leases.instance.renew_id(&leases.db, &id).await?;
     }
@@ -453,3 +481,6 @@ async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
     leases.give_back_idle().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
