@@ -85,3 +85,29 @@ async fn a_reaped_instance_gives_back_what_it_held_and_its_next_reservation_star
     assert_ne!(a.instance.id(), old);
     assert!(reserved(&db).await.1 > both - of_a);
 }
+
+#[tokio::test]
+async fn an_idle_lease_is_given_back_and_a_job_s_unused_reservation_returns_to_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    let Reserved::Held(holder) = a.reserve("k", 0, 10, 1000).await.unwrap() else { panic!() };
+    assert_eq!(reserved(&db).await.1, 80);
+    // The job failed: its 10 go back to the lease, not to the database.
+    a.credit("k", &holder, 0, 10);
+    assert_eq!(a.pools().get("k").unwrap().available, 80);
+    // Used recently: kept.
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await.1, 80);
+    // Unused for IDLE: given back, and what the instance holds is nothing again.
+    a.pools().get_mut("k").unwrap().last_use = Instant::now() - IDLE;
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await.1, 0);
+    let held: i64 = sqlx::query("SELECT amount FROM key_holds WHERE kind = 'budget'")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(held, 0);
+    assert!(a.pools().is_empty(), "an empty, idle lease is forgotten");
+}
