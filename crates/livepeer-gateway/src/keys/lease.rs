@@ -57,6 +57,8 @@ struct Pool {
     /// The last request's charge: the least worth leasing.
     charge: i64,
     refilling: bool,
+    /// Held by the one request (or top-up) of this key that is asking the database.
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// No top-up before this: the last one found too little free to lease.
     dry_until: Instant,
     last_use: Instant,
@@ -70,7 +72,9 @@ impl Pool {
     fn new(holder: Arc<str>, period: i64, now: Instant) -> Self {
         let (available, charge, used, rate, refilling) = (0, 0, 0, 0, false);
         let (last_use, second, dry_until) = (now, now, now);
+        let gate = Arc::default();
         Self {
+            gate,
             holder,
             period,
             available,
@@ -133,7 +137,11 @@ struct Ask<'a> {
 
 /// What the in-memory step decided.
 enum Step {
-    Took { refill: Option<(i64, i64)> },
+    /// Taken from the lease; a top-up of (want, min) is due, under the gate.
+    Took { refill: Option<(i64, i64, Arc<tokio::sync::Mutex<()>>)> },
+    /// The lease is short: wait for the key's turn at the database (its gate).
+    Wait(Arc<tokio::sync::Mutex<()>>),
+    /// The lease is short: ask the database, giving back `release`.
     Need { release: i64, want: i64 },
 }
 
@@ -147,7 +155,10 @@ impl Leases {
     }
 
     /// Reserves `amount` (at most `budget`) of key `key_id`'s period from `period`: from the
-    /// lease when it holds enough, else from the database.
+    /// lease when it holds enough, else from the database. One request per key at a time asks
+    /// the database (the others wait for its lease rather than each ask for one), and what it
+    /// is granted is in the lease before the next one looks: so a refusal never misses budget
+    /// that another of this instance's requests was being granted.
     pub(super) async fn reserve(
         self: &Arc<Self>,
         key_id: &str,
@@ -155,19 +166,22 @@ impl Leases {
         amount: i64,
         budget: i64,
     ) -> Result<Reserved, sqlx::Error> {
+        let holder = self.instance.id();
+        let gate = match self.take(key_id, period, amount, &holder, false) {
+            Step::Took { refill } => {
+                self.top_up(key_id, period, budget, refill);
+                return Ok(Reserved::Held(holder));
+            }
+            Step::Wait(gate) => gate,
+            Step::Need { .. } => return Err(sqlx::Error::PoolClosed),
+        };
+        let _turn = gate.lock().await;
         for _ in 0..2 {
             let holder = self.instance.id();
-            let (release, want) = match self.take(key_id, period, amount, &holder) {
-                Step::Took { refill } => {
-                    if let Some((want, min)) = refill {
-                        let (leases, key) = (self.clone(), key_id.to_owned());
-                        let top =
-                            async move { leases.refill(key, period, budget, want, min).await };
-                        tokio::spawn(top);
-                    }
-                    return Ok(Reserved::Held(holder));
-                }
+            let (release, want) = match self.take(key_id, period, amount, &holder, true) {
+                Step::Took { .. } => return Ok(Reserved::Held(holder)),
                 Step::Need { release, want } => (release, want),
+                Step::Wait(_) => return Err(sqlx::Error::PoolClosed),
             };
             let ask = Ask { key_id, period, budget, need: amount, want, release, min: amount };
             match self.acquire(&holder, &ask).await {
@@ -178,7 +192,7 @@ impl Leases {
                 Ok(Grant::Exceeded(used)) => return Ok(Reserved::Exceeded(used)),
                 Ok(Grant::Reaped) => {
                     // Its holds were given back by the reaper: start over under a new id.
-                    self.pools().clear();
+                    self.forget();
                     if !self.instance.renew_id(&self.db, &holder).await? {
                         break;
                     }
@@ -192,9 +206,37 @@ impl Leases {
         Err(sqlx::Error::PoolClosed)
     }
 
-    /// The in-memory part of [`Leases::reserve`]: takes `amount` from the lease, or its whole
-    /// rest to give back with the request to the database.
-    fn take(&self, key_id: &str, period: i64, amount: i64, holder: &Arc<str>) -> Step {
+    /// Starts the top-up `refill` asks for, if any, in the background.
+    fn top_up(
+        self: &Arc<Self>,
+        key_id: &str,
+        period: i64,
+        budget: i64,
+        refill: Option<(i64, i64, Arc<tokio::sync::Mutex<()>>)>,
+    ) {
+        let Some((want, min, gate)) = refill else { return };
+        let (leases, key) = (self.clone(), key_id.to_owned());
+        tokio::spawn(async move {
+            // A request asking the database now brings a lease back: no top-up then.
+            if let Ok(_turn) = gate.try_lock() {
+                leases.refill(&key, period, budget, want, min).await;
+            } else if let Some(pool) = leases.pools().get_mut(&key) {
+                pool.refilling = false;
+            }
+        });
+    }
+
+    /// The in-memory part of [`Leases::reserve`]: takes `amount` from the lease; when it is
+    /// short, answers the key's gate, or (`at_gate`, the gate held) its whole rest to give
+    /// back with the request to the database.
+    fn take(
+        &self,
+        key_id: &str,
+        period: i64,
+        amount: i64,
+        holder: &Arc<str>,
+        at_gate: bool,
+    ) -> Step {
         let now = Instant::now();
         let mut pools = self.pools();
         if !pools.contains_key(key_id) {
@@ -206,38 +248,39 @@ impl Leases {
         }
         let Some(pool) = pools.get_mut(key_id) else { return Step::Need { release: 0, want: 0 } };
         if pool.holder != *holder || pool.period != period {
-            // A new period (or a new id): the old lease goes back, this one starts empty.
+            // A new period (or a new id): the old lease goes back, this one starts empty; the
+            // gate stays, so that one request at a time asks for the new lease.
+            let gate = pool.gate.clone();
             let old = std::mem::replace(pool, Pool::new(holder.clone(), period, now));
+            pool.gate = gate;
             if old.holder == *holder && old.available > 0 {
                 self.give_back_later(key_id, &old.holder, old.period, old.available);
             }
         }
-        pool.count(amount, now);
+        if !at_gate {
+            pool.count(amount, now);
+        }
         if pool.available >= amount && self.instance.fresh() {
             pool.available -= amount;
             let want = pool.want();
             let due = !pool.refilling && pool.dry_until <= now;
             let refill = (due && pool.available < want / 2).then(|| {
                 pool.refilling = true;
-                (want - pool.available, amount)
+                (want - pool.available, amount, pool.gate.clone())
             });
             return Step::Took { refill };
+        }
+        if !at_gate {
+            return Step::Wait(pool.gate.clone());
         }
         Step::Need { release: std::mem::take(&mut pool.available), want: pool.want() }
     }
 
     /// Tops up key `key_id`'s lease by up to `want` (nothing when less than `min` is free to
-    /// lease), in the background.
-    async fn refill(
-        self: Arc<Self>,
-        key_id: String,
-        period: i64,
-        budget: i64,
-        want: i64,
-        min: i64,
-    ) {
+    /// lease); its gate held.
+    async fn refill(&self, key_id: &str, period: i64, budget: i64, want: i64, min: i64) {
         let holder = self.instance.id();
-        let ask = Ask { key_id: &key_id, period, budget, need: 0, want, release: 0, min };
+        let ask = Ask { key_id, period, budget, need: 0, want, release: 0, min };
         let granted = match self.acquire(&holder, &ask).await {
             Ok(Grant::Granted(granted)) => granted,
             Ok(_) => 0,
@@ -247,14 +290,14 @@ impl Leases {
             }
         };
         let mut pools = self.pools();
-        if let Some(pool) = pools.get_mut(&key_id) {
+        if let Some(pool) = pools.get_mut(key_id) {
             pool.refilling = false;
             if granted == 0 {
                 pool.dry_until = Instant::now() + Duration::from_secs(1);
             }
         }
         drop(pools);
-        self.credit(&key_id, &holder, period, granted);
+        self.credit(key_id, &holder, period, granted);
     }
 
     /// Adds `amount`, held in the database under `holder` for key `key_id`'s period from
