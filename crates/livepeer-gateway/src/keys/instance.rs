@@ -29,6 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
+/// The pauses between attempts to give something back when the database fails (about a
+/// minute in all); after them it stays held until the instance stops or is reaped.
+pub(super) const RETRIES: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(45),
+];
+
 /// What a hold counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum HoldKind {

@@ -324,10 +324,16 @@ impl Leases {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (db, key_id, holder) = (self.db.clone(), key_id.to_owned(), holder.clone());
         runtime.spawn(async move {
-            if let Err(e) = give_back(&db, &holder, &key_id, period, amount).await {
-                // Still held: the instance's shutdown, or its reaper, gives it back.
-                tracing::warn!(error = %e, "cannot give back a budget lease");
+            for wait in instance::RETRIES {
+                match give_back(&db, &holder, &key_id, period, amount).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot give back a budget lease; retrying")
+                    }
+                }
+                tokio::time::sleep(wait).await;
             }
+            // Still held: the instance's shutdown, or its reaper, gives it back.
         });
     }
 

@@ -39,10 +39,15 @@ impl Drop for StreamPermit {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (leases, key_id) = (self.leases.clone(), std::mem::take(&mut self.key_id));
         runtime.spawn(async move {
-            if let Err(e) = stop(&leases, &holder, &key_id).await {
-                // Still counted: the instance's shutdown, or its reaper, frees it.
-                tracing::warn!(error = %e, "cannot count a stream's end");
+            // A database that blinks must not keep the key's place for the instance's life.
+            for wait in super::instance::RETRIES {
+                match stop(&leases, &holder, &key_id).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "cannot count a stream's end; retrying"),
+                }
+                tokio::time::sleep(wait).await;
             }
+            // Still counted: the instance's shutdown, or its reaper, frees it.
         });
     }
 }
