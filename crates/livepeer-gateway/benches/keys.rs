@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         database_url: None,
         admin_token: None,
         prices: Default::default(),
+        lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
     };
     let (store, _writer) = rt.block_on(KeyStore::open(&config)).unwrap();
     let new: NewKey = serde_json::from_value(serde_json::json!({
@@ -31,7 +32,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("authenticate (cached) + admit", |b| {
         b.iter(|| {
             let key = rt.block_on(store.authenticate(black_box(&secret))).unwrap();
-            store.admit(&key).unwrap();
+            rt.block_on(store.admit(&key)).unwrap();
         });
     });
 }

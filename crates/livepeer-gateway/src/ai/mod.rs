@@ -122,7 +122,7 @@ pub async fn submit(
     input: Input,
     urls: ResultUrls,
 ) -> Result<Reply, Error> {
-    submit_checked(ai, pipeline, input, urls, |_| Ok(()), None).await
+    submit_checked(ai, pipeline, input, urls, async |_| Ok(()), None).await
 }
 
 /// [`submit`], with `check` run on the validated request before anything is tried (the
@@ -133,11 +133,11 @@ pub async fn submit_checked(
     pipeline: Pipeline,
     input: Input,
     urls: ResultUrls,
-    check: impl FnOnce(&validate::ValidRequest) -> Result<(), Error>,
+    check: impl AsyncFnOnce(&validate::ValidRequest) -> Result<(), Error>,
     tab: Option<Arc<crate::keys::Tab>>,
 ) -> Result<Reply, Error> {
     let valid = validate::validate(pipeline, input, &ai.limits).await.map_err(Error::validation)?;
-    check(&valid)?;
+    check(&valid).await?;
     Ok(job::run(ai, valid, request_id(), urls, tab).await)
 }
 

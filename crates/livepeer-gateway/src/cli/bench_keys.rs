@@ -1,8 +1,9 @@
 //! The `keys` workload of `bench`: text-to-image through gateways with customer keys off and
 //! on, in the same run against the same simulator: keys on SQLite and (with
 //! `--keys-database-url`) on PostgreSQL, each with a key without a budget (the cached key
-//! check, the rate limiter and the ledger row) and a key with one (plus the reservation, a
-//! conditional `UPDATE` per request, and its settlement).
+//! check, the rate limiter and the ledger row) and a key with one (plus the reservation,
+//! served from the instance's budget lease in memory, topped up by a conditional `UPDATE` now
+//! and then, and its settlement in the ledger's batches).
 
 use std::path::Path;
 

@@ -52,6 +52,11 @@ section! {
         /// [default: 1h].
         #[arg(long, env = "LP_USDPERETHMAXAGE")]
         pub usd_per_eth_max_age: Option<String>,
+        /// How long this instance's budget leases and streams stay held in the key database
+        /// after its last heartbeat (it renews every quarter of this): when it crashes,
+        /// another instance gives them back after this long [default: 30s].
+        #[arg(long, env = "LP_KEYLEASEEXPIRY")]
+        pub key_lease_expiry: Option<String>,
     }
 }
 
@@ -90,6 +95,14 @@ impl Keys {
             Some(dir) => PathBuf::from(dir),
             None => default_data_dir(),
         };
+        let lease_expiry = super::values::positive_duration(
+            "--key-lease-expiry",
+            self.key_lease_expiry,
+            KeysConfig::DEFAULT_LEASE_EXPIRY,
+        )?;
+        if lease_expiry < std::time::Duration::from_millis(200) {
+            return Err(bad("--key-lease-expiry", "must be at least 200ms"));
+        }
         let feed = feed(self.usd_per_eth_feed.as_deref(), self.usd_per_eth_max_age, eth_url)?;
         let prices =
             customer_prices(self.customer_prices.as_deref(), self.usd_per_eth.as_deref(), feed)?;
@@ -99,6 +112,7 @@ impl Keys {
             data_dir,
             database_url: database_url.map(SecretString::from),
             admin_token: admin_token.map(SecretString::from),
+            lease_expiry,
         })
     }
 }

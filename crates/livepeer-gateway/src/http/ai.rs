@@ -57,10 +57,10 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
         Err(e) => return e.into_response(),
     };
     let (mut model, mut permit) = (None, None);
-    let check = |valid: &ValidRequest| {
+    let check = async |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
         super::keys::allow_model(customer.as_ref(), valid, "model_id")?;
-        permit = stream_permit(tab.as_deref(), valid)?;
+        permit = stream_permit(tab.as_deref(), valid).await?;
         Ok(())
     };
     let submitted = crate::ai::submit_checked(&ai, pipeline, input, urls, check, tab.clone());
@@ -82,10 +82,10 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
     };
     let input = Input::Json(openai::llm_body(body));
     let (mut model, mut permit) = (None, None);
-    let check = |valid: &ValidRequest| {
+    let check = async |valid: &ValidRequest| {
         model = customer.is_some().then(|| valid.model.clone());
         super::keys::allow_model(customer.as_ref(), valid, "model")?;
-        permit = stream_permit(tab.as_deref(), valid)?;
+        permit = stream_permit(tab.as_deref(), valid).await?;
         Ok(())
     };
     let submitted = crate::ai::submit_checked(&ai, Pipeline::Llm, input, urls, check, tab.clone());
@@ -97,9 +97,12 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
 }
 
 /// One of the customer key's concurrent streams, for a streamed request (`stream: true`).
-fn stream_permit(tab: Option<&Tab>, valid: &ValidRequest) -> Result<Option<StreamPermit>, Error> {
+async fn stream_permit(
+    tab: Option<&Tab>,
+    valid: &ValidRequest,
+) -> Result<Option<StreamPermit>, Error> {
     match tab {
-        Some(tab) if valid.stream => tab.stream_permit().map(Some),
+        Some(tab) if valid.stream => tab.stream_permit().await.map(Some),
         _ => Ok(None),
     }
 }

@@ -80,7 +80,7 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
     let units = interval.as_secs().max(1);
     let permit = match &tab {
         Some(tab) => {
-            let permit = tab.stream_permit()?;
+            let permit = tab.stream_permit().await?;
             tab.reserve(&job.capability, units, None).await?;
             Some(permit)
         }

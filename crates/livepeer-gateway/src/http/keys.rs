@@ -117,7 +117,7 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
     let resp = if !key.allows(pipeline, None) {
         let message = format!("this API key may not use {pipeline}");
         Error::new(Kind::KeyNotAllowed, message).into_response()
-    } else if let Err(e) = store.admit(&key).and_then(|()| store.ledger_ready()) {
+    } else if let Err(e) = store.admit(&key).await.and_then(|()| store.ledger_ready()) {
         e.into_response()
     } else {
         req.extensions_mut().insert(Customer(key.clone()));

@@ -135,7 +135,7 @@ fn interval_units(live: &LiveState) -> u64 {
 /// The customer key's checks before a stream starts: one of its streams, and its first
 /// interval reserved against its budget.
 async fn meter_start(live: &LiveState, tab: &Tab) -> Result<StreamPermit, Error> {
-    let permit = tab.stream_permit()?;
+    let permit = tab.stream_permit().await?;
     tab.reserve(LIVE, interval_units(live), None).await?;
     Ok(permit)
 }

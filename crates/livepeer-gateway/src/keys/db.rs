@@ -68,6 +68,41 @@ const MIGRATIONS: crate::database::Migrations = &[
         )",
         ],
     ),
+    (
+        4,
+        &[
+            // Live gateway instances, each renewing its expiry (unix ms) while it runs; an
+            // expired one's holds are released by any other (see `instance`).
+            "CREATE TABLE key_instances (
+            instance_id TEXT PRIMARY KEY,
+            expires_at_ms BIGINT NOT NULL
+        )",
+            // What each instance holds in the shared counters: `budget` (nano-USD of
+            // `key_spend.reserved_nusd`: its lease and its requests' reservations) and
+            // `streams` (streams of `key_streams.held`), so a crashed one's can be given back.
+            "CREATE TABLE key_holds (
+            instance_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            period_start BIGINT NOT NULL,
+            amount BIGINT NOT NULL,
+            PRIMARY KEY (instance_id, kind, key_id, period_start)
+        )",
+            // Each key's streams running on every instance together.
+            "CREATE TABLE key_streams (
+            key_id TEXT PRIMARY KEY,
+            held BIGINT NOT NULL
+        )",
+            // Each key's requests admitted per minute window (unix seconds of its start), by
+            // every instance together, in chunks (see `window`).
+            "CREATE TABLE key_rate (
+            key_id TEXT NOT NULL,
+            window_start BIGINT NOT NULL,
+            used BIGINT NOT NULL,
+            PRIMARY KEY (key_id, window_start)
+        )",
+        ],
+    ),
 ];
 
 /// Connections to the database at most: SQLite writes one at a time anyway, and PostgreSQL
@@ -150,55 +185,6 @@ pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> 
     let done =
         sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(db).await?;
     Ok(done.rows_affected() > 0)
-}
-
-/// Adds `amount` to the reservations of key `key_id` in the period from `period_start` if
-/// spent + reserved + `amount` stays within `budget` (one conditional `UPDATE`, atomic on both
-/// databases); else `Err` with what is spent and reserved now.
-pub(super) async fn reserve(
-    db: &AnyPool,
-    key_id: &str,
-    period_start: i64,
-    amount: i64,
-    budget: i64,
-) -> Result<Result<(), i64>, sqlx::Error> {
-    let update = || {
-        sqlx::query(
-            "UPDATE key_spend SET reserved_nusd = reserved_nusd + $3 \
-             WHERE key_id = $1 AND period_start = $2 AND spent_nusd + reserved_nusd + $3 <= $4",
-        )
-        .bind(key_id.to_owned())
-        .bind(period_start)
-        .bind(amount)
-        .bind(budget)
-    };
-    let mut used = 0;
-    for _ in 0..4 {
-        if update().execute(db).await?.rows_affected() == 1 {
-            return Ok(Ok(()));
-        }
-        match spend(db, key_id, period_start).await? {
-            Some((spent, reserved)) => {
-                used = spent.saturating_add(reserved);
-                if used.saturating_add(amount) > budget {
-                    return Ok(Err(used));
-                }
-                // It fits now: the row was made, or a reservation released, since the update.
-            }
-            None => {
-                // The period's first job: its row, then the update again.
-                sqlx::query(
-                    "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
-                     VALUES ($1, $2, 0, 0) ON CONFLICT (key_id, period_start) DO NOTHING",
-                )
-                .bind(key_id.to_owned())
-                .bind(period_start)
-                .execute(db)
-                .await?;
-            }
-        }
-    }
-    Ok(Err(used))
 }
 
 /// What key `key_id` has spent and has reserved in the period from `period_start`.

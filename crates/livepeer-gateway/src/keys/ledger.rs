@@ -59,8 +59,12 @@ pub struct UsageRow {
     pub paid_fee_wei: String,
     /// What the customer is charged, nano-USD.
     pub charged_nusd: i64,
-    /// What was reserved against the key's budget for it, released now (nano-USD).
+    /// What of its reservation against the key's budget is released now, as it is charged
+    /// (nano-USD): the part of the reservation the charge used; the rest went back to the
+    /// instance's lease when the row was made.
     pub reserved_nusd: i64,
+    /// The instance whose hold the reservation was taken from (see `instance`).
+    pub holder: Option<std::sync::Arc<str>>,
     /// The budget period the charge belongs to (unix seconds; 0: the key's lifetime).
     pub period_start: i64,
     /// `ok`, `refused` (401, 402, 403, 429), `client_error` or `failed`.
@@ -189,19 +193,34 @@ async fn insert(
     Ok(())
 }
 
-/// Adds the rows' charges to their keys' periods and releases their reservations, one
-/// statement per key and period.
+/// Adds the rows' charges to their keys' periods and releases the part of their
+/// reservations charged, from the key's reserved total and from the instance's hold: one
+/// statement each per key, period and instance. Each instance's row is locked first (see
+/// `instance` for the lock order); an instance found gone was reaped, which already released
+/// all it held, so only the charge is added then.
 async fn settle(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[UsageRow],
 ) -> Result<(), sqlx::Error> {
-    let mut sums: std::collections::BTreeMap<(&str, i64), (i64, i64)> = Default::default();
+    type Group<'a> = (&'a str, i64, Option<&'a str>);
+    let mut sums: std::collections::BTreeMap<Group<'_>, (i64, i64)> = Default::default();
     for r in rows.iter().filter(|r| r.charged_nusd > 0 || r.reserved_nusd > 0) {
-        let sum = sums.entry((r.key_id.as_str(), r.period_start)).or_default();
+        let holder = r.holder.as_deref().filter(|_| r.reserved_nusd > 0);
+        let sum = sums.entry((r.key_id.as_str(), r.period_start, holder)).or_default();
         sum.0 = sum.0.saturating_add(r.charged_nusd);
         sum.1 = sum.1.saturating_add(r.reserved_nusd);
     }
-    for ((key_id, period_start), (charged, released)) in sums {
+    let mut live = std::collections::BTreeMap::new();
+    for holder in sums.keys().filter_map(|g| g.2) {
+        if !live.contains_key(holder) {
+            live.insert(holder, super::instance::touch(tx, holder).await?);
+        }
+    }
+    for ((key_id, period_start, holder), (charged, mut released)) in sums {
+        let held = holder.filter(|h| live.get(h) == Some(&true));
+        if held.is_none() {
+            released = 0;
+        }
         sqlx::query(
             "INSERT INTO key_spend (key_id, period_start, spent_nusd, reserved_nusd) \
              VALUES ($1, $2, $3, 0) ON CONFLICT (key_id, period_start) DO UPDATE SET \
@@ -214,6 +233,11 @@ async fn settle(
         .bind(released)
         .execute(&mut **tx)
         .await?;
+        if let Some(holder) = held {
+            let at = (key_id, period_start);
+            super::instance::hold(tx, holder, super::instance::HoldKind::Budget, at, -released)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -9,58 +9,148 @@
 //! its key has not paid for. A stream priced as a multiple of the orchestrator's price is
 //! charged in arrears instead, on what was paid for it during each interval ([`Paid`]).
 //!
-//! Streams are counted per gateway instance (as the per-minute limit is): a key with
-//! `max_streams` 2 may hold 2 on each instance sharing its database.
+//! Streams are counted in the key database (`key_streams`), for every instance sharing it:
+//! a start is one conditional `UPDATE` (held + 1 while under `max_streams`), recorded as this
+//! instance's hold in the same transaction, so that the streams of an instance that crashed
+//! are freed by its reaper (see `instance`); a stop takes it off again. Keys without
+//! `max_streams` are not counted (a limit set later counts only the streams started after).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use livepeer_pm::Ratio;
 use tokio_util::sync::CancellationToken;
 
-use super::{KeyStore, Tab};
+use super::instance::{self, HoldKind};
+use super::lease::Leases;
+use super::{KeyError, Tab};
 use crate::error::{Error, Kind};
-
-/// Streams held now, per key id, on this instance.
-#[derive(Debug, Default)]
-pub(super) struct StreamCounts(Mutex<HashMap<String, u32>>);
 
 /// One of a key's concurrent streams, released when dropped.
 #[derive(Debug)]
 pub struct StreamPermit {
-    store: Arc<KeyStore>,
+    leases: Arc<Leases>,
     key_id: String,
+    /// The instance id the stream is held under; none when the key is not limited.
+    holder: Option<Arc<str>>,
 }
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        let mut counts = self.store.streams.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key_id);
+        let Some(holder) = self.holder.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (leases, key_id) = (self.leases.clone(), std::mem::take(&mut self.key_id));
+        runtime.spawn(async move {
+            // A database that blinks must not keep the key's place for the instance's life.
+            for wait in super::instance::RETRIES {
+                match stop(&leases, &holder, &key_id).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "cannot count a stream's end; retrying"),
+                }
+                tokio::time::sleep(wait).await;
             }
-        }
+            // Still counted: the instance's shutdown, or its reaper, frees it.
+        });
     }
 }
 
 impl Tab {
-    /// Takes one of the key's concurrent streams: `Err` 429 `stream_limit_exceeded` when it
-    /// holds `max_streams` already.
-    pub fn stream_permit(&self) -> Result<StreamPermit, Error> {
+    /// Takes one of the key's concurrent streams (on every instance sharing the database):
+    /// `Err` 429 `stream_limit_exceeded` when it holds `max_streams` already, 503 when the
+    /// database fails.
+    pub async fn stream_permit(&self) -> Result<StreamPermit, Error> {
         let key = self.key();
-        let mut counts = self.store.streams.0.lock().unwrap_or_else(|p| p.into_inner());
-        let held = counts.entry(key.id.clone()).or_default();
-        if let Some(max) = key.max_streams
-            && *held >= max
-        {
-            let message = format!("this API key holds {held} streams, its limit (max_streams)");
-            return Err(Error::new(Kind::StreamLimit, message).retry_after(5));
+        let leases = self.store.leases.clone();
+        let mut permit = StreamPermit { leases, key_id: key.id.clone(), holder: None };
+        let Some(max) = key.max_streams else { return Ok(permit) };
+        for _ in 0..2 {
+            let holder = permit.leases.instance.id();
+            match start(&permit.leases, &holder, &key.id, i64::from(max)).await {
+                Ok(Started::Yes) => {
+                    permit.holder = Some(holder);
+                    return Ok(permit);
+                }
+                Ok(Started::Full(held)) => {
+                    let message =
+                        format!("this API key holds {held} streams, its limit (max_streams)");
+                    return Err(Error::new(Kind::StreamLimit, message).retry_after(5));
+                }
+                Ok(Started::Reaped) => {
+                    permit.leases.forget();
+                    let renewed = permit.leases.instance.renew_id(&permit.leases.db, &holder);
+                    if !renewed.await.map_err(KeyError::Db)? {
+                        break;
+                    }
+                }
+                Err(e) => return Err(KeyError::Db(e).into()),
+            }
         }
-        *held += 1;
-        Ok(StreamPermit { store: self.store.clone(), key_id: key.id.clone() })
+        Err(KeyError::Db(sqlx::Error::PoolClosed).into())
     }
+}
+
+enum Started {
+    Yes,
+    Full(i64),
+    Reaped,
+}
+
+/// Counts a stream of key `key_id` under `holder` if the key holds fewer than `max`.
+async fn start(
+    leases: &Leases,
+    holder: &str,
+    key_id: &str,
+    max: i64,
+) -> Result<Started, sqlx::Error> {
+    let mut tx = leases.db.begin().await?;
+    if !leases.instance.renew(&mut tx, holder).await? {
+        return Ok(Started::Reaped);
+    }
+    for _ in 0..3 {
+        let done =
+            sqlx::query("UPDATE key_streams SET held = held + 1 WHERE key_id = $1 AND held < $2")
+                .bind(key_id.to_owned())
+                .bind(max)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 1 {
+            instance::hold(&mut tx, holder, HoldKind::Streams, (key_id, 0), 1).await?;
+            tx.commit().await?;
+            return Ok(Started::Yes);
+        }
+        let held = sqlx::query("SELECT held FROM key_streams WHERE key_id = $1")
+            .bind(key_id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match held {
+            Some(row) => {
+                use sqlx::Row as _;
+                return Ok(Started::Full(row.try_get(0)?));
+            }
+            None => {
+                let sql = "INSERT INTO key_streams (key_id, held) VALUES ($1, 0) \
+                    ON CONFLICT (key_id) DO NOTHING";
+                sqlx::query(sql).bind(key_id.to_owned()).execute(&mut *tx).await?;
+            }
+        }
+    }
+    Ok(Started::Full(max))
+}
+
+/// Counts the end of a stream of key `key_id` held under `holder` (nothing when `holder` was
+/// reaped: its reaper freed it).
+async fn stop(leases: &Leases, holder: &str, key_id: &str) -> Result<(), sqlx::Error> {
+    let mut tx = leases.db.begin().await?;
+    if !instance::touch(&mut tx, holder).await? {
+        return Ok(());
+    }
+    if instance::hold(&mut tx, holder, HoldKind::Streams, (key_id, 0), -1).await? {
+        sqlx::query("UPDATE key_streams SET held = held - 1 WHERE key_id = $1")
+            .bind(key_id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// What [`meter`] charges a running stream, and how it stops it.

@@ -7,6 +7,11 @@
 //! (several instances then share them). `db` holds the schema, its migrations and the queries;
 //! `limit` the per-instance request-rate limiter; `record` the key's shape and its checks.
 //!
+//! Several instances sharing PostgreSQL share budgets (`lease`: each instance leases part of a
+//! budget and serves reservations from it in memory), requests per minute (`window`: tokens
+//! of each minute taken in chunks) and concurrent streams (`meter`); `instance` registers each
+//! instance with a heartbeat, so what a crashed one held is given back by the others.
+//!
 //! The request path never waits on the database for a key it has seen in the last
 //! [`CACHE_TTL`]: verified keys (and unknown secrets) are cached by hash, and the cache is
 //! emptied by every change made through this instance's admin API. Another instance's change
@@ -16,12 +21,15 @@
 
 pub mod chainlink;
 mod db;
+mod instance;
+mod lease;
 mod ledger;
 mod limit;
 pub mod meter;
 pub mod price;
 mod record;
 mod tab;
+mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,6 +79,14 @@ pub struct KeysConfig {
     pub admin_token: Option<SecretString>,
     /// What customers are charged.
     pub prices: Arc<price::CustomerPrices>,
+    /// How long an instance's budget leases and streams outlive its last heartbeat in the
+    /// database (`--key-lease-expiry`), after which another instance gives them back.
+    pub lease_expiry: Duration,
+}
+
+impl KeysConfig {
+    /// The default of [`KeysConfig::lease_expiry`].
+    pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(30);
 }
 
 /// Why a key store operation failed.
@@ -142,7 +158,10 @@ pub struct KeyStore {
     limiter: limit::Limiter,
     ledger: tokio::sync::mpsc::Sender<UsageRow>,
     prices: Arc<price::CustomerPrices>,
-    streams: meter::StreamCounts,
+    /// This instance's budget leases, and its registration in the database.
+    leases: Arc<lease::Leases>,
+    /// This instance's tokens of the shared requests-per-minute windows.
+    windows: window::Windows,
     /// Where what customers are charged is also reported (the dashboard's revenue).
     recent: std::sync::OnceLock<crate::recent::Recent>,
 }
@@ -152,13 +171,21 @@ pub struct KeyStore {
 pub struct LedgerWriter {
     db: sqlx::AnyPool,
     rx: tokio::sync::mpsc::Receiver<UsageRow>,
+    leases: Arc<lease::Leases>,
 }
 
 impl LedgerWriter {
     /// Writes the ledger until every [`KeyStore`] handle is gone (after the last request), or
-    /// `drained` fires; then writes what it holds.
+    /// `drained` fires; then writes what it holds, and gives back every budget lease and
+    /// stream this instance holds in the database.
     pub async fn run(self, drained: tokio_util::sync::CancellationToken) {
-        ledger::run(self.db, self.rx, drained).await;
+        ledger::run(self.db.clone(), self.rx, drained).await;
+        match self.leases.instance.close(&self.db).await {
+            Ok(()) => tracing::info!("budget leases and streams of this instance given back"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give back this instance's leases (its expiry will)")
+            }
+        }
     }
 }
 
@@ -184,16 +211,21 @@ impl KeyStore {
         let url = crate::database::url(url.as_deref(), &config.data_dir)?;
         let db = db::open(&url).await.map_err(|e| format!("cannot open the key database: {e}"))?;
         db::migrate(&db).await.map_err(|e| format!("cannot migrate the key database: {e}"))?;
+        let instance = instance::Instance::register(&db, config.lease_expiry)
+            .await
+            .map_err(|e| format!("cannot register in the key database: {e}"))?;
+        let leases = Arc::new(lease::Leases::new(db.clone(), instance));
+        tokio::spawn(lease::heartbeat(leases.clone()));
         let (ledger, rx) = tokio::sync::mpsc::channel(buffer);
-        let writer = LedgerWriter { db: db.clone(), rx };
+        let writer = LedgerWriter { db: db.clone(), rx, leases: leases.clone() };
         let cache = Mutex::new(HashMap::new());
         let prices = config.prices.clone();
         if let Some(feed) = prices.feed() {
             watch_feed(feed).await;
         }
-        let (limiter, streams) = (limit::Limiter::default(), meter::StreamCounts::default());
+        let (limiter, windows) = (limit::Limiter::default(), window::Windows::default());
         let recent = std::sync::OnceLock::new();
-        Ok((Self { db, cache, limiter, ledger, prices, streams, recent }, writer))
+        Ok((Self { db, cache, limiter, ledger, prices, leases, windows, recent }, writer))
     }
 
     /// Queues one row of the usage ledger; never waits. The queue is checked before each job
@@ -338,17 +370,20 @@ impl KeyStore {
         Ok(key)
     }
 
-    /// Counts one request of `key` against its requests-per-minute limit: `Err` with the
+    /// Counts one request of `key` against its requests-per-minute limit, this instance's
+    /// and the one shared by every instance of the database (see `window`): `Err` with the
     /// seconds to wait when it is over.
-    pub fn admit(&self, key: &KeyInfo) -> Result<(), Error> {
+    pub async fn admit(&self, key: &KeyInfo) -> Result<(), Error> {
         let Some(rpm) = key.requests_per_minute else { return Ok(()) };
-        self.limiter.admit(&key.id, rpm, Instant::now()).map_err(|wait| {
+        let over = |wait: u32| {
             Error::new(
                 Kind::RateLimited,
                 format!("over this key's limit of {rpm} requests per minute"),
             )
             .retry_after(wait)
-        })
+        };
+        self.limiter.admit(&key.id, rpm, Instant::now()).map_err(over)?;
+        self.windows.admit(&self.db, &key.id, rpm, now()).await.map_err(over)
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Option<Arc<KeyInfo>>> {
@@ -412,6 +447,7 @@ mod tests {
             database_url: None,
             admin_token: None,
             prices: Default::default(),
+            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
         };
         KeyStore::open(&config).await.unwrap().0
     }
@@ -451,7 +487,7 @@ mod tests {
         let store = store(dir.path()).await;
         assert_eq!(store.authenticate(secret.expose_secret()).await.unwrap().id, id);
         let versions = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&store.db);
-        assert_eq!(versions.await.unwrap().len(), 3);
+        assert_eq!(versions.await.unwrap().len(), 4);
     }
 
     #[tokio::test]
@@ -463,6 +499,7 @@ mod tests {
             database_url: None,
             admin_token: None,
             prices: Default::default(),
+            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
         };
         // A writer that does not write (as while its database is down): the buffer fills.
         let (store, writer) = KeyStore::open_sized(&config, LEDGER_HEADROOM + 2).await.unwrap();
@@ -500,6 +537,7 @@ mod tests {
             database_url: None,
             admin_token: None,
             prices: Arc::new(price::CustomerPrices::parse(Some(table), None).unwrap()),
+            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
         };
         let (store, writer) = KeyStore::open(&config).await.unwrap();
         let store = Arc::new(store);
@@ -512,24 +550,27 @@ mod tests {
         // A megapixel at 0.01 USD is reserved, then the handler is dropped (client gone).
         let tab = store.tab(key.clone(), "text-to-image");
         tab.reserve("m\0odel", 1_000_000, None).await.unwrap();
-        assert_eq!(db::spend(&store.db, &info.id, 0).await.unwrap(), Some((0, 10_000_000)));
+        // Reserved with this instance's lease: eight such jobs.
+        assert_eq!(db::spend(&store.db, &info.id, 0).await.unwrap(), Some((0, 80_000_000)));
         drop(tab);
         // A tab that held no money leaves no row.
         drop(store.tab(key, "text-to-image"));
 
         let deadline = Instant::now() + Duration::from_secs(10);
-        while db::spend(&store.db, &info.id, 0).await.unwrap() != Some((0, 0)) {
-            assert!(Instant::now() < deadline, "the reservation was never released");
+        while store.usage(&info.id, 0, i64::MAX / 1000).await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the dropped tab's row was never written");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Its reservation went back to the lease, which the instance gives back as it stops.
+        drained.cancel();
+        writing.await.unwrap();
+        assert_eq!(db::spend(&store.db, &info.id, 0).await.unwrap(), Some((0, 0)));
         let lines = store.usage(&info.id, 0, i64::MAX / 1000).await.unwrap();
         assert_eq!(lines.len(), 1, "{lines:?}");
         let line = &lines[0];
         assert_eq!((line.requests, line.errors, line.charged_nusd), (1, 1, 0), "{lines:?}");
         // The client's model reaches the ledger without its control characters.
         assert_eq!(line.model, "model");
-        drained.cancel();
-        writing.await.unwrap();
     }
 
     #[tokio::test]
@@ -545,6 +586,7 @@ mod tests {
             database_url: None,
             admin_token: None,
             prices: Arc::new(prices),
+            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
         };
         let store = Arc::new(KeyStore::open(&config).await.unwrap().0);
         let (info, _) = store.create(new_key("s")).await.unwrap();

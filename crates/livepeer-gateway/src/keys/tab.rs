@@ -10,11 +10,16 @@
 //! over it; SQLite writes one at a time. The ledger writer settles the reservation (moves it
 //! to the spent total, or releases it when the job failed) in the transaction that writes the
 //! request's row.
+//!
+//! The reservation is taken from this instance's lease of the budget when it holds enough,
+//! without a database round trip; the lease itself is reserved in the database the same way
+//! (see `lease`).
 
 use std::sync::{Arc, Mutex};
 
 use livepeer_pm::Ratio;
 
+use super::lease::Reserved;
 use super::record::KeyInfo;
 use super::{KeyError, KeyStore, UsageRow, db, price};
 use crate::error::{Error, Kind};
@@ -50,6 +55,10 @@ struct State {
     /// What the last reservation was priced on: the job's bound in units, the orchestrator's
     /// fee for it, and the charge; a settlement on what was used never goes above it.
     bound: Bound,
+    /// The instance id whose budget hold the reservation is under (see `lease`).
+    holder: Option<Arc<str>>,
+    /// Whether the unused part of the reservation went back to the lease (once, with the row).
+    returned: bool,
 }
 
 #[derive(Debug, Default)]
@@ -130,12 +139,15 @@ impl Tab {
                 return Err(exceeded(budget, used, charge));
             }
         };
-        match db::reserve(&self.store.db, &self.key.id, period_start, amount, budget).await {
-            Ok(Ok(())) => {
-                self.state().reserved += more;
+        // From this instance's lease of the budget, or the database (see `lease`).
+        match self.store.leases.reserve(&self.key.id, period_start, amount, budget).await {
+            Ok(Reserved::Held(holder)) => {
+                let mut s = self.state();
+                s.reserved += more;
+                s.holder = Some(holder);
                 Ok(())
             }
-            Ok(Err(used)) => Err(exceeded(budget, used, charge)),
+            Ok(Reserved::Exceeded(used)) => Err(exceeded(budget, used, charge)),
             Err(e) => Err(KeyError::Db(e).into()),
         }
     }
@@ -194,6 +206,16 @@ impl Tab {
         let mut s = self.state();
         s.recorded = true;
         let charged = if s.served && status < 400 { s.charge } else { 0 };
+        // The charge settles (in the ledger's transaction) the part of the reservation it
+        // used; the rest goes back to the lease now.
+        let released = charged.min(s.reserved);
+        if !s.returned
+            && let Some(holder) = s.holder.clone()
+        {
+            s.returned = true;
+            let back = i64::try_from(s.reserved - released).unwrap_or(0);
+            self.store.leases.credit(&self.key.id, &holder, s.period_start, back);
+        }
         let outcome = match status {
             0..400 => "ok",
             401 | 402 | 403 | 429 => "refused",
@@ -214,7 +236,8 @@ impl Tab {
             paid_ev_wei: s.paid_ev.to_string(),
             paid_fee_wei: s.paid_fee.to_string(),
             charged_nusd: i64::try_from(charged).unwrap_or(i64::MAX),
-            reserved_nusd: i64::try_from(s.reserved).unwrap_or(i64::MAX),
+            reserved_nusd: i64::try_from(released).unwrap_or(i64::MAX),
+            holder: s.holder.clone(),
             period_start: if s.reserved > 0 {
                 s.period_start
             } else {

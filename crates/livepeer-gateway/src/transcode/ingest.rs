@@ -165,10 +165,10 @@ impl RtmpSink {
         if !customer.allows("transcode", None) {
             return Err("this API key may not use transcode".into());
         }
-        store.admit(&customer).map_err(|e| e.message().to_owned())?;
+        store.admit(&customer).await.map_err(|e| e.message().to_owned())?;
         store.ledger_ready().map_err(|e| e.message().to_owned())?;
         let tab = Arc::new(store.tab(customer, "transcode"));
-        let permit = tab.stream_permit().map_err(|e| e.message().to_owned())?;
+        let permit = tab.stream_permit().await.map_err(|e| e.message().to_owned())?;
         Ok(Some(Customer { tab, _permit: permit, refused: Arc::default() }))
     }
 }

@@ -25,6 +25,7 @@ pub fn keys_config(
         database_url: database_url.map(Into::into),
         admin_token: Some(TOKEN.to_owned().into()),
         prices: Default::default(),
+        lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
     };
     c
 }

@@ -23,6 +23,7 @@ mod keys_charge;
 mod keys_cli;
 mod keys_live;
 mod keys_pg;
+mod keys_shared;
 mod keys_sigterm;
 mod keys_streams;
 mod listen;

@@ -1,0 +1,113 @@
+use super::*;
+
+/// Two instances (two `Leases`, as two gateways) on one SQLite database with one key.
+/// The first's rows expire after `expiry`.
+async fn two_instances(
+    dir: &std::path::Path,
+    expiry: Duration,
+) -> (Arc<Leases>, Arc<Leases>, AnyPool) {
+    let url = crate::database::url(None, dir).unwrap();
+    let db = super::super::db::open(&url).await.unwrap();
+    super::super::db::migrate(&db).await.unwrap();
+    let a = Instance::register(&db, expiry).await.unwrap();
+    let expiry = Duration::from_secs(30);
+    let b = Instance::register(&db, expiry).await.unwrap();
+    (Arc::new(Leases::new(db.clone(), a)), Arc::new(Leases::new(db.clone(), b)), db)
+}
+
+async fn reserved(db: &AnyPool) -> (i64, i64) {
+    super::super::db::spend(db, "k", 0).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_lease_takes_a_quarter_of_what_is_free_at_most_and_two_instances_use_the_whole_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    // A budget of 200, jobs of 10: the first lease wants 8 jobs, gets a quarter of 200.
+    assert!(matches!(a.reserve("k", 0, 10, 200).await.unwrap(), Reserved::Held(_)));
+    assert_eq!(reserved(&db).await, (0, 50));
+    // Served from the lease; below half its target, it is topped up in the background, by a
+    // quarter of what is free again (150 / 4).
+    assert!(matches!(a.reserve("k", 0, 10, 200).await.unwrap(), Reserved::Held(_)));
+    assert!([50, 87].contains(&reserved(&db).await.1));
+
+    // Both spend the budget, turn by turn, until neither can: exactly 20 jobs fit, as the
+    // end of the budget goes request by request and each refusal gives its lease back.
+    let mut served = 2;
+    loop {
+        let mut refused = 0;
+        for leases in [&a, &b] {
+            match leases.reserve("k", 0, 10, 200).await.unwrap() {
+                Reserved::Held(_) => served += 1,
+                Reserved::Exceeded(used) => {
+                    assert!(used <= 200, "{used}");
+                    refused += 1;
+                }
+            }
+        }
+        if refused == 2 {
+            break;
+        }
+        assert!(served <= 20, "over the budget: {served}");
+        // Top-ups run in the background; let them.
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(served, 20);
+    assert_eq!(reserved(&db).await, (0, 200));
+    // What each instance holds is recorded, and adds up to what is reserved.
+    let held: Vec<i64> = sqlx::query("SELECT amount FROM key_holds WHERE kind = 'budget'")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get(0).unwrap())
+        .collect();
+    assert_eq!(held.iter().sum::<i64>(), 200, "{held:?}");
+}
+
+#[tokio::test]
+async fn a_reaped_instance_gives_back_what_it_held_and_its_next_reservation_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, db) = two_instances(dir.path(), Duration::from_millis(200)).await;
+    assert!(matches!(a.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    let of_a = reserved(&db).await.1;
+    assert!(matches!(b.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    let both = reserved(&db).await.1;
+    // a renews nothing (no heartbeat runs here): past its expiry, a sweep by anyone releases
+    // its lease, as after a crash.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    instance::sweep(&db).await.unwrap();
+    assert_eq!(reserved(&db).await.1, both - of_a);
+    // a was alive after all: its lease, not renewed for half its expiry, is not used; its next
+    // reservation finds its row gone and starts over under a new id, with a new lease.
+    let old = a.instance.id();
+    assert!(matches!(a.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    assert_ne!(a.instance.id(), old);
+    assert!(reserved(&db).await.1 > both - of_a);
+}
+
+#[tokio::test]
+async fn an_idle_lease_is_given_back_and_a_job_s_unused_reservation_returns_to_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    let Reserved::Held(holder) = a.reserve("k", 0, 10, 1000).await.unwrap() else { panic!() };
+    assert_eq!(reserved(&db).await.1, 80);
+    // The job failed: its 10 go back to the lease, not to the database.
+    a.credit("k", &holder, 0, 10);
+    assert_eq!(a.pools().get("k").unwrap().available, 80);
+    // Used recently: kept.
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await.1, 80);
+    // Unused for IDLE: given back, and what the instance holds is nothing again.
+    a.pools().get_mut("k").unwrap().last_use = Instant::now() - IDLE;
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await.1, 0);
+    let held: i64 = sqlx::query("SELECT amount FROM key_holds WHERE kind = 'budget'")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(held, 0);
+    assert!(a.pools().is_empty(), "an empty, idle lease is forgotten");
+}
