@@ -130,7 +130,8 @@ pub struct BudgetStatus {
     pub budget_usd: String,
     /// What settled jobs have cost.
     pub spent_usd: String,
-    /// What jobs in flight have reserved.
+    /// What jobs in flight have reserved, and the instances' leases of the budget (each
+    /// given back after a few idle seconds; see `lease`).
     pub reserved_usd: String,
     /// What is left.
     pub remaining_usd: String,

@@ -105,11 +105,20 @@ async fn llm_answers_are_charged_the_tokens_they_report_and_a_cut_stream_its_bou
     let rows = ledger(&gw, &id, 4).await;
     assert_eq!(rows[3]["charged_usd"], "0.000000000", "{rows:?}");
 
-    // The budget holds what was charged, nothing left reserved.
+    // The budget's spend is what was charged. What is reserved is this instance's lease of
+    // the budget (held until idle, see `keys::lease`), and the three add up to the budget.
     let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
     let spent = 2 * 8 * NANO_PER_TOKEN + charged;
     assert_eq!(usage["charged_nusd"], spent, "{usage}");
-    assert_eq!(usage["budget"]["reserved_usd"], "0.000000000", "{usage}");
+    let budget = &usage["budget"];
+    let spent_usd = format!("{}.{:09}", spent / 1_000_000_000, spent % 1_000_000_000);
+    assert_eq!(budget["spent_usd"], spent_usd, "{usage}");
+    let nano = |v: &serde_json::Value| {
+        let (whole, frac) = v.as_str().unwrap().split_once('.').unwrap();
+        whole.parse::<u64>().unwrap() * 1_000_000_000 + frac.parse::<u64>().unwrap()
+    };
+    let total = nano(&budget["spent_usd"]) + nano(&budget["reserved_usd"]);
+    assert_eq!(total + budget["remaining_nusd"].as_u64().unwrap(), nano(&budget["budget_usd"]));
     gw.shutdown().await;
 }
 
