@@ -11,6 +11,7 @@ mod byoc;
 mod byoc_stream;
 mod catalog;
 mod catalog_page;
+pub(crate) mod cores;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;

@@ -76,8 +76,21 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     cancel: CancellationToken,
 ) {
-    let builder = builder(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_with(name, listener, router, limits, permits, cancel).await;
+}
+
+/// [`serve`], counting connections against `permits`, which listeners sharing a port (one per
+/// serving thread, see `cores`) share, so the cap is the port's, not each thread's.
+pub(crate) async fn serve_with(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let builder = builder(limits);
     let connections = TaskTracker::new();
     let mut warned: Option<Instant> = None;
     loop {
