@@ -170,11 +170,9 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners, runs the first discovery round and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        // Boxed: `start` is awaited inside other futures, which clippy bounds in size.
-        let http =
-            Box::pin(http::cores::PublicListener::bind(config.http_addr, config.http_threads))
-                .await
-                .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
+        let http = http::cores::PublicListener::bind(config.http_addr, config.http_threads)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {
             Some(addr) => Some(bind(addr).await?),
