@@ -170,9 +170,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners, runs the first discovery round and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let http = http::cores::PublicListener::bind(config.http_addr, config.http_threads)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
+        let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -575,6 +573,13 @@ async fn chain_discovery(
         .await
         .map(Some)
         .map_err(setup(Part::Discovery))
+}
+
+/// The public port, for `--http-threads` serving threads.
+async fn bind_public(config: &Config) -> Result<http::cores::PublicListener, StartError> {
+    let addr = config.http_addr;
+    let bound = http::cores::PublicListener::bind(addr, config.http_threads).await;
+    bound.map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -15,6 +15,7 @@ pub(crate) mod cores;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
+mod linger;
 mod live;
 mod marketplace;
 mod openapi;

@@ -79,3 +79,25 @@ async fn a_port_already_served_is_refused() {
     assert!(matches!(Gateway::start(c).await, Err(StartError::Bind { .. })));
     first.shutdown().await;
 }
+
+/// A body refused by its declared length is answered before it is read: a client still
+/// sending it (reqwest writes the body while it waits for the answer) must get the 413, not a
+/// reset or a broken pipe (lingering close).
+#[tokio::test]
+async fn a_client_still_sending_a_refused_body_gets_the_answer_not_a_reset() {
+    let mut c = config(&[]);
+    c.ai.max_body_bytes = 1 << 20;
+    let gw = start(c).await;
+    let body = vec![b' '; 5 << 20];
+    for round in 0..10 {
+        let sent = reqwest::Client::new()
+            .post(format!("http://{}/text-to-image", gw.http_addr))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let resp = sent.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(resp.status(), 413, "round {round}");
+    }
+    gw.shutdown().await;
+}
