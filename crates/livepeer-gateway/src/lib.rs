@@ -170,6 +170,12 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners, runs the first discovery round and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        // Boxed: setting up makes a large future (alloy's, the pool's), and callers await
+        // `start` inside futures of their own.
+        Box::pin(Self::set_up(config)).await
+    }
+
+    async fn set_up(config: Config) -> Result<Self, StartError> {
         let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {

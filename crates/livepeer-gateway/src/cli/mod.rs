@@ -73,7 +73,7 @@ pub(crate) async fn run(command: Option<Command>, config: &mut Config) -> anyhow
             demo::use_orchestrators(config, &orchs);
             Next::Serve(Some(orchs))
         }
-        Some(Command::Bench(args)) => Next::Report(Box::pin(bench::run(args)).await?),
+        Some(Command::Bench(args)) => Next::Report(bench::run(args).await?),
         Some(Command::BenchLive(args)) => Next::Report(bench_live::run(args).await?),
         Some(Command::BenchTranscode(args)) => Next::Report(bench_transcode::run(args).await?),
         Some(Command::LiveClient(args)) => Next::Report(live_client::run(args).await?),

@@ -52,7 +52,8 @@ impl Linger {
             return;
         }
         let Ok(mut socket) = TcpStream::from_std(socket) else { return };
-        let mut sink = [0u8; 16 << 10];
+        // On the heap: every connection's task carries this future, and only a few linger.
+        let mut sink = vec![0u8; 16 << 10];
         let discard = async {
             loop {
                 match socket.read(&mut sink).await {
