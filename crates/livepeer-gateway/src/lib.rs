@@ -19,7 +19,7 @@
 //!   limits;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
-//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
+//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`], [`lane`] and
 //!   [`log_sink`].
 //!
 //! The binary's tools (`demo`, `bench`, `bench-live`, `live-client`) live under `src/cli/`,
