@@ -19,7 +19,7 @@
 //!   limits;
 //! - [`payment`] (one interface over a local key, a remote signer or off-chain, and the
 //!   signer server), then [`orchestrator`] (client, discovery, pool, selection, verdict);
-//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`] and
+//! - leaves: [`error`] (the error model), [`metrics`], [`job`] (kinds of job), [`task`], [`lane`] and
 //!   [`log_sink`].
 //!
 //! The binary's tools (`demo`, `bench`, `bench-live`, `live-client`) live under `src/cli/`,
@@ -35,6 +35,7 @@ pub mod http;
 pub mod ingest;
 pub mod job;
 pub mod keys;
+pub mod lane;
 pub mod live;
 pub mod log_sink;
 pub mod metrics;
@@ -162,12 +163,20 @@ pub struct Gateway {
     tasks: Tasks,
     /// How long in-flight requests get at shutdown.
     drain: std::time::Duration,
+    /// The public port's serving threads (`--http-threads`), which end after shutdown.
+    cores: http::cores::Cores,
 }
 
 impl Gateway {
     /// Binds both listeners, runs the first discovery round and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let http = bind(config.http_addr).await?;
+        // Boxed: setting up makes a large future (alloy's, the pool's), and callers await
+        // `start` inside futures of their own.
+        Box::pin(Self::set_up(config)).await
+    }
+
+    async fn set_up(config: Config) -> Result<Self, StartError> {
+        let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -242,7 +251,9 @@ impl Gateway {
             signer,
         );
         let public = http::keys::enforce(public, keys);
-        serve(&tasks, "public-api", http, public.clone(), limits);
+        let cores = http
+            .serve("public-api", public.clone(), limits, &tasks)
+            .map_err(setup(Part::Listener))?;
         marketplace(&config, &state, &tasks)?;
         let rtmp_addr = match rtmp {
             Some(listener) => Some(serve_rtmp(&config, &tasks, listener, rtmp_sink)?),
@@ -260,6 +271,7 @@ impl Gateway {
             admin: admin_routes,
             tasks,
             drain,
+            cores,
         })
     }
 
@@ -279,9 +291,11 @@ impl Gateway {
     pub async fn shutdown(self) {
         // The routers go first: the usage ledger's writer ends when the last handle on the
         // key store (held by the routes) is gone, after the last request's row.
-        let Self { tasks, drain, public, admin, .. } = self;
+        let Self { tasks, drain, public, admin, cores, .. } = self;
         drop((public, admin));
         tasks.shutdown(drain).await;
+        // Only now: what requests left running on the serving threads has ended or been cut.
+        drop(cores);
     }
 }
 
@@ -455,6 +469,7 @@ fn ai_state(
         config.connect_timeout,
         config.ai.fetch_timeout,
         config.ai.orch_http,
+        config.http_threads + 1,
     )
     .map_err(setup(Part::AiClient))?;
     let store = ai::results::ResultStore::new(config.ai.result_store_bytes, config.ai.result_ttl);
@@ -564,6 +579,13 @@ async fn chain_discovery(
         .await
         .map(Some)
         .map_err(setup(Part::Discovery))
+}
+
+/// The public port, for `--http-threads` serving threads.
+async fn bind_public(config: &Config) -> Result<http::cores::PublicListener, StartError> {
+    let addr = config.http_addr;
+    let bound = http::cores::PublicListener::bind(addr, config.http_threads).await;
+    bound.map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

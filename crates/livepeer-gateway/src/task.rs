@@ -20,12 +20,18 @@ pub struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
     drained: CancellationToken,
+    /// The runtime the set was made on. Tasks run there whichever thread spawns them: a live
+    /// stream started by a request on one of the public port's single-threaded runtimes
+    /// (`http::cores`) is background work, spread over the shared runtime's workers rather
+    /// than added to its serving thread.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Tasks {
-    /// A new, empty task set.
+    /// A new, empty task set, whose tasks run on the current runtime (if any, else on the
+    /// runtime of whoever spawns them).
     pub fn new() -> Self {
-        Self::default()
+        Self { runtime: tokio::runtime::Handle::try_current().ok(), ..Self::default() }
     }
 
     /// Spawns `task`, handing it the shared cancellation token. `name` goes into logs.
@@ -35,10 +41,14 @@ impl Tasks {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let fut = task(self.cancel.clone());
-        self.tracker.spawn(async move {
+        let fut = async move {
             fut.await;
             tracing::debug!(task = name, "task finished");
-        });
+        };
+        match &self.runtime {
+            Some(runtime) => drop(self.tracker.spawn_on(fut, runtime)),
+            None => drop(self.tracker.spawn(fut)),
+        }
     }
 
     /// The token every task watches.

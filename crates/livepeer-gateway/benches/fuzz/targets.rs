@@ -95,6 +95,7 @@ impl Env {
             Duration::from_millis(1),
             Duration::from_millis(1),
             OrchHttpVersion::default(),
+            1,
         )
         .unwrap();
         let accepted = std::cell::Cell::new(0);

@@ -171,7 +171,9 @@ pub struct ResultSink<'a> {
 /// Shared HTTP clients and identity for AI calls.
 #[derive(Debug, Clone)]
 pub struct AiClient {
-    http: OrchHttp,
+    /// One client per serving thread ([`crate::lane`]), so a call goes over a connection of
+    /// the thread that serves the request.
+    http: crate::lane::Lanes<OrchHttp>,
     signer: Option<Arc<LocalSigner>>,
     fetcher: Fetcher,
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
@@ -198,15 +200,17 @@ impl AiClient {
     /// `version` says which HTTP versions are spoken ([`OrchHttpVersion`]). HTTP/2, where the
     /// orchestrator speaks it, multiplexes concurrent jobs over one connection per
     /// orchestrator, and measured about 10% more requests per second in the load test than
-    /// HTTP/1.1.
+    /// HTTP/1.1. `lanes` is how many serving threads keep connections of their own
+    /// ([`crate::lane`]; the public listener's threads plus one).
     pub fn new(
         signer: Option<Arc<LocalSigner>>,
         connect_timeout: Duration,
         fetch_timeout: Duration,
         version: OrchHttpVersion,
+        lanes: usize,
     ) -> Result<Self, String> {
-        let http = OrchHttp::new(connect_timeout, version)?;
-        let fetcher = Fetcher::new(connect_timeout, fetch_timeout)?;
+        let http = crate::lane::Lanes::new(lanes, || OrchHttp::new(connect_timeout, version))?;
+        let fetcher = Fetcher::new(connect_timeout, fetch_timeout)?.per_lane(lanes);
         Ok(Self { http, signer, fetcher, segments: Arc::default() })
     }
 
@@ -244,7 +248,8 @@ impl AiClient {
             .header(CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Connect(format!("bad request to {url}: {e}")))?;
-        let resp = self.http.send(request).await.map_err(|e| CallError::Connect(e.to_string()))?;
+        let resp =
+            self.http.get().send(request).await.map_err(|e| CallError::Connect(e.to_string()))?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_limited(resp, 64 << 10).await.unwrap_or_default();

@@ -100,7 +100,8 @@ pub(crate) struct Fetcher {
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
     fetch_timeout: Duration,
-    idle: Arc<Idle>,
+    /// Per serving thread: a connection's task runs on the thread that opened it.
+    idle: crate::lane::Lanes<Idle>,
 }
 
 /// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
@@ -168,7 +169,14 @@ impl Fetcher {
         let tls = crate::orchestrator::client::accept_any_tls(vec![b"http/1.1".to_vec()])
             .map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
-        Ok(Self { tls, connect_timeout, fetch_timeout, idle: Arc::default() })
+        let idle = crate::lane::Lanes::filled(1, Idle::default);
+        Ok(Self { tls, connect_timeout, fetch_timeout, idle })
+    }
+
+    /// This fetcher with idle connections kept per lane ([`crate::lane`]), for `lanes` lanes.
+    pub(crate) fn per_lane(mut self, lanes: usize) -> Self {
+        self.idle = crate::lane::Lanes::filled(lanes, Idle::default);
+        self
     }
 
     /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up).
@@ -231,7 +239,7 @@ impl Fetcher {
                 full => full,
             })?;
         // Read to its end: the connection can carry the next file.
-        self.idle.put(conn.0, conn.1);
+        self.idle.get().put(conn.0, conn.1);
         Ok(Fetched { content_type, bytes, reservation })
     }
 
@@ -256,7 +264,7 @@ impl Fetcher {
                 .map_err(|e| e.to_string())
         };
         let key: ConnKey = (addr, authority.clone(), url.scheme() == "https");
-        if let Some(mut sender) = self.idle.take(&key)
+        if let Some(mut sender) = self.idle.get().take(&key)
             && sender.ready().await.is_ok()
             && let Ok(resp) = sender.send_request(request()?).await
         {

@@ -38,6 +38,13 @@ section! {
         /// waiting to be sent (a client that stopped reading) is closed [default: 30s].
         #[arg(long, env = "LP_HTTPWRITETIMEOUT")]
         pub http_write_timeout: Option<String>,
+        /// Threads serving the public port, each with a single-threaded runtime, a listener of
+        /// its own on the port (`SO_REUSEPORT`, so the kernel spreads connections) and its own
+        /// connections to orchestrators, so a request never changes threads (as nginx's
+        /// workers). `0` serves it on the runtime shared with the admin port and background
+        /// work. By default one per core this process may use (at most 1024).
+        #[arg(long, env = "LP_HTTPTHREADS")]
+        pub http_threads: Option<usize>,
     }
 }
 
@@ -49,6 +56,7 @@ pub(super) struct Listeners {
     pub(super) idle_timeout: Duration,
     pub(super) max_connections: usize,
     pub(super) write_timeout: Duration,
+    pub(super) http_threads: usize,
 }
 
 impl Listen {
@@ -75,9 +83,19 @@ impl Listen {
                 self.http_write_timeout,
                 Duration::from_secs(30),
             )?,
+            http_threads: match self.http_threads {
+                Some(n) if n > MAX_HTTP_THREADS => {
+                    return Err(bad("--http-threads", format!("at most {MAX_HTTP_THREADS}")));
+                }
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
         })
     }
 }
+
+/// More serving threads than this is a mistake (each has a runtime and connection pools).
+const MAX_HTTP_THREADS: usize = 1024;
 
 section! {
     /// Log settings.

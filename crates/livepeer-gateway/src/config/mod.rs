@@ -199,6 +199,8 @@ pub struct Config {
     /// A connection to those listeners whose client takes no bytes of a response for this
     /// long is closed.
     pub write_timeout: Duration,
+    /// Threads serving the public port, each a runtime of its own (`0`: the shared runtime).
+    pub http_threads: usize,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Pool refresh interval.
@@ -289,6 +291,7 @@ impl Config {
             idle_timeout: listen.idle_timeout,
             max_connections: listen.max_connections,
             write_timeout: listen.write_timeout,
+            http_threads: listen.http_threads,
             orchestrators: discovery.orchestrators,
             discovery_timeout: discovery.discovery_timeout,
             connect_timeout: discovery.connect_timeout,

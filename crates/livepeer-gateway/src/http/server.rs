@@ -18,6 +18,9 @@
 //!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
 //!   a moment later.
 //!
+//! A connection closed while its client is still sending lingers (`linger`): half-closed, it
+//! reads and discards for a bounded time, so the client reads the answer rather than a reset.
+//!
 //! A request counts as in flight from its headers until hyper drops its response body (fully
 //! sent or abandoned), so a long answer (an SSE stream, a trickle segment) is never idle.
 
@@ -25,7 +28,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+use super::linger::Linger;
 use super::write_deadline::WriteDeadline;
 
 /// How long a connection asked to close may stay open once idle before it is dropped: enough
@@ -76,8 +80,21 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     cancel: CancellationToken,
 ) {
-    let builder = builder(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_with(name, listener, router, limits, permits, cancel).await;
+}
+
+/// [`serve`], counting connections against `permits`, which listeners sharing a port (one per
+/// serving thread, see `cores`) share, so the cap is the port's, not each thread's.
+pub(crate) async fn serve_with(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let builder = builder(limits);
     let connections = TaskTracker::new();
     let mut warned: Option<Instant> = None;
     loop {
@@ -114,6 +131,7 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let linger = Linger::new(&stream);
         let activity = Arc::new(Activity::new());
         let service = Tracked { router: router.clone(), activity: activity.clone() };
         let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
@@ -122,6 +140,7 @@ pub(crate) async fn serve(
         let cancel = cancel.clone();
         connections.spawn(async move {
             drive(name, conn, &activity, limits, cancel).await;
+            linger.close(activity.upgraded.load(Ordering::Acquire)).await;
             // The connection (and its socket) is gone: only now may another take its place.
             drop(permit);
         });
@@ -208,6 +227,8 @@ struct Activity {
     requests: AtomicU64,
     /// When `in_flight` last fell to zero, in milliseconds after `opened`.
     idle_since_ms: AtomicU64,
+    /// A request asked for another protocol: its socket may outlive the connection.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -217,6 +238,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
         }
     }
 
@@ -296,6 +318,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let busy = Some(Busy::start(self.activity.clone()));
+        if req.headers().contains_key(http::header::UPGRADE) {
+            self.activity.upgraded.store(true, Ordering::Release);
+        }
         TrackedFuture { inner: self.router.clone().oneshot(req), busy }
     }
 }

@@ -418,7 +418,12 @@ async fn closing_the_input_ends_the_stream_after_its_last_output() {
 #[tokio::test(start_paused = true)]
 async fn the_first_payment_goes_after_fifty_seconds_in_paused_time() {
     let a = sim("a", 100_000_000, Some(1)).await;
-    let gw = gateway(&[&a], None).await;
+    // Paused time is this test's runtime's: the stream must run on it, not on serving threads
+    // of their own.
+    let mut c = config(&[a.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.http_threads = 0;
+    let gw = start(c).await;
     let s = started(&gw, "paused").await;
     let t0 = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(49)).await;

@@ -12,6 +12,7 @@ mod byoc_remote;
 mod byoc_stream;
 mod catalog;
 mod cdp;
+mod cores;
 mod discovery;
 mod fuzz;
 mod ganache;

@@ -1,0 +1,149 @@
+//! The public port served as nginx serves it: one thread per core, each running a
+//! single-threaded runtime with a listener of its own on the port (`SO_REUSEPORT`: the kernel
+//! spreads incoming connections over them) and its own connections to orchestrators
+//! ([`crate::lane`]).
+//!
+//! Why not the one work-stealing runtime the rest of the gateway runs on: a request there is
+//! read on one worker, its orchestrator call may go out over a connection whose task lives on
+//! another, and its answer may be written from a third; every hand-over is a cross-thread wake-up
+//! (a futex or eventfd write), and with two cores shared with the client and the orchestrator,
+//! the workers spent much of their time waking each other. One worker (`TOKIO_WORKER_THREADS=1`)
+//! already saved 8 µs of CPU per LLM request. Here a connection, its requests and their
+//! orchestrator calls stay on one thread from accept to answer.
+//!
+//! The admin port and background work (discovery, payments, the ledger, metrics) stay on the
+//! shared runtime. Work a request starts and leaves running (a live stream's tasks) runs on its
+//! serving thread, which therefore lives until the gateway has shut down, not just until its
+//! listener has drained.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::server::{self, ConnLimits};
+use crate::task::Tasks;
+
+/// The public port, bound: one listener on the shared runtime, or one per serving thread.
+#[derive(Debug)]
+pub(crate) enum PublicListener {
+    /// `--http-threads 0`: served by the shared runtime.
+    Shared(TcpListener),
+    /// One listener per serving thread, all on the same address.
+    Cores(Vec<std::net::TcpListener>),
+}
+
+/// The serving threads, which end when this is dropped: after the gateway's shutdown (or when
+/// a gateway is dropped without one).
+#[derive(Debug)]
+pub(crate) struct Cores {
+    _stop: Option<DropGuard>,
+}
+
+impl PublicListener {
+    /// Binds `addr` for `threads` serving threads (`0`: one listener for the shared runtime).
+    ///
+    /// A port that another socket holds is refused, as without `SO_REUSEPORT`: a first socket
+    /// without that option is bound, then let go for the group. Otherwise a second gateway of
+    /// the same user started on the same port would silently take half of its connections.
+    pub(crate) async fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Self> {
+        // The shared runtime's listener is what `TcpListener::bind` makes (`SO_REUSEADDR`).
+        let probe = TcpListener::bind(addr).await?;
+        if threads == 0 || !cfg!(unix) {
+            return Ok(Self::Shared(probe));
+        }
+        // An ephemeral port (`:0`) becomes the one the kernel picked, for every listener.
+        let addr = probe.local_addr()?;
+        drop(probe);
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            listeners.push(reuseport_listener(addr)?);
+        }
+        Ok(Self::Cores(listeners))
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Self::Shared(listener) => listener.local_addr(),
+            Self::Cores(listeners) => match listeners.first() {
+                Some(listener) => listener.local_addr(),
+                None => Err(std::io::Error::other("no listener")),
+            },
+        }
+    }
+
+    /// Serves `router` on the listener(s) until `tasks` is shut down; each serving thread's
+    /// drain is one of `tasks`' tasks, so shutdown waits for them as for the shared one's.
+    pub(crate) fn serve(
+        self,
+        name: &'static str,
+        router: Router,
+        limits: ConnLimits,
+        tasks: &Tasks,
+    ) -> std::io::Result<Cores> {
+        let listeners = match self {
+            Self::Shared(listener) => {
+                tasks.spawn(name, move |cancel| {
+                    server::serve(name, listener, router, limits, cancel)
+                });
+                return Ok(Cores { _stop: None });
+            }
+            Self::Cores(listeners) => listeners,
+        };
+        let stop = CancellationToken::new();
+        // Made first: threads already started end if a later one cannot start.
+        let guard = stop.clone().drop_guard();
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (drained, done) = tokio::sync::oneshot::channel::<()>();
+            let (router, permits, cancel, stop) =
+                (router.clone(), permits.clone(), tasks.token(), stop.clone());
+            let thread = std::thread::Builder::new().name(format!("{name}-{i}"));
+            thread.spawn(move || {
+                // Lane 0 is every thread that is not a serving one.
+                crate::lane::enter(i + 1);
+                runtime.block_on(async move {
+                    let serving = async {
+                        let listener = TcpListener::from_std(listener)?;
+                        server::serve_with(name, listener, router, limits, permits, cancel).await;
+                        Ok::<_, std::io::Error>(())
+                    };
+                    tokio::select! {
+                        served = serving => if let Err(e) = served {
+                            tracing::error!(listener = name, error = %e, "cannot serve");
+                        },
+                        _ = stop.cancelled() => return,
+                    }
+                    let _ = drained.send(());
+                    // Tasks requests started may still be running: they run until the end.
+                    stop.cancelled().await;
+                });
+            })?;
+            tasks.spawn(name, move |_| async move {
+                let _ = done.await;
+            });
+        }
+        Ok(Cores { _stop: Some(guard) })
+    }
+}
+
+/// A listener on `addr` in a `SO_REUSEPORT` group.
+#[cfg(unix)]
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    // The backlog `TcpListener::bind` uses.
+    socket.listen(1024)?.into_std()
+}
+
+#[cfg(not(unix))]
+fn reuseport_listener(_: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    Err(std::io::Error::other("SO_REUSEPORT needs a Unix"))
+}
