@@ -46,20 +46,23 @@ pub(crate) struct Cores {
 impl PublicListener {
     /// Binds `addr` for `threads` serving threads (`0`: one listener for the shared runtime).
     ///
-    /// A port that another socket holds is refused, as without `SO_REUSEPORT`: a first socket
-    /// without that option is bound, then let go for the group. Otherwise a second gateway of
-    /// the same user started on the same port would silently take half of its connections.
+    /// A port that another socket holds is refused, as without `SO_REUSEPORT`: the first
+    /// socket is bound without that option, which only then is set on it, before it listens
+    /// and the others join its group. Otherwise a second gateway of the same user started on
+    /// the same port would silently take half of its connections. The first socket is kept
+    /// (not bound and let go): an ephemeral port (`:0`) let go could be taken by another
+    /// program before the group binds it.
     pub(crate) async fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Self> {
-        // The shared runtime's listener is what `TcpListener::bind` makes (`SO_REUSEADDR`).
-        let probe = TcpListener::bind(addr).await?;
         if threads == 0 || !cfg!(unix) {
-            return Ok(Self::Shared(probe));
+            // The shared runtime's listener is what `TcpListener::bind` makes (`SO_REUSEADDR`).
+            return Ok(Self::Shared(TcpListener::bind(addr).await?));
         }
-        // An ephemeral port (`:0`) becomes the one the kernel picked, for every listener.
-        let addr = probe.local_addr()?;
-        drop(probe);
+        let first = first_listener(addr)?;
+        // An ephemeral port becomes the one the kernel picked, for every listener.
+        let addr = first.local_addr()?;
         let mut listeners = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        listeners.push(first);
+        for _ in 1..threads {
             listeners.push(reuseport_listener(addr)?);
         }
         Ok(Self::Cores(listeners))
@@ -141,6 +144,24 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     socket.bind(addr)?;
     // The backlog `TcpListener::bind` uses.
     socket.listen(1024)?.into_std()
+}
+
+/// The group's first listener on `addr`: bound as a plain socket (refused when another
+/// socket holds the port, or picking a port nobody holds), then opened to the group.
+#[cfg(unix)]
+fn first_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // Linux checks the option of the sockets already bound when a later one binds, and
+    // makes the group when this one listens: set now, it lets the others in.
+    socket.set_reuseport(true)?;
+    socket.listen(1024)?.into_std()
+}
+
+#[cfg(not(unix))]
+fn first_listener(_: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    Err(std::io::Error::other("SO_REUSEPORT needs a Unix"))
 }
 
 #[cfg(not(unix))]
