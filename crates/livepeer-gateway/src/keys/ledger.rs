@@ -123,8 +123,6 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
     }
 }
 
-/// Inserts `rows` in statements of [`BATCH`], each with the settlement of its charges and
-/// reservations in one transaction, removing each batch once written.
 /// Bytes of a text field (a model, a request id) kept in the ledger, at most.
 const MAX_TEXT: usize = 256;
 
@@ -142,6 +140,8 @@ pub(super) fn clean(text: &str) -> String {
     out
 }
 
+/// Inserts `rows` in transactions of [`BATCH`], each with the settlement of its charges and
+/// reservations, removing each batch once written.
 async fn write(db: &AnyPool, rows: &mut Vec<UsageRow>) -> Result<(), sqlx::Error> {
     while !rows.is_empty() {
         let n = rows.len().min(BATCH);
@@ -154,24 +154,63 @@ async fn write(db: &AnyPool, rows: &mut Vec<UsageRow>) -> Result<(), sqlx::Error
     Ok(())
 }
 
+/// Rows per insert statement. A batch is cut into statements of these lengths, longest first,
+/// so each connection prepares these few statements once and reuses them: sqlx caches
+/// prepared statements by their text, and a statement of whatever length a batch had would be
+/// prepared afresh nearly every time, which under load was most of the writer's CPU.
+const STATEMENT_ROWS: [usize; 5] = [BATCH, 64, 16, 4, 1];
+
+/// The insert statement of `STATEMENT_ROWS[i]` rows, made once.
+fn insert_sql(i: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        STATEMENT_ROWS
+            .iter()
+            .map(|&n| {
+                let values: Vec<String> = (0..n)
+                    .map(|i| {
+                        let p: Vec<String> =
+                            (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO usage_events (at_ms, key_id, request_id, pipeline, model, \
+                     status, latency_us, units, orchestrator, tickets, paid_ev_wei, \
+                     paid_fee_wei, charged_nusd, outcome) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &all[i]
+}
+
+/// Inserts `rows` (at most [`BATCH`]) in statements of [`STATEMENT_ROWS`] lengths.
 async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mut rows: &[UsageRow],
+) -> Result<(), sqlx::Error> {
+    while !rows.is_empty() {
+        let i = STATEMENT_ROWS
+            .iter()
+            .position(|&n| n <= rows.len())
+            .unwrap_or(STATEMENT_ROWS.len() - 1);
+        let n = STATEMENT_ROWS[i].min(rows.len());
+        insert_rows(tx, insert_sql(i), &rows[..n]).await?;
+        rows = &rows[n..];
+    }
+    Ok(())
+}
+
+/// Inserts `rows` with `sql`, a statement of exactly their number.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sql: &'static str,
     rows: &[UsageRow],
 ) -> Result<(), sqlx::Error> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO usage_events (at_ms, key_id, request_id, pipeline, model, status, \
-         latency_us, units, orchestrator, tickets, paid_ev_wei, paid_fee_wei, charged_nusd, \
-         outcome) VALUES {}",
-        values.join(", ")
-    );
     let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query(sql);
     for r in rows {
         query = query
             .bind(r.at_ms)
