@@ -213,6 +213,9 @@ impl Cutter {
     }
 }
 
+/// The longest gap between consecutive frames that counts as video (1 s of the 90 kHz clock).
+const MAX_FRAME_GAP: u32 = 90_000;
+
 /// The media duration of an MPEG-TS segment, measured from its video frames' presentation
 /// timestamps: from the earliest to the latest, plus one frame's duration (the smallest step
 /// between them), on the wrapping 33-bit clock. What a customer's segment is charged on, so
@@ -244,11 +247,21 @@ pub fn media_duration(data: &[u8]) -> Option<Duration> {
         };
         offsets.push(offset);
     }
+    if offsets.is_empty() {
+        return None;
+    }
     offsets.sort_unstable();
     offsets.dedup();
-    let (lo, hi) = (*offsets.first()?, *offsets.last()?);
     let frame = offsets.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(0);
-    let ticks = u64::try_from(hi - lo + frame).ok()?;
+    // A gap of more than a second between frames presented one after the other is a
+    // discontinuity (a splice, an encoder restart), not video: it counts one frame, so a
+    // timestamp jump cannot make a 2 s segment charged as hours.
+    let span: i64 = offsets
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .map(|gap| if gap > i64::from(MAX_FRAME_GAP) { frame } else { gap })
+        .sum();
+    let ticks = u64::try_from(span + frame).ok()?;
     Some(Duration::from_micros(ticks.saturating_mul(1_000_000) / HZ))
 }
 

@@ -70,6 +70,10 @@ pub(super) struct Instance {
     pub(super) stop: CancellationToken,
     /// When the last renewal that succeeded began.
     renewed: Mutex<Instant>,
+    /// Held while a new id is registered: two tasks finding the old one reaped at once must
+    /// not both register (the first new id would be overwritten, never renewed, and reaped
+    /// with what it held).
+    renewing: tokio::sync::Mutex<()>,
 }
 
 fn new_id() -> Arc<str> {
@@ -88,7 +92,8 @@ impl Instance {
         tracing::debug!(instance = %id, "key database instance registered");
         let (closed, stop) = (AtomicBool::new(false), CancellationToken::new());
         let renewed = Mutex::new(Instant::now());
-        Ok(Self { id: Mutex::new(id), expiry, closed, stop, renewed })
+        let renewing = tokio::sync::Mutex::new(());
+        Ok(Self { id: Mutex::new(id), expiry, closed, stop, renewed, renewing })
     }
 
     /// The id holds are written under now.
@@ -99,6 +104,7 @@ impl Instance {
     /// Registers under a new id, after the row of `old` was found gone (reaped by another
     /// instance: its holds were given back). `false` once shut down.
     pub(super) async fn renew_id(&self, db: &AnyPool, old: &str) -> Result<bool, sqlx::Error> {
+        let _one = self.renewing.lock().await;
         if self.closed.load(Ordering::SeqCst) {
             return Ok(false);
         }

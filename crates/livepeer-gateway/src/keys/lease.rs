@@ -192,7 +192,7 @@ impl Leases {
                 Ok(Grant::Exceeded(used)) => return Ok(Reserved::Exceeded(used)),
                 Ok(Grant::Reaped) => {
                     // Its holds were given back by the reaper: start over under a new id.
-                    self.forget();
+                    self.forget(&holder);
                     if !self.instance.renew_id(&self.db, &holder).await? {
                         break;
                     }
@@ -253,7 +253,9 @@ impl Leases {
             let gate = pool.gate.clone();
             let old = std::mem::replace(pool, Pool::new(holder.clone(), period, now));
             pool.gate = gate;
-            if old.holder == *holder && old.available > 0 {
+            // Under another id too: the id may have changed under this request (another task
+            // registered again), and a reaped id's give-back does nothing.
+            if old.available > 0 {
                 self.give_back_later(key_id, &old.holder, old.period, old.available);
             }
         }
@@ -359,9 +361,11 @@ impl Leases {
         }
     }
 
-    /// Forgets every lease: this instance was reaped, which gave them back.
-    pub(super) fn forget(&self) {
-        self.pools().clear();
+    /// Forgets the leases held under `reaped`, an id of this instance that was reaped (which
+    /// gave them back). Those under a newer id are still held in the database: another task
+    /// may have registered again and leased under it already.
+    pub(super) fn forget(&self, reaped: &str) {
+        self.pools().retain(|_, p| &*p.holder != reaped);
     }
 
     /// Asks the database for budget (see [`Ask`]), in one transaction that renews this
@@ -523,7 +527,7 @@ async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
     if alive {
         leases.instance.renewed(began);
     } else {
-        leases.forget();
+        leases.forget(&id);
         leases.instance.renew_id(&leases.db, &id).await?;
     }
     instance::sweep(&leases.db).await?;

@@ -76,7 +76,7 @@ impl Tab {
                     return Err(Error::new(Kind::StreamLimit, message).retry_after(5));
                 }
                 Ok(Started::Reaped) => {
-                    permit.leases.forget();
+                    permit.leases.forget(&holder);
                     let renewed = permit.leases.instance.renew_id(&permit.leases.db, &holder);
                     if !renewed.await.map_err(KeyError::Db)? {
                         break;

@@ -57,6 +57,9 @@ struct State {
     bound: Bound,
     /// The instance id whose budget hold the reservation is under (see `lease`).
     holder: Option<Arc<str>>,
+    /// The part of `reserved` held under `holder`: less than all of it when an earlier id of
+    /// this instance was reaped after reserving (the reaper released that part already).
+    held: u64,
     /// Whether the unused part of the reservation went back to the lease (once, with the row).
     returned: bool,
 }
@@ -144,6 +147,11 @@ impl Tab {
             Ok(Reserved::Held(holder)) => {
                 let mut s = self.state();
                 s.reserved += more;
+                if s.holder.as_ref() == Some(&holder) {
+                    s.held += more;
+                } else {
+                    s.held = more;
+                }
                 s.holder = Some(holder);
                 Ok(())
             }
@@ -208,12 +216,12 @@ impl Tab {
         let charged = if s.served && status < 400 { s.charge } else { 0 };
         // The charge settles (in the ledger's transaction) the part of the reservation it
         // used; the rest goes back to the lease now.
-        let released = charged.min(s.reserved);
+        let released = charged.min(s.held);
         if !s.returned
             && let Some(holder) = s.holder.clone()
         {
             s.returned = true;
-            let back = i64::try_from(s.reserved - released).unwrap_or(0);
+            let back = i64::try_from(s.held - released).unwrap_or(0);
             self.store.leases.credit(&self.key.id, &holder, s.period_start, back);
         }
         let outcome = match status {

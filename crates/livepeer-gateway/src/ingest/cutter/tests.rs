@@ -153,6 +153,12 @@ fn a_segment_lasts_from_its_earliest_frame_to_its_latest_plus_a_frame_across_the
     let mut bytes = frame(1000, true);
     bytes.extend(frame((1000 + PTS_MASK + 1 - 3000) & PTS_MASK, false));
     assert_eq!(measured(&bytes), Some(66));
+    // A timestamp jump of an hour inside the segment (a splice) counts one frame.
+    let mut bytes = pat();
+    for pts in [3000u64, 6000, 3000 + 90_000 * 3600, 6000 + 90_000 * 3600] {
+        bytes.extend(frame(pts, pts == 3000));
+    }
+    assert_eq!(measured(&bytes), Some(133));
     // No video timestamp, or not whole packets: not measured.
     assert_eq!(measured(&pat()), None);
     assert_eq!(measured(&stream(0, 1, 30)[..PACKET * 3 - 1]), None);
