@@ -199,6 +199,16 @@ pub(super) async fn hold(
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes instance `id`'s holds that hold nothing: a row per key and budget period would
+/// otherwise stay for as long as the instance runs. A hold taken again is inserted again.
+pub(super) async fn prune(db: &AnyPool, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM key_holds WHERE instance_id = $1 AND amount = 0")
+        .bind(id.to_owned())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Reaps instance `id` if its row expired before `before` (unix ms; `i64::MAX`: whatever its
 /// expiry, for an instance's own shutdown): deletes its row and its holds and takes each hold
 /// off its shared counter, in one transaction. Whether it was reaped.

@@ -532,7 +532,7 @@ async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
     }
     instance::sweep(&leases.db).await?;
     leases.give_back_idle().await;
-    Ok(())
+    instance::prune(&leases.db, &leases.instance.id()).await
 }
 
 #[cfg(test)]

@@ -127,4 +127,11 @@ async fn an_idle_lease_is_given_back_and_a_job_s_unused_reservation_returns_to_t
         .unwrap();
     assert_eq!(held, 0);
     assert!(a.pools().is_empty(), "an empty, idle lease is forgotten");
+    // The heartbeat's prune deletes the empty hold; a new lease inserts it again.
+    instance::prune(&db, &a.instance.id()).await.unwrap();
+    let rows = || sqlx::query("SELECT COUNT(*) FROM key_holds").fetch_one(&db);
+    assert_eq!(rows().await.unwrap().try_get::<i64, _>(0).unwrap(), 0);
+    assert!(matches!(a.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    assert_eq!(reserved(&db).await.1, 80);
+    assert_eq!(rows().await.unwrap().try_get::<i64, _>(0).unwrap(), 1);
 }
