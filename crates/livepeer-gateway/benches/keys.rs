@@ -8,20 +8,13 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use livepeer_gateway::keys::{AuthMode, KeyStore, KeysConfig, NewKey};
+use livepeer_gateway::keys::{KeyStore, KeysConfig, NewKey};
 use secrecy::ExposeSecret;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = KeysConfig {
-        auth: AuthMode::Keys,
-        data_dir: dir.path().to_owned(),
-        database_url: None,
-        admin_token: None,
-        prices: Default::default(),
-        lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
-    };
+    let config = KeysConfig::sqlite(dir.path().to_owned());
     let (store, _writer) = rt.block_on(KeyStore::open(&config)).unwrap();
     let new: NewKey = serde_json::from_value(serde_json::json!({
         "name": "bench", "requests_per_minute": 4_000_000_000u32,

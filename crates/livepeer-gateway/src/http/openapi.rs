@@ -280,42 +280,23 @@ fn transcode_paths(paths: &mut Map<String, Value>) {
     );
     add(paths, path, "post", push.clone());
     add(paths, path, "put", push);
-    let playlist =
-        |what: &str| content(what, "application/vnd.apple.mpegurl", json!({ "type": "string" }));
-    let path = "/stream/{file}";
-    add(
-        paths,
-        path,
-        "get",
-        op(
-            path,
-            "transcode",
-            "Master playlist ({manifest}.m3u8)",
-            None,
-            responses(playlist("master playlist"), &[404]),
-        ),
-    );
-    let path = "/stream/{manifest}/{file}";
-    add(
-        paths,
-        path,
-        "get",
-        op(
-            path,
-            "transcode",
+    let text = || json!({ "type": "string" });
+    let playlist = |what: &str| content(what, "application/vnd.apple.mpegurl", text());
+    for (path, summary, ok) in [
+        ("/stream/{file}", "Master playlist ({manifest}.m3u8)", playlist("master playlist")),
+        (
+            "/stream/{manifest}/{file}",
             "Media playlist ({rendition}.m3u8)",
-            None,
-            responses(playlist("media playlist"), &[404]),
+            playlist("media playlist"),
         ),
-    );
-    let path = "/stream/{manifest}/{rendition}/{file}";
-    let ok = content("a segment", "video/mp2t", json!({ "type": "string" }));
-    add(
-        paths,
-        path,
-        "get",
-        op(path, "transcode", "A segment ({seq}.ts)", None, responses(ok, &[404])),
-    );
+        (
+            "/stream/{manifest}/{rendition}/{file}",
+            "A segment ({seq}.ts)",
+            content("a segment", "video/mp2t", text()),
+        ),
+    ] {
+        add(paths, path, "get", op(path, "transcode", summary, None, responses(ok, &[404])));
+    }
 }
 
 /// The remote-signer routes, served when this gateway is a signer.

@@ -87,6 +87,19 @@ pub struct KeysConfig {
 impl KeysConfig {
     /// The default of [`KeysConfig::lease_expiry`].
     pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(30);
+
+    /// Keys on, in a SQLite database under `data_dir`, with no admin token and no prices:
+    /// the base of the tests' and benchmarks' configurations.
+    pub fn sqlite(data_dir: PathBuf) -> Self {
+        Self {
+            auth: AuthMode::Keys,
+            data_dir,
+            database_url: None,
+            admin_token: None,
+            prices: Default::default(),
+            lease_expiry: Self::DEFAULT_LEASE_EXPIRY,
+        }
+    }
 }
 
 /// Why a key store operation failed.
@@ -442,14 +455,7 @@ mod tests {
     use livepeer_pm::Ratio;
 
     async fn store(dir: &std::path::Path) -> KeyStore {
-        let config = KeysConfig {
-            auth: AuthMode::Keys,
-            data_dir: dir.join("nested/da ta#1?%20"),
-            database_url: None,
-            admin_token: None,
-            prices: Default::default(),
-            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
-        };
+        let config = KeysConfig::sqlite(dir.join("nested/da ta#1?%20"));
         KeyStore::open(&config).await.unwrap().0
     }
 
@@ -494,14 +500,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_ledger_refuses_new_jobs_with_503_until_it_drains() {
         let dir = tempfile::tempdir().unwrap();
-        let config = KeysConfig {
-            auth: AuthMode::Keys,
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            admin_token: None,
-            prices: Default::default(),
-            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
-        };
+        let config = KeysConfig::sqlite(dir.path().to_owned());
         // A writer that does not write (as while its database is down): the buffer fills.
         let (store, writer) = KeyStore::open_sized(&config, LEDGER_HEADROOM + 2).await.unwrap();
         let store = Arc::new(store);
@@ -533,12 +532,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = r#"{"price": [{"pipeline": "text-to-image", "usd": "0.01"}]}"#;
         let config = KeysConfig {
-            auth: AuthMode::Keys,
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            admin_token: None,
             prices: Arc::new(price::CustomerPrices::parse(Some(table), None).unwrap()),
-            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
+            ..KeysConfig::sqlite(dir.path().to_owned())
         };
         let (store, writer) = KeyStore::open(&config).await.unwrap();
         let store = Arc::new(store);
@@ -581,14 +576,8 @@ mod tests {
         let table = r#"{"price": [{"pipeline": "llm", "usd": "1000"},
             {"pipeline": "llm", "model": "m2", "orchestrator_multiple": "3"}]}"#;
         let prices = price::CustomerPrices::parse(Some(table), Some("2000")).unwrap();
-        let config = KeysConfig {
-            auth: AuthMode::Keys,
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            admin_token: None,
-            prices: Arc::new(prices),
-            lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
-        };
+        let config =
+            KeysConfig { prices: Arc::new(prices), ..KeysConfig::sqlite(dir.path().to_owned()) };
         let store = Arc::new(KeyStore::open(&config).await.unwrap().0);
         let (info, _) = store.create(new_key("s")).await.unwrap();
         let key = Arc::new(info);

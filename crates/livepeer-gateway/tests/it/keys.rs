@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use livepeer_gateway::Gateway;
-use livepeer_gateway::keys::{AuthMode, KeysConfig};
+use livepeer_gateway::keys::KeysConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -20,12 +20,9 @@ pub fn keys_config(
 ) -> livepeer_gateway::Config {
     let mut c = config(urls);
     c.keys = KeysConfig {
-        auth: AuthMode::Keys,
-        data_dir: dir.to_owned(),
         database_url: database_url.map(Into::into),
         admin_token: Some(TOKEN.to_owned().into()),
-        prices: Default::default(),
-        lease_expiry: KeysConfig::DEFAULT_LEASE_EXPIRY,
+        ..KeysConfig::sqlite(dir.to_owned())
     };
     c
 }

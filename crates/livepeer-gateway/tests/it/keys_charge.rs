@@ -229,8 +229,17 @@ async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orche
     gw.shutdown().await;
 }
 
+/// A config with keys on for the transcoding orchestrator at `url`, charging 0.06 USD a minute
+/// of video: a 2 s segment costs 0.002 USD.
+pub(crate) fn transcode_keys_config(url: &str, dir: &std::path::Path) -> livepeer_gateway::Config {
+    let mut c = keys_config(&[url], dir, None);
+    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
+    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
+    c
+}
+
 /// Pushes the two-second test segment as segment `seq` of `manifest`, declaring `declared`.
-fn push_segment(
+pub(crate) fn push_segment(
     gw: &Gateway,
     secret: &str,
     manifest: &str,
@@ -249,11 +258,8 @@ fn push_segment(
 async fn a_pushed_segment_is_charged_the_video_it_holds_not_the_duration_it_declares() {
     let sim = crate::transcode::sim("keys-charge-tc", true).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = keys_config(&[sim.url()], dir.path(), None);
-    // 0.06 USD a minute of video: the 2 s segment costs 0.002 USD.
-    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
-    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
-    let gw = start(c).await;
+    // The 2 s segment costs 0.002 USD.
+    let gw = start(transcode_keys_config(sim.url(), dir.path())).await;
     let (id, secret) = create(&gw, json!({"name": "tc", "budget_micro_usd": 1_000_000})).await;
     // Declared 0.1 s: charged the 2 s its timestamps span. Declared 3 s: charged the claim.
     for (seq, declared) in [(0, "100"), (1, "3000")] {
@@ -306,11 +312,8 @@ async fn an_rtmp_stream_is_charged_per_segment_counted_among_streams_and_stopped
     use crate::transcode_rtmp::publish;
     let sim = crate::transcode::sim("keys-charge-rtmp", true).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = keys_config(&[sim.url()], dir.path(), None);
-    // 0.06 USD a minute of video: a 2 s segment costs 0.002 USD.
-    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
-    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
-    let gw = start(c).await;
+    // A 2 s segment costs 0.002 USD.
+    let gw = start(transcode_keys_config(sim.url(), dir.path())).await;
     // 0.0091 USD: four segments, not five.
     let body = json!({"name": "rtmp", "budget_micro_usd": 9_100, "max_streams": 1});
     let (id, secret) = create(&gw, body).await;

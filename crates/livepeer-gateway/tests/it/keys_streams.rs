@@ -230,20 +230,10 @@ async fn a_byoc_stream_is_charged_as_it_runs_and_stopped_when_the_budget_runs_ou
 async fn pushed_transcoding_segments_are_charged_their_video_within_the_budget() {
     let sim = crate::transcode::sim("keys-transcode", true).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = keys_config(&[sim.url()], dir.path(), None);
-    // 0.06 USD a minute of video: a 2 s segment costs 0.002 USD.
-    let table = r#"{"price": [{"pipeline": "transcode", "usd": "0.06"}]}"#;
-    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), None).unwrap());
-    let gw = start(c).await;
+    // A 2 s segment costs 0.002 USD.
+    let gw = start(crate::keys_charge::transcode_keys_config(sim.url(), dir.path())).await;
     let (id, secret) = create(&gw, json!({"name": "tc", "budget_micro_usd": 5_000})).await;
-    let push = |seq: u64| {
-        reqwest::Client::new()
-            .post(format!("http://{}/live/keyed/{seq}.ts", gw.http_addr))
-            .bearer_auth(&secret)
-            .header("Livepeer-Transcode-Configuration", crate::transcode::PROFILES)
-            .header("Content-Duration", "2000")
-            .body(crate::transcode::segment().to_vec())
-    };
+    let push = |seq: u64| crate::keys_charge::push_segment(&gw, &secret, "keyed", seq, "2000");
     for seq in 0..2 {
         let (status, v) = read(push(seq)).await;
         assert_eq!(status, StatusCode::OK, "{v}");
