@@ -44,7 +44,10 @@ impl<T> Lanes<T> {
 
     /// `count` values (at least one) from `make`, which cannot fail.
     pub fn filled(count: usize, mut make: impl FnMut() -> T) -> Self {
-        Self((0..count.max(1)).map(|_| make()).collect())
+        match Self::new(count, || Ok::<_, std::convert::Infallible>(make())) {
+            Ok(lanes) => lanes,
+            Err(never) => match never {},
+        }
     }
 
     /// The current lane's value (a lane beyond the count shares by modulo).
