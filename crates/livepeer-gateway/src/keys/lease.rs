@@ -11,7 +11,10 @@
 //!
 //! Sizing: a lease covers [`LEASE_REQUESTS`] requests at the key's last charge, or the last
 //! second's spend when that is more, and never more than 1/[`LEASE_SHARE`] of what is free of
-//! the budget (so one instance cannot starve the others). When even the request's own charge
+//! the budget (so one instance cannot starve the others). While a key's traffic ramps up, the
+//! last second's spend is not known yet: each top-up that follows the previous one within
+//! [`RAMP`] doubles the lease, so that a key going from nothing to thousands of requests a
+//! second asks the database a handful of times, not once per [`LEASE_REQUESTS`] requests. When even the request's own charge
 //! is more than that share, the request reserves just its charge (as without leases) and any
 //! lease left is given back in the same transaction: near the end of a budget each instance
 //! reserves request by request, and the only budget an instance keeps from the others is
@@ -32,6 +35,11 @@ use super::instance::{self, HoldKind, Instance};
 const LEASE_REQUESTS: i64 = 8;
 /// A lease takes at most 1/`LEASE_SHARE` of what is free of a budget.
 const LEASE_SHARE: i64 = 4;
+/// A top-up this soon after the previous one doubles the lease (see the module docs). Under a
+/// steady load a lease of a second's spend is topped up about every half second, so the
+/// doubling stops once the lease covers about a quarter of a second's spend or the rate is
+/// known, and a lease stays within a few seconds' spend.
+const RAMP: Duration = Duration::from_millis(250);
 /// An unused lease is given back after this long without a request.
 pub(super) const IDLE: Duration = Duration::from_secs(5);
 /// Keys with a lease in memory at most; past it, idle ones are given back first.
@@ -66,11 +74,15 @@ struct Pool {
     second: Instant,
     used: i64,
     rate: i64,
+    /// The lease doubled while top-ups came within [`RAMP`] of each other (0: not ramping).
+    boost: i64,
+    /// When the last top-up or lease was asked for.
+    last_ask: Option<Instant>,
 }
 
 impl Pool {
     fn new(holder: Arc<str>, period: i64, now: Instant) -> Self {
-        let (available, charge, used, rate, refilling) = (0, 0, 0, 0, false);
+        let (available, charge, used, rate, refilling, boost) = (0, 0, 0, 0, false, 0);
         let (last_use, second, dry_until) = (now, now, now);
         let gate = Arc::default();
         Self {
@@ -85,12 +97,24 @@ impl Pool {
             second,
             used,
             rate,
+            boost,
+            last_ask: None,
         }
     }
 
     /// The lease's target size (before the database's cap).
     fn want(&self) -> i64 {
-        self.charge.saturating_mul(LEASE_REQUESTS).max(self.rate).min(i64::MAX / 8)
+        let least = self.charge.saturating_mul(LEASE_REQUESTS);
+        least.max(self.rate).max(self.boost).min(i64::MAX / 8)
+    }
+
+    /// The lease's target size for a top-up or lease asked for now: doubled when the last was
+    /// asked for within [`RAMP`].
+    fn ask(&mut self, now: Instant) -> i64 {
+        let ramping = self.last_ask.is_some_and(|at| now - at < RAMP);
+        self.boost = if ramping { self.want().saturating_mul(2) } else { 0 };
+        self.last_ask = Some(now);
+        self.want()
     }
 
     fn count(&mut self, amount: i64, now: Instant) {
@@ -264,10 +288,10 @@ impl Leases {
         }
         if pool.available >= amount && self.instance.fresh() {
             pool.available -= amount;
-            let want = pool.want();
             let due = !pool.refilling && pool.dry_until <= now;
-            let refill = (due && pool.available < want / 2).then(|| {
+            let refill = (due && pool.available < pool.want() / 2).then(|| {
                 pool.refilling = true;
+                let want = pool.ask(now);
                 (want - pool.available, amount, pool.gate.clone())
             });
             return Step::Took { refill };
@@ -275,7 +299,7 @@ impl Leases {
         if !at_gate {
             return Step::Wait(pool.gate.clone());
         }
-        Step::Need { release: std::mem::take(&mut pool.available), want: pool.want() }
+        Step::Need { release: std::mem::take(&mut pool.available), want: pool.ask(now) }
     }
 
     /// Tops up key `key_id`'s lease by up to `want` (nothing when less than `min` is free to
