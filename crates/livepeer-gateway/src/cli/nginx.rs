@@ -100,7 +100,20 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // `daemon off` keeps the master as our child; killing it takes the workers with it.
+        // `daemon off` keeps the master as our child. Killed outright, it left its workers
+        // running (and listening) after every bench; SIGTERM is nginx's fast shutdown, which
+        // stops the workers before the master exits. The master is killed if it is not gone
+        // within 5 s. (`kill(1)`: sending a signal from Rust needs `unsafe` or a new crate.)
+        let pid = self.child.id().to_string();
+        let termed = Command::new("kill").args(["-TERM", &pid]).status();
+        if termed.is_ok_and(|s| s.success()) {
+            for _ in 0..250 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

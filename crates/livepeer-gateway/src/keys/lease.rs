@@ -20,7 +20,9 @@
 //! reserves request by request, and the only budget an instance keeps from the others is
 //! what its requests in flight reserved. A lease is topped up in the background when half of
 //! it is used, so a steady load does not wait on the database, and is given back after
-//! [`IDLE`] without requests, and at shutdown (the instance reaps itself).
+//! [`IDLE`] without requests, and at shutdown (the instance reaps itself). When a key's
+//! budget is lowered (as the instance's key cache sees it), its lease is no longer served
+//! from: the next request gives it back in the transaction that leases under the new budget.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +62,10 @@ pub(super) struct Leases {
 struct Pool {
     holder: Arc<str>,
     period: i64,
+    /// The key's lowest budget since the lease was started: a lower one gives it back.
+    budget: i64,
+    /// The budget was lowered: the lease is given back by the next request at the gate.
+    stale: bool,
     /// Leased and not reserved by any request (nano-USD).
     available: i64,
     /// The last request's charge: the least worth leasing.
@@ -81,7 +87,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(holder: Arc<str>, period: i64, now: Instant) -> Self {
+    fn new(holder: Arc<str>, (period, budget): (i64, i64), now: Instant) -> Self {
         let (available, charge, used, rate, refilling, boost) = (0, 0, 0, 0, false, 0);
         let (last_use, second, dry_until) = (now, now, now);
         let gate = Arc::default();
@@ -89,6 +95,8 @@ impl Pool {
             gate,
             holder,
             period,
+            budget,
+            stale: false,
             available,
             charge,
             refilling,
@@ -191,7 +199,7 @@ impl Leases {
         budget: i64,
     ) -> Result<Reserved, sqlx::Error> {
         let holder = self.instance.id();
-        let gate = match self.take(key_id, period, amount, &holder, false) {
+        let gate = match self.take(key_id, (period, budget), amount, &holder, false) {
             Step::Took { refill } => {
                 self.top_up(key_id, period, budget, refill);
                 return Ok(Reserved::Held(holder));
@@ -202,7 +210,7 @@ impl Leases {
         let _turn = gate.lock().await;
         for _ in 0..2 {
             let holder = self.instance.id();
-            let (release, want) = match self.take(key_id, period, amount, &holder, true) {
+            let (release, want) = match self.take(key_id, (period, budget), amount, &holder, true) {
                 Step::Took { .. } => return Ok(Reserved::Held(holder)),
                 Step::Need { release, want } => (release, want),
                 Step::Wait(_) => return Err(sqlx::Error::PoolClosed),
@@ -256,7 +264,7 @@ impl Leases {
     fn take(
         &self,
         key_id: &str,
-        period: i64,
+        (period, budget): (i64, i64),
         amount: i64,
         holder: &Arc<str>,
         at_gate: bool,
@@ -268,14 +276,20 @@ impl Leases {
                 // Those with nothing leased go; the others are given back by the heartbeat.
                 pools.retain(|_, p| p.available > 0 || p.refilling);
             }
-            pools.insert(key_id.to_owned(), Pool::new(holder.clone(), period, now));
+            pools.insert(key_id.to_owned(), Pool::new(holder.clone(), (period, budget), now));
         }
         let Some(pool) = pools.get_mut(key_id) else { return Step::Need { release: 0, want: 0 } };
+        if pool.holder == *holder && pool.period == period && budget < pool.budget {
+            // The budget was lowered since the lease was granted, and the lease might not fit
+            // in the new one: it is not served from, and the next request at the gate gives
+            // it back in the transaction that asks for a lease under the new budget.
+            (pool.budget, pool.stale) = (budget, true);
+        }
         if pool.holder != *holder || pool.period != period {
             // A new period (or a new id): the old lease goes back, this one starts empty; the
             // gate stays, so that one request at a time asks for the new lease.
             let gate = pool.gate.clone();
-            let old = std::mem::replace(pool, Pool::new(holder.clone(), period, now));
+            let old = std::mem::replace(pool, Pool::new(holder.clone(), (period, budget), now));
             pool.gate = gate;
             // Under another id too: the id may have changed under this request (another task
             // registered again), and a reaped id's give-back does nothing.
@@ -286,7 +300,7 @@ impl Leases {
         if !at_gate {
             pool.count(amount, now);
         }
-        if pool.available >= amount && self.instance.fresh() {
+        if pool.available >= amount && !pool.stale && self.instance.fresh() {
             pool.available -= amount;
             let due = !pool.refilling && pool.dry_until <= now;
             let refill = (due && pool.available < pool.want() / 2).then(|| {
@@ -299,6 +313,7 @@ impl Leases {
         if !at_gate {
             return Step::Wait(pool.gate.clone());
         }
+        pool.stale = false;
         Step::Need { release: std::mem::take(&mut pool.available), want: pool.ask(now) }
     }
 

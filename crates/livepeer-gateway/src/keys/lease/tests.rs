@@ -162,3 +162,23 @@ async fn a_lease_doubles_while_top_ups_follow_each_other_closely() {
     assert!(lease > 8 * 10 * 4, "the lease grew: {lease}");
     assert!(reserved(&db).await.1 <= budget / 4 + 2000 * 10);
 }
+
+/// A budget lowered since the lease was granted: the lease goes back to the database and the
+/// next reservation leases again under the new budget, rather than spending a lease that the
+/// new budget might not cover.
+#[tokio::test]
+async fn a_lowered_budget_gives_the_lease_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    assert!(matches!(a.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    assert_eq!(reserved(&db).await.1, 80);
+    // The same budget: served from the lease, nothing new asked of the database.
+    assert!(matches!(a.reserve("k", 0, 10, 1000).await.unwrap(), Reserved::Held(_)));
+    assert_eq!(a.pools().get("k").unwrap().available, 60);
+    // Lowered to 100: the 60 left of the lease go back; the request leases afresh, a quarter
+    // of what is free of the new budget (100 − the 20 reserved by the two jobs).
+    assert!(matches!(a.reserve("k", 0, 10, 100).await.unwrap(), Reserved::Held(_)));
+    // In the same transaction as the new lease: nothing is left to give back later.
+    assert_eq!(reserved(&db).await.1, 40);
+    assert_eq!(a.pools().get("k").unwrap().available, 10);
+}
