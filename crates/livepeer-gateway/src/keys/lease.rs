@@ -14,8 +14,8 @@
 //! the budget (so one instance cannot starve the others). While a key's traffic ramps up, the
 //! last second's spend is not known yet: each top-up that follows the previous one within
 //! [`RAMP`] doubles the lease, so that a key going from nothing to thousands of requests a
-//! second asks the database a handful of times, not once per [`LEASE_REQUESTS`] requests. When even the request's own charge
-//! is more than that share, the request reserves just its charge (as without leases) and any
+//! second asks the database a handful of times, not once per few requests. When even the
+//! request's own charge is more than that share, the request reserves just its charge (as without leases) and any
 //! lease left is given back in the same transaction: near the end of a budget each instance
 //! reserves request by request, and the only budget an instance keeps from the others is
 //! what its requests in flight reserved. A lease is topped up in the background when half of
@@ -37,10 +37,10 @@ use super::instance::{self, HoldKind, Instance};
 const LEASE_REQUESTS: i64 = 8;
 /// A lease takes at most 1/`LEASE_SHARE` of what is free of a budget.
 const LEASE_SHARE: i64 = 4;
-/// A top-up this soon after the previous one doubles the lease (see the module docs). Under a
-/// steady load a lease of a second's spend is topped up about every half second, so the
-/// doubling stops once the lease covers about a quarter of a second's spend or the rate is
-/// known, and a lease stays within a few seconds' spend.
+/// A top-up this soon after the previous one doubles the lease (see the module docs). A lease
+/// is topped up when half of it is spent, so the doubling stops once a lease covers about half
+/// a second's spend (or when the last second's spend is known), and a lease stays within
+/// about a second or two of spend.
 const RAMP: Duration = Duration::from_millis(250);
 /// An unused lease is given back after this long without a request.
 pub(super) const IDLE: Duration = Duration::from_secs(5);

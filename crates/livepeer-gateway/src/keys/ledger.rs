@@ -1,10 +1,11 @@
 //! The usage ledger: one row per request made with a customer key (key, pipeline, model,
 //! status, latency, request id), written in batches off the request path.
 //!
-//! The request path only `try_send`s its row into a bounded channel; one writer task takes
-//! whatever has queued up (at most [`BATCH`] rows) and inserts it in one statement, so under
-//! load rows batch up by themselves and when idle each is written at once. A failed write
-//! is retried each second, the rows kept (bounded by [`MAX_PENDING`]). The writer ends, after
+//! The request path only `try_send`s its row into a bounded channel; one writer task waits for
+//! a row, lets more gather for [`GATHER`], then writes all it has in transactions of up to
+//! [`TX_ROWS`] (statements of up to [`BATCH`] rows), so under load a transaction carries
+//! hundreds of rows and when idle a row is written within [`GATHER`]. A failed write is
+//! retried each second, the rows kept (bounded by [`MAX_PENDING`]). The writer ends, after
 //! writing what it holds, when every sender is gone (the gateway's routers, after the last
 //! request) or when shutdown's drain time is over.
 //!
@@ -179,8 +180,8 @@ const STATEMENT_ROWS: [usize; 5] = [BATCH, 64, 16, 4, 1];
 /// The insert statement of `STATEMENT_ROWS[i]` rows, made once, with `$n` parameters or, for
 /// SQLite (`anonymous`), `?` ones. sqlx's SQLite driver looks up each parameter's name to
 /// place it, and SQLite finds a name by walking the list of all of them: with `$n` a statement
-/// of 256 rows (3,584 parameters) took millions of steps to bind, a tenth of the whole
-/// gateway's CPU in the keys bench. Anonymous parameters have no name and bind in order.
+/// of 256 rows (3,584 parameters) took millions of steps to bind, a tenth of the keys
+/// bench's CPU. Anonymous parameters have no name and bind in order.
 fn insert_sql(i: usize, anonymous: bool) -> &'static str {
     static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
     let statements = |anonymous: bool| -> Vec<String> {
