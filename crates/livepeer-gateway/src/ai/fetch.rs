@@ -37,8 +37,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use url::{Host, Url};
+use url::Url;
 
+use super::resolve::Resolver;
 use super::results::{Full, Reservation, ResultStore};
 
 /// Why a result could not be had.
@@ -102,6 +103,8 @@ pub(crate) struct Fetcher {
     fetch_timeout: Duration,
     /// Per serving thread: a connection's task runs on the thread that opened it.
     idle: crate::lane::Lanes<Idle>,
+    /// Result hosts' and orchestrators' addresses, kept briefly.
+    resolver: Arc<Resolver>,
 }
 
 /// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
@@ -170,7 +173,8 @@ impl Fetcher {
             .map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
         let idle = crate::lane::Lanes::filled(1, Idle::default);
-        Ok(Self { tls, connect_timeout, fetch_timeout, idle })
+        let resolver = Arc::default();
+        Ok(Self { tls, connect_timeout, fetch_timeout, idle, resolver })
     }
 
     /// This fetcher with idle connections kept per lane ([`crate::lane`]), for `lanes` lanes.
@@ -215,7 +219,7 @@ impl Fetcher {
                 "{url_s}: neither the orchestrator's origin nor allowed"
             )));
         }
-        let addr = checked_address(&url, &budget.orch).await?;
+        let addr = checked_address(&self.resolver, &url, &budget.orch).await?;
         let (resp, conn) =
             self.get(&url, addr).await.map_err(|e| unusable(format!("{url_s}: {e}")))?;
         if resp.status().as_u16() != 200 {
@@ -446,30 +450,21 @@ fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
 
 /// The address of `url` to connect to: every address its host resolves to must pass
 /// [`reachable`] (a name that also resolves inward is refused as a whole).
-async fn checked_address(url: &Url, orch: &Url) -> Result<SocketAddr, FetchError> {
+async fn checked_address(
+    resolver: &Resolver,
+    url: &Url,
+    orch: &Url,
+) -> Result<SocketAddr, FetchError> {
     let (full, url) = (url, shown(url.as_str()));
     let port = full.port_or_known_default().ok_or_else(|| unusable(format!("{url}: no port")))?;
-    let addrs = resolve(full).await.map_err(|e| unusable(format!("{url}: {e}")))?;
-    let orch_addrs = resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
+    let addrs = resolver.resolve(full).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+    let orch_addrs = resolver.resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
     match addrs.iter().find(|&&ip| !reachable(ip, &orch_addrs)) {
         Some(ip) => Err(unusable(format!("{url}: address {ip} is not the orchestrator's kind"))),
         None => addrs
             .first()
             .map(|&ip| SocketAddr::new(ip, port))
             .ok_or_else(|| unusable(format!("{url}: no address"))),
-    }
-}
-
-async fn resolve(url: &Url) -> Result<Vec<IpAddr>, String> {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
-        Some(Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
-        Some(Host::Domain(name)) => {
-            let port = url.port_or_known_default().unwrap_or(80);
-            let found = tokio::net::lookup_host((name, port)).await.map_err(|e| e.to_string())?;
-            Ok(found.map(|a| a.ip()).collect())
-        }
-        None => Err("no host".to_owned()),
     }
 }
 

@@ -12,6 +12,7 @@ mod multipart;
 pub mod openai;
 pub mod probe;
 mod relay;
+mod resolve;
 pub mod results;
 mod usage;
 pub mod validate;
