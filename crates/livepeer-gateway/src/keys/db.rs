@@ -187,12 +187,16 @@ pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> 
     Ok(done.rows_affected() > 0)
 }
 
-/// What key `key_id` has spent and has reserved in the period from `period_start`.
-pub(super) async fn spend(
-    db: &AnyPool,
+/// What key `key_id` has spent and has reserved in the period from `period_start`, read
+/// from the pool or inside a transaction (`db`).
+pub(super) async fn spend<'e, E>(
+    db: E,
     key_id: &str,
     period_start: i64,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
+) -> Result<Option<(i64, i64)>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let row = sqlx::query(
         "SELECT spent_nusd, reserved_nusd FROM key_spend WHERE key_id = $1 AND period_start = $2",
     )

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::time::Instant;
 
 use super::instance::{self, HoldKind, Instance};
@@ -438,7 +438,9 @@ impl Leases {
                 tx.commit().await?;
                 return Ok(Grant::Granted(grant));
             }
-            let Some((spent, reserved)) = spend(&mut tx, ask.key_id, ask.period).await? else {
+            let Some((spent, reserved)) =
+                super::db::spend(&mut *tx, ask.key_id, ask.period).await?
+            else {
                 // The period's first reservation: its row, then again.
                 create(&mut tx, ask.key_id, ask.period).await?;
                 continue;
@@ -493,21 +495,6 @@ async fn try_grant(tx: &mut Tx<'_>, ask: &Ask<'_>, grant: i64) -> Result<bool, s
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-async fn spend(
-    tx: &mut Tx<'_>,
-    key_id: &str,
-    period: i64,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT spent_nusd, reserved_nusd FROM key_spend WHERE key_id = $1 AND period_start = $2",
-    )
-    .bind(key_id.to_owned())
-    .bind(period)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 async fn create(tx: &mut Tx<'_>, key_id: &str, period: i64) -> Result<(), sqlx::Error> {

@@ -1,4 +1,5 @@
 use super::*;
+use sqlx::Row;
 
 /// Two instances (two `Leases`, as two gateways) on one SQLite database with one key.
 /// The first's rows expire after `expiry`.
