@@ -287,7 +287,7 @@ impl AiClient {
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         // Boxed: downloading results makes a large future that text answers need not carry.
         Box::pin(self.rewrite_media(&orch.transcoder, req, &mut json, sink)).await?;
-        Ok(Answer::Body(Bytes::from(json.to_string())))
+        Ok(Answer::Body(encode(&json)))
     }
 
     /// The `Livepeer-Segment` header for this orchestrator's current auth token and the job.
@@ -333,7 +333,7 @@ impl AiClient {
         let mut json: Value =
             serde_json::from_slice(body).map_err(|e| CallError::Malformed(e.to_string()))?;
         self.rewrite_media(transcoder, req, &mut json, sink).await?;
-        Ok(Bytes::from(json.to_string()))
+        Ok(encode(&json))
     }
 
     /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4),
@@ -351,7 +351,7 @@ impl AiClient {
             let n = slots.len();
             return Err(CallError::Download(format!("{n} outputs where {asked} were asked for")));
         }
-        let orch_url = url::Url::parse(transcoder)
+        let orch_url = (self.fetcher.origin(transcoder))
             .map_err(|e| CallError::Malformed(format!("transcoder URL: {e}")))?;
         let config = sink.config;
         let mut budget = Budget {
@@ -386,6 +386,13 @@ impl AiClient {
         }
         Ok(())
     }
+}
+
+/// `json` as bytes. `serde_json::to_vec` writes straight into its buffer; `to_string` goes
+/// through `Display` and formats every token through `fmt::Write`, which showed in profiles.
+fn encode(json: &Value) -> Bytes {
+    // A `Value` always serialises: its map keys are strings.
+    Bytes::from(serde_json::to_vec(json).unwrap_or_default())
 }
 
 /// The answer's media URL slots: `images[].url`, or `audio.url` for text-to-speech.

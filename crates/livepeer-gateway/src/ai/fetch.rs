@@ -73,7 +73,7 @@ fn unusable(why: impl Into<String>) -> FetchError {
 #[derive(Debug)]
 pub(crate) struct Budget<'a> {
     /// The orchestrator's transcoder URL: its origin, and the base of relative URLs.
-    pub orch: Url,
+    pub orch: Arc<Url>,
     /// Extra hosts allowed (`host` or `host:port`, lower case).
     pub allowed: &'a [String],
     /// Largest single result.
@@ -105,7 +105,13 @@ pub(crate) struct Fetcher {
     idle: crate::lane::Lanes<Idle>,
     /// Result hosts' and orchestrators' addresses, kept briefly.
     resolver: Arc<Resolver>,
+    /// Orchestrators' transcoder URLs, parsed ([`Fetcher::origin`]).
+    origins: Arc<std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<Url>>>>,
 }
+
+/// Parsed transcoder URLs kept at most; all are forgotten when more arrive (the pool's
+/// orchestrators, so a handful in practice).
+const ORIGINS_KEPT: usize = 1024;
 
 /// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
 type ConnKey = (SocketAddr, String, bool);
@@ -174,13 +180,31 @@ impl Fetcher {
         let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
         let idle = crate::lane::Lanes::filled(1, Idle::default);
         let resolver = Arc::default();
-        Ok(Self { tls, connect_timeout, fetch_timeout, idle, resolver })
+        let origins = Arc::default();
+        Ok(Self { tls, connect_timeout, fetch_timeout, idle, resolver, origins })
     }
 
     /// This fetcher with idle connections kept per lane ([`crate::lane`]), for `lanes` lanes.
     pub(crate) fn per_lane(mut self, lanes: usize) -> Self {
         self.idle = crate::lane::Lanes::filled(lanes, Idle::default);
         self
+    }
+
+    /// An orchestrator's transcoder URL, parsed: a [`Budget`]'s origin. Kept, since every
+    /// result of every job needs it and the same few orchestrators answer them all (parsing
+    /// a URL showed in the load test's profile).
+    pub(crate) fn origin(&self, transcoder: &str) -> Result<Arc<Url>, url::ParseError> {
+        if let Some(url) = self.origins.lock().ok().and_then(|m| m.get(transcoder).cloned()) {
+            return Ok(url);
+        }
+        let url = Arc::new(Url::parse(transcoder)?);
+        if let Ok(mut map) = self.origins.lock() {
+            if map.len() >= ORIGINS_KEPT {
+                map.clear();
+            }
+            map.insert(transcoder.into(), url.clone());
+        }
+        Ok(url)
     }
 
     /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up).
@@ -209,37 +233,40 @@ impl Fetcher {
         budget: &Budget<'a>,
     ) -> Result<Fetched<'a>, FetchError> {
         let url = budget.orch.join(src).map_err(|e| unusable(format!("{}: {e}", shown(src))))?;
-        // Errors name the URL without its query: never a presigned URL's signature.
-        let url_s = shown(url.as_str());
+        // Errors name the URL without its query: never a presigned URL's signature. Made only
+        // when there is an error: it is a copy of the URL, on every result's path otherwise.
+        let url_s = || shown(url.as_str());
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(unusable(format!("{url_s}: not http(s)")));
+            return Err(unusable(format!("{}: not http(s)", url_s())));
         }
         if !origin_allowed(&url, &budget.orch, budget.allowed) {
             return Err(unusable(format!(
-                "{url_s}: neither the orchestrator's origin nor allowed"
+                "{}: neither the orchestrator's origin nor allowed",
+                url_s()
             )));
         }
         let addr = checked_address(&self.resolver, &url, &budget.orch).await?;
         let (resp, conn) =
-            self.get(&url, addr).await.map_err(|e| unusable(format!("{url_s}: {e}")))?;
+            self.get(&url, addr).await.map_err(|e| unusable(format!("{}: {e}", url_s())))?;
         if resp.status().as_u16() != 200 {
-            return Err(unusable(format!("{url_s}: status {}", resp.status())));
+            return Err(unusable(format!("{}: status {}", url_s(), resp.status())));
         }
         let declared = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let content_type = served_type(declared.unwrap_or("application/octet-stream"))
-            .ok_or_else(|| unusable(format!("{url_s}: refused type {declared:?}")))?
+            .ok_or_else(|| unusable(format!("{}: refused type {declared:?}", url_s())))?
             .to_owned();
         let limit = budget.per_result.min(budget.left);
         let length = hyper::body::Body::size_hint(resp.body()).exact();
         if let Some(length) = length.filter(|&n| n > limit as u64) {
             return Err(unusable(format!(
-                "{url_s}: {length} bytes, more than the {limit} allowed"
+                "{}: {length} bytes, more than the {limit} allowed",
+                url_s()
             )));
         }
         let reservation = budget.store.reserve(length.unwrap_or(0) as usize)?;
         let (bytes, reservation) =
             read_capped(resp.into_body(), limit, reservation).await.map_err(|e| match e {
-                FetchError::Unusable(why) => unusable(format!("{url_s}: {why}")),
+                FetchError::Unusable(why) => unusable(format!("{}: {why}", url_s())),
                 full => full,
             })?;
         // Read to its end: the connection can carry the next file.
@@ -365,13 +392,18 @@ fn inline<'a>(rest: &str, budget: &Budget<'a>) -> Result<Fetched<'a>, FetchError
 /// browser would run (HTML, XML, SVG, scripts).
 pub(crate) fn served_type(declared: &str) -> Option<&str> {
     let essence = declared.split(';').next().unwrap_or_default().trim();
-    let lower = essence.to_ascii_lowercase();
-    if ["html", "xml", "svg", "script"].iter().any(|s| lower.contains(s)) {
+    // Compared without case, and without making a lower-case copy: this runs for every
+    // result stored and every result served.
+    let has = |needle: &str| {
+        essence.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if ["html", "xml", "svg", "script"].iter().any(|s| has(s)) {
         return None;
     }
-    let media = ["image/", "video/", "audio/"].iter().any(|p| lower.starts_with(p));
+    let starts = |p: &str| essence.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    let media = ["image/", "video/", "audio/"].iter().any(|p| starts(p));
     let token = |c: char| c.is_ascii_alphanumeric() || "/.+-_".contains(c);
-    if media && lower.matches('/').count() == 1 && lower.chars().all(token) {
+    if media && essence.matches('/').count() == 1 && essence.chars().all(token) {
         Some(essence)
     } else {
         Some("application/octet-stream")
@@ -512,7 +544,7 @@ mod tests {
         let (orch, accepted) = server().await;
         let store = ResultStore::new(1000, Duration::from_secs(60));
         let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
-        let mut budget = Budget { orch, allowed: &[], per_result: 3, left: 100, store: &store };
+        let mut budget = Budget { orch: orch.into(), allowed: &[], per_result: 3, left: 100, store: &store };
         for _ in 0..3 {
             let fetched = fetcher.fetch("/a.png", &mut budget).await.unwrap();
             assert_eq!(

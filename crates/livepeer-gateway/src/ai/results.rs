@@ -13,7 +13,8 @@
 //! so that a flood of tiny results is bounded in memory too, not only in payload bytes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// MIME type to serve it with.
-    pub content_type: String,
+    pub content_type: Arc<str>,
     /// The bytes.
     pub bytes: Bytes,
 }
@@ -92,13 +93,55 @@ pub struct ResultStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Each file with its expiry and the bytes it counts for (payload and overhead).
-    items: HashMap<String, (Stored, Instant, usize)>,
-    /// Keys in insertion order, which is also expiry order (one TTL for all).
-    order: VecDeque<String>,
+    /// Each file by its id, with its name, expiry and the bytes it counts for (payload and
+    /// overhead).
+    items: HashMap<u128, Entry, BuildHasherDefault<IdHasher>>,
+    /// Ids in insertion order, which is also expiry order (one TTL for all).
+    order: VecDeque<u128>,
     bytes: usize,
     /// Bytes held by [`Reservation`]s.
     reserved: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The key's part after the id: `<random>.<ext>`.
+    file: Box<str>,
+    stored: Stored,
+    expires: Instant,
+    held: usize,
+}
+
+/// Hashes a file id by taking its low 64 bits. Ids are drawn at random, so hashing them again
+/// (SipHash, the default) would only cost time: the store's map is on every result's path,
+/// stored and served.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; this keeps any other input well-defined.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        self.0 = id as u64;
+    }
+}
+
+/// A key's id and file parts, if it has the shape [`ResultStore::put`] gives keys.
+fn split_key(key: &str) -> Option<(u128, &str)> {
+    let (id, file) = key.split_once('/')?;
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    Some((u128::from_str_radix(id, 16).ok()?, file))
 }
 
 impl ResultStore {
@@ -143,25 +186,32 @@ impl ResultStore {
         if let Some(more) = held.checked_sub(reservation.bytes) {
             reservation.grow(more).map_err(|_| too_large)?;
         }
-        let id: u128 = rand::rng().random();
-        let key = format!("{id:032x}/{}.{ext}", &format!("{:08x}", rand::rng().random::<u32>()));
+        let (id, name): (u128, u32) = (rand::rng().random(), rand::rng().random());
+        let file: Box<str> = format!("{name:08x}.{ext}").into();
+        let key = format!("{id:032x}/{file}");
         let now = Instant::now();
         let Ok(mut inner) = self.inner.lock() else { return Ok(key) };
         inner.expire(now);
         // The reservation's bytes become the file's: the total held does not change.
         inner.reserved -= std::mem::take(&mut reservation.bytes);
         inner.bytes += held;
-        let stored = Stored { content_type: content_type.to_owned(), bytes };
-        inner.items.insert(key.clone(), (stored, now + self.ttl, held));
-        inner.order.push_back(key.clone());
+        let stored = Stored { content_type: content_type.into(), bytes };
+        let entry = Entry { file, stored, expires: now + self.ttl, held };
+        // A 128-bit random id is never drawn twice; should it be, the older file is replaced
+        // and its bytes are given back.
+        if let Some(old) = inner.items.insert(id, entry) {
+            inner.bytes -= old.held;
+        }
+        inner.order.push_back(id);
         Ok(key)
     }
 
     /// The file under `key`, unless expired or evicted.
     pub fn get(&self, key: &str) -> Option<Stored> {
+        let (id, file) = split_key(key)?;
         let mut inner = self.inner.lock().ok()?;
         inner.expire(Instant::now());
-        inner.items.get(key).map(|(s, _, _)| s.clone())
+        inner.items.get(&id).filter(|e| *e.file == *file).map(|e| e.stored.clone())
     }
 
     /// Bytes currently stored, each file's overhead included.
@@ -177,9 +227,9 @@ impl ResultStore {
 
 impl Inner {
     fn expire(&mut self, now: Instant) {
-        while let Some(key) = self.order.front() {
-            match self.items.get(key) {
-                Some((_, expires, _)) if *expires > now => break,
+        while let Some(id) = self.order.front() {
+            match self.items.get(id) {
+                Some(entry) if entry.expires > now => break,
                 _ => {
                     self.evict_oldest();
                 }
@@ -188,9 +238,9 @@ impl Inner {
     }
 
     fn evict_oldest(&mut self) -> bool {
-        let Some(key) = self.order.pop_front() else { return false };
-        if let Some((_, _, held)) = self.items.remove(&key) {
-            self.bytes -= held;
+        let Some(id) = self.order.pop_front() else { return false };
+        if let Some(entry) = self.items.remove(&id) {
+            self.bytes -= entry.held;
         }
         true
     }
@@ -218,7 +268,7 @@ mod tests {
         // A third file pushes the oldest out.
         let c = put("audio/wav", "wav", b"cccc").unwrap();
         assert!(store.get(&a).is_none());
-        assert_eq!(store.get(&c).unwrap().content_type, "audio/wav");
+        assert_eq!(&*store.get(&c).unwrap().content_type, "audio/wav");
         assert_eq!(store.bytes(), 8);
         assert_eq!(store.reserved(), 0);
         let none = store.reserve(0).unwrap();

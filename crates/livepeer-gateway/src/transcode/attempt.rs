@@ -316,9 +316,7 @@ impl Attempter {
                 job.profiles.len()
             )));
         }
-        let orch: Url = info
-            .transcoder
-            .parse()
+        let orch = (self.fetcher.origin(&info.transcoder))
             .map_err(|e| AttemptError::Unusable(format!("transcoder URL: {e}")))?;
         let mut budget = Budget {
             orch,
