@@ -93,11 +93,12 @@ pub struct ResultStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Each file by its id, with its name, expiry and the bytes it counts for (payload and
-    /// overhead).
+    /// Each file by its id, with its name and the bytes it counts for (payload and overhead).
     items: HashMap<u128, Entry, BuildHasherDefault<IdHasher>>,
-    /// Ids in insertion order, which is also expiry order (one TTL for all).
-    order: VecDeque<u128>,
+    /// Ids in insertion order, which is also expiry order (one TTL for all), with their
+    /// expiry: checking the oldest file then reads the front of this queue, not an entry
+    /// somewhere in a map of a hundred thousand (a cache miss on every store and serve).
+    order: VecDeque<(u128, Instant)>,
     bytes: usize,
     /// Bytes held by [`Reservation`]s.
     reserved: usize,
@@ -108,7 +109,6 @@ struct Entry {
     /// The key's part after the id: `<random>.<ext>`.
     file: Box<str>,
     stored: Stored,
-    expires: Instant,
     held: usize,
 }
 
@@ -196,13 +196,13 @@ impl ResultStore {
         inner.reserved -= std::mem::take(&mut reservation.bytes);
         inner.bytes += held;
         let stored = Stored { content_type: content_type.into(), bytes };
-        let entry = Entry { file, stored, expires: now + self.ttl, held };
+        let entry = Entry { file, stored, held };
         // A 128-bit random id is never drawn twice; should it be, the older file is replaced
         // and its bytes are given back.
         if let Some(old) = inner.items.insert(id, entry) {
             inner.bytes -= old.held;
         }
-        inner.order.push_back(id);
+        inner.order.push_back((id, now + self.ttl));
         Ok(key)
     }
 
@@ -227,18 +227,13 @@ impl ResultStore {
 
 impl Inner {
     fn expire(&mut self, now: Instant) {
-        while let Some(id) = self.order.front() {
-            match self.items.get(id) {
-                Some(entry) if entry.expires > now => break,
-                _ => {
-                    self.evict_oldest();
-                }
-            }
+        while self.order.front().is_some_and(|(_, expires)| *expires <= now) {
+            self.evict_oldest();
         }
     }
 
     fn evict_oldest(&mut self) -> bool {
-        let Some(id) = self.order.pop_front() else { return false };
+        let Some((id, _)) = self.order.pop_front() else { return false };
         if let Some(entry) = self.items.remove(&id) {
             self.bytes -= entry.held;
         }
