@@ -274,6 +274,28 @@ mod tests {
         assert_eq!(store.bytes(), 0);
     }
 
+    /// A file is found only under the exact key it was stored as: its id (lower-case hex)
+    /// and its file name together.
+    #[tokio::test(start_paused = true)]
+    async fn only_the_exact_key_finds_a_file() {
+        let store = payload_only(100);
+        let key =
+            store.put(store.reserve(1).unwrap(), "image/png", "png", Bytes::from_static(b"x"));
+        let key = key.unwrap();
+        let (id, file) = key.split_once('/').unwrap();
+        assert!(store.get(&key).is_some());
+        for other in [
+            format!("{}/{file}", id.to_uppercase()),
+            format!("{id}/00000000.png"),
+            format!("{id}/{file}x"),
+            format!("{}/{file}", &id[1..]),
+            id.to_owned(),
+            format!("../{file}"),
+        ] {
+            assert!(store.get(&other).is_none(), "{other}");
+        }
+    }
+
     /// Downloads reserve before they read: stored files make room for them, other downloads
     /// do not, and what a dropped download held is given back.
     #[tokio::test(start_paused = true)]
