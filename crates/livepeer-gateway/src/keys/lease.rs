@@ -15,14 +15,15 @@
 //! last second's spend is not known yet: each top-up that follows the previous one within
 //! [`RAMP`] doubles the lease, so that a key going from nothing to thousands of requests a
 //! second asks the database a handful of times, not once per few requests. When even the
-//! request's own charge is more than that share, the request reserves just its charge (as without leases) and any
-//! lease left is given back in the same transaction: near the end of a budget each instance
-//! reserves request by request, and the only budget an instance keeps from the others is
-//! what its requests in flight reserved. A lease is topped up in the background when half of
-//! it is used, so a steady load does not wait on the database, and is given back after
-//! [`IDLE`] without requests, and at shutdown (the instance reaps itself). When a key's
-//! budget is lowered (as the instance's key cache sees it), its lease is no longer served
-//! from: the next request gives it back in the transaction that leases under the new budget.
+//! request's own charge is more than that share, the request reserves just its charge (as
+//! without leases) and any lease left is given back in the same transaction: near the end of
+//! a budget each instance reserves request by request, and the only budget an instance keeps
+//! from the others is what its requests in flight reserved. A lease is topped up in the
+//! background when half of it is used, so a steady load does not wait on the database, and is
+//! given back after [`IDLE`] without requests, and at shutdown (the instance reaps itself).
+//! When a key's budget is lowered (as the instance's key cache sees it), its lease is no
+//! longer served from: the next request gives it back in the transaction that leases under
+//! the new budget.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
