@@ -49,6 +49,7 @@ pub mod transcode;
 
 // Used by the binary only.
 use anyhow as _;
+use httparse as _;
 #[cfg(feature = "cli")]
 use livepeer_sim as _;
 use mimalloc as _;

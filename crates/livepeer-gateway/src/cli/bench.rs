@@ -9,6 +9,9 @@
 //! - throughput: `concurrency` clients for `seconds` on each path, in rounds (direct, nginx,
 //!   gateway); the median of each, and the median of the rounds' ratios, are reported.
 //!
+//! The load comes from `load`, a minimal HTTP/1.1 client that costs the shared machine about as
+//! little as wrk does (`--client reqwest` for the client the bench used before).
+//!
 //! "Direct" sends exactly what the gateway sends (the same headers, body and auth token) and,
 //! for text-to-image, also downloads the result image, as a client must; nginx carries the
 //! same request and the image download; "through the gateway" downloads the image from the
@@ -31,6 +34,7 @@ use livepeer_gateway::orchestrator::creds::{ai_manifest_id, segment_header};
 use livepeer_gateway::orchestrator::{OrchClient, Timeouts, TlsTrust};
 
 use super::bench_byoc;
+use super::load::{Plan, User};
 use super::nginx::{GatewayChild, Nginx};
 
 /// Load test settings.
@@ -66,10 +70,24 @@ pub(crate) struct BenchArgs {
     /// if missing).
     #[arg(long)]
     pub(crate) no_nginx: bool,
+    /// The client that sends the load: `light` (the default, a minimal HTTP/1.1 client with
+    /// each request rendered once, as wrk does) or `reqwest` (what the bench used before,
+    /// which costs the shared machine several times more CPU per request).
+    #[arg(long, value_enum, default_value_t = Load::Light)]
+    pub(crate) client: Load,
     /// A PostgreSQL database for the `keys` workload's PostgreSQL row (`postgres://…`); that
     /// row is left out without it.
     #[arg(long, env = "LP_BENCH_DATABASE_URL", hide_env_values = true)]
     pub(crate) keys_database_url: Option<String>,
+}
+
+/// Which client sends the load (`--client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Load {
+    /// `load::User`: one connection per origin per simulated user, requests rendered once.
+    Light,
+    /// reqwest, with its pool, the body serialised and the answer parsed for every request.
+    Reqwest,
 }
 
 const T2I_MODEL: &str = "stabilityai/sd-turbo";
@@ -264,11 +282,11 @@ async fn compare(w: &Workload, args: &BenchArgs, pids: &Pids) -> anyhow::Result<
         }
     }
     let targets: Vec<&Target> = paths.iter().map(|(_, t, _)| *t).collect();
-    let lat = latency(&targets, body, args.requests).await?;
+    let lat = latency(&targets, body, args.requests, args.client).await?;
     let (mut rps, mut cpu) = (vec![Vec::new(); paths.len()], vec![Vec::new(); paths.len()]);
     for _ in 0..args.rounds.max(1) {
         for (i, (_, t, extra)) in paths.iter().enumerate() {
-            let (r, c) = throughput(t, body, args.concurrency, args.seconds, extra).await;
+            let (r, c) = throughput(t, body, args, extra).await;
             rps[i].push(r);
             cpu[i].push(c);
         }
@@ -341,12 +359,12 @@ async fn paid_vs_unpaid(
     for _ in 0..50 {
         request(&paid, &t2i_body).await?;
     }
-    let lat = latency(&[&paid, &unpaid], &t2i_body, args.requests).await?;
+    let lat = latency(&[&paid, &unpaid], &t2i_body, args.requests, args.client).await?;
     let ((pp50, pp99), (up50, up99)) = (lat[0], lat[1]);
     let (mut ps, mut us_) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
-        us_.push(throughput(&unpaid, &t2i_body, args.concurrency, args.seconds, &[]).await.0);
-        ps.push(throughput(&paid, &t2i_body, args.concurrency, args.seconds, &[]).await.0);
+        us_.push(throughput(&unpaid, &t2i_body, args, &[]).await.0);
+        ps.push(throughput(&paid, &t2i_body, args, &[]).await.0);
     }
     let (prps, urps) = (median(&mut ps), median(&mut us_));
     let tickets = paid_sim.payments().tickets_credited;
@@ -417,12 +435,18 @@ pub(super) async fn latency(
     targets: &[&Target],
     body: &Value,
     n: usize,
+    load: Load,
 ) -> anyhow::Result<Vec<(Duration, Duration)>> {
+    let plans = targets.iter().map(|t| Plan::new(t, body)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut users: Vec<User> = targets.iter().map(|_| User::default()).collect();
     let mut samples = vec![Vec::with_capacity(n); targets.len()];
     for _ in 0..n {
-        for (t, xs) in targets.iter().zip(samples.iter_mut()) {
+        for (i, xs) in samples.iter_mut().enumerate() {
             let start = Instant::now();
-            request(t, body).await?;
+            match load {
+                Load::Light => users[i].job(&plans[i]).await?,
+                Load::Reqwest => request(targets[i], body).await?,
+            }
             xs.push(start.elapsed());
         }
     }
@@ -443,19 +467,28 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
 pub(super) async fn throughput(
     t: &Target,
     body: &Value,
-    clients: usize,
-    seconds: u64,
+    args: &BenchArgs,
     extra: &[u32],
 ) -> (f64, f64) {
+    let (clients, seconds, load) = (args.concurrency, args.seconds, args.client);
+    let plan = match Plan::new(t, body) {
+        Ok(plan) => Arc::new(plan),
+        Err(_) => return (0.0, 0.0),
+    };
     let done = Arc::new(AtomicU64::new(0));
     let cpu_before = cpu_micros(extra);
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (t, body, done) = (t.clone(), body.clone(), done.clone());
+        let (plan, done, t, body) = (plan.clone(), done.clone(), t.clone(), body.clone());
         set.spawn(async move {
+            let mut user = User::default();
             while Instant::now() < end {
-                if request(&t, &body).await.is_ok() {
+                let ok = match load {
+                    Load::Light => user.job(&plan).await.is_ok(),
+                    Load::Reqwest => request(&t, &body).await.is_ok(),
+                };
+                if ok {
                     done.fetch_add(1, Relaxed);
                 }
             }

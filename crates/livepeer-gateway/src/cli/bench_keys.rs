@@ -97,14 +97,14 @@ pub(super) async fn keys_on_vs_off(
         }
     }
     let refs: Vec<&Target> = targets.iter().map(|(_, t)| t).collect();
-    let lat = latency(&refs, &body, args.requests).await?;
+    let lat = latency(&refs, &body, args.requests, args.client).await?;
     // The database server's CPU counts with the gateways': the local PostgreSQL's processes.
     let extra = if args.keys_database_url.is_some() { postgres_pids() } else { Vec::new() };
     let mut rates = vec![Vec::new(); targets.len()];
     let mut cpus = vec![Vec::new(); targets.len()];
     for _ in 0..args.rounds.max(1) {
         for (((_, t), r), c) in targets.iter().zip(rates.iter_mut()).zip(cpus.iter_mut()) {
-            let (rps, cpu) = throughput(t, &body, args.concurrency, args.seconds, &extra).await;
+            let (rps, cpu) = throughput(t, &body, args, &extra).await;
             r.push(rps);
             c.push(cpu);
         }

@@ -12,6 +12,7 @@ pub(crate) mod demo;
 pub(crate) mod deposit;
 pub(crate) mod keys;
 pub(crate) mod live_client;
+mod load;
 pub(crate) mod nginx;
 pub(crate) mod soak;
 
