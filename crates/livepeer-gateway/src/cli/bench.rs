@@ -111,7 +111,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     // to another process and back, which would count thread wake-ups as the proxy's latency.
     let sim_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("bench-sim")
+        .thread_name(SIM_THREAD)
         .enable_all()
         .build()?;
     let sim = sim_rt
@@ -152,7 +152,7 @@ async fn measure(args: &BenchArgs, sim: &Sim) -> anyhow::Result<String> {
 
     let mut out = String::new();
     out.push_str(&format!(
-        "| workload | path | p50 | p99 | req/s ({} clients) | CPU µs/req |\n|---|---|---:|---:|---:|---:|\n",
+        "| workload | path | p50 | p99 | req/s ({} clients) | CPU µs/req (client / simulator / proxy) |\n|---|---|---:|---:|---:|---:|\n",
         args.concurrency
     ));
     let child = match args.in_process {
@@ -293,11 +293,14 @@ async fn compare(w: &Workload, args: &BenchArgs, pids: &Pids) -> anyhow::Result<
     }
     let mut out = String::new();
     let medians: Vec<f64> = rps.iter().map(|r| median(&mut r.clone())).collect();
-    let cpus: Vec<f64> = cpu.iter().map(|r| median(&mut r.clone())).collect();
+    let part = |i: usize, f: fn(&Cpu) -> f64| median(&mut cpu[i].iter().map(f).collect::<Vec<_>>());
+    let cpus: Vec<f64> = (0..paths.len()).map(|i| part(i, Cpu::total)).collect();
     for (i, (path, _, _)) in paths.iter().enumerate() {
         let (p50, p99) = lat[i];
+        let (client, sim, proxy) =
+            (part(i, |c| c.client), part(i, |c| c.sim), part(i, |c| c.proxy));
         out.push_str(&format!(
-            "| {name} | {path} | {} | {} | {:.0} | {:.1} |\n",
+            "| {name} | {path} | {} | {} | {:.0} | {:.1} ({client:.0} / {sim:.0} / {proxy:.0}) |\n",
             us(p50),
             us(p99),
             medians[i],
@@ -469,14 +472,14 @@ pub(super) async fn throughput(
     body: &Value,
     args: &BenchArgs,
     extra: &[u32],
-) -> (f64, f64) {
+) -> (f64, Cpu) {
     let (clients, seconds, load) = (args.concurrency, args.seconds, args.client);
     let plan = match Plan::new(t, body) {
         Ok(plan) => Arc::new(plan),
-        Err(_) => return (0.0, 0.0),
+        Err(_) => return (0.0, Cpu::default()),
     };
     let done = Arc::new(AtomicU64::new(0));
-    let cpu_before = cpu_micros(extra);
+    let cpu_before = cpu_ticks(extra);
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..clients {
@@ -496,26 +499,59 @@ pub(super) async fn throughput(
     }
     while set.join_next().await.is_some() {}
     let n = done.load(Relaxed);
-    let cpu = cpu_micros(extra).saturating_sub(cpu_before);
-    (n as f64 / seconds as f64, cpu as f64 / n.max(1) as f64)
+    let after = cpu_ticks(extra);
+    let per_request = |i: usize| {
+        let micros = after[i].saturating_sub(cpu_before[i]) * 10_000;
+        micros as f64 / n.max(1) as f64
+    };
+    let cpu = Cpu { client: per_request(0), sim: per_request(1), proxy: per_request(2) };
+    (n as f64 / seconds as f64, cpu)
 }
 
-/// CPU time (user and system, all threads) of this process and of `extra`, in microseconds,
-/// from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per second on Linux); 0 where unreadable.
-fn cpu_micros(extra: &[u32]) -> u64 {
-    let ticks = |pid: &str| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU time per request, µs, of each part of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Cpu {
+    /// This process but the simulator's thread: the load client (and the gateway too when
+    /// it runs in this process).
+    pub(super) client: f64,
+    /// The simulator's thread.
+    pub(super) sim: f64,
+    /// The proxy's processes: nginx's, or the gateway child's.
+    pub(super) proxy: f64,
+}
+
+impl Cpu {
+    pub(super) fn total(&self) -> f64 {
+        self.client + self.sim + self.proxy
+    }
+}
+
+/// The name of the simulator's thread, whose CPU time `Cpu::sim` counts.
+const SIM_THREAD: &str = "bench-sim";
+
+/// CPU ticks so far (user and system, 100 per second on Linux): this process but the
+/// simulator's thread, the simulator's thread, and the processes in `extra`; 0 where
+/// unreadable.
+fn cpu_ticks(extra: &[u32]) -> [u64; 3] {
+    let ticks = |path: &str| -> u64 {
+        let stat = std::fs::read_to_string(path).unwrap_or_default();
         // Fields after the command name, which is in parentheses and may hold spaces.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
         f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
     };
-    let mut total = ticks("self");
-    for pid in extra {
-        total += ticks(&pid.to_string());
+    let mut sim = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == SIM_THREAD {
+            sim += ticks(&task.path().join("stat").to_string_lossy());
+        }
     }
-    total * 10_000
+    // The process's own line also counts threads that have ended.
+    let client = ticks("/proc/self/stat").saturating_sub(sim);
+    let proxy = extra.iter().map(|pid| ticks(&format!("/proc/{pid}/stat"))).sum();
+    [client, sim, proxy]
 }
 
 /// No RTMP listener: the bench measures the HTTP routes, and its gateways run side by side.

@@ -106,7 +106,7 @@ pub(super) async fn keys_on_vs_off(
         for (((_, t), r), c) in targets.iter().zip(rates.iter_mut()).zip(cpus.iter_mut()) {
             let (rps, cpu) = throughput(t, &body, args, &extra).await;
             r.push(rps);
-            c.push(cpu);
+            c.push(cpu.total());
         }
     }
     let off_rps = median(&mut rates[0].clone());
