@@ -25,6 +25,9 @@ use super::bench::Target;
 /// A head larger than this is refused: the servers measured send a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// A body larger than this is refused: the answers measured are a few KiB.
+const MAX_BODY: usize = 64 << 20;
+
 /// One path's request, rendered once.
 pub(super) struct Plan {
     /// `host:port` of the request.
@@ -88,7 +91,7 @@ impl User {
     pub(super) async fn job(&mut self, plan: &Plan) -> anyhow::Result<()> {
         let answer = self.exchange(&plan.authority, &plan.request).await?;
         // Only answers that name images are parsed (text-to-image); others are just read.
-        if memchr_images(&answer) {
+        if names_images(&answer) {
             let parsed: Images<'_> = serde_json::from_slice(&answer).context("answer")?;
             if let Some(img) = parsed.images.first() {
                 let url = match &plan.rewrite {
@@ -137,7 +140,7 @@ impl User {
 }
 
 /// Whether the answer names images (a cheap scan before parsing any JSON).
-fn memchr_images(body: &[u8]) -> bool {
+fn names_images(body: &[u8]) -> bool {
     body.windows(9).any(|w| w == b"\"images\"")
 }
 
@@ -177,7 +180,12 @@ impl Conn {
             Framing::Length(n) => self.take(n).await?,
             Framing::Chunked => self.chunked().await?,
             Framing::UntilClose => {
-                while self.stream.read_buf(&mut self.buf).await? > 0 {}
+                while self.stream.read_buf(&mut self.buf).await? > 0 {
+                    anyhow::ensure!(
+                        self.buf.len() <= MAX_BODY,
+                        "answer body over {MAX_BODY} bytes"
+                    );
+                }
                 self.buf.split()
             }
         };
@@ -209,6 +217,7 @@ impl Conn {
                 }
             };
             let size = usize::try_from(size)?;
+            anyhow::ensure!(body.len() + size <= MAX_BODY, "answer body over {MAX_BODY} bytes");
             self.buf.advance(start);
             // The chunk and its CRLF (the last, empty chunk: no trailers are expected).
             body.extend_from_slice(&self.take(size + 2).await?[..size]);
@@ -231,7 +240,9 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, Framing, bool, usize)>>
     let (mut framing, mut keep) = (Framing::UntilClose, true);
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            framing = Framing::Length(std::str::from_utf8(h.value)?.trim().parse()?);
+            let length: usize = std::str::from_utf8(h.value)?.trim().parse()?;
+            anyhow::ensure!(length <= MAX_BODY, "answer body of {length} bytes");
+            framing = Framing::Length(length);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding")
             && h.value.eq_ignore_ascii_case(b"chunked")
         {
@@ -265,6 +276,7 @@ mod tests {
         assert!(matches!(f, Framing::Chunked) && !keep);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         assert!(parse_head(b"NOT HTTP\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n").is_err());
     }
 
     #[test]
