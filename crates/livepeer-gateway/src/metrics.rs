@@ -55,17 +55,17 @@ struct ErrorLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AiErrorLabel {
     error_code: String,
-    pipeline: String,
+    pipeline: &'static str,
     model_name: String,
     orchestrator_uri: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AiLatencyLabel {
-    pipeline: String,
+    pipeline: &'static str,
     model_name: String,
     orchestrator_uri: String,
-    outcome: String,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,7 +75,9 @@ struct StateLabel {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabel {
-    pipeline: String,
+    // `&'static str` where the set of values is fixed: a label made for every request then
+    // allocates only for the values that are not.
+    pipeline: &'static str,
     model_name: String,
 }
 
@@ -421,27 +423,32 @@ impl Metrics {
     }
 
     pub(crate) fn ai_requested(&self, job: &JobKey) {
-        let label =
-            ModelLabel { pipeline: job.pipeline().to_owned(), model_name: self.model_label(job) };
+        let label = ModelLabel { pipeline: job.pipeline(), model_name: self.model_label(job) };
         self.ai_requested.get_or_create(&label).inc();
     }
 
     pub(crate) fn ai_error(&self, job: &JobKey, orch: &str, code: &str) {
         let label = AiErrorLabel {
             error_code: code.to_owned(),
-            pipeline: job.pipeline().to_owned(),
+            pipeline: job.pipeline(),
             model_name: self.model_label(job),
             orchestrator_uri: self.orch_label(orch),
         };
         self.ai_errors.get_or_create(&label).inc();
     }
 
-    pub(crate) fn ai_latency(&self, job: &JobKey, orch: &str, outcome: &str, took: Duration) {
+    pub(crate) fn ai_latency(
+        &self,
+        job: &JobKey,
+        orch: &str,
+        outcome: &'static str,
+        took: Duration,
+    ) {
         let label = AiLatencyLabel {
-            pipeline: job.pipeline().to_owned(),
+            pipeline: job.pipeline(),
             model_name: self.model_label(job),
             orchestrator_uri: self.orch_label(orch),
-            outcome: outcome.to_owned(),
+            outcome,
         };
         self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
     }
@@ -587,8 +594,7 @@ impl Metrics {
         self.available.clear();
         let mut models = HashSet::new();
         for (key, n) in offers {
-            let label =
-                ModelLabel { pipeline: key.pipeline().to_owned(), model_name: key.model.clone() };
+            let label = ModelLabel { pipeline: key.pipeline(), model_name: key.model.clone() };
             self.available.get_or_create(&label).set(n);
             models.insert(key.clone());
         }

@@ -453,7 +453,7 @@ fn finish(
     orch: &str,
     price: Option<Price>,
     req: &ValidRequest,
-    outcome: &str,
+    outcome: &'static str,
 ) {
     let elapsed = record.started.elapsed();
     ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);

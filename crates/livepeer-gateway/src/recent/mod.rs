@@ -210,10 +210,16 @@ impl Recent {
                 inner.jobs.remove(&k);
             }
         }
-        let samples = inner.jobs.entry(cut(job_id)).or_default();
-        samples.push_back((at_ms, latency));
-        while samples.len() > SAMPLES_PER_JOB {
-            samples.pop_front();
+        // A job already kept is found without making its key again (once per request).
+        let samples = match inner.jobs.contains_key(job_id) {
+            true => inner.jobs.get_mut(job_id),
+            false => Some(inner.jobs.entry(cut(job_id)).or_default()),
+        };
+        if let Some(samples) = samples {
+            samples.push_back((at_ms, latency));
+            while samples.len() > SAMPLES_PER_JOB {
+                samples.pop_front();
+            }
         }
     }
 
