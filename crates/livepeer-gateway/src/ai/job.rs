@@ -442,8 +442,16 @@ fn final_kind(last: Option<Failure>, pay_refused: bool) -> Kind {
 fn finish_select_error(ai: &AiState, record: &Record, e: &SelectError) -> Reply {
     ai.metrics.ai_error(&record.key, "", "no_orchestrator");
     remember(ai, record, "no_orchestrator", record.started.elapsed(), Some(e.to_string()));
-    tracing::info!(request_id = %record.id, job = %record.key, error = %e, "ai request refused: no orchestrator");
+    log_refused(record, e);
     Reply::new(record, "", Err(Error::select(e)))
+}
+
+/// The log line of a request no orchestrator was selected for.
+fn log_refused(record: &Record, e: &SelectError) {
+    // As `&str`s: the job names the model, the client's text, whose control characters the
+    // text format then escapes (a newline would forge a line); JSON gets plain strings.
+    let (job, error) = (record.key.to_string(), e.to_string());
+    tracing::info!(request_id = %record.id, job = job.as_str(), error = error.as_str(), "ai request refused: no orchestrator");
 }
 
 /// Logs the per-request record and observes its latency.
@@ -516,11 +524,13 @@ fn log_record(
     // Values go in as `Display`: a `&str` recorded as `Debug` is escaped character by
     // character, and a price or fee made into a `String` first is an allocation more. With
     // every request writing this line, that was about 4% of the LLM throughput in `bench`.
-    // None of these values holds a space or a quote (JSON logs quote them all the same).
+    // None of these values holds a space or a quote (JSON logs quote them all the same),
+    // except the model: the client's text, recorded as a `&str` so that the text format
+    // escapes its control characters (a newline would forge a line).
     tracing::info!(
         request_id = %record.id,
         pipeline = %record.key.pipeline(),
-        model = %record.key.model,
+        model = record.key.model.as_str(),
         orchestrator = %orch,
         outcome = %outcome,
         units = record.units,
@@ -634,6 +644,7 @@ mod tests {
         assert_eq!(refused["outcome"], "refused");
         let (one, two) = (&lines[0]["fields"], &lines[1]["fields"]);
         assert_eq!(one["request_id"], "abc");
+        assert_eq!(one["model"], "m");
         assert_eq!(one["orchestrator"], "https://b:2");
         assert_eq!(one["units"], 16);
         assert_eq!(one["price"], "3/1000");
@@ -706,6 +717,39 @@ mod tests {
         let bytes = size(|| run(panic!(), panic!(), panic!(), panic!(), panic!()));
         println!("request future: {bytes} bytes");
         assert!(bytes <= 2304, "the request future grew to {bytes} bytes");
+    }
+
+    /// A model id is the client's text: in the text format, a newline in it is escaped and
+    /// the record stays one line.
+    #[test]
+    fn a_model_with_a_newline_stays_on_one_log_line() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || buf.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let mut forged = record(vec![], vec![]);
+        forged.key.model = "m\n2026-01-01T00:00:00Z  INFO forged".into();
+        tracing::subscriber::with_default(subscriber, || {
+            log_record(&forged, "", None, false, "failed", Duration::from_millis(1));
+            log_refused(&forged, &SelectError::NotOffered(forged.key.clone()));
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.lines().all(|l| !l.starts_with("2026-01-01")), "{text}");
     }
 
     #[test]

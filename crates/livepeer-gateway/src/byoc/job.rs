@@ -520,7 +520,9 @@ impl<'a> Job<'a> {
         let attempts = serde_json::to_string(&self.tried).unwrap_or_default();
         tracing::info!(
             request_id = %self.req.id,
-            capability = %self.req.capability,
+            // The client's text, as a `&str`: the text format escapes its control characters
+            // (a newline would forge a log line), and JSON gets it as a plain string.
+            capability = self.req.capability.as_str(),
             orchestrator = orch.as_deref().unwrap_or(""),
             outcome = label,
             status = outcome.as_ref().map(|a| a.status).unwrap_or(0),
