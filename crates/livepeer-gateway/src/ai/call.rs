@@ -351,7 +351,9 @@ impl AiClient {
             let n = slots.len();
             return Err(CallError::Download(format!("{n} outputs where {asked} were asked for")));
         }
-        let orch_url = (self.fetcher.origin(transcoder))
+        let orch_url = self
+            .fetcher
+            .origin(transcoder)
             .map_err(|e| CallError::Malformed(format!("transcoder URL: {e}")))?;
         let config = sink.config;
         let mut budget = Budget {

@@ -575,8 +575,8 @@ impl std::fmt::Display for Fee {
 mod tests {
     use super::*;
 
-    /// Runs `f` with a JSON log subscriber and returns the lines it wrote.
-    fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {
+    /// Runs `f` with a log subscriber, JSON or plain text, and returns what it wrote.
+    fn captured(json: bool, f: impl FnOnce()) -> String {
         #[derive(Clone, Default)]
         struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl std::io::Write for Buf {
@@ -590,14 +590,20 @@ mod tests {
         }
         let buf = Buf::default();
         let out = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
             .with_writer(move || buf.clone())
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+            .with_max_level(tracing::Level::INFO);
+        match json {
+            true => tracing::subscriber::with_default(builder.json().finish(), f),
+            false => tracing::subscriber::with_default(builder.finish(), f),
+        }
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Runs `f` with a JSON log subscriber and returns the lines it wrote.
+    fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        captured(true, f).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     fn record(attempts: Vec<AttemptRecord>, spend: Vec<Spend>) -> Record {
@@ -723,31 +729,12 @@ mod tests {
     /// the record stays one line.
     #[test]
     fn a_model_with_a_newline_stays_on_one_log_line() {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let out = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || buf.clone())
-            .with_max_level(tracing::Level::INFO)
-            .finish();
         let mut forged = record(vec![], vec![]);
         forged.key.model = "m\n2026-01-01T00:00:00Z  INFO forged".into();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = captured(false, || {
             log_record(&forged, "", None, false, "failed", Duration::from_millis(1));
             log_refused(&forged, &SelectError::NotOffered(forged.key.clone()));
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.lines().all(|l| !l.starts_with("2026-01-01")), "{text}");
     }

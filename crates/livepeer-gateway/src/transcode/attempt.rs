@@ -316,7 +316,9 @@ impl Attempter {
                 job.profiles.len()
             )));
         }
-        let orch = (self.fetcher.origin(&info.transcoder))
+        let orch = self
+            .fetcher
+            .origin(&info.transcoder)
             .map_err(|e| AttemptError::Unusable(format!("transcoder URL: {e}")))?;
         let mut budget = Budget {
             orch,

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-/// `--only byoc` with tiny settings and without nginx (which the bench would install): the
-/// run succeeds and reports the direct and gateway rows and their comparison.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_byoc_workload_runs_direct_and_through_the_gateway() {
+/// `livepeer-gateway bench` with `args`, tiny settings and without nginx (which the bench
+/// would install); its report, once it has succeeded.
+async fn tiny_bench(args: &[&str]) -> String {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_livepeer-gateway"))
-        .args(["bench", "--only", "byoc", "--no-nginx", "--requests", "20"])
+        .args(["bench", "--no-nginx", "--requests", "20"])
         .args(["--rounds", "1", "--seconds", "1", "--concurrency", "4"])
+        .args(args)
         .env_remove("LP_ETH_KEY")
         .kill_on_drop(true)
         .output();
@@ -18,9 +18,17 @@ async fn the_byoc_workload_runs_direct_and_through_the_gateway() {
         .await
         .expect("a one-second bench ends")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+    stdout
+}
+
+/// `--only byoc` with tiny settings and without nginx (which the bench would install): the
+/// run succeeds and reports the direct and gateway rows and their comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byoc_workload_runs_direct_and_through_the_gateway() {
+    let stdout = tiny_bench(&["--only", "byoc"]).await;
     let row = |path: &str| {
         stdout
             .lines()
@@ -46,22 +54,7 @@ async fn the_byoc_workload_runs_direct_and_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_load_clients_complete_text_to_image_and_llm_jobs() {
     for client in ["light", "reqwest"] {
-        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_livepeer-gateway"))
-            .args(["bench", "--only", "t2i,llm", "--no-nginx", "--requests", "20"])
-            .args(["--rounds", "1", "--seconds", "1", "--concurrency", "4", "--client", client])
-            .env_remove("LP_ETH_KEY")
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), run)
-            .await
-            .expect("a one-second bench ends")
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{client}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = tiny_bench(&["--only", "t2i,llm", "--client", client]).await;
         for workload in ["text-to-image", "llm"] {
             for path in ["direct", "gateway"] {
                 let line = stdout
