@@ -37,6 +37,7 @@ pub mod job;
 pub mod keys;
 pub mod lane;
 pub mod live;
+pub mod log_format;
 pub mod log_sink;
 pub mod metrics;
 pub mod onchain;

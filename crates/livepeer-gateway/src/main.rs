@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use livepeer_gateway::config::{Flags, LogFormat};
 use livepeer_gateway::log_sink::{LogGuard, LogSink};
-use livepeer_gateway::{Config, Gateway};
+use livepeer_gateway::{Config, Gateway, log_format};
 
 use cli::{Command, Next};
 
@@ -153,7 +153,11 @@ fn init_tracing(config: &Config) -> anyhow::Result<LogGuard> {
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text if ansi => builder.init(),
+        // The same lines, written for less (see `log_format`).
+        LogFormat::Text => {
+            builder.fmt_fields(log_format::fields()).with_timer(log_format::Clock).init()
+        }
     }
     Ok(guard)
 }

@@ -596,7 +596,14 @@ mod tests {
             .with_max_level(tracing::Level::INFO);
         match json {
             true => tracing::subscriber::with_default(builder.json().finish(), f),
-            false => tracing::subscriber::with_default(builder.finish(), f),
+            // The gateway's own text format (`log_format`), as `main` sets it up for files.
+            false => {
+                let text = builder.fmt_fields(crate::log_format::fields());
+                tracing::subscriber::with_default(
+                    text.with_timer(crate::log_format::Clock).finish(),
+                    f,
+                )
+            }
         }
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
     }
