@@ -184,7 +184,7 @@ pub struct AiClient {
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
     /// they only change with the auth token, and building one (capabilities, protobuf,
     /// base64, maybe a signature) is most of the gateway's own work per request.
-    segments: Arc<std::sync::Mutex<HashMap<SegmentKey, Arc<str>>>>,
+    segments: Arc<std::sync::Mutex<HashMap<SegmentKey, Arc<str>, foldhash::fast::RandomState>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

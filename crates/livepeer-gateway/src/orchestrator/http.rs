@@ -70,6 +70,9 @@ pub struct OrchHttp {
     h2c: Option<Client<Connector, Full<Bytes>>>,
     /// Calls whose request body streams (BYOC uploads), over connections of their own.
     streaming: Client<Connector, StreamBody>,
+    /// `http://` calls over HTTP/1.1 (every setting but h2c): this thread's own connections.
+    plain: Option<super::h1pool::H1Pool>,
+    connect_timeout: Duration,
 }
 
 /// A request body that streams: its chunks as they come, or the error that ends it.
@@ -92,7 +95,8 @@ impl OrchHttp {
         };
         let h2c = (version == OrchHttpVersion::H2c).then(|| pooled(connector.clone(), true));
         let streaming = pooled(connector.clone(), version == OrchHttpVersion::H2c);
-        Ok(Self { client: pooled(connector, false), h2c, streaming })
+        let plain = (version != OrchHttpVersion::H2c).then(super::h1pool::H1Pool::default);
+        Ok(Self { client: pooled(connector, false), h2c, streaming, plain, connect_timeout })
     }
 
     /// Sends one request and returns the answer's head; the body streams as it is read.
@@ -100,8 +104,13 @@ impl OrchHttp {
         &self,
         req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, HttpError> {
+        let plain = req.uri().scheme() == Some(&http::uri::Scheme::HTTP);
+        if let (true, Some(pool)) = (plain, &self.plain) {
+            let timeout = self.connect_timeout;
+            return pool.send(req, |uri| dial_plain(uri, timeout)).await;
+        }
         let client = match &self.h2c {
-            Some(h2c) if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) => h2c,
+            Some(h2c) if plain => h2c,
             _ => &self.client,
         };
         client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
@@ -221,15 +230,15 @@ impl tower::Service<http::Uri> for Connector {
                 Some("http") => false,
                 _ => return Err(invalid("unsupported scheme")),
             };
+            if !tls {
+                return dial_plain(uri, this.timeout).await;
+            }
             let host = uri.host().ok_or_else(|| invalid("no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let port = uri.port_u16().unwrap_or(443);
             let dial = async {
                 let tcp = TcpStream::connect((host.as_str(), port)).await?;
                 tcp.set_nodelay(true)?;
-                if !tls {
-                    return Ok(Conn::Plain(TokioIo::new(tcp)));
-                }
                 let name = ServerName::try_from(host.clone())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let stream = this.tls.connect(name, tcp).await?;
@@ -245,9 +254,27 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
+/// Dials `uri`'s host over TCP, within `timeout`.
+pub(super) async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::Error> {
+    let host = uri.host().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host: {uri}"))
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let dial = async {
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(Conn::Plain(TokioIo::new(tcp)))
+    };
+    tokio::time::timeout(timeout, dial).await.map_err(|_| {
+        let why = format!("connect timed out after {timeout:?}");
+        std::io::Error::new(std::io::ErrorKind::TimedOut, why)
+    })?
+}
+
 /// A connection to an orchestrator, plain or TLS.
 #[derive(Debug)]
-enum Conn {
+pub(super) enum Conn {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }

@@ -8,6 +8,7 @@ pub mod caps;
 pub mod client;
 pub mod creds;
 pub mod discovery;
+mod h1pool;
 pub mod health;
 pub mod http;
 pub mod info;

@@ -1,0 +1,257 @@
+//! Keep-alive HTTP/1.1 connections to `http://` orchestrators, kept by each serving thread's
+//! client ([`crate::lane`]).
+//!
+//! Why not hyper_util's pooling client for these: it is built for connections shared by every
+//! thread of a runtime, and paid for it on each call. Callgrind on `bench`'s LLM request put
+//! 13 100 of a request's 105 000 gateway instructions in its `send_request`, about 8 000 of
+//! them in its pool: a checkout future, the key hashed with SipHash three times, and the
+//! connection handed back through a shared map. Here a call takes the most recently used idle
+//! connection of its host from a map only its own thread uses, sends on hyper's HTTP/1
+//! connection directly, and puts the connection back when hyper says it is ready again.
+//! hyper_util's client is still used for TLS (ALPN may pick HTTP/2) and for h2c.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use tokio::time::Instant;
+
+use super::http::HttpError;
+use crate::error::error_chain;
+
+/// Idle connections kept per host: as many as a thread has requests in flight to it, up to
+/// this. More are closed when they come back.
+const MAX_IDLE_PER_HOST: usize = 256;
+
+/// Hosts with idle connections kept. Orchestrators are few; past this, hosts without idle
+/// connections are forgotten, and if that is not enough, every idle connection is closed.
+const MAX_HOSTS: usize = 1024;
+
+/// An idle connection unused for longer is closed rather than reused (the orchestrator may
+/// have dropped it), as hyper_util's pool does after its idle timeout.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Each host's idle connections, oldest first, with when each became idle.
+type Idle = HashMap<Authority, VecDeque<(Sender, Instant)>, foldhash::fast::RandomState>;
+
+/// The idle connections of one client.
+#[derive(Debug, Default, Clone)]
+pub(super) struct H1Pool {
+    idle: Arc<Mutex<Idle>>,
+}
+
+impl H1Pool {
+    /// Sends `req` (an absolute `http://` URI) on an idle connection to its host, or on a new
+    /// one made by `connect`. A request that a closing connection did not take is sent again
+    /// on another: nothing of it reached the orchestrator.
+    pub(super) async fn send<C, F>(
+        &self,
+        mut req: http::Request<Full<Bytes>>,
+        connect: C,
+    ) -> Result<http::Response<Incoming>, HttpError>
+    where
+        C: FnOnce(Uri) -> F,
+        F: std::future::Future<Output = Result<super::http::Conn, std::io::Error>>,
+    {
+        let uri = req.uri().clone();
+        let Some(host) = uri.authority().cloned() else {
+            return Err(HttpError::BadUrl(uri.to_string()));
+        };
+        origin_form(&mut req, &host)?;
+        while let Some(mut sender) = self.take(&host) {
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.give_back(host, sender);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(HttpError::Transport(error_chain(&e.into_error()))),
+                },
+            }
+        }
+        let io = connect(uri).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        let (mut sender, conn) =
+            http1::handshake(io).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        // The connection's own task reads and writes it; it ends when either side closes.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let resp =
+            sender.send_request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        self.give_back(host, sender);
+        Ok(resp)
+    }
+
+    /// The most recently used open idle connection to `host`, after closing those idle too
+    /// long.
+    fn take(&self, host: &Authority) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conns = idle.get_mut(host)?;
+        let now = Instant::now();
+        while conns.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT) {
+            conns.pop_front();
+        }
+        while let Some((sender, _)) = conns.pop_back() {
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Puts `sender` back once its answer has been read to the end (at once if it already
+    /// has); a connection that closes instead is dropped.
+    fn give_back(&self, host: Authority, mut sender: Sender) {
+        if sender.is_ready() {
+            return self.put(host, sender);
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put(host, sender);
+            }
+        });
+    }
+
+    fn put(&self, host: Authority, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() >= MAX_HOSTS && !idle.contains_key(&host) {
+            idle.retain(|_, conns| !conns.is_empty());
+            if idle.len() >= MAX_HOSTS {
+                idle.clear();
+            }
+        }
+        let conns = idle.entry(host).or_default();
+        if conns.len() >= MAX_IDLE_PER_HOST {
+            conns.pop_front();
+        }
+        conns.push_back((sender, Instant::now()));
+    }
+
+    /// Idle connections kept, over every host (for tests).
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.lock().map(|m| m.values().map(VecDeque::len).sum()).unwrap_or(0)
+    }
+}
+
+/// Rewrites `req` as HTTP/1.1 sends it to an origin server: the path and query as its target,
+/// and `Host` (unless the caller set one).
+fn origin_form(req: &mut http::Request<Full<Bytes>>, host: &Authority) -> Result<(), HttpError> {
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = None;
+    parts.authority = None;
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| HttpError::BadUrl(e.to_string()))?;
+    if !req.headers().contains_key(http::header::HOST) {
+        let value = http::HeaderValue::from_str(host.as_str())
+            .map_err(|e| HttpError::BadUrl(format!("{host}: {e}")))?;
+        req.headers_mut().insert(http::header::HOST, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A bare HTTP/1.1 server that counts its connections and answers each request with the
+    /// target and `Host` it got; `close_after` requests on a connection, it closes it.
+    async fn server(close_after: Option<usize>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let served = Arc::new(AtomicUsize::new(0));
+                let answer = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                    let host = req.headers().get("host").map(|h| h.to_str().unwrap().to_owned());
+                    let body = format!("{} {}", req.uri(), host.unwrap_or_default());
+                    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+                    if close_after.is_some_and(|c| n >= c) {
+                        resp.headers_mut().insert("connection", "close".parse().unwrap());
+                    }
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, answer),
+                );
+            }
+        });
+        (url, conns)
+    }
+
+    async fn get(pool: &H1Pool, url: &str) -> String {
+        let req = http::Request::get(url).body(Full::default()).unwrap();
+        let connect = |uri: Uri| super::super::http::dial_plain(uri, Duration::from_secs(2));
+        let resp = pool.send(req, connect).await.unwrap();
+        let body = super::super::http::read_body(resp.into_body(), 1 << 10).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    /// Lets the tasks that put connections back run until `n` are idle (a bounded number of
+    /// turns of the test's single-threaded runtime; no clock involved).
+    async fn settle(pool: &H1Pool, n: usize) {
+        for _ in 0..100 {
+            if pool.idle_count() >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sequential_calls_reuse_one_connection_in_origin_form_with_host() {
+        let (url, conns) = server(None).await;
+        let pool = H1Pool::default();
+        let authority = url.trim_start_matches("http://").to_owned();
+        for _ in 0..5 {
+            assert_eq!(
+                get(&pool, &format!("{url}/llm?x=1")).await,
+                format!("/llm?x=1 {authority}")
+            );
+            settle(&pool, 1).await;
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_is_not_reused() {
+        let (url, conns) = server(Some(1)).await;
+        let pool = H1Pool::default();
+        for _ in 0..3 {
+            get(&pool, &format!("{url}/")).await;
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_each_get_a_connection_and_all_come_back() {
+        let (url, conns) = server(None).await;
+        let pool = H1Pool::default();
+        let calls = (0..8).map(|_| get(&pool, &url));
+        futures_util::future::join_all(calls).await;
+        settle(&pool, 8).await;
+        assert_eq!(conns.load(Ordering::SeqCst), 8);
+        assert_eq!(pool.idle_count(), 8);
+        // The next calls reuse them.
+        futures_util::future::join_all((0..8).map(|_| get(&pool, &url))).await;
+        assert_eq!(conns.load(Ordering::SeqCst), 8);
+    }
+}
