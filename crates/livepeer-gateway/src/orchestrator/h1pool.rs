@@ -21,8 +21,20 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use tokio::time::Instant;
 
-use super::http::HttpError;
 use crate::error::error_chain;
+
+/// Why a call failed; `http` turns it into its `HttpError`.
+#[derive(Debug)]
+pub(super) enum SendError {
+    /// The URL cannot be sent as asked.
+    BadUrl(String),
+    /// Connecting or exchanging failed.
+    Transport(String),
+}
+
+fn transport(e: &(dyn std::error::Error + 'static)) -> SendError {
+    SendError::Transport(error_chain(e))
+}
 
 /// Idle connections kept per host: as many as a thread has requests in flight to it, up to
 /// this. More are closed when they come back.
@@ -51,18 +63,19 @@ impl H1Pool {
     /// Sends `req` (an absolute `http://` URI) on an idle connection to its host, or on a new
     /// one made by `connect`. A request that a closing connection did not take is sent again
     /// on another: nothing of it reached the orchestrator.
-    pub(super) async fn send<C, F>(
+    pub(super) async fn send<C, F, T>(
         &self,
         mut req: http::Request<Full<Bytes>>,
         connect: C,
-    ) -> Result<http::Response<Incoming>, HttpError>
+    ) -> Result<http::Response<Incoming>, SendError>
     where
         C: FnOnce(Uri) -> F,
-        F: std::future::Future<Output = Result<super::http::Conn, std::io::Error>>,
+        F: std::future::Future<Output = Result<T, std::io::Error>>,
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let uri = req.uri().clone();
         let Some(host) = uri.authority().cloned() else {
-            return Err(HttpError::BadUrl(uri.to_string()));
+            return Err(SendError::BadUrl(uri.to_string()));
         };
         origin_form(&mut req, &host)?;
         while let Some(mut sender) = self.take(&host) {
@@ -73,19 +86,35 @@ impl H1Pool {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(HttpError::Transport(error_chain(&e.into_error()))),
+                    None => return Err(transport(&e.into_error())),
                 },
             }
         }
-        let io = connect(uri).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
-        let (mut sender, conn) =
-            http1::handshake(io).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        // Boxed: dialling makes a large future that calls on a kept connection need not carry
+        // (every request's future holds this one).
+        Box::pin(self.send_on_new(host, uri, req, connect)).await
+    }
+
+    /// Sends `req` on a new connection to `host`, dialled by `connect`.
+    async fn send_on_new<C, F, T>(
+        &self,
+        host: Authority,
+        uri: Uri,
+        req: http::Request<Full<Bytes>>,
+        connect: C,
+    ) -> Result<http::Response<Incoming>, SendError>
+    where
+        C: FnOnce(Uri) -> F,
+        F: std::future::Future<Output = Result<T, std::io::Error>>,
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let io = connect(uri).await.map_err(|e| transport(&e))?;
+        let (mut sender, conn) = http1::handshake(io).await.map_err(|e| transport(&e))?;
         // The connection's own task reads and writes it; it ends when either side closes.
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let resp =
-            sender.send_request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        let resp = sender.send_request(req).await.map_err(|e| transport(&e))?;
         self.give_back(host, sender);
         Ok(resp)
     }
@@ -145,17 +174,24 @@ impl H1Pool {
 
 /// Rewrites `req` as HTTP/1.1 sends it to an origin server: the path and query as its target,
 /// and `Host` (unless the caller set one).
-fn origin_form(req: &mut http::Request<Full<Bytes>>, host: &Authority) -> Result<(), HttpError> {
+fn origin_form(req: &mut http::Request<Full<Bytes>>, host: &Authority) -> Result<(), SendError> {
     let mut parts = req.uri().clone().into_parts();
     parts.scheme = None;
     parts.authority = None;
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| HttpError::BadUrl(e.to_string()))?;
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| SendError::BadUrl(e.to_string()))?;
     if !req.headers().contains_key(http::header::HOST) {
-        let value = http::HeaderValue::from_str(host.as_str())
-            .map_err(|e| HttpError::BadUrl(format!("{host}: {e}")))?;
+        // The host and a port other than 80, as hyper_util's client writes it: never the
+        // authority's user information.
+        let value = match host.port_u16() {
+            None | Some(80) => http::HeaderValue::from_str(host.host()),
+            // The authority as it is when it is just that (no copy per call).
+            Some(_) if !host.as_str().contains('@') => http::HeaderValue::from_str(host.as_str()),
+            Some(port) => http::HeaderValue::try_from(format!("{}:{port}", host.host())),
+        }
+        .map_err(|e| SendError::BadUrl(format!("{host}: {e}")))?;
         req.headers_mut().insert(http::header::HOST, value);
     }
     Ok(())
@@ -198,9 +234,12 @@ mod tests {
 
     async fn get(pool: &H1Pool, url: &str) -> String {
         let req = http::Request::get(url).body(Full::default()).unwrap();
-        let connect = |uri: Uri| super::super::http::dial_plain(uri, Duration::from_secs(2));
+        let connect = |uri: Uri| async move {
+            let addr = uri.authority().unwrap().as_str().to_owned();
+            Ok(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await?))
+        };
         let resp = pool.send(req, connect).await.unwrap();
-        let body = super::super::http::read_body(resp.into_body(), 1 << 10).await.unwrap();
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
 
@@ -229,6 +268,23 @@ mod tests {
         }
         assert_eq!(conns.load(Ordering::SeqCst), 1);
         assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[test]
+    fn host_is_the_host_and_a_port_other_than_80_never_user_information() {
+        for (url, want) in [
+            ("http://127.0.0.1:8935/llm", "127.0.0.1:8935"),
+            ("http://orch.example:80/x", "orch.example"),
+            ("http://orch.example/x", "orch.example"),
+            ("http://user:secret@orch.example:8935/x", "orch.example:8935"),
+            ("http://user@[::1]/x", "[::1]"),
+        ] {
+            let mut req = http::Request::get(url).body(Full::default()).unwrap();
+            let host = req.uri().authority().cloned().unwrap();
+            origin_form(&mut req, &host).unwrap();
+            assert_eq!(req.headers()["host"], want, "{url}");
+            assert!(req.uri().scheme().is_none() && req.uri().authority().is_none(), "{url}");
+        }
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
+use super::h1pool::{H1Pool, SendError};
 use crate::error::error_chain;
 
 /// Why an HTTP exchange with an orchestrator failed. Every variant is the orchestrator's or
@@ -71,7 +72,7 @@ pub struct OrchHttp {
     /// Calls whose request body streams (BYOC uploads), over connections of their own.
     streaming: Client<Connector, StreamBody>,
     /// `http://` calls over HTTP/1.1 (every setting but h2c): this thread's own connections.
-    plain: Option<super::h1pool::H1Pool>,
+    plain: Option<H1Pool>,
     connect_timeout: Duration,
 }
 
@@ -95,7 +96,7 @@ impl OrchHttp {
         };
         let h2c = (version == OrchHttpVersion::H2c).then(|| pooled(connector.clone(), true));
         let streaming = pooled(connector.clone(), version == OrchHttpVersion::H2c);
-        let plain = (version != OrchHttpVersion::H2c).then(super::h1pool::H1Pool::default);
+        let plain = (version != OrchHttpVersion::H2c).then(H1Pool::default);
         Ok(Self { client: pooled(connector, false), h2c, streaming, plain, connect_timeout })
     }
 
@@ -107,7 +108,13 @@ impl OrchHttp {
         let plain = req.uri().scheme() == Some(&http::uri::Scheme::HTTP);
         if let (true, Some(pool)) = (plain, &self.plain) {
             let timeout = self.connect_timeout;
-            return pool.send(req, |uri| dial_plain(uri, timeout)).await;
+            // Boxed: the exchange's state (request, URI, hyper's send future) would otherwise
+            // be carried by every request's future, which is moved as it is set up.
+            let sent = Box::pin(pool.send(req, |uri| dial_plain(uri, timeout)));
+            return sent.await.map_err(|e| match e {
+                SendError::BadUrl(why) => HttpError::BadUrl(why),
+                SendError::Transport(why) => HttpError::Transport(why),
+            });
         }
         let client = match &self.h2c {
             Some(h2c) if plain => h2c,
@@ -255,7 +262,7 @@ impl tower::Service<http::Uri> for Connector {
 }
 
 /// Dials `uri`'s host over TCP, within `timeout`.
-pub(super) async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::Error> {
+async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::Error> {
     let host = uri.host().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host: {uri}"))
     })?;
@@ -274,7 +281,7 @@ pub(super) async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn
 
 /// A connection to an orchestrator, plain or TLS.
 #[derive(Debug)]
-pub(super) enum Conn {
+enum Conn {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
