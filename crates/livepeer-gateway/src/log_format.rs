@@ -12,27 +12,88 @@ use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing_subscriber::field::MakeExt as _;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{FormatFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 
 /// The fields of an event: `name=value` separated by spaces, the message bare, as the
 /// default formatter writes them without colours. Strings are written as `Debug`, quoted and
-/// escaped, so a client's text cannot break a line; `%` values are written as they are.
-pub fn fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
-    tracing_subscriber::fmt::format::debug_fn(
-        |w: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn fmt::Debug| match field
-            .name()
-        {
-            "message" => write!(w, "{value:?}"),
-            name => {
-                w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                w.write_char('=')?;
-                write!(w, "{value:?}")
-            }
-        },
-    )
-    .delimited(" ")
+/// escaped, so a client's text cannot break a line; `%` values are written as they are. The
+/// `log.*` fields of records bridged from the `log` crate are left out, as the default does.
+pub fn fields() -> PlainFields {
+    PlainFields
+}
+
+/// See [`fields`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = Visitor { w: writer, first: true, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct Visitor<'w> {
+    w: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Visitor<'_> {
+    fn write(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.w.write_char(' ')?;
+        }
+        if name != "message" {
+            self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.w.write_char('=')?;
+        }
+        write!(self.w, "{value:?}")
+    }
+}
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        if self.result.is_ok() && !name.starts_with("log.") {
+            self.result = self.write(name, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.record_debug(field, &format_args!("{value}")),
+            _ => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let Some(source) = value.source() else {
+            return self.record_debug(field, &format_args!("{value}"));
+        };
+        let sources = Sources(source);
+        let name = field.name();
+        self.record_debug(field, &format_args!("{value} {name}.sources={sources}"));
+    }
+}
+
+/// An error's sources as `[first, second]`, as the default formatter lists them.
+struct Sources<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Sources<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        let mut next = Some(self.0);
+        while let Some(e) = next {
+            list.entry(&format_args!("{e}"));
+            next = e.source();
+        }
+        list.finish()
+    }
 }
 
 /// UTC time in RFC 3339 with microseconds, `2026-12-04T16:18:28.833542Z`, the default
@@ -107,6 +168,10 @@ mod tests {
                 tracing_subscriber::fmt().with_ansi(false).with_writer(make).without_time();
             let emit = || {
                 tracing::info!(id = %"abc", model = "a\nb", n = 3u64, ok = true, "ai request");
+                let inner = std::io::Error::other("refused");
+                let outer = std::io::Error::other(Wrapped(inner));
+                let e: &(dyn std::error::Error + 'static) = &outer;
+                tracing::warn!(error = e, r#type = "x", "call failed");
             };
             match ours {
                 true => {
@@ -119,6 +184,24 @@ mod tests {
         let ours = line(true);
         assert_eq!(ours, line(false));
         assert!(ours.contains(r#"ai request id=abc model="a\nb" n=3 ok=true"#), "{ours}");
+        let sources = r#"error=wrapped: refused error.sources=[refused] type="x""#;
+        assert!(ours.contains(&format!("call failed {sources}")), "{ours}");
+    }
+
+    /// An error with a source, to check how sources are listed.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
