@@ -507,16 +507,20 @@ async fn checked_address(
     url: &Url,
     orch: &Url,
 ) -> Result<SocketAddr, FetchError> {
-    let (full, url) = (url, shown(url.as_str()));
-    let port = full.port_or_known_default().ok_or_else(|| unusable(format!("{url}: no port")))?;
-    let addrs = resolver.resolve(full).await.map_err(|e| unusable(format!("{url}: {e}")))?;
+    // The URL as errors show it, made only for an error (as in `download`).
+    let (full, url) = (url, || shown(url.as_str()));
+    let port =
+        full.port_or_known_default().ok_or_else(|| unusable(format!("{}: no port", url())))?;
+    let addrs = resolver.resolve(full).await.map_err(|e| unusable(format!("{}: {e}", url())))?;
     let orch_addrs = resolver.resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
     match addrs.iter().find(|&&ip| !reachable(ip, &orch_addrs)) {
-        Some(ip) => Err(unusable(format!("{url}: address {ip} is not the orchestrator's kind"))),
+        Some(ip) => {
+            Err(unusable(format!("{}: address {ip} is not the orchestrator's kind", url())))
+        }
         None => addrs
             .first()
             .map(|&ip| SocketAddr::new(ip, port))
-            .ok_or_else(|| unusable(format!("{url}: no address"))),
+            .ok_or_else(|| unusable(format!("{}: no address", url()))),
     }
 }
 

@@ -297,6 +297,40 @@ mod tests {
         assert_eq!(conns.load(Ordering::SeqCst), 3);
     }
 
+    /// A raw server that answers one request per connection as keep-alive, then closes the
+    /// connection without saying so: the next call must not fail on the dead connection.
+    #[tokio::test]
+    async fn a_kept_connection_the_server_dropped_silently_is_replaced() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                tcp.write_all(answer).await.unwrap();
+                drop(tcp);
+            }
+        });
+        let pool = H1Pool::default();
+        assert_eq!(get(&pool, &url).await, "ok");
+        settle(&pool, 1).await;
+        // Let the connection's task see the close.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(get(&pool, &url).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn concurrent_calls_each_get_a_connection_and_all_come_back() {
         let (url, conns) = server(None).await;
