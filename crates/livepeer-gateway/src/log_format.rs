@@ -4,8 +4,8 @@
 //! Why: every AI request writes a line, and with the defaults that line was 14% of the
 //! gateway's instructions per LLM request (callgrind, `bench`'s LLM request). Two parts of it
 //! did nothing for a log file: each field name and `=` went through `nu_ansi_term` even with
-//! colours off (about 6 000 instructions a line), and the date was worked out from the epoch
-//! on every line (about 2 400). Here field names are written as they are, and the date part
+//! colours off (about 6,000 instructions a line), and the date was worked out from the epoch
+//! on every line (about 2,400). Here field names are written as they are, and the date part
 //! of the timestamp is made once a second per thread.
 
 use std::cell::RefCell;

@@ -3,11 +3,12 @@
 //!
 //! Why not hyper_util's pooling client for these: it is built for connections shared by every
 //! thread of a runtime, and paid for it on each call. Callgrind on `bench`'s LLM request put
-//! 13 100 of a request's 105 000 gateway instructions in its `send_request`, about 8 000 of
+//! 13,100 of a request's 105,000 gateway instructions in its `send_request`, about 8,000 of
 //! them in its pool: a checkout future, the key hashed with SipHash three times, and the
 //! connection handed back through a shared map. Here a call takes the most recently used idle
-//! connection of its host from a map only its own thread uses, sends on hyper's HTTP/1
-//! connection directly, and puts the connection back when hyper says it is ready again.
+//! connection of its host from its own thread's map (locked, but nobody else waits on it),
+//! sends on hyper's HTTP/1 connection directly, and puts the connection back when hyper says
+//! it is ready again.
 //! hyper_util's client is still used for TLS (ALPN may pick HTTP/2) and for h2c.
 
 use std::collections::{HashMap, VecDeque};
