@@ -133,8 +133,10 @@ pub struct Latency {
 struct Inner {
     failures: VecDeque<Failure>,
     buckets: VecDeque<Bucket>,
-    /// Per job id (`pipeline/model`): (unix ms, latency ms), oldest first.
-    jobs: HashMap<String, VecDeque<(i64, u32)>>,
+    /// Per job id (`pipeline/model`): (unix ms, latency ms), oldest first. Looked up for
+    /// every request that succeeds: a fast seeded hash (only served jobs are kept, at most
+    /// [`MAX_JOBS`]).
+    jobs: HashMap<String, VecDeque<(i64, u32)>, foldhash::fast::RandomState>,
 }
 
 /// The recent history; cheap to clone (one shared ring).
