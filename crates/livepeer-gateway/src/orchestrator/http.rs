@@ -1,9 +1,11 @@
 //! The HTTP client for calls to orchestrators' AI endpoints and result files.
 //!
-//! It is hyper's pooling client with our own connector, not a general-purpose client: the
-//! request path through the gateway is dominated by per-request overhead (the load test's
-//! profile put a third of the gateway's CPU in reqwest's layers: URL parsing, redirect and
-//! retry policy, its body wrapper), and an orchestrator call needs none of that. Orchestrators
+//! It is hyper's HTTP/1 connections kept per serving thread for `http://` orchestrators
+//! (`h1pool`), and hyper_util's pooling client with our own connector for the rest; not a
+//! general-purpose client: the request path through the gateway is dominated by per-request
+//! overhead (the load test's profile put a third of the gateway's CPU in reqwest's layers: URL
+//! parsing, redirect and retry policy, its body wrapper), and an orchestrator call needs none
+//! of that. Orchestrators
 //! serve self-signed certificates, which are accepted as go-livepeer accepts them (handshake
 //! signatures are still checked).
 //!
@@ -73,6 +75,7 @@ pub struct OrchHttp {
     streaming: Client<Connector, StreamBody>,
     /// `http://` calls over HTTP/1.1 (every setting but h2c): this thread's own connections.
     plain: Option<H1Pool>,
+    /// Deadline for dialling a new `plain` connection.
     connect_timeout: Duration,
 }
 
