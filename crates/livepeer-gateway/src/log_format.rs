@@ -140,6 +140,30 @@ fn stamp(w: &mut impl fmt::Write, secs: u64, micros: u32) -> fmt::Result {
     w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
+/// What a test's log subscriber wrote: an in-memory writer whose clones share the bytes.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Captured {
+    /// The bytes written so far, as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +173,10 @@ mod tests {
         let mut out = String::new();
         stamp(&mut out, 1_796_400_000, 7).unwrap();
         assert_eq!(out, "2026-12-04T16:00:00.000007Z");
+        out.clear();
+        // The same second again comes from the thread's cached date.
+        stamp(&mut out, 1_796_400_000, 80).unwrap();
+        assert_eq!(out, "2026-12-04T16:00:00.000080Z");
         out.clear();
         // The next second on the same thread is not the cached one.
         stamp(&mut out, 1_796_400_001, 999_999).unwrap();
@@ -161,11 +189,12 @@ mod tests {
     #[test]
     fn lines_match_the_default_formatter_without_colours() {
         let line = |ours: bool| {
-            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let buf = Captured::default();
             let sink = buf.clone();
-            let make = move || Sink(sink.clone());
-            let builder =
-                tracing_subscriber::fmt().with_ansi(false).with_writer(make).without_time();
+            let builder = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .without_time();
             let emit = || {
                 tracing::info!(id = %"abc", model = "a\nb", n = 3u64, ok = true, "ai request");
                 let inner = std::io::Error::other("refused");
@@ -179,7 +208,7 @@ mod tests {
                 }
                 false => tracing::subscriber::with_default(builder.finish(), emit),
             }
-            String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+            buf.text()
         };
         let ours = line(true);
         assert_eq!(ours, line(false));
@@ -201,18 +230,6 @@ mod tests {
     impl std::error::Error for Wrapped {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
-        }
-    }
-
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 }

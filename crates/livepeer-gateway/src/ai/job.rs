@@ -577,18 +577,7 @@ mod tests {
 
     /// Runs `f` with a log subscriber, JSON or plain text, and returns what it wrote.
     fn captured(json: bool, f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
+        let buf = crate::log_format::Captured::default();
         let out = buf.clone();
         let builder = tracing_subscriber::fmt()
             .with_ansi(false)
@@ -605,7 +594,7 @@ mod tests {
                 )
             }
         }
-        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+        out.text()
     }
 
     /// Runs `f` with a JSON log subscriber and returns the lines it wrote.
