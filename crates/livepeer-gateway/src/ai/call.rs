@@ -184,7 +184,16 @@ pub struct AiClient {
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
     /// they only change with the auth token, and building one (capabilities, protobuf,
     /// base64, maybe a signature) is most of the gateway's own work per request.
-    segments: Arc<std::sync::Mutex<HashMap<SegmentKey, Arc<str>, foldhash::fast::RandomState>>>,
+    segments: Arc<std::sync::Mutex<HashMap<SegmentKey, Target, foldhash::fast::RandomState>>>,
+}
+
+/// What every call to one orchestrator for one pipeline and model reuses: its
+/// `Livepeer-Segment` value and the route's URI, made on the first call (formatting and
+/// parsing the URI on every call showed in profiles).
+#[derive(Debug, Clone)]
+struct Target {
+    segment: HeaderValue,
+    uri: http::Uri,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -231,12 +240,16 @@ impl AiClient {
         req: &ValidRequest,
         sink: ResultSink<'_>,
     ) -> Result<Answer, CallError> {
+        let target = self.target(orch, req.pipeline, &req.model)?;
         // A remote signer supplies the segment credentials with its payment.
-        let segment: Arc<str> = match segment {
-            Some(s) => s.into(),
-            None => self.segment(orch, req.pipeline.capability(), &req.model),
+        let segment = match segment {
+            Some(s) => HeaderValue::from_str(s).map_err(|e| CallError::Connect(e.to_string()))?,
+            None => target.segment,
         };
-        let url = format!("{}/{}", orch.transcoder.trim_end_matches('/'), req.pipeline.name());
+        let payment = match payment {
+            Some(p) => HeaderValue::from_str(p).map_err(|e| CallError::Connect(e.to_string()))?,
+            None => HeaderValue::from_static(OFFCHAIN_PAYMENT),
+        };
         let (content_type, body) = match &req.payload {
             Payload::Json(map) => (
                 HeaderValue::from_static("application/json"),
@@ -251,14 +264,15 @@ impl AiClient {
                 (value, body)
             }
         };
-        let request = http::Request::post(&url)
-            .header(SEGMENT, &*segment)
-            .header(PAYMENT, payment.unwrap_or(OFFCHAIN_PAYMENT))
-            // Makes orchestrators answer download URLs rather than inline images (§7.1).
-            .header(AUTHORIZATION, HeaderValue::from_static(headers::AI_WORKER_PROTOCOL))
-            .header(CONTENT_TYPE, content_type)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| CallError::Connect(format!("bad request to {url}: {e}")))?;
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = target.uri;
+        let h = request.headers_mut();
+        h.insert(SEGMENT, segment);
+        h.insert(PAYMENT, payment);
+        // Makes orchestrators answer download URLs rather than inline images (§7.1).
+        h.insert(AUTHORIZATION, HeaderValue::from_static(headers::AI_WORKER_PROTOCOL));
+        h.insert(CONTENT_TYPE, content_type);
         let resp =
             self.http.get().send(request).await.map_err(|e| CallError::Connect(e.to_string()))?;
         let status = resp.status();
@@ -301,8 +315,15 @@ impl AiClient {
         Ok(Answer::Body(encode(&json)))
     }
 
-    /// The `Livepeer-Segment` header for this orchestrator's current auth token and the job.
-    fn segment(&self, orch: &OrchInfo, capability: u32, model: &str) -> Arc<str> {
+    /// The `Livepeer-Segment` value for this orchestrator's current auth token and the job,
+    /// and the URI of the pipeline's route on the orchestrator.
+    fn target(
+        &self,
+        orch: &OrchInfo,
+        pipeline: Pipeline,
+        model: &str,
+    ) -> Result<Target, CallError> {
+        let capability = pipeline.capability();
         let key = SegmentKey {
             transcoder: orch.transcoder.clone(),
             session: orch.auth_token.as_ref().map(|t| t.session_id.clone()).unwrap_or_default(),
@@ -311,23 +332,29 @@ impl AiClient {
             model: model.to_owned(),
         };
         if let Some(hit) = self.segments.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return hit;
+            return Ok(hit);
         }
+        let url = format!("{}/{}", orch.transcoder.trim_end_matches('/'), pipeline.name());
+        // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
+        let bad =
+            |e: &dyn std::fmt::Display| CallError::Connect(format!("bad request to {url}: {e}"));
+        let uri = http::Uri::try_from(url.as_str()).map_err(|e| bad(&e))?;
         let caps = Capabilities::ai_job(capability, model, "", "");
-        let header: Arc<str> = segment_header(
+        let header = segment_header(
             &ai_manifest_id(capability, model),
             &caps,
             orch.auth_token.as_ref(),
             self.signer.as_deref(),
-        )
-        .into();
+        );
+        let segment = HeaderValue::try_from(header).map_err(|e| bad(&e))?;
+        let target = Target { segment, uri };
         if let Ok(mut map) = self.segments.lock() {
             if map.len() >= SEGMENT_CACHE_MAX {
                 map.clear();
             }
-            map.insert(key, header.clone());
+            map.insert(key, target.clone());
         }
-        header
+        Ok(target)
     }
 
     /// Fuzzing entry (`benches/fuzz`): what [`call`](Self::call) does with a complete 200

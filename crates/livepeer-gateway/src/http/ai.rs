@@ -10,7 +10,6 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use livepeer_proto::headers;
 
 use super::body::{read_body, read_input};
 use crate::ai::call::ResultUrls;
@@ -130,7 +129,10 @@ fn with_model(mut resp: Response, model: Option<String>) -> Response {
 fn answer(reply: Reply) -> Response {
     let mut resp = match reply.outcome {
         Ok(Output::Json(body)) => {
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            let mut resp = Response::new(Body::from(body));
+            let json = HeaderValue::from_static("application/json");
+            resp.headers_mut().insert(header::CONTENT_TYPE, json);
+            resp
         }
         Ok(Output::Events(events)) => {
             let mut resp = Response::new(Body::from_stream(events));
@@ -145,10 +147,10 @@ fn answer(reply: Reply) -> Response {
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
-        h.insert("x-request-id", v);
+        h.insert(super::REQUEST_ID, v);
     }
     if let Some(Ok(v)) = reply.orchestrator.as_deref().map(HeaderValue::from_str) {
-        h.insert(headers::SERVED_BY_ORCHESTRATOR, v);
+        h.insert(super::SERVED_BY, v);
     }
     resp
 }

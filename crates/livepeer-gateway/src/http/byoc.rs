@@ -15,7 +15,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use livepeer_proto::headers;
 use rand::Rng as _;
 use serde_json::{Value, json};
 
@@ -98,7 +97,7 @@ async fn job(State(state): State<Arc<ByocState>>, req: Request) -> Response {
         Err(e) => e.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(super::REQUEST_ID, v);
     }
     resp
 }
@@ -189,7 +188,7 @@ fn answer(reply: Reply) -> Response {
         Err(e) => e.into_response(),
     };
     if let Some(Ok(v)) = reply.orchestrator.as_deref().map(HeaderValue::from_str) {
-        resp.headers_mut().insert(headers::SERVED_BY_ORCHESTRATOR, v);
+        resp.headers_mut().insert(super::SERVED_BY, v);
     }
     resp
 }

@@ -29,7 +29,14 @@ mod write_deadline;
 pub use body::read_input_for_fuzz;
 
 use axum::Router;
+use axum::http::HeaderName;
 use axum::routing::get;
+
+/// `X-Request-Id` on job answers. Names made once: `insert("x-request-id", …)` parses and
+/// hashes the text on every answer.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Orchestrator-Url` (`livepeer_proto::headers::SERVED_BY_ORCHESTRATOR`) on job answers.
+const SERVED_BY: HeaderName = HeaderName::from_static("x-orchestrator-url");
 
 /// The job paths' states the public API serves.
 #[derive(Debug, Clone)]
@@ -131,4 +138,15 @@ fn public_base(
         .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
         .unwrap_or("127.0.0.1:9935");
     format!("http://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use livepeer_proto::headers;
+
+    #[test]
+    fn the_answer_header_names_are_the_protocols() {
+        assert!(super::SERVED_BY.as_str().eq_ignore_ascii_case(headers::SERVED_BY_ORCHESTRATOR));
+        assert_eq!(super::REQUEST_ID.as_str(), "x-request-id");
+    }
 }
