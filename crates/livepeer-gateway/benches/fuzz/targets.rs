@@ -12,7 +12,7 @@ use livepeer_gateway::ai::AiConfig;
 use livepeer_gateway::ai::call::{AiClient, ResultSink, ResultUrls};
 use livepeer_gateway::ai::results::ResultStore;
 use livepeer_gateway::ai::validate::{
-    self, FormPart, Input, Limits, Payload, Pipeline, Upload, ValidRequest,
+    self, FormPart, Input, JsonBody, Limits, Payload, Pipeline, Upload, ValidRequest,
 };
 use livepeer_gateway::byoc::request::{JobRequest, SigCache};
 use livepeer_gateway::live::ts::FrameCounter;
@@ -325,8 +325,8 @@ fn orch_answer(rng: &mut SmallRng, env: &Env) {
         } else {
             ResultUrls::Gateway("http://127.0.0.1:1".into())
         };
-        let mut fields = serde_json::Map::new();
-        fields.insert("num_images_per_prompt".into(), json!(rng.random_range(1..4)));
+        let mut fields = JsonBody::default();
+        fields.insert("num_images_per_prompt", json!(rng.random_range(1..4)));
         let req = ValidRequest {
             pipeline: *pipeline,
             model: "m".into(),

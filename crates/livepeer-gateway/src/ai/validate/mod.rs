@@ -56,11 +56,43 @@ pub struct Upload {
     pub bytes: Bytes,
 }
 
+/// A JSON object to forward: its fields in the spec's order (the LLM's `messages` first), each
+/// named once. A list rather than a map: the names are the spec's own `&'static str`s, so
+/// building it allocates no key (a map of `String`s showed in profiles).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JsonBody(Vec<(&'static str, Value)>);
+
+impl JsonBody {
+    /// The value of field `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Sets field `name` to `value`, replacing the value it had.
+    pub fn insert(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+}
+
+impl serde::Serialize for JsonBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
 /// What is forwarded to the orchestrator, defaults filled in.
 #[derive(Debug, Clone)]
 pub enum Payload {
     /// A JSON object (text-to-image, llm, text-to-speech).
-    Json(Map<String, Value>),
+    Json(JsonBody),
     /// Multipart text fields (name, value as go-livepeer formats it) and the one file.
     Multipart {
         /// Scalar fields in a stable order.
@@ -351,8 +383,8 @@ impl Fields {
     }
 
     /// `(name, value)` of every set field, in spec order.
-    fn set_fields(&self) -> impl Iterator<Item = (&'static str, &Val)> {
-        self.specs.iter().zip(&self.vals).filter_map(|(s, v)| Some((s.name, v.as_ref()?)))
+    fn into_set(self) -> impl Iterator<Item = (&'static str, Val)> {
+        self.specs.into_iter().zip(self.vals).filter_map(|(s, v)| Some((s.name, v?)))
     }
 }
 
@@ -372,7 +404,7 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| vec![error(&["body"], format!("JSON decode error: {e}"), "json_invalid")])?;
-    let Value::Object(obj) = value else {
+    let Value::Object(mut obj) = value else {
         return Err(vec![error(
             &["body"],
             "Input should be a valid dictionary or object to extract fields from",
@@ -380,9 +412,10 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
         )]);
     };
     let mut errors = Vec::new();
+    // Values are taken out of the parsed body rather than copied.
     let messages =
-        (p == Pipeline::Llm).then(|| llm_messages(obj.get("messages"), limits, &mut errors));
-    let fields = Fields::read(schema(p, limits), &mut errors, |spec| match obj.get(spec.name) {
+        (p == Pipeline::Llm).then(|| llm_messages(obj.remove("messages"), limits, &mut errors));
+    let fields = Fields::read(schema(p, limits), &mut errors, |spec| match obj.remove(spec.name) {
         None | Some(Value::Null) => None,
         Some(v) => Some(json_val(spec.ty, v)),
     });
@@ -393,7 +426,7 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
 }
 
 /// LLM `messages`: a non-empty list of `{role, content}` strings, re-built with only those keys.
-fn llm_messages(v: Option<&Value>, limits: &Limits, errors: &mut Vec<FieldError>) -> Vec<Value> {
+fn llm_messages(v: Option<Value>, limits: &Limits, errors: &mut Vec<FieldError>) -> Vec<Value> {
     let loc = ["body", "messages"];
     let items = match v {
         Some(Value::Array(items)) if !items.is_empty() => items,
@@ -411,30 +444,33 @@ fn llm_messages(v: Option<&Value>, limits: &Limits, errors: &mut Vec<FieldError>
         }
     };
     let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let idx = i.to_string();
-        let Some(obj) = item.as_object() else {
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut obj) = item else {
+            let idx = i.to_string();
             let msg = "Input should be a valid dictionary or object";
             errors.push(error(&["body", "messages", &idx], msg, "model_type"));
             continue;
         };
         let mut message = Map::new();
         for key in ["role", "content"] {
-            let loc = ["body", "messages", idx.as_str(), key];
-            match obj.get(key) {
-                None | Some(Value::Null) => errors.push(missing(&loc)),
+            // Located only for an error: the index as text is an allocation per message.
+            let fail = |msg: String, kind: &str| {
+                error(&["body", "messages", i.to_string().as_str(), key], msg, kind)
+            };
+            match obj.remove(key) {
+                None | Some(Value::Null) => errors.push(fail("Field required".into(), "missing")),
                 Some(Value::String(s)) if s.chars().count() > limits.max_prompt_chars => {
                     let msg = format!(
                         "String should have at most {} characters",
                         limits.max_prompt_chars
                     );
-                    errors.push(error(&loc, msg, "string_too_long"));
+                    errors.push(fail(msg, "string_too_long"));
                 }
                 Some(s @ Value::String(_)) => {
-                    message.insert(key.to_owned(), s.clone());
+                    message.insert(key.to_owned(), s);
                 }
                 Some(_) => {
-                    errors.push(error(&loc, "Input should be a valid string", "string_type"))
+                    errors.push(fail("Input should be a valid string".into(), "string_type"))
                 }
             }
         }
@@ -581,24 +617,32 @@ fn finish(p: Pipeline, mut fields: Fields, extra: Extra) -> ValidRequest {
     fields.set(p.model_field(), Val::Str(model.clone()));
     let stream = fields.get("stream") == Some(&Val::Bool(true));
     let units = units(p, &fields, &extra);
-    let json = || fields.set_fields().map(|(k, v)| (k.to_owned(), v.to_json()));
-    let form = || fields.set_fields().map(|(k, v)| (k.to_owned(), v.to_form()));
     let payload = match extra {
-        Extra::None => Payload::Json(json().collect()),
-        Extra::Messages(messages) => Payload::Json(
-            std::iter::once(("messages".to_owned(), Value::Array(messages)))
-                .chain(json())
-                .collect(),
-        ),
-        Extra::Image(file, _) => Payload::Multipart { fields: form().collect(), file },
+        Extra::None => Payload::Json(JsonBody(json(fields).collect())),
+        Extra::Messages(messages) => {
+            let mut body = vec![("messages", Value::Array(messages))];
+            body.extend(json(fields));
+            Payload::Json(JsonBody(body))
+        }
+        Extra::Image(file, _) => Payload::Multipart { fields: form(fields).collect(), file },
         Extra::Audio(file, secs) => {
             // go-livepeer passes the duration it billed for; the value is a string of seconds.
             let metadata = serde_json::json!({ "duration": secs.to_string() }).to_string();
-            let fields = form().chain(std::iter::once(("metadata".to_owned(), metadata))).collect();
-            Payload::Multipart { fields, file }
+            let fields = form(fields).chain(std::iter::once(("metadata".to_owned(), metadata)));
+            Payload::Multipart { fields: fields.collect(), file }
         }
     };
     ValidRequest { pipeline: p, model, payload, units, stream }
+}
+
+/// The set fields as JSON, moved out of `fields`.
+fn json(fields: Fields) -> impl Iterator<Item = (&'static str, Value)> {
+    fields.into_set().map(|(k, v)| (k, v.into_json()))
+}
+
+/// The set fields as go-livepeer's multipart writer formats them, moved out of `fields`.
+fn form(fields: Fields) -> impl Iterator<Item = (String, String)> {
+    fields.into_set().map(|(k, v)| (k.to_owned(), v.into_form()))
 }
 
 /// The pricing units of PROTOCOL.md §7.3, saturating instead of overflowing.

@@ -153,19 +153,19 @@ pub(super) enum Val {
 }
 
 impl Val {
-    pub(super) fn to_json(&self) -> Value {
+    pub(super) fn into_json(self) -> Value {
         match self {
-            Val::Str(s) => Value::String(s.clone()),
-            Val::Int(i) => Value::from(*i),
-            Val::Num(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Val::Bool(b) => Value::Bool(*b),
+            Val::Str(s) => Value::String(s),
+            Val::Int(i) => Value::from(i),
+            Val::Num(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Val::Bool(b) => Value::Bool(b),
         }
     }
 
     /// As go-livepeer's multipart writer formats it: `%f` floats, `true`/`false`, decimal ints.
-    pub(super) fn to_form(&self) -> String {
+    pub(super) fn into_form(self) -> String {
         match self {
-            Val::Str(s) => s.clone(),
+            Val::Str(s) => s,
             Val::Int(i) => i.to_string(),
             Val::Num(f) => format!("{f:.6}"),
             Val::Bool(b) => b.to_string(),
@@ -182,11 +182,11 @@ pub(super) fn fault(kind: &'static str, msg: &str) -> Fault {
 
 /// A JSON value as `ty`. Strict about kinds (no "5" for an integer), but accepts whole floats
 /// such as `512.0` for integers, as pydantic does.
-pub(super) fn json_val(ty: Ty, v: &Value) -> Result<Val, Fault> {
+pub(super) fn json_val(ty: Ty, v: Value) -> Result<Val, Fault> {
     match (ty, v) {
-        (Ty::Str, Value::String(s)) => Ok(Val::Str(s.clone())),
+        (Ty::Str, Value::String(s)) => Ok(Val::Str(s)),
         (Ty::Str, _) => Err(fault("string_type", "Input should be a valid string")),
-        (Ty::Int, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+        (Ty::Int, Value::Number(ref n)) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Ok(Val::Int(i)),
             (None, Some(f)) if f.fract() != 0.0 => Err(fault(
                 "int_from_float",
@@ -196,12 +196,12 @@ pub(super) fn json_val(ty: Ty, v: &Value) -> Result<Val, Fault> {
             _ => Err(fault("int_parsing_size", "Input integer is too large")),
         },
         (Ty::Int, _) => Err(fault("int_type", "Input should be a valid integer")),
-        (Ty::Num, Value::Number(n)) => match n.as_f64() {
+        (Ty::Num, Value::Number(ref n)) => match n.as_f64() {
             Some(f) if f.is_finite() => Ok(Val::Num(f)),
             _ => Err(fault("finite_number", "Input should be a finite number")),
         },
         (Ty::Num, _) => Err(fault("float_type", "Input should be a valid number")),
-        (Ty::Bool, Value::Bool(b)) => Ok(Val::Bool(*b)),
+        (Ty::Bool, Value::Bool(b)) => Ok(Val::Bool(b)),
         (Ty::Bool, _) => Err(fault("bool_type", "Input should be a valid boolean")),
     }
 }

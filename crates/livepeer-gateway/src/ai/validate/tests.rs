@@ -40,7 +40,9 @@ fn want(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn json_payload(r: &ValidRequest) -> Value {
     match &r.payload {
-        Payload::Json(map) => Value::Object(map.clone()),
+        Payload::Json(body) => {
+            Value::Object(body.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect())
+        }
         other => panic!("expected JSON, got {other:?}"),
     }
 }
