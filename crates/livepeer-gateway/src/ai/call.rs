@@ -419,7 +419,7 @@ impl AiClient {
                         .store
                         .put(fetched.reservation, ct, ext, bytes)
                         .map_err(|e| CallError::StoreFull(e.to_string()))?;
-                    format!("{base}/results/{key}")
+                    [base.as_str(), "/results/", key.as_str()].concat()
                 }
             };
             *slot = Value::String(new);

@@ -136,12 +136,12 @@ impl Hasher for IdHasher {
 }
 
 /// A key's id and file parts, if it has the shape [`ResultStore::put`] gives keys.
-fn split_key(key: &str) -> Option<(u128, &str)> {
-    let (id, file) = key.split_once('/')?;
+/// A result id as keys spell it: 32 lower-case hex digits.
+fn parse_id(id: &str) -> Option<u128> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
-    Some((u128::from_str_radix(id, 16).ok()?, file))
+    u128::from_str_radix(id, 16).ok()
 }
 
 impl ResultStore {
@@ -187,8 +187,15 @@ impl ResultStore {
             reservation.grow(more).map_err(|_| too_large)?;
         }
         let (id, name): (u128, u32) = (rand::rng().random(), rand::rng().random());
-        let file: Box<str> = format!("{name:08x}.{ext}").into();
-        let key = format!("{id:032x}/{file}");
+        let mut file = String::with_capacity(9 + ext.len());
+        super::push_hex(&mut file, &name.to_be_bytes());
+        file.push('.');
+        file.push_str(ext);
+        let mut key = String::with_capacity(33 + file.len());
+        super::push_hex(&mut key, &id.to_be_bytes());
+        key.push('/');
+        key.push_str(&file);
+        let file: Box<str> = file.into();
         let now = Instant::now();
         let Ok(mut inner) = self.inner.lock() else { return Ok(key) };
         inner.expire(now);
@@ -208,7 +215,13 @@ impl ResultStore {
 
     /// The file under `key`, unless expired or evicted.
     pub fn get(&self, key: &str) -> Option<Stored> {
-        let (id, file) = split_key(key)?;
+        let (id, file) = key.split_once('/')?;
+        self.file(id, file)
+    }
+
+    /// The file `file` of result `id` (the two parts of a key), while it is kept.
+    pub fn file(&self, id: &str, file: &str) -> Option<Stored> {
+        let id = parse_id(id)?;
         let mut inner = self.inner.lock().ok()?;
         inner.expire(Instant::now());
         inner.items.get(&id).filter(|e| *e.file == *file).map(|e| e.stored.clone())

@@ -174,21 +174,29 @@ async fn result_file(
     State(ai): State<Arc<AiState>>,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
-    match ai.store.get(&format!("{id}/{file}")) {
+    match ai.store.file(&id, &file) {
         Some(stored) => {
             let media = crate::ai::fetch::served_type(&stored.content_type)
-                .filter(|t| *t != "application/octet-stream");
+                .filter(|t| *t != "application/octet-stream")
+                .and_then(|t| HeaderValue::from_str(t).ok());
             let (content_type, disposition) = match media {
-                Some(t) => (t.to_owned(), "inline"),
-                None => ("application/octet-stream".to_owned(), "attachment"),
+                Some(t) => (t, "inline; filename=\""),
+                None => (
+                    HeaderValue::from_static("application/octet-stream"),
+                    "attachment; filename=\"",
+                ),
             };
-            let headers = [
-                (header::CONTENT_TYPE, content_type),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-                (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{file}\"")),
-                (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".to_owned()),
-            ];
-            (headers, stored.bytes).into_response()
+            let mut resp = Response::new(Body::from(stored.bytes));
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, content_type);
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            // The file name is the store's own (hex and an extension): always a valid value.
+            if let Ok(v) = HeaderValue::try_from([disposition, &file, "\""].concat()) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            let csp = HeaderValue::from_static("default-src 'none'; sandbox");
+            h.insert(header::CONTENT_SECURITY_POLICY, csp);
+            resp
         }
         None => {
             let message = "no such result (results expire; see --ai-result-ttl)";
