@@ -319,10 +319,9 @@ impl Fetcher {
         path: &str,
         addr: SocketAddr,
     ) -> Result<(http::Response<hyper::body::Incoming>, (ConnKey, Sender)), String> {
-        let authority = match origin.port() {
-            Some(port) => format!("{}:{port}", origin.host_str().unwrap_or_default()),
-            None => origin.host_str().unwrap_or_default().to_owned(),
-        };
+        // The host and any port other than the scheme's (which the parser leaves out): what
+        // `host_str()` and `port()` say, without formatting them together.
+        let authority = origin[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
         let request = || {
             http::Request::get(path)
                 .header(HOST, authority.as_str())
@@ -630,6 +629,25 @@ mod tests {
                 proptest::prop_assert_eq!(&joined[url::Position::BeforePath..url::Position::AfterQuery], path);
                 proptest::prop_assert_eq!(joined.as_str(), src.as_str());
             }
+        }
+    }
+
+    #[test]
+    fn the_host_header_is_the_host_and_a_port_other_than_the_schemes() {
+        for (url, want) in [
+            ("http://u:p@127.0.0.1:18935/a", "127.0.0.1:18935"),
+            ("https://orch.example:443/a", "orch.example"),
+            ("http://orch.example:80/a", "orch.example"),
+            ("http://[::1]:8935/a?q", "[::1]:8935"),
+            ("https://Orch.Example/a", "orch.example"),
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(&url[url::Position::BeforeHost..url::Position::AfterPort], want);
+            let formatted = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap()),
+                None => url.host_str().unwrap().to_owned(),
+            };
+            assert_eq!(formatted, want);
         }
     }
 
