@@ -529,9 +529,8 @@ fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
 }
 
 /// The address of `url` to connect to: every address its host resolves to must pass
-/// [`reachable`] (a name that also resolves inward is refused as a whole).
-/// The address to fetch from `url`'s host (on `url`'s port), once every address the host
-/// resolves to passed [`reachable`]; errors name the URL as `shown` makes it.
+/// [`reachable`] (a name that also resolves inward is refused as a whole). Errors name the
+/// URL as `shown` makes it.
 async fn checked_address(
     resolver: &Resolver,
     url: &Url,

@@ -135,8 +135,7 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A key's id and file parts, if it has the shape [`ResultStore::put`] gives keys.
-/// A result id as keys spell it: 32 lower-case hex digits.
+/// A result id as [`ResultStore::put`] spells it in keys: 32 lower-case hex digits.
 fn parse_id(id: &str) -> Option<u128> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
