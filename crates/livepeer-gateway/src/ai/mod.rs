@@ -142,7 +142,8 @@ pub async fn submit_checked(
     Ok(job::run(ai, valid, request_id(), urls, tab).await)
 }
 
-fn request_id() -> String {
+/// A new request id: 16 lower-case hex digits, random (AI and BYOC jobs alike).
+pub(crate) fn request_id() -> String {
     let mut id = String::with_capacity(16);
     push_hex(&mut id, &rand::rng().random::<u64>().to_be_bytes());
     id

@@ -15,7 +15,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::byoc::job::Sending;
@@ -91,7 +90,7 @@ fn wei(p: crate::orchestrator::price::Price) -> String {
 }
 
 async fn job(State(state): State<Arc<ByocState>>, req: Request) -> Response {
-    let request_id = format!("{:016x}", rand::rng().random::<u64>());
+    let request_id = crate::ai::request_id();
     let mut resp = match handle(&state, req, &request_id).await {
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
