@@ -9,10 +9,11 @@
 //! units from the same body. The schemas themselves, one table, and the parsing of one scalar
 //! value are in `schema`; this file reads bodies, files and messages around them.
 
+mod fields;
 mod schema;
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::probe::{self, ImageInfo, ProbeError};
 use schema::{Fault, Spec, Val, check, fault, json_val, object_schema, schema, text_val};
@@ -402,9 +403,15 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
     if body.trim_ascii().is_empty() {
         return Err(vec![missing(&["body"])]);
     }
-    let value: Value = serde_json::from_slice(body)
+    let specs = schema(p, limits);
+    // The LLM's `messages` is read into the slot after the scalar fields'.
+    let mut names: Vec<&'static str> = specs.iter().map(|s| s.name).collect();
+    if p == Pipeline::Llm {
+        names.push("messages");
+    }
+    let top = fields::read(body, &names)
         .map_err(|e| vec![error(&["body"], format!("JSON decode error: {e}"), "json_invalid")])?;
-    let Value::Object(mut obj) = value else {
+    let fields::Top::Object(mut slots) = top else {
         return Err(vec![error(
             &["body"],
             "Input should be a valid dictionary or object to extract fields from",
@@ -412,10 +419,10 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
         )]);
     };
     let mut errors = Vec::new();
-    // Values are taken out of the parsed body rather than copied.
     let messages =
-        (p == Pipeline::Llm).then(|| llm_messages(obj.remove("messages"), limits, &mut errors));
-    let fields = Fields::read(schema(p, limits), &mut errors, |spec| match obj.remove(spec.name) {
+        (p == Pipeline::Llm).then(|| llm_messages(slots.pop().flatten(), limits, &mut errors));
+    let mut slots = slots.into_iter();
+    let fields = Fields::read(specs, &mut errors, |spec| match slots.next().flatten() {
         None | Some(Value::Null) => None,
         Some(v) => Some(json_val(spec.ty, v)),
     });
@@ -425,7 +432,7 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
     Ok(finish(p, fields, messages.map_or(Extra::None, Extra::Messages)))
 }
 
-/// LLM `messages`: a non-empty list of `{role, content}` strings, re-built with only those keys.
+/// LLM `messages`: a non-empty list of `{role, content}` strings, kept with only those keys.
 fn llm_messages(v: Option<Value>, limits: &Limits, errors: &mut Vec<FieldError>) -> Vec<Value> {
     let loc = ["body", "messages"];
     let items = match v {
@@ -451,13 +458,12 @@ fn llm_messages(v: Option<Value>, limits: &Limits, errors: &mut Vec<FieldError>)
             errors.push(error(&["body", "messages", &idx], msg, "model_type"));
             continue;
         };
-        let mut message = Map::new();
         for key in ["role", "content"] {
             // Located only for an error: the index as text is an allocation per message.
             let fail = |msg: String, kind: &str| {
                 error(&["body", "messages", i.to_string().as_str(), key], msg, kind)
             };
-            match obj.remove(key) {
+            match obj.get(key) {
                 None | Some(Value::Null) => errors.push(fail("Field required".into(), "missing")),
                 Some(Value::String(s)) if s.chars().count() > limits.max_prompt_chars => {
                     let msg = format!(
@@ -466,15 +472,16 @@ fn llm_messages(v: Option<Value>, limits: &Limits, errors: &mut Vec<FieldError>)
                     );
                     errors.push(fail(msg, "string_too_long"));
                 }
-                Some(s @ Value::String(_)) => {
-                    message.insert(key.to_owned(), s);
-                }
+                Some(Value::String(_)) => {}
                 Some(_) => {
                     errors.push(fail("Input should be a valid string".into(), "string_type"))
                 }
             }
         }
-        out.push(Value::Object(message));
+        // Only the two keys are forwarded. The object is kept rather than built again, so
+        // its key strings are not made twice; with an error above, it is not forwarded.
+        obj.retain(|k, _| k == "role" || k == "content");
+        out.push(Value::Object(obj));
     }
     out
 }
