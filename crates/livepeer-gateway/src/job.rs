@@ -79,6 +79,20 @@ impl JobKey {
         }
         capability_pipeline(self.capability).unwrap_or("transcode")
     }
+
+    /// What `Display` writes, `pipeline/model` (or the pipeline alone), put together without
+    /// `core::fmt`: the recent history keys every answered request by it.
+    pub fn name(&self) -> String {
+        let pipeline = self.pipeline();
+        if self.model.is_empty() {
+            return pipeline.to_owned();
+        }
+        let mut name = String::with_capacity(pipeline.len() + 1 + self.model.len());
+        name.push_str(pipeline);
+        name.push('/');
+        name.push_str(&self.model);
+        name
+    }
 }
 
 impl std::fmt::Display for JobKey {
@@ -88,5 +102,26 @@ impl std::fmt::Display for JobKey {
         } else {
             write!(f, "{}/{}", self.pipeline(), self.model)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_name_is_what_display_writes() {
+        let keys = [
+            JobKey::ai("llm", "meta-llama/Meta-Llama-3.1-8B-Instruct").unwrap(),
+            JobKey::ai("text-to-image", "").unwrap(),
+            JobKey::transcode(),
+            JobKey::transcode_stream("stream/1"),
+            JobKey::byoc("echo"),
+        ];
+        for key in keys {
+            assert_eq!(key.name(), key.to_string());
+        }
+        assert_eq!(JobKey::byoc("echo").name(), "byoc/echo");
+        assert_eq!(JobKey::transcode().name(), "transcode");
     }
 }

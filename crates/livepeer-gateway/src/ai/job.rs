@@ -482,7 +482,7 @@ fn remember(
     let at_ms = crate::recent::Recent::now_ms();
     let latency_ms = elapsed.as_millis() as u64;
     if matches!(outcome, "ok" | "stream") {
-        return recent.succeeded(&record.key.to_string(), latency_ms, at_ms);
+        return recent.succeeded(&record.key.name(), latency_ms, at_ms);
     }
     let attempts = record.attempts.iter().take(crate::recent::MAX_ATTEMPTS).map(|a| {
         let (orchestrator, error) = (a.orchestrator.clone(), a.error.clone());
