@@ -44,7 +44,8 @@ struct Visitor<'w> {
 }
 
 impl Visitor<'_> {
-    fn write(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
+    /// The separator, then `name=` (nothing for the message).
+    fn name(&mut self, name: &str) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
             self.w.write_char(' ')?;
         }
@@ -52,25 +53,20 @@ impl Visitor<'_> {
             self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
             self.w.write_char('=')?;
         }
+        Ok(())
+    }
+
+    fn write(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
+        self.name(name)?;
         write!(self.w, "{value:?}")
     }
-}
 
-impl Visitor<'_> {
-    /// Writes `name=text` (the text as it is) for a field that is not the message.
+    /// A field whose `Debug` text is `text` as it is (a number or a boolean).
     fn record_bare(&mut self, field: &Field, text: &str) {
         let name = field.name();
-        if self.result.is_err() || name.starts_with("log.") || name == "message" {
-            return self.record_debug(field, &format_args!("{text}"));
+        if self.result.is_ok() && !name.starts_with("log.") {
+            self.result = self.name(name).and_then(|()| self.w.write_str(text));
         }
-        self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                self.w.write_char(' ')?;
-            }
-            self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-            self.w.write_char('=')?;
-            self.w.write_str(text)
-        })();
     }
 }
 

@@ -7,7 +7,10 @@
 //! names as it is read, a known field's value is parsed into its slot, and an unknown one is
 //! skipped without being built. What the client sees is the same: the same parser reports the
 //! same syntax errors, a repeated key keeps its last value (as the map did), and a body that
-//! is valid JSON but not an object is told so by the caller.
+//! is valid JSON but not an object is told so by the caller. One difference: an unknown field
+//! nested deeper than serde_json's 128 levels is now skipped, as any unknown field is, where
+//! building it into the map was refused (a known field that deep still is). The body's size
+//! limit bounds what skipping it costs.
 
 use std::fmt;
 
@@ -177,6 +180,17 @@ mod tests {
         ] {
             assert_eq!(by_slots(body), by_map(body), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn only_a_known_field_is_held_to_the_nesting_limit() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let unknown = format!(r#"{{"other":{deep},"model":"m"}}"#);
+        let Ok(Top::Object(slots)) = read(unknown.as_bytes(), &NAMES) else { panic!("refused") };
+        assert_eq!(slots[1], Some("m".into()));
+        let known = format!(r#"{{"model":{deep}}}"#);
+        let refused = read(known.as_bytes(), &NAMES).unwrap_err().to_string();
+        assert!(refused.contains("recursion limit exceeded"), "{refused}");
     }
 
     proptest! {
