@@ -95,6 +95,20 @@ impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.record_debug(field, &format_args!("{value}")),
+            // Printable ASCII but quotes and backslashes is its own `Debug` text: written
+            // quoted as it is, without `Debug`'s walk over each character.
+            name if !name.starts_with("log.")
+                && value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') =>
+            {
+                if self.result.is_ok() {
+                    self.result = (|| {
+                        self.name(name)?;
+                        self.w.write_char('"')?;
+                        self.w.write_str(value)?;
+                        self.w.write_char('"')
+                    })();
+                }
+            }
             _ => self.record_debug(field, &value),
         }
     }
@@ -226,6 +240,11 @@ mod tests {
             let emit = || {
                 tracing::info!(id = %"abc", model = "a\nb", n = 3u64, ok = true, "ai request");
                 tracing::info!(r#type = -7i64, big = u64::MAX, no = false, "numbers");
+                for text in
+                    ["plain /text-1.0~", "", "quote\"", "back\\slash", "tab\t", "é", "\u{7f}"]
+                {
+                    tracing::info!(text, "strings");
+                }
                 let inner = std::io::Error::other("refused");
                 let outer = std::io::Error::other(Wrapped(inner));
                 let e: &(dyn std::error::Error + 'static) = &outer;
@@ -243,6 +262,8 @@ mod tests {
         assert_eq!(ours, line(false));
         assert!(ours.contains(r#"ai request id=abc model="a\nb" n=3 ok=true"#), "{ours}");
         assert!(ours.contains("numbers type=-7 big=18446744073709551615 no=false"), "{ours}");
+        assert!(ours.contains(r#"strings text="plain /text-1.0~""#), "{ours}");
+        assert!(ours.contains(r#"strings text="quote\"""#), "{ours}");
         let sources = r#"error=wrapped: refused error.sources=[refused] type="x""#;
         assert!(ours.contains(&format!("call failed {sources}")), "{ours}");
     }
