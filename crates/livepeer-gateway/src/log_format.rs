@@ -95,8 +95,8 @@ impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.record_debug(field, &format_args!("{value}")),
-            // Printable ASCII but quotes and backslashes is its own `Debug` text: written
-            // quoted as it is, without `Debug`'s walk over each character.
+            // Printable ASCII without quotes or backslashes is its own `Debug` text, so it is
+            // written quoted as it is, without `Debug`'s walk over each character.
             name if !name.starts_with("log.")
                 && value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') =>
             {
