@@ -61,12 +61,20 @@ impl Visitor<'_> {
         write!(self.w, "{value:?}")
     }
 
-    /// A field whose `Debug` text is `text` as it is (a number or a boolean).
-    fn record_bare(&mut self, field: &Field, text: &str) {
+    /// A field whose `Debug` text is `text` as it is (a number or a boolean), or in quotes
+    /// with `quoted` (a string with nothing to escape).
+    fn record_plain(&mut self, field: &Field, text: &str, quoted: bool) {
         let name = field.name();
-        if self.result.is_ok() && !name.starts_with("log.") {
-            self.result = self.name(name).and_then(|()| self.w.write_str(text));
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
         }
+        let quote = if quoted { "\"" } else { "" };
+        self.result = (|| {
+            self.name(name)?;
+            self.w.write_str(quote)?;
+            self.w.write_str(text)?;
+            self.w.write_str(quote)
+        })();
     }
 }
 
@@ -81,15 +89,15 @@ impl Visit for Visitor<'_> {
     // Numbers and booleans skip `core::fmt`: the request line has three of them, and each
     // `write!` of one cost a few hundred instructions. The text is what `Debug` writes.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record_bare(field, itoa::Buffer::new().format(value));
+        self.record_plain(field, itoa::Buffer::new().format(value), false);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record_bare(field, itoa::Buffer::new().format(value));
+        self.record_plain(field, itoa::Buffer::new().format(value), false);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record_bare(field, if value { "true" } else { "false" });
+        self.record_plain(field, if value { "true" } else { "false" }, false);
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -97,17 +105,8 @@ impl Visit for Visitor<'_> {
             "message" => self.record_debug(field, &format_args!("{value}")),
             // Printable ASCII without quotes or backslashes is its own `Debug` text, so it is
             // written quoted as it is, without `Debug`'s walk over each character.
-            name if !name.starts_with("log.")
-                && value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') =>
-            {
-                if self.result.is_ok() {
-                    self.result = (|| {
-                        self.name(name)?;
-                        self.w.write_char('"')?;
-                        self.w.write_str(value)?;
-                        self.w.write_char('"')
-                    })();
-                }
+            _ if value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') => {
+                self.record_plain(field, value, true)
             }
             _ => self.record_debug(field, &value),
         }
