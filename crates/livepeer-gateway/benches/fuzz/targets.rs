@@ -1,6 +1,6 @@
 //! The parsers of untrusted input and how each case feeds them: AI JSON and multipart
-//! validation, the multipart body reader and encoder, orchestrator answers (JSON and
-//! protobuf), remote-signer bodies, trickle paths and headers, and the MPEG-TS frame counter.
+//! validation, the multipart body reader and encoder, orchestrator answers (HTTP/1.1, JSON
+//! and protobuf), remote-signer bodies, trickle paths and headers, and the MPEG-TS frame counter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "http-body-reader", run: body_reader },
     Target { name: "multipart-encode", run: multipart_encode },
     Target { name: "orch-answer-json", run: orch_answer },
+    Target { name: "orch-http1-answer", run: orch_http1_answer },
     Target { name: "orch-protobuf", run: proto::orch_info },
     Target { name: "signer-body", run: signer_body },
     Target { name: "signer-byoc-job", run: signer_byoc_job },
@@ -288,6 +289,23 @@ fn multipart_encode(rng: &mut SmallRng, env: &Env) {
 }
 
 // === orchestrator answers ===
+
+/// An orchestrator's HTTP/1.1 answer, head and body, as the gateway's own connections read it
+/// (`orchestrator::h1`): every framing, interim answers, trailers.
+fn orch_http1_answer(rng: &mut SmallRng, env: &Env) {
+    const SEEDS: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"images\":[]}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\ndata:\r\nA\r\n {\"a\": 1}\n\n\r\n0\r\nT: v\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+        b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0, 0\r\n\r\n",
+    ];
+    let others: Vec<Vec<u8>> = SEEDS.iter().map(|s| s.to_vec()).collect();
+    let seed: &[u8] = pick::<&[u8]>(rng, SEEDS);
+    let answer = mutate::bytes(rng, seed, &others);
+    let read = livepeer_gateway::orchestrator::h1::read_answer_for_fuzz(&answer);
+    env.accepted_if(read.is_some());
+}
 
 fn orch_answer(rng: &mut SmallRng, env: &Env) {
     let png = STANDARD.encode(&image_seeds()[0]);

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::orchestrator::http::OrchBody;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use livepeer_pm::LocalSigner;
 use livepeer_proto::headers;
 use serde_json::Value;
@@ -150,7 +150,7 @@ pub enum Answer {
     /// through byte for byte.
     Body(Bytes),
     /// LLM server-sent events, to be passed through as they arrive.
-    Stream(http::Response<Incoming>),
+    Stream(http::Response<OrchBody>),
 }
 
 /// Where rewritten result URLs point.
@@ -486,7 +486,7 @@ fn has_media(pipeline: Pipeline) -> bool {
 
 /// Reads a body up to `limit` bytes: a broken transfer is a connection failure, too much is
 /// a malformed answer.
-async fn read_limited(resp: http::Response<Incoming>, limit: usize) -> Result<Bytes, CallError> {
+async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<Bytes, CallError> {
     read_body(resp.into_body(), limit).await.map_err(|e| match e {
         HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
         HttpError::BadUrl(_) | HttpError::Transport(_) => CallError::Connect(e.to_string()),

@@ -31,17 +31,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt as _;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::Url;
 
 use super::resolve::Resolver;
 use super::results::{Full, Reservation, ResultStore};
+use crate::orchestrator::h1::{self, Body, Conn, Io};
 
 /// Why a result could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -102,7 +102,8 @@ pub(crate) struct Fetcher {
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
     fetch_timeout: Duration,
-    /// Per serving thread: a connection's task runs on the thread that opened it.
+    /// Per serving thread: a connection is registered with the reactor of the thread that
+    /// opened it, and waking another thread's costs a system call.
     idle: crate::lane::Lanes<Idle>,
     /// Result hosts' and orchestrators' addresses, kept briefly.
     resolver: Arc<Resolver>,
@@ -116,12 +117,11 @@ const ORIGINS_KEPT: usize = 1024;
 
 /// A connection's identity: the checked address, the `Host` it was opened for, and TLS.
 type ConnKey = (SocketAddr, String, bool);
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
 /// Connections whose last answer was read to its end, by [`ConnKey`], oldest first, with when
 /// they went idle. Bounded per key and in idle time; a connection the server closed is skipped.
 #[derive(Default)]
-struct Idle(std::sync::Mutex<std::collections::HashMap<ConnKey, VecDeque<(Sender, Instant)>>>);
+struct Idle(std::sync::Mutex<std::collections::HashMap<ConnKey, VecDeque<(Conn, Instant)>>>);
 
 /// Idle connections kept per key, and how long each is kept. As many as the concurrent
 /// downloads from one orchestrator that a busy gateway has: with 16, 64 clients of the bench
@@ -133,35 +133,36 @@ const IDLE_FOR: Duration = Duration::from_secs(30);
 /// host's address, so this bounds them when the pool changes over time).
 const IDLE_KEYS: usize = 256;
 
-/// Whether an idle connection can still be used at `now`.
-fn usable((sender, since): &(Sender, Instant), now: Instant) -> bool {
-    !sender.is_closed() && now.saturating_duration_since(*since) < IDLE_FOR
+/// Whether an idle connection has not been idle too long at `now` (whether the server
+/// closed it is seen when it is taken: [`Conn::is_open`]).
+fn usable((_, since): &(Conn, Instant), now: Instant) -> bool {
+    now.saturating_duration_since(*since) < IDLE_FOR
 }
 
 /// Drops the oldest connections of `list` while they are unusable. Only the front is looked
 /// at: the list is in the order connections went idle, so the stale ones gather there, and a
 /// sweep of the whole list (and a clock read per entry) on every download showed in profiles.
-fn drop_stale(list: &mut VecDeque<(Sender, Instant)>, now: Instant) {
+fn drop_stale(list: &mut VecDeque<(Conn, Instant)>, now: Instant) {
     while list.front().is_some_and(|c| !usable(c, now)) {
         list.pop_front();
     }
 }
 
 impl Idle {
-    fn take(&self, key: &ConnKey) -> Option<Sender> {
+    fn take(&self, key: &ConnKey) -> Option<Conn> {
         let mut map = self.0.lock().ok()?;
         let list = map.get_mut(key)?;
         let now = Instant::now();
         // The most recently idle first: the likeliest to be still open.
-        while let Some(conn) = list.pop_back() {
-            if usable(&conn, now) {
+        while let Some(mut conn) = list.pop_back() {
+            if usable(&conn, now) && conn.0.is_open() {
                 return Some(conn.0);
             }
         }
         None
     }
 
-    fn put(&self, key: ConnKey, sender: Sender) {
+    fn put(&self, key: ConnKey, conn: Conn) {
         let Ok(mut map) = self.0.lock() else { return };
         let now = Instant::now();
         if map.len() >= IDLE_KEYS && !map.contains_key(&key) {
@@ -181,7 +182,7 @@ impl Idle {
             list.retain(|c| usable(c, now));
         }
         if list.len() < IDLE_PER_KEY {
-            list.push_back((sender, now));
+            list.push_back((conn, now));
         }
     }
 }
@@ -278,7 +279,7 @@ impl Fetcher {
             shown(&format!("{base}{path}"))
         };
         let addr = checked_address(&self.resolver, origin, &budget.orch, url_s).await?;
-        let (resp, conn) = self
+        let (resp, key) = self
             .get(origin, path, addr)
             .await
             .map_err(|e| unusable(format!("{}: {e}", url_s())))?;
@@ -291,6 +292,7 @@ impl Fetcher {
             .to_owned();
         let limit = budget.per_result.min(budget.left);
         let length = hyper::body::Body::size_hint(resp.body()).exact();
+        let mut body = resp.into_body();
         if let Some(length) = length.filter(|&n| n > limit as u64) {
             return Err(unusable(format!(
                 "{}: {length} bytes, more than the {limit} allowed",
@@ -299,12 +301,15 @@ impl Fetcher {
         }
         let reservation = budget.store.reserve(length.unwrap_or(0) as usize)?;
         let (bytes, reservation) =
-            read_capped(resp.into_body(), limit, reservation).await.map_err(|e| match e {
+            read_capped(&mut body, limit, reservation).await.map_err(|e| match e {
                 FetchError::Unusable(why) => unusable(format!("{}: {why}", url_s())),
                 full => full,
             })?;
-        // Read to its end: the connection can carry the next file.
-        self.idle.get().put(conn.0, conn.1);
+        // Read to its end: the connection can carry the next file, unless the answer said
+        // otherwise.
+        if let Some(conn) = body.into_conn() {
+            self.idle.get().put(key, conn);
+        }
         Ok(Fetched { content_type, bytes, reservation })
     }
 
@@ -318,63 +323,46 @@ impl Fetcher {
         origin: &Url,
         path: &str,
         addr: SocketAddr,
-    ) -> Result<(http::Response<hyper::body::Incoming>, (ConnKey, Sender)), String> {
+    ) -> Result<(http::Response<Body>, ConnKey), String> {
         // The host and any port other than the scheme's (which the parser leaves out): what
         // `host_str()` and `port()` say, without formatting them together.
         let authority = origin[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
-        let request = || {
-            http::Request::get(path)
-                .header(HOST, authority.as_str())
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())
-        };
-        let key: ConnKey = (addr, authority.clone(), origin.scheme() == "https");
-        if let Some(mut sender) = self.idle.get().take(&key)
-            && sender.ready().await.is_ok()
-            && let Ok(resp) = sender.send_request(request()?).await
+        let head = h1::request_head(&Method::GET, path, &authority, &HeaderMap::new(), 0);
+        let key: ConnKey = (addr, authority, origin.scheme() == "https");
+        let kept = self.idle.get().take(&key);
+        if let Some(conn) = kept
+            && let Ok(resp) = conn.exchange(&head, &[], false).await
         {
-            return Ok((resp, (key, sender)));
+            return Ok((resp, key));
         }
-        let mut sender = self.connect(origin, addr).await?;
-        let resp = sender.send_request(request()?).await.map_err(|e| e.to_string())?;
-        Ok((resp, (key, sender)))
+        let conn = self.connect(origin, addr).await?;
+        let resp = conn.exchange(&head, &[], false).await.map_err(|e| e.to_string())?;
+        Ok((resp, key))
     }
 
     /// A new HTTP/1.1 connection to `addr`, in TLS for `https` URLs.
-    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Sender, String> {
+    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Conn, String> {
         let connect = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr));
         let tcp = connect.await.map_err(|_| "connect timed out".to_owned())?;
         let tcp = tcp.map_err(|e| e.to_string())?;
         if url.scheme() == "http" {
-            return handshake(tcp).await;
+            return Ok(Conn::new(Io::Plain(tcp)));
         }
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
         let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
         let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp));
         let tls = tls.await.map_err(|_| "TLS handshake timed out".to_owned())?;
-        handshake(tls.map_err(|e| e.to_string())?).await
+        Ok(Conn::new(Io::Tls(Box::new(tls.map_err(|e| e.to_string())?))))
     }
-}
-
-/// Starts HTTP/1.1 on `io`. The connection's task ends when the server closes it, when its
-/// sender is dropped while idle, or when an answer's body is dropped before its end.
-async fn handshake<S>(io: S) -> Result<Sender, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 /// Reads `body` up to `limit` bytes, growing `reservation` as it arrives: more is refused
 /// at the first byte past the limit, without reading on.
-async fn read_capped(
-    mut body: hyper::body::Incoming,
+async fn read_capped<'r>(
+    body: &mut Body,
     limit: usize,
-    mut reservation: Reservation<'_>,
-) -> Result<(Bytes, Reservation<'_>), FetchError> {
+    mut reservation: Reservation<'r>,
+) -> Result<(Bytes, Reservation<'r>), FetchError> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut have = 0usize;
     while let Some(frame) = body.frame().await {
@@ -676,7 +664,7 @@ mod tests {
                     Ok::<_, std::convert::Infallible>(resp.body(body).unwrap())
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), answer);
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), answer);
                 tokio::spawn(conn);
             }
         });

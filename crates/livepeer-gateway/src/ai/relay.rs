@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::orchestrator::http::OrchBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http_body_util::BodyDataStream;
-use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ pub(crate) struct Limits {
 /// failure (the client then gets an error event; no failover, bytes have already gone out). A
 /// client that goes away or stops reading releases the orchestrator unpenalised.
 pub(crate) fn relay_events(
-    upstream: http::Response<Incoming>,
+    upstream: http::Response<OrchBody>,
     lease: Lease,
     limits: Limits,
 ) -> EventStream {
@@ -113,7 +113,7 @@ struct Client {
 
 /// Relays `upstream` to the client until either side ends it, then settles the lease: only
 /// an orchestrator that broke or went idle is penalised.
-async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Client) {
+async fn pump(mut upstream: BodyDataStream<OrchBody>, lease: Lease, client: Client) {
     let end = client.relay(&mut upstream).await;
     // The orchestrator's stream is closed before the client's last event is waited on.
     drop(upstream);
@@ -159,7 +159,7 @@ async fn pump(mut upstream: BodyDataStream<Incoming>, lease: Lease, client: Clie
 
 impl Client {
     /// Passes the orchestrator's events on until one side ends the stream.
-    async fn relay(&self, upstream: &mut BodyDataStream<Incoming>) -> End {
+    async fn relay(&self, upstream: &mut BodyDataStream<OrchBody>) -> End {
         let mut events = Events::default();
         let mut last = Bytes::new();
         loop {

@@ -8,9 +8,10 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::orchestrator::http::OrchBody;
 use bytes::Bytes;
 use futures_util::Stream;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use tokio::time::{Instant, Sleep};
 
 use livepeer_pm::Ratio;
@@ -58,7 +59,7 @@ impl Settle {
 
 /// The relayed body.
 pub(super) struct Relay {
-    body: Incoming,
+    body: OrchBody,
     deadline: Pin<Box<Sleep>>,
     /// What to settle at the end; `None` when the caller settled already (a 4xx relayed).
     settle: Option<Settle>,
@@ -66,7 +67,7 @@ pub(super) struct Relay {
 }
 
 impl Relay {
-    pub(super) fn new(body: Incoming, deadline: Instant, settle: Option<Settle>) -> Self {
+    pub(super) fn new(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
         let deadline = Box::pin(tokio::time::sleep_until(deadline));
         Self { body, deadline, settle, done: false }
     }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use http_body_util::{BodyExt as _, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio::time::Instant;
 
 use super::answer::{Relay, Settle, ceil_seconds};
@@ -28,7 +28,7 @@ use super::{ByocState, JobSigner};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::read_body;
+use crate::orchestrator::http::{OrchBody, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
@@ -351,7 +351,7 @@ impl<'a> Job<'a> {
         &mut self,
         lease: Lease,
         payment: ByocPayment,
-        resp: http::Response<Incoming>,
+        resp: http::Response<OrchBody>,
         (sent, deadline): (Instant, Instant),
         service: String,
     ) -> Step {
@@ -423,7 +423,7 @@ impl<'a> Job<'a> {
         &mut self,
         lease: Lease,
         payment: ByocPayment,
-        resp: http::Response<Incoming>,
+        resp: http::Response<OrchBody>,
         deadline: Instant,
         service: String,
     ) -> Step {

@@ -7,8 +7,8 @@
 //! them in its pool: a checkout future, the key hashed with SipHash three times, and the
 //! connection handed back through a shared map. Here a call takes the most recently used idle
 //! connection of its host from its own thread's map (locked, but nobody else waits on it),
-//! sends on hyper's HTTP/1 connection directly, and puts the connection back when hyper says
-//! it is ready again.
+//! exchanges on it ([`super::h1`]), and the answer's body puts it back when its last byte is
+//! read.
 //! hyper_util's client is still used for TLS (ALPN may pick HTTP/2) and for h2c.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Uri};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use http_body_util::{BodyExt as _, Full};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::error::error_chain;
+use super::h1::{self, Conn, ExchangeError};
 
 /// Why a call failed; `http` turns it into its `HttpError`.
 #[derive(Debug)]
@@ -31,10 +30,6 @@ pub(super) enum SendError {
     BadUrl(String),
     /// Connecting or exchanging failed.
     Transport(String),
-}
-
-fn transport(e: &(dyn std::error::Error + 'static)) -> SendError {
-    SendError::Transport(error_chain(e))
 }
 
 /// Idle connections kept per host: as many as a thread has requests in flight to it, up to
@@ -49,10 +44,8 @@ const MAX_HOSTS: usize = 1024;
 /// have dropped it), as hyper_util's pool does after its idle timeout.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Sender = SendRequest<Full<Bytes>>;
-
 /// Each host's idle connections, oldest first, with when each became idle.
-type Idle = HashMap<Authority, VecDeque<(Sender, Instant)>, foldhash::fast::RandomState>;
+type Idle = HashMap<Authority, VecDeque<(Conn, Instant)>, foldhash::fast::RandomState>;
 
 /// The idle connections of one client.
 #[derive(Debug, Default, Clone)]
@@ -64,94 +57,76 @@ impl H1Pool {
     /// Sends `req` (an absolute `http://` URI) on an idle connection to its host, or on a new
     /// one made by `connect`. A request that a closing connection did not take is sent again
     /// on another: nothing of it reached the orchestrator.
-    pub(super) async fn send<C, F, T>(
+    pub(super) async fn send<C, F>(
         &self,
-        mut req: http::Request<Full<Bytes>>,
+        req: http::Request<Full<Bytes>>,
         connect: C,
-    ) -> Result<http::Response<Incoming>, SendError>
+    ) -> Result<http::Response<h1::Body>, SendError>
     where
         C: FnOnce(Uri) -> F,
-        F: std::future::Future<Output = Result<T, std::io::Error>>,
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        F: std::future::Future<Output = Result<TcpStream, std::io::Error>>,
     {
-        let uri = req.uri().clone();
-        let Some(host) = uri.authority().cloned() else {
-            return Err(SendError::BadUrl(uri.to_string()));
+        let (parts, mut body) = req.into_parts();
+        let Some(host) = parts.uri.authority().cloned() else {
+            return Err(SendError::BadUrl(parts.uri.to_string()));
         };
-        origin_form(&mut req, &host)?;
-        while let Some(mut sender) = self.take(&host) {
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    self.give_back(host, sender);
-                    return Ok(resp);
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(transport(&e.into_error())),
-                },
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // `Full` hands its bytes over as its one frame.
+        let body = match body.frame().await {
+            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        };
+        let host_field = host_value(&host);
+        let head = h1::request_head(&parts.method, target, &host_field, &parts.headers, body.len());
+        let is_head = parts.method == http::Method::HEAD;
+        while let Some(conn) = self.take(&host) {
+            match conn.exchange(&head, &body, is_head).await {
+                Ok(resp) => return Ok(self.homed(resp, host)),
+                Err(ExchangeError::NotSent(_)) => {}
+                Err(e) => return Err(SendError::Transport(e.to_string())),
             }
         }
         // Boxed: dialling makes a large future that calls on a kept connection need not carry
         // (every request's future holds this one).
-        Box::pin(self.send_on_new(host, uri, req, connect)).await
+        let fresh = Box::pin(async {
+            let tcp = connect(parts.uri).await.map_err(|e| SendError::Transport(e.to_string()))?;
+            let conn = Conn::new(h1::Io::Plain(tcp));
+            conn.exchange(&head, &body, is_head)
+                .await
+                .map_err(|e| SendError::Transport(e.to_string()))
+        });
+        Ok(self.homed(fresh.await?, host))
     }
 
-    /// Sends `req` on a new connection to `host`, dialled by `connect`.
-    async fn send_on_new<C, F, T>(
+    /// `resp`, whose connection comes back to this pool under `host` once its body is read.
+    fn homed(
         &self,
+        mut resp: http::Response<h1::Body>,
         host: Authority,
-        uri: Uri,
-        req: http::Request<Full<Bytes>>,
-        connect: C,
-    ) -> Result<http::Response<Incoming>, SendError>
-    where
-        C: FnOnce(Uri) -> F,
-        F: std::future::Future<Output = Result<T, std::io::Error>>,
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let io = connect(uri).await.map_err(|e| transport(&e))?;
-        let (mut sender, conn) = http1::handshake(io).await.map_err(|e| transport(&e))?;
-        // The connection's own task reads and writes it; it ends when either side closes.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = sender.send_request(req).await.map_err(|e| transport(&e))?;
-        self.give_back(host, sender);
-        Ok(resp)
+    ) -> http::Response<h1::Body> {
+        let pool = self.clone();
+        resp.body_mut().go_home(Box::new(move |conn| pool.put(host, conn)));
+        resp
     }
 
     /// The most recently used open idle connection to `host`, after closing those idle too
     /// long.
-    fn take(&self, host: &Authority) -> Option<Sender> {
+    fn take(&self, host: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let conns = idle.get_mut(host)?;
         let now = Instant::now();
         while conns.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT) {
             conns.pop_front();
         }
-        while let Some((sender, _)) = conns.pop_back() {
-            if sender.is_ready() {
-                return Some(sender);
+        while let Some((mut conn, _)) = conns.pop_back() {
+            if conn.is_open() {
+                return Some(conn);
             }
         }
         None
     }
 
-    /// Puts `sender` back once its answer has been read to the end (at once if it already
-    /// has); a connection that closes instead is dropped.
-    fn give_back(&self, host: Authority, mut sender: Sender) {
-        if sender.is_ready() {
-            return self.put(host, sender);
-        }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pool.put(host, sender);
-            }
-        });
-    }
-
-    fn put(&self, host: Authority, sender: Sender) {
+    fn put(&self, host: Authority, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() >= MAX_HOSTS && !idle.contains_key(&host) {
             idle.retain(|_, conns| !conns.is_empty());
@@ -163,7 +138,7 @@ impl H1Pool {
         if conns.len() >= MAX_IDLE_PER_HOST {
             conns.pop_front();
         }
-        conns.push_back((sender, Instant::now()));
+        conns.push_back((conn, Instant::now()));
     }
 
     /// Idle connections kept, over every host (for tests).
@@ -173,34 +148,21 @@ impl H1Pool {
     }
 }
 
-/// Rewrites `req` as HTTP/1.1 sends it to an origin server: the path and query as its target,
-/// and `Host` (unless the caller set one).
-fn origin_form(req: &mut http::Request<Full<Bytes>>, host: &Authority) -> Result<(), SendError> {
-    let mut parts = req.uri().clone().into_parts();
-    parts.scheme = None;
-    parts.authority = None;
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+/// `Host` for `host`: the host and a port other than 80, as hyper_util's client writes it,
+/// never the authority's user information.
+fn host_value(host: &Authority) -> std::borrow::Cow<'_, str> {
+    match host.port_u16() {
+        None | Some(80) => host.host().into(),
+        // The authority as it is when it is just that (no copy per call).
+        Some(_) if !host.as_str().contains('@') => host.as_str().into(),
+        Some(port) => format!("{}:{port}", host.host()).into(),
     }
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| SendError::BadUrl(e.to_string()))?;
-    if !req.headers().contains_key(http::header::HOST) {
-        // The host and a port other than 80, as hyper_util's client writes it: never the
-        // authority's user information.
-        let value = match host.port_u16() {
-            None | Some(80) => http::HeaderValue::from_str(host.host()),
-            // The authority as it is when it is just that (no copy per call).
-            Some(_) if !host.as_str().contains('@') => http::HeaderValue::from_str(host.as_str()),
-            Some(port) => http::HeaderValue::try_from(format!("{}:{port}", host.host())),
-        }
-        .map_err(|e| SendError::BadUrl(format!("{host}: {e}")))?;
-        req.headers_mut().insert(http::header::HOST, value);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::body::Incoming;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A bare HTTP/1.1 server that counts its connections and answers each request with the
@@ -237,7 +199,7 @@ mod tests {
         let req = http::Request::get(url).body(Full::default()).unwrap();
         let connect = |uri: Uri| async move {
             let addr = uri.authority().unwrap().as_str().to_owned();
-            Ok(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await?))
+            tokio::net::TcpStream::connect(addr).await
         };
         let resp = pool.send(req, connect).await.unwrap();
         let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
@@ -280,11 +242,8 @@ mod tests {
             ("http://user:secret@orch.example:8935/x", "orch.example:8935"),
             ("http://user@[::1]/x", "[::1]"),
         ] {
-            let mut req = http::Request::get(url).body(Full::default()).unwrap();
-            let host = req.uri().authority().cloned().unwrap();
-            origin_form(&mut req, &host).unwrap();
-            assert_eq!(req.headers()["host"], want, "{url}");
-            assert!(req.uri().scheme().is_none() && req.uri().authority().is_none(), "{url}");
+            let uri: Uri = url.parse().unwrap();
+            assert_eq!(host_value(uri.authority().unwrap()), want, "{url}");
         }
     }
 

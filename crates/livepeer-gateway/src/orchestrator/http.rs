@@ -1,11 +1,11 @@
 //! The HTTP client for calls to orchestrators' AI endpoints and result files.
 //!
-//! It is hyper's HTTP/1 connections kept per serving thread for `http://` orchestrators
-//! (`h1pool`), and hyper_util's pooling client with our own connector for the rest; not a
-//! general-purpose client: the request path through the gateway is dominated by per-request
-//! overhead (the load test's profile put a third of the gateway's CPU in reqwest's layers: URL
-//! parsing, redirect and retry policy, its body wrapper), and an orchestrator call needs none
-//! of that. Orchestrators serve self-signed certificates, which are accepted as go-livepeer
+//! It is the gateway's own HTTP/1.1 connections (`h1`), kept per serving thread for `http://`
+//! orchestrators (`h1pool`), and hyper_util's pooling client with our own connector for the
+//! rest; not a general-purpose client: the request path through the gateway is dominated by
+//! per-request overhead (the load test's profile put a third of the gateway's CPU in reqwest's
+//! layers: URL parsing, redirect and retry policy, its body wrapper), and an orchestrator call
+//! needs none of that. Orchestrators serve self-signed certificates, which are accepted as go-livepeer
 //! accepts them (handshake signatures are still checked).
 //!
 //! The HTTP version follows what the orchestrator speaks, as Go's `http.Client` (which
@@ -82,6 +82,57 @@ pub struct OrchHttp {
 pub type StreamBody =
     http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
+/// An orchestrator's answer body: read by the gateway's own HTTP/1.1 connection
+/// ([`super::h1`]) for `http://` calls, by hyper's for the rest.
+#[derive(Debug)]
+pub enum OrchBody {
+    /// Over hyper's client (TLS, h2c, streamed uploads).
+    Hyper(Incoming),
+    /// Over a kept HTTP/1.1 connection of the gateway's own.
+    H1(super::h1::Body),
+}
+
+/// Why an orchestrator's answer body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// From hyper's client.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    /// From the gateway's own HTTP/1.1 connection.
+    #[error(transparent)]
+    H1(#[from] super::h1::BodyError),
+}
+
+impl hyper::body::Body for OrchBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        // Both variants are `Unpin`.
+        match self.get_mut() {
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+            Self::H1(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(b) => b.is_end_stream(),
+            Self::H1(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Self::Hyper(b) => b.size_hint(),
+            Self::H1(b) => b.size_hint(),
+        }
+    }
+}
+
 impl OrchHttp {
     /// A client with a connect deadline, speaking `version` to orchestrators.
     pub fn new(connect_timeout: Duration, version: OrchHttpVersion) -> Result<Self, String> {
@@ -106,35 +157,38 @@ impl OrchHttp {
     pub async fn send(
         &self,
         req: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, HttpError> {
+    ) -> Result<http::Response<OrchBody>, HttpError> {
         let plain = req.uri().scheme() == Some(&http::uri::Scheme::HTTP);
         if let (true, Some(pool)) = (plain, &self.plain) {
             let timeout = self.connect_timeout;
             // Boxed: the exchange's state (request, URI, hyper's send future) would otherwise
             // be carried by every request's future, which is moved as it is set up.
-            let sent = Box::pin(pool.send(req, |uri| dial_plain(uri, timeout)));
-            return sent.await.map_err(|e| match e {
-                SendError::BadUrl(why) => HttpError::BadUrl(why),
-                SendError::Transport(why) => HttpError::Transport(why),
-            });
+            let sent = Box::pin(pool.send(req, |uri| dial_tcp(uri, timeout)));
+            return match sent.await {
+                Ok(resp) => Ok(resp.map(OrchBody::H1)),
+                Err(SendError::BadUrl(why)) => Err(HttpError::BadUrl(why)),
+                Err(SendError::Transport(why)) => Err(HttpError::Transport(why)),
+            };
         }
         let client = match &self.h2c {
             Some(h2c) if plain => h2c,
             _ => &self.client,
         };
-        client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
+        let resp = client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        Ok(resp.map(OrchBody::Hyper))
     }
 
     /// Sends one request whose body streams, and returns the answer's head.
     pub async fn send_stream(
         &self,
         req: http::Request<StreamBody>,
-    ) -> Result<http::Response<Incoming>, HttpError> {
-        self.streaming.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))
+    ) -> Result<http::Response<OrchBody>, HttpError> {
+        let resp = self.streaming.request(req).await;
+        Ok(resp.map_err(|e| HttpError::Transport(error_chain(&e)))?.map(OrchBody::Hyper))
     }
 
     /// `GET url`.
-    pub async fn get(&self, url: &str) -> Result<http::Response<Incoming>, HttpError> {
+    pub async fn get(&self, url: &str) -> Result<http::Response<OrchBody>, HttpError> {
         let uri: http::Uri = url.parse().map_err(|_| HttpError::BadUrl(url.to_owned()))?;
         let req = http::Request::get(uri)
             .body(Full::default())
@@ -179,7 +233,7 @@ pub fn append_hostname(raw: &str, base: &str) -> Option<String> {
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
-pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, HttpError> {
+pub async fn read_body(mut body: OrchBody, limit: usize) -> Result<Bytes, HttpError> {
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -263,8 +317,13 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
-/// Dials `uri`'s host over TCP, within `timeout`.
+/// Dials `uri`'s host over TCP, within `timeout`, for hyper.
 async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::Error> {
+    Ok(Conn::Plain(TokioIo::new(dial_tcp(uri, timeout).await?)))
+}
+
+/// Dials `uri`'s host over TCP, within `timeout`.
+async fn dial_tcp(uri: http::Uri, timeout: Duration) -> Result<TcpStream, std::io::Error> {
     let host = uri.host().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host: {uri}"))
     })?;
@@ -273,7 +332,7 @@ async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::
     let dial = async {
         let tcp = TcpStream::connect((host, port)).await?;
         tcp.set_nodelay(true)?;
-        Ok(Conn::Plain(TokioIo::new(tcp)))
+        Ok(tcp)
     };
     tokio::time::timeout(timeout, dial).await.map_err(|_| {
         let why = format!("connect timed out after {timeout:?}");

@@ -8,6 +8,7 @@ pub mod caps;
 pub mod client;
 pub mod creds;
 pub mod discovery;
+pub mod h1;
 mod h1pool;
 pub mod health;
 pub mod http;
