@@ -327,6 +327,11 @@ impl Fetcher {
         // The host and any port other than the scheme's (which the parser leaves out): what
         // `host_str()` and `port()` say, without formatting them together.
         let authority = origin[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
+        // `url` percent-encodes what a request line cannot carry; checked all the same, since
+        // the head is written as it is.
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a target a request line cannot carry".into());
+        }
         let head = h1::request_head(&Method::GET, path, &authority, &HeaderMap::new(), 0);
         let key: ConnKey = (addr, authority, origin.scheme() == "https");
         let kept = self.idle.get().take(&key);

@@ -89,7 +89,8 @@ impl H1Pool {
         // Boxed: dialling makes a large future that calls on a kept connection need not carry
         // (every request's future holds this one).
         let fresh = Box::pin(async {
-            let tcp = connect(parts.uri).await.map_err(|e| SendError::Transport(e.to_string()))?;
+            let tcp = connect(parts.uri).await;
+            let tcp = tcp.map_err(|e| SendError::Transport(crate::error::error_chain(&e)))?;
             let conn = Conn::new(h1::Io::Plain(tcp));
             conn.exchange(&head, &body, is_head)
                 .await
