@@ -254,6 +254,9 @@ impl Body {
     /// The connection, once the body has been read to its end and the connection can carry
     /// another exchange (and was not sent home).
     pub fn into_conn(mut self) -> Option<Conn> {
+        if !self.done {
+            return None;
+        }
         self.conn.take()
     }
 
@@ -284,13 +287,12 @@ impl Body {
 
     /// The next piece of the body from what the connection has read, or `None` when more
     /// must be read first; `Err` for bytes that break the framing.
-    fn take(&mut self, conn_buf_empty: bool) -> Option<Result<Option<Bytes>, String>> {
+    fn take(&mut self) -> Option<Result<Option<Bytes>, String>> {
         let conn = self.conn.as_mut()?;
+        let empty = conn.0.buf.is_empty();
         match &mut self.framing {
+            Framing::Length(_) if empty => None,
             Framing::Length(left) => {
-                if conn_buf_empty {
-                    return None;
-                }
                 let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.0.buf.len());
                 *left -= n as u64;
                 Some(Ok(Some(conn.0.buf.split_to(n).freeze())))
@@ -301,7 +303,7 @@ impl Body {
                 Ok(Step::End) => Some(Ok(None)),
                 Err(e) => Some(Err(e)),
             },
-            Framing::Close if conn_buf_empty => None,
+            Framing::Close if empty => None,
             Framing::Close => Some(Ok(Some(conn.0.buf.split().freeze()))),
         }
     }
@@ -328,8 +330,7 @@ impl hyper::body::Body for Body {
             if this.done {
                 return Poll::Ready(None);
             }
-            let Some(conn) = this.conn.as_ref() else { return Poll::Ready(None) };
-            match this.take(conn.0.buf.is_empty()) {
+            match this.take() {
                 Some(Ok(Some(data))) => {
                     if this.finished() {
                         this.end();

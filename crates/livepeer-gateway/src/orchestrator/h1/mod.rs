@@ -4,11 +4,11 @@
 //! Why not hyper's client connection, which these used before: hyper runs every connection as
 //! a task of its own, and a call hands its request to that task through a channel, then gets
 //! the answer's head back through another and its body through a third. Callgrind put that
-//! task and the hand-overs at about 17,500 of the 78,800 instructions the gateway spent on
-//! `bench`'s LLM request, more than the gateway's validation, selection and log line together.
-//! Here the call's own future writes the request and reads the answer's head, and the answer's
-//! [`Body`] reads the socket itself when it is polled: no task, no channel, no wake-up between
-//! them.
+//! task and the send at about 17,500 of the 78,800 instructions the gateway spent on `bench`'s
+//! LLM request. Here the call's own future writes the request and reads the answer's head, and
+//! the answer's [`Body`] reads the socket itself when it is polled: no task, no channel, no
+//! wake-up between them. The whole call then took 9,600, and the request 71,200
+//! (BENCHMARKS.md).
 //!
 //! What it speaks is the client side of RFC 9112 that orchestrators need, as Go's `net/http`
 //! (go-livepeer's) answers it: one request at a time per connection (no pipelining), no

@@ -136,6 +136,14 @@ async fn a_kept_connection_carries_the_next_exchange_and_sees_its_server_close()
 }
 
 #[tokio::test]
+async fn a_body_not_read_to_its_end_gives_no_connection_back() {
+    let parts: Vec<&'static [u8]> = vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok"];
+    let (addr, _) = raw_server(vec![parts]).await;
+    let resp = conn(&addr).await.exchange(&get_head(&addr), &[], false).await.unwrap();
+    assert!(resp.into_body().into_conn().is_none());
+}
+
+#[tokio::test]
 async fn broken_and_oversized_answers_fail_with_their_cause() {
     let leak = |parts: &[&[u8]]| -> &'static [u8] { Box::leak(parts.concat().into()) };
     let head_flood = leak(&[b"HTTP/1.1 200 OK\r\nX-A: ", &b"a".repeat(MAX_HEAD), b"\r\n\r\n"]);
