@@ -5,8 +5,8 @@
 //! rest; not a general-purpose client: the request path through the gateway is dominated by
 //! per-request overhead (the load test's profile put a third of the gateway's CPU in reqwest's
 //! layers: URL parsing, redirect and retry policy, its body wrapper), and an orchestrator call
-//! needs none of that. Orchestrators serve self-signed certificates, which are accepted as go-livepeer
-//! accepts them (handshake signatures are still checked).
+//! needs none of that. Orchestrators serve self-signed certificates, which are accepted as
+//! go-livepeer accepts them (handshake signatures are still checked).
 //!
 //! The HTTP version follows what the orchestrator speaks, as Go's `http.Client` (which
 //! go-livepeer's gateway uses) does: `https://` orchestrators are offered `h2` and
