@@ -12,6 +12,7 @@
 //! hyper_util's client is still used for TLS (ALPN may pick HTTP/2) and for h2c.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,18 @@ type Idle = HashMap<Authority, VecDeque<(Conn, Instant)>, foldhash::fast::Random
 #[derive(Debug, Default, Clone)]
 pub(super) struct H1Pool {
     idle: Arc<Mutex<Idle>>,
+    /// A sweeper was started ([`h1::spawn_sweeper`]): by the first connection kept.
+    sweeping: Arc<AtomicBool>,
+}
+
+/// Closes the idle connections that their server closed or that were idle too long.
+fn sweep(idle: &mut Idle, now: Instant) {
+    idle.retain(|_, conns| {
+        conns.retain_mut(|(conn, since)| {
+            now.duration_since(*since) <= IDLE_TIMEOUT && conn.is_open()
+        });
+        !conns.is_empty()
+    });
 }
 
 impl H1Pool {
@@ -128,6 +141,9 @@ impl H1Pool {
     }
 
     fn put(&self, host: Authority, conn: Conn) {
+        if !self.sweeping.load(Ordering::Relaxed) && !self.sweeping.swap(true, Ordering::AcqRel) {
+            h1::spawn_sweeper(Arc::downgrade(&self.idle), sweep);
+        }
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() >= MAX_HOSTS && !idle.contains_key(&host) {
             idle.retain(|_, conns| !conns.is_empty());
@@ -290,6 +306,52 @@ mod tests {
         }
         assert_eq!(get(&pool, &url).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A raw server that answers each connection's first request as keep-alive, then drops
+    /// the connection without a word.
+    async fn answers_once_then_drops() -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    head.extend_from_slice(&buf[..n]);
+                }
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+            }
+        });
+        url
+    }
+
+    /// Kept connections that their server closed, or that sat idle too long, are closed by
+    /// the pool's sweeper without a call to their host. Paused time: the sweeps come as the
+    /// clock is advanced, and the runtime sees the socket's events whenever it parks.
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeper_closes_connections_their_server_closed_and_those_idle_too_long() {
+        let pool = H1Pool::default();
+        assert_eq!(get(&pool, &answers_once_then_drops().await).await, "ok");
+        settle(&pool, 1).await;
+        assert_eq!(pool.idle_count(), 1);
+        for _ in 0..3 {
+            tokio::time::sleep(h1::SWEEP_EVERY).await;
+            if pool.idle_count() == 0 {
+                break;
+            }
+        }
+        assert_eq!(pool.idle_count(), 0, "a connection its server closed was kept");
+
+        let (url, _) = server(None).await;
+        get(&pool, &url).await;
+        settle(&pool, 1).await;
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        assert_eq!(pool.idle_count(), 1, "an open connection within its idle time is kept");
+        tokio::time::sleep(IDLE_TIMEOUT / 2 + h1::SWEEP_EVERY * 2).await;
+        assert_eq!(pool.idle_count(), 0, "a connection idle too long was kept");
     }
 
     #[tokio::test]

@@ -51,6 +51,33 @@ const MAX_READ: usize = 256 * 1024;
 /// is kept: hundreds of idle connections must not each hold a large result's buffer.
 const KEPT_BUFFER: usize = 64 * 1024;
 
+/// How often a pool's idle connections are looked over by [`spawn_sweeper`].
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `sweep` on the idle connections `pool` points to every [`SWEEP_EVERY`], on the
+/// current runtime, for as long as the pool lives. Why: a kept connection whose server closed
+/// it holds its socket (in `CLOSE_WAIT`) until a call takes it and finds it closed, and a
+/// connection idle past the pool's limit until a call to its host comes; hyper's connection
+/// task closed the first at once. With this, neither outlives a sweep by more than
+/// [`SWEEP_EVERY`]. Outside a runtime it does nothing.
+pub fn spawn_sweeper<M: Send + 'static>(
+    pool: std::sync::Weak<std::sync::Mutex<M>>,
+    sweep: fn(&mut M, tokio::time::Instant),
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let start = tokio::time::Instant::now() + SWEEP_EVERY;
+        let mut tick = tokio::time::interval_at(start, SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            let mut idle = pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sweep(&mut idle, tokio::time::Instant::now());
+        }
+    });
+}
+
 /// A connection's byte stream: plain TCP, or TLS over it.
 #[derive(Debug)]
 pub enum Io {
