@@ -51,8 +51,12 @@ const MAX_READ: usize = 256 * 1024;
 /// is kept: hundreds of idle connections must not each hold a large result's buffer.
 const KEPT_BUFFER: usize = 64 * 1024;
 
-/// How often a pool's idle connections are looked over by [`spawn_sweeper`].
-pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a pool's idle connections are looked over by [`spawn_sweeper`]. Often enough
+/// that an orchestrator that went away (every kept connection to it closed at once) leaves
+/// its sockets for at most a second; a sweep of a few hundred idle connections costs a few
+/// microseconds, and a timer this far off wakes no serving thread that was not waking anyway
+/// (`http::cores`).
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs `sweep` on the idle connections `pool` points to every [`SWEEP_EVERY`], on the
 /// current runtime, for as long as the pool lives. Why: a kept connection whose server closed
