@@ -344,8 +344,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, String> {
 
 /// The bytes of a request's head: `method target HTTP/1.1`, `Host` (unless `headers` has
 /// one), `headers` but their own framing (`Content-Length`, `Transfer-Encoding`, which this
-/// writes from `body_len`), and the blank line. `target` is an origin-form path and query;
-/// every part comes from `http`'s validated types, so none can carry a line break.
+/// writes from `body_len`), and the blank line. `target` is an origin-form path and query.
+/// They are written as they are: `target` and `host` must hold no space or control byte
+/// (callers pass parts of `http`'s and `url`'s parsed URIs; `ai::fetch` checks its target
+/// again), and `headers`' values cannot hold a line break (`HeaderValue` refuses one).
 pub fn request_head(
     method: &Method,
     target: &str,
