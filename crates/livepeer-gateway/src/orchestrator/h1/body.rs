@@ -47,8 +47,8 @@ pub(super) fn framing(
         let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
         let last = last.and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
         if last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")) {
-            // A length beside it may have been added to smuggle a second answer: the
-            // connection is not kept, as Go and hyper do.
+            // A length beside it may have been added to smuggle a second answer (RFC 9112
+            // §6.3 calls such a message a likely attack): the connection is not kept.
             let keep = keep_alive && !headers.contains_key(CONTENT_LENGTH);
             return Ok((Framing::Chunked(Chunks::default()), keep));
         }
