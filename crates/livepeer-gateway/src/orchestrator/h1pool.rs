@@ -278,7 +278,7 @@ mod tests {
     /// connection without saying so: the next call must not fail on the dead connection.
     #[tokio::test]
     async fn a_kept_connection_the_server_dropped_silently_is_replaced() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio::io::AsyncWriteExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -286,11 +286,8 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = tcp.read(&mut buf).await.unwrap();
-                    head.extend_from_slice(&buf[..n]);
+                if h1::read_request_head(&mut tcp).await.is_none() {
+                    continue;
                 }
                 let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 tcp.write_all(answer).await.unwrap();
@@ -311,16 +308,13 @@ mod tests {
     /// A raw server that answers each connection's first request as keep-alive, then drops
     /// the connection without a word.
     async fn answers_once_then_drops() -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio::io::AsyncWriteExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
-                let mut buf = [0u8; 1024];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = tcp.read(&mut buf).await.unwrap();
-                    head.extend_from_slice(&buf[..n]);
+                if h1::read_request_head(&mut tcp).await.is_none() {
+                    continue;
                 }
                 tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
             }

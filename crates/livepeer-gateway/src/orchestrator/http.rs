@@ -30,6 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
+use super::h1::Io;
 use super::h1pool::{H1Pool, SendError};
 use crate::error::error_chain;
 
@@ -305,7 +306,7 @@ impl tower::Service<http::Uri> for Connector {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let stream = this.tls.connect(name, tcp).await?;
-                Ok(Conn::Tls(Box::new(TokioIo::new(stream))))
+                Ok(Conn(TokioIo::new(Io::Tls(Box::new(stream)))))
             };
             tokio::time::timeout(this.timeout, dial).await.map_err(|_| {
                 std::io::Error::new(
@@ -319,7 +320,7 @@ impl tower::Service<http::Uri> for Connector {
 
 /// Dials `uri`'s host over TCP, within `timeout`, for hyper.
 async fn dial_plain(uri: http::Uri, timeout: Duration) -> Result<Conn, std::io::Error> {
-    Ok(Conn::Plain(TokioIo::new(dial_tcp(uri, timeout).await?)))
+    Ok(Conn(TokioIo::new(Io::Plain(dial_tcp(uri, timeout).await?))))
 }
 
 /// Dials `uri`'s host over TCP, within `timeout`.
@@ -340,38 +341,33 @@ async fn dial_tcp(uri: http::Uri, timeout: Duration) -> Result<TcpStream, std::i
     })?
 }
 
-/// A connection to an orchestrator, plain or TLS.
+/// A connection to an orchestrator, plain or TLS, as hyper's client drives it: the same
+/// byte stream as the gateway's own HTTP/1.1 connections ([`Io`]), seen through hyper's I/O
+/// traits.
 #[derive(Debug)]
-enum Conn {
-    Plain(TokioIo<TcpStream>),
-    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
-}
+struct Conn(TokioIo<Io>);
 
 impl Connection for Conn {
     /// Reports ALPN `h2`, which is how the client knows to speak HTTP/2 on a TLS connection
     /// (anything else, or no ALPN, is HTTP/1.1).
     fn connected(&self) -> Connected {
-        match self {
-            Self::Plain(_) => Connected::new(),
-            Self::Tls(s) => {
-                let h2 = s.inner().get_ref().1.alpn_protocol() == Some(b"h2");
-                if h2 { Connected::new().negotiated_h2() } else { Connected::new() }
+        match self.0.inner() {
+            Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Connected::new().negotiated_h2()
             }
+            _ => Connected::new(),
         }
     }
 }
 
-// Both variants are `Unpin`, so the enum is, and each call can re-pin its variant.
+// `TokioIo<Io>` is `Unpin`, so each call can re-pin it.
 impl hyper::rt::Read for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
@@ -381,10 +377,7 @@ impl hyper::rt::Write for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -392,31 +385,19 @@ impl hyper::rt::Write for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
-        }
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 

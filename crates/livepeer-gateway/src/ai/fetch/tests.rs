@@ -215,16 +215,13 @@ fn scriptable_types_are_refused_and_other_non_media_ones_made_opaque() {
 /// come as the clock is advanced, and the runtime sees the socket's events when it parks.
 #[tokio::test(start_paused = true)]
 async fn kept_connections_their_server_dropped_are_swept() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let orch = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tcp.read(&mut buf).await.unwrap();
-            head.extend_from_slice(&buf[..n]);
+        if h1::read_request_head(&mut tcp).await.is_none() {
+            return;
         }
         let answer = b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 3\r\n\r\nabc";
         tcp.write_all(answer).await.unwrap();

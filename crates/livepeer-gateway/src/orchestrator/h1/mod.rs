@@ -428,5 +428,19 @@ pub fn read_answer_for_fuzz(answer: &[u8]) -> Option<(u16, usize)> {
     Some((status, len))
 }
 
+/// Reads from `tcp` until a whole request head has arrived: what was read, or `None` if the
+/// peer closed first. For the raw servers of tests.
+#[cfg(test)]
+pub(crate) async fn read_request_head(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
+}
+
 #[cfg(test)]
 mod tests;

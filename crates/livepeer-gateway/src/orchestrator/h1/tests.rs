@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use proptest::prelude::*;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::{Chunks, Framing, Step, framing};
@@ -21,15 +21,7 @@ async fn raw_server(answers: Vec<Vec<&'static [u8]>>) -> (String, Arc<std::sync:
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
         for parts in answers {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = tcp.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return;
-                }
-                head.extend_from_slice(&buf[..n]);
-            }
+            let Some(head) = read_request_head(&mut tcp).await else { return };
             got.lock().unwrap().extend_from_slice(&head);
             for part in parts {
                 tcp.write_all(part).await.unwrap();
