@@ -29,10 +29,12 @@ pub(crate) enum Framing {
 }
 
 /// How `status`'s body, of an answer of `version` with `headers`, is framed, and whether its
-/// connection may carry another exchange after it. As Go reads it: no body for `HEAD`, `1xx`,
-/// 204 and 304; `Transfer-Encoding` over `Content-Length` (then chunked if that is its last
-/// coding, else to the connection's end); `Content-Length` values must agree; without either,
-/// the body runs to the connection's end.
+/// connection may carry another exchange after it. As Go's client reads it: no body for
+/// `HEAD`, `1xx`, 204 and 304; an HTTP/1.1 `Transfer-Encoding` must be one field saying just
+/// `chunked` (any other coding is refused, as Go and nginx refuse it: a coding the gateway
+/// cannot undo would be passed on as if it were the content), and it overrides
+/// `Content-Length`; HTTP/1.0 answers' `Transfer-Encoding` is ignored; `Content-Length`
+/// values must agree; without either, the body runs to the connection's end.
 pub(super) fn framing(
     status: u16,
     version: Version,
@@ -43,16 +45,20 @@ pub(super) fn framing(
     if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok((Framing::Length(0), keep_alive));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
-        let last = last.and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
-        if last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")) {
-            // A length beside it may have been added to smuggle a second answer (RFC 9112
-            // §6.3 calls such a message a likely attack): the connection is not kept.
-            let keep = keep_alive && !headers.contains_key(CONTENT_LENGTH);
-            return Ok((Framing::Chunked(Chunks::default()), keep));
-        }
-        return Ok((Framing::Close, false));
+    if version != Version::HTTP_10 && headers.contains_key(TRANSFER_ENCODING) {
+        let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+        return match (codings.next(), codings.next()) {
+            (Some(coding), None) if coding.as_bytes().eq_ignore_ascii_case(b"chunked") => {
+                // A length beside it may have been added to smuggle a second answer (RFC 9112
+                // §6.3 calls such a message a likely attack): the connection is not kept.
+                let keep = keep_alive && !headers.contains_key(CONTENT_LENGTH);
+                Ok((Framing::Chunked(Chunks::default()), keep))
+            }
+            _ => Err(format!(
+                "unsupported Transfer-Encoding {:?} (only a single `chunked` is taken)",
+                headers.get_all(TRANSFER_ENCODING).iter().collect::<Vec<_>>()
+            )),
+        };
     }
     let mut length: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {

@@ -152,8 +152,11 @@ impl AsyncWrite for Io {
 /// Why an exchange failed.
 #[derive(Debug)]
 pub enum ExchangeError {
-    /// Not a byte of the request was taken by the connection (a kept connection the server
-    /// had closed): the request may be sent again on another, nothing reached the server.
+    /// Not a byte of the request was taken by the connection: the request may be sent
+    /// again on another, nothing reached the server. A kept connection its server closed
+    /// gives this only when the close reached the socket before the write; one that comes
+    /// after it (the write was taken, the server was already gone) is [`Self::Failed`], as
+    /// neither side can tell it from a server that failed while acting on the request.
     NotSent(std::io::Error),
     /// The exchange failed once the request, or part of it, was out: the server may have
     /// acted on it, so it is not sent again.
@@ -167,6 +170,16 @@ impl std::fmt::Display for ExchangeError {
             Self::Failed(why) => f.write_str(why),
         }
     }
+}
+
+/// How far a request went out.
+enum Sent {
+    /// All of it.
+    Whole,
+    /// Not all: an answer began to arrive first.
+    Cut,
+    /// Not all: the connection failed, for this reason, after part of it was taken.
+    Broken(String),
 }
 
 /// One HTTP/1.1 connection and what it has read but not yet handed out. Boxed once, when it
@@ -214,7 +227,22 @@ impl Conn {
         body: &[u8],
         head_request: bool,
     ) -> Result<http::Response<Body>, ExchangeError> {
-        self.write_all(head, body).await?;
+        let sent = self.write_all(head, body).await?;
+        match self.read_answer(head_request, matches!(sent, Sent::Whole)).await {
+            Err(ExchangeError::Failed(_)) if let Sent::Broken(why) = sent => {
+                Err(ExchangeError::Failed(format!("sending the request: {why}")))
+            }
+            answer => answer,
+        }
+    }
+
+    /// Reads the answer's head off the connection; its body reads on from there. `whole`:
+    /// the request went out in full, so the connection may be kept after the answer.
+    async fn read_answer(
+        mut self,
+        head_request: bool,
+        whole: bool,
+    ) -> Result<http::Response<Body>, ExchangeError> {
         loop {
             if let Some(answer) = parse_head(&mut self.0.buf).map_err(ExchangeError::Failed)? {
                 let Answer { status, version, headers } = answer;
@@ -226,6 +254,7 @@ impl Conn {
                 }
                 let (framing, keep_alive) = body::framing(status, version, &headers, head_request)
                     .map_err(ExchangeError::Failed)?;
+                let keep_alive = keep_alive && whole;
                 let mut response = http::Response::new(Body::new(self, framing, keep_alive));
                 *response.status_mut() = status
                     .try_into()
@@ -242,8 +271,11 @@ impl Conn {
         }
     }
 
-    /// Writes `head` then `body`, in one system call when the socket takes them.
-    async fn write_all(&mut self, head: &[u8], body: &[u8]) -> Result<(), ExchangeError> {
+    /// Writes `head` then `body`, in one system call when the socket takes them. While the
+    /// socket takes no more, it watches for an answer: a server may answer before it has read
+    /// the whole request and stop reading (Go's answers 4xx to a segment before reading its
+    /// body, then closes), and that answer, not the broken write, is what the caller must see.
+    async fn write_all(&mut self, head: &[u8], body: &[u8]) -> Result<Sent, ExchangeError> {
         let total = head.len() + body.len();
         let mut written = 0;
         while written < total {
@@ -252,18 +284,56 @@ impl Conn {
             } else {
                 [IoSlice::new(&body[written - head.len()..]), IoSlice::new(&[])]
             };
-            match self.0.io.write_vectored(&slices).await {
-                Ok(0) if written == 0 => {
+            let wrote = std::future::poll_fn(|cx| {
+                let wrote = Pin::new(&mut self.0.io).poll_write_vectored(cx, &slices);
+                if wrote.is_pending() && written > 0 && self.poll_early_answer(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                wrote.map(Some)
+            })
+            .await;
+            match wrote {
+                None => return Ok(Sent::Cut),
+                Some(Ok(0)) if written == 0 => {
                     return Err(ExchangeError::NotSent(std::io::ErrorKind::WriteZero.into()));
                 }
-                Ok(0) => return Err(ExchangeError::Failed("connection closed mid-request".into())),
-                Ok(n) => written += n,
-                Err(e) if written == 0 => return Err(ExchangeError::NotSent(e)),
-                Err(e) => return Err(ExchangeError::Failed(format!("sending the request: {e}"))),
+                Some(Ok(0)) => return Ok(Sent::Broken("connection closed mid-request".into())),
+                Some(Ok(n)) => written += n,
+                Some(Err(e)) if written == 0 => return Err(ExchangeError::NotSent(e)),
+                // The server may have answered before it closed: the answer is read first.
+                Some(Err(e)) => return Ok(Sent::Broken(e.to_string())),
             }
         }
         // TLS holds records until flushed; TCP's flush does nothing.
-        self.0.io.flush().await.map_err(|e| ExchangeError::Failed(format!("sending: {e}")))
+        self.0.io.flush().await.map_err(|e| ExchangeError::Failed(format!("sending: {e}")))?;
+        Ok(Sent::Whole)
+    }
+
+    /// Ready once the server has sent the head of a final answer (or its end of stream, or
+    /// bytes that are no answer) while the request was still going out; interim `1xx` heads
+    /// are taken and skipped, and the request goes on.
+    fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.poll_read_more(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+            }
+            let buf = &mut self.0.buf;
+            loop {
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Response::new(&mut fields);
+                match parsed.parse(buf) {
+                    Ok(httparse::Status::Complete(len))
+                        if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+                    {
+                        let _ = buf.split_to(len);
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
+                    _ => return Poll::Ready(()),
+                }
+            }
+        }
     }
 
     /// Reads what the connection has into the buffer: the count, 0 at its end.
@@ -347,7 +417,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, String> {
 /// writes from `body_len`), and the blank line. `target` is an origin-form path and query.
 /// They are written as they are: `target` and `host` must hold no space or control byte
 /// (callers pass parts of `http`'s and `url`'s parsed URIs; `ai::fetch` checks its target
-/// again), and `headers`' values cannot hold a line break (`HeaderValue` refuses one).
+/// again), and `headers`' values cannot hold a line break (`HeaderValue` refuses one). A
+/// target that does not start with `/` (a URL with a query and no path, or none at all) gets
+/// one in front, as hyper and Go write it.
 pub fn request_head(
     method: &Method,
     target: &str,
@@ -358,6 +430,9 @@ pub fn request_head(
     let mut out = Vec::with_capacity(128 + target.len() + 48 * headers.len());
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
+    if !target.starts_with('/') {
+        out.push(b'/');
+    }
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !headers.contains_key(HOST) {

@@ -203,6 +203,80 @@ async fn a_request_nothing_of_which_was_taken_is_reported_unsent() {
     }
 }
 
+/// A request body larger than loopback's socket buffers hold, so that its write blocks on a
+/// server that does not read it.
+const LARGE: usize = 24 << 20;
+
+/// A server that answers `answer` after the request's head without reading its body, then
+/// ends its side; `reset`: it then drops the connection with the body unread (the kernel
+/// resets it, as Go's server does 500 ms later), else it holds it open and unread.
+async fn early_answer_server(answer: &'static [u8], reset: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        read_request_head(&mut tcp).await.unwrap();
+        tcp.write_all(answer).await.unwrap();
+        tcp.shutdown().await.unwrap();
+        if !reset {
+            // Held until the client is done with it.
+            let _ = tcp.readable().await;
+            std::future::pending::<()>().await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_answer_sent_before_the_request_was_read_is_what_the_caller_gets() {
+    let answer: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 21\r\n\r\nInsufficient balance\n";
+    let body = vec![7u8; LARGE];
+    for reset in [false, true] {
+        let addr = early_answer_server(answer, reset).await;
+        let head = request_head(&Method::POST, "/segment", &addr, &HeaderMap::new(), body.len());
+        // Bounded so that a client blocked on its write fails the test instead of hanging it.
+        let exchange = conn(&addr).await.exchange(&head, &body, false);
+        let mut response = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("reset {reset}: still writing, the answer unseen"))
+            .unwrap_or_else(|e| panic!("reset {reset}: {e}"));
+        assert_eq!(response.status(), 400, "reset {reset}");
+        let text = read_all(response.body_mut()).await.unwrap();
+        assert_eq!(text, b"Insufficient balance\n", "reset {reset}");
+        // The request was cut short: its connection cannot carry another.
+        assert!(response.into_body().into_conn().is_none(), "reset {reset}");
+    }
+}
+
+#[tokio::test]
+async fn an_interim_answer_while_the_request_goes_out_does_not_stop_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let head = read_request_head(&mut tcp).await.unwrap();
+        tcp.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut got = head.len() - end;
+        let mut buf = vec![0u8; 1 << 16];
+        while got < LARGE {
+            got += tcp.read(&mut buf).await.unwrap();
+        }
+        let text = got.to_string();
+        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+        tcp.write_all(answer.as_bytes()).await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let body = vec![7u8; LARGE];
+    let head = request_head(&Method::POST, "/segment", &addr, &HeaderMap::new(), body.len());
+    let mut response = conn(&addr).await.exchange(&head, &body, false).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(read_all(response.body_mut()).await.unwrap(), LARGE.to_string().as_bytes());
+    assert!(response.into_body().into_conn().is_some(), "a whole request keeps its connection");
+}
+
 #[test]
 fn request_heads_carry_the_body_length_and_the_callers_fields_but_its_framing() {
     let mut headers = HeaderMap::new();
@@ -214,6 +288,9 @@ fn request_heads_carry_the_body_length_and_the_callers_fields_but_its_framing() 
         String::from_utf8(head).unwrap(),
         "POST /llm HTTP/1.1\r\nhost: orch:8935\r\nauthorization: Bearer x\r\ncontent-length: 12\r\n\r\n"
     );
+    // A URL with a query and no path: the target still starts with `/`.
+    let query_only = request_head(&Method::GET, "?x=1/segment", "h", &HeaderMap::new(), 0);
+    assert!(query_only.starts_with(b"GET /?x=1/segment HTTP/1.1\r\n"));
     let empty_post = request_head(&Method::POST, "/", "h", &HeaderMap::new(), 0);
     assert!(String::from_utf8(empty_post).unwrap().ends_with("content-length: 0\r\n\r\n"));
     headers.insert("host", HeaderValue::from_static("other"));
@@ -237,9 +314,17 @@ fn framing_follows_the_answers_head() {
         (200, &[("content-length", "7"), ("content-length", "7")], false, "Length(7) keep"),
         (200, &[("content-length", "7, 7")], false, "Length(7) keep"),
         (200, &[("transfer-encoding", "chunked")], false, "Chunked keep"),
-        (200, &[("transfer-encoding", "gzip, chunked")], false, "Chunked keep"),
+        (200, &[("transfer-encoding", "CHUNKED")], false, "Chunked keep"),
         (200, &[("transfer-encoding", "chunked"), ("content-length", "3")], false, "Chunked drop"),
-        (200, &[("transfer-encoding", "gzip")], false, "Close drop"),
+        // Codings the gateway cannot undo are refused, not passed on as the content.
+        (200, &[("transfer-encoding", "gzip, chunked")], false, "error"),
+        (200, &[("transfer-encoding", "gzip")], false, "error"),
+        (
+            200,
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")],
+            false,
+            "error",
+        ),
         (200, &[], false, "Close drop"),
         (200, &[("content-length", "7")], true, "Length(0) keep"),
         (204, &[("content-length", "7")], false, "Length(0) keep"),
@@ -251,17 +336,24 @@ fn framing_follows_the_answers_head() {
             "Length(7) drop",
         ),
     ];
-    for (status, fields, head_request, want) in cases {
-        let (framing, keep) =
-            framing(status, Version::HTTP_11, &head(fields), head_request).unwrap();
+    let read = |status, version, fields: &[(&str, &str)], head_request| {
+        let Ok((framing, keep)) = framing(status, version, &head(fields), head_request) else {
+            return "error".to_owned();
+        };
         let kind = match framing {
             Framing::Length(n) => format!("Length({n})"),
             Framing::Chunked(_) => "Chunked".to_owned(),
             Framing::Close => "Close".to_owned(),
         };
-        let got = format!("{kind} {}", if keep { "keep" } else { "drop" });
-        assert_eq!(got, want, "{status} {fields:?}");
+        format!("{kind} {}", if keep { "keep" } else { "drop" })
+    };
+    for (status, fields, head_request, want) in cases {
+        assert_eq!(read(status, Version::HTTP_11, fields, head_request), want, "{fields:?}");
     }
+    // HTTP/1.0 has no chunks: Go ignores the field there, and so does the gateway.
+    let te_and_length = [("transfer-encoding", "chunked"), ("content-length", "2")];
+    assert_eq!(read(200, Version::HTTP_10, &te_and_length, false), "Length(2) drop");
+    assert_eq!(read(200, Version::HTTP_10, &[("transfer-encoding", "gzip")], false), "Close drop");
 }
 
 /// `data` in chunks of the given sizes, with an extension on some size lines and a trailer.
