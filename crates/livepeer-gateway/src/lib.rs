@@ -323,8 +323,9 @@ async fn payments(
         payment::LocalPayer::new(signer, client.clone(), config.payment)
     });
     let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
-    let payments =
-        payment::Payments::new(payer.clone(), remote, client).map_err(setup(Part::Payments))?;
+    let payments = payment::Payments::new(payer.clone(), remote, client)
+        .map_err(setup(Part::Payments))?
+        .with_price_caps(config.requirements.clone());
     if let (Some(chain), Some(cc), Some(payer)) = (chain, &config.chain, payments.local()) {
         payer.set_reserve_warning_hours(cc.reserve_warning_hours);
         chain.watch_funds(tasks, cc.refresh, payer.clone()).await.map_err(setup(Part::Chain))?;

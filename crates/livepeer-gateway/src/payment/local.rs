@@ -20,7 +20,7 @@ use livepeer_proto::net;
 use url::Url;
 
 use super::chain::SenderInfo;
-use super::terms::{Cost, PayError, PaymentLimits, Settlement};
+use super::terms::{Cost, PayError, PaymentLimits, PriceBounds, Settlement};
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
@@ -33,8 +33,6 @@ struct Session {
     sender: SenderSession,
     /// The credit of batch requests, booked on the job's manifest id.
     balance: SharedCredit,
-    /// The price when the session started: a price more than twice this is refused.
-    initial_price: Price,
     /// The next payment would carry more nonces than the orchestrator accepts for these params:
     /// the next request fetches fresh ones, keeping the credit.
     exhausted: bool,
@@ -214,16 +212,16 @@ impl LocalPayer {
         Ok(())
     }
 
-    /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `units`,
-    /// paid from the credit of the live stream booked on `stream` (its manifest id), or else
-    /// from the job's. Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it
+    /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `cost`
+    /// at a price within `bounds`, paid from the credit of the live stream booked on `stream`
+    /// (its manifest id), or else from the job's. Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it
     /// gets the empty header, as go-livepeer sends it.
     pub(super) async fn prepare(
         &self,
         url: &Url,
         discovered: &OrchInfo,
         key: &JobKey,
-        cost: Cost,
+        (cost, bounds): (Cost, PriceBounds),
         stream: Option<&str>,
     ) -> Result<Option<Staged>, PayError> {
         if discovered.ticket_params.is_none() {
@@ -231,7 +229,7 @@ impl LocalPayer {
         }
         for _ in 0..=ROTATIONS {
             let session = self.session(url, key).await?;
-            if let Some(staged) = self.stage_on(&session, url, cost, stream)? {
+            if let Some(staged) = self.stage_on(&session, url, (cost, bounds), stream)? {
                 return Ok(Some(staged));
             }
         }
@@ -248,7 +246,7 @@ impl LocalPayer {
         &self,
         session: &SharedSession,
         url: &Url,
-        cost: Cost,
+        (cost, bounds): (Cost, PriceBounds),
         stream: Option<&str>,
     ) -> Result<Option<Staged>, PayError> {
         let mut s = session.lock().map_err(|_| PayError::Internal("session lock".into()))?;
@@ -259,6 +257,7 @@ impl LocalPayer {
         let mut balance = credit.lock().map_err(|_| PayError::Internal("credit lock".into()))?;
         let info = s.info.clone();
         let price = info.price;
+        bounds.check(price)?;
         if price.is_zero() {
             // Price 0: sender and expected price only (PAYMENTS.md §4.4).
             let expected = price_info(price);
@@ -274,12 +273,6 @@ impl LocalPayer {
                 update: BalanceUpdate::empty(),
                 credit,
             }));
-        }
-        if price.more_than_double(&s.initial_price) {
-            return Err(PayError::Refused(format!(
-                "Orchestrator price has more than doubled, Orchestrator price: {price}, Orchestrator initial price: {}",
-                s.initial_price
-            )));
         }
         let params = *s.sender.params();
         let ev = self.ticket_ev(&params)?;
@@ -476,7 +469,6 @@ impl LocalPayer {
         }
         let expiration = params.expiration_or(ExpirationParams::default());
         let session = Arc::new(Mutex::new(Session {
-            initial_price: info.price,
             sender: SenderSession::new(params, expiration),
             balance: carried.unwrap_or_default(),
             info: Arc::new(info),

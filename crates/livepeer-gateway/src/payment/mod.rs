@@ -28,7 +28,7 @@ pub use byoc::{ByocOutcome, ByocPayment, ByocPrepared};
 pub use chain::SenderInfo;
 pub use local::LocalPayer;
 pub use remote::{SignerError, fetch_identity};
-pub use terms::{Cost, PayError, PaymentLimits, Settlement};
+pub use terms::{Cost, PayError, PaymentLimits, PriceBounds, Settlement};
 
 use local::Staged;
 use remote::RemotePayer;
@@ -36,6 +36,7 @@ use remote::RemotePayer;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::segment_header;
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::snapshot::Requirements;
 use crate::orchestrator::{JobKey, OrchClient};
 
 /// What a payment is booked on; it decides where the segment credentials come from.
@@ -117,12 +118,28 @@ pub struct Payments {
     /// BYOC accounts per (orchestrator, capability), kept whether the gateway's own key or a
     /// remote signer makes the tickets.
     byoc: byoc::ByocBooks,
+    /// The operator's price caps, which bound the price every payment is made at.
+    caps: Arc<Requirements>,
 }
 
 impl Payments {
     /// Off-chain: nothing is paid.
     pub fn off_chain() -> Self {
-        Self { way: Way::OffChain, byoc: byoc::ByocBooks::default() }
+        Self { way: Way::OffChain, byoc: byoc::ByocBooks::default(), caps: Arc::default() }
+    }
+
+    /// These payments with the price caps of `requirements` (by default none): a job's
+    /// payment is refused when its orchestrator's price for the job is above its cap.
+    pub fn with_price_caps(mut self, requirements: Requirements) -> Self {
+        self.caps = Arc::new(requirements);
+        self
+    }
+
+    /// The prices a payment for `key` may be made at on the orchestrator selected as
+    /// `discovered`.
+    fn bounds(&self, discovered: &OrchInfo, key: &JobKey) -> PriceBounds {
+        let selected = discovered.price_for(key.capability, &key.model);
+        PriceBounds { cap: self.caps.max_price(key), selected }
     }
 
     /// Payments with the gateway's own key, or else through the remote signer at
@@ -142,7 +159,7 @@ impl Payments {
             (None, Some(remote)) => Way::Remote(remote),
             (None, None) => Way::OffChain,
         };
-        Ok(Self { way, byoc: byoc::ByocBooks::default() })
+        Ok(Self { way, byoc: byoc::ByocBooks::default(), caps: Arc::default() })
     }
 
     /// The local-key sender, when the gateway pays with its own key.
@@ -176,8 +193,8 @@ impl Payments {
                     Booking::Job => None,
                     Booking::Stream(manifest) => Some(manifest),
                 };
-                let cost = Cost::Units(units);
-                if let Some(staged) = local.prepare(url, discovered, key, cost, stream).await? {
+                let terms = (Cost::Units(units), self.bounds(discovered, key));
+                if let Some(staged) = local.prepare(url, discovered, key, terms, stream).await? {
                     let segment = stream_segment(booking, key, &staged.info, Some(local));
                     return Ok(Prepared {
                         info: staged.info.clone(),
@@ -192,7 +209,9 @@ impl Payments {
                     Booking::Job => job_manifest(key),
                     Booking::Stream(manifest) => manifest.to_owned(),
                 };
-                if let Some(paid) = remote.prepare(url, discovered, key, units, &manifest).await? {
+                let bounds = self.bounds(discovered, key);
+                let paid = remote.prepare(url, discovered, key, (units, bounds), &manifest).await?;
+                if let Some(paid) = paid {
                     return Ok(Prepared {
                         info: paid.info,
                         payment: paid.payment,
@@ -227,8 +246,8 @@ impl Payments {
     ) -> Result<Prepared, PayError> {
         match &self.way {
             Way::Local(local) => {
-                let cost = Cost::EstimatedPixels(estimated_pixels);
-                if let Some(staged) = local.prepare(url, discovered, key, cost, None).await? {
+                let terms = (Cost::EstimatedPixels(estimated_pixels), self.bounds(discovered, key));
+                if let Some(staged) = local.prepare(url, discovered, key, terms, None).await? {
                     return Ok(Prepared {
                         info: staged.info.clone(),
                         payment: staged.header.clone(),
@@ -451,6 +470,9 @@ fn stream_segment(
     let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
     Some(segment_header(manifest, &caps, info.auth_token.as_ref(), local.map(LocalPayer::key)))
 }
+
+#[cfg(test)]
+mod bounds_tests;
 
 #[cfg(test)]
 mod tests {

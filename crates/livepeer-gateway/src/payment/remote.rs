@@ -22,7 +22,7 @@ use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::terms::PayError;
+use super::terms::{PayError, PriceBounds};
 use crate::orchestrator::byoc::JobToken;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::ai_manifest_id;
@@ -119,7 +119,7 @@ impl RemotePayer {
         url: &Url,
         discovered: &OrchInfo,
         key: &JobKey,
-        units: u64,
+        (units, bounds): (u64, PriceBounds),
         manifest: &str,
     ) -> Result<Option<RemotePayment>, PayError> {
         if discovered.ticket_params.is_none() {
@@ -130,6 +130,9 @@ impl RemotePayer {
         // One payment at a time per session: the signer's state must be echoed in order.
         let mut s = session.lock().await;
         for _ in 0..=MAX_REFRESHES {
+            // The signer checks only the ceilings it is sent or configured with: the
+            // gateway's own caps are checked here, on the info the signer is asked to pay.
+            bounds.check(s.info.price)?;
             let body = json!({
                 "orchestrator": STANDARD.encode(&s.bytes),
                 "inPixels": units,

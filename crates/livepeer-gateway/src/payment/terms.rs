@@ -5,6 +5,7 @@
 use livepeer_pm::U256;
 
 use crate::orchestrator::ClientError;
+use crate::orchestrator::price::Price;
 use crate::orchestrator::verdict::Failure;
 
 /// Sender limits (go-livepeer's flags and defaults, PAYMENTS.md §5.3).
@@ -16,6 +17,40 @@ pub struct PaymentLimits {
     pub max_ticket_ev: U256,
     /// Refuse payments whose total EV exceeds this (`-maxTotalEV`, 20000 gwei).
     pub max_total_ev: U256,
+}
+
+/// The prices one job may be paid at: the operator's cap for it, and twice the price its
+/// orchestrator was selected at. The price paid is the one the orchestrator quotes when asked
+/// with the job's capabilities, a second answer that selection never saw: an orchestrator
+/// could advertise one price and charge another (go-livepeer's orchestrators also floor the
+/// prices they advertise to whole wei, where the job's is exact). go-livepeer bounds it by
+/// twice the session's initial price (`validatePrice`); the cap is applied to it here too.
+#[derive(Debug, Clone, Copy)]
+pub struct PriceBounds {
+    /// `--max-price-per-unit` / `--max-price-per-capability` for the job, if any.
+    pub cap: Option<Price>,
+    /// The orchestrator's price for the job in the answer it was selected on.
+    pub selected: Price,
+}
+
+impl PriceBounds {
+    /// Refuses `price` above either bound, with go-livepeer's text for the second.
+    pub fn check(&self, price: Price) -> Result<(), PayError> {
+        if let Some(cap) = self.cap
+            && price > cap
+        {
+            return Err(PayError::Refused(format!(
+                "orchestrator price {price} above the max price {cap}"
+            )));
+        }
+        if price.more_than_double(&self.selected) {
+            return Err(PayError::Refused(format!(
+                "Orchestrator price has more than doubled, Orchestrator price: {price}, Orchestrator initial price: {}",
+                self.selected
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Why a payment could not be made. Each is the orchestrator's terms, not the user's fault.
