@@ -522,7 +522,8 @@ fn signer_state(
 ) -> Result<Option<payment::signer::SignerState>, StartError> {
     let (Some(key), Some(signer)) = (&config.serve_signer, &config.signer) else { return Ok(None) };
     let signer = payment::signer::SignerState::new(signer.clone(), key.clone(), state.pool.clone())
-        .map_err(setup(Part::Signer))?;
+        .map_err(setup(Part::Signer))?
+        .with_sender_checks(state.payer.clone(), state.requirements.clone());
     tracing::info!("serving remote-signer routes (API key required)");
     Ok(Some(signer))
 }

@@ -145,7 +145,7 @@ impl LocalPayer {
 
     /// go-livepeer's expiry rule (PAYMENTS.md §5.3 check 3): params whose expiration block is at
     /// most one block ahead are expired. Unknown when no block has been read.
-    fn expired(&self, params: &livepeer_pm::TicketParams) -> bool {
+    pub(super) fn expired(&self, params: &livepeer_pm::TicketParams) -> bool {
         let block = self.block.load(std::sync::atomic::Ordering::Relaxed);
         block != 0 && params.expiration_block <= U256::from(block) + U256::from(1u64)
     }

@@ -30,7 +30,7 @@ pub use pay::PaymentAnswer;
 pub use refusal::Refusal;
 pub use request::PaymentRequest;
 
-use crate::orchestrator::snapshot::Tiers;
+use crate::orchestrator::snapshot::{Requirements, Tiers};
 use crate::orchestrator::{JobKey, Pool};
 
 /// State of the signer routes; cheap to clone.
@@ -41,6 +41,19 @@ pub struct SignerState {
     signature: Signature,
     api_key: Arc<SecretString>,
     pool: Pool,
+    /// What a sender checks before it signs tickets (go-livepeer's `validateTicketParams`):
+    /// the local payer's limits, funds and block, and the operator's price caps.
+    checks: Checks,
+}
+
+/// The sender checks of the signer's payments; none by default.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Checks {
+    /// The ticket sender of this gateway's key: its EV and total EV limits, and with a chain
+    /// its funds and the block ticket params expire against.
+    pub(super) payer: Option<crate::payment::LocalPayer>,
+    /// The operator's price caps (`--max-price-per-unit`, `--max-price-per-capability`).
+    pub(super) caps: Arc<Requirements>,
 }
 
 impl SignerState {
@@ -52,7 +65,21 @@ impl SignerState {
     ) -> Result<Self, String> {
         let text = signer.address().to_checksum(None);
         let signature = signer.eth_sign(text.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Self { signer, signature, api_key: Arc::new(api_key), pool })
+        Ok(Self { signer, signature, api_key: Arc::new(api_key), pool, checks: Checks::default() })
+    }
+
+    /// This signer, checking each payment as `payer` checks its own (ticket EV, total EV,
+    /// funds, expiry) and within the price caps of `caps`, as go-livepeer's signer runs the
+    /// sender's checks before it makes tickets. Without them it would sign whatever terms the
+    /// orchestrator info a client brings names: a ticket worth more than the fee, or one that
+    /// always wins.
+    pub fn with_sender_checks(
+        mut self,
+        payer: Option<crate::payment::LocalPayer>,
+        caps: Arc<Requirements>,
+    ) -> Self {
+        self.checks = Checks { payer, caps };
+        self
     }
 
     /// Admits a caller whose `Authorization` value is `authorization`: the API key, as a bearer
@@ -132,7 +159,7 @@ impl SignerState {
 
     /// Pays an orchestrator for a keyless client (`/generate-live-payment`).
     pub fn pay(&self, req: &PaymentRequest) -> Result<PaymentAnswer, Refusal> {
-        pay::generate(&self.signer, req)
+        pay::generate(&self.signer, req, &self.checks)
     }
 }
 

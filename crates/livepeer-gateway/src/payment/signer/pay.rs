@@ -9,11 +9,15 @@ use livepeer_pm::{
     ExpirationParams, LocalSigner, SenderSession, UpdateStatus, build_payment, payment_header_value,
 };
 
+use super::Checks;
 use super::bill::{Bill, bill};
 use super::refusal::Refusal;
 use super::request::{Offer, PaymentRequest, SignedState, capabilities, decode};
 use super::state::{PaymentState, seal, verify};
+use crate::job::JobKey;
 use crate::orchestrator::creds::segment_header;
+use crate::orchestrator::price::Price;
+use crate::payment::PayError;
 
 /// What the signer hands back: the two headers of the client's call and the state to echo.
 #[derive(Debug)]
@@ -28,24 +32,78 @@ pub struct PaymentAnswer {
     pub sig: String,
 }
 
-/// Pays for `req` with `key`, now.
-pub(super) fn generate(key: &LocalSigner, req: &PaymentRequest) -> Result<PaymentAnswer, Refusal> {
+/// Pays for `req` with `key`, now, if it passes `checks`.
+pub(super) fn generate(
+    key: &LocalSigner,
+    req: &PaymentRequest,
+    checks: &Checks,
+) -> Result<PaymentAnswer, Refusal> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    generate_at(key, req, now)
+    generate_at(key, req, checks, now)
 }
 
-/// Pays for `req` with `key` at unix milliseconds `now`.
+/// Pays for `req` with `key` at unix milliseconds `now`, if it passes `checks`.
 fn generate_at(
     key: &LocalSigner,
     req: &PaymentRequest,
+    checks: &Checks,
     now: u64,
 ) -> Result<PaymentAnswer, Refusal> {
     let offer = decode(req)?;
     let mut st = verify(key.address(), req, &offer)?;
     let charged = bill(&st, &offer, req, now)?;
+    check_terms(checks, req, &offer, &charged)?;
     let (payment, seg_creds) = sign(key, req, &offer, &mut st, charged, now)?;
     let SignedState { state, sig } = seal(&st, key)?;
     Ok(PaymentAnswer { payment, seg_creds, state, sig })
+}
+
+/// Step 3b, the sender's checks (PAYMENTS.md §5.3 and §7.3 step 7): the price within the
+/// operator's cap for every (capability, model) the request names (or the global cap); params
+/// not expired (480, as go-livepeer's `shouldRefreshSession`); a ticket's EV below its face
+/// value and within the max ticket EV, the batch within the max total EV, the face value
+/// within the funds. go-livepeer's signer fails its payment on these (500); so does this one,
+/// and its log says why.
+fn check_terms(
+    checks: &Checks,
+    req: &PaymentRequest,
+    offer: &Offer,
+    charged: &Bill,
+) -> Result<(), Refusal> {
+    let price = Price::new(offer.price.price_per_unit, offer.price.pixels_per_unit)
+        .map_err(|_| Refusal::malformed("invalid price"))?;
+    let caps = capabilities(req)?;
+    let mut keys = caps.per_capability.iter().flat_map(|(&capability, models)| {
+        models.keys().map(move |model| JobKey { capability, model: model.clone() })
+    });
+    let first = keys.next();
+    let cap = match first {
+        None => checks.caps.max_price,
+        Some(first) => {
+            std::iter::once(first).chain(keys).filter_map(|k| checks.caps.max_price(&k)).min()
+        }
+    };
+    if let Some(cap) = cap
+        && price > cap
+    {
+        return Err(Refusal::PriceExceeded(format!("price {price} above the max price {cap}")));
+    }
+    let Some(payer) = &checks.payer else { return Ok(()) };
+    if payer.expired(&offer.params) {
+        return Err(Refusal::RefreshSession { orchestrator: offer.transcoder.clone() });
+    }
+    let refused = |e: PayError| {
+        tracing::warn!(error = %e, "remote signer refused an orchestrator's ticket terms");
+        Refusal::internal(&e)
+    };
+    let ev = payer.ticket_ev(&offer.params).map_err(refused)?;
+    payer.check_funds(offer.params.face_value).map_err(refused)?;
+    let total = livepeer_pm::unit_fee(u64::from(charged.update.num_tickets), &ev)
+        .map_err(|e| Refusal::internal(&e))?;
+    if let Some(why) = payer.over_total_ev(&total) {
+        return Err(refused(PayError::Refused(why)));
+    }
+    Ok(())
 }
 
 /// Step 4: the tickets and the segment credentials; the balance is settled as received and
@@ -104,9 +162,13 @@ mod tests {
     fn a_payment_carries_the_tickets_and_advances_the_state() {
         let key = key();
         let orch = info(3, 2, (NOW / 1000) as i64 + 1800);
-        let first =
-            generate_at(&key, &request(&orch, json!({"inPixels": 4096, "ManifestID": "m"})), NOW)
-                .unwrap();
+        let first = generate_at(
+            &key,
+            &request(&orch, json!({"inPixels": 4096, "ManifestID": "m"})),
+            &Checks::default(),
+            NOW,
+        )
+        .unwrap();
         let payment = decode_payment_header(&first.payment).unwrap();
         assert_eq!(payment.ticket_sender_params.len(), 7, "6144 wei at 1000 wei a ticket");
         assert_eq!(payment.sender, key.address().to_vec());
@@ -115,22 +177,84 @@ mod tests {
         // The next one continues from the echoed state: 856 wei of credit, nonces go on.
         let echoed = json!({"State": first.state, "Sig": first.sig});
         let fields = json!({"inPixels": 4096, "ManifestID": "m", "state": echoed});
-        let second = generate_at(&key, &request(&orch, fields), NOW + 1).unwrap();
+        let second =
+            generate_at(&key, &request(&orch, fields), &Checks::default(), NOW + 1).unwrap();
         let payment = decode_payment_header(&second.payment).unwrap();
         assert_eq!(payment.ticket_sender_params.len(), 6, "6144 − 856 = 5288 wei: 6 tickets");
         let st = state_of(&second);
         assert_eq!((st.Balance.as_str(), st.SenderNonce, st.SequenceNumber), ("712", 13, 2));
     }
 
+    /// The signer's checks: this gateway's key as a sender with go-livepeer's default
+    /// limits, and a global cap of `cap` wei a unit.
+    fn checks(cap: Option<i64>) -> Checks {
+        let timeouts = crate::orchestrator::Timeouts {
+            connect: std::time::Duration::from_secs(1),
+            call: std::time::Duration::from_secs(1),
+        };
+        let client = crate::orchestrator::OrchClient::new(
+            timeouts,
+            crate::orchestrator::TlsTrust::AcceptAny,
+            None,
+        );
+        let limits = crate::config::Payment::default().limits().unwrap();
+        let payer = crate::payment::LocalPayer::new(std::sync::Arc::new(key()), client, limits);
+        let max_price = cap.map(|c| Price::new(c, 1).unwrap());
+        let caps = crate::orchestrator::snapshot::Requirements { max_price, ..Default::default() };
+        Checks { payer: Some(payer), caps: std::sync::Arc::new(caps) }
+    }
+
+    /// `info` with a face value of `face` wei and a win probability of 1 in `odds`.
+    fn offering(price: i64, face: u64, odds: u64) -> livepeer_proto::net::OrchestratorInfo {
+        let mut orch = info(price, 1, (NOW / 1000) as i64 + 1800);
+        let params = orch.ticket_params.as_mut().unwrap();
+        params.face_value = livepeer_pm::U256::from(face).to_be_bytes_trimmed_vec();
+        params.win_prob =
+            (livepeer_pm::U256::MAX / livepeer_pm::U256::from(odds)).to_be_bytes_trimmed_vec();
+        orch
+    }
+
+    #[test]
+    fn the_signer_refuses_terms_a_sender_would_refuse() {
+        let key = key();
+        let pay = |orch: &livepeer_proto::net::OrchestratorInfo, checks: &Checks| {
+            generate_at(&key, &request(orch, json!({"inPixels": 4096})), checks, NOW)
+        };
+        // A ticket worth 1e9 wei (1e12 face value, 1 in 1000): signed with the checks on.
+        let fair = offering(1_000_000, 1_000_000_000_000, 1_000);
+        assert!(pay(&fair, &checks(None)).is_ok());
+        // One that always wins is its face value paid outright: refused, and so is a ticket
+        // whose EV is over go-livepeer's max ticket EV (3e12 wei).
+        let sure = offering(1_000_000, 1_000_000_000_000, 1);
+        assert!(pay(&sure, &Checks::default()).is_ok(), "signed without the checks");
+        let e = pay(&sure, &checks(None)).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Internal(why) if why.contains("not below its face value")),
+            "{e:?}"
+        );
+        let rich = offering(1_000_000_000, 4_000_000_000_000_000, 1_000);
+        let e = pay(&rich, &checks(None)).unwrap_err();
+        assert!(matches!(&e, Refusal::Internal(why) if why.contains("max ticket EV")), "{e:?}");
+        // The operator's cap is applied to the price the orchestrator asks (481).
+        let e = pay(&fair, &checks(Some(999_999))).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::PriceExceeded(why) if why.contains("above the max price")),
+            "{e:?}"
+        );
+        assert!(pay(&fair, &checks(Some(1_000_000))).is_ok());
+    }
+
     #[test]
     fn steps_refuse_in_order() {
         let key = key();
         let stale = info(3, 2, (NOW / 1000) as i64);
-        let e = generate_at(&key, &request(&stale, json!({"inPixels": 1})), NOW).unwrap_err();
+        let e =
+            generate_at(&key, &request(&stale, json!({"inPixels": 1})), &Checks::default(), NOW)
+                .unwrap_err();
         assert!(matches!(e, Refusal::RefreshSession { .. }));
         let fresh = info(3, 2, (NOW / 1000) as i64 + 1800);
         let bad_caps = json!({"inPixels": 1, "capabilities": "%%"});
-        let e = generate_at(&key, &request(&fresh, bad_caps), NOW).unwrap_err();
+        let e = generate_at(&key, &request(&fresh, bad_caps), &Checks::default(), NOW).unwrap_err();
         assert_eq!(e, Refusal::malformed("capabilities is not base64"));
     }
 }
