@@ -207,6 +207,9 @@ pub struct FieldError {
     pub kind: String,
 }
 
+/// The most field errors one validation failure lists.
+pub const MAX_FIELD_ERRORS: usize = 32;
+
 /// A failed request, as the client is told about it.
 #[derive(Debug, Clone)]
 pub struct Error {
@@ -257,8 +260,18 @@ impl Error {
         self
     }
 
-    /// A validation failure listing every bad field; the first names the `field`.
-    pub fn validation(errors: Vec<FieldError>) -> Self {
+    /// A validation failure listing the bad fields, at most [`MAX_FIELD_ERRORS`] of them (a
+    /// body of a million bad list items must not make an answer of a million errors); the
+    /// first names the `field`.
+    pub fn validation(mut errors: Vec<FieldError>) -> Self {
+        if errors.len() > MAX_FIELD_ERRORS {
+            errors.truncate(MAX_FIELD_ERRORS);
+            errors.push(FieldError {
+                loc: vec!["body".into()],
+                msg: format!("more errors, not listed (at most {MAX_FIELD_ERRORS} are)"),
+                kind: "too_many_errors".into(),
+            });
+        }
         let field =
             errors.first().map(|e| e.loc.iter().skip(1).cloned().collect::<Vec<_>>().join("."));
         let message = errors

@@ -172,10 +172,12 @@ fn result_urls(ai: &AiState) -> ResultUrls {
 /// and `nosniff` and a sandboxing CSP keep browsers from guessing otherwise.
 async fn result_file(
     State(ai): State<Arc<AiState>>,
-    Path((id, file)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    match ai.store.file(&id, &file) {
-        Some(stored) => {
+    // A path that is not UTF-8 names no result: the same JSON 404, not axum's text.
+    let found = path.ok().and_then(|Path((id, file))| ai.store.file(&id, &file).map(|f| (f, file)));
+    match found {
+        Some((stored, file)) => {
             let media = crate::ai::fetch::served_type(&stored.content_type)
                 .filter(|t| *t != "application/octet-stream")
                 .and_then(|t| HeaderValue::from_str(t).ok());

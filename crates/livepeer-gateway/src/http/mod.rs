@@ -30,6 +30,7 @@ pub use body::read_input_for_fuzz;
 
 use axum::Router;
 use axum::http::HeaderName;
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 
 /// `X-Request-Id` on job answers. Names made once: `insert("x-request-id", …)` parses and
@@ -74,10 +75,28 @@ pub fn public_router(
         .merge(byoc_stream::router(byoc_streams))
         .merge(transcode::router(transcode))
         .route("/healthz", get(|| async { "ok" }));
-    match signer {
+    let router = match signer {
         Some(state) => router.merge(signer::router(state)),
         None => router,
-    }
+    };
+    with_json_fallbacks(router)
+}
+
+/// `router`, answering an unknown path (404) or a method a path does not take (405) with the
+/// same JSON error body as every other error, instead of an empty one.
+fn with_json_fallbacks(router: Router) -> Router {
+    router
+        .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            let message = format!("no route {method} {}", uri.path());
+            crate::error::Error::new(crate::error::Kind::NotFound, message).into_response()
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                let message = format!("{} does not take {method}", uri.path());
+                let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+                error::json_error(status, "method_not_allowed", message, None)
+            },
+        )
 }
 
 /// The admin API: status, orchestrators, metrics and live streams.
@@ -88,12 +107,13 @@ pub fn admin_router(
     byoc_streams: crate::byoc::stream::ByocStreams,
     transcode: crate::transcode::TranscodeState,
 ) -> Router {
-    admin::router(state.clone())
+    let router = admin::router(state.clone())
         .merge(dashboard::api_router(state))
         .merge(live::admin_router(live))
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))
-        .merge(transcode::admin_router(transcode))
+        .merge(transcode::admin_router(transcode));
+    with_json_fallbacks(router)
 }
 
 /// Publishes the catalogue of `pool` (latency from `recent`, customer prices from `prices`)

@@ -322,6 +322,23 @@ async fn llm_errors() {
     assert_eq!(loc(v).await, want(&expected));
 }
 
+/// One bad message per three bytes of body: the errors gathered, and those answered, stay
+/// bounded (a 2 MB body of them made a 172 MB answer and took 1.9 GB).
+#[tokio::test]
+async fn a_million_bad_messages_give_a_bounded_answer() {
+    let v = json!({"messages": vec![json!({}); 1_000_000]});
+    let errors = check(Pipeline::Llm, body(v)).await.unwrap_err();
+    assert!(errors.len() <= crate::error::MAX_FIELD_ERRORS + 2, "{} errors", errors.len());
+    let answer = crate::error::Error::validation(errors);
+    assert_eq!(answer.field_errors().len(), crate::error::MAX_FIELD_ERRORS + 1);
+    let last = answer.field_errors().last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.msg.as_str()),
+        ("too_many_errors", "more errors, not listed (at most 32 are)")
+    );
+    assert!(answer.message().len() < 4096, "{}", answer.message().len());
+}
+
 #[tokio::test]
 async fn text_to_speech_counts_characters() {
     let r = check(Pipeline::TextToSpeech, body(json!({"text": "héllo wörld"}))).await.unwrap();
