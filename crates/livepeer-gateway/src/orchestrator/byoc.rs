@@ -23,7 +23,8 @@ const MAX_TOKEN_BYTES: usize = 64 * 1024;
 /// What an orchestrator offers one sender for one BYOC capability, as of when it was asked.
 #[derive(Debug, Clone)]
 pub struct JobToken {
-    /// The orchestrator's service URI, where the job goes (no trailing `/`).
+    /// Where the job goes (no trailing `/`): from [`fetch_token`], the orchestrator's own
+    /// address, the one its token came from, whatever the token's `service_addr` names.
     pub service_addr: String,
     /// Its price, wei per second (0 off-chain).
     pub price: Price,
@@ -192,7 +193,16 @@ pub async fn fetch_token(
             let message = cut(String::from_utf8_lossy(&body).trim()).to_owned();
             return Err(TokenError::Status { status, message });
         }
-        JobToken::from_json(&body)
+        let mut token = JobToken::from_json(&body)?;
+        // Jobs go where the token came from, whatever address the token names. go-livepeer
+        // sends them to the token's `service_addr`, the orchestrator's own service URI; taken
+        // as given, it let an orchestrator point the gateway at any address (its admin port,
+        // a metadata service) and read the answer back through a job.
+        if token.service_addr != orch.trim_end_matches('/') {
+            tracing::debug!(orchestrator = orch, named = %cut(&token.service_addr), "job token names another address; jobs go to the orchestrator's own");
+        }
+        orch.trim_end_matches('/').clone_into(&mut token.service_addr);
+        Ok(token)
     };
     tokio::time::timeout(timeout, call).await.unwrap_or(Err(TokenError::Timeout(timeout)))
 }
@@ -232,6 +242,23 @@ mod tests {
         let p = t.ticket_params.unwrap();
         assert_eq!(p.face_value, livepeer_pm::U256::from(1000u64));
         assert_eq!(p.expiration_params.unwrap().creation_round, 5);
+    }
+
+    /// A token naming another address (here the gateway's own admin port) sends jobs to
+    /// the orchestrator it came from, not there.
+    #[tokio::test]
+    async fn jobs_go_where_the_token_came_from_not_where_it_points() {
+        let token = r#"{"price":{"pricePerUnit":0,"pixelsPerUnit":1},"service_addr":"http://127.0.0.1:5935/keys?x=","available_capacity":1}"#;
+        let app = axum::Router::new()
+            .route("/process/token", axum::routing::get(move || async move { token }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let orch = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = OrchHttp::new(Duration::from_secs(2), Default::default()).unwrap();
+        let t = fetch_token(&http, &format!("{orch}/"), "0x00", "c", Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(t.service_addr, orch);
     }
 
     #[test]
