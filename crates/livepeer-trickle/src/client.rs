@@ -56,6 +56,8 @@ impl ClientConfig {
             .danger_accept_invalid_certs(self.accept_invalid_certs)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
+            // A channel URL is where its server said; a redirect could point anywhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| TrickleError::Invalid(format!("HTTP client: {}", chain(&error))))
     }
@@ -100,16 +102,29 @@ fn header_i64(response: &reqwest::Response, name: &str) -> Option<i64> {
 /// Longest error body kept in [`TrickleError::Status`].
 const ERROR_BODY_LIMIT: usize = 256;
 
-/// The error for a failed status, with the start of its body.
-async fn status_error(response: reqwest::Response) -> TrickleError {
+/// How long the start of an error body is waited for.
+const ERROR_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The error for a failed status, with the start of its body. Only the start is kept, so
+/// only the start is read, and not for long: a server's endless or dripping error body must
+/// hold neither memory nor the caller (reading it whole took a gateway to 9 GB in 30 s).
+async fn status_error(mut response: reqwest::Response) -> TrickleError {
     let status = response.status().as_u16();
-    let mut body = response.text().await.unwrap_or_default();
-    if body.len() > ERROR_BODY_LIMIT {
-        let mut end = ERROR_BODY_LIMIT;
-        while !body.is_char_boundary(end) {
-            end -= 1;
+    let mut start = Vec::new();
+    let read = async {
+        while start.len() < ERROR_BODY_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                _ => break,
+            }
         }
-        body.truncate(end);
+    };
+    let _ = tokio::time::timeout(ERROR_BODY_WAIT, read).await;
+    start.truncate(ERROR_BODY_LIMIT);
+    let mut body = String::from_utf8_lossy(&start).into_owned();
+    // A character cut at the limit shows as a replacement character: drop it.
+    if start.len() == ERROR_BODY_LIMIT && body.ends_with('\u{fffd}') {
+        body.pop();
     }
     TrickleError::Status { status, body: body.trim().to_owned() }
 }
@@ -129,5 +144,55 @@ mod tests {
     #[test]
     fn client_builds() {
         ClientConfig::default().client().unwrap();
+    }
+
+    /// A server that answers every request with `head`, then `chunk` forever (chunked).
+    async fn endless(head: &'static str, chunk: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = tcp.read(&mut buf).await;
+                    tcp.write_all(head.as_bytes()).await?;
+                    let framed =
+                        [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+                    loop {
+                        tcp.write_all(&framed).await?;
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        url
+    }
+
+    /// An endless error body: the error keeps its start and the read ends (reading it whole
+    /// grew a gateway by gigabytes).
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_only_at_its_start() {
+        let head = "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let url = endless(head, &[b'e'; 4096]).await;
+        let client = ClientConfig::default().client().unwrap();
+        let response = client.get(&url).send().await.unwrap();
+        let error =
+            tokio::time::timeout(std::time::Duration::from_secs(30), status_error(response))
+                .await
+                .expect("the error body was read to its end, which never comes");
+        let TrickleError::Status { status, body } = error else { panic!("{error:?}") };
+        assert_eq!((status, body.len()), (500, ERROR_BODY_LIMIT));
+    }
+
+    /// A redirect is not followed: the answer is the redirect itself.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let head = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/admin\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let url = endless(head, b"x").await;
+        let client = ClientConfig::default().client().unwrap();
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 302);
     }
 }

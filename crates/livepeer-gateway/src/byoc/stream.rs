@@ -129,6 +129,8 @@ impl ByocStreams {
             .http1_only()
             .danger_accept_invalid_certs(trickle_config.accept_invalid_certs)
             .connect_timeout(trickle_config.connect_timeout)
+            // The orchestrator's channel URLs, never where a redirect would take them.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .build()
             .map_err(|e| e.to_string())?;

@@ -231,13 +231,18 @@ async fn start_call(
     };
     let status = resp.status();
     if status.as_u16() != 200 {
-        let text = resp.text().await.unwrap_or_default();
+        let (start, _) = read_capped(resp, 300).await;
+        let text = String::from_utf8_lossy(&start);
         let text = text.trim().chars().take(300).collect::<String>();
         let (code, failure) = answer_failure(status.as_u16(), &text);
         settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
         return Err(fail(format!("start answered {status}: {text}"), code, failure));
     }
-    let answer: Value = match resp.json().await {
+    let parsed = match read_capped(resp, MAX_START_ANSWER).await {
+        (body, Ok(())) => serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()),
+        (_, Err(e)) => Err(e),
+    };
+    let answer: Value = match parsed {
         Ok(v) => v,
         Err(e) => {
             let failure = Failure::Server;
@@ -257,6 +262,27 @@ async fn start_call(
         .unwrap_or(&stream.spec.request_id)
         .to_owned();
     Ok(Started { info: paid.info, manifest_id, urls, params_version })
+}
+
+/// The largest start answer read: a few URLs and ids.
+const MAX_START_ANSWER: usize = 64 * 1024;
+
+/// Up to `cap` bytes of `resp`'s body, and whether it ended within them. An orchestrator's
+/// answer is read no further than the gateway needs it (read whole, an endless one took a
+/// gateway to 4.9 GB within the start's deadline).
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> (Vec<u8>, Result<(), String>) {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > cap => {
+                body.extend_from_slice(&chunk[..cap - body.len()]);
+                return (body, Err(format!("answer larger than {cap} bytes")));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return (body, Ok(())),
+            Err(e) => return (body, Err(crate::error::error_chain(&e))),
+        }
+    }
 }
 
 /// The metrics label and the failure of a start call's error answer. The labels are by
@@ -286,6 +312,26 @@ mod tests {
     use super::*;
     use crate::error::{Error, Kind};
     use crate::orchestrator::verdict::LeaseEnd;
+
+    /// An endless start answer is read to the cap and no further.
+    #[tokio::test]
+    async fn an_endless_answer_is_read_to_the_cap() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.read(&mut [0u8; 4096]).await;
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            let chunk = [b"1000\r\n".as_slice(), &[b'['; 4096], b"\r\n"].concat();
+            while tcp.write_all(&chunk).await.is_ok() {}
+        });
+        let resp = reqwest::get(&url).await.unwrap();
+        let (body, ended) = read_capped(resp, MAX_START_ANSWER).await;
+        assert_eq!(body.len(), MAX_START_ANSWER);
+        assert_eq!(ended, Err(format!("answer larger than {MAX_START_ANSWER} bytes")));
+    }
 
     /// What a start answer leads to: (label, ejected, renewed, other orchestrators tried).
     #[test]

@@ -141,11 +141,15 @@ impl LiveState {
             .connect_timeout(trickle_config.connect_timeout)
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
+            // Channel URLs are the orchestrator's: a redirect would send the gateway (and
+            // what it reads back into the client's channels) anywhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .connect_timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         // Three segments per client channel rather than go-livepeer's five: a live client more
