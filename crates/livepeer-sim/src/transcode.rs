@@ -69,6 +69,9 @@ pub enum TranscodeFault {
     CloseMidBody,
     /// 500 `Internal Server Error`.
     InternalError,
+    /// Transcodes and debits the renditions' real pixels, but reports each rendition with a
+    /// million times its pixels: a count no rendition can hold, which a gateway must not pay.
+    InflatePixels,
 }
 
 /// What the transcoding side did, for tests: [`crate::Sim::transcode_stats`].
@@ -342,8 +345,9 @@ async fn result(shared: &Shared, a: Admitted, data: Bytes, fault: TranscodeFault
             true => Err("ZeroSegments".to_owned()),
             false => Ok(r),
         });
+    let inflate = if fault == TranscodeFault::InflatePixels { 1_000_000 } else { 1 };
     let result = match outcome {
-        Ok(renditions) => Ok(publish(shared, &a, renditions)),
+        Ok(renditions) => Ok(publish(shared, &a, renditions, inflate)),
         Err(e) => Err(e),
     };
     let result = match result {
@@ -375,11 +379,13 @@ async fn renditions(shared: &Shared, a: &Admitted, data: Bytes) -> Result<Vec<Re
     futures_util::future::join_all(jobs).await.into_iter().collect()
 }
 
-/// Stores the renditions, debits their pixels and signs their hashes (on chain, with a key).
+/// Stores the renditions, debits their pixels and signs their hashes (on chain, with a key);
+/// the pixels reported are `inflate` times those debited.
 fn publish(
     shared: &Shared,
     a: &Admitted,
     renditions: Vec<Rendition>,
+    inflate: u64,
 ) -> Result<net::TranscodeData, String> {
     let base = shared.service_url().trim_end_matches('/').to_owned();
     let mut files = Vec::with_capacity(renditions.len());
@@ -390,7 +396,7 @@ fn publish(
         let file = format!("{}/{}{}", p.name, a.seg.seq, p.ext());
         segments.push(net::TranscodedSegmentData {
             url: format!("{base}/stream/{}/{file}", a.session),
-            pixels: i64::try_from(r.pixels).unwrap_or(i64::MAX),
+            pixels: i64::try_from(r.pixels.saturating_mul(inflate)).unwrap_or(i64::MAX),
             perceptual_hash_url: String::new(),
         });
         hashes.extend_from_slice(keccak256(&r.data).as_slice());

@@ -339,12 +339,25 @@ impl Attempter {
             outputs.push(fetched.bytes);
             pixels = pixels.saturating_add(u64::try_from(seg.pixels).unwrap_or(0));
         }
+        // The pixels are what the gateway is debited for, and only the orchestrator counts
+        // them: a count beyond what the renditions can hold (the fee estimate's frame rate
+        // and whole seconds, twice over for sources above its 60 fps) is no honest count.
+        let most = job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE);
+        if pixels > most {
+            return Err(AttemptError::Unusable(format!(
+                "the renditions reported {pixels} pixels, over {most} ({MAX_PIXELS_OVER_ESTIMATE} × the {} the profiles can hold)",
+                job.estimated_pixels
+            )));
+        }
         if info.ticket_params.is_some() && self.payments.local().is_some() {
             verify_sig(info, &outputs, &data.sig)?;
         }
         Ok(Done { outputs, pixels, paid: Cost::default() })
     }
 }
+
+/// How many times the fee estimate's pixels a segment's renditions may report.
+const MAX_PIXELS_OVER_ESTIMATE: u64 = 2;
 
 /// `TranscodeData.sig` must be the orchestrator's `eth_sign(concat keccak256(rendition_i))`.
 fn verify_sig(info: &OrchInfo, outputs: &[Bytes], sig: &[u8]) -> Result<(), AttemptError> {

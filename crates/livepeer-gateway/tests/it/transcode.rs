@@ -235,6 +235,26 @@ async fn a_failing_orchestrator_is_left_for_another_without_a_playlist_gap() {
     gw.shutdown().await;
 }
 
+/// An orchestrator reporting more pixels than its renditions can hold (the count the
+/// gateway is debited for) has its result refused and the segment goes to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pixel_count_no_rendition_can_hold_is_refused() {
+    let sims = [sim("a", true).await, sim("b", true).await];
+    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
+    assert_eq!(push(&gw, "px", 0, None).await.status(), 200);
+    let first = serving(&gw, "px").await;
+    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
+    sims[bad].set_transcode_fault(TranscodeFault::InflatePixels);
+    let resp = push(&gw, "px", 1, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(serving(&gw, "px").await, sims[good].url().trim_end_matches('/'));
+    let (_, status) = admin_get(&gw, "/transcode/streams/px").await;
+    assert!(status["retries"].as_u64().unwrap() >= 1, "{status}");
+    let (_, orchs) = admin_get(&gw, "/orchestrators").await;
+    assert!(orchs.to_string().contains("pixels, over"), "the refusal is on record: {orchs}");
+    gw.shutdown().await;
+}
+
 async fn raw_push(
     gw: &Gateway,
     path: &str,
