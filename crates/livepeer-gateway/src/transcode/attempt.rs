@@ -284,8 +284,7 @@ impl Attempter {
         let status = resp.status().as_u16();
         let body = read_body(resp.into_body(), RESULT_MAX).await;
         if status != 200 {
-            let text =
-                body.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+            let text = body.map(|b| cut(&String::from_utf8_lossy(&b))).unwrap_or_default();
             return Err((AttemptError::Status { status, message: text }, false));
         }
         let body = body.map_err(|e| (AttemptError::Transport(e.to_string()), true))?;
@@ -294,7 +293,7 @@ impl Attempter {
         let data = match result.result {
             Some(net::transcode_result::Result::Data(data)) => data,
             Some(net::transcode_result::Result::Error(e)) => {
-                return Err((AttemptError::Orchestrator(e), true));
+                return Err((AttemptError::Orchestrator(cut(&e)), true));
             }
             None => return Err((AttemptError::Unusable("empty TranscodeResult".into()), true)),
         };
@@ -354,6 +353,13 @@ impl Attempter {
         }
         Ok(Done { outputs, pixels, paid: Cost::default() })
     }
+}
+
+/// At most 300 characters of an orchestrator's error text, trimmed: it goes into the pushing
+/// client's error, the log line of every attempt and the pool's record (a 1 MB one was
+/// copied into all of them).
+fn cut(text: &str) -> String {
+    text.trim().chars().take(300).collect()
 }
 
 /// How many times the fee estimate's pixels a segment's renditions may report.
@@ -418,6 +424,13 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
 mod tests {
     use super::*;
     use crate::orchestrator::price::Price;
+
+    #[test]
+    fn an_orchestrators_error_text_is_cut() {
+        assert_eq!(cut("  short  "), "short");
+        let long = "é".repeat(1_000_000);
+        assert_eq!(cut(&long).chars().count(), 300);
+    }
 
     fn info(address: livepeer_pm::Address) -> OrchInfo {
         OrchInfo {
