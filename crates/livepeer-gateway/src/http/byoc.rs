@@ -163,6 +163,24 @@ fn has_dot_segment(path: &str) -> bool {
     decoded.split('/').any(|s| s == "." || s == "..")
 }
 
+/// Keeps a container's answer, served from the gateway's own origin, from being anything a
+/// browser runs: a type it would run (HTML, XML, SVG, script, or a value that is no text)
+/// goes out as `application/octet-stream`, and `nosniff` and a sandboxing CSP stop it from
+/// guessing. JSON, text, event streams and media keep their types.
+pub(super) fn contain(h: &mut axum::http::HeaderMap) {
+    let runs = h.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let Ok(t) = v.to_str() else { return true };
+        let t = t.to_ascii_lowercase();
+        ["html", "xml", "svg", "script"].iter().any(|s| t.contains(s))
+    });
+    if runs {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let csp = HeaderValue::from_static("default-src 'none'; sandbox");
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+}
+
 /// The client's answer: the orchestrator's, or the gateway's JSON error.
 fn answer(reply: Reply) -> Response {
     let mut resp = match reply.outcome {
@@ -175,6 +193,7 @@ fn answer(reply: Reply) -> Response {
                     h.insert(HeaderName::from_static(name), v);
                 }
             }
+            contain(h);
             if h.get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
             {
@@ -190,4 +209,36 @@ fn answer(reply: Reply) -> Response {
         resp.headers_mut().insert(super::SERVED_BY, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_containers_answer_is_never_served_as_something_a_browser_runs() {
+        let cases = [
+            ("application/json", "application/json"),
+            ("text/event-stream", "text/event-stream"),
+            ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
+            ("image/png", "image/png"),
+            ("text/html", "application/octet-stream"),
+            ("TEXT/HTML; charset=utf-8", "application/octet-stream"),
+            ("image/svg+xml", "application/octet-stream"),
+            ("application/xhtml+xml", "application/octet-stream"),
+            ("application/javascript", "application/octet-stream"),
+        ];
+        for (given, served) in cases {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(given));
+            contain(&mut h);
+            assert_eq!(h[header::CONTENT_TYPE], served, "{given}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(h[header::CONTENT_SECURITY_POLICY], "default-src 'none'; sandbox");
+        }
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_bytes(b"text/\xffhtml").unwrap());
+        contain(&mut h);
+        assert_eq!(h[header::CONTENT_TYPE], "application/octet-stream", "not text");
+    }
 }

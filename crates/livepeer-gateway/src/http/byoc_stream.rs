@@ -177,6 +177,7 @@ async fn update(
             if let Some(ct) = headers.get(header::CONTENT_TYPE) {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
+            super::byoc::contain(resp.headers_mut());
             resp
         }
         Err(e) => e.into_response(),
