@@ -31,6 +31,7 @@ pub mod byoc;
 pub mod config;
 pub mod database;
 pub mod error;
+mod fd_limit;
 pub mod http;
 pub mod ingest;
 pub mod job;
@@ -178,6 +179,7 @@ impl Gateway {
     }
 
     async fn set_up(config: Config) -> Result<Self, StartError> {
+        fd_limit::raise();
         let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {

@@ -29,9 +29,9 @@ section! {
         #[arg(long, env = "LP_HTTPIDLETIMEOUT")]
         pub http_idle_timeout: Option<String>,
         /// Connections open at once on each of the two listeners; at the cap, new connections
-        /// wait in the kernel's accept queue until one closes. Both listeners full use 768
-        /// descriptors, leaving room for orchestrator connections under the common limit of
-        /// 1024: raise it with `ulimit -n` [default: 384].
+        /// wait in the kernel's accept queue until one closes. Each connection holds two
+        /// descriptors, so both listeners full use 1,536: at start the soft descriptor limit
+        /// is raised to the hard one, as Go programs raise theirs [default: 384].
         #[arg(long, env = "LP_MAXCONNECTIONS")]
         pub max_connections: Option<usize>,
         /// A connection whose client takes no bytes of a response for this long while some are
