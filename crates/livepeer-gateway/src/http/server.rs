@@ -134,7 +134,9 @@ pub(crate) async fn serve_with(
         let linger = Linger::new(&stream);
         let activity = Arc::new(Activity::new());
         let service = Tracked { router: router.clone(), activity: activity.clone() };
-        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+        let writes = WriteDeadline::new(stream, limits.write_timeout)
+            .with_progress(activity.opened, activity.written_ms.clone());
+        let io = TokioIo::new(writes);
         let conn = builder.serve_connection_with_upgrades(io, service);
         let conn = conn.into_owned();
         let cancel = cancel.clone();
@@ -237,6 +239,9 @@ struct Activity {
     requests: AtomicU64,
     /// When `in_flight` last fell to zero, in milliseconds after `opened`.
     idle_since_ms: AtomicU64,
+    /// When a write that waited for the client last went through, in milliseconds after
+    /// `opened` (see [`WriteDeadline::with_progress`]): an answer still being taken.
+    written_ms: Arc<AtomicU64>,
     /// A request asked for another protocol: its socket may outlive the connection.
     upgraded: AtomicBool,
 }
@@ -248,6 +253,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
+            written_ms: Arc::default(),
             upgraded: AtomicBool::new(false),
         }
     }
@@ -259,8 +265,9 @@ impl Activity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let idle_since =
-            self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        let since_ms = self.idle_since_ms.load(Ordering::Acquire);
+        let idle_since = self.opened
+            + Duration::from_millis(since_ms.max(self.written_ms.load(Ordering::Acquire)));
         Some(match closing {
             Some(at) => at.max(idle_since) + CLOSE_GRACE,
             None if self.requests.load(Ordering::Acquire) == 0 => {
@@ -426,6 +433,36 @@ mod tests {
             assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
             assert_eq!(answer.matches(part).count(), count, "{path}: {answer}");
         }
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    /// A client reading a large answer slowly but steadily gets all of it: hyper holds the
+    /// whole body long before it is sent, and the connection was judged idle and cut then.
+    #[tokio::test]
+    async fn a_slow_steady_reader_gets_the_whole_answer() {
+        const SIZE: usize = 24 << 20;
+        let router = Router::new().route("/big", get(|| async { vec![b'x'; SIZE] }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve("test", listener, router, LIMITS, cancel.clone()));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 << 10).unwrap();
+        let mut conn = socket.connect(addr).await.unwrap();
+        let head = "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // About 8 MB/s: seconds longer than the idle deadline and the close grace together.
+        let (mut got, mut buf) = (0, vec![0u8; 64 << 10]);
+        loop {
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got += n;
+            tokio::time::sleep(Duration::from_millis(8)).await;
+        }
+        assert!(got > SIZE, "{got} bytes of a {SIZE}-byte body and its head");
         cancel.cancel();
         task.await.unwrap();
     }

@@ -13,8 +13,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// `io` whose writes fail after `timeout` without progress.
 #[derive(Debug)]
@@ -23,19 +26,37 @@ pub(crate) struct WriteDeadline<T> {
     timeout: Duration,
     /// Armed when a write first finds the socket full; disarmed by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Where a write that had to wait records when it went through, in milliseconds after
+    /// `opened`: a slow reader still taking an answer is busy, not idle, whatever hyper's
+    /// count of requests in flight says (it drops a request once it holds the whole body).
+    progress: Option<(Instant, Arc<AtomicU64>)>,
 }
 
 impl<T> WriteDeadline<T> {
     /// Wraps `io`.
     pub(crate) fn new(io: T, timeout: Duration) -> Self {
-        Self { io, timeout, stalled: None }
+        Self { io, timeout, stalled: None, progress: None }
+    }
+
+    /// Records in `at` (milliseconds after `opened`) when each write that had to wait for
+    /// the peer went through.
+    pub(crate) fn with_progress(mut self, opened: Instant, at: Arc<AtomicU64>) -> Self {
+        self.progress = Some((opened, at));
+        self
     }
 
     /// Passes a write's outcome through, arming the deadline when it is `Pending` (and
     /// registering `cx` with it, so that the task wakes up to fail once it passes).
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if poll.is_ready() {
-            self.stalled = None;
+            // Only a write that waited is recorded: one that went straight through costs no
+            // clock reading (the common case, and every request's).
+            if self.stalled.take().is_some()
+                && let Some((opened, at)) = &self.progress
+            {
+                let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                at.store(ms, Ordering::Release);
+            }
             return poll;
         }
         let timeout = self.timeout;
