@@ -215,3 +215,30 @@ async fn random_model_ids_leave_metrics_bounded() {
     );
     gw.shutdown().await;
 }
+
+/// An unknown path or a method a path does not take gets the same JSON error body as every
+/// other error, on the public port and the admin port alike.
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let sim = sim().await;
+    let gw = gateway(&sim).await;
+    let http = reqwest::Client::new();
+    let public = |path: &str| format!("http://{}{path}", gw.http_addr);
+    let cases = [
+        (http.get(public("/no/such/route")), 404, "not_found"),
+        (http.put(public("/text-to-image")), 405, "method_not_allowed"),
+        (http.get(format!("http://{}/no/such/route", gw.admin_addr)), 404, "not_found"),
+    ];
+    for (req, status, kind) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], kind, "{body}");
+        assert_eq!(body["error"]["status"], status, "{body}");
+    }
+    // A result path that is not UTF-8 names no result: the same JSON 404.
+    let resp = http.get(public("/results/%ff/x.png")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "not_found", "{body}");
+}
