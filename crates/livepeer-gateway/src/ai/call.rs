@@ -290,6 +290,7 @@ impl AiClient {
             return Ok(Answer::Stream(resp));
         }
         let cap = sink.config.answer_max_bytes;
+        let peer = crate::orchestrator::http::answer_peer(&resp);
         if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact()
             && n > cap as u64
         {
@@ -311,7 +312,7 @@ impl AiClient {
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
         // Boxed: downloading results makes a large future that text answers need not carry.
-        Box::pin(self.rewrite_media(&orch.transcoder, req, &mut json, sink)).await?;
+        Box::pin(self.rewrite_media((&orch.transcoder, peer), req, &mut json, sink)).await?;
         Ok(Answer::Body(encode(&json)))
     }
 
@@ -370,7 +371,7 @@ impl AiClient {
     ) -> Result<Bytes, CallError> {
         let mut json: Value =
             serde_json::from_slice(body).map_err(|e| CallError::Malformed(e.to_string()))?;
-        self.rewrite_media(transcoder, req, &mut json, sink).await?;
+        self.rewrite_media((transcoder, None), req, &mut json, sink).await?;
         Ok(encode(&json))
     }
 
@@ -378,7 +379,7 @@ impl AiClient {
     /// after checking there are no more of them than `req` asked for.
     async fn rewrite_media(
         &self,
-        transcoder: &str,
+        (transcoder, orch_peer): (&str, Option<std::net::IpAddr>),
         req: &ValidRequest,
         json: &mut Value,
         sink: ResultSink<'_>,
@@ -396,6 +397,7 @@ impl AiClient {
         let config = sink.config;
         let mut budget = Budget {
             orch: orch_url,
+            orch_peer,
             allowed: &config.result_allowed_hosts,
             per_result: config.result_max_bytes,
             left: config.job_result_max_bytes,

@@ -93,6 +93,19 @@ pub enum OrchBody {
     H1(super::h1::Body),
 }
 
+/// The address a hyper connection reached, set in each of its answers' extensions.
+#[derive(Debug, Clone, Copy)]
+struct PeerAddr(std::net::IpAddr);
+
+/// The address `answer` came from, when known: whether an address a result is to be fetched
+/// from is the orchestrator's own is judged by it, not by resolving its name again.
+pub fn answer_peer(answer: &http::Response<OrchBody>) -> Option<std::net::IpAddr> {
+    match answer.body() {
+        OrchBody::H1(body) => body.peer(),
+        OrchBody::Hyper(_) => answer.extensions().get::<PeerAddr>().map(|p| p.0),
+    }
+}
+
 /// Why an orchestrator's answer body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -351,11 +364,16 @@ impl Connection for Conn {
     /// Reports ALPN `h2`, which is how the client knows to speak HTTP/2 on a TLS connection
     /// (anything else, or no ALPN, is HTTP/1.1).
     fn connected(&self) -> Connected {
-        match self.0.inner() {
+        let io = self.0.inner();
+        let connected = match io {
             Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 Connected::new().negotiated_h2()
             }
             _ => Connected::new(),
+        };
+        match io.peer() {
+            Some(ip) => connected.extra(PeerAddr(ip)),
+            None => connected,
         }
     }
 }

@@ -282,6 +282,7 @@ impl Attempter {
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
+        let peer = crate::orchestrator::http::answer_peer(&resp);
         let body = read_body(resp.into_body(), RESULT_MAX).await;
         if status != 200 {
             let text = body.map(|b| cut(&String::from_utf8_lossy(&b))).unwrap_or_default();
@@ -297,14 +298,14 @@ impl Attempter {
             }
             None => return Err((AttemptError::Unusable("empty TranscodeResult".into()), true)),
         };
-        let done = self.renditions(info, job, &data).await.map_err(|e| (e, true))?;
+        let done = self.renditions((info, peer), job, &data).await.map_err(|e| (e, true))?;
         Ok(done)
     }
 
     /// Fetches and checks the renditions `data` lists.
     async fn renditions(
         &self,
-        info: &OrchInfo,
+        (info, orch_peer): (&OrchInfo, Option<std::net::IpAddr>),
         job: &Job,
         data: &net::TranscodeData,
     ) -> Result<Done, AttemptError> {
@@ -321,6 +322,7 @@ impl Attempter {
             .map_err(|e| AttemptError::Unusable(format!("transcoder URL: {e}")))?;
         let mut budget = Budget {
             orch,
+            orch_peer,
             allowed: &[],
             per_result: self.max_rendition,
             left: self.max_rendition.saturating_mul(job.profiles.len()),

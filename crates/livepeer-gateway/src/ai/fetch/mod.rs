@@ -75,6 +75,11 @@ fn unusable(why: impl Into<String>) -> FetchError {
 pub(crate) struct Budget<'a> {
     /// The orchestrator's transcoder URL: its origin, and the base of relative URLs.
     pub orch: Arc<Url>,
+    /// The address the orchestrator's answer came from, when known. A result on a loopback,
+    /// link-local or private address is the orchestrator's own only if that answer came from
+    /// one too; resolving the orchestrator's name again could be answered differently (DNS
+    /// rebinding: public for the job, loopback for the download).
+    pub orch_peer: Option<std::net::IpAddr>,
     /// Extra hosts allowed (`host` or `host:port`, lower case).
     pub allowed: &'a [String],
     /// Largest single result.
@@ -296,7 +301,8 @@ impl Fetcher {
             let base = &origin[..url::Position::BeforePath];
             shown(&format!("{base}{path}"))
         };
-        let addr = checked_address(&self.resolver, origin, &budget.orch, url_s).await?;
+        let orch = (&*budget.orch, budget.orch_peer);
+        let addr = checked_address(&self.resolver, origin, orch, url_s).await?;
         let (resp, key) = self
             .get(origin, path, addr)
             .await
@@ -540,18 +546,22 @@ fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
 }
 
 /// The address of `url` to connect to: every address its host resolves to must pass
-/// [`reachable`] (a name that also resolves inward is refused as a whole). Errors name the
+/// [`reachable`] (a name that also resolves inward is refused as a whole), against the
+/// address the orchestrator's answer came from when known, else its URL's. Errors name the
 /// URL as `shown` makes it.
 async fn checked_address(
     resolver: &Resolver,
     url: &Url,
-    orch: &Url,
+    (orch, orch_peer): (&Url, Option<IpAddr>),
     shown: impl Fn() -> String,
 ) -> Result<SocketAddr, FetchError> {
     let port =
         url.port_or_known_default().ok_or_else(|| unusable(format!("{}: no port", shown())))?;
     let addrs = resolver.resolve(url).await.map_err(|e| unusable(format!("{}: {e}", shown())))?;
-    let orch_addrs = resolver.resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?;
+    let orch_addrs = match orch_peer {
+        Some(ip) => vec![ip],
+        None => resolver.resolve(orch).await.map_err(|e| unusable(format!("{orch}: {e}")))?,
+    };
     match addrs.iter().find(|&&ip| !reachable(ip, &orch_addrs)) {
         Some(ip) => {
             Err(unusable(format!("{}: address {ip} is not the orchestrator's kind", shown())))

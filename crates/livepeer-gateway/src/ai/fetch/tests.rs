@@ -113,8 +113,14 @@ async fn files_share_a_connection_and_lengths_over_the_cap_are_refused() {
     let (orch, accepted) = server().await;
     let store = ResultStore::new(1000, Duration::from_secs(60));
     let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
-    let mut budget =
-        Budget { orch: orch.into(), allowed: &[], per_result: 3, left: 100, store: &store };
+    let mut budget = Budget {
+        orch: orch.into(),
+        orch_peer: None,
+        allowed: &[],
+        per_result: 3,
+        left: 100,
+        store: &store,
+    };
     for _ in 0..3 {
         let fetched = fetcher.fetch("/a.png", &mut budget).await.unwrap();
         assert_eq!((fetched.content_type.as_str(), &fetched.bytes[..]), ("image/png", &b"abc"[..]));
@@ -125,6 +131,34 @@ async fn files_share_a_connection_and_lengths_over_the_cap_are_refused() {
     let refused = fetcher.fetch("/a.png", &mut budget).await.unwrap_err();
     assert!(refused.to_string().contains("3 bytes, more than the 2 allowed"), "{refused}");
     assert_eq!(store.reserved(), 0, "nothing stays reserved");
+}
+
+/// Whether a loopback result is the orchestrator's own is judged by the address its answer
+/// came from when that is known: a name that resolved publicly for the job and resolves to
+/// loopback now (DNS rebinding) gets nothing from loopback.
+#[tokio::test]
+async fn the_answers_own_address_decides_what_is_the_orchestrators() {
+    let (orch, _) = server().await;
+    let store = ResultStore::new(1000, Duration::from_secs(60));
+    let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+    let public: IpAddr = "93.184.216.34".parse().unwrap();
+    for (peer, fetched) in
+        [(None, true), (Some(IpAddr::from([127, 0, 0, 1])), true), (Some(public), false)]
+    {
+        let mut budget = Budget {
+            orch: orch.clone().into(),
+            orch_peer: peer,
+            allowed: &[],
+            per_result: 3,
+            left: 100,
+            store: &store,
+        };
+        let got = fetcher.fetch("/a.png", &mut budget).await;
+        assert_eq!(got.is_ok(), fetched, "answer from {peer:?}: {:?}", got.err());
+        if let Err(e) = got {
+            assert!(e.to_string().contains("is not the orchestrator's kind"), "{e}");
+        }
+    }
 }
 
 #[test]
@@ -228,8 +262,14 @@ async fn kept_connections_their_server_dropped_are_swept() {
     });
     let store = ResultStore::new(1000, Duration::from_secs(60));
     let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
-    let mut budget =
-        Budget { orch: orch.into(), allowed: &[], per_result: 3, left: 100, store: &store };
+    let mut budget = Budget {
+        orch: orch.into(),
+        orch_peer: None,
+        allowed: &[],
+        per_result: 3,
+        left: 100,
+        store: &store,
+    };
     fetcher.fetch("/a.png", &mut budget).await.unwrap();
     let kept = || fetcher.idle.get().map.lock().unwrap().values().map(VecDeque::len).sum::<usize>();
     assert_eq!(kept(), 1);

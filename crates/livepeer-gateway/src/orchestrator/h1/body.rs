@@ -236,6 +236,12 @@ impl std::fmt::Debug for Body {
 pub struct BodyError(String);
 
 impl Body {
+    /// The address the answer came from, while the body holds its connection (it does from
+    /// the answer's head until its end).
+    pub fn peer(&self) -> Option<std::net::IpAddr> {
+        self.conn.as_ref().and_then(Conn::peer)
+    }
+
     pub(super) fn new(conn: Conn, framing: Framing, keep_alive: bool) -> Self {
         let mut body = Self { conn: Some(conn), framing, keep_alive, home: None, done: false };
         if matches!(body.framing, Framing::Length(0)) {

@@ -104,6 +104,17 @@ impl AsyncRead for Io {
     }
 }
 
+impl Io {
+    /// The address the socket is connected to.
+    pub fn peer(&self) -> Option<std::net::IpAddr> {
+        let tcp = match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        };
+        tcp.peer_addr().ok().map(|a| a.ip())
+    }
+}
+
 impl AsyncWrite for Io {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -193,12 +204,20 @@ struct State {
     buf: BytesMut,
     /// Room the next read asks for.
     read_size: usize,
+    /// The address the connection reached, read once when it is made.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Conn {
     /// A connection over `io`, nothing exchanged yet.
     pub fn new(io: Io) -> Self {
-        Self(Box::new(State { io, buf: BytesMut::new(), read_size: READ_CHUNK }))
+        let peer = io.peer();
+        Self(Box::new(State { io, buf: BytesMut::new(), read_size: READ_CHUNK, peer }))
+    }
+
+    /// The address the connection reached.
+    pub fn peer(&self) -> Option<std::net::IpAddr> {
+        self.0.peer
     }
 
     /// Whether a kept connection may carry another request: nothing has arrived on it since
@@ -343,7 +362,7 @@ impl Conn {
 
     /// [`Self::read_more`], polled.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let State { io, buf, read_size } = &mut *self.0;
+        let State { io, buf, read_size, .. } = &mut *self.0;
         if buf.capacity() - buf.len() < *read_size / 4 {
             buf.reserve(*read_size);
         }
