@@ -214,8 +214,8 @@ impl LocalPayer {
 
     /// Prepares the payment of one attempt of `key` on the orchestrator at `url`, for `cost`
     /// at a price within `bounds`, paid from the credit of the live stream booked on `stream`
-    /// (its manifest id), or else from the job's. Returns `Ok(None)` for an off-chain orchestrator (no ticket params): it
-    /// gets the empty header, as go-livepeer sends it.
+    /// (its manifest id), or else from the job's. Returns `Ok(None)` for an off-chain
+    /// orchestrator (no ticket params): it gets the empty header, as go-livepeer sends it.
     pub(super) async fn prepare(
         &self,
         url: &Url,
