@@ -3,8 +3,9 @@
 //! `axum::serve` would do, except that it bounds nothing a client can hold: the connections
 //! it accepts, the time before a first byte, an idle keep-alive or HTTP/2 connection. Here every
 //! listener has:
-//! - a cap on open connections ([`ConnLimits::max_connections`]): at the cap the loop stops
-//!   accepting until one closes, so further clients wait in the kernel's accept queue, which
+//! - a cap on open connections ([`ConnLimits::max_connections`]): at the cap each listener
+//!   (one per serving thread) accepts one more connection and holds it unserved until a slot
+//!   frees, and stops accepting, so further clients wait in the kernel's accept queue, which
 //!   costs the process no file descriptor (as nginx, HAProxy and Go's `LimitListener` do),
 //!   rather than being accepted and reset;
 //! - a deadline for the first request ([`ConnLimits::header_timeout`], from the moment the
@@ -98,6 +99,22 @@ pub(crate) async fn serve_with(
     let connections = TaskTracker::new();
     let mut warned: Option<Instant> = None;
     loop {
+        // Accepted first, then held until a slot is free. Taking the slot first left it idle
+        // in a thread waiting on its own (empty) queue while the kernel put new clients in
+        // another's, whose thread had no slot: clients waited with slots free. Now a thread
+        // holds at most one accepted connection waiting, and slots go in the order asked.
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off rather than spin.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -117,18 +134,6 @@ pub(crate) async fn serve_with(
                     },
                 }
             }
-        };
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors or similar: back off rather than spin.
-                    tracing::warn!(listener = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
         };
         let _ = stream.set_nodelay(true);
         let linger = Linger::new(&stream);
