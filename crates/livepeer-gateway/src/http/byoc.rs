@@ -168,11 +168,10 @@ fn has_dot_segment(path: &str) -> bool {
 /// goes out as `application/octet-stream`, and `nosniff` and a sandboxing CSP stop it from
 /// guessing. JSON, text, event streams and media keep their types.
 pub(super) fn contain(h: &mut axum::http::HeaderMap) {
-    let runs = h.get(header::CONTENT_TYPE).is_some_and(|v| {
-        let Ok(t) = v.to_str() else { return true };
-        let t = t.to_ascii_lowercase();
-        ["html", "xml", "svg", "script"].iter().any(|s| t.contains(s))
-    });
+    // The result store's rule: no served type is a type a browser would run.
+    let runs = h
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.to_str().map_or(true, |t| crate::ai::fetch::served_type(t).is_none()));
     if runs {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     }

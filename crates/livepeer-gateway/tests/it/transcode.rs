@@ -235,19 +235,27 @@ async fn a_failing_orchestrator_is_left_for_another_without_a_playlist_gap() {
     gw.shutdown().await;
 }
 
+/// Two paid simulators and a gateway pushing stream `name`: once segment 0 is transcoded,
+/// the orchestrator serving it breaks with `fault`, and segment 1 must still be transcoded,
+/// by the other one. Returns them for the caller's own checks.
+async fn moved_off_a_faulty_orchestrator(name: &str, fault: TranscodeFault) -> ([Sim; 2], Gateway) {
+    let sims = [sim("a", true).await, sim("b", true).await];
+    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
+    assert_eq!(push(&gw, name, 0, None).await.status(), 200);
+    let first = serving(&gw, name).await;
+    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
+    sims[bad].set_transcode_fault(fault);
+    let resp = push(&gw, name, 1, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(serving(&gw, name).await, sims[good].url().trim_end_matches('/'));
+    (sims, gw)
+}
+
 /// An orchestrator reporting more pixels than its renditions can hold (the count the
 /// gateway is debited for) has its result refused and the segment goes to another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pixel_count_no_rendition_can_hold_is_refused() {
-    let sims = [sim("a", true).await, sim("b", true).await];
-    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
-    assert_eq!(push(&gw, "px", 0, None).await.status(), 200);
-    let first = serving(&gw, "px").await;
-    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
-    sims[bad].set_transcode_fault(TranscodeFault::InflatePixels);
-    let resp = push(&gw, "px", 1, None).await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    assert_eq!(serving(&gw, "px").await, sims[good].url().trim_end_matches('/'));
+    let (_sims, gw) = moved_off_a_faulty_orchestrator("px", TranscodeFault::InflatePixels).await;
     let (_, status) = admin_get(&gw, "/transcode/streams/px").await;
     assert!(status["retries"].as_u64().unwrap() >= 1, "{status}");
     let (_, orchs) = admin_get(&gw, "/orchestrators").await;
@@ -317,15 +325,7 @@ async fn bad_pushes_get_go_livepeers_client_errors_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_that_never_answers_is_left_at_the_upload_deadline() {
-    let sims = [sim("a", true).await, sim("b", true).await];
-    let gw = start(gateway_config(&[&sims[0], &sims[1]])).await;
-    assert_eq!(push(&gw, "hang", 0, None).await.status(), 200);
-    let first = serving(&gw, "hang").await;
-    let (bad, good) = if sims[0].url().trim_end_matches('/') == first { (0, 1) } else { (1, 0) };
-    sims[bad].set_transcode_fault(TranscodeFault::Hang);
-    let resp = push(&gw, "hang", 1, None).await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    assert_eq!(serving(&gw, "hang").await, sims[good].url().trim_end_matches('/'));
+    let (_sims, gw) = moved_off_a_faulty_orchestrator("hang", TranscodeFault::Hang).await;
     let (_, status) = admin_get(&gw, "/transcode/streams/hang").await;
     assert!(status["last_error"].as_str().unwrap().contains("upload timeout"), "{status}");
     gw.shutdown().await;

@@ -107,20 +107,26 @@ async fn server() -> (Url, Arc<AtomicUsize>) {
     (url, accepted)
 }
 
+/// What the tests' requests may fetch from `orch` (its answer from `peer`): results of at
+/// most 3 bytes, 100 in all, into `store`.
+fn small_budget<'a>(orch: &Url, peer: Option<IpAddr>, store: &'a ResultStore) -> Budget<'a> {
+    Budget {
+        orch: orch.clone().into(),
+        orch_peer: peer,
+        allowed: &[],
+        per_result: 3,
+        left: 100,
+        store,
+    }
+}
+
 /// Files come over one kept connection; one over the cap is refused by its length.
 #[tokio::test]
 async fn files_share_a_connection_and_lengths_over_the_cap_are_refused() {
     let (orch, accepted) = server().await;
     let store = ResultStore::new(1000, Duration::from_secs(60));
     let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
-    let mut budget = Budget {
-        orch: orch.into(),
-        orch_peer: None,
-        allowed: &[],
-        per_result: 3,
-        left: 100,
-        store: &store,
-    };
+    let mut budget = small_budget(&orch, None, &store);
     for _ in 0..3 {
         let fetched = fetcher.fetch("/a.png", &mut budget).await.unwrap();
         assert_eq!((fetched.content_type.as_str(), &fetched.bytes[..]), ("image/png", &b"abc"[..]));
@@ -145,14 +151,7 @@ async fn the_answers_own_address_decides_what_is_the_orchestrators() {
     for (peer, fetched) in
         [(None, true), (Some(IpAddr::from([127, 0, 0, 1])), true), (Some(public), false)]
     {
-        let mut budget = Budget {
-            orch: orch.clone().into(),
-            orch_peer: peer,
-            allowed: &[],
-            per_result: 3,
-            left: 100,
-            store: &store,
-        };
+        let mut budget = small_budget(&orch, peer, &store);
         let got = fetcher.fetch("/a.png", &mut budget).await;
         assert_eq!(got.is_ok(), fetched, "answer from {peer:?}: {:?}", got.err());
         if let Err(e) = got {
@@ -262,14 +261,7 @@ async fn kept_connections_their_server_dropped_are_swept() {
     });
     let store = ResultStore::new(1000, Duration::from_secs(60));
     let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
-    let mut budget = Budget {
-        orch: orch.into(),
-        orch_peer: None,
-        allowed: &[],
-        per_result: 3,
-        left: 100,
-        store: &store,
-    };
+    let mut budget = small_budget(&orch, None, &store);
     fetcher.fetch("/a.png", &mut budget).await.unwrap();
     let kept = || fetcher.idle.get().map.lock().unwrap().values().map(VecDeque::len).sum::<usize>();
     assert_eq!(kept(), 1);

@@ -73,15 +73,18 @@ fn check_terms(
     let price = Price::new(offer.price.price_per_unit, offer.price.pixels_per_unit)
         .map_err(|_| Refusal::malformed("invalid price"))?;
     let caps = capabilities(req)?;
-    let mut keys = caps.per_capability.iter().flat_map(|(&capability, models)| {
-        models.keys().map(move |model| JobKey { capability, model: model.clone() })
-    });
-    let first = keys.next();
-    let cap = match first {
-        None => checks.caps.max_price,
-        Some(first) => {
-            std::iter::once(first).chain(keys).filter_map(|k| checks.caps.max_price(&k)).min()
-        }
+    let keys: Vec<JobKey> = caps
+        .per_capability
+        .iter()
+        .flat_map(|(&capability, models)| {
+            models.keys().map(move |model| JobKey { capability, model: model.clone() })
+        })
+        .collect();
+    // The strictest cap of the (capability, model) pairs named, else the global one.
+    let cap = if keys.is_empty() {
+        checks.caps.max_price
+    } else {
+        keys.iter().filter_map(|k| checks.caps.max_price(k)).min()
     };
     if let Some(cap) = cap
         && price > cap
