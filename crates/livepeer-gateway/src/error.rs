@@ -95,6 +95,8 @@ pub enum Kind {
     /// The gateway's result store is full (downloads in progress hold it): the orchestrator
     /// delivered, the gateway could not keep the result.
     ResultStoreFull,
+    /// The gateway ran out of descriptors or memory for a connection to an orchestrator.
+    GatewayOverloaded,
     /// A fault of the gateway's own.
     Internal,
 }
@@ -135,6 +137,7 @@ impl Kind {
             Kind::TrickleUnavailable => "trickle_unavailable",
             Kind::AuthWebhookUnavailable => "auth_webhook_unavailable",
             Kind::ResultStoreFull => "result_store_full",
+            Kind::GatewayOverloaded => "gateway_overloaded",
             Kind::Internal => "internal",
         }
     }
@@ -174,6 +177,7 @@ impl Kind {
             | Kind::KeyStoreUnavailable
             | Kind::LedgerUnavailable
             | Kind::PriceUnavailable
+            | Kind::GatewayOverloaded
             | Kind::Internal => Party::Gateway,
         }
     }
@@ -184,7 +188,7 @@ impl Kind {
             Kind::NoOrchestrator => Some(30),
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),
             Kind::OrchestratorsUnavailable => Some(2),
-            Kind::OrchestratorsBusy | Kind::ResultStoreFull => Some(1),
+            Kind::OrchestratorsBusy | Kind::ResultStoreFull | Kind::GatewayOverloaded => Some(1),
             Kind::TooManyStreams
             | Kind::KeyStoreUnavailable
             | Kind::LedgerUnavailable
@@ -348,6 +352,23 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether `error`, or any error it was caused by, says the gateway's own process or host ran
+/// out of what a new connection needs (descriptors, socket buffers, memory). Such a failure to
+/// reach an orchestrator is the gateway's, not the orchestrator's: nothing was sent to it.
+pub(crate) fn is_local_exhaustion(error: &(dyn std::error::Error + 'static)) -> bool {
+    use rustix::io::Errno;
+    let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM];
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let code = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
+        if code.is_some_and(|code| exhausted.iter().any(|x| x.raw_os_error() == code)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

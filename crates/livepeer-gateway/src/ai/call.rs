@@ -69,6 +69,9 @@ pub enum CallError {
     /// orchestrator's fault.
     #[error("{0}")]
     StoreFull(String),
+    /// The gateway ran out of descriptors or memory to connect: nothing was sent.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl From<FetchError> for CallError {
@@ -81,6 +84,14 @@ impl From<FetchError> for CallError {
 }
 
 impl CallError {
+    /// What a failed send was: the gateway's own exhaustion, or a connection failure.
+    fn from_send(e: HttpError) -> Self {
+        match e {
+            HttpError::Local(_) => Self::Local(e.to_string()),
+            other => Self::Connect(other.to_string()),
+        }
+    }
+
     /// What the orchestrator did, for [`Failure::verdict`] to decide what happens next: an
     /// error answer is classified from its status and text (PROTOCOL.md §7.4), a broken
     /// connection is a transport failure, an answer the gateway cannot use (not the JSON of
@@ -93,6 +104,7 @@ impl CallError {
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
             Self::StoreFull(_) => Failure::ResultNotKept,
+            Self::Local(_) => Failure::GatewayExhausted,
         }
     }
 
@@ -139,6 +151,7 @@ impl CallError {
             Self::Malformed(_) => "malformed",
             Self::Download(_) => "download",
             Self::StoreFull(_) => "results_full",
+            Self::Local(_) => "gateway_exhausted",
         }
     }
 }
@@ -273,8 +286,7 @@ impl AiClient {
         // Makes orchestrators answer download URLs rather than inline images (§7.1).
         h.insert(AUTHORIZATION, HeaderValue::from_static(headers::AI_WORKER_PROTOCOL));
         h.insert(CONTENT_TYPE, content_type);
-        let resp =
-            self.http.get().send(request).await.map_err(|e| CallError::Connect(e.to_string()))?;
+        let resp = self.http.get().send(request).await.map_err(CallError::from_send)?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
@@ -491,7 +503,9 @@ fn has_media(pipeline: Pipeline) -> bool {
 async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<Bytes, CallError> {
     read_body(resp.into_body(), limit).await.map_err(|e| match e {
         HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
-        HttpError::BadUrl(_) | HttpError::Transport(_) => CallError::Connect(e.to_string()),
+        HttpError::BadUrl(_) | HttpError::Transport(_) | HttpError::Local(_) => {
+            CallError::Connect(e.to_string())
+        }
     })
 }
 

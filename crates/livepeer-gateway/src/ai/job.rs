@@ -135,8 +135,10 @@ pub async fn run(
             Ok(called) => job.conclude(lease, &info, called, started),
             Err(e) => job.unpaid(lease, &e, started),
         };
-        if let Step::Done(reply) = step {
-            return reply;
+        match step {
+            Step::Done(reply) => return reply,
+            Step::GiveUp => break,
+            Step::Next => {}
         }
     }
     job.give_up()
@@ -174,6 +176,8 @@ enum Step {
     Done(Reply),
     /// Try another orchestrator, or the same one once more after a payment renewal.
     Next,
+    /// Stop trying: the client sees the last failure's error.
+    GiveUp,
 }
 
 impl<'a> Job<'a> {
@@ -291,6 +295,12 @@ impl<'a> Job<'a> {
         let shown = error.clone();
         self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match e {
+            // The gateway's own shortage: nobody is blamed, and the next dial would meet it.
+            PayError::Discovery(crate::orchestrator::ClientError::Local(_)) => {
+                self.last = Some(Failure::GatewayExhausted);
+                Failure::GatewayExhausted.verdict().end_lease(lease, e);
+                return Step::GiveUp;
+            }
             PayError::Discovery(_) => Failure::Transport.verdict().end_lease(lease, e),
             _ => {
                 drop(lease);
@@ -425,6 +435,7 @@ fn kind(outcome: ClientOutcome) -> Kind {
 fn failure_kind(failure: Failure) -> Kind {
     match failure {
         Failure::ResultNotKept => Kind::ResultStoreFull,
+        Failure::GatewayExhausted => Kind::GatewayOverloaded,
         other => kind(other.verdict().client_sees),
     }
 }
@@ -681,6 +692,7 @@ mod tests {
             (Failure::Server,          Eject,       CreditSpent, false, true,  Kind::OrchestratorFailed),
             (Failure::ClosedMidStream, Eject,       CreditSpent, false, true,  Kind::OrchestratorFailed),
             (Failure::ResultNotKept,   Release,     Paid,        false, false, Kind::ResultStoreFull),
+            (Failure::GatewayExhausted, Release,    Refused,     false, false, Kind::GatewayOverloaded),
         ];
         for &(failure, lease, settled, renew, fail_over, sees) in rows {
             let verdict = failure.verdict();

@@ -28,7 +28,7 @@ use super::{ByocState, JobSigner};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::{OrchBody, read_body};
+use crate::orchestrator::http::{HttpError, OrchBody, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
@@ -268,6 +268,13 @@ impl<'a> Job<'a> {
                     let e = Error::new(Kind::BodyUnreadable, "the request body broke off")
                         .field("body");
                     return Step::Done(self.finish(Err(e), None, "client_error"));
+                }
+                // The gateway's own shortage: nobody is blamed, and another orchestrator's
+                // dial would meet it too.
+                if let HttpError::Local(_) = e {
+                    drop(lease);
+                    let e = Error::new(Kind::GatewayOverloaded, e.to_string());
+                    return Step::Done(self.finish(Err(e), None, "gateway_exhausted"));
                 }
                 return self.failed(lease, e.to_string());
             }

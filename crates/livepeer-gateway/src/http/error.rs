@@ -57,7 +57,8 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::KeyStoreUnavailable
         | Kind::LedgerUnavailable
         | Kind::PriceUnavailable
-        | Kind::ResultStoreFull => StatusCode::SERVICE_UNAVAILABLE,
+        | Kind::ResultStoreFull
+        | Kind::GatewayOverloaded => StatusCode::SERVICE_UNAVAILABLE,
         Kind::OrchestratorTimeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }

@@ -196,8 +196,14 @@ async fn start_call(
         .map_err(|e| StartFailure {
             message: e.to_string(),
             code: "payment",
-            // Unreachable for its job-priced params: the orchestrator's transport failure.
-            failure: matches!(e, PayError::Discovery(_)).then_some(Failure::Transport),
+            // Unreachable for its job-priced params: the orchestrator's transport failure,
+            // unless the gateway itself had no descriptor to dial with (nobody's, as an
+            // unpaid orchestrator is).
+            failure: match e {
+                PayError::Discovery(crate::orchestrator::ClientError::Local(_)) => None,
+                PayError::Discovery(_) => Some(Failure::Transport),
+                _ => None,
+            },
         })?;
     let (params_version, params) = stream.params();
     let body = json!({

@@ -23,9 +23,9 @@ use url::Url;
 use super::caps::Capabilities;
 use super::info::OrchInfo;
 
-/// Why a GetOrchestrator call failed. Every variant is the orchestrator's (or the network's)
-/// doing, so each one counts against the orchestrator, and a retry elsewhere is always safe:
-/// discovery sends no job and no payment.
+/// Why a GetOrchestrator call failed. Every variant but [`Self::Local`] is the orchestrator's
+/// (or the network's) doing, so each one counts against the orchestrator, and a retry
+/// elsewhere is always safe: discovery sends no job and no payment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect (refused, unreachable, TLS handshake failed).
@@ -43,6 +43,10 @@ pub enum ClientError {
     /// The address cannot be dialled at all (configuration problem, not the orchestrator's).
     #[error("bad address: {0}")]
     BadAddress(String),
+    /// The gateway ran out of descriptors or memory for the connection: nothing was sent,
+    /// and the orchestrator is not to blame.
+    #[error("the gateway could not open a connection: {0}")]
+    Local(String),
 }
 
 impl ClientError {
@@ -55,6 +59,7 @@ impl ClientError {
             Self::Refused(_) => "refused",
             Self::Malformed(_) => "malformed",
             Self::BadAddress(_) => "bad_address",
+            Self::Local(_) => "gateway_exhausted",
         }
     }
 }
@@ -248,6 +253,9 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
         };
         if detail.contains("timed out") || detail.contains("Timeout expired") {
             return ClientError::Timeout(deadline);
+        }
+        if std::error::Error::source(status).is_some_and(crate::error::is_local_exhaustion) {
+            return ClientError::Local(detail);
         }
         return ClientError::Unreachable(detail);
     }

@@ -31,6 +31,8 @@ pub(super) enum SendError {
     BadUrl(String),
     /// Connecting or exchanging failed.
     Transport(String),
+    /// Connecting failed for want of the gateway's own descriptors or memory.
+    Local(String),
 }
 
 /// Idle connections kept per host: as many as a thread has requests in flight to it, up to
@@ -102,8 +104,14 @@ impl H1Pool {
         // Boxed: dialling makes a large future that calls on a kept connection need not carry
         // (every request's future holds this one).
         let fresh = Box::pin(async {
-            let tcp = connect(parts.uri).await;
-            let tcp = tcp.map_err(|e| SendError::Transport(crate::error::error_chain(&e)))?;
+            let tcp = connect(parts.uri).await.map_err(|e| {
+                let why = crate::error::error_chain(&e);
+                if crate::error::is_local_exhaustion(&e) {
+                    SendError::Local(why)
+                } else {
+                    SendError::Transport(why)
+                }
+            })?;
             let conn = Conn::new(h1::Io::Plain(tcp));
             conn.exchange(&head, &body, is_head)
                 .await

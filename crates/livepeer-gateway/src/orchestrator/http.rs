@@ -34,9 +34,9 @@ use super::h1::Io;
 use super::h1pool::{H1Pool, SendError};
 use crate::error::error_chain;
 
-/// Why an HTTP exchange with an orchestrator failed. Every variant is the orchestrator's or
-/// the network's doing; whether a retry is safe is the caller's call (nothing reached the
-/// client when these are returned).
+/// Why an HTTP exchange with an orchestrator failed. Every variant but [`Self::Local`] is the
+/// orchestrator's or the network's doing; whether a retry is safe is the caller's call
+/// (nothing reached the client when these are returned).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
     /// The URL is not one we can call.
@@ -48,6 +48,10 @@ pub enum HttpError {
     /// The body was larger than allowed.
     #[error("answer larger than {0} bytes")]
     TooLarge(usize),
+    /// No connection could be opened because the gateway itself ran out of descriptors or
+    /// memory: nothing was sent, and the orchestrator is not to blame.
+    #[error("the gateway could not open a connection: {0}")]
+    Local(String),
 }
 
 /// Which HTTP versions are spoken to orchestrators (see the module docs).
@@ -182,13 +186,14 @@ impl OrchHttp {
                 Ok(resp) => Ok(resp.map(OrchBody::H1)),
                 Err(SendError::BadUrl(why)) => Err(HttpError::BadUrl(why)),
                 Err(SendError::Transport(why)) => Err(HttpError::Transport(why)),
+                Err(SendError::Local(why)) => Err(HttpError::Local(why)),
             };
         }
         let client = match &self.h2c {
             Some(h2c) if plain => h2c,
             _ => &self.client,
         };
-        let resp = client.request(req).await.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        let resp = client.request(req).await.map_err(hyper_error)?;
         Ok(resp.map(OrchBody::Hyper))
     }
 
@@ -197,8 +202,7 @@ impl OrchHttp {
         &self,
         req: http::Request<StreamBody>,
     ) -> Result<http::Response<OrchBody>, HttpError> {
-        let resp = self.streaming.request(req).await;
-        Ok(resp.map_err(|e| HttpError::Transport(error_chain(&e)))?.map(OrchBody::Hyper))
+        Ok(self.streaming.request(req).await.map_err(hyper_error)?.map(OrchBody::Hyper))
     }
 
     /// `GET url`.
@@ -208,6 +212,16 @@ impl OrchHttp {
             .body(Full::default())
             .map_err(|e| HttpError::BadUrl(format!("{url}: {e}")))?;
         self.send(req).await
+    }
+}
+
+/// What a failed call of hyper's client was: a dial the gateway's own exhaustion failed is
+/// [`HttpError::Local`]; the rest are the transport's.
+fn hyper_error(e: hyper_util::client::legacy::Error) -> HttpError {
+    if e.is_connect() && crate::error::is_local_exhaustion(&e) {
+        HttpError::Local(error_chain(&e))
+    } else {
+        HttpError::Transport(error_chain(&e))
     }
 }
 
@@ -520,5 +534,49 @@ mod tests {
         assert_eq!(spoken(OrchHttpVersion::H2c, &tls).await.unwrap(), Version::HTTP_11);
         let forced = spoken(OrchHttpVersion::H2c, &plain).await;
         assert!(matches!(forced, Err(HttpError::Transport(_))), "{forced:?}");
+    }
+}
+
+#[cfg(test)]
+mod exhaustion_tests {
+    use super::*;
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    /// With no descriptor left, a dial fails as the gateway's own shortage on every path
+    /// (the gateway's HTTP/1.1 pool, hyper's client for TLS and for h2c); a dial that is merely
+    /// refused stays a transport failure.
+    #[tokio::test]
+    async fn a_dial_without_descriptors_is_the_gateways_shortage() {
+        // Nothing listens on port 1, so a dial that gets as far as connecting is refused.
+        let urls = ["http://127.0.0.1:1/x", "https://127.0.0.1:1/x"];
+        let clients = [
+            OrchHttp::new(Duration::from_secs(2), OrchHttpVersion::Negotiate).unwrap(),
+            OrchHttp::new(Duration::from_secs(2), OrchHttpVersion::H2c).unwrap(),
+        ];
+        for client in &clients {
+            for url in urls {
+                let e = client.get(url).await.unwrap_err();
+                assert!(matches!(e, HttpError::Transport(_)), "{url}: {e:?}");
+            }
+        }
+        let before = getrlimit(Resource::Nofile);
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let low = Rlimit { current: Some(open + 64), maximum: before.maximum };
+        setrlimit(Resource::Nofile, low).unwrap();
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        let mut seen = Vec::new();
+        for client in &clients {
+            for url in urls {
+                seen.push((url, client.get(url).await.unwrap_err()));
+            }
+        }
+        drop(held);
+        setrlimit(Resource::Nofile, before).unwrap();
+        for (url, e) in seen {
+            assert!(matches!(e, HttpError::Local(_)), "{url}: {e:?}");
+        }
     }
 }

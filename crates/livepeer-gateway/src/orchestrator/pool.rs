@@ -400,6 +400,13 @@ impl Pool {
                 slot.blocked = info.address.is_some_and(|a| blocklist.contains(&a));
                 slot.info = Some(Arc::new(info));
             }
+            // The gateway's own shortage says nothing of the orchestrator: its info stays,
+            // and a probe that began ends without a verdict.
+            Err(e @ ClientError::Local(_)) => {
+                self.inner.metrics.discovery_error(&url, e.code());
+                slot.stats.breaker.end_probe();
+                tracing::warn!(orchestrator = %url, error = %e, "orchestrator not refreshed");
+            }
             Err(e) => {
                 self.inner.metrics.discovery_error(&url, e.code());
                 let was = slot.stats.breaker.state(now);

@@ -29,6 +29,10 @@
 //! | Server           | job          | a runner's 5xx or unusable answer is its pipeline's     |
 //! | ClosedMidStream  | job          | the stream of this pipeline broke                       |
 //! | others           | —            | not penalised                                           |
+//!
+//! Two failures are the gateway's own and penalise nobody: a result its full store cannot keep
+//! ([`Failure::ResultNotKept`]), and a connection it could not open for want of its own
+//! descriptors or memory ([`Failure::GatewayExhausted`]).
 
 use super::Lease;
 
@@ -61,6 +65,11 @@ pub enum Failure {
     /// and no other orchestrator is tried: it would be paid for a result the gateway again
     /// may not be able to keep. The client is told to retry later.
     ResultNotKept,
+    /// The gateway could not open a connection to the orchestrator because it ran out of
+    /// descriptors or memory itself (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`). Nothing was
+    /// sent, so nobody is penalised and the payment's credit returns; no other orchestrator
+    /// is tried, as the next dial would meet the same shortage. The client is told to retry.
+    GatewayExhausted,
 }
 
 /// What the client is told when a failure ends its request, as a domain value: the HTTP edge
@@ -176,6 +185,7 @@ impl Failure {
             Self::Server => v(BadGateway, true, true, false),
             Self::ClosedMidStream => v(BadGateway, true, true, false),
             Self::ResultNotKept => v(ServiceUnavailable, false, false, false),
+            Self::GatewayExhausted => v(ServiceUnavailable, false, false, false),
         }
     }
 
@@ -191,7 +201,8 @@ impl Failure {
             | Self::Refused
             | Self::Server
             | Self::ClosedMidStream
-            | Self::ResultNotKept => Scope::Job,
+            | Self::ResultNotKept
+            | Self::GatewayExhausted => Scope::Job,
         }
     }
 
@@ -288,6 +299,7 @@ mod tests {
             (Failure::Server,          BadGateway,          true,      true,     false),
             (Failure::ClosedMidStream, BadGateway,          true,      true,     false),
             (Failure::ResultNotKept,   ServiceUnavailable,  false,     false,    false),
+            (Failure::GatewayExhausted, ServiceUnavailable, false,     false,    false),
         ];
         for &(failure, client_sees, fail_over, penalise, renew_payment) in rows {
             let scope = failure.scope();
@@ -329,6 +341,7 @@ mod tests {
             (Failure::Server, Eject),
             (Failure::ClosedMidStream, Eject),
             (Failure::ResultNotKept, Release),
+            (Failure::GatewayExhausted, Release),
         ];
         for (failure, end) in rows {
             assert_eq!(failure.verdict().lease_end(), end, "{failure:?}");

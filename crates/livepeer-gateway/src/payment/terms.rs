@@ -120,7 +120,7 @@ impl Settlement {
     /// its fee, and any other failure may have spent the credit.
     pub fn after(failure: Failure) -> Self {
         match failure {
-            Failure::Busy => Self::Refused,
+            Failure::Busy | Failure::GatewayExhausted => Self::Refused,
             Failure::ResultNotKept => Self::Paid,
             Failure::ClientInput => Self::NotCharged,
             _ => Self::CreditSpent,

@@ -24,7 +24,7 @@ use crate::ai::fetch::{Budget, FetchError, Fetcher};
 use crate::ai::results::ResultStore;
 use crate::job::JobKey;
 use crate::orchestrator::caps::Capabilities;
-use crate::orchestrator::http::{OrchHttp, read_body};
+use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
 use crate::payment::{PayError, Payments, Prepared, Settlement};
 
@@ -242,9 +242,13 @@ impl Attempter {
                 let stale = matches!(&e, AttemptError::Status { message, .. }
                     if message.contains("Insufficient balance") || message.contains("ticket")
                         || message.contains("auth token") || message.contains("TicketParams"));
-                // An orchestrator that answered 200 with an error did not debit.
-                let outcome =
-                    if answered { Settlement::NotCharged } else { Settlement::CreditSpent };
+                // An orchestrator that answered 200 with an error did not debit; a request the
+                // gateway's own shortage kept from being sent reached nobody.
+                let outcome = match (&e, answered) {
+                    (_, true) => Settlement::NotCharged,
+                    (AttemptError::Gateway(_), false) => Settlement::Refused,
+                    _ => Settlement::CreditSpent,
+                };
                 self.payments.settle(prepared, outcome);
                 if stale {
                     self.payments.reset(url, &key);
@@ -277,6 +281,10 @@ impl Attempter {
             Err(_) => {
                 let why = format!("no answer within the upload timeout {:?}", job.upload_timeout);
                 return Err((AttemptError::Timeout(why), false));
+            }
+            // The gateway's own shortage: not retried elsewhere, nobody blamed.
+            Ok(Err(e @ HttpError::Local(_))) => {
+                return Err((AttemptError::Gateway(e.to_string()), false));
             }
             Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), false)),
             Ok(Ok(resp)) => resp,
@@ -386,6 +394,9 @@ fn verify_sig(info: &OrchInfo, outputs: &[Bytes], sig: &[u8]) -> Result<(), Atte
 
 fn pay_error(e: &PayError) -> AttemptError {
     match e {
+        PayError::Discovery(c @ crate::orchestrator::ClientError::Local(_)) => {
+            AttemptError::Gateway(format!("fetching ticket params: {c}"))
+        }
         PayError::Discovery(c) => AttemptError::Transport(format!("fetching ticket params: {c}")),
         other => AttemptError::Pay(other.to_string()),
     }

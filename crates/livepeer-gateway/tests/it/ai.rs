@@ -453,6 +453,42 @@ async fn a_client_that_disconnects_leaves_nothing_behind() {
     gw.shutdown().await;
 }
 
+/// A gateway out of descriptors cannot dial an orchestrator. That is its own fault: the client
+/// gets 503 `gateway_overloaded`, no orchestrator is ejected, and none is tried in its place.
+#[tokio::test]
+async fn a_gateway_out_of_descriptors_blames_no_orchestrator() {
+    let a = AiSim::new("a").start().await;
+    let b = AiSim::new("b").price(1000).start().await;
+    let gw = gateway(&[&a, &b]).await;
+    let client = reqwest::Client::new();
+    // The client's connection is made while descriptors remain, and kept.
+    let health = client.get(api(&gw, "/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    health.bytes().await.unwrap();
+    let held = NoDescriptors::take();
+    let resp = client
+        .post(api(&gw, "/text-to-image"))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").cloned();
+    let body: Value = resp.json().await.unwrap();
+    drop(held);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
+    assert_eq!(retry.unwrap(), "1");
+    assert_eq!((a.ai_requests(), b.ai_requests()), (0, 0), "nothing was sent anywhere");
+    assert_eq!(orch_state(&gw, a.url()).await["state"], "healthy");
+    assert_eq!(orch_state(&gw, b.url()).await["state"], "healthy");
+    // With descriptors back, the same orchestrator serves.
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-orchestrator-url"], a.url());
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn busy_orchestrators_are_skipped_not_ejected() {
     let a = AiSim::new("a").start().await;

@@ -143,3 +143,43 @@ pub fn listening(lines: &mut impl Iterator<Item = String>) -> (String, String) {
         }
     }
 }
+
+/// Every descriptor the process may still open, held until dropped: while it lives, making a
+/// socket fails with `EMFILE`. The soft limit is lowered to a little above the highest open
+/// descriptor, so that filling it takes a few files, and restored on drop.
+pub struct NoDescriptors {
+    files: Vec<std::fs::File>,
+    limit: rustix::process::Rlimit,
+}
+
+impl NoDescriptors {
+    pub fn take() -> Self {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let low = Rlimit { current: Some(highest + 16), maximum: limit.maximum };
+        setrlimit(Resource::Nofile, low).unwrap();
+        let mut files = Vec::new();
+        loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => files.push(f),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => {
+                    break;
+                }
+                Err(e) => panic!("opening /dev/null: {e}"),
+            }
+        }
+        Self { files, limit }
+    }
+}
+
+impl Drop for NoDescriptors {
+    fn drop(&mut self) {
+        self.files.clear();
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, self.limit);
+    }
+}
