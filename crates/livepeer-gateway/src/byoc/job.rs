@@ -257,26 +257,7 @@ impl<'a> Job<'a> {
             }
             Ok(Err(e)) => {
                 self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
-                // The client's body, not the orchestrator, ended the attempt: no penalty.
-                if sending.upload.too_large() {
-                    drop(lease);
-                    let e = sending.upload.too_large_error();
-                    return Step::Done(self.finish(Err(e), None, "client_error"));
-                }
-                if sending.upload.broken() {
-                    drop(lease);
-                    let e = Error::new(Kind::BodyUnreadable, "the request body broke off")
-                        .field("body");
-                    return Step::Done(self.finish(Err(e), None, "client_error"));
-                }
-                // The gateway's own shortage: nobody is blamed, and another orchestrator's
-                // dial would meet it too.
-                if let HttpError::Local(_) = e {
-                    drop(lease);
-                    let e = Error::new(Kind::GatewayOverloaded, e.to_string());
-                    return Step::Done(self.finish(Err(e), None, "gateway_exhausted"));
-                }
-                return self.failed(lease, e.to_string());
+                return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {
                 self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
@@ -285,6 +266,28 @@ impl<'a> Job<'a> {
         };
         let service = token.token.service_addr.clone();
         self.answered(lease, payment, resp, (sent, deadline), service).await
+    }
+
+    /// The request did not get an answer's head: the client's body, the gateway's own
+    /// shortage or the orchestrator ended it, and only the last is penalised.
+    fn not_sent(&mut self, lease: Lease, upload: &Upload, e: HttpError) -> Step {
+        if upload.too_large() {
+            drop(lease);
+            let e = upload.too_large_error();
+            return Step::Done(self.finish(Err(e), None, "client_error"));
+        }
+        if upload.broken() {
+            drop(lease);
+            let e = Error::new(Kind::BodyUnreadable, "the request body broke off").field("body");
+            return Step::Done(self.finish(Err(e), None, "client_error"));
+        }
+        // Another orchestrator's dial would meet the same shortage.
+        if let HttpError::Local(_) = e {
+            drop(lease);
+            let e = Error::new(Kind::GatewayOverloaded, e.to_string());
+            return Step::Done(self.finish(Err(e), None, "gateway_exhausted"));
+        }
+        self.failed(lease, e.to_string())
     }
 
     /// The payment of an attempt, waiting (until `deadline`) while the credit it would rely on

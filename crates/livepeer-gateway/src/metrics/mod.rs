@@ -12,6 +12,12 @@
 //! URI only while it names a member of the pool (its discovery address or its transcoder
 //! URI). Anything else is counted under [`OTHER`], so that the number of series follows the
 //! pool, not what clients send (issue 11: 50,000 made-up models made 100k series).
+//!
+//! The pool's names change too: orchestrators come and go, and an orchestrator can offer new
+//! model or capability names at every refresh. Series of names the pool no longer vouches
+//! for are let go in bounded batches ([`retire`]).
+
+mod retire;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -123,6 +129,8 @@ fn hash_label<H: std::hash::Hasher>(state: &mut H, parts: &[&str]) {
 pub struct Metrics {
     registry: Arc<Registry>,
     known: Arc<ArcSwap<Known>>,
+    /// Names the pool vouched for and no longer does, whose series are still kept.
+    retired: Arc<retire::Retired>,
     discovery_errors: Family<ErrorLabel, Counter>,
     discovery_latency: Family<OrchLabel, Histogram>,
     selections: Family<OrchLabel, Counter>,
@@ -398,6 +406,7 @@ impl Metrics {
             byoc_errors,
             registry: Arc::new(std::mem::take(r)),
             known: Arc::default(),
+            retired: Arc::default(),
             live_streams,
             live_swaps,
             fees,
@@ -636,7 +645,7 @@ impl Metrics {
             models.insert(key.clone());
         }
         let orchestrators = self.known.load().orchestrators.clone();
-        self.known.store(Arc::new(Known { models, orchestrators }));
+        self.census(Known { models, orchestrators });
     }
 
     /// The pool's members: the URIs (discovery addresses and transcoder URIs) that may be
@@ -644,92 +653,9 @@ impl Metrics {
     pub(crate) fn pool_members<'a>(&self, uris: impl IntoIterator<Item = &'a str>) {
         let orchestrators = uris.into_iter().map(str::to_owned).collect();
         let models = self.known.load().models.clone();
-        self.known.store(Arc::new(Known { models, orchestrators }));
+        self.census(Known { models, orchestrators });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn series(m: &Metrics, family: &str) -> Vec<String> {
-        m.encode().lines().filter(|l| l.starts_with(family)).map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn labels_are_bounded_by_the_pool() {
-        let m = Metrics::new();
-        let sd = JobKey::ai("text-to-image", "sd").unwrap();
-        m.available([(&sd, 1)]);
-        m.pool_members(["http://o:1/", "https://t:2"]);
-        let made_up = JobKey::ai("text-to-image", "made/up").unwrap();
-        m.ai_requested(&sd);
-        m.ai_requested(&made_up);
-        m.ai_error(&made_up, "https://t:2", "x");
-        m.ai_error(&sd, "https://elsewhere:3", "x");
-        m.ai_error(&sd, "", "no_orchestrator");
-        let requested = series(&m, "livepeer_ai_models_requested_total");
-        assert!(requested.iter().any(|l| l.contains("model_name=\"sd\"} 1")), "{requested:?}");
-        assert!(requested.iter().any(|l| l.contains("model_name=\"other\"} 1")), "{requested:?}");
-        let errors = series(&m, "livepeer_ai_request_errors_total").join("\n");
-        assert!(errors.contains("model_name=\"other\",orchestrator_uri=\"https://t:2\""));
-        assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"other\""));
-        assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"\""));
-        assert!(!errors.contains("made/up") && !errors.contains("elsewhere"), "{errors}");
-        // No longer offered: from now on, `other`.
-        m.available([]);
-        m.ai_requested(&sd);
-        let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
-        assert!(requested.contains("model_name=\"other\"} 2"), "{requested}");
-    }
-
-    #[test]
-    fn a_live_stream_ends_on_the_series_it_started_on() {
-        let m = Metrics::new();
-        let comfy = JobKey::ai("live-video-to-video", "comfy").unwrap();
-        m.available([(&comfy, 1)]);
-        m.live_stream_started("comfy");
-        m.live_stream_started("made-up");
-        // The offer goes away while the stream runs: it still ends where it started.
-        m.available([]);
-        m.live_stream_ended("comfy");
-        m.live_stream_ended("made-up");
-        let streams = series(&m, "livepeer_gateway_live_streams").join("\n");
-        assert!(streams.contains("pipeline=\"comfy\"} 0"), "{streams}");
-        assert!(streams.contains("pipeline=\"other\"} 0"), "{streams}");
-        assert!(!streams.contains("made-up"), "{streams}");
-    }
-
-    #[test]
-    fn labels_hashed_as_one_value_keep_their_series_apart() {
-        let m = Metrics::new();
-        let (ab, a) = (JobKey::ai("llm", "ab").unwrap(), JobKey::ai("llm", "a").unwrap());
-        m.available([(&ab, 1), (&a, 1)]);
-        m.pool_members(["http://o:1", "http://bo:1"]);
-        let ms = Duration::from_millis(1);
-        // Equal labels made apart land on one series; the values' boundaries count.
-        m.ai_latency(&ab, "http://o:1", "ok", ms);
-        m.ai_latency(&ab.clone(), "http://o:1", "ok", ms);
-        m.ai_latency(&a, "http://bo:1", "ok", ms);
-        m.ai_latency(&ab, "http://o:1", "stream", ms);
-        let counts = series(&m, "livepeer_gateway_ai_request_duration_seconds_count").join("\n");
-        let count = |model: &str, orch: &str, outcome: &str| {
-            let label =
-                format!("model_name=\"{model}\",orchestrator_uri=\"{orch}\",outcome=\"{outcome}\"");
-            counts
-                .lines()
-                .filter(|l| l.contains(&label))
-                .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(count("ab", "http://o:1", "ok"), ["2"], "{counts}");
-        assert_eq!(count("a", "http://bo:1", "ok"), ["1"], "{counts}");
-        assert_eq!(count("ab", "http://o:1", "stream"), ["1"], "{counts}");
-        m.ai_requested(&ab);
-        m.ai_requested(&ab);
-        m.ai_requested(&a);
-        let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
-        assert!(requested.contains("model_name=\"ab\"} 2"), "{requested}");
-        assert!(requested.contains("model_name=\"a\"} 1"), "{requested}");
-    }
-}
+mod tests;

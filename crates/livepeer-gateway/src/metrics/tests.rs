@@ -1,0 +1,149 @@
+//! The families' label bounds, over the text exposition.
+
+use super::*;
+
+fn series(m: &Metrics, family: &str) -> Vec<String> {
+    m.encode().lines().filter(|l| l.starts_with(family)).map(str::to_owned).collect()
+}
+
+#[test]
+fn labels_are_bounded_by_the_pool() {
+    let m = Metrics::new();
+    let sd = JobKey::ai("text-to-image", "sd").unwrap();
+    m.available([(&sd, 1)]);
+    m.pool_members(["http://o:1/", "https://t:2"]);
+    let made_up = JobKey::ai("text-to-image", "made/up").unwrap();
+    m.ai_requested(&sd);
+    m.ai_requested(&made_up);
+    m.ai_error(&made_up, "https://t:2", "x");
+    m.ai_error(&sd, "https://elsewhere:3", "x");
+    m.ai_error(&sd, "", "no_orchestrator");
+    let requested = series(&m, "livepeer_ai_models_requested_total");
+    assert!(requested.iter().any(|l| l.contains("model_name=\"sd\"} 1")), "{requested:?}");
+    assert!(requested.iter().any(|l| l.contains("model_name=\"other\"} 1")), "{requested:?}");
+    let errors = series(&m, "livepeer_ai_request_errors_total").join("\n");
+    assert!(errors.contains("model_name=\"other\",orchestrator_uri=\"https://t:2\""));
+    assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"other\""));
+    assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"\""));
+    assert!(!errors.contains("made/up") && !errors.contains("elsewhere"), "{errors}");
+    // No longer offered: from now on, `other`.
+    m.available([]);
+    m.ai_requested(&sd);
+    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    assert!(requested.contains("model_name=\"other\"} 2"), "{requested}");
+}
+
+#[test]
+fn a_live_stream_ends_on_the_series_it_started_on() {
+    let m = Metrics::new();
+    let comfy = JobKey::ai("live-video-to-video", "comfy").unwrap();
+    m.available([(&comfy, 1)]);
+    m.live_stream_started("comfy");
+    m.live_stream_started("made-up");
+    // The offer goes away while the stream runs: it still ends where it started.
+    m.available([]);
+    m.live_stream_ended("comfy");
+    m.live_stream_ended("made-up");
+    let streams = series(&m, "livepeer_gateway_live_streams").join("\n");
+    assert!(streams.contains("pipeline=\"comfy\"} 0"), "{streams}");
+    assert!(streams.contains("pipeline=\"other\"} 0"), "{streams}");
+    assert!(!streams.contains("made-up"), "{streams}");
+}
+
+#[test]
+fn labels_hashed_as_one_value_keep_their_series_apart() {
+    let m = Metrics::new();
+    let (ab, a) = (JobKey::ai("llm", "ab").unwrap(), JobKey::ai("llm", "a").unwrap());
+    m.available([(&ab, 1), (&a, 1)]);
+    m.pool_members(["http://o:1", "http://bo:1"]);
+    let ms = Duration::from_millis(1);
+    // Equal labels made apart land on one series; the values' boundaries count.
+    m.ai_latency(&ab, "http://o:1", "ok", ms);
+    m.ai_latency(&ab.clone(), "http://o:1", "ok", ms);
+    m.ai_latency(&a, "http://bo:1", "ok", ms);
+    m.ai_latency(&ab, "http://o:1", "stream", ms);
+    let counts = series(&m, "livepeer_gateway_ai_request_duration_seconds_count").join("\n");
+    let count = |model: &str, orch: &str, outcome: &str| {
+        let label =
+            format!("model_name=\"{model}\",orchestrator_uri=\"{orch}\",outcome=\"{outcome}\"");
+        counts
+            .lines()
+            .filter(|l| l.contains(&label))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count("ab", "http://o:1", "ok"), ["2"], "{counts}");
+    assert_eq!(count("a", "http://bo:1", "ok"), ["1"], "{counts}");
+    assert_eq!(count("ab", "http://o:1", "stream"), ["1"], "{counts}");
+    m.ai_requested(&ab);
+    m.ai_requested(&ab);
+    m.ai_requested(&a);
+    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    assert!(requested.contains("model_name=\"ab\"} 2"), "{requested}");
+    assert!(requested.contains("model_name=\"a\"} 1"), "{requested}");
+}
+
+/// How many series of `family` the exposition holds.
+fn count(m: &Metrics, family: &str) -> usize {
+    m.encode().lines().filter(|l| l.starts_with(family)).count()
+}
+
+/// A pool whose every refresh brings new names (an orchestrator renaming its capabilities,
+/// orchestrators coming and going) keeps a bounded number of series, while the names in the
+/// pool keep theirs.
+#[test]
+fn series_of_names_that_left_the_pool_are_let_go() {
+    let m = Metrics::new();
+    let stays = JobKey::ai("llm", "stays").unwrap();
+    for i in 0..2_000 {
+        let model = JobKey::ai("llm", &format!("m{i}")).unwrap();
+        let cap = JobKey::byoc(&format!("cap{i}"));
+        let orch = format!("https://o{i}:1");
+        m.available([(&stays, 1), (&model, 1), (&cap, 1)]);
+        m.pool_members([orch.as_str(), "https://stays:1"]);
+        m.ai_requested(&model);
+        m.ai_requested(&stays);
+        m.ai_error(&model, &orch, "x");
+        m.byoc_error(&cap, "failed");
+        m.selection_counter(&orch).inc();
+        m.selection_counter("https://stays:1").inc();
+        m.discovered(&orch, Duration::from_millis(1));
+        m.discovery_error(&orch, "unreachable");
+    }
+    // The names retired since the last clearing, plus the two that stay; 2,000 without it.
+    let bound = 256 + 2;
+    for family in [
+        "livepeer_ai_models_requested_total",
+        "livepeer_ai_request_errors_total",
+        "livepeer_gateway_byoc_attempt_errors_total",
+        "livepeer_gateway_selections_total",
+        "livepeer_discovery_errors_total",
+        "livepeer_gateway_discovery_latency_seconds_count",
+    ] {
+        let n = count(&m, family);
+        assert!(n > 0 && n <= bound, "{family}: {n} series, at most {bound}");
+    }
+    // Names still in the pool keep their series; a selection counter handed out earlier still
+    // counts on the series shown.
+    let text = m.encode();
+    assert!(text.contains("model_name=\"stays\""), "{text}");
+    assert!(
+        text.contains(
+            "livepeer_gateway_selections_total{orchestrator_uri=\"https://stays:1\"} 2000"
+        )
+    );
+}
+
+/// A pool that does not change is never cleared: counters keep counting across censuses.
+#[test]
+fn a_steady_pool_keeps_its_counters() {
+    let m = Metrics::new();
+    let sd = JobKey::ai("text-to-image", "sd").unwrap();
+    for _ in 0..1_000 {
+        m.available([(&sd, 1)]);
+        m.pool_members(["https://o:1"]);
+        m.ai_requested(&sd);
+    }
+    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    assert!(requested.contains("model_name=\"sd\"} 1000"), "{requested}");
+}
