@@ -14,7 +14,10 @@
 //! - an idle deadline ([`ConnLimits::idle_timeout`]) once no request is in flight, for HTTP/1.1
 //!   keep-alive and HTTP/2 alike, plus HTTP/2 pings that drop a peer that stopped answering;
 //! - a write deadline ([`ConnLimits::write_timeout`]): a client that takes no bytes of a
-//!   response for that long while some wait to be sent is dropped ([`WriteDeadline`]);
+//!   response for that long while some wait to be sent is dropped ([`WriteDeadline`]); over
+//!   HTTP/2 a client can instead keep its flow-control window shut while the socket stays
+//!   open (it answers pings), so a connection with a response whose last chunk the client has
+//!   not made room for within the deadline is dropped too;
 //! - a graceful end: at shutdown or at a deadline the connection is asked to close (HTTP/2
 //!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
 //!   a moment later.
@@ -28,8 +31,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -208,10 +211,15 @@ async fn drive(
             }
             _ = tokio::time::sleep_until(check) => {
                 let now = Instant::now();
+                if activity.stalled(now, limits.write_timeout) {
+                    tracing::debug!(listener = name, "dropping a connection whose client makes no room for its answer");
+                    return;
+                }
                 match activity.quiet_until(&limits, closing) {
-                    // Busy: nothing is due before the requests end, and then a full spell later.
+                    // Busy: nothing is due before the requests end, and then a full spell
+                    // later; meanwhile its answers are watched for a client that takes none.
                     None if closing.is_some() => check = now + CLOSE_GRACE,
-                    None => check = now + limits.idle_timeout,
+                    None => check = now + limits.idle_timeout.min(limits.write_timeout),
                     // Before any request, one may yet come and go, and be idle sooner.
                     Some(due) if due > now && activity.requests.load(Ordering::Acquire) == 0 => {
                         check = due.min(now + limits.idle_timeout);
@@ -249,6 +257,11 @@ struct Activity {
     written_ms: Arc<AtomicU64>,
     /// A request asked for another protocol: its socket may outlive the connection.
     upgraded: AtomicBool,
+    /// HTTP/2 answers that handed hyper a chunk hyper has not come back for, by request
+    /// number, with when (milliseconds after `opened`). hyper polls an answer's body for its
+    /// next chunk only once the client's window has room for the last one, so an entry that
+    /// stays is a client that takes nothing while its socket stays open.
+    waiting: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Activity {
@@ -260,7 +273,33 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             written_ms: Arc::default(),
             upgraded: AtomicBool::new(false),
+            waiting: Mutex::default(),
         }
+    }
+
+    /// HTTP/2 answer `id` handed hyper a chunk, which hyper keeps until the client's window
+    /// has room for it.
+    fn handed(&self, id: u64) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).push((id, ms));
+    }
+
+    /// hyper came back for answer `id`'s next chunk, or dropped it.
+    fn resumed(&self, id: u64) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.retain(|(i, _)| *i != id);
+    }
+
+    /// Whether an answer has waited `limit` for its client's window while the connection
+    /// made no progress either (as nginx's `send_timeout`, the connection's writes count: a
+    /// client taking another answer's bytes is reading).
+    fn stalled(&self, now: Instant, limit: Duration) -> bool {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(since) = waiting.iter().map(|(_, ms)| *ms).min() else {
+            return false;
+        };
+        let latest = since.max(self.written_ms.load(Ordering::Acquire));
+        now.saturating_duration_since(self.opened + Duration::from_millis(latest)) >= limit
     }
 
     /// When the connection's allowed quiet spell ends, or `None` while a request is in flight:
@@ -288,10 +327,11 @@ impl Activity {
 struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn start(activity: Arc<Activity>) -> Self {
-        activity.requests.fetch_add(1, Ordering::AcqRel);
+    /// Counts a request in; also its number on the connection.
+    fn start(activity: Arc<Activity>) -> (Self, u64) {
+        let id = activity.requests.fetch_add(1, Ordering::AcqRel);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        Self(activity)
+        (Self(activity), id)
     }
 }
 
@@ -316,6 +356,8 @@ struct Tracked {
 struct TrackedFuture {
     inner: tower::util::Oneshot<Router, http::Request<Incoming>>,
     busy: Option<Busy>,
+    /// The request's number, for an HTTP/2 one (whose answer is watched for a shut window).
+    h2: Option<u64>,
 }
 
 impl Future for TrackedFuture {
@@ -329,7 +371,15 @@ impl Future for TrackedFuture {
             Poll::Pending => return Poll::Pending,
         };
         let busy = this.busy.take();
-        Poll::Ready(Ok(response.map(|body| TrackedBody { body, _busy: busy })))
+        let h2 = this.h2;
+        // hyper polls an HTTP/2 body for its first chunk only once the client's window has
+        // room: until then the head counts as a chunk handed over.
+        if let (Some(id), Some(busy)) = (h2, &busy)
+            && !hyper::body::Body::is_end_stream(response.body())
+        {
+            busy.0.handed(id);
+        }
+        Poll::Ready(Ok(response.map(|body| TrackedBody { body, busy, h2 })))
     }
 }
 
@@ -339,19 +389,30 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
     type Future = TrackedFuture;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let busy = Some(Busy::start(self.activity.clone()));
+        let (busy, id) = Busy::start(self.activity.clone());
         if req.headers().contains_key(http::header::UPGRADE) {
             self.activity.upgraded.store(true, Ordering::Release);
         }
-        TrackedFuture { inner: self.router.clone().oneshot(req), busy }
+        let h2 = (req.version() == http::Version::HTTP_2).then_some(id);
+        TrackedFuture { inner: self.router.clone().oneshot(req), busy: Some(busy), h2 }
     }
 }
 
-/// A response body that keeps its request counted in flight until hyper drops it.
+/// A response body that keeps its request counted in flight until hyper drops it, and over
+/// HTTP/2 reports each chunk it hands over until hyper comes back for more.
 #[derive(Debug)]
 struct TrackedBody {
     body: axum::body::Body,
-    _busy: Option<Busy>,
+    busy: Option<Busy>,
+    h2: Option<u64>,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let (Some(id), Some(busy)) = (self.h2, &self.busy) {
+            busy.0.resumed(id);
+        }
+    }
 }
 
 impl hyper::body::Body for TrackedBody {
@@ -362,7 +423,19 @@ impl hyper::body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let Some((id, busy)) = this.h2.zip(this.busy.as_ref()) else {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        };
+        busy.0.resumed(id);
+        let poll = Pin::new(&mut this.body).poll_frame(cx);
+        // The last chunk too: hyper keeps it until the window has room for a byte of it.
+        if let Poll::Ready(Some(Ok(frame))) = &poll
+            && frame.is_data()
+        {
+            busy.0.handed(id);
+        }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {
@@ -482,5 +555,100 @@ mod tests {
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest));
         assert!(closed.await.is_ok(), "the silent connection outlived the server");
+    }
+
+    /// A listener serving 1 MiB as `/chunks` (64 chunks, each handed over as soon as asked)
+    /// and as `/whole` (one piece, which hyper holds at once).
+    async fn chunk_server(limits: ConnLimits, cancel: CancellationToken) -> SocketAddr {
+        let router = Router::new()
+            .route(
+                "/chunks",
+                get(|| async {
+                    use futures_util::StreamExt as _;
+                    let chunks = futures_util::stream::iter(0..64)
+                        .map(|_| Ok::<_, Infallible>(Bytes::from(vec![b'x'; 16 << 10])));
+                    axum::body::Body::from_stream(chunks)
+                }),
+            )
+            .route("/whole", get(|| async { vec![b'x'; 1 << 20] }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve("test", listener, router, limits, cancel));
+        addr
+    }
+
+    /// An HTTP/2 client of `addr` with `window` bytes of stream window, which answers pings
+    /// for as long as its connection task runs; and that task.
+    async fn h2_client(
+        addr: SocketAddr,
+        window: u32,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>,
+        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    ) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(window)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        (send, tokio::spawn(conn))
+    }
+
+    fn get_request(path: &str) -> http::Request<http_body_util::Empty<Bytes>> {
+        http::Request::get(format!("http://x{path}")).body(http_body_util::Empty::new()).unwrap()
+    }
+
+    const PATHS: [&str; 2] = ["/chunks", "/whole"];
+
+    /// Short deadlines: pings every 200 ms keep a silent client's socket busy, and the write
+    /// deadline is what must end it.
+    const H2_LIMITS: ConnLimits =
+        ConnLimits { write_timeout: Duration::from_millis(300), ..LIMITS };
+
+    /// An HTTP/2 client that shuts its window (none at all, or none after the first 64 KiB)
+    /// and never reads keeps its socket open and answers pings; its connection is dropped
+    /// once its answer has waited for room past the write deadline.
+    #[tokio::test]
+    async fn an_http2_client_that_makes_no_room_is_dropped() {
+        let cancel = CancellationToken::new();
+        let addr = chunk_server(H2_LIMITS, cancel.clone()).await;
+        for (window, path) in [0, 65_535].into_iter().flat_map(|w| PATHS.map(|p| (w, p))) {
+            let (mut send, conn) = h2_client(addr, window).await;
+            let answer = send.send_request(get_request(path)).await.unwrap();
+            assert_eq!(answer.status(), 200);
+            // Held, never read: the window stays as it is.
+            let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+            assert!(
+                ended.is_ok(),
+                "{path}, window {window}: the connection outlived its deadlines"
+            );
+            drop(answer);
+        }
+        cancel.cancel();
+    }
+
+    /// An HTTP/2 client reading steadily, a window's worth at a time, gets the whole answer
+    /// though taking it lasts several times the write and idle deadlines: streamed, where
+    /// each chunk waits for room, and whole, where hyper holds it all from the start and the
+    /// request no longer counts as in flight (that one was cut before large writes counted as
+    /// progress).
+    #[tokio::test]
+    async fn an_http2_client_that_reads_steadily_gets_the_whole_answer() {
+        use http_body_util::BodyExt as _;
+        let cancel = CancellationToken::new();
+        let addr = chunk_server(H2_LIMITS, cancel.clone()).await;
+        for path in PATHS {
+            let (mut send, _conn) = h2_client(addr, 16 << 10).await;
+            let mut body = send.send_request(get_request(path)).await.unwrap().into_body();
+            let mut got = 0;
+            while let Some(frame) = body.frame().await {
+                got += frame.unwrap().into_data().map_or(0, |d| d.len());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(got, 1 << 20, "{path}");
+        }
+        cancel.cancel();
     }
 }

@@ -26,9 +26,10 @@ pub(crate) struct WriteDeadline<T> {
     timeout: Duration,
     /// Armed when a write first finds the socket full; disarmed by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
-    /// Where a write that had to wait records when it went through, in milliseconds after
-    /// `opened`: a slow reader still taking an answer is busy, not idle, whatever hyper's
-    /// count of requests in flight says (it drops a request once it holds the whole body).
+    /// Where a write that had to wait, or a large one, records when it went through, in
+    /// milliseconds after `opened`: a slow reader still taking an answer is busy, not idle,
+    /// whatever hyper's count of requests in flight says (it drops a request once it holds
+    /// the whole body).
     progress: Option<(Instant, Arc<AtomicU64>)>,
 }
 
@@ -39,7 +40,7 @@ impl<T> WriteDeadline<T> {
     }
 
     /// Records in `at` (milliseconds after `opened`) when each write that had to wait for
-    /// the peer went through.
+    /// the peer, or that was large, went through.
     pub(crate) fn with_progress(mut self, opened: Instant, at: Arc<AtomicU64>) -> Self {
         self.progress = Some((opened, at));
         self
@@ -49,13 +50,10 @@ impl<T> WriteDeadline<T> {
     /// registering `cx` with it, so that the task wakes up to fail once it passes).
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if poll.is_ready() {
-            // Only a write that waited is recorded: one that went straight through costs no
-            // clock reading (the common case, and every request's).
-            if self.stalled.take().is_some()
-                && let Some((opened, at)) = &self.progress
-            {
-                let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-                at.store(ms, Ordering::Release);
+            // Only a write that waited is recorded here: one that went straight through costs
+            // no clock reading (the common case, and every request's).
+            if self.stalled.take().is_some() {
+                self.record();
             }
             return poll;
         }
@@ -64,7 +62,37 @@ impl<T> WriteDeadline<T> {
         ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "peer took no bytes")))
     }
+
+    /// Passes a write of bytes through [`Self::watch`], recording a large one as progress
+    /// too: an HTTP/2 client's window, not the socket, paces what it is sent, so a slow
+    /// reader's writes need not wait, but each one it makes room for is a large one.
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.watch(cx, poll);
+        if let Poll::Ready(Ok(n)) = poll
+            && n >= LARGE_WRITE
+        {
+            self.record();
+        }
+        poll
+    }
+
+    /// Records now as the time of the latest progress.
+    fn record(&self) {
+        if let Some((opened, at)) = &self.progress {
+            let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+            at.store(ms, Ordering::Release);
+        }
+    }
 }
+
+/// A write at least this large is progress of an answer: larger than anything a connection
+/// sends by itself (HTTP/2 pings, settings, window updates, `GOAWAY`), and than the head and
+/// body of most small answers, which then cost no clock reading.
+const LARGE_WRITE: usize = 4096;
 
 impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
     fn poll_read(
@@ -84,7 +112,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let poll = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.watch(cx, poll)
+        this.watch_write(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -94,7 +122,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.watch(cx, poll)
+        this.watch_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
