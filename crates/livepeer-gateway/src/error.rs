@@ -95,7 +95,8 @@ pub enum Kind {
     /// The gateway's result store is full (downloads in progress hold it): the orchestrator
     /// delivered, the gateway could not keep the result.
     ResultStoreFull,
-    /// The gateway ran out of descriptors or memory for a connection to an orchestrator.
+    /// The gateway is short of its own resources: descriptors or memory for a connection to
+    /// an orchestrator, or room in its budget for request bodies.
     GatewayOverloaded,
     /// A fault of the gateway's own.
     Internal,

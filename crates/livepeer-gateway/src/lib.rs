@@ -27,6 +27,8 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ai;
+#[cfg(test)]
+mod alone;
 pub mod byoc;
 pub mod config;
 pub mod database;
@@ -180,6 +182,7 @@ impl Gateway {
 
     async fn set_up(config: Config) -> Result<Self, StartError> {
         fd_limit::raise();
+        http::body_memory::set_budget(config.max_body_memory);
         let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
         let rtmp = match config.ingest.rtmp_addr {

@@ -10,7 +10,8 @@
 //! every small JSON job, which are most jobs.
 //!
 //! Every byte is counted against the body limit as it passes, so a client that sends more
-//! than it may is cut off at the limit, not after.
+//! than it may is cut off at the limit, not after. The bytes held count against the process's
+//! budget for bodies in memory (`http::body_memory`), until the last copy of them is dropped.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,7 @@ impl Upload {
     /// body over `limit`.
     pub async fn start(mut body: ClientBody, replay: usize, limit: u64) -> Result<Self, Error> {
         let mut head = BytesMut::new();
+        let held = Arc::new(crate::http::body_memory::Held::default());
         let complete = loop {
             if head.len() >= replay {
                 break false;
@@ -65,6 +67,9 @@ impl Upload {
                 Some(Ok(chunk)) => {
                     if (head.len() + chunk.len()) as u64 > limit {
                         return Err(too_large(limit));
+                    }
+                    if !held.grow(chunk.len()) {
+                        return Err(crate::http::body_memory::over_budget());
                     }
                     head.extend_from_slice(&chunk);
                 }
@@ -76,7 +81,7 @@ impl Upload {
         };
         let rest = (!complete).then_some(body);
         Ok(Self {
-            head: head.freeze(),
+            head: crate::http::body_memory::owning(head.freeze(), held),
             complete,
             rest: Arc::new(Mutex::new(rest)),
             taken: Arc::default(),

@@ -45,6 +45,11 @@ section! {
         /// work. By default one per core this process may use (at most 1024).
         #[arg(long, env = "LP_HTTPTHREADS")]
         pub http_threads: Option<usize>,
+        /// Bytes of request bodies the process may hold in memory at once, across every
+        /// request of both ports; a body that would pass it fails its request with 503
+        /// `gateway_overloaded` [default: 1073741824].
+        #[arg(long, env = "LP_MAXBODYMEMORY")]
+        pub max_body_memory: Option<usize>,
     }
 }
 
@@ -56,6 +61,7 @@ pub(super) struct Listeners {
     pub(super) idle_timeout: Duration,
     pub(super) max_connections: usize,
     pub(super) write_timeout: Duration,
+    pub(super) max_body_memory: usize,
     pub(super) http_threads: usize,
 }
 
@@ -83,6 +89,10 @@ impl Listen {
                 self.http_write_timeout,
                 Duration::from_secs(30),
             )?,
+            max_body_memory: match self.max_body_memory.unwrap_or(1 << 30) {
+                0 => return Err(bad("--max-body-memory", "must be at least 1")),
+                n => n,
+            },
             http_threads: match self.http_threads {
                 Some(n) if n > MAX_HTTP_THREADS => {
                     return Err(bad("--http-threads", format!("at most {MAX_HTTP_THREADS}")));

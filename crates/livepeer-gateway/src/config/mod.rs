@@ -201,6 +201,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Threads serving the public port, each a runtime of its own (`0`: the shared runtime).
     pub http_threads: usize,
+    /// Bytes of request bodies the process may hold at once.
+    pub max_body_memory: usize,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Pool refresh interval.
@@ -292,6 +294,7 @@ impl Config {
             max_connections: listen.max_connections,
             write_timeout: listen.write_timeout,
             http_threads: listen.http_threads,
+            max_body_memory: listen.max_body_memory,
             orchestrators: discovery.orchestrators,
             discovery_timeout: discovery.discovery_timeout,
             connect_timeout: discovery.connect_timeout,

@@ -3,7 +3,10 @@
 //! when the client stops sending, 400 when the body breaks off or a multipart body is
 //! malformed. Every route that reads a body reads it here, so the limit a route is given is
 //! the only one: axum's default body limit is disabled on the routers that use these readers.
+//! What they read is also counted against the process's budget for bodies in memory
+//! ([`super::body_memory`]): past it, 503.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,6 +14,10 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http_body_util::BodyExt as _;
+
+use super::body_memory::{self, Held};
 
 use crate::ai::validate::{FormPart, Input};
 use crate::error::{Error, Kind};
@@ -63,19 +70,45 @@ pub(crate) async fn read_body(
     timeout: Duration,
 ) -> Result<Bytes, Error> {
     admit(&req, limit)?;
-    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let e = e.into_inner();
-            if e.is::<http_body_util::LengthLimitError>() {
-                Err(Error::too_large(limit))
-            } else {
-                let message = format!("request body could not be read: {e}");
-                Err(Error::new(Kind::BodyUnreadable, message).field("body"))
-            }
-        }
+    match tokio::time::timeout(timeout, collect(req.into_body(), limit)).await {
+        Ok(read) => read,
         Err(_) => Err(body_timeout(timeout)),
     }
+}
+
+/// Gathers `body` within `limit` bytes, each taken from the body budget as it arrives; the
+/// bytes returned hold their share until dropped.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Error> {
+    let held = Arc::new(Held::default());
+    // Most bodies arrive in one frame: kept as it is rather than copied.
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let message = format!("request body could not be read: {}", e.into_inner());
+            Error::new(Kind::BodyUnreadable, message).field("body")
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(Error::too_large(limit));
+        }
+        if !held.grow(data.len()) {
+            return Err(body_memory::over_budget());
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    rest.extend_from_slice(&earlier);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    let bytes = if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) };
+    Ok(body_memory::owning(bytes, held))
 }
 
 fn body_timeout(timeout: Duration) -> Error {
@@ -89,16 +122,29 @@ fn body_timeout(timeout: Duration) -> Error {
 async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     admit(&req, limit)?;
     let (parts, body) = req.into_parts();
-    let limited = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+    // What multer reads is taken from the body budget as it arrives; the parts then hold it.
+    let held = Arc::new(Held::default());
+    let budgeted = {
+        let held = held.clone();
+        body.into_data_stream().map(move |data| {
+            let data = data?;
+            if held.grow(data.len()) { Ok(data) } else { Err(axum::Error::new("over budget")) }
+        })
+    };
+    let limited = http_body_util::Limited::new(Body::from_stream(budgeted), limit);
+    let limited = Request::from_parts(parts, Body::new(limited));
     let mut multipart = Multipart::from_request(limited, &())
         .await
         .map_err(|e| Error::new(Kind::InvalidMultipart, e.body_text()).field("body"))?;
     let mut parts = Vec::new();
     let mut total = 0usize;
-    // One mapping for both places multer can fail: too large is 413, anything else 400.
+    // One mapping for both places multer can fail: too large is 413, the budget 503,
+    // anything else 400.
     let failed = |e: MultipartError, field: &str| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::too_large(limit)
+        } else if held.refused() {
+            body_memory::over_budget()
         } else {
             Error::new(Kind::InvalidMultipart, e.body_text()).field(field)
         }
@@ -112,6 +158,7 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
         if total > limit {
             return Err(Error::too_large(limit));
         }
+        let bytes = body_memory::owning(bytes, held.clone());
         parts.push(FormPart { name, filename, content_type, bytes });
     }
     Ok(Input::Multipart(parts))

@@ -545,8 +545,16 @@ mod exhaustion_tests {
     /// With no descriptor left, a dial fails as the gateway's own shortage on every path
     /// (the gateway's HTTP/1.1 pool, hyper's client for TLS and for h2c); a dial that is merely
     /// refused stays a transport failure.
-    #[tokio::test]
-    async fn a_dial_without_descriptors_is_the_gateways_shortage() {
+    #[test]
+    fn a_dial_without_descriptors_is_the_gateways_shortage() {
+        let name = "orchestrator::http::exhaustion_tests::a_dial_without_descriptors_is_the_gateways_shortage";
+        if crate::alone::run_here(name) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            runtime.unwrap().block_on(dials_without_descriptors());
+        }
+    }
+
+    async fn dials_without_descriptors() {
         // Nothing listens on port 1, so a dial that gets as far as connecting is refused.
         let urls = ["http://127.0.0.1:1/x", "https://127.0.0.1:1/x"];
         let clients = [

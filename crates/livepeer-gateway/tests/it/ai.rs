@@ -455,8 +455,15 @@ async fn a_client_that_disconnects_leaves_nothing_behind() {
 
 /// A gateway out of descriptors cannot dial an orchestrator. That is its own fault: the client
 /// gets 503 `gateway_overloaded`, no orchestrator is ejected, and none is tried in its place.
-#[tokio::test]
-async fn a_gateway_out_of_descriptors_blames_no_orchestrator() {
+#[test]
+fn a_gateway_out_of_descriptors_blames_no_orchestrator() {
+    if run_alone("ai::a_gateway_out_of_descriptors_blames_no_orchestrator") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        runtime.unwrap().block_on(out_of_descriptors());
+    }
+}
+
+async fn out_of_descriptors() {
     let a = AiSim::new("a").start().await;
     let b = AiSim::new("b").price(1000).start().await;
     let gw = gateway(&[&a, &b]).await;

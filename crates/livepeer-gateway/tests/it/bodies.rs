@@ -242,3 +242,80 @@ async fn unknown_routes_and_methods_answer_json() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "not_found", "{body}");
 }
+
+/// Bodies in memory are bounded across requests by `--max-body-memory`: while one client holds
+/// 40 KB of an unfinished body, another's 30 KB would pass the 64 KiB budget and gets 503
+/// `gateway_overloaded` (the gateway's shortage, to be retried); once the first ends, the
+/// budget is whole again and the same request goes through, in JSON and in multipart.
+#[test]
+fn bodies_in_memory_share_one_budget() {
+    if run_alone("bodies::bodies_in_memory_share_one_budget") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        runtime.unwrap().block_on(one_budget());
+    }
+}
+
+async fn one_budget() {
+    let sim = sim().await;
+    let mut c = config(&[sim.url()]);
+    c.ai.request_timeout = Duration::from_secs(300);
+    c.max_body_memory = 64 << 10;
+    let gw = start(c).await;
+    let held = |gw: &Gateway| {
+        let gw_admin = gw.admin_addr;
+        async move {
+            let url = format!("http://{gw_admin}/status");
+            let status: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            status["request_body_bytes"].as_u64().unwrap()
+        }
+    };
+    // A client sends 40,000 of the 50,000 bytes it announced, and waits.
+    let mut slow = TcpStream::connect(gw.http_addr).await.unwrap();
+    let head = "POST /text-to-image HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 50000\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[b' '; 40_000]).await.unwrap();
+    eventually(Duration::from_secs(5), "the slow body is counted", || async {
+        held(&gw).await == 40_000
+    })
+    .await;
+    let prompt = "x".repeat(30_000);
+    let json_body = json!({"prompt": prompt, "model_id": SD, "width": 64, "height": 64});
+    let client = reqwest::Client::new();
+    let send_json =
+        || client.post(format!("http://{}/text-to-image", gw.http_addr)).json(&json_body);
+    let send_form = || {
+        let form = Form::new()
+            .text("prompt", prompt.clone())
+            .text("model_id", SD)
+            .part("image", Part::bytes(noise_png(8, 8)).file_name("i.png"));
+        client.post(format!("http://{}/image-to-image", gw.http_addr)).multipart(form)
+    };
+    for (what, resp) in [
+        ("json", send_json().send().await.unwrap()),
+        ("multipart", send_form().send().await.unwrap()),
+    ] {
+        assert_eq!(resp.status(), 503, "{what}");
+        assert_eq!(resp.headers()["retry-after"], "1", "{what}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "gateway_overloaded", "{what}: {body}");
+    }
+    assert_eq!(held(&gw).await, 40_000, "refused bodies hold nothing");
+    // The slow body ends (a body of spaces: not JSON, the client's 4xx); its share returns.
+    slow.write_all(&[b' '; 10_000]).await.unwrap();
+    let mut answer = vec![0u8; 12];
+    slow.read_exact(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 4"), "{}", String::from_utf8_lossy(&answer));
+    eventually(Duration::from_secs(5), "the budget is whole again", || async {
+        held(&gw).await == 0
+    })
+    .await;
+    for (what, resp) in [
+        ("json", send_json().send().await.unwrap()),
+        ("multipart", send_form().send().await.unwrap()),
+    ] {
+        assert_eq!(resp.status(), 200, "{what}: {}", resp.text().await.unwrap_or_default());
+    }
+    assert_eq!(held(&gw).await, 0, "served bodies return their share");
+    gw.shutdown().await;
+}

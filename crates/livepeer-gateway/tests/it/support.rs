@@ -183,3 +183,26 @@ impl Drop for NoDescriptors {
         let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, self.limit);
     }
 }
+
+/// Whether the test `name` (its path in this binary) is to run here: under nextest, or in the
+/// child process this runs it in. `cargo test` (the fallback of `scripts/test`) runs tests as
+/// threads of one process, where a test that changes what the process shares (its descriptor
+/// limit) would fail its neighbours; there it runs itself alone in a child, and `false` tells
+/// the caller it is done.
+pub fn run_alone(name: &str) -> bool {
+    const CHILD: &str = "LIVEPEER_TEST_ALONE";
+    if std::env::var_os("NEXTEST").is_some() || std::env::var(CHILD).as_deref() == Ok(name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, name)
+        .output()
+        .expect("running the test alone");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name} failed alone:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run alone:\n{stdout}\n{stderr}");
+    false
+}
