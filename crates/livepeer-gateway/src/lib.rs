@@ -29,6 +29,7 @@
 pub mod ai;
 #[cfg(test)]
 mod alone;
+pub(crate) mod body_memory;
 pub mod byoc;
 pub mod config;
 pub mod database;
@@ -181,14 +182,12 @@ impl Gateway {
     }
 
     async fn set_up(config: Config) -> Result<Self, StartError> {
+        // What the whole process shares: its descriptors and the memory bodies may take.
         fd_limit::raise();
-        http::body_memory::set_budget(config.max_body_memory);
+        body_memory::set_budget(config.max_body_memory);
         let http = bind_public(&config).await?;
         let admin = bind(config.cli_addr).await?;
-        let rtmp = match config.ingest.rtmp_addr {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
+        let rtmp = bind_rtmp(&config).await?;
         let http_addr = http.local_addr().map_err(setup(Part::Listener))?;
         let admin_addr = admin.local_addr().map_err(setup(Part::Listener))?;
 
@@ -355,6 +354,14 @@ fn byoc_services(
         byoc::stream::ByocStreams::new(byoc_state.clone(), config.live.public_url.clone(), tasks)
             .map_err(setup(Part::Byoc))?;
     Ok((byoc_state, streams))
+}
+
+/// The RTMP listener, when RTMP ingest is on.
+async fn bind_rtmp(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    match config.ingest.rtmp_addr {
+        Some(addr) => Ok(Some(bind(addr).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The bounds of every connection to the public and admin listeners.

@@ -57,7 +57,7 @@ impl Upload {
     /// body over `limit`.
     pub async fn start(mut body: ClientBody, replay: usize, limit: u64) -> Result<Self, Error> {
         let mut head = BytesMut::new();
-        let held = Arc::new(crate::http::body_memory::Held::default());
+        let held = Arc::new(crate::body_memory::Held::default());
         let complete = loop {
             if head.len() >= replay {
                 break false;
@@ -69,7 +69,7 @@ impl Upload {
                         return Err(too_large(limit));
                     }
                     if !held.grow(chunk.len()) {
-                        return Err(crate::http::body_memory::over_budget());
+                        return Err(crate::body_memory::over_budget());
                     }
                     head.extend_from_slice(&chunk);
                 }
@@ -81,7 +81,7 @@ impl Upload {
         };
         let rest = (!complete).then_some(body);
         Ok(Self {
-            head: crate::http::body_memory::owning(head.freeze(), held),
+            head: crate::body_memory::owning(head.freeze(), held),
             complete,
             rest: Arc::new(Mutex::new(rest)),
             taken: Arc::default(),

@@ -90,7 +90,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         "payments": payments,
         "chain": state.chain.as_ref().map(|c| c.to_json()),
         "uptime_ms": now,
-        "request_body_bytes": super::body_memory::used(),
+        "request_body_bytes": crate::body_memory::used(),
         "config": &*state.summary,
         "pool": {
             "generation": snap.generation,

@@ -4,7 +4,7 @@
 //! malformed. Every route that reads a body reads it here, so the limit a route is given is
 //! the only one: axum's default body limit is disabled on the routers that use these readers.
 //! What they read is also counted against the process's budget for bodies in memory
-//! ([`super::body_memory`]): past it, 503.
+//! ([`crate::body_memory`]): past it, 503.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 
-use super::body_memory::{self, Held};
+use crate::body_memory::{self, Held};
 
 use crate::ai::validate::{FormPart, Input};
 use crate::error::{Error, Kind};

@@ -7,7 +7,6 @@
 mod admin;
 mod ai;
 mod body;
-pub(crate) mod body_memory;
 mod byoc;
 mod byoc_stream;
 mod catalog;
