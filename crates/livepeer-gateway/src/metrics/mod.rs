@@ -15,7 +15,7 @@
 //!
 //! The pool's names change too: orchestrators come and go, and an orchestrator can offer new
 //! model or capability names at every refresh. Series of names the pool no longer vouches
-//! for are let go in bounded batches ([`retire`]).
+//! for are let go in bounded batches (the `retire` module).
 
 mod retire;
 
