@@ -91,7 +91,28 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 fn transport(error: &reqwest::Error) -> TrickleError {
-    TrickleError::Transport(chain(error))
+    if error.is_connect() && local_exhaustion(error) {
+        TrickleError::Local(chain(error))
+    } else {
+        TrickleError::Transport(chain(error))
+    }
+}
+
+/// Whether `error` or one of its causes is this process running out of what a new connection
+/// needs (Linux's numbers: `ENOMEM` 12, `ENFILE` 23, `EMFILE` 24, `ENOBUFS` 105). Written
+/// here, not taken from a crate, to keep this crate free of a system-call library for four
+/// constants.
+fn local_exhaustion(error: &(dyn std::error::Error + 'static)) -> bool {
+    const EXHAUSTED: [i32; 4] = [12, 23, 24, 105];
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let code = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
+        if code.is_some_and(|c| EXHAUSTED.contains(&c)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// An integer response header.
@@ -194,5 +215,31 @@ mod tests {
         let client = ClientConfig::default().client().unwrap();
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 302);
+    }
+
+    /// An error whose cause is `inner`, as reqwest and hyper wrap the system's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_the_processs_own_shortages_are_local() {
+        for (code, local) in [(24, true), (23, true), (105, true), (12, true), (111, false)] {
+            let e = Wrapped(std::io::Error::from_raw_os_error(code));
+            assert_eq!(local_exhaustion(&e), local, "os error {code}");
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!local_exhaustion(&Wrapped(refused)));
     }
 }

@@ -28,6 +28,11 @@ pub enum TrickleError {
     /// The connection failed or broke (connect, reset, TLS). Safe to retry.
     #[error("trickle transport: {0}")]
     Transport(String),
+    /// No connection could be opened because this process ran out of descriptors or memory
+    /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the caller's shortage, not the server's.
+    /// Safe to retry.
+    #[error("trickle: this process could not open a connection: {0}")]
+    Local(String),
     /// A wait ran past its limit. Safe to retry.
     #[error("trickle timeout: {0}")]
     Timeout(&'static str),
@@ -46,7 +51,7 @@ impl TrickleError {
     /// Whether the same operation may succeed if tried again.
     pub fn retry_safe(&self) -> bool {
         match self {
-            Self::Transport(_) | Self::Timeout(_) | Self::Missed { .. } => true,
+            Self::Transport(_) | Self::Local(_) | Self::Timeout(_) | Self::Missed { .. } => true,
             Self::Status { status, .. } => *status >= 500,
             Self::NotFound | Self::Closed | Self::TooLarge { .. } | Self::Invalid(_) => false,
         }

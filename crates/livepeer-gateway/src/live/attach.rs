@@ -44,22 +44,33 @@ impl Session {
 #[derive(Debug)]
 pub(crate) struct AttachError {
     pub(crate) message: String,
+    pub(crate) why: NotAttached,
+}
+
+/// Whose the failure to attach is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAttached {
+    /// No orchestrator started the stream.
+    NoneStarted,
     /// An orchestrator rejected the stream's own input, which any other would reject too.
-    pub(crate) input_rejected: bool,
+    InputRejected,
+    /// The gateway had no descriptor to dial with: its own shortage, which the next
+    /// orchestrator would meet too.
+    GatewayExhausted,
 }
 
 impl AttachError {
     fn none_started(message: String) -> Self {
-        Self { message, input_rejected: false }
+        Self { message, why: NotAttached::NoneStarted }
     }
 }
 
 impl From<AttachError> for LiveError {
     fn from(e: AttachError) -> Self {
-        if e.input_rejected {
-            Self::InputRejected(e.message)
-        } else {
-            Self::NoOrchestrator(e.message)
+        match e.why {
+            NotAttached::NoneStarted => Self::NoOrchestrator(e.message),
+            NotAttached::InputRejected => Self::InputRejected(e.message),
+            NotAttached::GatewayExhausted => Self::GatewayOverloaded(e.message),
         }
     }
 }
@@ -145,6 +156,11 @@ fn act_on(
     lease: Lease,
     failure: StartFailure,
 ) -> Result<(), AttachError> {
+    // The gateway's own shortage: nobody is to blame, and another dial would meet it too.
+    if failure.code == "gateway_exhausted" {
+        drop(lease);
+        return Err(AttachError { message: failure.message, why: NotAttached::GatewayExhausted });
+    }
     // The gateway did not pay this orchestrator: nobody is to blame, try another.
     let Some(failed) = failure.failure else { return Ok(()) };
     let verdict = failed.verdict();
@@ -155,7 +171,7 @@ fn act_on(
     if verdict.fail_over {
         return Ok(());
     }
-    Err(AttachError { message: failure.message, input_rejected: true })
+    Err(AttachError { message: failure.message, why: NotAttached::InputRejected })
 }
 
 struct Started {
@@ -195,7 +211,12 @@ async fn start_call(
         .await
         .map_err(|e| StartFailure {
             message: e.to_string(),
-            code: "payment",
+            code: match e {
+                PayError::Discovery(crate::orchestrator::ClientError::Local(_)) => {
+                    "gateway_exhausted"
+                }
+                _ => "payment",
+            },
             // Unreachable for its job-priced params: the orchestrator's transport failure,
             // unless the gateway itself had no descriptor to dial with (nobody's, as an
             // unpaid orchestrator is).
@@ -226,6 +247,12 @@ async fn start_call(
     let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
+            // The gateway's own want of descriptors: nothing sent, nobody to blame.
+            if e.is_connect() && crate::error::is_local_exhaustion(&e) {
+                settle(inner, stream, &orch, paid.prepared, Settlement::Refused);
+                let message = crate::error::error_chain(&e);
+                return Err(StartFailure { message, code: "gateway_exhausted", failure: None });
+            }
             let (code, failure) = if e.is_timeout() {
                 ("timeout", Failure::Timeout)
             } else {
@@ -370,12 +397,16 @@ mod tests {
 
     #[test]
     fn a_rejected_input_is_the_clients_error_and_no_orchestrator_a_retry_later() {
-        let rejected = AttachError { message: "bad params".into(), input_rejected: true };
+        let why = NotAttached::InputRejected;
+        let rejected = AttachError { message: "bad params".into(), why };
         let error = Error::from(LiveError::from(rejected));
         assert_eq!(error.kind(), Kind::InvalidRequest);
         assert_eq!(error.message(), "bad params");
         let none = Error::from(LiveError::from(AttachError::none_started("none".into())));
         assert_eq!(none.kind(), Kind::NoOrchestrator);
         assert!(none.retry_after_secs().is_some());
+        let why = NotAttached::GatewayExhausted;
+        let short = Error::from(LiveError::from(AttachError { message: "emfile".into(), why }));
+        assert_eq!(short.kind(), Kind::GatewayOverloaded);
     }
 }

@@ -61,6 +61,9 @@ pub enum LiveError {
     AuthRefused(String),
     /// The operator's auth webhook could not be reached.
     AuthUnreachable,
+    /// The gateway is short of its own resources (descriptors to dial with); the client
+    /// may retry later.
+    GatewayOverloaded(String),
     /// A fault of the gateway itself.
     Internal(String),
 }
@@ -101,6 +104,7 @@ impl std::fmt::Display for LiveError {
             | Self::NoOrchestrator(message)
             | Self::InputRejected(message)
             | Self::AuthRefused(message)
+            | Self::GatewayOverloaded(message)
             | Self::Internal(message) => f.write_str(message),
             Self::AuthUnreachable => f.write_str("the live-AI auth webhook could not be reached"),
         }
@@ -137,6 +141,7 @@ impl From<LiveError> for Error {
             LiveError::InputRejected(_) => Error::new(Kind::InvalidRequest, message),
             LiveError::AuthRefused(_) => Error::new(Kind::StreamRefused, message),
             LiveError::AuthUnreachable => Error::new(Kind::AuthWebhookUnavailable, message),
+            LiveError::GatewayOverloaded(_) => Error::new(Kind::GatewayOverloaded, message),
             LiveError::Internal(_) => Error::new(Kind::Internal, message),
         }
     }

@@ -178,6 +178,7 @@ fn fault(what: &str, e: &TrickleError) -> Outcome {
 fn failure(e: &TrickleError) -> Failure {
     match e {
         TrickleError::Transport(_) => Failure::Transport,
+        TrickleError::Local(_) => Failure::GatewayExhausted,
         TrickleError::Timeout(_) => Failure::Timeout,
         TrickleError::NotFound
         | TrickleError::Closed
@@ -439,5 +440,9 @@ mod tests {
             let verdict = want.verdict();
             assert!(verdict.penalise && verdict.fail_over, "{e}: eject and swap, as before");
         }
+        // The gateway's own want of descriptors is nobody's fault.
+        let local = failure(&TrickleError::Local("emfile".into()));
+        assert_eq!(local, Failure::GatewayExhausted);
+        assert!(!local.verdict().penalise);
     }
 }

@@ -209,7 +209,8 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
                     reason,
                     "live orchestrator failed; swapping"
                 );
-                // Ejected when penalised, which every mid-stream failure is.
+                // Ejected when penalised, which every mid-stream failure is but the gateway's
+                // own want of descriptors (then the swap meets it too, and the budget ends it).
                 failure.verdict().end_lease(lease, &reason);
                 inner.metrics.live_swap(&reason);
                 match swap(&inner, &stream, &mut swaps, orchestrator, reason).await {

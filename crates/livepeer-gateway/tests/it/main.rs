@@ -14,6 +14,7 @@ mod catalog;
 mod cdp;
 mod cores;
 mod discovery;
+mod exhaustion;
 mod fuzz;
 mod ganache;
 mod health;
