@@ -11,7 +11,6 @@
 //! The budget is one per process, since memory is: several gateways started in one process
 //! (tests do) share the one set last.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -75,8 +74,9 @@ pub(crate) fn over_budget() -> Error {
     Error::new(Kind::GatewayOverloaded, message)
 }
 
-/// `bytes` owning `held`: the share is returned once the last copy of the bytes is dropped.
-pub(crate) fn owning(bytes: Bytes, held: Arc<Held>) -> Bytes {
+/// `bytes` owning `held` (a [`Held`], or an `Arc` of one that several byte strings share):
+/// the share is returned once the last copy of the bytes is dropped.
+pub(crate) fn owning<H: Send + 'static>(bytes: Bytes, held: H) -> Bytes {
     if bytes.is_empty() {
         return bytes;
     }
@@ -84,12 +84,12 @@ pub(crate) fn owning(bytes: Bytes, held: Arc<Held>) -> Bytes {
 }
 
 /// The owner of budgeted bytes.
-struct Owned {
+struct Owned<H> {
     bytes: Bytes,
-    _held: Arc<Held>,
+    _held: H,
 }
 
-impl AsRef<[u8]> for Owned {
+impl<H> AsRef<[u8]> for Owned<H> {
     fn as_ref(&self) -> &[u8] {
         &self.bytes
     }

@@ -57,7 +57,7 @@ impl Upload {
     /// body over `limit`.
     pub async fn start(mut body: ClientBody, replay: usize, limit: u64) -> Result<Self, Error> {
         let mut head = BytesMut::new();
-        let held = Arc::new(crate::body_memory::Held::default());
+        let held = crate::body_memory::Held::default();
         let complete = loop {
             if head.len() >= replay {
                 break false;

@@ -79,8 +79,12 @@ pub(crate) async fn read_body(
 /// Gathers `body` within `limit` bytes, each taken from the body budget as it arrives; the
 /// bytes returned hold their share until dropped.
 async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Error> {
-    let held = Arc::new(Held::default());
-    // Most bodies arrive in one frame: kept as it is rather than copied.
+    let held = Held::default();
+    // Most bodies arrive in one frame: kept as it is rather than copied. Those that do not are
+    // gathered in a buffer sized for the length announced, so that what the budget counts is
+    // about what the buffer takes.
+    let announced =
+        usize::try_from(hyper::body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX);
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
     let mut total = 0usize;
@@ -100,6 +104,9 @@ async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Error> {
         match first.take() {
             None if rest.is_empty() => first = Some(data),
             earlier => {
+                if rest.is_empty() {
+                    rest.reserve_exact(announced.min(limit).max(total));
+                }
                 if let Some(earlier) = earlier {
                     rest.extend_from_slice(&earlier);
                 }
@@ -124,15 +131,16 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     let (parts, body) = req.into_parts();
     // What multer reads is taken from the body budget as it arrives; the parts then hold it.
     let held = Arc::new(Held::default());
+    // The route's limit first, so that a body over it is 413 whatever the budget holds.
+    let limited = Body::new(http_body_util::Limited::new(body, limit));
     let budgeted = {
         let held = held.clone();
-        body.into_data_stream().map(move |data| {
+        limited.into_data_stream().map(move |data| {
             let data = data?;
             if held.grow(data.len()) { Ok(data) } else { Err(axum::Error::new("over budget")) }
         })
     };
-    let limited = http_body_util::Limited::new(Body::from_stream(budgeted), limit);
-    let limited = Request::from_parts(parts, Body::new(limited));
+    let limited = Request::from_parts(parts, Body::from_stream(budgeted));
     let mut multipart = Multipart::from_request(limited, &())
         .await
         .map_err(|e| Error::new(Kind::InvalidMultipart, e.body_text()).field("body"))?;

@@ -55,9 +55,9 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::BadMedia(_) | TranscodeError::Failed { final_: true, .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        TranscodeError::TooManyStreams | TranscodeError::NoSessions => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        TranscodeError::TooManyStreams
+        | TranscodeError::NoSessions
+        | TranscodeError::GatewayOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
         TranscodeError::StreamExists(_) => StatusCode::CONFLICT,
         TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
@@ -149,6 +149,8 @@ async fn read_push(
     let data = super::body::read_body(req, limit, BODY_TIMEOUT).await.map_err(|e| {
         if e.kind() == crate::error::Kind::BodyTooLarge {
             TranscodeError::TooLarge(limit)
+        } else if e.kind() == crate::error::Kind::GatewayOverloaded {
+            TranscodeError::GatewayOverloaded(e.message().to_owned())
         } else {
             TranscodeError::BadHeader { header: "body", message: e.message().to_owned() }
         }

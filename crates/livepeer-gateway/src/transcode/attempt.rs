@@ -103,6 +103,10 @@ pub(super) enum AttemptError {
     /// The gateway's own limit: downloads in progress hold the whole download budget.
     #[error("{0}")]
     Gateway(String),
+    /// The gateway could not dial for want of its own descriptors or memory: nothing was
+    /// sent.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl AttemptError {
@@ -113,9 +117,14 @@ impl AttemptError {
             Self::Orchestrator(m) | Self::Status { message: m, .. } => {
                 !NON_RETRYABLE.iter().any(|e| m.contains(e))
             }
-            Self::Gateway(_) => false,
+            Self::Gateway(_) | Self::Local(_) => false,
             _ => true,
         }
+    }
+
+    /// Whether the gateway's own shortage, not the orchestrator or the segment, is at fault.
+    pub(super) fn is_gateways(&self) -> bool {
+        matches!(self, Self::Gateway(_) | Self::Local(_))
     }
 
     /// Whether the orchestrator is to blame (its transcoding breaker opens).
@@ -137,7 +146,7 @@ impl AttemptError {
             Self::Unusable(_) => "ParseResponse",
             Self::Pay(_) => "Payment",
             Self::Transport(_) | Self::Timeout(_) | Self::Status { .. } => "UnknownResponse",
-            Self::Gateway(_) => "SaveData",
+            Self::Gateway(_) | Self::Local(_) => "SaveData",
         }
     }
 }
@@ -205,7 +214,7 @@ impl Attempter {
         } else {
             match self.tokens.info(url, &job.manifest).await {
                 Ok(info) => info,
-                Err(e) => return (Err(AttemptError::Transport(e)), Cost::default()),
+                Err(e) => return (Err(e), Cost::default()),
             }
         };
         let info = &info;
@@ -246,7 +255,7 @@ impl Attempter {
                 // gateway's own shortage kept from being sent reached nobody.
                 let outcome = match (&e, answered) {
                     (_, true) => Settlement::NotCharged,
-                    (AttemptError::Gateway(_), false) => Settlement::Refused,
+                    (AttemptError::Local(_), false) => Settlement::Refused,
                     _ => Settlement::CreditSpent,
                 };
                 self.payments.settle(prepared, outcome);
@@ -284,7 +293,7 @@ impl Attempter {
             }
             // The gateway's own shortage: not retried elsewhere, nobody blamed.
             Ok(Err(e @ HttpError::Local(_))) => {
-                return Err((AttemptError::Gateway(e.to_string()), false));
+                return Err((AttemptError::Local(e.to_string()), false));
             }
             Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), false)),
             Ok(Ok(resp)) => resp,
@@ -395,7 +404,7 @@ fn verify_sig(info: &OrchInfo, outputs: &[Bytes], sig: &[u8]) -> Result<(), Atte
 fn pay_error(e: &PayError) -> AttemptError {
     match e {
         PayError::Discovery(c @ crate::orchestrator::ClientError::Local(_)) => {
-            AttemptError::Gateway(format!("fetching ticket params: {c}"))
+            AttemptError::Local(format!("fetching ticket params: {c}"))
         }
         PayError::Discovery(c) => AttemptError::Transport(format!("fetching ticket params: {c}")),
         other => AttemptError::Pay(other.to_string()),

@@ -58,6 +58,11 @@ pub enum TranscodeError {
         /// Whether retrying cannot help (go-livepeer's 422: non-retryable, max attempts).
         final_: bool,
     },
+    /// The gateway is short of its own resources (descriptors to dial with, room in its
+    /// result or body budget): the source was published in the segment's place, and the
+    /// client may retry (503).
+    #[error("{0}")]
+    GatewayOverloaded(String),
     /// The stream, rendition or segment is not known (404).
     #[error("{0}")]
     NotFound(String),
@@ -93,6 +98,7 @@ impl TranscodeError {
             Self::NoSessions => "no_orchestrator",
             Self::Failed { final_: true, .. } => "transcode_failed",
             Self::Failed { .. } => "transcode_error",
+            Self::GatewayOverloaded(_) => "gateway_overloaded",
             Self::NotFound(_) => "not_found",
             Self::Internal(_) => "internal",
         }

@@ -366,6 +366,7 @@ impl TranscodeState {
                 Ok(Transcoded { seq: seg.seq, profiles, format: stream.format, outputs, paid })
             }
             Err(Failed::NoSessions) => Err(TranscodeError::NoSessions),
+            Err(Failed::Gateway(message)) => Err(TranscodeError::GatewayOverloaded(message)),
             Err(Failed::Error { message, final_ }) => Err(TranscodeError::Failed {
                 url: format!("/live/{}/{}{}", seg.manifest, seg.seq, seg.format.ext()),
                 manifest: seg.manifest,

@@ -19,6 +19,8 @@ use crate::orchestrator::{Lease, Pool};
 pub(super) enum Failed {
     /// No orchestrator could be selected at all.
     NoSessions,
+    /// The gateway's own shortage ended the segment: no other orchestrator is tried.
+    Gateway(String),
     /// Every attempt failed (`final_`: go-livepeer's non-retryable or max attempts).
     Error {
         /// The last error.
@@ -90,6 +92,9 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
                 });
                 end_lease(lease, &e);
                 forget_sticky(stream, url.as_str());
+                if e.is_gateways() {
+                    return Err(Failed::Gateway(message));
+                }
                 if !e.retryable() {
                     return Err(Failed::Error { message, final_: true });
                 }

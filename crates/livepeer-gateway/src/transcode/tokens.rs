@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use url::Url;
 
-use crate::orchestrator::OrchClient;
+use super::attempt::AttemptError;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::{ClientError, OrchClient};
 
 /// (orchestrator, stream) pairs kept at most; the map is cleared when full (tokens are
 /// fetched again on the next segment).
@@ -37,7 +38,11 @@ impl StreamTokens {
 
     /// The stream `manifest`'s info from the orchestrator at `url`: cached while its auth
     /// token is fresh, else asked for with the transcoding capabilities.
-    pub(super) async fn info(&self, url: &Url, manifest: &str) -> Result<Arc<OrchInfo>, String> {
+    pub(super) async fn info(
+        &self,
+        url: &Url,
+        manifest: &str,
+    ) -> Result<Arc<OrchInfo>, AttemptError> {
         let key = (url.to_string(), manifest.to_owned());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -52,9 +57,15 @@ impl StreamTokens {
         }
         let caps = Capabilities::transcode_job("");
         let info = self.client.get_orchestrator(url, Some(&caps), true).await;
-        let info = Arc::new(info.map_err(|e| format!("fetching the stream's auth token: {e}"))?);
+        let info = Arc::new(info.map_err(|e| {
+            let why = format!("fetching the stream's auth token: {e}");
+            match e {
+                ClientError::Local(_) => AttemptError::Local(why),
+                _ => AttemptError::Transport(why),
+            }
+        })?);
         if info.auth_token.is_none() {
-            return Err("orchestrator sent no auth token".into());
+            return Err(AttemptError::Transport("orchestrator sent no auth token".into()));
         }
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= MAX_ENTRIES {

@@ -7,6 +7,7 @@ use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 
 use crate::support::*;
+use crate::transcode::{PROFILES, segment};
 
 /// A live start that cannot dial its orchestrator for want of descriptors fails without
 /// ejecting it, and the same start goes through once descriptors are back.
@@ -47,5 +48,48 @@ async fn live_start() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     eventually(Duration::from_secs(5), "the stream runs", || async { sim.live().active == 1 })
         .await;
+    gw.shutdown().await;
+}
+
+/// A pushed segment whose transcoder cannot be dialled for want of descriptors gets 503
+/// `gateway_overloaded` (the source is published in its place, as for any failed segment),
+/// the transcoder is penalised for nothing, and the next segment is transcoded by it.
+#[test]
+fn a_segment_without_descriptors_blames_no_transcoder() {
+    if run_alone("exhaustion::a_segment_without_descriptors_blames_no_transcoder") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        runtime.unwrap().block_on(transcode_push());
+    }
+}
+
+async fn transcode_push() {
+    let sim = Sim::start(SimConfig { transcode_fast: true, ..SimConfig::default() }).await.unwrap();
+    let gw = start(config(&[sim.url()])).await;
+    let client = reqwest::Client::new();
+    let data = segment().to_vec();
+    let push = |seq: u64| {
+        client
+            .post(format!("http://{}/live/short/{seq}.ts", gw.http_addr))
+            .header("Livepeer-Transcode-Configuration", PROFILES)
+            .header("Content-Duration", "2000")
+            .body(data.clone())
+    };
+    // The client's connection is made while descriptors remain, and kept.
+    let health = client.get(format!("http://{}/healthz", gw.http_addr)).send().await.unwrap();
+    health.bytes().await.unwrap();
+    let held = NoDescriptors::take();
+    let resp = push(0).send().await.unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    drop(held);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
+    assert_eq!(sim.transcode_stats().requests, 0, "nothing reached the transcoder");
+    let orch = orch_state(&gw, sim.url()).await;
+    assert_eq!(orch["state"], "healthy", "{orch}");
+    let jobs = orch["jobs"].as_array().cloned().unwrap_or_default();
+    assert!(jobs.iter().all(|j| j["state"] == "healthy"), "{orch}");
+    let resp = push(1).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     gw.shutdown().await;
 }
