@@ -363,11 +363,17 @@ pub(crate) fn is_local_exhaustion(error: &(dyn std::error::Error + 'static)) -> 
     let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM];
     let mut next = Some(error);
     while let Some(e) = next {
-        let code = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
+        let io = e.downcast_ref::<std::io::Error>();
+        let code = io.and_then(std::io::Error::raw_os_error);
         if code.is_some_and(|code| exhausted.iter().any(|x| x.raw_os_error() == code)) {
             return true;
         }
-        next = e.source();
+        // An `io::Error` made from another error gives that error's source as its own,
+        // skipping the error itself: look inside it first.
+        next = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -375,6 +381,20 @@ pub(crate) fn is_local_exhaustion(error: &(dyn std::error::Error + 'static)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_exhaustion_is_found_however_it_is_wrapped() {
+        use rustix::io::Errno;
+        let emfile = || std::io::Error::from_raw_os_error(Errno::MFILE.raw_os_error());
+        // Bare, inside an `io::Error` made from it (as hyper's connectors do), and twice so.
+        let wrapped = std::io::Error::other(emfile());
+        let twice = std::io::Error::other(std::io::Error::other(emfile()));
+        for e in [emfile(), wrapped, twice] {
+            assert!(is_local_exhaustion(&e), "{e:?}");
+        }
+        let refused = std::io::Error::from_raw_os_error(Errno::CONNREFUSED.raw_os_error());
+        assert!(!is_local_exhaustion(&std::io::Error::other(refused)));
+    }
 
     #[test]
     fn kinds_say_who_failed_and_when_to_retry() {

@@ -644,16 +644,14 @@ impl Metrics {
             self.available.get_or_create(&label).set(n);
             models.insert(key.clone());
         }
-        let orchestrators = self.known.load().orchestrators.clone();
-        self.census(Known { models, orchestrators });
+        self.census(|before| Known { models, orchestrators: before.orchestrators.clone() });
     }
 
     /// The pool's members: the URIs (discovery addresses and transcoder URIs) that may be
     /// `orchestrator_uri` labels; any other is labelled [`OTHER`].
     pub(crate) fn pool_members<'a>(&self, uris: impl IntoIterator<Item = &'a str>) {
         let orchestrators = uris.into_iter().map(str::to_owned).collect();
-        let models = self.known.load().models.clone();
-        self.census(Known { models, orchestrators });
+        self.census(|before| Known { models: before.models.clone(), orchestrators });
     }
 }
 

@@ -41,11 +41,13 @@ impl Names {
 }
 
 impl Metrics {
-    /// Makes `now` the pool's names, noting those that left it; past [`RETIRED_MAX`] of them,
-    /// their series are let go.
-    pub(super) fn census(&self, now: Known) {
-        let before = self.known.load_full();
+    /// Makes `change` of the pool's names its names, noting those that left it; past
+    /// [`RETIRED_MAX`] of them, their series are let go. The change is made under the lock,
+    /// so that the model and orchestrator censuses, which run apart, never undo each other.
+    pub(super) fn census(&self, change: impl FnOnce(&Known) -> Known) {
         let mut names = self.retired.names.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.known.load_full();
+        let now = change(&before);
         let gone_models = before.models.iter().filter(|m| !now.models.contains(*m));
         names.models.extend(gone_models.cloned());
         let gone_orchs = before.orchestrators.iter().filter(|o| !now.orchestrators.contains(*o));

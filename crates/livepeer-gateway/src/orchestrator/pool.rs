@@ -400,11 +400,9 @@ impl Pool {
                 slot.blocked = info.address.is_some_and(|a| blocklist.contains(&a));
                 slot.info = Some(Arc::new(info));
             }
-            // The gateway's own shortage says nothing of the orchestrator: its info stays,
-            // and a probe that began ends without a verdict.
+            // The gateway's own shortage says nothing of the orchestrator: its info stays.
             Err(e @ ClientError::Local(_)) => {
                 self.inner.metrics.discovery_error(&url, e.code());
-                slot.stats.breaker.end_probe();
                 tracing::warn!(orchestrator = %url, error = %e, "orchestrator not refreshed");
             }
             Err(e) => {
@@ -436,7 +434,13 @@ impl Pool {
         if let Ok(mut known) = self.inner.known.lock() {
             for (url, result) in results {
                 if let Some(slot) = known.iter_mut().find(|s| s.url == url) {
+                    // The probe this claimed ends without a verdict on the gateway's own
+                    // shortage (any other result gives one).
+                    let unjudged = matches!(result, Err(ClientError::Local(_)));
                     self.apply(slot, result);
+                    if unjudged {
+                        slot.stats.breaker.end_probe();
+                    }
                 }
             }
         }
