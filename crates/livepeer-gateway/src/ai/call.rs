@@ -72,6 +72,10 @@ pub enum CallError {
     /// The gateway ran out of descriptors or memory to connect: nothing was sent.
     #[error("{0}")]
     Local(String),
+    /// The orchestrator delivered, but the gateway ran out of descriptors or memory to fetch
+    /// the result: as [`Self::StoreFull`], its own fault, told as such.
+    #[error("{0}")]
+    ResultLost(String),
 }
 
 impl From<FetchError> for CallError {
@@ -79,6 +83,7 @@ impl From<FetchError> for CallError {
         match e {
             FetchError::Unusable(why) => Self::Download(why),
             FetchError::StoreFull(full) => Self::StoreFull(full.to_string()),
+            FetchError::Local(why) => Self::ResultLost(why),
         }
     }
 }
@@ -103,7 +108,7 @@ impl CallError {
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
-            Self::StoreFull(_) => Failure::ResultNotKept,
+            Self::StoreFull(_) | Self::ResultLost(_) => Failure::ResultNotKept,
             Self::Local(_) => Failure::GatewayExhausted,
         }
     }
@@ -116,7 +121,11 @@ impl CallError {
     pub fn delivered(&self) -> bool {
         matches!(
             self,
-            Self::BrokenAnswer(_) | Self::Malformed(_) | Self::Download(_) | Self::StoreFull(_)
+            Self::BrokenAnswer(_)
+                | Self::Malformed(_)
+                | Self::Download(_)
+                | Self::StoreFull(_)
+                | Self::ResultLost(_)
         )
     }
 
@@ -151,7 +160,7 @@ impl CallError {
             Self::Malformed(_) => "malformed",
             Self::Download(_) => "download",
             Self::StoreFull(_) => "results_full",
-            Self::Local(_) => "gateway_exhausted",
+            Self::Local(_) | Self::ResultLost(_) => "gateway_exhausted",
         }
     }
 }
@@ -545,6 +554,8 @@ mod tests {
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
             (CallError::StoreFull("full".into()), Failure::ResultNotKept),
+            (CallError::ResultLost("emfile".into()), Failure::ResultNotKept),
+            (CallError::Local("emfile".into()), Failure::GatewayExhausted),
         ];
         for (error, want) in rows {
             assert_eq!(error.failure(), want, "{error}");
@@ -559,6 +570,8 @@ mod tests {
         let s = |status, m: &str| CallError::Status { status, message: m.into() };
         let rows = [
             (CallError::StoreFull("full".into()), true, Paid),
+            (CallError::ResultLost("emfile".into()), true, Paid),
+            (CallError::Local("emfile".into()), false, Refused),
             (CallError::Download("elsewhere".into()), true, Paid),
             (CallError::Malformed("not JSON".into()), true, Paid),
             (CallError::BrokenAnswer("reset".into()), true, Paid),

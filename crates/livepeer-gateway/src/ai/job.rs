@@ -394,7 +394,12 @@ impl<'a> Job<'a> {
             CallError::Status { message, .. } => message.clone(),
             other => other.shown(),
         };
-        let error = Error::new(failure_kind(failure), message);
+        // A result lost to the gateway's own shortage is told as that, not as a full store.
+        let kind = match e {
+            CallError::ResultLost(_) => Kind::GatewayOverloaded,
+            _ => failure_kind(failure),
+        };
+        let error = Error::new(kind, message);
         Step::Done(Reply::new(&self.record, transcoder, Err(error)))
     }
 

@@ -28,6 +28,7 @@ use super::{ByocState, JobSigner};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
+use crate::orchestrator::byoc::TokenError;
 use crate::orchestrator::http::{HttpError, OrchBody, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
@@ -188,6 +189,7 @@ impl<'a> Job<'a> {
             Ok(token) => token,
             Err(TokenProblem::Busy) => return self.busy(lease, "no capacity (job token)"),
             Err(TokenProblem::Failed(e)) => return self.failed(lease, e),
+            Err(TokenProblem::Local(e)) => return self.overloaded(lease, e),
         };
         if let Some(why) = self.state.over_cap(&self.req.capability, &token.token) {
             // Its price, not a fault: moved on from without a penalty, as a refused payment.
@@ -281,13 +283,18 @@ impl<'a> Job<'a> {
             let e = Error::new(Kind::BodyUnreadable, "the request body broke off").field("body");
             return Step::Done(self.finish(Err(e), None, "client_error"));
         }
-        // Another orchestrator's dial would meet the same shortage.
         if let HttpError::Local(_) = e {
-            drop(lease);
-            let e = Error::new(Kind::GatewayOverloaded, e.to_string());
-            return Step::Done(self.finish(Err(e), None, "gateway_exhausted"));
+            return self.overloaded(lease, e.to_string());
         }
         self.failed(lease, e.to_string())
+    }
+
+    /// The gateway could not dial for want of its own descriptors: nobody is blamed, and the
+    /// job ends, since another orchestrator's dial would meet the same shortage.
+    fn overloaded(&mut self, lease: Lease, why: String) -> Step {
+        drop(lease);
+        let e = Error::new(Kind::GatewayOverloaded, why);
+        Step::Done(self.finish(Err(e), None, "gateway_exhausted"))
     }
 
     /// The payment of an attempt, waiting (until `deadline`) while the credit it would rely on
@@ -324,6 +331,9 @@ impl<'a> Job<'a> {
         match stored {
             Ok(t) if t.token.available_capacity > 0 => Ok(t),
             Ok(_) => Err(TokenProblem::Busy),
+            Err(e @ TokenError::Http(HttpError::Local(_))) => {
+                Err(TokenProblem::Local(format!("job token: {e}")))
+            }
             Err(e) => Err(TokenProblem::Failed(format!("job token: {e}"))),
         }
     }
@@ -577,6 +587,8 @@ impl<'a> Job<'a> {
 enum TokenProblem {
     Busy,
     Failed(String),
+    /// The gateway had no descriptor to dial with.
+    Local(String),
 }
 
 /// The orchestrator's headers that go to the client: its content type, the worker's

@@ -214,7 +214,8 @@ impl Attempter {
         } else {
             match self.tokens.info(url, &job.manifest).await {
                 Ok(info) => info,
-                Err(e) => return (Err(e), Cost::default()),
+                Err(e) if e.local => return (Err(AttemptError::Local(e.message)), Cost::default()),
+                Err(e) => return (Err(AttemptError::Transport(e.message)), Cost::default()),
             }
         };
         let info = &info;
@@ -353,6 +354,7 @@ impl Attempter {
                     AttemptError::Unusable(format!("rendition {}: {why}", profile.name))
                 }
                 FetchError::StoreFull(full) => AttemptError::Gateway(full.to_string()),
+                FetchError::Local(why) => AttemptError::Gateway(why),
             })?;
             outputs.push(fetched.bytes);
             pixels = pixels.saturating_add(u64::try_from(seg.pixels).unwrap_or(0));

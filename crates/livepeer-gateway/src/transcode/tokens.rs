@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use url::Url;
 
-use super::attempt::AttemptError;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::{ClientError, OrchClient};
@@ -31,6 +30,14 @@ pub(super) struct StreamTokens {
     map: Mutex<HashMap<(String, String), Arc<OrchInfo>>>,
 }
 
+/// Why no auth token could be had.
+#[derive(Debug)]
+pub(super) struct InfoError {
+    pub(super) message: String,
+    /// The gateway had no descriptor to dial with: its shortage, not the orchestrator's.
+    pub(super) local: bool,
+}
+
 impl StreamTokens {
     pub(super) fn new(client: OrchClient) -> Self {
         Self { client, map: Mutex::default() }
@@ -38,11 +45,7 @@ impl StreamTokens {
 
     /// The stream `manifest`'s info from the orchestrator at `url`: cached while its auth
     /// token is fresh, else asked for with the transcoding capabilities.
-    pub(super) async fn info(
-        &self,
-        url: &Url,
-        manifest: &str,
-    ) -> Result<Arc<OrchInfo>, AttemptError> {
+    pub(super) async fn info(&self, url: &Url, manifest: &str) -> Result<Arc<OrchInfo>, InfoError> {
         let key = (url.to_string(), manifest.to_owned());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -57,15 +60,13 @@ impl StreamTokens {
         }
         let caps = Capabilities::transcode_job("");
         let info = self.client.get_orchestrator(url, Some(&caps), true).await;
-        let info = Arc::new(info.map_err(|e| {
-            let why = format!("fetching the stream's auth token: {e}");
-            match e {
-                ClientError::Local(_) => AttemptError::Local(why),
-                _ => AttemptError::Transport(why),
-            }
+        let info = Arc::new(info.map_err(|e| InfoError {
+            message: format!("fetching the stream's auth token: {e}"),
+            local: matches!(e, ClientError::Local(_)),
         })?);
         if info.auth_token.is_none() {
-            return Err(AttemptError::Transport("orchestrator sent no auth token".into()));
+            let message = "orchestrator sent no auth token".into();
+            return Err(InfoError { message, local: false });
         }
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= MAX_ENTRIES {

@@ -52,6 +52,9 @@ pub(crate) enum FetchError {
     /// The gateway's doing: downloads in progress hold the whole result store.
     #[error(transparent)]
     StoreFull(#[from] Full),
+    /// The gateway's doing: it had no descriptor or memory to dial with.
+    #[error("{0}")]
+    Local(String),
 }
 
 /// A result URL as errors and logs show it: without its query or fragment (an object store's
@@ -303,10 +306,10 @@ impl Fetcher {
         };
         let orch = (&*budget.orch, budget.orch_peer);
         let addr = checked_address(&self.resolver, origin, orch, url_s).await?;
-        let (resp, key) = self
-            .get(origin, path, addr)
-            .await
-            .map_err(|e| unusable(format!("{}: {e}", url_s())))?;
+        let (resp, key) = self.get(origin, path, addr).await.map_err(|e| match e {
+            FetchError::Unusable(why) => unusable(format!("{}: {why}", url_s())),
+            other => other,
+        })?;
         if resp.status().as_u16() != 200 {
             return Err(unusable(format!("{}: status {}", url_s(), resp.status())));
         }
@@ -347,14 +350,14 @@ impl Fetcher {
         origin: &Url,
         path: &str,
         addr: SocketAddr,
-    ) -> Result<(http::Response<Body>, ConnKey), String> {
+    ) -> Result<(http::Response<Body>, ConnKey), FetchError> {
         // The host and any port other than the scheme's (which the parser leaves out): what
         // `host_str()` and `port()` say, without formatting them together.
         let authority = origin[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
         // `url` percent-encodes what a request line cannot carry; checked all the same, since
         // the head is written as it is.
         if !path.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("a target a request line cannot carry".into());
+            return Err(unusable("a target a request line cannot carry"));
         }
         let head = h1::request_head(&Method::GET, path, &authority, &HeaderMap::new(), 0);
         let key: ConnKey = (addr, authority, origin.scheme() == "https");
@@ -365,23 +368,31 @@ impl Fetcher {
             return Ok((resp, key));
         }
         let conn = self.connect(origin, addr).await?;
-        let resp = conn.exchange(&head, &[], false).await.map_err(|e| e.to_string())?;
+        let resp = conn.exchange(&head, &[], false).await.map_err(|e| unusable(e.to_string()))?;
         Ok((resp, key))
     }
 
     /// A new HTTP/1.1 connection to `addr`, in TLS for `https` URLs.
-    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Conn, String> {
+    /// A dial the gateway's own want of descriptors or memory failed is
+    /// [`FetchError::Local`].
+    async fn connect(&self, url: &Url, addr: SocketAddr) -> Result<Conn, FetchError> {
         let connect = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr));
-        let tcp = connect.await.map_err(|_| "connect timed out".to_owned())?;
-        let tcp = tcp.map_err(|e| e.to_string())?;
+        let tcp = connect.await.map_err(|_| unusable("connect timed out"))?;
+        let tcp = tcp.map_err(|e| {
+            if crate::error::is_local_exhaustion(&e) {
+                FetchError::Local(format!("the gateway could not open a connection: {e}"))
+            } else {
+                unusable(e.to_string())
+            }
+        })?;
         if url.scheme() == "http" {
             return Ok(Conn::new(Io::Plain(tcp)));
         }
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host).map_err(|e| unusable(e.to_string()))?;
         let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp));
-        let tls = tls.await.map_err(|_| "TLS handshake timed out".to_owned())?;
-        Ok(Conn::new(Io::Tls(Box::new(tls.map_err(|e| e.to_string())?))))
+        let tls = tls.await.map_err(|_| unusable("TLS handshake timed out"))?;
+        Ok(Conn::new(Io::Tls(Box::new(tls.map_err(|e| unusable(e.to_string()))?))))
     }
 }
 

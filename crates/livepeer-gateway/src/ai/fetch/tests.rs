@@ -273,3 +273,36 @@ async fn kept_connections_their_server_dropped_are_swept() {
     }
     assert_eq!(kept(), 0, "a connection its server dropped was kept");
 }
+
+/// A download the gateway cannot dial for want of its own descriptors is its shortage, not an
+/// unusable result of the orchestrator's.
+#[test]
+fn a_download_without_descriptors_is_the_gateways_shortage() {
+    if !crate::alone::run_here(
+        "ai::fetch::tests::a_download_without_descriptors_is_the_gateways_shortage",
+    ) {
+        return;
+    }
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (orch, _) = server().await;
+        let store = ResultStore::new(1000, Duration::from_secs(60));
+        let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let mut budget = small_budget(&orch, None, &store);
+        let before = getrlimit(Resource::Nofile);
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        setrlimit(Resource::Nofile, Rlimit { current: Some(open + 64), maximum: before.maximum })
+            .unwrap();
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        let got = fetcher.fetch("/a.png", &mut budget).await;
+        drop(held);
+        setrlimit(Resource::Nofile, before).unwrap();
+        assert!(matches!(got, Err(FetchError::Local(_))), "{:?}", got.err());
+        // With descriptors back, the same file comes.
+        assert!(fetcher.fetch("/a.png", &mut budget).await.is_ok());
+    });
+}
