@@ -106,11 +106,16 @@ fn local_exhaustion(error: &(dyn std::error::Error + 'static)) -> bool {
     const EXHAUSTED: [i32; 4] = [12, 23, 24, 105];
     let mut next = Some(error);
     while let Some(e) = next {
-        let code = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
-        if code.is_some_and(|c| EXHAUSTED.contains(&c)) {
+        let io = e.downcast_ref::<std::io::Error>();
+        if io.and_then(std::io::Error::raw_os_error).is_some_and(|c| EXHAUSTED.contains(&c)) {
             return true;
         }
-        next = e.source();
+        // An `io::Error` made from another error gives that error's source as its own,
+        // skipping the error itself: look inside it first.
+        next = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -241,5 +246,8 @@ mod tests {
         }
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(!local_exhaustion(&Wrapped(refused)));
+        // Inside an `io::Error` made from it, as connectors wrap it.
+        let inner = std::io::Error::other(std::io::Error::from_raw_os_error(24));
+        assert!(local_exhaustion(&Wrapped(inner)));
     }
 }

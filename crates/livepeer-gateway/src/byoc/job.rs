@@ -258,7 +258,13 @@ impl<'a> Job<'a> {
                 resp
             }
             Ok(Err(e)) => {
-                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                // Never dialled for want of the gateway's descriptors: the tickets went
+                // nowhere. Otherwise they may have reached the orchestrator.
+                let outcome = match e {
+                    HttpError::Local(_) => ByocOutcome::Refused,
+                    _ => ByocOutcome::Uncharged,
+                };
+                self.state.payments.byoc_settle(payment, outcome);
                 return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {

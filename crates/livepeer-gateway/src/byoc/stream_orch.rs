@@ -16,7 +16,8 @@ use super::tokens::{Stored, orch_key};
 use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::{append_hostname, read_body};
+use crate::orchestrator::byoc::TokenError;
+use crate::orchestrator::http::{HttpError, append_hostname, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
 
@@ -239,7 +240,8 @@ pub(crate) async fn attach(
 }
 
 enum Failed {
-    /// The orchestrator refused the client's request: the client's error.
+    /// The orchestrator refused the client's request (the client's error), or the gateway's
+    /// own shortage ended the start: this error goes to the client, no other is tried.
     Client(Error),
     /// Try the next orchestrator.
     Next(String),
@@ -248,10 +250,19 @@ enum Failed {
 /// `/ai/stream/start` on `lease`'s orchestrator.
 async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Session, Failed> {
     let orch = orch_key(lease.url());
-    let token = match fresh_token(inner, &orch, &stream.job.capability).await {
+    let fetched = inner.byoc.tokens.fetch(&orch, &stream.job.capability).await;
+    let token = match fetched {
         Ok(t) if t.token.available_capacity > 0 => t,
         Ok(_) => return Err(Failed::Next("no capacity (job token)".into())),
+        // The gateway's own want of descriptors: nobody is blamed, and the start ends, since
+        // another orchestrator's dial would meet it too.
+        Err(e @ TokenError::Http(HttpError::Local(_))) => {
+            drop(lease);
+            let e = Error::new(Kind::GatewayOverloaded, format!("job token: {e}"));
+            return Err(Failed::Client(e));
+        }
         Err(e) => {
+            let e = format!("job token: {e}");
             lease.failed_job(e.clone());
             return Err(Failed::Next(e));
         }

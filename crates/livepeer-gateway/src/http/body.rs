@@ -80,13 +80,9 @@ pub(crate) async fn read_body(
 /// bytes returned hold their share until dropped.
 async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Error> {
     let held = Held::default();
-    // Most bodies arrive in one frame: kept as it is rather than copied. Those that do not are
-    // gathered in a buffer sized for the length announced, so that what the budget counts is
-    // about what the buffer takes.
-    let announced =
-        usize::try_from(hyper::body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX);
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
+    // The frames as they came (each counted), joined at the end into one buffer of the exact
+    // size: nothing is set aside for what a client only announces.
+    let mut frames: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -101,20 +97,22 @@ async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Error> {
         if !held.grow(data.len()) {
             return Err(body_memory::over_budget());
         }
-        match first.take() {
-            None if rest.is_empty() => first = Some(data),
-            earlier => {
-                if rest.is_empty() {
-                    rest.reserve_exact(announced.min(limit).max(total));
-                }
-                if let Some(earlier) = earlier {
-                    rest.extend_from_slice(&earlier);
-                }
-                rest.extend_from_slice(&data);
-            }
+        if !data.is_empty() {
+            frames.push(data);
         }
     }
-    let bytes = if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) };
+    // Most bodies arrive in one frame: kept as it is rather than copied.
+    let bytes = match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.swap_remove(0),
+        _ => {
+            let mut joined = Vec::with_capacity(total);
+            for frame in &frames {
+                joined.extend_from_slice(frame);
+            }
+            Bytes::from(joined)
+        }
+    };
     Ok(body_memory::owning(bytes, held))
 }
 
@@ -131,16 +129,24 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     let (parts, body) = req.into_parts();
     // What multer reads is taken from the body budget as it arrives; the parts then hold it.
     let held = Arc::new(Held::default());
-    // The route's limit first, so that a body over it is 413 whatever the budget holds.
-    let limited = Body::new(http_body_util::Limited::new(body, limit));
     let budgeted = {
         let held = held.clone();
-        limited.into_data_stream().map(move |data| {
+        let mut seen = 0usize;
+        body.into_data_stream().map(move |data| {
             let data = data?;
-            if held.grow(data.len()) { Ok(data) } else { Err(axum::Error::new("over budget")) }
+            seen = seen.saturating_add(data.len());
+            // Past the route's limit the bytes go uncounted to `Limited`, which refuses them:
+            // a body over it is 413 whatever the budget holds.
+            if seen > limit || held.grow(data.len()) {
+                Ok(data)
+            } else {
+                Err(axum::Error::new("over budget"))
+            }
         })
     };
-    let limited = Request::from_parts(parts, Body::from_stream(budgeted));
+    // `Limited` right under the extractor, where axum finds its error and answers 413.
+    let limited = http_body_util::Limited::new(Body::from_stream(budgeted), limit);
+    let limited = Request::from_parts(parts, Body::new(limited));
     let mut multipart = Multipart::from_request(limited, &())
         .await
         .map_err(|e| Error::new(Kind::InvalidMultipart, e.body_text()).field("body"))?;

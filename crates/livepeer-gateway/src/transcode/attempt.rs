@@ -232,34 +232,27 @@ impl Attempter {
         let started = Instant::now();
         let outcome = tokio::time::timeout(job.total_timeout, self.exchange(&prepared, job)).await;
         let outcome = outcome.unwrap_or_else(|_| {
-            Err((AttemptError::Timeout(format!("no result within {:?}", job.total_timeout)), false))
+            let why = format!("no result within {:?}", job.total_timeout);
+            Err((AttemptError::Timeout(why), Answer::Unknown))
         });
         match outcome {
             Ok(done) => {
-                let debit = prepared
-                    .info()
-                    .price
-                    .to_ratio()
-                    .ok()
-                    .and_then(|p| p.checked_mul_u64(done.pixels).ok())
-                    .unwrap_or_default();
-                cost.fee = debit;
-                self.payments.settle_debit(prepared, debit);
+                cost.fee = debit_of(&prepared, done.pixels);
+                self.payments.settle_debit(prepared, cost.fee);
                 tracing::debug!(orchestrator = %url, seq = job.seq, took = ?started.elapsed(), "segment transcoded");
                 (Ok(done), cost)
             }
-            Err((e, answered)) => {
+            Err((e, answer)) => {
                 let stale = matches!(&e, AttemptError::Status { message, .. }
                     if message.contains("Insufficient balance") || message.contains("ticket")
                         || message.contains("auth token") || message.contains("TicketParams"));
-                // An orchestrator that answered 200 with an error did not debit; a request the
-                // gateway's own shortage kept from being sent reached nobody.
-                let outcome = match (&e, answered) {
-                    (_, true) => Settlement::NotCharged,
-                    (AttemptError::Local(_), false) => Settlement::Refused,
-                    _ => Settlement::CreditSpent,
-                };
-                self.payments.settle(prepared, outcome);
+                match booking(&e, answer) {
+                    Booking::Debit(pixels) => {
+                        cost.fee = debit_of(&prepared, pixels);
+                        self.payments.settle_debit(prepared, cost.fee);
+                    }
+                    Booking::Settle(outcome) => self.payments.settle(prepared, outcome),
+                }
                 if stale {
                     self.payments.reset(url, &key);
                 }
@@ -268,9 +261,12 @@ impl Attempter {
         }
     }
 
-    /// The exchange proper; the flag says whether the orchestrator answered 200 (it then
-    /// reports later errors in the body and has not charged).
-    async fn exchange(&self, prepared: &Prepared, job: &Job) -> Result<Done, (AttemptError, bool)> {
+    /// The exchange proper; with an error, what the orchestrator's answer says of its charge.
+    async fn exchange(
+        &self,
+        prepared: &Prepared,
+        job: &Job,
+    ) -> Result<Done, (AttemptError, Answer)> {
         let info = prepared.info();
         let segment = segment_header(
             job,
@@ -284,19 +280,20 @@ impl Attempter {
             .header(CONTENT_TYPE, "video/MP2T")
             .body(Full::new(job.data.clone()))
             .map_err(|e| {
-                (AttemptError::Unusable(format!("bad transcoder URL {transcoder}: {e}")), false)
+                let why = format!("bad transcoder URL {transcoder}: {e}");
+                (AttemptError::Unusable(why), Answer::Unknown)
             })?;
         let head = tokio::time::timeout(job.upload_timeout, self.http.send(request)).await;
         let resp = match head {
             Err(_) => {
                 let why = format!("no answer within the upload timeout {:?}", job.upload_timeout);
-                return Err((AttemptError::Timeout(why), false));
+                return Err((AttemptError::Timeout(why), Answer::Unknown));
             }
             // The gateway's own shortage: not retried elsewhere, nobody blamed.
             Ok(Err(e @ HttpError::Local(_))) => {
-                return Err((AttemptError::Local(e.to_string()), false));
+                return Err((AttemptError::Local(e.to_string()), Answer::Unknown));
             }
-            Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), false)),
+            Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), Answer::Unknown)),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
@@ -304,19 +301,32 @@ impl Attempter {
         let body = read_body(resp.into_body(), RESULT_MAX).await;
         if status != 200 {
             let text = body.map(|b| cut(&String::from_utf8_lossy(&b))).unwrap_or_default();
-            return Err((AttemptError::Status { status, message: text }, false));
+            return Err((AttemptError::Status { status, message: text }, Answer::Unknown));
         }
-        let body = body.map_err(|e| (AttemptError::Transport(e.to_string()), true))?;
-        let result = net::TranscodeResult::decode(body.as_ref())
-            .map_err(|e| (AttemptError::Unusable(format!("not a TranscodeResult: {e}")), true))?;
+        let body = body.map_err(|e| (AttemptError::Transport(e.to_string()), Answer::Undebited))?;
+        let result = net::TranscodeResult::decode(body.as_ref()).map_err(|e| {
+            (AttemptError::Unusable(format!("not a TranscodeResult: {e}")), Answer::Undebited)
+        })?;
         let data = match result.result {
             Some(net::transcode_result::Result::Data(data)) => data,
             Some(net::transcode_result::Result::Error(e)) => {
-                return Err((AttemptError::Orchestrator(cut(&e)), true));
+                return Err((AttemptError::Orchestrator(cut(&e)), Answer::Undebited));
             }
-            None => return Err((AttemptError::Unusable("empty TranscodeResult".into()), true)),
+            None => {
+                return Err((
+                    AttemptError::Unusable("empty TranscodeResult".into()),
+                    Answer::Undebited,
+                ));
+            }
         };
-        let done = self.renditions((info, peer), job, &data).await.map_err(|e| (e, true))?;
+        // The orchestrator debits the pixels it reports once it sends them, whatever becomes
+        // of the renditions here (as go-livepeer's gateway books them on receipt); at most
+        // what the renditions can hold is taken for true.
+        let reported = data.segments.iter().map(|s| u64::try_from(s.pixels).unwrap_or(0));
+        let reported = reported.fold(0u64, u64::saturating_add);
+        let debited = reported.min(job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE));
+        let done = self.renditions((info, peer), job, &data).await;
+        let done = done.map_err(|e| (e, Answer::Debited(debited)))?;
         Ok(done)
     }
 
@@ -374,6 +384,46 @@ impl Attempter {
         }
         Ok(Done { outputs, pixels, paid: Cost::default() })
     }
+}
+
+/// What an orchestrator's answer to a segment says of its charge, when the attempt failed.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Answer {
+    /// No answer, or one refusing the request: it may have processed the payment.
+    Unknown,
+    /// It answered 200 and reported an error, or an answer the gateway cannot read: no
+    /// debit.
+    Undebited,
+    /// It sent its renditions, and debited these pixels (at most what they can hold).
+    Debited(u64),
+}
+
+/// How a failed attempt's payment is booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Booking {
+    /// The orchestrator debited these pixels.
+    Debit(u64),
+    /// As this settlement says.
+    Settle(Settlement),
+}
+
+/// How an attempt that failed with `e` is booked, after `answer`: an orchestrator that
+/// answered 200 with an error did not debit, one that sent its renditions did (whatever became
+/// of them here); a request the gateway's own shortage kept from being sent reached nobody;
+/// anything else may have spent the credit.
+fn booking(e: &AttemptError, answer: Answer) -> Booking {
+    match (e, answer) {
+        (_, Answer::Debited(pixels)) => Booking::Debit(pixels),
+        (_, Answer::Undebited) => Booking::Settle(Settlement::NotCharged),
+        (AttemptError::Local(_), Answer::Unknown) => Booking::Settle(Settlement::Refused),
+        _ => Booking::Settle(Settlement::CreditSpent),
+    }
+}
+
+/// The fee of `pixels` at the price `prepared` was paid at.
+fn debit_of(prepared: &Prepared, pixels: u64) -> livepeer_pm::Ratio {
+    let price = prepared.info().price.to_ratio().ok();
+    price.and_then(|p| p.checked_mul_u64(pixels).ok()).unwrap_or_default()
 }
 
 /// At most 300 characters of an orchestrator's error text, trimmed: it goes into the pushing
@@ -447,6 +497,33 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Renditions the gateway could not fetch or use were still debited by the orchestrator
+    /// (go-livepeer's gateway books the reported pixels on receipt): booking them as not
+    /// charged would let the gateway think it holds credit the orchestrator has taken.
+    #[test]
+    fn failed_attempts_are_booked_as_the_orchestrators_answer_says() {
+        use Settlement::{CreditSpent, NotCharged, Refused};
+        let rows = [
+            (AttemptError::Gateway("store full".into()), Answer::Debited(7), Booking::Debit(7)),
+            (AttemptError::Unusable("rendition 404".into()), Answer::Debited(9), Booking::Debit(9)),
+            (
+                AttemptError::Orchestrator("ffmpeg".into()),
+                Answer::Undebited,
+                Booking::Settle(NotCharged),
+            ),
+            (AttemptError::Local("emfile".into()), Answer::Unknown, Booking::Settle(Refused)),
+            (
+                AttemptError::Transport("reset".into()),
+                Answer::Unknown,
+                Booking::Settle(CreditSpent),
+            ),
+            (AttemptError::Timeout("slow".into()), Answer::Unknown, Booking::Settle(CreditSpent)),
+        ];
+        for (e, answer, want) in rows {
+            assert_eq!(booking(&e, answer), want, "{e}");
+        }
+    }
     use crate::orchestrator::price::Price;
 
     #[test]

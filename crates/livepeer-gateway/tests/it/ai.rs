@@ -339,6 +339,27 @@ async fn bad_input_gets_422_naming_the_field_and_reaches_no_orchestrator() {
         .part("image", Part::bytes(vec![0u8; 5 << 20]).file_name("big.png"));
     let resp = http.post(api(&gw, "/image-to-image")).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 413, "multipart over the limit");
+    // The same chunked, with no length to refuse it by at once: 413 all the same.
+    let boundary = "b0undary";
+    let mut raw = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\np\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend(vec![0u8; 5 << 20]);
+    raw.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        raw.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+    // A client of its own: the gateway closes the connection of a body it did not read.
+    let resp = reqwest::Client::new()
+        .post(api(&gw, "/image-to-image"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413, "chunked multipart over the limit");
     assert_eq!(sim.ai_requests(), 0, "nothing invalid was forwarded");
     // A model nobody offers: 503 with Retry-After naming it.
     let resp = http

@@ -93,3 +93,47 @@ async fn transcode_push() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     gw.shutdown().await;
 }
+
+/// A BYOC job whose job token cannot be fetched for want of descriptors gets 503
+/// `gateway_overloaded`, its orchestrator penalised for nothing; once descriptors are back the
+/// same job runs there.
+#[test]
+fn a_byoc_job_without_descriptors_blames_no_orchestrator() {
+    if run_alone("exhaustion::a_byoc_job_without_descriptors_blames_no_orchestrator") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        runtime.unwrap().block_on(byoc_job());
+    }
+}
+
+async fn byoc_job() {
+    use base64::Engine as _;
+    use livepeer_sim::{ByocKind, SimByoc};
+    let caps = vec![SimByoc::new("text-reversal", ByocKind::Reverse).capacity(8)];
+    let sim = Sim::start(SimConfig { byoc: caps, ..SimConfig::default() }).await.unwrap();
+    let gw = start(config(&[sim.url()])).await;
+    let client = reqwest::Client::new();
+    let job = json!({"request": "{}", "parameters": "{}", "capability": "text-reversal",
+        "timeout_seconds": 5});
+    let header = base64::engine::general_purpose::STANDARD.encode(job.to_string());
+    let send = || {
+        client
+            .post(format!("http://{}/process/request/reverse", gw.http_addr))
+            .header("Livepeer", &header)
+            .json(&json!({"text": "hello"}))
+    };
+    let health = client.get(format!("http://{}/healthz", gw.http_addr)).send().await.unwrap();
+    health.bytes().await.unwrap();
+    let held = NoDescriptors::take();
+    let resp = send().send().await.unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    drop(held);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
+    let orch = orch_state(&gw, sim.url()).await;
+    let jobs = orch["jobs"].as_array().cloned().unwrap_or_default();
+    assert!(jobs.iter().all(|j| j["state"] == "healthy"), "{orch}");
+    let resp = send().send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    gw.shutdown().await;
+}
