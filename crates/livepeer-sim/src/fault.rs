@@ -53,6 +53,12 @@ pub enum AiFault {
     HugeBody,
     /// The first chunk of the answer, then nothing, with the connection held open.
     StallMidStream,
+    /// An event stream's first chunk, then a final `event: error` (a runner that failed
+    /// mid-answer); other answers as produced.
+    ErrorEvent,
+    /// An event stream's first chunk, then a comment (`: keepalive`) every 50 ms, never
+    /// ending; other answers as produced.
+    EndlessStream,
 }
 
 /// What one simulator saw of one client request, by the key the ledger found in its body.
@@ -287,6 +293,22 @@ fn spoil(response: Response, fault: AiFault, huge: usize, llm: bool) -> Response
             let forever = futures_util::stream::pending();
             Body::from_stream(first.chain(forever))
         }
+        AiFault::ErrorEvent if sse => {
+            let first = body.into_data_stream().take(1);
+            let error: &'static [u8] =
+                b"event: error\ndata: {\"error\": {\"message\": \"runner failed\"}}\n\n";
+            let last = futures_util::stream::iter([Ok(Bytes::from_static(error))]);
+            Body::from_stream(first.chain(last))
+        }
+        AiFault::EndlessStream if sse => {
+            let first = body.into_data_stream().take(1);
+            let comments = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok(Bytes::from_static(b": keepalive\n\n")), ()))
+            });
+            Body::from_stream(first.chain(comments))
+        }
+        AiFault::ErrorEvent | AiFault::EndlessStream => body,
     };
     Response::from_parts(parts, body)
 }

@@ -306,7 +306,7 @@ impl AiClient {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+            .is_some_and(is_event_stream);
         if is_sse {
             return Ok(Answer::Stream(resp));
         }
@@ -451,6 +451,13 @@ impl AiClient {
     }
 }
 
+/// Whether a `Content-Type` names server-sent events: media types are case-insensitive
+/// (RFC 9110 §8.3.1), and parameters such as `charset` may follow.
+fn is_event_stream(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("text/event-stream")
+}
+
 /// `json` as bytes. `serde_json::to_vec` writes straight into its buffer; `to_string` goes
 /// through `Display` and formats every token through `fmt::Write`, which showed in profiles.
 fn encode(json: &Value) -> Bytes {
@@ -536,6 +543,17 @@ fn extension(content_type: &str, url: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_streams_are_known_whatever_the_case_of_their_type() {
+        for yes in ["text/event-stream", "Text/Event-Stream; charset=utf-8", " TEXT/EVENT-STREAM "]
+        {
+            assert!(is_event_stream(yes), "{yes}");
+        }
+        for no in ["application/json", "text/event-streams", "text/plain; x=text/event-stream"] {
+            assert!(!is_event_stream(no), "{no}");
+        }
+    }
 
     #[test]
     fn failures_follow_go_livepeer_retry_rules() {

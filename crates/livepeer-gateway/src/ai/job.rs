@@ -365,6 +365,7 @@ impl<'a> Job<'a> {
                     idle: ai.config.attempt_timeout,
                     client: ai.config.stream_client_timeout,
                     drained: ai.drained.clone(),
+                    max_duration: ai.config.stream_max_duration,
                 };
                 let mut events = relay::relay_events(upstream, lease, limits);
                 if let Some(tab) = llm_tab {

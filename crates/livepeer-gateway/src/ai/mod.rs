@@ -47,6 +47,8 @@ pub struct AiConfig {
     /// How long a stream waits for a client that stopped reading before it ends, releasing
     /// the orchestrator without penalty.
     pub stream_client_timeout: Duration,
+    /// Longest a streamed answer may last from its first byte.
+    pub stream_max_duration: Duration,
     /// At shutdown, how long in-flight requests get before running streams are ended.
     pub shutdown_drain_timeout: Duration,
     /// Largest request body accepted (413 beyond).

@@ -7,6 +7,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use super::job::{EventStream, Output, Reply};
+use super::relay::MAX_EVENT;
 
 /// The OpenAI fields the LLM pipeline understands.
 const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
@@ -47,6 +48,11 @@ pub fn completion(mut reply: Reply) -> Reply {
 
 /// Re-frames the LLM event stream as OpenAI's: each `data:` JSON gains
 /// `"object": "chat.completion.chunk"`, and `data: [DONE]` closes the stream.
+///
+/// The relay hands over whole events of at most [`MAX_EVENT`] bytes, ended by `\n\n` or
+/// `\r\n\r\n`; only the bytes after those already looked at are searched for an event's
+/// end, and what waits for one is never longer than the relay allows (a longer remainder is
+/// converted as it is).
 fn reframe(
     upstream: EventStream,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -56,11 +62,19 @@ fn reframe(
             if done {
                 return None;
             }
+            // Where the search for an event's end resumes: bytes before it hold none.
+            let mut from = 0;
             loop {
-                if let Some(end) = find_event_end(&buf) {
-                    let event = buf.split_to(end + 2);
+                if let Some(end) = first_event_end(&buf, from) {
+                    let event = buf.split_to(end);
                     return Some((Ok(convert_event(&event)), (upstream, buf, false)));
                 }
+                if buf.len() > MAX_EVENT {
+                    let event = buf.split();
+                    return Some((Ok(convert_event(&event)), (upstream, buf, false)));
+                }
+                // An end may straddle the old bytes and the new: look again from just before.
+                from = buf.len().saturating_sub(3);
                 match upstream.next().await {
                     Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                     Some(Err(e)) => return Some((Err(e), (upstream, buf, true))),
@@ -75,8 +89,17 @@ fn reframe(
     )
 }
 
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\n\n")
+/// Where the first event in `buf` that ends at or after `from` ends: just after its blank
+/// line (`\n\n`, or `\r\n\r\n`).
+fn first_event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let tail = buf.get(from..)?;
+    tail.iter().enumerate().filter(|(_, b)| **b == b'\n').find_map(|(i, _)| {
+        match tail.get(i + 1..) {
+            Some([b'\n', ..]) => Some(from + i + 2),
+            Some([b'\r', b'\n', ..]) => Some(from + i + 3),
+            _ => None,
+        }
+    })
 }
 
 fn convert_event(event: &[u8]) -> Bytes {
@@ -105,6 +128,35 @@ fn convert_event(event: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn events_framed_with_crlf_go_out_as_they_come() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        let events: EventStream =
+            Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let mut out = Box::pin(reframe(events));
+        tx.send(Ok(Bytes::from_static(b"data: {\"id\":\"1\"}\r\n\r"))).unwrap();
+        tx.send(Ok(Bytes::from_static(b"\ndata: {\"id\":"))).unwrap();
+        // The first event comes out while the stream is still open.
+        let first = out.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\"}\n\n");
+        tx.send(Ok(Bytes::from_static(b"\"2\"}\r\n\r\n"))).unwrap();
+        let second = out.next().await.unwrap().unwrap();
+        assert_eq!(&second[..], b"data: {\"id\":\"2\",\"object\":\"chat.completion.chunk\"}\n\n");
+        drop(tx);
+        assert_eq!(&out.next().await.unwrap().unwrap()[..], b"data: [DONE]\n\n");
+    }
+
+    #[tokio::test]
+    async fn what_waits_for_an_events_end_stays_within_the_relays_limit() {
+        let piece = Bytes::from(vec![b'x'; 16 << 10]);
+        let chunks = std::iter::repeat_n(piece, 8).map(Ok::<_, std::io::Error>);
+        let events: EventStream = Box::pin(futures_util::stream::iter(chunks));
+        let sizes: Vec<usize> = reframe(events).map(|r| r.unwrap().len()).collect().await;
+        // 128 KiB without an event's end: given out once past the limit, not gathered whole.
+        assert!(sizes.iter().all(|n| *n <= MAX_EVENT + (16 << 10) + 16), "{sizes:?}");
+        assert!(sizes.len() >= 2, "{sizes:?}");
+    }
 
     #[tokio::test]
     async fn reframes_events_and_appends_done() {

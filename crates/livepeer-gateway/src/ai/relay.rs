@@ -6,10 +6,15 @@
 //! stream without penalising the orchestrator. Both waits stop when shutdown's drain time is
 //! over, and the client then gets a final error event. Whole events are relayed, so a final
 //! error event never lands in the middle of one.
+//!
+//! What an orchestrator can make a stream hold is bounded: an event is at most
+//! [`MAX_EVENT`] bytes (longer is the orchestrator's failure, as go-livepeer's gateway fails a
+//! line its scanner cannot hold), at most [`BUFFERED_EVENTS`] chunks wait for the client, and
+//! the whole stream lasts at most [`Limits::max_duration`].
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::orchestrator::http::OrchBody;
@@ -30,9 +35,12 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> 
 /// the sockets', and a client that stops reading fills them quickly.
 const BUFFERED_EVENTS: usize = 16;
 
-/// Longest incomplete event kept while waiting for its end; beyond it, what arrived is passed
-/// on as it is (a stream that is not made of events is still relayed).
-const MAX_PARTIAL_EVENT: usize = 1 << 20;
+/// Longest event an orchestrator may send, in bytes. go-livepeer's gateway reads an LLM stream
+/// with Go's `bufio.Scanner`, which fails on a line longer than 64 KiB; an event is one or a few
+/// such lines. A longer event ends the stream as the orchestrator's failure: passed on in
+/// pieces, one endless event kept a core busy and its bytes flowing for as long as the
+/// orchestrator liked.
+pub(crate) const MAX_EVENT: usize = 64 << 10;
 
 /// The bounds of one relayed stream.
 #[derive(Debug, Clone)]
@@ -43,6 +51,9 @@ pub(crate) struct Limits {
     pub client: Duration,
     /// Fires when shutdown's drain time is over.
     pub drained: CancellationToken,
+    /// Longest a stream may last from its first byte: an orchestrator that keeps one open
+    /// (a byte now and then, comments, tokens without end) holds a lease and a connection.
+    pub max_duration: Duration,
 }
 
 /// Passes an orchestrator's server-sent events on as they arrive. The lease lives until the
@@ -57,7 +68,8 @@ pub(crate) fn relay_events(
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     let stalled = Arc::new(AtomicBool::new(false));
     let open_event = AtomicBool::new(false);
-    let client = Client { tx, limits, stalled: stalled.clone(), open_event };
+    let client =
+        Client { tx, limits, stalled: stalled.clone(), open_event, waited_ms: AtomicU64::new(0) };
     tokio::spawn(pump(BodyDataStream::new(upstream.into_body()), lease, client));
     let body = futures_util::stream::unfold(Some((rx, stalled)), |state| async move {
         let (mut rx, stalled) = state?;
@@ -87,13 +99,17 @@ enum Delivery {
 
 /// How the relay of the orchestrator's events ended.
 enum End {
-    /// The orchestrator finished: what is left of its last event, and whether its stream
-    /// ended as the protocol says a stream ends ([`is_final`]).
-    Finished(Option<Bytes>, bool),
+    /// The orchestrator finished: what is left of its last event, and how its last event
+    /// ended the stream ([`last_event`]).
+    Finished(Option<Bytes>, Last),
     /// The orchestrator's stream broke, for this reason.
     Broke(String),
     /// The orchestrator sent nothing for the idle limit.
     Idle,
+    /// The orchestrator sent an event longer than [`MAX_EVENT`].
+    Oversized,
+    /// The stream reached [`Limits::max_duration`].
+    Overtime,
     /// Shutdown's drain time ran out.
     Drained,
     /// The client went away or stopped reading.
@@ -106,9 +122,12 @@ struct Client {
     limits: Limits,
     /// Set when the stream is given up on a client that stopped reading.
     stalled: Arc<AtomicBool>,
-    /// Set while what the client has ends inside an event: a piece of one larger than
-    /// [`MAX_PARTIAL_EVENT`], passed on before its end arrived.
+    /// Set while what the client has ends inside an event: the orchestrator's last bytes,
+    /// without their blank line, passed on when its stream ended.
     open_event: AtomicBool,
+    /// Milliseconds spent waiting for the client to take events: a stream that runs out of
+    /// time mostly for that is not the orchestrator's fault.
+    waited_ms: AtomicU64,
 }
 
 /// Relays `upstream` to the client until either side ends it, then settles the lease: only
@@ -118,14 +137,20 @@ async fn pump(mut upstream: BodyDataStream<OrchBody>, lease: Lease, client: Clie
     // The orchestrator's stream is closed before the client's last event is waited on.
     drop(upstream);
     let last = match end {
-        End::Finished(rest, true) => {
+        End::Finished(rest, Last::Done) => {
             lease.succeeded();
             // A last event without its blank line is passed on as it came.
             rest
         }
+        // The orchestrator's own error event already ends the stream for the client; a
+        // stream that fails is not a success to choose it again for, nor a latency to rank it by.
+        End::Finished(rest, Last::Error) => {
+            Failure::Server.verdict().end_lease(lease, "stream ended with an error event");
+            rest
+        }
         // Closed cleanly but early (or after events that are not the answer's): to the
         // client, without an error event, it would look like a complete answer.
-        End::Finished(rest, false) => {
+        End::Finished(rest, Last::Open) => {
             let why = "stream ended without its final event".to_owned();
             Failure::ClosedMidStream.verdict().end_lease(lease, why);
             if let Some(rest) = rest {
@@ -141,6 +166,24 @@ async fn pump(mut upstream: BodyDataStream<OrchBody>, lease: Lease, client: Clie
             let why = format!("stream idle for {:?}", client.limits.idle);
             Failure::Timeout.verdict().end_lease(lease, why);
             Some(client.after_open_event(error_event("orchestrator stream stalled")))
+        }
+        End::Oversized => {
+            let why = format!("an event over {MAX_EVENT} bytes");
+            Failure::Server.verdict().end_lease(lease, &why);
+            Some(error_event(&format!("orchestrator sent {why}")))
+        }
+        End::Overtime => {
+            let limit = client.limits.max_duration;
+            let waited = Duration::from_millis(client.waited_ms.load(Ordering::Relaxed));
+            // Mostly spent waiting for a slow reader: the client's doing, not the orchestrator's.
+            if waited * 2 >= limit {
+                drop(lease);
+            } else {
+                let why = format!("stream longer than {limit:?}");
+                Failure::Timeout.verdict().end_lease(lease, why);
+            }
+            let message = format!("stream longer than the gateway's limit of {limit:?}");
+            Some(client.after_open_event(error_event(&message)))
         }
         // Neither is the orchestrator's doing: it is released unpenalised.
         End::Drained => {
@@ -162,25 +205,32 @@ impl Client {
     async fn relay(&self, upstream: &mut BodyDataStream<OrchBody>) -> End {
         let mut events = Events::default();
         let mut last = Bytes::new();
+        let overtime = tokio::time::sleep(self.limits.max_duration);
+        tokio::pin!(overtime);
         loop {
             let next = tokio::select! {
                 biased;
                 _ = self.limits.drained.cancelled() => return End::Drained,
                 // The client went away: stop waiting for the orchestrator on its behalf.
                 _ = self.tx.closed() => return End::Client,
+                _ = &mut overtime => return End::Overtime,
                 next = tokio::time::timeout(self.limits.idle, upstream.next()) => next,
             };
             let chunk = match next {
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(None) => {
                     let rest = events.rest();
-                    let complete = is_final(rest.as_deref().unwrap_or(&last));
-                    return End::Finished(rest, complete);
+                    let ending = last_event(rest.as_deref().unwrap_or(&last));
+                    return End::Finished(rest, ending);
                 }
                 Ok(Some(Err(e))) => return End::Broke(format!("stream broke: {e}")),
                 Err(_) => return End::Idle,
             };
-            let Some(whole) = events.push(chunk) else { continue };
+            let whole = match events.push(chunk) {
+                Ok(Some(whole)) => whole,
+                Ok(None) => continue,
+                Err(Oversized) => return End::Oversized,
+            };
             last = whole.clone();
             if self.deliver(whole).await != Delivery::Delivered {
                 return End::Client;
@@ -206,6 +256,8 @@ impl Client {
     async fn deliver(&self, chunk: Bytes) -> Delivery {
         let drained = &self.limits.drained;
         let open = !ends_event(&chunk);
+        // Only a send that must wait for room reads the clock.
+        let waited_from = (self.tx.capacity() == 0).then(tokio::time::Instant::now);
         let delivery = tokio::select! {
             sent = tokio::time::timeout(self.limits.client, self.tx.send(chunk)) => match sent {
                 Ok(Ok(())) => Delivery::Delivered,
@@ -214,6 +266,10 @@ impl Client {
             },
             _ = drained.cancelled(), if !drained.is_cancelled() => Delivery::Stalled,
         };
+        if let Some(from) = waited_from {
+            let ms = u64::try_from(from.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.waited_ms.fetch_add(ms, Ordering::Relaxed);
+        }
         if delivery == Delivery::Delivered {
             self.open_event.store(open, Ordering::Relaxed);
         }
@@ -235,42 +291,63 @@ struct Events {
     partial: BytesMut,
 }
 
+/// An event longer than [`MAX_EVENT`] arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Oversized;
+
 impl Events {
-    /// Takes `chunk`; returns the whole events now complete, if any.
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+    /// Takes `chunk`; returns the whole events now complete, if any, or `Oversized` once an
+    /// event (complete or not) is longer than [`MAX_EVENT`].
+    fn push(&mut self, chunk: Bytes) -> Result<Option<Bytes>, Oversized> {
         if self.partial.is_empty() {
+            // Only a chunk longer than the limit can hold an event longer than it.
+            if chunk.len() > MAX_EVENT {
+                check_sizes(&chunk)?;
+            }
             // The usual case: the orchestrator writes whole events, passed on without a copy.
-            return match event_end(&chunk, 0) {
+            return Ok(match event_end(&chunk, 0) {
                 Some(end) if end == chunk.len() => Some(chunk),
                 Some(end) => {
                     self.partial.extend_from_slice(&chunk[end..]);
                     Some(chunk.slice(..end))
                 }
-                None => self.keep(&chunk),
-            };
+                None => {
+                    self.partial.extend_from_slice(&chunk);
+                    None
+                }
+            });
         }
         // A blank line may straddle the chunks: look from just before the new bytes.
         let from = self.partial.len().saturating_sub(2);
         self.partial.extend_from_slice(&chunk);
-        match event_end(&self.partial, from) {
-            Some(end) => Some(self.partial.split_to(end).freeze()),
-            None if self.partial.len() > MAX_PARTIAL_EVENT => Some(self.partial.split().freeze()),
-            None => None,
+        if self.partial.len() > MAX_EVENT {
+            check_sizes(&self.partial)?;
         }
-    }
-
-    fn keep(&mut self, chunk: &[u8]) -> Option<Bytes> {
-        if chunk.len() > MAX_PARTIAL_EVENT {
-            return Some(Bytes::copy_from_slice(chunk));
-        }
-        self.partial.extend_from_slice(chunk);
-        None
+        Ok(event_end(&self.partial, from).map(|end| self.partial.split_to(end).freeze()))
     }
 
     /// What is left when the stream ends.
     fn rest(&mut self) -> Option<Bytes> {
         (!self.partial.is_empty()).then(|| self.partial.split().freeze())
     }
+}
+
+/// Checks that every event in `buf`, the unfinished last one included, is at most
+/// [`MAX_EVENT`] bytes long.
+fn check_sizes(buf: &[u8]) -> Result<(), Oversized> {
+    let mut start = 0;
+    for (i, _) in buf.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        let end = match buf.get(i + 1..) {
+            Some([b'\n', ..]) => i + 2,
+            Some([b'\r', b'\n', ..]) => i + 3,
+            _ => continue,
+        };
+        if end - start > MAX_EVENT {
+            return Err(Oversized);
+        }
+        start = end;
+    }
+    if buf.len() - start > MAX_EVENT { Err(Oversized) } else { Ok(()) }
 }
 
 /// Where the last complete event in `buf` ends (just after its blank line: `\n\n`, or
@@ -288,11 +365,22 @@ fn ends_event(bytes: &[u8]) -> bool {
     bytes.is_empty() || bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
 }
 
-/// Whether `events` (the last bytes the orchestrator sent) end with an event that ends a
-/// stream (PROTOCOL.md §7.3): a chunk with a non-empty `finish_reason`, or an error (an `error`
-/// event, or data with an `error` field); a `data: [DONE]` line is taken as an end too. Only
-/// the last event is parsed, once per stream.
-fn is_final(events: &[u8]) -> bool {
+/// How the last event of a stream ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    /// The answer's end: a chunk with a non-empty `finish_reason`, or `data: [DONE]`.
+    Done,
+    /// An error: an `error` event, or data with an `error` field.
+    Error,
+    /// Neither: the stream stopped before its end.
+    Open,
+}
+
+/// How `events` (the last bytes the orchestrator sent) end the stream (PROTOCOL.md §7.3): a
+/// chunk with a non-empty `finish_reason`, or an error (an `error` event, or data with an
+/// `error` field); a `data: [DONE]` line is taken as an end too. Only the last event is
+/// parsed, once per stream.
+fn last_event(events: &[u8]) -> Last {
     let trimmed = events.trim_ascii_end();
     let lf = trimmed.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2);
     let crlf = trimmed.windows(3).rposition(|w| w == b"\n\r\n").map(|i| i + 3);
@@ -301,7 +389,7 @@ fn is_final(events: &[u8]) -> bool {
     let mut data = Vec::new();
     for line in event.lines() {
         if line.trim() == "event: error" {
-            return true;
+            return Last::Error;
         }
         if let Some(d) = line.strip_prefix("data:") {
             data.push(d.trim());
@@ -309,11 +397,17 @@ fn is_final(events: &[u8]) -> bool {
     }
     let data = data.join("\n");
     if data == "[DONE]" {
-        return true;
+        return Last::Done;
     }
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else { return false };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else { return Last::Open };
     let finish = value.pointer("/choices/0/finish_reason").and_then(serde_json::Value::as_str);
-    value.get("error").is_some() || finish.is_some_and(|r| !r.is_empty())
+    if value.get("error").is_some() {
+        Last::Error
+    } else if finish.is_some_and(|r| !r.is_empty()) {
+        Last::Done
+    } else {
+        Last::Open
+    }
 }
 
 /// An SSE error event carrying `message`.
@@ -330,7 +424,7 @@ mod tests {
         let mut events = Events::default();
         let mut out: Vec<String> = chunks
             .iter()
-            .filter_map(|c| events.push(Bytes::copy_from_slice(c.as_bytes())))
+            .filter_map(|c| events.push(Bytes::copy_from_slice(c.as_bytes())).unwrap())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect();
         out.extend(events.rest().map(|b| String::from_utf8_lossy(&b).into_owned()));
@@ -349,16 +443,61 @@ mod tests {
         assert_eq!(pushed(&["data: 1\n\ndata: 2"]), ["data: 1\n\n", "data: 2"]);
     }
 
+    /// Pushes `chunks` until one is refused: the events passed on, and whether one was.
+    fn until_refused(chunks: &[&[u8]]) -> (usize, bool) {
+        let mut events = Events::default();
+        let mut passed = 0;
+        for c in chunks {
+            match events.push(Bytes::copy_from_slice(c)) {
+                Ok(out) => passed += usize::from(out.is_some()),
+                Err(Oversized) => return (passed, true),
+            }
+        }
+        (passed, false)
+    }
+
     #[test]
-    fn a_stream_without_events_is_passed_on_in_bounded_pieces() {
-        let big = "x".repeat(MAX_PARTIAL_EVENT + 1);
-        let out = pushed(&["x", &big]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].len(), MAX_PARTIAL_EVENT + 2);
+    fn an_event_longer_than_the_limit_is_refused_however_it_arrives() {
+        let at_limit = format!("data: {}\n\n", "x".repeat(MAX_EVENT - 8));
+        let over = format!("data: {}\n\n", "x".repeat(MAX_EVENT - 7));
+        assert_eq!(at_limit.len(), MAX_EVENT);
+        // Events of the limit pass, alone, many in one chunk, or split across chunks.
+        let many = at_limit.repeat(3);
+        let (head, tail) = at_limit.split_at(1000);
+        for chunks in [
+            vec![at_limit.as_bytes()],
+            vec![many.as_bytes()],
+            vec![head.as_bytes(), tail.as_bytes()],
+        ] {
+            assert!(!until_refused(&chunks).1);
+        }
+        // One byte more is refused: whole, in one chunk with others, split, or unfinished.
+        let mixed = format!("data: 1\n\n{over}data: 2\n\n");
+        let (head, tail) = over.split_at(1000);
+        let endless = "x".repeat(MAX_EVENT + 1);
+        let crlf = over.replace("\n", "\r\n");
+        for chunks in [
+            vec![over.as_bytes()],
+            vec![mixed.as_bytes()],
+            vec![head.as_bytes(), tail.as_bytes()],
+            vec![b"x".as_slice(), endless.as_bytes()],
+            vec![crlf.as_bytes()],
+        ] {
+            assert!(
+                until_refused(&chunks).1,
+                "{:?}",
+                chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+            );
+        }
+        // Bytes without an event's end are refused once past the limit, not held.
+        let piece = vec![b'x'; 4096];
+        let pieces: Vec<&[u8]> = std::iter::repeat_n(piece.as_slice(), 17).collect();
+        assert_eq!(until_refused(&pieces), (0, true));
     }
 
     #[test]
     fn a_stream_is_final_only_after_its_finishing_chunk_or_an_error() {
+        let is_final = |b: &[u8]| last_event(b) != Last::Open;
         let token =
             "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"\"}]}\n\n";
         let last = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
@@ -370,10 +509,14 @@ mod tests {
         assert!(is_final(b"data: {\"error\": \"runner failed\"}\n\n"));
         assert!(!is_final(b"data: not json\n\n"));
         assert!(!is_final(b""));
+        assert_eq!(last_event(&error_event("x")), Last::Error);
+        assert_eq!(last_event(b"data: {\"error\": \"runner failed\"}\n\n"), Last::Error);
+        assert_eq!(last_event(last.as_bytes()), Last::Done);
+        assert_eq!(last_event(b"data: [DONE]\n\n"), Last::Done);
     }
 
     #[test]
-    fn an_error_event_after_a_piece_of_a_huge_event_starts_after_a_blank_line() {
+    fn an_error_event_after_an_unfinished_event_starts_after_a_blank_line() {
         assert!(ends_event(b"data: 1\n\n") && ends_event(b"data: 1\r\n\r\n") && ends_event(b""));
         assert!(!ends_event(b"data: xxxx"));
         let (tx, _rx) = mpsc::channel(1);
@@ -381,9 +524,15 @@ mod tests {
             idle: Duration::from_secs(1),
             client: Duration::from_secs(1),
             drained: CancellationToken::new(),
+            max_duration: Duration::from_secs(1),
         };
-        let client =
-            Client { tx, limits, stalled: Arc::default(), open_event: AtomicBool::new(true) };
+        let client = Client {
+            tx,
+            limits,
+            stalled: Arc::default(),
+            open_event: AtomicBool::new(true),
+            waited_ms: AtomicU64::new(0),
+        };
         let event = client.after_open_event(error_event("x"));
         assert!(event.starts_with(b"\n\nevent: error\n"), "{event:?}");
         client.open_event.store(false, Ordering::Relaxed);

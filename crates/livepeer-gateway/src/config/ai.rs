@@ -28,6 +28,11 @@ section! {
         /// ends the stream and releases the orchestrator, unpenalised [default: 60s].
         #[arg(long, env = "LP_AISTREAMCLIENTTIMEOUT")]
         pub ai_stream_client_timeout: Option<String>,
+        /// Longest a streamed AI answer may last from its first byte; then it ends with a
+        /// final error event, and the orchestrator is penalised for the pipeline unless the
+        /// stream spent most of the time waiting for its client [default: 30m].
+        #[arg(long, env = "LP_AISTREAMMAXDURATION")]
+        pub ai_stream_max_duration: Option<String>,
         /// At shutdown, how long in-flight requests get to finish; running streams then end
         /// with a final error event [default: 10s].
         #[arg(long, env = "LP_SHUTDOWNDRAINTIMEOUT")]
@@ -99,6 +104,11 @@ impl Ai {
                 "--ai-stream-client-timeout",
                 self.ai_stream_client_timeout,
                 Duration::from_secs(60),
+            )?,
+            stream_max_duration: positive_duration(
+                "--ai-stream-max-duration",
+                self.ai_stream_max_duration,
+                Duration::from_secs(30 * 60),
             )?,
             shutdown_drain_timeout: positive_duration(
                 "--shutdown-drain-timeout",

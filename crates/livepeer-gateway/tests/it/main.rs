@@ -50,6 +50,7 @@ mod signer;
 mod soak;
 mod stalled_trickle;
 mod streams;
+mod streams_hostile;
 mod support;
 mod transcode;
 mod transcode_paid;
