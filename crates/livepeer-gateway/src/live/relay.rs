@@ -220,7 +220,6 @@ async fn input(
             let now = stream.now_ms().max(1);
             c.in_bytes.fetch_add(chunk.len() as u64, Relaxed);
             c.last_in_ms.store(now, Relaxed);
-            let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
             frames.feed(chunk);
         };
         // A client segment cut short is finished as far as it got: it is all there is of it.
@@ -230,6 +229,13 @@ async fn input(
                 progress.store(seq + 1, Relaxed);
                 stream.counters.in_frames.fetch_add(frames.frames(), Relaxed);
                 stream.input_done(frames.frames());
+                // Output is owed from here: a whole segment has reached the orchestrator.
+                // Counting from its first byte blamed the orchestrator for a client that
+                // publishes slowly or pauses mid-segment (a runner answers a segment once it
+                // has it), and swapped out every orchestrator in turn.
+                let now = stream.now_ms().max(1);
+                let c = &stream.counters;
+                let _ = c.waiting_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
             }
             // An empty client segment (an abandoned preconnect) is not relayed.
             Ok(None) => progress.store(seq + 1, Relaxed),

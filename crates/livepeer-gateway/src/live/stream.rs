@@ -204,8 +204,8 @@ pub(crate) struct Counters {
     pub(crate) last_in_ms: AtomicU64,
     pub(crate) last_out_ms: AtomicU64,
     pub(crate) last_event_ms: AtomicU64,
-    /// When input reached the orchestrator with no output since (0: not waiting); the
-    /// output-stall watchdog counts from here.
+    /// When a whole input segment reached the orchestrator with no output since (0: not
+    /// waiting); the output-stall watchdog counts from here.
     pub(crate) waiting_since_ms: AtomicU64,
 }
 

@@ -738,6 +738,55 @@ async fn an_ffmpeg_filter_on_the_orchestrator_changes_the_video() {
     assert_eq!(st["output"]["segments"], 2, "{st}");
 }
 
+/// A client that publishes slowly, or pauses in the middle of a segment, stalls its own
+/// stream: the orchestrator owes output only once a whole segment has reached it. The gateway
+/// used to count from the segment's first byte, so one paused client swapped out every
+/// orchestrator in turn ("no output … while input flowed") and left them all ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_pauses_mid_segment_gets_no_orchestrator_swapped() {
+    // Orchestrators that answer a segment once they have all of it, as a real runner does.
+    let filter_sim = |name: &str| {
+        Sim::start(SimConfig {
+            name: name.into(),
+            models: vec![SimModel::new("live-video-to-video", "noop").capacity(2)],
+            live_filter: Some("hflip".into()),
+            live_event_interval: Duration::from_millis(200),
+            ..SimConfig::default()
+        })
+    };
+    let (a, b) = (filter_sim("paused-a").await.unwrap(), filter_sim("paused-b").await.unwrap());
+    let gw = start(live_config(&[&a, &b])).await;
+    let started = start_stream(&gw, "paused", json!({})).await;
+    let (outputs, _reader) = read_output(started["subscribe_url"].as_str().unwrap());
+    let (client, config) = trickle();
+    let url = started["publish_url"].as_str().unwrap();
+    let mut publisher = HttpPublisher::new(client, url, "video/MP2T", config).unwrap();
+    let seg = &segments()[0];
+    let mut writer = publisher.segment().await.unwrap();
+    writer.write(seg.slice(..1000)).await.unwrap();
+    // The client pauses for three times the output limit (1.5 s) with its segment open.
+    // This sleep is the scenario, not a measurement: a gateway that blames the orchestrator
+    // swaps within the first 1.5 s of it.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let st = status(&gw, "paused").await;
+    assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(st["swaps"].as_array().map_or(0, Vec::len), 0, "{st}");
+    for sim in [&a, &b] {
+        assert_eq!(orch_state(&gw, sim.url()).await["state"], "healthy");
+    }
+    // The client goes on: the segment's rest and one more come back processed.
+    writer.write(seg.slice(1000..)).await.unwrap();
+    writer.finish().await.unwrap();
+    publish_live(&mut publisher, &segments()[1], SEGMENT_TIME).await;
+    eventually(Duration::from_secs(10), "two processed segments", || async {
+        outputs.lock().unwrap().len() >= 2
+    })
+    .await;
+    let st = status(&gw, "paused").await;
+    assert_eq!(st["swaps"].as_array().map_or(0, Vec::len), 0, "{st}");
+    publisher.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keyless_gateway_pays_a_live_stream_through_a_remote_signer() {
     const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
