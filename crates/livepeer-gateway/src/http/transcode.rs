@@ -50,7 +50,8 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::BadExtension(_)
         | TranscodeError::BadUrl(_)
         | TranscodeError::BadConfig(_)
-        | TranscodeError::BadHeader { .. } => StatusCode::BAD_REQUEST,
+        | TranscodeError::BadHeader { .. }
+        | TranscodeError::BadSeq(_) => StatusCode::BAD_REQUEST,
         TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         TranscodeError::BadMedia(_) | TranscodeError::Failed { final_: true, .. } => {
             StatusCode::UNPROCESSABLE_ENTITY

@@ -24,6 +24,10 @@ pub enum TranscodeError {
         /// What is wrong.
         message: String,
     },
+    /// The file name's sequence number cannot be taken (400): above `i64::MAX`, which the
+    /// segment's signed header cannot carry.
+    #[error("{0}")]
+    BadSeq(String),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]
     TooLarge(usize),
@@ -80,6 +84,7 @@ impl TranscodeError {
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
             Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
+            Self::BadSeq(_) => Some("seq".into()),
             _ => None,
         }
     }
@@ -87,7 +92,9 @@ impl TranscodeError {
     /// The stable `type` of the JSON body.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::BadExtension(_) | Self::BadUrl(_) | Self::BadHeader { .. } => "invalid_request",
+            Self::BadExtension(_) | Self::BadUrl(_) | Self::BadHeader { .. } | Self::BadSeq(_) => {
+                "invalid_request"
+            }
             Self::BadConfig(_) => "validation_error",
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",

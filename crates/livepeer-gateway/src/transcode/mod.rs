@@ -235,6 +235,13 @@ impl TranscodeState {
         if seg.data.len() > config.max_segment_bytes {
             return Err(TranscodeError::TooLarge(config.max_segment_bytes));
         }
+        // Pushes are checked when their name is read; this covers every ingest.
+        if seg.seq > request::MAX_SEQ {
+            return Err(TranscodeError::BadSeq(format!(
+                "sequence number {} is too large",
+                seg.seq
+            )));
+        }
         let stream = self.stream(&seg)?;
         let busy = stream.busy();
         let slot = stream

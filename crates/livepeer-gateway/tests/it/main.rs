@@ -52,6 +52,7 @@ mod stalled_trickle;
 mod streams;
 mod support;
 mod transcode;
+mod transcode_guards;
 mod transcode_paid;
 mod transcode_rtmp;
 mod wire;
