@@ -57,10 +57,11 @@ fn status(e: &TranscodeError) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         TranscodeError::TooManyStreams
+        | TranscodeError::Backlog(_)
         | TranscodeError::NoSessions
         | TranscodeError::GatewayOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
-        TranscodeError::StreamExists(_) => StatusCode::CONFLICT,
+        TranscodeError::StreamExists(_) | TranscodeError::LateSegment(_) => StatusCode::CONFLICT,
         TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
         TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
@@ -102,6 +103,11 @@ async fn push(
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
     match read_push(&state, &manifest, &file, req).await {
         Ok((mut segment, multipart)) => {
+            // Refused before the key pays: a segment the stream would not publish, or one
+            // that would wait in a full backlog.
+            if let Err(e) = state.check_segment(&stream, segment.seq, multipart) {
+                return error(e);
+            }
             // A customer key's budget pays for the segment's video before any orchestrator
             // is paid: as measured from the segment, not as the client declares it.
             let ms = charge::charged_ms(&segment.data, segment.format, segment.duration_ms);

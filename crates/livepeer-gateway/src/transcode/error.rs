@@ -28,6 +28,14 @@ pub enum TranscodeError {
     /// segment's signed header cannot carry.
     #[error("{0}")]
     BadSeq(String),
+    /// The segment is published or in flight already and the client does not take its
+    /// renditions: transcoding it again would be paid for and published nowhere (409).
+    #[error("{0}")]
+    LateSegment(String),
+    /// The stream's finished segments waiting behind an earlier one fill its window: retry
+    /// once that one is published (503).
+    #[error("{0}")]
+    Backlog(String),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]
     TooLarge(usize),
@@ -84,7 +92,7 @@ impl TranscodeError {
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
             Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
-            Self::BadSeq(_) => Some("seq".into()),
+            Self::BadSeq(_) | Self::LateSegment(_) => Some("seq".into()),
             _ => None,
         }
     }
@@ -99,6 +107,8 @@ impl TranscodeError {
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
+            Self::LateSegment(_) => "segment_late",
+            Self::Backlog(_) => "stream_backlog",
             Self::StreamExists(_) => "stream_exists",
             Self::AuthDenied(_) => "authentication_denied",
             Self::AuthUnavailable(_) => "auth_webhook_unavailable",

@@ -260,6 +260,20 @@ impl TranscodeState {
         Ok(Pending(task))
     }
 
+    /// Whether segment `seq` of the stream `manifest` would be taken now (see
+    /// `store::Window::admit`), asked before the client's key pays for it: `answered` says
+    /// whether the client takes the renditions in its answer. A stream not yet made takes any.
+    pub fn check_segment(
+        &self,
+        manifest: &str,
+        seq: u64,
+        answered: bool,
+    ) -> Result<(), TranscodeError> {
+        let Some(stream) = self.inner.streams.get(manifest) else { return Ok(()) };
+        let w = stream.window.lock().map_err(|_| TranscodeError::Internal("window lock".into()))?;
+        w.admit(seq, answered)
+    }
+
     /// Transcodes one segment of a stream and publishes it: [`submit`](Self::submit), then
     /// [`Pending::finished`]. On error after the stream took the segment, the source was
     /// published in the renditions' place.
@@ -313,6 +327,10 @@ impl TranscodeState {
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {
+            // Checked again with the slot held, as the segment is taken: others may have
+            // finished or started since the caller's check. A late segment is served here
+            // (the caller refused it when its client takes no renditions).
+            w.admit(seg.seq, true)?;
             w.set_source_resolution(seg.resolution);
             w.begin(seg.seq);
         }

@@ -165,6 +165,7 @@ impl Stream {
     pub(super) fn status(&self) -> Value {
         let (held, bytes, late) = self.window.lock().map(|w| w.stats()).unwrap_or_default();
         let last_seq = self.window.lock().ok().and_then(|w| w.last_seq());
+        let (waiting, waiting_bytes) = self.window.lock().map(|w| w.waiting()).unwrap_or_default();
         let c = self.counters.lock();
         let Ok(c) = c else { return json!({ "manifest_id": self.manifest }) };
         let renditions: Vec<Value> = self
@@ -195,6 +196,8 @@ impl Stream {
             "orchestrator_swaps": c.swaps,
             "renditions": renditions,
             "window": { "segments": held, "bytes": bytes },
+            // Finished segments held back by an earlier one still in flight.
+            "waiting": { "segments": waiting, "bytes": waiting_bytes },
             "spend": {
                 "tickets": c.tickets,
                 "ev_sent_wei": c.ev_sent.to_decimal_string(0),

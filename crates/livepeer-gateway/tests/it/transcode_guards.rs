@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use livepeer_pm::LocalSigner;
+use livepeer_sim::TranscodeFault;
 use serde_json::Value;
 
 use crate::support::*;
-use crate::transcode::{gateway_config, push};
+use crate::transcode::{PROFILES, gateway_config, get_text, listed, push, segment, sim};
 use crate::transcode_paid::{KEY, onchain};
 
 /// The JSON error of a refused push.
@@ -34,5 +37,75 @@ async fn a_sequence_number_above_i64_max_is_refused_and_no_orchestrator_is_blame
     assert!(sim.payments().rejections.is_empty(), "{:?}", sim.payments().rejections);
     let state = orch_state(&gw, sim.url()).await;
     assert_eq!(state["state"], "healthy", "{state}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_the_stream_would_never_publish_is_refused_before_it_is_paid() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    assert_eq!(push(&gw, "jump", 0, None).await.status(), 200);
+    // A jump far ahead would leave every later normal number late, and never published.
+    for far in [10_001, i64::MAX as u64] {
+        let (status, error) = error_of(push(&gw, "jump", far, None).await).await;
+        assert_eq!((status, &error["field"]), (400, &Value::from("seq")), "{far}: {error}");
+    }
+    for seq in 1..3 {
+        assert_eq!(push(&gw, "jump", seq, None).await.status(), 200);
+    }
+    assert_eq!(sim.transcode_stats().requests, 3, "the refused ones reached no orchestrator");
+    let (_, media) = get_text(&gw, "/stream/jump/low.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0, 1, 2], "{media}");
+    // Published already, and the client takes no renditions: nothing to pay for.
+    let (status, error) = error_of(push(&gw, "jump", 1, None).await).await;
+    assert_eq!((status, &error["type"]), (409, &Value::from("segment_late")), "{error}");
+    assert_eq!(error["field"], "seq", "{error}");
+    assert_eq!(sim.transcode_stats().requests, 3);
+    // A client taking the renditions in its answer is served again: a retry.
+    let resp = push(&gw, "jump", 1, Some("multipart/mixed")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sim.transcode_stats().requests, 4);
+    // A jump within the bound is taken, and published.
+    assert_eq!(push(&gw, "jump", 2 + 10_000, None).await.status(), 200);
+    let (_, media) = get_text(&gw, "/stream/jump/low.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0, 1, 2, 10_002], "{media}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_segments_waiting_behind_a_stuck_one_are_bounded_before_payment() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    // Segment 0 gets its `200 OK` and then nothing, with the longest deadline a client can ask.
+    sim.set_transcode_fault(TranscodeFault::HangAfterOk);
+    let config = PROFILES.replacen('{', r#"{"timeoutMultiplier":10,"#, 1);
+    let url = format!("http://{}/live/stuck/0.ts", gw.http_addr);
+    let stuck = tokio::spawn(
+        reqwest::Client::new()
+            .post(url)
+            .header("Livepeer-Transcode-Configuration", config)
+            .header("Content-Duration", "300000")
+            .body(segment().to_vec())
+            .send(),
+    );
+    eventually(Duration::from_secs(10), "segment 0 is stuck at the orchestrator", || async {
+        sim.transcode_stats().accepted == 1
+    })
+    .await;
+    sim.set_transcode_fault(TranscodeFault::None);
+    // The stream's window (10 segments) fills with segments waiting for 0 ...
+    for seq in 1..=10 {
+        let resp = push(&gw, "stuck", seq, None).await;
+        assert_eq!(resp.status(), 200, "{seq}: {}", resp.text().await.unwrap());
+    }
+    let (_, status) = admin_get(&gw, "/transcode/streams/stuck").await;
+    assert_eq!(status["waiting"]["segments"], 10, "{status}");
+    assert_eq!(status["window"]["segments"], 0, "{status}");
+    // ... and the next push is refused, retryable, before any orchestrator is paid.
+    let (status, error) = error_of(push(&gw, "stuck", 11, None).await).await;
+    assert_eq!((status, &error["type"]), (503, &Value::from("stream_backlog")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("wait for segment 0"), "{error}");
+    assert_eq!(sim.transcode_stats().requests, 11);
+    stuck.abort();
     gw.shutdown().await;
 }
