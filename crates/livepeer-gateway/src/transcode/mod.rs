@@ -380,7 +380,12 @@ impl TranscodeState {
         let published = Published {
             seq: seg.seq,
             duration_ms: seg.duration_ms,
-            source: seg.data.clone(),
+            // A copy: a pushed body's bytes own its share of the gateway-wide request-body
+            // budget (`body_memory`) until the last reference goes, and the window keeps the
+            // segment for the stream's life. Kept as it is, ten segments of a few streams held
+            // the budget every other route reads its bodies from. The window has limits of
+            // its own.
+            source: Bytes::copy_from_slice(&seg.data),
             outputs,
         };
         if let Ok(mut w) = stream.window.lock() {

@@ -109,3 +109,21 @@ async fn finished_segments_waiting_behind_a_stuck_one_are_bounded_before_payment
     stuck.abort();
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_kept_for_playback_do_not_hold_the_request_body_budget() {
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    for seq in 0..3 {
+        assert_eq!(push(&gw, "kept", seq, None).await.status(), 200);
+    }
+    let (_, media) = get_text(&gw, "/stream/kept/source.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0, 1, 2], "the segments are kept: {media}");
+    eventually(Duration::from_secs(5), "the pushed bodies' budget is given back", || async {
+        admin_get(&gw, "/status").await.1["request_body_bytes"] == 0
+    })
+    .await;
+    let source = get_text(&gw, "/stream/kept/source/2.ts").await;
+    assert_eq!(source.0, 200);
+    gw.shutdown().await;
+}
