@@ -63,6 +63,7 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
         TranscodeError::StreamExists(_) | TranscodeError::LateSegment(_) => StatusCode::CONFLICT,
         TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
+        TranscodeError::KeyRefused(_) => StatusCode::PAYMENT_REQUIRED,
         TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -71,6 +72,10 @@ fn status(e: &TranscodeError) -> StatusCode {
 }
 
 fn error(e: TranscodeError) -> Response {
+    // A key's refusal keeps the key check's own shape (402 `budget_exceeded` and details).
+    if let TranscodeError::KeyRefused(r) = e {
+        return r.0.into_response();
+    }
     json_error(status(&e), e.kind(), e.to_string(), e.field().as_deref())
 }
 
@@ -119,13 +124,10 @@ async fn push(
             // The push's own configuration wins over the webhook's, as in go-livepeer.
             segment.manifest = stream;
             segment.profiles = segment.profiles.or(hook_profiles);
-            let answer = state.transcode_segment(segment).await;
-            if let (Some(tab), Ok(done)) = (&tab, &answer)
-                && let Err(e) = charge::settle(tab, ms, done).await
-            {
-                return e.into_response();
-            }
-            match answer {
+            // The key is settled before the segment is published: one it refuses to pay for
+            // is not published, and the stream takes no more.
+            let charge = tab.map(|tab| charge::SegmentCharge { tab, ms });
+            match state.transcode_charged(segment, charge).await {
                 Ok(done) if multipart => multipart_answer(&done),
                 Ok(_) => StatusCode::OK.into_response(),
                 Err(e) => error(e),

@@ -4,6 +4,25 @@
 
 use super::profiles::ProfileError;
 
+/// A customer key's refusal, as the key check made it (its status, type and details).
+#[derive(Debug, Clone)]
+pub struct KeyRefusal(pub crate::error::Error);
+
+impl std::fmt::Display for KeyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+/// Refusals are equal when they say the same: the error itself has no equality.
+impl PartialEq for KeyRefusal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.message() == other.0.message()
+    }
+}
+
+impl Eq for KeyRefusal {}
+
 /// Why a push or playback request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TranscodeError {
@@ -36,6 +55,10 @@ pub enum TranscodeError {
     /// once that one is published (503).
     #[error("{0}")]
     Backlog(String),
+    /// The stream's customer key refused to pay for a segment (402 `budget_exceeded`, as the
+    /// key check words it): that segment was not published, and the stream takes no more.
+    #[error("{0}")]
+    KeyRefused(KeyRefusal),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]
     TooLarge(usize),
@@ -107,6 +130,7 @@ impl TranscodeError {
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
+            Self::KeyRefused(r) => r.0.kind().name(),
             Self::LateSegment(_) => "segment_late",
             Self::Backlog(_) => "stream_backlog",
             Self::StreamExists(_) => "stream_exists",

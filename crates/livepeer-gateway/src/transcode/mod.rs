@@ -42,7 +42,7 @@ use bytes::Bytes;
 use livepeer_pm::{OutputProfile, estimated_out_pixels, keccak256};
 use serde_json::Value;
 
-pub use error::TranscodeError;
+pub use error::{KeyRefusal, TranscodeError};
 pub use ingest::RtmpSink;
 pub use profiles::{Format, Profile};
 pub use store::PLAYLIST_WINDOW;
@@ -231,6 +231,17 @@ impl TranscodeState {
     /// `--segment-concurrency` of its segments are in flight. The segment is then transcoded
     /// and published in a task of its own; [`Pending::finished`] waits for its outcome.
     pub async fn submit(&self, seg: SegmentIn) -> Result<Pending, TranscodeError> {
+        self.submit_charged(seg, None).await
+    }
+
+    /// [`submit`](Self::submit), the segment's customer key settled once it is transcoded and
+    /// before it is published: a segment whose charge is refused is not published, and the
+    /// stream takes no more ([`TranscodeError::KeyRefused`]).
+    pub async fn submit_charged(
+        &self,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Pending, TranscodeError> {
         let config = &self.inner.config;
         if seg.data.len() > config.max_segment_bytes {
             return Err(TranscodeError::TooLarge(config.max_segment_bytes));
@@ -243,6 +254,7 @@ impl TranscodeState {
             )));
         }
         let stream = self.stream(&seg)?;
+        stream.refused()?;
         let busy = stream.busy();
         let slot = stream
             .slots
@@ -255,7 +267,7 @@ impl TranscodeState {
         let task = tokio::spawn(async move {
             let _busy = busy;
             let _slot = slot;
-            state.run(&stream, seg).await
+            state.run(&stream, seg, charge).await
         });
         Ok(Pending(task))
     }
@@ -270,6 +282,7 @@ impl TranscodeState {
         answered: bool,
     ) -> Result<(), TranscodeError> {
         let Some(stream) = self.inner.streams.get(manifest) else { return Ok(()) };
+        stream.refused()?;
         let w = stream.window.lock().map_err(|_| TranscodeError::Internal("window lock".into()))?;
         w.admit(seq, answered)
     }
@@ -279,6 +292,16 @@ impl TranscodeState {
     /// published in the renditions' place.
     pub async fn transcode_segment(&self, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
         self.submit(seg).await?.finished().await
+    }
+
+    /// [`transcode_segment`](Self::transcode_segment) with its customer key's charge (see
+    /// [`submit_charged`](Self::submit_charged)).
+    pub async fn transcode_charged(
+        &self,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Transcoded, TranscodeError> {
+        self.submit_charged(seg, charge).await?.finished().await
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
@@ -322,7 +345,12 @@ impl TranscodeState {
         Ok((stream, created))
     }
 
-    async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+    async fn run(
+        &self,
+        stream: &Stream,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Transcoded, TranscodeError> {
         let started = tokio::time::Instant::now();
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
@@ -377,6 +405,18 @@ impl TranscodeState {
             }
             Err(_) => c.source_only += 1,
         });
+        if let (Ok(_), Some(c)) = (&done, &charge)
+            && let Err(e) = charge::settle_paid(&c.tab, c.ms, &paid).await
+        {
+            // Its orchestrator is paid (the one overspend a multiple of its price allows), but
+            // a segment the key did not pay for is not published, and the stream stops here.
+            let refusal = KeyRefusal(e);
+            stream.refuse(refusal.clone());
+            if let Ok(mut w) = stream.window.lock() {
+                w.abandon(seg.seq);
+            }
+            return Err(TranscodeError::KeyRefused(refusal));
+        }
         let published = Published {
             seq: seg.seq,
             duration_ms: seg.duration_ms,

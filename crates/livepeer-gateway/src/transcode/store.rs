@@ -174,6 +174,13 @@ impl Window {
         self.flush();
     }
 
+    /// Segment `seq` is done but is not to be published (its charge was refused): what
+    /// waited for it goes on.
+    pub(super) fn abandon(&mut self, seq: u64) {
+        self.end(seq);
+        self.flush();
+    }
+
     fn end(&mut self, seq: u64) {
         if let Some(n) = self.in_flight.get_mut(&seq) {
             *n -= 1;

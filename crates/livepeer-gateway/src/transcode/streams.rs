@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::attempt::Cost;
-use super::error::TranscodeError;
+use super::error::{KeyRefusal, TranscodeError};
 use super::profiles::{Format, Profile};
 use super::store::Window;
 
@@ -80,6 +80,9 @@ pub(super) struct Stream {
     used: Mutex<Vec<String>>,
     last_used: Mutex<Instant>,
     busy: AtomicUsize,
+    /// Set when the stream's customer key refused to pay for a segment: the stream takes no
+    /// more (as an RTMP stream ends then).
+    refusal: Mutex<Option<KeyRefusal>>,
     created_ms: u64,
 }
 
@@ -109,6 +112,21 @@ impl Stream {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+
+    /// The key refused to pay for a segment: no more are taken.
+    pub(super) fn refuse(&self, refusal: KeyRefusal) {
+        if let Ok(mut r) = self.refusal.lock() {
+            r.get_or_insert(refusal);
+        }
+    }
+
+    /// `Err` once the key refused to pay for a segment.
+    pub(super) fn refused(&self) -> Result<(), TranscodeError> {
+        match self.refusal.lock().ok().and_then(|r| r.clone()) {
+            Some(r) => Err(TranscodeError::KeyRefused(r)),
+            None => Ok(()),
+        }
     }
 
     /// Notes that the stream was sent to the orchestrator at `url`.
@@ -273,6 +291,7 @@ impl Streams {
             used: Mutex::default(),
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            refusal: Mutex::default(),
             created_ms: self.epoch.elapsed().as_millis() as u64,
         });
         map.insert(manifest.to_owned(), stream.clone());

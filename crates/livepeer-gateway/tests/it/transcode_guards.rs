@@ -127,3 +127,48 @@ async fn segments_kept_for_playback_do_not_hold_the_request_body_budget() {
     assert_eq!(source.0, 200);
     gw.shutdown().await;
 }
+
+/// A gateway with customer keys paying `onchain` simulators, transcoding priced at 100 times
+/// what the orchestrator is paid at 2000 USD an ETH: a segment of `PROFILES` (7,188,480 wei
+/// in fast mode) costs 1438 nano-USD.
+async fn keyed_multiple(
+    sim: &livepeer_sim::Sim,
+    dir: &std::path::Path,
+) -> livepeer_gateway::Gateway {
+    use livepeer_gateway::keys::price::CustomerPrices;
+    let mut c = crate::keys::keys_config(&[sim.url()], dir, None);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let table = r#"{"price": [{"pipeline": "transcode", "orchestrator_multiple": "100"}]}"#;
+    c.keys.prices = Arc::new(CustomerPrices::parse(Some(table), Some("2000")).unwrap());
+    start(c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_stops_pushes_priced_as_a_multiple_before_the_orchestrator_is_paid() {
+    use crate::keys_charge::push_segment;
+    let sim = onchain(0x45).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = keyed_multiple(&sim, dir.path()).await;
+    // Nothing left of the budget: refused before any orchestrator is paid.
+    let (_, spent) =
+        crate::keys::create(&gw, serde_json::json!({"name": "spent", "budget_micro_usd": 0})).await;
+    let resp = push_segment(&gw, &spent, "spent", 0, "2000").send().await.unwrap();
+    let (status, error) = error_of(resp).await;
+    assert_eq!((status, &error["type"]), (402, &Value::from("budget_exceeded")), "{error}");
+    assert_eq!(sim.transcode_stats().requests, 0);
+    // 2000 nano-USD pays one segment; the second's charge is refused once it is transcoded:
+    // it is not published, and the stream takes no more.
+    let body = serde_json::json!({"name": "two", "budget_micro_usd": 2});
+    let (_, secret) = crate::keys::create(&gw, body).await;
+    let resp = push_segment(&gw, &secret, "cam", 0, "2000").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    for seq in 1..3 {
+        let resp = push_segment(&gw, &secret, "cam", seq, "2000").send().await.unwrap();
+        let (status, error) = error_of(resp).await;
+        assert_eq!((status, &error["type"]), (402, &Value::from("budget_exceeded")), "{error}");
+    }
+    assert_eq!(sim.transcode_stats().requests, 2, "the stream stopped at the refused charge");
+    let (_, media) = get_text(&gw, "/stream/cam/low.m3u8").await;
+    assert_eq!(listed(&media).1, vec![0], "the unpaid segment is not published: {media}");
+    gw.shutdown().await;
+}
