@@ -62,7 +62,7 @@ fn status(e: &TranscodeError) -> StatusCode {
         | TranscodeError::GatewayOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
         TranscodeError::StreamExists(_) | TranscodeError::LateSegment(_) => StatusCode::CONFLICT,
-        TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
+        TranscodeError::AuthDenied(_) | TranscodeError::NotOwner(_) => StatusCode::FORBIDDEN,
         TranscodeError::KeyRefused(_) => StatusCode::PAYMENT_REQUIRED,
         TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
@@ -106,12 +106,21 @@ async fn push(
         Err(e) => return error(e),
     };
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
+    // A key pushes into its own streams only; refused before the body is read.
+    let key_id = tab.as_ref().map(|t| t.key().id.clone());
+    if let Err(e) = state.check_owner(&stream, key_id.as_deref()) {
+        return error(e);
+    }
     match read_push(&state, &manifest, &file, req).await {
         Ok((mut segment, multipart)) => {
             // Refused before the key pays: a segment the stream would not publish, or one
             // that would wait in a full backlog.
             if let Err(e) = state.check_segment(&stream, segment.seq, multipart) {
                 return error(e);
+            }
+            segment.profiles = segment.profiles.or(hook_profiles);
+            if let Err(resp) = claim(&state, tab.as_deref(), &stream, &segment).await {
+                return resp;
             }
             // A customer key's budget pays for the segment's video before any orchestrator
             // is paid: as measured from the segment, not as the client declares it.
@@ -123,7 +132,6 @@ async fn push(
             }
             // The push's own configuration wins over the webhook's, as in go-livepeer.
             segment.manifest = stream;
-            segment.profiles = segment.profiles.or(hook_profiles);
             // The key is settled before the segment is published: one it refuses to pay for
             // is not published, and the stream takes no more.
             let charge = tab.map(|tab| charge::SegmentCharge { tab, ms });
@@ -135,6 +143,25 @@ async fn push(
         }
         Err(e) => error(e),
     }
+}
+
+/// Takes the stream `manifest` for the push of `segment`: a push that makes it with a
+/// customer key takes one of the key's `max_streams` (429 when it holds them all) and owns
+/// it; a stream another key made is 403.
+async fn claim(
+    state: &TranscodeState,
+    tab: Option<&Tab>,
+    manifest: &str,
+    segment: &SegmentIn,
+) -> Result<(), Response> {
+    let permit = match tab {
+        Some(tab) if !state.has_stream(manifest) => {
+            Some(tab.stream_permit().await.map_err(IntoResponse::into_response)?)
+        }
+        _ => None,
+    };
+    let key = tab.map(|t| t.key().id.as_str());
+    state.claim_push(manifest, key, permit, segment.profiles.clone(), segment.format).map_err(error)
 }
 
 /// Reads and checks a push: what go-livepeer checks, in its order, then the size cap and a

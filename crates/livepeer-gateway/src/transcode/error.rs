@@ -59,6 +59,10 @@ pub enum TranscodeError {
     /// key check words it): that segment was not published, and the stream takes no more.
     #[error("{0}")]
     KeyRefused(KeyRefusal),
+    /// The stream was made by another customer key's pushes (or by RTMP): a key pushes into
+    /// its own streams only (403).
+    #[error("stream {0:?} belongs to another API key")]
+    NotOwner(String),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]
     TooLarge(usize),
@@ -111,7 +115,7 @@ impl TranscodeError {
     pub fn field(&self) -> Option<String> {
         match self {
             Self::BadExtension(_) => Some("extension".into()),
-            Self::BadUrl(_) => Some("manifestID".into()),
+            Self::BadUrl(_) | Self::NotOwner(_) => Some("manifestID".into()),
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
             Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
@@ -130,6 +134,7 @@ impl TranscodeError {
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
+            Self::NotOwner(_) => "stream_forbidden",
             Self::KeyRefused(r) => r.0.kind().name(),
             Self::LateSegment(_) => "segment_late",
             Self::Backlog(_) => "stream_backlog",

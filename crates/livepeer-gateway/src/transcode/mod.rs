@@ -50,7 +50,7 @@ pub use store::PLAYLIST_WINDOW;
 use attempt::{Attempter, Job};
 use session::{Ctx, Failed};
 use store::Published;
-use streams::{NewStream, Stream, Streams};
+use streams::{NewStream, Stream, StreamOwner, Streams};
 
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
@@ -305,7 +305,7 @@ impl TranscodeState {
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
-        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format).map(|(s, _)| s)
+        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format, None).map(|(s, _)| s)
     }
 
     /// Creates the stream `manifest` before its first segment, for an ingest that announces
@@ -317,10 +317,40 @@ impl TranscodeState {
         profiles: Option<Vec<Profile>>,
         format: Format,
     ) -> Result<(), TranscodeError> {
-        match self.get_or_create(manifest, profiles, format)? {
+        match self.get_or_create(manifest, profiles, format, None)? {
             (_, true) => Ok(()),
             (_, false) => Err(TranscodeError::StreamExists(manifest.to_owned())),
         }
+    }
+
+    /// `Err` 403 when the stream `manifest` exists and was not made by pushes of the key
+    /// `key` (`None`: keys are off). Asked before a push's body is read.
+    pub fn check_owner(&self, manifest: &str, key: Option<&str>) -> Result<(), TranscodeError> {
+        match self.inner.streams.get(manifest) {
+            Some(stream) => stream.check_owner(key),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the stream `manifest` exists.
+    pub fn has_stream(&self, manifest: &str) -> bool {
+        self.inner.streams.get(manifest).is_some()
+    }
+
+    /// Takes the stream `manifest` for a push by the key `key` (`None`: keys are off): made,
+    /// owned by the key and holding `permit` (its place among the key's `max_streams`), when
+    /// it does not exist; 403 when it exists and the key did not make it.
+    pub fn claim_push(
+        &self,
+        manifest: &str,
+        key: Option<&str>,
+        permit: Option<crate::keys::meter::StreamPermit>,
+        profiles: Option<Vec<Profile>>,
+        format: Format,
+    ) -> Result<(), TranscodeError> {
+        let owner = key.map(|k| StreamOwner { key_id: k.to_owned(), permit });
+        let (stream, created) = self.get_or_create(manifest, profiles, format, owner)?;
+        if created { Ok(()) } else { stream.check_owner(key) }
     }
 
     fn get_or_create(
@@ -328,9 +358,11 @@ impl TranscodeState {
         manifest: &str,
         profiles: Option<Vec<Profile>>,
         format: Format,
+        owner: Option<StreamOwner>,
     ) -> Result<(Arc<Stream>, bool), TranscodeError> {
         let c = &self.inner.config;
         let (stream, created) = self.inner.streams.get_or_create(manifest, || NewStream {
+            owner,
             profiles: profiles.unwrap_or_else(|| c.default_profiles.clone()),
             format,
             concurrency: c.segment_concurrency,

@@ -80,6 +80,11 @@ pub(super) struct Stream {
     used: Mutex<Vec<String>>,
     last_used: Mutex<Instant>,
     busy: AtomicUsize,
+    /// The customer key that made the stream by pushing, when keys are on: others may not
+    /// push into it.
+    owner: Option<String>,
+    /// Its place among the owner's `max_streams`, held while the stream lives.
+    _permit: Option<crate::keys::meter::StreamPermit>,
     /// Set when the stream's customer key refused to pay for a segment: the stream takes no
     /// more (as an RTMP stream ends then).
     refusal: Mutex<Option<KeyRefusal>>,
@@ -112,6 +117,15 @@ impl Stream {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+
+    /// `Err` 403 unless the stream was made by the key `key` (by no key, both `None`).
+    pub(super) fn check_owner(&self, key: Option<&str>) -> Result<(), TranscodeError> {
+        if self.owner.as_deref() == key {
+            Ok(())
+        } else {
+            Err(TranscodeError::NotOwner(self.manifest.clone()))
+        }
     }
 
     /// The key refused to pay for a segment: no more are taken.
@@ -226,9 +240,20 @@ impl Stream {
     }
 }
 
+/// The customer key making a stream by pushing, and its place among the key's streams.
+#[derive(Debug)]
+pub(super) struct StreamOwner {
+    /// The key's id.
+    pub(super) key_id: String,
+    /// The key's stream permit (`max_streams`), when the key has a limit.
+    pub(super) permit: Option<crate::keys::meter::StreamPermit>,
+}
+
 /// What a new stream is made of.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct NewStream {
+    /// The key making it, when keys are on and it is pushed.
+    pub(super) owner: Option<StreamOwner>,
     /// Its renditions.
     pub(super) profiles: Vec<Profile>,
     /// Its container.
@@ -292,6 +317,8 @@ impl Streams {
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
             refusal: Mutex::default(),
+            owner: n.owner.as_ref().map(|o| o.key_id.clone()),
+            _permit: n.owner.and_then(|o| o.permit),
             created_ms: self.epoch.elapsed().as_millis() as u64,
         });
         map.insert(manifest.to_owned(), stream.clone());

@@ -172,3 +172,35 @@ async fn a_spent_budget_stops_pushes_priced_as_a_multiple_before_the_orchestrato
     assert_eq!(listed(&media).1, vec![0], "the unpaid segment is not published: {media}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_stream_counts_among_its_keys_streams_and_takes_pushes_of_that_key_only() {
+    use crate::keys_charge::{push_segment, transcode_keys_config};
+    let sim = sim("keys-owner", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = transcode_keys_config(sim.url(), dir.path());
+    c.transcode.idle_timeout = Duration::from_millis(300);
+    let gw = start(c).await;
+    let body = serde_json::json!({"name": "one", "budget_micro_usd": 1_000_000, "max_streams": 1});
+    let (_, one) = crate::keys::create(&gw, body).await;
+    let (_, other) = crate::keys::create(&gw, serde_json::json!({"name": "other"})).await;
+    let resp = push_segment(&gw, &one, "mine", 0, "2000").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let resp = push_segment(&gw, &one, "second", 0, "2000").send().await.unwrap();
+    let (status, error) = error_of(resp).await;
+    assert_eq!((status, &error["type"]), (429, &Value::from("stream_limit_exceeded")), "{error}");
+    let resp = push_segment(&gw, &other, "mine", 1, "2000").send().await.unwrap();
+    let (status, error) = error_of(resp).await;
+    assert_eq!((status, &error["type"]), (403, &Value::from("stream_forbidden")), "{error}");
+    assert_eq!(error["field"], "manifestID", "{error}");
+    assert_eq!(sim.transcode_stats().requests, 1, "neither refused push was transcoded");
+    // The owner's own pushes go on; once its stream is closed, its place is free again.
+    let resp = push_segment(&gw, &one, "mine", 1, "2000").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    eventually(Duration::from_secs(10), "the idle stream frees its key's place", || async {
+        let resp = push_segment(&gw, &one, "second", 0, "2000").send().await.unwrap();
+        resp.status() == 200
+    })
+    .await;
+    gw.shutdown().await;
+}
