@@ -50,17 +50,20 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::BadExtension(_)
         | TranscodeError::BadUrl(_)
         | TranscodeError::BadConfig(_)
-        | TranscodeError::BadHeader { .. } => StatusCode::BAD_REQUEST,
+        | TranscodeError::BadHeader { .. }
+        | TranscodeError::BadSeq(_) => StatusCode::BAD_REQUEST,
         TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         TranscodeError::BadMedia(_) | TranscodeError::Failed { final_: true, .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         TranscodeError::TooManyStreams
+        | TranscodeError::Backlog(_)
         | TranscodeError::NoSessions
         | TranscodeError::GatewayOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
-        TranscodeError::StreamExists(_) => StatusCode::CONFLICT,
-        TranscodeError::AuthDenied(_) => StatusCode::FORBIDDEN,
+        TranscodeError::StreamExists(_) | TranscodeError::LateSegment(_) => StatusCode::CONFLICT,
+        TranscodeError::AuthDenied(_) | TranscodeError::NotOwner(_) => StatusCode::FORBIDDEN,
+        TranscodeError::KeyRefused(_) => StatusCode::PAYMENT_REQUIRED,
         TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -69,6 +72,10 @@ fn status(e: &TranscodeError) -> StatusCode {
 }
 
 fn error(e: TranscodeError) -> Response {
+    // A key's refusal keeps the key check's own shape (402 `budget_exceeded` and details).
+    if let TranscodeError::KeyRefused(r) = e {
+        return r.0.into_response();
+    }
     json_error(status(&e), e.kind(), e.to_string(), e.field().as_deref())
 }
 
@@ -99,8 +106,22 @@ async fn push(
         Err(e) => return error(e),
     };
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
+    // A key pushes into its own streams only; refused before the body is read.
+    let key_id = tab.as_ref().map(|t| t.key().id.clone());
+    if let Err(e) = state.check_owner(&stream, key_id.as_deref()) {
+        return error(e);
+    }
     match read_push(&state, &manifest, &file, req).await {
         Ok((mut segment, multipart)) => {
+            // Refused before the key pays: a segment the stream would not publish, or one
+            // that would wait in a full backlog.
+            if let Err(e) = state.check_segment(&stream, segment.seq, multipart) {
+                return error(e);
+            }
+            segment.profiles = segment.profiles.or(hook_profiles);
+            if let Err(resp) = claim(&state, tab.as_deref(), &stream, &segment).await {
+                return resp;
+            }
             // A customer key's budget pays for the segment's video before any orchestrator
             // is paid: as measured from the segment, not as the client declares it.
             let ms = charge::charged_ms(&segment.data, segment.format, segment.duration_ms);
@@ -111,14 +132,10 @@ async fn push(
             }
             // The push's own configuration wins over the webhook's, as in go-livepeer.
             segment.manifest = stream;
-            segment.profiles = segment.profiles.or(hook_profiles);
-            let answer = state.transcode_segment(segment).await;
-            if let (Some(tab), Ok(done)) = (&tab, &answer)
-                && let Err(e) = charge::settle(tab, ms, done).await
-            {
-                return e.into_response();
-            }
-            match answer {
+            // The key is settled before the segment is published: one it refuses to pay for
+            // is not published, and the stream takes no more.
+            let charge = tab.map(|tab| charge::SegmentCharge { tab, ms });
+            match state.transcode_charged(segment, charge).await {
                 Ok(done) if multipart => multipart_answer(&done),
                 Ok(_) => StatusCode::OK.into_response(),
                 Err(e) => error(e),
@@ -126,6 +143,25 @@ async fn push(
         }
         Err(e) => error(e),
     }
+}
+
+/// Takes the stream `manifest` for the push of `segment`: a push that makes it with a
+/// customer key takes one of the key's `max_streams` (429 when it holds them all) and owns
+/// it; a stream another key made is 403.
+async fn claim(
+    state: &TranscodeState,
+    tab: Option<&Tab>,
+    manifest: &str,
+    segment: &SegmentIn,
+) -> Result<(), Response> {
+    let permit = match tab {
+        Some(tab) if !state.has_stream(manifest) => {
+            Some(tab.stream_permit().await.map_err(IntoResponse::into_response)?)
+        }
+        _ => None,
+    };
+    let key = tab.map(|t| t.key().id.as_str());
+    state.claim_push(manifest, key, permit, segment.profiles.clone(), segment.format).map_err(error)
 }
 
 /// Reads and checks a push: what go-livepeer checks, in its order, then the size cap and a

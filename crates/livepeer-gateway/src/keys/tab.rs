@@ -145,17 +145,46 @@ impl Tab {
         // From this instance's lease of the budget, or the database (see `lease`).
         match self.store.leases.reserve(&self.key.id, period_start, amount, budget).await {
             Ok(Reserved::Held(holder)) => {
-                let mut s = self.state();
-                s.reserved += more;
-                if s.holder.as_ref() == Some(&holder) {
-                    s.held += more;
-                } else {
-                    s.held = more;
-                }
-                s.holder = Some(holder);
+                self.hold(more, holder);
                 Ok(())
             }
             Ok(Reserved::Exceeded(used)) => Err(exceeded(budget, used, charge)),
+            Err(e) => Err(KeyError::Db(e).into()),
+        }
+    }
+
+    /// Notes `more` reserved under `holder`.
+    fn hold(&self, more: u64, holder: Arc<str>) {
+        let mut s = self.state();
+        s.reserved += more;
+        if s.holder.as_ref() == Some(&holder) {
+            s.held += more;
+        } else {
+            s.held = more;
+        }
+        s.holder = Some(holder);
+    }
+
+    /// [`reserve`](Self::reserve) of `units` without the orchestrator's fee, and at least one
+    /// nano-USD of the budget: a job priced as a multiple of that fee costs nothing until it
+    /// is paid, so without it a spent budget would let every such job through, each paid to
+    /// its orchestrator before its charge is refused. 402 when nothing of the budget is left.
+    pub async fn reserve_before_fee(&self, model: &str, units: u64) -> Result<(), Error> {
+        self.reserve(model, units, None).await?;
+        let (reserved, period_start) = {
+            let s = self.state();
+            (s.reserved, s.period_start)
+        };
+        let Some(budget) = self.budget_nano() else { return Ok(()) };
+        if reserved > 0 {
+            return Ok(());
+        }
+        match self.store.leases.reserve(&self.key.id, period_start, 1, budget).await {
+            Ok(Reserved::Held(holder)) => {
+                self.hold(1, holder);
+                Ok(())
+            }
+            Ok(Reserved::Exceeded(used)) => Err(exceeded(budget, used, 0)),
             Err(e) => Err(KeyError::Db(e).into()),
         }
     }

@@ -476,7 +476,9 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
     }
     let seg = net::SegData {
         manifest_id: job.manifest.as_bytes().to_vec(),
-        seq: job.seq as i64,
+        // Exact: `submit` takes no sequence number above `request::MAX_SEQ` (`i64::MAX`), so
+        // the orchestrator checks the signature over the number that was signed.
+        seq: i64::try_from(job.seq).unwrap_or(i64::MAX),
         hash: job.hash.to_vec(),
         // go-livepeer's literal, which breaks orchestrators too old to read full profiles.
         profiles: b"invalid".to_vec(),

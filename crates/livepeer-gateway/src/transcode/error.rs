@@ -4,6 +4,25 @@
 
 use super::profiles::ProfileError;
 
+/// A customer key's refusal, as the key check made it (its status, type and details).
+#[derive(Debug, Clone)]
+pub struct KeyRefusal(pub crate::error::Error);
+
+impl std::fmt::Display for KeyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+/// Refusals are equal when they say the same: the error itself has no equality.
+impl PartialEq for KeyRefusal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.message() == other.0.message()
+    }
+}
+
+impl Eq for KeyRefusal {}
+
 /// Why a push or playback request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TranscodeError {
@@ -24,6 +43,26 @@ pub enum TranscodeError {
         /// What is wrong.
         message: String,
     },
+    /// The file name's sequence number cannot be taken (400): above `i64::MAX`, which the
+    /// segment's signed header cannot carry.
+    #[error("{0}")]
+    BadSeq(String),
+    /// The segment is published or in flight already and the client does not take its
+    /// renditions: transcoding it again would be paid for and published nowhere (409).
+    #[error("{0}")]
+    LateSegment(String),
+    /// The stream's finished segments waiting behind an earlier one fill its window: retry
+    /// once that one is published (503).
+    #[error("{0}")]
+    Backlog(String),
+    /// The stream's customer key refused to pay for a segment (402 `budget_exceeded`, as the
+    /// key check words it): that segment was not published, and the stream takes no more.
+    #[error("{0}")]
+    KeyRefused(KeyRefusal),
+    /// The stream was made by another customer key's pushes (or by RTMP): a key pushes into
+    /// its own streams only (403).
+    #[error("stream {0:?} belongs to another API key")]
+    NotOwner(String),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]
     TooLarge(usize),
@@ -76,10 +115,11 @@ impl TranscodeError {
     pub fn field(&self) -> Option<String> {
         match self {
             Self::BadExtension(_) => Some("extension".into()),
-            Self::BadUrl(_) => Some("manifestID".into()),
+            Self::BadUrl(_) | Self::NotOwner(_) => Some("manifestID".into()),
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
             Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
+            Self::BadSeq(_) | Self::LateSegment(_) => Some("seq".into()),
             _ => None,
         }
     }
@@ -87,11 +127,17 @@ impl TranscodeError {
     /// The stable `type` of the JSON body.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::BadExtension(_) | Self::BadUrl(_) | Self::BadHeader { .. } => "invalid_request",
+            Self::BadExtension(_) | Self::BadUrl(_) | Self::BadHeader { .. } | Self::BadSeq(_) => {
+                "invalid_request"
+            }
             Self::BadConfig(_) => "validation_error",
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
             Self::TooManyStreams => "too_many_streams",
+            Self::NotOwner(_) => "stream_forbidden",
+            Self::KeyRefused(r) => r.0.kind().name(),
+            Self::LateSegment(_) => "segment_late",
+            Self::Backlog(_) => "stream_backlog",
             Self::StreamExists(_) => "stream_exists",
             Self::AuthDenied(_) => "authentication_denied",
             Self::AuthUnavailable(_) => "auth_webhook_unavailable",

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use livepeer_pm::{OutputProfile, estimated_out_pixels, keccak256};
 use serde_json::Value;
 
-pub use error::TranscodeError;
+pub use error::{KeyRefusal, TranscodeError};
 pub use ingest::RtmpSink;
 pub use profiles::{Format, Profile};
 pub use store::PLAYLIST_WINDOW;
@@ -50,7 +50,7 @@ pub use store::PLAYLIST_WINDOW;
 use attempt::{Attempter, Job};
 use session::{Ctx, Failed};
 use store::Published;
-use streams::{NewStream, Stream, Streams};
+use streams::{NewStream, Stream, StreamOwner, Streams};
 
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
@@ -231,11 +231,30 @@ impl TranscodeState {
     /// `--segment-concurrency` of its segments are in flight. The segment is then transcoded
     /// and published in a task of its own; [`Pending::finished`] waits for its outcome.
     pub async fn submit(&self, seg: SegmentIn) -> Result<Pending, TranscodeError> {
+        self.submit_charged(seg, None).await
+    }
+
+    /// [`submit`](Self::submit), the segment's customer key settled once it is transcoded and
+    /// before it is published: a segment whose charge is refused is not published, and the
+    /// stream takes no more ([`TranscodeError::KeyRefused`]).
+    pub async fn submit_charged(
+        &self,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Pending, TranscodeError> {
         let config = &self.inner.config;
         if seg.data.len() > config.max_segment_bytes {
             return Err(TranscodeError::TooLarge(config.max_segment_bytes));
         }
+        // Pushes are checked when their name is read; this covers every ingest.
+        if seg.seq > request::MAX_SEQ {
+            return Err(TranscodeError::BadSeq(format!(
+                "sequence number {} is too large",
+                seg.seq
+            )));
+        }
         let stream = self.stream(&seg)?;
+        stream.refused()?;
         let busy = stream.busy();
         let slot = stream
             .slots
@@ -248,9 +267,24 @@ impl TranscodeState {
         let task = tokio::spawn(async move {
             let _busy = busy;
             let _slot = slot;
-            state.run(&stream, seg).await
+            state.run(&stream, seg, charge).await
         });
         Ok(Pending(task))
+    }
+
+    /// Whether segment `seq` of the stream `manifest` would be taken now (see
+    /// `store::Window::admit`), asked before the client's key pays for it: `answered` says
+    /// whether the client takes the renditions in its answer. A stream not yet made takes any.
+    pub fn check_segment(
+        &self,
+        manifest: &str,
+        seq: u64,
+        answered: bool,
+    ) -> Result<(), TranscodeError> {
+        let Some(stream) = self.inner.streams.get(manifest) else { return Ok(()) };
+        stream.refused()?;
+        let w = stream.window.lock().map_err(|_| TranscodeError::Internal("window lock".into()))?;
+        w.admit(seq, answered)
     }
 
     /// Transcodes one segment of a stream and publishes it: [`submit`](Self::submit), then
@@ -260,8 +294,18 @@ impl TranscodeState {
         self.submit(seg).await?.finished().await
     }
 
+    /// [`transcode_segment`](Self::transcode_segment) with its customer key's charge (see
+    /// [`submit_charged`](Self::submit_charged)).
+    pub async fn transcode_charged(
+        &self,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Transcoded, TranscodeError> {
+        self.submit_charged(seg, charge).await?.finished().await
+    }
+
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
-        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format).map(|(s, _)| s)
+        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format, None).map(|(s, _)| s)
     }
 
     /// Creates the stream `manifest` before its first segment, for an ingest that announces
@@ -273,10 +317,40 @@ impl TranscodeState {
         profiles: Option<Vec<Profile>>,
         format: Format,
     ) -> Result<(), TranscodeError> {
-        match self.get_or_create(manifest, profiles, format)? {
+        match self.get_or_create(manifest, profiles, format, None)? {
             (_, true) => Ok(()),
             (_, false) => Err(TranscodeError::StreamExists(manifest.to_owned())),
         }
+    }
+
+    /// `Err` 403 when the stream `manifest` exists and was not made by pushes of the key
+    /// `key` (`None`: keys are off). Asked before a push's body is read.
+    pub fn check_owner(&self, manifest: &str, key: Option<&str>) -> Result<(), TranscodeError> {
+        match self.inner.streams.get(manifest) {
+            Some(stream) => stream.check_owner(key),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the stream `manifest` exists.
+    pub fn has_stream(&self, manifest: &str) -> bool {
+        self.inner.streams.get(manifest).is_some()
+    }
+
+    /// Takes the stream `manifest` for a push by the key `key` (`None`: keys are off): made,
+    /// owned by the key and holding `permit` (its place among the key's `max_streams`), when
+    /// it does not exist; 403 when it exists and the key did not make it.
+    pub fn claim_push(
+        &self,
+        manifest: &str,
+        key: Option<&str>,
+        permit: Option<crate::keys::meter::StreamPermit>,
+        profiles: Option<Vec<Profile>>,
+        format: Format,
+    ) -> Result<(), TranscodeError> {
+        let owner = key.map(|k| StreamOwner { key_id: k.to_owned(), permit });
+        let (stream, created) = self.get_or_create(manifest, profiles, format, owner)?;
+        if created { Ok(()) } else { stream.check_owner(key) }
     }
 
     fn get_or_create(
@@ -284,9 +358,11 @@ impl TranscodeState {
         manifest: &str,
         profiles: Option<Vec<Profile>>,
         format: Format,
+        owner: Option<StreamOwner>,
     ) -> Result<(Arc<Stream>, bool), TranscodeError> {
         let c = &self.inner.config;
         let (stream, created) = self.inner.streams.get_or_create(manifest, || NewStream {
+            owner,
             profiles: profiles.unwrap_or_else(|| c.default_profiles.clone()),
             format,
             concurrency: c.segment_concurrency,
@@ -301,11 +377,20 @@ impl TranscodeState {
         Ok((stream, created))
     }
 
-    async fn run(&self, stream: &Stream, seg: SegmentIn) -> Result<Transcoded, TranscodeError> {
+    async fn run(
+        &self,
+        stream: &Stream,
+        seg: SegmentIn,
+        charge: Option<charge::SegmentCharge>,
+    ) -> Result<Transcoded, TranscodeError> {
         let started = tokio::time::Instant::now();
         let profiles = stream.profiles.clone();
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {
+            // Checked again with the slot held, as the segment is taken: others may have
+            // finished or started since the caller's check. A late segment is served here
+            // (the caller refused it when its client takes no renditions).
+            w.admit(seg.seq, true)?;
             w.set_source_resolution(seg.resolution);
             w.begin(seg.seq);
         }
@@ -352,10 +437,27 @@ impl TranscodeState {
             }
             Err(_) => c.source_only += 1,
         });
+        if let (Ok(_), Some(c)) = (&done, &charge)
+            && let Err(e) = charge::settle_paid(&c.tab, c.ms, &paid).await
+        {
+            // Its orchestrator is paid (the one overspend a multiple of its price allows), but
+            // a segment the key did not pay for is not published, and the stream stops here.
+            let refusal = KeyRefusal(e);
+            stream.refuse(refusal.clone());
+            if let Ok(mut w) = stream.window.lock() {
+                w.abandon(seg.seq);
+            }
+            return Err(TranscodeError::KeyRefused(refusal));
+        }
         let published = Published {
             seq: seg.seq,
             duration_ms: seg.duration_ms,
-            source: seg.data.clone(),
+            // A copy: a pushed body's bytes own its share of the gateway-wide request-body
+            // budget (`body_memory`) until the last reference goes, and the window keeps the
+            // segment for the stream's life. Kept as it is, ten segments of a few streams held
+            // the budget every other route reads its bodies from. The window has limits of
+            // its own.
+            source: Bytes::copy_from_slice(&seg.data),
             outputs,
         };
         if let Ok(mut w) = stream.window.lock() {

@@ -88,8 +88,14 @@ pub fn manifest_id(raw: &str, url: &str) -> Result<String, TranscodeError> {
     if ok { Ok(raw.to_owned()) } else { Err(TranscodeError::BadUrl(url.to_owned())) }
 }
 
+/// The largest sequence number taken. `SegData.seq` is an `int64`, and go-livepeer's
+/// orchestrator checks the segment's signature over the absolute value of what it reads
+/// there: a larger number would be signed as one value and checked as another, and the
+/// orchestrator would refuse it (403 `ErrSegSig`) and be penalised for the gateway's mistake.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// The sequence number and format of a push's file name (`12.ts`). A name that is not a
-/// number counts as 0, as go-livepeer reads it.
+/// number counts as 0, as go-livepeer reads it; a number above [`MAX_SEQ`] is refused.
 pub fn file_name(name: &str) -> Result<(u64, Format), TranscodeError> {
     let (stem, ext) = match name.rfind('.') {
         Some(dot) => (&name[..dot], &name[dot..]),
@@ -97,7 +103,13 @@ pub fn file_name(name: &str) -> Result<(u64, Format), TranscodeError> {
     };
     let format =
         Format::from_ext(ext).ok_or_else(|| TranscodeError::BadExtension(ext.to_owned()))?;
-    Ok((stem.parse().unwrap_or(0), format))
+    let seq = stem.parse().unwrap_or(0);
+    if seq > MAX_SEQ {
+        return Err(TranscodeError::BadSeq(format!(
+            "sequence number {seq} is above the largest a segment can carry ({MAX_SEQ})"
+        )));
+    }
+    Ok((seq, format))
 }
 
 /// `Content-Duration` in milliseconds: 2000 when missing or not a number (go-livepeer), an
@@ -166,6 +178,8 @@ mod tests {
     fn names_durations_and_bodies() {
         assert_eq!(file_name("12.ts").unwrap(), (12, Format::MpegTs));
         assert_eq!(file_name("x.mp4").unwrap(), (0, Format::Mp4));
+        assert_eq!(file_name("9223372036854775807.ts").unwrap().0, MAX_SEQ);
+        assert_eq!(file_name("9223372036854775808.ts").unwrap_err().field().unwrap(), "seq");
         assert_eq!(file_name("1.m3u8").unwrap_err(), TranscodeError::BadExtension(".m3u8".into()));
         assert_eq!(duration_ms(None).unwrap(), 2000);
         assert_eq!(duration_ms(Some("abc")).unwrap(), 2000);

@@ -9,14 +9,29 @@
 //! gap.
 //!
 //! Bounds: at most `max_entries` published segments and `max_bytes` of their bytes (the oldest
-//! go first), and as many unpublished ones as the stream has segments in flight.
+//! go first). Finished segments waiting behind an earlier one still in flight are held to the
+//! same limits: [`Window::admit`] refuses a new segment while they are reached, so at most the
+//! limits plus the stream's segments in flight wait.
+//!
+//! [`Window::admit`] also refuses, before anything is paid for it, a segment the window would
+//! never publish: one that jumps more than [`MAX_SEQ_JUMP`] past the stream's newest (which
+//! would hold every later normal number back as late), and, when the client does not take the
+//! renditions in its answer, a late one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use super::error::TranscodeError;
 use super::profiles::{Format, Profile, SOURCE};
+
+/// How far past the stream's newest sequence number a segment may jump. Ingest numbers its
+/// segments one after another (RTMP, go-livepeer's clients), and a client that drops some
+/// skips a few; a jump of 10,000 is over five hours of 2 s segments. Beyond it the segment is
+/// taken for a mistake or an attack: once published, every normal number after it would be
+/// late, transcoded and paid for but never published (go-livepeer does not bound it).
+pub(super) const MAX_SEQ_JUMP: u64 = 10_000;
 
 /// Segments listed in a media playlist (go-livepeer's live window).
 pub const PLAYLIST_WINDOW: usize = 6;
@@ -61,6 +76,8 @@ pub(super) struct Window {
     in_flight: BTreeMap<u64, u32>,
     /// Finished, waiting for an earlier segment still in flight.
     pending: BTreeMap<u64, Published>,
+    /// The bytes of `pending`.
+    pending_bytes: usize,
     /// Late segments not published.
     dropped: u64,
 }
@@ -85,6 +102,7 @@ impl Window {
             last_seq: None,
             in_flight: BTreeMap::new(),
             pending: BTreeMap::new(),
+            pending_bytes: 0,
             dropped: 0,
         }
     }
@@ -94,6 +112,47 @@ impl Window {
         if resolution.is_some() {
             self.source_resolution = resolution;
         }
+    }
+
+    /// Whether segment `seq` may be taken now, asked before anything is paid for it: `Err`
+    /// when it jumps more than [`MAX_SEQ_JUMP`] past the newest (400), when it is late and
+    /// `answered` is false (409: it would be transcoded, paid and dropped with nothing to show;
+    /// a client that takes the renditions in its answer gets them, as a retry), or when the
+    /// finished segments waiting behind an earlier one fill the window's limits (503).
+    pub(super) fn admit(&self, seq: u64, answered: bool) -> Result<(), TranscodeError> {
+        let newest = [
+            self.last_seq,
+            self.in_flight.keys().next_back().copied(),
+            self.pending.keys().next_back().copied(),
+        ];
+        if let Some(newest) = newest.into_iter().flatten().max()
+            && seq > newest.saturating_add(MAX_SEQ_JUMP)
+        {
+            return Err(TranscodeError::BadSeq(format!(
+                "sequence number {seq} jumps more than {MAX_SEQ_JUMP} past the stream's newest \
+                 ({newest}): later segments would never be published"
+            )));
+        }
+        let late = self.last_seq.is_some_and(|last| seq <= last)
+            || self.pending.contains_key(&seq)
+            || self.in_flight.contains_key(&seq);
+        if late && !answered {
+            return Err(TranscodeError::LateSegment(format!(
+                "segment {seq} is published or being transcoded already (last published: {}); \
+                 it would be paid for and not published",
+                self.last_seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
+            )));
+        }
+        if self.pending.len() >= self.max_entries || self.pending_bytes >= self.max_bytes {
+            let first = self.in_flight.keys().next().copied().unwrap_or_default();
+            return Err(TranscodeError::Backlog(format!(
+                "{} finished segments ({} bytes) wait for segment {first}, still being \
+                 transcoded; retry once it is published",
+                self.pending.len(),
+                self.pending_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// Segment `seq` is being transcoded.
@@ -109,8 +168,16 @@ impl Window {
         {
             self.dropped += 1;
         } else {
+            self.pending_bytes += segment.bytes();
             self.pending.insert(segment.seq, segment);
         }
+        self.flush();
+    }
+
+    /// Segment `seq` is done but is not to be published (its charge was refused): what
+    /// waited for it goes on.
+    pub(super) fn abandon(&mut self, seq: u64) {
+        self.end(seq);
         self.flush();
     }
 
@@ -131,6 +198,7 @@ impl Window {
                 break;
             }
             let segment = entry.remove();
+            self.pending_bytes -= segment.bytes();
             self.last_seq = Some(segment.seq);
             self.bytes += segment.bytes();
             self.entries.push_back(segment);
@@ -148,6 +216,11 @@ impl Window {
     /// Segments published and still held, bytes they hold, and late segments dropped.
     pub(super) fn stats(&self) -> (usize, usize, u64) {
         (self.entries.len(), self.bytes, self.dropped)
+    }
+
+    /// Finished segments waiting for an earlier one, and their bytes.
+    pub(super) fn waiting(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
     }
 
     /// The last published sequence number.
@@ -279,5 +352,29 @@ mod tests {
         let master = w.master("m").unwrap();
         assert!(master.contains("BANDWIDTH=600000,RESOLUTION=426x240\nm/P240p30fps16x9.m3u8"));
         assert!(master.contains("BANDWIDTH=4000000\nm/source.m3u8"));
+    }
+
+    #[test]
+    fn segments_that_would_never_be_published_are_refused_before_they_are_taken() {
+        let mut w = window();
+        assert!(w.admit(u64::MAX / 2, false).is_ok(), "a stream may start anywhere");
+        w.begin(0);
+        w.finish(seg(0, true));
+        assert_eq!(w.admit(MAX_SEQ_JUMP + 1, false).unwrap_err().field().unwrap(), "seq");
+        assert!(w.admit(MAX_SEQ_JUMP, false).is_ok());
+        assert!(matches!(w.admit(0, false), Err(TranscodeError::LateSegment(_))));
+        assert!(w.admit(0, true).is_ok(), "a client taking the renditions is served");
+        // Segment 1 is stuck: what finishes after it waits, up to the window's limits.
+        w.begin(1);
+        for s in 2..10 {
+            assert!(w.admit(s, false).is_ok());
+            w.begin(s);
+            w.finish(seg(s, true));
+        }
+        assert_eq!(w.waiting(), (8, 160));
+        assert!(matches!(w.admit(10, false), Err(TranscodeError::Backlog(_))));
+        w.finish(seg(1, true));
+        assert_eq!((w.waiting(), w.last_seq()), ((0, 0), Some(9)));
+        assert!(w.admit(10, false).is_ok());
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::attempt::Cost;
-use super::error::TranscodeError;
+use super::error::{KeyRefusal, TranscodeError};
 use super::profiles::{Format, Profile};
 use super::store::Window;
 
@@ -80,6 +80,14 @@ pub(super) struct Stream {
     used: Mutex<Vec<String>>,
     last_used: Mutex<Instant>,
     busy: AtomicUsize,
+    /// The customer key that made the stream by pushing, when keys are on: others may not
+    /// push into it.
+    owner: Option<String>,
+    /// Its place among the owner's `max_streams`, held while the stream lives.
+    _permit: Option<crate::keys::meter::StreamPermit>,
+    /// Set when the stream's customer key refused to pay for a segment: the stream takes no
+    /// more (as an RTMP stream ends then).
+    refusal: Mutex<Option<KeyRefusal>>,
     created_ms: u64,
 }
 
@@ -109,6 +117,30 @@ impl Stream {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+
+    /// `Err` 403 unless the stream was made by the key `key` (by no key, both `None`).
+    pub(super) fn check_owner(&self, key: Option<&str>) -> Result<(), TranscodeError> {
+        if self.owner.as_deref() == key {
+            Ok(())
+        } else {
+            Err(TranscodeError::NotOwner(self.manifest.clone()))
+        }
+    }
+
+    /// The key refused to pay for a segment: no more are taken.
+    pub(super) fn refuse(&self, refusal: KeyRefusal) {
+        if let Ok(mut r) = self.refusal.lock() {
+            r.get_or_insert(refusal);
+        }
+    }
+
+    /// `Err` once the key refused to pay for a segment.
+    pub(super) fn refused(&self) -> Result<(), TranscodeError> {
+        match self.refusal.lock().ok().and_then(|r| r.clone()) {
+            Some(r) => Err(TranscodeError::KeyRefused(r)),
+            None => Ok(()),
+        }
     }
 
     /// Notes that the stream was sent to the orchestrator at `url`.
@@ -165,6 +197,7 @@ impl Stream {
     pub(super) fn status(&self) -> Value {
         let (held, bytes, late) = self.window.lock().map(|w| w.stats()).unwrap_or_default();
         let last_seq = self.window.lock().ok().and_then(|w| w.last_seq());
+        let (waiting, waiting_bytes) = self.window.lock().map(|w| w.waiting()).unwrap_or_default();
         let c = self.counters.lock();
         let Ok(c) = c else { return json!({ "manifest_id": self.manifest }) };
         let renditions: Vec<Value> = self
@@ -195,6 +228,8 @@ impl Stream {
             "orchestrator_swaps": c.swaps,
             "renditions": renditions,
             "window": { "segments": held, "bytes": bytes },
+            // Finished segments held back by an earlier one still in flight.
+            "waiting": { "segments": waiting, "bytes": waiting_bytes },
             "spend": {
                 "tickets": c.tickets,
                 "ev_sent_wei": c.ev_sent.to_decimal_string(0),
@@ -205,9 +240,20 @@ impl Stream {
     }
 }
 
+/// The customer key making a stream by pushing, and its place among the key's streams.
+#[derive(Debug)]
+pub(super) struct StreamOwner {
+    /// The key's id.
+    pub(super) key_id: String,
+    /// The key's stream permit (`max_streams`), when the key has a limit.
+    pub(super) permit: Option<crate::keys::meter::StreamPermit>,
+}
+
 /// What a new stream is made of.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct NewStream {
+    /// The key making it, when keys are on and it is pushed.
+    pub(super) owner: Option<StreamOwner>,
     /// Its renditions.
     pub(super) profiles: Vec<Profile>,
     /// Its container.
@@ -270,6 +316,9 @@ impl Streams {
             used: Mutex::default(),
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            refusal: Mutex::default(),
+            owner: n.owner.as_ref().map(|o| o.key_id.clone()),
+            _permit: n.owner.and_then(|o| o.permit),
             created_ms: self.epoch.elapsed().as_millis() as u64,
         });
         map.insert(manifest.to_owned(), stream.clone());

@@ -11,14 +11,14 @@ use livepeer_sim::{Sim, SimConfig, TranscodeFault};
 use crate::support::*;
 use crate::transcode::{gateway_config, push};
 
-const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+pub(crate) const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const FACE: u128 = 100_000_000;
 const EV: u128 = 1_000_000;
 /// The estimate of one segment of `transcode::PROFILES` (256×144 and 384×216, 30 fps, 2 s) at
 /// 1 wei per pixel: 7,188,480 pixels × 1.02.
 const SEGMENT_FEE: u64 = 7_332_250;
 
-async fn onchain(key: u8) -> Sim {
+pub(crate) async fn onchain(key: u8) -> Sim {
     let config = SimConfig {
         name: format!("onchain-{key}"),
         face_value: FACE,
