@@ -755,7 +755,10 @@ async fn a_client_that_pauses_mid_segment_gets_no_orchestrator_swapped() {
         })
     };
     let (a, b) = (filter_sim("paused-a").await.unwrap(), filter_sim("paused-b").await.unwrap());
-    let gw = start(live_config(&[&a, &b])).await;
+    let mut c = live_config(&[&a, &b]);
+    // Only the output limit (1.5 s) is under test: silent events, on a loaded machine, are not.
+    c.live.events_timeout = Duration::from_secs(30);
+    let gw = start(c).await;
     let started = start_stream(&gw, "paused", json!({})).await;
     let (outputs, _reader) = read_output(started["subscribe_url"].as_str().unwrap());
     let (client, config) = trickle();

@@ -104,7 +104,11 @@ async fn a_streamed_event_over_64_kib_ends_the_stream_as_the_orchestrators_failu
     .await
     .unwrap();
     sim.set_ai_fault(AiFault::HugeBody);
-    let gw = start(config(&[sim.url()])).await;
+    let mut c = config(&[sim.url()]);
+    // Longer than the test: the ejection seen is the failure's, not undone by a probe.
+    c.eject.base = Duration::from_secs(600);
+    c.eject.max = Duration::from_secs(600);
+    let gw = start(c).await;
     let body = json!({"model": LLM, "stream": true, "max_tokens": 4,
                       "messages": [{"role": "user", "content": "one two three"}]});
     let resp = reqwest::Client::new()

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
+use livepeer_gateway::config::Config;
 use livepeer_sim::{AiFault, Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 
@@ -34,6 +35,13 @@ async fn job_state(gw: &Gateway, url: &str, job: &str) -> Value {
     jobs.into_iter().find(|j| j["job"] == job).map_or(Value::Null, |j| j["state"].clone())
 }
 
+/// `c` with cooldowns longer than any test: an ejection seen is not a probe's result.
+fn long_cooldowns(mut c: Config) -> Config {
+    c.eject.base = Duration::from_secs(600);
+    c.eject.max = Duration::from_secs(600);
+    c
+}
+
 /// A streamed LLM request on `path`: the orchestrator that served it and the whole text.
 async fn stream(gw: &Gateway, path: &str) -> (String, String) {
     let body = json!({"model": LLM, "stream": true, "max_tokens": 4,
@@ -59,7 +67,7 @@ async fn a_stream_that_ends_in_an_error_event_is_the_orchestrators_failure() {
     let bad = sim("error-event", 1).await;
     let good = sim("answers", 1000).await;
     bad.set_ai_fault(AiFault::ErrorEvent);
-    let gw = start(config(&[bad.url(), good.url()])).await;
+    let gw = start(long_cooldowns(config(&[bad.url(), good.url()]))).await;
     let (served, text) = stream(&gw, "/llm").await;
     assert_eq!(served, bad.url());
     assert!(
@@ -85,7 +93,7 @@ async fn a_stream_that_never_ends_is_cut_at_the_longest_duration() {
     let endless = sim("endless", 1).await;
     endless.set_ai_fault(AiFault::EndlessStream);
     let good = sim("answers", 1000).await;
-    let mut c = config(&[endless.url(), good.url()]);
+    let mut c = long_cooldowns(config(&[endless.url(), good.url()]));
     c.ai.stream_max_duration = Duration::from_millis(600);
     let gw = start(c).await;
     let (served, text) = stream(&gw, "/llm").await;
