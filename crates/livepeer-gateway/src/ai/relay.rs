@@ -401,7 +401,8 @@ fn last_event(events: &[u8]) -> Last {
     }
     let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else { return Last::Open };
     let finish = value.pointer("/choices/0/finish_reason").and_then(serde_json::Value::as_str);
-    if value.get("error").is_some() {
+    // `"error": null` is no error: a chunk may carry the field empty.
+    if value.get("error").is_some_and(|e| !e.is_null()) {
         Last::Error
     } else if finish.is_some_and(|r| !r.is_empty()) {
         Last::Done
@@ -513,6 +514,8 @@ mod tests {
         assert_eq!(last_event(b"data: {\"error\": \"runner failed\"}\n\n"), Last::Error);
         assert_eq!(last_event(last.as_bytes()), Last::Done);
         assert_eq!(last_event(b"data: [DONE]\n\n"), Last::Done);
+        let null_error = "data: {\"error\": null, \"choices\":[{\"finish_reason\":\"stop\"}]}\n\n";
+        assert_eq!(last_event(null_error.as_bytes()), Last::Done);
     }
 
     #[test]
