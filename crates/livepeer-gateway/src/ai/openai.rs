@@ -7,7 +7,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use super::job::{EventStream, Output, Reply};
-use super::relay::MAX_EVENT;
+use super::relay::{MAX_EVENT, event_ends};
 
 /// The OpenAI fields the LLM pipeline understands.
 const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
@@ -92,14 +92,7 @@ fn reframe(
 /// Where the first event in `buf` that ends at or after `from` ends: just after its blank
 /// line (`\n\n`, or `\r\n\r\n`).
 fn first_event_end(buf: &[u8], from: usize) -> Option<usize> {
-    let tail = buf.get(from..)?;
-    tail.iter().enumerate().filter(|(_, b)| **b == b'\n').find_map(|(i, _)| {
-        match tail.get(i + 1..) {
-            Some([b'\n', ..]) => Some(from + i + 2),
-            Some([b'\r', b'\n', ..]) => Some(from + i + 3),
-            _ => None,
-        }
-    })
+    event_ends(buf.get(from..)?).next().map(|end| from + end)
 }
 
 fn convert_event(event: &[u8]) -> Bytes {

@@ -336,18 +336,24 @@ impl Events {
 /// [`MAX_EVENT`] bytes long.
 fn check_sizes(buf: &[u8]) -> Result<(), Oversized> {
     let mut start = 0;
-    for (i, _) in buf.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-        let end = match buf.get(i + 1..) {
-            Some([b'\n', ..]) => i + 2,
-            Some([b'\r', b'\n', ..]) => i + 3,
-            _ => continue,
-        };
+    for end in event_ends(buf) {
         if end - start > MAX_EVENT {
             return Err(Oversized);
         }
         start = end;
     }
     if buf.len() - start > MAX_EVENT { Err(Oversized) } else { Ok(()) }
+}
+
+/// Where each event in `buf` ends, first to last: just after its blank line (`\n\n`, or
+/// `\r\n\r\n`).
+pub(crate) fn event_ends(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let newlines = buf.iter().enumerate().filter(|(_, b)| **b == b'\n');
+    newlines.filter_map(|(i, _)| match buf.get(i + 1..) {
+        Some([b'\n', ..]) => Some(i + 2),
+        Some([b'\r', b'\n', ..]) => Some(i + 3),
+        _ => None,
+    })
 }
 
 /// Where the last complete event in `buf` ends (just after its blank line: `\n\n`, or

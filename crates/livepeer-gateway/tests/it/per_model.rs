@@ -7,7 +7,7 @@ use livepeer_gateway::Gateway;
 use livepeer_gateway::orchestrator::JobKey;
 use livepeer_gateway::orchestrator::health::EjectPolicy;
 use livepeer_sim::{AiMode, Sim, SimConfig, SimModel};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -61,13 +61,6 @@ async fn llm(gw: &Gateway, stream: bool, tokens: usize) -> reqwest::Response {
 
 fn served_by(resp: &reqwest::Response) -> String {
     resp.headers()["x-orchestrator-url"].to_str().unwrap().to_owned()
-}
-
-/// The state `/orchestrators` shows for job `job` of the orchestrator at `url`.
-async fn job_state(gw: &Gateway, url: &str, job: &str) -> Value {
-    let o = orch_state(gw, url).await;
-    let jobs = o["jobs"].as_array().cloned().unwrap_or_default();
-    jobs.into_iter().find(|j| j["job"] == job).unwrap_or(Value::Null)
 }
 
 #[tokio::test]

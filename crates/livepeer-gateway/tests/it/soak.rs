@@ -122,12 +122,9 @@ async fn a_streamed_event_over_64_kib_ends_the_stream_as_the_orchestrators_failu
     assert!(text.len() < 4096, "{} bytes relayed: {:?}…", text.len(), &text[..200.min(text.len())]);
     assert!(text.starts_with("event: error\n"), "{text}");
     assert!(text.contains("over 65536 bytes"), "{text}");
-    let o = orch_state(&gw, sim.url()).await;
-    let jobs = o["jobs"].as_array().cloned().unwrap_or_default();
-    let state = |job: &str| {
-        jobs.iter().find(|j| j["job"] == job).map(|j| j["state"].clone()).unwrap_or_default()
-    };
-    assert_eq!(state(&format!("llm/{LLM}")), "ejected", "{o}");
-    assert_ne!(state("text-to-image/stabilityai/sd-turbo"), "ejected", "{o}");
+    let llm = job_state(&gw, sim.url(), &format!("llm/{LLM}")).await;
+    assert_eq!(llm["state"], "ejected", "{llm}");
+    let t2i = job_state(&gw, sim.url(), "text-to-image/stabilityai/sd-turbo").await;
+    assert_ne!(t2i["state"], "ejected", "{t2i}");
     gw.shutdown().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use livepeer_gateway::Gateway;
 use livepeer_gateway::config::Config;
 use livepeer_sim::{AiFault, Sim, SimConfig, SimModel};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -26,13 +26,6 @@ async fn sim(name: &str, price: i64) -> Sim {
     })
     .await
     .unwrap()
-}
-
-/// The state `/orchestrators` shows for `job` of the orchestrator at `url`.
-async fn job_state(gw: &Gateway, url: &str, job: &str) -> Value {
-    let o = orch_state(gw, url).await;
-    let jobs = o["jobs"].as_array().cloned().unwrap_or_default();
-    jobs.into_iter().find(|j| j["job"] == job).map_or(Value::Null, |j| j["state"].clone())
 }
 
 /// `c` with cooldowns longer than any test: an ejection seen is not a probe's result.
@@ -74,8 +67,8 @@ async fn a_stream_that_ends_in_an_error_event_is_the_orchestrators_failure() {
         text.trim_end().ends_with("\"runner failed\"}}"),
         "the orchestrator's error last: {text}"
     );
-    assert_eq!(job_state(&gw, bad.url(), &format!("llm/{LLM}")).await, "ejected");
-    assert_ne!(job_state(&gw, bad.url(), &format!("text-to-image/{SD}")).await, "ejected");
+    assert_eq!(job_state(&gw, bad.url(), &format!("llm/{LLM}")).await["state"], "ejected");
+    assert_ne!(job_state(&gw, bad.url(), &format!("text-to-image/{SD}")).await["state"], "ejected");
     for _ in 0..3 {
         let (served, text) = stream(&gw, "/llm").await;
         assert_eq!(served, good.url(), "{text}");
@@ -101,7 +94,7 @@ async fn a_stream_that_never_ends_is_cut_at_the_longest_duration() {
     assert!(text.contains(": keepalive"), "the stream ran first: {text}");
     assert!(text.contains("event: error\n"), "{text}");
     assert!(text.contains("longer than the gateway's limit"), "{text}");
-    assert_eq!(job_state(&gw, endless.url(), &format!("llm/{LLM}")).await, "ejected");
+    assert_eq!(job_state(&gw, endless.url(), &format!("llm/{LLM}")).await["state"], "ejected");
     eventually(Duration::from_secs(5), "the orchestrator's stream closed", || async {
         endless.ai_in_flight() == 0
     })

@@ -119,6 +119,14 @@ where
     }
 }
 
+/// What `/orchestrators` shows of job `job` (`pipeline/model`) of the orchestrator at `url`
+/// (`null` when it shows nothing of it).
+pub async fn job_state(gw: &Gateway, url: &str, job: &str) -> Value {
+    let o = orch_state(gw, url).await;
+    let jobs = o["jobs"].as_array().cloned().unwrap_or_default();
+    jobs.into_iter().find(|j| j["job"] == job).unwrap_or(Value::Null)
+}
+
 /// The state of the orchestrator at `url` as `/orchestrators` reports it.
 pub async fn orch_state(gw: &Gateway, url: &str) -> Value {
     let (_, body) = admin_get(gw, "/orchestrators").await;
