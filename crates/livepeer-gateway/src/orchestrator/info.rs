@@ -8,8 +8,14 @@ use livepeer_proto::net;
 
 use super::caps::{Capabilities, capability_pipeline};
 use super::price::Price;
-use super::snapshot::{MAX_BYOC_CAPABILITIES, MAX_BYOC_NAME};
 use crate::job::{BYOC, H264};
+
+/// Most BYOC capabilities taken from one orchestrator's answer, and the longest name kept:
+/// the names are the orchestrator's to choose, and each becomes a job key with its own
+/// statistics, breaker and (bounded again by the metrics) label.
+pub const MAX_BYOC_CAPABILITIES: usize = 64;
+/// The longest BYOC capability name indexed.
+pub const MAX_BYOC_NAME: usize = 128;
 
 /// What one orchestrator told us in its last GetOrchestrator answer.
 #[derive(Debug, Clone)]
