@@ -28,6 +28,12 @@ pub const ORCHESTRATOR_URL: &str = "Livepeer-Orchestrator-URL";
 /// On a gateway's answer to its client: the orchestrator that served the request.
 pub const SERVED_BY_ORCHESTRATOR: &str = "X-Orchestrator-Url";
 
+/// On every request a gateway sends to an orchestrator (this gateway's own header, not
+/// go-livepeer's; orchestrators ignore it). A gateway refuses a request that carries it: an
+/// orchestrator whose service URI names a gateway would otherwise have that gateway call a
+/// gateway, itself included, each call selecting that orchestrator again.
+pub const GATEWAY_HOP: &str = "Livepeer-Gateway-Hop";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,7 +42,7 @@ mod tests {
     /// reject anything else at run time.
     #[test]
     fn names_are_http_tokens() {
-        for name in [PAYMENT, SEGMENT, ORCHESTRATOR_URL, SERVED_BY_ORCHESTRATOR] {
+        for name in [PAYMENT, SEGMENT, ORCHESTRATOR_URL, SERVED_BY_ORCHESTRATOR, GATEWAY_HOP] {
             assert!(!name.is_empty());
             assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{name}");
         }

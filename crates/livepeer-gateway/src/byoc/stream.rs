@@ -127,6 +127,7 @@ impl ByocStreams {
         let trickle_config = ClientConfig { max_retries: 2, ..ClientConfig::default() };
         let trickle = reqwest::Client::builder()
             .http1_only()
+            .default_headers(crate::orchestrator::http::hop_headers())
             .danger_accept_invalid_certs(trickle_config.accept_invalid_certs)
             .connect_timeout(trickle_config.connect_timeout)
             // The orchestrator's channel URLs, never where a redirect would take them.

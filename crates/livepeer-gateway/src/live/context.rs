@@ -137,6 +137,7 @@ impl LiveState {
         // concurrent streams (250 on a Go orchestrator) until new requests queue behind them.
         let trickle = reqwest::Client::builder()
             .http1_only()
+            .default_headers(crate::orchestrator::http::hop_headers())
             .danger_accept_invalid_certs(trickle_config.accept_invalid_certs)
             .connect_timeout(trickle_config.connect_timeout)
             .tcp_nodelay(true)
@@ -148,6 +149,7 @@ impl LiveState {
             .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
+            .default_headers(crate::orchestrator::http::hop_headers())
             .connect_timeout(Duration::from_secs(2))
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -20,6 +20,13 @@ pub const DEFAULT_CAPABILITIES: [u32; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1
 /// Capabilities an orchestrator may lack entirely and still serve ("legacy only", 0–11).
 const LEGACY_MAX: u32 = 11;
 
+/// Most AI models kept of one orchestrator's answer, over all its pipelines. Each becomes a job
+/// key with its own statistics, breaker, index entry and metric series, and the orchestrator
+/// chooses how many it lists: a 4 MiB answer holds 200,000.
+pub const MAX_MODELS: usize = 256;
+/// The longest model id kept, in characters: the longest a client can ask for (`model_id`).
+pub const MAX_MODEL_CHARS: usize = 256;
+
 /// What an orchestrator says about one model of one capability (or what a gateway requires).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ModelConstraint {
@@ -96,6 +103,71 @@ impl Capabilities {
             (0..64).all(|b| bits & (1 << b) == 0 || (word as u32) * 64 + b <= LEGACY_MAX)
         })
     }
+}
+
+impl Capabilities {
+    /// An orchestrator's capabilities as the gateway keeps them: models only of the pipelines
+    /// it runs (none other is ever asked for), with ids a client can name, and at most
+    /// [`MAX_MODELS`] of them, the first by (capability, model id), so that the same answer
+    /// always keeps the same ones.
+    pub fn from_orchestrator(c: &net::Capabilities) -> Self {
+        type Wire = net::capabilities::capability_constraints::ModelConstraint;
+        let mut kept: Vec<(u32, &String, &Wire)> = c
+            .constraints
+            .iter()
+            .flat_map(|k| k.per_capability.iter())
+            .filter(|(cap, _)| capability_pipeline(**cap).is_some())
+            .flat_map(|(cap, cc)| cc.models.iter().map(move |(m, mc)| (*cap, m, mc)))
+            .filter(|(_, m, _)| m.chars().nth(MAX_MODEL_CHARS).is_none())
+            .collect();
+        if kept.len() > MAX_MODELS {
+            kept.select_nth_unstable_by(MAX_MODELS, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            kept.truncate(MAX_MODELS);
+        }
+        let mut per_capability: BTreeMap<u32, BTreeMap<String, ModelConstraint>> = BTreeMap::new();
+        for (cap, model, mc) in kept {
+            let mc = ModelConstraint {
+                warm: mc.warm,
+                capacity: mc.capacity,
+                runner_version: mc.runner_version.clone(),
+                capacity_in_use: mc.capacity_in_use,
+            };
+            per_capability.entry(cap).or_default().insert(model.clone(), mc);
+        }
+        let constraints = c.constraints.as_ref();
+        Self {
+            bitstring: c.bitstring.iter().take(MAX_WORDS).copied().collect(),
+            mandatories: bounded_mandatories(&c.mandatories),
+            capacities: c
+                .capacities
+                .iter()
+                .filter(|(id, _)| **id < MAX_ID)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            version: c.version.clone(),
+            min_version: constraints.map(|k| k.min_version.clone()).unwrap_or_default(),
+            per_capability,
+        }
+    }
+}
+
+/// Words of capability bits kept of an orchestrator's bitstring and mandatories: ids up to
+/// 4,095, where go-livepeer's highest is below 64. A job the gateway forms is one word, so
+/// what lies beyond changes no verdict of [`compatible`], except a mandatory bit there.
+const MAX_WORDS: usize = 64;
+/// The first capability id beyond the words kept.
+const MAX_ID: u32 = MAX_WORDS as u32 * 64;
+
+/// An orchestrator's mandatory bits, bounded to [`MAX_WORDS`] with the same verdicts: trailing
+/// zero words require nothing and go; a bit set beyond the words kept requires a capability no
+/// job of the gateway has, and is kept as the last word's bits.
+fn bounded_mandatories(words: &[u64]) -> Vec<u64> {
+    let used = words.iter().rposition(|w| *w != 0).map_or(0, |last| last + 1);
+    let mut kept: Vec<u64> = words[..used.min(MAX_WORDS)].to_vec();
+    if used > MAX_WORDS {
+        kept[MAX_WORDS - 1] = u64::MAX;
+    }
+    kept
 }
 
 impl From<&net::Capabilities> for Capabilities {
@@ -398,6 +470,36 @@ mod tests {
         let mut job = Capabilities::transcode_job("");
         job.bitstring.push(0);
         assert_eq!(compatible(&job, Some(&o)), Err(Mismatch::Bits));
+    }
+
+    #[test]
+    fn what_is_kept_of_an_orchestrators_answer_is_bounded_with_the_same_verdicts() {
+        let mut wire = net::Capabilities::from(&orch());
+        let per = &mut wire.constraints.as_mut().unwrap().per_capability;
+        let mut many = per[&27].clone();
+        for i in 0..1000 {
+            many.models.insert(format!("m{i:04}"), Default::default());
+        }
+        many.models.insert("x".repeat(MAX_MODEL_CHARS + 1), Default::default());
+        per.insert(27, many);
+        per.insert(u32::MAX, per[&27].clone());
+        wire.bitstring.resize(100_000, u64::MAX);
+        wire.mandatories = vec![0; 100_000];
+        wire.capacities.insert(u32::MAX, 1);
+        let kept = Capabilities::from_orchestrator(&wire);
+        let models = &kept.per_capability[&27];
+        assert_eq!(kept.per_capability.len(), 1, "pipelines the gateway runs only");
+        assert_eq!(models.len(), MAX_MODELS);
+        assert!(models.contains_key("m0000") && !models.contains_key("sd-turbo"), "first by id");
+        assert_eq!((kept.bitstring.len(), kept.mandatories.len()), (MAX_WORDS, 0));
+        assert!(!kept.capacities.contains_key(&u32::MAX));
+        let job = Capabilities::ai_job(27, "m0000", "", "");
+        assert_eq!(compatible(&job, Some(&kept)), Ok(()));
+        // A mandatory bit beyond the words kept still refuses every job of the gateway.
+        wire.mandatories[99_999] = 1;
+        let kept = Capabilities::from_orchestrator(&wire);
+        assert_eq!(kept.mandatories.len(), MAX_WORDS);
+        assert_eq!(compatible(&job, Some(&kept)), Err(Mismatch::Mandatory));
     }
 
     #[test]

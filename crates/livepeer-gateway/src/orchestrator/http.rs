@@ -174,8 +174,9 @@ impl OrchHttp {
     /// Sends one request and returns the answer's head; the body streams as it is read.
     pub async fn send(
         &self,
-        req: http::Request<Full<Bytes>>,
+        mut req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<OrchBody>, HttpError> {
+        mark_hop(req.headers_mut());
         let plain = req.uri().scheme() == Some(&http::uri::Scheme::HTTP);
         if let (true, Some(pool)) = (plain, &self.plain) {
             let timeout = self.connect_timeout;
@@ -200,8 +201,9 @@ impl OrchHttp {
     /// Sends one request whose body streams, and returns the answer's head.
     pub async fn send_stream(
         &self,
-        req: http::Request<StreamBody>,
+        mut req: http::Request<StreamBody>,
     ) -> Result<http::Response<OrchBody>, HttpError> {
+        mark_hop(req.headers_mut());
         Ok(self.streaming.request(req).await.map_err(hyper_error)?.map(OrchBody::Hyper))
     }
 
@@ -213,6 +215,23 @@ impl OrchHttp {
             .map_err(|e| HttpError::BadUrl(format!("{url}: {e}")))?;
         self.send(req).await
     }
+}
+
+/// [`livepeer_proto::headers::GATEWAY_HOP`], as sent.
+pub const GATEWAY_HOP: http::HeaderName = http::HeaderName::from_static("livepeer-gateway-hop");
+
+/// Marks a request as the gateway's, so that a gateway it reaches refuses it (see
+/// [`GATEWAY_HOP`]).
+pub fn mark_hop(headers: &mut http::HeaderMap) {
+    headers.insert(GATEWAY_HOP, http::HeaderValue::from_static("1"));
+}
+
+/// The headers every other client of orchestrators (live video's and BYOC streams' `reqwest`
+/// ones) sends by default: [`GATEWAY_HOP`].
+pub fn hop_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    mark_hop(&mut headers);
+    headers
 }
 
 /// What a failed call of hyper's client was: a dial the gateway's own exhaustion failed is

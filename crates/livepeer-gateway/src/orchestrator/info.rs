@@ -1,12 +1,21 @@
 //! `OrchestratorInfo` as the rest of the gateway sees it: validated, typed, free of prost.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use livepeer_pm::Address;
 use livepeer_proto::net;
 
-use super::caps::Capabilities;
+use super::caps::{Capabilities, capability_pipeline};
 use super::price::Price;
+use crate::job::{BYOC, H264};
+
+/// Most BYOC capabilities taken from one orchestrator's answer, and the longest name kept:
+/// the names are the orchestrator's to choose, and each becomes a job key with its own
+/// statistics, breaker and (bounded again by the metrics) label.
+pub const MAX_BYOC_CAPABILITIES: usize = 64;
+/// The longest BYOC capability name indexed.
+pub const MAX_BYOC_NAME: usize = 128;
 
 /// What one orchestrator told us in its last GetOrchestrator answer.
 #[derive(Debug, Clone)]
@@ -62,6 +71,35 @@ impl std::fmt::Debug for AuthToken {
     }
 }
 
+/// The capability prices of an answer the gateway can ever look up, each (capability,
+/// constraint) once, the first: a model's price for a model kept of `caps`, the `default` (or
+/// unnamed) price of transcoding and of each pipeline, and BYOC names as the snapshot indexes
+/// them. The list is the orchestrator's to make as long as its answer, and every job key's
+/// price is looked up in it at every pool rebuild.
+fn kept_prices<'a>(
+    prices: &'a [net::PriceInfo],
+    caps: Option<&'a Capabilities>,
+) -> impl Iterator<Item = &'a net::PriceInfo> {
+    let mut seen: HashSet<(u32, &str)> = HashSet::new();
+    let mut byoc = 0;
+    prices.iter().filter(move |p| {
+        let name = p.constraint.as_str();
+        let wanted = match p.capability {
+            BYOC => !name.is_empty() && name.len() <= MAX_BYOC_NAME && byoc < MAX_BYOC_CAPABILITIES,
+            _ if name.is_empty() || name == "default" => {
+                p.capability == H264 || capability_pipeline(p.capability).is_some()
+            }
+            cap => caps
+                .is_some_and(|c| c.per_capability.get(&cap).is_some_and(|m| m.contains_key(name))),
+        };
+        if !wanted || !seen.insert((p.capability, name)) {
+            return false;
+        }
+        byoc += usize::from(p.capability == BYOC);
+        true
+    })
+}
+
 /// Why an answer was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -84,9 +122,8 @@ impl OrchInfo {
             Some(p) => Price::try_from(p).map_err(|e| Malformed(e.to_string()))?,
             None => Price::ZERO,
         };
-        let capability_prices = info
-            .capabilities_prices
-            .iter()
+        let capabilities = info.capabilities.as_ref().map(Capabilities::from_orchestrator);
+        let capability_prices = kept_prices(&info.capabilities_prices, capabilities.as_ref())
             .map(|p| {
                 let price = Price::try_from(p).map_err(|e| Malformed(e.to_string()))?;
                 Ok(CapabilityPrice {
@@ -112,7 +149,7 @@ impl OrchInfo {
             address,
             price,
             capability_prices,
-            capabilities: info.capabilities.as_ref().map(Capabilities::from),
+            capabilities,
             ticket_params,
             auth_token,
             nodes: info.nodes,

@@ -23,12 +23,7 @@ use super::selection::Entry;
 pub use crate::job::JobKey;
 use crate::job::{BYOC, capability_pipeline};
 
-/// Most BYOC capabilities taken from one orchestrator's answer, and the longest name kept:
-/// the names are the orchestrator's to choose, and each becomes a job key with its own
-/// statistics, breaker and (bounded again by the metrics) label.
-pub const MAX_BYOC_CAPABILITIES: usize = 64;
-/// The longest BYOC capability name indexed.
-pub const MAX_BYOC_NAME: usize = 128;
+pub use super::info::{MAX_BYOC_CAPABILITIES, MAX_BYOC_NAME};
 
 /// What the gateway requires of orchestrators, fixed by configuration.
 #[derive(Debug, Clone, Default)]

@@ -37,6 +37,7 @@ mod nonces;
 mod onchain;
 mod oneshot;
 mod openapi;
+mod orch_hostile;
 mod payments;
 mod per_model;
 mod props;

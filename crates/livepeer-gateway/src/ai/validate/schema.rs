@@ -8,8 +8,9 @@ use super::{Limits, Pipeline};
 
 /// Diffusion schedulers are trained on 1000 timesteps; more steps than that are meaningless.
 const MAX_STEPS: f64 = 1000.0;
-/// Hugging Face ids are far shorter; this only stops abuse.
-const MAX_MODEL_CHARS: f64 = 256.0;
+/// Hugging Face ids are far shorter; this only stops abuse. Orchestrators' longer ids are not
+/// kept either (`orchestrator::caps`).
+const MAX_MODEL_CHARS: f64 = crate::orchestrator::caps::MAX_MODEL_CHARS as f64;
 /// Latent diffusion models (SDXL, SVD) need sizes divisible by their VAE factor, 8; anything else
 /// fails in the runner after the gateway has paid.
 const SIZE_MULTIPLE: i64 = 8;
