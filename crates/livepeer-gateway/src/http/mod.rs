@@ -97,25 +97,6 @@ fn with_json_fallbacks(router: Router) -> Router {
                 error::json_error(status, "method_not_allowed", message, None)
             },
         )
-        .layer(axum::middleware::from_fn(refuse_gateway_hops))
-}
-
-/// Refuses (508 `loop_detected`) a request a gateway sent to what it took for an
-/// orchestrator: that orchestrator's service URI names a gateway, and serving the request would
-/// have this gateway select an orchestrator, perhaps the same one, and call again (one client
-/// request made 494 in 10 s). Refused before anything is selected or paid; the calling gateway
-/// counts it as that orchestrator's failure.
-async fn refuse_gateway_hops(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if !req.headers().contains_key(crate::orchestrator::http::GATEWAY_HOP) {
-        return next.run(req).await;
-    }
-    let message = "this is a gateway, and the request came from a gateway: the orchestrator it \
-        was meant for names a gateway as its service URI"
-        .to_owned();
-    error::json_error(axum::http::StatusCode::LOOP_DETECTED, "loop_detected", message, None)
 }
 
 /// The admin API: status, orchestrators, metrics and live streams.

@@ -356,7 +356,7 @@ struct Tracked {
 /// rather than a boxed `async` block: this runs for every request, and the box was one more
 /// allocation on the hot path.
 struct TrackedFuture {
-    inner: tower::util::Oneshot<Router, http::Request<Incoming>>,
+    inner: Routed,
     busy: Option<Busy>,
     /// The request's number, for an HTTP/2 one (whose answer is watched for a shut window).
     h2: Option<u64>,
@@ -367,10 +367,13 @@ impl Future for TrackedFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let response = match Pin::new(&mut this.inner).poll(cx) {
-            Poll::Ready(Ok(response)) => response,
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => return Poll::Pending,
+        let response = match &mut this.inner {
+            Routed::Router(inner) => match Pin::new(inner).poll(cx) {
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => return Poll::Pending,
+            },
+            Routed::Refused(response) => response.take().unwrap_or_default(),
         };
         let busy = this.busy.take();
         let h2 = this.h2;
@@ -389,8 +392,34 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
             self.activity.upgraded.store(true, Ordering::Release);
         }
         let h2 = (req.version() == http::Version::HTTP_2).then_some(id);
-        TrackedFuture { inner: self.router.clone().oneshot(req), busy: Some(busy), h2 }
+        let inner = if req.headers().contains_key(crate::orchestrator::http::GATEWAY_HOP) {
+            Routed::Refused(Some(gateway_hop_refused()))
+        } else {
+            Routed::Router(self.router.clone().oneshot(req))
+        };
+        TrackedFuture { inner, busy: Some(busy), h2 }
     }
+}
+
+/// Where a request's answer comes from.
+enum Routed {
+    /// The router, as for every request but one a gateway sent.
+    Router(tower::util::Oneshot<Router, http::Request<Incoming>>),
+    /// Refused at the edge, before any route runs (taken once answered).
+    Refused(Option<axum::response::Response>),
+}
+
+/// The answer (508 `loop_detected`) to a request a gateway sent to what it took for an
+/// orchestrator: that orchestrator's service URI names a gateway, and serving the request would
+/// have this gateway select an orchestrator, perhaps the same one, and call again (one client
+/// request made 494 in 10 s). Refused on both ports before any route runs, so before anything
+/// is selected or paid; the calling gateway counts it as that orchestrator's failure. Checked
+/// here rather than in a middleware layer, which would box every request's future.
+fn gateway_hop_refused() -> axum::response::Response {
+    let message = "this is a gateway, and the request came from a gateway: the orchestrator it \
+        was meant for names a gateway as its service URI"
+        .to_owned();
+    super::error::json_error(http::StatusCode::LOOP_DETECTED, "loop_detected", message, None)
 }
 
 /// A response body that keeps its request counted in flight until hyper drops it, and over

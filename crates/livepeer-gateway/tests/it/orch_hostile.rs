@@ -100,6 +100,12 @@ async fn an_orchestrator_listing_endless_models_gets_a_bounded_share_of_the_gate
     let honest = TextSim::new("honest").start().await;
     let gw = start(config(&[hostile.url(), honest.url()])).await;
 
+    // The gateway starts once one orchestrator answered: the honest one may come first, and
+    // the hostile answer (1.5 MB) takes longer to read on a busy machine.
+    eventually(Duration::from_secs(30), "the hostile orchestrator's answer read", || async {
+        orch_state(&gw, hostile.url()).await["models"].as_array().is_some_and(|m| !m.is_empty())
+    })
+    .await;
     let o = orch_state(&gw, hostile.url()).await;
     let listed = o["models"].as_array().map_or(0, Vec::len);
     assert!(listed > 0 && listed <= 256, "{listed} models kept");
