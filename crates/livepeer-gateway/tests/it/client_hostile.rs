@@ -80,3 +80,53 @@ async fn a_wav_stating_more_data_than_it_holds_is_priced_by_what_it_holds() {
     assert!(message.contains("at least 1 s"), "{body}");
     assert_eq!(sim.ai_requests(), before, "nothing reaches an orchestrator");
 }
+
+/// A form of one second of audio followed by `junk` empty parts, as raw multipart bytes.
+fn form_with_parts(junk: usize) -> Vec<u8> {
+    let mut body = b"--X\r\nContent-Disposition: form-data; name=\"model_id\"\r\n\r\n".to_vec();
+    body.extend_from_slice(WHISPER.as_bytes());
+    body.extend_from_slice(b"\r\n--X\r\nContent-Disposition: form-data; name=\"audio\"; ");
+    body.extend_from_slice(b"filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n");
+    body.extend(wav_stating(8000, 16000));
+    body.extend_from_slice(b"\r\n");
+    for _ in 0..junk {
+        body.extend_from_slice(b"--X\r\n\r\n\r\n");
+    }
+    body.extend_from_slice(b"--X--\r\n");
+    body
+}
+
+async fn post_form(gw: &Gateway, body: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/audio-to-text", gw.http_addr))
+        .header("content-type", "multipart/form-data; boundary=X")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// A form's parts are at most Go's 1000 (`multipartmaxparts`, what go-livepeer's orchestrators
+/// parse with). Each part cost far more held than its bytes: 5.8 million empty parts in a
+/// 50 MiB body took 550 MB and 15 s to gather, while the body budget counted 50 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_of_more_parts_than_go_reads_is_refused() {
+    let sim = whisper_sim().await;
+    let gw = gateway(&sim).await;
+    eventually(Duration::from_secs(10), "the orchestrator is found", || async {
+        post_form(&gw, form_with_parts(0)).await.0 == 200
+    })
+    .await;
+    // Two named parts and 998 empty ones: 1000 in all, served.
+    let (status, body) = post_form(&gw, form_with_parts(998)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let before = sim.ai_requests();
+    let (status, body) = post_form(&gw, form_with_parts(100_000)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_multipart", "{body}");
+    assert_eq!(body["error"]["field"], "body", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1000 parts"), "{body}");
+    assert_eq!(sim.ai_requests(), before, "nothing reaches an orchestrator");
+}
