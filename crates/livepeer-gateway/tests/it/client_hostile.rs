@@ -1,12 +1,15 @@
-//! A hostile client on the less audited surfaces (audio probing, …), over real sockets
-//! against a real gateway and simulated orchestrators.
+//! A hostile client on the less audited surfaces (audio probing, multipart forms, the live
+//! trickle channels the gateway hosts), over real sockets against a real gateway and
+//! simulated orchestrators.
 
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::support::*;
 
@@ -129,4 +132,98 @@ async fn a_form_of_more_parts_than_go_reads_is_refused() {
     assert_eq!(body["error"]["field"], "body", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("1000 parts"), "{body}");
     assert_eq!(sim.ai_requests(), before, "nothing reaches an orchestrator");
+}
+
+/// A live stream of a `noop` simulator on a gateway whose subscribers are never let go for
+/// stalling within the test: they stand for slow but steady readers, which never stall.
+async fn live_stream() -> (Sim, Gateway, String) {
+    let models = vec![SimModel::new("live-video-to-video", "noop").price(0, 1).capacity(4)];
+    let sim = Sim::start(SimConfig { name: "live".into(), models, ..SimConfig::default() })
+        .await
+        .unwrap();
+    let mut c = config(&[sim.url()]);
+    c.live.trickle_stall_timeout = Duration::from_secs(300);
+    let gw = start(c).await;
+    let url = format!("http://{}/live/video-to-video/cam/start", gw.http_addr);
+    // The first start may wait for discovery to find the orchestrator.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let started = loop {
+        let resp = reqwest::Client::new().post(&url).json(&json!({})).send().await.unwrap();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if body["publish_url"].is_string() {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stream did not start: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let publish = started["publish_url"].as_str().unwrap();
+    let path = publish.split_once("/ai/trickle/").unwrap().1.to_owned();
+    (sim, gw, format!("/ai/trickle/{path}"))
+}
+
+/// A subscriber to `path` on a socket that takes a few kilobytes at a time: it reads the
+/// head of the answer and then reads no more until asked.
+async fn slow_subscriber(gw: &Gateway, path: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(gw.http_addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    stream
+}
+
+/// Whether the chunked answer on `stream` ends whole (its last chunk), rather than cut.
+async fn ends_whole(mut stream: TcpStream) -> bool {
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.ends_with(b"\r\n0\r\n\r\n") {
+                        return true;
+                    }
+                    let keep = tail.len().saturating_sub(16);
+                    tail.drain(..keep);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the answer neither ended nor was cut")
+}
+
+/// A live client's slow subscribers each pinned a segment of the channel after the window
+/// (3 segments) evicted it: 16 subscribers, 16 segments of 16 MiB, 256 MiB a channel held for
+/// as long as they read, where the window holds 48 MiB. Now the bytes of evicted segments a
+/// channel keeps for its readers are at most the window's: past that, the subscribers of the
+/// oldest are let go (their answers cut) and the newest still finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscribers_pin_no_more_evicted_segments_than_a_window_holds() {
+    let (_sim, gw, channel) = live_stream().await;
+    let segment = vec![7u8; (16 << 20) - 1024];
+    let http = reqwest::Client::new();
+    let mut readers = Vec::new();
+    for seq in 0..8 {
+        let url = format!("http://{}{channel}/{seq}", gw.http_addr);
+        let resp = http.post(url).body(segment.clone()).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "segment {seq}");
+        readers.push(slow_subscriber(&gw, &format!("{channel}/{seq}")).await);
+    }
+    // Segments 0–4 left the window (3 segments) with a reader each: 80 MiB, of which the
+    // channel keeps 48 MiB, so the readers of 0 and 1 were let go. (The gateway's own reader
+    // of the channel, waiting at its live edge for segment 8, may have evicted 5 too, and so
+    // had 2's let go.)
+    let mut whole = Vec::new();
+    for reader in readers {
+        whole.push(ends_whole(reader).await);
+    }
+    assert_eq!(&whole[..2], [false, false], "{whole:?}");
+    assert_eq!(&whole[3..], [true; 5], "{whole:?}");
 }
