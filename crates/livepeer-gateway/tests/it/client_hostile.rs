@@ -227,3 +227,44 @@ async fn slow_subscribers_pin_no_more_evicted_segments_than_a_window_holds() {
     assert_eq!(&whole[..2], [false, false], "{whole:?}");
     assert_eq!(&whole[3..], [true; 5], "{whole:?}");
 }
+
+/// A customer's requests for models nobody offers are refused before any orchestrator; each
+/// made-up name (up to 256 characters) was kept as the model of its ledger row, so the key's
+/// `/v1/usage` grew a line per name for good. Now such rows name no model: the answer has one
+/// line for them however many names were tried, and offered models keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_model_names_do_not_grow_the_usage_answer() {
+    let sim = TextSim::new("ledger").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(crate::keys::keys_config(&[sim.url()], dir.path(), None)).await;
+    let (_, secret) = crate::keys::create(&gw, json!({"name": "a"})).await;
+    eventually(Duration::from_secs(10), "the orchestrator is found", || async {
+        crate::keys::t2i_as(&gw, Some(&secret), SD).await.status() == 200
+    })
+    .await;
+    let names = 300;
+    for i in 0..names {
+        let model = format!("{i:0>256}");
+        let resp = crate::keys::t2i_as(&gw, Some(&secret), &model).await;
+        assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    }
+    let usage = |gw: &Gateway| {
+        let url = format!("http://{}/v1/usage", gw.http_addr);
+        reqwest::Client::new().get(url).bearer_auth(&secret).send()
+    };
+    // The ledger is written behind the answers: wait for every row.
+    let mut body = Value::Null;
+    for _ in 0..200 {
+        body = usage(&gw).await.unwrap().json().await.unwrap();
+        if body["requests"].as_u64() >= Some(names + 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(body["requests"].as_u64(), Some(names + 1), "{body}");
+    let text = usage(&gw).await.unwrap().text().await.unwrap();
+    let lines = body["by_model"].as_array().unwrap();
+    let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert_eq!(models.len(), 2, "{} lines, {} bytes", models.len(), text.len());
+    assert!(models.contains(&SD) && models.contains(&""), "{models:?}");
+}
