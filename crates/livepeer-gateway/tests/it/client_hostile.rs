@@ -268,3 +268,32 @@ async fn made_up_model_names_do_not_grow_the_usage_answer() {
     assert_eq!(models.len(), 2, "{} lines, {} bytes", models.len(), text.len());
     assert!(models.contains(&SD) && models.contains(&""), "{models:?}");
 }
+
+/// Odd sequence numbers and channel names on the trickle channels the gateway hosts are
+/// answered (refused, or resolved to the live edge), never a panic or a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_sequence_numbers_and_names_on_hosted_channels_are_answered() {
+    let (_sim, gw, channel) = live_stream().await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let at = |path: &str| format!("http://{}{path}", gw.http_addr);
+    for (seq, want) in [("-3", 400), ("x", 400), ("9223372036854775808", 400), ("1e3", 400)] {
+        let url = at(&format!("{channel}/{seq}"));
+        let posted = http.post(&url).body("x").send().await.unwrap().status().as_u16();
+        let got = http.get(&url).send().await.unwrap().status().as_u16();
+        assert_eq!((posted, got), (want, want), "seq {seq}");
+    }
+    // The largest sequence number is written; the next one (-1) follows it, and a reader of
+    // the current segment (-2) gets it.
+    let max = i64::MAX.to_string();
+    for seq in [max.as_str(), "-1"] {
+        let resp = http.post(at(&format!("{channel}/{seq}"))).body("abc").send().await.unwrap();
+        assert_eq!(resp.status(), 200, "seq {seq}");
+    }
+    let resp = http.get(at(&format!("{channel}/-2"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "abc");
+    for path in ["/ai/trickle/..%2Fx/0", "/ai/trickle/%00/0", "/ai/trickle/nope/0"] {
+        let status = http.get(at(path)).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 404, "{path}");
+    }
+}
