@@ -33,7 +33,9 @@ pub struct HubConfig {
     /// Whether a POST to an unknown channel creates it (go-livepeer orchestrators: no).
     pub autocreate: bool,
     /// Most subscribers (segment GETs, waiting or streaming) served at once per channel; more
-    /// get 503 `Too many subscribers` (go-livepeer has no cap). Each may pin one segment.
+    /// get 503 `Too many subscribers` (go-livepeer has no cap). Each may pin one segment; of
+    /// segments the window evicted, a channel keeps at most `window × max_segment_bytes` for
+    /// them, letting go of the subscribers of the oldest beyond that.
     pub max_readers: usize,
     /// A subscriber that has not taken the bytes already handed to its connection (hyper's
     /// buffer: a few hundred kB at most) within this long is let go: its segment and its place

@@ -134,7 +134,11 @@ fn measure(audio: Bytes) -> Result<f64, ProbeError> {
     use symphonia::core::meta::MetadataOptions;
     use symphonia::core::probe::Hint;
 
-    let source = MediaSourceStream::new(Box::new(std::io::Cursor::new(audio)), Default::default());
+    let source: Box<dyn symphonia::core::io::MediaSource> = match wav_data_overstated(&audio) {
+        Some((at, present)) => Box::new(Patched::new(audio, at, present.to_le_bytes())),
+        None => Box::new(std::io::Cursor::new(audio)),
+    };
+    let source = MediaSourceStream::new(source, Default::default());
     let probed = symphonia::default::get_probe()
         .format(&Hint::new(), source, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| match e {
@@ -276,6 +280,72 @@ fn stsz_fits(body: &[u8], total: usize) -> Option<()> {
         at += 4;
     }
     Some(())
+}
+
+/// Where a WAV's `data` chunk states more bytes than the file holds: the offset of its length
+/// field and the bytes present. symphonia takes the stated length as the audio's (its frame
+/// count, so its duration), where avformat, which go-livepeer measures with, takes only a length
+/// that fits the file and otherwise measures the bytes present. A WAV written to a pipe states
+/// `0xFFFFFFFF`; a crafted one can state 4 GB over a few bytes: 74 hours of 8 kHz audio priced
+/// for 16 kB holding one second.
+fn wav_data_overstated(data: &[u8]) -> Option<(usize, u32)> {
+    if !data.starts_with(b"RIFF") || data.get(8..12) != Some(b"WAVE") {
+        return None;
+    }
+    let mut at = 12usize;
+    while let Some(head) = data.get(at..at + 8) {
+        let size = u32::from_le_bytes(head[4..8].try_into().ok()?);
+        if &head[..4] == b"data" {
+            let present = u32::try_from(data.len() - (at + 8)).ok()?;
+            return (size > present).then_some((at + 4, present));
+        }
+        let size = usize::try_from(size).ok()?;
+        at = at.checked_add(8)?.checked_add(size)?.checked_add(size % 2)?;
+    }
+    None
+}
+
+/// The upload as the demuxer reads it, with four bytes at `at` replaced by `value`: a stated
+/// length cut to the bytes present, without copying the upload.
+struct Patched {
+    inner: std::io::Cursor<Bytes>,
+    at: u64,
+    value: [u8; 4],
+}
+
+impl Patched {
+    fn new(bytes: Bytes, at: usize, value: [u8; 4]) -> Self {
+        Self { inner: std::io::Cursor::new(bytes), at: at as u64, value }
+    }
+}
+
+impl std::io::Read for Patched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = self.inner.position();
+        let n = self.inner.read(buf)?;
+        // The part of the patched field this read covered, if any.
+        let end = start + n as u64;
+        for pos in self.at.max(start)..(self.at + 4).min(end) {
+            buf[(pos - start) as usize] = self.value[(pos - self.at) as usize];
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Patched {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+impl symphonia::core::io::MediaSource for Patched {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.inner.get_ref().len() as u64)
+    }
 }
 
 /// `ticks × numer / denom` seconds; `None` for a zero denominator (a crafted time base).
@@ -463,6 +533,28 @@ mod tests {
         let mut riff = b"RIFF\xff\xff\xff\xffWAVEfmt ".to_vec();
         riff.extend((0u8..200).map(|i| i.wrapping_mul(37)));
         assert!(audio_duration(riff.into()).is_err());
+    }
+
+    /// A `data` chunk stating more than the file holds is measured by the bytes present
+    /// (avformat's measure); a stated length that fits is kept, trailing chunks and all.
+    #[test]
+    fn a_wav_is_measured_by_the_data_it_holds() {
+        let overstated = |samples: u32, stated: u32| {
+            let mut b = wav(8000, samples);
+            b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+            b[40..44].copy_from_slice(&stated.to_le_bytes());
+            b
+        };
+        let secs = audio_duration(overstated(12_000, 0xFFFF_FFF0).into()).unwrap();
+        assert!((secs - 1.5).abs() < 1e-3, "{secs}");
+        let secs = audio_duration(overstated(32, u32::MAX).into()).unwrap();
+        assert!(secs < 0.01, "{secs}");
+        assert_eq!(wav_data_overstated(&wav(8000, 100)), None);
+        let mut trailing = wav(8000, 8000);
+        trailing.extend_from_slice(b"LIST\x04\0\0\0INFO");
+        assert_eq!(wav_data_overstated(&trailing), None);
+        let secs = audio_duration(trailing.into()).unwrap();
+        assert!((secs - 1.0).abs() < 1e-3, "{secs}");
     }
 
     const FIXTURES: [&str; 8] = [

@@ -12,6 +12,7 @@ mod byoc_remote;
 mod byoc_stream;
 mod catalog;
 mod cdp;
+mod client_hostile;
 mod cores;
 mod discovery;
 mod exhaustion;

@@ -4,12 +4,14 @@
 //! writer without a per-reader queue: a reader remembers how far it got and waits for the next
 //! change. Chunks are `Bytes`, so fan-out to many readers copies nothing.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Writes shorter than this are copied into a shared tail buffer rather than kept as their own
 /// chunk, so a publisher sending tiny writes cannot make per-chunk overhead dwarf the payload
@@ -61,11 +63,20 @@ pub(crate) enum AppendError {
 pub(crate) struct Segment {
     seq: u64,
     data: watch::Sender<SegmentData>,
+    /// Fired when the subscribers served this segment over HTTP must let it go: it left the
+    /// window, and the bytes its channel holds outside the window are over their bound.
+    let_go: CancellationToken,
 }
 
 impl Segment {
     fn new(seq: u64) -> Arc<Self> {
-        Arc::new(Self { seq, data: watch::Sender::new(SegmentData::default()) })
+        let data = watch::Sender::new(SegmentData::default());
+        Arc::new(Self { seq, data, let_go: CancellationToken::new() })
+    }
+
+    /// What an HTTP subscriber of the segment watches: once fired, it lets the segment go.
+    pub(crate) fn let_go(&self) -> CancellationToken {
+        self.let_go.clone()
     }
 
     /// Its sequence number.
@@ -146,7 +157,8 @@ enum Step {
 }
 
 /// A reader's position in a segment. Holding a cursor keeps the segment's bytes alive even
-/// after the segment left its channel's window, so a slow reader still finishes.
+/// after the segment left its channel's window, so a slow reader still finishes (an HTTP
+/// subscriber, while its channel keeps no more than a window's bytes for readers behind it).
 #[derive(Debug)]
 pub(crate) struct Cursor {
     /// Keeps the sender alive, so `changed()` only fails if the segment really is gone.
@@ -225,6 +237,10 @@ pub(crate) struct ChannelClosed;
 struct ChannelState {
     /// Ring of segments: slot = seq mod window.
     slots: Vec<Option<Arc<Segment>>>,
+    /// Segments evicted from the window that subscribers were still reading, oldest first.
+    evicted: VecDeque<Weak<Segment>>,
+    /// Most bytes of evicted segments kept for their subscribers: as much as the window holds.
+    max_evicted_bytes: usize,
     next_write: u64,
     closed: bool,
     last_activity: Instant,
@@ -247,8 +263,32 @@ impl ChannelState {
         let slot = self.slot(seq);
         if let Some(old) = self.slots[slot].replace(Arc::clone(&segment)) {
             old.close();
+            self.keep_evicted(old);
         }
         segment
+    }
+
+    /// Keeps `old`, just evicted, for the subscribers still reading it, within
+    /// `max_evicted_bytes` in all: past that, the subscribers of the oldest evicted segments
+    /// are let go. Each subscriber pins one segment, so without this bound a client's slow
+    /// subscribers (up to the channel's readers, each a segment behind the last) held a
+    /// segment apiece long after the window let them go: 16 × 16 MiB a channel.
+    fn keep_evicted(&mut self, old: Arc<Segment>) {
+        // Here and in the slot it just left, nobody else: freed when `old` drops.
+        if Arc::strong_count(&old) > 1 {
+            self.evicted.push_back(Arc::downgrade(&old));
+        }
+        drop(old);
+        self.evicted.retain(|segment| segment.strong_count() > 0);
+        let mut held: usize =
+            self.evicted.iter().filter_map(Weak::upgrade).map(|segment| segment.len()).sum();
+        while held > self.max_evicted_bytes {
+            let Some(oldest) = self.evicted.pop_front() else { break };
+            if let Some(oldest) = oldest.upgrade() {
+                held = held.saturating_sub(oldest.len());
+                oldest.let_go.cancel();
+            }
+        }
     }
 }
 
@@ -294,6 +334,8 @@ impl Channel {
             readers: AtomicUsize::new(0),
             state: Mutex::new(ChannelState {
                 slots: vec![None; window.max(1)],
+                evicted: VecDeque::new(),
+                max_evicted_bytes: window.max(1).saturating_mul(max_segment_bytes),
                 next_write: 0,
                 closed: false,
                 last_activity: Instant::now(),
@@ -486,6 +528,31 @@ mod tests {
         segment.close();
         assert_eq!(segment.append(Bytes::from_static(b"x"), 1 << 20), Err(AppendError::Closed));
         assert_eq!(read_all(&mut segment.cursor()).await.len(), 10_000);
+    }
+
+    /// Evicted segments still read are kept up to the window's bytes (2 × 100 here); past
+    /// that, the readers of the oldest are told to let go. Unread ones are not kept at all.
+    #[test]
+    fn evicted_segments_kept_for_readers_are_bounded() {
+        let channel = Channel::new("c", "video/mp2t", 2, 100);
+        let mut cursors = Vec::new();
+        let mut let_go = Vec::new();
+        for seq in 0..6 {
+            let segment = channel.write_slot(seq, false).unwrap();
+            segment.append(Bytes::from(vec![1; 90]), 100).unwrap();
+            channel.mark_written(seq.unsigned_abs());
+            // Segments 0–3 have a reader each; 4 and 5 none.
+            if seq < 4 {
+                cursors.push(segment.cursor());
+            }
+            let_go.push(segment.let_go());
+        }
+        // 0–3 evicted, 360 bytes read: 0 and 1 let go, 2 and 3 kept (180 ≤ 200).
+        let fired: Vec<bool> = let_go.iter().map(CancellationToken::is_cancelled).collect();
+        assert_eq!(fired, [true, true, false, false, false, false]);
+        drop(cursors);
+        let _seventh = channel.write_slot(6, false).unwrap();
+        assert!(lock(&channel.state).evicted.is_empty(), "nothing read is kept");
     }
 
     #[test]

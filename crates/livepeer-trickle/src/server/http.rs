@@ -172,7 +172,8 @@ async fn get_segment(
         return ended_empty(&channel, &segment);
     };
     let stall = hub.config().reader_stall_timeout;
-    let mut response = Response::new(segment_body(first, cursor, slot, stall));
+    let body = segment_body(first, cursor, slot, stall, segment.let_go());
+    let mut response = Response::new(body);
     set(&mut response, SEQ, segment.seq());
     if segment.seq() != latest {
         set(&mut response, LATEST, latest);

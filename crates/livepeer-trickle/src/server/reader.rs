@@ -9,6 +9,10 @@
 //! took none of them, or fewer than a live stream needs. Waiting for the publisher is not
 //! stalling: only the reader can be blamed.
 //!
+//! A slow but steady reader is not stalled, yet it too pins its segment after the window
+//! evicted it; the channel bounds the bytes so kept and fires the segment's `let_go` for the
+//! readers of the oldest, which the watchdog treats as a stall.
+//!
 //! On a stall the watchdog takes the cursor and the reader's place away, releasing the
 //! segment at once; the body ends in an error when hyper next asks for it, so hyper drops the
 //! connection instead of pretending the segment was complete. (Closing the socket itself while
@@ -20,6 +24,7 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::channel::lock;
 use super::{Cursor, ReaderSlot};
@@ -47,10 +52,11 @@ pub(super) fn segment_body(
     cursor: Cursor,
     slot: ReaderSlot,
     stall: Duration,
+    let_go: CancellationToken,
 ) -> Body {
     let held = Arc::new(Mutex::new(Held { cursor: Some(cursor), slot: Some(slot) }));
     let (phase, watched) = watch::channel(Phase::Handed);
-    tokio::spawn(watchdog(Arc::clone(&held), watched, stall));
+    tokio::spawn(watchdog(Arc::clone(&held), watched, stall, let_go));
     let stream = futures_util::stream::unfold(
         (Some(first), held, phase),
         |(first, held, phase)| async move {
@@ -61,7 +67,7 @@ pub(super) fn segment_body(
             let taken = lock(&held).cursor.take();
             let Some(mut cursor) = taken else {
                 // Let go by the watchdog: end in an error so the response is not taken as whole.
-                let cut = std::io::Error::new(std::io::ErrorKind::TimedOut, "subscriber stalled");
+                let cut = std::io::Error::new(std::io::ErrorKind::TimedOut, "subscriber let go");
                 return Some((Err(cut), (None, held, phase)));
             };
             let bytes = cursor.next().await;
@@ -84,27 +90,38 @@ pub(super) fn segment_body(
 }
 
 /// Lets go of the reader once its body has handed over bytes and not been asked for more
-/// within `stall`; ends with the body.
-async fn watchdog(held: Arc<Mutex<Held>>, mut phase: watch::Receiver<Phase>, stall: Duration) {
-    loop {
+/// within `stall`, or once `let_go` fires (its segment left the window and the channel keeps
+/// no more for readers behind it); ends with the body.
+async fn watchdog(
+    held: Arc<Mutex<Held>>,
+    mut phase: watch::Receiver<Phase>,
+    stall: Duration,
+    let_go: CancellationToken,
+) {
+    let why = loop {
         let handed = *phase.borrow_and_update() == Phase::Handed;
-        let changed = if handed {
-            match tokio::time::timeout(stall, phase.changed()).await {
-                Ok(changed) => changed,
-                Err(_) => break,
+        let next = async {
+            if handed {
+                tokio::time::timeout(stall, phase.changed()).await.ok()
+            } else {
+                Some(phase.changed().await)
             }
-        } else {
-            phase.changed().await
         };
-        if changed.is_err() {
+        let changed = tokio::select! {
+            () = let_go.cancelled() => break "fell behind the window",
+            changed = next => changed,
+        };
+        match changed {
+            None => break "stalled",
             // The body is gone: it released everything itself.
-            return;
+            Some(Err(_)) => return,
+            Some(Ok(())) => {}
         }
-    }
+    };
     let released = {
         let mut held = lock(&held);
         (held.cursor.take(), held.slot.take())
     };
-    tracing::debug!(stall_ms = stall.as_millis(), "trickle subscriber stalled; let go");
+    tracing::debug!(stall_ms = stall.as_millis(), why, "trickle subscriber let go");
     drop(released);
 }
