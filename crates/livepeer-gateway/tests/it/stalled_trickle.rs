@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use livepeer_gateway::Gateway;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -61,6 +62,25 @@ async fn probe(client: &reqwest::Client, channel: &str) -> u16 {
     client.get(format!("{channel}/1000")).send().await.unwrap().status().as_u16()
 }
 
+/// Probes the channel until it answers `want`; on time out, says what it answered last and
+/// what the stream's status was, so that a failure on a loaded machine tells which it was (a
+/// reader not let go, or a stream that ended and closed its channels).
+async fn until_probe(gw: &Gateway, client: &reqwest::Client, channel: &str, want: u16, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = probe(client, channel).await;
+        if got == want {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let url = format!("http://{}/live/video-to-video/cam/status", gw.http_addr);
+            let status = client.get(url).send().await.unwrap().text().await.unwrap();
+            panic!("timed out waiting for {what}: the probe answered {got}; stream: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_trickle_readers_are_capped_and_dropped() {
     let sim = live_sim().await;
@@ -89,8 +109,7 @@ async fn stalled_trickle_readers_are_capped_and_dropped() {
         raw_get(gw.http_addr, &format!("{path}/0")).await,
         raw_get(gw.http_addr, &format!("{path}/0")).await,
     ];
-    eventually(WAIT, "the cap to be reached", || async { probe(&client, &channel).await == 503 })
-        .await;
+    until_probe(&gw, &client, &channel, 503, "the cap to be reached").await;
     let refused = client.get(format!("{channel}/0")).send().await.unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.text().await.unwrap(), "Too many subscribers");
@@ -103,8 +122,7 @@ async fn stalled_trickle_readers_are_capped_and_dropped() {
         assert!(read_head(stream).await.starts_with("HTTP/1.1 200"));
     }
     // Without their reading anything more, the gateway drops them and their places free up.
-    eventually(WAIT, "stalled readers dropped", || async { probe(&client, &channel).await == 470 })
-        .await;
+    until_probe(&gw, &client, &channel, 470, "stalled readers dropped").await;
     for mut stream in stalled {
         let mut rest = Vec::new();
         tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await.unwrap().unwrap();
