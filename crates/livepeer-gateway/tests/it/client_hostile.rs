@@ -297,3 +297,46 @@ async fn odd_sequence_numbers_and_names_on_hosted_channels_are_answered() {
         assert_eq!(status, 404, "{path}");
     }
 }
+
+/// The 4.5 s FLAC fixture with its STREAMINFO stating `samples` (36 bits) in all.
+fn flac_stating(samples: u64) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/audio");
+    let mut flac = std::fs::read(root.join("tone-4.5s.flac")).unwrap();
+    assert_eq!(&flac[..4], b"fLaC");
+    assert_eq!(flac[4] & 0x7F, 0, "STREAMINFO first");
+    // STREAMINFO's data starts at 8; its bits 80..144 hold the sample rate (20 bits), the
+    // channels (3), the bits per sample (5) and the total samples (36).
+    let at = 8 + 10;
+    let mut word = u64::from_be_bytes(flac[at..at + 8].try_into().unwrap());
+    word = (word & !((1 << 36) - 1)) | (samples & ((1 << 36) - 1));
+    flac[at..at + 8].copy_from_slice(&word.to_be_bytes());
+    flac
+}
+
+/// A codec header stating far more audio than the file holds (a 12 kB FLAC stating 2^36
+/// samples: 99 days at 8 kHz) was priced as it states, as the orchestrator's probe would
+/// bill it: an unauthenticated client had the gateway pay a payment's whole bound for a tiny
+/// file. Audio-to-text's units are now capped as every other pipeline's are: 422, nothing
+/// sent to an orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_stating_more_than_a_day_is_refused_before_any_orchestrator() {
+    let sim = whisper_sim().await;
+    let gw = gateway(&sim).await;
+    eventually(Duration::from_secs(10), "the orchestrator is found", || async {
+        transcribe(&gw, wav_stating(8000, 8000 * 2)).await.0 == 200
+    })
+    .await;
+    // The fixture as it is, and stating just under a day at its rate, are served.
+    let rate = 8_000;
+    let (status, body) = transcribe(&gw, flac_stating(rate * 86_399)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(priced_seconds(&sim), "86399");
+
+    let before = sim.ai_requests();
+    let (status, body) = transcribe(&gw, flac_stating((1 << 36) - 1)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "audio", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 86400 s"), "{body}");
+    assert_eq!(sim.ai_requests(), before, "nothing reaches an orchestrator");
+}

@@ -153,6 +153,10 @@ pub struct Limits {
     pub max_images_per_prompt: u32,
     /// Largest LLM `max_tokens` (it is also the request's price in units).
     pub max_llm_tokens: u32,
+    /// Longest accepted audio, in whole seconds (audio-to-text's units, its price). Codec
+    /// headers state a duration the file need not hold (a 12 kB FLAC can state 99 days, which
+    /// the orchestrator's probe would bill too), and every other pipeline's units are capped.
+    pub max_audio_seconds: u64,
     /// Most audio probes at once; further uploads wait for a slot (within their deadline).
     pub probe_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -165,6 +169,9 @@ impl Default for Limits {
             max_output_dimension: 4096,
             max_images_per_prompt: 10,
             max_llm_tokens: 32_768,
+            // A day: more than any real recording under the default body limit holds (50 MiB
+            // of 6 kbit/s Opus, the lowest rate of the formats clients send, is 19 hours).
+            max_audio_seconds: 24 * 3600,
             probe_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
@@ -598,8 +605,14 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
     if whole < 1.0 {
         return Err(fail(&format!("the audio lasts {secs:.3} s; at least 1 s is required")));
     }
-    // Saturates for absurd durations; the price cap then rejects the job.
-    Ok(whole as u64)
+    // Saturates for absurd durations, which the cap refuses.
+    let whole = whole as u64;
+    if whole > limits.max_audio_seconds {
+        let most = limits.max_audio_seconds;
+        let msg = format!("the audio lasts {whole} s by its header; at most {most} s are accepted");
+        return Err(error(&["body", upload.field], msg, "value_error"));
+    }
+    Ok(whole)
 }
 
 /// Spec defaults the orchestrator needs to compute units (PROTOCOL.md §7.3).
