@@ -272,6 +272,8 @@ impl<'a> Job<'a> {
         started: Instant,
     ) -> Step {
         let Called { prepared, result } = called;
+        // Whether this attempt already carried a renewed payment: see `failed`.
+        let renewed = self.renewed.iter().any(|u| u.as_str() == lease.url().as_str());
         self.settle(&lease, prepared, result.as_ref().err());
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
@@ -280,7 +282,7 @@ impl<'a> Job<'a> {
         self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match result {
             Ok(answer) => Step::Done(self.answered(lease, &info.transcoder, answer)),
-            Err(e) => self.failed(lease, &info.transcoder, &e),
+            Err(e) => self.failed(lease, &info.transcoder, &e, renewed),
         }
     }
 
@@ -378,10 +380,18 @@ impl<'a> Job<'a> {
 
     /// The call failed: end the lease as the verdict says, then either stop the request (the
     /// user's input is at fault) or leave the loop to try another orchestrator.
-    fn failed(&mut self, lease: Lease, transcoder: &str, e: &CallError) -> Step {
+    fn failed(&mut self, lease: Lease, transcoder: &str, e: &CallError, renewed: bool) -> Step {
         let orchestrator = lease.url().to_string();
         self.ai.metrics.ai_error(&self.record.key, &orchestrator, e.code());
-        let failure = e.failure();
+        let failure = match e.failure() {
+            // Fresh terms were sent and refused as stale all the same: not terms that moved
+            // on but an orchestrator that lost its books or keeps what it is sent. Left
+            // unpenalised, it was selected again by every request and paid twice each time
+            // (20 payments over 10 requests, all refused). Penalised for the job, as
+            // go-livepeer's gateway suspends a session on any such refusal.
+            Failure::PaymentStale if renewed => Failure::PaymentInvalid,
+            failure => failure,
+        };
         let verdict = failure.verdict();
         let price = Some(lease.price());
         verdict.end_lease(lease, e);

@@ -174,3 +174,27 @@ async fn an_unusable_answer_is_penalised_but_booked_as_paid() {
     }
     gw.shutdown().await;
 }
+
+/// An orchestrator that answers every paid request `400 Insufficient balance` (one whose
+/// books were lost, or one that keeps what it is sent) costs the gateway a payment and its
+/// renewal on the request that meets it, and is then penalised for the job, as any failing
+/// orchestrator: it is not paid again on every later request (before: 20 payments over 10
+/// requests). Ejections here last long enough that no probe comes back to it.
+#[tokio::test]
+async fn an_orchestrator_that_keeps_refusing_payment_is_not_paid_on_every_request() {
+    // Cheaper, so selected first while it is selectable.
+    let refuser = onchain_sim(1, 1).await;
+    let honest = onchain_sim(2, 8).await;
+    let mut c = paying_config(&[&refuser, &honest]);
+    c.eject.base = Duration::from_secs(600);
+    c.eject.max = Duration::from_secs(600);
+    let gw = start(c).await;
+    refuser.set_ai_mode(AiMode::Status(400, "Insufficient balance".into()));
+    for _ in 0..10 {
+        expect_ok(&gw, &honest).await;
+    }
+    assert_eq!(refuser.ai_requests(), 2, "paid once, renewed once, then left alone");
+    let job = job_state(&gw, refuser.url(), &format!("text-to-image/{SD}")).await;
+    assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "penalised for the job: {job}");
+    gw.shutdown().await;
+}
