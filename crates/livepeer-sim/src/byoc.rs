@@ -136,6 +136,9 @@ pub enum ByocFault {
     NoCapacity,
     /// The head of a 500 answer is sent with a `Content-Length`, and then never its body.
     Stalled500,
+    /// Every paid job's payment is taken (its tickets credited), and the job refused all the
+    /// same with 400 `Insufficient balance for request`: books lost, or money kept.
+    KeepPayment,
 }
 
 /// What the BYOC side has received, charged and run, from [`crate::Sim::byoc_stats`].

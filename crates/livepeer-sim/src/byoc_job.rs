@@ -76,7 +76,7 @@ pub(crate) async fn process(State(shared): State<Arc<Shared>>, req: Request) -> 
             resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
             return resp;
         }
-        ByocFault::None | ByocFault::Status500 => {}
+        ByocFault::None | ByocFault::Status500 | ByocFault::KeepPayment => {}
     }
     let admitted = match admit(&shared, req.headers(), true) {
         Ok(admitted) => admitted,
@@ -131,7 +131,8 @@ pub(crate) fn admit(
     );
     if price > 0 {
         take_payment(shared, headers, &job.capability);
-        if shared.payments.balance(job.sender, &job.capability) < min_balance(price) {
+        let keeps = shared.byoc.fault() == ByocFault::KeepPayment;
+        if keeps || shared.payments.balance(job.sender, &job.capability) < min_balance(price) {
             return Err(AdmitError::InsufficientBalance);
         }
     }

@@ -403,6 +403,7 @@ impl<'a> Job<'a> {
         if status == 400 && small {
             return self.bad_request(lease, payment, resp, deadline, service).await;
         }
+        self.state.tokens.accepted(&orch_key(lease.url()), &self.req.capability);
         let headers = pass_headers(resp.headers());
         let events =
             headers.iter().any(|(k, v)| *k == "content-type" && v.contains("text/event-stream"));
@@ -443,7 +444,8 @@ impl<'a> Job<'a> {
     /// A short 400: the orchestrator's refusal of the gateway's payment or signature (its
     /// texts, PROTOCOL.md §10.4), or the worker's refusal of the client's request. The
     /// first is the gateway's problem, not the client's: the token (and with it the balance
-    /// view) is fetched afresh next time, and the job moves on, the orchestrator unpenalised.
+    /// view) is fetched afresh next time, and the job moves on, the orchestrator unpenalised
+    /// unless its last paid job there was refused too (see [`super::tokens::Tokens::refused`]).
     /// The second goes to the client as it came.
     async fn bad_request(
         &mut self,
@@ -462,9 +464,13 @@ impl<'a> Job<'a> {
         let text = String::from_utf8_lossy(&body).trim().to_owned();
         if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
             let orch = orch_key(lease.url());
-            self.state.tokens.forget(&orch, &self.req.capability);
+            let why = format!("400 {}", cut(&text));
+            if self.state.tokens.refused(&orch, &self.req.capability) {
+                // Its last job's refusal made this one's token fresh: refused all the same.
+                return self.failed(lease, format!("{why} (with a fresh job token)"));
+            }
             self.unpaid += 1;
-            return self.skipped(lease, &orch, "payment", format!("400 {}", cut(&text)));
+            return self.skipped(lease, &orch, "payment", why);
         }
         lease.client_error();
         let once = futures_util::stream::once(async move { Ok(body) }).boxed();

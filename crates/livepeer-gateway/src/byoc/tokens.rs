@@ -56,12 +56,20 @@ struct Inner {
     sender: String,
     settings: TokenSettings,
     map: Mutex<HashMap<(String, String), Stored>>,
+    /// Capabilities at orchestrators whose last paid job was refused as underpaid (see
+    /// [`Tokens::refused`]); cleared by an answered job. Bounded: emptied when full.
+    refused: Mutex<HashSet<(String, String)>>,
 }
+
+/// Most (orchestrator, capability) refusals remembered: beyond, the memory starts afresh
+/// (each then costs one more job's payment before it is penalised again).
+const REFUSALS_KEPT: usize = 4096;
 
 impl Tokens {
     /// A store fetching with `http`, naming the gateway by `sender`.
     pub fn new(http: OrchHttp, sender: String, settings: TokenSettings) -> Self {
-        let inner = Inner { http, sender, settings, map: Mutex::default() };
+        let (map, refused) = (Mutex::default(), Mutex::default());
+        let inner = Inner { http, sender, settings, map, refused };
         Self { inner: Arc::new(inner) }
     }
 
@@ -77,6 +85,29 @@ impl Tokens {
     pub fn forget(&self, orch: &str, capability: &str) {
         if let Ok(mut map) = self.inner.map.lock() {
             map.remove(&(orch.to_owned(), capability.to_owned()));
+        }
+    }
+
+    /// Records that `orch` refused a job's payment at `capability` (`Insufficient balance`,
+    /// `Could not verify job creds`) and forgets its token, so the next job fetches one with a
+    /// fresh balance view. True when its last paid job there was refused too: that job's
+    /// token was then fresh, and a refusal no stale view explains is the orchestrator's (one
+    /// refusing every payment was otherwise paid once by every job, unpenalised).
+    pub fn refused(&self, orch: &str, capability: &str) -> bool {
+        self.forget(orch, capability);
+        let Ok(mut refused) = self.inner.refused.lock() else { return false };
+        if refused.len() >= REFUSALS_KEPT {
+            refused.clear();
+        }
+        !refused.insert((orch.to_owned(), capability.to_owned()))
+    }
+
+    /// `orch` answered a paid job at `capability`: an earlier refusal is forgiven.
+    pub fn accepted(&self, orch: &str, capability: &str) {
+        if let Ok(mut refused) = self.inner.refused.lock()
+            && !refused.is_empty()
+        {
+            refused.remove(&(orch.to_owned(), capability.to_owned()));
         }
     }
 

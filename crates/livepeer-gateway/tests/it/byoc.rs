@@ -593,3 +593,32 @@ async fn raw_exchange(addr: std::net::SocketAddr, head: &[u8]) -> String {
         }
     }
 }
+
+/// An orchestrator that takes every job's payment and refuses the job as underpaid (400
+/// `Insufficient balance for request`): the first refusal is the gateway's stale view (the
+/// token is fetched afresh, nobody penalised), a second one with that fresh token is the
+/// orchestrator's, penalised for the capability. Before, it was paid by every job that
+/// selected it (being cheaper, all ten), unpenalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_refusing_every_payment_is_penalised_once_its_token_was_fresh() {
+    let cheap = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000, 1).capacity(8)];
+    let dear = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(9_000, 1).capacity(8)];
+    let refuser = sim("refuser", cheap, Some(1)).await;
+    let honest = sim("honest", dear, Some(2)).await;
+    refuser.set_byoc_fault(ByocFault::KeepPayment);
+    let mut c = config(&[refuser.url(), honest.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.eject.base = Duration::from_secs(600);
+    c.eject.max = Duration::from_secs(600);
+    let gw = start(c).await;
+    let http = reqwest::Client::new();
+    let header = header(REVERSAL, 10, json!({}));
+    for _ in 0..10 {
+        let resp = reverse(&http, &gw, &header).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(served_by(&resp), base(honest.url()));
+    }
+    assert_eq!(refuser.byoc_stats().requests, 2, "refused twice, then left alone");
+    let (_, job) = job_state(&gw, &refuser).await;
+    assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "penalised: {job}");
+}
