@@ -97,6 +97,9 @@ struct Job<'a> {
     unpaid: u32,
     tickets: u32,
     ev_sent: livepeer_pm::Ratio,
+    /// When the job token of the attempt in progress was asked for (see
+    /// [`super::tokens::Tokens::refused`]).
+    token_fetched: Option<Instant>,
     /// The customer key's tab (see [`Sending::tab`]).
     tab: Option<std::sync::Arc<crate::keys::Tab>>,
 }
@@ -171,6 +174,7 @@ impl<'a> Job<'a> {
             unpaid: 0,
             tickets: 0,
             ev_sent: livepeer_pm::Ratio::ZERO,
+            token_fetched: None,
             tab: None,
         }
     }
@@ -191,6 +195,7 @@ impl<'a> Job<'a> {
             Err(TokenProblem::Failed(e)) => return self.failed(lease, e),
             Err(TokenProblem::Local(e)) => return self.overloaded(lease, e),
         };
+        self.token_fetched = Some(token.fetched);
         if let Some(why) = self.state.over_cap(&self.req.capability, &token.token) {
             // Its price, not a fault: moved on from without a penalty, as a refused payment.
             return self.skipped(lease, &orch, "price", why);
@@ -465,8 +470,9 @@ impl<'a> Job<'a> {
         if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
             let orch = orch_key(lease.url());
             let why = format!("400 {}", cut(&text));
-            if self.state.tokens.refused(&orch, &self.req.capability) {
-                // Its last job's refusal made this one's token fresh: refused all the same.
+            let fetched = self.token_fetched.unwrap_or_else(Instant::now);
+            if self.state.tokens.refused(&orch, &self.req.capability, fetched) {
+                // Its token was asked for after the last refusal: fresh, refused all the same.
                 return self.failed(lease, format!("{why} (with a fresh job token)"));
             }
             self.unpaid += 1;

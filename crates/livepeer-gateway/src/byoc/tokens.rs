@@ -56,9 +56,9 @@ struct Inner {
     sender: String,
     settings: TokenSettings,
     map: Mutex<HashMap<(String, String), Stored>>,
-    /// Capabilities at orchestrators whose last paid job was refused as underpaid (see
+    /// When each capability at an orchestrator last had a paid job refused as underpaid (see
     /// [`Tokens::refused`]); cleared by an answered job. Bounded: emptied when full.
-    refused: Mutex<HashSet<(String, String)>>,
+    refused: Mutex<HashMap<(String, String), Instant>>,
 }
 
 /// Most (orchestrator, capability) refusals remembered: beyond, the memory starts afresh
@@ -90,16 +90,18 @@ impl Tokens {
 
     /// Records that `orch` refused a job's payment at `capability` (`Insufficient balance`,
     /// `Could not verify job creds`) and forgets its token, so the next job fetches one with a
-    /// fresh balance view. True when its last paid job there was refused too: that job's
-    /// token was then fresh, and a refusal no stale view explains is the orchestrator's (one
-    /// refusing every payment was otherwise paid once by every job, unpenalised).
-    pub fn refused(&self, orch: &str, capability: &str) -> bool {
+    /// fresh balance view. True when the refused job's token was asked for (`fetched`) after
+    /// an earlier refusal there: a refusal no stale view explains is the orchestrator's (one
+    /// refusing every payment was otherwise paid once by every job, unpenalised). Jobs that
+    /// went out together on one stale token are all refused as the gateway's doing.
+    pub fn refused(&self, orch: &str, capability: &str, fetched: Instant) -> bool {
         self.forget(orch, capability);
         let Ok(mut refused) = self.inner.refused.lock() else { return false };
         if refused.len() >= REFUSALS_KEPT {
             refused.clear();
         }
-        !refused.insert((orch.to_owned(), capability.to_owned()))
+        let last = refused.insert((orch.to_owned(), capability.to_owned()), Instant::now());
+        last.is_some_and(|last| fetched > last)
     }
 
     /// `orch` answered a paid job at `capability`: an earlier refusal is forgiven.
