@@ -10,8 +10,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 fn all_models(price: i64) -> Vec<SimModel> {
     [
         ("text-to-image", SD),

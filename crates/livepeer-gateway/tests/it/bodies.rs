@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const API_KEY: &str = "bodies-api-key";
 

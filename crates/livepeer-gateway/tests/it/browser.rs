@@ -14,7 +14,6 @@ use serde_json::Value;
 use crate::cdp::Browser;
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 const TOKEN: &str = "dashboard-test-admin-token-0123";
 
 /// A gateway config that notices a dead orchestrator by itself within a second (refresh every

@@ -9,8 +9,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 async fn sim(name: &str, models: Vec<SimModel>) -> Sim {
     Sim::start(SimConfig { name: name.into(), models, ..SimConfig::default() }).await.unwrap()
 }

@@ -15,8 +15,6 @@ use serde_json::{Value, json};
 use crate::keys::{TOKEN, create, keys_config};
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 /// Key `id`'s ledger rows (the admin's CSV export), each as column → text, once `count` are
 /// written.
 pub async fn ledger(gw: &Gateway, id: &str, count: usize) -> Vec<HashMap<String, String>> {

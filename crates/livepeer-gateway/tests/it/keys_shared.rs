@@ -18,7 +18,6 @@ use crate::keys_pg::postgres;
 use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_livepeer-gateway");
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 /// 0.01 USD a megapixel: a 64×64 image costs 40 960 nano-USD.
 const PRICES: &str = r#"{"price": [{"pipeline": "text-to-image", "usd": "0.01"}]}"#;
 const COST_NUSD: i64 = 40_960;

@@ -13,8 +13,6 @@ use serde_json::{Value, json};
 use crate::keys::{admin, create, keys_config};
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 async fn read(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status();

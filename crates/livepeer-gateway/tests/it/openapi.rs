@@ -12,8 +12,6 @@ use crate::keys::{create, keys_config};
 use crate::py_byoc::sdk_python;
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 /// Validates the document (argv[1]) and, for each further pair of arguments, a JSON file
 /// against a named schema of it; prints `ok` or fails.
 const SCRIPT: &str = r##"

@@ -11,8 +11,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 /// A simulator serving `models` as (pipeline, model, capacity), all at `price` wei per unit.
 async fn sim(name: &str, price: i64, models: &[(&str, &str, u32)]) -> Sim {
     Sim::start(SimConfig {

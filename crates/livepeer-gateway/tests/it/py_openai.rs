@@ -9,8 +9,6 @@ use livepeer_sim::{Sim, SimConfig, SimModel};
 use crate::py_byoc::sdk_python;
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 const SCRIPT: &str = r#"
 import sys
 from openai import OpenAI

@@ -10,8 +10,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 /// A short soak, as `RELIABILITY.md` describes. The deadlines are the tool's own (a request
 /// counts as lost only after a minute); on a loaded machine the run gets fewer requests done,
 /// not a different verdict.

@@ -11,8 +11,6 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-
 /// A simulated orchestrator serving one LLM, pausing `token_delay` before each token.
 async fn llm_sim(name: &str, token_delay: Duration) -> Sim {
     Sim::start(SimConfig {

@@ -11,9 +11,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
-const SD: &str = "stabilityai/sd-turbo";
-
 /// A simulator serving the LLM at `price` wei per token, and text-to-image.
 async fn sim(name: &str, price: i64) -> Sim {
     Sim::start(SimConfig {

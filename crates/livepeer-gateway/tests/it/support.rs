@@ -10,6 +10,8 @@ use serde_json::Value;
 
 pub const SD: &str = "stabilityai/sd-turbo";
 pub const SDXL: &str = "ByteDance/SDXL-Lightning";
+/// The LLM every test simulator that serves one offers.
+pub const LLM: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 
 /// A config on ephemeral ports with quick timers, pointing at `urls`.
 pub fn config(urls: &[&str]) -> Config {
