@@ -169,7 +169,7 @@ impl Subscribe for LocalSubscriber {
             if self.ended {
                 return Ok(None);
             }
-            let Some(channel) = self.hub.channel(&self.name) else {
+            let Some(channel) = self.hub.readable(&self.name) else {
                 self.ended = true;
                 return Ok(None);
             };

@@ -4,9 +4,11 @@ mod channel;
 mod http;
 mod reader;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +44,14 @@ pub struct HubConfig {
     /// are released, and its response ends in an error so that its connection is closed.
     /// Waiting for a publisher is not stalling.
     pub reader_stall_timeout: Duration,
+    /// How long a closed channel stays readable, so that a subscriber asking for its last
+    /// segments just after the end still gets them and then the end-of-stream mark, instead
+    /// of 404 (go-livepeer removes a channel at once: zero, the default). Writers, `DELETE` and
+    /// [`Hub::contains`] see it gone at once.
+    pub closed_linger: Duration,
+    /// Most bytes of segments kept by closed channels in all; the oldest closed channels are let
+    /// go first. Their count is bounded by `max_channels` too.
+    pub closed_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -54,6 +64,8 @@ impl Default for HubConfig {
             autocreate: false,
             max_readers: 64,
             reader_stall_timeout: Duration::from_secs(10),
+            closed_linger: Duration::ZERO,
+            closed_bytes: 64 << 20,
         }
     }
 }
@@ -97,6 +109,31 @@ impl From<CreateError> for TrickleError {
 struct HubInner {
     config: HubConfig,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Closed channels still readable, oldest first.
+    closed: Mutex<Lingering>,
+}
+
+/// Closed channels kept readable for [`HubConfig::closed_linger`].
+#[derive(Debug, Default)]
+struct Lingering {
+    channels: VecDeque<(Instant, Arc<Channel>, usize)>,
+    bytes: usize,
+}
+
+impl Lingering {
+    /// Lets go of the oldest channels while there are more than `max` of them, more than
+    /// `max_bytes` in all, or any closed before `before`.
+    fn prune(&mut self, max: usize, max_bytes: usize, before: Option<Instant>) {
+        while let Some((at, channel, bytes)) = self.channels.front() {
+            let expired = before.is_some_and(|before| *at < before);
+            if !expired && self.channels.len() <= max && self.bytes <= max_bytes {
+                break;
+            }
+            channel.release();
+            self.bytes = self.bytes.saturating_sub(*bytes);
+            self.channels.pop_front();
+        }
+    }
 }
 
 /// The channels of one server. Cheap to clone; clones share the channels.
@@ -110,7 +147,12 @@ impl Hub {
     pub fn new(mut config: HubConfig) -> Self {
         // A ring needs at least one slot; a zero window would make every read a miss.
         config.window = config.window.max(1);
-        Self { inner: Arc::new(HubInner { config, channels: Mutex::new(HashMap::new()) }) }
+        let inner = HubInner {
+            config,
+            channels: Mutex::new(HashMap::new()),
+            closed: Mutex::new(Lingering::default()),
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     /// Its limits.
@@ -153,18 +195,54 @@ impl Hub {
         lock(&self.inner.channels).get(name).cloned()
     }
 
+    /// The channel `name` to read from: an open one, or one closed less than
+    /// [`HubConfig::closed_linger`] ago.
+    pub(crate) fn readable(&self, name: &str) -> Option<Arc<Channel>> {
+        if let Some(channel) = self.channel(name) {
+            return Some(channel);
+        }
+        let linger = self.inner.config.closed_linger;
+        if linger.is_zero() {
+            return None;
+        }
+        let closed = lock(&self.inner.closed);
+        let (at, channel, _) = closed.channels.iter().rev().find(|(_, c, _)| c.name() == name)?;
+        (at.elapsed() < linger).then(|| Arc::clone(channel))
+    }
+
     /// Closes and removes channel `name`: its subscribers see the end of stream. Returns
     /// whether it existed.
     pub fn close(&self, name: &str) -> bool {
         let removed = lock(&self.inner.channels).remove(name);
-        match removed {
-            Some(channel) => {
-                // Closed outside the map lock: waking readers must not stall other channels.
-                channel.close();
-                tracing::debug!(channel = name, "trickle channel closed");
-                true
-            }
-            None => false,
+        let Some(channel) = removed else {
+            return false;
+        };
+        // Closed outside the map lock: waking readers must not stall other channels.
+        let config = &self.inner.config;
+        if config.closed_linger.is_zero() {
+            channel.close();
+        } else {
+            channel.close_keeping();
+            let bytes = channel.snapshot().bytes;
+            let mut closed = lock(&self.inner.closed);
+            closed.bytes = closed.bytes.saturating_add(bytes);
+            closed.channels.push_back((Instant::now(), channel, bytes));
+            let before = Instant::now().checked_sub(config.closed_linger);
+            closed.prune(config.max_channels, config.closed_bytes, before);
+        }
+        tracing::debug!(channel = name, "trickle channel closed");
+        true
+    }
+
+    /// Lets go of closed channels past their linger (all of them with `all`).
+    fn prune_closed(&self, all: bool) {
+        let config = &self.inner.config;
+        let mut closed = lock(&self.inner.closed);
+        if all {
+            closed.prune(0, 0, None);
+        } else {
+            let before = Instant::now().checked_sub(config.closed_linger);
+            closed.prune(config.max_channels, config.closed_bytes, before);
         }
     }
 
@@ -232,6 +310,7 @@ impl Hub {
             .filter(|channel| channel.snapshot().last_activity.elapsed() > idle_timeout)
             .map(|channel| channel.name().to_owned())
             .collect();
+        self.prune_closed(false);
         let mut swept = 0;
         for name in idle {
             if self.close(&name) {
@@ -245,8 +324,12 @@ impl Hub {
     /// Sweeps every minute (or every half idle timeout, if that is shorter) until `cancel`
     /// fires, then closes every channel so that their clients are released.
     pub async fn run_sweeper(self, cancel: CancellationToken) {
-        let period = (self.inner.config.idle_timeout / 2)
-            .clamp(Duration::from_millis(10), Duration::from_secs(60));
+        let config = &self.inner.config;
+        let mut period = config.idle_timeout / 2;
+        if !config.closed_linger.is_zero() {
+            period = period.min(config.closed_linger);
+        }
+        let period = period.clamp(Duration::from_millis(10), Duration::from_secs(60));
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -260,6 +343,7 @@ impl Hub {
         for name in self.names() {
             self.close(&name);
         }
+        self.prune_closed(true);
     }
 }
 

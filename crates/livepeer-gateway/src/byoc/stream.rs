@@ -139,6 +139,7 @@ impl ByocStreams {
             autocreate: false,
             window: 3,
             max_channels: byoc.config.max_streams.saturating_mul(5),
+            closed_linger: crate::live::CLOSED_CHANNEL_LINGER,
             ..HubConfig::default()
         });
         let sweeper = hub.clone();

@@ -57,6 +57,12 @@ pub(crate) use stream::Stream;
 pub use stream::{FlowStatus, Phase, StreamStatus, SwapRecord};
 pub(crate) use supervisor::{MAX_CONTROL_BODY, SwapBudget};
 
+/// How long a client-facing trickle channel (live or BYOC) stays readable after its stream
+/// ends: a subscriber whose request for the last output segment arrives just after the end
+/// still gets it, then the end-of-stream mark, instead of a 404 that loses the output.
+/// Bounded in bytes by the hub as well.
+pub(crate) const CLOSED_CHANNEL_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 use std::time::Duration;
 
 /// Live video settings (flags `--live-*`).

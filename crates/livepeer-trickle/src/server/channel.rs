@@ -473,12 +473,25 @@ impl Channel {
 
     /// Closes the channel and every segment in it, releasing all waiting readers and writers.
     pub(crate) fn close(&self) {
+        self.close_keeping();
+        self.release();
+    }
+
+    /// Closes it as [`Channel::close`] does, but keeps the segments in its window, so that a
+    /// subscriber arriving a little late still reads what was published before the end.
+    pub(crate) fn close_keeping(&self) {
         let mut state = lock(&self.state);
         state.closed = true;
+        for segment in state.slots.iter().flatten() {
+            segment.close();
+        }
+    }
+
+    /// Lets go of the segments in its window (their current readers keep theirs).
+    pub(crate) fn release(&self) {
+        let mut state = lock(&self.state);
         for slot in &mut state.slots {
-            if let Some(segment) = slot.take() {
-                segment.close();
-            }
+            *slot = None;
         }
     }
 }

@@ -139,7 +139,7 @@ async fn get_segment(
     State(hub): State<Hub>,
     Path((name, seq)): Path<(String, String)>,
 ) -> Response {
-    let Some(channel) = hub.channel(&name) else {
+    let Some(channel) = hub.readable(&name) else {
         return stream_not_found();
     };
     if seq == "next" {
