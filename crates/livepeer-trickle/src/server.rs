@@ -116,22 +116,44 @@ struct HubInner {
 /// Closed channels kept readable for [`HubConfig::closed_linger`].
 #[derive(Debug, Default)]
 struct Lingering {
-    channels: VecDeque<(Instant, Arc<Channel>, usize)>,
+    /// Oldest first: when each closed, and the bytes it kept.
+    order: VecDeque<(Instant, Arc<Channel>, usize)>,
+    /// The newest closed channel of each name, for lookups that do not scan `order` (a GET
+    /// of an unknown name must not cost as much as the channels kept).
+    by_name: HashMap<String, (Instant, Arc<Channel>)>,
     bytes: usize,
 }
 
 impl Lingering {
+    fn push(&mut self, channel: Arc<Channel>) {
+        let (now, bytes) = (Instant::now(), channel.snapshot().bytes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.by_name.insert(channel.name().to_owned(), (now, Arc::clone(&channel)));
+        self.order.push_back((now, channel, bytes));
+    }
+
+    /// The channel `name` if it closed at `since` or later.
+    fn get(&self, name: &str, since: Option<Instant>) -> Option<Arc<Channel>> {
+        let (at, channel) = self.by_name.get(name)?;
+        since.is_none_or(|since| *at >= since).then(|| Arc::clone(channel))
+    }
+
     /// Lets go of the oldest channels while there are more than `max` of them, more than
     /// `max_bytes` in all, or any closed before `before`.
     fn prune(&mut self, max: usize, max_bytes: usize, before: Option<Instant>) {
-        while let Some((at, channel, bytes)) = self.channels.front() {
+        while let Some((at, channel, bytes)) = self.order.front() {
             let expired = before.is_some_and(|before| *at < before);
-            if !expired && self.channels.len() <= max && self.bytes <= max_bytes {
+            if !expired && self.order.len() <= max && self.bytes <= max_bytes {
                 break;
             }
             channel.release();
             self.bytes = self.bytes.saturating_sub(*bytes);
-            self.channels.pop_front();
+            let name = channel.name();
+            // Only if no newer channel of the same name closed since.
+            if self.by_name.get(name).is_some_and(|(_, newest)| Arc::ptr_eq(newest, channel)) {
+                self.by_name.remove(name);
+            }
+            self.order.pop_front();
         }
     }
 }
@@ -205,9 +227,7 @@ impl Hub {
         if linger.is_zero() {
             return None;
         }
-        let closed = lock(&self.inner.closed);
-        let (at, channel, _) = closed.channels.iter().rev().find(|(_, c, _)| c.name() == name)?;
-        (at.elapsed() < linger).then(|| Arc::clone(channel))
+        lock(&self.inner.closed).get(name, Instant::now().checked_sub(linger))
     }
 
     /// Closes and removes channel `name`: its subscribers see the end of stream. Returns
@@ -223,10 +243,8 @@ impl Hub {
             channel.close();
         } else {
             channel.close_keeping();
-            let bytes = channel.snapshot().bytes;
             let mut closed = lock(&self.inner.closed);
-            closed.bytes = closed.bytes.saturating_add(bytes);
-            closed.channels.push_back((Instant::now(), channel, bytes));
+            closed.push(channel);
             let before = Instant::now().checked_sub(config.closed_linger);
             closed.prune(config.max_channels, config.closed_bytes, before);
         }
@@ -374,6 +392,34 @@ mod tests {
         assert!(!hub.close("a"));
         hub.create("c", "x").unwrap();
         assert_eq!(hub.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_channels_stay_readable_for_the_linger_only() {
+        let linger = Duration::from_secs(10);
+        let hub =
+            Hub::new(HubConfig { closed_linger: linger, max_channels: 2, ..Default::default() });
+        hub.create("a", "x").unwrap();
+        assert!(hub.close("a"));
+        assert!(hub.readable("a").is_some_and(|c| c.is_closed()), "closed, still readable");
+        assert!(hub.channel("a").is_none() && !hub.close("a"), "gone for everything else");
+        tokio::time::advance(linger / 2).await;
+        // The same name made and closed again: the newer one is read, and letting the older
+        // one go (its linger ends first) leaves the newer one readable.
+        hub.create("a", "x").unwrap();
+        let newer = hub.channel("a").unwrap();
+        assert!(hub.close("a"));
+        tokio::time::advance(linger / 2 + Duration::from_millis(1)).await;
+        hub.sweep();
+        assert!(hub.readable("a").is_some_and(|c| Arc::ptr_eq(&c, &newer)));
+        tokio::time::advance(linger / 2).await;
+        assert!(hub.readable("a").is_none(), "past the linger");
+        // No more closed channels kept than the hub's channel cap.
+        for name in ["b", "c", "d"] {
+            hub.create(name, "x").unwrap();
+            hub.close(name);
+        }
+        assert!(hub.readable("b").is_none() && hub.readable("c").is_some());
     }
 
     #[tokio::test(start_paused = true)]
