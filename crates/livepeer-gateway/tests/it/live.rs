@@ -191,8 +191,13 @@ async fn publish_live(publisher: &mut HttpPublisher, data: &Bytes, duration: Dur
 type Received = Arc<Mutex<Vec<(Instant, Bytes)>>>;
 
 fn read_output(url: &str) -> (Received, tokio::task::JoinHandle<()>) {
+    read_output_from(url, 0)
+}
+
+/// As [`read_output`], from segment `start` on.
+fn read_output_from(url: &str, start: i64) -> (Received, tokio::task::JoinHandle<()>) {
     let (client, config) = trickle();
-    let mut sub = HttpSubscriber::new(client, url, 0, config).unwrap();
+    let mut sub = HttpSubscriber::new(client, url, start, config).unwrap();
     let received: Received = Arc::default();
     let sink = received.clone();
     let task = tokio::spawn(async move {
@@ -264,6 +269,13 @@ async fn a_stream_runs_end_to_end_and_its_segments_probe_as_video() {
     })
     .await;
     tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+    // A client that subscribes only after the end still reads the last outputs its channel's
+    // window held, then the end, instead of a 404. The window is three segments, one of which
+    // may be the empty one the first reader asked for ahead of the end.
+    let (late, reader) = read_output_from(started["subscribe_url"].as_str().unwrap(), 4);
+    tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+    let late: Vec<Bytes> = late.lock().unwrap().iter().map(|(_, data)| data.clone()).collect();
+    assert_eq!(late, segments()[4..].to_vec(), "the window's last two outputs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
