@@ -46,6 +46,7 @@ pub mod log_sink;
 pub mod metrics;
 pub mod onchain;
 pub mod orchestrator;
+pub(crate) mod outbound;
 pub mod payment;
 pub mod recent;
 pub mod state;

@@ -1,0 +1,136 @@
+//! The services the gateway calls that are not orchestrators, hostile or broken, over real
+//! sockets: an auth webhook that answers without end or fails, a discovery webhook listing
+//! tens of thousands of orchestrators, a remote signer that pays more than it was asked to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_gateway::config::Config;
+use livepeer_sim::{Sim, SimConfig, SimModel};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// Most bytes the endless webhook sends before giving up, so that a gateway reading it whole
+/// (the fault this file guards against) costs the test run a bounded amount of memory.
+const ENDLESS_LIMIT: u64 = 256 << 20;
+
+/// A server that answers every connection `200 OK` and then a JSON body without end, at
+/// loopback speed, until the client hangs up (or [`ENDLESS_LIMIT`]). Returns its address and
+/// the bytes of body it managed to write.
+async fn endless_server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // The request's head and body are small: one read takes them.
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = socket.write_all(b"{\"pipeline_parameters\": [").await;
+                let chunk = b"1234567890,".repeat(6000);
+                while counter.load(Ordering::Relaxed) < ENDLESS_LIMIT {
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+/// A server answering every request with `status` and a short body.
+async fn status_server(status: u16) -> std::net::SocketAddr {
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new().fallback(move || async move { (code, "webhook down") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn live_sim() -> Sim {
+    Sim::start(SimConfig {
+        name: "outbound-live".into(),
+        models: vec![SimModel::new("live-video-to-video", "noop").capacity(8)],
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A gateway in front of `sim` whose live-AI auth webhook is `hook`.
+async fn hooked(sim: &Sim, hook: std::net::SocketAddr) -> Gateway {
+    let mut c: Config = config(&[sim.url()]);
+    c.live.auth_webhook = Some(livepeer_gateway::live::AuthWebhook {
+        url: format!("http://{hook}/auth").parse().unwrap(),
+        api_key: None,
+    });
+    start(c).await
+}
+
+async fn start_live(gw: &Gateway, name: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/live/video-to-video/{name}/start", gw.http_addr))
+        .json(&json!({"pipeline": "noop"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endless_auth_webhook_answer_is_cut_off_as_the_operators_fault() {
+    let sim = live_sim().await;
+    let (hook, sent) = endless_server().await;
+    let gw = hooked(&sim, hook).await;
+    let (status, body) = start_live(&gw, "endless").await;
+    // The gateway hung up at its 64 KiB cap: the server's writes stop within what the
+    // sockets' buffers hold, far below what it would send to a reader that went on.
+    let mut last = u64::MAX;
+    eventually(Duration::from_secs(10), "the webhook's writes to stop", || {
+        let now = sent.load(Ordering::Relaxed);
+        let still = now == last;
+        last = now;
+        async move { still }
+    })
+    .await;
+    let total = sent.load(Ordering::Relaxed);
+    assert!(total < 16 << 20, "the gateway read {total} bytes of a 64 KiB answer");
+    // Not accepted unchecked, and not the client's fault: 503, the webhook's.
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+    assert_eq!(sim.live().starts, 0, "nothing started on an unreadable answer");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_auth_webhook_is_a_503_not_a_refusal() {
+    let sim = live_sim().await;
+    let gw = hooked(&sim, status_server(500).await).await;
+    let (status, body) = start_live(&gw, "down").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+    gw.shutdown().await;
+    // A webhook that says no (4xx) still refuses the stream as the client's.
+    let gw = hooked(&sim, status_server(401).await).await;
+    let (status, body) = start_live(&gw, "no").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["type"], "stream_refused", "{body}");
+    gw.shutdown().await;
+}
