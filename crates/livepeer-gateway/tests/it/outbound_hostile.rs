@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use livepeer_gateway::Gateway;
 use livepeer_gateway::config::Config;
+use livepeer_gateway::orchestrator::Discovery;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -133,4 +134,27 @@ async fn a_failing_auth_webhook_is_a_503_not_a_refusal() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["type"], "stream_refused", "{body}");
     gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_webhook_listing_thirty_thousand_orchestrators_is_cut_to_a_thousand() {
+    // Just under the 1 MiB answer cap: 30,000 distinct addresses, each listed twice.
+    let entries: Vec<Value> = (1..=30_000u32)
+        .map(|port| json!({"address": format!("127.0.0.1:{port}")}))
+        .chain((1..=10u32).map(|port| json!({"address": format!("127.0.0.1:{port}")})))
+        .collect();
+    let body = serde_json::to_vec(&entries).unwrap();
+    assert!(body.len() < 1 << 20, "{} bytes", body.len());
+    let app = axum::Router::new().route("/orchs", axum::routing::get(move || async move { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let url = format!("http://{addr}/orchs").parse().unwrap();
+    let discovery =
+        Discovery::webhook(url, Duration::from_secs(60), Duration::from_secs(3)).unwrap();
+    let urls = discovery.urls().await.unwrap();
+    assert_eq!(urls.len(), 1000, "every one listed would be dialled at each refresh");
+    assert_eq!(urls[0].as_str(), "https://127.0.0.1:1/");
+    assert_eq!(urls[999].as_str(), "https://127.0.0.1:1000/", "the first ones, in order");
 }
