@@ -9,11 +9,15 @@ use std::time::Duration;
 use livepeer_gateway::Gateway;
 use livepeer_gateway::config::Config;
 use livepeer_gateway::orchestrator::Discovery;
+use livepeer_pm::LocalSigner;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
+
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const API_KEY: &str = "outbound-hostile-api-key-0123456789";
 
 /// Most bytes the endless webhook sends before giving up, so that a gateway reading it whole
 /// (the fault this file guards against) costs the test run a bounded amount of memory.
@@ -157,4 +161,81 @@ async fn a_discovery_webhook_listing_thirty_thousand_orchestrators_is_cut_to_a_t
     assert_eq!(urls.len(), 1000, "every one listed would be dialled at each refresh");
     assert_eq!(urls[0].as_str(), "https://127.0.0.1:1/");
     assert_eq!(urls[999].as_str(), "https://127.0.0.1:1000/", "the first ones, in order");
+}
+
+/// A remote signer that makes real tickets with the real signer's key, but for 50 times the
+/// units the gateway asks for: a broken (or dishonest) signer paying more than asked.
+async fn inflating_signer(real: std::net::SocketAddr) -> std::net::SocketAddr {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let http = http.clone();
+            async move {
+                let mut body = body.to_vec();
+                if uri.path() == "/generate-live-payment" {
+                    let mut asked: Value = serde_json::from_slice(&body).unwrap();
+                    let units = asked["inPixels"].as_u64().unwrap();
+                    asked["inPixels"] = json!(units * 50);
+                    body = serde_json::to_vec(&asked).unwrap();
+                }
+                let resp = http
+                    .post(format!("http://{real}{}", uri.path()))
+                    .header("authorization", headers["authorization"].clone())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap())
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signer_paying_more_than_asked_is_not_forwarded() {
+    // 64×64 pixels at 1,000,000 wei: a fee of 4.1e9, under one ticket's EV (the simulator's
+    // default, 8e9). Fifty times the units is 2e11: 26 tickets.
+    let orch = Sim::start(SimConfig {
+        eth_address: Some(livepeer_pm::Address::from([0x0c; 20])),
+        models: vec![SimModel::new("text-to-image", SD).price(1_000_000, 1)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config(&[orch.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.serve_signer = Some(API_KEY.to_owned().into());
+    let signer = start(c).await;
+    let proxy = inflating_signer(signer.http_addr).await;
+    let mut c = config(&[orch.url()]);
+    c.remote_signer = Some(
+        livepeer_gateway::config::RemoteSigner::parse(
+            &format!("http://{proxy}/"),
+            &format!("Authorization:Bearer {API_KEY}"),
+        )
+        .unwrap(),
+    );
+    let gw = start(c).await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let paid = orch.payments();
+    assert_eq!(paid.tickets_received, 0, "no ticket of the oversized payment reached it");
+    assert!(paid.ev_received.is_empty(), "{:?}", paid.ev_received);
+    // The gateway's refusal to pay, a 503: neither the client's fault nor the orchestrator's.
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+    gw.shutdown().await;
+    signer.shutdown().await;
 }
