@@ -425,7 +425,7 @@ async fn identity(config: &Config) -> Result<Option<Identity>, StartError> {
         return Ok(None);
     };
     let id = payment::fetch_identity(url, headers.clone()).await.map_err(setup(Part::Identity))?;
-    tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
+    tracing::info!(address = %id.address.to_checksum(None), signer = %outbound::shown(url), "gateway identity from the remote signer");
     Ok(Some(id))
 }
 

@@ -65,3 +65,21 @@ pub(crate) async fn read_prefix(mut resp: reqwest::Response, chars: usize) -> St
 fn broken(e: reqwest::Error) -> AnswerError {
     AnswerError::Broken(crate::error::error_chain(&e.without_url()))
 }
+
+/// `url` as logs and error messages show it: its scheme, host and port only. A service's URL
+/// may carry its credentials in any other part: user info (`http://user:pass@…`), query
+/// (`?token=…`), or path (RPC providers' `/v2/<api key>`).
+pub(crate) fn shown(url: &url::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    if url.path() == "/" && url.query().is_none() {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/…")
+    }
+}
+
+/// `text` with every copy of `url` in it shown as [`shown`] shows it, for the text of
+/// errors that other crates build with the whole URL in it.
+pub(crate) fn scrub(text: &str, url: &url::Url) -> String {
+    text.replace(url.as_str(), &shown(url))
+}

@@ -71,7 +71,11 @@ impl Feed {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
             "params": [{"to": self.address.to_string(), "data": data}, "latest"]});
         let resp = http.post(self.rpc_url.clone()).json(&body).send().await;
-        let resp = resp.map_err(|e| format!("{}: {e}", self.rpc_url))?;
+        // Without the URL: an RPC provider's URL carries its API key, and errors are logged.
+        let resp = resp.map_err(|e| {
+            let why = crate::error::error_chain(&e.without_url());
+            format!("{}: {why}", crate::outbound::shown(&self.rpc_url))
+        })?;
         let answer: Value = crate::outbound::read_json(resp, MAX_ANSWER)
             .await
             .map_err(|e| format!("not JSON-RPC: {e}"))?;

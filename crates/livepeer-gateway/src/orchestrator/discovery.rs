@@ -197,7 +197,7 @@ impl Webhook {
                 Ok(list)
             }
             Err(message) => {
-                let err = DiscoveryError::Webhook { url: self.url.to_string(), message };
+                let err = DiscoveryError::Webhook { url: outbound::shown(&self.url), message };
                 match cached {
                     Some((_, list)) => {
                         tracing::warn!(error = %err, kept = list.len(), "discovery webhook failed; keeping the last good list");

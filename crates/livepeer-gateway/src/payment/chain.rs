@@ -196,7 +196,7 @@ impl ChainClient {
         let http =
             reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(
                 |e| ChainError::Unreachable {
-                    url: url.to_string(),
+                    url: crate::outbound::shown(&url),
                     reason: format!("cannot build HTTP client: {e}"),
                 },
             )?;
@@ -223,8 +223,12 @@ impl ChainClient {
         method: &'static str,
         error: RpcError<TransportErrorKind>,
     ) -> ChainError {
-        let unreachable =
-            |reason: String| ChainError::Unreachable { url: self.url.to_string(), reason };
+        // The URL shown without its path or query, which carry an RPC provider's API key
+        // (`/v2/<key>`), also where the transport's own text repeats it.
+        let unreachable = |reason: String| ChainError::Unreachable {
+            url: crate::outbound::shown(&self.url),
+            reason: crate::outbound::scrub(&reason, &self.url),
+        };
         match error {
             RpcError::ErrorResp(payload) => {
                 ChainError::Rpc { code: payload.code, message: payload.message.into_owned() }

@@ -481,7 +481,8 @@ pub async fn fetch_identity(
     url: &Url,
     headers: reqwest::header::HeaderMap,
 ) -> Result<Identity, SignerError> {
-    let unreachable = |message: String| SignerError::Unreachable { url: url.to_string(), message };
+    let unreachable =
+        |message: String| SignerError::Unreachable { url: outbound::shown(url), message };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)

@@ -239,3 +239,28 @@ async fn a_signer_paying_more_than_asked_is_not_forwarded() {
     gw.shutdown().await;
     signer.shutdown().await;
 }
+
+#[tokio::test]
+async fn credentials_in_service_urls_stay_out_of_errors() {
+    // A port nothing listens on: every call fails, and its error is logged and shown.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hook = format!("http://user:hookpass@127.0.0.1:{port}/orchs?token=hooktoken");
+    let discovery =
+        Discovery::webhook(hook.parse().unwrap(), Duration::from_secs(60), Duration::from_secs(3))
+            .unwrap();
+    let error = discovery.urls().await.unwrap_err().to_string();
+    assert!(!error.contains("hookpass") && !error.contains("hooktoken"), "{error}");
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "the host is still shown: {error}");
+    // An RPC provider's URL carries its key in the path.
+    let rpc = format!("http://127.0.0.1:{port}/v2/rpcapikey");
+    let chain = livepeer_gateway::payment::chain::ChainClient::new(rpc.parse().unwrap()).unwrap();
+    let error = chain.block_number().await.unwrap_err().to_string();
+    assert!(!error.contains("rpcapikey"), "{error}");
+    let signer = format!("http://127.0.0.1:{port}/?key=signerkey");
+    let error =
+        livepeer_gateway::payment::fetch_identity(&signer.parse().unwrap(), Default::default())
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(!error.contains("signerkey"), "{error}");
+}
