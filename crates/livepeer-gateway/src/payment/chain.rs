@@ -11,6 +11,7 @@
 //! Amounts stay [`U256`] throughout: nothing is rounded or converted to floating point.
 
 pub mod abi;
+mod transport;
 pub mod tx;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use alloy::sol_types::SolCall;
 use alloy::transports::{RpcError, TransportErrorKind};
 use livepeer_pm::{Address, B256, U256, keccak256};
 use serde_json::Value;
+use transport::CappedHttp;
 use url::Url;
 
 use crate::error::error_chain;
@@ -200,7 +202,8 @@ impl ChainClient {
                     reason: format!("cannot build HTTP client: {e}"),
                 },
             )?;
-        let client = RpcClient::new_http_with_client(http, url.clone());
+        let is_local = alloy::transports::utils::guess_local_url(url.as_str());
+        let client = RpcClient::new(CappedHttp { client: http, url: url.clone() }, is_local);
         Ok(Self { provider: RootProvider::new(client.clone()), rpc: client, url })
     }
 

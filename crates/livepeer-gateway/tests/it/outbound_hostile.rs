@@ -264,3 +264,25 @@ async fn credentials_in_service_urls_stay_out_of_errors() {
             .to_string();
     assert!(!error.contains("signerkey"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_json_rpc_answer_is_cut_off() {
+    let (node, sent) = endless_server().await;
+    let chain = livepeer_gateway::payment::chain::ChainClient::new(
+        format!("http://{node}/").parse().unwrap(),
+    )
+    .unwrap();
+    let error = chain.block_number().await.unwrap_err().to_string();
+    let mut last = u64::MAX;
+    eventually(Duration::from_secs(10), "the node's writes to stop", || {
+        let now = sent.load(Ordering::Relaxed);
+        let still = now == last;
+        last = now;
+        async move { still }
+    })
+    .await;
+    let total = sent.load(Ordering::Relaxed);
+    // The cap is 64 MiB; the server would send 256 MiB to a reader that went on.
+    assert!(total < 96 << 20, "the client read {total} bytes of one answer: {error}");
+    assert!(error.contains("larger than"), "{error}");
+}
