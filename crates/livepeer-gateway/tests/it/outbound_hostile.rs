@@ -140,6 +140,28 @@ async fn a_failing_auth_webhook_is_a_503_not_a_refusal() {
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auth_webhook_whose_certificate_does_not_verify_is_not_asked() {
+    // An HTTPS server with a self-signed certificate, as anyone on the network path to the
+    // webhook could present: the gateway would send it the webhook's key and the client's
+    // Authorization, and take its word on which streams start.
+    let impostor =
+        Sim::start(SimConfig { name: "impostor".into(), tls: true, ..SimConfig::default() })
+            .await
+            .unwrap();
+    let sim = live_sim().await;
+    let mut c: Config = config(&[sim.url()]);
+    c.live.auth_webhook = Some(livepeer_gateway::live::AuthWebhook {
+        url: format!("{}/auth", impostor.url()).parse().unwrap(),
+        api_key: Some("webhook-secret".to_owned().into()),
+    });
+    let gw = start(c).await;
+    let (status, body) = start_live(&gw, "impostor").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discovery_webhook_listing_thirty_thousand_orchestrators_is_cut_to_a_thousand() {
     // Just under the 1 MiB answer cap: 30,000 distinct addresses, each listed twice.
