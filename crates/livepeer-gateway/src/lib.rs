@@ -46,6 +46,7 @@ pub mod log_sink;
 pub mod metrics;
 pub mod onchain;
 pub mod orchestrator;
+pub(crate) mod outbound;
 pub mod payment;
 pub mod recent;
 pub mod state;
@@ -424,7 +425,7 @@ async fn identity(config: &Config) -> Result<Option<Identity>, StartError> {
         return Ok(None);
     };
     let id = payment::fetch_identity(url, headers.clone()).await.map_err(setup(Part::Identity))?;
-    tracing::info!(address = %id.address.to_checksum(None), signer = %url, "gateway identity from the remote signer");
+    tracing::info!(address = %id.address.to_checksum(None), signer = %outbound::shown(url), "gateway identity from the remote signer");
     Ok(Some(id))
 }
 

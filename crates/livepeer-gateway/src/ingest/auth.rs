@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::outbound;
+
 /// The webhook's endpoint and its limits.
 #[derive(Debug, Clone)]
 pub struct StreamAuth {
@@ -21,7 +23,7 @@ pub struct StreamAuth {
     pub timeout: Duration,
 }
 
-/// Largest answer read; a longer one refuses the stream.
+/// Largest answer read; a longer one refuses the stream, as the service's fault.
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// What an accepting webhook decided. Fields it left out are `None`.
@@ -71,33 +73,34 @@ impl StreamAuth {
             .post(self.url.clone())
             .json(&serde_json::json!({ "url": incoming }))
             .timeout(self.timeout);
-        let unavailable =
-            |e: reqwest::Error| AuthRefusal::Unavailable(crate::error::error_chain(&e));
-        let mut resp = call.send().await.map_err(unavailable)?;
+        let unavailable = |e: &dyn std::fmt::Display| AuthRefusal::Unavailable(e.to_string());
+        let resp = call
+            .send()
+            .await
+            .map_err(|e| unavailable(&crate::error::error_chain(&e.without_url())))?;
         let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(unavailable)? {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(AuthRefusal::Denied(format!("answer over {MAX_ANSWER} bytes")));
-            }
-            body.extend_from_slice(&chunk);
+        if status.is_server_error() {
+            // A failing service has refused nobody: the operator's fault, not the publisher's.
+            return Err(unavailable(&format!("status={}", status.as_u16())));
         }
         if status.as_u16() != 200 {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+            let text = outbound::read_prefix(resp, 300).await;
             return Err(AuthRefusal::Denied(format!("status={} error={text}", status.as_u16())));
         }
+        let body = outbound::read_capped(resp, MAX_ANSWER).await.map_err(|e| unavailable(&e))?;
         parse_answer(&body)
     }
 }
 
 /// An accepting answer: empty means "derive everything from the URL"; otherwise JSON with a
-/// non-empty `manifestID`, as go-livepeer requires.
+/// non-empty `manifestID`, as go-livepeer requires. An answer that is not that JSON is the
+/// service's fault, not the publisher's.
 pub fn parse_answer(body: &[u8]) -> Result<AuthAnswer, AuthRefusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(AuthAnswer::default());
     }
     let answer: AuthAnswer = serde_json::from_slice(body)
-        .map_err(|e| AuthRefusal::Denied(format!("answer is not the expected JSON: {e}")))?;
+        .map_err(|e| AuthRefusal::Unavailable(format!("answer is not the expected JSON: {e}")))?;
     if answer.manifest_id.as_deref().is_none_or(str::is_empty) {
         return Err(AuthRefusal::Denied("empty manifestID in the answer".into()));
     }
@@ -122,6 +125,6 @@ mod tests {
         assert_eq!(a.profiles.unwrap()[0]["width"], 320);
         assert_eq!(a.timeout_multiplier, Some(2));
         assert!(matches!(parse_answer(br#"{"streamKey":"k"}"#), Err(AuthRefusal::Denied(_))));
-        assert!(matches!(parse_answer(b"not json"), Err(AuthRefusal::Denied(_))));
+        assert!(matches!(parse_answer(b"not json"), Err(AuthRefusal::Unavailable(_))));
     }
 }

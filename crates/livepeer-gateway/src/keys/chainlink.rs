@@ -19,6 +19,9 @@ const LATEST_ROUND_DATA: &str = "0xfeaf968c";
 /// `decimals()`.
 const DECIMALS: &str = "0x313ce567";
 
+/// Largest answer read: both calls answer a few hundred bytes.
+const MAX_ANSWER: usize = 64 * 1024;
+
 /// A Chainlink ETH/USD feed and its last answer.
 #[derive(Debug)]
 pub struct Feed {
@@ -68,8 +71,14 @@ impl Feed {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
             "params": [{"to": self.address.to_string(), "data": data}, "latest"]});
         let resp = http.post(self.rpc_url.clone()).json(&body).send().await;
-        let resp = resp.map_err(|e| format!("{}: {e}", self.rpc_url))?;
-        let answer: Value = resp.json().await.map_err(|e| format!("not JSON-RPC: {e}"))?;
+        // Without the URL: an RPC provider's URL carries its API key, and errors are logged.
+        let resp = resp.map_err(|e| {
+            let why = crate::error::error_chain(&e.without_url());
+            format!("{}: {why}", crate::outbound::shown(&self.rpc_url))
+        })?;
+        let answer: Value = crate::outbound::read_json(resp, MAX_ANSWER)
+            .await
+            .map_err(|e| format!("not JSON-RPC: {e}"))?;
         if let Some(error) = answer.get("error") {
             return Err(format!("eth_call failed: {error}"));
         }

@@ -121,7 +121,7 @@ async fn authorize(
         status_url: route(req, "status"),
         update_url: route(req, "update"),
     };
-    let overrides = auth::check(&live.inner.http, hook, &ask).await?;
+    let overrides = auth::check(&live.inner.services, hook, &ask).await?;
     asked.pipeline = overrides.pipeline.unwrap_or(asked.pipeline);
     asked.params = overrides.params.unwrap_or(asked.params);
     asked.stream_id = overrides.stream_id.unwrap_or(asked.stream_id);

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::error::LiveError;
+use crate::outbound;
 
 /// The webhook's endpoint and key.
 #[derive(Debug, Clone)]
@@ -47,9 +48,12 @@ pub(crate) struct Overrides {
 /// Largest webhook answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Asks the webhook. A non-2xx answer refuses the stream ([`LiveError::AuthRefused`]); an
-/// unreachable webhook refuses it too ([`LiveError::AuthUnreachable`]), since accepting
-/// unchecked streams would defeat the point of having one.
+/// Asks the webhook. A 4xx (or other non-2xx) answer refuses the stream
+/// ([`LiveError::AuthRefused`]); an unreachable or failing (5xx) webhook refuses it too, as
+/// the operator's fault ([`LiveError::AuthUnreachable`]), since accepting
+/// unchecked streams would defeat the point of having one, and so does an accepting answer
+/// that cannot be read (over [`MAX_ANSWER`] bytes, or not JSON, which go-livepeer refuses
+/// too): its overrides may say whose stream this is.
 pub(crate) async fn check(
     http: &reqwest::Client,
     hook: &AuthWebhook,
@@ -74,22 +78,28 @@ pub(crate) async fn check(
             .header("x-api-key", key.expose_secret())
             .header(reqwest::header::AUTHORIZATION, key.expose_secret());
     }
-    let resp = call.send().await.map_err(|e| {
-        tracing::warn!(error = %crate::error::error_chain(&e), "live auth webhook unreachable");
+    let unusable = |why: &dyn std::fmt::Display| {
+        tracing::warn!(error = %why, "live auth webhook unreachable or its answer unusable");
         LiveError::AuthUnreachable
-    })?;
+    };
+    let resp =
+        call.send().await.map_err(|e| unusable(&crate::error::error_chain(&e.without_url())))?;
     let status = resp.status();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    if status.is_server_error() {
+        // A webhook that fails has not refused anyone: the operator's fault, not the client's.
+        return Err(unusable(&format!("answered {status}")));
+    }
     if !status.is_success() {
-        let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().into();
+        let text = outbound::read_prefix(resp, 300).await;
         return Err(LiveError::AuthRefused(format!(
             "the live-AI auth webhook refused this stream ({status}): {text}"
         )));
     }
-    if bytes.is_empty() || bytes.len() > MAX_ANSWER {
+    let bytes = outbound::read_capped(resp, MAX_ANSWER).await.map_err(|e| unusable(&e))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Overrides::default());
     }
-    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| unusable(&e))?;
     let text = |k: &str| answer.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
     Ok(Overrides {
         pipeline: text("pipeline").map(str::to_owned),
@@ -124,12 +134,12 @@ pub(crate) async fn heartbeat(
         .timeout(Duration::from_secs(5))
         .send()
         .await
-        .map_err(|e| crate::error::error_chain(&e))?;
+        .map_err(|e| crate::error::error_chain(&e.without_url()))?;
     if !resp.status().is_success() {
         return Err(format!("heartbeat answered {}", resp.status()));
     }
-    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-    if bytes.is_empty() || bytes.len() > MAX_ANSWER {
+    let bytes = outbound::read_capped(resp, MAX_ANSWER).await.map_err(|e| e.to_string())?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;

@@ -37,6 +37,11 @@ pub(crate) struct Inner {
     pub(crate) payments: Payments,
     /// Start calls and payments.
     pub(crate) http: reqwest::Client,
+    /// The operator's own services: the auth webhook and the heartbeat. Unlike
+    /// orchestrators, whose certificates are self-signed by design, these are checked: the
+    /// auth webhook is sent its API key and every client's `Authorization`, and decides
+    /// which streams start.
+    pub(crate) services: reqwest::Client,
     /// Trickle clients toward orchestrators.
     pub(crate) trickle: reqwest::Client,
     pub(crate) trickle_config: ClientConfig,
@@ -154,6 +159,11 @@ impl LiveState {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        let services = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
         // Three segments per client channel rather than go-livepeer's five: a live client more
         // than a few seconds behind wants the live edge anyway, and at 2 Mbit/s each segment
         // held costs 250 kB per channel.
@@ -176,6 +186,7 @@ impl LiveState {
             metrics,
             payments,
             http,
+            services,
             trickle,
             trickle_config,
             streams: Mutex::default(),
@@ -209,7 +220,7 @@ impl LiveState {
             return;
         }
         let ids: Vec<String> = running.iter().map(|s| s.spec.id.clone()).collect();
-        match auth::heartbeat(&self.inner.http, beat, &ids).await {
+        match auth::heartbeat(&self.inner.services, beat, &ids).await {
             Ok(terminated) => {
                 for stream in running.iter().filter(|s| terminated.contains(&s.spec.id)) {
                     tracing::info!(stream = stream.spec.name, "heartbeat terminated the stream");

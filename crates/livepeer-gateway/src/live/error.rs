@@ -59,7 +59,8 @@ pub enum LiveError {
     InputRejected(String),
     /// The operator's auth webhook refused the stream (the message says with what answer).
     AuthRefused(String),
-    /// The operator's auth webhook could not be reached.
+    /// The operator's auth webhook could not be reached, or its accepting answer could not
+    /// be read.
     AuthUnreachable,
     /// The gateway is short of its own resources (descriptors to dial with); the client
     /// may retry later.
@@ -106,7 +107,9 @@ impl std::fmt::Display for LiveError {
             | Self::AuthRefused(message)
             | Self::GatewayOverloaded(message)
             | Self::Internal(message) => f.write_str(message),
-            Self::AuthUnreachable => f.write_str("the live-AI auth webhook could not be reached"),
+            Self::AuthUnreachable => {
+                f.write_str("the live-AI auth webhook could not be reached or gave an unusable answer")
+            }
         }
     }
 }

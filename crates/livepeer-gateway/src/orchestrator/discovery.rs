@@ -5,11 +5,14 @@
 //! A webhook fetch that fails or answers garbage keeps the last good list; before the first
 //! good fetch the error is returned, since there is nothing to keep.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use url::Url;
+
+use crate::outbound;
 
 /// Why a list of orchestrators could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,6 +83,12 @@ struct WebhookEntry {
 
 /// Largest webhook answer accepted.
 const WEBHOOK_MAX_BYTES: usize = 1 << 20;
+
+/// Most orchestrators kept from one webhook answer, as many as on-chain discovery follows
+/// (`onchain::walk::MAX_POOL`). Every one listed is called at each refresh and gets its own
+/// metrics series, so a webhook listing 60,000 (a megabyte of short entries) would have the
+/// gateway dial 60,000 hosts a minute and keep 60,000 series.
+pub const MAX_WEBHOOK_ORCHESTRATORS: usize = 1000;
 
 /// A source of orchestrator URLs.
 #[derive(Debug)]
@@ -188,7 +197,7 @@ impl Webhook {
                 Ok(list)
             }
             Err(message) => {
-                let err = DiscoveryError::Webhook { url: self.url.to_string(), message };
+                let err = DiscoveryError::Webhook { url: outbound::shown(&self.url), message };
                 match cached {
                     Some((_, list)) => {
                         tracing::warn!(error = %err, kept = list.len(), "discovery webhook failed; keeping the last good list");
@@ -201,26 +210,33 @@ impl Webhook {
     }
 
     async fn fetch(&self) -> Result<Vec<Url>, String> {
-        let mut resp = self.http.get(self.url.clone()).send().await.map_err(|e| e.to_string())?;
+        let send = self.http.get(self.url.clone()).send().await;
+        let resp = send.map_err(|e| crate::error::error_chain(&e.without_url()))?;
         if !resp.status().is_success() {
             return Err(format!("status {}", resp.status()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > WEBHOOK_MAX_BYTES {
-                return Err(format!("answer larger than {WEBHOOK_MAX_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let entries: Vec<WebhookEntry> = serde_json::from_slice(&body)
-            .map_err(|e| format!("not a JSON list of {{address, score}}: {e}"))?;
-        let mut urls = Vec::with_capacity(entries.len());
+        let entries: Vec<WebhookEntry> = outbound::read_json(resp, WEBHOOK_MAX_BYTES)
+            .await
+            .map_err(|e| format!("a JSON list of {{address, score}} was expected: {e}"))?;
+        let total = entries.len();
+        // A set, not a scan of the list: a megabyte holds some 60,000 short entries.
+        let mut seen = HashSet::new();
+        let mut urls = Vec::new();
         for e in entries {
             match normalize_orch_addr(&e.address) {
-                Ok(u) if !urls.contains(&u) => urls.push(u),
+                Ok(u) if urls.len() < MAX_WEBHOOK_ORCHESTRATORS && seen.insert(u.clone()) => {
+                    urls.push(u)
+                }
                 Ok(_) => {}
                 Err(why) => tracing::debug!(%why, "skipping webhook entry"),
             }
+        }
+        if urls.len() == MAX_WEBHOOK_ORCHESTRATORS {
+            tracing::warn!(
+                entries = total,
+                kept = urls.len(),
+                "discovery webhook listed more orchestrators than are kept; the first kept"
+            );
         }
         Ok(urls)
     }

@@ -11,6 +11,7 @@
 //! Amounts stay [`U256`] throughout: nothing is rounded or converted to floating point.
 
 pub mod abi;
+mod transport;
 pub mod tx;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use alloy::sol_types::SolCall;
 use alloy::transports::{RpcError, TransportErrorKind};
 use livepeer_pm::{Address, B256, U256, keccak256};
 use serde_json::Value;
+use transport::CappedHttp;
 use url::Url;
 
 use crate::error::error_chain;
@@ -196,11 +198,12 @@ impl ChainClient {
         let http =
             reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(
                 |e| ChainError::Unreachable {
-                    url: url.to_string(),
+                    url: crate::outbound::shown(&url),
                     reason: format!("cannot build HTTP client: {e}"),
                 },
             )?;
-        let client = RpcClient::new_http_with_client(http, url.clone());
+        let is_local = alloy::transports::utils::guess_local_url(url.as_str());
+        let client = RpcClient::new(CappedHttp { client: http, url: url.clone() }, is_local);
         Ok(Self { provider: RootProvider::new(client.clone()), rpc: client, url })
     }
 
@@ -223,8 +226,12 @@ impl ChainClient {
         method: &'static str,
         error: RpcError<TransportErrorKind>,
     ) -> ChainError {
-        let unreachable =
-            |reason: String| ChainError::Unreachable { url: self.url.to_string(), reason };
+        // The URL shown without its path or query, which carry an RPC provider's API key
+        // (`/v2/<key>`), also where the transport's own text repeats it.
+        let unreachable = |reason: String| ChainError::Unreachable {
+            url: crate::outbound::shown(&self.url),
+            reason: crate::outbound::scrub(&reason, &self.url),
+        };
         match error {
             RpcError::ErrorResp(payload) => {
                 ChainError::Rpc { code: payload.code, message: payload.message.into_owned() }

@@ -22,15 +22,25 @@ use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::terms::{PayError, PriceBounds};
+use super::terms::{Cost, PayError, PriceBounds};
+use crate::error::error_chain;
 use crate::orchestrator::byoc::JobToken;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::ai_manifest_id;
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::price::Price;
 use crate::orchestrator::{Identity, JobKey, OrchClient};
+use crate::outbound;
 
 /// How many times a 480 ("refresh the session") is followed before giving up, as go-livepeer.
 const MAX_REFRESHES: usize = 3;
+
+/// Most tickets go-livepeer's signer makes in one payment (PAYMENTS.md §7.3 step 8).
+const SIGNER_MAX_TICKETS: u32 = 100;
+
+/// Largest signer answer read: a payment of [`SIGNER_MAX_TICKETS`] tickets and its state
+/// take a few kilobytes.
+const MAX_ANSWER: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Session {
@@ -41,6 +51,9 @@ struct Session {
     price: Option<(i64, i64)>,
     /// A BYOC session's nonces: the params they were made for, and how many the signer made.
     nonces: Option<(B256, u32)>,
+    /// The price the signer's state was started at, which it bills every payment at (its
+    /// `InitialPricePerUnit`): what a payment's tickets are checked against.
+    initial: Option<Price>,
 }
 
 /// A `/generate-live-payment` answer.
@@ -133,6 +146,7 @@ impl RemotePayer {
             // The signer checks only the ceilings it is sent or configured with: the
             // gateway's own caps are checked here, on the info the signer is asked to pay.
             bounds.check(s.info.price)?;
+            let billed_at = s.initial.unwrap_or(s.info.price);
             let body = json!({
                 "orchestrator": STANDARD.encode(&s.bytes),
                 "inPixels": units,
@@ -142,8 +156,23 @@ impl RemotePayer {
             });
             match self.generate(&body).await? {
                 Generated::Paid { payment, segment, state } => {
+                    // What the signer made is checked before an orchestrator sees it: at most
+                    // the tickets the fee takes at the price the state bills at, of the
+                    // params asked for. A payment that is not is not sent, and its session
+                    // (state and params, whose nonces the signer went on with) is dropped.
+                    let checked = match &s.info.ticket_params {
+                        Some(params) => most_tickets(units, billed_at, params)
+                            .and_then(|most| check_payment(&payment, params, most)),
+                        None => Err(PayError::Refused("no ticket params to pay".into())),
+                    };
+                    if let Err(e) = checked {
+                        drop(s);
+                        self.forget(url, key, manifest);
+                        return Err(e);
+                    }
                     let out = RemotePayment { payment, segment, info: s.info.clone() };
                     s.state = Some(state);
+                    s.initial = Some(billed_at);
                     return Ok(Some(out));
                 }
                 Generated::Refresh => {
@@ -165,17 +194,12 @@ impl RemotePayer {
 
     /// One `POST {signer}/generate-live-payment` with `body`, its answer sorted.
     async fn generate(&self, body: &Value) -> Result<Generated, PayError> {
-        let resp = self
-            .http
-            .post(self.endpoint.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| PayError::Refused(format!("remote signer: {e}")))?;
+        let resp = self.http.post(self.endpoint.clone()).json(body).send().await.map_err(|e| {
+            PayError::Refused(format!("remote signer: {}", error_chain(&e.without_url())))
+        })?;
         match resp.status().as_u16() {
             200 => {
-                let mut answer: Value = resp
-                    .json()
+                let mut answer: Value = outbound::read_json(resp, MAX_ANSWER)
                     .await
                     .map_err(|e| PayError::Refused(format!("remote signer answer: {e}")))?;
                 let (Some(payment), Some(segment)) =
@@ -188,10 +212,7 @@ impl RemotePayer {
             }
             480 => Ok(Generated::Refresh),
             482 => Ok(Generated::Covered),
-            status => {
-                let text = resp.text().await.unwrap_or_default();
-                Ok(Generated::Refused(status, text.trim().chars().take(200).collect()))
-            }
+            status => Ok(Generated::Refused(status, outbound::read_prefix(resp, 200).await)),
         }
     }
 
@@ -245,7 +266,7 @@ impl RemotePayer {
             });
             match self.generate(&body).await? {
                 Generated::Paid { payment, state, .. } => {
-                    let checked = check_byoc_payment(&payment, &params, max_tickets);
+                    let checked = check_payment(&payment, &params, max_tickets);
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);
@@ -317,13 +338,12 @@ impl RemotePayer {
             .json(&body)
             .send()
             .await
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| refused(error_chain(&e.without_url())))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Err(refused("the signer has no /sign-byoc-job route".into())),
             status => {
-                let text = resp.text().await.unwrap_or_default();
-                let text: String = text.trim().chars().take(200).collect();
+                let text = outbound::read_prefix(resp, 200).await;
                 return Err(refused(format!("answered {status}: {text}")));
             }
         }
@@ -332,7 +352,7 @@ impl RemotePayer {
             sender: String,
             signature: String,
         }
-        let answer: Answer = resp.json().await.map_err(|e| refused(e.to_string()))?;
+        let answer: Answer = outbound::read_json(resp, MAX_ANSWER).await.map_err(refused)?;
         let sender: Address = answer.sender.parse().map_err(|e| refused(format!("sender: {e}")))?;
         let sig = hex::decode(answer.signature.trim_start_matches("0x"))
             .map_err(|e| refused(format!("signature: {e}")))?;
@@ -372,7 +392,8 @@ impl RemotePayer {
         }
         let (info, bytes) = self.client.get_orchestrator_with_bytes(url, caps, true).await?;
         let info = Arc::new(info);
-        let session = Session { info, bytes, state: None, price: None, nonces: None };
+        let session =
+            Session { info, bytes, state: None, price: None, nonces: None, initial: None };
         let session = Arc::new(tokio::sync::Mutex::new(session));
         let mut map =
             self.sessions.lock().map_err(|_| PayError::Internal("sessions lock".into()))?;
@@ -406,14 +427,23 @@ fn two_tickets_of_seconds(token: &JobToken, params: &TicketParams) -> Result<u64
     )
 }
 
-/// The tickets of a signer's BYOC payment, checked to be what was asked for: at most
+/// The most tickets of `params` a payment of `units` at `price` takes: those that cover the
+/// fee, or the one ticket that covers a fee under one EV, and never more than the signer
+/// makes at once. The signer's state holds no debt (each payment covers its whole fee), so
+/// its credit only lowers the count.
+fn most_tickets(units: u64, price: Price, params: &TicketParams) -> Result<u32, PayError> {
+    let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+    let fee = Cost::Units(units).fee(&price.to_ratio().map_err(|e| internal(&e))?);
+    let fee = fee.map_err(|e| internal(&e))?;
+    let tickets = fee.checked_div(&params.ev()).map_err(|e| internal(&e))?.ceil();
+    let tickets = u32::try_from(tickets).unwrap_or(u32::MAX);
+    Ok(tickets.clamp(1, SIGNER_MAX_TICKETS))
+}
+
+/// The tickets of a signer's payment, checked to be what was asked for: at most
 /// `max_tickets`, of `params`.
-fn check_byoc_payment(
-    header: &str,
-    params: &TicketParams,
-    max_tickets: u32,
-) -> Result<u32, PayError> {
-    let refused = |m: &str| PayError::Refused(format!("remote signer, BYOC payment: {m}"));
+fn check_payment(header: &str, params: &TicketParams, max_tickets: u32) -> Result<u32, PayError> {
+    let refused = |m: &str| PayError::Refused(format!("remote signer payment: {m}"));
     let payment = decode_payment_header(header).map_err(|e| refused(&e.to_string()))?;
     let tickets = u32::try_from(payment.ticket_sender_params.len()).unwrap_or(u32::MAX);
     if tickets > max_tickets {
@@ -451,7 +481,8 @@ pub async fn fetch_identity(
     url: &Url,
     headers: reqwest::header::HeaderMap,
 ) -> Result<Identity, SignerError> {
-    let unreachable = |message: String| SignerError::Unreachable { url: url.to_string(), message };
+    let unreachable =
+        |message: String| SignerError::Unreachable { url: outbound::shown(url), message };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
@@ -463,7 +494,7 @@ pub async fn fetch_identity(
         .json(&json!({}))
         .send()
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(error_chain(&e.without_url())))?;
     if !resp.status().is_success() {
         return Err(unreachable(format!("status {}", resp.status())));
     }
@@ -472,7 +503,8 @@ pub async fn fetch_identity(
         address: String,
         signature: String,
     }
-    let answer: Answer = resp.json().await.map_err(|e| SignerError::Invalid(e.to_string()))?;
+    let answer: Answer =
+        outbound::read_json(resp, MAX_ANSWER).await.map_err(SignerError::Invalid)?;
     let address: Address =
         answer.address.parse().map_err(|e| SignerError::Invalid(format!("address: {e}")))?;
     let bytes = hex::decode(answer.signature.trim_start_matches("0x"))
@@ -518,13 +550,25 @@ mod tests {
     #[test]
     fn a_signer_payment_is_sent_only_as_asked_for() {
         let ours = params(1);
-        assert_eq!(check_byoc_payment(&header(&ours, 3), &ours, 3).unwrap(), 3);
-        assert_eq!(check_byoc_payment(&header(&ours, 0), &ours, 3).unwrap(), 0);
-        let more = check_byoc_payment(&header(&ours, 4), &ours, 3).unwrap_err();
+        assert_eq!(check_payment(&header(&ours, 3), &ours, 3).unwrap(), 3);
+        assert_eq!(check_payment(&header(&ours, 0), &ours, 3).unwrap(), 0);
+        let more = check_payment(&header(&ours, 4), &ours, 3).unwrap_err();
         assert!(more.to_string().contains("4 tickets, over the 3 asked for"), "{more}");
-        let other = check_byoc_payment(&header(&params(2), 1), &ours, 3).unwrap_err();
+        let other = check_payment(&header(&params(2), 1), &ours, 3).unwrap_err();
         assert!(other.to_string().contains("other ticket params"), "{other}");
-        assert!(check_byoc_payment("%%", &ours, 3).is_err());
+        assert!(check_payment("%%", &ours, 3).is_err());
+    }
+
+    #[test]
+    fn a_payment_takes_the_tickets_of_its_fee_and_at_least_one() {
+        // EV = 1000 × (2^256 − 1) / (2^256 − 1) = 1000 wei.
+        let p = params(1);
+        let price = |n| Price::new(n, 1).unwrap();
+        assert_eq!(most_tickets(1, price(10), &p).unwrap(), 1, "a fee under one EV");
+        assert_eq!(most_tickets(100, price(10), &p).unwrap(), 1, "exactly one EV");
+        assert_eq!(most_tickets(101, price(10), &p).unwrap(), 2);
+        assert_eq!(most_tickets(0, price(10), &p).unwrap(), 1);
+        assert_eq!(most_tickets(u64::MAX, price(1000), &p).unwrap(), SIGNER_MAX_TICKETS);
     }
 
     #[test]

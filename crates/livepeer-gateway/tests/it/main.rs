@@ -39,6 +39,7 @@ mod onchain;
 mod oneshot;
 mod openapi;
 mod orch_hostile;
+mod outbound_hostile;
 mod payments;
 mod per_model;
 mod props;

@@ -220,6 +220,26 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
     gw.shutdown().await;
+
+    // A webhook that fails (5xx) or answers 200 with what is not its JSON has refused nobody.
+    for (status, answer) in [(500, "down"), (200, "<html>not json</html>")] {
+        let code = axum::http::StatusCode::from_u16(status).unwrap();
+        let app = axum::Router::new().fallback(move || async move { (code, answer) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut config = gateway_config(&[&sim]);
+        config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
+            url: format!("http://{addr}/auth").parse().unwrap(),
+            timeout: Duration::from_secs(5),
+        });
+        let gw = start(config).await;
+        let resp = bare_push(&gw, "any", 0).await;
+        assert_eq!(resp.status(), 503, "webhook answering {status} {answer:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+        gw.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,85 @@
+//! Reading the answers of the services the gateway calls that are not orchestrators: the
+//! discovery webhook, the auth webhooks, the live heartbeat, the remote signer.
+//!
+//! Each of these is only as well-behaved as whoever runs it. A request deadline bounds how
+//! long an answer may take, not how big it is: in a few seconds a broken or hostile service
+//! can stream gigabytes, which `Response::bytes` or `Response::json` would hold whole. Every
+//! such answer is read here, with a cap on its size, and a longer one is cut off at the cap
+//! (the connection dropped) instead of read to the end.
+
+/// Why an answer's body could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum AnswerError {
+    /// The body is longer than the cap (its `Content-Length` says so, or its bytes did).
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body broke off or timed out.
+    #[error("answer broke off: {0}")]
+    Broken(String),
+}
+
+/// The whole body of `resp`, at most `max` bytes; a longer one is refused unread.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, AnswerError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(AnswerError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(broken)? {
+        if body.len() + chunk.len() > max {
+            return Err(AnswerError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The body of `resp` as JSON of type `T`, at most `max` bytes.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    max: usize,
+) -> Result<T, String> {
+    let body = read_capped(resp, max).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| format!("not the expected JSON: {e}"))
+}
+
+/// The start of the body of `resp` as text, for an error message: at most `chars`
+/// characters, the rest left unread. A body that breaks off gives what came before.
+pub(crate) async fn read_prefix(mut resp: reqwest::Response, chars: usize) -> String {
+    // Four bytes per character at most.
+    let max = chars.saturating_mul(4);
+    let mut body = Vec::new();
+    while body.len() < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).trim().chars().take(chars).collect()
+}
+
+/// A transport error, without the URL reqwest puts in its text: a service's URL may carry a
+/// token (in its query or user info), which logs and error messages must not show.
+fn broken(e: reqwest::Error) -> AnswerError {
+    AnswerError::Broken(crate::error::error_chain(&e.without_url()))
+}
+
+/// `url` as logs and error messages show it: its scheme, host and port only. A service's URL
+/// may carry its credentials in any other part: user info (`http://user:pass@…`), query
+/// (`?token=…`), or path (RPC providers' `/v2/<api key>`).
+pub(crate) fn shown(url: &url::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    if url.path() == "/" && url.query().is_none() {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/…")
+    }
+}
+
+/// `text` with every copy of `url` in it shown as [`shown`] shows it, for the text of
+/// errors that other crates build with the whole URL in it.
+pub(crate) fn scrub(text: &str, url: &url::Url) -> String {
+    text.replace(url.as_str(), &shown(url))
+}
