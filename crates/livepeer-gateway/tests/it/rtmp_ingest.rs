@@ -170,3 +170,34 @@ async fn a_connection_that_sends_nothing_is_closed() {
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed, not held: {read:?}");
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn a_timestamp_jump_does_not_make_a_segment_hours_long() {
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // 8 s of video whose timestamps jump 10 hours ahead at 4 s, on a keyframe: an encoder
+    // restarted or a source switched. The segment before the jump lasted at most 2 s.
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-t", "8", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-vf", "setpts=PTS+if(gte(T\\,4)\\,36000/TB\\,0)", "-fps_mode", "passthrough"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-f", "flv", &format!("rtmp://{addr}/jump/key")])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg publish failed: {status}");
+    let events = until_closed(&mut rx).await;
+    let segments: Vec<&Segment> = events
+        .iter()
+        .filter_map(|e| if let Event::Segment(s) = e { Some(s) } else { None })
+        .collect();
+    assert!(segments.len() >= 3, "{events:?}");
+    for s in &segments {
+        // The cap of media time without a keyframe (8 s) and one frame: never the jump.
+        assert!(s.duration <= Duration::from_secs(9), "segment {} lasts {:?}", s.seq, s.duration);
+    }
+    let total: Duration = segments.iter().map(|s| s.duration).sum();
+    assert!(total <= Duration::from_secs(9), "8 s published, {total:?} cut");
+    cancel.cancel();
+}
