@@ -60,6 +60,8 @@ async fn listen(refuse: &[&str]) -> (String, mpsc::UnboundedReceiver<Event>, Can
             max_duration: Duration::from_secs(8),
             max_bytes: 32 << 20,
         },
+        publish_deadline: Duration::from_secs(10),
+        stall: Duration::from_secs(5),
     };
     let cancel = CancellationToken::new();
     tokio::spawn(ingest::serve(listener, config, Arc::new(sink), cancel.clone()));
@@ -199,5 +201,32 @@ async fn a_timestamp_jump_does_not_make_a_segment_hours_long() {
     }
     let total: Duration = segments.iter().map(|s| s.duration).sum();
     assert!(total <= Duration::from_secs(9), "8 s published, {total:?} cut");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_publisher_whose_media_gives_no_segment_is_closed_at_the_stall_deadline() {
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // Two minutes of audio in real time and no video: nothing the cutter can cut.
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "120", "-c:a", "aac", "-f", "flv", &format!("rtmp://{addr}/mute/key")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    let started = tokio::time::Instant::now();
+    let Event::Opened(_) = rx.recv().await.unwrap() else { panic!("first event") };
+    // The listener's stall deadline is 5 s; before it had one, the stream (and its
+    // connection, its ffmpeg and its place among the streams) lasted the two minutes.
+    let closed = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+    let Ok(Some(Event::Closed(Some(error)))) = closed else {
+        panic!("not closed with an error within 30 s: {closed:?}")
+    };
+    assert!(error.contains("no segment"), "{error}");
+    // The publisher's connection is closed too.
+    let exit = tokio::time::timeout(Duration::from_secs(30), ffmpeg.wait()).await;
+    assert!(exit.is_ok(), "the publisher was still connected");
+    assert!(started.elapsed() < Duration::from_secs(60));
     cancel.cancel();
 }
