@@ -10,11 +10,14 @@
 //! segments are capped in bytes and in media time without a keyframe.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use scuffle_rtmp::ServerSession;
 use scuffle_rtmp::session::server::{ServerSessionError, SessionData, SessionHandler};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,12 @@ pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 /// The gateway's stall deadline ([`RtmpConfig::stall`]): a segment is at most 8 s of media,
 /// and the first one waits for ffmpeg to start and read the stream's codecs.
 pub const STALL: Duration = Duration::from_secs(30);
+
+/// Most bytes a connection may send while it publishes nothing. A client's handshake and
+/// commands before its publish (or after its stream) are a few kilobytes; the crate buffers
+/// up to four unfinished messages of 10 MiB each, so without this 17 connections that never
+/// published held 680 MiB.
+const MAX_UNPUBLISHED_BYTES: usize = 1 << 20;
 
 /// RTMP ingest settings.
 #[derive(Debug, Clone)]
@@ -83,6 +92,7 @@ pub async fn serve<S: IngestSink>(
         tokio::spawn(async move {
             let kill = handler.kill.clone();
             let publishing = handler.publishing.subscribe();
+            let socket = Metered { socket, publishing: publishing.clone(), unpublished: 0 };
             let session = ServerSession::new(socket, handler);
             tokio::select! {
                 () = cancel.cancelled() => {}
@@ -119,6 +129,52 @@ async fn not_publishing_for(mut publishing: watch::Receiver<bool>, deadline: Dur
                 }
             }
         }
+    }
+}
+
+/// A connection's socket, counting what it reads while no stream is published: past
+/// [`MAX_UNPUBLISHED_BYTES`] its reads fail, which ends the session.
+struct Metered {
+    socket: TcpStream,
+    publishing: watch::Receiver<bool>,
+    unpublished: usize,
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.socket).poll_read(cx, buf);
+        if !*this.publishing.borrow() {
+            this.unpublished += buf.filled().len() - before;
+            if this.unpublished > MAX_UNPUBLISHED_BYTES {
+                let why = format!("over {MAX_UNPUBLISHED_BYTES} bytes sent without publishing");
+                return Poll::Ready(Err(std::io::Error::other(why)));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
     }
 }
 

@@ -62,3 +62,78 @@ async fn connections_that_never_publish_are_closed_and_free_their_places() {
     let _ = ffmpeg.kill().await;
     gw.shutdown().await;
 }
+
+/// A line of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
+fn proc_status(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Completes a simple RTMP handshake on `socket` (C2 goes with the first bytes after it).
+async fn handshake(socket: &mut TcpStream) -> Vec<u8> {
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    socket.write_all(&c0c1).await.unwrap();
+    let mut s = vec![0u8; 1 + 1536 + 1536];
+    socket.read_exact(&mut s).await.unwrap();
+    // C2 echoes S1.
+    s[1..1 + 1536].to_vec()
+}
+
+/// One chunk-0 header of a message of `len` bytes of `kind` on chunk stream `csid`.
+fn header(csid: u8, len: u32, kind: u8) -> Vec<u8> {
+    let l = len.to_be_bytes();
+    vec![csid, 0, 0, 0, l[1], l[2], l[3], kind, 1, 0, 0, 0]
+}
+
+/// A client that sends four messages of 10 MiB, all but their last chunk, on one
+/// connection that publishes nothing; whether the gateway took all of it.
+async fn hoard(addr: std::net::SocketAddr) -> bool {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let mut out = handshake(&mut socket).await;
+    // Set Chunk Size 65536 on the control stream.
+    out.extend(header(2, 4, 1));
+    out.extend(65536u32.to_be_bytes());
+    socket.write_all(&out).await.unwrap();
+    let len = 10 << 20;
+    let body = vec![0u8; 65536];
+    for csid in 3..7u8 {
+        if socket.write_all(&header(csid, len, 9)).await.is_err() {
+            return false;
+        }
+        // Whole chunks, all but the last: the message stays unfinished.
+        for i in 0..(len as usize / 65536 - 1) {
+            let continuation = if i == 0 { &[][..] } else { &[0xC0 | csid][..] };
+            let sent = socket.write_all(continuation).await;
+            if sent.is_err() || socket.write_all(&body).await.is_err() {
+                return false;
+            }
+        }
+    }
+    // All sent: the gateway holds it unless it closes the connection.
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
+    !matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_messages_of_connections_that_never_publish_stay_within_memory() {
+    let sim = sim("rtmp-hoard", false).await;
+    let mut config = gateway_config(&[&sim]);
+    config.transcode.max_sessions = 1;
+    let gw = start(config).await;
+    let rtmp = gw.rtmp_addr.unwrap();
+    let before = proc_status("VmRSS:");
+    // Every place under the listener's cap: 17 × 40 MiB sent, none of it a publish.
+    let clients: Vec<_> = (0..17).map(|_| tokio::spawn(hoard(rtmp))).collect();
+    for client in clients {
+        let held = tokio::time::timeout(Duration::from_secs(60), client).await.unwrap().unwrap();
+        assert!(!held, "a connection that never published was sent 40 MiB and kept");
+    }
+    // Before the cap on bytes sent without publishing, the peak grew by 680 MiB.
+    let grown = proc_status("VmHWM:").saturating_sub(before);
+    assert!(grown < 200 << 20, "the peak resident set grew by {} MiB", grown >> 20);
+    gw.shutdown().await;
+}
