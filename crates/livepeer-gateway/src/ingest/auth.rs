@@ -71,8 +71,11 @@ impl StreamAuth {
             .post(self.url.clone())
             .json(&serde_json::json!({ "url": incoming }))
             .timeout(self.timeout);
-        let unavailable =
-            |e: reqwest::Error| AuthRefusal::Unavailable(crate::error::error_chain(&e));
+        // Without the URL: the reason reaches the client refused (a push's 503), and the
+        // operator's webhook address, with any token in it, is not the client's to read.
+        let unavailable = |e: reqwest::Error| {
+            AuthRefusal::Unavailable(crate::error::error_chain(&e.without_url()))
+        };
         let mut resp = call.send().await.map_err(unavailable)?;
         let status = resp.status();
         let mut body = Vec::new();

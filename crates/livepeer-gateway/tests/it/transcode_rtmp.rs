@@ -211,7 +211,7 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
-        url: format!("http://127.0.0.1:{port}/auth").parse().unwrap(),
+        url: format!("http://127.0.0.1:{port}/auth?token=s3cret").parse().unwrap(),
         timeout: Duration::from_secs(5),
     });
     let gw = start(config).await;
@@ -219,6 +219,9 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+    // The operator's webhook address and its token are not the client's to read.
+    let text = body.to_string();
+    assert!(!text.contains("s3cret") && !text.contains(&port.to_string()), "{text}");
     gw.shutdown().await;
 }
 
