@@ -276,7 +276,10 @@ impl<S: IngestSink> SessionHandler for Publisher<S> {
         stream_name: &str,
     ) -> Result<(), ServerSessionError> {
         if let Err(why) = self.start(app_name, stream_name).await {
-            tracing::info!(peer = %self.peer, app = app_name, reason = %why, "RTMP publish refused");
+            // Not the app name: clients split the URL's path between app and stream name
+            // in their own ways (ffmpeg makes `m/KEY` the app of `rtmp://host/m/KEY/x`), so
+            // it may hold the stream key.
+            tracing::info!(peer = %self.peer, reason = %why, "RTMP publish refused");
             self.kill.cancel();
         }
         Ok(())

@@ -230,3 +230,40 @@ async fn a_publisher_whose_media_gives_no_segment_is_closed_at_the_stall_deadlin
     assert!(started.elapsed() < Duration::from_secs(60));
     cancel.cancel();
 }
+
+/// Everything logged in this test's process, at every level.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let writer = Shared(logs.clone());
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .init();
+    logs
+}
+
+#[tokio::test]
+async fn a_refused_stream_key_is_not_logged() {
+    let logs = capture_logs();
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // ffmpeg sends `m/s3cretkey` as the app of this URL and `x` as the stream name; the
+    // name is not a manifest id and key, so the publish is refused.
+    let status = publish(&format!("rtmp://{addr}/m/s3cretkey/x"), 1).await;
+    assert!(!status.success(), "a refused publish fails for the publisher");
+    cancel.cancel();
+    assert!(rx.recv().await.is_none(), "the sink saw nothing of a refused stream");
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("RTMP publish refused"), "{logs}");
+    assert!(!logs.contains("s3cretkey"), "{logs}");
+}
