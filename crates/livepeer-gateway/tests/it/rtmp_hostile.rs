@@ -137,3 +137,30 @@ async fn unfinished_messages_of_connections_that_never_publish_stay_within_memor
     assert!(grown < 200 << 20, "the peak resident set grew by {} MiB", grown >> 20);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_cannot_join_a_live_rtmp_stream() {
+    let sim = sim("rtmp-join", false).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    let mut ffmpeg = publish(&gw, "stream/cam9/key", 20);
+    let playlist = "/stream/cam9/P240p30fps16x9.m3u8";
+    eventually(Duration::from_secs(60), "a segment of the RTMP stream", || async {
+        let (status, media) = get_text(&gw, playlist).await;
+        status == 200 && !listed(&media).1.is_empty()
+    })
+    .await;
+    // Someone else pushes into the publisher's stream, far ahead of its sequence numbers.
+    let pushed = crate::transcode::push(&gw, "cam9", 500, None).await;
+    assert_eq!(pushed.status(), 403, "{}", pushed.text().await.unwrap());
+    let (_, media) = get_text(&gw, playlist).await;
+    assert!(!listed(&media).1.contains(&500), "{media}");
+    // The publisher's stream goes on.
+    let before = listed(&media).1.last().copied().unwrap();
+    eventually(Duration::from_secs(60), "the publisher's next segment", || async {
+        let (_, media) = get_text(&gw, playlist).await;
+        listed(&media).1.last().is_some_and(|&last| last > before)
+    })
+    .await;
+    let _ = ffmpeg.kill().await;
+    gw.shutdown().await;
+}
