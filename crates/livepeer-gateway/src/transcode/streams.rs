@@ -338,13 +338,17 @@ impl Streams {
         self.map.lock().ok()?.remove(manifest)
     }
 
-    /// Closes streams idle for `idle` with nothing in flight, and returns them.
+    /// Closes pushed streams idle for `idle` with nothing in flight, and returns them. An
+    /// RTMP stream ends with its connection (which has deadlines of its own): reaped between
+    /// two of its segments, it was made again by the next one with the default renditions,
+    /// and its publisher's end then closed whichever stream had the name.
     pub(super) fn close_idle(&self, idle: Duration) -> Vec<Arc<Stream>> {
         let Ok(mut map) = self.map.lock() else { return Vec::new() };
         let idle_ones: Vec<String> = map
             .iter()
             .filter(|(_, s)| {
-                s.busy.load(Ordering::Acquire) == 0
+                !s.rtmp
+                    && s.busy.load(Ordering::Acquire) == 0
                     && s.last_used.lock().map(|t| t.elapsed() >= idle).unwrap_or(false)
             })
             .map(|(k, _)| k.clone())
