@@ -164,3 +164,111 @@ async fn a_push_cannot_join_a_live_rtmp_stream() {
     let _ = ffmpeg.kill().await;
     gw.shutdown().await;
 }
+
+/// The tags (type and body) of an FLV file.
+fn flv_tags(data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 13;
+    while i + 11 <= data.len() {
+        let size = u32::from_be_bytes([0, data[i + 1], data[i + 2], data[i + 3]]) as usize;
+        out.push((data[i], data[i + 11..i + 11 + size].to_vec()));
+        i += 11 + size + 4;
+    }
+    out
+}
+
+/// The video and audio tags of a second of ffmpeg's test pattern and tone.
+fn sample_tags() -> Vec<(u8, Vec<u8>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.flv");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-t", "1"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine", "-t", "1", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    flv_tags(&std::fs::read(&path).unwrap())
+}
+
+/// An AMF0 command message body: name, transaction id, then `args` already encoded.
+fn command(name: &str, id: f64, args: &[u8]) -> Vec<u8> {
+    let mut out = vec![2];
+    out.extend((name.len() as u16).to_be_bytes());
+    out.extend(name.as_bytes());
+    out.push(0);
+    out.extend(id.to_be_bytes());
+    out.extend(args);
+    out
+}
+
+/// An AMF0 string.
+fn amf_string(s: &str) -> Vec<u8> {
+    let mut out = vec![2];
+    out.extend((s.len() as u16).to_be_bytes());
+    out.extend(s.as_bytes());
+    out
+}
+
+/// One whole message (at most the 64 KiB chunk size) on chunk stream 4 of message stream 1.
+fn message(kind: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = header(4, body.len() as u32, kind);
+    out[1..4].copy_from_slice(&timestamp.to_be_bytes()[1..]);
+    out.extend(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_timestamps_stand_still_cannot_pile_up_in_the_remux() {
+    let sim = sim("rtmp-pileup", false).await;
+    let mut config = gateway_config(&[&sim]);
+    config.ingest.cut.max_bytes = 16 << 20;
+    let gw = start(config).await;
+    let tags = sample_tags();
+    let video: Vec<&Vec<u8>> = tags.iter().filter(|t| t.0 == 9).map(|t| &t.1).collect();
+    let audio: Vec<&Vec<u8>> = tags.iter().filter(|t| t.0 == 8).map(|t| &t.1).collect();
+    let mut socket = TcpStream::connect(gw.rtmp_addr.unwrap()).await.unwrap();
+    let mut out = handshake(&mut socket).await;
+    out.extend(header(2, 4, 1));
+    out.extend(65536u32.to_be_bytes());
+    // connect (app "hold"), createStream (stream 1), publish "key" on it.
+    let mut app = vec![3];
+    app.extend(3u16.to_be_bytes());
+    app.extend(b"app");
+    app.extend(amf_string("hold"));
+    app.extend([0, 0, 9]);
+    for body in [command("connect", 1.0, &app), command("createStream", 2.0, &[5])] {
+        let mut h = header(3, body.len() as u32, 20);
+        h[8] = 0;
+        out.extend(h);
+        out.extend(body);
+    }
+    let mut args = vec![5];
+    args.extend(amf_string("key"));
+    args.extend(amf_string("live"));
+    out.extend(message(20, 0, &command("publish", 3.0, &args)));
+    // The codecs, one audio frame, then keyframes that all say 0 ms.
+    out.extend(message(9, 0, video[0]));
+    out.extend(message(8, 0, audio[0]));
+    out.extend(message(8, 0, audio[1]));
+    let (mut reader, mut writer) = socket.into_split();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    writer.write_all(&out).await.unwrap();
+    let frame = message(9, 0, video[1]);
+    let (mut sent, most) = (0usize, 400usize << 20);
+    while sent < most {
+        if writer.write_all(&frame).await.is_err() {
+            break;
+        }
+        sent += frame.len();
+    }
+    // The remux may hold a segment's cap (16 MiB); before, it took all 400 MiB (ffmpeg's
+    // resident set grew past them) until the stall deadline ended the stream.
+    assert!(sent < 100 << 20, "{} MiB sent before the gateway closed", sent >> 20);
+    gw.shutdown().await;
+}
