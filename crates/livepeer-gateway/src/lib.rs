@@ -388,6 +388,8 @@ fn serve_rtmp(
         // connections than streams leave room for those handshakes.
         max_connections: config.transcode.max_sessions + 16,
         limits: config.ingest.cut,
+        publish_deadline: ingest::rtmp::PUBLISH_DEADLINE,
+        stall: ingest::rtmp::STALL,
     };
     let sink = Arc::new(sink);
     tasks.spawn("rtmp-ingest", move |cancel| ingest::serve(listener, rtmp, sink, cancel));

@@ -73,6 +73,8 @@ impl StreamAuth {
             .post(self.url.clone())
             .json(&serde_json::json!({ "url": incoming }))
             .timeout(self.timeout);
+        // Without the URL: the reason reaches the client refused (a push's 503), and the
+        // operator's webhook address, with any token in it, is not the client's to read.
         let unavailable = |e: &dyn std::fmt::Display| AuthRefusal::Unavailable(e.to_string());
         let resp = call
             .send()

@@ -6,7 +6,9 @@
 //! carries the random-access indicator, which ffmpeg's muxer sets on key packets. Each segment
 //! begins with the latest PAT and PMT, so that it decodes on its own. Durations come from the
 //! keyframes' presentation timestamps, not from the wall clock, so a stream published faster
-//! than real time is cut the same way.
+//! than real time is cut the same way. A keyframe whose timestamp jumped past the longest
+//! segment either way is a discontinuity: the segment before it is timed by its own frames,
+//! so no segment lasts more than that longest segment and one frame.
 //!
 //! Written here rather than taken from a crate: the cut needs only the TS header, the
 //! adaptation flags, the PAT and a PES timestamp, a few dozen lines, where ffmpeg's own segment
@@ -181,7 +183,22 @@ impl Cutter {
             return Ok(());
         };
         let elapsed = pts_delta(start, pts);
-        if elapsed < PTS_MASK / 2 {
+        // Half the clock's range ahead at most; beyond, the clock went back.
+        let forward = elapsed < PTS_MASK / 2;
+        let in_reach = forward && elapsed <= ticks(self.limits.max_duration);
+        if keyframe && !in_reach {
+            // A discontinuity (an encoder restarted, a source switched, the clock went back):
+            // the segment ends with its last frame, timed by the frames before the jump.
+            // Timed by the jump instead, one segment of a few seconds lasted hours, which its
+            // fee estimate, its deadlines, its playlist entry and a key's charge all trusted.
+            let ticks = self.span + self.last_step;
+            if let Some(cut) = self.take(ticks) {
+                out.push(cut);
+            }
+            self.begin(pts);
+            return Ok(());
+        }
+        if forward {
             self.span = self.span.max(elapsed);
         }
         if keyframe && elapsed >= ticks(self.limits.length) {
@@ -189,7 +206,7 @@ impl Cutter {
                 out.push(cut);
             }
             self.begin(pts);
-        } else if elapsed > ticks(self.limits.max_duration) && elapsed < PTS_MASK / 2 {
+        } else if forward && !in_reach {
             return Err(CutError::NoKeyframe(self.limits.max_duration));
         }
         Ok(())

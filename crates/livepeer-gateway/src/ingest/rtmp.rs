@@ -3,23 +3,42 @@
 //! segmenter and handed to the [`IngestSink`] segment by segment.
 //!
 //! Bounds: at most `max_connections` connections at once (the rest are closed on accept);
-//! the crate closes a connection whose handshake takes over 2 s or that sends nothing for
-//! 2.5 s, so a silent publisher is closed; one stream per connection; segments are capped in
-//! bytes and in media time without a keyframe.
+//! the crate closes a connection that sends nothing for 2 to 2.5 s, so a silent publisher is
+//! closed; a connection not publishing is closed `publish_deadline` after it opened or its
+//! stream ended, and a publishing one when its media gives no segment for `stall`, so a
+//! client trickling a byte at a time cannot keep a connection; one stream per connection;
+//! segments are capped in bytes and in media time without a keyframe.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use scuffle_rtmp::ServerSession;
 use scuffle_rtmp::session::server::{ServerSessionError, SessionData, SessionHandler};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::cutter::CutLimits;
 use super::flv::TagKind;
 use super::segmenter::{self, SegmenterInput};
 use super::{IngestSink, OpenRequest, Segment, parse_names};
+
+/// The gateway's publish deadline ([`RtmpConfig::publish_deadline`]): a handshake, a connect
+/// and a publish are a few round trips.
+pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+/// The gateway's stall deadline ([`RtmpConfig::stall`]): a segment is at most 8 s of media,
+/// and the first one waits for ffmpeg to start and read the stream's codecs.
+pub const STALL: Duration = Duration::from_secs(30);
+
+/// Most bytes a connection may send while it publishes nothing. A client's handshake and
+/// commands before its publish (or after its stream) are a few kilobytes; the crate buffers
+/// up to four unfinished messages of 10 MiB each, so without this 17 connections that never
+/// published held 680 MiB.
+const MAX_UNPUBLISHED_BYTES: usize = 1 << 20;
 
 /// RTMP ingest settings.
 #[derive(Debug, Clone)]
@@ -28,6 +47,15 @@ pub struct RtmpConfig {
     pub max_connections: usize,
     /// How streams are cut.
     pub limits: CutLimits,
+    /// How long a connection may stay open without publishing: from its accept to its
+    /// publish, and after its stream ended. The crate's deadlines are per read, so without
+    /// this a byte every second held a connection (and its place under `max_connections`)
+    /// for as long as the client liked.
+    pub publish_deadline: Duration,
+    /// How long a publishing connection may go without its media giving a segment (time
+    /// spent handing segments over to the sink is not counted): a publisher sending no
+    /// video, no keyframes or the same timestamp over and over is closed after it.
+    pub stall: Duration,
 }
 
 /// Accepts RTMP connections on `listener` until `cancel`.
@@ -58,14 +86,20 @@ pub async fn serve<S: IngestSink>(
         };
         let _ = socket.set_nodelay(true);
         let host = listener.local_addr().map_or_else(|_| "localhost".into(), |a| a.to_string());
-        let handler = Publisher::new(sink.clone(), config.limits, host, peer);
+        let handler = Publisher::new(sink.clone(), &config, host, peer);
         let cancel = cancel.clone();
+        let publish_deadline = config.publish_deadline;
         tokio::spawn(async move {
             let kill = handler.kill.clone();
+            let publishing = handler.publishing.subscribe();
+            let socket = Metered { socket, publishing: publishing.clone(), unpublished: 0 };
             let session = ServerSession::new(socket, handler);
             tokio::select! {
                 () = cancel.cancelled() => {}
                 () = kill.cancelled() => {}
+                () = not_publishing_for(publishing, publish_deadline) => {
+                    tracing::info!(%peer, "RTMP connection closed: it did not publish in time");
+                }
                 ended = session.run() => {
                     if let Err(e) = ended.map_err(|e| e.to_string()) {
                         tracing::debug!(%peer, error = %e, "RTMP session ended");
@@ -77,28 +111,105 @@ pub async fn serve<S: IngestSink>(
     }
 }
 
+/// Returns once the connection has gone `deadline` without publishing: from its start, or
+/// from the end of its stream.
+async fn not_publishing_for(mut publishing: watch::Receiver<bool>, deadline: Duration) {
+    loop {
+        if *publishing.borrow_and_update() {
+            if publishing.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(deadline) => return,
+            changed = publishing.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+/// A connection's socket, counting what it reads while no stream is published: past
+/// [`MAX_UNPUBLISHED_BYTES`] its reads fail, which ends the session.
+struct Metered {
+    socket: TcpStream,
+    publishing: watch::Receiver<bool>,
+    unpublished: usize,
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.socket).poll_read(cx, buf);
+        if !*this.publishing.borrow() {
+            this.unpublished += buf.filled().len() - before;
+            if this.unpublished > MAX_UNPUBLISHED_BYTES {
+                let why = format!("over {MAX_UNPUBLISHED_BYTES} bytes sent without publishing");
+                return Poll::Ready(Err(std::io::Error::other(why)));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
 /// One connection's handler: it publishes at most one stream.
 struct Publisher<S: IngestSink> {
     sink: Arc<S>,
     limits: CutLimits,
+    stall: Duration,
     host: String,
     peer: SocketAddr,
     /// Cancelled to close the connection (a refused or failed stream).
     kill: CancellationToken,
+    /// Whether a stream is being published, for the connection's publish deadline.
+    publishing: watch::Sender<bool>,
+    /// Whether the connection asked to publish: a second stream is refused, even after the
+    /// first one ended.
+    published: bool,
     input: Option<SegmenterInput>,
 }
 
 impl<S: IngestSink> Publisher<S> {
-    fn new(sink: Arc<S>, limits: CutLimits, host: String, peer: SocketAddr) -> Self {
+    fn new(sink: Arc<S>, config: &RtmpConfig, host: String, peer: SocketAddr) -> Self {
+        let (limits, stall) = (config.limits, config.stall);
         let kill = CancellationToken::new();
-        Self { sink, limits, host, peer, kill, input: None }
+        let publishing = watch::Sender::new(false);
+        Self { sink, limits, stall, host, peer, kill, publishing, published: false, input: None }
     }
 
     /// Admits the stream and starts its remux and its pump of segments to the sink.
     async fn start(&mut self, app: &str, name: &str) -> Result<(), String> {
-        if self.input.is_some() {
+        if std::mem::replace(&mut self.published, true) {
             return Err("one stream per connection".into());
         }
+        // The webhook and the customer key are asked under their own deadlines.
+        self.publishing.send_replace(true);
         let path = format!("{app}/{name}");
         // The name's key part may be a customer's API key: it is never written to the log.
         let (manifest_id, key) = parse_names(&path)
@@ -115,9 +226,17 @@ impl<S: IngestSink> Publisher<S> {
         self.input = Some(input);
         let sink = self.sink.clone();
         let kill = self.kill.clone();
+        let stall = self.stall;
         tokio::spawn(async move {
             let mut error = None;
-            while let Some(next) = segments.recv().await {
+            loop {
+                // Only the wait for the media's next segment is timed, not the sink's.
+                let Ok(next) = tokio::time::timeout(stall, segments.recv()).await else {
+                    error = Some(format!("no segment for {stall:?}: no video keyframes came"));
+                    kill.cancel();
+                    break;
+                };
+                let Some(next) = next else { break };
                 match next {
                     Ok(cut) => {
                         let seg = Segment { seq: cut.seq, data: cut.data, duration: cut.duration };
@@ -157,7 +276,10 @@ impl<S: IngestSink> SessionHandler for Publisher<S> {
         stream_name: &str,
     ) -> Result<(), ServerSessionError> {
         if let Err(why) = self.start(app_name, stream_name).await {
-            tracing::info!(peer = %self.peer, app = app_name, reason = %why, "RTMP publish refused");
+            // Not the app name: clients split the URL's path between app and stream name
+            // in their own ways (ffmpeg makes `m/KEY` the app of `rtmp://host/m/KEY/x`), so
+            // it may hold the stream key.
+            tracing::info!(peer = %self.peer, reason = %why, "RTMP publish refused");
             self.kill.cancel();
         }
         Ok(())
@@ -166,6 +288,7 @@ impl<S: IngestSink> SessionHandler for Publisher<S> {
     async fn on_unpublish(&mut self, _stream_id: u32) -> Result<(), ServerSessionError> {
         // Closing ffmpeg's input ends the stream after its last segment.
         self.input = None;
+        self.publishing.send_replace(false);
         Ok(())
     }
 

@@ -7,10 +7,13 @@
 //! the FLV the RTMP session feeds it, and its output is read by [`super::cutter::Cutter`].
 
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::cutter::{Cut, CutError, CutLimits, Cutter};
 use super::flv::{self, TagKind};
@@ -30,6 +33,9 @@ pub enum SegmentError {
     /// The remuxed stream could not be cut.
     #[error(transparent)]
     Cut(#[from] CutError),
+    /// ffmpeg held more of the stream than a segment may hold without giving any of it out.
+    #[error("the remux held over {0} bytes of the stream without output")]
+    Held(u64),
     /// ffmpeg failed.
     #[error("ffmpeg failed ({status}): {stderr}")]
     Ffmpeg {
@@ -45,6 +51,14 @@ pub enum SegmentError {
 pub struct SegmenterInput {
     stdin: ChildStdin,
     buf: Vec<u8>,
+    /// Bytes written to ffmpeg.
+    written: u64,
+    /// Bytes ffmpeg wrote out, counted by the pump.
+    out: Arc<AtomicU64>,
+    /// The most ffmpeg may hold: a segment's byte cap.
+    most: u64,
+    /// Cancelled to kill ffmpeg and end the stream.
+    abort: CancellationToken,
 }
 
 impl SegmenterInput {
@@ -61,7 +75,17 @@ impl SegmenterInput {
             tracing::debug!(bytes = body.len(), "RTMP message too large for FLV, dropped");
             return Ok(());
         }
-        self.stdin.write_all(&self.buf).await
+        // ffmpeg interleaves audio and video by timestamp: given one audio frame and then
+        // video whose timestamps stand still, it held all of it (700 MB for 500 MB sent)
+        // waiting for more audio. Its backlog may not exceed what one segment may hold.
+        let behind = self.written.saturating_sub(self.out.load(Ordering::Acquire));
+        if behind > self.most {
+            self.abort.cancel();
+            return Err(std::io::Error::other(SegmentError::Held(self.most)));
+        }
+        self.stdin.write_all(&self.buf).await?;
+        self.written += self.buf.len() as u64;
+        Ok(())
     }
 }
 
@@ -86,16 +110,25 @@ pub async fn spawn(
     let mut stdin = child.stdin.take().ok_or_else(|| no_pipe("stdin"))?;
     stdin.write_all(&flv::file_header()).await.map_err(SegmentError::Spawn)?;
     let (tx, rx) = mpsc::channel(QUEUED_SEGMENTS);
-    tokio::spawn(pump(child, limits, tx));
-    Ok((SegmenterInput { stdin, buf: Vec::new() }, rx))
+    let (out, abort) = (Arc::new(AtomicU64::new(0)), CancellationToken::new());
+    let most = limits.max_bytes as u64;
+    tokio::spawn(pump(child, limits, tx, (out.clone(), abort.clone())));
+    let written = 0;
+    Ok((SegmenterInput { stdin, buf: Vec::new(), written, out, most, abort }, rx))
 }
 
 fn no_pipe(which: &str) -> SegmentError {
     SegmentError::Spawn(std::io::Error::other(format!("ffmpeg's {which} is not piped")))
 }
 
-/// Reads ffmpeg's output into the cutter until it ends, then reports how it ended.
-async fn pump(mut child: Child, limits: CutLimits, tx: mpsc::Sender<Result<Cut, SegmentError>>) {
+/// Reads ffmpeg's output into the cutter until it ends (or `abort`), counting it in `out`,
+/// then reports how it ended.
+async fn pump(
+    mut child: Child,
+    limits: CutLimits,
+    tx: mpsc::Sender<Result<Cut, SegmentError>>,
+    (out, abort): (Arc<AtomicU64>, CancellationToken),
+) {
     let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let _ = tx.send(Err(no_pipe("output"))).await;
         return;
@@ -104,10 +137,19 @@ async fn pump(mut child: Child, limits: CutLimits, tx: mpsc::Sender<Result<Cut, 
     let mut cutter = Cutter::new(limits);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match stdout.read(&mut buf).await {
+        let read = tokio::select! {
+            () = abort.cancelled() => {
+                // Dropping the child kills ffmpeg, with what it held.
+                let _ = tx.send(Err(SegmentError::Held(limits.max_bytes as u64))).await;
+                return;
+            }
+            read = stdout.read(&mut buf) => read,
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        out.fetch_add(n as u64, Ordering::AcqRel);
         match cutter.feed(&buf[..n]) {
             Ok(cuts) => {
                 for cut in cuts {

@@ -61,7 +61,7 @@ pub enum TranscodeError {
     KeyRefused(KeyRefusal),
     /// The stream was made by another customer key's pushes (or by RTMP): a key pushes into
     /// its own streams only (403).
-    #[error("stream {0:?} belongs to another API key")]
+    #[error("stream {0:?} belongs to another API key or an RTMP publisher")]
     NotOwner(String),
     /// The segment is over the size cap (413).
     #[error("segment larger than {0} bytes")]

@@ -305,7 +305,8 @@ impl TranscodeState {
     }
 
     fn stream(&self, seg: &SegmentIn) -> Result<Arc<Stream>, TranscodeError> {
-        self.get_or_create(&seg.manifest, seg.profiles.clone(), seg.format, None).map(|(s, _)| s)
+        let (profiles, format) = (seg.profiles.clone(), seg.format);
+        self.get_or_create(&seg.manifest, profiles, format, None, false).map(|(s, _)| s)
     }
 
     /// Creates the stream `manifest` before its first segment, for an ingest that announces
@@ -317,7 +318,7 @@ impl TranscodeState {
         profiles: Option<Vec<Profile>>,
         format: Format,
     ) -> Result<(), TranscodeError> {
-        match self.get_or_create(manifest, profiles, format, None)? {
+        match self.get_or_create(manifest, profiles, format, None, true)? {
             (_, true) => Ok(()),
             (_, false) => Err(TranscodeError::StreamExists(manifest.to_owned())),
         }
@@ -349,7 +350,7 @@ impl TranscodeState {
         format: Format,
     ) -> Result<(), TranscodeError> {
         let owner = key.map(|k| StreamOwner { key_id: k.to_owned(), permit });
-        let (stream, created) = self.get_or_create(manifest, profiles, format, owner)?;
+        let (stream, created) = self.get_or_create(manifest, profiles, format, owner, false)?;
         if created { Ok(()) } else { stream.check_owner(key) }
     }
 
@@ -359,10 +360,12 @@ impl TranscodeState {
         profiles: Option<Vec<Profile>>,
         format: Format,
         owner: Option<StreamOwner>,
+        rtmp: bool,
     ) -> Result<(Arc<Stream>, bool), TranscodeError> {
         let c = &self.inner.config;
         let (stream, created) = self.inner.streams.get_or_create(manifest, || NewStream {
             owner,
+            rtmp,
             profiles: profiles.unwrap_or_else(|| c.default_profiles.clone()),
             format,
             concurrency: c.segment_concurrency,

@@ -85,6 +85,8 @@ pub(super) struct Stream {
     owner: Option<String>,
     /// Its place among the owner's `max_streams`, held while the stream lives.
     _permit: Option<crate::keys::meter::StreamPermit>,
+    /// Made by an RTMP publisher, whose segments alone it takes: no push joins it.
+    rtmp: bool,
     /// Set when the stream's customer key refused to pay for a segment: the stream takes no
     /// more (as an RTMP stream ends then).
     refusal: Mutex<Option<KeyRefusal>>,
@@ -119,9 +121,12 @@ impl Stream {
         Busy(self.clone())
     }
 
-    /// `Err` 403 unless the stream was made by the key `key` (by no key, both `None`).
+    /// `Err` 403 unless the stream was made by the key `key` (by no key, both `None`) and
+    /// by pushes. A push into an RTMP stream was taken without the webhook (which is asked
+    /// on a stream's first push only), and its sequence numbers moved the publisher's
+    /// segments out of the stream's window.
     pub(super) fn check_owner(&self, key: Option<&str>) -> Result<(), TranscodeError> {
-        if self.owner.as_deref() == key {
+        if !self.rtmp && self.owner.as_deref() == key {
             Ok(())
         } else {
             Err(TranscodeError::NotOwner(self.manifest.clone()))
@@ -254,6 +259,8 @@ pub(super) struct StreamOwner {
 pub(super) struct NewStream {
     /// The key making it, when keys are on and it is pushed.
     pub(super) owner: Option<StreamOwner>,
+    /// Whether an RTMP publisher makes it.
+    pub(super) rtmp: bool,
     /// Its renditions.
     pub(super) profiles: Vec<Profile>,
     /// Its container.
@@ -319,6 +326,7 @@ impl Streams {
             refusal: Mutex::default(),
             owner: n.owner.as_ref().map(|o| o.key_id.clone()),
             _permit: n.owner.and_then(|o| o.permit),
+            rtmp: n.rtmp,
             created_ms: self.epoch.elapsed().as_millis() as u64,
         });
         map.insert(manifest.to_owned(), stream.clone());
@@ -330,13 +338,17 @@ impl Streams {
         self.map.lock().ok()?.remove(manifest)
     }
 
-    /// Closes streams idle for `idle` with nothing in flight, and returns them.
+    /// Closes pushed streams idle for `idle` with nothing in flight, and returns them. An
+    /// RTMP stream ends with its connection (which has deadlines of its own): reaped between
+    /// two of its segments, it was made again by the next one with the default renditions,
+    /// and its publisher's end then closed whichever stream had the name.
     pub(super) fn close_idle(&self, idle: Duration) -> Vec<Arc<Stream>> {
         let Ok(mut map) = self.map.lock() else { return Vec::new() };
         let idle_ones: Vec<String> = map
             .iter()
             .filter(|(_, s)| {
-                s.busy.load(Ordering::Acquire) == 0
+                !s.rtmp
+                    && s.busy.load(Ordering::Acquire) == 0
                     && s.last_used.lock().map(|t| t.elapsed() >= idle).unwrap_or(false)
             })
             .map(|(k, _)| k.clone())

@@ -46,6 +46,7 @@ mod props;
 mod py_byoc;
 mod py_openai;
 mod results;
+mod rtmp_hostile;
 mod rtmp_ingest;
 mod settle;
 mod sign_byoc;

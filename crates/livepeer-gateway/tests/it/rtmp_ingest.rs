@@ -60,6 +60,8 @@ async fn listen(refuse: &[&str]) -> (String, mpsc::UnboundedReceiver<Event>, Can
             max_duration: Duration::from_secs(8),
             max_bytes: 32 << 20,
         },
+        publish_deadline: Duration::from_secs(10),
+        stall: Duration::from_secs(5),
     };
     let cancel = CancellationToken::new();
     tokio::spawn(ingest::serve(listener, config, Arc::new(sink), cancel.clone()));
@@ -169,4 +171,99 @@ async fn a_connection_that_sends_nothing_is_closed() {
     let read = tokio::time::timeout(Duration::from_secs(30), socket.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed, not held: {read:?}");
     cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_timestamp_jump_does_not_make_a_segment_hours_long() {
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // 8 s of video whose timestamps jump 10 hours ahead at 4 s, on a keyframe: an encoder
+    // restarted or a source switched. The segment before the jump lasted at most 2 s.
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-t", "8", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-vf", "setpts=PTS+if(gte(T\\,4)\\,36000/TB\\,0)", "-fps_mode", "passthrough"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-f", "flv", &format!("rtmp://{addr}/jump/key")])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg publish failed: {status}");
+    let events = until_closed(&mut rx).await;
+    let segments: Vec<&Segment> = events
+        .iter()
+        .filter_map(|e| if let Event::Segment(s) = e { Some(s) } else { None })
+        .collect();
+    assert!(segments.len() >= 3, "{events:?}");
+    for s in &segments {
+        // The cap of media time without a keyframe (8 s) and one frame: never the jump.
+        assert!(s.duration <= Duration::from_secs(9), "segment {} lasts {:?}", s.seq, s.duration);
+    }
+    let total: Duration = segments.iter().map(|s| s.duration).sum();
+    assert!(total <= Duration::from_secs(9), "8 s published, {total:?} cut");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_publisher_whose_media_gives_no_segment_is_closed_at_the_stall_deadline() {
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // Two minutes of audio in real time and no video: nothing the cutter can cut.
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "120", "-c:a", "aac", "-f", "flv", &format!("rtmp://{addr}/mute/key")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    let started = tokio::time::Instant::now();
+    let Event::Opened(_) = rx.recv().await.unwrap() else { panic!("first event") };
+    // The listener's stall deadline is 5 s; before it had one, the stream (and its
+    // connection, its ffmpeg and its place among the streams) lasted the two minutes.
+    let closed = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+    let Ok(Some(Event::Closed(Some(error)))) = closed else {
+        panic!("not closed with an error within 30 s: {closed:?}")
+    };
+    assert!(error.contains("no segment"), "{error}");
+    // The publisher's connection is closed too.
+    let exit = tokio::time::timeout(Duration::from_secs(30), ffmpeg.wait()).await;
+    assert!(exit.is_ok(), "the publisher was still connected");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    cancel.cancel();
+}
+
+/// Everything logged in this test's process, at every level.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let writer = Shared(logs.clone());
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .init();
+    logs
+}
+
+#[tokio::test]
+async fn a_refused_stream_key_is_not_logged() {
+    let logs = capture_logs();
+    let (addr, mut rx, cancel) = listen(&[]).await;
+    // ffmpeg sends `m/s3cretkey` as the app of this URL and `x` as the stream name; the
+    // name is not a manifest id and key, so the publish is refused.
+    let status = publish(&format!("rtmp://{addr}/m/s3cretkey/x"), 1).await;
+    assert!(!status.success(), "a refused publish fails for the publisher");
+    cancel.cancel();
+    assert!(rx.recv().await.is_none(), "the sink saw nothing of a refused stream");
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("RTMP publish refused"), "{logs}");
+    assert!(!logs.contains("s3cretkey"), "{logs}");
 }

@@ -211,7 +211,7 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
-        url: format!("http://127.0.0.1:{port}/auth").parse().unwrap(),
+        url: format!("http://127.0.0.1:{port}/auth?token=s3cret").parse().unwrap(),
         timeout: Duration::from_secs(5),
     });
     let gw = start(config).await;
@@ -219,6 +219,9 @@ async fn an_unreachable_webhook_is_the_gateways_fault_not_the_clients() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "auth_webhook_unavailable", "{body}");
+    // The operator's webhook address and its token are not the client's to read.
+    let text = body.to_string();
+    assert!(!text.contains("s3cret") && !text.contains(&port.to_string()), "{text}");
     gw.shutdown().await;
 
     // A webhook that fails (5xx) or answers 200 with what is not its JSON has refused nobody.
@@ -262,6 +265,32 @@ async fn with_customer_keys_the_rtmp_stream_key_is_a_key_that_may_transcode() {
         status == 200 && !listed(&media).1.is_empty()
     })
     .await;
+    let _ = ffmpeg.kill().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtmp_stream_outlives_the_idle_timeout_of_pushes_between_its_segments() {
+    let sim = sim("rtmp-idle", false).await;
+    let mut config = gateway_config(&[&sim]);
+    // Far shorter than the 2 s between a publisher's segments.
+    config.transcode.idle_timeout = Duration::from_millis(300);
+    let (url, _asked) = webhook().await;
+    config.ingest.auth = Some(livepeer_gateway::ingest::auth::StreamAuth {
+        url: url.parse().unwrap(),
+        timeout: Duration::from_secs(5),
+    });
+    let gw = start(config).await;
+    let mut ffmpeg = publish(&gw, "original/key", 20);
+    // Every segment in the webhook's rendition: the stream was not closed between two of
+    // them and made again by the next with the default renditions.
+    eventually(Duration::from_secs(60), "four tiny segments", || async {
+        let (status, media) = get_text(&gw, "/stream/renamed/tiny.m3u8").await;
+        status == 200 && listed(&media).1.len() >= 4
+    })
+    .await;
+    let (_, master) = get_text(&gw, "/stream/renamed.m3u8").await;
+    assert!(!master.contains("P240p30fps16x9"), "{master}");
     let _ = ffmpeg.kill().await;
     gw.shutdown().await;
 }

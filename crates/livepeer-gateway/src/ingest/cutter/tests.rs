@@ -117,6 +117,22 @@ fn frames_before_the_first_keyframe_are_dropped() {
 }
 
 #[test]
+fn a_keyframe_after_a_timestamp_jump_either_way_ends_the_segment_timed_by_its_frames() {
+    let hour = 90_000 * 3600;
+    for jump in [hour * 10, PTS_MASK + 1 - hour] {
+        // 1 s before the jump, then 3 s after it; a keyframe every second.
+        let mut bytes = stream(0, 1, 30);
+        for i in 0..90 {
+            bytes.extend(frame((jump + 90_000 + i * 3000) & PTS_MASK, i % 30 == 0));
+        }
+        let mut c = Cutter::new(limits());
+        let cuts: Vec<_> = c.feed(&bytes).unwrap().into_iter().chain(c.finish()).collect();
+        let ms: Vec<u128> = cuts.iter().map(|c| c.duration.as_millis()).collect();
+        assert_eq!(ms, [1000, 2000, 1000], "jump of {jump} ticks");
+    }
+}
+
+#[test]
 fn no_keyframe_within_the_longest_duration_is_an_error() {
     let mut c = Cutter::new(limits());
     assert_eq!(
