@@ -183,8 +183,8 @@ pub struct ByocStats {
     pub stream_updates: Vec<serde_json::Value>,
     /// Streams stopped because their balance stayed negative.
     pub streams_stopped_for_balance: u64,
-    /// `/ai/stream/stop` and `/ai/stream/update` calls that carried a `Livepeer-Payment`,
-    /// which go-livepeer does not process there (its tickets would be lost).
+    /// `/ai/stream/stop` and `/ai/stream/update` calls that carried a `Livepeer-Payment`
+    /// (processed there as for any job: go-livepeer `setupOrchJob`).
     pub payments_on_stop_or_update: u64,
 }
 
