@@ -10,8 +10,11 @@
 //! Where go-livepeer's code would misbehave, the simulator does the evident intent instead
 //! (each place says so): a payment that does not decode or verify is counted as refused and
 //! the balance check then decides (go-livepeer dereferences a nil balance there, which drops
-//! the connection); capacity is enforced (go-livepeer only counts the load and leaves it to the
-//! gateway to pick orchestrators with `available_capacity > 0`).
+//! the connection).
+//!
+//! Capacity is counted, not enforced, as go-livepeer counts it: a job or stream of a registered
+//! capability is taken however many run, and tokens report `available_capacity` 0 once the
+//! load reaches it; gateways pick orchestrators with `available_capacity > 0`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -180,8 +183,8 @@ pub struct ByocStats {
     pub stream_updates: Vec<serde_json::Value>,
     /// Streams stopped because their balance stayed negative.
     pub streams_stopped_for_balance: u64,
-    /// `/ai/stream/stop` and `/ai/stream/update` calls that carried a `Livepeer-Payment`,
-    /// which go-livepeer does not process there (its tickets would be lost).
+    /// `/ai/stream/stop` and `/ai/stream/update` calls that carried a `Livepeer-Payment`
+    /// (processed there as for any job: go-livepeer `setupOrchJob`).
     pub payments_on_stop_or_update: u64,
 }
 
@@ -321,14 +324,13 @@ impl Drop for Slot {
     }
 }
 
-/// Takes one unit of `name`'s capacity (go-livepeer `ReserveExternalCapabilityCapacity`).
+/// Takes one unit of `name`'s capacity: `None` only for a capability not registered. Like
+/// go-livepeer's `ReserveExternalCapabilityCapacity` (core/ai_orchestrator.go), which only
+/// increments the load, the capacity is not checked: a job over it is taken.
 pub(crate) fn reserve(shared: &Arc<Shared>, name: &str) -> Option<Slot> {
-    let cap = capability(shared, name)?;
+    capability(shared, name)?;
     let mut load = lock(&shared.byoc.load);
     let used = load.entry(name.to_owned()).or_insert(0);
-    if *used >= cap.capacity {
-        return None;
-    }
     *used += 1;
     Some(Slot { shared: shared.clone(), name: Some(name.to_owned()) })
 }

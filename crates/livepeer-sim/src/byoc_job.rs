@@ -6,8 +6,10 @@
 //! Deviations, all where go-livepeer's code does something no gateway can rely on:
 //! - Echo answers as the upload arrives (go-livepeer reads the whole body, then the whole
 //!   worker answer); the bytes are the same, and the time is charged when it starts answering.
-//! - An SSE answer ends after `[DONE]` (go-livepeer keeps writing empty lines from its closed
-//!   channel until `timeout_seconds` is over).
+//! - Once the worker's events end, go-livepeer's proxy loop keeps reading its closed channel
+//!   (`processJob`, streaming branch: an empty line each time) and writes `\n` as fast as it
+//!   can until `timeout_seconds` is over; here one `\n` goes out every [`SSE_IDLE_LINE`]. The
+//!   answer stays open, and billed every 5 s, until then or until the gateway goes away.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,9 @@ const MAX_JSON: usize = 1 << 20;
 const SSE_BILLING: Duration = Duration::from_secs(5);
 /// Events a Lines job writes when its body does not say.
 const DEFAULT_LINES: u64 = 3;
+/// How often an SSE answer whose worker has finished writes an empty line (go-livepeer: in a
+/// busy loop) until its timeout.
+const SSE_IDLE_LINE: Duration = Duration::from_millis(50);
 
 /// An admitted job: verified, holding capacity, paid for.
 pub(crate) struct Admitted {
@@ -476,6 +481,9 @@ async fn sse_proxy(
     deadline: Instant,
 ) {
     let mut billing = tokio::time::interval_at(Instant::now() + SSE_BILLING, SSE_BILLING);
+    let mut idle = tokio::time::interval(SSE_IDLE_LINE);
+    // The worker has closed its channel: from then on, empty lines until the deadline.
+    let mut worker_done = false;
     let price_positive = admitted.charge.fee(1).is_ok_and(|f| !f.is_zero());
     let balance_line = |shared: &Shared| {
         let balance = shared.payments.balance(admitted.job.sender, &admitted.job.capability);
@@ -492,8 +500,12 @@ async fn sse_proxy(
                 }
                 "event: insufficient balance\ndata: {\"balance\": 0}\n\ndata: [DONE]\n\n".to_owned()
             }
-            line = lines.recv() => match line {
-                None => break,
+            _ = idle.tick(), if worker_done => "\n".to_owned(),
+            line = lines.recv(), if !worker_done => match line {
+                None => {
+                    worker_done = true;
+                    continue;
+                }
                 Some(line) if line.contains("[DONE]") => format!("{}{line}\n", balance_line(&shared)),
                 Some(line) => format!("{line}\n"),
             },

@@ -434,8 +434,8 @@ fn stream_of_call(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<String, R
     })
 }
 
-/// Counts a `Livepeer-Payment` sent with a stop or an update, where go-livepeer does not
-/// process it.
+/// Counts a `Livepeer-Payment` sent with a stop or an update. go-livepeer processes it there
+/// (`setupOrchJob` → `confirmPayment`), and so does [`admit`].
 fn count_payment(shared: &Shared, headers: &HeaderMap) {
     if headers.contains_key(livepeer_pm::PAYMENT_HEADER) {
         shared.byoc.update(|s| s.payments_on_stop_or_update += 1);

@@ -64,12 +64,21 @@ pub(super) struct Relay {
     /// What to settle at the end; `None` when the caller settled already (a 4xx relayed).
     settle: Option<Settle>,
     done: bool,
+    /// For server-sent events: where the `[DONE]` event ends (see [`DoneScan`]).
+    scan: Option<DoneScan>,
 }
 
 impl Relay {
     pub(super) fn new(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
         let deadline = Box::pin(tokio::time::sleep_until(deadline));
-        Self { body, deadline, settle, done: false }
+        Self { body, deadline, settle, done: false, scan: None }
+    }
+
+    /// A relay of server-sent events, which ends with the event holding `[DONE]`.
+    pub(super) fn events(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
+        let mut relay = Self::new(body, deadline, settle);
+        relay.scan = Some(DoneScan::default());
+        relay
     }
 
     /// Ends the relay: the lease succeeded or failed, and the payment is settled.
@@ -81,6 +90,65 @@ impl Relay {
             None => lease.succeeded(),
             Some(e) => lease.failed_job(e),
         }
+    }
+}
+
+/// Finds the end of an event stream: the line holding `[DONE]` and the empty line after it.
+///
+/// go-livepeer's orchestrator does not end an event answer when its worker does: after the
+/// worker's `[DONE]` (and the balance line it puts before it) it writes empty lines until
+/// `timeout_seconds` is over, debiting 5 s of the price every 5 s meanwhile
+/// (byoc/job_orchestrator.go `processJob`, streaming branch). Its gateway stops reading at the
+/// first line containing `[DONE]` and closes the call, which ends the orchestrator's loop
+/// (byoc/job_gateway.go `submitJob`). Relaying to the end would hold the client, and the
+/// orchestrator's meter, until the timeout.
+#[derive(Debug, Default)]
+struct DoneScan {
+    /// Bytes of `[DONE]` matched so far on the current line.
+    matched: usize,
+    state: ScanState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    /// No `[DONE]` yet.
+    #[default]
+    Looking,
+    /// In the line holding `[DONE]`.
+    DoneLine,
+    /// Past that line; `cr` when a `\r` of the empty line that ends the event was seen.
+    After { cr: bool },
+}
+
+impl DoneScan {
+    const MARK: &'static [u8] = b"[DONE]";
+
+    /// How much of `chunk` to relay before the stream ends, or `None` to relay it all and go on.
+    /// The event ends with the empty line after the `[DONE]` line; any other line there is not
+    /// relayed.
+    fn feed(&mut self, chunk: &[u8]) -> Option<usize> {
+        for (i, &b) in chunk.iter().enumerate() {
+            match self.state {
+                ScanState::Looking => {
+                    self.matched = match b {
+                        _ if b == Self::MARK[self.matched] => self.matched + 1,
+                        b'[' => 1,
+                        _ => 0,
+                    };
+                    if self.matched == Self::MARK.len() {
+                        self.state = ScanState::DoneLine;
+                    }
+                }
+                ScanState::DoneLine if b == b'\n' => self.state = ScanState::After { cr: false },
+                ScanState::DoneLine => {}
+                ScanState::After { cr: false } if b == b'\r' => {
+                    self.state = ScanState::After { cr: true };
+                }
+                ScanState::After { .. } if b == b'\n' => return Some(i + 1),
+                ScanState::After { .. } => return Some(i),
+            }
+        }
+        None
     }
 }
 
@@ -112,7 +180,19 @@ impl Stream for Relay {
                     Poll::Ready(Some(Err(std::io::Error::other(e))))
                 }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Ok(mut data) => {
+                        let end = self.scan.as_mut().and_then(|s| s.feed(&data));
+                        if let Some(end) = end {
+                            // The `[DONE]` event is complete: the answer ends here, and the
+                            // orchestrator's call is closed when the relay is dropped.
+                            data.truncate(end);
+                            self.finish(None);
+                            if data.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                        }
+                        Poll::Ready(Some(Ok(data)))
+                    }
                     // Trailers: nothing to relay.
                     Err(_) => continue,
                 },
@@ -134,6 +214,34 @@ impl Drop for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where each stream of chunks ends: after the empty line that follows `[DONE]`, however
+    /// the bytes are split; never without `[DONE]`.
+    #[test]
+    fn events_end_after_the_done_event() {
+        let end = |chunks: &[&str]| {
+            let mut scan = DoneScan::default();
+            let mut out = String::new();
+            for c in chunks {
+                match scan.feed(c.as_bytes()) {
+                    Some(n) => return Some(out + &c[..n]),
+                    None => out.push_str(c),
+                }
+            }
+            None
+        };
+        let go = "data: {\"n\":0}\n\ndata: {\"balance\": 1.000}\n\n\ndata: [DONE]\n\n\n\n\n";
+        let want = "data: {\"n\":0}\n\ndata: {\"balance\": 1.000}\n\n\ndata: [DONE]\n\n";
+        assert_eq!(end(&[go]).as_deref(), Some(want));
+        let split: Vec<String> = go.chars().map(String::from).collect();
+        let split: Vec<&str> = split.iter().map(String::as_str).collect();
+        assert_eq!(end(&split).as_deref(), Some(want));
+        assert_eq!(end(&["data: [DO", "NE]\r\n\r\nmore"]).as_deref(), Some("data: [DONE]\r\n\r\n"));
+        assert_eq!(end(&["data: [DONE]\n", "event: x\n"]).as_deref(), Some("data: [DONE]\n"));
+        assert_eq!(end(&["data: [[DONE]\n\n"]).as_deref(), Some("data: [[DONE]\n\n"));
+        assert_eq!(end(&["data: [DONE", "\n"]), None, "the event is not over yet");
+        assert_eq!(end(&["data: {\"n\":1}\n\n", "data: [DON"]), None);
+    }
 
     #[test]
     fn seconds_round_up() {

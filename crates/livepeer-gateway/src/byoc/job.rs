@@ -415,12 +415,20 @@ impl<'a> Job<'a> {
         let client_error = status >= 400;
         // A plain answer comes when the worker is done: its seconds are known now.
         let charged = (!events).then(|| ceil_seconds(sent.elapsed()));
-        let deadline = if events { deadline - ATTEMPT_GRACE + EVENTS_GRACE } else { deadline };
+        // Events get `timeout_seconds + 10 s` from their head, as go-livepeer's gateway gives
+        // them (byoc/job_gateway.go `submitJob`): the orchestrator's own limit runs from when
+        // its worker answered, which may be long after the job was sent.
+        let timeout = Duration::from_secs(self.req.timeout_seconds);
+        let deadline = if events { Instant::now() + timeout + EVENTS_GRACE } else { deadline };
+        let relay = |body, settle| match events {
+            true => Relay::events(body, deadline, settle),
+            false => Relay::new(body, deadline, settle),
+        };
         let outcome = if client_error {
             lease.client_error();
             payments.byoc_settle(payment, ByocOutcome::Uncharged);
             // The lease is given back; the relay only bounds the body in time.
-            (status, Relay::new(resp.into_body(), deadline, None).boxed(), "client_error")
+            (status, relay(resp.into_body(), None).boxed(), "client_error")
         } else {
             let (metrics, key) = (self.state.metrics.clone(), self.key.clone());
             let (orch, request_id) = (lease.url().to_string(), self.req.id.clone());
@@ -437,7 +445,7 @@ impl<'a> Job<'a> {
                 request_id,
                 tab,
             };
-            let relay = Relay::new(resp.into_body(), deadline, Some(settle));
+            let relay = relay(resp.into_body(), Some(settle));
             (status, relay.boxed(), if events { "stream" } else { "ok" })
         };
         let (status, body, label) = outcome;

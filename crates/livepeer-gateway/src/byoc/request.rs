@@ -104,12 +104,7 @@ impl JobRequest {
         }
         let timeout_seconds = timeout(wire.timeout_seconds, max_timeout)?;
         let request = wire.request.unwrap_or_default();
-        if let Err(e) = serde_json::from_str::<serde_json::Value>(&request) {
-            return Err(bad(
-                "request",
-                format!("request must be a JSON document in a string: {e}"),
-            ));
-        }
+        details(&request)?;
         let parameters = wire.parameters.unwrap_or_default();
         let params: Parameters = serde_json::from_str(&parameters).map_err(|e| {
             bad("parameters", format!("parameters must be a JSON object in a string: {e}"))
@@ -186,6 +181,25 @@ impl JobRequest {
     }
 }
 
+/// `request` as go-livepeer reads it into `JobRequestDetails` (byoc/types.go): its gateway
+/// (`setupGatewayJob`) and orchestrator (`setupOrchJob`) both refuse, with 400, a `request` that
+/// is not a JSON object (or null) or whose `stream_id` (a key Go matches without regard to
+/// case) is not a string. Refused here, before an orchestrator has been paid for nothing.
+fn details(request: &str) -> Result<(), Error> {
+    let value = serde_json::from_str::<serde_json::Value>(request)
+        .map_err(|e| bad("request", format!("request must be a JSON document in a string: {e}")))?;
+    let fields = match value {
+        serde_json::Value::Null => return Ok(()),
+        serde_json::Value::Object(fields) => fields,
+        _ => return Err(bad("request", "request must be a JSON object in a string")),
+    };
+    let stream_id = fields.iter().filter(|(k, _)| k.eq_ignore_ascii_case("stream_id"));
+    if stream_id.into_iter().any(|(_, v)| !(v.is_string() || v.is_null())) {
+        return Err(bad("request", "request.stream_id must be a string"));
+    }
+    Ok(())
+}
+
 /// `timeout_seconds`: a whole number from 1 to `max`.
 fn timeout(value: Option<serde_json::Value>, max: u64) -> Result<u64, Error> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
@@ -245,6 +259,28 @@ impl SigCache {
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod details_tests {
+    use super::*;
+
+    /// What go-livepeer cannot read into `JobRequestDetails` is refused; what it can passes.
+    #[test]
+    fn request_must_be_what_go_livepeer_reads_as_job_details() {
+        for ok in ["{}", "null", r#"{"stream_id":"s","x":[1]}"#, r#"{"Stream_Id":null}"#] {
+            assert!(details(ok).is_ok(), "{ok}");
+        }
+        for refused in ["[1]", "5", r#""s""#, r#"{"stream_id":5}"#, r#"{"STREAM_ID":{}}"#, ""] {
+            let e = details(refused).expect_err(refused);
+            assert_eq!(e.field_name(), Some("request"), "{refused}");
+        }
+        // Through the header: a JSON array is valid JSON, and still refused.
+        let h = serde_json::json!({"request": "[1]", "parameters": "{}", "capability": "c", "timeout_seconds": 5});
+        let h = STANDARD.encode(h.to_string());
+        let e = JobRequest::parse(Some(h.as_bytes()), "r", 60).expect_err("an array");
+        assert_eq!(e.field_name(), Some("request"));
     }
 }
 

@@ -80,8 +80,11 @@ impl std::fmt::Display for CallError {
 }
 
 /// `POST {service}{route}` with `job` signed and, when `paid`, paid from `token`. Stop and
-/// update are not paid: the orchestrator does not process a payment there (PROTOCOL.md
-/// §10.3), so tickets sent with them would be credited here and never there.
+/// update are paid as start is: go-livepeer's orchestrator runs them through `setupOrchJob`,
+/// which processes a `Livepeer-Payment` and, for a priced capability, refuses (400
+/// `Insufficient balance for request`) a sender holding less than a minute of the price
+/// (byoc/stream_orchestrator.go `StopStream`, `UpdateStream`); its gateway pays them with
+/// `createPayment` (byoc/job_gateway.go `sendJobToOrch`).
 async fn call(
     inner: &Inner,
     (orch, token): (&str, &Stored),
@@ -342,7 +345,7 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &st
         let token = fresh_token(inner, orch, capability).await?;
         let job = call_job(stream, STOP_TIMEOUT_SECONDS, "");
         let body = Bytes::copy_from_slice(reason.as_bytes());
-        let answer = call(inner, (orch, &token), &job, ("/ai/stream/stop", false), body).await;
+        let answer = call(inner, (orch, &token), &job, ("/ai/stream/stop", true), body).await;
         answer.map_err(|e| e.to_string())
     }
     .await;
@@ -373,7 +376,7 @@ pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Resul
     let failed = |e: String| Error::new(Kind::OrchestratorFailed, format!("update: {e}"));
     let token = fresh_token(inner, &orch, &stream.job.capability).await.map_err(failed)?;
     let job = call_job(stream, STOP_TIMEOUT_SECONDS, "{}");
-    match call(inner, (&orch, &token), &job, ("/ai/stream/update", false), body).await {
+    match call(inner, (&orch, &token), &job, ("/ai/stream/update", true), body).await {
         Ok(answer) => Ok(answer),
         Err(CallError::Gateway(e)) => Err(Error::new(Kind::PaymentRefused, format!("update: {e}"))),
         Err(CallError::Orchestrator(e)) => Err(failed(e)),

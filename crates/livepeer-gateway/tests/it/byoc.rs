@@ -290,6 +290,37 @@ async fn events_reach_the_client_as_the_worker_writes_them() {
     assert!(seen.contains("data: [DONE]"), "{seen}");
 }
 
+/// A go-livepeer orchestrator keeps an event answer open after its worker's `[DONE]`, writing
+/// empty lines until `timeout_seconds` is over and billing meanwhile; its gateway ends the
+/// answer at `[DONE]` and closes the call (byoc/job_gateway.go `submitJob`). So must this one:
+/// the client has the whole answer long before the 30 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_answer_ends_at_done_not_at_the_orchestrators_timeout() {
+    let a = sim("a", free_caps(), None).await;
+    let gw = gateway(&[&a]).await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/lines", gw.http_addr))
+        .header("Livepeer", header("lines", 30, json!({})))
+        .json(&json!({"lines": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), resp.text())
+        .await
+        .expect("the answer ends at [DONE]")
+        .unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text:?}");
+    assert!(text.starts_with("data: {\"n\":0}\n\ndata: {\"n\":1}\n\n"), "{text:?}");
+    // The orchestrator's call was closed: its capacity is back well before the timeout.
+    let closed = async {
+        while !a.byoc_stats().load.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the call was closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_retried_after_the_first_byte() {
     let (a, b) = (sim("a", free_caps(), None).await, sim("b", free_caps(), None).await);

@@ -505,15 +505,16 @@ async fn a_start_the_gateway_cannot_pay_penalises_no_orchestrator() {
     assert!(job.is_none_or(|j| j["consecutive_failures"] == 0), "not penalised: {job:?}");
 }
 
-/// Stop and update carry no payment: the orchestrator does not process one there (PROTOCOL.md
-/// §10.3), so its tickets would be credited in the gateway's view and never at the
-/// orchestrator. The start's minute (80 s of credit at 1e8 wei per second) is under the two
-/// minutes that make a call go unpaid, so a paying call would attach tickets.
+/// Stop and update are paid as go-livepeer's gateway pays them (`sendJobToOrch` →
+/// `createPayment`): its orchestrator processes a payment there and refuses a sender holding
+/// less than a minute of the price (byoc/stream_orchestrator.go `StopStream`, `UpdateStream`
+/// through `setupOrchJob`). The start's minute (80 s of credit at 1e8 wei per second) is under
+/// the two minutes that make a call go unpaid, so the update attaches tickets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_and_update_carry_no_payment() {
+async fn stop_and_update_are_paid_as_go_livepeer_pays_them() {
     let a = sim("a", 100_000_000, Some(1)).await;
     let gw = gateway(&[&a], None).await;
-    let s = started(&gw, "unpaid-calls").await;
+    let s = started(&gw, "paid-calls").await;
     let tickets = a.payments().tickets_received;
     assert!(tickets >= 1, "the start was paid");
     let update = call(reqwest::Method::POST, &url(&s, "update_url"), Some(OWNER), "{}").await;
@@ -522,6 +523,7 @@ async fn stop_and_update_carry_no_payment() {
     assert_eq!(stop.status(), 200, "{}", stop.text().await.unwrap());
     let stats = a.byoc_stats();
     assert_eq!((stats.stream_updates.len(), stats.stream_stops), (1, 1));
-    assert_eq!(stats.payments_on_stop_or_update, 0);
-    assert_eq!(a.payments().tickets_received, tickets, "no tickets after the start");
+    // The update's tickets lift the balance over two minutes: the stop then goes unpaid.
+    assert_eq!(stats.payments_on_stop_or_update, 1);
+    assert!(a.payments().tickets_received > tickets, "the update carried tickets");
 }
