@@ -177,6 +177,13 @@ async fn multipart_answers_carry_every_rendition_with_go_livepeers_part_headers(
         names.push(name);
     }
     assert_eq!(names, ["low", "mid"]);
+    // go-livepeer answers with the renditions only to an `Accept` of exactly
+    // `multipart/mixed` (server/mediaserver.go `HandlePush`): a list naming it gets the empty 200.
+    let resp = push(&gw, "mp", 6, Some("multipart/mixed, */*")).await;
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert!(!ct.unwrap_or_default().starts_with("multipart"));
+    assert!(resp.bytes().await.unwrap().is_empty());
     gw.shutdown().await;
 }
 
@@ -408,6 +415,19 @@ async fn a_stream_without_profiles_publishes_its_source_untranscoded() {
     assert!(master.contains("plain/source.m3u8"), "{master}");
     assert_eq!(listed(&get_text(&gw, "/stream/plain/source.m3u8").await.1).1, vec![0, 1]);
     assert_eq!(sim.transcode_stats().requests, 0, "nothing to transcode");
+    // Asked for multipart, go-livepeer still answers the empty 200: it returns before it
+    // writes a multipart body when there are no renditions (`HandlePush`, `len(urls) == 0`).
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/live/plain/2.ts", gw.http_addr))
+        .header(config[0].0, config[0].1)
+        .header("Accept", "multipart/mixed")
+        .body(segment().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-type").is_none());
+    assert!(resp.bytes().await.unwrap().is_empty());
     gw.shutdown().await;
 }
 
