@@ -262,7 +262,8 @@ async fn segment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(data) => data,
         Err(_) => return internal_error(),
     };
-    if keccak256(&data).as_slice() != admitted.seg.hash.as_slice() {
+    // Compared with the hash as Go reads it (`BytesToHash`: the last 32 bytes, left-padded).
+    if keccak256(&data) != payment::bytes_to_hash(&admitted.seg.hash) {
         return Rejection::new(StatusCode::FORBIDDEN, "Forbidden").into_response();
     }
     let fault = *lock(&shared.transcode.fault);
