@@ -131,6 +131,8 @@ pub struct Profile {
     pub color_depth: i32,
     /// 0 = 4:2:0, 1 = 4:2:2, 2 = 4:4:4.
     pub chroma_format: i32,
+    /// Encoder quality (`quality`, wire field 28); 0 leaves the encoder's default.
+    pub quality: u32,
 }
 
 /// A profile setting that is wrong: which field (`profiles[1].width`, `presets[0]`,
@@ -166,6 +168,7 @@ pub fn preset(name: &str) -> Option<Profile> {
         encoder: Encoder::H264,
         color_depth: 0,
         chroma_format: 0,
+        quality: 0,
     })
 }
 
@@ -232,6 +235,8 @@ fn parse_one(item: &Value, at: &str) -> Result<Profile, ProfileError> {
     // Sent as given, 0 when absent, as lpms `ParseProfilesFromJsonProfileArray` keeps it.
     let color_depth = uint("colorDepth", 16, false)? as i32;
     let chroma_format = uint("chromaFormat", 2, false)? as i32;
+    // lpms's `JsonProfile.Quality`, which go-livepeer sends on (`FFmpegProfiletoNetProfile`).
+    let quality = uint("quality", u64::from(u32::MAX), false)? as u32;
     let text = |k: &str| -> Result<&str, ProfileError> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(""),
@@ -255,6 +260,7 @@ fn parse_one(item: &Value, at: &str) -> Result<Profile, ProfileError> {
         encoder: encoder(text("encoder")?).map_err(|m| bad(field("encoder"), m))?,
         color_depth,
         chroma_format,
+        quality,
     })
 }
 
@@ -295,8 +301,10 @@ fn gop(s: &str) -> Result<i32, String> {
         return Ok(-1);
     }
     let ms = parse_millis(s).ok_or_else(|| format!("{s:?} is neither \"intra\" nor seconds"))?;
-    if ms == 0 || ms > 3_600_000 {
-        return Err("must be above 0 and at most 3600 seconds".into());
+    // lpms takes 0 for the encoder's default (`ParseProfilesFromJsonProfileArray`: "gopFloat is
+    // allowed to be 0"), which is what the wire's 0 means.
+    if ms > 3_600_000 {
+        return Err("must be at most 3600 seconds".into());
     }
     Ok(ms as i32)
 }
@@ -343,7 +351,7 @@ impl Profile {
             encoder: self.encoder as i32,
             color_depth: self.color_depth,
             chroma_format: self.chroma_format,
-            quality: 0,
+            quality: self.quality,
         }
     }
 
@@ -475,9 +483,14 @@ mod tests {
             "profiles[0].profile"
         );
         assert_eq!(
-            err(json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "0"}])),
+            err(json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "3601"}])),
             "profiles[0].gop"
         );
+        // As lpms reads them: a GOP of 0 is the encoder's default, `quality` is kept.
+        let v = json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "0", "quality": 27}]);
+        let p = parse_json_profiles(&v, "profiles").unwrap();
+        assert_eq!((p[0].gop_ms, p[0].quality), (0, 27));
+        assert_eq!(p[0].to_wire(Format::MpegTs).quality, 27);
         assert_eq!(
             err(json!([{"width": 1, "height": 1, "bitrate": 1, "encoder": "h264"}])),
             "profiles[0].encoder"
