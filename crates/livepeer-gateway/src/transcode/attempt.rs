@@ -87,7 +87,7 @@ pub(super) struct Job {
     pub(super) estimated_pixels: u64,
     /// Until the answer's head (go-livepeer's upload timeout).
     pub(super) upload_timeout: Duration,
-    /// The whole exchange, renditions fetched.
+    /// The request and its answer (go-livepeer's HTTP timeout); renditions are fetched after.
     pub(super) total_timeout: Duration,
 }
 
@@ -246,11 +246,7 @@ impl Attempter {
             cost.ev_sent = spend.ev_sent;
         }
         let started = Instant::now();
-        let outcome = tokio::time::timeout(job.total_timeout, self.exchange(&prepared, job)).await;
-        let outcome = outcome.unwrap_or_else(|_| {
-            let why = format!("no result within {:?}", job.total_timeout);
-            Err((AttemptError::Timeout(why), Answer::Unknown))
-        });
+        let outcome = self.exchange(&prepared, job).await;
         match outcome {
             Ok(done) => {
                 cost.fee = debit_of(&prepared, done.pixels);
@@ -278,11 +274,37 @@ impl Attempter {
     }
 
     /// The exchange proper; with an error, what the orchestrator's answer says of its charge.
+    /// The whole-exchange deadline bounds the request and its `TranscodeResult` only, as
+    /// go-livepeer's `httpTimeout` bounds `SubmitSegment` (server/segment_rpc.go) and not the
+    /// rendition downloads after it (server/broadcast.go `downloadResults`), which the fetcher
+    /// bounds each on its own.
     async fn exchange(
         &self,
         prepared: &Prepared,
         job: &Job,
     ) -> Result<Done, (AttemptError, Answer)> {
+        let submitted = tokio::time::timeout(job.total_timeout, self.submit(prepared, job)).await;
+        let (data, peer) = submitted.unwrap_or_else(|_| {
+            let why = format!("no result within {:?}", job.total_timeout);
+            Err((AttemptError::Timeout(why), Answer::Unknown))
+        })?;
+        // The orchestrator debits the pixels it reports once it sends them, whatever becomes
+        // of the renditions here (as go-livepeer's gateway books them on receipt); at most
+        // what the renditions can hold is taken for true.
+        let reported = data.segments.iter().map(|s| u64::try_from(s.pixels).unwrap_or(0));
+        let reported = reported.fold(0u64, u64::saturating_add);
+        let debited = reported.min(job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE));
+        let done = self.renditions((prepared.info(), peer), job, &data).await;
+        done.map_err(|e| (e, Answer::Debited(debited)))
+    }
+
+    /// `POST {transcoder}/segment` and its `TranscodeResult`'s renditions, with the peer that
+    /// answered.
+    async fn submit(
+        &self,
+        prepared: &Prepared,
+        job: &Job,
+    ) -> Result<(net::TranscodeData, Option<std::net::IpAddr>), (AttemptError, Answer)> {
         let info = prepared.info();
         let segment = segment_header(
             job,
@@ -335,15 +357,7 @@ impl Attempter {
                 ));
             }
         };
-        // The orchestrator debits the pixels it reports once it sends them, whatever becomes
-        // of the renditions here (as go-livepeer's gateway books them on receipt); at most
-        // what the renditions can hold is taken for true.
-        let reported = data.segments.iter().map(|s| u64::try_from(s.pixels).unwrap_or(0));
-        let reported = reported.fold(0u64, u64::saturating_add);
-        let debited = reported.min(job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE));
-        let done = self.renditions((info, peer), job, &data).await;
-        let done = done.map_err(|e| (e, Answer::Debited(debited)))?;
-        Ok(done)
+        Ok((data, peer))
     }
 
     /// Fetches and checks the renditions `data` lists.

@@ -338,6 +338,27 @@ async fn an_orchestrator_that_never_answers_is_left_at_the_upload_deadline() {
     gw.shutdown().await;
 }
 
+/// go-livepeer's whole-exchange timeout (8 s for a 2 s segment) bounds the request and its
+/// `TranscodeResult` only (server/segment_rpc.go `SubmitSegment`); the renditions are fetched
+/// after it, each within its own timeout. An answer at 6.5 s whose two renditions take a second
+/// each is a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renditions_fetched_after_a_late_answer_are_not_cut_by_the_exchange_deadline() {
+    let config = SimConfig {
+        name: "late".into(),
+        transcode_fast: true,
+        transcode_latency: Duration::from_millis(6500),
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config).await.unwrap();
+    sim.set_transcode_fault(TranscodeFault::SlowRenditions);
+    let gw = start(gateway_config(&[&sim])).await;
+    let resp = push(&gw, "late", 0, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(sim.transcode_stats().requests, 1, "not retried");
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_stream_is_closed_and_its_place_freed() {
     let sim = sim("fast", true).await;
