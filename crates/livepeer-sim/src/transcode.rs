@@ -78,7 +78,7 @@ pub enum TranscodeFault {
 }
 
 /// How late [`TranscodeFault::SlowRenditions`] serves each rendition.
-pub const SLOW_RENDITION: Duration = Duration::from_secs(1);
+pub(crate) const SLOW_RENDITION: Duration = Duration::from_secs(1);
 
 /// What the transcoding side did, for tests: [`crate::Sim::transcode_stats`].
 #[derive(Debug, Clone, Default, PartialEq)]
