@@ -496,12 +496,11 @@ pub(crate) fn check_payment(
         shared.payments.record_rejection(PaymentRejection::Undecodable);
         Rejection::new(StatusCode::PAYMENT_REQUIRED, m)
     };
-    let value = headers
-        .get(headers::PAYMENT)
-        .ok_or_else(|| refuse("missing Livepeer-Payment header".to_owned()))?;
-    let bytes = STANDARD
-        .decode(value.as_bytes())
-        .map_err(|e| refuse(format!("base64 decode error: {e}")))?;
+    // A missing header reads as empty, as Go's `Header.Get` gives it, and an empty header
+    // decodes to an empty payment (server/segment_rpc.go `getPayment`): what an off-chain
+    // gateway sends. An on-chain orchestrator then finds no sender to check the segment by.
+    let value = headers.get(headers::PAYMENT).map(|v| v.as_bytes()).unwrap_or_default();
+    let bytes = STANDARD.decode(value).map_err(|e| refuse(format!("base64 decode error: {e}")))?;
     net::Payment::decode(bytes.as_slice())
         .map_err(|e| refuse(format!("protobuf unmarshal error: {e}")))
 }
@@ -518,6 +517,9 @@ pub(crate) fn check_segment(
     let bytes = STANDARD.decode(raw).map_err(|_| Rejection::forbidden("ErrorSegEncoding"))?;
     let seg = net::SegData::decode(bytes.as_slice())
         .map_err(|_| Rejection::forbidden("proto: cannot parse invalid wire-format data"))?;
+    // go-livepeer reads the profiles first (server/rpc.go `coreSegMetadata`), so a profile it
+    // cannot read is refused before the duration and the signature are looked at.
+    crate::transcode_media::profiles(&seg).map_err(Rejection::forbidden)?;
     if !(0..=300_000).contains(&seg.duration) {
         return Err(Rejection::forbidden("invalid duration"));
     }
@@ -533,10 +535,16 @@ pub(crate) fn check_segment(
         return Err(Rejection::forbidden("invalid auth token"));
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    if i64::try_from(now).unwrap_or(i64::MAX) > token.expiration {
+    if token_expired(now, token.expiration) {
         return Err(Rejection::forbidden("expired auth token"));
     }
     Ok(seg)
+}
+
+/// Go's `time.Now().After(time.Unix(expiration, 0))` at `now` whole seconds: in the
+/// expiration's own second the clock is past it by a fraction, so that second is expired.
+fn token_expired(now: u64, expiration: i64) -> bool {
+    i64::try_from(now).unwrap_or(i64::MAX) >= expiration
 }
 
 /// Steps 2–4 of go-livepeer's `CompatibleWith` (PROTOCOL.md §3.5): mandatories, models (and
@@ -670,4 +678,16 @@ pub(crate) fn simulated_drop() -> std::io::Error {
         std::io::ErrorKind::ConnectionAborted,
         "simulated connection drop (AiMode::CloseMidAnswer)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_auth_token_is_expired_from_its_expiration_second_on() {
+        assert!(!token_expired(99, 100));
+        assert!(token_expired(100, 100));
+        assert!(token_expired(101, 100));
+    }
 }

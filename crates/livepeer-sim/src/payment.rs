@@ -645,7 +645,7 @@ pub(crate) fn bytes_to_address(bytes: &[u8]) -> Address {
 }
 
 /// Go's `common.BytesToHash`, for a segment hash of the wrong length.
-fn bytes_to_hash(bytes: &[u8]) -> livepeer_pm::B256 {
+pub(crate) fn bytes_to_hash(bytes: &[u8]) -> livepeer_pm::B256 {
     if bytes.is_empty() {
         // An empty hash field is all zeros in Go too, but gateways always send the hash of
         // the empty segment; keep the zero value so a mismatch shows as a bad signature.
@@ -657,14 +657,19 @@ fn bytes_to_hash(bytes: &[u8]) -> livepeer_pm::B256 {
     livepeer_pm::B256::from(out)
 }
 
-/// The profile names the orchestrator signs over: `fullProfiles3`, else `2`, else the first
-/// list. Go substitutes generated names for empty ones; gateways must not send empty names
-/// (PROTOCOL.md §4.5), so they are used as they are.
+/// The profile names the orchestrator checks the signature over: `fullProfiles3`, else `2`,
+/// else the first list, with an empty name replaced by the generated `net_<w>x<h>_<bitrate>`
+/// before the check, as go-livepeer does (server/segment_rpc.go `makeFfmpegVideoProfiles`,
+/// then `SegTranscodingMetadata.Flatten`). A gateway that signed the empty name is refused.
 fn profile_names(seg: &net::SegData) -> Vec<String> {
     let list = [&seg.full_profiles3, &seg.full_profiles2, &seg.full_profiles]
         .into_iter()
         .find(|l| !l.is_empty());
-    list.map(|l| l.iter().map(|p| p.name.clone()).collect()).unwrap_or_default()
+    let name = |p: &net::VideoProfile| match p.name.is_empty() {
+        true => format!("net_{}x{}_{}", p.width, p.height, p.bitrate),
+        false => p.name.clone(),
+    };
+    list.map(|l| l.iter().map(name).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

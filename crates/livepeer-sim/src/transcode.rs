@@ -72,7 +72,13 @@ pub enum TranscodeFault {
     /// Transcodes and debits the renditions' real pixels, but reports each rendition with a
     /// million times its pixels: a count no rendition can hold, which a gateway must not pay.
     InflatePixels,
+    /// Transcodes, then serves each rendition [`SLOW_RENDITION`] late: an orchestrator whose
+    /// storage is slow to answer downloads.
+    SlowRenditions,
 }
+
+/// How late [`TranscodeFault::SlowRenditions`] serves each rendition.
+pub(crate) const SLOW_RENDITION: Duration = Duration::from_secs(1);
 
 /// What the transcoding side did, for tests: [`crate::Sim::transcode_stats`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -233,6 +239,9 @@ async fn rendition(
     State(shared): State<Arc<Shared>>,
     Path((session, profile, file)): Path<(String, String, String)>,
 ) -> Response {
+    if *lock(&shared.transcode.fault) == TranscodeFault::SlowRenditions {
+        tokio::time::sleep(SLOW_RENDITION).await;
+    }
     let found = lock(&shared.transcode.store).get(&session, &format!("{profile}/{file}"));
     match found {
         Some((data, content_type)) => {
@@ -262,7 +271,8 @@ async fn segment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(data) => data,
         Err(_) => return internal_error(),
     };
-    if keccak256(&data).as_slice() != admitted.seg.hash.as_slice() {
+    // Compared with the hash as Go reads it (`BytesToHash`: the last 32 bytes, left-padded).
+    if keccak256(&data) != payment::bytes_to_hash(&admitted.seg.hash) {
         return Rejection::new(StatusCode::FORBIDDEN, "Forbidden").into_response();
     }
     let fault = *lock(&shared.transcode.fault);

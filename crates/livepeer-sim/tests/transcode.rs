@@ -13,12 +13,15 @@
 
 mod transcode_support;
 
-use livepeer_pm::{Ratio, SignedRatio, keccak256, recover_eth_signer};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use livepeer_pm::{Ratio, SignedRatio, flatten_segment, keccak256, recover_eth_signer};
+use livepeer_proto::Message as _;
 use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient, transcode_result};
 use livepeer_sim::{PaymentRejection, Sim, SimConfig, TranscodeFault};
 use transcode_support::{
     Gateway, SEGMENT_START, config, decode, key, onchain, orchestrator_key, probe, profile,
-    start_time, test_segment,
+    segment_caps, start_time, test_segment,
 };
 
 fn data(result: &net::TranscodeResult) -> &net::TranscodeData {
@@ -153,7 +156,90 @@ async fn header_checks_answer_as_go_livepeer() {
         (resp.status().as_u16(), resp.text().await.unwrap()),
         (403, "unrecognized profile output format\n".into())
     );
+    // go-livepeer reads the profiles before it checks the signature (server/rpc.go
+    // `coreSegMetadata`, then `verifySegCreds`): a forged header with a bad profile is refused
+    // for the profile.
+    let forged_mp5 = stranger.segment(0, segment, &mp5);
+    let resp = gw.post(&payment, &forged_mp5, segment.to_vec()).await;
+    assert_eq!(
+        (resp.status().as_u16(), resp.text().await.unwrap()),
+        (403, "unrecognized profile output format\n".into())
+    );
+    // No `Livepeer-Payment`: Go reads it as empty, an empty payment with no sender, whose
+    // signature an on-chain orchestrator cannot find (not a 402).
+    let resp = gw
+        .http
+        .post(format!("{}/segment", gw.info.transcoder))
+        .header("Livepeer-Segment", &header)
+        .body(segment.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((resp.status().as_u16(), resp.text().await.unwrap()), (403, "ErrSegSig\n".into()));
     // Still accepted with the right headers: no ticket of the payment was spent above.
+    let resp = gw.post(&payment, &header, segment.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// `Livepeer-Segment` for `data` with `profiles` on the wire, signed over `names`.
+fn signed_over(
+    gw: &Gateway,
+    data: &[u8],
+    profiles: &[net::VideoProfile],
+    names: &[&str],
+) -> String {
+    let hash = keccak256(data);
+    let flat = flatten_segment("manifest-1", 1, &hash, names);
+    let seg = net::SegData {
+        manifest_id: b"manifest-1".to_vec(),
+        seq: 1,
+        hash: hash.to_vec(),
+        sig: gw.signer.eth_sign(&flat).unwrap().0.to_vec(),
+        duration: 2000,
+        capabilities: Some(segment_caps()),
+        auth_token: gw.info.auth_token.clone(),
+        full_profiles: profiles.to_vec(),
+        ..Default::default()
+    };
+    STANDARD.encode(seg.encode_to_vec())
+}
+
+/// go-livepeer names a profile sent without a name `net_<w>x<h>_<bitrate>` before it checks the
+/// signature (server/segment_rpc.go `makeFfmpegVideoProfiles`): a signature over the empty
+/// name is refused, one over the generated name accepted.
+#[tokio::test]
+async fn a_nameless_profile_is_signed_under_its_generated_name() {
+    let sim = onchain(true, (1, 1000)).await;
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let segment = test_segment();
+    let nameless = [net::VideoProfile { fps_den: 0, ..profile("", 160, 120, 30) }];
+    let payment = gw.pay(1);
+    let empty = signed_over(&gw, segment, &nameless, &[""]);
+    let resp = gw.post(&payment, &empty, segment.to_vec()).await;
+    assert_eq!((resp.status().as_u16(), resp.text().await.unwrap()), (403, "ErrSegSig\n".into()));
+    let generated = signed_over(&gw, segment, &nameless, &["net_160x120_300000"]);
+    let resp = gw.post(&payment, &generated, segment.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let result = decode(&resp.bytes().await.unwrap());
+    let url = &data(&result).segments[0].url;
+    assert!(url.contains("/net_160x120_300000/1.ts"), "{url}");
+}
+
+/// The body's hash is compared as Go reads `SegData.hash` (`BytesToHash`: its last 32 bytes),
+/// and the signature is over that hash.
+#[tokio::test]
+async fn a_long_hash_is_read_by_its_last_32_bytes() {
+    let sim = onchain(true, (1, 1000)).await;
+    let mut gw = Gateway::new(&sim, key(7)).await;
+    let segment = test_segment();
+    let profiles = [profile("p", 160, 120, 30)];
+    let payment = gw.pay(1);
+    let mut seg = net::SegData::decode(
+        STANDARD.decode(signed_over(&gw, segment, &profiles, &["p"])).unwrap().as_slice(),
+    )
+    .unwrap();
+    seg.hash.insert(0, 0xaa);
+    let header = STANDARD.encode(seg.encode_to_vec());
     let resp = gw.post(&payment, &header, segment.to_vec()).await;
     assert_eq!(resp.status(), 200);
 }

@@ -136,7 +136,9 @@ async fn push(
             // is not published, and the stream takes no more.
             let charge = tab.map(|tab| charge::SegmentCharge { tab, ms });
             match state.transcode_charged(segment, charge).await {
-                Ok(done) if multipart => multipart_answer(&done),
+                // With no profiles go-livepeer returns before it writes a multipart body: the
+                // empty 200 (server/mediaserver.go `HandlePush`, `len(urls) == 0`).
+                Ok(done) if multipart && !done.profiles.is_empty() => multipart_answer(&done),
                 Ok(_) => StatusCode::OK.into_response(),
                 Err(e) => error(e),
             }
@@ -194,8 +196,10 @@ async fn read_push(
     if !request::looks_like(&data, format) {
         return Err(TranscodeError::BadMedia(path));
     }
-    let multipart = header_str(&headers, header::ACCEPT.as_str())
-        .is_some_and(|a| a.contains("multipart/mixed"));
+    // go-livepeer answers with the renditions only when the first `Accept` is exactly
+    // `multipart/mixed` (server/mediaserver.go `HandlePush`); any other value, a list naming it
+    // among others included, gets the empty 200.
+    let multipart = headers.get(header::ACCEPT).is_some_and(|a| a.as_bytes() == b"multipart/mixed");
     let segment = SegmentIn {
         manifest,
         seq,
@@ -217,9 +221,10 @@ fn multipart_answer(done: &Transcoded) -> Response {
     for (profile, bytes) in done.profiles.iter().zip(&done.outputs) {
         let name = format!("\"{}_{}{ext}\"", profile.name, done.seq);
         body.put_slice(format!("--{boundary}\r\n").as_bytes());
-        body.put_slice(format!("Content-Type: {}; name={name}\r\n", done.format.mime()).as_bytes());
-        body.put_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
+        // In the order Go's multipart writer puts them, sorted by name.
         body.put_slice(format!("Content-Disposition: attachment; filename={name}\r\n").as_bytes());
+        body.put_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
+        body.put_slice(format!("Content-Type: {}; name={name}\r\n", done.format.mime()).as_bytes());
         body.put_slice(format!("Rendition-Name: {}\r\n\r\n", profile.name).as_bytes());
         body.put_slice(bytes);
         body.put_slice(b"\r\n");

@@ -18,7 +18,7 @@ use livepeer_proto::{Message, headers, net};
 use tokio::time::Instant;
 use url::Url;
 
-use super::profiles::{Format, Profile};
+use super::profiles::{Format, Profile, ProfileList, job_capabilities, profile_list};
 use super::tokens::StreamTokens;
 use crate::ai::fetch::{Budget, FetchError, Fetcher};
 use crate::ai::results::ResultStore;
@@ -31,9 +31,17 @@ use crate::payment::{PayError, Payments, Prepared, Settlement};
 /// The most a `TranscodeResult` may take: URLs and an `OrchestratorInfo`, never media.
 const RESULT_MAX: usize = 1 << 20;
 
-/// The texts of errors no retry cures: the input itself is at fault (lpms
-/// `NonRetryableErrs`: ffmpeg's and the transcoder's own).
-const NON_RETRYABLE: [&str; 12] = [
+/// The texts of errors no retry cures, the input itself being at fault: lpms
+/// ffmpeg/ffmpeg_errors.go `NonRetryableErrs`, i.e. its own C errors (`lpmsErrors`), six of
+/// ffmpeg's and six of the transcoder's (ffmpeg/ffmpeg.go `ErrTranscoder*`).
+const NON_RETRYABLE: [&str; 19] = [
+    "Unsupported input pixel format",
+    "Error initializing filtergraph",
+    "Too many outputs",
+    "Unsupported input codec",
+    "No keyframes in input",
+    "Unrecoverable state, restart process",
+    "Encoded frames runaway",
     "Decoder not found",
     "Demuxer not found",
     "Encoder not found",
@@ -42,11 +50,18 @@ const NON_RETRYABLE: [&str; 12] = [
     "Invalid argument",
     "TranscoderInvalidResolution",
     "TranscoderInvalidVideo",
-    "TranscoderInvalidFormat",
-    "TranscoderInvalidProfile",
+    "TranscoderUnrecognizedFormat",
+    "TranscoderUnrecognizedProfile",
     "TranscoderInvalidGOP",
     "TranscoderIncompatibleDevices",
 ];
+
+/// Whether an orchestrator's error text is one no retry cures. go-livepeer compares whole
+/// texts (server/broadcast.go `isNonRetryableError` looks each one up in a map), so a text
+/// that merely contains one, such as `Could not transcode: Invalid argument`, is retried.
+fn non_retryable(text: &str) -> bool {
+    NON_RETRYABLE.contains(&text)
+}
 
 /// One segment to transcode.
 #[derive(Debug, Clone)]
@@ -65,11 +80,14 @@ pub(super) struct Job {
     pub(super) profiles: Arc<Vec<Profile>>,
     /// Their container.
     pub(super) format: Format,
+    /// Whether the segment was pushed over HTTP, whose segments go-livepeer always sends with
+    /// segment parameters (and so requires SegmentSlicing); RTMP segments have none.
+    pub(super) slicing: bool,
     /// Estimated output pixels (the fee estimate's count).
     pub(super) estimated_pixels: u64,
     /// Until the answer's head (go-livepeer's upload timeout).
     pub(super) upload_timeout: Duration,
-    /// The whole exchange, renditions fetched.
+    /// The request and its answer (go-livepeer's HTTP timeout); renditions are fetched after.
     pub(super) total_timeout: Duration,
 }
 
@@ -114,9 +132,7 @@ impl AttemptError {
     /// non-retryable and the gateway's own faults.
     pub(super) fn retryable(&self) -> bool {
         match self {
-            Self::Orchestrator(m) | Self::Status { message: m, .. } => {
-                !NON_RETRYABLE.iter().any(|e| m.contains(e))
-            }
+            Self::Orchestrator(m) | Self::Status { message: m, .. } => !non_retryable(m),
             Self::Gateway(_) | Self::Local(_) => false,
             _ => true,
         }
@@ -230,11 +246,7 @@ impl Attempter {
             cost.ev_sent = spend.ev_sent;
         }
         let started = Instant::now();
-        let outcome = tokio::time::timeout(job.total_timeout, self.exchange(&prepared, job)).await;
-        let outcome = outcome.unwrap_or_else(|_| {
-            let why = format!("no result within {:?}", job.total_timeout);
-            Err((AttemptError::Timeout(why), Answer::Unknown))
-        });
+        let outcome = self.exchange(&prepared, job).await;
         match outcome {
             Ok(done) => {
                 cost.fee = debit_of(&prepared, done.pixels);
@@ -262,11 +274,37 @@ impl Attempter {
     }
 
     /// The exchange proper; with an error, what the orchestrator's answer says of its charge.
+    /// The whole-exchange deadline bounds the request and its `TranscodeResult` only, as
+    /// go-livepeer's `httpTimeout` bounds `SubmitSegment` (server/segment_rpc.go) and not the
+    /// rendition downloads after it (server/broadcast.go `downloadResults`), which the fetcher
+    /// bounds each on its own.
     async fn exchange(
         &self,
         prepared: &Prepared,
         job: &Job,
     ) -> Result<Done, (AttemptError, Answer)> {
+        let submitted = tokio::time::timeout(job.total_timeout, self.submit(prepared, job)).await;
+        let (data, peer) = submitted.unwrap_or_else(|_| {
+            let why = format!("no result within {:?}", job.total_timeout);
+            Err((AttemptError::Timeout(why), Answer::Unknown))
+        })?;
+        // The orchestrator debits the pixels it reports once it sends them, whatever becomes
+        // of the renditions here (as go-livepeer's gateway books them on receipt); at most
+        // what the renditions can hold is taken for true.
+        let reported = data.segments.iter().map(|s| u64::try_from(s.pixels).unwrap_or(0));
+        let reported = reported.fold(0u64, u64::saturating_add);
+        let debited = reported.min(job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE));
+        let done = self.renditions((prepared.info(), peer), job, &data).await;
+        done.map_err(|e| (e, Answer::Debited(debited)))
+    }
+
+    /// `POST {transcoder}/segment` and its `TranscodeResult`'s renditions, with the peer that
+    /// answered.
+    async fn submit(
+        &self,
+        prepared: &Prepared,
+        job: &Job,
+    ) -> Result<(net::TranscodeData, Option<std::net::IpAddr>), (AttemptError, Answer)> {
         let info = prepared.info();
         let segment = segment_header(
             job,
@@ -319,15 +357,7 @@ impl Attempter {
                 ));
             }
         };
-        // The orchestrator debits the pixels it reports once it sends them, whatever becomes
-        // of the renditions here (as go-livepeer's gateway books them on receipt); at most
-        // what the renditions can hold is taken for true.
-        let reported = data.segments.iter().map(|s| u64::try_from(s.pixels).unwrap_or(0));
-        let reported = reported.fold(0u64, u64::saturating_add);
-        let debited = reported.min(job.estimated_pixels.saturating_mul(MAX_PIXELS_OVER_ESTIMATE));
-        let done = self.renditions((info, peer), job, &data).await;
-        let done = done.map_err(|e| (e, Answer::Debited(debited)))?;
-        Ok(done)
+        Ok((data, peer))
     }
 
     /// Fetches and checks the renditions `data` lists.
@@ -470,11 +500,13 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
         .and_then(|k| k.eth_sign(&flatten_segment(&job.manifest, job.seq, &job.hash, &names)).ok())
         .map(|s| s.0.to_vec())
         .unwrap_or_default();
-    let mut caps = Capabilities::transcode_job("");
-    for id in job.profiles.iter().flat_map(Profile::extra_capabilities) {
+    let mut caps = Capabilities::default();
+    for id in job_capabilities(&job.profiles, job.format, job.slicing) {
         caps.set(id);
     }
-    let seg = net::SegData {
+    let wire: Vec<net::VideoProfile> = job.profiles.iter().map(|p| p.to_wire(job.format)).collect();
+    let list = profile_list(&job.profiles, job.format);
+    let mut seg = net::SegData {
         manifest_id: job.manifest.as_bytes().to_vec(),
         // Exact: `submit` takes no sequence number above `request::MAX_SEQ` (`i64::MAX`), so
         // the orchestrator checks the signature over the number that was signed.
@@ -490,9 +522,13 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
             session_id: t.session_id.clone(),
             expiration: t.expiration,
         }),
-        full_profiles3: job.profiles.iter().map(|p| p.to_wire(job.format)).collect(),
         ..net::SegData::default()
     };
+    match list {
+        ProfileList::Full => seg.full_profiles = wire,
+        ProfileList::Full2 => seg.full_profiles2 = wire,
+        ProfileList::Full3 => seg.full_profiles3 = wire,
+    }
     STANDARD.encode(seg.encode_to_vec())
 }
 
@@ -566,8 +602,84 @@ mod tests {
         assert!(verify_sig(&info(key.address()), &outputs, &[]).is_err());
     }
 
+    fn job(profiles: Vec<Profile>, format: Format, slicing: bool) -> Job {
+        Job {
+            manifest: "m".into(),
+            seq: 3,
+            data: Bytes::from_static(b"x"),
+            hash: keccak256(b"x"),
+            duration_ms: 2000,
+            profiles: Arc::new(profiles),
+            format,
+            slicing,
+            estimated_pixels: 1,
+            upload_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(8),
+        }
+    }
+
+    fn sent(job: &Job) -> net::SegData {
+        let key = livepeer_pm::LocalSigner::from_bytes(&[9; 32]).unwrap();
+        let header = segment_header(job, &info(key.address()), None);
+        net::SegData::decode(STANDARD.decode(header).unwrap().as_slice()).unwrap()
+    }
+
+    /// go-livepeer (core/streamdata.go `NetSegData`) sends plain MPEG-TS profiles in
+    /// `fullProfiles`, plain MP4 ones in `fullProfiles2` and the rest in `fullProfiles3`; its
+    /// presets carry no frame-rate denominator or colour depth.
+    #[test]
+    fn profiles_go_in_the_list_go_livepeer_picks() {
+        use super::super::profiles::preset;
+        let plain = vec![preset("P240p30fps16x9").unwrap(), preset("P360p30fps16x9").unwrap()];
+        let seg = sent(&job(plain.clone(), Format::MpegTs, true));
+        assert_eq!(seg.profiles, b"invalid");
+        assert!(seg.full_profiles2.is_empty() && seg.full_profiles3.is_empty());
+        let names: Vec<_> = seg.full_profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["P240p30fps16x9", "P360p30fps16x9"]);
+        let p = &seg.full_profiles[0];
+        assert_eq!((p.width, p.height, p.bitrate, p.fps), (426, 240, 600_000, 30));
+        assert_eq!((p.fps_den, p.color_depth, p.format), (0, 0, 0));
+        let seg = sent(&job(plain.clone(), Format::Mp4, true));
+        assert!(seg.full_profiles.is_empty() && seg.full_profiles3.is_empty());
+        assert_eq!(seg.full_profiles2.len(), 2);
+        assert_eq!(seg.full_profiles2[1].format, 1);
+        let mut gop = plain;
+        gop[1].gop_ms = 2000;
+        let seg = sent(&job(gop, Format::MpegTs, true));
+        assert!(seg.full_profiles.is_empty() && seg.full_profiles2.is_empty());
+        assert_eq!(seg.full_profiles3.len(), 2);
+    }
+
+    /// go-livepeer's `JobCapabilities` asks for what the segment needs, not for its whole
+    /// default set: an orchestrator lacking, say, MPEG-7 signatures still takes the segment.
+    #[test]
+    fn segments_ask_for_the_capabilities_go_livepeer_asks_for() {
+        use super::super::profiles::{Encoder, H264Profile, preset};
+        let bits = |seg: &net::SegData| {
+            let caps = seg.capabilities.as_ref().unwrap();
+            (0..64u32).filter(|b| caps.bitstring[0] & (1 << b) != 0).collect::<Vec<_>>()
+        };
+        let plain = vec![preset("P240p30fps16x9").unwrap()];
+        assert_eq!(bits(&sent(&job(plain.clone(), Format::MpegTs, true))), [0, 1, 12, 26]);
+        assert_eq!(bits(&sent(&job(plain.clone(), Format::MpegTs, false))), [0, 1, 12]);
+        let mut p = plain[0].clone();
+        (p.fps_den, p.profile, p.gop_ms, p.encoder) = (1, H264Profile::Main, -1, Encoder::Hevc);
+        assert_eq!(bits(&sent(&job(vec![p], Format::Mp4, false))), [0, 2, 3, 8, 11, 12, 16]);
+    }
+
     #[test]
     fn errors_classify_as_go_livepeer_retries_them() {
+        // lpms's own errors and the transcoder's, by their exact texts, are final.
+        for text in
+            ["Unsupported input codec", "No keyframes in input", "TranscoderUnrecognizedFormat"]
+        {
+            assert!(!AttemptError::Orchestrator(text.into()).retryable(), "{text}");
+        }
+        // go-livepeer compares whole texts: one that only contains a final error is retried.
+        assert!(
+            AttemptError::Orchestrator("Could not transcode: Invalid argument".into()).retryable()
+        );
+        assert!(AttemptError::Orchestrator("TranscoderInvalidFormat".into()).retryable());
         assert!(AttemptError::Orchestrator("OrchestratorBusy".into()).retryable());
         assert_eq!(
             AttemptError::Orchestrator("OrchestratorCapped".into()).code(),

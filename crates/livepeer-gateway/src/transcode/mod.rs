@@ -499,6 +499,7 @@ impl TranscodeState {
             duration_ms: seg.duration_ms,
             profiles: stream.profiles.clone(),
             format: stream.format,
+            slicing: !stream.rtmp,
             estimated_pixels,
             upload_timeout,
             total_timeout,

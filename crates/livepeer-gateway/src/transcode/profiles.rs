@@ -127,10 +127,12 @@ pub struct Profile {
     pub gop_ms: i32,
     /// Output codec.
     pub encoder: Encoder,
-    /// Bits per colour channel (8 by default).
+    /// Bits per colour channel; 0 (unset) by default, as go-livepeer sends it.
     pub color_depth: i32,
     /// 0 = 4:2:0, 1 = 4:2:2, 2 = 4:4:4.
     pub chroma_format: i32,
+    /// Encoder quality (`quality`, wire field 28); 0 leaves the encoder's default.
+    pub quality: u32,
 }
 
 /// A profile setting that is wrong: which field (`profiles[1].width`, `presets[0]`,
@@ -157,12 +159,16 @@ pub fn preset(name: &str) -> Option<Profile> {
         height,
         bitrate: kbps * 1000,
         fps,
-        fps_den: 1,
+        // lpms's presets set no denominator, colour depth or chroma format: go-livepeer sends
+        // zeros, and a denominator would both require FractionalFramerates and move the
+        // profiles to `fullProfiles3` (core/streamdata.go `NetSegData`).
+        fps_den: 0,
         profile: H264Profile::Default,
         gop_ms: 0,
         encoder: Encoder::H264,
-        color_depth: 8,
+        color_depth: 0,
         chroma_format: 0,
+        quality: 0,
     })
 }
 
@@ -226,11 +232,11 @@ fn parse_one(item: &Value, at: &str) -> Result<Profile, ProfileError> {
     let bitrate = uint("bitrate", u64::from(i32::MAX as u32), true)? as u32;
     let fps = uint("fps", 1000, false)? as u32;
     let fps_den = uint("fpsDen", 1000, false)? as u32;
-    let color_depth = match uint("colorDepth", 16, false)? {
-        0 => 8,
-        n => n as i32,
-    };
+    // Sent as given, 0 when absent, as lpms `ParseProfilesFromJsonProfileArray` keeps it.
+    let color_depth = uint("colorDepth", 16, false)? as i32;
     let chroma_format = uint("chromaFormat", 2, false)? as i32;
+    // lpms's `JsonProfile.Quality`, which go-livepeer sends on (`FFmpegProfiletoNetProfile`).
+    let quality = uint("quality", u64::from(u32::MAX), false)? as u32;
     let text = |k: &str| -> Result<&str, ProfileError> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(""),
@@ -254,6 +260,7 @@ fn parse_one(item: &Value, at: &str) -> Result<Profile, ProfileError> {
         encoder: encoder(text("encoder")?).map_err(|m| bad(field("encoder"), m))?,
         color_depth,
         chroma_format,
+        quality,
     })
 }
 
@@ -294,8 +301,10 @@ fn gop(s: &str) -> Result<i32, String> {
         return Ok(-1);
     }
     let ms = parse_millis(s).ok_or_else(|| format!("{s:?} is neither \"intra\" nor seconds"))?;
-    if ms == 0 || ms > 3_600_000 {
-        return Err("must be above 0 and at most 3600 seconds".into());
+    // lpms takes 0 for the encoder's default (`ParseProfilesFromJsonProfileArray`: "gopFloat is
+    // allowed to be 0"), which is what the wire's 0 means.
+    if ms > 3_600_000 {
+        return Err("must be at most 3600 seconds".into());
     }
     Ok(ms as i32)
 }
@@ -342,7 +351,7 @@ impl Profile {
             encoder: self.encoder as i32,
             color_depth: self.color_depth,
             chroma_format: self.chroma_format,
-            quality: 0,
+            quality: self.quality,
         }
     }
 
@@ -355,17 +364,86 @@ impl Profile {
             framerate_den: self.fps_den,
         }
     }
+}
 
-    /// Capabilities the profile needs beyond the defaults (PROTOCOL.md §3.1, GATEWAY.md §7.4).
-    pub fn extra_capabilities(&self) -> Vec<u32> {
-        let mut caps = Vec::new();
-        match self.encoder {
-            Encoder::H264 => {}
-            Encoder::Hevc => caps.push(16),
-            Encoder::Vp8 => caps.push(19),
-            Encoder::Vp9 => caps.push(20),
+/// Capability ids (PROTOCOL.md §3.1) that go-livepeer's job requirement names.
+mod cap {
+    pub(super) const H264: u32 = 0;
+    pub(super) const MPEGTS: u32 = 1;
+    pub(super) const MP4: u32 = 2;
+    pub(super) const FRACTIONAL_FRAMERATES: u32 = 3;
+    pub(super) const PROFILE_H264_BASELINE: u32 = 7;
+    pub(super) const GOP: u32 = 11;
+    pub(super) const AUTH_TOKEN: u32 = 12;
+    pub(super) const HEVC_ENCODE: u32 = 16;
+    pub(super) const VP8_ENCODE: u32 = 19;
+    pub(super) const VP9_ENCODE: u32 = 20;
+    pub(super) const SEGMENT_SLICING: u32 = 26;
+}
+
+/// The capabilities a segment of `profiles` in `format` requires, as go-livepeer's
+/// core/capabilities.go `JobCapabilities` builds them: AuthToken; SegmentSlicing when
+/// `slicing` (HTTP push, which always passes segment parameters); the input's decoder (H.264,
+/// the only input read here); and per profile its container, encoder, H.264 profile,
+/// fractional frame rate and GOP. Nothing else: the orchestrator refuses a segment asking for
+/// a capability it lacks (403 `incompatible capabilities`), so asking for go-livepeer's whole
+/// default set would turn away orchestrators go-livepeer's gateway uses.
+pub fn job_capabilities(profiles: &[Profile], format: Format, slicing: bool) -> Vec<u32> {
+    let mut caps = vec![cap::AUTH_TOKEN, cap::H264];
+    if slicing {
+        caps.push(cap::SEGMENT_SLICING);
+    }
+    for p in profiles {
+        caps.push(match format {
+            Format::MpegTs => cap::MPEGTS,
+            Format::Mp4 => cap::MP4,
+        });
+        caps.push(match p.encoder {
+            Encoder::H264 => cap::H264,
+            Encoder::Hevc => cap::HEVC_ENCODE,
+            Encoder::Vp8 => cap::VP8_ENCODE,
+            Encoder::Vp9 => cap::VP9_ENCODE,
+        });
+        if p.fps_den > 0 {
+            caps.push(cap::FRACTIONAL_FRAMERATES);
         }
-        caps
+        if p.profile != H264Profile::Default {
+            // Baseline, Main, High, Constrained High are 7 to 10, in the wire enum's order.
+            caps.push(cap::PROFILE_H264_BASELINE + p.profile as u32 - 1);
+        }
+        if p.gop_ms != 0 {
+            caps.push(cap::GOP);
+        }
+    }
+    caps.sort_unstable();
+    caps.dedup();
+    caps
+}
+
+/// Which `SegData` list carries the profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileList {
+    /// `fullProfiles` (33).
+    Full,
+    /// `fullProfiles2` (34).
+    Full2,
+    /// `fullProfiles3` (35).
+    Full3,
+}
+
+/// The list go-livepeer puts `profiles` in (core/streamdata.go `NetSegData`): the first when
+/// every rendition is MPEG-TS with a whole frame rate, the encoder's default profile and GOP;
+/// the second when only the container differs; the third otherwise. An orchestrator reads the
+/// newest list that is not empty, so the choice matters only to old ones, which the older
+/// lists keep serving.
+pub fn profile_list(profiles: &[Profile], format: Format) -> ProfileList {
+    let plain = profiles
+        .iter()
+        .all(|p| p.fps_den == 0 && p.profile == H264Profile::Default && p.gop_ms == 0);
+    match (plain, format) {
+        (true, Format::MpegTs) => ProfileList::Full,
+        (true, Format::Mp4) => ProfileList::Full2,
+        (false, _) => ProfileList::Full3,
     }
 }
 
@@ -393,9 +471,8 @@ mod tests {
             "bitrate": 1, "gop": "intra", "encoder": "HEVC"}]);
         let p = parse_json_profiles(&v, "profiles").unwrap();
         assert_eq!(p[0].name, "custom_320x180_250000");
-        assert_eq!((p[0].gop_ms, p[0].profile, p[0].color_depth), (2500, H264Profile::High, 8));
+        assert_eq!((p[0].gop_ms, p[0].profile, p[0].color_depth), (2500, H264Profile::High, 0));
         assert_eq!((p[1].gop_ms, p[1].encoder), (-1, Encoder::Hevc));
-        assert_eq!(p[1].extra_capabilities(), vec![16]);
         let err = |v: Value| parse_json_profiles(&v, "profiles").unwrap_err().field;
         assert_eq!(err(json!({})), "profiles");
         assert_eq!(err(json!([{"height": 1, "bitrate": 1}])), "profiles[0].width");
@@ -406,9 +483,14 @@ mod tests {
             "profiles[0].profile"
         );
         assert_eq!(
-            err(json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "0"}])),
+            err(json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "3601"}])),
             "profiles[0].gop"
         );
+        // As lpms reads them: a GOP of 0 is the encoder's default, `quality` is kept.
+        let v = json!([{"width": 1, "height": 1, "bitrate": 1, "gop": "0", "quality": 27}]);
+        let p = parse_json_profiles(&v, "profiles").unwrap();
+        assert_eq!((p[0].gop_ms, p[0].quality), (0, 27));
+        assert_eq!(p[0].to_wire(Format::MpegTs).quality, 27);
         assert_eq!(
             err(json!([{"width": 1, "height": 1, "bitrate": 1, "encoder": "h264"}])),
             "profiles[0].encoder"

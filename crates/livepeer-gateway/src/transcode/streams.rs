@@ -86,7 +86,7 @@ pub(super) struct Stream {
     /// Its place among the owner's `max_streams`, held while the stream lives.
     _permit: Option<crate::keys::meter::StreamPermit>,
     /// Made by an RTMP publisher, whose segments alone it takes: no push joins it.
-    rtmp: bool,
+    pub(super) rtmp: bool,
     /// Set when the stream's customer key refused to pay for a segment: the stream takes no
     /// more (as an RTMP stream ends then).
     refusal: Mutex<Option<KeyRefusal>>,

@@ -177,6 +177,13 @@ async fn multipart_answers_carry_every_rendition_with_go_livepeers_part_headers(
         names.push(name);
     }
     assert_eq!(names, ["low", "mid"]);
+    // go-livepeer answers with the renditions only to an `Accept` of exactly
+    // `multipart/mixed` (server/mediaserver.go `HandlePush`): a list naming it gets the empty 200.
+    let resp = push(&gw, "mp", 6, Some("multipart/mixed, */*")).await;
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert!(!ct.unwrap_or_default().starts_with("multipart"));
+    assert!(resp.bytes().await.unwrap().is_empty());
     gw.shutdown().await;
 }
 
@@ -331,6 +338,27 @@ async fn an_orchestrator_that_never_answers_is_left_at_the_upload_deadline() {
     gw.shutdown().await;
 }
 
+/// go-livepeer's whole-exchange timeout (8 s for a 2 s segment) bounds the request and its
+/// `TranscodeResult` only (server/segment_rpc.go `SubmitSegment`); the renditions are fetched
+/// after it, each within its own timeout. An answer at 6.5 s whose two renditions take a second
+/// each is a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renditions_fetched_after_a_late_answer_are_not_cut_by_the_exchange_deadline() {
+    let config = SimConfig {
+        name: "late".into(),
+        transcode_fast: true,
+        transcode_latency: Duration::from_millis(6500),
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config).await.unwrap();
+    sim.set_transcode_fault(TranscodeFault::SlowRenditions);
+    let gw = start(gateway_config(&[&sim])).await;
+    let resp = push(&gw, "late", 0, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(sim.transcode_stats().requests, 1, "not retried");
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_stream_is_closed_and_its_place_freed() {
     let sim = sim("fast", true).await;
@@ -408,6 +436,19 @@ async fn a_stream_without_profiles_publishes_its_source_untranscoded() {
     assert!(master.contains("plain/source.m3u8"), "{master}");
     assert_eq!(listed(&get_text(&gw, "/stream/plain/source.m3u8").await.1).1, vec![0, 1]);
     assert_eq!(sim.transcode_stats().requests, 0, "nothing to transcode");
+    // Asked for multipart, go-livepeer still answers the empty 200: it returns before it
+    // writes a multipart body when there are no renditions (`HandlePush`, `len(urls) == 0`).
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/live/plain/2.ts", gw.http_addr))
+        .header(config[0].0, config[0].1)
+        .header("Accept", "multipart/mixed")
+        .body(segment().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-type").is_none());
+    assert!(resp.bytes().await.unwrap().is_empty());
     gw.shutdown().await;
 }
 
