@@ -179,7 +179,10 @@ async fn a_pushed_stream_counts_among_its_keys_streams_and_takes_pushes_of_that_
     let sim = sim("keys-owner", true).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = transcode_keys_config(sim.url(), dir.path());
-    c.transcode.idle_timeout = Duration::from_millis(300);
+    // Long enough that the stream outlives the pushes below on a loaded machine: reaped
+    // between them (it was 300 ms), the other key's push made a stream of its own (200, not
+    // 403).
+    c.transcode.idle_timeout = Duration::from_secs(3);
     let gw = start(c).await;
     let body = serde_json::json!({"name": "one", "budget_micro_usd": 1_000_000, "max_streams": 1});
     let (_, one) = crate::keys::create(&gw, body).await;
