@@ -72,7 +72,7 @@ pub enum TranscodeFault {
     /// Transcodes and debits the renditions' real pixels, but reports each rendition with a
     /// million times its pixels: a count no rendition can hold, which a gateway must not pay.
     InflatePixels,
-    /// Transcodes, then serves each rendition [`SLOW_RENDITION`] late: an orchestrator whose
+    /// Transcodes, then serves each rendition a second late: an orchestrator whose
     /// storage is slow to answer downloads.
     SlowRenditions,
 }

@@ -333,7 +333,18 @@ fn decide(
         }
         return Ok(Plan::Done(ByocPrepared::Ready(Box::new(payment))));
     }
-    let cost = price.checked_mul_u64(units).map_err(|e| internal(&e))?;
+    let mut cost = price.checked_mul_u64(units).map_err(|e| internal(&e))?;
+    // go-livepeer's orchestrator takes a job only if, with this payment, the sender holds a
+    // minute of the price (byoc `setupOrchJob`), while its gateway pays the timeout's worth: a
+    // job of a shorter timeout, with tickets worth less than a minute, was refused (400
+    // `Insufficient balance`, paid all the same) until such payments had piled up. What is
+    // short of the minute is paid instead when it is more; it stays the gateway's credit.
+    let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
+    let short =
+        SignedRatio::from(minute).checked_sub(&account.balance).map_err(|e| internal(&e))?;
+    if let Some(short) = short.to_ratio().filter(|short| *short > cost) {
+        cost = short;
+    }
     payment.tickets = ticket_count(&cost, ev, units);
     payment.ev_sent = ev.checked_mul_u64(u64::from(payment.tickets)).map_err(|e| internal(&e))?;
     Ok(Plan::Pay(Box::new(payment)))
@@ -440,6 +451,21 @@ mod tests {
         let ev = t.ticket_params.unwrap().ev();
         let expected = ev.saturating_sub(&Ratio::from_u64(8)).unwrap();
         assert_eq!(*view, SignedRatio::from(expected).to_string(), "EV − 4 s × 2 wei");
+    }
+
+    #[test]
+    fn a_short_job_pays_up_to_the_minute_the_orchestrator_wants_held() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        // 45 wei/s: a 10 s job costs 450 wei (one ticket of EV just under 1000), but the
+        // orchestrator wants 2,700 held: three tickets.
+        let t = token(45, 0);
+        let p = ready(books.prepare(&local, "o", "c", (&t, at), 10).unwrap());
+        assert_eq!(p.tickets, 3);
+        // Holding 2,500 already, the same job pays for its own 450 only: one ticket.
+        let books = ByocBooks::default();
+        let p = ready(books.prepare(&local, "o", "c", (&token(45, 2500), at), 10).unwrap());
+        assert_eq!(p.tickets, 1);
     }
 
     #[test]
