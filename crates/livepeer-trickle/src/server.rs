@@ -339,8 +339,9 @@ impl Hub {
         swept
     }
 
-    /// Sweeps every minute (or every half idle timeout, if that is shorter) until `cancel`
-    /// fires, then closes every channel so that their clients are released.
+    /// Sweeps every minute (or every half idle timeout, or every closed linger, if shorter)
+    /// until `cancel` fires, then closes every channel so that their clients are released, and
+    /// lets go of the closed ones.
     pub async fn run_sweeper(self, cancel: CancellationToken) {
         let config = &self.inner.config;
         let mut period = config.idle_timeout / 2;
