@@ -193,8 +193,10 @@ fn details(request: &str) -> Result<(), Error> {
         serde_json::Value::Object(fields) => fields,
         _ => return Err(bad("request", "request must be a JSON object in a string")),
     };
-    let stream_id = fields.iter().filter(|(k, _)| k.eq_ignore_ascii_case("stream_id"));
-    if stream_id.into_iter().any(|(_, v)| !(v.is_string() || v.is_null())) {
+    let bad_id = |(k, v): (&String, &serde_json::Value)| {
+        k.eq_ignore_ascii_case("stream_id") && !(v.is_string() || v.is_null())
+    };
+    if fields.iter().any(bad_id) {
         return Err(bad("request", "request.stream_id must be a string"));
     }
     Ok(())

@@ -264,16 +264,16 @@ async fn start_call(
     };
     let status = resp.status();
     if status.as_u16() != 200 {
-        let (start, _) = read_capped(resp, 300).await;
-        let text = String::from_utf8_lossy(&start);
-        let text = text.trim().chars().take(300).collect::<String>();
+        let text = crate::outbound::read_prefix(resp, 300).await;
         let (code, failure) = answer_failure(status.as_u16(), &text);
         settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
         return Err(fail(format!("start answered {status}: {text}"), code, failure));
     }
-    let parsed = match read_capped(resp, MAX_START_ANSWER).await {
-        (body, Ok(())) => serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()),
-        (_, Err(e)) => Err(e),
+    // Read no further than the gateway needs: read whole, an endless answer took a gateway
+    // to 4.9 GB within the start's deadline.
+    let parsed = match crate::outbound::read_capped(resp, MAX_START_ANSWER).await {
+        Ok(body) => serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
     let answer: Value = match parsed {
         Ok(v) => v,
@@ -299,24 +299,6 @@ async fn start_call(
 
 /// The largest start answer read: a few URLs and ids.
 const MAX_START_ANSWER: usize = 64 * 1024;
-
-/// Up to `cap` bytes of `resp`'s body, and whether it ended within them. An orchestrator's
-/// answer is read no further than the gateway needs it (read whole, an endless one took a
-/// gateway to 4.9 GB within the start's deadline).
-async fn read_capped(mut resp: reqwest::Response, cap: usize) -> (Vec<u8>, Result<(), String>) {
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > cap => {
-                body.extend_from_slice(&chunk[..cap - body.len()]);
-                return (body, Err(format!("answer larger than {cap} bytes")));
-            }
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return (body, Ok(())),
-            Err(e) => return (body, Err(crate::error::error_chain(&e))),
-        }
-    }
-}
 
 /// The metrics label and the failure of a start call's error answer. The labels are by
 /// status, as before the verdict table judged live answers.
@@ -361,9 +343,11 @@ mod tests {
             while tcp.write_all(&chunk).await.is_ok() {}
         });
         let resp = reqwest::get(&url).await.unwrap();
-        let (body, ended) = read_capped(resp, MAX_START_ANSWER).await;
-        assert_eq!(body.len(), MAX_START_ANSWER);
-        assert_eq!(ended, Err(format!("answer larger than {MAX_START_ANSWER} bytes")));
+        let ended = crate::outbound::read_capped(resp, MAX_START_ANSWER).await;
+        assert_eq!(
+            ended.map_err(|e| e.to_string()),
+            Err(format!("answer larger than {MAX_START_ANSWER} bytes"))
+        );
     }
 
     /// What a start answer leads to: (label, ejected, renewed, other orchestrators tried).

@@ -223,20 +223,20 @@ impl Webhook {
         let mut seen = HashSet::new();
         let mut urls = Vec::new();
         for e in entries {
+            if urls.len() == MAX_WEBHOOK_ORCHESTRATORS {
+                // The rest is not even parsed.
+                tracing::warn!(
+                    entries = total,
+                    kept = urls.len(),
+                    "discovery webhook listed more orchestrators than are kept; the first kept"
+                );
+                break;
+            }
             match normalize_orch_addr(&e.address) {
-                Ok(u) if urls.len() < MAX_WEBHOOK_ORCHESTRATORS && seen.insert(u.clone()) => {
-                    urls.push(u)
-                }
+                Ok(u) if seen.insert(u.clone()) => urls.push(u),
                 Ok(_) => {}
                 Err(why) => tracing::debug!(%why, "skipping webhook entry"),
             }
-        }
-        if urls.len() == MAX_WEBHOOK_ORCHESTRATORS {
-            tracing::warn!(
-                entries = total,
-                kept = urls.len(),
-                "discovery webhook listed more orchestrators than are kept; the first kept"
-            );
         }
         Ok(urls)
     }

@@ -57,6 +57,20 @@ async fn endless_server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
     (addr, sent)
 }
 
+/// Waits until `sent`, the bytes an [`endless_server`] wrote, stops growing between two polls
+/// (its reader hung up and the sockets' buffers are full); returns the total.
+async fn writes_stopped(sent: &AtomicU64, what: &str) -> u64 {
+    let mut last = u64::MAX;
+    eventually(Duration::from_secs(10), what, || {
+        let now = sent.load(Ordering::Relaxed);
+        let still = now == last;
+        last = now;
+        async move { still }
+    })
+    .await;
+    sent.load(Ordering::Relaxed)
+}
+
 /// A server answering every request with `status` and a short body.
 async fn status_server(status: u16) -> std::net::SocketAddr {
     let code = axum::http::StatusCode::from_u16(status).unwrap();
@@ -107,15 +121,7 @@ async fn an_endless_auth_webhook_answer_is_cut_off_as_the_operators_fault() {
     let (status, body) = start_live(&gw, "endless").await;
     // The gateway hung up at its 64 KiB cap: the server's writes stop within what the
     // sockets' buffers hold, far below what it would send to a reader that went on.
-    let mut last = u64::MAX;
-    eventually(Duration::from_secs(10), "the webhook's writes to stop", || {
-        let now = sent.load(Ordering::Relaxed);
-        let still = now == last;
-        last = now;
-        async move { still }
-    })
-    .await;
-    let total = sent.load(Ordering::Relaxed);
+    let total = writes_stopped(&sent, "the webhook's writes to stop").await;
     assert!(total < 16 << 20, "the gateway read {total} bytes of a 64 KiB answer");
     // Not accepted unchecked, and not the client's fault: 503, the webhook's.
     assert_eq!(status, 503, "{body}");
@@ -295,15 +301,7 @@ async fn an_endless_json_rpc_answer_is_cut_off() {
     )
     .unwrap();
     let error = chain.block_number().await.unwrap_err().to_string();
-    let mut last = u64::MAX;
-    eventually(Duration::from_secs(10), "the node's writes to stop", || {
-        let now = sent.load(Ordering::Relaxed);
-        let still = now == last;
-        last = now;
-        async move { still }
-    })
-    .await;
-    let total = sent.load(Ordering::Relaxed);
+    let total = writes_stopped(&sent, "the node's writes to stop").await;
     // The cap is 64 MiB; the server would send 256 MiB to a reader that went on.
     assert!(total < 96 << 20, "the client read {total} bytes of one answer: {error}");
     assert!(error.contains("larger than"), "{error}");

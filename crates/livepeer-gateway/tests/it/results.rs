@@ -270,14 +270,6 @@ async fn oversized_results_and_answers_are_refused() {
     gw.shutdown().await;
 }
 
-/// A line of `/proc/self/status` in bytes: `VmRSS` (resident now) or `VmHWM` (its peak).
-fn proc_status(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 /// Eight concurrent 1 GiB results announced by `Content-Length`, then eight sent chunked:
 /// each is refused and the process's peak resident set grows by less than 200 MiB (the
 /// per-result cap is 16 MiB; the simulator generates its blobs as it sends them). The gateway

@@ -63,14 +63,6 @@ async fn connections_that_never_publish_are_closed_and_free_their_places() {
     gw.shutdown().await;
 }
 
-/// A line of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
-fn proc_status(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 /// Completes a simple RTMP handshake on `socket` (C2 goes with the first bytes after it).
 async fn handshake(socket: &mut TcpStream) -> Vec<u8> {
     let mut c0c1 = vec![3u8];

@@ -199,6 +199,15 @@ impl Drop for NoDescriptors {
 /// threads of one process, where a test that changes what the process shares (its descriptor
 /// limit) would fail its neighbours; there it runs itself alone in a child, and `false` tells
 /// the caller it is done.
+/// A line of this process's `/proc/self/status` in bytes: `VmRSS` (resident now) or `VmHWM`
+/// (its peak).
+pub fn proc_status(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 pub fn run_alone(name: &str) -> bool {
     const CHILD: &str = "LIVEPEER_TEST_ALONE";
     if std::env::var_os("NEXTEST").is_some() || std::env::var(CHILD).as_deref() == Ok(name) {
