@@ -387,6 +387,7 @@ fn serve_rtmp(
         // Publishers beyond the stream cap are refused after their handshake; a few more
         // connections than streams leave room for those handshakes.
         max_connections: config.transcode.max_sessions + 16,
+        max_pending_per_address: ingest::rtmp::MAX_PENDING_PER_ADDRESS,
         limits: config.ingest.cut,
         publish_deadline: ingest::rtmp::PUBLISH_DEADLINE,
         stall: ingest::rtmp::STALL,

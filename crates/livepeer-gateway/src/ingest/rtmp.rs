@@ -2,16 +2,18 @@
 //! spoken by the scuffle-rtmp crate; each published stream is remuxed and cut by the
 //! segmenter and handed to the [`IngestSink`] segment by segment.
 //!
-//! Bounds: at most `max_connections` connections at once (the rest are closed on accept);
+//! Bounds: at most `max_connections` connections at once (the rest are closed on accept),
+//! of which at most `max_pending_per_address` from one address may be yet to publish;
 //! the crate closes a connection that sends nothing for 2 to 2.5 s, so a silent publisher is
 //! closed; a connection not publishing is closed `publish_deadline` after it opened or its
 //! stream ended, and a publishing one when its media gives no segment for `stall`, so a
 //! client trickling a byte at a time cannot keep a connection; one stream per connection;
 //! segments are capped in bytes and in media time without a keyframe.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use scuffle_rtmp::ServerSession;
@@ -19,7 +21,7 @@ use scuffle_rtmp::session::server::{ServerSessionError, SessionData, SessionHand
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Duration;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::cutter::CutLimits;
@@ -34,6 +36,17 @@ pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 /// and the first one waits for ffmpeg to start and read the stream's codecs.
 pub const STALL: Duration = Duration::from_secs(30);
 
+/// The gateway's cap on one address's connections yet to publish
+/// ([`RtmpConfig::max_pending_per_address`]). A publisher needs one connection per stream,
+/// and each publishes within a few round trips of opening, so even a relay restarting many
+/// streams at once seldom has more than a few unpublished at the same moment; a client
+/// holding connections open without publishing, within the publish deadline, takes at most
+/// these of the listener's spare places and leaves the rest to other addresses.
+pub const MAX_PENDING_PER_ADDRESS: usize = 8;
+
+/// How often, at most, refused connections are logged.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Most bytes a connection may send while it publishes nothing. A client's handshake and
 /// commands before its publish (or after its stream) are a few kilobytes; the crate buffers
 /// up to four unfinished messages of 10 MiB each, so without this 17 connections that never
@@ -45,6 +58,10 @@ const MAX_UNPUBLISHED_BYTES: usize = 1 << 20;
 pub struct RtmpConfig {
     /// Most connections at once, publishing or not.
     pub max_connections: usize,
+    /// Most connections from one IP address that have not published yet (counted from the
+    /// accept to the publish, or to the close). Beyond it that address's new connections
+    /// are closed on accept.
+    pub max_pending_per_address: usize,
     /// How streams are cut.
     pub limits: CutLimits,
     /// How long a connection may stay open without publishing: from its accept to its
@@ -69,19 +86,34 @@ pub async fn serve<S: IngestSink>(
         tracing::error!("RTMP ingest needs ffmpeg on the PATH; every publish will be refused");
     }
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let pending = Arc::new(Pending::default());
+    // A flood of refused connections must not flood the log: one warning a minute.
+    let mut warned: Option<Instant> = None;
+    let mut refused = |peer: SocketAddr, why: &str| {
+        if warned.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
+            warned = Some(Instant::now());
+            tracing::warn!(%peer, "RTMP connections refused: {why} (logged once a minute)");
+        }
+    };
     loop {
         let (socket, peer) = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors or similar: back off rather than spin.
                     tracing::warn!(error = %e, "RTMP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        let Some(waiting) = pending.take(peer.ip(), config.max_pending_per_address) else {
+            refused(peer, "too many from one address yet to publish");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "RTMP connection refused: too many connections");
+            refused(peer, "too many connections");
             continue;
         };
         let _ = socket.set_nodelay(true);
@@ -97,9 +129,10 @@ pub async fn serve<S: IngestSink>(
             tokio::select! {
                 () = cancel.cancelled() => {}
                 () = kill.cancelled() => {}
-                () = not_publishing_for(publishing, publish_deadline) => {
+                () = not_publishing_for(publishing.clone(), publish_deadline) => {
                     tracing::info!(%peer, "RTMP connection closed: it did not publish in time");
                 }
+                () = release_at_publish(publishing, waiting) => {}
                 ended = session.run() => {
                     if let Err(e) = ended.map_err(|e| e.to_string()) {
                         tracing::debug!(%peer, error = %e, "RTMP session ended");
@@ -109,6 +142,52 @@ pub async fn serve<S: IngestSink>(
             drop(slot);
         });
     }
+}
+
+/// Connections yet to publish, by the address they came from.
+#[derive(Default)]
+struct Pending(Mutex<HashMap<IpAddr, usize>>);
+
+impl Pending {
+    /// Counts one more connection from `ip`, unless it already has `most`.
+    fn take(self: &Arc<Self>, ip: IpAddr, most: usize) -> Option<PendingSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(PendingSlot { pending: self.clone(), ip })
+    }
+}
+
+/// One connection counted in [`Pending`] until dropped.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut counts = self.pending.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                // Only addresses with connections yet to publish are kept.
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Lets the connection's place among its address's unpublished ones go at its first
+/// publish; never returns. (A connection whose stream ended is not counted again: it has
+/// the publish deadline to leave, and may not publish a second stream.)
+async fn release_at_publish(mut publishing: watch::Receiver<bool>, waiting: PendingSlot) {
+    if publishing.wait_for(|p| *p).await.is_ok() {
+        drop(waiting);
+    }
+    std::future::pending().await
 }
 
 /// Returns once the connection has gone `deadline` without publishing: from its start, or

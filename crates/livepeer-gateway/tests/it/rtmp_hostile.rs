@@ -14,8 +14,12 @@ use crate::transcode_rtmp::publish;
 /// A client that sends one byte of an RTMP handshake every 500 ms (within the crate's
 /// per-read deadline, so it is never idle) and never finishes it; returns when the gateway
 /// closes its connection.
-async fn trickle(addr: std::net::SocketAddr) {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
+async fn trickle(addr: std::net::SocketAddr, source: u8) {
+    trickle_on(connect_from([127, 0, 0, source], addr).await).await;
+}
+
+/// [`trickle`] on a connection already made.
+async fn trickle_on(mut socket: TcpStream) {
     // C0: version 3; then C1 byte by byte (1536 bytes: 12 minutes at this pace).
     let mut byte = 3u8;
     let mut buf = [0u8; 4096];
@@ -42,9 +46,10 @@ async fn connections_that_never_publish_are_closed_and_free_their_places() {
     config.transcode.max_sessions = 1;
     let gw = start(config).await;
     let rtmp = gw.rtmp_addr.unwrap();
-    // Every place under the listener's cap (streams + 16) taken by a trickling client.
+    // Every place under the listener's cap (streams + 16) taken by a trickling client, each
+    // from its own address (one address may hold only a few).
     let started = Instant::now();
-    let clients: Vec<_> = (0..17).map(|_| tokio::spawn(trickle(rtmp))).collect();
+    let clients: Vec<_> = (1..=17).map(|i| tokio::spawn(trickle(rtmp, i))).collect();
     // Each is closed at the publish deadline (10 s); before it had one, they held the
     // listener until they chose to leave, and no publisher got in.
     for client in clients {
@@ -82,8 +87,8 @@ fn header(csid: u8, len: u32, kind: u8) -> Vec<u8> {
 
 /// A client that sends four messages of 10 MiB, all but their last chunk, on one
 /// connection that publishes nothing; whether the gateway took all of it.
-async fn hoard(addr: std::net::SocketAddr) -> bool {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
+async fn hoard(addr: std::net::SocketAddr, source: u8) -> bool {
+    let mut socket = connect_from([127, 0, 0, source], addr).await;
     let mut out = handshake(&mut socket).await;
     // Set Chunk Size 65536 on the control stream.
     out.extend(header(2, 4, 1));
@@ -118,8 +123,9 @@ async fn unfinished_messages_of_connections_that_never_publish_stay_within_memor
     let gw = start(config).await;
     let rtmp = gw.rtmp_addr.unwrap();
     let before = proc_status("VmRSS:");
-    // Every place under the listener's cap: 17 × 40 MiB sent, none of it a publish.
-    let clients: Vec<_> = (0..17).map(|_| tokio::spawn(hoard(rtmp))).collect();
+    // Every place under the listener's cap: 17 × 40 MiB sent, none of it a publish, each
+    // from its own address (one address may hold only a few).
+    let clients: Vec<_> = (1..=17).map(|i| tokio::spawn(hoard(rtmp, i))).collect();
     for client in clients {
         let held = tokio::time::timeout(Duration::from_secs(60), client).await.unwrap().unwrap();
         assert!(!held, "a connection that never published was sent 40 MiB and kept");
@@ -212,6 +218,29 @@ fn message(kind: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What a client sends after the handshake to publish `key` in `app`: a chunk size of 64 KiB,
+/// connect, createStream (stream 1), and publish on it.
+fn publishing(app_name: &str, key: &str) -> Vec<u8> {
+    let mut out = header(2, 4, 1);
+    out.extend(65536u32.to_be_bytes());
+    let mut app = vec![3];
+    app.extend(3u16.to_be_bytes());
+    app.extend(b"app");
+    app.extend(amf_string(app_name));
+    app.extend([0, 0, 9]);
+    for body in [command("connect", 1.0, &app), command("createStream", 2.0, &[5])] {
+        let mut h = header(3, body.len() as u32, 20);
+        h[8] = 0;
+        out.extend(h);
+        out.extend(body);
+    }
+    let mut args = vec![5];
+    args.extend(amf_string(key));
+    args.extend(amf_string("live"));
+    out.extend(message(20, 0, &command("publish", 3.0, &args)));
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_whose_timestamps_stand_still_cannot_pile_up_in_the_remux() {
     let sim = sim("rtmp-pileup", false).await;
@@ -223,24 +252,7 @@ async fn a_stream_whose_timestamps_stand_still_cannot_pile_up_in_the_remux() {
     let audio: Vec<&Vec<u8>> = tags.iter().filter(|t| t.0 == 8).map(|t| &t.1).collect();
     let mut socket = TcpStream::connect(gw.rtmp_addr.unwrap()).await.unwrap();
     let mut out = handshake(&mut socket).await;
-    out.extend(header(2, 4, 1));
-    out.extend(65536u32.to_be_bytes());
-    // connect (app "hold"), createStream (stream 1), publish "key" on it.
-    let mut app = vec![3];
-    app.extend(3u16.to_be_bytes());
-    app.extend(b"app");
-    app.extend(amf_string("hold"));
-    app.extend([0, 0, 9]);
-    for body in [command("connect", 1.0, &app), command("createStream", 2.0, &[5])] {
-        let mut h = header(3, body.len() as u32, 20);
-        h[8] = 0;
-        out.extend(h);
-        out.extend(body);
-    }
-    let mut args = vec![5];
-    args.extend(amf_string("key"));
-    args.extend(amf_string("live"));
-    out.extend(message(20, 0, &command("publish", 3.0, &args)));
+    out.extend(publishing("hold", "key"));
     // The codecs, one audio frame, then keyframes that all say 0 ms.
     out.extend(message(9, 0, video[0]));
     out.extend(message(8, 0, audio[0]));
@@ -262,5 +274,75 @@ async fn a_stream_whose_timestamps_stand_still_cannot_pile_up_in_the_remux() {
     // The remux may hold a segment's cap (16 MiB); before, it took all 400 MiB (ffmpeg's
     // resident set grew past them) until the stall deadline ended the stream.
     assert!(sent < 100 << 20, "{} MiB sent before the gateway closed", sent >> 20);
+    gw.shutdown().await;
+}
+
+/// A connection to `addr` from `source`, any 127.x address (all are the loopback's).
+async fn connect_from(source: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Connects to `addr` from `source` (any 127.x address is the loopback's) and returns the
+/// socket once the gateway answered a handshake, or `None` if it closed the connection.
+async fn answered_from(source: [u8; 4], addr: std::net::SocketAddr) -> Option<TcpStream> {
+    let mut socket = connect_from(source, addr).await;
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    // A refused connection may be reset before the write or the read.
+    socket.write_all(&c0c1).await.ok()?;
+    let mut s = vec![0u8; 1 + 1536 + 1536];
+    socket.read_exact(&mut s).await.ok()?;
+    Some(socket)
+}
+
+/// Reads from `socket` until `needle` has come, or the connection ends.
+async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> bool {
+    let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if seen.windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_may_hold_only_a_few_connections_yet_to_publish() {
+    let sim = sim("rtmp-per-address", false).await;
+    let mut config = gateway_config(&[&sim]);
+    config.transcode.max_sessions = 4;
+    let gw = start(config).await;
+    let rtmp = gw.rtmp_addr.unwrap();
+    let most = livepeer_gateway::ingest::rtmp::MAX_PENDING_PER_ADDRESS;
+    // All but one of the address's places taken by clients trickling a handshake, each
+    // connected (and so accepted, in order) before the next.
+    let mut clients = Vec::new();
+    for _ in 0..most - 1 {
+        let socket = TcpStream::connect(rtmp).await.unwrap();
+        clients.push(tokio::spawn(trickle_on(socket)));
+    }
+    // The last one publishes, which gives its place back.
+    let mut publisher = answered_from([127, 0, 0, 1], rtmp).await.expect("a place was left");
+    publisher.write_all(&[0u8; 1536]).await.unwrap();
+    publisher.write_all(&publishing("perip", "key")).await.unwrap();
+    assert!(read_until(&mut publisher, b"NetStream.Publish.Start").await, "publish refused");
+    // So one more from the address is let in, and then no more.
+    let last = answered_from([127, 0, 0, 1], rtmp).await;
+    assert!(last.is_some(), "a publishing connection still counted as yet to publish");
+    let refused = answered_from([127, 0, 0, 1], rtmp).await;
+    assert!(refused.is_none(), "a connection over the address's cap was let in");
+    // Another address still gets in, while the first one's connections are all held.
+    let other = answered_from([127, 0, 0, 2], rtmp).await;
+    assert!(other.is_some(), "another address was refused");
+    assert!(clients.iter().all(|c| !c.is_finished()), "a trickling client was closed early");
+    for client in clients {
+        client.abort();
+    }
+    drop((publisher, last, other));
     gw.shutdown().await;
 }

@@ -55,6 +55,7 @@ async fn listen(refuse: &[&str]) -> (String, mpsc::UnboundedReceiver<Event>, Can
         Collect { events: tx, refuse: Mutex::new(refuse.iter().map(|s| s.to_string()).collect()) };
     let config = RtmpConfig {
         max_connections: 8,
+        max_pending_per_address: 8,
         limits: CutLimits {
             length: Duration::from_secs(2),
             max_duration: Duration::from_secs(8),
