@@ -55,9 +55,7 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         TranscodeError::BadMedia(_)
         | TranscodeError::BadCodec(_)
-        | TranscodeError::Failed { final_: true, .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        | TranscodeError::Failed { final_: true, .. } => StatusCode::UNPROCESSABLE_ENTITY,
         TranscodeError::TooManyStreams
         | TranscodeError::Backlog(_)
         | TranscodeError::NoSessions

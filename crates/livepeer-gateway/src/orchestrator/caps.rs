@@ -182,7 +182,10 @@ impl CapMask {
         if orch.bitstring.is_empty() || orch.mandatories.iter().skip(1).any(|w| *w != 0) {
             return Self::NONE;
         }
-        Self { offered: orch.bitstring[0], mandatory: orch.mandatories.first().copied().unwrap_or(0) }
+        Self {
+            offered: orch.bitstring[0],
+            mandatory: orch.mandatories.first().copied().unwrap_or(0),
+        }
     }
 
     /// Whether a job needing exactly the capabilities `job` may be sent here: it offers all

@@ -156,7 +156,9 @@ impl Snapshot {
         let by_url = slots.iter().enumerate().map(|(i, s)| (s.url.to_string(), i as u32)).collect();
         let transcode_caps = slots
             .iter()
-            .map(|s| s.info.as_deref().map_or(CapMask::NONE, |i| CapMask::of(i.capabilities.as_ref())))
+            .map(|s| {
+                s.info.as_deref().map_or(CapMask::NONE, |i| CapMask::of(i.capabilities.as_ref()))
+            })
             .collect();
         Self { slots, index, by_url, jobs, generation, transcode_caps }
     }

@@ -673,7 +673,10 @@ mod tests {
         assert_eq!(bits(&sent(&job(plain.clone(), Format::MpegTs, false))), [0, 1, 12]);
         let mut p = plain[0].clone();
         (p.fps_den, p.profile, p.gop_ms, p.encoder) = (1, H264Profile::Main, -1, Encoder::Hevc);
-        assert_eq!(bits(&sent(&job(vec![p.clone()], Format::Mp4, false))), [0, 2, 3, 8, 11, 12, 16]);
+        assert_eq!(
+            bits(&sent(&job(vec![p.clone()], Format::Mp4, false))),
+            [0, 2, 3, 8, 11, 12, 16]
+        );
         // The input's decoder, not always H.264's: HEVC decode (15) for HEVC input, and the
         // pixel format's H.264 decoder (4:2:2 10-bit: 24) beside H.264.
         let mut hevc = job(plain.clone(), Format::MpegTs, true);
