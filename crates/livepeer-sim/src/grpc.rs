@@ -225,9 +225,9 @@ pub(crate) fn advertised(shared: &Shared) -> net::Capabilities {
         bits[word] |= 1 << (id % 64);
     };
     let mut capacities = HashMap::new();
-    for id in DEFAULT_CAPABILITIES {
-        set(id);
-        capacities.insert(id, 1);
+    for id in DEFAULT_CAPABILITIES.iter().chain(&config.extra_capabilities) {
+        set(*id);
+        capacities.insert(*id, 1);
     }
     let mut per: HashMap<u32, capabilities::CapabilityConstraints> = HashMap::new();
     for m in &config.models {
@@ -243,6 +243,13 @@ pub(crate) fn advertised(shared: &Shared) -> net::Capabilities {
                 capacity_in_use: 0,
             },
         );
+    }
+    // Last: a capability the test removes is gone whatever else set it.
+    for id in &config.missing_capabilities {
+        if let Some(word) = bits.get_mut((id / 64) as usize) {
+            *word &= !(1 << (id % 64));
+        }
+        capacities.remove(id);
     }
     net::Capabilities {
         bitstring: bits,

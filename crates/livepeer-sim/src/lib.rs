@@ -238,6 +238,12 @@ pub struct SimConfig {
     /// Segments whose renditions are kept per session (the oldest are dropped); their URLs
     /// 404 afterwards.
     pub transcode_window: usize,
+    /// Capability ids advertised beyond go-livepeer's defaults, as an orchestrator whose
+    /// transcoder passed the test of an optional one (e.g. 15, HEVC decode) advertises it.
+    pub extra_capabilities: Vec<u32>,
+    /// Default capability ids not advertised, as an orchestrator lacking them: a segment
+    /// asking for one is refused (403 `incompatible capabilities`).
+    pub missing_capabilities: Vec<u32>,
 }
 
 impl Default for SimConfig {
@@ -275,6 +281,8 @@ impl Default for SimConfig {
             transcode_max_sessions: 10,
             transcode_window: 8,
             transcode_latency: Duration::ZERO,
+            extra_capabilities: Vec::new(),
+            missing_capabilities: Vec::new(),
         }
     }
 }

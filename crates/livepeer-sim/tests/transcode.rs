@@ -464,3 +464,43 @@ async fn get_orchestrator_advertises_transcoding_at_the_base_price() {
     // The ticket params are for this price: a payment at it is accepted (the other tests).
     assert!(gw.info.ticket_params.is_some());
 }
+
+/// `Livepeer-Segment` `header` asking for the capabilities `ids` instead (they are not signed).
+fn asking_for(header: &str, ids: &[u32]) -> String {
+    let mut seg = net::SegData::decode(STANDARD.decode(header).unwrap().as_slice()).unwrap();
+    let word = ids.iter().fold(0u64, |w, id| w | 1 << id);
+    seg.capabilities = Some(net::Capabilities { bitstring: vec![word], ..Default::default() });
+    STANDARD.encode(seg.encode_to_vec())
+}
+
+/// go-livepeer's orchestrator checks the segment's capabilities against its own
+/// (server/segment_rpc.go `verifySegCreds`, `CompatibleWith`): one lacking the HEVC decoder
+/// refuses an HEVC segment with 403 `incompatible capabilities`, one that advertises it takes
+/// it, and one lacking a capability the segment does not ask for (MP4) takes it too.
+#[tokio::test]
+async fn a_segment_asking_for_a_capability_it_lacks_is_refused() {
+    let hevc_input = [1, 12, 15, 26];
+    for (extra, missing, want) in
+        [(vec![], vec![], 403), (vec![15], vec![], 200), (vec![15], vec![2, 14], 200)]
+    {
+        let sim = Sim::start(SimConfig {
+            extra_capabilities: extra.clone(),
+            missing_capabilities: missing.clone(),
+            ..config(true, (1, 1000))
+        })
+        .await
+        .unwrap();
+        let mut gw = Gateway::new(&sim, key(7)).await;
+        let segment = test_segment();
+        let payment = gw.pay(1);
+        let header =
+            asking_for(&gw.segment(0, segment, &[profile("p", 160, 120, 30)]), &hevc_input);
+        let resp = gw.post(&payment, &header, segment.to_vec()).await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, want, "extra {extra:?}, missing {missing:?}: {text}");
+        if want == 403 {
+            assert_eq!(text, "incompatible capabilities\n");
+        }
+    }
+}

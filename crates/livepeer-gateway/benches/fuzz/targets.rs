@@ -1,6 +1,7 @@
 //! The parsers of untrusted input and how each case feeds them: AI JSON and multipart
 //! validation, the multipart body reader and encoder, orchestrator answers (HTTP/1.1, JSON
-//! and protobuf), remote-signer bodies, trickle paths and headers, and the MPEG-TS frame counter.
+//! and protobuf), remote-signer bodies, trickle paths and headers, the MPEG-TS frame counter
+//! and the input codec probe (MPEG-TS and MP4).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use livepeer_gateway::orchestrator::byoc::JobToken;
 use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_gateway::payment::signer::{JobSignRequest, PaymentRequest, SignerState};
 use livepeer_gateway::transcode::request::parse_settings;
+use livepeer_gateway::transcode::{Format, probe_input};
 use livepeer_pm::LocalSigner;
 use livepeer_proto::Message;
 use rand::Rng;
@@ -45,6 +47,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "transcode-config", run: transcode_config },
     Target { name: "trickle-http", run: super::trickle::request },
     Target { name: "ts-frame-counter", run: ts_frames },
+    Target { name: "input-codec-probe", run: codec_probe },
 ];
 
 /// What the cases share: a runtime with paused time (deadlines pass at once instead of
@@ -493,6 +496,48 @@ fn ts_frames(rng: &mut SmallRng, env: &Env) {
     }
     assert_eq!(whole.frames(), cut.frames(), "frames depend on how the bytes were cut");
     env.accepted_if(whole.frames() > 0);
+}
+
+/// The input codec probe reads every pushed segment: a PAT, a PMT of a random stream type
+/// (with a registration descriptor), and video packets whose bytes hold a start code and an
+/// SPS header, mutated; and MP4 boxes around a sample entry. It must answer, never panic.
+fn codec_probe(rng: &mut SmallRng, env: &Env) {
+    let mut stream = vec![0x47, 0x40, 0, 0x10, 0, 0, 0xb0, 0x0d, 0, 1, 0xc1, 0, 0, 0, 1, 0xf0, 0];
+    stream.resize(188, 0xff);
+    let any: u8 = rng.random();
+    let kind = *pick(rng, &[0x1bu8, 0x24, 0x02, 0x06, 0xea, 0x0f, any]);
+    let mut pmt = vec![0x47, 0x50, 0, 0x10, 0, 0x02, 0xb0, rng.random_range(0..40), 0, 1, 0xc1];
+    pmt.extend_from_slice(&[0, 0, 0xe1, 0, 0xf0, 0, kind, 0xe1, 0, 0xf0, 6, 5, 4]);
+    let any: [u8; 4] = rng.random();
+    let id = *pick(rng, &[*b"HEVC", *b"AV01", *b"VC-1", any]);
+    pmt.extend_from_slice(&id);
+    pmt.resize(188, 0xff);
+    stream.extend_from_slice(&pmt);
+    for _ in 0..rng.random_range(0..6) {
+        let mut p = ts_packet(rng);
+        p[1] = (p[1] & 0x40) | 0x01;
+        let at = rng.random_range(4..180);
+        p[at..at + 8].copy_from_slice(&[0, 0, 1, 0x67, rng.random(), 0, 0, rng.random()]);
+        stream.extend_from_slice(&p);
+    }
+    if rng.random() {
+        stream = mutate::bytes(rng, &stream, &[]);
+    }
+    env.accepted_if(probe_input(&stream, Format::MpegTs).is_ok());
+    let any: [u8; 4] = rng.random();
+    let entry = *pick(rng, &[*b"avc1", *b"hvc1", *b"vp09", *b"av01", any]);
+    let mut mp4 = Vec::new();
+    for kind in [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"] {
+        mp4.extend_from_slice(&rng.random_range(0u32..400).to_be_bytes());
+        mp4.extend_from_slice(kind);
+    }
+    mp4.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 120]);
+    mp4.extend_from_slice(&entry);
+    mp4.resize(mp4.len() + 78, 0);
+    mp4.extend_from_slice(&[0, 0, 0, 20, b'a', b'v', b'c', b'C', 1, 100, 0, 30, 0xff, 0xe1, 0, 4]);
+    mp4.extend_from_slice(&[0x67, 100, 0, rng.random()]);
+    let mp4 = mutate::bytes(rng, &mp4, &[]);
+    let _ = probe_input(&mp4, Format::Mp4);
 }
 
 /// One 188-byte packet: a video PES start, an adaptation field of any length, or noise.

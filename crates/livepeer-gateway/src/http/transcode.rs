@@ -53,9 +53,9 @@ fn status(e: &TranscodeError) -> StatusCode {
         | TranscodeError::BadHeader { .. }
         | TranscodeError::BadSeq(_) => StatusCode::BAD_REQUEST,
         TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        TranscodeError::BadMedia(_) | TranscodeError::Failed { final_: true, .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        TranscodeError::BadMedia(_)
+        | TranscodeError::BadCodec(_)
+        | TranscodeError::Failed { final_: true, .. } => StatusCode::UNPROCESSABLE_ENTITY,
         TranscodeError::TooManyStreams
         | TranscodeError::Backlog(_)
         | TranscodeError::NoSessions
@@ -196,6 +196,9 @@ async fn read_push(
     if !request::looks_like(&data, format) {
         return Err(TranscodeError::BadMedia(path));
     }
+    // go-livepeer probes the codec before it makes the stream: an input no orchestrator can
+    // decode is refused with nothing made or paid.
+    let input = crate::transcode::probe_input(&data, format)?;
     // go-livepeer answers with the renditions only when the first `Accept` is exactly
     // `multipart/mixed` (server/mediaserver.go `HandlePush`); any other value, a list naming it
     // among others included, gets the empty 200.
@@ -209,6 +212,7 @@ async fn read_push(
         profiles: settings.profiles,
         resolution: request::resolution(header_str(&headers, "Content-Resolution")),
         timeout_multiplier: settings.timeout_multiplier,
+        input: Some(input),
     };
     Ok((segment, multipart))
 }

@@ -293,7 +293,7 @@ fn pts_delta(from: u64, to: u64) -> u64 {
 }
 
 /// The random-access indicator and the payload of a packet.
-fn split_packet(p: &[u8; PACKET]) -> (bool, &[u8]) {
+pub(crate) fn split_packet(p: &[u8; PACKET]) -> (bool, &[u8]) {
     let control = (p[3] >> 4) & 0x3;
     let mut start = 4;
     let mut random_access = false;
@@ -311,7 +311,7 @@ fn split_packet(p: &[u8; PACKET]) -> (bool, &[u8]) {
 }
 
 /// The PMT's PID from a PAT section's first program (ffmpeg writes one program).
-fn pat_pmt_pid(payload: &[u8]) -> Option<u16> {
+pub(crate) fn pat_pmt_pid(payload: &[u8]) -> Option<u16> {
     let pointer = usize::from(*payload.first()?);
     let section = payload.get(1 + pointer..)?;
     if *section.first()? != 0x00 {

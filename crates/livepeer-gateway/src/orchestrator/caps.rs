@@ -151,6 +151,50 @@ impl Capabilities {
     }
 }
 
+/// The smallest transcoding job: H.264 in, one H.264 MPEG-TS rendition, the auth token
+/// ({0, 1, 12}). What a transcoding selection that names no job of its own requires.
+pub const BASIC_TRANSCODE: u64 = 1 | 1 << 1 | 1 << 12;
+
+/// The legacy capabilities (0–11) as a mask of the first word.
+const LEGACY_MASK: u64 = (1 << (LEGACY_MAX + 1)) - 1;
+
+/// What an orchestrator offers jobs whose capabilities all lie in ids 0–63 (every transcoding
+/// job), computed once when the pool is built, so that selection tests a job against it with
+/// two ANDs. For such a job without models or version, [`CapMask::serves`] says what
+/// [`compatible`] says (a unit test holds them to it); the node version, the same for every
+/// job, is checked when the pool is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapMask {
+    offered: u64,
+    mandatory: u64,
+}
+
+impl CapMask {
+    /// Serves no job.
+    pub const NONE: Self = Self { offered: 0, mandatory: u64::MAX };
+
+    /// The mask of an orchestrator's capabilities (`None`: it sent none).
+    pub fn of(orch: Option<&Capabilities>) -> Self {
+        // One that sends none serves legacy-only jobs (go-livepeer discovery's `LegacyOnly`).
+        let Some(orch) = orch else { return Self { offered: LEGACY_MASK, mandatory: 0 } };
+        // An empty bitstring is shorter than any job's, which go-livepeer never matches; a
+        // mandatory bit beyond the first word is one no such job sets.
+        if orch.bitstring.is_empty() || orch.mandatories.iter().skip(1).any(|w| *w != 0) {
+            return Self::NONE;
+        }
+        Self {
+            offered: orch.bitstring[0],
+            mandatory: orch.mandatories.first().copied().unwrap_or(0),
+        }
+    }
+
+    /// Whether a job needing exactly the capabilities `job` may be sent here: it offers all
+    /// of them, and the job asks for every one it makes mandatory.
+    pub fn serves(self, job: u64) -> bool {
+        job & self.offered == job && job & self.mandatory == self.mandatory
+    }
+}
+
 /// Words of capability bits kept of an orchestrator's bitstring and mandatories: ids up to
 /// 4,095, where go-livepeer's highest is below 64. A job the gateway forms is one word, so
 /// what lies beyond changes no verdict of [`compatible`], except a mandatory bit there.
@@ -500,6 +544,40 @@ mod tests {
         let kept = Capabilities::from_orchestrator(&wire);
         assert_eq!(kept.mandatories.len(), MAX_WORDS);
         assert_eq!(compatible(&job, Some(&kept)), Err(Mismatch::Mandatory));
+    }
+
+    /// The mask selection tests transcoding jobs with says what the whole rule says, for
+    /// every job of the first word: random orchestrators (with and without capabilities,
+    /// mandatories, short and long bitstrings) against random jobs.
+    #[test]
+    fn the_selection_mask_agrees_with_the_whole_rule() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let word = |rng: &mut rand::rngs::StdRng| -> u64 {
+            match rng.random_range(0..4) {
+                0 => 0,
+                1 => rng.random::<u64>() & 0x7ff_ffff,
+                2 => rng.random::<u64>() & LEGACY_MASK,
+                _ => rng.random(),
+            }
+        };
+        for _ in 0..20_000 {
+            let orch = (rng.random_range(0..8) != 0).then(|| Capabilities {
+                bitstring: (0..rng.random_range(0..3)).map(|_| word(&mut rng)).collect(),
+                mandatories: (0..rng.random_range(0..3))
+                    .map(|_| if rng.random_range(0..3) == 0 { word(&mut rng) } else { 0 })
+                    .collect(),
+                ..Capabilities::default()
+            });
+            let job = word(&mut rng) | if rng.random() { 1 << 12 } else { 0 };
+            let whole = Capabilities { bitstring: vec![job], ..Capabilities::default() };
+            assert_eq!(
+                CapMask::of(orch.as_ref()).serves(job),
+                compatible(&whole, orch.as_ref()).is_ok(),
+                "job {job:#x}, orchestrator {orch:?}"
+            );
+        }
+        assert!(!CapMask::NONE.serves(0) && !CapMask::NONE.serves(BASIC_TRANSCODE));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::caps;
 use super::client::{ClientError, OrchClient};
 use super::discovery::Discovery;
 use super::health::{EjectPolicy, HealthState, JobStats, OrchStats};
@@ -220,7 +221,28 @@ impl Pool {
 
     /// Selects an orchestrator for `job`, skipping the URLs in `exclude` (those this request
     /// already tried). The returned lease counts the request in flight until it is dropped.
+    /// A transcoding job here is the smallest one ([`caps::BASIC_TRANSCODE`]); a segment's
+    /// own needs go through [`select_transcode`](Self::select_transcode).
     pub fn select(&self, job: &JobKey, exclude: &[&str]) -> Result<Lease, SelectError> {
+        let needs = (*job == JobKey::transcode()).then_some(caps::BASIC_TRANSCODE);
+        self.select_needing(job, exclude, needs)
+    }
+
+    /// Selects an orchestrator for a transcoding job that needs the capabilities `needs`
+    /// (ids 0–63 as a bitmask, as go-livepeer's `JobCapabilities` forms them): one lacking a
+    /// capability the job needs is passed over, one lacking only others is a candidate, as
+    /// go-livepeer's discovery selects with the stream's capabilities. A mask test per
+    /// candidate looked at, against masks the pool build computed: nothing is allocated.
+    pub fn select_transcode(&self, exclude: &[&str], needs: u64) -> Result<Lease, SelectError> {
+        self.select_needing(&JobKey::transcode(), exclude, Some(needs))
+    }
+
+    fn select_needing(
+        &self,
+        job: &JobKey,
+        exclude: &[&str],
+        needs: Option<u64>,
+    ) -> Result<Lease, SelectError> {
         let snap = self.inner.snapshot.load_full();
         let Some(tiers) = snap.index.get(job) else {
             return Err(SelectError::NotOffered(job.clone()));
@@ -237,7 +259,8 @@ impl Pool {
                 stake: snap.slots[e.orch as usize].stake,
             }
         };
-        let limits = Limits { max_price: tiers.max_price, exclude: &excluded };
+        let needs = needs.map(|n| (n, snap.transcode_caps.as_slice()));
+        let limits = Limits { max_price: tiers.max_price, exclude: &excluded, needs };
         let mut rng = rand::rng();
         let weights = &self.inner.config.weights;
         // A due probe may be claimed by another request between choosing and claiming; then

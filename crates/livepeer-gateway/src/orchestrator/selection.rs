@@ -13,6 +13,7 @@
 
 use rand::Rng;
 
+use super::caps::CapMask;
 use super::health::HealthState;
 use super::price::Price;
 
@@ -52,6 +53,9 @@ pub struct Limits<'a> {
     pub max_price: Option<Price>,
     /// Orchestrators this request already tried.
     pub exclude: &'a [u32],
+    /// A transcoding job's capabilities and, per orchestrator index, what each offers: only
+    /// those serving the job are eligible. `None`: the tiers alone decide.
+    pub needs: Option<(u64, &'a [CapMask])>,
 }
 
 /// Weights of the cost function (see the module docs).
@@ -98,6 +102,11 @@ pub fn choose<R: Rng + ?Sized>(
         let Some(cheapest) = tier.first().map(|e| e.price) else { continue };
         let eligible = |e: &Entry| -> Option<Live> {
             if limits.exclude.contains(&e.orch) {
+                return None;
+            }
+            if let Some((job, offers)) = limits.needs
+                && !offers.get(e.orch as usize).is_some_and(|o| o.serves(job))
+            {
                 return None;
             }
             let l = live(e);
@@ -281,7 +290,7 @@ mod tests {
             seed: u64,
         ) {
             let t = tier(&cands);
-            let limits = Limits { max_price: max.map(p), exclude: &exclude };
+            let limits = Limits { max_price: max.map(p), exclude: &exclude, needs: None };
             let mut rng = SmallRng::seed_from_u64(seed);
             let got = choose(&[&t], live(&cands), &limits, &Weights::default(), &mut rng);
             let ok = |c: &Cand, i: u32| {
@@ -375,7 +384,7 @@ mod tests {
             &mut rng,
         );
         assert_eq!(e.unwrap().orch, 1);
-        let capped = Limits { max_price: Some(p(49)), exclude: &[] };
+        let capped = Limits { max_price: Some(p(49)), exclude: &[], needs: None };
         assert!(
             choose(&[&warm, &cold], live(&mixed), &capped, &Weights::default(), &mut rng).is_none()
         );
@@ -394,7 +403,7 @@ mod tests {
         let picks = |share: f64, exclude: &[u32]| {
             let mut rng = SmallRng::seed_from_u64(7);
             let weights = Weights { stake: share, ..Weights::default() };
-            let limits = Limits { max_price: None, exclude };
+            let limits = Limits { max_price: None, exclude, needs: None };
             (0..2000)
                 .filter(|_| {
                     choose(&[&entries], live, &limits, &weights, &mut rng).unwrap().orch == 0

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use livepeer_pm::Address;
 use url::Url;
 
-use super::caps::{self, Capabilities, Mismatch};
+use super::caps::{self, CapMask, Capabilities, Mismatch};
 use super::health::{JobStats, OrchStats};
 use super::info::OrchInfo;
 use super::price::Price;
@@ -104,6 +104,9 @@ pub struct Snapshot {
     pub jobs: Vec<Arc<JobStats>>,
     /// Incremented on every rebuild.
     pub generation: u64,
+    /// Per slot, what it offers transcoding jobs: each job needs its own capabilities, which
+    /// selection tests against this ([`CapMask::serves`]) among the transcoding candidates.
+    pub transcode_caps: Vec<CapMask>,
 }
 
 impl Snapshot {
@@ -151,7 +154,13 @@ impl Snapshot {
             t.over_price.sort_by_key(|e| e.price);
         }
         let by_url = slots.iter().enumerate().map(|(i, s)| (s.url.to_string(), i as u32)).collect();
-        Self { slots, index, by_url, jobs, generation }
+        let transcode_caps = slots
+            .iter()
+            .map(|s| {
+                s.info.as_deref().map_or(CapMask::NONE, |i| CapMask::of(i.capabilities.as_ref()))
+            })
+            .collect();
+        Self { slots, index, by_url, jobs, generation, transcode_caps }
     }
 }
 
@@ -203,6 +212,17 @@ pub fn compatible(info: &OrchInfo, key: &JobKey, req: &Requirements) -> Result<(
     }
     if !key.model.is_empty() && capability_pipeline(key.capability).is_none() {
         return Err(Mismatch::Model { capability: key.capability, model: key.model.clone() });
+    }
+    // Transcoding: each stream needs its own capabilities (go-livepeer selects by the
+    // stream's `JobCapabilities`), tested at selection against `Snapshot::transcode_caps`.
+    // Only the node version is the same for every job.
+    if *key == JobKey::transcode() {
+        let Some(c) = info.capabilities.as_ref() else { return Ok(()) };
+        if !req.min_version.is_empty() && !caps::version_at_least(&c.version, &req.min_version) {
+            let (found, min) = (c.version.clone(), req.min_version.clone());
+            return Err(Mismatch::Version { found, min });
+        }
+        return Ok(());
     }
     caps::compatible(&req.capabilities(key), info.capabilities.as_ref())
 }

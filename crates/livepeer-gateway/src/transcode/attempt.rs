@@ -18,6 +18,7 @@ use livepeer_proto::{Message, headers, net};
 use tokio::time::Instant;
 use url::Url;
 
+use super::codec::InputVideo;
 use super::profiles::{Format, Profile, ProfileList, job_capabilities, profile_list};
 use super::tokens::StreamTokens;
 use crate::ai::fetch::{Budget, FetchError, Fetcher};
@@ -83,12 +84,22 @@ pub(super) struct Job {
     /// Whether the segment was pushed over HTTP, whose segments go-livepeer always sends with
     /// segment parameters (and so requires SegmentSlicing); RTMP segments have none.
     pub(super) slicing: bool,
+    /// What the segment's video asks an orchestrator to decode.
+    pub(super) input: InputVideo,
     /// Estimated output pixels (the fee estimate's count).
     pub(super) estimated_pixels: u64,
     /// Until the answer's head (go-livepeer's upload timeout).
     pub(super) upload_timeout: Duration,
     /// The request and its answer (go-livepeer's HTTP timeout); renditions are fetched after.
     pub(super) total_timeout: Duration,
+}
+
+impl Job {
+    /// The capabilities the segment requires (ids 0–63 as a bitmask): what `SegData` asks for
+    /// and what selection requires of an orchestrator.
+    pub(super) fn capabilities(&self) -> u64 {
+        job_capabilities(&self.profiles, self.format, self.slicing, self.input.capabilities())
+    }
 }
 
 /// Why an attempt failed.
@@ -500,10 +511,7 @@ fn segment_header(job: &Job, info: &OrchInfo, key: Option<&livepeer_pm::LocalSig
         .and_then(|k| k.eth_sign(&flatten_segment(&job.manifest, job.seq, &job.hash, &names)).ok())
         .map(|s| s.0.to_vec())
         .unwrap_or_default();
-    let mut caps = Capabilities::default();
-    for id in job_capabilities(&job.profiles, job.format, job.slicing) {
-        caps.set(id);
-    }
+    let caps = Capabilities { bitstring: vec![job.capabilities()], ..Capabilities::default() };
     let wire: Vec<net::VideoProfile> = job.profiles.iter().map(|p| p.to_wire(job.format)).collect();
     let list = profile_list(&job.profiles, job.format);
     let mut seg = net::SegData {
@@ -612,6 +620,7 @@ mod tests {
             profiles: Arc::new(profiles),
             format,
             slicing,
+            input: InputVideo::H264,
             estimated_pixels: 1,
             upload_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(8),
@@ -664,7 +673,20 @@ mod tests {
         assert_eq!(bits(&sent(&job(plain.clone(), Format::MpegTs, false))), [0, 1, 12]);
         let mut p = plain[0].clone();
         (p.fps_den, p.profile, p.gop_ms, p.encoder) = (1, H264Profile::Main, -1, Encoder::Hevc);
-        assert_eq!(bits(&sent(&job(vec![p], Format::Mp4, false))), [0, 2, 3, 8, 11, 12, 16]);
+        assert_eq!(
+            bits(&sent(&job(vec![p.clone()], Format::Mp4, false))),
+            [0, 2, 3, 8, 11, 12, 16]
+        );
+        // The input's decoder, not always H.264's: HEVC decode (15) for HEVC input, and the
+        // pixel format's H.264 decoder (4:2:2 10-bit: 24) beside H.264.
+        let mut hevc = job(plain.clone(), Format::MpegTs, true);
+        hevc.input = InputVideo::Hevc;
+        assert_eq!(bits(&sent(&hevc)), [0, 1, 12, 15, 26], "H.264 is the encoder's");
+        hevc.profiles = Arc::new(vec![p]);
+        assert_eq!(bits(&sent(&hevc)), [1, 3, 8, 11, 12, 15, 16, 26]);
+        let mut deep = job(plain, Format::MpegTs, false);
+        deep.input = InputVideo::H264Yuv422P10;
+        assert_eq!(bits(&sent(&deep)), [0, 1, 12, 24]);
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub enum TranscodeError {
     /// The body is not media of the format its extension says (go-livepeer: 422).
     #[error("Error getting codec info url={0}")]
     BadMedia(String),
+    /// The segment's video is in a codec or pixel format no orchestrator capability covers
+    /// (go-livepeer: 422 `Unknown input stream codec=…`).
+    #[error("{0}")]
+    BadCodec(String),
     /// The gateway holds `--max-sessions` streams already (503).
     #[error("Too many connections")]
     TooManyStreams,
@@ -118,7 +122,7 @@ impl TranscodeError {
             Self::BadUrl(_) | Self::NotOwner(_) => Some("manifestID".into()),
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
-            Self::TooLarge(_) | Self::BadMedia(_) => Some("body".into()),
+            Self::TooLarge(_) | Self::BadMedia(_) | Self::BadCodec(_) => Some("body".into()),
             Self::BadSeq(_) | Self::LateSegment(_) => Some("seq".into()),
             _ => None,
         }
@@ -133,6 +137,7 @@ impl TranscodeError {
             Self::BadConfig(_) => "validation_error",
             Self::TooLarge(_) => "body_too_large",
             Self::BadMedia(_) => "unsupported_media",
+            Self::BadCodec(_) => "unsupported_codec",
             Self::TooManyStreams => "too_many_streams",
             Self::NotOwner(_) => "stream_forbidden",
             Self::KeyRefused(r) => r.0.kind().name(),

@@ -207,6 +207,7 @@ impl IngestSink for RtmpSink {
             profiles: None,
             resolution: None,
             timeout_multiplier: 1,
+            input: None,
         };
         let (manifest, seq) = (seg.manifest.clone(), seg.seq);
         // Returns once the stream has a slot: a publisher ahead of its orchestrators waits.

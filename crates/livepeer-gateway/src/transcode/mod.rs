@@ -15,6 +15,7 @@
 //!
 //! Layout, imports going one way (each file uses only those listed before it):
 //! - `profiles.rs`: presets, the JSON rendition format, their wire form;
+//! - `codec.rs`: the input video's codec and the decoder capabilities it asks for;
 //! - `error.rs`: [`TranscodeError`]; `request.rs`: reading a push's parts;
 //! - `store.rs`: a stream's window of segments and its playlists;
 //! - `tokens.rs`: streams' own auth tokens where nothing is paid;
@@ -26,6 +27,7 @@
 
 mod attempt;
 pub mod charge;
+mod codec;
 mod error;
 mod ingest;
 pub mod profiles;
@@ -42,6 +44,7 @@ use bytes::Bytes;
 use livepeer_pm::{OutputProfile, estimated_out_pixels, keccak256};
 use serde_json::Value;
 
+pub use codec::{CodecError, InputVideo};
 pub use error::{KeyRefusal, TranscodeError};
 pub use ingest::RtmpSink;
 pub use profiles::{Format, Profile};
@@ -102,6 +105,15 @@ pub struct SegmentIn {
     pub resolution: Option<(u32, u32)>,
     /// Stretches the attempt deadlines when above 1.
     pub timeout_multiplier: u32,
+    /// The input video, when the ingest read it ([`probe_input`]); `None` reads it here.
+    pub input: Option<InputVideo>,
+}
+
+/// The video of a segment in `format`, as go-livepeer's gateway classifies it for the
+/// decoder capabilities it asks of orchestrators: a codec or pixel format no capability
+/// covers is the client's input error ([`TranscodeError::BadCodec`], 422).
+pub fn probe_input(data: &[u8], format: Format) -> Result<InputVideo, TranscodeError> {
+    codec::probe(data, format).map_err(|e| TranscodeError::BadCodec(e.to_string()))
 }
 
 /// A transcoded segment: each rendition, in profile order.
@@ -239,7 +251,7 @@ impl TranscodeState {
     /// stream takes no more ([`TranscodeError::KeyRefused`]).
     pub async fn submit_charged(
         &self,
-        seg: SegmentIn,
+        mut seg: SegmentIn,
         charge: Option<charge::SegmentCharge>,
     ) -> Result<Pending, TranscodeError> {
         let config = &self.inner.config;
@@ -252,6 +264,9 @@ impl TranscodeState {
                 "sequence number {} is too large",
                 seg.seq
             )));
+        }
+        if seg.input.is_none() {
+            seg.input = Some(probe_input(&seg.data, seg.format)?);
         }
         let stream = self.stream(&seg)?;
         stream.refused()?;
@@ -500,6 +515,7 @@ impl TranscodeState {
             profiles: stream.profiles.clone(),
             format: stream.format,
             slicing: !stream.rtmp,
+            input: seg.input.unwrap_or_default(),
             estimated_pixels,
             upload_timeout,
             total_timeout,

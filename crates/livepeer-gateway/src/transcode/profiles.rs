@@ -381,42 +381,43 @@ mod cap {
     pub(super) const SEGMENT_SLICING: u32 = 26;
 }
 
-/// The capabilities a segment of `profiles` in `format` requires, as go-livepeer's
-/// core/capabilities.go `JobCapabilities` builds them: AuthToken; SegmentSlicing when
-/// `slicing` (HTTP push, which always passes segment parameters); the input's decoder (H.264,
-/// the only input read here); and per profile its container, encoder, H.264 profile,
-/// fractional frame rate and GOP. Nothing else: the orchestrator refuses a segment asking for
-/// a capability it lacks (403 `incompatible capabilities`), so asking for go-livepeer's whole
-/// default set would turn away orchestrators go-livepeer's gateway uses.
-pub fn job_capabilities(profiles: &[Profile], format: Format, slicing: bool) -> Vec<u32> {
-    let mut caps = vec![cap::AUTH_TOKEN, cap::H264];
+/// The capabilities a segment of `profiles` in `format` requires, as a bitmask of ids 0–63
+/// (all of them lie there), as go-livepeer's core/capabilities.go `JobCapabilities` builds
+/// them: AuthToken; SegmentSlicing when `slicing` (HTTP push, which always passes segment
+/// parameters); the `input` decoder's (`codec::InputVideo::capabilities`); and per profile its
+/// container, encoder, H.264 profile, fractional frame rate and GOP. Nothing else: the
+/// orchestrator refuses a segment asking for a capability it lacks (403 `incompatible
+/// capabilities`), and selection passes over an orchestrator lacking one of these only.
+pub fn job_capabilities(profiles: &[Profile], format: Format, slicing: bool, input: &[u32]) -> u64 {
+    let mut caps: u64 = 0;
+    let mut set = |id: u32| caps |= 1u64.checked_shl(id).unwrap_or(0);
+    set(cap::AUTH_TOKEN);
     if slicing {
-        caps.push(cap::SEGMENT_SLICING);
+        set(cap::SEGMENT_SLICING);
     }
+    input.iter().for_each(|id| set(*id));
     for p in profiles {
-        caps.push(match format {
+        set(match format {
             Format::MpegTs => cap::MPEGTS,
             Format::Mp4 => cap::MP4,
         });
-        caps.push(match p.encoder {
+        set(match p.encoder {
             Encoder::H264 => cap::H264,
             Encoder::Hevc => cap::HEVC_ENCODE,
             Encoder::Vp8 => cap::VP8_ENCODE,
             Encoder::Vp9 => cap::VP9_ENCODE,
         });
         if p.fps_den > 0 {
-            caps.push(cap::FRACTIONAL_FRAMERATES);
+            set(cap::FRACTIONAL_FRAMERATES);
         }
         if p.profile != H264Profile::Default {
             // Baseline, Main, High, Constrained High are 7 to 10, in the wire enum's order.
-            caps.push(cap::PROFILE_H264_BASELINE + p.profile as u32 - 1);
+            set(cap::PROFILE_H264_BASELINE + p.profile as u32 - 1);
         }
         if p.gop_ms != 0 {
-            caps.push(cap::GOP);
+            set(cap::GOP);
         }
     }
-    caps.sort_unstable();
-    caps.dedup();
     caps
 }
 

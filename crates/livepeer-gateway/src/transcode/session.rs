@@ -49,11 +49,14 @@ const SCORE_FLOOR: Duration = Duration::from_millis(1500);
 /// Transcodes `job` for `stream`, retrying on other orchestrators.
 pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Result<Done, Failed> {
     let key = JobKey::transcode();
+    // Only orchestrators offering what this segment needs are picked (go-livepeer selects
+    // by the stream's job capabilities); one lacking a capability it does not need is.
+    let needs = job.capabilities();
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<AttemptError> = None;
     let mut paid = super::attempt::Cost::default();
     for attempt in 0..ctx.max_attempts.max(1) {
-        let Some(lease) = pick(ctx.pool, stream, &key, &tried) else {
+        let Some(lease) = pick(ctx.pool, stream, needs, &tried) else {
             break;
         };
         if attempt > 0 {
@@ -134,9 +137,9 @@ fn forget_sticky(stream: &Stream, url: &str) {
     }
 }
 
-/// The stream's kept orchestrator while it keeps up (and this segment has not tried it),
-/// else the pool's choice among those not tried.
-fn pick(pool: &Pool, stream: &Stream, key: &JobKey, tried: &[String]) -> Option<Lease> {
+/// The stream's kept orchestrator while it keeps up (and this segment has not tried it, and it
+/// offers what the segment `needs`), else the pool's choice among those not tried.
+fn pick(pool: &Pool, stream: &Stream, needs: u64, tried: &[String]) -> Option<Lease> {
     let tried_refs: Vec<&str> = tried.iter().map(String::as_str).collect();
     if let Some(kept) = stream.sticky().filter(|k| k.score_milli <= 1000)
         && !tried.contains(&kept.url)
@@ -144,9 +147,9 @@ fn pick(pool: &Pool, stream: &Stream, key: &JobKey, tried: &[String]) -> Option<
         let snapshot = pool.snapshot();
         let others: Vec<&str> =
             snapshot.slots.iter().map(|s| s.url.as_str()).filter(|u| *u != kept.url).collect();
-        if let Ok(lease) = pool.select(key, &others) {
+        if let Ok(lease) = pool.select_transcode(&others, needs) {
             return Some(lease);
         }
     }
-    pool.select(key, &tried_refs).ok()
+    pool.select_transcode(&tried_refs, needs).ok()
 }

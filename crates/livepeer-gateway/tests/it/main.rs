@@ -57,6 +57,7 @@ mod streams;
 mod streams_hostile;
 mod support;
 mod transcode;
+mod transcode_caps;
 mod transcode_guards;
 mod transcode_paid;
 mod transcode_rtmp;

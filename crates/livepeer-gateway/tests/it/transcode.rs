@@ -401,6 +401,7 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
         profiles: None,
         resolution: None,
         timeout_multiplier: 1,
+        input: None,
     };
     sim.set_transcode_fault(TranscodeFault::Hang);
     let first = state.submit(seg(0)).await.unwrap();
