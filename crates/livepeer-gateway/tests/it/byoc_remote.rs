@@ -154,3 +154,51 @@ async fn a_stream_is_started_and_paid_through_the_signer() {
     let stats = a.byoc_stats();
     assert!(stats.ev_credited >= stats.fees, "EV {} covers fees {}", stats.ev_credited, stats.fees);
 }
+
+/// A job of `timeout` seconds to `gw`, answered 200 with the text reversed.
+async fn reverse_job(gw: &Gateway, timeout: u64) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .header("Livepeer", header(REVERSAL, timeout, "{}"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("olleh"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_first_job_pays_the_minute_the_orchestrator_wants_held_whoever_signs() {
+    // 1e9 wei per second against tickets of 8e9. A 5 s job is worth 5e9 (one ticket), but
+    // the orchestrator takes a job only holding a minute of the price after its payment
+    // (60e9): what is short of it is due, 8 tickets (64e9); the signer is asked for 60 s.
+    // The second job finds 64e9 less the first's seconds, under two minutes, and pays its
+    // timeout: one ticket. The local key and the remote signer pay the same.
+    let price = 1_000_000_000;
+    let local = priced_sim(price).await;
+    let mut c = config(&[local.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let keyed = start(c).await;
+    let remote = priced_sim(price).await;
+    let (_signer, keyless) = gateways(&remote, Duration::from_secs(50)).await;
+    for (sim, gw) in [(&local, &keyed), (&remote, &keyless)] {
+        reverse_job(gw, 5).await;
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, 8, "{}", sim.url());
+        let first = sim.byoc_stats().ev_credited;
+        reverse_job(gw, 5).await;
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, 9, "{}", sim.url());
+        let stats = sim.byoc_stats();
+        assert_eq!(stats.jobs.get(REVERSAL), Some(&2));
+        // The simulator's EV is 8e9 within its win probability's rounding: one ticket is what
+        // the second job sent, and the first sent exactly eight, the fewest holding a minute.
+        let one = stats.ev_credited.checked_sub(&first).unwrap();
+        assert_eq!(first, one.checked_mul_u64(8).unwrap(), "{}", sim.url());
+        let minute = Ratio::from_u64(60 * price as u64);
+        assert!(first >= minute && one.checked_mul_u64(7).unwrap() < minute, "{first}");
+    }
+}
