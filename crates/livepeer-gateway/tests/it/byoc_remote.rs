@@ -65,8 +65,9 @@ async fn six_hundred_jobs_paid_through_the_signer_are_covered_within_one_ticket(
     // 33,333,333 wei per second; each job is paid for its timeout (120 s: 4e9 wei, half a
     // ticket's EV of 8e9) while the gateway's view holds under two minutes of the price: one
     // ticket every 240 jobs or so. The signer's state bills each payment the whole 4e9 and
-    // keeps the rest of the ticket as credit, which covers the third payment's fee (its 482):
-    // the gateway then asks for two tickets' worth, which takes exactly one ticket.
+    // keeps the rest of the ticket as credit; the gateway asks for the seconds that cover the
+    // 4e9 beyond that credit, so that each payment still sends one ticket (asked for 120 s
+    // only, the third would have been covered by the credit: a 482).
     let price = 33_333_333;
     let a = priced_sim(price).await;
     let (_signer, gw) = gateways(&a, Duration::from_secs(50)).await;
@@ -103,7 +104,7 @@ async fn six_hundred_jobs_paid_through_the_signer_are_covered_within_one_ticket(
     let bound =
         Ratio::from_u64(TICKET_EV).checked_add(&Ratio::from_u64(price as u64 * 120)).unwrap();
     assert!(excess < bound, "excess {excess} ≥ one ticket EV plus one job's fee");
-    assert!(a.payments().tickets_credited >= 3, "the payment after the 482 went too");
+    assert!(a.payments().tickets_credited >= 3, "the third payment went too");
     eprintln!(
         "600 jobs: {} tickets credited, EV {} wei, fees {} wei, excess {} wei",
         a.payments().tickets_credited,
