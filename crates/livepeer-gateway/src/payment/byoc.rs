@@ -172,6 +172,13 @@ impl ByocBooks {
             Plan::Done(prepared) => return Ok(prepared),
             Plan::Pay(payment) => *payment,
         };
+        if local.expired(&params) {
+            // go-livepeer's orchestrator refuses the tickets and, doing so, drops the
+            // connection: the job would be lost and the orchestrator blamed for a stale token.
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {orch} expired; a fresh token is needed"
+            )));
+        }
         local.check_funds(params.face_value)?;
         if let Some(refusal) = local.over_total_ev(&payment.ev_sent) {
             return Err(PayError::Refused(refusal));
@@ -481,6 +488,22 @@ mod tests {
         let books = ByocBooks::default();
         let p = ready(books.prepare(&local, "o", "c", (&token(45, 2500), at), 10).unwrap());
         assert_eq!(p.tickets, 1);
+    }
+
+    #[test]
+    fn expired_params_are_not_paid_with() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        // The token's params expire at block 1,000,000: at 999,999 they are as good as gone.
+        local.set_block(999_999);
+        let e = books.prepare(&local, "o", "c", (&token(2, 0), at), 30).unwrap_err();
+        assert!(e.to_string().contains("expired; a fresh token is needed"), "{e}");
+        assert!(books.report().iter().all(|(_, _, b)| b == "0"), "nothing booked");
+        local.set_block(999_998);
+        assert_eq!(
+            ready(books.prepare(&local, "o", "c", (&token(2, 0), at), 30).unwrap()).tickets,
+            1
+        );
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl RemotePayer {
         let two = ev.checked_mul_u64(2).map_err(|e| internal(&e))?;
         let mut credit = state_credit(s.state.as_ref()).min(two);
         let mut units = byoc_seconds(due, &credit, &price, &ev)?;
-        let mut widened = false;
+        let (mut widened, mut refreshed) = (false, false);
         for _ in 0..=MAX_REFRESHES + 1 {
             let body = json!({
                 "orchestrator": STANDARD.encode(byoc_info(&s.bytes, token, &params)?),
@@ -285,7 +285,15 @@ impl RemotePayer {
                         Some((hash, checked.as_ref().map_or(MAX_SENDER_NONCES, |t| used + t)));
                     return checked.map(|tickets| Some((payment, tickets)));
                 }
+                // Fresh OrchestratorInfo renews its auth token, not the job token's params
+                // the tickets are made of: asked again, the params are what expired.
+                Generated::Refresh if refreshed => {
+                    return Err(PayError::Refused(format!(
+                        "the remote signer asks for a refresh again: the token's ticket params of {url} expired; a fresh token is needed"
+                    )));
+                }
                 Generated::Refresh => {
+                    refreshed = true;
                     let (info, bytes) =
                         self.client.get_orchestrator_with_bytes(url, None, true).await?;
                     s.info = Arc::new(info);

@@ -203,3 +203,84 @@ async fn a_short_first_job_pays_the_minute_the_orchestrator_wants_held_whoever_s
         assert!(first >= minute && one.checked_mul_u64(7).unwrap() < minute, "{first}");
     }
 }
+
+/// The signer at `real`, except that `/generate-live-payment` always answers 480 (refresh the
+/// session), as go-livepeer's signer answers a payment of expired ticket params; `asked`
+/// counts those calls.
+async fn refreshing_signer(
+    real: std::net::SocketAddr,
+    asked: Arc<std::sync::atomic::AtomicU64>,
+) -> std::net::SocketAddr {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (http, asked) = (http.clone(), asked.clone());
+            async move {
+                if uri.path() == "/generate-live-payment" {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let refresh = axum::http::StatusCode::from_u16(480).unwrap();
+                    return (refresh, axum::body::Bytes::from_static(b"{}"));
+                }
+                let resp = http
+                    .post(format!("http://{real}{}", uri.path()))
+                    .header("authorization", headers["authorization"].clone())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap())
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_asking_for_a_refresh_again_gets_a_fresh_job_token_next_time() {
+    // Fresh OrchestratorInfo renews its auth token, not the job token's ticket params that a
+    // BYOC payment is made of: when the signer asks for a refresh again, those expired. The
+    // orchestrator is left unpaid (unpenalised) and its token forgotten, so the next job
+    // fetches one, as the local key does with params it sees expired.
+    let a = priced_sim(1_000_000_000).await;
+    let (signer, _) = gateways(&a, Duration::from_secs(50)).await;
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let proxy = refreshing_signer(signer.http_addr, asked.clone()).await;
+    let mut c = config(&[a.url()]);
+    let url = format!("http://{proxy}/");
+    let headers = format!("Authorization:Bearer {API_KEY}");
+    c.remote_signer = Some(livepeer_gateway::config::RemoteSigner::parse(&url, &headers).unwrap());
+    c.byoc.token_refresh = Duration::from_secs(3600);
+    let gw = start(c).await;
+    eventually(Duration::from_secs(10), "the job tokens", || async { a.byoc_stats().tokens >= 2 })
+        .await;
+    let http = reqwest::Client::new();
+    for round in 1..=2u64 {
+        let tokens = a.byoc_stats().tokens;
+        let resp = http
+            .post(format!("http://{}/process/request/reverse", gw.http_addr))
+            .header("Livepeer", header(REVERSAL, 5, "{}"))
+            .json(&json!({"text": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("a fresh token is needed"), "{message}");
+        // Asked once, and once more after fresh OrchestratorInfo.
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2 * round);
+        // The first job went on the token held; the second fetched a fresh one.
+        let fetched = a.byoc_stats().tokens - tokens;
+        assert_eq!(fetched, round - 1, "round {round}");
+    }
+    let url = a.url().trim_end_matches('/').to_owned();
+    let state = job_state(&gw, &url, "byoc/text-reversal").await;
+    assert_eq!(state["consecutive_failures"], 0, "not the orchestrator's doing: {state}");
+}
