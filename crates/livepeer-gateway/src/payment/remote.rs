@@ -56,6 +56,22 @@ struct Session {
     initial: Option<Price>,
 }
 
+impl Session {
+    /// A BYOC session asked to pay at `quoted`, with params of `hash`: a state started at
+    /// another price bills at that one (its initial price), so it starts afresh; its nonces
+    /// start again with it, so params already paid with are done.
+    fn reprice(&mut self, quoted: (i64, i64), hash: B256) {
+        if self.price == Some(quoted) {
+            return;
+        }
+        self.state = None;
+        self.price = Some(quoted);
+        if self.nonces.is_some_and(|(h, _)| h == hash) {
+            self.nonces = Some((hash, MAX_SENDER_NONCES));
+        }
+    }
+}
+
 /// A `/generate-live-payment` answer.
 enum Generated {
     Paid {
@@ -238,19 +254,8 @@ impl RemotePayer {
         let key = JobKey::byoc(capability);
         let session = self.session(url, &key, capability, None).await?;
         let mut s = session.lock().await;
-        let quoted = (token.price_info.price_per_unit, token.price_info.pixels_per_unit);
-        if s.price != Some(quoted) {
-            // A state started at another price bills at that one (its initial price): start
-            // afresh. Another price comes with other params, so the nonces start afresh too.
-            s.state = None;
-            s.price = Some(quoted);
-            // Its nonces start again with the state: params already paid with are done.
-            let rand_hash = params.recipient_rand_hash;
-            if s.nonces.is_some_and(|(h, _)| h == rand_hash) {
-                s.nonces = Some((rand_hash, MAX_SENDER_NONCES));
-            }
-        }
         let hash = params.recipient_rand_hash;
+        s.reprice((token.price_info.price_per_unit, token.price_info.pixels_per_unit), hash);
         let used = s.nonces.filter(|(h, _)| *h == hash).map_or(0, |(_, n)| n);
         if used.saturating_add(max_tickets) > MAX_SENDER_NONCES {
             // The orchestrator takes 600 nonces per set of params (PROTOCOL.md §4.3).
