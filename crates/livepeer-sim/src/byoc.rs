@@ -7,10 +7,10 @@
 //! The worker behind each capability is simulated in process ([`ByocKind`]), so the wire
 //! between gateway and orchestrator is the real one while no container has to run.
 //!
-//! Where go-livepeer's code would misbehave, the simulator does the evident intent instead
-//! (each place says so): a payment that does not decode or verify is counted as refused and
-//! the balance check then decides (go-livepeer dereferences a nil balance there, which drops
-//! the connection).
+//! Where go-livepeer's code misbehaves in a way a gateway sees, the simulator does as it does
+//! (each place says so): a priced call whose payment does not decode or verify is left
+//! unanswered (go-livepeer dereferences the nil balance its `processPayment` returns, and
+//! net/http recovers the panic), with go-livepeer's capacity count after it.
 //!
 //! Capacity is counted, not enforced, as go-livepeer counts it: a job or stream of a registered
 //! capability is taken however many run, and tokens report `available_capacity` 0 once the
@@ -308,6 +308,17 @@ impl Slot {
     /// A slot holding nothing, for the calls that do not take capacity.
     pub(crate) fn none(shared: &Arc<Shared>) -> Self {
         Self { shared: shared.clone(), name: None }
+    }
+
+    /// A unit of `name`'s load already counted, given back when dropped (see `admit`).
+    pub(crate) fn one_of(shared: &Arc<Shared>, name: &str) -> Self {
+        Self { shared: shared.clone(), name: Some(name.to_owned()) }
+    }
+
+    /// Lets the slot go without giving its unit back: the load stays counted, as go-livepeer's
+    /// does when a handler panics before it frees the capacity it reserved.
+    pub(crate) fn leak(mut self) {
+        self.name = None;
     }
 }
 

@@ -115,7 +115,8 @@ fn record_of(job: &Job, path: &str, headers: &HeaderMap) -> ByocJobRecord {
 
 /// go-livepeer's `setupOrchJob`: the JobRequest, capacity, price, payment and balance, and the
 /// `request` field as JSON. Its error answers: 400 for the creds, 503 without capacity, 400
-/// `Insufficient balance for request` below a minute of balance.
+/// `Insufficient balance for request` below a minute of balance, and none at all for a
+/// payment it cannot take (see [`take_payment`]).
 pub(crate) fn admit(
     shared: &Arc<Shared>,
     headers: &HeaderMap,
@@ -135,9 +136,29 @@ pub(crate) fn admit(
         (price > 0).then(|| Ratio::from_u64(price.unsigned_abs())),
     );
     if price > 0 {
-        take_payment(shared, headers, &job.capability);
+        // go-livepeer gives back one unit of capacity on a refused payment whether the call
+        // took one or not (`processPayment`, `setupOrchJob`): a stop, update or payment call
+        // lowers the load of the capability (here not below zero).
+        let give_back = |slot: Slot| match take_capacity {
+            true => drop(slot),
+            false => drop(Slot::one_of(shared, &job.capability)),
+        };
+        match take_payment(shared, headers, &job.capability) {
+            Ok(()) => {}
+            // `processPayment` gives the unit back before the panic; nothing else does.
+            Err(PaymentFailure::Refused) => {
+                give_back(slot);
+                return Err(AdmitError::Unanswered);
+            }
+            // Nothing gives it back: the load stays counted for good.
+            Err(PaymentFailure::Undecodable) => {
+                slot.leak();
+                return Err(AdmitError::Unanswered);
+            }
+        }
         let keeps = shared.byoc.fault() == ByocFault::KeepPayment;
         if keeps || shared.payments.balance(job.sender, &job.capability) < min_balance(price) {
+            give_back(slot);
             return Err(AdmitError::InsufficientBalance);
         }
     }
@@ -161,6 +182,8 @@ pub(crate) enum AdmitError {
     InsufficientBalance,
     /// `request` is not a JobRequestDetails JSON document.
     Details(String),
+    /// A payment go-livepeer could not take: it answers nothing (see [`take_payment`]).
+    Unanswered,
 }
 
 impl AdmitError {
@@ -170,6 +193,7 @@ impl AdmitError {
             Self::NoCapacity => NO_CAPACITY.to_owned(),
             Self::InsufficientBalance => INSUFFICIENT_BALANCE.to_owned(),
             Self::Details(m) => m.clone(),
+            Self::Unanswered => "request left unanswered".to_owned(),
         }
     }
 }
@@ -177,6 +201,7 @@ impl AdmitError {
 impl IntoResponse for AdmitError {
     fn into_response(self) -> Response {
         let status = match self {
+            Self::Unanswered => return crate::server::unanswered(),
             Self::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -191,30 +216,48 @@ pub(crate) struct Details {
     pub(crate) stream_id: Option<String>,
 }
 
+/// Why [`take_payment`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PaymentFailure {
+    /// Not base64 protobuf (go-livepeer `getPayment`).
+    Undecodable,
+    /// Refused by the ticket checks (go-livepeer `ProcessPayment` returned an error); the
+    /// tickets before the first refused one are credited.
+    Refused,
+}
+
 /// go-livepeer's `processPayment`: a `Livepeer-Payment` header, when there is one, is checked
-/// and credited under the capability name. Failures are counted (as the AI path counts them)
-/// and otherwise only logged: the balance check that follows decides.
-pub(crate) fn take_payment(shared: &Shared, headers: &HeaderMap, capability: &str) {
+/// and credited under the capability name. Failures are counted (as the AI path counts them).
+/// go-livepeer's `confirmPayment` then compares the nil balance `processPayment` returns on any
+/// failure with the minute it wants held, which panics; net/http recovers and leaves the
+/// request unanswered (byoc/job_orchestrator.go). So a failure here ends the call unanswered.
+pub(crate) fn take_payment(
+    shared: &Shared,
+    headers: &HeaderMap,
+    capability: &str,
+) -> Result<(), PaymentFailure> {
     let raw = headers.get(headers::PAYMENT).map(HeaderValue::as_bytes).unwrap_or_default();
     if raw.is_empty() {
-        return;
+        return Ok(());
     }
     let payment =
         STANDARD.decode(raw).ok().and_then(|bytes| net::Payment::decode(bytes.as_slice()).ok());
     let Some(payment) = payment else {
         shared.payments.record_rejection(PaymentRejection::Undecodable);
         tracing::info!(capability, "job payment invalid: Could not parse payment");
-        return;
+        return Err(PaymentFailure::Undecodable);
     };
     let (result, credited) = shared.payments.receive_counted(&payment, capability);
-    if let Err(refused) = result {
-        tracing::info!(capability, error = refused.message, "job payment error");
-    }
     if !credited.is_zero() {
         shared.byoc.update(|s| {
             s.ev_credited = s.ev_credited.checked_add(&credited).unwrap_or(s.ev_credited)
         });
     }
+    if let Err(refused) = result {
+        tracing::info!(capability, error = refused.message, "job payment error");
+        return Err(PaymentFailure::Refused);
+    }
+    Ok(())
 }
 
 /// Debits `units` seconds of the job price (go-livepeer `DebitFees`) and counts the fee.

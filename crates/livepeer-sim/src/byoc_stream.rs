@@ -121,6 +121,7 @@ async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(admitted) => admitted,
         Err(e) => {
             let status = match e {
+                AdmitError::Unanswered => return e.into_response(),
                 AdmitError::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
                 _ => StatusCode::BAD_REQUEST,
             };
@@ -424,13 +425,14 @@ fn stream_id(job: &Job) -> Result<String, String> {
 /// prefix on the error.
 /// The stream a stop or an update names, its job admitted. go-livepeer's update handler says
 /// "stop" in its errors too.
-fn stream_of_call(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<String, Rejection> {
+fn stream_of_call(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<String, CallRefused> {
     count_payment(shared, headers);
     let job = admit_call(shared, headers, "stop stream")?;
     stream_id(&job).map_err(|e| {
         Rejection::bad_request(format!(
             "Failed to stop stream, request not valid, failed to parse stream id err={e}"
         ))
+        .into()
     })
 }
 
@@ -442,9 +444,37 @@ fn count_payment(shared: &Shared, headers: &HeaderMap) {
     }
 }
 
-fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<Job, Rejection> {
-    let admitted = admit(shared, headers, false).map_err(|e| {
-        Rejection::bad_request(format!("Failed to {what}, request not valid err={}", e.message()))
+/// Why a stop, update or payment call is not served: a refusal as go-livepeer words it, or no
+/// answer at all (see `AdmitError::Unanswered`).
+pub(crate) enum CallRefused {
+    Answered(Rejection),
+    Unanswered,
+}
+
+impl From<Rejection> for CallRefused {
+    fn from(rejection: Rejection) -> Self {
+        Self::Answered(rejection)
+    }
+}
+
+impl IntoResponse for CallRefused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Answered(rejection) => rejection.into_response(),
+            Self::Unanswered => AdmitError::Unanswered.into_response(),
+        }
+    }
+}
+
+/// A stop, update or payment call admitted.
+fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<Job, CallRefused> {
+    let admitted = admit(shared, headers, false).map_err(|e| match e {
+        AdmitError::Unanswered => CallRefused::Unanswered,
+        _ => Rejection::bad_request(format!(
+            "Failed to {what}, request not valid err={}",
+            e.message()
+        ))
+        .into(),
     })?;
     Ok(admitted.job)
 }
@@ -453,7 +483,7 @@ fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<J
 async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let id = match stream_of_call(&shared, req.headers()) {
         Ok(id) => id,
-        Err(rejection) => return rejection.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let tokens =
         shared.byoc.streams.lock().get(&id).map(|e| (e.cancel.clone(), e.finished.clone()));
@@ -472,7 +502,7 @@ async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 async fn update(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let id = match stream_of_call(&shared, req.headers()) {
         Ok(id) => id,
-        Err(rejection) => return rejection.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_JSON).await else {
         return Rejection::bad_request("Error reading request body").into_response();
@@ -501,7 +531,7 @@ async fn update(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 async fn payment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let job = match admit_call(&shared, req.headers(), "process payment") {
         Ok(job) => job,
-        Err(rejection) => return rejection.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     shared.byoc.update(|s| s.stream_payments += 1);
     let balance = shared.payments.balance(job.sender, &job.capability);

@@ -132,6 +132,45 @@ impl http_body::Body for FrameThenTrailers {
     }
 }
 
+/// A mark on a response that is not to be sent: the request is left unanswered as a Go handler
+/// that panics leaves it (net/http recovers the panic): over HTTP/1.1 its connection is closed
+/// without an answer, over HTTP/2 its stream is reset (`INTERNAL_ERROR`) and the connection
+/// serves on. Hyper does the same with a service error, which this mark becomes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unanswered;
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request left unanswered, as a panicking Go handler leaves it")
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+// `map_result` wants the service's own error to convert; the router has none.
+impl From<Infallible> for Unanswered {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// A response carrying [`Unanswered`]: nothing of it is sent.
+pub(crate) fn unanswered() -> Response {
+    let mut response = Response::new(Body::empty());
+    response.extensions_mut().insert(Unanswered);
+    response
+}
+
+/// The service's result, with responses marked [`Unanswered`] turned into the error that makes
+/// hyper drop them.
+fn unanswered_as_error(result: Result<Response, Infallible>) -> Result<Response, Unanswered> {
+    match result {
+        Ok(response) if response.extensions().get::<Unanswered>().is_some() => Err(Unanswered),
+        Ok(response) => Ok(response),
+        Err(never) => match never {},
+    }
+}
+
 /// The kill switch of the connection a request came over, in its extensions: cancelling it
 /// drops the connection at once, without an answer to anything in flight on it (a fault
 /// mode: an orchestrator that dies mid-request).
@@ -173,6 +212,7 @@ pub(crate) fn spawn(
                     req.extensions_mut().insert(kill.clone());
                     req
                 });
+                let app = tower::ServiceExt::map_result(app, unanswered_as_error);
                 let service = TowerToHyperService::new(app);
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let builder = if http1_only { builder.http1_only() } else { builder };

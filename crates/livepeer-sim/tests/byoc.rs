@@ -141,24 +141,79 @@ async fn a_free_job_needs_no_payment_and_a_paid_one_needs_a_minute_of_balance() 
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.text().await.unwrap(), "Insufficient balance for request\n");
 
-    // A payment that is not base64 protobuf is counted and leaves the balance short.
-    let resp =
-        gw.post("/process/request/r", &job, Some("%%%"), "application/json", b"{}".to_vec()).await;
-    assert_eq!(resp.status(), 400);
-    assert_eq!(sim.payments().rejected(PaymentRejection::Undecodable), 1);
-    // Tickets signed by someone else are refused by the ticket checks and credit nothing.
-    let forged = gw.forged_payment("text-reversal").await;
-    let resp = gw
-        .post("/process/request/r", &job, Some(&forged), "application/json", b"{}".to_vec())
+    // A payment that is not base64 protobuf, or whose tickets are refused, is counted and the
+    // request left unanswered (`a_payment_it_cannot_take_is_left_unanswered`).
+    let sent = gw
+        .http
+        .post(format!("{}/process/request/r", gw.base))
+        .header("Livepeer", &job)
+        .header("Livepeer-Payment", "%%%")
+        .body("{}")
+        .send()
         .await;
-    assert_eq!(resp.status(), 400);
-    assert_eq!(sim.payments().rejected(PaymentRejection::InvalidSignature), 1);
+    assert!(sent.is_err(), "answered: {sent:?}");
+    assert_eq!(sim.payments().rejected(PaymentRejection::Undecodable), 1);
     let stats = sim.byoc_stats();
     assert_eq!(stats.fees, Ratio::ZERO);
     assert_eq!(stats.ev_credited, Ratio::ZERO);
-    assert!(stats.load.is_empty(), "refused jobs give their capacity back");
     assert_eq!(stats.jobs.get("text-reversal"), None);
     let _ = &mut gw;
+}
+
+/// A raw HTTP/1.1 `POST /process/request/r` of `job` paid with `payment`: all the simulator
+/// wrote back before it closed the connection.
+async fn raw_job(sim: &Sim, job: &str, payment: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let head = format!(
+        "POST /process/request/r HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
+         Livepeer: {job}\r\nLivepeer-Payment: {payment}\r\nContent-Type: application/json\r\n\
+         Content-Length: 13\r\n\r\n{{\"text\":\"ab\"}}"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut answer));
+    read.await.expect("the connection is closed").unwrap();
+    answer
+}
+
+/// go-livepeer's `confirmPayment` compares the nil balance `processPayment` returns for a
+/// payment it cannot decode or whose tickets it refuses: a nil dereference, which net/http
+/// recovers by closing the connection (HTTP/1.1) or resetting the stream (HTTP/2) without an
+/// answer. The capacity the job took stays counted after an undecodable payment (nothing
+/// frees it) and is given back after refused tickets (`processPayment` frees it).
+#[tokio::test]
+async fn a_payment_it_cannot_take_is_left_unanswered() {
+    let sim = onchain(caps()).await;
+    let gw = Client::new(&sim, key(7));
+    let job = gw.job("text-reversal", "{}", "", 30);
+    assert!(raw_job(&sim, &job, "%%%").await.is_empty(), "nothing is written back");
+    assert_eq!(sim.byoc_stats().load.get("text-reversal"), Some(&1), "left counted");
+    let forged = gw.forged_payment("text-reversal").await;
+    assert!(raw_job(&sim, &job, &forged).await.is_empty());
+    assert_eq!(sim.payments().rejected(PaymentRejection::InvalidSignature), 1);
+    assert_eq!(sim.byoc_stats().load.get("text-reversal"), Some(&1), "given back");
+    // A free capability does not look at the payment at all (price 0: `confirmPayment` skips).
+    let free = gw.job("free-reversal", "{}", "", 30);
+    let answer = String::from_utf8(raw_job(&sim, &free, "%%%").await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Over HTTP/2 the stream is reset and the connection serves on.
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let post = |job: &str, payment: &str| {
+        h2.post(format!("{}/process/request/r", gw.base))
+            .header("Livepeer", job)
+            .header("Livepeer-Payment", payment)
+            .body(r#"{"text":"ab"}"#)
+            .send()
+    };
+    let reset = post(&job, "%%%").await.unwrap_err();
+    assert!(format!("{reset:?}").contains("INTERNAL_ERROR"), "{reset:?}");
+    let resp = post(&free, "").await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.text().await.unwrap(), r#"{"text":"ba"}"#);
+    assert_eq!(sim.payments().rejected(PaymentRejection::Undecodable), 2);
+    assert_eq!(sim.byoc_stats().jobs.get("text-reversal"), None);
 }
 
 #[tokio::test]

@@ -193,6 +193,22 @@ async fn starts_are_refused_as_go_livepeer_refuses_them() {
     let resp = call(&gw, "stop", "free-echo", "a", "{}", None, json!({})).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(sim.byoc_stats().streams_active, 1);
+    // A payment it cannot decode leaves a start, or a payment call, unanswered, as
+    // go-livepeer's `confirmPayment` does (see the jobs' `a_payment_it_cannot_take_…`).
+    for what in ["start", "payment"] {
+        let mut job = gw.job_value("live-echo", &request("c"), FLAGS, 30);
+        job["id"] = json!("c");
+        let sent = gw
+            .http
+            .post(format!("{}/ai/stream/{what}", gw.base))
+            .header("Livepeer", support::b64(job.to_string().as_bytes()))
+            .header("Livepeer-Payment", "%%%")
+            .body("{}")
+            .send()
+            .await;
+        assert!(sent.is_err(), "{what}: {sent:?}");
+    }
+    assert_eq!(sim.byoc_stats().streams_active, 1);
 }
 
 #[tokio::test]

@@ -518,11 +518,11 @@ impl<'a> Job<'a> {
         Step::Next
     }
 
-    /// The gateway would not pay the orchestrator: skipped, not penalised. Params whose
-    /// nonces are used up are forgotten with their token.
+    /// The gateway would not pay the orchestrator: skipped, not penalised. A token whose
+    /// params are used up or expired is forgotten, so that the next job fetches a fresh one.
     fn unpaid(&mut self, lease: Lease, orch: &str, e: &PayError) -> Step {
         self.unpaid += 1;
-        if matches!(e, PayError::Refused(m) if m.contains("no nonces left")) {
+        if matches!(e, PayError::Refused(m) if m.contains("a fresh token is needed")) {
             self.state.tokens.forget(orch, &self.req.capability);
         }
         self.skipped(lease, orch, "payment", e.to_string())

@@ -97,6 +97,9 @@ pub struct ByocPayment {
     pub ev_sent: Ratio,
     /// Wei per second (exact).
     pub price: Ratio,
+    /// What the rule wants sent, wei (exact): the timeout's worth, or what is short of the
+    /// minute when more. The tickets cover it, rounded up to whole tickets.
+    due: Ratio,
     /// The orchestrator has answered the job that carried it.
     confirmed: bool,
 }
@@ -110,6 +113,7 @@ impl ByocPayment {
             tickets: 0,
             ev_sent: Ratio::ZERO,
             price: Ratio::ZERO,
+            due: Ratio::ZERO,
             confirmed: false,
         }
     }
@@ -122,6 +126,11 @@ impl ByocPayment {
     /// The fee of `seconds` of work at this payment's price, wei (exact).
     pub fn fee(&self, seconds: u64) -> Ratio {
         self.price.checked_mul_u64(seconds).unwrap_or(Ratio::ZERO)
+    }
+
+    /// What the rule wants sent, wei (exact); zero when nothing is due.
+    pub(super) fn due(&self) -> &Ratio {
+        &self.due
     }
 }
 
@@ -157,10 +166,19 @@ impl ByocBooks {
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
         let key = (orch.to_owned(), capability.to_owned());
         let account = accounts.entry(key).or_default();
-        let mut payment = match decide(account, (orch, capability), token, timeout_seconds, &ev)? {
+        let tickets = |due: &Ratio| ticket_count(due, &ev, timeout_seconds);
+        let pair = (orch, capability);
+        let mut payment = match decide(account, pair, token, timeout_seconds, &ev, tickets)? {
             Plan::Done(prepared) => return Ok(prepared),
             Plan::Pay(payment) => *payment,
         };
+        if local.expired(&params) {
+            // go-livepeer's orchestrator refuses the tickets and, doing so, drops the
+            // connection: the job would be lost and the orchestrator blamed for a stale token.
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {orch} expired; a fresh token is needed"
+            )));
+        }
         local.check_funds(params.face_value)?;
         if let Some(refusal) = local.over_total_ev(&payment.ev_sent) {
             return Err(PayError::Refused(refusal));
@@ -190,20 +208,21 @@ impl ByocBooks {
 
     /// Decides (or not) on a payment of `units` seconds of `capability` at `orch` per
     /// `token`, as [`Self::prepare`] does, for tickets made elsewhere (a remote signer's):
-    /// when tickets are due, their credit is booked at once, so that concurrent jobs see it,
-    /// and the payment comes back without its header; [`Self::made`] then records what was
-    /// really made, or [`Self::settle`] with [`ByocOutcome::Refused`] undoes it.
+    /// when tickets are due, `tickets` of what is due (at most that many can be made for it)
+    /// are booked at once, so that concurrent jobs see their credit, and the payment comes
+    /// back without its header; [`Self::made`] then records what was really made, or
+    /// [`Self::settle`] with [`ByocOutcome::Refused`] undoes it.
     pub(super) fn reserve(
         &self,
         (orch, capability): (&str, &str),
         token: (&JobToken, Instant),
-        units: u64,
-        ev: &Ratio,
+        (units, ev): (u64, &Ratio),
+        tickets: impl FnOnce(&Ratio) -> u32,
     ) -> Result<Plan, PayError> {
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
         let key = (orch.to_owned(), capability.to_owned());
         let account = accounts.entry(key).or_default();
-        let plan = decide(account, (orch, capability), token, units, ev)?;
+        let plan = decide(account, (orch, capability), token, units, ev, tickets)?;
         if let Plan::Pay(payment) = &plan {
             book(account, &payment.ev_sent)?;
         }
@@ -307,13 +326,15 @@ fn internal(e: &dyn std::fmt::Display) -> PayError {
 
 /// The rule of one job, under the accounts lock: the token's balance applied to the view
 /// when it is news; no tickets while two minutes of the price are held (waiting when that
-/// relies on credit not confirmed yet); otherwise `ceil(price × units / ev)` tickets.
+/// relies on credit not confirmed yet); otherwise `price × units`, or what is short of the
+/// minute when more, is due, in the number of tickets of EV `ev` that `tickets` gives for it.
 fn decide(
     account: &mut Account,
     (orch, capability): (&str, &str),
     (token, fetched): (&JobToken, Instant),
     units: u64,
     ev: &Ratio,
+    tickets: impl FnOnce(&Ratio) -> u32,
 ) -> Result<Plan, PayError> {
     let price = token.price.to_ratio().map_err(|e| internal(&e))?;
     if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
@@ -345,8 +366,9 @@ fn decide(
     if let Some(short) = short.to_ratio().filter(|short| *short > cost) {
         cost = short;
     }
-    payment.tickets = ticket_count(&cost, ev, units);
+    payment.tickets = tickets(&cost);
     payment.ev_sent = ev.checked_mul_u64(u64::from(payment.tickets)).map_err(|e| internal(&e))?;
+    payment.due = cost;
     Ok(Plan::Pay(Box::new(payment)))
 }
 
@@ -469,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn expired_params_are_not_paid_with() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        // The token's params expire at block 1,000,000: at 999,999 they are as good as gone.
+        local.set_block(999_999);
+        let e = books.prepare(&local, "o", "c", (&token(2, 0), at), 30).unwrap_err();
+        assert!(e.to_string().contains("expired; a fresh token is needed"), "{e}");
+        assert!(books.report().iter().all(|(_, _, b)| b == "0"), "nothing booked");
+        local.set_block(999_998);
+        assert_eq!(
+            ready(books.prepare(&local, "o", "c", (&token(2, 0), at), 30).unwrap()).tickets,
+            1
+        );
+    }
+
+    #[test]
     fn a_newer_token_sets_the_view_and_an_older_one_does_not() {
         let (books, local) = (ByocBooks::default(), payer());
         let old = Instant::now();
@@ -504,15 +542,17 @@ mod tests {
         let t = token(2, 0);
         let ev = t.ticket_params.unwrap().ev();
         let at = Instant::now();
+        let tickets = |due: &Ratio| ticket_count(due, &ev, 3990);
         // 2 wei/s × 3990 s = 7980 wei: 8 tickets of EV ~1000 are reserved and booked at once.
-        let Plan::Pay(mut p) = books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap() else {
+        let Plan::Pay(mut p) = books.reserve(("o", "c"), (&t, at), (3990, &ev), tickets).unwrap()
+        else {
             panic!("expected tickets to be due")
         };
         assert_eq!((p.tickets, p.header()), (8, None));
         let booked = ev.checked_mul_u64(8).unwrap();
         assert_eq!(books.report()[0].2, SignedRatio::from(booked).to_string());
         assert!(matches!(
-            books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap(),
+            books.reserve(("o", "c"), (&t, at), (3990, &ev), tickets).unwrap(),
             Plan::Done(ByocPrepared::Wait(_))
         ));
         // The signer made 5 (its state held credit): the rest is given back.
@@ -524,7 +564,8 @@ mod tests {
         books.settle(*p, ByocOutcome::Refused);
         assert_eq!(books.report()[0].2, SignedRatio::ZERO.to_string());
         // None made: no header, nothing pending, nothing booked.
-        let Plan::Pay(mut q) = books.reserve(("o", "c"), (&t, at), 3990, &ev).unwrap() else {
+        let Plan::Pay(mut q) = books.reserve(("o", "c"), (&t, at), (3990, &ev), tickets).unwrap()
+        else {
             panic!("expected tickets to be due")
         };
         books.made(&mut q, Some("h".into()), 0, &ev);

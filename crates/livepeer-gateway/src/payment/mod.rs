@@ -378,11 +378,13 @@ impl Payments {
         }
     }
 
-    /// A BYOC payment through the remote signer. The books decide as for the local key and
-    /// reserve the credit; the signer is asked for `price × seconds` (PROTOCOL.md §10.7), the
-    /// seconds being `timeout_seconds` unless more than the 100 tickets a signer makes at
-    /// most (its limit, PAYMENTS.md §7.3) would be needed, then fewer; the payment is sent
-    /// only with no more tickets than reserved, of the token's params.
+    /// A BYOC payment through the remote signer. The books decide as for the local key what
+    /// is due (the timeout's worth, or what is short of the minute when more) and reserve
+    /// the most tickets the signer may make for it; the signer is asked for whole seconds at
+    /// the token's price (it bills `inPixels` seconds, PROTOCOL.md §10.7), the fewest that
+    /// cover what is due beyond the credit its state holds, and never more than its 100
+    /// tickets (PAYMENTS.md §7.3) cover; the payment is sent only with no more tickets than
+    /// the signer's own staging makes for those seconds, of the token's params.
     async fn byoc_remote(
         &self,
         remote: &RemotePayer,
@@ -394,14 +396,16 @@ impl Payments {
         let params = job_token.ticket_params.ok_or(PayError::NoTicketParams)?;
         let price = job_token.price.to_ratio().map_err(|e| PayError::Internal(e.to_string()))?;
         let ev = params.ev();
-        let units = signer_seconds(&price, &ev, timeout_seconds);
-        let mut payment = match self.byoc.reserve((orch, capability), token, units, &ev)? {
+        let tickets = |due: &Ratio| remote::most_byoc_tickets(due, &price, &ev);
+        let plan = self.byoc.reserve((orch, capability), token, (timeout_seconds, &ev), tickets)?;
+        let mut payment = match plan {
             byoc::Plan::Done(prepared) => return Ok(prepared),
             byoc::Plan::Pay(payment) => *payment,
         };
         let made = match Url::parse(orch) {
             Ok(url) => {
-                remote.byoc_tickets((&url, capability), job_token, units, payment.tickets).await
+                let (due, most) = (payment.due(), payment.tickets);
+                remote.byoc_tickets((&url, capability), job_token, due, most).await
             }
             Err(e) => Err(PayError::Internal(format!("orchestrator URL {orch}: {e}"))),
         };
@@ -438,19 +442,6 @@ impl Payments {
     pub fn byoc_balances(&self) -> Vec<(String, String, String)> {
         self.byoc.report()
     }
-}
-
-/// The seconds of a BYOC payment through a remote signer: `timeout_seconds`, or fewer when
-/// `price × timeout_seconds` would take more than the signer's 100 tickets of EV `ev` (at
-/// least one second: a signer that cannot pay even that refuses).
-fn signer_seconds(price: &Ratio, ev: &Ratio, timeout_seconds: u64) -> u64 {
-    let most = ev
-        .checked_mul_u64(u64::from(livepeer_pm::MAX_TICKETS_PER_PAYMENT))
-        .and_then(|total| total.checked_div(price))
-        .map(|r| r.floor())
-        .ok();
-    let most = most.map_or(timeout_seconds, |n| u64::try_from(n).unwrap_or(u64::MAX));
-    timeout_seconds.min(most).max(1)
 }
 
 /// The AI manifest id a batch job's payments are booked on.
@@ -550,14 +541,6 @@ mod tests {
         assert_eq!(stream.payment(), "");
         assert!(segment(&stream).sig.is_empty(), "no tickets, so unsigned as off-chain");
         assert!(stream.spend().is_none() && !stream.renewable());
-    }
-
-    #[test]
-    fn a_signer_is_asked_for_at_most_a_hundred_tickets() {
-        let ev = Ratio::from_u64(1000);
-        assert_eq!(signer_seconds(&Ratio::from_u64(10), &ev, 120), 120, "1200 wei: 2 tickets");
-        assert_eq!(signer_seconds(&Ratio::from_u64(10), &ev, 50_000), 10_000, "100 tickets");
-        assert_eq!(signer_seconds(&Ratio::from_u64(1_000_000), &ev, 30), 1, "at least 1 s");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use livepeer_pm::{
-    Address, B256, MAX_SENDER_NONCES, Signature, TicketParams, decode_payment_header,
-    recover_eth_signer,
+    Address, B256, MAX_SENDER_NONCES, Ratio, Signature, SignedRatio, TicketParams,
+    decode_payment_header, recover_eth_signer,
 };
 use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
@@ -54,6 +54,22 @@ struct Session {
     /// The price the signer's state was started at, which it bills every payment at (its
     /// `InitialPricePerUnit`): what a payment's tickets are checked against.
     initial: Option<Price>,
+}
+
+impl Session {
+    /// A BYOC session asked to pay at `quoted`, with params of `hash`: a state started at
+    /// another price bills at that one (its initial price), so it starts afresh; its nonces
+    /// start again with it, so params already paid with are done.
+    fn reprice(&mut self, quoted: (i64, i64), hash: B256) {
+        if self.price == Some(quoted) {
+            return;
+        }
+        self.state = None;
+        self.price = Some(quoted);
+        if self.nonces.is_some_and(|(h, _)| h == hash) {
+            self.nonces = Some((hash, MAX_SENDER_NONCES));
+        }
+    }
 }
 
 /// A `/generate-live-payment` answer.
@@ -216,38 +232,30 @@ impl RemotePayer {
         }
     }
 
-    /// The tickets of a BYOC payment (PROTOCOL.md §10.7) made by the signer: `units` seconds
-    /// of `token`'s price to the orchestrator at `url`, for `capability`, in at most
+    /// The tickets of a BYOC payment (PROTOCOL.md §10.7) made by the signer: `due` wei at
+    /// `token`'s price to the orchestrator at `url`, for `capability`, in at most
     /// `max_tickets` tickets of `token`'s params. The signer is asked as the Python SDK asks
     /// it (GetOrchestrator's info, `/generate-live-payment`), but with the token's price and
     /// params in that info, since the orchestrator checks the tickets against the job price
-    /// they were issued for, and with `inPixels` = the seconds at that price. The signer's
-    /// state is kept per (orchestrator, capability), as a live stream's is per stream: its
-    /// nonces go on within one set of params. `None`: the state's credit covers it (482).
+    /// they were issued for, and with `inPixels` = whole seconds at that price: the fewest
+    /// whose fee, less the credit the signer's state holds, covers `due` (see
+    /// [`byoc_seconds`]). The signer's state is kept per (orchestrator, capability), as a live
+    /// stream's is per stream: its nonces go on within one set of params. A payment is sent
+    /// only with no more tickets than the signer's staging makes for those seconds (see
+    /// [`signer_tickets`]). `None`: the state's credit covers it (482).
     pub(super) async fn byoc_tickets(
         &self,
         (url, capability): (&Url, &str),
         token: &JobToken,
-        units: u64,
+        due: &Ratio,
         max_tickets: u32,
     ) -> Result<Option<(String, u32)>, PayError> {
         let params = token.ticket_params.ok_or(PayError::NoTicketParams)?;
         let key = JobKey::byoc(capability);
         let session = self.session(url, &key, capability, None).await?;
         let mut s = session.lock().await;
-        let price = (token.price_info.price_per_unit, token.price_info.pixels_per_unit);
-        if s.price != Some(price) {
-            // A state started at another price bills at that one (its initial price): start
-            // afresh. Another price comes with other params, so the nonces start afresh too.
-            s.state = None;
-            s.price = Some(price);
-            // Its nonces start again with the state: params already paid with are done.
-            let rand_hash = params.recipient_rand_hash;
-            if s.nonces.is_some_and(|(h, _)| h == rand_hash) {
-                s.nonces = Some((rand_hash, MAX_SENDER_NONCES));
-            }
-        }
         let hash = params.recipient_rand_hash;
+        s.reprice((token.price_info.price_per_unit, token.price_info.pixels_per_unit), hash);
         let used = s.nonces.filter(|(h, _)| *h == hash).map_or(0, |(_, n)| n);
         if used.saturating_add(max_tickets) > MAX_SENDER_NONCES {
             // The orchestrator takes 600 nonces per set of params (PROTOCOL.md §4.3).
@@ -255,8 +263,15 @@ impl RemotePayer {
                 "the token's ticket params of {url} have no nonces left; a fresh token is needed"
             )));
         }
-        let mut units = units;
-        let mut widened = false;
+        let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+        let price = token.price.to_ratio().map_err(|e| internal(&e))?;
+        let ev = params.ev();
+        // The credit the signer's state holds is billed before any new ticket. An honest
+        // signer leaves it under two EVs; more is not believed.
+        let two = ev.checked_mul_u64(2).map_err(|e| internal(&e))?;
+        let mut credit = state_credit(s.state.as_ref()).min(two);
+        let mut units = byoc_seconds(due, &credit, &price, &ev)?;
+        let (mut widened, mut refreshed) = (false, false);
         for _ in 0..=MAX_REFRESHES + 1 {
             let body = json!({
                 "orchestrator": STANDARD.encode(byoc_info(&s.bytes, token, &params)?),
@@ -266,7 +281,8 @@ impl RemotePayer {
             });
             match self.generate(&body).await? {
                 Generated::Paid { payment, state, .. } => {
-                    let checked = check_payment(&payment, &params, max_tickets);
+                    let most = signer_tickets(units, &credit, &price, &ev).min(max_tickets);
+                    let checked = check_payment(&payment, &params, most);
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);
@@ -274,7 +290,15 @@ impl RemotePayer {
                         Some((hash, checked.as_ref().map_or(MAX_SENDER_NONCES, |t| used + t)));
                     return checked.map(|tickets| Some((payment, tickets)));
                 }
+                // Fresh OrchestratorInfo renews its auth token, not the job token's params
+                // the tickets are made of: asked again, the params are what expired.
+                Generated::Refresh if refreshed => {
+                    return Err(PayError::Refused(format!(
+                        "the remote signer asks for a refresh again: the token's ticket params of {url} expired; a fresh token is needed"
+                    )));
+                }
                 Generated::Refresh => {
+                    refreshed = true;
                     let (info, bytes) =
                         self.client.get_orchestrator_with_bytes(url, None, true).await?;
                     s.info = Arc::new(info);
@@ -287,8 +311,11 @@ impl RemotePayer {
                     // paid call leaves it under one EV, or under two EVs less the fee when the
                     // fee was below one EV: under `2·EV − price` either way. So a fee just
                     // under two EVs (whole seconds) exceeds it by at most one EV: exactly one
-                    // ticket, which spends that much of it.
+                    // ticket, which spends that much of it. (Asked with the credit its state
+                    // shows, the signer answers 482 only when that could not be read; it
+                    // then holds at least one EV.)
                     widened = true;
+                    credit = credit.max(ev);
                     units = two_tickets_of_seconds(token, &params)?;
                 }
                 Generated::Refused(status, text) => {
@@ -425,6 +452,57 @@ fn two_tickets_of_seconds(token: &JobToken, params: &TicketParams) -> Result<u64
     u64::try_from(seconds).ok().map(|s| s.max(1)).filter(|s| i64::try_from(*s).is_ok()).ok_or_else(
         || PayError::Refused("two tickets cost more seconds than a payment holds".into()),
     )
+}
+
+/// The credit a signer's state holds (its `Balance`, PAYMENTS.md §7.4), which it bills before
+/// making any ticket; zero when there is no state or it cannot be read.
+fn state_credit(state: Option<&Value>) -> Ratio {
+    let credit = state
+        .and_then(|s| s["State"].as_str())
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        .and_then(|st| st["Balance"].as_str().and_then(|b| b.parse::<Ratio>().ok()));
+    credit.unwrap_or(Ratio::ZERO)
+}
+
+/// The whole seconds a signer holding `credit` is asked to bill at `price` (tickets of EV
+/// `ev`) so that it sends at least `due`: it makes tickets for the fee beyond its credit, so
+/// `ceil((due + credit) / price)`; but no more than 100 tickets cover beyond the credit (the
+/// most it makes at once; a longer timeout is paid in part), and at least one second.
+fn byoc_seconds(due: &Ratio, credit: &Ratio, price: &Ratio, ev: &Ratio) -> Result<u64, PayError> {
+    let internal = |e: &dyn std::fmt::Display| PayError::Internal(e.to_string());
+    let wanted = due.checked_add(credit).and_then(|w| w.checked_div(price));
+    let wanted = wanted.map_err(|e| internal(&e))?.ceil();
+    let most = ev
+        .checked_mul_u64(u64::from(SIGNER_MAX_TICKETS))
+        .and_then(|m| m.checked_add(credit))
+        .and_then(|m| m.checked_div(price))
+        .map_err(|e| internal(&e))?
+        .floor();
+    let seconds = u64::try_from(wanted.min(most)).unwrap_or(u64::MAX).max(1);
+    // `inPixels` is an int64 on the wire.
+    i64::try_from(seconds)
+        .map(|_| seconds)
+        .map_err(|_| PayError::Refused("a BYOC payment takes more seconds than an int64".into()))
+}
+
+/// The tickets a signer makes for `seconds` at `price` holding `credit` (PAYMENTS.md §7.3
+/// step 8): those of the fee, at least one EV, beyond the credit; none when it covers that
+/// (`u32::MAX` for a count past arithmetic).
+fn signer_tickets(seconds: u64, credit: &Ratio, price: &Ratio, ev: &Ratio) -> u32 {
+    let Ok(fee) = price.checked_mul_u64(seconds) else { return u32::MAX };
+    let mut balance = livepeer_pm::Balance::new(SignedRatio::from(*credit));
+    let staged = balance.stage_update(&livepeer_pm::min_credit(&fee, ev), ev);
+    staged.map_or(u32::MAX, |update| update.num_tickets)
+}
+
+/// The most tickets a signer makes for `due` at `price`, asked for [`byoc_seconds`]: their fee
+/// less its credit falls short of `due` plus one second's price, so at most
+/// `ceil((due + price) / ev)`, at least one, at most the 100 it makes at once.
+pub(super) fn most_byoc_tickets(due: &Ratio, price: &Ratio, ev: &Ratio) -> u32 {
+    let most = due.checked_add(price).and_then(|d| d.checked_div(ev)).map(|r| r.ceil());
+    let most = most.ok().map_or(SIGNER_MAX_TICKETS, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    most.clamp(1, SIGNER_MAX_TICKETS)
 }
 
 /// The most tickets of `params` a payment of `units` at `price` takes: those that cover the
@@ -569,6 +647,54 @@ mod tests {
         assert_eq!(most_tickets(101, price(10), &p).unwrap(), 2);
         assert_eq!(most_tickets(0, price(10), &p).unwrap(), 1);
         assert_eq!(most_tickets(u64::MAX, price(1000), &p).unwrap(), SIGNER_MAX_TICKETS);
+    }
+
+    #[test]
+    fn a_byoc_payment_asks_for_the_seconds_that_cover_what_is_due_beyond_the_signers_credit() {
+        let (ev, price, zero) = (Ratio::from_u64(1000), Ratio::from_u64(45), Ratio::ZERO);
+        let wei = Ratio::from_u64;
+        // Nothing held: a minute short (2,700 wei) is asked as 60 s, three tickets.
+        assert_eq!(byoc_seconds(&wei(2700), &zero, &price, &ev).unwrap(), 60);
+        assert_eq!(signer_tickets(60, &zero, &price, &ev), 3);
+        // The state holding 800: asked as 60 s, its tickets would send 2,000 (short of the
+        // 2,700 due); asked as ceil(3,500 / 45) = 78 s, they send 3,000.
+        assert_eq!(signer_tickets(60, &wei(800), &price, &ev), 2);
+        assert_eq!(byoc_seconds(&wei(2700), &wei(800), &price, &ev).unwrap(), 78);
+        assert_eq!(signer_tickets(78, &wei(800), &price, &ev), 3);
+        // A part second is paid whole: 2,000 due is 45 s (2,025 wei).
+        assert_eq!(byoc_seconds(&wei(2000), &zero, &price, &ev).unwrap(), 45);
+        // At most what 100 tickets cover beyond the credit, at least one second.
+        let most = byoc_seconds(&wei(1_000_000), &zero, &price, &ev).unwrap();
+        assert_eq!((most, signer_tickets(most, &zero, &price, &ev)), (2222, 100));
+        let dear = Ratio::from_u64(1_000_000);
+        assert_eq!(byoc_seconds(&wei(5), &zero, &dear, &ev).unwrap(), 1);
+        // The credit covering the fee and one EV: no tickets (the signer's 482).
+        assert_eq!(signer_tickets(10, &wei(1000), &price, &ev), 0);
+        // The reservation bounds every such count: what is due plus one second's price.
+        for (due, credit) in [(2700, 0), (2700, 800), (2000, 0), (2000, 999), (1, 0), (450, 300)] {
+            let seconds = byoc_seconds(&wei(due), &wei(credit), &price, &ev).unwrap();
+            let made = signer_tickets(seconds, &wei(credit), &price, &ev);
+            let sent = ev.checked_mul_u64(u64::from(made)).unwrap();
+            assert!(sent >= wei(due), "{due} due, {credit} held: {made} tickets");
+            assert!(made <= most_byoc_tickets(&wei(due), &price, &ev), "{due}, {credit}");
+        }
+        assert_eq!(most_byoc_tickets(&wei(2700), &price, &ev), 3);
+        assert_eq!(most_byoc_tickets(&wei(1), &price, &ev), 1);
+        assert_eq!(most_byoc_tickets(&wei(10_000_000), &price, &ev), SIGNER_MAX_TICKETS);
+    }
+
+    #[test]
+    fn the_signers_credit_is_read_from_its_state() {
+        let state = |json: &str| json!({"State": STANDARD.encode(json), "Sig": "AA=="});
+        let read = |json: &str| state_credit(Some(&state(json)));
+        assert_eq!(read(r#"{"Balance":"856"}"#), Ratio::from_u64(856));
+        assert_eq!(
+            read(r#"{"Balance":"1713/2"}"#),
+            Ratio::new(livepeer_pm::U512::from(1713u64), livepeer_pm::U512::from(2u64)).unwrap()
+        );
+        assert_eq!(read(r#"{"Balance":"-5"}"#), Ratio::ZERO, "no debt is believed");
+        assert_eq!(read("not json"), Ratio::ZERO);
+        assert_eq!(state_credit(None), Ratio::ZERO);
     }
 
     #[test]

@@ -65,8 +65,9 @@ async fn six_hundred_jobs_paid_through_the_signer_are_covered_within_one_ticket(
     // 33,333,333 wei per second; each job is paid for its timeout (120 s: 4e9 wei, half a
     // ticket's EV of 8e9) while the gateway's view holds under two minutes of the price: one
     // ticket every 240 jobs or so. The signer's state bills each payment the whole 4e9 and
-    // keeps the rest of the ticket as credit, which covers the third payment's fee (its 482):
-    // the gateway then asks for two tickets' worth, which takes exactly one ticket.
+    // keeps the rest of the ticket as credit; the gateway asks for the seconds that cover the
+    // 4e9 beyond that credit, so that each payment still sends one ticket (asked for 120 s
+    // only, the third would have been covered by the credit: a 482).
     let price = 33_333_333;
     let a = priced_sim(price).await;
     let (_signer, gw) = gateways(&a, Duration::from_secs(50)).await;
@@ -103,7 +104,7 @@ async fn six_hundred_jobs_paid_through_the_signer_are_covered_within_one_ticket(
     let bound =
         Ratio::from_u64(TICKET_EV).checked_add(&Ratio::from_u64(price as u64 * 120)).unwrap();
     assert!(excess < bound, "excess {excess} ≥ one ticket EV plus one job's fee");
-    assert!(a.payments().tickets_credited >= 3, "the payment after the 482 went too");
+    assert!(a.payments().tickets_credited >= 3, "the third payment went too");
     eprintln!(
         "600 jobs: {} tickets credited, EV {} wei, fees {} wei, excess {} wei",
         a.payments().tickets_credited,
@@ -153,4 +154,133 @@ async fn a_stream_is_started_and_paid_through_the_signer() {
     assert_eq!(a.payments().tickets_credited, 8 + 9, "the start's and the interval's");
     let stats = a.byoc_stats();
     assert!(stats.ev_credited >= stats.fees, "EV {} covers fees {}", stats.ev_credited, stats.fees);
+}
+
+/// A job of `timeout` seconds to `gw`, answered 200 with the text reversed.
+async fn reverse_job(gw: &Gateway, timeout: u64) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .header("Livepeer", header(REVERSAL, timeout, "{}"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("olleh"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_first_job_pays_the_minute_the_orchestrator_wants_held_whoever_signs() {
+    // 1e9 wei per second against tickets of 8e9. A 5 s job is worth 5e9 (one ticket), but
+    // the orchestrator takes a job only holding a minute of the price after its payment
+    // (60e9): what is short of it is due, 8 tickets (64e9); the signer is asked for 60 s.
+    // The second job finds 64e9 less the first's seconds, under two minutes, and pays its
+    // timeout: one ticket. The local key and the remote signer pay the same.
+    let price = 1_000_000_000;
+    let local = priced_sim(price).await;
+    let mut c = config(&[local.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let keyed = start(c).await;
+    let remote = priced_sim(price).await;
+    let (_signer, keyless) = gateways(&remote, Duration::from_secs(50)).await;
+    for (sim, gw) in [(&local, &keyed), (&remote, &keyless)] {
+        reverse_job(gw, 5).await;
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, 8, "{}", sim.url());
+        let first = sim.byoc_stats().ev_credited;
+        reverse_job(gw, 5).await;
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, 9, "{}", sim.url());
+        let stats = sim.byoc_stats();
+        assert_eq!(stats.jobs.get(REVERSAL), Some(&2));
+        // The simulator's EV is 8e9 within its win probability's rounding: one ticket is what
+        // the second job sent, and the first sent exactly eight, the fewest holding a minute.
+        let one = stats.ev_credited.checked_sub(&first).unwrap();
+        assert_eq!(first, one.checked_mul_u64(8).unwrap(), "{}", sim.url());
+        let minute = Ratio::from_u64(60 * price as u64);
+        assert!(first >= minute && one.checked_mul_u64(7).unwrap() < minute, "{first}");
+    }
+}
+
+/// The signer at `real`, except that `/generate-live-payment` always answers 480 (refresh the
+/// session), as go-livepeer's signer answers a payment of expired ticket params; `asked`
+/// counts those calls.
+async fn refreshing_signer(
+    real: std::net::SocketAddr,
+    asked: Arc<std::sync::atomic::AtomicU64>,
+) -> std::net::SocketAddr {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (http, asked) = (http.clone(), asked.clone());
+            async move {
+                if uri.path() == "/generate-live-payment" {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let refresh = axum::http::StatusCode::from_u16(480).unwrap();
+                    return (refresh, axum::body::Bytes::from_static(b"{}"));
+                }
+                let resp = http
+                    .post(format!("http://{real}{}", uri.path()))
+                    .header("authorization", headers["authorization"].clone())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap())
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_asking_for_a_refresh_again_gets_a_fresh_job_token_next_time() {
+    // Fresh OrchestratorInfo renews its auth token, not the job token's ticket params that a
+    // BYOC payment is made of: when the signer asks for a refresh again, those expired. The
+    // orchestrator is left unpaid (unpenalised) and its token forgotten, so the next job
+    // fetches one, as the local key does with params it sees expired.
+    let a = priced_sim(1_000_000_000).await;
+    let (signer, _) = gateways(&a, Duration::from_secs(50)).await;
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let proxy = refreshing_signer(signer.http_addr, asked.clone()).await;
+    let mut c = config(&[a.url()]);
+    let url = format!("http://{proxy}/");
+    let headers = format!("Authorization:Bearer {API_KEY}");
+    c.remote_signer = Some(livepeer_gateway::config::RemoteSigner::parse(&url, &headers).unwrap());
+    c.byoc.token_refresh = Duration::from_secs(3600);
+    let gw = start(c).await;
+    eventually(Duration::from_secs(10), "the job tokens", || async { a.byoc_stats().tokens >= 2 })
+        .await;
+    let http = reqwest::Client::new();
+    for round in 1..=2u64 {
+        let tokens = a.byoc_stats().tokens;
+        let resp = http
+            .post(format!("http://{}/process/request/reverse", gw.http_addr))
+            .header("Livepeer", header(REVERSAL, 5, "{}"))
+            .json(&json!({"text": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["type"], "payment_refused", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("a fresh token is needed"), "{message}");
+        // Asked once, and once more after fresh OrchestratorInfo.
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2 * round);
+        // The first job went on the token held; the second fetched a fresh one.
+        let fetched = a.byoc_stats().tokens - tokens;
+        assert_eq!(fetched, round - 1, "round {round}");
+    }
+    let url = a.url().trim_end_matches('/').to_owned();
+    let state = job_state(&gw, &url, "byoc/text-reversal").await;
+    assert_eq!(state["consecutive_failures"], 0, "not the orchestrator's doing: {state}");
 }

@@ -10,6 +10,7 @@ mod browser;
 mod byoc;
 mod byoc_remote;
 mod byoc_stream;
+mod byoc_unanswered;
 mod catalog;
 mod cdp;
 mod client_hostile;
