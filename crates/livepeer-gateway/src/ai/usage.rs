@@ -27,7 +27,10 @@ const MAX_USAGE_EVENT: usize = 64 * 1024;
 /// (`{"role":"user","content":""}`, 28 bytes) outweighs the few tokens a chat template adds.
 pub(crate) fn bound_units(req: &ValidRequest) -> u64 {
     let prompt = match &req.payload {
-        Payload::Json(body) => body.get("messages").map_or(0, |m| m.to_string().len() as u64),
+        Payload::Json(body) => body
+            .messages()
+            .and_then(|m| serde_json::to_vec(m).ok())
+            .map_or(0, |json| json.len() as u64),
         Payload::Multipart { .. } => 0,
     };
     req.units.saturating_add(prompt)

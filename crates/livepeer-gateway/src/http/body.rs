@@ -2,7 +2,8 @@
 //! before any body byte is read, when the declared `Content-Length` is already over it), 408
 //! when the client stops sending, 400 when the body breaks off or a multipart body is
 //! malformed. Every route that reads a body reads it here, so the limit a route is given is
-//! the only one: axum's default body limit is disabled on the routers that use these readers.
+//! the only one: axum's default body limit, which only its multipart extractor applies here, is
+//! disabled around that extractor.
 //! What they read is also counted against the process's budget for bodies in memory
 //! ([`crate::body_memory`]): past it, 503.
 
@@ -11,11 +12,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
+use tower::{Layer as _, ServiceExt as _};
 
 use crate::body_memory::{self, Held};
 
@@ -128,8 +130,7 @@ fn body_timeout(timeout: Duration) -> Error {
 const MAX_FORM_PARTS: usize = 1000;
 
 /// Reads a `multipart/form-data` body's parts within `limit` bytes and [`MAX_FORM_PARTS`]
-/// parts in all. The extractor would also apply axum's default body limit (2 MiB) unless the
-/// router disables it, which the AI router does: `limit` is the only bound in bytes.
+/// parts in all.
 async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     admit(&req, limit)?;
     let (parts, body) = req.into_parts();
@@ -153,8 +154,14 @@ async fn read_multipart(req: Request, limit: usize) -> Result<Input, Error> {
     // `Limited` right under the extractor, where axum finds its error and answers 413.
     let limited = http_body_util::Limited::new(Body::from_stream(budgeted), limit);
     let limited = Request::from_parts(parts, Body::new(limited));
-    let mut multipart = Multipart::from_request(limited, &())
-        .await
+    // The extractor applies axum's default body limit (2 MiB) unless the request went through
+    // `DefaultBodyLimit::disable()`: it does here, so `limit` is the only bound in bytes.
+    let extract = tower::service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(Multipart::from_request(req, &()).await)
+    });
+    let extracted = DefaultBodyLimit::disable().layer(extract).oneshot(limited).await;
+    let mut multipart = extracted
+        .unwrap_or_else(|never| match never {})
         .map_err(|e| Error::new(Kind::InvalidMultipart, e.body_text()).field("body"))?;
     let mut parts = Vec::new();
     let mut total = 0usize;

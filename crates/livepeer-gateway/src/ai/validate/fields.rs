@@ -20,16 +20,22 @@ use serde_json::Value;
 /// The top level of a JSON body.
 #[derive(Debug, PartialEq)]
 pub(super) enum Top {
-    /// An object: `slots[i]` is the value of the `i`-th name asked for, if the body set it.
-    Object(Vec<Option<Value>>),
+    /// An object: `slots[i]` is the value of the `i`-th name asked for, if the body set it;
+    /// the LLM's `messages`, when asked for by its index, is in the second member instead.
+    Object(Vec<Option<Value>>, Option<super::messages::Read>),
     /// Valid JSON, but not an object.
     NotObject,
 }
 
-/// Reads `body` as JSON, keeping the values of the fields `names` and skipping any other.
-pub(super) fn read(body: &[u8], names: &[&'static str]) -> Result<Top, serde_json::Error> {
+/// Reads `body` as JSON, keeping the values of the fields `names` and skipping any other. The
+/// name at index `messages` is read as the LLM's messages (`super::messages`).
+pub(super) fn read(
+    body: &[u8],
+    names: &[&'static str],
+    messages: Option<usize>,
+) -> Result<Top, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = Slots { names }.deserialize(&mut de)?;
+    let top = Slots { names, messages }.deserialize(&mut de)?;
     // Trailing characters other than white space are an error, as `from_slice` makes them.
     de.end()?;
     Ok(top)
@@ -38,6 +44,7 @@ pub(super) fn read(body: &[u8], names: &[&'static str]) -> Result<Top, serde_jso
 /// The seed and visitor of the top level.
 struct Slots<'n> {
     names: &'n [&'static str],
+    messages: Option<usize>,
 }
 
 impl<'de> DeserializeSeed<'de> for Slots<'_> {
@@ -57,15 +64,19 @@ impl<'de> Visitor<'de> for Slots<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let mut slots: Vec<Option<Value>> = vec![None; self.names.len()];
+        let mut messages = None;
         while let Some(key) = map.next_key_seed(Key { names: self.names })? {
             match key {
+                Some(i) if Some(i) == self.messages => {
+                    messages = Some(map.next_value_seed(super::messages::Seed)?);
+                }
                 Some(i) => slots[i] = Some(map.next_value()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Top::Object(slots))
+        Ok(Top::Object(slots, messages))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
@@ -136,18 +147,18 @@ mod tests {
     fn by_map(body: &[u8]) -> Result<Top, String> {
         let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let Value::Object(mut obj) = value else { return Ok(Top::NotObject) };
-        Ok(Top::Object(NAMES.iter().map(|name| obj.remove(*name)).collect()))
+        Ok(Top::Object(NAMES.iter().map(|name| obj.remove(*name)).collect(), None))
     }
 
     fn by_slots(body: &[u8]) -> Result<Top, String> {
-        read(body, &NAMES).map_err(|e| e.to_string())
+        read(body, &NAMES, None).map_err(|e| e.to_string())
     }
 
     #[test]
     fn known_fields_fill_their_slots_and_others_are_skipped() {
         let body =
             br#"{"model":"m","extra":{"deep":[1,2,{"x":null}]},"max_tokens":16,"messages":[]}"#;
-        let Ok(Top::Object(slots)) = read(body, &NAMES) else { panic!("not read") };
+        let Ok(Top::Object(slots, _)) = read(body, &NAMES, None) else { panic!("not read") };
         assert_eq!(slots, vec![Some(Value::Array(vec![])), Some("m".into()), Some(16.into())]);
     }
 
@@ -155,7 +166,7 @@ mod tests {
     fn a_repeated_key_keeps_its_last_value_and_escaped_keys_are_found() {
         let body = br#"{"model":"a","mod\u0065l":"b"}"#;
         assert_eq!(by_slots(body), by_map(body));
-        let Ok(Top::Object(slots)) = read(body, &NAMES) else { panic!("not read") };
+        let Ok(Top::Object(slots, _)) = read(body, &NAMES, None) else { panic!("not read") };
         assert_eq!(slots[1], Some("b".into()));
     }
 
@@ -186,10 +197,12 @@ mod tests {
     fn only_a_known_field_is_held_to_the_nesting_limit() {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         let unknown = format!(r#"{{"other":{deep},"model":"m"}}"#);
-        let Ok(Top::Object(slots)) = read(unknown.as_bytes(), &NAMES) else { panic!("refused") };
+        let Ok(Top::Object(slots, _)) = read(unknown.as_bytes(), &NAMES, None) else {
+            panic!("refused")
+        };
         assert_eq!(slots[1], Some("m".into()));
         let known = format!(r#"{{"model":{deep}}}"#);
-        let refused = read(known.as_bytes(), &NAMES).unwrap_err().to_string();
+        let refused = read(known.as_bytes(), &NAMES, None).unwrap_err().to_string();
         assert!(refused.contains("recursion limit exceeded"), "{refused}");
     }
 

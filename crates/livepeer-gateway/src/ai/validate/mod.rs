@@ -10,6 +10,7 @@
 //! value are in `schema`; this file reads bodies, files and messages around them.
 
 mod fields;
+mod messages;
 mod schema;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use schema::{Fault, Spec, Val, check, fault, json_val, object_schema, schema, te
 
 /// Field errors are part of the gateway's error model; named here too, where they are made.
 pub use crate::error::FieldError;
+pub use messages::Message;
 
 /// The nine batch AI pipelines of the public API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,35 +59,52 @@ pub struct Upload {
     pub bytes: Bytes,
 }
 
-/// A JSON object to forward: its fields in the spec's order (the LLM's `messages` first), each
-/// named once. A list rather than a map: the names are the spec's own `&'static str`s, so
+/// A JSON object to forward: the LLM's `messages` first, then its fields in the spec's order,
+/// each named once. A list rather than a map: the names are the spec's own `&'static str`s, so
 /// building it allocates no key (a map of `String`s showed in profiles).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JsonBody(Vec<(&'static str, Value)>);
+pub struct JsonBody {
+    /// The LLM's messages (`messages`), kept as their own type rather than as a `Value`.
+    messages: Option<Vec<Message>>,
+    fields: Vec<(&'static str, Value)>,
+}
 
 impl JsonBody {
-    /// The value of field `name`, if set.
+    /// The value of field `name`, if set; not the LLM's `messages` (see [`Self::messages`]).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// Sets field `name` to `value`, replacing the value it had.
     pub fn insert(&mut self, name: &'static str, value: Value) {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
+        match self.fields.iter_mut().find(|(k, _)| *k == name) {
             Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
+            None => self.fields.push((name, value)),
         }
     }
 
-    /// The fields, in order.
+    /// The fields other than `messages`, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
-        self.0.iter().map(|(k, v)| (*k, v))
+        self.fields.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The LLM's messages, if this is an LLM request.
+    pub fn messages(&self) -> Option<&[Message]> {
+        self.messages.as_deref()
     }
 }
 
 impl serde::Serialize for JsonBody {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(messages) = &self.messages {
+            map.serialize_entry("messages", messages)?;
+        }
+        for (k, v) in &self.fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -400,7 +419,7 @@ impl Fields {
 #[derive(Debug)]
 enum Extra {
     None,
-    Messages(Vec<Value>),
+    Messages(Vec<Message>),
     Image(Upload, ImageInfo),
     /// Whole seconds of audio.
     Audio(Upload, u64),
@@ -416,9 +435,10 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
     if p == Pipeline::Llm {
         names.push("messages");
     }
-    let top = fields::read(body, &names)
+    let messages_at = (p == Pipeline::Llm).then(|| names.len() - 1);
+    let top = fields::read(body, &names, messages_at)
         .map_err(|e| vec![error(&["body"], format!("JSON decode error: {e}"), "json_invalid")])?;
-    let fields::Top::Object(mut slots) = top else {
+    let fields::Top::Object(mut slots, messages) = top else {
         return Err(vec![error(
             &["body"],
             "Input should be a valid dictionary or object to extract fields from",
@@ -426,8 +446,11 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
         )]);
     };
     let mut errors = Vec::new();
-    let messages =
-        (p == Pipeline::Llm).then(|| llm_messages(slots.pop().flatten(), limits, &mut errors));
+    // The messages slot itself stays empty: they were read into `messages`.
+    let messages = (p == Pipeline::Llm).then(|| {
+        slots.pop();
+        messages::check(messages, limits, &mut errors)
+    });
     let mut slots = slots.into_iter();
     let fields = Fields::read(specs, &mut errors, |spec| match slots.next().flatten() {
         None | Some(Value::Null) => None,
@@ -437,65 +460,6 @@ fn from_json(p: Pipeline, body: &[u8], limits: &Limits) -> Result<ValidRequest, 
         return Err(errors);
     }
     Ok(finish(p, fields, messages.map_or(Extra::None, Extra::Messages)))
-}
-
-/// LLM `messages`: a non-empty list of `{role, content}` strings, kept with only those keys.
-fn llm_messages(v: Option<Value>, limits: &Limits, errors: &mut Vec<FieldError>) -> Vec<Value> {
-    let loc = ["body", "messages"];
-    let items = match v {
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        other => {
-            errors.push(match other {
-                None | Some(Value::Null) => missing(&loc),
-                Some(Value::Array(_)) => error(
-                    &loc,
-                    "List should have at least 1 item after validation, not 0",
-                    "too_short",
-                ),
-                Some(_) => error(&loc, "Input should be a valid list", "list_type"),
-            });
-            return Vec::new();
-        }
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        // Past what an answer lists, more errors would only cost memory: one bad item per
-        // three bytes of body made a 2 MB body's answer 172 MB.
-        if errors.len() > crate::error::MAX_FIELD_ERRORS {
-            break;
-        }
-        let Value::Object(mut obj) = item else {
-            let idx = i.to_string();
-            let msg = "Input should be a valid dictionary or object";
-            errors.push(error(&["body", "messages", &idx], msg, "model_type"));
-            continue;
-        };
-        for key in ["role", "content"] {
-            // Located only for an error: the index as text is an allocation per message.
-            let fail = |msg: String, kind: &str| {
-                error(&["body", "messages", i.to_string().as_str(), key], msg, kind)
-            };
-            match obj.get(key) {
-                None | Some(Value::Null) => errors.push(fail("Field required".into(), "missing")),
-                Some(Value::String(s)) if s.chars().count() > limits.max_prompt_chars => {
-                    let msg = format!(
-                        "String should have at most {} characters",
-                        limits.max_prompt_chars
-                    );
-                    errors.push(fail(msg, "string_too_long"));
-                }
-                Some(Value::String(_)) => {}
-                Some(_) => {
-                    errors.push(fail("Input should be a valid string".into(), "string_type"))
-                }
-            }
-        }
-        // Only the two keys are forwarded. The object is kept rather than built again, so
-        // its key strings are not made twice; with an error above, it is not forwarded.
-        obj.retain(|k, _| k == "role" || k == "content");
-        out.push(Value::Object(obj));
-    }
-    out
 }
 
 async fn from_multipart(
@@ -643,11 +607,9 @@ fn finish(p: Pipeline, mut fields: Fields, extra: Extra) -> ValidRequest {
     let stream = fields.get("stream") == Some(&Val::Bool(true));
     let units = units(p, &fields, &extra);
     let payload = match extra {
-        Extra::None => Payload::Json(JsonBody(json(fields).collect())),
+        Extra::None => Payload::Json(JsonBody { messages: None, fields: json(fields).collect() }),
         Extra::Messages(messages) => {
-            let mut body = vec![("messages", Value::Array(messages))];
-            body.extend(json(fields));
-            Payload::Json(JsonBody(body))
+            Payload::Json(JsonBody { messages: Some(messages), fields: json(fields).collect() })
         }
         Extra::Image(file, _) => Payload::Multipart { fields: form(fields).collect(), file },
         Extra::Audio(file, secs) => {
