@@ -129,6 +129,8 @@ fn measure(audio: Bytes) -> Result<f64, ProbeError> {
     use symphonia::core::errors::Error;
 
     check_declared_sizes(&audio)?;
+    super::probe_meta::metadata_fits(&audio)
+        .ok_or_else(|| ProbeError::Corrupt(OVERSIZED.to_owned()))?;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;

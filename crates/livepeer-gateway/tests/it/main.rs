@@ -43,6 +43,7 @@ mod orch_hostile;
 mod outbound_hostile;
 mod payments;
 mod per_model;
+mod probe_memory;
 mod props;
 mod py_byoc;
 mod py_openai;

@@ -1,0 +1,135 @@
+//! The audio probe under a ceiling on address space: no length field of a damaged upload may
+//! make a demuxer ask for memory out of proportion to the upload. Such a request is not a
+//! panic the probe can catch; where the memory cannot be had (a small machine, `ulimit -v`,
+//! strict overcommit) the allocator aborts the whole gateway.
+
+use livepeer_gateway::ai::probe::audio_duration;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::support::*;
+
+const FIXTURES: [&str; 8] = [
+    "tone-2.5s.wav",
+    "tone-3.5s.mp3",
+    "tone-4.5s.flac",
+    "tone-5.5s.ogg",
+    "tone-2.5s.m4a",
+    "tone-1.5s.aac",
+    "tone-3.5s.webm",
+    "tone-4.5s-live.webm",
+];
+
+/// Damaged uploads: runs of one byte (0xFF runs make huge lengths) written anywhere, and the
+/// file cut short.
+fn damaged(rng: &mut rand::rngs::StdRng, file: &[u8]) -> Vec<u8> {
+    let mut data = file.to_vec();
+    let len = data.len();
+    for _ in 0..rng.random_range(1..6) {
+        let start = rng.random_range(0..len);
+        let run = rng.random_range(1..9usize);
+        data[start..(start + run).min(len)].fill(rng.random());
+    }
+    data.truncate(rng.random_range(len / 20..=len) + 1);
+    data
+}
+
+#[test]
+fn damaged_audio_never_asks_for_memory_out_of_proportion() {
+    if !run_alone("probe_memory::damaged_audio_never_asks_for_memory_out_of_proportion") {
+        return;
+    }
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/audio");
+    let files: Vec<Vec<u8>> =
+        FIXTURES.iter().map(|name| std::fs::read(root.join(name)).unwrap()).collect();
+    // What the process has mapped now, and 768 MiB more: far more than any of these uploads
+    // (under 100 kB) needs, far less than the gigabytes a 32-bit length can claim.
+    let ceiling = proc_status("VmSize:") + (768 << 20);
+    setrlimit(Resource::As, Rlimit { current: Some(ceiling), maximum: None }).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for case in 0..40_000 {
+        let which = case % files.len();
+        let data = damaged(&mut rng, &files[which]);
+        // An abort here fails the test: its process dies.
+        let _ = audio_duration(data.into());
+    }
+    // Lengths of 4 GiB where the damage above seldom puts them: each is refused.
+    for (name, crafted) in crafted(&files) {
+        assert!(audio_duration(crafted.into()).is_err(), "{name} was measured");
+    }
+}
+
+/// The first offset of `needle` in `data`.
+fn find(data: &[u8], needle: &[u8]) -> usize {
+    data.windows(needle.len()).position(|w| w == needle).expect("in the fixture")
+}
+
+/// The CRC Ogg pages carry (polynomial 0x04C11DB7, no reflection, zero start).
+fn ogg_crc(page: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &byte in page {
+        crc ^= u32::from(byte) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 { crc << 1 ^ 0x04C1_1DB7 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// Uploads whose metadata states lengths of 4 GiB: a FLAC comment, a FLAC picture (as a
+/// block and as a comment), an Ogg Vorbis comment with its page's CRC made right.
+fn crafted(files: &[Vec<u8>]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let flac = &files[2];
+    // The comment block: its body starts with the vendor's length; the first comment's length
+    // follows the vendor and the count.
+    let block = 4 + 34 + 4; // "fLaC", STREAMINFO, then the next block's header
+    assert_eq!(flac[block] & 0x7f, 4, "the fixture's second block is its comments");
+    let vendor = u32::from_le_bytes(flac[block + 4..block + 8].try_into().unwrap()) as usize;
+    let mut comment = flac.clone();
+    let first = block + 4 + 4 + vendor + 4;
+    comment[first..first + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    out.push(("a FLAC comment of 4 GiB", comment));
+    // A picture block in place of the comments: media type of 4 GiB.
+    let mut picture = flac.clone();
+    picture[block] = (picture[block] & 0x80) | 6;
+    picture[block + 8..block + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+    out.push(("a FLAC picture of 4 GiB", picture));
+    // The same picture as a comment, base64.
+    use base64::Engine as _;
+    let mut pic = vec![0, 0, 0, 3];
+    pic.extend(u32::MAX.to_be_bytes());
+    let text = format!(
+        "METADATA_BLOCK_PICTURE={}",
+        base64::engine::general_purpose::STANDARD.encode(&pic)
+    );
+    let mut body = 0u32.to_le_bytes().to_vec();
+    body.extend(1u32.to_le_bytes());
+    body.extend((text.len() as u32).to_le_bytes());
+    body.extend(text.as_bytes());
+    let mut inline = flac[..block].to_vec();
+    inline.push(flac[block] & 0x80 | 4);
+    inline.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    inline.extend(&body);
+    let next = block
+        + 4
+        + (u32::from_be_bytes([0, flac[block + 1], flac[block + 2], flac[block + 3]]) as usize);
+    inline.extend(&flac[next..]);
+    out.push(("a FLAC picture comment of 4 GiB", inline));
+    // Ogg Vorbis: the comment header's first comment, then the page's CRC again.
+    let mut ogg = files[3].clone();
+    let header = find(&ogg, b"\x03vorbis");
+    let vendor = u32::from_le_bytes(ogg[header + 7..header + 11].try_into().unwrap()) as usize;
+    let first = header + 7 + 4 + vendor + 4;
+    ogg[first..first + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let page = ogg[..header].windows(4).rposition(|w| w == b"OggS").unwrap();
+    let segments = usize::from(ogg[page + 26]);
+    let len = 27
+        + segments
+        + ogg[page + 27..page + 27 + segments].iter().map(|&l| usize::from(l)).sum::<usize>();
+    ogg[page + 22..page + 26].fill(0);
+    let crc = ogg_crc(&ogg[page..page + len]);
+    ogg[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
+    out.push(("an Ogg Vorbis comment of 4 GiB", ogg));
+    out
+}
