@@ -205,7 +205,7 @@ fn long_cooldowns(mut c: Config) -> Config {
 async fn sim_for(service: &str, models: &[&str]) -> Sim {
     Sim::start(SimConfig {
         name: "h2-hostile".into(),
-        models: models.iter().map(|m| SimModel::new("llm", *m).capacity(64)).collect(),
+        models: models.iter().map(|m| SimModel::new("llm", m).capacity(64)).collect(),
         service_uri: Some(service.to_owned()),
         ..SimConfig::default()
     })
