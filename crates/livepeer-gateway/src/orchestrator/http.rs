@@ -266,14 +266,6 @@ fn broken(e: &(dyn std::error::Error + 'static)) -> HttpError {
     HttpError::Transport(error_chain(e))
 }
 
-/// The largest HTTP/2 header list (each field's name and value plus 32 bytes, as RFC 9113
-/// counts it) taken in an answer's head or trailers, from hyper's client and the gRPC one. A
-/// longer list is refused as the HTTP/1.1 client refuses a head over its limit: the
-/// connection is dropped and the call fails as the orchestrator's. Set here rather than left
-/// to hyper's default so that the bound does not move with a dependency; 64 KiB is far more
-/// than any orchestrator's answer carries.
-pub const MAX_HEADER_LIST: u32 = 64 << 10;
-
 /// A pooling client over `connector`: HTTP/2 only with `http2_only`, otherwise HTTP/1.1 unless
 /// the connection negotiated `h2` by ALPN.
 fn pooled<B>(connector: Connector, http2_only: bool) -> Client<Connector, B>
@@ -287,7 +279,7 @@ where
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .http2_only(http2_only)
-        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .http2_max_header_list_size(super::client::MAX_HEADER_LIST)
         // Without pings a dead orchestrator's h2 connection would be found only by the next
         // job's timeout.
         .http2_keep_alive_interval(Duration::from_secs(30))
