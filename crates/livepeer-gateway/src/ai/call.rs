@@ -47,6 +47,14 @@ pub enum CallError {
     /// the job (and debited its fee) before it answered.
     #[error("connection failed: {0}")]
     BrokenAnswer(String),
+    /// The orchestrator reset the request's HTTP/2 stream before answering, over a
+    /// connection that still works: this job failed there, not the orchestrator's address.
+    #[error("the orchestrator reset the request: {0}")]
+    Reset(String),
+    /// The stream of a 2xx answer was reset while its body was read (the job was done and
+    /// its fee debited, as for [`Self::BrokenAnswer`]), the connection still working.
+    #[error("the orchestrator reset its answer: {0}")]
+    ResetAnswer(String),
     /// No complete answer within the attempt deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -93,6 +101,7 @@ impl CallError {
     fn from_send(e: HttpError) -> Self {
         match e {
             HttpError::Local(_) => Self::Local(e.to_string()),
+            HttpError::Reset(why) => Self::Reset(why),
             other => Self::Connect(other.to_string()),
         }
     }
@@ -105,6 +114,10 @@ impl CallError {
     pub fn failure(&self) -> Failure {
         match self {
             Self::Connect(_) | Self::BrokenAnswer(_) => Failure::Transport,
+            // Like a 5xx or an answer that stops short: the job's, where HTTP/1.1 could only
+            // tell a connection that broke.
+            Self::Reset(_) => Failure::Server,
+            Self::ResetAnswer(_) => Failure::ClosedMidStream,
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
@@ -122,6 +135,7 @@ impl CallError {
         matches!(
             self,
             Self::BrokenAnswer(_)
+                | Self::ResetAnswer(_)
                 | Self::Malformed(_)
                 | Self::Download(_)
                 | Self::StoreFull(_)
@@ -150,6 +164,7 @@ impl CallError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Connect(_) | Self::BrokenAnswer(_) => "connect",
+            Self::Reset(_) | Self::ResetAnswer(_) => "reset",
             Self::Timeout(_) => "timeout",
             Self::Status { status, .. } => match self.failure() {
                 Failure::ClientInput => "client_input",
@@ -322,6 +337,7 @@ impl AiClient {
             // Inline results live in the answer: too large an answer is an unusable result.
             CallError::Malformed(why) => CallError::Download(why),
             CallError::Connect(why) => CallError::BrokenAnswer(why),
+            CallError::Reset(why) => CallError::ResetAnswer(why),
             other => other,
         })?;
         if !has_media(req.pipeline) {
@@ -514,11 +530,12 @@ fn has_media(pipeline: Pipeline) -> bool {
     )
 }
 
-/// Reads a body up to `limit` bytes: a broken transfer is a connection failure, too much is
-/// a malformed answer.
+/// Reads a body up to `limit` bytes: a broken transfer is a connection failure (a reset
+/// HTTP/2 stream, that stream's), too much is a malformed answer.
 async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<Bytes, CallError> {
     read_body(resp.into_body(), limit).await.map_err(|e| match e {
         HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
+        HttpError::Reset(why) => CallError::Reset(why),
         HttpError::BadUrl(_) | HttpError::Transport(_) | HttpError::Local(_) => {
             CallError::Connect(e.to_string())
         }
@@ -569,6 +586,8 @@ mod tests {
             (CallError::Timeout(Duration::from_secs(1)), Failure::Timeout),
             (CallError::Connect("reset".into()), Failure::Transport),
             (CallError::BrokenAnswer("reset".into()), Failure::Transport),
+            (CallError::Reset("rst".into()), Failure::Server),
+            (CallError::ResetAnswer("rst".into()), Failure::ClosedMidStream),
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
             (CallError::StoreFull("full".into()), Failure::ResultNotKept),
@@ -593,6 +612,8 @@ mod tests {
             (CallError::Download("elsewhere".into()), true, Paid),
             (CallError::Malformed("not JSON".into()), true, Paid),
             (CallError::BrokenAnswer("reset".into()), true, Paid),
+            (CallError::ResetAnswer("rst".into()), true, Paid),
+            (CallError::Reset("rst".into()), false, CreditSpent),
             (CallError::Connect("reset".into()), false, CreditSpent),
             (CallError::Timeout(Duration::from_secs(1)), false, CreditSpent),
             (s(503, "insufficient capacity"), false, Refused),

@@ -64,6 +64,14 @@ impl ClientError {
     }
 }
 
+/// The largest HTTP/2 header list (each field's name and value plus 32 bytes, as RFC 9113
+/// counts it) taken in an answer's head or trailers, by hyper's client and the gRPC one. A
+/// longer list fails the call as the orchestrator's, as a head over the HTTP/1.1 client's
+/// limit does: its stream is reset, or the connection dropped when the block runs on far past
+/// the limit. Set here rather than left to hyper's default (16 KiB, which refused heads the
+/// HTTP/1.1 client takes) so that the bound does not move with a dependency.
+pub const MAX_HEADER_LIST: u32 = 64 << 10;
+
 /// How to treat orchestrators' TLS certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -207,6 +215,7 @@ impl OrchClient {
         let endpoint = Endpoint::from_shared(format!("http://{authority}"))
             .map_err(|e| ClientError::BadAddress(format!("{key}: {e}")))?
             .connect_timeout(self.inner.timeouts.connect)
+            .http2_max_header_list_size(MAX_HEADER_LIST)
             .tcp_nodelay(true);
         let channel = match url.scheme() {
             "http" => endpoint.connect_lazy(),
@@ -240,7 +249,7 @@ impl OrchClient {
 
 fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
     use tonic::Code;
-    let msg = status.message().to_owned();
+    let msg = cut(status.message());
     // Connection failures surface as a status wrapping tonic's transport error; keep the
     // underlying cause (refused, reset, TLS) in the message.
     if msg == "transport error"
@@ -264,14 +273,27 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
         Code::Unavailable => ClientError::Unreachable(msg),
         // tonic reports undecodable bodies and protocol violations as Internal/Unimplemented/
         // Unknown with its own wording; an orchestrator's own errors arrive as Unknown.
-        Code::Internal if msg.contains("decode") || msg.contains("protocol") => {
+        Code::Internal
+            if msg.contains("decode")
+                || msg.contains("protocol")
+                || msg.contains("Missing response message") =>
+        {
             ClientError::Malformed(msg)
         }
+        // tonic's own refusal of a message over its decoding limit (4 MiB).
+        Code::OutOfRange if msg.contains("message length too large") => ClientError::Malformed(msg),
         Code::Unknown if msg.is_empty() || msg.contains("h2 protocol error") => {
-            ClientError::Malformed(format!("{status}"))
+            ClientError::Malformed(cut(&format!("{status}")))
         }
         _ => ClientError::Refused(msg),
     }
+}
+
+/// At most 300 characters of an orchestrator's `grpc-message`, trimmed: it goes into the
+/// pool's record, logs and, for calls on the request path, the client's error (a 15 kB one
+/// was kept whole; the header list allows up to [`MAX_HEADER_LIST`]).
+fn cut(text: &str) -> String {
+    text.trim().chars().take(300).collect()
 }
 
 /// First certificate (DER) seen per orchestrator address.

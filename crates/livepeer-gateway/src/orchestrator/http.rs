@@ -48,6 +48,12 @@ pub enum HttpError {
     /// The body was larger than allowed.
     #[error("answer larger than {0} bytes")]
     TooLarge(usize),
+    /// The orchestrator reset this exchange's HTTP/2 stream, or broke the stream's rules so
+    /// that the gateway reset it, over a connection that still works: a failure of this call
+    /// alone, not of the orchestrator's address (go-livepeer's server resets a stream whose
+    /// handler failed, where over HTTP/1.1 it would close the connection).
+    #[error("stream reset: {0}")]
+    Reset(String),
     /// No connection could be opened because the gateway itself ran out of descriptors or
     /// memory: nothing was sent, and the orchestrator is not to blame.
     #[error("the gateway could not open a connection: {0}")]
@@ -240,8 +246,24 @@ fn hyper_error(e: hyper_util::client::legacy::Error) -> HttpError {
     if e.is_connect() && crate::error::is_local_exhaustion(&e) {
         HttpError::Local(error_chain(&e))
     } else {
-        HttpError::Transport(error_chain(&e))
+        broken(&e)
     }
+}
+
+/// What an exchange that broke was: [`HttpError::Reset`] when an HTTP/2 stream was reset (the
+/// connection lives on), [`HttpError::Transport`] otherwise.
+fn broken(e: &(dyn std::error::Error + 'static)) -> HttpError {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.is_reset() {
+                return HttpError::Reset(error_chain(e));
+            }
+            break;
+        }
+        next = err.source();
+    }
+    HttpError::Transport(error_chain(e))
 }
 
 /// A pooling client over `connector`: HTTP/2 only with `http2_only`, otherwise HTTP/1.1 unless
@@ -257,6 +279,7 @@ where
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .http2_only(http2_only)
+        .http2_max_header_list_size(super::client::MAX_HEADER_LIST)
         // Without pings a dead orchestrator's h2 connection would be found only by the next
         // job's timeout.
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -284,7 +307,7 @@ pub async fn read_body(mut body: OrchBody, limit: usize) -> Result<Bytes, HttpEr
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        let frame = frame.map_err(|e| broken(&e))?;
         let Ok(data) = frame.into_data() else { continue };
         let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
         if have + data.len() > limit {

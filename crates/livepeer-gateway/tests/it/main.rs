@@ -19,6 +19,7 @@ mod discovery;
 mod exhaustion;
 mod fuzz;
 mod ganache;
+mod h2_hostile;
 mod health;
 mod keys;
 mod keys_budget;
