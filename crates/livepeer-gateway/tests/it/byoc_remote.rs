@@ -276,9 +276,10 @@ async fn a_signer_asking_for_a_refresh_again_gets_a_fresh_job_token_next_time() 
         assert!(message.contains("a fresh token is needed"), "{message}");
         // Asked once, and once more after fresh OrchestratorInfo.
         assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2 * round);
-        // The first job went on the token held; the second fetched a fresh one.
+        // The first job went on the token held; the second fetched a fresh one. (At least:
+        // the signer gateway's own token fetches may land at any time.)
         let fetched = a.byoc_stats().tokens - tokens;
-        assert_eq!(fetched, round - 1, "round {round}");
+        assert!(fetched >= round - 1, "round {round}: {fetched} tokens fetched");
     }
     let url = a.url().trim_end_matches('/').to_owned();
     let state = job_state(&gw, &url, "byoc/text-reversal").await;

@@ -334,6 +334,8 @@ async fn one_address_may_hold_only_a_few_connections_yet_to_publish() {
     // So one more from the address is let in, and then no more.
     let last = answered_from([127, 0, 0, 1], rtmp).await;
     assert!(last.is_some(), "a publishing connection still counted as yet to publish");
+    // (Each trickling client still holds its place: one closed early would leave room.)
+    assert!(clients.iter().all(|c| !c.is_finished()), "a trickling client was closed early");
     let refused = answered_from([127, 0, 0, 1], rtmp).await;
     assert!(refused.is_none(), "a connection over the address's cap was let in");
     // Another address still gets in, while the first one's connections are all held.
