@@ -572,8 +572,9 @@ mod tests {
 
     proptest::proptest! {
         // A fixed seed: the same 2,000 cases each run. With random ones this test aborted
-        // twice in full runs on a loaded machine, never alone; the cause is not found (see
-        // `probe_memory`, which runs 40,000 fixed cases under an address-space ceiling).
+        // twice in full runs (a FLAC comment, then a WebM block's lacing, stating gigabytes
+        // and terabytes; both now refused); `probe_memory` runs 40,000 fixed cases and
+        // crafted ones under an address-space ceiling, which finds such requests every time.
         #![proptest_config(proptest::prelude::ProptestConfig {
             rng_seed: proptest::test_runner::RngSeed::Fixed(20261206),
             ..proptest::prelude::ProptestConfig::with_cases(2000)

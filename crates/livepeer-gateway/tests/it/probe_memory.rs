@@ -131,5 +131,19 @@ fn crafted(files: &[Vec<u8>]) -> Vec<(&'static str, Vec<u8>)> {
     let crc = ogg_crc(&ogg[page..page + len]);
     ogg[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
     out.push(("an Ogg Vorbis comment of 4 GiB", ogg));
+    // WebM as a browser records it (no duration: its packets are read): its first SimpleBlock
+    // (`A3`, a one- or two-byte size, track 1) made EBML-laced, its first frame stating 12 GiB.
+    let mut webm = files[7].clone();
+    let block = (0..webm.len() - 20)
+        .find_map(|i| {
+            let short = webm[i + 1] & 0x80 != 0 && webm[i + 2] == 0x81;
+            let long = webm[i + 1] & 0xC0 == 0x40 && webm[i + 3] == 0x81;
+            (webm[i] == 0xA3 && (short || long)).then_some(if short { i + 2 } else { i + 3 })
+        })
+        .expect("a SimpleBlock in the fixture");
+    webm[block + 3] = 0x86;
+    webm[block + 4] = 1;
+    webm[block + 5..block + 13].copy_from_slice(&[0x01, 0, 0, 0x03, 0, 0, 0, 0]);
+    out.push(("a WebM block laced with a frame of 12 GiB", webm));
     out
 }
