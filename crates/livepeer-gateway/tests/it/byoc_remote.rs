@@ -211,33 +211,14 @@ async fn refreshing_signer(
     real: std::net::SocketAddr,
     asked: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::net::SocketAddr {
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let (http, asked) = (http.clone(), asked.clone());
-            async move {
-                if uri.path() == "/generate-live-payment" {
-                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let refresh = axum::http::StatusCode::from_u16(480).unwrap();
-                    return (refresh, axum::body::Bytes::from_static(b"{}"));
-                }
-                let resp = http
-                    .post(format!("http://{real}{}", uri.path()))
-                    .header("authorization", headers["authorization"].clone())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
-                (status, resp.bytes().await.unwrap())
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let hook: SignerHook = Arc::new(move |path: &str, body: Vec<u8>| {
+        if path != "/generate-live-payment" {
+            return Ok(body);
+        }
+        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err((axum::http::StatusCode::from_u16(480).unwrap(), b"{}"))
+    });
+    signer_proxy(real, hook).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

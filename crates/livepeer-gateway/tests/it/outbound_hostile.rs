@@ -194,35 +194,16 @@ async fn a_discovery_webhook_listing_thirty_thousand_orchestrators_is_cut_to_a_t
 /// A remote signer that makes real tickets with the real signer's key, but for 50 times the
 /// units the gateway asks for: a broken (or dishonest) signer paying more than asked.
 async fn inflating_signer(real: std::net::SocketAddr) -> std::net::SocketAddr {
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let http = http.clone();
-            async move {
-                let mut body = body.to_vec();
-                if uri.path() == "/generate-live-payment" {
-                    let mut asked: Value = serde_json::from_slice(&body).unwrap();
-                    let units = asked["inPixels"].as_u64().unwrap();
-                    asked["inPixels"] = json!(units * 50);
-                    body = serde_json::to_vec(&asked).unwrap();
-                }
-                let resp = http
-                    .post(format!("http://{real}{}", uri.path()))
-                    .header("authorization", headers["authorization"].clone())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
-                (status, resp.bytes().await.unwrap())
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let hook: SignerHook = std::sync::Arc::new(|path: &str, body: Vec<u8>| {
+        if path != "/generate-live-payment" {
+            return Ok(body);
+        }
+        let mut asked: Value = serde_json::from_slice(&body).unwrap();
+        let units = asked["inPixels"].as_u64().unwrap();
+        asked["inPixels"] = json!(units * 50);
+        Ok(serde_json::to_vec(&asked).unwrap())
+    });
+    signer_proxy(real, hook).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -225,3 +225,42 @@ pub fn run_alone(name: &str) -> bool {
     assert!(stdout.contains("1 passed"), "{name} did not run alone:\n{stdout}\n{stderr}");
     false
 }
+
+/// What a [`signer_proxy`] does with one call: the body to forward, or its own answer.
+pub type SignerHook = std::sync::Arc<
+    dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>, (axum::http::StatusCode, &'static [u8])> + Send + Sync,
+>;
+
+/// A remote signer in front of the real one at `real`: every call goes through `hook` (given
+/// its path and body), then, unless the hook answered it, on to `real` with its
+/// `Authorization`; the real signer's answer comes back as it is.
+pub async fn signer_proxy(real: std::net::SocketAddr, hook: SignerHook) -> std::net::SocketAddr {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (http, hook) = (http.clone(), hook.clone());
+            async move {
+                let body = match hook(uri.path(), body.to_vec()) {
+                    Ok(body) => body,
+                    Err((status, answer)) => {
+                        return (status, axum::body::Bytes::from_static(answer));
+                    }
+                };
+                let resp = http
+                    .post(format!("http://{real}{}", uri.path()))
+                    .header("authorization", headers["authorization"].clone())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap())
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
