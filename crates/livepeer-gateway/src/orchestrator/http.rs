@@ -54,6 +54,11 @@ pub enum HttpError {
     /// handler failed, where over HTTP/1.1 it would close the connection).
     #[error("stream reset: {0}")]
     Reset(String),
+    /// The orchestrator refused the request's HTTP/2 stream (`REFUSED_STREAM`) before any
+    /// answer, each time it was sent: by RFC 9113 §8.7 it did no processing of it, so it saw
+    /// neither the job nor its payment. It refused load, as a 503 does.
+    #[error("stream refused: {0}")]
+    Refused(String),
     /// No connection could be opened because the gateway itself ran out of descriptors or
     /// memory: nothing was sent, and the orchestrator is not to blame.
     #[error("the gateway could not open a connection: {0}")]
@@ -200,17 +205,41 @@ impl OrchHttp {
             Some(h2c) if plain => h2c,
             _ => &self.client,
         };
-        let resp = client.request(req).await.map_err(hyper_error)?;
-        Ok(resp.map(OrchBody::Hyper))
+        // A refused stream was not processed (RFC 9113 §8.7): the very same request (its
+        // payment too, which the orchestrator never received) goes again, on a new stream,
+        // as Go's HTTP/2 transport (go-livepeer's gateway) resends a body it can replay. The
+        // body is in memory, so a copy costs a header map.
+        let mut resends = REFUSED_RESENDS;
+        loop {
+            let copy = (resends > 0).then(|| req.clone());
+            match client.request(req).await {
+                Ok(resp) => return Ok(resp.map(OrchBody::Hyper)),
+                Err(e) => match (refused(&e), copy) {
+                    (true, Some(copy)) => {
+                        tracing::debug!(uri = %copy.uri(), "stream refused; sending it again");
+                        resends -= 1;
+                        req = copy;
+                    }
+                    (true, None) => return Err(HttpError::Refused(error_chain(&e))),
+                    (false, _) => return Err(hyper_error(e)),
+                },
+            }
+        }
     }
 
-    /// Sends one request whose body streams, and returns the answer's head.
+    /// Sends one request whose body streams, and returns the answer's head. A refused stream
+    /// ([`HttpError::Refused`]) is not sent again here: the body may not be replayable, which
+    /// only the caller knows.
     pub async fn send_stream(
         &self,
         mut req: http::Request<StreamBody>,
     ) -> Result<http::Response<OrchBody>, HttpError> {
         mark_hop(req.headers_mut());
-        Ok(self.streaming.request(req).await.map_err(hyper_error)?.map(OrchBody::Hyper))
+        match self.streaming.request(req).await {
+            Ok(resp) => Ok(resp.map(OrchBody::Hyper)),
+            Err(e) if refused(&e) => Err(HttpError::Refused(error_chain(&e))),
+            Err(e) => Err(hyper_error(e)),
+        }
     }
 
     /// `GET url`.
@@ -248,6 +277,27 @@ fn hyper_error(e: hyper_util::client::legacy::Error) -> HttpError {
     } else {
         broken(&e)
     }
+}
+
+/// How many times a request whose HTTP/2 stream was refused is sent again to the same
+/// orchestrator before the refusal stands (Go's transport resends up to seven times, backing
+/// off from the second; here the attempt's deadline is the orchestrator's to answer in, and
+/// another orchestrator is the better use of it).
+pub const REFUSED_RESENDS: u32 = 2;
+
+/// Whether a request failed because the orchestrator reset its stream with `REFUSED_STREAM`
+/// before answering: it processed none of it (RFC 9113 §8.7). Only a reset the peer sent
+/// counts, and only before the answer's head: a refusal after an answer began is a reset
+/// answer ([`broken`]).
+fn refused(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// What an exchange that broke was: [`HttpError::Reset`] when an HTTP/2 stream was reset (the
