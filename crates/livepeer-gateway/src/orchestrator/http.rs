@@ -293,7 +293,9 @@ fn refused(e: &hyper_util::client::legacy::Error) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return h2.is_reset()
+                && h2.is_remote()
+                && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
         }
         next = err.source();
     }

@@ -11,7 +11,7 @@ use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::support::*;
 
@@ -34,14 +34,19 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
+/// The byte stream a hostile server speaks over: TCP, or TLS over it.
+pub trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Wire for T {}
+
 /// A server's side of one HTTP/2 connection, frame by frame.
 pub struct Conn {
-    tcp: TcpStream,
+    tcp: Box<dyn Wire>,
 }
 
 impl Conn {
     /// Reads the client's preface.
-    async fn accept(mut tcp: TcpStream) -> Option<Self> {
+    async fn accept(mut tcp: Box<dyn Wire>) -> Option<Self> {
         let mut preface = [0u8; 24];
         tcp.read_exact(&mut preface).await.ok()?;
         (preface == PREFACE).then_some(Self { tcp })
@@ -158,7 +163,42 @@ where
         while let Ok((tcp, _)) = listener.accept().await {
             let serve = serve.clone();
             tokio::spawn(async move {
-                if let Some(conn) = Conn::accept(tcp).await {
+                if let Some(conn) = Conn::accept(Box::new(tcp)).await {
+                    serve(conn).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// As [`hostile`], over TLS (a self-signed certificate, ALPN `h2` only): its `https://` URL.
+pub async fn hostile_tls<F, Fut>(serve: F) -> String
+where
+    F: Fn(Conn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (serve, acceptor) = (serve.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                if let Some(conn) = Conn::accept(Box::new(tls)).await {
                     serve(conn).await;
                 }
             });
@@ -630,4 +670,64 @@ async fn a_stream_refused_each_time_moves_on_unpenalised_and_unpaid() {
     assert_eq!(body["error"]["type"], "orchestrators_busy", "{body}");
     unpenalised(&gw, &refuser).await;
     gw.shutdown().await;
+}
+
+/// The live start's client kept hyper's 16 KiB bound on HTTP/2 header lists, where the other
+/// orchestrator clients take 64 KiB: a TLS orchestrator speaking HTTP/2 (by ALPN) whose start
+/// answer had a 40 KiB head failed the start. Now it takes 64 KiB too, and a 15 MiB head,
+/// SETTINGS acknowledged or not, fails that orchestrator's start without the gateway holding
+/// it.
+#[tokio::test]
+async fn a_live_starts_header_list_is_bounded_at_64_kib() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for ack in [true, false] {
+        let pad = Arc::new(AtomicUsize::new(40 << 10));
+        let padding = pad.clone();
+        let url = hostile_tls(move |mut c| {
+            let pad = padding.clone();
+            async move {
+                c.settings(&[]).await;
+                while let Some((s, _)) = c.request(ack).await {
+                    // Channels nobody serves: the start is answered, the stream then fails.
+                    let answer = json!({"publish_url": "/ai/trickle/x", "subscribe_url":
+                        "/ai/trickle/x-out", "control_url": "/ai/trickle/x-control",
+                        "events_url": "/ai/trickle/x-events", "manifest_id": "m"});
+                    c.head(s, pad.load(SeqCst)).await;
+                    c.write(DATA, END_STREAM, s, answer.to_string().as_bytes()).await;
+                }
+            }
+        })
+        .await;
+        let sim = Sim::start(SimConfig {
+            name: "h2-live".into(),
+            models: vec![SimModel::new("live-video-to-video", "noop").capacity(8)],
+            service_uri: Some(url),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let gw = start(long_cooldowns(config(&[sim.url()]))).await;
+        let start_live = |name: &'static str| {
+            let addr = gw.http_addr;
+            async move {
+                let resp = reqwest::Client::new()
+                    .post(format!("http://{addr}/live/video-to-video/{name}/start"))
+                    .json(&json!({"pipeline": "noop"}))
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let (status, body) = start_live("fat-head").await;
+        assert_eq!(status, 200, "40 KiB of headers (ack {ack}): {body}");
+        pad.store(15 << 20, SeqCst);
+        let before = proc_status("VmRSS");
+        let (status, body) = start_live("huge-head").await;
+        assert!(status >= 500, "15 MiB of headers (ack {ack}): {status} {body}");
+        let grown = proc_status("VmRSS").saturating_sub(before);
+        assert!(grown < 8 << 20, "{grown} bytes more resident (ack {ack})");
+        gw.shutdown().await;
+    }
 }
