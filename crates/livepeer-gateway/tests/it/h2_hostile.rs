@@ -731,3 +731,38 @@ async fn a_live_starts_header_list_is_bounded_at_64_kib() {
         gw.shutdown().await;
     }
 }
+
+/// A refusal that comes with the connection's GOAWAY (a server shutting down: no stream
+/// processed, none to be opened there): the request goes again on a new connection. Without
+/// resending past the GOAWAY too, a resend that met the going connection before hyper's pool
+/// had dropped it failed there (502, in about half the runs).
+#[tokio::test]
+async fn a_stream_refused_as_its_connection_goes_away_is_sent_on_a_new_one() {
+    const GOAWAY: u8 = 7;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    let url = hostile(move |mut c| {
+        let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            c.settings(&[]).await;
+            while let Some((s, _)) = c.request(true).await {
+                if first {
+                    c.write(RST_STREAM, 0, s, &7u32.to_be_bytes()).await;
+                    c.write(GOAWAY, 0, 0, &[0u8; 8]).await;
+                    while c.read().await.is_some() {}
+                    return;
+                }
+                c.head(s, 0).await;
+                c.write(DATA, END_STREAM, s, b"{\"choices\":[]}").await;
+            }
+        }
+    })
+    .await;
+    let sim = sim_for(&url, &["goes-away"]).await;
+    let gw = gateway(&[&sim], Duration::from_secs(10)).await;
+    let (status, body) = llm(&gw, "goes-away").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let orch = orch_state(&gw, sim.url()).await;
+    assert_eq!(orch["consecutive_failures"], 0, "{orch}");
+}
