@@ -55,6 +55,11 @@ pub enum CallError {
     /// its fee debited, as for [`Self::BrokenAnswer`]), the connection still working.
     #[error("the orchestrator reset its answer: {0}")]
     ResetAnswer(String),
+    /// The orchestrator refused the request's HTTP/2 stream (`REFUSED_STREAM`) each time it
+    /// was sent: it processed none of it, payment included (RFC 9113 §8.7). A refusal of
+    /// load, as a 503: another orchestrator, no penalty, the credit returned.
+    #[error("the orchestrator refused the request: {0}")]
+    Refused(String),
     /// No complete answer within the attempt deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -102,6 +107,7 @@ impl CallError {
         match e {
             HttpError::Local(_) => Self::Local(e.to_string()),
             HttpError::Reset(why) => Self::Reset(why),
+            HttpError::Refused(why) => Self::Refused(why),
             other => Self::Connect(other.to_string()),
         }
     }
@@ -118,6 +124,8 @@ impl CallError {
             // tell a connection that broke.
             Self::Reset(_) => Failure::Server,
             Self::ResetAnswer(_) => Failure::ClosedMidStream,
+            // Never processed: as a capacity refusal, which settles as never received.
+            Self::Refused(_) => Failure::Busy,
             Self::Timeout(_) => Failure::Timeout,
             Self::Status { status, message } => Failure::from_answer(*status, message),
             Self::Malformed(_) | Self::Download(_) => Failure::Server,
@@ -165,6 +173,7 @@ impl CallError {
         match self {
             Self::Connect(_) | Self::BrokenAnswer(_) => "connect",
             Self::Reset(_) | Self::ResetAnswer(_) => "reset",
+            Self::Refused(_) => "refused_stream",
             Self::Timeout(_) => "timeout",
             Self::Status { status, .. } => match self.failure() {
                 Failure::ClientInput => "client_input",
@@ -535,7 +544,8 @@ fn has_media(pipeline: Pipeline) -> bool {
 async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<Bytes, CallError> {
     read_body(resp.into_body(), limit).await.map_err(|e| match e {
         HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
-        HttpError::Reset(why) => CallError::Reset(why),
+        // `read_body` never answers `Refused` (a refusal is known before the answer's head).
+        HttpError::Reset(why) | HttpError::Refused(why) => CallError::Reset(why),
         HttpError::BadUrl(_) | HttpError::Transport(_) | HttpError::Local(_) => {
             CallError::Connect(e.to_string())
         }
@@ -588,6 +598,7 @@ mod tests {
             (CallError::BrokenAnswer("reset".into()), Failure::Transport),
             (CallError::Reset("rst".into()), Failure::Server),
             (CallError::ResetAnswer("rst".into()), Failure::ClosedMidStream),
+            (CallError::Refused("refused".into()), Failure::Busy),
             (CallError::Malformed("not JSON".into()), Failure::Server),
             (CallError::Download("gone".into()), Failure::Server),
             (CallError::StoreFull("full".into()), Failure::ResultNotKept),
@@ -614,6 +625,7 @@ mod tests {
             (CallError::BrokenAnswer("reset".into()), true, Paid),
             (CallError::ResetAnswer("rst".into()), true, Paid),
             (CallError::Reset("rst".into()), false, CreditSpent),
+            (CallError::Refused("refused".into()), false, Refused),
             (CallError::Connect("reset".into()), false, CreditSpent),
             (CallError::Timeout(Duration::from_secs(1)), false, CreditSpent),
             (s(503, "insufficient capacity"), false, Refused),

@@ -29,7 +29,7 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::http::{HttpError, OrchBody, read_body};
+use crate::orchestrator::http::{HttpError, OrchBody, REFUSED_RESENDS, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
@@ -126,6 +126,38 @@ pub struct Sending<'a> {
     /// The customer key's tab: reserved on the orchestrator's fee for the job's timeout
     /// before the job is sent, settled on the seconds the orchestrator charged.
     pub tab: Option<std::sync::Arc<crate::keys::Tab>>,
+}
+
+/// What one attempt sends, whichever stream carries it.
+#[derive(Clone, Copy)]
+struct Outgoing<'u, 's> {
+    url: &'u str,
+    /// The signed `Livepeer` header.
+    job: &'u str,
+    /// The `Livepeer-Payment` header, when tickets or credit go with the job.
+    payment: Option<&'u str>,
+    sending: &'u Sending<'s>,
+}
+
+impl Outgoing<'_, '_> {
+    /// The request, carrying `body`.
+    fn build(
+        self,
+        body: super::upload::AttemptBody,
+    ) -> Result<http::Request<crate::orchestrator::http::StreamBody>, HttpError> {
+        let mut builder = http::Request::post(self.url).header(JOB_HEADER, self.job);
+        if let Some(p) = self.payment {
+            builder = builder.header(livepeer_pm::PAYMENT_HEADER, p);
+        }
+        if let Some(ct) = self.sending.content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, ct);
+        }
+        if let Some(n) = self.sending.content_length {
+            builder = builder.header(http::header::CONTENT_LENGTH, n);
+        }
+        let body = StreamBody::new(body.map_ok(Frame::data).map_err(Into::into)).boxed_unsync();
+        builder.body(body).map_err(|e| HttpError::BadUrl(e.to_string()))
+    }
 }
 
 /// Runs the job to its answer.
@@ -235,32 +267,25 @@ impl<'a> Job<'a> {
             return Step::Next;
         };
         let url = format!("{}/process/request/{}", token.token.service_addr, sending.path);
-        let mut builder = http::Request::post(url.as_str()).header(JOB_HEADER, header);
-        if let Some(p) = payment.header() {
-            builder = builder.header(livepeer_pm::PAYMENT_HEADER, p);
-        }
-        if let Some(ct) = sending.content_type {
-            builder = builder.header(http::header::CONTENT_TYPE, ct);
-        }
-        if let Some(n) = sending.content_length {
-            builder = builder.header(http::header::CONTENT_LENGTH, n);
-        }
-        let body = StreamBody::new(body.map_ok(Frame::data).map_err(Into::into)).boxed_unsync();
-        let request = match builder.body(body) {
-            Ok(r) => r,
-            Err(e) => {
-                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
-                return self.failed(lease, format!("bad service address {url}: {e}"));
-            }
-        };
         let sent = Instant::now();
         let deadline = sent + Duration::from_secs(timeout) + ATTEMPT_GRACE;
-        let answer = tokio::time::timeout_at(deadline, self.state.http.send_stream(request)).await;
+        let request = Outgoing { url: &url, job: &header, payment: payment.header(), sending };
+        let answer = tokio::time::timeout_at(deadline, self.send(request, body)).await;
         let resp = match answer {
             Ok(Ok(resp)) => {
                 // Answered: the orchestrator has processed the payment.
                 self.state.payments.byoc_confirm(&mut payment);
                 resp
+            }
+            Ok(Err(HttpError::Refused(why))) => {
+                // Refused each time it was sent: the orchestrator processed none of it
+                // (RFC 9113 §8.7), so its tickets count for nothing, and it refused load.
+                self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
+                return self.busy(lease, &format!("stream refused: {why}"));
+            }
+            Ok(Err(HttpError::BadUrl(why))) => {
+                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                return self.failed(lease, format!("bad service address {url}: {why}"));
             }
             Ok(Err(e)) => {
                 // Never dialled for want of the gateway's descriptors: the tickets went
@@ -279,6 +304,32 @@ impl<'a> Job<'a> {
         };
         let service = token.token.service_addr.clone();
         self.answered(lease, payment, resp, (sent, deadline), service).await
+    }
+
+    /// Sends the job with `body`; a refused stream (nothing of it processed) is sent again,
+    /// the very same request with the same payment, while the upload can still be sent whole
+    /// ([`REFUSED_RESENDS`] times at most, as for AI jobs; a body whose rest has gone to the
+    /// refused stream is not sent again).
+    async fn send(
+        &self,
+        request: Outgoing<'_, '_>,
+        mut body: super::upload::AttemptBody,
+    ) -> Result<http::Response<OrchBody>, HttpError> {
+        let mut resends = REFUSED_RESENDS;
+        loop {
+            let sent = self.state.http.send_stream(request.build(body)?).await;
+            match sent {
+                Err(HttpError::Refused(why)) if resends > 0 => {
+                    let Some(again) = request.sending.upload.body() else {
+                        return Err(HttpError::Refused(why));
+                    };
+                    tracing::debug!(url = request.url, "stream refused; sending it again");
+                    resends -= 1;
+                    body = again;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The request did not get an answer's head: the client's body, the gateway's own

@@ -152,9 +152,15 @@ impl LiveState {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        // Live starts and payments. HTTP/2 (TLS orchestrators that pick it by ALPN) takes the
+        // header lists the other orchestrator clients take, not hyper's 16 KiB; HTTP/1.1
+        // (`http://` ones) keeps hyper's bounds, a head within its 400 KiB read buffer and of
+        // at most 100 fields. reqwest's default retry policy already sends a refused stream
+        // (`REFUSED_STREAM`) again, twice at most, when its body is in memory, as theirs is.
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .default_headers(crate::orchestrator::http::hop_headers())
+            .http2_max_header_list_size(crate::orchestrator::client::MAX_HEADER_LIST)
             .connect_timeout(Duration::from_secs(2))
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -54,6 +54,11 @@ pub enum HttpError {
     /// handler failed, where over HTTP/1.1 it would close the connection).
     #[error("stream reset: {0}")]
     Reset(String),
+    /// The orchestrator refused the request's HTTP/2 stream (`REFUSED_STREAM`) before any
+    /// answer, each time it was sent: by RFC 9113 §8.7 it did no processing of it, so it saw
+    /// neither the job nor its payment. It refused load, as a 503 does.
+    #[error("stream refused: {0}")]
+    Refused(String),
     /// No connection could be opened because the gateway itself ran out of descriptors or
     /// memory: nothing was sent, and the orchestrator is not to blame.
     #[error("the gateway could not open a connection: {0}")]
@@ -200,17 +205,24 @@ impl OrchHttp {
             Some(h2c) if plain => h2c,
             _ => &self.client,
         };
-        let resp = client.request(req).await.map_err(hyper_error)?;
-        Ok(resp.map(OrchBody::Hyper))
+        // Boxed, as above: the resends' state would otherwise be carried by every request's
+        // future.
+        Box::pin(send_resending(client, req)).await
     }
 
-    /// Sends one request whose body streams, and returns the answer's head.
+    /// Sends one request whose body streams, and returns the answer's head. A refused stream
+    /// ([`HttpError::Refused`]) is not sent again here: the body may not be replayable, which
+    /// only the caller knows.
     pub async fn send_stream(
         &self,
         mut req: http::Request<StreamBody>,
     ) -> Result<http::Response<OrchBody>, HttpError> {
         mark_hop(req.headers_mut());
-        Ok(self.streaming.request(req).await.map_err(hyper_error)?.map(OrchBody::Hyper))
+        match self.streaming.request(req).await {
+            Ok(resp) => Ok(resp.map(OrchBody::Hyper)),
+            Err(e) if unprocessed(&e) == Some(REFUSED) => Err(HttpError::Refused(error_chain(&e))),
+            Err(e) => Err(hyper_error(e)),
+        }
     }
 
     /// `GET url`.
@@ -248,6 +260,67 @@ fn hyper_error(e: hyper_util::client::legacy::Error) -> HttpError {
     } else {
         broken(&e)
     }
+}
+
+/// Sends `req` over hyper's `client`. A request the orchestrator did not process (see
+/// [`unprocessed`]) goes again, the very same request (its payment too, which the
+/// orchestrator never received), on a new stream or, past a GOAWAY, a new connection: as Go's
+/// HTTP/2 transport (go-livepeer's gateway) resends a body it can replay. The body is in
+/// memory, so a copy costs a header map.
+async fn send_resending(
+    client: &Client<Connector, Full<Bytes>>,
+    mut req: http::Request<Full<Bytes>>,
+) -> Result<http::Response<OrchBody>, HttpError> {
+    let mut resends = REFUSED_RESENDS;
+    loop {
+        let copy = (resends > 0).then(|| req.clone());
+        match client.request(req).await {
+            Ok(resp) => return Ok(resp.map(OrchBody::Hyper)),
+            Err(e) => match (unprocessed(&e), copy) {
+                (Some(why), Some(copy)) => {
+                    tracing::debug!(uri = %copy.uri(), why, "not processed; sending it again");
+                    resends -= 1;
+                    req = copy;
+                }
+                (Some(REFUSED), None) => return Err(HttpError::Refused(error_chain(&e))),
+                // A connection that keeps going away is its address's failure, as before.
+                _ => return Err(hyper_error(e)),
+            },
+        }
+    }
+}
+
+/// How many times a request whose HTTP/2 stream was refused is sent again to the same
+/// orchestrator before the refusal stands (Go's transport resends up to seven times, backing
+/// off from the second; here the attempt's deadline is the orchestrator's to answer in, and
+/// another orchestrator is the better use of it).
+pub const REFUSED_RESENDS: u32 = 2;
+
+/// [`unprocessed`]'s word for a stream reset with `REFUSED_STREAM`.
+const REFUSED: &str = "stream refused";
+
+/// Why a request that failed before its answer's head was not processed by the orchestrator,
+/// if it was not: its stream reset with `REFUSED_STREAM` (RFC 9113 §8.7), or the connection's
+/// GOAWAY (RFC 9113 §6.8). h2 gives a stream the peer's GOAWAY as its error only when the
+/// stream is above the frame's last stream id, or was never opened because the connection
+/// was going away; a stream the orchestrator took and then lost with its connection fails
+/// with an I/O error instead, which is not resent. Only what the peer sent counts; a refusal
+/// after an answer began is a reset answer ([`broken`]).
+fn unprocessed(e: &hyper_util::client::legacy::Error) -> Option<&'static str> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            let refused = h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return match () {
+                () if !h2.is_remote() => None,
+                () if refused => Some(REFUSED),
+                () if h2.is_go_away() => Some("connection going away"),
+                () => None,
+            };
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// What an exchange that broke was: [`HttpError::Reset`] when an HTTP/2 stream was reset (the

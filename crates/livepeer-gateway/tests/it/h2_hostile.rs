@@ -11,7 +11,7 @@ use livepeer_gateway::orchestrator::http::OrchHttpVersion;
 use livepeer_sim::{Sim, SimConfig, SimModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::support::*;
 
@@ -34,14 +34,19 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
+/// The byte stream a hostile server speaks over: TCP, or TLS over it.
+pub trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Wire for T {}
+
 /// A server's side of one HTTP/2 connection, frame by frame.
 pub struct Conn {
-    tcp: TcpStream,
+    tcp: Box<dyn Wire>,
 }
 
 impl Conn {
     /// Reads the client's preface.
-    async fn accept(mut tcp: TcpStream) -> Option<Self> {
+    async fn accept(mut tcp: Box<dyn Wire>) -> Option<Self> {
         let mut preface = [0u8; 24];
         tcp.read_exact(&mut preface).await.ok()?;
         (preface == PREFACE).then_some(Self { tcp })
@@ -158,7 +163,42 @@ where
         while let Ok((tcp, _)) = listener.accept().await {
             let serve = serve.clone();
             tokio::spawn(async move {
-                if let Some(conn) = Conn::accept(tcp).await {
+                if let Some(conn) = Conn::accept(Box::new(tcp)).await {
+                    serve(conn).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// As [`hostile`], over TLS (a self-signed certificate, ALPN `h2` only): its `https://` URL.
+pub async fn hostile_tls<F, Fut>(serve: F) -> String
+where
+    F: Fn(Conn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (serve, acceptor) = (serve.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                if let Some(conn) = Conn::accept(Box::new(tls)).await {
                     serve(conn).await;
                 }
             });
@@ -394,3 +434,335 @@ async fn a_get_orchestrator_error_is_cut_and_an_oversized_answer_is_malformed() 
 }
 
 const GRPC: (&str, &[u8]) = ("content-type", b"application/grpc");
+
+/// What an [`h2_front`] saw: each request stream's `Livepeer-Payment` bytes, and whether it
+/// was refused.
+#[derive(Default)]
+struct FrontLog {
+    streams: std::sync::Mutex<Vec<(Vec<u8>, bool)>>,
+    /// Streams still to refuse (`u32::MAX`: every one).
+    refuse: std::sync::atomic::AtomicU32,
+}
+
+impl FrontLog {
+    fn refuse(&self, n: u32) {
+        self.refuse.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the next stream is refused (and one refusal fewer is left).
+    fn take_refusal(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = |n: u32| match n {
+            0 => None,
+            u32::MAX => Some(n),
+            n => Some(n - 1),
+        };
+        self.refuse.fetch_update(SeqCst, SeqCst, left).is_ok()
+    }
+
+    fn streams(&self) -> Vec<(Vec<u8>, bool)> {
+        self.streams.lock().unwrap().clone()
+    }
+}
+
+/// An HTTP/2 (h2c) front to `sim`'s AI routes, over the h2 crate's server: a stream it is
+/// told to refuse is reset with `REFUSED_STREAM` on its head, unread; any other is forwarded
+/// whole to the simulator (which checks and books its payment) and its answer relayed.
+async fn h2_front(sim: String) -> (String, Arc<FrontLog>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(FrontLog::default());
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (log, sim) = (seen.clone(), sim.clone());
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    tokio::spawn(front_stream(log.clone(), sim.clone(), req, respond));
+                }
+            });
+        }
+    });
+    (url, log)
+}
+
+async fn front_stream(
+    log: Arc<FrontLog>,
+    sim: String,
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+) {
+    let payment = req.headers().get("livepeer-payment").map(|v| v.as_bytes().to_vec());
+    let refused = log.take_refusal();
+    log.streams.lock().unwrap().push((payment.unwrap_or_default(), refused));
+    if refused {
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
+        return;
+    }
+    let (head, mut body) = req.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let mut forward = reqwest::Client::new().post(format!("{sim}{}", head.uri.path()));
+    for (name, value) in &head.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            forward = forward.header(name, value);
+        }
+    }
+    let answer = forward.body(data).send().await.unwrap();
+    let mut relayed = http::Response::builder().status(answer.status());
+    if let Some(ct) = answer.headers().get(http::header::CONTENT_TYPE) {
+        relayed = relayed.header(http::header::CONTENT_TYPE, ct);
+    }
+    let bytes = answer.bytes().await.unwrap();
+    let mut send = respond.send_response(relayed.body(()).unwrap(), false).unwrap();
+    send.send_data(bytes, true).unwrap();
+}
+
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// An on-chain simulator offering the LLM `LLM` at a quarter of its ticket EV (8e9 wei) per
+/// 256-token request, or `dearer` times that; its service URI is an [`h2_front`] to it, or
+/// itself.
+async fn paid_llm(n: u8, dearer: i64, fronted: bool) -> (Sim, Option<Arc<FrontLog>>) {
+    let mut addr = [0u8; 20];
+    addr[19] = n;
+    let model = SimModel::new("llm", LLM).price(7_812_500 * dearer, 1).capacity(64);
+    let config = |service_uri| SimConfig {
+        name: format!("h2-paid-{n}"),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        models: vec![model.clone()],
+        service_uri,
+        ..SimConfig::default()
+    };
+    if !fronted {
+        return (Sim::start(config(None)).await.unwrap(), None);
+    }
+    // The front forwards to the simulator and the simulator announces the front: the
+    // simulator's port is picked first.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_addr = free.local_addr().unwrap();
+    drop(free);
+    let (front, log) = h2_front(format!("http://{sim_addr}")).await;
+    let sim = Sim::start(SimConfig { bind: sim_addr, ..config(Some(front)) }).await.unwrap();
+    (sim, Some(log))
+}
+
+/// A gateway paying with [`KEY`], speaking h2c to orchestrators, `attempts` per request.
+async fn paying_gateway(sims: &[&Sim], attempts: u32) -> Gateway {
+    let urls: Vec<&str> = sims.iter().map(|s| s.url()).collect();
+    let mut c = long_cooldowns(config(&urls));
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.ai.orch_http = OrchHttpVersion::H2c;
+    c.ai.attempt_timeout = Duration::from_secs(10);
+    c.ai.max_attempts = attempts;
+    // Price alone decides: the cheaper orchestrator is tried first.
+    c.weights.latency = 0.0;
+    start(c).await
+}
+
+/// A paid LLM request: its status, body and the transcoder URL that answered it.
+async fn paid(gw: &Gateway) -> (u16, Value, Option<String>) {
+    let body = json!({"model": LLM, "max_tokens": 256,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/llm", gw.http_addr))
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let orch = resp.headers().get("x-orchestrator-url").map(|v| v.to_str().unwrap().to_owned());
+    (status, resp.json().await.unwrap_or(Value::Null), orch)
+}
+
+/// The credit the gateway books on `sim` is the balance `sim` keeps for it, and `sim` refused
+/// no payment and processed `payments` of them.
+async fn books_agree(gw: &Gateway, sim: &Sim, payments: u64, when: &str) {
+    let sender = livepeer_pm::LocalSigner::from_hex(KEY).unwrap().address();
+    let stats = sim.payments();
+    assert!(stats.rejections.is_empty(), "{when}: refused: {:?}", stats.rejections);
+    assert_eq!(stats.payments, payments, "{when}: payments the orchestrator processed");
+    let held: Vec<_> =
+        stats.balances.iter().filter(|((s, _), _)| *s == sender).map(|(_, b)| *b).collect();
+    assert_eq!(held.len(), 1, "{when}: {held:?}");
+    let (_, status) = admin_get(gw, "/status").await;
+    let sessions = status["payments"]["sessions"].as_array().unwrap();
+    let session = sessions
+        .iter()
+        .find(|s| s["orchestrator"].as_str().unwrap().trim_end_matches('/') == sim.url())
+        .unwrap_or_else(|| panic!("{when}: no session: {status}"));
+    assert_eq!(session["credit_wei"].as_str().unwrap(), held[0].to_string(), "{when}");
+}
+
+/// Not penalised, neither as a whole nor for the job.
+async fn unpenalised(gw: &Gateway, sim: &Sim) {
+    let orch = orch_state(gw, sim.url()).await;
+    assert_eq!(orch["consecutive_failures"], 0, "{orch}");
+    let job = job_state(gw, sim.url(), &format!("llm/{LLM}")).await;
+    assert_ne!(job["state"], "ejected", "{job}");
+    assert_eq!(job["consecutive_failures"], 0, "{job}");
+}
+
+/// An HTTP/2 orchestrator that refuses a request's stream (`REFUSED_STREAM`) did no
+/// processing of it (RFC 9113 §8.7): the request failed there (502) and the orchestrator was
+/// penalised. Now the very same request, payment bytes and all, goes again on a new stream;
+/// the orchestrator processes the one payment it received, and the books agree.
+#[tokio::test]
+async fn a_refused_stream_is_sent_again_with_the_same_payment() {
+    let (orch, log) = paid_llm(1, 1, true).await;
+    let log = log.unwrap();
+    let gw = paying_gateway(&[&orch], 1).await;
+    log.refuse(1);
+    let (status, body, _) = paid(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    let streams = log.streams();
+    assert_eq!(streams.len(), 2, "refused once, then accepted");
+    assert!(streams[0].1 && !streams[1].1);
+    assert!(!streams[0].0.is_empty(), "the first request pays with tickets");
+    assert_eq!(streams[0].0, streams[1].0, "the same payment bytes, sent again");
+    books_agree(&gw, &orch, 1, "after the resend").await;
+    unpenalised(&gw, &orch).await;
+    // Later requests pay exactly enough: nothing was booked twice.
+    for i in 0..3 {
+        let (status, body, _) = paid(&gw).await;
+        assert_eq!(status, 200, "{i}: {body}");
+        books_agree(&gw, &orch, 2 + i, &format!("request {i} after")).await;
+    }
+    gw.shutdown().await;
+}
+
+/// An orchestrator refusing every stream (load it will not take): after two resends the job
+/// goes to the next orchestrator, or is the client's 503 when there is none; the refusing
+/// one is not penalised, and the credit its payment relied on is returned, not spent.
+#[tokio::test]
+async fn a_stream_refused_each_time_moves_on_unpenalised_and_unpaid() {
+    // Cheaper, so selected first.
+    let (refuser, log) = paid_llm(2, 1, true).await;
+    let log = log.unwrap();
+    let (other, _) = paid_llm(3, 8, false).await;
+    let gw = paying_gateway(&[&refuser, &other], 2).await;
+    // One delivered request first, so that the refuser holds credit the next one relies on.
+    let (status, body, by) = paid(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(by.as_deref(), Some(other.url()), "the cheaper one delivered");
+    assert_eq!(log.streams().len(), 1);
+    books_agree(&gw, &refuser, 1, "first").await;
+    log.refuse(u32::MAX);
+    let (status, body, by) = paid(&gw).await;
+    assert_eq!((status, by.as_deref()), (200, Some(other.url())), "{body}");
+    let streams = log.streams();
+    assert_eq!(streams.len(), 4, "one delivered, then refused three times");
+    assert!(streams[1..].iter().all(|(p, refused)| *refused && *p == streams[1].0));
+    books_agree(&gw, &refuser, 1, "refused").await;
+    unpenalised(&gw, &refuser).await;
+    gw.shutdown().await;
+
+    // With no other orchestrator, the client is told to come back (503), not blamed.
+    let gw = paying_gateway(&[&refuser], 2).await;
+    let (status, body, _) = paid(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "orchestrators_busy", "{body}");
+    unpenalised(&gw, &refuser).await;
+    gw.shutdown().await;
+}
+
+/// The live start's client kept hyper's 16 KiB bound on HTTP/2 header lists, where the other
+/// orchestrator clients take 64 KiB: a TLS orchestrator speaking HTTP/2 (by ALPN) whose start
+/// answer had a 40 KiB head failed the start. Now it takes 64 KiB too, and a 15 MiB head,
+/// SETTINGS acknowledged or not, fails that orchestrator's start without the gateway holding
+/// it.
+#[tokio::test]
+async fn a_live_starts_header_list_is_bounded_at_64_kib() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for ack in [true, false] {
+        let pad = Arc::new(AtomicUsize::new(40 << 10));
+        let padding = pad.clone();
+        let url = hostile_tls(move |mut c| {
+            let pad = padding.clone();
+            async move {
+                c.settings(&[]).await;
+                while let Some((s, _)) = c.request(ack).await {
+                    // Channels nobody serves: the start is answered, the stream then fails.
+                    let answer = json!({"publish_url": "/ai/trickle/x", "subscribe_url":
+                        "/ai/trickle/x-out", "control_url": "/ai/trickle/x-control",
+                        "events_url": "/ai/trickle/x-events", "manifest_id": "m"});
+                    c.head(s, pad.load(SeqCst)).await;
+                    c.write(DATA, END_STREAM, s, answer.to_string().as_bytes()).await;
+                }
+            }
+        })
+        .await;
+        let sim = Sim::start(SimConfig {
+            name: "h2-live".into(),
+            models: vec![SimModel::new("live-video-to-video", "noop").capacity(8)],
+            service_uri: Some(url),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let gw = start(long_cooldowns(config(&[sim.url()]))).await;
+        let start_live = |name: &'static str| {
+            let addr = gw.http_addr;
+            async move {
+                let resp = reqwest::Client::new()
+                    .post(format!("http://{addr}/live/video-to-video/{name}/start"))
+                    .json(&json!({"pipeline": "noop"}))
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let (status, body) = start_live("fat-head").await;
+        assert_eq!(status, 200, "40 KiB of headers (ack {ack}): {body}");
+        pad.store(15 << 20, SeqCst);
+        let before = proc_status("VmRSS");
+        let (status, body) = start_live("huge-head").await;
+        assert!(status >= 500, "15 MiB of headers (ack {ack}): {status} {body}");
+        let grown = proc_status("VmRSS").saturating_sub(before);
+        assert!(grown < 8 << 20, "{grown} bytes more resident (ack {ack})");
+        gw.shutdown().await;
+    }
+}
+
+/// A refusal that comes with the connection's GOAWAY (a server shutting down: no stream
+/// processed, none to be opened there): the request goes again on a new connection. Without
+/// resending past the GOAWAY too, a resend that met the going connection before hyper's pool
+/// had dropped it failed there (502, in about half the runs).
+#[tokio::test]
+async fn a_stream_refused_as_its_connection_goes_away_is_sent_on_a_new_one() {
+    const GOAWAY: u8 = 7;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    let url = hostile(move |mut c| {
+        let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            c.settings(&[]).await;
+            while let Some((s, _)) = c.request(true).await {
+                if first {
+                    c.write(RST_STREAM, 0, s, &7u32.to_be_bytes()).await;
+                    c.write(GOAWAY, 0, 0, &[0u8; 8]).await;
+                    while c.read().await.is_some() {}
+                    return;
+                }
+                c.head(s, 0).await;
+                c.write(DATA, END_STREAM, s, b"{\"choices\":[]}").await;
+            }
+        }
+    })
+    .await;
+    let sim = sim_for(&url, &["goes-away"]).await;
+    let gw = gateway(&[&sim], Duration::from_secs(10)).await;
+    let (status, body) = llm(&gw, "goes-away").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let orch = orch_state(&gw, sim.url()).await;
+    assert_eq!(orch["consecutive_failures"], 0, "{orch}");
+}
