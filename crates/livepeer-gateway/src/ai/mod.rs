@@ -11,6 +11,7 @@ pub mod job;
 mod multipart;
 pub mod openai;
 pub mod probe;
+mod probe_id3;
 mod probe_meta;
 mod relay;
 mod resolve;

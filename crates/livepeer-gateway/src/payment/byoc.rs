@@ -7,7 +7,9 @@
 //! to the account is in flight (a token fetched before a credit or debit the view already
 //! holds, or before the orchestrator processed a payment in flight, would undo it); in
 //! between it is credited by the EV of the tickets sent and debited by `ceil(seconds) ×
-//! price` per job, as the orchestrator debits it.
+//! price` per job, as the orchestrator debits it. An attempt of unknown outcome (sent, never
+//! answered) is booked as the credit spent: its tickets count for nothing, and the fee of its
+//! timeout is debited when more (see [`ByocOutcome::Unknown`]).
 //!
 //! A job pays nothing while the view holds two minutes of the price (`120 × price`);
 //! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
