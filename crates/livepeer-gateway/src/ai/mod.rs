@@ -13,6 +13,7 @@ pub mod openai;
 pub mod probe;
 mod probe_id3;
 mod probe_meta;
+mod probe_mp4;
 mod relay;
 mod resolve;
 pub mod results;

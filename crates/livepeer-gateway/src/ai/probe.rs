@@ -184,25 +184,11 @@ fn measure(audio: Bytes) -> Result<f64, ProbeError> {
 
 /// Why a container was refused before demuxing.
 const OVERSIZED: &str = "a part of the file claims more bytes than the file holds";
-/// MP4 boxes whose contents are boxes, as far as the demuxer reads them.
-const MP4_CONTAINERS: [&[u8; 4]; 12] = [
-    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"edts", b"udta", b"mvex", b"moof",
-    b"traf", b"mfra",
-];
-/// Audio sample entries whose child boxes the demuxer reads.
-const MP4_AUDIO_ENTRIES: [&[u8; 4]; 4] = [b"mp4a", b"Opus", b"fLaC", b"alac"];
-/// Sample tables whose reader reserves room for the entries their count states before
-/// reading any, and the bytes of one entry.
-const MP4_TABLES: [(&[u8; 4], usize); 4] =
-    [(b"stts", 8), (b"stsc", 12), (b"stco", 4), (b"co64", 8)];
-/// How deep MP4 boxes may nest.
-const MP4_MAX_DEPTH: usize = 12;
-
 /// Refuses an MP4 or WAV whose declared sizes exceed the bytes present. symphonia allocates a
 /// buffer of a box's or chunk's declared size before reading it, and an allocation that fails
 /// aborts the process: a 2 kB upload claiming a 2^50-byte `hdlr` box would take the gateway
 /// down. Sample tables and decoder descriptors inside MP4 boxes are checked the same way (see
-/// [`table_fits`], [`esds_descriptors`]). Matroska, FLAC and Ogg are checked in `probe_meta`,
+/// `probe_mp4`). Matroska, FLAC and Ogg are checked in `probe_meta`,
 /// ID3v2 tags in `probe_id3`; the other formats' sizes are small by construction. `data`
 /// starts where symphonia's probe finds the format.
 fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
@@ -214,7 +200,7 @@ fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
         .get(4..8)
         .is_some_and(|t| [b"ftyp", b"moov", b"styp", b"free"].iter().any(|m| t == *m));
     if mp4 {
-        return mp4_boxes(data, data.len(), 0, false).ok_or_else(oversized);
+        return super::probe_mp4::mp4_boxes(data, data.len(), 0, false).ok_or_else(oversized);
     }
     Ok(())
 }
@@ -232,127 +218,6 @@ fn riff_chunks(mut chunks: &[u8]) -> Option<()> {
             riff_chunks(body.get(4..).unwrap_or_default())?;
         }
         chunks = chunks.get((8 + size + size % 2).min(chunks.len())..)?;
-    }
-    Some(())
-}
-
-/// `Some` if every box in `boxes` fits in its parent, recursively, and no sample claims more
-/// than `total` bytes. `items`: the children are `ilst` items, whose contents are boxes.
-fn mp4_boxes(mut boxes: &[u8], total: usize, depth: usize, items: bool) -> Option<()> {
-    if depth > MP4_MAX_DEPTH {
-        return None;
-    }
-    while boxes.len() >= 8 {
-        let small = u32::from_be_bytes(boxes.get(..4)?.try_into().ok()?);
-        let kind: &[u8; 4] = boxes.get(4..8)?.try_into().ok()?;
-        let (header, size) = match small {
-            0 => (8, boxes.len()),
-            1 => {
-                (16, usize::try_from(u64::from_be_bytes(boxes.get(8..16)?.try_into().ok()?)).ok()?)
-            }
-            n => (8, usize::try_from(n).ok()?),
-        };
-        let body = boxes.get(header..size)?;
-        let inner = |at: usize, items| {
-            mp4_boxes(body.get(at..).unwrap_or_default(), total, depth + 1, items)
-        };
-        if items || MP4_CONTAINERS.contains(&kind) {
-            inner(0, false)?;
-        } else if kind == b"meta" {
-            inner(4, false)?;
-        } else if kind == b"ilst" {
-            inner(0, true)?;
-        } else if kind == b"stsd" {
-            inner(8, false)?;
-        } else if MP4_AUDIO_ENTRIES.contains(&kind) {
-            // Sound sample entry: 28 bytes, plus 16 (version 1) or 36 (version 2).
-            let version = body.get(8..10).map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
-            inner(28 + [0, 16, 36].get(usize::from(version)).copied().unwrap_or(0), false)?;
-        } else if kind == b"stsz" {
-            stsz_fits(body, total)?;
-        } else if kind == b"esds" {
-            let descriptors = body.get(4..).unwrap_or_default();
-            esds_descriptors(descriptors, (0, descriptors.len()), 0)?;
-        } else if let Some(entry) = MP4_TABLES.iter().find(|(k, _)| *k == kind).map(|t| t.1) {
-            table_fits(body, entry)?;
-        }
-        boxes = boxes.get(size..)?;
-    }
-    Some(())
-}
-
-/// `Some` if a sample table's entries (after its version, flags and count) fit in its body.
-/// symphonia reserves room for the count it states before reading them: 4 G entries of 12
-/// bytes stated in a box of 16 bytes would ask for 48 GiB.
-fn table_fits(body: &[u8], entry: usize) -> Option<()> {
-    let count = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
-    let room = body.len().checked_sub(8)? / entry;
-    (usize::try_from(count).ok()? <= room).then_some(())
-}
-
-/// `Some` if no descriptor of an `esds` box's `data` (after its version and flags), read
-/// from `at` to `end` where symphonia reads them at `depth`, states more bytes than `data`
-/// holds: symphonia allocates a DecoderSpecificInfo's stated length (28 bits: 256 MiB) before
-/// reading it.
-fn esds_descriptors(data: &[u8], (mut at, end): (usize, usize), depth: u8) -> Option<()> {
-    while end.saturating_sub(at) > 2 {
-        let tag = *data.get(at)?;
-        at += 1;
-        let mut len = 0usize;
-        for _ in 0..4 {
-            let b = *data.get(at)?;
-            at += 1;
-            len = len << 7 | usize::from(b & 0x7F);
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        if len > data.len() {
-            return None;
-        }
-        match (tag, depth) {
-            // ES_Descriptor: its id and flags, the optional fields they announce, then its
-            // children, in the `len - 3` bytes after those.
-            (3, 0) => {
-                let flags = *data.get(at + 2)?;
-                at += 3;
-                at += if flags & 0x80 != 0 { 2 } else { 0 };
-                at += if flags & 0x40 != 0 { 1 + usize::from(*data.get(at)?) } else { 0 };
-                at += if flags & 0x20 != 0 { 2 } else { 0 };
-                let inner = at.checked_add(len.checked_sub(3)?)?;
-                esds_descriptors(data, (at, inner), 1)?;
-                at = inner;
-            }
-            // DecoderConfigDescriptor: 13 bytes, then its children.
-            (4, 1) => {
-                at += 13;
-                let inner = at.checked_add(len.checked_sub(13)?)?;
-                esds_descriptors(data, (at, inner), 2)?;
-                at = inner;
-            }
-            // SLConfigDescriptor: symphonia reads its first byte only.
-            (6, 1) => at += 1,
-            // DecoderSpecificInfo (read), or any other (skipped).
-            _ => at = at.checked_add(len)?,
-        }
-    }
-    Some(())
-}
-
-/// `Some` if no sample size in an `stsz` body exceeds `total`.
-fn stsz_fits(body: &[u8], total: usize) -> Option<()> {
-    let word = |at: usize| {
-        body.get(at..at + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
-    };
-    if word(4)? > total {
-        return None;
-    }
-    let mut at = 12;
-    while let Some(size) = word(at) {
-        if size > total {
-            return None;
-        }
-        at += 4;
     }
     Some(())
 }
@@ -540,35 +405,6 @@ mod tests {
         assert_eq!(image_info(b""), Err(ImageError::Empty));
         assert_eq!(image_info(&png(0, 10)), Err(ImageError::ZeroSize));
         assert!(matches!(image_info(&png(1, 1)[..18]), Err(ImageError::Corrupt(_))));
-    }
-
-    /// Lengths symphonia allocates before reading, stated beyond what the box holds: an M4A's
-    /// sample tables (4 G entries: up to 48 GiB reserved) and its DecoderSpecificInfo (28
-    /// bits: 256 MiB, which a ceiling on address space lets through, so checked here). The
-    /// fixture itself passes; each damaged copy is refused before symphonia reads it.
-    #[test]
-    fn mp4_tables_and_descriptors_must_fit_their_box() {
-        let m4a = fixture("tone-2.5s.m4a");
-        assert!(check_declared_sizes(&m4a).is_ok());
-        for table in [b"stts", b"stsc", b"stco"] {
-            let Some(at) = m4a.windows(4).position(|w| w == table) else { continue };
-            let mut damaged = m4a.clone();
-            damaged[at + 8..at + 12].copy_from_slice(&u32::MAX.to_be_bytes());
-            assert!(check_declared_sizes(&damaged).is_err(), "{}", String::from_utf8_lossy(table));
-            // One entry more than the box holds.
-            let size = u32::from_be_bytes(m4a[at - 4..at].try_into().unwrap()) as usize;
-            let entry = MP4_TABLES.iter().find(|(k, _)| *k == table).unwrap().1;
-            let mut one_more = m4a.clone();
-            let count = ((size - 16) / entry + 1) as u32;
-            one_more[at + 8..at + 12].copy_from_slice(&count.to_be_bytes());
-            assert!(check_declared_sizes(&one_more).is_err(), "{}", String::from_utf8_lossy(table));
-        }
-        let esds = m4a.windows(4).position(|w| w == b"esds").unwrap();
-        let info = esds + m4a[esds..].windows(4).position(|w| w == [5, 0x80, 0x80, 0x80]).unwrap();
-        let mut damaged = m4a.clone();
-        damaged[info + 1..info + 5].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0x7F]);
-        assert!(check_declared_sizes(&damaged).is_err(), "a DecoderSpecificInfo of 256 MiB");
-        assert!(matches!(audio_duration(damaged.into()), Err(ProbeError::Corrupt(_))));
     }
 
     /// Each format a client may send, made by ffmpeg from a tone of a known length: the whole
