@@ -115,24 +115,28 @@ async fn call(
         payments.byoc_settle(payment, ByocOutcome::Refused);
         return Err(CallError::Orchestrator(format!("bad service address {url}")));
     };
+    // Whether the answer's head came: the orchestrator had taken the payment by then.
+    let mut head = false;
     let sent = tokio::time::timeout_at(deadline, async {
         let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
+        head = true;
         payments.byoc_confirm(&mut payment);
         let (parts, body) = resp.into_parts();
         let body = read_body(body, ANSWER_BYTES).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
     })
     .await;
+    // Unanswered: of unknown outcome. A stream call runs no job of its own to be charged
+    // (the stream is debited as it runs).
+    let unanswered = if head { ByocOutcome::Uncharged } else { ByocOutcome::Unknown(0) };
     let answer = match sent {
         Ok(Ok(answer)) => answer,
-        // Unanswered, or cut off within its answer: of unknown outcome. A stream call runs no
-        // job of its own to be charged (the stream is debited as it runs).
         Ok(Err(e)) => {
-            payments.byoc_settle(payment, ByocOutcome::Unknown(0));
+            payments.byoc_settle(payment, unanswered);
             return Err(CallError::Orchestrator(e));
         }
         Err(_) => {
-            payments.byoc_settle(payment, ByocOutcome::Unknown(0));
+            payments.byoc_settle(payment, unanswered);
             let waited = job.timeout_seconds + GRACE.as_secs();
             return Err(CallError::Orchestrator(format!("no answer within {waited}s")));
         }
