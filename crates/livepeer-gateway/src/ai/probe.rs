@@ -128,16 +128,20 @@ pub fn audio_duration(audio: Bytes) -> Result<f64, ProbeError> {
 fn measure(audio: Bytes) -> Result<f64, ProbeError> {
     use symphonia::core::errors::Error;
 
-    check_declared_sizes(&audio)?;
-    super::probe_meta::metadata_fits(&audio)
-        .ok_or_else(|| ProbeError::Corrupt(OVERSIZED.to_owned()))?;
+    let oversized = || ProbeError::Corrupt(OVERSIZED.to_owned());
+    // symphonia's probe reads any ID3v2 tags, then the format from its marker on, wherever
+    // that is: the format's lengths are checked from there.
+    let start = super::probe_id3::format_start(&audio).map_err(|_| oversized())?.unwrap_or(0);
+    let format = &audio[start..];
+    check_declared_sizes(format)?;
+    super::probe_meta::metadata_fits(format).ok_or_else(oversized)?;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
     use symphonia::core::probe::Hint;
 
-    let source: Box<dyn symphonia::core::io::MediaSource> = match wav_data_overstated(&audio) {
-        Some((at, present)) => Box::new(Patched::new(audio, at, present.to_le_bytes())),
+    let source: Box<dyn symphonia::core::io::MediaSource> = match wav_data_overstated(format) {
+        Some((at, present)) => Box::new(Patched::new(audio, start + at, present.to_le_bytes())),
         None => Box::new(std::io::Cursor::new(audio)),
     };
     let source = MediaSourceStream::new(source, Default::default());
@@ -180,21 +184,13 @@ fn measure(audio: Bytes) -> Result<f64, ProbeError> {
 
 /// Why a container was refused before demuxing.
 const OVERSIZED: &str = "a part of the file claims more bytes than the file holds";
-/// MP4 boxes whose contents are boxes, as far as the demuxer reads them.
-const MP4_CONTAINERS: [&[u8; 4]; 12] = [
-    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"edts", b"udta", b"mvex", b"moof",
-    b"traf", b"mfra",
-];
-/// Audio sample entries whose child boxes the demuxer reads.
-const MP4_AUDIO_ENTRIES: [&[u8; 4]; 4] = [b"mp4a", b"Opus", b"fLaC", b"alac"];
-/// How deep MP4 boxes may nest.
-const MP4_MAX_DEPTH: usize = 12;
-
 /// Refuses an MP4 or WAV whose declared sizes exceed the bytes present. symphonia allocates a
 /// buffer of a box's or chunk's declared size before reading it, and an allocation that fails
 /// aborts the process: a 2 kB upload claiming a 2^50-byte `hdlr` box would take the gateway
-/// down. Matroska checks sizes against the parent element itself; the other formats' sizes are
-/// small by construction.
+/// down. Sample tables and decoder descriptors inside MP4 boxes are checked the same way (see
+/// `probe_mp4`). Matroska, FLAC and Ogg are checked in `probe_meta`,
+/// ID3v2 tags in `probe_id3`; the other formats' sizes are small by construction. `data`
+/// starts where symphonia's probe finds the format.
 fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
     let oversized = || ProbeError::Corrupt(OVERSIZED.to_owned());
     if data.starts_with(b"RIFF") {
@@ -204,7 +200,7 @@ fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
         .get(4..8)
         .is_some_and(|t| [b"ftyp", b"moov", b"styp", b"free"].iter().any(|m| t == *m));
     if mp4 {
-        return mp4_boxes(data, data.len(), 0, false).ok_or_else(oversized);
+        return super::probe_mp4::mp4_boxes(data, data.len(), 0, false).ok_or_else(oversized);
     }
     Ok(())
 }
@@ -222,64 +218,6 @@ fn riff_chunks(mut chunks: &[u8]) -> Option<()> {
             riff_chunks(body.get(4..).unwrap_or_default())?;
         }
         chunks = chunks.get((8 + size + size % 2).min(chunks.len())..)?;
-    }
-    Some(())
-}
-
-/// `Some` if every box in `boxes` fits in its parent, recursively, and no sample claims more
-/// than `total` bytes. `items`: the children are `ilst` items, whose contents are boxes.
-fn mp4_boxes(mut boxes: &[u8], total: usize, depth: usize, items: bool) -> Option<()> {
-    if depth > MP4_MAX_DEPTH {
-        return None;
-    }
-    while boxes.len() >= 8 {
-        let small = u32::from_be_bytes(boxes.get(..4)?.try_into().ok()?);
-        let kind: &[u8; 4] = boxes.get(4..8)?.try_into().ok()?;
-        let (header, size) = match small {
-            0 => (8, boxes.len()),
-            1 => {
-                (16, usize::try_from(u64::from_be_bytes(boxes.get(8..16)?.try_into().ok()?)).ok()?)
-            }
-            n => (8, usize::try_from(n).ok()?),
-        };
-        let body = boxes.get(header..size)?;
-        let inner = |at: usize, items| {
-            mp4_boxes(body.get(at..).unwrap_or_default(), total, depth + 1, items)
-        };
-        if items || MP4_CONTAINERS.contains(&kind) {
-            inner(0, false)?;
-        } else if kind == b"meta" {
-            inner(4, false)?;
-        } else if kind == b"ilst" {
-            inner(0, true)?;
-        } else if kind == b"stsd" {
-            inner(8, false)?;
-        } else if MP4_AUDIO_ENTRIES.contains(&kind) {
-            // Sound sample entry: 28 bytes, plus 16 (version 1) or 36 (version 2).
-            let version = body.get(8..10).map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
-            inner(28 + [0, 16, 36].get(usize::from(version)).copied().unwrap_or(0), false)?;
-        } else if kind == b"stsz" {
-            stsz_fits(body, total)?;
-        }
-        boxes = boxes.get(size..)?;
-    }
-    Some(())
-}
-
-/// `Some` if no sample size in an `stsz` body exceeds `total`.
-fn stsz_fits(body: &[u8], total: usize) -> Option<()> {
-    let word = |at: usize| {
-        body.get(at..at + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
-    };
-    if word(4)? > total {
-        return None;
-    }
-    let mut at = 12;
-    while let Some(size) = word(at) {
-        if size > total {
-            return None;
-        }
-        at += 4;
     }
     Some(())
 }

@@ -262,7 +262,8 @@ impl<'a> Job<'a> {
         self.tickets += payment.tickets;
         self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
         let Some(body) = sending.upload.body() else {
-            self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            // Never sent: its tickets went nowhere.
+            self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
             drop(lease);
             return Step::Next;
         };
@@ -284,21 +285,24 @@ impl<'a> Job<'a> {
                 return self.busy(lease, &format!("stream refused: {why}"));
             }
             Ok(Err(HttpError::BadUrl(why))) => {
-                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                // Never sent: its tickets went nowhere.
+                self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
                 return self.failed(lease, format!("bad service address {url}: {why}"));
             }
             Ok(Err(e)) => {
                 // Never dialled for want of the gateway's descriptors: the tickets went
-                // nowhere. Otherwise they may have reached the orchestrator.
+                // nowhere. Otherwise they may have reached the orchestrator, which may have
+                // taken them and run the job, or not (go-livepeer's leaves a payment it
+                // cannot take unanswered): the outcome is unknown.
                 let outcome = match e {
                     HttpError::Local(_) => ByocOutcome::Refused,
-                    _ => ByocOutcome::Uncharged,
+                    _ => ByocOutcome::Unknown(timeout),
                 };
                 self.state.payments.byoc_settle(payment, outcome);
                 return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {
-                self.state.payments.byoc_settle(payment, ByocOutcome::Uncharged);
+                self.state.payments.byoc_settle(payment, ByocOutcome::Unknown(timeout));
                 return self.failed(lease, format!("no answer within {:?}", deadline - sent));
             }
         };
@@ -450,14 +454,16 @@ impl<'a> Job<'a> {
                 payments.byoc_settle(payment, ByocOutcome::Refused);
                 return self.busy(lease, &text);
             }
-            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            // go-livepeer's orchestrator charges the worker's time when the worker fails (its
+            // 500) or answers a status of its own; the gateway books at least as much.
+            payments.byoc_settle(payment, ByocOutcome::Charged(ceil_seconds(sent.elapsed())));
             return self.failed(lease, format!("{status} {}", cut(&text)));
         }
         let small = hyper::body::Body::size_hint(resp.body())
             .exact()
             .is_some_and(|n| n <= ERROR_BODY_BYTES as u64);
         if status == 400 && small {
-            return self.bad_request(lease, payment, resp, deadline, service).await;
+            return self.bad_request(lease, payment, resp, (sent, deadline), service).await;
         }
         self.state.tokens.accepted(&orch_key(lease.url()), &self.req.capability);
         let headers = pass_headers(resp.headers());
@@ -477,7 +483,9 @@ impl<'a> Job<'a> {
         };
         let outcome = if client_error {
             lease.client_error();
-            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            // The worker's own status: go-livepeer's orchestrator charges its time.
+            let seconds = charged.unwrap_or_else(|| ceil_seconds(sent.elapsed()));
+            payments.byoc_settle(payment, ByocOutcome::Charged(seconds));
             // The lease is given back; the relay only bounds the body in time.
             (status, relay(resp.into_body(), None).boxed(), "client_error")
         } else {
@@ -516,16 +524,14 @@ impl<'a> Job<'a> {
         lease: Lease,
         payment: ByocPayment,
         resp: http::Response<OrchBody>,
-        deadline: Instant,
+        (sent, deadline): (Instant, Instant),
         service: String,
     ) -> Step {
-        let payments = self.state.payments.clone();
-        // The orchestrator has processed the payment before refusing: its credit stays.
-        payments.byoc_settle(payment, ByocOutcome::Uncharged);
         let headers = pass_headers(resp.headers());
         let read = tokio::time::timeout_at(deadline, read_body(resp.into_body(), ERROR_BODY_BYTES));
         let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
         let text = String::from_utf8_lossy(&body).trim().to_owned();
+        self.state.payments.byoc_settle(payment, refusal_outcome(&text, sent.elapsed()));
         if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
             let orch = orch_key(lease.url());
             let why = format!("400 {}", cut(&text));
@@ -683,6 +689,21 @@ fn pass_headers(h: &http::HeaderMap) -> Vec<(&'static str, String)> {
         out.push(("livepeer-balance", v));
     }
     out
+}
+
+/// What a short 400 with `text`, answered `took` after the job was sent, did to the payment
+/// (byoc/job_orchestrator.go `setupOrchJob`, `processJob`): creds it could not verify are
+/// refused before the payment is processed (its tickets count for nothing); `Insufficient
+/// balance` comes after (their credit stays, nothing is charged); any other 400 may be the
+/// worker's, whose time the orchestrator charges.
+fn refusal_outcome(text: &str, took: Duration) -> ByocOutcome {
+    if text.starts_with(PAYMENT_REFUSALS[1]) {
+        ByocOutcome::Refused
+    } else if text.starts_with(PAYMENT_REFUSALS[0]) {
+        ByocOutcome::Uncharged
+    } else {
+        ByocOutcome::Charged(ceil_seconds(took))
+    }
 }
 
 /// At most 200 characters of an orchestrator's text.

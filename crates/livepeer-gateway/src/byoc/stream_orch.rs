@@ -112,25 +112,31 @@ async fn call(
         builder = builder.header(livepeer_pm::PAYMENT_HEADER, p);
     }
     let Ok(request) = builder.body(Full::new(body)) else {
-        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        payments.byoc_settle(payment, ByocOutcome::Refused);
         return Err(CallError::Orchestrator(format!("bad service address {url}")));
     };
+    // Whether the answer's head came: the orchestrator had taken the payment by then.
+    let mut head = false;
     let sent = tokio::time::timeout_at(deadline, async {
         let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
+        head = true;
         payments.byoc_confirm(&mut payment);
         let (parts, body) = resp.into_parts();
         let body = read_body(body, ANSWER_BYTES).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
     })
     .await;
+    // Unanswered: of unknown outcome. A stream call runs no job of its own to be charged
+    // (the stream is debited as it runs).
+    let unanswered = if head { ByocOutcome::Uncharged } else { ByocOutcome::Unknown(0) };
     let answer = match sent {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
-            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            payments.byoc_settle(payment, unanswered);
             return Err(CallError::Orchestrator(e));
         }
         Err(_) => {
-            payments.byoc_settle(payment, ByocOutcome::Uncharged);
+            payments.byoc_settle(payment, unanswered);
             let waited = job.timeout_seconds + GRACE.as_secs();
             return Err(CallError::Orchestrator(format!("no answer within {waited}s")));
         }
@@ -398,7 +404,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     let header = sign(inner, &job).await?;
     let payments = &inner.byoc.payments;
     let deadline = Instant::now() + Duration::from_secs(job.timeout_seconds) + GRACE;
-    let mut payment = prepare(inner, orch, &token, &job, deadline).await?;
+    let payment = prepare(inner, orch, &token, &job, deadline).await?;
     let Some(value) = payment.header().map(str::to_owned) else {
         payments.byoc_settle(payment, ByocOutcome::Uncharged);
         return Ok(false);
@@ -411,14 +417,16 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::default());
     let Ok(request) = request else {
-        payments.byoc_settle(payment, ByocOutcome::Uncharged);
+        payments.byoc_settle(payment, ByocOutcome::Refused);
         return Err(format!("bad service address {url}"));
     };
     let sent = tokio::time::timeout_at(deadline, inner.byoc.http.send(request)).await;
-    if matches!(sent, Ok(Ok(_))) {
-        payments.byoc_confirm(&mut payment);
-    }
-    payments.byoc_settle(payment, ByocOutcome::Uncharged);
+    let outcome = match &sent {
+        Ok(Ok(_)) => ByocOutcome::Uncharged,
+        // Left unanswered: whether the tickets were taken is unknown.
+        _ => ByocOutcome::Unknown(0),
+    };
+    payments.byoc_settle(payment, outcome);
     let status = match sent {
         Ok(Ok(resp)) => resp.status().as_u16(),
         Ok(Err(e)) => return Err(e.to_string()),

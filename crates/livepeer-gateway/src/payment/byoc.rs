@@ -7,7 +7,9 @@
 //! to the account is in flight (a token fetched before a credit or debit the view already
 //! holds, or before the orchestrator processed a payment in flight, would undo it); in
 //! between it is credited by the EV of the tickets sent and debited by `ceil(seconds) ×
-//! price` per job, as the orchestrator debits it.
+//! price` per job, as the orchestrator debits it. An attempt of unknown outcome (sent, never
+//! answered) is booked as the credit spent: its tickets count for nothing, and the fee of its
+//! timeout is debited when more (see [`ByocOutcome::Unknown`]).
 //!
 //! A job pays nothing while the view holds two minutes of the price (`120 × price`);
 //! otherwise it sends tickets for `price × timeout_seconds`: `ceil(cost / EV)` tickets, at
@@ -139,9 +141,19 @@ impl ByocPayment {
 pub enum ByocOutcome {
     /// The orchestrator ran the job for this many seconds (rounded up) and charged them.
     Charged(u64),
-    /// It processed the payment, or may have, and charged nothing the gateway knows of.
+    /// It processed the payment and charged nothing (it answered without running the job).
     Uncharged,
-    /// It refused before processing the payment (no capacity): the tickets count for nothing.
+    /// Sent, and never answered (the connection closed or the stream was reset before the
+    /// answer's head, or no head came within the deadline), for a job of at most this many
+    /// seconds: the orchestrator may hold none, some or all of the tickets (go-livepeer's
+    /// leaves a payment it cannot take unanswered), and may have run the job. Booked as an
+    /// attempt of unknown outcome is everywhere, as the credit spent: the tickets' EV, or the
+    /// fee of these seconds when more, is debited, so that the view counts on no credit the
+    /// orchestrator may lack (which would underpay the next job into `Insufficient balance`);
+    /// when it did hold them, the next job pays up to that much again, which stays credit.
+    Unknown(u64),
+    /// It refused before processing the payment (no capacity, the job's creds), or the
+    /// request never went out: the tickets count for nothing.
     Refused,
 }
 
@@ -286,6 +298,7 @@ impl ByocBooks {
         let debit = match outcome {
             ByocOutcome::Charged(seconds) => payment.fee(seconds),
             ByocOutcome::Uncharged => Ratio::ZERO,
+            ByocOutcome::Unknown(seconds) => payment.fee(seconds).max(payment.ev_sent),
             ByocOutcome::Refused => payment.ev_sent,
         };
         match account.balance.checked_sub(&SignedRatio::from(debit)) {
@@ -572,6 +585,38 @@ mod tests {
         assert_eq!((q.tickets, q.header()), (0, None));
         assert_eq!(books.report()[0].2, SignedRatio::ZERO.to_string());
         books.settle(*q, ByocOutcome::Charged(1));
+    }
+
+    #[test]
+    fn an_attempt_of_unknown_outcome_leaves_no_credit_counted_on() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        let t = token(2, 0);
+        let ev = t.ticket_params.unwrap().ev();
+        // One ticket (EV ~1000) for 30 s at 2 wei/s: unanswered, the ticket counts for
+        // nothing, as the orchestrator may not have it; the fee (60) is less.
+        let p = ready(books.prepare(&local, "o", "c", (&t, at), 30).unwrap());
+        books.settle(p, ByocOutcome::Unknown(30));
+        assert_eq!(books.report()[0].2, "0");
+        // Holding 3,000 wei, a job sent without a payment and never answered may have run
+        // its 1,400 s: 2,800 wei are debited.
+        let later = Instant::now() + Duration::from_millis(1);
+        let held = token(2, 3000);
+        let q = ready(books.prepare(&local, "o", "c", (&held, later), 1400).unwrap());
+        assert_eq!(q.tickets, 0);
+        books.settle(q, ByocOutcome::Unknown(1400));
+        assert_eq!(books.report()[0].2, "200");
+        // (A token asked for before the view last changed is old news.) A ticket, for 400 s,
+        // worth less than the fee of the 1,000 s the job may have run:
+        // the fee is what is debited.
+        let r = ready(books.prepare(&local, "o", "c", (&held, at), 400).unwrap());
+        assert_eq!(r.tickets, 1);
+        books.settle(r, ByocOutcome::Unknown(1000));
+        let left = SignedRatio::from(Ratio::from_u64(200))
+            .checked_add(&SignedRatio::from(ev))
+            .and_then(|b| b.checked_sub(&SignedRatio::from(Ratio::from_u64(2000))))
+            .unwrap();
+        assert_eq!(books.report()[0].2, left.to_string());
     }
 
     #[test]

@@ -23,7 +23,7 @@ const ECHO: &str = "live-echo";
 const TICKET_EV: u64 = 8_000_000_000;
 
 /// An on-chain simulator charging `price` wei per second for both capabilities.
-async fn priced_sim(price: i64) -> Sim {
+pub(crate) async fn priced_sim(price: i64) -> Sim {
     let mut addr = [0u8; 20];
     addr[19] = 9;
     let byoc = vec![
@@ -39,6 +39,15 @@ async fn priced_sim(price: i64) -> Sim {
 /// The signer (the key, serving the signer routes) and the keyless gateway using it, both
 /// pointed at `sim`; streams are paid every `interval`.
 async fn gateways(sim: &Sim, interval: Duration) -> (Gateway, Gateway) {
+    keyless(sim, |c| c.byoc.payment_interval = interval).await
+}
+
+/// The signer (the key, serving the signer routes) and the keyless gateway using it, both
+/// pointed at `sim`, the second's configuration changed by `tweak`.
+pub(crate) async fn keyless(
+    sim: &Sim,
+    tweak: impl FnOnce(&mut livepeer_gateway::config::Config),
+) -> (Gateway, Gateway) {
     let mut c = config(&[sim.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
     c.serve_signer = Some(API_KEY.to_owned().into());
@@ -47,12 +56,12 @@ async fn gateways(sim: &Sim, interval: Duration) -> (Gateway, Gateway) {
     let url = format!("http://{}/", signer.http_addr);
     let headers = format!("Authorization:Bearer {API_KEY}");
     c.remote_signer = Some(livepeer_gateway::config::RemoteSigner::parse(&url, &headers).unwrap());
-    c.byoc.payment_interval = interval;
+    tweak(&mut c);
     (signer, start(c).await)
 }
 
 /// Only the signer's key paid, and the simulator refused nothing.
-fn paid_by_the_signer_only(sim: &Sim) {
+pub(crate) fn paid_by_the_signer_only(sim: &Sim) {
     let payments = sim.payments();
     assert!(payments.rejections.is_empty(), "{:?}", payments.rejections);
     let signer = LocalSigner::from_hex(KEY).unwrap().address();
@@ -157,7 +166,7 @@ async fn a_stream_is_started_and_paid_through_the_signer() {
 }
 
 /// A job of `timeout` seconds to `gw`, answered 200 with the text reversed.
-async fn reverse_job(gw: &Gateway, timeout: u64) {
+pub(crate) async fn reverse_job(gw: &Gateway, timeout: u64) {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/process/request/reverse", gw.http_addr))
         .header("Livepeer", header(REVERSAL, timeout, "{}"))

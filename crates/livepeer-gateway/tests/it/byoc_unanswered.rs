@@ -10,10 +10,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use livepeer_gateway::Gateway;
-use livepeer_pm::{LocalSigner, Ratio};
-use livepeer_sim::{ByocKind, PaymentRejection, Sim, SimByoc, SimConfig};
+use livepeer_pm::{LocalSigner, Ratio, SignedRatio};
+use livepeer_sim::{ByocFault, ByocKind, PaymentRejection, Sim, SimByoc, SimConfig};
 use serde_json::{Value, json};
 
+use crate::byoc_remote::{keyless, paid_by_the_signer_only, priced_sim, reverse_job};
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -141,4 +142,114 @@ async fn a_long_body_left_unanswered_is_sent_again_or_failed_cleanly() {
     assert_eq!(a.byoc_stats().requests, 1);
     assert_eq!(a.byoc_stats().jobs.get(ECHO), None);
     blamed_for(&gw, &a, ECHO).await;
+}
+
+/// What `gw` counts on holding at `sim` for `capability` (its balance view, exact), once
+/// `gw` holds a job token of `sim`'s; `None` before.
+async fn view(gw: &Gateway, sim: &Sim, capability: &str) -> Option<SignedRatio> {
+    let (_, body) = admin_get(gw, "/byoc/capabilities").await;
+    let caps = body["capabilities"].as_array().cloned().unwrap_or_default();
+    let cap = caps.into_iter().find(|c| c["capability"] == capability)?;
+    let orchs = cap["orchestrators"].as_array().cloned().unwrap_or_default();
+    let orch = orchs.into_iter().find(|o| o["url"] == base(sim.url()))?;
+    if orch["token"].is_null() {
+        return None;
+    }
+    Some(orch["balance_view_wei"].as_str().map_or(SignedRatio::ZERO, |b| b.parse().unwrap()))
+}
+
+/// What `sim` holds for its senders at `capability`: EV credited less fees debited.
+fn held(sim: &Sim, capability: &str) -> SignedRatio {
+    let balances = sim.payments().balances;
+    let mut held = SignedRatio::ZERO;
+    for ((_, manifest), b) in balances {
+        if manifest == capability {
+            held = held.checked_add(&b).unwrap();
+        }
+    }
+    held
+}
+
+/// A gateway paying `sim` with its own key and one paying it through a remote signer (with
+/// the signer gateway), both holding their job tokens for an hour.
+async fn both_ways(keyed_sim: &Sim, remote_sim: &Sim) -> (Gateway, Gateway, Gateway) {
+    let hour = Duration::from_secs(3600);
+    let mut c = config(&[keyed_sim.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.byoc.token_refresh = hour;
+    let keyed = start(c).await;
+    let (signer, keyless) = keyless(remote_sim, |c| c.byoc.token_refresh = hour).await;
+    (keyed, keyless, signer)
+}
+
+/// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
+async fn failed_job(gw: &Gateway) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .header("Livepeer", job_header(REVERSAL))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_sent_with_an_unanswered_job_are_not_counted_on_whoever_signs() {
+    // 1e9 wei per second against tickets of 8e9: a 10 s job, nothing held, pays the minute
+    // the orchestrator wants held: 8 tickets (64e9). The orchestrator drops the connection
+    // before it takes them. Counted on (as they were), that credit had the next job pay its
+    // 10 s only (2 tickets), and the orchestrator, holding 16e9 of the 60e9 it wants, refuse
+    // it: `Insufficient balance`. Of unknown outcome, they are booked as spent: the view
+    // holds nothing, and the next job pays the minute again.
+    let price = 1_000_000_000;
+    let (keyed_sim, remote_sim) = (priced_sim(price).await, priced_sim(price).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
+        let who = sim.url();
+        eventually(Duration::from_secs(10), "the job token", || async {
+            view(gw, sim, REVERSAL).await.is_some()
+        })
+        .await;
+        sim.set_byoc_fault(ByocFault::Close);
+        failed_job(gw).await;
+        assert_eq!(sim.byoc_stats().requests, 1, "{who}");
+        assert_eq!(sim.payments().tickets_credited, 0, "{who}: nothing taken");
+        let booked = view(gw, sim, REVERSAL).await.unwrap();
+        assert_eq!(booked, SignedRatio::ZERO, "{who}: the tickets are booked as spent");
+        sim.set_byoc_fault(ByocFault::None);
+        eventually(Duration::from_secs(10), "the cooldown's end", || async {
+            job_state(gw, &base(sim.url()), &format!("byoc/{REVERSAL}")).await["cooldown_left_ms"]
+                == 0
+        })
+        .await;
+        reverse_job(gw, 10).await;
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, 8, "{who}: the minute, paid again");
+        // The view is what the orchestrator holds, or less (the seconds it charged, rounded
+        // up where the gateway timed them).
+        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_worker_is_booked_as_charged_whoever_signs() {
+    // go-livepeer's orchestrator charges the worker's time when it fails (500): 64e9 paid,
+    // 1e9 or more charged. The view, which stayed at 64e9, must not exceed what it holds.
+    let price = 1_000_000_000;
+    let (keyed_sim, remote_sim) = (priced_sim(price).await, priced_sim(price).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
+        let who = sim.url();
+        sim.set_byoc_fault(ByocFault::Status500);
+        failed_job(gw).await;
+        assert_eq!(sim.payments().tickets_credited, 8, "{who}");
+        assert!(sim.byoc_stats().fees > Ratio::ZERO, "{who}: charged");
+        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+    }
 }

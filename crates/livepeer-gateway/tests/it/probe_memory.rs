@@ -145,5 +145,49 @@ fn crafted(files: &[Vec<u8>]) -> Vec<(&'static str, Vec<u8>)> {
     webm[block + 4] = 1;
     webm[block + 5..block + 13].copy_from_slice(&[0x01, 0, 0, 0x03, 0, 0, 0, 0]);
     out.push(("a WebM block laced with a frame of 12 GiB", webm));
+    out.extend(crafted_behind_tags(files));
     out
+}
+
+/// Uploads whose lengths are read after (or inside) an ID3v2 tag, or in an MP4 sample table:
+/// the MP3's tag (ID3v2.4, one `TSSE` frame whose size is at bytes 14..18) made ID3v2.3 with
+/// the frame stating 4 GiB, and stating 256 MiB as it is (under this test's ceiling: the unit
+/// tests of `probe_id3` show it refused before symphonia reads it); the crafted FLAC comment
+/// behind that tag and behind a byte of junk, where symphonia's probe finds it too; an M4A
+/// whose `stts` states 4 G entries (32 GiB reserved before any is read).
+fn crafted_behind_tags(files: &[Vec<u8>]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mp3 = &files[1];
+    assert_eq!(&mp3[..4], b"ID3\x04", "the fixture starts with an ID3v2.4 tag");
+    assert_eq!(&mp3[10..14], b"TSSE");
+    let mut v3 = mp3.clone();
+    v3[3] = 3;
+    v3[14..18].copy_from_slice(&u32::MAX.to_be_bytes());
+    out.push(("an MP3 ID3v2.3 frame of 4 GiB", v3));
+    let mut v4 = mp3.clone();
+    v4[14..18].fill(0x7F);
+    out.push(("an MP3 ID3v2.4 frame of 256 MiB", v4));
+    let comment = crafted_flac_comment(&files[2]);
+    let tag_len = 10 + mp3[6..10].iter().fold(0usize, |s, b| s << 7 | usize::from(*b));
+    let mut tagged = mp3[..tag_len].to_vec();
+    tagged.extend(&comment);
+    out.push(("a FLAC comment of 4 GiB behind an ID3v2 tag", tagged));
+    let mut junk = vec![0u8];
+    junk.extend(&comment);
+    out.push(("a FLAC comment of 4 GiB behind a byte of junk", junk));
+    let mut m4a = files[4].clone();
+    let stts = find(&m4a, b"stts");
+    m4a[stts + 8..stts + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+    out.push(("an M4A stts of 4 G entries", m4a));
+    out
+}
+
+/// The FLAC fixture with its first comment stating 4 GiB.
+fn crafted_flac_comment(flac: &[u8]) -> Vec<u8> {
+    let block = 4 + 34 + 4;
+    let vendor = u32::from_le_bytes(flac[block + 4..block + 8].try_into().unwrap()) as usize;
+    let mut comment = flac.to_vec();
+    let first = block + 4 + 4 + vendor + 4;
+    comment[first..first + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    comment
 }
