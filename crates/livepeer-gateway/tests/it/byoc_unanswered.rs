@@ -54,7 +54,7 @@ fn job_header(capability: &str) -> String {
     STANDARD.encode(job.to_string())
 }
 
-fn base(url: &str) -> String {
+pub(crate) fn base(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
 
@@ -146,7 +146,7 @@ async fn a_long_body_left_unanswered_is_sent_again_or_failed_cleanly() {
 
 /// What `gw` counts on holding at `sim` for `capability` (its balance view, exact), once
 /// `gw` holds a job token of `sim`'s; `None` before.
-async fn view(gw: &Gateway, sim: &Sim, capability: &str) -> Option<SignedRatio> {
+pub(crate) async fn view(gw: &Gateway, sim: &Sim, capability: &str) -> Option<SignedRatio> {
     let (_, body) = admin_get(gw, "/byoc/capabilities").await;
     let caps = body["capabilities"].as_array().cloned().unwrap_or_default();
     let cap = caps.into_iter().find(|c| c["capability"] == capability)?;
@@ -159,7 +159,7 @@ async fn view(gw: &Gateway, sim: &Sim, capability: &str) -> Option<SignedRatio> 
 }
 
 /// What `sim` holds for its senders at `capability`: EV credited less fees debited.
-fn held(sim: &Sim, capability: &str) -> SignedRatio {
+pub(crate) fn held(sim: &Sim, capability: &str) -> SignedRatio {
     let balances = sim.payments().balances;
     let mut held = SignedRatio::ZERO;
     for ((_, manifest), b) in balances {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::h2_front::{FrontLog, h2_front};
 use crate::support::*;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -434,94 +435,6 @@ async fn a_get_orchestrator_error_is_cut_and_an_oversized_answer_is_malformed() 
 }
 
 const GRPC: (&str, &[u8]) = ("content-type", b"application/grpc");
-
-/// What an [`h2_front`] saw: each request stream's `Livepeer-Payment` bytes, and whether it
-/// was refused.
-#[derive(Default)]
-struct FrontLog {
-    streams: std::sync::Mutex<Vec<(Vec<u8>, bool)>>,
-    /// Streams still to refuse (`u32::MAX`: every one).
-    refuse: std::sync::atomic::AtomicU32,
-}
-
-impl FrontLog {
-    fn refuse(&self, n: u32) {
-        self.refuse.store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Whether the next stream is refused (and one refusal fewer is left).
-    fn take_refusal(&self) -> bool {
-        use std::sync::atomic::Ordering::SeqCst;
-        let left = |n: u32| match n {
-            0 => None,
-            u32::MAX => Some(n),
-            n => Some(n - 1),
-        };
-        self.refuse.fetch_update(SeqCst, SeqCst, left).is_ok()
-    }
-
-    fn streams(&self) -> Vec<(Vec<u8>, bool)> {
-        self.streams.lock().unwrap().clone()
-    }
-}
-
-/// An HTTP/2 (h2c) front to `sim`'s AI routes, over the h2 crate's server: a stream it is
-/// told to refuse is reset with `REFUSED_STREAM` on its head, unread; any other is forwarded
-/// whole to the simulator (which checks and books its payment) and its answer relayed.
-async fn h2_front(sim: String) -> (String, Arc<FrontLog>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let log = Arc::new(FrontLog::default());
-    let seen = log.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (log, sim) = (seen.clone(), sim.clone());
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                while let Some(Ok((req, respond))) = conn.accept().await {
-                    tokio::spawn(front_stream(log.clone(), sim.clone(), req, respond));
-                }
-            });
-        }
-    });
-    (url, log)
-}
-
-async fn front_stream(
-    log: Arc<FrontLog>,
-    sim: String,
-    req: http::Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<bytes::Bytes>,
-) {
-    let payment = req.headers().get("livepeer-payment").map(|v| v.as_bytes().to_vec());
-    let refused = log.take_refusal();
-    log.streams.lock().unwrap().push((payment.unwrap_or_default(), refused));
-    if refused {
-        respond.send_reset(h2::Reason::REFUSED_STREAM);
-        return;
-    }
-    let (head, mut body) = req.into_parts();
-    let mut data = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
-    let mut forward = reqwest::Client::new().post(format!("{sim}{}", head.uri.path()));
-    for (name, value) in &head.headers {
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
-            forward = forward.header(name, value);
-        }
-    }
-    let answer = forward.body(data).send().await.unwrap();
-    let mut relayed = http::Response::builder().status(answer.status());
-    if let Some(ct) = answer.headers().get(http::header::CONTENT_TYPE) {
-        relayed = relayed.header(http::header::CONTENT_TYPE, ct);
-    }
-    let bytes = answer.bytes().await.unwrap();
-    let mut send = respond.send_response(relayed.body(()).unwrap(), false).unwrap();
-    send.send_data(bytes, true).unwrap();
-}
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
