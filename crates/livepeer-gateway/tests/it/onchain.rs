@@ -103,8 +103,10 @@ async fn discovers_the_active_orchestrators_of_a_hundred() {
     assert_eq!(walk["pool_size"], 100, "{walk}");
     assert_eq!(walk["active"], 96, "{walk}");
     assert_eq!(walk["round"], "10");
+    // A gross bound only, against a walk gone call by call: the figure (about 2 s on an idle
+    // machine) is README's; under a loaded test run one walk took 5.3 s.
     let took = walk["duration_ms"].as_u64().unwrap();
-    assert!(took < 5_000, "the walk of 100 took {took} ms");
+    assert!(took < 20_000, "the walk of 100 took {took} ms");
     let listed = status["discovery"]["orchestrators"].as_array().unwrap();
     assert_eq!(listed.len(), 100);
     let first = &listed[0];

@@ -62,6 +62,15 @@ async fn assert_generic_502(resp: reqwest::Response, leaks: &[&str]) {
     }
 }
 
+/// [`quick`], with an ejection that outlasts the test: its state is read after the job and the
+/// image fetch, which on a loaded machine took longer than the default first cooldown.
+fn lasting(sims: &[&Sim]) -> Config {
+    let mut c = quick(sims);
+    c.eject.base = Duration::from_secs(600);
+    c.eject.max = Duration::from_secs(600);
+    c
+}
+
 /// Result URLs to the gateway's admin port, to a metadata address, to another local port, and
 /// `data:`/served HTML: the cheap orchestrator that answers them is ejected and the other one
 /// serves the request; alone, it gets the client a generic 502 that leaks nothing.
@@ -83,7 +92,7 @@ async fn result_urls_outside_the_orchestrator_are_refused_and_it_is_penalised() 
         "file:///etc/passwd".to_owned(),
         "{sim}/blob/100?redirect=http://{admin}/status".to_owned(),
     ] {
-        let gw = start(quick(&[&bad, &good])).await;
+        let gw = start(lasting(&[&bad, &good])).await;
         let url = forged.replace("{admin}", &gw.admin_addr.to_string());
         bad.set_ai_mode(AiMode::ResultUrls(vec![url.clone()]));
         let resp = t2i(&gw, one_image()).await;
@@ -97,7 +106,7 @@ async fn result_urls_outside_the_orchestrator_are_refused_and_it_is_penalised() 
         assert_eq!(orch_state(&gw, good.url()).await["state"], "healthy", "{url}");
         gw.shutdown().await;
 
-        let gw = start(quick(&[&bad])).await;
+        let gw = start(lasting(&[&bad])).await;
         let url = forged.replace("{admin}", &gw.admin_addr.to_string());
         bad.set_ai_mode(AiMode::ResultUrls(vec![url.clone()]));
         let port = gw.admin_addr.port().to_string();
