@@ -231,15 +231,10 @@ fn frames_fit(body: &Body<'_>, start: At, major: u8) -> Result<(), Oversized> {
             return Err(Oversized);
         }
         let mut read = at;
-        let mut next = Vec::with_capacity(2);
-        if body.read(&mut read, size).is_some() {
-            next.push(read);
-        }
-        if body.unsync {
-            next.push(At { pos: at.pos + size, ..at });
-        }
+        let parsed = body.read(&mut read, size).map(|()| read);
+        let skipped = body.unsync.then_some(At { pos: at.pos + size, ..at });
         // After the first frame, symphonia reads another while a frame header's worth is left.
-        todo.extend(next.into_iter().filter(|a| body.left(*a) >= min_frame));
+        todo.extend([parsed, skipped].into_iter().flatten().filter(|a| body.left(*a) >= min_frame));
     }
     Ok(())
 }

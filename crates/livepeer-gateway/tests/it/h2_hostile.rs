@@ -264,16 +264,21 @@ async fn gateway(sims: &[&Sim], attempt: Duration) -> Gateway {
     start(c).await
 }
 
-/// An LLM request for `model`: its status and body.
-async fn llm(gw: &Gateway, model: &str) -> (u16, Value) {
-    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
-    let resp = reqwest::Client::new()
+/// Sends the LLM request `body` to `gw`: its answer, within 30 s.
+async fn post_llm(gw: &Gateway, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("http://{}/llm", gw.http_addr))
-        .json(&body)
+        .json(body)
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .expect("an answer within the attempt deadline");
+        .expect("an answer within the attempt deadline")
+}
+
+/// An LLM request for `model`: its status and body.
+async fn llm(gw: &Gateway, model: &str) -> (u16, Value) {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = post_llm(gw, &body).await;
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
@@ -478,17 +483,11 @@ async fn paying_gateway(sims: &[&Sim], attempts: u32) -> Gateway {
     start(c).await
 }
 
-/// A paid LLM request: its status, body and the transcoder URL that answered it.
+/// A paid LLM request: its status, body and the orchestrator URL that answered it.
 async fn paid(gw: &Gateway) -> (u16, Value, Option<String>) {
     let body = json!({"model": LLM, "max_tokens": 256,
         "messages": [{"role": "user", "content": "hi"}]});
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/llm", gw.http_addr))
-        .json(&body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_llm(gw, &body).await;
     let status = resp.status().as_u16();
     let orch = resp.headers().get("x-orchestrator-url").map(|v| v.to_str().unwrap().to_owned());
     (status, resp.json().await.unwrap_or(Value::Null), orch)
