@@ -70,6 +70,11 @@ pub(crate) struct BenchArgs {
     /// if missing).
     #[arg(long)]
     pub(crate) no_nginx: bool,
+    /// The gateway binary to measure as the child process (default: this one). The load
+    /// client and the simulator stay this binary's, so that two builds of the gateway (say
+    /// with and without profile-guided optimisation) meet the same client and orchestrator.
+    #[arg(long)]
+    pub(crate) gateway_bin: Option<std::path::PathBuf>,
     /// The client that sends the load: `light` (the default, a minimal HTTP/1.1 client with
     /// each request rendered once, as wrk does) or `reqwest` (what the bench used before,
     /// which costs the shared machine several times more CPU per request).
@@ -157,7 +162,16 @@ async fn measure(args: &BenchArgs, sim: &Sim) -> anyhow::Result<String> {
     ));
     let child = match args.in_process {
         true => None,
-        false => Some(GatewayChild::start(sim.url(), args.orch_h2c, "llm", &llm_body()).await?),
+        false => Some(
+            GatewayChild::start(
+                args.gateway_bin.as_deref(),
+                sim.url(),
+                args.orch_h2c,
+                "llm",
+                &llm_body(),
+            )
+            .await?,
+        ),
     };
     let gw_addr = child.as_ref().map_or(gw.http_addr, |c| c.addr);
     let pids = Pids {

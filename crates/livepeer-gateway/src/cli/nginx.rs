@@ -199,9 +199,11 @@ pub(crate) struct GatewayChild {
 }
 
 impl GatewayChild {
-    /// Starts it with default settings (its stderr, the `info` log, goes to ours) and waits
-    /// until `ready_path` answers 200 to `ready_body`, i.e. the orchestrator is in its pool.
+    /// Starts `bin` (this binary when `None`) with default settings (its stderr, the `info`
+    /// log, goes to ours) and waits until `ready_path` answers 200 to `ready_body`, i.e. the
+    /// orchestrator is in its pool.
     pub(crate) async fn start(
+        bin: Option<&Path>,
         orchestrator: &str,
         h2c: bool,
         ready_path: &str,
@@ -209,14 +211,18 @@ impl GatewayChild {
     ) -> anyhow::Result<Self> {
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let admin = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(std::env::current_exe()?)
+        let bin = match bin {
+            Some(bin) => bin.to_owned(),
+            None => std::env::current_exe()?,
+        };
+        let child = Command::new(&bin)
             .args(["--http-addr", &addr.to_string(), "--cli-addr", &admin.to_string()])
             .args(["--rtmp-addr", "off"])
             .args(["--orch-addr", orchestrator, "--orch-h2c", if h2c { "true" } else { "false" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .context("starting the gateway")?;
+            .with_context(|| format!("starting the gateway {}", bin.display()))?;
         let mut gw = Self { child, addr };
         let http = reqwest::Client::new();
         let url = format!("http://{addr}/{ready_path}");
