@@ -144,6 +144,22 @@ pub enum ByocFault {
     KeepPayment,
 }
 
+/// How the simulator fails `/ai/stream/start`; changeable at run time with
+/// [`crate::Sim::set_byoc_stream_fault`]. The other stream calls are unaffected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByocStreamFault {
+    /// Starts are checked, paid and run.
+    #[default]
+    None,
+    /// The connection is dropped before the payment is looked at, as go-livepeer's
+    /// orchestrator drops it on a payment it cannot take: nothing credited, nothing started.
+    Close,
+    /// The payment is taken (its tickets credited) and the start never answered, nothing
+    /// started: an orchestrator stuck past the gateway's deadline. The capacity taken is
+    /// given back at once.
+    Hang,
+}
+
 /// What the BYOC side has received, charged and run, from [`crate::Sim::byoc_stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ByocStats {
@@ -165,6 +181,8 @@ pub struct ByocStats {
     pub last_path: Option<String>,
     /// What the last job handed to a worker carried.
     pub last_job: Option<ByocJobRecord>,
+    /// `/ai/stream/start` calls received, refused and unanswered ones included.
+    pub stream_start_calls: u64,
     /// Streams started.
     pub stream_starts: u64,
     /// Streams running now.
@@ -238,6 +256,7 @@ impl ByocGate {
 #[derive(Debug, Default)]
 pub(crate) struct ByocState {
     fault: Mutex<ByocFault>,
+    stream_fault: Mutex<ByocStreamFault>,
     gate: Mutex<Option<ByocGate>>,
     stats: Mutex<ByocStats>,
     /// Jobs and streams holding capacity, per capability.
@@ -253,6 +272,14 @@ pub(crate) struct ByocState {
 impl ByocState {
     pub(crate) fn set_fault(&self, fault: ByocFault) {
         *lock(&self.fault) = fault;
+    }
+
+    pub(crate) fn set_stream_fault(&self, fault: ByocStreamFault) {
+        *lock(&self.stream_fault) = fault;
+    }
+
+    pub(crate) fn stream_fault(&self) -> ByocStreamFault {
+        *lock(&self.stream_fault)
     }
 
     pub(crate) fn set_price_override(&self, price: Option<i64>) {

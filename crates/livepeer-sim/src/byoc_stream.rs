@@ -33,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::ai::Rejection;
-use crate::byoc::{BALANCE, Job, Slot, floor_balance_string};
+use crate::byoc::{BALANCE, ByocStreamFault, Job, Slot, floor_balance_string};
 use crate::byoc_job::{AdmitError, Admitted, admit, balance_header, debit, seconds_since};
 use crate::payment::Charge;
+use crate::server::ConnKill;
 
 /// Largest start, update or control body read.
 const MAX_JSON: usize = 1 << 20;
@@ -117,6 +118,14 @@ fn close_channels(hub: &Hub, id: &str) {
 
 /// `POST /ai/stream/start`.
 async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    shared.byoc.update(|s| s.stream_start_calls += 1);
+    let fault = shared.byoc.stream_fault();
+    if fault == ByocStreamFault::Close {
+        if let Some(kill) = req.extensions().get::<ConnKill>() {
+            kill.0.cancel();
+        }
+        return std::future::pending().await;
+    }
     let admitted = match admit(&shared, req.headers(), true) {
         Ok(admitted) => admitted,
         Err(e) => {
@@ -128,6 +137,10 @@ async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return Rejection::new(status, e.message()).into_response();
         }
     };
+    if fault == ByocStreamFault::Hang {
+        drop(admitted);
+        return std::future::pending().await;
+    }
     let start = Instant::now();
     let body = match axum::body::to_bytes(req.into_body(), MAX_JSON).await {
         Ok(body) => body,

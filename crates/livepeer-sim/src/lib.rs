@@ -24,8 +24,8 @@
 //! BYOC capabilities ([`SimByoc`], [`SimConfig::byoc`]) are served as go-livepeer serves
 //! registered external capabilities: `GET /process/token`, `POST /process/request/<path>` with a
 //! simulated worker per capability ([`ByocKind`]), the `/ai/stream/*` calls with their trickle
-//! channels, and their prices in GetOrchestrator (capability 37). [`ByocFault`] breaks them at
-//! run time and [`Sim::byoc_stats`] shows what they did.
+//! channels, and their prices in GetOrchestrator (capability 37). [`ByocFault`] and
+//! [`ByocStreamFault`] break them at run time and [`Sim::byoc_stats`] shows what they did.
 //!
 //! Video transcoding is served as a go-livepeer orchestrator serves it: GetOrchestrator
 //! advertises the transcoder URI ([`Sim::service_url`]), the base price
@@ -71,7 +71,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use ai::{AiFile, AiMode, AiRequestRecord};
 pub use byoc::{
-    BYOC_CAPABILITY_ID, ByocFault, ByocGate, ByocJobRecord, ByocKind, ByocStats, MAX_LINES, SimByoc,
+    BYOC_CAPABILITY_ID, ByocFault, ByocGate, ByocJobRecord, ByocKind, ByocStats, ByocStreamFault,
+    MAX_LINES, SimByoc,
 };
 pub use fault::{AiFault, LedgerEntry};
 pub use live::{LiveMode, LiveStats, RunningStream};
@@ -498,6 +499,11 @@ impl Sim {
     /// Changes how its BYOC jobs (`/process/request/…`) fail.
     pub fn set_byoc_fault(&self, fault: ByocFault) {
         self.shared.byoc.set_fault(fault);
+    }
+
+    /// Changes how its BYOC stream starts (`/ai/stream/start`) fail.
+    pub fn set_byoc_stream_fault(&self, fault: ByocStreamFault) {
+        self.shared.byoc.set_stream_fault(fault);
     }
 
     /// Quotes and charges `price` wei per second for every BYOC capability (job tokens, job

@@ -696,7 +696,7 @@ fn pass_headers(h: &http::HeaderMap) -> Vec<(&'static str, String)> {
 /// refused before the payment is processed (its tickets count for nothing); `Insufficient
 /// balance` comes after (their credit stays, nothing is charged); any other 400 may be the
 /// worker's, whose time the orchestrator charges.
-fn refusal_outcome(text: &str, took: Duration) -> ByocOutcome {
+pub(super) fn refusal_outcome(text: &str, took: Duration) -> ByocOutcome {
     if text.starts_with(PAYMENT_REFUSALS[1]) {
         ByocOutcome::Refused
     } else if text.starts_with(PAYMENT_REFUSALS[0]) {

@@ -10,6 +10,8 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::JobSigner;
+use super::answer::ceil_seconds;
+use super::job::refusal_outcome;
 use super::request::{JOB_HEADER, JobRequest};
 use super::stream_state::{Inner, Phase, Stream};
 use super::tokens::{Stored, orch_key};
@@ -27,6 +29,8 @@ const STOP_TIMEOUT_SECONDS: u64 = 10;
 const PAYMENT_TIMEOUT_SECONDS: u64 = 70;
 /// Added to `timeout_seconds` for a call's deadline (go-livepeer).
 const GRACE: Duration = Duration::from_secs(5);
+/// The start call's route: the one call the orchestrator charges the worker's time for.
+const START: &str = "/ai/stream/start";
 /// The most of an answer's body read.
 const ANSWER_BYTES: usize = 64 * 1024;
 
@@ -117,6 +121,7 @@ async fn call(
     };
     // Whether the answer's head came: the orchestrator had taken the payment by then.
     let mut head = false;
+    let at = Instant::now();
     let sent = tokio::time::timeout_at(deadline, async {
         let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
         head = true;
@@ -126,9 +131,15 @@ async fn call(
         Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
     })
     .await;
-    // Unanswered: of unknown outcome. A stream call runs no job of its own to be charged
-    // (the stream is debited as it runs).
-    let unanswered = if head { ByocOutcome::Uncharged } else { ByocOutcome::Unknown(0) };
+    let charges = route == START;
+    // Unanswered: of unknown outcome. A start whose head came had its worker answer, and is
+    // charged for it; the other calls run no job of their own to be charged (the stream is
+    // debited as it runs).
+    let unanswered = match (head, charges) {
+        (false, _) => ByocOutcome::Unknown(0),
+        (true, true) => ByocOutcome::Charged(ceil_seconds(at.elapsed())),
+        (true, false) => ByocOutcome::Uncharged,
+    };
     let answer = match sent {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
@@ -141,9 +152,22 @@ async fn call(
             return Err(CallError::Orchestrator(format!("no answer within {waited}s")));
         }
     };
-    let outcome = if answer.0 == 503 { ByocOutcome::Refused } else { ByocOutcome::Uncharged };
-    payments.byoc_settle(payment, outcome);
+    payments.byoc_settle(payment, answered(&answer, charges, at.elapsed()));
     Ok(answer)
+}
+
+/// What an answered call did to its payment. 503: refused before the payment was processed.
+/// go-livepeer's orchestrator charges a start the worker's time, whether the worker started
+/// the stream or answered an error of its own (byoc/stream_orchestrator.go `StartStream`,
+/// `chargeForCompute`); not a 402 (`Insufficient balance`, nothing ran), nor a 400 refused
+/// before the worker (see [`refusal_outcome`]). Stop, update and payment charge nothing.
+fn answered((status, body, _): &Answer, charges: bool, took: Duration) -> ByocOutcome {
+    match (*status, charges) {
+        (503, _) => ByocOutcome::Refused,
+        (_, false) | (402, true) => ByocOutcome::Uncharged,
+        (400, true) => refusal_outcome(String::from_utf8_lossy(body).trim(), took),
+        (_, true) => ByocOutcome::Charged(ceil_seconds(took)),
+    }
 }
 
 /// The signed `Livepeer` header of `job`: by the gateway's key, or by its remote signer.
@@ -285,7 +309,7 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
         .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
     let (status, text, headers) =
-        match call(inner, (&orch, &token), &stream.job, ("/ai/stream/start", true), body).await {
+        match call(inner, (&orch, &token), &stream.job, (START, true), body).await {
             Ok(answer) => answer,
             Err(CallError::Gateway(e)) => {
                 drop(lease);

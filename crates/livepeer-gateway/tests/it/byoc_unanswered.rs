@@ -172,7 +172,7 @@ pub(crate) fn held(sim: &Sim, capability: &str) -> SignedRatio {
 
 /// A gateway paying `sim` with its own key and one paying it through a remote signer (with
 /// the signer gateway), both holding their job tokens for an hour.
-async fn both_ways(keyed_sim: &Sim, remote_sim: &Sim) -> (Gateway, Gateway, Gateway) {
+pub(crate) async fn both_ways(keyed_sim: &Sim, remote_sim: &Sim) -> (Gateway, Gateway, Gateway) {
     let hour = Duration::from_secs(3600);
     let mut c = config(&[keyed_sim.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));

@@ -1,0 +1,130 @@
+//! A paid BYOC stream start its orchestrator leaves unanswered, over real sockets, whoever
+//! signs. go-livepeer's orchestrator processes a start's payment before anything else
+//! (`setupOrchJob`), and closes the connection on a payment it cannot take (nothing credited);
+//! an orchestrator stuck past the gateway's deadline holds the tickets instead. The gateway
+//! cannot tell the two apart: the start is of unknown outcome, and its tickets are booked as
+//! spent, not counted on as credit.
+
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_pm::SignedRatio;
+use livepeer_sim::{ByocStreamFault, Sim};
+use serde_json::{Value, json};
+
+use crate::byoc_remote::{paid_by_the_signer_only, priced_sim, reverse_job};
+use crate::byoc_stream::job_header;
+use crate::byoc_unanswered::{base, both_ways, held, view};
+use crate::support::*;
+
+const REVERSAL: &str = "text-reversal";
+/// 1e9 wei per second against the simulator's tickets of 8e9: a start of any timeout under a
+/// minute, nothing held, pays what is short of the minute the orchestrator wants held, 60e9:
+/// 8 tickets (64e9).
+const PRICE: i64 = 1_000_000_000;
+const MINUTE_TICKETS: u64 = 8;
+
+/// A stream of `REVERSAL` (no video or data channels) started at `gw` with `timeout`.
+async fn start_stream(gw: &Gateway, name: &str, timeout: u64) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .header("Livepeer", job_header(REVERSAL, timeout, "{}"))
+        .header("Authorization", "Bearer byoc-stream-unanswered")
+        .json(&json!({"stream_name": name, "stream_id": "1", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The start failed: a JSON 503 naming no client mistake, saying why.
+fn failed(who: &str, (status, body): (u16, Value), why: &str) {
+    assert_eq!(status, 503, "{who}: {body}");
+    assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{who}: {body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{who}: {message}");
+}
+
+/// `gw` holds a job token of `sim`'s (its refresh round is over).
+async fn token_held(gw: &Gateway, sim: &Sim) {
+    eventually(Duration::from_secs(10), "the job token", || async {
+        view(gw, sim, REVERSAL).await.is_some()
+    })
+    .await;
+}
+
+/// `sim`'s cooldown for `REVERSAL` at `gw`, from the failed start, is over.
+async fn cooled_down(gw: &Gateway, sim: &Sim) {
+    eventually(Duration::from_secs(10), "the cooldown's end", || async {
+        job_state(gw, &base(sim.url()), &format!("byoc/{REVERSAL}")).await["cooldown_left_ms"] == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_sent_with_a_start_dropped_unanswered_are_not_counted_on_whoever_signs() {
+    // The orchestrator drops the connection before it takes the start's 8 tickets. Counted on
+    // (booked as a start answered without a charge), that 64e9 had the next job, on the job
+    // token the start fetched, pay its 10 s only (2 tickets), and the orchestrator, holding
+    // 16e9 of the 60e9 it wants, refuse it: `Insufficient balance`. Booked as spent, the view
+    // holds nothing, and the job pays the minute again.
+    let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
+        let who = sim.url();
+        token_held(gw, sim).await;
+        sim.set_byoc_stream_fault(ByocStreamFault::Close);
+        failed(who, start_stream(gw, "dropped", 10).await, "could not start on 1");
+        let stats = sim.byoc_stats();
+        assert_eq!((stats.stream_start_calls, stats.stream_starts), (1, 0), "{who}");
+        assert_eq!(sim.payments().tickets_credited, 0, "{who}: nothing taken");
+        let booked = view(gw, sim, REVERSAL).await.unwrap();
+        assert_eq!(booked, SignedRatio::ZERO, "{who}: the tickets are booked as spent");
+        sim.set_byoc_stream_fault(ByocStreamFault::None);
+        cooled_down(gw, sim).await;
+        reverse_job(gw, 10).await;
+        paid_by_the_signer_only(sim);
+        let credited = sim.payments().tickets_credited;
+        assert_eq!(credited, MINUTE_TICKETS, "{who}: the minute, paid again");
+        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_sent_with_a_start_answered_too_late_are_booked_as_spent_then_counted_again() {
+    // The orchestrator takes the start's 8 tickets and answers nothing within the gateway's
+    // deadline (a 1 s timeout and its 5 s of grace; both gateways wait at once). The gateway
+    // cannot tell this from a dropped start: the view holds nothing, less than the 64e9 the
+    // orchestrator holds. Settled, the account takes the next start's fresh job token, which
+    // reports the 64e9: that start pays its own 10 s only, not the minute again.
+    let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    let pairs = [(&keyed_sim, &keyed), (&remote_sim, &keyless)];
+    for (sim, gw) in pairs {
+        token_held(gw, sim).await;
+        sim.set_byoc_stream_fault(ByocStreamFault::Hang);
+    }
+    let (a, b) = tokio::join!(start_stream(&keyed, "late", 1), start_stream(&keyless, "late", 1));
+    for ((sim, gw), answer) in pairs.into_iter().zip([a, b]) {
+        let who = sim.url();
+        failed(who, answer, "no answer within 6s");
+        let stats = sim.byoc_stats();
+        assert_eq!((stats.stream_start_calls, stats.stream_starts), (1, 0), "{who}");
+        paid_by_the_signer_only(sim);
+        assert_eq!(sim.payments().tickets_credited, MINUTE_TICKETS, "{who}: the tickets taken");
+        let (booked, holds) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(holds > SignedRatio::ZERO, "{who}: {holds}");
+        assert_eq!(booked, SignedRatio::ZERO, "{who}: booked as spent (held: {holds})");
+        sim.set_byoc_stream_fault(ByocStreamFault::None);
+        cooled_down(gw, sim).await;
+        let (status, body) = start_stream(gw, "again", 10).await;
+        assert_eq!(status, 200, "{who}: {body}");
+        paid_by_the_signer_only(sim);
+        let more = sim.payments().tickets_credited - MINUTE_TICKETS;
+        assert!((1..=2).contains(&more), "{who}: {more} tickets for the 10 s, not the minute");
+        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+    }
+}
