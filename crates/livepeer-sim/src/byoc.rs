@@ -144,8 +144,9 @@ pub enum ByocFault {
     KeepPayment,
 }
 
-/// How the simulator fails `/ai/stream/start`; changeable at run time with
-/// [`crate::Sim::set_byoc_stream_fault`]. The other stream calls are unaffected.
+/// How the simulator fails BYOC stream calls; changeable at run time with
+/// [`crate::Sim::set_byoc_stream_fault`]. `Close` and `Hang` fail `/ai/stream/start` only,
+/// `RefuseCalls` the stop, update and payment calls only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ByocStreamFault {
     /// Starts are checked, paid and run.
@@ -158,6 +159,11 @@ pub enum ByocStreamFault {
     /// started: an orchestrator stuck past the gateway's deadline. The capacity taken is
     /// given back at once.
     Hang,
+    /// Stop, update and payment calls are refused as creds that do not verify, before their
+    /// payment is looked at (nothing credited): 400 `Failed to …, request not valid
+    /// err=Could not verify job creds`, as go-livepeer's handlers word what `setupOrchJob`
+    /// refused.
+    RefuseCalls,
 }
 
 /// What the BYOC side has received, charged and run, from [`crate::Sim::byoc_stats`].

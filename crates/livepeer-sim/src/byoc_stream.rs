@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::ai::Rejection;
-use crate::byoc::{BALANCE, ByocStreamFault, Job, Slot, floor_balance_string};
+use crate::byoc::{BALANCE, ByocStreamFault, Job, NO_JOB_CREDS, Slot, floor_balance_string};
 use crate::byoc_job::{AdmitError, Admitted, admit, balance_header, debit, seconds_since};
 use crate::payment::Charge;
 use crate::server::ConnKill;
@@ -481,14 +481,17 @@ impl IntoResponse for CallRefused {
 
 /// A stop, update or payment call admitted.
 fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<Job, CallRefused> {
-    let admitted = admit(shared, headers, false).map_err(|e| match e {
-        AdmitError::Unanswered => CallRefused::Unanswered,
-        _ => Rejection::bad_request(format!(
-            "Failed to {what}, request not valid err={}",
-            e.message()
-        ))
-        .into(),
-    })?;
+    let refused = (shared.byoc.stream_fault() == ByocStreamFault::RefuseCalls)
+        .then_some(AdmitError::Creds(NO_JOB_CREDS));
+    let admitted =
+        refused.map_or_else(|| admit(shared, headers, false), Err).map_err(|e| match e {
+            AdmitError::Unanswered => CallRefused::Unanswered,
+            _ => Rejection::bad_request(format!(
+                "Failed to {what}, request not valid err={}",
+                e.message()
+            ))
+            .into(),
+        })?;
     Ok(admitted.job)
 }
 

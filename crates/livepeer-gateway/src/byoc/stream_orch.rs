@@ -31,6 +31,10 @@ const PAYMENT_TIMEOUT_SECONDS: u64 = 70;
 const GRACE: Duration = Duration::from_secs(5);
 /// The start call's route: the one call the orchestrator charges the worker's time for.
 const START: &str = "/ai/stream/start";
+/// What go-livepeer's stop, update and payment handlers put between their own words and the
+/// error of the checks they share with jobs (`Failed to stop stream, request not valid
+/// err=Could not verify job creds`).
+const CALL_REFUSED: &str = ", request not valid err=";
 /// The most of an answer's body read.
 const ANSWER_BYTES: usize = 64 * 1024;
 
@@ -160,13 +164,23 @@ async fn call(
 /// go-livepeer's orchestrator charges a start the worker's time, whether the worker started
 /// the stream or answered an error of its own (byoc/stream_orchestrator.go `StartStream`,
 /// `chargeForCompute`); not a 402 (`Insufficient balance`, nothing ran), nor a 400 refused
-/// before the worker (see [`refusal_outcome`]). Stop, update and payment charge nothing.
+/// before the worker (see [`refusal_outcome`]). Stop, update and payment charge nothing; their
+/// handlers put what `setupOrchJob` refused after [`CALL_REFUSED`], and creds refused there
+/// were refused before the payment was processed.
 fn answered((status, body, _): &Answer, charges: bool, took: Duration) -> ByocOutcome {
+    let text = String::from_utf8_lossy(body);
     match (*status, charges) {
         (503, _) => ByocOutcome::Refused,
-        (_, false) | (402, true) => ByocOutcome::Uncharged,
-        (400, true) => refusal_outcome(String::from_utf8_lossy(body).trim(), took),
+        (402, true) => ByocOutcome::Uncharged,
+        (400, true) => refusal_outcome(text.trim(), took),
+        (400, false) => match text.split_once(CALL_REFUSED).map(|(_, why)| why.trim()) {
+            Some(why) if matches!(refusal_outcome(why, took), ByocOutcome::Refused) => {
+                ByocOutcome::Refused
+            }
+            _ => ByocOutcome::Uncharged,
+        },
         (_, true) => ByocOutcome::Charged(ceil_seconds(took)),
+        (_, false) => ByocOutcome::Uncharged,
     }
 }
 

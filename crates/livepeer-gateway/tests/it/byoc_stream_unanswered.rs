@@ -3,7 +3,8 @@
 //! (`setupOrchJob`), and closes the connection on a payment it cannot take (nothing credited);
 //! an orchestrator stuck past the gateway's deadline holds the tickets instead. The gateway
 //! cannot tell the two apart: the start is of unknown outcome, and its tickets are booked as
-//! spent, not counted on as credit.
+//! spent, not counted on as credit. Also an update whose creds the orchestrator refuses: it
+//! refused the payment with them, and its tickets are not counted on either.
 
 use std::time::Duration;
 
@@ -126,5 +127,38 @@ async fn tickets_sent_with_a_start_answered_too_late_are_booked_as_spent_then_co
         assert!((1..=2).contains(&more), "{who}: {more} tickets for the 10 s, not the minute");
         let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
         assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_sent_with_an_update_whose_creds_are_refused_are_not_counted_on_whoever_signs() {
+    // go-livepeer's update handler refuses creds it cannot verify before it looks at the
+    // payment (`setupOrchJob`), in its own words: `Failed to stop stream, request not valid
+    // err=Could not verify job creds`. The update's tickets (its 10 s: 2 of them, the start's
+    // minute being under the two that make a call go unpaid) count for nothing. Booked as an
+    // update answered without a charge, their 16e9 stayed in the view as credit the
+    // orchestrator does not hold.
+    let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
+        let who = sim.url();
+        token_held(gw, sim).await;
+        let (status, started) = start_stream(gw, "refused", 10).await;
+        assert_eq!(status, 200, "{who}: {started}");
+        let credited = sim.payments().tickets_credited;
+        sim.set_byoc_stream_fault(ByocStreamFault::RefuseCalls);
+        let update = reqwest::Client::new()
+            .post(started["update_url"].as_str().unwrap())
+            .header("Authorization", "Bearer byoc-stream-unanswered")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(update.status(), 200, "{who}: the update was refused");
+        assert!(sim.byoc_stats().stream_updates.is_empty(), "{who}");
+        assert_eq!(sim.payments().tickets_credited, credited, "{who}: nothing taken");
+        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+        assert!(booked <= held, "{who}: the refused update's tickets counted: {booked} vs {held}");
+        sim.set_byoc_stream_fault(ByocStreamFault::None);
     }
 }
