@@ -63,6 +63,13 @@ async fn cooled_down(gw: &Gateway, sim: &Sim) {
     .await;
 }
 
+/// `gw`'s view of its credit at `sim` after a paid call: some, and no more than `sim` holds.
+async fn credit_within_held(gw: &Gateway, sim: &Sim) {
+    let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+    let who = sim.url();
+    assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_sent_with_a_start_dropped_unanswered_are_not_counted_on_whoever_signs() {
     // The orchestrator drops the connection before it takes the start's 8 tickets. Counted on
@@ -88,8 +95,7 @@ async fn tickets_sent_with_a_start_dropped_unanswered_are_not_counted_on_whoever
         paid_by_the_signer_only(sim);
         let credited = sim.payments().tickets_credited;
         assert_eq!(credited, MINUTE_TICKETS, "{who}: the minute, paid again");
-        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+        credit_within_held(gw, sim).await;
     }
 }
 
@@ -125,8 +131,7 @@ async fn tickets_sent_with_a_start_answered_too_late_are_booked_as_spent_then_co
         paid_by_the_signer_only(sim);
         let more = sim.payments().tickets_credited - MINUTE_TICKETS;
         assert!((1..=2).contains(&more), "{who}: {more} tickets for the 10 s, not the minute");
-        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+        credit_within_held(gw, sim).await;
     }
 }
 
