@@ -6,19 +6,17 @@
 //! spent, not counted on as credit. Also an update whose creds the orchestrator refuses: it
 //! refused the payment with them, and its tickets are not counted on either.
 
-use std::time::Duration;
-
 use livepeer_gateway::Gateway;
 use livepeer_pm::SignedRatio;
-use livepeer_sim::{ByocStreamFault, Sim};
+use livepeer_sim::ByocStreamFault;
 use serde_json::{Value, json};
 
 use crate::byoc_remote::{paid_by_the_signer_only, priced_sim, reverse_job};
 use crate::byoc_stream::job_header;
-use crate::byoc_unanswered::{base, both_ways, held, view};
-use crate::support::*;
+use crate::byoc_unanswered::{
+    REVERSAL, both_ways, cooled_down, credit_within_held, held, token_held, view,
+};
 
-const REVERSAL: &str = "text-reversal";
 /// 1e9 wei per second against the simulator's tickets of 8e9: a start of any timeout under a
 /// minute, nothing held, pays what is short of the minute the orchestrator wants held, 60e9:
 /// 8 tickets (64e9).
@@ -45,29 +43,6 @@ fn failed(who: &str, (status, body): (u16, Value), why: &str) {
     assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{who}: {body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(why), "{who}: {message}");
-}
-
-/// `gw` holds a job token of `sim`'s (its refresh round is over).
-async fn token_held(gw: &Gateway, sim: &Sim) {
-    eventually(Duration::from_secs(10), "the job token", || async {
-        view(gw, sim, REVERSAL).await.is_some()
-    })
-    .await;
-}
-
-/// `sim`'s cooldown for `REVERSAL` at `gw`, from the failed start, is over.
-async fn cooled_down(gw: &Gateway, sim: &Sim) {
-    eventually(Duration::from_secs(10), "the cooldown's end", || async {
-        job_state(gw, &base(sim.url()), &format!("byoc/{REVERSAL}")).await["cooldown_left_ms"] == 0
-    })
-    .await;
-}
-
-/// `gw`'s view of its credit at `sim` after a paid call: some, and no more than `sim` holds.
-async fn credit_within_held(gw: &Gateway, sim: &Sim) {
-    let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-    let who = sim.url();
-    assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

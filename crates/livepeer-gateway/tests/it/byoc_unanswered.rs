@@ -18,7 +18,7 @@ use crate::byoc_remote::{keyless, paid_by_the_signer_only, priced_sim, reverse_j
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const REVERSAL: &str = "text-reversal";
+pub(crate) const REVERSAL: &str = "text-reversal";
 const ECHO: &str = "echo";
 
 /// An on-chain simulator charging 1e9 wei per second for both capabilities.
@@ -182,6 +182,30 @@ pub(crate) async fn both_ways(keyed_sim: &Sim, remote_sim: &Sim) -> (Gateway, Ga
     (keyed, keyless, signer)
 }
 
+/// `gw` holds a job token of `sim`'s for `REVERSAL` (its refresh round is over).
+pub(crate) async fn token_held(gw: &Gateway, sim: &Sim) {
+    eventually(Duration::from_secs(10), "the job token", || async {
+        view(gw, sim, REVERSAL).await.is_some()
+    })
+    .await;
+}
+
+/// `sim`'s cooldown for `REVERSAL` at `gw`, from a failed attempt, is over.
+pub(crate) async fn cooled_down(gw: &Gateway, sim: &Sim) {
+    eventually(Duration::from_secs(10), "the cooldown's end", || async {
+        job_state(gw, &base(sim.url()), &format!("byoc/{REVERSAL}")).await["cooldown_left_ms"] == 0
+    })
+    .await;
+}
+
+/// `gw`'s view of its `REVERSAL` credit at `sim` after a paid call: some, and no more than
+/// `sim` holds (the seconds it charged, rounded up where the gateway timed them).
+pub(crate) async fn credit_within_held(gw: &Gateway, sim: &Sim) {
+    let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
+    let who = sim.url();
+    assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+}
+
 /// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
 async fn failed_job(gw: &Gateway) {
     let resp = reqwest::Client::new()
@@ -210,10 +234,7 @@ async fn tickets_sent_with_an_unanswered_job_are_not_counted_on_whoever_signs() 
     let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
     for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
         let who = sim.url();
-        eventually(Duration::from_secs(10), "the job token", || async {
-            view(gw, sim, REVERSAL).await.is_some()
-        })
-        .await;
+        token_held(gw, sim).await;
         sim.set_byoc_fault(ByocFault::Close);
         failed_job(gw).await;
         assert_eq!(sim.byoc_stats().requests, 1, "{who}");
@@ -221,18 +242,11 @@ async fn tickets_sent_with_an_unanswered_job_are_not_counted_on_whoever_signs() 
         let booked = view(gw, sim, REVERSAL).await.unwrap();
         assert_eq!(booked, SignedRatio::ZERO, "{who}: the tickets are booked as spent");
         sim.set_byoc_fault(ByocFault::None);
-        eventually(Duration::from_secs(10), "the cooldown's end", || async {
-            job_state(gw, &base(sim.url()), &format!("byoc/{REVERSAL}")).await["cooldown_left_ms"]
-                == 0
-        })
-        .await;
+        cooled_down(gw, sim).await;
         reverse_job(gw, 10).await;
         paid_by_the_signer_only(sim);
         assert_eq!(sim.payments().tickets_credited, 8, "{who}: the minute, paid again");
-        // The view is what the orchestrator holds, or less (the seconds it charged, rounded
-        // up where the gateway timed them).
-        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+        credit_within_held(gw, sim).await;
     }
 }
 
@@ -249,7 +263,6 @@ async fn a_failed_worker_is_booked_as_charged_whoever_signs() {
         failed_job(gw).await;
         assert_eq!(sim.payments().tickets_credited, 8, "{who}");
         assert!(sim.byoc_stats().fees > Ratio::ZERO, "{who}: charged");
-        let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-        assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
+        credit_within_held(gw, sim).await;
     }
 }
