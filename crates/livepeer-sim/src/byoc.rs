@@ -145,8 +145,8 @@ pub enum ByocFault {
 }
 
 /// How the simulator fails BYOC stream calls; changeable at run time with
-/// [`crate::Sim::set_byoc_stream_fault`]. `Close` and `Hang` fail `/ai/stream/start` only,
-/// `RefuseCalls` the stop, update and payment calls only.
+/// [`crate::Sim::set_byoc_stream_fault`]. `Close`, `Hang` and `HangStarted` fail
+/// `/ai/stream/start` only, `RefuseCalls` the stop, update and payment calls only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ByocStreamFault {
     /// Starts are checked, paid and run.
@@ -159,6 +159,10 @@ pub enum ByocStreamFault {
     /// started: an orchestrator stuck past the gateway's deadline. The capacity taken is
     /// given back at once.
     Hang,
+    /// The stream is started (paid, its worker running and charged) and the start's answer
+    /// never sent: an orchestrator whose answer was lost, whose stream runs on until it is
+    /// stopped or its balance runs out.
+    HangStarted,
     /// Stop, update and payment calls are refused as creds that do not verify, before their
     /// payment is looked at (nothing credited): 400 `Failed to …, request not valid
     /// err=Could not verify job creds`, as go-livepeer's handlers word what `setupOrchJob`

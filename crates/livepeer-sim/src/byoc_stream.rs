@@ -151,6 +151,7 @@ async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Err(message) => return Rejection::bad_request(message).into_response(),
     };
     match open_stream(&shared, admitted, flags, &body, start) {
+        Ok(_) if fault == ByocStreamFault::HangStarted => std::future::pending().await,
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
     }

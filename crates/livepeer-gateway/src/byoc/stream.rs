@@ -212,7 +212,8 @@ impl ByocStreams {
         let session = match super::stream_orch::attach(&self.inner, &stream, &[]).await {
             Ok(session) => session,
             Err(e) => {
-                // Every start call was answered: nothing runs anywhere to be stopped.
+                // Every start call was answered, or stopped where it was left unanswered:
+                // nothing runs anywhere for this guard to stop.
                 stream.with_state(|s| s.attempting = None);
                 return Err(e);
             }

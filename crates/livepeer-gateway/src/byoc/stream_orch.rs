@@ -3,6 +3,7 @@
 //! §10.7), and `/ai/stream/stop`, `/ai/stream/update` and `/ai/stream/payment` on the one
 //! serving the stream, each with a fresh token as go-livepeer's gateway fetches one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,14 +76,18 @@ pub(crate) enum CallError {
     /// The gateway's: signing, paying, or a price over the cap. The orchestrator is not
     /// penalised for it.
     Gateway(String),
-    /// The orchestrator's: its address, the transport, or no answer in time.
+    /// The orchestrator's: its address, the transport, or an answer that broke off.
     Orchestrator(String),
+    /// The orchestrator's too: the call was sent and no answer's head came, by the deadline
+    /// or before the connection ended. Whether it took the payment and ran the call is
+    /// unknown.
+    Unanswered(String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Gateway(e) | Self::Orchestrator(e) => f.write_str(e),
+            Self::Gateway(e) | Self::Orchestrator(e) | Self::Unanswered(e) => f.write_str(e),
         }
     }
 }
@@ -123,41 +128,69 @@ async fn call(
         payments.byoc_settle(payment, ByocOutcome::Refused);
         return Err(CallError::Orchestrator(format!("bad service address {url}")));
     };
-    // Whether the answer's head came: the orchestrator had taken the payment by then.
-    let mut head = false;
     let at = Instant::now();
-    let sent = tokio::time::timeout_at(deadline, async {
-        let resp = inner.byoc.http.send(request).await.map_err(|e| e.to_string())?;
-        head = true;
-        payments.byoc_confirm(&mut payment);
-        let (parts, body) = resp.into_parts();
-        let body = read_body(body, ANSWER_BYTES).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((parts.status.as_u16(), body, parts.headers))
-    })
-    .await;
     let charges = route == START;
-    // Unanswered: of unknown outcome. A start whose head came had its worker answer, and is
-    // charged for it; the other calls run no job of their own to be charged (the stream is
-    // debited as it runs).
-    let unanswered = match (head, charges) {
-        (false, _) => ByocOutcome::Unknown(0),
-        (true, true) => ByocOutcome::Charged(ceil_seconds(at.elapsed())),
-        (true, false) => ByocOutcome::Uncharged,
-    };
-    let answer = match sent {
-        Ok(Ok(answer)) => answer,
+    let sent = tokio::time::timeout_at(deadline, inner.byoc.http.send(request)).await;
+    let resp = match sent {
+        Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            payments.byoc_settle(payment, unanswered);
-            return Err(CallError::Orchestrator(e));
+            let outcome = unanswered(&e, charges, at);
+            payments.byoc_settle(payment, outcome);
+            return Err(match outcome {
+                ByocOutcome::Unknown(_) => CallError::Unanswered(e.to_string()),
+                _ => CallError::Orchestrator(e.to_string()),
+            });
         }
         Err(_) => {
-            payments.byoc_settle(payment, unanswered);
             let waited = job.timeout_seconds + GRACE.as_secs();
-            return Err(CallError::Orchestrator(format!("no answer within {waited}s")));
+            let e = CallError::Unanswered(format!("no answer within {waited}s"));
+            payments.byoc_settle(payment, ByocOutcome::Unknown(unknown_seconds(charges, at)));
+            return Err(e);
         }
     };
+    // The answer's head came: the orchestrator has processed the payment.
+    payments.byoc_confirm(&mut payment);
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout_at(deadline, read_body(body, ANSWER_BYTES)).await;
+    let body = match body {
+        Ok(Ok(body)) => body,
+        broke => {
+            // A start whose head came had its worker answer, and is charged for it; the other
+            // calls run no job of their own to be charged (the stream is debited as it runs).
+            let outcome = match charges {
+                true => ByocOutcome::Charged(ceil_seconds(at.elapsed())),
+                false => ByocOutcome::Uncharged,
+            };
+            payments.byoc_settle(payment, outcome);
+            let why = match broke {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("answer unfinished within {}s", job.timeout_seconds + GRACE.as_secs()),
+            };
+            return Err(CallError::Orchestrator(why));
+        }
+    };
+    let answer = (parts.status.as_u16(), body, parts.headers);
     payments.byoc_settle(payment, answered(&answer, charges, at.elapsed()));
     Ok(answer)
+}
+
+/// What a call that got no answer's head did to its payment. Refused each time it was sent
+/// (RFC 9113 §8.7), never sent (a bad address), or never dialled for want of the gateway's
+/// descriptors: its tickets went nowhere. Otherwise the orchestrator may have taken them, and
+/// for a start run the worker, or not (go-livepeer's leaves a payment it cannot take
+/// unanswered): the outcome is unknown, as on the job path.
+fn unanswered(e: &HttpError, charges: bool, at: Instant) -> ByocOutcome {
+    match e {
+        HttpError::Refused(_) | HttpError::BadUrl(_) | HttpError::Local(_) => ByocOutcome::Refused,
+        _ => ByocOutcome::Unknown(unknown_seconds(charges, at)),
+    }
+}
+
+/// The seconds a start left unanswered since `at` may have been charged for (its worker's
+/// time is within the gateway's wait, rounded up, as `chargeForCompute` rounds); the other
+/// calls run no job of their own.
+fn unknown_seconds(charges: bool, at: Instant) -> u64 {
+    if charges { ceil_seconds(at.elapsed()) } else { 0 }
 }
 
 /// What an answered call did to its payment. 503: refused before the payment was processed.
@@ -240,8 +273,8 @@ async fn fresh_token(inner: &Inner, orch: &str, capability: &str) -> Result<Stor
 /// Selects an orchestrator (not in `exclude`, allowed by the job's filter) and starts the
 /// stream on it, trying up to `--byoc-max-attempts`.
 pub(crate) async fn attach(
-    inner: &Inner,
-    stream: &Stream,
+    inner: &Arc<Inner>,
+    stream: &Arc<Stream>,
     exclude: &[String],
 ) -> Result<Session, Error> {
     let key = JobKey::byoc(&stream.job.capability);
@@ -295,7 +328,11 @@ enum Failed {
 }
 
 /// `/ai/stream/start` on `lease`'s orchestrator.
-async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Session, Failed> {
+async fn start_on(
+    inner: &Arc<Inner>,
+    stream: &Arc<Stream>,
+    lease: Lease,
+) -> Result<Session, Failed> {
     let orch = orch_key(lease.url());
     let fetched = inner.byoc.tokens.fetch(&orch, &stream.job.capability).await;
     let token = match fetched {
@@ -331,6 +368,11 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
             }
             Err(CallError::Orchestrator(e)) => {
                 lease.failed_job(e.clone());
+                return Err(Failed::Next(e));
+            }
+            Err(CallError::Unanswered(e)) => {
+                lease.failed_job(e.clone());
+                stop_unanswered(inner, stream, orch);
                 return Err(Failed::Next(e));
             }
         };
@@ -382,6 +424,23 @@ async fn start_on(inner: &Inner, stream: &Stream, lease: Lease) -> Result<Sessio
     Ok(session)
 }
 
+/// A start left unanswered may have started the stream on `orch` (its worker up, the
+/// stream debiting the gateway's credit there until its balance runs out): it is stopped
+/// there, as go-livepeer's gateway stops a stream it moves away from (§10.6). In the
+/// background, so the next orchestrator is tried at once; the stop's own deadline bounds it.
+fn stop_unanswered(inner: &Arc<Inner>, stream: &Arc<Stream>, orch: String) {
+    stream.with_state(|s| {
+        if s.attempting.as_ref() == Some(&orch) {
+            // Stopped here: the start's guard need not stop it again if the start ends.
+            s.attempting = None;
+        }
+    });
+    let (task_inner, stream) = (inner.clone(), stream.clone());
+    inner.tasks.spawn("byoc-stream-unanswered", move |_| async move {
+        stop(&task_inner, &stream, &orch, "the start was left unanswered").await;
+    });
+}
+
 /// `/ai/stream/stop` on the session's orchestrator, the reason as the body; failures logged.
 pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &str) {
     let capability = &stream.job.capability;
@@ -423,7 +482,7 @@ pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Resul
     match call(inner, (&orch, &token), &job, ("/ai/stream/update", true), body).await {
         Ok(answer) => Ok(answer),
         Err(CallError::Gateway(e)) => Err(Error::new(Kind::PaymentRefused, format!("update: {e}"))),
-        Err(CallError::Orchestrator(e)) => Err(failed(e)),
+        Err(CallError::Orchestrator(e) | CallError::Unanswered(e)) => Err(failed(e)),
     }
 }
 
@@ -480,4 +539,31 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         s.ev_wei = s.ev_wei.checked_add(&ev).unwrap_or(s.ev_wei);
     });
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_left_unanswered_may_have_been_charged_its_wait_and_other_calls_nothing() {
+        let at = Instant::now();
+        tokio::time::advance(Duration::from_millis(2_500)).await;
+        // Sent, no head: a start's worker may have run the whole wait, rounded up, whether
+        // or not the payment carried tickets; a stop, update or payment runs no job.
+        for sent in [HttpError::Transport("closed".into()), HttpError::Reset("cancel".into())] {
+            assert_eq!(unanswered(&sent, true, at), ByocOutcome::Unknown(3), "{sent}");
+            assert_eq!(unanswered(&sent, false, at), ByocOutcome::Unknown(0), "{sent}");
+        }
+        // Nothing the orchestrator could have processed: refused streams, bad addresses and
+        // the gateway's own want of descriptors.
+        let never = [
+            HttpError::Refused("refused".into()),
+            HttpError::BadUrl("x".into()),
+            HttpError::Local("EMFILE".into()),
+        ];
+        for e in never {
+            assert_eq!(unanswered(&e, true, at), ByocOutcome::Refused, "{e}");
+        }
+    }
 }

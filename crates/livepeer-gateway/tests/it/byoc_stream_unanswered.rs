@@ -2,13 +2,14 @@
 //! signs. go-livepeer's orchestrator processes a start's payment before anything else
 //! (`setupOrchJob`), and closes the connection on a payment it cannot take (nothing credited);
 //! an orchestrator stuck past the gateway's deadline holds the tickets instead. The gateway
-//! cannot tell the two apart: the start is of unknown outcome, and its tickets are booked as
-//! spent, not counted on as credit. Also an update whose creds the orchestrator refuses: it
+//! cannot tell the two apart: the start is of unknown outcome, its tickets are booked as
+//! spent, not counted on as credit, and it is stopped there in case it runs. Also an update whose creds the orchestrator refuses: it
 //! refused the payment with them, and its tickets are not counted on either.
 
+use std::time::Duration;
+
 use livepeer_gateway::Gateway;
-use livepeer_pm::SignedRatio;
-use livepeer_sim::ByocStreamFault;
+use livepeer_sim::{ByocStreamFault, Sim};
 use serde_json::{Value, json};
 
 use crate::byoc_remote::{paid_by_the_signer_only, priced_sim, reverse_job};
@@ -16,6 +17,7 @@ use crate::byoc_stream::job_header;
 use crate::byoc_unanswered::{
     REVERSAL, both_ways, cooled_down, credit_within_held, held, token_held, view,
 };
+use crate::support::eventually;
 
 /// 1e9 wei per second against the simulator's tickets of 8e9: a start of any timeout under a
 /// minute, nothing held, pays what is short of the minute the orchestrator wants held, 60e9:
@@ -45,13 +47,21 @@ fn failed(who: &str, (status, body): (u16, Value), why: &str) {
     assert!(message.contains(why), "{who}: {message}");
 }
 
+/// `sim` has received `stops` `/ai/stream/stop` calls: the gateway stops a start left
+/// unanswered where it was sent, in the background.
+async fn stopped(sim: &Sim, stops: u64) {
+    eventually(Duration::from_secs(20), "the stop of the unanswered start", || async {
+        sim.byoc_stats().stream_stops == stops
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_sent_with_a_start_dropped_unanswered_are_not_counted_on_whoever_signs() {
-    // The orchestrator drops the connection before it takes the start's 8 tickets. Counted on
-    // (booked as a start answered without a charge), that 64e9 had the next job, on the job
-    // token the start fetched, pay its 10 s only (2 tickets), and the orchestrator, holding
-    // 16e9 of the 60e9 it wants, refuse it: `Insufficient balance`. Booked as spent, the view
-    // holds nothing, and the job pays the minute again.
+async fn a_start_dropped_unanswered_is_stopped_there_and_its_tickets_not_counted_on() {
+    // The orchestrator drops the connection before it takes the start's 8 tickets (64e9, the
+    // minute it wants held). The start may have run there, so the gateway stops it there;
+    // the stop's fresh job token shows nothing held, so the stop pays the minute, and the
+    // view is what the orchestrator holds. The next job pays its own 10 s only.
     let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
     let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
     for (sim, gw) in [(&keyed_sim, &keyed), (&remote_sim, &keyless)] {
@@ -59,28 +69,30 @@ async fn tickets_sent_with_a_start_dropped_unanswered_are_not_counted_on_whoever
         token_held(gw, sim).await;
         sim.set_byoc_stream_fault(ByocStreamFault::Close);
         failed(who, start_stream(gw, "dropped", 10).await, "could not start on 1");
+        stopped(sim, 1).await;
         let stats = sim.byoc_stats();
         assert_eq!((stats.stream_start_calls, stats.stream_starts), (1, 0), "{who}");
-        assert_eq!(sim.payments().tickets_credited, 0, "{who}: nothing taken");
-        let booked = view(gw, sim, REVERSAL).await.unwrap();
-        assert_eq!(booked, SignedRatio::ZERO, "{who}: the tickets are booked as spent");
+        assert_eq!(stats.payments_on_stop_or_update, 1, "{who}: the stop was paid");
+        paid_by_the_signer_only(sim);
+        let credited = sim.payments().tickets_credited;
+        assert_eq!(credited, MINUTE_TICKETS, "{who}: the stop's minute, the start's taken not");
+        credit_within_held(gw, sim).await;
         sim.set_byoc_stream_fault(ByocStreamFault::None);
         cooled_down(gw, sim).await;
         reverse_job(gw, 10).await;
-        paid_by_the_signer_only(sim);
-        let credited = sim.payments().tickets_credited;
-        assert_eq!(credited, MINUTE_TICKETS, "{who}: the minute, paid again");
+        let more = sim.payments().tickets_credited - credited;
+        assert!((1..=2).contains(&more), "{who}: {more} tickets for the 10 s, not the minute");
         credit_within_held(gw, sim).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_sent_with_a_start_answered_too_late_are_booked_as_spent_then_counted_again() {
+async fn a_start_answered_too_late_is_stopped_there_and_its_tickets_counted_again() {
     // The orchestrator takes the start's 8 tickets and answers nothing within the gateway's
-    // deadline (a 1 s timeout and its 5 s of grace; both gateways wait at once). The gateway
-    // cannot tell this from a dropped start: the view holds nothing, less than the 64e9 the
-    // orchestrator holds. Settled, the account takes the next start's fresh job token, which
-    // reports the 64e9: that start pays its own 10 s only, not the minute again.
+    // deadline (a 1 s timeout and its 5 s of grace; both gateways wait at once). Of unknown
+    // outcome, the start is booked as spent, and stopped there; the stop's fresh job token
+    // reports the 64e9 held, and the view counts it again: the next start pays its own 10 s
+    // only, not the minute again.
     let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
     let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
     let pairs = [(&keyed_sim, &keyed), (&remote_sim, &keyless)];
@@ -92,21 +104,45 @@ async fn tickets_sent_with_a_start_answered_too_late_are_booked_as_spent_then_co
     for ((sim, gw), answer) in pairs.into_iter().zip([a, b]) {
         let who = sim.url();
         failed(who, answer, "no answer within 6s");
+        stopped(sim, 1).await;
         let stats = sim.byoc_stats();
         assert_eq!((stats.stream_start_calls, stats.stream_starts), (1, 0), "{who}");
         paid_by_the_signer_only(sim);
-        assert_eq!(sim.payments().tickets_credited, MINUTE_TICKETS, "{who}: the tickets taken");
-        let (booked, holds) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));
-        assert!(holds > SignedRatio::ZERO, "{who}: {holds}");
-        assert_eq!(booked, SignedRatio::ZERO, "{who}: booked as spent (held: {holds})");
+        let credited = sim.payments().tickets_credited;
+        assert!(credited >= MINUTE_TICKETS, "{who}: the start's tickets taken: {credited}");
+        credit_within_held(gw, sim).await;
         sim.set_byoc_stream_fault(ByocStreamFault::None);
         cooled_down(gw, sim).await;
         let (status, body) = start_stream(gw, "again", 10).await;
         assert_eq!(status, 200, "{who}: {body}");
         paid_by_the_signer_only(sim);
-        let more = sim.payments().tickets_credited - MINUTE_TICKETS;
+        let more = sim.payments().tickets_credited - credited;
         assert!((1..=2).contains(&more), "{who}: {more} tickets for the 10 s, not the minute");
         credit_within_held(gw, sim).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_whose_answer_never_came_is_stopped_on_its_orchestrator() {
+    // The orchestrator starts the stream (its worker runs, charged) and its answer never
+    // comes. Left alone, the stream would run there, debiting the gateway's credit until
+    // the orchestrator's balance checks end it; the gateway stops it.
+    let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
+    let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    let pairs = [(&keyed_sim, &keyed), (&remote_sim, &keyless)];
+    for (sim, gw) in pairs {
+        token_held(gw, sim).await;
+        sim.set_byoc_stream_fault(ByocStreamFault::HangStarted);
+    }
+    let (a, b) = tokio::join!(start_stream(&keyed, "lost", 1), start_stream(&keyless, "lost", 1));
+    for ((sim, gw), answer) in pairs.into_iter().zip([a, b]) {
+        let who = sim.url();
+        failed(who, answer, "no answer within 6s");
+        assert_eq!(sim.byoc_stats().stream_starts, 1, "{who}: the stream was started there");
+        stopped(sim, 1).await;
+        assert_eq!(sim.byoc_stats().streams_active, 0, "{who}: and is stopped");
+        credit_within_held(gw, sim).await;
+        sim.set_byoc_stream_fault(ByocStreamFault::None);
     }
 }
 
