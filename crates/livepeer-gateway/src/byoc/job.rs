@@ -29,7 +29,7 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::http::{HttpError, OrchBody, REFUSED_RESENDS, read_body};
+use crate::orchestrator::http::{HttpError, OrchBody, REFUSED_RESENDS, read_body, resend_pause};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
@@ -328,6 +328,7 @@ impl<'a> Job<'a> {
                         return Err(HttpError::Refused(why));
                     };
                     tracing::debug!(url = request.url, "stream refused; sending it again");
+                    resend_pause(REFUSED_RESENDS - resends).await;
                     resends -= 1;
                     body = again;
                 }

@@ -279,6 +279,7 @@ async fn send_resending(
             Err(e) => match (unprocessed(&e), copy) {
                 (Some(why), Some(copy)) => {
                     tracing::debug!(uri = %copy.uri(), why, "not processed; sending it again");
+                    resend_pause(REFUSED_RESENDS - resends).await;
                     resends -= 1;
                     req = copy;
                 }
@@ -295,6 +296,24 @@ async fn send_resending(
 /// off from the second; here the attempt's deadline is the orchestrator's to answer in, and
 /// another orchestrator is the better use of it).
 pub const REFUSED_RESENDS: u32 = 2;
+
+/// The pause before the second resend of a refused request, doubled for each one after.
+/// The first resend goes at once, as Go's transport sends its first again (its pauses then
+/// start at a second, within an unbounded retry budget; here the attempt's deadline bounds
+/// the wait, and two resends are all there are): an orchestrator refusing streams for want
+/// of room gets a moment to free one, rather than the same request back within the same
+/// round trip.
+pub const RESEND_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Waits before resend number `n` (0 for the first): nothing, then [`RESEND_BACKOFF`]
+/// doubled per resend, plus up to a tenth more at random (Go's jitter), so that the refused
+/// requests of many jobs do not come back in step.
+pub(crate) async fn resend_pause(n: u32) {
+    let Some(doublings) = n.checked_sub(1) else { return };
+    let base = RESEND_BACKOFF.saturating_mul(1 << doublings.min(8));
+    let jitter = base * rand::random_range(0..=100u32) / 1000;
+    tokio::time::sleep(base + jitter).await;
+}
 
 /// [`unprocessed`]'s word for a stream reset with `REFUSED_STREAM`.
 const REFUSED: &str = "stream refused";
@@ -551,6 +570,18 @@ impl hyper::rt::Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn resends_after_the_first_pause_doubling_with_a_tenth_of_jitter() {
+        for (n, least) in [(0, Duration::ZERO), (1, RESEND_BACKOFF), (2, RESEND_BACKOFF * 2)] {
+            for _ in 0..20 {
+                let at = tokio::time::Instant::now();
+                resend_pause(n).await;
+                let waited = at.elapsed();
+                assert!(waited >= least && waited <= least + least / 10, "{n}: {waited:?}");
+            }
+        }
+    }
     use http::Version;
     use livepeer_sim::{Sim, SimConfig};
 

@@ -198,6 +198,8 @@ async fn a_byoc_stream_refused_each_time_moves_on_unpenalised_and_unpaid() {
     assert_eq!(streams.len(), 4, "one delivered, then refused three times");
     assert!(streams[1..].iter().all(|(p, refused)| *refused && *p == streams[1].0));
     assert!(!streams[1].0.is_empty(), "the refused job paid with tickets");
+    let (gaps, pause) = (log.gaps(), livepeer_gateway::orchestrator::http::RESEND_BACKOFF);
+    assert!(gaps[2] >= pause, "the second resend waited: {gaps:?}");
     assert!(jobs[1..].iter().all(|j| *j == jobs[1]), "the same signed job each time");
     assert_eq!(refuser.sim.byoc_stats().requests, 1, "no refused stream reached it");
     books_agree(&gw, &refuser, 1, "refused").await;

@@ -15,6 +15,8 @@ pub(crate) struct FrontLog {
     jobs: std::sync::Mutex<Vec<Vec<u8>>>,
     /// Job streams still to refuse (`u32::MAX`: every one).
     refuse: std::sync::atomic::AtomicU32,
+    /// When each job stream came, in order.
+    times: std::sync::Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl FrontLog {
@@ -39,6 +41,12 @@ impl FrontLog {
 
     pub(crate) fn jobs(&self) -> Vec<Vec<u8>> {
         self.jobs.lock().unwrap().clone()
+    }
+
+    /// The time between each job stream and the one before it.
+    pub(crate) fn gaps(&self) -> Vec<std::time::Duration> {
+        let times = self.times.lock().unwrap();
+        times.windows(2).map(|w| w[1] - w[0]).collect()
     }
 }
 
@@ -81,6 +89,7 @@ async fn front_stream(
 ) {
     let payment = req.headers().get("livepeer-payment").map(|v| v.as_bytes().to_vec());
     let job = req.headers().get("livepeer").map(|v| v.as_bytes().to_vec());
+    log.times.lock().unwrap().push(tokio::time::Instant::now());
     log.jobs.lock().unwrap().push(job.unwrap_or_default());
     let refused = log.take_refusal();
     log.streams.lock().unwrap().push((payment.unwrap_or_default(), refused));

@@ -571,6 +571,9 @@ async fn a_stream_refused_each_time_moves_on_unpenalised_and_unpaid() {
     let streams = log.streams();
     assert_eq!(streams.len(), 4, "one delivered, then refused three times");
     assert!(streams[1..].iter().all(|(p, refused)| *refused && *p == streams[1].0));
+    // The first resend at once, the second after a pause (a lower bound: never flaky).
+    let (gaps, pause) = (log.gaps(), livepeer_gateway::orchestrator::http::RESEND_BACKOFF);
+    assert!(gaps[2] >= pause, "the second resend waited: {gaps:?}");
     books_agree(&gw, &refuser, 1, "refused").await;
     unpenalised(&gw, &refuser).await;
     gw.shutdown().await;
