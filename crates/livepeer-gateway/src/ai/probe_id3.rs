@@ -9,9 +9,10 @@
 //! symphonia's ID3v2 reader allocates each frame's stated size before reading it, whatever the
 //! tag holds: up to 16 MiB in ID3v2.2, 4 GiB in ID3v2.3 and 256 MiB in ID3v2.4, stated in a few
 //! bytes. An allocation that cannot be had aborts the process. So a tag must lie within the
-//! upload, and each frame within what is left of its tag.
+//! upload, and each frame within what is left of its tag. The frames are walked the one way
+//! symphonia goes through them (its ids tell which it reads and which it skips, which in an
+//! unsynchronised tag end in different places), so only what symphonia would read is refused.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use symphonia::core::probe::QueryDescriptor as _;
@@ -21,9 +22,6 @@ use symphonia::core::probe::QueryDescriptor as _;
 const SEARCH_LIMIT: usize = 1 << 20;
 /// ID3v2's marker.
 const ID3: &[u8] = b"ID3";
-/// Frames looked at in one tag (in an unsynchronised tag, per way of reading them): a real tag
-/// has tens. More is refused as the upload's damage.
-const MAX_FRAMES: usize = 4096;
 
 /// The markers of the formats the probe knows (those of the readers the gateway's symphonia
 /// features register), and a table of their first bytes to search by.
@@ -114,7 +112,7 @@ fn tag(data: &[u8]) -> Result<Option<usize>, Oversized> {
 
 /// A place in a tag's body: the raw offset, and the last byte read (unsynchronisation drops a
 /// 0x00 that follows a 0xFF).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct At {
     pos: usize,
     last: u8,
@@ -192,52 +190,96 @@ fn extended_header(body: &Body<'_>, at: &mut At, major: u8) -> Option<()> {
     Some(())
 }
 
-/// Every frame symphonia may read from `start` on lies within what is left of the tag. A frame
-/// symphonia parses is read, one it does not is skipped by its raw size: in an unsynchronised
-/// tag the two end in different places, so both ways are followed.
-fn frames_fit(body: &Body<'_>, start: At, major: u8) -> Result<(), Oversized> {
-    let (id_len, min_frame) = if major == 2 { (3, 6) } else { (4, 10) };
-    let mut todo = vec![start];
-    let mut seen = HashSet::new();
-    while let Some(mut at) = todo.pop() {
-        if !seen.insert(at) {
-            continue;
-        }
-        if seen.len() > MAX_FRAMES {
-            return Err(Oversized);
-        }
-        let id: Option<Vec<u8>> = (0..id_len).map(|_| body.byte(&mut at)).collect();
-        // Not a frame id: padding, the end of the frames.
-        let Some(id) =
-            id.filter(|id| id.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let size = match major {
-            2 => body.number(&mut at, 3, 8),
-            3 => body.number(&mut at, 4, 8),
-            _ => body.number(&mut at, 4, 7),
-        };
-        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else { continue };
-        if major > 2 {
-            let Some(flags) = body.number(&mut at, 2, 8) else { continue };
-            // Unused flags set: symphonia refuses the tag there.
-            if flags & if major == 3 { 0x1F1F } else { 0x8FB0 } != 0 {
-                continue;
-            }
-        }
-        if size > body.left(at) {
-            tracing::debug!(frame = %String::from_utf8_lossy(&id), size, "ID3v2 frame longer than its tag");
-            return Err(Oversized);
-        }
-        let mut read = at;
-        let parsed = body.read(&mut read, size).map(|()| read);
-        let skipped = body.unsync.then_some(At { pos: at.pos + size, ..at });
-        // After the first frame, symphonia reads another while a frame header's worth is left.
-        todo.extend([parsed, skipped].into_iter().flatten().filter(|a| body.left(*a) >= min_frame));
-    }
+/// Every frame symphonia reads from `start` on lies within what is left of the tag. symphonia's
+/// way through the frames is fixed by their bytes: a frame whose id it parses is read through
+/// its reader (in an unsynchronised tag, `size` bytes once each 0xFF 0x00 is one 0xFF), any
+/// other is skipped by `size` raw bytes, and the reading stops at padding, at an error, or when
+/// less than a frame header is left. Each frame header takes at least its header's length of
+/// raw bytes, so the walk is linear in the tag's size.
+fn frames_fit(body: &Body<'_>, mut at: At, major: u8) -> Result<(), Oversized> {
+    let min_frame = if major == 2 { 6 } else { 10 };
+    // symphonia reads the first frame whatever is left, then another while a header fits.
+    while next_frame(body, &mut at, major)?.is_some() && body.left(at) >= min_frame {}
     Ok(())
 }
+
+/// Reads the frame at `at` as symphonia does and moves `at` past it. `Ok(None)`: symphonia
+/// reads no further frame (padding, the tag's end, or an error that fails the tag).
+fn next_frame(body: &Body<'_>, at: &mut At, major: u8) -> Result<Option<()>, Oversized> {
+    let id_len = if major == 2 { 3 } else { 4 };
+    let id: Option<Vec<u8>> = (0..id_len).map(|_| body.byte(at)).collect();
+    // Not a frame id: padding, the end of the frames.
+    let Some(id) = id.filter(|id| id.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+    else {
+        return Ok(None);
+    };
+    let size = match major {
+        2 => body.number(at, 3, 8),
+        3 => body.number(at, 4, 8),
+        _ => body.number(at, 4, 7),
+    };
+    let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else { return Ok(None) };
+    let flags = if major > 2 { body.number(at, 2, 8) } else { Some(0) };
+    let Some(flags) = flags else { return Ok(None) };
+    // Unused flags set: symphonia refuses the tag there.
+    if flags & if major == 3 { 0x1F1F } else { 0x8FB0 } != 0 {
+        return Ok(None);
+    }
+    // A frame symphonia reads is allocated first; one it skips past the tag fails the tag
+    // without allocating, refused all the same.
+    if size > body.left(*at) {
+        tracing::debug!(frame = %String::from_utf8_lossy(&id), size, "ID3v2 frame longer than its tag");
+        return Err(Oversized);
+    }
+    if !parses(&id) {
+        // `ignore_bytes`: raw bytes, past the unsynchronising stream, which still holds the
+        // byte read before them.
+        at.pos += size;
+        return Ok(Some(()));
+    }
+    // Compressed or encrypted: skipped, then the tag is refused.
+    if flags & if major == 3 { 0x0080 } else { 0x000C } != 0 {
+        return Ok(None);
+    }
+    // The group byte and the data length indicator are read from the frame's `size`; a frame
+    // of no bytes is not read.
+    Ok(body.read(at, size))
+}
+
+/// Whether symphonia (0.5.5) reads the frame `id` through its reader rather than skipping it:
+/// the ids of its frame parsers, and in ID3v2.2 those its table maps to one of them.
+fn parses(id: &[u8]) -> bool {
+    match id {
+        [a, b, c, d] => PARSED.contains(&[*a, *b, *c, *d]),
+        [a, b, c] => PARSED_V22.contains(&[*a, *b, *c]),
+        _ => false,
+    }
+}
+
+/// The ID3v2.3 and ID3v2.4 frames symphonia parses (its `FRAME_PARSERS`), checked against
+/// symphonia's own reading by a test.
+const PARSED: [[u8; 4]; 79] = [
+    *b"APIC", *b"COMM", *b"GRP1", *b"IPLS", *b"MCDI", *b"MVIN", *b"MVNM", *b"PCNT", *b"POPM",
+    *b"PRIV", *b"TALB", *b"TBPM", *b"TCAT", *b"TCOM", *b"TCON", *b"TCOP", *b"TDAT", *b"TDEN",
+    *b"TDES", *b"TDLY", *b"TDOR", *b"TDRC", *b"TDRL", *b"TDTG", *b"TENC", *b"TEXT", *b"TFLT",
+    *b"TGID", *b"TIME", *b"TIPL", *b"TIT1", *b"TIT2", *b"TIT3", *b"TKEY", *b"TKWD", *b"TLAN",
+    *b"TLEN", *b"TMCL", *b"TMED", *b"TMOO", *b"TOAL", *b"TOFN", *b"TOLY", *b"TOPE", *b"TORY",
+    *b"TOWN", *b"TPE1", *b"TPE2", *b"TPE3", *b"TPE4", *b"TPOS", *b"TPRO", *b"TPUB", *b"TRCK",
+    *b"TRDA", *b"TRSN", *b"TRSO", *b"TSIZ", *b"TSO2", *b"TSOA", *b"TSOC", *b"TSOP", *b"TSOT",
+    *b"TSRC", *b"TSSE", *b"TSST", *b"TXXX", *b"TYER", *b"USLT", *b"WCOM", *b"WCOP", *b"WFED",
+    *b"WOAF", *b"WOAR", *b"WOAS", *b"WORS", *b"WPAY", *b"WPUB", *b"WXXX",
+];
+
+/// The ID3v2.2 frames symphonia parses: those of its `LEGACY_FRAME_MAP` whose ID3v2.3 frame
+/// it parses.
+const PARSED_V22: [[u8; 3]; 55] = [
+    *b"CNT", *b"COM", *b"IPL", *b"MCI", *b"PIC", *b"POP", *b"TAL", *b"TBP", *b"TCM", *b"TCO",
+    *b"TCR", *b"TDA", *b"TDY", *b"TEN", *b"TFT", *b"TIM", *b"TKE", *b"TLA", *b"TLE", *b"TMT",
+    *b"TOA", *b"TOF", *b"TOL", *b"TOR", *b"TOT", *b"TP1", *b"TP2", *b"TP3", *b"TP4", *b"TPA",
+    *b"TPB", *b"TRC", *b"TRD", *b"TRK", *b"TS2", *b"TSA", *b"TSC", *b"TSI", *b"TSP", *b"TSS",
+    *b"TST", *b"TT1", *b"TT2", *b"TT3", *b"TXT", *b"TXX", *b"TYE", *b"ULT", *b"WAF", *b"WAR",
+    *b"WAS", *b"WCM", *b"WCP", *b"WPB", *b"WXX",
+];
 
 #[cfg(test)]
 mod tests {
@@ -338,6 +380,226 @@ mod tests {
         ] {
             let data = crate::ai::probe::samples::fixture(name);
             assert_eq!(format_start(&data), Ok(Some(start)), "{name}");
+        }
+    }
+
+    /// The writer's unsynchronisation of a tag's body: a 0x00 after each 0xFF that comes
+    /// before a 0x00 or a byte of 0xE0 or more, or ends the body; after every 0xFF if `all`.
+    fn unsynchronise(data: &[u8], all: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 * data.len());
+        for (i, &b) in data.iter().enumerate() {
+            out.push(b);
+            let next = data.get(i + 1).copied();
+            if b == 0xFF && (all || next.is_none_or(|n| n == 0 || n >= 0xE0)) {
+                out.push(0);
+            }
+        }
+        out
+    }
+
+    /// A frame `id` (3 bytes: ID3v2.2, 4: ID3v2.3) holding `body`, its size the body's length
+    /// before unsynchronisation, with `flags` in ID3v2.3.
+    fn framed(id: &[u8], flags: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = id.to_vec();
+        let size = (body.len() as u32).to_be_bytes();
+        out.extend(if id.len() == 4 { &size[..] } else { &size[1..] });
+        if id.len() == 4 {
+            out.extend(flags.to_be_bytes());
+        }
+        out.extend(body);
+        out
+    }
+
+    /// The MP3 fixture without its own tag: 3.5 s of audio.
+    fn mp3_audio() -> Vec<u8> {
+        crate::ai::probe::samples::fixture("tone-3.5s.mp3")[45..].to_vec()
+    }
+
+    /// `tag`, then the MP3's audio.
+    fn with_audio(tag: &[u8]) -> Vec<u8> {
+        [tag, &mp3_audio()].concat()
+    }
+
+    /// What symphonia's own probe makes of `upload`, with no check of the gateway's before it.
+    fn symphonia_probe(
+        upload: &[u8],
+    ) -> symphonia::core::errors::Result<symphonia::core::probe::ProbeResult> {
+        use symphonia::core::io::MediaSourceStream;
+        let source = Box::new(std::io::Cursor::new(upload.to_vec()));
+        let source = MediaSourceStream::new(source, Default::default());
+        let hint = symphonia::core::probe::Hint::new();
+        symphonia::default::get_probe().format(
+            &hint,
+            source,
+            &Default::default(),
+            &Default::default(),
+        )
+    }
+
+    /// The gateway's measure of `upload`, which must be the MP3's 3.5 s.
+    fn assert_measured(upload: &[u8]) {
+        let secs = crate::ai::probe::audio_duration(upload.to_vec().into());
+        assert!(secs.as_ref().is_ok_and(|s| (s - 3.5).abs() < 0.2), "{secs:?}");
+    }
+
+    /// An unsynchronised ID3v2.3 tag as a writer makes it: a private frame whose binary data
+    /// holds 0xFF 0xFF (written 0xFF 0x00 0xFF), then the title. symphonia reads the private
+    /// frame through (12 raw bytes for its 11), then the title; skipping the frame by its 11
+    /// raw bytes would read a header `XTIT` stating 0x32000000 bytes, which the walk, following
+    /// both ways, refused.
+    #[test]
+    fn an_unsynchronised_tag_symphonia_reads_is_measured() {
+        let mut frames = framed(b"PRIV", 0, b"gateway\0\xFF\xFFX");
+        // 32 bytes: in the header read by a skip, the size's last byte is the flags' first,
+        // whose unused bits must be clear.
+        let title = "A 440 Hz tone, 3.5 seconds long";
+        frames.extend(framed(b"TIT2", 0, &[b"\x00", title.as_bytes()].concat()));
+        assert_eq!(frames.len(), 21 + 42);
+        let body = unsynchronise(&frames, false);
+        assert_eq!(body.len(), frames.len() + 1, "one 0x00 written in");
+        let tag = tag_of(3, 0x80, &body);
+        let upload = with_audio(&tag);
+        let mut probed = symphonia_probe(&upload).expect("symphonia reads the upload");
+        let metadata = probed.metadata.get().expect("the tag's metadata");
+        let tags = metadata.current().expect("one revision").tags();
+        let read = tags.iter().find(|t| t.key == "TIT2").map(|t| t.value.to_string());
+        assert_eq!(read.as_deref(), Some(title), "{tags:?}");
+        assert!(tags.iter().any(|t| t.key == "PRIV:gateway"), "{tags:?}");
+        assert_eq!(format_start(&upload), Ok(Some(tag.len())));
+        assert_measured(&upload);
+    }
+
+    /// The same bytes after a frame's header: a frame symphonia parses is read through them
+    /// (3 raw bytes for its 2), one it does not parse skipped by 2 raw bytes, landing on a
+    /// `TXXX` header stating 1 MiB. symphonia reads the `PRIV` upload and fails on the `GEOB`
+    /// one; the walk accepts the first (it refused both) and refuses the second.
+    #[test]
+    fn a_frame_is_read_or_skipped_by_its_id_as_symphonia_does() {
+        for (id, read) in [(b"PRIV", true), (b"GEOB", false)] {
+            let mut body = framed(id, 0, b"\xFF\x00");
+            // A header stating 1 MiB; read through, the frame's second byte is its `T`, and
+            // what follows is no frame id.
+            body.extend(b"TXXX\x00\x10\x00\x00\x00\x00");
+            let tag = tag_of(3, 0x80, &body);
+            let upload = with_audio(&tag);
+            let name = String::from_utf8_lossy(id);
+            assert_eq!(symphonia_probe(&upload).is_ok(), read, "{name}");
+            if read {
+                assert_eq!(format_start(&upload), Ok(Some(tag.len())), "{name}");
+                assert_measured(&upload);
+            } else {
+                assert_eq!(format_start(&upload), Err(Oversized), "{name}");
+            }
+        }
+    }
+
+    /// Which frames symphonia parses, asked of symphonia itself for every frame id of the
+    /// standards (and a few of none): after a frame of 2 bytes written 0xFF 0x00 0x00, one
+    /// symphonia reads ends a byte later than one it skips; there a frame states more than the
+    /// tag holds (an unknown one: symphonia fails without allocating it), where a skipped one
+    /// ends at padding. The walk must accept exactly the uploads symphonia reads.
+    #[test]
+    fn the_frames_symphonia_parses_are_the_ones_the_walk_reads() {
+        let skipped_v3 = [
+            "AENC", "ASPI", "COMR", "ENCR", "EQU2", "EQUA", "ETCO", "GEOB", "GRID", "LINK", "MLLT",
+            "OWNE", "PCST", "POSS", "RBUF", "RVA2", "RVAD", "RVRB", "SEEK", "SIGN", "SYLT", "SYTC",
+            "UFID", "USER", "TIT4", "XXXX", "ZZZ9",
+        ];
+        let skipped_v2 = [
+            "BUF", "CRA", "CRM", "EQU", "ETC", "GEO", "LNK", "MLL", "PCS", "REV", "RVA", "SLT",
+            "STC", "UFI", "TT4", "XXX",
+        ];
+        let v3 = PARSED.iter().map(|id| id.to_vec()).chain(skipped_v3.map(|id| id.into()));
+        let v2 = PARSED_V22.iter().map(|id| id.to_vec()).chain(skipped_v2.map(|id| id.into()));
+        let mut read = 0;
+        for id in v3.chain(v2) {
+            let major: u8 = if id.len() == 4 { 3 } else { 2 };
+            let mut body = framed(&id, 0, &[0xFF, 0x00]);
+            // A byte of the frame if read through, padding where a skip ends.
+            body.push(0x00);
+            // An unknown frame stating 0x7F7F7F(7F) bytes.
+            body.extend(&b"ZZZZ"[..id.len()]);
+            body.extend(vec![0x7F; id.len()]);
+            body.extend(vec![0; usize::from(major == 3) * 2]);
+            let upload = with_audio(&tag_of(major, 0x80, &body));
+            let name = String::from_utf8_lossy(&id);
+            let symphonia = symphonia_probe(&upload).is_ok();
+            assert_eq!(symphonia, !parses(&id), "{name}: symphonia read it: {symphonia}");
+            assert_eq!(format_start(&upload).is_ok(), symphonia, "{name}");
+            read += usize::from(!symphonia);
+        }
+        assert_eq!(read, PARSED.len() + PARSED_V22.len());
+    }
+
+    /// symphonia reads every frame of a tag, however many: 6,000 titles are walked through.
+    #[test]
+    fn a_tag_of_many_frames_is_walked_through() {
+        let frames: Vec<u8> = (0..6000).flat_map(|_| framed(b"TIT2", 0, b"\x00a")).collect();
+        let tag = tag_of(3, 0x80, &frames);
+        let upload = with_audio(&tag);
+        assert!(symphonia_probe(&upload).is_ok());
+        assert_eq!(format_start(&upload), Ok(Some(tag.len())));
+        assert_measured(&upload);
+    }
+
+    /// Frames of each kind the property test writes: a text frame (its encoding byte first),
+    /// a comment, frames of any bytes, one symphonia skips, one nobody knows; ID3v2.3's id and
+    /// ID3v2.2's.
+    const KINDS: [(&[u8; 4], &[u8; 3], &[u8]); 7] = [
+        (b"TIT2", b"TT2", b"\x00"),
+        (b"TXXX", b"TXX", b"\x00"),
+        (b"COMM", b"COM", b"\x00eng"),
+        (b"PRIV", b"MCI", b""),
+        (b"MCDI", b"MCI", b""),
+        (b"GEOB", b"GEO", b""),
+        (b"QQQQ", b"QQQ", b""),
+    ];
+
+    /// The bytes of the frames' data: 0xFF before each kind of byte unsynchronisation cares
+    /// about, and of the frame id characters only ones no id symphonia parses is made of, so
+    /// that symphonia, skipping into a frame's data, reads no header it would allocate.
+    const DATA: [u8; 12] = [0x00, 0x01, 0x20, 0x7F, 0x80, 0xE0, 0xFE, 0xFF, 0xFF, b'1', b'Q', b'Z'];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(20260310),
+            ..proptest::prelude::ProptestConfig::with_cases(2000)
+        })]
+
+        /// Unsynchronised ID3v2.2 and ID3v2.3 tags made of valid frames, in front of an MP3:
+        /// whenever symphonia's probe reads the upload, the walk accepts it and the gateway
+        /// measures the audio.
+        #[test]
+        fn an_unsynchronised_tag_symphonia_reads_is_accepted(
+            major in 2u8..=3,
+            frames in proptest::collection::vec(
+                (
+                    0..KINDS.len(),
+                    proptest::prelude::any::<bool>(),
+                    proptest::collection::vec(proptest::sample::select(DATA.to_vec()), 1..24),
+                ),
+                1..8,
+            ),
+            padding in 0..16usize,
+            all in proptest::prelude::any::<bool>(),
+        ) {
+            let mut plain = Vec::new();
+            for (kind, grouped, data) in frames {
+                let (v3, v2, head) = KINDS[kind];
+                // A group byte first (ID3v2.3), read before the frame's data.
+                let grouped = grouped && major == 3;
+                let group = if grouped { &data[..1] } else { &[] };
+                let body = [group, head, &data].concat();
+                let id: &[u8] = if major == 3 { v3 } else { v2 };
+                plain.extend(framed(id, if grouped { 0x0020 } else { 0 }, &body));
+            }
+            plain.resize(plain.len() + padding, 0);
+            let tag = tag_of(major, 0x80, &unsynchronise(&plain, all));
+            let upload = with_audio(&tag);
+            if symphonia_probe(&upload).is_ok() {
+                proptest::prop_assert_eq!(format_start(&upload), Ok(Some(tag.len())));
+                assert_measured(&upload);
+            }
         }
     }
 }

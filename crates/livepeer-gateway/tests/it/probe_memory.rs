@@ -53,6 +53,18 @@ fn damaged_audio_never_asks_for_memory_out_of_proportion() {
         // An abort here fails the test: its process dies.
         let _ = audio_duration(data.into());
     }
+    // Unsynchronised ID3v2.3 and ID3v2.2 tags, damaged, in front of MP3 audio: the walk
+    // follows symphonia's one way through their frames.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let tagged = [unsynchronised_tag(3, &files[1]), unsynchronised_tag(2, &files[1])];
+    for (_, file) in &tagged {
+        assert!(audio_duration(file.clone().into()).is_ok(), "undamaged, it is measured");
+    }
+    for case in 0..10_000 {
+        let (tag_len, file) = &tagged[case % 2];
+        let data = damaged_within(&mut rng, file, *tag_len);
+        let _ = audio_duration(data.into());
+    }
     // Lengths of 4 GiB where the damage above seldom puts them: each is refused.
     for (name, crafted) in crafted(&files) {
         assert!(audio_duration(crafted.into()).is_err(), "{name} was measured");
@@ -146,7 +158,87 @@ fn crafted(files: &[Vec<u8>]) -> Vec<(&'static str, Vec<u8>)> {
     webm[block + 5..block + 13].copy_from_slice(&[0x01, 0, 0, 0x03, 0, 0, 0, 0]);
     out.push(("a WebM block laced with a frame of 12 GiB", webm));
     out.extend(crafted_behind_tags(files));
+    out.push(("an ID3v2.3 frame skipped into a TXXX header of 1.4 GiB", skipped_into(&files[1])));
     out
+}
+
+/// The writer's unsynchronisation: a 0x00 after each 0xFF before a 0x00 or a byte of 0xE0 or
+/// more, or at the end.
+fn unsynchronise(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in data.iter().enumerate() {
+        out.push(b);
+        if b == 0xFF && data.get(i + 1).is_none_or(|&n| n == 0 || n >= 0xE0) {
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// An ID3v2 tag of `major` version and `flags` around `body`.
+fn id3_tag(major: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+    let n = body.len();
+    let mut out = vec![b'I', b'D', b'3', major, 0, flags];
+    out.extend([21, 14, 7, 0].map(|shift| (n >> shift) as u8 & 0x7F));
+    out.extend(body);
+    out
+}
+
+/// An ID3v2.3 frame (or ID3v2.2, for a 3-byte id) holding `body`, its size before
+/// unsynchronisation.
+fn id3_frame(id: &[u8], body: &[u8]) -> Vec<u8> {
+    let size = (body.len() as u32).to_be_bytes();
+    let mut out = id.to_vec();
+    out.extend(if id.len() == 4 { &size[..] } else { &size[1..] });
+    out.extend(if id.len() == 4 { &[0, 0][..] } else { &[] });
+    out.extend(body);
+    out
+}
+
+/// The MP3 fixture's audio behind an unsynchronised tag of `major` version whose frames hold
+/// 0xFF runs (symphonia reads some of them through and skips others by their raw size), and
+/// the tag's length.
+fn unsynchronised_tag(major: u8, mp3: &[u8]) -> (usize, Vec<u8>) {
+    let ids: [&[u8]; 4] = if major == 3 {
+        [b"PRIV", b"TIT2", b"TXXX", b"GEOB"]
+    } else {
+        [b"MCI", b"TT2", b"TXX", b"GEO"]
+    };
+    let mut frames = id3_frame(ids[0], b"gateway\0\xFF\xFFX\xFF\x00\xFF\xE0");
+    frames.extend(id3_frame(ids[1], b"\x00Tone\xFF"));
+    frames.extend(id3_frame(ids[2], b"\x00key\x00value\xFF\xFF"));
+    // Skipped by its 7 raw bytes (10 written), into its own data.
+    frames.extend(id3_frame(ids[3], b"\x00a\xFF\xFF\xFF\x00b"));
+    frames.extend([0; 16]);
+    let tag = id3_tag(major, 0x80, &unsynchronise(&frames));
+    (tag.len(), [&tag[..], mp3_audio(mp3)].concat())
+}
+
+/// The MP3 fixture's audio, past its own tag.
+fn mp3_audio(mp3: &[u8]) -> &[u8] {
+    &mp3[10 + mp3[6..10].iter().fold(0usize, |s, b| s << 7 | usize::from(*b))..]
+}
+
+/// Damage as [`damaged`] does, each run starting in the first `within` bytes.
+fn damaged_within(rng: &mut rand::rngs::StdRng, file: &[u8], within: usize) -> Vec<u8> {
+    let mut data = file.to_vec();
+    for _ in 0..rng.random_range(1..6) {
+        let start = rng.random_range(0..within);
+        let run = rng.random_range(1..9usize);
+        data[start..start + run].fill(rng.random());
+    }
+    data.truncate(rng.random_range(within / 2..=data.len()));
+    data
+}
+
+/// An unsynchronised ID3v2.3 tag whose `GEOB` frame (which symphonia skips by its 3 raw
+/// bytes, not the 4 its 3 bytes take written) ends in `T`, followed by a frame `XXXY` of 32
+/// bytes: skipped so, the frame's `T` and the next id make `TXXX`, stating 0x59000000 bytes,
+/// which symphonia would allocate.
+fn skipped_into(mp3: &[u8]) -> Vec<u8> {
+    let mut frames = id3_frame(b"GEOB", b"\xFF\xFFT");
+    frames.extend(id3_frame(b"XXXY", &[0x20; 32]));
+    [&id3_tag(3, 0x80, &unsynchronise(&frames))[..], mp3_audio(mp3)].concat()
 }
 
 /// Uploads whose lengths are read after (or inside) an ID3v2 tag, or in an MP4 sample table:
