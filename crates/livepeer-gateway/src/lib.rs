@@ -26,6 +26,7 @@
 //! beside `main.rs`, and are not part of this library.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub(crate) mod address_counts;
 pub mod ai;
 #[cfg(test)]
 mod alone;
@@ -244,7 +245,11 @@ impl Gateway {
         let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys)
             .merge(http::dashboard_router());
         let limits = conn_limits(&config);
-        serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
+        let port = |name| {
+            let refused = state.metrics.connections_refused_counter(name);
+            http::server::Port::new(name, &limits, refused)
+        };
+        serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
         let signer = signer_state(&config, &state)?;
         let public = http::public_router(
             http::Services {
@@ -259,7 +264,7 @@ impl Gateway {
         );
         let public = http::keys::enforce(public, keys);
         let cores = http
-            .serve("public-api", public.clone(), limits, &tasks)
+            .serve("public-api", public.clone(), limits, port("public-api"), &tasks)
             .map_err(setup(Part::Listener))?;
         marketplace(&config, &state, &tasks)?;
         let rtmp_addr = match rtmp {
@@ -371,6 +376,7 @@ fn conn_limits(config: &Config) -> http::server::ConnLimits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
         max_connections: config.max_connections,
+        max_per_address: config.max_connections_per_address,
         write_timeout: config.write_timeout,
     }
 }
@@ -618,8 +624,11 @@ fn serve(
     listener: TcpListener,
     router: Router,
     limits: http::server::ConnLimits,
+    port: http::server::Port,
 ) {
-    tasks.spawn(name, move |cancel| http::server::serve(name, listener, router, limits, cancel));
+    tasks.spawn(name, move |cancel| {
+        http::server::serve_with(name, listener, router, limits, port, cancel)
+    });
 }
 
 fn summary(c: &Config) -> serde_json::Value {
