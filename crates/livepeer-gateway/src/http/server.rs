@@ -3,17 +3,18 @@
 //! `axum::serve` would do, except that it bounds nothing a client can hold: the connections
 //! it accepts, the time before a first byte, an idle keep-alive or HTTP/2 connection. Here every
 //! listener has:
-//! - a cap on open connections ([`ConnLimits::max_connections`], the port's: its listeners,
-//!   one per serving thread, share it and the per-address counts as a [`Port`]): at the cap each listener
+//! - a cap on open connections ([`ConnLimits::max_connections`]): at the cap each listener
 //!   (one per serving thread) accepts one more connection and holds it unserved until a slot
 //!   frees, and stops accepting, so further clients wait in the kernel's accept queue, which
 //!   costs the process no file descriptor (as nginx, HAProxy and Go's `LimitListener` do),
 //!   rather than being accepted and reset;
 //! - optionally, a cap on one client address's open connections
-//!   ([`ConnLimits::max_per_address`], `--max-connections-per-address`, off by default since
+//!   ([`ConnLimits::max_per_address`], `--max-connections-per-address`; off by default, as
 //!   behind a load balancer every client is one address): a connection over it is closed as
-//!   soon as it is accepted, taking no place under the cap above, so one client cannot take
-//!   them all and leave the others in the accept queue (`per_address`);
+//!   soon as it is accepted, unserved, taking no slot under the cap above and never holding
+//!   up the accept loop, so one client cannot take every slot and leave the others in the
+//!   accept queue (`per_address`: counted in `livepeer_gateway_http_connections_refused_total`,
+//!   logged at most once a minute);
 //! - a deadline for the first request ([`ConnLimits::header_timeout`], from the moment the
 //!   connection is accepted): hyper's own header deadline only starts once the protocol is
 //!   known, that is after a first byte, so a connection that sends nothing would be held;
@@ -27,6 +28,8 @@
 //! - a graceful end: at shutdown or at a deadline the connection is asked to close (HTTP/2
 //!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
 //!   a moment later.
+//!
+//! Both caps are the port's, not each listener's: a port's listeners share them as a [`Port`].
 //!
 //! A connection closed while its client is still sending lingers (`linger`): half-closed, it
 //! reads and discards for a bounded time, so the client reads the answer rather than a reset.

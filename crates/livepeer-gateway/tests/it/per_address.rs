@@ -124,3 +124,33 @@ async fn one_address_holds_at_most_its_cap_on_either_port() {
     the_cap_holds(&gw, gw.admin_addr, "admin-api").await;
     gw.shutdown().await;
 }
+
+/// With the port full of one address's connections, that address's next ones are still
+/// closed at once, not held waiting for a place; they take none, so another address's
+/// client, waiting in the accept queue, is served as soon as one of the first closes.
+#[tokio::test]
+async fn over_its_cap_a_connection_is_closed_at_once_even_when_the_port_is_full() {
+    let mut c = config(&[]);
+    c.max_connections = CAP;
+    c.max_connections_per_address = CAP;
+    c.http_threads = 2;
+    let gw = start(c).await;
+    let addr = gw.http_addr;
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        let mut conn = connect_from(CLIENT, addr).await;
+        conn.write_all(KEEP_ALIVE).await.unwrap();
+        assert!(answer_head(&mut conn).await.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+        held.push(conn);
+    }
+    for i in CAP..CAP + 6 {
+        let conn = connect_from(CLIENT, addr).await;
+        assert!(refused(conn).await, "connection {i} beyond the cap held");
+    }
+    let mut waiting = connect_from(OTHER, addr).await;
+    waiting.write_all(CLOSE).await.unwrap();
+    drop(held.remove(0));
+    let answer = answer_head(&mut waiting).await;
+    assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")), "no place came free");
+    gw.shutdown().await;
+}
