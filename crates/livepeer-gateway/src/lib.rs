@@ -245,10 +245,7 @@ impl Gateway {
         let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys)
             .merge(http::dashboard_router());
         let limits = conn_limits(&config);
-        let port = |name| {
-            let refused = state.metrics.connections_refused_counter(name);
-            http::server::Port::new(name, &limits, refused)
-        };
+        let port = |name| port(name, &limits, &state.metrics);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
         let signer = signer_state(&config, &state)?;
         let public = http::public_router(
@@ -379,6 +376,16 @@ fn conn_limits(config: &Config) -> http::server::ConnLimits {
         max_per_address: config.max_connections_per_address,
         write_timeout: config.write_timeout,
     }
+}
+
+/// What the listeners of the port `name` share (its connection slots and per-address counts),
+/// its refusals counted in `metrics`.
+fn port(
+    name: &'static str,
+    limits: &http::server::ConnLimits,
+    metrics: &metrics::Metrics,
+) -> http::server::Port {
+    http::server::Port::new(name, limits, metrics.connections_refused_counter(name))
 }
 
 /// Starts RTMP ingest on `listener` into transcoding; its address.
