@@ -26,6 +26,7 @@
 //! beside `main.rs`, and are not part of this library.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub(crate) mod address_counts;
 pub mod ai;
 #[cfg(test)]
 mod alone;
@@ -244,7 +245,8 @@ impl Gateway {
         let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys)
             .merge(http::dashboard_router());
         let limits = conn_limits(&config);
-        serve(&tasks, "admin-api", admin, admin_routes.clone(), limits);
+        let port = |name| port(name, &limits, &state.metrics);
+        serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
         let signer = signer_state(&config, &state)?;
         let public = http::public_router(
             http::Services {
@@ -259,7 +261,7 @@ impl Gateway {
         );
         let public = http::keys::enforce(public, keys);
         let cores = http
-            .serve("public-api", public.clone(), limits, &tasks)
+            .serve("public-api", public.clone(), limits, port("public-api"), &tasks)
             .map_err(setup(Part::Listener))?;
         marketplace(&config, &state, &tasks)?;
         let rtmp_addr = match rtmp {
@@ -371,8 +373,19 @@ fn conn_limits(config: &Config) -> http::server::ConnLimits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
         max_connections: config.max_connections,
+        max_per_address: config.max_connections_per_address,
         write_timeout: config.write_timeout,
     }
+}
+
+/// What the listeners of the port `name` share (its connection slots and per-address counts),
+/// its refusals counted in `metrics`.
+fn port(
+    name: &'static str,
+    limits: &http::server::ConnLimits,
+    metrics: &metrics::Metrics,
+) -> http::server::Port {
+    http::server::Port::new(name, limits, metrics.connections_refused_counter(name))
 }
 
 /// Starts RTMP ingest on `listener` into transcoding; its address.
@@ -618,8 +631,11 @@ fn serve(
     listener: TcpListener,
     router: Router,
     limits: http::server::ConnLimits,
+    port: http::server::Port,
 ) {
-    tasks.spawn(name, move |cancel| http::server::serve(name, listener, router, limits, cancel));
+    tasks.spawn(name, move |cancel| {
+        http::server::serve_with(name, listener, router, limits, port, cancel)
+    });
 }
 
 fn summary(c: &Config) -> serde_json::Value {

@@ -34,6 +34,15 @@ section! {
         /// is raised to the hard one, as Go programs raise theirs [default: 384].
         #[arg(long, env = "LP_MAXCONNECTIONS")]
         pub max_connections: Option<usize>,
+        /// Connections one client IP address may hold open at once on each of the two
+        /// listeners; a connection beyond it is closed as soon as it is accepted, without
+        /// taking one of the `--max-connections` places. An IPv4 address mapped into IPv6
+        /// counts as the IPv4 address. At most `--max-connections`. Off (`0`) by default: a
+        /// gateway behind a load balancer or reverse proxy, or serving one application
+        /// backend, sees every connection come from one address, and any cap there would
+        /// refuse its real clients [default: 0].
+        #[arg(long, env = "LP_MAXCONNECTIONSPERADDRESS")]
+        pub max_connections_per_address: Option<usize>,
         /// A connection whose client takes no bytes of a response for this long while some are
         /// waiting to be sent (a client that stopped reading) is closed [default: 30s].
         #[arg(long, env = "LP_HTTPWRITETIMEOUT")]
@@ -60,6 +69,7 @@ pub(super) struct Listeners {
     pub(super) header_timeout: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) max_connections: usize,
+    pub(super) max_per_address: usize,
     pub(super) write_timeout: Duration,
     pub(super) max_body_memory: usize,
     pub(super) http_threads: usize,
@@ -67,6 +77,19 @@ pub(super) struct Listeners {
 
 impl Listen {
     pub(super) fn validate(self) -> Result<Listeners, ConfigError> {
+        let max_connections = match self.max_connections.unwrap_or(384) {
+            0 => return Err(bad("--max-connections", "must be at least 1")),
+            n => n,
+        };
+        let max_per_address = match self.max_connections_per_address.unwrap_or(0) {
+            n if n > max_connections => {
+                return Err(bad(
+                    "--max-connections-per-address",
+                    format!("{n} is more than --max-connections ({max_connections})"),
+                ));
+            }
+            n => n,
+        };
         Ok(Listeners {
             http_addr: listen_addr("--http-addr", self.http_addr, 9935)?,
             cli_addr: listen_addr("--cli-addr", self.cli_addr, 5935)?,
@@ -80,10 +103,8 @@ impl Listen {
                 self.http_idle_timeout,
                 Duration::from_secs(60),
             )?,
-            max_connections: match self.max_connections.unwrap_or(384) {
-                0 => return Err(bad("--max-connections", "must be at least 1")),
-                n => n,
-            },
+            max_connections,
+            max_per_address,
             write_timeout: positive_duration(
                 "--http-write-timeout",
                 self.http_write_timeout,

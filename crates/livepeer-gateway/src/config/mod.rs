@@ -196,6 +196,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections open at once on each listener.
     pub max_connections: usize,
+    /// Connections one client address may hold open at once on each listener (`0`: no cap).
+    pub max_connections_per_address: usize,
     /// A connection to those listeners whose client takes no bytes of a response for this
     /// long is closed.
     pub write_timeout: Duration,
@@ -292,6 +294,7 @@ impl Config {
             header_timeout: listen.header_timeout,
             idle_timeout: listen.idle_timeout,
             max_connections: listen.max_connections,
+            max_connections_per_address: listen.max_per_address,
             write_timeout: listen.write_timeout,
             http_threads: listen.http_threads,
             max_body_memory: listen.max_body_memory,

@@ -33,6 +33,18 @@ fn flags_override_file() {
 }
 
 #[test]
+fn the_per_address_cap_is_off_by_default_and_may_reach_the_port_cap() {
+    assert_eq!(load(Flags::default(), "").unwrap().max_connections_per_address, 0);
+    let c = load(Flags::default(), "max-connections = 4\nmax-connections-per-address = 4");
+    let c = c.unwrap();
+    assert_eq!((c.max_connections, c.max_connections_per_address), (4, 4));
+    let err = load(Flags::default(), "max-connections = 4\nmax-connections-per-address = 5")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--max-connections-per-address") && err.contains("(4)"), "{err}");
+}
+
+#[test]
 fn errors_name_the_setting() {
     let cases: Vec<(Flags, &str, &str)> = vec![
         (Flags {
@@ -65,6 +77,13 @@ fn errors_name_the_setting() {
         (Flags::default(), "http-header-timeout = \"soon\"", "--http-header-timeout"),
         (Flags::default(), "http-idle-timeout = \"0s\"", "--http-idle-timeout"),
         (Flags::default(), "max-connections = 0", "--max-connections"),
+        (
+            Flags::default(),
+            "max-connections = 4\nmax-connections-per-address = 5",
+            "--max-connections-per-address",
+        ),
+        // Above the default --max-connections (384).
+        (Flags::default(), "max-connections-per-address = 385", "--max-connections-per-address"),
         (Flags {
                 prices: Prices { pixels_per_unit: Some(0), ..Default::default() },
                 ..Flags::default()

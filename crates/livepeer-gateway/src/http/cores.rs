@@ -17,15 +17,13 @@
 //! listener has drained.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::server::{self, ConnLimits};
+use super::server::{self, ConnLimits, Port};
 use crate::task::Tasks;
 
 /// The public port, bound: one listener on the shared runtime, or one per serving thread.
@@ -80,19 +78,21 @@ impl PublicListener {
         }
     }
 
-    /// Serves `router` on the listener(s) until `tasks` is shut down; each serving thread's
-    /// drain is one of `tasks`' tasks, so shutdown waits for them as for the shared one's.
+    /// Serves `router` on the listener(s) until `tasks` is shut down, all of them within
+    /// `port`'s bounds; each serving thread's drain is one of `tasks`' tasks, so shutdown
+    /// waits for them as for the shared one's.
     pub(crate) fn serve(
         self,
         name: &'static str,
         router: Router,
         limits: ConnLimits,
+        port: Port,
         tasks: &Tasks,
     ) -> std::io::Result<Cores> {
         let listeners = match self {
             Self::Shared(listener) => {
                 tasks.spawn(name, move |cancel| {
-                    server::serve(name, listener, router, limits, cancel)
+                    server::serve_with(name, listener, router, limits, port, cancel)
                 });
                 return Ok(Cores { _stop: None });
             }
@@ -101,12 +101,11 @@ impl PublicListener {
         let stop = CancellationToken::new();
         // Made first: threads already started end if a later one cannot start.
         let guard = stop.clone().drop_guard();
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
         for (i, listener) in listeners.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (drained, done) = tokio::sync::oneshot::channel::<()>();
-            let (router, permits, cancel, stop) =
-                (router.clone(), permits.clone(), tasks.token(), stop.clone());
+            let (router, port, cancel, stop) =
+                (router.clone(), port.clone(), tasks.token(), stop.clone());
             let thread = std::thread::Builder::new().name(format!("{name}-{i}"));
             thread.spawn(move || {
                 // Lane 0 is every thread that is not a serving one.
@@ -114,7 +113,7 @@ impl PublicListener {
                 runtime.block_on(async move {
                     let serving = async {
                         let listener = TcpListener::from_std(listener)?;
-                        server::serve_with(name, listener, router, limits, permits, cancel).await;
+                        server::serve_with(name, listener, router, limits, port, cancel).await;
                         Ok::<_, std::io::Error>(())
                     };
                     tokio::spawn(keep_a_timer_near());

@@ -20,6 +20,7 @@ mod live;
 mod marketplace;
 mod openapi;
 mod openapi_schemas;
+mod per_address;
 pub(crate) mod server;
 pub(crate) mod signer;
 mod transcode;

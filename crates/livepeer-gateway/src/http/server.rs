@@ -8,6 +8,13 @@
 //!   frees, and stops accepting, so further clients wait in the kernel's accept queue, which
 //!   costs the process no file descriptor (as nginx, HAProxy and Go's `LimitListener` do),
 //!   rather than being accepted and reset;
+//! - optionally, a cap on one client address's open connections
+//!   ([`ConnLimits::max_per_address`], `--max-connections-per-address`; off by default, as
+//!   behind a load balancer every client is one address): a connection over it is closed as
+//!   soon as it is accepted, unserved, taking no slot under the cap above and never holding
+//!   up the accept loop, so one client cannot take every slot and leave the others in the
+//!   accept queue (`per_address`: counted in `livepeer_gateway_http_connections_refused_total`,
+//!   logged at most once a minute);
 //! - a deadline for the first request ([`ConnLimits::header_timeout`], from the moment the
 //!   connection is accepted): hyper's own header deadline only starts once the protocol is
 //!   known, that is after a first byte, so a connection that sends nothing would be held;
@@ -21,6 +28,8 @@
 //! - a graceful end: at shutdown or at a deadline the connection is asked to close (HTTP/2
 //!   `GOAWAY`, HTTP/1.1 after the current response), and dropped if it is still open and idle
 //!   a moment later.
+//!
+//! Both caps are the port's, not each listener's: a port's listeners share them as a [`Port`].
 //!
 //! A connection closed while its client is still sending lingers (`linger`): half-closed, it
 //! reads and discards for a bounded time, so the client reads the answer rather than a reset.
@@ -41,6 +50,7 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -49,6 +59,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use super::linger::Linger;
+use super::per_address::PerAddress;
 use super::write_deadline::WriteDeadline;
 
 /// How long a connection asked to close may stay open once idle before it is dropped: enough
@@ -69,6 +80,8 @@ pub(crate) struct ConnLimits {
     pub(crate) idle_timeout: Duration,
     /// Connections open at once.
     pub(crate) max_connections: usize,
+    /// Connections one client address may hold open at once (`0`: no cap).
+    pub(crate) max_per_address: usize,
     /// How long a write may wait for the client to take bytes.
     pub(crate) write_timeout: Duration,
 }
@@ -76,7 +89,28 @@ pub(crate) struct ConnLimits {
 type Conn =
     auto::UpgradeableConnection<'static, TokioIo<WriteDeadline<TcpStream>>, Tracked, TokioExecutor>;
 
+/// What the listeners of one port (one per serving thread, see `cores`) share, so that its
+/// bounds are the port's, not each thread's: its connection slots and its per-address counts.
+#[derive(Debug, Clone)]
+pub(crate) struct Port {
+    permits: Arc<Semaphore>,
+    /// `None` without a per-address cap: nothing is counted per connection then.
+    per_address: Option<Arc<PerAddress>>,
+}
+
+impl Port {
+    /// The shared bounds of the port `name`, counting connections refused for their
+    /// address's cap in `refused`.
+    pub(crate) fn new(name: &'static str, limits: &ConnLimits, refused: Counter) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: PerAddress::new(name, limits.max_per_address, refused),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `cancel` fires, then waits for open connections to end.
+#[cfg(test)]
 pub(crate) async fn serve(
     name: &'static str,
     listener: TcpListener,
@@ -84,18 +118,18 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     cancel: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    serve_with(name, listener, router, limits, permits, cancel).await;
+    let port = Port::new(name, &limits, Counter::default());
+    serve_with(name, listener, router, limits, port, cancel).await;
 }
 
-/// [`serve`], counting connections against `permits`, which listeners sharing a port (one per
-/// serving thread, see `cores`) share, so the cap is the port's, not each thread's.
+/// Serves `router` on `listener`, one of `port`'s listeners, until `cancel` fires, then waits
+/// for open connections to end.
 pub(crate) async fn serve_with(
     name: &'static str,
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
-    permits: Arc<Semaphore>,
+    port: Port,
     cancel: CancellationToken,
 ) {
     let builder = builder(limits);
@@ -106,10 +140,10 @@ pub(crate) async fn serve_with(
         // in a thread waiting on its own (empty) queue while the kernel put new clients in
         // another's, whose thread had no slot: clients waited with slots free. Now a thread
         // holds at most one accepted connection waiting, and slots go in the order asked.
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors or similar: back off rather than spin.
                     tracing::warn!(listener = name, error = %e, "accept failed");
@@ -118,7 +152,16 @@ pub(crate) async fn serve_with(
                 }
             },
         };
-        let permit = match permits.clone().try_acquire_owned() {
+        // Before a slot is asked for: a connection over its address's cap takes none, and
+        // is closed (dropped) here rather than held.
+        let counted = match &port.per_address {
+            None => None,
+            Some(per_address) => match per_address.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+        };
+        let permit = match port.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 if warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
@@ -131,7 +174,7 @@ pub(crate) async fn serve_with(
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    permit = permits.clone().acquire_owned() => match permit {
+                    permit = port.permits.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
                         Err(_) => break, // never closed
                     },
@@ -152,7 +195,7 @@ pub(crate) async fn serve_with(
             drive(name, conn, &activity, limits, cancel).await;
             linger.close(activity.upgraded.load(Ordering::Acquire)).await;
             // The connection (and its socket) is gone: only now may another take its place.
-            drop(permit);
+            drop((permit, counted));
         });
     }
     drop(listener);
@@ -484,6 +527,7 @@ mod tests {
         header_timeout: Duration::from_millis(200),
         idle_timeout: Duration::from_millis(200),
         max_connections: 4,
+        max_per_address: 0,
         write_timeout: Duration::from_secs(5),
     };
 

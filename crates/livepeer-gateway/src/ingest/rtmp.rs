@@ -10,10 +10,9 @@
 //! client trickling a byte at a time cannot keep a connection; one stream per connection;
 //! segments are capped in bytes and in media time without a keyframe.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use scuffle_rtmp::ServerSession;
@@ -28,6 +27,7 @@ use super::cutter::CutLimits;
 use super::flv::TagKind;
 use super::segmenter::{self, SegmenterInput};
 use super::{IngestSink, OpenRequest, Segment, parse_names};
+use crate::address_counts::{AddressCounts, AddressSlot};
 
 /// The gateway's publish deadline ([`RtmpConfig::publish_deadline`]): a handshake, a connect
 /// and a publish are a few round trips.
@@ -86,7 +86,8 @@ pub async fn serve<S: IngestSink>(
         tracing::error!("RTMP ingest needs ffmpeg on the PATH; every publish will be refused");
     }
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let pending = Arc::new(Pending::default());
+    // Connections yet to publish, by the address they came from.
+    let pending = Arc::new(AddressCounts::default());
     // A flood of refused connections must not flood the log: one warning a minute.
     let mut warned: Option<Instant> = None;
     let mut refused = |peer: SocketAddr, why: &str| {
@@ -144,46 +145,10 @@ pub async fn serve<S: IngestSink>(
     }
 }
 
-/// Connections yet to publish, by the address they came from.
-#[derive(Default)]
-struct Pending(Mutex<HashMap<IpAddr, usize>>);
-
-impl Pending {
-    /// Counts one more connection from `ip`, unless it already has `most`.
-    fn take(self: &Arc<Self>, ip: IpAddr, most: usize) -> Option<PendingSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= most {
-            return None;
-        }
-        *count += 1;
-        Some(PendingSlot { pending: self.clone(), ip })
-    }
-}
-
-/// One connection counted in [`Pending`] until dropped.
-struct PendingSlot {
-    pending: Arc<Pending>,
-    ip: IpAddr,
-}
-
-impl Drop for PendingSlot {
-    fn drop(&mut self) {
-        let mut counts = self.pending.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                // Only addresses with connections yet to publish are kept.
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Lets the connection's place among its address's unpublished ones go at its first
 /// publish; never returns. (A connection whose stream ended is not counted again: it has
 /// the publish deadline to leave, and may not publish a second stream.)
-async fn release_at_publish(mut publishing: watch::Receiver<bool>, waiting: PendingSlot) {
+async fn release_at_publish(mut publishing: watch::Receiver<bool>, waiting: AddressSlot) {
     if publishing.wait_for(|p| *p).await.is_ok() {
         drop(waiting);
     }

@@ -148,6 +148,7 @@ pub struct Metrics {
     byoc_latency: Family<ByocLabel, Histogram>,
     byoc_errors: Family<ByocLabel, Counter>,
     transcode: TranscodeFamilies,
+    connections_refused: Family<ListenerLabel, Counter>,
     /// The last half hour at a glance (dashboard, catalogue latency), beside the families.
     recent: crate::recent::Recent,
 }
@@ -231,6 +232,12 @@ fn transcode_families(r: &mut Registry) -> TranscodeFamilies {
 struct ByocLabel {
     capability: String,
     outcome: String,
+}
+
+/// One of the gateway's own listeners, by its fixed name (`public-api`, `admin-api`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -400,8 +407,16 @@ impl Metrics {
             Family::default(),
         );
         let transcode = transcode_families(r);
+        let connections_refused = add(
+            r,
+            "gateway_http_connections_refused",
+            "Connections to the public or admin port closed on accept because their client \
+             address already held --max-connections-per-address, by listener",
+            Family::default(),
+        );
         Self {
             transcode,
+            connections_refused,
             byoc_latency,
             byoc_errors,
             registry: Arc::new(std::mem::take(r)),
@@ -621,6 +636,13 @@ impl Metrics {
     /// stats, so that selecting costs one atomic increment and no label allocation.
     pub(crate) fn selection_counter(&self, url: &str) -> Counter {
         self.selections.get_or_create(&OrchLabel { orchestrator_uri: url.to_owned() }).clone()
+    }
+
+    /// The counter of `listener`'s connections refused for their address's cap, taken once
+    /// per port so that a refusal costs one atomic increment. Labelled by the listener only:
+    /// a client address as a label would make a series per client.
+    pub(crate) fn connections_refused_counter(&self, listener: &'static str) -> Counter {
+        self.connections_refused.get_or_create(&ListenerLabel { listener }).clone()
     }
 
     pub(crate) fn ejected(&self, url: &str) {

@@ -46,6 +46,7 @@ mod openapi;
 mod orch_hostile;
 mod outbound_hostile;
 mod payments;
+mod per_address;
 mod per_model;
 mod probe_memory;
 mod props;
