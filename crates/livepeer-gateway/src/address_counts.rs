@@ -7,9 +7,14 @@
 //! are kept, so the map is bounded by the connections open, not by the addresses ever seen.
 //! The hash is std's keyed SipHash: the keys are clients' addresses, which a client with an
 //! IPv6 prefix can choose by the million, so the map must not be open to chosen collisions.
+//!
+//! An IPv6 client is counted by its /64 prefix, not by its address. A /64 is the smallest
+//! network a site is given (RFC 6177; a home or a cloud instance usually has one whole), and
+//! privacy addresses (RFC 8981) or a script pick any of its 2^64 addresses at will, so a cap
+//! per address would not bound one client at all.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Connections counted, by the address they came from.
@@ -17,11 +22,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub(crate) struct AddressCounts(Mutex<HashMap<IpAddr, usize>>);
 
 impl AddressCounts {
-    /// Counts one more connection from `ip`, unless it already has `most`. An IPv4 address
-    /// mapped into IPv6 (`::ffff:a.b.c.d`, what a dual-stack listener sees of an IPv4 client)
-    /// counts as the IPv4 address, so one client is one address whichever way it came in.
+    /// Counts one more connection from `ip`, unless its client already has `most`. An IPv4
+    /// address mapped into IPv6 (`::ffff:a.b.c.d`, what a dual-stack listener sees of an IPv4
+    /// client) counts as the IPv4 address, so one client is one address whichever way it came
+    /// in; an IPv6 address counts as its /64 prefix (see the module's text).
     pub(crate) fn take(self: &Arc<Self>, ip: IpAddr, most: usize) -> Option<AddressSlot> {
-        let ip = ip.to_canonical();
+        let ip = client_of(ip);
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if *count >= most {
@@ -39,6 +45,15 @@ impl AddressCounts {
     #[cfg(test)]
     pub(crate) fn addresses(&self) -> usize {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// The key a connection from `ip` is counted under: the IPv4 address, or the IPv6 /64 prefix
+/// (the address with its low 64 bits cleared).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 
@@ -63,7 +78,7 @@ impl Drop for AddressSlot {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     use super::*;
 
@@ -98,6 +113,24 @@ mod tests {
         assert!(v6.is_some());
         drop((first, second, v6));
         assert_eq!(counts.addresses(), 0);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_prefix() {
+        let counts = Arc::new(AddressCounts::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let first = counts.take(ip("2001:db8:1:2::1"), 2).unwrap();
+        let second = counts.take(ip("2001:db8:1:2:ffff:ffff:ffff:fffe"), 2).unwrap();
+        assert!(
+            counts.take(ip("2001:db8:1:2:1234::9"), 2).is_none(),
+            "a third address of the same /64 is the same client"
+        );
+        let next_64 = counts.take(ip("2001:db8:1:3::1"), 2).expect("the next /64 is another");
+        assert_eq!(counts.addresses(), 2);
+        drop(first);
+        let again = counts.take(ip("2001:db8:1:2::77"), 2).expect("a place of the /64 freed");
+        drop((second, next_64, again));
+        assert_eq!(counts.addresses(), 0, "a /64's entry is removed at zero");
     }
 
     #[test]

@@ -37,7 +37,8 @@ section! {
         /// Connections one client IP address may hold open at once on each of the two
         /// listeners; a connection beyond it is closed as soon as it is accepted, without
         /// taking one of the `--max-connections` places. An IPv4 address mapped into IPv6
-        /// counts as the IPv4 address. At most `--max-connections`. Off (`0`) by default: a
+        /// counts as the IPv4 address; an IPv6 client counts by its /64 prefix, since it may
+        /// pick any address in it. At most `--max-connections`. Off (`0`) by default: a
         /// gateway behind a load balancer or reverse proxy, or serving one application
         /// backend, sees every connection come from one address, and any cap there would
         /// refuse its real clients [default: 0].
