@@ -81,6 +81,12 @@ fn install_hook() {
     });
 }
 
+/// The message and place of the last panic raised while fuzzing, if one was raised since the
+/// last call, caught or not: a target whose parser catches its own panics reads it here.
+pub fn take_last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|mut m| m.take())
+}
+
 /// The RNG of one case.
 pub fn case_rng(seed: u64, target: &str, case: u64) -> SmallRng {
     // FNV-1a of the name, so that adding a target does not move the others' cases.

@@ -19,6 +19,7 @@
     reason = "a harness: setup may panic, its panics are what it counts, it prints its report and times itself by the wall clock"
 )]
 
+mod audio;
 mod engine;
 mod mutate;
 mod proto;

@@ -1,7 +1,7 @@
 //! The parsers of untrusted input and how each case feeds them: AI JSON and multipart
 //! validation, the multipart body reader and encoder, orchestrator answers (HTTP/1.1, JSON
 //! and protobuf), remote-signer bodies, trickle paths and headers, the MPEG-TS frame counter
-//! and the input codec probe (MPEG-TS and MP4).
+//! and the input codec probe (MPEG-TS and MP4); the audio duration probe is in `audio.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "trickle-http", run: super::trickle::request },
     Target { name: "ts-frame-counter", run: ts_frames },
     Target { name: "input-codec-probe", run: codec_probe },
+    Target { name: "audio-duration-probe", run: super::audio::duration_probe },
 ];
 
 /// What the cases share: a runtime with paused time (deadlines pass at once instead of
@@ -122,7 +123,8 @@ impl Env {
     }
 }
 
-fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
+/// One of `items`, at random.
+pub fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(clippy::print_stdout, clippy::disallowed_types, clippy::unreachable, dead_code)]
 
+#[path = "../../benches/fuzz/audio.rs"]
+mod audio;
 #[path = "../../benches/fuzz/engine.rs"]
 mod engine;
 #[path = "../../benches/fuzz/mutate.rs"]
