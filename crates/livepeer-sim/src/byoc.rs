@@ -145,8 +145,8 @@ pub enum ByocFault {
 }
 
 /// How the simulator fails BYOC stream calls; changeable at run time with
-/// [`crate::Sim::set_byoc_stream_fault`]. `Close`, `Hang` and `HangStarted` fail
-/// `/ai/stream/start` only, `RefuseCalls` the stop, update and payment calls only.
+/// [`crate::Sim::set_byoc_stream_fault`]. `Close`, `Hang`, `HangStarted` and
+/// `OversizedStarted` fail `/ai/stream/start` only, `RefuseCalls` the stop, update and payment calls only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ByocStreamFault {
     /// Starts are checked, paid and run.
@@ -163,6 +163,10 @@ pub enum ByocStreamFault {
     /// never sent: an orchestrator whose answer was lost, whose stream runs on until it is
     /// stopped or its balance runs out.
     HangStarted,
+    /// The stream is started and answered 200 with its channels' headers, and a body of
+    /// 1 MiB: more than a gateway reads of a start's answer (64 KiB here), so the answer
+    /// breaks off there though the stream runs.
+    OversizedStarted,
     /// Stop, update and payment calls are refused as creds that do not verify, before their
     /// payment is looked at (nothing credited): 400 `Failed to …, request not valid
     /// err=Could not verify job creds`, as go-livepeer's handlers word what `setupOrchJob`

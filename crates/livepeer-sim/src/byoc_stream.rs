@@ -117,6 +117,9 @@ fn close_channels(hub: &Hub, id: &str) {
 }
 
 /// `POST /ai/stream/start`.
+/// The body of a start answered with [`ByocStreamFault::OversizedStarted`]: 1 MiB.
+pub(crate) const OVERSIZED_ANSWER: usize = 1 << 20;
+
 async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.byoc.update(|s| s.stream_start_calls += 1);
     let fault = shared.byoc.stream_fault();
@@ -152,6 +155,11 @@ async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     match open_stream(&shared, admitted, flags, &body, start) {
         Ok(_) if fault == ByocStreamFault::HangStarted => std::future::pending().await,
+        Ok(response) if fault == ByocStreamFault::OversizedStarted => {
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(vec![b' '; OVERSIZED_ANSWER]))
+        }
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
     }

@@ -124,6 +124,9 @@ pub fn run(targets: &[Target], env: &Env, plan: &Plan) -> Vec<Outcome> {
         env.take_accepted();
         for case in range {
             let mut rng = case_rng(plan.seed, t.name, case);
+            // A panic an earlier case left unread (any after a target's first, or one its
+            // parser caught) must not be taken for this case's.
+            let _ = take_last_panic();
             FUZZING.with(|f| f.set(true));
             let result = panic::catch_unwind(AssertUnwindSafe(|| (t.run)(&mut rng, env)));
             FUZZING.with(|f| f.set(false));

@@ -212,8 +212,8 @@ impl ByocStreams {
         let session = match super::stream_orch::attach(&self.inner, &stream, &[]).await {
             Ok(session) => session,
             Err(e) => {
-                // Every start call was answered, or stopped where it was left unanswered:
-                // nothing runs anywhere for this guard to stop.
+                // Every start call was answered, or stopped where it was left unanswered or
+                // its answer broke off: nothing runs anywhere for this guard to stop.
                 stream.with_state(|s| s.attempting = None);
                 return Err(e);
             }

@@ -76,18 +76,29 @@ pub(crate) enum CallError {
     /// The gateway's: signing, paying, or a price over the cap. The orchestrator is not
     /// penalised for it.
     Gateway(String),
+    /// The gateway's own want of descriptors: no connection could be opened. Nobody is
+    /// penalised, and a start ends, since another orchestrator's dial would meet it too.
+    Local(String),
+    /// Refused each time it was sent (`REFUSED_STREAM`, RFC 9113 §8.7): the orchestrator
+    /// took nothing and is busy; it is not penalised, as a 503 is not.
+    Refused(String),
     /// The orchestrator's: its address, the transport, or an answer that broke off.
     Orchestrator(String),
     /// The orchestrator's too: the call was sent and no answer's head came, by the deadline
-    /// or before the connection ended. Whether it took the payment and ran the call is
-    /// unknown.
+    /// or before the connection ended, so whether it took the payment and ran the call is
+    /// unknown; or a start answered with success broke off in its body. Either way a start
+    /// may run there.
     Unanswered(String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Gateway(e) | Self::Orchestrator(e) | Self::Unanswered(e) => f.write_str(e),
+            Self::Gateway(e)
+            | Self::Local(e)
+            | Self::Refused(e)
+            | Self::Orchestrator(e)
+            | Self::Unanswered(e) => f.write_str(e),
         }
     }
 }
@@ -136,8 +147,10 @@ async fn call(
         Ok(Err(e)) => {
             let outcome = unanswered(&e, charges, at);
             payments.byoc_settle(payment, outcome);
-            return Err(match outcome {
-                ByocOutcome::Unknown(_) => CallError::Unanswered(e.to_string()),
+            return Err(match (&e, outcome) {
+                (HttpError::Local(_), _) => CallError::Local(e.to_string()),
+                (HttpError::Refused(_), _) => CallError::Refused(e.to_string()),
+                (_, ByocOutcome::Unknown(_)) => CallError::Unanswered(e.to_string()),
                 _ => CallError::Orchestrator(e.to_string()),
             });
         }
@@ -166,7 +179,13 @@ async fn call(
                 Ok(Err(e)) => e.to_string(),
                 _ => format!("answer unfinished within {}s", job.timeout_seconds + GRACE.as_secs()),
             };
-            return Err(CallError::Orchestrator(why));
+            // A start answered with success runs there, though its answer was lost.
+            let started = charges && parts.status.is_success();
+            return Err(if started {
+                CallError::Unanswered(why)
+            } else {
+                CallError::Orchestrator(why)
+            });
         }
     };
     let answer = (parts.status.as_u16(), body, parts.headers);
@@ -362,9 +381,14 @@ async fn start_on(
     let (status, text, headers) =
         match call(inner, (&orch, &token), &stream.job, (START, true), body).await {
             Ok(answer) => answer,
-            Err(CallError::Gateway(e)) => {
+            Err(CallError::Gateway(e) | CallError::Refused(e)) => {
                 drop(lease);
                 return Err(Failed::Next(e));
+            }
+            Err(CallError::Local(e)) => {
+                drop(lease);
+                let e = Error::new(Kind::GatewayOverloaded, format!("stream start: {e}"));
+                return Err(Failed::Client(e));
             }
             Err(CallError::Orchestrator(e)) => {
                 lease.failed_job(e.clone());
@@ -482,7 +506,12 @@ pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Resul
     match call(inner, (&orch, &token), &job, ("/ai/stream/update", true), body).await {
         Ok(answer) => Ok(answer),
         Err(CallError::Gateway(e)) => Err(Error::new(Kind::PaymentRefused, format!("update: {e}"))),
-        Err(CallError::Orchestrator(e) | CallError::Unanswered(e)) => Err(failed(e)),
+        Err(CallError::Local(e)) => {
+            Err(Error::new(Kind::GatewayOverloaded, format!("update: {e}")))
+        }
+        Err(CallError::Refused(e) | CallError::Orchestrator(e) | CallError::Unanswered(e)) => {
+            Err(failed(e))
+        }
     }
 }
 

@@ -222,3 +222,33 @@ async fn a_byoc_stream_refused_each_time_moves_on_unpenalised_and_unpaid() {
     unpenalised(&gw, &refuser.url).await;
     gw.shutdown().await;
 }
+
+/// A BYOC stream start refused each time it is sent is the orchestrator shedding load, not
+/// failing: the start moves on to the next orchestrator, and the refuser is not penalised
+/// (before, it was marked failed for the capability, as a broken orchestrator is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_start_refused_each_time_moves_on_unpenalised() {
+    let refuser = fronted(2, PRICE).await;
+    // Dearer, so tried second.
+    let other = Sim::start(sim_config(3, PRICE * 8, None)).await.unwrap();
+    let gw = gateway(&[&refuser.url, other.url()], 2).await;
+    refuser.log.refuse(u32::MAX);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .header("Livepeer", job_header(REVERSAL, 30, "{}"))
+        .json(&json!({"stream_name": "shed", "stream_id": "1", "params": {}}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(other.byoc_stats().stream_starts, 1, "started on the other orchestrator");
+    let streams = refuser.log.streams();
+    assert_eq!(streams.len(), 3, "sent three times to the refuser");
+    assert!(streams.iter().all(|(_, refused)| *refused), "and refused each time");
+    assert_eq!(refuser.sim.byoc_stats().stream_start_calls, 0, "none reached it");
+    unpenalised(&gw, &refuser.url).await;
+    gw.shutdown().await;
+}

@@ -127,17 +127,33 @@ async fn a_stream_started_whose_answer_never_came_is_stopped_on_its_orchestrator
     // The orchestrator starts the stream (its worker runs, charged) and its answer never
     // comes. Left alone, the stream would run there, debiting the gateway's credit until
     // the orchestrator's balance checks end it; the gateway stops it.
+    Box::pin(started_then_stopped(ByocStreamFault::HangStarted, "no answer within 6s")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_whose_answer_broke_off_is_stopped_on_its_orchestrator() {
+    // The orchestrator starts the stream and answers 200, then a body past what the gateway
+    // reads of a start's answer: the gateway cannot use the answer, and the stream runs
+    // there all the same; the gateway stops it.
+    let why = "answer larger than 65536 bytes";
+    Box::pin(started_then_stopped(ByocStreamFault::OversizedStarted, why)).await;
+}
+
+/// A start that `fault` makes the orchestrator run without the gateway taking it up, whoever
+/// signs: the client is told `why`, the stream is stopped there, and the credit view stays
+/// within what is held.
+async fn started_then_stopped(fault: ByocStreamFault, why: &str) {
     let (keyed_sim, remote_sim) = (priced_sim(PRICE).await, priced_sim(PRICE).await);
     let (keyed, keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
     let pairs = [(&keyed_sim, &keyed), (&remote_sim, &keyless)];
     for (sim, gw) in pairs {
         token_held(gw, sim).await;
-        sim.set_byoc_stream_fault(ByocStreamFault::HangStarted);
+        sim.set_byoc_stream_fault(fault);
     }
     let (a, b) = tokio::join!(start_stream(&keyed, "lost", 1), start_stream(&keyless, "lost", 1));
     for ((sim, gw), answer) in pairs.into_iter().zip([a, b]) {
         let who = sim.url();
-        failed(who, answer, "no answer within 6s");
+        failed(who, answer, why);
         assert_eq!(sim.byoc_stats().stream_starts, 1, "{who}: the stream was started there");
         stopped(sim, 1).await;
         assert_eq!(sim.byoc_stats().streams_active, 0, "{who}: and is stopped");
