@@ -146,7 +146,8 @@ pub enum ByocFault {
 
 /// How the simulator fails BYOC stream calls; changeable at run time with
 /// [`crate::Sim::set_byoc_stream_fault`]. `Close`, `Hang`, `HangStarted` and
-/// `OversizedStarted` fail `/ai/stream/start` only, `RefuseCalls` the stop, update and payment calls only.
+/// `OversizedStarted` fail `/ai/stream/start` only, `RefuseCalls` the stop, update and
+/// payment calls only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ByocStreamFault {
     /// Starts are checked, paid and run.

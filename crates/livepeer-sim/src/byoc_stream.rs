@@ -116,10 +116,10 @@ fn close_channels(hub: &Hub, id: &str) {
     }
 }
 
-/// `POST /ai/stream/start`.
 /// The body of a start answered with [`ByocStreamFault::OversizedStarted`]: 1 MiB.
 pub(crate) const OVERSIZED_ANSWER: usize = 1 << 20;
 
+/// `POST /ai/stream/start`.
 async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.byoc.update(|s| s.stream_start_calls += 1);
     let fault = shared.byoc.stream_fault();
