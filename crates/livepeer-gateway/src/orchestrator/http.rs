@@ -570,6 +570,8 @@ impl hyper::rt::Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Version;
+    use livepeer_sim::{Sim, SimConfig};
 
     #[tokio::test(start_paused = true)]
     async fn resends_after_the_first_pause_doubling_with_a_tenth_of_jitter() {
@@ -582,8 +584,6 @@ mod tests {
             }
         }
     }
-    use http::Version;
-    use livepeer_sim::{Sim, SimConfig};
 
     const ALL: [OrchHttpVersion; 3] =
         [OrchHttpVersion::Negotiate, OrchHttpVersion::H2c, OrchHttpVersion::Http1];
