@@ -486,21 +486,13 @@ async fn out_of_descriptors() {
     let a = AiSim::new("a").start().await;
     let b = AiSim::new("b").price(1000).start().await;
     let gw = gateway(&[&a, &b]).await;
-    let client = reqwest::Client::new();
     // The client's connection is made while descriptors remain, and kept.
-    let health = client.get(api(&gw, "/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    health.bytes().await.unwrap();
+    let mut conn = HeldConnection::open(gw.http_addr).await;
     let held = NoDescriptors::take();
-    let resp = client
-        .post(api(&gw, "/text-to-image"))
-        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let retry = resp.headers().get("retry-after").cloned();
-    let body: Value = resp.json().await.unwrap();
+    let job = json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}).to_string();
+    let headers = [("content-type", "application/json")];
+    let (status, head, body) = conn.send("POST", "/text-to-image", &headers, job).await;
+    let retry = head.get("retry-after").cloned();
     drop(held);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");

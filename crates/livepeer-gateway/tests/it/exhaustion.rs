@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use livepeer_sim::{Sim, SimConfig, SimModel};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 use crate::transcode::{PROFILES, segment};
@@ -33,12 +33,11 @@ async fn live_start() {
         client.post(url(name)).header("authorization", "Bearer exhaustion").json(&json!({}))
     };
     // The client's connection is made while descriptors remain, and kept.
-    let health = client.get(format!("http://{}/healthz", gw.http_addr)).send().await.unwrap();
-    health.bytes().await.unwrap();
+    let mut conn = HeldConnection::open(gw.http_addr).await;
     let held = NoDescriptors::take();
-    let resp = start("short").send().await.unwrap();
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let headers = [("authorization", "Bearer exhaustion"), ("content-type", "application/json")];
+    let path = "/live/video-to-video/short/start";
+    let (status, _, body) = conn.send("POST", path, &headers, "{}").await;
     drop(held);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
@@ -75,12 +74,10 @@ async fn transcode_push() {
             .body(data.clone())
     };
     // The client's connection is made while descriptors remain, and kept.
-    let health = client.get(format!("http://{}/healthz", gw.http_addr)).send().await.unwrap();
-    health.bytes().await.unwrap();
+    let mut conn = HeldConnection::open(gw.http_addr).await;
     let held = NoDescriptors::take();
-    let resp = push(0).send().await.unwrap();
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let headers = [("Livepeer-Transcode-Configuration", PROFILES), ("Content-Duration", "2000")];
+    let (status, _, body) = conn.send("POST", "/live/short/0.ts", &headers, data.clone()).await;
     drop(held);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
@@ -121,12 +118,11 @@ async fn byoc_job() {
             .header("Livepeer", &header)
             .json(&json!({"text": "hello"}))
     };
-    let health = client.get(format!("http://{}/healthz", gw.http_addr)).send().await.unwrap();
-    health.bytes().await.unwrap();
+    let mut conn = HeldConnection::open(gw.http_addr).await;
     let held = NoDescriptors::take();
-    let resp = send().send().await.unwrap();
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let headers = [("Livepeer", header.as_str()), ("content-type", "application/json")];
+    let path = "/process/request/reverse";
+    let (status, _, body) = conn.send("POST", path, &headers, r#"{"text":"hello"}"#).await;
     drop(held);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");

@@ -194,11 +194,53 @@ impl Drop for NoDescriptors {
     }
 }
 
-/// Whether the test `name` (its path in this binary) is to run here: under nextest, or in the
-/// child process this runs it in. `cargo test` (the fallback of `scripts/test`) runs tests as
-/// threads of one process, where a test that changes what the process shares (its descriptor
-/// limit) would fail its neighbours; there it runs itself alone in a child, and `false` tells
-/// the caller it is done.
+/// One HTTP/1.1 connection to the gateway, dialled when made and kept, for the requests a test
+/// sends while [`NoDescriptors`] holds the rest. A pooled client will not do: it puts a finished
+/// connection back in its pool from a task of its own, so the next request can find the pool
+/// empty and dial a new socket, which then fails with `EMFILE` (a CI run did).
+pub struct HeldConnection {
+    /// The `Host` header sent: the gateway's address.
+    host: String,
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+impl HeldConnection {
+    pub async fn open(addr: std::net::SocketAddr) -> Self {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let mut held = Self { host: addr.to_string(), sender };
+        // A request answered proves the gateway has accepted the connection: its accept
+        // takes a descriptor too, which must happen before they are gone.
+        let (status, _, _) = held.send("GET", "/healthz", &[], "").await;
+        assert_eq!(status, 200);
+        held
+    }
+
+    /// Sends `method path` with `headers` and `body`, and reads the whole answer: its status,
+    /// headers and body as JSON (`Null` if it is not JSON).
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<bytes::Bytes>,
+    ) -> (http::StatusCode, http::HeaderMap, Value) {
+        use http_body_util::BodyExt as _;
+        let mut req = http::Request::builder().method(method).uri(path).header("host", &self.host);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(http_body_util::Full::new(body.into())).unwrap();
+        self.sender.ready().await.unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let (head, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (head.status, head.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
 /// A line of this process's `/proc/self/status` in bytes: `VmRSS` (resident now) or `VmHWM`
 /// (its peak).
 pub fn proc_status(field: &str) -> u64 {
@@ -208,6 +250,11 @@ pub fn proc_status(field: &str) -> u64 {
     kb * 1024
 }
 
+/// Whether the test `name` (its path in this binary) is to run here: under nextest, or in the
+/// child process this runs it in. `cargo test` (the fallback of `scripts/test`) runs tests as
+/// threads of one process, where a test that changes what the process shares (its descriptor
+/// limit) would fail its neighbours; there it runs itself alone in a child, and `false` tells
+/// the caller it is done.
 pub fn run_alone(name: &str) -> bool {
     const CHILD: &str = "LIVEPEER_TEST_ALONE";
     if std::env::var_os("NEXTEST").is_some() || std::env::var(CHILD).as_deref() == Ok(name) {
