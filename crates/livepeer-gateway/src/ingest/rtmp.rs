@@ -119,7 +119,7 @@ pub async fn serve<S: IngestSink>(
         };
         let _ = socket.set_nodelay(true);
         let host = listener.local_addr().map_or_else(|_| "localhost".into(), |a| a.to_string());
-        let handler = Publisher::new(sink.clone(), &config, host, peer);
+        let handler = Publisher::new(sink.clone(), &config, host, peer, waiting);
         let cancel = cancel.clone();
         let publish_deadline = config.publish_deadline;
         tokio::spawn(async move {
@@ -133,7 +133,6 @@ pub async fn serve<S: IngestSink>(
                 () = not_publishing_for(publishing.clone(), publish_deadline) => {
                     tracing::info!(%peer, "RTMP connection closed: it did not publish in time");
                 }
-                () = release_at_publish(publishing, waiting) => {}
                 ended = session.run() => {
                     if let Err(e) = ended.map_err(|e| e.to_string()) {
                         tracing::debug!(%peer, error = %e, "RTMP session ended");
@@ -143,16 +142,6 @@ pub async fn serve<S: IngestSink>(
             drop(slot);
         });
     }
-}
-
-/// Lets the connection's place among its address's unpublished ones go at its first
-/// publish; never returns. (A connection whose stream ended is not counted again: it has
-/// the publish deadline to leave, and may not publish a second stream.)
-async fn release_at_publish(mut publishing: watch::Receiver<bool>, waiting: AddressSlot) {
-    if publishing.wait_for(|p| *p).await.is_ok() {
-        drop(waiting);
-    }
-    std::future::pending().await
 }
 
 /// Returns once the connection has gone `deadline` without publishing: from its start, or
@@ -236,15 +225,39 @@ struct Publisher<S: IngestSink> {
     /// Whether the connection asked to publish: a second stream is refused, even after the
     /// first one ended.
     published: bool,
+    /// The connection's place among its address's connections yet to publish, given back at
+    /// its first publish, before the client is told the publish started (given back by the
+    /// connection's task once woken, a client that connected again at once could still find
+    /// it taken). A connection whose stream ended is not counted again: it has the publish
+    /// deadline to leave, and may not publish a second stream.
+    waiting: Option<AddressSlot>,
     input: Option<SegmenterInput>,
 }
 
 impl<S: IngestSink> Publisher<S> {
-    fn new(sink: Arc<S>, config: &RtmpConfig, host: String, peer: SocketAddr) -> Self {
+    fn new(
+        sink: Arc<S>,
+        config: &RtmpConfig,
+        host: String,
+        peer: SocketAddr,
+        waiting: AddressSlot,
+    ) -> Self {
         let (limits, stall) = (config.limits, config.stall);
         let kill = CancellationToken::new();
         let publishing = watch::Sender::new(false);
-        Self { sink, limits, stall, host, peer, kill, publishing, published: false, input: None }
+        let waiting = Some(waiting);
+        Self {
+            sink,
+            limits,
+            stall,
+            host,
+            peer,
+            kill,
+            publishing,
+            published: false,
+            waiting,
+            input: None,
+        }
     }
 
     /// Admits the stream and starts its remux and its pump of segments to the sink.
@@ -254,6 +267,7 @@ impl<S: IngestSink> Publisher<S> {
         }
         // The webhook and the customer key are asked under their own deadlines.
         self.publishing.send_replace(true);
+        self.waiting = None;
         let path = format!("{app}/{name}");
         // The name's key part may be a customer's API key: it is never written to the log.
         let (manifest_id, key) = parse_names(&path)
