@@ -40,9 +40,13 @@ pub const UNUSABLE_RESULT: &str = "orchestrator returned an unusable result";
 /// so a retry on another orchestrator is always safe.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    /// Could not connect or the connection broke before a complete answer.
+    /// The connection broke before a complete answer.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// No connection could be made: the orchestrator's address is at fault, as for
+    /// [`Self::Connect`], but nothing was sent, so its payment's credit returns.
+    #[error("connection failed: {0}")]
+    Unreachable(String),
     /// The connection broke while the body of a 2xx answer was read: the orchestrator did
     /// the job (and debited its fee) before it answered.
     #[error("connection failed: {0}")]
@@ -108,6 +112,7 @@ impl CallError {
             HttpError::Local(_) => Self::Local(e.to_string()),
             HttpError::Reset(why) => Self::Reset(why),
             HttpError::Refused(why) => Self::Refused(why),
+            HttpError::Unreachable(why) => Self::Unreachable(why),
             other => Self::Connect(other.to_string()),
         }
     }
@@ -119,7 +124,7 @@ impl CallError {
     /// result the gateway's full store cannot keep is the gateway's.
     pub fn failure(&self) -> Failure {
         match self {
-            Self::Connect(_) | Self::BrokenAnswer(_) => Failure::Transport,
+            Self::Connect(_) | Self::Unreachable(_) | Self::BrokenAnswer(_) => Failure::Transport,
             // Like a 5xx or an answer that stops short: the job's, where HTTP/1.1 could only
             // tell a connection that broke.
             Self::Reset(_) => Failure::Server,
@@ -157,7 +162,12 @@ impl CallError {
     /// underpay, until the orchestrator answers `Insufficient balance`); settling it as spent
     /// would throw away the credit left over.
     pub fn settlement(&self) -> Settlement {
-        if self.delivered() { Settlement::Paid } else { Settlement::after(self.failure()) }
+        match self {
+            // Its tickets went nowhere: booked as spent, their credit would be paid again.
+            Self::Unreachable(_) => Settlement::Refused,
+            _ if self.delivered() => Settlement::Paid,
+            _ => Settlement::after(self.failure()),
+        }
     }
 
     /// What the client may be told: result problems only as [`UNUSABLE_RESULT`].
@@ -171,7 +181,7 @@ impl CallError {
     /// A short stable code for metrics labels.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Connect(_) | Self::BrokenAnswer(_) => "connect",
+            Self::Connect(_) | Self::Unreachable(_) | Self::BrokenAnswer(_) => "connect",
             Self::Reset(_) | Self::ResetAnswer(_) => "reset",
             Self::Refused(_) => "refused_stream",
             Self::Timeout(_) => "timeout",
@@ -546,9 +556,10 @@ async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<By
         HttpError::TooLarge(_) => CallError::Malformed(e.to_string()),
         // `read_body` never answers `Refused` (a refusal is known before the answer's head).
         HttpError::Reset(why) | HttpError::Refused(why) => CallError::Reset(why),
-        HttpError::BadUrl(_) | HttpError::Transport(_) | HttpError::Local(_) => {
-            CallError::Connect(e.to_string())
-        }
+        HttpError::BadUrl(_)
+        | HttpError::Transport(_)
+        | HttpError::Local(_)
+        | HttpError::Unreachable(_) => CallError::Connect(e.to_string()),
     })
 }
 
@@ -595,6 +606,7 @@ mod tests {
             (s(404, "404 page not found"), Failure::Refused),
             (CallError::Timeout(Duration::from_secs(1)), Failure::Timeout),
             (CallError::Connect("reset".into()), Failure::Transport),
+            (CallError::Unreachable("refused".into()), Failure::Transport),
             (CallError::BrokenAnswer("reset".into()), Failure::Transport),
             (CallError::Reset("rst".into()), Failure::Server),
             (CallError::ResetAnswer("rst".into()), Failure::ClosedMidStream),
@@ -627,6 +639,7 @@ mod tests {
             (CallError::Reset("rst".into()), false, CreditSpent),
             (CallError::Refused("refused".into()), false, Refused),
             (CallError::Connect("reset".into()), false, CreditSpent),
+            (CallError::Unreachable("refused".into()), false, Refused),
             (CallError::Timeout(Duration::from_secs(1)), false, CreditSpent),
             (s(503, "insufficient capacity"), false, Refused),
             (s(500, "x returned 400: y"), false, NotCharged),
@@ -651,6 +664,7 @@ mod tests {
         assert_eq!(s(400, "TicketParams expired").code(), "busy");
         assert_eq!(CallError::Timeout(Duration::from_secs(1)).code(), "timeout");
         assert_eq!(CallError::Connect("x".into()).code(), "connect");
+        assert_eq!(CallError::Unreachable("x".into()).code(), "connect");
         assert_eq!(CallError::BrokenAnswer("x".into()).code(), "connect");
     }
 }

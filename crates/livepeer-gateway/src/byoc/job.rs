@@ -290,12 +290,12 @@ impl<'a> Job<'a> {
                 return self.failed(lease, format!("bad service address {url}: {why}"));
             }
             Ok(Err(e)) => {
-                // Never dialled for want of the gateway's descriptors: the tickets went
-                // nowhere. Otherwise they may have reached the orchestrator, which may have
-                // taken them and run the job, or not (go-livepeer's leaves a payment it
-                // cannot take unanswered): the outcome is unknown.
+                // Never dialled for want of the gateway's descriptors, or a dial that failed:
+                // the tickets went nowhere. Otherwise they may have reached the orchestrator,
+                // which may have taken them and run the job, or not (go-livepeer's leaves a
+                // payment it cannot take unanswered): the outcome is unknown.
                 let outcome = match e {
-                    HttpError::Local(_) => ByocOutcome::Refused,
+                    HttpError::Local(_) | HttpError::Unreachable(_) => ByocOutcome::Refused,
                     _ => ByocOutcome::Unknown(timeout),
                 };
                 self.state.payments.byoc_settle(payment, outcome);

@@ -194,13 +194,16 @@ async fn call(
 }
 
 /// What a call that got no answer's head did to its payment. Refused each time it was sent
-/// (RFC 9113 §8.7), never sent (a bad address), or never dialled for want of the gateway's
-/// descriptors: its tickets went nowhere. Otherwise the orchestrator may have taken them, and
+/// (RFC 9113 §8.7), never sent (a bad address, a dial that failed), or never dialled for want
+/// of the gateway's descriptors: its tickets went nowhere. Otherwise the orchestrator may have taken them, and
 /// for a start run the worker, or not (go-livepeer's leaves a payment it cannot take
 /// unanswered): the outcome is unknown, as on the job path.
 fn unanswered(e: &HttpError, charges: bool, at: Instant) -> ByocOutcome {
     match e {
-        HttpError::Refused(_) | HttpError::BadUrl(_) | HttpError::Local(_) => ByocOutcome::Refused,
+        HttpError::Refused(_)
+        | HttpError::BadUrl(_)
+        | HttpError::Local(_)
+        | HttpError::Unreachable(_) => ByocOutcome::Refused,
         _ => ByocOutcome::Unknown(unknown_seconds(charges, at)),
     }
 }
@@ -584,12 +587,13 @@ mod tests {
             assert_eq!(unanswered(&sent, true, at), ByocOutcome::Unknown(3), "{sent}");
             assert_eq!(unanswered(&sent, false, at), ByocOutcome::Unknown(0), "{sent}");
         }
-        // Nothing the orchestrator could have processed: refused streams, bad addresses and
-        // the gateway's own want of descriptors.
+        // Nothing the orchestrator could have processed: refused streams, bad addresses,
+        // dials that failed and the gateway's own want of descriptors.
         let never = [
             HttpError::Refused("refused".into()),
             HttpError::BadUrl("x".into()),
             HttpError::Local("EMFILE".into()),
+            HttpError::Unreachable("connection refused".into()),
         ];
         for e in never {
             assert_eq!(unanswered(&e, true, at), ByocOutcome::Refused, "{e}");

@@ -258,7 +258,13 @@ async fn start_call(
             } else {
                 ("connection", Failure::Transport)
             };
-            settle(inner, stream, &orch, paid.prepared, Settlement::after(failure));
+            // A dial that failed sent nothing: its tickets' credit returns, or it would be
+            // paid again.
+            let settlement = match e.is_connect() {
+                true => Settlement::Refused,
+                false => Settlement::after(failure),
+            };
+            settle(inner, stream, &orch, paid.prepared, settlement);
             return Err(fail(crate::error::error_chain(&e), code, failure));
         }
     };

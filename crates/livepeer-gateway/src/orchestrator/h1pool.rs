@@ -33,6 +33,8 @@ pub(super) enum SendError {
     Transport(String),
     /// Connecting failed for want of the gateway's own descriptors or memory.
     Local(String),
+    /// Connecting failed otherwise (refused, unreachable, timed out): nothing was sent.
+    Unreachable(String),
 }
 
 /// Idle connections kept per host: as many as a thread has requests in flight to it, up to
@@ -109,7 +111,7 @@ impl H1Pool {
                 if crate::error::is_local_exhaustion(&e) {
                     SendError::Local(why)
                 } else {
-                    SendError::Transport(why)
+                    SendError::Unreachable(why)
                 }
             })?;
             let conn = Conn::new(h1::Io::Plain(tcp));

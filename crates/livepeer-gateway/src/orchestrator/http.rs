@@ -63,6 +63,12 @@ pub enum HttpError {
     /// memory: nothing was sent, and the orchestrator is not to blame.
     #[error("the gateway could not open a connection: {0}")]
     Local(String),
+    /// No connection could be made to the orchestrator's address: refused, unreachable, not
+    /// made within the connect deadline, or its TLS handshake failed. Nothing of the request
+    /// was sent, so the orchestrator saw neither the job nor its payment; the address is at
+    /// fault, as for [`Self::Transport`].
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Which HTTP versions are spoken to orchestrators (see the module docs).
@@ -199,6 +205,7 @@ impl OrchHttp {
                 Err(SendError::BadUrl(why)) => Err(HttpError::BadUrl(why)),
                 Err(SendError::Transport(why)) => Err(HttpError::Transport(why)),
                 Err(SendError::Local(why)) => Err(HttpError::Local(why)),
+                Err(SendError::Unreachable(why)) => Err(HttpError::Unreachable(why)),
             };
         }
         let client = match &self.h2c {
@@ -253,12 +260,13 @@ pub fn hop_headers() -> http::HeaderMap {
 }
 
 /// What a failed call of hyper's client was: a dial the gateway's own exhaustion failed is
-/// [`HttpError::Local`]; the rest are the transport's.
+/// [`HttpError::Local`], any other failed dial [`HttpError::Unreachable`]; the rest are the
+/// transport's.
 fn hyper_error(e: hyper_util::client::legacy::Error) -> HttpError {
-    if e.is_connect() && crate::error::is_local_exhaustion(&e) {
-        HttpError::Local(error_chain(&e))
-    } else {
-        broken(&e)
+    match e.is_connect() {
+        true if crate::error::is_local_exhaustion(&e) => HttpError::Local(error_chain(&e)),
+        true => HttpError::Unreachable(error_chain(&e)),
+        false => broken(&e),
     }
 }
 
@@ -610,7 +618,8 @@ mod tests {
             assert!(matches!(read_body(body, 8).await, Err(HttpError::TooLarge(8))));
         }
         let client = OrchHttp::new(Duration::from_secs(2), OrchHttpVersion::default()).unwrap();
-        assert!(matches!(client.get("ftp://x/").await, Err(HttpError::Transport(_))));
+        // No connection is made to a scheme the connector does not speak: nothing is sent.
+        assert!(matches!(client.get("ftp://x/").await, Err(HttpError::Unreachable(_))));
     }
 
     /// The version each setting speaks, to `url`.
@@ -690,7 +699,7 @@ mod exhaustion_tests {
 
     /// With no descriptor left, a dial fails as the gateway's own shortage on every path
     /// (the gateway's HTTP/1.1 pool, hyper's client for TLS and for h2c); a dial that is merely
-    /// refused stays a transport failure.
+    /// refused is the orchestrator's address's ([`HttpError::Unreachable`]).
     #[test]
     fn a_dial_without_descriptors_is_the_gateways_shortage() {
         let name = "orchestrator::http::exhaustion_tests::a_dial_without_descriptors_is_the_gateways_shortage";
@@ -710,7 +719,7 @@ mod exhaustion_tests {
         for client in &clients {
             for url in urls {
                 let e = client.get(url).await.unwrap_err();
-                assert!(matches!(e, HttpError::Transport(_)), "{url}: {e:?}");
+                assert!(matches!(e, HttpError::Unreachable(_)), "{url}: {e:?}");
             }
         }
         let before = getrlimit(Resource::Nofile);

@@ -269,7 +269,7 @@ impl Attempter {
                 let stale = matches!(&e, AttemptError::Status { message, .. }
                     if message.contains("Insufficient balance") || message.contains("ticket")
                         || message.contains("auth token") || message.contains("TicketParams"));
-                match booking(&e, answer) {
+                match booking(answer) {
                     Booking::Debit(pixels) => {
                         cost.fee = debit_of(&prepared, pixels);
                         self.payments.settle_debit(prepared, cost.fee);
@@ -330,7 +330,7 @@ impl Attempter {
             .body(Full::new(job.data.clone()))
             .map_err(|e| {
                 let why = format!("bad transcoder URL {transcoder}: {e}");
-                (AttemptError::Unusable(why), Answer::Unknown)
+                (AttemptError::Unusable(why), Answer::NotSent)
             })?;
         let head = tokio::time::timeout(job.upload_timeout, self.http.send(request)).await;
         let resp = match head {
@@ -340,7 +340,11 @@ impl Attempter {
             }
             // The gateway's own shortage: not retried elsewhere, nobody blamed.
             Ok(Err(e @ HttpError::Local(_))) => {
-                return Err((AttemptError::Local(e.to_string()), Answer::Unknown));
+                return Err((AttemptError::Local(e.to_string()), Answer::NotSent));
+            }
+            // The transcoder's address failed, but nothing reached it.
+            Ok(Err(e @ HttpError::Unreachable(_))) => {
+                return Err((AttemptError::Transport(e.to_string()), Answer::NotSent));
             }
             Ok(Err(e)) => return Err((AttemptError::Transport(e.to_string()), Answer::Unknown)),
             Ok(Ok(resp)) => resp,
@@ -430,6 +434,8 @@ impl Attempter {
 /// What an orchestrator's answer to a segment says of its charge, when the attempt failed.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Answer {
+    /// Nothing was sent: no connection could be made, so its tickets reached nobody.
+    NotSent,
     /// No answer, or one refusing the request: it may have processed the payment.
     Unknown,
     /// It answered 200 and reported an error, or an answer the gateway cannot read: no
@@ -448,16 +454,16 @@ enum Booking {
     Settle(Settlement),
 }
 
-/// How an attempt that failed with `e` is booked, after `answer`: an orchestrator that
-/// answered 200 with an error did not debit, one that sent its renditions did (whatever became
-/// of them here); a request the gateway's own shortage kept from being sent reached nobody;
-/// anything else may have spent the credit.
-fn booking(e: &AttemptError, answer: Answer) -> Booking {
-    match (e, answer) {
-        (_, Answer::Debited(pixels)) => Booking::Debit(pixels),
-        (_, Answer::Undebited) => Booking::Settle(Settlement::NotCharged),
-        (AttemptError::Local(_), Answer::Unknown) => Booking::Settle(Settlement::Refused),
-        _ => Booking::Settle(Settlement::CreditSpent),
+/// How a failed attempt is booked after `answer`: an orchestrator that answered 200 with an
+/// error did not debit, one that sent its renditions did (whatever became of them here); a
+/// request that no connection carried (the gateway's own shortage, or a dial that failed)
+/// reached nobody; anything else may have spent the credit.
+fn booking(answer: Answer) -> Booking {
+    match answer {
+        Answer::Debited(pixels) => Booking::Debit(pixels),
+        Answer::Undebited => Booking::Settle(Settlement::NotCharged),
+        Answer::NotSent => Booking::Settle(Settlement::Refused),
+        Answer::Unknown => Booking::Settle(Settlement::CreditSpent),
     }
 }
 
@@ -558,7 +564,8 @@ mod tests {
                 Answer::Undebited,
                 Booking::Settle(NotCharged),
             ),
-            (AttemptError::Local("emfile".into()), Answer::Unknown, Booking::Settle(Refused)),
+            (AttemptError::Local("emfile".into()), Answer::NotSent, Booking::Settle(Refused)),
+            (AttemptError::Transport("refused".into()), Answer::NotSent, Booking::Settle(Refused)),
             (
                 AttemptError::Transport("reset".into()),
                 Answer::Unknown,
@@ -567,7 +574,7 @@ mod tests {
             (AttemptError::Timeout("slow".into()), Answer::Unknown, Booking::Settle(CreditSpent)),
         ];
         for (e, answer, want) in rows {
-            assert_eq!(booking(&e, answer), want, "{e}");
+            assert_eq!(booking(answer), want, "{e}");
         }
     }
     use crate::orchestrator::price::Price;

@@ -68,4 +68,5 @@ mod transcode_caps;
 mod transcode_guards;
 mod transcode_paid;
 mod transcode_rtmp;
+mod unreachable;
 mod wire;

@@ -1,0 +1,194 @@
+//! An orchestrator whose service address stops taking connections, over real sockets: the
+//! orchestrator announces a TCP forwarder in front of its own port as its service address,
+//! and the test closes the forwarder after a first paid job. A dial that is refused sends
+//! nothing, so the orchestrator is penalised (its address failed) but the payment made for
+//! the attempt reached nobody: the credit the gateway counts on there is what it was, not
+//! booked as spent, which would have the next job pay it again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepeer_gateway::Gateway;
+use livepeer_pm::{LocalSigner, SignedRatio};
+use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig, SimModel};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::byoc_remote::reverse_job;
+use crate::byoc_stream::job_header;
+use crate::byoc_unanswered::{REVERSAL, base};
+use crate::support::*;
+
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// A TCP forwarder to one address, until [`Forwarder::close`].
+struct Forwarder {
+    url: String,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    () = stop.cancelled() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok(conn) => conn,
+                        Err(_) => break,
+                    },
+                };
+                let stop = stop.clone();
+                conns.spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(to).await else { return };
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+            drop(listener);
+            while conns.join_next().await.is_some() {}
+        });
+        Self { url, cancel, task }
+    }
+
+    /// Closes the listening socket and every connection, and returns once they are closed:
+    /// dials to the forwarder's address are refused from then on.
+    async fn close(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// A free port on loopback, for a simulator that must know its forwarder before it starts.
+async fn free_addr() -> SocketAddr {
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    free.local_addr().unwrap()
+}
+
+/// An on-chain simulator behind a forwarder. With `service`, the simulator announces the
+/// forwarder as its service address (where AI jobs go); otherwise the gateway is to be given
+/// the forwarder as the orchestrator's address (where BYOC jobs go: go-livepeer's gateway
+/// sends them where their job token came from).
+async fn forwarded(config: SimConfig, service: bool) -> (Sim, Forwarder) {
+    let addr = free_addr().await;
+    let forwarder = Forwarder::start(addr).await;
+    let mut eth = [0u8; 20];
+    eth[19] = 7;
+    let config = SimConfig {
+        bind: addr,
+        service_uri: service.then(|| forwarder.url.clone()),
+        eth_address: Some(livepeer_pm::Address::from(eth)),
+        ..config
+    };
+    (Sim::start(config).await.unwrap(), forwarder)
+}
+
+/// A gateway paying the orchestrator at `url` with [`KEY`], holding its BYOC job tokens for
+/// an hour.
+async fn paying_gateway(url: &str) -> Gateway {
+    let mut c = config(&[url]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.byoc.token_refresh = Duration::from_secs(3600);
+    start(c).await
+}
+
+/// What `gw` counts on holding at the orchestrator at `url` for [`REVERSAL`] (its balance
+/// view, exact), once it holds a job token of it; `None` before.
+async fn byoc_view(gw: &Gateway, url: &str) -> Option<SignedRatio> {
+    let (_, body) = admin_get(gw, "/byoc/capabilities").await;
+    let caps = body["capabilities"].as_array().cloned().unwrap_or_default();
+    let cap = caps.into_iter().find(|c| c["capability"] == REVERSAL)?;
+    let orchs = cap["orchestrators"].as_array().cloned().unwrap_or_default();
+    let orch = orchs.into_iter().find(|o| o["url"] == base(url))?;
+    if orch["token"].is_null() {
+        return None;
+    }
+    Some(orch["balance_view_wei"].as_str().map_or(SignedRatio::ZERO, |b| b.parse().unwrap()))
+}
+
+/// The credit `gw`'s one payment session counts on at its orchestrator, in wei.
+async fn ai_credit(gw: &Gateway) -> String {
+    let (_, status) = admin_get(gw, "/status").await;
+    let sessions = status["payments"]["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sessions.len(), 1, "{status}");
+    sessions[0]["credit_wei"].as_str().unwrap().to_owned()
+}
+
+async fn t2i(gw: &Gateway) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address() {
+    // 1e6 wei per pixel: a 64×64 image costs 4.096e9, and a ticket is worth about 8e9, so
+    // the first job leaves about 3.9e9 of credit and the second sends a ticket again. That ticket never
+    // leaves: the dial is refused. Booked as spent (as a connection broken after sending
+    // is), the credit would fall to nothing.
+    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
+    let config = SimConfig { models: vec![model], ..SimConfig::default() };
+    let (sim, forwarder) = forwarded(config, true).await;
+    let gw = paying_gateway(sim.url()).await;
+    let (status, body) = t2i(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    let before = ai_credit(&gw).await;
+    assert!(before != "0" && !before.starts_with('-'), "{before}");
+    forwarder.close().await;
+    let (status, body) = t2i(&gw).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["type"], "orchestrator_failed", "{body}");
+    assert_eq!(ai_credit(&gw).await, before, "the refused dial's ticket reached nobody");
+    let orch = orch_state(&gw, sim.url()).await;
+    assert_eq!(orch["state"], "ejected", "{orch}");
+    assert_eq!(sim.payments().payments, 1, "only the first job's payment arrived");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
+    // 1e9 wei per second against tickets of 8e9: a first job of 180 s pays its timeout (23
+    // tickets, 184e9) and is charged its second. The view then holds over two minutes of the
+    // price, so a second job of 10 s sends no ticket. Its dial is refused: of unknown outcome,
+    // its 10 s would have been debited from the view.
+    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
+    let (_sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
+    let url = forwarder.url.clone();
+    let gw = paying_gateway(&url).await;
+    eventually(Duration::from_secs(10), "the job token", || async {
+        byoc_view(&gw, &url).await.is_some()
+    })
+    .await;
+    reverse_job(&gw, 180).await;
+    let before = byoc_view(&gw, &url).await.unwrap();
+    let two_minutes = SignedRatio::from(livepeer_pm::Ratio::from_u64(120_000_000_000));
+    assert!(before > two_minutes, "{before}");
+    forwarder.close().await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .header("Livepeer", job_header(REVERSAL, 10, "{}"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{body}");
+    assert_eq!(byoc_view(&gw, &url).await.unwrap(), before, "nothing was sent");
+    gw.shutdown().await;
+}
