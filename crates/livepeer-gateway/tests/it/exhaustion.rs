@@ -133,3 +133,86 @@ async fn byoc_job() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     gw.shutdown().await;
 }
+
+/// A BYOC stream start that cannot dial its orchestrator for want of descriptors gets 503
+/// `gateway_overloaded`, its orchestrator penalised for nothing; once descriptors are back
+/// the same start runs there. A start fetches a fresh job token first, so that fetch is the
+/// dial that meets the shortage; the orchestrator is restarted beforehand so that no idle
+/// connection to it is left to carry it. (The start's own call would meet it only if the
+/// fetch found an idle connection and the call then did not; it is answered the same way,
+/// and has no test of its own.)
+#[test]
+fn a_byoc_stream_start_without_descriptors_blames_no_orchestrator() {
+    if run_alone("exhaustion::a_byoc_stream_start_without_descriptors_blames_no_orchestrator") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        runtime.unwrap().block_on(byoc_stream_start());
+    }
+}
+
+async fn byoc_stream_start() {
+    use livepeer_sim::{ByocKind, SimByoc};
+    const CAP: &str = "text-reversal";
+    let caps = vec![SimByoc::new(CAP, ByocKind::Reverse).capacity(8)];
+    let sim = Sim::start(SimConfig { byoc: caps, ..SimConfig::default() }).await.unwrap();
+    let mut c = config(&[sim.url()]);
+    c.byoc.token_refresh = Duration::from_secs(3600);
+    let gw = start(c).await;
+    eventually(Duration::from_secs(10), "the job token", || async {
+        let (_, body) = admin_get(&gw, "/byoc/capabilities").await;
+        let orchs = &body["capabilities"][0]["orchestrators"];
+        orchs.as_array().is_some_and(|o| o.iter().any(|o| !o["token"].is_null()))
+    })
+    .await;
+    sim.restart().await.unwrap();
+    let port = url::Url::parse(sim.url()).unwrap().port().unwrap();
+    eventually(Duration::from_secs(10), "the idle connections closed", || async {
+        connected_to(port) == 0
+    })
+    .await;
+    let tokens = sim.byoc_stats().tokens;
+    let header = crate::byoc_stream::job_header(CAP, 10, "{}");
+    let headers = [
+        ("Livepeer", header.as_str()),
+        ("Authorization", "Bearer exhaustion"),
+        ("content-type", "application/json"),
+    ];
+    let body = |name: &str| json!({"stream_name": name, "stream_id": "1", "params": {}});
+    let mut conn = HeldConnection::open(gw.http_addr).await;
+    let held = NoDescriptors::take();
+    let path = "/process/stream/start";
+    let (status, _, answer) = conn.send("POST", path, &headers, body("short").to_string()).await;
+    drop(held);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["type"], "gateway_overloaded", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("job token:"), "{answer}");
+    let stats = sim.byoc_stats();
+    assert_eq!(stats.tokens, tokens, "the start used the job token held");
+    assert_eq!(stats.stream_start_calls, 0, "nothing reached the orchestrator");
+    let orch = orch_state(&gw, sim.url()).await;
+    let jobs = orch["jobs"].as_array().cloned().unwrap_or_default();
+    assert!(jobs.iter().all(|j| j["state"] == "healthy"), "{orch}");
+    let (status, _, answer) = conn.send("POST", path, &headers, body("later").to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(sim.byoc_stats().stream_starts, 1);
+    gw.shutdown().await;
+}
+
+/// This process's TCP connections to local `port` that are open on its side: established, or
+/// closed by the peer but not yet by this process (`CLOSE_WAIT`), each holding a descriptor.
+fn connected_to(port: u16) -> usize {
+    let mut open = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state)) = (fields.get(2), fields.get(3)) else { continue };
+            let remote_port =
+                remote.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) && matches!(*state, "01" | "08") {
+                open += 1;
+            }
+        }
+    }
+    open
+}
