@@ -196,6 +196,27 @@ impl StartFailure {
     }
 }
 
+/// How a start call that got no answer is booked, and what it was: the gateway's own want of
+/// descriptors (nothing sent, nobody to blame), a dial that failed (nothing sent either: the
+/// orchestrator's failure, but its tickets' credit returns, or it would be paid again), or a
+/// timeout or broken exchange (the payment possibly received).
+fn unanswered(e: &reqwest::Error) -> (Settlement, StartFailure) {
+    let message = crate::error::error_chain(e);
+    if e.is_connect() && crate::error::is_local_exhaustion(e) {
+        let failed = StartFailure { message, code: "gateway_exhausted", failure: None };
+        return (Settlement::Refused, failed);
+    }
+    let (code, failure) = match e.is_timeout() {
+        true => ("timeout", Failure::Timeout),
+        false => ("connection", Failure::Transport),
+    };
+    let settlement = match e.is_connect() {
+        true => Settlement::Refused,
+        false => Settlement::after(failure),
+    };
+    (settlement, StartFailure::new(message, code, failure))
+}
+
 /// `POST {transcoder}/live-video-to-video` with the prepaid minute (§8.2).
 async fn start_call(
     inner: &Inner,
@@ -247,25 +268,9 @@ async fn start_call(
     let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
-            // The gateway's own want of descriptors: nothing sent, nobody to blame.
-            if e.is_connect() && crate::error::is_local_exhaustion(&e) {
-                settle(inner, stream, &orch, paid.prepared, Settlement::Refused);
-                let message = crate::error::error_chain(&e);
-                return Err(StartFailure { message, code: "gateway_exhausted", failure: None });
-            }
-            let (code, failure) = if e.is_timeout() {
-                ("timeout", Failure::Timeout)
-            } else {
-                ("connection", Failure::Transport)
-            };
-            // A dial that failed sent nothing: its tickets' credit returns, or it would be
-            // paid again.
-            let settlement = match e.is_connect() {
-                true => Settlement::Refused,
-                false => Settlement::after(failure),
-            };
+            let (settlement, failed) = unanswered(&e);
             settle(inner, stream, &orch, paid.prepared, settlement);
-            return Err(fail(crate::error::error_chain(&e), code, failure));
+            return Err(failed);
         }
     };
     let status = resp.status();
