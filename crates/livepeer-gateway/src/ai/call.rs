@@ -43,8 +43,9 @@ pub enum CallError {
     /// The connection broke before a complete answer.
     #[error("connection failed: {0}")]
     Connect(String),
-    /// No connection could be made: the orchestrator's address is at fault, as for
-    /// [`Self::Connect`], but nothing was sent, so its payment's credit returns.
+    /// Nothing was sent: no connection could be made to the orchestrator's address, or the
+    /// request could not be built from what it (or the remote signer) gave. A transport
+    /// failure, as [`Self::Connect`], but its payment's credit returns.
     #[error("connection failed: {0}")]
     Unreachable(String),
     /// The connection broke while the body of a 2xx answer was read: the orchestrator did
@@ -299,24 +300,28 @@ impl AiClient {
         let target = self.target(orch, req.pipeline, &req.model)?;
         // A remote signer supplies the segment credentials with its payment.
         let segment = match segment {
-            Some(s) => HeaderValue::from_str(s).map_err(|e| CallError::Connect(e.to_string()))?,
+            Some(s) => {
+                HeaderValue::from_str(s).map_err(|e| CallError::Unreachable(e.to_string()))?
+            }
             None => target.segment,
         };
         let payment = match payment {
-            Some(p) => HeaderValue::from_str(p).map_err(|e| CallError::Connect(e.to_string()))?,
+            Some(p) => {
+                HeaderValue::from_str(p).map_err(|e| CallError::Unreachable(e.to_string()))?
+            }
             None => HeaderValue::from_static(OFFCHAIN_PAYMENT),
         };
         let (content_type, body) = match &req.payload {
             Payload::Json(map) => (
                 HeaderValue::from_static("application/json"),
                 // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
-                serde_json::to_vec(map).map_err(|e| CallError::Connect(e.to_string()))?,
+                serde_json::to_vec(map).map_err(|e| CallError::Unreachable(e.to_string()))?,
             ),
             Payload::Multipart { fields, file } => {
                 let (content_type, body) = super::multipart::encode(fields, file);
                 // A hex boundary always makes a valid value; nothing was sent otherwise.
                 let value = HeaderValue::try_from(content_type)
-                    .map_err(|e| CallError::Connect(e.to_string()))?;
+                    .map_err(|e| CallError::Unreachable(e.to_string()))?;
                 (value, body)
             }
         };
@@ -393,8 +398,9 @@ impl AiClient {
         }
         let url = format!("{}/{}", orch.transcoder.trim_end_matches('/'), pipeline.name());
         // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
-        let bad =
-            |e: &dyn std::fmt::Display| CallError::Connect(format!("bad request to {url}: {e}"));
+        let bad = |e: &dyn std::fmt::Display| {
+            CallError::Unreachable(format!("bad request to {url}: {e}"))
+        };
         let uri = http::Uri::try_from(url.as_str()).map_err(|e| bad(&e))?;
         let caps = Capabilities::ai_job(capability, model, "", "");
         let header = segment_header(

@@ -195,9 +195,9 @@ async fn call(
 
 /// What a call that got no answer's head did to its payment. Refused each time it was sent
 /// (RFC 9113 §8.7), never sent (a bad address, a dial that failed), or never dialled for want
-/// of the gateway's descriptors: its tickets went nowhere. Otherwise the orchestrator may have taken them, and
-/// for a start run the worker, or not (go-livepeer's leaves a payment it cannot take
-/// unanswered): the outcome is unknown, as on the job path.
+/// of the gateway's descriptors: its tickets went nowhere. Otherwise the orchestrator may have
+/// taken them, and for a start run the worker, or not (go-livepeer's leaves a payment it
+/// cannot take unanswered): the outcome is unknown, as on the job path.
 fn unanswered(e: &HttpError, charges: bool, at: Instant) -> ByocOutcome {
     match e {
         HttpError::Refused(_)
@@ -381,28 +381,33 @@ async fn start_on(
         })
         .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
-    let (status, text, headers) =
-        match call(inner, (&orch, &token), &stream.job, (START, true), body).await {
-            Ok(answer) => answer,
-            Err(CallError::Gateway(e) | CallError::Refused(e)) => {
-                drop(lease);
-                return Err(Failed::Next(e));
-            }
-            Err(CallError::Local(e)) => {
-                drop(lease);
-                let e = Error::new(Kind::GatewayOverloaded, format!("stream start: {e}"));
-                return Err(Failed::Client(e));
-            }
-            Err(CallError::Orchestrator(e)) => {
-                lease.failed_job(e.clone());
-                return Err(Failed::Next(e));
-            }
-            Err(CallError::Unanswered(e)) => {
-                lease.failed_job(e.clone());
-                stop_unanswered(inner, stream, orch);
-                return Err(Failed::Next(e));
-            }
-        };
+    let answer = call(inner, (&orch, &token), &stream.job, (START, true), body).await;
+    if !matches!(answer, Ok((200, _, _)) | Err(CallError::Unanswered(_))) {
+        // Refused, never sent, or answered with an error: nothing runs there for the start's
+        // guard to stop.
+        stream.with_state(|s| s.attempting.take_if(|a| *a == orch));
+    }
+    let (status, text, headers) = match answer {
+        Ok(answer) => answer,
+        Err(CallError::Gateway(e) | CallError::Refused(e)) => {
+            drop(lease);
+            return Err(Failed::Next(e));
+        }
+        Err(CallError::Local(e)) => {
+            drop(lease);
+            let e = Error::new(Kind::GatewayOverloaded, format!("stream start: {e}"));
+            return Err(Failed::Client(e));
+        }
+        Err(CallError::Orchestrator(e)) => {
+            lease.failed_job(e.clone());
+            return Err(Failed::Next(e));
+        }
+        Err(CallError::Unanswered(e)) => {
+            lease.failed_job(e.clone());
+            stop_unanswered(inner, stream, orch);
+            return Err(Failed::Next(e));
+        }
+    };
     let text = String::from_utf8_lossy(&text).trim().chars().take(300).collect::<String>();
     match status {
         200 => {}
@@ -549,11 +554,14 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
         payments.byoc_settle(payment, ByocOutcome::Refused);
         return Err(format!("bad service address {url}"));
     };
+    let at = Instant::now();
     let sent = tokio::time::timeout_at(deadline, inner.byoc.http.send(request)).await;
     let outcome = match &sent {
         Ok(Ok(_)) => ByocOutcome::Uncharged,
-        // Left unanswered: whether the tickets were taken is unknown.
-        _ => ByocOutcome::Unknown(0),
+        // Never sent (refused, a failed dial, no descriptors), or left unanswered: whether
+        // the tickets were taken is then unknown.
+        Ok(Err(e)) => unanswered(e, false, at),
+        Err(_) => ByocOutcome::Unknown(0),
     };
     payments.byoc_settle(payment, outcome);
     let status = match sent {

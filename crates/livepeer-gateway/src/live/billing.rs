@@ -140,6 +140,12 @@ async fn pay_once(
         .send()
         .await;
     let ok = matches!(&sent, Ok(resp) if resp.status().as_u16() == 200);
+    let outcome = match &sent {
+        _ if ok => Settlement::Paid,
+        // A dial that failed sent nothing: booked as spent, its tickets would be paid again.
+        Err(e) if e.is_connect() => Settlement::Refused,
+        _ => Settlement::CreditSpent,
+    };
     if !ok {
         let error = match sent {
             Ok(resp) => format!("status {}", resp.status()),
@@ -153,7 +159,6 @@ async fn pay_once(
             "live payment failed"
         );
     }
-    let outcome = if ok { Settlement::Paid } else { Settlement::CreditSpent };
     if paid.prepared.spend().is_none() {
         stream.record_payment(ok, 0, &Default::default(), &Default::default());
     }

@@ -29,7 +29,7 @@ use super::h1::{self, Conn, ExchangeError};
 pub(super) enum SendError {
     /// The URL cannot be sent as asked.
     BadUrl(String),
-    /// Connecting or exchanging failed.
+    /// The exchange failed once connected: the request may have reached the orchestrator.
     Transport(String),
     /// Connecting failed for want of the gateway's own descriptors or memory.
     Local(String),

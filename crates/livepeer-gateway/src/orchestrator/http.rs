@@ -42,7 +42,8 @@ pub enum HttpError {
     /// The URL is not one we can call.
     #[error("bad url {0}")]
     BadUrl(String),
-    /// Connecting or exchanging failed.
+    /// The exchange failed once a connection was made (writing, reading, or HTTP's own
+    /// handshake): the request may have reached the orchestrator.
     #[error("{0}")]
     Transport(String),
     /// The body was larger than allowed.

@@ -434,7 +434,8 @@ impl Attempter {
 /// What an orchestrator's answer to a segment says of its charge, when the attempt failed.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Answer {
-    /// Nothing was sent: no connection could be made, so its tickets reached nobody.
+    /// Nothing was sent (no connection could be made, or the request could not be built), so
+    /// its tickets reached nobody.
     NotSent,
     /// No answer, or one refusing the request: it may have processed the payment.
     Unknown,

@@ -197,22 +197,3 @@ async fn byoc_stream_start() {
     assert_eq!(sim.byoc_stats().stream_starts, 1);
     gw.shutdown().await;
 }
-
-/// This process's TCP connections to local `port` that are open on its side: established, or
-/// closed by the peer but not yet by this process (`CLOSE_WAIT`), each holding a descriptor.
-fn connected_to(port: u16) -> usize {
-    let mut open = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state)) = (fields.get(2), fields.get(3)) else { continue };
-            let remote_port =
-                remote.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port) && matches!(*state, "01" | "08") {
-                open += 1;
-            }
-        }
-    }
-    open
-}

@@ -6,7 +6,7 @@
 //! booked as spent, which would have the next job pay it again.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
@@ -23,19 +23,23 @@ use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
-/// A TCP forwarder to one address, until [`Forwarder::close`].
+/// A TCP forwarder to the address it is pointed at, until [`Forwarder::close`].
 struct Forwarder {
-    url: String,
+    addr: SocketAddr,
+    to: Arc<OnceLock<SocketAddr>>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Forwarder {
-    async fn start(to: SocketAddr) -> Self {
+    /// Listens on a port of its own at once; connections are carried once it is pointed
+    /// somewhere ([`Forwarder::point_at`]), and closed before.
+    async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let to = Arc::new(OnceLock::new());
         let cancel = CancellationToken::new();
-        let stop = cancel.clone();
+        let (stop, target) = (cancel.clone(), to.clone());
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -46,6 +50,7 @@ impl Forwarder {
                         Err(_) => break,
                     },
                 };
+                let Some(&to) = target.get() else { continue };
                 let stop = stop.clone();
                 conns.spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(to).await else { return };
@@ -58,21 +63,31 @@ impl Forwarder {
             drop(listener);
             while conns.join_next().await.is_some() {}
         });
-        Self { url, cancel, task }
+        Self { addr, to, cancel, task }
     }
 
-    /// Closes the listening socket and every connection, and returns once they are closed:
-    /// dials to the forwarder's address are refused from then on.
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn point_at(&self, url: &str) {
+        let url = url::Url::parse(url).unwrap();
+        let to = SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
+        self.to.set(to).unwrap();
+    }
+
+    /// Closes the listening socket and every connection it carried, and returns once the
+    /// gateway has closed its side of them too (its idle connections are swept every second):
+    /// from then on a dial to the forwarder's address is refused, and no kept connection
+    /// remains that a request could be written into.
     async fn close(self) {
         self.cancel.cancel();
         self.task.await.unwrap();
+        eventually(Duration::from_secs(10), "the gateway's connections closed", || async {
+            connected_to(self.addr.port()) == 0
+        })
+        .await;
     }
-}
-
-/// A free port on loopback, for a simulator that must know its forwarder before it starts.
-async fn free_addr() -> SocketAddr {
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    free.local_addr().unwrap()
 }
 
 /// An on-chain simulator behind a forwarder. With `service`, the simulator announces the
@@ -80,17 +95,17 @@ async fn free_addr() -> SocketAddr {
 /// the forwarder as the orchestrator's address (where BYOC jobs go: go-livepeer's gateway
 /// sends them where their job token came from).
 async fn forwarded(config: SimConfig, service: bool) -> (Sim, Forwarder) {
-    let addr = free_addr().await;
-    let forwarder = Forwarder::start(addr).await;
+    let forwarder = Forwarder::start().await;
     let mut eth = [0u8; 20];
     eth[19] = 7;
     let config = SimConfig {
-        bind: addr,
-        service_uri: service.then(|| forwarder.url.clone()),
+        service_uri: service.then(|| forwarder.url()),
         eth_address: Some(livepeer_pm::Address::from(eth)),
         ..config
     };
-    (Sim::start(config).await.unwrap(), forwarder)
+    let sim = Sim::start(config).await.unwrap();
+    forwarder.point_at(sim.url());
+    (sim, forwarder)
 }
 
 /// A gateway paying the orchestrator at `url` with [`KEY`], holding its BYOC job tokens for
@@ -137,9 +152,9 @@ async fn t2i(gw: &Gateway) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address() {
     // 1e6 wei per pixel: a 64×64 image costs 4.096e9, and a ticket is worth about 8e9, so
-    // the first job leaves about 3.9e9 of credit and the second sends a ticket again. That ticket never
-    // leaves: the dial is refused. Booked as spent (as a connection broken after sending
-    // is), the credit would fall to nothing.
+    // the first job leaves about 3.9e9 of credit and the second sends a ticket again. That
+    // ticket never leaves: the dial is refused. Booked as spent (as a connection broken
+    // after sending is), the credit would fall to nothing.
     let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
     let config = SimConfig { models: vec![model], ..SimConfig::default() };
     let (sim, forwarder) = forwarded(config, true).await;
@@ -152,9 +167,11 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
     let (status, body) = t2i(&gw).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["type"], "orchestrator_failed", "{body}");
-    assert_eq!(ai_credit(&gw).await, before, "the refused dial's ticket reached nobody");
+    // Read first: its cooldown is short, and a probe of the orchestrator's own address
+    // (which still answers) ends it.
     let orch = orch_state(&gw, sim.url()).await;
     assert_eq!(orch["state"], "ejected", "{orch}");
+    assert_eq!(ai_credit(&gw).await, before, "the refused dial's ticket reached nobody");
     assert_eq!(sim.payments().payments, 1, "only the first job's payment arrived");
     gw.shutdown().await;
 }
@@ -167,7 +184,7 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     // its 10 s would have been debited from the view.
     let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
     let (_sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
-    let url = forwarder.url.clone();
+    let url = forwarder.url();
     let gw = paying_gateway(&url).await;
     eventually(Duration::from_secs(10), "the job token", || async {
         byoc_view(&gw, &url).await.is_some()
