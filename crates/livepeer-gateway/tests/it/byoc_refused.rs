@@ -81,7 +81,7 @@ async fn gateway(urls: &[&str], attempts: u32) -> Gateway {
 
 /// What `gw` counts on holding at the orchestrator at `url` (its balance view, exact), once
 /// `gw` holds a job token of it; `None` before.
-async fn view(gw: &Gateway, url: &str) -> Option<SignedRatio> {
+pub(crate) async fn view(gw: &Gateway, url: &str) -> Option<SignedRatio> {
     let (_, body) = admin_get(gw, "/byoc/capabilities").await;
     let caps = body["capabilities"].as_array().cloned().unwrap_or_default();
     let cap = caps.into_iter().find(|c| c["capability"] == REVERSAL)?;

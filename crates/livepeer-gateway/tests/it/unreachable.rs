@@ -16,9 +16,10 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::byoc_refused::view;
 use crate::byoc_remote::reverse_job;
 use crate::byoc_stream::job_header;
-use crate::byoc_unanswered::{REVERSAL, base};
+use crate::byoc_unanswered::REVERSAL;
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -117,20 +118,6 @@ async fn paying_gateway(url: &str) -> Gateway {
     start(c).await
 }
 
-/// What `gw` counts on holding at the orchestrator at `url` for [`REVERSAL`] (its balance
-/// view, exact), once it holds a job token of it; `None` before.
-async fn byoc_view(gw: &Gateway, url: &str) -> Option<SignedRatio> {
-    let (_, body) = admin_get(gw, "/byoc/capabilities").await;
-    let caps = body["capabilities"].as_array().cloned().unwrap_or_default();
-    let cap = caps.into_iter().find(|c| c["capability"] == REVERSAL)?;
-    let orchs = cap["orchestrators"].as_array().cloned().unwrap_or_default();
-    let orch = orchs.into_iter().find(|o| o["url"] == base(url))?;
-    if orch["token"].is_null() {
-        return None;
-    }
-    Some(orch["balance_view_wei"].as_str().map_or(SignedRatio::ZERO, |b| b.parse().unwrap()))
-}
-
 /// The credit `gw`'s one payment session counts on at its orchestrator, in wei.
 async fn ai_credit(gw: &Gateway) -> String {
     let (_, status) = admin_get(gw, "/status").await;
@@ -187,11 +174,11 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     let url = forwarder.url();
     let gw = paying_gateway(&url).await;
     eventually(Duration::from_secs(10), "the job token", || async {
-        byoc_view(&gw, &url).await.is_some()
+        view(&gw, &url).await.is_some()
     })
     .await;
     reverse_job(&gw, 180).await;
-    let before = byoc_view(&gw, &url).await.unwrap();
+    let before = view(&gw, &url).await.unwrap();
     let two_minutes = SignedRatio::from(livepeer_pm::Ratio::from_u64(120_000_000_000));
     assert!(before > two_minutes, "{before}");
     forwarder.close().await;
@@ -206,6 +193,6 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{body}");
-    assert_eq!(byoc_view(&gw, &url).await.unwrap(), before, "nothing was sent");
+    assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
     gw.shutdown().await;
 }
