@@ -349,6 +349,32 @@ enum Failed {
     Next(String),
 }
 
+/// A fresh job token of `orch` for a start (its balance current), with `lease` back, or why
+/// the start goes no further there.
+async fn start_token(
+    inner: &Inner,
+    stream: &Stream,
+    orch: &str,
+    lease: Lease,
+) -> Result<(Stored, Lease), Failed> {
+    match inner.byoc.tokens.fetch(orch, &stream.job.capability).await {
+        Ok(t) if t.token.available_capacity > 0 => Ok((t, lease)),
+        Ok(_) => Err(Failed::Next("no capacity (job token)".into())),
+        // The gateway's own want of descriptors: nobody is blamed, and the start ends, since
+        // another orchestrator's dial would meet it too.
+        Err(e @ TokenError::Http(HttpError::Local(_))) => {
+            drop(lease);
+            let e = Error::new(Kind::GatewayOverloaded, format!("job token: {e}"));
+            Err(Failed::Client(e))
+        }
+        Err(e) => {
+            let e = format!("job token: {e}");
+            lease.failed_job(e.clone());
+            Err(Failed::Next(e))
+        }
+    }
+}
+
 /// `/ai/stream/start` on `lease`'s orchestrator.
 async fn start_on(
     inner: &Arc<Inner>,
@@ -356,23 +382,7 @@ async fn start_on(
     lease: Lease,
 ) -> Result<Session, Failed> {
     let orch = orch_key(lease.url());
-    let fetched = inner.byoc.tokens.fetch(&orch, &stream.job.capability).await;
-    let token = match fetched {
-        Ok(t) if t.token.available_capacity > 0 => t,
-        Ok(_) => return Err(Failed::Next("no capacity (job token)".into())),
-        // The gateway's own want of descriptors: nobody is blamed, and the start ends, since
-        // another orchestrator's dial would meet it too.
-        Err(e @ TokenError::Http(HttpError::Local(_))) => {
-            drop(lease);
-            let e = Error::new(Kind::GatewayOverloaded, format!("job token: {e}"));
-            return Err(Failed::Client(e));
-        }
-        Err(e) => {
-            let e = format!("job token: {e}");
-            lease.failed_job(e.clone());
-            return Err(Failed::Next(e));
-        }
-    };
+    let (token, lease) = start_token(inner, stream, &orch, lease).await?;
     // Known before the call: a start abandoned mid-call stops it there (`Opening`).
     let params = stream
         .with_state(|s| {
