@@ -187,7 +187,7 @@ async fn byoc_stream_start() {
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("job token:"), "{answer}");
     let stats = sim.byoc_stats();
-    assert_eq!(stats.tokens, tokens, "the start used the job token held");
+    assert_eq!(stats.tokens, tokens, "the token fetch reached nobody");
     assert_eq!(stats.stream_start_calls, 0, "nothing reached the orchestrator");
     let orch = orch_state(&gw, sim.url()).await;
     let jobs = orch["jobs"].as_array().cloned().unwrap_or_default();
