@@ -207,7 +207,7 @@ pub(crate) async fn credit_within_held(gw: &Gateway, sim: &Sim) {
 }
 
 /// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
-async fn failed_job(gw: &Gateway) {
+pub(crate) async fn failed_job(gw: &Gateway) {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/process/request/reverse", gw.http_addr))
         .header("Livepeer", job_header(REVERSAL))

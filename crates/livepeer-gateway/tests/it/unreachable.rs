@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::byoc_refused::view;
 use crate::byoc_remote::reverse_job;
-use crate::byoc_stream::job_header;
-use crate::byoc_unanswered::REVERSAL;
+use crate::byoc_unanswered::{REVERSAL, failed_job};
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -182,17 +181,7 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     let two_minutes = SignedRatio::from(livepeer_pm::Ratio::from_u64(120_000_000_000));
     assert!(before > two_minutes, "{before}");
     forwarder.close().await;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/process/request/reverse", gw.http_addr))
-        .header("Livepeer", job_header(REVERSAL, 10, "{}"))
-        .json(&json!({"text": "hello"}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{body}");
+    failed_job(&gw).await;
     assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
     gw.shutdown().await;
 }
