@@ -62,22 +62,54 @@ async fn probe(client: &reqwest::Client, channel: &str) -> u16 {
     client.get(format!("{channel}/1000")).send().await.unwrap().status().as_u16()
 }
 
-/// Probes the channel until it answers `want`; on time out, says what it answered last and
-/// what the stream's status was, so that a failure on a loaded machine tells which it was (a
-/// reader not let go, or a stream that ended and closed its channels).
-async fn until_probe(gw: &Gateway, client: &reqwest::Client, channel: &str, want: u16, what: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = probe(client, channel).await;
-        if got == want {
-            return;
+/// The test's view of its stream, for what a failure prints.
+struct Watched<'a> {
+    gw: &'a Gateway,
+    client: &'a reqwest::Client,
+    channel: String,
+    secret: String,
+}
+
+impl Watched<'_> {
+    /// Probes the channel until it answers `want`. On time out, says what it answered last,
+    /// what the stream's status was and what each raw reader has received, so that a failure
+    /// on a loaded machine tells which it was: a reader never served, one answered or let go
+    /// early, or a stream that ended and closed its channels.
+    async fn until_probe(&self, readers: &mut [TcpStream], want: u16, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = probe(self.client, &self.channel).await;
+            if got == want {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let url = format!("http://{}/live/video-to-video/cam/status", self.gw.http_addr);
+                let status = self.client.get(url);
+                let status = status.header("Livepeer-Stream-Secret", &self.secret).send().await;
+                let status = status.unwrap().text().await.unwrap();
+                let mut seen = Vec::new();
+                for reader in readers.iter_mut() {
+                    seen.push(received(reader).await);
+                }
+                panic!(
+                    "timed out waiting for {what}: the probe answered {got}; stream: {status}; \
+                     the raw readers received: {seen:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        if tokio::time::Instant::now() >= deadline {
-            let url = format!("http://{}/live/video-to-video/cam/status", gw.http_addr);
-            let status = client.get(url).send().await.unwrap().text().await.unwrap();
-            panic!("timed out waiting for {what}: the probe answered {got}; stream: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// What a raw reader can read within a moment: its bytes so far (the start of them), or
+/// whether its connection is closed or broken.
+async fn received(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 512];
+    match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+        Err(_) => "nothing yet".into(),
+        Ok(Ok(0)) => "end of stream".into(),
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Ok(Err(e)) => format!("error: {e}"),
     }
 }
 
@@ -102,6 +134,8 @@ async fn stalled_trickle_readers_are_capped_and_dropped() {
         .unwrap();
     let channel = started["publish_url"].as_str().unwrap().to_owned();
     let path = channel.split_once(&gw.http_addr.to_string()).unwrap().1.to_owned();
+    let secret = started["stream_secret"].as_str().unwrap().to_owned();
+    let watched = Watched { gw: &gw, client: &client, channel: channel.clone(), secret };
     assert_eq!(probe(&client, &channel).await, 470);
 
     // Two readers wait at the live edge; a third is refused.
@@ -109,7 +143,7 @@ async fn stalled_trickle_readers_are_capped_and_dropped() {
         raw_get(gw.http_addr, &format!("{path}/0")).await,
         raw_get(gw.http_addr, &format!("{path}/0")).await,
     ];
-    until_probe(&gw, &client, &channel, 503, "the cap to be reached").await;
+    watched.until_probe(&mut stalled, 503, "the cap to be reached").await;
     let refused = client.get(format!("{channel}/0")).send().await.unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.text().await.unwrap(), "Too many subscribers");
@@ -122,7 +156,7 @@ async fn stalled_trickle_readers_are_capped_and_dropped() {
         assert!(read_head(stream).await.starts_with("HTTP/1.1 200"));
     }
     // Without their reading anything more, the gateway drops them and their places free up.
-    until_probe(&gw, &client, &channel, 470, "stalled readers dropped").await;
+    watched.until_probe(&mut [], 470, "stalled readers dropped").await;
     for mut stream in stalled {
         let mut rest = Vec::new();
         tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await.unwrap().unwrap();
