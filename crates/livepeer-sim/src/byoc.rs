@@ -282,9 +282,20 @@ pub(crate) struct ByocState {
     /// GetOrchestrator keeps advertising those: an orchestrator whose price moved after the
     /// gateway discovered it, or that quotes one price and charges another.
     price_override: Mutex<Option<i64>>,
+    /// How long a stream stop waits before it is looked at: an orchestrator slow to take
+    /// a stop, which then still ends whatever runs under the stream's id.
+    stop_delay: Mutex<std::time::Duration>,
 }
 
 impl ByocState {
+    pub(crate) fn set_stop_delay(&self, delay: std::time::Duration) {
+        *lock(&self.stop_delay) = delay;
+    }
+
+    pub(crate) fn stop_delay(&self) -> std::time::Duration {
+        *lock(&self.stop_delay)
+    }
+
     pub(crate) fn set_fault(&self, fault: ByocFault) {
         *lock(&self.fault) = fault;
     }

@@ -506,6 +506,7 @@ fn admit_call(shared: &Arc<Shared>, headers: &HeaderMap, what: &str) -> Result<J
 
 /// `POST /ai/stream/stop`: the worker's stop, then the stream is removed whatever it said.
 async fn stop(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    tokio::time::sleep(shared.byoc.stop_delay()).await;
     let id = match stream_of_call(&shared, req.headers()) {
         Ok(id) => id,
         Err(refused) => return refused.into_response(),

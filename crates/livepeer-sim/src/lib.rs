@@ -506,6 +506,13 @@ impl Sim {
         self.shared.byoc.set_stream_fault(fault);
     }
 
+    /// Makes each BYOC stream stop (`/ai/stream/stop`) wait `delay` before it is looked at
+    /// (zero: none); it then ends whatever stream runs under its id, as a slow orchestrator
+    /// would.
+    pub fn set_byoc_stop_delay(&self, delay: Duration) {
+        self.shared.byoc.set_stop_delay(delay);
+    }
+
     /// Quotes and charges `price` wei per second for every BYOC capability (job tokens, job
     /// and stream charges), while GetOrchestrator keeps advertising the registered prices;
     /// `None` goes back to those.

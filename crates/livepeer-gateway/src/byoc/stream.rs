@@ -14,7 +14,6 @@
 //! are answered empty); update, status, stop and data need the owner's credentials.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use livepeer_trickle::{ClientConfig, Hub, HubConfig};
 use serde::Deserialize;
@@ -32,12 +31,10 @@ use crate::error::{Error, Kind};
 use crate::live::{Credentials, Denied, Owner};
 use crate::task::Tasks;
 
-/// Longest `/stop` waits for the orchestrator to be told and the channels closed.
 /// Largest `/start` or `/update` body (go-livepeer: 10 MB).
 pub const MAX_BODY: usize = 10 << 20;
 
-const STOP_WAIT: Duration = Duration::from_secs(20);
-pub(crate) use super::stream_state::MAX_DATA_READERS;
+pub(crate) use super::stream_state::{MAX_DATA_READERS, STOP_WAIT};
 
 /// The start body (go-livepeer `StartRequest`).
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +148,7 @@ impl ByocStreams {
             trickle_config,
             public_url,
             table: Mutex::default(),
+            stopping: Mutex::default(),
             tasks: tasks.clone(),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -326,9 +324,11 @@ impl Drop for Opening<'_> {
         // orchestrator: stop it there rather than leave it running unpaid-for.
         let attempted = stream.with_state(|s| (s.orchestrator.is_none(), s.attempting.take()));
         if let Some((true, Some(orch))) = attempted {
+            let pending = self.inner.stop_pending(&orch, &stream.id);
             let (inner, stream) = (self.inner.clone(), stream.clone());
             self.inner.tasks.spawn("byoc-stream-abandoned", move |_| async move {
                 super::stream_orch::stop(&inner, &stream, &orch, "the start was abandoned").await;
+                drop(pending);
             });
         }
     }

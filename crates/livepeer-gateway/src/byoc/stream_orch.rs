@@ -382,6 +382,12 @@ async fn start_on(
     lease: Lease,
 ) -> Result<Session, Failed> {
     let orch = orch_key(lease.url());
+    // A stop of this id sent there in the background must land before this start, or it
+    // would end the stream this start makes.
+    if !inner.stops_over(&orch, &stream.id, super::stream_state::STOP_WAIT).await {
+        drop(lease);
+        return Err(Failed::Next("an earlier stop of this stream there is unanswered".into()));
+    }
     let (token, lease) = start_token(inner, stream, &orch, lease).await?;
     // Known before the call: a start abandoned mid-call stops it there (`Opening`).
     let params = stream
@@ -477,9 +483,11 @@ fn stop_unanswered(inner: &Arc<Inner>, stream: &Arc<Stream>, orch: String) {
             s.attempting = None;
         }
     });
+    let pending = inner.stop_pending(&orch, &stream.id);
     let (task_inner, stream) = (inner.clone(), stream.clone());
     inner.tasks.spawn("byoc-stream-unanswered", move |_| async move {
         stop(&task_inner, &stream, &orch, "the start was left unanswered").await;
+        drop(pending);
     });
 }
 

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use livepeer_trickle::{ClientConfig, Hub};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,11 @@ pub(crate) const MAX_SWAPS: u32 = 2;
 
 /// Most data event readers (`GET …/data`) per stream at once.
 pub(crate) const MAX_DATA_READERS: usize = 8;
+
+/// Longest a client's `/stop` waits for the orchestrator to be told and the channels closed,
+/// and a start waits for a background stop of its id at the same orchestrator: more than a
+/// stop's own bound (its job token's fetch, then its call's 10 s and grace).
+pub(crate) const STOP_WAIT: Duration = Duration::from_secs(20);
 
 /// See [`MAX_SWAPS`].
 pub(crate) const SWAP_WINDOW: Duration = Duration::from_secs(60);
@@ -189,9 +194,59 @@ pub(crate) struct Inner {
     pub(crate) public_url: Option<String>,
     pub(crate) table: Mutex<HashMap<String, Arc<Stream>>>,
     pub(crate) tasks: Tasks,
+    /// Stops sent in the background and not yet over, by orchestrator and stream id, each
+    /// with how many are in flight. The id is the client's: a start of the same id on the
+    /// same orchestrator waits for them ([`Inner::stops_over`]), or a late stop would end the
+    /// new stream there. Bounded by the stops in flight, each bounded in time.
+    pub(crate) stopping: Mutex<HashMap<(String, String), watch::Sender<usize>>>,
+}
+
+/// One background stop in flight, counted in [`Inner::stopping`] until dropped (its task
+/// ended, or was cancelled at shutdown).
+pub(crate) struct PendingStop {
+    inner: Arc<Inner>,
+    key: (String, String),
+}
+
+impl Drop for PendingStop {
+    fn drop(&mut self) {
+        let mut stopping = self.inner.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = stopping.get(&self.key) else { return };
+        count.send_modify(|n| *n = n.saturating_sub(1));
+        if *count.borrow() == 0 {
+            stopping.remove(&self.key);
+        }
+    }
 }
 
 impl Inner {
+    /// Counts a stop of stream `id` at `orch` that is about to be sent in the background,
+    /// until the returned guard is dropped.
+    pub(crate) fn stop_pending(self: &Arc<Self>, orch: &str, id: &str) -> PendingStop {
+        let key = (orch.to_owned(), id.to_owned());
+        let mut stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = stopping.entry(key.clone()).or_insert_with(|| watch::channel(0).0);
+        count.send_modify(|n| *n += 1);
+        PendingStop { inner: self.clone(), key }
+    }
+
+    /// Waits, at most `limit`, until no background stop of stream `id` at `orch` is in
+    /// flight; whether none is.
+    pub(crate) async fn stops_over(&self, orch: &str, id: &str, limit: Duration) -> bool {
+        let key = (orch.to_owned(), id.to_owned());
+        let count = {
+            let stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+            match stopping.get(&key) {
+                Some(count) => count.subscribe(),
+                None => return true,
+            }
+        };
+        let mut count = count;
+        // A closed channel is an entry removed: its stops are over.
+        let over = tokio::time::timeout(limit, count.wait_for(|n| *n == 0)).await;
+        over.is_ok()
+    }
+
     /// Closes the stream's channels and forgets it.
     pub(crate) fn release(&self, stream: &Stream) {
         for (name, _, _) in stream.channels() {

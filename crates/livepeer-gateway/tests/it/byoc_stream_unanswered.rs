@@ -87,6 +87,38 @@ async fn a_start_dropped_unanswered_is_stopped_there_and_its_tickets_not_counted
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_still_on_its_way_lands_before_a_new_start_of_the_same_id() {
+    // The stop of an unanswered start goes out in the background, and the orchestrator is
+    // slow to take it (3 s). The client starts the same stream id again at once: the stop
+    // must reach the orchestrator first. Sent before the stop landed, the new start ran
+    // there until the stop ended it under the id they share. (Unpriced: with a price, the
+    // start and the stop also raced on the credit, and the start was refused 402.)
+    let (keyed_sim, remote_sim) = (priced_sim(0).await, priced_sim(0).await);
+    let (gw, _keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    let sim = &keyed_sim;
+    token_held(&gw, sim).await;
+    sim.set_byoc_stop_delay(Duration::from_secs(3));
+    sim.set_byoc_stream_fault(ByocStreamFault::Close);
+    failed(sim.url(), start_stream(&gw, "again", 10).await, "could not start on 1");
+    sim.set_byoc_stream_fault(ByocStreamFault::None);
+    cooled_down(&gw, sim).await;
+    assert_eq!(sim.byoc_stats().stream_stops, 0, "the stop is still on its way");
+    let (status, body) = start_stream(&gw, "again", 10).await;
+    assert_eq!(status, 200, "{body}");
+    stopped(sim, 1).await;
+    let stats = sim.byoc_stats();
+    assert_eq!((stats.stream_starts, stats.streams_active), (1, 1), "the new stream runs on");
+    let status = reqwest::Client::new()
+        .get(body["status_url"].as_str().unwrap())
+        .header("Authorization", "Bearer byoc-stream-unanswered")
+        .send()
+        .await
+        .unwrap();
+    let status: Value = status.json().await.unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_answered_too_late_is_stopped_there_and_its_tickets_counted_again() {
     // The orchestrator takes the start's 8 tickets and answers nothing within the gateway's
     // deadline (a 1 s timeout and its 5 s of grace; both gateways wait at once). Of unknown
