@@ -139,13 +139,8 @@ async fn pay_once(
         .timeout(Duration::from_secs(10))
         .send()
         .await;
-    let ok = matches!(&sent, Ok(resp) if resp.status().as_u16() == 200);
-    let outcome = match &sent {
-        _ if ok => Settlement::Paid,
-        // A dial that failed sent nothing: booked as spent, its tickets would be paid again.
-        Err(e) if e.is_connect() => Settlement::Refused,
-        _ => Settlement::CreditSpent,
-    };
+    let outcome = settlement(&sent);
+    let ok = outcome == Settlement::Paid;
     if !ok {
         let error = match sent {
             Ok(resp) => format!("status {}", resp.status()),
@@ -165,6 +160,16 @@ async fn pay_once(
     settle(inner, stream, orch, paid.prepared, outcome);
 }
 
+/// What became of an interval payment, from what its `/payment` call gave.
+fn settlement(sent: &Result<reqwest::Response, reqwest::Error>) -> Settlement {
+    match sent {
+        Ok(resp) if resp.status().as_u16() == 200 => Settlement::Paid,
+        // A dial that failed sent nothing: booked as spent, its tickets would be paid again.
+        Err(e) if e.is_connect() => Settlement::Refused,
+        _ => Settlement::CreditSpent,
+    }
+}
+
 /// Forgets the payment sessions (remote signer) or credit (local key) of an orchestrator
 /// session that ended: the one of its stream and the one its start call was booked on.
 pub(crate) fn forget(inner: &Inner, session: &Session) {
@@ -179,4 +184,45 @@ pub(crate) fn forget(inner: &Inner, session: &Session) {
 pub(crate) fn renew(inner: &Inner, url: &Url, key: &JobKey, manifest: &str) {
     inner.payments.reset(url, key);
     inner.payments.forget(url, key, manifest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    async fn post(client: &reqwest::Client, addr: std::net::SocketAddr) -> Settlement {
+        settlement(&client.post(format!("http://{addr}/payment")).body("x").send().await)
+    }
+
+    /// Answers each connection's request with `answer`, or closes it unanswered when `None`.
+    async fn server(answer: Option<&'static str>) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                if let Some(answer) = answer {
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_refused_dial_returns_the_credit_and_anything_sent_spends_it() {
+        let client = reqwest::Client::new();
+        // Nobody listens: the dial is refused and nothing was sent.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        assert_eq!(post(&client, closed).await, Settlement::Refused);
+        // Sent, and the connection closed unanswered: the tickets may have been taken.
+        assert_eq!(post(&client, server(None).await).await, Settlement::CreditSpent);
+        let refused = "HTTP/1.1 402 Payment Required\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(post(&client, server(Some(refused)).await).await, Settlement::CreditSpent);
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(post(&client, server(Some(ok)).await).await, Settlement::Paid);
+    }
 }
