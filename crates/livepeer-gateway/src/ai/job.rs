@@ -317,9 +317,14 @@ impl<'a> Job<'a> {
     /// says so, and records what the payment spent.
     fn settle(&mut self, lease: &Lease, prepared: Box<Prepared>, error: Option<&CallError>) {
         let (ai, url) = (self.ai, lease.url());
-        let spend = prepared.spend();
+        let settlement = error.map_or(Settlement::Paid, CallError::settlement);
+        // Tickets that went nowhere or were turned away untaken (a dial that failed, the
+        // gateway's own shortage, a refused stream, a busy orchestrator's 503) count as never
+        // sent: their credit returns, and neither the metrics nor the customer's tab nor the
+        // request's record counts them.
+        let spend = prepared.spend().filter(|_| settlement != Settlement::Refused);
         let renewable = prepared.renewable();
-        ai.payments.settle(*prepared, error.map_or(Settlement::Paid, CallError::settlement));
+        ai.payments.settle(*prepared, settlement);
         if error.is_some_and(|e| e.failure().verdict().renew_payment) {
             ai.payments.reset(url, &self.record.key);
             // One more try on the same orchestrator with fresh params (go-livepeer retries

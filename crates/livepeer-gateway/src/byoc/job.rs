@@ -253,14 +253,7 @@ impl<'a> Job<'a> {
                 drop(lease);
                 return Step::Done(self.finish(Err(e), None, "refused"));
             }
-            tab.paid(payment.tickets, &payment.ev_sent, &livepeer_pm::Ratio::ZERO);
         }
-        if payment.tickets > 0 {
-            let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
-            self.state.metrics.paid(url, &self.key, payment.tickets, ev, &livepeer_pm::Ratio::ZERO);
-        }
-        self.tickets += payment.tickets;
-        self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
         let Some(body) = sending.upload.body() else {
             // Never sent: its tickets went nowhere.
             self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
@@ -276,6 +269,7 @@ impl<'a> Job<'a> {
             Ok(Ok(resp)) => {
                 // Answered: the orchestrator has processed the payment.
                 self.state.payments.byoc_confirm(&mut payment);
+                self.count_sent(sending, &lease, &payment);
                 resp
             }
             Ok(Err(HttpError::Refused(why))) => {
@@ -298,16 +292,36 @@ impl<'a> Job<'a> {
                     HttpError::Local(_) | HttpError::Unreachable(_) => ByocOutcome::Refused,
                     _ => ByocOutcome::Unknown(timeout),
                 };
+                if outcome != ByocOutcome::Refused {
+                    self.count_sent(sending, &lease, &payment);
+                }
                 self.state.payments.byoc_settle(payment, outcome);
                 return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {
+                self.count_sent(sending, &lease, &payment);
                 self.state.payments.byoc_settle(payment, ByocOutcome::Unknown(timeout));
                 return self.failed(lease, format!("no answer within {:?}", deadline - sent));
             }
         };
         let service = token.token.service_addr.clone();
         self.answered(lease, payment, resp, (sent, deadline), service).await
+    }
+
+    /// Counts `payment`'s tickets as sent, once they may have reached the orchestrator:
+    /// on the customer's tab, in the metrics and in the job's record. Tickets that went
+    /// nowhere (never sent, a dial that failed, a refused stream) are not counted.
+    fn count_sent(&mut self, sending: &Sending<'_>, lease: &Lease, payment: &ByocPayment) {
+        let zero = livepeer_pm::Ratio::ZERO;
+        if let Some(tab) = &sending.tab {
+            tab.paid(payment.tickets, &payment.ev_sent, &zero);
+        }
+        if payment.tickets > 0 {
+            let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
+            self.state.metrics.paid(url, &self.key, payment.tickets, ev, &zero);
+        }
+        self.tickets += payment.tickets;
+        self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
     }
 
     /// Sends the job with `body`; a refused stream (nothing of it processed) is sent again,

@@ -65,7 +65,12 @@ pub(crate) fn settle(
         if paid {
             inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
         }
-        stream.record_payment(paid, spend.tickets, &spend.ev_sent, &spend.fee);
+        if outcome == Settlement::Refused {
+            // Its tickets went nowhere: a failed payment, but none sent.
+            stream.record_payment(false, 0, &Default::default(), &Default::default());
+        } else {
+            stream.record_payment(paid, spend.tickets, &spend.ev_sent, &spend.fee);
+        }
     }
     inner.payments.settle(prepared, outcome);
 }

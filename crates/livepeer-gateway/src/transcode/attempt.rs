@@ -274,7 +274,14 @@ impl Attempter {
                         cost.fee = debit_of(&prepared, pixels);
                         self.payments.settle_debit(prepared, cost.fee);
                     }
-                    Booking::Settle(outcome) => self.payments.settle(prepared, outcome),
+                    Booking::Settle(outcome) => {
+                        if outcome == Settlement::Refused {
+                            // Never sent: neither the stream's nor the metrics' count of
+                            // tickets sent includes them.
+                            cost = Cost::default();
+                        }
+                        self.payments.settle(prepared, outcome);
+                    }
                 }
                 if stale {
                     self.payments.reset(url, &key);

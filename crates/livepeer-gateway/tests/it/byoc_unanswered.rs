@@ -208,9 +208,14 @@ pub(crate) async fn credit_within_held(gw: &Gateway, sim: &Sim) {
 
 /// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
 pub(crate) async fn failed_job(gw: &Gateway) {
+    failed_job_of(gw, 10).await;
+}
+
+/// A job of `timeout` seconds to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
+pub(crate) async fn failed_job_of(gw: &Gateway, timeout: u64) {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/process/request/reverse", gw.http_addr))
-        .header("Livepeer", job_header(REVERSAL))
+        .header("Livepeer", crate::byoc_stream::job_header(REVERSAL, timeout, "{}"))
         .json(&json!({"text": "hello"}))
         .send()
         .await

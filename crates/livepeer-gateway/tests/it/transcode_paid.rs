@@ -18,15 +18,20 @@ const EV: u128 = 1_000_000;
 /// 1 wei per pixel: 7,188,480 pixels × 1.02.
 const SEGMENT_FEE: u64 = 7_332_250;
 
-pub(crate) async fn onchain(key: u8) -> Sim {
-    let config = SimConfig {
+/// An on-chain simulator's settings, before its signing key: tickets of `EV`, 1 wei a pixel.
+pub(crate) fn onchain_config(key: u8) -> SimConfig {
+    SimConfig {
         name: format!("onchain-{key}"),
         face_value: FACE,
         ticket_ev: EV,
         base_price: (1, 1),
         transcode_fast: true,
         ..SimConfig::default()
-    };
+    }
+}
+
+pub(crate) async fn onchain(key: u8) -> Sim {
+    let config = onchain_config(key);
     Sim::start(config.with_signer(LocalSigner::from_bytes(&[key; 32]).unwrap())).await.unwrap()
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::byoc_refused::view;
 use crate::byoc_remote::reverse_job;
-use crate::byoc_unanswered::{REVERSAL, failed_job};
+use crate::byoc_unanswered::{REVERSAL, failed_job, failed_job_of};
 use crate::support::*;
 
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -125,6 +125,14 @@ async fn ai_credit(gw: &Gateway) -> String {
     sessions[0]["credit_wei"].as_str().unwrap().to_owned()
 }
 
+/// `livepeer_tickets_sent_total`, summed over its series.
+async fn tickets_sent(gw: &Gateway) -> u64 {
+    let url = format!("http://{}/metrics", gw.admin_addr);
+    let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let series = metrics.lines().filter(|l| l.starts_with("livepeer_tickets_sent_total{"));
+    series.map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
+}
+
 async fn t2i(gw: &Gateway) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/text-to-image", gw.http_addr))
@@ -149,6 +157,8 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
     assert_eq!(status, 200, "{body}");
     let before = ai_credit(&gw).await;
     assert!(before != "0" && !before.starts_with('-'), "{before}");
+    let tickets = tickets_sent(&gw).await;
+    assert!(tickets > 0, "the first job sent tickets");
     forwarder.close().await;
     let (status, body) = t2i(&gw).await;
     assert_eq!(status, 502, "{body}");
@@ -158,6 +168,7 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
     let orch = orch_state(&gw, sim.url()).await;
     assert_eq!(orch["state"], "ejected", "{orch}");
     assert_eq!(ai_credit(&gw).await, before, "the refused dial's ticket reached nobody");
+    assert_eq!(tickets_sent(&gw).await, tickets, "nor is it counted as sent");
     assert_eq!(sim.payments().payments, 1, "only the first job's payment arrived");
     gw.shutdown().await;
 }
@@ -183,5 +194,62 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     forwarder.close().await;
     failed_job(&gw).await;
     assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_jobs_tickets_refused_at_connect_are_not_counted_as_sent() {
+    // A first job of 10 s pays the minute the orchestrator wants held (8 tickets of 8e9).
+    // A job of 600 s then needs tickets again (600e9 against about 54e9 held); its dial is
+    // refused, so they reached nobody: neither the credit nor the tickets sent move.
+    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
+    let (_sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
+    let url = forwarder.url();
+    let gw = paying_gateway(&url).await;
+    eventually(Duration::from_secs(10), "the job token", || async {
+        view(&gw, &url).await.is_some()
+    })
+    .await;
+    reverse_job(&gw, 10).await;
+    let (before, tickets) = (view(&gw, &url).await.unwrap(), tickets_sent(&gw).await);
+    assert!(tickets > 0, "the first job sent tickets");
+    forwarder.close().await;
+    failed_job_of(&gw, 600).await;
+    assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
+    assert_eq!(tickets_sent(&gw).await, tickets, "nor counted as sent");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_refused_at_connect_keeps_its_credit_and_counts_no_tickets() {
+    // Each segment's fee estimate (about 7.3e6 wei) is paid with tickets of 1e6 EV. The
+    // second segment's dial is refused: its tickets reached nobody, so neither the credit
+    // nor the stream's count of EV sent moves.
+    let forwarder = Forwarder::start().await;
+    let config = SimConfig {
+        service_uri: Some(forwarder.url()),
+        ..crate::transcode_paid::onchain_config(0x44)
+    };
+    let signer = LocalSigner::from_bytes(&[0x44; 32]).unwrap();
+    let sim = Sim::start(config.with_signer(signer)).await.unwrap();
+    forwarder.point_at(sim.url());
+    let mut c = crate::transcode::gateway_config(&[&sim]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    let gw = start(c).await;
+    let resp = crate::transcode::push(&gw, "refused", 0, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let spend = |status: &Value| status["spend"]["ev_sent_wei"].clone();
+    let (_, status) = admin_get(&gw, "/transcode/streams/refused").await;
+    let (sent, credit) = (spend(&status), ai_credit(&gw).await);
+    assert_ne!(sent, "0", "{status}");
+    forwarder.close().await;
+    let resp = crate::transcode::push(&gw, "refused", 1, None).await;
+    // go-livepeer's status for a segment no orchestrator took (422), with the reason.
+    let failed: Value = resp.json().await.unwrap();
+    assert_eq!(failed["error"]["type"], "transcode_failed", "{failed}");
+    let (_, status) = admin_get(&gw, "/transcode/streams/refused").await;
+    assert_eq!(spend(&status), sent, "the refused segment's tickets are not counted: {status}");
+    assert_eq!(ai_credit(&gw).await, credit, "and their credit is what it was");
+    assert_eq!(sim.payments().payments, 1, "only the first segment's payment arrived");
     gw.shutdown().await;
 }
