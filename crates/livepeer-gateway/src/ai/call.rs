@@ -157,6 +157,21 @@ impl CallError {
         )
     }
 
+    /// Whether the call's tickets surely went untaken: never sent (a failed dial, the
+    /// gateway's own shortage), a stream the orchestrator refused unprocessed, or a 503, which
+    /// go-livepeer's orchestrator answers from its capacity check, before it looks at the
+    /// payment. Other refusals of load (a 500 naming insufficient capacity, from the worker's
+    /// call, after the payment was taken) may have taken them.
+    pub fn tickets_untaken(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_)
+                | Self::Local(_)
+                | Self::Refused(_)
+                | Self::Status { status: 503, .. }
+        )
+    }
+
     /// What became of the attempt's payment: the fee was charged when the orchestrator
     /// delivered, so the gateway's books must say so too. Settling such an attempt as refused
     /// would make the gateway believe it holds credit the orchestrator has debited (and
@@ -657,6 +672,27 @@ mod tests {
             assert_eq!(error.settlement(), settled, "{error}");
         }
         assert_eq!(CallError::StoreFull("full".into()).code(), "results_full");
+    }
+
+    /// Tickets count as sent unless they surely went untaken: a refusal of load that came
+    /// after the payment (a 500 naming insufficient capacity) may have taken them.
+    #[test]
+    fn only_tickets_surely_untaken_are_not_counted_as_sent() {
+        let s = |status, m: &str| CallError::Status { status, message: m.into() };
+        let rows = [
+            (CallError::Unreachable("refused".into()), true),
+            (CallError::Local("emfile".into()), true),
+            (CallError::Refused("refused".into()), true),
+            (s(503, "insufficient capacity"), true),
+            (s(500, "insufficient capacity"), false),
+            (s(400, "Insufficient balance"), false),
+            (CallError::Connect("reset".into()), false),
+            (CallError::Timeout(Duration::from_secs(1)), false),
+            (CallError::Malformed("not JSON".into()), false),
+        ];
+        for (error, untaken) in rows {
+            assert_eq!(error.tickets_untaken(), untaken, "{error}");
+        }
     }
 
     #[test]

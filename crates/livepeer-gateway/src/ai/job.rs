@@ -318,11 +318,10 @@ impl<'a> Job<'a> {
     fn settle(&mut self, lease: &Lease, prepared: Box<Prepared>, error: Option<&CallError>) {
         let (ai, url) = (self.ai, lease.url());
         let settlement = error.map_or(Settlement::Paid, CallError::settlement);
-        // Tickets that went nowhere or were turned away untaken (a dial that failed, the
-        // gateway's own shortage, a refused stream, a busy orchestrator's 503) count as never
-        // sent: their credit returns, and neither the metrics nor the customer's tab nor the
-        // request's record counts them.
-        let spend = prepared.spend().filter(|_| settlement != Settlement::Refused);
+        // Tickets that surely went untaken (see `CallError::tickets_untaken`) count as never
+        // sent: neither the metrics nor the customer's tab nor the request's record counts
+        // them.
+        let spend = prepared.spend().filter(|_| !error.is_some_and(CallError::tickets_untaken));
         let renewable = prepared.renewable();
         ai.payments.settle(*prepared, settlement);
         if error.is_some_and(|e| e.failure().verdict().renew_payment) {

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::answer::{Relay, Settle, ceil_seconds};
 use super::request::{JOB_HEADER, JobRequest};
+use super::sent::OutTickets;
 use super::tokens::{Stored, orch_key};
 use super::upload::Upload;
 use super::{ByocState, JobSigner};
@@ -261,6 +262,8 @@ impl<'a> Job<'a> {
             return Step::Next;
         };
         let url = format!("{}/process/request/{}", token.token.service_addr, sending.path);
+        let to = (lease.url().to_string(), self.key.clone());
+        let out = OutTickets::new(&payment, to, sending.tab.clone(), self.state.metrics.clone());
         let sent = Instant::now();
         let deadline = sent + Duration::from_secs(timeout) + ATTEMPT_GRACE;
         let request = Outgoing { url: &url, job: &header, payment: payment.header(), sending };
@@ -269,17 +272,18 @@ impl<'a> Job<'a> {
             Ok(Ok(resp)) => {
                 // Answered: the orchestrator has processed the payment.
                 self.state.payments.byoc_confirm(&mut payment);
-                self.count_sent(sending, &lease, &payment);
                 resp
             }
             Ok(Err(HttpError::Refused(why))) => {
                 // Refused each time it was sent: the orchestrator processed none of it
                 // (RFC 9113 §8.7), so its tickets count for nothing, and it refused load.
+                out.went_nowhere();
                 self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
                 return self.busy(lease, &format!("stream refused: {why}"));
             }
             Ok(Err(HttpError::BadUrl(why))) => {
                 // Never sent: its tickets went nowhere.
+                out.went_nowhere();
                 self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
                 return self.failed(lease, format!("bad service address {url}: {why}"));
             }
@@ -292,36 +296,28 @@ impl<'a> Job<'a> {
                     HttpError::Local(_) | HttpError::Unreachable(_) => ByocOutcome::Refused,
                     _ => ByocOutcome::Unknown(timeout),
                 };
-                if outcome != ByocOutcome::Refused {
-                    self.count_sent(sending, &lease, &payment);
+                if outcome == ByocOutcome::Refused {
+                    out.went_nowhere();
+                } else {
+                    self.record_sent(out.count());
                 }
                 self.state.payments.byoc_settle(payment, outcome);
                 return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {
-                self.count_sent(sending, &lease, &payment);
+                self.record_sent(out.count());
                 self.state.payments.byoc_settle(payment, ByocOutcome::Unknown(timeout));
                 return self.failed(lease, format!("no answer within {:?}", deadline - sent));
             }
         };
         let service = token.token.service_addr.clone();
-        self.answered(lease, payment, resp, (sent, deadline), service).await
+        self.answered(lease, (payment, out), resp, (sent, deadline), service).await
     }
 
-    /// Counts `payment`'s tickets as sent, once they may have reached the orchestrator:
-    /// on the customer's tab, in the metrics and in the job's record. Tickets that went
-    /// nowhere (never sent, a dial that failed, a refused stream) are not counted.
-    fn count_sent(&mut self, sending: &Sending<'_>, lease: &Lease, payment: &ByocPayment) {
-        let zero = livepeer_pm::Ratio::ZERO;
-        if let Some(tab) = &sending.tab {
-            tab.paid(payment.tickets, &payment.ev_sent, &zero);
-        }
-        if payment.tickets > 0 {
-            let (url, ev) = (lease.url().as_str(), &payment.ev_sent);
-            self.state.metrics.paid(url, &self.key, payment.tickets, ev, &zero);
-        }
-        self.tickets += payment.tickets;
-        self.ev_sent = self.ev_sent.checked_add(&payment.ev_sent).unwrap_or(self.ev_sent);
+    /// Adds tickets counted as sent (see [`OutTickets::count`]) to the job's record.
+    fn record_sent(&mut self, (tickets, ev): (u32, livepeer_pm::Ratio)) {
+        self.tickets += tickets;
+        self.ev_sent = self.ev_sent.checked_add(&ev).unwrap_or(self.ev_sent);
     }
 
     /// Sends the job with `body`; a refused stream (nothing of it processed) is sent again,
@@ -451,7 +447,7 @@ impl<'a> Job<'a> {
     async fn answered(
         &mut self,
         lease: Lease,
-        payment: ByocPayment,
+        (payment, out): (ByocPayment, OutTickets),
         resp: http::Response<OrchBody>,
         (sent, deadline): (Instant, Instant),
         service: String,
@@ -466,9 +462,11 @@ impl<'a> Job<'a> {
             let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
             let text = String::from_utf8_lossy(&body).trim().to_owned();
             if status == 503 && text.starts_with("No capacity") {
+                out.went_nowhere();
                 payments.byoc_settle(payment, ByocOutcome::Refused);
                 return self.busy(lease, &text);
             }
+            self.record_sent(out.count());
             // go-livepeer's orchestrator charges the worker's time when the worker fails (its
             // 500) or answers a status of its own; the gateway books at least as much.
             payments.byoc_settle(payment, ByocOutcome::Charged(ceil_seconds(sent.elapsed())));
@@ -478,8 +476,10 @@ impl<'a> Job<'a> {
             .exact()
             .is_some_and(|n| n <= ERROR_BODY_BYTES as u64);
         if status == 400 && small {
-            return self.bad_request(lease, payment, resp, (sent, deadline), service).await;
+            let paid = (payment, out);
+            return self.bad_request(lease, paid, resp, (sent, deadline), service).await;
         }
+        self.record_sent(out.count());
         self.state.tokens.accepted(&orch_key(lease.url()), &self.req.capability);
         let headers = pass_headers(resp.headers());
         let events =
@@ -537,7 +537,7 @@ impl<'a> Job<'a> {
     async fn bad_request(
         &mut self,
         lease: Lease,
-        payment: ByocPayment,
+        (payment, out): (ByocPayment, OutTickets),
         resp: http::Response<OrchBody>,
         (sent, deadline): (Instant, Instant),
         service: String,
@@ -546,7 +546,14 @@ impl<'a> Job<'a> {
         let read = tokio::time::timeout_at(deadline, read_body(resp.into_body(), ERROR_BODY_BYTES));
         let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
         let text = String::from_utf8_lossy(&body).trim().to_owned();
-        self.state.payments.byoc_settle(payment, refusal_outcome(&text, sent.elapsed()));
+        let outcome = refusal_outcome(&text, sent.elapsed());
+        if outcome == ByocOutcome::Refused {
+            // Refused before the orchestrator took them.
+            out.went_nowhere();
+        } else {
+            self.record_sent(out.count());
+        }
+        self.state.payments.byoc_settle(payment, outcome);
         if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
             let orch = orch_key(lease.url());
             let why = format!("400 {}", cut(&text));

@@ -14,6 +14,7 @@
 mod answer;
 pub mod job;
 pub mod request;
+mod sent;
 pub mod stream;
 mod stream_orch;
 mod stream_relay;

@@ -319,12 +319,19 @@ impl Drop for Opening<'_> {
         }
         let stream = self.stream;
         stream.end("the start failed");
-        self.inner.release(stream);
         // A start call cut off by the client going away may have started the stream on the
-        // orchestrator: stop it there rather than leave it running unpaid-for.
+        // orchestrator: stop it there rather than leave it running unpaid-for. Counted
+        // before the id is released, so that a new start of it waits for this stop.
         let attempted = stream.with_state(|s| (s.orchestrator.is_none(), s.attempting.take()));
-        if let Some((true, Some(orch))) = attempted {
-            let pending = self.inner.stop_pending(&orch, &stream.id);
+        let stopping = match attempted {
+            Some((true, Some(orch))) => {
+                let pending = self.inner.stop_pending(&orch, &stream.id);
+                Some((orch, pending))
+            }
+            _ => None,
+        };
+        self.inner.release(stream);
+        if let Some((orch, pending)) = stopping {
             let (inner, stream) = (self.inner.clone(), stream.clone());
             self.inner.tasks.spawn("byoc-stream-abandoned", move |_| async move {
                 super::stream_orch::stop(&inner, &stream, &orch, "the start was abandoned").await;

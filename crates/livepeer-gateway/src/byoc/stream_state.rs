@@ -27,8 +27,10 @@ pub(crate) const MAX_SWAPS: u32 = 2;
 pub(crate) const MAX_DATA_READERS: usize = 8;
 
 /// Longest a client's `/stop` waits for the orchestrator to be told and the channels closed,
-/// and a start waits for a background stop of its id at the same orchestrator: more than a
-/// stop's own bound (its job token's fetch, then its call's 10 s and grace).
+/// and a start waits for a background stop of its id at the same orchestrator. That is more
+/// than a stop takes with the default settings (its job token's fetch, then its call's 10 s
+/// and 5 s of grace); a remote signer's signing or a long `--byoc-token-timeout` can make a
+/// stop longer, and a start that has waited this long moves on to the next orchestrator.
 pub(crate) const STOP_WAIT: Duration = Duration::from_secs(20);
 
 /// See [`MAX_SWAPS`].

@@ -220,9 +220,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_dial_returns_the_credit_and_anything_sent_spends_it() {
         let client = reqwest::Client::new();
-        // Nobody listens: the dial is refused and nothing was sent.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        assert_eq!(post(&client, closed).await, Settlement::Refused);
+        // Nobody listens: the dial is refused and nothing was sent. The port stays bound (never
+        // listening) while it is dialled, so that nothing else can take it meanwhile.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(post(&client, held.local_addr().unwrap()).await, Settlement::Refused);
         // Sent, and the connection closed unanswered: the tickets may have been taken.
         assert_eq!(post(&client, server(None).await).await, Settlement::CreditSpent);
         let refused = "HTTP/1.1 402 Payment Required\r\ncontent-length: 0\r\n\r\n";

@@ -104,6 +104,19 @@ pub struct ByocPayment {
     due: Ratio,
     /// The orchestrator has answered the job that carried it.
     confirmed: bool,
+    /// The books it was booked in, until it is settled: a payment dropped unsettled (its
+    /// job dropped mid-call, as when the client leaves) is settled then, as of unknown
+    /// outcome, or its account would stay pending and unconfirmed for good (no fresh token's
+    /// balance taken again, later jobs waiting on a confirmation that never comes).
+    books: Option<ByocBooks>,
+}
+
+impl Drop for ByocPayment {
+    fn drop(&mut self) {
+        if let Some(books) = self.books.take() {
+            books.settle_ref(self, ByocOutcome::Unknown(0));
+        }
+    }
 }
 
 impl ByocPayment {
@@ -117,6 +130,7 @@ impl ByocPayment {
             price: Ratio::ZERO,
             due: Ratio::ZERO,
             confirmed: false,
+            books: None,
         }
     }
 
@@ -214,6 +228,7 @@ impl ByocBooks {
             tp.expiration_params = Some(exp.to_proto());
         }
         book(account, &payment.ev_sent)?;
+        payment.books = Some(self.clone());
         payment.header = Some(payment_header_value(&proto));
         Ok(ByocPrepared::Ready(Box::new(payment)))
     }
@@ -234,9 +249,10 @@ impl ByocBooks {
         let mut accounts = self.accounts.lock().map_err(|_| internal(&"accounts lock"))?;
         let key = (orch.to_owned(), capability.to_owned());
         let account = accounts.entry(key).or_default();
-        let plan = decide(account, (orch, capability), token, units, ev, tickets)?;
-        if let Plan::Pay(payment) = &plan {
+        let mut plan = decide(account, (orch, capability), token, units, ev, tickets)?;
+        if let Plan::Pay(payment) = &mut plan {
             book(account, &payment.ev_sent)?;
+            payment.books = Some(self.clone());
         }
         Ok(plan)
     }
@@ -268,6 +284,10 @@ impl ByocBooks {
                 account.confirmed.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
+        if kept == 0 {
+            // Nothing pending is left to settle.
+            payment.books = None;
+        }
         payment.tickets = kept;
         payment.ev_sent = ev_kept;
         payment.header = if kept == 0 { None } else { header };
@@ -289,7 +309,13 @@ impl ByocBooks {
 
     /// Settles a payment after its attempt.
     pub(super) fn settle(&self, mut payment: ByocPayment, outcome: ByocOutcome) {
-        self.confirm(&mut payment);
+        payment.books = None;
+        self.settle_ref(&mut payment, outcome);
+    }
+
+    /// [`Self::settle`], for a payment not owned here (one being dropped).
+    fn settle_ref(&self, payment: &mut ByocPayment, outcome: ByocOutcome) {
+        self.confirm(payment);
         let Ok(mut accounts) = self.accounts.lock() else { return };
         let Some(account) = accounts.get_mut(&payment.account) else { return };
         if payment.tickets > 0 {
@@ -358,7 +384,8 @@ fn decide(
         account.changed = Some(fetched);
     }
     let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
-    let mut payment = ByocPayment { price, ..ByocPayment::none(orch, capability) };
+    let mut payment = ByocPayment::none(orch, capability);
+    payment.price = price;
     if account.balance >= SignedRatio::from(floor) {
         let minute = price.checked_mul_u64(ORCH_MIN_SECONDS).map_err(|e| internal(&e))?;
         let sure = account.balance.checked_sub(&SignedRatio::from(account.unconfirmed));
@@ -456,6 +483,25 @@ mod tests {
         match p {
             ByocPrepared::Ready(p) => *p,
             ByocPrepared::Wait(_) => panic!("expected a payment"),
+        }
+    }
+
+    #[test]
+    fn a_payment_dropped_unsettled_leaves_nothing_pending_or_unconfirmed() {
+        // A job dropped mid-call (its client gone) drops its payment unsettled. Left pending,
+        // the account took no fresh token's balance again, and left unconfirmed, the next
+        // job that needed no tickets waited for a confirmation that never came.
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        let first = ready(books.prepare(&local, "o", "c", (&token(2, 0), at), 30).unwrap());
+        assert_eq!(first.tickets, 1);
+        drop(first);
+        // A later token reports ten minutes of the price held: taken as the view, it needs
+        // no tickets, and nothing unconfirmed holds the job back.
+        let later = at + Duration::from_secs(1);
+        match books.prepare(&local, "o", "c", (&token(2, 1200), later), 30).unwrap() {
+            ByocPrepared::Ready(next) => assert_eq!(next.tickets, 0),
+            ByocPrepared::Wait(_) => panic!("the dropped payment is still unconfirmed"),
         }
     }
 

@@ -89,7 +89,7 @@ async fn a_start_dropped_unanswered_is_stopped_there_and_its_tickets_not_counted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_still_on_its_way_lands_before_a_new_start_of_the_same_id() {
     // The stop of an unanswered start goes out in the background, and the orchestrator is
-    // slow to take it (3 s). The client starts the same stream id again at once: the stop
+    // slow to take it (5 s). The client starts the same stream id again at once: the stop
     // must reach the orchestrator first. Sent before the stop landed, the new start ran
     // there until the stop ended it under the id they share. (Unpriced: with a price, the
     // start and the stop also raced on the credit, and the start was refused 402.)
@@ -97,7 +97,9 @@ async fn a_stop_still_on_its_way_lands_before_a_new_start_of_the_same_id() {
     let (gw, _keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
     let sim = &keyed_sim;
     token_held(&gw, sim).await;
-    sim.set_byoc_stop_delay(Duration::from_secs(3));
+    // Long enough for the cooldown below to end before the stop is taken, on a slow machine
+    // too: the restart must find the stop still on its way for the test to mean anything.
+    sim.set_byoc_stop_delay(Duration::from_secs(5));
     sim.set_byoc_stream_fault(ByocStreamFault::Close);
     failed(sim.url(), start_stream(&gw, "again", 10).await, "could not start on 1");
     sim.set_byoc_stream_fault(ByocStreamFault::None);

@@ -206,13 +206,14 @@ pub(crate) async fn credit_within_held(gw: &Gateway, sim: &Sim) {
     assert!(booked > SignedRatio::ZERO && booked <= held, "{who}: {booked} vs {held}");
 }
 
-/// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
-pub(crate) async fn failed_job(gw: &Gateway) {
-    failed_job_of(gw, 10).await;
+/// A job of 10 s to `gw`, whose only orchestrator fails it: a JSON 503 saying so, returned.
+pub(crate) async fn failed_job(gw: &Gateway) -> Value {
+    failed_job_of(gw, 10).await
 }
 
-/// A job of `timeout` seconds to `gw`, whose only orchestrator fails it: a JSON 503 saying so.
-pub(crate) async fn failed_job_of(gw: &Gateway, timeout: u64) {
+/// A job of `timeout` seconds to `gw`, whose only orchestrator fails it: a JSON 503 saying
+/// so, returned.
+pub(crate) async fn failed_job_of(gw: &Gateway, timeout: u64) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/process/request/reverse", gw.http_addr))
         .header("Livepeer", crate::byoc_stream::job_header(REVERSAL, timeout, "{}"))
@@ -224,6 +225,7 @@ pub(crate) async fn failed_job_of(gw: &Gateway, timeout: u64) {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "orchestrators_unavailable", "{body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use livepeer_gateway::Gateway;
 use livepeer_pm::{LocalSigner, SignedRatio};
 use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig, SimModel};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::byoc_refused::view;
@@ -29,14 +29,28 @@ struct Forwarder {
     to: Arc<OnceLock<SocketAddr>>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// A second socket on the port, bound and never listening: once the listener is gone,
+    /// dials to the port are refused, and no other test's socket can take it meanwhile.
+    held: TcpSocket,
+}
+
+/// A socket on 127.0.0.1 port `port` (`0`: any) in a `SO_REUSEPORT` group.
+fn group_socket(port: u16) -> TcpSocket {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.set_reuseport(true).unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    socket
 }
 
 impl Forwarder {
     /// Listens on a port of its own at once; connections are carried once it is pointed
     /// somewhere ([`Forwarder::point_at`]), and closed before.
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let socket = group_socket(0);
+        let addr = socket.local_addr().unwrap();
+        let held = group_socket(addr.port());
+        let listener = socket.listen(64).unwrap();
         let to = Arc::new(OnceLock::new());
         let cancel = CancellationToken::new();
         let (stop, target) = (cancel.clone(), to.clone());
@@ -63,7 +77,7 @@ impl Forwarder {
             drop(listener);
             while conns.join_next().await.is_some() {}
         });
-        Self { addr, to, cancel, task }
+        Self { addr, to, cancel, task, held }
     }
 
     fn url(&self) -> String {
@@ -79,14 +93,16 @@ impl Forwarder {
     /// Closes the listening socket and every connection it carried, and returns once the
     /// gateway has closed its side of them too (its idle connections are swept every second):
     /// from then on a dial to the forwarder's address is refused, and no kept connection
-    /// remains that a request could be written into.
-    async fn close(self) {
+    /// remains that a request could be written into. The port stays held (not listening) by
+    /// what this returns, which the test keeps to its end.
+    async fn close(self) -> TcpSocket {
         self.cancel.cancel();
         self.task.await.unwrap();
         eventually(Duration::from_secs(10), "the gateway's connections closed", || async {
             connected_to(self.addr.port()) == 0
         })
         .await;
+        self.held
     }
 }
 
@@ -125,6 +141,12 @@ async fn ai_credit(gw: &Gateway) -> String {
     sessions[0]["credit_wei"].as_str().unwrap().to_owned()
 }
 
+/// A failed job's answer says its dial was refused (not that no token could be had, say).
+fn refused_there(failed: &Value) {
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused"), "{failed}");
+}
+
 /// `livepeer_tickets_sent_total`, summed over its series.
 async fn tickets_sent(gw: &Gateway) -> u64 {
     let url = format!("http://{}/metrics", gw.admin_addr);
@@ -159,7 +181,7 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
     assert!(before != "0" && !before.starts_with('-'), "{before}");
     let tickets = tickets_sent(&gw).await;
     assert!(tickets > 0, "the first job sent tickets");
-    forwarder.close().await;
+    let _held = forwarder.close().await;
     let (status, body) = t2i(&gw).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["type"], "orchestrator_failed", "{body}");
@@ -191,8 +213,9 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     let before = view(&gw, &url).await.unwrap();
     let two_minutes = SignedRatio::from(livepeer_pm::Ratio::from_u64(120_000_000_000));
     assert!(before > two_minutes, "{before}");
-    forwarder.close().await;
-    failed_job(&gw).await;
+    let _held = forwarder.close().await;
+    let failed = failed_job(&gw).await;
+    refused_there(&failed);
     assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
     gw.shutdown().await;
 }
@@ -213,10 +236,44 @@ async fn a_byoc_jobs_tickets_refused_at_connect_are_not_counted_as_sent() {
     reverse_job(&gw, 10).await;
     let (before, tickets) = (view(&gw, &url).await.unwrap(), tickets_sent(&gw).await);
     assert!(tickets > 0, "the first job sent tickets");
-    forwarder.close().await;
-    failed_job_of(&gw, 600).await;
+    let _held = forwarder.close().await;
+    refused_there(&failed_job_of(&gw, 600).await);
     assert_eq!(view(&gw, &url).await.unwrap(), before, "nothing was sent");
     assert_eq!(tickets_sent(&gw).await, tickets, "nor counted as sent");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
+    // The orchestrator holds a paid job unanswered and the client hangs up: the job is
+    // dropped with its handler, mid-call. Its tickets went out with the call, so they count
+    // as sent (counted after the call, they were counted nowhere).
+    use livepeer_sim::ByocFault;
+    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
+    let (sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
+    let url = forwarder.url();
+    let gw = paying_gateway(&url).await;
+    eventually(Duration::from_secs(10), "the job token", || async {
+        view(&gw, &url).await.is_some()
+    })
+    .await;
+    sim.set_byoc_fault(ByocFault::Hang);
+    let job = reqwest::Client::new()
+        .post(format!("http://{}/process/request/reverse", gw.http_addr))
+        .header("Livepeer", crate::byoc_stream::job_header(REVERSAL, 10, "{}"))
+        .json(&json!({"text": "hello"}))
+        .send();
+    let job = tokio::spawn(job);
+    eventually(Duration::from_secs(10), "the job at the orchestrator", || async {
+        sim.byoc_stats().requests == 1
+    })
+    .await;
+    assert_eq!(tickets_sent(&gw).await, 0, "not counted while the call is out");
+    job.abort();
+    eventually(Duration::from_secs(10), "the tickets counted as sent", || async {
+        tickets_sent(&gw).await > 0
+    })
+    .await;
     gw.shutdown().await;
 }
 
@@ -242,7 +299,7 @@ async fn a_segment_refused_at_connect_keeps_its_credit_and_counts_no_tickets() {
     let (_, status) = admin_get(&gw, "/transcode/streams/refused").await;
     let (sent, credit) = (spend(&status), ai_credit(&gw).await);
     assert_ne!(sent, "0", "{status}");
-    forwarder.close().await;
+    let _held = forwarder.close().await;
     let resp = crate::transcode::push(&gw, "refused", 1, None).await;
     // go-livepeer's status for a segment no orchestrator took (422), with the reason.
     let failed: Value = resp.json().await.unwrap();
