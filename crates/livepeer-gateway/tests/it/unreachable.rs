@@ -3,7 +3,9 @@
 //! and the test closes the forwarder after a first paid job. A dial that is refused sends
 //! nothing, so the orchestrator is penalised (its address failed) but the payment made for
 //! the attempt reached nobody: the credit the gateway counts on there is what it was, not
-//! booked as spent, which would have the next job pay it again.
+//! booked as spent, which would have the next job pay it again, and its tickets are not
+//! counted as sent. (And the other side of that count: a job whose client leaves mid-call
+//! has its tickets counted, since they went out.)
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
