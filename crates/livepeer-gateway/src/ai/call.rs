@@ -163,13 +163,12 @@ impl CallError {
     /// payment. Other refusals of load (a 500 naming insufficient capacity, from the worker's
     /// call, after the payment was taken) may have taken them.
     pub fn tickets_untaken(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable(_)
-                | Self::Local(_)
-                | Self::Refused(_)
-                | Self::Status { status: 503, .. }
-        )
+        match self {
+            Self::Unreachable(_) | Self::Local(_) | Self::Refused(_) => true,
+            // A 503 that speaks of the payment (stale ticket params) is booked as spent.
+            Self::Status { status: 503, .. } => self.failure() == Failure::Busy,
+            _ => false,
+        }
     }
 
     /// What became of the attempt's payment: the fee was charged when the orchestrator
@@ -684,6 +683,7 @@ mod tests {
             (CallError::Local("emfile".into()), true),
             (CallError::Refused("refused".into()), true),
             (s(503, "insufficient capacity"), true),
+            (s(503, "ticket params expired"), false),
             (s(500, "insufficient capacity"), false),
             (s(400, "Insufficient balance"), false),
             (CallError::Connect("reset".into()), false),

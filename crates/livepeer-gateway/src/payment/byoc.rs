@@ -109,12 +109,14 @@ pub struct ByocPayment {
     /// outcome, or its account would stay pending and unconfirmed for good (no fresh token's
     /// balance taken again, later jobs waiting on a confirmation that never comes).
     books: Option<ByocBooks>,
+    /// The seconds it pays for, as booked: what a job dropped mid-call may have been charged.
+    units: u64,
 }
 
 impl Drop for ByocPayment {
     fn drop(&mut self) {
         if let Some(books) = self.books.take() {
-            books.settle_ref(self, ByocOutcome::Unknown(0));
+            books.settle_ref(self, ByocOutcome::Unknown(self.units));
         }
     }
 }
@@ -131,6 +133,7 @@ impl ByocPayment {
             due: Ratio::ZERO,
             confirmed: false,
             books: None,
+            units: 0,
         }
     }
 
@@ -228,8 +231,11 @@ impl ByocBooks {
             tp.expiration_params = Some(exp.to_proto());
         }
         book(account, &payment.ev_sent)?;
-        payment.books = Some(self.clone());
         payment.header = Some(payment_header_value(&proto));
+        // Armed once the lock is let go: its drop takes the lock.
+        drop(accounts);
+        payment.books = Some(self.clone());
+        payment.units = timeout_seconds;
         Ok(ByocPrepared::Ready(Box::new(payment)))
     }
 
@@ -250,9 +256,14 @@ impl ByocBooks {
         let key = (orch.to_owned(), capability.to_owned());
         let account = accounts.entry(key).or_default();
         let mut plan = decide(account, (orch, capability), token, units, ev, tickets)?;
-        if let Plan::Pay(payment) = &mut plan {
+        if let Plan::Pay(payment) = &plan {
             book(account, &payment.ev_sent)?;
+        }
+        // Armed once the lock is let go: its drop takes the lock.
+        drop(accounts);
+        if let Plan::Pay(payment) = &mut plan {
             payment.books = Some(self.clone());
+            payment.units = units;
         }
         Ok(plan)
     }

@@ -32,7 +32,7 @@ struct Forwarder {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     /// A second socket on the port, bound and never listening: once the listener is gone,
-    /// dials to the port are refused, and no other test's socket can take it meanwhile.
+    /// dials to the port are refused, and no socket bound to any port (`:0`) is given it.
     held: TcpSocket,
 }
 
@@ -276,6 +276,9 @@ async fn a_byoc_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
         tickets_sent(&gw).await > 0
     })
     .await;
+    // The dropped job's payment was settled with it: the next job is paid and served.
+    sim.set_byoc_fault(ByocFault::None);
+    reverse_job(&gw, 10).await;
     gw.shutdown().await;
 }
 
