@@ -121,6 +121,54 @@ async fn a_stop_still_on_its_way_lands_before_a_new_start_of_the_same_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_abandoned_by_its_client_is_stopped_before_the_same_id_starts_again() {
+    // The orchestrator starts the stream and never answers; the client gives up and hangs
+    // up. The gateway stops the stream there in the background (the orchestrator takes 5 s
+    // to take the stop) and frees the id. The client starts the same id again at once: the
+    // new start must wait for that stop, or the stop would end the new stream there.
+    let (keyed_sim, remote_sim) = (priced_sim(0).await, priced_sim(0).await);
+    let (gw, _keyless, _signer) = both_ways(&keyed_sim, &remote_sim).await;
+    let sim = &keyed_sim;
+    token_held(&gw, sim).await;
+    sim.set_byoc_stop_delay(Duration::from_secs(5));
+    sim.set_byoc_stream_fault(ByocStreamFault::HangStarted);
+    let start = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .header("Livepeer", job_header(REVERSAL, 10, "{}"))
+        .header("Authorization", "Bearer byoc-stream-unanswered")
+        .json(&json!({"stream_name": "left", "stream_id": "1", "params": {}}))
+        .send();
+    let start = tokio::spawn(start);
+    eventually(Duration::from_secs(10), "the stream started there", || async {
+        sim.byoc_stats().stream_starts == 1
+    })
+    .await;
+    start.abort();
+    sim.set_byoc_stream_fault(ByocStreamFault::None);
+    // The id is free again once the gateway has seen the client go.
+    let (status, body) = eventually_started(&gw, "left").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sim.byoc_stats().stream_stops, 1, "the stop landed before the new start");
+    let stats = sim.byoc_stats();
+    assert_eq!((stats.stream_starts, stats.streams_active), (2, 1), "the new stream runs");
+    stopped(sim, 1).await;
+    assert_eq!(sim.byoc_stats().streams_active, 1, "and runs on");
+}
+
+/// Starts `name` at `gw` until the answer is not 409 (the name still held by a start whose
+/// client has gone, until the gateway notices).
+async fn eventually_started(gw: &Gateway, name: &str) -> (u16, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = start_stream(gw, name, 10).await;
+        if status != 409 || tokio::time::Instant::now() >= deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_answered_too_late_is_stopped_there_and_its_tickets_counted_again() {
     // The orchestrator takes the start's 8 tickets and answers nothing within the gateway's
     // deadline (a 1 s timeout and its 5 s of grace; both gateways wait at once). Of unknown
