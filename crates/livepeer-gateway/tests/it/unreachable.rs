@@ -135,6 +135,21 @@ async fn paying_gateway(url: &str) -> Gateway {
     start(c).await
 }
 
+/// A simulator charging 1e9 wei per second for `REVERSAL`, behind a forwarder given to the
+/// gateway as the orchestrator's address, and a paying gateway holding its job token:
+/// the simulator, the forwarder, its URL and the gateway.
+async fn byoc_behind_forwarder() -> (Sim, Forwarder, String, Gateway) {
+    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
+    let (sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
+    let url = forwarder.url();
+    let gw = paying_gateway(&url).await;
+    eventually(Duration::from_secs(10), "the job token", || async {
+        view(&gw, &url).await.is_some()
+    })
+    .await;
+    (sim, forwarder, url, gw)
+}
+
 /// The credit `gw`'s one payment session counts on at its orchestrator, in wei.
 async fn ai_credit(gw: &Gateway) -> String {
     let (_, status) = admin_get(gw, "/status").await;
@@ -203,14 +218,7 @@ async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     // tickets, 184e9) and is charged its second. The view then holds over two minutes of the
     // price, so a second job of 10 s sends no ticket. Its dial is refused: of unknown outcome,
     // its 10 s would have been debited from the view.
-    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
-    let (_sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
-    let url = forwarder.url();
-    let gw = paying_gateway(&url).await;
-    eventually(Duration::from_secs(10), "the job token", || async {
-        view(&gw, &url).await.is_some()
-    })
-    .await;
+    let (_sim, forwarder, url, gw) = byoc_behind_forwarder().await;
     reverse_job(&gw, 180).await;
     let before = view(&gw, &url).await.unwrap();
     let two_minutes = SignedRatio::from(livepeer_pm::Ratio::from_u64(120_000_000_000));
@@ -227,14 +235,7 @@ async fn a_byoc_jobs_tickets_refused_at_connect_are_not_counted_as_sent() {
     // A first job of 10 s pays the minute the orchestrator wants held (8 tickets of 8e9).
     // A job of 600 s then needs tickets again (600e9 against about 54e9 held); its dial is
     // refused, so they reached nobody: neither the credit nor the tickets sent move.
-    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
-    let (_sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
-    let url = forwarder.url();
-    let gw = paying_gateway(&url).await;
-    eventually(Duration::from_secs(10), "the job token", || async {
-        view(&gw, &url).await.is_some()
-    })
-    .await;
+    let (_sim, forwarder, url, gw) = byoc_behind_forwarder().await;
     reverse_job(&gw, 10).await;
     let (before, tickets) = (view(&gw, &url).await.unwrap(), tickets_sent(&gw).await);
     assert!(tickets > 0, "the first job sent tickets");
@@ -251,14 +252,7 @@ async fn a_byoc_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
     // dropped with its handler, mid-call. Its tickets went out with the call, so they count
     // as sent (counted after the call, they were counted nowhere).
     use livepeer_sim::ByocFault;
-    let byoc = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(1_000_000_000, 1)];
-    let (sim, forwarder) = forwarded(SimConfig { byoc, ..SimConfig::default() }, false).await;
-    let url = forwarder.url();
-    let gw = paying_gateway(&url).await;
-    eventually(Duration::from_secs(10), "the job token", || async {
-        view(&gw, &url).await.is_some()
-    })
-    .await;
+    let (sim, _forwarder, _url, gw) = byoc_behind_forwarder().await;
     sim.set_byoc_fault(ByocFault::Hang);
     let job = reqwest::Client::new()
         .post(format!("http://{}/process/request/reverse", gw.http_addr))
