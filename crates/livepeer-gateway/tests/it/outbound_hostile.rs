@@ -231,14 +231,7 @@ async fn a_signer_paying_more_than_asked_is_not_forwarded() {
         .unwrap(),
     );
     let gw = start(c).await;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/text-to-image", gw.http_addr))
-        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (status, body) = small_t2i(&gw).await;
     let paid = orch.payments();
     assert_eq!(paid.tickets_received, 0, "no ticket of the oversized payment reached it");
     assert!(paid.ev_received.is_empty(), "{:?}", paid.ev_received);

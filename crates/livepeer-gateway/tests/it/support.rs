@@ -97,6 +97,17 @@ pub async fn start(config: Config) -> Gateway {
     Gateway::start(config).await.unwrap()
 }
 
+/// A 64×64 text-to-image job of `SD` to `gw`: its status and JSON body (`null` if none).
+pub async fn small_t2i(gw: &Gateway) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&serde_json::json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
 pub async fn admin_get(gw: &Gateway, path: &str) -> (u16, Value) {
     let resp = reqwest::get(format!("http://{}{path}", gw.admin_addr)).await.unwrap();
     let status = resp.status().as_u16();

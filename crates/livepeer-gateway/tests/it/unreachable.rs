@@ -172,16 +172,6 @@ async fn tickets_sent(gw: &Gateway) -> u64 {
     series.map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
 }
 
-async fn t2i(gw: &Gateway) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/text-to-image", gw.http_addr))
-        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address() {
     // 1e6 wei per pixel: a 64×64 image costs 4.096e9, and a ticket is worth about 8e9, so
@@ -192,14 +182,14 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
     let config = SimConfig { models: vec![model], ..SimConfig::default() };
     let (sim, forwarder) = forwarded(config, true).await;
     let gw = paying_gateway(sim.url()).await;
-    let (status, body) = t2i(&gw).await;
+    let (status, body) = small_t2i(&gw).await;
     assert_eq!(status, 200, "{body}");
     let before = ai_credit(&gw).await;
     assert!(before != "0" && !before.starts_with('-'), "{before}");
     let tickets = tickets_sent(&gw).await;
     assert!(tickets > 0, "the first job sent tickets");
     let _held = forwarder.close().await;
-    let (status, body) = t2i(&gw).await;
+    let (status, body) = small_t2i(&gw).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["type"], "orchestrator_failed", "{body}");
     // Read first: its cooldown is short, and a probe of the orchestrator's own address
