@@ -303,3 +303,50 @@ async fn many_concurrent_streams() {
     eprintln!("{CHANNELS} channels x {SEGMENTS} segments: {:?}", started.elapsed());
     assert!(fx.server.hub.is_empty());
 }
+
+/// A server whose `GET …/next` answers `Lp-Trickle-Latest: 7` and then an endless body, and
+/// which takes segment POSTs without answering them.
+async fn endless_next_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let Ok(n) = socket.read(&mut head).await else { return };
+                if !head[..n].starts_with(b"GET ") {
+                    // A POST: held open, unanswered.
+                    while socket.read(&mut head).await.is_ok_and(|n| n > 0) {}
+                    return;
+                }
+                let start = "HTTP/1.1 200 OK\r\nLp-Trickle-Latest: 7\r\n\
+                             Transfer-Encoding: chunked\r\n\r\n";
+                if socket.write_all(start.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("1000\r\n{}\r\n", "7".repeat(0x1000));
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_endless_next_answer_is_read_no_further_than_a_number() {
+    let addr = endless_next_server().await;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_millis(500),
+        first_byte_timeout: Duration::from_millis(500),
+        ..client_config()
+    };
+    let url = format!("http://{addr}/ai/trickle/endless");
+    let mut publisher =
+        HttpPublisher::new(reqwest::Client::new(), &url, "video/mp2t", config).unwrap();
+    // Before the fix this read the endless body whole: it never returned, and grew.
+    let writer = within("segment after an endless /next", publisher.segment()).await.unwrap();
+    // The body was no number, so the header's sequence is used.
+    assert_eq!(writer.seq(), 7);
+    assert_eq!(publisher.next_seq(), Some(8));
+}

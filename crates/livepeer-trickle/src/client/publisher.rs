@@ -18,6 +18,9 @@ use crate::{HEADER_CLOSED, HEADER_RESET, HEADER_SEQ, Publish, TrickleError, Writ
 /// server slows the publisher down instead of growing a buffer.
 const BODY_QUEUE: usize = 16;
 
+/// Longest `GET {url}/next` body read: a sequence number's digits, with room for spaces.
+const NEXT_BODY_LIMIT: usize = 32;
+
 /// Publishes into a channel at a URL (`{base}/{channel}`).
 ///
 /// Like go-livepeer's publisher it keeps its own sequence counter (starting at the server's
@@ -176,17 +179,34 @@ impl HttpPublisher {
     }
 
     /// The server's next write sequence (`GET {url}/next`), or 0 if it cannot say.
+    ///
+    /// The server is the orchestrator's (or whoever it named): its answer is read within one
+    /// deadline and only as far as a number can be long, so that an endless or dripping body
+    /// holds neither memory nor the stream's start.
     async fn start_seq(&self) -> u64 {
         let request = self.client.get(format!("{}/next", self.url)).send();
         let wait = self.config.connect_timeout + self.config.first_byte_timeout;
-        let Ok(Ok(response)) = tokio::time::timeout(wait, request).await else {
+        let deadline = tokio::time::Instant::now() + wait;
+        let Ok(Ok(mut response)) = tokio::time::timeout_at(deadline, request).await else {
             return 0;
         };
         if !response.status().is_success() {
             return 0;
         }
         let latest = header_i64(&response, crate::HEADER_LATEST);
-        let body = response.text().await.ok().and_then(|body| body.trim().parse::<i64>().ok());
+        let mut body = Vec::new();
+        let read = async {
+            while let Ok(Some(chunk)) = response.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() > NEXT_BODY_LIMIT {
+                    return false;
+                }
+            }
+            true
+        };
+        let whole = matches!(tokio::time::timeout_at(deadline, read).await, Ok(true));
+        let body =
+            whole.then(|| std::str::from_utf8(&body).ok()?.trim().parse::<i64>().ok()).flatten();
         body.or(latest).and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0)
     }
 
