@@ -1,5 +1,6 @@
 //! Subscribers that stop reading, over raw sockets: the cap on readers per channel, and the
-//! stall deadline that cuts a reader who accepts no bytes and releases its segment. (The
+//! stall deadline that cuts a reader who accepts no bytes and releases its segment. Also a
+//! publisher whose segment was closed under it and whose body then stays open. (The
 //! memory they hold is measured in `reader_memory.rs`, alone in its process.)
 #![allow(
     clippy::unwrap_used,
@@ -118,4 +119,47 @@ async fn stalled_reader_is_cut_and_releases_its_place() {
     // A reader that keeps up is never cut, however long the segment takes.
     let whole = reqwest::get(server.url("c/0")).await.unwrap().bytes().await.unwrap();
     assert_eq!(whole.len(), BIG);
+}
+
+/// Starts a chunked POST of `path` over a raw socket: its head and one 4-byte chunk.
+async fn raw_post_started(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {PREFIX}/{path} HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publisher_whose_segment_was_closed_under_it_is_not_held_for_good() {
+    let hub = Hub::new(HubConfig::default());
+    hub.create("c", "video/mp2t").unwrap();
+    let server = TestServer::start(hub.clone()).await;
+    let mut post = raw_post_started(server.addr, "c/0").await;
+    within("the first chunk lands", async {
+        while hub.stats("c").unwrap().bytes < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let deleted = reqwest::Client::new().delete(server.url("c/0")).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    // The body stays open and says nothing more. Before the bound the POST was read for as
+    // long as its client kept it open, holding the connection and the segment's bytes.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = post.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "the displaced publisher was never answered");
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(head.contains("lp-trickle-seq: 0"), "{head}");
 }

@@ -1,6 +1,7 @@
 //! The HTTP face of a [`Hub`], with go-livepeer's `trickle_server.go` statuses and headers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -223,7 +224,7 @@ async fn post_segment(
         // Closed between the lookup and now: the same answer as if it were already gone.
         return not_found_close();
     };
-    receive(&channel, &segment, body).await
+    receive(&channel, segment, body).await
 }
 
 /// 404 with `Connection: close`, which also wakes preconnected go-livepeer publishers.
@@ -235,27 +236,33 @@ fn not_found_close() -> Response {
 
 /// Copies the request body into `segment` until the body ends, fails, outgrows the limit, or
 /// the segment is closed under it.
-async fn receive(channel: &Arc<Channel>, segment: &Arc<Segment>, body: Body) -> Response {
+async fn receive(channel: &Arc<Channel>, segment: Arc<Segment>, body: Body) -> Response {
     let seq = segment.seq();
     let limit = channel.max_segment_bytes();
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
-    // Set once the segment was closed by someone else (DELETE, reset, eviction) after data
-    // arrived: the rest of the body is read and dropped, so the publisher still gets its 200.
-    let mut discarding = false;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
-            () = segment.closed(), if !discarding => {
+            () = segment.closed() => {
                 if total == 0 || channel.is_closed() {
                     return ended_early(channel, seq);
                 }
-                discarding = true;
-                continue;
+                break;
             }
         };
         let bytes = match frame {
-            None => break,
+            None => {
+                segment.close();
+                if total == 0 {
+                    // An empty body (a preconnect that was never used, or a publisher that
+                    // gave up): the live edge still moves past it so clients do not stall
+                    // on this seq.
+                    channel.mark_written(seq);
+                    return ended_early(channel, seq);
+                }
+                return written(seq);
+            }
             Some(Ok(bytes)) => bytes,
             Some(Err(error)) => {
                 // Readers must not wait for bytes that will never come.
@@ -264,7 +271,7 @@ async fn receive(channel: &Arc<Channel>, segment: &Arc<Segment>, body: Body) -> 
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
             }
         };
-        if bytes.is_empty() || discarding {
+        if bytes.is_empty() {
             continue;
         }
         if total == 0 {
@@ -281,16 +288,38 @@ async fn receive(channel: &Arc<Channel>, segment: &Arc<Segment>, body: Body) -> 
                 return response;
             }
             Err(AppendError::Closed) if channel.is_closed() => return ended_early(channel, seq),
-            Err(AppendError::Closed) => discarding = true,
+            Err(AppendError::Closed) => break,
         }
     }
-    segment.close();
-    if total == 0 {
-        // An empty body (a preconnect that was never used, or a publisher that gave up):
-        // the live edge still moves past it so clients do not stall on this seq.
-        channel.mark_written(seq);
-        return ended_early(channel, seq);
+    // Closed by someone else (DELETE, reset, eviction) after data arrived: the segment is let
+    // go (its readers keep what they have), and the rest of the body is read and dropped so
+    // that the publisher still gets its 200.
+    drop(segment);
+    discard(channel, seq, stream).await
+}
+
+/// How long the rest of a segment closed under its publisher is read and dropped. A displaced
+/// publisher finishes a segment of a second or two; a body still open after this is no
+/// segment, and without a bound it would hold its connection for good.
+const DISCARD_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads and drops the rest of segment `seq`'s body, for at most [`DISCARD_WAIT`]; ends
+/// sooner when the channel closes.
+async fn discard(channel: &Channel, seq: u64, mut stream: axum::body::BodyDataStream) -> Response {
+    let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
+    loop {
+        // A silent body is caught by the deadline; a chatty one also by the channel's end.
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(None) => return written(seq),
+            Ok(Some(Ok(_))) if !channel.is_closed() => {}
+            Ok(Some(Err(_))) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Server error"),
+            Ok(Some(Ok(_))) | Err(_) => return ended_early(channel, seq),
+        }
     }
+}
+
+/// 200 for a segment's whole body.
+fn written(seq: u64) -> Response {
     let mut response = empty_ok();
     set(&mut response, SEQ, seq);
     response
