@@ -59,6 +59,9 @@ pub enum AiFault {
     /// An event stream's first chunk, then a comment (`: keepalive`) every 50 ms, never
     /// ending; other answers as produced.
     EndlessStream,
+    /// A JSON answer sent as an event stream instead: `data: <the JSON>`, then
+    /// `data: [DONE]`, with `Content-Type: text/event-stream`; event streams as produced.
+    AsEventStream,
 }
 
 /// What one simulator saw of one client request, by the key the ledger found in its body.
@@ -308,7 +311,18 @@ fn spoil(response: Response, fault: AiFault, huge: usize, llm: bool) -> Response
             });
             Body::from_stream(first.chain(comments))
         }
-        AiFault::ErrorEvent | AiFault::EndlessStream => body,
+        AiFault::AsEventStream if !sse => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            let event = |bytes: &'static [u8]| {
+                futures_util::stream::iter([Ok::<_, axum::Error>(Bytes::from_static(bytes))])
+            };
+            let json = body.into_data_stream();
+            Body::from_stream(event(b"data: ").chain(json).chain(event(b"\n\ndata: [DONE]\n\n")))
+        }
+        AiFault::ErrorEvent | AiFault::EndlessStream | AiFault::AsEventStream => body,
     };
     Response::from_parts(parts, body)
 }

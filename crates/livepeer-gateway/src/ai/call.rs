@@ -361,6 +361,13 @@ impl AiClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_event_stream);
         if is_sse {
+            // Only a request that asked for a stream (an LLM's `stream: true`) takes one, as
+            // go-livepeer's gateway reads any other answer as JSON. An event stream elsewhere
+            // would pass the result checks by (output count, URLs, media types, size).
+            if !req.stream {
+                let why = "an event stream answered a request that asked for none";
+                return Err(CallError::Malformed(why.to_owned()));
+            }
             return Ok(Answer::Stream(resp));
         }
         let cap = sink.config.answer_max_bytes;

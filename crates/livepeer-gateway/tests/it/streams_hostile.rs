@@ -1,6 +1,7 @@
 //! Streamed LLM answers from orchestrators that misbehave after their `200`, over real
 //! sockets: a stream that ends in an error event, and one that never ends. Each is the
 //! orchestrator's failure for the LLM job alone, and the client gets a final error event.
+//! Also an event stream where none was asked for.
 
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A simulator serving the LLM at `price` wei per token, and text-to-image.
+/// A simulator serving the LLM at `price` wei per token, and text-to-image at `price` wei
+/// per pixel.
 async fn sim(name: &str, price: i64) -> Sim {
     Sim::start(SimConfig {
         name: name.into(),
         models: vec![
             SimModel::new("llm", LLM).price(price, 1).capacity(8),
-            SimModel::new("text-to-image", SD).capacity(8),
+            SimModel::new("text-to-image", SD).price(price, 1).capacity(8),
         ],
         ..SimConfig::default()
     })
@@ -105,5 +107,42 @@ async fn a_stream_that_never_ends_is_cut_at_the_longest_duration() {
     let (_, text) = stream(&gw, "/v1/chat/completions").await;
     assert!(text.contains("longer than the gateway's limit"), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    gw.shutdown().await;
+}
+
+/// A text-to-image answer sent as an event stream was relayed as it came: the client got the
+/// orchestrator's own result URLs, with none of the checks on results (their number, where
+/// they are, their type and size), and the orchestrator was counted a success. Now it is a
+/// malformed answer: that orchestrator is ejected from that job only, and the job goes to
+/// the next one, whose image the gateway serves.
+#[tokio::test]
+async fn an_event_stream_where_none_was_asked_for_is_a_malformed_answer() {
+    let streams = sim("streams", 1).await;
+    let good = sim("answers", 1000).await;
+    streams.set_ai_fault(AiFault::AsEventStream);
+    let gw = start(long_cooldowns(config(&[streams.url(), good.url()]))).await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/text-to-image", gw.http_addr))
+        .json(&json!({"model_id": SD, "prompt": "a cat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["x-orchestrator-url"].to_str().unwrap(), good.url());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let url = body["images"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://{}/", gw.http_addr)), "served by the gateway: {url}");
+    let image = reqwest::get(url).await.unwrap();
+    assert_eq!(image.status(), 200);
+    assert_eq!(
+        job_state(&gw, streams.url(), &format!("text-to-image/{SD}")).await["state"],
+        "ejected"
+    );
+    assert_ne!(job_state(&gw, streams.url(), &format!("llm/{LLM}")).await["state"], "ejected");
+    // A stream asked for is still taken from it.
+    let (served, text) = stream(&gw, "/llm").await;
+    assert_eq!(served, streams.url());
+    assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
     gw.shutdown().await;
 }
