@@ -203,7 +203,7 @@ fn open_stream(
         (&output, "video/MP2T", "X-Subscribe-Url", flags.enable_video_egress),
         (&data, "application/jsonl", "X-Data-Url", flags.enable_data_output),
     ];
-    let base = format!("{}/ai/trickle", shared.service_url().trim_end_matches('/'));
+    let base = shared.trickle_base();
     let mut response = Response::new(Body::empty());
     for (name, mime, header_name, enabled) in wanted {
         if !enabled {

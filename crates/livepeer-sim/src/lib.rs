@@ -182,6 +182,10 @@ pub struct SimConfig {
     /// URI it advertises as `transcoder`; `None` advertises its own listen URL. AI result URLs
     /// (`{uri}/stream/...`) start with it too, as go-livepeer's do.
     pub service_uri: Option<String>,
+    /// Base its live and BYOC stream start answers name for their trickle channels; `None`:
+    /// `{service_uri}/ai/trickle`, where go-livepeer's orchestrators put them. Another base
+    /// makes an orchestrator that points the gateway elsewhere.
+    pub trickle_base: Option<String>,
     /// Delay before each LLM token (streamed or not), to make generation take time.
     pub token_delay: Duration,
     /// Processing time of every AI job before its output is produced (LLM: before the first
@@ -265,6 +269,7 @@ impl Default for SimConfig {
             ticket_ev: 8_000_000_000,
             seed: 1,
             service_uri: None,
+            trickle_base: None,
             token_delay: Duration::ZERO,
             ai_latency: Duration::ZERO,
             live_filter: None,
@@ -330,6 +335,14 @@ impl Shared {
     fn service_url(&self) -> &str {
         let own = self.ai_url.as_deref().unwrap_or(&self.url);
         self.config.service_uri.as_deref().unwrap_or(own)
+    }
+
+    /// The base of the trickle channel URLs its start answers name.
+    fn trickle_base(&self) -> String {
+        match &self.config.trickle_base {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => format!("{}/ai/trickle", self.service_url().trim_end_matches('/')),
+        }
     }
 }
 

@@ -244,7 +244,7 @@ fn start_stream(
     );
     let runner = Runner { shared: shared.clone(), mid: mid.clone(), model: req.model_id, charge };
     tokio::spawn(runner.run(req.params, cancel));
-    let base = format!("{}/ai/trickle", shared.service_url());
+    let base = shared.trickle_base();
     Ok(json!({
         "publish_url": format!("{base}/{}", names[0]),
         "subscribe_url": format!("{base}/{}", names[1]),

@@ -20,7 +20,7 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::http::{HttpError, append_hostname, read_body};
+use crate::orchestrator::http::{HttpError, channel_url, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
 
@@ -440,8 +440,21 @@ async fn start_on(
     }
     let service = token.token.service_addr.clone();
     let base = service.clone();
-    let url = |name: &str| append_hostname(headers.get(name)?.to_str().ok()?, &base);
-    let (Some(control_url), Some(events_url)) = (url("X-Control-Url"), url("X-Events-Url")) else {
+    let urls = ["X-Control-Url", "X-Events-Url", "X-Publish-Url", "X-Subscribe-Url", "X-Data-Url"]
+        .map(|name| {
+            let raw = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            channel_url(raw, &base)
+        });
+    if let Some(Err(why)) = urls.iter().find(|url| url.is_err()) {
+        // Its own channels only: nothing is posted to, read from or deleted at the others,
+        // and the stream it may have started is stopped at its service address.
+        let why = format!("start answer: {why}");
+        stop(inner, stream, &orch, &why).await;
+        lease.failed_job(why.clone());
+        return Err(Failed::Next(why));
+    }
+    let [control, events, publish, subscribe, data] = urls.map(Result::unwrap_or_default);
+    let (Some(control_url), Some(events_url)) = (control, events) else {
         lease.failed_job("start answer lacks X-Control-Url or X-Events-Url".into());
         return Err(Failed::Next("start answer lacks X-Control-Url or X-Events-Url".into()));
     };
@@ -449,9 +462,9 @@ async fn start_on(
     let session = Session {
         orchestrator: orch,
         service,
-        publish_url: url("X-Publish-Url").filter(|_| f.enable_video_ingress),
-        subscribe_url: url("X-Subscribe-Url").filter(|_| f.enable_video_egress),
-        data_url: url("X-Data-Url").filter(|_| f.enable_data_output),
+        publish_url: publish.filter(|_| f.enable_video_ingress),
+        subscribe_url: subscribe.filter(|_| f.enable_video_egress),
+        data_url: data.filter(|_| f.enable_data_output),
         control_url,
         events_url,
         lease,

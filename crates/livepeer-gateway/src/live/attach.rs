@@ -19,7 +19,7 @@ use super::error::LiveError;
 use super::session::Session;
 use super::stream::Stream;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::append_hostname;
+use crate::orchestrator::http::channel_url;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Settlement};
@@ -295,9 +295,13 @@ async fn start_call(
         }
     };
     settle(inner, stream, &orch, paid.prepared, Settlement::Paid);
-    let Some(urls) = channel_urls(&answer, &base) else {
-        let message = "start answer lacks a channel URL".into();
-        return Err(fail(message, "garbage", Failure::Server));
+    let urls = match channel_urls(&answer, &base) {
+        Ok(Some(urls)) => urls,
+        Ok(None) => {
+            let message = "start answer lacks a channel URL".into();
+            return Err(fail(message, "garbage", Failure::Server));
+        }
+        Err(why) => return Err(fail(format!("start answer: {why}"), "garbage", Failure::Server)),
     };
     let manifest_id = answer
         .get("manifest_id")
@@ -322,15 +326,18 @@ fn answer_failure(status: u16, text: &str) -> (&'static str, Failure) {
     (code, Failure::from_answer(status, text))
 }
 
-/// The four channel URLs of a start answer: publish, subscribe, control, events.
-fn channel_urls(answer: &Value, base: &str) -> Option<[String; 4]> {
-    let url_of = |field: &str| append_hostname(answer.get(field)?.as_str()?, base);
-    Some([
-        url_of("publish_url")?,
-        url_of("subscribe_url")?,
-        url_of("control_url")?,
-        url_of("events_url")?,
-    ])
+/// The four channel URLs of a start answer: publish, subscribe, control, events; `None` when
+/// one is missing, `Err` when one is not the orchestrator's ([`channel_url`]).
+fn channel_urls(answer: &Value, base: &str) -> Result<Option<[String; 4]>, String> {
+    let mut urls = Vec::with_capacity(4);
+    for field in ["publish_url", "subscribe_url", "control_url", "events_url"] {
+        let raw = answer.get(field).and_then(Value::as_str).unwrap_or_default();
+        match channel_url(raw, base)? {
+            Some(url) => urls.push(url),
+            None => return Ok(None),
+        }
+    }
+    Ok(urls.try_into().ok())
 }
 
 #[cfg(test)]

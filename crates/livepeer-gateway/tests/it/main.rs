@@ -19,6 +19,7 @@ mod client_hostile;
 mod cores;
 mod discovery;
 mod exhaustion;
+mod foreign_channels;
 mod fuzz;
 mod ganache;
 mod h2_front;
