@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use livepeer_gateway::Gateway;
 use livepeer_sim::{ByocKind, Sim, SimByoc, SimConfig, SimModel};
