@@ -83,6 +83,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             })),
             "reserve": p.reserve_report(),
             "sessions": p.sessions(),
+            "stream_credits": p.stream_credits(),
         })
     });
     Json(json!({

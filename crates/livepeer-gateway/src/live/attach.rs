@@ -105,7 +105,9 @@ pub(crate) async fn attach(
             continue;
         }
         attempts += 1;
+        let mut booking = StartBooking { inner, url: lease.url().clone(), stream, armed: true };
         let started = start_call(inner, stream, &lease).await;
+        booking.armed = false;
         // The start's credit is the orchestrator's balance of the stream it started, if any.
         let manifest = started.as_ref().ok().map(|s| s.manifest_id.as_str());
         inner.payments.rebook(lease.url(), &stream.spec.request_id, manifest);
@@ -146,6 +148,29 @@ pub(crate) async fn attach(
         "no orchestrator started the stream after {attempts} attempts; last error: {}",
         last_error.unwrap_or_default()
     )))
+}
+
+/// The payment booked for a start call in flight. A start left unfinished (its client went
+/// away, and the start's future with it) lets its booking go when dropped, as a failed start
+/// does: it is booked on the start's request id, fresh for every start, so nothing would ever
+/// come back for it. Once the call has returned, the caller books or forgets it (`armed`
+/// false).
+struct StartBooking<'a> {
+    inner: &'a Inner,
+    url: url::Url,
+    stream: &'a Stream,
+    armed: bool,
+}
+
+impl Drop for StartBooking<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (payments, request_id) = (&self.inner.payments, &self.stream.spec.request_id);
+        payments.rebook(&self.url, request_id, None);
+        payments.forget(&self.url, &self.stream.key, request_id);
+    }
 }
 
 /// Acts on the verdict of a failed start: ends the lease, renews the payment session, and

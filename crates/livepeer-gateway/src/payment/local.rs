@@ -120,6 +120,22 @@ impl LocalPayer {
         &self.signer
     }
 
+    /// The credit held per live stream (orchestrator, manifest id), for operators: one entry
+    /// per stream running or starting.
+    pub fn stream_credits(&self) -> Vec<serde_json::Value> {
+        let Ok(map) = self.streams.lock() else { return Vec::new() };
+        map.iter()
+            .filter_map(|((url, manifest), credit)| {
+                let amount = credit.lock().ok()?.amount().to_string();
+                Some(serde_json::json!({
+                    "orchestrator": url,
+                    "manifest_id": manifest,
+                    "credit_wei": amount,
+                }))
+            })
+            .collect()
+    }
+
     /// Open payment sessions: (orchestrator, job) → nonces used and credit held, for operators.
     pub fn sessions(&self) -> Vec<serde_json::Value> {
         let Ok(map) = self.sessions.lock() else { return Vec::new() };

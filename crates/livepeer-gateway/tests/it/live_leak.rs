@@ -4,6 +4,7 @@
 //! gateway still holds", RELIABILITY.md). What an orchestrator the gateway could not reach
 //! keeps is the orchestrator's to time out, as go-livepeer's do.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use livepeer_gateway::Gateway;
@@ -160,4 +161,49 @@ async fn a_start_whose_answer_is_lost_leaves_the_stream_on_the_orchestrator_only
     let left = lost.live().running;
     assert_eq!(left.len(), 1, "the unanswered start's stream stays on its orchestrator");
     assert!(requests.contains(&left[0].gateway_request_id), "{left:?} {requests:?}");
+}
+
+/// A start whose client left while the orchestrator had not answered kept its payment's
+/// booking (the credit of the start's prepaid minute, on the start's fresh request id) for
+/// the life of the process, one more per such start. Now it is let go as a failed start's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_its_client_left_keeps_no_payment_booked() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let mut eth = [0u8; 20];
+    eth[19] = 41;
+    let sim = Sim::start(SimConfig {
+        name: "leak-left-start".into(),
+        eth_address: Some(livepeer_pm::Address::from(eth)),
+        models: vec![SimModel::new("live-video-to-video", "noop").price(1, 1).capacity(8)],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_live_mode(LiveMode::StartUnanswered);
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.live.start_timeout = Duration::from_secs(120);
+    let gw = start(c).await;
+    for i in 0..3u64 {
+        let url = format!("http://{}/live/video-to-video/left{i}/start", gw.http_addr);
+        let client = reqwest::Client::new();
+        let start = client.post(url).header(reqwest::header::AUTHORIZATION, OWNER).json(&json!({}));
+        // The client leaves (its request dropped, its connection closed) once the
+        // orchestrator has the start, and so its payment.
+        tokio::select! {
+            answered = start.send() => panic!("the start was answered: {answered:?}"),
+            () = eventually(Duration::from_secs(10), "the start call", || async {
+                sim.live().starts > i
+            }) => {}
+        }
+    }
+    let credits = || async {
+        let (_, status) = admin_get(&gw, "/status").await;
+        status["payments"]["stream_credits"].as_array().map_or(usize::MAX, Vec::len)
+    };
+    eventually(Duration::from_secs(10), "no booking left by the abandoned starts", || async {
+        credits().await == 0
+    })
+    .await;
+    holds_nothing(&gw, "nothing held by the abandoned starts").await;
 }
