@@ -273,6 +273,10 @@ impl Stream {
             let out = self.flags.enable_video_egress.then(|| hub.publisher(&output));
             let lines = self.flags.enable_data_output.then(|| hub.publisher(&data));
             self.pump(hub.subscriber(&input, 0), out, lines).await;
+        } else if self.flags.enable_data_output
+            && let Some(every) = self.shared.config.byoc_data_interval
+        {
+            self.tick_lines(hub.publisher(&data), every).await;
         }
         // A worker whose input ended keeps its stream until it is stopped.
         self.cancel.cancelled().await;
@@ -288,6 +292,22 @@ impl Stream {
         tracing::debug!(stream = self.id, "BYOC stream ended");
         drop(slot);
         self.finished.cancel();
+    }
+
+    /// Writes a data line `{"tick": n}` every `every` until the stream is cancelled or its
+    /// data channel is gone.
+    async fn tick_lines<P: Publish>(&self, mut lines: P, every: Duration) {
+        for n in 0u64.. {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let line = format!("{}\n", json!({ "tick": n }));
+            if publish_segment(&mut lines, Bytes::from(line)).await.is_err() {
+                return;
+            }
+            self.shared.byoc.update(|s| s.data_lines += 1);
+        }
     }
 
     /// Copies each input segment to the output channel and writes a JSON line per segment.

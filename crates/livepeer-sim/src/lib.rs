@@ -186,6 +186,10 @@ pub struct SimConfig {
     /// `{service_uri}/ai/trickle`, where go-livepeer's orchestrators put them. Another base
     /// makes an orchestrator that points the gateway elsewhere.
     pub trickle_base: Option<String>,
+    /// With video input off and data output on, a BYOC stream writes a data line
+    /// `{"tick": n}` this often, as a worker producing data of its own would; `None`: data
+    /// lines only for input segments.
+    pub byoc_data_interval: Option<Duration>,
     /// Delay before each LLM token (streamed or not), to make generation take time.
     pub token_delay: Duration,
     /// Processing time of every AI job before its output is produced (LLM: before the first
@@ -270,6 +274,7 @@ impl Default for SimConfig {
             seed: 1,
             service_uri: None,
             trickle_base: None,
+            byoc_data_interval: None,
             token_delay: Duration::ZERO,
             ai_latency: Duration::ZERO,
             live_filter: None,

@@ -324,6 +324,13 @@ async fn pump(
 }
 
 /// The client's control channel → the orchestrator's, with a keepalive every 10 s.
+///
+/// The client's channel closes when the stream ends (the stop decides the outcome) or when
+/// the hub sweeps it after the client left it idle. The keepalives go on after that: the
+/// orchestrator would otherwise end the stream for an idle control channel of its own, which
+/// would read as its failure. A stream without video input has no other sign of its client
+/// than its data readers: once its channel is gone and no reader is left (checked at each
+/// keepalive), it ends rather than be paid for with nobody there.
 async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome {
     let config = inner.trickle_config.clone();
     let mut sink = match HttpPublisher::new(inner.trickle.clone(), &url, "application/json", config)
@@ -334,24 +341,28 @@ async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome
     let mut source =
         inner.hub.subscriber(&format!("{}-control", stream.channel), livepeer_trickle::SEQ_NEXT);
     let mut tick = tokio::time::interval(KEEPALIVE);
+    let mut client_channel = true;
+    let unattended = || {
+        !stream.flags.enable_video_ingress
+            && stream.data_readers.available_permits() == MAX_DATA_READERS
+    };
     loop {
         let message = tokio::select! {
-            _ = tick.tick() => Bytes::from(json!({"keep": "alive"}).to_string()),
-            next = source.segment() => match next {
+            _ = tick.tick() => {
+                if !client_channel && unattended() {
+                    let why = "the client left: its control channel went idle, no data reader is left";
+                    return Outcome::Ended(why.into());
+                }
+                Bytes::from(json!({"keep": "alive"}).to_string())
+            }
+            next = source.segment(), if client_channel => match next {
                 Ok(Some(mut reader)) => match read_segment(&mut reader, MAX_MESSAGE).await {
                     Ok(data) => data,
                     Err(_) => continue,
                 },
-                // The channel closes when the stream ends (the stop decides the outcome) or
-                // when the hub sweeps it after the client left it idle. A stream without
-                // video input has no other sign of its client: with no data reader either,
-                // it ends here rather than be paid for with nobody there.
                 Ok(None) | Err(_) => {
-                    let readers = stream.data_readers.available_permits();
-                    if !stream.flags.enable_video_ingress && readers == MAX_DATA_READERS {
-                        stream.end("the client's control channel went idle");
-                    }
-                    std::future::pending().await
+                    client_channel = false;
+                    continue;
                 }
             },
         };

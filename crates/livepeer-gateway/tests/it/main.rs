@@ -11,6 +11,7 @@ mod byoc;
 mod byoc_refused;
 mod byoc_remote;
 mod byoc_stream;
+mod byoc_stream_idle;
 mod byoc_stream_unanswered;
 mod byoc_unanswered;
 mod catalog;
