@@ -263,12 +263,12 @@ async fn start_call(
                 }
                 _ => "payment",
             },
-            // Unreachable for its job-priced params: the orchestrator's transport failure,
-            // unless the gateway itself had no descriptor to dial with (nobody's, as an
-            // unpaid orchestrator is).
+            // Its job-priced params could not be fetched: judged for this job unless its
+            // address does not work at all, and nobody's fault when the gateway itself had
+            // no descriptor to dial with (as an unpaid orchestrator is nobody's).
             failure: match e {
                 PayError::Discovery(crate::orchestrator::ClientError::Local(_)) => None,
-                PayError::Discovery(_) => Some(Failure::Transport),
+                PayError::Discovery(c) => Some(c.failure()),
                 _ => None,
             },
         })?;

@@ -22,6 +22,7 @@ use url::Url;
 
 use super::caps::Capabilities;
 use super::info::OrchInfo;
+use super::verdict::Failure;
 
 /// Why a GetOrchestrator call failed. Every variant but [`Self::Local`] is the orchestrator's
 /// (or the network's) doing, so each one counts against the orchestrator, and a retry
@@ -50,6 +51,21 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The failure of a job's own GetOrchestrator call (the job-priced ticket params a
+    /// payment needs) that ended this way. The call names the job's capability and model, so
+    /// only a connection that could not be made concerns the orchestrator as a whole;
+    /// anything else is judged for that job alone, and a capped orchestrator is busy.
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Unreachable(_) | Self::BadAddress(_) => Failure::Transport,
+            Self::Timeout(_) => Failure::Timeout,
+            Self::Refused(m) if m.contains("OrchestratorCapped") => Failure::Busy,
+            Self::Refused(_) => Failure::Refused,
+            Self::Malformed(_) => Failure::Server,
+            Self::Local(_) => Failure::GatewayExhausted,
+        }
+    }
+
     /// A short stable code for metrics labels.
     pub fn code(&self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use livepeer_gateway::Gateway;
 use livepeer_gateway::orchestrator::JobKey;
 use livepeer_gateway::orchestrator::health::EjectPolicy;
-use livepeer_sim::{AiMode, Sim, SimConfig, SimModel};
+use livepeer_sim::{AiMode, Mode, Sim, SimConfig, SimModel};
 use serde_json::json;
 
 use crate::support::*;
@@ -157,5 +157,52 @@ async fn a_connection_refused_orchestrator_is_ejected_for_everything() {
         assert_ne!(lease.url().as_str().trim_end_matches('/'), a.url());
         lease.client_error();
     }
+    gw.shutdown().await;
+}
+
+/// An on-chain simulator serving `models` at `price` wei per unit.
+async fn paid_sim(name: &str, eth: u8, price: i64, models: &[(&str, &str)]) -> Sim {
+    let mut address = [0u8; 20];
+    address[19] = eth;
+    Sim::start(SimConfig {
+        name: name.into(),
+        eth_address: Some(livepeer_pm::Address::from(address)),
+        models: models
+            .iter()
+            .map(|(p, m)| SimModel::new(p, m).price(price, 1).capacity(8))
+            .collect(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A payment's own GetOrchestrator call (the job-priced ticket params, which name the job's
+/// capability and model) that the orchestrator refused counted as a transport failure: the
+/// orchestrator was ejected for every pipeline. Now it is that job's failure alone.
+#[tokio::test]
+async fn a_refused_job_priced_get_orchestrator_is_that_jobs_failure_only() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let a = paid_sim("a", 51, 1, &[("text-to-image", SD), ("llm", LLM)]).await;
+    let b = paid_sim("b", 52, 1000, &[("text-to-image", SD)]).await;
+    let mut c = config(&[a.url(), b.url()]);
+    c.eject = EjectPolicy { base: Duration::from_secs(600), max: Duration::from_secs(600) };
+    c.signer = Some(std::sync::Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    let gw = start(c).await;
+
+    // Only the job's own call meets this: the pool already has both orchestrators.
+    a.set_mode(Mode::Fail("Invalid orchestrator request: capability not offered".into()));
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(served_by(&resp), b.url(), "failed over to b");
+    assert_eq!(a.ai_requests(), 0, "a was never called for the job");
+    a.set_mode(Mode::Normal);
+
+    assert_eq!(job_state(&gw, a.url(), &format!("text-to-image/{SD}")).await["state"], "ejected");
+    assert_eq!(job_state(&gw, a.url(), &format!("llm/{LLM}")).await["state"], "healthy");
+    assert_eq!(orch_state(&gw, a.url()).await["consecutive_failures"], 0);
+    let resp = llm(&gw, false, 3).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    assert_eq!(served_by(&resp), a.url());
     gw.shutdown().await;
 }
