@@ -40,6 +40,9 @@ enum Outcome {
     Ended(String),
     /// The orchestrator failed: swap.
     Fault(String),
+    /// The gateway could not open a connection to one of the orchestrator's channels, for
+    /// want of its own descriptors or memory: swap, penalising nobody (as live streams do).
+    Shortage(String),
 }
 
 /// Hands the stream, served by `first`, to its supervisor.
@@ -57,13 +60,17 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
     loop {
         let outcome = run(&inner, &stream, &session, &progress).await;
         let reason = match &outcome {
-            Outcome::Ended(r) | Outcome::Fault(r) => r.clone(),
+            Outcome::Ended(r) | Outcome::Fault(r) | Outcome::Shortage(r) => r.clone(),
         };
         stream_orch::stop(&inner, &stream, &session.orchestrator, &reason).await;
-        let Outcome::Fault(reason) = outcome else {
-            stream.end(&reason);
-            drop(session.lease);
-            break;
+        let (reason, theirs) = match outcome {
+            Outcome::Fault(reason) => (reason, true),
+            Outcome::Shortage(reason) => (reason, false),
+            Outcome::Ended(_) => {
+                stream.end(&reason);
+                drop(session.lease);
+                break;
+            }
         };
         tracing::warn!(
             stream = stream.id,
@@ -72,7 +79,9 @@ async fn supervise(inner: Arc<Inner>, stream: Arc<Stream>, first: Session) {
             "BYOC orchestrator failed; swapping"
         );
         failed.push(session.lease_url());
-        session.lease.failed_job(reason.clone());
+        if theirs {
+            session.lease.failed_job(reason.clone());
+        }
         let mut swap = Swap { from: session.orchestrator.clone(), to: String::new(), reason };
         if !budget.try_spend(tokio::time::Instant::now()) {
             let why = format!("too many orchestrator failures; last: {}", swap.reason);
@@ -201,7 +210,12 @@ async fn drain(stream: &Stream, rx: &mut mpsc::Receiver<(bool, Outcome)>) {
 }
 
 fn fault(what: &str, e: &TrickleError) -> Outcome {
-    Outcome::Fault(format!("orchestrator {what}: {e}"))
+    match e {
+        TrickleError::Local(_) => {
+            Outcome::Shortage(format!("the gateway, on orchestrator {what}: {e}"))
+        }
+        _ => Outcome::Fault(format!("orchestrator {what}: {e}")),
+    }
 }
 
 /// Client input channel → orchestrator input, chunk by chunk, from the segment `progress`
@@ -399,6 +413,25 @@ async fn payments(inner: Arc<Inner>, stream: Arc<Stream>, orchestrator: String, 
                 );
                 stream.with_state(|s| s.payments_failed += 1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_gateways_own_shortage_on_a_channel_spares_the_orchestrator() {
+        let local = fault("input", &TrickleError::Local("Too many open files".into()));
+        assert!(matches!(&local, Outcome::Shortage(r) if r.contains("Too many open files")));
+        for theirs in [
+            TrickleError::Transport("connection reset".into()),
+            TrickleError::Timeout("no first byte".into()),
+            TrickleError::Closed,
+        ] {
+            let outcome = fault("output", &theirs);
+            assert!(matches!(&outcome, Outcome::Fault(r) if r.starts_with("orchestrator output")));
         }
     }
 }
