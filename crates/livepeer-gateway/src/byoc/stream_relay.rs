@@ -427,7 +427,7 @@ mod tests {
         assert!(matches!(&local, Outcome::Shortage(r) if r.contains("Too many open files")));
         for theirs in [
             TrickleError::Transport("connection reset".into()),
-            TrickleError::Timeout("no first byte".into()),
+            TrickleError::Timeout("no first byte"),
             TrickleError::Closed,
         ] {
             let outcome = fault("output", &theirs);
