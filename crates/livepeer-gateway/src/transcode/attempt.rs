@@ -27,6 +27,7 @@ use crate::job::JobKey;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Payments, Prepared, Settlement};
 
 /// The most a `TranscodeResult` may take: URLs and an `OrchestratorInfo`, never media.
@@ -154,9 +155,23 @@ impl AttemptError {
         matches!(self, Self::Gateway(_) | Self::Local(_))
     }
 
-    /// Whether the orchestrator is to blame (its transcoding breaker opens).
+    /// Whether the orchestrator is to blame (its transcoding breaker opens). Not for being
+    /// busy or capped, nor for payment terms that moved on (expired ticket params, a stale
+    /// sender nonce, a short balance): fresh terms or a later segment cure those, and AI and
+    /// live jobs spare them too (the verdict table's `Busy` and `PaymentStale`).
     pub(super) fn penalise(&self) -> bool {
-        self.retryable() && !matches!(self, Self::Pay(_))
+        let spared = match self {
+            Self::Pay(_) => true,
+            Self::Orchestrator(m) => {
+                m.contains("OrchestratorBusy") || m.contains("OrchestratorCapped")
+            }
+            Self::Status { status, message } => matches!(
+                Failure::from_answer(*status, message),
+                Failure::Busy | Failure::PaymentStale
+            ),
+            _ => false,
+        };
+        self.retryable() && !spared
     }
 
     /// go-livepeer's `segment_transcode_failed_total` error code.
@@ -727,5 +742,23 @@ mod tests {
         assert_eq!(input.code(), "NonRetryable");
         assert!(AttemptError::Transport("unexpected EOF".into()).penalise());
         assert!(!AttemptError::Pay("refused".into()).penalise());
+        // Busy, capped and stale payment terms are retried elsewhere, unpenalised.
+        for text in ["OrchestratorBusy", "OrchestratorCapped"] {
+            let e = AttemptError::Orchestrator(text.into());
+            assert!(e.retryable() && !e.penalise(), "{text}");
+        }
+        let status =
+            |status, message: &str| AttemptError::Status { status, message: message.into() };
+        for (code, text) in [
+            (400, "TicketParams expired"),
+            (400, "Insufficient balance"),
+            (400, "invalid ticket senderNonce"),
+            (503, "OrchestratorBusy"),
+        ] {
+            let e = status(code, text);
+            assert!(e.retryable() && !e.penalise(), "{code} {text}");
+        }
+        assert!(status(400, "invalid ticket signature").penalise());
+        assert!(status(500, "transcoder crashed").penalise());
     }
 }
