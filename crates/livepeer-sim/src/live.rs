@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use livepeer_proto::{Message, net};
 use livepeer_trickle::{
-    Hub, HubConfig, Publish, ReadSegment, Subscribe, WriteSegment, publish_segment, read_segment,
+    Hub, HubConfig, LocalPublisher, Publish, ReadSegment, Subscribe, WriteSegment, publish_segment,
+    read_segment,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -57,6 +58,9 @@ pub enum LiveMode {
     /// until its input channel is closed or the simulator stops (a real orchestrator would
     /// time it out once its input stays idle).
     StartUnanswered,
+    /// Keep reading input, but write output as one segment that never ends, one byte every
+    /// 500 ms, as a runner wedged mid-segment would.
+    DripOutput,
 }
 
 /// What the simulator's live side has done, from [`crate::Sim::live`].
@@ -375,6 +379,7 @@ impl Runner {
         let mut output = hub.publisher(&output_name);
         let interval = self.shared.config.live_payment_interval;
         let mut billed_until = Instant::now();
+        let mut dripping = false;
         loop {
             let reader = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -405,6 +410,10 @@ impl Runner {
                 billed_until +=
                     Duration::from_micros((u128::from(units) * 1_000_000 / rate) as u64);
             }
+            if self.shared.live.mode() == LiveMode::DripOutput && !dripping {
+                dripping = true;
+                tokio::spawn(drip(hub.publisher(&output_name), cancel.clone()));
+            }
             let processed = tokio::select! {
                 _ = cancel.cancelled() => break,
                 done = self.process(reader, &mut output) => done,
@@ -431,7 +440,7 @@ impl Runner {
         let mode = live.mode();
         let filter = self.shared.config.live_filter.clone();
         let mut bytes = 0u64;
-        if mode == LiveMode::StallOutput {
+        if matches!(mode, LiveMode::StallOutput | LiveMode::DripOutput) {
             while let Some(chunk) = reader.chunk().await? {
                 bytes += chunk.len() as u64;
             }
@@ -474,6 +483,20 @@ impl Runner {
             });
         }
         Ok(())
+    }
+}
+
+/// [`LiveMode::DripOutput`]'s output: one segment, a byte every 500 ms, until the stream ends.
+async fn drip(mut output: LocalPublisher, cancel: CancellationToken) {
+    let Ok(mut writer) = output.segment().await else { return };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if writer.write(Bytes::from_static(&[0x47])).await.is_err() {
+            return;
+        }
     }
 }
 

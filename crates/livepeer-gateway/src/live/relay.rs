@@ -312,12 +312,15 @@ impl Relay for Output {
             let c = &stream.counters;
             c.out_bytes.fetch_add(chunk.len() as u64, Relaxed);
             c.last_out_ms.store(stream.now_ms(), Relaxed);
-            c.waiting_since_ms.store(0, Relaxed);
             frames.feed(chunk);
         };
         // An orchestrator segment cut short is abandoned: the client sees it cut too.
         match copy_segment(reader, sink, (OnCut::Abandon, None), counted).await {
             Ok(Some(_)) => {
+                // Output owed is paid by whole segments, as input is owed by them: a byte now
+                // and then, in a segment that never ends, kept a wedged runner in place (and
+                // paid) for good.
+                stream.counters.waiting_since_ms.store(0, Relaxed);
                 stream.counters.out_frames.fetch_add(frames.frames(), Relaxed);
                 stream.output_done(frames.frames());
                 Ok(())

@@ -466,6 +466,14 @@ async fn a_stalled_output_is_replaced() {
     assert!(status["swaps"][0]["reason"].as_str().unwrap().contains("no output"), "{status}");
 }
 
+/// Output that drips a byte every 500 ms into a segment that never ends reset the output
+/// watchdog with each byte: the runner kept the stream, and its payments, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dripping_output_is_replaced() {
+    let (status, _) = swap_test(|sim| sim.set_live_mode(LiveMode::DripOutput)).await;
+    assert!(status["swaps"][0]["reason"].as_str().unwrap().contains("no output"), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn silent_events_are_replaced() {
     let (status, _) = swap_test(|sim| sim.set_live_mode(LiveMode::MuteEvents)).await;
