@@ -67,6 +67,10 @@ pub enum ByocKind {
     /// with `n` events `data: {"n":i}`, then `data: [DONE]`. After the first event it waits for
     /// the gate of [`crate::Sim::byoc_sse_gate`], when a test has armed one.
     Lines,
+    /// A body `{"bytes": n}` (at most 64 MiB) is answered with `n` bytes of
+    /// `application/octet-stream`, all ready when the answer starts: a worker whose result is
+    /// a large file.
+    Fill,
 }
 
 /// Most events a [`ByocKind::Lines`] job may ask for.

@@ -295,6 +295,7 @@ async fn run(shared: Arc<Shared>, admitted: Admitted, req: Request) -> Response 
         ByocKind::Reverse => reverse(shared, admitted, start, req).await,
         ByocKind::Echo => echo(shared, admitted, start, req),
         ByocKind::Lines => lines(shared, admitted, start, req).await,
+        ByocKind::Fill => fill(shared, admitted, start, req).await,
     }
 }
 
@@ -366,6 +367,34 @@ async fn reverse(
     if let Ok(v) = HeaderValue::from_str(&metadata) {
         h.insert("X-Metadata", v);
     }
+    h.insert(BALANCE, balance_header(&shared, &admitted.job));
+    drop(admitted.slot);
+    response
+}
+
+/// The Fill worker: `{"bytes": n}` answered with `n` bytes at once.
+async fn fill(shared: Arc<Shared>, admitted: Admitted, start: Instant, req: Request) -> Response {
+    let read = read_json_body(&shared, req, deadline(&admitted.job, start)).await;
+    let bytes = match read {
+        Ok(body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("bytes")?.as_u64())
+            .filter(|&n| n <= MAX_BODY)
+            .ok_or((
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"body must be {\"bytes\": n}, n at most 64 MiB"}"#.to_owned(),
+            )),
+        Err(e) => Err(e),
+    };
+    let n = match bytes {
+        Ok(n) => n as usize,
+        Err((status, body)) => return worker_error(&shared, &admitted, start, status, &body),
+    };
+    debit(&shared, &admitted.charge, seconds_since(start));
+    let mut response = Response::new(Body::from(vec![b'f'; n]));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert("X-Metadata", HeaderValue::from_static(""));
     h.insert(BALANCE, balance_header(&shared, &admitted.job));
     drop(admitted.slot);
     response

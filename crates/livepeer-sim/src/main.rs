@@ -104,7 +104,8 @@ fn parse_byoc(text: &str) -> anyhow::Result<SimByoc> {
         Some("reverse") => ByocKind::Reverse,
         Some("echo") => ByocKind::Echo,
         Some("lines") => ByocKind::Lines,
-        other => anyhow::bail!("BYOC kind must be reverse, echo or lines, not {other:?}"),
+        Some("fill") => ByocKind::Fill,
+        other => anyhow::bail!("BYOC kind must be reverse, echo, lines or fill, not {other:?}"),
     };
     let mut cap = SimByoc::new(name, kind);
     for opt in parts {

@@ -58,9 +58,20 @@ impl Settle {
 }
 
 /// The relayed body.
+///
+/// The deadline is the job's; time spent waiting on the client (from handing it a chunk to
+/// its asking for the next) moves the deadline on, by at most the job's own window, so that a
+/// slow reader of an answer that was ready at once is not taken for an orchestrator that
+/// outlasted the job. When the deadline passes with that allowance spent, the client is the
+/// slow one: the answer is cut and nobody penalised.
 pub(super) struct Relay {
     body: OrchBody,
     deadline: Pin<Box<Sleep>>,
+    /// When the last chunk was handed to the client, while it has not asked for the next.
+    handed_at: Option<Instant>,
+    /// Time the deadline was moved on for the client, and the most it may be.
+    extended: std::time::Duration,
+    max_extension: std::time::Duration,
     /// What to settle at the end; `None` when the caller settled already (a 4xx relayed).
     settle: Option<Settle>,
     done: bool,
@@ -70,8 +81,30 @@ pub(super) struct Relay {
 
 impl Relay {
     pub(super) fn new(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
+        let max_extension = deadline.saturating_duration_since(Instant::now());
         let deadline = Box::pin(tokio::time::sleep_until(deadline));
-        Self { body, deadline, settle, done: false, scan: None }
+        Self {
+            body,
+            deadline,
+            handed_at: None,
+            extended: std::time::Duration::ZERO,
+            max_extension,
+            settle,
+            done: false,
+            scan: None,
+        }
+    }
+
+    /// Moves the deadline on by the time the client took to ask for more, within the
+    /// allowance.
+    fn discount_client_wait(&mut self) {
+        let Some(at) = self.handed_at.take() else { return };
+        let wait = at.elapsed().min(self.max_extension.saturating_sub(self.extended));
+        if !wait.is_zero() {
+            self.extended += wait;
+            let later = self.deadline.deadline() + wait;
+            self.deadline.as_mut().reset(later);
+        }
     }
 
     /// A relay of server-sent events, which ends with the event holding `[DONE]`.
@@ -90,6 +123,20 @@ impl Relay {
             None => lease.succeeded(),
             Some(e) => lease.failed_job(e),
         }
+    }
+
+    /// Ends the relay at the deadline: the orchestrator's failure, unless the client used up
+    /// its allowance for slow reading.
+    fn time_out(&mut self) -> std::io::Error {
+        if self.extended < self.max_extension {
+            self.finish(Some("the answer outlasted the job's timeout".into()));
+            return std::io::Error::other("BYOC answer timed out");
+        }
+        self.done = true;
+        if let Some(s) = self.settle.take() {
+            s.charge().client_error();
+        }
+        std::io::Error::other("BYOC answer cut: the client read it too slowly")
     }
 }
 
@@ -164,9 +211,9 @@ impl Stream for Relay {
         if self.done {
             return Poll::Ready(None);
         }
+        self.discount_client_wait();
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self.finish(Some("the answer outlasted the job's timeout".into()));
-            return Poll::Ready(Some(Err(std::io::Error::other("BYOC answer timed out"))));
+            return Poll::Ready(Some(Err(self.time_out())));
         }
         loop {
             return match Pin::new(&mut self.body).poll_frame(cx) {
@@ -191,6 +238,7 @@ impl Stream for Relay {
                                 return Poll::Ready(None);
                             }
                         }
+                        self.handed_at = Some(Instant::now());
                         Poll::Ready(Some(Ok(data)))
                     }
                     // Trailers: nothing to relay.

@@ -653,3 +653,44 @@ async fn an_orchestrator_refusing_every_payment_is_penalised_once_its_token_was_
     let (_, job) = job_state(&gw, &refuser).await;
     assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "penalised: {job}");
 }
+
+/// A client reading a large answer slowly held the relay past the job's deadline, which then
+/// cut the answer and ejected the orchestrator for the capability, as if it had outlasted the
+/// job. Now the client's reading time moves the deadline on (by at most the job's window),
+/// and a client that uses that up is cut without anybody penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_an_answer_is_not_the_orchestrators_failure() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const TOTAL: usize = 24 << 20;
+    let caps = vec![SimByoc::new("fill", ByocKind::Fill).capacity(8)];
+    let a = sim("a", caps, None).await;
+    let gw = gateway(&[&a]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 << 10).unwrap();
+    let mut stream = socket.connect(gw.http_addr).await.unwrap();
+    // Timeout 1 s: the job's deadline is 6 s after it was sent; the whole answer is ready
+    // as soon as it starts.
+    let body = json!({"bytes": TOTAL}).to_string();
+    let head = format!(
+        "POST /process/request/fill HTTP/1.1\r\nHost: gw\r\nLivepeer: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        header("fill", 1, json!({})),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // About 2 MiB/s: reading it all takes about twice the job's 6 s.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        tokio::time::sleep(Duration::from_millis(16)).await;
+    }
+    assert!(got > 8 << 20, "the answer was relayed: {got} bytes");
+    let job = crate::support::job_state(&gw, &base(a.url()), "byoc/fill").await;
+    assert_eq!(job["job"], "byoc/fill", "{job}");
+    assert_eq!(job["consecutive_failures"], 0, "{job}");
+    assert_ne!(job["state"], "ejected", "{job}");
+}
