@@ -100,6 +100,12 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
         let ev = |s: &crate::byoc::stream::Stream| {
             s.with_state(|s| s.ev_wei).unwrap_or(livepeer_pm::Ratio::ZERO)
         };
+        let unmetered = Arc::downgrade(&stream);
+        let guard = crate::keys::meter::StopUnlessMetered::new(move || {
+            if let Some(stream) = unmetered.upgrade() {
+                stream.end("the client went away before its stream was metered");
+            }
+        });
         let prepaid = ev(&stream);
         tab.paid(0, &prepaid, &livepeer_pm::Ratio::ZERO);
         if let Err(e) = tab.reserve(&capability, units, Some(&prepaid)).await {
@@ -128,6 +134,7 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
                 ev: true,
             }),
         }));
+        guard.metered();
     }
     let id = &stream.id;
     let route = |what: &str| format!("{base}/process/stream/{id}/{what}");

@@ -151,6 +151,12 @@ async fn meter_stream(
     stream: &Arc<Stream>,
 ) -> Result<(), Error> {
     let orchestrator = stream.status().orchestrator.unwrap_or_default();
+    let unmetered = Arc::downgrade(stream);
+    let guard = crate::keys::meter::StopUnlessMetered::new(move || {
+        if let Some(stream) = unmetered.upgrade() {
+            stream.stop("the client went away before its stream was metered");
+        }
+    });
     let prepaid = stream.fee_paid();
     tab.paid(0, &livepeer_pm::Ratio::ZERO, &prepaid);
     if let Err(e) = tab.reserve(LIVE, interval_units(live), Some(&prepaid)).await {
@@ -180,6 +186,7 @@ async fn meter_stream(
         }),
     };
     tokio::spawn(crate::keys::meter::meter(metered));
+    guard.metered();
     Ok(())
 }
 

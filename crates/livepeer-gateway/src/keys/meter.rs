@@ -153,6 +153,32 @@ async fn stop(leases: &Leases, holder: &str, key_id: &str) -> Result<(), sqlx::E
     tx.commit().await
 }
 
+/// Runs its `stop` when dropped before [`StopUnlessMetered::metered`]. A stream started on a
+/// customer key is metered only after its start (which may wait on the budget's database);
+/// a handler dropped in between, its client gone, would otherwise leave the stream running
+/// uncharged.
+pub(crate) struct StopUnlessMetered<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> StopUnlessMetered<F> {
+    /// Armed: `stop` runs unless [`Self::metered`] is called.
+    pub(crate) fn new(stop: F) -> Self {
+        Self(Some(stop))
+    }
+
+    /// The stream is metered: nothing to stop.
+    pub(crate) fn metered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for StopUnlessMetered<F> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop();
+        }
+    }
+}
+
 /// What [`meter`] charges a running stream, and how it stops it.
 pub struct Metered {
     /// The start request's tab (its first interval is reserved and charged there).
@@ -280,4 +306,19 @@ async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
         Err(_) => 503,
     };
     tab.record(request_id, status);
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::StopUnlessMetered;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_stream_is_stopped_unless_it_was_metered() {
+        let stopped = Cell::new(0);
+        drop(StopUnlessMetered::new(|| stopped.set(stopped.get() + 1)));
+        assert_eq!(stopped.get(), 1, "dropped before metering");
+        StopUnlessMetered::new(|| stopped.set(stopped.get() + 1)).metered();
+        assert_eq!(stopped.get(), 1, "metered");
+    }
 }
