@@ -317,8 +317,9 @@ fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), S
         .map_err(setup(Part::Marketplace))
 }
 
-/// The local payer (with a key) and the one payment interface over it or the remote signer;
-/// with a chain, the sender's funds are watched on `tasks`.
+/// The local payer (with a key) and the one payment interface over it or the remote signer
+/// (whose tickets must carry the identity `client` presents); with a chain, the sender's
+/// funds are watched on `tasks`.
 async fn payments(
     config: &Config,
     client: &OrchClient,
@@ -330,9 +331,14 @@ async fn payments(
         payment::LocalPayer::new(signer, client.clone(), config.payment)
     });
     let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
-    let payments = payment::Payments::new(payer.clone(), remote, client)
+    let mut payments = payment::Payments::new(payer.clone(), remote, client)
         .map_err(setup(Part::Payments))?
         .with_price_caps(config.requirements.clone());
+    // A remote signer's tickets must be signed by the identity it gave (which `client`
+    // presents to orchestrators).
+    if let Some(address) = client.identity_address() {
+        payments = payments.with_signer_identity(address);
+    }
     if let (Some(chain), Some(cc), Some(payer)) = (chain, &config.chain, payments.local()) {
         payer.set_reserve_warning_hours(cc.reserve_warning_hours);
         chain.watch_funds(tasks, cc.refresh, payer.clone()).await.map_err(setup(Part::Chain))?;

@@ -288,7 +288,7 @@ impl<'a> Job<'a> {
 
     /// The gateway did not pay the orchestrator: its terms, or the gateway's funds, rule it
     /// out, which penalises nobody; or its job-priced params could not be fetched, judged as
-    /// [`crate::orchestrator::ClientError::failure`] says.
+    /// [`Failure::of_job_params`] says.
     fn unpaid(&mut self, lease: Lease, e: &PayError, started: Instant) -> Step {
         let orchestrator = lease.url().to_string();
         self.ai.metrics.ai_error(&self.record.key, &orchestrator, "payment");
@@ -303,7 +303,7 @@ impl<'a> Job<'a> {
                 Failure::GatewayExhausted.verdict().end_lease(lease, e);
                 return Step::GiveUp;
             }
-            PayError::Discovery(c) => c.failure().verdict().end_lease(lease, e),
+            PayError::Discovery(c) => Failure::of_job_params(c).verdict().end_lease(lease, e),
             _ => {
                 drop(lease);
                 self.pay_refused = true;

@@ -61,9 +61,9 @@ impl Settle {
 ///
 /// The deadline is the job's; time spent waiting on the client (from handing it a chunk to
 /// its asking for the next) moves the deadline on, by at most the job's own window, so that a
-/// slow reader of an answer that was ready at once is not taken for an orchestrator that
-/// outlasted the job. When the deadline passes with that allowance spent, the client is the
-/// slow one: the answer is cut and nobody penalised.
+/// slow reader is not taken for an orchestrator that outlasted the job. Time waiting on the
+/// orchestrator never does. When the deadline passes with that allowance spent, the client
+/// has waited a whole window: the answer is cut and nobody penalised.
 pub(super) struct Relay {
     body: OrchBody,
     deadline: Pin<Box<Sleep>>,
@@ -81,7 +81,10 @@ pub(super) struct Relay {
 
 impl Relay {
     pub(super) fn new(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
-        let max_extension = deadline.saturating_duration_since(Instant::now());
+        // The job's whole window (from when it was sent), not what is left of it: an answer
+        // that starts late in its window is read at the client's pace all the same.
+        let from = settle.as_ref().map_or_else(Instant::now, |s| s.sent);
+        let max_extension = deadline.saturating_duration_since(from);
         let deadline = Box::pin(tokio::time::sleep_until(deadline));
         Self {
             body,

@@ -20,9 +20,49 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::http::{HttpError, channel_url, read_body};
+use crate::orchestrator::channel::byoc_channel_url;
+use crate::orchestrator::http::{HttpError, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
+
+/// The channel URLs of a stream start answer.
+struct ChannelUrls {
+    control_url: String,
+    events_url: String,
+    /// Publish, subscribe and data: `None` when the stream did not enable it.
+    optional: [Option<String>; 3],
+}
+
+/// The channel URLs of a start answer's headers, each where [`byoc_channel_url`] allows it:
+/// control and events always, the others as `flags` enable them. `Err` says why not.
+async fn channel_urls(
+    headers: &http::HeaderMap,
+    base: &str,
+    flags: super::stream_state::Flags,
+) -> Result<ChannelUrls, String> {
+    let wanted = [
+        ("X-Control-Url", true),
+        ("X-Events-Url", true),
+        ("X-Publish-Url", flags.enable_video_ingress),
+        ("X-Subscribe-Url", flags.enable_video_egress),
+        ("X-Data-Url", flags.enable_data_output),
+    ];
+    let mut urls: [Option<String>; 5] = Default::default();
+    for ((name, enabled), url) in wanted.into_iter().zip(urls.iter_mut()) {
+        let raw = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let found = byoc_channel_url(raw, base).await?;
+        if enabled && found.is_none() {
+            return Err(format!("it lacks {name}, which the stream needs"));
+        }
+        *url = found.filter(|_| enabled);
+    }
+    let [control, events, publish, subscribe, data] = urls;
+    Ok(ChannelUrls {
+        control_url: control.unwrap_or_default(),
+        events_url: events.unwrap_or_default(),
+        optional: [publish, subscribe, data],
+    })
+}
 
 /// Deadline of a stop call's job (go-livepeer: `timeout_seconds` 10, plus its 5 s).
 const STOP_TIMEOUT_SECONDS: u64 = 10;
@@ -440,44 +480,29 @@ async fn start_on(
     }
     let service = token.token.service_addr.clone();
     let base = service.clone();
-    let urls = ["X-Control-Url", "X-Events-Url", "X-Publish-Url", "X-Subscribe-Url", "X-Data-Url"]
-        .map(|name| {
-            let raw = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            channel_url(raw, &base)
-        });
-    if let Some(Err(why)) = urls.iter().find(|url| url.is_err()) {
-        // Its own channels only: nothing is posted to, read from or deleted at the others,
-        // and the stream it may have started is stopped at its service address.
-        let why = format!("start answer: {why}");
-        stop(inner, stream, &orch, &why).await;
-        lease.failed_job(why.clone());
-        return Err(Failed::Next(why));
-    }
-    let [control, events, publish, subscribe, data] = urls.map(Result::unwrap_or_default);
-    let (Some(control_url), Some(events_url)) = (control, events) else {
-        lease.failed_job("start answer lacks X-Control-Url or X-Events-Url".into());
-        return Err(Failed::Next("start answer lacks X-Control-Url or X-Events-Url".into()));
+    let urls = match channel_urls(&headers, &base, stream.flags).await {
+        Ok(urls) => urls,
+        Err(why) => {
+            // Nothing is posted to, read from or deleted at such channels, and the stream it
+            // may have started is stopped at its service address.
+            let why = format!("start answer: {why}");
+            stop(inner, stream, &orch, &why).await;
+            lease.failed_job(why.clone());
+            return Err(Failed::Next(why));
+        }
     };
-    let f = stream.flags;
+    let ChannelUrls { control_url, events_url, optional: [publish_url, subscribe_url, data_url] } =
+        urls;
     let session = Session {
         orchestrator: orch,
         service,
-        publish_url: publish.filter(|_| f.enable_video_ingress),
-        subscribe_url: subscribe.filter(|_| f.enable_video_egress),
-        data_url: data.filter(|_| f.enable_data_output),
+        publish_url,
+        subscribe_url,
+        data_url,
         control_url,
         events_url,
         lease,
     };
-    let missing = (f.enable_video_ingress && session.publish_url.is_none())
-        || (f.enable_video_egress && session.subscribe_url.is_none())
-        || (f.enable_data_output && session.data_url.is_none());
-    if missing {
-        let why = "start answer lacks a channel the stream enabled";
-        stop(inner, stream, &session.orchestrator, why).await;
-        session.lease.failed_job(why.into());
-        return Err(Failed::Next(why.into()));
-    }
     stream.with_state(|s| {
         s.phase = Phase::Running;
         s.orchestrator = Some((session.orchestrator.clone(), session.service.clone()));

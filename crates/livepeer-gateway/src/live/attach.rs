@@ -19,7 +19,7 @@ use super::error::LiveError;
 use super::session::Session;
 use super::stream::Stream;
 use crate::orchestrator::Lease;
-use crate::orchestrator::http::channel_url;
+use crate::orchestrator::channel::channel_url;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Settlement};
@@ -268,7 +268,7 @@ async fn start_call(
             // no descriptor to dial with (as an unpaid orchestrator is nobody's).
             failure: match e {
                 PayError::Discovery(crate::orchestrator::ClientError::Local(_)) => None,
-                PayError::Discovery(c) => Some(c.failure()),
+                PayError::Discovery(c) => Some(Failure::of_job_params(&c)),
                 _ => None,
             },
         })?;

@@ -22,7 +22,6 @@ use url::Url;
 
 use super::caps::Capabilities;
 use super::info::OrchInfo;
-use super::verdict::Failure;
 
 /// Why a GetOrchestrator call failed. Every variant but [`Self::Local`] is the orchestrator's
 /// (or the network's) doing, so each one counts against the orchestrator, and a retry
@@ -51,21 +50,6 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The failure of a job's own GetOrchestrator call (the job-priced ticket params a
-    /// payment needs) that ended this way. The call names the job's capability and model, so
-    /// only a connection that could not be made concerns the orchestrator as a whole;
-    /// anything else is judged for that job alone, and a capped orchestrator is busy.
-    pub fn failure(&self) -> Failure {
-        match self {
-            Self::Unreachable(_) | Self::BadAddress(_) => Failure::Transport,
-            Self::Timeout(_) => Failure::Timeout,
-            Self::Refused(m) if m.contains("OrchestratorCapped") => Failure::Busy,
-            Self::Refused(_) => Failure::Refused,
-            Self::Malformed(_) => Failure::Server,
-            Self::Local(_) => Failure::GatewayExhausted,
-        }
-    }
-
     /// A short stable code for metrics labels.
     pub fn code(&self) -> &'static str {
         match self {
@@ -137,6 +121,11 @@ struct Inner {
 // === impl OrchClient ===
 
 impl OrchClient {
+    /// The address it presents to orchestrators, if any.
+    pub fn identity_address(&self) -> Option<Address> {
+        self.inner.identity.as_ref().map(|i| i.address)
+    }
+
     /// A client with the given deadlines, trust mode and (optional) signing identity.
     pub fn new(timeouts: Timeouts, trust: TlsTrust, identity: Option<Identity>) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

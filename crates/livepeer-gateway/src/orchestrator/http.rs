@@ -388,41 +388,6 @@ where
         .build(connector)
 }
 
-/// A channel URL an orchestrator answered, resolved as go-livepeer's `AppendHostname` does:
-/// a URL with a scheme is used as it is, a bare path is on `base` (the orchestrator's service
-/// address, where the start call went). `Ok(None)` for an empty value.
-///
-/// Unlike go-livepeer, a channel must be on `base`'s host and port, with no credentials,
-/// query or fragment (`Err` says why not). go-livepeer's orchestrators put their channels on
-/// their own service address (`/ai/trickle/…`), and the gateway posts the client's media to
-/// these URLs, hands what it reads from them to the client, and deletes them at the end: a
-/// channel elsewhere would aim all that at any address the orchestrator names, the
-/// gateway's own loopback ports or its network's hosts included.
-pub fn channel_url(raw: &str, base: &str) -> Result<Option<String>, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let joined = if raw.starts_with("http://") || raw.starts_with("https://") {
-        raw.to_owned()
-    } else {
-        format!("{base}/{}", raw.trim_start_matches('/'))
-    };
-    let (Ok(url), Ok(own)) = (url::Url::parse(&joined), url::Url::parse(base)) else {
-        return Err(format!("a channel URL that is none on {base}"));
-    };
-    let foreign = || Err(format!("channel {} is not on {base}", crate::outbound::shown(&url)));
-    let host = |u: &url::Url| u.host_str().map(str::to_ascii_lowercase);
-    let same_place = host(&url).is_some()
-        && host(&url) == host(&own)
-        && url.port_or_known_default() == own.port_or_known_default();
-    let plain = url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && url.fragment().is_none();
-    if same_place && plain { Ok(Some(joined)) } else { foreign() }
-}
-
 /// Reads a whole body, refusing more than `limit` bytes.
 pub async fn read_body(mut body: OrchBody, limit: usize) -> Result<Bytes, HttpError> {
     let mut first: Option<Bytes> = None;
@@ -601,31 +566,6 @@ mod tests {
     use super::*;
     use http::Version;
     use livepeer_sim::{Sim, SimConfig};
-
-    #[test]
-    fn channels_are_on_the_orchestrators_service_address_only() {
-        let base = "https://o.example:8935";
-        let own = |raw: &str| channel_url(raw, base);
-        assert_eq!(own("/ai/trickle/m").unwrap().unwrap(), "https://o.example:8935/ai/trickle/m");
-        assert_eq!(own("ai/trickle/m").unwrap().unwrap(), "https://o.example:8935/ai/trickle/m");
-        let absolute = "https://O.example:8935/ai/trickle/m-out";
-        assert_eq!(own(absolute).unwrap().unwrap(), absolute);
-        assert_eq!(own(" ").unwrap(), None);
-        for foreign in [
-            "https://o.example:9999/ai/trickle/m",
-            "https://o.example/ai/trickle/m",
-            "http://127.0.0.1:5935/metrics",
-            "https://169.254.169.254:8935/latest",
-            "https://user:pw@o.example:8935/ai/trickle/m",
-            "https://o.example:8935/ai/trickle/m?x=1",
-            "https://o.example:8935/ai/trickle/m#f",
-            "http://[::1",
-        ] {
-            let why = own(foreign).unwrap_err();
-            assert!(why.contains("https://o.example:8935"), "{foreign}: {why}");
-            assert!(!why.contains("pw") && !why.contains("x=1"), "{foreign}: {why}");
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn resends_after_the_first_pause_doubling_with_a_tenth_of_jitter() {

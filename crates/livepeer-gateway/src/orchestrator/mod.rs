@@ -5,6 +5,7 @@
 
 pub mod byoc;
 pub mod caps;
+pub mod channel;
 pub mod client;
 pub mod creds;
 pub mod discovery;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod info;
 pub mod pool;
 pub mod price;
+pub(crate) mod reach;
 pub mod selection;
 pub mod snapshot;
 pub mod verdict;

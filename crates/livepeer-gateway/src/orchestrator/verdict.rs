@@ -206,6 +206,22 @@ impl Failure {
         }
     }
 
+    /// The failure of a job's own GetOrchestrator call (the job-priced ticket params a
+    /// payment needs) that ended with `e`. The call names the job's capability and model, so
+    /// only a connection that could not be made concerns the orchestrator as a whole;
+    /// anything else is judged for that job alone, and a capped orchestrator is busy.
+    pub fn of_job_params(e: &super::client::ClientError) -> Self {
+        use super::client::ClientError;
+        match e {
+            ClientError::Unreachable(_) | ClientError::BadAddress(_) => Self::Transport,
+            ClientError::Timeout(_) => Self::Timeout,
+            ClientError::Refused(m) if m.contains("OrchestratorCapped") => Self::Busy,
+            ClientError::Refused(_) => Self::Refused,
+            ClientError::Malformed(_) => Self::Server,
+            ClientError::Local(_) => Self::GatewayExhausted,
+        }
+    }
+
     /// Classifies an orchestrator's error answer from its status and body text (go-livepeer
     /// writes most errors as plain text, and its gateway matches substrings of them, so these
     /// texts are part of the protocol: PROTOCOL.md §1.5, §7.4). The rules are those the AI

@@ -162,6 +162,15 @@ impl Payments {
         Ok(Self { way, byoc: byoc::ByocBooks::default(), caps: Arc::default() })
     }
 
+    /// The same payments, refusing a remote signer's tickets unless signed by `sender` (its
+    /// identity, fetched at start).
+    pub fn with_signer_identity(mut self, sender: livepeer_pm::Address) -> Self {
+        if let Way::Remote(remote) = self.way {
+            self.way = Way::Remote(remote.with_sender(sender));
+        }
+        self
+    }
+
     /// The local-key sender, when the gateway pays with its own key.
     pub fn local(&self) -> Option<&LocalPayer> {
         match &self.way {

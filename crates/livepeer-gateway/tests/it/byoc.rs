@@ -678,7 +678,7 @@ async fn a_slow_reader_of_an_answer_is_not_the_orchestrators_failure() {
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    // About 2 MiB/s: reading it all takes about twice the job's 6 s.
+    // At most about 2 MiB/s: reading it all takes about twice the job's 6 s.
     let mut got = 0usize;
     let mut buf = vec![0u8; 32 << 10];
     loop {
@@ -688,7 +688,9 @@ async fn a_slow_reader_of_an_answer_is_not_the_orchestrators_failure() {
         }
         tokio::time::sleep(Duration::from_millis(16)).await;
     }
-    assert!(got > 8 << 20, "the answer was relayed: {got} bytes");
+    // How much arrives before the allowance is spent depends on the machine's pace; that
+    // some did, and that nobody was penalised, does not.
+    assert!(got > 1 << 20, "the answer was relayed: {got} bytes");
     let job = crate::support::job_state(&gw, &base(a.url()), "byoc/fill").await;
     assert_eq!(job["job"], "byoc/fill", "{job}");
     assert_eq!(job["consecutive_failures"], 0, "{job}");

@@ -304,7 +304,7 @@ async fn receive(channel: &Arc<Channel>, segment: Arc<Segment>, body: Body) -> R
 const DISCARD_WAIT: Duration = Duration::from_secs(10);
 
 /// Reads and drops the rest of segment `seq`'s body, for at most [`DISCARD_WAIT`]; ends
-/// sooner when the channel closes.
+/// sooner at its end, or at a chunk that arrives once the channel has closed.
 async fn discard(channel: &Channel, seq: u64, mut stream: axum::body::BodyDataStream) -> Response {
     let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
     loop {

@@ -42,6 +42,9 @@ use url::Url;
 use super::resolve::Resolver;
 use super::results::{Full, Reservation, ResultStore};
 use crate::orchestrator::h1::{self, Body, Conn, Io};
+use crate::orchestrator::reach::reachable;
+#[cfg(test)]
+use crate::orchestrator::reach::{Reach, reach};
 
 /// Why a result could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -501,64 +504,6 @@ fn origin_allowed(url: &Url, orch: &Url, allowed: &[String]) -> bool {
     }
     let with_port = port.map(|p| format!("{host}:{p}"));
     allowed.iter().any(|a| *a == host || Some(a) == with_port.as_ref())
-}
-
-/// Where an address is, for the rule that a result may be fetched from a non-public address
-/// only when the orchestrator itself is at one of the same kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    Public,
-    Loopback,
-    LinkLocal,
-    Private,
-    /// Unspecified, multicast, broadcast, "this network": never fetched from.
-    Never,
-}
-
-fn reach(ip: IpAddr) -> Reach {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if a == 0 || v4.is_multicast() || v4.is_broadcast() {
-                Reach::Never
-            } else if v4.is_loopback() {
-                Reach::Loopback
-            } else if v4.is_link_local() {
-                Reach::LinkLocal
-            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
-                Reach::Private
-            } else {
-                Reach::Public
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            if v6.is_unspecified() || v6.is_multicast() {
-                Reach::Never
-            } else if v6.is_loopback() {
-                Reach::Loopback
-            } else if first & 0xffc0 == 0xfe80 {
-                Reach::LinkLocal
-            } else if first & 0xfe00 == 0xfc00 {
-                Reach::Private
-            } else {
-                Reach::Public
-            }
-        }
-    }
-}
-
-/// Whether a result may come from `ip` when the orchestrator's addresses are `orch`.
-fn reachable(ip: IpAddr, orch: &[IpAddr]) -> bool {
-    match reach(ip) {
-        Reach::Public => true,
-        Reach::Never => false,
-        kind => orch.iter().any(|&o| reach(o) == kind),
-    }
 }
 
 /// The address of `url` to connect to: every address its host resolves to must pass
