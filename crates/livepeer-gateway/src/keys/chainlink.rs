@@ -34,6 +34,9 @@ pub struct Feed {
     last: Mutex<Option<(Ratio, i64)>>,
 }
 
+/// How far ahead of the gateway's clock a feed's `updatedAt` may be (clocks differ a little).
+pub const FUTURE_SKEW: i64 = 300;
+
 impl Feed {
     /// A feed not read yet.
     pub fn new(rpc_url: url::Url, address: Address, max_age: Duration) -> Self {
@@ -42,9 +45,15 @@ impl Feed {
     }
 
     /// USD per ETH, when the last answer is at most the maximum age old at `now` (unix s).
+    /// An update dated more than [`FUTURE_SKEW`] ahead of `now` is no answer: it would
+    /// otherwise stay young for good.
     pub fn rate(&self, now: i64) -> Option<Ratio> {
         let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.filter(|(_, at)| now.saturating_sub(*at) <= self.max_age_secs).map(|(r, _)| r)
+        let fresh = |at: i64| {
+            let age = now.saturating_sub(at);
+            (-FUTURE_SKEW..=self.max_age_secs).contains(&age)
+        };
+        last.filter(|(_, at)| fresh(*at)).map(|(r, _)| r)
     }
 
     /// Reads the feed once and keeps its answer.
@@ -102,5 +111,29 @@ pub async fn refresh(feed: Weak<Feed>, http: reqwest::Client) {
         if let Err(e) = feed.read(&http).await {
             tracing::warn!(error = %e, "cannot read the ETH/USD feed; keeping the last answer");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_updated_at(at: i64) -> Feed {
+        let url = url::Url::parse("http://127.0.0.1:1/").unwrap();
+        let feed = Feed::new(url, Address::ZERO, Duration::from_secs(3600));
+        *feed.last.lock().unwrap() = Some((Ratio::from_u64(3000), at));
+        feed
+    }
+
+    #[test]
+    fn an_answer_is_used_while_young_and_never_when_dated_ahead() {
+        let now = 1_800_000_000;
+        assert!(feed_updated_at(now - 3600).rate(now).is_some(), "at the maximum age");
+        assert!(feed_updated_at(now - 3601).rate(now).is_none(), "older");
+        assert!(feed_updated_at(now + 60).rate(now).is_some(), "a little ahead: clocks differ");
+        // Dated far ahead, it would have stayed young for good.
+        let ahead = feed_updated_at(now + 1_000_000_000);
+        assert!(ahead.rate(now).is_none());
+        assert!(ahead.rate(now + 3600 * 24).is_none());
     }
 }

@@ -80,12 +80,10 @@ fn check_terms(
             models.keys().map(move |model| JobKey { capability, model: model.clone() })
         })
         .collect();
-    // The strictest cap of the (capability, model) pairs named, else the global one.
-    let cap = if keys.is_empty() {
-        checks.caps.max_price
-    } else {
-        keys.iter().filter_map(|k| checks.caps.max_price(k)).min()
-    };
+    // The strictest cap of the (capability, model) pairs named, else the global one: pairs
+    // without a cap of their own (a BYOC capability without `--byoc-max-price`) must not let
+    // a caller step around it.
+    let cap = keys.iter().filter_map(|k| checks.caps.max_price(k)).min().or(checks.caps.max_price);
     if let Some(cap) = cap
         && price > cap
     {
@@ -245,6 +243,16 @@ mod tests {
             "{e:?}"
         );
         assert!(pay(&fair, &checks(Some(1_000_000))).is_ok());
+        // Naming only a pair with no cap of its own (a BYOC capability) keeps the global cap.
+        let mut caps = crate::orchestrator::caps::Capabilities::default();
+        caps.per_capability.entry(37).or_default().insert("x".into(), Default::default());
+        let named =
+            livepeer_proto::Message::encode_to_vec(&livepeer_proto::net::Capabilities::from(&caps));
+        let named = STANDARD.encode(named);
+        let fields = json!({"inPixels": 4096, "capabilities": named});
+        let e =
+            generate_at(&key, &request(&fair, fields), &checks(Some(999_999)), NOW).unwrap_err();
+        assert!(matches!(&e, Refusal::PriceExceeded(_)), "{e:?}");
     }
 
     #[test]
