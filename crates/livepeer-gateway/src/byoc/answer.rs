@@ -81,8 +81,8 @@ pub(super) struct Relay {
 
 impl Relay {
     pub(super) fn new(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
-        // The job's whole window (from when it was sent), not what is left of it: an answer
-        // that starts late in its window is read at the client's pace all the same.
+        // A plain answer's whole window (from when the job was sent), not what is left of it:
+        // an answer that starts late in its window is read at the client's pace all the same.
         let from = settle.as_ref().map_or_else(Instant::now, |s| s.sent);
         let max_extension = deadline.saturating_duration_since(from);
         let deadline = Box::pin(tokio::time::sleep_until(deadline));
@@ -114,6 +114,8 @@ impl Relay {
     pub(super) fn events(body: OrchBody, deadline: Instant, settle: Option<Settle>) -> Self {
         let mut relay = Self::new(body, deadline, settle);
         relay.scan = Some(DoneScan::default());
+        // An event stream's window starts with its answer (its deadline is counted from there).
+        relay.max_extension = deadline.saturating_duration_since(Instant::now());
         relay
     }
 

@@ -59,16 +59,16 @@ pub fn channel_url(raw: &str, base: &str) -> Result<Option<String>, String> {
     }
 }
 
-/// How long the names of a BYOC channel's host and of the orchestrator are resolved for.
+/// How long the name of a BYOC channel's host is resolved for.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
 /// A BYOC stream's channel URL ([`channel`]; `Ok(None)` for an empty value). go-livepeer's
 /// orchestrators may put these on another host than their service address (the
 /// `-liveAITrickleHostForRunner` override, a public name of the runner's trickle server), so a
-/// channel elsewhere is taken when every address its host has is of a kind the
-/// orchestrator's own are: public anywhere, loopback, link-local or private only for an
-/// orchestrator that is there too (the rule result downloads follow). The names are resolved
-/// once, here.
+/// channel elsewhere is taken when every address its host has is public: never loopback,
+/// link-local or private, whatever the orchestrator's own address (which its own name could
+/// make anything). The name is resolved here, at the start; one that resolves elsewhere later
+/// (DNS rebinding) is not caught.
 pub async fn byoc_channel_url(raw: &str, base: &str) -> Result<Option<String>, String> {
     let url = match channel(raw, base)? {
         Channel::Missing => return Ok(None),
@@ -76,11 +76,9 @@ pub async fn byoc_channel_url(raw: &str, base: &str) -> Result<Option<String>, S
         Channel::Elsewhere(url) => url,
     };
     let shown = crate::outbound::shown(&url);
-    let own = url::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
-    let (theirs, ours) = tokio::join!(addresses(&url), addresses(&own));
-    let (theirs, ours) = (theirs.map_err(|e| format!("channel {shown}: {e}"))?, ours?);
-    match theirs.iter().find(|&&ip| !super::reach::reachable(ip, &ours)) {
-        Some(ip) => Err(format!("channel {shown}: address {ip} is not the orchestrator's kind")),
+    let addresses = addresses(&url).await.map_err(|e| format!("channel {shown}: {e}"))?;
+    match addresses.iter().find(|&&ip| !super::reach::reachable(ip, &[])) {
+        Some(ip) => Err(format!("channel {shown}: address {ip} is not public")),
         None => Ok(Some(url.to_string())),
     }
 }
@@ -133,7 +131,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_byoc_channel_elsewhere_must_be_of_the_orchestrators_kind() {
+    async fn a_byoc_channel_elsewhere_must_be_public() {
         let public = "https://203.0.113.5:8935";
         let runner = "https://198.51.100.7:8443/ai/trickle/s-control";
         assert_eq!(byoc_channel_url(runner, public).await.unwrap().unwrap(), runner);
@@ -141,14 +139,15 @@ mod tests {
             "http://127.0.0.1:5935/metrics",
             "http://169.254.169.254/latest",
             "http://10.0.0.7:9200/index",
+            "http://[::1]:5935/metrics",
         ] {
             let why = byoc_channel_url(inward, public).await.unwrap_err();
-            assert!(why.contains("is not the orchestrator's kind"), "{inward}: {why}");
+            assert!(why.contains("is not public"), "{inward}: {why}");
         }
-        // An orchestrator on loopback may name another loopback port; not a private host.
+        // Even for an orchestrator on loopback: only its own service address is inward.
         let local = "http://127.0.0.1:8935";
-        assert!(byoc_channel_url("http://127.0.0.1:9000/c", local).await.unwrap().is_some());
-        assert!(byoc_channel_url("http://10.0.0.7:9000/c", local).await.is_err());
-        assert!(byoc_channel_url("http://127.0.0.1:9000/c?x=1", local).await.is_err());
+        assert!(byoc_channel_url("http://127.0.0.1:8935/c", local).await.unwrap().is_some());
+        assert!(byoc_channel_url("http://127.0.0.1:9000/c", local).await.is_err());
+        assert!(byoc_channel_url("http://198.51.100.7:9000/c?x=1", local).await.is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! into the client's channels, and deleted them at the end, wherever they pointed. Now a live
 //! start's channels must be on the orchestrator's service address (here another port of its
 //! host, a listener standing for the gateway's own loopback ports, is refused: nothing
-//! connects to it), and a BYOC start's on addresses of the orchestrator's kind; either answer
+//! connects to it), and a BYOC start's there or on public addresses; either answer
 //! is the orchestrator's failure for that job, and a BYOC stream it started is stopped.
 
 use std::sync::Arc;
@@ -82,8 +82,8 @@ async fn a_live_start_answer_naming_channels_elsewhere_is_the_orchestrators_fail
 }
 
 /// A BYOC orchestrator may name channels on another host than its service address (go-livepeer's
-/// `-liveAITrickleHostForRunner`), but only on addresses of its own kind: this one is on
-/// loopback and names a link-local (cloud metadata) address.
+/// `-liveAITrickleHostForRunner`), but only on public addresses: this one names a link-local
+/// (cloud metadata) address.
 #[tokio::test]
 async fn a_byoc_stream_start_answer_naming_channels_inward_is_stopped_and_failed() {
     let sim = pointing_at("http://169.254.169.254/ai/trickle").await;
@@ -98,7 +98,7 @@ async fn a_byoc_stream_start_answer_naming_channels_inward_is_stopped_and_failed
     let (status, body) = post(&gw, "/process/stream/start", &headers, body).await;
     assert!(status >= 500, "{status} {body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("not the orchestrator's kind"), "{body}");
+    assert!(message.contains("is not public"), "{body}");
     let stats = sim.byoc_stats();
     assert_eq!(stats.stream_starts, 1, "{stats:?}");
     // The stream it started was stopped there, before the client's answer.
