@@ -49,12 +49,15 @@ async fn channel_urls(
     ];
     let mut urls: [Option<String>; 5] = Default::default();
     for ((name, enabled), url) in wanted.into_iter().zip(urls.iter_mut()) {
+        // A channel the stream did not enable is never used: not judged either.
+        if !enabled {
+            continue;
+        }
         let raw = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let found = byoc_channel_url(raw, base).await?;
-        if enabled && found.is_none() {
+        *url = byoc_channel_url(raw, base).await?;
+        if url.is_none() {
             return Err(format!("it lacks {name}, which the stream needs"));
         }
-        *url = found.filter(|_| enabled);
     }
     let [control, events, publish, subscribe, data] = urls;
     Ok(ChannelUrls {
