@@ -277,14 +277,12 @@ impl<'a> Job<'a> {
             Ok(Err(HttpError::Refused(why))) => {
                 // Refused each time it was sent: the orchestrator processed none of it
                 // (RFC 9113 §8.7), so its tickets count for nothing, and it refused load.
-                out.went_nowhere();
-                self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
+                self.settle_sent(payment, out, ByocOutcome::Refused);
                 return self.busy(lease, &format!("stream refused: {why}"));
             }
             Ok(Err(HttpError::BadUrl(why))) => {
                 // Never sent: its tickets went nowhere.
-                out.went_nowhere();
-                self.state.payments.byoc_settle(payment, ByocOutcome::Refused);
+                self.settle_sent(payment, out, ByocOutcome::Refused);
                 return self.failed(lease, format!("bad service address {url}: {why}"));
             }
             Ok(Err(e)) => {
@@ -296,22 +294,27 @@ impl<'a> Job<'a> {
                     HttpError::Local(_) | HttpError::Unreachable(_) => ByocOutcome::Refused,
                     _ => ByocOutcome::Unknown(timeout),
                 };
-                if outcome == ByocOutcome::Refused {
-                    out.went_nowhere();
-                } else {
-                    self.record_sent(out.count());
-                }
-                self.state.payments.byoc_settle(payment, outcome);
+                self.settle_sent(payment, out, outcome);
                 return self.not_sent(lease, sending.upload, e);
             }
             Err(_) => {
-                self.record_sent(out.count());
-                self.state.payments.byoc_settle(payment, ByocOutcome::Unknown(timeout));
+                self.settle_sent(payment, out, ByocOutcome::Unknown(timeout));
                 return self.failed(lease, format!("no answer within {:?}", deadline - sent));
             }
         };
         let service = token.token.service_addr.clone();
         self.answered(lease, (payment, out), resp, (sent, deadline), service).await
+    }
+
+    /// Settles `payment` as `outcome`, its tickets counted as sent unless it was refused (then
+    /// they went nowhere).
+    fn settle_sent(&mut self, payment: ByocPayment, out: OutTickets, outcome: ByocOutcome) {
+        if outcome == ByocOutcome::Refused {
+            out.went_nowhere();
+        } else {
+            self.record_sent(out.count());
+        }
+        self.state.payments.byoc_settle(payment, outcome);
     }
 
     /// Adds tickets counted as sent (see [`OutTickets::count`]) to the job's record.
@@ -462,14 +465,13 @@ impl<'a> Job<'a> {
             let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
             let text = String::from_utf8_lossy(&body).trim().to_owned();
             if status == 503 && text.starts_with("No capacity") {
-                out.went_nowhere();
-                payments.byoc_settle(payment, ByocOutcome::Refused);
+                self.settle_sent(payment, out, ByocOutcome::Refused);
                 return self.busy(lease, &text);
             }
-            self.record_sent(out.count());
             // go-livepeer's orchestrator charges the worker's time when the worker fails (its
             // 500) or answers a status of its own; the gateway books at least as much.
-            payments.byoc_settle(payment, ByocOutcome::Charged(ceil_seconds(sent.elapsed())));
+            let charged = ByocOutcome::Charged(ceil_seconds(sent.elapsed()));
+            self.settle_sent(payment, out, charged);
             return self.failed(lease, format!("{status} {}", cut(&text)));
         }
         let small = hyper::body::Body::size_hint(resp.body())
@@ -546,14 +548,8 @@ impl<'a> Job<'a> {
         let read = tokio::time::timeout_at(deadline, read_body(resp.into_body(), ERROR_BODY_BYTES));
         let body = read.await.ok().and_then(Result::ok).unwrap_or_default();
         let text = String::from_utf8_lossy(&body).trim().to_owned();
-        let outcome = refusal_outcome(&text, sent.elapsed());
-        if outcome == ByocOutcome::Refused {
-            // Refused before the orchestrator took them.
-            out.went_nowhere();
-        } else {
-            self.record_sent(out.count());
-        }
-        self.state.payments.byoc_settle(payment, outcome);
+        // Refused (before the orchestrator took the tickets) or charged.
+        self.settle_sent(payment, out, refusal_outcome(&text, sent.elapsed()));
         if PAYMENT_REFUSALS.iter().any(|p| text.starts_with(p)) {
             let orch = orch_key(lease.url());
             let why = format!("400 {}", cut(&text));

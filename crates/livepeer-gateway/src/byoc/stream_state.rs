@@ -236,14 +236,13 @@ impl Inner {
     /// flight; whether none is.
     pub(crate) async fn stops_over(&self, orch: &str, id: &str, limit: Duration) -> bool {
         let key = (orch.to_owned(), id.to_owned());
-        let count = {
+        let mut count = {
             let stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
             match stopping.get(&key) {
                 Some(count) => count.subscribe(),
                 None => return true,
             }
         };
-        let mut count = count;
         // A closed channel is an entry removed: its stops are over.
         let over = tokio::time::timeout(limit, count.wait_for(|n| *n == 0)).await;
         over.is_ok()
