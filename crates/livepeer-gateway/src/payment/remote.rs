@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use livepeer_pm::{
     Address, B256, MAX_SENDER_NONCES, Ratio, Signature, SignedRatio, TicketParams,
-    decode_payment_header, recover_eth_signer,
+    recover_eth_signer,
 };
 use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
@@ -31,6 +31,9 @@ use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{Identity, JobKey, OrchClient};
 use crate::outbound;
+use check::check_payment;
+
+mod check;
 
 /// How many times a 480 ("refresh the session") is followed before giving up, as go-livepeer.
 const MAX_REFRESHES: usize = 3;
@@ -185,8 +188,10 @@ impl RemotePayer {
                     // params asked for. A payment that is not is not sent, and its session
                     // (state and params, whose nonces the signer went on with) is dropped.
                     let checked = match &s.info.ticket_params {
-                        Some(params) => most_tickets(units, billed_at, params)
-                            .and_then(|most| check_payment(&payment, params, most, self.sender)),
+                        Some(params) => match most_tickets(units, billed_at, params) {
+                            Ok(most) => check_payment(&payment, params, most, self.sender).await,
+                            Err(e) => Err(e),
+                        },
                         None => Err(PayError::Refused("no ticket params to pay".into())),
                     };
                     if let Err(e) = checked {
@@ -290,7 +295,7 @@ impl RemotePayer {
             match self.generate(&body).await? {
                 Generated::Paid { payment, state, .. } => {
                     let most = signer_tickets(units, &credit, &price, &ev).min(max_tickets);
-                    let checked = check_payment(&payment, &params, most, self.sender);
+                    let checked = check_payment(&payment, &params, most, self.sender).await;
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);
@@ -526,57 +531,6 @@ fn most_tickets(units: u64, price: Price, params: &TicketParams) -> Result<u32, 
     Ok(tickets.clamp(1, SIGNER_MAX_TICKETS))
 }
 
-/// The tickets of a signer's payment, checked to be what was asked for: at most
-/// `max_tickets`, of `params` (the orchestrator's: its recipient, face value, win probability
-/// and random hash), each signed by the payment's sender, who is `sender` (the signer's
-/// identity) when known. A payment that is not would be refused by the orchestrator as
-/// invalid, which the verdict table takes for the orchestrator's failure: checked here, it is
-/// the signer's, and nobody is penalised.
-fn check_payment(
-    header: &str,
-    params: &TicketParams,
-    max_tickets: u32,
-    sender: Option<Address>,
-) -> Result<u32, PayError> {
-    let refused = |m: &str| PayError::Refused(format!("remote signer payment: {m}"));
-    let payment = decode_payment_header(header).map_err(|e| refused(&e.to_string()))?;
-    let tickets = u32::try_from(payment.ticket_sender_params.len()).unwrap_or(u32::MAX);
-    if tickets > max_tickets {
-        return Err(refused(&format!("{tickets} tickets, over the {max_tickets} asked for")));
-    }
-    if tickets == 0 {
-        return Ok(0);
-    }
-    let ours = payment
-        .ticket_params
-        .as_ref()
-        .is_some_and(|tp| tp.recipient_rand_hash == params.recipient_rand_hash.as_slice());
-    if !ours {
-        return Err(refused("tickets of other ticket params than the job token's"));
-    }
-    let signer = <[u8; 20]>::try_from(payment.sender.as_slice())
-        .map(Address::from)
-        .map_err(|_| refused("no 20-byte sender"))?;
-    if sender.is_some_and(|expected| expected != signer) {
-        return Err(refused("a sender other than the signer's identity"));
-    }
-    let expiration = payment
-        .expiration_params
-        .as_ref()
-        .map(livepeer_pm::ExpirationParams::from_proto)
-        .ok_or_else(|| refused("tickets without expiration params"))?
-        .map_err(|e| refused(&e.to_string()))?;
-    for sp in &payment.ticket_sender_params {
-        let ticket = params.ticket(signer, sp.sender_nonce, &expiration);
-        if !ticket.verify_signature(&sp.sig) {
-            let why =
-                format!("ticket {} is not signed by its sender for these params", sp.sender_nonce);
-            return Err(refused(&why));
-        }
-    }
-    Ok(tickets)
-}
-
 /// Why a signer could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
@@ -638,11 +592,12 @@ pub async fn fetch_identity(
 
 #[cfg(test)]
 mod tests {
-    use livepeer_pm::{B256, U256, payment_header_value};
+    use livepeer_pm::{B256, U256};
 
     use super::*;
 
-    fn params(hash: u8) -> TicketParams {
+    /// Ticket params whose random hash is `hash` repeated, paying 1000 wei a ticket.
+    pub(super) fn params(hash: u8) -> TicketParams {
         TicketParams {
             recipient: Address::from([7u8; 20]),
             face_value: U256::from(1000u64),
@@ -652,55 +607,6 @@ mod tests {
             expiration_block: U256::from(99u64),
             expiration_params: None,
         }
-    }
-
-    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-
-    /// A signer's payment of `tickets` tickets of `params`, signed with `KEY`.
-    fn header(params: &TicketParams, tickets: u32) -> String {
-        let signer = livepeer_pm::LocalSigner::from_hex(KEY).unwrap();
-        let expiration = livepeer_pm::ExpirationParams::default();
-        let mut session = livepeer_pm::SenderSession::new(*params, expiration);
-        let batch = session.create_batch(&signer, tickets).unwrap();
-        let payment =
-            livepeer_pm::build_payment(signer.address(), &Default::default(), Some(&batch));
-        payment_header_value(&payment.unwrap())
-    }
-
-    /// `header`'s payment, changed by `spoil`.
-    fn spoiled(params: &TicketParams, spoil: impl FnOnce(&mut net::Payment)) -> String {
-        let mut payment = livepeer_pm::decode_payment_header(&header(params, 2)).unwrap();
-        spoil(&mut payment);
-        payment_header_value(&payment)
-    }
-
-    #[test]
-    fn a_signer_payment_is_sent_only_as_asked_for() {
-        let ours = params(1);
-        let me = Some(livepeer_pm::LocalSigner::from_hex(KEY).unwrap().address());
-        assert_eq!(check_payment(&header(&ours, 3), &ours, 3, me).unwrap(), 3);
-        assert_eq!(check_payment(&header(&ours, 3), &ours, 3, None).unwrap(), 3);
-        assert_eq!(check_payment(&header(&ours, 0), &ours, 3, me).unwrap(), 0);
-        let more = check_payment(&header(&ours, 4), &ours, 3, me).unwrap_err();
-        assert!(more.to_string().contains("4 tickets, over the 3 asked for"), "{more}");
-        let other = check_payment(&header(&params(2), 1), &ours, 3, me).unwrap_err();
-        assert!(other.to_string().contains("other ticket params"), "{other}");
-        assert!(check_payment("%%", &ours, 3, me).is_err());
-        // Signed by another key than the signer's identity.
-        let stranger = Some(Address::from([3u8; 20]));
-        let e = check_payment(&header(&ours, 1), &ours, 3, stranger).unwrap_err();
-        assert!(e.to_string().contains("other than the signer's identity"), "{e}");
-        // A signature that is not the sender's, a face value other than the orchestrator's,
-        // no expiration params: each refused before any orchestrator sees it.
-        let bad_sig = spoiled(&ours, |p| p.ticket_sender_params[1].sig = vec![1; 65]);
-        let e = check_payment(&bad_sig, &ours, 3, me).unwrap_err();
-        assert!(e.to_string().contains("not signed by its sender"), "{e}");
-        let mut dearer = ours;
-        dearer.face_value = U256::from(2000u64);
-        let e = check_payment(&header(&dearer, 1), &ours, 3, me).unwrap_err();
-        assert!(e.to_string().contains("not signed by its sender"), "{e}");
-        let no_expiry = spoiled(&ours, |p| p.expiration_params = None);
-        assert!(check_payment(&no_expiry, &ours, 3, me).is_err());
     }
 
     #[test]
