@@ -3,6 +3,7 @@
 //! §10.7), and `/ai/stream/stop`, `/ai/stream/update` and `/ai/stream/payment` on the one
 //! serving the stream, each with a fresh token as go-livepeer's gateway fetches one.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::channel::byoc_channel_url;
+use crate::orchestrator::channel::{byoc_channels, pinned_client};
 use crate::orchestrator::http::{HttpError, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
@@ -31,9 +32,21 @@ struct ChannelUrls {
     events_url: String,
     /// Publish, subscribe and data: `None` when the stream did not enable it.
     optional: [Option<String>; 3],
+    /// Host names of channels elsewhere, with the addresses they were checked at.
+    pins: Vec<(String, Vec<SocketAddr>)>,
 }
 
-/// The channel URLs of a start answer's headers, each where [`byoc_channel_url`] allows it:
+impl ChannelUrls {
+    /// The client for these channels: the shared one, unless a channel elsewhere has a host
+    /// name, which this stream's own client then reaches at its checked addresses only. `Err`
+    /// only when the gateway cannot build a client (its TLS set-up failing).
+    fn client(&self, inner: &Inner) -> Result<reqwest::Client, String> {
+        let pinned = pinned_client(&inner.trickle_config, &self.pins)?;
+        Ok(pinned.unwrap_or_else(|| inner.trickle.clone()))
+    }
+}
+
+/// The channel URLs of a start answer's headers, each where [`byoc_channels`] allows it:
 /// control and events always, the others as `flags` enable them. `Err` says why not.
 async fn channel_urls(
     headers: &http::HeaderMap,
@@ -47,16 +60,22 @@ async fn channel_urls(
         ("X-Subscribe-Url", flags.enable_video_egress),
         ("X-Data-Url", flags.enable_data_output),
     ];
+    // A channel the stream did not enable is never used: not judged either.
+    let raw = |(name, enabled): (&str, bool)| {
+        let value = headers.get(name).and_then(|v| v.to_str().ok());
+        if enabled { value.unwrap_or_default() } else { "" }
+    };
+    let channels = byoc_channels(&wanted.map(raw), base).await?;
     let mut urls: [Option<String>; 5] = Default::default();
-    for ((name, enabled), url) in wanted.into_iter().zip(urls.iter_mut()) {
-        // A channel the stream did not enable is never used: not judged either.
-        if !enabled {
-            continue;
-        }
-        let raw = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        *url = byoc_channel_url(raw, base).await?;
-        if url.is_none() {
-            return Err(format!("it lacks {name}, which the stream needs"));
+    let mut pins: Vec<(String, Vec<SocketAddr>)> = Vec::new();
+    for (((name, enabled), channel), url) in wanted.into_iter().zip(channels).zip(&mut urls) {
+        match channel {
+            Some(channel) => {
+                pins.extend(channel.pin.filter(|(host, _)| pins.iter().all(|(h, _)| h != host)));
+                *url = Some(channel.url);
+            }
+            None if enabled => return Err(format!("it lacks {name}, which the stream needs")),
+            None => {}
         }
     }
     let [control, events, publish, subscribe, data] = urls;
@@ -64,6 +83,7 @@ async fn channel_urls(
         control_url: control.unwrap_or_default(),
         events_url: events.unwrap_or_default(),
         optional: [publish, subscribe, data],
+        pins,
     })
 }
 
@@ -95,6 +115,8 @@ pub(crate) struct Session {
     pub(crate) data_url: Option<String>,
     pub(crate) control_url: String,
     pub(crate) events_url: String,
+    /// The client its channels are reached with ([`ChannelUrls::client`]).
+    pub(crate) trickle: reqwest::Client,
 }
 
 /// A job of the stream's capability naming the stream in `request` (stop, update, payment).
@@ -481,9 +503,19 @@ async fn start_on(
             return Err(Failed::Next(format!("{status} {text}")));
         }
     }
-    let service = token.token.service_addr.clone();
-    let base = service.clone();
-    let urls = match channel_urls(&headers, &base, stream.flags).await {
+    session(inner, stream, (orch, token.token.service_addr.clone()), &headers, lease).await
+}
+
+/// The session a start answered with `headers` makes on `orch` (at `service`), once its
+/// channels are checked; a start whose channels are not is stopped there.
+async fn session(
+    inner: &Arc<Inner>,
+    stream: &Arc<Stream>,
+    (orch, service): (String, String),
+    headers: &http::HeaderMap,
+    lease: Lease,
+) -> Result<Session, Failed> {
+    let urls = match channel_urls(headers, &service, stream.flags).await {
         Ok(urls) => urls,
         Err(why) => {
             // Nothing is posted to, read from or deleted at such channels, and the stream it
@@ -494,9 +526,25 @@ async fn start_on(
             return Err(Failed::Next(why));
         }
     };
-    let ChannelUrls { control_url, events_url, optional: [publish_url, subscribe_url, data_url] } =
-        urls;
+    let trickle = match urls.client(inner) {
+        Ok(client) => client,
+        Err(why) => {
+            // The gateway's own fault: the stream is stopped, the orchestrator spared, and the
+            // start ends, since any other orchestrator's channels would meet it too.
+            stop(inner, stream, &orch, "the gateway could not reach its channels").await;
+            drop(lease);
+            let why = format!("no client for the stream's channels: {why}");
+            return Err(Failed::Client(Error::new(Kind::Internal, why)));
+        }
+    };
+    let ChannelUrls {
+        control_url,
+        events_url,
+        optional: [publish_url, subscribe_url, data_url],
+        ..
+    } = urls;
     let session = Session {
+        trickle,
         orchestrator: orch,
         service,
         publish_url,

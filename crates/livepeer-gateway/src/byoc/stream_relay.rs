@@ -132,6 +132,8 @@ async fn run(
     let (tx, mut rx) = mpsc::channel::<(bool, Outcome)>(8);
     let mut set = JoinSet::new();
     let ch = &stream.channel;
+    // Every channel of this session is reached with its client, pinned where it must be.
+    let web = || session.trickle.clone();
     let mut go = |output: bool, fut: std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>| {
         let tx = tx.clone();
         set.spawn(async move {
@@ -139,20 +141,24 @@ async fn run(
         });
     };
     if let Some(url) = &session.publish_url {
-        go(false, Box::pin(input(inner.clone(), stream.clone(), url.clone(), progress.clone())));
+        let relay = input(inner.clone(), web(), stream.clone(), url.clone(), progress.clone());
+        go(false, Box::pin(relay));
     }
     if let Some(url) = &session.subscribe_url {
         let sink = format!("{ch}-out");
-        go(true, Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Output)));
+        let relay = pump(inner.clone(), web(), stream.clone(), url.clone(), sink, Kind::Output);
+        go(true, Box::pin(relay));
     }
     if let Some(url) = &session.data_url {
         let sink = format!("{ch}-data");
-        go(false, Box::pin(pump(inner.clone(), stream.clone(), url.clone(), sink, Kind::Data)));
+        let relay = pump(inner.clone(), web(), stream.clone(), url.clone(), sink, Kind::Data);
+        go(false, Box::pin(relay));
     }
     let sink = format!("{ch}-events");
     let url = session.events_url.clone();
-    go(false, Box::pin(pump(inner.clone(), stream.clone(), url, sink, Kind::Events)));
-    go(false, Box::pin(control(inner.clone(), stream.clone(), session.control_url.clone())));
+    go(false, Box::pin(pump(inner.clone(), web(), stream.clone(), url, sink, Kind::Events)));
+    let url = session.control_url.clone();
+    go(false, Box::pin(control(inner.clone(), web(), stream.clone(), url)));
     set.spawn(payments(
         inner.clone(),
         stream.clone(),
@@ -222,6 +228,7 @@ fn fault(what: &str, e: &TrickleError) -> Outcome {
 /// names: a segment not completely delivered to a failed orchestrator goes to the next one.
 async fn input(
     inner: Arc<Inner>,
+    web: reqwest::Client,
     stream: Arc<Stream>,
     url: String,
     progress: Arc<AtomicU64>,
@@ -229,7 +236,7 @@ async fn input(
     let start = progress.load(Relaxed);
     let mut source = inner.hub.subscriber(&stream.channel, start as i64);
     let config = inner.trickle_config.clone();
-    let mut sink = match HttpPublisher::new(inner.trickle.clone(), &url, "video/MP2T", config) {
+    let mut sink = match HttpPublisher::new(web, &url, "video/MP2T", config) {
         Ok(p) => p,
         Err(e) => return fault("input", &e),
     };
@@ -285,6 +292,7 @@ impl Kind {
 /// continue across swaps.
 async fn pump(
     inner: Arc<Inner>,
+    web: reqwest::Client,
     stream: Arc<Stream>,
     url: String,
     sink: String,
@@ -292,7 +300,7 @@ async fn pump(
 ) -> Outcome {
     let what = kind.name();
     let config = inner.trickle_config.clone();
-    let mut source = match HttpSubscriber::new(inner.trickle.clone(), &url, 0, config) {
+    let mut source = match HttpSubscriber::new(web, &url, 0, config) {
         Ok(s) => s,
         Err(e) => return fault(what, &e),
     };
@@ -345,10 +353,14 @@ async fn pump(
 /// would read as its failure. A stream without video input has no other sign of its client
 /// than its data readers: once its channel is gone and no reader is left (checked at each
 /// keepalive), it ends rather than be paid for with nobody there.
-async fn control(inner: Arc<Inner>, stream: Arc<Stream>, url: String) -> Outcome {
+async fn control(
+    inner: Arc<Inner>,
+    web: reqwest::Client,
+    stream: Arc<Stream>,
+    url: String,
+) -> Outcome {
     let config = inner.trickle_config.clone();
-    let mut sink = match HttpPublisher::new(inner.trickle.clone(), &url, "application/json", config)
-    {
+    let mut sink = match HttpPublisher::new(web, &url, "application/json", config) {
         Ok(p) => p,
         Err(e) => return fault("control", &e),
     };

@@ -1,6 +1,6 @@
 //! The trickle channel URLs of a stream start answer (live and BYOC), and where they may be.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// A channel URL an orchestrator answered, resolved as go-livepeer's `AppendHostname` does:
@@ -59,45 +59,112 @@ pub fn channel_url(raw: &str, base: &str) -> Result<Option<String>, String> {
     }
 }
 
-/// How long the name of a BYOC channel's host is resolved for.
+/// How long the host names of a BYOC stream's channels are resolved for, all together.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
-/// A BYOC stream's channel URL ([`channel`]; `Ok(None)` for an empty value). go-livepeer's
-/// orchestrators may put these on another host than their service address (the
-/// `-liveAITrickleHostForRunner` override, a public name of the runner's trickle server), so a
-/// channel elsewhere is taken when every address its host has is public: never loopback,
-/// link-local or private, whatever the orchestrator's own address (which its own name could
-/// make anything). The name is resolved here, at the start; one that resolves elsewhere later
-/// (DNS rebinding) is not caught.
-pub async fn byoc_channel_url(raw: &str, base: &str) -> Result<Option<String>, String> {
-    let url = match channel(raw, base)? {
-        Channel::Missing => return Ok(None),
-        Channel::Own(url) => return Ok(Some(url)),
-        Channel::Elsewhere(url) => url,
-    };
-    let shown = crate::outbound::shown(&url);
-    let addresses = addresses(&url).await.map_err(|e| format!("channel {shown}: {e}"))?;
-    match addresses.iter().find(|&&ip| !super::reach::reachable(ip, &[])) {
-        Some(ip) => Err(format!("channel {shown}: address {ip} is not public")),
-        None => Ok(Some(url.to_string())),
-    }
+/// A BYOC stream's channel, where [`byoc_channels`] allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByocChannel {
+    /// Its URL.
+    pub url: String,
+    /// For a host name other than the orchestrator's: the name and the addresses it resolved
+    /// to when they were checked. Connections to the channel must go to these only, so that a
+    /// name that resolves elsewhere later (DNS rebinding) leads nowhere else.
+    pub pin: Option<(String, Vec<SocketAddr>)>,
 }
 
-/// Every address `url`'s host has, resolved within [`RESOLVE_WAIT`].
-async fn addresses(url: &url::Url) -> Result<Vec<IpAddr>, String> {
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    let port = url.port_or_known_default().unwrap_or(0);
-    let lookup = tokio::net::lookup_host((host, port));
-    match tokio::time::timeout(RESOLVE_WAIT, lookup).await {
-        Ok(Ok(addrs)) => {
-            let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-            if ips.is_empty() { Err(format!("{host} has no address")) } else { Ok(ips) }
+/// A BYOC stream's channels ([`channel`]; `None` for an empty value), in `raws`' order.
+/// go-livepeer's orchestrators may put these on another host than their service address (the
+/// `-liveAITrickleHostForRunner` override: the runner's trickle server, by a public name or,
+/// on a LAN, a private address), so a channel elsewhere is taken when every address its host
+/// has is public or of the kind of the orchestrator's own (loopback for one on loopback,
+/// private for one on a private network), as result downloads are. Host names, the
+/// orchestrator's included, are resolved here, together and within [`RESOLVE_WAIT`] in all,
+/// and each channel's name is pinned to what it resolved to.
+pub async fn byoc_channels(raws: &[&str], base: &str) -> Result<Vec<Option<ByocChannel>>, String> {
+    let parsed = raws.iter().map(|raw| channel(raw, base)).collect::<Result<Vec<_>, _>>()?;
+    let mut hosts: Vec<&url::Url> = Vec::new();
+    for channel in &parsed {
+        if let Channel::Elsewhere(url) = channel
+            && hosts.iter().all(|h| h.host_str() != url.host_str())
+        {
+            hosts.push(url);
         }
-        Ok(Err(e)) => Err(format!("{host}: {e}")),
-        Err(_) => Err(format!("{host} did not resolve within {RESOLVE_WAIT:?}")),
+    }
+    let pins = if hosts.is_empty() { Vec::new() } else { checked_hosts(&hosts, base).await? };
+    let pin_of = |url: &url::Url| {
+        let (host, addrs) = pins.iter().find(|(h, _)| Some(h.as_str()) == url.host_str())?;
+        Some((host.clone(), addrs.clone()?))
+    };
+    let found = parsed.into_iter().map(|c| match c {
+        Channel::Missing => None,
+        Channel::Own(url) => Some(ByocChannel { url, pin: None }),
+        Channel::Elsewhere(url) => Some(ByocChannel { pin: pin_of(&url), url: url.to_string() }),
+    });
+    Ok(found.collect())
+}
+
+/// `hosts` (channel URLs, one per host) checked as [`byoc_channels`] says, each with the
+/// addresses its name resolved to (`None` for an address).
+async fn checked_hosts(
+    hosts: &[&url::Url],
+    base: &str,
+) -> Result<Vec<(String, Option<Vec<SocketAddr>>)>, String> {
+    let own = url::Url::parse(base).map_err(|e| format!("service address {base}: {e}"))?;
+    let all = std::iter::once(&own).chain(hosts.iter().copied());
+    let lookups = futures_util::future::join_all(all.map(addresses));
+    let Ok(mut found) = tokio::time::timeout(RESOLVE_WAIT, lookups).await else {
+        return Err(format!("channel hosts did not resolve within {RESOLVE_WAIT:?}"));
+    };
+    // The start call has just reached the orchestrator: should its name fail now, only
+    // public addresses are allowed.
+    let orch: Vec<IpAddr> = match found.remove(0) {
+        Ok((addrs, _)) => addrs.iter().map(SocketAddr::ip).collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut checked = Vec::with_capacity(hosts.len());
+    for (url, addresses) in hosts.iter().zip(found) {
+        let shown = crate::outbound::shown(url);
+        let (addrs, named) = addresses.map_err(|e| format!("channel {shown}: {e}"))?;
+        if let Some(ip) = addrs.iter().find(|a| !super::reach::reachable(a.ip(), &orch)) {
+            let why = "is neither public nor of the orchestrator's kind";
+            return Err(format!("channel {shown}: address {} {why}", ip.ip()));
+        }
+        let host = url.host_str().unwrap_or_default().to_owned();
+        checked.push((host, named.then_some(addrs)));
+    }
+    Ok(checked)
+}
+
+/// A trickle client with `config`'s settings that reaches each pinned host name at its
+/// addresses only (the port is the URL's), or `None` when nothing is pinned. `Err` only when
+/// the gateway cannot build a client (its TLS set-up failing).
+pub fn pinned_client(
+    config: &livepeer_trickle::ClientConfig,
+    pins: &[(String, Vec<SocketAddr>)],
+) -> Result<Option<reqwest::Client>, String> {
+    if pins.is_empty() {
+        return Ok(None);
+    }
+    let pinned = |builder: reqwest::ClientBuilder| {
+        pins.iter().fold(builder, |b, (host, addrs)| b.resolve_to_addrs(host, addrs))
+    };
+    config.client_with(pinned).map(Some).map_err(|e| e.to_string())
+}
+
+/// Every address `url`'s host has, and whether it is a name.
+async fn addresses(url: &url::Url) -> Result<(Vec<SocketAddr>, bool), String> {
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url.port_or_known_default().unwrap_or(0);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok((vec![SocketAddr::new(ip, port)], false));
+    }
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => {
+            let all: Vec<SocketAddr> = addrs.collect();
+            if all.is_empty() { Err(format!("{host} has no address")) } else { Ok((all, true)) }
+        }
+        Err(e) => Err(format!("{host}: {e}")),
     }
 }
 
@@ -130,24 +197,82 @@ mod tests {
         }
     }
 
+    /// The one channel `raw` of a BYOC stream whose orchestrator is at `base`.
+    async fn one(raw: &str, base: &str) -> Result<Option<ByocChannel>, String> {
+        Ok(byoc_channels(&[raw], base).await?.pop().flatten())
+    }
+
     #[tokio::test]
-    async fn a_byoc_channel_elsewhere_must_be_public() {
+    async fn a_byoc_channel_elsewhere_must_be_public_or_of_the_orchestrators_kind() {
         let public = "https://203.0.113.5:8935";
         let runner = "https://198.51.100.7:8443/ai/trickle/s-control";
-        assert_eq!(byoc_channel_url(runner, public).await.unwrap().unwrap(), runner);
+        let taken = one(runner, public).await.unwrap().unwrap();
+        assert_eq!(taken, ByocChannel { url: runner.into(), pin: None });
         for inward in [
             "http://127.0.0.1:5935/metrics",
             "http://169.254.169.254/latest",
             "http://10.0.0.7:9200/index",
             "http://[::1]:5935/metrics",
+            // A name is judged by what it resolves to.
+            "http://localhost:9000/c",
         ] {
-            let why = byoc_channel_url(inward, public).await.unwrap_err();
-            assert!(why.contains("is not public"), "{inward}: {why}");
+            let why = one(inward, public).await.unwrap_err();
+            assert!(
+                why.contains("neither public nor of the orchestrator's kind"),
+                "{inward}: {why}"
+            );
         }
-        // Even for an orchestrator on loopback: only its own service address is inward.
+        // On a LAN, the runner's trickle server is another private address; loopback and
+        // link-local stay out.
+        let lan = "http://10.0.0.5:8935";
+        assert!(one("http://10.0.0.6:8935/ai/trickle/s", lan).await.unwrap().is_some());
+        assert!(one("http://127.0.0.1:5935/metrics", lan).await.is_err());
+        assert!(one("http://169.254.169.254/latest", lan).await.is_err());
+        // An orchestrator on loopback (a local test set-up): a name there is pinned to what
+        // it resolved to.
         let local = "http://127.0.0.1:8935";
-        assert!(byoc_channel_url("http://127.0.0.1:8935/c", local).await.unwrap().is_some());
-        assert!(byoc_channel_url("http://127.0.0.1:9000/c", local).await.is_err());
-        assert!(byoc_channel_url("http://198.51.100.7:9000/c?x=1", local).await.is_err());
+        let named = one("http://localhost:9000/c", local).await.unwrap().unwrap();
+        let (host, addrs) = named.pin.expect("a name elsewhere is pinned");
+        assert_eq!(host, "localhost");
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        assert!(one("http://10.0.0.7:9000/c", local).await.is_err());
+        assert!(one("http://198.51.100.7:9000/c?x=1", local).await.is_err());
+        // Each value in its place; an empty one is `None`; the own address needs no pin.
+        let all = byoc_channels(&["", "/ai/trickle/s", "http://127.0.0.2:1/c"], local).await;
+        let [none, own, other] = <[_; 3]>::try_from(all.unwrap()).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(own.unwrap(), ByocChannel { url: format!("{local}/ai/trickle/s"), pin: None });
+        assert_eq!(other.unwrap().url, "http://127.0.0.2:1/c");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_name_is_reached_at_its_checked_addresses_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = [0u8; 1024];
+                let _ = socket.read(&mut head).await;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            }
+        });
+        let config = livepeer_trickle::ClientConfig::default();
+        let get = |client: reqwest::Client, url: String| async move {
+            client.get(url).send().await.map(|r| r.status().as_u16())
+        };
+        assert!(pinned_client(&config, &[]).unwrap().is_none());
+        // A name nobody resolves, pinned to where the server is: reached.
+        let here = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        let pinned = pinned_client(&config, &[("rebound.invalid".into(), here)]).unwrap().unwrap();
+        let url = format!("http://rebound.invalid:{port}/c");
+        assert_eq!(get(pinned, url.clone()).await.unwrap(), 200);
+        assert!(get(config.client().unwrap(), url).await.is_err());
+        // A name that resolves to the server, pinned elsewhere: not reached there.
+        let elsewhere = vec![SocketAddr::from(([127, 0, 0, 2], port))];
+        let pinned = pinned_client(&config, &[("localhost".into(), elsewhere)]).unwrap().unwrap();
+        let url = format!("http://localhost:{port}/c");
+        assert!(get(pinned, url.clone()).await.is_err());
+        assert_eq!(get(config.client().unwrap(), url).await.unwrap(), 200);
     }
 }

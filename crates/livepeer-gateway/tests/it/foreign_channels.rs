@@ -82,8 +82,8 @@ async fn a_live_start_answer_naming_channels_elsewhere_is_the_orchestrators_fail
 }
 
 /// A BYOC orchestrator may name channels on another host than its service address (go-livepeer's
-/// `-liveAITrickleHostForRunner`), but only on public addresses: this one names a link-local
-/// (cloud metadata) address.
+/// `-liveAITrickleHostForRunner`), but only on public addresses or ones of its own kind: this
+/// one, on loopback, names a link-local (cloud metadata) address.
 #[tokio::test]
 async fn a_byoc_stream_start_answer_naming_channels_inward_is_stopped_and_failed() {
     let sim = pointing_at("http://169.254.169.254/ai/trickle").await;
@@ -98,7 +98,7 @@ async fn a_byoc_stream_start_answer_naming_channels_inward_is_stopped_and_failed
     let (status, body) = post(&gw, "/process/stream/start", &headers, body).await;
     assert!(status >= 500, "{status} {body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("is not public"), "{body}");
+    assert!(message.contains("neither public nor of the orchestrator's kind"), "{body}");
     let stats = sim.byoc_stats();
     assert_eq!(stats.stream_starts, 1, "{stats:?}");
     // The stream it started was stopped there, before the client's answer.
