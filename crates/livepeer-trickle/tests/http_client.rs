@@ -306,7 +306,9 @@ async fn many_concurrent_streams() {
 
 /// A server whose `GET …/next` answers `Lp-Trickle-Latest: 7` and then an endless body, and
 /// which takes segment POSTs without answering them.
-async fn endless_next_server() -> std::net::SocketAddr {
+/// A trickle server whose `GET /next` says 7 in its header and sends `body` after its head:
+/// `None` for an endless chunked body, else the given raw bytes, then the connection closed.
+async fn next_server(body: Option<&'static str>) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -318,6 +320,10 @@ async fn endless_next_server() -> std::net::SocketAddr {
                 if !head[..n].starts_with(b"GET ") {
                     // A POST: held open, unanswered.
                     while socket.read(&mut head).await.is_ok_and(|n| n > 0) {}
+                    return;
+                }
+                if let Some(body) = body {
+                    let _ = socket.write_all(body.as_bytes()).await;
                     return;
                 }
                 let start = "HTTP/1.1 200 OK\r\nLp-Trickle-Latest: 7\r\n\
@@ -335,7 +341,7 @@ async fn endless_next_server() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn an_endless_next_answer_is_read_no_further_than_a_number() {
-    let addr = endless_next_server().await;
+    let addr = next_server(None).await;
     let config = ClientConfig {
         connect_timeout: Duration::from_millis(500),
         first_byte_timeout: Duration::from_millis(500),
@@ -349,4 +355,17 @@ async fn an_endless_next_answer_is_read_no_further_than_a_number() {
     // The body was no number, so the header's sequence is used.
     assert_eq!(writer.seq(), 7);
     assert_eq!(publisher.next_seq(), Some(8));
+}
+
+#[tokio::test]
+async fn a_next_answer_cut_short_is_no_number() {
+    // "12" of a declared three bytes, then the connection closed.
+    let cut = "HTTP/1.1 200 OK\r\nLp-Trickle-Latest: 7\r\nContent-Length: 3\r\n\r\n12";
+    let addr = next_server(Some(cut)).await;
+    let url = format!("http://{addr}/ai/trickle/cut");
+    let mut publisher =
+        HttpPublisher::new(reqwest::Client::new(), &url, "video/mp2t", client_config()).unwrap();
+    let writer = within("segment after a cut /next", publisher.segment()).await.unwrap();
+    // Before the fix the 12 it had read was taken; the header's sequence is used instead.
+    assert_eq!(writer.seq(), 7);
 }

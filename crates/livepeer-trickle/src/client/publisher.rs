@@ -196,13 +196,17 @@ impl HttpPublisher {
         let latest = header_i64(&response, crate::HEADER_LATEST);
         let mut body = Vec::new();
         let read = async {
-            while let Ok(Some(chunk)) = response.chunk().await {
-                body.extend_from_slice(&chunk);
+            // A body cut short is no number: "12" of "123" would start at a stale sequence.
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) => return true,
+                    Err(_) => return false,
+                }
                 if body.len() > NEXT_BODY_LIMIT {
                     return false;
                 }
             }
-            true
         };
         let whole = matches!(tokio::time::timeout_at(deadline, read).await, Ok(true));
         let body =
