@@ -31,12 +31,22 @@ pub(in crate::payment) async fn check_payment(
     if tickets == 0 {
         return Ok(0);
     }
-    let ours = payment
-        .ticket_params
-        .as_ref()
-        .is_some_and(|tp| tp.recipient_rand_hash == params.recipient_rand_hash.as_slice());
+    // The orchestrator rebuilds each ticket from the params the payment names: they must be
+    // its own in every field (the expiration params travel apart, checked with the
+    // signatures), or it refuses the tickets as invalid.
+    let named = payment.ticket_params.as_ref().map(TicketParams::from_proto);
+    let ours = named.and_then(Result::ok).is_some_and(|mut named| {
+        named.expiration_params = params.expiration_params;
+        named == *params
+    });
     if !ours {
-        return Err(refused("tickets of other ticket params than the job token's"));
+        return Err(refused("tickets of other ticket params than the orchestrator's"));
+    }
+    let mut nonces: Vec<u32> =
+        payment.ticket_sender_params.iter().map(|t| t.sender_nonce).collect();
+    nonces.sort_unstable();
+    if nonces.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(refused("tickets that share a sender nonce"));
     }
     let signer = <[u8; 20]>::try_from(payment.sender.as_slice())
         .map(Address::from)
@@ -135,6 +145,16 @@ mod tests {
         assert!(more.to_string().contains("4 tickets, over the 3 asked for"), "{more}");
         let other = check(header(&params(2), 1), 3, me).await.unwrap_err();
         assert!(other.to_string().contains("other ticket params"), "{other}");
+        // The same random hash, but another face value named beside tickets signed over ours.
+        let named_dearer = spoiled(&ours, 2, |p| {
+            p.ticket_params.as_mut().unwrap().face_value = U256::from(2000u64).to_be_bytes_vec();
+        });
+        let e = check(named_dearer, 3, me).await.unwrap_err();
+        assert!(e.to_string().contains("other ticket params"), "{e}");
+        let twice =
+            spoiled(&ours, 2, |p| p.ticket_sender_params[1] = p.ticket_sender_params[0].clone());
+        let e = check(twice, 3, me).await.unwrap_err();
+        assert!(e.to_string().contains("share a sender nonce"), "{e}");
         assert!(check("%%".into(), 3, me).await.is_err());
         // Signed by another key than the signer's identity.
         let stranger = Some(Address::from([3u8; 20]));
@@ -148,6 +168,14 @@ mod tests {
         let mut dearer = ours;
         dearer.face_value = U256::from(2000u64);
         let e = check(header(&dearer, 1), 3, me).await.unwrap_err();
+        assert!(e.to_string().contains("other ticket params"), "{e}");
+        // Named as ours, but signed over the dearer params.
+        let signed_dearer = {
+            let mut payment = livepeer_pm::decode_payment_header(&header(&dearer, 1)).unwrap();
+            payment.ticket_params = Some(ours.to_payment_proto());
+            payment_header_value(&payment)
+        };
+        let e = check(signed_dearer, 3, me).await.unwrap_err();
         assert!(e.to_string().contains("not signed by its sender"), "{e}");
         let no_expiry = spoiled(&ours, 2, |p| p.expiration_params = None);
         assert!(check(no_expiry, 3, me).await.is_err());
