@@ -69,6 +69,9 @@ pub enum TranscodeFault {
     CloseMidBody,
     /// 500 `Internal Server Error`.
     InternalError,
+    /// 503 `Service Unavailable` before anything is read or paid, as a proxy in front of an
+    /// orchestrator answers when the orchestrator is away.
+    Unavailable,
     /// Transcodes and debits the renditions' real pixels, but reports each rendition with a
     /// million times its pixels: a count no rendition can hold, which a gateway must not pay.
     InflatePixels,
@@ -262,6 +265,9 @@ struct Admitted {
 
 async fn segment(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.transcode.update(|s| s.requests += 1);
+    if *lock(&shared.transcode.fault) == TranscodeFault::Unavailable {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
     let (parts, body) = req.into_parts();
     let admitted = match admit(&shared, &parts.headers) {
         Ok(a) => a,

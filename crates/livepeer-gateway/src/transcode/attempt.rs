@@ -160,8 +160,14 @@ impl AttemptError {
     /// sender nonce, a short balance): fresh terms or a later segment cure those, and AI and
     /// live jobs spare them too (the verdict table's `Busy` and `PaymentStale`).
     pub(super) fn penalise(&self) -> bool {
-        let spared = match self {
-            Self::Pay(_) => true,
+        self.retryable() && !matches!(self, Self::Pay(_)) && !self.spared_refusal()
+    }
+
+    /// Whether this is the orchestrator's answer that spares it ([`AttemptError::penalise`]):
+    /// busy, capped, or payment terms that moved on. Twice in a row for one stream, it is
+    /// penalised all the same ([`super::streams::Stream::refused_again`]).
+    pub(super) fn spared_refusal(&self) -> bool {
+        match self {
             Self::Orchestrator(m) => {
                 m.contains("OrchestratorBusy") || m.contains("OrchestratorCapped")
             }
@@ -170,8 +176,7 @@ impl AttemptError {
                 Failure::Busy | Failure::PaymentStale
             ),
             _ => false,
-        };
-        self.retryable() && !spared
+        }
     }
 
     /// go-livepeer's `segment_transcode_failed_total` error code.
@@ -284,7 +289,7 @@ impl Attempter {
                 let stale = matches!(&e, AttemptError::Status { message, .. }
                     if message.contains("Insufficient balance") || message.contains("ticket")
                         || message.contains("auth token") || message.contains("TicketParams"));
-                match booking(answer) {
+                match booking(answer, &e) {
                     Booking::Debit(pixels) => {
                         cost.fee = debit_of(&prepared, pixels);
                         self.payments.settle_debit(prepared, cost.fee);
@@ -481,11 +486,18 @@ enum Booking {
 /// error did not debit, one that sent its renditions did (whatever became of them here); a
 /// request that no connection carried (the gateway's own shortage, or a dial that failed)
 /// reached nobody; anything else may have spent the credit.
-fn booking(answer: Answer) -> Booking {
+///
+/// A busy status (503) is booked as refused, as AI calls book it: a go-livepeer orchestrator
+/// processes the payment before anything it could be busy with and never answers `/segment`
+/// so, which leaves whatever stands before it (a proxy, a load balancer) that saw no ticket.
+fn booking(answer: Answer, e: &AttemptError) -> Booking {
+    let busy = matches!(e, AttemptError::Status { status, message }
+        if Failure::from_answer(*status, message) == Failure::Busy);
     match answer {
         Answer::Debited(pixels) => Booking::Debit(pixels),
         Answer::Undebited => Booking::Settle(Settlement::NotCharged),
         Answer::NotSent => Booking::Settle(Settlement::Refused),
+        Answer::Unknown if busy => Booking::Settle(Settlement::Refused),
         Answer::Unknown => Booking::Settle(Settlement::CreditSpent),
     }
 }
@@ -595,9 +607,20 @@ mod tests {
                 Booking::Settle(CreditSpent),
             ),
             (AttemptError::Timeout("slow".into()), Answer::Unknown, Booking::Settle(CreditSpent)),
+            // A 503 saw no ticket; a short balance did (go-livepeer checks it after them).
+            (
+                AttemptError::Status { status: 503, message: "Service Unavailable".into() },
+                Answer::Unknown,
+                Booking::Settle(Refused),
+            ),
+            (
+                AttemptError::Status { status: 400, message: "Insufficient balance".into() },
+                Answer::Unknown,
+                Booking::Settle(CreditSpent),
+            ),
         ];
         for (e, answer, want) in rows {
-            assert_eq!(booking(answer), want, "{e}");
+            assert_eq!(booking(answer, &e), want, "{e}");
         }
     }
     use crate::orchestrator::price::Price;

@@ -79,6 +79,7 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
                 let per = Duration::from_millis(u64::from(job.duration_ms)).max(SCORE_FLOOR);
                 let score = (took.as_millis() * 1000 / per.as_millis().max(1)) as u64;
                 lease.succeeded();
+                stream.refused_again(url.as_str(), false);
                 if stream.keep(url.as_str(), score) {
                     ctx.metrics.orchestrator_swap();
                 }
@@ -93,7 +94,8 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
                     c.failed_attempts += 1;
                     c.last_error = Some(message.clone());
                 });
-                end_lease(lease, &e);
+                let again = stream.refused_again(url.as_str(), e.spared_refusal());
+                end_lease(lease, &e, again);
                 forget_sticky(stream, url.as_str());
                 if e.is_gateways() {
                     return Err(Failed::Gateway(message));
@@ -119,8 +121,10 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
     }
 }
 
-fn end_lease(lease: Lease, e: &AttemptError) {
-    if e.penalise() {
+/// Ends the lease of an attempt that failed with `e`: penalised as `e` says, or when it is a
+/// refusal that spares the orchestrator but came `again`.
+fn end_lease(lease: Lease, e: &AttemptError, again: bool) {
+    if e.penalise() || again {
         lease.failed_job(e.to_string());
     } else {
         lease.client_error();

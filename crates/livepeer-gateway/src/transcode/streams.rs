@@ -78,6 +78,9 @@ pub(super) struct Stream {
     /// Orchestrators it paid (each holds a payment session of the stream's), at most
     /// [`MAX_USED`] of them.
     used: Mutex<Vec<String>>,
+    /// Orchestrators whose last answer to the stream was a refusal that spares them (busy,
+    /// or payment terms that moved on), at most [`MAX_USED`] of them.
+    spared: Mutex<Vec<String>>,
     last_used: Mutex<Instant>,
     busy: AtomicUsize,
     /// The customer key that made the stream by pushing, when keys are on: others may not
@@ -157,6 +160,30 @@ impl Stream {
                 used.remove(0);
             }
             used.push(url.to_owned());
+        }
+    }
+
+    /// Notes how the orchestrator at `url` answered: with a refusal that spares it
+    /// (`spared`) or otherwise. `true` when it refused so twice in a row: busy or stale terms
+    /// are cured by the next segment or by fresh terms, and an orchestrator refusing again
+    /// after them, paid each time, is no longer spared.
+    pub(super) fn refused_again(&self, url: &str, spared: bool) -> bool {
+        let Ok(mut list) = self.spared.lock() else { return false };
+        let before = list.iter().position(|u| u == url);
+        match (spared, before) {
+            (true, Some(_)) => true,
+            (true, None) => {
+                if list.len() >= MAX_USED {
+                    list.remove(0);
+                }
+                list.push(url.to_owned());
+                false
+            }
+            (false, Some(at)) => {
+                list.remove(at);
+                false
+            }
+            (false, None) => false,
         }
     }
 
@@ -321,6 +348,7 @@ impl Streams {
             slots: Arc::new(Semaphore::new(n.concurrency.max(1))),
             sticky: Mutex::default(),
             used: Mutex::default(),
+            spared: Mutex::new(Vec::new()),
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
             refusal: Mutex::default(),

@@ -207,3 +207,27 @@ async fn a_pushed_stream_counts_among_its_keys_streams_and_takes_pushes_of_that_
     .await;
     gw.shutdown().await;
 }
+
+/// An orchestrator whose refusals spare it (busy, or payment terms that moved on) is spared
+/// once per stream; refusing the stream's next segment the same way, paid again for it, it is
+/// penalised for transcoding. Before, it was spared for every segment: chosen again each
+/// time, and paid each time it processed the tickets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_refusing_a_streams_segments_twice_in_a_row_is_no_longer_spared() {
+    for (fault, key) in [(TranscodeFault::Busy, 0x45), (TranscodeFault::Unavailable, 0x46)] {
+        let sim = onchain(key).await;
+        let mut c = gateway_config(&[&sim]);
+        c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+        let gw = start(c).await;
+        assert_eq!(push(&gw, "twice", 0, None).await.status(), 200);
+        sim.set_transcode_fault(fault);
+        let transcoding = || async { orch_state(&gw, sim.url()).await["state"].clone() };
+        assert_ne!(push(&gw, "twice", 1, None).await.status(), 200, "{fault:?}");
+        assert_eq!(transcoding().await, "healthy", "{fault:?}: spared once");
+        assert_ne!(push(&gw, "twice", 2, None).await.status(), 200, "{fault:?}");
+        assert_eq!(transcoding().await, "ejected", "{fault:?}: not twice in a row");
+        // The 503s reached no payment: nothing was refused or processed for them.
+        assert!(sim.payments().rejections.is_empty(), "{:?}", sim.payments().rejections);
+        gw.shutdown().await;
+    }
+}
