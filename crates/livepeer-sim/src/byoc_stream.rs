@@ -273,10 +273,10 @@ impl Stream {
             let out = self.flags.enable_video_egress.then(|| hub.publisher(&output));
             let lines = self.flags.enable_data_output.then(|| hub.publisher(&data));
             self.pump(hub.subscriber(&input, 0), out, lines).await;
-        } else if self.flags.enable_data_output
-            && let Some(every) = self.shared.config.byoc_data_interval
-        {
-            self.tick_lines(hub.publisher(&data), every).await;
+        } else if let Some(every) = self.shared.config.byoc_data_interval {
+            let out = self.flags.enable_video_egress.then(|| hub.publisher(&output));
+            let lines = self.flags.enable_data_output.then(|| hub.publisher(&data));
+            self.ticks(out, lines, every).await;
         }
         // A worker whose input ended keeps its stream until it is stopped.
         self.cancel.cancelled().await;
@@ -294,19 +294,30 @@ impl Stream {
         self.finished.cancel();
     }
 
-    /// Writes a data line `{"tick": n}` every `every` until the stream is cancelled or its
-    /// data channel is gone.
-    async fn tick_lines<P: Publish>(&self, mut lines: P, every: Duration) {
+    /// Every `every`, until the stream is cancelled or a channel written to is gone: a data
+    /// line `{"tick": n}` to `lines`, and an output segment (one MPEG-TS null packet) to `out`,
+    /// as a worker producing output of its own would.
+    async fn ticks<P: Publish>(&self, mut out: Option<P>, mut lines: Option<P>, every: Duration) {
+        let mut null_packet = vec![0xffu8; 188];
+        null_packet[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+        let null_packet = Bytes::from(null_packet);
         for n in 0u64.. {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            let line = format!("{}\n", json!({ "tick": n }));
-            if publish_segment(&mut lines, Bytes::from(line)).await.is_err() {
+            if let Some(out) = out.as_mut()
+                && publish_segment(out, null_packet.clone()).await.is_err()
+            {
                 return;
             }
-            self.shared.byoc.update(|s| s.data_lines += 1);
+            if let Some(lines) = lines.as_mut() {
+                let line = format!("{}\n", json!({ "tick": n }));
+                if publish_segment(lines, Bytes::from(line)).await.is_err() {
+                    return;
+                }
+                self.shared.byoc.update(|s| s.data_lines += 1);
+            }
         }
     }
 

@@ -186,9 +186,9 @@ pub struct SimConfig {
     /// `{service_uri}/ai/trickle`, where go-livepeer's orchestrators put them. Another base
     /// makes an orchestrator that points the gateway elsewhere.
     pub trickle_base: Option<String>,
-    /// With video input off and data output on, a BYOC stream writes a data line
-    /// `{"tick": n}` this often, as a worker producing data of its own would; `None`: data
-    /// lines only for input segments.
+    /// With video input off, a BYOC stream writes this often a data line `{"tick": n}` (data
+    /// output on) and an output segment of one MPEG-TS null packet (video output on), as a
+    /// worker producing output of its own would; `None`: output only for input segments.
     pub byoc_data_interval: Option<Duration>,
     /// Delay before each LLM token (streamed or not), to make generation take time.
     pub token_delay: Duration,

@@ -351,8 +351,9 @@ async fn pump(
 /// the hub sweeps it after the client left it idle. The keepalives go on after that: the
 /// orchestrator would otherwise end the stream for an idle control channel of its own, which
 /// would read as its failure. A stream without video input has no other sign of its client
-/// than its data readers: once its channel is gone and no reader is left (checked at each
-/// keepalive), it ends rather than be paid for with nobody there.
+/// than its readers, of data or of output video: once its channel is gone and no reader is
+/// left at two keepalives in a row (an output reader is between two segments now and then),
+/// it ends rather than be paid for with nobody there.
 async fn control(
     inner: Arc<Inner>,
     web: reqwest::Client,
@@ -368,15 +369,21 @@ async fn control(
         inner.hub.subscriber(&format!("{}-control", stream.channel), livepeer_trickle::SEQ_NEXT);
     let mut tick = tokio::time::interval(KEEPALIVE);
     let mut client_channel = true;
+    let output = format!("{}-out", stream.channel);
     let unattended = || {
+        let watched = stream.flags.enable_video_egress
+            && inner.hub.stats(&output).is_some_and(|s| s.readers > 0);
         !stream.flags.enable_video_ingress
+            && !watched
             && stream.data_readers.available_permits() == MAX_DATA_READERS
     };
+    let mut unattended_ticks = 0;
     loop {
         let message = tokio::select! {
             _ = tick.tick() => {
-                if !client_channel && unattended() {
-                    let why = "the client left: its control channel went idle, no data reader is left";
+                unattended_ticks = if !client_channel && unattended() { unattended_ticks + 1 } else { 0 };
+                if unattended_ticks >= 2 {
+                    let why = "the client left: its control channel went idle, no reader is left";
                     return Outcome::Ended(why.into());
                 }
                 Bytes::from(json!({"keep": "alive"}).to_string())
