@@ -31,6 +31,7 @@ pub mod ai;
 #[cfg(test)]
 mod alone;
 pub(crate) mod body_memory;
+pub mod bounded_json;
 pub mod byoc;
 pub mod config;
 pub mod database;

@@ -391,8 +391,10 @@ impl AiClient {
                 .map_err(|e| CallError::Malformed(e.to_string()))?;
             return Ok(Answer::Body(body));
         }
-        let mut json: Value =
-            serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))?;
+        // Built under a budget of values: the answer's bytes are capped, what a `Value` of
+        // them costs is not (64 MiB of zeros took 1.5 GiB).
+        let mut json = crate::bounded_json::from_slice(&body, crate::bounded_json::MAX_VALUES)
+            .map_err(|e| CallError::Malformed(e.to_string()))?;
         // Boxed: downloading results makes a large future that text answers need not carry.
         Box::pin(self.rewrite_media((&orch.transcoder, peer), req, &mut json, sink)).await?;
         Ok(Answer::Body(encode(&json)))
@@ -452,8 +454,8 @@ impl AiClient {
         body: &[u8],
         sink: ResultSink<'_>,
     ) -> Result<Bytes, CallError> {
-        let mut json: Value =
-            serde_json::from_slice(body).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let mut json = crate::bounded_json::from_slice(body, crate::bounded_json::MAX_VALUES)
+            .map_err(|e| CallError::Malformed(e.to_string()))?;
         self.rewrite_media((transcoder, None), req, &mut json, sink).await?;
         Ok(encode(&json))
     }

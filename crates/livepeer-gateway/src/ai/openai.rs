@@ -9,23 +9,25 @@ use serde_json::{Map, Value};
 use super::job::{EventStream, Output, Reply};
 use super::relay::{MAX_EVENT, event_ends};
 
-/// The OpenAI fields the LLM pipeline understands.
-const FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "stream"];
+/// The OpenAI fields the LLM pipeline understands, and the newer name of one of them.
+const FIELDS: [&str; 7] =
+    ["model", "messages", "temperature", "max_tokens", "top_p", "stream", "max_completion_tokens"];
 
-/// The `/llm` body for an OpenAI chat request: the fields the pipeline understands. A body
-/// that is not a JSON object is passed on as it is, for validation to report in the usual
-/// shape.
+/// The `/llm` body for an OpenAI chat request: the fields the pipeline understands, each read
+/// under validation's budget of values and any other skipped unread. A body that is not a
+/// JSON object, or that the budget refuses, is passed on as it is, for validation to report
+/// in the usual shape.
 pub fn llm_body(body: Bytes) -> Bytes {
-    let Ok(Value::Object(openai)) = serde_json::from_slice::<Value>(&body) else { return body };
+    let Some(slots) = super::validate::known_fields(&body, &FIELDS) else { return body };
     let mut llm = Map::new();
-    for key in FIELDS {
-        if let Some(v) = openai.get(key) {
-            llm.insert(key.to_owned(), v.clone());
+    for (key, value) in FIELDS.iter().zip(slots) {
+        if let Some(value) = value {
+            llm.insert((*key).to_owned(), value);
         }
     }
     // Newer OpenAI clients send max_completion_tokens instead.
-    if let (None, Some(v)) = (llm.get("max_tokens"), openai.get("max_completion_tokens")) {
-        llm.insert("max_tokens".to_owned(), v.clone());
+    if let Some(v) = llm.remove("max_completion_tokens") {
+        llm.entry("max_tokens").or_insert(v);
     }
     Bytes::from(Value::Object(llm).to_string())
 }
@@ -35,7 +37,8 @@ pub fn llm_body(body: Bytes) -> Bytes {
 pub fn completion(mut reply: Reply) -> Reply {
     reply.outcome = reply.outcome.map(|output| match output {
         Output::Json(bytes) => {
-            let mut json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let budget = crate::bounded_json::MAX_VALUES;
+            let mut json = crate::bounded_json::from_slice(&bytes, budget).unwrap_or(Value::Null);
             if let Some(obj) = json.as_object_mut() {
                 obj.insert("object".into(), Value::String("chat.completion".into()));
             }

@@ -50,7 +50,7 @@ fn tokens(usage: &Value) -> Option<u64> {
 
 /// The tokens a complete JSON answer reports it used.
 pub(crate) fn answer_tokens(body: &[u8]) -> Option<u64> {
-    let value: Value = serde_json::from_slice(body).ok()?;
+    let value = crate::bounded_json::from_slice(body, crate::bounded_json::MAX_VALUES).ok()?;
     tokens(value.get("usage")?)
 }
 

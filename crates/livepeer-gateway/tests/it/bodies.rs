@@ -318,3 +318,45 @@ async fn one_budget() {
     assert_eq!(held(&gw).await, 0, "served bodies return their share");
     gw.shutdown().await;
 }
+
+/// A JSON body of many small values, within the byte limit: each value would have cost a
+/// `serde_json::Value` (32 bytes and more for two bytes of input) in the fields the gateway
+/// reads, and all of them in the OpenAI route's copy of the body. Now the fields read are
+/// built under a budget of values: past it, the client's 422 (a JSON decode error, as a
+/// syntax error is answered) names it, and an unknown field
+/// of the same size is skipped unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_millions_of_values_is_refused_at_its_budget_of_values() {
+    let sim = sim().await;
+    let gw = gateway(&sim).await;
+    let zeros = format!("[{}0]", "0,".repeat(3_000_000));
+    let post = |path: &'static str, body: String| {
+        let url = format!("http://{}{path}", gw.http_addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    for (path, body) in [
+        ("/v1/chat/completions", format!(r#"{{"model":"{LLM}","messages":{zeros}}}"#)),
+        ("/llm", format!(r#"{{"model":"{LLM}","messages":{zeros}}}"#)),
+        ("/text-to-image", format!(r#"{{"model_id":"{SD}","prompt":{zeros}}}"#)),
+    ] {
+        let (status, body) = post(path, body).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("more than 100000 JSON values"), "{path}: {body}");
+    }
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let unknown = format!(r#"{{"model":"{LLM}","messages":{messages},"junk":{zeros}}}"#);
+    let (status, body) = post("/v1/chat/completions", unknown).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion", "{body}");
+    gw.shutdown().await;
+}

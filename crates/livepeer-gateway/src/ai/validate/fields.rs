@@ -10,12 +10,17 @@
 //! is valid JSON but not an object is told so by the caller. One difference: an unknown field
 //! nested deeper than serde_json's 128 levels is now skipped, as any unknown field is, where
 //! building it into the map was refused (a known field that deep still is). The body's size
-//! limit bounds what skipping it costs.
+//! limit bounds what skipping it costs; the values kept are built under a budget of values
+//! ([`crate::bounded_json`]), which bounds what they cost.
 
 use std::fmt;
 
+use std::cell::Cell;
+
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use crate::bounded_json::{Budgeted, MAX_VALUES};
 
 /// The top level of a JSON body.
 #[derive(Debug, PartialEq)]
@@ -35,7 +40,9 @@ pub(super) fn read(
     messages: Option<usize>,
 ) -> Result<Top, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = Slots { names, messages }.deserialize(&mut de)?;
+    let left = Cell::new(MAX_VALUES);
+    let budget = Budgeted::new(&left, MAX_VALUES);
+    let top = Slots { names, messages, budget }.deserialize(&mut de)?;
     // Trailing characters other than white space are an error, as `from_slice` makes them.
     de.end()?;
     Ok(top)
@@ -45,6 +52,8 @@ pub(super) fn read(
 struct Slots<'n> {
     names: &'n [&'static str],
     messages: Option<usize>,
+    /// What the values kept may hold, all together ([`crate::bounded_json`]).
+    budget: Budgeted<'n>,
 }
 
 impl<'de> DeserializeSeed<'de> for Slots<'_> {
@@ -68,9 +77,9 @@ impl<'de> Visitor<'de> for Slots<'_> {
         while let Some(key) = map.next_key_seed(Key { names: self.names })? {
             match key {
                 Some(i) if Some(i) == self.messages => {
-                    messages = Some(map.next_value_seed(super::messages::Seed)?);
+                    messages = Some(map.next_value_seed(super::messages::Seed(self.budget))?);
                 }
-                Some(i) => slots[i] = Some(map.next_value()?),
+                Some(i) => slots[i] = Some(map.next_value_seed(self.budget)?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }

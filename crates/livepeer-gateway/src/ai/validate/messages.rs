@@ -12,6 +12,8 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::bounded_json::Budgeted;
 use serde_json::Value;
 
 use super::{FieldError, Limits, error, missing};
@@ -129,10 +131,11 @@ fn part(
     None
 }
 
-/// Reads the value of `messages`.
-pub(super) struct Seed;
+/// Reads the value of `messages`, each message and value drawing on a document's budget.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seed<'b>(pub(super) Budgeted<'b>);
 
-impl<'de> DeserializeSeed<'de> for Seed {
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
     type Value = Read;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Read, D::Error> {
@@ -140,7 +143,7 @@ impl<'de> DeserializeSeed<'de> for Seed {
     }
 }
 
-impl<'de> Visitor<'de> for Seed {
+impl<'de> Visitor<'de> for Seed<'_> {
     type Value = Read;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,14 +152,15 @@ impl<'de> Visitor<'de> for Seed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Read, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(ItemSeed)? {
+        while let Some(item) = seq.next_element_seed(ItemSeed(self.0))? {
+            self.0.take()?;
             items.push(item);
         }
         Ok(Read::List(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Read, A::Error> {
-        consume_map(map)?;
+        consume_map(map, self.0)?;
         Ok(Read::NotList)
     }
 
@@ -186,9 +190,9 @@ impl<'de> Visitor<'de> for Seed {
 }
 
 /// Reads one element of the list.
-struct ItemSeed;
+struct ItemSeed<'b>(Budgeted<'b>);
 
-impl<'de> DeserializeSeed<'de> for ItemSeed {
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
     type Value = Item;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Item, D::Error> {
@@ -196,7 +200,7 @@ impl<'de> DeserializeSeed<'de> for ItemSeed {
     }
 }
 
-impl<'de> Visitor<'de> for ItemSeed {
+impl<'de> Visitor<'de> for ItemSeed<'_> {
     type Value = Item;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,7 +211,7 @@ impl<'de> Visitor<'de> for ItemSeed {
         let (mut role, mut content) = (Part::Missing, Part::Missing);
         while let Some(key) = map.next_key_seed(KeySeed)? {
             // Every value is parsed as the map parsed it; a repeated key keeps its last one.
-            let value: Value = map.next_value()?;
+            let value: Value = map.next_value_seed(self.0)?;
             match key {
                 Key::Role => role = value.into(),
                 Key::Content => content = value.into(),
@@ -218,7 +222,7 @@ impl<'de> Visitor<'de> for ItemSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-        while seq.next_element::<Value>()?.is_some() {}
+        while seq.next_element_seed(self.0)?.is_some() {}
         Ok(Item::NotObject)
     }
 
@@ -281,14 +285,17 @@ impl<'de> Visitor<'de> for KeySeed {
 }
 
 /// Reads a map that is not kept, as a `Value` would read it.
-fn consume_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<String, Value>()?.is_some() {}
+fn consume_map<'de, A: MapAccess<'de>>(mut map: A, budget: Budgeted<'_>) -> Result<(), A::Error> {
+    while map.next_key::<String>()?.is_some() {
+        map.next_value_seed(budget)?;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounded_json::MAX_VALUES;
     use proptest::prelude::*;
 
     /// What the map-based check gave: the forwarded messages as JSON, or the errors.
@@ -351,7 +358,8 @@ mod tests {
     /// The same through [`Seed`] and [`check`], the messages serialised.
     fn by_seed(text: &str, limits: &Limits) -> Result<Value, Vec<FieldError>> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let read = Seed.deserialize(&mut de).expect("parsed");
+        let left = std::cell::Cell::new(MAX_VALUES);
+        let read = Seed(Budgeted::new(&left, MAX_VALUES)).deserialize(&mut de).expect("parsed");
         let mut errors = Vec::new();
         let out = check(Some(read), limits, &mut errors);
         if errors.is_empty() { Ok(serde_json::to_value(out).expect("json")) } else { Err(errors) }
@@ -403,7 +411,9 @@ mod tests {
         ] {
             let map = serde_json::from_str::<Value>(&text).map_err(|e| e.to_string());
             let mut de = serde_json::Deserializer::from_str(&text);
-            let seed = Seed.deserialize(&mut de).map_err(|e| e.to_string());
+            let left = std::cell::Cell::new(MAX_VALUES);
+            let seed = Seed(Budgeted::new(&left, MAX_VALUES)).deserialize(&mut de);
+            let seed = seed.map_err(|e| e.to_string());
             assert_eq!(seed.unwrap_err(), map.unwrap_err(), "{text}");
         }
     }

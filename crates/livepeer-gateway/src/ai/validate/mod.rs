@@ -661,5 +661,18 @@ fn units(p: Pipeline, f: &Fields, extra: &Extra) -> u64 {
     }
 }
 
+/// The values of the top-level fields `names` of the JSON object `body`, read as validation
+/// reads them (under its budget of values, other fields skipped unread); `None` for a body
+/// that is not a JSON object or that the budget refuses.
+pub(in crate::ai) fn known_fields(
+    body: &[u8],
+    names: &[&'static str],
+) -> Option<Vec<Option<Value>>> {
+    match fields::read(body, names, None) {
+        Ok(fields::Top::Object(slots, _)) => Some(slots),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

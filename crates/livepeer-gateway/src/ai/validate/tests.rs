@@ -322,10 +322,15 @@ async fn llm_errors() {
 }
 
 /// One bad message per three bytes of body: the errors gathered, and those answered, stay
-/// bounded (a 2 MB body of them made a 172 MB answer and took 1.9 GB).
+/// bounded (a 2 MB body of them made a 172 MB answer and took 1.9 GB). A million of them are
+/// more values than a body may hold; fifty thousand are not.
 #[tokio::test]
 async fn a_million_bad_messages_give_a_bounded_answer() {
     let v = json!({"messages": vec![json!({}); 1_000_000]});
+    let errors = check(Pipeline::Llm, body(v)).await.unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].msg.contains("more than 100000 JSON values"), "{errors:?}");
+    let v = json!({"messages": vec![json!({}); 50_000]});
     let errors = check(Pipeline::Llm, body(v)).await.unwrap_err();
     assert!(errors.len() <= crate::error::MAX_FIELD_ERRORS + 2, "{} errors", errors.len());
     let answer = crate::error::Error::validation(errors);

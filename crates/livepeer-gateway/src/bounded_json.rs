@@ -1,0 +1,179 @@
+//! JSON built into a `serde_json::Value` under a budget of values.
+//!
+//! Why not `serde_json::from_slice::<Value>` on what a client or an orchestrator sent: a
+//! `Value` takes 32 bytes and an array or map slot for every value, where `0,` takes two bytes
+//! of input. A 50 MiB body of zeros became 1.3–2.1 GiB and seconds of a serving thread, outside
+//! every byte limit. Counting values as they are built stops such a body at the first value
+//! over the budget, having built no more than the budget's worth; strings cost their length, as
+//! the input already did. The parser, its syntax errors and its handling of a repeated key
+//! (the last one kept) are serde_json's own.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Values one document may hold when nothing else is said: ten times what the largest
+/// answers and requests of the AI API carry (an LLM conversation of thousands of messages),
+/// about 3 MiB of `Value`s at most.
+pub const MAX_VALUES: usize = 100_000;
+
+/// `bytes` as one JSON document of at most `budget` values (objects, arrays and scalars each
+/// count one), with nothing but white space after it.
+pub fn from_slice(bytes: &[u8], budget: usize) -> Result<Value, serde_json::Error> {
+    let left = Cell::new(budget);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Budgeted::new(&left, budget).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// A seed that builds one value, drawing on a budget shared by every value of a document.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgeted<'b> {
+    left: &'b Cell<usize>,
+    budget: usize,
+}
+
+impl<'b> Budgeted<'b> {
+    /// A seed drawing on `left`, which started at `budget` (named in the error).
+    pub fn new(left: &'b Cell<usize>, budget: usize) -> Self {
+        Self { left, budget }
+    }
+
+    /// Counts one value (or anything else a caller builds per value), or fails once the
+    /// budget is spent.
+    pub fn take<E: de::Error>(&self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(rest) => {
+                self.left.set(rest);
+                Ok(())
+            }
+            None => Err(E::custom(format!("more than {} JSON values", self.budget))),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        self.deserialize(de)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_within_the_budget_read_as_serde_json_reads_them() {
+        for text in [
+            r#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"a2":"é\u00e9","n":18446744073709551615}"#,
+            r#"[]"#,
+            r#""s""#,
+            r#"{"k":1,"k":2}"#,
+            "  7  ",
+        ] {
+            let ours = from_slice(text.as_bytes(), MAX_VALUES).unwrap();
+            let theirs: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // Ten values exactly: the object, its array, the array's eight members.
+        let ten = br#"{"a":[1,2,3,4,5,6,7,8]}"#;
+        assert!(from_slice(ten, 10).is_ok());
+        assert!(from_slice(ten, 9).unwrap_err().to_string().contains("more than 9 JSON values"));
+    }
+
+    #[test]
+    fn syntax_errors_stay_serde_jsons() {
+        for text in ["{", "[1,]", "{} x", "", "nul"] {
+            let ours = from_slice(text.as_bytes(), MAX_VALUES).unwrap_err().to_string();
+            let theirs = serde_json::from_str::<Value>(text).unwrap_err().to_string();
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_body_of_many_small_values_stops_at_the_budget() {
+        // A million zeros: two megabytes of input, 32 MB and more as `Value`s.
+        let zeros = format!("[{}0]", "0,".repeat(1_000_000));
+        let e = from_slice(zeros.as_bytes(), MAX_VALUES).unwrap_err();
+        assert!(e.to_string().contains("more than 100000 JSON values"), "{e}");
+        // A budget shared by the values of one document, nested or not.
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(from_slice(nested.as_bytes(), 100).is_ok());
+        assert!(from_slice(nested.as_bytes(), 99).is_err());
+    }
+}
