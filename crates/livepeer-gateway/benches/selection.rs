@@ -48,7 +48,6 @@ fn info(i: usize) -> OrchInfo {
         capabilities: Some(caps),
         ticket_params: None,
         auth_token: None,
-        nodes: Vec::new(),
         rtt: Duration::from_millis(5),
     }
 }

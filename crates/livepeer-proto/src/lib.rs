@@ -13,6 +13,7 @@ pub mod net {
 }
 
 pub mod headers;
+pub mod kept;
 
 /// Path of our `.proto` source, for tests that compile it again with a descriptor pool.
 pub const PROTO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");

@@ -145,7 +145,7 @@ pub(crate) fn info(
         shared.payments.ticket_params(sender, &price_info).map_err(Status::unknown)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let session_id = format!("{:08x}", rand::rng().random::<u32>());
-    let expiration = (now + 30 * 60) as i64;
+    let expiration = now.saturating_add(config.auth_token_lifetime.as_secs()) as i64;
     Ok(net::OrchestratorInfo {
         transcoder: shared.service_url().to_owned(),
         ticket_params,

@@ -247,6 +247,8 @@ pub struct SimConfig {
     /// Segments whose renditions are kept per session (the oldest are dropped); their URLs
     /// 404 afterwards.
     pub transcode_window: usize,
+    /// How long the auth tokens of GetOrchestrator answers live (go-livepeer: 30 minutes).
+    pub auth_token_lifetime: Duration,
     /// Capability ids advertised beyond go-livepeer's defaults, as an orchestrator whose
     /// transcoder passed the test of an optional one (e.g. 15, HEVC decode) advertises it.
     pub extra_capabilities: Vec<u32>,
@@ -291,6 +293,7 @@ impl Default for SimConfig {
             max_segment_bytes: MAX_SEGMENT_BYTES,
             transcode_max_sessions: 10,
             transcode_window: 8,
+            auth_token_lifetime: Duration::from_secs(30 * 60),
             transcode_latency: Duration::ZERO,
             extra_capabilities: Vec::new(),
             missing_capabilities: Vec::new(),

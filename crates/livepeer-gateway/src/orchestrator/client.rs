@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use livepeer_pm::{Address, Signature};
-use livepeer_proto::net::{self, orchestrator_client::OrchestratorClient};
+use livepeer_proto::net;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -22,6 +22,12 @@ use url::Url;
 
 use super::caps::Capabilities;
 use super::info::OrchInfo;
+
+/// The largest GetOrchestrator answer decoded (gRPC's default is 4 MiB). go-livepeer's carry a
+/// price and constraints per model and some hardware entries: kilobytes, tens of them for an
+/// orchestrator of hundreds of models. What is kept of one is decoded whole on every refresh
+/// and payment renewal; this bounds what that costs.
+pub const MAX_INFO_BYTES: usize = 1 << 20;
 
 /// Why a GetOrchestrator call failed. Every variant but [`Self::Local`] is the orchestrator's
 /// (or the network's) doing, so each one counts against the orchestrator, and a retry
@@ -168,14 +174,14 @@ impl OrchClient {
             ignore_capacity_check,
         };
         let channel = self.channel(url)?;
-        let mut client = OrchestratorClient::new(channel);
         let mut req = tonic::Request::new(request);
         req.set_timeout(deadline);
-        let result = tokio::time::timeout(deadline, client.get_orchestrator(req)).await;
+        let call = livepeer_proto::kept::get_orchestrator(channel, req, MAX_INFO_BYTES);
+        let result = tokio::time::timeout(deadline, call).await;
         let answer = match result {
             Err(_) => Err(ClientError::Timeout(deadline)),
             Ok(Err(status)) => Err(classify(&status, deadline)),
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Ok(resp)) => Ok(net::OrchestratorInfo::from(resp.into_inner())),
         };
         answer.inspect_err(|_| self.forget(url))
     }

@@ -34,8 +34,6 @@ pub struct OrchInfo {
     pub ticket_params: Option<livepeer_pm::TicketParams>,
     /// Auth token for paid calls.
     pub auth_token: Option<AuthToken>,
-    /// Other service URIs of the same operator.
-    pub nodes: Vec<String>,
     /// How long the GetOrchestrator call took.
     pub rtt: Duration,
 }
@@ -100,6 +98,13 @@ fn kept_prices<'a>(
     })
 }
 
+/// The longest auth token and session id taken. go-livepeer's are a 32-byte HMAC and a short
+/// hex id; both go into every paid call's headers and the header cache's keys and values,
+/// so an orchestrator's megabytes there would be held thousands of times.
+const MAX_TOKEN_PART: usize = 512;
+/// The longest transcoder URI taken: it is every call's base URL and a key of the pool.
+const MAX_TRANSCODER_URI: usize = 2048;
+
 /// Why an answer was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -144,6 +149,15 @@ impl OrchInfo {
             session_id: t.session_id,
             expiration: t.expiration,
         });
+        if let Some(t) = &auth_token
+            && (t.token.len() > MAX_TOKEN_PART || t.session_id.len() > MAX_TOKEN_PART)
+        {
+            let why = format!("an auth token or session id over {MAX_TOKEN_PART} bytes");
+            return Err(Malformed(why));
+        }
+        if info.transcoder.len() > MAX_TRANSCODER_URI {
+            return Err(Malformed(format!("a transcoder URI over {MAX_TRANSCODER_URI} bytes")));
+        }
         Ok(Self {
             transcoder: info.transcoder.trim_end_matches('/').to_owned(),
             address,
@@ -152,7 +166,6 @@ impl OrchInfo {
             capabilities,
             ticket_params,
             auth_token,
-            nodes: info.nodes,
             rtt,
         })
     }
@@ -168,5 +181,32 @@ impl OrchInfo {
                 .map(|p| p.price)
         };
         find(model).or_else(|| find("default")).unwrap_or(self.price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_whose_credentials_or_uri_run_long_is_malformed() {
+        let answer = |token: usize, session: usize, uri: usize| net::OrchestratorInfo {
+            transcoder: format!("https://{}", "o".repeat(uri)),
+            auth_token: Some(net::AuthToken {
+                token: vec![1; token],
+                session_id: "s".repeat(session),
+                expiration: 1,
+            }),
+            ..Default::default()
+        };
+        let read = |a| OrchInfo::from_wire(a, Duration::ZERO);
+        assert!(read(answer(32, 16, 20)).is_ok());
+        assert!(read(answer(MAX_TOKEN_PART, MAX_TOKEN_PART, 2000)).is_ok());
+        for (t, s, u) in
+            [(MAX_TOKEN_PART + 1, 16, 20), (32, MAX_TOKEN_PART + 1, 20), (32, 16, 2041)]
+        {
+            let e = read(answer(t, s, u)).unwrap_err();
+            assert!(e.0.contains("over"), "{e}");
+        }
     }
 }

@@ -251,7 +251,6 @@ mod tests {
             capabilities: Some(caps),
             ticket_params: None,
             auth_token: None,
-            nodes: Vec::new(),
             rtt: Duration::ZERO,
         };
         let req = Requirements::default();

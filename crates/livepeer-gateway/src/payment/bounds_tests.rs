@@ -93,3 +93,25 @@ async fn a_remote_signer_is_not_asked_to_pay_above_the_bounds() {
     };
     assert!(why.contains("more than doubled"), "{why}");
 }
+
+/// An orchestrator whose fresh auth tokens are already due for renewal (here, a minute to
+/// live where renewal starts three minutes ahead) made every payment fetch and decode a whole
+/// GetOrchestrator answer again, concurrently. Such a token is now refused.
+#[tokio::test]
+async fn a_token_due_for_renewal_as_it_is_made_is_refused() {
+    let sim = Sim::start(SimConfig {
+        eth_address: Some(livepeer_pm::Address::from([0x0b; 20])),
+        face_value: 1_000_000_000_000,
+        ticket_ev: 1_000_000_000,
+        models: vec![SimModel::new("text-to-image", MODEL).price(1_000, 1)],
+        auth_token_lifetime: Duration::from_secs(60),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let url: Url = sim.url().parse().unwrap();
+    let Err(PayError::Refused(why)) = pay(&local_payments(None), &url, 1_000).await else {
+        panic!("a payment was made on a token due for renewal");
+    };
+    assert!(why.contains("due for renewal as it is made"), "{why}");
+}

@@ -484,12 +484,19 @@ impl LocalPayer {
             return Err(PayError::NoTicketParams);
         }
         let expiration = params.expiration_or(ExpirationParams::default());
-        let session = Arc::new(Mutex::new(Session {
+        let session = Session {
             sender: SenderSession::new(params, expiration),
             balance: carried.unwrap_or_default(),
             info: Arc::new(info),
             exhausted: false,
-        }));
+        };
+        // A token that is stale as it is made would be fetched again by every payment (each
+        // a whole GetOrchestrator answer decoded), concurrently: refused instead.
+        if expired(&session) {
+            let why = "the orchestrator's auth token is due for renewal as it is made";
+            return Err(PayError::Refused(why.into()));
+        }
+        let session = Arc::new(Mutex::new(session));
         if let Ok(mut map) = self.sessions.lock() {
             // Concurrent first requests may race here; the first stored session wins so that
             // all of them share one nonce counter.

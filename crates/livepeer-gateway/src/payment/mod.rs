@@ -503,7 +503,6 @@ mod tests {
             capabilities: None,
             ticket_params: None,
             auth_token: Some(AuthToken { token: vec![1], session_id: "s".into(), expiration: 9 }),
-            nodes: Vec::new(),
             rtt: Duration::ZERO,
         })
     }

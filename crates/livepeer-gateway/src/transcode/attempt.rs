@@ -641,7 +641,6 @@ mod tests {
             capabilities: None,
             ticket_params: None,
             auth_token: None,
-            nodes: Vec::new(),
             rtt: Duration::ZERO,
         }
     }

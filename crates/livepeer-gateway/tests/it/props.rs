@@ -65,7 +65,6 @@ fn info(i: usize, o: &Orch) -> OrchInfo {
         capabilities: Some(caps),
         ticket_params: None,
         auth_token: None,
-        nodes: Vec::new(),
         rtt: Duration::from_millis(1),
     }
 }

@@ -33,7 +33,6 @@ fn info(models: &[(u32, &str, u32)]) -> OrchInfo {
         capabilities: Some(caps),
         ticket_params: None,
         auth_token: None,
-        nodes: Vec::new(),
         rtt: Duration::from_millis(1),
     }
 }
