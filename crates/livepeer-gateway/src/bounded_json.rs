@@ -19,6 +19,47 @@ use serde_json::{Map, Value};
 /// about 3 MiB of `Value`s at most.
 pub const MAX_VALUES: usize = 100_000;
 
+/// Values a document that a stream holds for its whole life and relays may have (an event,
+/// a stream's params): ten times what ai-runner's events carry.
+pub const STREAM_VALUES: usize = 10_000;
+/// Past this many bytes or [`KEPT_VALUES`] values, a document a stream keeps only to show it
+/// (its last event) is kept as a summary: a thousand streams keep two each.
+pub const KEPT_BYTES: usize = 16 << 10;
+/// See [`KEPT_BYTES`].
+pub const KEPT_VALUES: usize = 1_000;
+
+/// What a stream keeps to show of `value`, which took `raw_len` bytes: the value itself when
+/// small ([`KEPT_BYTES`], [`KEPT_VALUES`]), else its `type` and size.
+pub fn kept(value: &Value, raw_len: usize) -> Value {
+    if raw_len <= KEPT_BYTES && values(value, KEPT_VALUES + 1) <= KEPT_VALUES {
+        return value.clone();
+    }
+    let mut summary = Map::new();
+    if let Some(kind) = value.get("type").filter(|t| t.as_str().is_some_and(|t| t.len() <= 64)) {
+        summary.insert("type".into(), kind.clone());
+    }
+    summary.insert("omitted_bytes".into(), Value::from(raw_len));
+    Value::Object(summary)
+}
+
+/// How many values `value` holds, counting no further than `most`.
+fn values(value: &Value, most: usize) -> usize {
+    let mut seen = 0;
+    let mut todo = vec![value];
+    while let Some(v) = todo.pop() {
+        seen += 1;
+        if seen >= most {
+            return most;
+        }
+        match v {
+            Value::Array(items) => todo.extend(items),
+            Value::Object(map) => todo.extend(map.values()),
+            _ => {}
+        }
+    }
+    seen
+}
+
 /// `bytes` as one JSON document of at most `budget` values (objects, arrays and scalars each
 /// count one), with nothing but white space after it.
 pub fn from_slice(bytes: &[u8], budget: usize) -> Result<Value, serde_json::Error> {
@@ -154,6 +195,17 @@ mod tests {
         let ten = br#"{"a":[1,2,3,4,5,6,7,8]}"#;
         assert!(from_slice(ten, 10).is_ok());
         assert!(from_slice(ten, 9).unwrap_err().to_string().contains("more than 9 JSON values"));
+    }
+
+    #[test]
+    fn only_small_documents_are_kept_whole() {
+        let small = serde_json::json!({"type": "status", "fps": 30});
+        assert_eq!(kept(&small, 40), small);
+        let summary = serde_json::json!({"type": "status", "omitted_bytes": KEPT_BYTES + 1});
+        assert_eq!(kept(&small, KEPT_BYTES + 1), summary);
+        let many = serde_json::json!({"type": ["x"], "v": vec![0; KEPT_VALUES]});
+        assert_eq!(kept(&many, 3000), serde_json::json!({"omitted_bytes": 3000}));
+        assert_eq!(values(&many, usize::MAX), KEPT_VALUES + 4);
     }
 
     #[test]

@@ -67,12 +67,16 @@ impl StartRequest {
         let bad = |field: &str, m: String| Error::new(Kind::InvalidRequest, m).field(field);
         let flags: Flags = serde_json::from_str(&job.parameters)
             .map_err(|e| bad("parameters", format!("parameters: {e}")))?;
-        let start: StartBody = serde_json::from_slice(body)
+        // Built under a budget of values: the params are kept for the stream's life (sent
+        // again to each orchestrator it moves to), and a `Value` costs many times its bytes.
+        let budget = crate::bounded_json::STREAM_VALUES;
+        let start: StartBody = crate::bounded_json::from_slice(body, budget)
+            .and_then(serde_json::from_value)
             .map_err(|e| bad("body", format!("invalid JSON request body: {e}")))?;
         let params = match start.params {
             None | Some(Value::Null) => Value::Null,
             Some(Value::String(s)) if s.is_empty() => Value::Null,
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
+            Some(Value::String(s)) => match crate::bounded_json::from_slice(s.as_bytes(), budget) {
                 Ok(v @ Value::Object(_)) => v,
                 _ => return Err(bad("params", "invalid model params".into())),
             },
@@ -274,7 +278,7 @@ impl ByocStreams {
         if stream.stop.is_cancelled() {
             return Err(Error::new(Kind::StreamStopped, "the stream has stopped"));
         }
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        if let Ok(v) = crate::bounded_json::from_slice(&body, crate::bounded_json::STREAM_VALUES) {
             stream.with_state(|s| s.params = v);
         }
         super::stream_orch::update(&self.inner, stream, body).await

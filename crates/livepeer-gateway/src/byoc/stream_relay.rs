@@ -333,8 +333,11 @@ async fn pump(
         };
         if let Kind::Events = kind {
             c.events.fetch_add(1, Relaxed);
-            if let Ok(event) = serde_json::from_slice::<Value>(&data) {
-                stream.with_state(|s| s.last_event = Some(event));
+            if let Ok(event) =
+                crate::bounded_json::from_slice(&data, crate::bounded_json::STREAM_VALUES)
+            {
+                let kept = crate::bounded_json::kept(&event, data.len());
+                stream.with_state(|s| s.last_event = Some(kept));
             }
         } else {
             c.data_segments.fetch_add(1, Relaxed);
@@ -399,7 +402,8 @@ async fn control(
                 }
             },
         };
-        if let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(&message)
+        let budget = crate::bounded_json::STREAM_VALUES;
+        if let Ok(Value::Object(params)) = crate::bounded_json::from_slice(&message, budget)
             && !params.contains_key("keep")
         {
             stream.with_state(|s| s.params = Value::Object(params));

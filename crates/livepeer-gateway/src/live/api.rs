@@ -79,7 +79,8 @@ fn parse_start(name: &str, body: &[u8]) -> Result<Asked, LiveError> {
     let parsed: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
         StartBody::default()
     } else {
-        serde_json::from_slice(body)
+        crate::bounded_json::from_slice(body, crate::bounded_json::STREAM_VALUES)
+            .and_then(serde_json::from_value)
             .map_err(|e| LiveError::field("body", format!("invalid JSON: {e}")))?
     };
     let pipeline = parsed.pipeline.unwrap_or_else(|| "noop".to_owned());
@@ -195,7 +196,7 @@ pub(crate) fn owned(
 
 /// New params for a running stream; answers their version.
 pub(crate) fn update(stream: &Stream, body: &[u8]) -> Result<Value, LiveError> {
-    let params: Value = match serde_json::from_slice(body) {
+    let params = match crate::bounded_json::from_slice(body, crate::bounded_json::STREAM_VALUES) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return Err(LiveError::field("params", "params must be a JSON object")),
         Err(e) => return Err(LiveError::field("params", format!("invalid JSON: {e}"))),

@@ -308,7 +308,8 @@ async fn start_call(
     // Read no further than the gateway needs: read whole, an endless answer took a gateway
     // to 4.9 GB within the start's deadline.
     let parsed = match crate::outbound::read_capped(resp, MAX_START_ANSWER).await {
-        Ok(body) => serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()),
+        Ok(body) => crate::bounded_json::from_slice(&body, crate::bounded_json::STREAM_VALUES)
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let answer: Value = match parsed {

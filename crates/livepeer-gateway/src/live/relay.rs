@@ -359,8 +359,12 @@ impl Relay for Events {
             }
             Err(e) => return Err(fault("orchestrator events", &e)),
         };
-        let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
-            tracing::debug!(stream = stream.spec.name, "event that is not JSON dropped");
+        let Ok(doc) = crate::bounded_json::from_slice(&data, crate::bounded_json::STREAM_VALUES)
+        else {
+            tracing::debug!(
+                stream = stream.spec.name,
+                "event that is not JSON, or too many values, dropped"
+            );
             return Ok(());
         };
         // ai-runner's envelope, or a bare event (topic `ai_stream_events`), §8.3.
@@ -368,7 +372,7 @@ impl Relay for Events {
             (Some(Value::String(topic)), Some(event)) => (topic.clone(), event.clone()),
             _ => ("ai_stream_events".to_owned(), doc),
         };
-        stream.record_event(&event);
+        stream.record_event(&event, data.len());
         let tagged = json!({
             "queue_event_type": topic,
             "stream_id": stream.spec.id,

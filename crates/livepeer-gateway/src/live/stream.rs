@@ -368,14 +368,16 @@ impl Stream {
         self.with_state(|s| s.output.push(frames));
     }
 
-    /// An event from the orchestrator.
-    pub(crate) fn record_event(&self, event: &Value) {
+    /// An event from the orchestrator, `raw_len` bytes long: kept to show as
+    /// [`crate::bounded_json::kept`] keeps it.
+    pub(crate) fn record_event(&self, event: &Value, raw_len: usize) {
         self.counters.last_event_ms.store(self.now_ms(), Relaxed);
+        let kept = crate::bounded_json::kept(event, raw_len);
         self.with_state(|s| {
             if event.get("type").and_then(Value::as_str) == Some("status") {
-                s.last_status = Some(event.clone());
+                s.last_status = Some(kept.clone());
             }
-            s.last_event = Some(event.clone());
+            s.last_event = Some(kept);
         });
     }
 

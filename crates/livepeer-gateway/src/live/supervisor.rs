@@ -167,7 +167,7 @@ async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
         };
         let Ok(Some(mut reader)) = next else { return };
         let Ok(data) = read_segment(&mut reader, MAX_CONTROL_BODY).await else { continue };
-        match serde_json::from_slice::<Value>(&data) {
+        match crate::bounded_json::from_slice(&data, crate::bounded_json::STREAM_VALUES) {
             Ok(params @ Value::Object(_)) if params != json!({"keep": "alive"}) => {
                 stream.set_params(params);
             }

@@ -527,3 +527,30 @@ async fn stop_and_update_are_paid_as_go_livepeer_pays_them() {
     assert_eq!(stats.payments_on_stop_or_update, 1);
     assert!(a.payments().tickets_received > tickets, "the update carried tickets");
 }
+
+/// A stream's params are kept for its life (sent again to each orchestrator it moves to) and
+/// shown in its status: 10 MB of them, allowed as go-livepeer allows, took some 250 MB as
+/// `serde_json::Value`s. They are now read under a budget of values, and refused past it
+/// before any orchestrator is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_past_the_budget_of_values_are_refused_before_any_orchestrator() {
+    let a = sim("a", 0, None).await;
+    let gw = gateway(&[&a], None).await;
+    let many = json!({"weights": vec![0; 20_000]});
+    for params in [many.clone(), Value::String(many.to_string())] {
+        let body = json!({"stream_name": "big", "stream_id": "1", "params": params});
+        let resp = start_stream(&gw, ALL, body).await;
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body.to_string().contains("10000 JSON values") || body["error"]["field"] == "params",
+            "{body}"
+        );
+    }
+    assert_eq!(a.byoc_stats().stream_starts, 0);
+    // Within it, the stream starts.
+    let fine = json!({"weights": vec![0; 5_000]});
+    let body = json!({"stream_name": "fine", "stream_id": "1", "params": fine});
+    assert_eq!(start_stream(&gw, ALL, body).await.status(), 200);
+    gw.shutdown().await;
+}
