@@ -448,9 +448,7 @@ impl LocalPayer {
     async fn session(&self, url: &Url, key: &JobKey) -> Result<Arc<Mutex<Session>>, PayError> {
         let map_key = (url.to_string(), key.clone());
         let expired = |s: &Session| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = unix_now();
             // Refresh in the last 10% of the auth token's 30 minutes, as go-livepeer does.
             s.info.auth_token.as_ref().is_none_or(|t| now > t.expiration.saturating_sub(180))
                 || s.exhausted
@@ -502,6 +500,16 @@ impl LocalPayer {
             // all of them share one nonce counter.
             // A concurrent request may have stored fresh params already: keep those; replace a
             // stale session.
+            // Sessions whose token ran out long ago are nobody's: an orchestrator that left
+            // the pool, or a model no longer asked for. Dropped as new ones come, they are
+            // bounded by what 40 minutes of jobs asked for (their carried credit, under two
+            // EVs each, is what go-livepeer's orchestrators forget too).
+            let now = unix_now();
+            map.retain(|_, s| {
+                let token =
+                    s.lock().ok().and_then(|s| s.info.auth_token.as_ref().map(|t| t.expiration));
+                token.is_some_and(|expiration| expiration.saturating_add(SESSION_GRACE_SECS) > now)
+            });
             let stored = map.entry(map_key).or_insert_with(|| session.clone());
             let stale = stored.lock().is_ok_and(|s| expired(&s));
             if stale {
@@ -511,6 +519,16 @@ impl LocalPayer {
         }
         Ok(session)
     }
+}
+
+/// How long after its token ran out a session is kept for a job that might come back.
+const SESSION_GRACE_SECS: i64 = 10 * 60;
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Stages the payment of one request. Unlike go-livepeer, which reserves the whole balance for
@@ -571,6 +589,52 @@ mod tests {
             reserve: U256::from(reserve),
             claimed_in_current_round: U256::ZERO,
         }
+    }
+
+    /// A session of `info` whose token ran out `ago` seconds ago.
+    fn session_expired(info: &OrchInfo, ago: i64) -> SharedSession {
+        let mut info = info.clone();
+        if let Some(t) = info.auth_token.as_mut() {
+            t.expiration = unix_now() - ago;
+        }
+        let params = info.ticket_params.unwrap();
+        Arc::new(Mutex::new(Session {
+            sender: SenderSession::new(params, ExpirationParams::default()),
+            info: Arc::new(info),
+            balance: SharedCredit::default(),
+            exhausted: false,
+        }))
+    }
+
+    #[tokio::test]
+    async fn sessions_whose_tokens_ran_out_long_ago_are_dropped_as_new_ones_come() {
+        let sim = livepeer_sim::Sim::start(livepeer_sim::SimConfig {
+            eth_address: Some(livepeer_pm::Address::from([0x0b; 20])),
+            models: vec![
+                livepeer_sim::SimModel::new("text-to-image", "a"),
+                livepeer_sim::SimModel::new("text-to-image", "b"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let url: Url = sim.url().parse().unwrap();
+        let p = payer(1);
+        let key = |m| JobKey::ai("text-to-image", m).unwrap();
+        let info = p.client.get_orchestrator(&url, None, true).await.unwrap();
+        {
+            let mut map = p.sessions.lock().unwrap();
+            // Gone an hour ago: nobody's. Gone a minute ago: kept for a job that comes back.
+            map.insert(("https://gone.example".into(), key("a")), session_expired(&info, 3600));
+            map.insert(("https://recent.example".into(), key("a")), session_expired(&info, 60));
+        }
+        p.session(&url, &key("b")).await.unwrap();
+        let mut kept: Vec<String> =
+            p.sessions.lock().unwrap().keys().map(|(u, _)| u.clone()).collect();
+        kept.sort();
+        let mut want = vec!["https://recent.example".to_owned(), url.to_string()];
+        want.sort();
+        assert_eq!(kept, want);
     }
 
     #[test]
