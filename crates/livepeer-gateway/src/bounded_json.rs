@@ -23,41 +23,86 @@ pub const MAX_VALUES: usize = 100_000;
 /// a stream's params): ten times what ai-runner's events carry.
 pub const STREAM_VALUES: usize = 10_000;
 /// Past this many bytes or [`KEPT_VALUES`] values, a document a stream keeps only to show it
-/// (its last event) is kept as a summary: a thousand streams keep two each.
+/// (its last event) is kept trimmed ([`kept`]): a thousand streams keep two each.
 pub const KEPT_BYTES: usize = 16 << 10;
 /// See [`KEPT_BYTES`].
 pub const KEPT_VALUES: usize = 1_000;
 
 /// What a stream keeps to show of `value`, which took `raw_len` bytes: the value itself when
-/// small ([`KEPT_BYTES`], [`KEPT_VALUES`]), else its `type` and size.
+/// small ([`KEPT_BYTES`], [`KEPT_VALUES`]); else its members, object members trimmed in turn
+/// two levels down, as long as they fit those bounds, and a note of the size of each member
+/// left out. An ai-runner status event whose `last_params` run long keeps its fps, errors and
+/// input status that way.
 pub fn kept(value: &Value, raw_len: usize) -> Value {
-    if raw_len <= KEPT_BYTES && values(value, KEPT_VALUES + 1) <= KEPT_VALUES {
+    let size = Size::of(value, KEPT_VALUES + 1);
+    if raw_len <= KEPT_BYTES && size.values <= KEPT_VALUES && size.bytes <= KEPT_BYTES {
         return value.clone();
     }
-    let mut summary = Map::new();
-    if let Some(kind) = value.get("type").filter(|t| t.as_str().is_some_and(|t| t.len() <= 64)) {
-        summary.insert("type".into(), kind.clone());
-    }
-    summary.insert("omitted_bytes".into(), Value::from(raw_len));
-    Value::Object(summary)
+    let mut room = Size { values: KEPT_VALUES, bytes: KEPT_BYTES };
+    trimmed(value, 2, &mut room)
 }
 
-/// How many values `value` holds, counting no further than `most`.
-fn values(value: &Value, most: usize) -> usize {
-    let mut seen = 0;
-    let mut todo = vec![value];
-    while let Some(v) = todo.pop() {
-        seen += 1;
-        if seen >= most {
-            return most;
+/// `value` within `room`, which it uses up: whole when it fits, an object's members each
+/// trimmed `depth` levels down, anything else as a note of its size.
+fn trimmed(value: &Value, depth: usize, room: &mut Size) -> Value {
+    let size = Size::of(value, room.values + 1);
+    if size.values <= room.values && size.bytes <= room.bytes {
+        room.values -= size.values;
+        room.bytes -= size.bytes;
+        return value.clone();
+    }
+    match value {
+        Value::Object(map) if depth > 0 && room.values > 0 => {
+            room.values -= 1;
+            let mut out = Map::new();
+            for (key, member) in map {
+                if room.values == 0 || room.bytes < key.len() {
+                    break;
+                }
+                room.bytes -= key.len();
+                out.insert(key.clone(), trimmed(member, depth - 1, room));
+            }
+            Value::Object(out)
         }
-        match v {
-            Value::Array(items) => todo.extend(items),
-            Value::Object(map) => todo.extend(map.values()),
-            _ => {}
+        _ => {
+            let mut note = Map::new();
+            note.insert("omitted_values".into(), Value::from(Size::of(value, usize::MAX).values));
+            room.values = room.values.saturating_sub(2);
+            Value::Object(note)
         }
     }
-    seen
+}
+
+/// How many values a document holds, and the bytes of its strings and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size {
+    values: usize,
+    bytes: usize,
+}
+
+impl Size {
+    /// The size of `value`, counting no further than `most` values.
+    fn of(value: &Value, most: usize) -> Self {
+        let mut size = Size { values: 0, bytes: 0 };
+        let mut todo = vec![value];
+        while let Some(v) = todo.pop() {
+            size.values += 1;
+            if size.values >= most {
+                size.values = most;
+                return size;
+            }
+            match v {
+                Value::Array(items) => todo.extend(items),
+                Value::Object(map) => {
+                    size.bytes += map.keys().map(String::len).sum::<usize>();
+                    todo.extend(map.values());
+                }
+                Value::String(text) => size.bytes += text.len(),
+                _ => {}
+            }
+        }
+        size
+    }
 }
 
 /// `bytes` as one JSON document of at most `budget` values (objects, arrays and scalars each
@@ -198,14 +243,39 @@ mod tests {
     }
 
     #[test]
-    fn only_small_documents_are_kept_whole() {
+    fn small_documents_are_kept_whole_and_large_ones_trimmed_to_what_fits() {
         let small = serde_json::json!({"type": "status", "fps": 30});
         assert_eq!(kept(&small, 40), small);
-        let summary = serde_json::json!({"type": "status", "omitted_bytes": KEPT_BYTES + 1});
-        assert_eq!(kept(&small, KEPT_BYTES + 1), summary);
-        let many = serde_json::json!({"type": ["x"], "v": vec![0; KEPT_VALUES]});
-        assert_eq!(kept(&many, 3000), serde_json::json!({"omitted_bytes": 3000}));
-        assert_eq!(values(&many, usize::MAX), KEPT_VALUES + 4);
+        // An ai-runner status event whose params run long: its other fields stay.
+        let params: serde_json::Map<String, Value> =
+            (0..2_000).map(|i| (format!("node{i}"), Value::from(i))).collect();
+        let status = serde_json::json!({
+            "type": "status",
+            "inference_status": {"fps": 24.5, "last_error": null, "last_params": params},
+            "input_status": {"fps": 30},
+        });
+        let raw = status.to_string().len();
+        let kept = kept(&status, raw);
+        assert_eq!(kept["type"], "status");
+        assert_eq!(kept["input_status"]["fps"], 30);
+        assert_eq!(kept["inference_status"]["fps"], 24.5);
+        assert_eq!(kept["inference_status"]["last_params"]["omitted_values"], 2_001);
+        let size = Size::of(&kept, usize::MAX);
+        assert!(size.values <= KEPT_VALUES && size.bytes <= KEPT_BYTES, "{size:?}");
+        // A long string and a long list are notes; what comes after them still fits.
+        let long =
+            serde_json::json!({"a": "x".repeat(KEPT_BYTES * 2), "b": vec![0; 5_000], "c": 1});
+        let kept = super::kept(&long, 50_000);
+        assert_eq!(kept["a"]["omitted_values"], 1);
+        assert_eq!(kept["b"]["omitted_values"], 5_001);
+        assert_eq!(kept["c"], 1);
+        // Ten thousand members: as many kept as fit.
+        let wide: serde_json::Map<String, Value> =
+            (0..10_000).map(|i| (format!("k{i}"), Value::from(i))).collect();
+        let kept = super::kept(&Value::Object(wide), 200_000);
+        let size = Size::of(&kept, usize::MAX);
+        assert!(size.values <= KEPT_VALUES && size.bytes <= KEPT_BYTES, "{size:?}");
+        assert!(kept.as_object().unwrap().len() > 400, "{size:?}");
     }
 
     #[test]

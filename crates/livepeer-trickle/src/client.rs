@@ -51,23 +51,13 @@ impl ClientConfig {
     /// server offers it. It has no overall request timeout: a segment stays open as long as its
     /// publisher streams it; the per-chunk and first-byte limits bound the waits instead.
     pub fn client(&self) -> Result<reqwest::Client, TrickleError> {
-        self.client_with(|builder| builder)
-    }
-
-    /// [`ClientConfig::client`], its builder first passed through `more` (to pin a host's
-    /// addresses, say).
-    pub fn client_with(
-        &self,
-        more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
-    ) -> Result<reqwest::Client, TrickleError> {
-        let builder = reqwest::Client::builder()
+        reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .danger_accept_invalid_certs(self.accept_invalid_certs)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             // A channel URL is where its server said; a redirect could point anywhere.
-            .redirect(reqwest::redirect::Policy::none());
-        more(builder)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| TrickleError::Invalid(format!("HTTP client: {}", chain(&error))))
     }

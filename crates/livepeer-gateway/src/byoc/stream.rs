@@ -126,16 +126,7 @@ impl ByocStreams {
     /// start with `public_url` when set (else the request's host).
     pub fn new(byoc: ByocState, public_url: Option<String>, tasks: &Tasks) -> Result<Self, String> {
         let trickle_config = ClientConfig { max_retries: 2, ..ClientConfig::default() };
-        let trickle = reqwest::Client::builder()
-            .http1_only()
-            .default_headers(crate::orchestrator::http::hop_headers())
-            .danger_accept_invalid_certs(trickle_config.accept_invalid_certs)
-            .connect_timeout(trickle_config.connect_timeout)
-            // The orchestrator's channel URLs, never where a redirect would take them.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let trickle = super::stream_state::trickle_client(&trickle_config, |b| b)?;
         let hub = Hub::new(HubConfig {
             autocreate: false,
             window: 3,
@@ -278,8 +269,18 @@ impl ByocStreams {
         if stream.stop.is_cancelled() {
             return Err(Error::new(Kind::StreamStopped, "the stream has stopped"));
         }
-        if let Ok(v) = crate::bounded_json::from_slice(&body, crate::bounded_json::STREAM_VALUES) {
-            stream.with_state(|s| s.params = v);
+        // Kept to start the stream again elsewhere. A body that is no JSON is sent on, as
+        // go-livepeer sends it; one past the budget of values would be sent on but not kept,
+        // so that a swap brought back older params: refused instead.
+        match crate::bounded_json::from_slice(&body, crate::bounded_json::STREAM_VALUES) {
+            Ok(v) => {
+                stream.with_state(|s| s.params = v);
+            }
+            Err(e) if e.is_data() => {
+                let m = format!("invalid params: {e}");
+                return Err(Error::new(Kind::InvalidRequest, m).field("params"));
+            }
+            Err(_) => {}
         }
         super::stream_orch::update(&self.inner, stream, body).await
     }

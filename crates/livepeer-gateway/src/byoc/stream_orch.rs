@@ -3,7 +3,7 @@
 //! §10.7), and `/ai/stream/stop`, `/ai/stream/update` and `/ai/stream/payment` on the one
 //! serving the stream, each with a fresh token as go-livepeer's gateway fetches one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,8 @@ use crate::error::{Error, Kind};
 use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
-use crate::orchestrator::channel::{byoc_channels, pinned_client};
-use crate::orchestrator::http::{HttpError, read_body};
+use crate::orchestrator::channel::{byoc_channels, pinned};
+use crate::orchestrator::http::{HttpError, answer_peer, read_body};
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared};
 use tokio::time::Instant;
 
@@ -41,8 +41,10 @@ impl ChannelUrls {
     /// name, which this stream's own client then reaches at its checked addresses only. `Err`
     /// only when the gateway cannot build a client (its TLS set-up failing).
     fn client(&self, inner: &Inner) -> Result<reqwest::Client, String> {
-        let pinned = pinned_client(&inner.trickle_config, &self.pins)?;
-        Ok(pinned.unwrap_or_else(|| inner.trickle.clone()))
+        if self.pins.is_empty() {
+            return Ok(inner.trickle.clone());
+        }
+        super::stream_state::trickle_client(&inner.trickle_config, |b| pinned(b, &self.pins))
     }
 }
 
@@ -50,7 +52,7 @@ impl ChannelUrls {
 /// control and events always, the others as `flags` enable them. `Err` says why not.
 async fn channel_urls(
     headers: &http::HeaderMap,
-    base: &str,
+    (base, peer): (&str, Option<IpAddr>),
     flags: super::stream_state::Flags,
 ) -> Result<ChannelUrls, String> {
     let wanted = [
@@ -65,7 +67,7 @@ async fn channel_urls(
         let value = headers.get(name).and_then(|v| v.to_str().ok());
         if enabled { value.unwrap_or_default() } else { "" }
     };
-    let channels = byoc_channels(&wanted.map(raw), base).await?;
+    let channels = byoc_channels(&wanted.map(raw), base, peer).await?;
     let mut urls: [Option<String>; 5] = Default::default();
     let mut pins: Vec<(String, Vec<SocketAddr>)> = Vec::new();
     for (((name, enabled), channel), url) in wanted.into_iter().zip(channels).zip(&mut urls) {
@@ -181,6 +183,17 @@ async fn call(
     (route, paid): (&str, bool),
     body: Bytes,
 ) -> Result<Answer, CallError> {
+    call_from(inner, (orch, token), job, (route, paid), body).await.map(|(answer, _)| answer)
+}
+
+/// [`call`], with the address the answer came from when known.
+async fn call_from(
+    inner: &Inner,
+    (orch, token): (&str, &Stored),
+    job: &JobRequest,
+    (route, paid): (&str, bool),
+    body: Bytes,
+) -> Result<(Answer, Option<IpAddr>), CallError> {
     let gateway = CallError::Gateway;
     if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token) {
         return Err(gateway(why));
@@ -228,6 +241,7 @@ async fn call(
     };
     // The answer's head came: the orchestrator has processed the payment.
     payments.byoc_confirm(&mut payment);
+    let peer = answer_peer(&resp);
     let (parts, body) = resp.into_parts();
     let body = tokio::time::timeout_at(deadline, read_body(body, ANSWER_BYTES)).await;
     let body = match body {
@@ -255,7 +269,7 @@ async fn call(
     };
     let answer = (parts.status.as_u16(), body, parts.headers);
     payments.byoc_settle(payment, answered(&answer, charges, at.elapsed()));
-    Ok(answer)
+    Ok((answer, peer))
 }
 
 /// What a call that got no answer's head did to its payment. Refused each time it was sent
@@ -462,13 +476,13 @@ async fn start_on(
         })
         .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
-    let answer = call(inner, (&orch, &token), &stream.job, (START, true), body).await;
-    if !matches!(answer, Ok((200, _, _)) | Err(CallError::Unanswered(_))) {
+    let answer = call_from(inner, (&orch, &token), &stream.job, (START, true), body).await;
+    if !matches!(answer, Ok(((200, _, _), _)) | Err(CallError::Unanswered(_))) {
         // Refused, never sent, or answered with an error: nothing runs there for the start's
         // guard to stop.
         stream.with_state(|s| s.attempting.take_if(|a| *a == orch));
     }
-    let (status, text, headers) = match answer {
+    let ((status, text, headers), peer) = match answer {
         Ok(answer) => answer,
         Err(CallError::Gateway(e) | CallError::Refused(e)) => {
             drop(lease);
@@ -503,19 +517,20 @@ async fn start_on(
             return Err(Failed::Next(format!("{status} {text}")));
         }
     }
-    session(inner, stream, (orch, token.token.service_addr.clone()), &headers, lease).await
+    let service = token.token.service_addr.clone();
+    session(inner, stream, (orch, service, peer), &headers, lease).await
 }
 
-/// The session a start answered with `headers` makes on `orch` (at `service`), once its
-/// channels are checked; a start whose channels are not is stopped there.
+/// The session a start answered with `headers` from `peer` makes on `orch` (at `service`),
+/// once its channels are checked; a start whose channels are not is stopped there.
 async fn session(
     inner: &Arc<Inner>,
     stream: &Arc<Stream>,
-    (orch, service): (String, String),
+    (orch, service, peer): (String, String, Option<IpAddr>),
     headers: &http::HeaderMap,
     lease: Lease,
 ) -> Result<Session, Failed> {
-    let urls = match channel_urls(headers, &service, stream.flags).await {
+    let urls = match channel_urls(headers, (&service, peer), stream.flags).await {
         Ok(urls) => urls,
         Err(why) => {
             // Nothing is posted to, read from or deleted at such channels, and the stream it

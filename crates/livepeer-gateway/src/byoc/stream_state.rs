@@ -259,3 +259,21 @@ impl Inner {
         stream.done.cancel();
     }
 }
+
+/// The client BYOC streams reach their orchestrators' channels with, with `config`'s settings
+/// and then `more` (a stream's pinned names): HTTP/1.1, marked as a gateway's (so that no
+/// gateway serves its channels to another), never following a redirect.
+pub(crate) fn trickle_client(
+    config: &ClientConfig,
+    more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .http1_only()
+        .default_headers(crate::orchestrator::http::hop_headers())
+        .danger_accept_invalid_certs(config.accept_invalid_certs)
+        .connect_timeout(config.connect_timeout)
+        // The orchestrator's channel URLs, never where a redirect would take them.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true);
+    more(builder).build().map_err(|e| e.to_string())
+}

@@ -73,15 +73,21 @@ pub struct ByocChannel {
     pub pin: Option<(String, Vec<SocketAddr>)>,
 }
 
-/// A BYOC stream's channels ([`channel`]; `None` for an empty value), in `raws`' order.
+/// A BYOC stream's channels ([`channel`]; `None` for an empty value), in `raws`' order, as
+/// the start answer from `peer` (the address it came from, when known) named them.
 /// go-livepeer's orchestrators may put these on another host than their service address (the
 /// `-liveAITrickleHostForRunner` override: the runner's trickle server, by a public name or,
 /// on a LAN, a private address), so a channel elsewhere is taken when every address its host
-/// has is public or of the kind of the orchestrator's own (loopback for one on loopback,
-/// private for one on a private network), as result downloads are. Host names, the
-/// orchestrator's included, are resolved here, together and within [`RESOLVE_WAIT`] in all,
-/// and each channel's name is pinned to what it resolved to.
-pub async fn byoc_channels(raws: &[&str], base: &str) -> Result<Vec<Option<ByocChannel>>, String> {
+/// has is public or of the kind of `peer` (loopback for an orchestrator answering from
+/// loopback, private for one on a private network), as result downloads are. The kind is the
+/// answer's address, never what the orchestrator's name resolves to now, which its owner
+/// could make anything; unknown, only public addresses are taken. Host names are resolved
+/// here, together and within 5 s in all, and each is pinned to what it resolved to.
+pub async fn byoc_channels(
+    raws: &[&str],
+    base: &str,
+    peer: Option<IpAddr>,
+) -> Result<Vec<Option<ByocChannel>>, String> {
     let parsed = raws.iter().map(|raw| channel(raw, base)).collect::<Result<Vec<_>, _>>()?;
     let mut hosts: Vec<&url::Url> = Vec::new();
     for channel in &parsed {
@@ -91,7 +97,7 @@ pub async fn byoc_channels(raws: &[&str], base: &str) -> Result<Vec<Option<ByocC
             hosts.push(url);
         }
     }
-    let pins = if hosts.is_empty() { Vec::new() } else { checked_hosts(&hosts, base).await? };
+    let pins = if hosts.is_empty() { Vec::new() } else { checked_hosts(&hosts, peer).await? };
     let pin_of = |url: &url::Url| {
         let (host, addrs) = pins.iter().find(|(h, _)| Some(h.as_str()) == url.host_str())?;
         Some((host.clone(), addrs.clone()?))
@@ -104,24 +110,17 @@ pub async fn byoc_channels(raws: &[&str], base: &str) -> Result<Vec<Option<ByocC
     Ok(found.collect())
 }
 
-/// `hosts` (channel URLs, one per host) checked as [`byoc_channels`] says, each with the
-/// addresses its name resolved to (`None` for an address).
+/// `hosts` (channel URLs, one per host) checked as [`byoc_channels`] says against `peer`,
+/// each with the addresses its name resolved to (`None` for an address).
 async fn checked_hosts(
     hosts: &[&url::Url],
-    base: &str,
+    peer: Option<IpAddr>,
 ) -> Result<Vec<(String, Option<Vec<SocketAddr>>)>, String> {
-    let own = url::Url::parse(base).map_err(|e| format!("service address {base}: {e}"))?;
-    let all = std::iter::once(&own).chain(hosts.iter().copied());
-    let lookups = futures_util::future::join_all(all.map(addresses));
-    let Ok(mut found) = tokio::time::timeout(RESOLVE_WAIT, lookups).await else {
+    let lookups = futures_util::future::join_all(hosts.iter().copied().map(addresses));
+    let Ok(found) = tokio::time::timeout(RESOLVE_WAIT, lookups).await else {
         return Err(format!("channel hosts did not resolve within {RESOLVE_WAIT:?}"));
     };
-    // The start call has just reached the orchestrator: should its name fail now, only
-    // public addresses are allowed.
-    let orch: Vec<IpAddr> = match found.remove(0) {
-        Ok((addrs, _)) => addrs.iter().map(SocketAddr::ip).collect(),
-        Err(_) => Vec::new(),
-    };
+    let orch: Vec<IpAddr> = peer.into_iter().collect();
     let mut checked = Vec::with_capacity(hosts.len());
     for (url, addresses) in hosts.iter().zip(found) {
         let shown = crate::outbound::shown(url);
@@ -131,25 +130,20 @@ async fn checked_hosts(
             return Err(format!("channel {shown}: address {} {why}", ip.ip()));
         }
         let host = url.host_str().unwrap_or_default().to_owned();
+        // Port 0: the pin is the host's for every channel on it, each URL giving its port.
+        let addrs = addrs.into_iter().map(|a| SocketAddr::new(a.ip(), 0)).collect();
         checked.push((host, named.then_some(addrs)));
     }
     Ok(checked)
 }
 
-/// A trickle client with `config`'s settings that reaches each pinned host name at its
-/// addresses only (the port is the URL's), or `None` when nothing is pinned. `Err` only when
-/// the gateway cannot build a client (its TLS set-up failing).
-pub fn pinned_client(
-    config: &livepeer_trickle::ClientConfig,
+/// `builder`, made to reach each pinned host name at its addresses only (the port is the
+/// URL's).
+pub fn pinned(
+    builder: reqwest::ClientBuilder,
     pins: &[(String, Vec<SocketAddr>)],
-) -> Result<Option<reqwest::Client>, String> {
-    if pins.is_empty() {
-        return Ok(None);
-    }
-    let pinned = |builder: reqwest::ClientBuilder| {
-        pins.iter().fold(builder, |b, (host, addrs)| b.resolve_to_addrs(host, addrs))
-    };
-    config.client_with(pinned).map(Some).map_err(|e| e.to_string())
+) -> reqwest::ClientBuilder {
+    pins.iter().fold(builder, |b, (host, addrs)| b.resolve_to_addrs(host, addrs))
 }
 
 /// Every address `url`'s host has, and whether it is a name.
@@ -197,9 +191,14 @@ mod tests {
         }
     }
 
+    /// The address of `base`, an IP literal: where its start answer came from.
+    fn peer(base: &str) -> Option<IpAddr> {
+        url::Url::parse(base).ok()?.host_str()?.trim_matches(['[', ']']).parse().ok()
+    }
+
     /// The one channel `raw` of a BYOC stream whose orchestrator is at `base`.
     async fn one(raw: &str, base: &str) -> Result<Option<ByocChannel>, String> {
-        Ok(byoc_channels(&[raw], base).await?.pop().flatten())
+        Ok(byoc_channels(&[raw], base, peer(base)).await?.pop().flatten())
     }
 
     #[tokio::test]
@@ -236,9 +235,18 @@ mod tests {
         assert_eq!(host, "localhost");
         assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
         assert!(one("http://10.0.0.7:9000/c", local).await.is_err());
+        // The kind is the answer's address: an orchestrator whose name resolves inward, but
+        // which answered from a public address (or from one not known), gets public only.
+        let named_base = "http://localhost:8935";
+        let e = byoc_channels(&["http://127.0.0.1:5935/metrics"], named_base, None).await;
+        assert!(e.unwrap_err().contains("neither public"));
+        let public_peer = Some(IpAddr::from([203, 0, 113, 5]));
+        let e = byoc_channels(&["http://127.0.0.1:5935/metrics"], named_base, public_peer).await;
+        assert!(e.unwrap_err().contains("neither public"));
         assert!(one("http://198.51.100.7:9000/c?x=1", local).await.is_err());
         // Each value in its place; an empty one is `None`; the own address needs no pin.
-        let all = byoc_channels(&["", "/ai/trickle/s", "http://127.0.0.2:1/c"], local).await;
+        let raws = ["", "/ai/trickle/s", "http://127.0.0.2:1/c"];
+        let all = byoc_channels(&raws, local, peer(local)).await;
         let [none, own, other] = <[_; 3]>::try_from(all.unwrap()).unwrap();
         assert_eq!(none, None);
         assert_eq!(own.unwrap(), ByocChannel { url: format!("{local}/ai/trickle/s"), pin: None });
@@ -257,22 +265,24 @@ mod tests {
                 let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
             }
         });
-        let config = livepeer_trickle::ClientConfig::default();
+        let client = |pins: &[(String, Vec<SocketAddr>)]| {
+            pinned(reqwest::Client::builder(), pins).build().unwrap()
+        };
         let get = |client: reqwest::Client, url: String| async move {
             client.get(url).send().await.map(|r| r.status().as_u16())
         };
-        assert!(pinned_client(&config, &[]).unwrap().is_none());
-        // A name nobody resolves, pinned to where the server is: reached.
-        let here = vec![SocketAddr::from(([127, 0, 0, 1], port))];
-        let pinned = pinned_client(&config, &[("rebound.invalid".into(), here)]).unwrap().unwrap();
+        // A name nobody resolves, pinned to where the server is (port 0: the URL's): reached.
+        let here = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let url = format!("http://rebound.invalid:{port}/c");
-        assert_eq!(get(pinned, url.clone()).await.unwrap(), 200);
-        assert!(get(config.client().unwrap(), url).await.is_err());
+        assert_eq!(
+            get(client(&[("rebound.invalid".into(), here)]), url.clone()).await.unwrap(),
+            200
+        );
+        assert!(get(client(&[]), url).await.is_err());
         // A name that resolves to the server, pinned elsewhere: not reached there.
-        let elsewhere = vec![SocketAddr::from(([127, 0, 0, 2], port))];
-        let pinned = pinned_client(&config, &[("localhost".into(), elsewhere)]).unwrap().unwrap();
+        let elsewhere = vec![SocketAddr::from(([127, 0, 0, 2], 0))];
         let url = format!("http://localhost:{port}/c");
-        assert!(get(pinned, url.clone()).await.is_err());
-        assert_eq!(get(config.client().unwrap(), url).await.unwrap(), 200);
+        assert!(get(client(&[("localhost".into(), elsewhere)]), url.clone()).await.is_err());
+        assert_eq!(get(client(&[]), url).await.unwrap(), 200);
     }
 }

@@ -505,9 +505,11 @@ impl LocalPayer {
             // bounded by what 40 minutes of jobs asked for (their carried credit, under two
             // EVs each, is what go-livepeer's orchestrators forget too).
             let now = unix_now();
+            // A session locked now (a payment being signed) is in use: kept, and not
+            // waited for under the map's lock.
             map.retain(|_, s| {
-                let token =
-                    s.lock().ok().and_then(|s| s.info.auth_token.as_ref().map(|t| t.expiration));
+                let Ok(s) = s.try_lock() else { return true };
+                let token = s.info.auth_token.as_ref().map(|t| t.expiration);
                 token.is_some_and(|expiration| expiration.saturating_add(SESSION_GRACE_SECS) > now)
             });
             let stored = map.entry(map_key).or_insert_with(|| session.clone());

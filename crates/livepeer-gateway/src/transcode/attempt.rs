@@ -289,15 +289,17 @@ impl Attempter {
                 let stale = matches!(&e, AttemptError::Status { message, .. }
                     if message.contains("Insufficient balance") || message.contains("ticket")
                         || message.contains("auth token") || message.contains("TicketParams"));
+                let sent = !matches!(answer, Answer::NotSent);
                 match booking(answer, &e) {
                     Booking::Debit(pixels) => {
                         cost.fee = debit_of(&prepared, pixels);
                         self.payments.settle_debit(prepared, cost.fee);
                     }
                     Booking::Settle(outcome) => {
-                        if outcome == Settlement::Refused {
+                        if !sent {
                             // Never sent: neither the stream's nor the metrics' count of
-                            // tickets sent includes them.
+                            // tickets sent includes them. (A 503's were sent: booked as
+                            // refused for the credit, they are still counted.)
                             cost = Cost::default();
                         }
                         self.payments.settle(prepared, outcome);

@@ -551,6 +551,17 @@ async fn params_past_the_budget_of_values_are_refused_before_any_orchestrator() 
     // Within it, the stream starts.
     let fine = json!({"weights": vec![0; 5_000]});
     let body = json!({"stream_name": "fine", "stream_id": "1", "params": fine});
-    assert_eq!(start_stream(&gw, ALL, body).await.status(), 200);
+    let resp = start_stream(&gw, ALL, body).await;
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    // An update past it is refused, not sent on and forgotten (a swap would then restart the
+    // stream with the older params); one within it is sent.
+    let update_url = url(&s, "update_url");
+    let resp = call(reqwest::Method::POST, &update_url, Some(OWNER), &many.to_string()).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "params", "{body}");
+    let resp = call(reqwest::Method::POST, &update_url, Some(OWNER), r#"{"prompt":"b"}"#).await;
+    assert_eq!(resp.status(), 200);
     gw.shutdown().await;
 }
