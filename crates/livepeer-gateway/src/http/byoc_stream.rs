@@ -81,7 +81,8 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
     let permit = match &tab {
         Some(tab) => {
             let permit = tab.stream_permit().await?;
-            tab.reserve(&job.capability, units, None).await?;
+            // Before the fee: see `meter_start` of live streams.
+            tab.reserve_before_fee(&job.capability, units).await?;
             Some(permit)
         }
         None => None,

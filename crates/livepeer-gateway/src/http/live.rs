@@ -136,7 +136,10 @@ fn interval_units(live: &LiveState) -> u64 {
 /// interval reserved against its budget.
 async fn meter_start(live: &LiveState, tab: &Tab) -> Result<StreamPermit, Error> {
     let permit = tab.stream_permit().await?;
-    tab.reserve(LIVE, interval_units(live), None).await?;
+    // Before the fee: priced as a multiple of it, a start would otherwise cost nothing here
+    // with the budget spent, and its orchestrator be prepaid each time before its charge
+    // was refused.
+    tab.reserve_before_fee(LIVE, interval_units(live)).await?;
     Ok(permit)
 }
 

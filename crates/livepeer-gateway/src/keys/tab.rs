@@ -47,6 +47,9 @@ struct State {
     charge: u64,
     /// Whether the job was served (the customer is charged).
     served: bool,
+    /// Whether what was served is the customer's whether its client waits for the answer or
+    /// not (a pushed segment, published): owed even if the client left.
+    delivered: bool,
     /// Reserved against the budget (nano-USD), and in which period.
     reserved: u64,
     period_start: i64,
@@ -231,8 +234,17 @@ impl Tab {
         s.served = true;
     }
 
+    /// [`served`](Self::served), and what was served is the customer's even if its client
+    /// leaves before the answer (a pushed segment published in the stream's playlist): the
+    /// row a dropped request writes then charges it.
+    pub fn delivered(&self, orchestrator: &str) {
+        self.served(orchestrator);
+        self.state().delivered = true;
+    }
+
     /// The ledger row of the request, answered `status` after `latency_us`; the charge stands
-    /// only when the job was served and the answer is a success.
+    /// only when the job was served and the answer is a success, or when what was served was
+    /// delivered ([`delivered`](Self::delivered)) and its client left before the answer.
     pub(crate) fn row(
         &self,
         at_ms: i64,
@@ -242,7 +254,8 @@ impl Tab {
     ) -> UsageRow {
         let mut s = self.state();
         s.recorded = true;
-        let charged = if s.served && status < 400 { s.charge } else { 0 };
+        let owed = status < 400 || (status == Self::DROPPED && s.delivered);
+        let charged = if s.served && owed { s.charge } else { 0 };
         // The charge settles (in the ledger's transaction) the part of the reservation it
         // used; the rest goes back to the lease now.
         let released = charged.min(s.held);

@@ -55,6 +55,7 @@ pub async fn settle_paid(tab: &Tab, ms: u64, paid: &(u32, Ratio, Ratio)) -> Resu
     let (tickets, ev, fee) = paid;
     tab.paid(*tickets, ev, fee);
     tab.reserve("", ms, Some(fee)).await?;
-    tab.served("");
+    // Published whether its pusher waits for the answer or not: owed either way.
+    tab.delivered("");
     Ok(())
 }

@@ -276,7 +276,7 @@ async fn charge_start(
         Err(e) => {
             let status = if e.kind() == crate::error::Kind::BudgetExceeded { 402 } else { 503 };
             tab.record(request_id, status);
-            tracing::info!(%manifest, error = %e, "RTMP stream stopped: its key cannot pay for more");
+            tracing::info!(%manifest, error = %e, "RTMP stream stopped: its segment could not be reserved");
             Err(format!("{}: {}", e.kind().name(), e.message()))
         }
     }
@@ -289,10 +289,13 @@ impl Charged {
         let status = match done {
             Some(done) => match super::charge::settle(&self.tab, self.ms, done).await {
                 Ok(()) => 200,
-                Err(e) => {
+                // Only a spent budget ends the stream; the key store or the price feed
+                // failing for a moment (the gateway's fault) costs this segment's charge.
+                Err(e) if e.kind() == crate::error::Kind::BudgetExceeded => {
                     self.refused.store(true, std::sync::atomic::Ordering::Release);
-                    if e.kind() == crate::error::Kind::BudgetExceeded { 402 } else { 503 }
+                    402
                 }
+                Err(_) => 503,
             },
             None => 500,
         };

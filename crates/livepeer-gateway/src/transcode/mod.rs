@@ -459,9 +459,14 @@ impl TranscodeState {
             && let Err(e) = charge::settle_paid(&c.tab, c.ms, &paid).await
         {
             // Its orchestrator is paid (the one overspend a multiple of its price allows), but
-            // a segment the key did not pay for is not published, and the stream stops here.
+            // a segment the key did not pay for is not published. A spent budget stops the
+            // stream here; the key store or the price feed failing for a moment (503, the
+            // gateway's fault) costs this segment only.
+            let spent = e.kind() == crate::error::Kind::BudgetExceeded;
             let refusal = KeyRefusal(e);
-            stream.refuse(refusal.clone());
+            if spent {
+                stream.refuse(refusal.clone());
+            }
             if let Ok(mut w) = stream.window.lock() {
                 w.abandon(seg.seq);
             }

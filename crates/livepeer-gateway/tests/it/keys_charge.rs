@@ -224,6 +224,17 @@ async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orche
     assert_eq!(resp.status(), StatusCode::OK);
     let (_, usage) = crate::keys::admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
     assert_eq!(usage["charged_nusd"], doubled(fee), "{usage}");
+    // A key with nothing left of its budget: priced as a multiple, its start cost nothing to
+    // reserve, so each was prepaid to an orchestrator before its charge was refused. Now
+    // refused first.
+    let starts = sim.live().starts;
+    let (_, spent) = create(&gw, json!({"name": "spent", "budget_micro_usd": 0})).await;
+    let resp = http.post(url("cam2/start")).bearer_auth(&spent).json(&json!({})).send().await;
+    let resp = resp.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+    assert_eq!(sim.live().starts, starts, "no orchestrator was asked to start it");
     gw.shutdown().await;
 }
 

@@ -246,3 +246,35 @@ async fn pushed_transcoding_segments_are_charged_their_video_within_the_budget()
     assert_eq!(usage["by_model"][0]["pipeline"], "transcode", "{usage}");
     gw.shutdown().await;
 }
+
+/// A pushed segment is transcoded and published in a task of its own, whether its pusher
+/// waits for the answer or not. A pusher that left before the answer had its request's row
+/// written by the dropped request (499), uncharged: every segment of a stream pushed so was in
+/// its playlist for free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_segment_published_after_its_pusher_left_is_charged() {
+    let sim = Sim::start(SimConfig {
+        name: "keys-left".into(),
+        transcode_fast: true,
+        transcode_latency: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(crate::keys_charge::transcode_keys_config(sim.url(), dir.path())).await;
+    let (id, secret) = create(&gw, json!({"name": "left", "budget_micro_usd": 5_000})).await;
+    let push = crate::keys_charge::push_segment(&gw, &secret, "left", 0, "2000");
+    // The pusher gives up while the orchestrator transcodes.
+    let gone = push.timeout(Duration::from_millis(200)).send().await;
+    assert!(gone.is_err(), "answered within 200 ms: {gone:?}");
+    eventually(Duration::from_secs(10), "the segment published", || async {
+        let (status, media) = crate::transcode::get_text(&gw, "/stream/left/low.m3u8").await;
+        status == 200 && media.contains("#EXTINF")
+    })
+    .await;
+    let rows = crate::keys_charge::ledger(&gw, &id, 1).await;
+    assert_eq!(rows[0]["status"], "499", "{rows:?}");
+    assert_eq!(rows[0]["charged_usd"], "0.002000000", "{rows:?}");
+    gw.shutdown().await;
+}

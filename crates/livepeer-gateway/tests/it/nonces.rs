@@ -37,8 +37,11 @@ async fn sim(per_unit: i64) -> Sim {
 fn paying(sim: &Sim) -> livepeer_gateway::config::Config {
     let mut c = config(&[sim.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
-    c.ai.attempt_timeout = Duration::from_secs(5);
-    c.ai.request_timeout = Duration::from_secs(20);
+    // Each attempt signs and sends some 210 tickets, which the simulator verifies one by one:
+    // seconds in a debug build on a busy 2-core machine (5 s was once not enough in CI). The
+    // test is about nonces, not time.
+    c.ai.attempt_timeout = Duration::from_secs(30);
+    c.ai.request_timeout = Duration::from_secs(90);
     c
 }
 

@@ -86,14 +86,16 @@ async fn an_orchestrator_that_names_the_gateway_as_its_service_uri_makes_no_loop
 /// An orchestrator listing 20,000 models and one with a 1 MiB id (a 1.5 MB answer) had every
 /// one indexed: a job key with its own statistics and breaker, an `available` metric series
 /// each, every price looked up in a list as long (4 × 10^8 comparisons at every pool rebuild:
-/// the gateway took 2.4 s to start instead of 0.3 s), and the 1 MiB id as a metric label. What the gateway keeps of one answer is now bounded:
-/// at most 256 models, ids a client can name (256 characters), and the prices of those.
+/// the gateway took 2.4 s to start instead of 0.3 s), and the 1 MiB id as a metric label.
+/// An answer is now at most 1 MiB (`MAX_INFO_BYTES`), and what the gateway keeps of one is
+/// bounded: at most 256 models, ids a client can name (256 characters), and the prices of
+/// those. Here, 8,000 models and a 100 KiB id, just under a megabyte in all.
 #[tokio::test]
 async fn an_orchestrator_listing_endless_models_gets_a_bounded_share_of_the_gateway() {
-    let mut models: Vec<SimModel> = (0..20_000)
+    let mut models: Vec<SimModel> = (0..8_000)
         .map(|i| SimModel::new("text-to-image", &format!("hostile/m{i:05}")).price(1, 1))
         .collect();
-    models.push(SimModel::new("llm", &"x".repeat(1 << 20)).price(1, 1));
+    models.push(SimModel::new("llm", &"x".repeat(100 << 10)).price(1, 1));
     let hostile = Sim::start(SimConfig { name: "endless".into(), models, ..SimConfig::default() })
         .await
         .unwrap();
@@ -133,4 +135,23 @@ async fn an_orchestrator_listing_endless_models_gets_a_bounded_share_of_the_gate
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(honest.ai_requests(), 1);
+}
+
+/// A GetOrchestrator answer over `MAX_INFO_BYTES` is refused whole: gRPC's default of 4 MiB
+/// let an orchestrator make each refresh and payment renewal decode megabytes.
+#[tokio::test]
+async fn a_discovery_answer_over_a_megabyte_is_refused() {
+    let models = vec![SimModel::new("llm", &"x".repeat(1 << 20)).price(1, 1)];
+    let big =
+        Sim::start(SimConfig { name: "big".into(), models, ..SimConfig::default() }).await.unwrap();
+    let client = livepeer_gateway::orchestrator::OrchClient::new(
+        livepeer_gateway::orchestrator::Timeouts {
+            connect: Duration::from_secs(5),
+            call: Duration::from_secs(5),
+        },
+        Default::default(),
+        None,
+    );
+    let err = client.get_orchestrator(&big.url().parse().unwrap(), None, false).await.unwrap_err();
+    assert!(err.to_string().contains("message length too large"), "{err}");
 }
