@@ -458,19 +458,7 @@ impl TranscodeState {
         if let (Ok(_), Some(c)) = (&done, &charge)
             && let Err(e) = charge::settle_paid(&c.tab, c.ms, &paid).await
         {
-            // Its orchestrator is paid (the one overspend a multiple of its price allows), but
-            // a segment the key did not pay for is not published. A spent budget stops the
-            // stream here; the key store or the price feed failing for a moment (503, the
-            // gateway's fault) costs this segment only.
-            let spent = e.kind() == crate::error::Kind::BudgetExceeded;
-            let refusal = KeyRefusal(e);
-            if spent {
-                stream.refuse(refusal.clone());
-            }
-            if let Ok(mut w) = stream.window.lock() {
-                w.abandon(seg.seq);
-            }
-            return Err(TranscodeError::KeyRefused(refusal));
+            return Err(unpaid(stream, seg.seq, e));
         }
         let published = Published {
             seq: seg.seq,
@@ -574,4 +562,20 @@ impl TranscodeState {
     pub fn stream_status(&self, manifest: &str) -> Option<Value> {
         self.inner.streams.get(manifest).map(|s| s.status())
     }
+}
+
+/// Segment `seq` of `stream`, transcoded, whose charge the key refused with `e`. Its
+/// orchestrator is paid (the one overspend a multiple of its price allows), but a segment the
+/// key did not pay for is not published. A spent budget stops the stream here; the key store
+/// or the price feed failing for a moment (503, the gateway's fault) costs this segment only.
+fn unpaid(stream: &Stream, seq: u64, e: crate::error::Error) -> TranscodeError {
+    let spent = e.kind() == crate::error::Kind::BudgetExceeded;
+    let refusal = KeyRefusal(e);
+    if spent {
+        stream.refuse(refusal.clone());
+    }
+    if let Ok(mut w) = stream.window.lock() {
+        w.abandon(seq);
+    }
+    TranscodeError::KeyRefused(refusal)
 }
