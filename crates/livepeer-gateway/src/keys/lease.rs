@@ -208,7 +208,7 @@ impl Leases {
             Step::Wait(gate) => gate,
             Step::Need { .. } => return Err(sqlx::Error::PoolClosed),
         };
-        let _turn = gate.lock().await;
+        let turn = Arc::new(gate.lock_owned().await);
         for _ in 0..2 {
             let holder = self.instance.id();
             let (release, want) = match self.take(key_id, (period, budget), amount, &holder, true) {
@@ -216,27 +216,56 @@ impl Leases {
                 Step::Need { release, want } => (release, want),
                 Step::Wait(_) => return Err(sqlx::Error::PoolClosed),
             };
-            let ask = Ask { key_id, period, budget, need: amount, want, release, min: amount };
-            match self.acquire(&holder, &ask).await {
-                Ok(Grant::Granted(granted)) => {
-                    self.credit(key_id, &holder, period, granted - amount);
-                    return Ok(Reserved::Held(holder));
-                }
-                Ok(Grant::Exceeded(used)) => return Ok(Reserved::Exceeded(used)),
-                Ok(Grant::Reaped) => {
+            let asked = (period, budget, amount, want, release);
+            match self.acquire_whole(key_id, &holder, asked, Arc::clone(&turn)).await? {
+                Grant::Granted(_) => return Ok(Reserved::Held(holder)),
+                Grant::Exceeded(used) => return Ok(Reserved::Exceeded(used)),
+                Grant::Reaped => {
                     // Its holds were given back by the reaper: start over under a new id.
                     self.forget(&holder);
                     if !self.instance.renew_id(&self.db, &holder).await? {
                         break;
                     }
                 }
-                Err(e) => {
-                    self.credit(key_id, &holder, period, release);
-                    return Err(e);
-                }
             }
         }
         Err(sqlx::Error::PoolClosed)
+    }
+
+    /// Asks the database for `amount` (and up to `want`, giving `release` back first) under
+    /// `holder`, in a task of its own that books the answer whatever becomes of the request:
+    /// the rest of a grant, or the `release` of a failed ask, goes back to the lease; a grant
+    /// whose request is gone by then goes back whole. Dropped mid-ask, the request took the
+    /// lease's rest out of memory while the database still held it, and a grant it never
+    /// saw stayed reserved, until the instance stopped. The key's gate (`turn`) stays held
+    /// until the answer is booked.
+    async fn acquire_whole(
+        self: &Arc<Self>,
+        key_id: &str,
+        holder: &Arc<str>,
+        (period, budget, amount, want, release): (i64, i64, i64, i64, i64),
+        turn: Arc<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> Result<Grant, sqlx::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (leases, key, holder) = (self.clone(), key_id.to_owned(), holder.clone());
+        tokio::spawn(async move {
+            let _turn = turn;
+            let ask =
+                Ask { key_id: &key, period, budget, need: amount, want, release, min: amount };
+            let answer = leases.acquire(&holder, &ask).await;
+            match &answer {
+                Ok(Grant::Granted(granted)) => {
+                    leases.credit(&key, &holder, period, granted - amount)
+                }
+                Err(_) => leases.credit(&key, &holder, period, release),
+                Ok(_) => {}
+            }
+            if let Err(Ok(Grant::Granted(_))) = tx.send(answer) {
+                // Nobody takes the request's own part now.
+                leases.credit(&key, &holder, period, amount);
+            }
+        });
+        rx.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     /// Starts the top-up `refill` asks for, if any, in the background.

@@ -183,3 +183,30 @@ async fn a_lowered_budget_gives_the_lease_back() {
     assert_eq!(reserved(&db).await.1, 40);
     assert_eq!(a.pools().get("k").unwrap().available, 10);
 }
+
+/// A request whose client went away while it asked the database at the key's gate had taken
+/// the lease's rest out of memory to give back with its ask: still reserved in the database
+/// and in the instance's hold, in no lease, so nothing gave it back while the instance ran.
+/// The ask now finishes in a task of its own, which books the answer.
+#[tokio::test]
+async fn a_request_dropped_at_the_database_leaves_nothing_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    assert!(matches!(a.reserve("k", 0, 10, 1_000_000).await.unwrap(), Reserved::Held(_)));
+    assert_eq!(reserved(&db).await, (0, 80));
+    assert_eq!(a.pools().get("k").unwrap().available, 70);
+    // A job dearer than the lease goes to the database, giving the 70 back with its ask; its
+    // client goes away while it waits there.
+    let cut = tokio::time::timeout(Duration::ZERO, a.reserve("k", 0, 100, 1_000_000)).await;
+    assert!(cut.is_err(), "the reservation finished before it could be cut");
+    // The ask's task books the grant into the lease, the dropped request's part included;
+    // it holds the key's gate until then.
+    let gate = a.pools()["k"].gate.clone();
+    drop(gate.lock().await);
+    let (_, held) = reserved(&db).await;
+    assert_eq!(a.pools()["k"].available, held - 10, "all but the first job's 10 is leased");
+    // Idle, the lease goes back: only the first job's 10 stays reserved (its tab settles it).
+    a.pools().get_mut("k").unwrap().last_use = Instant::now() - IDLE;
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await, (0, 10));
+}
