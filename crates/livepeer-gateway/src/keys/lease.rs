@@ -212,7 +212,13 @@ impl Leases {
         for _ in 0..2 {
             let holder = self.instance.id();
             let (release, want) = match self.take(key_id, (period, budget), amount, &holder, true) {
-                Step::Took { .. } => return Ok(Reserved::Held(holder)),
+                Step::Took { refill } => {
+                    // A top-up it asks for is started (or, the gate being held here, its
+                    // flag cleared): dropped, the flag stayed set, and the key's lease was
+                    // neither topped up nor given back when idle from then on.
+                    self.top_up(key_id, period, budget, refill);
+                    return Ok(Reserved::Held(holder));
+                }
                 Step::Need { release, want } => (release, want),
                 Step::Wait(_) => return Err(sqlx::Error::PoolClosed),
             };

@@ -210,3 +210,31 @@ async fn a_request_dropped_at_the_database_leaves_nothing_reserved() {
     a.give_back_idle().await;
     assert_eq!(reserved(&db).await, (0, 10));
 }
+
+/// Concurrent requests of one key wait at its gate; one served there from the lease could
+/// mark a top-up as under way and drop it, after which the lease was never topped up nor
+/// given back when idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_served_at_the_gate_leave_no_top_up_marked_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.reserve("k", 0, 10, 1_000_000_000).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), Reserved::Held(_)));
+    }
+    // Any top-up started ends, clearing its mark.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.pools()["k"].refilling {
+        assert!(tokio::time::Instant::now() < deadline, "a top-up stays marked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Idle, the lease goes back: only the six jobs' 60 stay reserved.
+    a.pools().get_mut("k").unwrap().last_use = Instant::now() - IDLE;
+    a.give_back_idle().await;
+    assert_eq!(reserved(&db).await, (0, 60));
+}
