@@ -29,9 +29,9 @@ pub struct KeyInfo {
     pub allowed: Vec<String>,
     /// Requests per minute it may make (on each gateway instance); none: unlimited.
     pub requests_per_minute: Option<u32>,
-    /// Streams it may hold at once; none: unlimited. Not enforced yet.
+    /// Streams it may hold at once (live, BYOC, LLM and transcoding); none: unlimited.
     pub max_streams: Option<u32>,
-    /// What it may spend per period, in micro-USD; none: unlimited. Not enforced yet.
+    /// What it may spend per period, in micro-USD; none: unlimited.
     pub budget_micro_usd: Option<u64>,
     /// The budget's period in seconds; none: the key's lifetime.
     pub budget_period_seconds: Option<u64>,
