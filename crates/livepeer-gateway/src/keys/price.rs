@@ -210,7 +210,10 @@ impl CustomerPrices {
             .unwrap_or(Ratio::ZERO);
         let usd = match rate {
             Rate::OrchestratorMultiple(_) if network_price.is_none() => None,
-            _ => self.usd_of(rate, &Ratio::ONE, &per_unit_fee).ok(),
+            _ => {
+                let usd_per_eth = self.usd_per_eth().unwrap_or(Ratio::ZERO);
+                usd_of(rate, &Ratio::ONE, &per_unit_fee, &usd_per_eth).ok()
+            }
         };
         let wei = match rate {
             Rate::Wei(w) => Some(*w),
@@ -247,36 +250,37 @@ impl CustomerPrices {
         let (Some(unit), Some(rate)) = (natural_unit(pipeline), self.rate(pipeline, model)) else {
             return Ok(0);
         };
-        if !matches!(rate, Rate::Usd(_)) && self.usd_per_eth().is_none() {
-            return Err(PriceError(
-                "no current ETH/USD rate (the price feed is unavailable)".into(),
-            ));
-        }
+        // Read once: read again while pricing, a rate that aged out in between priced the
+        // job at 0 USD an ETH.
+        let usd_per_eth = match rate {
+            Rate::Usd(_) => Ratio::ZERO,
+            _ => self.usd_per_eth().ok_or_else(|| {
+                PriceError("no current ETH/USD rate (the price feed is unavailable)".into())
+            })?,
+        };
         let count = Ratio::new(U512::from(units), U512::from(unit.gateway_units));
         let fee = orchestrator_fee_wei.copied().unwrap_or(Ratio::ZERO);
         Ok(count
             .ok()
-            .and_then(|count| self.usd_of(rate, &count, &fee).ok())
+            .and_then(|count| usd_of(rate, &count, &fee, &usd_per_eth).ok())
             .map_or(u64::MAX, |usd| to_nano_up(&usd)))
     }
+}
 
-    /// The USD of `count` natural units at `rate`, where the orchestrator's fee is `fee_wei`.
-    fn usd_of(
-        &self,
-        rate: &Rate,
-        count: &Ratio,
-        fee_wei: &Ratio,
-    ) -> Result<Ratio, livepeer_pm::ArithmeticError> {
-        let eth = Ratio::from_u64(WEI_PER_ETH);
-        let usd_per_wei = |wei: Ratio| -> Result<Ratio, livepeer_pm::ArithmeticError> {
-            let usd_per_eth = self.usd_per_eth().unwrap_or(Ratio::ZERO);
-            wei.checked_mul(&usd_per_eth)?.checked_div(&eth)
-        };
-        match rate {
-            Rate::Usd(usd) => usd.checked_mul(count),
-            Rate::Wei(wei) => usd_per_wei(wei.checked_mul(count)?),
-            Rate::OrchestratorMultiple(m) => usd_per_wei(fee_wei.checked_mul(m)?),
-        }
+/// The USD of `count` natural units at `rate`, where the orchestrator's fee is `fee_wei` and
+/// an ETH is worth `usd_per_eth`.
+fn usd_of(
+    rate: &Rate,
+    count: &Ratio,
+    fee_wei: &Ratio,
+    usd_per_eth: &Ratio,
+) -> Result<Ratio, livepeer_pm::ArithmeticError> {
+    let eth = Ratio::from_u64(WEI_PER_ETH);
+    let usd_per_wei = |wei: Ratio| wei.checked_mul(usd_per_eth)?.checked_div(&eth);
+    match rate {
+        Rate::Usd(usd) => usd.checked_mul(count),
+        Rate::Wei(wei) => usd_per_wei(wei.checked_mul(count)?),
+        Rate::OrchestratorMultiple(m) => usd_per_wei(fee_wei.checked_mul(m)?),
     }
 }
 
