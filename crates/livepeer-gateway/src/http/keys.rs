@@ -41,6 +41,7 @@ pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysCo
             .route("/keys", post(create).get(list))
             .route("/keys/{id}", get(show).patch(update).delete(delete))
             .route("/keys/{id}/disable", post(disable))
+            .route("/keys/{id}/streams/stop", post(stop_streams))
             .route("/keys/{id}/usage", get(key_usage))
             .route("/keys/{id}/usage.csv", get(key_csv))
             .route("/usage.csv", get(all_csv))
@@ -438,6 +439,15 @@ async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> 
     let patch = KeyPatch { enabled: Some(false), ..KeyPatch::default() };
     match store.update(&id, patch).await {
         Ok(key) => Json(json!({ "key": key })).into_response(),
+        Err(e) => Error::from(e).into_response(),
+    }
+}
+
+/// Ends the key's running streams (live, BYOC and RTMP) on every instance sharing the key
+/// database; the key stays usable for new ones.
+async fn stop_streams(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+    match store.stop_streams(&id).await {
+        Ok(at_ms) => Json(json!({ "id": id, "streams_stopped_at_ms": at_ms })).into_response(),
         Err(e) => Error::from(e).into_response(),
     }
 }

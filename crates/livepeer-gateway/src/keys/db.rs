@@ -103,6 +103,21 @@ const MIGRATIONS: crate::database::Migrations = &[
         )",
         ],
     ),
+    (
+        5,
+        &[
+            // When the operator last stopped the key's streams (unix ms): every instance ends
+            // those started before (see `follow`).
+            "ALTER TABLE api_keys ADD COLUMN streams_stopped_at_ms BIGINT",
+            // Ledger batches written, so that one whose commit succeeded but whose answer was
+            // lost is not written (and charged) again when retried (see `ledger`).
+            "CREATE TABLE ledger_batches (
+            batch_id TEXT PRIMARY KEY,
+            at_ms BIGINT NOT NULL
+        )",
+            "CREATE INDEX ledger_batches_at ON ledger_batches (at_ms)",
+        ],
+    ),
 ];
 
 /// Connections to the database at most: SQLite writes one at a time anyway, and PostgreSQL
@@ -172,6 +187,26 @@ pub(super) async fn list(db: &AnyPool) -> Result<Vec<KeyInfo>, sqlx::Error> {
 pub(super) async fn by_id(db: &AnyPool, id: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
     sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db).await?.as_ref().map(row).transpose()
+}
+
+/// The key `id` and when its streams were last stopped (unix ms), for its running streams.
+pub(super) async fn for_stream(
+    db: &AnyPool,
+    id: &str,
+) -> Result<Option<(KeyInfo, Option<i64>)>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS}, streams_stopped_at_ms FROM api_keys WHERE id = $1");
+    let found = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db).await?;
+    found.map(|r| Ok((row(&r)?, r.try_get("streams_stopped_at_ms")?))).transpose()
+}
+
+/// Records that key `id`'s streams started before `at_ms` are stopped: whether there is one.
+pub(super) async fn stop_streams(db: &AnyPool, id: &str, at_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE api_keys SET streams_stopped_at_ms = $2 WHERE id = $1")
+        .bind(id.to_owned())
+        .bind(at_ms)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// The key whose secret hashes to `hash` (hex).

@@ -245,7 +245,9 @@ impl std::fmt::Debug for Metered {
 }
 
 /// Charges a running stream each `interval` until it ends; stops it when its key's budget
-/// cannot pay for the next interval (or the key database fails).
+/// cannot pay for the next interval (or the key database fails), or when its key no longer
+/// lets it run (see `follow`: read at each interval, and at once after a change through this
+/// instance's admin API).
 ///
 /// Priced as a multiple of the orchestrator's price, an interval is charged that multiple of
 /// what was paid for the stream during it (so in arrears, as payments go out), and what was
@@ -253,16 +255,26 @@ impl std::fmt::Debug for Metered {
 pub async fn meter(mut m: Metered) {
     let mut seq = 1u64;
     loop {
-        let ended = tokio::select! {
-            () = tokio::time::sleep(m.interval) => false,
-            () = m.ended.cancelled() => true,
-        };
+        let waited = wait_interval(&m).await;
         let fee = m.paid.as_mut().map(Paid::take);
-        if ended {
-            charge_rest(&m, fee, seq).await;
-            break;
-        }
-        let tab = m.first.next();
+        let next = match waited {
+            Waited::Due => m.first.next().await,
+            Waited::Ended => {
+                charge_rest(&m, fee, seq).await;
+                break;
+            }
+            Waited::KeyEnded(e) => Err(e),
+        };
+        let tab = match next {
+            Ok(tab) => tab,
+            Err(e) => {
+                tracing::info!(key_id = %m.first.key().id, error = %e, "stream stopped: its key no longer lets it run");
+                (m.stop)(&format!("{}: {}", e.kind().name(), e.message()));
+                // What was paid for it since the last interval is owed all the same.
+                charge_rest(&m, fee, seq).await;
+                break;
+            }
+        };
         let request_id = format!("{}-{seq}", m.first.request_id());
         seq += 1;
         if let (Some(fee), Some(paid)) = (&fee, &m.paid) {
@@ -285,13 +297,44 @@ pub async fn meter(mut m: Metered) {
     drop(m.permit);
 }
 
+/// How a stream's wait for its next interval ended.
+enum Waited {
+    /// The interval is due.
+    Due,
+    /// The stream ended.
+    Ended,
+    /// Its key was changed here and no longer lets it run.
+    KeyEnded(Error),
+}
+
+/// Waits out one interval of `m`, reading its key whenever it is changed here meanwhile.
+async fn wait_interval(m: &Metered) -> Waited {
+    let due = tokio::time::Instant::now() + m.interval;
+    let mut changed = m.first.key_changed();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => return Waited::Due,
+            () = m.ended.cancelled() => return Waited::Ended,
+            () = changed.cancelled() => {
+                // Watched again before the read, so that a change during it wakes us too.
+                changed = m.first.key_changed();
+                if let Err(e) = m.first.next().await {
+                    return Waited::KeyEnded(e);
+                }
+            }
+        }
+    }
+}
+
 /// Charges what was paid for an ended stream since its last interval (a multiple of the
 /// orchestrator's price only: other prices are charged in advance).
 async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
     let Some(fee) = fee.filter(|f| !f.is_zero() && m.first.priced_by_fee(&m.model)) else {
         return;
     };
-    let tab = m.first.next();
+    // On the key as it is now (a lowered budget), or as it ran when it is gone: what was
+    // paid for the stream is owed either way.
+    let tab = m.first.next().await.unwrap_or_else(|_| m.first.last());
     if let Some(paid) = &m.paid {
         paid.record(&tab, &fee);
     }

@@ -21,6 +21,7 @@
 
 pub mod chainlink;
 mod db;
+mod follow;
 mod instance;
 mod lease;
 mod ledger;
@@ -178,6 +179,8 @@ pub struct KeyStore {
     windows: window::Windows,
     /// Where what customers are charged is also reported (the dashboard's revenue).
     recent: std::sync::OnceLock<crate::recent::Recent>,
+    /// What running streams read of their keys (see `follow`).
+    follow: follow::Follow,
 }
 
 /// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
@@ -239,7 +242,9 @@ impl KeyStore {
         }
         let (limiter, windows) = (limit::Limiter::default(), window::Windows::default());
         let recent = std::sync::OnceLock::new();
-        Ok((Self { db, cache, limiter, ledger, prices, leases, windows, recent }, writer))
+        let follow = follow::Follow::default();
+        let store = Self { db, cache, limiter, ledger, prices, leases, windows, recent, follow };
+        Ok((store, writer))
     }
 
     /// Queues one row of the usage ledger; never waits. The queue is checked before each job
@@ -348,6 +353,7 @@ impl KeyStore {
         info.updated_at = now();
         db::update(&self.db, &info).await?;
         self.invalidate();
+        self.follow.touch(id);
         Ok(info)
     }
 
@@ -355,6 +361,7 @@ impl KeyStore {
     pub async fn delete(&self, id: &str) -> Result<(), KeyError> {
         let found = db::delete(&self.db, id).await?;
         self.invalidate();
+        self.follow.touch(id);
         if found { Ok(()) } else { Err(KeyError::NotFound(id.to_owned())) }
     }
 
@@ -494,7 +501,7 @@ mod tests {
         let store = store(dir.path()).await;
         assert_eq!(store.authenticate(secret.expose_secret()).await.unwrap().id, id);
         let versions = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&store.db);
-        assert_eq!(versions.await.unwrap().len(), 4);
+        assert_eq!(versions.await.unwrap().len(), 5);
     }
 
     #[tokio::test]

@@ -32,6 +32,9 @@ pub struct Tab {
     pipeline: &'static str,
     /// The ledger's id of the request when its answer carries none (`X-Request-Id`).
     request_id: String,
+    /// When the job (a stream: its start) began, unix ms: an operator's stop of the key's
+    /// streams after it ends it.
+    since_ms: i64,
     state: Mutex<State>,
 }
 
@@ -77,12 +80,28 @@ struct Bound {
 impl Tab {
     pub(super) fn new(store: Arc<KeyStore>, key: Arc<KeyInfo>, pipeline: &'static str) -> Self {
         let request_id = format!("{:016x}", rand::random::<u64>());
-        Self { store, key, pipeline, request_id, state: Mutex::new(State::default()) }
+        let state = Mutex::new(State::default());
+        Self { store, key, pipeline, request_id, since_ms: super::now_ms(), state }
     }
 
-    /// A fresh tab for the same key and pipeline: the next interval of a stream.
-    pub fn next(&self) -> Tab {
+    /// A fresh tab for the next interval of a stream, on its key as it is now: `Err` with the
+    /// reason when the stream may not go on (see [`KeyStore::current`]).
+    pub async fn next(&self) -> Result<Tab, Error> {
+        let key = self.store.current(&self.key, self.pipeline, self.since_ms).await?;
+        let mut next = Tab::new(self.store.clone(), key, self.pipeline);
+        next.since_ms = self.since_ms;
+        Ok(next)
+    }
+
+    /// A fresh tab for the rest of an ended stream, on the key it ran on (what was paid for
+    /// it is owed whatever became of the key since).
+    pub(crate) fn last(&self) -> Tab {
         Tab::new(self.store.clone(), self.key.clone(), self.pipeline)
+    }
+
+    /// A token cancelled when this tab's key is changed through this instance's admin API.
+    pub fn key_changed(&self) -> tokio_util::sync::CancellationToken {
+        self.store.changed(&self.key.id)
     }
 
     /// The ledger's id of the request, when its answer has no `X-Request-Id`.

@@ -265,7 +265,14 @@ async fn charge_start(
     if customer.refused.load(std::sync::atomic::Ordering::Acquire) {
         return Err("budget_exceeded: this API key's budget cannot pay for more".into());
     }
-    let tab = customer.tab.next();
+    // On the key as it is now: one deleted, disabled or whose streams were stopped ends it.
+    let tab = match customer.tab.next().await {
+        Ok(tab) => tab,
+        Err(e) => {
+            tracing::info!(%manifest, error = %e, "RTMP stream stopped: its key no longer lets it run");
+            return Err(format!("{}: {}", e.kind().name(), e.message()));
+        }
+    };
     let refused = customer.refused.clone();
     let request_id = format!("{manifest}-{}", segment.seq);
     // The cutter timed the segment by its timestamps; measured again as a pushed one is.

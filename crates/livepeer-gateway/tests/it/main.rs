@@ -31,6 +31,7 @@ mod keys_budget;
 mod keys_chainlink;
 mod keys_charge;
 mod keys_cli;
+mod keys_follow;
 mod keys_live;
 mod keys_pg;
 mod keys_shared;
