@@ -15,7 +15,9 @@
 //! (`key_spend`): each row's charge is added to its key's period and its reservation released,
 //! so the spend and the ledger never disagree. While the database is down, rows wait (at most
 //! [`MAX_PENDING`] in the writer and as many in the channel); when both are full the key check
-//! refuses paid traffic with 503 rather than serve what it could not record.
+//! refuses paid traffic with 503 rather than serve what it could not record. Each batch's
+//! transaction also records the batch's id, so that a batch whose commit succeeded but whose
+//! answer was lost is not written, nor charged, again by its retry.
 
 use std::time::Duration;
 
@@ -102,9 +104,9 @@ pub struct UsageLine {
 
 /// Writes rows from `rx` until it closes or `drained` fires, then what is left.
 pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: CancellationToken) {
-    let mut pending: Vec<UsageRow> = Vec::new();
+    let mut pending = Pending::default();
     loop {
-        if pending.is_empty() {
+        if pending.rows == 0 {
             tokio::select! {
                 row = rx.recv() => match row {
                     Some(row) => pending.push(row),
@@ -118,14 +120,14 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
                 () = drained.cancelled() => break,
             }
         }
-        while pending.len() < MAX_PENDING {
+        while pending.rows < MAX_PENDING {
             match rx.try_recv() {
                 Ok(row) => pending.push(row),
                 Err(_) => break,
             }
         }
         if let Err(e) = write(&db, &mut pending).await {
-            tracing::warn!(error = %e, rows = pending.len(), "usage ledger write failed; retrying");
+            tracing::warn!(error = %e, rows = pending.rows, "usage ledger write failed; retrying");
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = drained.cancelled() => break,
@@ -136,8 +138,86 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
         pending.push(row);
     }
     if let Err(e) = write(&db, &mut pending).await {
-        tracing::error!(error = %e, rows = pending.len(), "usage ledger rows lost at shutdown");
+        tracing::error!(error = %e, rows = pending.rows, "usage ledger rows lost at shutdown");
     }
+}
+
+/// Rows waiting to be written, in batches of at most [`TX_ROWS`], each written by one
+/// transaction. A batch keeps its id and its rows once a write of it was tried: a commit can
+/// succeed with its acknowledgement lost (the connection cut as it answered), and the retry
+/// must then be known for the same batch, so that it is not written, and charged, twice.
+#[derive(Debug, Default)]
+struct Pending {
+    batches: std::collections::VecDeque<Batch>,
+    /// Rows in them, together.
+    rows: usize,
+}
+
+#[derive(Debug)]
+struct Batch {
+    /// Recorded in `ledger_batches` by the transaction that writes the batch.
+    id: String,
+    rows: Vec<UsageRow>,
+    /// Whether a write was tried (it takes no more rows).
+    tried: bool,
+}
+
+impl Pending {
+    fn push(&mut self, row: UsageRow) {
+        match self.batches.back_mut() {
+            Some(last) if !last.tried && last.rows.len() < TX_ROWS => last.rows.push(row),
+            _ => {
+                let id = hex::encode(rand::random::<[u8; 16]>());
+                self.batches.push_back(Batch { id, rows: vec![row], tried: false });
+            }
+        }
+        self.rows += 1;
+    }
+}
+
+/// How long a written batch's id is kept (milliseconds): a retry comes within seconds, or
+/// within the database's outage, of the write it repeats.
+const BATCH_IDS_KEPT_MS: i64 = 24 * 3600 * 1000;
+/// One transaction in this many also forgets batch ids older than [`BATCH_IDS_KEPT_MS`].
+const PRUNE_EVERY: u64 = 256;
+
+/// Writes the pending batches in order, each in one transaction with the settlement of its
+/// charges and reservations, removing each once committed.
+async fn write(db: &AnyPool, pending: &mut Pending) -> Result<(), sqlx::Error> {
+    static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    while let Some(batch) = pending.batches.front_mut() {
+        batch.tried = true;
+        let prune = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == 0;
+        write_batch(db, batch, prune).await?;
+        pending.rows -= batch.rows.len();
+        pending.batches.pop_front();
+    }
+    Ok(())
+}
+
+/// Writes `batch` in one transaction, unless its id shows it written already.
+async fn write_batch(db: &AnyPool, batch: &Batch, prune: bool) -> Result<(), sqlx::Error> {
+    let now = super::now_ms();
+    let mut tx = db.begin().await?;
+    let sql = "INSERT INTO ledger_batches (batch_id, at_ms) VALUES ($1, $2) \
+        ON CONFLICT (batch_id) DO NOTHING";
+    let marked = sqlx::query(sql).bind(batch.id.clone()).bind(now).execute(&mut *tx).await?;
+    if marked.rows_affected() == 1 {
+        insert(&mut tx, &batch.rows).await?;
+        settle(&mut tx, &batch.rows).await?;
+    } else {
+        tracing::info!(
+            rows = batch.rows.len(),
+            "usage ledger batch already written (its commit's answer was lost)"
+        );
+    }
+    if prune {
+        sqlx::query("DELETE FROM ledger_batches WHERE at_ms < $1")
+            .bind(now - BATCH_IDS_KEPT_MS)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// Bytes of a text field (a model, a request id) kept in the ledger, at most.
@@ -155,20 +235,6 @@ pub(super) fn clean(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Inserts `rows` in transactions of at most [`TX_ROWS`], each with the settlement of its
-/// charges and reservations, removing each batch once written.
-async fn write(db: &AnyPool, rows: &mut Vec<UsageRow>) -> Result<(), sqlx::Error> {
-    while !rows.is_empty() {
-        let n = rows.len().min(TX_ROWS);
-        let mut tx = db.begin().await?;
-        insert(&mut tx, &rows[..n]).await?;
-        settle(&mut tx, &rows[..n]).await?;
-        tx.commit().await?;
-        rows.drain(..n);
-    }
-    Ok(())
 }
 
 /// Rows per insert statement. A batch is cut into statements of these lengths, longest first,
@@ -450,5 +516,71 @@ impl LedgerRow {
             q(&self.paid_fee_wei),
             super::price::usd_text(self.charged_nusd),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key_id: &str, charged_nusd: i64) -> UsageRow {
+        UsageRow {
+            at_ms: 1,
+            key_id: key_id.to_owned(),
+            request_id: "r".into(),
+            pipeline: "llm",
+            model: "m".into(),
+            status: 200,
+            latency_us: 1,
+            units: 1,
+            orchestrator: "o".into(),
+            tickets: 0,
+            paid_ev_wei: "0".into(),
+            paid_fee_wei: "0".into(),
+            charged_nusd,
+            reserved_nusd: 0,
+            holder: None,
+            period_start: 0,
+            outcome: "ok",
+        }
+    }
+
+    /// A commit whose answer was lost leaves the batch pending, and it is written again: the
+    /// second write of the same batch changes nothing.
+    #[tokio::test]
+    async fn a_batch_written_again_is_neither_recorded_nor_charged_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::database::url(None, dir.path()).unwrap();
+        let db = super::super::db::open(&url).await.unwrap();
+        super::super::db::migrate(&db).await.unwrap();
+        let mut pending = Pending::default();
+        pending.push(row("k", 1_000));
+        pending.push(row("k", 2_000));
+        let batch = pending.batches.pop_front().unwrap();
+        pending.rows = 0;
+        assert_eq!(batch.rows.len(), 2);
+        write_batch(&db, &batch, false).await.unwrap();
+        write_batch(&db, &batch, true).await.unwrap();
+        let spend = super::super::db::spend(&db, "k", 0).await.unwrap();
+        assert_eq!(spend, Some((3_000, 0)));
+        assert_eq!(rows(&db, Some("k"), 0, i64::MAX, 10).await.unwrap().len(), 2);
+        // Another batch of the same rows is other requests: written.
+        pending.push(row("k", 1_000));
+        write(&db, &mut pending).await.unwrap();
+        assert_eq!(pending.rows, 0);
+        assert_eq!(super::super::db::spend(&db, "k", 0).await.unwrap(), Some((4_000, 0)));
+    }
+
+    #[test]
+    fn a_batch_tried_takes_no_more_rows() {
+        let mut pending = Pending::default();
+        pending.push(row("k", 1));
+        pending.batches[0].tried = true;
+        pending.push(row("k", 1));
+        assert_eq!((pending.batches.len(), pending.rows), (2, 2));
+        for _ in 0..TX_ROWS {
+            pending.push(row("k", 1));
+        }
+        assert_eq!(pending.batches.len(), 3, "a batch holds at most TX_ROWS");
     }
 }
