@@ -187,7 +187,8 @@ async fn write(db: &AnyPool, pending: &mut Pending) -> Result<(), sqlx::Error> {
     static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     while let Some(batch) = pending.batches.front_mut() {
         batch.tried = true;
-        let prune = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == 0;
+        let written = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prune = written.is_multiple_of(PRUNE_EVERY);
         write_batch(db, batch, prune).await?;
         pending.rows -= batch.rows.len();
         pending.batches.pop_front();
