@@ -205,14 +205,16 @@ impl<'a> Job<'a> {
     /// database fails) ends the request.
     async fn reserve(&self, lease: &Lease) -> Result<(), Error> {
         let Some(tab) = &self.tab else { return Ok(()) };
-        let units = self.req.units;
-        let fee = lease.price().to_ratio().ok().and_then(|p| p.checked_mul_u64(units).ok());
         // An LLM request is reserved on the most tokens it can use, prompt included, and
-        // settled on what its answer reports (`usage`).
+        // settled on what its answer reports (`usage`), prompt and completion together. A
+        // multiple of the orchestrator's price is taken of its price per token for those
+        // same tokens: priced on `max_tokens` alone, the settlement's scaling to the tokens
+        // used took off the prompt's share.
         let bound = match self.req.pipeline {
             Pipeline::Llm => super::usage::bound_units(self.req),
-            _ => units,
+            _ => self.req.units,
         };
+        let fee = lease.price().to_ratio().ok().and_then(|p| p.checked_mul_u64(bound).ok());
         // Boxed: most requests have no tab, and the future would grow every request's.
         Box::pin(tab.reserve(&self.req.model, bound, fee.as_ref())).await
     }

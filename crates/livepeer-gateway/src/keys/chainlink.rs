@@ -44,6 +44,12 @@ impl Feed {
         Self { rpc_url, address, max_age_secs, last: Mutex::new(None) }
     }
 
+    /// Sets the last answer (`None`: as if never read), for tests of what reads the feed.
+    #[cfg(test)]
+    pub(crate) fn set(&self, answer: Option<(Ratio, i64)>) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = answer;
+    }
+
     /// USD per ETH, when the last answer is at most the maximum age old at `now` (unix s).
     /// An update dated more than [`FUTURE_SKEW`] ahead of `now` is no answer: it would
     /// otherwise stay young for good.

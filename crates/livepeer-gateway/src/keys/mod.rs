@@ -610,6 +610,37 @@ mod tests {
         assert_eq!(charged(&tab), 150_000_000);
     }
 
+    /// A job is settled at the ETH/USD rate it was reserved at: not at a rate that changed
+    /// since, and not charged its whole bound when the feed went stale meanwhile.
+    #[tokio::test]
+    async fn a_settlement_is_priced_at_its_reservation_s_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = r#"{"price": [{"pipeline": "llm", "orchestrator_multiple": "3"}]}"#;
+        let url = "http://127.0.0.1:9/".parse().unwrap();
+        let feed = Arc::new(chainlink::Feed::new(url, Default::default(), CACHE_TTL));
+        let prices = price::CustomerPrices::parse_with_feed(Some(table), None, Some(feed.clone()));
+        let config = KeysConfig {
+            prices: Arc::new(prices.unwrap()),
+            ..KeysConfig::sqlite(dir.path().to_owned())
+        };
+        let store = Arc::new(KeyStore::open(&config).await.unwrap().0);
+        let key = Arc::new(store.create(new_key("rate")).await.unwrap().0);
+        let charged = |tab: &Tab| tab.row(0, String::new(), 200, 0).charged_nusd;
+        let fee = Ratio::from_u64(100_000_000_000_000);
+        for later in [Some((Ratio::from_u64(4000), now())), None] {
+            feed.set(Some((Ratio::from_u64(2000), now())));
+            let tab = store.tab(key.clone(), "llm");
+            tab.reserve("m", 100, Some(&fee)).await.unwrap();
+            tab.served("o");
+            // 3 × 10^14 wei at 2000 USD an ETH: 0.6 USD.
+            assert_eq!(charged(&tab), 600_000_000);
+            // The rate changes, or the feed goes stale; a quarter of the bound is used.
+            feed.set(later);
+            tab.settle_units(25);
+            assert_eq!(charged(&tab), 150_000_000, "the rate {later:?} at settlement");
+        }
+    }
+
     #[test]
     fn ledger_text_loses_control_characters_and_is_cut_on_a_character() {
         assert_eq!(ledger::clean("a\0b\nc"), "abc");

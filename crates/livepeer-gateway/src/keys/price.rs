@@ -247,23 +247,38 @@ impl CustomerPrices {
         units: u64,
         orchestrator_fee_wei: Option<&Ratio>,
     ) -> Result<u64, PriceError> {
+        let job = (pipeline, model, units, orchestrator_fee_wei);
+        self.charge_at(job, None).map(|(nano, _)| nano)
+    }
+
+    /// [`charge`](Self::charge) of `(pipeline, model, units, orchestrator_fee_wei)` at
+    /// `usd_per_eth` when given, else at the current ETH/USD rate; answers the charge and the
+    /// rate it was priced at (none when no rate was needed). A job is settled at the rate it
+    /// was reserved at: priced again at the settlement's own rate, a feed gone stale in
+    /// between would leave it charged its whole reserved bound rather than what it used.
+    pub fn charge_at(
+        &self,
+        (pipeline, model, units, orchestrator_fee_wei): (&str, &str, u64, Option<&Ratio>),
+        usd_per_eth: Option<Ratio>,
+    ) -> Result<(u64, Option<Ratio>), PriceError> {
         let (Some(unit), Some(rate)) = (natural_unit(pipeline), self.rate(pipeline, model)) else {
-            return Ok(0);
+            return Ok((0, None));
         };
         // Read once: read again while pricing, a rate that aged out in between priced the
         // job at 0 USD an ETH.
         let usd_per_eth = match rate {
-            Rate::Usd(_) => Ratio::ZERO,
-            _ => self.usd_per_eth().ok_or_else(|| {
+            Rate::Usd(_) => None,
+            _ => Some(usd_per_eth.or_else(|| self.usd_per_eth()).ok_or_else(|| {
                 PriceError("no current ETH/USD rate (the price feed is unavailable)".into())
-            })?,
+            })?),
         };
         let count = Ratio::new(U512::from(units), U512::from(unit.gateway_units));
         let fee = orchestrator_fee_wei.copied().unwrap_or(Ratio::ZERO);
-        Ok(count
+        let nano = count
             .ok()
-            .and_then(|count| usd_of(rate, &count, &fee, &usd_per_eth).ok())
-            .map_or(u64::MAX, |usd| to_nano_up(&usd)))
+            .and_then(|count| usd_of(rate, &count, &fee, &usd_per_eth.unwrap_or(Ratio::ZERO)).ok())
+            .map_or(u64::MAX, |usd| to_nano_up(&usd));
+        Ok((nano, usd_per_eth))
     }
 }
 

@@ -75,6 +75,8 @@ struct Bound {
     units: u64,
     fee: Option<Ratio>,
     charge: u64,
+    /// The ETH/USD rate it was priced at, which its settlement is priced at too.
+    usd_per_eth: Option<Ratio>,
 }
 
 impl Tab {
@@ -134,17 +136,19 @@ impl Tab {
         units: u64,
         orchestrator_fee_wei: Option<&Ratio>,
     ) -> Result<(), Error> {
-        let charge = self
+        let job = (self.pipeline, model, units, orchestrator_fee_wei);
+        let (charge, usd_per_eth) = self
             .store
             .prices
-            .charge(self.pipeline, model, units, orchestrator_fee_wei)
+            .charge_at(job, None)
             .map_err(|e| Error::new(Kind::PriceUnavailable, e.0))?;
         let (more, period_start) = {
             let mut s = self.state();
             s.model = Some(model.to_owned());
             s.units = units;
             s.charge = charge;
-            s.bound = Bound { units, fee: orchestrator_fee_wei.copied(), charge };
+            let fee = orchestrator_fee_wei.copied();
+            s.bound = Bound { units, fee, charge, usd_per_eth };
             if s.reserved == 0 {
                 s.period_start = period_start(&self.key, super::now());
             }
@@ -214,8 +218,8 @@ impl Tab {
     /// Settles the reserved job on the `used` units its answer reports (an LLM's tokens): the
     /// customer owes the price of `used`, never more than the bound it was reserved on (an
     /// orchestrator cannot make a customer pay beyond what the request allowed). A multiple of
-    /// the orchestrator's price is taken of its fee scaled to the units used. Before any
-    /// reservation, or when the price cannot be had now, the bound's charge stands.
+    /// the orchestrator's price is taken of its fee scaled to the units used. Priced at the
+    /// ETH/USD rate the reservation was; before any reservation the bound's charge stands.
     pub fn settle_units(&self, used: u64) {
         let mut s = self.state();
         let Some(model) = s.model.clone() else { return };
@@ -226,7 +230,8 @@ impl Tab {
             }
             _ => None,
         };
-        if let Ok(charge) = self.store.prices.charge(self.pipeline, &model, used, fee.as_ref()) {
+        let job = (self.pipeline, model.as_str(), used, fee.as_ref());
+        if let Ok((charge, _)) = self.store.prices.charge_at(job, s.bound.usd_per_eth) {
             s.units = used;
             s.charge = charge.min(s.bound.charge);
         }

@@ -141,6 +141,49 @@ fn usd(nano: u64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_answers_priced_as_a_multiple_pay_it_on_every_token_used_prompt_included() {
+    // 10⁹ wei a token, paid with tickets to an on-chain simulator.
+    let price = 1_000_000_000;
+    let mut addr = [0u8; 20];
+    addr[19] = 9;
+    let sim = Sim::start(SimConfig {
+        name: "keys-llm-x2".into(),
+        models: vec![SimModel::new("llm", LLM).price(price, 1).capacity(8)],
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.keys.prices = double_fee("llm");
+    let gw = start(c).await;
+    let (id, secret) = create(&gw, json!({"name": "llm-x2", "budget_micro_usd": 1_000_000})).await;
+    // A prompt of 5 words and 3 completion tokens: 8 tokens used of a bound of 100 and the
+    // prompt's bytes.
+    let messages = json!([{"role": "system", "content": "be brief"},
+        {"role": "user", "content": "one two three"}]);
+    let body = json!({"model": LLM, "max_tokens": 100, "messages": messages});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/llm", gw.http_addr))
+        .bearer_auth(&secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["usage"]["total_tokens"], 8, "{answer}");
+    let rows = ledger(&gw, &id, 1).await;
+    let row = &rows[0];
+    assert_eq!(row["units"], "8", "{row:?}");
+    // Twice the orchestrator's price of the 8 tokens.
+    assert_eq!(row["charged_usd"], usd(doubled(8 * price as u64)), "{row:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byoc_jobs_priced_as_a_multiple_pay_that_multiple_of_the_fee_for_the_seconds_worked() {
     use base64::Engine as _;
     use livepeer_sim::{ByocKind, SimByoc};
