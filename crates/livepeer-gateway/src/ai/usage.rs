@@ -68,8 +68,9 @@ fn event_tokens(chunk: &[u8]) -> Option<u64> {
 
 /// `events`, settling `tab` on the usage each event reports as it passes (the last report,
 /// from the final event, stands). A stream the client leaves before its final event keeps
-/// the tab on its bound: the tokens generated so far are not known, and the orchestrator was
-/// paid for the bound. A stream that ends in an error event (the orchestrator broke or
+/// the tab on its bound (`max_tokens` and its prompt's bound, see [`bound_units`]): the
+/// tokens generated so far are not known, and the orchestrator was paid for `max_tokens`
+/// up front. A stream that ends in an error event (the orchestrator broke or
 /// stalled, or the gateway shut down) is charged nothing, as a failed job is not: the fault is
 /// not the customer's.
 pub(crate) fn watch(events: EventStream, tab: Arc<Tab>) -> EventStream {

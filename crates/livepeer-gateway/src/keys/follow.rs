@@ -6,11 +6,14 @@
 //! interval is reserved against.
 //!
 //! A change made through this instance's admin API reaches its streams at once: each key with
-//! a stream here has a token ([`KeyStore::changed`]) that the change cancels, which wakes the
-//! stream's meter to read its key. Another instance's change reaches them at their next
-//! interval (the key read by id is trusted for [`CACHE_TTL`], which an admin change here
-//! empties). The operator's stop is kept in the database (`streams_stopped_at_ms`), so that
-//! every instance sharing it ends the streams started before it, and none started after.
+//! a stream here has a token ([`KeyStore::changed`]), taken by the stream's meter before it
+//! first reads the key, that the change cancels, which wakes the meter to read the key again
+//! (RTMP streams read it at each segment). Another instance's change reaches them at their
+//! next interval, once the key read by id here is older than [`CACHE_TTL`]. The operator's
+//! stop is kept in the database (`streams_stopped_at_ms`), so that every instance sharing it
+//! ends the streams started before it and none started after, by the clocks of the instance
+//! that stopped them and of the one that started each stream: instances whose clocks differ
+//! by a second may take a stream started within that second of the stop either way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,17 +37,22 @@ struct Read {
 #[derive(Debug, Default)]
 pub(super) struct Follow {
     /// Keys with a stream on this instance: a token cancelled (and replaced) by the next
-    /// change to the key through this instance. One entry per key, which the operator
-    /// creates; a deleted key's goes.
+    /// change to the key through this instance. At most one entry per key the operator
+    /// created (a key deleted elsewhere keeps its entry here until the process ends).
     changed: Mutex<HashMap<String, CancellationToken>>,
     /// Keys read by id, with when.
     read: Mutex<HashMap<String, (Read, Instant)>>,
+    /// Changes made here so far: a read that a change overtook is not kept (it may hold
+    /// the key from before the change, which the woken streams would then read again).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Follow {
     /// Wakes key `id`'s streams on this instance and forgets what was read of it.
     pub(super) fn touch(&self, id: &str) {
-        // What was read goes first: a stream woken by the token reads the key afresh.
+        // What was read goes first, and reads under way are not kept: a stream woken by the
+        // token reads the key afresh.
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         lock(&self.read).remove(id);
         if let Some(token) = lock(&self.changed).remove(id) {
             token.cancel();
@@ -56,8 +64,13 @@ impl Follow {
         read.get(id).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(r, _)| r.clone())
     }
 
-    fn remember(&self, id: &str, found: Read) {
+    /// Keeps `found`, read from the database after `changes` changes, unless another came
+    /// since.
+    fn remember(&self, id: &str, found: Read, changes: u64) {
         let mut read = lock(&self.read);
+        if self.changes.load(std::sync::atomic::Ordering::Acquire) != changes {
+            return;
+        }
         if read.len() >= CACHE_MAX {
             read.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
             if read.len() >= CACHE_MAX {
@@ -80,17 +93,19 @@ impl KeyStore {
         lock(&self.follow.changed).entry(id.to_owned()).or_default().clone()
     }
 
-    /// Key `key` as it is now, for a stream of `pipeline` started at `since_ms` (unix ms):
-    /// `Err` with the reason when the stream may not go on (the key deleted, disabled,
-    /// expired, no longer allowed `pipeline`, or its streams stopped by the operator since).
+    /// Key `key` as it is now, for a stream of `pipeline` (and `model`, when its start was
+    /// checked for one: a BYOC capability) started at `since_ms` (unix ms): `Err` with the
+    /// reason when the stream may not go on (the key deleted, disabled, expired, no longer
+    /// allowed the stream's pipeline or model, or its streams stopped by the operator since).
     /// When the database cannot be read, the copy the stream holds stands: a passing fault
     /// of the gateway's own does not end a customer's stream.
     pub async fn current(
         &self,
         key: &Arc<KeyInfo>,
-        pipeline: &str,
+        (pipeline, model): (&str, Option<&str>),
         since_ms: i64,
     ) -> Result<Arc<KeyInfo>, Error> {
+        let changes = self.follow.changes.load(std::sync::atomic::Ordering::Acquire);
         let read = match self.follow.cached(&key.id) {
             Some(read) => read,
             None => match db::for_stream(&self.db, &key.id).await {
@@ -99,7 +114,7 @@ impl KeyStore {
                         stopped_at_ms: found.as_ref().and_then(|f| f.1),
                         key: found.map(|f| Arc::new(f.0)),
                     };
-                    self.follow.remember(&key.id, read.clone());
+                    self.follow.remember(&key.id, read.clone(), changes);
                     read
                 }
                 Err(e) => {
@@ -118,8 +133,8 @@ impl KeyStore {
         if now.expires_at.is_some_and(|at| at <= super::now()) {
             return ended(Kind::InvalidApiKey, "this API key has expired");
         }
-        if !now.allows(pipeline, None) {
-            return ended(Kind::KeyNotAllowed, "this API key may no longer use this pipeline");
+        if !now.allows(pipeline, model) {
+            return ended(Kind::KeyNotAllowed, "this API key may no longer use this stream's job");
         }
         if read.stopped_at_ms.is_some_and(|at| at >= since_ms) {
             return ended(Kind::StreamStopped, "the operator stopped this API key's streams");
@@ -153,7 +168,7 @@ mod tests {
         let key = Arc::new(store.create(new).await.unwrap().0);
         let since = super::super::now_ms();
         let kind = |r: Result<Arc<_>, crate::error::Error>| r.err().map(|e| e.kind());
-        assert_eq!(kind(store.current(&key, "llm", since).await), None);
+        assert_eq!(kind(store.current(&key, ("llm", None), since).await), None);
         let changed = store.changed(&key.id);
 
         // The pipeline taken off its list: that pipeline's streams end, and the change wakes
@@ -161,26 +176,32 @@ mod tests {
         let patch = KeyPatch { allowed: Some(vec!["llm".into()]), ..KeyPatch::default() };
         store.update(&key.id, patch).await.unwrap();
         assert!(changed.is_cancelled());
-        let live = store.current(&key, "live-video-to-video", since).await;
+        let live = store.current(&key, ("live-video-to-video", None), since).await;
         assert_eq!(kind(live), Some(Kind::KeyNotAllowed));
-        assert_eq!(kind(store.current(&key, "llm", since).await), None);
+        assert_eq!(kind(store.current(&key, ("llm", None), since).await), None);
 
         // Expired.
         let patch = KeyPatch { expires_at: Some(Some(1)), ..KeyPatch::default() };
         store.update(&key.id, patch).await.unwrap();
-        assert_eq!(kind(store.current(&key, "llm", since).await), Some(Kind::InvalidApiKey));
+        assert_eq!(
+            kind(store.current(&key, ("llm", None), since).await),
+            Some(Kind::InvalidApiKey)
+        );
         let patch = KeyPatch { expires_at: Some(None), ..KeyPatch::default() };
         store.update(&key.id, patch).await.unwrap();
 
         // Streams stopped: those started before end, those started after run.
         let at = store.stop_streams(&key.id).await.unwrap();
-        assert_eq!(kind(store.current(&key, "llm", since).await), Some(Kind::StreamStopped));
-        assert_eq!(kind(store.current(&key, "llm", at + 1).await), None);
+        assert_eq!(
+            kind(store.current(&key, ("llm", None), since).await),
+            Some(Kind::StreamStopped)
+        );
+        assert_eq!(kind(store.current(&key, ("llm", None), at + 1).await), None);
 
         // The database gone: the stream's copy stands (the gateway's fault ends nothing)...
         store.db.close().await;
         store.follow.touch(&key.id);
-        assert_eq!(store.current(&key, "llm", since).await.unwrap().id, key.id);
+        assert_eq!(store.current(&key, ("llm", None), since).await.unwrap().id, key.id);
     }
 
     #[tokio::test]
@@ -190,7 +211,7 @@ mod tests {
         let new: NewKey = serde_json::from_value(serde_json::json!({ "name": "d" })).unwrap();
         let key = Arc::new(store.create(new).await.unwrap().0);
         store.delete(&key.id).await.unwrap();
-        let gone = store.current(&key, "llm", 0).await.unwrap_err();
+        let gone = store.current(&key, ("llm", None), 0).await.unwrap_err();
         assert_eq!(
             (gone.kind(), gone.message()),
             (Kind::InvalidApiKey, "this API key was deleted")

@@ -254,12 +254,22 @@ impl std::fmt::Debug for Metered {
 /// paid after the last interval is charged when the stream ends.
 pub async fn meter(mut m: Metered) {
     let mut seq = 1u64;
+    // Watched before the key is first read, so that no change made here goes unseen.
+    let mut changed = m.first.key_changed();
+    // A change between the start's check and now ends the stream here.
+    let mut waited = match m.first.next().await {
+        Ok(_) => None,
+        Err(e) => Some(Waited::KeyEnded(e)),
+    };
     loop {
-        let waited = wait_interval(&m).await;
-        let fee = m.paid.as_mut().map(Paid::take);
+        let waited = match waited.take() {
+            Some(w) => w,
+            None => wait_interval(&m, &mut changed).await,
+        };
         let next = match waited {
             Waited::Due => m.first.next().await,
             Waited::Ended => {
+                let fee = m.paid.as_mut().map(Paid::take);
                 charge_rest(&m, fee, seq).await;
                 break;
             }
@@ -270,11 +280,14 @@ pub async fn meter(mut m: Metered) {
             Err(e) => {
                 tracing::info!(key_id = %m.first.key().id, error = %e, "stream stopped: its key no longer lets it run");
                 (m.stop)(&format!("{}: {}", e.kind().name(), e.message()));
-                // What was paid for it since the last interval is owed all the same.
+                // What was paid for it until it stopped is charged as it would have been.
+                let _ = tokio::time::timeout(STOP_WAIT, m.ended.cancelled()).await;
+                let fee = m.paid.as_mut().map(Paid::take);
                 charge_rest(&m, fee, seq).await;
                 break;
             }
         };
+        let fee = m.paid.as_mut().map(Paid::take);
         let request_id = format!("{}-{seq}", m.first.request_id());
         seq += 1;
         if let (Some(fee), Some(paid)) = (&fee, &m.paid) {
@@ -307,17 +320,20 @@ enum Waited {
     KeyEnded(Error),
 }
 
-/// Waits out one interval of `m`, reading its key whenever it is changed here meanwhile.
-async fn wait_interval(m: &Metered) -> Waited {
+/// How long a stream its key ended is given to stop before what was paid for it is read.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits out one interval of `m`, reading its key whenever it is changed here meanwhile
+/// (`changed`, replaced as it fires).
+async fn wait_interval(m: &Metered, changed: &mut CancellationToken) -> Waited {
     let due = tokio::time::Instant::now() + m.interval;
-    let mut changed = m.first.key_changed();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(due) => return Waited::Due,
             () = m.ended.cancelled() => return Waited::Ended,
             () = changed.cancelled() => {
                 // Watched again before the read, so that a change during it wakes us too.
-                changed = m.first.key_changed();
+                *changed = m.first.key_changed();
                 if let Err(e) = m.first.next().await {
                     return Waited::KeyEnded(e);
                 }
@@ -332,8 +348,9 @@ async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
     let Some(fee) = fee.filter(|f| !f.is_zero() && m.first.priced_by_fee(&m.model)) else {
         return;
     };
-    // On the key as it is now (a lowered budget), or as it ran when it is gone: what was
-    // paid for the stream is owed either way.
+    // On the key as it is now (a lowered budget), or as it ran when it no longer lets the
+    // stream run: what was paid for the stream is charged within the budget either way
+    // (beyond it, the row records the refusal uncharged).
     let tab = m.first.next().await.unwrap_or_else(|_| m.first.last());
     if let Some(paid) = &m.paid {
         paid.record(&tab, &fee);

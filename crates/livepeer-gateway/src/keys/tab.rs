@@ -89,7 +89,11 @@ impl Tab {
     /// A fresh tab for the next interval of a stream, on its key as it is now: `Err` with the
     /// reason when the stream may not go on (see [`KeyStore::current`]).
     pub async fn next(&self) -> Result<Tab, Error> {
-        let key = self.store.current(&self.key, self.pipeline, self.since_ms).await?;
+        // A BYOC stream's start was checked for its capability (its model here); the others'
+        // for their pipeline.
+        let model = (self.pipeline == "byoc").then(|| self.state().model.clone()).flatten();
+        let job = (self.pipeline, model.as_deref());
+        let key = self.store.current(&self.key, job, self.since_ms).await?;
         let mut next = Tab::new(self.store.clone(), key, self.pipeline);
         next.since_ms = self.since_ms;
         Ok(next)

@@ -155,8 +155,8 @@ async fn an_rtmp_stream_ends_when_its_key_is_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(keys_config(&[sim.url()], dir.path(), None)).await;
     let (id, secret) = create(&gw, json!({"name": "rtmp"})).await;
-    // Thirty seconds published: ended well before by the key.
-    let ffmpeg = publish(&gw, &format!("stream/cam/{secret}"), 30);
+    // Five minutes published: ended long before by the key.
+    let ffmpeg = publish(&gw, &format!("stream/cam/{secret}"), 300);
     eventually(Duration::from_secs(60), "a segment of the keyed stream", || async {
         let (status, media) =
             crate::transcode::get_text(&gw, "/stream/cam/P240p30fps16x9.m3u8").await;
