@@ -45,6 +45,11 @@ pub enum Kind {
     UnsupportedIngest,
     /// Missing or wrong credentials.
     Unauthorized,
+    /// The request may not be made this way at all, whoever sends it: the token-less admin
+    /// API refuses a request naming another host, or sent by another site's web page.
+    Forbidden,
+    /// The body is not of the media type the route takes (the admin API's JSON routes).
+    UnsupportedMediaType,
     /// The customer key (`--auth keys`) is missing, unknown, disabled or expired.
     InvalidApiKey,
     /// The customer key may not use this pipeline or model.
@@ -114,6 +119,8 @@ impl Kind {
             Kind::BodyTooLarge => "body_too_large",
             Kind::UnsupportedIngest => "unsupported_ingest",
             Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
+            Kind::UnsupportedMediaType => "unsupported_media_type",
             Kind::InvalidApiKey => "invalid_api_key",
             Kind::KeyNotAllowed => "model_not_allowed",
             Kind::RateLimited => "rate_limit_exceeded",
@@ -154,6 +161,8 @@ impl Kind {
             | Kind::BodyTooLarge
             | Kind::UnsupportedIngest
             | Kind::Unauthorized
+            | Kind::Forbidden
+            | Kind::UnsupportedMediaType
             | Kind::InvalidApiKey
             | Kind::KeyNotAllowed
             | Kind::RateLimited

@@ -242,9 +242,9 @@ impl Gateway {
             byoc_streams.clone(),
             transcode.clone(),
         );
-        // The dashboard's page goes outside the admin token's layer (its data is inside).
-        let admin_routes = http::keys::admin(admin_routes, keys.clone(), &config.keys)
-            .merge(http::dashboard_router());
+        // The keys' routes, the admin token's layer, the dashboard's page outside it and,
+        // without a token, the loopback guard over them all.
+        let admin_routes = http::admin_api(admin_routes, keys.clone(), &config.keys, admin_addr);
         let limits = conn_limits(&config);
         let port = |name| port(name, &limits, &state.metrics);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
@@ -334,7 +334,8 @@ async fn payments(
     let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
     let mut payments = payment::Payments::new(payer.clone(), remote, client)
         .map_err(setup(Part::Payments))?
-        .with_price_caps(config.requirements.clone());
+        .with_price_caps(config.requirements.clone())
+        .with_limits(config.payment);
     // A remote signer's tickets must be signed by the identity it gave (which `client`
     // presents to orchestrators).
     if let Some(address) = client.identity_address() {
@@ -343,6 +344,14 @@ async fn payments(
     if let (Some(chain), Some(cc), Some(payer)) = (chain, &config.chain, payments.local()) {
         payer.set_reserve_warning_hours(cc.reserve_warning_hours);
         chain.watch_funds(tasks, cc.refresh, payer.clone()).await.map_err(setup(Part::Chain))?;
+    } else if payments.local().is_some() {
+        // Off-chain with a key (a local test chain, simulators): allowed, but the sender's
+        // funds and the block are unknown, so only the EV limits bound a ticket.
+        tracing::warn!(
+            "paying with a key but no --eth-url: ticket face values are not checked against \
+             the deposit and tickets are not checked for expiry; only --max-ticket-ev and \
+             --max-total-ev bound what a ticket is worth"
+        );
     }
     Ok((payer, payments))
 }
@@ -650,7 +659,8 @@ fn summary(c: &Config) -> serde_json::Value {
         OrchSource::Static(urls) => {
             json!({ "static": urls.iter().map(|u| u.as_str()).collect::<Vec<_>>() })
         }
-        OrchSource::Webhook(url) => json!({ "webhook": url.as_str() }),
+        // Its path or query may hold a credential, as an RPC provider's does.
+        OrchSource::Webhook(url) => json!({ "webhook": outbound::shown(url) }),
     };
     json!({
         "http_addr": c.http_addr.to_string(),

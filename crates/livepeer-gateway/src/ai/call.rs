@@ -73,7 +73,7 @@ pub enum CallError {
     Status {
         /// HTTP status.
         status: u16,
-        /// Its message (text body, trimmed).
+        /// Its message (text body, trimmed, on one line, cut to 300 characters).
         message: String,
     },
     /// The 2xx answer was not the JSON the pipeline returns.
@@ -352,7 +352,10 @@ impl AiClient {
         let status = resp.status();
         if !status.is_success() {
             let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
-            let message = String::from_utf8_lossy(&body).trim().to_owned();
+            // The orchestrator's text goes into health records, logs and the client's error,
+            // and is classified (`Failure::from_answer`) from its opening words: the rest of
+            // up to 64 KiB would only weigh on them, and its newlines would forge log lines.
+            let message = crate::orchestrator::text::cut(&String::from_utf8_lossy(&body));
             return Err(CallError::Status { status: status.as_u16(), message });
         }
         let is_sse = resp

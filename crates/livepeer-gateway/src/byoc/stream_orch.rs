@@ -195,7 +195,7 @@ async fn call_from(
     body: Bytes,
 ) -> Result<(Answer, Option<IpAddr>), CallError> {
     let gateway = CallError::Gateway;
-    if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token) {
+    if let Some(why) = inner.byoc.over_cap(orch, &job.capability, &token.token) {
         return Err(gateway(why));
     }
     let header = sign(inner, job).await.map_err(gateway)?;
@@ -653,7 +653,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     if token.token.price.is_zero() {
         return Ok(false);
     }
-    if let Some(why) = inner.byoc.over_cap(capability, &token.token) {
+    if let Some(why) = inner.byoc.over_cap(orch, capability, &token.token) {
         return Err(why);
     }
     let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");

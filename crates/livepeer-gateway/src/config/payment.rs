@@ -78,8 +78,12 @@ impl Payment {
         }
         let limits = PaymentLimits {
             deposit_multiplier,
-            max_ticket_ev: U256::from(self.max_ticket_ev.unwrap_or(3_000_000_000_000)),
-            max_total_ev: U256::from(self.max_total_ev.unwrap_or(20_000_000_000_000)),
+            max_ticket_ev: U256::from(
+                self.max_ticket_ev.unwrap_or(PaymentLimits::DEFAULT_MAX_TICKET_EV),
+            ),
+            max_total_ev: U256::from(
+                self.max_total_ev.unwrap_or(PaymentLimits::DEFAULT_MAX_TOTAL_EV),
+            ),
         };
         if limits.max_total_ev < limits.max_ticket_ev {
             return Err(bad("--max-total-ev", "must be at least --max-ticket-ev"));

@@ -56,8 +56,11 @@ fn json_str(s: &str) -> String {
 /// The `curl` command that tries `entry` against the gateway at `base` (unescaped).
 pub(crate) fn example(base: &str, entry: &CatalogEntry) -> String {
     let m = &entry.model;
+    // Text fields go as `--form-string`: with `-F`, a value starting with `@` or `<` is a
+    // file curl reads and uploads, and a model named `@/home/u/.ssh/id_rsa` would make the
+    // copied example send that file.
     let form = |route: &str, fields: &str| {
-        format!("curl -s {base}/{route} {fields} -F model_id={}", shell(m))
+        format!("curl -s {base}/{route} {fields} --form-string model_id={}", shell(m))
     };
     let json = |route: &str, body: String| {
         format!(
@@ -71,13 +74,15 @@ pub(crate) fn example(base: &str, entry: &CatalogEntry) -> String {
             format!(r#"{{"prompt": "a lighthouse at dusk", "model_id": {}}}"#, json_str(m)),
         ),
         "image-to-image" => {
-            form("image-to-image", "-F image=@photo.png -F prompt='as a watercolour'")
+            form("image-to-image", "-F image=@photo.png --form-string prompt='as a watercolour'")
         }
         "image-to-video" => form("image-to-video", "-F image=@photo.png"),
-        "upscale" => form("upscale", "-F image=@photo.png -F prompt='sharper'"),
+        "upscale" => form("upscale", "-F image=@photo.png --form-string prompt='sharper'"),
         "audio-to-text" => form("audio-to-text", "-F audio=@speech.wav"),
         "segment-anything-2" => form("segment-anything-2", "-F image=@photo.png"),
-        "image-to-text" => form("image-to-text", "-F image=@photo.png -F prompt='what is this?'"),
+        "image-to-text" => {
+            form("image-to-text", "-F image=@photo.png --form-string prompt='what is this?'")
+        }
         "llm" => json(
             "v1/chat/completions",
             format!(
@@ -240,4 +245,47 @@ async fn page(State(state): State<CatalogState>, headers: HeaderMap, uri: Uri) -
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::catalog::{Modalities, Orchestrators};
+
+    fn entry(pipeline: &'static str, model: &str) -> CatalogEntry {
+        CatalogEntry {
+            id: format!("{pipeline}/{model}"),
+            pipeline,
+            model: model.to_owned(),
+            name: model.to_owned(),
+            modalities: Modalities { input: &["image"], output: &["image"] },
+            availability: "warm",
+            orchestrators: Orchestrators { warm: 1, cold: 0 },
+            capacity: 1,
+            network_price: None,
+            latency: None,
+            customer_price: None,
+        }
+    }
+
+    /// A model named like curl's file syntax stays text in a copied form example: never
+    /// `-F name=@file` (uploads the file) or `-F name=<file` (sends its content).
+    #[test]
+    fn form_examples_send_a_hostile_model_name_as_text() {
+        let base = "http://gw";
+        for model in ["@/home/u/.ssh/id_rsa", "</etc/passwd", "it's"] {
+            for pipeline in ["image-to-image", "upscale", "audio-to-text", "image-to-text"] {
+                let code = example(base, &entry(pipeline, model));
+                let field = format!(" --form-string model_id={}", shell(model));
+                assert!(code.ends_with(&field), "{code}");
+                assert!(!code.contains("-F model_id") && !code.contains("-F prompt"), "{code}");
+            }
+        }
+        let code = example(base, &entry("image-to-text", "m"));
+        assert_eq!(
+            code,
+            "curl -s http://gw/image-to-text -F image=@photo.png --form-string \
+             prompt='what is this?' --form-string model_id='m'"
+        );
+    }
 }

@@ -34,7 +34,9 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         Kind::Unauthorized | Kind::InvalidApiKey => StatusCode::UNAUTHORIZED,
-        Kind::StreamRefused | Kind::NotStreamOwner | Kind::KeyNotAllowed => StatusCode::FORBIDDEN,
+        Kind::Forbidden | Kind::StreamRefused | Kind::NotStreamOwner | Kind::KeyNotAllowed => {
+            StatusCode::FORBIDDEN
+        }
         Kind::RateLimited | Kind::StreamLimit => StatusCode::TOO_MANY_REQUESTS,
         Kind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
         Kind::StreamExists => StatusCode::CONFLICT,
@@ -42,7 +44,7 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         Kind::StreamStopped => StatusCode::GONE,
         Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Kind::UnsupportedIngest => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Kind::UnsupportedIngest | Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Kind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Kind::OrchestratorFailed => StatusCode::BAD_GATEWAY,

@@ -373,8 +373,15 @@ async fn keys_off() -> Response {
     Error::new(Kind::NotFound, message).into_response()
 }
 
-/// A JSON body of type `T`; serde's message names the field at fault.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+/// A JSON body of type `T`, sent as `application/json`; serde's message names the field at
+/// fault.
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Error> {
+    // A web page can send a cross-site request without a preflight only as a form or as
+    // text/plain: requiring JSON's type keeps such a page from creating or changing keys.
+    if !is_json(headers) {
+        let message = "the body must be sent with Content-Type: application/json";
+        return Err(Error::new(Kind::UnsupportedMediaType, message).field("body"));
+    }
     if body.len() > MAX_ADMIN_BODY {
         return Err(Error::too_large(MAX_ADMIN_BODY));
     }
@@ -391,8 +398,15 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     })
 }
 
-async fn create(State(store): State<Arc<KeyStore>>, body: Bytes) -> Response {
-    let new: NewKey = match parse(&body) {
+/// Whether `Content-Type` is `application/json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let essence = value.and_then(|v| v.split(';').next()).unwrap_or_default();
+    essence.trim().eq_ignore_ascii_case("application/json")
+}
+
+async fn create(State(store): State<Arc<KeyStore>>, headers: HeaderMap, body: Bytes) -> Response {
+    let new: NewKey = match parse(&headers, &body) {
         Ok(new) => new,
         Err(e) => return e.into_response(),
     };
@@ -423,9 +437,10 @@ async fn show(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Res
 async fn update(
     State(store): State<Arc<KeyStore>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let patch: KeyPatch = match parse(&body) {
+    let patch: KeyPatch = match parse(&headers, &body) {
         Ok(patch) => patch,
         Err(e) => return e.into_response(),
     };

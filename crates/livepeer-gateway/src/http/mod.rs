@@ -17,6 +17,7 @@ pub(crate) mod error;
 pub(crate) mod keys;
 mod linger;
 mod live;
+pub(crate) mod loopback;
 mod marketplace;
 mod openapi;
 mod openapi_schemas;
@@ -130,6 +131,20 @@ pub fn publish_catalogue(
     let publisher = marketplace::Publisher::new(config, catalog, signer)?;
     tasks.spawn("marketplace", |cancel| publisher.run(cancel));
     Ok(())
+}
+
+/// The whole admin API: `routes` with the customer keys' routes under the admin token's
+/// layer (`keys::admin`), the dashboard's page outside that layer (it holds no data; the JSON
+/// it reads is inside), and, when there is no token, all of it behind the loopback guard
+/// (`loopback`) of the listener bound at `listen`.
+pub(crate) fn admin_api(
+    routes: Router,
+    keys: Option<std::sync::Arc<crate::keys::KeyStore>>,
+    config: &crate::keys::KeysConfig,
+    listen: std::net::SocketAddr,
+) -> Router {
+    let routes = keys::admin(routes, keys, config).merge(dashboard_router());
+    loopback::guard(routes, config, listen)
 }
 
 /// The operator's dashboard page and its assets on the admin port. They hold no data, so

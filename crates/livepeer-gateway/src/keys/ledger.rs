@@ -489,9 +489,11 @@ impl LedgerRow {
     /// or a line break; quotes doubled), the charge in USD with 9 decimals.
     pub fn csv_line(&self) -> String {
         let q = |s: &str| {
-            // A leading `=`, `+`, `-` or `@` is a formula to spreadsheets: quoted with a `'`.
+            // A leading `=`, `+`, `-` or `@` is a formula to spreadsheets, and so is one after
+            // a leading tab or carriage return, which some strip (OWASP's list): quoted with a
+            // `'`.
             let s = match s.chars().next() {
-                Some('=' | '+' | '-' | '@') => format!("'{s}"),
+                Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
                 _ => s.to_owned(),
             };
             if s.contains([',', '"', '\n', '\r']) {
@@ -570,6 +572,47 @@ mod tests {
         write(&db, &mut pending).await.unwrap();
         assert_eq!(pending.rows, 0);
         assert_eq!(super::super::db::spend(&db, "k", 0).await.unwrap(), Some((4_000, 0)));
+    }
+
+    fn ledger_row(model: &str, orchestrator: &str) -> LedgerRow {
+        LedgerRow {
+            at_ms: 1,
+            key_id: "k".into(),
+            request_id: "r".into(),
+            pipeline: "llm".into(),
+            model: model.into(),
+            status: 200,
+            outcome: "ok".into(),
+            latency_us: 1,
+            units: 1,
+            orchestrator: orchestrator.into(),
+            tickets: 0,
+            paid_ev_wei: "0".into(),
+            paid_fee_wei: "0".into(),
+            charged_nusd: 0,
+        }
+    }
+
+    /// Text a spreadsheet would run as a formula is quoted with a `'`, including after a
+    /// leading tab or carriage return; RFC 4180 quoting still applies.
+    #[test]
+    fn csv_fields_that_start_a_formula_are_defused() {
+        let rows = [
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "\"'\r=1+1\""),
+            ("plain, text", "\"plain, text\""),
+            ("m", "m"),
+        ];
+        for (model, want) in rows {
+            let line = ledger_row(model, "o").csv_line();
+            let field = line.split_once(",llm,").unwrap().1;
+            let field = field.strip_suffix(",200,ok,1,1,o,0,0,0,0.000000000\n").unwrap();
+            assert_eq!(field, want, "{line:?}");
+        }
     }
 
     #[test]

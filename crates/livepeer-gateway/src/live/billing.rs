@@ -165,13 +165,17 @@ async fn pay_once(
     settle(inner, stream, orch, paid.prepared, outcome);
 }
 
-/// What became of an interval payment, from what its `/payment` call gave.
+/// What became of an interval payment, from what its `/payment` call gave. Anything sent is
+/// booked as received, the interval's fee debited, whatever the orchestrator answered, as
+/// go-livepeer books it (PAYMENTS.md §5.6): booked as spent, the credit went back to zero
+/// and every interval paid a whole ticket again, so an orchestrator that answered each
+/// `/payment` with an error while it served the stream took many times its fee.
 fn settlement(sent: &Result<reqwest::Response, reqwest::Error>) -> Settlement {
     match sent {
-        Ok(resp) if resp.status().as_u16() == 200 => Settlement::Paid,
-        // A dial that failed sent nothing: booked as spent, its tickets would be paid again.
+        // A dial that failed sent nothing: booked as received, its tickets would be owed
+        // to nobody and never paid again.
         Err(e) if e.is_connect() => Settlement::Refused,
-        _ => Settlement::CreditSpent,
+        _ => Settlement::Paid,
     }
 }
 
@@ -218,17 +222,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refused_dial_returns_the_credit_and_anything_sent_spends_it() {
+    async fn a_refused_dial_returns_the_credit_and_anything_sent_is_booked_received() {
         let client = reqwest::Client::new();
         // Nobody listens: the dial is refused and nothing was sent. The port stays bound (never
         // listening) while it is dialled, so that nothing else can take it meanwhile.
         let held = tokio::net::TcpSocket::new_v4().unwrap();
         held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_eq!(post(&client, held.local_addr().unwrap()).await, Settlement::Refused);
-        // Sent, and the connection closed unanswered: the tickets may have been taken.
-        assert_eq!(post(&client, server(None).await).await, Settlement::CreditSpent);
+        // Sent, and the connection closed unanswered, or refused: the tickets may have been
+        // taken, and their credit is kept (the fee debited) as go-livepeer keeps it.
+        assert_eq!(post(&client, server(None).await).await, Settlement::Paid);
         let refused = "HTTP/1.1 402 Payment Required\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(post(&client, server(Some(refused)).await).await, Settlement::CreditSpent);
+        assert_eq!(post(&client, server(Some(refused)).await).await, Settlement::Paid);
         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(post(&client, server(Some(ok)).await).await, Settlement::Paid);
     }

@@ -591,6 +591,8 @@ impl Metrics {
     /// pipeline the pool does not offer counts under [`OTHER`], unless streams of it already
     /// run under its own name.
     pub(crate) fn live_stream_started(&self, pipeline: &str) {
+        // Its series is not let go between the look at its count and the count.
+        let _counts = self.retired.live_counts();
         let running = self.live_running(pipeline);
         let offered = JobKey::ai("live-video-to-video", pipeline)
             .is_some_and(|key| self.known.load().models.contains(&key));
@@ -602,6 +604,7 @@ impl Metrics {
     /// (its own name while streams of it run there, else [`OTHER`]), whatever the pool offers
     /// by now.
     pub(crate) fn live_stream_ended(&self, pipeline: &str) {
+        let _counts = self.retired.live_counts();
         let label = if self.live_running(pipeline) { pipeline } else { OTHER };
         self.live_streams.get_or_create(&PipelineLabel { pipeline: label.to_owned() }).dec();
     }

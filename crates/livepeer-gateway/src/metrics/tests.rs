@@ -134,6 +134,38 @@ fn series_of_names_that_left_the_pool_are_let_go() {
     );
 }
 
+/// `gateway_live_streams` lets go of the series of pipelines no longer offered too, but not
+/// of one that counts a running stream: that stream still ends on it, and the series goes at
+/// a later letting go.
+#[test]
+fn live_stream_series_of_retired_pipelines_are_let_go_once_idle() {
+    let m = Metrics::new();
+    let live = |name: &str| JobKey::ai("live-video-to-video", name).unwrap();
+    m.available([(&live("held"), 1)]);
+    m.live_stream_started("held");
+    let churn = |from: usize, to: usize| {
+        for i in from..to {
+            let pipeline = format!("p{i}");
+            m.available([(&live(&pipeline), 1)]);
+            m.live_stream_started(&pipeline);
+            m.live_stream_ended(&pipeline);
+        }
+    };
+    churn(0, 2_000);
+    let family = "livepeer_gateway_live_streams";
+    let n = count(&m, family);
+    assert!(n <= retire::RETIRED_MAX + 2, "{n} series, 2,001 without letting go");
+    let streams = series(&m, family).join("\n");
+    assert!(streams.contains("pipeline=\"held\"} 1"), "{streams}");
+    m.live_stream_ended("held");
+    let streams = series(&m, family).join("\n");
+    assert!(streams.contains("pipeline=\"held\"} 0"), "{streams}");
+    assert!(!streams.contains("-1"), "{streams}");
+    churn(2_000, 2_000 + retire::RETIRED_MAX);
+    let streams = series(&m, family).join("\n");
+    assert!(!streams.contains("held"), "{streams}");
+}
+
 /// A pool that does not change is never cleared: counters keep counting across censuses.
 #[test]
 fn a_steady_pool_keeps_its_counters() {

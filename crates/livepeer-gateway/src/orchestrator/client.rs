@@ -300,11 +300,12 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
     }
 }
 
-/// At most 300 characters of an orchestrator's `grpc-message`, trimmed: it goes into the
-/// pool's record, logs and, for calls on the request path, the client's error (a 15 kB one
-/// was kept whole; the header list allows up to [`MAX_HEADER_LIST`]).
+/// At most 300 characters of an orchestrator's `grpc-message`, trimmed and on one line: it
+/// goes into the pool's record, logs and, for calls on the request path, the client's error
+/// (a 15 kB one was kept whole; the header list allows up to [`MAX_HEADER_LIST`]), and a
+/// newline in it would forge log lines.
 fn cut(text: &str) -> String {
-    text.trim().chars().take(300).collect()
+    super::text::cut(text)
 }
 
 /// First certificate (DER) seen per orchestrator address.
@@ -428,5 +429,23 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_orchestrators_grpc_message_is_cut_onto_one_line() {
+        let deadline = Duration::from_secs(1);
+        let forged = "OrchestratorCapped\nlevel=INFO msg=\"ticket redeemed\"\r";
+        let e = classify(&tonic::Status::unknown(forged), deadline);
+        let ClientError::Refused(msg) = &e else { panic!("{e:?}") };
+        assert_eq!(msg, "OrchestratorCapped level=INFO msg=\"ticket redeemed\"");
+        assert_eq!(e.code(), "OrchestratorCapped");
+        let long = tonic::Status::unknown("x".repeat(15_000));
+        let ClientError::Refused(msg) = classify(&long, deadline) else { panic!() };
+        assert_eq!(msg.len(), super::super::text::MAX_CHARS);
     }
 }

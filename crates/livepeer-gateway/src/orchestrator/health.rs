@@ -122,8 +122,11 @@ impl Breaker {
         self.note_error(now_ms, message);
     }
 
-    /// Keeps `message` as the last error without changing the state.
+    /// Keeps `message` as the last error without changing the state, cut short and on one
+    /// line: it is the orchestrator's text, served to the dashboard every second, and a caller
+    /// may have passed it on whole.
     fn note_error(&self, now_ms: u64, message: String) {
+        let message = super::text::cut(&message);
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(LastError { message, at_ms: now_ms });
         }

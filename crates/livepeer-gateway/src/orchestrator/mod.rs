@@ -19,6 +19,7 @@ pub mod price;
 pub(crate) mod reach;
 pub mod selection;
 pub mod snapshot;
+pub mod text;
 pub mod verdict;
 
 pub use client::{ClientError, Identity, OrchClient, Timeouts, TlsTrust};

@@ -25,6 +25,7 @@ use super::info::OrchInfo;
 use super::price::Price;
 use super::selection::{self, Entry, Limits, Live, Weights};
 use super::snapshot::{JobKey, Requirements, Slot, Snapshot};
+use super::text;
 use crate::error::Kind;
 use crate::metrics::Metrics;
 use crate::task::Tasks;
@@ -426,16 +427,20 @@ impl Pool {
             // The gateway's own shortage says nothing of the orchestrator: its info stays.
             Err(e @ ClientError::Local(_)) => {
                 self.inner.metrics.discovery_error(&url, e.code());
-                tracing::warn!(orchestrator = %url, error = %e, "orchestrator not refreshed");
+                let error = text::one_line(&e.to_string());
+                tracing::warn!(orchestrator = %url, %error, "orchestrator not refreshed");
             }
             Err(e) => {
                 self.inner.metrics.discovery_error(&url, e.code());
                 let was = slot.stats.breaker.state(now);
-                slot.stats.breaker.record_failure(now, &self.inner.config.eject, e.to_string());
+                // The gRPC message is the orchestrator's text, and `%` logs it as it is (the
+                // record cuts it short too).
+                let error = text::one_line(&e.to_string());
+                slot.stats.breaker.record_failure(now, &self.inner.config.eject, error.clone());
                 if was == HealthState::Healthy {
                     self.inner.metrics.ejected(&url);
                 }
-                tracing::warn!(orchestrator = %url, error = %e, cooldown_ms = slot.stats.cooldown_left_ms(now), "orchestrator ejected");
+                tracing::warn!(orchestrator = %url, %error, cooldown_ms = slot.stats.cooldown_left_ms(now), "orchestrator ejected");
             }
         }
     }

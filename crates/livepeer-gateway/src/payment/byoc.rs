@@ -388,10 +388,11 @@ fn decide(
 ) -> Result<Plan, PayError> {
     let price = token.price.to_ratio().map_err(|e| internal(&e))?;
     if account.changed.is_none_or(|c| fetched > c) && account.pending == 0 {
-        account.balance = SignedRatio::from(Ratio::from_u64(token.balance.unsigned_abs()));
-        if token.balance < 0 {
-            account.balance = account.balance.neg();
-        }
+        // A debt the orchestrator reports is not taken: what is short of its minute would
+        // then grow with it, and an orchestrator reporting -10^13 would be paid that much
+        // on every job. Paid at most the job's cost or the minute, one that is truly owed
+        // more refuses the job (and is paid for it) until it has been made up.
+        account.balance = SignedRatio::from(Ratio::from_u64(token.balance.max(0).unsigned_abs()));
         account.changed = Some(fetched);
     }
     let floor = price.checked_mul_u64(MIN_BALANCE_SECONDS).map_err(|e| internal(&e))?;
@@ -558,6 +559,16 @@ mod tests {
         let books = ByocBooks::default();
         let p = ready(books.prepare(&local, "o", "c", (&token(45, 2500), at), 10).unwrap());
         assert_eq!(p.tickets, 1);
+    }
+
+    #[test]
+    fn a_debt_the_orchestrator_reports_is_not_paid_beyond_the_minute() {
+        let (books, local) = (ByocBooks::default(), payer());
+        let at = Instant::now();
+        // 45 wei/s: a 10 s job pays the 2,700 wei minute (three tickets) whatever the token
+        // says is owed (before: 1,002,700 wei, a thousand tickets capped at 600).
+        let p = ready(books.prepare(&local, "o", "c", (&token(45, -1_000_000), at), 10).unwrap());
+        assert_eq!(p.tickets, 3);
     }
 
     #[test]

@@ -162,6 +162,14 @@ impl Payments {
         Ok(Self { way, byoc: byoc::ByocBooks::default(), caps: Arc::default() })
     }
 
+    /// The same payments, holding a remote signer's to the operator's EV `limits` too.
+    pub fn with_limits(mut self, limits: PaymentLimits) -> Self {
+        if let Way::Remote(remote) = self.way {
+            self.way = Way::Remote(remote.with_limits(limits));
+        }
+        self
+    }
+
     /// The same payments, refusing a remote signer's tickets unless signed by `sender` (its
     /// identity, fetched at start).
     pub fn with_signer_identity(mut self, sender: livepeer_pm::Address) -> Self {

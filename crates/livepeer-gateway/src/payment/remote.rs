@@ -22,7 +22,7 @@ use livepeer_proto::{Message, net};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::terms::{Cost, PayError, PriceBounds};
+use super::terms::{Cost, PayError, PaymentLimits, PriceBounds};
 use crate::error::error_chain;
 use crate::orchestrator::byoc::JobToken;
 use crate::orchestrator::caps::Capabilities;
@@ -31,7 +31,7 @@ use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{Identity, JobKey, OrchClient};
 use crate::outbound;
-use check::check_payment;
+use check::{check_ev, check_payment};
 
 mod check;
 
@@ -127,6 +127,8 @@ pub(super) struct RemotePayer {
     /// Sessions by (orchestrator, job, manifest id): the signer's state tracks one balance, and the
     /// orchestrator books each manifest id (each live stream) on its own.
     sessions: Arc<Mutex<HashMap<SessionKey, SharedSession>>>,
+    /// The gateway's own EV limits, which the signer's payments are held to as well.
+    limits: PaymentLimits,
 }
 
 impl RemotePayer {
@@ -143,7 +145,15 @@ impl RemotePayer {
             .map_err(|e| e.to_string())?;
         let endpoint = base.join("generate-live-payment").map_err(|e| e.to_string())?;
         let sign_job = base.join("sign-byoc-job").map_err(|e| e.to_string())?;
-        Ok(Self { http, endpoint, sign_job, client, sender: None, sessions: Arc::default() })
+        let sessions = Arc::default();
+        let limits = PaymentLimits::default();
+        Ok(Self { http, endpoint, sign_job, client, sender: None, sessions, limits })
+    }
+
+    /// The same payer, holding the signer's payments to `limits` (the operator's).
+    pub(super) fn with_limits(mut self, limits: PaymentLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same payer, checking that tickets are signed by `sender` (the signer's identity).
@@ -189,7 +199,9 @@ impl RemotePayer {
                     // (state and params, whose nonces the signer went on with) is dropped.
                     let checked = match &s.info.ticket_params {
                         Some(params) => match most_tickets(units, billed_at, params) {
-                            Ok(most) => check_payment(&payment, params, most, self.sender).await,
+                            Ok(most) => check_payment(&payment, params, most, self.sender)
+                                .await
+                                .and_then(|n| check_ev(params, n, &self.limits).map(|()| n)),
                             Err(e) => Err(e),
                         },
                         None => Err(PayError::Refused("no ticket params to pay".into())),
@@ -295,7 +307,9 @@ impl RemotePayer {
             match self.generate(&body).await? {
                 Generated::Paid { payment, state, .. } => {
                     let most = signer_tickets(units, &credit, &price, &ev).min(max_tickets);
-                    let checked = check_payment(&payment, &params, most, self.sender).await;
+                    let checked = check_payment(&payment, &params, most, self.sender)
+                        .await
+                        .and_then(|n| check_ev(&params, n, &self.limits).map(|()| n));
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);

@@ -19,6 +19,23 @@ pub struct PaymentLimits {
     pub max_total_ev: U256,
 }
 
+impl PaymentLimits {
+    /// go-livepeer's `-maxTicketEV` default: 3000 gwei.
+    pub const DEFAULT_MAX_TICKET_EV: u128 = 3_000_000_000_000;
+    /// go-livepeer's `-maxTotalEV` default: 20000 gwei.
+    pub const DEFAULT_MAX_TOTAL_EV: u128 = 20_000_000_000_000;
+}
+
+impl Default for PaymentLimits {
+    fn default() -> Self {
+        Self {
+            deposit_multiplier: 1,
+            max_ticket_ev: U256::from(Self::DEFAULT_MAX_TICKET_EV),
+            max_total_ev: U256::from(Self::DEFAULT_MAX_TOTAL_EV),
+        }
+    }
+}
+
 /// The prices one job may be paid at: the operator's cap for it, and twice the price its
 /// orchestrator was selected at. The price paid is the one the orchestrator quotes when asked
 /// with the job's capabilities, a second answer that selection never saw: an orchestrator

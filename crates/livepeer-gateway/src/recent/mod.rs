@@ -8,6 +8,7 @@
 //! (`/metrics`) keeps the long-run totals; this keeps the last half hour at a glance. Amounts
 //! are exact ([`Ratio`]), never floats.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -157,6 +158,13 @@ fn cut(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The key `job_id`'s samples are kept under: the id itself, or [`cut`] when it is longer
+/// than [`MAX_TEXT`]. Every lookup goes through it, so that a long id finds its own samples
+/// rather than missing them (and evicting another job's at every request).
+fn job_key(job_id: &str) -> Cow<'_, str> {
+    if job_id.len() <= MAX_TEXT { Cow::Borrowed(job_id) } else { Cow::Owned(cut(job_id)) }
+}
+
 /// The `q`-th quantile (0..=100) of `sorted`, nearest rank.
 fn quantile(sorted: &[u32], q: usize) -> Option<u32> {
     let n = sorted.len();
@@ -202,6 +210,8 @@ impl Recent {
         if bucket.latencies.len() < SAMPLES_PER_BUCKET {
             bucket.latencies.push(latency);
         }
+        let job_id = job_key(job_id);
+        let job_id = job_id.as_ref();
         if !inner.jobs.contains_key(job_id) && inner.jobs.len() >= MAX_JOBS {
             let stalest = inner
                 .jobs
@@ -215,7 +225,7 @@ impl Recent {
         // A job already kept is found without making its key again (once per request).
         let samples = match inner.jobs.contains_key(job_id) {
             true => inner.jobs.get_mut(job_id),
-            false => Some(inner.jobs.entry(cut(job_id)).or_default()),
+            false => Some(inner.jobs.entry(job_id.to_owned()).or_default()),
         };
         if let Some(samples) = samples {
             samples.push_back((at_ms, latency));
@@ -300,7 +310,7 @@ impl Recent {
     /// The latency of `job_id`'s successful requests within [`LATENCY_WINDOW_MS`] of `now_ms`.
     pub fn latency(&self, job_id: &str, now_ms: i64) -> Option<Latency> {
         let inner = self.lock();
-        let samples = inner.jobs.get(job_id)?;
+        let samples = inner.jobs.get(job_key(job_id).as_ref())?;
         let mut sorted: Vec<u32> = samples
             .iter()
             .filter(|(t, _)| now_ms - t <= LATENCY_WINDOW_MS)

@@ -84,3 +84,23 @@ fn latency_looks_only_at_the_window() {
     assert_eq!(r.latency("other", now), None);
     assert_eq!(r.latency("llm/m", now + LATENCY_WINDOW_MS), None);
 }
+
+/// A job id longer than [`MAX_TEXT`] is kept cut, and found again by its whole id: its
+/// latency shows, and its requests do not evict other jobs' samples.
+#[test]
+fn a_long_job_id_finds_its_own_samples() {
+    let r = Recent::default();
+    let long = format!("llm/{}", "m".repeat(2 * MAX_TEXT));
+    for j in 0..(MAX_JOBS - 1) {
+        r.succeeded(&format!("job{j}"), 1, 1);
+    }
+    for l in [10, 20, 30] {
+        r.succeeded(&long, l, 2);
+    }
+    let latency = r.latency(&long, 3);
+    assert_eq!(latency, Some(Latency { samples: 3, p50_ms: 20, p95_ms: 30 }));
+    let inner = r.lock();
+    assert_eq!(inner.jobs.len(), MAX_JOBS, "no job was evicted");
+    assert!(inner.jobs.contains_key("job0"));
+    assert!(inner.jobs.keys().all(|k| k.len() <= MAX_TEXT + '…'.len_utf8()));
+}

@@ -510,11 +510,11 @@ fn debit_of(prepared: &Prepared, pixels: u64) -> livepeer_pm::Ratio {
     price.and_then(|p| p.checked_mul_u64(pixels).ok()).unwrap_or_default()
 }
 
-/// At most 300 characters of an orchestrator's error text, trimmed: it goes into the pushing
-/// client's error, the log line of every attempt and the pool's record (a 1 MB one was
-/// copied into all of them).
+/// At most 300 characters of an orchestrator's error text, trimmed and on one line: it goes
+/// into the pushing client's error, the log line of every attempt and the pool's record (a
+/// 1 MB one was copied into all of them), and a newline in it would forge log lines.
 fn cut(text: &str) -> String {
-    text.trim().chars().take(300).collect()
+    crate::orchestrator::text::cut(text)
 }
 
 /// How many times the fee estimate's pixels a segment's renditions may report.
@@ -632,6 +632,8 @@ mod tests {
         assert_eq!(cut("  short  "), "short");
         let long = "é".repeat(1_000_000);
         assert_eq!(cut(&long).chars().count(), 300);
+        // Its own log lines: the newline and carriage return are spaces now.
+        assert_eq!(cut("bad\r\nlevel=INFO fake\tline"), "bad  level=INFO fake line");
     }
 
     fn info(address: livepeer_pm::Address) -> OrchInfo {

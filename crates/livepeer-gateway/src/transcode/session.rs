@@ -88,7 +88,8 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
             }
             Err(e) => {
                 ctx.metrics.transcode_failed(e.code());
-                let message = e.to_string();
+                // Orchestrator text may be in it, and `%` logs it as it is: one line only.
+                let message = crate::orchestrator::text::one_line(&e.to_string());
                 tracing::info!(orchestrator = %url, seq = job.seq, manifest = %job.manifest, error = %message, "segment attempt failed");
                 stream.count(|c| {
                     c.failed_attempts += 1;

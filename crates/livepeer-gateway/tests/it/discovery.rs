@@ -235,12 +235,16 @@ async fn webhook_discovery_refreshes_and_keeps_the_last_good_list() {
     let hook = Hook::default();
     *hook.body.lock().unwrap() =
         (200, format!(r#"[{{"address":"{}","score":1}}, {{"address":""}}]"#, a.url()));
-    let url = serve_hook(hook.clone()).await;
+    // A credential in its query, as some services want: `/status` must not show it.
+    let url = format!("{}?token=hook-secret-123", serve_hook(hook.clone()).await);
     let mut c = with_source(config(&[]), OrchSource::Webhook(url.parse().unwrap()));
     c.webhook_refresh_interval = Duration::from_millis(1);
     let gw = start(c).await;
     let (_, status) = admin_get(&gw, "/status").await;
     assert_eq!(status["pool"]["orchestrators"], 1, "{status}");
+    let origin = url.split("/orchs").next().unwrap();
+    assert_eq!(status["config"]["orchestrators"]["webhook"], format!("{origin}/…"), "{status}");
+    assert!(!status.to_string().contains("hook-secret-123"), "{status}");
 
     // The webhook now lists both: an on-demand refresh picks b up.
     *hook.body.lock().unwrap() =

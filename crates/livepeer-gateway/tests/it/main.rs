@@ -1,6 +1,7 @@
 //! Full-stack tests: a real gateway and real simulated orchestrators over real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
 
+mod admin_guard;
 mod ai;
 mod audio_probe;
 mod bench;

@@ -73,7 +73,9 @@ async fn refused(mut conn: TcpStream) -> bool {
 /// The refusals `listener` counted, from `/metrics` (read from [`WATCHER`]'s address).
 async fn refusals(gw: &Gateway, listener: &str) -> u64 {
     let mut conn = connect_from(WATCHER, gw.admin_addr).await;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    // A loopback `Host`: the token-less admin API answers no other.
+    let get = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    conn.write_all(get).await.unwrap();
     let mut text = String::new();
     conn.read_to_string(&mut text).await.unwrap();
     let series =

@@ -101,6 +101,30 @@ async fn a_5xx_on_one_pipeline_leaves_the_orchestrator_selectable_for_the_others
 }
 
 #[tokio::test]
+async fn an_orchestrators_64_kib_error_is_kept_cut_and_on_one_line() {
+    let a = sim("a", 1, &[("text-to-image", SD, 8)]).await;
+    let b = sim("b", 1000, &[("text-to-image", SD, 8)]).await;
+    let gw = gateway(&[&a, &b]).await;
+    // Lines of its own making, then up to the 64 KiB the gateway reads of an error: kept, it
+    // would be served every second on `/orchestrators`.
+    let lines = "runner crashed\nlevel=INFO msg=forged\r\n";
+    let body = format!("{lines}{}", "x".repeat((64 << 10) - lines.len() - 1));
+    a.set_ai_mode(AiMode::Status(500, body));
+    let resp = t2i(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(served_by(&resp), b.url(), "failed over to b");
+    let job = job_state(&gw, a.url(), &format!("text-to-image/{SD}")).await;
+    let orch = orch_state(&gw, a.url()).await;
+    for kept in [&job["last_error"]["message"], &orch["last_error"]["message"]] {
+        let kept = kept.as_str().unwrap();
+        assert!(kept.chars().count() <= 300, "{} characters kept", kept.chars().count());
+        assert!(kept.contains("runner crashed level=INFO msg=forged"), "{kept}");
+        assert!(!kept.contains(['\n', '\r']), "{kept:?}");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn many_llm_streams_do_not_fill_text_to_image_capacity() {
     // Text-to-image takes 2 at once; the LLM takes 64. `b` is far dearer, so every stream
     // goes to `a`.

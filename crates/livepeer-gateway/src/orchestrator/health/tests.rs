@@ -29,6 +29,22 @@ fn cooldown_grows_then_probe_closes_the_breaker() {
 }
 
 #[test]
+fn a_kept_error_is_cut_short_and_on_one_line() {
+    let o = OrchStats::default();
+    let p = EjectPolicy::default();
+    // 64 KiB of an orchestrator's error body, passed on whole by a caller.
+    let body = format!("runner failed\nlevel=INFO fake=line\r\n{}", "é".repeat(64 << 10));
+    o.breaker.record_failure(1, &p, body.clone());
+    let kept = o.breaker.last_error().unwrap().message;
+    assert_eq!(kept.chars().count(), super::super::text::MAX_CHARS);
+    assert!(kept.starts_with("runner failed level=INFO fake=line  é"), "{kept:?}");
+    o.note_job_error(2, body);
+    let kept = o.last_error().unwrap().message;
+    assert_eq!(kept.chars().count(), super::super::text::MAX_CHARS);
+    assert!(!kept.contains(['\n', '\r']));
+}
+
+#[test]
 fn ewma_and_in_flight() {
     let s = Load::default();
     s.observe_latency(Duration::from_millis(8));

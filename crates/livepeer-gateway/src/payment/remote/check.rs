@@ -72,6 +72,36 @@ pub(in crate::payment) async fn check_payment(
     Ok(tickets)
 }
 
+/// Refuses a signer's payment of `tickets` tickets of `params` above the gateway's own EV
+/// limits (`--max-ticket-ev`, `--max-total-ev`), as its local key would: the signer checks
+/// its own, but an orchestrator's params that a lax or misconfigured signer accepts are not
+/// paid on that alone.
+pub(in crate::payment) fn check_ev(
+    params: &TicketParams,
+    tickets: u32,
+    limits: &crate::payment::terms::PaymentLimits,
+) -> Result<(), PayError> {
+    if tickets == 0 {
+        return Ok(());
+    }
+    let ev = params.ev();
+    if ev > livepeer_pm::Ratio::from_u256(limits.max_ticket_ev) {
+        let why =
+            format!("ticket EV {} above the max ticket EV {}", ev.floor(), limits.max_ticket_ev);
+        return Err(refused(&why));
+    }
+    let total = ev.checked_mul_u64(u64::from(tickets)).map_err(|e| refused(&e.to_string()))?;
+    if total > livepeer_pm::Ratio::from_u256(limits.max_total_ev) {
+        let why = format!(
+            "{tickets} tickets of EV {} above the max total EV {}",
+            ev.floor(),
+            limits.max_total_ev
+        );
+        return Err(refused(&why));
+    }
+    Ok(())
+}
+
 /// What every ticket of one payment shares.
 struct Signed {
     params: TicketParams,
@@ -130,6 +160,25 @@ mod tests {
         let mut payment = livepeer_pm::decode_payment_header(&header(params, n)).unwrap();
         spoil(&mut payment);
         payment_header_value(&payment)
+    }
+
+    #[test]
+    fn a_signer_payment_above_the_gateway_s_ev_limits_is_refused() {
+        let ours = params(1);
+        let ev = livepeer_pm::U256::from(u64::try_from(ours.ev().ceil()).unwrap());
+        let limits = |ticket, total| crate::payment::terms::PaymentLimits {
+            deposit_multiplier: 1,
+            max_ticket_ev: ticket,
+            max_total_ev: total,
+        };
+        let three = ev * livepeer_pm::U256::from(3u8);
+        assert!(check_ev(&ours, 3, &limits(ev, three)).is_ok());
+        let e = check_ev(&ours, 4, &limits(ev, three)).unwrap_err();
+        assert!(e.to_string().contains("above the max total EV"), "{e}");
+        let below = ev - livepeer_pm::U256::from(1u8);
+        let e = check_ev(&ours, 1, &limits(below, three)).unwrap_err();
+        assert!(e.to_string().contains("above the max ticket EV"), "{e}");
+        assert!(check_ev(&ours, 0, &limits(below, below)).is_ok());
     }
 
     #[tokio::test]
