@@ -61,6 +61,9 @@ pub enum LiveMode {
     /// Keep reading input, but write output as one segment that never ends, one byte every
     /// 500 ms, as a runner wedged mid-segment would.
     DripOutput,
+    /// Serve streams as `Normal`, but answer every `/payment` 500 after crediting its
+    /// tickets, as a hostile orchestrator keeping what it is sent would.
+    RefusePayments,
 }
 
 /// What the simulator's live side has done, from [`crate::Sim::live`].
@@ -85,6 +88,9 @@ pub struct LiveStats {
     pub keepalives: u64,
     /// `/payment` calls accepted.
     pub payments: u64,
+    /// `/payment` calls whose tickets were credited and that were answered 500
+    /// ([`LiveMode::RefusePayments`]).
+    pub payments_refused: u64,
     /// Streams stopped because their balance did not cover the time used.
     pub stopped_for_balance: u64,
     /// Milliseconds since the Unix epoch of each accepted `/payment`, oldest first (last 256).
@@ -312,6 +318,10 @@ async fn payment(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         let seg = check_segment(&shared, &headers, sender)?;
         let mid = String::from_utf8_lossy(&seg.manifest_id).into_owned();
         shared.payments.receive(&payment, &mid)?;
+        if shared.live.mode() == LiveMode::RefusePayments {
+            shared.live.update(|s| s.payments_refused += 1);
+            return Err(Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "payment refused"));
+        }
         let request = net::OrchestratorRequest {
             address: payment.sender.clone(),
             capabilities: seg.capabilities.clone(),

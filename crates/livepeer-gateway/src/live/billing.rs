@@ -145,7 +145,8 @@ async fn pay_once(
         .send()
         .await;
     let outcome = settlement(&sent);
-    let ok = outcome == Settlement::Paid;
+    // Booked received or not, only a 200 is a payment the orchestrator took.
+    let ok = matches!(&sent, Ok(resp) if resp.status().as_u16() == 200);
     if !ok {
         let error = match sent {
             Ok(resp) => format!("status {}", resp.status()),
@@ -161,6 +162,9 @@ async fn pay_once(
     }
     if paid.prepared.spend().is_none() {
         stream.record_payment(ok, 0, &Default::default(), &Default::default());
+    } else if !ok && outcome == Settlement::Paid {
+        // Its tickets are booked as sent (below), and the refusal is counted apart.
+        stream.record_refused_payment();
     }
     settle(inner, stream, orch, paid.prepared, outcome);
 }

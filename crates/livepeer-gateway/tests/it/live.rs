@@ -554,6 +554,40 @@ async fn payments_arrive_on_schedule_and_stop_with_the_stream() {
     assert!(first["payments"]["tickets"].as_u64().unwrap() >= 1, "{first}");
 }
 
+/// An orchestrator that credits each interval payment's tickets and answers `/payment` with an
+/// error keeps the stream's credit, as go-livepeer books it: the gateway goes on drawing on that
+/// credit rather than paying a whole ticket again every interval (one ticket of EV 8·10⁹ wei
+/// covers hundreds of half-second intervals at 1 wei a pixel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_answered_with_an_error_keep_their_credit() {
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let sim = LiveSim::new("live-refuses-payments").eth(9).price(1).start().await;
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    c.live.payment_interval = Duration::from_millis(500);
+    let gw = start(c).await;
+    let started = start_stream(&gw, "refused", json!({})).await;
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pumping = pump(started["publish_url"].as_str().unwrap(), running.clone());
+    eventually(Duration::from_secs(30), "a first interval payment", || async {
+        sim.live().payments >= 1
+    })
+    .await;
+    sim.set_live_mode(livepeer_sim::LiveMode::RefusePayments);
+    let tickets = sim.payments().tickets_received;
+    eventually(Duration::from_secs(30), "four refused payments", || async {
+        sim.live().payments_refused >= 4
+    })
+    .await;
+    // Booked as spent, each refused payment's credit was lost and the next paid a ticket.
+    let more = sim.payments().tickets_received - tickets;
+    assert!(more <= 1, "{more} tickets for four intervals already paid for");
+    let shown = status(&gw, "refused").await;
+    assert!(shown["payments"]["failed"].as_u64().unwrap() >= 3, "counted as failed: {shown}");
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    pumping.await.unwrap();
+}
+
 /// The orchestrator keeps a balance per (sender, stream manifest): credit the gateway holds from
 /// one stream's payments is worth nothing to the next stream, which must prepay its own minute.
 /// With a ticket EV above the prepaid minute's fee, the first stream ends holding credit of a
