@@ -229,7 +229,7 @@ impl<'a> Job<'a> {
             Err(TokenProblem::Local(e)) => return self.overloaded(lease, e),
         };
         self.token_fetched = Some(token.fetched);
-        if let Some(why) = self.state.over_cap(&orch, &self.req.capability, &token.token) {
+        if let Some(why) = self.state.over_cap(&self.req.capability, &token.token) {
             // Its price, not a fault: moved on from without a penalty, as a refused payment.
             return self.skipped(lease, &orch, "price", why);
         }

@@ -137,29 +137,12 @@ impl ByocState {
         self.tokens.clone().run(self.pool.clone(), after, cancel).await;
     }
 
-    /// Why `token`'s price may not be paid for `capability` at orchestrator `orch` (its
-    /// [`tokens::orch_key`]): over `--byoc-max-price`, or more than twice the price the
-    /// orchestrator advertised for the capability, the one it was selected at (go-livepeer's
-    /// `validatePrice` rule for the other job types). The selection checked the advertised
-    /// price, but the token's price is the one tickets are made for, and it may differ (a
-    /// price set in USD moves, the advertised one is truncated to whole wei), up to twice;
-    /// beyond, an orchestrator that advertised cheaply would charge what it liked.
-    pub fn over_cap(&self, orch: &str, capability: &str, token: &JobToken) -> Option<String> {
-        let key = JobKey::byoc(capability);
-        let snap = self.pool.snapshot();
-        let slot = [format!("{orch}/"), orch.to_owned()]
-            .iter()
-            .find_map(|url| snap.by_url.get(url))
-            .and_then(|&i| snap.slots.get(i as usize));
-        let advertised = slot
-            .and_then(|s| s.info.as_ref())
-            .map(|info| info.price_for(key.capability, &key.model));
-        let cap = self.pool.max_price(&key);
-        if let Some(selected) = advertised {
-            let bounds = crate::payment::PriceBounds { cap, selected };
-            return bounds.check(token.price).err().map(|e| format!("job token: {e}"));
-        }
-        let max = cap?;
+    /// Why `token`'s price may not be paid for `capability`: over `--byoc-max-price`. The
+    /// selection checked the price GetOrchestrator advertised, but the token's price is the one
+    /// tickets are made for, and it may differ (a price set in USD moves, the advertised one is
+    /// truncated to whole wei, and an orchestrator may quote one and charge another).
+    pub fn over_cap(&self, capability: &str, token: &JobToken) -> Option<String> {
+        let max = self.pool.max_price(&JobKey::byoc(capability))?;
         (token.price > max).then(|| {
             format!(
                 "job token price {}/{} wei per second is over the cap of {}/{}",

@@ -195,7 +195,9 @@ async fn call_from(
     body: Bytes,
 ) -> Result<(Answer, Option<IpAddr>), CallError> {
     let gateway = CallError::Gateway;
-    if let Some(why) = inner.byoc.over_cap(orch, &job.capability, &token.token) {
+    // Only what is paid is held to the cap: an unpaid call (a stop) still reaches the
+    // orchestrator whatever its price has become.
+    if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token).filter(|_| paid) {
         return Err(gateway(why));
     }
     let header = sign(inner, job).await.map_err(gateway)?;
@@ -653,7 +655,7 @@ pub(crate) async fn pay(inner: &Inner, stream: &Stream, orch: &str) -> Result<bo
     if token.token.price.is_zero() {
         return Ok(false);
     }
-    if let Some(why) = inner.byoc.over_cap(orch, capability, &token.token) {
+    if let Some(why) = inner.byoc.over_cap(capability, &token.token) {
         return Err(why);
     }
     let job = call_job(stream, PAYMENT_TIMEOUT_SECONDS, "{}");

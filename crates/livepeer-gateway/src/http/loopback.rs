@@ -69,8 +69,8 @@ fn check(headers: &HeaderMap, uri: &Uri, listen: SocketAddr) -> Result<(), Strin
     Ok(())
 }
 
-/// Whether `authority` (`host[:port]`) names a loopback host at any port, or is exactly the
-/// listener's address (one of 127.0.0.0/8 other than 127.0.0.1, say).
+/// Whether `authority` (`host[:port]`) names a loopback host (`localhost`, with or without
+/// its final dot, or any loopback address) at any port, or is exactly the listener's address.
 fn is_local_authority(authority: &str, listen: SocketAddr) -> bool {
     if authority.parse::<SocketAddr>().is_ok_and(|a| a == listen) {
         return true;
@@ -78,7 +78,9 @@ fn is_local_authority(authority: &str, listen: SocketAddr) -> bool {
     // Names only, no resolving: a rebinding attack's whole point is a name that resolves
     // to loopback.
     host_of(authority).is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let ip = host.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_canonical());
+        host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback())
     })
 }
 
@@ -129,6 +131,10 @@ mod tests {
             "[::1]",
             "[::1]:8080",
             "127.0.0.2:5935",
+            "127.0.0.2:80",
+            "localhost.:5935",
+            "[::ffff:127.0.0.1]",
+            "[0:0:0:0:0:0:0:1]:1",
         ] {
             assert_eq!(check(&with(header::HOST, host), &uri, listen()), Ok(()), "{host}");
         }
@@ -143,8 +149,8 @@ mod tests {
             "evil.example:5935",
             "localhost.evil.example",
             "127.0.0.1.nip.io:5935",
-            "127.0.0.2:80",
-            "127.0.0.2",
+            "10.0.0.1",
+            "[::2]",
             "user@127.0.0.1",
             "127.0.0.1:x",
             "::1",

@@ -160,11 +160,18 @@ async fn pay_once(
             "live payment failed"
         );
     }
-    if paid.prepared.spend().is_none() {
-        stream.record_payment(ok, 0, &Default::default(), &Default::default());
-    } else if !ok && outcome == Settlement::Paid {
-        // Its tickets are booked as sent (below), and the refusal is counted apart.
-        stream.record_refused_payment();
+    match paid.prepared.spend() {
+        None => stream.record_payment(ok, 0, &Default::default(), &Default::default()),
+        // Sent but refused: its tickets count as sent (metrics, the stream's totals) and the
+        // payment as failed; its fee is not what the orchestrator took, so a customer priced
+        // as a multiple of that is not charged it.
+        Some(spend) if !ok && outcome == Settlement::Paid => {
+            inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
+            stream.record_payment(false, spend.tickets, &spend.ev_sent, &spend.fee);
+            inner.payments.settle(paid.prepared, outcome);
+            return;
+        }
+        Some(_) => {}
     }
     settle(inner, stream, orch, paid.prepared, outcome);
 }

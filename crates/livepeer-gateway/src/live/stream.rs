@@ -381,12 +381,6 @@ impl Stream {
         });
     }
 
-    /// Counts an interval payment the orchestrator answered with an error, whose tickets
-    /// were counted as sent all the same (see `billing::settlement`).
-    pub(crate) fn record_refused_payment(&self) {
-        self.with_state(|s| s.payments_failed += 1);
-    }
-
     /// A payment to the serving orchestrator.
     pub(crate) fn record_payment(
         &self,

@@ -581,7 +581,7 @@ async fn a_token_price_over_the_cap_is_neither_paid_nor_penalised() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains("above the max price"), "{body}");
+    assert!(message.contains("over the cap"), "{body}");
     assert_eq!(a.byoc_stats().requests, served, "no job reached the orchestrator");
     assert_eq!(a.payments().tickets_received, tickets, "no ticket at the new price");
     let (orch, job) = job_state(&gw, &a).await;
@@ -595,45 +595,6 @@ async fn a_token_price_over_the_cap_is_neither_paid_nor_penalised() {
         assert!(tokio::time::Instant::now() < until, "usable again after a token refresh");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Without any cap, a job token quoting more than twice what the orchestrator advertised
-/// for the capability (the price it was selected at) is not paid, as go-livepeer refuses a
-/// price that more than doubled for its other jobs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_price_more_than_double_the_advertised_one_is_not_paid() {
-    let caps = vec![SimByoc::new(REVERSAL, ByocKind::Reverse).price(50_000_000, 1).capacity(8)];
-    let a = sim("a", caps, Some(1)).await;
-    let mut c = config(&[a.url()]);
-    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
-    c.byoc.token_refresh = Duration::from_millis(300);
-    let gw = start(c).await;
-    let http = reqwest::Client::new();
-    let header = header(REVERSAL, 10, json!({}));
-    assert_eq!(reverse(&http, &gw, &header).await.status(), 200);
-    // Twice is allowed (a price in USD moves); three times is not.
-    a.set_byoc_job_price(Some(100_000_000));
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.payments().tickets_received == 0 || reverse(&http, &gw, &header).await.status() != 200 {
-        assert!(tokio::time::Instant::now() < until, "twice the price is paid");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    a.set_byoc_job_price(Some(150_000_000));
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    let tickets = loop {
-        let tickets = a.payments().tickets_received;
-        let resp = reverse(&http, &gw, &header).await;
-        let body: Value = resp.json().await.unwrap_or_default();
-        let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
-        if message.contains("more than doubled") {
-            break tickets;
-        }
-        assert!(tokio::time::Instant::now() < until, "never refused: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let resp = reverse(&http, &gw, &header).await;
-    assert_eq!(resp.status(), 503);
-    assert_eq!(a.payments().tickets_received, tickets, "no ticket at three times the price");
 }
 
 /// Writes `head` to `addr` and reads the answer until the server closes the connection or a
