@@ -195,9 +195,7 @@ async fn call_from(
     body: Bytes,
 ) -> Result<(Answer, Option<IpAddr>), CallError> {
     let gateway = CallError::Gateway;
-    // Only what is paid is held to the cap: an unpaid call (a stop) still reaches the
-    // orchestrator whatever its price has become.
-    if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token).filter(|_| paid) {
+    if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token) {
         return Err(gateway(why));
     }
     let header = sign(inner, job).await.map_err(gateway)?;
