@@ -9,20 +9,21 @@
 //! a stream here has a token ([`KeyStore::changed`]), taken by the stream's meter before it
 //! first reads the key, that the change cancels, which wakes the meter to read the key again
 //! (RTMP streams read it at each segment). Another instance's change reaches them at their
-//! next interval, once the key read by id here is older than [`CACHE_TTL`]. The operator's
+//! next interval, once the key read by id here is older than [`CACHE_TTL`](super::CACHE_TTL). The operator's
 //! stop is kept in the database (`streams_stopped_at_ms`), so that every instance sharing it
 //! ends the streams started before it and none started after, by the clocks of the instance
 //! that stopped them and of the one that started each stream: instances whose clocks differ
 //! by a second may take a stream started within that second of the stop either way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::record::KeyInfo;
-use super::{CACHE_MAX, CACHE_TTL, KeyError, KeyStore, db};
+use super::ttl::TtlMap;
+use super::{KeyError, KeyStore, db};
 use crate::error::{Error, Kind};
 
 /// A key as its running streams read it: the key (none: deleted) and when the operator last
@@ -40,11 +41,11 @@ pub(super) struct Follow {
     /// change to the key through this instance. At most one entry per key the operator
     /// created (a key deleted elsewhere keeps its entry here until the process ends).
     changed: Mutex<HashMap<String, CancellationToken>>,
-    /// Keys read by id, with when.
-    read: Mutex<HashMap<String, (Read, Instant)>>,
+    /// Keys read by id.
+    read: TtlMap<String, Read>,
     /// Changes made here so far: a read that a change overtook is not kept (it may hold
     /// the key from before the change, which the woken streams would then read again).
-    changes: std::sync::atomic::AtomicU64,
+    changes: AtomicU64,
 }
 
 impl Follow {
@@ -52,32 +53,11 @@ impl Follow {
     pub(super) fn touch(&self, id: &str) {
         // What was read goes first, and reads under way are not kept: a stream woken by the
         // token reads the key afresh.
-        self.changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        lock(&self.read).remove(id);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.read.remove(id);
         if let Some(token) = lock(&self.changed).remove(id) {
             token.cancel();
         }
-    }
-
-    fn cached(&self, id: &str) -> Option<Read> {
-        let read = lock(&self.read);
-        read.get(id).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(r, _)| r.clone())
-    }
-
-    /// Keeps `found`, read from the database after `changes` changes, unless another came
-    /// since.
-    fn remember(&self, id: &str, found: Read, changes: u64) {
-        let mut read = lock(&self.read);
-        if self.changes.load(std::sync::atomic::Ordering::Acquire) != changes {
-            return;
-        }
-        if read.len() >= CACHE_MAX {
-            read.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            if read.len() >= CACHE_MAX {
-                read.clear();
-            }
-        }
-        read.insert(id.to_owned(), (found, Instant::now()));
     }
 }
 
@@ -105,8 +85,8 @@ impl KeyStore {
         (pipeline, model): (&str, Option<&str>),
         since_ms: i64,
     ) -> Result<Arc<KeyInfo>, Error> {
-        let changes = self.follow.changes.load(std::sync::atomic::Ordering::Acquire);
-        let read = match self.follow.cached(&key.id) {
+        let changes = self.follow.changes.load(Ordering::Acquire);
+        let read = match self.follow.read.get(key.id.as_str()) {
             Some(read) => read,
             None => match db::for_stream(&self.db, &key.id).await {
                 Ok(found) => {
@@ -114,7 +94,11 @@ impl KeyStore {
                         stopped_at_ms: found.as_ref().and_then(|f| f.1),
                         key: found.map(|f| Arc::new(f.0)),
                     };
-                    self.follow.remember(&key.id, read.clone(), changes);
+                    // Kept unless a change came while it was read (checked under the map's
+                    // lock, which `touch` takes after counting the change).
+                    let follow = &self.follow;
+                    let unchanged = || follow.changes.load(Ordering::Acquire) == changes;
+                    follow.read.insert_if(key.id.clone(), read.clone(), unchanged);
                     read
                 }
                 Err(e) => {

@@ -151,6 +151,8 @@ struct Pending {
     batches: std::collections::VecDeque<Batch>,
     /// Rows in them, together.
     rows: usize,
+    /// Batch writes tried so far (each [`PRUNE_EVERY`]th also prunes old batch ids).
+    tried: u64,
 }
 
 #[derive(Debug)]
@@ -184,11 +186,10 @@ const PRUNE_EVERY: u64 = 256;
 /// Writes the pending batches in order, each in one transaction with the settlement of its
 /// charges and reservations, removing each once committed.
 async fn write(db: &AnyPool, pending: &mut Pending) -> Result<(), sqlx::Error> {
-    static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     while let Some(batch) = pending.batches.front_mut() {
         batch.tried = true;
-        let written = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let prune = written.is_multiple_of(PRUNE_EVERY);
+        let prune = pending.tried.is_multiple_of(PRUNE_EVERY);
+        pending.tried += 1;
         write_batch(db, batch, prune).await?;
         pending.rows -= batch.rows.len();
         pending.batches.pop_front();

@@ -30,11 +30,11 @@ pub mod meter;
 pub mod price;
 mod record;
 mod tab;
+mod ttl;
 mod window;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -50,8 +50,8 @@ use crate::error::{Error, Kind};
 
 /// How long a looked-up key is trusted before the database is asked again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
-/// Secrets cached at most (verified and unknown together); at the cap, stale entries go, and
-/// if none is stale, all do. Bounds what a client sending random secrets can make us hold.
+/// Entries of each cache of keys at most (for secrets: verified and unknown together); at
+/// the cap, stale entries go, and if none is stale, all do (see `ttl`).
 const CACHE_MAX: usize = 10_000;
 /// Ledger rows kept free for jobs in flight: new jobs are refused when fewer are left.
 const LEDGER_HEADROOM: usize = 1024;
@@ -161,15 +161,11 @@ pub struct BudgetStatus {
 #[derive(Debug, Clone)]
 pub struct Customer(pub Arc<KeyInfo>);
 
-struct Cached {
-    key: Option<Arc<KeyInfo>>,
-    at: Instant,
-}
-
 /// The key store: the database, the cache of verified keys and the rate limiter.
 pub struct KeyStore {
     db: sqlx::AnyPool,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Keys of verified secrets, and unknown secrets, by the secret's hash.
+    cache: ttl::TtlMap<[u8; 32], Option<Arc<KeyInfo>>>,
     limiter: limit::Limiter,
     ledger: tokio::sync::mpsc::Sender<UsageRow>,
     prices: Arc<price::CustomerPrices>,
@@ -235,7 +231,7 @@ impl KeyStore {
         tokio::spawn(lease::heartbeat(leases.clone()));
         let (ledger, rx) = tokio::sync::mpsc::channel(buffer);
         let writer = LedgerWriter { db: db.clone(), rx, leases: leases.clone() };
-        let cache = Mutex::new(HashMap::new());
+        let cache = ttl::TtlMap::default();
         let prices = config.prices.clone();
         if let Some(feed) = prices.feed() {
             watch_feed(feed).await;
@@ -368,7 +364,7 @@ impl KeyStore {
     /// The key whose secret is `secret`, if it is known, enabled and unexpired; cached.
     pub async fn authenticate(&self, secret: &str) -> Result<Arc<KeyInfo>, Error> {
         let digest = hash(secret);
-        let cached = self.cached(&digest);
+        let cached = self.cache.get(&digest);
         let key = match cached {
             Some(key) => key,
             None => {
@@ -376,7 +372,7 @@ impl KeyStore {
                     .await
                     .map_err(KeyError::from)?
                     .map(Arc::new);
-                self.remember(digest, found.clone());
+                self.cache.insert_if(digest, found.clone(), || true);
                 found
             }
         };
@@ -407,25 +403,9 @@ impl KeyStore {
         self.windows.admit(&self.db, &key.id, rpm, now()).await.map_err(over)
     }
 
-    fn cached(&self, digest: &[u8; 32]) -> Option<Option<Arc<KeyInfo>>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(digest).filter(|c| c.at.elapsed() < CACHE_TTL).map(|c| c.key.clone())
-    }
-
-    fn remember(&self, digest: [u8; 32], key: Option<Arc<KeyInfo>>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(digest, Cached { key, at: Instant::now() });
-    }
-
     /// Forgets every cached key, after a change through the admin API.
     fn invalidate(&self) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache.clear();
     }
 }
 

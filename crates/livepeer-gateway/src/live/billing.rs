@@ -60,16 +60,29 @@ pub(crate) fn settle(
     prepared: Prepared,
     outcome: Settlement,
 ) {
+    settle_taken(inner, stream, orch, prepared, (outcome, outcome == Settlement::Paid));
+}
+
+/// [`settle`], where `taken` says whether the orchestrator took the payment. An interval
+/// payment it refused is booked as paid all the same (see [`settlement`]): its tickets count
+/// as sent (metrics, the stream's totals) and the payment as failed, and its fee is not what
+/// the orchestrator took, so a customer priced as a multiple of that is not charged it.
+fn settle_taken(
+    inner: &Inner,
+    stream: &Stream,
+    orch: &str,
+    prepared: Prepared,
+    (outcome, taken): (Settlement, bool),
+) {
     if let Some(spend) = prepared.spend() {
-        let paid = outcome == Settlement::Paid;
-        if paid {
+        if outcome == Settlement::Paid {
             inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
         }
         if outcome == Settlement::Refused {
             // Its tickets went nowhere: a failed payment, but none sent.
             stream.record_payment(false, 0, &Default::default(), &Default::default());
         } else {
-            stream.record_payment(paid, spend.tickets, &spend.ev_sent, &spend.fee);
+            stream.record_payment(taken, spend.tickets, &spend.ev_sent, &spend.fee);
         }
     }
     inner.payments.settle(prepared, outcome);
@@ -160,20 +173,10 @@ async fn pay_once(
             "live payment failed"
         );
     }
-    match paid.prepared.spend() {
-        None => stream.record_payment(ok, 0, &Default::default(), &Default::default()),
-        // Sent but refused: its tickets count as sent (metrics, the stream's totals) and the
-        // payment as failed; its fee is not what the orchestrator took, so a customer priced
-        // as a multiple of that is not charged it.
-        Some(spend) if !ok && outcome == Settlement::Paid => {
-            inner.metrics.paid(orch, &stream.key, spend.tickets, &spend.ev_sent, &spend.fee);
-            stream.record_payment(false, spend.tickets, &spend.ev_sent, &spend.fee);
-            inner.payments.settle(paid.prepared, outcome);
-            return;
-        }
-        Some(_) => {}
+    if paid.prepared.spend().is_none() {
+        stream.record_payment(ok, 0, &Default::default(), &Default::default());
     }
-    settle(inner, stream, orch, paid.prepared, outcome);
+    settle_taken(inner, stream, orch, paid.prepared, (outcome, ok));
 }
 
 /// What became of an interval payment, from what its `/payment` call gave. Anything sent is

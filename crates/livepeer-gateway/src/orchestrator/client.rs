@@ -22,6 +22,7 @@ use url::Url;
 
 use super::caps::Capabilities;
 use super::info::OrchInfo;
+use super::text::cut;
 
 /// The largest GetOrchestrator answer decoded (gRPC's default is 4 MiB). go-livepeer's carry a
 /// price and constraints per model and some hardware entries: kilobytes, tens of them for an
@@ -260,6 +261,9 @@ impl OrchClient {
 
 fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
     use tonic::Code;
+    // The orchestrator's `grpc-message` goes into the pool's record, logs and, for calls on
+    // the request path, the client's error: cut short and on one line (a 15 kB one was kept
+    // whole; the header list allows up to `MAX_HEADER_LIST`).
     let msg = cut(status.message());
     // Connection failures surface as a status wrapping tonic's transport error; keep the
     // underlying cause (refused, reset, TLS) in the message.
@@ -298,14 +302,6 @@ fn classify(status: &tonic::Status, deadline: Duration) -> ClientError {
         }
         _ => ClientError::Refused(msg),
     }
-}
-
-/// At most 300 characters of an orchestrator's `grpc-message`, trimmed and on one line: it
-/// goes into the pool's record, logs and, for calls on the request path, the client's error
-/// (a 15 kB one was kept whole; the header list allows up to [`MAX_HEADER_LIST`]), and a
-/// newline in it would forge log lines.
-fn cut(text: &str) -> String {
-    super::text::cut(text)
 }
 
 /// First certificate (DER) seen per orchestrator address.

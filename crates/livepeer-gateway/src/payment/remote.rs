@@ -31,7 +31,7 @@ use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::{Identity, JobKey, OrchClient};
 use crate::outbound;
-use check::{check_ev, check_payment};
+use check::check_payment;
 
 mod check;
 
@@ -199,9 +199,10 @@ impl RemotePayer {
                     // (state and params, whose nonces the signer went on with) is dropped.
                     let checked = match &s.info.ticket_params {
                         Some(params) => match most_tickets(units, billed_at, params) {
-                            Ok(most) => check_payment(&payment, params, most, self.sender)
-                                .await
-                                .and_then(|n| check_ev(params, n, &self.limits).map(|()| n)),
+                            Ok(most) => {
+                                let limits = &self.limits;
+                                check_payment(&payment, params, most, self.sender, limits).await
+                            }
                             Err(e) => Err(e),
                         },
                         None => Err(PayError::Refused("no ticket params to pay".into())),
@@ -307,9 +308,8 @@ impl RemotePayer {
             match self.generate(&body).await? {
                 Generated::Paid { payment, state, .. } => {
                     let most = signer_tickets(units, &credit, &price, &ev).min(max_tickets);
-                    let checked = check_payment(&payment, &params, most, self.sender)
-                        .await
-                        .and_then(|n| check_ev(&params, n, &self.limits).map(|()| n));
+                    let limits = &self.limits;
+                    let checked = check_payment(&payment, &params, most, self.sender, limits).await;
                     // A payment that is not what was asked for is not sent, and its state is
                     // not trusted.
                     s.state = checked.is_ok().then_some(state);

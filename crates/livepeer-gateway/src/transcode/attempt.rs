@@ -27,6 +27,7 @@ use crate::job::JobKey;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::http::{HttpError, OrchHttp, read_body};
 use crate::orchestrator::info::OrchInfo;
+use crate::orchestrator::text::cut;
 use crate::orchestrator::verdict::Failure;
 use crate::payment::{PayError, Payments, Prepared, Settlement};
 
@@ -382,6 +383,9 @@ impl Attempter {
         let peer = crate::orchestrator::http::answer_peer(&resp);
         let body = read_body(resp.into_body(), RESULT_MAX).await;
         if status != 200 {
+            // The orchestrator's text goes into the pushing client's error, the log line of
+            // every attempt and the pool's record (a 1 MB one was copied into all of them):
+            // cut short and on one line.
             let text = body.map(|b| cut(&String::from_utf8_lossy(&b))).unwrap_or_default();
             return Err((AttemptError::Status { status, message: text }, Answer::Unknown));
         }
@@ -508,13 +512,6 @@ fn booking(answer: Answer, e: &AttemptError) -> Booking {
 fn debit_of(prepared: &Prepared, pixels: u64) -> livepeer_pm::Ratio {
     let price = prepared.info().price.to_ratio().ok();
     price.and_then(|p| p.checked_mul_u64(pixels).ok()).unwrap_or_default()
-}
-
-/// At most 300 characters of an orchestrator's error text, trimmed and on one line: it goes
-/// into the pushing client's error, the log line of every attempt and the pool's record (a
-/// 1 MB one was copied into all of them), and a newline in it would forge log lines.
-fn cut(text: &str) -> String {
-    crate::orchestrator::text::cut(text)
 }
 
 /// How many times the fee estimate's pixels a segment's renditions may report.

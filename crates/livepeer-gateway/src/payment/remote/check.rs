@@ -3,7 +3,7 @@
 use livepeer_pm::{Address, ExpirationParams, TicketParams, decode_payment_header};
 use livepeer_proto::net::TicketSenderParams;
 
-use crate::payment::terms::PayError;
+use crate::payment::terms::{PayError, PaymentLimits};
 
 /// Payments of more tickets than this have their signatures recovered on a blocking thread.
 /// One recovery takes about 0.1 ms; the hundred a signer makes at once would hold a serving
@@ -14,14 +14,15 @@ const INLINE_SIGNATURES: usize = 4;
 /// The tickets of a signer's payment, checked to be what was asked for: at most
 /// `max_tickets`, of `params` (the orchestrator's: its recipient, face value, win probability
 /// and random hash), each signed by the payment's sender, who is `sender` (the signer's
-/// identity) when known. A payment that is not would be refused by the orchestrator as
-/// invalid, which the verdict table takes for the orchestrator's failure: checked here, it is
-/// the signer's, and nobody is penalised.
+/// identity) when known, and within this gateway's EV `limits` ([`check_ev`]). A payment that
+/// is not would be refused by the orchestrator as invalid, which the verdict table takes for
+/// the orchestrator's failure: checked here, it is the signer's, and nobody is penalised.
 pub(in crate::payment) async fn check_payment(
     header: &str,
     params: &TicketParams,
     max_tickets: u32,
     sender: Option<Address>,
+    limits: &PaymentLimits,
 ) -> Result<u32, PayError> {
     let payment = decode_payment_header(header).map_err(|e| refused(&e.to_string()))?;
     let tickets = u32::try_from(payment.ticket_sender_params.len()).unwrap_or(u32::MAX);
@@ -31,6 +32,7 @@ pub(in crate::payment) async fn check_payment(
     if tickets == 0 {
         return Ok(0);
     }
+    check_ev(params, tickets, limits)?;
     // The orchestrator rebuilds each ticket from the params the payment names: they must be
     // its own in every field (the expiration params travel apart, checked with the
     // signatures), or it refuses the tickets as invalid.
@@ -76,11 +78,7 @@ pub(in crate::payment) async fn check_payment(
 /// limits (`--max-ticket-ev`, `--max-total-ev`), as its local key would: the signer checks
 /// its own, but an orchestrator's params that a lax or misconfigured signer accepts are not
 /// paid on that alone.
-pub(in crate::payment) fn check_ev(
-    params: &TicketParams,
-    tickets: u32,
-    limits: &crate::payment::terms::PaymentLimits,
-) -> Result<(), PayError> {
+fn check_ev(params: &TicketParams, tickets: u32, limits: &PaymentLimits) -> Result<(), PayError> {
     if tickets == 0 {
         return Ok(());
     }
@@ -166,7 +164,7 @@ mod tests {
     fn a_signer_payment_above_the_gateway_s_ev_limits_is_refused() {
         let ours = params(1);
         let ev = livepeer_pm::U256::from(u64::try_from(ours.ev().ceil()).unwrap());
-        let limits = |ticket, total| crate::payment::terms::PaymentLimits {
+        let limits = |ticket, total| PaymentLimits {
             deposit_multiplier: 1,
             max_ticket_ev: ticket,
             max_total_ev: total,
@@ -185,8 +183,9 @@ mod tests {
     async fn a_signer_payment_is_sent_only_as_asked_for() {
         let ours = params(1);
         let me = Some(livepeer_pm::LocalSigner::from_hex(KEY).unwrap().address());
-        let check =
-            |h: String, max, sender| async move { check_payment(&h, &ours, max, sender).await };
+        let check = |h: String, max, sender| async move {
+            check_payment(&h, &ours, max, sender, &PaymentLimits::default()).await
+        };
         assert_eq!(check(header(&ours, 3), 3, me).await.unwrap(), 3);
         assert_eq!(check(header(&ours, 3), 3, None).await.unwrap(), 3);
         assert_eq!(check(header(&ours, 0), 3, me).await.unwrap(), 0);
@@ -240,7 +239,7 @@ mod tests {
             let ran = Arc::new(AtomicBool::new(false));
             let flag = ran.clone();
             tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
-            let checked = check_payment(&h, &ours, 100, me).await;
+            let checked = check_payment(&h, &ours, 100, me, &PaymentLimits::default()).await;
             (checked, ran.load(Ordering::SeqCst))
         };
         let (few, gave_up) = yielded(header(&ours, 2)).await;
@@ -249,7 +248,8 @@ mod tests {
         assert_eq!((many.unwrap(), gave_up), (100, true));
         // One bad signature among a hundred, the last, is found there too.
         let bad_last = spoiled(&ours, 100, |p| p.ticket_sender_params[99].sig = vec![1; 65]);
-        let e = check_payment(&bad_last, &ours, 100, me).await.unwrap_err();
+        let e =
+            check_payment(&bad_last, &ours, 100, me, &PaymentLimits::default()).await.unwrap_err();
         assert!(e.to_string().contains("not signed by its sender"), "{e}");
     }
 }
