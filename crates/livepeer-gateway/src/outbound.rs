@@ -57,7 +57,11 @@ pub(crate) async fn read_prefix(mut resp: reqwest::Response, chars: usize) -> St
             _ => break,
         }
     }
-    String::from_utf8_lossy(&body).trim().chars().take(chars).collect()
+    // On one line: a service's text goes into log lines and must not start its own.
+    crate::orchestrator::text::one_line(String::from_utf8_lossy(&body).trim())
+        .chars()
+        .take(chars)
+        .collect()
 }
 
 /// A transport error, without the URL reqwest puts in its text: a service's URL may carry a

@@ -288,7 +288,9 @@ async fn run(shared: Arc<Shared>, admitted: Admitted, req: Request) -> Response 
     let kind = capability(&shared, &admitted.job.capability).map_or(ByocKind::Echo, |c| c.kind);
     if shared.byoc.fault() == ByocFault::Status500 {
         let _ = read_json_body(&shared, req, deadline(&admitted.job, start)).await;
-        let worker = json!({ "error": "simulated worker failure" }).to_string();
+        // Pretty-printed, as a Python worker may write it: an error text of several lines.
+        let worker = serde_json::to_string_pretty(&json!({ "error": "simulated worker failure" }))
+            .unwrap_or_default();
         return worker_error(&shared, &admitted, start, StatusCode::INTERNAL_SERVER_ERROR, &worker);
     }
     match kind {

@@ -425,7 +425,7 @@ async fn byoc_faults_fail_as_configured() {
         gw.post("/process/request/", &paid, Some(&payment), "application/json", body.clone()).await;
     assert_eq!(resp.status(), 500);
     assert!(support::header(&resp, "Livepeer-Balance").is_some());
-    assert_eq!(resp.text().await.unwrap(), "{\"error\":\"simulated worker failure\"}\n");
+    assert_eq!(resp.text().await.unwrap(), "{\n  \"error\": \"simulated worker failure\"\n}\n");
     assert_eq!(
         sim.byoc_stats().fees,
         Ratio::from_u64(PRICE as u64),

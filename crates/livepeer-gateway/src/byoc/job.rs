@@ -31,6 +31,7 @@ use crate::job::JobKey;
 use crate::orchestrator::Lease;
 use crate::orchestrator::byoc::TokenError;
 use crate::orchestrator::http::{HttpError, OrchBody, REFUSED_RESENDS, read_body, resend_pause};
+use crate::orchestrator::text::cut;
 use crate::payment::{ByocOutcome, ByocPayment, ByocPrepared, PayError};
 
 /// Added to `timeout_seconds` for an attempt's deadline (go-livepeer's gateway).
@@ -722,9 +723,4 @@ pub(super) fn refusal_outcome(text: &str, took: Duration) -> ByocOutcome {
     } else {
         ByocOutcome::Charged(ceil_seconds(took))
     }
-}
-
-/// At most 200 characters of an orchestrator's text.
-fn cut(s: &str) -> &str {
-    s.char_indices().nth(200).map_or(s, |(i, _)| &s[..i])
 }

@@ -503,7 +503,7 @@ async fn start_on(
             return Err(Failed::Next(e));
         }
     };
-    let text = String::from_utf8_lossy(&text).trim().chars().take(300).collect::<String>();
+    let text = crate::orchestrator::text::cut(&String::from_utf8_lossy(&text));
     match status {
         200 => {}
         400 => {
@@ -612,7 +612,7 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &st
             stream = stream.id,
             orchestrator = orch,
             status,
-            body = %String::from_utf8_lossy(&body),
+            body = %crate::orchestrator::text::cut(&String::from_utf8_lossy(&body)),
             "BYOC stream stop refused"
         ),
         Err(e) => tracing::info!(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::http::{HttpError, OrchHttp, read_body};
 use super::price::Price;
+use super::text::cut;
 
 /// The header naming the gateway to `/process/token`: base64 JSON `{addr, sig}`.
 pub const ETH_ADDRESS_HEADER: &str = "Livepeer-Eth-Address";
@@ -190,7 +191,7 @@ pub async fn fetch_token(
         let status = resp.status().as_u16();
         let body = read_body(resp.into_body(), MAX_TOKEN_BYTES).await?;
         if status != 200 {
-            let message = cut(String::from_utf8_lossy(&body).trim()).to_owned();
+            let message = cut(&String::from_utf8_lossy(&body));
             return Err(TokenError::Status { status, message });
         }
         let mut token = JobToken::from_json(&body)?;
@@ -205,11 +206,6 @@ pub async fn fetch_token(
         Ok(token)
     };
     tokio::time::timeout(timeout, call).await.unwrap_or(Err(TokenError::Timeout(timeout)))
-}
-
-/// At most 200 characters of an orchestrator's text, for messages.
-fn cut(s: &str) -> &str {
-    s.char_indices().nth(200).map_or(s, |(i, _)| &s[..i])
 }
 
 #[cfg(test)]

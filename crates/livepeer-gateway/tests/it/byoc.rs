@@ -206,6 +206,13 @@ async fn a_failing_orchestrator_is_left_for_the_next_and_penalised_for_that_capa
         let (a, _b, gw) = fails_over(fault, 10).await;
         let (_, job) = job_state(&gw, &a).await;
         assert!(job["consecutive_failures"].as_u64().unwrap() >= 1, "{fault:?}: {job}");
+        // The worker's error text has several lines; it is kept on one, so that it cannot
+        // start log lines of its own making.
+        let why = job["last_error"]["message"].as_str().unwrap_or_default();
+        if fault == ByocFault::Status500 {
+            assert!(why.contains("simulated worker failure"), "{job}");
+        }
+        assert!(!why.chars().any(char::is_control), "{fault:?}: {why:?}");
         let orch = orch_state(&gw, &base(a.url())).await;
         assert_eq!(orch["consecutive_failures"], 0, "{fault:?}: not penalised as a whole");
         // Its other capabilities are still used while text-reversal cools down.
@@ -222,6 +229,20 @@ async fn a_failing_orchestrator_is_left_for_the_next_and_penalised_for_that_capa
         assert_eq!(served_by(&resp), base(a.service_url()));
         assert_eq!(resp.text().await.unwrap(), "ping");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_s_error_of_several_lines_reaches_the_client_on_one() {
+    // The simulator's failing worker answers pretty-printed JSON: "{\n  \"error\": …\n}".
+    let a = sim("a", free_caps(), None).await;
+    a.set_byoc_fault(ByocFault::Status500);
+    let gw = gateway(&[&a]).await;
+    let resp = reverse(&reqwest::Client::new(), &gw, &header(REVERSAL, 10, json!({}))).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("simulated worker failure"), "{message}");
+    assert!(!message.chars().any(char::is_control), "{message:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
