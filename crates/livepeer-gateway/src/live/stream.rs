@@ -131,6 +131,48 @@ pub struct StreamStatus {
     pub last_event: Option<Value>,
     /// Its last `status` event.
     pub last_status: Option<Value>,
+    /// go-livepeer's `gateway_status`: `{"error": {"error_message", "error_time"}}` once the
+    /// stream has failed, else `{}`.
+    pub gateway_status: Value,
+    /// go-livepeer's status document is the orchestrator's last `status` event itself
+    /// (`inference_status`, `input_status`, `timestamp`, …): its members are repeated at the
+    /// top level, so that clients written for go-livepeer find them, except where this
+    /// document has a member of the same name (`state` stays the gateway's phase).
+    #[serde(flatten)]
+    pub reported: serde_json::Map<String, Value>,
+}
+
+/// The members of [`StreamStatus`] of its own, which an orchestrator's status event may not
+/// shadow at the top level.
+const OWN_MEMBERS: &[&str] = &[
+    "stream",
+    "stream_id",
+    "request_id",
+    "pipeline",
+    "state",
+    "orchestrator",
+    "manifest_id",
+    "started_at_ms",
+    "uptime_ms",
+    "stop_reason",
+    "input",
+    "output",
+    "latency_ms",
+    "swaps",
+    "payments",
+    "params_version",
+    "params",
+    "last_event",
+    "last_status",
+    "gateway_status",
+];
+
+/// The members of the orchestrator's last status event that go-livepeer clients read at the
+/// top level, without those [`StreamStatus`] has of its own.
+fn reported(last_status: Option<&Value>) -> serde_json::Map<String, Value> {
+    let Some(Value::Object(event)) = last_status else { return serde_json::Map::new() };
+    let foreign = |(k, _): &(&String, &Value)| !OWN_MEMBERS.contains(&k.as_str());
+    event.iter().filter(foreign).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +213,8 @@ struct State {
     swaps: Vec<SwapRecord>,
     last_event: Option<Value>,
     last_status: Option<Value>,
+    /// When it failed, unix milliseconds.
+    failed_at_ms: Option<u64>,
     params_version: u64,
     params: Value,
     input: Window,
@@ -291,7 +335,14 @@ impl Stream {
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
-        self.with_state(|s| s.phase = phase);
+        // The moment of a failure is shown as go-livepeer's `gateway_status.error_time`.
+        let at = self.started_unix_ms + self.now_ms();
+        self.with_state(|s| {
+            s.phase = phase;
+            if phase == Phase::Failed {
+                s.failed_at_ms.get_or_insert(at);
+            }
+        });
     }
 
     /// An orchestrator replacement, kept for `/status`.
@@ -375,7 +426,9 @@ impl Stream {
         let kept = crate::bounded_json::kept(event, raw_len);
         self.with_state(|s| {
             if event.get("type").and_then(Value::as_str) == Some("status") {
-                s.last_status = Some(kept.clone());
+                let mut status = kept.clone();
+                coalesce_status(&mut status, s.last_status.as_ref());
+                s.last_status = Some(status);
             }
             s.last_event = Some(kept);
         });
@@ -472,6 +525,8 @@ impl Stream {
             params: s.params.clone(),
             last_event: s.last_event.clone(),
             last_status: s.last_status.clone(),
+            gateway_status: gateway_status(s),
+            reported: reported(s.last_status.as_ref()),
         }
     }
 
@@ -496,6 +551,34 @@ impl Stream {
             params: Value::Null,
             last_event: None,
             last_status: None,
+            gateway_status: json!({}),
+            reported: serde_json::Map::new(),
+        }
+    }
+}
+
+/// go-livepeer's `gateway_status` of a stream in `s`.
+fn gateway_status(s: &State) -> Value {
+    match s.failed_at_ms {
+        Some(at) => json!({ "error": {
+            "error_message": s.stop_reason.clone().unwrap_or_default(),
+            "error_time": at,
+        }}),
+        None => json!({}),
+    }
+}
+
+/// ai-runner sends a status's long `last_restart_logs` and `last_params` once and then
+/// leaves them out (or null): they are carried over from the status before, as go-livepeer
+/// does for its status route (server/ai_live_video.go).
+fn coalesce_status(status: &mut Value, before: Option<&Value>) {
+    let before = before.and_then(|b| b.get("inference_status"));
+    let Some(Value::Object(now)) = status.get_mut("inference_status") else { return };
+    for key in ["last_restart_logs", "last_params"] {
+        if now.get(key).is_none_or(Value::is_null)
+            && let Some(kept) = before.and_then(|b| b.get(key))
+        {
+            now.insert(key.to_owned(), kept.clone());
         }
     }
 }
@@ -527,5 +610,34 @@ mod tests {
         for (phase, text) in shown {
             assert_eq!(serde_json::to_value(phase).unwrap(), json!(text));
         }
+    }
+
+    #[test]
+    fn a_status_without_its_long_members_keeps_the_last_ones_sent() {
+        let first = json!({"type": "status", "inference_status": {
+            "fps": 20, "last_params": {"prompt": "a"}, "last_restart_logs": ["boot"],
+        }});
+        let mut next = json!({"type": "status", "inference_status": {
+            "fps": 24, "last_params": null,
+        }});
+        coalesce_status(&mut next, Some(&first));
+        let want =
+            json!({"fps": 24, "last_params": {"prompt": "a"}, "last_restart_logs": ["boot"]});
+        assert_eq!(next["inference_status"], want);
+        // A value sent anew replaces the old one.
+        let mut third = json!({"inference_status": {"last_params": {"prompt": "b"}}});
+        coalesce_status(&mut third, Some(&next));
+        assert_eq!(third["inference_status"]["last_params"], json!({"prompt": "b"}));
+    }
+
+    #[test]
+    fn the_runner_s_status_members_never_shadow_the_gateway_s() {
+        let event =
+            json!({"type": "status", "state": "ONLINE", "stream_id": "x", "input_status": {}});
+        let top = reported(Some(&event));
+        assert_eq!(top.get("state"), None);
+        assert_eq!(top.get("stream_id"), None);
+        assert_eq!(top.get("input_status"), Some(&json!({})));
+        assert!(reported(Some(&json!("not an object"))).is_empty());
     }
 }

@@ -253,6 +253,13 @@ async fn a_stream_runs_end_to_end_and_its_segments_probe_as_video() {
     assert!(s["output"]["segments_per_second"].as_f64().unwrap() > 0.0, "{s}");
     assert!(s["latency_ms"]["average"].as_f64().is_some(), "{s}");
     assert_eq!(s["last_status"]["type"], "status", "{s}");
+    // go-livepeer's status document is the runner's last status event: its members are
+    // at the top level too, but for those the gateway's document has (its `state`).
+    for member in ["type", "timestamp", "inference_status", "input_status"] {
+        assert_eq!(s[member], s["last_status"][member], "{member}: {s}");
+    }
+    assert_eq!(s["gateway_status"], json!({}), "{s}");
+    assert_eq!(s["pipeline"], "noop", "{s}");
     assert_eq!(sim.live().segments_in, 6);
     let (code, admin) = admin_get(&gw, "/live/streams").await;
     assert_eq!(code, 200);
@@ -1037,6 +1044,11 @@ async fn an_orchestrator_that_runs_out_of_credit_stops_the_stream() {
     assert_eq!(s["state"], "failed", "{s}");
     assert!(s["swaps"][0]["reason"].as_str().unwrap().contains("closed"), "{s}");
     assert!(s["stop_reason"].as_str().unwrap().contains("no replacement"), "{s}");
+    // go-livepeer's clients read a failure in `gateway_status.error`.
+    let error = &s["gateway_status"]["error"];
+    assert_eq!(error["error_message"], s["stop_reason"], "{s}");
+    let started = s["started_at_ms"].as_u64().unwrap();
+    assert!(error["error_time"].as_u64().is_some_and(|t| t >= started), "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
