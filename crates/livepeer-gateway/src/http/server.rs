@@ -210,15 +210,27 @@ fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     // how a client that went away mid-request is noticed and its work (a stream's start, an
     // AI job) dropped, as Go's server cancels a request's context on it. A client that shuts
     // down its side after its request gets no answer, from go-livepeer either.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(limits.idle_timeout)
-        .max_concurrent_streams(H2_MAX_STREAMS);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     builder
 }
+
+/// A request's head may take up to go-livepeer's 1 MiB (Go's `http.DefaultMaxHeaderBytes`,
+/// plus the 4 KiB Go allows over it): a BYOC job carries its whole request in the `Livepeer`
+/// header. hyper's defaults (about 400 KB over HTTP/1.1, 16 KiB of headers over HTTP/2)
+/// answered such jobs 431. A slow head is still bounded in time by `--http-header-timeout`,
+/// and in number by `--max-connections`.
+const MAX_HEAD_BYTES: usize = (1 << 20) + 4096;
 
 /// Requests one HTTP/2 connection may have open at once. hyper's default (200) let one
 /// connection hold as much as 200 HTTP/1.1 connections, out of reach of `--max-connections`;
