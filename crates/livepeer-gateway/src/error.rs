@@ -93,6 +93,8 @@ pub enum Kind {
     OrchestratorFailed,
     /// The gateway holds as many streams as it may.
     TooManyStreams,
+    /// The gateway holds as many async jobs (running, or finished and kept) as it may.
+    AsyncJobsFull,
     /// No trickle channel could be created.
     TrickleUnavailable,
     /// The auth webhook could not be reached.
@@ -142,6 +144,7 @@ impl Kind {
             Kind::OrchestratorTimeout => "orchestrator_timeout",
             Kind::OrchestratorFailed => "orchestrator_failed",
             Kind::TooManyStreams => "too_many_streams",
+            Kind::AsyncJobsFull => "async_jobs_full",
             Kind::TrickleUnavailable => "trickle_unavailable",
             Kind::AuthWebhookUnavailable => "auth_webhook_unavailable",
             Kind::ResultStoreFull => "result_store_full",
@@ -181,6 +184,7 @@ impl Kind {
             | Kind::OrchestratorFailed => Party::Orchestrator,
             Kind::PaymentRefused => Party::Payment,
             Kind::TooManyStreams
+            | Kind::AsyncJobsFull
             | Kind::TrickleUnavailable
             | Kind::AuthWebhookUnavailable
             | Kind::ResultStoreFull
@@ -200,6 +204,7 @@ impl Kind {
             Kind::OrchestratorsUnavailable => Some(2),
             Kind::OrchestratorsBusy | Kind::ResultStoreFull | Kind::GatewayOverloaded => Some(1),
             Kind::TooManyStreams
+            | Kind::AsyncJobsFull
             | Kind::KeyStoreUnavailable
             | Kind::LedgerUnavailable
             | Kind::PriceUnavailable => Some(5),

@@ -203,16 +203,16 @@ impl Gateway {
         // Boxed: alloy's futures are large, and `start` is awaited inside other futures.
         let chain = Box::pin(connect_chain(&config)).await?;
         let pool = start_pool(&config, &client, &metrics, &tasks, chain.as_ref()).await?;
-        let (payer, payments) = payments(&config, &client, &tasks, chain.as_ref()).await?;
+        let (payer, payments) = payments(&config, &client, &tasks, chain.as_ref(), &pool).await?;
         let state = AppState {
+            requirements: pool.requirements(),
             pool,
             metrics,
-            requirements: Arc::new(config.requirements.clone()),
             summary: Arc::new(summary(&config)),
             payer,
             chain: chain.map(|c| c.status),
         };
-        let ai_state = ai_state(&config, http_addr, &state, payments.clone(), tasks.drained())?;
+        let ai_state = ai_state(&config, http_addr, &state, payments.clone(), &tasks)?;
         let payments_for_byoc = payments.clone();
         let transcode = transcode::TranscodeState::new(
             config.transcode.clone(),
@@ -319,13 +319,14 @@ fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), S
 }
 
 /// The local payer (with a key) and the one payment interface over it or the remote signer
-/// (whose tickets must carry the identity `client` presents); with a chain, the sender's
-/// funds are watched on `tasks`.
+/// (whose tickets must carry the identity `client` presents), within the price caps in force
+/// in `pool`; with a chain, the sender's funds are watched on `tasks`.
 async fn payments(
     config: &Config,
     client: &OrchClient,
     tasks: &Tasks,
     chain: Option<&onchain::Chain>,
+    pool: &Pool,
 ) -> Result<(Option<payment::LocalPayer>, payment::Payments), StartError> {
     let payer = config.signer.clone().map(|signer| {
         // Job-priced ticket params come from their own GetOrchestrator calls.
@@ -334,7 +335,7 @@ async fn payments(
     let remote = config.remote_signer.as_ref().map(|r| (&r.url, r.headers.clone()));
     let mut payments = payment::Payments::new(payer.clone(), remote, client)
         .map_err(setup(Part::Payments))?
-        .with_price_caps(config.requirements.clone())
+        .with_price_caps(pool.requirements())
         .with_limits(config.payment);
     // A remote signer's tickets must be signed by the identity it gave (which `client`
     // presents to orchestrators).
@@ -510,7 +511,7 @@ fn ai_state(
     http_addr: SocketAddr,
     state: &AppState,
     payments: payment::Payments,
-    drained: tokio_util::sync::CancellationToken,
+    tasks: &Tasks,
 ) -> Result<ai::AiState, StartError> {
     let client = ai::call::AiClient::new(
         config.signer.clone(),
@@ -521,15 +522,24 @@ fn ai_state(
     )
     .map_err(setup(Part::AiClient))?;
     let store = ai::results::ResultStore::new(config.ai.result_store_bytes, config.ai.result_ttl);
+    let store = Arc::new(store);
+    // Async answers live in the result store, for as long as the files they name.
+    let jobs = ai::async_jobs::AsyncJobs::new(
+        config.ai.async_max_jobs,
+        config.ai.result_ttl,
+        store.clone(),
+    );
     Ok(ai::AiState {
         pool: state.pool.clone(),
         client,
-        store: Arc::new(store),
+        store,
         limits: Arc::new(ai::validate::Limits::default()),
         config: Arc::new(config.ai.clone().with_listen_addr(http_addr)),
         metrics: state.metrics.clone(),
         payments,
-        drained,
+        drained: tasks.drained(),
+        jobs: Arc::new(jobs),
+        tasks: tasks.clone(),
     })
 }
 
@@ -677,6 +687,7 @@ fn summary(c: &Config) -> serde_json::Value {
         "min_orchestrator_version": c.requirements.min_version,
         "blocklist": c.requirements.blocklist.len(),
         "orch_tls": c.orch_tls,
+        "log_level": c.log_level,
         "signing_address": c.signer.as_ref().map(|s| s.address().to_checksum(None)),
     })
 }

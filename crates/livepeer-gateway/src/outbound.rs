@@ -58,10 +58,9 @@ pub(crate) async fn read_prefix(mut resp: reqwest::Response, chars: usize) -> St
         }
     }
     // On one line: a service's text goes into log lines and must not start its own.
-    crate::orchestrator::text::one_line(String::from_utf8_lossy(&body).trim())
-        .chars()
-        .take(chars)
-        .collect()
+    // (Not `orchestrator::text`: the orchestrator module imports this one.)
+    let text = String::from_utf8_lossy(&body);
+    text.trim().chars().take(chars).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// A transport error, without the URL reqwest puts in its text: a service's URL may carry a

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
-use crate::orchestrator::{Pool, Requirements};
+use crate::orchestrator::{Pool, SharedRequirements};
 use crate::payment::LocalPayer;
 
 /// The admin handlers' state, also kept by the running [`Gateway`](crate::Gateway); cheap to clone.
@@ -15,8 +15,9 @@ pub struct AppState {
     pub pool: Pool,
     /// Metric families.
     pub metrics: Metrics,
-    /// What orchestrators must satisfy.
-    pub requirements: Arc<Requirements>,
+    /// What orchestrators must satisfy: the pool's cell, whose price caps the admin API may
+    /// change at runtime.
+    pub requirements: SharedRequirements,
     /// Configuration summary for `/status` (no secrets).
     pub summary: Arc<serde_json::Value>,
     /// The ticket sender, when the gateway has a key.

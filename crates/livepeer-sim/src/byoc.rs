@@ -249,7 +249,9 @@ pub struct ByocJobRecord {
 }
 
 /// A gate [`ByocKind::Lines`] jobs wait at after their first event, from
-/// [`crate::Sim::byoc_sse_gate`]: a test reads the first event, then releases the gate.
+/// [`crate::Sim::byoc_sse_gate`] (a test reads the first event, then releases the gate), or
+/// that BYOC stream starts wait at before their worker starts, from
+/// [`crate::Sim::byoc_stream_start_gate`].
 #[derive(Debug, Clone)]
 pub struct ByocGate(Arc<watch::Sender<bool>>);
 
@@ -277,6 +279,8 @@ pub(crate) struct ByocState {
     fault: Mutex<ByocFault>,
     stream_fault: Mutex<ByocStreamFault>,
     gate: Mutex<Option<ByocGate>>,
+    /// What stream starts wait at once admitted and paid, if armed.
+    start_gate: Mutex<Option<ByocGate>>,
     stats: Mutex<ByocStats>,
     /// Jobs and streams holding capacity, per capability.
     load: Mutex<HashMap<String, u32>>,
@@ -328,6 +332,16 @@ impl ByocState {
 
     pub(crate) fn gate(&self) -> Option<ByocGate> {
         lock(&self.gate).clone()
+    }
+
+    pub(crate) fn arm_start_gate(&self) -> ByocGate {
+        let gate = ByocGate::new();
+        *lock(&self.start_gate) = Some(gate.clone());
+        gate
+    }
+
+    pub(crate) fn start_gate(&self) -> Option<ByocGate> {
+        lock(&self.start_gate).clone()
     }
 
     pub(crate) fn stats(&self) -> ByocStats {

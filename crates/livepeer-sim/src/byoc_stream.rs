@@ -145,6 +145,11 @@ async fn start(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return std::future::pending().await;
     }
     let start = Instant::now();
+    // The worker's start, slow to come and charged as it takes (see
+    // `Sim::byoc_stream_start_gate`).
+    if let Some(gate) = shared.byoc.start_gate() {
+        gate.passed().await;
+    }
     let body = match axum::body::to_bytes(req.into_body(), MAX_JSON).await {
         Ok(body) => body,
         Err(_) => return Rejection::bad_request("Error reading request body").into_response(),

@@ -549,6 +549,15 @@ impl Sim {
         self.shared.byoc.arm_gate()
     }
 
+    /// Arms a gate that BYOC stream starts (`/ai/stream/start`) wait at once admitted and
+    /// paid, before their worker starts (go-livepeer's `StartStream` waits on its worker's
+    /// start call: a worker slow to start), and returns it: a start is counted in
+    /// [`ByocStats::stream_start_calls`] on arrival, so a test sees it waiting, then calls
+    /// [`ByocGate::release`]. Each call replaces the gate for the starts that come after it.
+    pub fn byoc_stream_start_gate(&self) -> ByocGate {
+        self.shared.byoc.arm_start_gate()
+    }
+
     /// What its BYOC side has received, charged and run.
     pub fn byoc_stats(&self) -> ByocStats {
         let mut stats = self.shared.byoc.stats();

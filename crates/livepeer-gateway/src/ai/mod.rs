@@ -3,8 +3,10 @@
 //! The HTTP edge (`http::ai`) reads each request within a size limit; [`submit`] validates it
 //! against the spec (422 naming every bad field), prices it in its pipeline's units, and runs it
 //! by [`job::run`] with failover. Media results are kept in the gateway's own
-//! [`results::ResultStore`], which the edge serves.
+//! [`results::ResultStore`], which the edge serves. Async image-to-video jobs (answered 202,
+//! polled for their result) are kept in [`async_jobs::AsyncJobs`].
 
+pub mod async_jobs;
 pub mod call;
 pub(crate) mod fetch;
 pub mod job;
@@ -66,6 +68,8 @@ pub struct AiConfig {
     pub result_ttl: Duration,
     /// Most bytes of result files kept (oldest evicted first).
     pub result_store_bytes: usize,
+    /// Most async image-to-video jobs running or kept at once.
+    pub async_max_jobs: usize,
     /// Deadline for downloading one result file from an orchestrator.
     pub fetch_timeout: Duration,
     /// Largest result file fetched.
@@ -82,6 +86,17 @@ pub struct AiConfig {
 }
 
 impl AiConfig {
+    /// Where result URLs point: `data:` URLs, or the configured public URL (which defaults to
+    /// the listener's address). Never the request's `Host`: the client chooses it, and a URL
+    /// built from it would send whoever follows the link wherever that client wanted.
+    pub fn result_urls(&self) -> ResultUrls {
+        if self.data_urls {
+            return ResultUrls::Data;
+        }
+        let base = self.public_url.as_deref().unwrap_or("http://127.0.0.1:9935");
+        ResultUrls::Gateway(base.trim_end_matches('/').to_owned())
+    }
+
     /// The settings with the result URLs' base defaulted to the public listener's address,
     /// `listen` (loopback when it listens on every interface: set `--public-url` then).
     pub fn with_listen_addr(mut self, listen: std::net::SocketAddr) -> Self {
@@ -117,8 +132,13 @@ pub struct AiState {
     pub metrics: Metrics,
     /// How orchestrators are paid: local key, remote signer or off-chain.
     pub payments: crate::payment::Payments,
-    /// Fires when shutdown's drain time is over: running streams then end with an error event.
+    /// Fires when shutdown's drain time is over: running streams then end with an error event,
+    /// and async jobs still running are cut.
     pub drained: CancellationToken,
+    /// Async image-to-video jobs.
+    pub jobs: Arc<async_jobs::AsyncJobs>,
+    /// Where async jobs run: tracked, so that shutdown waits for them (within its drain time).
+    pub tasks: crate::task::Tasks,
 }
 
 /// Validates a request's input and runs it: `Err` when validation fails (nothing was tried).
@@ -142,9 +162,21 @@ pub async fn submit_checked(
     check: impl AsyncFnOnce(&validate::ValidRequest) -> Result<(), Error>,
     tab: Option<Arc<crate::keys::Tab>>,
 ) -> Result<Reply, Error> {
+    let valid = validate_checked(ai, pipeline, input, check).await?;
+    Ok(job::run(ai, valid, request_id(), urls, tab).await)
+}
+
+/// The validation of [`submit_checked`] alone: the request ready to run, or the error to
+/// answer (nothing was tried). An async job is validated so, before its client is answered.
+pub async fn validate_checked(
+    ai: &AiState,
+    pipeline: Pipeline,
+    input: Input,
+    check: impl AsyncFnOnce(&validate::ValidRequest) -> Result<(), Error>,
+) -> Result<validate::ValidRequest, Error> {
     let valid = validate::validate(pipeline, input, &ai.limits).await.map_err(Error::validation)?;
     check(&valid).await?;
-    Ok(job::run(ai, valid, request_id(), urls, tab).await)
+    Ok(valid)
 }
 
 /// A new request id: 16 lower-case hex digits, random (AI and BYOC jobs alike).

@@ -187,6 +187,7 @@ impl ByocStreams {
                 payments_failed: 0,
                 tickets: 0,
                 ev_wei: livepeer_pm::Ratio::ZERO,
+                start_ev_wei: livepeer_pm::Ratio::ZERO,
             }),
             counters: Counters::default(),
             started: Instant::now(),

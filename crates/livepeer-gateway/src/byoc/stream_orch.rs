@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use livepeer_pm::Ratio;
 use serde_json::json;
 
 use super::JobSigner;
@@ -183,17 +184,18 @@ async fn call(
     (route, paid): (&str, bool),
     body: Bytes,
 ) -> Result<Answer, CallError> {
-    call_from(inner, (orch, token), job, (route, paid), body).await.map(|(answer, _)| answer)
+    call_from(inner, (orch, token), job, (route, paid), body).await.map(|(answer, ..)| answer)
 }
 
-/// [`call`], with the address the answer came from when known.
+/// [`call`], with the address the answer came from when known, and the expected value of the
+/// tickets the call carried (wei).
 async fn call_from(
     inner: &Inner,
     (orch, token): (&str, &Stored),
     job: &JobRequest,
     (route, paid): (&str, bool),
     body: Bytes,
-) -> Result<(Answer, Option<IpAddr>), CallError> {
+) -> Result<(Answer, Option<IpAddr>, Ratio), CallError> {
     let gateway = CallError::Gateway;
     if let Some(why) = inner.byoc.over_cap(&job.capability, &token.token) {
         return Err(gateway(why));
@@ -268,8 +270,9 @@ async fn call_from(
         }
     };
     let answer = (parts.status.as_u16(), body, parts.headers);
+    let ev = payment.ev_sent;
     payments.byoc_settle(payment, answered(&answer, charges, at.elapsed()));
-    Ok((answer, peer))
+    Ok((answer, peer, ev))
 }
 
 /// What a call that got no answer's head did to its payment. Refused each time it was sent
@@ -477,12 +480,12 @@ async fn start_on(
         .unwrap_or_default();
     let body = Bytes::from(json!({ "params": params }).to_string());
     let answer = call_from(inner, (&orch, &token), &stream.job, (START, true), body).await;
-    if !matches!(answer, Ok(((200, _, _), _)) | Err(CallError::Unanswered(_))) {
+    if !matches!(answer, Ok(((200, _, _), ..)) | Err(CallError::Unanswered(_))) {
         // Refused, never sent, or answered with an error: nothing runs there for the start's
         // guard to stop.
         stream.with_state(|s| s.attempting.take_if(|a| *a == orch));
     }
-    let ((status, text, headers), peer) = match answer {
+    let ((status, text, headers), peer, ev) = match answer {
         Ok(answer) => answer,
         Err(CallError::Gateway(e) | CallError::Refused(e)) => {
             drop(lease);
@@ -518,7 +521,11 @@ async fn start_on(
         }
     }
     let service = token.token.service_addr.clone();
-    session(inner, stream, (orch, service, peer), &headers, lease).await
+    let session = session(inner, stream, (orch, service, peer), &headers, lease).await?;
+    // What the start paid for the stream: a customer priced on it is charged for it too.
+    stream
+        .with_state(|s| s.start_ev_wei = s.start_ev_wei.checked_add(&ev).unwrap_or(s.start_ev_wei));
+    Ok(session)
 }
 
 /// The session a start answered with `headers` from `peer` makes on `orch` (at `service`),

@@ -90,6 +90,9 @@ pub(crate) struct State {
     pub(crate) payments_failed: u64,
     pub(crate) tickets: u64,
     pub(crate) ev_wei: livepeer_pm::Ratio,
+    /// The expected value of the tickets its starts carried, on each orchestrator that came to
+    /// serve it (wei); `tickets` and `ev_wei` count the payments every interval only.
+    pub(crate) start_ev_wei: livepeer_pm::Ratio,
 }
 
 /// Segment counters, bumped by the relays.

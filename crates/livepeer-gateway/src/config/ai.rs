@@ -46,6 +46,10 @@ section! {
         /// Most bytes of AI result files kept in memory [default: 536870912].
         #[arg(long, env = "LP_AIRESULTSTOREBYTES")]
         pub ai_result_store_bytes: Option<usize>,
+        /// Most async image-to-video jobs (`Prefer: respond-async`) running, or finished and
+        /// kept for --ai-result-ttl, at once; more get 503 `async_jobs_full` [default: 1024].
+        #[arg(long, env = "LP_AIASYNCMAXJOBS")]
+        pub ai_async_max_jobs: Option<usize>,
         /// Deadline for downloading one result file from an orchestrator [default: 10s].
         #[arg(long, env = "LP_AIRESULTFETCHTIMEOUT")]
         pub ai_result_fetch_timeout: Option<String>,
@@ -125,6 +129,7 @@ impl Ai {
                 Duration::from_secs(600),
             )?,
             result_store_bytes: self.ai_result_store_bytes.unwrap_or(512 << 20),
+            async_max_jobs: self.ai_async_max_jobs.unwrap_or(1024),
             result_max_bytes: self.ai_result_max_bytes.unwrap_or(100 << 20),
             job_result_max_bytes: self.ai_job_result_max_bytes.unwrap_or(256 << 20),
             answer_max_bytes: self.ai_answer_max_bytes.unwrap_or(64 << 20),
@@ -142,6 +147,7 @@ impl Ai {
             return Err(bad("--ai-max-body-bytes", "byte limits must be at least 1"));
         }
         for (flag, value) in [
+            ("--ai-async-max-jobs", ai.async_max_jobs),
             ("--ai-result-max-bytes", ai.result_max_bytes),
             ("--ai-job-result-max-bytes", ai.job_result_max_bytes),
             ("--ai-answer-max-bytes", ai.answer_max_bytes),

@@ -56,6 +56,12 @@ section! {
         /// the publisher does not count) [default: 10s].
         #[arg(long, env = "LP_LIVETRICKLESTALLTIMEOUT")]
         pub live_trickle_stall_timeout: Option<String>,
+        /// Send `Access-Control-Allow-Origin: *` (and the headers and methods a browser asks
+        /// for) on the live and BYOC stream routes, so that web pages of other origins may
+        /// start and control streams. Any non-empty value turns it on, as go-livepeer reads
+        /// its `LIVE_AI_ALLOW_CORS`; off when unset.
+        #[arg(long, env = "LIVE_AI_ALLOW_CORS")]
+        pub live_ai_allow_cors: Option<String>,
     }
 }
 
@@ -128,6 +134,7 @@ impl Live {
             public_url,
             auth_webhook,
             heartbeat,
+            allow_cors: self.live_ai_allow_cors.is_some_and(|v| !v.is_empty()),
             // Not flags (yet): go-livepeer's values, kept here with the others.
             start_timeout: Duration::from_secs(5),
             swap_window: Duration::from_secs(180),

@@ -403,3 +403,15 @@ fn networks_have_go_livepeers_controllers_and_chain_ids() {
     assert_eq!(chain("offchain", None, None).unwrap_err().setting, "--eth-controller");
     assert!(!chain("offchain", Some(mine), None).unwrap().network.is_onchain());
 }
+
+#[test]
+fn cors_is_on_for_any_non_empty_value_as_go_livepeer_reads_it() {
+    let allow = |args: &[&str]| {
+        let flags = parse(args, false);
+        Config::validate(flags, None).unwrap().live.allow_cors
+    };
+    assert!(!allow(&[]));
+    assert!(!allow(&["--live-ai-allow-cors", ""]));
+    assert!(allow(&["--live-ai-allow-cors", "1"]));
+    assert!(allow(&["--live-ai-allow-cors", "true"]));
+}

@@ -1,7 +1,8 @@
 //! The admin listener (default 127.0.0.1:5935): status, orchestrators, health and metrics.
 //!
 //! Meant to stay private, like go-livepeer's CLI port. JSON uses snake_case field names; these
-//! routes are ours (go-livepeer's `/status` shape is tied to transcoding manifests).
+//! routes are ours. `/status` is served by `cli`, which adds go-livepeer's `NodeStatus` to the
+//! document built here.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -19,7 +20,6 @@ use crate::state::AppState;
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/status", get(status))
         .route("/orchestrators", get(orchestrators))
         .route("/orchestrators/refresh", post(refresh))
         .route("/select", get(select))
@@ -42,7 +42,9 @@ async fn refresh(State(state): State<AppState>) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-async fn status(State(state): State<AppState>) -> Json<Value> {
+/// Our `/status` document (the dashboard's), which `cli` serves with go-livepeer's
+/// `NodeStatus` members beside it.
+pub(super) fn status_json(state: &AppState) -> Value {
     let snap = state.pool.snapshot();
     let now = state.pool.now_ms();
     let mut healthy = 0;
@@ -86,13 +88,18 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "stream_credits": p.stream_credits(),
         })
     });
-    Json(json!({
+    // The price caps as they are now: the admin API may have changed them since start.
+    let mut config = Value::clone(&state.summary);
+    let caps = state.requirements.load();
+    config["max_price_per_unit"] = json!(caps.max_price.map(|p| p.to_string()));
+    config["max_price_per_model"] = json!(caps.max_price_per_model.len());
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "payments": payments,
         "chain": state.chain.as_ref().map(|c| c.to_json()),
         "uptime_ms": now,
         "request_body_bytes": crate::body_memory::used(),
-        "config": &*state.summary,
+        "config": config,
         "pool": {
             "generation": snap.generation,
             "orchestrators": snap.slots.len(),
@@ -103,13 +110,13 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "last_refresh": state.pool.last_refresh(),
             "offers": offers,
         },
-    }))
+    })
 }
 
 async fn orchestrators(State(state): State<AppState>) -> Json<Value> {
     let snap = state.pool.snapshot();
     let now = state.pool.now_ms();
-    let requirements = &*state.requirements;
+    let requirements = &*state.requirements.load();
     let list: Vec<Value> = snap
         .slots
         .iter()

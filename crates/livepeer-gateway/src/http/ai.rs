@@ -1,6 +1,7 @@
-//! The batch AI routes: the nine pipelines, the OpenAI-compatible chat route and result files.
-//! Each handler reads the request, hands it to [`crate::ai`], and turns the [`Reply`] into an
-//! answer with `X-Request-Id` and `X-Orchestrator-Url`.
+//! The batch AI routes: the nine pipelines, the OpenAI-compatible chat route, result files and
+//! async image-to-video's results (`ai_async`). Each handler reads the request, hands it to
+//! [`crate::ai`], and turns the [`Reply`] into an answer with `X-Request-Id` and
+//! `X-Orchestrator-Url`.
 
 use std::sync::Arc;
 
@@ -9,10 +10,9 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use super::body::{read_body, read_input};
-use crate::ai::call::ResultUrls;
 use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Input, Pipeline, ValidRequest};
 use crate::ai::{AiState, openai};
@@ -21,7 +21,6 @@ use futures_util::StreamExt as _;
 
 use crate::keys::meter::StreamPermit;
 use crate::keys::{Customer, Tab};
-use crate::orchestrator::JobKey;
 
 /// The AI routes.
 pub(crate) fn router(state: AiState) -> Router {
@@ -41,6 +40,8 @@ pub(crate) fn router(state: AiState) -> Router {
     router
         .route("/v1/chat/completions", post(chat_completions))
         .route("/results/{id}/{file}", get(result_file))
+        // Any method, as go-livepeer's mux takes it: the id comes in a JSON body.
+        .route("/image-to-video/result", any(super::ai_async::result))
         .with_state(state)
     // No `DefaultBodyLimit::disable()` layer here: the body readers bound every body by
     // `--ai-max-body-bytes`, and the one extractor that applies axum's default limit (2 MiB),
@@ -50,7 +51,10 @@ pub(crate) fn router(state: AiState) -> Router {
 }
 
 async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Response {
-    let urls = result_urls(&ai);
+    if pipeline == Pipeline::ImageToVideo && super::ai_async::prefers_async(req.headers()) {
+        return super::ai_async::submit(ai, req).await;
+    }
+    let urls = ai.config.result_urls();
     let customer = req.extensions().get::<Customer>().cloned();
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let (limit, timeout) = (ai.config.max_body_bytes, ai.config.request_timeout);
@@ -60,7 +64,7 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
     };
     let (mut model, mut permit) = (None, None);
     let check = async |valid: &ValidRequest| {
-        model = customer.is_some().then(|| ledger_model(&ai, valid)).flatten();
+        model = customer.is_some().then(|| super::keys::ledger_model(&ai, valid)).flatten();
         super::keys::allow_model(customer.as_ref(), valid, "model_id")?;
         permit = stream_permit(tab.as_deref(), valid).await?;
         Ok(())
@@ -70,12 +74,12 @@ async fn pipeline_job(ai: Arc<AiState>, pipeline: Pipeline, req: Request) -> Res
         Ok(reply) => answer(reply),
         Err(e) => e.into_response(),
     };
-    holding(with_model(resp, model), permit)
+    holding(super::keys::with_model(resp, model), permit)
 }
 
 /// `POST /v1/chat/completions`: the LLM pipeline in OpenAI's request and answer shapes.
 async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Response {
-    let urls = result_urls(&ai);
+    let urls = ai.config.result_urls();
     let customer = req.extensions().get::<Customer>().cloned();
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
     let body = match read_body(req, ai.config.max_body_bytes, ai.config.request_timeout).await {
@@ -85,7 +89,7 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
     let input = Input::Json(openai::llm_body(body));
     let (mut model, mut permit) = (None, None);
     let check = async |valid: &ValidRequest| {
-        model = customer.is_some().then(|| ledger_model(&ai, valid)).flatten();
+        model = customer.is_some().then(|| super::keys::ledger_model(&ai, valid)).flatten();
         super::keys::allow_model(customer.as_ref(), valid, "model")?;
         permit = stream_permit(tab.as_deref(), valid).await?;
         Ok(())
@@ -95,16 +99,7 @@ async fn chat_completions(State(ai): State<Arc<AiState>>, req: Request) -> Respo
         Ok(reply) => answer(openai::completion(reply)),
         Err(e) => e.into_response(),
     };
-    holding(with_model(resp, model), permit)
-}
-
-/// The model of a customer's request, for its ledger row: only a model the pool offers. A
-/// name nobody offers is refused before any orchestrator, and each made-up name would be a
-/// line of the key's usage answer for good: 300 refused requests naming 300 models of 256
-/// characters made `/v1/usage` a 113 kB answer, 376 bytes more with every name.
-fn ledger_model(ai: &AiState, valid: &ValidRequest) -> Option<String> {
-    let key = JobKey { capability: valid.pipeline.capability(), model: valid.model.clone() };
-    ai.pool.snapshot().index.contains_key(&key).then_some(key.model)
+    holding(super::keys::with_model(resp, model), permit)
 }
 
 /// One of the customer key's concurrent streams, for a streamed request (`stream: true`).
@@ -127,14 +122,6 @@ fn holding(resp: Response, permit: Option<StreamPermit>) -> Response {
         chunk
     });
     Response::from_parts(parts, Body::from_stream(stream))
-}
-
-/// Leaves the job's model in the answer for the usage ledger (keys on only).
-fn with_model(mut resp: Response, model: Option<String>) -> Response {
-    if let Some(model) = model {
-        resp.extensions_mut().insert(super::keys::UsedModel(model));
-    }
-    resp
 }
 
 /// The client's answer to a job: its body or error, with the request's headers.
@@ -165,17 +152,6 @@ fn answer(reply: Reply) -> Response {
         h.insert(super::SERVED_BY, v);
     }
     resp
-}
-
-/// Where result URLs point: `data:` URLs, or the configured public URL (which defaults to the
-/// listener's address). Never the request's `Host`: the client chooses it, and a URL built
-/// from it would send whoever follows the link wherever that client wanted.
-fn result_urls(ai: &AiState) -> ResultUrls {
-    if ai.config.data_urls {
-        return ResultUrls::Data;
-    }
-    let base = ai.config.public_url.as_deref().unwrap_or("http://127.0.0.1:9935");
-    ResultUrls::Gateway(base.trim_end_matches('/').to_owned())
 }
 
 /// `GET /results/{id}/{file}`. Served from the gateway's own origin, so never as anything a

@@ -31,17 +31,21 @@ const TRICKLE_PREFIX: &str = "/process/trickle";
 const MAX_DATA: usize = 1 << 20;
 
 /// The routes.
-pub(crate) fn router(streams: ByocStreams) -> Router {
+///
+/// `cors` is `--live-ai-allow-cors`. As go-livepeer's, the stream routes answer a preflight
+/// with 204.
+pub(crate) fn router(streams: ByocStreams, cors: bool) -> Router {
     let trickle = streams.hub().router();
-    Router::new()
-        .route("/process/stream/start", post(start))
-        .route("/process/stream/{id}/update", post(update))
-        .route("/process/stream/{id}/status", get(status))
-        .route("/process/stream/{id}/stop", post(stop))
-        .route("/process/stream/{id}/data", get(data))
+    let preflight = super::cors::preflight;
+    let routes = Router::new()
+        .route("/process/stream/start", post(start).options(preflight))
+        .route("/process/stream/{id}/update", post(update).options(preflight))
+        .route("/process/stream/{id}/status", get(status).options(preflight))
+        .route("/process/stream/{id}/stop", post(stop).options(preflight))
+        .route("/process/stream/{id}/data", get(data).options(preflight))
         .with_state(streams)
-        .layer(DefaultBodyLimit::disable())
-        .nest(TRICKLE_PREFIX, trickle)
+        .layer(DefaultBodyLimit::disable());
+    super::cors::layered(routes, cors).nest(TRICKLE_PREFIX, trickle)
 }
 
 /// The admin route: `GET /byoc/streams`, the status of every running stream.
@@ -99,7 +103,8 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
         // A BYOC stream's orchestrator is paid in tickets: a multiple of its price is taken
         // of their expected value, from what its start paid on.
         let ev = |s: &crate::byoc::stream::Stream| {
-            s.with_state(|s| s.ev_wei).unwrap_or(livepeer_pm::Ratio::ZERO)
+            let paid = s.with_state(|s| s.ev_wei.checked_add(&s.start_ev_wei).unwrap_or(s.ev_wei));
+            paid.unwrap_or(livepeer_pm::Ratio::ZERO)
         };
         let unmetered = Arc::downgrade(&stream);
         let guard = crate::keys::meter::StopUnlessMetered::new(move || {

@@ -54,6 +54,7 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
         | Kind::OrchestratorsBusy
         | Kind::PaymentRefused
         | Kind::TooManyStreams
+        | Kind::AsyncJobsFull
         | Kind::TrickleUnavailable
         | Kind::AuthWebhookUnavailable
         | Kind::KeyStoreUnavailable
@@ -65,26 +66,30 @@ pub(crate) fn status(kind: Kind) -> StatusCode {
     }
 }
 
+/// The JSON body of `e`'s answer (see the module docs), which an async job's result also
+/// carries when the job failed.
+pub(crate) fn body(e: &Error) -> serde_json::Value {
+    let mut error = json!({
+        "status": status(e.kind()).as_u16(),
+        "type": e.kind().name(),
+        "message": e.message(),
+    });
+    if let Some(field) = e.field_name() {
+        error["field"] = json!(field);
+    }
+    for (name, value) in e.details() {
+        error[*name] = json!(value);
+    }
+    if e.field_errors().is_empty() {
+        json!({ "detail": { "msg": e.message() }, "error": error })
+    } else {
+        json!({ "detail": e.field_errors(), "error": error })
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = status(self.kind());
-        let mut error = json!({
-            "status": status.as_u16(),
-            "type": self.kind().name(),
-            "message": self.message(),
-        });
-        if let Some(field) = self.field_name() {
-            error["field"] = json!(field);
-        }
-        for (name, value) in self.details() {
-            error[*name] = json!(value);
-        }
-        let body = if self.field_errors().is_empty() {
-            json!({ "detail": { "msg": self.message() }, "error": error })
-        } else {
-            json!({ "detail": self.field_errors(), "error": error })
-        };
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status(self.kind()), Json(body(&self))).into_response();
         if let Some(seconds) = self.retry_after_secs() {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

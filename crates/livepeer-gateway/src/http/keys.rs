@@ -25,10 +25,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::ai::AiState;
 use crate::ai::validate::{Pipeline, ValidRequest};
 use crate::error::{Error, Kind};
 use crate::keys::price::usd_text;
 use crate::keys::{Customer, KeyInfo, KeyPatch, KeyStore, KeysConfig, NewKey};
+use crate::orchestrator::JobKey;
 
 /// Bytes of an admin request body, at most.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -71,6 +73,23 @@ pub(crate) fn enforce(router: Router, keys: Option<Arc<KeyStore>>) -> Router {
 /// usage ledger.
 #[derive(Debug, Clone)]
 pub(crate) struct UsedModel(pub(crate) String);
+
+/// The model of a customer's request, for its ledger row: only a model the pool offers. A
+/// name nobody offers is refused before any orchestrator, and each made-up name would be a
+/// line of the key's usage answer for good: 300 refused requests naming 300 models of 256
+/// characters made `/v1/usage` a 113 kB answer, 376 bytes more with every name.
+pub(crate) fn ledger_model(ai: &AiState, valid: &ValidRequest) -> Option<String> {
+    let key = JobKey { capability: valid.pipeline.capability(), model: valid.model.clone() };
+    ai.pool.snapshot().index.contains_key(&key).then_some(key.model)
+}
+
+/// Leaves the job's model in the answer for the usage ledger (keys on only).
+pub(crate) fn with_model(mut resp: Response, model: Option<String>) -> Response {
+    if let Some(model) = model {
+        resp.extensions_mut().insert(UsedModel(model));
+    }
+    resp
+}
 
 /// The pipeline a public route's job belongs to, for the routes that need a key; `None` for
 /// the others (results, playback, stream control, health).
@@ -127,10 +146,10 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
     };
     let header = resp.headers().get("x-request-id");
     let request_id = header.and_then(|v| v.to_str().ok()).unwrap_or(tab.request_id()).to_owned();
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let latency_us = move || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let status = resp.status().as_u16();
     let used = resp.extensions().get::<UsedModel>().map(|u| u.0.clone());
-    let write = move || {
+    let write = move |status: u16, latency_us: u64| {
         let mut row = tab.row(at_ms, request_id, status, latency_us);
         if row.model.is_empty()
             && let Some(used) = used
@@ -139,12 +158,18 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
         }
         store.record(row);
     };
+    if let Some(end) = resp.extensions().get::<JobEnd>() {
+        // The job goes on after its answer: written when it ends, with its own status.
+        end.on_end(Box::new(move |status| write(status, latency_us())));
+        return resp;
+    }
+    let latency_us = latency_us();
     if resp.extensions().get::<RecordAtEnd>().is_none() {
-        write();
+        write(status, latency_us);
         return resp;
     }
     // Written when the body has been sent, or dropped (the client went away).
-    let guard = AtEnd(Some(Box::new(write)));
+    let guard = AtEnd(Some(Box::new(move || write(status, latency_us))));
     let (parts, body) = resp.into_parts();
     let stream = body.into_data_stream().map(move |chunk| {
         let _held = &guard;
@@ -157,6 +182,84 @@ async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: N
 /// of its final event): its ledger row is written once the body has ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RecordAtEnd;
+
+/// Marks an answer whose job goes on after it (an async image-to-video job, answered 202): its
+/// ledger row is written with the status the job ends with, once both the answer has passed
+/// the key check and the job has ended, whichever comes last. A job dropped without ending
+/// drops the writer, and with it the request's tab, which then writes its row as a dropped
+/// request's.
+#[derive(Clone, Default)]
+pub(crate) struct JobEnd(Arc<std::sync::Mutex<Ending>>);
+
+/// Where a [`JobEnd`] stands.
+#[derive(Default)]
+enum Ending {
+    /// Neither the row's writer nor the job's status is there yet.
+    #[default]
+    Open,
+    /// The key check left the row's writer; the job runs on.
+    Waiting(Box<dyn FnOnce(u16) + Send>),
+    /// The job ended with this status before the writer came.
+    Ended(u16),
+    /// The row was written.
+    Written,
+}
+
+impl JobEnd {
+    /// The job ended, its client to be told `status` (200, or its error's): writes the row
+    /// now if the key check left its writer.
+    pub(crate) fn ended(&self, status: u16) {
+        let write = {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match std::mem::take(&mut *state) {
+                Ending::Waiting(write) => {
+                    *state = Ending::Written;
+                    Some(write)
+                }
+                Ending::Open => {
+                    *state = Ending::Ended(status);
+                    None
+                }
+                done => {
+                    *state = done;
+                    None
+                }
+            }
+        };
+        // Outside the lock: writing takes the ledger's own.
+        if let Some(write) = write {
+            write(status);
+        }
+    }
+
+    /// The key check's writer of the row: run now if the job has ended, else when it does.
+    fn on_end(&self, write: Box<dyn FnOnce(u16) + Send>) {
+        let status = {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match std::mem::take(&mut *state) {
+                Ending::Ended(status) => {
+                    *state = Ending::Written;
+                    status
+                }
+                Ending::Open => {
+                    *state = Ending::Waiting(write);
+                    return;
+                }
+                done => {
+                    *state = done;
+                    return;
+                }
+            }
+        };
+        write(status);
+    }
+}
+
+impl std::fmt::Debug for JobEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobEnd")
+    }
+}
 
 /// Runs its function when dropped: with the body of an answer, once the body is done.
 struct AtEnd(Option<Box<dyn FnOnce() + Send>>);
@@ -458,8 +561,8 @@ async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> 
     }
 }
 
-/// Ends the key's running streams (live, BYOC and RTMP) on every instance sharing the key
-/// database; the key stays usable for new ones.
+/// Ends the key's running streams (live, BYOC and RTMP; pushed transcoding streams at their
+/// next push) on every instance sharing the key database; the key stays usable for new ones.
 async fn stop_streams(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
     match store.stop_streams(&id).await {
         Ok(at_ms) => Json(json!({ "id": id, "streams_stopped_at_ms": at_ms })).into_response(),

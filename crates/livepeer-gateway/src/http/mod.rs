@@ -6,12 +6,19 @@
 
 mod admin;
 mod ai;
+mod ai_async;
 mod body;
 mod byoc;
 mod byoc_stream;
 mod catalog;
 mod catalog_page;
+mod cli;
+mod cli_chain;
+mod cli_reply;
+mod cli_status;
+mod cli_write;
 pub(crate) mod cores;
+mod cors;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
@@ -72,9 +79,9 @@ pub fn public_router(
     let router = ai::router(ai)
         .merge(catalog)
         .merge(openapi)
+        .merge(byoc_stream::router(byoc_streams, live.inner.config.allow_cors))
         .merge(live::router(live))
         .merge(byoc::router(byoc))
-        .merge(byoc_stream::router(byoc_streams))
         .merge(transcode::router(transcode))
         .route("/healthz", get(|| async { "ok" }));
     let router = match signer {
@@ -101,7 +108,7 @@ fn with_json_fallbacks(router: Router) -> Router {
         )
 }
 
-/// The admin API: status, orchestrators, metrics and live streams.
+/// The admin API: status, orchestrators, metrics, live streams, and go-livepeer's CLI routes.
 pub fn admin_router(
     state: crate::state::AppState,
     live: crate::live::LiveState,
@@ -109,8 +116,10 @@ pub fn admin_router(
     byoc_streams: crate::byoc::stream::ByocStreams,
     transcode: crate::transcode::TranscodeState,
 ) -> Router {
+    let cli = cli::router(cli::CliState { app: state.clone(), transcode: transcode.clone() });
     let router = admin::router(state.clone())
         .merge(dashboard::api_router(state))
+        .merge(cli)
         .merge(live::admin_router(live))
         .merge(byoc::admin_router(byoc))
         .merge(byoc_stream::admin_router(byoc_streams))

@@ -86,7 +86,7 @@ fn add(paths: &mut Map<String, Value>, path: &str, method: &str, op: Value) {
     entry[method] = op;
 }
 
-/// The nine batch pipelines, `/v1/chat/completions` and result files.
+/// The nine batch pipelines, `/v1/chat/completions`, result files and async results.
 fn ai_paths(paths: &mut Map<String, Value>, limits: &Limits) {
     for p in Pipeline::ALL {
         let path = format!("/{}", p.name());
@@ -119,6 +119,36 @@ fn ai_paths(paths: &mut Map<String, Value>, limits: &Limits) {
     let path = "/results/{id}/{file}";
     let ok = content("a result file", "application/octet-stream", json!({ "type": "string" }));
     add(paths, path, "get", op(path, "ai", "A result file", None, responses(ok, &[404])));
+    async_paths(paths);
+}
+
+/// Async image-to-video (go-livepeer's): `Prefer: respond-async` on `/image-to-video`, and
+/// its result route.
+fn async_paths(paths: &mut Map<String, Value>) {
+    let i2v = &mut paths["/image-to-video"]["post"];
+    i2v["parameters"] = json!([{
+        "name": "Prefer", "in": "header", "required": false,
+        "description": "`respond-async`: answer 202 with a request id at once, and run the job \
+            in the background; poll /image-to-video/result for its result",
+        "schema": { "type": "string" },
+    }]);
+    let id = json!({ "type": "object", "required": ["request_id"],
+        "properties": { "request_id": { "type": "string" } } });
+    i2v["responses"]["202"] =
+        content("accepted (Prefer: respond-async)", "application/json", id.clone());
+    let processing = json!({ "type": "object", "required": ["status"],
+        "properties": { "status": { "const": "processing" } } });
+    let complete = json!({ "type": "object", "required": ["status", "result"], "properties": {
+        "status": { "const": "complete" },
+        "result": { "description": "the synchronous request's answer: {images: [{url, seed, \
+            nsfw}]}, or the error body of a job that failed", "type": "object" },
+    } });
+    let mut answers =
+        responses(content("the job has ended", "application/json", complete), &[400, 413]);
+    answers["202"] = content("the job is running", "application/json", processing);
+    let path = "/image-to-video/result";
+    let summary = "The result of an async image-to-video job (400: invalid request ID)";
+    add(paths, path, "post", op(path, "ai", summary, Some(json_body(id)), answers));
 }
 
 /// The catalogue, the model list, usage, the page, the document itself and health.

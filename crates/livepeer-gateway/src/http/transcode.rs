@@ -63,7 +63,8 @@ fn status(e: &TranscodeError) -> StatusCode {
         TranscodeError::NotFound(_) => StatusCode::NOT_FOUND,
         TranscodeError::StreamExists(_) | TranscodeError::LateSegment(_) => StatusCode::CONFLICT,
         TranscodeError::AuthDenied(_) | TranscodeError::NotOwner(_) => StatusCode::FORBIDDEN,
-        TranscodeError::KeyRefused(_) => StatusCode::PAYMENT_REQUIRED,
+        // The key check's own status: 402 `budget_exceeded`, 410 `stream_stopped`, ...
+        TranscodeError::KeyRefused(r) => super::error::status(r.0.kind()),
         TranscodeError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TranscodeError::Failed { .. } | TranscodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -72,7 +73,8 @@ fn status(e: &TranscodeError) -> StatusCode {
 }
 
 fn error(e: TranscodeError) -> Response {
-    // A key's refusal keeps the key check's own shape (402 `budget_exceeded` and details).
+    // A key's refusal keeps the key check's own shape (402 `budget_exceeded` and details,
+    // 410 `stream_stopped`).
     if let TranscodeError::KeyRefused(r) = e {
         return r.0.into_response();
     }
@@ -106,9 +108,7 @@ async fn push(
         Err(e) => return error(e),
     };
     let tab = req.extensions().get::<Arc<Tab>>().cloned();
-    // A key pushes into its own streams only; refused before the body is read.
-    let key_id = tab.as_ref().map(|t| t.key().id.clone());
-    if let Err(e) = state.check_owner(&stream, key_id.as_deref()) {
+    if let Err(e) = check_key(&state, &stream, tab.as_deref()).await {
         return error(e);
     }
     match read_push(&state, &manifest, &file, req).await {
@@ -147,6 +147,20 @@ async fn push(
     }
 }
 
+/// Refused before the body is read: a key pushes into its own streams only, and while the key
+/// lets them run (`follow_key`: a stream the operator stopped ends here).
+async fn check_key(
+    state: &TranscodeState,
+    manifest: &str,
+    tab: Option<&Tab>,
+) -> Result<(), TranscodeError> {
+    state.check_owner(manifest, tab.map(|t| t.key().id.as_str()))?;
+    match tab {
+        Some(tab) => state.follow_key(manifest, tab).await,
+        None => Ok(()),
+    }
+}
+
 /// Takes the stream `manifest` for the push of `segment`: a push that makes it with a
 /// customer key takes one of the key's `max_streams` (429 when it holds them all) and owns
 /// it; a stream another key made is 403.
@@ -162,7 +176,7 @@ async fn claim(
         }
         _ => None,
     };
-    let key = tab.map(|t| t.key().id.as_str());
+    let key = tab.map(|t| (t.key().id.as_str(), t.since_ms()));
     state.claim_push(manifest, key, permit, segment.profiles.clone(), segment.format).map_err(error)
 }
 
@@ -176,7 +190,9 @@ async fn read_push(
 ) -> Result<(SegmentIn, bool), TranscodeError> {
     let path = req.uri().path().to_owned();
     let headers = req.headers().clone();
-    let settings = match header_str(&headers, CONFIGURATION_HEADER) {
+    // An empty header is no header, as Go reads one (server/auth.go): a pusher that always
+    // sends it, empty when it has nothing to say, is not refused.
+    let settings = match header_str(&headers, CONFIGURATION_HEADER).filter(|t| !t.is_empty()) {
         Some(text) => request::parse_settings(text)?,
         None => request::StreamSettings { profiles: None, timeout_multiplier: 1 },
     };

@@ -8,7 +8,8 @@
 //! A change made through this instance's admin API reaches its streams at once: each key with
 //! a stream here has a token ([`KeyStore::changed`]), taken by the stream's meter before it
 //! first reads the key, that the change cancels, which wakes the meter to read the key again
-//! (RTMP streams read it at each segment). Another instance's change reaches them at their
+//! (RTMP streams read it at each segment, transcoding streams pushed over HTTP at each push:
+//! `TranscodeState::follow_key`). Another instance's change reaches them at their
 //! next interval, once the key read by id here is older than [`CACHE_TTL`](super::CACHE_TTL). The operator's
 //! stop is kept in the database (`streams_stopped_at_ms`), so that every instance sharing it
 //! ends the streams started before it and none started after, by the clocks of the instance

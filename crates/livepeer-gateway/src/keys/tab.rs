@@ -89,14 +89,32 @@ impl Tab {
     /// A fresh tab for the next interval of a stream, on its key as it is now: `Err` with the
     /// reason when the stream may not go on (see [`KeyStore::current`]).
     pub async fn next(&self) -> Result<Tab, Error> {
+        let key = self.current(self.since_ms).await?;
+        let mut next = Tab::new(self.store.clone(), key, self.pipeline);
+        next.since_ms = self.since_ms;
+        Ok(next)
+    }
+
+    /// Whether a stream of this tab's key and job, started at `since_ms` (unix ms, as
+    /// [`since_ms`](Self::since_ms) gives it) and checked a request at a time (a pushed
+    /// transcoding stream), may go on: `Err` with the reason when not (see
+    /// [`KeyStore::current`]).
+    pub async fn follow(&self, since_ms: i64) -> Result<(), Error> {
+        self.current(since_ms).await.map(|_| ())
+    }
+
+    /// When this request (a stream: its start) began, unix ms.
+    pub fn since_ms(&self) -> i64 {
+        self.since_ms
+    }
+
+    /// The key as it is now for this tab's job, in a stream started at `since_ms`.
+    async fn current(&self, since_ms: i64) -> Result<Arc<KeyInfo>, Error> {
         // A BYOC stream's start was checked for its capability (its model here); the others'
         // for their pipeline.
         let model = (self.pipeline == "byoc").then(|| self.state().model.clone()).flatten();
         let job = (self.pipeline, model.as_deref());
-        let key = self.store.current(&self.key, job, self.since_ms).await?;
-        let mut next = Tab::new(self.store.clone(), key, self.pipeline);
-        next.since_ms = self.since_ms;
-        Ok(next)
+        self.store.current(&self.key, job, since_ms).await
     }
 
     /// A fresh tab for the rest of an ended stream, on the key it ran on (what was paid for

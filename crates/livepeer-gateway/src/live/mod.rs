@@ -102,4 +102,7 @@ pub struct LiveConfig {
     pub auth_webhook: Option<AuthWebhook>,
     /// The heartbeat that can terminate running streams (go-livepeer `-liveAIHeartbeatURL`).
     pub heartbeat: Option<Heartbeat>,
+    /// `--live-ai-allow-cors` (go-livepeer's `LIVE_AI_ALLOW_CORS`): CORS headers on the live
+    /// and BYOC stream routes.
+    pub allow_cors: bool,
 }

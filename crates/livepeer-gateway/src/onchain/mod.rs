@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ChainConfig, Network};
 use crate::payment::LocalPayer;
-use crate::payment::chain::{ChainClient, ChainError, Contracts, ROUNDS_MANAGER, Rounds};
+use crate::payment::chain::{ChainClient, ChainError, Contracts, ROUNDS_MANAGER, Rounds, selector};
 use crate::task::Tasks;
 
 /// Why the chain could not be used at start.
@@ -89,7 +89,8 @@ pub async fn connect(config: &ChainConfig) -> Result<Chain, ConnectError> {
         (broker, rounds, None)
     };
     tracing::info!(network = config.network.name(), chain_id, %controller, %ticket_broker, ?contracts, "chain connected");
-    let status = Arc::new(ChainStatus::new(&config.network, chain_id, controller, contracts));
+    let status =
+        Arc::new(ChainStatus::new(&config.network, chain_id, (controller, contracts), &client));
     Ok(Chain { client, ticket_broker, rounds_manager, contracts, status })
 }
 
@@ -153,12 +154,25 @@ impl Chain {
 #[derive(Debug)]
 pub struct ChainStatus {
     fixed: Value,
+    /// The chain id the endpoint reported.
+    chain_id: u64,
+    /// The endpoint, for the balances the admin API reads when asked.
+    client: ChainClient,
+    /// The Controller.
+    controller: Address,
+    /// The contracts, on an on-chain network.
+    contracts: Option<Contracts>,
     rounds: Mutex<Option<Rounds>>,
     discovery: Mutex<Option<Value>>,
 }
 
 impl ChainStatus {
-    fn new(network: &Network, chain_id: u64, controller: Address, c: Option<Contracts>) -> Self {
+    fn new(
+        network: &Network,
+        chain_id: u64,
+        (controller, c): (Address, Option<Contracts>),
+        client: &ChainClient,
+    ) -> Self {
         let address = |a: Address| a.to_checksum(None);
         let contracts = c.map(|c| {
             json!({
@@ -174,7 +188,75 @@ impl ChainStatus {
             "controller": address(controller),
             "contracts": contracts,
         });
-        Self { fixed, rounds: Mutex::new(None), discovery: Mutex::new(None) }
+        Self {
+            fixed,
+            chain_id,
+            client: client.clone(),
+            controller,
+            contracts: c,
+            rounds: Mutex::new(None),
+            discovery: Mutex::new(None),
+        }
+    }
+
+    /// The chain id the endpoint reported at start.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The Controller the contracts were resolved through.
+    pub fn controller(&self) -> Address {
+        self.controller
+    }
+
+    /// Every contract, on an on-chain network (`None` when `--eth-url` only reads the funds
+    /// of an off-chain gateway).
+    pub fn contracts(&self) -> Option<Contracts> {
+        self.contracts
+    }
+
+    /// The current round, when read.
+    pub fn current_round(&self) -> Option<U256> {
+        self.rounds.lock().ok().and_then(|r| r.map(|r| r.current))
+    }
+
+    /// Whether on-chain discovery supplies the orchestrators.
+    pub fn discovers(&self) -> bool {
+        self.discovery.lock().is_ok_and(|d| d.is_some())
+    }
+
+    /// `account`'s ETH balance in wei, read now (`eth_getBalance`).
+    ///
+    /// # Errors
+    /// As [`ChainClient::request`]; [`ChainError::Malformed`] if the answer is no quantity.
+    pub async fn eth_balance(&self, account: Address) -> Result<U256, ChainError> {
+        let params = json!([account.to_checksum(None), "latest"]);
+        let answer = self.client.request("eth_getBalance", params).await?;
+        let malformed = || ChainError::Malformed {
+            method: "eth_getBalance",
+            detail: format!("not a quantity: {answer}"),
+        };
+        let hex = answer.as_str().and_then(|s| s.strip_prefix("0x")).ok_or_else(malformed)?;
+        U256::from_str_radix(hex, 16).map_err(|_| malformed())
+    }
+
+    /// `account`'s LPT balance in its smallest unit, read now: `balanceOf` of the
+    /// LivepeerToken the Controller registers.
+    ///
+    /// # Errors
+    /// As [`ChainClient::contract_address`] and [`ChainClient::call`];
+    /// [`ChainError::Malformed`] if the answer is not a word.
+    pub async fn token_balance(&self, account: Address) -> Result<U256, ChainError> {
+        let token = self.client.contract_address(self.controller, "LivepeerToken").await?;
+        let mut data = selector("balanceOf(address)").to_vec();
+        data.extend_from_slice(&[0; 12]);
+        data.extend_from_slice(account.as_slice());
+        let out = self.client.call(token, &data).await?;
+        let word = out.get(..32).ok_or_else(|| ChainError::Malformed {
+            method: "eth_call",
+            detail: format!("balanceOf answered {} bytes", out.len()),
+        })?;
+        Ok(U256::from_be_slice(word))
     }
 
     /// Records the rounds just read.

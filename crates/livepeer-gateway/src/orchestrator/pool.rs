@@ -23,6 +23,7 @@ use super::discovery::Discovery;
 use super::health::{EjectPolicy, HealthState, JobStats, OrchStats};
 use super::info::OrchInfo;
 use super::price::Price;
+use super::requirements::SharedRequirements;
 use super::selection::{self, Entry, Limits, Live, Weights};
 use super::snapshot::{JobKey, Requirements, Slot, Snapshot};
 use super::text;
@@ -41,7 +42,8 @@ pub struct PoolConfig {
     pub eject: EjectPolicy,
     /// Selection cost weights.
     pub weights: Weights,
-    /// What orchestrators must satisfy.
+    /// What orchestrators must satisfy at start (the pool's [`SharedRequirements`] begin
+    /// with it; the price caps may change later).
     pub requirements: Requirements,
     /// Most GetOrchestrator calls in flight at once during a refresh.
     pub max_concurrent_calls: usize,
@@ -100,6 +102,8 @@ struct Inner {
     config: PoolConfig,
     client: OrchClient,
     discovery: Discovery,
+    /// The requirements in force, shared with payments and the admin API.
+    requirements: SharedRequirements,
     snapshot: ArcSwap<Snapshot>,
     /// What discovery last learned, per URL; the master copy snapshots are built from.
     known: Mutex<Vec<Slot>>,
@@ -138,6 +142,7 @@ impl Pool {
     ) -> Self {
         let pool = Self {
             inner: Arc::new(Inner {
+                requirements: SharedRequirements::new(config.requirements.clone()),
                 config,
                 client,
                 discovery,
@@ -180,6 +185,7 @@ impl Pool {
             .collect();
         let pool = Self {
             inner: Arc::new(Inner {
+                requirements: SharedRequirements::new(config.requirements.clone()),
                 config,
                 client,
                 discovery: Discovery::Static(Vec::new()),
@@ -197,7 +203,27 @@ impl Pool {
 
     /// The operator's price cap for `key`, if any (see [`Requirements::max_price`]).
     pub fn max_price(&self, key: &JobKey) -> Option<Price> {
-        self.inner.config.requirements.max_price(key)
+        self.inner.requirements.load().max_price(key)
+    }
+
+    /// The requirements in force: a handle on the cell the pool reads, for the other readers
+    /// of the price caps (payments, the remote signer's checks, the admin API).
+    pub fn requirements(&self) -> SharedRequirements {
+        self.inner.requirements.clone()
+    }
+
+    /// Sets the global price cap (`None`: any price) and rebuilds the snapshot, so that the
+    /// next selection already keeps orchestrators above it out.
+    pub fn set_max_price(&self, price: Option<Price>) {
+        self.inner.requirements.set_max_price(price);
+        self.publish();
+    }
+
+    /// Sets the price cap of `capability` for `model` (`default`: the pipeline's) and rebuilds
+    /// the snapshot.
+    pub fn set_max_price_for(&self, capability: u32, model: &str, price: Price) {
+        self.inner.requirements.set_max_price_for(capability, model, price);
+        self.publish();
     }
 
     /// The current snapshot.
@@ -420,7 +446,7 @@ impl Pool {
                     tracing::info!(orchestrator = %url, "orchestrator answered again; back in the pool");
                 }
                 slot.stats.breaker.record_success();
-                let blocklist = &self.inner.config.requirements.blocklist;
+                let blocklist = &self.inner.requirements.load().blocklist;
                 slot.blocked = info.address.is_some_and(|a| blocklist.contains(&a));
                 slot.info = Some(Arc::new(info));
             }
@@ -476,12 +502,14 @@ impl Pool {
     }
 
     fn publish(&self) {
-        let slots = match self.inner.known.lock() {
-            Ok(k) => k.clone(),
-            Err(_) => return,
-        };
+        // Built and stored under the lock: a rebuild for a price change and one for a refresh
+        // then cannot store out of order, so the last snapshot stored always has the latest
+        // slots and caps. Only background work and admin changes take this lock; requests read
+        // the stored snapshot.
+        let Ok(known) = self.inner.known.lock() else { return };
+        let requirements = self.inner.requirements.load();
         let generation = self.inner.snapshot.load().generation + 1;
-        let snap = Snapshot::build(slots, &self.inner.config.requirements, generation);
+        let snap = Snapshot::build(known.clone(), &requirements, generation);
         census(&snap, self.now_ms(), &self.inner.metrics);
         self.inner.snapshot.store(Arc::new(snap));
     }

@@ -10,7 +10,7 @@ use livepeer_sim::{Sim, SimConfig, SimModel};
 
 use super::*;
 use crate::orchestrator::price::Price;
-use crate::orchestrator::{Timeouts, TlsTrust};
+use crate::orchestrator::{Requirements, Timeouts, TlsTrust};
 
 const MODEL: &str = "m";
 

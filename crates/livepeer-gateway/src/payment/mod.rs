@@ -33,10 +33,10 @@ pub use terms::{Cost, PayError, PaymentLimits, PriceBounds, Settlement};
 use local::Staged;
 use remote::RemotePayer;
 
+use crate::orchestrator::SharedRequirements;
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::segment_header;
 use crate::orchestrator::info::OrchInfo;
-use crate::orchestrator::snapshot::Requirements;
 use crate::orchestrator::{JobKey, OrchClient};
 
 /// What a payment is booked on; it decides where the segment credentials come from.
@@ -118,20 +118,23 @@ pub struct Payments {
     /// BYOC accounts per (orchestrator, capability), kept whether the gateway's own key or a
     /// remote signer makes the tickets.
     byoc: byoc::ByocBooks,
-    /// The operator's price caps, which bound the price every payment is made at.
-    caps: Arc<Requirements>,
+    /// The operator's price caps, which bound the price every payment is made at; the
+    /// pool's own cell, so a cap changed at runtime bounds payments at once.
+    caps: SharedRequirements,
 }
 
 impl Payments {
     /// Off-chain: nothing is paid.
     pub fn off_chain() -> Self {
-        Self { way: Way::OffChain, byoc: byoc::ByocBooks::default(), caps: Arc::default() }
+        Self { way: Way::OffChain, byoc: byoc::ByocBooks::default(), caps: Default::default() }
     }
 
     /// These payments with the price caps of `requirements` (by default none): a job's
-    /// payment is refused when its orchestrator's price for the job is above its cap.
-    pub fn with_price_caps(mut self, requirements: Requirements) -> Self {
-        self.caps = Arc::new(requirements);
+    /// payment is refused when its orchestrator's price for the job is above its cap. Give the
+    /// pool's cell ([`Pool::requirements`](crate::orchestrator::Pool::requirements)) for caps
+    /// that follow runtime changes.
+    pub fn with_price_caps(mut self, requirements: impl Into<SharedRequirements>) -> Self {
+        self.caps = requirements.into();
         self
     }
 
@@ -139,7 +142,7 @@ impl Payments {
     /// `discovered`.
     fn bounds(&self, discovered: &OrchInfo, key: &JobKey) -> PriceBounds {
         let selected = discovered.price_for(key.capability, &key.model);
-        PriceBounds { cap: self.caps.max_price(key), selected }
+        PriceBounds { cap: self.caps.load().max_price(key), selected }
     }
 
     /// Payments with the gateway's own key, or else through the remote signer at
@@ -159,7 +162,7 @@ impl Payments {
             (None, Some(remote)) => Way::Remote(remote),
             (None, None) => Way::OffChain,
         };
-        Ok(Self { way, byoc: byoc::ByocBooks::default(), caps: Arc::default() })
+        Ok(Self { way, byoc: byoc::ByocBooks::default(), caps: Default::default() })
     }
 
     /// The same payments, holding a remote signer's to the operator's EV `limits` too.

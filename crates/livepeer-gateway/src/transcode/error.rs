@@ -56,7 +56,9 @@ pub enum TranscodeError {
     #[error("{0}")]
     Backlog(String),
     /// The stream's customer key refused to pay for a segment (402 `budget_exceeded`, as the
-    /// key check words it): that segment was not published, and the stream takes no more.
+    /// key check words it): that segment was not published, and the stream takes no more. Or
+    /// the key ended the stream (`TranscodeState::follow_key`: 410 `stream_stopped` when the
+    /// operator stopped the key's streams), whose name takes no more of the key's pushes.
     #[error("{0}")]
     KeyRefused(KeyRefusal),
     /// The stream was made by another customer key's pushes (or by RTMP): a key pushes into

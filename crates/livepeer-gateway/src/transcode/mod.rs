@@ -19,6 +19,7 @@
 //! - `error.rs`: [`TranscodeError`]; `request.rs`: reading a push's parts;
 //! - `store.rs`: a stream's window of segments and its playlists;
 //! - `tokens.rs`: streams' own auth tokens where nothing is paid;
+//! - `ended.rs`: names of pushed streams their customer key ended;
 //! - `attempt.rs`: one attempt on one orchestrator (pay, `/segment`, fetch, verify, settle);
 //! - `streams.rs`: the streams, their limits and counters;
 //! - `session.rs`: the kept orchestrator and retries on others.
@@ -28,6 +29,7 @@
 mod attempt;
 pub mod charge;
 mod codec;
+mod ended;
 mod error;
 mod ingest;
 pub mod profiles;
@@ -55,6 +57,7 @@ use session::{Ctx, Failed};
 use store::Published;
 use streams::{NewStream, Stream, StreamOwner, Streams};
 
+use crate::keys::{KeyInfo, Tab};
 use crate::metrics::Metrics;
 use crate::orchestrator::Pool;
 use crate::orchestrator::http::{OrchHttp, OrchHttpVersion};
@@ -186,7 +189,7 @@ impl TranscodeState {
             tokens: Arc::new(tokens::StreamTokens::new(client)),
         };
         metrics.transcode_max_sessions(config.max_sessions);
-        let streams = Streams::new(config.max_sessions);
+        let streams = Streams::new(config.max_sessions, config.idle_timeout);
         let inner = Inner { config, pool, attempter, metrics, streams, gate };
         let state = Self { inner: Arc::new(inner) };
         let reaper = state.clone();
@@ -268,7 +271,12 @@ impl TranscodeState {
         if seg.input.is_none() {
             seg.input = Some(probe_input(&seg.data, seg.format)?);
         }
-        let stream = self.stream(&seg)?;
+        let stream = match &charge {
+            // A keyed push claimed its stream before its key paid: gone since, the key ended
+            // it (see `follow_key`), and a stream made here would belong to no key.
+            Some(c) => self.claimed(&seg.manifest, c.tab.key())?,
+            None => self.stream(&seg)?,
+        };
         stream.refused()?;
         let busy = stream.busy();
         let slot = stream
@@ -324,6 +332,47 @@ impl TranscodeState {
         self.get_or_create(&seg.manifest, profiles, format, None, false).map(|(s, _)| s)
     }
 
+    /// The stream `manifest` that a push of `key` claimed ([`claim_push`](Self::claim_push)):
+    /// `Err` with why when the key ended it since.
+    fn claimed(&self, manifest: &str, key: &KeyInfo) -> Result<Arc<Stream>, TranscodeError> {
+        let streams = &self.inner.streams;
+        match streams.get(manifest).filter(|s| s.pushed_by(&key.id)) {
+            Some(stream) => Ok(stream),
+            None => Err(match streams.ended_refusal(manifest, &key.id) {
+                Some(refusal) => TranscodeError::KeyRefused(refusal),
+                None => TranscodeError::NotFound(format!("stream {manifest:?} has ended")),
+            }),
+        }
+    }
+
+    /// With customer keys, whether the key of `tab` may push on into its stream `manifest`.
+    /// A pushed stream follows its key push by push, as an RTMP stream does segment by
+    /// segment (`keys::follow`): the key check at the edge refuses a key deleted, disabled or
+    /// expired, and here a stream started before the operator stopped the key's streams (or
+    /// whose pipeline the key lost) ends, closed as an idle stream is. This push and the key's
+    /// later ones of the name are then refused with why (410 `stream_stopped`, see `ended`).
+    /// No stream of the name yet: the push starts a new one, which is not stopped. When the
+    /// key database cannot be read, the stream runs on.
+    pub async fn follow_key(&self, manifest: &str, tab: &Tab) -> Result<(), TranscodeError> {
+        let key_id = tab.key().id.as_str();
+        let streams = &self.inner.streams;
+        if let Some(refusal) = streams.ended_refusal(manifest, key_id) {
+            return Err(TranscodeError::KeyRefused(refusal));
+        }
+        let Some(stream) = streams.get(manifest).filter(|s| s.pushed_by(key_id)) else {
+            return Ok(());
+        };
+        let Some(since_ms) = stream.started_ms else { return Ok(()) };
+        let Err(e) = tab.follow(since_ms).await else { return Ok(()) };
+        let refusal = KeyRefusal(e);
+        if streams.end_keyed(&stream, key_id, refusal.clone()) {
+            let why = refusal.0.message();
+            tracing::info!(%manifest, key_id, why, "pushed transcoding stream ended by its key");
+            self.ended(&stream);
+        }
+        Err(TranscodeError::KeyRefused(refusal))
+    }
+
     /// Creates the stream `manifest` before its first segment, for an ingest that announces
     /// its streams (RTMP): refused when a stream of that name is live (go-livepeer's
     /// `StreamAlreadyExists`) or `--max-sessions` are. `None` profiles take the defaults.
@@ -353,20 +402,22 @@ impl TranscodeState {
         self.inner.streams.get(manifest).is_some()
     }
 
-    /// Takes the stream `manifest` for a push by the key `key` (`None`: keys are off): made,
-    /// owned by the key and holding `permit` (its place among the key's `max_streams`), when
-    /// it does not exist; 403 when it exists and the key did not make it.
+    /// Takes the stream `manifest` for a push by the key `key` (`None`: keys are off; else
+    /// the key's id and when its push began, unix ms): made, owned by the key and holding
+    /// `permit` (its place among the key's `max_streams`), when it does not exist; 403 when
+    /// it exists and the key did not make it; the key's refusal when it ended a stream of
+    /// that name (see [`follow_key`](Self::follow_key)).
     pub fn claim_push(
         &self,
         manifest: &str,
-        key: Option<&str>,
+        key: Option<(&str, i64)>,
         permit: Option<crate::keys::meter::StreamPermit>,
         profiles: Option<Vec<Profile>>,
         format: Format,
     ) -> Result<(), TranscodeError> {
-        let owner = key.map(|k| StreamOwner { key_id: k.to_owned(), permit });
+        let owner = key.map(|(k, since_ms)| StreamOwner { key_id: k.to_owned(), permit, since_ms });
         let (stream, created) = self.get_or_create(manifest, profiles, format, owner, false)?;
-        if created { Ok(()) } else { stream.check_owner(key) }
+        if created { Ok(()) } else { stream.check_owner(key.map(|(k, _)| k)) }
     }
 
     fn get_or_create(

@@ -172,6 +172,11 @@ pub fn preset(name: &str) -> Option<Profile> {
     })
 }
 
+/// Every preset's name (go-livepeer's `/getAvailableTranscodingOptions`).
+pub fn preset_names() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|p| p.0)
+}
+
 /// Preset names, comma-separated, as `--transcoding-options` lists them. Unlike go-livepeer,
 /// which drops unknown names silently, an unknown name is an error naming it.
 pub fn parse_preset_list(list: &str, field: &str) -> Result<Vec<Profile>, ProfileError> {

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::attempt::Cost;
+use super::ended::Ended;
 use super::error::{KeyRefusal, TranscodeError};
 use super::profiles::{Format, Profile};
 use super::store::Window;
@@ -86,6 +87,9 @@ pub(super) struct Stream {
     /// The customer key that made the stream by pushing, when keys are on: others may not
     /// push into it.
     owner: Option<String>,
+    /// When the owner's push that made the stream began (unix ms, the key store's clock): an
+    /// operator's stop of the key's streams at or after it ends the stream.
+    pub(super) started_ms: Option<i64>,
     /// Its place among the owner's `max_streams`, held while the stream lives.
     _permit: Option<crate::keys::meter::StreamPermit>,
     /// Made by an RTMP publisher, whose segments alone it takes: no push joins it.
@@ -122,6 +126,11 @@ impl Stream {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+
+    /// Whether the stream was made by pushes of the key `key_id`.
+    pub(super) fn pushed_by(&self, key_id: &str) -> bool {
+        !self.rtmp && self.owner.as_deref() == Some(key_id)
     }
 
     /// `Err` 403 unless the stream was made by the key `key` (by no key, both `None`) and
@@ -279,6 +288,8 @@ pub(super) struct StreamOwner {
     pub(super) key_id: String,
     /// The key's stream permit (`max_streams`), when the key has a limit.
     pub(super) permit: Option<crate::keys::meter::StreamPermit>,
+    /// When the key's push making the stream began (unix ms).
+    pub(super) since_ms: i64,
 }
 
 /// What a new stream is made of.
@@ -304,14 +315,46 @@ pub(super) struct NewStream {
 #[derive(Debug)]
 pub(super) struct Streams {
     map: Mutex<HashMap<String, Arc<Stream>>>,
+    /// Names of pushed streams their key ended. Locked after `map` when both are.
+    ended: Mutex<Ended>,
     max: usize,
     epoch: Instant,
 }
 
 impl Streams {
-    /// No streams yet; at most `max` at once.
-    pub(super) fn new(max: usize) -> Self {
-        Self { map: Mutex::default(), max, epoch: Instant::now() }
+    /// No streams yet; at most `max` at once. A stream its key ended keeps its name from
+    /// that key's pushes until they leave it alone for `idle` (see `ended`).
+    pub(super) fn new(max: usize, idle: Duration) -> Self {
+        let ended = Mutex::new(Ended::new(max, idle));
+        Self { map: Mutex::default(), ended, max, epoch: Instant::now() }
+    }
+
+    /// Why the key `key_id`'s pushes of `manifest` are refused, when the key ended the stream
+    /// of that name that it pushed (see `ended`).
+    pub(super) fn ended_refusal(&self, manifest: &str, key_id: &str) -> Option<KeyRefusal> {
+        self.ended.lock().ok()?.refusal(manifest, key_id)
+    }
+
+    /// Ends `stream`, pushed by the key `key_id`, which no longer lets it run (`refusal`): it
+    /// goes from the streams, and its name is refused to the key's later pushes. `false` when
+    /// it had gone already (another push ended it, or it was idle), its name then kept all
+    /// the same.
+    pub(super) fn end_keyed(
+        &self,
+        stream: &Arc<Stream>,
+        key_id: &str,
+        refusal: KeyRefusal,
+    ) -> bool {
+        let Ok(mut map) = self.map.lock() else { return false };
+        // Only this stream: one made of the name since is another stream.
+        let here = map.get(&stream.manifest).is_some_and(|s| Arc::ptr_eq(s, stream));
+        if here {
+            map.remove(&stream.manifest);
+        }
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.insert(&stream.manifest, key_id, refusal);
+        }
+        here
     }
 
     /// The stream `manifest`.
@@ -331,10 +374,17 @@ impl Streams {
         if let Some(s) = map.get(manifest) {
             return Ok((s.clone(), false));
         }
+        let n = new();
+        // A name the key ended is not made again by its pushes: checked under the streams'
+        // lock, which ending a stream holds, so a push racing the end cannot make it anew.
+        if let Some(owner) = &n.owner
+            && let Some(refusal) = self.ended_refusal(manifest, &owner.key_id)
+        {
+            return Err(TranscodeError::KeyRefused(refusal));
+        }
         if map.len() >= self.max {
             return Err(TranscodeError::TooManyStreams);
         }
-        let n = new();
         let window = Window::new(n.profiles.clone(), n.format, n.window_segments, n.window_bytes);
         let stream = Arc::new(Stream {
             manifest: manifest.to_owned(),
@@ -353,6 +403,7 @@ impl Streams {
             busy: AtomicUsize::new(0),
             refusal: Mutex::default(),
             owner: n.owner.as_ref().map(|o| o.key_id.clone()),
+            started_ms: n.owner.as_ref().map(|o| o.since_ms),
             _permit: n.owner.and_then(|o| o.permit),
             rtmp: n.rtmp,
             created_ms: self.epoch.elapsed().as_millis() as u64,
@@ -381,6 +432,9 @@ impl Streams {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.prune();
+        }
         idle_ones.iter().filter_map(|k| map.remove(k)).collect()
     }
 

@@ -94,13 +94,13 @@ async fn call(
     req.send().await.unwrap()
 }
 
-fn trickle() -> (reqwest::Client, ClientConfig) {
+pub fn trickle() -> (reqwest::Client, ClientConfig) {
     let config = ClientConfig::default();
     (config.client().unwrap(), config)
 }
 
 /// An MPEG-TS-shaped segment: `n` packets of 188 bytes with the sync byte, tagged with `tag`.
-fn segment(tag: u8, n: usize) -> Bytes {
+pub fn segment(tag: u8, n: usize) -> Bytes {
     let mut out = Vec::with_capacity(188 * n);
     for i in 0..n {
         out.push(0x47);
@@ -109,7 +109,7 @@ fn segment(tag: u8, n: usize) -> Bytes {
     Bytes::from(out)
 }
 
-async fn publish(publisher: &mut HttpPublisher, data: &Bytes) {
+pub async fn publish(publisher: &mut HttpPublisher, data: &Bytes) {
     let mut writer = publisher.segment().await.unwrap();
     for chunk in data.chunks(1000) {
         writer.write(data.slice_ref(chunk)).await.unwrap();
@@ -117,7 +117,7 @@ async fn publish(publisher: &mut HttpPublisher, data: &Bytes) {
     writer.finish().await.unwrap();
 }
 
-async fn next_segment(sub: &mut HttpSubscriber) -> Option<Bytes> {
+pub async fn next_segment(sub: &mut HttpSubscriber) -> Option<Bytes> {
     let mut reader = sub.segment().await.unwrap()?;
     let mut data = Vec::new();
     while let Some(chunk) = reader.chunk().await.unwrap() {

@@ -281,6 +281,58 @@ async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orche
     gw.shutdown().await;
 }
 
+/// A BYOC stream's start pays its orchestrator a minute of its price in tickets: priced as a
+/// multiple, the start's own row charges that multiple of their expected value (it charged
+/// nothing, the stream's first interval being taken of its interval payments alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_start_sent() {
+    use livepeer_pm::Ratio;
+    use livepeer_sim::{ByocKind, SimByoc};
+    const CAP: &str = "echo-stream";
+    let mut addr = [0u8; 20];
+    addr[19] = 10;
+    // 10⁸ wei a second: the start's minute takes a ticket.
+    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(100_000_000, 1).capacity(4)];
+    let config = SimConfig {
+        name: "keys-byoc-stream-start-x2".into(),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        byoc: caps,
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keys_config(&[sim.url()], dir.path(), None);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.keys.prices = double_fee("byoc");
+    let gw = start(c).await;
+    let (id, secret) =
+        create(&gw, json!({"name": "bs-start", "budget_micro_usd": 1_000_000})).await;
+    let header = crate::byoc_stream::job_header(CAP, 60, r#"{"enable_data_output":true}"#);
+    let body = json!({"stream_name": "s", "stream_id": "1", "params": "{}"});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/process/stream/start", gw.http_addr))
+        .bearer_auth(&secret)
+        .header("Livepeer", &header)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // No interval has gone by: the one row is the start's, and the only tickets its.
+    let started: Value = resp.json().await.unwrap();
+    let rows = ledger(&gw, &id, 1).await;
+    let row = &rows[0];
+    let ev: Ratio = row["paid_ev_wei"].parse().unwrap();
+    assert_eq!(ev, sim.byoc_stats().ev_credited, "the start's tickets: {row:?}");
+    assert!(!ev.is_zero(), "{row:?}");
+    let nano = ev.checked_mul_u64(4).unwrap().checked_div(&Ratio::from_u64(1_000_000)).unwrap();
+    assert_eq!(row["charged_usd"], usd(u64::try_from(nano.ceil()).unwrap()), "{row:?}");
+    let stop =
+        reqwest::Client::new().post(started["stop_url"].as_str().unwrap()).bearer_auth(&secret);
+    assert_eq!(stop.send().await.unwrap().status(), StatusCode::OK);
+    gw.shutdown().await;
+}
+
 /// A config with keys on for the transcoding orchestrator at `url`, charging 0.06 USD a minute
 /// of video: a 2 s segment costs 0.002 USD.
 pub(crate) fn transcode_keys_config(url: &str, dir: &std::path::Path) -> livepeer_gateway::Config {

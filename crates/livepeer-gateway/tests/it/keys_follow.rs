@@ -1,7 +1,8 @@
 //! Running streams follow their key: a live stream ends at once when its key is disabled or
 //! the operator stops the key's streams through this instance, at its next interval when
 //! another instance does, and a lowered budget is what its next interval is reserved
-//! against; an RTMP stream ends when its key is disabled.
+//! against; an RTMP stream ends when its key is disabled; a pushed transcoding stream ends at
+//! its next push when the operator stops the key's streams.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,4 +170,57 @@ async fn an_rtmp_stream_ends_when_its_key_is_disabled() {
     let out = ffmpeg.wait_with_output().await.unwrap();
     assert!(!out.status.success(), "the stream of a disabled key ran to its end");
     gw.shutdown().await;
+}
+
+/// A pushed transcoding stream has no connection to close: it follows its key push by push.
+/// Stopped by the operator, the stream started before the stop ends at its next push, which is
+/// refused saying why (410 `stream_stopped`), as are the key's later pushes of it; the stream
+/// is closed (its playlists, its status and its place among the key's `max_streams` go), and
+/// a stream the key starts after the stop runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_transcoding_stream_ends_at_its_next_push_when_its_streams_are_stopped() {
+    let sim = crate::transcode::sim("follow-push", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(crate::keys_charge::transcode_keys_config(sim.url(), dir.path())).await;
+    // One stream at a time: the new stream below runs only once the stopped one is closed.
+    let (id, secret) = create(&gw, json!({"name": "push", "max_streams": 1})).await;
+    let push = |manifest, seq| push_as(&gw, &secret, manifest, seq);
+    for seq in 0..2 {
+        let (status, v) = push("cam", seq).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let (status, _) = crate::transcode::get_text(&gw, "/stream/cam.m3u8").await;
+    assert_eq!(status, 200);
+
+    let (status, v) = admin(&gw, "POST", &format!("/keys/{id}/streams/stop"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // The stream's next push, and any after it, are refused with why...
+    for seq in 2..4 {
+        let (status, v) = push("cam", seq).await;
+        assert_eq!(status, StatusCode::GONE, "{v}");
+        assert_eq!(v["error"]["type"], "stream_stopped", "{v}");
+        assert_eq!(v["error"]["message"], "the operator stopped this API key's streams", "{v}");
+    }
+    // ...and the stream is closed, as an ended one is.
+    let (status, _) = crate::transcode::get_text(&gw, "/stream/cam.m3u8").await;
+    assert_eq!(status, 404);
+    let (status, v) = admin(&gw, "GET", "/transcode/streams/cam", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+
+    // A stream started after the stop runs, in the key's one place the old stream freed.
+    for seq in 0..2 {
+        let (status, v) = push("cam2", seq).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let (status, _) = crate::transcode::get_text(&gw, "/stream/cam2.m3u8").await;
+    assert_eq!(status, 200);
+    gw.shutdown().await;
+}
+
+/// Pushes the test segment as segment `seq` of `manifest` with the key `secret`.
+async fn push_as(gw: &Gateway, secret: &str, manifest: &str, seq: u64) -> (StatusCode, Value) {
+    let req = crate::keys_charge::push_segment(gw, secret, manifest, seq, "2000");
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }

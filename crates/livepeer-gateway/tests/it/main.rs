@@ -1,24 +1,30 @@
 //! Full-stack tests: a real gateway and real simulated orchestrators over real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
 
+mod admin_cli;
+mod admin_cli_chain;
 mod admin_guard;
 mod ai;
+mod ai_async;
 mod audio_probe;
 mod bench;
 mod binary;
 mod bodies;
 mod browser;
+mod browser_chain;
 mod byoc;
 mod byoc_refused;
 mod byoc_remote;
 mod byoc_stream;
 mod byoc_stream_idle;
+mod byoc_stream_shortage;
 mod byoc_stream_unanswered;
 mod byoc_unanswered;
 mod catalog;
 mod cdp;
 mod client_hostile;
 mod cores;
+mod cors;
 mod discovery;
 mod exhaustion;
 mod foreign_channels;
@@ -38,6 +44,7 @@ mod keys_pg;
 mod keys_shared;
 mod keys_sigterm;
 mod keys_streams;
+mod keys_unmetered;
 mod listen;
 mod live;
 mod live_leak;

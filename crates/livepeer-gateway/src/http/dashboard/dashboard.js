@@ -222,9 +222,26 @@ function renderPayments(payments) {
     ...reserveOutlook(payments.reserve, item));
   const rows = (payments.sessions || []).map((s) => el("tr", {},
     el("td", {}, short(s.orchestrator)),
-    el("td", {}, s.job + ": price " + s.price + ", ticket EV " + s.ticket_ev_wei + " wei, nonces "
-      + s.nonces_used + ", credit " + s.credit_wei + " wei")));
+    el("td", { class: "session", title: "ticket EV " + s.ticket_ev_wei + " wei, credit " + s.credit_wei + " wei" },
+      s.job + ": price " + s.price + ", ticket EV " + wholeWei(s.ticket_ev_wei) + " wei, nonces "
+      + s.nonces_used + ", credit " + wholeWei(s.credit_wei) + " wei")));
   fillTable("sessions-table", rows, "no payment sessions yet");
+}
+
+// An exact amount of wei ("123" or "num/den") as whole wei, rounded, marked "≈" when not exact:
+// tickets' EV and credit have denominators of some 77 digits, unreadable and wider than the page
+// (the exact value is in the cell's title).
+function wholeWei(v) {
+  const [n, d] = String(v).split("/");
+  if (!d) return n;
+  try {
+    const num = BigInt(n);
+    const den = BigInt(d);
+    const q = (2n * num + den) / (2n * den);
+    return (q * den === num ? "" : "≈") + q;
+  } catch (e) {
+    return String(v);
+  }
 }
 
 // The reserve's hours at the spend of the last hour, and the gateway's warning when short.

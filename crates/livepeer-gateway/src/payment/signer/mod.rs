@@ -30,7 +30,8 @@ pub use pay::PaymentAnswer;
 pub use refusal::Refusal;
 pub use request::PaymentRequest;
 
-use crate::orchestrator::snapshot::{Requirements, Tiers};
+use crate::orchestrator::SharedRequirements;
+use crate::orchestrator::snapshot::Tiers;
 use crate::orchestrator::{JobKey, Pool};
 
 /// State of the signer routes; cheap to clone.
@@ -52,8 +53,9 @@ pub(super) struct Checks {
     /// The ticket sender of this gateway's key: its EV and total EV limits, and with a chain
     /// its funds and the block ticket params expire against.
     pub(super) payer: Option<crate::payment::LocalPayer>,
-    /// The operator's price caps (`--max-price-per-unit`, `--max-price-per-capability`).
-    pub(super) caps: Arc<Requirements>,
+    /// The operator's price caps (`--max-price-per-unit`, `--max-price-per-capability`, and
+    /// their runtime changes).
+    pub(super) caps: SharedRequirements,
 }
 
 impl SignerState {
@@ -76,7 +78,7 @@ impl SignerState {
     pub fn with_sender_checks(
         mut self,
         payer: Option<crate::payment::LocalPayer>,
-        caps: Arc<Requirements>,
+        caps: SharedRequirements,
     ) -> Self {
         self.checks = Checks { payer, caps };
         self

@@ -83,7 +83,8 @@ fn check_terms(
     // The strictest cap of the (capability, model) pairs named, else the global one: pairs
     // without a cap of their own (a BYOC capability without `--byoc-max-price`) must not let
     // a caller step around it.
-    let cap = keys.iter().filter_map(|k| checks.caps.max_price(k)).min().or(checks.caps.max_price);
+    let caps = checks.caps.load();
+    let cap = keys.iter().filter_map(|k| caps.max_price(k)).min().or(caps.max_price);
     if let Some(cap) = cap
         && price > cap
     {
@@ -202,7 +203,7 @@ mod tests {
         let payer = crate::payment::LocalPayer::new(std::sync::Arc::new(key()), client, limits);
         let max_price = cap.map(|c| Price::new(c, 1).unwrap());
         let caps = crate::orchestrator::snapshot::Requirements { max_price, ..Default::default() };
-        Checks { payer: Some(payer), caps: std::sync::Arc::new(caps) }
+        Checks { payer: Some(payer), caps: caps.into() }
     }
 
     /// `info` with a face value of `face` wei and a win probability of 1 in `odds`.
