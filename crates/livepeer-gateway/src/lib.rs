@@ -261,6 +261,7 @@ impl Gateway {
             signer,
         );
         let public = http::keys::enforce(public, keys);
+        let public = http::cors::outermost(public, config.live.allow_cors);
         let cores = http
             .serve("public-api", public.clone(), limits, port("public-api"), &tasks)
             .map_err(setup(Part::Listener))?;

@@ -31,21 +31,19 @@ const TRICKLE_PREFIX: &str = "/process/trickle";
 const MAX_DATA: usize = 1 << 20;
 
 /// The routes.
-///
-/// `cors` is `--live-ai-allow-cors`. As go-livepeer's, the stream routes answer a preflight
-/// with 204.
-pub(crate) fn router(streams: ByocStreams, cors: bool) -> Router {
+/// As go-livepeer's, the stream routes answer a preflight with 204.
+pub(crate) fn router(streams: ByocStreams) -> Router {
     let trickle = streams.hub().router();
     let preflight = super::cors::preflight;
-    let routes = Router::new()
+    Router::new()
         .route("/process/stream/start", post(start).options(preflight))
         .route("/process/stream/{id}/update", post(update).options(preflight))
         .route("/process/stream/{id}/status", get(status).options(preflight))
         .route("/process/stream/{id}/stop", post(stop).options(preflight))
         .route("/process/stream/{id}/data", get(data).options(preflight))
         .with_state(streams)
-        .layer(DefaultBodyLimit::disable());
-    super::cors::layered(routes, cors).nest(TRICKLE_PREFIX, trickle)
+        .layer(DefaultBodyLimit::disable())
+        .nest(TRICKLE_PREFIX, trickle)
 }
 
 /// The admin route: `GET /byoc/streams`, the status of every running stream.

@@ -15,22 +15,39 @@ use axum::response::Response;
 
 /// The headers a browser may send on the routes.
 const ALLOW_HEADERS: &str = "Content-Type, Authorization, Livepeer, Livepeer-Stream-Secret";
-/// The methods a preflight is told of (go-livepeer's).
-const ALLOW_METHODS: &str = "OPTIONS, POST, GET";
+/// The methods a preflight is told of: go-livepeer's, and `DELETE`, which a live stream's
+/// stop also takes here.
+const ALLOW_METHODS: &str = "OPTIONS, POST, GET, DELETE";
+/// The answer headers a page may read: a BYOC start returns its stream's secret in a header
+/// only, and a page that started a stream without `Authorization` needs it for every later
+/// call.
+const EXPOSE_HEADERS: &str = "Livepeer-Stream-Secret, X-Request-Id";
+
+/// Whether `path` is one of the routes CORS is for.
+fn is_stream_route(path: &str) -> bool {
+    path.starts_with("/live/video-to-video/") || path.starts_with("/process/stream/")
+}
 
 /// The answer to a preflight: 204, as go-livepeer's.
 pub(crate) async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Middleware adding the CORS headers to every answer of the routes it wraps (when
-/// `--live-ai-allow-cors` is on; the layer is left out otherwise).
-pub(crate) async fn allow(req: Request, next: Next) -> Response {
+/// Middleware adding the CORS headers to every answer of the stream routes (when
+/// `--live-ai-allow-cors` is on; the layer is left out otherwise), the errors of the layers
+/// inside it included: a page that is refused (a customer key's 401, 402, 429) must be able
+/// to read why, not see a network error.
+async fn allow(req: Request, next: Next) -> Response {
+    if !is_stream_route(req.uri().path()) {
+        return next.run(req).await;
+    }
     let preflight = req.method() == Method::OPTIONS;
     let mut resp = next.run(req).await;
     let headers = resp.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
+    let expose = HeaderValue::from_static(EXPOSE_HEADERS);
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
     if preflight {
         let methods = HeaderValue::from_static(ALLOW_METHODS);
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
@@ -38,7 +55,8 @@ pub(crate) async fn allow(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `router` with the CORS headers on its answers when `on`.
-pub(crate) fn layered(router: axum::Router, on: bool) -> axum::Router {
+/// The public router with the CORS headers on its stream routes' answers when `on`. Applied
+/// outermost, around the customer-key check, whose refusals need them too.
+pub(crate) fn outermost(router: axum::Router, on: bool) -> axum::Router {
     if on { router.layer(axum::middleware::from_fn(allow)) } else { router }
 }

@@ -115,6 +115,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn check_key(State(store): State<Arc<KeyStore>>, mut req: Request, next: Next) -> Response {
+    // A browser's CORS preflight carries no credentials (it asks whether it may send them):
+    // it is answered without a key, and no job runs on it.
+    if req.method() == axum::http::Method::OPTIONS {
+        return next.run(req).await;
+    }
     let matched = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let usage = matched == Some("/v1/usage");
     let Some(pipeline) = matched.and_then(job_pipeline).or(usage.then_some("usage")) else {

@@ -24,15 +24,14 @@ use crate::live::{Credentials, LiveError, LiveState, MAX_CONTROL_BODY, SECRET_HE
 /// The live routes and the client trickle channels.
 pub(crate) fn router(live: LiveState) -> Router {
     let trickle = live.hub().router();
-    let cors = live.inner.config.allow_cors;
     let preflight = super::cors::preflight;
-    let routes = Router::new()
+    Router::new()
         .route("/live/video-to-video/{stream}/start", post(start).options(preflight))
         .route("/live/video-to-video/{stream}/update", post(update).options(preflight))
         .route("/live/video-to-video/{stream}/status", get(status).options(preflight))
         .route("/live/video-to-video/{stream}/stop", post(stop).delete(stop).options(preflight))
-        .with_state(live);
-    super::cors::layered(routes, cors).nest("/ai/trickle", trickle)
+        .with_state(live)
+        .nest("/ai/trickle", trickle)
 }
 
 /// The admin listener's live route: `GET /live/streams`, the status of every stream, running

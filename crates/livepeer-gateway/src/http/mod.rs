@@ -18,7 +18,7 @@ mod cli_reply;
 mod cli_status;
 mod cli_write;
 pub(crate) mod cores;
-mod cors;
+pub(crate) mod cors;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod keys;
@@ -79,9 +79,9 @@ pub fn public_router(
     let router = ai::router(ai)
         .merge(catalog)
         .merge(openapi)
-        .merge(byoc_stream::router(byoc_streams, live.inner.config.allow_cors))
         .merge(live::router(live))
         .merge(byoc::router(byoc))
+        .merge(byoc_stream::router(byoc_streams))
         .merge(transcode::router(transcode))
         .route("/healthz", get(|| async { "ok" }));
     let router = match signer {

@@ -417,7 +417,14 @@ impl TranscodeState {
     ) -> Result<(), TranscodeError> {
         let owner = key.map(|(k, since_ms)| StreamOwner { key_id: k.to_owned(), permit, since_ms });
         let (stream, created) = self.get_or_create(manifest, profiles, format, owner, false)?;
-        if created { Ok(()) } else { stream.check_owner(key.map(|(k, _)| k)) }
+        if created {
+            return Ok(());
+        }
+        stream.check_owner(key.map(|(k, _)| k))?;
+        // Used from now: the reaper must not take it while this push waits on its key's
+        // reservation, which would answer the push 404 for the gateway's own timing.
+        stream.touch();
+        Ok(())
     }
 
     fn get_or_create(

@@ -115,7 +115,7 @@ impl Drop for Busy {
 }
 
 impl Stream {
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
@@ -338,7 +338,7 @@ impl Streams {
     /// Ends `stream`, pushed by the key `key_id`, which no longer lets it run (`refusal`): it
     /// goes from the streams, and its name is refused to the key's later pushes. `false` when
     /// it had gone already (another push ended it, or it was idle), its name then kept all
-    /// the same.
+    /// the same, unless a newer stream of the name is running.
     pub(super) fn end_keyed(
         &self,
         stream: &Arc<Stream>,
@@ -347,11 +347,15 @@ impl Streams {
     ) -> bool {
         let Ok(mut map) = self.map.lock() else { return false };
         // Only this stream: one made of the name since is another stream.
-        let here = map.get(&stream.manifest).is_some_and(|s| Arc::ptr_eq(s, stream));
+        let now = map.get(&stream.manifest);
+        let here = now.is_some_and(|s| Arc::ptr_eq(s, stream));
+        // Another stream of the name, made since this one went (idle) while the key was
+        // read, started after the stop: its name is not refused.
+        let newer = now.is_some() && !here;
         if here {
             map.remove(&stream.manifest);
         }
-        if let Ok(mut ended) = self.ended.lock() {
+        if !newer && let Ok(mut ended) = self.ended.lock() {
             ended.insert(&stream.manifest, key_id, refusal);
         }
         here
@@ -450,5 +454,45 @@ impl Streams {
         let mut out: Vec<Value> = streams.iter().map(|s| s.status()).collect();
         out.sort_by(|a, b| a["manifest_id"].as_str().cmp(&b["manifest_id"].as_str()));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, Kind};
+
+    fn new_stream() -> NewStream {
+        NewStream {
+            owner: None,
+            rtmp: false,
+            profiles: Vec::new(),
+            format: Format::MpegTs,
+            concurrency: 1,
+            window_segments: 2,
+            window_bytes: 1 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_end_leaves_a_newer_stream_of_the_name_alone() {
+        let streams = Streams::new(4, Duration::from_secs(60));
+        let stopped = || KeyRefusal(Error::new(Kind::StreamStopped, "stopped"));
+        let (old, _) = streams.get_or_create("cam", new_stream).unwrap();
+        // It went idle while a push held it and read its key; a push made the name anew.
+        streams.remove("cam");
+        let (newer, made) = streams.get_or_create("cam", new_stream).unwrap();
+        assert!(made);
+        assert!(!streams.end_keyed(&old, "key_a", stopped()));
+        assert!(streams.get("cam").is_some_and(|s| Arc::ptr_eq(&s, &newer)));
+        assert_eq!(streams.ended_refusal("cam", "key_a"), None, "the newer stream's name is free");
+        // Ended itself, its name is refused to the key.
+        assert!(streams.end_keyed(&newer, "key_a", stopped()));
+        assert_eq!(streams.ended_refusal("cam", "key_a"), Some(stopped()));
+        // Gone already with no newer one: the name is refused all the same.
+        let (third, _) = streams.get_or_create("cam2", new_stream).unwrap();
+        streams.remove("cam2");
+        assert!(!streams.end_keyed(&third, "key_a", stopped()));
+        assert!(streams.ended_refusal("cam2", "key_a").is_some());
     }
 }
