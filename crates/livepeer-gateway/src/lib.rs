@@ -249,18 +249,17 @@ impl Gateway {
         let port = |name| port(name, &limits, &state.metrics);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
         let signer = signer_state(&config, &state)?;
-        let public = http::public_router(
-            http::Services {
-                ai: ai_state,
-                live: live_state,
-                byoc: byoc_state,
-                byoc_streams,
-                transcode: transcode.clone(),
-                prices: config.keys.prices.clone(),
-            },
-            signer,
-        );
-        let public = http::keys::enforce(public, keys);
+        let (transcode_state, prices) = (transcode.clone(), config.keys.prices.clone());
+        let services = http::Services {
+            ai: ai_state,
+            live: live_state,
+            byoc: byoc_state,
+            byoc_streams,
+            transcode: transcode_state,
+            prices,
+        };
+        // CORS outermost: a customer key's refusals carry it too.
+        let public = http::keys::enforce(http::public_router(services, signer), keys);
         let public = http::cors::outermost(public, config.live.allow_cors);
         let cores = http
             .serve("public-api", public.clone(), limits, port("public-api"), &tasks)

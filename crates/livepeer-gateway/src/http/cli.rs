@@ -5,16 +5,25 @@
 //! (`cli_chain`). Like go-livepeer's, the read routes answer any method; the writes
 //! (`cli_write`) take a form-encoded POST. Answers are go-livepeer's: bare text, JSON, and
 //! plain-text errors (`cli_reply`). Routes go-livepeer has that a gateway without them cannot
-//! answer truthfully (bonding, funding, voting, gas prices, `/setLogLevel`...) are not served:
-//! README.md lists them.
+//! answer truthfully (bonding, funding, voting, gas prices, `/setLogLevel`...) are not served
+//! (README.md lists them), and answer as Go's mux answers a path it does not know.
+//!
+//! Every CLI route refuses a request a browser marks as sent by a page of another origin
+//! (`Sec-Fetch-Site`), token or not: without `--admin-token` the admin port trusts the
+//! operator's machine, and a page open on it can make the browser send a GET (an image, a
+//! link) that carries no `Origin` for the loopback guard to refuse, and make the gateway call
+//! its chain endpoint as often as it likes (`/ethBalance`...). `livepeer_cli`, curl and
+//! scripts send no such header.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn};
 use axum::response::Response;
 use axum::routing::any;
 use serde_json::{Value, json};
 
-use super::cli_reply::{json, json_text, rat_text, text};
+use super::cli_reply::{error, json, json_text, rat_text, text};
 use super::cli_write::GoForm;
 use super::{cli_chain, cli_status, cli_write};
 use crate::state::AppState;
@@ -29,9 +38,71 @@ pub(crate) struct CliState {
     pub(crate) transcode: TranscodeState,
 }
 
+/// go-livepeer's CLI routes (`server/webserver.go`) this gateway does not serve, and
+/// `livepeer_cli` may call. They answer Go's own 404 rather than our JSON one: `livepeer_cli`
+/// decodes some answers without looking at the status (`/delegatorInfo` into a `Delegator`),
+/// and a JSON object decodes into one whose numbers are nil, which it then dereferences and
+/// crashes; Go's plain text fails to decode, and it carries on.
+const NOT_SERVED: &[&str] = &[
+    // Status and AI.
+    "/currentBlock",
+    "/orchestratorInfo",
+    "/getAISessionPoolsInfo",
+    "/getNetworkCapabilities",
+    "/registerLiveRunners",
+    // Rounds.
+    "/initializeRound",
+    "/roundInitialized",
+    // The orchestrator's.
+    "/activateOrchestrator",
+    "/setOrchestratorConfig",
+    "/setMaxFaceValue",
+    "/setPriceForBroadcaster",
+    "/setMaxSessions",
+    // Bonding and rewards.
+    "/bond",
+    "/rebond",
+    "/unbond",
+    "/withdrawStake",
+    "/unbondingLocks",
+    "/withdrawFees",
+    "/claimEarnings",
+    "/delegatorInfo",
+    "/orchestratorEarningPoolsForRound",
+    "/registeredOrchestrators",
+    "/reward",
+    "/protocolParameters",
+    // Tokens, signing, voting.
+    "/transferTokens",
+    "/requestTokens",
+    "/signMessage",
+    "/vote",
+    "/voteOnProposal",
+    // Gas prices.
+    "/setMaxGasPrice",
+    "/setMinGasPrice",
+    "/maxGasPrice",
+    "/minGasPrice",
+    // Funding (the `deposit`, `unlock`, `cancel-unlock` and `withdraw` subcommands).
+    "/fundDepositAndReserve",
+    "/fundDeposit",
+    "/unlock",
+    "/cancelUnlock",
+    "/withdraw",
+    // Logs and debugging (go-livepeer serves pprof under `/debug/pprof/`).
+    "/setLogLevel",
+    "/debug",
+    "/debug/pprof/",
+    "/debug/pprof/{*rest}",
+];
+
 /// The go-livepeer CLI routes, `/status` among them.
 pub(crate) fn router(state: CliState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for path in NOT_SERVED {
+        router = router.route(path, any(not_found));
+    }
+    router
         .route("/status", any(status))
         .route("/streamID", any(stream_id))
         .route("/manifestID", any(manifest_id))
@@ -68,7 +139,34 @@ pub(crate) fn router(state: CliState) -> Router {
             "/tokenBalance",
             any(|s: State<CliState>| async move { cli_chain::token_balance(&s.app).await }),
         )
+        .route(
+            "/ticketBrokerParams",
+            any(|s: State<CliState>| async move { cli_chain::ticket_broker_params(&s.app).await }),
+        )
+        .layer(from_fn(same_origin_only))
         .with_state(state)
+}
+
+/// Go's `http.NotFound`, what its mux answers a path it does not know: 404,
+/// `404 page not found` and a newline as plain text, with `nosniff`.
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// Refuses a request whose `Sec-Fetch-Site` says a page of another origin sent it (another
+/// port of localhost included); `same-origin` (the dashboard's own page) and `none` (typed in
+/// the address bar) pass, as does a request without it (not a browser's).
+async fn same_origin_only(req: Request, next: Next) -> Response {
+    if let Some(site) = req.headers().get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        let site = String::from_utf8_lossy(site.as_bytes()).into_owned();
+        let message = format!(
+            "refused: a web page of another origin sent this request (Sec-Fetch-Site: {site})"
+        );
+        return error(StatusCode::FORBIDDEN, message);
+    }
+    next.run(req).await
 }
 
 /// `/status`: our fields (the dashboard's) and go-livepeer's `NodeStatus` members beside them.

@@ -1,6 +1,8 @@
 //! go-livepeer's CLI chain and account routes on a gateway (`server/handlers.go`), answered
 //! from what the gateway already keeps of the chain (its id, contracts, rounds, the sender's
-//! funds) or, for the two balances, read from the endpoint when asked, as go-livepeer does.
+//! funds) or, for the two balances and the unlock period, read from the endpoint when asked, as
+//! go-livepeer does, but at most once every two seconds (`onchain::reads`), so that no client
+//! can make the gateway call the endpoint without limit.
 //! Without `--eth-url` they answer go-livepeer's off-chain 500 `missing ETH client`, which
 //! `livepeer_cli` reads as "off-chain" (e.g. zero funds in its sender view).
 
@@ -72,7 +74,7 @@ pub(super) fn contract_addresses(app: &AppState) -> Response {
     json_text(serde_json::Value::Object(map).to_string())
 }
 
-/// `/ethBalance`: the account's ETH, wei, read now.
+/// `/ethBalance`: the account's ETH, wei, read now (or less than two seconds ago).
 pub(super) async fn eth_balance(app: &AppState) -> Response {
     let (chain, payer) = match account(app) {
         Ok(found) => found,
@@ -84,7 +86,8 @@ pub(super) async fn eth_balance(app: &AppState) -> Response {
     }
 }
 
-/// `/tokenBalance`: the account's LPT, in its smallest unit, read now.
+/// `/tokenBalance`: the account's LPT, in its smallest unit, read now (or less than two
+/// seconds ago).
 pub(super) async fn token_balance(app: &AppState) -> Response {
     let (chain, payer) = match account(app) {
         Ok(found) => found,
@@ -93,6 +96,17 @@ pub(super) async fn token_balance(app: &AppState) -> Response {
     match chain.token_balance(payer.sender()).await {
         Ok(amount) => text(amount.to_string()),
         Err(e) => internal(e),
+    }
+}
+
+/// `/ticketBrokerParams`: `{"UnlockPeriod": <rounds>}`, the TicketBroker's unlock period read
+/// now (or less than two seconds ago), which `livepeer_cli`'s unlock wizard adds to the current
+/// round. Like go-livepeer's, it needs a chain, not an account.
+pub(super) async fn ticket_broker_params(app: &AppState) -> Response {
+    let Some(chain) = &app.chain else { return missing_eth_client() };
+    match chain.unlock_period().await {
+        Ok(rounds) => json_text(format!(r#"{{"UnlockPeriod":{rounds}}}"#)),
+        Err(e) => internal(format!("could not query TicketBroker unlockPeriod: {e}")),
     }
 }
 

@@ -6,10 +6,8 @@
 //! any method (`r.FormValue` reads the query too); here a write must be a POST, because without
 //! `--admin-token` the admin port trusts the operator's machine, and a web page open on it can
 //! make the browser send a GET (an image, a link) that carries no `Origin` for the loopback
-//! guard to refuse. A cross-site POST carries one, and the guard refuses it; browsers also mark
-//! every request they make with `Sec-Fetch-Site`, and a write a page of any other origin
-//! (another port of localhost included) asked for is refused here whether or not a token is set.
-//! `livepeer_cli`, curl and scripts send no such header.
+//! guard to refuse, nor, in an older browser, a `Sec-Fetch-Site` for the CLI routes' own check
+//! (`cli`). A cross-site POST carries an `Origin`, and the guard refuses it.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -19,10 +17,14 @@ use super::cli_reply::{bad_request, error, gcd, ok};
 use crate::orchestrator::Pool;
 use crate::orchestrator::caps::MAX_MODEL_CHARS;
 use crate::orchestrator::price::Price;
+use crate::orchestrator::requirements::MAX_MODEL_CAPS;
 use crate::transcode::Profile;
 
 /// Bytes of a form body, at most: a few parameters.
 const MAX_FORM: usize = 64 * 1024;
+
+/// Parameters of a write, query and body together, at most (`livepeer_cli` sends five).
+const MAX_PAIRS: usize = 64;
 
 const MISSING: &str =
     "missing form params (maxPricePerUnit AND pixelsPerUnit) or transcodingOptions";
@@ -55,32 +57,32 @@ impl<S: Send + Sync> FromRequest<S> for GoForm {
             refusal.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Err(refusal);
         }
-        if let Some(site) = req.headers().get("sec-fetch-site")
-            && !matches!(site.as_bytes(), b"same-origin" | b"none")
-        {
-            let site = String::from_utf8_lossy(site.as_bytes()).into_owned();
-            let message = format!(
-                "refused: a web page of another origin sent this request (Sec-Fetch-Site: {site})"
-            );
-            return Err(error(StatusCode::FORBIDDEN, message));
-        }
         let form_body = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.trim_start().starts_with("application/x-www-form-urlencoded"));
-        let query = req.uri().query().map(pairs).unwrap_or_default();
+        let too_many = || bad_request(format!("too many form params: at most {MAX_PAIRS}"));
+        let query = pairs(req.uri().query().unwrap_or_default(), MAX_PAIRS).ok_or_else(too_many)?;
         let bytes = axum::body::to_bytes(req.into_body(), MAX_FORM).await.map_err(|_| {
             error(StatusCode::PAYLOAD_TOO_LARGE, format!("form over {MAX_FORM} bytes"))
         })?;
         // Go's `ParseForm` reads the body of a form-encoded POST only; other bodies are ignored.
-        let body = if form_body { pairs(&String::from_utf8_lossy(&bytes)) } else { Vec::new() };
+        let body = if form_body {
+            pairs(&String::from_utf8_lossy(&bytes), MAX_PAIRS - query.len()).ok_or_else(too_many)?
+        } else {
+            Vec::new()
+        };
         Ok(Self { body, query })
     }
 }
 
-fn pairs(text: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(text.as_bytes()).into_owned().collect()
+/// The pairs of `text`, `None` when there are more than `room` (a 400): a request head of up to
+/// 1 MiB could otherwise make the list as long as it likes (go-livepeer takes any number).
+fn pairs(text: &str, room: usize) -> Option<Vec<(String, String)>> {
+    let found: Vec<(String, String)> =
+        url::form_urlencoded::parse(text.as_bytes()).into_owned().take(room + 1).collect();
+    (found.len() <= room).then_some(found)
 }
 
 /// `/setBroadcastConfig`: the global price cap (`maxPricePerUnit` / `pixelsPerUnit` in
@@ -113,7 +115,7 @@ pub(super) fn set_broadcast_config(pool: &Pool, defaults: &[Profile], form: &GoF
             return bad_request(format!("invalid transcoding options: {options}"));
         }
         let current: Vec<&str> = defaults.iter().map(|p| p.name.as_str()).collect();
-        if names != current {
+        if !same_presets(&names, &current) {
             // The streams read their defaults from the transcoding settings made at start,
             // which cannot change yet: say so rather than pretend.
             let message = format!(
@@ -131,6 +133,17 @@ pub(super) fn set_broadcast_config(pool: &Pool, defaults: &[Profile], form: &GoF
         tracing::info!(max_price = ?cap.map(|p| p.to_string()), "max price set through /setBroadcastConfig");
     }
     ok()
+}
+
+/// Whether `asked` names the presets of `running`, in any order: `livepeer_cli` always sends
+/// `transcodingOptions`, in the order its operator typed their numbers, so a cap set with the
+/// running presets retyped in another order must not be refused. (go-livepeer would reorder
+/// the renditions; here their order stays as it is.) A preset named twice is not the same.
+fn same_presets(asked: &[&str], running: &[&str]) -> bool {
+    let (mut asked, mut running) = (asked.to_vec(), running.to_vec());
+    asked.sort_unstable();
+    running.sort_unstable();
+    asked == running
 }
 
 /// `/setMaxPriceForCapability`: the price cap of one pipeline's model (`modelID`, or `default`
@@ -159,7 +172,12 @@ pub(super) fn set_max_price_for_capability(pool: &Pool, form: &GoForm) -> Respon
     if price.is_zero() {
         return bad_request("pricePerPixel needs to be > 0: 0.000");
     }
-    pool.set_max_price_for(capability, model, price);
+    if pool.set_max_price_for(capability, model, price).is_err() {
+        return bad_request(format!(
+            "too many price caps per capability: at most {MAX_MODEL_CAPS} pipeline and modelID \
+             pairs; set one already there (a modelID's cap, or the pipeline's default)"
+        ));
+    }
     tracing::info!(%pipeline, model_id = %model, max_price = %price, "max price set through /setMaxPriceForCapability");
     ok()
 }
@@ -168,6 +186,15 @@ pub(super) fn set_max_price_for_capability(pool: &Pool, form: &GoForm) -> Respon
 /// for the 400. A negative price is refused (go-livepeer takes it as "any price").
 fn max_price(per_unit: &str, pixels: &str, currency: &str) -> Result<Price, String> {
     let parse_error = |what: &str, value: &str| format!("Error parsing {what} value: {value}");
+    for (what, value) in [("pricePerUnit", per_unit), ("pixelsPerUnit", pixels)] {
+        if base_prefixed_fraction(value) {
+            return Err(format!(
+                "{}: go-livepeer reads a fraction's integers with a leading 0 in another base \
+                 (010/1 is 8, 0x10/1 is 16); write them without it",
+                parse_error(what, value)
+            ));
+        }
+    }
     let price = parse_rat(per_unit).ok_or_else(|| parse_error("pricePerUnit", per_unit))?;
     let units = parse_rat(pixels).ok_or_else(|| parse_error("pixelsPerUnit", pixels))?;
     if units.negative || units.num == 0 {
@@ -211,6 +238,10 @@ fn parse_rat(text: &str) -> Option<Rat> {
         _ => (false, text),
     };
     if let Some((num, den)) = rest.split_once('/') {
+        // Go reads these with their base prefixes (`0`, `0x`, `0o`, `0b`), which we do not.
+        if [num, den].iter().any(|n| base_prefixed(n)) {
+            return None;
+        }
         let (num, den) = (digits(num)?, digits(den)?);
         return (den != 0).then_some(Rat { negative, num, den });
     }
@@ -231,6 +262,20 @@ fn parse_rat(text: &str) -> Option<Rat> {
     } else {
         Some(Rat { negative, num, den: ten(scale)? })
     }
+}
+
+/// Whether `text` is `a/b` (optionally signed) with an integer go-livepeer's `big.Rat` reads in
+/// another base than we do.
+fn base_prefixed_fraction(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    unsigned.split_once('/').is_some_and(|(num, den)| base_prefixed(num) || base_prefixed(den))
+}
+
+/// Whether `int` is more than one character from a leading `0`: in a fraction Go's
+/// `big.Rat.SetString` reads it with base 0 (`010` octal, `0x10` hexadecimal), where a decimal
+/// reading could set a higher cap than go-livepeer would.
+fn base_prefixed(int: &str) -> bool {
+    int.len() > 1 && int.starts_with('0')
 }
 
 /// A run of ASCII digits as a number; `None` when empty, not digits, or too large.
@@ -286,6 +331,23 @@ mod tests {
         for bad in ["", ".", "abc", "1/0", "1/-2", "1e", "e3", "1.2.3", "1 ", "0x10", "1e99"] {
             assert_eq!(rat(bad), None, "{bad:?}");
         }
+    }
+
+    /// Go's `big.Rat` reads a fraction's integers with base prefixes (`010/1` is 8): refused,
+    /// so that no cap is read higher than go-livepeer would read it. A decimal's leading 0 is
+    /// decimal in Go too.
+    #[test]
+    fn fractions_with_base_prefixes_are_refused() {
+        for bad in ["010/1", "0x10/1", "1/010", "-010/1", "+00/1", "0b1/1", "0o7/1", "1/0X2"] {
+            assert_eq!(rat(bad), None, "{bad:?}");
+            let message = max_price(bad, "1", "").unwrap_err();
+            assert!(message.contains("leading 0 in another base"), "{bad}: {message}");
+            assert!(max_price("1", bad, "").is_err(), "{bad} pixels");
+        }
+        assert_eq!(rat("0/5"), Some((false, 0, 1)));
+        assert_eq!(rat("10/100"), Some((false, 1, 10)));
+        assert_eq!(rat("010"), Some((false, 10, 1)), "Go reads a decimal's leading 0 as decimal");
+        assert_eq!(rat("00.5"), Some((false, 1, 2)));
     }
 
     #[test]

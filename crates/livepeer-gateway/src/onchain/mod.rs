@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod discovery;
+mod reads;
 pub mod walk;
 
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ChainConfig, Network};
 use crate::payment::LocalPayer;
-use crate::payment::chain::{ChainClient, ChainError, Contracts, ROUNDS_MANAGER, Rounds, selector};
+use crate::payment::chain::{ChainClient, ChainError, Contracts, ROUNDS_MANAGER, Rounds};
 use crate::task::Tasks;
 
 /// Why the chain could not be used at start.
@@ -89,8 +90,12 @@ pub async fn connect(config: &ChainConfig) -> Result<Chain, ConnectError> {
         (broker, rounds, None)
     };
     tracing::info!(network = config.network.name(), chain_id, %controller, %ticket_broker, ?contracts, "chain connected");
-    let status =
-        Arc::new(ChainStatus::new(&config.network, chain_id, (controller, contracts), &client));
+    let status = Arc::new(ChainStatus::new(
+        &config.network,
+        chain_id,
+        (controller, ticket_broker, contracts),
+        &client,
+    ));
     Ok(Chain { client, ticket_broker, rounds_manager, contracts, status })
 }
 
@@ -160,8 +165,12 @@ pub struct ChainStatus {
     client: ChainClient,
     /// The Controller.
     controller: Address,
+    /// The TicketBroker (resolved on- and off-chain alike).
+    ticket_broker: Address,
     /// The contracts, on an on-chain network.
     contracts: Option<Contracts>,
+    /// The reads the admin API makes when asked, kept briefly.
+    reads: reads::Reads,
     rounds: Mutex<Option<Rounds>>,
     discovery: Mutex<Option<Value>>,
 }
@@ -170,7 +179,7 @@ impl ChainStatus {
     fn new(
         network: &Network,
         chain_id: u64,
-        (controller, c): (Address, Option<Contracts>),
+        (controller, ticket_broker, c): (Address, Address, Option<Contracts>),
         client: &ChainClient,
     ) -> Self {
         let address = |a: Address| a.to_checksum(None);
@@ -193,7 +202,9 @@ impl ChainStatus {
             chain_id,
             client: client.clone(),
             controller,
+            ticket_broker,
             contracts: c,
+            reads: reads::Reads::new(reads::FRESH_FOR),
             rounds: Mutex::new(None),
             discovery: Mutex::new(None),
         }
@@ -223,40 +234,6 @@ impl ChainStatus {
     /// Whether on-chain discovery supplies the orchestrators.
     pub fn discovers(&self) -> bool {
         self.discovery.lock().is_ok_and(|d| d.is_some())
-    }
-
-    /// `account`'s ETH balance in wei, read now (`eth_getBalance`).
-    ///
-    /// # Errors
-    /// As [`ChainClient::request`]; [`ChainError::Malformed`] if the answer is no quantity.
-    pub async fn eth_balance(&self, account: Address) -> Result<U256, ChainError> {
-        let params = json!([account.to_checksum(None), "latest"]);
-        let answer = self.client.request("eth_getBalance", params).await?;
-        let malformed = || ChainError::Malformed {
-            method: "eth_getBalance",
-            detail: format!("not a quantity: {answer}"),
-        };
-        let hex = answer.as_str().and_then(|s| s.strip_prefix("0x")).ok_or_else(malformed)?;
-        U256::from_str_radix(hex, 16).map_err(|_| malformed())
-    }
-
-    /// `account`'s LPT balance in its smallest unit, read now: `balanceOf` of the
-    /// LivepeerToken the Controller registers.
-    ///
-    /// # Errors
-    /// As [`ChainClient::contract_address`] and [`ChainClient::call`];
-    /// [`ChainError::Malformed`] if the answer is not a word.
-    pub async fn token_balance(&self, account: Address) -> Result<U256, ChainError> {
-        let token = self.client.contract_address(self.controller, "LivepeerToken").await?;
-        let mut data = selector("balanceOf(address)").to_vec();
-        data.extend_from_slice(&[0; 12]);
-        data.extend_from_slice(account.as_slice());
-        let out = self.client.call(token, &data).await?;
-        let word = out.get(..32).ok_or_else(|| ChainError::Malformed {
-            method: "eth_call",
-            detail: format!("balanceOf answered {} bytes", out.len()),
-        })?;
-        Ok(U256::from_be_slice(word))
     }
 
     /// Records the rounds just read.

@@ -221,9 +221,19 @@ impl Pool {
 
     /// Sets the price cap of `capability` for `model` (`default`: the pipeline's) and rebuilds
     /// the snapshot.
-    pub fn set_max_price_for(&self, capability: u32, model: &str, price: Price) {
-        self.inner.requirements.set_max_price_for(capability, model, price);
+    ///
+    /// # Errors
+    /// [`TooManyCaps`](super::requirements::TooManyCaps) when that would make more than
+    /// [`MAX_MODEL_CAPS`](super::requirements::MAX_MODEL_CAPS) caps; nothing changes then.
+    pub fn set_max_price_for(
+        &self,
+        capability: u32,
+        model: &str,
+        price: Price,
+    ) -> Result<(), super::requirements::TooManyCaps> {
+        self.inner.requirements.set_max_price_for(capability, model, price)?;
         self.publish();
+        Ok(())
     }
 
     /// The current snapshot.

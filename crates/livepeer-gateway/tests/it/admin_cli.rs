@@ -193,6 +193,18 @@ async fn set_broadcast_config_moves_the_price_cap_selection_obeys() {
     let (_, s) = admin_get(&gw, "/status").await;
     assert_eq!(s["config"]["max_price_per_unit"], "11/2", "/status shows the cap in force");
 
+    // `livepeer_cli` sends the presets in the order its operator typed them: the running ones
+    // in another order are no change (and the order streams get stays).
+    let form = [
+        ("maxPricePerUnit", "3"),
+        ("pixelsPerUnit", "1"),
+        ("transcodingOptions", "P360p30fps16x9,P240p30fps16x9"),
+    ];
+    let (status, _, body) = cli_post(&gw, "/setBroadcastConfig", &form).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let config = broadcast_config(&gw).await;
+    assert_eq!(config, json!({"MaxPrice": "3", "TranscodingOptions": defaults}));
+
     // 0 accepts any price again.
     let form = [("maxPricePerUnit", "0"), ("pixelsPerUnit", "1"), ("currency", "Wei")];
     assert_eq!(cli_post(&gw, "/setBroadcastConfig", &form).await.0, 200);
@@ -228,6 +240,23 @@ async fn bad_broadcast_configs_get_go_livepeers_400s_and_change_nothing() {
             "error converting price",
         ),
         (&[("transcodingOptions", "P999p,nope")], 400, "invalid transcoding options: P999p,nope"),
+        // go-livepeer reads 010/1 as 8 (octal): never a cap above the one it would set.
+        (
+            &[("maxPricePerUnit", "010/1"), ("pixelsPerUnit", "1")],
+            400,
+            "Error parsing pricePerUnit value: 010/1: go-livepeer reads",
+        ),
+        (
+            &[("maxPricePerUnit", "1"), ("pixelsPerUnit", "1/0x10")],
+            400,
+            "Error parsing pixelsPerUnit value: 1/0x10: go-livepeer reads",
+        ),
+        // The running presets twice are not the running presets.
+        (
+            &[("transcodingOptions", "P240p30fps16x9,P360p30fps16x9,P240p30fps16x9")],
+            501,
+            "cannot change",
+        ),
         // Valid, but the streams' defaults cannot change yet: refused whole, price included.
         (
             &[
@@ -451,5 +480,165 @@ async fn a_cap_raised_at_runtime_is_paid_at_too() {
     let payments = sim.payments();
     assert!(payments.rejections.is_empty(), "{:?}", payments.rejections);
     assert!(!payments.ev_received.is_empty(), "the orchestrator was paid");
+    gw.shutdown().await;
+}
+
+/// go-livepeer's CLI routes the gateway does not serve, some of which `livepeer_cli` decodes
+/// without looking at the status.
+const NOT_SERVED: &[&str] = &[
+    "/delegatorInfo",
+    "/unbond",
+    "/unbondingLocks",
+    "/registeredOrchestrators",
+    "/orchestratorInfo",
+    "/protocolParameters",
+    "/currentBlock",
+    "/getAISessionPoolsInfo",
+    "/getNetworkCapabilities",
+    "/maxGasPrice",
+    "/fundDeposit",
+    "/unlock",
+    "/setLogLevel",
+    "/debug",
+    "/debug/pprof/",
+    "/debug/pprof/heap",
+];
+
+/// `livepeer_cli` decodes `/delegatorInfo` into a `Delegator` whatever the status: a JSON
+/// object (our own 404's) decodes into one with nil amounts, which it then dereferences and
+/// crashes on. Go's own 404 is plain text, which fails to decode, and it carries on.
+#[tokio::test]
+async fn routes_not_served_answer_gos_plain_404_which_no_json_decoder_takes() {
+    let gw = start(config(&[])).await;
+    let client = reqwest::Client::new();
+    for path in NOT_SERVED {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let url = format!("http://{}{path}", gw.admin_addr);
+            let resp = client.request(method.clone(), url).send().await.unwrap();
+            let header = |name: &str| {
+                resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+            };
+            let (kind, nosniff) = (header("content-type"), header("x-content-type-options"));
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            assert_eq!((status, body.as_str()), (404, "404 page not found\n"), "{method} {path}");
+            assert_eq!(
+                (kind.as_str(), nosniff.as_str()),
+                ("text/plain; charset=utf-8", "nosniff"),
+                "{path}"
+            );
+            assert!(serde_json::from_str::<Value>(&body).is_err(), "{path}: decodes: {body}");
+        }
+    }
+    // Off-chain, `/ticketBrokerParams` answers go-livepeer's off-chain 500, no JSON either.
+    let (status, _, body) = cli_get(&gw, "/ticketBrokerParams").await;
+    assert_eq!((status, body.as_str()), (500, "missing ETH client\n"));
+    assert!(serde_json::from_str::<Value>(&body).is_err());
+    // A path go-livepeer does not have either keeps our JSON 404.
+    let (status, body) = admin_get(&gw, "/noSuchRoute").await;
+    assert_eq!((status, &body["error"]["type"]), (404, &json!("not_found")), "{body}");
+    gw.shutdown().await;
+}
+
+/// A web page can make the browser send a GET without `Origin` (an image), which the loopback
+/// guard lets through; the browser marks it with `Sec-Fetch-Site`, and every CLI route, reads
+/// (which may call the chain endpoint) included, refuses it, token or not.
+#[tokio::test]
+async fn every_cli_route_refuses_a_page_of_another_origin() {
+    let gw = start(config(&[])).await;
+    let admin = gw.admin_addr;
+    let local = format!("Host: {admin}\r\n");
+    for path in ["/ethBalance", "/tokenBalance", "/status", "/getBroadcastConfig", "/delegatorInfo"]
+    {
+        for site in ["cross-site", "same-site"] {
+            let head = format!("{local}Sec-Fetch-Site: {site}\r\n");
+            let (status, body) = raw(admin, &format!("GET {path}"), &head, "").await;
+            assert_eq!(status, 403, "{path} from a {site} page: {body}");
+            assert!(body.starts_with("refused: a web page of another origin"), "{body}");
+        }
+    }
+    // The dashboard's own page, an address typed in, and tools (no header) pass.
+    let passes = [("same-origin", 500), ("none", 500)];
+    for (site, status) in passes {
+        let head = format!("{local}Sec-Fetch-Site: {site}\r\n");
+        let (got, body) = raw(admin, "GET /ethBalance", &head, "").await;
+        assert_eq!((got, body.as_str()), (status, "missing ETH client\n"), "{site}");
+    }
+    let (got, body) = raw(admin, "GET /ethBalance", &local, "").await;
+    assert_eq!((got, body.as_str()), (500, "missing ETH client\n"), "no header");
+    let same = format!("{local}Sec-Fetch-Site: same-origin\r\n");
+    assert_eq!(raw(admin, "GET /status", &same, "").await.0, 200);
+    gw.shutdown().await;
+
+    let mut c = config(&[]);
+    c.keys.admin_token = Some(crate::keys::TOKEN.to_owned().into());
+    let gw = start(c).await;
+    let token =
+        format!("Host: {}\r\nAuthorization: Bearer {}\r\n", gw.admin_addr, crate::keys::TOKEN);
+    let cross = format!("{token}Sec-Fetch-Site: cross-site\r\n");
+    assert_eq!(raw(gw.admin_addr, "GET /ethBalance", &cross, "").await.0, 403, "token or not");
+    assert_eq!(raw(gw.admin_addr, "GET /ethBalance", &token, "").await.0, 500);
+    gw.shutdown().await;
+}
+
+/// A write keeps at most 64 parameters, query and body together: a request head may be 1 MiB.
+#[tokio::test]
+async fn a_write_with_too_many_params_is_refused() {
+    let gw = start(config(&[])).await;
+    let admin = gw.admin_addr;
+    let head = format!("Host: {admin}\r\nContent-Type: application/x-www-form-urlencoded\r\n");
+    let junk = |n: usize| (0..n).map(|i| format!("x{i}=1&")).collect::<String>();
+    let price = "maxPricePerUnit=7&pixelsPerUnit=1";
+    let (status, body) =
+        raw(admin, "POST /setBroadcastConfig", &head, &format!("{}{price}", junk(63))).await;
+    assert_eq!((status, body.as_str()), (400, "too many form params: at most 64\n"));
+    let query = format!("POST /setBroadcastConfig?{}", junk(40).trim_end_matches('&'));
+    let (status, body) = raw(admin, &query, &head, &format!("{}{price}", junk(23))).await;
+    assert_eq!(status, 400, "query and body together: {body}");
+    assert_eq!(broadcast_config(&gw).await["MaxPrice"], Value::Null);
+    let (status, body) =
+        raw(admin, "POST /setBroadcastConfig", &head, &format!("{}{price}", junk(62))).await;
+    assert_eq!((status, body.as_str()), (200, ""), "64 in all");
+    assert_eq!(broadcast_config(&gw).await["MaxPrice"], "7");
+    gw.shutdown().await;
+}
+
+/// At most 1,024 per-model caps; setting one already there is always allowed.
+#[tokio::test]
+async fn per_capability_caps_are_bounded() {
+    let gw = start(config(&[])).await;
+    // One client for the thousand requests: making one costs tens of milliseconds.
+    let client = reqwest::Client::new();
+    let set = |model: String, price: &'static str| {
+        let (gw, client) = (&gw, &client);
+        async move {
+            let form = [
+                ("maxPricePerUnit", price),
+                ("pixelsPerUnit", "1"),
+                ("currency", "Wei"),
+                ("pipeline", "text-to-image"),
+                ("modelID", model.as_str()),
+            ];
+            let body =
+                url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+            let resp = client
+                .post(format!("http://{}/setMaxPriceForCapability", gw.admin_addr))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    for i in 0..1024 {
+        assert_eq!(set(format!("m{i}"), "5").await.0, 200, "{i}");
+    }
+    let (status, body) = set("one-more".into(), "5").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.starts_with("too many price caps per capability: at most 1024"), "{body}");
+    assert_eq!(set("m3".into(), "6").await.0, 200, "a cap already there may change");
+    let (_, s) = admin_get(&gw, "/status").await;
+    assert_eq!(s["config"]["max_price_per_model"], 1024, "{s}");
     gw.shutdown().await;
 }

@@ -73,6 +73,10 @@ async fn on_chain_the_account_routes_answer_from_the_chain() {
     let balance = node.client.request("eth_getBalance", json!([account, "latest"])).await.unwrap();
     let wei = U256::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(text("/ethBalance").await, wei.to_string());
+    // `TicketBroker.unlockPeriod`, which `livepeer_cli`'s unlock wizard adds to the round.
+    let (status, kind, body) = cli_get(&gw, "/ticketBrokerParams").await;
+    assert_eq!((status, kind.as_str()), (200, "application/json"), "{body}");
+    assert_eq!(body, r#"{"UnlockPeriod":2}"#);
     // The test Controller registers no LivepeerToken: the reason, as go-livepeer's 500.
     let (status, _, body) = cli_get(&gw, "/tokenBalance").await;
     assert_eq!(status, 500, "{body}");
