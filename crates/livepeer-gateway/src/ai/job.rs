@@ -36,6 +36,9 @@ pub struct Reply {
     pub orchestrator: Option<String>,
     /// The answer, or why there is none.
     pub outcome: Result<Output, Error>,
+    /// Whether any orchestrator was tried: `false` when the request ended before its first
+    /// attempt (no orchestrator could be selected, or the customer's budget refused it).
+    pub tried: bool,
 }
 
 /// A successful answer's body.
@@ -58,7 +61,8 @@ impl std::fmt::Debug for Output {
 impl Reply {
     fn new(record: &Record, orchestrator: &str, outcome: Result<Output, Error>) -> Self {
         let orchestrator = (!orchestrator.is_empty()).then(|| orchestrator.to_owned());
-        Self { request_id: record.id.clone(), orchestrator, outcome }
+        let tried = !record.attempts.is_empty();
+        Self { request_id: record.id.clone(), orchestrator, outcome, tried }
     }
 }
 

@@ -132,12 +132,12 @@ pub struct AiState {
     pub metrics: Metrics,
     /// How orchestrators are paid: local key, remote signer or off-chain.
     pub payments: crate::payment::Payments,
-    /// Fires when shutdown's drain time is over: running streams then end with an error event,
-    /// and async jobs still running are cut.
+    /// Fires when shutdown's drain time is over: running streams then end with an error event.
     pub drained: CancellationToken,
     /// Async image-to-video jobs.
     pub jobs: Arc<async_jobs::AsyncJobs>,
-    /// Where async jobs run: tracked, so that shutdown waits for them (within its drain time).
+    /// Where async jobs run: tracked, so that shutdown waits for them; they end as shutdown
+    /// starts (see `http::ai_async`).
     pub tasks: crate::task::Tasks,
 }
 

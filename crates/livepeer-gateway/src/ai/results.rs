@@ -110,6 +110,8 @@ struct Entry {
     file: Box<str>,
     stored: Stored,
     held: usize,
+    /// When it expires (also in `order`; here for [`ResultStore::expiry`]).
+    expires: Instant,
 }
 
 /// Hashes a file id by taking its low 64 bits. Ids are drawn at random, so hashing them again
@@ -155,15 +157,35 @@ impl ResultStore {
         Ok(Reservation { store: self, bytes })
     }
 
+    /// Holds the bytes of a whole entry of `payload` bytes (its overhead included) for
+    /// [`put`](Self::put), as [`reserve`](Self::reserve) does, except that the files under
+    /// the keys `beside` are never evicted to make room: an async job's answer is stored
+    /// after the files it names, and must not push them out. `Err` when it does not fit
+    /// beside them (nothing is evicted then).
+    pub fn reserve_beside(&self, payload: usize, beside: &[&str]) -> Result<Reservation<'_>, Full> {
+        let bytes = payload.saturating_add(self.entry_overhead);
+        let id = |key: &&str| parse_id(key.split_once('/').map_or(*key, |(id, _)| id));
+        let spared: Vec<u128> = beside.iter().filter_map(id).collect();
+        self.hold_sparing(bytes, &spared)?;
+        Ok(Reservation { store: self, bytes })
+    }
+
     /// Adds `bytes` to the reserved total, evicting stored files to make room.
     fn hold(&self, bytes: usize) -> Result<(), Full> {
+        self.hold_sparing(bytes, &[])
+    }
+
+    /// [`hold`](Self::hold), never evicting the files `spared`: `Err` (evicting nothing)
+    /// when the bytes do not fit beside them.
+    fn hold_sparing(&self, bytes: usize, spared: &[u128]) -> Result<(), Full> {
         let full = Full { max: self.max_bytes };
         let mut inner = self.inner.lock().map_err(|_| full)?;
-        if inner.reserved + bytes > self.max_bytes {
+        inner.expire(Instant::now());
+        let kept: usize = spared.iter().filter_map(|id| inner.items.get(id)).map(|e| e.held).sum();
+        if inner.reserved + kept + bytes > self.max_bytes {
             return Err(full);
         }
-        inner.expire(Instant::now());
-        while inner.bytes + inner.reserved + bytes > self.max_bytes && inner.evict_oldest() {}
+        inner.make_room(self.max_bytes - bytes, spared);
         inner.reserved += bytes;
         Ok(())
     }
@@ -202,14 +224,38 @@ impl ResultStore {
         inner.reserved -= std::mem::take(&mut reservation.bytes);
         inner.bytes += held;
         let stored = Stored { content_type: content_type.into(), bytes };
-        let entry = Entry { file, stored, held };
+        let expires = now + self.ttl;
+        let entry = Entry { file, stored, held, expires };
         // A 128-bit random id is never drawn twice; should it be, the older file is replaced
         // and its bytes are given back.
         if let Some(old) = inner.items.insert(id, entry) {
             inner.bytes -= old.held;
         }
-        inner.order.push_back((id, now + self.ttl));
+        inner.order.push_back((id, expires));
         Ok(key)
+    }
+
+    /// When the file under `key` expires, while it is kept.
+    pub fn expiry(&self, key: &str) -> Option<Instant> {
+        let (id, file) = key.split_once('/')?;
+        let id = parse_id(id)?;
+        let mut inner = self.inner.lock().ok()?;
+        inner.expire(Instant::now());
+        inner.items.get(&id).filter(|e| *e.file == *file).map(|e| e.expires)
+    }
+
+    /// Forgets the file under `key` now, giving its bytes back (its place in the expiry
+    /// order is dropped when it comes up).
+    pub fn remove(&self, key: &str) {
+        let Some((Some(id), file)) = key.split_once('/').map(|(id, f)| (parse_id(id), f)) else {
+            return;
+        };
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.items.get(&id).is_some_and(|e| *e.file == *file)
+            && let Some(entry) = inner.items.remove(&id)
+        {
+            inner.bytes -= entry.held;
+        }
     }
 
     /// The file under `key`, unless expired or evicted.
@@ -241,6 +287,28 @@ impl Inner {
     fn expire(&mut self, now: Instant) {
         while self.order.front().is_some_and(|(_, expires)| *expires <= now) {
             self.evict_oldest();
+        }
+    }
+
+    /// Evicts the oldest files, but not those `spared`, until at most `room` bytes are
+    /// stored and reserved together (or only spared files are left).
+    fn make_room(&mut self, room: usize, spared: &[u128]) {
+        if spared.is_empty() {
+            while self.bytes + self.reserved > room && self.evict_oldest() {}
+            return;
+        }
+        let mut passed = Vec::new();
+        while self.bytes + self.reserved > room {
+            let Some((id, at)) = self.order.pop_front() else { break };
+            if spared.contains(&id) {
+                passed.push((id, at));
+            } else if let Some(entry) = self.items.remove(&id) {
+                self.bytes -= entry.held;
+            }
+        }
+        // Back at the front, in their order: `order` stays in expiry order.
+        for spared in passed.into_iter().rev() {
+            self.order.push_front(spared);
         }
     }
 
@@ -344,5 +412,34 @@ mod tests {
         assert_eq!(store.reserved(), 0);
         let whole = store.reserve(0).unwrap();
         assert!(store.put(whole, "a", "bin", Bytes::from(vec![0; 10_000])).is_err(), "overhead");
+    }
+
+    /// A reservation beside some files makes room by evicting others only, oldest first, and
+    /// is refused when it does not fit beside them; the spared keep their place in line.
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_beside_files_never_evicts_them() {
+        let store = payload_only(10);
+        let put = |n: usize| {
+            store.put(store.reserve(n).unwrap(), "a", "bin", Bytes::from(vec![0; n])).unwrap()
+        };
+        let (a, b) = (put(4), put(4));
+        let expires = Instant::now() + Duration::from_secs(60);
+        assert_eq!(store.expiry(&a), Some(expires));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let c = put(4);
+        assert!(store.get(&a).is_none(), "the oldest made room");
+        let beside = store.reserve_beside(2, &[&b, &c]).unwrap();
+        assert_eq!(store.reserved(), 2);
+        let d = store.put(beside, "a", "json", Bytes::from_static(b"{}")).unwrap();
+        assert!(store.reserve_beside(3, &[&b, &c]).is_err(), "only d could go, too small");
+        assert!([&b, &c, &d].iter().all(|k| store.get(k).is_some()), "nothing evicted");
+        assert_eq!(store.reserved(), 0);
+        // b, spared, is still the oldest: a plain reservation takes it first.
+        let _plain = store.reserve(2).unwrap();
+        assert!(store.get(&b).is_none() && store.get(&c).is_some());
+        assert_eq!(store.expiry(&c), Some(expires + Duration::from_secs(1)));
+        store.remove(&c);
+        assert!(store.get(&c).is_none() && store.expiry(&c).is_none());
+        assert_eq!(store.bytes(), 2);
     }
 }

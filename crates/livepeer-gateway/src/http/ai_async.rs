@@ -15,26 +15,39 @@
 //!   or for a failed job the gateway's error body, whose `error.message` is where go-livepeer
 //!   puts its failure's (`{"error": {"message"}}`).
 //!
+//! A job for a model no orchestrator offers is refused at once (503 `no_orchestrator`, as the
+//! synchronous request is), before it takes a place in the registry.
+//!
 //! A customer's usage row is written when the job ends, with the job's status (`JobEnd`), so
-//! that it is charged as the synchronous request would be, and only when it was served.
+//! that it is charged as the synchronous request would be, and only when it was served. At
+//! shutdown running jobs end at once, failed and uncharged: results live in memory and the
+//! listeners are closing, so a result finished then could never be fetched.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll as TaskPoll};
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::body::{read_body, read_input};
 use super::keys::JobEnd;
 use crate::ai::AiState;
-use crate::ai::async_jobs::{Poll, Ticket};
+use crate::ai::async_jobs::{Answer, Poll, Ticket};
 use crate::ai::call::ResultUrls;
-use crate::ai::job::Output;
+use crate::ai::job::{Output, Reply};
 use crate::ai::validate::{Pipeline, ValidRequest};
 use crate::error::{Error, Kind};
 use crate::keys::{Customer, Tab};
+use crate::orchestrator::{JobKey, SelectError};
 
 /// RFC 7240's request header.
 const PREFER: HeaderName = HeaderName::from_static("prefer");
@@ -91,6 +104,12 @@ async fn accept(
     urls: ResultUrls,
     tab: Option<Arc<Tab>>,
 ) -> Response {
+    // A model nobody offers fails at once, as the synchronous request does: admitted, it
+    // would hold a place in the registry for nothing.
+    let key = JobKey { capability: valid.pipeline.capability(), model: valid.model.clone() };
+    if !ai.pool.snapshot().index.contains_key(&key) {
+        return Error::select(&SelectError::NotOffered(key)).into_response();
+    }
     // A key whose budget cannot pay for the job is refused now (402), not in a result the
     // client polls for. The job reserves the rest at its orchestrator's price, as every job
     // does; when it is not admitted below, the key check's row releases this.
@@ -104,14 +123,14 @@ async fn accept(
         Err(e) => return e.into_response(),
     };
     let (id, request_id) = (ticket.id(), crate::ai::request_id());
-    let end = tab.as_ref().map(|_| JobEnd::default());
+    let end = tab.as_deref().map(JobEnd::new);
     // The log names the job by its request id; of the id the client polls with, whose
     // holder can read the result, only a prefix to find the job by.
     let async_id = id.get(..8).unwrap_or_default();
     tracing::info!(request_id = %request_id, async_id, "ai async job accepted");
     let job = Job { valid, request_id: request_id.clone(), urls, tab, ticket, end: end.clone() };
     let task = ai.clone();
-    ai.tasks.spawn("ai-async-job", move |_shutdown| run(task, job));
+    ai.tasks.spawn("ai-async-job", move |shutdown| run(task, job, shutdown));
     accepted(&id, &request_id, end)
 }
 
@@ -127,31 +146,51 @@ struct Job {
 
 /// Runs the job to its end and records the outcome: the registry's entry, then the
 /// customer's row with the status the client is told.
-async fn run(ai: Arc<AiState>, job: Job) {
+async fn run(ai: Arc<AiState>, job: Job, shutdown: CancellationToken) {
     let Job { valid, request_id, urls, tab, ticket, end } = job;
-    // Shutdown's start does not stop the job: like a request in flight, it gets the drain
-    // time (`--shutdown-drain-timeout`), and is cut once that is over.
-    let drained = ai.drained.clone();
-    let running = Box::pin(crate::ai::job::run(&ai, valid, request_id, urls, tab));
-    let outcome = tokio::select! {
-        reply = running => match reply.outcome {
-            Ok(Output::Json(body)) => Ok(body),
-            Ok(Output::Events(_)) => {
-                Err(Error::new(Kind::Internal, "an event stream answered a job that asked for none"))
-            }
-            Err(e) => Err(e),
-        },
-        () = drained.cancelled() => {
-            Err(Error::new(Kind::Internal, "the gateway shut down before the job finished"))
+    // Shutdown's start ends the job: its result, kept in memory, could not be fetched once
+    // the listeners have closed, and a job charged then would be charged for nothing. Its
+    // row is written now, well before the ledger's writer stops at the drain's end.
+    let id = request_id.clone();
+    let running = Box::pin(crate::ai::job::run(&ai, valid, request_id, urls.clone(), tab));
+    let reply = tokio::select! {
+        reply = running => Some(reply),
+        () = shutdown.cancelled() => None,
+    };
+    let recorded = match reply {
+        // One that ended as shutdown began is as undeliverable.
+        Some(reply) if !shutdown.is_cancelled() => record(ticket, reply, &urls),
+        _ => {
+            tracing::info!(request_id = %id, "ai async job ended by shutdown: failed, uncharged");
+            ticket.finish(Err(shut_down()))
         }
     };
-    let status = match ticket.finish(outcome) {
+    let status = match recorded {
         Ok(()) => StatusCode::OK,
         Err(e) => super::error::status(e.kind()),
     };
     if let Some(end) = end {
         end.ended(status.as_u16());
     }
+}
+
+/// Records the job's reply in its ticket: `Err` when the client is told of an error.
+fn record(ticket: Ticket, reply: Reply, urls: &ResultUrls) -> Result<(), Error> {
+    match reply.outcome {
+        Ok(Output::Json(body)) => ticket.finish(Ok(Answer::new(body, urls))),
+        Ok(Output::Events(_)) => {
+            let message = "an event stream answered a job that asked for none";
+            ticket.finish(Err(Error::new(Kind::Internal, message)))
+        }
+        // Nothing was tried, nothing spent: kept only briefly (see `AsyncJobs`).
+        Err(e) if !reply.tried => Err(ticket.refused(e)),
+        Err(e) => ticket.finish(Err(e)),
+    }
+}
+
+/// The error of a job that shutdown ended.
+fn shut_down() -> Error {
+    Error::new(Kind::Internal, "the gateway shut down before the job finished")
 }
 
 /// The 202: the id to poll with, the job's request id (`X-Request-Id`, what the logs name),
@@ -185,11 +224,12 @@ pub(super) async fn result(State(ai): State<Arc<AiState>>, req: Request) -> Resp
             .field("request_id")
             .into_response(),
         Poll::Processing => {
-            status_answer(StatusCode::ACCEPTED, Bytes::from_static(br#"{"status":"processing"}"#))
+            let processing = Bytes::from_static(br#"{"status":"processing"}"#);
+            status_answer(StatusCode::ACCEPTED, Body::from(processing))
         }
-        Poll::Complete(Ok(answer)) => complete(&answer),
+        Poll::Complete(Ok(answer)) => complete(answer),
         Poll::Complete(Err(e)) => {
-            complete(&serde_json::to_vec(&super::error::body(&e)).unwrap_or_default())
+            complete(serde_json::to_vec(&super::error::body(&e)).unwrap_or_default().into())
         }
     }
 }
@@ -212,23 +252,51 @@ fn requested_id(body: &[u8]) -> Result<String, Error> {
 }
 
 /// 200 `{"result": <answer>, "status": "complete"}`, in go-livepeer's field order; the
-/// answer's bytes (JSON the gateway wrote) go in as they are kept, not parsed again.
-fn complete(answer: &[u8]) -> Response {
-    let answer = answer.trim_ascii();
-    let mut body = Vec::with_capacity(answer.len() + 32);
-    body.extend_from_slice(br#"{"result":"#);
-    body.extend_from_slice(answer);
-    body.extend_from_slice(br#","status":"complete"}"#);
-    status_answer(StatusCode::OK, body)
+/// answer's bytes (JSON the gateway wrote) go out as they are kept, neither parsed again nor
+/// copied: an answer holding its media as `data:` URLs can be tens of MB, and each of many
+/// slow pollers would otherwise hold a copy of its own until sent.
+fn complete(answer: Bytes) -> Response {
+    let end = answer.trim_ascii_end().len();
+    let start = end - answer[..end].trim_ascii_start().len();
+    let pieces = [
+        Bytes::from_static(br#"{"result":"#),
+        answer.slice(start..end),
+        Bytes::from_static(br#","status":"complete"}"#),
+    ];
+    status_answer(StatusCode::OK, Body::new(Pieces(pieces.into())))
+}
+
+/// A body sent as the pieces it is made of, each as it is (reference-counted, not copied),
+/// its length known (`Content-Length`).
+struct Pieces(VecDeque<Bytes>);
+
+impl HttpBody for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> TaskPoll<Option<Result<Frame<Bytes>, Infallible>>> {
+        TaskPoll::Ready(self.0.pop_front().map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|piece| piece.len() as u64).sum())
+    }
 }
 
 /// A JSON answer that no cache keeps: the same request is answered differently later.
-fn status_answer(status: StatusCode, body: impl Into<Bytes>) -> Response {
+fn status_answer(status: StatusCode, body: Body) -> Response {
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
-    (status, headers, body.into()).into_response()
+    (status, headers, body).into_response()
 }
 
 #[cfg(test)]
@@ -262,5 +330,28 @@ mod tests {
             let e = requested_id(bad).unwrap_err();
             assert_eq!(e.kind(), Kind::InvalidRequest, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// A complete answer goes out as the kept bytes themselves, not a copy: each poller of
+    /// a large answer holds a reference to it, not tens of MB of its own. Its length is known.
+    #[tokio::test]
+    async fn a_complete_answer_is_sent_from_the_kept_bytes_without_a_copy() {
+        use http_body_util::BodyExt as _;
+        let kept = Bytes::from(" {\"images\":[]}\n".to_owned());
+        let resp = complete(kept.clone());
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+        let length = HttpBody::size_hint(&body).exact();
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            pieces.push(frame.unwrap().into_data().unwrap());
+        }
+        let whole = pieces.concat();
+        assert_eq!(whole, br#"{"result":{"images":[]},"status":"complete"}"#);
+        assert_eq!(length, Some(whole.len() as u64));
+        let answer = &kept[1..kept.len() - 1];
+        let shared =
+            pieces.iter().any(|p| p.as_ptr() == answer.as_ptr() && p.len() == answer.len());
+        assert!(shared, "the answer was copied: {pieces:?}");
     }
 }

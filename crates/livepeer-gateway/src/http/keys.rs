@@ -192,9 +192,17 @@ pub(crate) struct RecordAtEnd;
 /// ledger row is written with the status the job ends with, once both the answer has passed
 /// the key check and the job has ended, whichever comes last. A job dropped without ending
 /// drops the writer, and with it the request's tab, which then writes its row as a dropped
-/// request's.
-#[derive(Clone, Default)]
-pub(crate) struct JobEnd(Arc<std::sync::Mutex<Ending>>);
+/// request's. Until the row is written, it is promised to the ledger's writer, which waits
+/// for it at shutdown.
+#[derive(Clone)]
+pub(crate) struct JobEnd(Arc<std::sync::Mutex<Pending>>);
+
+/// A [`JobEnd`]'s row, not written yet.
+struct Pending {
+    ending: Ending,
+    /// Given up once the row is queued (or with the last handle, when it never is).
+    promise: Option<crate::keys::RowPromise>,
+}
 
 /// Where a [`JobEnd`] stands.
 #[derive(Default)]
@@ -211,52 +219,63 @@ enum Ending {
 }
 
 impl JobEnd {
+    /// The row of `tab`'s request, to be written when its job ends.
+    pub(crate) fn new(tab: &crate::keys::Tab) -> Self {
+        let pending = Pending { ending: Ending::Open, promise: Some(tab.promise_row()) };
+        Self(Arc::new(std::sync::Mutex::new(pending)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The job ended, its client to be told `status` (200, or its error's): writes the row
     /// now if the key check left its writer.
     pub(crate) fn ended(&self, status: u16) {
-        let write = {
-            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            match std::mem::take(&mut *state) {
+        let (write, promise) = {
+            let mut pending = self.lock();
+            match std::mem::take(&mut pending.ending) {
                 Ending::Waiting(write) => {
-                    *state = Ending::Written;
-                    Some(write)
+                    pending.ending = Ending::Written;
+                    (write, pending.promise.take())
                 }
                 Ending::Open => {
-                    *state = Ending::Ended(status);
-                    None
+                    pending.ending = Ending::Ended(status);
+                    return;
                 }
                 done => {
-                    *state = done;
-                    None
+                    pending.ending = done;
+                    return;
                 }
             }
         };
-        // Outside the lock: writing takes the ledger's own.
-        if let Some(write) = write {
-            write(status);
-        }
+        // Outside the lock: writing takes the ledger's own. The promise goes once the row is
+        // queued.
+        write(status);
+        drop(promise);
     }
 
     /// The key check's writer of the row: run now if the job has ended, else when it does.
     fn on_end(&self, write: Box<dyn FnOnce(u16) + Send>) {
-        let status = {
-            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            match std::mem::take(&mut *state) {
+        let (status, promise) = {
+            let mut pending = self.lock();
+            match std::mem::take(&mut pending.ending) {
                 Ending::Ended(status) => {
-                    *state = Ending::Written;
-                    status
+                    pending.ending = Ending::Written;
+                    (status, pending.promise.take())
                 }
                 Ending::Open => {
-                    *state = Ending::Waiting(write);
+                    pending.ending = Ending::Waiting(write);
                     return;
                 }
                 done => {
-                    *state = done;
+                    pending.ending = done;
                     return;
                 }
             }
         };
         write(status);
+        drop(promise);
     }
 }
 

@@ -55,6 +55,9 @@ pub const CACHE_TTL: Duration = Duration::from_secs(10);
 const CACHE_MAX: usize = 10_000;
 /// Ledger rows kept free for jobs in flight: new jobs are refused when fewer are left.
 const LEDGER_HEADROOM: usize = 1024;
+/// At shutdown, how long the ledger's writer waits for promised rows ([`RowPromise`]) before
+/// its last write: within the time the task set gives its tasks once the drain is over.
+const PROMISED_ROWS_WAIT: Duration = Duration::from_secs(1);
 /// What every secret starts with, so that one found in a file or a log is recognisable.
 pub const SECRET_PREFIX: &str = "lpk_";
 
@@ -177,6 +180,18 @@ pub struct KeyStore {
     recent: std::sync::OnceLock<crate::recent::Recent>,
     /// What running streams read of their keys (see `follow`).
     follow: follow::Follow,
+    /// Rows promised by work that goes on after its answer ([`RowPromise`]).
+    promised: tokio_util::task::TaskTracker,
+}
+
+/// A row the usage ledger's writer waits for at shutdown, while this is held: work that
+/// writes its row after its answer (an async job, when it ends) holds one until it has
+/// queued the row. The writer stops when shutdown's drain is over, and a row queued after its
+/// last write would be lost.
+#[derive(Debug)]
+pub struct RowPromise {
+    /// Counted by the writer's tracker until dropped.
+    _token: tokio_util::task::task_tracker::TaskTrackerToken,
 }
 
 /// The usage ledger's writer, to run as a task beside the [`KeyStore`] it came with.
@@ -185,15 +200,33 @@ pub struct LedgerWriter {
     db: sqlx::AnyPool,
     rx: tokio::sync::mpsc::Receiver<UsageRow>,
     leases: Arc<lease::Leases>,
+    promised: tokio_util::task::TaskTracker,
 }
 
 impl LedgerWriter {
     /// Writes the ledger until every [`KeyStore`] handle is gone (after the last request), or
-    /// `drained` fires; then writes what it holds, and gives back every budget lease and
+    /// `drained` fires and the rows promised then ([`RowPromise`]) have come (or a short
+    /// while has passed); then writes what it holds, and gives back every budget lease and
     /// stream this instance holds in the database.
     pub async fn run(self, drained: tokio_util::sync::CancellationToken) {
-        ledger::run(self.db.clone(), self.rx, drained).await;
-        match self.leases.instance.close(&self.db).await {
+        let Self { db, rx, leases, promised } = self;
+        let last = tokio_util::sync::CancellationToken::new();
+        let promises_kept = async {
+            drained.cancelled().await;
+            promised.close();
+            let kept = tokio::time::timeout(PROMISED_ROWS_WAIT, promised.wait()).await;
+            if kept.is_err() {
+                tracing::warn!(rows = promised.len(), "promised usage rows never came");
+            }
+            last.cancel();
+            // The writer ends on `last`, this future with it.
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = ledger::run(db.clone(), rx, last.clone()) => {}
+            () = promises_kept => {}
+        }
+        match leases.instance.close(&db).await {
             Ok(()) => tracing::info!("budget leases and streams of this instance given back"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot give back this instance's leases (its expiry will)")
@@ -230,7 +263,9 @@ impl KeyStore {
         let leases = Arc::new(lease::Leases::new(db.clone(), instance));
         tokio::spawn(lease::heartbeat(leases.clone()));
         let (ledger, rx) = tokio::sync::mpsc::channel(buffer);
-        let writer = LedgerWriter { db: db.clone(), rx, leases: leases.clone() };
+        let promised = tokio_util::task::TaskTracker::new();
+        let writer =
+            LedgerWriter { db: db.clone(), rx, leases: leases.clone(), promised: promised.clone() };
         let cache = ttl::TtlMap::default();
         let prices = config.prices.clone();
         if let Some(feed) = prices.feed() {
@@ -239,7 +274,8 @@ impl KeyStore {
         let (limiter, windows) = (limit::Limiter::default(), window::Windows::default());
         let recent = std::sync::OnceLock::new();
         let follow = follow::Follow::default();
-        let store = Self { db, cache, limiter, ledger, prices, leases, windows, recent, follow };
+        let store =
+            Self { db, cache, limiter, ledger, prices, leases, windows, recent, follow, promised };
         Ok((store, writer))
     }
 
@@ -255,6 +291,11 @@ impl KeyStore {
         if self.ledger.try_send(row).is_err() {
             tracing::warn!("usage ledger queue full (database down?); a row was dropped");
         }
+    }
+
+    /// A promise of a row to come (see [`RowPromise`]).
+    pub fn promise_row(&self) -> RowPromise {
+        RowPromise { _token: self.promised.token() }
     }
 
     /// `Err` 503 when the usage ledger cannot take more rows (its database has been down long
@@ -619,6 +660,33 @@ mod tests {
             tab.settle_units(25);
             assert_eq!(charged(&tab), 150_000_000, "the rate {later:?} at settlement");
         }
+    }
+
+    /// At shutdown the ledger's writer waits for the rows promised to it: a row queued after
+    /// the drain is over, while its promise was held (an async job ending as shutdown began),
+    /// is written, not lost after the writer's last write.
+    #[tokio::test]
+    async fn the_writer_waits_at_shutdown_for_the_rows_promised() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = KeysConfig::sqlite(dir.path().to_owned());
+        let (store, writer) = KeyStore::open(&config).await.unwrap();
+        let store = Arc::new(store);
+        let (info, _) = store.create(new_key("promised")).await.unwrap();
+        let tab = store.tab(Arc::new(info.clone()), "image-to-video");
+        let promise = tab.promise_row();
+        let drained = tokio_util::sync::CancellationToken::new();
+        let writer = tokio::spawn(writer.run(drained.clone()));
+        drained.cancel();
+        // The writer runs up to where it waits (this runtime has one thread): without the
+        // promise, past its last write.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        tab.record("late".into(), 500);
+        drop(promise);
+        writer.await.unwrap();
+        let rows = store.rows(Some(&info.id), 0, i64::MAX / 1000, 10).await.unwrap();
+        assert_eq!(rows.len(), 1, "the promised row was lost");
     }
 
     #[test]

@@ -138,6 +138,12 @@ impl Tab {
         self.store.record(self.row(super::now_ms(), request_id, status, 0));
     }
 
+    /// A promise of this request's row, for a job that writes it after its answer: the
+    /// ledger's writer waits for it at shutdown (see [`super::RowPromise`]).
+    pub fn promise_row(&self) -> super::RowPromise {
+        self.store.promise_row()
+    }
+
     /// The key the request was made with.
     pub fn key(&self) -> &KeyInfo {
         &self.key

@@ -6,6 +6,7 @@ mod admin_cli_chain;
 mod admin_guard;
 mod ai;
 mod ai_async;
+mod ai_async_bounds;
 mod audio_probe;
 mod bench;
 mod binary;
