@@ -232,18 +232,31 @@ impl JobEnd {
     /// The job ended, its client to be told `status` (200, or its error's): writes the row
     /// now if the key check left its writer.
     pub(crate) fn ended(&self, status: u16) {
-        let (write, promise) = {
+        self.meet(Ending::Ended(status));
+    }
+
+    /// The key check's writer of the row: run now if the job has ended, else when it does.
+    fn on_end(&self, write: Box<dyn FnOnce(u16) + Send>) {
+        self.meet(Ending::Waiting(write));
+    }
+
+    /// One of the two halves (the writer, the job's status) arrives: kept when the other is
+    /// not there yet, else the row is written with both. A half arriving after the row was
+    /// written (or twice) is dropped.
+    fn meet(&self, arrived: Ending) {
+        let (write, status, promise) = {
             let mut pending = self.lock();
-            match std::mem::take(&mut pending.ending) {
-                Ending::Waiting(write) => {
-                    pending.ending = Ending::Written;
-                    (write, pending.promise.take())
-                }
-                Ending::Open => {
-                    pending.ending = Ending::Ended(status);
+            match (std::mem::take(&mut pending.ending), arrived) {
+                (Ending::Open, arrived) => {
+                    pending.ending = arrived;
                     return;
                 }
-                done => {
+                (Ending::Waiting(write), Ending::Ended(status))
+                | (Ending::Ended(status), Ending::Waiting(write)) => {
+                    pending.ending = Ending::Written;
+                    (write, status, pending.promise.take())
+                }
+                (done, _) => {
                     pending.ending = done;
                     return;
                 }
@@ -251,29 +264,6 @@ impl JobEnd {
         };
         // Outside the lock: writing takes the ledger's own. The promise goes once the row is
         // queued.
-        write(status);
-        drop(promise);
-    }
-
-    /// The key check's writer of the row: run now if the job has ended, else when it does.
-    fn on_end(&self, write: Box<dyn FnOnce(u16) + Send>) {
-        let (status, promise) = {
-            let mut pending = self.lock();
-            match std::mem::take(&mut pending.ending) {
-                Ending::Ended(status) => {
-                    pending.ending = Ending::Written;
-                    (status, pending.promise.take())
-                }
-                Ending::Open => {
-                    pending.ending = Ending::Waiting(write);
-                    return;
-                }
-                done => {
-                    pending.ending = done;
-                    return;
-                }
-            }
-        };
         write(status);
         drop(promise);
     }

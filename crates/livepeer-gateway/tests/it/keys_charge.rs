@@ -287,19 +287,9 @@ async fn a_live_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_orche
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_what_its_start_sent() {
     use livepeer_pm::Ratio;
-    use livepeer_sim::{ByocKind, SimByoc};
-    const CAP: &str = "echo-stream";
-    let mut addr = [0u8; 20];
-    addr[19] = 10;
+    const CAP: &str = BYOC_STREAM_CAP;
     // 10⁸ wei a second: the start's minute takes a ticket.
-    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(100_000_000, 1).capacity(4)];
-    let config = SimConfig {
-        name: "keys-byoc-stream-start-x2".into(),
-        eth_address: Some(livepeer_pm::Address::from(addr)),
-        byoc: caps,
-        ..SimConfig::default()
-    };
-    let sim = Sim::start(config).await.unwrap();
+    let sim = paid_byoc_stream_sim("keys-byoc-stream-start-x2", 10, 100_000_000).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = keys_config(&[sim.url()], dir.path(), None);
     c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
@@ -453,19 +443,9 @@ async fn an_rtmp_stream_is_charged_per_segment_counted_among_streams_and_stopped
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_the_ev_it_sent() {
     use livepeer_pm::Ratio;
-    use livepeer_sim::{ByocKind, SimByoc};
-    const CAP: &str = "echo-stream";
-    let mut addr = [0u8; 20];
-    addr[19] = 9;
+    const CAP: &str = BYOC_STREAM_CAP;
     // 5·10⁹ wei a second: each interval's payment needs tickets.
-    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(5_000_000_000, 1).capacity(4)];
-    let config = SimConfig {
-        name: "keys-byoc-stream-x2".into(),
-        eth_address: Some(livepeer_pm::Address::from(addr)),
-        byoc: caps,
-        ..SimConfig::default()
-    };
-    let sim = Sim::start(config).await.unwrap();
+    let sim = paid_byoc_stream_sim("keys-byoc-stream-x2", 9, 5_000_000_000).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = keys_config(&[sim.url()], dir.path(), None);
     c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
@@ -501,4 +481,23 @@ async fn a_byoc_stream_priced_as_a_multiple_pays_that_multiple_of_the_ev_it_sent
         assert_eq!(row["charged_usd"], usd(nano), "{row:?}");
     }
     gw.shutdown().await;
+}
+
+/// The BYOC capability of [`paid_byoc_stream_sim`].
+pub(crate) const BYOC_STREAM_CAP: &str = "echo-stream";
+
+/// A simulator named `name` with the on-chain address ending in `byte`, offering the echo
+/// stream [`BYOC_STREAM_CAP`] at `wei_per_second` (four at once).
+pub(crate) async fn paid_byoc_stream_sim(name: &str, byte: u8, wei_per_second: i64) -> Sim {
+    use livepeer_sim::{ByocKind, SimByoc};
+    let mut addr = [0u8; 20];
+    addr[19] = byte;
+    let cap = SimByoc::new(BYOC_STREAM_CAP, ByocKind::Echo).price(wei_per_second, 1).capacity(4);
+    let config = SimConfig {
+        name: name.into(),
+        eth_address: Some(livepeer_pm::Address::from(addr)),
+        byoc: vec![cap],
+        ..SimConfig::default()
+    };
+    Sim::start(config).await.unwrap()
 }

@@ -142,19 +142,10 @@ async fn a_live_stream_whose_client_leaves_before_it_is_metered_is_stopped_there
 /// stopped at its orchestrator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byoc_stream_whose_client_leaves_before_it_is_metered_is_stopped_there() {
-    use livepeer_sim::{ByocKind, SimByoc};
-    const CAP: &str = "echo-stream";
-    let mut addr = [0u8; 20];
-    addr[19] = 12;
+    const CAP: &str = crate::keys_charge::BYOC_STREAM_CAP;
     // 10⁸ wei a second: the start pays its minute with tickets.
-    let caps = vec![SimByoc::new(CAP, ByocKind::Echo).price(100_000_000, 1).capacity(4)];
-    let config = SimConfig {
-        name: "keys-unmetered-byoc".into(),
-        eth_address: Some(livepeer_pm::Address::from(addr)),
-        byoc: caps,
-        ..SimConfig::default()
-    };
-    let sim = Sim::start(config).await.unwrap();
+    let sim =
+        crate::keys_charge::paid_byoc_stream_sim("keys-unmetered-byoc", 12, 100_000_000).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = keys_config(&[sim.url()], dir.path(), None);
     c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
