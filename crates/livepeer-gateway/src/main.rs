@@ -141,11 +141,29 @@ impl Shutdown {
     }
 }
 
+/// Log targets switched off at any level (see [`init_tracing`]).
+const LIBRARY_LOGS_HELD_BACK: [&str; 2] =
+    ["alloy_rpc_client::poller=off", "sqlx_postgres::options::parse=off"];
+
+/// The operator's `--log-level`, with [`LIBRARY_LOGS_HELD_BACK`] off. Two libraries log what
+/// may hold a secret, whatever the level: alloy's block poller its transport error, whose
+/// text ends with the RPC URL (an API key in its path), and sqlx a connect parameter it does
+/// not know with its value (`sslpassword=…`). Their failures reach us as errors, which are
+/// shown without either.
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Constants: the test below shows they parse and hold those targets back.
+    for quiet in LIBRARY_LOGS_HELD_BACK.iter().filter_map(|d| d.parse().ok()) {
+        filter = filter.add_directive(quiet);
+    }
+    filter
+}
+
 /// Logs go to stderr through [`LogSink`], which batches lines into few `write(2)` calls and
 /// wakes its writer thread on a timer rather than per line (see its module for the figures).
 fn init_tracing(config: &Config) -> anyhow::Result<LogGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(&config.log_level);
     let (writer, guard) = LogSink::stderr()?;
     // Colours only for a terminal, not for files and log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -160,4 +178,42 @@ fn init_tracing(config: &Config) -> anyhow::Result<LogGuard> {
         }
     }
     Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// What the subscriber wrote, shared with the test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn libraries_that_log_secrets_stay_quiet_at_any_level() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let layer = tracing_subscriber::fmt::layer().with_writer(move || writer.clone());
+        let subscriber =
+            tracing_subscriber::registry().with(super::log_filter("trace")).with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "sqlx_postgres::options::parse", value = "pw1", "ignoring");
+            tracing::error!(target: "alloy_rpc_client::poller", err = "https://x/v2/k2", "poll");
+            tracing::warn!(target: "livepeer_gateway::other", "shown");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("shown"), "{text}");
+        assert!(!text.contains("pw1") && !text.contains("k2"), "{text}");
+    }
 }

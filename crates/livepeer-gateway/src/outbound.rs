@@ -86,3 +86,78 @@ pub(crate) fn shown(url: &url::Url) -> String {
 pub(crate) fn scrub(text: &str, url: &url::Url) -> String {
     text.replace(url.as_str(), &shown(url))
 }
+
+/// How many redirects [`same_host_redirects`] follows, as reqwest's default.
+const MAX_REDIRECTS: usize = 10;
+
+/// The redirects these services' clients follow: within the host the operator named only.
+/// Why: Go's client, go-livepeer's, follows any redirect, and reqwest's default does too, and
+/// both carry every header the operator configured (`--remote-signer-headers`, a webhook's
+/// `X-Api-Key`) to the new host; only `Authorization` and cookies are dropped there. A
+/// service that moves to `https://` on the same host, or to another path, still works.
+pub(crate) fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.host_str().map(str::to_owned));
+        let same = first.is_some_and(|host| host.as_deref() == attempt.url().host_str());
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if same {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// The requests a server saw: host and path, and the `X-Api-Key` each carried.
+    type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    /// A redirect within the named host is followed with its headers; one to another host
+    /// is not followed, so the configured header never reaches it.
+    #[tokio::test]
+    async fn redirects_stay_on_the_named_host() {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let log = log.clone();
+            async move {
+                let host = req.headers()["host"].to_str().unwrap().to_owned();
+                let key = req.headers().get("x-api-key").map(|v| v.to_str().unwrap().to_owned());
+                let path = req.uri().path().to_owned();
+                log.lock().unwrap().push((format!("{host}{path}"), key));
+                let to = match path.as_str() {
+                    "/moved" => format!("http://127.0.0.1:{port}/here"),
+                    "/away" => format!("http://localhost:{port}/there"),
+                    _ => return (http::StatusCode::OK, [("location", String::new())]),
+                };
+                (http::StatusCode::TEMPORARY_REDIRECT, [("location", to)])
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-api-key", "k".parse().unwrap());
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(super::same_host_redirects())
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let moved = client.get(format!("{base}/moved")).send().await.unwrap();
+        assert_eq!(moved.status(), 200);
+        let away = client.get(format!("{base}/away")).send().await.unwrap();
+        assert_eq!(away.status(), 307, "not followed");
+        let k = Some("k".to_owned());
+        let expected = vec![
+            (format!("127.0.0.1:{port}/moved"), k.clone()),
+            (format!("127.0.0.1:{port}/here"), k.clone()),
+            (format!("127.0.0.1:{port}/away"), k),
+        ];
+        assert_eq!(*seen.lock().unwrap(), expected);
+    }
+}

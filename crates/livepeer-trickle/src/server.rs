@@ -21,6 +21,17 @@ pub(crate) use channel::{AppendError, Channel, Cursor, ReadSlot, ReaderSlot, Seg
 /// Longest channel name accepted.
 pub const MAX_CHANNEL_NAME: usize = 256;
 
+/// Channel `name` as logs show it: each `-`-separated part of 16 or more hex digits becomes
+/// `…`. Why: a stream's channels are named `<stream>-<random hex>[-out|-control|-events]`,
+/// and that random part is all that guards them (whoever knows it can publish into the
+/// stream or watch its output), so it must not reach a log file an operator may share.
+pub(crate) fn shown(name: &str) -> String {
+    let secret = |part: &str| part.len() >= 16 && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> =
+        name.split('-').map(|part| if secret(part) { "…" } else { part }).collect();
+    parts.join("-")
+}
+
 /// Limits and behaviour of a [`Hub`].
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -208,7 +219,7 @@ impl Hub {
             .with_max_readers(config.max_readers);
         let channel = Arc::new(channel);
         channels.insert(name.to_owned(), Arc::clone(&channel));
-        tracing::debug!(channel = name, mime, "trickle channel created");
+        tracing::debug!(channel = %shown(name), mime, "trickle channel created");
         Ok(channel)
     }
 
@@ -248,7 +259,7 @@ impl Hub {
             let before = Instant::now().checked_sub(config.closed_linger);
             closed.prune(config.max_channels, config.closed_bytes, before);
         }
-        tracing::debug!(channel = name, "trickle channel closed");
+        tracing::debug!(channel = %shown(name), "trickle channel closed");
         true
     }
 
@@ -262,6 +273,16 @@ impl Hub {
             let before = Instant::now().checked_sub(config.closed_linger);
             closed.prune(config.max_channels, config.closed_bytes, before);
         }
+    }
+
+    /// Counts now as activity of channel `name`, as a write would, so that the sweep leaves
+    /// it open: for a channel its owner keeps on purpose although nobody writes to it (a live
+    /// stream's control channel, which a client may leave silent for the whole stream).
+    /// Returns whether it exists.
+    pub fn touch(&self, name: &str) -> bool {
+        let Some(channel) = self.channel(name) else { return false };
+        channel.touch();
+        true
     }
 
     /// Whether channel `name` exists.
@@ -332,7 +353,7 @@ impl Hub {
         let mut swept = 0;
         for name in idle {
             if self.close(&name) {
-                tracing::info!(channel = name, "closed idle trickle channel");
+                tracing::info!(channel = %shown(&name), "closed idle trickle channel");
                 swept += 1;
             }
         }
@@ -442,5 +463,30 @@ mod tests {
         assert!(hub.is_empty());
         cancel.cancel();
         sweeper.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_touched_channel_is_not_idle() {
+        let hub =
+            Hub::new(HubConfig { idle_timeout: Duration::from_secs(10), ..HubConfig::default() });
+        hub.create("kept", "x").unwrap();
+        hub.create("left", "x").unwrap();
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(6)).await;
+            assert!(hub.touch("kept"));
+            hub.sweep();
+        }
+        assert!(hub.contains("kept") && !hub.contains("left"));
+        assert!(!hub.touch("left"), "a closed channel is not made again");
+    }
+
+    #[test]
+    fn logs_show_a_channel_without_its_random_part() {
+        assert_eq!(shown("cam-0123456789abcdef-control"), "cam-…-control");
+        assert_eq!(shown("s-0123456789abcdef0123456789abcdef"), "s-…");
+        assert_eq!(shown("my-stream-out"), "my-stream-out");
+        // Fifteen hex digits, or a part that is not all hex, stay.
+        assert_eq!(shown("a-0123456789abcde-x"), "a-0123456789abcde-x");
+        assert_eq!(shown("a-0123456789abcdefg"), "a-0123456789abcdefg");
     }
 }

@@ -24,7 +24,7 @@ section! {
         #[serde(default, deserialize_with = "string_or_list")]
         pub orch_addr: Option<String>,
         /// Discovery webhook returning `[{"address": "...", "score": n}]`; takes precedence over --orch-addr.
-        #[arg(long, env = "LP_ORCHWEBHOOKURL")]
+        #[arg(long, env = "LP_ORCHWEBHOOKURL", hide_env_values = true)]
         pub orch_webhook_url: Option<String>,
         /// Deadline of each GetOrchestrator call, e.g. `2s` or `500ms` [default: 3s].
         #[arg(long, env = "LP_DISCOVERYTIMEOUT")]

@@ -22,7 +22,7 @@ section! {
         pub segment_length: Option<String>,
         /// Stream auth webhook for RTMP and HTTP-push streams (go-livepeer `-authWebhookUrl`):
         /// POSTed `{"url": …}` before a new stream starts.
-        #[arg(long, env = "LP_AUTHWEBHOOKURL")]
+        #[arg(long, env = "LP_AUTHWEBHOOKURL", hide_env_values = true)]
         pub auth_webhook_url: Option<String>,
         /// Deadline of one stream auth webhook call [default: 5s].
         #[arg(long, env = "LP_AUTHWEBHOOKTIMEOUT")]

@@ -29,11 +29,11 @@ section! {
         pub data_dir: Option<String>,
         /// A PostgreSQL database for customer keys (`postgres://user:pass@host/db`), shared by
         /// several gateway instances, instead of SQLite under `--data-dir`.
-        #[arg(long, env = "LP_DATABASEURL")]
+        #[arg(long, env = "LP_DATABASEURL", hide_env_values = true)]
         pub database_url: Option<String>,
         /// Bearer token the admin API requires (`Authorization: Bearer <token>`); required
         /// when `--cli-addr` is not a loopback address.
-        #[arg(long, env = "LP_ADMINTOKEN")]
+        #[arg(long, env = "LP_ADMINTOKEN", hide_env_values = true)]
         pub admin_token: Option<String>,
         /// What customers pay: a price table, inline JSON or a JSON or TOML file,
         /// `{"price": [{"pipeline", "model"?, "usd" | "wei" | "orchestrator_multiple"}]}`, each

@@ -33,13 +33,13 @@ section! {
         #[arg(long, env = "LP_LIVEMAXSTOPPEDSTREAMS")]
         pub live_max_stopped_streams: Option<usize>,
         /// Service asked to accept or refuse each new live stream (POST JSON; non-2xx refuses).
-        #[arg(long, env = "LP_LIVEAIAUTHWEBHOOKURL")]
+        #[arg(long, env = "LP_LIVEAIAUTHWEBHOOKURL", hide_env_values = true)]
         pub live_ai_auth_webhook_url: Option<String>,
         /// Key sent to the live auth webhook as `x-api-key` and `Authorization`.
         #[arg(long, env = "LP_LIVEAIAUTHAPIKEY", hide_env_values = true)]
         pub live_ai_auth_api_key: Option<String>,
         /// Service told the running stream ids every interval; it answers which to stop.
-        #[arg(long, env = "LP_LIVEAIHEARTBEATURL")]
+        #[arg(long, env = "LP_LIVEAIHEARTBEATURL", hide_env_values = true)]
         pub live_ai_heartbeat_url: Option<String>,
         /// Headers of the heartbeat, `name:value,name2:value2`.
         #[arg(long, env = "LP_LIVEAIHEARTBEATHEADERS", hide_env_values = true)]
@@ -56,6 +56,11 @@ section! {
         /// the publisher does not count) [default: 10s].
         #[arg(long, env = "LP_LIVETRICKLESTALLTIMEOUT")]
         pub live_trickle_stall_timeout: Option<String>,
+        /// A live trickle channel nobody writes to for this long is closed (go-livepeer's
+        /// trickle server: 5 minutes); a running stream's control channel is kept open while
+        /// the stream runs [default: 5m].
+        #[arg(long, env = "LP_LIVETRICKLEIDLETIMEOUT")]
+        pub live_trickle_idle_timeout: Option<String>,
         /// Send `Access-Control-Allow-Origin: *` (and the headers and methods a browser asks
         /// for) on the live and BYOC stream routes, so that web pages of other origins may
         /// start and control streams. Any non-empty value turns it on, as go-livepeer reads
@@ -122,6 +127,11 @@ impl Live {
             self.live_trickle_stall_timeout,
             Duration::from_secs(10),
         )?;
+        let trickle_idle_timeout = timer(
+            "--live-trickle-idle-timeout",
+            self.live_trickle_idle_timeout,
+            Duration::from_secs(300),
+        )?;
         Ok(LiveConfig {
             payment_interval,
             out_segment_timeout,
@@ -131,6 +141,7 @@ impl Live {
             max_stopped_streams: self.live_max_stopped_streams.unwrap_or(100),
             trickle_max_readers,
             trickle_stall_timeout,
+            trickle_idle_timeout,
             public_url,
             auth_webhook,
             heartbeat,

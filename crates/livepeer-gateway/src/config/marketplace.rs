@@ -15,7 +15,7 @@ section! {
         /// A URL that receives the catalogue (`POST`, JSON as `GET /v1/catalog` answers it)
         /// whenever it changes and at least every `--marketplace-interval`, signed with the
         /// gateway's ETH key when it has one (`X-Livepeer-Signature`).
-        #[arg(long, env = "LP_MARKETPLACEWEBHOOKURL")]
+        #[arg(long, env = "LP_MARKETPLACEWEBHOOKURL", hide_env_values = true)]
         pub marketplace_webhook_url: Option<String>,
         /// The longest time between two publications of an unchanged catalogue [default: 5m].
         #[arg(long, env = "LP_MARKETPLACEINTERVAL")]

@@ -23,7 +23,7 @@ section! {
         #[arg(long, env = "LP_DEPOSITMULTIPLIER")]
         pub deposit_multiplier: Option<u64>,
         /// Ethereum JSON-RPC URL, to read the gateway's TicketBroker deposit and reserve.
-        #[arg(long, env = "LP_ETHURL")]
+        #[arg(long, env = "LP_ETHURL", hide_env_values = true)]
         pub eth_url: Option<String>,
         /// The Livepeer Controller contract address (required with --eth-url).
         #[arg(long, env = "LP_ETHCONTROLLER")]
@@ -166,7 +166,7 @@ section! {
         pub remote_signer_api_key: Option<String>,
         /// Use a remote signer for this gateway's identity (and, with no orchestrators configured,
         /// its discovery) instead of a local key.
-        #[arg(long, env = "LP_REMOTESIGNERURL")]
+        #[arg(long, env = "LP_REMOTESIGNERURL", hide_env_values = true)]
         pub remote_signer_url: Option<String>,
         /// Headers sent to the remote signer, `name:value,name2:value2`.
         #[arg(long, env = "LP_REMOTESIGNERHEADERS", hide_env_values = true)]
@@ -190,7 +190,7 @@ impl RemoteSigner {
         let u = url.trim();
         let text = if u.contains("://") { u.to_owned() } else { format!("https://{u}") };
         let mut url =
-            Url::parse(&text).map_err(|e| bad("--remote-signer-url", format!("{u:?}: {e}")))?;
+            Url::parse(&text).map_err(|e| bad("--remote-signer-url", format!("not a URL: {e}")))?;
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
             url.set_path(&path);

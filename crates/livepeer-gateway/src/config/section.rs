@@ -46,8 +46,7 @@ pub(super) use section;
 /// Rejects a file key that is not in `known` (the flag names).
 pub(super) fn check_keys(text: &str, path: &Path, known: &[&str]) -> Result<(), ConfigError> {
     let shown = path.display();
-    let table =
-        text.parse::<toml::Table>().map_err(|e| bad("--config", format!("{shown}: {e}")))?;
+    let table = text.parse::<toml::Table>().map_err(|e| file_error(&e, text, path))?;
     match table.keys().find(|k| !known.contains(&k.as_str())) {
         Some(key) => Err(bad("--config", format!("{shown}: unknown key `{key}`"))),
         None => Ok(()),
@@ -59,7 +58,36 @@ pub(super) fn from_file<T: serde::de::DeserializeOwned>(
     text: &str,
     path: &Path,
 ) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
+    toml::from_str(text).map_err(|e| file_error(&e, text, path))
+}
+
+/// A file's error as it is shown: where (line, column, the line's key) and what, never the
+/// line itself or the value. toml's own text quotes the offending line, and serde's type
+/// errors the value (`invalid type: integer `19283746`, expected a string`), which would put
+/// an unquoted password or token on stderr and into the service manager's log.
+fn file_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+    let mut place = String::new();
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        place = format!(" line {line}, column {column}");
+        let this = text[before.len() - (column - 1)..].lines().next().unwrap_or("");
+        if let Some((key, _)) = this.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                place.push_str(&format!(" (`{key}`)"));
+            }
+        }
+    }
+    let message = e.message().lines().next().unwrap_or("");
+    let what = match message.split_once(": ") {
+        Some((kind, rest)) if kind == "invalid type" || kind == "invalid value" => {
+            rest.split_once(", ").map_or(kind.to_owned(), |(_, want)| format!("{kind}, {want}"))
+        }
+        _ => message.to_owned(),
+    };
+    bad("--config", format!("{}:{place}: {what}", path.display()))
 }
 
 /// A list setting: one comma-separated string (as on the command line) or, in the file only,

@@ -415,3 +415,44 @@ fn cors_is_on_for_any_non_empty_value_as_go_livepeer_reads_it() {
     assert!(allow(&["--live-ai-allow-cors", "1"]));
     assert!(allow(&["--live-ai-allow-cors", "true"]));
 }
+
+/// `--help` shows no secret's value: clap prints `[env: NAME=value]` for a flag whose variable
+/// is set unless told not to, and a URL may carry an API key (`--eth-url`), a password
+/// (`--database-url`) or a token in its path or query. Every flag named as one of these hides it.
+#[test]
+fn help_hides_the_values_of_secret_variables() {
+    use clap::CommandFactory;
+    let secret = ["-url", "-token", "-key", "-password", "-headers", "-secret"];
+    let mut hidden = 0;
+    for arg in Cli::command().get_arguments() {
+        let long = arg.get_long().unwrap();
+        if arg.get_env().is_none() || !secret.iter().any(|s| long.ends_with(s)) {
+            continue;
+        }
+        // `--public-url` is the gateway's own address, printed in every answer anyway.
+        if long == "public-url" {
+            continue;
+        }
+        assert!(arg.is_hide_env_values_set(), "--{long} would show its variable's value");
+        hidden += 1;
+    }
+    assert!(hidden >= 14, "only {hidden} secret flags found");
+}
+
+/// A file's syntax or type error says where and what, never the line or the value: a
+/// password or token written without quotes must not reach stderr.
+#[test]
+fn file_errors_name_the_place_not_the_value() {
+    let cases = [
+        ("orch-addr = \"a\"\neth-password = 19283746\n", "line 2", "eth-password"),
+        ("admin-token = s3cr3tT0ken\n", "line 1", "admin-token"),
+        ("database-url = [1, \"postgres://u:pw@h/db\"]\n", "line 1", "database-url"),
+    ];
+    for (text, line, key) in cases {
+        let err = load(Flags::default(), text).unwrap_err().to_string();
+        assert!(err.contains(line) && err.contains(key), "{err}");
+        for secret in ["19283746", "s3cr3tT0ken", "pw@h"] {
+            assert!(!err.contains(secret), "{err}");
+        }
+    }
+}

@@ -83,7 +83,10 @@ pub(super) fn optional_url(
     value: Option<String>,
 ) -> Result<Option<Url>, ConfigError> {
     match value.filter(|u| !u.trim().is_empty()) {
-        Some(u) => Url::parse(u.trim()).map(Some).map_err(|e| bad(setting, format!("{u:?}: {e}"))),
+        // The error names the setting, not the text: a URL may hold a key or a password.
+        Some(u) => {
+            Url::parse(u.trim()).map(Some).map_err(|e| bad(setting, format!("not a URL: {e}")))
+        }
         None => Ok(None),
     }
 }
@@ -93,10 +96,11 @@ pub(super) fn optional_url(
 pub(super) fn headers(setting: &str, text: Option<String>) -> Result<HeaderMap, ConfigError> {
     let text = text.unwrap_or_default();
     let mut headers = HeaderMap::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for (n, pair) in text.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+        // Not the entry itself: one without its name is a bare token.
         let (k, v) = pair
             .split_once(':')
-            .ok_or_else(|| bad(setting, format!("{pair:?} is not name:value")))?;
+            .ok_or_else(|| bad(setting, format!("entry {} is not name:value", n + 1)))?;
         let name = HeaderName::from_bytes(k.trim().as_bytes())
             .map_err(|e| bad(setting, format!("header name {k:?}: {e}")))?;
         let mut value = HeaderValue::from_str(v.trim())

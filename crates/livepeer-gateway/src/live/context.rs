@@ -180,6 +180,7 @@ impl LiveState {
             max_channels: config.max_streams.saturating_mul(4),
             max_readers: config.trickle_max_readers,
             reader_stall_timeout: config.trickle_stall_timeout,
+            idle_timeout: config.trickle_idle_timeout,
             closed_linger: super::CLOSED_CHANNEL_LINGER,
             ..HubConfig::default()
         });

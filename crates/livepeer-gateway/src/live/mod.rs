@@ -88,6 +88,8 @@ pub struct LiveConfig {
     pub trickle_max_readers: usize,
     /// A trickle subscriber that takes no bytes for this long is let go.
     pub trickle_stall_timeout: Duration,
+    /// A trickle channel nobody writes to for this long is closed.
+    pub trickle_idle_timeout: Duration,
     /// Orchestrators tried per start or swap.
     pub max_attempts: u32,
     /// Most stopped streams whose status stays readable; the oldest is forgotten first.

@@ -158,11 +158,22 @@ impl Drop for Opening<'_> {
 }
 
 /// Params the client publishes into its own control channel are updates too.
+///
+/// A client may never write there (it may send its updates to `/update`, or none), so the
+/// channel is touched while the stream runs: the hub's sweep of idle channels would close it
+/// after its idle limit, and a client's later message would then be read by nobody.
 async fn client_control(inner: Arc<Inner>, stream: Arc<Stream>) {
-    let mut control = inner.hub.subscriber(&format!("{}-control", stream.spec.channel), 0);
+    let name = format!("{}-control", stream.spec.channel);
+    let mut control = inner.hub.subscriber(&name, 0);
+    let every = (inner.hub.config().idle_timeout / 3).max(Duration::from_millis(10));
+    let mut keep = tokio::time::interval(every);
     loop {
         let next = tokio::select! {
             _ = stream.stop.cancelled() => return,
+            _ = keep.tick() => {
+                inner.hub.touch(&name);
+                continue;
+            }
             next = control.segment() => next,
         };
         let Ok(Some(mut reader)) = next else { return };

@@ -155,6 +155,7 @@ impl Discovery {
             .timeout(timeout)
             .connect_timeout(timeout)
             .default_headers(headers)
+            .redirect(crate::outbound::same_host_redirects())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self::Webhook(Webhook { url, refresh, http, last_good: Mutex::new(None) }))

@@ -141,6 +141,7 @@ impl RemotePayer {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .default_headers(headers)
+            .redirect(outbound::same_host_redirects())
             .build()
             .map_err(|e| e.to_string())?;
         let endpoint = base.join("generate-live-payment").map_err(|e| e.to_string())?;
@@ -572,6 +573,7 @@ pub async fn fetch_identity(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
+        .redirect(outbound::same_host_redirects())
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let endpoint = url.join("sign-orchestrator-info").map_err(|e| unreachable(e.to_string()))?;

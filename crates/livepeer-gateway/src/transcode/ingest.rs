@@ -40,7 +40,11 @@ pub(super) struct Admission {
 
 impl Gate {
     pub(super) fn new(auth: Option<StreamAuth>) -> Result<Self, String> {
-        let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
+        // The webhook's body carries the stream's URL, with its key: it goes to the named host only.
+        let http = reqwest::Client::builder()
+            .redirect(crate::outbound::same_host_redirects())
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self { auth, http, aliases: Mutex::default() })
     }
 

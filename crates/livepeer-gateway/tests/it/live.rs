@@ -336,6 +336,40 @@ async fn updates_reach_the_orchestrator_and_events_reach_the_client() {
     assert_eq!(status(&gw, "ctl").await["params_version"], 3);
 }
 
+/// A client may leave its control channel silent for longer than the trickle idle limit:
+/// the channel stays open while the stream runs, and a message sent after that is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_control_channel_silent_past_the_idle_limit_still_carries_updates() {
+    let sim = LiveSim::new("live-idle").start().await;
+    let mut c = live_config(&[&sim]);
+    c.live.trickle_idle_timeout = Duration::from_millis(600);
+    let gw = start(c).await;
+    let started = start_stream(&gw, "quiet", json!({"params": {"prompt": "first"}})).await;
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let input = pump(started["publish_url"].as_str().unwrap(), running.clone());
+    // The input is written throughout; the control channel is not, for five idle limits, and
+    // the hub sweeps every half limit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&gw, "quiet").await["state"], "running");
+    let (client, config) = trickle();
+    let mut control = HttpPublisher::new(
+        client,
+        started["control_url"].as_str().unwrap(),
+        "application/json",
+        config,
+    )
+    .unwrap();
+    livepeer_trickle::publish_segment(&mut control, Bytes::from(r#"{"prompt":"late"}"#))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the late control message to reach the runner", || async {
+        sim.live().control.contains(&json!({"prompt": "late"}))
+    })
+    .await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    input.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_requests_get_clear_errors() {
     let sim = LiveSim::new("live-bad").capacity(1).start().await;

@@ -459,6 +459,11 @@ impl Channel {
         state.last_activity = Instant::now();
     }
 
+    /// Counts now as activity, without a write (`Hub::touch`).
+    pub(crate) fn touch(&self) {
+        lock(&self.state).last_activity = Instant::now();
+    }
+
     /// Closes segment `seq` if it is in the window; returns whether it was.
     pub(crate) fn close_segment(&self, seq: u64) -> bool {
         let state = lock(&self.state);

@@ -267,7 +267,7 @@ async fn receive(channel: &Arc<Channel>, segment: Arc<Segment>, body: Body) -> R
             Some(Err(error)) => {
                 // Readers must not wait for bytes that will never come.
                 segment.close();
-                tracing::debug!(channel = channel.name(), seq, total, %error, "trickle POST body failed");
+                tracing::debug!(channel = %super::shown(channel.name()), seq, total, %error, "trickle POST body failed");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
             }
         };
@@ -282,7 +282,7 @@ async fn receive(channel: &Arc<Channel>, segment: Arc<Segment>, body: Body) -> R
             Ok(()) => {}
             Err(AppendError::TooLarge) => {
                 segment.close();
-                tracing::debug!(channel = channel.name(), seq, limit, "trickle segment too large");
+                tracing::debug!(channel = %super::shown(channel.name()), seq, limit, "trickle segment too large");
                 let mut response = text(StatusCode::PAYLOAD_TOO_LARGE, "Segment too large");
                 set(&mut response, CONNECTION, HeaderValue::from_static("close"));
                 return response;

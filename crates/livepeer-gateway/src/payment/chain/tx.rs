@@ -10,7 +10,7 @@ use alloy::consensus::{SignableTransaction as _, TxEip1559};
 use alloy::eips::eip2718::Encodable2718 as _;
 use alloy::network::TransactionBuilder as _;
 use alloy::primitives::{Bytes, Signature, TxKind};
-use alloy::providers::Provider as _;
+use alloy::providers::{PendingTransactionError, Provider as _};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall as _;
 use livepeer_pm::{Address, B256, LocalSigner, U256};
@@ -236,11 +236,16 @@ impl ChainClient {
             .await
             .map_err(|e| self.classify(METHOD, e))?;
         let tx_hash = *pending.tx_hash();
-        let receipt = pending
-            .with_timeout(Some(timeout))
-            .get_receipt()
-            .await
-            .map_err(|e| malformed(format!("waiting for the receipt of {tx_hash}: {e}")))?;
+        let receipt =
+            pending.with_timeout(Some(timeout)).get_receipt().await.map_err(|e| match e {
+                // The node's own failure, shown as every other RPC failure is: without the
+                // URL's path, which may hold the provider's API key (reqwest's text has it).
+                PendingTransactionError::TransportError(e) => self.classify(METHOD, e),
+                other => {
+                    let text = crate::outbound::scrub(&other.to_string(), &self.url);
+                    malformed(format!("waiting for the receipt of {tx_hash}: {text}"))
+                }
+            })?;
         if !receipt.status() {
             return Err(malformed(format!("transaction {tx_hash} reverted")));
         }
