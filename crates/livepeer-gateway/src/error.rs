@@ -205,6 +205,7 @@ impl Kind {
             Kind::OrchestratorsBusy | Kind::ResultStoreFull | Kind::GatewayOverloaded => Some(1),
             Kind::TooManyStreams
             | Kind::AsyncJobsFull
+            | Kind::AuthWebhookUnavailable
             | Kind::KeyStoreUnavailable
             | Kind::LedgerUnavailable
             | Kind::PriceUnavailable => Some(5),

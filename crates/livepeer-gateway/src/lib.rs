@@ -305,9 +305,18 @@ impl Gateway {
         drop((public, admin));
         tasks.shutdown(drain).await;
         // Only now: what requests left running on the serving threads has ended or been cut.
-        drop(cores);
+        cores.stop(SERVING_THREADS_END).await;
+        // Last, the usage ledger: every request is gone, and the row of each is queued.
+        tasks.end_last(LEDGER_END).await;
     }
 }
+
+/// How long shutdown waits for the serving threads to end once the drain is over.
+const SERVING_THREADS_END: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long shutdown gives the usage ledger's last write (retried) and the return of this
+/// instance's leases, after everything else.
+const LEDGER_END: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts publishing the catalogue when `--marketplace-webhook-url` is set.
 fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), StartError> {
@@ -440,8 +449,7 @@ async fn key_store(
     }
     let (store, writer) = keys::KeyStore::open(&config.keys).await.map_err(setup(Part::Keys))?;
     store.report_to(recent.clone());
-    let drained = tasks.drained();
-    tasks.spawn("usage-ledger", move |_| writer.run(drained));
+    tasks.spawn_last("usage-ledger", move |end| writer.run(end));
     Ok(Some(Arc::new(store)))
 }
 

@@ -20,6 +20,10 @@ pub struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
     drained: CancellationToken,
+    /// Tasks that outlive every other and every request ([`Tasks::spawn_last`]), and the token
+    /// that ends them ([`Tasks::end_last`]).
+    last: TaskTracker,
+    end: CancellationToken,
     /// The runtime the set was made on. Tasks run there whichever thread spawns them: a live
     /// stream started by a request on one of the public port's single-threaded runtimes
     /// (`http::cores`) is background work, spread over the shared runtime's workers rather
@@ -49,6 +53,37 @@ impl Tasks {
             Some(runtime) => drop(self.tracker.spawn_on(fut, runtime)),
             None => drop(self.tracker.spawn(fut)),
         }
+    }
+
+    /// Spawns `task` to run until [`Tasks::end_last`], after the others and after the
+    /// requests: the usage ledger's writer, which must still be there for the rows of requests
+    /// and streams that the end of the drain cut.
+    pub fn spawn_last<F, Fut>(&self, name: &'static str, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let fut = task(self.end.clone());
+        let fut = async move {
+            fut.await;
+            tracing::debug!(task = name, "task finished");
+        };
+        match &self.runtime {
+            Some(runtime) => drop(self.last.spawn_on(fut, runtime)),
+            None => drop(self.last.spawn(fut)),
+        }
+    }
+
+    /// Ends the tasks of [`Tasks::spawn_last`] and waits for them, at most `within`. Returns
+    /// whether they ended.
+    pub async fn end_last(&self, within: Duration) -> bool {
+        self.end.cancel();
+        self.last.close();
+        let ended = tokio::time::timeout(within, self.last.wait()).await.is_ok();
+        if !ended {
+            tracing::warn!(?within, "the last tasks (the usage ledger) did not end in time");
+        }
+        ended
     }
 
     /// The token every task watches.

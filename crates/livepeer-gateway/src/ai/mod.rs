@@ -174,7 +174,8 @@ pub async fn validate_checked(
     input: Input,
     check: impl AsyncFnOnce(&validate::ValidRequest) -> Result<(), Error>,
 ) -> Result<validate::ValidRequest, Error> {
-    let valid = validate::validate(pipeline, input, &ai.limits).await.map_err(Error::validation)?;
+    let valid =
+        validate::validate(pipeline, input, &ai.limits).await.map_err(validate::rejection)?;
     check(&valid).await?;
     Ok(valid)
 }

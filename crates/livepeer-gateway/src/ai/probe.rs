@@ -194,7 +194,8 @@ const OVERSIZED: &str = "a part of the file claims more bytes than the file hold
 fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
     let oversized = || ProbeError::Corrupt(OVERSIZED.to_owned());
     if data.starts_with(b"RIFF") {
-        return riff_chunks(data.get(12..).unwrap_or_default()).ok_or_else(oversized);
+        return riff_chunks(data.get(12..).unwrap_or_default(), 0)
+            .map_err(|why| ProbeError::Corrupt(why.to_owned()));
     }
     let mp4 = data
         .get(4..8)
@@ -205,21 +206,31 @@ fn check_declared_sizes(data: &[u8]) -> Result<(), ProbeError> {
     Ok(())
 }
 
-/// `Some` if every chunk (but `data`, which is streamed) fits in `chunks`, `LIST` contents too.
-fn riff_chunks(mut chunks: &[u8]) -> Option<()> {
-    while chunks.len() >= 8 {
-        let id = chunks.get(..4)?;
-        let size = usize::try_from(u32::from_le_bytes(chunks.get(4..8)?.try_into().ok()?)).ok()?;
-        if id == b"data" {
-            return Some(());
-        }
-        let body = chunks.get(8..8usize.checked_add(size)?)?;
-        if id == b"LIST" {
-            riff_chunks(body.get(4..).unwrap_or_default())?;
-        }
-        chunks = chunks.get((8 + size + size % 2).min(chunks.len())..)?;
+/// How deep `LIST` chunks may nest in a WAV. Real files put one level (`INFO`) under the top;
+/// the walk recurses once per level, and thousands of 12-byte levels in an upload would
+/// overflow the probing thread's stack, which aborts the process (no `catch_unwind` stops it).
+const RIFF_MAX_DEPTH: usize = 8;
+
+/// `Ok` if every chunk (but `data`, which is streamed) fits in `chunks`, `LIST` contents too,
+/// nested at most [`RIFF_MAX_DEPTH`] deep; else why not.
+fn riff_chunks(mut chunks: &[u8], depth: usize) -> Result<(), &'static str> {
+    if depth > RIFF_MAX_DEPTH {
+        return Err("LIST chunks nested too deep");
     }
-    Some(())
+    while chunks.len() >= 8 {
+        let (id, size) =
+            (&chunks[..4], u32::from_le_bytes([chunks[4], chunks[5], chunks[6], chunks[7]]));
+        if id == b"data" {
+            return Ok(());
+        }
+        let size = usize::try_from(size).map_err(|_| OVERSIZED)?;
+        let body = 8usize.checked_add(size).and_then(|end| chunks.get(8..end)).ok_or(OVERSIZED)?;
+        if id == b"LIST" {
+            riff_chunks(body.get(4..).unwrap_or_default(), depth + 1)?;
+        }
+        chunks = chunks.get((8 + size + size % 2).min(chunks.len())..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Where a WAV's `data` chunk states more bytes than the file holds: the offset of its length
@@ -477,6 +488,32 @@ mod tests {
 
     /// A `data` chunk stating more than the file holds is measured by the bytes present
     /// (avformat's measure); a stated length that fits is kept, trailing chunks and all.
+    /// `LIST` chunks nested `levels` deep, each holding the next.
+    fn nested_lists(levels: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(levels * 12);
+        for level in 0..levels {
+            // Each holds its form type and every level inside it.
+            let size = u32::try_from(4 + 12 * (levels - 1 - level)).unwrap();
+            out.extend_from_slice(b"LIST");
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(b"INFO");
+        }
+        out
+    }
+
+    /// A WAV of 100,000 nested `LIST` chunks (1.2 MB) is the upload's fault, not a stack
+    /// overflow that aborts the process; a few levels, as real files have, are fine.
+    #[test]
+    fn deeply_nested_lists_are_refused_without_recursing_into_them() {
+        let wav = |lists: &[u8]| {
+            let size = u32::try_from(4 + lists.len()).unwrap();
+            [b"RIFF".as_slice(), &size.to_le_bytes(), b"WAVE", lists].concat()
+        };
+        let deep = check_declared_sizes(&wav(&nested_lists(100_000)));
+        assert!(matches!(deep, Err(ProbeError::Corrupt(ref why)) if why.contains("too deep")));
+        assert!(check_declared_sizes(&wav(&nested_lists(3))).is_ok());
+    }
+
     #[test]
     fn a_wav_is_measured_by_the_data_it_holds() {
         let overstated = |samples: u32, stated: u32| {

@@ -44,7 +44,8 @@ const ERROR_BODY_BYTES: usize = 4096;
 /// How a go-livepeer orchestrator answers (400) a job whose payment does not cover a minute of
 /// its price, or whose signature it cannot verify (byoc/job_orchestrator.go): the gateway's
 /// doing, never the client's.
-const PAYMENT_REFUSALS: [&str; 2] = ["Insufficient balance", "Could not verify job creds"];
+pub(crate) const PAYMENT_REFUSALS: [&str; 2] =
+    ["Insufficient balance", "Could not verify job creds"];
 
 /// The answer's body, as it streams.
 pub type AnswerBody = BoxStream<'static, Result<Bytes, std::io::Error>>;

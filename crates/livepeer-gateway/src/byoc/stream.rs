@@ -199,8 +199,9 @@ impl ByocStreams {
         let mut guard = Opening { inner: self.inner.clone(), stream: &stream, done: false };
         for (name, mime, wanted) in stream.channels() {
             if wanted && let Err(e) = self.inner.hub.create(&name, mime) {
-                let m = format!("cannot create channel {name}: {e}");
-                return Err(Error::new(Kind::TrickleUnavailable, m));
+                // Not the channel's name: its random part guards the stream.
+                let m = format!("cannot create the stream's channels: {e}");
+                return Err(Error::new(Kind::TrickleUnavailable, m).retry_after(5));
             }
         }
         let session = match super::stream_orch::attach(&self.inner, &stream, &[]).await {

@@ -631,8 +631,26 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &st
     }
 }
 
-/// `/ai/stream/update` on the serving orchestrator: its status and body, relayed.
+/// `/ai/stream/update` on the serving orchestrator: its status and body, relayed, as
+/// go-livepeer's gateway relays them, but for two that would blame the client for what it did
+/// not do: a refusal of the gateway's payment (400 `Insufficient balance…`, `Could not verify
+/// job creds`) is 503 `payment_refused`, and the orchestrator's own 5xx is 502
+/// `orchestrator_failed`, its text cut to one line.
 pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Result<Answer, Error> {
+    let (status, body, headers) = relay_update(inner, stream, body).await?;
+    let text = || crate::orchestrator::text::cut(&String::from_utf8_lossy(&body));
+    // Within go-livepeer's own words: `Failed to stop stream, request not valid err=…`.
+    if status == 400 && super::job::PAYMENT_REFUSALS.iter().any(|r| text().contains(r)) {
+        return Err(Error::new(Kind::PaymentRefused, format!("update: {}", text())));
+    }
+    if status >= 500 {
+        let message = format!("update: the orchestrator answered {status}: {}", text());
+        return Err(Error::new(Kind::OrchestratorFailed, message));
+    }
+    Ok((status, body, headers))
+}
+
+async fn relay_update(inner: &Inner, stream: &Stream, body: Bytes) -> Result<Answer, Error> {
     let serving = stream.with_state(|s| s.orchestrator.clone()).flatten();
     let Some((orch, _)) = serving else {
         return Err(Error::new(Kind::StreamStopped, "no orchestrator serves the stream now"));

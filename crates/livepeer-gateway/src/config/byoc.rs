@@ -57,8 +57,10 @@ impl Byoc {
             return Err(bad("--byoc-max-attempts", "must be at least 1"));
         }
         let max_timeout_seconds = self.byoc_max_timeout_seconds.unwrap_or(3600);
-        if max_timeout_seconds == 0 {
-            return Err(bad("--byoc-max-timeout-seconds", "must be at least 1"));
+        // A week at most, as every duration setting: the deadlines a job's timeout makes are
+        // `Instant`s, which an addition of `u64::MAX` seconds would overflow.
+        if max_timeout_seconds == 0 || max_timeout_seconds > 7 * 24 * 3600 {
+            return Err(bad("--byoc-max-timeout-seconds", "must be 1 to 604800 (7 days)"));
         }
         let refresh = positive_duration(
             "--byoc-token-refresh-interval",

@@ -74,8 +74,10 @@ impl Discovery {
             }
         };
         let discovery_concurrency = self.discovery_concurrency.unwrap_or(256);
-        if discovery_concurrency == 0 {
-            return Err(bad("--discovery-concurrency", "must be at least 1"));
+        // Bounded above as every count setting: a semaphore of more permits than it can
+        // count panics at start.
+        if !(1..=65_536).contains(&discovery_concurrency) {
+            return Err(bad("--discovery-concurrency", "must be 1 to 65536"));
         }
         Ok(DiscoveryConfig {
             orchestrators,

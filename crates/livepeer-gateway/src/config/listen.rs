@@ -80,6 +80,8 @@ impl Listen {
     pub(super) fn validate(self) -> Result<Listeners, ConfigError> {
         let max_connections = match self.max_connections.unwrap_or(384) {
             0 => return Err(bad("--max-connections", "must be at least 1")),
+            // Each takes two descriptors; a semaphore of more permits than it counts panics.
+            n if n > 1_000_000 => return Err(bad("--max-connections", "must be at most 1000000")),
             n => n,
         };
         let max_per_address = match self.max_connections_per_address.unwrap_or(0) {

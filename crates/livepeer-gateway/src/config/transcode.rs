@@ -57,6 +57,11 @@ impl Transcode {
             n => Ok(n),
         };
         let max_sessions = positive("--max-sessions", self.max_sessions, 10)?;
+        // Each holds up to 256 MB of segments; far more is a typo, and `usize::MAX` overflows
+        // where the RTMP ingest adds its slack.
+        if max_sessions > 100_000 {
+            return Err(bad("--max-sessions", "must be at most 100000"));
+        }
         let segment_concurrency = positive("--segment-concurrency", self.segment_concurrency, 4)?;
         let max_attempts =
             positive("--max-attempts", self.max_attempts.map(|n| n as usize), 3)? as u32;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+
+use super::error::JsonPath;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -170,7 +172,7 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
 
 async fn update(
     State(streams): State<ByocStreams>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     req: Request,
 ) -> Response {
     let stream = match streams.owned(&id, credentials(req.headers())) {
@@ -197,7 +199,7 @@ async fn update(
 
 async fn status(
     State(streams): State<ByocStreams>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     headers: HeaderMap,
 ) -> Response {
     match streams.owned(&id, credentials(&headers)) {
@@ -208,7 +210,7 @@ async fn status(
 
 async fn stop(
     State(streams): State<ByocStreams>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     headers: HeaderMap,
 ) -> Response {
     match streams.owned(&id, credentials(&headers)) {
@@ -221,7 +223,7 @@ async fn stop(
 /// ends (go-livepeer's ending).
 async fn data(
     State(streams): State<ByocStreams>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let stream = match streams.owned(&id, credentials(&headers)) {
@@ -236,7 +238,8 @@ async fn data(
     let Ok(permit) = stream.data_readers.clone().try_acquire_owned() else {
         let m =
             format!("at most {} data readers per stream", crate::byoc::stream::MAX_DATA_READERS);
-        return Error::new(Kind::TooManyStreams, m).into_response();
+        // The client's own readers of its own stream: 429, not the gateway being full.
+        return Error::new(Kind::RateLimited, m).retry_after(1).into_response();
     };
     let source = streams.hub().subscriber(&format!("{}-data", stream.channel), 0);
     let events = futures_util::stream::unfold(Some((source, permit)), |state| async move {

@@ -40,6 +40,25 @@ pub(crate) enum PublicListener {
 #[derive(Debug)]
 pub(crate) struct Cores {
     _stop: Option<DropGuard>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Cores {
+    /// Ends the serving threads and waits, at most `within`, for them to be gone: with them
+    /// every request still on them is dropped, and what a dropped request leaves (a customer's
+    /// usage row) is handed on before this returns.
+    pub(crate) async fn stop(mut self, within: Duration) {
+        drop(self._stop.take());
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(within, joined).await.is_err() {
+            tracing::warn!(?within, "serving threads still running at shutdown");
+        }
+    }
 }
 
 impl PublicListener {
@@ -89,25 +108,28 @@ impl PublicListener {
         port: Port,
         tasks: &Tasks,
     ) -> std::io::Result<Cores> {
+        // A request still unanswered at the drain's end is answered, not cut with its thread.
+        let router = super::shutdown::answer_at_drain_end(router, tasks.drained());
         let listeners = match self {
             Self::Shared(listener) => {
                 tasks.spawn(name, move |cancel| {
                     server::serve_with(name, listener, router, limits, port, cancel)
                 });
-                return Ok(Cores { _stop: None });
+                return Ok(Cores { _stop: None, threads: Vec::new() });
             }
             Self::Cores(listeners) => listeners,
         };
         let stop = CancellationToken::new();
         // Made first: threads already started end if a later one cannot start.
         let guard = stop.clone().drop_guard();
+        let mut threads = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (drained, done) = tokio::sync::oneshot::channel::<()>();
             let (router, port, cancel, stop) =
                 (router.clone(), port.clone(), tasks.token(), stop.clone());
             let thread = std::thread::Builder::new().name(format!("{name}-{i}"));
-            thread.spawn(move || {
+            let handle = thread.spawn(move || {
                 // Lane 0 is every thread that is not a serving one.
                 crate::lane::enter(i + 1);
                 runtime.block_on(async move {
@@ -128,11 +150,12 @@ impl PublicListener {
                     stop.cancelled().await;
                 });
             })?;
+            threads.push(handle);
             tasks.spawn(name, move |_| async move {
                 let _ = done.await;
             });
         }
-        Ok(Cores { _stop: Some(guard) })
+        Ok(Cores { _stop: Some(guard), threads })
     }
 }
 

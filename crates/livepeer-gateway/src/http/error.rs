@@ -97,6 +97,28 @@ impl IntoResponse for Error {
     }
 }
 
+/// The path parameters of a route, as [`axum::extract::Path`] takes them, refused as the JSON
+/// 400 the other errors are: axum's own refusal of a path that is not UTF-8 (`/live/%FF/…`)
+/// is plain text, which a JSON client cannot read.
+#[derive(Debug)]
+pub(crate) struct JsonPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for JsonPath<T>
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(e) => Err(Error::new(Kind::InvalidRequest, e.body_text()).field("path")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
+use axum::extract::{Extension, MatchedPath, Query, Request, State};
+
+use super::error::JsonPath;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
@@ -35,6 +37,9 @@ use crate::orchestrator::JobKey;
 /// Bytes of an admin request body, at most.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// An admin request's body, or axum's reason for not reading it (over [`MAX_ADMIN_BODY`]).
+type AdminBody = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
 /// The admin router with the `/keys` routes (answering 404 with a reason when keys are off)
 /// and, when `--admin-token` is set, the admin token required on every route but `/healthz`.
 pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysConfig) -> Router {
@@ -47,7 +52,9 @@ pub(crate) fn admin(router: Router, keys: Option<Arc<KeyStore>>, config: &KeysCo
             .route("/keys/{id}/usage", get(key_usage))
             .route("/keys/{id}/usage.csv", get(key_csv))
             .route("/usage.csv", get(all_csv))
-            .with_state(store),
+            .with_state(store)
+            // A body past the cap is refused as it arrives, with the JSON 413 of `parse`.
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY)),
         None => Router::new().route("/keys", any(keys_off)).route("/keys/{*rest}", any(keys_off)),
     };
     let router = router.merge(keys_routes);
@@ -302,7 +309,7 @@ async fn own_usage(
 /// The admin's `GET /keys/{id}/usage?from=&to=`.
 async fn key_usage(
     State(store): State<Arc<KeyStore>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     range: Result<Query<Range>, QueryRejection>,
 ) -> Response {
     match store.get(&id).await {
@@ -326,7 +333,7 @@ struct CsvRange {
 /// The admin's `GET /keys/{id}/usage.csv?from=&to=&limit=`: key `id`'s ledger rows.
 async fn key_csv(
     State(store): State<Arc<KeyStore>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     range: Result<Query<CsvRange>, QueryRejection>,
 ) -> Response {
     if let Err(e) = store.get(&id).await {
@@ -492,17 +499,19 @@ async fn keys_off() -> Response {
 
 /// A JSON body of type `T`, sent as `application/json`; serde's message names the field at
 /// fault.
-fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Error> {
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: AdminBody) -> Result<T, Error> {
     // A web page can send a cross-site request without a preflight only as a form or as
     // text/plain: requiring JSON's type keeps such a page from creating or changing keys.
     if !is_json(headers) {
         let message = "the body must be sent with Content-Type: application/json";
         return Err(Error::new(Kind::UnsupportedMediaType, message).field("body"));
     }
-    if body.len() > MAX_ADMIN_BODY {
-        return Err(Error::too_large(MAX_ADMIN_BODY));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // axum's refusals are plain text: a JSON client gets JSON.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::too_large(MAX_ADMIN_BODY),
+        _ => Error::new(Kind::BodyUnreadable, e.body_text()).field("body"),
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -522,8 +531,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.trim().eq_ignore_ascii_case("application/json")
 }
 
-async fn create(State(store): State<Arc<KeyStore>>, headers: HeaderMap, body: Bytes) -> Response {
-    let new: NewKey = match parse(&headers, &body) {
+async fn create(
+    State(store): State<Arc<KeyStore>>,
+    headers: HeaderMap,
+    body: AdminBody,
+) -> Response {
+    let new: NewKey = match parse(&headers, body) {
         Ok(new) => new,
         Err(e) => return e.into_response(),
     };
@@ -544,7 +557,7 @@ async fn list(State(store): State<Arc<KeyStore>>) -> Response {
     }
 }
 
-async fn show(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+async fn show(State(store): State<Arc<KeyStore>>, JsonPath(id): JsonPath<String>) -> Response {
     match store.get(&id).await {
         Ok(key) => Json(json!({ "key": key })).into_response(),
         Err(e) => Error::from(e).into_response(),
@@ -553,11 +566,11 @@ async fn show(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Res
 
 async fn update(
     State(store): State<Arc<KeyStore>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: AdminBody,
 ) -> Response {
-    let patch: KeyPatch = match parse(&headers, &body) {
+    let patch: KeyPatch = match parse(&headers, body) {
         Ok(patch) => patch,
         Err(e) => return e.into_response(),
     };
@@ -567,7 +580,7 @@ async fn update(
     }
 }
 
-async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+async fn disable(State(store): State<Arc<KeyStore>>, JsonPath(id): JsonPath<String>) -> Response {
     let patch = KeyPatch { enabled: Some(false), ..KeyPatch::default() };
     match store.update(&id, patch).await {
         Ok(key) => Json(json!({ "key": key })).into_response(),
@@ -577,14 +590,17 @@ async fn disable(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> 
 
 /// Ends the key's running streams (live, BYOC and RTMP; pushed transcoding streams at their
 /// next push) on every instance sharing the key database; the key stays usable for new ones.
-async fn stop_streams(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+async fn stop_streams(
+    State(store): State<Arc<KeyStore>>,
+    JsonPath(id): JsonPath<String>,
+) -> Response {
     match store.stop_streams(&id).await {
         Ok(at_ms) => Json(json!({ "id": id, "streams_stopped_at_ms": at_ms })).into_response(),
         Err(e) => Error::from(e).into_response(),
     }
 }
 
-async fn delete(State(store): State<Arc<KeyStore>>, Path(id): Path<String>) -> Response {
+async fn delete(State(store): State<Arc<KeyStore>>, JsonPath(id): JsonPath<String>) -> Response {
     match store.delete(&id).await {
         Ok(()) => Json(json!({ "deleted": id })).into_response(),
         Err(e) => Error::from(e).into_response(),

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
+
+use super::error::JsonPath;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -73,7 +75,11 @@ async fn read_body(req: Request) -> Result<Bytes, Error> {
     super::body::read_body(req, MAX_CONTROL_BODY, BODY_TIMEOUT).await
 }
 
-async fn start(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+async fn start(
+    State(live): State<LiveState>,
+    JsonPath(name): JsonPath<String>,
+    req: Request,
+) -> Response {
     if let Err(e) = api::check_name(&name) {
         return error_response(&e);
     }
@@ -200,7 +206,11 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     Credentials { authorization: text(header::AUTHORIZATION.as_str()), secret: text(SECRET_HEADER) }
 }
 
-async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Request) -> Response {
+async fn update(
+    State(live): State<LiveState>,
+    JsonPath(name): JsonPath<String>,
+    req: Request,
+) -> Response {
     let stream = match api::owned(&live, &name, credentials(req.headers())) {
         Ok(stream) => stream,
         Err(e) => return error_response(&e),
@@ -214,7 +224,7 @@ async fn update(State(live): State<LiveState>, Path(name): Path<String>, req: Re
 
 async fn status(
     State(live): State<LiveState>,
-    Path(name): Path<String>,
+    JsonPath(name): JsonPath<String>,
     headers: HeaderMap,
 ) -> Response {
     answer(api::status(&live, &name, credentials(&headers)))
@@ -222,7 +232,7 @@ async fn status(
 
 async fn stop(
     State(live): State<LiveState>,
-    Path(name): Path<String>,
+    JsonPath(name): JsonPath<String>,
     headers: HeaderMap,
 ) -> Response {
     answer(api::stop(&live, &name, credentials(&headers)).await)

@@ -30,6 +30,7 @@ mod openapi;
 mod openapi_schemas;
 mod per_address;
 pub(crate) mod server;
+mod shutdown;
 pub(crate) mod signer;
 mod transcode;
 mod write_deadline;

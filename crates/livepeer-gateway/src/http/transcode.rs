@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+
+use super::error::JsonPath;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
@@ -53,6 +55,7 @@ fn status(e: &TranscodeError) -> StatusCode {
         | TranscodeError::BadHeader { .. }
         | TranscodeError::BadSeq(_) => StatusCode::BAD_REQUEST,
         TranscodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        TranscodeError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         TranscodeError::BadMedia(_)
         | TranscodeError::BadCodec(_)
         | TranscodeError::Failed { final_: true, .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,7 +81,22 @@ fn error(e: TranscodeError) -> Response {
     if let TranscodeError::KeyRefused(r) = e {
         return r.0.into_response();
     }
-    json_error(status(&e), e.kind(), e.to_string(), e.field().as_deref())
+    let mut resp = json_error(status(&e), e.kind(), e.to_string(), e.field().as_deref());
+    if let Some(seconds) = retry_after(&e) {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    resp
+}
+
+/// When a retry of a refused push may succeed, as the other routes tell of the same
+/// conditions (`error::Kind`'s defaults); none for what a retry cannot cure.
+fn retry_after(e: &TranscodeError) -> Option<u32> {
+    match e {
+        TranscodeError::NoSessions => Some(30),
+        TranscodeError::TooManyStreams | TranscodeError::AuthUnavailable(_) => Some(5),
+        TranscodeError::Backlog(_) | TranscodeError::GatewayOverloaded(_) => Some(1),
+        _ => None,
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -88,7 +106,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `POST|PUT /live/{manifestID}/{seq}.ts|.mp4`.
 async fn push(
     State(state): State<TranscodeState>,
-    Path((manifest, file)): Path<(String, String)>,
+    JsonPath((manifest, file)): JsonPath<(String, String)>,
     req: Request,
 ) -> Response {
     let path = req.uri().path().to_owned();
@@ -205,6 +223,8 @@ async fn read_push(
             TranscodeError::TooLarge(limit)
         } else if e.kind() == crate::error::Kind::GatewayOverloaded {
             TranscodeError::GatewayOverloaded(e.message().to_owned())
+        } else if e.kind() == crate::error::Kind::BodyTimeout {
+            TranscodeError::BodyTimeout(e.message().to_owned())
         } else {
             TranscodeError::BadHeader { header: "body", message: e.message().to_owned() }
         }
@@ -275,7 +295,7 @@ fn not_found(what: &str) -> Response {
 }
 
 /// `GET /stream/{manifestID}.m3u8`.
-async fn master(State(state): State<TranscodeState>, Path(file): Path<String>) -> Response {
+async fn master(State(state): State<TranscodeState>, JsonPath(file): JsonPath<String>) -> Response {
     let Some(manifest) = file.strip_suffix(".m3u8") else { return not_found(&file) };
     match state.master_playlist(manifest) {
         Ok(text) => hls(M3U8, text),
@@ -286,7 +306,7 @@ async fn master(State(state): State<TranscodeState>, Path(file): Path<String>) -
 /// `GET /stream/{manifestID}/{rendition}.m3u8`.
 async fn media(
     State(state): State<TranscodeState>,
-    Path((manifest, file)): Path<(String, String)>,
+    JsonPath((manifest, file)): JsonPath<(String, String)>,
 ) -> Response {
     let Some(rendition) = file.strip_suffix(".m3u8") else { return not_found(&file) };
     match state.media_playlist(&manifest, rendition) {
@@ -298,7 +318,7 @@ async fn media(
 /// `GET /stream/{manifestID}/{rendition}/{seq}.ts|.mp4`.
 async fn segment(
     State(state): State<TranscodeState>,
-    Path((manifest, rendition, file)): Path<(String, String, String)>,
+    JsonPath((manifest, rendition, file)): JsonPath<(String, String, String)>,
 ) -> Response {
     let Ok((seq, _)) = request::file_name(&file) else { return not_found(&file) };
     match state.segment(&manifest, &rendition, seq) {
@@ -311,7 +331,10 @@ async fn streams(State(state): State<TranscodeState>) -> Json<Value> {
     Json(state.streams_status())
 }
 
-async fn stream(State(state): State<TranscodeState>, Path(manifest): Path<String>) -> Response {
+async fn stream(
+    State(state): State<TranscodeState>,
+    JsonPath(manifest): JsonPath<String>,
+) -> Response {
     match state.stream_status(&manifest) {
         Some(status) => Json(status).into_response(),
         None => not_found(&manifest),

@@ -103,8 +103,10 @@ pub fn parse_answer(body: &[u8]) -> Result<AuthAnswer, AuthRefusal> {
     }
     let answer: AuthAnswer = serde_json::from_slice(body)
         .map_err(|e| AuthRefusal::Unavailable(format!("answer is not the expected JSON: {e}")))?;
+    // go-livepeer refuses the stream (403) here; but the service said yes with an answer it
+    // cannot have meant, which is the operator's to fix, not the publisher's (503).
     if answer.manifest_id.as_deref().is_none_or(str::is_empty) {
-        return Err(AuthRefusal::Denied("empty manifestID in the answer".into()));
+        return Err(AuthRefusal::Unavailable("empty manifestID in the answer".into()));
     }
     Ok(answer)
 }
@@ -126,7 +128,7 @@ mod tests {
         assert_eq!(a.presets.unwrap(), ["P240p30fps16x9"]);
         assert_eq!(a.profiles.unwrap()[0]["width"], 320);
         assert_eq!(a.timeout_multiplier, Some(2));
-        assert!(matches!(parse_answer(br#"{"streamKey":"k"}"#), Err(AuthRefusal::Denied(_))));
+        assert!(matches!(parse_answer(br#"{"streamKey":"k"}"#), Err(AuthRefusal::Unavailable(_))));
         assert!(matches!(parse_answer(b"not json"), Err(AuthRefusal::Unavailable(_))));
     }
 }

@@ -137,10 +137,24 @@ pub(super) async fn run(db: AnyPool, mut rx: mpsc::Receiver<UsageRow>, drained: 
     while let Ok(row) = rx.try_recv() {
         pending.push(row);
     }
-    if let Err(e) = write(&db, &mut pending).await {
-        tracing::error!(error = %e, rows = pending.rows, "usage ledger rows lost at shutdown");
+    // The last write is tried a few times: a database that blinks at shutdown must not cost
+    // the rows of the requests that ended with it (a retried batch is not written twice).
+    for attempt in 1..=FINAL_TRIES {
+        match write(&db, &mut pending).await {
+            Ok(()) => return,
+            Err(e) if attempt == FINAL_TRIES => {
+                tracing::error!(error = %e, rows = pending.rows, "usage ledger rows lost at shutdown");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = pending.rows, "usage ledger's last write failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }
+
+/// How many times the last write at shutdown is tried.
+const FINAL_TRIES: u32 = 4;
 
 /// Rows waiting to be written, in batches of at most [`TX_ROWS`], each written by one
 /// transaction. A batch keeps its id and its rows once a write of it was tried: a commit can

@@ -205,14 +205,15 @@ pub struct LedgerWriter {
 
 impl LedgerWriter {
     /// Writes the ledger until every [`KeyStore`] handle is gone (after the last request), or
-    /// `drained` fires and the rows promised then ([`RowPromise`]) have come (or a short
-    /// while has passed); then writes what it holds, and gives back every budget lease and
-    /// stream this instance holds in the database.
-    pub async fn run(self, drained: tokio_util::sync::CancellationToken) {
+    /// `end` fires (shutdown fires it after every request is gone: `Tasks::spawn_last`) and
+    /// the rows promised then ([`RowPromise`]) have come (or a short while has passed); then
+    /// writes what it holds, and gives back every budget lease and stream this instance holds
+    /// in the database.
+    pub async fn run(self, end: tokio_util::sync::CancellationToken) {
         let Self { db, rx, leases, promised } = self;
         let last = tokio_util::sync::CancellationToken::new();
         let promises_kept = async {
-            drained.cancelled().await;
+            end.cancelled().await;
             promised.close();
             let kept = tokio::time::timeout(PROMISED_ROWS_WAIT, promised.wait()).await;
             if kept.is_err() {
@@ -337,12 +338,15 @@ impl KeyStore {
         let budget = i64::try_from(budget.saturating_mul(1000)).unwrap_or(i64::MAX);
         let start = tab::period_start(key, now());
         let (spent, reserved) = db::spend(&self.db, &key.id, start).await?.unwrap_or((0, 0));
-        let end = key.budget_period_seconds.and_then(|p| i64::try_from(p).ok()).map(|p| start + p);
+        let end = key.budget_period_seconds.and_then(|p| i64::try_from(p).ok());
+        let end = end.map(|p| start.saturating_add(p));
         Ok(Some(BudgetStatus {
             budget_usd: price::usd_text(budget),
             spent_usd: price::usd_text(spent),
             reserved_usd: price::usd_text(reserved),
-            remaining_usd: price::usd_text((budget - spent - reserved).max(0)),
+            remaining_usd: price::usd_text(
+                budget.saturating_sub(spent).saturating_sub(reserved).max(0),
+            ),
             remaining_nusd: (budget - spent - reserved).max(0),
             period_start: (start > 0).then_some(start),
             period_end: end,

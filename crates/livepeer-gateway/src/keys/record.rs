@@ -12,6 +12,9 @@ const MAX_ALLOWED: usize = 256;
 const MAX_NAME: usize = 200;
 /// Bytes of the metadata's JSON, at most.
 const MAX_METADATA: usize = 16 * 1024;
+/// The longest budget period: a hundred years. Longer ones are no use, and a period end near
+/// `i64::MAX` seconds would overflow where it is added to the period's start.
+const MAX_BUDGET_PERIOD_SECONDS: u64 = 3_155_760_000;
 
 /// A customer key as stored and shown (never its secret).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,6 +247,9 @@ fn check_limits(
     if period == Some(0) {
         return Err(invalid("budget_period_seconds", "must be at least 1"));
     }
+    if period.is_some_and(|p| p > MAX_BUDGET_PERIOD_SECONDS) {
+        return Err(invalid("budget_period_seconds", "at most 3155760000 (100 years)"));
+    }
     if period.is_some() && budget.is_none() {
         return Err(invalid("budget_period_seconds", "needs budget_micro_usd"));
     }
@@ -298,5 +304,17 @@ mod tests {
         assert_eq!(k.requests_per_minute, None);
         let patch: KeyPatch = serde_json::from_str(r#"{"allowed": ["/x"]}"#).unwrap();
         assert!(matches!(patch.apply(&mut k), Err(KeyError::Invalid { field: "allowed", .. })));
+    }
+
+    /// A budget period's end is its start plus the period: one of `i64::MAX` seconds would
+    /// overflow there, so a hundred years is the longest.
+    #[test]
+    fn a_budget_period_is_at_most_a_hundred_years() {
+        let limits = |period| check_limits(None, Some(1), Some(period));
+        assert!(limits(MAX_BUDGET_PERIOD_SECONDS).is_ok());
+        for period in [MAX_BUDGET_PERIOD_SECONDS + 1, i64::MAX as u64] {
+            let err = limits(period).unwrap_err();
+            assert!(matches!(err, KeyError::Invalid { field: "budget_period_seconds", .. }));
+        }
     }
 }

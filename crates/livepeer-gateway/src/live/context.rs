@@ -86,8 +86,11 @@ impl Table {
             }
             _ => None,
         };
-        let running = self.streams.values().filter(|s| !s.is_stopped()).count();
-        if running - usize::from(replaced.is_some()) >= max_streams {
+        // Counted without the stream being replaced, not by subtracting one: a stop of it
+        // (which takes no table lock) may land between the two reads.
+        let others = |s: &&Arc<Stream>| replaced.as_ref().is_none_or(|r| !Arc::ptr_eq(s, r));
+        let running = self.streams.values().filter(others).filter(|s| !s.is_stopped()).count();
+        if running >= max_streams {
             return Err(LiveError::TooManyStreams { max: max_streams });
         }
         if let Some(old) = &replaced {

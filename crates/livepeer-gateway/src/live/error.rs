@@ -137,7 +137,10 @@ impl From<LiveError> for Error {
             LiveError::TooManyStreams { .. } => {
                 Error::new(Kind::TooManyStreams, message).retry_after(RETRY_AFTER_SECS)
             }
-            LiveError::ChannelUnavailable(_) => Error::new(Kind::TrickleUnavailable, message),
+            // The channel cap is full: streams end, so a later start may pass.
+            LiveError::ChannelUnavailable(_) => {
+                Error::new(Kind::TrickleUnavailable, message).retry_after(RETRY_AFTER_SECS)
+            }
             LiveError::NoOrchestrator(_) => {
                 Error::new(Kind::NoOrchestrator, message).retry_after(RETRY_AFTER_SECS)
             }

@@ -94,8 +94,9 @@ pub(crate) async fn open(
     for (name, mime) in channel_names(&stream.spec.channel) {
         if let Err(e) = inner.hub.create(&name, mime) {
             opening.fail("channels could not be created");
+            // Not the channel's name: its random part guards the stream.
             return Err(LiveError::ChannelUnavailable(format!(
-                "cannot create channel {name}: {e}"
+                "cannot create the stream's channels: {e}"
             )));
         }
     }

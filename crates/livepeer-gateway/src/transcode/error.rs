@@ -43,6 +43,9 @@ pub enum TranscodeError {
         /// What is wrong.
         message: String,
     },
+    /// The segment's body did not arrive in time, or broke off (408).
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The file name's sequence number cannot be taken (400): above `i64::MAX`, which the
     /// segment's signed header cannot carry.
     #[error("{0}")]
@@ -124,7 +127,9 @@ impl TranscodeError {
             Self::BadUrl(_) | Self::NotOwner(_) => Some("manifestID".into()),
             Self::BadConfig(e) => Some(format!("Livepeer-Transcode-Configuration.{}", e.field)),
             Self::BadHeader { header, .. } => Some((*header).into()),
-            Self::TooLarge(_) | Self::BadMedia(_) | Self::BadCodec(_) => Some("body".into()),
+            Self::TooLarge(_) | Self::BadMedia(_) | Self::BadCodec(_) | Self::BodyTimeout(_) => {
+                Some("body".into())
+            }
             Self::BadSeq(_) | Self::LateSegment(_) => Some("seq".into()),
             _ => None,
         }
@@ -138,6 +143,7 @@ impl TranscodeError {
             }
             Self::BadConfig(_) => "validation_error",
             Self::TooLarge(_) => "body_too_large",
+            Self::BodyTimeout(_) => "body_timeout",
             Self::BadMedia(_) => "unsupported_media",
             Self::BadCodec(_) => "unsupported_codec",
             Self::TooManyStreams => "too_many_streams",

@@ -55,11 +55,13 @@ impl Gate {
             AuthRefusal::Denied(why) => TranscodeError::AuthDenied(why),
             AuthRefusal::Unavailable(why) => TranscodeError::AuthUnavailable(why),
         })?;
+        // An accepting answer the gateway cannot use is the webhook's fault (503), as one
+        // that is not JSON is: the publisher was not refused.
         let profiles = answer_profiles(&answer)
-            .map_err(|why| TranscodeError::AuthDenied(format!("webhook profiles: {why}")))?;
+            .map_err(|why| TranscodeError::AuthUnavailable(format!("webhook profiles: {why}")))?;
         let manifest = match answer.manifest_id {
             Some(m) => Some(request::manifest_id(&m, url).map_err(|_| {
-                TranscodeError::AuthDenied(format!("webhook manifestID {m:?} is not usable"))
+                TranscodeError::AuthUnavailable(format!("webhook manifestID {m:?} is not usable"))
             })?),
             None => None,
         };

@@ -114,11 +114,11 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
             ctx.metrics.transcode_failed("MaxAttempts");
             Err(Failed::Error { message: format!("hit max transcode attempts: {e}"), final_: true })
         }
-        // Every orchestrator that could be had failed: as final as running out of attempts.
-        Some(e) => Err(Failed::Error {
-            message: format!("no orchestrator left after {} attempts: {e}", tried.len()),
-            final_: true,
-        }),
+        // Every orchestrator that could be had failed before the attempts ran out: go-livepeer
+        // then finds no session for the next attempt and answers 503 "No sessions available"
+        // (server/broadcast.go `processSegment`; only `maxTranscodeAttempts` is its 422). The
+        // attempts' errors are in the log lines above.
+        Some(_) => Err(Failed::NoSessions),
     }
 }
 

@@ -226,6 +226,31 @@ async fn a_stream_relays_video_and_data_then_updates_and_stops() {
     assert_eq!(gone.status(), 404);
 }
 
+/// A stream's data readers are capped: the one past the cap is the client's own excess (429
+/// with `Retry-After`), not the gateway being full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_readers_past_the_cap_are_429() {
+    let a = sim("a", 0, None).await;
+    let gw = gateway(&[&a], None).await;
+    let s = started(&gw, "readers").await;
+    let read = || async {
+        let http = reqwest::Client::new();
+        http.get(url(&s, "data_url")).header("Authorization", OWNER).send().await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let resp = read().await;
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    let refused = read().await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_exceeded", "{body}");
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_owner_updates_reads_or_stops_a_stream() {
     let a = sim("a", 0, None).await;

@@ -268,7 +268,10 @@ async fn tickets_sent_with_an_update_whose_creds_are_refused_are_not_counted_on_
             .send()
             .await
             .unwrap();
-        assert_ne!(update.status(), 200, "{who}: the update was refused");
+        // The gateway's payment refused: its fault, not the client's (503, not a 400).
+        assert_eq!(update.status(), 503, "{who}: the update was refused");
+        let body: serde_json::Value = update.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "payment_refused", "{who}: {body}");
         assert!(sim.byoc_stats().stream_updates.is_empty(), "{who}");
         assert_eq!(sim.payments().tickets_credited, credited, "{who}: nothing taken");
         let (booked, held) = (view(gw, sim, REVERSAL).await.unwrap(), held(sim, REVERSAL));

@@ -68,6 +68,14 @@ pub async fn lifecycle(gw: &Gateway) -> (String, String) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
     }
+    // Too large, past axum's own 2 MiB too, and a path that is not UTF-8: JSON all the same.
+    let big = json!({"name": "a", "metadata": {"x": "y".repeat(3 << 20)}});
+    let (status, answer) = admin(gw, "POST", "/keys", Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["type"], "body_too_large", "{answer}");
+    let (status, answer) = admin(gw, "GET", "/keys/%FF", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "path", "{answer}");
     let body = json!({
         "name": "alice",
         "metadata": {"account": "42"},

@@ -389,6 +389,14 @@ async fn bad_requests_get_clear_errors() {
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["error"]["field"], field, "{path} {v}");
     }
+    // A name that is not UTF-8: JSON, as every other refusal, not axum's text.
+    for req in [http.post(url("%FF/start")).json(&json!({})), http.get(url("%FF/status"))] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request", "{v}");
+        assert_eq!(v["error"]["field"], "path", "{v}");
+    }
     let resp = http.post(url("nope/update")).json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let resp = http.get(url("nope/status")).send().await.unwrap();

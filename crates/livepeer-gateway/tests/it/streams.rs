@@ -26,6 +26,11 @@ async fn llm_sim(name: &str, token_delay: Duration) -> Sim {
 /// A raw `POST /llm` asking for a stream of `tokens` tokens, on a connection with a small
 /// receive buffer, so that a client that stops reading fills it quickly.
 async fn send_stream_request(gw: &Gateway, tokens: usize) -> TcpStream {
+    send_stream_request_as(gw, tokens, None).await
+}
+
+/// As [`send_stream_request`], with a customer key when `key` is given.
+async fn send_stream_request_as(gw: &Gateway, tokens: usize, key: Option<&str>) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut conn = socket.connect(gw.http_addr).await.unwrap();
@@ -37,8 +42,9 @@ async fn send_stream_request(gw: &Gateway, tokens: usize) -> TcpStream {
         "messages": [{"role": "user", "content": words}],
     })
     .to_string();
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
     let head = format!(
-        "POST /llm HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /llm HTTP/1.1\r\nHost: gw\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
@@ -177,4 +183,68 @@ async fn shutdown_ends_running_streams_with_a_final_error_event() {
         sim.ai_in_flight() == 0
     })
     .await;
+}
+
+/// A customer's stream that the end of the drain cuts still has its usage row: the ledger's
+/// writer ends after every request is gone, not when the drain time is over (when the stream
+/// only then writes its final event, and then its row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_s_stream_cut_at_shutdown_keeps_its_usage_row() {
+    let sim = llm_sim("keyed-stream", Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = crate::keys::keys_config(&[sim.url()], dir.path(), None);
+    c.ai.shutdown_drain_timeout = Duration::from_millis(300);
+    let gw = start(c).await;
+    let (id, secret) = crate::keys::create(&gw, json!({"name": "streamer"})).await;
+    let mut conn = send_stream_request_as(&gw, 1000, Some(&secret)).await;
+    let (head, mut received) = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let shutdown = tokio::spawn(gw.shutdown());
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut received))
+        .await
+        .expect("the stream ends after the drain")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&received).contains("gateway shutting down"));
+    shutdown.await.unwrap();
+
+    let gw = start(crate::keys::keys_config(&[sim.url()], dir.path(), None)).await;
+    let path = format!("/keys/{id}/usage?from=0");
+    let (status, usage) = crate::keys::admin(&gw, "GET", &path, None).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["requests"], 1, "the cut stream's row: {usage}");
+    gw.shutdown().await;
+}
+
+/// A batch job still waiting on its orchestrator when the drain time is over is answered (503
+/// with `Retry-After`), not cut with the serving thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_unanswered_at_the_drain_s_end_gets_a_503_not_a_reset() {
+    let sim = Sim::start(SimConfig {
+        name: "slow-image".into(),
+        models: vec![SimModel::new("text-to-image", SD)],
+        ai_latency: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config(&[sim.url()]);
+    c.ai.shutdown_drain_timeout = Duration::from_millis(300);
+    let gw = start(c).await;
+    let url = format!("http://{}/text-to-image", gw.http_addr);
+    let job = tokio::spawn(async move {
+        let body = json!({"prompt": "x", "model_id": SD});
+        reqwest::Client::new().post(url).json(&body).send().await
+    });
+    eventually(Duration::from_secs(5), "the job at the orchestrator", || async {
+        sim.ai_in_flight() == 1
+    })
+    .await;
+    let shutdown = tokio::spawn(gw.shutdown());
+    let resp = tokio::time::timeout(Duration::from_secs(10), job).await.unwrap().unwrap();
+    let resp = resp.expect("an answer, not a reset");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "gateway_overloaded", "{body}");
+    shutdown.await.unwrap();
 }

@@ -193,6 +193,23 @@ async fn serving(gw: &Gateway, manifest: &str) -> String {
     status["orchestrator"].as_str().unwrap().trim_end_matches('/').to_owned()
 }
 
+/// Every attempt failing, as many as `--max-attempts` allows: go-livepeer's 422
+/// `maxTranscodeAttempts`, which tells the pusher that a retry of this segment is no use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_out_of_attempts_is_422() {
+    let sims = [sim("x", true).await, sim("y", true).await, sim("z", true).await];
+    for s in &sims {
+        s.set_transcode_fault(TranscodeFault::InternalError);
+    }
+    let gw = start(gateway_config(&[&sims[0], &sims[1], &sims[2]])).await;
+    let resp = push(&gw, "spent", 0, None).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.headers().get("retry-after").is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "transcode_failed", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("hit max transcode attempts"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_orchestrator_is_left_for_another_without_a_playlist_gap() {
     let sims = [sim("a", true).await, sim("b", true).await];
@@ -206,12 +223,14 @@ async fn a_failing_orchestrator_is_left_for_another_without_a_playlist_gap() {
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
     assert_eq!(serving(&gw, "fo").await, sims[good].url().trim_end_matches('/'));
-    // Then every orchestrator fails: the segment is published as source, and counted.
+    // Then every orchestrator fails before the three attempts run out: the segment is
+    // published as source, and counted; no session is left, which go-livepeer answers 503.
     sims[good].set_transcode_fault(TranscodeFault::InternalError);
     let resp = push(&gw, "fo", 4, None).await;
-    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "30");
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "transcode_failed", "{body}");
+    assert_eq!(body["error"]["type"], "no_orchestrator", "{body}");
     sims[good].set_transcode_fault(TranscodeFault::None);
     // Its transcoding breaker opened; the next segment goes to it once it may be probed.
     let good_url = sims[good].url();

@@ -290,9 +290,10 @@ async fn a_segment_refused_at_connect_keeps_its_credit_and_counts_no_tickets() {
     assert_ne!(sent, "0", "{status}");
     let _held = forwarder.close().await;
     let resp = crate::transcode::push(&gw, "refused", 1, None).await;
-    // go-livepeer's status for a segment no orchestrator took (422), with the reason.
+    // go-livepeer's status for a segment no orchestrator took before the attempts ran out.
+    assert_eq!(resp.status(), 503);
     let failed: Value = resp.json().await.unwrap();
-    assert_eq!(failed["error"]["type"], "transcode_failed", "{failed}");
+    assert_eq!(failed["error"]["type"], "no_orchestrator", "{failed}");
     let (_, status) = admin_get(&gw, "/transcode/streams/refused").await;
     assert_eq!(spend(&status), sent, "the refused segment's tickets are not counted: {status}");
     assert_eq!(ai_credit(&gw).await, credit, "and their credit is what it was");

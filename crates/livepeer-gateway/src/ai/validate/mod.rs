@@ -530,6 +530,23 @@ fn image(upload: &Upload, limits: &Limits) -> Result<ImageInfo, FieldError> {
     Ok(info)
 }
 
+/// The `type` of the one "field error" that is the gateway's: its audio probe could not run
+/// (its slots closed, its blocking task cancelled: at shutdown). [`rejection`] makes it a 503.
+const PROBE_UNAVAILABLE: &str = "probe_unavailable";
+
+/// What the client is told of it.
+const PROBE_DOWN: &str = "audio probing is unavailable";
+
+/// The answer to a request that failed validation: the client's 422 naming the fields, or, when
+/// the gateway could not check one, its own 503.
+pub fn rejection(errors: Vec<FieldError>) -> crate::error::Error {
+    use crate::error::{Error, Kind};
+    if errors.iter().any(|e| e.kind == PROBE_UNAVAILABLE) {
+        return Error::new(Kind::GatewayOverloaded, PROBE_DOWN);
+    }
+    Error::validation(errors)
+}
+
 /// Whole seconds of uploaded audio, as the orchestrator will bill them.
 async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldError> {
     let fail = |why: &str| {
@@ -542,8 +559,9 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
     // Bound concurrent probes: each holds a blocking thread and a core while it demuxes.
     // The permit moves into the blocking task: that task runs on when the request is dropped
     // (a client hanging up), and must keep its slot until it ends.
+    let unavailable = || error(&["body", upload.field], PROBE_DOWN, PROBE_UNAVAILABLE);
     let Ok(slot) = limits.probe_slots.clone().acquire_owned().await else {
-        return Err(fail("audio probing is unavailable"));
+        return Err(unavailable());
     };
     let audio = upload.bytes.clone();
     let probe = move || {
@@ -561,7 +579,7 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
         Err(e) => {
             // The probe catches its demuxers' panics, so this is a cancelled runtime at most.
             tracing::warn!(error = %e, "the audio probe did not finish");
-            return Err(fail("audio probing is unavailable"));
+            return Err(unavailable());
         }
     };
     // Orchestrators bill whole seconds and refuse zero (go-livepeer `CalculateAudioDuration`).

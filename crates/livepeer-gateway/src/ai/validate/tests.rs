@@ -387,6 +387,22 @@ async fn audio_to_text_errors_before_probing() {
     assert_eq!(kinds(&errors), want(&[("body.model_id", "string_too_long")]));
 }
 
+/// When the probe cannot run (its slots closed at shutdown), the upload was not found at fault:
+/// the answer is the gateway's 503, not the client's 422.
+#[tokio::test]
+async fn an_audio_probe_that_cannot_run_is_the_gateway_s_fault() {
+    let limits = Limits::default();
+    limits.probe_slots.close();
+    let input = form(Some(("audio", wav(8000, 12_000))), &[]);
+    let errors = validate(Pipeline::AudioToText, input, &limits).await.unwrap_err();
+    let answer = rejection(errors);
+    assert_eq!(answer.kind(), crate::error::Kind::GatewayOverloaded);
+    assert_eq!(answer.retry_after_secs(), Some(1));
+    // A client's own error still gets the 422 of the fields.
+    let errors = check(Pipeline::AudioToText, form(None, &[])).await.unwrap_err();
+    assert_eq!(rejection(errors).kind(), crate::error::Kind::Validation);
+}
+
 #[tokio::test]
 async fn audio_to_text_bills_whole_seconds() {
     // 1.5 s at 8 kHz: billed as 1 whole second.
