@@ -44,11 +44,7 @@ impl Tasks {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let fut = task(self.cancel.clone());
-        let fut = async move {
-            fut.await;
-            tracing::debug!(task = name, "task finished");
-        };
+        let fut = logged(name, task(self.cancel.clone()));
         match &self.runtime {
             Some(runtime) => drop(self.tracker.spawn_on(fut, runtime)),
             None => drop(self.tracker.spawn(fut)),
@@ -63,11 +59,7 @@ impl Tasks {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let fut = task(self.end.clone());
-        let fut = async move {
-            fut.await;
-            tracing::debug!(task = name, "task finished");
-        };
+        let fut = logged(name, task(self.end.clone()));
         match &self.runtime {
             Some(runtime) => drop(self.last.spawn_on(fut, runtime)),
             None => drop(self.last.spawn(fut)),
@@ -116,9 +108,61 @@ impl Tasks {
     }
 }
 
+/// `fut`, whose end is logged, and whose panic too: the handle of a spawned task is dropped,
+/// so a panic would otherwise end a background loop (a sweeper, a refresh) without a trace.
+fn logged<Fut: Future<Output = ()> + Send + 'static>(
+    name: &'static str,
+    fut: Fut,
+) -> impl Future<Output = ()> + Send + 'static {
+    use futures_util::FutureExt as _;
+    async move {
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(()) => tracing::debug!(task = name, "task finished"),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(task = name, panic = %why, "background task panicked");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a subscriber wrote, shared with the test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A background task's panic is logged with the task's name, and the task counts as
+    /// ended: shutdown does not wait for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_task_is_logged_and_ended() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let tasks = Tasks::new();
+        tasks.spawn("sweeper", |_| async { panic!("a slot out of range") });
+        assert!(tasks.shutdown(Duration::from_secs(1)).await);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("background task panicked"), "{text}");
+        assert!(text.contains("sweeper") && text.contains("a slot out of range"), "{text}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_waits_the_drain_time_then_fires_drained() {

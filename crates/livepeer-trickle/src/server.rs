@@ -103,6 +103,9 @@ pub(crate) enum CreateError {
     BadName,
     /// The hub already holds `max_channels` channels.
     Full,
+    /// The hub is shutting down ([`Hub::run_sweeper`]'s end): no channel is made after it
+    /// closed them all, which nothing would close again.
+    Closing,
 }
 
 impl From<CreateError> for TrickleError {
@@ -112,6 +115,7 @@ impl From<CreateError> for TrickleError {
                 "channel names must be 1 to {MAX_CHANNEL_NAME} bytes without '/' or control characters"
             )),
             CreateError::Full => TrickleError::Invalid("too many trickle channels".to_owned()),
+            CreateError::Closing => TrickleError::Closed,
         }
     }
 }
@@ -122,6 +126,8 @@ struct HubInner {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     /// Closed channels still readable, oldest first.
     closed: Mutex<Lingering>,
+    /// Set when the sweeper closed every channel at shutdown.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Closed channels kept readable for [`HubConfig::closed_linger`].
@@ -184,6 +190,7 @@ impl Hub {
             config,
             channels: Mutex::new(HashMap::new()),
             closed: Mutex::new(Lingering::default()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -209,6 +216,10 @@ impl Hub {
         }
         let config = &self.inner.config;
         let mut channels = lock(&self.inner.channels);
+        // Read under the map's lock, which the sweeper's close-all takes after setting it.
+        if self.inner.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(CreateError::Closing);
+        }
         if let Some(channel) = channels.get(name) {
             return Ok(Arc::clone(channel));
         }
@@ -380,6 +391,7 @@ impl Hub {
                 }
             }
         }
+        self.inner.closing.store(true, std::sync::atomic::Ordering::Release);
         for name in self.names() {
             self.close(&name);
         }
@@ -461,8 +473,12 @@ mod tests {
         let sweeper = tokio::spawn(hub.clone().run_sweeper(cancel.clone()));
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(hub.is_empty());
+        hub.create("late", "x").unwrap();
         cancel.cancel();
         sweeper.await.unwrap();
+        // Shut down: every channel closed, and none made after (nothing would close it).
+        assert!(hub.is_empty());
+        assert!(matches!(hub.create("later", "x"), Err(TrickleError::Closed)));
     }
 
     #[tokio::test(start_paused = true)]

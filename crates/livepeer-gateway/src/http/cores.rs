@@ -109,9 +109,13 @@ impl PublicListener {
         tasks: &Tasks,
     ) -> std::io::Result<Cores> {
         // A request still unanswered at the drain's end is answered, not cut with its thread.
-        let router = super::shutdown::answer_at_drain_end(router, tasks.drained());
+        // Each thread watches a token of its own: every request registers with the token it
+        // watches, and one token for all would be a lock shared between the threads.
+        let at_drain_end =
+            |router| super::shutdown::answer_at_drain_end(router, tasks.drained().child_token());
         let listeners = match self {
             Self::Shared(listener) => {
+                let router = at_drain_end(router);
                 tasks.spawn(name, move |cancel| {
                     server::serve_with(name, listener, router, limits, port, cancel)
                 });
@@ -127,7 +131,7 @@ impl PublicListener {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (drained, done) = tokio::sync::oneshot::channel::<()>();
             let (router, port, cancel, stop) =
-                (router.clone(), port.clone(), tasks.token(), stop.clone());
+                (at_drain_end(router.clone()), port.clone(), tasks.token(), stop.clone());
             let thread = std::thread::Builder::new().name(format!("{name}-{i}"));
             let handle = thread.spawn(move || {
                 // Lane 0 is every thread that is not a serving one.

@@ -243,7 +243,8 @@ mod tests {
     use super::*;
 
     /// Each error's status, `type`, field and `Retry-After`, as the live routes have always
-    /// answered them.
+    /// answered them, but for the two 503s that now tell when to retry (a full channel cap,
+    /// an auth webhook down: both pass).
     #[tokio::test]
     async fn errors_map_to_the_same_answers_as_before() {
         let table: [(LiveError, u16, &str, Option<&str>, bool); 14] = [
@@ -256,10 +257,10 @@ mod tests {
             (LiveError::UnsupportedIngest, 415, "unsupported_ingest", Some("body"), false),
             (LiveError::Stopped, 410, "stream_stopped", None, false),
             (LiveError::TooManyStreams { max: 2 }, 503, "too_many_streams", None, true),
-            (LiveError::ChannelUnavailable("x".into()), 503, "trickle_unavailable", None, false),
+            (LiveError::ChannelUnavailable("x".into()), 503, "trickle_unavailable", None, true),
             (LiveError::NoOrchestrator("x".into()), 503, "no_orchestrator", None, true),
             (LiveError::AuthRefused("x".into()), 403, "stream_refused", None, false),
-            (LiveError::AuthUnreachable, 503, "auth_webhook_unavailable", None, false),
+            (LiveError::AuthUnreachable, 503, "auth_webhook_unavailable", None, true),
             (LiveError::Internal("x".into()), 500, "internal", None, false),
         ];
         for (error, status, kind, field, retry) in table {

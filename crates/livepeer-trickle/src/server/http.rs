@@ -93,6 +93,7 @@ fn create_failed(error: CreateError) -> Response {
     match error {
         CreateError::BadName => text(StatusCode::BAD_REQUEST, "Invalid stream name"),
         CreateError::Full => text(StatusCode::SERVICE_UNAVAILABLE, "Too many streams"),
+        CreateError::Closing => text(StatusCode::SERVICE_UNAVAILABLE, "Shutting down"),
     }
 }
 
