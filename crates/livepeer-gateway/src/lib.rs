@@ -260,6 +260,7 @@ impl Gateway {
         };
         // CORS outermost: a customer key's refusals carry it too.
         let public = http::keys::enforce(http::public_router(services, signer), keys);
+        let public = http::answer_at_drain_end(public, &tasks, config.http_threads + 1);
         let public = http::cors::outermost(public, config.live.allow_cors);
         let cores = http
             .serve("public-api", public.clone(), limits, port("public-api"), &tasks)

@@ -97,8 +97,13 @@ const MAX_REDIRECTS: usize = 10;
 /// service that moves to `https://` on the same host, or to another path, still works.
 pub(crate) fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().map(|u| u.host_str().map(str::to_owned));
-        let same = first.is_some_and(|host| host.as_deref() == attempt.url().host_str());
+        let next = attempt.url();
+        // The same host, and never from `https` down to `http`: the headers would go out in
+        // clear.
+        let same = attempt.previous().first().is_some_and(|first| {
+            first.host_str() == next.host_str()
+                && (first.scheme() == "http" || next.scheme() == "https")
+        });
         if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("too many redirects")
         } else if same {

@@ -639,8 +639,10 @@ pub(crate) async fn stop(inner: &Inner, stream: &Stream, orch: &str, reason: &st
 pub(crate) async fn update(inner: &Inner, stream: &Stream, body: Bytes) -> Result<Answer, Error> {
     let (status, body, headers) = relay_update(inner, stream, body).await?;
     let text = || crate::orchestrator::text::cut(&String::from_utf8_lossy(&body));
-    // Within go-livepeer's own words: `Failed to stop stream, request not valid err=…`.
-    if status == 400 && super::job::PAYMENT_REFUSALS.iter().any(|r| text().contains(r)) {
+    // In go-livepeer's own words, `Failed to stop stream, request not valid err=…` (its job
+    // setup's refusal), not a worker's 400 that happens to name a balance.
+    let refused = |r: &&str| text().contains(&format!("request not valid err={r}"));
+    if status == 400 && super::job::PAYMENT_REFUSALS.iter().any(refused) {
         return Err(Error::new(Kind::PaymentRefused, format!("update: {}", text())));
     }
     if status >= 500 {

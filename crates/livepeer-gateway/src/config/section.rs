@@ -83,7 +83,7 @@ fn file_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
     let message = e.message().lines().next().unwrap_or("");
     let what = match message.split_once(": ") {
         Some((kind, rest)) if kind == "invalid type" || kind == "invalid value" => {
-            rest.split_once(", ").map_or(kind.to_owned(), |(_, want)| format!("{kind}, {want}"))
+            rest.rsplit_once(", ").map_or(kind.to_owned(), |(_, want)| format!("{kind}, {want}"))
         }
         _ => message.to_owned(),
     };

@@ -50,12 +50,16 @@ impl Cores {
     pub(crate) async fn stop(mut self, within: Duration) {
         drop(self._stop.take());
         let threads = std::mem::take(&mut self.threads);
-        let joined = tokio::task::spawn_blocking(move || {
+        // Joined on a thread of its own, not the runtime's blocking pool: a join that outlasts
+        // `within` must not hold the process's exit, which waits for that pool.
+        let (joined, done) = tokio::sync::oneshot::channel::<()>();
+        let joiner = std::thread::Builder::new().name("serving-join".into()).spawn(move || {
             for thread in threads {
                 let _ = thread.join();
             }
+            let _ = joined.send(());
         });
-        if tokio::time::timeout(within, joined).await.is_err() {
+        if joiner.is_ok() && tokio::time::timeout(within, done).await.is_err() {
             tracing::warn!(?within, "serving threads still running at shutdown");
         }
     }
@@ -108,14 +112,8 @@ impl PublicListener {
         port: Port,
         tasks: &Tasks,
     ) -> std::io::Result<Cores> {
-        // A request still unanswered at the drain's end is answered, not cut with its thread.
-        // Each thread watches a token of its own: every request registers with the token it
-        // watches, and one token for all would be a lock shared between the threads.
-        let at_drain_end =
-            |router| super::shutdown::answer_at_drain_end(router, tasks.drained().child_token());
         let listeners = match self {
             Self::Shared(listener) => {
-                let router = at_drain_end(router);
                 tasks.spawn(name, move |cancel| {
                     server::serve_with(name, listener, router, limits, port, cancel)
                 });
@@ -131,7 +129,7 @@ impl PublicListener {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (drained, done) = tokio::sync::oneshot::channel::<()>();
             let (router, port, cancel, stop) =
-                (at_drain_end(router.clone()), port.clone(), tasks.token(), stop.clone());
+                (router.clone(), port.clone(), tasks.token(), stop.clone());
             let thread = std::thread::Builder::new().name(format!("{name}-{i}"));
             let handle = thread.spawn(move || {
                 // Lane 0 is every thread that is not a serving one.
@@ -153,6 +151,9 @@ impl PublicListener {
                     // Tasks requests started may still be running: they run until the end.
                     stop.cancelled().await;
                 });
+                // Bounded: blocking work a request left (a name lookup, an audio probe) is
+                // not waited for past this, as an implicit drop would wait.
+                runtime.shutdown_timeout(Duration::from_millis(500));
             })?;
             threads.push(handle);
             tasks.spawn(name, move |_| async move {

@@ -31,6 +31,8 @@ mod openapi_schemas;
 mod per_address;
 pub(crate) mod server;
 mod shutdown;
+
+pub(crate) use shutdown::answer_at_drain_end;
 pub(crate) mod signer;
 mod transcode;
 mod write_deadline;

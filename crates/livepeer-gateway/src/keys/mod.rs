@@ -340,14 +340,13 @@ impl KeyStore {
         let (spent, reserved) = db::spend(&self.db, &key.id, start).await?.unwrap_or((0, 0));
         let end = key.budget_period_seconds.and_then(|p| i64::try_from(p).ok());
         let end = end.map(|p| start.saturating_add(p));
+        let remaining = budget.saturating_sub(spent).saturating_sub(reserved).max(0);
         Ok(Some(BudgetStatus {
             budget_usd: price::usd_text(budget),
             spent_usd: price::usd_text(spent),
             reserved_usd: price::usd_text(reserved),
-            remaining_usd: price::usd_text(
-                budget.saturating_sub(spent).saturating_sub(reserved).max(0),
-            ),
-            remaining_nusd: (budget - spent - reserved).max(0),
+            remaining_usd: price::usd_text(remaining),
+            remaining_nusd: remaining,
             period_start: (start > 0).then_some(start),
             period_end: end,
         }))

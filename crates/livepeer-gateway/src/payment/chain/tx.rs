@@ -236,16 +236,17 @@ impl ChainClient {
             .await
             .map_err(|e| self.classify(METHOD, e))?;
         let tx_hash = *pending.tx_hash();
-        let receipt =
-            pending.with_timeout(Some(timeout)).get_receipt().await.map_err(|e| match e {
-                // The node's own failure, shown as every other RPC failure is: without the
-                // URL's path, which may hold the provider's API key (reqwest's text has it).
-                PendingTransactionError::TransportError(e) => self.classify(METHOD, e),
-                other => {
-                    let text = crate::outbound::scrub(&other.to_string(), &self.url);
-                    malformed(format!("waiting for the receipt of {tx_hash}: {text}"))
-                }
-            })?;
+        let receipt = pending.with_timeout(Some(timeout)).get_receipt().await.map_err(|e| {
+            // The node's own failure is shown as every other RPC failure is: without the
+            // URL's path, which may hold the provider's API key (reqwest's text has it).
+            // The hash stays in it: the transaction was sent, and an operator who does
+            // not know it might send another.
+            let text = match e {
+                PendingTransactionError::TransportError(e) => self.classify(METHOD, e).to_string(),
+                other => crate::outbound::scrub(&other.to_string(), &self.url),
+            };
+            malformed(format!("sent {tx_hash}; waiting for its receipt: {text}"))
+        })?;
         if !receipt.status() {
             return Err(malformed(format!("transaction {tx_hash} reverted")));
         }
