@@ -50,6 +50,11 @@ impl<T> Lanes<T> {
         }
     }
 
+    /// Every lane's value.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter()
+    }
+
     /// The current lane's value (a lane beyond the count shares by modulo).
     pub fn get(&self) -> &T {
         &self.0[current() % self.0.len()]
