@@ -271,7 +271,6 @@ impl Gateway {
             None => None,
         };
         tracing::info!(%http_addr, %admin_addr, ?rtmp_addr, "gateway listening");
-        let drain = config.ai.shutdown_drain_timeout;
         Ok(Self {
             http_addr,
             admin_addr,
@@ -281,7 +280,7 @@ impl Gateway {
             public,
             admin: admin_routes,
             tasks,
-            drain,
+            drain: config.ai.shutdown_drain_timeout,
             cores,
         })
     }

@@ -10,8 +10,8 @@
 //! Why a layer of its own rather than `axum::middleware::from_fn` racing each request against
 //! the drained token: that cost some 2,500 instructions a request (callgrind, bench's LLM
 //! request: a boxed future, a clone of the inner service, the token's lock on every poll).
-//! Here a request answered at its first poll costs nothing more; one that waits registers with
-//! its lane's [`Signal`], which no other thread touches, and reads its flag.
+//! Here a request answered at its first poll costs a reference count; one that waits registers
+//! with its lane's [`Signal`], which the other serving threads never touch, and reads its flag.
 
 use std::convert::Infallible;
 use std::future::Future;
