@@ -134,32 +134,18 @@ fn logged<Fut: Future<Output = ()> + Send + 'static>(
 mod tests {
     use super::*;
 
-    /// What a subscriber wrote, shared with the test.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A background task's panic is logged with the task's name, and the task counts as
     /// ended: shutdown does not wait for it.
     #[tokio::test(start_paused = true)]
     async fn a_panicking_task_is_logged_and_ended() {
-        let out = Captured::default();
+        let out = crate::log_format::Captured::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let tasks = Tasks::new();
         tasks.spawn("sweeper", |_| async { panic!("a slot out of range") });
         assert!(tasks.shutdown(Duration::from_secs(1)).await);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert!(text.contains("background task panicked"), "{text}");
         assert!(text.contains("sweeper") && text.contains("a slot out of range"), "{text}");
     }
