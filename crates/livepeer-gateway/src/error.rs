@@ -197,7 +197,7 @@ impl Kind {
     }
 
     /// The `Retry-After` seconds a client is told when a later retry can succeed.
-    fn default_retry_after(self) -> Option<u32> {
+    pub(crate) fn default_retry_after(self) -> Option<u32> {
         match self {
             Kind::NoOrchestrator => Some(30),
             Kind::OverMaxPrice | Kind::PaymentRefused => Some(60),

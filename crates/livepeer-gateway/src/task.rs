@@ -44,11 +44,7 @@ impl Tasks {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let fut = logged(name, task(self.cancel.clone()));
-        match &self.runtime {
-            Some(runtime) => drop(self.tracker.spawn_on(fut, runtime)),
-            None => drop(self.tracker.spawn(fut)),
-        }
+        self.spawn_in(&self.tracker, logged(name, task(self.cancel.clone())));
     }
 
     /// Spawns `task` to run until [`Tasks::end_last`], after the others and after the
@@ -59,10 +55,14 @@ impl Tasks {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let fut = logged(name, task(self.end.clone()));
+        self.spawn_in(&self.last, logged(name, task(self.end.clone())));
+    }
+
+    /// Spawns `fut` tracked by `tracker`, on the set's runtime when it has one.
+    fn spawn_in(&self, tracker: &TaskTracker, fut: impl Future<Output = ()> + Send + 'static) {
         match &self.runtime {
-            Some(runtime) => drop(self.last.spawn_on(fut, runtime)),
-            None => drop(self.last.spawn(fut)),
+            Some(runtime) => drop(tracker.spawn_on(fut, runtime)),
+            None => drop(tracker.spawn(fut)),
         }
     }
 

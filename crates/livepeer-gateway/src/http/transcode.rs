@@ -88,15 +88,21 @@ fn error(e: TranscodeError) -> Response {
     resp
 }
 
-/// When a retry of a refused push may succeed, as the other routes tell of the same
-/// conditions (`error::Kind`'s defaults); none for what a retry cannot cure.
+/// When a retry of a refused push may succeed: what the other routes tell of the same
+/// condition (its `error::Kind`'s default); none for what a retry cannot cure.
 fn retry_after(e: &TranscodeError) -> Option<u32> {
-    match e {
-        TranscodeError::NoSessions => Some(30),
-        TranscodeError::TooManyStreams | TranscodeError::AuthUnavailable(_) => Some(5),
-        TranscodeError::Backlog(_) | TranscodeError::GatewayOverloaded(_) => Some(1),
-        _ => None,
-    }
+    use crate::error::Kind;
+    let kind = match e {
+        TranscodeError::NoSessions => Kind::NoOrchestrator,
+        TranscodeError::TooManyStreams => Kind::TooManyStreams,
+        TranscodeError::AuthUnavailable(_) => Kind::AuthWebhookUnavailable,
+        // A stream's backlog clears as its earlier segment is published, as a shortage does.
+        TranscodeError::Backlog(_) | TranscodeError::GatewayOverloaded(_) => {
+            Kind::GatewayOverloaded
+        }
+        _ => return None,
+    };
+    kind.default_retry_after()
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
