@@ -204,6 +204,7 @@ impl Gateway {
         let chain = Box::pin(connect_chain(&config)).await?;
         let pool = start_pool(&config, &client, &metrics, &tasks, chain.as_ref()).await?;
         let (payer, payments) = payments(&config, &client, &tasks, chain.as_ref(), &pool).await?;
+        name_node(&metrics, payer.as_ref(), &client);
         let state = AppState {
             requirements: pool.requirements(),
             pool,
@@ -249,14 +250,13 @@ impl Gateway {
         let port = |name| port(name, &limits, &state.metrics);
         serve(&tasks, "admin-api", admin, admin_routes.clone(), limits, port("admin-api"));
         let signer = signer_state(&config, &state)?;
-        let (transcode_state, prices) = (transcode.clone(), config.keys.prices.clone());
         let services = http::Services {
             ai: ai_state,
             live: live_state,
             byoc: byoc_state,
             byoc_streams,
-            transcode: transcode_state,
-            prices,
+            transcode: transcode.clone(),
+            prices: config.keys.prices.clone(),
         };
         // CORS outermost: a customer key's refusals carry it too.
         let public = http::keys::enforce(http::public_router(services, signer), keys);
@@ -330,6 +330,14 @@ fn marketplace(config: &Config, state: &AppState, tasks: &Tasks) -> Result<(), S
 /// The local payer (with a key) and the one payment interface over it or the remote signer
 /// (whose tickets must carry the identity `client` presents), within the price caps in force
 /// in `pool`; with a chain, the sender's funds are watched on `tasks`.
+/// Names the node in every metric series as go-livepeer does: by the account that pays (the
+/// local key's, else the identity a remote signer signs as), when there is one.
+fn name_node(metrics: &Metrics, payer: Option<&payment::LocalPayer>, client: &OrchClient) {
+    if let Some(sender) = payer.map(|p| p.sender()).or(client.identity_address()) {
+        metrics.set_account(&sender.to_checksum(None));
+    }
+}
+
 async fn payments(
     config: &Config,
     client: &OrchClient,

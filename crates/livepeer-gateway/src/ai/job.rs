@@ -118,7 +118,6 @@ pub async fn run(
 ) -> Reply {
     let mut job = Job::new(ai, &req, &urls, id);
     job.tab = tab;
-    ai.metrics.ai_requested(&job.record.key);
     while job.may_try() {
         let lease = match job.select() {
             Ok(lease) => lease,
@@ -502,6 +501,11 @@ fn finish(
 ) {
     let elapsed = record.started.elapsed();
     ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
+    if matches!(outcome, "ok" | "stream") {
+        // go-livepeer counts a model as requested, and its price, once it has answered.
+        let per_unit = price.map(|p| (p.per_unit, p.pixels_per_unit));
+        ai.metrics.ai_answered(&record.key, per_unit);
+    }
     remember(ai, record, outcome, elapsed, None);
     log_record(record, orch, price, req.stream, outcome, elapsed);
 }

@@ -31,10 +31,16 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// go-livepeer's `/metrics`: Prometheus text format 0.0.4 whatever the scraper accepts, since
+/// go-livepeer never answers in OpenMetrics and its counters' names depend on that.
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some((payer, funds)) = state.payer.as_ref().and_then(|p| Some((p, p.funds()?))) {
+        let wei = |v: alloy::primitives::U256| u128::try_from(v).unwrap_or(u128::MAX);
+        let sender = payer.sender().to_checksum(None);
+        state.metrics.sender_funds(&sender, wei(funds.deposit), wei(funds.reserve));
+    }
     let body = state.metrics.encode();
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn refresh(State(state): State<AppState>) -> StatusCode {

@@ -2,7 +2,10 @@
 //!
 //! Names follow go-livepeer's (`livepeer_` prefix, GATEWAY.md §8.1) where an equivalent exists,
 //! so existing dashboards keep working: `livepeer_discovery_errors_total` with `error_code` and
-//! `orchestrator_uri`. The rest are ours, under `livepeer_gateway_`.
+//! `orchestrator_uri`, `livepeer_tickets_sent` without a `_total`, every series with go-livepeer's
+//! `node_id` and `node_type`, served as Prometheus text 0.0.4 (the `exposition` module), with
+//! the process series of Prometheus' Go client beside them (the `process` module). A name of
+//! go-livepeer's counts what go-livepeer's does. The rest are ours, under `livepeer_gateway_`.
 //!
 //! Callers hand in plain values (labels, counts, durations, a [`JobKey`]), so that this module
 //! imports nothing but `job` and every other module may record metrics.
@@ -17,6 +20,9 @@
 //! model or capability names at every refresh. Series of names the pool no longer vouches
 //! for are let go in bounded batches (the `retire` module).
 
+mod exposition;
+mod node;
+mod process;
 mod retire;
 
 use std::collections::HashSet;
@@ -136,8 +142,14 @@ pub struct Metrics {
     selections: Family<OrchLabel, Counter>,
     ejections: Family<OrchLabel, Counter>,
     pool_size: Family<StateLabel, Gauge>,
+    /// go-livepeer's `ai_orchestrators_available_total`: the orchestrators in the pool.
+    pool_total: Gauge,
     available: Family<ModelLabel, Gauge>,
+    funds: node::FundsFamilies,
+    /// go-livepeer's `node_id` and `node_type`, added to every series when encoded.
+    node: Arc<ArcSwap<exposition::NodeLabels>>,
     ai_requested: Family<ModelLabel, Counter>,
+    ai_price: Family<ModelLabel, node::FloatGauge>,
     ai_errors: Family<AiErrorLabel, Counter>,
     ai_latency: Family<AiLatencyLabel, Histogram>,
     tickets_sent: Family<PayLabel, Counter>,
@@ -319,6 +331,38 @@ fn payment_families(
     (tickets, value, fees)
 }
 
+/// The pool's size under go-livepeer's name, and our count of orchestrators per AI model.
+fn offer_families(r: &mut Registry) -> (Gauge, Family<ModelLabel, Gauge>) {
+    let pool_total =
+        add(r, "ai_orchestrators_available_total", "Orchestrators in the pool", Gauge::default());
+    let available = add(
+        r,
+        "gateway_ai_orchestrators_available",
+        "Orchestrators offering each pipeline and model within the price cap",
+        Family::default(),
+    );
+    (pool_total, available)
+}
+
+/// go-livepeer's families of answered batch AI requests: their count and their last price.
+fn answered_families(
+    r: &mut Registry,
+) -> (Family<ModelLabel, Counter>, Family<ModelLabel, node::FloatGauge>) {
+    let ai_requested = add(
+        r,
+        "ai_models_requested",
+        "Batch AI requests answered, by pipeline and model",
+        Family::default(),
+    );
+    let ai_price = add(
+        r,
+        "ai_request_price",
+        "Price per unit of the last answered batch AI request, in wei, by pipeline and model",
+        Family::default(),
+    );
+    (ai_requested, ai_price)
+}
+
 /// The live-video families: streams running and orchestrator swaps.
 fn live_families(r: &mut Registry) -> (Family<PipelineLabel, Gauge>, Family<ReasonLabel, Counter>) {
     let live_streams = add(
@@ -366,18 +410,10 @@ impl Metrics {
             "Known orchestrators by state (healthy, ejected, probe_due, unreachable, blocked)",
             Family::default(),
         );
-        let available = add(
-            r,
-            "ai_orchestrators_available_total",
-            "Orchestrators offering each pipeline and model within the price cap",
-            Family::default(),
-        );
-        let ai_requested = add(
-            r,
-            "ai_models_requested",
-            "Batch AI requests received, by pipeline and model",
-            Family::default(),
-        );
+        let (pool_total, available) = offer_families(r);
+        let (ai_requested, ai_price) = answered_families(r);
+        let funds = node::funds_families(r);
+        node::versions(r);
         let ai_errors = add(
             r,
             "ai_request_errors",
@@ -428,6 +464,7 @@ impl Metrics {
             tickets_sent,
             ticket_value_sent,
             ai_requested,
+            ai_price,
             ai_errors,
             ai_latency,
             discovery_errors,
@@ -435,7 +472,10 @@ impl Metrics {
             selections,
             ejections,
             pool_size,
+            pool_total,
             available,
+            funds,
+            node: Arc::new(ArcSwap::from_pointee(exposition::NodeLabels::new(None, &host_name()))),
             recent: crate::recent::Recent::default(),
         }
     }
@@ -445,13 +485,22 @@ impl Metrics {
         &self.recent
     }
 
-    /// The Prometheus text exposition of every family.
+    /// Every family and the process series, as go-livepeer's `/metrics` serves them
+    /// (Prometheus text format 0.0.4).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
+        let mut open = String::new();
+        if prometheus_client::encoding::text::encode(&mut open, &self.registry).is_err() {
+            open.clear();
         }
+        let node = self.node.load();
+        let mut out = exposition::prometheus_text(&open, &node);
+        process::append(&mut out, node.all());
         out
+    }
+
+    /// The gateway's Ethereum account, which go-livepeer puts in every series' `node_id`.
+    pub(crate) fn set_account(&self, account: &str) {
+        self.node.store(Arc::new(exposition::NodeLabels::new(Some(account), &host_name())));
     }
 
     pub(crate) fn discovery_error(&self, url: &str, code: &str) {
@@ -483,9 +532,16 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn ai_requested(&self, job: &JobKey) {
+    /// A batch AI request answered, at the price per unit it was paid at (wei per unit as
+    /// `(price, units)`), when priced: go-livepeer's `ai_models_requested` and
+    /// `ai_request_price`.
+    pub(crate) fn ai_answered(&self, job: &JobKey, price: Option<(i64, i64)>) {
         let label = ModelLabel { pipeline: job.pipeline(), model_name: self.model_label(job) };
         self.ai_requested.get_or_create(&label).inc();
+        if let Some((per_unit, units)) = price.filter(|&(_, units)| units > 0) {
+            // A float, as go-livepeer's gauge; the exact price is in the request's log line.
+            self.ai_price.get_or_create(&label).set(per_unit as f64 / units as f64);
+        }
     }
 
     pub(crate) fn ai_error(&self, job: &JobKey, orch: &str, code: &str) {
@@ -551,8 +607,11 @@ impl Metrics {
         self.transcode.failed.get_or_create(&CodeLabel { error_code: code.to_owned() }).inc();
     }
 
+    /// A segment's attempt number `attempt` (2 or more), go-livepeer's `try` label: tries past
+    /// the tenth share `>10`.
     pub(crate) fn transcode_retried(&self, attempt: u32) {
-        self.transcode.retried.get_or_create(&TryLabel { r#try: attempt.to_string() }).inc();
+        let r#try = if attempt > 10 { ">10".to_owned() } else { attempt.to_string() };
+        self.transcode.retried.get_or_create(&TryLabel { r#try }).inc();
     }
 
     pub(crate) fn transcode_stream_created(&self) {
@@ -654,9 +713,12 @@ impl Metrics {
 
     /// The orchestrators known, counted by state (`healthy`, `ejected`, ...).
     pub(crate) fn pool_states(&self, states: impl IntoIterator<Item = (&'static str, i64)>) {
+        let mut total = 0;
         for (state, n) in states {
             self.pool_size.get_or_create(&StateLabel { state: state.to_owned() }).set(n);
+            total += n;
         }
+        self.pool_total.set(total);
     }
 
     /// How many orchestrators offer each AI model within its price cap; models left out of
@@ -678,6 +740,11 @@ impl Metrics {
         let orchestrators = uris.into_iter().map(str::to_owned).collect();
         self.census(|before| Known { models: before.models.clone(), orchestrators });
     }
+}
+
+/// This machine's name, for `node_id` (empty if it has none).
+fn host_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

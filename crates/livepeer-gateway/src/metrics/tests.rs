@@ -2,8 +2,16 @@
 
 use super::*;
 
+/// The exposition without the node's labels, which every sample ends with.
+fn text(m: &Metrics) -> String {
+    let node = m.node.load();
+    let all = node.all();
+    let alone = format!("{{{}}}", &all[1..]);
+    m.encode().replace(&alone, "").replace(all, "")
+}
+
 fn series(m: &Metrics, family: &str) -> Vec<String> {
-    m.encode().lines().filter(|l| l.starts_with(family)).map(str::to_owned).collect()
+    text(m).lines().filter(|l| l.starts_with(family)).map(str::to_owned).collect()
 }
 
 #[test]
@@ -13,23 +21,23 @@ fn labels_are_bounded_by_the_pool() {
     m.available([(&sd, 1)]);
     m.pool_members(["http://o:1/", "https://t:2"]);
     let made_up = JobKey::ai("text-to-image", "made/up").unwrap();
-    m.ai_requested(&sd);
-    m.ai_requested(&made_up);
+    m.ai_answered(&sd, None);
+    m.ai_answered(&made_up, None);
     m.ai_error(&made_up, "https://t:2", "x");
     m.ai_error(&sd, "https://elsewhere:3", "x");
     m.ai_error(&sd, "", "no_orchestrator");
-    let requested = series(&m, "livepeer_ai_models_requested_total");
+    let requested = series(&m, "livepeer_ai_models_requested{");
     assert!(requested.iter().any(|l| l.contains("model_name=\"sd\"} 1")), "{requested:?}");
     assert!(requested.iter().any(|l| l.contains("model_name=\"other\"} 1")), "{requested:?}");
-    let errors = series(&m, "livepeer_ai_request_errors_total").join("\n");
+    let errors = series(&m, "livepeer_ai_request_errors{").join("\n");
     assert!(errors.contains("model_name=\"other\",orchestrator_uri=\"https://t:2\""));
     assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"other\""));
     assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"\""));
     assert!(!errors.contains("made/up") && !errors.contains("elsewhere"), "{errors}");
     // No longer offered: from now on, `other`.
     m.available([]);
-    m.ai_requested(&sd);
-    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    m.ai_answered(&sd, None);
+    let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"other\"} 2"), "{requested}");
 }
 
@@ -75,17 +83,17 @@ fn labels_hashed_as_one_value_keep_their_series_apart() {
     assert_eq!(count("ab", "http://o:1", "ok"), ["2"], "{counts}");
     assert_eq!(count("a", "http://bo:1", "ok"), ["1"], "{counts}");
     assert_eq!(count("ab", "http://o:1", "stream"), ["1"], "{counts}");
-    m.ai_requested(&ab);
-    m.ai_requested(&ab);
-    m.ai_requested(&a);
-    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    m.ai_answered(&ab, None);
+    m.ai_answered(&ab, None);
+    m.ai_answered(&a, None);
+    let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"ab\"} 2"), "{requested}");
     assert!(requested.contains("model_name=\"a\"} 1"), "{requested}");
 }
 
 /// How many series of `family` the exposition holds.
 fn count(m: &Metrics, family: &str) -> usize {
-    m.encode().lines().filter(|l| l.starts_with(family)).count()
+    text(m).lines().filter(|l| l.starts_with(family)).count()
 }
 
 /// A pool whose every refresh brings new names (an orchestrator renaming its capabilities,
@@ -101,8 +109,8 @@ fn series_of_names_that_left_the_pool_are_let_go() {
         let orch = format!("https://o{i}:1");
         m.available([(&stays, 1), (&model, 1), (&cap, 1)]);
         m.pool_members([orch.as_str(), "https://stays:1"]);
-        m.ai_requested(&model);
-        m.ai_requested(&stays);
+        m.ai_answered(&model, None);
+        m.ai_answered(&stays, None);
         m.ai_error(&model, &orch, "x");
         m.byoc_error(&cap, "failed");
         m.selection_counter(&orch).inc();
@@ -113,8 +121,8 @@ fn series_of_names_that_left_the_pool_are_let_go() {
     // The names retired since the last clearing, plus the two that stay; 2,000 without it.
     let bound = 256 + 2;
     for family in [
-        "livepeer_ai_models_requested_total",
-        "livepeer_ai_request_errors_total",
+        "livepeer_ai_models_requested{",
+        "livepeer_ai_request_errors{",
         "livepeer_gateway_byoc_attempt_errors_total",
         "livepeer_gateway_selections_total",
         "livepeer_discovery_errors_total",
@@ -125,7 +133,7 @@ fn series_of_names_that_left_the_pool_are_let_go() {
     }
     // Names still in the pool keep their series; a selection counter handed out earlier still
     // counts on the series shown.
-    let text = m.encode();
+    let text = text(&m);
     assert!(text.contains("model_name=\"stays\""), "{text}");
     assert!(
         text.contains(
@@ -174,8 +182,64 @@ fn a_steady_pool_keeps_its_counters() {
     for _ in 0..1_000 {
         m.available([(&sd, 1)]);
         m.pool_members(["https://o:1"]);
-        m.ai_requested(&sd);
+        m.ai_answered(&sd, None);
     }
-    let requested = series(&m, "livepeer_ai_models_requested_total").join("\n");
+    let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"sd\"} 1000"), "{requested}");
+}
+
+/// The series an operator's go-livepeer dashboards read: its names (no `_total` on its
+/// counters that have none), its `node_id`/`node_type` on every series, its funds gauges in
+/// gwei, the price of answered requests, the pool's size, and the process series.
+#[test]
+fn go_livepeer_s_names_and_labels() {
+    let m = Metrics::new();
+    m.set_account("0xAbC");
+    let sd = JobKey::ai("text-to-image", "sd").unwrap();
+    m.available([(&sd, 2)]);
+    m.pool_members(["https://o:1"]);
+    m.pool_states([("healthy", 2), ("ejected", 1)]);
+    m.ai_answered(&sd, Some((10, 4)));
+    m.sender_funds("0xAbC", 1_500_000_000, 2_000_000_000_000);
+    let pay = livepeer_pm::Ratio::from_u64(3_000_000_000);
+    m.paid("https://o:1", &sd, 2, &pay, &pay);
+    m.transcode_retried(2);
+    m.transcode_retried(11);
+    m.transcode_retried(12);
+    let out = m.encode();
+    let node = format!(",node_id=\"0xAbC-{}\",node_type=\"bctr\"", host_name());
+    let want = [
+        "# TYPE livepeer_tickets_sent counter".to_owned(),
+        format!(
+            "livepeer_tickets_sent{{orchestrator_uri=\"https://o:1\",pipeline=\"text-to-image\"{node}}} 2"
+        ),
+        format!(
+            "livepeer_ticket_value_sent{{orchestrator_uri=\"https://o:1\",pipeline=\"text-to-image\"{node}}} 3.0"
+        ),
+        format!(
+            "livepeer_ai_models_requested{{pipeline=\"text-to-image\",model_name=\"sd\"{node}}} 1"
+        ),
+        format!(
+            "livepeer_ai_request_price{{pipeline=\"text-to-image\",model_name=\"sd\"{node}}} 2.5"
+        ),
+        format!("livepeer_transcode_retried{{try=\"2\"{node}}} 1"),
+        format!("livepeer_transcode_retried{{try=\">10\"{node}}} 2"),
+        format!("livepeer_ai_orchestrators_available_total{{{}}} 3", &node[1..]),
+        format!("livepeer_gateway_deposit{{sender=\"0xAbC\"{node}}} 1.5"),
+        format!("livepeer_broadcaster_reserve{{sender=\"0xAbC\"{node}}} 2000.0"),
+        format!("livepeer_segment_transcoded_total{{{}}} 0", &node[1..]),
+        format!(
+            "livepeer_versions{{compiler=\"rustc\",goos=\"linux\",livepeerversion=\"{}\",node_type=\"bctr\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "# TYPE process_resident_memory_bytes gauge".to_owned(),
+    ];
+    for line in want {
+        assert!(out.lines().any(|l| l == line), "no {line} in\n{out}");
+    }
+    assert!(!out.contains("# EOF") && !out.contains("_total_total"), "{out}");
+    // Every sample carries the node's labels.
+    let samples = out.lines().filter(|l| !l.starts_with('#'));
+    assert!(samples.clone().count() > 20);
+    assert!(samples.clone().all(|l| l.contains("node_type=\"bctr\"")), "{out}");
 }

@@ -109,7 +109,11 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
         }
     }
     match last {
-        None => Err(Failed::NoSessions),
+        None => {
+            // go-livepeer's code when a segment finds no session at all.
+            ctx.metrics.transcode_failed("NoOrchestrators");
+            Err(Failed::NoSessions)
+        }
         Some(e) if tried.len() as u32 >= ctx.max_attempts => {
             ctx.metrics.transcode_failed("MaxAttempts");
             Err(Failed::Error { message: format!("hit max transcode attempts: {e}"), final_: true })
@@ -118,7 +122,10 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
         // then finds no session for the next attempt and answers 503 "No sessions available"
         // (server/broadcast.go `processSegment`; only `maxTranscodeAttempts` is its 422). The
         // attempts' errors are in the log lines above.
-        Some(_) => Err(Failed::NoSessions),
+        Some(_) => {
+            ctx.metrics.transcode_failed("NoOrchestrators");
+            Err(Failed::NoSessions)
+        }
     }
 }
 

@@ -223,14 +223,14 @@ async fn every_pipeline_end_to_end() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion", "{body}");
 
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(
             "livepeer_gateway_ai_request_duration_seconds_count{pipeline=\"text-to-image\""
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("livepeer_ai_models_requested_total{pipeline=\"llm\""));
+    assert!(metrics.contains("livepeer_ai_models_requested{pipeline=\"llm\""));
     gw.shutdown().await;
 }
 

@@ -220,26 +220,26 @@ async fn random_model_ids_leave_metrics_bounded() {
     let url = format!("http://{}/text-to-image", gw.http_addr);
     let resp = http.post(&url).json(&json!({"prompt": "x", "model_id": SD})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let before = model_series(&admin_text(&gw, "/metrics").await);
+    let before = model_series(&metrics_text(&gw).await);
     for i in 0..2000u32 {
         let model = format!("random/model-{i}-{:x}", i.wrapping_mul(2_654_435_761));
         let resp =
             http.post(&url).json(&json!({"prompt": "x", "model_id": model})).send().await.unwrap();
         assert_eq!(resp.status(), 503, "{model}");
     }
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     let after = model_series(&metrics);
     assert!(after <= before + 4, "{before} series before, {after} after");
     assert!(!metrics.contains("random/model-"), "no client-chosen model is a label");
     assert!(
         metrics.contains(
-            "livepeer_ai_models_requested_total{pipeline=\"text-to-image\",model_name=\"other\"} 2000"
+            "livepeer_ai_request_errors{error_code=\"no_orchestrator\",pipeline=\"text-to-image\",model_name=\"other\",orchestrator_uri=\"\"} 2000"
         ),
-        "the requests are still counted"
+        "the requests are still counted: {metrics}"
     );
     assert!(
         metrics.contains(&format!(
-            "livepeer_ai_models_requested_total{{pipeline=\"text-to-image\",model_name=\"{SD}\"}} 1"
+            "livepeer_ai_models_requested{{pipeline=\"text-to-image\",model_name=\"{SD}\"}} 1"
         )),
         "an offered model keeps its name"
     );

@@ -77,10 +77,21 @@ async fn discovers_matches_and_selects_over_tls_and_h2c() {
     assert_eq!(body["error"]["field"], "pipeline");
 
     // Metrics carry go-livepeer's names where one exists.
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("livepeer_gateway_selections_total{"), "{metrics}");
     assert!(metrics.contains("livepeer_gateway_orchestrators{state=\"healthy\"} 3"));
-    assert!(metrics.contains("livepeer_ai_orchestrators_available_total{pipeline=\"text-to-image\",model_name=\"stabilityai/sd-turbo\"} 3"));
+    assert!(metrics.contains("livepeer_gateway_ai_orchestrators_available{pipeline=\"text-to-image\",model_name=\"stabilityai/sd-turbo\"} 3"));
+    // go-livepeer's series of that name: the orchestrators in the pool.
+    assert!(metrics.contains("\nlivepeer_ai_orchestrators_available_total 3\n"), "{metrics}");
+    // Served as go-livepeer's: Prometheus text 0.0.4 even to a scraper that prefers OpenMetrics.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/metrics", gw.admin_addr))
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
     gw.shutdown().await;
 }
 

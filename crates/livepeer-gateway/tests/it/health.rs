@@ -65,7 +65,7 @@ async fn hanging_refusing_and_garbage_orchestrators_are_ejected_then_probed_back
     flaky.set_mode(Mode::Normal);
     wait_healthy(&gw, flaky.url()).await;
 
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     for code in ["DeadlineExceeded", "unreachable", "malformed", "OrchestratorCapped"] {
         assert!(metrics.contains(&format!("error_code=\"{code}\"")), "{code} missing in {metrics}");
     }

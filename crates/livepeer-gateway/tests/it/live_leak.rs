@@ -57,7 +57,7 @@ async fn holds(gw: &Gateway) -> (usize, i64, u64) {
         .iter()
         .filter(|s| matches!(s["state"].as_str(), Some("starting" | "running" | "swapping")))
         .count();
-    let gauge = admin_text(gw, "/metrics")
+    let gauge = metrics_text(gw)
         .await
         .lines()
         .filter(|l| l.starts_with("livepeer_gateway_live_streams"))

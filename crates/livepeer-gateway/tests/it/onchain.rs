@@ -332,6 +332,13 @@ async fn an_unlock_stops_payments_one_round_before_it_completes() {
     assert_eq!(funds["withdraw_round"], "12", "{funds}");
     assert_eq!(funds["unlocking"], true);
     assert_eq!(funds["unlocks_soon"], false, "round 10: 12 > 10 + 1");
+    // go-livepeer's gauges of the same funds, in gwei, by the sender's checksummed address.
+    let metrics = super::support::metrics_text(&gw).await;
+    let sender = gateway_account.to_checksum(None);
+    for name in ["gateway_deposit", "gateway_reserve", "broadcaster_deposit"] {
+        let series = format!("livepeer_{name}{{sender=\"{sender}\"}} 1000000000");
+        assert!(metrics.lines().any(|l| l.starts_with(&series)), "no {series} in {metrics}");
+    }
     let (status, body) = paid_request(&gw).await;
     assert_eq!(status, 200, "{body}");
     let reserve = admin_get(&gw, "/status").await.1["payments"]["reserve"].clone();

@@ -15,10 +15,12 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// `livepeer_ai_models_requested_total` of `model`: the batch AI requests the gateway received.
+/// The batch AI requests of `model` the gateway finished, whatever their outcome (the count of
+/// `livepeer_gateway_ai_request_duration_seconds`).
 async fn requests_received(gw: &livepeer_gateway::Gateway, model: &str) -> u64 {
-    let metrics = admin_text(gw, "/metrics").await;
-    let prefix = "livepeer_ai_models_requested_total{pipeline=\"text-to-image\",model_name=";
+    let metrics = metrics_text(gw).await;
+    let prefix =
+        "livepeer_gateway_ai_request_duration_seconds_count{pipeline=\"text-to-image\",model_name=";
     metrics
         .lines()
         .filter(|l| l.starts_with(prefix) && l.contains(&format!("\"{model}\"")))
@@ -116,7 +118,7 @@ async fn an_orchestrator_listing_endless_models_gets_a_bounded_share_of_the_gate
     let prices =
         snap.slots.iter().filter_map(|s| s.info.as_ref()).map(|i| i.capability_prices.len());
     assert!(prices.max().unwrap() <= 256 + 11 + 64, "prices kept of models kept only");
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     let series = metrics
         .lines()
         .filter(|l| l.starts_with("livepeer_gateway_ai_orchestrators_available"))

@@ -99,9 +99,9 @@ async fn a_thousand_paid_requests_are_covered_within_one_ticket() {
     assert_eq!(sessions.len(), 3, "{status}");
     assert!(sessions.iter().all(|s| s["nonces_used"].as_u64().unwrap() > 0));
     assert!((450..=560).contains(&tickets), "about one ticket per two requests: {tickets}");
-    let metrics = admin_text(&gw, "/metrics").await;
-    assert!(metrics.contains("livepeer_tickets_sent_total{"), "{metrics}");
-    assert!(metrics.contains("livepeer_ticket_value_sent_total{"), "{metrics}");
+    let metrics = metrics_text(&gw).await;
+    assert!(metrics.contains("livepeer_tickets_sent{"), "{metrics}");
+    assert!(metrics.contains("livepeer_ticket_value_sent{"), "{metrics}");
     assert!(metrics.contains("livepeer_gateway_fees_total{"), "{metrics}");
     gw.shutdown().await;
 }
@@ -160,10 +160,10 @@ async fn a_refused_payment_renews_the_session_or_fails_over() {
     let resp = t2i(&http, &gw).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-orchestrator-url"], b.url(), "failed over");
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("livepeer_ai_request_errors_total") && l.contains(a.url()))
+        .find(|l| l.starts_with("livepeer_ai_request_errors{") && l.contains(a.url()))
         .unwrap_or_default();
     assert!(!line.is_empty(), "the refusal is reported: {metrics}");
     gw.shutdown().await;

@@ -9,7 +9,7 @@ use livepeer_gateway::Gateway;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{config, eventually, start};
+use crate::support::{config, eventually, start, without_node_labels};
 
 /// Far longer than the gateway takes to close a refused connection or to answer: only a
 /// connection held (or a request unanswered) runs into it.
@@ -78,6 +78,7 @@ async fn refusals(gw: &Gateway, listener: &str) -> u64 {
     conn.write_all(get).await.unwrap();
     let mut text = String::new();
     conn.read_to_string(&mut text).await.unwrap();
+    let text = without_node_labels(text.split_once("\r\n\r\n").map_or("", |(_, body)| body));
     let series =
         format!("livepeer_gateway_http_connections_refused_total{{listener=\"{listener}\"}} ");
     let line = text.lines().find_map(|l| l.strip_prefix(series.as_str()));

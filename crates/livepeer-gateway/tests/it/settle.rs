@@ -124,10 +124,10 @@ async fn a_result_the_full_store_cannot_keep_is_booked_as_paid_and_not_failed_ov
         expect_ok(&gw, &orch).await;
         assert_books_agree(&gw, &orch, &format!("success after {i}")).await;
     }
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     let errors = metrics
         .lines()
-        .find(|l| l.starts_with("livepeer_ai_request_errors_total") && l.contains("results_full"));
+        .find(|l| l.starts_with("livepeer_ai_request_errors{") && l.contains("results_full"));
     assert!(errors.is_some(), "the failure is counted as results_full: {metrics}");
     gw.shutdown().await;
 }

@@ -119,6 +119,38 @@ pub async fn admin_text(gw: &Gateway, path: &str) -> String {
     reqwest::get(format!("http://{}{path}", gw.admin_addr)).await.unwrap().text().await.unwrap()
 }
 
+/// `/metrics` without the `node_id` and `node_type` labels every series carries, so that tests
+/// can look for a series by its own labels. Checks they are there, last, on every sample.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    without_node_labels(&admin_text(gw, "/metrics").await)
+}
+
+/// `text` (a `/metrics` body) with each sample's `node_id` and `node_type` taken out; panics
+/// on a sample without them.
+pub fn without_node_labels(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !line.starts_with('#') && !line.is_empty() {
+            // `livepeer_versions` has no `node_id`, as go-livepeer's.
+            let start = line.find("node_id=\"").or_else(|| line.find("node_type=\""));
+            let start = start.unwrap_or_else(|| panic!("no node_id: {line}"));
+            let tail = "node_type=\"bctr\"}";
+            let end = line.find(tail).unwrap_or_else(|| panic!("no node_type: {line}"));
+            let (before, after) = (&line[..start - 1], &line[end + tail.len()..]);
+            out.push_str(before);
+            // An empty label set goes with them; otherwise the set closes after its own.
+            if !before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                out.push('}');
+            }
+            out.push_str(after);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Waits until `check` holds, polling; fails the test after `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where

@@ -89,7 +89,7 @@ async fn paid_segments_over_two_onchain_orchestrators_are_covered_within_one_tic
     let sessions = gw_status["payments"]["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{gw_status}");
     assert!(sessions.iter().all(|s| s["job"] == "transcode/paid"), "{gw_status}");
-    let metrics = admin_text(&gw, "/metrics").await;
+    let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("pipeline=\"transcode\""), "{metrics}");
     // The stream ends: its sessions go with it.
     assert!(gw.transcode.end_stream("paid"));

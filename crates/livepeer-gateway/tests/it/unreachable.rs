@@ -164,11 +164,11 @@ fn refused_there(failed: &Value) {
     assert!(message.contains("refused"), "{failed}");
 }
 
-/// `livepeer_tickets_sent_total`, summed over its series.
+/// `livepeer_tickets_sent`, summed over its series.
 async fn tickets_sent(gw: &Gateway) -> u64 {
     let url = format!("http://{}/metrics", gw.admin_addr);
     let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
-    let series = metrics.lines().filter(|l| l.starts_with("livepeer_tickets_sent_total{"));
+    let series = metrics.lines().filter(|l| l.starts_with("livepeer_tickets_sent{"));
     series.map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
 }
 
