@@ -255,6 +255,7 @@ async fn read_push(
         resolution: request::resolution(header_str(&headers, "Content-Resolution")),
         timeout_multiplier: settings.timeout_multiplier,
         input: Some(input),
+        answered: multipart,
     };
     Ok((segment, multipart))
 }

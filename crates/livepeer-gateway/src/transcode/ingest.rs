@@ -214,6 +214,7 @@ impl IngestSink for RtmpSink {
             resolution: None,
             timeout_multiplier: 1,
             input: None,
+            answered: false,
         };
         let (manifest, seq) = (seg.manifest.clone(), seg.seq);
         // Returns once the stream has a slot: a publisher ahead of its orchestrators waits.

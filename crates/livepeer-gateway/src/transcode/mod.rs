@@ -110,6 +110,10 @@ pub struct SegmentIn {
     pub timeout_multiplier: u32,
     /// The input video, when the ingest read it ([`probe_input`]); `None` reads it here.
     pub input: Option<InputVideo>,
+    /// Whether the client takes the renditions in its answer: a late segment (one published
+    /// or being transcoded already) is then served, as a retry; otherwise it is refused
+    /// before anything is paid for it, since it would be paid for and dropped.
+    pub answered: bool,
 }
 
 /// The video of a segment in `format`, as go-livepeer's gateway classifies it for the
@@ -464,9 +468,10 @@ impl TranscodeState {
         let job = if profiles.is_empty() { None } else { Some(self.job(stream, &seg)?) };
         if let Ok(mut w) = stream.window.lock() {
             // Checked again with the slot held, as the segment is taken: others may have
-            // finished or started since the caller's check. A late segment is served here
-            // (the caller refused it when its client takes no renditions).
-            w.admit(seg.seq, true)?;
+            // finished or started since the caller's check (a later push that got its slot
+            // first, or this one's retry), and a segment now late is refused here as there,
+            // before anything is paid, unless its client takes the renditions.
+            w.admit(seg.seq, seg.answered)?;
             w.set_source_resolution(seg.resolution);
             w.begin(seg.seq);
         }

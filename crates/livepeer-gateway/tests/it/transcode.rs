@@ -426,6 +426,7 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
         resolution: None,
         timeout_multiplier: 1,
         input: None,
+        answered: false,
     };
     sim.set_transcode_fault(TranscodeFault::Hang);
     let first = state.submit(seg(0)).await.unwrap();
@@ -443,6 +444,41 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
     assert_eq!(listed(&media).1, vec![0, 1], "{media}");
     assert!(state.end_stream("rtmp"));
     assert_eq!(get_text(&gw, "/stream/rtmp.m3u8").await.0, 404);
+    gw.shutdown().await;
+}
+
+/// A segment that became late while it waited for its slot (a later one of the stream got a
+/// slot first and was published, or it is a retry of one already taken) passed the push's
+/// check but is refused when it takes its slot, before any orchestrator is paid: it would be
+/// transcoded, paid for and dropped. A client taking the renditions in its answer is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_late_by_the_time_it_has_a_slot_is_not_paid_for() {
+    use livepeer_gateway::transcode::{Format, SegmentIn, TranscodeError};
+    let sim = sim("fast", true).await;
+    let gw = start(gateway_config(&[&sim])).await;
+    let state = gw.transcode.clone();
+    let seg = |seq, answered| SegmentIn {
+        manifest: "late".into(),
+        seq,
+        data: bytes::Bytes::from_static(segment()),
+        duration_ms: 2000,
+        format: Format::MpegTs,
+        profiles: None,
+        resolution: None,
+        timeout_multiplier: 1,
+        input: None,
+        answered,
+    };
+    // Segment 6 is published; segment 5, admitted by its push's check while 6 was not yet
+    // taken, reaches its slot only now.
+    assert!(state.submit(seg(6, false)).await.unwrap().finished().await.is_ok());
+    let paid = sim.transcode_stats().requests;
+    let late = state.submit(seg(5, false)).await.unwrap().finished().await;
+    assert!(matches!(late, Err(TranscodeError::LateSegment(_))), "{late:?}");
+    assert_eq!(sim.transcode_stats().requests, paid, "nothing sent, nothing paid");
+    // Asked with its renditions in the answer, it is served as a retry.
+    assert!(state.submit(seg(5, true)).await.unwrap().finished().await.is_ok());
+    assert_eq!(sim.transcode_stats().requests, paid + 1);
     gw.shutdown().await;
 }
 
