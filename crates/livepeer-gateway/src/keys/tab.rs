@@ -361,13 +361,16 @@ impl Tab {
 
 /// A request's handler can be dropped before the key check writes its row: the client went
 /// away, a write deadline closed the connection, or shutdown ended it. Its reservation must
-/// still be released and what was paid for it recorded, so the tab writes its row itself,
-/// uncharged, when it held money and no row was made.
+/// still be released, what was paid for it recorded, and what was delivered charged (a
+/// pushed segment is published whether its pusher waits or not), so the tab writes its row
+/// itself when no row was made and any of these happened: a key without a budget reserves
+/// nothing, and credit already held covers a fee with no ticket, yet the job was served.
 impl Drop for Tab {
     fn drop(&mut self) {
         let pending = {
             let s = self.state();
-            !s.recorded && (s.reserved > 0 || s.tickets > 0)
+            let paid = s.tickets > 0 || !s.paid_ev.is_zero() || !s.paid_fee.is_zero();
+            !s.recorded && (s.reserved > 0 || paid || s.served)
         };
         if pending {
             let row = self.row(super::now_ms(), self.request_id.clone(), Self::DROPPED, 0);

@@ -253,6 +253,17 @@ async fn pushed_transcoding_segments_are_charged_their_video_within_the_budget()
 /// its playlist for free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_segment_published_after_its_pusher_left_is_charged() {
+    pushed_after_the_pusher_left(json!({"name": "left", "budget_micro_usd": 5_000})).await;
+}
+
+/// The same with a key that has no budget: nothing is reserved and the orchestrator is not
+/// paid a ticket, yet the segment is published and owed (the dropped request wrote no row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_segment_published_after_its_pusher_left_is_charged_without_a_budget() {
+    pushed_after_the_pusher_left(json!({"name": "left"})).await;
+}
+
+async fn pushed_after_the_pusher_left(key: Value) {
     let sim = Sim::start(SimConfig {
         name: "keys-left".into(),
         transcode_fast: true,
@@ -263,7 +274,7 @@ async fn a_pushed_segment_published_after_its_pusher_left_is_charged() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let gw = start(crate::keys_charge::transcode_keys_config(sim.url(), dir.path())).await;
-    let (id, secret) = create(&gw, json!({"name": "left", "budget_micro_usd": 5_000})).await;
+    let (id, secret) = create(&gw, key).await;
     let push = crate::keys_charge::push_segment(&gw, &secret, "left", 0, "2000");
     // The pusher gives up while the orchestrator transcodes.
     let gone = push.timeout(Duration::from_millis(200)).send().await;
