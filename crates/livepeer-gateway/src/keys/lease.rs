@@ -178,6 +178,32 @@ enum Step {
     Need { release: i64, want: i64 },
 }
 
+/// The database's answer on its way to the request that asked: a grant the request never
+/// takes goes back to the lease when the delivery is dropped.
+struct Delivery {
+    answer: Option<Result<Grant, sqlx::Error>>,
+    /// Where the request's part of a grant goes back, and how much it is.
+    refund: Option<(Arc<Leases>, String, Arc<str>, i64, i64)>,
+}
+
+impl Delivery {
+    /// The answer, taken by its request: nothing goes back then.
+    fn take(mut self) -> Result<Grant, sqlx::Error> {
+        self.refund = None;
+        self.answer.take().unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let (Some((leases, key, holder, period, amount)), Some(Ok(Grant::Granted(_)))) =
+            (self.refund.take(), &self.answer)
+        {
+            leases.credit(&key, &holder, period, amount);
+        }
+    }
+}
+
 impl Leases {
     pub(super) fn new(db: AnyPool, instance: Instance) -> Self {
         Self { db, instance, pools: Mutex::new(HashMap::new()) }
@@ -266,12 +292,12 @@ impl Leases {
                 Err(_) => leases.credit(&key, &holder, period, release),
                 Ok(_) => {}
             }
-            if let Err(Ok(Grant::Granted(_))) = tx.send(answer) {
-                // Nobody takes the request's own part now.
-                leases.credit(&key, &holder, period, amount);
-            }
+            // Not sent (the request is gone), or sent and dropped unread (the request went
+            // between the send and its read): the delivery gives the request's part back.
+            let refund = Some((leases.clone(), key, holder, period, amount));
+            let _ = tx.send(Delivery { answer: Some(answer), refund });
         });
-        rx.await.map_err(|_| sqlx::Error::PoolClosed)?
+        rx.await.map_err(|_| sqlx::Error::PoolClosed)?.take()
     }
 
     /// Starts the top-up `refill` asks for, if any, in the background.

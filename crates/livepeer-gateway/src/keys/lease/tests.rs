@@ -213,6 +213,31 @@ async fn a_request_dropped_at_the_database_leaves_nothing_reserved() {
     assert_eq!(reserved(&db).await, (0, 10));
 }
 
+/// A grant sent to its request and dropped unread (the request went between the send and its
+/// read) goes back to the lease; one the request takes does not.
+#[tokio::test]
+async fn a_grant_its_request_never_reads_goes_back_to_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _, _db) = two_instances(dir.path(), Duration::from_secs(30)).await;
+    assert!(matches!(a.reserve("k", 0, 10, 1_000_000).await.unwrap(), Reserved::Held(_)));
+    let holder = a.pools()["k"].holder.clone();
+    let available = a.pools()["k"].available;
+    let delivery = |part| Delivery {
+        answer: Some(Ok(Grant::Granted(50))),
+        refund: Some((a.clone(), "k".to_owned(), holder.clone(), 0, part)),
+    };
+    assert!(matches!(delivery(25).take(), Ok(Grant::Granted(50))));
+    assert_eq!(a.pools()["k"].available, available, "taken: nothing goes back");
+    drop(delivery(25));
+    assert_eq!(a.pools()["k"].available, available + 25, "unread: the request's part is back");
+    // A refusal holds nothing to give back.
+    drop(Delivery {
+        answer: Some(Ok(Grant::Exceeded(7))),
+        refund: Some((a.clone(), "k".to_owned(), holder.clone(), 0, 25)),
+    });
+    assert_eq!(a.pools()["k"].available, available + 25);
+}
+
 /// Concurrent requests of one key wait at its gate; one served there from the lease could
 /// mark a top-up as under way and drop it, after which the lease was never topped up nor
 /// given back when idle.
