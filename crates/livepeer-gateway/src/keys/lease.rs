@@ -183,8 +183,11 @@ enum Step {
 struct Delivery {
     answer: Option<Result<Grant, sqlx::Error>>,
     /// Where the request's part of a grant goes back, and how much it is.
-    refund: Option<(Arc<Leases>, String, Arc<str>, i64, i64)>,
+    refund: Option<Refund>,
 }
+
+/// The lease, key, holder and period a request's part of a grant goes back to, and the part.
+type Refund = (Arc<Leases>, String, Arc<str>, i64, i64);
 
 impl Delivery {
     /// The answer, taken by its request: nothing goes back then.
