@@ -22,11 +22,11 @@
 //! without the unconfirmed credit, waits (within its deadline) for that credit to be
 //! confirmed rather than be refused, or pay again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use livepeer_pm::{
-    ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, build_payment,
+    B256, ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, build_payment,
     payment_header_value,
 };
 
@@ -57,8 +57,8 @@ struct Account {
     changed: Option<Instant>,
     /// Payments with tickets not settled yet.
     pending: u32,
-    /// The ticket session of the current token's params.
-    session: Option<SenderSession>,
+    /// The ticket sessions of the tokens' params.
+    sessions: Sessions,
     /// EV sent in payments whose job the orchestrator has not answered yet.
     unconfirmed: Ratio,
     /// Bumped whenever credit is confirmed, for jobs waiting on it.
@@ -71,7 +71,7 @@ impl Default for Account {
             balance: SignedRatio::ZERO,
             changed: None,
             pending: 0,
-            session: None,
+            sessions: Sessions::default(),
             unconfirmed: Ratio::ZERO,
             confirmed: watch::Sender::new(0),
         }
@@ -174,6 +174,57 @@ pub enum ByocOutcome {
     Refused,
 }
 
+/// How many sets of token params an account keeps sessions for: jobs may carry a token older
+/// than the newest (the refresher replaces it while they wait), and each set's nonces go on
+/// where they were.
+const LIVE_SESSIONS: usize = 4;
+/// How many sets of params let go an account remembers, to refuse them.
+const RETIRED_SESSIONS: usize = 64;
+
+/// One account's ticket sessions, by the params' `recipient_rand_hash`. go-livepeer's
+/// orchestrator refuses a nonce it has seen for a hash, so a hash's nonces never start again:
+/// a session is kept while its params are among the last [`LIVE_SESSIONS`] used, and a token
+/// whose params were let go since is refused (a fresh one is needed) rather than start them
+/// over. Before, one session was kept per account, and a job on an older token than the last
+/// one used started its params' nonces at 1 again, tickets the orchestrator refused after
+/// their EV was booked as credit.
+#[derive(Debug, Default)]
+struct Sessions {
+    live: VecDeque<SenderSession>,
+    retired: VecDeque<B256>,
+}
+
+impl Sessions {
+    /// The session of `hash`, made by `fresh` if these params are new; `None` if they were let
+    /// go.
+    fn get_or_insert(
+        &mut self,
+        hash: B256,
+        fresh: impl FnOnce() -> SenderSession,
+    ) -> Option<&mut SenderSession> {
+        match self.live.iter().position(|s| s.params().recipient_rand_hash == hash) {
+            Some(i) => {
+                // The most recently used last, so that the one let go is the least recent.
+                let session = self.live.remove(i)?;
+                self.live.push_back(session);
+            }
+            None if self.retired.contains(&hash) => return None,
+            None => {
+                if self.live.len() == LIVE_SESSIONS
+                    && let Some(old) = self.live.pop_front()
+                {
+                    if self.retired.len() == RETIRED_SESSIONS {
+                        self.retired.pop_front();
+                    }
+                    self.retired.push_back(old.params().recipient_rand_hash);
+                }
+                self.live.push_back(fresh());
+            }
+        }
+        self.live.back_mut()
+    }
+}
+
 // === impl ByocBooks ===
 
 impl ByocBooks {
@@ -212,18 +263,21 @@ impl ByocBooks {
         if let Some(refusal) = local.over_total_ev(&payment.ev_sent) {
             return Err(PayError::Refused(refusal));
         }
-        let session = match account.session.take() {
-            Some(s) if s.params().recipient_rand_hash == params.recipient_rand_hash => s,
-            _ => SenderSession::new(params, params.expiration_or(ExpirationParams::default())),
+        let hash = params.recipient_rand_hash;
+        let fresh =
+            || SenderSession::new(params, params.expiration_or(ExpirationParams::default()));
+        let Some(session) = account.sessions.get_or_insert(hash, fresh) else {
+            return Err(PayError::Refused(format!(
+                "the token's ticket params of {orch} are older than the ones in use; a fresh \
+                 token is needed"
+            )));
         };
         if session.last_nonce().saturating_add(payment.tickets) > MAX_SENDER_NONCES {
             return Err(PayError::Refused(format!(
                 "the token's ticket params of {orch} have no nonces left; a fresh token is needed"
             )));
         }
-        let mut session = session;
         let batch = session.create_batch(local.key(), payment.tickets).map_err(|e| internal(&e))?;
-        account.session = Some(session);
         let mut proto = build_payment(local.sender(), &job_token.price_info, Some(&batch))
             .map_err(|e| internal(&e))?;
         // The token's params are echoed whole, field 7 included (PROTOCOL.md §10.7).
@@ -496,6 +550,34 @@ mod tests {
             ByocPrepared::Ready(p) => *p,
             ByocPrepared::Wait(_) => panic!("expected a payment"),
         }
+    }
+
+    /// A token older than the last one used (a job that waited while the refresher replaced
+    /// it) goes on with its params' nonces; params let go are refused, never started over.
+    #[test]
+    fn a_token_s_params_never_start_their_nonces_over() {
+        let key = LocalSigner::from_bytes(&[5; 32]).unwrap();
+        let session = |hash: u8| {
+            let mut params = token(1, 0).ticket_params.unwrap();
+            params.recipient_rand_hash = B256::from([hash; 32]);
+            move || SenderSession::new(params, ExpirationParams::default())
+        };
+        let mut sessions = Sessions::default();
+        let first = sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap();
+        first.create_batch(&key, 3).unwrap();
+        sessions.get_or_insert(B256::from([2; 32]), session(2)).unwrap();
+        let again = sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap();
+        assert_eq!(again.last_nonce(), 3, "the older token's nonces go on");
+        // Four more sets of params: the least recently used (2) is let go, and refused.
+        for hash in 3..=5 {
+            sessions.get_or_insert(B256::from([hash; 32]), session(hash)).unwrap();
+        }
+        assert!(sessions.get_or_insert(B256::from([2; 32]), session(2)).is_none());
+        assert_eq!(
+            sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap().last_nonce(),
+            3
+        );
+        assert_eq!(sessions.live.len(), LIVE_SESSIONS);
     }
 
     #[test]
