@@ -252,6 +252,8 @@ impl<'a> Job<'a> {
         let booking = Booking::Job;
         let prepare = ai.payments.prepare(lease.url(), info, &self.record.key, req.units, booking);
         let prepared = Box::new(Box::pin(prepare).await?);
+        let at = (lease.url().as_str(), &self.record.key);
+        let out = super::spent::InFlight::arm(prepared.spend(), at, self.tab.as_ref(), &ai.metrics);
         let result = tokio::time::timeout_at(
             attempt_deadline,
             ai.client.call(
@@ -264,6 +266,7 @@ impl<'a> Job<'a> {
         )
         .await
         .unwrap_or(Err(CallError::Timeout(attempt_deadline - started)));
+        out.disarm();
         Ok(Called { prepared, result })
     }
 

@@ -19,6 +19,7 @@ mod probe_mp4;
 mod relay;
 mod resolve;
 pub mod results;
+mod spent;
 mod usage;
 pub mod validate;
 

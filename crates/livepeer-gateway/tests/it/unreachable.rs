@@ -203,6 +203,42 @@ async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
+    // As for BYOC below: the orchestrator holds a paid AI job and the client hangs up. The
+    // attempt's tickets went out with the call; counted only when the call ended, a dropped
+    // job's were counted nowhere (nor on a customer's tab).
+    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
+    let config = SimConfig { models: vec![model], ..SimConfig::default() };
+    let (sim, _forwarder) = forwarded(config, true).await;
+    let gw = paying_gateway(sim.url()).await;
+    sim.set_ai_mode(livepeer_sim::AiMode::Hang);
+    let job = tokio::spawn(small_t2i_owned(gw.http_addr));
+    eventually(Duration::from_secs(10), "the job at the orchestrator", || async {
+        sim.ai_requests() == 1
+    })
+    .await;
+    assert_eq!(tickets_sent(&gw).await, 0, "not counted while the call is out");
+    job.abort();
+    eventually(Duration::from_secs(10), "the tickets counted as sent", || async {
+        tickets_sent(&gw).await > 0
+    })
+    .await;
+    sim.set_ai_mode(livepeer_sim::AiMode::Normal);
+    let (status, body) = small_t2i(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    gw.shutdown().await;
+}
+
+/// [`small_t2i`] on a gateway known by its address, for a task of its own.
+async fn small_t2i_owned(addr: SocketAddr) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/text-to-image"))
+        .json(&json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64}))
+        .send()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byoc_job_refused_at_connect_keeps_its_credit() {
     // 1e9 wei per second against tickets of 8e9: a first job of 180 s pays its timeout (23
     // tickets, 184e9) and is charged its second. The view then holds over two minutes of the
