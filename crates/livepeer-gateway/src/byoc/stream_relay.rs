@@ -16,6 +16,7 @@ use livepeer_trickle::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::stream_orch::{self, Session};
 use super::stream_state::{Inner, MAX_DATA_READERS, MAX_SWAPS, Phase, SWAP_WINDOW, Stream, Swap};
@@ -159,12 +160,11 @@ async fn run(
     go(false, Box::pin(pump(inner.clone(), web(), stream.clone(), url, sink, Kind::Events)));
     let url = session.control_url.clone();
     go(false, Box::pin(control(inner.clone(), web(), stream.clone(), url)));
-    set.spawn(payments(
-        inner.clone(),
-        stream.clone(),
-        session.orchestrator.clone(),
-        session.service.clone(),
-    ));
+    // Not in the set: a payment on its way when the session ends is let finish (its tickets
+    // are sent or not, and counted either way) rather than cut mid-call, uncounted.
+    let halt = CancellationToken::new();
+    let (orch, service) = (session.orchestrator.clone(), session.service.clone());
+    let paying = tokio::spawn(payments(inner.clone(), stream.clone(), orch, service, halt.clone()));
     drop(tx);
     stream.counters.waiting_since_ms.store(0, Relaxed);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -182,8 +182,17 @@ async fn run(
         drain(stream, &mut rx).await;
     }
     set.abort_all();
+    halt.cancel();
+    // At the stream's end its last payment is waited for, so that the stream is done (and
+    // its key charged) with it counted; on a swap it finishes on its own meanwhile.
+    if matches!(outcome, Outcome::Ended(_)) {
+        let _ = tokio::time::timeout(PAYMENT_WAIT, paying).await;
+    }
     outcome
 }
+
+/// How long a stream's end waits for a payment on its way.
+const PAYMENT_WAIT: Duration = Duration::from_secs(15);
 
 /// Output stalled while input reached the orchestrator.
 fn stalled(stream: &Stream) -> Option<String> {
@@ -416,12 +425,22 @@ async fn control(
 
 /// Pays the serving orchestrator every `--byoc-payment-interval` (the first payment one
 /// interval after the start, which was paid). Failures are counted, not fatal (go-livepeer).
-async fn payments(inner: Arc<Inner>, stream: Arc<Stream>, orchestrator: String, service: String) {
+/// Ends between payments once `halt` fires, never in the middle of one.
+async fn payments(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    orchestrator: String,
+    service: String,
+    halt: CancellationToken,
+) {
     let every = inner.byoc.config.payment_interval;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = halt.cancelled() => return,
+        }
         match stream_orch::pay(&inner, &stream, &orchestrator).await {
             Ok(true) => {
                 stream.with_state(|s| s.payments_sent += 1);

@@ -225,6 +225,9 @@ pub struct Paid {
     /// Whether `read` counts the EV of the tickets sent (a BYOC stream's, whose fees the
     /// gateway does not see) rather than fees: the ledger's column for it.
     pub ev: bool,
+    /// Fires once no payment for the stream is on its way, after it ended: `read` is then
+    /// final. None: `read` is final as soon as the stream has ended.
+    pub settled: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for Paid {
@@ -283,7 +286,7 @@ pub async fn meter(mut m: Metered) {
         let next = match waited {
             Waited::Due => m.first.next().await,
             Waited::Ended => {
-                let fee = m.paid.as_mut().map(Paid::take);
+                let fee = final_fee(m.paid.as_mut()).await;
                 charge_rest(&m, fee, seq).await;
                 break;
             }
@@ -296,7 +299,7 @@ pub async fn meter(mut m: Metered) {
                 (m.stop)(&format!("{}: {}", e.kind().name(), e.message()));
                 // What was paid for it until it stopped is charged as it would have been.
                 let _ = tokio::time::timeout(STOP_WAIT, m.ended.cancelled()).await;
-                let fee = m.paid.as_mut().map(Paid::take);
+                let fee = final_fee(m.paid.as_mut()).await;
                 charge_rest(&m, fee, seq).await;
                 break;
             }
@@ -336,6 +339,18 @@ enum Waited {
 
 /// How long a stream its key ended is given to stop before what was paid for it is read.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How long an ended stream's last payment is waited for (its call's own deadline is 10 s).
+const SETTLE_WAIT: Duration = Duration::from_secs(20);
+
+/// What was paid for an ended stream since its last charge, read once its last payment, if one
+/// was on its way, is booked: read at once, a payment the stop caught mid-call was not charged.
+async fn final_fee(paid: Option<&mut Paid>) -> Option<Ratio> {
+    let paid = paid?;
+    if let Some(settled) = &paid.settled {
+        let _ = tokio::time::timeout(SETTLE_WAIT, settled.cancelled()).await;
+    }
+    Some(paid.take())
+}
 
 /// Waits out one interval of `m`, reading its key whenever it is changed here meanwhile
 /// (`changed`, replaced as it fires).
@@ -384,8 +399,34 @@ async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
 
 #[cfg(test)]
 mod stop_tests {
-    use super::StopUnlessMetered;
+    use super::{Paid, StopUnlessMetered, final_fee};
+    use livepeer_pm::Ratio;
     use std::cell::Cell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// An ended stream's last payment, on its way when it stopped, is charged: what was paid
+    /// is read once the stream says its payments are booked, not as soon as it stopped.
+    #[tokio::test]
+    async fn an_ended_stream_is_read_once_its_last_payment_is_booked() {
+        let wei = Arc::new(AtomicU64::new(100));
+        let settled = tokio_util::sync::CancellationToken::new();
+        let seen = wei.clone();
+        let mut paid = Paid {
+            read: Box::new(move || Ratio::from_u64(seen.load(Ordering::SeqCst))),
+            charged: Ratio::from_u64(40),
+            ev: false,
+            settled: Some(settled.clone()),
+        };
+        let (late, done) = (wei.clone(), settled.clone());
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            late.store(130, Ordering::SeqCst);
+            done.cancel();
+        });
+        assert_eq!(final_fee(Some(&mut paid)).await, Some(Ratio::from_u64(90)));
+        assert_eq!(final_fee(None).await, None);
+    }
 
     #[test]
     fn a_stream_is_stopped_unless_it_was_metered() {

@@ -90,10 +90,12 @@ fn settle_taken(
 
 /// Pays the serving orchestrator for the time used, every interval while input flows (§8.5).
 /// Nothing is paid off-chain or at price 0, as go-livepeer does.
+/// Ends between payments once `halt` fires, never in the middle of one.
 pub(crate) fn payments(
     inner: Arc<Inner>,
     stream: Arc<Stream>,
     session: &Session,
+    halt: tokio_util::sync::CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let unpaid = session.info.ticket_params.is_none()
         || session.lease.price().is_zero()
@@ -113,7 +115,10 @@ pub(crate) fn payments(
         let mut tick = tokio::time::interval(interval);
         tick.reset();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = halt.cancelled() => return,
+            }
             let segments = stream.counters.in_segments.load(Relaxed);
             if segments == seen {
                 continue;

@@ -330,6 +330,11 @@ impl Stream {
     }
 
     /// The stream has stopped and released everything: [`Stream::wait_stopped`] returns.
+    /// Fires once the stream is done: ended, its last payment booked, its channels closed.
+    pub(crate) fn done_token(&self) -> CancellationToken {
+        self.done.clone()
+    }
+
     pub(crate) fn mark_done(&self) {
         self.done.cancel();
     }
