@@ -122,8 +122,8 @@ async fn start(
         Ok(started) => started,
         Err(e) => return error_response(&e),
     };
-    if let (Some((tab, permit)), Some(stream)) = (metered, live.named(&name))
-        && let Err(e) = meter_stream(&live, tab, permit, &stream).await
+    if let Some((tab, permit)) = metered
+        && let Err(e) = meter_stream(&live, tab, permit, &started.stream).await
     {
         return e.into_response();
     }

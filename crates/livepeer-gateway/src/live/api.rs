@@ -134,6 +134,9 @@ async fn authorize(
 pub(crate) struct Started {
     pub(crate) body: Value,
     pub(crate) secret: String,
+    /// The stream this start made: a key meters this one, not whichever holds the name by
+    /// then (a restart by the same client may have replaced it already).
+    pub(crate) stream: Arc<Stream>,
 }
 
 /// Starts a stream; answers its four client channel URLs, its control routes and its secret.
@@ -176,7 +179,7 @@ pub(crate) async fn start(live: &LiveState, req: &StartRequest<'_>) -> Result<St
         "stop_url": route(req, "stop"),
         "stream_secret": secret,
     });
-    Ok(Started { body, secret })
+    Ok(Started { body, secret, stream })
 }
 
 /// The stream named `name` (or with stream id `name`), when `presented` are the credentials
