@@ -189,6 +189,14 @@ impl Load {
         self.in_flight.fetch_add(1, Relaxed);
     }
 
+    /// Marks one more request in flight if fewer than `capacity` are (any number when it is
+    /// 0), in one step: concurrent selections that each saw room before counting themselves
+    /// would otherwise go over what the orchestrator advertised.
+    pub fn try_begin_request(&self, capacity: u32) -> bool {
+        let room = |n: u32| (capacity == 0 || n < capacity).then(|| n.saturating_add(1));
+        self.in_flight.fetch_update(Relaxed, Relaxed, room).is_ok()
+    }
+
     /// Marks one request finished.
     pub fn end_request(&self) {
         // Never wraps below zero even if a caller ends twice.

@@ -312,13 +312,19 @@ impl Pool {
             };
             let slot = &snap.slots[entry.orch as usize];
             let job = snap.jobs[entry.job as usize].clone();
+            // Its place taken with the room checked again, in one step: another request may
+            // have taken the last one since it was chosen.
+            if !job.load.try_begin_request(entry.capacity) {
+                excluded.push(entry.orch);
+                continue;
+            }
             let Some(probe) = claim_probes(&slot.stats, &job, now) else {
+                job.load.end_request();
                 excluded.push(entry.orch);
                 continue;
             };
             slot.stats.selected();
             slot.stats.load.begin_request();
-            job.load.begin_request();
             return Ok(Lease {
                 pool: self.clone(),
                 stats: slot.stats.clone(),

@@ -58,6 +58,31 @@ fn ewma_and_in_flight() {
 }
 
 #[test]
+fn a_place_is_taken_only_while_there_is_room() {
+    let s = Load::default();
+    assert!(s.try_begin_request(2) && s.try_begin_request(2));
+    assert!(!s.try_begin_request(2), "full");
+    s.end_request();
+    assert!(s.try_begin_request(2), "a place freed is taken again");
+    assert!((0..100).all(|_| s.try_begin_request(0)), "0: no limit");
+    // Many threads at once take exactly the places there are.
+    let s = Load::default();
+    let taken = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..1_000 {
+                    if s.try_begin_request(5) {
+                        taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!((taken.into_inner(), s.in_flight()), (5, 5));
+}
+
+#[test]
 fn a_job_key_failure_is_that_keys_alone_but_shows_in_the_summary() {
     let o = OrchStats::default();
     let p = EjectPolicy::default();

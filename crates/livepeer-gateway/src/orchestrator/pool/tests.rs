@@ -106,6 +106,29 @@ fn capacity_is_compared_per_model() {
     assert!(p.snapshot().jobs.iter().all(|j| j.load.in_flight() == 0));
 }
 
+/// Selections racing on several threads never hold more of a model than its advertised
+/// capacity: the room is checked as the place is taken. Checked first and counted after,
+/// two selections could each see the last place free and both take it.
+#[test]
+fn racing_selections_stay_within_capacity() {
+    let p = pool(&[&[(T2I.0, T2I.1, 3)]]);
+    let most = std::sync::atomic::AtomicU32::new(0);
+    // Eight threads each holding one lease at a time keep the three places contended.
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..20_000 {
+                    let Ok(lease) = p.select(&key(T2I), &[]) else { continue };
+                    let now = p.snapshot().jobs[0].load.in_flight();
+                    most.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                    lease.succeeded();
+                }
+            });
+        }
+    });
+    assert!(most.into_inner() <= 3, "at most the capacity of 3 in flight");
+}
+
 #[test]
 fn job_state_survives_a_new_snapshot() {
     let p = pool(&[&[(T2I.0, T2I.1, 0)], &[(T2I.0, T2I.1, 0)]]);
