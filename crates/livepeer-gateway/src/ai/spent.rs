@@ -16,7 +16,9 @@ use crate::payment::Spend;
 
 /// A payment's tickets while its call is out; see the module docs.
 pub(super) struct InFlight {
-    armed: Option<Armed>,
+    // Boxed: it is held across the call's await, in every request's future, and the spend's
+    // exact amounts are large; unpaid requests hold none.
+    armed: Option<Box<Armed>>,
 }
 
 struct Armed {
@@ -36,12 +38,10 @@ impl InFlight {
         tab: Option<&Arc<Tab>>,
         metrics: &Metrics,
     ) -> Self {
-        let armed = spend.filter(|s| s.tickets > 0).map(|spend| Armed {
-            spend,
-            orch: orch.to_owned(),
-            key: key.clone(),
-            tab: tab.cloned(),
-            metrics: metrics.clone(),
+        let armed = spend.filter(|s| s.tickets > 0).map(|spend| {
+            let (orch, key, tab, metrics) =
+                (orch.to_owned(), key.clone(), tab.cloned(), metrics.clone());
+            Box::new(Armed { spend, orch, key, tab, metrics })
         });
         Self { armed }
     }

@@ -193,6 +193,7 @@ impl ByocStreams {
             started: Instant::now(),
             stop: CancellationToken::new(),
             done: CancellationToken::new(),
+            payments_out: Default::default(),
             data_readers: Arc::new(Semaphore::new(MAX_DATA_READERS)),
         });
         self.reserve(&stream)?;

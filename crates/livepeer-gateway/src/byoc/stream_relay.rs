@@ -161,10 +161,11 @@ async fn run(
     let url = session.control_url.clone();
     go(false, Box::pin(control(inner.clone(), web(), stream.clone(), url)));
     // Not in the set: a payment on its way when the session ends is let finish (its tickets
-    // are sent or not, and counted either way) rather than cut mid-call, uncounted.
+    // are sent or not, and counted either way) rather than cut mid-call, uncounted; the
+    // stream's end does not wait for it, its key's last charge does.
     let halt = CancellationToken::new();
     let (orch, service) = (session.orchestrator.clone(), session.service.clone());
-    let paying = tokio::spawn(payments(inner.clone(), stream.clone(), orch, service, halt.clone()));
+    tokio::spawn(payments(inner.clone(), stream.clone(), orch, service, halt.clone()));
     drop(tx);
     stream.counters.waiting_since_ms.store(0, Relaxed);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -182,17 +183,10 @@ async fn run(
         drain(stream, &mut rx).await;
     }
     set.abort_all();
+    // Its payment in flight, if any, goes on (counted in `payments_out`), and the task ends.
     halt.cancel();
-    // At the stream's end its last payment is waited for, so that the stream is done (and
-    // its key charged) with it counted; on a swap it finishes on its own meanwhile.
-    if matches!(outcome, Outcome::Ended(_)) {
-        let _ = tokio::time::timeout(PAYMENT_WAIT, paying).await;
-    }
     outcome
 }
-
-/// How long a stream's end waits for a payment on its way.
-const PAYMENT_WAIT: Duration = Duration::from_secs(15);
 
 /// Output stalled while input reached the orchestrator.
 fn stalled(stream: &Stream) -> Option<String> {
@@ -433,13 +427,19 @@ async fn payments(
     service: String,
     halt: CancellationToken,
 ) {
+    let _payer = stream.payments_out.payer();
     let every = inner.byoc.config.payment_interval;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // The halt first, and again after the tick: no payment starts once it fired.
         tokio::select! {
-            _ = tick.tick() => {}
+            biased;
             _ = halt.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if halt.is_cancelled() {
+            return;
         }
         match stream_orch::pay(&inner, &stream, &orchestrator).await {
             Ok(true) => {

@@ -122,6 +122,8 @@ pub(crate) struct Stream {
     pub(crate) stop: CancellationToken,
     /// Fires once the stream has released its channels and id.
     pub(crate) done: CancellationToken,
+    /// Its payment tasks still running (a key's last charge waits for them).
+    pub(crate) payments_out: crate::keys::meter::Outstanding,
     pub(crate) data_readers: Arc<Semaphore>,
 }
 

@@ -138,7 +138,7 @@ async fn start_inner(streams: &ByocStreams, req: Request) -> Result<Response, Er
                 read: Box::new(move || read.upgrade().map_or(prepaid, |s| ev(&s))),
                 charged: prepaid,
                 ev: true,
-                settled: Some(stream.done.clone()),
+                settled: Some(stream.payments_out.watch()),
             }),
         }));
         guard.metered();

@@ -193,7 +193,7 @@ async fn meter_stream(
             read: Box::new(move || read.upgrade().map(|s| s.fee_paid()).unwrap_or(prepaid)),
             charged: prepaid,
             ev: false,
-            settled: Some(stream.done_token()),
+            settled: Some(stream.payments_out.watch()),
         }),
     };
     tokio::spawn(crate::keys::meter::meter(metered));

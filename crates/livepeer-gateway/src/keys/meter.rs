@@ -225,9 +225,45 @@ pub struct Paid {
     /// Whether `read` counts the EV of the tickets sent (a BYOC stream's, whose fees the
     /// gateway does not see) rather than fees: the ledger's column for it.
     pub ev: bool,
-    /// Fires once no payment for the stream is on its way, after it ended: `read` is then
-    /// final. None: `read` is final as soon as the stream has ended.
-    pub settled: Option<CancellationToken>,
+    /// The stream's payments on their way ([`Outstanding::watch`]): once the stream has
+    /// ended and none is, `read` is final. None: final as soon as the stream has ended.
+    pub settled: Option<tokio::sync::watch::Receiver<usize>>,
+}
+
+/// A stream's payment tasks still running: each holds a [`Payer`] while it runs. A stream
+/// ends without waiting for them (its teardown, its orchestrator's place, its client's stop),
+/// and its key's last charge waits for them instead, so that a payment the end caught
+/// mid-call is charged.
+#[derive(Debug)]
+pub struct Outstanding(tokio::sync::watch::Sender<usize>);
+
+impl Default for Outstanding {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(0))
+    }
+}
+
+impl Outstanding {
+    /// Counts one more payment task until the [`Payer`] is dropped.
+    pub fn payer(&self) -> Payer {
+        self.0.send_modify(|n| *n += 1);
+        Payer(self.0.clone())
+    }
+
+    /// The count, for [`Paid::settled`].
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+}
+
+/// One running payment task of a stream (see [`Outstanding`]).
+#[derive(Debug)]
+pub struct Payer(tokio::sync::watch::Sender<usize>);
+
+impl Drop for Payer {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl std::fmt::Debug for Paid {
@@ -286,6 +322,8 @@ pub async fn meter(mut m: Metered) {
         let next = match waited {
             Waited::Due => m.first.next().await,
             Waited::Ended => {
+                // The key's place is free as the stream ends, not once its payments are in.
+                drop(m.permit.take());
                 let fee = final_fee(m.paid.as_mut()).await;
                 charge_rest(&m, fee, seq).await;
                 break;
@@ -299,6 +337,7 @@ pub async fn meter(mut m: Metered) {
                 (m.stop)(&format!("{}: {}", e.kind().name(), e.message()));
                 // What was paid for it until it stopped is charged as it would have been.
                 let _ = tokio::time::timeout(STOP_WAIT, m.ended.cancelled()).await;
+                drop(m.permit.take());
                 let fee = final_fee(m.paid.as_mut()).await;
                 charge_rest(&m, fee, seq).await;
                 break;
@@ -339,15 +378,16 @@ enum Waited {
 
 /// How long a stream its key ended is given to stop before what was paid for it is read.
 const STOP_WAIT: Duration = Duration::from_secs(5);
-/// How long an ended stream's last payment is waited for (its call's own deadline is 10 s).
-const SETTLE_WAIT: Duration = Duration::from_secs(20);
+/// How long an ended stream's last payments are waited for: a BYOC payment's own deadline
+/// is 75 s (a live one's 10 s), and the wait is the meter's alone.
+const SETTLE_WAIT: Duration = Duration::from_secs(90);
 
 /// What was paid for an ended stream since its last charge, read once its last payment, if one
 /// was on its way, is booked: read at once, a payment the stop caught mid-call was not charged.
 async fn final_fee(paid: Option<&mut Paid>) -> Option<Ratio> {
     let paid = paid?;
-    if let Some(settled) = &paid.settled {
-        let _ = tokio::time::timeout(SETTLE_WAIT, settled.cancelled()).await;
+    if let Some(settled) = &mut paid.settled {
+        let _ = tokio::time::timeout(SETTLE_WAIT, settled.wait_for(|n| *n == 0)).await;
     }
     Some(paid.take())
 }
@@ -399,7 +439,7 @@ async fn charge_rest(m: &Metered, fee: Option<Ratio>, seq: u64) {
 
 #[cfg(test)]
 mod stop_tests {
-    use super::{Paid, StopUnlessMetered, final_fee};
+    use super::{Outstanding, Paid, StopUnlessMetered, final_fee};
     use livepeer_pm::Ratio;
     use std::cell::Cell;
     use std::sync::Arc;
@@ -410,19 +450,20 @@ mod stop_tests {
     #[tokio::test]
     async fn an_ended_stream_is_read_once_its_last_payment_is_booked() {
         let wei = Arc::new(AtomicU64::new(100));
-        let settled = tokio_util::sync::CancellationToken::new();
+        let outstanding = Outstanding::default();
         let seen = wei.clone();
         let mut paid = Paid {
             read: Box::new(move || Ratio::from_u64(seen.load(Ordering::SeqCst))),
             charged: Ratio::from_u64(40),
             ev: false,
-            settled: Some(settled.clone()),
+            settled: Some(outstanding.watch()),
         };
-        let (late, done) = (wei.clone(), settled.clone());
+        // A payment task still running as the stream ends: booked, then gone.
+        let (late, payer) = (wei.clone(), outstanding.payer());
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             late.store(130, Ordering::SeqCst);
-            done.cancel();
+            drop(payer);
         });
         assert_eq!(final_fee(Some(&mut paid)).await, Some(Ratio::from_u64(90)));
         assert_eq!(final_fee(None).await, None);

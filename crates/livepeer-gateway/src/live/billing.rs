@@ -114,10 +114,16 @@ pub(crate) fn payments(
         let mut seen = stream.counters.in_segments.load(Relaxed);
         let mut tick = tokio::time::interval(interval);
         tick.reset();
+        let _payer = stream.payments_out.payer();
         loop {
+            // The halt first, and again after the tick: no payment starts once it fired.
             tokio::select! {
-                _ = tick.tick() => {}
+                biased;
                 _ = halt.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if halt.is_cancelled() {
+                return;
             }
             let segments = stream.counters.in_segments.load(Relaxed);
             if segments == seen {

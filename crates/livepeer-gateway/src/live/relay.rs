@@ -90,9 +90,10 @@ pub(crate) async fn run(
         set.spawn(async move { done(fut.await).await });
     }
     // Not in the set: a payment on its way when the session ends is let finish (its tickets
-    // are sent or not, and booked either way) rather than cut mid-call, unrecorded.
+    // are sent or not, and booked either way) rather than cut mid-call, unrecorded; the
+    // stream's end does not wait for it, its key's last charge does.
     let halt = tokio_util::sync::CancellationToken::new();
-    let paying = tokio::spawn(payments(inner.clone(), stream.clone(), session, halt.clone()));
+    tokio::spawn(payments(inner.clone(), stream.clone(), session, halt.clone()));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let outcome = loop {
         tokio::select! {
@@ -108,17 +109,10 @@ pub(crate) async fn run(
         drain(stream, &mut rx, inner.config.out_segment_timeout).await;
     }
     set.abort_all();
+    // Its payment in flight, if any, goes on (counted in `payments_out`), and the task ends.
     halt.cancel();
-    // At the stream's end its last payment is waited for, so that the stream is done (and
-    // its key charged) with it booked; on a swap it finishes on its own meanwhile.
-    if matches!(outcome, Outcome::Ended(_)) {
-        let _ = tokio::time::timeout(PAYMENT_WAIT, paying).await;
-    }
     (outcome, progress.load(Relaxed))
 }
-
-/// How long a stream's end waits for a payment on its way (its call's deadline is 10 s).
-const PAYMENT_WAIT: Duration = Duration::from_secs(15);
 
 /// Why a stream ends when its client closes the input channel.
 const INPUT_CLOSED: &str = "the client closed its input";

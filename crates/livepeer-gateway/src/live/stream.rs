@@ -267,6 +267,8 @@ pub(crate) struct Stream {
     pub(crate) stop: CancellationToken,
     /// Fires once it has stopped and released everything.
     done: CancellationToken,
+    /// Its payment tasks still running (a key's last charge waits for them).
+    pub(crate) payments_out: crate::keys::meter::Outstanding,
 }
 
 impl Stream {
@@ -284,6 +286,7 @@ impl Stream {
             params_tx: watch::Sender::new(1),
             stop: CancellationToken::new(),
             done: CancellationToken::new(),
+            payments_out: Default::default(),
         }
     }
 
@@ -330,11 +333,6 @@ impl Stream {
     }
 
     /// The stream has stopped and released everything: [`Stream::wait_stopped`] returns.
-    /// Fires once the stream is done: ended, its last payment booked, its channels closed.
-    pub(crate) fn done_token(&self) -> CancellationToken {
-        self.done.clone()
-    }
-
     pub(crate) fn mark_done(&self) {
         self.done.cancel();
     }

@@ -52,6 +52,7 @@ impl NodeLabels {
     }
 
     /// `,node_id="…",node_type="bctr"`.
+    #[cfg(test)]
     pub(super) fn all(&self) -> &str {
         &self.all
     }

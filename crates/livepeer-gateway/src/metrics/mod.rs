@@ -172,7 +172,7 @@ struct TranscodeFamilies {
     transcoded: Counter,
     failed: Family<CodeLabel, Counter>,
     retried: Family<TryLabel, Counter>,
-    latency: Histogram,
+    latency: Family<OrchLabel, Histogram>,
     created: Counter,
     ended: Counter,
     current: Gauge,
@@ -190,8 +190,9 @@ struct TryLabel {
     r#try: String,
 }
 
-/// Seconds: a segment's transcode, fetches included.
-const TRANSCODE_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 15.0];
+/// Seconds: a segment from its arrival to its renditions, go-livepeer's buckets.
+const TRANSCODE_BUCKETS: [f64; 13] =
+    [0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 10.0];
 
 fn transcode_families(r: &mut Registry) -> TranscodeFamilies {
     TranscodeFamilies {
@@ -222,8 +223,9 @@ fn transcode_families(r: &mut Registry) -> TranscodeFamilies {
         latency: add(
             r,
             "transcode_overall_latency_seconds",
-            "Time to transcode a segment and fetch its renditions",
-            Histogram::new(TRANSCODE_BUCKETS),
+            "Transcoding latency, from the source segment's arrival until all its renditions \
+             are in, retries included, by the orchestrator's transcoder URI",
+            Family::new_with_constructor(|| Histogram::new(TRANSCODE_BUCKETS)),
         ),
         created: add(r, "stream_created", "Transcoding streams created", Counter::default()),
         ended: add(r, "stream_ended", "Transcoding streams ended", Counter::default()),
@@ -494,7 +496,7 @@ impl Metrics {
         }
         let node = self.node.load();
         let mut out = exposition::prometheus_text(&open, &node);
-        process::append(&mut out, node.all());
+        process::append(&mut out);
         out
     }
 
@@ -597,9 +599,12 @@ impl Metrics {
         self.transcode.source_appeared.inc();
     }
 
-    pub(crate) fn segment_transcoded(&self, took: Duration) {
+    /// A segment transcoded by the orchestrator whose transcoder URI is `transcoder`, `took`
+    /// after it arrived.
+    pub(crate) fn segment_transcoded(&self, transcoder: &str, took: Duration) {
         self.transcode.transcoded.inc();
-        self.transcode.latency.observe(took.as_secs_f64());
+        let label = OrchLabel { orchestrator_uri: self.orch_label(transcoder) };
+        self.transcode.latency.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     /// A transcode attempt failed with go-livepeer's `code` (a fixed word).

@@ -1,8 +1,9 @@
 //! The process series that go-livepeer's `/metrics` carries from Prometheus' Go client
 //! (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, …),
 //! read from `/proc/self` when scraped. Written here because prometheus-client has no
-//! process collector; names, types and units are the Go client's, so the usual memory, CPU and
-//! descriptor panels and alerts work unchanged.
+//! process collector; names, types, units and labels (none: the Go client's collector is not
+//! one of go-livepeer's OpenCensus views, which carry `node_id`) are the Go client's, so the
+//! usual memory, CPU and descriptor panels and alerts work unchanged.
 
 use std::fmt::Write as _;
 
@@ -17,9 +18,9 @@ struct Reading {
     max_fds: Option<u64>,
 }
 
-/// Appends the process series, each with `node` (`,node_id=…` as the other series carry it),
-/// to `out`. Nothing is written where `/proc` cannot be read (not Linux).
-pub(super) fn append(out: &mut String, node: &str) {
+/// Appends the process series to `out`. Nothing is written where `/proc` cannot be read (not
+/// Linux).
+pub(super) fn append(out: &mut String) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| boot_time(&s));
     let ticks = rustix::param::clock_ticks_per_second() as f64;
@@ -27,7 +28,7 @@ pub(super) fn append(out: &mut String, node: &str) {
     let Some(mut r) = parse_stat(&stat, ticks, page, boot) else { return };
     r.open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
     r.max_fds = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    write(out, &r, node);
+    write(out, &r);
 }
 
 /// The fields of `/proc/self/stat` (proc(5)) the series need. The command name, field 2, is
@@ -54,10 +55,9 @@ fn boot_time(proc_stat: &str) -> Option<u64> {
     proc_stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
-fn write(out: &mut String, r: &Reading, node: &str) {
-    let labels = format!("{{{}}}", node.trim_start_matches(','));
+fn write(out: &mut String, r: &Reading) {
     let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     one(
         "process_cpu_seconds_total",
@@ -110,12 +110,13 @@ mod tests {
         assert_eq!(boot_time("cpu 1 2\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_process_is_read_from_proc() {
         let mut out = String::new();
-        append(&mut out, ",node_id=\"h\",node_type=\"bctr\"");
+        append(&mut out);
         let value = |name: &str| {
-            let prefix = format!("{name}{{node_id=\"h\",node_type=\"bctr\"}} ");
+            let prefix = format!("{name} ");
             let line = out.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| {
                 panic!("no {name} in {out}");
             });

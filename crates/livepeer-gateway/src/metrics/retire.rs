@@ -119,9 +119,11 @@ impl Metrics {
             self.selections.remove(&label);
             self.ejections.remove(&label);
             self.discovery_latency.remove(&label);
+            self.transcode.latency.remove(&label);
         }
         self.discovery_errors.clear();
         self.ai_requested.clear();
+        self.ai_price.clear();
         self.ai_errors.clear();
         self.ai_latency.clear();
         self.tickets_sent.clear();

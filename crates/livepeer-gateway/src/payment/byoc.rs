@@ -26,8 +26,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use livepeer_pm::{
-    B256, ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, build_payment,
-    payment_header_value,
+    B256, ExpirationParams, MAX_SENDER_NONCES, Ratio, SenderSession, SignedRatio, TicketParams,
+    build_payment, payment_header_value,
 };
 
 use tokio::sync::watch;
@@ -174,51 +174,56 @@ pub enum ByocOutcome {
     Refused,
 }
 
-/// How many sets of token params an account keeps sessions for: jobs may carry a token older
-/// than the newest (the refresher replaces it while they wait), and each set's nonces go on
-/// where they were.
-const LIVE_SESSIONS: usize = 4;
-/// How many sets of params let go an account remembers, to refuse them.
+/// How many sets of token params an account keeps sessions for.
+const LIVE_SESSIONS: usize = 8;
+/// How many sessions let go an account remembers the last nonce of.
 const RETIRED_SESSIONS: usize = 64;
 
 /// One account's ticket sessions, by the params' `recipient_rand_hash`. go-livepeer's
-/// orchestrator refuses a nonce it has seen for a hash, so a hash's nonces never start again:
-/// a session is kept while its params are among the last [`LIVE_SESSIONS`] used, and a token
-/// whose params were let go since is refused (a fresh one is needed) rather than start them
-/// over. Before, one session was kept per account, and a job on an older token than the last
-/// one used started its params' nonces at 1 again, tickets the orchestrator refused after
-/// their EV was booked as credit.
+/// orchestrator refuses a nonce it has seen for a hash, and each token it hands out has params
+/// of their own (a fresh seed every time), while a job may pay with a token older than the
+/// newest one used (the refresher replaced it while the job waited, or a stream payment
+/// fetched another). So a hash's nonces go on where they were: its session is kept while it is
+/// among the last [`LIVE_SESSIONS`] used, and resumed from its last nonce while it is among
+/// the last [`RETIRED_SESSIONS`] let go (params that old have expired, on chain, and are
+/// refused before this). Before, one session was kept per account, and a job on an older
+/// token started its params' nonces at 1 again: tickets the orchestrator refused after their
+/// EV was booked as credit.
 #[derive(Debug, Default)]
 struct Sessions {
     live: VecDeque<SenderSession>,
-    retired: VecDeque<B256>,
+    retired: VecDeque<(B256, u32)>,
 }
 
 impl Sessions {
-    /// The session of `hash`, made by `fresh` if these params are new; `None` if they were let
-    /// go.
+    /// The session of `params` with `expiration`: kept, resumed, or new.
     fn get_or_insert(
         &mut self,
-        hash: B256,
-        fresh: impl FnOnce() -> SenderSession,
+        params: TicketParams,
+        expiration: ExpirationParams,
     ) -> Option<&mut SenderSession> {
+        let hash = params.recipient_rand_hash;
         match self.live.iter().position(|s| s.params().recipient_rand_hash == hash) {
+            // The most recently used last, so that the one let go is the least recent.
             Some(i) => {
-                // The most recently used last, so that the one let go is the least recent.
                 let session = self.live.remove(i)?;
                 self.live.push_back(session);
             }
-            None if self.retired.contains(&hash) => return None,
             None => {
+                let resumed = self.retired.iter().position(|(h, _)| *h == hash);
+                let last = resumed.and_then(|i| self.retired.remove(i)).map(|(_, n)| n);
                 if self.live.len() == LIVE_SESSIONS
                     && let Some(old) = self.live.pop_front()
                 {
                     if self.retired.len() == RETIRED_SESSIONS {
                         self.retired.pop_front();
                     }
-                    self.retired.push_back(old.params().recipient_rand_hash);
+                    self.retired.push_back((old.params().recipient_rand_hash, old.last_nonce()));
                 }
-                self.live.push_back(fresh());
+                self.live.push_back(match last {
+                    Some(n) => SenderSession::resume(params, expiration, n),
+                    None => SenderSession::new(params, expiration),
+                });
             }
         }
         self.live.back_mut()
@@ -263,14 +268,9 @@ impl ByocBooks {
         if let Some(refusal) = local.over_total_ev(&payment.ev_sent) {
             return Err(PayError::Refused(refusal));
         }
-        let hash = params.recipient_rand_hash;
-        let fresh =
-            || SenderSession::new(params, params.expiration_or(ExpirationParams::default()));
-        let Some(session) = account.sessions.get_or_insert(hash, fresh) else {
-            return Err(PayError::Refused(format!(
-                "the token's ticket params of {orch} are older than the ones in use; a fresh \
-                 token is needed"
-            )));
+        let expiration = params.expiration_or(ExpirationParams::default());
+        let Some(session) = account.sessions.get_or_insert(params, expiration) else {
+            return Err(internal(&"no ticket session"));
         };
         if session.last_nonce().saturating_add(payment.tickets) > MAX_SENDER_NONCES {
             return Err(PayError::Refused(format!(
@@ -553,31 +553,37 @@ mod tests {
     }
 
     /// A token older than the last one used (a job that waited while the refresher replaced
-    /// it) goes on with its params' nonces; params let go are refused, never started over.
+    /// it, or while other payments fetched newer ones) goes on with its params' nonces, kept
+    /// or let go and resumed; they never start over.
     #[test]
     fn a_token_s_params_never_start_their_nonces_over() {
         let key = LocalSigner::from_bytes(&[5; 32]).unwrap();
-        let session = |hash: u8| {
+        let params = |hash: u8| {
             let mut params = token(1, 0).ticket_params.unwrap();
             params.recipient_rand_hash = B256::from([hash; 32]);
-            move || SenderSession::new(params, ExpirationParams::default())
+            params
         };
+        let exp = ExpirationParams::default();
         let mut sessions = Sessions::default();
-        let first = sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap();
+        let first = sessions.get_or_insert(params(1), exp).unwrap();
         first.create_batch(&key, 3).unwrap();
-        sessions.get_or_insert(B256::from([2; 32]), session(2)).unwrap();
-        let again = sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap();
+        sessions.get_or_insert(params(2), exp).unwrap();
+        let again = sessions.get_or_insert(params(1), exp).unwrap();
         assert_eq!(again.last_nonce(), 3, "the older token's nonces go on");
-        // Four more sets of params: the least recently used (2) is let go, and refused.
-        for hash in 3..=5 {
-            sessions.get_or_insert(B256::from([hash; 32]), session(hash)).unwrap();
+        again.create_batch(&key, 2).unwrap();
+        // Enough newer params that 1 is let go: resumed where it was.
+        for hash in 10..10 + LIVE_SESSIONS as u8 {
+            sessions.get_or_insert(params(hash), exp).unwrap();
         }
-        assert!(sessions.get_or_insert(B256::from([2; 32]), session(2)).is_none());
-        assert_eq!(
-            sessions.get_or_insert(B256::from([1; 32]), session(1)).unwrap().last_nonce(),
-            3
+        assert!(
+            sessions
+                .live
+                .iter()
+                .all(|s| s.params().recipient_rand_hash != params(1).recipient_rand_hash)
         );
+        assert_eq!(sessions.get_or_insert(params(1), exp).unwrap().last_nonce(), 5);
         assert_eq!(sessions.live.len(), LIVE_SESSIONS);
+        assert!(sessions.retired.len() <= RETIRED_SESSIONS);
     }
 
     #[test]

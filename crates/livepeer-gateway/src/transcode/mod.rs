@@ -488,6 +488,7 @@ impl TranscodeState {
                 attempter: &self.inner.attempter,
                 metrics: &self.inner.metrics,
                 max_attempts: self.inner.config.max_attempts,
+                emerged: started,
             };
             session::transcode(ctx, stream, &job).await.map(|d| {
                 paid = (d.paid.tickets, d.paid.ev_sent, d.paid.fee);

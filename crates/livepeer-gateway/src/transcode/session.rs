@@ -41,6 +41,9 @@ pub(super) struct Ctx<'a> {
     pub(super) metrics: &'a Metrics,
     /// Attempts at most.
     pub(super) max_attempts: u32,
+    /// When the segment reached the gateway: its overall latency (go-livepeer's, from the
+    /// segment's emergence) counts from here, waits and failed attempts included.
+    pub(super) emerged: Instant,
 }
 
 /// The latency score's floor on segment time (go-livepeer's 1.5 s).
@@ -83,7 +86,7 @@ pub(super) async fn transcode(ctx: Ctx<'_>, stream: &Stream, job: &Job) -> Resul
                 if stream.keep(url.as_str(), score) {
                     ctx.metrics.orchestrator_swap();
                 }
-                ctx.metrics.segment_transcoded(took);
+                ctx.metrics.segment_transcoded(&info.transcoder, ctx.emerged.elapsed());
                 return Ok(done);
             }
             Err(e) => {

@@ -126,11 +126,11 @@ pub async fn metrics_text(gw: &Gateway) -> String {
 }
 
 /// `text` (a `/metrics` body) with each sample's `node_id` and `node_type` taken out; panics
-/// on a sample without them.
+/// on a sample without them, but the process series (none, as go-livepeer's).
 pub fn without_node_labels(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        if !line.starts_with('#') && !line.is_empty() {
+        if !line.starts_with('#') && !line.is_empty() && !line.starts_with("process_") {
             // `livepeer_versions` has no `node_id`, as go-livepeer's.
             let start = line.find("node_id=\"").or_else(|| line.find("node_type=\""));
             let start = start.unwrap_or_else(|| panic!("no node_id: {line}"));

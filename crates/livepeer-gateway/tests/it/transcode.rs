@@ -146,6 +146,14 @@ async fn pushed_segments_are_transcoded_and_played_back_as_hls() {
     let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("livepeer_segment_transcoded_total 3"), "{metrics}");
     assert!(metrics.contains("livepeer_current_sessions_total 1"), "{metrics}");
+    // go-livepeer's overall latency, per transcoder, with its buckets.
+    let count = metrics
+        .lines()
+        .find(|l| l.starts_with("livepeer_transcode_overall_latency_seconds_count{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(count.contains(sim.url().trim_end_matches('/')) && count.ends_with(" 3"), "{count}");
+    assert!(metrics.contains("livepeer_transcode_overall_latency_seconds_bucket{"), "{metrics}");
+    assert!(metrics.contains("le=\"3.5\""), "{metrics}");
     gw.shutdown().await;
 }
 
