@@ -31,6 +31,14 @@ pub fn url(database_url: Option<&str>, data_dir: &Path) -> Result<String, String
     Ok(format!("sqlite://{path}?mode=rwc"))
 }
 
+/// PostgreSQL session settings: no statement runs, waits for a lock, or holds a transaction
+/// open idle beyond these (the gateway's statements take milliseconds; migrations a second).
+pub const PG_SESSION: [(&str, &str); 3] = [
+    ("statement_timeout", "15s"),
+    ("lock_timeout", "5s"),
+    ("idle_in_transaction_session_timeout", "30s"),
+];
+
 /// Connects to `url` (`sqlite://…` or `postgres://…`) with at most `max_connections`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
@@ -44,6 +52,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
                 if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                     sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                }
+                // PostgreSQL: the server bounds what it makes a session wait for. Without it,
+                // a row lock held by another instance's stalled transaction held this one's
+                // budget reservations (and the requests waiting behind them) for as long as
+                // that transaction lived. SQLite's busy timeout (5 s) bounds its own locks.
+                if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+                    for (name, value) in PG_SESSION {
+                        let set = format!("SET {name} = '{value}'");
+                        sqlx::query(&set).execute(&mut *conn).await?;
+                    }
                 }
                 Ok(())
             })

@@ -198,12 +198,15 @@ async fn stderr_tail(mut stderr: tokio::process::ChildStderr) -> String {
 
 /// Whether ffmpeg can be run: checked once when RTMP ingest starts, so that an operator
 /// learns at start rather than at the first publish.
+/// Within 10 s: RTMP ingest accepts nothing until it is known, and an ffmpeg that hangs
+/// (killed when given up on) counts as not there.
 pub async fn ffmpeg_available() -> bool {
-    Command::new("ffmpeg")
+    let status = Command::new("ffmpeg")
         .arg("-version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+        .kill_on_drop(true)
+        .status();
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(10), status).await;
+    ran.is_ok_and(|r| r.is_ok_and(|s| s.success()))
 }

@@ -178,6 +178,10 @@ enum Step {
     Need { release: i64, want: i64 },
 }
 
+/// How long a budget ask waits for the database's answer (the server's own statement bound is
+/// 15 s, `database::PG_SESSION`).
+const DB_ANSWER: Duration = Duration::from_secs(20);
+
 /// The database's answer on its way to the request that asked: a grant the request never
 /// takes goes back to the lease when the delivery is dropped.
 struct Delivery {
@@ -287,7 +291,18 @@ impl Leases {
             let _turn = turn;
             let ask =
                 Ask { key_id: &key, period, budget, need: amount, want, release, min: amount };
-            let answer = leases.acquire(&holder, &ask).await;
+            // Bounded: the key's gate is held until the answer is booked, and a connection
+            // whose server went silent (no error, no answer) held it, and every request of
+            // the key behind it, for good. Whether an ask given up on committed is unknown,
+            // so nothing is credited back then: the lease's rest it gave back stays with the
+            // database, and the key may use less of its budget until this instance's holds
+            // are given back, never more.
+            let Ok(answer) = tokio::time::timeout(DB_ANSWER, leases.acquire(&holder, &ask)).await
+            else {
+                let answer = Some(Err(sqlx::Error::PoolTimedOut));
+                let _ = tx.send(Delivery { answer, refund: None });
+                return;
+            };
             match &answer {
                 Ok(Grant::Granted(granted)) => {
                     leases.credit(&key, &holder, period, granted - amount)

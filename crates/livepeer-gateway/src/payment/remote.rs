@@ -103,6 +103,26 @@ type SessionKey = (String, JobKey, String);
 /// A session; its async lock keeps the signer's state echoed in order across awaits.
 type SharedSession = Arc<tokio::sync::Mutex<Session>>;
 
+/// How long a payment waits for its session's turn. Payments of a session go one at a time,
+/// each up to a few signer calls (10 s each); without a bound, a queue behind a slow signer
+/// waited for each one before it, far past any request's deadline, each holding a place at
+/// the orchestrator meanwhile.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The session's turn, or a refusal (no one is blamed: the signer is slow) after [`TURN_WAIT`].
+async fn turn<'a, S>(
+    session: &'a tokio::sync::Mutex<S>,
+    url: &Url,
+) -> Result<tokio::sync::MutexGuard<'a, S>, PayError> {
+    tokio::time::timeout(TURN_WAIT, session.lock()).await.map_err(|_| {
+        PayError::Refused(format!(
+            "payments to {} queued over {} s behind the remote signer",
+            crate::outbound::shown(url),
+            TURN_WAIT.as_secs()
+        ))
+    })
+}
+
 /// What the signer produced for one attempt.
 #[derive(Debug)]
 pub(super) struct RemotePayment {
@@ -179,7 +199,7 @@ impl RemotePayer {
         let caps = Capabilities::ai_job(key.capability, &key.model, "", "");
         let session = self.session(url, key, manifest, Some(&caps)).await?;
         // One payment at a time per session: the signer's state must be echoed in order.
-        let mut s = session.lock().await;
+        let mut s = turn(&session, url).await?;
         for _ in 0..=MAX_REFRESHES {
             // The signer checks only the ceilings it is sent or configured with: the
             // gateway's own caps are checked here, on the info the signer is asked to pay.
@@ -280,7 +300,7 @@ impl RemotePayer {
         let params = token.ticket_params.ok_or(PayError::NoTicketParams)?;
         let key = JobKey::byoc(capability);
         let session = self.session(url, &key, capability, None).await?;
-        let mut s = session.lock().await;
+        let mut s = turn(&session, url).await?;
         let hash = params.recipient_rand_hash;
         s.reprice((token.price_info.price_per_unit, token.price_info.pixels_per_unit), hash);
         let used = s.nonces.filter(|(h, _)| *h == hash).map_or(0, |(_, n)| n);
@@ -623,6 +643,19 @@ mod tests {
             expiration_block: U256::from(99u64),
             expiration_params: None,
         }
+    }
+
+    /// A payment queued behind a session's slow payments gives up after its wait, refused
+    /// (nobody blamed), rather than wait for each one before it.
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_waits_for_its_session_s_turn_within_a_bound() {
+        let session = tokio::sync::Mutex::new(());
+        let url: Url = "https://o.example:8935/".parse().unwrap();
+        let held = session.lock().await;
+        let waited = turn(&session, &url).await.unwrap_err();
+        assert!(matches!(&waited, PayError::Refused(m) if m.contains("30 s")), "{waited:?}");
+        drop(held);
+        assert!(turn(&session, &url).await.is_ok());
     }
 
     #[test]

@@ -177,6 +177,29 @@ async fn keys_on_postgresql_are_shared_by_two_gateways() {
     drop(pg);
 }
 
+/// Each connection bounds how long the server makes it wait: a statement, a lock, an idle
+/// transaction (a row lock held by a stalled instance held every other's reservations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_sessions_bound_their_waits() {
+    let Some(pg) = postgres().await else { return };
+    let db = livepeer_gateway::database::connect(&pg.url(), 2).await.unwrap();
+    for (name, value) in livepeer_gateway::database::PG_SESSION {
+        let row = sqlx::query(&format!("SHOW {name}")).fetch_one(&db).await.unwrap();
+        let shown: String = sqlx::Row::try_get(&row, 0).unwrap();
+        assert_eq!(shown, value, "{name}");
+    }
+    // A lock another session holds is given up on with an error, not waited for.
+    sqlx::query("CREATE TABLE held (id BIGINT PRIMARY KEY)").execute(&db).await.unwrap();
+    sqlx::query("INSERT INTO held (id) VALUES (1)").execute(&db).await.unwrap();
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("UPDATE held SET id = 1 WHERE id = 1").execute(&mut *holder).await.unwrap();
+    let waited = sqlx::query("UPDATE held SET id = 1 WHERE id = 1").execute(&db).await;
+    let e = waited.unwrap_err().to_string();
+    assert!(e.contains("lock timeout"), "{e}");
+    holder.rollback().await.unwrap();
+    drop(pg);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back() {
     let Some(mut pg) = postgres().await else { return };

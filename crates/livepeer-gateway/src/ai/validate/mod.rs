@@ -176,7 +176,7 @@ pub struct Limits {
     /// headers state a duration the file need not hold (a 12 kB FLAC can state 99 days, which
     /// the orchestrator's probe would bill too), and every other pipeline's units are capped.
     pub max_audio_seconds: u64,
-    /// Most audio probes at once; further uploads wait for a slot (within their deadline).
+    /// Most audio probes at once; further uploads wait for a slot, 30 s at most (then 503).
     pub probe_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -547,6 +547,9 @@ pub fn rejection(errors: Vec<FieldError>) -> crate::error::Error {
     Error::validation(errors)
 }
 
+/// How long an upload waits for an audio probe's slot.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Whole seconds of uploaded audio, as the orchestrator will bill them.
 async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldError> {
     let fail = |why: &str| {
@@ -560,7 +563,10 @@ async fn audio_seconds(upload: &Upload, limits: &Limits) -> Result<u64, FieldErr
     // The permit moves into the blocking task: that task runs on when the request is dropped
     // (a client hanging up), and must keep its slot until it ends.
     let unavailable = || error(&["body", upload.field], PROBE_DOWN, PROBE_UNAVAILABLE);
-    let Ok(slot) = limits.probe_slots.clone().acquire_owned().await else {
+    // The wait is bounded: queued behind other clients' long probes, an upload would wait
+    // past its request's deadline; it is the gateway's 503 then.
+    let slot = tokio::time::timeout(PROBE_WAIT, limits.probe_slots.clone().acquire_owned());
+    let Ok(Ok(slot)) = slot.await else {
         return Err(unavailable());
     };
     let audio = upload.bytes.clone();

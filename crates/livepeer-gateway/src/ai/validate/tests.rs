@@ -403,6 +403,19 @@ async fn an_audio_probe_that_cannot_run_is_the_gateway_s_fault() {
     assert_eq!(rejection(errors).kind(), crate::error::Kind::Validation);
 }
 
+/// An upload queued behind other probes holding every slot gives up after its wait, the
+/// gateway's 503, rather than wait past its request's deadline.
+#[tokio::test(start_paused = true)]
+async fn an_audio_probe_waits_for_a_slot_within_a_bound() {
+    let limits = Limits::default();
+    let slots = limits.probe_slots.clone();
+    let n = slots.available_permits() as u32;
+    let _all = slots.acquire_many_owned(n).await.unwrap();
+    let input = form(Some(("audio", wav(8000, 12_000))), &[]);
+    let errors = validate(Pipeline::AudioToText, input, &limits).await.unwrap_err();
+    assert_eq!(rejection(errors).kind(), crate::error::Kind::GatewayOverloaded);
+}
+
 #[tokio::test]
 async fn audio_to_text_bills_whole_seconds() {
     // 1.5 s at 8 kHz: billed as 1 whole second.
