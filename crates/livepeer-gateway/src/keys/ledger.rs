@@ -204,12 +204,19 @@ async fn write(db: &AnyPool, pending: &mut Pending) -> Result<(), sqlx::Error> {
         batch.tried = true;
         let prune = pending.tried.is_multiple_of(PRUNE_EVERY);
         pending.tried += 1;
-        write_batch(db, batch, prune).await?;
+        // Bounded: a connection whose server went silent gave no error, and the writer, its
+        // queue full behind it, then had every keyed request refused until restart. A batch
+        // given up on is tried again; its id keeps it from being written twice.
+        let written = tokio::time::timeout(BATCH_WAIT, write_batch(db, batch, prune)).await;
+        written.map_err(|_| sqlx::Error::PoolTimedOut)??;
         pending.rows -= batch.rows.len();
         pending.batches.pop_front();
     }
     Ok(())
 }
+
+/// How long one batch's write may take (the server bounds each statement at 15 s).
+const BATCH_WAIT: Duration = Duration::from_secs(30);
 
 /// Writes `batch` in one transaction, unless its id shows it written already.
 async fn write_batch(db: &AnyPool, batch: &Batch, prune: bool) -> Result<(), sqlx::Error> {

@@ -124,13 +124,18 @@ impl ChainDiscovery {
             }
         };
         let took = started.elapsed();
-        if let Err(e) = db::store(&self.db, &found.orchestrators).await {
-            tracing::warn!(error = %e, "could not store the on-chain pool");
-        }
+        // Served first, then stored (for the next start): a database that does not answer
+        // must not keep the pool on its last list.
         let urls = active_urls(&found.orchestrators);
         let active = urls.len();
         self.list.set(urls);
         pool.refresh_soon();
+        let stored = db::store(&self.db, &found.orchestrators);
+        match tokio::time::timeout(Duration::from_secs(30), stored).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not store the on-chain pool"),
+            Err(_) => tracing::warn!("could not store the on-chain pool: no answer in 30 s"),
+        }
         status.set_rounds(found.rounds);
         tracing::info!(
             pool = found.orchestrators.len(),
