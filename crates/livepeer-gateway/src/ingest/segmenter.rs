@@ -23,6 +23,9 @@ use super::flv::{self, TagKind};
 const QUEUED_SEGMENTS: usize = 2;
 /// The tail of ffmpeg's error output kept for the log.
 const STDERR_TAIL: usize = 2048;
+/// How long ffmpeg has to finish once its input ended: it is killed after, so that one that
+/// wedges does not keep its process and the stream's task until shutdown.
+const FINISH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a stream's segmenting ended early.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,14 @@ pub struct SegmenterInput {
     most: u64,
     /// Cancelled to kill ffmpeg and end the stream.
     abort: CancellationToken,
+    /// Cancelled when this input is dropped: ffmpeg may then be quiet [`FINISH_GRACE`] at most.
+    closed: CancellationToken,
+}
+
+impl Drop for SegmenterInput {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
 impl SegmenterInput {
@@ -111,24 +122,39 @@ pub async fn spawn(
     stdin.write_all(&flv::file_header()).await.map_err(SegmentError::Spawn)?;
     let (tx, rx) = mpsc::channel(QUEUED_SEGMENTS);
     let (out, abort) = (Arc::new(AtomicU64::new(0)), CancellationToken::new());
+    let closed = CancellationToken::new();
     let most = limits.max_bytes as u64;
-    tokio::spawn(pump(child, limits, tx, (out.clone(), abort.clone())));
+    let ends = Ends { out: out.clone(), abort: abort.clone(), closed: closed.clone() };
+    tokio::spawn(pump(child, limits, tx, ends));
     let written = 0;
-    Ok((SegmenterInput { stdin, buf: Vec::new(), written, out, most, abort }, rx))
+    Ok((SegmenterInput { stdin, buf: Vec::new(), written, out, most, abort, closed }, rx))
 }
 
 fn no_pipe(which: &str) -> SegmentError {
     SegmentError::Spawn(std::io::Error::other(format!("ffmpeg's {which} is not piped")))
 }
 
-/// Reads ffmpeg's output into the cutter until it ends (or `abort`), counting it in `out`,
-/// then reports how it ended.
+/// What the pump shares with the input: the output counted, the abort, the input's end.
+struct Ends {
+    out: Arc<AtomicU64>,
+    abort: CancellationToken,
+    closed: CancellationToken,
+}
+
+/// Reads ffmpeg's output into the cutter until it ends (or `abort`, or it gives nothing for
+/// [`FINISH_GRACE`] once the input closed), counting it in `out`, then reports how it ended.
 async fn pump(
     mut child: Child,
     limits: CutLimits,
     tx: mpsc::Sender<Result<Cut, SegmentError>>,
-    (out, abort): (Arc<AtomicU64>, CancellationToken),
+    Ends { out, abort, closed }: Ends,
 ) {
+    // Quiet for the grace once its input ended (timed afresh at each read, so that time spent
+    // handing segments to a slow consumer does not count against it).
+    let quiet = || async {
+        closed.cancelled().await;
+        tokio::time::sleep(FINISH_GRACE).await;
+    };
     let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let _ = tx.send(Err(no_pipe("output"))).await;
         return;
@@ -141,6 +167,12 @@ async fn pump(
             () = abort.cancelled() => {
                 // Dropping the child kills ffmpeg, with what it held.
                 let _ = tx.send(Err(SegmentError::Held(limits.max_bytes as u64))).await;
+                return;
+            }
+            () = quiet() => {
+                // Dropping the child kills ffmpeg (and closes its stderr for the tail).
+                let status = format!("no end {} s after its input ended", FINISH_GRACE.as_secs());
+                let _ = tx.send(Err(SegmentError::Ffmpeg { status, stderr: String::new() })).await;
                 return;
             }
             read = stdout.read(&mut buf) => read,
@@ -167,7 +199,14 @@ async fn pump(
     if let Some(cut) = cutter.finish() {
         let _ = tx.send(Ok(cut)).await;
     }
-    let status = child.wait().await;
+    // Its output ended, so it is exiting; one that does not is killed.
+    let status = match tokio::time::timeout(FINISH_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    };
     let stderr = tail.await.unwrap_or_default();
     match status {
         Ok(s) if s.success() => {}
