@@ -14,6 +14,21 @@ use tokio_util::task::TaskTracker;
 /// reading client, while a client that does not read cannot hold shutdown any longer.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
+/// Waits for `tick`'s next tick unless `halt` fires first: `false` once it has fired, even
+/// when a tick is ready too, so that a periodic task (a stream's payments) starts nothing
+/// after it is halted, and is never halted in the middle of what a tick starts.
+pub(crate) async fn tick_unless_halted(
+    tick: &mut tokio::time::Interval,
+    halt: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = halt.cancelled() => return false,
+        _ = tick.tick() => {}
+    }
+    !halt.is_cancelled()
+}
+
 /// The gateway's task set.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
@@ -133,6 +148,20 @@ fn logged<Fut: Future<Output = ()> + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A halted periodic task starts nothing more, even with a tick ready (a tick and the halt
+    /// ready together were picked between at random).
+    #[tokio::test(start_paused = true)]
+    async fn nothing_ticks_once_halted() {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let halt = CancellationToken::new();
+        assert!(tick_unless_halted(&mut tick, &halt).await, "the first tick");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        halt.cancel();
+        for _ in 0..50 {
+            assert!(!tick_unless_halted(&mut tick, &halt).await, "ticks ready, but halted");
+        }
+    }
 
     /// A background task's panic is logged with the task's name, and the task counts as
     /// ended: shutdown does not wait for it.

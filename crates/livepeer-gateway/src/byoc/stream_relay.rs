@@ -432,13 +432,7 @@ async fn payments(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // The halt first, and again after the tick: no payment starts once it fired.
-        tokio::select! {
-            biased;
-            _ = halt.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if halt.is_cancelled() {
+        if !crate::task::tick_unless_halted(&mut tick, &halt).await {
             return;
         }
         match stream_orch::pay(&inner, &stream, &orchestrator).await {

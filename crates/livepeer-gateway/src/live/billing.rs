@@ -116,13 +116,7 @@ pub(crate) fn payments(
         tick.reset();
         let _payer = stream.payments_out.payer();
         loop {
-            // The halt first, and again after the tick: no payment starts once it fired.
-            tokio::select! {
-                biased;
-                _ = halt.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if halt.is_cancelled() {
+            if !crate::task::tick_unless_halted(&mut tick, &halt).await {
                 return;
             }
             let segments = stream.counters.in_segments.load(Relaxed);

@@ -413,7 +413,7 @@ async fn an_idle_stream_is_closed_and_its_place_freed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
-    use livepeer_gateway::transcode::{Format, SegmentIn, TranscodeError};
+    use livepeer_gateway::transcode::{Format, TranscodeError};
     let sim = sim("fast", true).await;
     let mut c = gateway_config(&[&sim]);
     c.transcode.segment_concurrency = 1;
@@ -424,18 +424,7 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
         state.open_stream("rtmp", None, Format::MpegTs),
         Err(TranscodeError::StreamExists("rtmp".into()))
     );
-    let seg = |seq| SegmentIn {
-        manifest: "rtmp".into(),
-        seq,
-        data: bytes::Bytes::from_static(segment()),
-        duration_ms: 2000,
-        format: Format::MpegTs,
-        profiles: None,
-        resolution: None,
-        timeout_multiplier: 1,
-        input: None,
-        answered: false,
-    };
+    let seg = |seq| segment_in("rtmp", seq, false);
     sim.set_transcode_fault(TranscodeFault::Hang);
     let first = state.submit(seg(0)).await.unwrap();
     let second = state.submit(seg(1));
@@ -461,22 +450,11 @@ async fn an_ingest_is_held_back_while_its_segments_fill_the_stream() {
 /// transcoded, paid for and dropped. A client taking the renditions in its answer is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_late_by_the_time_it_has_a_slot_is_not_paid_for() {
-    use livepeer_gateway::transcode::{Format, SegmentIn, TranscodeError};
+    use livepeer_gateway::transcode::TranscodeError;
     let sim = sim("fast", true).await;
     let gw = start(gateway_config(&[&sim])).await;
     let state = gw.transcode.clone();
-    let seg = |seq, answered| SegmentIn {
-        manifest: "late".into(),
-        seq,
-        data: bytes::Bytes::from_static(segment()),
-        duration_ms: 2000,
-        format: Format::MpegTs,
-        profiles: None,
-        resolution: None,
-        timeout_multiplier: 1,
-        input: None,
-        answered,
-    };
+    let seg = |seq, answered| segment_in("late", seq, answered);
     // Segment 6 is published; segment 5, admitted by its push's check while 6 was not yet
     // taken, reaches its slot only now.
     assert!(state.submit(seg(6, false)).await.unwrap().finished().await.is_ok());
@@ -563,4 +541,21 @@ async fn a_killed_orchestrator_mid_stream_leaves_no_gap_and_its_retries_are_coun
     let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("livepeer_transcode_retried"), "{metrics}");
     gw.shutdown().await;
+}
+
+/// Two seconds of the test segment, as stream `manifest`'s segment `seq`, handed over as an
+/// ingest hands it (`answered`: whether its client takes the renditions).
+fn segment_in(manifest: &str, seq: u64, answered: bool) -> livepeer_gateway::transcode::SegmentIn {
+    livepeer_gateway::transcode::SegmentIn {
+        manifest: manifest.into(),
+        seq,
+        data: bytes::Bytes::from_static(segment()),
+        duration_ms: 2000,
+        format: livepeer_gateway::transcode::Format::MpegTs,
+        profiles: None,
+        resolution: None,
+        timeout_multiplier: 1,
+        input: None,
+        answered,
+    }
 }

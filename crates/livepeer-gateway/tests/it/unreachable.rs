@@ -172,16 +172,23 @@ async fn tickets_sent(gw: &Gateway) -> u64 {
     series.map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
 }
 
+/// A simulator charging 1e6 wei per pixel of text-to-image, whose service URI is a forwarder,
+/// and a paying gateway pointed at it: the simulator, the forwarder and the gateway.
+async fn paid_t2i_behind_forwarder() -> (Sim, Forwarder, Gateway) {
+    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
+    let config = SimConfig { models: vec![model], ..SimConfig::default() };
+    let (sim, forwarder) = forwarded(config, true).await;
+    let gw = paying_gateway(sim.url()).await;
+    (sim, forwarder, gw)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ai_job_refused_at_connect_keeps_its_credit_and_penalises_the_address() {
     // 1e6 wei per pixel: a 64×64 image costs 4.096e9, and a ticket is worth about 8e9, so
     // the first job leaves about 3.9e9 of credit and the second sends a ticket again. That
     // ticket never leaves: the dial is refused. Booked as spent (as a connection broken
     // after sending is), the credit would fall to nothing.
-    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
-    let config = SimConfig { models: vec![model], ..SimConfig::default() };
-    let (sim, forwarder) = forwarded(config, true).await;
-    let gw = paying_gateway(sim.url()).await;
+    let (sim, forwarder, gw) = paid_t2i_behind_forwarder().await;
     let (status, body) = small_t2i(&gw).await;
     assert_eq!(status, 200, "{body}");
     let before = ai_credit(&gw).await;
@@ -207,26 +214,34 @@ async fn an_ai_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
     // As for BYOC below: the orchestrator holds a paid AI job and the client hangs up. The
     // attempt's tickets went out with the call; counted only when the call ended, a dropped
     // job's were counted nowhere (nor on a customer's tab).
-    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
-    let config = SimConfig { models: vec![model], ..SimConfig::default() };
-    let (sim, _forwarder) = forwarded(config, true).await;
-    let gw = paying_gateway(sim.url()).await;
+    let (sim, _forwarder, gw) = paid_t2i_behind_forwarder().await;
     sim.set_ai_mode(livepeer_sim::AiMode::Hang);
     let job = tokio::spawn(small_t2i_owned(gw.http_addr));
-    eventually(Duration::from_secs(10), "the job at the orchestrator", || async {
-        sim.ai_requests() == 1
-    })
-    .await;
-    assert_eq!(tickets_sent(&gw).await, 0, "not counted while the call is out");
-    job.abort();
-    eventually(Duration::from_secs(10), "the tickets counted as sent", || async {
-        tickets_sent(&gw).await > 0
-    })
-    .await;
+    counted_once_its_client_left(&gw, job, || sim.ai_requests() == 1).await;
     sim.set_ai_mode(livepeer_sim::AiMode::Normal);
     let (status, body) = small_t2i(&gw).await;
     assert_eq!(status, 200, "{body}");
     gw.shutdown().await;
+}
+
+/// Once `job` has reached the orchestrator (`arrived`), its tickets are not counted yet; its
+/// client then leaves (the task is aborted), and they are counted.
+async fn counted_once_its_client_left<T>(
+    gw: &Gateway,
+    job: tokio::task::JoinHandle<T>,
+    arrived: impl Fn() -> bool,
+) {
+    eventually(Duration::from_secs(10), "the job at the orchestrator", || {
+        let at = arrived();
+        async move { at }
+    })
+    .await;
+    assert_eq!(tickets_sent(gw).await, 0, "not counted while the call is out");
+    job.abort();
+    eventually(Duration::from_secs(10), "the tickets counted as sent", || async {
+        tickets_sent(gw).await > 0
+    })
+    .await;
 }
 
 /// [`small_t2i`] on a gateway known by its address, for a task of its own.
@@ -286,16 +301,7 @@ async fn a_byoc_jobs_tickets_are_counted_when_its_client_leaves_mid_call() {
         .json(&json!({"text": "hello"}))
         .send();
     let job = tokio::spawn(job);
-    eventually(Duration::from_secs(10), "the job at the orchestrator", || async {
-        sim.byoc_stats().requests == 1
-    })
-    .await;
-    assert_eq!(tickets_sent(&gw).await, 0, "not counted while the call is out");
-    job.abort();
-    eventually(Duration::from_secs(10), "the tickets counted as sent", || async {
-        tickets_sent(&gw).await > 0
-    })
-    .await;
+    counted_once_its_client_left(&gw, job, || sim.byoc_stats().requests == 1).await;
     // The dropped job's payment was settled with it: the next job is paid and served.
     sim.set_byoc_fault(ByocFault::None);
     reverse_job(&gw, 10).await;
