@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 /// go-livepeer's counters whose names do not end in `_total` (census.go's views), without the
 /// `livepeer_` prefix. Every other counter keeps the `_total` its samples have.
-pub(super) const BARE_COUNTERS: [&str; 6] = [
+const BARE_COUNTERS: [&str; 6] = [
     "tickets_sent",
     "ticket_value_sent",
     "ai_models_requested",

@@ -55,39 +55,50 @@ fn boot_time(proc_stat: &str) -> Option<u64> {
     proc_stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
+/// The series, each as the Go client writes it: name, type, help and value (none: not read).
 fn write(out: &mut String, r: &Reading) {
-    let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
-    one(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        r.cpu_seconds.to_string(),
-    );
-    one(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        r.resident_bytes.to_string(),
-    );
-    one(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        r.virtual_bytes.to_string(),
-    );
-    one(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        r.start_time_seconds.to_string(),
-    );
-    if let Some(n) = r.open_fds {
-        one("process_open_fds", "gauge", "Number of open file descriptors.", n.to_string());
-    }
-    if let Some(n) = r.max_fds {
-        one("process_max_fds", "gauge", "Maximum number of open file descriptors.", n.to_string());
+    let series = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            Some(r.cpu_seconds.to_string()),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            Some(r.resident_bytes.to_string()),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            Some(r.virtual_bytes.to_string()),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            Some(r.start_time_seconds.to_string()),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            r.open_fds.map(|n| n.to_string()),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            r.max_fds.map(|n| n.to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        if let Some(value) = value {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
     }
 }
 
