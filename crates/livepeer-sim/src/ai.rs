@@ -104,6 +104,8 @@ pub(crate) struct AiState {
     mode: Mutex<AiMode>,
     requests: AtomicU64,
     in_flight: AtomicU64,
+    /// Result files served from `/stream/...`, found or not.
+    downloads: AtomicU64,
     last: Mutex<Option<AiRequestRecord>>,
     /// Requests being processed per (pipeline, model).
     load: Mutex<HashMap<(String, String), u32>>,
@@ -127,6 +129,10 @@ impl AiState {
 
     pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn downloads(&self) -> u64 {
+        self.downloads.load(Relaxed)
     }
 
     pub(crate) fn last_request(&self) -> Option<AiRequestRecord> {
@@ -336,6 +342,7 @@ async fn download(
     State(shared): State<Arc<Shared>>,
     Path((request, file)): Path<(String, String)>,
 ) -> Response {
+    shared.ai.downloads.fetch_add(1, Relaxed);
     match shared.ai.store.get(&format!("{request}/{file}")) {
         Some((data, content_type)) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], data).into_response()

@@ -485,6 +485,11 @@ impl Sim {
         self.shared.ai.requests()
     }
 
+    /// Result files asked for at `/stream/<request>/<file>` so far.
+    pub fn ai_downloads(&self) -> u64 {
+        self.shared.ai.downloads()
+    }
+
     /// What the last AI request carried.
     pub fn last_ai_request(&self) -> Option<AiRequestRecord> {
         self.shared.ai.last_request()

@@ -311,43 +311,7 @@ impl AiClient {
         req: &ValidRequest,
         sink: ResultSink<'_>,
     ) -> Result<Answer, CallError> {
-        let target = self.target(orch, req.pipeline, &req.model)?;
-        // A remote signer supplies the segment credentials with its payment.
-        let segment = match segment {
-            Some(s) => {
-                HeaderValue::from_str(s).map_err(|e| CallError::Unreachable(e.to_string()))?
-            }
-            None => target.segment,
-        };
-        let payment = match payment {
-            Some(p) => {
-                HeaderValue::from_str(p).map_err(|e| CallError::Unreachable(e.to_string()))?
-            }
-            None => HeaderValue::from_static(OFFCHAIN_PAYMENT),
-        };
-        let (content_type, body) = match &req.payload {
-            Payload::Json(map) => (
-                HeaderValue::from_static("application/json"),
-                // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
-                serde_json::to_vec(map).map_err(|e| CallError::Unreachable(e.to_string()))?,
-            ),
-            Payload::Multipart { fields, file } => {
-                let (content_type, body) = super::multipart::encode(fields, file);
-                // A hex boundary always makes a valid value; nothing was sent otherwise.
-                let value = HeaderValue::try_from(content_type)
-                    .map_err(|e| CallError::Unreachable(e.to_string()))?;
-                (value, body)
-            }
-        };
-        let mut request = http::Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = target.uri;
-        let h = request.headers_mut();
-        h.insert(SEGMENT, segment);
-        h.insert(PAYMENT, payment);
-        // Makes orchestrators answer download URLs rather than inline images (§7.1).
-        h.insert(AUTHORIZATION, HeaderValue::from_static(headers::AI_WORKER_PROTOCOL));
-        h.insert(CONTENT_TYPE, content_type);
+        let request = self.request(orch, (payment, segment), req, sink.config)?;
         let resp = self.http.get().send(request).await.map_err(CallError::from_send)?;
         let status = resp.status();
         if !status.is_success() {
@@ -401,6 +365,60 @@ impl AiClient {
         // Boxed: downloading results makes a large future that text answers need not carry.
         Box::pin(self.rewrite_media((&orch.transcoder, peer), req, &mut json, sink)).await?;
         Ok(Answer::Body(encode(&json)))
+    }
+
+    /// The HTTP request of one attempt: the job's body and the payment headers (`payment`,
+    /// `segment` as [`call`](Self::call) takes them). Errors here mean nothing was sent.
+    fn request(
+        &self,
+        orch: &OrchInfo,
+        (payment, segment): (Option<&str>, Option<&str>),
+        req: &ValidRequest,
+        config: &AiConfig,
+    ) -> Result<http::Request<Full<Bytes>>, CallError> {
+        let target = self.target(orch, req.pipeline, &req.model)?;
+        // A remote signer supplies the segment credentials with its payment.
+        let segment = match segment {
+            Some(s) => {
+                HeaderValue::from_str(s).map_err(|e| CallError::Unreachable(e.to_string()))?
+            }
+            None => target.segment,
+        };
+        let payment = match payment {
+            Some(p) => {
+                HeaderValue::from_str(p).map_err(|e| CallError::Unreachable(e.to_string()))?
+            }
+            None => HeaderValue::from_static(OFFCHAIN_PAYMENT),
+        };
+        let (content_type, body) = match &req.payload {
+            Payload::Json(map) => (
+                HeaderValue::from_static("application/json"),
+                // Nothing was sent: not `Malformed`, which means the orchestrator delivered.
+                serde_json::to_vec(map).map_err(|e| CallError::Unreachable(e.to_string()))?,
+            ),
+            Payload::Multipart { fields, file } => {
+                let (content_type, body) = super::multipart::encode(fields, file);
+                // A hex boundary always makes a valid value; nothing was sent otherwise.
+                let value = HeaderValue::try_from(content_type)
+                    .map_err(|e| CallError::Unreachable(e.to_string()))?;
+                (value, body)
+            }
+        };
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = target.uri;
+        let h = request.headers_mut();
+        h.insert(SEGMENT, segment);
+        h.insert(PAYMENT, payment);
+        // Makes orchestrators answer download URLs rather than inline images (§7.1); left out
+        // where the operator asked for images inline, which go-livepeer orchestrators send to
+        // callers without it. An orchestrator that answers links all the same is downloaded
+        // from as usual.
+        if !inlined(req, config) {
+            h.insert(AUTHORIZATION, HeaderValue::from_static(headers::AI_WORKER_PROTOCOL));
+        }
+        h.insert(CONTENT_TYPE, content_type);
+        Ok(request)
     }
 
     /// The `Livepeer-Segment` value for this orchestrator's current auth token and the job,
@@ -518,6 +536,21 @@ impl AiClient {
     }
 }
 
+/// Most bytes an inline image may take in an answer per pixel asked for: a PNG of RGBA pixels
+/// that do not compress is 4 bytes a pixel and a little, 5⅓ in base64; the rest is margin.
+const INLINE_BYTES_PER_PIXEL: u64 = 6;
+
+/// Whether `--ai-inline-images` asks for this request's results inline: text-to-image and
+/// image-to-image, whose output pixels are the request's units, when even images that do not
+/// compress would fit in `--ai-answer-max-bytes` (a larger answer would fail a job that a
+/// download serves). go-livepeer's orchestrators inline upscale's results too, but those are
+/// sixteen times their input's pixels: they stay downloads.
+fn inlined(req: &ValidRequest, config: &AiConfig) -> bool {
+    config.inline_images
+        && matches!(req.pipeline, Pipeline::TextToImage | Pipeline::ImageToImage)
+        && req.units.saturating_mul(INLINE_BYTES_PER_PIXEL) <= config.answer_max_bytes as u64
+}
+
 /// Whether a `Content-Type` names server-sent events: media types are case-insensitive
 /// (RFC 9110 §8.3.1), and parameters such as `charset` may follow.
 fn is_event_stream(content_type: &str) -> bool {
@@ -623,6 +656,28 @@ mod tests {
         for no in ["application/json", "text/event-streams", "text/plain; x=text/event-stream"] {
             assert!(!is_event_stream(no), "{no}");
         }
+    }
+
+    #[test]
+    fn images_are_asked_inline_only_where_they_surely_fit_the_answer() {
+        let flags = crate::config::Flags::default();
+        let mut config = crate::config::Config::load(flags).unwrap().ai;
+        config.answer_max_bytes = 6 * 1024 * 1024;
+        let req = |pipeline, units| ValidRequest {
+            pipeline,
+            model: "m".into(),
+            payload: Payload::Json(Default::default()),
+            units,
+            stream: false,
+        };
+        assert!(inlined(&req(Pipeline::TextToImage, 1024 * 1024), &config));
+        assert!(inlined(&req(Pipeline::ImageToImage, 1024 * 1024), &config));
+        assert!(!inlined(&req(Pipeline::TextToImage, 1024 * 1024 + 1), &config), "may not fit");
+        for other in [Pipeline::Upscale, Pipeline::ImageToVideo, Pipeline::TextToSpeech] {
+            assert!(!inlined(&req(other, 1), &config), "{other:?}");
+        }
+        config.inline_images = false;
+        assert!(!inlined(&req(Pipeline::TextToImage, 1), &config), "turned off");
     }
 
     #[test]

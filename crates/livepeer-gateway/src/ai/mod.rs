@@ -61,6 +61,9 @@ pub struct AiConfig {
     pub max_body_bytes: usize,
     /// Return results as `data:` URLs instead of the gateway's own URLs.
     pub data_urls: bool,
+    /// Ask orchestrators for text-to-image and image-to-image results inline
+    /// (`--ai-inline-images`).
+    pub inline_images: bool,
     /// Base of result URLs, e.g. `https://gw.example.com`: `--public-url`, else (set at start
     /// by [`AiConfig::with_listen_addr`]) the public listener's address. Never the request's
     /// `Host`, which the client chooses.

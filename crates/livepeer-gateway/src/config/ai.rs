@@ -73,6 +73,14 @@ section! {
         /// Return AI media results as data: URLs instead of gateway URLs.
         #[arg(long, env = "LP_AIRESULTDATAURLS", num_args = 0..=1, default_missing_value = "true")]
         pub ai_result_data_urls: Option<bool>,
+        /// Ask orchestrators for text-to-image and image-to-image results inline (data: URLs
+        /// in their answer) rather than as download links, when they fit in
+        /// --ai-answer-max-bytes: one round trip to the orchestrator less per job. Those calls
+        /// then go without `Authorization: Livepeer-AI-Worker-1.0`, by which go-livepeer
+        /// orchestrators tell gateways up to v0.7.9-ai.3, which take images inline
+        /// [default: true].
+        #[arg(long, env = "LP_AIINLINEIMAGES", num_args = 0..=1, default_missing_value = "true")]
+        pub ai_inline_images: Option<bool>,
         /// Talk HTTP/1.1 to every orchestrator, `https://` ones included (by default those
         /// pick HTTP/2 or HTTP/1.1 by ALPN, and `http://` ones get HTTP/1.1).
         #[arg(long, env = "LP_ORCHHTTP1", num_args = 0..=1, default_missing_value = "true")]
@@ -121,6 +129,7 @@ impl Ai {
             )?,
             max_body_bytes: self.ai_max_body_bytes.unwrap_or(50 << 20),
             data_urls: self.ai_result_data_urls.unwrap_or(false),
+            inline_images: self.ai_inline_images.unwrap_or(true),
             orch_http: orch_http_version(self.orch_http1, self.orch_h2c)?,
             public_url: self.public_url.filter(|u| !u.trim().is_empty()),
             result_ttl: positive_duration(

@@ -148,7 +148,9 @@ async fn every_pipeline_end_to_end() {
     check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await;
     let seen = sim.last_ai_request().unwrap();
     assert_eq!(seen.path, "/text-to-image");
-    assert_eq!(seen.authorization.as_deref(), Some("Livepeer-AI-Worker-1.0"));
+    // Images inline by default (`--ai-inline-images`): no protocol version, nothing fetched.
+    assert_eq!(seen.authorization, None);
+    assert_eq!(sim.ai_downloads(), 0);
     assert_eq!(seen.manifest_id.as_deref(), Some(&*format!("27_{SD}")));
 
     // Multipart pipelines with an image.

@@ -368,3 +368,51 @@ async fn concurrent_downloads_reserve_the_store_before_reading() {
     assert!(grown < 150 << 20, "peak RSS grew by {} MiB", grown >> 20);
     gw.shutdown().await;
 }
+
+/// `--ai-inline-images`: text-to-image calls go without `Authorization`, so the orchestrator
+/// answers its images inline and nothing is downloaded, and the client gets the same files at
+/// the gateway's own URLs as it would by download. Text-to-speech keeps the download.
+#[tokio::test]
+async fn inline_images_are_asked_for_and_served_as_downloaded_ones() {
+    let orch = sim("orch", 1).await;
+    let job = json!({"prompt": "x", "model_id": SD, "width": 64, "height": 64, "seed": 7,
+        "num_images_per_prompt": 2});
+    let mut files = Vec::new();
+    for inline in [false, true] {
+        let mut c = quick(&[&orch]);
+        c.ai.inline_images = inline;
+        let gw = start(c).await;
+        let downloads = orch.ai_downloads();
+        let resp = t2i(&gw, job.clone()).await;
+        assert_eq!(resp.status(), 200, "inline {inline}");
+        let seen = orch.last_ai_request().unwrap();
+        let asked_links = seen.authorization.as_deref() == Some("Livepeer-AI-Worker-1.0");
+        assert_eq!(asked_links, !inline);
+        assert_eq!(orch.ai_downloads() - downloads, if inline { 0 } else { 2 });
+        let body: Value = resp.json().await.unwrap();
+        let mut got = Vec::new();
+        for image in body["images"].as_array().unwrap() {
+            let url = image["url"].as_str().unwrap();
+            assert!(url.starts_with(&format!("http://{}/results/", gw.http_addr)), "{url}");
+            let resp = reqwest::get(url).await.unwrap();
+            assert_eq!(resp.headers()["content-type"], "image/png");
+            got.push(resp.bytes().await.unwrap());
+        }
+        files.push(got);
+
+        let downloads = orch.ai_downloads();
+        let speech = reqwest::Client::new()
+            .post(format!("http://{}/text-to-speech", gw.http_addr))
+            .json(&json!({"text": "hi", "model_id": "parler-tts/parler-tts-large-v1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(speech.status(), 200);
+        let seen = orch.last_ai_request().unwrap();
+        assert_eq!(seen.authorization.as_deref(), Some("Livepeer-AI-Worker-1.0"));
+        assert_eq!(orch.ai_downloads() - downloads, 1, "speech is downloaded");
+        gw.shutdown().await;
+    }
+    assert_eq!(files[0].len(), 2);
+    assert_eq!(files[0], files[1], "the same images either way");
+}
