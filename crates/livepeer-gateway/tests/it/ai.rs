@@ -169,6 +169,9 @@ async fn every_pipeline_end_to_end() {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, 200, "{path}: {body}");
+        // Only image-to-image's results are asked for inline among these.
+        let protocol = sim.last_ai_request().unwrap().authorization;
+        assert_eq!(protocol.is_none(), path == "/image-to-image", "{path}: {protocol:?}");
         match path {
             "/image-to-image" | "/upscale" => {
                 check_png_url(&gw, body["images"][0]["url"].as_str().unwrap()).await
