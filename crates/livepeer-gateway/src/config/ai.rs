@@ -76,8 +76,8 @@ section! {
         /// Ask orchestrators for text-to-image and image-to-image results inline (data: URLs
         /// in their answer) rather than as download links, when they fit in
         /// --ai-answer-max-bytes: one round trip to the orchestrator less per job. Those calls
-        /// then go without `Authorization: Livepeer-AI-Worker-1.0`, by which go-livepeer
-        /// orchestrators tell gateways up to v0.7.9-ai.3, which take images inline
+        /// go without `Authorization: Livepeer-AI-Worker-1.0`: go-livepeer orchestrators take
+        /// a caller without it for a gateway up to v0.7.9-ai.3 and send it images inline
         /// [default: true].
         #[arg(long, env = "LP_AIINLINEIMAGES", num_args = 0..=1, default_missing_value = "true")]
         pub ai_inline_images: Option<bool>,
