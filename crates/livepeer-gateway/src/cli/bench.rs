@@ -223,7 +223,9 @@ pub(super) fn t2i_body() -> Value {
 }
 
 /// Text-to-image, LLM and BYOC. Direct calls carry what the gateway would send, with a fresh
-/// auth token (BYOC: a signed job request).
+/// auth token (BYOC: a signed job request), and the protocol version, so that a text-to-image
+/// job is answered with a link its client then fetches: on every path the client gets a URL
+/// and fetches the image (the gateway itself takes images inline, `--ai-inline-images`).
 async fn workloads(
     http: &reqwest::Client,
     sim: &Sim,
