@@ -28,7 +28,7 @@ impl Session {
     /// Tears the session down on the orchestrator's side, in the background: the input and
     /// control channels are deleted, which ends the orchestrator's stream (§8.3 Teardown).
     pub(crate) fn finish(self, inner: &Arc<Inner>) -> Self {
-        billing::forget(inner, &self);
+        billing::forget_start(inner, &self);
         let http = inner.trickle.clone();
         let urls = [self.publish_url.clone(), self.control_url.clone()];
         inner.spawn("live-teardown", async move {

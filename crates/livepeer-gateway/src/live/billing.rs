@@ -105,7 +105,14 @@ pub(crate) fn payments(
     let info = session.info.clone();
     let manifest = session.manifest_id.clone();
     let interval = inner.config.payment_interval;
+    let payments = inner.payments.clone();
+    let key = session.key.clone();
     async move {
+        // The stream's payment session is forgotten when this task ends, not when the session
+        // does: a payment already on its way at the session's end would otherwise book a
+        // fresh session (a remote signer's state, a credit) after the forget, which nothing
+        // would ever forget.
+        let _forget = ForgetOnEnd { payments, url: url.clone(), key, manifest: manifest.clone() };
         if unpaid {
             return;
         }
@@ -198,12 +205,26 @@ fn settlement(sent: &Result<reqwest::Response, reqwest::Error>) -> Settlement {
     }
 }
 
-/// Forgets the payment sessions (remote signer) or credit (local key) of an orchestrator
-/// session that ended: the one of its stream and the one its start call was booked on.
-pub(crate) fn forget(inner: &Inner, session: &Session) {
-    let (url, key) = (session.lease.url(), &session.key);
-    inner.payments.forget(url, key, &session.manifest_id);
-    inner.payments.forget(url, key, &session.start_manifest);
+/// Forgets the payment session (remote signer) or credit (local key) that the start call of
+/// an orchestrator session that ended was booked on. Its stream's own is forgotten by its
+/// payment loop as that ends ([`payments`]).
+pub(crate) fn forget_start(inner: &Inner, session: &Session) {
+    inner.payments.forget(session.lease.url(), &session.key, &session.start_manifest);
+}
+
+/// Forgets a stream's payment session at one orchestrator when dropped: when its payment loop
+/// has ended, its last payment settled, or the loop was dropped.
+struct ForgetOnEnd {
+    payments: crate::payment::Payments,
+    url: Url,
+    key: JobKey,
+    manifest: String,
+}
+
+impl Drop for ForgetOnEnd {
+    fn drop(&mut self) {
+        self.payments.forget(&self.url, &self.key, &self.manifest);
+    }
 }
 
 /// Renews the payment session of a start call on `url` that the orchestrator refused for its

@@ -47,6 +47,18 @@ async fn call(gw: &Gateway, name: &str, action: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `GET` of a stream's `action` route, with its owner's credentials.
+async fn call_get(gw: &Gateway, name: &str, action: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/live/video-to-video/{name}/{action}", gw.http_addr))
+        .header(reqwest::header::AUTHORIZATION, OWNER)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// What the gateway holds of live streams: streams listed as starting, running or swapping,
 /// the streams gauge, and leases in flight.
 async fn holds(gw: &Gateway) -> (usize, i64, u64) {
@@ -206,4 +218,93 @@ async fn a_start_its_client_left_keeps_no_payment_booked() {
     })
     .await;
     holds_nothing(&gw, "nothing held by the abandoned starts").await;
+}
+
+/// A stream stopped while its interval payment was still fetching fresh ticket params (the
+/// old ones had expired) left a credit booked for good: the session's end forgot the stream's
+/// booking first, and the payment, once its params came, booked a fresh one that nothing
+/// forgot. The booking is now forgotten when the payment loop itself ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_still_fetching_params_at_the_stop_keeps_no_credit_booked() {
+    use livepeer_trickle::{ClientConfig, HttpPublisher, Publish as _, WriteSegment as _};
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let mut eth = [0u8; 20];
+    eth[19] = 42;
+    let sim = Sim::start(SimConfig {
+        name: "leak-paying-stop".into(),
+        eth_address: Some(livepeer_pm::Address::from(eth)),
+        models: vec![SimModel::new("live-video-to-video", "noop").price(1, 1).capacity(8)],
+        live_event_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = live_config(&[&sim]);
+    c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
+    c.live.payment_interval = Duration::from_millis(200);
+    // Long enough for the slow params below to be waited for rather than given up on.
+    c.discovery_timeout = Duration::from_secs(10);
+    let gw = start(c).await;
+    let payer = gw.state.payer.clone().unwrap();
+    // The simulator's chain starts at block 1000; its params expire at 1040.
+    payer.set_block(1_000);
+    let (status, body) = call(&gw, "paying", "start").await;
+    assert_eq!(status, 200, "{body}");
+    let config = ClientConfig::default();
+    let url = body["publish_url"].as_str().unwrap();
+    let mut publisher =
+        HttpPublisher::new(config.client().unwrap(), url, "video/MP2T", config).unwrap();
+    // Payments are made only while input flows: MPEG-TS null packets are input enough.
+    let mut null = vec![0u8; 188 * 8];
+    for packet in null.chunks_mut(188) {
+        packet[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    }
+    let null = bytes::Bytes::from(null);
+    let feeding = tokio::spawn(async move {
+        loop {
+            let Ok(mut writer) = publisher.segment().await else { return };
+            if writer.write(null.clone()).await.is_err() || writer.finish().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    eventually(Duration::from_secs(30), "an interval payment", || async {
+        sim.live().payments >= 1
+    })
+    .await;
+    // The params expire on the gateway's chain, and the orchestrator's fresh ones come slowly:
+    // the next interval payment waits for them.
+    let asked = sim.calls();
+    sim.advance_blocks(100);
+    sim.set_latency(Duration::from_secs(3));
+    payer.set_block(1_050);
+    eventually(Duration::from_secs(10), "a payment asking for fresh params", || async {
+        sim.calls() > asked
+    })
+    .await;
+    let made = || async {
+        let (_, status) = call_get(&gw, "paying", "status").await;
+        let count = |what: &str| status["payments"][what].as_u64().unwrap_or(0);
+        count("sent") + count("failed")
+    };
+    let before = made().await;
+    let (status, body) = call(&gw, "paying", "stop").await;
+    assert_eq!(status, 200, "{body}");
+    feeding.abort();
+    holds_nothing(&gw, "the stopped stream let go").await;
+    // The payment then gets its params, is sent (to a stream that has ended there) and
+    // settled.
+    eventually(Duration::from_secs(15), "the slow payment to be made", || async {
+        made().await > before
+    })
+    .await;
+    let credits = || async {
+        let (_, status) = admin_get(&gw, "/status").await;
+        status["payments"]["stream_credits"].as_array().map_or(usize::MAX, Vec::len)
+    };
+    eventually(Duration::from_secs(10), "no credit booked for the stopped stream", || async {
+        credits().await == 0
+    })
+    .await;
 }
