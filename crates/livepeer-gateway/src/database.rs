@@ -31,6 +31,33 @@ pub fn url(database_url: Option<&str>, data_dir: &Path) -> Result<String, String
     Ok(format!("sqlite://{path}?mode=rwc"))
 }
 
+/// How long the gateway waits for the database's answer to one call, in the request's name:
+/// past the server's own statement bound (15 s, [`PG_SESSION`]), so that only a server
+/// that has gone silent (a hung process, a network that drops everything) meets it. Neither
+/// sqlx nor the server bounds that wait, and a request waiting on it was held for good.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `call`'s answer, or a time-out error when it has not come within [`ANSWER_WITHIN`]. The
+/// call is dropped then: whether a write it carried was committed is unknown, which the
+/// caller must allow for.
+pub async fn answered<T>(
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match tokio::time::timeout(ANSWER_WITHIN, call).await {
+        Ok(answer) => answer,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the database did not answer within {} s", ANSWER_WITHIN.as_secs()),
+        ))),
+    }
+}
+
+/// Whether `e` says a call got no answer in time (from [`answered`], or the driver's own
+/// time-out): whether the call's writes were committed is unknown.
+pub fn unanswered(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 /// PostgreSQL session settings: no statement runs, waits for a lock, or holds a transaction
 /// open idle beyond these (the gateway's statements take milliseconds; migrations a second).
 pub const PG_SESSION: [(&str, &str); 3] = [

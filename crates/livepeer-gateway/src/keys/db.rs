@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::record::KeyInfo;
+use crate::database::answered;
 
 /// The schema's versions, in order; a released version is never edited, only followed.
 const MIGRATIONS: crate::database::Migrations = &[
@@ -143,7 +144,7 @@ pub(super) async fn insert(db: &AnyPool, k: &KeyInfo, hash: &str) -> Result<(), 
         "INSERT INTO api_keys ({COLUMNS}, secret_hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     );
-    bind_all(sqlx::query(&sql), k).bind(hash.to_owned()).execute(db).await?;
+    answered(bind_all(sqlx::query(&sql), k).bind(hash.to_owned()).execute(db)).await?;
     Ok(())
 }
 
@@ -154,7 +155,7 @@ pub(super) async fn update(db: &AnyPool, k: &KeyInfo) -> Result<(), sqlx::Error>
         requests_per_minute = $6, max_streams = $7, budget_micro_usd = $8, \
         budget_period_seconds = $9, expires_at = $10, enabled = $11, updated_at = $13 \
         WHERE id = $1 AND prefix = $2 AND created_at = $12";
-    bind_all(sqlx::query(sql), k).execute(db).await?;
+    answered(bind_all(sqlx::query(sql), k).execute(db)).await?;
     Ok(())
 }
 
@@ -180,13 +181,14 @@ fn bind_all<'q>(q: Query<'q>, k: &KeyInfo) -> Query<'q> {
 /// Every key, oldest first.
 pub(super) async fn list(db: &AnyPool) -> Result<Vec<KeyInfo>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
-    sqlx::query(&sql).fetch_all(db).await?.iter().map(row).collect()
+    answered(sqlx::query(&sql).fetch_all(db)).await?.iter().map(row).collect()
 }
 
 /// The key `id`.
 pub(super) async fn by_id(db: &AnyPool, id: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
-    sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db).await?.as_ref().map(row).transpose()
+    let found = answered(sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db)).await?;
+    found.as_ref().map(row).transpose()
 }
 
 /// The key `id` and when its streams were last stopped (unix ms), for its running streams.
@@ -195,30 +197,28 @@ pub(super) async fn for_stream(
     id: &str,
 ) -> Result<Option<(KeyInfo, Option<i64>)>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS}, streams_stopped_at_ms FROM api_keys WHERE id = $1");
-    let found = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db).await?;
+    let found = answered(sqlx::query(&sql).bind(id.to_owned()).fetch_optional(db)).await?;
     found.map(|r| Ok((row(&r)?, r.try_get("streams_stopped_at_ms")?))).transpose()
 }
 
 /// Records that key `id`'s streams started before `at_ms` are stopped: whether there is one.
 pub(super) async fn stop_streams(db: &AnyPool, id: &str, at_ms: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE api_keys SET streams_stopped_at_ms = $2 WHERE id = $1")
-        .bind(id.to_owned())
-        .bind(at_ms)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE api_keys SET streams_stopped_at_ms = $2 WHERE id = $1";
+    let done = answered(sqlx::query(sql).bind(id.to_owned()).bind(at_ms).execute(db)).await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The key whose secret hashes to `hash` (hex).
 pub(super) async fn by_hash(db: &AnyPool, hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
-    sqlx::query(&sql).bind(hash.to_owned()).fetch_optional(db).await?.as_ref().map(row).transpose()
+    let found = answered(sqlx::query(&sql).bind(hash.to_owned()).fetch_optional(db)).await?;
+    found.as_ref().map(row).transpose()
 }
 
 /// Deletes key `id`: whether there was one.
 pub(super) async fn delete(db: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(db).await?;
+    let sql = "DELETE FROM api_keys WHERE id = $1";
+    let done = answered(sqlx::query(sql).bind(id.to_owned()).execute(db)).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -232,13 +232,10 @@ pub(super) async fn spend<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(
-        "SELECT spent_nusd, reserved_nusd FROM key_spend WHERE key_id = $1 AND period_start = $2",
-    )
-    .bind(key_id.to_owned())
-    .bind(period_start)
-    .fetch_optional(db)
-    .await?;
+    let sql =
+        "SELECT spent_nusd, reserved_nusd FROM key_spend WHERE key_id = $1 AND period_start = $2";
+    let query = sqlx::query(sql).bind(key_id.to_owned()).bind(period_start);
+    let row = answered(query.fetch_optional(db)).await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 

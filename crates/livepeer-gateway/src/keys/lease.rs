@@ -178,10 +178,6 @@ enum Step {
     Need { release: i64, want: i64 },
 }
 
-/// How long a budget ask waits for the database's answer (the server's own statement bound is
-/// 15 s, `database::PG_SESSION`).
-const DB_ANSWER: Duration = Duration::from_secs(20);
-
 /// The database's answer on its way to the request that asked: a grant the request never
 /// takes goes back to the lease when the delivery is dropped.
 struct Delivery {
@@ -297,12 +293,11 @@ impl Leases {
             // so nothing is credited back then: the lease's rest it gave back stays with the
             // database, and the key may use less of its budget until this instance's holds
             // are given back, never more.
-            let Ok(answer) = tokio::time::timeout(DB_ANSWER, leases.acquire(&holder, &ask)).await
-            else {
-                let answer = Some(Err(sqlx::Error::PoolTimedOut));
-                let _ = tx.send(Delivery { answer, refund: None });
+            let answer = crate::database::answered(leases.acquire(&holder, &ask)).await;
+            if answer.as_ref().is_err_and(crate::database::unanswered) {
+                let _ = tx.send(Delivery { answer: Some(answer), refund: None });
                 return;
-            };
+            }
             match &answer {
                 Ok(Grant::Granted(granted)) => {
                     leases.credit(&key, &holder, period, granted - amount)

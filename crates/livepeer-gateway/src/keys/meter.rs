@@ -43,7 +43,7 @@ impl Drop for StreamPermit {
         runtime.spawn(async move {
             // A database that blinks must not keep the key's place for the instance's life.
             for wait in super::instance::RETRIES {
-                match stop(&leases, &holder, &key_id).await {
+                match crate::database::answered(stop(&leases, &holder, &key_id)).await {
                     Ok(()) => return,
                     Err(e) => tracing::warn!(error = %e, "cannot count a stream's end; retrying"),
                 }
@@ -72,6 +72,8 @@ impl Tab {
         tokio::spawn(async move {
             let _ = tx.send(take_stream(leases, key_id, i64::from(max)).await);
         });
+        // `take_stream` bounds each of its calls to the database (a silent server held it,
+        // and the request, for good).
         rx.await.map_err(|_| Error::from(KeyError::Db(sqlx::Error::PoolClosed)))?
     }
 }
@@ -81,7 +83,8 @@ async fn take_stream(leases: Arc<Leases>, key_id: String, max: i64) -> Result<St
     let mut permit = StreamPermit { leases, key_id, holder: None };
     for _ in 0..2 {
         let holder = permit.leases.instance.id();
-        match start(&permit.leases, &holder, &permit.key_id, max).await {
+        let started = start(&permit.leases, &holder, &permit.key_id, max);
+        match crate::database::answered(started).await {
             Ok(Started::Yes) => {
                 permit.holder = Some(holder);
                 return Ok(permit);
@@ -93,7 +96,7 @@ async fn take_stream(leases: Arc<Leases>, key_id: String, max: i64) -> Result<St
             Ok(Started::Reaped) => {
                 permit.leases.forget(&holder);
                 let renewed = permit.leases.instance.renew_id(&permit.leases.db, &holder);
-                if !renewed.await.map_err(KeyError::Db)? {
+                if !crate::database::answered(renewed).await.map_err(KeyError::Db)? {
                     break;
                 }
             }

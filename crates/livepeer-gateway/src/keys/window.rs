@@ -66,7 +66,8 @@ impl Windows {
             }
         }
         let chunk = (rpm / CHUNKS).max(1);
-        let granted = match take(db, id, window, i64::from(rpm), i64::from(chunk)).await {
+        let taken = take(db, id, window, i64::from(rpm), i64::from(chunk));
+        let granted = match crate::database::answered(taken).await {
             Ok(granted) => granted,
             Err(e) => {
                 tracing::warn!(error = %e, "shared rate limit unavailable; this instance's own applies");

@@ -5,6 +5,8 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -231,6 +233,140 @@ async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back()
     eventually(Duration::from_secs(20), "the buffered rows are written", || async {
         let (status, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
         status == StatusCode::OK && usage["requests"] == 11
+    })
+    .await;
+    gw.shutdown().await;
+    drop(pg);
+}
+
+/// A TCP relay to `upstream` that can be frozen: while frozen it forwards nothing either way
+/// and closes nothing, as a database behind a partitioned network or a hung server is to its
+/// clients (no error, no answer).
+struct Freezer {
+    addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+    /// Freeze at the next statement a client sends (not at a connection check, which is a
+    /// few bytes), holding that statement.
+    armed: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Freezer {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let armed = Arc::new(AtomicBool::new(false));
+        let (gate, trigger) = (frozen.clone(), armed.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let up = Some((gate.clone(), trigger.clone()));
+                tokio::spawn(relay(cr, sw, gate.subscribe(), up));
+                tokio::spawn(relay(sr, cw, gate.subscribe(), None));
+            }
+        });
+        Self { addr, frozen, armed, task }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.send_replace(on);
+    }
+
+    /// Freezes at the next statement sent, once it has reached the relay.
+    fn freeze_at_next_statement(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while the relay is frozen; toward the server
+/// (`up`), freezing it at a statement when armed.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+    up: Option<(tokio::sync::watch::Sender<bool>, Arc<AtomicBool>)>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else { return };
+        // A statement's messages carry its parameters (a 64-digit hash here); a connection
+        // check (`Sync`) is 5 bytes.
+        if let Some((gate, armed)) = &up
+            && n >= 64
+            && armed.swap(false, Ordering::SeqCst)
+        {
+            gate.send_replace(true);
+        }
+        if n == 0 || frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `request`'s answer, which must come within a minute: far more than any of the gateway's
+/// own deadlines, far less than the silence the test keeps up.
+async fn answered(request: impl Future<Output = reqwest::Response>) -> reqwest::Response {
+    tokio::time::timeout(Duration::from_secs(60), request)
+        .await
+        .expect("a request that needs the silent database is answered")
+}
+
+/// A database that stops answering (no error, no answer) bounds what waits on it: a key
+/// the gateway has not seen gets 503 rather than a request held for as long as the silence
+/// lasts; a key it has cached goes on working; once the database answers again, so does
+/// the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_database_holds_no_request_for_good() {
+    let Some(pg) = postgres().await else { return };
+    let port: u16 =
+        pg.url().rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let freezer = Freezer::start(port).await;
+    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
+    let sim = TextSim::new("pg-silent").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), Some(url))).await;
+    let (_, secret) = create(&gw, json!({"name": "cached"})).await;
+    assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    // Silent before a connection is taken from the pool: its check finds it out.
+    freezer.freeze(true);
+    let unseen = answered(t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD)).await;
+    assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = unseen.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
+    // A key the gateway has cached does not need the database.
+    assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    freezer.freeze(false);
+    eventually(Duration::from_secs(30), "the database heard again", || async {
+        t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD).await.status()
+            == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    // Silent once the statement is out: nothing but the gateway's own deadline ends the wait.
+    freezer.freeze_at_next_statement();
+    let unseen = answered(t2i_as(&gw, Some("lpk_never_seen_fedcba9876543210"), SD)).await;
+    assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = unseen.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
+    freezer.freeze(false);
+    eventually(Duration::from_secs(30), "the database heard again", || async {
+        t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD).await.status()
+            == StatusCode::UNAUTHORIZED
     })
     .await;
     gw.shutdown().await;
