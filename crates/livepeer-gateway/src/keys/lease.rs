@@ -258,7 +258,8 @@ impl Leases {
                 Grant::Reaped => {
                     // Its holds were given back by the reaper: start over under a new id.
                     self.forget(&holder);
-                    if !self.instance.renew_id(&self.db, &holder).await? {
+                    let renewed = self.instance.renew_id(&self.db, &holder);
+                    if !crate::database::answered(renewed).await? {
                         break;
                     }
                 }
@@ -614,7 +615,8 @@ pub(super) async fn heartbeat(leases: Arc<Leases>) {
             () = tokio::time::sleep(every) => {}
             () = leases.instance.stop.cancelled() => break,
         }
-        if let Err(e) = beat(&leases).await {
+        // Bounded: a silent server would otherwise stop the heartbeat for good.
+        if let Err(e) = crate::database::answered(beat(&leases)).await {
             tracing::warn!(error = %e, "key database heartbeat failed");
         }
     }

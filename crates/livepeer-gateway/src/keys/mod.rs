@@ -227,7 +227,7 @@ impl LedgerWriter {
             () = ledger::run(db.clone(), rx, last.clone()) => {}
             () = promises_kept => {}
         }
-        match leases.instance.close(&db).await {
+        match crate::database::answered(leases.instance.close(&db)).await {
             Ok(()) => tracing::info!("budget leases and streams of this instance given back"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot give back this instance's leases (its expiry will)")
