@@ -22,7 +22,7 @@ use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
 use crate::orchestrator::caps::Capabilities;
 use crate::orchestrator::creds::{OFFCHAIN_PAYMENT, ai_manifest_id, segment_header};
-use crate::orchestrator::http::{HttpError, OrchHttp, OrchHttpVersion, read_body};
+use crate::orchestrator::http::{Dispatched, HttpError, OrchHttp, OrchHttpVersion, read_body};
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::verdict::Failure;
 use crate::payment::Settlement;
@@ -302,16 +302,20 @@ impl AiClient {
     /// Runs one attempt. The caller bounds it with the attempt deadline.
     /// `payment` is the `Livepeer-Payment` value (`None`: the off-chain empty header) and
     /// `segment` the `Livepeer-Segment` value when a remote signer made it (`None`: build it
-    /// here); `orch` must be the info whose auth token goes with that payment.
+    /// here); `orch` must be the info whose auth token goes with that payment. `dispatched`,
+    /// when given, is marked once the request is handed to a connection.
     pub async fn call(
         &self,
         orch: &OrchInfo,
-        payment: Option<&str>,
-        segment: Option<&str>,
+        (payment, segment): (Option<&str>, Option<&str>),
+        dispatched: Option<&Dispatched>,
         req: &ValidRequest,
         sink: ResultSink<'_>,
     ) -> Result<Answer, CallError> {
-        let request = self.request(orch, (payment, segment), req, sink.config)?;
+        let mut request = self.request(orch, (payment, segment), req, sink.config)?;
+        if let Some(d) = dispatched {
+            request.extensions_mut().insert(d.clone());
+        }
         let resp = self.http.get().send(request).await.map_err(CallError::from_send)?;
         let status = resp.status();
         if !status.is_success() {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::call::{Answer, CallError, ResultSink, ResultUrls};
+use super::spent::{InFlight, Records};
 use super::validate::{Pipeline, ValidRequest};
 use super::{AiState, relay};
 use crate::error::{Error, Kind};
@@ -252,22 +253,23 @@ impl<'a> Job<'a> {
         let booking = Booking::Job;
         let prepare = ai.payments.prepare(lease.url(), info, &self.record.key, req.units, booking);
         let prepared = Box::new(Box::pin(prepare).await?);
-        let at = (lease.url().as_str(), &self.record.key);
-        let out = super::spent::InFlight::arm(prepared.spend(), at, self.tab.as_ref(), &ai.metrics);
+        let (orch, key, tab, metrics) =
+            (lease.url().as_str(), &self.record.key, self.tab.as_ref(), &ai.metrics);
+        let out = InFlight::arm(prepared, &ai.payments, Records { orch, key, tab, metrics });
+        let p = out.prepared();
         let result = tokio::time::timeout_at(
             attempt_deadline,
             ai.client.call(
-                prepared.info(),
-                Some(prepared.payment()),
-                prepared.segment(),
+                p.info(),
+                (Some(p.payment()), p.segment()),
+                out.dispatched(),
                 req,
                 ResultSink { store: &ai.store, urls: self.urls, config: &ai.config },
             ),
         )
         .await
         .unwrap_or(Err(CallError::Timeout(attempt_deadline - started)));
-        out.disarm();
-        Ok(Called { prepared, result })
+        Ok(Called { prepared: out.disarm(), result })
     }
 
     /// Ends an attempt whose call was made: settles, records it, and acts on the answer or on

@@ -1,9 +1,13 @@
-//! The tickets of an AI attempt whose call is out. The attempt settles them when its call
-//! ends, and only then records them (metrics, the customer's tab, the request's record). A
-//! request dropped mid-call (its client gone) drops the call with it: the tickets may have
-//! reached the orchestrator, and its payment is booked as spent, but nothing recorded them,
-//! and a customer's key without a budget wrote no usage row at all. [`InFlight`] records them
-//! when dropped armed, as BYOC's `OutTickets` does.
+//! The payment of an AI attempt while its call is out. The attempt settles it when its call
+//! ends, and only then records its tickets (metrics, the customer's tab, the request's record).
+//! A request dropped mid-call (its client gone) drops the call with it. [`InFlight`] then
+//! decides what became of the payment by whether the call had been handed to a connection:
+//! - if it had, the tickets may have reached the orchestrator: the payment stays booked as
+//!   spent and its tickets are recorded, as BYOC's `OutTickets` does (before, nothing recorded
+//!   them, and a customer's key without a budget wrote no usage row at all);
+//! - if it had not (its connection was still being made), nothing left the gateway: the
+//!   payment is settled as refused, its credit back, and nothing is recorded (before, the
+//!   tickets were recorded, the customer charged for them, and the credit lost).
 
 use std::sync::Arc;
 
@@ -12,49 +16,82 @@ use livepeer_pm::Ratio;
 use crate::job::JobKey;
 use crate::keys::Tab;
 use crate::metrics::Metrics;
-use crate::payment::Spend;
+use crate::orchestrator::http::Dispatched;
+use crate::payment::{Payments, Prepared, Settlement, Spend};
 
-/// A payment's tickets while its call is out; see the module docs.
+/// A payment while its call is out; see the module docs.
 pub(super) struct InFlight {
+    prepared: Box<Prepared>,
     // Boxed: it is held across the call's await, in every request's future, and the spend's
-    // exact amounts are large; unpaid requests hold none.
+    // exact amounts are large; payments the gateway's own key did not stage hold none.
     armed: Option<Box<Armed>>,
 }
 
 struct Armed {
+    payments: Payments,
     spend: Spend,
+    dispatched: Dispatched,
     orch: String,
     key: JobKey,
     tab: Option<Arc<Tab>>,
     metrics: Metrics,
 }
 
+/// Where a payment is recorded: the orchestrator and job it pays for, the customer's tab.
+pub(super) struct Records<'a> {
+    pub(super) orch: &'a str,
+    pub(super) key: &'a JobKey,
+    pub(super) tab: Option<&'a Arc<Tab>>,
+    pub(super) metrics: &'a Metrics,
+}
+
 impl InFlight {
-    /// Armed with `spend` (nothing when the payment made no tickets the gateway signed),
-    /// sent to `orch` for a job of `key`, on `tab` if a key's.
-    pub(super) fn arm(
-        spend: Option<Spend>,
-        (orch, key): (&str, &JobKey),
-        tab: Option<&Arc<Tab>>,
-        metrics: &Metrics,
-    ) -> Self {
-        let armed = spend.filter(|s| s.tickets > 0).map(|spend| {
-            let (orch, key, tab, metrics) =
-                (orch.to_owned(), key.clone(), tab.cloned(), metrics.clone());
-            Box::new(Armed { spend, orch, key, tab, metrics })
+    /// Holds `prepared` for its call, armed when the gateway's own key staged it (there is
+    /// a credit to give back or tickets to record).
+    pub(super) fn arm(prepared: Box<Prepared>, payments: &Payments, at: Records<'_>) -> Self {
+        let armed = prepared.spend().map(|spend| {
+            Box::new(Armed {
+                payments: payments.clone(),
+                spend,
+                dispatched: Dispatched::default(),
+                orch: at.orch.to_owned(),
+                key: at.key.clone(),
+                tab: at.tab.cloned(),
+                metrics: at.metrics.clone(),
+            })
         });
-        Self { armed }
+        Self { prepared, armed }
+    }
+
+    /// The payment, to call with.
+    pub(super) fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    /// What the call marks once it is handed to a connection; `None` when the payment has
+    /// nothing to give back or record.
+    pub(super) fn dispatched(&self) -> Option<&Dispatched> {
+        self.armed.as_ref().map(|a| &a.dispatched)
     }
 
     /// The call ended: the attempt settles and records the payment itself.
-    pub(super) fn disarm(mut self) {
+    pub(super) fn disarm(mut self) -> Box<Prepared> {
         self.armed = None;
+        Box::new(self.prepared.take())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let Some(a) = self.armed.take() else { return };
+        if !a.dispatched.happened() {
+            // Never written: its tickets' nonces were seen by nobody.
+            a.payments.settle(self.prepared.take(), Settlement::Refused);
+            return;
+        }
+        if a.spend.tickets == 0 {
+            return;
+        }
         // The fee is charged by the orchestrator on a job it finishes, which is not known:
         // the tickets' value is what left.
         let (tickets, ev, fee) = (a.spend.tickets, &a.spend.ev_sent, &Ratio::ZERO);

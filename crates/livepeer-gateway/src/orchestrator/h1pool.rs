@@ -96,7 +96,9 @@ impl H1Pool {
         let host_field = host_value(&host);
         let head = h1::request_head(&parts.method, target, &host_field, &parts.headers, body.len());
         let is_head = parts.method == http::Method::HEAD;
+        let dispatched = || super::http::mark_dispatched(&parts.extensions);
         while let Some(conn) = self.take(&host) {
+            dispatched();
             match conn.exchange(&head, &body, is_head).await {
                 Ok(resp) => return Ok(self.homed(resp, host)),
                 Err(ExchangeError::NotSent(_)) => {}
@@ -115,6 +117,7 @@ impl H1Pool {
                 }
             })?;
             let conn = Conn::new(h1::Io::Plain(tcp));
+            dispatched();
             conn.exchange(&head, &body, is_head)
                 .await
                 .map_err(|e| SendError::Transport(e.to_string()))

@@ -93,6 +93,13 @@ impl Prepared {
         self.staged.as_ref().map(|s| Spend { tickets: s.tickets, ev_sent: s.ev_sent, fee: s.fee })
     }
 
+    /// Takes the payment out, leaving one that staged nothing in its place: for a holder that
+    /// must settle it where it cannot move it (a `Drop`).
+    pub fn take(&mut self) -> Self {
+        let (info, payment) = (self.info.clone(), String::new());
+        std::mem::replace(self, Self { info, payment, segment: None, staged: None })
+    }
+
     /// Whether fresh ticket params may cure a payment refusal, so that one more try on the
     /// same orchestrator is worth it: the gateway's own key paid.
     pub fn renewable(&self) -> bool {

@@ -5,7 +5,8 @@
 //! the attempt reached nobody: the credit the gateway counts on there is what it was, not
 //! booked as spent, which would have the next job pay it again, and its tickets are not
 //! counted as sent. (And the other side of that count: a job whose client leaves mid-call
-//! has its tickets counted, since they went out.)
+//! has its tickets counted, since they went out; one whose client leaves while its dial
+//! still waits has not, since none did.)
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -340,5 +341,54 @@ async fn a_segment_refused_at_connect_keeps_its_credit_and_counts_no_tickets() {
     assert_eq!(spend(&status), sent, "the refused segment's tickets are not counted: {status}");
     assert_eq!(ai_credit(&gw).await, credit, "and their credit is what it was");
     assert_eq!(sim.payments().payments, 1, "only the first segment's payment arrived");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_jobs_tickets_are_not_counted_when_its_client_leaves_while_its_dial_waits() {
+    // The service address is a listener whose one-place accept queue is already taken: the
+    // kernel drops further connection requests, so a dial to it waits. The job's payment is
+    // made before the dial; its client leaves meanwhile. Nothing was written: before, its
+    // tickets were counted as sent (and charged to a customer's key) all the same.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(0).unwrap();
+    let _queued = TcpStream::connect(addr).await.unwrap();
+    let mut eth = [0u8; 20];
+    eth[19] = 7;
+    let sim = Sim::start(SimConfig {
+        models: vec![SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8)],
+        service_uri: Some(format!("http://{addr}")),
+        eth_address: Some(livepeer_pm::Address::from(eth)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config(&[sim.url()]);
+    c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
+    // The dial waits for as long as the test needs.
+    c.connect_timeout = Duration::from_secs(120);
+    let gw = start(c).await;
+    let job = tokio::spawn(small_t2i_owned(gw.http_addr));
+    eventually(Duration::from_secs(10), "the job's tickets made", || async {
+        let (_, status) = admin_get(&gw, "/status").await;
+        let sessions = status["payments"]["sessions"].as_array().cloned().unwrap_or_default();
+        sessions.iter().any(|s| s["nonces_used"].as_u64().unwrap_or(0) > 0)
+    })
+    .await;
+    job.abort();
+    eventually(Duration::from_secs(10), "the request let go of its orchestrator", || async {
+        let (_, orchs) = admin_get(&gw, "/orchestrators").await;
+        let leases: u64 = orchs["orchestrators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["in_flight"].as_u64())
+            .sum();
+        leases == 0
+    })
+    .await;
+    assert_eq!(tickets_sent(&gw).await, 0, "nothing was written");
     gw.shutdown().await;
 }
