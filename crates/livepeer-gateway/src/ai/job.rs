@@ -252,10 +252,10 @@ impl<'a> Job<'a> {
         // set up) several kilobytes bigger, unpaid ones included.
         let booking = Booking::Job;
         let prepare = ai.payments.prepare(lease.url(), info, &self.record.key, req.units, booking);
-        let prepared = Box::new(Box::pin(prepare).await?);
+        let mut prepared = Box::new(Box::pin(prepare).await?);
         let (orch, key, tab, metrics) =
             (lease.url().as_str(), &self.record.key, self.tab.as_ref(), &ai.metrics);
-        let out = InFlight::arm(prepared, &ai.payments, Records { orch, key, tab, metrics });
+        let out = InFlight::arm(&mut prepared, &ai.payments, Records { orch, key, tab, metrics });
         let p = out.prepared();
         let result = tokio::time::timeout_at(
             attempt_deadline,
@@ -269,7 +269,8 @@ impl<'a> Job<'a> {
         )
         .await
         .unwrap_or(Err(CallError::Timeout(attempt_deadline - started)));
-        Ok(Called { prepared: out.disarm(), result })
+        out.disarm();
+        Ok(Called { prepared, result })
     }
 
     /// Ends an attempt whose call was made: settles, records it, and acts on the answer or on

@@ -20,8 +20,8 @@ use crate::orchestrator::http::Dispatched;
 use crate::payment::{Payments, Prepared, Settlement, Spend};
 
 /// A payment while its call is out; see the module docs.
-pub(super) struct InFlight {
-    prepared: Box<Prepared>,
+pub(super) struct InFlight<'p> {
+    prepared: &'p mut Prepared,
     // Boxed: it is held across the call's await, in every request's future, and the spend's
     // exact amounts are large; payments the gateway's own key did not stage hold none.
     armed: Option<Box<Armed>>,
@@ -45,10 +45,10 @@ pub(super) struct Records<'a> {
     pub(super) metrics: &'a Metrics,
 }
 
-impl InFlight {
+impl<'p> InFlight<'p> {
     /// Holds `prepared` for its call, armed when the gateway's own key staged it (there is
     /// a credit to give back or tickets to record).
-    pub(super) fn arm(prepared: Box<Prepared>, payments: &Payments, at: Records<'_>) -> Self {
+    pub(super) fn arm(prepared: &'p mut Prepared, payments: &Payments, at: Records<'_>) -> Self {
         let armed = prepared.spend().map(|spend| {
             Box::new(Armed {
                 payments: payments.clone(),
@@ -65,7 +65,7 @@ impl InFlight {
 
     /// The payment, to call with.
     pub(super) fn prepared(&self) -> &Prepared {
-        &self.prepared
+        self.prepared
     }
 
     /// What the call marks once it is handed to a connection; `None` when the payment has
@@ -75,13 +75,12 @@ impl InFlight {
     }
 
     /// The call ended: the attempt settles and records the payment itself.
-    pub(super) fn disarm(mut self) -> Box<Prepared> {
+    pub(super) fn disarm(mut self) {
         self.armed = None;
-        Box::new(self.prepared.take())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let Some(a) = self.armed.take() else { return };
         if !a.dispatched.happened() {
