@@ -16,7 +16,7 @@ use livepeer_pm::Ratio;
 use crate::job::JobKey;
 use crate::keys::Tab;
 use crate::metrics::Metrics;
-use crate::orchestrator::http::Dispatched;
+use crate::orchestrator::dispatched::Dispatched;
 use crate::payment::{Payments, Prepared, Settlement, Spend};
 
 /// A payment while its call is out; see the module docs.

@@ -398,7 +398,8 @@ impl Leases {
     async fn refill(&self, key_id: &str, period: i64, budget: i64, want: i64, min: i64) {
         let holder = self.instance.id();
         let ask = Ask { key_id, period, budget, need: 0, want, release: 0, min };
-        let granted = match self.acquire(&holder, &ask).await {
+        // Unanswered, it counts as granting nothing: the key may use less, never more.
+        let granted = match crate::database::answered(self.acquire(&holder, &ask)).await {
             Ok(Grant::Granted(granted)) => granted,
             Ok(_) => 0,
             Err(e) => {
@@ -442,8 +443,15 @@ impl Leases {
         let (db, key_id, holder) = (self.db.clone(), key_id.to_owned(), holder.clone());
         runtime.spawn(async move {
             for wait in instance::RETRIES {
-                match give_back(&db, &holder, &key_id, period, amount).await {
+                match crate::database::answered(give_back(&db, &holder, &key_id, period, amount))
+                    .await
+                {
                     Ok(()) => return,
+                    // It may have been given back: again could give it back twice.
+                    Err(e) if crate::database::unanswered(&e) => {
+                        tracing::warn!(error = %e, "a budget lease's give-back went unanswered");
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot give back a budget lease; retrying")
                     }
@@ -469,9 +477,18 @@ impl Leases {
             idle
         };
         for (key_id, holder, period, amount) in idle {
-            if let Err(e) = give_back(&self.db, &holder, &key_id, period, amount).await {
-                tracing::warn!(error = %e, "cannot give back an idle budget lease");
-                self.credit(&key_id, &holder, period, amount);
+            let given = give_back(&self.db, &holder, &key_id, period, amount);
+            match crate::database::answered(given).await {
+                Ok(()) => {}
+                // Whether it was given back is unknown: not credited again, which could spend
+                // it twice; the instance's shutdown, or its reaper, gives back what is left.
+                Err(e) if crate::database::unanswered(&e) => {
+                    tracing::warn!(error = %e, "an idle budget lease's give-back went unanswered");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot give back an idle budget lease");
+                    self.credit(&key_id, &holder, period, amount);
+                }
             }
         }
     }
@@ -615,14 +632,23 @@ pub(super) async fn heartbeat(leases: Arc<Leases>) {
             () = tokio::time::sleep(every) => {}
             () = leases.instance.stop.cancelled() => break,
         }
-        // Bounded: a silent server would otherwise stop the heartbeat for good.
-        if let Err(e) = crate::database::answered(beat(&leases)).await {
+        if let Err(e) = beat(&leases).await {
             tracing::warn!(error = %e, "key database heartbeat failed");
         }
     }
 }
 
+/// One heartbeat, each of its calls to the database bounded (a silent server would otherwise
+/// stop the heartbeat for good): bounded as a whole, a deadline in the middle of the idle
+/// leases' give-back would drop leases taken out of memory but not given back.
 async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
+    crate::database::answered(renew(leases)).await?;
+    leases.give_back_idle().await;
+    crate::database::answered(instance::prune(&leases.db, &leases.instance.id())).await
+}
+
+/// Renews this instance's row (under a new id when it was reaped), and reaps expired ones.
+async fn renew(leases: &Leases) -> Result<(), sqlx::Error> {
     let (id, began) = (leases.instance.id(), Instant::now());
     let mut tx = leases.db.begin().await?;
     let alive = leases.instance.renew(&mut tx, &id).await?;
@@ -633,9 +659,7 @@ async fn beat(leases: &Leases) -> Result<(), sqlx::Error> {
         leases.forget(&id);
         leases.instance.renew_id(&leases.db, &id).await?;
     }
-    instance::sweep(&leases.db).await?;
-    leases.give_back_idle().await;
-    instance::prune(&leases.db, &leases.instance.id()).await
+    instance::sweep(&leases.db).await
 }
 
 #[cfg(test)]

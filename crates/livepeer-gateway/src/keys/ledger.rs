@@ -409,8 +409,8 @@ pub(super) async fn usage(
         CAST(COALESCE(SUM(charged_nusd), 0) AS BIGINT) AS charged FROM usage_events \
         WHERE key_id = $1 AND at_ms >= $2 AND at_ms < $3 \
         GROUP BY pipeline, model ORDER BY pipeline, model";
-    let rows =
-        sqlx::query(sql).bind(key_id.to_owned()).bind(from_ms).bind(to_ms).fetch_all(db).await?;
+    let query = sqlx::query(sql).bind(key_id.to_owned()).bind(from_ms).bind(to_ms);
+    let rows = crate::database::answered(query.fetch_all(db)).await?;
     rows.iter()
         .map(|r| {
             let count = |c: &str| r.try_get::<i64, _>(c).map(|v| u64::try_from(v).unwrap_or(0));
@@ -472,13 +472,12 @@ pub(super) async fn rows(
         units, orchestrator, tickets, paid_ev_wei, paid_fee_wei, charged_nusd FROM usage_events \
         WHERE ($1 = '' OR key_id = $1) AND at_ms >= $2 AND at_ms < $3 \
         ORDER BY at_ms, key_id, request_id LIMIT $4";
-    let found = sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(key_id.unwrap_or_default().to_owned())
         .bind(from_ms)
         .bind(to_ms)
-        .bind(i64::from(limit))
-        .fetch_all(db)
-        .await?;
+        .bind(i64::from(limit));
+    let found = crate::database::answered(query.fetch_all(db)).await?;
     found
         .iter()
         .map(|r| {

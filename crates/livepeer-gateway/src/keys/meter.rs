@@ -45,6 +45,11 @@ impl Drop for StreamPermit {
             for wait in super::instance::RETRIES {
                 match crate::database::answered(stop(&leases, &holder, &key_id)).await {
                     Ok(()) => return,
+                    // It may have been counted: again could count it twice.
+                    Err(e) if crate::database::unanswered(&e) => {
+                        tracing::warn!(error = %e, "a stream's end went unanswered");
+                        return;
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot count a stream's end; retrying"),
                 }
                 tokio::time::sleep(wait).await;
@@ -72,9 +77,13 @@ impl Tab {
         tokio::spawn(async move {
             let _ = tx.send(take_stream(leases, key_id, i64::from(max)).await);
         });
-        // `take_stream` bounds each of its calls to the database (a silent server held it,
-        // and the request, for good).
-        rx.await.map_err(|_| Error::from(KeyError::Db(sqlx::Error::PoolClosed)))?
+        // The request waits for the count within the database's deadline (a silent server held
+        // it for good). The count itself goes on: given up on mid-commit, it could have taken
+        // the key's place with nothing to give it back; a permit it makes once the server
+        // answers, which nobody takes then, gives the place back.
+        let counted =
+            crate::database::answered(async { rx.await.map_err(|_| sqlx::Error::PoolClosed) });
+        counted.await.map_err(|e| Error::from(KeyError::Db(e)))?
     }
 }
 
@@ -83,8 +92,7 @@ async fn take_stream(leases: Arc<Leases>, key_id: String, max: i64) -> Result<St
     let mut permit = StreamPermit { leases, key_id, holder: None };
     for _ in 0..2 {
         let holder = permit.leases.instance.id();
-        let started = start(&permit.leases, &holder, &permit.key_id, max);
-        match crate::database::answered(started).await {
+        match start(&permit.leases, &holder, &permit.key_id, max).await {
             Ok(Started::Yes) => {
                 permit.holder = Some(holder);
                 return Ok(permit);
@@ -96,7 +104,7 @@ async fn take_stream(leases: Arc<Leases>, key_id: String, max: i64) -> Result<St
             Ok(Started::Reaped) => {
                 permit.leases.forget(&holder);
                 let renewed = permit.leases.instance.renew_id(&permit.leases.db, &holder);
-                if !crate::database::answered(renewed).await.map_err(KeyError::Db)? {
+                if !renewed.await.map_err(KeyError::Db)? {
                     break;
                 }
             }

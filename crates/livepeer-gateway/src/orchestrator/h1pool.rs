@@ -96,7 +96,7 @@ impl H1Pool {
         let host_field = host_value(&host);
         let head = h1::request_head(&parts.method, target, &host_field, &parts.headers, body.len());
         let is_head = parts.method == http::Method::HEAD;
-        let dispatched = || super::http::mark_dispatched(&parts.extensions);
+        let dispatched = || super::dispatched::mark(&parts.extensions);
         while let Some(conn) = self.take(&host) {
             dispatched();
             match conn.exchange(&head, &body, is_head).await {

@@ -214,7 +214,7 @@ impl OrchHttp {
             _ => &self.client,
         };
         // hyper's client dials and writes out of sight: handed over counts as sent.
-        mark_dispatched(req.extensions());
+        super::dispatched::mark(req.extensions());
         // Boxed, as above: the resends' state would otherwise be carried by every request's
         // future.
         Box::pin(send_resending(client, req)).await
@@ -242,31 +242,6 @@ impl OrchHttp {
             .body(Full::default())
             .map_err(|e| HttpError::BadUrl(format!("{url}: {e}")))?;
         self.send(req).await
-    }
-}
-
-/// Put in a request's extensions, marked once the request is handed to a connection to be
-/// written: until then nothing of it, and none of the tickets it carries, has left the
-/// gateway (a request dropped while its connection was still being made sent nothing).
-#[derive(Debug, Clone, Default)]
-pub struct Dispatched(Arc<std::sync::atomic::AtomicBool>);
-
-impl Dispatched {
-    /// The request is about to be written (or may already be, on hyper's connections).
-    pub fn mark(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether [`mark`](Self::mark) was called.
-    pub fn happened(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// Marks `extensions`' [`Dispatched`], if any.
-pub(super) fn mark_dispatched(extensions: &http::Extensions) {
-    if let Some(d) = extensions.get::<Dispatched>() {
-        d.mark();
     }
 }
 

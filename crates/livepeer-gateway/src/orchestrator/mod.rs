@@ -9,6 +9,7 @@ pub mod channel;
 pub mod client;
 pub mod creds;
 pub mod discovery;
+pub mod dispatched;
 pub mod h1;
 mod h1pool;
 pub mod health;

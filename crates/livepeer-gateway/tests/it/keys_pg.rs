@@ -5,12 +5,12 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
+use sha2::Digest as _;
 
 use crate::keys::{admin, create, disable_and_delete, keys_config, lifecycle, t2i_as};
 use crate::support::*;
@@ -239,15 +239,17 @@ async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back()
     drop(pg);
 }
 
+/// The bytes a [`Freezer`] freezes at, once armed.
+type Trigger = Arc<Mutex<Option<Vec<u8>>>>;
+
 /// A TCP relay to `upstream` that can be frozen: while frozen it forwards nothing either way
 /// and closes nothing, as a database behind a partitioned network or a hung server is to its
 /// clients (no error, no answer).
 struct Freezer {
     addr: std::net::SocketAddr,
     frozen: tokio::sync::watch::Sender<bool>,
-    /// Freeze at the next statement a client sends (not at a connection check, which is a
-    /// few bytes), holding that statement.
-    armed: Arc<AtomicBool>,
+    /// Freeze when a client sends these bytes, holding the message that carries them.
+    armed: Trigger,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -256,7 +258,7 @@ impl Freezer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (frozen, _) = tokio::sync::watch::channel(false);
-        let armed = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(Mutex::new(None));
         let (gate, trigger) = (frozen.clone(), armed.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -278,9 +280,9 @@ impl Freezer {
         self.frozen.send_replace(on);
     }
 
-    /// Freezes at the next statement sent, once it has reached the relay.
-    fn freeze_at_next_statement(&self) {
-        self.armed.store(true, Ordering::SeqCst);
+    /// Freezes at the first message sent toward the server that carries `bytes`.
+    fn freeze_at(&self, bytes: &[u8]) {
+        *self.armed.lock().unwrap() = Some(bytes.to_vec());
     }
 }
 
@@ -296,19 +298,19 @@ async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut frozen: tokio::sync::watch::Receiver<bool>,
-    up: Option<(tokio::sync::watch::Sender<bool>, Arc<AtomicBool>)>,
+    up: Option<(tokio::sync::watch::Sender<bool>, Trigger)>,
 ) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = vec![0u8; 16 << 10];
     loop {
         let Ok(n) = from.read(&mut buf).await else { return };
-        // A statement's messages carry its parameters (a 64-digit hash here); a connection
-        // check (`Sync`) is 5 bytes.
-        if let Some((gate, armed)) = &up
-            && n >= 64
-            && armed.swap(false, Ordering::SeqCst)
-        {
-            gate.send_replace(true);
+        if let Some((gate, armed)) = &up {
+            let mut armed = armed.lock().unwrap();
+            let hit = armed.as_ref().is_some_and(|b| buf[..n].windows(b.len()).any(|w| w == b));
+            if hit {
+                *armed = None;
+                gate.send_replace(true);
+            }
         }
         if n == 0 || frozen.wait_for(|f| !*f).await.is_err() {
             return;
@@ -357,9 +359,11 @@ async fn a_silent_database_holds_no_request_for_good() {
             == StatusCode::UNAUTHORIZED
     })
     .await;
-    // Silent once the statement is out: nothing but the gateway's own deadline ends the wait.
-    freezer.freeze_at_next_statement();
-    let unseen = answered(t2i_as(&gw, Some("lpk_never_seen_fedcba9876543210"), SD)).await;
+    // Silent once the statement looking the key up is out (its parameter is the secret's
+    // SHA-256): nothing but the gateway's own deadline ends the wait.
+    let secret = "lpk_never_seen_fedcba9876543210";
+    freezer.freeze_at(hex::encode(sha2::Sha256::digest(secret)).as_bytes());
+    let unseen = answered(t2i_as(&gw, Some(secret), SD)).await;
     assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = unseen.json().await.unwrap();
     assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");

@@ -243,7 +243,7 @@ async fn a_payment_still_fetching_params_at_the_stop_keeps_no_credit_booked() {
     c.signer = Some(Arc::new(livepeer_pm::LocalSigner::from_hex(KEY).unwrap()));
     c.live.payment_interval = Duration::from_millis(200);
     // Long enough for the slow params below to be waited for rather than given up on.
-    c.discovery_timeout = Duration::from_secs(10);
+    c.discovery_timeout = Duration::from_secs(20);
     let gw = start(c).await;
     let payer = gw.state.payer.clone().unwrap();
     // The simulator's chain starts at block 1000; its params expire at 1040.
@@ -277,7 +277,7 @@ async fn a_payment_still_fetching_params_at_the_stop_keeps_no_credit_booked() {
     // the next interval payment waits for them.
     let asked = sim.calls();
     sim.advance_blocks(100);
-    sim.set_latency(Duration::from_secs(3));
+    sim.set_latency(Duration::from_secs(6));
     payer.set_block(1_050);
     eventually(Duration::from_secs(10), "a payment asking for fresh params", || async {
         sim.calls() > asked

@@ -345,36 +345,33 @@ async fn a_segment_refused_at_connect_keeps_its_credit_and_counts_no_tickets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ai_jobs_tickets_are_not_counted_when_its_client_leaves_while_its_dial_waits() {
-    // The service address is a listener whose one-place accept queue is already taken: the
-    // kernel drops further connection requests, so a dial to it waits. The job's payment is
-    // made before the dial; its client leaves meanwhile. Nothing was written: before, its
-    // tickets were counted as sent (and charged to a customer's key) all the same.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let addr = socket.local_addr().unwrap();
-    let _listener = socket.listen(0).unwrap();
-    let _queued = TcpStream::connect(addr).await.unwrap();
-    let mut eth = [0u8; 20];
-    eth[19] = 7;
-    let sim = Sim::start(SimConfig {
-        models: vec![SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8)],
-        service_uri: Some(format!("http://{addr}")),
-        eth_address: Some(livepeer_pm::Address::from(eth)),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+async fn an_ai_jobs_payment_is_given_back_when_its_client_leaves_while_its_dial_waits() {
+    // A first job leaves about 3.9e9 wei of credit (see above). The forwarder then goes, and
+    // its port becomes a listener whose one-place accept queue is taken: the kernel drops
+    // further connection requests, so the second job's dial waits. Its payment (a ticket, its
+    // credit staged) is made before the dial; its client leaves meanwhile. Nothing was
+    // written: before, its ticket was counted as sent (and charged to a customer's key) and
+    // the credit it staged was lost.
+    let model = SimModel::new("text-to-image", SD).price(1_000_000, 1).capacity(8);
+    let (sim, forwarder) =
+        forwarded(SimConfig { models: vec![model], ..SimConfig::default() }, true).await;
     let mut c = config(&[sim.url()]);
     c.signer = Some(Arc::new(LocalSigner::from_hex(KEY).unwrap()));
     // The dial waits for as long as the test needs.
     c.connect_timeout = Duration::from_secs(120);
     let gw = start(c).await;
+    let (status, body) = small_t2i(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    let (credit, tickets) = (ai_credit(&gw).await, tickets_sent(&gw).await);
+    assert_ne!(credit, "0", "the first job left credit");
+    let addr = forwarder.addr;
+    let _listener = forwarder.close().await.listen(0).unwrap();
+    let _queued = TcpStream::connect(addr).await.unwrap();
     let job = tokio::spawn(small_t2i_owned(gw.http_addr));
-    eventually(Duration::from_secs(10), "the job's tickets made", || async {
+    eventually(Duration::from_secs(10), "the second job's ticket made", || async {
         let (_, status) = admin_get(&gw, "/status").await;
         let sessions = status["payments"]["sessions"].as_array().cloned().unwrap_or_default();
-        sessions.iter().any(|s| s["nonces_used"].as_u64().unwrap_or(0) > 0)
+        sessions.iter().any(|s| s["nonces_used"].as_u64().unwrap_or(0) > tickets)
     })
     .await;
     job.abort();
@@ -389,6 +386,7 @@ async fn an_ai_jobs_tickets_are_not_counted_when_its_client_leaves_while_its_dia
         leases == 0
     })
     .await;
-    assert_eq!(tickets_sent(&gw).await, 0, "nothing was written");
+    assert_eq!(tickets_sent(&gw).await, tickets, "nothing was written");
+    assert_eq!(ai_credit(&gw).await, credit, "the staged credit is back");
     gw.shutdown().await;
 }
