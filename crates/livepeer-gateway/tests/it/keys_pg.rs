@@ -248,7 +248,7 @@ type Trigger = Arc<Mutex<Option<Vec<u8>>>>;
 struct Freezer {
     addr: std::net::SocketAddr,
     frozen: tokio::sync::watch::Sender<bool>,
-    /// Freeze when a client sends these bytes, holding the message that carries them.
+    /// Bytes at which the connection that sends them goes silent for good.
     armed: Trigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -268,9 +268,11 @@ impl Freezer {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                let up = Some((gate.clone(), trigger.clone()));
-                tokio::spawn(relay(cr, sw, gate.subscribe(), up));
-                tokio::spawn(relay(sr, cw, gate.subscribe(), None));
+                // Both ways go silent together, as behind a hung server or a broken network.
+                let stuck = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let up = Some(trigger.clone());
+                tokio::spawn(relay(cr, sw, gate.subscribe(), (stuck.clone(), up)));
+                tokio::spawn(relay(sr, cw, gate.subscribe(), (stuck, None)));
             }
         });
         Self { addr, frozen, armed, task }
@@ -280,9 +282,15 @@ impl Freezer {
         self.frozen.send_replace(on);
     }
 
-    /// Freezes at the first message sent toward the server that carries `bytes`.
+    /// Silences for good the connection of the first message sent toward the server that
+    /// carries `bytes`, from that message on; the other connections go on.
     fn freeze_at(&self, bytes: &[u8]) {
         *self.armed.lock().unwrap() = Some(bytes.to_vec());
+    }
+
+    /// Whether the bytes [`freeze_at`](Self::freeze_at) waits for have been seen.
+    fn triggered(&self) -> bool {
+        self.armed.lock().unwrap().is_none()
     }
 }
 
@@ -292,25 +300,35 @@ impl Drop for Freezer {
     }
 }
 
-/// Copies `from` to `to`, holding each chunk while the relay is frozen; toward the server
-/// (`up`), freezing it at a statement when armed.
+/// Copies `from` to `to`, holding each chunk while the relay is frozen. Toward the server
+/// (`up`), the armed bytes make the connection `stuck`: silent for good both ways.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut frozen: tokio::sync::watch::Receiver<bool>,
-    up: Option<(tokio::sync::watch::Sender<bool>, Trigger)>,
+    (stuck, up): (Arc<std::sync::atomic::AtomicBool>, Option<Trigger>),
 ) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = vec![0u8; 16 << 10];
     loop {
         let Ok(n) = from.read(&mut buf).await else { return };
-        if let Some((gate, armed)) = &up {
-            let mut armed = armed.lock().unwrap();
-            let hit = armed.as_ref().is_some_and(|b| buf[..n].windows(b.len()).any(|w| w == b));
+        if let Some(armed) = &up {
+            let hit = {
+                let mut armed = armed.lock().unwrap();
+                let hit = armed.as_ref().is_some_and(|b| buf[..n].windows(b.len()).any(|w| w == b));
+                if hit {
+                    *armed = None;
+                }
+                hit
+            };
             if hit {
-                *armed = None;
-                gate.send_replace(true);
+                stuck.store(true, std::sync::atomic::Ordering::SeqCst);
             }
+        }
+        if stuck.load(std::sync::atomic::Ordering::SeqCst) {
+            // Open and silent: no error, no answer, ever (the server's own end of it, after
+            // its idle-transaction limit, included).
+            std::future::pending::<()>().await;
         }
         if n == 0 || frozen.wait_for(|f| !*f).await.is_err() {
             return;
@@ -364,13 +382,53 @@ async fn a_silent_database_holds_no_request_for_good() {
     let secret = "lpk_never_seen_fedcba9876543210";
     freezer.freeze_at(hex::encode(sha2::Sha256::digest(secret)).as_bytes());
     let unseen = answered(t2i_as(&gw, Some(secret), SD)).await;
+    assert!(freezer.triggered(), "the lookup went through the relay");
     assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = unseen.json().await.unwrap();
     assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
-    freezer.freeze(false);
+    // The other connections answer.
     eventually(Duration::from_secs(30), "the database heard again", || async {
         t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD).await.status()
             == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    gw.shutdown().await;
+    drop(pg);
+}
+
+/// A usage-ledger write on a connection that goes silent once its rows are out is given up
+/// on and written again on another connection, once: the writer is not held for good, and
+/// the rows are neither lost nor written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_write_the_database_never_answers_is_written_again_once() {
+    let Some(pg) = postgres().await else { return };
+    let port: u16 =
+        pg.url().rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let freezer = Freezer::start(port).await;
+    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
+    let sim = TextSim::new("pg-ledger-silent").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), Some(url))).await;
+    let (id, secret) = create(&gw, json!({"name": "ledgered"})).await;
+    let requests = || async {
+        let (status, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
+        (status == StatusCode::OK).then(|| usage["requests"].as_u64().unwrap_or(0))
+    };
+    assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    eventually(Duration::from_secs(10), "the first row written", || async {
+        requests().await == Some(1)
+    })
+    .await;
+    // The next statement naming the key (a key without a budget or a rate limit: only its
+    // ledger rows do) silences its connection.
+    freezer.freeze_at(id.as_bytes());
+    assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
+    eventually(Duration::from_secs(10), "the second row's write silenced", || async {
+        freezer.triggered()
+    })
+    .await;
+    eventually(Duration::from_secs(90), "the second row written again", || async {
+        requests().await == Some(2)
     })
     .await;
     gw.shutdown().await;
