@@ -347,6 +347,27 @@ async fn answered(request: impl Future<Output = reqwest::Response>) -> reqwest::
         .expect("a request that needs the silent database is answered")
 }
 
+/// A gateway with keys on `pg` reached through a [`Freezer`], in front of a text-to-image
+/// simulator named `name`: the relay, the simulator, the data directory and the gateway.
+async fn behind_freezer(
+    pg: &Postgres,
+    name: &str,
+) -> (Freezer, livepeer_sim::Sim, tempfile::TempDir, livepeer_gateway::Gateway) {
+    let freezer = Freezer::start(pg.port).await;
+    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
+    let sim = TextSim::new(name).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(keys_config(&[sim.url()], dir.path(), Some(url))).await;
+    (freezer, sim, dir, gw)
+}
+
+/// Asserts that `resp` is the gateway's 503 for a key database that did not answer.
+async fn key_store_unavailable(resp: reqwest::Response) {
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
+}
+
 /// A database that stops answering (no error, no answer) bounds what waits on it: a key
 /// the gateway has not seen gets 503 rather than a request held for as long as the silence
 /// lasts; a key it has cached goes on working; once the database answers again, so does
@@ -354,21 +375,13 @@ async fn answered(request: impl Future<Output = reqwest::Response>) -> reqwest::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_database_holds_no_request_for_good() {
     let Some(pg) = postgres().await else { return };
-    let port: u16 =
-        pg.url().rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
-    let freezer = Freezer::start(port).await;
-    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
-    let sim = TextSim::new("pg-silent").start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = start(keys_config(&[sim.url()], dir.path(), Some(url))).await;
+    let (freezer, _sim, _dir, gw) = behind_freezer(&pg, "pg-silent").await;
     let (_, secret) = create(&gw, json!({"name": "cached"})).await;
     assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
     // Silent before a connection is taken from the pool: its check finds it out.
     freezer.freeze(true);
-    let unseen = answered(t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD)).await;
-    assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: serde_json::Value = unseen.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
+    key_store_unavailable(answered(t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD)).await)
+        .await;
     // A key the gateway has cached does not need the database.
     assert_eq!(t2i_as(&gw, Some(&secret), SD).await.status(), StatusCode::OK);
     freezer.freeze(false);
@@ -383,9 +396,7 @@ async fn a_silent_database_holds_no_request_for_good() {
     freezer.freeze_at(hex::encode(sha2::Sha256::digest(secret)).as_bytes());
     let unseen = answered(t2i_as(&gw, Some(secret), SD)).await;
     assert!(freezer.triggered(), "the lookup went through the relay");
-    assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: serde_json::Value = unseen.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "key_store_unavailable", "{body}");
+    key_store_unavailable(unseen).await;
     // The other connections answer.
     eventually(Duration::from_secs(30), "the database heard again", || async {
         t2i_as(&gw, Some("lpk_never_seen_0123456789abcdef"), SD).await.status()
@@ -402,13 +413,7 @@ async fn a_silent_database_holds_no_request_for_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_write_the_database_never_answers_is_written_again_once() {
     let Some(pg) = postgres().await else { return };
-    let port: u16 =
-        pg.url().rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
-    let freezer = Freezer::start(port).await;
-    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
-    let sim = TextSim::new("pg-ledger-silent").start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = start(keys_config(&[sim.url()], dir.path(), Some(url))).await;
+    let (freezer, _sim, _dir, gw) = behind_freezer(&pg, "pg-ledger-silent").await;
     let (id, secret) = create(&gw, json!({"name": "ledgered"})).await;
     let requests = || async {
         let (status, usage) = admin(&gw, "GET", &format!("/keys/{id}/usage"), None).await;
