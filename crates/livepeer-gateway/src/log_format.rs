@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -105,9 +106,7 @@ impl Visit for Visitor<'_> {
             "message" => self.record_debug(field, &format_args!("{value}")),
             // Printable ASCII without quotes or backslashes is its own `Debug` text, so it is
             // written quoted as it is, without `Debug`'s walk over each character.
-            _ if value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') => {
-                self.record_plain(field, value, true)
-            }
+            _ if is_plain(value) => self.record_plain(field, value, true),
             _ => self.record_debug(field, &value),
         }
     }
@@ -120,6 +119,27 @@ impl Visit for Visitor<'_> {
         let name = field.name();
         self.record_debug(field, &format_args!("{value} {name}.sources={sources}"));
     }
+}
+
+/// Whether `value` is its own `Debug` text between quotes: printable ASCII without quotes or
+/// backslashes.
+pub(crate) fn is_plain(value: &str) -> bool {
+    value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+}
+
+/// Set once the plain text format (this module's) is the log's: see [`one_message`].
+static ONE_MESSAGE: AtomicBool = AtomicBool::new(false);
+
+/// Says that the log is written with this module's [`fields`], so that a line written for
+/// every request may come as one message its caller put together, whose text is what the
+/// fields would have written (`ai::request_log`). Other formats (JSON) keep the fields.
+pub fn use_one_message_lines() {
+    ONE_MESSAGE.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`use_one_message_lines`] was called.
+pub(crate) fn one_message() -> bool {
+    ONE_MESSAGE.load(Ordering::Relaxed)
 }
 
 /// An error's sources as `[first, second]`, as the default formatter lists them.

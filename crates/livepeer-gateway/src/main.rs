@@ -174,6 +174,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<LogGuard> {
         LogFormat::Text if ansi => builder.init(),
         // The same lines, written for less (see `log_format`).
         LogFormat::Text => {
+            log_format::use_one_message_lines();
             builder.fmt_fields(log_format::fields()).with_timer(log_format::Clock).init()
         }
     }

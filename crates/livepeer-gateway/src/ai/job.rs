@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::call::{Answer, CallError, ResultSink, ResultUrls};
+use super::request_log::{self, Line};
 use super::spent::{InFlight, Records};
 use super::validate::{Pipeline, ValidRequest};
 use super::{AiState, relay};
@@ -516,6 +517,41 @@ fn finish(
     log_record(record, orch, price, req.stream, outcome, elapsed);
 }
 
+/// The request's log line (`request_log`).
+fn log_record(
+    record: &Record,
+    orch: &str,
+    price: Option<Price>,
+    stream: bool,
+    outcome: &str,
+    elapsed: Duration,
+) {
+    if !request_log::enabled() {
+        return;
+    }
+    // One successful attempt says nothing the line does not already say (orchestrator,
+    // latency), and unpaid requests spend nothing: both are left out then, which keeps the
+    // line, written for every request, short.
+    let single_success = record.attempts.len() == 1 && record.attempts[0].error.is_none();
+    let attempts =
+        (!single_success).then(|| serde_json::to_string(&record.attempts).unwrap_or_default());
+    let spend = (!record.spend.is_empty())
+        .then(|| serde_json::to_string(&record.spend).unwrap_or_default());
+    Line {
+        id: &record.id,
+        key: &record.key,
+        units: record.units,
+        orch,
+        price,
+        stream,
+        outcome,
+        latency_ms: elapsed.as_millis() as u64,
+        attempts: attempts.as_deref(),
+        spend: spend.as_deref(),
+    }
+    .write();
+}
+
 /// Keeps the request in the recent history: its latency when it answered (`ok`, or the first
 /// byte of a `stream`), else the whole record of a failure.
 fn remember(
@@ -546,76 +582,6 @@ fn remember(
         attempts: attempts.collect(),
         error,
     });
-}
-
-/// The request's log line.
-fn log_record(
-    record: &Record,
-    orch: &str,
-    price: Option<Price>,
-    stream: bool,
-    outcome: &str,
-    elapsed: Duration,
-) {
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return;
-    }
-    // One successful attempt says nothing the line does not already say (orchestrator,
-    // latency), and unpaid requests spend nothing: both are left out then, which keeps the
-    // line, written for every request, short.
-    let single_success = record.attempts.len() == 1 && record.attempts[0].error.is_none();
-    let attempts =
-        (!single_success).then(|| serde_json::to_string(&record.attempts).unwrap_or_default());
-    let spend = (!record.spend.is_empty())
-        .then(|| serde_json::to_string(&record.spend).unwrap_or_default());
-    // Values go in as `Display`: a `&str` recorded as `Debug` is escaped character by
-    // character, and a price or fee made into a `String` first is an allocation more. With
-    // every request writing this line, that was about 4% of the LLM throughput in `bench`.
-    // None of these values holds a space or a quote (JSON logs quote them all the same),
-    // except the model: the client's text, recorded as a `&str` so that the text format
-    // escapes its control characters (a newline would forge a line).
-    tracing::info!(
-        request_id = %record.id,
-        pipeline = %record.key.pipeline(),
-        model = record.key.model.as_str(),
-        orchestrator = %orch,
-        outcome = %outcome,
-        units = record.units,
-        price = price.map(tracing::field::display),
-        fee_wei = price.map(|p| tracing::field::display(fee(record.units, p))),
-        latency_ms = elapsed.as_millis() as u64,
-        attempts = attempts.as_deref().map(tracing::field::display),
-        spend = spend.as_deref().map(tracing::field::display),
-        stream,
-        "ai request"
-    );
-}
-
-/// `units × price` as an exact decimal when whole, else `num/den` (never rounded).
-fn fee(units: u64, price: Price) -> Fee {
-    let num = u128::from(units) * price.per_unit as u128;
-    let den = price.pixels_per_unit as u128;
-    let (mut a, mut b) = (num, den);
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    let g = a.max(1);
-    Fee { num: num / g, den: den / g }
-}
-
-/// A fee in wei, reduced; written straight into the log line, without a `String` of its own.
-struct Fee {
-    num: u128,
-    den: u128,
-}
-
-impl std::fmt::Display for Fee {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.den {
-            1 => write!(f, "{}", self.num),
-            den => write!(f, "{}/{den}", self.num),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -781,16 +747,5 @@ mod tests {
         });
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.lines().all(|l| !l.starts_with("2026-01-01")), "{text}");
-    }
-
-    #[test]
-    fn fees_are_exact_and_reduced() {
-        assert_eq!(fee(256, Price::new(3, 1000).unwrap()).to_string(), "96/125");
-        assert_eq!(fee(589_824, Price::new(6, 1).unwrap()).to_string(), "3538944");
-        assert_eq!(
-            fee(u64::MAX, Price::new(i64::MAX, 1).unwrap()).to_string(),
-            (u128::from(u64::MAX) * i64::MAX as u128).to_string()
-        );
-        assert_eq!(fee(0, Price::new(5, 7).unwrap()).to_string(), "0");
     }
 }

@@ -17,6 +17,7 @@ mod probe_id3;
 mod probe_meta;
 mod probe_mp4;
 mod relay;
+mod request_log;
 mod resolve;
 pub mod results;
 mod spent;
