@@ -314,6 +314,7 @@ fn orch_http1_answer(rng: &mut SmallRng, env: &Env) {
 
 fn orch_answer(rng: &mut SmallRng, env: &Env) {
     let png = STANDARD.encode(&image_seeds()[0]);
+    let long = STANDARD.encode((0..3000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
     let seeds = [
         (
             Pipeline::TextToImage,
@@ -323,6 +324,12 @@ fn orch_answer(rng: &mut SmallRng, env: &Env) {
         (
             Pipeline::ImageToVideo,
             json!({"images": [{"url": "data:video/mp4;base64,AAAAIGZ0eXA=", "seed": 1}]}),
+        ),
+        // Long enough to be lifted out before parsing (`ai::lift`), twice.
+        (
+            Pipeline::TextToImage,
+            json!({"images": [{"url": format!("data:image/png;base64,{long}"), "seed": 1},
+            {"url": format!("data:image/jpeg;base64,{long}"), "nsfw": false}]}),
         ),
         (Pipeline::TextToSpeech, json!({"audio": {"url": "data:audio/wav;base64,UklGRg=="}})),
         (
@@ -358,8 +365,17 @@ fn orch_answer(rng: &mut SmallRng, env: &Env) {
             stream: false,
         };
         let sink = ResultSink { store: &store, urls: &urls, config: &env.ai_config };
-        let answer =
-            env.rt.block_on(env.ai.answer_for_fuzz("http://127.0.0.1:1", &req, &body, sink));
+        let orch = "http://127.0.0.1:1";
+        let answer = env.rt.block_on(env.ai.answer_for_fuzz((orch, true), &req, &body, sink));
+        // Lifting inline results out first changes nothing: the same answer (with data URLs
+        // back, whose text is the file's), or a refusal both ways.
+        if matches!(urls, ResultUrls::Data) {
+            let whole = env.rt.block_on(env.ai.answer_for_fuzz((orch, false), &req, &body, sink));
+            match (&answer, &whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(&body)),
+                (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "{}", String::from_utf8_lossy(&body)),
+            }
+        }
         env.accepted_if(answer.is_ok());
     }
     // Error answers: status and text decide the verdict.

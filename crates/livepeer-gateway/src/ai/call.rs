@@ -14,10 +14,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http_body_util::Full;
 use livepeer_pm::LocalSigner;
 use livepeer_proto::headers;
-use serde_json::Value;
 
 use super::AiConfig;
-use super::fetch::{Budget, FetchError, Fetcher};
+use super::fetch::{FetchError, Fetcher};
 use super::results::ResultStore;
 use super::validate::{Payload, Pipeline, ValidRequest};
 use crate::orchestrator::caps::Capabilities;
@@ -252,7 +251,7 @@ pub struct AiClient {
     /// the thread that serves the request.
     http: crate::lane::Lanes<OrchHttp>,
     signer: Option<Arc<LocalSigner>>,
-    fetcher: Fetcher,
+    pub(super) fetcher: Fetcher,
     /// `Livepeer-Segment` values by (orchestrator, auth session, expiry, capability, model):
     /// they only change with the auth token, and building one (capabilities, protobuf,
     /// base64, maybe a signature) is most of the gateway's own work per request.
@@ -363,13 +362,9 @@ impl AiClient {
                 .map_err(|e| CallError::Malformed(e.to_string()))?;
             return Ok(Answer::Body(body));
         }
-        // Built under a budget of values: the answer's bytes are capped, what a `Value` of
-        // them costs is not (64 MiB of zeros took 1.5 GiB).
-        let mut json = crate::bounded_json::from_slice(&body, crate::bounded_json::MAX_VALUES)
-            .map_err(|e| CallError::Malformed(e.to_string()))?;
+        let orch = (orch.transcoder.as_str(), peer);
         // Boxed: downloading results makes a large future that text answers need not carry.
-        Box::pin(self.rewrite_media((&orch.transcoder, peer), req, &mut json, sink)).await?;
-        Ok(Answer::Body(encode(&json)))
+        Box::pin(self.media_answer(orch, req, &body, sink)).await
     }
 
     /// The HTTP request of one attempt: the job's body and the payment headers (`payment`,
@@ -468,77 +463,6 @@ impl AiClient {
         }
         Ok(target)
     }
-
-    /// Fuzzing entry (`benches/fuzz`): what [`call`](Self::call) does with a complete 200
-    /// JSON answer to `req`, from an orchestrator at `transcoder`. The harness feeds only
-    /// answers whose media URLs are `data:`, so nothing is downloaded.
-    #[doc(hidden)]
-    pub async fn answer_for_fuzz(
-        &self,
-        transcoder: &str,
-        req: &ValidRequest,
-        body: &[u8],
-        sink: ResultSink<'_>,
-    ) -> Result<Bytes, CallError> {
-        let mut json = crate::bounded_json::from_slice(body, crate::bounded_json::MAX_VALUES)
-            .map_err(|e| CallError::Malformed(e.to_string()))?;
-        self.rewrite_media((transcoder, None), req, &mut json, sink).await?;
-        Ok(encode(&json))
-    }
-
-    /// Replaces each media URL of the answer with the gateway's own (PROTOCOL.md §7.4),
-    /// after checking there are no more of them than `req` asked for.
-    async fn rewrite_media(
-        &self,
-        (transcoder, orch_peer): (&str, Option<std::net::IpAddr>),
-        req: &ValidRequest,
-        json: &mut Value,
-        sink: ResultSink<'_>,
-    ) -> Result<(), CallError> {
-        let slots = media_slots(req.pipeline, json)?;
-        let asked = outputs_asked(req);
-        if slots.is_empty() || slots.len() as u64 > asked {
-            let n = slots.len();
-            return Err(CallError::Download(format!("{n} outputs where {asked} were asked for")));
-        }
-        let orch_url = self
-            .fetcher
-            .origin(transcoder)
-            .map_err(|e| CallError::Malformed(format!("transcoder URL: {e}")))?;
-        let config = sink.config;
-        let mut budget = Budget {
-            orch: orch_url,
-            orch_peer,
-            allowed: &config.result_allowed_hosts,
-            per_result: config.result_max_bytes,
-            left: config.job_result_max_bytes,
-            store: sink.store,
-        };
-        for slot in slots {
-            let Some(src) = slot.as_str() else {
-                return Err(CallError::Malformed("media url is not a string".into()));
-            };
-            let fetched = self.fetcher.fetch(src, &mut budget).await?;
-            let ext = extension(&fetched.content_type, src);
-            let new = match sink.urls {
-                ResultUrls::Data => {
-                    use base64::Engine as _;
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(&fetched.bytes);
-                    format!("data:{};base64,{b64}", fetched.content_type)
-                }
-                ResultUrls::Gateway(base) => {
-                    let (ct, bytes) = (&fetched.content_type, fetched.bytes);
-                    let key = sink
-                        .store
-                        .put(fetched.reservation, ct, ext, bytes)
-                        .map_err(|e| CallError::StoreFull(e.to_string()))?;
-                    [base.as_str(), "/results/", key.as_str()].concat()
-                }
-            };
-            *slot = Value::String(new);
-        }
-        Ok(())
-    }
 }
 
 /// Most bytes an inline image may take in an answer per pixel asked for: a PNG of RGBA pixels
@@ -561,50 +485,6 @@ fn inlined(req: &ValidRequest, config: &AiConfig) -> bool {
 fn is_event_stream(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("text/event-stream")
-}
-
-/// `json` as bytes. `serde_json::to_vec` writes straight into its buffer; `to_string` goes
-/// through `Display` and formats every token through `fmt::Write`, which showed in profiles.
-fn encode(json: &Value) -> Bytes {
-    // A `Value` always serialises: its map keys are strings.
-    Bytes::from(serde_json::to_vec(json).unwrap_or_default())
-}
-
-/// The answer's media URL slots: `images[].url`, or `audio.url` for text-to-speech.
-fn media_slots(pipeline: Pipeline, json: &mut Value) -> Result<Vec<&mut Value>, CallError> {
-    match pipeline {
-        Pipeline::TextToImage
-        | Pipeline::ImageToImage
-        | Pipeline::Upscale
-        | Pipeline::ImageToVideo => {
-            let Some(images) = json.get_mut("images").and_then(Value::as_array_mut) else {
-                return Err(CallError::Malformed("answer has no images list".into()));
-            };
-            Ok(images.iter_mut().filter_map(|m| m.get_mut("url")).collect())
-        }
-        Pipeline::TextToSpeech => match json.pointer_mut("/audio/url") {
-            Some(url) => Ok(vec![url]),
-            None => Err(CallError::Malformed("answer has no audio url".into())),
-        },
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// How many media outputs the request asked for: `num_images_per_prompt` (validation fills
-/// in its default) for text-to-image and image-to-image, one for every other media pipeline
-/// (an upscaled image, a video, a speech file).
-fn outputs_asked(req: &ValidRequest) -> u64 {
-    const FIELD: &str = "num_images_per_prompt";
-    if !matches!(req.pipeline, Pipeline::TextToImage | Pipeline::ImageToImage) {
-        return 1;
-    }
-    let asked = match &req.payload {
-        Payload::Json(map) => map.get(FIELD).and_then(Value::as_u64),
-        Payload::Multipart { fields, .. } => {
-            fields.iter().find(|(name, _)| name == FIELD).and_then(|(_, v)| v.parse().ok())
-        }
-    };
-    asked.unwrap_or(1).max(1)
 }
 
 /// Whether the pipeline's answer carries media URLs to rewrite.
@@ -631,21 +511,6 @@ async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<By
         | HttpError::Local(_)
         | HttpError::Unreachable(_) => CallError::Connect(e.to_string()),
     })
-}
-
-fn extension(content_type: &str, url: &str) -> &'static str {
-    match content_type {
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "image/gif" => "gif",
-        "video/mp4" => "mp4",
-        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
-        "audio/mpeg" => "mp3",
-        _ if url.ends_with(".mp4") => "mp4",
-        _ if url.ends_with(".wav") => "wav",
-        _ if url.ends_with(".png") => "png",
-        _ => "bin",
-    }
 }
 
 #[cfg(test)]

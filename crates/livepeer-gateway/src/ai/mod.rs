@@ -10,6 +10,8 @@ pub mod async_jobs;
 pub mod call;
 pub(crate) mod fetch;
 pub mod job;
+mod lift;
+mod media;
 mod multipart;
 pub mod openai;
 pub mod probe;

@@ -282,6 +282,19 @@ impl Fetcher {
         Ok(fetched)
     }
 
+    /// [`fetch`](Self::fetch) of a `data:` URL given as its parts, `meta` what came between
+    /// `data:` and the comma and `payload` the base64 text after it.
+    pub(crate) fn fetch_inline<'a>(
+        &self,
+        meta: &str,
+        payload: &[u8],
+        budget: &mut Budget<'a>,
+    ) -> Result<Fetched<'a>, FetchError> {
+        let fetched = inline_parts(meta, payload, budget)?;
+        budget.left = budget.left.saturating_sub(fetched.bytes.len());
+        Ok(fetched)
+    }
+
     async fn download<'a>(
         &self,
         src: &str,
@@ -440,6 +453,15 @@ async fn read_capped<'r>(
 /// budget and reserved.
 fn inline<'a>(rest: &str, budget: &Budget<'a>) -> Result<Fetched<'a>, FetchError> {
     let (meta, data) = rest.split_once(',').ok_or_else(|| unusable("data: URL without a comma"))?;
+    inline_parts(meta, data.as_bytes(), budget)
+}
+
+/// [`inline`] of a URL's parts: `meta` before the comma, `data` after it.
+fn inline_parts<'a>(
+    meta: &str,
+    data: &[u8],
+    budget: &Budget<'a>,
+) -> Result<Fetched<'a>, FetchError> {
     let declared = meta.split(';').next().unwrap_or_default();
     let declared = if declared.is_empty() { "text/plain" } else { declared };
     let content_type =
