@@ -364,7 +364,7 @@ impl AiClient {
         }
         let orch = (orch.transcoder.as_str(), peer);
         // Boxed: downloading results makes a large future that text answers need not carry.
-        Box::pin(self.media_answer(orch, req, &body, sink)).await
+        Box::pin(self.media_answer(orch, req, (&body, true), sink)).await
     }
 
     /// The HTTP request of one attempt: the job's body and the payment headers (`payment`,

@@ -11,22 +11,17 @@ use super::lift::Inline;
 use super::validate::{Payload, Pipeline, ValidRequest};
 
 impl AiClient {
-    /// A media pipeline's answer, its results kept and its URLs the gateway's: read with its
-    /// long inline results lifted out (`super::lift`) where it has any, else whole.
+    /// A media pipeline's answer, its results kept and its URLs the gateway's. With `lift`
+    /// (as every call has it; the fuzz bench compares both), its long inline results are
+    /// lifted out before it is parsed (`super::lift`) where it has any; else it is read whole.
     pub(super) async fn media_answer(
         &self,
         orch: (&str, Option<std::net::IpAddr>),
         req: &ValidRequest,
-        body: &[u8],
+        (body, lift): (&[u8], bool),
         sink: ResultSink<'_>,
     ) -> Result<Answer, CallError> {
-        // Built under a budget of values: the answer's bytes are capped, what a `Value` of
-        // them costs is not (64 MiB of zeros took 1.5 GiB).
-        let parse = |bytes: &[u8]| {
-            crate::bounded_json::from_slice(bytes, crate::bounded_json::MAX_VALUES)
-                .map_err(|e| CallError::Malformed(e.to_string()))
-        };
-        if let Some(lifted) = super::lift::lift(body)
+        if let Some(lifted) = lift.then(|| super::lift::lift(body)).flatten()
             && let Ok(mut json) = parse(&lifted.json)
         {
             let srcs = media_slots(req.pipeline, &mut json)?;
@@ -40,19 +35,7 @@ impl AiClient {
                 };
             }
         }
-        self.whole_media_answer(orch, req, body, sink).await
-    }
-
-    /// [`media_answer`](Self::media_answer) without lifting: the answer parsed whole.
-    async fn whole_media_answer(
-        &self,
-        orch: (&str, Option<std::net::IpAddr>),
-        req: &ValidRequest,
-        body: &[u8],
-        sink: ResultSink<'_>,
-    ) -> Result<Answer, CallError> {
-        let mut json = crate::bounded_json::from_slice(body, crate::bounded_json::MAX_VALUES)
-            .map_err(|e| CallError::Malformed(e.to_string()))?;
+        let mut json = parse(body)?;
         self.rewrite_media(orch, req, &mut json, &[], sink).await?;
         Ok(Answer::Body(encode(&json)))
     }
@@ -69,12 +52,7 @@ impl AiClient {
         body: &[u8],
         sink: ResultSink<'_>,
     ) -> Result<Bytes, CallError> {
-        let orch = (transcoder, None);
-        let answer = match lift {
-            true => self.media_answer(orch, req, body, sink).await,
-            false => self.whole_media_answer(orch, req, body, sink).await,
-        };
-        match answer? {
+        match self.media_answer((transcoder, None), req, (body, lift), sink).await? {
             Answer::Body(bytes) => Ok(bytes),
             Answer::Stream(_) => Err(CallError::Malformed("a stream".into())),
         }
@@ -139,6 +117,13 @@ impl AiClient {
         }
         Ok(())
     }
+}
+
+/// An orchestrator's answer as JSON, built under a budget of values: the answer's bytes are
+/// capped, what a `Value` of them costs is not (64 MiB of zeros took 1.5 GiB).
+fn parse(bytes: &[u8]) -> Result<Value, CallError> {
+    crate::bounded_json::from_slice(bytes, crate::bounded_json::MAX_VALUES)
+        .map_err(|e| CallError::Malformed(e.to_string()))
 }
 
 /// `json` as bytes. `serde_json::to_vec` writes straight into its buffer; `to_string` goes
