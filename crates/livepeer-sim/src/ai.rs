@@ -418,17 +418,22 @@ async fn handle(shared: Arc<Shared>, pipeline: Pipeline, req: Request) -> Respon
         AiMode::Normal | AiMode::CloseMidAnswer | AiMode::ResultUrls(_) => {}
     }
     let close = mode == AiMode::CloseMidAnswer;
-    match answer(&shared, pipeline, &headers, input, in_flight, close).await {
-        Ok(Output::Json(value)) if close => cut_short(value.to_string().into_bytes()),
-        Ok(Output::Json(value)) => match &mode {
-            AiMode::ResultUrls(urls) => {
-                axum::Json(forged_answer(&shared, pipeline, urls)).into_response()
-            }
-            _ => axum::Json(value).into_response(),
-        },
-        Ok(Output::Response(response)) => response,
-        Err(rejection) => rejection.into_response(),
+    let answered = answer(&shared, pipeline, &headers, input, in_flight, close).await;
+    if let (Ok(Output::Json(_) | Output::JsonBytes(_)), AiMode::ResultUrls(urls)) =
+        (&answered, &mode)
+    {
+        return axum::Json(forged_answer(&shared, pipeline, urls)).into_response();
     }
+    let body = match answered {
+        Ok(Output::Response(response)) => return response,
+        Err(rejection) => return rejection.into_response(),
+        Ok(Output::Json(value)) => value.to_string().into_bytes(),
+        Ok(Output::JsonBytes(bytes)) => bytes,
+    };
+    if close {
+        return cut_short(body);
+    }
+    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn answer(

@@ -5,8 +5,6 @@
 //! audio duration: 400) or where the runner would (a missing required field comes back from the
 //! runner as 422, which the orchestrator turns into a 500 `<pipeline> container returned 422`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::StatusCode;
 use imagesize::ImageType;
@@ -82,10 +80,13 @@ impl Pipeline {
     }
 }
 
-/// A pipeline's answer: JSON, or a response built by the pipeline (LLM streaming).
+/// A pipeline's answer: JSON, JSON the pipeline wrote out itself, or a response built by the
+/// pipeline (LLM streaming).
 #[derive(Debug)]
 pub(crate) enum Output {
     Json(Value),
+    /// The bytes of a JSON answer (see [`inline_images`]).
+    JsonBytes(Vec<u8>),
     Response(axum::response::Response),
 }
 
@@ -251,7 +252,7 @@ impl Job {
             Job::Llm(job) => return Ok(llm::run(job, ctx, busy, close).await),
             Job::Images { pipeline, prompt, seed, width, height, count, nsfw, source } => {
                 let (w, h) = media::fit(width, height);
-                let mut images = Vec::with_capacity(count as usize);
+                let mut pngs = Vec::with_capacity(count as usize);
                 for i in 0..count {
                     let seed = seed.wrapping_add(i64::from(i));
                     let key = media::digest(&[
@@ -260,14 +261,19 @@ impl Job {
                         &seed.to_be_bytes(),
                         &source,
                     ]);
-                    let png = media::png(w, h, &key).map_err(internal)?;
-                    let url = if ctx.legacy {
-                        format!("data:image/png;base64,{}", STANDARD.encode(&png))
-                    } else {
-                        ctx.publish("png", "image/png", png)
-                    };
-                    images.push(json!({ "url": url, "seed": seed, "nsfw": nsfw }));
+                    pngs.push((media::png(w, h, &key).map_err(internal)?, seed));
                 }
+                if ctx.legacy {
+                    drop(busy);
+                    return Ok(Output::JsonBytes(inline_images(&pngs, nsfw)));
+                }
+                let images: Vec<Value> = pngs
+                    .into_iter()
+                    .map(|(png, seed)| {
+                        let url = ctx.publish("png", "image/png", png);
+                        json!({ "url": url, "seed": seed, "nsfw": nsfw })
+                    })
+                    .collect();
                 json!({ "images": images })
             }
             Job::Video { width, height, fps, seed, source } => {
@@ -301,6 +307,36 @@ impl Job {
         drop(busy);
         Ok(Output::Json(answer))
     }
+}
+
+/// The images answer a go-livepeer orchestrator gives a gateway that does not ask for
+/// downloads (`server/ai_http.go`): each image inline as a `data:image/png;base64,` URL, the
+/// bytes `serde_json` writes for `{"images": [{"url", "seed", "nsfw"}]}` (keys sorted).
+///
+/// Written out here rather than through a `Value`: `serde_json` checks every byte of a string
+/// for escapes and the `base64` crate encodes a byte at a time, which for a 64×64 image made
+/// the simulator spend about 130,000 instructions more on an inline answer than on the same
+/// job answered with a URL (BENCHMARKS.md). That cost sat on the gateway's measured path in
+/// `bench` and not on the direct one. A data URL of base64 needs no escaping.
+fn inline_images(pngs: &[(Vec<u8>, i64)], nsfw: bool) -> Vec<u8> {
+    const PREFIX: &str = "data:image/png;base64,";
+    let size: usize = pngs.iter().map(|(png, _)| png.len().div_ceil(3) * 4 + 64).sum();
+    let mut out = Vec::with_capacity(size + 16);
+    out.extend_from_slice(b"{\"images\":[");
+    for (i, (png, seed)) in pngs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(if nsfw { b"{\"nsfw\":true" } else { b"{\"nsfw\":false" });
+        out.extend_from_slice(b",\"seed\":");
+        out.extend_from_slice(itoa::Buffer::new().format(*seed).as_bytes());
+        out.extend_from_slice(b",\"url\":\"");
+        out.extend_from_slice(PREFIX.as_bytes());
+        base64_simd::STANDARD.encode_append(png, &mut out);
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 fn internal(e: impl std::fmt::Display) -> Rejection {
@@ -375,4 +411,44 @@ fn duration(input: &Input) -> Option<u64> {
         other => other.as_f64()?,
     };
     (seconds.is_finite() && seconds >= 0.0).then_some(seconds as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the answer was before it was written out by hand: a `Value` serialised.
+    fn through_value(pngs: &[(Vec<u8>, i64)], nsfw: bool) -> Vec<u8> {
+        use base64::Engine as _;
+        let images: Vec<Value> = pngs
+            .iter()
+            .map(|(png, seed)| {
+                let url = format!(
+                    "data:image/png;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(png)
+                );
+                json!({ "url": url, "seed": seed, "nsfw": nsfw })
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "images": images })).unwrap()
+    }
+
+    #[test]
+    fn inline_images_are_the_bytes_serde_json_writes() {
+        let png = |n: usize| (0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>();
+        let cases: Vec<(Vec<(Vec<u8>, i64)>, bool)> = vec![
+            (vec![(png(0), 0)], false),
+            (vec![(png(1), -1)], true),
+            (vec![(png(2), i64::MIN), (png(3), i64::MAX)], false),
+            (vec![(media::png(64, 64, &media::digest(&[b"x"])).unwrap(), 42)], false),
+            ((0..5).map(|i| (png(1000 + i), i as i64 * 1_000_003)).collect(), true),
+        ];
+        for (pngs, nsfw) in cases {
+            let ours = inline_images(&pngs, nsfw);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(through_value(&pngs, nsfw)).unwrap()
+            );
+        }
+    }
 }
