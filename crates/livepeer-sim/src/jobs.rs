@@ -417,6 +417,9 @@ fn duration(input: &Input) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Images with their seeds, and whether they are flagged.
+    type Case = (Vec<(Vec<u8>, i64)>, bool);
+
     /// What the answer was before it was written out by hand: a `Value` serialised.
     fn through_value(pngs: &[(Vec<u8>, i64)], nsfw: bool) -> Vec<u8> {
         use base64::Engine as _;
@@ -436,7 +439,7 @@ mod tests {
     #[test]
     fn inline_images_are_the_bytes_serde_json_writes() {
         let png = |n: usize| (0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>();
-        let cases: Vec<(Vec<(Vec<u8>, i64)>, bool)> = vec![
+        let cases: Vec<Case> = vec![
             (vec![(png(0), 0)], false),
             (vec![(png(1), -1)], true),
             (vec![(png(2), i64::MIN), (png(3), i64::MAX)], false),
