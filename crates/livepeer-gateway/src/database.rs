@@ -39,15 +39,67 @@ pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(20
 
 /// `call`'s answer, or a time-out error when it has not come within [`ANSWER_WITHIN`]. The
 /// call is dropped then: whether a write it carried was committed is unknown, which the
-/// caller must allow for.
+/// caller must allow for. Its connection goes back to the pool checked within
+/// [`RELEASE_CHECK_WITHIN`] (see [`connect`]).
 pub async fn answered<T>(
     call: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
-    match tokio::time::timeout(ANSWER_WITHIN, call).await {
+    let mut call = std::pin::pin!(call);
+    match tokio::time::timeout(ANSWER_WITHIN, &mut call).await {
         Ok(answer) => answer,
-        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("the database did not answer within {} s", ANSWER_WITHIN.as_secs()),
+        Err(_) => {
+            // Before the call (and the connection it holds) is dropped: the release that
+            // the drop starts must find the suspicion set.
+            suspect_releases();
+            Err(timed_out(format!(
+                "the database did not answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            )))
+        }
+    }
+}
+
+fn timed_out(message: String) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
+}
+
+/// How long a connection given back to a pool may take to answer a ping while releases are
+/// suspect, before it is closed instead of kept.
+pub const RELEASE_CHECK_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long after a call went unanswered releases stay suspect.
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Until when connections given back to a pool are checked within [`RELEASE_CHECK_WITHIN`].
+static SUSPECT_UNTIL: std::sync::Mutex<Option<tokio::time::Instant>> = std::sync::Mutex::new(None);
+
+fn suspect_releases() {
+    let until = tokio::time::Instant::now() + SUSPECT_FOR;
+    *SUSPECT_UNTIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+}
+
+fn releases_suspect() -> bool {
+    let until = *SUSPECT_UNTIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    until.is_some_and(|until| tokio::time::Instant::now() < until)
+}
+
+/// The check of a connection given back to a pool, before sqlx's own. sqlx pings every
+/// connection given back (`sqlx-core` 0.8, `Floating::return_to_pool`) with no bound: the
+/// connection of a call [`answered`] gave up on, whose server has gone silent, then held
+/// its place in the pool until the server answered, and a few such calls took every place.
+/// While a call has lately gone unanswered, a connection given back must answer a ping
+/// within [`RELEASE_CHECK_WITHIN`] or is closed, which frees its place. Otherwise nothing
+/// is added: a healthy database is not pinged twice per release.
+async fn check_release(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    if !releases_suspect() {
+        return Ok(true);
+    }
+    match tokio::time::timeout(RELEASE_CHECK_WITHIN, conn.ping()).await {
+        Ok(pinged) => pinged.map(|()| true),
+        Err(_) => Err(timed_out(format!(
+            "a connection given back did not answer a ping within {} s; closed",
+            RELEASE_CHECK_WITHIN.as_secs()
         ))),
     }
 }
@@ -93,6 +145,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
                 Ok(())
             })
         })
+        .after_release(|conn, _| Box::pin(check_release(conn)))
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)

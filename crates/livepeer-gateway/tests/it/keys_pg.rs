@@ -240,7 +240,8 @@ async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back()
 }
 
 /// The bytes a [`Freezer`] freezes at, once armed.
-type Trigger = Arc<Mutex<Option<Vec<u8>>>>;
+/// The byte strings still armed; each silences the first connection that sends it.
+type Trigger = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A TCP relay to `upstream` that can be frozen: while frozen it forwards nothing either way
 /// and closes nothing, as a database behind a partitioned network or a hung server is to its
@@ -258,7 +259,7 @@ impl Freezer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (frozen, _) = tokio::sync::watch::channel(false);
-        let armed = Arc::new(Mutex::new(None));
+        let armed = Arc::new(Mutex::new(Vec::new()));
         let (gate, trigger) = (frozen.clone(), armed.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -285,12 +286,17 @@ impl Freezer {
     /// Silences for good the connection of the first message sent toward the server that
     /// carries `bytes`, from that message on; the other connections go on.
     fn freeze_at(&self, bytes: &[u8]) {
-        *self.armed.lock().unwrap() = Some(bytes.to_vec());
+        self.freeze_at_each(&[bytes]);
     }
 
-    /// Whether the bytes [`freeze_at`](Self::freeze_at) waits for have been seen.
+    /// [`freeze_at`](Self::freeze_at) for each of `each`: as many connections go silent.
+    fn freeze_at_each(&self, each: &[&[u8]]) {
+        *self.armed.lock().unwrap() = each.iter().map(|b| b.to_vec()).collect();
+    }
+
+    /// Whether all the bytes [`freeze_at`](Self::freeze_at) waits for have been seen.
     fn triggered(&self) -> bool {
-        self.armed.lock().unwrap().is_none()
+        self.armed.lock().unwrap().is_empty()
     }
 }
 
@@ -315,11 +321,8 @@ async fn relay(
         if let Some(armed) = &up {
             let hit = {
                 let mut armed = armed.lock().unwrap();
-                let hit = armed.as_ref().is_some_and(|b| buf[..n].windows(b.len()).any(|w| w == b));
-                if hit {
-                    *armed = None;
-                }
-                hit
+                let found = armed.iter().position(|b| buf[..n].windows(b.len()).any(|w| w == b));
+                found.map(|at| armed.remove(at)).is_some()
             };
             if hit {
                 stuck.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -437,5 +440,35 @@ async fn a_ledger_write_the_database_never_answers_is_written_again_once() {
     })
     .await;
     gw.shutdown().await;
+    drop(pg);
+}
+
+/// Calls given up on while their server is silent free their places in the pool. sqlx pings
+/// a connection given back with no bound; each abandoned call's connection then held its
+/// place until the server answered, and as many such calls as the pool has places left no
+/// connection for anyone. Here both places of a pool of two are taken that way, and a call
+/// after them still gets a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_given_up_on_give_their_places_in_the_pool_back() {
+    use livepeer_gateway::database::{answered, connect, unanswered};
+    let Some(pg) = postgres().await else { return };
+    let freezer = Freezer::start(pg.port).await;
+    let url = format!("postgres://postgres@{}/postgres", freezer.addr);
+    let db = connect(&url, 2).await.unwrap();
+    let stuck: [&[u8]; 2] = [b"stuck-one", b"stuck-two"];
+    freezer.freeze_at_each(&stuck);
+    let calls = stuck.map(|s| {
+        let (db, sql) = (db.clone(), format!("SELECT '{}'", String::from_utf8_lossy(s)));
+        async move { answered(sqlx::query(&sql).execute(&db)).await }
+    });
+    for given_up in futures_util::future::join_all(calls).await {
+        let e = given_up.expect_err("a silent server's call is given up on");
+        assert!(unanswered(&e), "{e}");
+    }
+    assert!(freezer.triggered(), "each call silenced its own connection");
+    eventually(Duration::from_secs(30), "a call after them answered", || async {
+        sqlx::query("SELECT 7").execute(&db).await.is_ok()
+    })
+    .await;
     drop(pg);
 }
