@@ -424,12 +424,15 @@ async fn handle(shared: Arc<Shared>, pipeline: Pipeline, req: Request) -> Respon
     {
         return axum::Json(forged_answer(&shared, pipeline, urls)).into_response();
     }
-    let body = match answered {
+    let mut body = match answered {
         Ok(Output::Response(response)) => return response,
         Err(rejection) => return rejection.into_response(),
         Ok(Output::Json(value)) => value.to_string().into_bytes(),
         Ok(Output::JsonBytes(bytes)) => bytes,
     };
+    // go-livepeer writes the answer with `json.NewEncoder(w).Encode`, which ends it with a
+    // newline (`server/ai_http.go`).
+    body.push(b'\n');
     if close {
         return cut_short(body);
     }
