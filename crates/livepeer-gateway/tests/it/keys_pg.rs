@@ -239,8 +239,8 @@ async fn requests_served_while_postgresql_is_down_are_recorded_once_it_is_back()
     drop(pg);
 }
 
-/// The bytes a [`Freezer`] freezes at, once armed.
-/// The byte strings still armed; each silences the first connection that sends it.
+/// The byte strings a [`Freezer`] freezes at, still armed: each silences the first
+/// connection that sends it.
 type Trigger = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A TCP relay to `upstream` that can be frozen: while frozen it forwards nothing either way
