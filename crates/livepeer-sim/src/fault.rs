@@ -62,6 +62,11 @@ pub enum AiFault {
     /// A JSON answer sent as an event stream instead: `data: <the JSON>`, then
     /// `data: [DONE]`, with `Content-Type: text/event-stream`; event streams as produced.
     AsEventStream,
+    /// A 200 JSON answer of `null`: what a go-livepeer orchestrator sends for a non-streaming
+    /// LLM request its runner did not answer 200, 400, 401 or 500 (a 422, a 503):
+    /// `Worker.handleNonStreamingResponse` (`ai/worker/worker.go`) returns the nil `JSON200`
+    /// without an error, and `json.NewEncoder(w).Encode` writes it. Event streams as produced.
+    Null,
 }
 
 /// What one simulator saw of one client request, by the key the ledger found in its body.
@@ -322,7 +327,13 @@ fn spoil(response: Response, fault: AiFault, huge: usize, llm: bool) -> Response
             let json = body.into_data_stream();
             Body::from_stream(event(b"data: ").chain(json).chain(event(b"\n\ndata: [DONE]\n\n")))
         }
-        AiFault::ErrorEvent | AiFault::EndlessStream | AiFault::AsEventStream => body,
+        AiFault::Null if !sse => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(Bytes::from_static(b"null\n"))
+        }
+        AiFault::ErrorEvent | AiFault::EndlessStream | AiFault::AsEventStream | AiFault::Null => {
+            body
+        }
     };
     Response::from_parts(parts, body)
 }

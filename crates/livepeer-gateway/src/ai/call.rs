@@ -357,8 +357,10 @@ impl AiClient {
             other => other,
         })?;
         if !has_media(req.pipeline) {
-            // Text answers go back as they came: check they are JSON, skip re-encoding.
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            // Text answers go back as they came: check they are a JSON object, skip
+            // re-encoding. Any other JSON is no answer of these pipelines: a go-livepeer
+            // orchestrator answers `null` (200) to an LLM request its runner refused.
+            serde_json::from_slice::<AnyObject>(&body)
                 .map_err(|e| CallError::Malformed(e.to_string()))?;
             return Ok(Answer::Body(body));
         }
@@ -513,8 +515,45 @@ async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<By
     })
 }
 
+/// A JSON object, its members checked as JSON and skipped.
+struct AnyObject;
+
+impl<'de> serde::Deserialize<'de> for AnyObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = AnyObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyObject, A::Error> {
+                use serde::de::IgnoredAny;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyObject)
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_text_answer_must_be_a_json_object() {
+        let read = |s: &str| serde_json::from_slice::<super::AnyObject>(s.as_bytes());
+        for ok in ["{}", "{\"a\":[1,{\"b\":null}]}\n", " {\"text\":\"x\"} "] {
+            assert!(read(ok).is_ok(), "{ok}");
+        }
+        for bad in ["null\n", "[]", "\"x\"", "1", "true", "{\"a\":}", "{} {}", ""] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -254,9 +254,10 @@ enum Fault {
     Huge,
     Stall,
     Status500,
+    NullAi,
 }
 
-const FAULTS: [Fault; 8] = [
+const FAULTS: [Fault; 9] = [
     Fault::Kill,
     Fault::Hang,
     Fault::GarbageAi,
@@ -265,6 +266,7 @@ const FAULTS: [Fault; 8] = [
     Fault::Huge,
     Fault::Stall,
     Fault::Status500,
+    Fault::NullAi,
 ];
 
 impl Fault {
@@ -278,6 +280,7 @@ impl Fault {
             Self::Huge => "huge bodies",
             Self::Stall => "stalled mid-answer",
             Self::Status500 => "500s",
+            Self::NullAi => "null JSON answers",
         }
     }
 
@@ -301,6 +304,7 @@ impl Fault {
             Self::Huge => sim.set_ai_fault(AiFault::HugeBody),
             Self::Stall => sim.set_ai_fault(AiFault::StallMidStream),
             Self::Status500 => sim.set_ai_mode(AiMode::Status(500, "soak: injected".into())),
+            Self::NullAi => sim.set_ai_fault(AiFault::Null),
         }
     }
 

@@ -126,3 +126,45 @@ async fn a_streamed_event_over_64_kib_ends_the_stream_as_the_orchestrators_failu
     assert_ne!(t2i["state"], "ejected", "{t2i}");
     gw.shutdown().await;
 }
+
+/// A go-livepeer orchestrator answers a non-streaming LLM request its runner refused (a 422,
+/// a 503) with a 200 of `null` (`Worker.handleNonStreamingResponse`). That was relayed to the
+/// client as its answer, and the orchestrator counted a success. It is now the orchestrator's
+/// failure: the request goes to another one, and with none left the client gets an error,
+/// never a `null`.
+#[tokio::test]
+async fn an_orchestrator_s_null_answer_is_its_failure_not_the_client_s_answer() {
+    let sim = |name: &str| SimConfig {
+        name: name.into(),
+        models: vec![SimModel::new("llm", LLM).capacity(8)],
+        ..SimConfig::default()
+    };
+    let null = Sim::start(sim("null-answer")).await.unwrap();
+    null.set_ai_fault(AiFault::Null);
+    let good = Sim::start(sim("good-answer")).await.unwrap();
+    let ask = |gw: &livepeer_gateway::Gateway| {
+        let body = json!({"model": LLM, "max_tokens": 4,
+                          "messages": [{"role": "user", "content": "one two three"}]});
+        reqwest::Client::new().post(format!("http://{}/llm", gw.http_addr)).json(&body).send()
+    };
+    // Alone, it leaves the client an error.
+    let gw = start(config(&[null.url()])).await;
+    let resp = ask(&gw).await.unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(null.ai_requests() > 0, "the orchestrator was asked");
+    gw.shutdown().await;
+    // Beside a good one, every request gets an answer.
+    let gw = start(config(&[null.url(), good.url()])).await;
+    let asked = null.ai_requests();
+    for _ in 0..8 {
+        let resp = ask(&gw).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+    }
+    assert!(null.ai_requests() > asked, "the null-answering orchestrator was tried");
+    gw.shutdown().await;
+}
