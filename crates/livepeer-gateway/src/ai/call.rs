@@ -543,9 +543,11 @@ impl<'de> serde::Deserialize<'de> for AnyObject {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_text_answer_must_be_a_json_object() {
-        let read = |s: &str| serde_json::from_slice::<super::AnyObject>(s.as_bytes());
+        let read = |s: &str| serde_json::from_slice::<AnyObject>(s.as_bytes());
         for ok in ["{}", "{\"a\":[1,{\"b\":null}]}\n", " {\"text\":\"x\"} "] {
             assert!(read(ok).is_ok(), "{ok}");
         }
@@ -553,8 +555,6 @@ mod tests {
             assert!(read(bad).is_err(), "{bad}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn event_streams_are_known_whatever_the_case_of_their_type() {
