@@ -427,7 +427,14 @@ async fn handle(shared: Arc<Shared>, pipeline: Pipeline, req: Request) -> Respon
     let mut body = match answered {
         Ok(Output::Response(response)) => return response,
         Err(rejection) => return rejection.into_response(),
-        Ok(Output::Json(value)) => value.to_string().into_bytes(),
+        // `to_vec` rather than `to_string`, which goes through `fmt::Write` a piece at a time.
+        Ok(Output::Json(value)) => match serde_json::to_vec(&value) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    .into_response();
+            }
+        },
         Ok(Output::JsonBytes(bytes)) => bytes,
     };
     // go-livepeer writes the answer with `json.NewEncoder(w).Encode`, which ends it with a
