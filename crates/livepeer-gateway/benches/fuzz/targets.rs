@@ -364,7 +364,7 @@ fn orch_answer(rng: &mut SmallRng, env: &Env) {
             units: 1,
             stream: false,
         };
-        let sink = ResultSink { store: &store, urls: &urls, config: &env.ai_config };
+        let sink = ResultSink { store: &store, urls: &urls, config: &env.ai_config, counted: None };
         let orch = "http://127.0.0.1:1";
         let answer = env.rt.block_on(env.ai.answer_for_fuzz((orch, true), &req, &body, sink));
         // Lifting inline results out first changes nothing: the same answer (with data URLs

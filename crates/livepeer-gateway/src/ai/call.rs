@@ -217,9 +217,16 @@ impl CallError {
 /// A successful answer.
 #[derive(Debug)]
 pub enum Answer {
-    /// A complete JSON answer: media URLs rewritten to the gateway's, text answers passed
-    /// through byte for byte.
+    /// A complete JSON answer with media, its URLs rewritten to the gateway's.
     Body(Bytes),
+    /// A complete text answer (LLM, audio-to-text, image-to-text, SAM2), passed through byte
+    /// for byte, and the tokens its `usage` reports.
+    Text {
+        /// The answer as the orchestrator sent it.
+        body: Bytes,
+        /// What its `usage` reports ([`super::usage::read_answer`]).
+        tokens: Option<u64>,
+    },
     /// LLM server-sent events, to be passed through as they arrive.
     Stream(http::Response<OrchBody>),
 }
@@ -242,6 +249,9 @@ pub struct ResultSink<'a> {
     pub urls: &'a ResultUrls,
     /// Caps and allowed hosts.
     pub config: &'a AiConfig,
+    /// Where downloads of results are counted, and for which job (go-livepeer's
+    /// `ai_result_downloaded_total`); `None` counts nothing.
+    pub counted: Option<(&'a crate::metrics::Metrics, &'a crate::job::JobKey)>,
 }
 
 /// Shared HTTP clients and identity for AI calls.
@@ -360,9 +370,8 @@ impl AiClient {
             // Text answers go back as they came: check they are a JSON object, skip
             // re-encoding. Any other JSON is no answer of these pipelines: a go-livepeer
             // orchestrator answers `null` (200) to an LLM request its runner refused.
-            serde_json::from_slice::<AnyObject>(&body)
-                .map_err(|e| CallError::Malformed(e.to_string()))?;
-            return Ok(Answer::Body(body));
+            let tokens = super::usage::read_answer(&body).map_err(CallError::Malformed)?;
+            return Ok(Answer::Text { body, tokens });
         }
         let orch = (orch.transcoder.as_str(), peer);
         // Boxed: downloading results makes a large future that text answers need not carry.
@@ -515,46 +524,9 @@ async fn read_limited(resp: http::Response<OrchBody>, limit: usize) -> Result<By
     })
 }
 
-/// A JSON object, its members checked as JSON and skipped.
-struct AnyObject;
-
-impl<'de> serde::Deserialize<'de> for AnyObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = AnyObject;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<AnyObject, A::Error> {
-                use serde::de::IgnoredAny;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(AnyObject)
-            }
-        }
-        d.deserialize_map(Members)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_text_answer_must_be_a_json_object() {
-        let read = |s: &str| serde_json::from_slice::<AnyObject>(s.as_bytes());
-        for ok in ["{}", "{\"a\":[1,{\"b\":null}]}\n", " {\"text\":\"x\"} "] {
-            assert!(read(ok).is_ok(), "{ok}");
-        }
-        for bad in ["null\n", "[]", "\"x\"", "1", "true", "{\"a\":}", "{} {}", ""] {
-            assert!(read(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn event_streams_are_known_whatever_the_case_of_their_type() {

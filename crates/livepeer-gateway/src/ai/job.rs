@@ -17,7 +17,7 @@ use super::call::{Answer, CallError, ResultSink, ResultUrls};
 use super::request_log::{self, Line};
 use super::spent::{InFlight, Records};
 use super::validate::{Pipeline, ValidRequest};
-use super::{AiState, relay};
+use super::{AiState, relay, score};
 use crate::error::{Error, Kind};
 use crate::keys::Tab;
 use crate::orchestrator::info::OrchInfo;
@@ -132,7 +132,7 @@ pub async fn run(
         let Some(info) = lease.info().cloned() else { continue };
         if let Err(e) = job.reserve(&lease).await {
             drop(lease);
-            finish(ai, &job.record, "", None, &req, "refused");
+            finish(ai, &job.record, "", None, &req, "refused", None);
             return Reply::new(&job.record, "", Err(e));
         }
         let started = Instant::now();
@@ -265,7 +265,12 @@ impl<'a> Job<'a> {
                 (Some(p.payment()), p.segment()),
                 out.dispatched(),
                 req,
-                ResultSink { store: &ai.store, urls: self.urls, config: &ai.config },
+                ResultSink {
+                    store: &ai.store,
+                    urls: self.urls,
+                    config: &ai.config,
+                    counted: Some((&ai.metrics, &self.record.key)),
+                },
             ),
         )
         .await
@@ -293,7 +298,7 @@ impl<'a> Job<'a> {
         let orchestrator = lease.url().to_string();
         self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match result {
-            Ok(answer) => Step::Done(self.answered(lease, &info.transcoder, answer)),
+            Ok(answer) => Step::Done(self.answered(lease, &info.transcoder, answer, started)),
             Err(e) => self.failed(lease, &info.transcoder, &e, renewed),
         }
     }
@@ -357,41 +362,48 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// The orchestrator answered: the reply, with the lease kept by a streamed answer until
-    /// its end.
-    fn answered(&self, lease: Lease, transcoder: &str, answer: Answer) -> Reply {
-        let (ai, record) = (self.ai, &self.record);
+    /// The orchestrator answered the attempt begun at `started`: the reply, with the lease
+    /// kept by a streamed answer until its end.
+    fn answered(&self, lease: Lease, transcoder: &str, answer: Answer, started: Instant) -> Reply {
+        let (ai, record, req) = (self.ai, &self.record, self.req);
         let price = Some(lease.price());
         if let Some(tab) = &self.tab {
             tab.served(lease.url().as_str());
         }
-        let llm_tab = self.tab.as_ref().filter(|_| self.req.pipeline == Pipeline::Llm);
-        match answer {
-            Answer::Body(body) => {
-                if let Some(tab) = llm_tab
-                    && let Some(used) = super::usage::answer_tokens(&body)
-                {
-                    tab.settle_units(used);
-                }
-                lease.succeeded();
-                finish(ai, record, transcoder, price, self.req, "ok");
-                Reply::new(record, transcoder, Ok(Output::Json(body)))
-            }
+        let llm_tab = self.tab.as_ref().filter(|_| req.pipeline == Pipeline::Llm);
+        let (body, tokens) = match answer {
+            Answer::Body(body) => (body, None),
+            Answer::Text { body, tokens } => (body, tokens),
             Answer::Stream(upstream) => {
-                finish(ai, record, transcoder, price, self.req, "stream");
+                finish(ai, record, transcoder, price, req, "stream", None);
                 let limits = relay::Limits {
                     idle: ai.config.attempt_timeout,
                     client: ai.config.stream_client_timeout,
                     drained: ai.drained.clone(),
                     max_duration: ai.config.stream_max_duration,
                 };
-                let mut events = relay::relay_events(upstream, lease, limits);
-                if let Some(tab) = llm_tab {
-                    events = super::usage::watch(events, tab.clone());
-                }
-                Reply::new(record, transcoder, Ok(Output::Events(events)))
+                let events = relay::relay_events(upstream, lease, limits);
+                // The tokens come in the last event: the score is known at the stream's end.
+                let (metrics, key) = (ai.metrics.clone(), record.key.clone());
+                let orch = transcoder.to_owned();
+                let scored = move |tokens: u64| {
+                    if let Some(score) = score::per_token(started.elapsed(), tokens) {
+                        metrics.ai_scored(&key, &orch, score);
+                    }
+                };
+                let events = super::usage::watch(events, llm_tab.cloned(), Box::new(scored));
+                return Reply::new(record, transcoder, Ok(Output::Events(events)));
             }
+        };
+        if let Some(tab) = llm_tab
+            && let Some(used) = tokens
+        {
+            tab.settle_units(used);
         }
+        lease.succeeded();
+        let score = score::latency_score(req, started.elapsed(), tokens);
+        finish(ai, record, transcoder, price, req, "ok", score);
+        Reply::new(record, transcoder, Ok(Output::Json(body)))
     }
 
     /// The call failed: end the lease as the verdict says, then either stop the request (the
@@ -416,7 +428,7 @@ impl<'a> Job<'a> {
             return Step::Next;
         }
         let outcome = if failure == Failure::ClientInput { "client_error" } else { "failed" };
-        finish(self.ai, &self.record, transcoder, price, self.req, outcome);
+        finish(self.ai, &self.record, transcoder, price, self.req, outcome, None);
         let message = match e {
             CallError::Status { message, .. } => message.clone(),
             other => other.shown(),
@@ -433,7 +445,7 @@ impl<'a> Job<'a> {
     /// No attempt is left: the record, and the error of the last failure.
     fn give_up(self) -> Reply {
         let record = &self.record;
-        finish(self.ai, record, "", None, self.req, "failed");
+        finish(self.ai, record, "", None, self.req, "failed", None);
         let tries: Vec<String> = record
             .attempts
             .iter()
@@ -497,7 +509,8 @@ fn log_refused(record: &Record, e: &SelectError) {
     tracing::info!(request_id = %record.id, job = job.as_str(), error = error.as_str(), "ai request refused: no orchestrator");
 }
 
-/// Logs the per-request record and observes its latency.
+/// Logs the per-request record and observes its latency (and, when known, its latency
+/// score: [`score::latency_score`]).
 fn finish(
     ai: &AiState,
     record: &Record,
@@ -505,13 +518,14 @@ fn finish(
     price: Option<Price>,
     req: &ValidRequest,
     outcome: &'static str,
+    score: Option<f64>,
 ) {
     let elapsed = record.started.elapsed();
     ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
     if matches!(outcome, "ok" | "stream") {
         // go-livepeer counts a model as requested, and its price, once it has answered.
         let per_unit = price.map(|p| (p.per_unit, p.pixels_per_unit));
-        ai.metrics.ai_answered(&record.key, per_unit);
+        ai.metrics.ai_answered(&record.key, orch, per_unit, score);
     }
     remember(ai, record, outcome, elapsed, None);
     log_record(record, orch, price, req.stream, outcome, elapsed);

@@ -53,7 +53,7 @@ impl AiClient {
         sink: ResultSink<'_>,
     ) -> Result<Bytes, CallError> {
         match self.media_answer((transcoder, None), req, (body, lift), sink).await? {
-            Answer::Body(bytes) => Ok(bytes),
+            Answer::Body(bytes) | Answer::Text { body: bytes, .. } => Ok(bytes),
             Answer::Stream(_) => Err(CallError::Malformed("a stream".into())),
         }
     }
@@ -95,7 +95,15 @@ impl AiClient {
                 Some(lifted) => {
                     self.fetcher.fetch_inline(lifted.meta, lifted.payload, &mut budget)?
                 }
-                None => self.fetcher.fetch(src, &mut budget).await?,
+                None => {
+                    let began = tokio::time::Instant::now();
+                    let fetched = self.fetcher.fetch(src, &mut budget).await?;
+                    let remote = !src.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:"));
+                    if let (true, Some((metrics, job))) = (remote, sink.counted) {
+                        metrics.ai_result_downloaded(job, began.elapsed());
+                    }
+                    fetched
+                }
             };
             let ext = extension(&fetched.content_type, src);
             let new = match sink.urls {

@@ -22,6 +22,7 @@ mod relay;
 mod request_log;
 mod resolve;
 pub mod results;
+pub(crate) mod score;
 mod spent;
 mod usage;
 pub mod validate;

@@ -20,6 +20,7 @@
 //! model or capability names at every refresh. Series of names the pool no longer vouches
 //! for are let go in bounded batches (the `retire` module).
 
+mod ai;
 mod exposition;
 mod node;
 mod process;
@@ -148,8 +149,8 @@ pub struct Metrics {
     funds: node::FundsFamilies,
     /// go-livepeer's `node_id` and `node_type`, added to every series when encoded.
     node: Arc<ArcSwap<exposition::NodeLabels>>,
-    ai_requested: Family<ModelLabel, Counter>,
-    ai_price: Family<ModelLabel, node::FloatGauge>,
+    /// go-livepeer's batch AI families.
+    ai: ai::AiFamilies,
     ai_errors: Family<AiErrorLabel, Counter>,
     ai_latency: Family<AiLatencyLabel, Histogram>,
     tickets_sent: Family<PayLabel, Counter>,
@@ -346,25 +347,6 @@ fn offer_families(r: &mut Registry) -> (Gauge, Family<ModelLabel, Gauge>) {
     (pool_total, available)
 }
 
-/// go-livepeer's families of answered batch AI requests: their count and their last price.
-fn answered_families(
-    r: &mut Registry,
-) -> (Family<ModelLabel, Counter>, Family<ModelLabel, node::FloatGauge>) {
-    let ai_requested = add(
-        r,
-        "ai_models_requested",
-        "Batch AI requests answered, by pipeline and model",
-        Family::default(),
-    );
-    let ai_price = add(
-        r,
-        "ai_request_price",
-        "Price per unit of the last answered batch AI request, in wei, by pipeline and model",
-        Family::default(),
-    );
-    (ai_requested, ai_price)
-}
-
 /// The live-video families: streams running and orchestrator swaps.
 fn live_families(r: &mut Registry) -> (Family<PipelineLabel, Gauge>, Family<ReasonLabel, Counter>) {
     let live_streams = add(
@@ -413,7 +395,7 @@ impl Metrics {
             Family::default(),
         );
         let (pool_total, available) = offer_families(r);
-        let (ai_requested, ai_price) = answered_families(r);
+        let ai = ai::AiFamilies::new(r);
         let funds = node::funds_families(r);
         node::versions(r);
         let ai_errors = add(
@@ -465,8 +447,7 @@ impl Metrics {
             fees,
             tickets_sent,
             ticket_value_sent,
-            ai_requested,
-            ai_price,
+            ai,
             ai_errors,
             ai_latency,
             discovery_errors,
@@ -531,18 +512,6 @@ impl Metrics {
             uri.to_owned()
         } else {
             OTHER.to_owned()
-        }
-    }
-
-    /// A batch AI request answered, at the price per unit it was paid at (wei per unit as
-    /// `(price, units)`), when priced: go-livepeer's `ai_models_requested` and
-    /// `ai_request_price`.
-    pub(crate) fn ai_answered(&self, job: &JobKey, price: Option<(i64, i64)>) {
-        let label = ModelLabel { pipeline: job.pipeline(), model_name: self.model_label(job) };
-        self.ai_requested.get_or_create(&label).inc();
-        if let Some((per_unit, units)) = price.filter(|&(_, units)| units > 0) {
-            // A float, as go-livepeer's gauge; the exact price is in the request's log line.
-            self.ai_price.get_or_create(&label).set(per_unit as f64 / units as f64);
         }
     }
 

@@ -122,8 +122,7 @@ impl Metrics {
             self.transcode.latency.remove(&label);
         }
         self.discovery_errors.clear();
-        self.ai_requested.clear();
-        self.ai_price.clear();
+        self.ai.clear();
         self.ai_errors.clear();
         self.ai_latency.clear();
         self.tickets_sent.clear();

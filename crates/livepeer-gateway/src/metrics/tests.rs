@@ -21,8 +21,8 @@ fn labels_are_bounded_by_the_pool() {
     m.available([(&sd, 1)]);
     m.pool_members(["http://o:1/", "https://t:2"]);
     let made_up = JobKey::ai("text-to-image", "made/up").unwrap();
-    m.ai_answered(&sd, None);
-    m.ai_answered(&made_up, None);
+    m.ai_answered(&sd, "https://elsewhere:3", None, Some(0.5));
+    m.ai_answered(&made_up, "https://t:2", None, Some(0.25));
     m.ai_error(&made_up, "https://t:2", "x");
     m.ai_error(&sd, "https://elsewhere:3", "x");
     m.ai_error(&sd, "", "no_orchestrator");
@@ -34,9 +34,12 @@ fn labels_are_bounded_by_the_pool() {
     assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"other\""));
     assert!(errors.contains("model_name=\"sd\",orchestrator_uri=\"\""));
     assert!(!errors.contains("made/up") && !errors.contains("elsewhere"), "{errors}");
+    let scores = series(&m, "livepeer_ai_request_latency_score{").join("\n");
+    assert!(scores.contains("model_name=\"sd\",orchestrator_uri=\"other\"} 0.5"), "{scores}");
+    assert!(scores.contains("model_name=\"other\",orchestrator_uri=\"https://t:2\"} 0.25"));
     // No longer offered: from now on, `other`.
     m.available([]);
-    m.ai_answered(&sd, None);
+    m.ai_answered(&sd, "", None, None);
     let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"other\"} 2"), "{requested}");
 }
@@ -83,9 +86,9 @@ fn labels_hashed_as_one_value_keep_their_series_apart() {
     assert_eq!(count("ab", "http://o:1", "ok"), ["2"], "{counts}");
     assert_eq!(count("a", "http://bo:1", "ok"), ["1"], "{counts}");
     assert_eq!(count("ab", "http://o:1", "stream"), ["1"], "{counts}");
-    m.ai_answered(&ab, None);
-    m.ai_answered(&ab, None);
-    m.ai_answered(&a, None);
+    m.ai_answered(&ab, "", None, None);
+    m.ai_answered(&ab, "", None, None);
+    m.ai_answered(&a, "", None, None);
     let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"ab\"} 2"), "{requested}");
     assert!(requested.contains("model_name=\"a\"} 1"), "{requested}");
@@ -109,8 +112,8 @@ fn series_of_names_that_left_the_pool_are_let_go() {
         let orch = format!("https://o{i}:1");
         m.available([(&stays, 1), (&model, 1), (&cap, 1)]);
         m.pool_members([orch.as_str(), "https://stays:1"]);
-        m.ai_answered(&model, None);
-        m.ai_answered(&stays, None);
+        m.ai_answered(&model, "", None, None);
+        m.ai_answered(&stays, "", None, None);
         m.ai_error(&model, &orch, "x");
         m.byoc_error(&cap, "failed");
         m.selection_counter(&orch).inc();
@@ -182,7 +185,7 @@ fn a_steady_pool_keeps_its_counters() {
     for _ in 0..1_000 {
         m.available([(&sd, 1)]);
         m.pool_members(["https://o:1"]);
-        m.ai_answered(&sd, None);
+        m.ai_answered(&sd, "", None, None);
     }
     let requested = series(&m, "livepeer_ai_models_requested{").join("\n");
     assert!(requested.contains("model_name=\"sd\"} 1000"), "{requested}");
@@ -199,7 +202,7 @@ fn go_livepeer_s_names_and_labels() {
     m.available([(&sd, 2)]);
     m.pool_members(["https://o:1"]);
     m.pool_states([("healthy", 2), ("ejected", 1)]);
-    m.ai_answered(&sd, Some((10, 4)));
+    m.ai_answered(&sd, "", Some((10, 4)), None);
     m.sender_funds("0xAbC", 1_500_000_000, 2_000_000_000_000);
     let pay = livepeer_pm::Ratio::from_u64(3_000_000_000);
     m.paid("https://o:1", &sd, 2, &pay, &pay);

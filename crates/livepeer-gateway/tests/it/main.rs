@@ -7,6 +7,7 @@ mod admin_guard;
 mod ai;
 mod ai_async;
 mod ai_async_bounds;
+mod ai_metrics;
 mod audio_probe;
 mod bench;
 mod binary;
