@@ -20,6 +20,7 @@ use super::validate::{Pipeline, ValidRequest};
 use super::{AiState, relay, score};
 use crate::error::{Error, Kind};
 use crate::keys::Tab;
+use crate::metrics::Answered;
 use crate::orchestrator::info::OrchInfo;
 use crate::orchestrator::price::Price;
 use crate::orchestrator::verdict::{ClientOutcome, Failure};
@@ -521,12 +522,10 @@ fn finish(
     score: Option<f64>,
 ) {
     let elapsed = record.started.elapsed();
-    ai.metrics.ai_latency(&record.key, orch, outcome, elapsed);
-    if matches!(outcome, "ok" | "stream") {
-        // go-livepeer counts a model as requested, and its price, once it has answered.
-        let per_unit = price.map(|p| (p.per_unit, p.pixels_per_unit));
-        ai.metrics.ai_answered(&record.key, orch, per_unit, score);
-    }
+    // go-livepeer counts a model as requested, and its price, once it has answered.
+    let answered = matches!(outcome, "ok" | "stream")
+        .then(|| Answered { price: price.map(|p| (p.per_unit, p.pixels_per_unit)), score });
+    ai.metrics.ai_finished((&record.key, orch), outcome, elapsed, answered);
     remember(ai, record, outcome, elapsed, None);
     log_record(record, orch, price, req.stream, outcome, elapsed);
 }

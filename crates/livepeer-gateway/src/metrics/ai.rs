@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::node::FloatGauge;
-use super::{Metrics, ModelLabel, add, hash_label};
+use super::{AiLatencyLabel, Metrics, ModelLabel, add, hash_label};
 use crate::job::JobKey;
 
 /// Seconds: a result's download from its orchestrator. go-livepeer's bounds for this
@@ -95,11 +95,41 @@ impl AiFamilies {
     }
 }
 
+/// What a request answered adds to its metrics: the price per unit it was paid at (wei per
+/// unit as `(price, units)`), when priced, and its latency score (`crate::ai::score`), when
+/// known.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered {
+    /// Wei per unit as `(price, units)`.
+    pub price: Option<(i64, i64)>,
+    /// Seconds per unit of work.
+    pub score: Option<f64>,
+}
+
 impl Metrics {
-    /// A batch AI request answered by the orchestrator `orch`, at the price per unit it was
-    /// paid at (wei per unit as `(price, units)`), when priced, and with its latency score
-    /// (`crate::ai::score`), when known: go-livepeer's `ai_models_requested`,
-    /// `ai_request_price` and `ai_request_latency_score`.
+    /// A batch AI request finished with `outcome` after `took`, served by the orchestrator
+    /// `orch` (empty when none was selected), and `answered` when it was: our
+    /// `gateway_ai_request_duration_seconds`, and go-livepeer's `ai_models_requested`,
+    /// `ai_request_price` and `ai_request_latency_score`. The labels are bounded once for all.
+    pub(crate) fn ai_finished(
+        &self,
+        (job, orch): (&JobKey, &str),
+        outcome: &'static str,
+        took: Duration,
+        answered: Option<Answered>,
+    ) {
+        let pipeline = job.pipeline();
+        let (model_name, orchestrator_uri) = (self.model_label(job), self.orch_label(orch));
+        if let Some(answered) = answered {
+            let model = ModelLabel { pipeline, model_name: model_name.clone() };
+            self.record_answered(model, &orchestrator_uri, answered);
+        }
+        let label = AiLatencyLabel { pipeline, model_name, orchestrator_uri, outcome };
+        self.ai_latency.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    /// [`Answered`] alone, for tests.
+    #[cfg(test)]
     pub(crate) fn ai_answered(
         &self,
         job: &JobKey,
@@ -108,25 +138,27 @@ impl Metrics {
         score: Option<f64>,
     ) {
         let label = ModelLabel { pipeline: job.pipeline(), model_name: self.model_label(job) };
-        self.ai.requested.get_or_create(&label).inc();
-        if let Some((per_unit, units)) = price.filter(|&(_, units)| units > 0) {
+        self.record_answered(label, &self.orch_label(orch), Answered { price, score });
+    }
+
+    /// Counts the request `model` answered, with `orch` already bounded.
+    fn record_answered(&self, model: ModelLabel, orch: &str, answered: Answered) {
+        self.ai.requested.get_or_create(&model).inc();
+        if let Some((per_unit, units)) = answered.price.filter(|&(_, units)| units > 0) {
             // A float, as go-livepeer's gauge; the exact price is in the request's log line.
-            self.ai.price.get_or_create(&label).set(per_unit as f64 / units as f64);
+            self.ai.price.get_or_create(&model).set(per_unit as f64 / units as f64);
         }
-        if let Some(score) = score {
-            self.set_score(label, orch, score);
+        if let Some(score) = answered.score {
+            let ModelLabel { pipeline, model_name } = model;
+            let label = ScoreLabel { pipeline, model_name, orchestrator_uri: orch.to_owned() };
+            self.ai.score.get_or_create(&label).set(score);
         }
     }
 
     /// The latency score of a request answered earlier, known only at its end (a streamed
     /// LLM answer's tokens come in its last event).
     pub(crate) fn ai_scored(&self, job: &JobKey, orch: &str, score: f64) {
-        let label = ModelLabel { pipeline: job.pipeline(), model_name: self.model_label(job) };
-        self.set_score(label, orch, score);
-    }
-
-    fn set_score(&self, model: ModelLabel, orch: &str, score: f64) {
-        let ModelLabel { pipeline, model_name } = model;
+        let (pipeline, model_name) = (job.pipeline(), self.model_label(job));
         let label = ScoreLabel { pipeline, model_name, orchestrator_uri: self.orch_label(orch) };
         self.ai.score.get_or_create(&label).set(score);
     }

@@ -21,6 +21,7 @@
 //! for are let go in bounded batches (the `retire` module).
 
 mod ai;
+pub(crate) use ai::Answered;
 mod exposition;
 mod node;
 mod process;
@@ -525,6 +526,9 @@ impl Metrics {
         self.ai_errors.get_or_create(&label).inc();
     }
 
+    /// A request's latency alone, for tests (requests record it with
+    /// [`ai_finished`](Self::ai_finished)).
+    #[cfg(test)]
     pub(crate) fn ai_latency(
         &self,
         job: &JobKey,
