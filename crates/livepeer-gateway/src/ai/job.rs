@@ -235,7 +235,7 @@ impl<'a> Job<'a> {
     fn select(&mut self) -> Result<Lease, SelectError> {
         let exclude: Vec<&str> = self.tried.iter().map(String::as_str).collect();
         let lease = self.ai.pool.select(&self.record.key, &exclude)?;
-        self.tried.push(lease.url().to_string());
+        self.tried.push(lease.url().as_str().to_owned());
         Ok(lease)
     }
 
@@ -296,7 +296,7 @@ impl<'a> Job<'a> {
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
         let shown = result.as_ref().err().map(CallError::shown);
-        let orchestrator = lease.url().to_string();
+        let orchestrator = lease.url().as_str().to_owned();
         self.record.attempts.push(AttemptRecord { orchestrator, latency_ms, error, shown });
         match result {
             Ok(answer) => Step::Done(self.answered(lease, &info.transcoder, answer, started)),
@@ -308,7 +308,7 @@ impl<'a> Job<'a> {
     /// out, which penalises nobody; or its job-priced params could not be fetched, judged as
     /// [`Failure::of_job_params`] says.
     fn unpaid(&mut self, lease: Lease, e: &PayError, started: Instant) -> Step {
-        let orchestrator = lease.url().to_string();
+        let orchestrator = lease.url().as_str().to_owned();
         self.ai.metrics.ai_error(&self.record.key, &orchestrator, "payment");
         let latency_ms = started.elapsed().as_millis() as u64;
         let error = Some(e.to_string());
@@ -410,7 +410,7 @@ impl<'a> Job<'a> {
     /// The call failed: end the lease as the verdict says, then either stop the request (the
     /// user's input is at fault) or leave the loop to try another orchestrator.
     fn failed(&mut self, lease: Lease, transcoder: &str, e: &CallError, renewed: bool) -> Step {
-        let orchestrator = lease.url().to_string();
+        let orchestrator = lease.url().as_str().to_owned();
         self.ai.metrics.ai_error(&self.record.key, &orchestrator, e.code());
         let failure = match e.failure() {
             // Fresh terms were sent and refused as stale all the same: not terms that moved
