@@ -224,7 +224,7 @@ pub enum Answer {
     Text {
         /// The answer as the orchestrator sent it.
         body: Bytes,
-        /// What its `usage` reports ([`super::usage::read_answer`]).
+        /// The tokens its `usage` reports (`usage::read_answer`).
         tokens: Option<u64>,
     },
     /// LLM server-sent events, to be passed through as they arrive.

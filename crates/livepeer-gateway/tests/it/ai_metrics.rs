@@ -44,12 +44,7 @@ fn labels(pipeline: &str, model: &str, orch: Option<&Sim>) -> Vec<String> {
 
 async fn post(gw: &Gateway, path: &str, body: Value) -> (Value, Duration) {
     let began = Instant::now();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}{path}", gw.http_addr))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(gw, path, &body).await;
     assert_eq!(resp.status(), 200, "{path}");
     let body = resp.json().await.unwrap();
     (body, began.elapsed())
@@ -104,13 +99,9 @@ async fn a_streamed_answer_is_scored_at_its_end() {
     let orch = sim(delay).await;
     let gw = start(config(&[orch.url()])).await;
     let began = Instant::now();
-    let mut resp = reqwest::Client::new()
-        .post(format!("http://{}/llm", gw.http_addr))
-        .json(&json!({"model": LLM, "stream": true, "max_tokens": 6,
-            "messages": [{"role": "user", "content": "a b c d e f"}]}))
-        .send()
-        .await
-        .unwrap();
+    let chat = json!({"model": LLM, "stream": true, "max_tokens": 6,
+        "messages": [{"role": "user", "content": "a b c d e f"}]});
+    let mut resp = post_json(&gw, "/llm", &chat).await;
     assert_eq!(resp.status(), 200);
     let mut events = Vec::new();
     while let Some(chunk) = resp.chunk().await.unwrap() {

@@ -108,6 +108,12 @@ pub async fn small_t2i(gw: &Gateway) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `body` POSTed as JSON to `path` on `gw`'s public API.
+pub async fn post_json(gw: &Gateway, path: &str, body: &Value) -> reqwest::Response {
+    let url = format!("http://{}{path}", gw.http_addr);
+    reqwest::Client::new().post(url).json(body).send().await.unwrap()
+}
+
 pub async fn admin_get(gw: &Gateway, path: &str) -> (u16, Value) {
     let resp = reqwest::get(format!("http://{}{path}", gw.admin_addr)).await.unwrap();
     let status = resp.status().as_u16();
