@@ -1,11 +1,13 @@
 //! go-livepeer's latency score of an answered batch AI request (`ai_request_latency_score`,
 //! `server/ai_process.go`'s `Calculate…LatencyScore`): the seconds the orchestrator took per
-//! unit of work, so that jobs of different sizes compare. A unit is an output pixel and
-//! inference step for the diffusion pipelines, a pixel of the input for SAM2 and
+//! unit of work, so that jobs of different sizes compare. A unit is a pixel the job is billed
+//! for and an inference step for the diffusion pipelines, a pixel of the input for SAM2 and
 //! image-to-text, a second of audio, a character of text to speak, a token of an LLM's
 //! answer (prompt and completion, as its `usage` counts them).
 //!
-//! A metric, so a float; nothing is paid by it.
+//! The time is the attempt's, from its payment until its answer was read and its results
+//! fetched (a streamed answer's, until its last event); go-livepeer times the call alone and
+//! downloads the results after. A metric, so a float; nothing is paid by it.
 
 use std::time::Duration;
 

@@ -51,10 +51,11 @@ fn tokens(usage: &Counts) -> Option<u64> {
 /// must be one JSON object, UTF-8 throughout; `Ok` carries the tokens its top-level `usage`
 /// reports, if any ([`tokens`]).
 ///
-/// One pass that builds nothing: the body is checked as UTF-8 once, then parsed with every
-/// member skipped but `usage`'s counts. Checking the answer as a `serde_json::Value` and then
-/// reading its usage took over 4,000 instructions on bench's LLM answer; serde_json also
-/// checks the UTF-8 of each key it hands a visitor, which is why members are skipped whole.
+/// One pass that builds nothing: the body is checked as UTF-8 once, then parsed with its keys
+/// read as bytes ([`Name`]) and every member skipped but `usage`'s counts. The answer used
+/// to be checked with every member visited as `IgnoredAny` (about 3,800 instructions on
+/// bench's LLM answer, callgrind) and, with customer keys, parsed again into a
+/// `serde_json::Value` for its usage; this one pass takes about 4,800 and serves both.
 pub(crate) fn read_answer(body: &[u8]) -> Result<Option<u64>, String> {
     std::str::from_utf8(body).map_err(|e| format!("answer is not UTF-8: {e}"))?;
     if body.trim_ascii_start().first() != Some(&b'{') {
