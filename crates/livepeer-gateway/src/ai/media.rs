@@ -98,8 +98,8 @@ impl AiClient {
                 None => {
                     let began = tokio::time::Instant::now();
                     let fetched = self.fetcher.fetch(src, &mut budget).await?;
-                    let remote = !src.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:"));
-                    if let (true, Some((metrics, job))) = (remote, sink.counted) {
+                    let downloaded = super::fetch::data_url(src).is_none();
+                    if let (true, Some((metrics, job))) = (downloaded, sink.counted) {
                         metrics.ai_result_downloaded(job, began.elapsed());
                     }
                     fetched

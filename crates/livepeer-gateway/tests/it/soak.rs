@@ -142,14 +142,11 @@ async fn an_orchestrator_s_null_answer_is_its_failure_not_the_client_s_answer() 
     let null = Sim::start(sim("null-answer")).await.unwrap();
     null.set_ai_fault(AiFault::Null);
     let good = Sim::start(sim("good-answer")).await.unwrap();
-    let ask = |gw: &livepeer_gateway::Gateway| {
-        let body = json!({"model": LLM, "max_tokens": 4,
-                          "messages": [{"role": "user", "content": "one two three"}]});
-        reqwest::Client::new().post(format!("http://{}/llm", gw.http_addr)).json(&body).send()
-    };
+    let chat = json!({"model": LLM, "max_tokens": 4,
+                      "messages": [{"role": "user", "content": "one two three"}]});
     // Alone, it leaves the client an error.
     let gw = start(config(&[null.url()])).await;
-    let resp = ask(&gw).await.unwrap();
+    let resp = post_json(&gw, "/llm", &chat).await;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(status.is_server_error(), "{status} {body}");
@@ -161,7 +158,7 @@ async fn an_orchestrator_s_null_answer_is_its_failure_not_the_client_s_answer() 
     let gw = start(config(&[null.url(), good.url()])).await;
     let asked = null.ai_requests();
     for sent in 1..=40 {
-        let resp = ask(&gw).await.unwrap();
+        let resp = post_json(&gw, "/llm", &chat).await;
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = resp.json().await.unwrap();
         assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");

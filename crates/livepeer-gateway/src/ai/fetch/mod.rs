@@ -262,15 +262,16 @@ impl Fetcher {
         Ok(url)
     }
 
-    /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up).
+    /// The file behind `src`, a result URL of the answer, within `budget` (which it uses up):
+    /// read from the URL itself for a `data:` URL ([`data_url`]), else downloaded.
     pub(crate) async fn fetch<'a>(
         &self,
         src: &str,
         budget: &mut Budget<'a>,
     ) -> Result<Fetched<'a>, FetchError> {
-        let fetched = match src.get(..5) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("data:") => inline(&src[5..], budget)?,
-            _ => {
+        let fetched = match data_url(src) {
+            Some(data) => inline(data, budget)?,
+            None => {
                 let download = self.download(src, budget);
                 tokio::time::timeout(self.fetch_timeout, download).await.map_err(|_| {
                     let src = shown(src);
@@ -481,6 +482,12 @@ fn inline_parts<'a>(
 /// Media types results usually have, which [`served_type`] passes as they are.
 const COMMON_TYPES: [&str; 7] =
     ["image/png", "image/jpeg", "image/webp", "video/mp4", "audio/wav", "audio/mpeg", "audio/flac"];
+
+/// What follows `data:` in `src`, when it is a `data:` URL (the scheme in any case); such a
+/// result is in the answer, not downloaded.
+pub(crate) fn data_url(src: &str) -> Option<&str> {
+    src.get(..5).filter(|scheme| scheme.eq_ignore_ascii_case("data:")).map(|_| &src[5..])
+}
 
 /// The type a result of `declared` type is kept and served as: its media type (image, video,
 /// audio), `application/octet-stream` for anything else harmless, or `None` for a type a
